@@ -1,0 +1,390 @@
+"""The `baton` command: serve, migrate, and manage clients, users and grants.
+
+Every command that touches the database takes `--db` (or `BATON_DB`); a flag always wins over
+its environment variable. `--json` prints one JSON object on stdout; errors go to stderr with
+exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
+
+import anyio
+import click
+
+from baton.config import Settings
+from baton.core.policy import Lifetimes, Policy, RetryPolicy
+from baton.core.scope import ScopeError
+from baton.core.scope import parse as parse_scope
+from baton.core.scope import render as render_scope
+from baton.core.tokens import TokenKind, mint, random_id
+from baton.passwords import hash_password
+from baton.store import migrate
+from baton.store.base import Client
+from baton.store.sql import DEFAULT_URL, SQLStore, UserExists, normalize_url
+
+T = TypeVar("T")
+
+db_option = click.option(
+    "--db",
+    envvar="BATON_DB",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="Database URL (sqlite:///path or postgresql://...) or a SQLite file path. [env: BATON_DB]",
+)
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def run_with_store(db: str, work: Callable[[SQLStore], Awaitable[T]]) -> T:
+    store = SQLStore.open(db)
+
+    async def main() -> T:
+        try:
+            if not await store.schema_is_current():
+                fail(f"the database is not migrated: run `baton db upgrade --db {db}` first")
+            return await work(store)
+        finally:
+            await store.close()
+
+    return anyio.run(main)
+
+
+def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(payload) if as_json else text)
+
+
+@click.group()
+@click.version_option(package_name="baton")
+def main() -> None:
+    """Baton: an OAuth 2.0 authorization server with safe rotating refresh tokens."""
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", envvar="BATON_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="BATON_PORT", default=8000, show_default=True, type=int)
+@db_option
+@click.option("--issuer", envvar="BATON_ISSUER", help="Issuer URL. [default: http://HOST:PORT]")
+@click.option(
+    "--leeway",
+    envvar="BATON_LEEWAY",
+    default=600,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seconds an exchanged refresh token and its access token stay valid for retries.",
+)
+@click.option(
+    "--access-ttl",
+    envvar="BATON_ACCESS_TTL",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Access token lifetime, seconds.",
+)
+@click.option(
+    "--refresh-idle-ttl",
+    envvar="BATON_REFRESH_IDLE_TTL",
+    default=90 * 86400,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Refresh token lifetime from its issue, seconds.",
+)
+@click.option(
+    "--refresh-absolute-ttl",
+    envvar="BATON_REFRESH_ABSOLUTE_TTL",
+    default=365 * 86400,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="A grant's absolute lifetime, seconds.",
+)
+@click.option(
+    "--retry-policy",
+    envvar="BATON_RETRY_POLICY",
+    default="replay",
+    show_default=True,
+    type=click.Choice([p.value for p in RetryPolicy]),
+    help="Answer to a refresh token presented again inside its leeway.",
+)
+@click.option(
+    "--log-level",
+    envvar="BATON_LOG_LEVEL",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def serve(
+    host: str,
+    port: int,
+    db: str,
+    issuer: str | None,
+    leeway: int,
+    access_ttl: int,
+    refresh_idle_ttl: int,
+    refresh_absolute_ttl: int,
+    retry_policy: str,
+    log_level: str,
+) -> None:
+    """Run the authorization server."""
+    import uvicorn
+
+    from baton.server.app import create_app
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    policy = Policy(
+        Lifetimes(
+            access_ttl=access_ttl,
+            refresh_idle_ttl=refresh_idle_ttl,
+            refresh_absolute_ttl=refresh_absolute_ttl,
+            leeway=leeway,
+        ),
+        RetryPolicy(retry_policy),
+    )
+    settings = Settings(issuer=(issuer or f"http://{host}:{port}").rstrip("/"), policy=policy)
+    store = SQLStore.open(db, policy)
+
+    async def check() -> tuple[bool, tuple[int, int]]:
+        if not await store.schema_is_current():
+            return False, (0, 0)
+        return True, await store.counts()
+
+    migrated, (n_clients, n_users) = anyio.run(check)
+    if not migrated:
+        fail(f"the database is not migrated: run `baton db upgrade --db {db}` first")
+    if n_clients == 0 or n_users == 0:
+        click.echo(
+            "This database has no users or clients yet. Create a first user and client with:\n"
+            f"  baton user create --db {db} --username alice --password-stdin\n"
+            f"  baton client create --db {db} --name demo --redirect-uri "
+            "http://127.0.0.1:9000/callback --scope 'read write'\n",
+            err=True,
+        )
+    click.echo(
+        f"Baton serving {settings.issuer} (retry policy {policy.retry.value}, "
+        f"leeway {policy.leeway}s)",
+        err=True,
+    )
+    uvicorn.run(
+        create_app(settings, store),
+        host=host,
+        port=port,
+        access_log=False,  # baton.access logs one line per request, without query strings
+        log_level=log_level,
+        server_header=False,
+    )
+
+
+# -- db ------------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@db_option
+def db_upgrade(db: str) -> None:
+    """Apply every pending migration."""
+    from baton.store.sql import create_sql_engine
+
+    engine = create_sql_engine(db)
+    try:
+        migrate.upgrade(engine)
+        click.echo(f"database {normalize_url(db)} is at revision {migrate.current(engine)}")
+    finally:
+        engine.dispose()
+
+
+# -- clients -------------------------------------------------------------------------------------
+
+
+@main.group()
+def client() -> None:
+    """OAuth clients."""
+
+
+def check_redirect_uri(uri: str) -> str:
+    """Absolute, no fragment (RFC 6749 §3.1.2); plain http only for loopback (RFC 8252 §7.3)."""
+    parts = urlsplit(uri)
+    if not parts.scheme or parts.fragment or "#" in uri:
+        fail(f"redirect URI {uri!r} must be absolute and have no fragment")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        fail(f"redirect URI {uri!r} must use https (plain http is allowed for loopback only)")
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        fail(f"redirect URI {uri!r} has no host")
+    return uri
+
+
+@client.command("create")
+@db_option
+@click.option("--name", required=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Repeat for several.")
+@click.option("--public", is_flag=True, help="A public client (no secret; PKCE required).")
+@click.option("--resource-server", is_flag=True, help="May introspect any token.")
+@click.option("--scope", default="", help='Scopes the client may ask for, e.g. "read write".')
+@click.option("--json", "as_json", is_flag=True)
+def client_create(
+    db: str,
+    name: str,
+    redirect_uris: tuple[str, ...],
+    public: bool,
+    resource_server: bool,
+    scope: str,
+    as_json: bool,
+) -> None:
+    """Register a client; prints its id and, once only, its secret."""
+    try:
+        scopes = parse_scope(scope.strip())
+    except ScopeError as exc:
+        fail(str(exc))
+    uris = tuple(check_redirect_uri(u) for u in redirect_uris)
+    if public and resource_server:
+        fail("a resource server must be a confidential client")
+    secret = None if public else mint(TokenKind.CLIENT_SECRET)
+    record = Client(
+        id=random_id("cl_"),
+        name=name,
+        secret_digest=secret.digest if secret else None,
+        is_public=public,
+        is_resource_server=resource_server,
+        redirect_uris=uris,
+        scope=render_scope(scopes),
+        created_at=_now(),
+    )
+    run_with_store(db, lambda store: store.create_client(record))
+    payload: dict[str, Any] = {
+        "client_id": record.id,
+        "name": name,
+        "public": public,
+        "resource_server": resource_server,
+        "redirect_uris": list(uris),
+        "scope": record.scope,
+    }
+    text = f"client_id:     {record.id}"
+    if secret is not None:
+        payload["client_secret"] = secret.plaintext
+        text += f"\nclient_secret: {secret.plaintext}\n(the secret is shown only now: store it)"
+    emit(as_json, payload, text)
+
+
+# -- users ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def user() -> None:
+    """Users who sign in at the authorization endpoint."""
+
+
+@user.command("create")
+@db_option
+@click.option("--username", required=True)
+@click.option("--password", help="The password (prefer --password-stdin: argv is visible).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--json", "as_json", is_flag=True)
+def user_create(
+    db: str, username: str, password: str | None, password_stdin: bool, as_json: bool
+) -> None:
+    """Create a user."""
+    if (password is None) == (not password_stdin):
+        fail("give exactly one of --password and --password-stdin")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    assert password is not None
+    if not password:
+        fail("the password must not be empty")
+    hashed = hash_password(password)
+    try:
+        created = run_with_store(db, lambda store: store.create_user(username, hashed, _now()))
+    except UserExists:
+        fail(f"user {username!r} already exists")
+    emit(as_json, {"id": created.id, "username": username}, f"created user {username}")
+
+
+# -- grants --------------------------------------------------------------------------------------
+
+
+@main.group()
+def grants() -> None:
+    """Grants: one user's authorization of one client, and the tokens issued from it."""
+
+
+@grants.command("list")
+@db_option
+@click.option("--client", "client_id", help="Only this client's grants.")
+@click.option("--user", "username", help="Only this user's grants.")
+@click.option("--json", "as_json", is_flag=True)
+def grants_list(db: str, client_id: str | None, username: str | None, as_json: bool) -> None:
+    """List grants with their state."""
+    found = run_with_store(db, lambda store: store.list_grants(client_id, username))
+    now = _now()
+    rows = []
+    for summary in found:
+        g = summary.grant
+        if g.revoked_at is not None:
+            status = f"revoked ({g.revoked_reason})"
+        elif now >= g.expires_at:
+            status = "expired"
+        else:
+            status = "active"
+        rows.append(
+            {
+                "grant_id": g.id,
+                "client_id": g.client_id,
+                "user": g.subject,
+                "scope": g.scope,
+                "status": status,
+                "created_at": g.created_at,
+                "expires_at": g.expires_at,
+                "revoked_at": g.revoked_at,
+                "refresh_tokens_issued": summary.generations,
+            }
+        )
+    lines = [f"{'GRANT':<27} {'CLIENT':<25} {'USER':<16} {'STATUS':<20} TOKENS"]
+    lines += [
+        f"{r['grant_id']:<27} {r['client_id']:<25} {r['user'] or '-':<16} {r['status']:<20} "
+        f"{r['refresh_tokens_issued']}"
+        for r in rows
+    ]
+    emit(as_json, {"grants": rows}, "\n".join(lines))
+
+
+@grants.command("revoke")
+@db_option
+@click.argument("grant_id")
+@click.option("--json", "as_json", is_flag=True)
+def grants_revoke(db: str, grant_id: str, as_json: bool) -> None:
+    """Revoke a grant: every token of its family dies at once."""
+
+    async def work(store: SQLStore) -> bool | None:
+        if await store.get_grant(grant_id) is None:
+            return None
+        return await store.revoke_grant(grant_id, _now(), "admin")
+
+    revoked = run_with_store(db, work)
+    if revoked is None:
+        fail(f"no grant {grant_id!r}")
+    text = f"revoked grant {grant_id}" if revoked else f"grant {grant_id} was already revoked"
+    emit(as_json, {"grant_id": grant_id, "revoked": bool(revoked)}, text)
+
+
+def _now() -> int:
+    from baton.core.clock import SystemClock
+
+    return SystemClock().now()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The rotation rules, as pure functions from facts and an instant to a decision.
+
+Rule numbers refer to the core issue (README: "The lifecycle"). The store applies a decision
+inside the same transaction that read the facts, so a decision is never taken on stale state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from baton.core.facts import AccessFacts, CodeFacts, RefreshFacts
+from baton.core.pkce import verify_s256
+from baton.core.policy import RetryPolicy
+
+
+class Reason(StrEnum):
+    """Why a token was refused; the value is the `error_description` a client sees (rule 9)."""
+
+    UNKNOWN = "unknown refresh token"
+    OTHER_CLIENT = "refresh token was issued to another client"
+    IDLE_EXPIRED = "refresh token expired: idle lifetime exceeded"
+    ABSOLUTE_EXPIRED = "refresh token expired: the grant reached its absolute lifetime"
+    REVOKED = "refresh token was revoked"
+    REUSED = (
+        "refresh token was reused after its leeway: the grant has been revoked (reuse detected)"
+    )
+    GRANT_REVOKED_BY_REUSE = (
+        "refresh token was revoked: its grant was revoked after reuse was detected"
+    )
+
+
+# -- refresh (rules 2, 3, 4, 6, 7) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rotate:
+    """Rule 2: an active token is exchanged for a child pair."""
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """Rule 3, `replay`: the child pair sealed at the exchange is returned again."""
+
+    sealed_response: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Fork:
+    """Rule 3, `fork`: a fresh sibling pair is issued."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reuse:
+    """Rule 4: an exchanged token outside its leeway; the whole grant dies."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    reason: Reason
+
+
+RefreshDecision = Rotate | Replay | Fork | Reuse | Reject
+
+
+def decide_refresh(
+    token: RefreshFacts | None, client_id: str, now: int, retry: RetryPolicy
+) -> RefreshDecision:
+    if token is None:
+        return Reject(Reason.UNKNOWN)
+    grant = token.grant
+    # Rule 7: another client's token changes nothing, not even reuse detection, so a client
+    # cannot revoke another client's grant by presenting its token.
+    if grant.client_id != client_id:
+        return Reject(Reason.OTHER_CLIENT)
+    if grant.revoked_at is not None:
+        if grant.revoked_reason == REUSE_REVOCATION:
+            return Reject(Reason.GRANT_REVOKED_BY_REUSE)
+        return Reject(Reason.REVOKED)
+    if token.revoked_at is not None:
+        return Reject(Reason.REVOKED)
+    if now >= grant.expires_at:
+        return Reject(Reason.ABSOLUTE_EXPIRED)
+    if token.exchanged_at is not None:
+        assert token.retire_at is not None
+        # RFC 6749 §10.4 keeps the exchanged token on record to detect reuse. Inside the
+        # leeway a second use is a retry (a lost response, a concurrent refresher); from
+        # `retire_at` on, and always under `strict`, it is a replay.
+        if retry is RetryPolicy.STRICT or now >= token.retire_at:
+            return Reuse()
+        if retry is RetryPolicy.REPLAY and token.sealed_response is not None:
+            return Replay(token.sealed_response)
+        # `fork`, or a token exchanged under `fork` and retried after a switch to `replay`.
+        return Fork()
+    if now >= token.expires_at:
+        return Reject(Reason.IDLE_EXPIRED)
+    return Rotate()
+
+
+REUSE_REVOCATION = "reuse"
+"""`grants.revoked_reason` when reuse detection revoked the grant."""
+
+
+# -- liveness, for introspection (rule 8) --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    active: bool
+    revocation_at: int | None = None  # set while a live token is already scheduled to die
+
+
+INACTIVE = Liveness(False)
+
+
+def refresh_liveness(token: RefreshFacts, now: int, retry: RetryPolicy) -> Liveness:
+    """Whether presenting this refresh token now would be honoured (rules 2 to 6)."""
+    if not token.grant.live(now) or token.revoked_at is not None:
+        return INACTIVE
+    if token.exchanged_at is None:
+        return Liveness(True) if now < token.expires_at else INACTIVE
+    if retry is not RetryPolicy.STRICT and token.in_leeway(now):
+        return Liveness(True, token.retire_at)
+    return INACTIVE
+
+
+def access_liveness(token: AccessFacts, now: int) -> Liveness:
+    """An access token lives until its `exp`, unless it, its grant or its companion dies first.
+
+    Its companion refresh token dies at the end of its leeway once exchanged (rule 2), or at once
+    when revoked; the access token dies with it.
+    """
+    if now >= token.expires_at or token.revoked_at is not None or not token.grant.live(now):
+        return INACTIVE
+    companion = token.companion
+    if companion is None:
+        return Liveness(True)
+    if companion.revoked_at is not None:
+        return INACTIVE
+    if companion.retire_at is not None:
+        if now >= companion.retire_at:
+            return INACTIVE
+        if companion.retire_at < token.expires_at:
+            return Liveness(True, companion.retire_at)
+    return Liveness(True)
+
+
+# -- authorization codes (rule 1) ----------------------------------------------------------------
+
+
+class CodeProblem(StrEnum):
+    UNKNOWN = "unknown or expired authorization code"
+    OTHER_CLIENT = "authorization code was issued to another client"
+    EXPIRED = "authorization code expired"
+    REUSED = "authorization code was already used: the grant it produced has been revoked"
+    REDIRECT_MISMATCH = "redirect_uri does not match the authorization request"
+    VERIFIER_MISSING = "code_verifier is required: the authorization request used PKCE"
+    VERIFIER_UNEXPECTED = "code_verifier given but the authorization request had no code_challenge"
+    VERIFIER_MISMATCH = "code_verifier does not match the code_challenge"
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRedemption:
+    client_id: str
+    redirect_uri: str | None
+    code_verifier: str | None
+
+
+def check_code(code: CodeFacts | None, ask: CodeRedemption, now: int) -> CodeProblem | None:
+    """What is wrong with redeeming this code, or None; a used code is `REUSED` (§4.1.2)."""
+    if code is None:
+        return CodeProblem.UNKNOWN
+    if code.client_id != ask.client_id:
+        return CodeProblem.OTHER_CLIENT
+    if code.used_at is not None:
+        return CodeProblem.REUSED
+    if now >= code.expires_at:
+        return CodeProblem.EXPIRED
+    # RFC 6749 §4.1.3: redirect_uri is REQUIRED if it was included in the authorization
+    # request, and the values MUST be identical.
+    if code.redirect_uri is not None and ask.redirect_uri != code.redirect_uri:
+        return CodeProblem.REDIRECT_MISMATCH
+    if code.redirect_uri is None and ask.redirect_uri is not None:
+        return CodeProblem.REDIRECT_MISMATCH
+    if code.code_challenge is None:
+        # RFC 9700 §2.1.1: reject a code_verifier when the request carried no code_challenge,
+        # or a PKCE downgrade goes unnoticed.
+        return CodeProblem.VERIFIER_UNEXPECTED if ask.code_verifier is not None else None
+    if ask.code_verifier is None:
+        return CodeProblem.VERIFIER_MISSING
+    if not verify_s256(ask.code_verifier, code.code_challenge):
+        return CodeProblem.VERIFIER_MISMATCH
+    return None

@@ -1,0 +1,38 @@
+"""The sealed replay: a child token response only the holder of the parent token can open.
+
+The key is derived with HKDF-SHA256 from the parent refresh token's plaintext, which the server
+never stores; a stolen database yields ciphertexts nobody can open. The digest is both the HKDF
+salt and the AES-GCM associated data, binding a seal to the row it was stored on.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+_INFO = b"baton/replay/v1"
+_NONCE_LEN = 12
+
+
+def _key(token: str, token_digest: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=token_digest, info=_INFO).derive(
+        token.encode("utf-8")
+    )
+
+
+def seal(token: str, token_digest: bytes, payload: bytes) -> bytes:
+    nonce = os.urandom(_NONCE_LEN)
+    return nonce + AESGCM(_key(token, token_digest)).encrypt(nonce, payload, token_digest)
+
+
+def open_seal(token: str, token_digest: bytes, sealed: bytes) -> bytes | None:
+    """The payload, or None if this token cannot open the seal."""
+    nonce, ciphertext = sealed[:_NONCE_LEN], sealed[_NONCE_LEN:]
+    try:
+        return AESGCM(_key(token, token_digest)).decrypt(nonce, ciphertext, token_digest)
+    except InvalidTag:
+        return None

@@ -1,0 +1,155 @@
+"""The ASGI application: routes, middleware and lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+from itsdangerous import TimestampSigner
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from baton.config import Settings
+from baton.core.clock import Clock, SystemClock
+from baton.server import authorize
+from baton.server.context import Baton
+from baton.server.errors import OAuthError, oauth_error_handler
+from baton.server.metadata import metadata_endpoint
+from baton.server.revocation import introspection_endpoint, revocation_endpoint
+from baton.server.sessions import SessionMiddleware
+from baton.server.token import token_endpoint
+from baton.store.base import Store
+
+access_log = logging.getLogger("baton.access")
+log = logging.getLogger("baton")
+
+_CSS = """
+body{font:16px/1.5 system-ui,sans-serif;background:#f5f6f8;color:#1d2330;margin:0}
+main{max-width:26rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:10px;
+box-shadow:0 1px 4px rgba(0,0,0,.1)}
+.brand{font-weight:700;letter-spacing:.05em;color:#3a5bd9;margin:0 0 1rem}
+h1{font-size:1.4rem;margin:.2rem 0 1rem}
+label{display:block;margin:.8rem 0 .2rem;font-weight:600}
+input{width:100%;box-sizing:border-box;padding:.55rem;border:1px solid #c4c9d4;border-radius:6px}
+button{margin-top:1.2rem;padding:.6rem 1.2rem;border:0;border-radius:6px;background:#3a5bd9;
+color:#fff;font-weight:600;cursor:pointer}
+button.secondary{background:#e4e7ee;color:#1d2330;margin-left:.5rem}
+.error{color:#a4161a;background:#fde8e8;padding:.6rem;border-radius:6px}
+.small{font-size:.85rem}
+"""
+
+
+async def stylesheet(_request: Request) -> Response:
+    return Response(_CSS, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        description = f"no such endpoint: {request.url.path}"
+    elif exc.status_code == 405:
+        description = f"method {request.method} is not allowed here"
+    else:
+        description = str(exc.detail)
+    return JSONResponse(
+        {"error": "invalid_request", "error_description": description},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+class AccessLog:
+    """One line per request: address, method, path (never the query), status, duration.
+
+    Tokens travel in bodies and headers, which are never logged, and the query string (which a
+    careless client might fill with a token) is left out.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            client = scope.get("client")
+            access_log.info(
+                '%s "%s %s" %d %.1fms',
+                client[0] if client else "-",
+                scope["method"],
+                scope["path"],
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
+
+
+def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> Starlette:
+    clock = clock or SystemClock()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        key = await store.server_secret("session", lambda: secrets.token_bytes(32))
+        app.state.session_signer = TimestampSigner(key, salt="baton.session")
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_purge_seals, store, clock, settings.purge_interval)
+            yield
+            tasks.cancel_scope.cancel()
+        await store.close()
+
+    routes = [
+        Route("/", authorize.home),
+        Route("/.well-known/oauth-authorization-server", metadata_endpoint),
+        Route("/authorize", authorize.authorize_get, methods=["GET"]),
+        Route("/authorize", authorize.authorize_post, methods=["POST"]),
+        Route("/login", authorize.login_get, methods=["GET"]),
+        Route("/login", authorize.login_post, methods=["POST"]),
+        Route("/logout", authorize.logout_get, methods=["GET"]),
+        Route("/logout", authorize.logout_post, methods=["POST"]),
+        Route("/token", token_endpoint, methods=["POST"]),
+        Route("/revoke", revocation_endpoint, methods=["POST"]),
+        Route("/introspect", introspection_endpoint, methods=["POST"]),
+        Route("/static/baton.css", stylesheet),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(AccessLog),
+            Middleware(SessionMiddleware, secure=settings.secure_cookies),
+        ],
+        exception_handlers={OAuthError: oauth_error_handler, HTTPException: http_error},
+        lifespan=lifespan,
+    )
+    app.state.baton = Baton(settings, store, clock)
+    return app
+
+
+async def _purge_seals(store: Store, clock: Clock, interval: int) -> None:
+    """Deletes sealed responses once their leeway has ended (correctness never waits on this)."""
+    while True:
+        await anyio.sleep(interval)
+        try:
+            while await store.purge_seals(clock.now()) > 0:
+                await anyio.sleep(0)
+        except Exception:  # a purge must never take the server down
+            log.exception("purging sealed responses failed; will retry")

@@ -1,0 +1,313 @@
+"""The authorization endpoint (RFC 6749 §4.1) with its login, consent and logout pages.
+
+Errors before the redirect URI is trusted (unknown client, unregistered redirect URI) are shown
+as a page: redirecting there would make Baton an open redirector (RFC 6749 §4.1.2.1). Every later
+error is redirected to the client with `state` and `iss`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from baton.core import pkce
+from baton.core.scope import ScopeError
+from baton.core.scope import parse as parse_scope
+from baton.core.scope import render as render_scope
+from baton.core.tokens import TokenKind, mint
+from baton.passwords import verify_password
+from baton.server.context import Baton, baton
+from baton.server.errors import OAuthError
+from baton.server.forms import Form, parse_pairs, read_form
+from baton.server.sessions import csrf_ok, csrf_token
+from baton.store.base import Client, NewCode
+
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+
+# The parameters that make up an authorization request, carried through login and consent.
+REQUEST_PARAMS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+)
+
+
+class PageError(Exception):
+    """An error shown to the user, because the redirect URI cannot be trusted."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class RedirectError(Exception):
+    """An error sent back to the client's redirect URI (RFC 6749 §4.1.2.1)."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    client: Client
+    redirect_uri: str
+    redirect_uri_given: bool
+    scope: frozenset[str]
+    state: str | None
+    code_challenge: str | None
+    params: dict[str, str]  # as received, to carry through the login and consent forms
+
+
+async def validate(app: Baton, form: Form) -> AuthorizationRequest:
+    client_id = form.get("client_id")
+    if client_id is None:
+        raise PageError("The request names no client (client_id is missing).")
+    client = await app.store.get_client(client_id)
+    if client is None or client.disabled_at is not None:
+        raise PageError("The request names an unknown client.")
+    given = form.get("redirect_uri")
+    if given is not None:
+        # RFC 9700 §4.1.3: exact string matching, nothing looser.
+        if given not in client.redirect_uris:
+            raise PageError("The redirect URI is not registered for this client.")
+        redirect_uri = given
+    elif len(client.redirect_uris) == 1:
+        redirect_uri = client.redirect_uris[0]
+    else:
+        raise PageError("The request must name one of the client's registered redirect URIs.")
+    params = {name: value for name in REQUEST_PARAMS if (value := form.get(name)) is not None}
+    request = AuthorizationRequest(
+        client, redirect_uri, given is not None, frozenset(), form.get("state"), None, params
+    )
+    try:
+        return _checked(request, form)
+    except RedirectError as exc:
+        raise _WithRequest(exc, request) from None
+
+
+class _WithRequest(Exception):
+    def __init__(self, error: RedirectError, request: AuthorizationRequest) -> None:
+        super().__init__(error.description)
+        self.error = error
+        self.request = request
+
+
+def _checked(request: AuthorizationRequest, form: Form) -> AuthorizationRequest:
+    response_type = form.get("response_type")
+    if response_type != "code":
+        raise RedirectError("unsupported_response_type", "response_type must be code")
+    allowed = parse_scope(request.client.scope)
+    try:
+        asked = form.get("scope")
+        scope = allowed if asked is None else parse_scope(asked)
+    except ScopeError as exc:
+        raise RedirectError("invalid_scope", str(exc)) from None
+    if not scope <= allowed:
+        raise RedirectError("invalid_scope", "requested scope exceeds the client's scope")
+    challenge = form.get("code_challenge")
+    method = form.get("code_challenge_method")
+    if challenge is None:
+        if request.client.is_public:
+            # RFC 9700 §2.1.1: public clients MUST use PKCE.
+            raise RedirectError("invalid_request", "PKCE is required: send code_challenge (S256)")
+        if method is not None:
+            raise RedirectError("invalid_request", "code_challenge_method without code_challenge")
+    else:
+        # RFC 7636 §4.3 defaults the method to `plain`, which Baton does not accept.
+        if method != "S256":
+            raise RedirectError(
+                "invalid_request", "code_challenge_method must be S256 (plain is not supported)"
+            )
+        if not pkce.is_valid_challenge(challenge):
+            raise RedirectError("invalid_request", "code_challenge must be 43 base64url characters")
+    return AuthorizationRequest(
+        request.client,
+        request.redirect_uri,
+        request.redirect_uri_given,
+        scope,
+        request.state,
+        challenge,
+        request.params,
+    )
+
+
+def _redirect(
+    app: Baton, request: AuthorizationRequest, params: dict[str, str], status: int
+) -> Response:
+    if request.state is not None:
+        params["state"] = request.state
+    params["iss"] = app.settings.issuer.rstrip("/")
+    sep = "&" if "?" in request.redirect_uri else "?"
+    return RedirectResponse(
+        request.redirect_uri + sep + urlencode(params),
+        status_code=status,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _error_page(request: Request, message: str, status: int) -> Response:
+    return templates.TemplateResponse(
+        request, "error.html", {"message": message}, status_code=status, headers=_NO_STORE
+    )
+
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+async def authorize_get(request: Request) -> Response:
+    try:
+        form = Form(parse_pairs(request.url.query))
+    except OAuthError as exc:
+        return _error_page(request, exc.description, exc.status)
+    return await _authorize(request, form, decision=None, status=302)
+
+
+async def authorize_post(request: Request) -> Response:
+    """The consent form posts here: Allow or Deny, with the request's parameters."""
+    app = baton(request)
+    try:
+        form = await read_form(request, app.settings.max_body_bytes)
+    except OAuthError as exc:
+        return _error_page(request, exc.description, exc.status)
+    if not csrf_ok(request.session, form.get("csrf")):
+        return _error_page(request, "The form expired. Go back and try again.", 403)
+    decision = form.get("decision")
+    if decision not in ("allow", "deny"):
+        return _error_page(request, "Choose Allow or Deny.", 400)
+    return await _authorize(request, form, decision=decision, status=303)
+
+
+async def _authorize(request: Request, form: Form, decision: str | None, status: int) -> Response:
+    app = baton(request)
+    try:
+        auth = await validate(app, form)
+    except PageError as exc:
+        return _error_page(request, exc.message, exc.status)
+    except _WithRequest as exc:
+        params = {"error": exc.error.error, "error_description": exc.error.description}
+        return _redirect(app, exc.request, params, status)
+
+    user_id = request.session.get("uid")
+    user = await app.store.get_user_by_id(user_id) if isinstance(user_id, int) else None
+    if user is None:
+        target = "/authorize?" + urlencode(auth.params)
+        return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
+
+    if decision == "deny":
+        params = {"error": "access_denied", "error_description": "the user denied the request"}
+        return _redirect(app, auth, params, status)
+    now = app.clock.now()
+    if decision == "allow":
+        await app.store.remember_consent(user.id, auth.client.id, auth.scope, now)
+    elif not auth.scope <= await app.store.consented_scope(user.id, auth.client.id):
+        return templates.TemplateResponse(
+            request,
+            "consent.html",
+            {
+                "client": auth.client,
+                "scopes": sorted(auth.scope),
+                "params": auth.params,
+                "csrf": csrf_token(request.session),
+                "username": user.username,
+            },
+            headers=_NO_STORE,
+        )
+
+    code = mint(TokenKind.CODE)
+    await app.store.save_code(
+        NewCode(
+            digest=code.digest,
+            client_id=auth.client.id,
+            user_id=user.id,
+            redirect_uri=auth.redirect_uri if auth.redirect_uri_given else None,
+            scope=render_scope(auth.scope),
+            code_challenge=auth.code_challenge,
+            created_at=now,
+            expires_at=now + app.settings.policy.lifetimes.code_ttl,
+        )
+    )
+    return _redirect(app, auth, {"code": code.plaintext}, status)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only ever continue to our own authorization endpoint: no open redirect via `next`."""
+    if target and target.startswith("/authorize?") and "\\" not in target:
+        return target
+    return "/"
+
+
+async def login_get(request: Request) -> Response:
+    return _login_page(request, _safe_next(request.query_params.get("next")), None, 200)
+
+
+def _login_page(request: Request, next_url: str, error: str | None, status: int) -> Response:
+    context: dict[str, Any] = {
+        "next": next_url,
+        "csrf": csrf_token(request.session),
+        "error": error,
+    }
+    return templates.TemplateResponse(
+        request, "login.html", context, status_code=status, headers=_NO_STORE
+    )
+
+
+async def login_post(request: Request) -> Response:
+    app = baton(request)
+    try:
+        form = await read_form(request, app.settings.max_body_bytes)
+    except OAuthError as exc:
+        return _error_page(request, exc.description, exc.status)
+    next_url = _safe_next(form.get("next"))
+    if not csrf_ok(request.session, form.get("csrf")):
+        return _login_page(request, next_url, "The form expired. Please sign in again.", 403)
+    username, password = form.get("username") or "", form.get("password") or ""
+    user = await app.store.get_user(username)
+    ok = await anyio.to_thread.run_sync(
+        verify_password, user.password_hash if user else None, password
+    )
+    if user is None or not ok:
+        return _login_page(request, next_url, "Unknown username or wrong password.", 401)
+    request.session.clear()  # a fresh session at sign-in: no session fixation
+    request.session["uid"] = user.id
+    return RedirectResponse(next_url, status_code=303)
+
+
+async def logout_get(request: Request) -> Response:
+    return templates.TemplateResponse(
+        request,
+        "logout.html",
+        {"csrf": csrf_token(request.session), "signed_in": "uid" in request.session},
+        headers=_NO_STORE,
+    )
+
+
+async def logout_post(request: Request) -> Response:
+    app = baton(request)
+    try:
+        form = await read_form(request, app.settings.max_body_bytes)
+    except OAuthError as exc:
+        return _error_page(request, exc.description, exc.status)
+    if not csrf_ok(request.session, form.get("csrf")):
+        return _error_page(request, "The form expired. Go back and try again.", 403)
+    request.session.clear()  # ends the browser session; grants stay (revoke them with /revoke)
+    return templates.TemplateResponse(request, "logged_out.html", {}, headers=_NO_STORE)
+
+
+async def home(request: Request) -> Response:
+    return templates.TemplateResponse(
+        request, "home.html", {"signed_in": "uid" in request.session}, headers=_NO_STORE
+    )

@@ -1,0 +1,27 @@
+"""What every endpoint shares: settings, store and clock, reached through the app state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from baton.config import Settings
+from baton.core.clock import Clock
+from baton.store.base import Store
+
+
+@dataclass(frozen=True)
+class Baton:
+    settings: Settings
+    store: Store
+    clock: Clock
+
+
+def baton(request: Request) -> Baton:
+    found: Baton = request.app.state.baton
+    return found
+
+
+def source_address(request: Request) -> str | None:
+    return request.client.host if request.client else None

@@ -1,0 +1,43 @@
+"""Authorization server metadata (RFC 8414)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from baton.config import Settings
+from baton.server.context import baton
+
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+def metadata_document(settings: Settings) -> dict[str, Any]:
+    issuer = settings.issuer.rstrip("/")
+    policy = settings.policy
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "revocation_endpoint": f"{issuer}/revoke",
+        "introspection_endpoint": f"{issuer}/introspect",
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS[:2],
+        # RFC 9207: the authorization response carries `iss`, against mix-up attacks.
+        "authorization_response_iss_parameter_supported": True,
+        # Baton's rotation, advertised so that clients can plan retries inside the leeway.
+        "refresh_token_rotation": {
+            "retry_policy": policy.retry.value,
+            "leeway_seconds": policy.leeway,
+        },
+    }
+
+
+async def metadata_endpoint(request: Request) -> JSONResponse:
+    return JSONResponse(metadata_document(baton(request).settings))

@@ -1,0 +1,111 @@
+"""Token revocation (RFC 7009) and introspection (RFC 7662)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from baton.core import rules
+from baton.core.facts import GrantFacts
+from baton.core.tokens import TokenKind, digest, kind_of
+from baton.server.clientauth import authenticate
+from baton.server.context import baton
+from baton.server.errors import NO_STORE, OAuthError
+from baton.server.forms import read_form
+
+
+async def revocation_endpoint(request: Request) -> Response:
+    app = baton(request)
+    form = await read_form(request, app.settings.max_body_bytes)
+    client = await authenticate(request, form, app.store)
+    token = form.require("token")
+    # The kind is in the token's prefix, so `token_type_hint` can never hide a token (RFC 7009
+    # §2.1: a server unable to locate the token by the hint MUST extend its search).
+    kind = kind_of(token)
+    if kind in (TokenKind.ACCESS, TokenKind.REFRESH):
+        outcome = await app.store.revoke_token(
+            digest(token), kind is TokenKind.REFRESH, client.id, app.clock.now()
+        )
+        if outcome == "other_client":
+            # RFC 7009 §2.1: the server verifies that the token was issued to the client
+            # making the request; if not, the request is refused.
+            raise OAuthError("invalid_request", "the token was issued to another client")
+    # RFC 7009 §2.2: invalid, unknown and already revoked tokens get 200 as well.
+    return Response(status_code=200, headers=NO_STORE)
+
+
+async def introspection_endpoint(request: Request) -> JSONResponse:
+    app = baton(request)
+    form = await read_form(request, app.settings.max_body_bytes)
+    client = await authenticate(request, form, app.store, allow_public=False)
+    token = form.require("token")
+    now = app.clock.now()
+    body: dict[str, Any] = {"active": False}
+    kind = kind_of(token)
+    if kind is TokenKind.ACCESS:
+        access = await app.store.find_access(digest(token))
+        if access is not None and _may_see(client.id, client.is_resource_server, access.grant):
+            state = rules.access_liveness(access, now)
+            if state.active:
+                body = _describe(
+                    access.grant,
+                    "access_token",
+                    access.scope,
+                    access.issued_at,
+                    access.expires_at,
+                    access.generation,
+                    app.settings.issuer,
+                )
+                if state.revocation_at is not None:
+                    body["revocation_at"] = state.revocation_at
+    elif kind is TokenKind.REFRESH:
+        refresh = await app.store.find_refresh(digest(token))
+        if refresh is not None and _may_see(client.id, client.is_resource_server, refresh.grant):
+            state = rules.refresh_liveness(refresh, now, app.settings.policy.retry)
+            if state.active:
+                body = _describe(
+                    refresh.grant,
+                    "refresh_token",
+                    refresh.grant.scope,
+                    refresh.issued_at,
+                    refresh.expires_at,
+                    refresh.generation,
+                    app.settings.issuer,
+                )
+                if state.revocation_at is not None:
+                    body["revocation_at"] = state.revocation_at
+    return JSONResponse(body, headers=NO_STORE)
+
+
+def _may_see(client_id: str, is_resource_server: bool, grant: GrantFacts) -> bool:
+    """A client may introspect its own tokens; a registered resource server any token."""
+    return is_resource_server or grant.client_id == client_id
+
+
+def _describe(
+    grant: GrantFacts,
+    token_type: str,
+    scope: str,
+    issued_at: int,
+    expires_at: int,
+    generation: int,
+    issuer: str,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "active": True,
+        "scope": scope,
+        "client_id": grant.client_id,
+        # RFC 7662 §2.2 names the type of an access token as in RFC 6749 §5.1.
+        "token_type": "Bearer" if token_type == "access_token" else "refresh_token",
+        "exp": expires_at,
+        "iat": issued_at,
+        "iss": issuer,
+        "grant_id": grant.id,
+        "generation": generation,
+    }
+    if grant.subject is not None:
+        body["sub"] = grant.subject
+        body["username"] = grant.subject
+    return body

@@ -1,0 +1,131 @@
+"""The token endpoint (RFC 6749 §3.2): authorization_code, refresh_token, client_credentials."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from baton.core import rules
+from baton.core.pairs import IssuedPair, MintedPair
+from baton.core.policy import RetryPolicy
+from baton.core.scope import ScopeError
+from baton.core.scope import parse as parse_scope
+from baton.core.scope import render as render_scope
+from baton.core.seal import open_seal, seal
+from baton.core.tokens import TokenKind, digest, kind_of
+from baton.server.clientauth import authenticate
+from baton.server.context import Baton, baton, source_address
+from baton.server.errors import NO_STORE, OAuthError
+from baton.server.forms import Form, read_form
+from baton.store.base import (
+    Client,
+    CodeRefused,
+    ExchangeAsk,
+    Issued,
+    Refused,
+    Replayed,
+    ScopeRefused,
+)
+
+
+async def token_endpoint(request: Request) -> JSONResponse:
+    app = baton(request)
+    form = await read_form(request, app.settings.max_body_bytes)
+    grant_type = form.require("grant_type")
+    handler = _HANDLERS.get(grant_type)
+    if handler is None:
+        raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
+    client = await authenticate(request, form, app.store)
+    pair = await handler(request, app, client, form)
+    return JSONResponse(pair.token_response(app.clock.now()), headers=NO_STORE)
+
+
+def invalid_grant(description: str) -> OAuthError:
+    return OAuthError("invalid_grant", description)
+
+
+def _requested_scope(form: Form) -> frozenset[str] | None:
+    text = form.get("scope")
+    if text is None:
+        return None
+    try:
+        return parse_scope(text)
+    except ScopeError as exc:
+        raise OAuthError("invalid_scope", str(exc)) from None
+
+
+async def _authorization_code(
+    request: Request, app: Baton, client: Client, form: Form
+) -> IssuedPair:
+    code = form.require("code")
+    verifier = form.get("code_verifier")
+    ask = rules.CodeRedemption(client.id, form.get("redirect_uri"), verifier)
+    if kind_of(code) is not TokenKind.CODE:
+        raise invalid_grant(rules.CodeProblem.UNKNOWN.value)
+    result = await app.store.redeem_code(
+        digest(code), ask, MintedPair.new(), app.clock.now(), source_address(request)
+    )
+    if isinstance(result, CodeRefused):
+        raise invalid_grant(result.problem.value)
+    return result.pair
+
+
+async def _refresh_token(request: Request, app: Baton, client: Client, form: Form) -> IssuedPair:
+    presented = form.require("refresh_token")
+    scope = _requested_scope(form)
+    # A malformed or truncated token fails its checksum here, without a database read.
+    if kind_of(presented) is not TokenKind.REFRESH:
+        raise invalid_grant(rules.Reason.UNKNOWN.value)
+    presented_digest = digest(presented)
+    sealer = None
+    if app.settings.policy.retry is RetryPolicy.REPLAY:
+
+        def sealer(pair: IssuedPair) -> bytes:
+            return seal(presented, presented_digest, pair.seal_payload())
+
+    ask = ExchangeAsk(
+        digest=presented_digest,
+        client_id=client.id,
+        scope=scope,
+        now=app.clock.now(),
+        source_address=source_address(request),
+        child=MintedPair.new(),
+        seal=sealer,
+    )
+    result = await app.store.exchange(ask)
+    if isinstance(result, Issued):
+        return result.pair
+    if isinstance(result, Replayed):
+        payload = open_seal(presented, presented_digest, result.sealed_response)
+        if payload is None:  # cannot happen unless the row was tampered with
+            raise OAuthError("server_error", "the sealed response could not be opened", 500)
+        return IssuedPair.from_seal_payload(payload)
+    if isinstance(result, ScopeRefused):
+        raise OAuthError("invalid_scope", "requested scope exceeds the scope of the grant")
+    assert isinstance(result, Refused)
+    raise invalid_grant(result.reason.value)
+
+
+async def _client_credentials(
+    _request: Request, app: Baton, client: Client, form: Form
+) -> IssuedPair:
+    if client.is_public:
+        raise OAuthError(
+            "unauthorized_client", "client_credentials is for confidential clients only"
+        )
+    allowed = parse_scope(client.scope)
+    scope = _requested_scope(form)
+    if scope is None:
+        scope = allowed  # RFC 6749 §3.3: the pre-defined default is the client's scope
+    elif not scope <= allowed:
+        raise OAuthError("invalid_scope", "requested scope exceeds the client's registered scope")
+    return await app.store.issue_client_credentials(
+        client.id, render_scope(scope), MintedPair.new(with_refresh=False), app.clock.now()
+    )
+
+
+_HANDLERS = {
+    "authorization_code": _authorization_code,
+    "refresh_token": _refresh_token,
+    "client_credentials": _client_credentials,
+}

@@ -1,0 +1,179 @@
+"""The storage interface: what the server asks of a database, and nothing more.
+
+Each method is one transaction. The rotation (`exchange`), reuse revocation and code redemption
+read their facts, let `baton.core.rules` decide, and apply the decision in that same
+transaction, so no decision is ever taken on a state another request has already changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts
+from baton.core.pairs import IssuedPair, MintedPair
+from baton.core.policy import Policy
+from baton.core.rules import CodeProblem, CodeRedemption, Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    id: str
+    name: str
+    secret_digest: bytes | None = field(repr=False)
+    is_public: bool
+    is_resource_server: bool
+    redirect_uris: tuple[str, ...]
+    scope: str
+    created_at: int
+    disabled_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    password_hash: str = field(repr=False)
+    is_admin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewCode:
+    digest: bytes = field(repr=False)
+    client_id: str
+    user_id: int
+    redirect_uri: str | None
+    scope: str
+    code_challenge: str | None
+    created_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEvent:
+    kind: str
+    grant_id: str | None
+    client_id: str | None
+    subject: str | None
+    generation: int | None
+    occurred_at: int
+    source_address: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantSummary:
+    grant: GrantFacts
+    generations: int  # refresh tokens issued so far
+    last_issued_at: int | None
+
+
+Sealer = Callable[[IssuedPair], bytes]
+"""Seals a child pair under a key only the presented refresh token can derive."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeAsk:
+    """A refresh request, as far as the store needs it."""
+
+    digest: bytes = field(repr=False)
+    client_id: str
+    scope: frozenset[str] | None  # a narrower scope for the new access token (RFC 6749 §6)
+    now: int
+    source_address: str | None
+    child: MintedPair
+    seal: Sealer | None  # present under the `replay` policy
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    pair: IssuedPair
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    sealed_response: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeRefused:
+    """The requested scope exceeds what the grant holds."""
+
+
+ExchangeResult = Issued | Replayed | Refused | ScopeRefused
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRefused:
+    problem: CodeProblem
+
+
+RedeemResult = Issued | CodeRefused
+
+
+RevokeResult = Literal["grant", "access_token", "other_client", "nothing"]
+"""What a revocation did; RFC 7009 answers 200 in every case but `other_client`."""
+
+
+class Store(Protocol):
+    policy: Policy
+
+    async def close(self) -> None: ...
+
+    # -- set-up ----------------------------------------------------------------------------
+    async def schema_is_current(self) -> bool: ...
+    async def server_secret(self, name: str, make: Callable[[], bytes]) -> bytes: ...
+    async def counts(self) -> tuple[int, int]:
+        """(clients, users): an empty database makes `baton serve` print the first steps."""
+        ...
+
+    # -- clients, users, consent -------------------------------------------------------------
+    async def create_client(self, client: Client) -> None: ...
+    async def get_client(self, client_id: str) -> Client | None: ...
+    async def create_user(
+        self, username: str, password_hash: str, now: int, *, admin: bool = False
+    ) -> User: ...
+    async def get_user(self, username: str) -> User | None: ...
+    async def get_user_by_id(self, user_id: int) -> User | None: ...
+    async def consented_scope(self, user_id: int, client_id: str) -> frozenset[str]: ...
+    async def remember_consent(
+        self, user_id: int, client_id: str, scope: frozenset[str], now: int
+    ) -> None: ...
+
+    # -- token lifecycle (the rules) ---------------------------------------------------------
+    async def save_code(self, code: NewCode) -> None: ...
+    async def redeem_code(
+        self,
+        digest: bytes,
+        ask: CodeRedemption,
+        pair: MintedPair,
+        now: int,
+        source_address: str | None,
+    ) -> RedeemResult: ...
+    async def issue_client_credentials(
+        self, client_id: str, scope: str, access: MintedPair, now: int
+    ) -> IssuedPair: ...
+    async def exchange(self, ask: ExchangeAsk) -> ExchangeResult: ...
+    async def find_refresh(self, digest: bytes) -> RefreshFacts | None: ...
+    async def find_access(self, digest: bytes) -> AccessFacts | None: ...
+    async def revoke_token(
+        self, digest: bytes, is_refresh: bool, client_id: str, now: int
+    ) -> RevokeResult:
+        """RFC 7009: a refresh token revokes its grant, an access token only itself."""
+        ...
+
+    async def get_grant(self, grant_id: str) -> GrantFacts | None: ...
+    async def revoke_grant(self, grant_id: str, now: int, reason: str) -> bool: ...
+    async def list_grants(
+        self, client_id: str | None = None, username: str | None = None
+    ) -> list[GrantSummary]: ...
+    async def security_events(self) -> list[SecurityEvent]: ...
+    async def purge_seals(self, now: int, batch: int = 500) -> int:
+        """Deletes sealed responses whose leeway has ended; returns how many."""
+        ...

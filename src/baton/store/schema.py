@@ -1,0 +1,147 @@
+"""The tables. Facts only: states are derived by `baton.core.rules` at the moment of a question.
+
+Times are integer Unix seconds. Tokens, codes and client secrets appear only as SHA-256 digests.
+The Alembic chain in `migrations/` creates exactly this schema (a test compares the two).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("secret_digest", LargeBinary(32)),  # NULL for public clients
+    Column("is_public", Boolean, nullable=False),
+    Column("is_resource_server", Boolean, nullable=False, default=False),
+    Column("redirect_uris", Text, nullable=False),  # JSON array
+    Column("scope", Text, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("disabled_at", Integer),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(200), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("created_at", Integer, nullable=False),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("client_id", String(64), ForeignKey("clients.id"), primary_key=True),
+    Column("scope", Text, nullable=False),
+    Column("updated_at", Integer, nullable=False),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("client_id", String(64), ForeignKey("clients.id"), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id")),  # NULL for client_credentials
+    Column("scope", Text, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("expires_at", Integer, nullable=False),
+    Column("revoked_at", Integer),
+    Column("revoked_reason", String(32)),
+    Index("ix_grants_client_id", "client_id"),
+    Index("ix_grants_user_id", "user_id"),
+)
+
+authorization_codes = Table(
+    "authorization_codes",
+    metadata,
+    Column("digest", LargeBinary(32), primary_key=True),
+    Column("client_id", String(64), ForeignKey("clients.id"), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("redirect_uri", Text),
+    Column("scope", Text, nullable=False),
+    Column("code_challenge", String(64)),
+    Column("created_at", Integer, nullable=False),
+    Column("expires_at", Integer, nullable=False),
+    Column("used_at", Integer),
+    Column("grant_id", String(64), ForeignKey("grants.id")),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("digest", LargeBinary(32), nullable=False, unique=True),
+    Column("grant_id", String(64), ForeignKey("grants.id"), nullable=False),
+    Column("parent_id", Integer, ForeignKey("refresh_tokens.id")),
+    Column("generation", Integer, nullable=False),
+    Column("issued_at", Integer, nullable=False),
+    Column("expires_at", Integer, nullable=False),
+    Column("exchanged_at", Integer),
+    Column("retire_at", Integer),
+    Column("revoked_at", Integer),
+    Column("sealed_response", LargeBinary),
+    Index("ix_refresh_tokens_grant_id", "grant_id"),
+    # The purge of seals past their leeway scans only rows that still hold one.
+    Index(
+        "ix_refresh_tokens_sealed_retire_at",
+        "retire_at",
+        sqlite_where=text("sealed_response IS NOT NULL"),
+        postgresql_where=text("sealed_response IS NOT NULL"),
+    ),
+)
+
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("digest", LargeBinary(32), nullable=False, unique=True),
+    Column("grant_id", String(64), ForeignKey("grants.id"), nullable=False),
+    # The companion refresh token, issued in the same response; NULL for client_credentials.
+    Column("refresh_token_id", Integer, ForeignKey("refresh_tokens.id")),
+    Column("generation", Integer, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("issued_at", Integer, nullable=False),
+    Column("expires_at", Integer, nullable=False),
+    Column("revoked_at", Integer),
+    Index("ix_access_tokens_grant_id", "grant_id"),
+)
+
+security_events = Table(
+    "security_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("grant_id", String(64)),
+    Column("client_id", String(64)),
+    Column("subject", String(200)),
+    Column("generation", Integer),
+    Column("occurred_at", Integer, nullable=False),
+    Column("source_address", String(64)),
+    Column("detail", Text),
+)
+
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+)

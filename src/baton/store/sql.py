@@ -1,0 +1,812 @@
+"""The `Store` over SQLAlchemy 2 Core.
+
+Every method runs one short transaction on a worker thread (one thread hop per request, not one
+per statement). On SQLite, write transactions start with `BEGIN IMMEDIATE`, which takes the
+database's write lock up front: two rotations of one token are serialized before either reads,
+so the loser reads the winner's committed exchange and is answered by the leeway rules. On
+PostgreSQL (READ COMMITTED) the conditional `UPDATE ... WHERE exchanged_at IS NULL` does the same:
+it waits for the winner's row lock, then matches no row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from baton.core import rules
+from baton.core.facts import AccessFacts, CodeFacts, CompanionFacts, GrantFacts, RefreshFacts
+from baton.core.pairs import IssuedPair, MintedPair
+from baton.core.policy import Policy
+from baton.core.rules import CodeProblem, CodeRedemption, Reason
+from baton.core.scope import parse as parse_scope
+from baton.core.scope import render as render_scope
+from baton.core.tokens import random_id
+from baton.store import migrate
+from baton.store.base import (
+    Client,
+    CodeRefused,
+    ExchangeAsk,
+    ExchangeResult,
+    GrantSummary,
+    Issued,
+    NewCode,
+    RedeemResult,
+    Refused,
+    Replayed,
+    RevokeResult,
+    ScopeRefused,
+    SecurityEvent,
+    User,
+)
+from baton.store.schema import (
+    access_tokens,
+    authorization_codes,
+    clients,
+    consents,
+    grants,
+    refresh_tokens,
+    security_events,
+    server_secrets,
+    users,
+)
+
+T = TypeVar("T")
+
+DEFAULT_URL = "sqlite:///baton.db"
+
+
+def normalize_url(db: str) -> str:
+    """Accepts a SQLAlchemy URL or a plain file path (taken as SQLite)."""
+    if "://" in db:
+        return db
+    return "sqlite:///" + str(Path(db))
+
+
+def create_sql_engine(db: str) -> Engine:
+    url = make_url(normalize_url(db))
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below emit BEGIN, so writers can take the lock first.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        if url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed rotation or revocation survives a power cut, so no acknowledged
+        # revocation is ever lost and no token a client holds is unknown after a crash.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get("baton_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+class SQLStore:
+    """The store for SQLite and PostgreSQL (sync drivers, driven from worker threads)."""
+
+    def __init__(self, engine: Engine, policy: Policy) -> None:
+        self.engine = engine
+        self.policy = policy
+        self._reader = engine.execution_options(baton_read_only=True)
+
+    @classmethod
+    def open(cls, db: str, policy: Policy | None = None) -> SQLStore:
+        return cls(create_sql_engine(db), policy or Policy())
+
+    async def close(self) -> None:
+        await anyio.to_thread.run_sync(self.engine.dispose)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        def run() -> T:
+            with self.engine.begin() as conn:
+                return work(conn)
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        def run() -> T:
+            with self._reader.begin() as conn:
+                return work(conn)
+
+        return await anyio.to_thread.run_sync(run)
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    async def schema_is_current(self) -> bool:
+        return await anyio.to_thread.run_sync(migrate.is_current, self.engine)
+
+    async def server_secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        def work(conn: Connection) -> bytes:
+            found = conn.execute(
+                select(server_secrets.c.value).where(server_secrets.c.name == name)
+            ).scalar()
+            if found is not None:
+                return bytes(found)
+            value = make()
+            conn.execute(insert(server_secrets).values(name=name, value=value))
+            return value
+
+        return await self._write(work)
+
+    async def counts(self) -> tuple[int, int]:
+        def work(conn: Connection) -> tuple[int, int]:
+            n_clients = conn.execute(select(func.count()).select_from(clients)).scalar_one()
+            n_users = conn.execute(select(func.count()).select_from(users)).scalar_one()
+            return n_clients, n_users
+
+        return await self._read(work)
+
+    # -- clients, users, consent -----------------------------------------------------------------
+
+    async def create_client(self, client: Client) -> None:
+        values = {
+            "id": client.id,
+            "name": client.name,
+            "secret_digest": client.secret_digest,
+            "is_public": client.is_public,
+            "is_resource_server": client.is_resource_server,
+            "redirect_uris": json.dumps(list(client.redirect_uris)),
+            "scope": client.scope,
+            "created_at": client.created_at,
+            "disabled_at": client.disabled_at,
+        }
+        await self._write(lambda conn: conn.execute(insert(clients).values(**values)))
+
+    async def get_client(self, client_id: str) -> Client | None:
+        def work(conn: Connection) -> Client | None:
+            row = conn.execute(select(clients).where(clients.c.id == client_id)).mappings().first()
+            if row is None:
+                return None
+            return Client(
+                id=row["id"],
+                name=row["name"],
+                secret_digest=row["secret_digest"],
+                is_public=bool(row["is_public"]),
+                is_resource_server=bool(row["is_resource_server"]),
+                redirect_uris=tuple(json.loads(row["redirect_uris"])),
+                scope=row["scope"],
+                created_at=row["created_at"],
+                disabled_at=row["disabled_at"],
+            )
+
+        return await self._read(work)
+
+    async def create_user(
+        self, username: str, password_hash: str, now: int, *, admin: bool = False
+    ) -> User:
+        def work(conn: Connection) -> User:
+            try:
+                user_id = conn.execute(
+                    insert(users)
+                    .values(
+                        username=username,
+                        password_hash=password_hash,
+                        is_admin=admin,
+                        created_at=now,
+                    )
+                    .returning(users.c.id)
+                ).scalar_one()
+            except IntegrityError as exc:
+                raise UserExists(username) from exc
+            return User(user_id, username, password_hash, admin)
+
+        return await self._write(work)
+
+    async def get_user(self, username: str) -> User | None:
+        return await self._read(lambda conn: _user(conn, users.c.username == username))
+
+    async def get_user_by_id(self, user_id: int) -> User | None:
+        return await self._read(lambda conn: _user(conn, users.c.id == user_id))
+
+    async def consented_scope(self, user_id: int, client_id: str) -> frozenset[str]:
+        def work(conn: Connection) -> frozenset[str]:
+            found = conn.execute(
+                select(consents.c.scope).where(
+                    consents.c.user_id == user_id, consents.c.client_id == client_id
+                )
+            ).scalar()
+            return parse_scope(found) if found else frozenset()
+
+        return await self._read(work)
+
+    async def remember_consent(
+        self, user_id: int, client_id: str, scope: frozenset[str], now: int
+    ) -> None:
+        def work(conn: Connection) -> None:
+            key = (consents.c.user_id == user_id) & (consents.c.client_id == client_id)
+            known = conn.execute(select(consents.c.scope).where(key)).scalar()
+            if known is None:
+                conn.execute(
+                    insert(consents).values(
+                        user_id=user_id,
+                        client_id=client_id,
+                        scope=render_scope(scope),
+                        updated_at=now,
+                    )
+                )
+            else:
+                merged = render_scope(parse_scope(known) | scope)
+                conn.execute(update(consents).where(key).values(scope=merged, updated_at=now))
+
+        await self._write(work)
+
+    # -- token lifecycle ------------------------------------------------------------------------
+
+    async def save_code(self, code: NewCode) -> None:
+        values = {
+            "digest": code.digest,
+            "client_id": code.client_id,
+            "user_id": code.user_id,
+            "redirect_uri": code.redirect_uri,
+            "scope": code.scope,
+            "code_challenge": code.code_challenge,
+            "created_at": code.created_at,
+            "expires_at": code.expires_at,
+        }
+        await self._write(lambda conn: conn.execute(insert(authorization_codes).values(**values)))
+
+    async def redeem_code(
+        self,
+        digest: bytes,
+        ask: CodeRedemption,
+        pair: MintedPair,
+        now: int,
+        source_address: str | None,
+    ) -> RedeemResult:
+        policy = self.policy
+
+        def work(conn: Connection) -> RedeemResult:
+            row = (
+                conn.execute(
+                    select(authorization_codes).where(authorization_codes.c.digest == digest)
+                )
+                .mappings()
+                .first()
+            )
+            code = _code_facts(row) if row is not None else None
+            problem = rules.check_code(code, ask, now)
+            if problem is CodeProblem.REUSED:
+                assert code is not None
+                # RFC 6749 §4.1.2: the server SHOULD revoke all tokens previously issued
+                # based on that authorization code.
+                if code.grant_id is not None:
+                    revoked = _revoke_grant(conn, code.grant_id, now, "code_reuse")
+                    if revoked:
+                        _record(
+                            conn,
+                            "code_reuse",
+                            _grant(conn, code.grant_id),
+                            None,
+                            now,
+                            source_address,
+                            "authorization code presented twice",
+                        )
+                return CodeRefused(problem)
+            if problem is not None:
+                return CodeRefused(problem)
+            assert code is not None
+            # The conditional update makes a double redemption impossible even if two
+            # transactions got this far (PostgreSQL): only one sees `used_at IS NULL`.
+            grant = _new_grant(conn, code.client_id, code.user_id, code.scope, now, policy)
+            claimed = conn.execute(
+                update(authorization_codes)
+                .where(
+                    authorization_codes.c.digest == digest,
+                    authorization_codes.c.used_at.is_(None),
+                )
+                .values(used_at=now, grant_id=grant.id)
+            ).rowcount
+            if claimed != 1:
+                raise _LostRace()
+            return Issued(_insert_pair(conn, grant, pair, None, 0, code.scope, now, policy))
+
+        try:
+            return await self._write(work)
+        except _LostRace:
+            return CodeRefused(CodeProblem.REUSED)
+
+    async def issue_client_credentials(
+        self, client_id: str, scope: str, access: MintedPair, now: int
+    ) -> IssuedPair:
+        policy = self.policy
+
+        def work(conn: Connection) -> IssuedPair:
+            grant = _new_grant(conn, client_id, None, scope, now, policy)
+            return _insert_pair(conn, grant, access, None, 0, scope, now, policy)
+
+        return await self._write(work)
+
+    async def exchange(self, ask: ExchangeAsk) -> ExchangeResult:
+        policy = self.policy
+        return await self._write(lambda conn: _exchange(conn, ask, policy))
+
+    async def find_refresh(self, digest: bytes) -> RefreshFacts | None:
+        return await self._read(lambda conn: _refresh_facts(conn, digest))
+
+    async def find_access(self, digest: bytes) -> AccessFacts | None:
+        return await self._read(lambda conn: _access_facts(conn, digest))
+
+    async def revoke_token(
+        self, digest: bytes, is_refresh: bool, client_id: str, now: int
+    ) -> RevokeResult:
+        def work(conn: Connection) -> RevokeResult:
+            if is_refresh:
+                token = _refresh_facts(conn, digest)
+                if token is None:
+                    return "nothing"
+                if token.grant.client_id != client_id:
+                    return "other_client"
+                # An exchanged token past its leeway is already dead; revoking it (a client
+                # cleaning up) must not take the live family with it.
+                if token.exchanged_at is not None and not token.in_leeway(now):
+                    return "nothing"
+                # RFC 7009 §2.1: revoking a refresh token SHOULD also invalidate all access
+                # tokens of the same grant; a revoked grant kills every token of its family.
+                return "grant" if _revoke_grant(conn, token.grant.id, now, "revoked") else "nothing"
+            access = _access_facts(conn, digest)
+            if access is None:
+                return "nothing"
+            if access.grant.client_id != client_id:
+                return "other_client"
+            done = conn.execute(
+                update(access_tokens)
+                .where(access_tokens.c.id == access.id, access_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            ).rowcount
+            return "access_token" if done else "nothing"
+
+        return await self._write(work)
+
+    async def get_grant(self, grant_id: str) -> GrantFacts | None:
+        return await self._read(lambda conn: _grant(conn, grant_id))
+
+    async def revoke_grant(self, grant_id: str, now: int, reason: str) -> bool:
+        return await self._write(lambda conn: _revoke_grant(conn, grant_id, now, reason))
+
+    async def list_grants(
+        self, client_id: str | None = None, username: str | None = None
+    ) -> list[GrantSummary]:
+        def work(conn: Connection) -> list[GrantSummary]:
+            stats = (
+                select(
+                    refresh_tokens.c.grant_id,
+                    func.count().label("n"),
+                    func.max(refresh_tokens.c.issued_at).label("last"),
+                )
+                .group_by(refresh_tokens.c.grant_id)
+                .subquery()
+            )
+            query = (
+                select(grants, users.c.username, stats.c.n, stats.c.last)
+                .outerjoin(users, users.c.id == grants.c.user_id)
+                .outerjoin(stats, stats.c.grant_id == grants.c.id)
+                .order_by(grants.c.created_at, grants.c.id)
+            )
+            if client_id is not None:
+                query = query.where(grants.c.client_id == client_id)
+            if username is not None:
+                query = query.where(users.c.username == username)
+            return [
+                GrantSummary(_grant_from_row(row), row["n"] or 0, row["last"])
+                for row in conn.execute(query).mappings()
+            ]
+
+        return await self._read(work)
+
+    async def security_events(self) -> list[SecurityEvent]:
+        def work(conn: Connection) -> list[SecurityEvent]:
+            rows = conn.execute(select(security_events).order_by(security_events.c.id)).mappings()
+            return [
+                SecurityEvent(
+                    kind=r["kind"],
+                    grant_id=r["grant_id"],
+                    client_id=r["client_id"],
+                    subject=r["subject"],
+                    generation=r["generation"],
+                    occurred_at=r["occurred_at"],
+                    source_address=r["source_address"],
+                    detail=r["detail"],
+                )
+                for r in rows
+            ]
+
+        return await self._read(work)
+
+    async def purge_seals(self, now: int, batch: int = 500) -> int:
+        def work(conn: Connection) -> int:
+            ids = (
+                select(refresh_tokens.c.id)
+                .where(
+                    refresh_tokens.c.sealed_response.is_not(None),
+                    refresh_tokens.c.retire_at <= now,
+                )
+                .limit(batch)
+                .scalar_subquery()
+            )
+            return conn.execute(
+                update(refresh_tokens)
+                .where(refresh_tokens.c.id.in_(ids))
+                .values(sealed_response=None)
+            ).rowcount
+
+        return await self._write(work)
+
+
+class UserExists(Exception):
+    pass
+
+
+class _LostRace(Exception):
+    """Another transaction changed a row between our read and our conditional update."""
+
+
+# -- transactions, as functions of a connection (shared by every dialect) --------------------------
+
+
+def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResult:
+    token = _refresh_facts(conn, ask.digest)
+    decision = rules.decide_refresh(token, ask.client_id, ask.now, policy.retry)
+    if isinstance(decision, rules.Reject):
+        return Refused(decision.reason)
+    assert token is not None
+    if isinstance(decision, rules.Replay):
+        return Replayed(decision.sealed_response)
+    if isinstance(decision, rules.Reuse):
+        if _revoke_grant(conn, token.grant.id, ask.now, rules.REUSE_REVOCATION):
+            _record(
+                conn,
+                "refresh_token_reuse",
+                token.grant,
+                token.generation,
+                ask.now,
+                ask.source_address,
+                f"exchanged at {token.exchanged_at}, leeway ended at {token.retire_at}",
+            )
+        return Refused(Reason.REUSED)
+
+    granted = parse_scope(token.grant.scope)
+    scope = granted if ask.scope is None else ask.scope
+    if not scope <= granted:
+        return ScopeRefused()
+
+    if isinstance(decision, rules.Fork):
+        # Siblings are generation parent + 1; the parent's leeway still runs from its first
+        # exchange (a retry never extends it).
+        return Issued(
+            _insert_pair(
+                conn,
+                token.grant,
+                ask.child,
+                token.id,
+                token.generation + 1,
+                render_scope(scope),
+                ask.now,
+                policy,
+            )
+        )
+
+    # Rotate: claim the single successor slot first. Only one transaction can move
+    # `exchanged_at` from NULL; on PostgreSQL a concurrent one waits for our row lock here and
+    # then matches nothing.
+    access_exp, refresh_exp = policy.pair_expiries(ask.now, token.grant.expires_at)
+    pair = IssuedPair(
+        access_token=ask.child.access.plaintext,
+        refresh_token=ask.child.refresh.plaintext if ask.child.refresh else None,
+        scope=render_scope(scope),
+        access_expires_at=access_exp,
+        refresh_expires_at=refresh_exp,
+        grant_id=token.grant.id,
+        generation=token.generation + 1,
+    )
+    sealed = ask.seal(pair) if ask.seal is not None and policy.leeway > 0 else None
+    claimed = conn.execute(
+        update(refresh_tokens)
+        .where(
+            refresh_tokens.c.id == token.id,
+            refresh_tokens.c.exchanged_at.is_(None),
+            refresh_tokens.c.revoked_at.is_(None),
+        )
+        .values(exchanged_at=ask.now, retire_at=ask.now + policy.leeway, sealed_response=sealed)
+    ).rowcount
+    if claimed != 1:
+        # Lost the race (PostgreSQL only: SQLite serialized us before the read). The winner
+        # has committed; decide again on what it wrote.
+        return _exchange(conn, ask, policy)
+    _insert_pair(
+        conn, token.grant, ask.child, token.id, pair.generation, pair.scope, ask.now, policy
+    )
+    return Issued(pair)
+
+
+def _insert_pair(
+    conn: Connection,
+    grant: GrantFacts,
+    pair: MintedPair,
+    parent_id: int | None,
+    generation: int,
+    scope: str,
+    now: int,
+    policy: Policy,
+) -> IssuedPair:
+    refresh_id: int | None = None
+    if pair.refresh is not None:
+        access_exp, refresh_exp = policy.pair_expiries(now, grant.expires_at)
+        refresh_id = conn.execute(
+            insert(refresh_tokens)
+            .values(
+                digest=pair.refresh.digest,
+                grant_id=grant.id,
+                parent_id=parent_id,
+                generation=generation,
+                issued_at=now,
+                expires_at=refresh_exp,
+            )
+            .returning(refresh_tokens.c.id)
+        ).scalar_one()
+    else:
+        access_exp, refresh_exp = policy.access_only_expiry(now, grant.expires_at), None
+    conn.execute(
+        insert(access_tokens).values(
+            digest=pair.access.digest,
+            grant_id=grant.id,
+            refresh_token_id=refresh_id,
+            generation=generation,
+            scope=scope,
+            issued_at=now,
+            expires_at=access_exp,
+        )
+    )
+    return IssuedPair(
+        access_token=pair.access.plaintext,
+        refresh_token=pair.refresh.plaintext if pair.refresh else None,
+        scope=scope,
+        access_expires_at=access_exp,
+        refresh_expires_at=refresh_exp,
+        grant_id=grant.id,
+        generation=generation,
+    )
+
+
+def _new_grant(
+    conn: Connection, client_id: str, user_id: int | None, scope: str, now: int, policy: Policy
+) -> GrantFacts:
+    grant = GrantFacts(
+        id=random_id("grt_"),
+        client_id=client_id,
+        user_id=user_id,
+        subject=None,
+        scope=scope,
+        created_at=now,
+        expires_at=policy.grant_expiry(now),
+        revoked_at=None,
+        revoked_reason=None,
+    )
+    conn.execute(
+        insert(grants).values(
+            id=grant.id,
+            client_id=client_id,
+            user_id=user_id,
+            scope=scope,
+            created_at=now,
+            expires_at=grant.expires_at,
+        )
+    )
+    return grant
+
+
+def _revoke_grant(conn: Connection, grant_id: str, now: int, reason: str) -> bool:
+    """Kills every token of the family at once: liveness is derived from the grant's row."""
+    return (
+        conn.execute(
+            update(grants)
+            .where(grants.c.id == grant_id, grants.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        ).rowcount
+        == 1
+    )
+
+
+def _record(
+    conn: Connection,
+    kind: str,
+    grant: GrantFacts | None,
+    generation: int | None,
+    now: int,
+    source_address: str | None,
+    detail: str,
+) -> None:
+    conn.execute(
+        insert(security_events).values(
+            kind=kind,
+            grant_id=grant.id if grant else None,
+            client_id=grant.client_id if grant else None,
+            subject=grant.subject if grant else None,
+            generation=generation,
+            occurred_at=now,
+            source_address=source_address,
+            detail=detail,
+        )
+    )
+
+
+_GRANT_COLUMNS = (
+    grants.c.id.label("g_id"),
+    grants.c.client_id.label("g_client_id"),
+    grants.c.user_id.label("g_user_id"),
+    users.c.username.label("g_subject"),
+    grants.c.scope.label("g_scope"),
+    grants.c.created_at.label("g_created_at"),
+    grants.c.expires_at.label("g_expires_at"),
+    grants.c.revoked_at.label("g_revoked_at"),
+    grants.c.revoked_reason.label("g_revoked_reason"),
+)
+
+
+def _grant_from_labels(row: RowMapping) -> GrantFacts:
+    return GrantFacts(
+        id=row["g_id"],
+        client_id=row["g_client_id"],
+        user_id=row["g_user_id"],
+        subject=row["g_subject"],
+        scope=row["g_scope"],
+        created_at=row["g_created_at"],
+        expires_at=row["g_expires_at"],
+        revoked_at=row["g_revoked_at"],
+        revoked_reason=row["g_revoked_reason"],
+    )
+
+
+def _grant_from_row(row: RowMapping) -> GrantFacts:
+    return GrantFacts(
+        id=row["id"],
+        client_id=row["client_id"],
+        user_id=row["user_id"],
+        subject=row["username"],
+        scope=row["scope"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+        revoked_reason=row["revoked_reason"],
+    )
+
+
+def _grant(conn: Connection, grant_id: str) -> GrantFacts | None:
+    row = (
+        conn.execute(
+            select(*_GRANT_COLUMNS)
+            .outerjoin(users, users.c.id == grants.c.user_id)
+            .where(grants.c.id == grant_id)
+        )
+        .mappings()
+        .first()
+    )
+    return _grant_from_labels(row) if row is not None else None
+
+
+def _refresh_facts(conn: Connection, digest: bytes) -> RefreshFacts | None:
+    rt = refresh_tokens
+    row = (
+        conn.execute(
+            select(
+                rt.c.id,
+                rt.c.generation,
+                rt.c.issued_at,
+                rt.c.expires_at,
+                rt.c.exchanged_at,
+                rt.c.retire_at,
+                rt.c.revoked_at,
+                rt.c.sealed_response,
+                *_GRANT_COLUMNS,
+            )
+            .join(grants, grants.c.id == rt.c.grant_id)
+            .outerjoin(users, users.c.id == grants.c.user_id)
+            .where(rt.c.digest == digest)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    return RefreshFacts(
+        id=row["id"],
+        grant=_grant_from_labels(row),
+        generation=row["generation"],
+        issued_at=row["issued_at"],
+        expires_at=row["expires_at"],
+        exchanged_at=row["exchanged_at"],
+        retire_at=row["retire_at"],
+        revoked_at=row["revoked_at"],
+        sealed_response=row["sealed_response"],
+    )
+
+
+def _access_facts(conn: Connection, digest: bytes) -> AccessFacts | None:
+    at, rt = access_tokens, refresh_tokens
+    row = (
+        conn.execute(
+            select(
+                at.c.id,
+                at.c.generation,
+                at.c.scope,
+                at.c.issued_at,
+                at.c.expires_at,
+                at.c.revoked_at,
+                at.c.refresh_token_id,
+                rt.c.retire_at.label("rt_retire_at"),
+                rt.c.revoked_at.label("rt_revoked_at"),
+                *_GRANT_COLUMNS,
+            )
+            .join(grants, grants.c.id == at.c.grant_id)
+            .outerjoin(users, users.c.id == grants.c.user_id)
+            .outerjoin(rt, rt.c.id == at.c.refresh_token_id)
+            .where(at.c.digest == digest)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    companion = None
+    if row["refresh_token_id"] is not None:
+        companion = CompanionFacts(retire_at=row["rt_retire_at"], revoked_at=row["rt_revoked_at"])
+    return AccessFacts(
+        id=row["id"],
+        grant=_grant_from_labels(row),
+        generation=row["generation"],
+        scope=row["scope"],
+        issued_at=row["issued_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+        companion=companion,
+    )
+
+
+def _code_facts(row: RowMapping) -> CodeFacts:
+    return CodeFacts(
+        client_id=row["client_id"],
+        user_id=row["user_id"],
+        redirect_uri=row["redirect_uri"],
+        scope=row["scope"],
+        code_challenge=row["code_challenge"],
+        expires_at=row["expires_at"],
+        used_at=row["used_at"],
+        grant_id=row["grant_id"],
+    )
+
+
+def _user(conn: Connection, where: Any) -> User | None:
+    row = conn.execute(select(users).where(where)).mappings().first()
+    if row is None:
+        return None
+    return User(row["id"], row["username"], row["password_hash"], bool(row["is_admin"]))
+
+
+__all__ = ["DEFAULT_URL", "SQLStore", "UserExists", "create_sql_engine", "normalize_url"]

@@ -1,0 +1,197 @@
+"""Shared test support: a migrated store, a server under a fake clock, and a browser-like flow
+through login and consent that yields a first token pair."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from html import unescape
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+import httpx
+from starlette.testclient import TestClient
+
+from baton.config import Settings
+from baton.core.clock import FakeClock
+from baton.core.policy import Lifetimes, Policy, RetryPolicy
+from baton.core.tokens import TokenKind, mint, random_id
+from baton.passwords import hash_password
+from baton.server.app import create_app
+from baton.store import migrate
+from baton.store.base import Client
+from baton.store.sql import SQLStore, create_sql_engine
+
+ISSUER = "http://baton.test"
+REDIRECT_URI = "http://127.0.0.1:9000/callback"
+PASSWORD = "correct horse battery staple"
+_PASSWORD_HASH = hash_password(PASSWORD)  # hashed once: argon2 is slow on purpose
+
+
+def migrated_store(path: Path, policy: Policy | None = None) -> SQLStore:
+    url = f"sqlite:///{path}"
+    engine = create_sql_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return SQLStore.open(url, policy or Policy())
+
+
+@dataclass
+class RegisteredClient:
+    id: str
+    secret: str | None
+
+    @property
+    def basic(self) -> tuple[str, str]:
+        assert self.secret is not None
+        return (self.id, self.secret)
+
+    def auth_params(self) -> dict[str, str]:
+        """client_secret_post parameters (or just client_id for a public client)."""
+        params = {"client_id": self.id}
+        if self.secret is not None:
+            params["client_secret"] = self.secret
+        return params
+
+
+def register_client(
+    store: SQLStore,
+    *,
+    public: bool = False,
+    resource_server: bool = False,
+    scope: str = "read write",
+    redirect_uris: tuple[str, ...] = (REDIRECT_URI,),
+    name: str = "test client",
+) -> RegisteredClient:
+    secret = None if public else mint(TokenKind.CLIENT_SECRET)
+    client = Client(
+        id=random_id("cl_"),
+        name=name,
+        secret_digest=secret.digest if secret else None,
+        is_public=public,
+        is_resource_server=resource_server,
+        redirect_uris=redirect_uris,
+        scope=scope,
+        created_at=0,
+    )
+    anyio.run(store.create_client, client)
+    return RegisteredClient(client.id, secret.plaintext if secret else None)
+
+
+def register_user(store: SQLStore, username: str = "alice") -> None:
+    anyio.run(lambda: store.create_user(username, _PASSWORD_HASH, 0))
+
+
+@contextmanager
+def running_app(
+    tmp_path: Path,
+    *,
+    clock: FakeClock | None = None,
+    retry: RetryPolicy = RetryPolicy.REPLAY,
+    lifetimes: Lifetimes | None = None,
+) -> Iterator[tuple[TestClient, SQLStore, FakeClock]]:
+    clock = clock or FakeClock()
+    policy = Policy(lifetimes or Lifetimes(), retry)
+    store = migrated_store(tmp_path / "baton.db", policy)
+    app = create_app(Settings(issuer=ISSUER, policy=policy), store, clock)
+    with TestClient(app, base_url=ISSUER, follow_redirects=False) as client:
+        yield client, store, clock
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge.rstrip(b"=").decode()
+
+
+def hidden_inputs(html: str) -> dict[str, str]:
+    found = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html)
+    return {name: unescape(value) for name, value in found}
+
+
+def sign_in(http: TestClient | httpx.Client, login_location: str, username: str = "alice",
+            password: str = PASSWORD) -> httpx.Response:
+    page = http.get(login_location)
+    fields = hidden_inputs(page.text)
+    return http.post("/login", data={**fields, "username": username, "password": password})
+
+
+def authorize(
+    http: TestClient | httpx.Client,
+    client: RegisteredClient,
+    *,
+    scope: str | None = "read write",
+    state: str = "xyz",
+    pkce: bool = True,
+    decision: str = "allow",
+) -> tuple[dict[str, list[str]], str | None]:
+    """Drive /authorize through login and consent as a browser would.
+
+    Returns the query of the final redirect to the client and the PKCE verifier.
+    """
+    verifier, challenge = pkce_pair()
+    params: dict[str, str] = {
+        "response_type": "code",
+        "client_id": client.id,
+        "redirect_uri": REDIRECT_URI,
+        "state": state,
+    }
+    if scope is not None:
+        params["scope"] = scope
+    if pkce:
+        params |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+    response = http.get("/authorize", params=params)
+    if response.status_code == 303 and response.headers["location"].startswith("/login"):
+        response = sign_in(http, response.headers["location"])
+        assert response.status_code == 303, response.text
+        response = http.get(response.headers["location"])
+    if response.status_code == 200:  # the consent page
+        fields = hidden_inputs(response.text)
+        response = http.post("/authorize", data={**fields, "decision": decision})
+    assert response.status_code in (302, 303), response.text
+    location = response.headers["location"]
+    assert location.startswith(REDIRECT_URI), location
+    return parse_qs(urlsplit(location).query), verifier if pkce else None
+
+
+def first_pair(
+    http: TestClient, client: RegisteredClient, scope: str | None = "read write"
+) -> dict[str, Any]:
+    query, verifier = authorize(http, client, scope=scope)
+    data = {
+        "grant_type": "authorization_code",
+        "code": query["code"][0],
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+        **client.auth_params(),
+    }
+    response = http.post("/token", data=data)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def refresh(http: TestClient, client: RegisteredClient, refresh_token: str, **extra: str) -> httpx.Response:
+    return http.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token, **extra},
+        auth=client.basic if client.secret else None,
+    ) if client.secret else http.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token,
+              "client_id": client.id, **extra},
+    )
+
+
+def introspect(http: TestClient, resource_server: RegisteredClient, token: str) -> dict[str, Any]:
+    response = http.post("/introspect", data={"token": token}, auth=resource_server.basic)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
