@@ -7,16 +7,16 @@ import base64
 import hashlib
 import re
 import secrets
-from html import unescape
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from html import unescape
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
-import httpx
+import httpx2
 from starlette.testclient import TestClient
 
 from baton.config import Settings
@@ -116,15 +116,19 @@ def hidden_inputs(html: str) -> dict[str, str]:
     return {name: unescape(value) for name, value in found}
 
 
-def sign_in(http: TestClient | httpx.Client, login_location: str, username: str = "alice",
-            password: str = PASSWORD) -> httpx.Response:
+def sign_in(
+    http: TestClient | httpx2.Client,
+    login_location: str,
+    username: str = "alice",
+    password: str = PASSWORD,
+) -> httpx2.Response:
     page = http.get(login_location)
     fields = hidden_inputs(page.text)
     return http.post("/login", data={**fields, "username": username, "password": password})
 
 
 def authorize(
-    http: TestClient | httpx.Client,
+    http: TestClient | httpx2.Client,
     client: RegisteredClient,
     *,
     scope: str | None = "read write",
@@ -178,16 +182,14 @@ def first_pair(
     return body
 
 
-def refresh(http: TestClient, client: RegisteredClient, refresh_token: str, **extra: str) -> httpx.Response:
-    return http.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": refresh_token, **extra},
-        auth=client.basic if client.secret else None,
-    ) if client.secret else http.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": refresh_token,
-              "client_id": client.id, **extra},
-    )
+def refresh(
+    http: TestClient, client: RegisteredClient, refresh_token: str, **extra: str
+) -> httpx2.Response:
+    """A refresh with client_secret_basic (or client_id alone for a public client)."""
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
+    if client.secret is None:
+        return http.post("/token", data={**data, "client_id": client.id})
+    return http.post("/token", data=data, auth=client.basic)
 
 
 def introspect(http: TestClient, resource_server: RegisteredClient, token: str) -> dict[str, Any]:
