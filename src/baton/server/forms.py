@@ -53,10 +53,13 @@ def parse_pairs(raw: bytes | str) -> list[tuple[str, str]]:
 
 
 async def read_form(request: Request, max_bytes: int) -> Form:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != FORM_TYPE:
-        raise OAuthError("invalid_request", f"Content-Type must be {FORM_TYPE}", status=415)
+    content_type = request.headers.get("content-type")
+    media_type = (content_type or "").split(";")[0].strip().lower()
     declared = request.headers.get("content-length")
+    # A body-less POST without a Content-Type is an empty form: its error names what is missing.
+    untyped = content_type is None and declared in (None, "0")
+    if media_type != FORM_TYPE and not untyped:
+        raise _wrong_type()
     if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
         raise _too_large(max_bytes)
     body = bytearray()
@@ -64,7 +67,13 @@ async def read_form(request: Request, max_bytes: int) -> Form:
         body += chunk
         if len(body) > max_bytes:
             raise _too_large(max_bytes)
+    if media_type != FORM_TYPE and body:
+        raise _wrong_type()
     return Form(parse_pairs(bytes(body)))
+
+
+def _wrong_type() -> OAuthError:
+    return OAuthError("invalid_request", f"Content-Type must be {FORM_TYPE}", status=415)
 
 
 def _too_large(max_bytes: int) -> OAuthError:

@@ -1,0 +1,233 @@
+"""Real `baton serve` processes for end-to-end tests.
+
+A database is prepared once per session with the real command line (`baton db upgrade`,
+`baton user create --password-stdin`, `baton client create --json`, the latter twice: a
+confidential client and a resource server); every server then runs on its own copy of that
+database, on a free port of 127.0.0.1, and is killed at teardown. When a test fails, the stderr
+of each server it started (Baton's request log included) is attached to the failure report.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+USERNAME = "alice"
+PASSWORD = "correct horse battery staple"
+REDIRECT_URI = "http://127.0.0.1:9000/callback"
+CLIENT_SCOPE = "read write"
+START_TIMEOUT = 20.0
+
+BATON = [sys.executable, "-m", "baton.cli"]
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs `baton ARGS...` as its own process; fails the test if it exits non-zero."""
+    result = subprocess.run(
+        [*BATON, *args], input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(f"baton {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
+@dataclass(frozen=True)
+class Credentials:
+    client_id: str
+    client_secret: str
+
+    @property
+    def basic(self) -> tuple[str, str]:
+        return (self.client_id, self.client_secret)
+
+
+@dataclass(frozen=True)
+class Seed:
+    """A migrated database with one user, one confidential client and one resource server."""
+
+    db: Path
+    client: Credentials
+    resource_server: Credentials
+
+
+def _create_client(db: Path, name: str, *extra: str) -> Credentials:
+    out = run_cli("client", "create", "--db", str(db), "--name", name, "--json", *extra).stdout
+    payload = json.loads(out)  # --json: exactly one JSON object on stdout
+    return Credentials(payload["client_id"], payload["client_secret"])
+
+
+@pytest.fixture(scope="session")
+def seed(tmp_path_factory: pytest.TempPathFactory) -> Seed:
+    db = tmp_path_factory.mktemp("seed") / "baton.db"
+    run_cli("db", "upgrade", "--db", str(db))
+    run_cli("user", "create", "--db", str(db), "--username", USERNAME, "--password-stdin",
+            stdin=PASSWORD + "\n")  # fmt: skip
+    client = _create_client(
+        db, "e2e app", "--redirect-uri", REDIRECT_URI, "--scope", CLIENT_SCOPE
+    )
+    resource_server = _create_client(db, "e2e api", "--resource-server")
+    return Seed(db, client, resource_server)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """A running `baton serve` and what a test needs to talk to it."""
+
+    url: str
+    db: Path
+    client: Credentials
+    resource_server: Credentials
+    process: subprocess.Popen[bytes]
+    stderr_path: Path
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def token_url(self) -> str:
+        return self.url + "/token"
+
+    @property
+    def authorize_url(self) -> str:
+        return self.url + "/authorize"
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        """RFC 7662 introspection as the resource server (which may see any token)."""
+        response = httpx.post(
+            self.url + "/introspect", data={"token": token}, auth=self.resource_server.basic
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        """A read of the server's database (SQLite in WAL mode allows it while serving)."""
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
+        try:
+            rows: list[tuple[Any, ...]] = conn.execute(query, params).fetchall()
+            return rows
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def _copy_db(source: Path, target: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        src = source.with_name(source.name + suffix)
+        if src.exists():
+            shutil.copyfile(src, target.with_name(target.name + suffix))
+
+
+def _wait_until_ready(server: Server) -> bool:
+    """True once the metadata answers; False if the process died (e.g. the port was taken)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            return False
+        try:
+            response = httpx.get(server.url + "/.well-known/oauth-authorization-server")
+            if response.status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    server.stop()
+    pytest.fail(f"baton serve did not answer within {START_TIMEOUT}s:\n{server.stderr()}")
+
+
+def start_server(seed: Seed, directory: Path, options: dict[str, str]) -> Server:
+    directory.mkdir(parents=True, exist_ok=True)
+    db = directory / "baton.db"
+    _copy_db(seed.db, db)
+    for _attempt in range(3):
+        port = free_port()
+        args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--db", str(db)]
+        for name, value in options.items():
+            args += [f"--{name.replace('_', '-')}", value]
+        stderr_path = directory / f"serve-{port}.log"
+        with stderr_path.open("wb") as log:
+            process = subprocess.Popen(
+                [*BATON, *args], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        server = Server(
+            f"http://127.0.0.1:{port}",
+            db,
+            seed.client,
+            seed.resource_server,
+            process,
+            stderr_path,
+            options,
+        )
+        if _wait_until_ready(server):
+            return server
+        if "address already in use" not in server.stderr().lower():
+            break
+    pytest.fail(f"baton serve exited {server.process.returncode}:\n{server.stderr()}")
+
+
+ServerFactory = Callable[..., Server]
+_SERVERS = pytest.StashKey[list[Server]]()
+
+
+@pytest.fixture
+def baton_server(
+    seed: Seed, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[ServerFactory]:
+    """A factory: `baton_server(leeway=2, retry_policy="strict")` starts a server whose
+    options are passed as `--leeway 2 --retry-policy strict`."""
+    started: list[Server] = []
+    request.node.stash[_SERVERS] = started
+
+    def factory(**options: object) -> Server:
+        server = start_server(
+            seed,
+            tmp_path / f"server{len(started)}",
+            {name: str(value) for name, value in options.items()},
+        )
+        started.append(server)
+        return server
+
+    try:
+        yield factory
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        for server in item.stash.get(_SERVERS, []):
+            report.sections.append((f"baton serve {server.url} (stderr)", server.stderr()))
+    return report
