@@ -143,6 +143,7 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the schema check is not news
     policy = Policy(
         Lifetimes(
             access_ttl=access_ttl,
