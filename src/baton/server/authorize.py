@@ -176,15 +176,22 @@ async def authorize_get(request: Request) -> Response:
     return await _authorize(request, form, decision=None, status=302)
 
 
-async def authorize_post(request: Request) -> Response:
-    """The consent form posts here: Allow or Deny, with the request's parameters."""
-    app = baton(request)
+async def _browser_form(request: Request) -> Form | Response:
+    """A form posted by one of our pages, with its CSRF token checked; or the error page."""
     try:
-        form = await read_form(request, app.settings.max_body_bytes)
+        form = await read_form(request, baton(request).settings.max_body_bytes)
     except OAuthError as exc:
         return _error_page(request, exc.description, exc.status)
     if not csrf_ok(request.session, form.get("csrf")):
         return _error_page(request, "The form expired. Go back and try again.", 403)
+    return form
+
+
+async def authorize_post(request: Request) -> Response:
+    """The consent form posts here: Allow or Deny, with the request's parameters."""
+    form = await _browser_form(request)
+    if isinstance(form, Response):
+        return form
     decision = form.get("decision")
     if decision not in ("allow", "deny"):
         return _error_page(request, "Choose Allow or Deny.", 400)
@@ -296,13 +303,9 @@ async def logout_get(request: Request) -> Response:
 
 
 async def logout_post(request: Request) -> Response:
-    app = baton(request)
-    try:
-        form = await read_form(request, app.settings.max_body_bytes)
-    except OAuthError as exc:
-        return _error_page(request, exc.description, exc.status)
-    if not csrf_ok(request.session, form.get("csrf")):
-        return _error_page(request, "The form expired. Go back and try again.", 403)
+    form = await _browser_form(request)
+    if isinstance(form, Response):
+        return form
     request.session.clear()  # ends the browser session; grants stay (revoke them with /revoke)
     return templates.TemplateResponse(request, "logged_out.html", {}, headers=_NO_STORE)
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from baton.core import rules
-from baton.core.facts import GrantFacts
+from baton.core.facts import AccessFacts, RefreshFacts
 from baton.core.tokens import TokenKind, digest, kind_of
 from baton.server.clientauth import authenticate
 from baton.server.context import baton
@@ -42,70 +42,43 @@ async def introspection_endpoint(request: Request) -> JSONResponse:
     client = await authenticate(request, form, app.store, allow_public=False)
     token = form.require("token")
     now = app.clock.now()
-    body: dict[str, Any] = {"active": False}
+    facts: AccessFacts | RefreshFacts | None = None
     kind = kind_of(token)
     if kind is TokenKind.ACCESS:
-        access = await app.store.find_access(digest(token))
-        if access is not None and _may_see(client.id, client.is_resource_server, access.grant):
-            state = rules.access_liveness(access, now)
-            if state.active:
-                body = _describe(
-                    access.grant,
-                    "access_token",
-                    access.scope,
-                    access.issued_at,
-                    access.expires_at,
-                    access.generation,
-                    app.settings.issuer,
-                )
-                if state.revocation_at is not None:
-                    body["revocation_at"] = state.revocation_at
+        facts = await app.store.find_access(digest(token))
     elif kind is TokenKind.REFRESH:
-        refresh = await app.store.find_refresh(digest(token))
-        if refresh is not None and _may_see(client.id, client.is_resource_server, refresh.grant):
-            state = rules.refresh_liveness(refresh, now, app.settings.policy.retry)
-            if state.active:
-                body = _describe(
-                    refresh.grant,
-                    "refresh_token",
-                    refresh.grant.scope,
-                    refresh.issued_at,
-                    refresh.expires_at,
-                    refresh.generation,
-                    app.settings.issuer,
-                )
-                if state.revocation_at is not None:
-                    body["revocation_at"] = state.revocation_at
-    return JSONResponse(body, headers=NO_STORE)
-
-
-def _may_see(client_id: str, is_resource_server: bool, grant: GrantFacts) -> bool:
-    """A client may introspect its own tokens; a registered resource server any token."""
-    return is_resource_server or grant.client_id == client_id
-
-
-def _describe(
-    grant: GrantFacts,
-    token_type: str,
-    scope: str,
-    issued_at: int,
-    expires_at: int,
-    generation: int,
-    issuer: str,
-) -> dict[str, Any]:
+        facts = await app.store.find_refresh(digest(token))
+    # A client may introspect its own tokens; a registered resource server any token. Any
+    # other case looks exactly like an unknown token.
+    if facts is None or not (client.is_resource_server or facts.grant.client_id == client.id):
+        return JSONResponse(INACTIVE, headers=NO_STORE)
+    if isinstance(facts, AccessFacts):
+        state, scope = rules.access_liveness(facts, now), facts.scope
+    else:
+        state, scope = (
+            rules.refresh_liveness(facts, now, app.settings.policy.retry),
+            facts.grant.scope,
+        )
+    if not state.active:
+        return JSONResponse(INACTIVE, headers=NO_STORE)
+    grant = facts.grant
     body: dict[str, Any] = {
         "active": True,
         "scope": scope,
         "client_id": grant.client_id,
         # RFC 7662 §2.2 names the type of an access token as in RFC 6749 §5.1.
-        "token_type": "Bearer" if token_type == "access_token" else "refresh_token",
-        "exp": expires_at,
-        "iat": issued_at,
-        "iss": issuer,
+        "token_type": "Bearer" if isinstance(facts, AccessFacts) else "refresh_token",
+        "exp": facts.expires_at,
+        "iat": facts.issued_at,
+        "iss": app.settings.issuer,
         "grant_id": grant.id,
-        "generation": generation,
+        "generation": facts.generation,
     }
     if grant.subject is not None:
-        body["sub"] = grant.subject
-        body["username"] = grant.subject
-    return body
+        body["sub"] = body["username"] = grant.subject
+    if state.revocation_at is not None:
+        body["revocation_at"] = state.revocation_at
+    return JSONResponse(body, headers=NO_STORE)
+
+
+INACTIVE = {"active": False}

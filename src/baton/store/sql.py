@@ -405,7 +405,7 @@ class SQLStore:
                 .subquery()
             )
             query = (
-                select(grants, users.c.username, stats.c.n, stats.c.last)
+                select(*_GRANT_COLUMNS, stats.c.n, stats.c.last)
                 .outerjoin(users, users.c.id == grants.c.user_id)
                 .outerjoin(stats, stats.c.grant_id == grants.c.id)
                 .order_by(grants.c.created_at, grants.c.id)
@@ -415,7 +415,7 @@ class SQLStore:
             if username is not None:
                 query = query.where(users.c.username == username)
             return [
-                GrantSummary(_grant_from_row(row), row["n"] or 0, row["last"])
+                GrantSummary(_grant_from_labels(row), row["n"] or 0, row["last"])
                 for row in conn.execute(query).mappings()
             ]
 
@@ -681,20 +681,6 @@ def _grant_from_labels(row: RowMapping) -> GrantFacts:
         expires_at=row["g_expires_at"],
         revoked_at=row["g_revoked_at"],
         revoked_reason=row["g_revoked_reason"],
-    )
-
-
-def _grant_from_row(row: RowMapping) -> GrantFacts:
-    return GrantFacts(
-        id=row["id"],
-        client_id=row["client_id"],
-        user_id=row["user_id"],
-        subject=row["username"],
-        scope=row["scope"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        revoked_at=row["revoked_at"],
-        revoked_reason=row["revoked_reason"],
     )
 
 
