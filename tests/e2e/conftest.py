@@ -9,7 +9,10 @@ of each server it started (Baton's request log included) is attached to the fail
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import secrets
 import shutil
 import socket
 import sqlite3
@@ -18,11 +21,14 @@ import sys
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
+import requests  # type: ignore[import-untyped,unused-ignore]
 
 USERNAME = "alice"
 PASSWORD = "correct horse battery staple"
@@ -72,11 +78,17 @@ def _create_client(db: Path, name: str, *extra: str) -> Credentials:
 def seed(tmp_path_factory: pytest.TempPathFactory) -> Seed:
     db = tmp_path_factory.mktemp("seed") / "baton.db"
     run_cli("db", "upgrade", "--db", str(db))
-    run_cli("user", "create", "--db", str(db), "--username", USERNAME, "--password-stdin",
-            stdin=PASSWORD + "\n")  # fmt: skip
-    client = _create_client(
-        db, "e2e app", "--redirect-uri", REDIRECT_URI, "--scope", CLIENT_SCOPE
+    run_cli(
+        "user",
+        "create",
+        "--db",
+        str(db),
+        "--username",
+        USERNAME,
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
     )
+    client = _create_client(db, "e2e app", "--redirect-uri", REDIRECT_URI, "--scope", CLIENT_SCOPE)
     resource_server = _create_client(db, "e2e api", "--resource-server")
     return Seed(db, client, resource_server)
 
@@ -231,3 +243,133 @@ def pytest_runtest_makereport(
         for server in item.stash.get(_SERVERS, []):
             report.sections.append((f"baton serve {server.url} (stderr)", server.stderr()))
     return report
+
+
+# -- a browser, for the login and consent pages ---------------------------------------------------
+
+
+class _FormParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden: dict[str, str] = {}
+        self.codes: list[str] = []
+        self._in_code = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "input" and attributes.get("type") == "hidden":
+            # HTMLParser unescapes attribute values (what html.unescape would do), so a
+            # `next` URL with `&amp;` comes back with `&`, exactly as the browser would post it.
+            self.hidden[attributes.get("name") or ""] = attributes.get("value") or ""
+        self._in_code = tag == "code"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "code":
+            self._in_code = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_code:
+            self.codes.append(data)  # character references already converted
+
+
+def parse_form(page: str) -> _FormParser:
+    parser = _FormParser()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+@dataclass(frozen=True)
+class Visit:
+    """How a browser went through /authorize: the final redirect to the client and the pages."""
+
+    location: str
+    signed_in: bool  # the login page was shown and posted
+    consent_scopes: tuple[str, ...] | None  # the scopes on the consent page, None if not shown
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(self.location).query)
+
+
+def visit(
+    browser: requests.Session,
+    server: Server,
+    authorization_url: str,
+    *,
+    decision: str = "allow",
+    username: str = USERNAME,
+    password: str = PASSWORD,
+) -> Visit:
+    """Follows an authorization URL as a person in a browser would, up to (and not into) the
+    redirect back to the client."""
+    response = browser.get(authorization_url, allow_redirects=False)
+    signed_in = False
+    if response.status_code == 303 and response.headers["location"].startswith("/login"):
+        page = browser.get(server.url + response.headers["location"], allow_redirects=False)
+        assert page.status_code == 200, page.text
+        fields = parse_form(page.text).hidden
+        assert set(fields) == {"csrf", "next"}, fields
+        assert fields["next"].startswith("/authorize?"), fields
+        response = browser.post(
+            server.url + "/login",
+            data={**fields, "username": username, "password": password},
+            allow_redirects=False,
+        )
+        assert response.status_code == 303, response.text
+        assert response.headers["location"] == fields["next"]
+        response = browser.get(server.url + response.headers["location"], allow_redirects=False)
+        signed_in = True
+    consent_scopes: tuple[str, ...] | None = None
+    if response.status_code == 200:
+        assert "Allow" in response.text and "Deny" in response.text, response.text
+        form = parse_form(response.text)
+        consent_scopes = tuple(form.codes)
+        assert "csrf" in form.hidden, form.hidden
+        response = browser.post(
+            server.url + "/authorize",
+            data={**form.hidden, "decision": decision},
+            allow_redirects=False,
+        )
+    assert response.status_code in (302, 303), (response.status_code, response.text)
+    location = response.headers["location"]
+    assert location.startswith(REDIRECT_URI + "?"), location
+    return Visit(location, signed_in, consent_scopes)
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge.rstrip(b"=").decode()
+
+
+def first_pair(server: Server, scope: str = CLIENT_SCOPE) -> dict[str, Any]:
+    """Signs in, allows, and redeems the code: the grant's first pair (generation 0)."""
+    verifier, challenge = pkce_pair()
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": server.client.client_id,
+            "redirect_uri": REDIRECT_URI,
+            "scope": scope,
+            "state": "s1",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )
+    with requests.Session() as browser:
+        found = visit(browser, server, f"{server.authorize_url}?{query}")
+    assert found.query["state"] == ["s1"]
+    response = httpx.post(
+        server.token_url,
+        data={
+            "grant_type": "authorization_code",
+            "code": found.query["code"][0],
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+        },
+        auth=server.client.basic,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
