@@ -27,7 +27,7 @@ from baton.passwords import hash_password
 from baton.server.app import create_app
 from baton.store import migrate
 from baton.store.base import Client
-from baton.store.sql import SQLStore, create_sql_engine
+from baton.store.sql import SQLStore
 
 ISSUER = "http://baton.test"
 REDIRECT_URI = "http://127.0.0.1:9000/callback"
@@ -36,11 +36,9 @@ _PASSWORD_HASH = hash_password(PASSWORD)  # hashed once: argon2 is slow on purpo
 
 
 def migrated_store(path: Path, policy: Policy | None = None) -> SQLStore:
-    url = f"sqlite:///{path}"
-    engine = create_sql_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    return SQLStore.open(url, policy or Policy())
+    store = SQLStore.open(f"sqlite:///{path}", policy or Policy())
+    anyio.run(migrate.upgrade, store.runner)
+    return store
 
 
 @dataclass

@@ -26,7 +26,8 @@ from baton.core.tokens import TokenKind, mint, random_id
 from baton.passwords import hash_password
 from baton.store import migrate
 from baton.store.base import Client
-from baton.store.sql import DEFAULT_URL, SQLStore, UserExists, normalize_url
+from baton.store.engines import DEFAULT_URL, display_url, open_runner
+from baton.store.sql import SQLStore, UserExists
 
 T = TypeVar("T")
 
@@ -199,14 +200,17 @@ def db() -> None:
 @db_option
 def db_upgrade(db: str) -> None:
     """Apply every pending migration."""
-    from baton.store.sql import create_sql_engine
+    runner = open_runner(db)
 
-    engine = create_sql_engine(db)
-    try:
-        migrate.upgrade(engine)
-        click.echo(f"database {normalize_url(db)} is at revision {migrate.current(engine)}")
-    finally:
-        engine.dispose()
+    async def work() -> str | None:
+        try:
+            await migrate.upgrade(runner)
+            return await migrate.current(runner)
+        finally:
+            await runner.close()
+
+    revision = anyio.run(work)
+    click.echo(f"database {display_url(db)} is at revision {revision}")
 
 
 # -- clients -------------------------------------------------------------------------------------

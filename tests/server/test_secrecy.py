@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import anyio
 import pytest
 from starlette.testclient import TestClient
 
@@ -23,7 +24,7 @@ def test_the_database_holds_no_plaintext(
     refresh(http, client, pair["refresh_token"])  # a replay: the child pair stays sealed
     secrets += [pair["access_token"], pair["refresh_token"]]
     secrets += [child["access_token"], child["refresh_token"]]
-    store.engine.dispose()
+    anyio.run(store.close)
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("baton.db*"))
     assert raw  # the database and its WAL were read
     for secret in secrets:

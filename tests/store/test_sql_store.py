@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Connection, Table, func, select
 
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import Policy, RetryPolicy
@@ -18,20 +19,21 @@ from baton.core.tokens import TokenKind, digest, mint
 from baton.store import migrate
 from baton.store.base import ExchangeAsk, Issued, NewCode, Replayed
 from baton.store.schema import access_tokens, metadata, refresh_tokens
-from baton.store.sql import SQLStore, create_sql_engine
+from baton.store.sql import SQLStore
 from tests.support import migrated_store, register_client, register_user
 
 NOW = 1_700_000_000
 
 
 def test_the_migration_chain_creates_exactly_the_schema(tmp_path: Path) -> None:
-    engine = create_sql_engine(f"sqlite:///{tmp_path / 'm.db'}")
-    assert not migrate.is_current(engine)
-    migrate.upgrade(engine)
-    assert migrate.is_current(engine)
-    with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
-    engine.dispose()
+    store = SQLStore.open(f"sqlite:///{tmp_path / 'm.db'}")
+    assert not anyio.run(store.schema_is_current)
+    anyio.run(migrate.upgrade, store.runner)
+    assert anyio.run(store.schema_is_current)
+    diff = anyio.run(
+        store.inspect, lambda conn: compare_metadata(MigrationContext.configure(conn), metadata)
+    )
+    anyio.run(store.close)
     assert diff == []
 
 
@@ -44,6 +46,13 @@ def first_pair(store: SQLStore, client_id: str) -> IssuedPair:
     result = anyio.run(store.redeem_code, code.digest, ask, MintedPair.new(), NOW, None)
     assert isinstance(result, Issued)
     return result.pair
+
+
+def count(table: Table, *where: ColumnElement[bool]) -> Callable[[Connection], int]:
+    def work(conn: Connection) -> int:
+        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+
+    return work
 
 
 def ask_for(token: str, client_id: str, now: int = NOW) -> ExchangeAsk:
@@ -79,9 +88,8 @@ def test_fifty_concurrent_exchanges_of_one_token(tmp_path: Path, retry: RetryPol
     anyio.run(all_at_once)
     issued = [r for r in results if isinstance(r, Issued)]
     replayed = [r for r in results if isinstance(r, Replayed)]
-    with store.engine.connect() as conn:
-        n_refresh = conn.execute(select(func.count()).select_from(refresh_tokens)).scalar_one()
-        n_access = conn.execute(select(func.count()).select_from(access_tokens)).scalar_one()
+    n_refresh = anyio.run(store.inspect, count(refresh_tokens))
+    n_access = anyio.run(store.inspect, count(access_tokens))
     if retry is RetryPolicy.REPLAY:
         assert len(issued) == 1 and len(replayed) == 49
         opened = {
@@ -113,9 +121,6 @@ def test_seals_are_purged_only_after_the_leeway(tmp_path: Path) -> None:
     assert isinstance(anyio.run(store.exchange, ask_for(parent.refresh_token, client.id)), Issued)
     assert anyio.run(store.purge_seals, NOW + 599) == 0
     assert anyio.run(store.purge_seals, NOW + 600) == 1
-    with store.engine.connect() as conn:
-        seals = conn.execute(
-            select(func.count()).where(refresh_tokens.c.sealed_response.is_not(None))
-        ).scalar_one()
-    assert seals == 0
+    sealed = refresh_tokens.c.sealed_response.is_not(None)
+    assert anyio.run(store.inspect, count(refresh_tokens, sealed)) == 0
     anyio.run(store.close)

@@ -1,7 +1,7 @@
 """The `Store` over SQLAlchemy 2 Core.
 
-Every method runs one short transaction on a worker thread (one thread hop per request, not one
-per statement). On SQLite, write transactions start with `BEGIN IMMEDIATE`, which takes the
+Every method runs one short transaction (see `baton.store.engines` for how each dialect drives
+it). On SQLite, write transactions start with `BEGIN IMMEDIATE`, which takes the
 database's write lock up front: two rotations of one token are serialized before either reads,
 so the loser reads the winner's committed exchange and is answered by the leeway rules. On
 PostgreSQL (READ COMMITTED) the conditional `UPDATE ... WHERE exchanged_at IS NULL` does the same:
@@ -11,25 +11,10 @@ it waits for the winner's row lock, then matches no row.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio.to_thread
-from sqlalchemy import (
-    Connection,
-    Engine,
-    RowMapping,
-    create_engine,
-    event,
-    func,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, RowMapping, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from baton.core import rules
@@ -57,6 +42,7 @@ from baton.store.base import (
     SecurityEvent,
     User,
 )
+from baton.store.engines import PoolSettings, Runner, open_runner
 from baton.store.schema import (
     access_tokens,
     authorization_codes,
@@ -71,86 +57,45 @@ from baton.store.schema import (
 
 T = TypeVar("T")
 
-DEFAULT_URL = "sqlite:///baton.db"
-
-
-def normalize_url(db: str) -> str:
-    """Accepts a SQLAlchemy URL or a plain file path (taken as SQLite)."""
-    if "://" in db:
-        return db
-    return "sqlite:///" + str(Path(db))
-
-
-def create_sql_engine(db: str) -> Engine:
-    url = make_url(normalize_url(db))
-    if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event below emit BEGIN, so writers can take the lock first.
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        if url.database not in (None, "", ":memory:"):
-            cursor.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed rotation or revocation survives a power cut, so no acknowledged
-        # revocation is ever lost and no token a client holds is unknown after a crash.
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get("baton_read_only", False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-    return engine
-
 
 class SQLStore:
-    """The store for SQLite and PostgreSQL (sync drivers, driven from worker threads)."""
+    """The store over SQLAlchemy Core, for SQLite and PostgreSQL alike.
 
-    def __init__(self, engine: Engine, policy: Policy) -> None:
-        self.engine = engine
+    Every method is one transaction: a function of a connection, handed to the dialect's
+    `Runner` (a worker thread for SQLite, asyncpg on the event loop for PostgreSQL).
+    """
+
+    def __init__(self, runner: Runner, policy: Policy) -> None:
+        self.runner = runner
         self.policy = policy
-        self._reader = engine.execution_options(baton_read_only=True)
-        # SQLite has one writer at a time. Left to SQLite, waiting writers poll the lock with
-        # sleeps growing to 100 ms, which puts a long tail on rotations under load; queueing
-        # this process's writers on a lock hands the database over in turn. BEGIN IMMEDIATE
-        # still serializes writers of other processes.
-        self._write_turn: AbstractContextManager[object] = (
-            threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
-        )
 
     @classmethod
-    def open(cls, db: str, policy: Policy | None = None) -> SQLStore:
-        return cls(create_sql_engine(db), policy or Policy())
+    def open(
+        cls, db: str, policy: Policy | None = None, pool: PoolSettings | None = None
+    ) -> SQLStore:
+        return cls(open_runner(db, pool), policy or Policy())
+
+    @property
+    def dialect(self) -> str:
+        return self.runner.dialect
 
     async def close(self) -> None:
-        await anyio.to_thread.run_sync(self.engine.dispose)
+        await self.runner.close()
 
-    # -- plumbing ------------------------------------------------------------------------------
+    async def inspect(self, work: Callable[[Connection], T]) -> T:
+        """Runs a read-only function of a connection (reports, tests)."""
+        return await self.runner.read(work)
 
     async def _write(self, work: Callable[[Connection], T]) -> T:
-        def run() -> T:
-            with self._write_turn, self.engine.begin() as conn:
-                return work(conn)
-
-        return await anyio.to_thread.run_sync(run)
+        return await self.runner.write(work)
 
     async def _read(self, work: Callable[[Connection], T]) -> T:
-        def run() -> T:
-            with self._reader.begin() as conn:
-                return work(conn)
-
-        return await anyio.to_thread.run_sync(run)
+        return await self.runner.read(work)
 
     # -- set-up --------------------------------------------------------------------------------
 
     async def schema_is_current(self) -> bool:
-        return await anyio.to_thread.run_sync(migrate.is_current, self.engine)
+        return await migrate.is_current(self.runner)
 
     async def server_secret(self, name: str, make: Callable[[], bytes]) -> bytes:
         def work(conn: Connection) -> bytes:
@@ -804,4 +749,4 @@ def _user(conn: Connection, where: Any) -> User | None:
     return User(row["id"], row["username"], row["password_hash"], bool(row["is_admin"]))
 
 
-__all__ = ["DEFAULT_URL", "SQLStore", "UserExists", "create_sql_engine", "normalize_url"]
+__all__ = ["SQLStore", "UserExists"]

@@ -1,4 +1,4 @@
-"""Alembic environment: runs against the engine `baton.store.migrate` hands over."""
+"""Alembic environment: runs on the connection `baton.store.migrate` hands over."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ from alembic import context
 
 from baton.store.schema import metadata
 
-engine = context.config.attributes["engine"]
-with engine.connect() as connection:
-    context.configure(
-        connection=connection,
-        target_metadata=metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-    connection.commit()
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

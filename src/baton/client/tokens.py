@@ -1,0 +1,105 @@
+"""The stored token pair: what a token response becomes, and when it needs a refresh."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+
+def fingerprint(token: str | None) -> str | None:
+    """A short, non-reversible name for a token, safe to log or hand to a hook."""
+    if token is None:
+        return None
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """An access token, its companion refresh token, and the SDK's bookkeeping about them.
+
+    Times are seconds since the epoch. `exchanging_since` is the intent mark: it is written to the
+    store *before* the refresh token is sent to the server, so that a process that dies after the
+    server rotated (and before the new pair was stored) leaves enough behind for the next process
+    to retry the same refresh token inside the server's leeway.
+    """
+
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    expires_at: float | None = None
+    refresh_expires_at: float | None = None
+    scope: str | None = None
+    token_type: str = "Bearer"
+    obtained_at: float = 0.0
+    rotations: int = 0
+    exchanging_since: float | None = None
+
+    @classmethod
+    def from_response(
+        cls, body: dict[str, Any], sent_at: float, previous: TokenPair | None = None
+    ) -> TokenPair:
+        """RFC 6749 §5.1. Lifetimes count from when the request was *sent* (never later than the
+        server's clock). Without a new `refresh_token`, the previous one stays (RFC 6749 §6)."""
+        access = body.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise ValueError("token response without an access_token")
+        token_type = body.get("token_type", "Bearer")
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            raise ValueError(f"unsupported token_type {token_type!r}")
+        refresh = body.get("refresh_token")
+        if refresh is not None and not isinstance(refresh, str):
+            raise ValueError("refresh_token is not a string")
+        rotated = refresh is not None
+        if refresh is None and previous is not None:
+            refresh = previous.refresh_token
+        expires_in = body.get("expires_in")
+        refresh_expires_in = body.get("refresh_token_expires_in")  # used when present
+        scope = body.get("scope")
+        if scope is None and previous is not None:
+            scope = previous.scope  # RFC 6749 §5.1: omitted means unchanged
+        return cls(
+            access_token=access,
+            refresh_token=refresh,
+            expires_at=_deadline(sent_at, expires_in),
+            refresh_expires_at=(
+                _deadline(sent_at, refresh_expires_in)
+                if rotated or previous is None
+                else previous.refresh_expires_at
+            ),
+            scope=scope if isinstance(scope, str) else None,
+            obtained_at=sent_at,
+            rotations=0 if previous is None else previous.rotations + 1,
+        )
+
+    def expires_within(self, margin: float, now: float) -> bool:
+        """True when the access token is expired or will be within `margin` seconds."""
+        return self.expires_at is not None and now + margin >= self.expires_at
+
+    def marked_exchanging(self, now: float) -> TokenPair:
+        return replace(self, exchanging_since=now)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> TokenPair:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("stored token pair is not a JSON object")
+        return cls(**data)
+
+    def describe(self) -> dict[str, Any]:
+        """What a log line or a hook may see: fingerprints and times, never a token."""
+        return {
+            "access_token": fingerprint(self.access_token),
+            "refresh_token": fingerprint(self.refresh_token),
+            "expires_at": self.expires_at,
+            "rotations": self.rotations,
+        }
+
+
+def _deadline(sent_at: float, seconds: object) -> float | None:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return None
+    return sent_at + float(seconds)

@@ -1,0 +1,189 @@
+"""How a transaction reaches the database: one `Runner` per dialect.
+
+A transaction is always a plain function of a SQLAlchemy `Connection`, written once for every
+dialect (`baton.store.sql`). The runner decides how it is driven:
+
+- SQLite: the stdlib driver on a worker thread, one thread hop per transaction; writers start
+  with `BEGIN IMMEDIATE` and take turns on an in-process lock.
+- PostgreSQL: asyncpg on the event loop, the function run through `AsyncConnection.run_sync`
+  (no thread hop), READ COMMITTED, a bounded retry on serialization failures and deadlocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+T = TypeVar("T")
+log = logging.getLogger("baton.store")
+
+DEFAULT_URL = "sqlite:///baton.db"
+
+# SQLSTATEs that mean "run the transaction again": serialization_failure, deadlock_detected.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """Connections per server process (PostgreSQL). Size it to the requests in flight that
+    reach the database at once: a pool larger than the server's max_connections divided by the
+    number of processes only moves the queue into PostgreSQL."""
+
+    size: int = 10
+    max_overflow: int = 10
+    timeout: float = 30.0
+
+
+class Runner(Protocol):
+    dialect: str
+
+    async def write(self, work: Callable[[Connection], T]) -> T: ...
+    async def read(self, work: Callable[[Connection], T]) -> T: ...
+    async def close(self) -> None: ...
+
+
+def normalize_url(db: str) -> URL:
+    """A SQLAlchemy URL from `--db`: a URL, or a plain file path (taken as SQLite).
+
+    `postgresql://` and `postgres://` select the asyncpg driver.
+    """
+    if "://" not in db:
+        return make_url("sqlite:///" + str(Path(db)))
+    url = make_url(db.replace("postgres://", "postgresql://", 1))
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() != "asyncpg":
+        url = url.set(drivername="postgresql+asyncpg")
+    return url
+
+
+def display_url(db: str) -> str:
+    """The URL as it can be shown: never with its password."""
+    return normalize_url(db).render_as_string(hide_password=True)
+
+
+def open_runner(db: str, pool: PoolSettings | None = None) -> Runner:
+    url = normalize_url(db)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return SQLiteRunner(url)
+    if backend == "postgresql":
+        return PostgresRunner(url, pool or PoolSettings())
+    raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+
+
+class SQLiteRunner:
+    dialect = "sqlite"
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self.engine = _sqlite_engine(url)
+        self._reader = self.engine.execution_options(baton_read_only=True)
+        # SQLite has one writer at a time. Left to SQLite, waiting writers poll the lock with
+        # sleeps growing to 100 ms, which puts a long tail on rotations under load; queueing
+        # this process's writers on a lock hands the database over in turn. BEGIN IMMEDIATE
+        # and the busy timeout still serialize the writers of other processes.
+        self._write_turn = threading.Lock()
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        def run() -> T:
+            with self._write_turn, self.engine.begin() as conn:
+                return work(conn)
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        def run() -> T:
+            with self._reader.begin() as conn:
+                return work(conn)
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def close(self) -> None:
+        await anyio.to_thread.run_sync(self.engine.dispose)
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below emit BEGIN, so writers can take the lock first.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        if url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed rotation or revocation survives a power cut, so no acknowledged
+        # revocation is ever lost and no token a client holds is unknown after a crash.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get("baton_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+class PostgresRunner:
+    dialect = "postgresql"
+
+    def __init__(self, url: URL, pool: PoolSettings) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            pool_size=pool.size,
+            max_overflow=pool.max_overflow,
+            pool_timeout=pool.timeout,
+            pool_pre_ping=True,
+            isolation_level="READ COMMITTED",
+        )
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                async with self.engine.begin() as conn:
+                    return await conn.run_sync(work)
+            except DBAPIError as exc:
+                state = _sqlstate(exc)
+                if state not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:
+                    raise
+                log.warning(
+                    "transaction failed with SQLSTATE %s (attempt %d of %d); retrying",
+                    state,
+                    attempt,
+                    MAX_ATTEMPTS,
+                )
+                await anyio.sleep(0.005 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        async with self.engine.connect() as conn:
+            result = await conn.run_sync(work)
+            await conn.commit()
+            return result
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    orig = exc.orig
+    for name in ("sqlstate", "pgcode"):
+        value = getattr(orig, name, None)
+        if isinstance(value, str):
+            return value
+    return None
