@@ -7,6 +7,7 @@ The Alembic chain in `migrations/` creates exactly this schema (a test compares 
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     ForeignKey,
@@ -22,6 +23,11 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+# Unix seconds need 64 bits on PostgreSQL (its INTEGER ends in 2038). SQLite's INTEGER already
+# is 64-bit, and only `INTEGER PRIMARY KEY` is its auto-incrementing row id.
+Time = BigInteger
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
 clients = Table(
     "clients",
     metadata,
@@ -32,27 +38,27 @@ clients = Table(
     Column("is_resource_server", Boolean, nullable=False, default=False),
     Column("redirect_uris", Text, nullable=False),  # JSON array
     Column("scope", Text, nullable=False),
-    Column("created_at", Integer, nullable=False),
-    Column("disabled_at", Integer),
+    Column("created_at", Time, nullable=False),
+    Column("disabled_at", Time),
 )
 
 users = Table(
     "users",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Id, primary_key=True, autoincrement=True),
     Column("username", String(200), nullable=False, unique=True),
     Column("password_hash", Text, nullable=False),
     Column("is_admin", Boolean, nullable=False, default=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Time, nullable=False),
 )
 
 consents = Table(
     "consents",
     metadata,
-    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id"), primary_key=True),
     Column("client_id", String(64), ForeignKey("clients.id"), primary_key=True),
     Column("scope", Text, nullable=False),
-    Column("updated_at", Integer, nullable=False),
+    Column("updated_at", Time, nullable=False),
 )
 
 grants = Table(
@@ -60,14 +66,16 @@ grants = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("client_id", String(64), ForeignKey("clients.id"), nullable=False),
-    Column("user_id", Integer, ForeignKey("users.id")),  # NULL for client_credentials
+    Column("user_id", Id, ForeignKey("users.id")),  # NULL for client_credentials
     Column("scope", Text, nullable=False),
-    Column("created_at", Integer, nullable=False),
-    Column("expires_at", Integer, nullable=False),
-    Column("revoked_at", Integer),
+    Column("created_at", Time, nullable=False),
+    Column("expires_at", Time, nullable=False),
+    Column("revoked_at", Time),
     Column("revoked_reason", String(32)),
     Index("ix_grants_client_id", "client_id"),
     Index("ix_grants_user_id", "user_id"),
+    Index("ix_grants_expires_at", "expires_at"),
+    Index("ix_grants_revoked_at", "revoked_at"),
 )
 
 authorization_codes = Table(
@@ -75,29 +83,30 @@ authorization_codes = Table(
     metadata,
     Column("digest", LargeBinary(32), primary_key=True),
     Column("client_id", String(64), ForeignKey("clients.id"), nullable=False),
-    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
     Column("redirect_uri", Text),
     Column("scope", Text, nullable=False),
     Column("code_challenge", String(64)),
-    Column("created_at", Integer, nullable=False),
-    Column("expires_at", Integer, nullable=False),
-    Column("used_at", Integer),
+    Column("created_at", Time, nullable=False),
+    Column("expires_at", Time, nullable=False),
+    Column("used_at", Time),
     Column("grant_id", String(64), ForeignKey("grants.id")),
+    Index("ix_authorization_codes_expires_at", "expires_at"),
 )
 
 refresh_tokens = Table(
     "refresh_tokens",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Id, primary_key=True, autoincrement=True),
     Column("digest", LargeBinary(32), nullable=False, unique=True),
     Column("grant_id", String(64), ForeignKey("grants.id"), nullable=False),
-    Column("parent_id", Integer, ForeignKey("refresh_tokens.id")),
+    Column("parent_id", Id, ForeignKey("refresh_tokens.id")),
     Column("generation", Integer, nullable=False),
-    Column("issued_at", Integer, nullable=False),
-    Column("expires_at", Integer, nullable=False),
-    Column("exchanged_at", Integer),
-    Column("retire_at", Integer),
-    Column("revoked_at", Integer),
+    Column("issued_at", Time, nullable=False),
+    Column("expires_at", Time, nullable=False),
+    Column("exchanged_at", Time),
+    Column("retire_at", Time),
+    Column("revoked_at", Time),
     Column("sealed_response", LargeBinary),
     Index("ix_refresh_tokens_grant_id", "grant_id"),
     # The purge of seals past their leeway scans only rows that still hold one.
@@ -112,29 +121,30 @@ refresh_tokens = Table(
 access_tokens = Table(
     "access_tokens",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Id, primary_key=True, autoincrement=True),
     Column("digest", LargeBinary(32), nullable=False, unique=True),
     Column("grant_id", String(64), ForeignKey("grants.id"), nullable=False),
     # The companion refresh token, issued in the same response; NULL for client_credentials.
-    Column("refresh_token_id", Integer, ForeignKey("refresh_tokens.id")),
+    Column("refresh_token_id", Id, ForeignKey("refresh_tokens.id")),
     Column("generation", Integer, nullable=False),
     Column("scope", Text, nullable=False),
-    Column("issued_at", Integer, nullable=False),
-    Column("expires_at", Integer, nullable=False),
-    Column("revoked_at", Integer),
+    Column("issued_at", Time, nullable=False),
+    Column("expires_at", Time, nullable=False),
+    Column("revoked_at", Time),
     Index("ix_access_tokens_grant_id", "grant_id"),
+    Index("ix_access_tokens_expires_at", "expires_at"),
 )
 
 security_events = Table(
     "security_events",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Id, primary_key=True, autoincrement=True),
     Column("kind", String(32), nullable=False),
     Column("grant_id", String(64)),
     Column("client_id", String(64)),
     Column("subject", String(200)),
     Column("generation", Integer),
-    Column("occurred_at", Integer, nullable=False),
+    Column("occurred_at", Time, nullable=False),
     Column("source_address", String(64)),
     Column("detail", Text),
 )
