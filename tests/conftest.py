@@ -10,13 +10,20 @@ from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
 from baton.store.sql import SQLStore
+from tests.databases import BACKENDS, database_for, postgres_database
 from tests.support import RegisteredClient, register_client, register_user, running_app
 
 
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Each test that asks for it runs twice: on SQLite and on PostgreSQL."""
+    return database_for(request.param, tmp_path, request)
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[TestClient, SQLStore, FakeClock]]:
+def server(database: Path | str) -> Iterator[tuple[TestClient, SQLStore, FakeClock]]:
     """A Baton app (default policy: replay, 600 s leeway) under a fake clock."""
-    with running_app(tmp_path) as running:
+    with running_app(database) as running:
         yield running
 
 
@@ -45,3 +52,6 @@ def client(store: SQLStore) -> RegisteredClient:
 @pytest.fixture
 def resource_server(store: SQLStore) -> RegisteredClient:
     return register_client(store, resource_server=True, name="api")
+
+
+__all__ = ["postgres_database"]  # a session fixture, shared with every test package

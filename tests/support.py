@@ -27,6 +27,7 @@ from baton.passwords import hash_password
 from baton.server.app import create_app
 from baton.store import migrate
 from baton.store.base import Client
+from baton.store.engines import PoolSettings
 from baton.store.sql import SQLStore
 
 ISSUER = "http://baton.test"
@@ -35,8 +36,13 @@ PASSWORD = "correct horse battery staple"
 _PASSWORD_HASH = hash_password(PASSWORD)  # hashed once: argon2 is slow on purpose
 
 
-def migrated_store(path: Path, policy: Policy | None = None) -> SQLStore:
-    store = SQLStore.open(f"sqlite:///{path}", policy or Policy())
+def migrated_store(where: Path | str, policy: Policy | None = None) -> SQLStore:
+    """A store on a SQLite file (a path: migrated here) or a PostgreSQL URL (already migrated)."""
+    if isinstance(where, str):
+        # No pool: the tests drive the store from several event loops (anyio.run, the test
+        # client's portal), and a pooled asyncpg connection belongs to the loop that made it.
+        return SQLStore.open(where, policy or Policy(), PoolSettings(size=0))
+    store = SQLStore.open(f"sqlite:///{where}", policy or Policy())
     anyio.run(migrate.upgrade, store.runner)
     return store
 
@@ -89,15 +95,17 @@ def register_user(store: SQLStore, username: str = "alice") -> None:
 
 @contextmanager
 def running_app(
-    tmp_path: Path,
+    database: Path | str,
     *,
     clock: FakeClock | None = None,
     retry: RetryPolicy = RetryPolicy.REPLAY,
     lifetimes: Lifetimes | None = None,
 ) -> Iterator[tuple[TestClient, SQLStore, FakeClock]]:
+    """The app under a fake clock, on SQLite in the directory `database` or on a PostgreSQL URL."""
     clock = clock or FakeClock()
     policy = Policy(lifetimes or Lifetimes(), retry)
-    store = migrated_store(tmp_path / "baton.db", policy)
+    where = database if isinstance(database, str) else database / "baton.db"
+    store = migrated_store(where, policy)
     app = create_app(Settings(issuer=ISSUER, policy=policy), store, clock)
     with TestClient(app, base_url=ISSUER, follow_redirects=False) as client:
         yield client, store, clock

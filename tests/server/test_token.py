@@ -235,8 +235,8 @@ def test_replay_returns_the_same_pair_with_expires_in_recomputed(
     assert body["refresh_token_expires_in"] == child["refresh_token_expires_in"] - (LEEWAY - 1)
 
 
-def test_fork_issues_a_sibling_pair_per_retry(tmp_path: Path) -> None:
-    with running_app(tmp_path, retry=RetryPolicy.FORK) as (http, store, clock):
+def test_fork_issues_a_sibling_pair_per_retry(database: Path | str) -> None:
+    with running_app(database, retry=RetryPolicy.FORK) as (http, store, clock):
         register_user(store)
         client = register_client(store)
         rs = register_client(store, resource_server=True)
@@ -254,8 +254,8 @@ def test_fork_issues_a_sibling_pair_per_retry(tmp_path: Path) -> None:
         assert_invalid_grant(refresh(http, client, first["refresh_token"]), Reason.REUSED)
 
 
-def test_strict_treats_any_second_use_as_reuse(tmp_path: Path) -> None:
-    with running_app(tmp_path, retry=RetryPolicy.STRICT) as (http, store, _clock):
+def test_strict_treats_any_second_use_as_reuse(database: Path | str) -> None:
+    with running_app(database, retry=RetryPolicy.STRICT) as (http, store, _clock):
         register_user(store)
         client = register_client(store)
         rs = register_client(store, resource_server=True)
@@ -378,9 +378,9 @@ def test_revoking_a_retired_refresh_token_leaves_the_family_alone(
 # -- rule 6: lifetimes ----------------------------------------------------------------------------
 
 
-def test_idle_and_absolute_expiry(tmp_path: Path) -> None:
+def test_idle_and_absolute_expiry(database: Path | str) -> None:
     lifetimes = Lifetimes(access_ttl=100, refresh_idle_ttl=1000, refresh_absolute_ttl=2500)
-    with running_app(tmp_path, lifetimes=lifetimes) as (http, store, clock):
+    with running_app(database, lifetimes=lifetimes) as (http, store, clock):
         register_user(store)
         client = register_client(store)
         pair = first_pair(http, client)
@@ -399,9 +399,9 @@ def test_idle_and_absolute_expiry(tmp_path: Path) -> None:
         assert_invalid_grant(refresh(http, client, pair["refresh_token"]), Reason.ABSOLUTE_EXPIRED)
 
 
-def test_access_token_never_outlives_its_refresh_token(tmp_path: Path) -> None:
+def test_access_token_never_outlives_its_refresh_token(database: Path | str) -> None:
     lifetimes = Lifetimes(access_ttl=3600, refresh_idle_ttl=1800)
-    with running_app(tmp_path, lifetimes=lifetimes) as (http, store, _clock):
+    with running_app(database, lifetimes=lifetimes) as (http, store, _clock):
         register_user(store)
         pair = first_pair(http, register_client(store))
         assert pair["expires_in"] == 1800

@@ -69,8 +69,9 @@ def ask_for(token: str, client_id: str, now: int = NOW) -> ExchangeAsk:
 
 
 @pytest.mark.parametrize("retry", list(RetryPolicy))
-def test_fifty_concurrent_exchanges_of_one_token(tmp_path: Path, retry: RetryPolicy) -> None:
-    store = migrated_store(tmp_path / "baton.db", Policy(retry=retry))
+def test_fifty_concurrent_exchanges_of_one_token(database: Path | str, retry: RetryPolicy) -> None:
+    where = database / "baton.db" if isinstance(database, Path) else database
+    store = migrated_store(where, Policy(retry=retry))
     register_user(store)
     client = register_client(store)
     parent = first_pair(store, client.id)
@@ -112,8 +113,8 @@ def test_fifty_concurrent_exchanges_of_one_token(tmp_path: Path, retry: RetryPol
     anyio.run(store.close)
 
 
-def test_seals_are_purged_only_after_the_leeway(tmp_path: Path) -> None:
-    store = migrated_store(tmp_path / "baton.db")
+def test_seals_are_purged_only_after_the_leeway(database: Path | str) -> None:
+    store = migrated_store(database / "baton.db" if isinstance(database, Path) else database)
     register_user(store)
     client = register_client(store)
     parent = first_pair(store, client.id)

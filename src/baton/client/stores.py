@@ -181,7 +181,9 @@ class SQLiteStore:
 
     def load(self) -> TokenPair | None:
         with contextlib.closing(self._connect()) as conn:
-            row = conn.execute("SELECT pair FROM baton_tokens WHERE key = ?", (self.key,)).fetchone()
+            row = conn.execute(
+                "SELECT pair FROM baton_tokens WHERE key = ?", (self.key,)
+            ).fetchone()
         return TokenPair.from_json(row[0]) if row and row[0] else None
 
     @contextlib.contextmanager
@@ -274,14 +276,14 @@ class RedisStore:
 
     def load(self) -> TokenPair | None:
         data = self.redis.get(self.key)
-        return TokenPair.from_json(data) if data else None  # type: ignore[arg-type]
+        return TokenPair.from_json(data) if data else None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[Lease]:
         holder = secrets.token_hex(16)
         while not self.redis.set(self.lock_key, holder, nx=True, px=self.lease_ms):
             time.sleep(self.poll_seconds)
-        fence = int(self.redis.incr(self.fence_key))  # type: ignore[arg-type]
+        fence = int(self.redis.incr(self.fence_key))
 
         def renew() -> None:
             if not self.redis.eval(_RENEW, 1, self.lock_key, holder, self.lease_ms):
@@ -296,3 +298,9 @@ class RedisStore:
         data = "" if pair is None else pair.to_json()
         if not self.redis.eval(_SAVE, 2, self.key, self.fence_key, str(lease.fence), data):
             raise LockLost("Redis store written by a holder whose lease was taken over")
+
+
+def store_pair(store: TokenStore, pair: TokenPair) -> None:
+    """Puts a first pair (from `exchange_code`) into a store, under its lock."""
+    with store.lock() as lease:
+        store.save(pair, lease)

@@ -34,6 +34,12 @@ class TokenPair:
     obtained_at: float = 0.0
     rotations: int = 0
     exchanging_since: float | None = None
+    reauthorize: str | None = None  # set on a tombstone: why the session ended
+
+    @classmethod
+    def tombstone(cls, reason: str) -> TokenPair:
+        """What the store keeps once the server said the grant is over."""
+        return cls(access_token="", refresh_token=None, reauthorize=reason)
 
     @classmethod
     def from_response(

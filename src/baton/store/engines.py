@@ -23,6 +23,7 @@ import anyio.to_thread
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 T = TypeVar("T")
@@ -39,7 +40,8 @@ MAX_ATTEMPTS = 5
 class PoolSettings:
     """Connections per server process (PostgreSQL). Size it to the requests in flight that
     reach the database at once: a pool larger than the server's max_connections divided by the
-    number of processes only moves the queue into PostgreSQL."""
+    number of processes only moves the queue into PostgreSQL. `size=0` keeps no pool at all (a
+    connection per transaction), for an external pooler such as PgBouncer."""
 
     size: int = 10
     max_overflow: int = 10
@@ -143,13 +145,18 @@ class PostgresRunner:
 
     def __init__(self, url: URL, pool: PoolSettings) -> None:
         self.url = url
+        sizing: dict[str, Any] = (
+            {"poolclass": NullPool}
+            if pool.size == 0
+            else {
+                "pool_size": pool.size,
+                "max_overflow": pool.max_overflow,
+                "pool_timeout": pool.timeout,
+                "pool_pre_ping": True,
+            }
+        )
         self.engine: AsyncEngine = create_async_engine(
-            url,
-            pool_size=pool.size,
-            max_overflow=pool.max_overflow,
-            pool_timeout=pool.timeout,
-            pool_pre_ping=True,
-            isolation_level="READ COMMITTED",
+            url, isolation_level="READ COMMITTED", **sizing
         )
 
     async def write(self, work: Callable[[Connection], T]) -> T:

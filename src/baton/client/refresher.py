@@ -1,0 +1,292 @@
+"""The rotation engine: single flight, persist first, lost-response recovery.
+
+One `refresh()` at a time reaches the server for a given store, across threads (a local lock),
+tasks (`arefresh` runs `refresh` in a worker thread) and processes (the store's lock). The
+sequence under the lock is:
+
+1. re-read the store; if another caller already rotated the pair this caller saw, return the
+   stored pair without any exchange;
+2. write the *intent* first (`exchanging_since`), so a crash after the server rotated leaves the
+   refresh token that is in flight, and when it was sent, in the store;
+3. exchange, retrying the *same* refresh token with backoff while no answer arrives, but only
+   inside the server's leeway (configured, or read from RFC 8414 metadata when advertised);
+4. write the new pair, and only then return it: no caller ever holds a pair the store lacks, and
+   once it is stored the old pair is never used again;
+5. on a definitive `invalid_grant`, keep a tombstone with the reason and raise
+   `ReauthorizationRequired`.
+
+A stored pair that still carries an intent when the lock is taken belongs to a process that died
+mid-exchange: step 3 runs again with that refresh token (under Baton's `replay` policy, the server
+answers with the very pair the dead process received).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.to_thread
+import httpx
+
+from baton.client.endpoint import OAuthClient, Retryable, verdict
+from baton.client.errors import LockLost, ReauthorizationRequired, TokenEndpointError
+from baton.client.stores import Lease, TokenStore
+from baton.client.tokens import TokenPair
+
+log = logging.getLogger("baton.client")
+
+METADATA_PATH = "/.well-known/oauth-authorization-server"
+
+
+@dataclass(frozen=True)
+class RotationEvent:
+    """A rotation that was stored. Tokens appear only as fingerprints."""
+
+    previous: dict[str, Any]
+    current: dict[str, Any]
+    attempts: int
+    recovered: bool  # True: finished an exchange that a dead process had started
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FailureEvent:
+    """One failed exchange attempt (`will_retry`) or the end of a session."""
+
+    kind: str  # "transport" | "server" | "invalid_grant" | "endpoint" | "lock"
+    detail: str
+    attempt: int
+    will_retry: bool
+    error: str | None = None
+
+
+@dataclass
+class Hooks:
+    on_rotation: Callable[[RotationEvent], None] | None = None
+    on_failure: Callable[[FailureEvent], None] | None = None
+
+
+@dataclass(frozen=True)
+class RotationInfo:
+    """What the server says about its rotation (Baton's `refresh_token_rotation` metadata)."""
+
+    retry_policy: str | None = None
+    leeway_seconds: float | None = None
+
+
+@dataclass
+class Refresher:
+    """Refreshes the pair in `store` through `client`'s token endpoint.
+
+    `leeway`: seconds during which the server accepts a retry of an exchanged refresh token. When
+    None, it is read from `metadata_url` (Baton advertises it); when unknown, retries of a lost
+    exchange are limited to `unknown_leeway_window`.
+    """
+
+    client: OAuthClient
+    store: TokenStore
+    leeway: float | None = None
+    metadata_url: str | None = None
+    hooks: Hooks = field(default_factory=Hooks)
+    http: httpx.Client | None = None
+    timeout: float = 10.0
+    unknown_leeway_window: float = 5.0
+    backoff_initial: float = 0.1
+    backoff_max: float = 2.0
+    min_attempt_timeout: float = 0.5
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    _local: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _rotation: RotationInfo | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def discover(
+        cls,
+        issuer: str,
+        client_id: str,
+        client_secret: str | None,
+        store: TokenStore,
+        **options: Any,
+    ) -> Refresher:
+        """Reads the server's RFC 8414 metadata for the token endpoint (and Baton's leeway)."""
+        metadata_url = issuer.rstrip("/") + METADATA_PATH
+        http = options.get("http") or httpx.Client()
+        response = http.get(metadata_url, timeout=options.get("timeout", 10.0))
+        response.raise_for_status()
+        document = response.json()
+        refresher = cls(
+            OAuthClient(document["token_endpoint"], client_id, client_secret),
+            store,
+            metadata_url=metadata_url,
+            **options,
+        )
+        refresher._rotation = _rotation_of(document)
+        return refresher
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def pair(self) -> TokenPair:
+        """The stored pair; `ReauthorizationRequired` if there is none or the session ended."""
+        pair = self.store.load()
+        if pair is None:
+            raise ReauthorizationRequired("no token pair in the store: authorize first")
+        if pair.reauthorize is not None:
+            raise ReauthorizationRequired(pair.reauthorize, "invalid_grant")
+        return pair
+
+    async def apair(self) -> TokenPair:
+        return await anyio.to_thread.run_sync(self.pair)
+
+    def rotation(self) -> RotationInfo:
+        """The server's advertised rotation, fetched once; empty if not advertised."""
+        if self._rotation is None:
+            info = RotationInfo()
+            if self.metadata_url is not None:
+                try:
+                    response = self._http().get(self.metadata_url, timeout=self.timeout)
+                    if response.status_code == 200:
+                        info = _rotation_of(response.json())
+                except (httpx.HTTPError, ValueError) as exc:
+                    log.warning("could not read %s: %s", self.metadata_url, exc)
+                    return info  # try again next time
+            self._rotation = info
+        return self._rotation
+
+    def retry_window(self) -> float:
+        leeway = self.leeway if self.leeway is not None else self.rotation().leeway_seconds
+        return leeway if leeway is not None and leeway > 0 else self.unknown_leeway_window
+
+    # -- refreshing -----------------------------------------------------------------------------
+
+    def refresh(self, seen: TokenPair | None = None) -> TokenPair:
+        """A pair newer than `seen` (the pair the caller was using), rotating only if no other
+        caller already did. Without `seen`, always rotates."""
+        for _ in range(5):
+            try:
+                with self._local, self.store.lock() as lease:
+                    return self._refresh_locked(seen, lease)
+            except LockLost as exc:  # our lease expired: whoever holds it now finishes the job
+                self._failed(FailureEvent("lock", str(exc), 0, True))
+        raise TokenEndpointError("lost the store's lock five times in a row")
+
+    async def arefresh(self, seen: TokenPair | None = None) -> TokenPair:
+        return await anyio.to_thread.run_sync(self.refresh, seen)
+
+    def _refresh_locked(self, seen: TokenPair | None, lease: Lease) -> TokenPair:
+        stored = self.pair()
+        recovering = stored.exchanging_since is not None
+        if not recovering and seen is not None and stored.access_token != seen.access_token:
+            return stored  # another thread, task or process rotated while we waited
+        if stored.refresh_token is None:
+            raise ReauthorizationRequired("the stored pair has no refresh token")
+        if recovering:
+            log.info(
+                "finishing an exchange started at %s by a process that died",
+                stored.exchanging_since,
+            )
+            marked = stored
+        else:
+            marked = stored.marked_exchanging(self.clock())
+            self.store.save(marked, lease)  # the intent, durable before the token leaves
+        started = time.monotonic()
+        try:
+            new, attempts = self._exchange(marked, lease)
+        except ReauthorizationRequired as exc:
+            self.store.save(TokenPair.tombstone(exc.reason), lease)
+            raise
+        self.store.save(new, lease)  # persisted before any caller sees it
+        self._rotated(
+            RotationEvent(
+                marked.describe(),
+                new.describe(),
+                attempts,
+                recovered=recovering,
+                seconds=time.monotonic() - started,
+            )
+        )
+        return new
+
+    def _exchange(self, marked: TokenPair, lease: Lease) -> tuple[TokenPair, int]:
+        """Sends `marked.refresh_token` until an answer arrives or the retry window closes."""
+        assert marked.refresh_token is not None and marked.exchanging_since is not None
+        deadline = marked.exchanging_since + self.retry_window()
+        data = {"grant_type": "refresh_token", "refresh_token": marked.refresh_token}
+        delay = self.backoff_initial
+        attempt = 0
+        while True:
+            attempt += 1
+            lease.renew()
+            sent_at = self.clock()
+            timeout = min(self.timeout, max(deadline - sent_at, self.min_attempt_timeout))
+            try:
+                response = self.client.post(self._http(), data, timeout)
+                result = verdict(response, sent_at, marked)
+            except httpx.TransportError as exc:
+                result = Retryable(f"{type(exc).__name__}: {exc}")
+                kind = "transport"
+            except ReauthorizationRequired as exc:
+                self._failed(FailureEvent("invalid_grant", exc.reason, attempt, False, exc.error))
+                raise
+            except TokenEndpointError as exc:
+                self._failed(FailureEvent("endpoint", str(exc), attempt, False, exc.error))
+                raise
+            else:
+                kind = "server"
+            if isinstance(result, TokenPair):
+                return result, attempt
+            pause = delay * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not a secret)
+            will_retry = self.clock() + pause < deadline
+            self._failed(FailureEvent(kind, result.problem, attempt, will_retry))
+            if not will_retry:
+                raise TokenEndpointError(
+                    f"no answer from the token endpoint within the retry window "
+                    f"({self.retry_window():g}s): {result.problem}"
+                )
+            self.sleep(pause)
+            delay = min(delay * 2, self.backoff_max)
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _http(self) -> httpx.Client:
+        if self.http is None:
+            self.http = httpx.Client(timeout=self.timeout)
+        return self.http
+
+    def _rotated(self, event: RotationEvent) -> None:
+        if self.hooks.on_rotation is not None:
+            _call_hook(self.hooks.on_rotation, event)
+
+    def _failed(self, event: FailureEvent) -> None:
+        log.log(logging.INFO if event.will_retry else logging.WARNING, "refresh: %s", event)
+        if self.hooks.on_failure is not None:
+            _call_hook(self.hooks.on_failure, event)
+
+    def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
+
+
+def _call_hook(hook: Callable[[Any], None], event: object) -> None:
+    try:
+        hook(event)
+    except Exception:  # a broken hook must not break a rotation that is already stored
+        log.exception("a baton.client hook raised")
+
+
+def _rotation_of(document: Any) -> RotationInfo:
+    rotation = document.get("refresh_token_rotation") if isinstance(document, dict) else None
+    if not isinstance(rotation, dict):
+        return RotationInfo()
+    policy = rotation.get("retry_policy")
+    leeway = rotation.get("leeway_seconds")
+    if policy == "strict":
+        leeway = 0
+    return RotationInfo(
+        policy if isinstance(policy, str) else None,
+        float(leeway) if isinstance(leeway, int | float) and not isinstance(leeway, bool) else None,
+    )
