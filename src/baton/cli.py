@@ -8,7 +8,7 @@ exit status 1.
 from __future__ import annotations
 
 import json
-import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import anyio
 import click
 
-from baton.config import Settings
-from baton.core.policy import Lifetimes, Policy, RetryPolicy
+from baton.config import ServeConfig, Settings
+from baton.core.policy import DAY, Lifetimes, Policy, RetryPolicy
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
@@ -26,7 +26,7 @@ from baton.core.tokens import TokenKind, mint, random_id
 from baton.passwords import hash_password
 from baton.store import migrate
 from baton.store.base import Client
-from baton.store.engines import DEFAULT_URL, display_url, open_runner
+from baton.store.engines import DEFAULT_URL, PoolSettings, display_url, open_runner
 from baton.store.sql import SQLStore, UserExists
 
 T = TypeVar("T")
@@ -118,6 +118,46 @@ def main() -> None:
     help="Answer to a refresh token presented again inside its leeway.",
 )
 @click.option(
+    "--workers",
+    envvar="BATON_WORKERS",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Server processes sharing the port.",
+)
+@click.option(
+    "--db-pool-size",
+    envvar="BATON_DB_POOL_SIZE",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="PostgreSQL connections kept per process (0: none, for PgBouncer).",
+)
+@click.option(
+    "--db-max-overflow",
+    envvar="BATON_DB_MAX_OVERFLOW",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="PostgreSQL connections opened beyond the pool under bursts, per process.",
+)
+@click.option(
+    "--purge-interval",
+    envvar="BATON_PURGE_INTERVAL",
+    default=60,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Seconds between purges of expired data.",
+)
+@click.option(
+    "--retention-days",
+    envvar="BATON_RETENTION_DAYS",
+    default=30,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Days expired tokens, codes and dead grants are kept for audit.",
+)
+@click.option(
     "--log-level",
     envvar="BATON_LOG_LEVEL",
     default="info",
@@ -134,17 +174,18 @@ def serve(
     refresh_idle_ttl: int,
     refresh_absolute_ttl: int,
     retry_policy: str,
+    workers: int,
+    db_pool_size: int,
+    db_max_overflow: int,
+    purge_interval: int,
+    retention_days: int,
     log_level: str,
 ) -> None:
     """Run the authorization server."""
     import uvicorn
 
-    from baton.server.app import create_app
+    from baton.server.asgi import CONFIG_VARIABLE
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # the schema check is not news
     policy = Policy(
         Lifetimes(
             access_ttl=access_ttl,
@@ -154,18 +195,25 @@ def serve(
         ),
         RetryPolicy(retry_policy),
     )
-    settings = Settings(issuer=(issuer or f"http://{host}:{port}").rstrip("/"), policy=policy)
-    store = SQLStore.open(db, policy)
+    settings = Settings(
+        issuer=(issuer or f"http://{host}:{port}").rstrip("/"),
+        policy=policy,
+        purge_interval=purge_interval,
+        retention=retention_days * DAY,
+    )
+    config = ServeConfig(settings, db, PoolSettings(db_pool_size, db_max_overflow))
 
-    async def check() -> tuple[bool, tuple[int, int]]:
-        if not await store.schema_is_current():
-            return False, (0, 0)
-        return True, await store.counts()
+    async def check() -> tuple[int, int] | None:
+        store = SQLStore.open(db, policy, PoolSettings(size=0))
+        try:
+            return await store.counts() if await store.schema_is_current() else None
+        finally:
+            await store.close()
 
-    migrated, (n_clients, n_users) = anyio.run(check)
-    if not migrated:
+    counts = anyio.run(check)
+    if counts is None:
         fail(f"the database is not migrated: run `baton db upgrade --db {db}` first")
-    if n_clients == 0 or n_users == 0:
+    if 0 in counts:
         click.echo(
             "This database has no users or clients yet. Create a first user and client with:\n"
             f"  baton user create --db {db} --username alice --password-stdin\n"
@@ -174,18 +222,39 @@ def serve(
             err=True,
         )
     click.echo(
-        f"Baton serving {settings.issuer} (retry policy {policy.retry.value}, "
-        f"leeway {policy.leeway}s)",
+        f"Baton serving {settings.issuer} on {display_url(db)} with {workers} process(es) "
+        f"(retry policy {policy.retry.value}, leeway {policy.leeway}s)",
         err=True,
     )
+    os.environ[CONFIG_VARIABLE] = config.to_json()
     uvicorn.run(
-        create_app(settings, store),
+        "baton.server.asgi:create",
+        factory=True,
         host=host,
         port=port,
+        workers=workers,
         access_log=False,  # baton.access logs one line per request, without query strings
         log_level=log_level,
+        log_config=_log_config(log_level),
         server_header=False,
     )
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's and Baton's records, one format, in every worker process."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "plain": {"format": "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s"}
+        },
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+        "loggers": {
+            "baton": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
+            "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
+            "alembic": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+        },
+    }
 
 
 # -- db ------------------------------------------------------------------------------------------

@@ -1,14 +1,16 @@
 """Server configuration: every option, its default, and why. The one place that documents them.
 
 Each option can come from the command line or from `BATON_<OPTION>` in the environment; the flag
-wins (see `baton.cli`).
+wins (see `baton.cli`). The resolved configuration travels to each worker process as JSON.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 
-from baton.core.policy import Policy
+from baton.core.policy import DAY, Lifetimes, Policy, RetryPolicy
+from baton.store.engines import DEFAULT_URL, PoolSettings
 
 
 @dataclass(frozen=True)
@@ -20,9 +22,37 @@ class Settings:
     policy: Policy = field(default_factory=Policy)
     # Largest request body accepted; larger ones get 413 before they are read further.
     max_body_bytes: int = 64 * 1024
-    # How often the server deletes sealed responses whose leeway has ended (seconds).
+    # How often each server process purges expired data (seconds).
     purge_interval: int = 60
+    # How long tokens, codes and dead grants are kept past their life, for audit (seconds).
+    retention: int = 30 * DAY
 
     @property
     def secure_cookies(self) -> bool:
         return self.issuer.startswith("https://")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything a server process needs to build the app: settings, database and pool."""
+
+    settings: Settings
+    db: str = DEFAULT_URL
+    pool: PoolSettings = field(default_factory=PoolSettings)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeConfig:
+        raw = json.loads(text)
+        settings = raw["settings"]
+        policy = settings.pop("policy")
+        return cls(
+            settings=Settings(
+                policy=Policy(Lifetimes(**policy["lifetimes"]), RetryPolicy(policy["retry"])),
+                **settings,
+            ),
+            db=raw["db"],
+            pool=PoolSettings(**raw["pool"]),
+        )

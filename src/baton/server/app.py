@@ -112,7 +112,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         key = await store.server_secret("session", lambda: secrets.token_bytes(32))
         app.state.session_signer = TimestampSigner(key, salt="baton.session")
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_purge_seals, store, clock, settings.purge_interval)
+            tasks.start_soon(_purge, store, clock, settings)
             yield
             tasks.cancel_scope.cancel()
         await store.close()
@@ -144,12 +144,17 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     return app
 
 
-async def _purge_seals(store: Store, clock: Clock, interval: int) -> None:
-    """Deletes sealed responses once their leeway has ended (correctness never waits on this)."""
+async def _purge(store: Store, clock: Clock, settings: Settings) -> None:
+    """Deletes expired data in bounded batches (correctness never waits on this: every state is
+    derived from stored facts at the moment of the question)."""
     while True:
-        await anyio.sleep(interval)
+        await anyio.sleep(settings.purge_interval)
         try:
-            while await store.purge_seals(clock.now()) > 0:
-                await anyio.sleep(0)
+            purged = 0
+            while (batch := await store.purge(clock.now(), settings.retention)) > 0:
+                purged += batch
+                await anyio.sleep(0)  # let token traffic in between batches
+            if purged:
+                log.info("purged %d expired rows", purged)
         except Exception:  # a purge must never take the server down
-            log.exception("purging sealed responses failed; will retry")
+            log.exception("purging expired data failed; will retry")

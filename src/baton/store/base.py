@@ -174,6 +174,8 @@ class Store(Protocol):
         self, client_id: str | None = None, username: str | None = None
     ) -> list[GrantSummary]: ...
     async def security_events(self) -> list[SecurityEvent]: ...
-    async def purge_seals(self, now: int, batch: int = 500) -> int:
-        """Deletes sealed responses whose leeway has ended; returns how many."""
+    async def purge(self, now: int, retention: int, batch: int = 500) -> int:
+        """Deletes one bounded batch of expired data (sealed responses past their leeway;
+        tokens, codes and dead grants past their life plus `retention` seconds); returns the
+        rows changed."""
         ...

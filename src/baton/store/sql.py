@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, RowMapping, func, insert, select, update
+from sqlalchemy import Connection, RowMapping, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from baton.core import rules
@@ -394,24 +394,14 @@ class SQLStore:
 
         return await self._read(work)
 
-    async def purge_seals(self, now: int, batch: int = 500) -> int:
-        def work(conn: Connection) -> int:
-            ids = (
-                select(refresh_tokens.c.id)
-                .where(
-                    refresh_tokens.c.sealed_response.is_not(None),
-                    refresh_tokens.c.retire_at <= now,
-                )
-                .limit(batch)
-                .scalar_subquery()
-            )
-            return conn.execute(
-                update(refresh_tokens)
-                .where(refresh_tokens.c.id.in_(ids))
-                .values(sealed_response=None)
-            ).rowcount
+    async def purge(self, now: int, retention: int, batch: int = 500) -> int:
+        """One bounded batch of each kind of expired data; returns the rows changed.
 
-        return await self._write(work)
+        Call it again while it returns more than 0: each call is a short transaction of its
+        own, so a large purge never holds token traffic up.
+        """
+        horizon = now - retention
+        return await self._write(lambda conn: _purge_batch(conn, now, horizon, batch))
 
 
 class UserExists(Exception):
@@ -498,6 +488,46 @@ def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeRes
         conn, token.grant, ask.child, token.id, pair.generation, pair.scope, ask.now, policy
     )
     return Issued(pair)
+
+
+def _purge_batch(conn: Connection, now: int, horizon: int, batch: int) -> int:
+    rt, at, codes = refresh_tokens, access_tokens, authorization_codes
+    # Seals whose leeway has ended can never be opened again (and the leeway rules do not need
+    # them: a missing seal after the leeway is simply the retired state).
+    sealed = (
+        select(rt.c.id)
+        .where(rt.c.sealed_response.is_not(None), rt.c.retire_at <= now)
+        .limit(batch)
+        .scalar_subquery()
+    )
+    changed = conn.execute(
+        update(rt).where(rt.c.id.in_(sealed)).values(sealed_response=None)
+    ).rowcount
+    # Access tokens and codes past their life plus the retention kept for audit.
+    old_access = select(at.c.id).where(at.c.expires_at < horizon).limit(batch).scalar_subquery()
+    changed += conn.execute(delete(at).where(at.c.id.in_(old_access))).rowcount
+    old_codes = (
+        select(codes.c.digest).where(codes.c.expires_at < horizon).limit(batch).scalar_subquery()
+    )
+    changed += conn.execute(delete(codes).where(codes.c.digest.in_(old_codes))).rowcount
+    # Whole families of grants dead (revoked or expired) for longer than the retention. A live
+    # grant keeps every refresh token it ever issued, so reuse detection (RFC 6749 §10.4) works
+    # for its whole life.
+    dead = (
+        conn.execute(
+            select(grants.c.id)
+            .where(or_(grants.c.revoked_at < horizon, grants.c.expires_at < horizon))
+            .limit(max(batch // 10, 1))
+        )
+        .scalars()
+        .all()
+    )
+    if dead:
+        changed += conn.execute(delete(codes).where(codes.c.grant_id.in_(dead))).rowcount
+        changed += conn.execute(delete(at).where(at.c.grant_id.in_(dead))).rowcount
+        changed += conn.execute(delete(rt).where(rt.c.grant_id.in_(dead))).rowcount
+        changed += conn.execute(delete(grants).where(grants.c.id.in_(dead))).rowcount
+    return changed
 
 
 def _insert_pair(

@@ -1,0 +1,22 @@
+"""The app factory each server process calls (`uvicorn --factory baton.server.asgi:create`).
+
+`baton serve` resolves its options once and hands them to every worker in BATON_SERVE_CONFIG.
+"""
+
+from __future__ import annotations
+
+import os
+
+from starlette.applications import Starlette
+
+from baton.config import ServeConfig
+from baton.server.app import create_app
+from baton.store.sql import SQLStore
+
+CONFIG_VARIABLE = "BATON_SERVE_CONFIG"
+
+
+def create() -> Starlette:
+    config = ServeConfig.from_json(os.environ[CONFIG_VARIABLE])
+    store = SQLStore.open(config.db, config.settings.policy, config.pool)
+    return create_app(config.settings, store)
