@@ -13,12 +13,12 @@ from sqlalchemy import ColumnElement, Connection, Table, func, select
 
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import Policy, RetryPolicy
-from baton.core.rules import CodeRedemption
+from baton.core.rules import CodeRedemption, Reason
 from baton.core.seal import open_seal, seal
 from baton.core.tokens import TokenKind, digest, mint
 from baton.store import migrate
-from baton.store.base import ExchangeAsk, Issued, NewCode, Replayed
-from baton.store.schema import access_tokens, metadata, refresh_tokens
+from baton.store.base import ExchangeAsk, Issued, NewCode, Refused, Replayed
+from baton.store.schema import access_tokens, authorization_codes, grants, metadata, refresh_tokens
 from baton.store.sql import SQLStore
 from tests.support import migrated_store, register_client, register_user
 
@@ -113,15 +113,62 @@ def test_fifty_concurrent_exchanges_of_one_token(database: Path | str, retry: Re
     anyio.run(store.close)
 
 
+RETENTION = 30 * 86400
+
+
+def purge_all(store: SQLStore, now: int, batch: int = 500) -> int:
+    total = 0
+    while (changed := anyio.run(store.purge, now, RETENTION, batch)) > 0:
+        total += changed
+    return total
+
+
+def store_on(database: Path | str) -> SQLStore:
+    return migrated_store(database / "baton.db" if isinstance(database, Path) else database)
+
+
 def test_seals_are_purged_only_after_the_leeway(database: Path | str) -> None:
-    store = migrated_store(database / "baton.db" if isinstance(database, Path) else database)
+    store = store_on(database)
     register_user(store)
     client = register_client(store)
     parent = first_pair(store, client.id)
     assert parent.refresh_token is not None
     assert isinstance(anyio.run(store.exchange, ask_for(parent.refresh_token, client.id)), Issued)
-    assert anyio.run(store.purge_seals, NOW + 599) == 0
-    assert anyio.run(store.purge_seals, NOW + 600) == 1
     sealed = refresh_tokens.c.sealed_response.is_not(None)
+    purge_all(store, NOW + 599)
+    assert anyio.run(store.inspect, count(refresh_tokens, sealed)) == 1
+    purge_all(store, NOW + 600)
     assert anyio.run(store.inspect, count(refresh_tokens, sealed)) == 0
+    anyio.run(store.close)
+
+
+def test_the_purge_keeps_live_families_and_drops_dead_ones_after_the_retention(
+    database: Path | str,
+) -> None:
+    store = store_on(database)
+    register_user(store)
+    client = register_client(store)
+    live = first_pair(store, client.id)
+    dead = first_pair(store, client.id)
+    assert live.refresh_token is not None
+    child = anyio.run(store.exchange, ask_for(live.refresh_token, client.id))
+    assert isinstance(child, Issued)
+    anyio.run(store.revoke_grant, dead.grant_id, NOW, "revoked")
+    tables = (refresh_tokens, access_tokens, authorization_codes, grants)
+
+    def rows() -> list[int]:
+        return [anyio.run(store.inspect, count(t)) for t in tables]
+
+    assert rows() == [3, 3, 2, 2]
+    # Codes expired at NOW + 60, access tokens at NOW + 3600, the dead grant was revoked at
+    # NOW: nothing goes before the retention has passed.
+    purge_all(store, NOW + RETENTION)
+    assert rows() == [3, 3, 2, 2]
+    # After it: the old access tokens and codes go, and the revoked grant with its whole
+    # family; every refresh token of the live grant stays, so reuse is still detected.
+    later = NOW + 3601 + RETENTION
+    purge_all(store, later, batch=1)
+    assert rows() == [2, 0, 0, 1]
+    reuse = anyio.run(store.exchange, ask_for(live.refresh_token, client.id, later))
+    assert isinstance(reuse, Refused) and reuse.reason is Reason.REUSED
     anyio.run(store.close)
