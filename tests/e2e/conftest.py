@@ -26,9 +26,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import anyio
+import asyncpg
 import httpx
 import pytest
 import requests  # type: ignore[import-untyped,unused-ignore]
+
+from baton.store.engines import normalize_url
 
 USERNAME = "alice"
 PASSWORD = "correct horse battery staple"
@@ -61,14 +65,16 @@ class Credentials:
 
 @dataclass(frozen=True)
 class Seed:
-    """A migrated database with one user, one confidential client and one resource server."""
+    """A migrated database with one user, one confidential client and one resource server.
 
-    db: Path
+    `db` is a SQLite file (each server gets its own copy) or a PostgreSQL URL (shared)."""
+
+    db: Path | str
     client: Credentials
     resource_server: Credentials
 
 
-def _create_client(db: Path, name: str, *extra: str) -> Credentials:
+def _create_client(db: Path | str, name: str, *extra: str) -> Credentials:
     out = run_cli("client", "create", "--db", str(db), "--name", name, "--json", *extra).stdout
     payload = json.loads(out)  # --json: exactly one JSON object on stdout
     return Credentials(payload["client_id"], payload["client_secret"])
@@ -78,6 +84,16 @@ def _create_client(db: Path, name: str, *extra: str) -> Credentials:
 def seed(tmp_path_factory: pytest.TempPathFactory) -> Seed:
     db = tmp_path_factory.mktemp("seed") / "baton.db"
     run_cli("db", "upgrade", "--db", str(db))
+    return seed_database(db)
+
+
+@pytest.fixture(scope="session")
+def postgres_seed(postgres_database: str) -> Seed:
+    """The seed on the session's PostgreSQL database (shared by every server started on it)."""
+    return seed_database(postgres_database)
+
+
+def seed_database(db: Path | str) -> Seed:
     run_cli(
         "user",
         "create",
@@ -105,7 +121,7 @@ class Server:
     """A running `baton serve` and what a test needs to talk to it."""
 
     url: str
-    db: Path
+    db: Path | str
     client: Credentials
     resource_server: Credentials
     process: subprocess.Popen[bytes]
@@ -133,7 +149,11 @@ class Server:
         return body
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        """A read of the server's database (SQLite in WAL mode allows it while serving)."""
+        """A read of the server's database (SQLite in WAL mode allows it while serving).
+
+        Placeholders are `?`, whichever the database."""
+        if isinstance(self.db, str):
+            return postgres_rows(self.db, query, *params)
         conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
         try:
             rows: list[tuple[Any, ...]] = conn.execute(query, params).fetchall()
@@ -149,6 +169,22 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+
+def postgres_rows(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    parts = query.split("?")
+    numbered = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
+
+    async def fetch() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(
+            normalize_url(url).set(drivername="postgresql").render_as_string(False)
+        )
+        try:
+            return [tuple(row) for row in await conn.fetch(numbered, *params)]
+        finally:
+            await conn.close()
+
+    return anyio.run(fetch)
 
 
 def _copy_db(source: Path, target: Path) -> None:
@@ -177,8 +213,11 @@ def _wait_until_ready(server: Server) -> bool:
 
 def start_server(seed: Seed, directory: Path, options: dict[str, str]) -> Server:
     directory.mkdir(parents=True, exist_ok=True)
-    db = directory / "baton.db"
-    _copy_db(seed.db, db)
+    db: Path | str = seed.db
+    if isinstance(seed.db, Path):
+        db = directory / "baton.db"
+        if db != seed.db:
+            _copy_db(seed.db, db)
     for _attempt in range(3):
         port = free_port()
         args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--db", str(db)]
@@ -215,6 +254,20 @@ def baton_server(
 ) -> Iterator[ServerFactory]:
     """A factory: `baton_server(leeway=2, retry_policy="strict")` starts a server whose
     options are passed as `--leeway 2 --retry-policy strict`."""
+    yield from _server_factory(seed, tmp_path, request)
+
+
+@pytest.fixture
+def postgres_server(
+    postgres_seed: Seed, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[ServerFactory]:
+    """Like `baton_server`, every server on the one PostgreSQL database of the session."""
+    yield from _server_factory(postgres_seed, tmp_path, request)
+
+
+def _server_factory(
+    seed: Seed, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[ServerFactory]:
     started: list[Server] = []
     request.node.stash[_SERVERS] = started
 

@@ -1,0 +1,179 @@
+"""Several `baton serve` processes on one database: the rotation stays single-successor across
+processes, and a server killed mid-load loses nothing it acknowledged."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Server, ServerFactory, first_pair
+
+pytestmark = pytest.mark.e2e
+
+REFRESHES = 200
+
+
+def refresh_across(servers: list[Server], refresh_token: str) -> list[httpx.Response]:
+    """REFRESHES concurrent refreshes of one token, alternating between the servers."""
+    barrier = threading.Barrier(REFRESHES)
+    limits = httpx.Limits(max_connections=REFRESHES, max_keepalive_connections=0)
+
+    def one(i: int) -> httpx.Response:
+        server = servers[i % len(servers)]
+        barrier.wait(timeout=60)
+        return http.post(
+            server.token_url,
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+            auth=server.client.basic,
+        )
+
+    # One client, a connection per request: all 200 are in flight at once.
+    with httpx.Client(timeout=60, limits=limits) as http, ThreadPoolExecutor(REFRESHES) as pool:
+        responses = list(pool.map(one, range(REFRESHES)))
+    assert all(r.status_code < 500 for r in responses), [r.text for r in responses]
+    return responses
+
+
+def family_rows(server: Server, grant_id: str) -> tuple[int, int]:
+    ((n_refresh,),) = server.sql("SELECT count(*) FROM refresh_tokens WHERE grant_id = ?", grant_id)
+    ((n_access,),) = server.sql("SELECT count(*) FROM access_tokens WHERE grant_id = ?", grant_id)
+    return n_refresh, n_access
+
+
+@pytest.mark.parametrize("policy", ["replay", "fork", "strict"])
+def test_two_processes_on_one_postgresql(postgres_server: ServerFactory, policy: str) -> None:
+    servers = [postgres_server(retry_policy=policy), postgres_server(retry_policy=policy)]
+    first = first_pair(servers[0])
+    grant_id = servers[1].introspect(first["access_token"])["grant_id"]
+    responses = refresh_across(servers, first["refresh_token"])
+    ok = [r.json() for r in responses if r.status_code == 200]
+    refused = [r.json() for r in responses if r.status_code != 200]
+    returned = {t for body in ok for t in (body["access_token"], body["refresh_token"])}
+
+    if policy == "replay":
+        assert len(ok) == REFRESHES
+        assert len({(b["access_token"], b["refresh_token"]) for b in ok}) == 1
+        assert family_rows(servers[0], grant_id) == (2, 2)
+    elif policy == "fork":
+        assert len(ok) == REFRESHES
+        assert len({b["refresh_token"] for b in ok}) == REFRESHES
+        assert family_rows(servers[0], grant_id) == (1 + REFRESHES, 1 + REFRESHES)
+    else:
+        assert len(ok) == 1
+        assert {b["error"] for b in refused} == {"invalid_grant"}
+        assert family_rows(servers[0], grant_id) == (2, 2)
+        ((reason,),) = servers[0].sql("SELECT revoked_reason FROM grants WHERE id = ?", grant_id)
+        assert reason == "reuse"
+
+    # No token is both revoked and reported active, whichever process is asked.
+    ((revoked_at,),) = servers[0].sql("SELECT revoked_at FROM grants WHERE id = ?", grant_id)
+    with httpx.Client() as http:
+        for token in returned:
+            for server in servers:
+                seen = http.post(
+                    server.url + "/introspect",
+                    data={"token": token},
+                    auth=server.resource_server.basic,
+                ).json()
+                assert seen["active"] is (revoked_at is None)
+
+
+@dataclass
+class Chain:
+    """One client's line of rotations, and everything the server acknowledged to it."""
+
+    refresh_token: str
+    received: list[str] = field(default_factory=list)
+    revoked: list[str] = field(default_factory=list)  # refresh tokens revoked with a 200
+
+
+def run_chains(server: Server, chains: list[Chain], stop: threading.Event) -> None:
+    def drive(index: int, chain: Chain) -> None:
+        with httpx.Client(timeout=10) as http:
+            step = 0
+            while not stop.is_set():
+                step += 1
+                try:
+                    if index % 4 == 0 and step % 5 == 0:
+                        response = http.post(
+                            server.url + "/revoke",
+                            data={"token": chain.refresh_token},
+                            auth=server.client.basic,
+                        )
+                        if response.status_code == 200:
+                            chain.revoked.append(chain.refresh_token)
+                        return
+                    response = http.post(
+                        server.token_url,
+                        data={"grant_type": "refresh_token", "refresh_token": chain.refresh_token},
+                        auth=server.client.basic,
+                    )
+                except httpx.TransportError:
+                    return  # the server died under us: nothing was acknowledged
+                assert response.status_code == 200, response.text
+                body = response.json()
+                chain.received += [body["access_token"], body["refresh_token"]]
+                chain.refresh_token = body["refresh_token"]
+
+    with ThreadPoolExecutor(len(chains)) as pool:
+        list(pool.map(lambda args: drive(*args), enumerate(chains)))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_kill_9_mid_load_loses_nothing_acknowledged(
+    baton_server: ServerFactory,
+    postgres_server: ServerFactory,
+    backend: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    start = postgres_server if backend == "postgresql" else baton_server
+    server = start()
+    chains = [Chain(first_pair(server)["refresh_token"]) for _ in range(12)]
+    stop = threading.Event()
+    load = threading.Thread(target=run_chains, args=(server, chains, stop))
+    load.start()
+    time.sleep(1.5)
+    server.process.kill()  # SIGKILL: no shutdown, no flush
+    server.process.wait(timeout=10)
+    stop.set()
+    load.join(timeout=30)
+
+    restarted = start_again(start, server)
+    request.addfinalizer(restarted.stop)
+    received = [t for chain in chains for t in chain.received]
+    assert len(received) > 50, "the load did not get going before the kill"
+    # Every token a client received is in the database, under its digest.
+    for token in received:
+        table = "access_tokens" if token.startswith("bat_at_") else "refresh_tokens"
+        rows = restarted.sql(f"SELECT 1 FROM {table} WHERE digest = ?", digest(token))
+        assert rows, f"a {table} row the server acknowledged is missing after the restart"
+    # The newest pair of every chain that was not revoked still works...
+    for chain in chains:
+        state = restarted.introspect(chain.refresh_token)
+        assert state["active"] is (not chain.revoked)
+    # ...and no acknowledged revocation came undone.
+    revoked = [t for chain in chains for t in chain.revoked]
+    assert revoked, "no revocation happened before the kill"
+    for token in revoked:
+        assert restarted.introspect(token)["active"] is False
+
+
+def start_again(start: ServerFactory, killed: Server) -> Server:
+    """A new process on the killed server's database (for SQLite: that very file)."""
+    if isinstance(killed.db, str):
+        return start()
+    from tests.e2e.conftest import Seed, start_server
+
+    seed = Seed(killed.db, killed.client, killed.resource_server)
+    return start_server(seed, killed.db.parent, {})
+
+
+def digest(token: str) -> Any:
+    return hashlib.sha256(token.encode()).digest()
