@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _INFO = b"baton/replay/v1"
 _NONCE_LEN = 12
+_TAG_LEN = 16
 
 
 def _key(token: str, token_digest: bytes) -> bytes:
@@ -30,7 +31,9 @@ def seal(token: str, token_digest: bytes, payload: bytes) -> bytes:
 
 
 def open_seal(token: str, token_digest: bytes, sealed: bytes) -> bytes | None:
-    """The payload, or None if this token cannot open the seal."""
+    """The payload, or None if this token cannot open the seal (or it is damaged)."""
+    if len(sealed) < _NONCE_LEN + _TAG_LEN:
+        return None
     nonce, ciphertext = sealed[:_NONCE_LEN], sealed[_NONCE_LEN:]
     try:
         return AESGCM(_key(token, token_digest)).decrypt(nonce, ciphertext, token_digest)
