@@ -1,0 +1,614 @@
+"""The rules together: a hypothesis state machine drives the real app over HTTP and checks every
+answer against a small reference model (`token -> facts` and the model's clock).
+
+The model is written from the core issue and the design notes, not from `baton.core.rules`: a
+grant with its absolute expiry and revocation, refresh tokens with their idle expiry and the
+instant they were exchanged, access tokens with their `exp` and their companion. Time moves only
+forward, through a FakeClock, and the rules that move it like to land exactly on the boundary
+instants (`exchanged_at + leeway`, `exp`, idle and absolute expiry) or one second either side.
+
+Lifetimes are small so that every expiry is reachable; the absolute lifetime is just above the
+idle one, so pairs issued late in a grant's life are capped by it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anyio
+import httpx2
+import pytest
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from starlette.testclient import TestClient
+
+from baton.core.clock import FakeClock
+from baton.core.policy import Lifetimes, RetryPolicy
+from baton.core.rules import Reason
+from baton.core.tokens import TokenKind, kind_of, mint
+from baton.store.sql import SQLStore
+from tests.support import (
+    ISSUER,
+    RegisteredClient,
+    first_pair,
+    register_client,
+    register_user,
+    running_app,
+)
+
+ACCESS_TTL = 300
+IDLE_TTL = 2000
+ABSOLUTE_TTL = 2200  # just above the idle lifetime: late pairs are capped by the grant
+LEEWAY = 60
+LIFETIMES = Lifetimes(
+    access_ttl=ACCESS_TTL,
+    refresh_idle_ttl=IDLE_TTL,
+    refresh_absolute_ttl=ABSOLUTE_TTL,
+    leeway=LEEWAY,
+)
+SCOPE = "read write"
+SUBJECT = "alice"
+MAX_GRANTS = 3
+MAX_GRANTS_EVER = 8
+
+SETTINGS = settings(
+    max_examples=25,
+    stateful_step_count=35,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+# How far to look back among the tokens seen so far: hypothesis favours small integers, so the
+# newest tokens are picked most often and old ones still come up.
+picks = st.integers(min_value=0, max_value=40)
+jumps = st.one_of(
+    st.sampled_from(
+        [
+            1,
+            LEEWAY - 1,
+            LEEWAY,
+            LEEWAY + 1,
+            ACCESS_TTL - 1,
+            ACCESS_TTL,
+            ACCESS_TTL - LEEWAY,
+            IDLE_TTL - 1,
+            IDLE_TTL,
+            ABSOLUTE_TTL - IDLE_TTL,
+        ]
+    ),
+    st.integers(min_value=0, max_value=2 * LEEWAY),
+    st.integers(min_value=0, max_value=IDLE_TTL + 100),
+)
+
+
+# -- the reference model ---------------------------------------------------------------------------
+
+
+@dataclass
+class Grant:
+    server_id: str
+    created_at: int
+    expires_at: int
+    revoked_at: int | None = None
+    revoked_by_reuse: bool = False
+    tokens: list[str] = field(default_factory=list)
+    refresh_tokens: list[str] = field(default_factory=list)
+
+    def live(self, now: int) -> bool:
+        return self.revoked_at is None and now < self.expires_at
+
+
+@dataclass(frozen=True)
+class Pair:
+    access_token: str
+    refresh_token: str
+    access_expires_at: int
+    refresh_expires_at: int
+
+
+@dataclass
+class Refresh:
+    grant: Grant
+    generation: int
+    issued_at: int
+    expires_at: int
+    exchanged_at: int | None = None
+    retire_at: int | None = None
+    child: Pair | None = None  # the pair issued at the exchange, replayed under `replay`
+
+
+@dataclass
+class Access:
+    grant: Grant
+    generation: int
+    issued_at: int
+    expires_at: int
+    companion: Refresh
+    revoked: bool = False
+
+
+class BatonMachine(RuleBasedStateMachine):
+    retry_policy: ClassVar[RetryPolicy]
+
+    def __init__(self) -> None:
+        super().__init__()
+        retry = self.retry_policy
+        self.leeway = 0 if retry is RetryPolicy.STRICT else LEEWAY
+        self.stack = ExitStack()
+        tmp = Path(self.stack.enter_context(tempfile.TemporaryDirectory(prefix="baton-stateful-")))
+        running = self.stack.enter_context(
+            running_app(tmp, clock=FakeClock(), retry=retry, lifetimes=LIFETIMES)
+        )
+        self.http: TestClient = running[0]
+        self.store: SQLStore = running[1]
+        self.clock: FakeClock = running[2]
+        register_user(self.store, SUBJECT)
+        self.client: RegisteredClient = register_client(self.store, name="app")
+        self.other: RegisteredClient = register_client(self.store, name="other app")
+        self.api: RegisteredClient = register_client(self.store, resource_server=True, name="api")
+        self.now = self.clock.now()
+        self.grants: list[Grant] = []
+        self.refresh_tokens: dict[str, Refresh] = {}
+        self.access_tokens: dict[str, Access] = {}
+        self.refresh_order: list[str] = []
+        self.access_order: list[str] = []
+        self.reuse_events: list[tuple[str, int, int]] = []  # (grant id, generation, time)
+
+    def teardown(self) -> None:
+        self.stack.close()
+
+    # -- model helpers -----------------------------------------------------------------------
+
+    def pick_refresh(self, pick: int) -> str:
+        return self.refresh_order[-1 - pick % len(self.refresh_order)]
+
+    def pick_access(self, pick: int) -> str:
+        return self.access_order[-1 - pick % len(self.access_order)]
+
+    def record_pair(self, body: dict[str, Any], grant: Grant, generation: int) -> Pair:
+        """Checks a token response that must carry a fresh pair, and adds it to the model."""
+        access_token, refresh_token = body["access_token"], body["refresh_token"]
+        assert kind_of(access_token) is TokenKind.ACCESS
+        assert kind_of(refresh_token) is TokenKind.REFRESH
+        assert access_token not in self.access_tokens
+        assert refresh_token not in self.refresh_tokens
+        refresh_exp = min(self.now + IDLE_TTL, grant.expires_at)
+        access_exp = min(self.now + ACCESS_TTL, refresh_exp)
+        assert body == {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": access_exp - self.now,
+            "refresh_token": refresh_token,
+            "refresh_token_expires_in": refresh_exp - self.now,
+            "scope": SCOPE,
+        }
+        refresh = Refresh(grant, generation, self.now, refresh_exp)
+        self.refresh_tokens[refresh_token] = refresh
+        self.access_tokens[access_token] = Access(
+            grant, generation, self.now, access_exp, companion=refresh
+        )
+        self.refresh_order.append(refresh_token)
+        self.access_order.append(access_token)
+        grant.tokens += [access_token, refresh_token]
+        grant.refresh_tokens.append(refresh_token)
+        return Pair(access_token, refresh_token, access_exp, refresh_exp)
+
+    def predict_introspection(self, token: str) -> dict[str, Any]:
+        """What RFC 7662 introspection by a resource server must answer now (rule 8)."""
+        now = self.now
+        revocation_at: int | None = None
+        described: Access | Refresh
+        if token in self.access_tokens:
+            described = access = self.access_tokens[token]
+            companion = access.companion
+            active = (
+                now < access.expires_at
+                and not access.revoked
+                and access.grant.live(now)
+                and (companion.retire_at is None or now < companion.retire_at)
+            )
+            retire_at = companion.retire_at
+            if active and retire_at is not None and retire_at < access.expires_at:
+                revocation_at = retire_at
+            token_type = "Bearer"
+        else:
+            described = refresh = self.refresh_tokens[token]
+            if not refresh.grant.live(now):
+                active = False
+            elif refresh.exchanged_at is None:
+                active = now < refresh.expires_at
+            else:
+                assert refresh.retire_at is not None
+                active = self.retry_policy is not RetryPolicy.STRICT and now < refresh.retire_at
+                revocation_at = refresh.retire_at if active else None
+            token_type = "refresh_token"
+        if not active:
+            return {"active": False}
+        body: dict[str, Any] = {
+            "active": True,
+            "scope": SCOPE,
+            "client_id": self.client.id,
+            "token_type": token_type,
+            "exp": described.expires_at,
+            "iat": described.issued_at,
+            "iss": ISSUER,
+            "grant_id": described.grant.server_id,
+            "generation": described.generation,
+            "sub": SUBJECT,
+            "username": SUBJECT,
+        }
+        if revocation_at is not None:
+            body["revocation_at"] = revocation_at
+        return body
+
+    # -- talking to the server ---------------------------------------------------------------
+
+    def post_refresh(self, token: str, client: RegisteredClient) -> httpx2.Response:
+        return self.http.post(
+            "/token",
+            data={"grant_type": "refresh_token", "refresh_token": token},
+            auth=client.basic,
+        )
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        response = self.http.post("/introspect", data={"token": token}, auth=self.api.basic)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def check_introspection(self, token: str) -> None:
+        expected = self.predict_introspection(token)
+        kind = "access" if token in self.access_tokens else "refresh"
+        state = "revocation_at" if "revocation_at" in expected else expected["active"]
+        event(f"introspect {kind}: {state}")
+        assert self.introspect(token) == expected
+
+    @staticmethod
+    def assert_invalid_grant(response: httpx2.Response, reason: Reason) -> None:
+        event(f"refused: {reason.name}")
+        assert response.status_code == 400, response.text
+        assert response.headers["cache-control"] == "no-store"
+        assert response.json() == {"error": "invalid_grant", "error_description": reason.value}
+
+    # -- rules -------------------------------------------------------------------------------
+
+    @initialize()
+    def start_with_a_grant(self) -> None:
+        self.obtain_pair()
+
+    @precondition(
+        lambda self: (
+            len(self.grants) < MAX_GRANTS
+            or (
+                len(self.grants) < 2 * MAX_GRANTS and not any(g.live(self.now) for g in self.grants)
+            )
+        )
+    )
+    @rule()
+    def obtain_pair(self) -> None:
+        """Rule 1: code + PKCE creates a grant and its first pair (generation 0)."""
+        body = first_pair(self.http, self.client, scope=SCOPE)
+        # The grant id is only visible through introspection; a fresh access token is active.
+        seen = self.introspect(body["access_token"])
+        assert seen["active"] is True
+        assert seen["generation"] == 0
+        assert seen["grant_id"] not in {g.server_id for g in self.grants}
+        grant = Grant(seen["grant_id"], self.now, self.now + ABSOLUTE_TTL)
+        self.grants.append(grant)
+        self.record_pair(body, grant, 0)
+        self.check_introspection(body["access_token"])
+        self.check_introspection(body["refresh_token"])
+
+    @rule(pick=picks)
+    def refresh_any(self, pick: int) -> None:
+        """Any refresh token ever seen, old ones included."""
+        self.refresh(self.pick_refresh(pick))
+
+    @rule(pick=picks)
+    def refresh_newest_of_a_grant(self, pick: int) -> None:
+        """The client that behaves: always the newest refresh token of its grant."""
+        grant = self.grants[-1 - pick % len(self.grants)]
+        self.refresh(grant.refresh_tokens[-1])
+
+    @precondition(
+        lambda self: any(r.exchanged_at is not None for r in self.refresh_tokens.values())
+    )
+    @rule(pick=picks)
+    def retry(self, pick: int) -> None:
+        """An exchanged token again: a lost response retried, or a replayed stolen token."""
+        exchanged = [t for t in self.refresh_order if self.refresh_tokens[t].exchanged_at]
+        self.refresh(exchanged[-1 - pick % len(exchanged)])
+
+    @rule(
+        pick=picks,
+        rotate_at=st.sampled_from(
+            [
+                "now",
+                "exp-leeway",
+                "exp-leeway-1",
+                "exp-leeway+1",
+                "idle end-1",
+                "idle end",
+                "grant end-100",
+                "grant end-1",
+            ]
+        ),
+        delay=st.sampled_from(["0", "1", "leeway-1", "leeway", "leeway+1"]),
+    )
+    def rotate_then_retry(self, pick: int, rotate_at: str, delay: str) -> None:
+        """Rotates the newest token of a grant at an interesting instant (so that the leeway
+        ends exactly at, just before or just after the old access token's `exp`; or when the
+        grant is about to end), then looks at the old pair and presents the old token again at
+        the edge of its leeway."""
+        rotatable = [g for g in self.grants if self.rotatable(g)]
+        if not rotatable:
+            if len(self.grants) >= MAX_GRANTS_EVER:
+                return
+            self.obtain_pair()
+            rotatable = self.grants[-1:]
+        grant = rotatable[-1 - pick % len(rotatable)]
+        token = grant.refresh_tokens[-1]
+        model = self.refresh_tokens[token]
+        old_access = grant.tokens[grant.tokens.index(token) - 1]
+        access_exp = self.access_tokens[old_access].expires_at
+        when = {
+            "now": self.now,
+            "exp-leeway": access_exp - self.leeway,
+            "exp-leeway-1": access_exp - self.leeway - 1,
+            "exp-leeway+1": access_exp - self.leeway + 1,
+            "idle end-1": model.expires_at - 1,
+            "idle end": model.expires_at,
+            "grant end-100": grant.expires_at - 100,
+            "grant end-1": grant.expires_at - 1,
+        }[rotate_at]
+        self.move_to(max(when, self.now))
+        self.refresh(token)
+        if model.exchanged_at != self.now or model.retire_at is None:
+            return  # it was not a rotation (dead token, or a retry)
+        event(f"rotated at {rotate_at}" if when >= self.now else "rotated now")
+        self.check_introspection(old_access)
+        after = {"0": 0, "1": 1, "leeway-1": -1, "leeway": 0, "leeway+1": 1}[delay]
+        instant = (model.exchanged_at if delay in ("0", "1") else model.retire_at) + after
+        if instant < self.now:
+            return
+        self.move_to(instant)
+        self.check_introspection(old_access)
+        self.check_introspection(token)
+        self.refresh(token)
+
+    def rotatable(self, grant: Grant) -> bool:
+        newest = self.refresh_tokens[grant.refresh_tokens[-1]]
+        return grant.live(self.now) and newest.exchanged_at is None and self.now < newest.expires_at
+
+    def refresh(self, token: str) -> None:
+        model = self.refresh_tokens[token]
+        grant = model.grant
+        response = self.post_refresh(token, self.client)
+        now = self.now
+
+        if grant.revoked_at is not None:
+            reason = Reason.GRANT_REVOKED_BY_REUSE if grant.revoked_by_reuse else Reason.REVOKED
+            self.assert_invalid_grant(response, reason)
+            return
+        if now >= grant.expires_at:
+            self.assert_invalid_grant(response, Reason.ABSOLUTE_EXPIRED)
+            return
+        if model.exchanged_at is not None:
+            assert model.retire_at is not None
+            if self.retry_policy is RetryPolicy.STRICT or now >= model.retire_at:
+                # Rule 4: reuse detected, the whole family dies at once.
+                event(f"reuse at retire_at + {min(now - model.retire_at, 2)}")
+                self.assert_invalid_grant(response, Reason.REUSED)
+                grant.revoked_at = now
+                grant.revoked_by_reuse = True
+                self.reuse_events.append((grant.server_id, model.generation, now))
+                self.check_family_dead(grant)
+                self.check_security_events()
+                return
+            event(f"retry inside the leeway, retire_at - {min(model.retire_at - now, 2)}")
+            if self.retry_policy is RetryPolicy.REPLAY:
+                # Rule 3, replay: the same pair, byte for byte, with expires_in recomputed.
+                child = model.child
+                assert child is not None
+                assert response.status_code == 200, response.text
+                assert response.json() == {
+                    "access_token": child.access_token,
+                    "token_type": "Bearer",
+                    "expires_in": max(child.access_expires_at - now, 0),
+                    "refresh_token": child.refresh_token,
+                    "refresh_token_expires_in": max(child.refresh_expires_at - now, 0),
+                    "scope": SCOPE,
+                }
+                return
+            # Rule 3, fork: a fresh sibling pair, generation parent + 1; the parent's leeway
+            # still runs from its first exchange.
+            assert response.status_code == 200, response.text
+            self.record_pair(response.json(), grant, model.generation + 1)
+            return
+        if now >= model.expires_at:
+            self.assert_invalid_grant(response, Reason.IDLE_EXPIRED)
+            return
+        # Rule 2: rotation.
+        event("rotated")
+        assert response.status_code == 200, response.text
+        assert response.headers["cache-control"] == "no-store"
+        child = self.record_pair(response.json(), grant, model.generation + 1)
+        model.exchanged_at = now
+        model.retire_at = now + self.leeway
+        model.child = child
+
+    @rule(
+        pick=picks,
+        how=st.sampled_from(["other client", "random", "truncated", "relabelled", "bad checksum"]),
+    )
+    def refresh_refused(self, pick: int, how: str) -> None:
+        """Rule 7 (another client: nothing changes) and unknown or malformed tokens."""
+        known = self.pick_refresh(pick)
+        if how == "other client":
+            response = self.post_refresh(known, self.other)
+            self.assert_invalid_grant(response, Reason.OTHER_CLIENT)
+            return
+        token = {
+            "random": mint(TokenKind.REFRESH).plaintext,
+            "truncated": known[:-1],
+            "relabelled": TokenKind.ACCESS.prefix + known[len(TokenKind.ACCESS.prefix) :],
+            "bad checksum": known[:-1] + ("A" if known[-1] != "A" else "B"),
+        }[how]
+        response = self.post_refresh(token, self.client)
+        self.assert_invalid_grant(response, Reason.UNKNOWN)
+
+    @rule(seconds=jumps)
+    def advance(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+        self.now += seconds
+
+    def boundaries(self) -> dict[int, set[str]]:
+        """Every instant at which some token changes state, with the tokens it concerns."""
+        found: dict[int, set[str]] = {}
+        for grant in self.grants:
+            found.setdefault(grant.expires_at, set()).update(grant.tokens)
+        for token, refresh in self.refresh_tokens.items():
+            found.setdefault(refresh.expires_at, set()).add(token)
+            if refresh.retire_at is not None:
+                found.setdefault(refresh.retire_at, set()).add(token)
+        for token, access in self.access_tokens.items():
+            found.setdefault(access.expires_at, set()).add(token)
+            if access.companion.retire_at is not None:
+                found.setdefault(access.companion.retire_at, set()).add(token)
+        return found
+
+    def move_to(self, instant: int) -> None:
+        assert instant >= self.now
+        self.clock.advance(instant - self.now)
+        self.now = instant
+
+    @rule(pick=picks, offset=st.sampled_from([0, 0, -1, 1]))
+    def advance_to_a_boundary(self, pick: int, offset: int) -> None:
+        """Moves time next to an instant at which some tokens change state, and looks at them."""
+        boundaries = self.boundaries()
+        future = sorted(i for i in boundaries if i + offset > self.now)
+        if not future:
+            return
+        instant = future[pick % len(future)]
+        self.move_to(instant + offset)
+        for token in sorted(boundaries[instant]):
+            self.check_introspection(token)
+
+    @rule(
+        pick=picks,
+        edge=st.sampled_from(["retire", "idle", "absolute"]),
+        offset=st.sampled_from([0, -1]),
+    )
+    def refresh_at_an_edge(self, pick: int, edge: str, offset: int) -> None:
+        """A refresh exactly at (or one second before) the instant its answer changes."""
+        candidates: list[tuple[str, int]] = []
+        for token in self.refresh_order:
+            refresh = self.refresh_tokens[token]
+            if edge == "retire" and refresh.retire_at is not None:
+                candidates.append((token, refresh.retire_at + offset))
+            elif edge == "idle" and refresh.exchanged_at is None:
+                candidates.append((token, refresh.expires_at + offset))
+            elif edge == "absolute":
+                candidates.append((token, refresh.grant.expires_at + offset))
+        reachable = [(token, at) for token, at in candidates if at >= self.now]
+        if not reachable:
+            return
+        token, instant = reachable[-1 - pick % len(reachable)]
+        self.move_to(instant)
+        self.refresh(token)
+
+    @rule(
+        pick=picks,
+        kind=st.sampled_from([TokenKind.ACCESS, TokenKind.REFRESH]),
+        hint=st.sampled_from([None, "access_token", "refresh_token"]),
+        by_owner=st.booleans(),
+    )
+    def revoke(self, pick: int, kind: TokenKind, hint: str | None, by_owner: bool) -> None:
+        """Rule 5: a refresh token revokes its grant, an access token only itself; 200 for the
+        client it was issued to, invalid_request (and no change) for any other."""
+        token = self.pick_refresh(pick) if kind is TokenKind.REFRESH else self.pick_access(pick)
+        data = {"token": token}
+        if hint is not None:
+            data["token_type_hint"] = hint  # a wrong hint must not hide the token
+        auth = self.client.basic if by_owner else self.other.basic
+        response = self.http.post("/revoke", data=data, auth=auth)
+        if not by_owner:
+            assert response.status_code == 400, response.text
+            assert response.json()["error"] == "invalid_request"
+        elif kind is TokenKind.ACCESS:
+            assert response.status_code == 200, response.text
+            self.access_tokens[token].revoked = True
+        else:
+            assert response.status_code == 200, response.text
+            refresh = self.refresh_tokens[token]
+            grant = refresh.grant
+            # An exchanged token whose leeway is over is already dead: revoking it must not
+            # take the live family with it. Inside the leeway it revokes the whole grant.
+            retired = refresh.exchanged_at is not None and not (
+                refresh.retire_at is not None
+                and self.now < refresh.retire_at
+                and grant.live(self.now)
+            )
+            event(f"revoke refresh: {'retired' if retired else 'grant revoked'}")
+            if not retired and grant.revoked_at is None:
+                grant.revoked_at = self.now
+        self.check_introspection(token)
+
+    @rule(pick=picks, kind=st.sampled_from([TokenKind.ACCESS, TokenKind.REFRESH]))
+    def introspect_one(self, pick: int, kind: TokenKind) -> None:
+        token = self.pick_refresh(pick) if kind is TokenKind.REFRESH else self.pick_access(pick)
+        self.check_introspection(token)
+
+    @rule()
+    def introspect_everything(self) -> None:
+        for token in [*self.access_order, *self.refresh_order]:
+            self.check_introspection(token)
+
+    # -- checks --------------------------------------------------------------------------------
+
+    def check_family_dead(self, grant: Grant) -> None:
+        for token in grant.tokens:
+            assert self.introspect(token) == {"active": False}, token
+
+    def check_security_events(self) -> None:
+        events = [e for e in anyio.run(self.store.security_events) if e.kind.endswith("reuse")]
+        assert [(e.grant_id, e.generation, e.occurred_at) for e in events] == self.reuse_events
+        for recorded in events:
+            assert recorded.kind == "refresh_token_reuse"
+            assert recorded.client_id == self.client.id
+            assert recorded.subject == SUBJECT
+
+    @invariant()
+    def clocks_agree(self) -> None:
+        assert self.clock.now() == self.now
+
+
+class ReplayMachine(BatonMachine):
+    retry_policy = RetryPolicy.REPLAY
+
+
+class ForkMachine(BatonMachine):
+    retry_policy = RetryPolicy.FORK
+
+
+class StrictMachine(BatonMachine):
+    retry_policy = RetryPolicy.STRICT
+
+
+@pytest.mark.parametrize(
+    "machine", [ReplayMachine, ForkMachine, StrictMachine], ids=["replay", "fork", "strict"]
+)
+def test_rules_against_the_reference_model(machine: type[BatonMachine]) -> None:
+    run_state_machine_as_test(machine, settings=SETTINGS)
