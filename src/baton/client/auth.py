@@ -53,12 +53,12 @@ class BearerAuth(httpx.Auth):
     ) -> Generator[httpx.Request, httpx.Response, None]:
         pair = self.refresher.pair()
         if not self._usable(pair):
-            pair = self.refresher.refresh(pair)
+            pair = self.refresher.refresh(pair, self.margin)
         _attach(request, pair)
         response = yield request
         if is_invalid_token(response.status_code, response.headers.get_list("www-authenticate")):
             response.read()
-            pair = self.refresher.refresh(pair)
+            pair = self.refresher.refresh(pair, self.margin)
             _attach(request, pair)
             yield request
 
@@ -67,12 +67,12 @@ class BearerAuth(httpx.Auth):
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         pair = await self.refresher.apair()
         if not self._usable(pair):
-            pair = await self.refresher.arefresh(pair)
+            pair = await self.refresher.arefresh(pair, self.margin)
         _attach(request, pair)
         response = yield request
         if is_invalid_token(response.status_code, response.headers.get_list("www-authenticate")):
             await response.aread()
-            pair = await self.refresher.arefresh(pair)
+            pair = await self.refresher.arefresh(pair, self.margin)
             _attach(request, pair)
             yield request
 

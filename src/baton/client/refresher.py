@@ -163,24 +163,30 @@ class Refresher:
 
     # -- refreshing -----------------------------------------------------------------------------
 
-    def refresh(self, seen: TokenPair | None = None) -> TokenPair:
+    def refresh(self, seen: TokenPair | None = None, margin: float = 0.0) -> TokenPair:
         """A pair newer than `seen` (the pair the caller was using), rotating only if no other
-        caller already did. Without `seen`, always rotates."""
+        caller already did (and left a pair with more than `margin` seconds to live). Without
+        `seen`, always rotates."""
         for _ in range(5):
             try:
                 with self._local, self.store.lock() as lease:
-                    return self._refresh_locked(seen, lease)
+                    return self._refresh_locked(seen, margin, lease)
             except LockLost as exc:  # our lease expired: whoever holds it now finishes the job
                 self._failed(FailureEvent("lock", str(exc), 0, True))
         raise TokenEndpointError("lost the store's lock five times in a row")
 
-    async def arefresh(self, seen: TokenPair | None = None) -> TokenPair:
-        return await anyio.to_thread.run_sync(self.refresh, seen)
+    async def arefresh(self, seen: TokenPair | None = None, margin: float = 0.0) -> TokenPair:
+        return await anyio.to_thread.run_sync(self.refresh, seen, margin)
 
-    def _refresh_locked(self, seen: TokenPair | None, lease: Lease) -> TokenPair:
+    def _refresh_locked(self, seen: TokenPair | None, margin: float, lease: Lease) -> TokenPair:
         stored = self.pair()
         recovering = stored.exchanging_since is not None
-        if not recovering and seen is not None and stored.access_token != seen.access_token:
+        if (
+            not recovering
+            and seen is not None
+            and stored.access_token != seen.access_token
+            and not stored.expires_within(margin, self.clock())
+        ):
             return stored  # another thread, task or process rotated while we waited
         if stored.refresh_token is None:
             raise ReauthorizationRequired("the stored pair has no refresh token")

@@ -29,7 +29,7 @@ class RequestsAuth(requests.auth.AuthBase):
         if pair.exchanging_since is not None or pair.expires_within(
             self.margin, self.refresher.clock()
         ):
-            pair = self.refresher.refresh(pair)
+            pair = self.refresher.refresh(pair, self.margin)
         _attach(request, pair)
         setattr(request, _PAIR, pair)
         request.register_hook("response", self._on_response)
@@ -42,7 +42,9 @@ class RequestsAuth(requests.auth.AuthBase):
         ):
             return response
         used: TokenPair | None = getattr(request, _PAIR, None)
-        pair = self.refresher.refresh(used)  # returns the stored pair if another caller rotated
+        pair = self.refresher.refresh(
+            used, self.margin
+        )  # returns the stored pair if another caller rotated
         response.content  # noqa: B018 (drain, so the connection can be reused)
         response.close()
         retry = request.copy()
