@@ -13,11 +13,11 @@ from sqlalchemy import ColumnElement, Connection, Table, func, select
 
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import Policy, RetryPolicy
-from baton.core.rules import CodeRedemption, Reason
+from baton.core.rules import CodeProblem, CodeRedemption, Reason
 from baton.core.seal import open_seal, seal
 from baton.core.tokens import TokenKind, digest, mint
 from baton.store import migrate
-from baton.store.base import ExchangeAsk, Issued, NewCode, Refused, Replayed
+from baton.store.base import CodeRefused, ExchangeAsk, Issued, NewCode, Refused, Replayed
 from baton.store.schema import access_tokens, authorization_codes, grants, metadata, refresh_tokens
 from baton.store.sql import SQLStore
 from tests.support import migrated_store, register_client, register_user
@@ -171,4 +171,37 @@ def test_the_purge_keeps_live_families_and_drops_dead_ones_after_the_retention(
     assert rows() == [2, 0, 0, 1]
     reuse = anyio.run(store.exchange, ask_for(live.refresh_token, client.id, later))
     assert isinstance(reuse, Refused) and reuse.reason is Reason.REUSED
+    anyio.run(store.close)
+
+
+def test_concurrent_redemptions_of_one_code_issue_one_grant_and_revoke_it(
+    database: Path | str,
+) -> None:
+    """RFC 6749 §4.1.2: a code is used once; presenting it again revokes what it produced."""
+    store = store_on(database)
+    register_user(store)
+    client = register_client(store)
+    code = mint(TokenKind.CODE)
+    anyio.run(
+        store.save_code, NewCode(code.digest, client.id, 1, None, "read", None, NOW, NOW + 60)
+    )
+    ask = CodeRedemption(client.id, None, None)
+    results: list[object] = []
+
+    async def redeem() -> None:
+        results.append(await store.redeem_code(code.digest, ask, MintedPair.new(), NOW, None))
+
+    async def all_at_once() -> None:
+        async with anyio.create_task_group() as tasks:
+            for _ in range(20):
+                tasks.start_soon(redeem)
+
+    anyio.run(all_at_once)
+    issued = [r for r in results if isinstance(r, Issued)]
+    assert len(issued) == 1
+    assert all(r.problem is CodeProblem.REUSED for r in results if isinstance(r, CodeRefused))
+    assert anyio.run(store.inspect, count(grants)) == 1
+    grant = anyio.run(store.get_grant, issued[0].pair.grant_id)
+    assert grant is not None and grant.revoked_reason == "code_reuse"
+    assert [e.kind for e in anyio.run(store.security_events)] == ["code_reuse"]
     anyio.run(store.close)

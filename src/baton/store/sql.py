@@ -285,7 +285,10 @@ class SQLStore:
         try:
             return await self._write(work)
         except _LostRace:
-            return CodeRefused(CodeProblem.REUSED)
+            # Another transaction redeemed the code between our read and our claim (PostgreSQL;
+            # ours, grant included, rolled back). Run again: the code now reads as used, and a
+            # used code presented again is a replay that revokes the grant it produced.
+            return await self._write(work)
 
     async def issue_client_credentials(
         self, client_id: str, scope: str, access: MintedPair, now: int
