@@ -177,3 +177,22 @@ def start_again(start: ServerFactory, killed: Server) -> Server:
 
 def digest(token: str) -> Any:
     return hashlib.sha256(token.encode()).digest()
+
+
+@pytest.mark.parametrize("policy", ["replay", "strict"])
+def test_workers_on_one_sqlite_file(baton_server: ServerFactory, policy: str) -> None:
+    """`--workers 2` on SQLite: two processes, one file, still exactly one successor."""
+    server = baton_server(workers=2, retry_policy=policy)
+    first = first_pair(server)
+    grant_id = server.introspect(first["access_token"])["grant_id"]
+    responses = refresh_across([server], first["refresh_token"])
+    ok = [r.json() for r in responses if r.status_code == 200]
+    assert family_rows(server, grant_id) == (2, 2)
+    if policy == "replay":
+        assert len(ok) == REFRESHES
+        assert len({(b["access_token"], b["refresh_token"]) for b in ok}) == 1
+    else:
+        assert len(ok) == 1
+        assert {r.json()["error"] for r in responses if r.status_code != 200} == {"invalid_grant"}
+    pids = {line.split()[3] for line in server.stderr().splitlines() if "baton.access" in line}
+    assert len(pids) == 2, "both worker processes should have answered requests"
