@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Connection, text
 
 from baton.store import migrate
-from baton.store.engines import normalize_url, open_runner
+from baton.store.engines import Runner, normalize_url, open_runner
 from baton.store.schema import metadata
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -56,16 +56,19 @@ def create_database() -> str:
     except (OSError, asyncpg.PostgresError) as exc:
         unavailable(str(exc) or type(exc).__name__)
     url = normalize_url(admin_url()).set(database=name).render_as_string(hide_password=False)
+    with_runner(url, migrate.upgrade)
+    return url
 
-    async def migrated() -> None:
+
+def with_runner(url: str, use: Callable[[Runner], Awaitable[object]]) -> None:
+    async def run() -> None:
         runner = open_runner(url)
         try:
-            await migrate.upgrade(runner)
+            await use(runner)
         finally:
             await runner.close()
 
-    anyio.run(migrated)
-    return url
+    anyio.run(run)
 
 
 def drop_database(url: str) -> None:
@@ -79,14 +82,7 @@ def empty_tables(url: str) -> None:
     def work(conn: Connection) -> None:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
-    async def truncate() -> None:
-        runner = open_runner(url)
-        try:
-            await runner.write(work)
-        finally:
-            await runner.close()
-
-    anyio.run(truncate)
+    with_runner(url, lambda runner: runner.write(work))
 
 
 @pytest.fixture(scope="session")

@@ -86,6 +86,25 @@ def refresh_rows(server: Server, grant_id: str) -> list[tuple[Any, ...]]:
 # -- chaos ----------------------------------------------------------------------------------------
 
 
+def worker_command(mode: str, store: FileStore, server: Server, *extra: str) -> list[str]:
+    """`python -m tests.client.worker MODE` against this server, through this store."""
+    return [
+        sys.executable,
+        "-m",
+        "tests.client.worker",
+        mode,
+        "--store",
+        str(store.path),
+        "--issuer",
+        server.url,
+        "--client-id",
+        server.client.client_id,
+        "--client-secret",
+        server.client.client_secret,
+        *extra,
+    ]
+
+
 def test_chaos_8_processes_x_8_threads_share_one_file_store(
     baton_server: ServerFactory, api: ApiFactory, tmp_path: Path
 ) -> None:
@@ -98,26 +117,17 @@ def test_chaos_8_processes_x_8_threads_share_one_file_store(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     workers = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.client.worker",
+            worker_command(
                 "chaos",
-                "--store",
-                str(store.path),
-                "--issuer",
-                server.url,
-                "--client-id",
-                server.client.client_id,
-                "--client-secret",
-                server.client.client_secret,
+                store,
+                server,
                 "--api",
                 resource.url,
                 "--threads",
                 str(CHAOS_THREADS),
                 "--duration",
                 str(CHAOS_SECONDS),
-            ],
+            ),
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -254,22 +264,7 @@ def test_kill_9_after_the_response_before_the_store_is_recovered_by_the_next_pro
     note = tmp_path / "received.json"
 
     crashed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.client.worker",
-            "crash",
-            "--store",
-            str(store.path),
-            "--issuer",
-            server.url,
-            "--client-id",
-            server.client.client_id,
-            "--client-secret",
-            server.client.client_secret,
-            "--note",
-            str(note),
-        ],
+        worker_command("crash", store, server, "--note", str(note)),
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 
@@ -16,6 +15,7 @@ import redis
 
 from baton.client import LockLost, RedisStore, TokenPair, store_pair
 from tests.client.conftest import in_ci
+from tests.client.locking import most_holders_at_once
 
 URL = os.environ.get("BATON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -43,27 +43,7 @@ def test_redis_store_round_trip_and_exclusive_lock(client: redis.Redis) -> None:
     pair = TokenPair("a", "r", 5.0)
     store_pair(store, pair)
     assert store.load() == pair
-    inside = 0
-    peak = 0
-    guard = threading.Lock()
-
-    def work() -> None:
-        nonlocal inside, peak
-        for _ in range(10):
-            with store.lock():
-                with guard:
-                    inside += 1
-                    peak = max(peak, inside)
-                time.sleep(0.002)
-                with guard:
-                    inside -= 1
-
-    threads = [threading.Thread(target=work) for _ in range(5)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert peak == 1
+    assert most_holders_at_once(store, threads=5, rounds=10, hold=0.002) == 1
 
 
 def test_redis_lock_expires_and_fences_a_stale_holder(client: redis.Redis) -> None:

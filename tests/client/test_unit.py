@@ -36,6 +36,7 @@ from baton.client import (
     store_pair,
 )
 from baton.client.pkce import s256
+from tests.client.locking import most_holders_at_once
 
 TOKEN_URL = "https://as.example/token"
 
@@ -410,27 +411,7 @@ def test_file_store_is_private_atomic_and_fenced(tmp_path: Path, clock: Clock) -
 
 def test_file_store_lock_excludes_threads(tmp_path: Path) -> None:
     store = FileStore(tmp_path / "t.json")
-    inside = 0
-    peak = 0
-    guard = threading.Lock()
-
-    def work() -> None:
-        nonlocal inside, peak
-        for _ in range(20):
-            with store.lock():
-                with guard:
-                    inside += 1
-                    peak = max(peak, inside)
-                time.sleep(0.001)
-                with guard:
-                    inside -= 1
-
-    threads = [threading.Thread(target=work) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert peak == 1
+    assert most_holders_at_once(store, threads=6, rounds=20, hold=0.001) == 1
 
 
 def test_sqlite_store_lease_expiry_and_fencing(tmp_path: Path) -> None:

@@ -235,11 +235,15 @@ def test_replay_returns_the_same_pair_with_expires_in_recomputed(
     assert body["refresh_token_expires_in"] == child["refresh_token_expires_in"] - (LEEWAY - 1)
 
 
+def clients_of(store: SQLStore) -> tuple[RegisteredClient, RegisteredClient]:
+    """A user, a confidential client and a resource server, on a store of a test's own app."""
+    register_user(store)
+    return register_client(store), register_client(store, resource_server=True)
+
+
 def test_fork_issues_a_sibling_pair_per_retry(database: Path | str) -> None:
     with running_app(database, retry=RetryPolicy.FORK) as (http, store, clock):
-        register_user(store)
-        client = register_client(store)
-        rs = register_client(store, resource_server=True)
+        client, rs = clients_of(store)
         first = first_pair(http, client)
         a = refresh(http, client, first["refresh_token"]).json()
         clock.advance(10)
@@ -256,9 +260,7 @@ def test_fork_issues_a_sibling_pair_per_retry(database: Path | str) -> None:
 
 def test_strict_treats_any_second_use_as_reuse(database: Path | str) -> None:
     with running_app(database, retry=RetryPolicy.STRICT) as (http, store, _clock):
-        register_user(store)
-        client = register_client(store)
-        rs = register_client(store, resource_server=True)
+        client, rs = clients_of(store)
         first = first_pair(http, client)
         child = refresh(http, client, first["refresh_token"]).json()
         # The leeway is 0: the old access token died at the exchange.
