@@ -39,6 +39,7 @@ from baton.core.policy import Lifetimes, RetryPolicy
 from baton.core.rules import Reason
 from baton.core.tokens import TokenKind, kind_of, mint
 from baton.store.sql import SQLStore
+from tests.databases import BACKENDS, empty_tables
 from tests.support import (
     ISSUER,
     RegisteredClient,
@@ -141,15 +142,23 @@ class Access:
 
 class BatonMachine(RuleBasedStateMachine):
     retry_policy: ClassVar[RetryPolicy]
+    postgres_url: ClassVar[str | None] = None  # None: a SQLite file per example
 
     def __init__(self) -> None:
         super().__init__()
         retry = self.retry_policy
         self.leeway = 0 if retry is RetryPolicy.STRICT else LEEWAY
         self.stack = ExitStack()
-        tmp = Path(self.stack.enter_context(tempfile.TemporaryDirectory(prefix="baton-stateful-")))
+        database: Path | str
+        if self.postgres_url is not None:
+            empty_tables(self.postgres_url)
+            database = self.postgres_url
+        else:
+            database = Path(
+                self.stack.enter_context(tempfile.TemporaryDirectory(prefix="baton-stateful-"))
+            )
         running = self.stack.enter_context(
-            running_app(tmp, clock=FakeClock(), retry=retry, lifetimes=LIFETIMES)
+            running_app(database, clock=FakeClock(), retry=retry, lifetimes=LIFETIMES)
         )
         self.http: TestClient = running[0]
         self.store: SQLStore = running[1]
@@ -607,8 +616,17 @@ class StrictMachine(BatonMachine):
     retry_policy = RetryPolicy.STRICT
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     "machine", [ReplayMachine, ForkMachine, StrictMachine], ids=["replay", "fork", "strict"]
 )
-def test_rules_against_the_reference_model(machine: type[BatonMachine]) -> None:
-    run_state_machine_as_test(machine, settings=SETTINGS)
+def test_rules_against_the_reference_model(
+    machine: type[BatonMachine], backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "sqlite":
+        run_state_machine_as_test(machine, settings=SETTINGS)
+        return
+    # The same model on PostgreSQL, with fewer examples (each step is a network round trip).
+    url: str = request.getfixturevalue("postgres_database")
+    on_postgres = type(machine.__name__ + "OnPostgres", (machine,), {"postgres_url": url})
+    run_state_machine_as_test(on_postgres, settings=settings(SETTINGS, max_examples=8))
