@@ -174,6 +174,7 @@ class BatonMachine(RuleBasedStateMachine):
         self.refresh_order: list[str] = []
         self.access_order: list[str] = []
         self.reuse_events: list[tuple[str, int, int]] = []  # (grant id, generation, time)
+        self.jtis: dict[str, str] = {}  # access token -> the jti the server gave it
 
     def teardown(self) -> None:
         self.stack.close()
@@ -282,7 +283,13 @@ class BatonMachine(RuleBasedStateMachine):
         kind = "access" if token in self.access_tokens else "refresh"
         state = "revocation_at" if "revocation_at" in expected else expected["active"]
         event(f"introspect {kind}: {state}")
-        assert self.introspect(token) == expected
+        seen = self.introspect(token)
+        if kind == "access" and expected["active"]:
+            # The server names each access token with a jti of its choosing: one per token.
+            jti = seen.pop("jti")
+            assert self.jtis.setdefault(token, jti) == jti
+            assert list(self.jtis.values()).count(jti) == 1
+        assert seen == expected
 
     @staticmethod
     def assert_invalid_grant(response: httpx2.Response, reason: Reason) -> None:

@@ -65,6 +65,8 @@ class AccessFacts:
     expires_at: int
     revoked_at: int | None
     companion: CompanionFacts | None  # None for client_credentials
+    jti: str | None = None
+    audience: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,21 +4,107 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from baton.core.tokens import Minted, TokenKind, mint
+from baton.core.facts import GrantFacts
+from baton.core.policy import Policy
+from baton.core.tokens import Minted, TokenKind, digest, mint, random_id
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """What an access token says (RFC 9068 §2.2), whatever its format."""
+
+    jti: str
+    issued_at: int
+    expires_at: int
+    scope: str
+    grant_id: str
+    client_id: str
+    subject: str | None  # the user; None for client_credentials
+    audience: str | None  # the RFC 8707 resource indicator, when one was requested
+
+
+class AccessTokenFormat(Protocol):
+    def issue(self, claims: AccessClaims) -> str:
+        """The access token string for these claims."""
+        ...
+
+
+class OpaqueAccessTokens:
+    """`bat_at_...`: 256 random bits; everything else is looked up by introspection."""
+
+    def issue(self, claims: AccessClaims) -> str:
+        return mint(TokenKind.ACCESS).plaintext
+
+
+OPAQUE = OpaqueAccessTokens()
 
 
 @dataclass(frozen=True, slots=True)
 class MintedPair:
-    """Tokens generated before the transaction that may issue them (cheap, and never stored)."""
+    """What a token response will issue: the refresh token, generated before the transaction
+    (cheap, never stored), and the format its access token will be issued in."""
 
-    access: Minted
     refresh: Minted | None
+    access_format: AccessTokenFormat = OPAQUE
+    audience: str | None = None
 
     @classmethod
-    def new(cls, with_refresh: bool = True) -> MintedPair:
-        return cls(mint(TokenKind.ACCESS), mint(TokenKind.REFRESH) if with_refresh else None)
+    def new(
+        cls,
+        with_refresh: bool = True,
+        access_format: AccessTokenFormat = OPAQUE,
+        audience: str | None = None,
+    ) -> MintedPair:
+        return cls(mint(TokenKind.REFRESH) if with_refresh else None, access_format, audience)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPair:
+    """A pair about to be stored: what the client will see, and the access token's row."""
+
+    issued: IssuedPair
+    access_digest: bytes = field(repr=False)
+    jti: str
+    audience: str | None
+    issued_at: int
+
+
+def plan_pair(
+    grant: GrantFacts,
+    pair: MintedPair,
+    generation: int,
+    scope: str,
+    now: int,
+    policy: Policy,
+) -> PlannedPair:
+    """The pair a grant issues at `now`, with its lifetimes (rule 2, rule 6)."""
+    if pair.refresh is not None:
+        access_exp, refresh_exp = policy.pair_expiries(now, grant.expires_at)
+    else:
+        access_exp, refresh_exp = policy.access_only_expiry(now, grant.expires_at), None
+    claims = AccessClaims(
+        jti=random_id("", 12),
+        issued_at=now,
+        expires_at=access_exp,
+        scope=scope,
+        grant_id=grant.id,
+        client_id=grant.client_id,
+        subject=grant.subject,
+        audience=pair.audience,
+    )
+    access_token = pair.access_format.issue(claims)
+    issued = IssuedPair(
+        access_token=access_token,
+        refresh_token=pair.refresh.plaintext if pair.refresh else None,
+        scope=scope,
+        access_expires_at=access_exp,
+        refresh_expires_at=refresh_exp,
+        grant_id=grant.id,
+        generation=generation,
+    )
+    return PlannedPair(issued, digest(access_token), claims.jti, pair.audience, now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from baton.core.clock import Clock, SystemClock
 from baton.server import authorize
 from baton.server.context import Baton
 from baton.server.errors import OAuthError, oauth_error_handler
+from baton.server.feed import revocations_page, revocations_stream
 from baton.server.metadata import metadata_endpoint
 from baton.server.revocation import introspection_endpoint, revocation_endpoint
 from baton.server.sessions import SessionMiddleware
@@ -129,6 +130,8 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         Route("/token", token_endpoint, methods=["POST"]),
         Route("/revoke", revocation_endpoint, methods=["POST"]),
         Route("/introspect", introspection_endpoint, methods=["POST"]),
+        Route("/revocations", revocations_page, methods=["GET"]),
+        Route("/revocations/stream", revocations_stream, methods=["GET"]),
         Route("/static/baton.css", stylesheet),
     ]
     app = Starlette(

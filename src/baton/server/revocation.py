@@ -76,6 +76,11 @@ async def introspection_endpoint(request: Request) -> JSONResponse:
     }
     if grant.subject is not None:
         body["sub"] = body["username"] = grant.subject
+    if isinstance(facts, AccessFacts):
+        if facts.jti is not None:
+            body["jti"] = facts.jti
+        if facts.audience is not None:
+            body["aud"] = facts.audience
     if state.revocation_at is not None:
         body["revocation_at"] = state.revocation_at
     return JSONResponse(body, headers=NO_STORE)

@@ -69,6 +69,20 @@ class GrantSummary:
     last_issued_at: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class RevocationEvent:
+    """An entry of the revocation feed: which tokens die, when, and until when it matters."""
+
+    id: int
+    kind: str  # "access_token" (one token) or "grant" (every token of the grant)
+    grant_id: str
+    jti: str | None
+    token_digest: bytes | None
+    effective_at: int
+    expires_at: int
+    created_at: int
+
+
 Sealer = Callable[[IssuedPair], bytes]
 """Seals a child pair under a key only the presented refresh token can derive."""
 
@@ -174,6 +188,14 @@ class Store(Protocol):
         self, client_id: str | None = None, username: str | None = None
     ) -> list[GrantSummary]: ...
     async def security_events(self) -> list[SecurityEvent]: ...
+    async def wait_for_revocations(self, timeout: float) -> float:
+        """Waits until new feed events may exist (at most `timeout`); returns seconds waited."""
+        ...
+
+    async def revocations_after(self, since: int, limit: int) -> list[RevocationEvent]:
+        """Feed events with an id above `since`, oldest first."""
+        ...
+
     async def purge(self, now: int, retention: int, batch: int = 500) -> int:
         """Deletes one bounded batch of expired data (sealed responses past their leeway;
         tokens, codes and dead grants past their life plus `retention` seconds); returns the

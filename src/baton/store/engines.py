@@ -11,6 +11,7 @@ dialect (`baton.store.sql`). The runner decides how it is driven:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
+import asyncpg
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
@@ -48,11 +50,21 @@ class PoolSettings:
     timeout: float = 30.0
 
 
+# The channel PostgreSQL notifies when a transaction wrote revocation feed events.
+FEED_CHANNEL = "baton_revocations"
+# SQLite has no notifications: feed readers look again this often (seconds).
+SQLITE_FEED_POLL = 0.02
+
+
 class Runner(Protocol):
     dialect: str
 
     async def write(self, work: Callable[[Connection], T]) -> T: ...
     async def read(self, work: Callable[[Connection], T]) -> T: ...
+    async def wait_for_feed(self, timeout: float) -> None:
+        """Returns when new revocation feed events may have been committed, or at `timeout`."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -111,6 +123,9 @@ class SQLiteRunner:
 
         return await anyio.to_thread.run_sync(run)
 
+    async def wait_for_feed(self, timeout: float) -> None:
+        await anyio.sleep(min(timeout, SQLITE_FEED_POLL))
+
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self.engine.dispose)
 
@@ -158,6 +173,7 @@ class PostgresRunner:
         self.engine: AsyncEngine = create_async_engine(
             url, isolation_level="READ COMMITTED", **sizing
         )
+        self._listener = _Listener(url)
 
     async def write(self, work: Callable[[Connection], T]) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -183,7 +199,11 @@ class PostgresRunner:
             await conn.commit()
             return result
 
+    async def wait_for_feed(self, timeout: float) -> None:
+        await self._listener.wait(timeout)
+
     async def close(self) -> None:
+        await self._listener.close()
         await self.engine.dispose()
 
 
@@ -194,3 +214,46 @@ def _sqlstate(exc: DBAPIError) -> str | None:
         if isinstance(value, str):
             return value
     return None
+
+
+class _Listener:
+    """One LISTEN connection per process, shared by every feed reader in it.
+
+    A notification wakes every waiter at once. If the connection cannot be had, readers fall
+    back to looking again every second; so they do anyway, in case a notification is missed.
+    """
+
+    FALLBACK_POLL = 1.0
+
+    def __init__(self, url: URL) -> None:
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._conn: Any = None
+        self._changed = asyncio.Event()
+        self._connecting = asyncio.Lock()
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await self._ensure_connected()
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("cannot LISTEN for revocation events (%s); polling instead", exc)
+        changed = self._changed
+        with anyio.move_on_after(min(timeout, self.FALLBACK_POLL)):
+            await changed.wait()
+
+    async def _ensure_connected(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            return
+        async with self._connecting:
+            if self._conn is not None and not self._conn.is_closed():
+                return
+            conn = await asyncpg.connect(self._dsn, timeout=5)
+            await conn.add_listener(FEED_CHANNEL, self._notified)
+            self._conn = conn
+
+    def _notified(self, *_args: object) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def close(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close()

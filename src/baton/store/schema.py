@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 
@@ -131,7 +132,12 @@ access_tokens = Table(
     Column("issued_at", Time, nullable=False),
     Column("expires_at", Time, nullable=False),
     Column("revoked_at", Time),
+    # RFC 9068 `jti`: names the token in the revocation feed, whatever its format.
+    Column("jti", String(32)),
+    Column("audience", Text),  # RFC 8707 resource indicator, when one was requested
     Index("ix_access_tokens_grant_id", "grant_id"),
+    Index("ix_access_tokens_refresh_token_id", "refresh_token_id"),
+    UniqueConstraint("jti", name="uq_access_tokens_jti"),
     Index("ix_access_tokens_expires_at", "expires_at"),
 )
 
@@ -154,4 +160,34 @@ server_secrets = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", LargeBinary, nullable=False),
+)
+
+# The revocation feed's outbox: written in the transaction that revokes (or schedules the death
+# of) a token, so no event can be lost; read by every server process for /revocations.
+revocation_events = Table(
+    "revocation_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # "access_token" or "grant"
+    Column("grant_id", String(64), nullable=False),
+    Column("jti", String(32)),
+    Column("token_digest", LargeBinary(32)),
+    Column("effective_at", Time, nullable=False),  # when the token(s) die
+    Column("expires_at", Time, nullable=False),  # after this the entry no longer matters
+    Column("created_at", Time, nullable=False),
+    Index("ix_revocation_events_expires_at", "expires_at"),
+)
+
+# Signing keys for JWT access tokens (RFC 9068). A key is published in the JWKS from
+# `created_at`, signs from `activates_at`, and leaves the JWKS at `retires_at`.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("alg", String(16), nullable=False),
+    Column("public_jwk", Text, nullable=False),
+    Column("private_key", LargeBinary, nullable=False),  # PKCS#8, AES-GCM under the KEK
+    Column("created_at", Time, nullable=False),
+    Column("activates_at", Time, nullable=False),
+    Column("retires_at", Time),
 )

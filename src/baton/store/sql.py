@@ -11,15 +11,27 @@ it waits for the winner's row lock, then matches no row.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, RowMapping, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    RowMapping,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from baton.core import rules
 from baton.core.facts import AccessFacts, CodeFacts, CompanionFacts, GrantFacts, RefreshFacts
-from baton.core.pairs import IssuedPair, MintedPair
+from baton.core.pairs import IssuedPair, MintedPair, PlannedPair, plan_pair
 from baton.core.policy import Policy
 from baton.core.rules import CodeProblem, CodeRedemption, Reason
 from baton.core.scope import parse as parse_scope
@@ -37,12 +49,13 @@ from baton.store.base import (
     RedeemResult,
     Refused,
     Replayed,
+    RevocationEvent,
     RevokeResult,
     ScopeRefused,
     SecurityEvent,
     User,
 )
-from baton.store.engines import PoolSettings, Runner, open_runner
+from baton.store.engines import FEED_CHANNEL, PoolSettings, Runner, open_runner
 from baton.store.schema import (
     access_tokens,
     authorization_codes,
@@ -50,6 +63,7 @@ from baton.store.schema import (
     consents,
     grants,
     refresh_tokens,
+    revocation_events,
     security_events,
     server_secrets,
     users,
@@ -269,7 +283,10 @@ class SQLStore:
             assert code is not None
             # The conditional update makes a double redemption impossible even if two
             # transactions got this far (PostgreSQL): only one sees `used_at IS NULL`.
-            grant = _new_grant(conn, code.client_id, code.user_id, code.scope, now, policy)
+            subject = conn.execute(
+                select(users.c.username).where(users.c.id == code.user_id)
+            ).scalar_one()
+            grant = _new_grant(conn, code.client_id, code.user_id, subject, code.scope, now, policy)
             claimed = conn.execute(
                 update(authorization_codes)
                 .where(
@@ -280,7 +297,8 @@ class SQLStore:
             ).rowcount
             if claimed != 1:
                 raise _LostRace()
-            return Issued(_insert_pair(conn, grant, pair, None, 0, code.scope, now, policy))
+            planned = plan_pair(grant, pair, 0, code.scope, now, policy)
+            return Issued(_insert_pair(conn, planned, pair, None))
 
         try:
             return await self._write(work)
@@ -296,8 +314,9 @@ class SQLStore:
         policy = self.policy
 
         def work(conn: Connection) -> IssuedPair:
-            grant = _new_grant(conn, client_id, None, scope, now, policy)
-            return _insert_pair(conn, grant, access, None, 0, scope, now, policy)
+            grant = _new_grant(conn, client_id, None, None, scope, now, policy)
+            planned = plan_pair(grant, access, 0, scope, now, policy)
+            return _insert_pair(conn, planned, access, None)
 
         return await self._write(work)
 
@@ -338,7 +357,10 @@ class SQLStore:
                 .where(access_tokens.c.id == access.id, access_tokens.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             ).rowcount
-            return "access_token" if done else "nothing"
+            if not done:
+                return "nothing"
+            _announce_access_deaths(conn, access_tokens.c.id == access.id, now, now)
+            return "access_token"
 
         return await self._write(work)
 
@@ -397,6 +419,23 @@ class SQLStore:
 
         return await self._read(work)
 
+    async def wait_for_revocations(self, timeout: float) -> float:
+        started = time.monotonic()
+        await self.runner.wait_for_feed(timeout)
+        return time.monotonic() - started
+
+    async def revocations_after(self, since: int, limit: int) -> list[RevocationEvent]:
+        def work(conn: Connection) -> list[RevocationEvent]:
+            rows = conn.execute(
+                select(revocation_events)
+                .where(revocation_events.c.id > since)
+                .order_by(revocation_events.c.id)
+                .limit(limit)
+            ).mappings()
+            return [RevocationEvent(**row) for row in rows]
+
+        return await self._read(work)
+
     async def purge(self, now: int, retention: int, batch: int = 500) -> int:
         """One bounded batch of each kind of expired data; returns the rows changed.
 
@@ -447,33 +486,19 @@ def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeRes
     if isinstance(decision, rules.Fork):
         # Siblings are generation parent + 1; the parent's leeway still runs from its first
         # exchange (a retry never extends it).
-        return Issued(
-            _insert_pair(
-                conn,
-                token.grant,
-                ask.child,
-                token.id,
-                token.generation + 1,
-                render_scope(scope),
-                ask.now,
-                policy,
-            )
+        planned = plan_pair(
+            token.grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
         )
+        return Issued(_insert_pair(conn, planned, ask.child, token.id))
 
     # Rotate: claim the single successor slot first. Only one transaction can move
     # `exchanged_at` from NULL; on PostgreSQL a concurrent one waits for our row lock here and
     # then matches nothing.
-    access_exp, refresh_exp = policy.pair_expiries(ask.now, token.grant.expires_at)
-    pair = IssuedPair(
-        access_token=ask.child.access.plaintext,
-        refresh_token=ask.child.refresh.plaintext if ask.child.refresh else None,
-        scope=render_scope(scope),
-        access_expires_at=access_exp,
-        refresh_expires_at=refresh_exp,
-        grant_id=token.grant.id,
-        generation=token.generation + 1,
+    planned = plan_pair(
+        token.grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
     )
-    sealed = ask.seal(pair) if ask.seal is not None and policy.leeway > 0 else None
+    sealed = ask.seal(planned.issued) if ask.seal is not None and policy.leeway > 0 else None
+    retire_at = ask.now + policy.leeway
     claimed = conn.execute(
         update(refresh_tokens)
         .where(
@@ -481,16 +506,16 @@ def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeRes
             refresh_tokens.c.exchanged_at.is_(None),
             refresh_tokens.c.revoked_at.is_(None),
         )
-        .values(exchanged_at=ask.now, retire_at=ask.now + policy.leeway, sealed_response=sealed)
+        .values(exchanged_at=ask.now, retire_at=retire_at, sealed_response=sealed)
     ).rowcount
     if claimed != 1:
         # Lost the race (PostgreSQL only: SQLite serialized us before the read). The winner
         # has committed; decide again on what it wrote.
         return _exchange(conn, ask, policy)
-    _insert_pair(
-        conn, token.grant, ask.child, token.id, pair.generation, pair.scope, ask.now, policy
-    )
-    return Issued(pair)
+    # The companion access token of the exchanged token dies at the end of the leeway:
+    # announce it now, so resource servers schedule it themselves (no job runs at that time).
+    _announce_access_deaths(conn, access_tokens.c.refresh_token_id == token.id, retire_at, ask.now)
+    return Issued(_insert_pair(conn, planned, ask.child, token.id))
 
 
 def _purge_batch(conn: Connection, now: int, horizon: int, batch: int) -> int:
@@ -513,6 +538,9 @@ def _purge_batch(conn: Connection, now: int, horizon: int, batch: int) -> int:
         select(codes.c.digest).where(codes.c.expires_at < horizon).limit(batch).scalar_subquery()
     )
     changed += conn.execute(delete(codes).where(codes.c.digest.in_(old_codes))).rowcount
+    ev = revocation_events
+    old_events = select(ev.c.id).where(ev.c.expires_at < horizon).limit(batch).scalar_subquery()
+    changed += conn.execute(delete(ev).where(ev.c.id.in_(old_events))).rowcount
     # Whole families of grants dead (revoked or expired) for longer than the retention. A live
     # grant keeps every refresh token it ever issued, so reuse detection (RFC 6749 §10.4) works
     # for its whole life.
@@ -534,62 +562,84 @@ def _purge_batch(conn: Connection, now: int, horizon: int, batch: int) -> int:
 
 
 def _insert_pair(
-    conn: Connection,
-    grant: GrantFacts,
-    pair: MintedPair,
-    parent_id: int | None,
-    generation: int,
-    scope: str,
-    now: int,
-    policy: Policy,
+    conn: Connection, planned: PlannedPair, pair: MintedPair, parent_id: int | None
 ) -> IssuedPair:
+    issued = planned.issued
     refresh_id: int | None = None
     if pair.refresh is not None:
-        access_exp, refresh_exp = policy.pair_expiries(now, grant.expires_at)
+        assert issued.refresh_expires_at is not None
         refresh_id = conn.execute(
             insert(refresh_tokens)
             .values(
                 digest=pair.refresh.digest,
-                grant_id=grant.id,
+                grant_id=issued.grant_id,
                 parent_id=parent_id,
-                generation=generation,
-                issued_at=now,
-                expires_at=refresh_exp,
+                generation=issued.generation,
+                issued_at=planned.issued_at,
+                expires_at=issued.refresh_expires_at,
             )
             .returning(refresh_tokens.c.id)
         ).scalar_one()
-    else:
-        access_exp, refresh_exp = policy.access_only_expiry(now, grant.expires_at), None
     conn.execute(
         insert(access_tokens).values(
-            digest=pair.access.digest,
-            grant_id=grant.id,
+            digest=planned.access_digest,
+            grant_id=issued.grant_id,
             refresh_token_id=refresh_id,
-            generation=generation,
-            scope=scope,
-            issued_at=now,
-            expires_at=access_exp,
+            generation=issued.generation,
+            scope=issued.scope,
+            issued_at=planned.issued_at,
+            expires_at=issued.access_expires_at,
+            jti=planned.jti,
+            audience=planned.audience,
         )
     )
-    return IssuedPair(
-        access_token=pair.access.plaintext,
-        refresh_token=pair.refresh.plaintext if pair.refresh else None,
-        scope=scope,
-        access_expires_at=access_exp,
-        refresh_expires_at=refresh_exp,
-        grant_id=grant.id,
-        generation=generation,
-    )
+    return issued
+
+
+def _announce_access_deaths(
+    conn: Connection, which: ColumnElement[bool], effective_at: int, now: int
+) -> None:
+    """Outbox events for access tokens that die at `effective_at`, before their own `exp`."""
+    at = access_tokens
+    dying = select(
+        literal("access_token"),
+        at.c.grant_id,
+        at.c.jti,
+        at.c.digest,
+        literal(effective_at),
+        at.c.expires_at,
+        literal(now),
+    ).where(which, at.c.expires_at > effective_at)
+    added = conn.execute(
+        insert(revocation_events).from_select(
+            ["kind", "grant_id", "jti", "token_digest", "effective_at", "expires_at", "created_at"],
+            dying,
+        )
+    ).rowcount
+    if added:
+        _wake_feed(conn)
+
+
+def _wake_feed(conn: Connection) -> None:
+    """PostgreSQL: wake every process's feed readers when this transaction commits."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"NOTIFY {FEED_CHANNEL}")
 
 
 def _new_grant(
-    conn: Connection, client_id: str, user_id: int | None, scope: str, now: int, policy: Policy
+    conn: Connection,
+    client_id: str,
+    user_id: int | None,
+    subject: str | None,
+    scope: str,
+    now: int,
+    policy: Policy,
 ) -> GrantFacts:
     grant = GrantFacts(
         id=random_id("grt_"),
         client_id=client_id,
         user_id=user_id,
-        subject=None,
+        subject=subject,
         scope=scope,
         created_at=now,
         expires_at=policy.grant_expiry(now),
@@ -610,15 +660,30 @@ def _new_grant(
 
 
 def _revoke_grant(conn: Connection, grant_id: str, now: int, reason: str) -> bool:
-    """Kills every token of the family at once: liveness is derived from the grant's row."""
-    return (
-        conn.execute(
-            update(grants)
-            .where(grants.c.id == grant_id, grants.c.revoked_at.is_(None))
-            .values(revoked_at=now, revoked_reason=reason)
-        ).rowcount
-        == 1
+    """Kills every token of the family at once: liveness is derived from the grant's row.
+
+    The revocation feed hears of it in the same transaction; the entry matters until the last
+    access token of the family would have expired anyway.
+    """
+    revoked = conn.execute(
+        update(grants)
+        .where(grants.c.id == grant_id, grants.c.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    ).rowcount
+    if revoked != 1:
+        return False
+    last_exp = (
+        select(func.coalesce(func.max(access_tokens.c.expires_at), now))
+        .where(access_tokens.c.grant_id == grant_id)
+        .scalar_subquery()
     )
+    conn.execute(
+        insert(revocation_events).values(
+            kind="grant", grant_id=grant_id, effective_at=now, expires_at=last_exp, created_at=now
+        )
+    )
+    _wake_feed(conn)
+    return True
 
 
 def _record(
@@ -733,6 +798,8 @@ def _access_facts(conn: Connection, digest: bytes) -> AccessFacts | None:
                 at.c.expires_at,
                 at.c.revoked_at,
                 at.c.refresh_token_id,
+                at.c.jti,
+                at.c.audience,
                 rt.c.retire_at.label("rt_retire_at"),
                 rt.c.revoked_at.label("rt_revoked_at"),
                 *_GRANT_COLUMNS,
@@ -759,6 +826,8 @@ def _access_facts(conn: Connection, digest: bytes) -> AccessFacts | None:
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
         companion=companion,
+        jti=row["jti"],
+        audience=row["audience"],
     )
 
 
