@@ -100,13 +100,16 @@ def running_app(
     clock: FakeClock | None = None,
     retry: RetryPolicy = RetryPolicy.REPLAY,
     lifetimes: Lifetimes | None = None,
+    **settings: Any,
 ) -> Iterator[tuple[TestClient, SQLStore, FakeClock]]:
-    """The app under a fake clock, on SQLite in the directory `database` or on a PostgreSQL URL."""
+    """The app under a fake clock, on SQLite in the directory `database` or on a PostgreSQL URL.
+
+    Keyword arguments beyond these are `baton.config.Settings` fields."""
     clock = clock or FakeClock()
     policy = Policy(lifetimes or Lifetimes(), retry)
     where = database if isinstance(database, str) else database / "baton.db"
     store = migrated_store(where, policy)
-    app = create_app(Settings(issuer=ISSUER, policy=policy), store, clock)
+    app = create_app(Settings(issuer=ISSUER, policy=policy, **settings), store, clock)
     with TestClient(app, base_url=ISSUER, follow_redirects=False) as client:
         yield client, store, clock
 

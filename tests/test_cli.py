@@ -40,6 +40,15 @@ SERVE_OPTIONS = (
     "--refresh-idle-ttl",
     "--refresh-absolute-ttl",
     "--retry-policy",
+    "--workers",
+    "--db-pool-size",
+    "--db-max-overflow",
+    "--purge-interval",
+    "--retention-days",
+    "--access-token-format",
+    "--access-token-audience",
+    "--signing-alg",
+    "--key-encryption-key",
     "--log-level",
 )
 
@@ -475,3 +484,55 @@ def _sql(db: str, query: str) -> list[tuple[Any, ...]]:
         return rows
     finally:
         conn.close()
+
+
+# -- signing keys ----------------------------------------------------------------------------------
+
+KEK = "a key-encryption key of 32+ characters"
+
+
+def test_keys_rotate_publishes_ahead_and_retires_the_old_key(tmp_path: Path) -> None:
+    db = str(tmp_path / "baton.db")
+    ok("db", "upgrade", "--db", db)
+    refused = baton("keys", "rotate", "--db", db)
+    assert refused.exit_code == 1
+    assert "BATON_KEY_ENCRYPTION_KEY" in refused.stderr
+    first = json.loads(
+        ok("keys", "rotate", "--db", db, "--json", env={"BATON_KEY_ENCRYPTION_KEY": KEK}).stdout
+    )
+    assert first["old_keys_retire_at"] is None  # the first key signs at once
+    second = json.loads(
+        ok(
+            "keys",
+            "rotate",
+            "--db",
+            db,
+            "--alg",
+            "EdDSA",
+            "--publish-ahead",
+            "300",
+            "--max-access-ttl",
+            "900",
+            "--key-encryption-key",
+            KEK,
+            "--json",
+        ).stdout
+    )
+    assert second["activates_at"] >= first["activates_at"] + 300
+    assert second["old_keys_retire_at"] == second["activates_at"] + 900
+    listed = json.loads(ok("keys", "list", "--db", db, "--json").stdout)["keys"]
+    assert [k["kid"] for k in listed] == [first["kid"], second["kid"]]
+    assert listed[0]["retires_at"] == second["old_keys_retire_at"]
+    assert listed[1]["retires_at"] is None
+    wrong = baton("keys", "rotate", "--db", db, "--key-encryption-key", "x" * 40)
+    assert wrong.exit_code == 1
+    assert "wrong key-encryption key" in wrong.stderr
+    assert len(json.loads(ok("keys", "list", "--db", db, "--json").stdout)["keys"]) == 2
+
+
+def test_serve_with_jwt_needs_a_key_encryption_key(tmp_path: Path) -> None:
+    db = str(tmp_path / "baton.db")
+    ok("db", "upgrade", "--db", db)
+    result = baton("serve", "--db", db, "--access-token-format", "jwt")
+    assert result.exit_code == 1
+    assert "key-encryption key" in result.stderr

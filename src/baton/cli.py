@@ -18,6 +18,7 @@ import anyio
 import click
 
 from baton.config import ServeConfig, Settings
+from baton.core.keys import ALGORITHMS, KeyEncryptionError, generate, key_encryption_key, unseal
 from baton.core.policy import DAY, Lifetimes, Policy, RetryPolicy
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
@@ -57,6 +58,27 @@ def run_with_store(db: str, work: Callable[[SQLStore], Awaitable[T]]) -> T:
             await store.close()
 
     return anyio.run(main)
+
+
+kek_option = click.option(
+    "--key-encryption-key",
+    envvar="BATON_KEY_ENCRYPTION_KEY",
+    help="Secret (32+ characters) that seals the JWT signing keys at rest; prefer the "
+    "environment variable. [env: BATON_KEY_ENCRYPTION_KEY]",
+)
+
+
+def _check_kek(secret: str | None) -> bytes:
+    if not secret:
+        fail(
+            "JWT access tokens need a key-encryption key: set BATON_KEY_ENCRYPTION_KEY to 32 "
+            "or more random characters, e.g. `python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`"
+        )
+    try:
+        return key_encryption_key(secret)
+    except KeyEncryptionError as exc:
+        fail(str(exc))
 
 
 def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
@@ -158,6 +180,28 @@ def main() -> None:
     help="Days expired tokens, codes and dead grants are kept for audit.",
 )
 @click.option(
+    "--access-token-format",
+    envvar="BATON_ACCESS_TOKEN_FORMAT",
+    default="opaque",
+    show_default=True,
+    type=click.Choice(["opaque", "jwt"]),
+    help="opaque (checked by introspection) or jwt (RFC 9068, checked locally).",
+)
+@click.option(
+    "--access-token-audience",
+    envvar="BATON_ACCESS_TOKEN_AUDIENCE",
+    help="JWT aud when the client names no resource. [default: the issuer]",
+)
+@click.option(
+    "--signing-alg",
+    envvar="BATON_SIGNING_ALG",
+    default="ES256",
+    show_default=True,
+    type=click.Choice(list(ALGORITHMS)),
+    help="Algorithm of the first signing key.",
+)
+@kek_option
+@click.option(
     "--log-level",
     envvar="BATON_LOG_LEVEL",
     default="info",
@@ -179,6 +223,10 @@ def serve(
     db_max_overflow: int,
     purge_interval: int,
     retention_days: int,
+    access_token_format: str,
+    access_token_audience: str | None,
+    signing_alg: str,
+    key_encryption_key: str | None,
     log_level: str,
 ) -> None:
     """Run the authorization server."""
@@ -200,7 +248,13 @@ def serve(
         policy=policy,
         purge_interval=purge_interval,
         retention=retention_days * DAY,
+        access_token_format=access_token_format,
+        access_token_audience=access_token_audience,
+        signing_alg=signing_alg,
+        key_encryption_key=key_encryption_key,
     )
+    if access_token_format == "jwt":
+        _check_kek(key_encryption_key)
     config = ServeConfig(settings, db, PoolSettings(db_pool_size, db_max_overflow))
 
     async def check() -> tuple[int, int] | None:
@@ -452,6 +506,99 @@ def grants_revoke(db: str, grant_id: str, as_json: bool) -> None:
         fail(f"no grant {grant_id!r}")
     text = f"revoked grant {grant_id}" if revoked else f"grant {grant_id} was already revoked"
     emit(as_json, {"grant_id": grant_id, "revoked": bool(revoked)}, text)
+
+
+# -- signing keys ----------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Signing keys for JWT access tokens."""
+
+
+@keys.command("rotate")
+@db_option
+@kek_option
+@click.option("--alg", default="ES256", show_default=True, type=click.Choice(list(ALGORITHMS)))
+@click.option(
+    "--publish-ahead",
+    default=600,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seconds the new key is published before it signs (longer than resource servers "
+    "cache the JWKS, and than the servers' 30 s key reload).",
+)
+@click.option(
+    "--max-access-ttl",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="The longest access-token lifetime: the old keys stay published this long after "
+    "the new one starts signing.",
+)
+@click.option("--json", "as_json", is_flag=True)
+def keys_rotate(
+    db: str,
+    key_encryption_key: str | None,
+    alg: str,
+    publish_ahead: int,
+    max_access_ttl: int,
+    as_json: bool,
+) -> None:
+    """Publish a new signing key now; it signs after --publish-ahead, and the old keys retire
+    after the longest access-token lifetime."""
+    kek = _check_kek(key_encryption_key)
+    now = _now()
+
+    async def work(store: SQLStore) -> tuple[str, int, int | None]:
+        existing = await store.signing_keys()
+        for stored in existing:
+            unseal(stored, kek)  # the same key-encryption key, or refuse before writing
+        activates_at = now + publish_ahead if existing else now
+        retire_at = activates_at + max_access_ttl if existing else None
+        new = generate(alg, now, activates_at, kek)
+        await store.add_signing_key(new, retire_at)
+        return new.kid, activates_at, retire_at
+
+    try:
+        kid, activates_at, retire_at = run_with_store(db, work)
+    except KeyEncryptionError as exc:
+        fail(str(exc))
+    payload = {
+        "kid": kid,
+        "alg": alg,
+        "activates_at": activates_at,
+        "old_keys_retire_at": retire_at,
+    }
+    text = f"published key {kid} ({alg}); it signs from {activates_at}"
+    if retire_at is not None:
+        text += f"; older keys leave the JWKS at {retire_at}"
+    emit(as_json, payload, text)
+
+
+@keys.command("list")
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def keys_list(db: str, as_json: bool) -> None:
+    """List the signing keys with their publication window."""
+    found = run_with_store(db, lambda store: store.signing_keys())
+    rows = [
+        {
+            "kid": k.kid,
+            "alg": k.alg,
+            "created_at": k.created_at,
+            "activates_at": k.activates_at,
+            "retires_at": k.retires_at,
+        }
+        for k in found
+    ]
+    lines = [f"{'KID':<22} {'ALG':<6} {'CREATED':<11} {'SIGNS FROM':<11} RETIRES"]
+    lines += [
+        f"{r['kid']:<22} {r['alg']:<6} {r['created_at']:<11} {r['activates_at']:<11} "
+        f"{r['retires_at'] or '-'}"
+        for r in rows
+    ]
+    emit(as_json, {"keys": rows}, "\n".join(lines))
 
 
 def _now() -> int:

@@ -26,6 +26,14 @@ class Settings:
     purge_interval: int = 60
     # How long tokens, codes and dead grants are kept past their life, for audit (seconds).
     retention: int = 30 * DAY
+    # "opaque" (bat_at_..., checked by introspection) or "jwt" (RFC 9068, checked locally).
+    access_token_format: str = "opaque"
+    # JWT `aud` when the client names no RFC 8707 resource. Default: the issuer.
+    access_token_audience: str | None = None
+    # The algorithm of the first signing key, created on the first start with JWTs.
+    signing_alg: str = "ES256"
+    # Seals the private signing keys at rest (at least 32 characters); never stored.
+    key_encryption_key: str | None = field(default=None, repr=False)
 
     @property
     def secure_cookies(self) -> bool:

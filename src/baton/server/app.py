@@ -20,11 +20,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton.config import Settings
 from baton.core.clock import Clock, SystemClock
+from baton.core.keys import JwtAccessTokens, key_encryption_key
+from baton.core.pairs import OPAQUE, AccessTokenFormat
 from baton.server import authorize
 from baton.server.context import Baton
 from baton.server.errors import OAuthError, oauth_error_handler
 from baton.server.feed import revocations_page, revocations_stream
-from baton.server.metadata import metadata_endpoint
+from baton.server.keyring import RELOAD_SECONDS, KeyRing
+from baton.server.metadata import jwks_endpoint, metadata_endpoint
 from baton.server.revocation import introspection_endpoint, revocation_endpoint
 from baton.server.sessions import SessionMiddleware
 from baton.server.token import token_endpoint
@@ -108,12 +111,22 @@ class AccessLog:
 def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> Starlette:
     clock = clock or SystemClock()
 
+    kek = key_encryption_key(settings.key_encryption_key) if settings.key_encryption_key else None
+    keys = KeyRing(store, kek)
+    access_format: AccessTokenFormat = OPAQUE
+    if settings.access_token_format == "jwt":
+        audience = settings.access_token_audience or settings.issuer
+        access_format = JwtAccessTokens(settings.issuer, audience, keys.key_at)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         key = await store.server_secret("session", lambda: secrets.token_bytes(32))
         app.state.session_signer = TimestampSigner(key, salt="baton.session")
+        jwt_alg = settings.signing_alg if settings.access_token_format == "jwt" else None
+        await keys.reload(clock.now(), first_key_alg=jwt_alg)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_purge, store, clock, settings)
+            tasks.start_soon(_reload_keys, keys, clock)
             yield
             tasks.cancel_scope.cancel()
         await store.close()
@@ -121,6 +134,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     routes = [
         Route("/", authorize.home),
         Route("/.well-known/oauth-authorization-server", metadata_endpoint),
+        Route("/jwks.json", jwks_endpoint),
         Route("/authorize", authorize.authorize_get, methods=["GET"]),
         Route("/authorize", authorize.authorize_post, methods=["POST"]),
         Route("/login", authorize.login_get, methods=["GET"]),
@@ -143,7 +157,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         exception_handlers={OAuthError: oauth_error_handler, HTTPException: http_error},
         lifespan=lifespan,
     )
-    app.state.baton = Baton(settings, store, clock)
+    app.state.baton = Baton(settings, store, clock, keys, access_format)
     return app
 
 
@@ -161,3 +175,13 @@ async def _purge(store: Store, clock: Clock, settings: Settings) -> None:
                 log.info("purged %d expired rows", purged)
         except Exception:  # a purge must never take the server down
             log.exception("purging expired data failed; will retry")
+
+
+async def _reload_keys(keys: KeyRing, clock: Clock) -> None:
+    """Picks up keys that `baton keys rotate` published, long before they sign."""
+    while True:
+        await anyio.sleep(RELOAD_SECONDS)
+        try:
+            await keys.reload(clock.now())
+        except Exception:
+            log.exception("reloading the signing keys failed; will retry")

@@ -8,6 +8,8 @@ from starlette.requests import Request
 
 from baton.config import Settings
 from baton.core.clock import Clock
+from baton.core.pairs import AccessTokenFormat
+from baton.server.keyring import KeyRing
 from baton.store.base import Store
 
 
@@ -16,6 +18,8 @@ class Baton:
     settings: Settings
     store: Store
     clock: Clock
+    keys: KeyRing
+    access_format: AccessTokenFormat
 
 
 def baton(request: Request) -> Baton:

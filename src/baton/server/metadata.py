@@ -22,6 +22,7 @@ def metadata_document(settings: Settings) -> dict[str, Any]:
         "token_endpoint": f"{issuer}/token",
         "revocation_endpoint": f"{issuer}/revoke",
         "introspection_endpoint": f"{issuer}/introspect",
+        "jwks_uri": f"{issuer}/jwks.json",
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
@@ -41,3 +42,11 @@ def metadata_document(settings: Settings) -> dict[str, Any]:
 
 async def metadata_endpoint(request: Request) -> JSONResponse:
     return JSONResponse(metadata_document(baton(request).settings))
+
+
+async def jwks_endpoint(request: Request) -> JSONResponse:
+    """RFC 7517 key set of the keys that sign (or will soon sign) JWT access tokens."""
+    app = baton(request)
+    return JSONResponse(
+        app.keys.jwks(app.clock.now()), headers={"Cache-Control": "public, max-age=60"}
+    )

@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from baton.core import rules
 from baton.core.facts import AccessFacts, RefreshFacts
+from baton.core.keys import looks_like_jwt
 from baton.core.tokens import TokenKind, digest, kind_of
 from baton.server.clientauth import authenticate
 from baton.server.context import baton
@@ -23,7 +24,7 @@ async def revocation_endpoint(request: Request) -> Response:
     token = form.require("token")
     # The kind is in the token's prefix, so `token_type_hint` can never hide a token (RFC 7009
     # §2.1: a server unable to locate the token by the hint MUST extend its search).
-    kind = kind_of(token)
+    kind = token_kind(token)
     if kind in (TokenKind.ACCESS, TokenKind.REFRESH):
         outcome = await app.store.revoke_token(
             digest(token), kind is TokenKind.REFRESH, client.id, app.clock.now()
@@ -43,7 +44,7 @@ async def introspection_endpoint(request: Request) -> JSONResponse:
     token = form.require("token")
     now = app.clock.now()
     facts: AccessFacts | RefreshFacts | None = None
-    kind = kind_of(token)
+    kind = token_kind(token)
     if kind is TokenKind.ACCESS:
         facts = await app.store.find_access(digest(token))
     elif kind is TokenKind.REFRESH:
@@ -87,3 +88,12 @@ async def introspection_endpoint(request: Request) -> JSONResponse:
 
 
 INACTIVE = {"active": False}
+
+
+def token_kind(token: str) -> TokenKind | None:
+    """The kind of a presented token: from its prefix, or an access token if it is a JWT
+    (JWT access tokens are stored under the digest of their compact form, like any other)."""
+    kind = kind_of(token)
+    if kind is None and looks_like_jwt(token):
+        return TokenKind.ACCESS
+    return kind

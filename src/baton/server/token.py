@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -44,6 +46,21 @@ def invalid_grant(description: str) -> OAuthError:
     return OAuthError("invalid_grant", description)
 
 
+def _new_pair(app: Baton, form: Form, with_refresh: bool = True) -> MintedPair:
+    return MintedPair.new(with_refresh, app.access_format, _resource(form))
+
+
+def _resource(form: Form) -> str | None:
+    """RFC 8707 §2: the resource is an absolute URI without a fragment; it becomes `aud`."""
+    resource = form.get("resource")
+    if resource is None:
+        return None
+    parts = urlsplit(resource)
+    if not parts.scheme or not parts.netloc or parts.fragment or "#" in resource:
+        raise OAuthError("invalid_target", "resource must be an absolute URI without a fragment")
+    return resource
+
+
 def _requested_scope(form: Form) -> frozenset[str] | None:
     text = form.get("scope")
     if text is None:
@@ -63,7 +80,7 @@ async def _authorization_code(
     if kind_of(code) is not TokenKind.CODE:
         raise invalid_grant(rules.CodeProblem.UNKNOWN.value)
     result = await app.store.redeem_code(
-        digest(code), ask, MintedPair.new(), app.clock.now(), source_address(request)
+        digest(code), ask, _new_pair(app, form), app.clock.now(), source_address(request)
     )
     if isinstance(result, CodeRefused):
         raise invalid_grant(result.problem.value)
@@ -89,7 +106,7 @@ async def _refresh_token(request: Request, app: Baton, client: Client, form: For
         scope=scope,
         now=app.clock.now(),
         source_address=source_address(request),
-        child=MintedPair.new(),
+        child=_new_pair(app, form),
         seal=sealer,
     )
     result = await app.store.exchange(ask)
@@ -120,7 +137,10 @@ async def _client_credentials(
     elif not scope <= allowed:
         raise OAuthError("invalid_scope", "requested scope exceeds the client's registered scope")
     return await app.store.issue_client_credentials(
-        client.id, render_scope(scope), MintedPair.new(with_refresh=False), app.clock.now()
+        client.id,
+        render_scope(scope),
+        _new_pair(app, form, with_refresh=False),
+        app.clock.now(),
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts
+from baton.core.keys import StoredKey
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import Policy
 from baton.core.rules import CodeProblem, CodeRedemption, Reason
@@ -188,6 +189,12 @@ class Store(Protocol):
         self, client_id: str | None = None, username: str | None = None
     ) -> list[GrantSummary]: ...
     async def security_events(self) -> list[SecurityEvent]: ...
+    async def add_signing_key(self, key: StoredKey, retire_others_at: int | None) -> None:
+        """Stores a new key; older keys without a retirement get `retire_others_at`."""
+        ...
+
+    async def signing_keys(self) -> list[StoredKey]: ...
+
     async def wait_for_revocations(self, timeout: float) -> float:
         """Waits until new feed events may exist (at most `timeout`); returns seconds waited."""
         ...

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -31,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from baton.core import rules
 from baton.core.facts import AccessFacts, CodeFacts, CompanionFacts, GrantFacts, RefreshFacts
+from baton.core.keys import StoredKey
 from baton.core.pairs import IssuedPair, MintedPair, PlannedPair, plan_pair
 from baton.core.policy import Policy
 from baton.core.rules import CodeProblem, CodeRedemption, Reason
@@ -66,6 +68,7 @@ from baton.store.schema import (
     revocation_events,
     security_events,
     server_secrets,
+    signing_keys,
     users,
 )
 
@@ -416,6 +419,25 @@ class SQLStore:
                 )
                 for r in rows
             ]
+
+        return await self._read(work)
+
+    async def add_signing_key(self, key: StoredKey, retire_others_at: int | None) -> None:
+        def work(conn: Connection) -> None:
+            if retire_others_at is not None:
+                conn.execute(
+                    update(signing_keys)
+                    .where(signing_keys.c.retires_at.is_(None))
+                    .values(retires_at=retire_others_at)
+                )
+            conn.execute(insert(signing_keys).values(**asdict(key)))
+
+        await self._write(work)
+
+    async def signing_keys(self) -> list[StoredKey]:
+        def work(conn: Connection) -> list[StoredKey]:
+            rows = conn.execute(select(signing_keys).order_by(signing_keys.c.created_at)).mappings()
+            return [StoredKey(**row) for row in rows]
 
         return await self._read(work)
 
