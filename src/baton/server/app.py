@@ -28,6 +28,7 @@ from baton.server.errors import OAuthError, oauth_error_handler
 from baton.server.feed import revocations_page, revocations_stream
 from baton.server.keyring import RELOAD_SECONDS, KeyRing
 from baton.server.metadata import jwks_endpoint, metadata_endpoint
+from baton.server.openapi import openapi_endpoint
 from baton.server.revocation import introspection_endpoint, revocation_endpoint
 from baton.server.sessions import SessionMiddleware
 from baton.server.token import token_endpoint
@@ -135,6 +136,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         Route("/", authorize.home),
         Route("/.well-known/oauth-authorization-server", metadata_endpoint),
         Route("/jwks.json", jwks_endpoint),
+        Route("/openapi.json", openapi_endpoint),
         Route("/authorize", authorize.authorize_get, methods=["GET"]),
         Route("/authorize", authorize.authorize_post, methods=["POST"]),
         Route("/login", authorize.login_get, methods=["GET"]),

@@ -1,0 +1,46 @@
+"""`baton.resource`: protect an API with Baton access tokens, opaque or JWT.
+
+One `Verifier` per resource server; the `BatonMiddleware` for Starlette and FastAPI;
+`verify_request` and the `flask_protect` / `django_protect` decorators for sync frameworks.
+See docs/resource.md.
+"""
+
+from baton.resource.asgi import BatonMiddleware, principal_of, require
+from baton.resource.errors import (
+    AuthError,
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+    MissingToken,
+    VerifierUnavailable,
+)
+from baton.resource.feed import FeedConsumer, SSEParser
+from baton.resource.frameworks import django_protect, flask_protect
+from baton.resource.headers import bearer_token, verify_request
+from baton.resource.index import RevocationEvent, RevocationIndex
+from baton.resource.jwks import JwksCache
+from baton.resource.principal import Principal
+from baton.resource.verifier import Verifier
+
+__all__ = [
+    "AuthError",
+    "BatonMiddleware",
+    "FeedConsumer",
+    "InsufficientScope",
+    "InvalidRequest",
+    "InvalidToken",
+    "JwksCache",
+    "MissingToken",
+    "Principal",
+    "RevocationEvent",
+    "RevocationIndex",
+    "SSEParser",
+    "Verifier",
+    "VerifierUnavailable",
+    "bearer_token",
+    "django_protect",
+    "flask_protect",
+    "principal_of",
+    "require",
+    "verify_request",
+]

@@ -1,0 +1,105 @@
+"""RFC 6750 failures: what a resource server answers when a bearer token does not do.
+
+Every failure is an `AuthError` that knows its status and its `WWW-Authenticate` challenge, so
+the ASGI middleware, the Flask helper and the Django helper all answer the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+# RFC 6750 §3: error_description and scope values use %x20-21 / %x23-5B / %x5D-7E only
+# (no double quote, no backslash).
+_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+def _quoted(value: str) -> str:
+    return '"' + _UNSAFE.sub("?", value) + '"'
+
+
+class AuthError(Exception):
+    """A request that does not carry an acceptable bearer token."""
+
+    status: int = 401
+    error: str | None = None
+
+    def __init__(self, description: str = "") -> None:
+        super().__init__(description)
+        self.description = description
+
+    def challenge(self, realm: str) -> str | None:
+        """The `WWW-Authenticate` value (RFC 6750 §3), or None when none applies."""
+        parts = [f"realm={_quoted(realm)}"]
+        if self.error is not None:
+            parts.append(f"error={_quoted(self.error)}")
+            if self.description:
+                parts.append(f"error_description={_quoted(self.description)}")
+        parts.extend(self._extra())
+        return "Bearer " + ", ".join(parts)
+
+    def _extra(self) -> list[str]:
+        return []
+
+    def response_parts(self, realm: str) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers and JSON body, for any framework."""
+        headers = {"content-type": "application/json", "cache-control": "no-store"}
+        challenge = self.challenge(realm)
+        if challenge is not None:
+            headers["www-authenticate"] = challenge
+        body: dict[str, str] = {"error": self.error or "unauthorized"}
+        if self.description:
+            body["error_description"] = self.description
+        return self.status, headers, json.dumps(body).encode()
+
+
+class MissingToken(AuthError):
+    """RFC 6750 §3.1: a request without authentication gets a challenge and no error code."""
+
+    status = 401
+    error = None
+
+
+class InvalidRequest(AuthError):
+    """RFC 6750 §3.1 `invalid_request`: a malformed Authorization header."""
+
+    status = 400
+    error = "invalid_request"
+
+
+class InvalidToken(AuthError):
+    """RFC 6750 §3.1 `invalid_token`: expired, revoked, malformed or otherwise invalid."""
+
+    status = 401
+    error = "invalid_token"
+
+
+class InsufficientScope(AuthError):
+    """RFC 6750 §3.1 `insufficient_scope`: 403, naming the scope the resource needs."""
+
+    status = 403
+    error = "insufficient_scope"
+
+    def __init__(self, required: Iterable[str], description: str = "") -> None:
+        self.required = tuple(required)
+        super().__init__(description or f"requires scope: {' '.join(self.required)}")
+
+    def _extra(self) -> list[str]:
+        return [f"scope={_quoted(' '.join(self.required))}"]
+
+
+class VerifierUnavailable(AuthError):
+    """The authorization server could not be asked (introspection or keys unreachable) while
+    the verifier needed it: 503, never a silent acceptance."""
+
+    status = 503
+    error = "temporarily_unavailable"
+
+    def challenge(self, realm: str) -> str | None:
+        return None
+
+    def response_parts(self, realm: str) -> tuple[int, dict[str, str], bytes]:
+        status, headers, body = super().response_parts(realm)
+        headers["retry-after"] = "1"
+        return status, headers, body
