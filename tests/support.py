@@ -109,8 +109,9 @@ def running_app(
     policy = Policy(lifetimes or Lifetimes(), retry)
     where = database if isinstance(database, str) else database / "baton.db"
     store = migrated_store(where, policy)
-    app = create_app(Settings(issuer=ISSUER, policy=policy, **settings), store, clock)
-    with TestClient(app, base_url=ISSUER, follow_redirects=False) as client:
+    settings.setdefault("issuer", ISSUER)
+    app = create_app(Settings(policy=policy, **settings), store, clock)
+    with TestClient(app, base_url=settings["issuer"], follow_redirects=False) as client:
         yield client, store, clock
 
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import anyio
 from itsdangerous import TimestampSigner
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -29,6 +30,11 @@ from baton.server.feed import revocations_page, revocations_stream
 from baton.server.keyring import RELOAD_SECONDS, KeyRing
 from baton.server.metadata import jwks_endpoint, metadata_endpoint
 from baton.server.openapi import openapi_endpoint
+from baton.server.protection import (
+    SecurityHeaders,
+    database_unavailable,
+    is_database_unavailable,
+)
 from baton.server.revocation import introspection_endpoint, revocation_endpoint
 from baton.server.sessions import SessionMiddleware
 from baton.server.token import token_endpoint
@@ -55,6 +61,19 @@ button.secondary{background:#e4e7ee;color:#1d2330;margin-left:.5rem}
 
 async def stylesheet(_request: Request) -> Response:
     return Response(_CSS, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+
+
+DATABASE_ERRORS = (DBAPIError, ConnectionError, TimeoutError, OSError)
+
+
+async def database_error(request: Request, exc: Exception) -> Response:
+    if is_database_unavailable(exc):
+        return await database_unavailable(request, exc)
+    log.error("unexpected database error", exc_info=exc)
+    return JSONResponse(
+        {"error": "server_error", "error_description": "unexpected server error"},
+        status_code=500,
+    )
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -154,9 +173,14 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         routes=routes,
         middleware=[
             Middleware(AccessLog),
+            Middleware(SecurityHeaders, https=settings.secure_cookies),
             Middleware(SessionMiddleware, secure=settings.secure_cookies),
         ],
-        exception_handlers={OAuthError: oauth_error_handler, HTTPException: http_error},
+        exception_handlers={
+            OAuthError: oauth_error_handler,
+            HTTPException: http_error,
+            **{kind: database_error for kind in DATABASE_ERRORS},
+        },
         lifespan=lifespan,
     )
     app.state.baton = Baton(settings, store, clock, keys, access_format)

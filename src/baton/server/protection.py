@@ -1,0 +1,75 @@
+"""Protections every response gets: security headers, and a 503 while the database is away.
+
+Headers: no page of Baton's may be framed (clickjacking of the consent page), nothing is
+sniffed, no referrer leaks a code or state, and the Content-Security-Policy allows no script at
+all (the pages need none) and styles only from Baton itself. HSTS when the issuer is https.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("baton")
+
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+RETRY_AFTER_SECONDS = 2
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp, *, https: bool) -> None:
+        self.app = app
+        self.headers = [
+            ("Content-Security-Policy", CSP),
+            ("X-Content-Type-Options", "nosniff"),
+            ("X-Frame-Options", "DENY"),
+            ("Referrer-Policy", "no-referrer"),
+            ("Cross-Origin-Opener-Policy", "same-origin"),
+        ]
+        if https:
+            self.headers.append(("Strict-Transport-Security", "max-age=31536000"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers:
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """A lost or refused database connection (not a query error: that is a bug, and a 500)."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    # asyncpg raises these before SQLAlchemy can wrap them (connecting, or a dropped socket).
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
+async def database_unavailable(_request: Request, exc: Exception) -> Response:
+    """503 with Retry-After: the request was not carried out, or its outcome is unknown to the
+    server, so the client retries (a refresh retried under `replay` gets the same pair)."""
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return JSONResponse(
+        {
+            "error": "temporarily_unavailable",
+            "error_description": "the database is unavailable; retry shortly",
+        },
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
+    )
