@@ -49,6 +49,10 @@ SERVE_OPTIONS = (
     "--access-token-audience",
     "--signing-alg",
     "--key-encryption-key",
+    "--rate-limit-address",
+    "--rate-limit-client",
+    "--rate-limit-login",
+    "--redis-url",
     "--log-level",
 )
 

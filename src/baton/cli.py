@@ -202,6 +202,35 @@ def main() -> None:
 )
 @kek_option
 @click.option(
+    "--rate-limit-address",
+    envvar="BATON_RATE_LIMIT_ADDRESS",
+    default=1000.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Requests/s per source address at /token, /revoke, /introspect (0: off).",
+)
+@click.option(
+    "--rate-limit-client",
+    envvar="BATON_RATE_LIMIT_CLIENT",
+    default=1000.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Requests/s per client at /token, /revoke, /introspect (0: off).",
+)
+@click.option(
+    "--rate-limit-login",
+    envvar="BATON_RATE_LIMIT_LOGIN",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Sign-in attempts/s per source address, bursts of 10 (0: off).",
+)
+@click.option(
+    "--redis-url",
+    envvar="BATON_REDIS_URL",
+    help="Redis for rate limits and lockouts shared by every process. [default: per process]",
+)
+@click.option(
     "--log-level",
     envvar="BATON_LOG_LEVEL",
     default="info",
@@ -227,6 +256,10 @@ def serve(
     access_token_audience: str | None,
     signing_alg: str,
     key_encryption_key: str | None,
+    rate_limit_address: float,
+    rate_limit_client: float,
+    rate_limit_login: float,
+    redis_url: str | None,
     log_level: str,
 ) -> None:
     """Run the authorization server."""
@@ -252,6 +285,10 @@ def serve(
         access_token_audience=access_token_audience,
         signing_alg=signing_alg,
         key_encryption_key=key_encryption_key,
+        rate_limit_address=rate_limit_address,
+        rate_limit_client=rate_limit_client,
+        rate_limit_login=rate_limit_login,
+        redis_url=redis_url,
     )
     if access_token_format == "jwt":
         _check_kek(key_encryption_key)

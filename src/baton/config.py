@@ -34,6 +34,15 @@ class Settings:
     signing_alg: str = "ES256"
     # Seals the private signing keys at rest (at least 32 characters); never stored.
     key_encryption_key: str | None = field(default=None, repr=False)
+    # Requests per second (bursts of twice that) at /token, /revoke and /introspect, per source
+    # address and per client; 0 turns a limit off.
+    rate_limit_address: float = 1000.0
+    rate_limit_client: float = 1000.0
+    # Sign-in attempts per second per source address (bursts of 10).
+    rate_limit_login: float = 0.5
+    # Redis for limits and lockouts shared by every process; without it, each process counts
+    # for itself.
+    redis_url: str | None = None
 
     @property
     def secure_cookies(self) -> bool:

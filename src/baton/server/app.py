@@ -28,6 +28,7 @@ from baton.server.context import Baton
 from baton.server.errors import OAuthError, oauth_error_handler
 from baton.server.feed import revocations_page, revocations_stream
 from baton.server.keyring import RELOAD_SECONDS, KeyRing
+from baton.server.limits import Buckets, Limits, MemoryBuckets, Rate, RedisBuckets
 from baton.server.metadata import jwks_endpoint, metadata_endpoint
 from baton.server.openapi import openapi_endpoint
 from baton.server.protection import (
@@ -138,6 +139,14 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         audience = settings.access_token_audience or settings.issuer
         access_format = JwtAccessTokens(settings.issuer, audience, keys.key_at)
 
+    buckets: Buckets = RedisBuckets(settings.redis_url) if settings.redis_url else MemoryBuckets()
+    limits = Limits(
+        buckets,
+        per_address=Rate(settings.rate_limit_address, 2 * settings.rate_limit_address),
+        per_client=Rate(settings.rate_limit_client, 2 * settings.rate_limit_client),
+        login_per_address=Rate(settings.rate_limit_login, 10),
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         key = await store.server_secret("session", lambda: secrets.token_bytes(32))
@@ -149,6 +158,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
             tasks.start_soon(_reload_keys, keys, clock)
             yield
             tasks.cancel_scope.cancel()
+        await buckets.close()
         await store.close()
 
     routes = [
@@ -183,7 +193,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         },
         lifespan=lifespan,
     )
-    app.state.baton = Baton(settings, store, clock, keys, access_format)
+    app.state.baton = Baton(settings, store, clock, keys, access_format, limits)
     return app
 
 

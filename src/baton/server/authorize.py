@@ -23,7 +23,7 @@ from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.tokens import TokenKind, mint
 from baton.passwords import verify_password
-from baton.server.context import Baton, baton
+from baton.server.context import Baton, baton, source_address
 from baton.server.errors import OAuthError
 from baton.server.forms import Form, parse_pairs, read_form
 from baton.server.sessions import csrf_ok, csrf_token
@@ -261,14 +261,20 @@ async def login_get(request: Request) -> Response:
     return _login_page(request, _safe_next(request.query_params.get("next")), None, 200)
 
 
-def _login_page(request: Request, next_url: str, error: str | None, status: int) -> Response:
+def _login_page(
+    request: Request,
+    next_url: str,
+    error: str | None,
+    status: int,
+    headers: dict[str, str] | None = None,
+) -> Response:
     context: dict[str, Any] = {
         "next": next_url,
         "csrf": csrf_token(request.session),
         "error": error,
     }
     return templates.TemplateResponse(
-        request, "login.html", context, status_code=status, headers=_NO_STORE
+        request, "login.html", context, status_code=status, headers={**_NO_STORE, **(headers or {})}
     )
 
 
@@ -282,12 +288,26 @@ async def login_post(request: Request) -> Response:
     if not csrf_ok(request.session, form.get("csrf")):
         return _login_page(request, next_url, "The form expired. Please sign in again.", 403)
     username, password = form.get("username") or "", form.get("password") or ""
+    address = source_address(request)
+    try:
+        await app.limits.check_address(address, login=True)
+    except OAuthError as exc:
+        return _login_page(
+            request, next_url, "Too many sign-in attempts. Wait a moment.", 429, exc.headers
+        )
+    locked_for = await app.limits.login_locked_for(username, address)
+    if locked_for > 0:
+        wait = int(locked_for) + 1
+        message = f"Too many failed sign-ins for this account. Try again in {wait} s."
+        return _login_page(request, next_url, message, 429, {"Retry-After": str(wait)})
     user = await app.store.get_user(username)
     ok = await anyio.to_thread.run_sync(
         verify_password, user.password_hash if user else None, password
     )
     if user is None or not ok:
+        await app.limits.login_failed(username, address)
         return _login_page(request, next_url, "Unknown username or wrong password.", 401)
+    await app.limits.login_succeeded(username, address)
     request.session.clear()  # a fresh session at sign-in: no session fixation
     request.session["uid"] = user.id
     return RedirectResponse(next_url, status_code=303)

@@ -10,6 +10,7 @@ from baton.config import Settings
 from baton.core.clock import Clock
 from baton.core.pairs import AccessTokenFormat
 from baton.server.keyring import KeyRing
+from baton.server.limits import Limits
 from baton.store.base import Store
 
 
@@ -20,6 +21,7 @@ class Baton:
     clock: Clock
     keys: KeyRing
     access_format: AccessTokenFormat
+    limits: Limits
 
 
 def baton(request: Request) -> Baton:

@@ -12,15 +12,17 @@ from baton.core.facts import AccessFacts, RefreshFacts
 from baton.core.keys import looks_like_jwt
 from baton.core.tokens import TokenKind, digest, kind_of
 from baton.server.clientauth import authenticate
-from baton.server.context import baton
+from baton.server.context import baton, source_address
 from baton.server.errors import NO_STORE, OAuthError
 from baton.server.forms import read_form
 
 
 async def revocation_endpoint(request: Request) -> Response:
     app = baton(request)
+    await app.limits.check_address(source_address(request))
     form = await read_form(request, app.settings.max_body_bytes)
     client = await authenticate(request, form, app.store)
+    await app.limits.check_client(client.id)
     token = form.require("token")
     # The kind is in the token's prefix, so `token_type_hint` can never hide a token (RFC 7009
     # §2.1: a server unable to locate the token by the hint MUST extend its search).
@@ -39,8 +41,10 @@ async def revocation_endpoint(request: Request) -> Response:
 
 async def introspection_endpoint(request: Request) -> JSONResponse:
     app = baton(request)
+    await app.limits.check_address(source_address(request))
     form = await read_form(request, app.settings.max_body_bytes)
     client = await authenticate(request, form, app.store, allow_public=False)
+    await app.limits.check_client(client.id)
     token = form.require("token")
     now = app.clock.now()
     facts: AccessFacts | RefreshFacts | None = None

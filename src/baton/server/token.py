@@ -32,12 +32,14 @@ from baton.store.base import (
 
 async def token_endpoint(request: Request) -> JSONResponse:
     app = baton(request)
+    await app.limits.check_address(source_address(request))
     form = await read_form(request, app.settings.max_body_bytes)
     grant_type = form.require("grant_type")
     handler = _HANDLERS.get(grant_type)
     if handler is None:
         raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
     client = await authenticate(request, form, app.store)
+    await app.limits.check_client(client.id)
     pair = await handler(request, app, client, form)
     return JSONResponse(pair.token_response(app.clock.now()), headers=NO_STORE)
 
