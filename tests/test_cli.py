@@ -49,6 +49,7 @@ SERVE_OPTIONS = (
     "--access-token-audience",
     "--signing-alg",
     "--key-encryption-key",
+    "--key-reload-interval",
     "--rate-limit-address",
     "--rate-limit-client",
     "--rate-limit-login",

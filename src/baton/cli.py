@@ -202,6 +202,14 @@ def main() -> None:
 )
 @kek_option
 @click.option(
+    "--key-reload-interval",
+    envvar="BATON_KEY_RELOAD_INTERVAL",
+    default=30,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Seconds between reloads of the signing keys (keep below keys rotate --publish-ahead).",
+)
+@click.option(
     "--rate-limit-address",
     envvar="BATON_RATE_LIMIT_ADDRESS",
     default=1000.0,
@@ -256,6 +264,7 @@ def serve(
     access_token_audience: str | None,
     signing_alg: str,
     key_encryption_key: str | None,
+    key_reload_interval: int,
     rate_limit_address: float,
     rate_limit_client: float,
     rate_limit_login: float,
@@ -285,6 +294,7 @@ def serve(
         access_token_audience=access_token_audience,
         signing_alg=signing_alg,
         key_encryption_key=key_encryption_key,
+        key_reload_interval=key_reload_interval,
         rate_limit_address=rate_limit_address,
         rate_limit_client=rate_limit_client,
         rate_limit_login=rate_limit_login,

@@ -32,6 +32,9 @@ class Settings:
     access_token_audience: str | None = None
     # The algorithm of the first signing key, created on the first start with JWTs.
     signing_alg: str = "ES256"
+    # How often each process reloads the signing keys (seconds); keep it well below the
+    # --publish-ahead of `baton keys rotate`.
+    key_reload_interval: int = 30
     # Seals the private signing keys at rest (at least 32 characters); never stored.
     key_encryption_key: str | None = field(default=None, repr=False)
     # Requests per second (bursts of twice that) at /token, /revoke and /introspect, per source

@@ -27,7 +27,7 @@ from baton.server import authorize
 from baton.server.context import Baton
 from baton.server.errors import OAuthError, oauth_error_handler
 from baton.server.feed import revocations_page, revocations_stream
-from baton.server.keyring import RELOAD_SECONDS, KeyRing
+from baton.server.keyring import KeyRing
 from baton.server.limits import Buckets, Limits, MemoryBuckets, Rate, RedisBuckets
 from baton.server.metadata import jwks_endpoint, metadata_endpoint
 from baton.server.openapi import openapi_endpoint
@@ -155,7 +155,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         await keys.reload(clock.now(), first_key_alg=jwt_alg)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_purge, store, clock, settings)
-            tasks.start_soon(_reload_keys, keys, clock)
+            tasks.start_soon(_reload_keys, keys, clock, settings.key_reload_interval)
             yield
             tasks.cancel_scope.cancel()
         await buckets.close()
@@ -213,10 +213,10 @@ async def _purge(store: Store, clock: Clock, settings: Settings) -> None:
             log.exception("purging expired data failed; will retry")
 
 
-async def _reload_keys(keys: KeyRing, clock: Clock) -> None:
+async def _reload_keys(keys: KeyRing, clock: Clock, interval: int) -> None:
     """Picks up keys that `baton keys rotate` published, long before they sign."""
     while True:
-        await anyio.sleep(RELOAD_SECONDS)
+        await anyio.sleep(interval)
         try:
             await keys.reload(clock.now())
         except Exception:

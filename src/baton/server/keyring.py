@@ -1,8 +1,8 @@
 """The signing keys a server process uses and publishes, reloaded from the database.
 
 `baton keys rotate` writes a new key that activates later (after `--publish-ahead`); every
-process reloads the keys every RELOAD_SECONDS, well within that, so the new key is in every
-JWKS before any process signs with it.
+process reloads the keys every `--key-reload-interval` seconds, well within that, so the new key
+is in every JWKS before any process signs with it.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from baton.core.keys import (
     unseal,
 )
 from baton.store.base import Store
-
-RELOAD_SECONDS = 30
 
 
 class KeyRing:

@@ -1,0 +1,1 @@
+"""Examples of protecting APIs with baton.resource."""

@@ -1,0 +1,253 @@
+"""Real processes for the baton.resource end-to-end tests and benchmarks: the example API under
+uvicorn, grants through the real login and consent pages (one browser session, so a sign-in is
+paid once), and a loopback TCP proxy whose connections can be cut."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import requests  # type: ignore[import-untyped,unused-ignore]
+
+from tests.e2e.conftest import (
+    CLIENT_SCOPE,
+    REDIRECT_URI,
+    Server,
+    free_port,
+    pkce_pair,
+    run_cli,
+    visit,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@dataclass
+class ExampleApi:
+    """examples/api.py under uvicorn, in front of one Baton server."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_api(
+    server: Server | None,
+    directory: Path,
+    *,
+    factory: str = "examples.api:create_app",
+    env: dict[str, str] | None = None,
+) -> ExampleApi:
+    """Starts the example API and waits until its feed is in sync (`/health` answers 200)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = directory / f"api-{port}.log"
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+        ),
+        **(env or {}),
+    }
+    if server is not None:
+        environment |= {
+            "BATON_ISSUER": server.url,
+            "BATON_RS_ID": server.resource_server.client_id,
+            "BATON_RS_SECRET": server.resource_server.client_secret,
+        }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                factory,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    api = ExampleApi(f"http://127.0.0.1:{port}", process, log)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the example API exited:\n{api.output()}")
+        try:
+            if httpx.get(api.url + "/health").status_code == 200:
+                return api
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    api.stop()
+    raise RuntimeError(f"the example API did not get in sync:\n{api.output()}")
+
+
+@dataclass
+class Grants:
+    """Grants through the real /authorize pages, signed in once."""
+
+    server: Server
+    browser: requests.Session = field(default_factory=requests.Session)
+    http: httpx.Client = field(default_factory=httpx.Client)
+
+    def pair(self, scope: str = CLIENT_SCOPE, **token_params: str) -> dict[str, Any]:
+        verifier, challenge = pkce_pair()
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": self.server.client.client_id,
+                "redirect_uri": REDIRECT_URI,
+                "scope": scope,
+                "state": "s",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+        found = visit(self.browser, self.server, f"{self.server.authorize_url}?{query}")
+        response = self.http.post(
+            self.server.token_url,
+            data={
+                "grant_type": "authorization_code",
+                "code": found.query["code"][0],
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": verifier,
+                **token_params,
+            },
+            auth=self.server.client.basic,
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def refresh(self, refresh_token: str) -> httpx.Response:
+        return self.http.post(
+            self.server.token_url,
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+            auth=self.server.client.basic,
+        )
+
+    def revoke(self, token: str) -> None:
+        response = self.http.post(
+            self.server.url + "/revoke", data={"token": token}, auth=self.server.client.basic
+        )
+        assert response.status_code == 200, response.text
+
+    def close(self) -> None:
+        self.browser.close()
+        self.http.close()
+
+
+def first_rejection(
+    http: httpx.Client, url: str, token: str, timeout: float = 5.0
+) -> tuple[float, httpx.Response]:
+    """Calls `url` with the token back to back until it is refused; returns when (perf_counter
+    seconds) the refusing answer arrived, and that answer."""
+    headers = {"authorization": f"Bearer {token}"}
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        response = http.get(url, headers=headers)
+        if response.status_code != 200:
+            return time.perf_counter(), response
+    raise AssertionError(f"the token was still accepted after {timeout}s")
+
+
+def keys_rotate(server: Server) -> str:
+    return run_cli("keys", "rotate", "--db", str(server.db), "--json").stdout
+
+
+class CuttableProxy:
+    """Forwards a loopback port to an upstream port. `cut()` closes every open connection;
+    while `refusing`, new connections are closed at once."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.refusing = False
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> CuttableProxy:
+        self._thread.start()
+        future: Future[asyncio.Server] = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop
+        )
+        self._server = future.result(timeout=10)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def cut(self) -> None:
+        async def close_all() -> None:
+            for writer in list(self._writers):
+                writer.close()
+            self._writers.clear()
+
+        asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(timeout=10)
+
+    def stop(self) -> None:
+        self.cut()
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            client_w.close()
+            return
+        upstream_r, upstream_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._writers |= {client_w, upstream_w}
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        await asyncio.gather(pipe(client_r, upstream_w), pipe(upstream_r, client_w))
+        self._writers -= {client_w, upstream_w}
