@@ -12,7 +12,7 @@ uvicorn, on loopback, once per token format (opaque, and JWT when this `baton se
   token) dies when the `invalid_grant` answer arrives.
 - leeway: a refresh token exchanged; its companion access token dies at the event's
   `effective_at` (announced at exchange time, whole seconds). One trial per second, so this one
-  runs `--leeway-trials` trials (default 30).
+  runs `--leeway-trials` trials (default 200, about a second each).
 
 Each trial then calls the API back to back with the dead token; the delay is from the death to
 the arrival of the first 401. It includes one API round trip (about a millisecond), so it is an
@@ -144,7 +144,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--trials", type=int, default=200)
-    parser.add_argument("--leeway-trials", type=int, default=30)
+    parser.add_argument("--leeway-trials", type=int, default=200)
     parser.add_argument("--formats", default="opaque,jwt")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -1,7 +1,8 @@
-"""Fixtures shared by every test package."""
+"""Fixtures shared by every test package, and the check that no log of the run holds a secret."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,3 +56,36 @@ def resource_server(store: SQLStore) -> RegisteredClient:
 
 
 __all__ = ["postgres_database"]  # a session fixture, shared with every test package
+
+
+class _ServerLogs(logging.Handler):
+    """Every record Baton's and uvicorn's loggers emit during the run, formatted."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(("baton", "uvicorn", "starlette")):
+            self.lines.append(self.format(record))
+
+
+_server_logs = _ServerLogs()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logging.getLogger().addHandler(_server_logs)
+    logging.getLogger("baton").setLevel(logging.DEBUG)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The logs of the whole run contain no token, code, secret or password (issue 7)."""
+    from tests.secrets_scan import find_secrets
+
+    leaked = find_secrets("\n".join(_server_logs.lines))
+    if leaked:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"SECRETS IN THE SERVER LOGS OF THIS RUN: {leaked[:10]}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

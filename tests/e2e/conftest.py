@@ -169,6 +169,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        from tests.secrets_scan import find_secrets
+
+        leaked = find_secrets(self.stderr())
+        assert not leaked, f"baton serve logged secrets: {leaked}"
 
 
 def postgres_rows(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
