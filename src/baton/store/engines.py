@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,18 +104,77 @@ class SQLiteRunner:
         self.url = url
         self.engine = _sqlite_engine(url)
         self._reader = self.engine.execution_options(baton_read_only=True)
-        # SQLite has one writer at a time. Left to SQLite, waiting writers poll the lock with
-        # sleeps growing to 100 ms, which puts a long tail on rotations under load; queueing
-        # this process's writers on a lock hands the database over in turn. BEGIN IMMEDIATE
-        # and the busy timeout still serialize the writers of other processes.
-        self._write_turn = threading.Lock()
+        # SQLite has one writer at a time, and with synchronous=FULL each commit waits for an
+        # fsync. One writer thread per process takes the write transactions in turn and runs
+        # the ones that queued up meanwhile in one database transaction, each in a savepoint
+        # of its own: one fsync for the batch (group commit), every request answered only after
+        # the commit that holds its work. BEGIN IMMEDIATE and the busy timeout still serialize
+        # the writers of other processes.
+        self._jobs: queue.SimpleQueue[_WriteJob | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(
+            target=self._write_loop, name="baton-sqlite-writer", daemon=True
+        )
+        self._writer.start()
 
     async def write(self, work: Callable[[Connection], T]) -> T:
-        def run() -> T:
-            with self._write_turn, self.engine.begin() as conn:
-                return work(conn)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
 
-        return await anyio.to_thread.run_sync(run)
+        def settle(result: Any, error: BaseException | None) -> None:
+            if not future.done():
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+
+        def settle_from_writer(result: Any, error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(settle, result, error)
+
+        self._jobs.put(_WriteJob(work, settle_from_writer))
+        result: T = await future
+        return result
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < GROUP_COMMIT_MAX:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            self._run_batch(batch)
+            if stop:
+                return
+
+    def _run_batch(self, batch: list[_WriteJob]) -> None:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            with self.engine.begin() as conn:
+                if len(batch) == 1:
+                    outcomes.append((batch[0].work(conn), None))
+                else:
+                    for job in batch:
+                        savepoint = conn.begin_nested()
+                        try:
+                            result = job.work(conn)
+                        except Exception as exc:  # this job alone is undone
+                            savepoint.rollback()
+                            outcomes.append((None, exc))
+                        else:
+                            savepoint.commit()
+                            outcomes.append((result, None))
+        except Exception as exc:  # BEGIN or COMMIT failed, or the lone job raised
+            outcomes = [(None, exc)] * len(batch)
+        for job, (result, error) in zip(batch, outcomes, strict=True):
+            job.settle(result, error)
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         def run() -> T:
@@ -127,7 +187,18 @@ class SQLiteRunner:
         await anyio.sleep(min(timeout, SQLITE_FEED_POLL))
 
     async def close(self) -> None:
+        self._jobs.put(None)
+        await anyio.to_thread.run_sync(self._writer.join)
         await anyio.to_thread.run_sync(self.engine.dispose)
+
+
+GROUP_COMMIT_MAX = 64  # write transactions one SQLite commit may hold
+
+
+@dataclass(frozen=True)
+class _WriteJob:
+    work: Callable[[Connection], Any]
+    settle: Callable[[Any, BaseException | None], None]
 
 
 def _sqlite_engine(url: URL) -> Engine:
