@@ -228,10 +228,10 @@ def main() -> None:
 @click.option(
     "--rate-limit-login",
     envvar="BATON_RATE_LIMIT_LOGIN",
-    default=0.5,
+    default=1.0,
     show_default=True,
     type=click.FloatRange(min=0),
-    help="Sign-in attempts/s per source address, bursts of 10 (0: off).",
+    help="Sign-in attempts/s per source address, bursts of 20 (0: off).",
 )
 @click.option(
     "--redis-url",

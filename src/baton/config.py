@@ -41,8 +41,8 @@ class Settings:
     # address and per client; 0 turns a limit off.
     rate_limit_address: float = 1000.0
     rate_limit_client: float = 1000.0
-    # Sign-in attempts per second per source address (bursts of 10).
-    rate_limit_login: float = 0.5
+    # Sign-in attempts per second per source address (bursts of 20).
+    rate_limit_login: float = 1.0
     # Redis for limits and lockouts shared by every process; without it, each process counts
     # for itself.
     redis_url: str | None = None

@@ -276,6 +276,8 @@ def _server_factory(
     request.node.stash[_SERVERS] = started
 
     def factory(**options: object) -> Server:
+        # The tests sign in many times a second from one address: no sign-in rate limit.
+        options.setdefault("rate_limit_login", 0)
         server = start_server(
             seed,
             tmp_path / f"server{len(started)}",

@@ -210,7 +210,7 @@ def test_postgresql_away_under_load_gives_503_then_recovers(
     request.addfinalizer(proxy.close)
     via_proxy = target.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
     seed = Seed(via_proxy, postgres_seed.client, postgres_seed.resource_server)
-    server = start_server(seed, tmp_path / "server", {"db_pool_size": "4"})
+    server = start_server(seed, tmp_path / "server", {"db_pool_size": "4", "rate_limit_login": "0"})
     request.addfinalizer(server.stop)
     chains = [Chain(first_pair(server)["refresh_token"]) for _ in range(8)]
     statuses: list[int] = []

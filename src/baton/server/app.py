@@ -144,7 +144,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         buckets,
         per_address=Rate(settings.rate_limit_address, 2 * settings.rate_limit_address),
         per_client=Rate(settings.rate_limit_client, 2 * settings.rate_limit_client),
-        login_per_address=Rate(settings.rate_limit_login, 10),
+        login_per_address=Rate(settings.rate_limit_login, 20),
     )
 
     @contextlib.asynccontextmanager
