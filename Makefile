@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DB     ?= sqlite:///baton.db
 ARGS   ?=
 
-.PHONY: install migrate serve lint test clean
+.PHONY: install migrate serve lint test fuzz soak clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Baton needs Python 3.11 or newer")'
@@ -29,6 +29,12 @@ lint: install
 
 test: lint
 	$(BIN)/pytest $(ARGS)
+
+fuzz: install
+	$(BIN)/python bench/fuzz.py --examples 300 --scenarios 300 $(ARGS)
+
+soak: install
+	$(BIN)/python bench/soak.py --duration 180 $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

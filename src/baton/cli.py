@@ -393,12 +393,16 @@ def client() -> None:
 
 def check_redirect_uri(uri: str) -> str:
     """Absolute, no fragment (RFC 6749 §3.1.2); plain http only for loopback (RFC 8252 §7.3)."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+        hostname = parts.hostname
+    except ValueError as exc:
+        fail(f"redirect URI {uri!r} is not a valid URI: {exc}")
     if not parts.scheme or parts.fragment or "#" in uri:
         fail(f"redirect URI {uri!r} must be absolute and have no fragment")
-    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+    if parts.scheme == "http" and hostname not in ("127.0.0.1", "localhost", "::1"):
         fail(f"redirect URI {uri!r} must use https (plain http is allowed for loopback only)")
-    if parts.scheme in ("http", "https") and not parts.hostname:
+    if parts.scheme in ("http", "https") and not hostname:
         fail(f"redirect URI {uri!r} has no host")
     return uri
 

@@ -8,7 +8,6 @@ clients, which only identify themselves. One method per request (RFC 6749 §2.3)
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 from urllib.parse import unquote_plus
 
@@ -30,7 +29,7 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):  # binascii.Error is one; non-ASCII input raises it too
         raise invalid_client("malformed Basic credentials") from None
     raw_id, sep, raw_secret = decoded.partition(":")
     if not sep:

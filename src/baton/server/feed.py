@@ -51,7 +51,7 @@ async def _resource_server(request: Request, app: Baton) -> Client:
 def _cursor(text: str | None, name: str) -> int:
     if text is None or text == "":
         return 0
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise invalid_request(f"{name} must be a non-negative integer")
     return int(text)
 

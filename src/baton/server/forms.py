@@ -60,7 +60,9 @@ async def read_form(request: Request, max_bytes: int) -> Form:
     untyped = content_type is None and declared in (None, "0")
     if media_type != FORM_TYPE and not untyped:
         raise _wrong_type()
-    if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+    if declared is not None and (
+        not (declared.isascii() and declared.isdigit()) or int(declared) > max_bytes
+    ):
         raise _too_large(max_bytes)
     body = bytearray()
     async for chunk in request.stream():

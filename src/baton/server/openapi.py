@@ -197,6 +197,7 @@ _SCHEMAS: dict[str, Schema] = {
                     "invalid_scope",
                     "invalid_target",
                     "temporarily_unavailable",
+                    "too_many_requests",
                     "slow_down",
                     "server_error",
                 ],
