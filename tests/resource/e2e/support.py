@@ -4,13 +4,10 @@ paid once), and a loopback TCP proxy whose connections can be cut."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,69 +182,3 @@ def first_rejection(
 
 def keys_rotate(server: Server) -> str:
     return run_cli("keys", "rotate", "--db", str(server.db), "--json").stdout
-
-
-class CuttableProxy:
-    """Forwards a loopback port to an upstream port. `cut()` closes every open connection;
-    while `refusing`, new connections are closed at once."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.refusing = False
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.Server | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> CuttableProxy:
-        self._thread.start()
-        future: Future[asyncio.Server] = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop
-        )
-        self._server = future.result(timeout=10)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    def cut(self) -> None:
-        async def close_all() -> None:
-            for writer in list(self._writers):
-                writer.close()
-            self._writers.clear()
-
-        asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(timeout=10)
-
-    def stop(self) -> None:
-        self.cut()
-
-        async def shutdown() -> None:
-            if self._server is not None:
-                self._server.close()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        if self.refusing:
-            client_w.close()
-            return
-        upstream_r, upstream_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        self._writers |= {client_w, upstream_w}
-
-        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while data := await reader.read(65536):
-                    writer.write(data)
-                    await writer.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                writer.close()
-
-        await asyncio.gather(pipe(client_r, upstream_w), pipe(upstream_r, client_w))
-        self._writers -= {client_w, upstream_w}

@@ -15,8 +15,9 @@ import pytest
 
 from baton.resource import InvalidToken, Verifier
 from tests.e2e.conftest import ServerFactory, run_cli
+from tests.proxy import CuttableProxy
 from tests.resource.e2e.conftest import ApiFactory, GrantsFactory, server_supports_jwt
-from tests.resource.e2e.support import CuttableProxy, first_rejection
+from tests.resource.e2e.support import first_rejection
 
 pytestmark = pytest.mark.e2e
 
@@ -109,11 +110,11 @@ def test_feed_cut_revoke_reconnect_misses_nothing(
     baton_server: ServerFactory, grants: GrantsFactory
 ) -> None:
     server = baton_server()
-    proxy = CuttableProxy(int(server.url.rsplit(":", 1)[1])).start()
+    proxy = CuttableProxy(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
     verifier = Verifier(
         server.url,
         *server.resource_server.basic,
-        feed_url=proxy.url + "/revocations",
+        feed_url=f"http://127.0.0.1:{proxy.port}/revocations",
         max_disconnect=0.5,
     )
     try:
@@ -123,7 +124,6 @@ def test_feed_cut_revoke_reconnect_misses_nothing(
         pairs = [flows.pair() for _ in range(3)]
         grant_ids = [verifier.verify(pair["access_token"]).grant_id for pair in pairs]
         watermark = verifier.feed.watermark
-        proxy.refusing = True
         proxy.cut()
         for pair in pairs[:2]:
             flows.revoke(pair["refresh_token"])
@@ -132,7 +132,7 @@ def test_feed_cut_revoke_reconnect_misses_nothing(
         # Failing closed: introspection answers, so the revocation applies during the cut too.
         with pytest.raises(InvalidToken):
             verifier.verify(pairs[0]["access_token"])
-        proxy.refusing = False
+        proxy.restore()
         wait_for(lambda: verifier.feed is not None and verifier.feed.watermark >= watermark + 2)
         for grant_id in grant_ids[:2]:  # revoked during the cut, learned from the resumed stream
             assert grant_id is not None and verifier.index.death(grant_id=grant_id) is not None
@@ -146,7 +146,7 @@ def test_feed_cut_revoke_reconnect_misses_nothing(
         assert verifier.introspections == before  # both answered from the cache and the index
     finally:
         verifier.stop()
-        proxy.stop()
+        proxy.close()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
