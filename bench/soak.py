@@ -162,7 +162,8 @@ class Model:
     def retire(self, refresh: Refresh) -> Window | None:
         if refresh.exchanged is None:
             return None
-        return (refresh.exchanged[0] + self.leeway, refresh.exchanged[1] + self.leeway)
+        # The server starts a leeway at the ceiling of the exchange's second.
+        return (refresh.exchanged[0] + self.leeway, refresh.exchanged[1] + 1 + self.leeway)
 
     @staticmethod
     def before(now: Window, instant: Window) -> str:
@@ -335,8 +336,9 @@ class Worker:
     def record_pair(self, grant: Grant, body: dict[str, Any], generation: int, now: Window) -> Pair:
         ttl = self.model.access_ttl
         refresh = Refresh(body["refresh_token"], grant, generation)
+        # Lifetimes start at the ceiling of the issuing second.
         access = Access(
-            body["access_token"], grant, generation, refresh, (now[0] + ttl, now[1] + ttl)
+            body["access_token"], grant, generation, refresh, (now[0] + ttl, now[1] + 1 + ttl)
         )
         grant.refresh.append(refresh)
         grant.access.append(access)

@@ -567,3 +567,33 @@ def test_unsupported_and_missing_grant_type(http: TestClient, client: Registered
         "error": "invalid_request",
         "error_description": "missing parameter: grant_type",
     }
+
+
+class MidSecondClock(FakeClock):
+    """A clock that is always part-way through its second: `ceiling()` is the next one."""
+
+    def ceiling(self) -> int:
+        return self.now() + 1
+
+
+@pytest.mark.parametrize("retry", [RetryPolicy.REPLAY, RetryPolicy.STRICT])
+def test_lifetimes_are_never_shorter_than_announced(tmp_path: Path, retry: RetryPolicy) -> None:
+    """Lifetimes start at the ceiling of the issuing second: a token issued at 12.9 s with a
+    3600 s lifetime lives until 3612 + 1, and `expires_in` never overstates what is left."""
+    clock = MidSecondClock()
+    with running_app(tmp_path, clock=clock, retry=retry) as (http, store, _clock):
+        client, rs = clients_of(store)
+        pair = first_pair(http, client)
+        assert pair["expires_in"] == 3600
+        assert introspect(http, rs, pair["access_token"])["exp"] == clock.now() + 1 + 3600
+        clock.advance(3600)  # 3600 s and a fraction after the issue: still alive
+        assert active(http, rs, pair["access_token"])
+        pair = first_pair(http, client)
+        exchanged_at = clock.now()
+        child = refresh(http, client, pair["refresh_token"]).json()
+        assert child["expires_in"] == 3600
+        old = introspect(http, rs, pair["access_token"])
+        if retry is RetryPolicy.STRICT:
+            assert old["active"] is False  # no leeway: dead at the exchange itself
+        else:
+            assert old["revocation_at"] == exchanged_at + 1 + LEEWAY  # never less than 600 s

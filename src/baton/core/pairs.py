@@ -49,6 +49,8 @@ class MintedPair:
     refresh: Minted | None
     access_format: AccessTokenFormat = OPAQUE
     audience: str | None = None
+    # When the new tokens' lifetimes start (`Clock.ceiling()`); None: the transaction's `now`.
+    lifetimes_from: int | None = None
 
     @classmethod
     def new(
@@ -56,8 +58,10 @@ class MintedPair:
         with_refresh: bool = True,
         access_format: AccessTokenFormat = OPAQUE,
         audience: str | None = None,
+        lifetimes_from: int | None = None,
     ) -> MintedPair:
-        return cls(mint(TokenKind.REFRESH) if with_refresh else None, access_format, audience)
+        refresh = mint(TokenKind.REFRESH) if with_refresh else None
+        return cls(refresh, access_format, audience, lifetimes_from)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +84,11 @@ def plan_pair(
     policy: Policy,
 ) -> PlannedPair:
     """The pair a grant issues at `now`, with its lifetimes (rule 2, rule 6)."""
+    start = max(now, pair.lifetimes_from or now)
     if pair.refresh is not None:
-        access_exp, refresh_exp = policy.pair_expiries(now, grant.expires_at)
+        access_exp, refresh_exp = policy.pair_expiries(start, grant.expires_at)
     else:
-        access_exp, refresh_exp = policy.access_only_expiry(now, grant.expires_at), None
+        access_exp, refresh_exp = policy.access_only_expiry(start, grant.expires_at), None
     claims = AccessClaims(
         jti=random_id("", 12),
         issued_at=now,

@@ -41,7 +41,8 @@ async def token_endpoint(request: Request) -> JSONResponse:
     client = await authenticate(request, form, app.store)
     await app.limits.check_client(client.id)
     pair = await handler(request, app, client, form)
-    return JSONResponse(pair.token_response(app.clock.now()), headers=NO_STORE)
+    # Remaining lifetimes counted from the ceiling of this second: never more than is left.
+    return JSONResponse(pair.token_response(app.clock.ceiling()), headers=NO_STORE)
 
 
 def invalid_grant(description: str) -> OAuthError:
@@ -49,7 +50,7 @@ def invalid_grant(description: str) -> OAuthError:
 
 
 def _new_pair(app: Baton, form: Form, with_refresh: bool = True) -> MintedPair:
-    return MintedPair.new(with_refresh, app.access_format, _resource(form))
+    return MintedPair.new(with_refresh, app.access_format, _resource(form), app.clock.ceiling())
 
 
 def _resource(form: Form) -> str | None:

@@ -520,7 +520,11 @@ def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeRes
         token.grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
     )
     sealed = ask.seal(planned.issued) if ask.seal is not None and policy.leeway > 0 else None
-    retire_at = ask.now + policy.leeway
+    # The leeway, like every lifetime, starts at the ceiling of the exchange's second, so a
+    # client never gets less than the configured leeway to retry in; without a leeway (strict)
+    # the old access token dies at the exchange itself.
+    start = max(ask.now, ask.child.lifetimes_from or ask.now) if policy.leeway else ask.now
+    retire_at = start + policy.leeway
     claimed = conn.execute(
         update(refresh_tokens)
         .where(
