@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from tests.e2e.conftest import (  # noqa: F401 (fixtures and the failure-report 
     free_port,
     pytest_runtest_makereport,
     seed,
+    spawn_uvicorn,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,27 +53,7 @@ def api(tmp_path: Path) -> Iterator[ApiFactory]:
             "BATON_RS_ID": server.resource_server.client_id,
             "BATON_RS_SECRET": server.resource_server.client_secret,
         }
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "tests.client.api_app:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        process = spawn_uvicorn(["tests.client.api_app:app"], port, env, log)
         running = Api(f"http://127.0.0.1:{port}", process, log)
         started.append(running)
         deadline = time.monotonic() + 20

@@ -109,6 +109,34 @@ def seed_database(db: Path | str) -> Seed:
     return Seed(db, client, resource_server)
 
 
+def spawn_uvicorn(
+    app: list[str], port: int, env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    """An ASGI app (`["module:app"]`, or `["--factory", "module:create"]`) under uvicorn on
+    127.0.0.1:port, its output in `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                *app,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=Path(__file__).resolve().parents[2],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

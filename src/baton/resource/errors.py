@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 # RFC 6750 §3: error_description and scope values use %x20-21 / %x23-5B / %x5D-7E only
 # (no double quote, no backslash).
@@ -103,3 +104,17 @@ class VerifierUnavailable(AuthError):
         status, headers, body = super().response_parts(realm)
         headers["retry-after"] = "1"
         return status, headers, body
+
+
+def json_object(response: Any, what: str) -> Mapping[str, Any]:
+    """The JSON object a 200 answer of the authorization server carries, or VerifierUnavailable
+    saying what was wrong with `what` (the JWKS, the introspection answer)."""
+    if response.status_code != 200:
+        raise VerifierUnavailable(f"{what} answered {response.status_code}")
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise VerifierUnavailable(f"{what} is not JSON") from exc
+    if not isinstance(body, dict):
+        raise VerifierUnavailable(f"{what} is not a JSON object")
+    return body

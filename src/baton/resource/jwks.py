@@ -19,7 +19,7 @@ import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
 
-from baton.resource.errors import VerifierUnavailable
+from baton.resource.errors import VerifierUnavailable, json_object
 
 PublicKey = ECKey | RSAKey | OKPKey
 
@@ -98,15 +98,7 @@ class JwksCache:
 
     @staticmethod
     def _parse(response: httpx.Response) -> Mapping[str, Any]:
-        if response.status_code != 200:
-            raise VerifierUnavailable(f"JWKS answered {response.status_code}")
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise VerifierUnavailable("JWKS is not JSON") from exc
-        if not isinstance(body, dict):
-            raise VerifierUnavailable("JWKS is not a JSON object")
-        return body
+        return json_object(response, "JWKS")
 
     def refresh_sync(self, client: httpx.Client, kid: str | None, seen_generation: int) -> None:
         with self._lock:

@@ -36,7 +36,7 @@ import httpx
 from joserfc import jws
 from joserfc.errors import JoseError, SecurityWarning
 
-from baton.resource.errors import InvalidToken, VerifierUnavailable
+from baton.resource.errors import InvalidToken, VerifierUnavailable, json_object
 from baton.resource.feed import FeedConsumer
 from baton.resource.index import RevocationEvent, RevocationIndex
 from baton.resource.jwks import JwksCache
@@ -283,15 +283,7 @@ class Verifier:
 
     @staticmethod
     def _introspection_body(response: httpx.Response) -> Mapping[str, Any]:
-        if response.status_code != 200:
-            raise VerifierUnavailable(f"introspection answered {response.status_code}")
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise VerifierUnavailable("introspection answer is not JSON") from exc
-        if not isinstance(body, dict):
-            raise VerifierUnavailable("introspection answer is not a JSON object")
-        return body
+        return json_object(response, "introspection answer")
 
     # -- the steps, shared by both drivers ---------------------------------------------------
 

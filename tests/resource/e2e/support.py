@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.e2e.conftest import (
     free_port,
     pkce_pair,
     run_cli,
+    spawn_uvicorn,
     visit,
 )
 
@@ -74,28 +74,7 @@ def start_api(
             "BATON_RS_ID": server.resource_server.client_id,
             "BATON_RS_SECRET": server.resource_server.client_secret,
         }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                factory,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=ROOT,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    process = spawn_uvicorn(["--factory", factory], port, environment, log)
     api = ExampleApi(f"http://127.0.0.1:{port}", process, log)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
