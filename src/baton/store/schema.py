@@ -153,6 +153,7 @@ security_events = Table(
     Column("occurred_at", Time, nullable=False),
     Column("source_address", String(64)),
     Column("detail", Text),
+    Index("ix_security_events_grant_id", "grant_id"),
 )
 
 server_secrets = Table(
@@ -190,4 +191,40 @@ signing_keys = Table(
     Column("created_at", Time, nullable=False),
     Column("activates_at", Time, nullable=False),
     Column("retires_at", Time),
+)
+
+# Every action taken in the admin console, with who took it and when.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("actor", String(200), nullable=False),  # the admin's username
+    Column("action", String(64), nullable=False),  # e.g. "client.create", "grant.revoke"
+    Column("target_kind", String(32), nullable=False),
+    Column("target_id", String(200), nullable=False),
+    Column("detail", Text),  # JSON; never a secret
+    Column("occurred_at", Time, nullable=False),
+    Column("source_address", String(64)),
+    Index("ix_audit_log_occurred_at", "occurred_at"),
+)
+
+# The webhook outbox: a row is written in the transaction that records the security event, so a
+# delivery can be late but never lost; it is retried with backoff until the receiver takes it.
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_type", String(64), nullable=False),  # e.g. "reuse_detected", "grant.revoked"
+    Column("payload", Text, nullable=False),  # JSON; never a token
+    Column("created_at", Time, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Time, nullable=False),
+    Column("delivered_at", Time),
+    Column("last_error", Text),
+    Index(
+        "ix_webhook_outbox_pending",
+        "next_attempt_at",
+        sqlite_where=text("delivered_at IS NULL"),
+        postgresql_where=text("delivered_at IS NULL"),
+    ),
 )
