@@ -27,7 +27,14 @@ from baton.core.tokens import TokenKind, mint, random_id
 from baton.passwords import hash_password
 from baton.store import migrate
 from baton.store.base import Client
-from baton.store.engines import DEFAULT_URL, PoolSettings, display_url, open_runner
+from baton.store.engines import (
+    DEFAULT_URL,
+    SYNCHRONOUS_MODES,
+    PoolSettings,
+    SQLiteSettings,
+    display_url,
+    open_runner,
+)
 from baton.store.sql import SQLStore, UserExists
 
 T = TypeVar("T")
@@ -164,6 +171,14 @@ def main() -> None:
     help="PostgreSQL connections opened beyond the pool under bursts, per process.",
 )
 @click.option(
+    "--sqlite-synchronous",
+    envvar="BATON_SQLITE_SYNCHRONOUS",
+    default="full",
+    show_default=True,
+    type=click.Choice(SYNCHRONOUS_MODES),
+    help="SQLite durability: full survives a power cut; normal only a crash (see README).",
+)
+@click.option(
     "--purge-interval",
     envvar="BATON_PURGE_INTERVAL",
     default=60,
@@ -258,6 +273,7 @@ def serve(
     workers: int,
     db_pool_size: int,
     db_max_overflow: int,
+    sqlite_synchronous: str,
     purge_interval: int,
     retention_days: int,
     access_token_format: str,
@@ -302,7 +318,12 @@ def serve(
     )
     if access_token_format == "jwt":
         _check_kek(key_encryption_key)
-    config = ServeConfig(settings, db, PoolSettings(db_pool_size, db_max_overflow))
+    config = ServeConfig(
+        settings,
+        db,
+        PoolSettings(db_pool_size, db_max_overflow),
+        SQLiteSettings(sqlite_synchronous),
+    )
 
     async def check() -> tuple[int, int] | None:
         store = SQLStore.open(db, policy, PoolSettings(size=0))

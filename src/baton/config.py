@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from baton.core.policy import DAY, Lifetimes, Policy, RetryPolicy
-from baton.store.engines import DEFAULT_URL, PoolSettings
+from baton.store.engines import DEFAULT_URL, PoolSettings, SQLiteSettings
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class ServeConfig:
     settings: Settings
     db: str = DEFAULT_URL
     pool: PoolSettings = field(default_factory=PoolSettings)
+    sqlite: SQLiteSettings = field(default_factory=SQLiteSettings)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -75,4 +76,5 @@ class ServeConfig:
             ),
             db=raw["db"],
             pool=PoolSettings(**raw["pool"]),
+            sqlite=SQLiteSettings(**raw["sqlite"]),
         )

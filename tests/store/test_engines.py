@@ -1,15 +1,26 @@
-"""The runners: URL handling, and the bounded retry of serialization failures and deadlocks."""
+"""The runners: URL handling, the bounded retry of serialization failures and deadlocks on
+PostgreSQL, and SQLite's group commit, writer turns and durability setting."""
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 import pytest
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from baton.store.engines import MAX_ATTEMPTS, PoolSettings, PostgresRunner, normalize_url
+from baton.store.engines import (
+    MAX_ATTEMPTS,
+    PoolSettings,
+    PostgresRunner,
+    SQLiteRunner,
+    SQLiteSettings,
+    normalize_url,
+)
 
 
 def test_urls() -> None:
@@ -72,3 +83,103 @@ def test_retries_are_bounded_and_other_errors_are_not_retried(postgres_database:
     with pytest.raises(DBAPIError):
         anyio.run(run, work)
     assert len(calls) == 1
+
+
+# -- SQLite: group commit, writer turns between processes, durability setting --------------------
+
+
+def _sqlite_runner(path: Path, synchronous: str = "full") -> SQLiteRunner:
+    return SQLiteRunner(normalize_url(str(path)), SQLiteSettings(synchronous))
+
+
+def test_a_failing_job_in_a_group_commit_fails_alone(tmp_path: Path) -> None:
+    """Jobs queued together share one transaction; one that raises must not undo the others."""
+    gate = threading.Event()
+
+    async def run() -> list[object]:
+        runner = _sqlite_runner(tmp_path / "g.db")
+        try:
+            await runner.write(lambda c: c.exec_driver_sql("CREATE TABLE t (x INTEGER UNIQUE)"))
+
+            def held(conn: Connection) -> None:
+                gate.wait(5)  # keeps the writer busy while the next jobs queue up as one batch
+                conn.exec_driver_sql("INSERT INTO t VALUES (0)")
+
+            def insert(value: int) -> Callable[[Connection], int]:
+                def work(conn: Connection) -> int:
+                    conn.exec_driver_sql(f"INSERT INTO t VALUES ({value})")
+                    return value
+
+                return work
+
+            outcomes: list[object] = [None] * 6
+
+            async def submit(i: int, value: int) -> None:
+                try:
+                    outcomes[i] = await runner.write(insert(value))
+                except IntegrityError as exc:
+                    outcomes[i] = exc
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(runner.write, held)
+                await anyio.sleep(0.05)
+                for i, value in enumerate([1, 2, 0, 3, 4, 2]):  # 0 and the second 2 collide
+                    tasks.start_soon(submit, i, value)
+                await anyio.sleep(0.05)
+                gate.set()
+            rows = await runner.read(
+                lambda c: [r[0] for r in c.exec_driver_sql("SELECT x FROM t ORDER BY x")]
+            )
+            return [*outcomes, rows]
+        finally:
+            await runner.close()
+
+    *outcomes, rows = anyio.run(run)
+    assert rows == [0, 1, 2, 3, 4]
+    assert sorted(o for o in outcomes if isinstance(o, int)) == [1, 2, 3, 4]
+    assert sum(isinstance(o, IntegrityError) for o in outcomes) == 2
+
+
+def test_writers_of_two_processes_take_turns_without_losing_a_write(tmp_path: Path) -> None:
+    """Two runners on one file stand for two server processes: every increment is kept."""
+    path = tmp_path / "turns.db"
+
+    async def run() -> int:
+        first, second = _sqlite_runner(path), _sqlite_runner(path)
+        try:
+            await first.write(lambda c: c.exec_driver_sql("CREATE TABLE n (v INTEGER)"))
+            await first.write(lambda c: c.exec_driver_sql("INSERT INTO n VALUES (0)"))
+
+            def increment(conn: Connection) -> None:
+                value = conn.exec_driver_sql("SELECT v FROM n").scalar_one()
+                conn.exec_driver_sql(f"UPDATE n SET v = {value + 1}")
+
+            async with anyio.create_task_group() as tasks:
+                for i in range(400):
+                    tasks.start_soon((first if i % 2 else second).write, increment)
+            return int(await second.read(lambda c: c.exec_driver_sql("SELECT v FROM n").scalar()))
+        finally:
+            await first.close()
+            await second.close()
+
+    assert anyio.run(run) == 400
+    assert (tmp_path / "turns.db-writer.lock").exists()
+
+
+@pytest.mark.parametrize(("mode", "pragma"), [("full", 2), ("normal", 1), ("off", 0)])
+def test_the_durability_setting_reaches_every_connection(
+    tmp_path: Path, mode: str, pragma: int
+) -> None:
+    async def run() -> tuple[int, int]:
+        runner = _sqlite_runner(tmp_path / "s.db", mode)
+        try:
+            query = "PRAGMA synchronous"
+            written = await runner.write(lambda c: c.exec_driver_sql(query).scalar_one())
+            read = await runner.read(lambda c: c.exec_driver_sql(query).scalar_one())
+            return int(written), int(read)
+        finally:
+            await runner.close()
+
+    assert anyio.run(run) == (pragma, pragma)
+    with pytest.raises(ValueError, match="synchronous must be one of"):
+        _sqlite_runner(tmp_path / "bad.db", "extra")

@@ -18,5 +18,5 @@ CONFIG_VARIABLE = "BATON_SERVE_CONFIG"
 
 def create() -> Starlette:
     config = ServeConfig.from_json(os.environ[CONFIG_VARIABLE])
-    store = SQLStore.open(config.db, config.settings.policy, config.pool)
+    store = SQLStore.open(config.db, config.settings.policy, config.pool, config.sqlite)
     return create_app(config.settings, store)

@@ -3,8 +3,9 @@
 A transaction is always a plain function of a SQLAlchemy `Connection`, written once for every
 dialect (`baton.store.sql`). The runner decides how it is driven:
 
-- SQLite: the stdlib driver on a worker thread, one thread hop per transaction; writers start
-  with `BEGIN IMMEDIATE` and take turns on an in-process lock.
+- SQLite: the stdlib driver. Reads run inline on one open connection; writes go to one writer
+  thread per process that commits the transactions queued meanwhile together (group commit),
+  starts with `BEGIN IMMEDIATE`, and takes turns with other processes on a file lock.
 - PostgreSQL: asyncpg on the event loop, the function run through `AsyncConnection.run_sync`
   (no thread hop), READ COMMITTED, a bounded retry on serialization failures and deadlocks.
 """
@@ -12,7 +13,9 @@ dialect (`baton.store.sql`). The runner decides how it is driven:
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -87,11 +90,13 @@ def display_url(db: str) -> str:
     return normalize_url(db).render_as_string(hide_password=True)
 
 
-def open_runner(db: str, pool: PoolSettings | None = None) -> Runner:
+def open_runner(
+    db: str, pool: PoolSettings | None = None, sqlite: SQLiteSettings | None = None
+) -> Runner:
     url = normalize_url(db)
     backend = url.get_backend_name()
     if backend == "sqlite":
-        return SQLiteRunner(url)
+        return SQLiteRunner(url, sqlite)
     if backend == "postgresql":
         return PostgresRunner(url, pool or PoolSettings())
     raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
@@ -100,17 +105,24 @@ def open_runner(db: str, pool: PoolSettings | None = None) -> Runner:
 class SQLiteRunner:
     dialect = "sqlite"
 
-    def __init__(self, url: URL) -> None:
+    def __init__(self, url: URL, settings: SQLiteSettings | None = None) -> None:
         self.url = url
-        self.engine = _sqlite_engine(url)
-        self._reader = self.engine.execution_options(baton_read_only=True)
+        self.settings = settings or SQLiteSettings()
+        self.engine = _sqlite_engine(url, self.settings.synchronous)
+        # Reads run on the caller's thread, on one connection kept open: a point query in WAL
+        # mode never waits for a writer and takes tens of microseconds, far less than the hop to
+        # a worker thread (and the connection set-up) it used to cost.
+        self._reader: Connection | None = None
+        self._reading = threading.Lock()
         # SQLite has one writer at a time, and with synchronous=FULL each commit waits for an
         # fsync. One writer thread per process takes the write transactions in turn and runs
-        # the ones that queued up meanwhile in one database transaction, each in a savepoint
-        # of its own: one fsync for the batch (group commit), every request answered only after
-        # the commit that holds its work. BEGIN IMMEDIATE and the busy timeout still serialize
-        # the writers of other processes.
+        # the ones that queued up meanwhile in one database transaction: one fsync for the batch
+        # (group commit), every request answered only after the commit that holds its work.
         self._jobs: queue.SimpleQueue[_WriteJob | None] = queue.SimpleQueue()
+        # The writer threads of the server's other processes take turns on an exclusive flock
+        # of a file beside the database: the kernel hands it over the moment it is released,
+        # where SQLite's own busy handler would sleep for milliseconds between attempts.
+        self._turns = _WriterTurns(url.database)
         self._writer = threading.Thread(
             target=self._write_loop, name="baton-sqlite-writer", daemon=True
         )
@@ -135,53 +147,54 @@ class SQLiteRunner:
         return result
 
     def _write_loop(self) -> None:
-        while True:
-            first = self._jobs.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < GROUP_COMMIT_MAX:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                batch.append(job)
-            self._run_batch(batch)
-            if stop:
-                return
-
-    def _run_batch(self, batch: list[_WriteJob]) -> None:
-        outcomes: list[tuple[Any, BaseException | None]] = []
+        conn = self.engine.connect()
         try:
-            with self.engine.begin() as conn:
-                if len(batch) == 1:
-                    outcomes.append((batch[0].work(conn), None))
-                else:
-                    for job in batch:
-                        savepoint = conn.begin_nested()
-                        try:
-                            result = job.work(conn)
-                        except Exception as exc:  # this job alone is undone
-                            savepoint.rollback()
-                            outcomes.append((None, exc))
-                        else:
-                            savepoint.commit()
-                            outcomes.append((result, None))
-        except Exception as exc:  # BEGIN or COMMIT failed, or the lone job raised
-            outcomes = [(None, exc)] * len(batch)
-        for job, (result, error) in zip(batch, outcomes, strict=True):
-            job.settle(result, error)
+            while True:
+                first = self._jobs.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < GROUP_COMMIT_MAX:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stop = True
+                        break
+                    batch.append(job)
+                with self._turns:
+                    self._run_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: Connection, batch: list[_WriteJob]) -> None:
+        try:
+            with conn.begin():
+                results = [job.work(conn) for job in batch]
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].settle(None, exc)
+                return
+            # A job failed (or the commit did): the whole batch was rolled back, so run each
+            # job again in a transaction of its own and only the failing one fails. Jobs are
+            # functions of the connection alone, so running one again after a rollback is safe;
+            # failures are rare enough that this costs less than a savepoint around every job.
+            for job in batch:
+                self._run_batch(conn, [job])
+            return
+        for job, result in zip(batch, results, strict=True):
+            job.settle(result, None)
 
     async def read(self, work: Callable[[Connection], T]) -> T:
-        def run() -> T:
-            with self._reader.begin() as conn:
-                return work(conn)
-
-        return await anyio.to_thread.run_sync(run)
+        with self._reading:
+            if self._reader is None or self._reader.invalidated or self._reader.closed:
+                self._reader = self.engine.execution_options(baton_read_only=True).connect()
+            with self._reader.begin():
+                return work(self._reader)
 
     async def wait_for_feed(self, timeout: float) -> None:
         await anyio.sleep(min(timeout, SQLITE_FEED_POLL))
@@ -189,10 +202,55 @@ class SQLiteRunner:
     async def close(self) -> None:
         self._jobs.put(None)
         await anyio.to_thread.run_sync(self._writer.join)
+        with self._reading:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+        self._turns.close()
         await anyio.to_thread.run_sync(self.engine.dispose)
 
 
 GROUP_COMMIT_MAX = 64  # write transactions one SQLite commit may hold
+
+
+@dataclass(frozen=True)
+class SQLiteSettings:
+    """How an embedded SQLite database trades durability for speed (`--sqlite-synchronous`).
+
+    In WAL mode, `full` makes every commit wait for an fsync of the WAL, so an answered rotation
+    or revocation survives a power cut; `normal` syncs only at checkpoints, so it survives a crash
+    of the server but a power cut can lose the last commits (a revoked token alive again, a
+    rotation forgotten while the client holds the new pair); `off` never syncs. Group commit
+    shares one fsync among the write transactions that arrive together, which is what keeps
+    `full` affordable.
+    """
+
+    synchronous: str = "full"
+
+
+SYNCHRONOUS_MODES = ("full", "normal", "off")
+
+
+class _WriterTurns:
+    """An exclusive flock of `<database>-writer.lock`, held for one write transaction."""
+
+    def __init__(self, database: str | None) -> None:
+        self._fd: int | None = None
+        if database not in (None, "", ":memory:"):
+            self._fd = os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 @dataclass(frozen=True)
@@ -201,7 +259,9 @@ class _WriteJob:
     settle: Callable[[Any, BaseException | None], None]
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, synchronous: str = "full") -> Engine:
+    if synchronous not in SYNCHRONOUS_MODES:
+        raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
@@ -211,9 +271,10 @@ def _sqlite_engine(url: URL) -> Engine:
         cursor = dbapi_conn.cursor()
         if url.database not in (None, "", ":memory:"):
             cursor.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed rotation or revocation survives a power cut, so no acknowledged
-        # revocation is ever lost and no token a client holds is unknown after a crash.
-        cursor.execute("PRAGMA synchronous=FULL")
+        # FULL by default: a committed rotation or revocation survives a power cut, so no
+        # acknowledged revocation is ever lost and no token a client holds is unknown after a
+        # crash. See SQLiteSettings for what the other modes give up.
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()

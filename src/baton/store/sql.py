@@ -17,9 +17,10 @@ from dataclasses import asdict
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    ColumnElement,
+    BigInteger,
     Connection,
     RowMapping,
+    bindparam,
     delete,
     func,
     insert,
@@ -57,7 +58,14 @@ from baton.store.base import (
     SecurityEvent,
     User,
 )
-from baton.store.engines import FEED_CHANNEL, PoolSettings, Runner, open_runner
+from baton.store.engines import (
+    FEED_CHANNEL,
+    PoolSettings,
+    Runner,
+    SQLiteSettings,
+    open_runner,
+)
+from baton.store.prepared import Prepared
 from baton.store.schema import (
     access_tokens,
     authorization_codes,
@@ -88,9 +96,13 @@ class SQLStore:
 
     @classmethod
     def open(
-        cls, db: str, policy: Policy | None = None, pool: PoolSettings | None = None
+        cls,
+        db: str,
+        policy: Policy | None = None,
+        pool: PoolSettings | None = None,
+        sqlite: SQLiteSettings | None = None,
     ) -> SQLStore:
-        return cls(open_runner(db, pool), policy or Policy())
+        return cls(open_runner(db, pool, sqlite), policy or Policy())
 
     @property
     def dialect(self) -> str:
@@ -153,7 +165,7 @@ class SQLStore:
 
     async def get_client(self, client_id: str) -> Client | None:
         def work(conn: Connection) -> Client | None:
-            row = conn.execute(select(clients).where(clients.c.id == client_id)).mappings().first()
+            row = _CLIENT.one(conn, client_id=client_id)
             if row is None:
                 return None
             return Client(
@@ -355,14 +367,9 @@ class SQLStore:
                 return "nothing"
             if access.grant.client_id != client_id:
                 return "other_client"
-            done = conn.execute(
-                update(access_tokens)
-                .where(access_tokens.c.id == access.id, access_tokens.c.revoked_at.is_(None))
-                .values(revoked_at=now)
-            ).rowcount
-            if not done:
+            if not _REVOKE_ACCESS.rowcount(conn, at_id=access.id, now=now):
                 return "nothing"
-            _announce_access_deaths(conn, access_tokens.c.id == access.id, now, now)
+            _announce_access_deaths(conn, _ANNOUNCE_ACCESS, access.id, now, now)
             return "access_token"
 
         return await self._write(work)
@@ -525,22 +532,16 @@ def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeRes
     # the old access token dies at the exchange itself.
     start = max(ask.now, ask.child.lifetimes_from or ask.now) if policy.leeway else ask.now
     retire_at = start + policy.leeway
-    claimed = conn.execute(
-        update(refresh_tokens)
-        .where(
-            refresh_tokens.c.id == token.id,
-            refresh_tokens.c.exchanged_at.is_(None),
-            refresh_tokens.c.revoked_at.is_(None),
-        )
-        .values(exchanged_at=ask.now, retire_at=retire_at, sealed_response=sealed)
-    ).rowcount
+    claimed = _CLAIM_SUCCESSOR.rowcount(
+        conn, rt_id=token.id, exchanged=ask.now, retire=retire_at, sealed=sealed
+    )
     if claimed != 1:
         # Lost the race (PostgreSQL only: SQLite serialized us before the read). The winner
         # has committed; decide again on what it wrote.
         return _exchange(conn, ask, policy)
     # The companion access token of the exchanged token dies at the end of the leeway:
     # announce it now, so resource servers schedule it themselves (no job runs at that time).
-    _announce_access_deaths(conn, access_tokens.c.refresh_token_id == token.id, retire_at, ask.now)
+    _announce_access_deaths(conn, _ANNOUNCE_COMPANION, token.id, retire_at, ask.now)
     return Issued(_insert_pair(conn, planned, ask.child, token.id))
 
 
@@ -594,55 +595,40 @@ def _insert_pair(
     refresh_id: int | None = None
     if pair.refresh is not None:
         assert issued.refresh_expires_at is not None
-        refresh_id = conn.execute(
-            insert(refresh_tokens)
-            .values(
-                digest=pair.refresh.digest,
-                grant_id=issued.grant_id,
-                parent_id=parent_id,
-                generation=issued.generation,
-                issued_at=planned.issued_at,
-                expires_at=issued.refresh_expires_at,
-            )
-            .returning(refresh_tokens.c.id)
-        ).scalar_one()
-    conn.execute(
-        insert(access_tokens).values(
-            digest=planned.access_digest,
+        refresh_id = _INSERT_REFRESH.run(
+            conn,
+            digest=pair.refresh.digest,
             grant_id=issued.grant_id,
-            refresh_token_id=refresh_id,
+            parent_id=parent_id,
             generation=issued.generation,
-            scope=issued.scope,
             issued_at=planned.issued_at,
-            expires_at=issued.access_expires_at,
-            jti=planned.jti,
-            audience=planned.audience,
-        )
+            expires_at=issued.refresh_expires_at,
+        ).fetchone()[0]
+    _INSERT_ACCESS.run(
+        conn,
+        digest=planned.access_digest,
+        grant_id=issued.grant_id,
+        refresh_token_id=refresh_id,
+        generation=issued.generation,
+        scope=issued.scope,
+        issued_at=planned.issued_at,
+        expires_at=issued.access_expires_at,
+        jti=planned.jti,
+        audience=planned.audience,
     )
     return issued
 
 
 def _announce_access_deaths(
-    conn: Connection, which: ColumnElement[bool], effective_at: int, now: int
+    conn: Connection, which: Prepared, key: int, effective_at: int, now: int
 ) -> None:
-    """Outbox events for access tokens that die at `effective_at`, before their own `exp`."""
-    at = access_tokens
-    dying = select(
-        literal("access_token"),
-        at.c.grant_id,
-        at.c.jti,
-        at.c.digest,
-        literal(effective_at),
-        at.c.expires_at,
-        literal(now),
-    ).where(which, at.c.expires_at > effective_at)
-    added = conn.execute(
-        insert(revocation_events).from_select(
-            ["kind", "grant_id", "jti", "token_digest", "effective_at", "expires_at", "created_at"],
-            dying,
-        )
-    ).rowcount
-    if added:
+    """Outbox events for access tokens that die at `effective_at`, before their own `exp`.
+
+    `which` is `_ANNOUNCE_COMPANION` (the access tokens of refresh token `key`) or
+    `_ANNOUNCE_ACCESS` (access token `key`)."""
+    if which.rowcount(
+        conn, key=key, effective_at=effective_at, expiring_after=effective_at, now=now
+    ):
         _wake_feed(conn)
 
 
@@ -748,7 +734,7 @@ _GRANT_COLUMNS = (
 )
 
 
-def _grant_from_labels(row: RowMapping) -> GrantFacts:
+def _grant_from_labels(row: RowMapping | dict[str, Any]) -> GrantFacts:
     return GrantFacts(
         id=row["g_id"],
         client_id=row["g_client_id"],
@@ -776,27 +762,7 @@ def _grant(conn: Connection, grant_id: str) -> GrantFacts | None:
 
 
 def _refresh_facts(conn: Connection, digest: bytes) -> RefreshFacts | None:
-    rt = refresh_tokens
-    row = (
-        conn.execute(
-            select(
-                rt.c.id,
-                rt.c.generation,
-                rt.c.issued_at,
-                rt.c.expires_at,
-                rt.c.exchanged_at,
-                rt.c.retire_at,
-                rt.c.revoked_at,
-                rt.c.sealed_response,
-                *_GRANT_COLUMNS,
-            )
-            .join(grants, grants.c.id == rt.c.grant_id)
-            .outerjoin(users, users.c.id == grants.c.user_id)
-            .where(rt.c.digest == digest)
-        )
-        .mappings()
-        .first()
-    )
+    row = _REFRESH_FACTS.one(conn, digest=digest)
     if row is None:
         return None
     return RefreshFacts(
@@ -813,31 +779,7 @@ def _refresh_facts(conn: Connection, digest: bytes) -> RefreshFacts | None:
 
 
 def _access_facts(conn: Connection, digest: bytes) -> AccessFacts | None:
-    at, rt = access_tokens, refresh_tokens
-    row = (
-        conn.execute(
-            select(
-                at.c.id,
-                at.c.generation,
-                at.c.scope,
-                at.c.issued_at,
-                at.c.expires_at,
-                at.c.revoked_at,
-                at.c.refresh_token_id,
-                at.c.jti,
-                at.c.audience,
-                rt.c.retire_at.label("rt_retire_at"),
-                rt.c.revoked_at.label("rt_revoked_at"),
-                *_GRANT_COLUMNS,
-            )
-            .join(grants, grants.c.id == at.c.grant_id)
-            .outerjoin(users, users.c.id == grants.c.user_id)
-            .outerjoin(rt, rt.c.id == at.c.refresh_token_id)
-            .where(at.c.digest == digest)
-        )
-        .mappings()
-        .first()
-    )
+    row = _ACCESS_FACTS.one(conn, digest=digest)
     if row is None:
         return None
     companion = None
@@ -878,3 +820,119 @@ def _user(conn: Connection, where: Any) -> User | None:
 
 
 __all__ = ["SQLStore", "UserExists"]
+
+
+# -- the statements of the hot paths, compiled once per dialect (see baton.store.prepared) -------
+
+_rt, _at = refresh_tokens, access_tokens
+
+_CLIENT = Prepared(select(clients).where(clients.c.id == bindparam("client_id")))
+
+_REFRESH_FACTS = Prepared(
+    select(
+        _rt.c.id,
+        _rt.c.generation,
+        _rt.c.issued_at,
+        _rt.c.expires_at,
+        _rt.c.exchanged_at,
+        _rt.c.retire_at,
+        _rt.c.revoked_at,
+        _rt.c.sealed_response,
+        *_GRANT_COLUMNS,
+    )
+    .join(grants, grants.c.id == _rt.c.grant_id)
+    .outerjoin(users, users.c.id == grants.c.user_id)
+    .where(_rt.c.digest == bindparam("digest"))
+)
+
+_ACCESS_FACTS = Prepared(
+    select(
+        _at.c.id,
+        _at.c.generation,
+        _at.c.scope,
+        _at.c.issued_at,
+        _at.c.expires_at,
+        _at.c.revoked_at,
+        _at.c.refresh_token_id,
+        _at.c.jti,
+        _at.c.audience,
+        _rt.c.retire_at.label("rt_retire_at"),
+        _rt.c.revoked_at.label("rt_revoked_at"),
+        *_GRANT_COLUMNS,
+    )
+    .join(grants, grants.c.id == _at.c.grant_id)
+    .outerjoin(users, users.c.id == grants.c.user_id)
+    .outerjoin(_rt, _rt.c.id == _at.c.refresh_token_id)
+    .where(_at.c.digest == bindparam("digest"))
+)
+
+# The single-successor claim: only one transaction can move `exchanged_at` from NULL.
+_CLAIM_SUCCESSOR = Prepared(
+    update(_rt)
+    .where(
+        _rt.c.id == bindparam("rt_id"),
+        _rt.c.exchanged_at.is_(None),
+        _rt.c.revoked_at.is_(None),
+    )
+    .values(
+        exchanged_at=bindparam("exchanged"),
+        retire_at=bindparam("retire"),
+        sealed_response=bindparam("sealed"),
+    )
+)
+
+_INSERT_REFRESH = Prepared(
+    insert(_rt)
+    .values(
+        digest=bindparam("digest"),
+        grant_id=bindparam("grant_id"),
+        parent_id=bindparam("parent_id"),
+        generation=bindparam("generation"),
+        issued_at=bindparam("issued_at"),
+        expires_at=bindparam("expires_at"),
+    )
+    .returning(_rt.c.id)
+)
+
+_INSERT_ACCESS = Prepared(
+    insert(_at).values(
+        digest=bindparam("digest"),
+        grant_id=bindparam("grant_id"),
+        refresh_token_id=bindparam("refresh_token_id"),
+        generation=bindparam("generation"),
+        scope=bindparam("scope"),
+        issued_at=bindparam("issued_at"),
+        expires_at=bindparam("expires_at"),
+        jti=bindparam("jti"),
+        audience=bindparam("audience"),
+    )
+)
+
+_REVOKE_ACCESS = Prepared(
+    update(_at)
+    .where(_at.c.id == bindparam("at_id"), _at.c.revoked_at.is_(None))
+    .values(revoked_at=bindparam("now"))
+)
+
+
+def _announcement(which: Any) -> Prepared:
+    """Feed events for the access tokens `which` selects that outlive `effective_at`."""
+    dying = select(
+        literal("access_token"),
+        _at.c.grant_id,
+        _at.c.jti,
+        _at.c.digest,
+        bindparam("effective_at", type_=BigInteger),
+        _at.c.expires_at,
+        bindparam("now", type_=BigInteger),
+    ).where(which == bindparam("key"), _at.c.expires_at > bindparam("expiring_after"))
+    return Prepared(
+        insert(revocation_events).from_select(
+            ["kind", "grant_id", "jti", "token_digest", "effective_at", "expires_at", "created_at"],
+            dying,
+        )
+    )
+
+
+_ANNOUNCE_COMPANION = _announcement(_at.c.refresh_token_id)
+_ANNOUNCE_ACCESS = _announcement(_at.c.id)
