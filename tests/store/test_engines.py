@@ -157,7 +157,9 @@ def test_writers_of_two_processes_take_turns_without_losing_a_write(tmp_path: Pa
             async with anyio.create_task_group() as tasks:
                 for i in range(400):
                     tasks.start_soon((first if i % 2 else second).write, increment)
-            return int(await second.read(lambda c: c.exec_driver_sql("SELECT v FROM n").scalar()))
+            return int(
+                await second.read(lambda c: c.exec_driver_sql("SELECT v FROM n").scalar_one())
+            )
         finally:
             await first.close()
             await second.close()
