@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,7 +25,7 @@ RETRY_AFTER_SECONDS = 2
 class SecurityHeaders:
     def __init__(self, app: ASGIApp, *, https: bool) -> None:
         self.app = app
-        self.headers = [
+        headers = [
             ("Content-Security-Policy", CSP),
             ("X-Content-Type-Options", "nosniff"),
             ("X-Frame-Options", "DENY"),
@@ -34,7 +33,9 @@ class SecurityHeaders:
             ("Cross-Origin-Opener-Policy", "same-origin"),
         ]
         if https:
-            self.headers.append(("Strict-Transport-Security", "max-age=31536000"))
+            headers.append(("Strict-Transport-Security", "max-age=31536000"))
+        # Encoded once: every response of the server gets them.
+        self.headers = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,9 +44,12 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self.headers:
-                    headers.setdefault(name, value)
+                # A header the endpoint set itself wins (a page with a stricter policy).
+                present = {name.lower() for name, _ in message.get("headers", ())}
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    *(h for h in self.headers if h[0] not in present),
+                ]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -21,13 +21,18 @@ COOKIE = "baton_session"
 MAX_AGE = 8 * 3600
 
 
+# Endpoints for machines, authenticated on every request: a browser session means nothing there,
+# so they skip the cookie parsing and the response hook (they are the hot paths).
+SESSIONLESS = frozenset({"/token", "/introspect", "/revoke", "/revocations", "/revocations/stream"})
+
+
 class SessionMiddleware:
     def __init__(self, app: ASGIApp, *, secure: bool) -> None:
         self.app = app
         self.secure = secure
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in SESSIONLESS:
             await self.app(scope, receive, send)
             return
         signer: TimestampSigner = scope["app"].state.session_signer

@@ -190,11 +190,21 @@ class SQLiteRunner:
             job.settle(result, None)
 
     async def read(self, work: Callable[[Connection], T]) -> T:
+        """Runs `work` on the reading connection, in autocommit mode until it executes through
+        SQLAlchemy: a prepared point query (`baton.store.prepared`) is then one implicit read
+        transaction with no BEGIN or COMMIT around it, and a Core statement begins a deferred
+        transaction that ends here, so several such statements share one snapshot."""
         with self._reading:
-            if self._reader is None or self._reader.invalidated or self._reader.closed:
-                self._reader = self.engine.execution_options(baton_read_only=True).connect()
-            with self._reader.begin():
-                return work(self._reader)
+            reader = self._reader
+            if reader is None or reader.invalidated or reader.closed:
+                reader = self._reader = self.engine.execution_options(
+                    baton_read_only=True
+                ).connect()
+            try:
+                return work(reader)
+            finally:
+                if reader.in_transaction():
+                    reader.rollback()
 
     async def wait_for_feed(self, timeout: float) -> None:
         await anyio.sleep(min(timeout, SQLITE_FEED_POLL))
