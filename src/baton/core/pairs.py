@@ -37,6 +37,11 @@ class OpaqueAccessTokens:
     def issue(self, claims: AccessClaims) -> str:
         return mint(TokenKind.ACCESS).plaintext
 
+    def premint(self) -> Minted:
+        """The token before its claims are known: an opaque token does not depend on them, so
+        it is made before the transaction rather than inside it."""
+        return mint(TokenKind.ACCESS)
+
 
 OPAQUE = OpaqueAccessTokens()
 
@@ -51,6 +56,8 @@ class MintedPair:
     audience: str | None = None
     # When the new tokens' lifetimes start (`Clock.ceiling()`); None: the transaction's `now`.
     lifetimes_from: int | None = None
+    # An opaque access token, made in advance (see `OpaqueAccessTokens.premint`).
+    access: Minted | None = None
 
     @classmethod
     def new(
@@ -61,7 +68,8 @@ class MintedPair:
         lifetimes_from: int | None = None,
     ) -> MintedPair:
         refresh = mint(TokenKind.REFRESH) if with_refresh else None
-        return cls(refresh, access_format, audience, lifetimes_from)
+        access = access_format.premint() if isinstance(access_format, OpaqueAccessTokens) else None
+        return cls(refresh, access_format, audience, lifetimes_from, access)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +107,11 @@ def plan_pair(
         subject=grant.subject,
         audience=pair.audience,
     )
-    access_token = pair.access_format.issue(claims)
+    if pair.access is not None:
+        access_token, access_digest = pair.access.plaintext, pair.access.digest
+    else:
+        access_token = pair.access_format.issue(claims)
+        access_digest = digest(access_token)
     issued = IssuedPair(
         access_token=access_token,
         refresh_token=pair.refresh.plaintext if pair.refresh else None,
@@ -109,7 +121,7 @@ def plan_pair(
         grant_id=grant.id,
         generation=generation,
     )
-    return PlannedPair(issued, digest(access_token), claims.jti, pair.audience, now)
+    return PlannedPair(issued, access_digest, claims.jti, pair.audience, now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ salt and the AES-GCM associated data, binding a seal to the row it was stored on
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -26,8 +27,19 @@ def _key(token: str, token_digest: bytes) -> bytes:
 
 
 def seal(token: str, token_digest: bytes, payload: bytes) -> bytes:
-    nonce = os.urandom(_NONCE_LEN)
-    return nonce + AESGCM(_key(token, token_digest)).encrypt(nonce, payload, token_digest)
+    return sealer(token, token_digest)(payload)
+
+
+def sealer(token: str, token_digest: bytes) -> Callable[[bytes], bytes]:
+    """`seal` in two steps: the key derivation now, the encryption when the payload is known
+    (inside the rotation's transaction, which should hold its lock as briefly as possible)."""
+    aead = AESGCM(_key(token, token_digest))
+
+    def seal_payload(payload: bytes) -> bytes:
+        nonce = os.urandom(_NONCE_LEN)
+        return nonce + aead.encrypt(nonce, payload, token_digest)
+
+    return seal_payload
 
 
 def open_seal(token: str, token_digest: bytes, sealed: bytes) -> bytes | None:

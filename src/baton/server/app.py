@@ -162,6 +162,11 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         await store.close()
 
     routes = [
+        # The machine endpoints first: the router tries routes in order, and these take nearly
+        # all the traffic.
+        Route("/token", token_endpoint, methods=["POST"]),
+        Route("/introspect", introspection_endpoint, methods=["POST"]),
+        Route("/revoke", revocation_endpoint, methods=["POST"]),
         Route("/", authorize.home),
         Route("/.well-known/oauth-authorization-server", metadata_endpoint),
         Route("/jwks.json", jwks_endpoint),
@@ -172,9 +177,6 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         Route("/login", authorize.login_post, methods=["POST"]),
         Route("/logout", authorize.logout_get, methods=["GET"]),
         Route("/logout", authorize.logout_post, methods=["POST"]),
-        Route("/token", token_endpoint, methods=["POST"]),
-        Route("/revoke", revocation_endpoint, methods=["POST"]),
-        Route("/introspect", introspection_endpoint, methods=["POST"]),
         Route("/revocations", revocations_page, methods=["GET"]),
         Route("/revocations/stream", revocations_stream, methods=["GET"]),
         Route("/static/baton.css", stylesheet),

@@ -13,7 +13,7 @@ from baton.core.policy import RetryPolicy
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
-from baton.core.seal import open_seal, seal
+from baton.core.seal import open_seal, sealer
 from baton.core.tokens import TokenKind, digest, kind_of
 from baton.server.clientauth import authenticate
 from baton.server.context import Baton, baton, source_address
@@ -97,11 +97,12 @@ async def _refresh_token(request: Request, app: Baton, client: Client, form: For
     if kind_of(presented) is not TokenKind.REFRESH:
         raise invalid_grant(rules.Reason.UNKNOWN.value)
     presented_digest = digest(presented)
-    sealer = None
+    seal_pair = None
     if app.settings.policy.retry is RetryPolicy.REPLAY:
+        seal_payload = sealer(presented, presented_digest)
 
-        def sealer(pair: IssuedPair) -> bytes:
-            return seal(presented, presented_digest, pair.seal_payload())
+        def seal_pair(pair: IssuedPair) -> bytes:
+            return seal_payload(pair.seal_payload())
 
     ask = ExchangeAsk(
         digest=presented_digest,
@@ -110,7 +111,7 @@ async def _refresh_token(request: Request, app: Baton, client: Client, form: For
         now=app.clock.now(),
         source_address=source_address(request),
         child=_new_pair(app, form),
-        seal=sealer,
+        seal=seal_pair,
     )
     result = await app.store.exchange(ask)
     if isinstance(result, Issued):

@@ -13,10 +13,12 @@ dialect (`baton.store.sql`). The runner decides how it is driven:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -127,27 +129,29 @@ class SQLiteRunner:
             target=self._write_loop, name="baton-sqlite-writer", daemon=True
         )
         self._writer.start()
+        # Checkpoints (copying the WAL back into the database, with an fsync of each) run on a
+        # thread of their own rather than inside whichever commit crosses SQLite's threshold,
+        # where they stalled every request of that batch.
+        self._wrote = threading.Event()
+        self._closing = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if url.database not in (None, "", ":memory:"):
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="baton-sqlite-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
 
     async def write(self, work: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-
-        def settle(result: Any, error: BaseException | None) -> None:
-            if not future.done():
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(result)
-
-        def settle_from_writer(result: Any, error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(settle, result, error)
-
-        self._jobs.put(_WriteJob(work, settle_from_writer))
+        self._jobs.put(_WriteJob(work, loop, future))
         result: T = await future
         return result
 
     def _write_loop(self) -> None:
         conn = self.engine.connect()
+        if self._turns.is_file:
+            _driver(conn).execute("PRAGMA wal_autocheckpoint=0")
         try:
             while True:
                 first = self._jobs.get()
@@ -165,29 +169,29 @@ class SQLiteRunner:
                         break
                     batch.append(job)
                 with self._turns:
-                    self._run_batch(conn, batch)
+                    outcomes = self._run_batch(conn, batch)
+                _settle(batch, outcomes)
+                self._wrote.set()
                 if stop:
                     return
         finally:
             conn.close()
 
-    def _run_batch(self, conn: Connection, batch: list[_WriteJob]) -> None:
+    def _run_batch(
+        self, conn: Connection, batch: list[_WriteJob]
+    ) -> list[tuple[Any, BaseException | None]]:
         try:
             with conn.begin():
                 results = [job.work(conn) for job in batch]
         except Exception as exc:
             if len(batch) == 1:
-                batch[0].settle(None, exc)
-                return
+                return [(None, exc)]
             # A job failed (or the commit did): the whole batch was rolled back, so run each
             # job again in a transaction of its own and only the failing one fails. Jobs are
             # functions of the connection alone, so running one again after a rollback is safe;
             # failures are rare enough that this costs less than a savepoint around every job.
-            for job in batch:
-                self._run_batch(conn, [job])
-            return
-        for job, result in zip(batch, results, strict=True):
-            job.settle(result, None)
+            return [self._run_batch(conn, [job])[0] for job in batch]
+        return [(result, None) for result in results]
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Runs `work` on the reading connection, in autocommit mode until it executes through
@@ -209,9 +213,30 @@ class SQLiteRunner:
     async def wait_for_feed(self, timeout: float) -> None:
         await anyio.sleep(min(timeout, SQLITE_FEED_POLL))
 
+    def _checkpoint_loop(self) -> None:
+        conn = self.engine.connect()
+        try:
+            while not self._closing.is_set():
+                if not self._wrote.wait(CHECKPOINT_IDLE):
+                    continue
+                self._wrote.clear()
+                try:
+                    # PASSIVE never waits for readers or writers (nor calls the busy handler):
+                    # it copies what it can now and leaves the rest for the next round.
+                    _driver(conn).execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+                except sqlite3.Error as exc:
+                    log.warning("WAL checkpoint failed (%s); will retry", exc)
+                self._closing.wait(CHECKPOINT_SPACING)
+        finally:
+            conn.close()
+
     async def close(self) -> None:
         self._jobs.put(None)
         await anyio.to_thread.run_sync(self._writer.join)
+        self._closing.set()
+        self._wrote.set()
+        if self._checkpointer is not None:
+            await anyio.to_thread.run_sync(self._checkpointer.join)
         with self._reading:
             if self._reader is not None:
                 self._reader.close()
@@ -221,6 +246,9 @@ class SQLiteRunner:
 
 
 GROUP_COMMIT_MAX = 64  # write transactions one SQLite commit may hold
+CHECKPOINT_SPACING = 0.1  # seconds between two checkpoints, at most
+CHECKPOINT_IDLE = 1.0  # seconds the checkpointer sleeps when nothing was written
+MMAP_BYTES = 256 * 1024 * 1024  # address space, not memory: the kernel pages it in and out
 
 
 @dataclass(frozen=True)
@@ -246,7 +274,8 @@ class _WriterTurns:
 
     def __init__(self, database: str | None) -> None:
         self._fd: int | None = None
-        if database not in (None, "", ":memory:"):
+        self.is_file = database not in (None, "", ":memory:")
+        if self.is_file:
             self._fd = os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
 
     def __enter__(self) -> None:
@@ -263,10 +292,39 @@ class _WriterTurns:
             self._fd = None
 
 
+def _driver(conn: Connection) -> sqlite3.Connection:
+    """The stdlib connection under `conn`, for statements outside any transaction."""
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
+
+
 @dataclass(frozen=True)
 class _WriteJob:
     work: Callable[[Connection], Any]
-    settle: Callable[[Any, BaseException | None], None]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+def _settle(batch: list[_WriteJob], outcomes: list[tuple[Any, BaseException | None]]) -> None:
+    """Hands the outcomes to their event loops: one wake-up per loop for the whole batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
+    for job, (result, error) in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(job.loop, []).append((job.future, result, error))
+    for loop, settled in by_loop.items():
+        # RuntimeError: that loop has closed, so nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve, settled)
+
+
+def _resolve(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in settled:
+        if future.done():  # the waiter was cancelled
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 def _sqlite_engine(url: URL, synchronous: str = "full") -> Engine:
@@ -286,6 +344,9 @@ def _sqlite_engine(url: URL, synchronous: str = "full") -> Engine:
         # crash. See SQLiteSettings for what the other modes give up.
         cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Pages read through a memory map rather than a read() call each: every write of another
+        # connection empties a connection's page cache, so the hot pages are read again often.
+        cursor.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
