@@ -7,6 +7,7 @@ refused with a 4xx that says why, before any of it reaches a rule.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from baton.server.errors import OAuthError, invalid_request
 
 FORM_TYPE = "application/x-www-form-urlencoded"
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 class Form:
@@ -47,7 +49,7 @@ def parse_pairs(raw: bytes | str) -> list[tuple[str, str]]:
     except (UnicodeDecodeError, ValueError):
         raise invalid_request("the body is not valid UTF-8 form encoding") from None
     for name, value in pairs:
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name + value):
+        if _CONTROL.search(name) or _CONTROL.search(value):
             raise invalid_request(f"parameter {name[:40]!r} contains control characters")
     return pairs
 
