@@ -11,6 +11,7 @@ import os
 from starlette.applications import Starlette
 
 from baton.config import ServeConfig
+from baton.server import onewrite
 from baton.server.app import create_app
 from baton.store.sql import SQLStore
 
@@ -18,6 +19,7 @@ CONFIG_VARIABLE = "BATON_SERVE_CONFIG"
 
 
 def create() -> Starlette:
+    onewrite.install()
     config = ServeConfig.from_json(os.environ[CONFIG_VARIABLE])
     store = SQLStore.open(config.db, config.settings.policy, config.pool, config.sqlite)
     app = create_app(config.settings, store)

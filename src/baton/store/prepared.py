@@ -54,8 +54,16 @@ class Prepared:
         """Executes in `conn`'s transaction; returns the DBAPI cursor (rows, rowcount)."""
         sql, order, fixed = self._for(conn.dialect)
         values: Mapping[str, Any] = {**fixed, **params} if fixed else params
+        args = tuple(values[name] for name in order)
         cursor = conn.connection.cursor()
-        cursor.execute(sql, tuple(values[name] for name in order))
+        try:
+            cursor.execute(sql, args)
+        except Exception as exc:
+            # What SQLAlchemy does for its own statements: wrap the driver's error in a
+            # `DBAPIError`, and invalidate the connection (and the pool's older ones) when it
+            # means the database went away, so the next transaction gets a fresh connection and
+            # the request a 503 rather than a 500.
+            conn._handle_dbapi_exception(exc, sql, args, cursor, None)
         return cursor
 
     def one(self, conn: Connection, **params: Any) -> dict[str, Any] | None:

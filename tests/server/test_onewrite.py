@@ -1,0 +1,139 @@
+"""One write per response (`baton.server.onewrite`): joined, never reordered, never held back."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from uvicorn.protocols.http import httptools_impl
+
+from baton.server import onewrite
+from baton.server.onewrite import CoalescingTransport
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def test_head_and_body_go_out_in_one_write() -> None:
+    async def run() -> list[bytes]:
+        fake = FakeTransport()
+        transport = CoalescingTransport(fake)  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        transport.write(b"{}")
+        await asyncio.sleep(0)
+        return fake.writes
+
+    assert asyncio.run(run()) == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+
+
+def test_a_head_without_a_body_write_goes_out_at_the_end_of_the_turn() -> None:
+    async def run() -> tuple[list[bytes], list[bytes]]:
+        fake = FakeTransport()
+        transport = CoalescingTransport(fake)  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        before = list(fake.writes)
+        await asyncio.sleep(0)  # the next turn of the loop
+        return before, fake.writes
+
+    before, after = asyncio.run(run())
+    assert before == []
+    assert after == [b"HTTP/1.1 204 No Content\r\n\r\n"]
+
+
+def test_close_sends_what_is_held_first_and_other_calls_pass_through() -> None:
+    async def run() -> FakeTransport:
+        fake = FakeTransport()
+        transport = CoalescingTransport(fake)  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        transport.close()
+        assert transport.is_closing()
+        return fake
+
+    fake = asyncio.run(run())
+    assert fake.writes == [b"HTTP/1.1 200 OK\r\n\r\n"] and fake.closed
+
+
+async def _json(_request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+async def _stream(_request: Request) -> Response:
+    async def events() -> AsyncIterator[bytes]:
+        yield b"data: first\n\n"
+        await asyncio.sleep(0.3)
+        yield b"data: second\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@pytest.fixture
+def server() -> Iterator[int]:
+    onewrite.install()
+    assert httptools_impl.RequestResponseCycle is onewrite._Cycle
+    app = Starlette(
+        routes=[Route("/json", _json, methods=["GET", "HEAD"]), Route("/stream", _stream)]
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, http="httptools", log_level="warning", lifespan="off")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not instance.started:
+        time.sleep(0.01)
+    yield port
+    instance.should_exit = True
+    thread.join(5)
+
+
+def _exchange(port: int, request: bytes, until: bytes, times: int = 1) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as conn:
+        conn.sendall(request)
+        received = b""
+        while received.count(until) < times:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+def test_a_real_server_answers_whole_responses_in_order(server: int) -> None:
+    two = b"GET /json HTTP/1.1\r\nhost: x\r\n\r\n" * 2  # pipelined
+    received = _exchange(server, two, b'{"ok":true}', times=2)
+    first, _, second = received.partition(b'{"ok":true}')
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 11" in first
+    assert second.startswith(b"HTTP/1.1 200 OK\r\n") and second.endswith(b'{"ok":true}')
+
+    head = _exchange(server, b"HEAD /json HTTP/1.1\r\nhost: x\r\n\r\n", b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and head.endswith(b"\r\n\r\n")
+
+
+def test_a_streamed_response_is_not_held_back(server: int) -> None:
+    started = time.perf_counter()
+    first = _exchange(server, b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n", b"data: first")
+    assert b"text/event-stream" in first and b"data: first" in first
+    assert b"data: second" not in first  # arrived before the stream's second event
+    assert time.perf_counter() - started < 0.25
