@@ -307,7 +307,7 @@ def build(
             family.append(mark)
         else:
             bars[owner] = replace(bars[owner], marks=(*bars[owner].marks, mark))
-    if grant.revoked_at is not None:
+    if grant.revoked_at is not None and not any(m.at == grant.revoked_at for m in family):
         family.append(Mark(Kind.REVOKED, grant.revoked_at, None, _grant_revoked_cause(grant)))
 
     start = min([grant.created_at, *(bar.start for bar in bars)])

@@ -155,17 +155,16 @@ class AdminStore:
                 ).mappings()
             )
             ids = [row["id"] for row in rows]
-            live: dict[str, int] = dict(
-                conn.execute(
-                    select(grants.c.client_id, func.count())
-                    .where(
-                        grants.c.client_id.in_(ids),
-                        grants.c.revoked_at.is_(None),
-                        grants.c.expires_at > now,
-                    )
-                    .group_by(grants.c.client_id)
-                ).tuples()
+            counted = conn.execute(
+                select(grants.c.client_id, func.count())
+                .where(
+                    grants.c.client_id.in_(ids),
+                    grants.c.revoked_at.is_(None),
+                    grants.c.expires_at > now,
+                )
+                .group_by(grants.c.client_id)
             )
+            live = {str(client_id): int(n) for client_id, n in counted}
             return [
                 ClientRow(
                     id=row["id"],
