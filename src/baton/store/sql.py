@@ -495,7 +495,9 @@ def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeRes
             token.generation,
             ask.now,
             ask.source_address,
-            f"{decision.__class__.__name__.lower()} inside the leeway ending at {token.retire_at}",
+            "the same pair sent again (replay)"
+            if isinstance(decision, rules.Replay)
+            else "a sibling pair issued (fork)",
         )
     if isinstance(decision, rules.Replay):
         return Replayed(decision.sealed_response)
