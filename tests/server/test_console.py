@@ -64,6 +64,8 @@ def admin(http: TestClient, store: SQLStore, client: RegisteredClient) -> TestCl
 
 
 def test_only_admins_enter(http: TestClient, store: SQLStore, client: RegisteredClient) -> None:
+    anonymous = http.post(f"/admin/clients/{client.id}/disable", data={"csrf": "x"})
+    assert anonymous.headers["location"] == "/login?next=%2Fadmin%2F"
     # alice (from the `client` fixture) is no admin.
     page = http.get("/admin/clients")
     signed = sign_in(http, page.headers["location"], "alice")
@@ -72,6 +74,12 @@ def test_only_admins_enter(http: TestClient, store: SQLStore, client: Registered
     assert refused.status_code == 403
     assert "not an administrator" in refused.text
     assert "cl_" not in refused.text
+    csrf = csrf_of(http.get("/logout").text)
+    posted = http.post(f"/admin/clients/{client.id}/disable", data={"csrf": csrf})
+    assert posted.status_code == 403
+    still = http.post("/token", data={"grant_type": "client_credentials"}, auth=client.basic)
+    assert still.status_code == 200  # not disabled
+    assert audit_rows(store) == []
     # `next` never leads off the server.
     assert http.get("/login?next=//evil.example/admin").text.count("evil") == 0
 

@@ -81,6 +81,8 @@ async def _signed_in_admin(request: Request) -> User | Response:
     user = await baton(request).store.get_user_by_id(uid) if isinstance(uid, int) else None
     if user is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if request.method != "GET":  # a form posted after the session ended: start over
+            target = "/admin/"
         return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
     if not user.is_admin:
         return _page(request, "admin/forbidden.html", {"user": user}, status=403)
