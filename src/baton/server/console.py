@@ -31,13 +31,14 @@ from baton.server.context import Baton, baton, source_address
 from baton.server.errors import OAuthError
 from baton.server.forms import Form, read_form
 from baton.server.sessions import csrf_ok, csrf_token
-from baton.server.timeline_svg import duration, render, when
+from baton.server.timeline_svg import duration, minute, render, when
 from baton.store.admin import Actor, AdminStore, GrantQuery, GrantStatus
 from baton.store.base import Client, User
 
 _HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
 templates.env.filters["when"] = lambda t: when(t) if t is not None else "—"
+templates.env.filters["minute"] = lambda t: minute(t) if t is not None else "—"
 templates.env.filters["duration"] = duration
 _STYLESHEET = (_HERE / "static" / "admin.css").read_text()
 _NO_STORE = {"Cache-Control": "no-store"}

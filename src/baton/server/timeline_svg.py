@@ -41,6 +41,11 @@ def when(instant: int) -> str:
     return datetime.fromtimestamp(instant, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def minute(instant: int) -> str:
+    """A time for a table cell, to the minute (the cell's title has the second)."""
+    return datetime.fromtimestamp(instant, UTC).strftime("%Y-%m-%d %H:%M")
+
+
 def duration(seconds: int) -> str:
     if seconds < 120:
         return f"{seconds} s"
