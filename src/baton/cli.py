@@ -668,7 +668,10 @@ def demo(host: str, port: int, exit_after: bool) -> None:
         import httpx  # noqa: F401
     except ImportError:
         fail("baton demo needs httpx: pip install 'baton[client]'")
-    story.run(Console(), host=host, port=port, wait=not exit_after)
+    try:
+        story.run(Console(), host=host, port=port, wait=not exit_after)
+    except OSError as exc:
+        fail(f"cannot serve the demo on {host}:{port}: {exc}")
 
 
 def _now() -> int:

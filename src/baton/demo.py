@@ -33,6 +33,7 @@ import anyio
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from starlette.applications import Starlette
 
 from baton.config import Settings
 from baton.core import timeline
@@ -92,6 +93,8 @@ def run(console: Console, *, host: str = "127.0.0.1", port: int = 0, wait: bool 
 @contextlib.contextmanager
 def story(console: Console, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[Demo]:
     """The server, with the story told, for as long as the block runs."""
+    sock = _bind(host, port)  # first: a port in use fails before anything is set up
+    base_url = f"http://{host}:{sock.getsockname()[1]}"
     with tempfile.TemporaryDirectory(prefix="baton-demo-") as tmp:
         db = f"sqlite:///{Path(tmp) / 'demo.db'}"
         clock = ShiftedClock(-STORY - MINUTE)
@@ -100,8 +103,8 @@ def story(console: Console, *, host: str = "127.0.0.1", port: int = 0) -> Iterat
         admin_password = secrets.token_urlsafe(12)
         alice_password = secrets.token_urlsafe(12)
         client, client_secret = _setup(store, admin_password, alice_password, clock)
-        app = create_app(Settings(issuer=f"http://{host}"), store, clock)
-        with _serving(app, host, port) as base_url:
+        app = create_app(Settings(issuer=base_url), store, clock)
+        with _serving(app, sock):
             console.print(
                 f"[bold]Baton demo[/] on {base_url} (temporary database; the server's clock is "
                 f"shifted {STORY // MINUTE} minutes back and moved by the script)\n"
@@ -136,26 +139,31 @@ def _setup(
     return client, secret.plaintext
 
 
-@contextlib.contextmanager
-def _serving(app: Any, host: str, port: int) -> Iterator[str]:
-    """uvicorn in a thread on a socket bound here (port 0: a free one)."""
-    import uvicorn
-
+def _bind(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before the app is made (port 0: a free one), so the issuer
+    names the real port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    bound = sock.getsockname()[1]
+    return sock
+
+
+@contextlib.contextmanager
+def _serving(app: Starlette, sock: socket.socket) -> Iterator[None]:
+    """uvicorn in a thread of its own, on `sock`, for as long as the block runs."""
+    import uvicorn
+
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the demo server did not start")
-        time.sleep(0.02)
     try:
-        yield f"http://{host}:{bound}"
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the demo server did not start")
+            time.sleep(0.02)
+        yield
     finally:
         server.should_exit = True
         thread.join(timeout=20)

@@ -137,6 +137,8 @@ def test_under_strict_the_old_pair_dies_at_the_exchange() -> None:
     first = timeline.bars[0]
     assert first.refresh is not None and first.access is not None
     assert first.refresh.end == first.access.end == T0 + 100
+    assert first.refresh.cause == "exchanged (no leeway)"
+    assert first.access.cause == "its refresh token's leeway ended"
     assert first.leeway is None
 
 

@@ -269,3 +269,14 @@ def test_grants_are_paged_without_gaps_or_repeats(
     assert len(seen) == len(set(seen)) == 5
     other = register_client(store)
     assert anyio.run(admin.grants, GrantQuery(client_id=other.id), clock.now()).rows == []
+
+
+def test_clients_are_paged(admin: TestClient, store: SQLStore) -> None:
+    for n in range(50):  # with the fixture's client: 51
+        register_client(store, name=f"client {n}")
+    first = admin.get("/admin/clients").text
+    assert first.count('<tr class="disabled">') + first.count("<tr>\n    <td><a") == 50
+    assert 'href="/admin/clients?page=1"' in first
+    second = admin.get("/admin/clients", params={"page": "1"}).text
+    assert second.count("<tr>\n    <td><a") == 1
+    assert "page=2" not in second

@@ -203,8 +203,8 @@ def refresh_span(grant: GrantFacts, token: RefreshRecord, retry: RetryPolicy) ->
     causes: list[tuple[int | None, str]] = [
         (grant.revoked_at, _grant_revoked_cause(grant)),
         (token.revoked_at, "revoked"),
-        (token.retire_at, "leeway ended after the exchange"),
         (token.exchanged_at, "exchanged (no leeway)"),
+        (token.retire_at, "leeway ended after the exchange"),
         (grant.expires_at, "grant reached its absolute lifetime"),
         (token.expires_at, "expired (idle lifetime)"),
     ]

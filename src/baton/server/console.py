@@ -9,7 +9,7 @@ shows a token or a secret, except a client secret once, on the page that created
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import quote, urlencode
@@ -32,9 +32,10 @@ from baton.server.errors import OAuthError
 from baton.server.forms import Form, read_form
 from baton.server.sessions import csrf_ok, csrf_token
 from baton.server.timeline_svg import duration, minute, render, when
-from baton.store.admin import Actor, AdminStore, GrantQuery, GrantStatus
+from baton.store.admin import PAGE, Actor, AdminStore, GrantQuery, GrantStatus
 from baton.store.base import Client, User
 
+log = logging.getLogger("baton.admin")
 _HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
 templates.env.filters["when"] = lambda t: when(t) if t is not None else "—"
@@ -64,7 +65,7 @@ async def record_lockout(request: Request, username: str, seconds: float) -> Non
     found: AdminStore | None = getattr(request.app.state, "admin_store", None)
     if found is None:
         return
-    with contextlib.suppress(Exception):
+    try:
         await found.record_security_event(
             "login_lockout",
             baton(request).clock.now(),
@@ -72,6 +73,8 @@ async def record_lockout(request: Request, username: str, seconds: float) -> Non
             source_address=source_address(request),
             detail=f"sign-in closed for {int(seconds) + 1} s after repeated failures",
         )
+    except Exception:
+        log.exception("could not record a sign-in lockout as a security event")
 
 
 # -- who may enter -----------------------------------------------------------------------------
@@ -243,10 +246,11 @@ async def clients_page(request: Request) -> Response:
 
 async def _clients(request: Request, user: User, error: str | None, status: int) -> Response:
     now = baton(request).clock.now()
-    rows = await _admin_store(request).clients(now)
-    return _page(
-        request, "admin/clients.html", {"user": user, "rows": rows, "error": error}, status=status
-    )
+    page = max(_int(request.query_params.get("page")) or 0, 0)
+    rows = await _admin_store(request).clients(now, offset=page * PAGE, limit=PAGE + 1)
+    next_url = f"/admin/clients?page={page + 1}" if len(rows) > PAGE else None
+    context = {"user": user, "rows": rows[:PAGE], "error": error, "next_url": next_url}
+    return _page(request, "admin/clients.html", context, status=status)
 
 
 async def create_client(request: Request) -> Response:
