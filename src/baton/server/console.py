@@ -245,9 +245,8 @@ async def clients_page(request: Request) -> Response:
 
 
 async def _clients(request: Request, user: User, error: str | None, status: int) -> Response:
-    now = baton(request).clock.now()
     page = max(_int(request.query_params.get("page")) or 0, 0)
-    rows = await _admin_store(request).clients(now, offset=page * PAGE, limit=PAGE + 1)
+    rows = await _admin_store(request).clients(offset=page * PAGE, limit=PAGE + 1)
     next_url = f"/admin/clients?page={page + 1}" if len(rows) > PAGE else None
     context = {"user": user, "rows": rows[:PAGE], "error": error, "next_url": next_url}
     return _page(request, "admin/clients.html", context, status=status)
