@@ -280,3 +280,15 @@ def test_clients_are_paged(admin: TestClient, store: SQLStore) -> None:
     second = admin.get("/admin/clients", params={"page": "1"}).text
     assert second.count("<tr>\n    <td><a") == 1
     assert "page=2" not in second
+
+
+def test_a_client_credentials_grant_is_drawn_as_its_access_token_alone(
+    admin: TestClient, client: RegisteredClient
+) -> None:
+    issued = admin.post("/token", data={"grant_type": "client_credentials"}, auth=client.basic)
+    assert issued.status_code == 200
+    listing = admin.get("/admin/grants", params={"client": client.id}).text
+    (grant_id,) = set(re.findall(r"grt_[0-9A-Za-z_-]+", listing))
+    page = admin.get(f"/admin/grants/{grant_id}").text
+    assert page.count('class="bar-access"') == 1 and 'class="bar-refresh"' not in page
+    assert "— (client credentials)" in page
