@@ -6,8 +6,8 @@ then a stolen, long-exchanged refresh token is replayed: reuse detection revokes
 The timeline is printed in the terminal, and the admin console stays open to look at it.
 
 The server's clock is the system clock shifted into the past: the script moves it forward in
-steps of minutes, so eighty minutes of traffic take a few seconds, under the default lifetimes and
-leeway, and the story ends at about the real present.
+steps of minutes, so eighty minutes of traffic take a few seconds, under the default lifetimes
+and leeway, and the story ends at about the real present.
 """
 
 from __future__ import annotations
