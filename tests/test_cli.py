@@ -289,6 +289,28 @@ def test_user_create_with_password_option_and_json(db: str) -> None:
     assert payload["username"] == "bob" and isinstance(payload["id"], int)
 
 
+def test_user_create_admin_may_enter_the_console(db: str) -> None:
+    payload = one_json_object(
+        ok(
+            "user",
+            "create",
+            "--db",
+            db,
+            "--username",
+            "root",
+            "--password",
+            "pw",
+            "--admin",
+            "--json",
+        )
+    )
+    assert payload["admin"] is True
+    assert _sql(db, "SELECT is_admin FROM users WHERE username = 'root'") == [(1,)]
+    plain = ok("user", "create", "--db", db, "--username", "bob", "--password", "pw")
+    assert plain.stdout == "created user bob\n"
+    assert _sql(db, "SELECT is_admin FROM users WHERE username = 'bob'") == [(0,)]
+
+
 def test_duplicate_user_exits_1(db: str) -> None:
     create_user(db, "alice")
     result = baton(

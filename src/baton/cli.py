@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
-from urllib.parse import urlsplit
 
 import anyio
 import click
@@ -20,6 +19,7 @@ import click
 from baton.config import ServeConfig, Settings
 from baton.core.keys import ALGORITHMS, KeyEncryptionError, generate, key_encryption_key, unseal
 from baton.core.policy import DAY, Lifetimes, Policy, RetryPolicy
+from baton.core.redirects import redirect_uri_problem
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
@@ -413,18 +413,9 @@ def client() -> None:
 
 
 def check_redirect_uri(uri: str) -> str:
-    """Absolute, no fragment (RFC 6749 §3.1.2); plain http only for loopback (RFC 8252 §7.3)."""
-    try:
-        parts = urlsplit(uri)
-        hostname = parts.hostname
-    except ValueError as exc:
-        fail(f"redirect URI {uri!r} is not a valid URI: {exc}")
-    if not parts.scheme or parts.fragment or "#" in uri:
-        fail(f"redirect URI {uri!r} must be absolute and have no fragment")
-    if parts.scheme == "http" and hostname not in ("127.0.0.1", "localhost", "::1"):
-        fail(f"redirect URI {uri!r} must use https (plain http is allowed for loopback only)")
-    if parts.scheme in ("http", "https") and not hostname:
-        fail(f"redirect URI {uri!r} has no host")
+    problem = redirect_uri_problem(uri)
+    if problem is not None:
+        fail(problem)
     return uri
 
 
@@ -493,11 +484,12 @@ def user() -> None:
 @click.option("--username", required=True)
 @click.option("--password", help="The password (prefer --password-stdin: argv is visible).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--admin", is_flag=True, help="May sign in to the admin console at /admin.")
 @click.option("--json", "as_json", is_flag=True)
 def user_create(
-    db: str, username: str, password: str | None, password_stdin: bool, as_json: bool
+    db: str, username: str, password: str | None, password_stdin: bool, admin: bool, as_json: bool
 ) -> None:
-    """Create a user."""
+    """Create a user (with --admin, one who may use the admin console)."""
     if (password is None) == (not password_stdin):
         fail("give exactly one of --password and --password-stdin")
     if password_stdin:
@@ -507,10 +499,13 @@ def user_create(
         fail("the password must not be empty")
     hashed = hash_password(password)
     try:
-        created = run_with_store(db, lambda store: store.create_user(username, hashed, _now()))
+        created = run_with_store(
+            db, lambda store: store.create_user(username, hashed, _now(), admin=admin)
+        )
     except UserExists:
         fail(f"user {username!r} already exists")
-    emit(as_json, {"id": created.id, "username": username}, f"created user {username}")
+    payload = {"id": created.id, "username": username, "admin": admin}
+    emit(as_json, payload, f"created {'admin ' if admin else ''}user {username}")
 
 
 # -- grants --------------------------------------------------------------------------------------
@@ -671,6 +666,33 @@ def keys_list(db: str, as_json: bool) -> None:
         for r in rows
     ]
     emit(as_json, {"keys": rows}, "\n".join(lines))
+
+
+# -- demo ----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=0, show_default=True, type=int, help="0: a free port.")
+@click.option(
+    "--exit", "exit_after", is_flag=True, help="Stop once the story is told (for scripts)."
+)
+def demo(host: str, port: int, exit_after: bool) -> None:
+    """Tell a grant's story on a throwaway server: login, rotations, a lost response recovered
+    in the leeway, a replay that revokes the family; print its timeline and keep the admin
+    console open."""
+    from rich.console import Console
+
+    from baton import demo as story
+
+    try:
+        import httpx  # noqa: F401
+    except ImportError:
+        fail("baton demo needs httpx: pip install 'baton[client]'")
+    try:
+        story.run(Console(), host=host, port=port, wait=not exit_after)
+    except OSError as exc:
+        fail(f"cannot serve the demo on {host}:{port}: {exc}")
 
 
 def _now() -> int:

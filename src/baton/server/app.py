@@ -16,14 +16,14 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton.config import Settings
 from baton.core.clock import Clock, SystemClock
 from baton.core.keys import JwtAccessTokens, key_encryption_key
 from baton.core.pairs import OPAQUE, AccessTokenFormat
-from baton.server import authorize
+from baton.server import authorize, console
 from baton.server.context import Baton
 from baton.server.errors import OAuthError, oauth_error_handler
 from baton.server.feed import revocations_page, revocations_stream
@@ -180,6 +180,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         Route("/revocations", revocations_page, methods=["GET"]),
         Route("/revocations/stream", revocations_stream, methods=["GET"]),
         Route("/static/baton.css", stylesheet),
+        Mount("/admin", routes=console.routes),
     ]
     app = Starlette(
         routes=routes,
@@ -196,6 +197,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         lifespan=lifespan,
     )
     app.state.baton = Baton(settings, store, clock, keys, access_format, limits)
+    console.install(app)
     return app
 
 

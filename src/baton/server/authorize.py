@@ -23,6 +23,8 @@ from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.tokens import TokenKind, mint
 from baton.passwords import verify_password
+from baton.server.clientauth import enabled_client
+from baton.server.console import record_lockout
 from baton.server.context import Baton, baton, source_address
 from baton.server.errors import OAuthError
 from baton.server.forms import Form, parse_pairs, read_form
@@ -76,8 +78,8 @@ async def validate(app: Baton, form: Form) -> AuthorizationRequest:
     client_id = form.get("client_id")
     if client_id is None:
         raise PageError("The request names no client (client_id is missing).")
-    client = await app.store.get_client(client_id)
-    if client is None or client.disabled_at is not None:
+    client = await enabled_client(app.store, client_id)
+    if client is None:
         raise PageError("The request names an unknown client.")
     given = form.get("redirect_uri")
     if given is not None:
@@ -251,8 +253,11 @@ async def _authorize(request: Request, form: Form, decision: str | None, status:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only ever continue to our own authorization endpoint: no open redirect via `next`."""
-    if target and target.startswith("/authorize?") and "\\" not in target:
+    """Only ever continue to our own authorization endpoint or admin console: no open redirect
+    via `next`."""
+    if not target or "\\" in target:
+        return "/"
+    if target.startswith("/authorize?") or target == "/admin" or target.startswith("/admin/"):
         return target
     return "/"
 
@@ -306,6 +311,8 @@ async def login_post(request: Request) -> Response:
     )
     if user is None or not ok:
         await app.limits.login_failed(username, address)
+        if (locked_for := await app.limits.login_locked_for(username, address)) > 0:
+            await record_lockout(request, username, locked_for)
         return _login_page(request, next_url, "Unknown username or wrong password.", 401)
     await app.limits.login_succeeded(username, address)
     request.session.clear()  # a fresh session at sign-in: no session fixation

@@ -40,6 +40,13 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
         raise invalid_client("malformed Basic credentials: not UTF-8") from None
 
 
+async def enabled_client(store: Store, client_id: str) -> Client | None:
+    """The client, unless it is unknown or disabled: the one check every endpoint makes, so a
+    client disabled in the console is refused everywhere at once."""
+    client = await store.get_client(client_id)
+    return client if client is not None and client.disabled_at is None else None
+
+
 async def authenticate(
     request: Request, form: Form, store: Store, *, allow_public: bool = True
 ) -> Client:
@@ -60,8 +67,8 @@ async def authenticate(
         if not client_id:
             raise invalid_client("client authentication required")
 
-    client = await store.get_client(client_id)
-    if client is None or client.disabled_at is not None:
+    client = await enabled_client(store, client_id)
+    if client is None:
         raise invalid_client("unknown client")
     if client.is_public:
         if secret:

@@ -492,6 +492,20 @@ def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeRes
     if isinstance(decision, rules.Reject):
         return Refused(decision.reason)
     assert token is not None
+    if isinstance(decision, rules.Replay | rules.Fork):
+        # A retry inside the leeway is no attack, but it is what an operator asks about
+        # ("which client lost a response?"): kept for the grant's timeline.
+        _record(
+            conn,
+            "leeway_retry",
+            token.grant,
+            token.generation,
+            ask.now,
+            ask.source_address,
+            "the same pair sent again (replay)"
+            if isinstance(decision, rules.Replay)
+            else "a sibling pair issued (fork)",
+        )
     if isinstance(decision, rules.Replay):
         return Replayed(decision.sealed_response)
     if isinstance(decision, rules.Reuse):

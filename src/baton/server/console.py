@@ -1,0 +1,371 @@
+"""The admin console under /admin: clients, grants and their timelines, security events, audit.
+
+Server-rendered HTML, no script (the Content Security Policy allows none), one stylesheet.
+Sign-in is Baton's own (`/login`, with its rate limit and lockout); only users created with
+`baton user create --admin` may enter, others get 403. Every POST carries the session's CSRF
+token and is written to the audit log in the transaction that carries it out. No page ever
+shows a token or a secret, except a client secret once, on the page that created or rotated it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, get_args
+from urllib.parse import quote, urlencode
+
+from markupsafe import Markup
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.templating import Jinja2Templates
+
+from baton.core import timeline
+from baton.core.redirects import redirect_uri_problem
+from baton.core.scope import ScopeError
+from baton.core.scope import parse as parse_scope
+from baton.core.scope import render as render_scope
+from baton.core.tokens import TokenKind, mint, random_id
+from baton.server.context import Baton, baton, source_address
+from baton.server.errors import OAuthError
+from baton.server.forms import Form, read_form
+from baton.server.sessions import csrf_ok, csrf_token
+from baton.server.timeline_svg import duration, minute, render, when
+from baton.store.admin import PAGE, Actor, AdminStore, GrantQuery, GrantStatus
+from baton.store.base import Client, User
+
+log = logging.getLogger("baton.admin")
+_HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(_HERE / "templates"))
+templates.env.filters["when"] = lambda t: when(t) if t is not None else "—"
+templates.env.filters["minute"] = lambda t: minute(t) if t is not None else "—"
+templates.env.filters["duration"] = duration
+_STYLESHEET = (_HERE / "static" / "admin.css").read_text()
+_NO_STORE = {"Cache-Control": "no-store"}
+_STATUSES: tuple[str, ...] = get_args(GrantStatus)
+_EVENT_KINDS = ("refresh_token_reuse", "code_reuse", "login_lockout", "leeway_retry")
+
+
+def install(app: Starlette) -> None:
+    """Gives the console its queries, on the server's own store."""
+    app.state.admin_store = AdminStore.over(app.state.baton.store)
+
+
+def _admin_store(request: Request) -> AdminStore:
+    found: AdminStore | None = getattr(request.app.state, "admin_store", None)
+    if found is None:
+        raise OAuthError("invalid_request", "the admin console needs an SQL store", 404)
+    return found
+
+
+async def record_lockout(request: Request, username: str, seconds: float) -> None:
+    """A sign-in lockout, as a security event the console lists (best effort: a lockout must
+    hold even when it cannot be recorded)."""
+    found: AdminStore | None = getattr(request.app.state, "admin_store", None)
+    if found is None:
+        return
+    try:
+        await found.record_security_event(
+            "login_lockout",
+            baton(request).clock.now(),
+            subject=username[:200],
+            source_address=source_address(request),
+            detail=f"sign-in closed for {int(seconds) + 1} s after repeated failures",
+        )
+    except Exception:
+        log.exception("could not record a sign-in lockout as a security event")
+
+
+# -- who may enter -----------------------------------------------------------------------------
+
+
+async def _signed_in_admin(request: Request) -> User | Response:
+    uid = request.session.get("uid")
+    user = await baton(request).store.get_user_by_id(uid) if isinstance(uid, int) else None
+    if user is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if request.method != "GET":  # a form posted after the session ended: start over
+            target = "/admin/"
+        return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
+    if not user.is_admin:
+        return _page(request, "admin/forbidden.html", {"user": user}, status=403)
+    return user
+
+
+def _page(request: Request, name: str, context: dict[str, Any], *, status: int = 200) -> Response:
+    context = {"csrf": csrf_token(request.session), "path": request.url.path, **context}
+    return templates.TemplateResponse(request, name, context, status_code=status, headers=_NO_STORE)
+
+
+async def _posted(request: Request) -> tuple[User, Form] | Response:
+    """An admin's form post with its CSRF token checked; or the page that refuses it."""
+    user = await _signed_in_admin(request)
+    if isinstance(user, Response):
+        return user
+    try:
+        form = await read_form(request, baton(request).settings.max_body_bytes)
+    except OAuthError as exc:
+        return _page(request, "admin/message.html", {"message": exc.description}, status=400)
+    if not csrf_ok(request.session, form.get("csrf")):
+        message = "The form expired. Go back, reload the page and try again."
+        return _page(request, "admin/message.html", {"message": message}, status=403)
+    return user, form
+
+
+def _actor(request: Request, user: User) -> Actor:
+    return Actor(user.username, source_address(request), baton(request).clock.now())
+
+
+# -- pages -------------------------------------------------------------------------------------
+
+
+async def home(request: Request) -> Response:
+    user = await _signed_in_admin(request)
+    if isinstance(user, Response):
+        return user
+    return RedirectResponse("/admin/grants", status_code=303)
+
+
+async def stylesheet(_request: Request) -> Response:
+    return Response(
+        _STYLESHEET, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"}
+    )
+
+
+async def grants_page(request: Request) -> Response:
+    user = await _signed_in_admin(request)
+    if isinstance(user, Response):
+        return user
+    params = request.query_params
+    status = params.get("status") or None
+    query = GrantQuery(
+        client_id=(params.get("client") or "").strip() or None,
+        username=(params.get("user") or "").strip() or None,
+        status=status if status in _STATUSES else None,  # type: ignore[arg-type]
+        after=_cursor(params.get("after")),
+    )
+    now = baton(request).clock.now()
+    page = await _admin_store(request).grants(query, now)
+    next_url = None
+    if page.next is not None:
+        filters = {k: v for k, v in params.items() if k != "after" and v}
+        next_url = "/admin/grants?" + urlencode(
+            {**filters, "after": f"{page.next[0]}:{page.next[1]}"}
+        )
+    return _page(
+        request,
+        "admin/grants.html",
+        {
+            "user": user,
+            "rows": page.rows,
+            "query": query,
+            "statuses": _STATUSES,
+            "now": now,
+            "next_url": next_url,
+        },
+    )
+
+
+def _cursor(raw: str | None) -> tuple[int, str] | None:
+    if not raw:
+        return None
+    expires, _, grant_id = raw.partition(":")
+    try:
+        return int(expires), grant_id
+    except ValueError:
+        return None
+
+
+async def _timeline(request: Request, grant_id: str) -> tuple[timeline.Timeline, Any] | None:
+    app = baton(request)
+    family = await _admin_store(request).family(grant_id)
+    if family is None:
+        return None
+    drawn = timeline.build(
+        family.grant,
+        family.refresh,
+        family.access,
+        family.events,
+        now=app.clock.now(),
+        retry=app.settings.policy.retry,
+        omitted=family.omitted,
+    )
+    return drawn, family
+
+
+async def grant_page(request: Request) -> Response:
+    user = await _signed_in_admin(request)
+    if isinstance(user, Response):
+        return user
+    grant_id = request.path_params["grant_id"]
+    found = await _timeline(request, grant_id)
+    if found is None:
+        message = f"There is no grant {grant_id}."
+        return _page(request, "admin/message.html", {"message": message}, status=404)
+    drawn, family = found
+    return _page(
+        request,
+        "admin/grant.html",
+        {
+            "user": user,
+            "timeline": drawn,
+            "svg": Markup(render(drawn)),  # noqa: S704 - every text in it is escaped by render()
+            "events": sorted(family.events, key=lambda e: e.occurred_at),
+            "live": drawn.grant.live(drawn.now),
+        },
+    )
+
+
+async def timeline_svg(request: Request) -> Response:
+    user = await _signed_in_admin(request)
+    if isinstance(user, Response):
+        return user
+    found = await _timeline(request, request.path_params["grant_id"])
+    if found is None:
+        return Response("no such grant", status_code=404, media_type="text/plain")
+    return Response(render(found[0]), media_type="image/svg+xml", headers=_NO_STORE)
+
+
+async def revoke_grant(request: Request) -> Response:
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, _form = posted
+    grant_id = request.path_params["grant_id"]
+    await _admin_store(request).revoke_grant(grant_id, _actor(request, user))
+    return RedirectResponse(f"/admin/grants/{quote(grant_id)}", status_code=303)
+
+
+async def clients_page(request: Request) -> Response:
+    user = await _signed_in_admin(request)
+    if isinstance(user, Response):
+        return user
+    return await _clients(request, user, None, 200)
+
+
+async def _clients(request: Request, user: User, error: str | None, status: int) -> Response:
+    page = max(_int(request.query_params.get("page")) or 0, 0)
+    rows = await _admin_store(request).clients(offset=page * PAGE, limit=PAGE + 1)
+    next_url = f"/admin/clients?page={page + 1}" if len(rows) > PAGE else None
+    context = {"user": user, "rows": rows[:PAGE], "error": error, "next_url": next_url}
+    return _page(request, "admin/clients.html", context, status=status)
+
+
+async def create_client(request: Request) -> Response:
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
+    name = (form.get("name") or "").strip()
+    kind = form.get("kind") or "confidential"
+    uris = tuple((form.get("redirect_uris") or "").split())
+    try:
+        scope = render_scope(parse_scope((form.get("scope") or "").strip()))
+    except ScopeError as exc:
+        return await _clients(request, user, str(exc), 400)
+    problems = [p for p in map(redirect_uri_problem, uris) if p is not None]
+    if not name or len(name) > 200:
+        problems.insert(0, "Give the client a name (at most 200 characters).")
+    if kind not in ("confidential", "public", "resource_server"):
+        problems.append("Choose confidential, public or resource server.")
+    if problems:
+        return await _clients(request, user, problems[0], 400)
+    secret = None if kind == "public" else mint(TokenKind.CLIENT_SECRET)
+    record = Client(
+        id=random_id("cl_"),
+        name=name,
+        secret_digest=secret.digest if secret else None,
+        is_public=kind == "public",
+        is_resource_server=kind == "resource_server",
+        redirect_uris=uris,
+        scope=scope,
+        created_at=baton(request).clock.now(),
+    )
+    await _admin_store(request).create_client(record, _actor(request, user))
+    return _secret_page(request, user, record.id, name, secret.plaintext if secret else None, True)
+
+
+def _secret_page(
+    request: Request, user: User, client_id: str, name: str, secret: str | None, created: bool
+) -> Response:
+    context = {"user": user, "client_id": client_id, "name": name, "secret": secret}
+    return _page(request, "admin/secret.html", {**context, "created": created})
+
+
+async def rotate_secret(request: Request) -> Response:
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, _form = posted
+    client_id = request.path_params["client_id"]
+    secret = mint(TokenKind.CLIENT_SECRET)
+    if not await _admin_store(request).rotate_secret(
+        client_id, secret.digest, _actor(request, user)
+    ):
+        return await _clients(request, user, "Only a confidential client has a secret.", 400)
+    return _secret_page(request, user, client_id, client_id, secret.plaintext, False)
+
+
+async def disable_client(request: Request) -> Response:
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, _form = posted
+    await _admin_store(request).disable_client(
+        request.path_params["client_id"], _actor(request, user)
+    )
+    return RedirectResponse("/admin/clients", status_code=303)
+
+
+async def events_page(request: Request) -> Response:
+    user = await _signed_in_admin(request)
+    if isinstance(user, Response):
+        return user
+    kind = request.query_params.get("kind") or None
+    before = _int(request.query_params.get("before"))
+    rows, more = await _admin_store(request).security_events(kind, before)
+    next_url = None
+    if more is not None:
+        next_url = "/admin/events?" + urlencode(
+            {**({"kind": kind} if kind else {}), "before": more}
+        )
+    return _page(
+        request,
+        "admin/events.html",
+        {"user": user, "rows": rows, "kind": kind, "kinds": _EVENT_KINDS, "next_url": next_url},
+    )
+
+
+async def audit_page(request: Request) -> Response:
+    user = await _signed_in_admin(request)
+    if isinstance(user, Response):
+        return user
+    rows, more = await _admin_store(request).audit(_int(request.query_params.get("before")))
+    next_url = f"/admin/audit?before={more}" if more is not None else None
+    return _page(request, "admin/audit.html", {"user": user, "rows": rows, "next_url": next_url})
+
+
+def _int(raw: str | None) -> int | None:
+    try:
+        return int(raw) if raw else None
+    except ValueError:
+        return None
+
+
+routes: list[BaseRoute] = [
+    Route("/", home),
+    Route("/static/admin.css", stylesheet),
+    Route("/grants", grants_page),
+    Route("/grants/{grant_id}", grant_page),
+    Route("/grants/{grant_id}/timeline.svg", timeline_svg),
+    Route("/grants/{grant_id}/revoke", revoke_grant, methods=["POST"]),
+    Route("/clients", clients_page, methods=["GET"]),
+    Route("/clients", create_client, methods=["POST"]),
+    Route("/clients/{client_id}/rotate", rotate_secret, methods=["POST"]),
+    Route("/clients/{client_id}/disable", disable_client, methods=["POST"]),
+    Route("/events", events_page),
+    Route("/audit", audit_page),
+]
+
+__all__ = ["Baton", "install", "record_lockout", "routes"]

@@ -1,0 +1,449 @@
+"""What the admin console asks of the database: paged lists, a grant's family, and actions.
+
+Every action runs in one transaction with the `audit_log` row that records it (actor, action,
+target, time, source address; never a secret), so no action goes unrecorded and no record
+claims an action that rolled back. Lists are keyset-paged along an index, so a page costs the
+same on the first page as on the thousandth.
+
+It shares the `Runner` of `baton.store.sql.SQLStore`, and its grant revocation is the store's
+own (`_revoke_grant`), which also announces the revocation on the feed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+
+from baton.core.facts import GrantFacts
+from baton.core.timeline import AccessRecord, EventRecord, RefreshRecord
+from baton.store.base import Client
+from baton.store.engines import Runner
+from baton.store.schema import (
+    access_tokens,
+    audit_log,
+    clients,
+    grants,
+    refresh_tokens,
+    security_events,
+    users,
+)
+from baton.store.sql import (
+    _GRANT_COLUMNS,
+    SQLStore,
+    _grant,
+    _grant_from_labels,
+    _revoke_grant,
+)
+
+T = TypeVar("T")
+
+PAGE = 50
+FAMILY_PAIRS = 60  # pairs drawn on a timeline; older ones are counted, not drawn
+
+GrantStatus = Literal["active", "revoked", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRow:
+    id: str
+    name: str
+    is_public: bool
+    is_resource_server: bool
+    redirect_uris: tuple[str, ...]
+    scope: str
+    created_at: int
+    disabled_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRow:
+    grant: GrantFacts
+    pairs: int  # refresh tokens issued so far
+    last_issued_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantQuery:
+    client_id: str | None = None
+    username: str | None = None
+    status: GrantStatus | None = None
+    after: tuple[int, str] | None = None  # keyset cursor: (expires_at, id) of the last row
+    limit: int = PAGE
+
+
+@dataclass(frozen=True, slots=True)
+class GrantPage:
+    rows: list[GrantRow]
+    next: tuple[int, str] | None  # cursor of the next page, if there is one
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """A grant and the facts its timeline is drawn from."""
+
+    grant: GrantFacts
+    refresh: list[RefreshRecord]
+    access: list[AccessRecord]
+    events: list[EventRecord]
+    omitted: int  # older pairs not loaded
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    id: int
+    kind: str
+    grant_id: str | None
+    client_id: str | None
+    subject: str | None
+    generation: int | None
+    occurred_at: int
+    source_address: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    id: int
+    actor: str
+    action: str
+    target_kind: str
+    target_id: str
+    detail: str | None
+    occurred_at: int
+    source_address: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acts, from where, and when: what every audit row records."""
+
+    username: str
+    address: str | None
+    now: int
+
+
+class AdminStore:
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    @classmethod
+    def over(cls, store: object) -> AdminStore | None:
+        """The console's queries on the server's own store (only SQL stores have a console)."""
+        return cls(store.runner) if isinstance(store, SQLStore) else None
+
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        return await self.runner.read(work)
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        return await self.runner.write(work)
+
+    # -- clients ------------------------------------------------------------------------------
+
+    async def clients(self, offset: int = 0, limit: int = PAGE) -> list[ClientRow]:
+        def work(conn: Connection) -> list[ClientRow]:
+            rows = list(
+                conn.execute(
+                    select(clients)
+                    .order_by(clients.c.created_at.desc(), clients.c.id)
+                    .offset(offset)
+                    .limit(limit)
+                ).mappings()
+            )
+            return [
+                ClientRow(
+                    id=row["id"],
+                    name=row["name"],
+                    is_public=bool(row["is_public"]),
+                    is_resource_server=bool(row["is_resource_server"]),
+                    redirect_uris=tuple(json.loads(row["redirect_uris"])),
+                    scope=row["scope"],
+                    created_at=row["created_at"],
+                    disabled_at=row["disabled_at"],
+                )
+                for row in rows
+            ]
+
+        return await self._read(work)
+
+    async def create_client(self, client: Client, actor: Actor) -> None:
+        def work(conn: Connection) -> None:
+            conn.execute(
+                insert(clients).values(
+                    id=client.id,
+                    name=client.name,
+                    secret_digest=client.secret_digest,
+                    is_public=client.is_public,
+                    is_resource_server=client.is_resource_server,
+                    redirect_uris=json.dumps(list(client.redirect_uris)),
+                    scope=client.scope,
+                    created_at=client.created_at,
+                )
+            )
+            detail = {
+                "name": client.name,
+                "public": client.is_public,
+                "resource_server": client.is_resource_server,
+                "redirect_uris": list(client.redirect_uris),
+                "scope": client.scope,
+            }
+            _audit(conn, actor, "client.create", "client", client.id, detail)
+
+        await self._write(work)
+
+    async def rotate_secret(self, client_id: str, secret_digest: bytes, actor: Actor) -> bool:
+        """Replaces a confidential client's secret: the old one fails from this commit on."""
+
+        def work(conn: Connection) -> bool:
+            changed = conn.execute(
+                update(clients)
+                .where(clients.c.id == client_id, clients.c.is_public.is_(False))
+                .values(secret_digest=secret_digest)
+            ).rowcount
+            if changed == 1:
+                _audit(conn, actor, "client.rotate_secret", "client", client_id, None)
+            return changed == 1
+
+        return await self._write(work)
+
+    async def disable_client(self, client_id: str, actor: Actor) -> bool:
+        def work(conn: Connection) -> bool:
+            changed = conn.execute(
+                update(clients)
+                .where(clients.c.id == client_id, clients.c.disabled_at.is_(None))
+                .values(disabled_at=actor.now)
+            ).rowcount
+            if changed == 1:
+                _audit(conn, actor, "client.disable", "client", client_id, None)
+            return changed == 1
+
+        return await self._write(work)
+
+    # -- grants -------------------------------------------------------------------------------
+
+    async def grants(self, query: GrantQuery, now: int) -> GrantPage:
+        """Grants newest first, by their absolute expiry (creation + the absolute lifetime, so
+        the same order as creation while that lifetime is unchanged), along its index."""
+
+        def work(conn: Connection) -> GrantPage:
+            stmt = select(*_GRANT_COLUMNS).outerjoin(users, users.c.id == grants.c.user_id)
+            if query.client_id:
+                stmt = stmt.where(grants.c.client_id == query.client_id)
+            if query.username:
+                stmt = stmt.where(users.c.username == query.username)
+            # `revoked_at + 0`: not an indexed column, so the planner walks the expiry index
+            # down to the page instead of collecting every unrevoked grant and sorting them.
+            unrevoked = (grants.c.revoked_at + 0).is_(None)
+            if query.status == "active":
+                stmt = stmt.where(unrevoked, grants.c.expires_at > now)
+            elif query.status == "revoked":
+                stmt = stmt.where(grants.c.revoked_at.is_not(None))
+            elif query.status == "expired":
+                stmt = stmt.where(unrevoked, grants.c.expires_at <= now)
+            if query.after is not None:
+                expires_at, grant_id = query.after
+                stmt = stmt.where(
+                    or_(
+                        grants.c.expires_at < expires_at,
+                        and_(grants.c.expires_at == expires_at, grants.c.id < grant_id),
+                    )
+                )
+            stmt = stmt.order_by(grants.c.expires_at.desc(), grants.c.id.desc())
+            found = [
+                _grant_from_labels(r) for r in conn.execute(stmt.limit(query.limit + 1)).mappings()
+            ]
+            more = len(found) > query.limit
+            found = found[: query.limit]
+            stats = {
+                row[0]: (int(row[1]), row[2])
+                for row in conn.execute(
+                    select(
+                        refresh_tokens.c.grant_id,
+                        func.count(),
+                        func.max(refresh_tokens.c.issued_at),
+                    )
+                    .where(refresh_tokens.c.grant_id.in_([g.id for g in found]))
+                    .group_by(refresh_tokens.c.grant_id)
+                ).all()
+            }
+            rows = [GrantRow(g, *stats.get(g.id, (0, None))) for g in found]
+            cursor = (found[-1].expires_at, found[-1].id) if more and found else None
+            return GrantPage(rows, cursor)
+
+        return await self._read(work)
+
+    async def family(self, grant_id: str, pairs: int = FAMILY_PAIRS) -> Family | None:
+        def work(conn: Connection) -> Family | None:
+            grant = _grant(conn, grant_id)
+            if grant is None:
+                return None
+            rt, at = refresh_tokens, access_tokens
+            refresh = [
+                RefreshRecord(
+                    id=r["id"],
+                    parent_id=r["parent_id"],
+                    generation=r["generation"],
+                    issued_at=r["issued_at"],
+                    expires_at=r["expires_at"],
+                    exchanged_at=r["exchanged_at"],
+                    retire_at=r["retire_at"],
+                    revoked_at=r["revoked_at"],
+                )
+                for r in conn.execute(
+                    select(
+                        rt.c.id,
+                        rt.c.parent_id,
+                        rt.c.generation,
+                        rt.c.issued_at,
+                        rt.c.expires_at,
+                        rt.c.exchanged_at,
+                        rt.c.retire_at,
+                        rt.c.revoked_at,
+                    )
+                    .where(rt.c.grant_id == grant_id)
+                    .order_by(rt.c.id.desc())
+                    .limit(pairs)
+                ).mappings()
+            ]
+            total = conn.execute(
+                select(func.count()).select_from(rt).where(rt.c.grant_id == grant_id)
+            ).scalar_one()
+            oldest = min((r.generation for r in refresh), default=0)
+            access = [
+                AccessRecord(
+                    generation=r["generation"],
+                    refresh_id=r["refresh_token_id"],
+                    issued_at=r["issued_at"],
+                    expires_at=r["expires_at"],
+                    revoked_at=r["revoked_at"],
+                )
+                for r in conn.execute(
+                    select(
+                        at.c.generation,
+                        at.c.refresh_token_id,
+                        at.c.issued_at,
+                        at.c.expires_at,
+                        at.c.revoked_at,
+                    )
+                    .where(at.c.grant_id == grant_id, at.c.generation >= oldest)
+                    .order_by(at.c.id.desc())
+                    .limit(pairs * 2)
+                ).mappings()
+            ]
+            ev = security_events
+            events = [
+                EventRecord(r["kind"], r["generation"], r["occurred_at"], r["detail"])
+                for r in conn.execute(
+                    select(ev.c.kind, ev.c.generation, ev.c.occurred_at, ev.c.detail)
+                    .where(ev.c.grant_id == grant_id)
+                    .order_by(ev.c.id.desc())
+                    .limit(pairs * 4)
+                ).mappings()
+            ]
+            return Family(grant, refresh, access, events, max(0, int(total) - len(refresh)))
+
+        return await self._read(work)
+
+    async def revoke_grant(self, grant_id: str, actor: Actor) -> bool:
+        def work(conn: Connection) -> bool:
+            revoked = _revoke_grant(conn, grant_id, actor.now, "admin")
+            if revoked:
+                _audit(conn, actor, "grant.revoke", "grant", grant_id, None)
+            return revoked
+
+        return await self._write(work)
+
+    # -- security events and the audit log -----------------------------------------------------
+
+    async def security_events(
+        self, kind: str | None = None, before: int | None = None, limit: int = PAGE
+    ) -> tuple[list[EventRow], int | None]:
+        def work(conn: Connection) -> tuple[list[EventRow], int | None]:
+            ev = security_events
+            stmt = select(ev).order_by(ev.c.id.desc()).limit(limit + 1)
+            if kind:
+                stmt = stmt.where(ev.c.kind == kind)
+            if before is not None:
+                stmt = stmt.where(ev.c.id < before)
+            rows = [EventRow(**row) for row in conn.execute(stmt).mappings()]
+            return _paged(rows, limit)
+
+        return await self._read(work)
+
+    async def record_security_event(
+        self,
+        kind: str,
+        now: int,
+        *,
+        subject: str | None = None,
+        source_address: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """A security event that concerns no grant (a sign-in lockout)."""
+        values = {
+            "kind": kind,
+            "subject": subject,
+            "occurred_at": now,
+            "source_address": source_address,
+            "detail": detail,
+        }
+        await self._write(lambda conn: conn.execute(insert(security_events).values(**values)))
+
+    async def audit(
+        self, before: int | None = None, limit: int = PAGE
+    ) -> tuple[list[AuditRow], int | None]:
+        def work(conn: Connection) -> tuple[list[AuditRow], int | None]:
+            stmt = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit + 1)
+            if before is not None:
+                stmt = stmt.where(audit_log.c.id < before)
+            rows = [AuditRow(**row) for row in conn.execute(stmt).mappings()]
+            return _paged(rows, limit)
+
+        return await self._read(work)
+
+
+R = TypeVar("R", EventRow, AuditRow)
+
+
+def _paged(rows: list[R], limit: int) -> tuple[list[R], int | None]:
+    """The page and the cursor of the next one (the last id shown), if there is more."""
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None
+
+
+def _audit(
+    conn: Connection,
+    actor: Actor,
+    action: str,
+    target_kind: str,
+    target_id: str,
+    detail: dict[str, Any] | None,
+) -> None:
+    conn.execute(
+        insert(audit_log).values(
+            actor=actor.username,
+            action=action,
+            target_kind=target_kind,
+            target_id=target_id,
+            detail=json.dumps(detail, sort_keys=True) if detail is not None else None,
+            occurred_at=actor.now,
+            source_address=actor.address,
+        )
+    )
+
+
+__all__ = [
+    "Actor",
+    "AdminStore",
+    "AuditRow",
+    "ClientRow",
+    "EventRow",
+    "Family",
+    "GrantPage",
+    "GrantQuery",
+    "GrantRow",
+]
