@@ -4,11 +4,7 @@ delivered at least once by racing processes; a real receiver on loopback."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,61 +29,16 @@ from tests.support import (
     register_user,
     running_app,
 )
+from tests.webhook_receiver import SECRET, Receiver, receiver
 
-SECRET = "webhook-signing-secret-for-tests"
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
+__all__ = ["receiver"]  # a fixture
 
 
-@dataclass
-class Receiver:
-    """An HTTP server on 127.0.0.1 that answers 500 to its first `fail_first` requests."""
-
-    fail_first: int = 0
-    received: list[Received] = field(default_factory=list)
-    answered: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    url: str = ""
-    clock: FakeClock = field(default_factory=FakeClock)  # the senders' clock signs the time
-
-    def events(self) -> list[dict[str, Any]]:
-        now = self.clock.now()
-        return [verify(SECRET, r.headers, r.body, now=now) for r in self.received]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            with state.lock:
-                state.answered += 1
-                failing = state.answered <= state.fail_first
-                if not failing:
-                    state.received.append(Received(dict(self.headers.items()), body))
-            self.send_response(500 if failing else 204)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/baton"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def signing_clock(receiver: Receiver) -> FakeClock:
+    """The senders' fake clock, which the receiver also reads to check signatures' ages."""
+    clock = FakeClock()
+    receiver.clock = clock
+    return clock
 
 
 def store_for(database: Path | str) -> SQLStore:
@@ -194,7 +145,7 @@ def test_a_failing_receiver_gets_retries_with_backoff_then_the_event(
     database: Path | str, receiver: Receiver
 ) -> None:
     receiver.fail_first = 2
-    store, clock, metrics = store_for(database), receiver.clock, Metrics()
+    store, clock, metrics = store_for(database), signing_clock(receiver), Metrics()
     enqueue(store, 1, clock.now())
     sender = WebhookSender(options(receiver.url, backoff_base=10), store, clock, metrics)
 
@@ -257,7 +208,7 @@ def test_an_event_is_given_up_at_its_maximum_age(database: Path | str) -> None:
 def test_a_lease_of_a_crashed_process_expires_and_the_row_is_sent(
     database: Path | str, receiver: Receiver
 ) -> None:
-    store, clock = store_for(database), receiver.clock
+    store, clock = store_for(database), signing_clock(receiver)
     enqueue(store, 3, clock.now())
     now = clock.now()
     crashed = anyio.run(
@@ -284,7 +235,7 @@ def test_two_racing_delivery_loops_send_every_event_once(
     database: Path | str, receiver: Receiver
 ) -> None:
     events = 40
-    first, second, clock = store_for(database), store_for(database), receiver.clock
+    first, second, clock = store_for(database), store_for(database), signing_clock(receiver)
     enqueue(first, events, clock.now())
     counts = [Metrics(), Metrics()]
     senders = [
@@ -320,7 +271,7 @@ def test_the_server_delivers_a_reuse_to_the_configured_url(
     receiver.fail_first = 1
     with running_app(
         tmp_path,
-        clock=receiver.clock,
+        clock=signing_clock(receiver),
         webhook_url=receiver.url,
         webhook_secret=SECRET,
         webhook_poll_interval=0.02,
