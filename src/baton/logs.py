@@ -80,8 +80,18 @@ class EventFormatter(logging.Formatter):
         return str(self.render(None, level, event))
 
 
+_last_second: tuple[int, str] = (-1, "")  # replaced whole, so threads never see half of it
+
+
 def _iso(created: float) -> str:
-    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    """ISO 8601 in UTC with milliseconds; the date and time of a second are formatted once."""
+    global _last_second
+    second = int(created)
+    cached, text = _last_second
+    if cached != second:
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (second, text)
+    return f"{text}.{int((created - second) * 1000):03d}Z"
 
 
 def formatter(renderer: str = "json") -> logging.Formatter:

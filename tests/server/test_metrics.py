@@ -162,3 +162,12 @@ def test_pool_use_is_reported_for_a_pooled_database(tmp_path: Path) -> None:
         samples = scrape(http)
     assert value(samples, "baton_db_pool_connections_capacity") > 0
     assert ("baton_db_pool_connections_in_use", ()) in samples
+
+
+def test_the_openapi_document_lists_metrics_exactly_when_they_are_served(tmp_path: Path) -> None:
+    with running_app(tmp_path) as (http, _store, _clock):
+        assert "/metrics" not in http.get("/openapi.json").json()["paths"]
+    (tmp_path / "t").mkdir()
+    with running_app(tmp_path / "t", metrics_token=METRICS_TOKEN) as (http, _store, _clock):
+        operation = http.get("/openapi.json").json()["paths"]["/metrics"]["get"]
+    assert set(operation["responses"]) == {"200", "401"}

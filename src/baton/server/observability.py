@@ -29,6 +29,8 @@ class Observability:
         self.settings = settings
         self.metrics = Metrics()
         self.sender: WebhookSender | None = None
+        if settings.webhook_url and not settings.webhook_secret:
+            raise ValueError("webhooks need a signing secret (BATON_WEBHOOK_SECRET)")
         if settings.webhook_url and settings.webhook_secret and isinstance(store, SQLStore):
             options = WebhookOptions(
                 url=settings.webhook_url,
