@@ -22,6 +22,8 @@ from baton.store.sql import SQLStore
 from baton.webhooks import InvalidSignature, sign, verify
 from tests.secrets_scan import find_secrets
 from tests.support import (
+    REDIRECT_URI,
+    authorize,
     first_pair,
     migrated_store,
     refresh,
@@ -100,35 +102,59 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
 # -- the outbox is written with the event ---------------------------------------------------------
 
 
-def test_a_reuse_writes_reuse_detected_and_grant_revoked_with_no_token(
+def test_each_reuse_and_grant_revocation_writes_its_event_with_no_token(
     database: Path | str,
 ) -> None:
     with running_app(database) as (http, store, clock):
         register_user(store)
         client = register_client(store)
+        # A refresh token replayed after its leeway.
         pair = first_pair(http, client)
         assert refresh(http, client, pair["refresh_token"]).status_code == 200
         clock.advance(601)
         assert refresh(http, client, pair["refresh_token"]).status_code == 400
         grant_id = json.loads(rows(store)[0].payload)["grant_id"]
+        # An admin (`baton grants revoke`) revoking it again changes nothing: no event.
         assert anyio.run(store.revoke_grant, grant_id, clock.now(), "admin") is False
+        # RFC 7009: an access token alone is no grant revocation; a refresh token is.
         second = first_pair(http, client)
+        for token in (second["access_token"], second["refresh_token"]):
+            assert http.post("/revoke", data={"token": token}, auth=client.basic).status_code == 200
+        # An authorization code redeemed twice.
+        query, verifier = authorize(http, client)
+        redemption = {
+            "grant_type": "authorization_code",
+            "code": query["code"][0],
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+            **client.auth_params(),
+        }
+        assert http.post("/token", data=redemption).status_code == 200
+        assert http.post("/token", data=redemption).status_code == 400
+        # An admin revoking a live grant.
+        third = first_pair(http, client)
         assert anyio.run(store.revoke_grant, _grant_of(store), clock.now(), "admin") is True
         found = rows(store)
     events = [json.loads(row.payload) for row in found]
     assert [(e["type"], e.get("reason") or e.get("kind")) for e in events] == [
         ("grant.revoked", "reuse"),
         ("reuse_detected", "refresh_token_reuse"),
+        ("grant.revoked", "revoked"),
+        ("grant.revoked", "code_reuse"),
+        ("reuse_detected", "code_reuse"),
         ("grant.revoked", "admin"),
     ]
     reuse = events[1]
     assert reuse["grant_id"] == grant_id and reuse["subject"] == "alice"
     assert reuse["client_id"] == client.id and reuse["generation"] == 0
+    assert events[0]["grant_id"] == grant_id and events[0]["subject"] == "alice"
+    assert len({e["id"] for e in events}) == len(events)
     assert all(row.delivered_at is None and row.attempts == 0 for row in found)
     text = "\n".join(row.payload for row in found)
     assert not find_secrets(text)
-    for token in (pair["refresh_token"], pair["access_token"], second["refresh_token"]):
-        assert token not in text
+    for token in (pair, second, third):
+        assert token["refresh_token"] not in text and token["access_token"] not in text
+    assert query["code"][0] not in text
 
 
 def _grant_of(store: SQLStore) -> str:

@@ -60,7 +60,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 POOL_SAMPLE_INTERVAL = 1.0
 
 # No `_created` series beside each counter: half the exposition, and nothing Baton's users need.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def multiprocess_mode() -> bool:

@@ -76,10 +76,11 @@ class WebhookSender:
     async def deliver_due(self) -> int:
         """Claims the due rows and sends them; returns how many were claimed."""
         options, now = self.options, self.clock.now()
+        oldest = now - options.max_age
+        if not await self.store.runner.read(lambda conn: outbox.any_due(conn, now, oldest)):
+            return 0
         claimed = await self.store.runner.write(
-            lambda conn: outbox.claim_due(
-                conn, now, now + options.lease, now - options.max_age, options.batch
-            )
+            lambda conn: outbox.claim_due(conn, now, now + options.lease, oldest, options.batch)
         )
         async with anyio.create_task_group() as tasks:
             for delivery in claimed:

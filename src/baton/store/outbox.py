@@ -90,6 +90,17 @@ class Delivery:
     created_at: int
 
 
+def any_due(conn: Connection, now: int, oldest: int) -> bool:
+    """A read first, so an idle outbox costs no write transaction (SQLite has one writer)."""
+    ob = webhook_outbox
+    found = conn.execute(
+        select(ob.c.id)
+        .where(ob.c.delivered_at.is_(None), ob.c.next_attempt_at <= now, ob.c.created_at >= oldest)
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def claim_due(
     conn: Connection, now: int, lease_until: int, oldest: int, limit: int
 ) -> list[Delivery]:
