@@ -125,5 +125,8 @@ def dict_config(level: str, renderer: str) -> dict[str, Any]:
             "baton": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
             "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
             "alembic": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+            # The webhook client: its request lines name the URL, which may hold a credential.
+            "httpx": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+            "httpcore": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
         },
     }

@@ -164,6 +164,16 @@ def _grant_of(store: SQLStore) -> str:
     return live
 
 
+def test_the_purge_deletes_outbox_rows_older_than_the_retention(database: Path | str) -> None:
+    store, clock = store_for(database), FakeClock()
+    enqueue(store, 3, clock.now())
+    clock.advance(100)
+    enqueue(store, 2, clock.now())
+    assert anyio.run(store.purge, clock.now() + 50, 100) >= 3
+    assert [json.loads(row.payload)["grant_id"] for row in rows(store)] == ["grt_0", "grt_1"]
+    anyio.run(store.close)
+
+
 # -- delivery -------------------------------------------------------------------------------------
 
 
