@@ -43,6 +43,7 @@ SERVE_OPTIONS = (
     "--workers",
     "--db-pool-size",
     "--db-max-overflow",
+    "--sqlite-synchronous",
     "--purge-interval",
     "--retention-days",
     "--access-token-format",
@@ -55,6 +56,10 @@ SERVE_OPTIONS = (
     "--rate-limit-login",
     "--redis-url",
     "--log-level",
+    "--log-format",
+    "--metrics-token",
+    "--metrics-public",
+    "--webhook-url",
 )
 
 
@@ -470,6 +475,26 @@ def test_serve_help_lists_every_option() -> None:
         assert option in text, option
     for value in ("replay", "fork", "strict", "BATON_DB"):
         assert value in text
+
+
+def test_serve_readme_options_table_matches_the_help() -> None:
+    """Every option of `baton serve` has a row in the README's Options table, and no more."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme.split("## Options", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `--")}
+    command = main.commands["serve"]
+    options = {o for p in command.params for o in p.opts if o.startswith("--")}
+    assert rows == options == set(SERVE_OPTIONS)
+
+
+def test_serve_webhooks_need_a_secret_from_the_environment(db: str) -> None:
+    """The signing secret is never an argument; without it (or too short) serve refuses."""
+    url = "http://127.0.0.1:9/hook"
+    failed(baton("serve", "--db", db, "--webhook-url", url), "BATON_WEBHOOK_SECRET")
+    short = {"BATON_WEBHOOK_SECRET": "short"}
+    failed(baton("serve", "--db", db, "--webhook-url", url, env=short), "BATON_WEBHOOK_SECRET")
+    secret = {"BATON_WEBHOOK_SECRET": "a-long-enough-signing-secret"}
+    failed(baton("serve", "--db", db, "--webhook-url", "ftp://x/", env=secret), "http or https")
 
 
 def test_serve_options_from_environment_flag_wins_and_first_steps(db: str) -> None:

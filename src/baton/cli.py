@@ -7,11 +7,15 @@ exit status 1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 import anyio
 import click
@@ -24,6 +28,7 @@ from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.tokens import TokenKind, mint, random_id
+from baton.logs import dict_config
 from baton.passwords import hash_password
 from baton.store import migrate
 from baton.store.base import Client
@@ -260,6 +265,32 @@ def main() -> None:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@click.option(
+    "--log-format",
+    envvar="BATON_LOG_FORMAT",
+    default="json",
+    show_default=True,
+    type=click.Choice(["json", "console"]),
+    help="json: one JSON object per line; console: readable lines, for development.",
+)
+@click.option(
+    "--metrics-token",
+    envvar="BATON_METRICS_TOKEN",
+    help="Serve /metrics to `Authorization: Bearer TOKEN`; prefer the environment variable. "
+    "[env: BATON_METRICS_TOKEN] [default: no /metrics]",
+)
+@click.option(
+    "--metrics-public",
+    envvar="BATON_METRICS_PUBLIC",
+    is_flag=True,
+    help="Serve /metrics without a token (only where the port is private).",
+)
+@click.option(
+    "--webhook-url",
+    envvar="BATON_WEBHOOK_URL",
+    help="POST security events (reuse detected, grant revoked) here, signed with "
+    "BATON_WEBHOOK_SECRET. [default: no webhooks]",
+)
 def serve(
     host: str,
     port: int,
@@ -286,6 +317,10 @@ def serve(
     rate_limit_login: float,
     redis_url: str | None,
     log_level: str,
+    log_format: str,
+    metrics_token: str | None,
+    metrics_public: bool,
+    webhook_url: str | None,
 ) -> None:
     """Run the authorization server."""
     import uvicorn
@@ -315,6 +350,10 @@ def serve(
         rate_limit_client=rate_limit_client,
         rate_limit_login=rate_limit_login,
         redis_url=redis_url,
+        metrics_token=metrics_token or None,
+        metrics_public=metrics_public,
+        webhook_url=webhook_url,
+        webhook_secret=_webhook_secret(webhook_url),
     )
     if access_token_format == "jwt":
         _check_kek(key_encryption_key)
@@ -349,34 +388,53 @@ def serve(
         err=True,
     )
     os.environ[CONFIG_VARIABLE] = config.to_json()
-    uvicorn.run(
-        "baton.server.asgi:create",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,  # baton.access logs one line per request, without query strings
-        log_level=log_level,
-        log_config=_log_config(log_level),
-        server_header=False,
-    )
+    with metrics_directory(workers):
+        uvicorn.run(
+            "baton.server.asgi:create",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,  # baton.access logs one line per request, without query strings
+            log_level=log_level,
+            log_config=dict_config(log_level, log_format),
+            server_header=False,
+        )
 
 
-def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's and Baton's records, one format, in every worker process."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {
-            "plain": {"format": "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s"}
-        },
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
-        "loggers": {
-            "baton": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
-            "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
-            "alembic": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
-        },
-    }
+def _webhook_secret(url: str | None) -> str | None:
+    """The signing secret comes from the environment only: argv is visible to every user."""
+    if url is None:
+        return None
+    scheme = urlsplit(url).scheme
+    if scheme not in ("http", "https"):
+        fail(f"--webhook-url must be an http or https URL, not {scheme or 'a relative one'!r}")
+    secret = os.environ.get("BATON_WEBHOOK_SECRET", "")
+    if len(secret) < 16:
+        fail(
+            "webhooks need a signing secret: set BATON_WEBHOOK_SECRET to 16 or more random "
+            "characters, e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    return secret
+
+
+MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client in each worker
+
+
+@contextlib.contextmanager
+def metrics_directory(workers: int) -> Iterator[None]:
+    """With several workers, prometheus_client's multiprocess mode: a fresh directory for this
+    run's metric files, shared by the workers (who inherit the variable) and removed at exit."""
+    if workers == 1:
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="baton-metrics-")
+    os.environ[MULTIPROC_VARIABLE] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_VARIABLE, None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 # -- db ------------------------------------------------------------------------------------------

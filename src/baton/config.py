@@ -46,6 +46,19 @@ class Settings:
     # Redis for limits and lockouts shared by every process; without it, each process counts
     # for itself.
     redis_url: str | None = None
+    # /metrics: served behind `Authorization: Bearer <metrics_token>`, or without a token when
+    # `metrics_public`; with neither it does not exist (404). See baton.server.metrics.
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_public: bool = False
+    # Webhooks for security events (see baton.server.webhooks): where to POST them, and the
+    # HMAC secret that signs them (from BATON_WEBHOOK_SECRET only; never on argv, never logged).
+    webhook_url: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
+    # Retries: exponential from the base, capped, jittered; given up at the maximum age (s).
+    webhook_backoff_base: int = 5
+    webhook_backoff_cap: int = 3600
+    webhook_max_age: int = 3 * DAY
+    webhook_poll_interval: float = 1.0
 
     @property
     def secure_cookies(self) -> bool:

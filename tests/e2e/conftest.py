@@ -167,6 +167,11 @@ class Server:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The JSON log lines of the server (the lines `baton serve` itself prints are not)."""
+        lines = self.stderr().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
     def introspect(self, token: str) -> dict[str, Any]:
         """RFC 7662 introspection as the resource server (which may see any token)."""
         response = httpx.post(

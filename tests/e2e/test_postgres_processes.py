@@ -195,7 +195,7 @@ def test_workers_on_one_sqlite_file(baton_server: ServerFactory, policy: str) ->
     else:
         assert len(ok) == 1
         assert {r.json()["error"] for r in responses if r.status_code != 200} == {"invalid_grant"}
-    pids = {line.split()[3] for line in server.stderr().splitlines() if "baton.access" in line}
+    pids = {line["pid"] for line in server.log_lines() if line.get("logger") == "baton.access"}
     assert len(pids) == 2, "both worker processes should have answered requests"
 
 

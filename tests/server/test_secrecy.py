@@ -51,7 +51,9 @@ def test_logs_carry_no_token(
     http.get("/nowhere", params={"access_token": pair["access_token"]})
     # The server's own loggers (the test's HTTP client logs its URLs: not the server's doing).
     text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("httpx"))
-    assert '"POST /token" 200' in text  # one line per request was logged
+    logged = [r.msg for r in caplog.records if r.name == "baton.access"]  # structlog events
+    token_lines = [m for m in logged if isinstance(m, dict) and m.get("path") == "/token"]
+    assert any(m["method"] == "POST" and m["status"] == 200 for m in token_lines)
     for secret in (
         query["code"][0],
         pair["access_token"],

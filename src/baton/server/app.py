@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import time
 from collections.abc import AsyncIterator
 
 import anyio
@@ -17,19 +16,20 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton.config import Settings
 from baton.core.clock import Clock, SystemClock
 from baton.core.keys import JwtAccessTokens, key_encryption_key
 from baton.core.pairs import OPAQUE, AccessTokenFormat
-from baton.server import authorize, console
+from baton.logs import configure_structlog
+from baton.server import authorize, console, observability
 from baton.server.context import Baton
 from baton.server.errors import OAuthError, oauth_error_handler
 from baton.server.feed import revocations_page, revocations_stream
 from baton.server.keyring import KeyRing
 from baton.server.limits import Buckets, Limits, MemoryBuckets, Rate, RedisBuckets
 from baton.server.metadata import jwks_endpoint, metadata_endpoint
+from baton.server.observe import Observe
 from baton.server.openapi import openapi_endpoint
 from baton.server.protection import (
     SecurityHeaders,
@@ -41,7 +41,6 @@ from baton.server.sessions import SessionMiddleware
 from baton.server.token import token_endpoint
 from baton.store.base import Store
 
-access_log = logging.getLogger("baton.access")
 log = logging.getLogger("baton")
 
 _CSS = """
@@ -92,45 +91,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-class AccessLog:
-    """One line per request: address, method, path (never the query), status, duration.
-
-    Tokens travel in bodies and headers, which are never logged, and the query string (which a
-    careless client might fill with a token) is left out.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            client = scope.get("client")
-            access_log.info(
-                '%s "%s %s" %d %.1fms',
-                client[0] if client else "-",
-                scope["method"],
-                scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
-
-
 def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> Starlette:
     clock = clock or SystemClock()
+    configure_structlog()
+    observed = observability.Observability(settings, store, clock)
 
     kek = key_encryption_key(settings.key_encryption_key) if settings.key_encryption_key else None
     keys = KeyRing(store, kek)
@@ -156,8 +120,10 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_purge, store, clock, settings)
             tasks.start_soon(_reload_keys, keys, clock, settings.key_reload_interval)
+            observed.start(tasks)
             yield
             tasks.cancel_scope.cancel()
+        await observed.close()
         await buckets.close()
         await store.close()
 
@@ -181,11 +147,12 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         Route("/revocations/stream", revocations_stream, methods=["GET"]),
         Route("/static/baton.css", stylesheet),
         Mount("/admin", routes=console.routes),
+        *observed.routes(),
     ]
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(AccessLog),
+            Middleware(Observe, metrics=observed.metrics),
             Middleware(SecurityHeaders, https=settings.secure_cookies),
             Middleware(SessionMiddleware, secure=settings.secure_cookies),
         ],
@@ -198,6 +165,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     )
     app.state.baton = Baton(settings, store, clock, keys, access_format, limits)
     console.install(app)
+    app.state.metrics = observed.metrics
     return app
 
 

@@ -804,6 +804,33 @@ def _paths(settings: Settings) -> dict[str, Any]:
     }
 
 
+def metrics_paths(settings: Settings) -> dict[str, Any]:
+    """/metrics, when it is served (baton.server.metrics)."""
+    if settings.metrics_token is None and not settings.metrics_public:
+        return {}
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "Prometheus text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    }
+    if settings.metrics_token is not None:
+        responses["401"] = {
+            "description": "No or another bearer token than the configured metrics token.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    return {
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics"
+                + (" (Authorization: Bearer <metrics token>)" if settings.metrics_token else ""),
+                "responses": responses,
+            }
+        }
+    }
+
+
 def openapi_document(settings: Settings) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -819,7 +846,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "servers": [{"url": settings.issuer.rstrip("/")}],
-        "paths": _paths(settings),
+        "paths": {**_paths(settings), **metrics_paths(settings)},
         "components": {
             "schemas": _SCHEMAS,
             "responses": _responses(),

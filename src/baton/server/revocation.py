@@ -11,6 +11,7 @@ from baton.core import rules
 from baton.core.facts import AccessFacts, RefreshFacts
 from baton.core.keys import looks_like_jwt
 from baton.core.tokens import TokenKind, digest, kind_of
+from baton.server import metrics
 from baton.server.clientauth import authenticate
 from baton.server.context import baton, source_address
 from baton.server.errors import NO_STORE, OAuthError
@@ -31,6 +32,7 @@ async def revocation_endpoint(request: Request) -> Response:
         outcome = await app.store.revoke_token(
             digest(token), kind is TokenKind.REFRESH, client.id, app.clock.now()
         )
+        metrics.of(request).client_revoked(outcome)
         if outcome == "other_client":
             # RFC 7009 §2.1: the server verifies that the token was issued to the client
             # making the request; if not, the request is refused.

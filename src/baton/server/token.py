@@ -15,6 +15,7 @@ from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.seal import open_seal, sealer
 from baton.core.tokens import TokenKind, digest, kind_of
+from baton.server import metrics
 from baton.server.clientauth import authenticate
 from baton.server.context import Baton, baton, source_address
 from baton.server.errors import NO_STORE, OAuthError
@@ -85,6 +86,7 @@ async def _authorization_code(
     result = await app.store.redeem_code(
         digest(code), ask, _new_pair(app, form), app.clock.now(), source_address(request)
     )
+    metrics.of(request).redeemed(result)
     if isinstance(result, CodeRefused):
         raise invalid_grant(result.problem.value)
     return result.pair
@@ -114,6 +116,7 @@ async def _refresh_token(request: Request, app: Baton, client: Client, form: For
         seal=seal_pair,
     )
     result = await app.store.exchange(ask)
+    metrics.of(request).exchanged(result)
     if isinstance(result, Issued):
         return result.pair
     if isinstance(result, Replayed):

@@ -104,6 +104,7 @@ class ExchangeAsk:
 @dataclass(frozen=True, slots=True)
 class Issued:
     pair: IssuedPair
+    retry: bool = False  # a sibling pair for a retry in the leeway (`fork`), not a rotation
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,7 @@ class Replayed:
 @dataclass(frozen=True, slots=True)
 class Refused:
     reason: Reason
+    revoked_grant: bool = False  # this refusal (a reuse) revoked the grant
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,7 @@ ExchangeResult = Issued | Replayed | Refused | ScopeRefused
 @dataclass(frozen=True, slots=True)
 class CodeRefused:
     problem: CodeProblem
+    revoked_grant: bool = False  # this refusal (a used code) revoked the grant it produced
 
 
 RedeemResult = Issued | CodeRefused

@@ -40,7 +40,7 @@ from baton.core.rules import CodeProblem, CodeRedemption, Reason
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.tokens import random_id
-from baton.store import migrate
+from baton.store import migrate, outbox
 from baton.store.base import (
     Client,
     CodeRefused,
@@ -280,6 +280,7 @@ class SQLStore:
                 assert code is not None
                 # RFC 6749 §4.1.2: the server SHOULD revoke all tokens previously issued
                 # based on that authorization code.
+                revoked = False
                 if code.grant_id is not None:
                     revoked = _revoke_grant(conn, code.grant_id, now, "code_reuse")
                     if revoked:
@@ -292,7 +293,7 @@ class SQLStore:
                             source_address,
                             "authorization code presented twice",
                         )
-                return CodeRefused(problem)
+                return CodeRefused(problem, revoked_grant=revoked)
             if problem is not None:
                 return CodeRefused(problem)
             assert code is not None
@@ -509,7 +510,8 @@ def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeRes
     if isinstance(decision, rules.Replay):
         return Replayed(decision.sealed_response)
     if isinstance(decision, rules.Reuse):
-        if _revoke_grant(conn, token.grant.id, ask.now, rules.REUSE_REVOCATION):
+        revoked = _revoke_grant(conn, token.grant.id, ask.now, rules.REUSE_REVOCATION)
+        if revoked:
             _record(
                 conn,
                 "refresh_token_reuse",
@@ -519,7 +521,7 @@ def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeRes
                 ask.source_address,
                 f"exchanged at {token.exchanged_at}, leeway ended at {token.retire_at}",
             )
-        return Refused(Reason.REUSED)
+        return Refused(Reason.REUSED, revoked_grant=revoked)
 
     granted = parse_scope(token.grant.scope)
     scope = granted if ask.scope is None else ask.scope
@@ -532,7 +534,7 @@ def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeRes
         planned = plan_pair(
             token.grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
         )
-        return Issued(_insert_pair(conn, planned, ask.child, token.id))
+        return Issued(_insert_pair(conn, planned, ask.child, token.id), retry=True)
 
     # Rotate: claim the single successor slot first. Only one transaction can move
     # `exchanged_at` from NULL; on PostgreSQL a concurrent one waits for our row lock here and
@@ -582,6 +584,7 @@ def _purge_batch(conn: Connection, now: int, horizon: int, batch: int) -> int:
     ev = revocation_events
     old_events = select(ev.c.id).where(ev.c.expires_at < horizon).limit(batch).scalar_subquery()
     changed += conn.execute(delete(ev).where(ev.c.id.in_(old_events))).rowcount
+    changed += outbox.purge_batch(conn, horizon, batch)
     # Whole families of grants dead (revoked or expired) for longer than the retention. A live
     # grant keeps every refresh token it ever issued, so reuse detection (RFC 6749 §10.4) works
     # for its whole life.
@@ -709,6 +712,7 @@ def _revoke_grant(conn: Connection, grant_id: str, now: int, reason: str) -> boo
         )
     )
     _wake_feed(conn)
+    outbox.grant_revoked(conn, grant_id, reason, now)  # a webhook, in the same transaction
     return True
 
 
@@ -733,6 +737,7 @@ def _record(
             detail=detail,
         )
     )
+    outbox.security_event(conn, kind, grant, generation, now, source_address)  # a webhook
 
 
 _GRANT_COLUMNS = (

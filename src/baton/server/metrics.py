@@ -1,0 +1,264 @@
+"""Prometheus metrics: what the server did, counted where it happens, served at /metrics.
+
+Cheap on the hot path: a request costs one dict lookup for its pre-resolved (counter, histogram)
+children, one `inc` and one `observe`. Labels are bounded: requests are labelled by route
+template (never the raw path), method (known verbs only) and status.
+
+Several worker processes (`baton serve --workers N`) share one view through prometheus_client's
+multiprocess mode: `baton serve` points `PROMETHEUS_MULTIPROC_DIR` at a fresh directory before the
+workers start, each worker's values live in memory-mapped files there, and a scrape answered by
+any worker sums them all. Figures that are facts of the database (active grants) are read from
+the database at scrape time by whichever worker answers, cached a few seconds, so they never
+double-count. Pool use is per process: each samples its own pool every second, summed over the
+live processes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
+
+import anyio
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from baton.core.rules import CodeProblem, Reason
+from baton.store.base import (
+    CodeRefused,
+    ExchangeResult,
+    Issued,
+    RedeemResult,
+    Refused,
+    Replayed,
+    RevokeResult,
+    Store,
+)
+from baton.store.stats import active_grants, pool_figures
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics import Counter as CounterChild
+    from prometheus_client.metrics import Histogram as HistogramChild
+
+MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+POOL_SAMPLE_INTERVAL = 1.0
+
+# No `_created` series beside each counter: half the exposition, and nothing Baton's users need.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+def multiprocess_mode() -> bool:
+    return bool(os.environ.get(MULTIPROC_VARIABLE))
+
+
+class Metrics:
+    """The server's metrics, in a registry of their own (one per app: tests start from zero)."""
+
+    def __init__(self, grants_cache_seconds: float = 5.0) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "baton_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "baton_http_request_duration_seconds",
+            "Time from the request's arrival to the end of its response, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rotations = Counter(
+            "baton_refresh_rotations",
+            "Refresh tokens exchanged for a new pair (rotations).",
+            registry=r,
+        )
+        retries = Counter(
+            "baton_leeway_retries",
+            "Exchanged refresh tokens presented again inside their leeway, by the answer given: "
+            "replay (the same pair again) or fork (a sibling pair).",
+            ["policy"],
+            registry=r,
+        )
+        self.replays, self.forks = retries.labels("replay"), retries.labels("fork")
+        reuse = Counter(
+            "baton_reuse_detections",
+            "Replays detected: an exchanged refresh token after its leeway, or a used "
+            "authorization code.",
+            ["kind"],
+            registry=r,
+        )
+        self.refresh_reuse, self.code_reuse = reuse.labels("refresh_token"), reuse.labels("code")
+        self.revocations = Counter(
+            "baton_revocations",
+            "Revocations that took effect: a whole grant or one access token, by cause.",
+            ["what", "cause"],
+            registry=r,
+        )
+        self.webhook_deliveries = Counter(
+            "baton_webhook_deliveries",
+            "Webhook delivery attempts, by outcome: delivered, failed (retried), gave_up.",
+            ["outcome"],
+            registry=r,
+        )
+        self.pool_in_use = Gauge(
+            "baton_db_pool_connections_in_use",
+            "Database connections checked out of the pools (sampled each second per process).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.pool_capacity = Gauge(
+            "baton_db_pool_connections_capacity",
+            "Connections the pools may hold (pool size plus overflow, summed over processes).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.grants_cache_seconds = grants_cache_seconds
+        self._database = _DatabaseFigures()
+        r.register(self._database)
+        self._grants_read_at = -float("inf")
+        self._children: dict[tuple[str, str, int], tuple[CounterChild, HistogramChild]] = {}
+
+    # -- per request (the hot path) ------------------------------------------------------------
+
+    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
+        children = self._children.get((route, method, status))
+        if children is None:
+            children = self._resolve(route, method, status)
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def _resolve(self, route: str, method: str, status: int) -> tuple[CounterChild, HistogramChild]:
+        label = method if method in METHODS else "OTHER"
+        children = (
+            self.requests.labels(route, label, str(status)),
+            self.latency.labels(route),
+        )
+        self._children[(route, method, status)] = children
+        return children
+
+    # -- outcomes, one call where each endpoint sees them ------------------------------------
+
+    def exchanged(self, result: ExchangeResult) -> None:
+        """A refresh at /token: a rotation, a retry in the leeway, or a reuse detected."""
+        if isinstance(result, Issued):
+            (self.forks if result.retry else self.rotations).inc()
+        elif isinstance(result, Replayed):
+            self.replays.inc()
+        elif isinstance(result, Refused) and result.reason is Reason.REUSED:
+            self.refresh_reuse.inc()
+            if result.revoked_grant:
+                self.revoked("grant", "reuse")
+
+    def redeemed(self, result: RedeemResult) -> None:
+        """A code redemption at /token: a used code presented again is a replay (§4.1.2)."""
+        if isinstance(result, CodeRefused) and result.problem is CodeProblem.REUSED:
+            self.code_reuse.inc()
+            if result.revoked_grant:
+                self.revoked("grant", "code_reuse")
+
+    def client_revoked(self, outcome: RevokeResult) -> None:
+        """A revocation at /revoke (RFC 7009) that changed something."""
+        if outcome == "grant":
+            self.revoked("grant", "rfc7009")
+        elif outcome == "access_token":
+            self.revoked("access_token", "rfc7009")
+
+    def revoked(self, what: str, cause: str) -> None:
+        """Also for revocations decided elsewhere in the server (e.g. an admin console)."""
+        self.revocations.labels(what, cause).inc()
+
+    # -- at scrape time ----------------------------------------------------------------------
+
+    def sample_pool(self, runner: object) -> None:
+        figures = pool_figures(runner)
+        if figures is not None:
+            self.pool_in_use.set(figures[0])
+            self.pool_capacity.set(figures[1])
+
+    async def render(self, store: Store, now: int) -> bytes:
+        """The exposition: this registry, or every worker's files in multiprocess mode."""
+        if time.monotonic() - self._grants_read_at >= self.grants_cache_seconds:
+            self._database.active_grants = await _count_active_grants(store, now)
+            self._grants_read_at = time.monotonic()
+        self.sample_pool(getattr(store, "runner", None))
+        if not multiprocess_mode():
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(self._database)
+        return generate_latest(registry)
+
+
+class _DatabaseFigures(Collector):
+    """Facts of the database, read at scrape time (never summed over processes)."""
+
+    def __init__(self) -> None:
+        self.active_grants: int | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        if self.active_grants is not None:
+            yield GaugeMetricFamily(
+                "baton_active_grants",
+                "Grants neither revoked nor expired (read from the database, cached 5 s).",
+                value=self.active_grants,
+            )
+
+
+async def _count_active_grants(store: Store, now: int) -> int | None:
+    inspect = getattr(store, "inspect", None)
+    if inspect is None:
+        return None
+    count: int = await inspect(lambda conn: active_grants(conn, now))
+    return count
+
+
+def of(request: Request) -> Metrics:
+    found: Metrics = request.app.state.metrics
+    return found
+
+
+async def sample_pool_forever(metrics: Metrics, store: Store) -> None:
+    """Each process's pool use, for the scrape that another process may answer."""
+    runner = getattr(store, "runner", None)
+    while True:
+        metrics.sample_pool(runner)
+        await anyio.sleep(POOL_SAMPLE_INTERVAL)
+
+
+def metrics_endpoint(token: str | None) -> Callable[[Request], Awaitable[Response]]:
+    """/metrics, behind `Authorization: Bearer <token>` unless the token is None (public)."""
+    expected = f"Bearer {token}".encode() if token is not None else None
+
+    async def endpoint(request: Request) -> Response:
+        if expected is not None:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return JSONResponse(
+                    {"error": "invalid_token", "error_description": "a metrics token is required"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
+        app = request.app.state.baton
+        body = await of(request).render(app.store, app.clock.now())
+        return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+
+    return endpoint

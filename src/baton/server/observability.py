@@ -1,0 +1,63 @@
+"""What `create_app` adds for observability: the metrics, /metrics, and the webhook sender.
+
+Kept apart from `baton.server.app` so the app factory gains three lines, not a subsystem.
+"""
+
+from __future__ import annotations
+
+import os
+
+from anyio.abc import TaskGroup
+from prometheus_client import multiprocess
+from starlette.routing import BaseRoute, Route
+
+from baton.config import Settings
+from baton.core.clock import Clock
+from baton.server.metrics import (
+    Metrics,
+    metrics_endpoint,
+    multiprocess_mode,
+    sample_pool_forever,
+)
+from baton.server.webhooks import WebhookOptions, WebhookSender
+from baton.store.base import Store
+from baton.store.sql import SQLStore
+
+
+class Observability:
+    def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.sender: WebhookSender | None = None
+        if settings.webhook_url and not settings.webhook_secret:
+            raise ValueError("webhooks need a signing secret (BATON_WEBHOOK_SECRET)")
+        if settings.webhook_url and settings.webhook_secret and isinstance(store, SQLStore):
+            options = WebhookOptions(
+                url=settings.webhook_url,
+                secret=settings.webhook_secret,
+                backoff_base=settings.webhook_backoff_base,
+                backoff_cap=settings.webhook_backoff_cap,
+                max_age=settings.webhook_max_age,
+                poll_interval=settings.webhook_poll_interval,
+            )
+            self.sender = WebhookSender(options, store, clock, self.metrics)
+        self.store = store
+
+    def routes(self) -> list[BaseRoute]:
+        """/metrics when it is enabled: with a bearer token, or public by choice (else 404)."""
+        token, public = self.settings.metrics_token, self.settings.metrics_public
+        if token is None and not public:
+            return []
+        return [Route("/metrics", metrics_endpoint(token), methods=["GET"])]
+
+    def start(self, tasks: TaskGroup) -> None:
+        tasks.start_soon(sample_pool_forever, self.metrics, self.store)
+        if self.sender is not None:
+            tasks.start_soon(self.sender.run_forever)
+
+    async def close(self) -> None:
+        if self.sender is not None:
+            await self.sender.close()
+        if multiprocess_mode():
+            # This worker's live gauges (pool use) leave the sums.
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

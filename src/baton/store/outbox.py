@@ -1,0 +1,159 @@
+"""The webhook outbox: security events written in the transaction that decides them, delivered
+later (by `baton.server.webhooks`) at least once.
+
+Rows are written whether or not a webhook URL is configured. Revocations also happen in
+processes that know nothing of the server's options (`baton grants revoke`, another server), and a
+security event is rare next to a rotation (one row per revocation or reuse, none per refresh),
+so the table stays small; the purge deletes rows older than the retention, delivered or not.
+An undelivered row older than the delivery's maximum age is never sent: configuring a URL later
+does not unleash weeks of old events.
+
+A payload never holds a token, code or secret: ids, client, subject, generation, time, kind.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from baton.core.facts import GrantFacts
+from baton.core.tokens import random_id
+from baton.store.schema import grants, users, webhook_outbox
+
+NEVER = 2**62
+"""`next_attempt_at` of a row whose delivery was given up."""
+
+REUSE_KINDS = frozenset({"refresh_token_reuse", "code_reuse"})
+
+
+def enqueue(conn: Connection, event_type: str, fields: dict[str, Any], now: int) -> None:
+    """One event, with an id that receivers use to drop a second delivery of it."""
+    event = {"id": random_id("evt_"), "type": event_type, "occurred_at": now, **fields}
+    conn.execute(
+        insert(webhook_outbox).values(
+            event_type=event_type,
+            payload=json.dumps(event, separators=(",", ":")),
+            created_at=now,
+            attempts=0,
+            next_attempt_at=now,
+        )
+    )
+
+
+def grant_revoked(conn: Connection, grant_id: str, reason: str, now: int) -> None:
+    """`grant.revoked`; `reason` is the grant's `revoked_reason` (reuse, code_reuse, revoked
+    for RFC 7009, admin)."""
+    row = conn.execute(
+        select(grants.c.client_id, users.c.username)
+        .outerjoin(users, users.c.id == grants.c.user_id)
+        .where(grants.c.id == grant_id)
+    ).first()
+    fields = {
+        "grant_id": grant_id,
+        "client_id": row.client_id if row is not None else None,
+        "subject": row.username if row is not None else None,
+        "reason": reason,
+    }
+    enqueue(conn, "grant.revoked", fields, now)
+
+
+def security_event(
+    conn: Connection,
+    kind: str,
+    grant: GrantFacts | None,
+    generation: int | None,
+    now: int,
+    source_address: str | None,
+) -> None:
+    """`reuse_detected` for a replayed refresh token or code. Other kinds (a retry inside the
+    leeway, say) are for the console's timeline, not an alarm: they send nothing."""
+    if kind not in REUSE_KINDS:
+        return
+    event_type = "reuse_detected"
+    fields = {
+        "kind": kind,
+        "grant_id": grant.id if grant else None,
+        "client_id": grant.client_id if grant else None,
+        "subject": grant.subject if grant else None,
+        "generation": generation,
+        "source_address": source_address,
+    }
+    enqueue(conn, event_type, fields, now)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    event_type: str
+    payload: str
+    attempts: int  # including the one now leased
+    created_at: int
+
+
+def any_due(conn: Connection, now: int, oldest: int) -> bool:
+    """A read first, so an idle outbox costs no write transaction (SQLite has one writer)."""
+    ob = webhook_outbox
+    found = conn.execute(
+        select(ob.c.id)
+        .where(ob.c.delivered_at.is_(None), ob.c.next_attempt_at <= now, ob.c.created_at >= oldest)
+        .limit(1)
+    ).first()
+    return found is not None
+
+
+def claim_due(
+    conn: Connection, now: int, lease_until: int, oldest: int, limit: int
+) -> list[Delivery]:
+    """Leases the due rows to the caller until `lease_until`.
+
+    The conditional UPDATE is the lease: on PostgreSQL a concurrent claimer waits for our row
+    lock and then no longer finds the row due; on SQLite writers are serialized. A process that
+    dies holding a lease loses it when `lease_until` passes, and the row is sent again (at least
+    once). The attempt is counted at the claim, so a crash mid-send counts too.
+    """
+    ob = webhook_outbox
+    due = conn.execute(
+        select(ob.c.id, ob.c.event_type, ob.c.payload, ob.c.attempts, ob.c.created_at)
+        .where(ob.c.delivered_at.is_(None), ob.c.next_attempt_at <= now, ob.c.created_at >= oldest)
+        .order_by(ob.c.next_attempt_at, ob.c.id)
+        .limit(limit)
+    ).all()
+    claimed = []
+    for row in due:
+        leased = conn.execute(
+            update(ob)
+            .where(ob.c.id == row.id, ob.c.delivered_at.is_(None), ob.c.next_attempt_at <= now)
+            .values(next_attempt_at=lease_until, attempts=ob.c.attempts + 1)
+        ).rowcount
+        if leased == 1:
+            claimed.append(
+                Delivery(row.id, row.event_type, row.payload, row.attempts + 1, row.created_at)
+            )
+    return claimed
+
+
+def mark_delivered(conn: Connection, delivery_id: int, now: int) -> None:
+    conn.execute(
+        update(webhook_outbox)
+        .where(webhook_outbox.c.id == delivery_id)
+        .values(delivered_at=now, last_error=None)
+    )
+
+
+def mark_failed(conn: Connection, delivery_id: int, next_attempt_at: int, error: str) -> None:
+    """Records the error and when to try again (`NEVER`: given up)."""
+    conn.execute(
+        update(webhook_outbox)
+        .where(webhook_outbox.c.id == delivery_id, webhook_outbox.c.delivered_at.is_(None))
+        .values(next_attempt_at=next_attempt_at, last_error=error[:500])
+    )
+
+
+def purge_batch(conn: Connection, horizon: int, batch: int) -> int:
+    """Rows created before the retention horizon, delivered or not."""
+    ob = webhook_outbox
+    old = select(ob.c.id).where(ob.c.created_at < horizon).limit(batch).scalar_subquery()
+    return int(conn.execute(delete(ob).where(ob.c.id.in_(old))).rowcount)
