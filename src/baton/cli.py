@@ -325,6 +325,7 @@ def serve(
     """Run the authorization server."""
     import uvicorn
 
+    from baton.server import onewrite
     from baton.server.asgi import CONFIG_VARIABLE
 
     policy = Policy(
@@ -395,6 +396,7 @@ def serve(
             host=host,
             port=port,
             workers=workers,
+            http=onewrite.Protocol,
             access_log=False,  # baton.access logs one line per request, without query strings
             log_level=log_level,
             log_config=dict_config(log_level, log_format),

@@ -26,19 +26,20 @@ REFRESHES = 200
 def refresh_across(servers: list[Server], refresh_token: str) -> list[httpx.Response]:
     """REFRESHES concurrent refreshes of one token, alternating between the servers."""
     barrier = threading.Barrier(REFRESHES)
-    limits = httpx.Limits(max_connections=REFRESHES, max_keepalive_connections=0)
 
     def one(i: int) -> httpx.Response:
         server = servers[i % len(servers)]
-        barrier.wait(timeout=60)
-        return http.post(
-            server.token_url,
-            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-            auth=server.client.basic,
-        )
+        # A client (and connection) per request, so all 200 are in flight at once; one client
+        # shared by 200 threads without keep-alive once lost a socket to its own pool (EBADF).
+        with httpx.Client(timeout=60) as http:
+            barrier.wait(timeout=60)
+            return http.post(
+                server.token_url,
+                data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+                auth=server.client.basic,
+            )
 
-    # One client, a connection per request: all 200 are in flight at once.
-    with httpx.Client(timeout=60, limits=limits) as http, ThreadPoolExecutor(REFRESHES) as pool:
+    with ThreadPoolExecutor(REFRESHES) as pool:
         responses = list(pool.map(one, range(REFRESHES)))
     assert all(r.status_code < 500 for r in responses), [r.text for r in responses]
     return responses

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -137,3 +138,31 @@ def test_a_streamed_response_is_not_held_back(server: int) -> None:
     assert b"text/event-stream" in first and b"data: first" in first
     assert b"data: second" not in first  # arrived before the stream's second event
     assert time.perf_counter() - started < 0.25
+
+
+def test_the_protocol_turns_nagle_off_on_every_connection() -> None:
+    """`--workers N` listens on a socket made without IPPROTO_TCP, where asyncio leaves Nagle on;
+    the protocol turns it off itself."""
+
+    class Transport:
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return self.sock if name == "socket" else default
+
+    listener = socket.socket(socket.AF_INET)  # as uvicorn binds for several workers
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    try:
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        protocol = object.__new__(onewrite.Protocol)
+        # The parent's part wants a whole uvicorn server around it: not what is tested here.
+        with contextlib.suppress(Exception):
+            protocol.connection_made(Transport(accepted))  # type: ignore[arg-type]
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        for s in (client, accepted, listener):
+            s.close()

@@ -8,13 +8,16 @@ first write, or until the end of the current turn of the event loop (a streamed 
 `HEAD`, or a 204 without a body write), so order and timing of what reaches the client are
 unchanged, only the number of segments.
 
-Installed by `baton serve` (see `baton.server.asgi`) into uvicorn's httptools protocol; tests
-check that responses still arrive whole and in order, and that a changed uvicorn is noticed.
+Installed by `baton serve` (see `baton.server.asgi`) into uvicorn's httptools protocol, which
+`baton serve` runs as `Protocol` below; tests check that responses still arrive whole and in
+order, and that a changed uvicorn is noticed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from typing import Any
 
 from uvicorn.protocols.http import httptools_impl
@@ -52,6 +55,22 @@ class CoalescingTransport:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
+
+
+class Protocol(httptools_impl.HttpToolsProtocol):
+    """uvicorn's httptools protocol, with Nagle's algorithm off on every connection.
+
+    asyncio turns it off only for sockets created with `IPPROTO_TCP`, and the listening socket
+    uvicorn makes for `--workers N` is not: a response written in two parts then waited for the
+    client's delayed ACK, about 40 ms per request on a kept-open connection.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
 
 
 class _Cycle(httptools_impl.RequestResponseCycle):
