@@ -488,7 +488,7 @@ def tokens_for(target: Target, workload: Workload, per_round_revocations: int) -
 @dataclass
 class Options:
     targets: list[str]
-    duration: float = 5.0
+    duration: float = 4.0
     rounds: int = 3
     refresh_concurrency: list[int] = field(default_factory=lambda: [1, 4, 16])
     warmup: float = 1.0
@@ -984,7 +984,7 @@ def parse(argv: list[str] | None = None) -> tuple[Options, argparse.Namespace]:
         default=",".join(all_targets()),
         help="comma-separated, from: " + ", ".join(all_targets()),
     )
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run [5]")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per run [4]")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported [3]")
     parser.add_argument("--concurrency", default="1,4,16", help="refresh concurrency levels")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per target")
