@@ -14,7 +14,7 @@ What it does, in order:
    for `--rounds` rounds of `--duration` seconds each, after a short warm-up per target. The load
    comes from wrk (one thread, its own process; `bench/wrk/workload.lua`), which checks every
    response: a refresh must answer 200 with an access and a refresh token never seen before.
-   The peak RSS of each target's process tree is sampled from /proc all along.
+   The peak RSS of each target's process tree is sampled from /proc while it is under load.
 4. Writes `bench/RESULTS.md` (medians of the rounds, ratios Baton/peer, the targets' pass/fail,
    the machine and the versions) and `bench/results.png` (refresh throughput against
    concurrency). Exits 1 if any request failed.
@@ -226,9 +226,12 @@ def postgres_available(admin: str) -> bool:
     )
 
 
+QUIET_PSQL = dict(os.environ, PGOPTIONS="-c client_min_messages=warning")
+
+
 def create_database(admin: str, name: str) -> str:
-    run(["psql", admin, "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'])
-    run(["psql", admin, "-qc", f'CREATE DATABASE "{name}"'])
+    run(["psql", admin, "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], env=QUIET_PSQL)
+    run(["psql", admin, "-qc", f'CREATE DATABASE "{name}"'], env=QUIET_PSQL)
     return admin.rsplit("/", 1)[0] + "/" + name
 
 
@@ -285,7 +288,8 @@ def seed_from_json(text: str) -> Seeded:
 
 
 def start_baton(target: Target, db: str, grants: int, work: Path) -> None:
-    sys.path.insert(0, str(BENCH))
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
     from peers.baton_peer import seed  # the main virtualenv has Baton installed
 
     baton = str(Path(sys.executable).with_name("baton"))
@@ -370,19 +374,26 @@ def tree_rss(session: int) -> int:
 
 
 class RssSampler:
-    """Samples the peak RSS of each running target's process tree, ten times a second."""
+    """Samples the peak RSS of the process tree of the target under load, ten times a second.
 
-    def __init__(self, targets: list[Target]) -> None:
-        self.targets = targets
+    Only the target under load is sampled, so the harness itself stays nearly idle; a server's
+    peak is reached under load anyway. `watch` names the target (None: nothing to sample).
+    """
+
+    def __init__(self) -> None:
+        self.active: Target | None = None
         self.running = True
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
+    def watch(self, target: Target | None) -> None:
+        self.active = target
+
     def _loop(self) -> None:
         while self.running:
-            for target in self.targets:
-                if target.process is not None and target.process.poll() is None:
-                    target.peak_rss = max(target.peak_rss, tree_rss(target.process.pid))
+            target = self.active
+            if target is not None and target.process is not None:
+                target.peak_rss = max(target.peak_rss, tree_rss(target.process.pid))
             time.sleep(0.1)
 
     def close(self) -> None:
@@ -549,7 +560,7 @@ def benchmark(options: Options) -> Outcome:
     databases: list[str] = []
     with tempfile.TemporaryDirectory(prefix="baton-bench-") as tmp:
         work = Path(tmp)
-        sampler = RssSampler(chosen)
+        sampler = RssSampler()
         try:
             for target in chosen:
                 log(f"seeding {grants} grants into {target.name} and starting it")
@@ -580,6 +591,7 @@ def benchmark(options: Options) -> Outcome:
                 target.introspect_pool = [a for a, _ in target.seeded.take(options.introspect_pool)]
             for target in chosen:  # warm-up: start workers, fill caches and pools; not reported
                 warm = Workload("refresh", 16)
+                sampler.watch(target)
                 result = run_wrk(
                     wrk,
                     target,
@@ -597,6 +609,7 @@ def benchmark(options: Options) -> Outcome:
                 for workload in plan:
                     for target in chosen:
                         tokens = tokens_for(target, workload, per_round_revocations)
+                        sampler.watch(target)
                         result = run_wrk(
                             wrk,
                             target,
@@ -616,6 +629,7 @@ def benchmark(options: Options) -> Outcome:
                             + (f" reused {result.reused}" if result.reused else "")
                         )
         finally:
+            sampler.watch(None)
             sampler.close()
             for target in chosen:
                 stop(target.process)
@@ -799,7 +813,8 @@ def write_report(options: Options, outcome: Outcome, out: Path) -> str:
         "",
         "Per second: successful, checked exchanges (or calls) per second. Latency from wrk, in"
         " ms. Peak RSS: the largest sum over the target's process tree (server and workers) seen"
-        " during the whole run; PostgreSQL's own processes are not counted.",
+        " while it was under load (sampled ten times a second); PostgreSQL's own processes are not"
+        " counted.",
         "",
         "| workload | target | per second | p50 ms | p99 ms | errors |",
         "|---|---|---:|---:|---:|---:|",
@@ -956,7 +971,7 @@ def write_plot(options: Options, outcome: Outcome, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     table = medians(outcome)
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure, axes = plt.subplots(figsize=(10, 4.8))
     levels = options.refresh_concurrency
     for target in outcome.targets:
         points = [(c, table.get((target.name, f"refresh c{c}"))) for c in levels]
@@ -971,7 +986,7 @@ def write_plot(options: Options, outcome: Outcome, out: Path) -> None:
     axes.set_ylabel("refresh exchanges per second (median)")
     axes.set_title(f"Refresh-token rotation, {os.cpu_count()} cores, {outcome.started:%Y-%m-%d}")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.tight_layout()
     figure.savefig(out, dpi=110)
     plt.close(figure)
