@@ -119,6 +119,7 @@ class Target:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     seeded: Seeded | None = None
+    workers: int = WORKERS  # server processes (node-oidc-provider: always 1)
     peak_rss: int = 0
     introspect_pool: list[str] = field(default_factory=list)
 
@@ -144,9 +145,9 @@ NODE_PATHS = {
 }
 
 
-def all_targets() -> dict[str, Target]:
-    gunicorn = f"gunicorn, {WORKERS} sync workers"
-    baton = f"baton serve --workers {WORKERS}"
+def all_targets(workers: int = WORKERS) -> dict[str, Target]:
+    gunicorn = f"gunicorn, {workers} sync workers"
+    baton = f"baton serve --workers {workers}"
     targets = [
         Target("baton-sqlite", "Baton", "baton", "SQLite", baton, BATON_PATHS),
         Target("baton-postgresql", "Baton", "baton", "PostgreSQL", baton, BATON_PATHS),
@@ -155,6 +156,8 @@ def all_targets() -> dict[str, Target]:
         Target("authlib-sqlite", "Authlib (Flask)", "authlib", "SQLite", gunicorn, AUTHLIB_PATHS),
         Target("node", "node-oidc-provider", "node", "memory", "node, 1 process", NODE_PATHS),
     ]
+    for t in targets:
+        t.workers = 1 if t.product == "node" else workers
     return {t.name: t for t in targets}
 
 
@@ -305,7 +308,7 @@ def start_baton(target: Target, db: str, grants: int, work: Path) -> None:
         "--port",
         str(target.port),
         "--workers",
-        str(WORKERS),
+        str(target.workers),
         "--rate-limit-address",
         "0",
         "--rate-limit-client",
@@ -332,7 +335,7 @@ def start_gunicorn_peer(
     command = [
         str(venv / "bin" / "gunicorn"),
         "--workers",
-        str(WORKERS),
+        str(target.workers),
         "--bind",
         f"127.0.0.1:{target.port}",
         "--backlog",
@@ -508,6 +511,7 @@ class Options:
     postgres: str = DEFAULT_POSTGRES
     wrk_cpu: str | None = None
     install: bool = True
+    workers: int = WORKERS
 
 
 @dataclass
@@ -529,7 +533,7 @@ def grants_needed(options: Options) -> tuple[int, int]:
 def benchmark(options: Options) -> Outcome:
     started = datetime.datetime.now(datetime.UTC)
     clock = time.monotonic()
-    available = all_targets()
+    available = all_targets(options.workers)
     unknown = set(options.targets) - set(available)
     if unknown:
         raise SystemExit(f"error: unknown targets {sorted(unknown)}; known: {sorted(available)}")
@@ -916,8 +920,7 @@ RATIO_TARGETS = [
     ),
     *[
         RatioTarget(
-            f"Baton on PostgreSQL ({WORKERS} workers) ahead of django-oauth-toolkit on"
-            f" PostgreSQL, {workload}",
+            f"Baton on PostgreSQL ahead of django-oauth-toolkit on PostgreSQL, {workload}",
             "baton-postgresql",
             "dot-postgresql",
             workload,
@@ -1016,6 +1019,12 @@ def parse(argv: list[str] | None = None) -> tuple[Options, argparse.Namespace]:
         default=os.environ.get("BATON_BENCH_POSTGRES", DEFAULT_POSTGRES),
         help="PostgreSQL admin URL; bench databases are created and dropped there",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=WORKERS,
+        help=f"server processes for Baton and the Python peers [{WORKERS}]",
+    )
     parser.add_argument("--wrk-cpu", help="pin wrk to these CPUs (taskset -c); default unpinned")
     parser.add_argument("--no-install", action="store_true", help="do not install the peers")
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
@@ -1032,9 +1041,10 @@ def parse(argv: list[str] | None = None) -> tuple[Options, argparse.Namespace]:
         postgres=args.postgres,
         wrk_cpu=args.wrk_cpu,
         install=not args.no_install,
+        workers=args.workers,
     )
-    if options.rounds < 1 or options.duration < 1:
-        parser.error("--rounds and --duration must be at least 1")
+    if options.rounds < 1 or options.duration < 1 or options.workers < 1:
+        parser.error("--rounds, --duration and --workers must be at least 1")
     return options, args
 
 
