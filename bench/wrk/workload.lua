@@ -35,7 +35,7 @@ queue, head, tail = {}, 1, 0 -- refresh: tokens to present next
 pool, next_index, wrapped = {}, 1, false -- introspect / revoke: the file's tokens
 seen = {}                     -- refresh: every token seen (seeded or received)
 ok, status_errors, body_errors, starved, reused = 0, 0, 0, 0, 0
-sample = ""                   -- the first bad response, for the report
+sample = ""                   -- the first bad response (see note), for the report
 
 function init(args)
   for line in io.lines(os.getenv("BENCH_TOKENS")) do
@@ -51,8 +51,12 @@ function init(args)
   end
 end
 
+-- The first bad response, with token values blanked out: the report never shows a token.
 local function note(status, body)
-  if sample == "" then sample = tostring(status) .. " " .. string.sub(body or "", 1, 200) end
+  if sample == "" then
+    local shown = string.gsub(body or "", '("[%w_]*token"%s*:%s*)"[^"]*"', '%1"<token>"')
+    sample = tostring(status) .. " " .. string.sub(shown, 1, 200)
+  end
 end
 
 function request()
