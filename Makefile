@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DB     ?= sqlite:///baton.db
 ARGS   ?=
 
-.PHONY: install migrate serve lint test fuzz soak clean
+.PHONY: install migrate serve lint test fuzz soak bench clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Baton needs Python 3.11 or newer")'
@@ -35,6 +35,15 @@ fuzz: install
 
 soak: install
 	$(BIN)/python bench/soak.py --duration 180 $(ARGS)
+
+# Baton against django-oauth-toolkit, Authlib and node-oidc-provider, in one run (bench/README.md).
+# The peers install into bench/.scratch/; the report goes to bench/RESULTS.md and bench/results.png.
+$(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	@touch $@
+
+bench: $(BIN)/.bench-installed
+	$(BIN)/python bench/compare.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
