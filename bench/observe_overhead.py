@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from starlette.routing import Route
@@ -24,11 +24,11 @@ from baton.logs import formatter
 from baton.server.metrics import Metrics
 from baton.server.observe import Observe
 
-ASGI = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
-ROUTE = Route("/token", lambda request: None, methods=["POST"])  # type: ignore[arg-type,return-value]
+ASGI = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
+ROUTE = Route("/token", lambda request: None, methods=["POST"])
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     scope["route"] = ROUTE  # as Starlette's router does
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"{}"})
@@ -41,7 +41,7 @@ class PlainAccessLog:
         self.inner = inner
         self.log = logging.getLogger("baton.access")
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()
         status = 500
 
