@@ -262,7 +262,7 @@ def test_grants_are_paged_without_gaps_or_repeats(
     while True:
         page = anyio.run(admin.grants, GrantQuery(after=after, limit=2), clock.now())
         seen += [row.grant.id for row in page.rows]
-        assert all(row.pairs == 1 for row in page.rows)
+        assert all(row.generations == 1 for row in page.rows)
         if page.next is None:
             break
         after = page.next

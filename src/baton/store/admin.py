@@ -20,7 +20,7 @@ from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from baton.core.facts import GrantFacts
 from baton.core.timeline import AccessRecord, EventRecord, RefreshRecord
-from baton.store.base import Client
+from baton.store.base import Client, GrantSummary
 from baton.store.engines import Runner
 from baton.store.schema import (
     access_tokens,
@@ -37,6 +37,7 @@ from baton.store.sql import (
     _grant,
     _grant_from_labels,
     _revoke_grant,
+    client_from_row,
 )
 
 T = TypeVar("T")
@@ -45,25 +46,6 @@ PAGE = 50
 FAMILY_PAIRS = 60  # pairs drawn on a timeline; older ones are counted, not drawn
 
 GrantStatus = Literal["active", "revoked", "expired"]
-
-
-@dataclass(frozen=True, slots=True)
-class ClientRow:
-    id: str
-    name: str
-    is_public: bool
-    is_resource_server: bool
-    redirect_uris: tuple[str, ...]
-    scope: str
-    created_at: int
-    disabled_at: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class GrantRow:
-    grant: GrantFacts
-    pairs: int  # refresh tokens issued so far
-    last_issued_at: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +59,7 @@ class GrantQuery:
 
 @dataclass(frozen=True, slots=True)
 class GrantPage:
-    rows: list[GrantRow]
+    rows: list[GrantSummary]
     next: tuple[int, str] | None  # cursor of the next page, if there is one
 
 
@@ -143,8 +125,8 @@ class AdminStore:
 
     # -- clients ------------------------------------------------------------------------------
 
-    async def clients(self, offset: int = 0, limit: int = PAGE) -> list[ClientRow]:
-        def work(conn: Connection) -> list[ClientRow]:
+    async def clients(self, offset: int = 0, limit: int = PAGE) -> list[Client]:
+        def work(conn: Connection) -> list[Client]:
             rows = list(
                 conn.execute(
                     select(clients)
@@ -153,19 +135,7 @@ class AdminStore:
                     .limit(limit)
                 ).mappings()
             )
-            return [
-                ClientRow(
-                    id=row["id"],
-                    name=row["name"],
-                    is_public=bool(row["is_public"]),
-                    is_resource_server=bool(row["is_resource_server"]),
-                    redirect_uris=tuple(json.loads(row["redirect_uris"])),
-                    scope=row["scope"],
-                    created_at=row["created_at"],
-                    disabled_at=row["disabled_at"],
-                )
-                for row in rows
-            ]
+            return [client_from_row(row) for row in rows]
 
         return await self._read(work)
 
@@ -269,7 +239,7 @@ class AdminStore:
                     .group_by(refresh_tokens.c.grant_id)
                 ).all()
             }
-            rows = [GrantRow(g, *stats.get(g.id, (0, None))) for g in found]
+            rows = [GrantSummary(g, *stats.get(g.id, (0, None))) for g in found]
             cursor = (found[-1].expires_at, found[-1].id) if more and found else None
             return GrantPage(rows, cursor)
 
@@ -440,10 +410,8 @@ __all__ = [
     "Actor",
     "AdminStore",
     "AuditRow",
-    "ClientRow",
     "EventRow",
     "Family",
     "GrantPage",
     "GrantQuery",
-    "GrantRow",
 ]

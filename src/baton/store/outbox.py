@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from baton.core.facts import GrantFacts
 from baton.core.tokens import random_id
 from baton.store.schema import grants, users, webhook_outbox
 
@@ -60,28 +59,13 @@ def grant_revoked(conn: Connection, grant_id: str, reason: str, now: int) -> Non
     enqueue(conn, "grant.revoked", fields, now)
 
 
-def security_event(
-    conn: Connection,
-    kind: str,
-    grant: GrantFacts | None,
-    generation: int | None,
-    now: int,
-    source_address: str | None,
-) -> None:
-    """`reuse_detected` for a replayed refresh token or code. Other kinds (a retry inside the
-    leeway, say) are for the console's timeline, not an alarm: they send nothing."""
-    if kind not in REUSE_KINDS:
+def security_event(conn: Connection, fields: dict[str, Any], now: int) -> None:
+    """`reuse_detected` for a replayed refresh token or code, from the fields of its
+    `security_events` row. Other kinds (a retry inside the leeway, say) are for the console's
+    timeline, not an alarm: they send nothing."""
+    if fields["kind"] not in REUSE_KINDS:
         return
-    event_type = "reuse_detected"
-    fields = {
-        "kind": kind,
-        "grant_id": grant.id if grant else None,
-        "client_id": grant.client_id if grant else None,
-        "subject": grant.subject if grant else None,
-        "generation": generation,
-        "source_address": source_address,
-    }
-    enqueue(conn, event_type, fields, now)
+    enqueue(conn, "reuse_detected", {k: v for k, v in fields.items() if k != "detail"}, now)
 
 
 @dataclass(frozen=True, slots=True)

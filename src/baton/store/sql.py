@@ -166,19 +166,7 @@ class SQLStore:
     async def get_client(self, client_id: str) -> Client | None:
         def work(conn: Connection) -> Client | None:
             row = _CLIENT.one(conn, client_id=client_id)
-            if row is None:
-                return None
-            return Client(
-                id=row["id"],
-                name=row["name"],
-                secret_digest=row["secret_digest"],
-                is_public=bool(row["is_public"]),
-                is_resource_server=bool(row["is_resource_server"]),
-                redirect_uris=tuple(json.loads(row["redirect_uris"])),
-                scope=row["scope"],
-                created_at=row["created_at"],
-                disabled_at=row["disabled_at"],
-            )
+            return None if row is None else client_from_row(row)
 
         return await self._read(work)
 
@@ -725,19 +713,17 @@ def _record(
     source_address: str | None,
     detail: str,
 ) -> None:
-    conn.execute(
-        insert(security_events).values(
-            kind=kind,
-            grant_id=grant.id if grant else None,
-            client_id=grant.client_id if grant else None,
-            subject=grant.subject if grant else None,
-            generation=generation,
-            occurred_at=now,
-            source_address=source_address,
-            detail=detail,
-        )
-    )
-    outbox.security_event(conn, kind, grant, generation, now, source_address)  # a webhook
+    fields = {
+        "kind": kind,
+        "grant_id": grant.id if grant else None,
+        "client_id": grant.client_id if grant else None,
+        "subject": grant.subject if grant else None,
+        "generation": generation,
+        "source_address": source_address,
+        "detail": detail,
+    }
+    conn.execute(insert(security_events).values(occurred_at=now, **fields))
+    outbox.security_event(conn, fields, now)  # a webhook
 
 
 _GRANT_COLUMNS = (
@@ -751,6 +737,21 @@ _GRANT_COLUMNS = (
     grants.c.revoked_at.label("g_revoked_at"),
     grants.c.revoked_reason.label("g_revoked_reason"),
 )
+
+
+def client_from_row(row: RowMapping | dict[str, Any]) -> Client:
+    """A `clients` row as the `Client` it stores."""
+    return Client(
+        id=row["id"],
+        name=row["name"],
+        secret_digest=row["secret_digest"],
+        is_public=bool(row["is_public"]),
+        is_resource_server=bool(row["is_resource_server"]),
+        redirect_uris=tuple(json.loads(row["redirect_uris"])),
+        scope=row["scope"],
+        created_at=row["created_at"],
+        disabled_at=row["disabled_at"],
+    )
 
 
 def _grant_from_labels(row: RowMapping | dict[str, Any]) -> GrantFacts:
