@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -212,3 +213,32 @@ def test_the_wal_is_checkpointed_off_the_commit_path_and_stays_bounded(tmp_path:
     assert (tmp_path / "wal.db").stat().st_size > 24_000_000
     wal = tmp_path / "wal.db-wal"
     assert not wal.exists() or wal.stat().st_size < 8_000_000
+
+
+def test_postgresql_feed_readers_wake_right_after_the_commit(postgres_database: str) -> None:
+    """The NOTIFY goes out after the commit, from the runner; a reader in another process (here:
+    another runner) wakes at once, not at its one-second fallback poll."""
+    from baton.store.sql import _wake_feed
+
+    async def run() -> float:
+        reader = PostgresRunner(normalize_url(postgres_database), PoolSettings(size=0))
+        writer = PostgresRunner(normalize_url(postgres_database), PoolSettings(size=0))
+        woke_after: list[float] = []
+        try:
+            await reader.wait_for_feed(0.01)  # connects the LISTEN
+
+            async def wait() -> None:
+                started = time.perf_counter()
+                await reader.wait_for_feed(5)
+                woke_after.append(time.perf_counter() - started)
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(wait)
+                await anyio.sleep(0.05)
+                await writer.write(lambda conn: _wake_feed(conn))
+            return woke_after[0]
+        finally:
+            await reader.close()
+            await writer.close()
+
+    assert anyio.run(run) < 0.5

@@ -58,6 +58,9 @@ class PoolSettings:
 
 # The channel PostgreSQL notifies when a transaction wrote revocation feed events.
 FEED_CHANNEL = "baton_revocations"
+# `Connection.info` key a transaction sets when it wrote feed events: the runner notifies the
+# channel once the transaction has committed (see `baton.store.sql._wake_feed`).
+WAKE_FEED = "baton_wake_feed"
 # SQLite has no notifications: feed readers look again this often (seconds).
 SQLITE_FEED_POLL = 0.02
 
@@ -377,12 +380,19 @@ class PostgresRunner:
             url, isolation_level="READ COMMITTED", **sizing
         )
         self._listener = _Listener(url)
+        self._notifier = _Notifier(self.engine)
 
     async def write(self, work: Callable[[Connection], T]) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 async with self.engine.begin() as conn:
-                    return await conn.run_sync(work)
+                    result = await conn.run_sync(work)
+                    # (Left set by a failed transaction, the flag costs the connection's next
+                    # transaction one NOTIFY too many: harmless.)
+                    wake = conn.sync_connection.info.pop(WAKE_FEED, False)  # type: ignore[union-attr]
+                if wake:
+                    self._notifier.wake()
+                return result
             except DBAPIError as exc:
                 state = _sqlstate(exc)
                 if state not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:
@@ -406,6 +416,7 @@ class PostgresRunner:
         await self._listener.wait(timeout)
 
     async def close(self) -> None:
+        await self._notifier.close()
         await self._listener.close()
         await self.engine.dispose()
 
@@ -417,6 +428,37 @@ def _sqlstate(exc: DBAPIError) -> str | None:
         if isinstance(value, str):
             return value
     return None
+
+
+class _Notifier:
+    """Sends `NOTIFY baton_revocations` after commits that wrote feed events, one at a time:
+    commits that land while one is pending share it (it is sent after all of them)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._pending = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        if self._pending:
+            return
+        self._pending = True
+        task = asyncio.get_running_loop().create_task(self._send())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self) -> None:
+        # Cleared before sending: a commit from here on asks for a NOTIFY of its own.
+        self._pending = False
+        try:
+            async with self._engine.connect() as conn:
+                await conn.exec_driver_sql(f"NOTIFY {FEED_CHANNEL}")
+        except Exception as exc:  # readers look again within a second anyway
+            log.warning("could not notify the revocation feed (%s)", type(exc).__name__)
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 class _Listener:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     RowMapping,
+    String,
     bindparam,
     delete,
     func,
@@ -59,7 +60,7 @@ from baton.store.base import (
     User,
 )
 from baton.store.engines import (
-    FEED_CHANNEL,
+    WAKE_FEED,
     PoolSettings,
     Runner,
     SQLiteSettings,
@@ -638,9 +639,13 @@ def _announce_access_deaths(
 
 
 def _wake_feed(conn: Connection) -> None:
-    """PostgreSQL: wake every process's feed readers when this transaction commits."""
+    """PostgreSQL: wake every process's feed readers once this transaction has committed.
+
+    The runner sends the NOTIFY after the commit rather than in the transaction: a NOTIFY holds
+    PostgreSQL's notification-queue lock through its transaction's commit, which made every
+    revoking transaction of the database commit (and fsync) one at a time."""
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"NOTIFY {FEED_CHANNEL}")
+        conn.info[WAKE_FEED] = True
 
 
 def _new_grant(
@@ -682,22 +687,10 @@ def _revoke_grant(conn: Connection, grant_id: str, now: int, reason: str) -> boo
     The revocation feed hears of it in the same transaction; the entry matters until the last
     access token of the family would have expired anyway.
     """
-    revoked = conn.execute(
-        update(grants)
-        .where(grants.c.id == grant_id, grants.c.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason)
-    ).rowcount
-    if revoked != 1:
+    if _REVOKE_GRANT.rowcount(conn, grant_id=grant_id, now=now, reason=reason) != 1:
         return False
-    last_exp = (
-        select(func.coalesce(func.max(access_tokens.c.expires_at), now))
-        .where(access_tokens.c.grant_id == grant_id)
-        .scalar_subquery()
-    )
-    conn.execute(
-        insert(revocation_events).values(
-            kind="grant", grant_id=grant_id, effective_at=now, expires_at=last_exp, created_at=now
-        )
+    _ANNOUNCE_GRANT.run(
+        conn, grant_id=grant_id, effective_at=now, at_least=now, created_at=now, of_grant=grant_id
     )
     _wake_feed(conn)
     outbox.grant_revoked(conn, grant_id, reason, now)  # a webhook, in the same transaction
@@ -953,6 +946,25 @@ def _announcement(which: Any) -> Prepared:
         )
     )
 
+
+# A revoked grant's feed entry matters until its last access token would have expired anyway.
+_REVOKE_GRANT = Prepared(
+    update(grants)
+    .where(grants.c.id == bindparam("grant_id"), grants.c.revoked_at.is_(None))
+    .values(revoked_at=bindparam("now"), revoked_reason=bindparam("reason"))
+)
+_ANNOUNCE_GRANT = Prepared(
+    insert(revocation_events).from_select(
+        ["kind", "grant_id", "effective_at", "expires_at", "created_at"],
+        select(
+            literal("grant"),
+            bindparam("grant_id", type_=String()),
+            bindparam("effective_at", type_=BigInteger),
+            func.coalesce(func.max(_at.c.expires_at), bindparam("at_least", type_=BigInteger)),
+            bindparam("created_at", type_=BigInteger),
+        ).where(_at.c.grant_id == bindparam("of_grant")),
+    )
+)
 
 _ANNOUNCE_COMPANION = _announcement(_at.c.refresh_token_id)
 _ANNOUNCE_ACCESS = _announcement(_at.c.id)
