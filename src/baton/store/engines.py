@@ -373,12 +373,16 @@ class PostgresRunner:
                 "pool_size": pool.size,
                 "max_overflow": pool.max_overflow,
                 "pool_timeout": pool.timeout,
-                "pool_pre_ping": True,
+                # No ping before each checkout (a round trip per transaction): a statement
+                # that finds the database gone invalidates every pooled connection at once
+                # (SQLAlchemy's disconnect handling, which prepared statements share), so the
+                # request that met the outage gets a 503 and the next ones reconnect.
             }
         )
         self.engine: AsyncEngine = create_async_engine(
             url, isolation_level="READ COMMITTED", **sizing
         )
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._listener = _Listener(url)
         self._notifier = _Notifier(self.engine)
 
@@ -407,10 +411,10 @@ class PostgresRunner:
         raise AssertionError("unreachable")
 
     async def read(self, work: Callable[[Connection], T]) -> T:
-        async with self.engine.connect() as conn:
-            result = await conn.run_sync(work)
-            await conn.commit()
-            return result
+        """Reads run in autocommit: under READ COMMITTED every statement takes its own snapshot
+        anyway, so a transaction around them only cost a BEGIN and a COMMIT round trip."""
+        async with self._autocommit.connect() as conn:
+            return await conn.run_sync(work)
 
     async def wait_for_feed(self, timeout: float) -> None:
         await self._listener.wait(timeout)
@@ -431,34 +435,34 @@ def _sqlstate(exc: DBAPIError) -> str | None:
 
 
 class _Notifier:
-    """Sends `NOTIFY baton_revocations` after commits that wrote feed events, one at a time:
-    commits that land while one is pending share it (it is sent after all of them)."""
+    """Sends `NOTIFY baton_revocations` after commits that wrote feed events: one at a time per
+    process, and commits that land while one is on its way get one more after it. (Each NOTIFY
+    is a transaction that takes the notification-queue lock and flushes a commit record, so one
+    per rotation would serialize the database again.)"""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._pending = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._wanted = False
+        self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
-        if self._pending:
-            return
-        self._pending = True
-        task = asyncio.get_running_loop().create_task(self._send())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._wanted = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._send())
 
     async def _send(self) -> None:
-        # Cleared before sending: a commit from here on asks for a NOTIFY of its own.
-        self._pending = False
-        try:
-            async with self._engine.connect() as conn:
-                await conn.exec_driver_sql(f"NOTIFY {FEED_CHANNEL}")
-        except Exception as exc:  # readers look again within a second anyway
-            log.warning("could not notify the revocation feed (%s)", type(exc).__name__)
+        while self._wanted:
+            # Cleared before sending: a commit from here on asks for one more NOTIFY.
+            self._wanted = False
+            try:
+                async with self._engine.connect() as conn:
+                    await conn.exec_driver_sql(f"NOTIFY {FEED_CHANNEL}")
+            except Exception as exc:  # readers look again within a second anyway
+                log.warning("could not notify the revocation feed (%s)", type(exc).__name__)
 
     async def close(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 class _Listener:
