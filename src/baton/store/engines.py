@@ -447,8 +447,10 @@ class _Notifier:
 
     def wake(self) -> None:
         self._wanted = True
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._send())
+        loop = asyncio.get_running_loop()
+        task = self._task
+        if task is None or task.done() or task.get_loop() is not loop:
+            self._task = loop.create_task(self._send())
 
     async def _send(self) -> None:
         while self._wanted:
@@ -461,8 +463,10 @@ class _Notifier:
                 log.warning("could not notify the revocation feed (%s)", type(exc).__name__)
 
     async def close(self) -> None:
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        task, self._task = self._task, None
+        # (A task of an event loop that has ended, as in tests, can no longer be awaited.)
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            await asyncio.gather(task, return_exceptions=True)
 
 
 class _Listener:
