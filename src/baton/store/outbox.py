@@ -17,9 +17,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from baton.core.facts import GrantFacts
 from baton.core.tokens import random_id
+from baton.store.prepared import Prepared
 from baton.store.schema import grants, users, webhook_outbox
 
 NEVER = 2**62
@@ -31,31 +33,44 @@ REUSE_KINDS = frozenset({"refresh_token_reuse", "code_reuse"})
 def enqueue(conn: Connection, event_type: str, fields: dict[str, Any], now: int) -> None:
     """One event, with an id that receivers use to drop a second delivery of it."""
     event = {"id": random_id("evt_"), "type": event_type, "occurred_at": now, **fields}
-    conn.execute(
-        insert(webhook_outbox).values(
-            event_type=event_type,
-            payload=json.dumps(event, separators=(",", ":")),
-            created_at=now,
-            attempts=0,
-            next_attempt_at=now,
-        )
+    _ENQUEUE.run(
+        conn,
+        event_type=event_type,
+        payload=json.dumps(event, separators=(",", ":")),
+        created_at=now,
+        next_attempt_at=now,
     )
 
 
-def grant_revoked(conn: Connection, grant_id: str, reason: str, now: int) -> None:
+_ENQUEUE = Prepared(
+    insert(webhook_outbox).values(
+        event_type=bindparam("event_type"),
+        payload=bindparam("payload"),
+        created_at=bindparam("created_at"),
+        attempts=0,
+        next_attempt_at=bindparam("next_attempt_at"),
+    )
+)
+
+
+def grant_revoked(
+    conn: Connection, grant_id: str, reason: str, now: int, known: GrantFacts | None = None
+) -> None:
     """`grant.revoked`; `reason` is the grant's `revoked_reason` (reuse, code_reuse, revoked
-    for RFC 7009, admin)."""
-    row = conn.execute(
-        select(grants.c.client_id, users.c.username)
-        .outerjoin(users, users.c.id == grants.c.user_id)
-        .where(grants.c.id == grant_id)
-    ).first()
-    fields = {
-        "grant_id": grant_id,
-        "client_id": row.client_id if row is not None else None,
-        "subject": row.username if row is not None else None,
-        "reason": reason,
-    }
+    for RFC 7009, admin). `known`: the grant's facts when the caller has them (one query less
+    on the revocation endpoint's path)."""
+    client_id: str | None
+    subject: str | None
+    if known is not None:
+        client_id, subject = known.client_id, known.subject
+    else:
+        row = conn.execute(
+            select(grants.c.client_id, users.c.username)
+            .outerjoin(users, users.c.id == grants.c.user_id)
+            .where(grants.c.id == grant_id)
+        ).first()
+        client_id, subject = (row.client_id, row.username) if row is not None else (None, None)
+    fields = {"grant_id": grant_id, "client_id": client_id, "subject": subject, "reason": reason}
     enqueue(conn, "grant.revoked", fields, now)
 
 

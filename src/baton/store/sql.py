@@ -351,7 +351,8 @@ class SQLStore:
                     return "nothing"
                 # RFC 7009 §2.1: revoking a refresh token SHOULD also invalidate all access
                 # tokens of the same grant; a revoked grant kills every token of its family.
-                return "grant" if _revoke_grant(conn, token.grant.id, now, "revoked") else "nothing"
+                revoked = _revoke_grant(conn, token.grant.id, now, "revoked", token.grant)
+                return "grant" if revoked else "nothing"
             access = _access_facts(conn, digest)
             if access is None:
                 return "nothing"
@@ -499,7 +500,7 @@ def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeRes
     if isinstance(decision, rules.Replay):
         return Replayed(decision.sealed_response)
     if isinstance(decision, rules.Reuse):
-        revoked = _revoke_grant(conn, token.grant.id, ask.now, rules.REUSE_REVOCATION)
+        revoked = _revoke_grant(conn, token.grant.id, ask.now, rules.REUSE_REVOCATION, token.grant)
         if revoked:
             _record(
                 conn,
@@ -681,7 +682,9 @@ def _new_grant(
     return grant
 
 
-def _revoke_grant(conn: Connection, grant_id: str, now: int, reason: str) -> bool:
+def _revoke_grant(
+    conn: Connection, grant_id: str, now: int, reason: str, known: GrantFacts | None = None
+) -> bool:
     """Kills every token of the family at once: liveness is derived from the grant's row.
 
     The revocation feed hears of it in the same transaction; the entry matters until the last
@@ -693,7 +696,7 @@ def _revoke_grant(conn: Connection, grant_id: str, now: int, reason: str) -> boo
         conn, grant_id=grant_id, effective_at=now, at_least=now, created_at=now, of_grant=grant_id
     )
     _wake_feed(conn)
-    outbox.grant_revoked(conn, grant_id, reason, now)  # a webhook, in the same transaction
+    outbox.grant_revoked(conn, grant_id, reason, now, known)  # a webhook, in the same transaction
     return True
 
 
