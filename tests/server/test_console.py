@@ -159,6 +159,10 @@ def test_revoking_a_grant_is_checked_and_audited(
     assert row["source_address"] == "testclient" and row["occurred_at"] > 0
     assert grant_id in http.get("/admin/audit").text
     assert "Revoke this grant" not in http.get(f"/admin/grants/{grant_id}").text
+    # Counted with the other revocations, under its own cause (once: a second click is a no-op).
+    http.post(f"/admin/grants/{grant_id}/revoke", data={"csrf": csrf_of(page.text)})
+    counted = http.app.state.metrics.revocations.labels("grant", "admin")  # type: ignore[attr-defined]
+    assert counted._value.get() == 1
 
 
 def test_clients_create_rotate_disable(admin: TestClient, store: SQLStore) -> None:

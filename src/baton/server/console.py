@@ -27,6 +27,7 @@ from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.tokens import TokenKind, mint, random_id
+from baton.server import metrics
 from baton.server.context import Baton, baton, source_address
 from baton.server.errors import OAuthError
 from baton.server.forms import Form, read_form
@@ -233,7 +234,8 @@ async def revoke_grant(request: Request) -> Response:
         return posted
     user, _form = posted
     grant_id = request.path_params["grant_id"]
-    await _admin_store(request).revoke_grant(grant_id, _actor(request, user))
+    if await _admin_store(request).revoke_grant(grant_id, _actor(request, user)):
+        metrics.of(request).revoked("grant", "admin")
     return RedirectResponse(f"/admin/grants/{quote(grant_id)}", status_code=303)
 
 
