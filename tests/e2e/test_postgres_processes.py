@@ -255,3 +255,38 @@ def test_postgresql_away_under_load_gives_503_then_recovers(
             rows = server.sql(f"SELECT 1 FROM {table} WHERE digest = ?", digest(token))
             assert rows, "the server answered with a token it had not stored"
         assert server.introspect(chain.refresh_token)["active"] is True
+
+
+def test_a_postgresql_restart_nobody_noticed_costs_at_most_one_503(
+    postgres_seed: Seed, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Pooled connections are not pinged before use. After the database dropped them all while
+    no request was running, the first request to meet one gets a 503 with Retry-After; that
+    invalidates the pool, and the next requests are answered on fresh connections."""
+    target = normalize_url(str(postgres_seed.db))
+    proxy = CuttableProxy((target.host or "127.0.0.1", target.port or 5432))
+    request.addfinalizer(proxy.close)
+    via_proxy = target.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    seed = Seed(via_proxy, postgres_seed.client, postgres_seed.resource_server)
+    server = start_server(seed, tmp_path / "server", {"db_pool_size": "4", "rate_limit_login": "0"})
+    request.addfinalizer(server.stop)
+    pair = first_pair(server)
+    for _ in range(8):  # several pooled connections in use
+        assert server.introspect(pair["access_token"])["active"] is True
+
+    proxy.cut()  # a restart: every connection dropped...
+    proxy.restore()  # ...and the database back before anyone asked
+
+    statuses = []
+    with httpx.Client(timeout=10) as http:
+        for _ in range(10):
+            response = http.post(
+                server.url + "/introspect",
+                data={"token": pair["access_token"]},
+                auth=server.resource_server.basic,
+            )
+            statuses.append(response.status_code)
+            if response.status_code == 503:
+                assert response.headers["retry-after"] == "2"
+    assert statuses.count(503) <= 1 and statuses[-1] == 200, statuses
+    assert server.introspect(pair["access_token"])["active"] is True
