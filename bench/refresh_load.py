@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import statistics
 import sys
 import time
@@ -38,12 +37,12 @@ from dataclasses import dataclass, field
 
 import anyio
 import httpx
+from peers.baton_peer import register_client_and_user
 
 from baton.core.pairs import MintedPair
 from baton.core.rules import CodeRedemption
-from baton.core.tokens import TokenKind, mint, random_id
-from baton.passwords import hash_password
-from baton.store.base import Client, Issued, NewCode
+from baton.core.tokens import TokenKind, mint
+from baton.store.base import Issued, NewCode
 from baton.store.sql import SQLStore
 
 
@@ -60,20 +59,8 @@ async def seed(db: str, grants: int) -> Seeded:
         if not await store.schema_is_current():
             sys.exit(f"error: {db} is not migrated: run `baton db upgrade --db {db}` first")
         now = int(time.time())
-        secret = mint(TokenKind.CLIENT_SECRET)
-        client = Client(
-            id=random_id("cl_"),
-            name="refresh-load bench",
-            secret_digest=secret.digest,
-            is_public=False,
-            is_resource_server=False,
-            redirect_uris=("http://127.0.0.1:9000/callback",),
-            scope="read write",
-            created_at=now,
-        )
-        await store.create_client(client)
-        user = await store.create_user(
-            f"bench-{secrets.token_hex(4)}", hash_password(secrets.token_urlsafe(16)), now
+        client, secret, user = await register_client_and_user(
+            store, "refresh-load bench", "read write", now
         )
         tokens: list[str] = []
         for _ in range(grants):
@@ -86,7 +73,7 @@ async def seed(db: str, grants: int) -> Seeded:
             )
             assert isinstance(result, Issued) and result.pair.refresh_token is not None
             tokens.append(result.pair.refresh_token)
-        return Seeded(client.id, secret.plaintext, tokens)
+        return Seeded(client.id, secret, tokens)
     finally:
         await store.close()
 

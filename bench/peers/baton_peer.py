@@ -22,7 +22,7 @@ from baton.core.pairs import MintedPair, plan_pair
 from baton.core.policy import Policy
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.passwords import hash_password
-from baton.store.base import Client
+from baton.store.base import Client, User
 from baton.store.schema import access_tokens, grants, refresh_tokens
 from baton.store.sql import SQLStore
 
@@ -44,30 +44,38 @@ async def seed(db: str, grant_count: int) -> Seeded:
         if not await store.schema_is_current():
             raise SystemExit(f"error: {db} is not migrated: run `baton db upgrade --db {db}`")
         now = int(time.time())
-        secret = mint(TokenKind.CLIENT_SECRET)
-        client = Client(
-            id=random_id("cl_"),
-            name="bench",
-            secret_digest=secret.digest,
-            is_public=False,
-            is_resource_server=False,
-            redirect_uris=("http://127.0.0.1:9000/callback",),
-            scope=SCOPE,
-            created_at=now,
-        )
-        await store.create_client(client)
-        user = await store.create_user(
-            f"bench-{secrets.token_hex(4)}", hash_password(secrets.token_urlsafe(16)), now
-        )
+        client, secret, user = await register_client_and_user(store, "bench", SCOPE, now)
         pairs: list[tuple[str, str]] = []
         for start in range(0, grant_count, BATCH):
             count = min(BATCH, grant_count - start)
             batch = _plan(client.id, user.id, user.username, count, now, store.policy)
             await store.runner.write(partial(_insert, batch=batch))
             pairs.extend((p.access_token, p.refresh_token) for p in batch)
-        return Seeded(client.id, secret.plaintext, pairs)
+        return Seeded(client.id, secret, pairs)
     finally:
         await store.close()
+
+
+async def register_client_and_user(
+    store: SQLStore, name: str, scope: str, now: int
+) -> tuple[Client, str, User]:
+    """A confidential client (its secret returned in plaintext) and a user, for seeding."""
+    secret = mint(TokenKind.CLIENT_SECRET)
+    client = Client(
+        id=random_id("cl_"),
+        name=name,
+        secret_digest=secret.digest,
+        is_public=False,
+        is_resource_server=False,
+        redirect_uris=("http://127.0.0.1:9000/callback",),
+        scope=scope,
+        created_at=now,
+    )
+    await store.create_client(client)
+    user = await store.create_user(
+        f"bench-{secrets.token_hex(4)}", hash_password(secrets.token_urlsafe(16)), now
+    )
+    return client, secret.plaintext, user
 
 
 @dataclass(frozen=True)

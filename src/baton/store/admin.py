@@ -20,7 +20,7 @@ from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from baton.core.facts import GrantFacts
 from baton.core.timeline import AccessRecord, EventRecord, RefreshRecord
-from baton.store.base import Client, GrantSummary
+from baton.store.base import Client, GrantSummary, SecurityEvent
 from baton.store.engines import Runner
 from baton.store.schema import (
     access_tokens,
@@ -72,19 +72,6 @@ class Family:
     access: list[AccessRecord]
     events: list[EventRecord]
     omitted: int  # older pairs not loaded
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    id: int
-    kind: str
-    grant_id: str | None
-    client_id: str | None
-    subject: str | None
-    generation: int | None
-    occurred_at: int
-    source_address: str | None
-    detail: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,15 +317,15 @@ class AdminStore:
 
     async def security_events(
         self, kind: str | None = None, before: int | None = None, limit: int = PAGE
-    ) -> tuple[list[EventRow], int | None]:
-        def work(conn: Connection) -> tuple[list[EventRow], int | None]:
+    ) -> tuple[list[SecurityEvent], int | None]:
+        def work(conn: Connection) -> tuple[list[SecurityEvent], int | None]:
             ev = security_events
             stmt = select(ev).order_by(ev.c.id.desc()).limit(limit + 1)
             if kind:
                 stmt = stmt.where(ev.c.kind == kind)
             if before is not None:
                 stmt = stmt.where(ev.c.id < before)
-            rows = [EventRow(**row) for row in conn.execute(stmt).mappings()]
+            rows = [SecurityEvent(**row) for row in conn.execute(stmt).mappings()]
             return _paged(rows, limit)
 
         return await self._read(work)
@@ -375,7 +362,7 @@ class AdminStore:
         return await self._read(work)
 
 
-R = TypeVar("R", EventRow, AuditRow)
+R = TypeVar("R", SecurityEvent, AuditRow)
 
 
 def _paged(rows: list[R], limit: int) -> tuple[list[R], int | None]:
@@ -410,7 +397,6 @@ __all__ = [
     "Actor",
     "AdminStore",
     "AuditRow",
-    "EventRow",
     "Family",
     "GrantPage",
     "GrantQuery",

@@ -53,6 +53,7 @@ class NewCode:
 
 @dataclass(frozen=True, slots=True)
 class SecurityEvent:
+    id: int
     kind: str
     grant_id: str | None
     client_id: str | None

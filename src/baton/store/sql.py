@@ -404,19 +404,7 @@ class SQLStore:
     async def security_events(self) -> list[SecurityEvent]:
         def work(conn: Connection) -> list[SecurityEvent]:
             rows = conn.execute(select(security_events).order_by(security_events.c.id)).mappings()
-            return [
-                SecurityEvent(
-                    kind=r["kind"],
-                    grant_id=r["grant_id"],
-                    client_id=r["client_id"],
-                    subject=r["subject"],
-                    generation=r["generation"],
-                    occurred_at=r["occurred_at"],
-                    source_address=r["source_address"],
-                    detail=r["detail"],
-                )
-                for r in rows
-            ]
+            return [SecurityEvent(**r) for r in rows]
 
         return await self._read(work)
 
