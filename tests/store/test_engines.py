@@ -3,15 +3,16 @@ PostgreSQL, and SQLite's group commit, writer turns and durability setting."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
-import threading
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from baton.store.engines import (
@@ -94,17 +95,16 @@ def _sqlite_runner(path: Path, synchronous: str = "full") -> SQLiteRunner:
 
 
 def test_a_failing_job_in_a_group_commit_fails_alone(tmp_path: Path) -> None:
-    """Jobs queued together share one transaction; one that raises must not undo the others."""
-    gate = threading.Event()
+    """Writes asked for during one turn of the event loop share one transaction; one that raises
+    must not undo the others."""
+    begins: list[int] = []
 
     async def run() -> list[object]:
         runner = _sqlite_runner(tmp_path / "g.db")
         try:
             await runner.write(lambda c: c.exec_driver_sql("CREATE TABLE t (x INTEGER UNIQUE)"))
-
-            def held(conn: Connection) -> None:
-                gate.wait(5)  # keeps the writer busy while the next jobs queue up as one batch
-                conn.exec_driver_sql("INSERT INTO t VALUES (0)")
+            await runner.write(lambda c: c.exec_driver_sql("INSERT INTO t VALUES (0)"))
+            event.listen(runner.engine, "begin", lambda conn: begins.append(1))
 
             def insert(value: int) -> Callable[[Connection], int]:
                 def work(conn: Connection) -> int:
@@ -122,23 +122,92 @@ def test_a_failing_job_in_a_group_commit_fails_alone(tmp_path: Path) -> None:
                     outcomes[i] = exc
 
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(runner.write, held)
-                await anyio.sleep(0.05)
                 for i, value in enumerate([1, 2, 0, 3, 4, 2]):  # 0 and the second 2 collide
                     tasks.start_soon(submit, i, value)
-                await anyio.sleep(0.05)
-                gate.set()
+            transactions = len(begins)
             rows = await runner.read(
                 lambda c: [r[0] for r in c.exec_driver_sql("SELECT x FROM t ORDER BY x")]
             )
-            return [*outcomes, rows]
+            return [*outcomes, rows, transactions]
         finally:
             await runner.close()
 
-    *outcomes, rows = anyio.run(run)
+    *outcomes, rows, transactions = anyio.run(run)
     assert rows == [0, 1, 2, 3, 4]
     assert sorted(o for o in outcomes if isinstance(o, int)) == [1, 2, 3, 4]
     assert sum(isinstance(o, IntegrityError) for o in outcomes) == 2
+    # One transaction for the six writes, rolled back, then one for each of them.
+    assert transactions == 1 + 6
+
+
+def test_a_group_commit_is_one_transaction_and_one_commit(tmp_path: Path) -> None:
+    """Sixteen requests' writes in one turn of the loop: one BEGIN, one COMMIT, all kept."""
+    begins: list[int] = []
+    commits: list[int] = []
+
+    async def run() -> tuple[int, int, int]:
+        runner = _sqlite_runner(tmp_path / "c.db")
+        try:
+            await runner.write(lambda c: c.exec_driver_sql("CREATE TABLE t (x INTEGER)"))
+            event.listen(runner.engine, "begin", lambda conn: begins.append(1))
+            event.listen(runner.engine, "commit", lambda conn: commits.append(1))
+
+            def insert(value: int) -> Callable[[Connection], object]:
+                return lambda c: c.exec_driver_sql(f"INSERT INTO t VALUES ({value})")
+
+            async with anyio.create_task_group() as tasks:
+                for i in range(16):
+                    tasks.start_soon(runner.write, insert(i))
+            transactions = (len(begins), len(commits))
+            count = await runner.read(
+                lambda c: c.exec_driver_sql("SELECT count(*) FROM t").scalar_one()
+            )
+            return int(count), *transactions
+        finally:
+            await runner.close()
+
+    assert anyio.run(run) == (16, 1, 1)
+
+
+def test_a_write_waiting_for_another_process_does_not_hold_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    """While another process has the writer's turn, this loop keeps serving (reads, timers),
+    and its write lands as soon as the turn is given back."""
+    path = tmp_path / "held.db"
+
+    async def run() -> tuple[int, int]:
+        runner = _sqlite_runner(path)
+        try:
+            await runner.write(lambda c: c.exec_driver_sql("CREATE TABLE t (x INTEGER)"))
+            other = os.open(f"{path}-writer.lock", os.O_RDWR)  # another process's turn
+            fcntl.flock(other, fcntl.LOCK_EX)
+            ticks = 0
+            done = anyio.Event()
+
+            async def write() -> None:
+                await runner.write(lambda c: c.exec_driver_sql("INSERT INTO t VALUES (1)"))
+                done.set()
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(write)
+                for _ in range(10):
+                    await anyio.sleep(0.01)
+                    ticks += 1
+                    await runner.read(lambda c: c.exec_driver_sql("SELECT 1").scalar_one())
+                assert not done.is_set()
+                fcntl.flock(other, fcntl.LOCK_UN)
+                os.close(other)
+                with anyio.fail_after(5):
+                    await done.wait()
+            count = await runner.read(
+                lambda c: c.exec_driver_sql("SELECT count(*) FROM t").scalar_one()
+            )
+            return ticks, int(count)
+        finally:
+            await runner.close()
+
+    assert anyio.run(run) == (10, 1)
 
 
 def test_writers_of_two_processes_take_turns_without_losing_a_write(tmp_path: Path) -> None:

@@ -3,9 +3,10 @@
 A transaction is always a plain function of a SQLAlchemy `Connection`, written once for every
 dialect (`baton.store.sql`). The runner decides how it is driven:
 
-- SQLite: the stdlib driver. Reads run inline on one open connection; writes go to one writer
-  thread per process that commits the transactions queued meanwhile together (group commit),
-  starts with `BEGIN IMMEDIATE`, and takes turns with other processes on a file lock.
+- SQLite: the stdlib driver. Reads run inline on one open connection; writes run inline too, on
+  the event loop, the transactions asked for during one turn of the loop committed together
+  (group commit), each batch started with `BEGIN IMMEDIATE` and taking turns with other
+  processes on a file lock.
 - PostgreSQL: asyncpg on the event loop, the function run through `AsyncConnection.run_sync`
   (no thread hop), READ COMMITTED, a bounded retry on serialization failures and deadlocks.
 """
@@ -28,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import anyio.to_thread
 import asyncpg
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -119,19 +120,27 @@ class SQLiteRunner:
         # a worker thread (and the connection set-up) it used to cost.
         self._reader: Connection | None = None
         self._reading = threading.Lock()
-        # SQLite has one writer at a time, and with synchronous=FULL each commit waits for an
-        # fsync. One writer thread per process takes the write transactions in turn and runs
-        # the ones that queued up meanwhile in one database transaction: one fsync for the batch
-        # (group commit), every request answered only after the commit that holds its work.
-        self._jobs: queue.SimpleQueue[_WriteJob | None] = queue.SimpleQueue()
-        # The writer threads of the server's other processes take turns on an exclusive flock
-        # of a file beside the database: the kernel hands it over the moment it is released,
-        # where SQLite's own busy handler would sleep for milliseconds between attempts.
+        # Writes run on the event loop that asked for them, on one writer connection: the write
+        # transactions asked for during one turn of the loop are committed together (group
+        # commit: one fsync for the batch), every request answered only after the commit that
+        # holds its work. They used to run on a writer thread, which fought the event loop for
+        # the GIL in the middle of each statement while holding the database's write lock, so
+        # the other process's writer waited on that fight too.
+        self._writer_conn: Connection | None = None
+        self._pending: dict[asyncio.AbstractEventLoop, list[_WriteJob]] = {}
+        # One batch at a time in this process (`_writing`), and one process at a time on the
+        # database: an exclusive flock of a file beside it, which the kernel hands over the
+        # moment it is released, where SQLite's own busy handler sleeps for milliseconds
+        # between attempts. An event loop never blocks on either: when the turn is taken, a
+        # thread waits for it and hands it to the loop, which keeps serving (and queueing more
+        # writes for the batch) meanwhile.
+        self._writing = threading.Lock()
         self._turns = _WriterTurns(url.database)
-        self._writer = threading.Thread(
-            target=self._write_loop, name="baton-sqlite-writer", daemon=True
+        self._turn_tasks: queue.SimpleQueue[asyncio.AbstractEventLoop | _Commit | None] = (
+            queue.SimpleQueue()
         )
-        self._writer.start()
+        self._turn_thread: threading.Thread | None = None
+        self._closed = False
         # Checkpoints (copying the WAL back into the database, with an fsync of each) run on a
         # thread of their own rather than inside whichever commit crosses SQLite's threshold,
         # where they stalled every request of that batch.
@@ -145,56 +154,122 @@ class SQLiteRunner:
             self._checkpointer.start()
 
     async def write(self, work: Callable[[Connection], T]) -> T:
+        if self._closed:
+            raise RuntimeError("this SQLite runner is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._jobs.put(_WriteJob(work, loop, future))
+        pending = self._pending.get(loop)
+        if pending is None:
+            # The first write of this batch: the batch is run once the loop has run what is
+            # ready now, so the writes other requests reach meanwhile join it.
+            pending = self._pending[loop] = []
+            loop.call_soon(self._ask_for_turn, loop)
+        pending.append(_WriteJob(work, future))
         result: T = await future
         return result
 
-    def _write_loop(self) -> None:
-        conn = self.engine.connect()
-        if self._turns.is_file:
-            _driver(conn).execute("PRAGMA wal_autocheckpoint=0")
-        try:
-            while True:
-                first = self._jobs.get()
-                if first is None:
-                    return
-                batch = [first]
-                stop = False
-                while len(batch) < GROUP_COMMIT_MAX:
-                    try:
-                        job = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if job is None:
-                        stop = True
-                        break
-                    batch.append(job)
-                with self._turns:
-                    outcomes = self._run_batch(conn, batch)
-                _settle(batch, outcomes)
-                self._wrote.set()
-                if stop:
-                    return
-        finally:
-            conn.close()
+    def _ask_for_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._writing.acquire(blocking=False):
+            if self._turns.try_acquire():
+                self._take_turn(loop)
+                return
+            self._writing.release()
+        self._hand_over(loop)
 
-    def _run_batch(
-        self, conn: Connection, batch: list[_WriteJob]
-    ) -> list[tuple[Any, BaseException | None]]:
+    def _hand_over(self, task: asyncio.AbstractEventLoop | _Commit) -> None:
+        if self._turn_thread is None:
+            self._turn_thread = threading.Thread(
+                target=self._turn_loop, name="baton-sqlite-turns", daemon=True
+            )
+            self._turn_thread.start()
+        self._turn_tasks.put(task)
+
+    def _turn_loop(self) -> None:
+        """The thread that waits on the event loops' behalf: for a turn (a loop), or for the
+        commit of a batch (a `_Commit`), whose fsync is most of a batch's time."""
+        while (task := self._turn_tasks.get()) is not None:
+            if isinstance(task, _Commit):
+                self._commit(task)
+                continue
+            self._writing.acquire()
+            self._turns.acquire()
+            try:
+                task.call_soon_threadsafe(self._take_turn, task)
+            except RuntimeError:  # that loop has closed: nobody waits for its writes any more
+                self._pending.pop(task, None)
+                self._release_turn()
+
+    def _take_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Runs the writes queued on `loop`, with both locks held, in one transaction that the
+        turn thread commits (and then gives the turn back)."""
+        batch = self._pending.pop(loop, [])
+        try:
+            conn = self._writer_connection()
+            transaction = conn.begin()
+        except Exception as exc:  # no transaction could be had: nothing of the batch ran
+            self._release_turn()
+            _resolve(batch, [(None, exc)] * len(batch))
+            return
+        try:
+            results = [job.work(conn) for job in batch]
+        except Exception:
+            with contextlib.suppress(Exception):
+                transaction.rollback()
+            self._run_alone(batch)
+            return
+        self._hand_over(_Commit(loop, transaction, batch, results))
+
+    def _commit(self, task: _Commit) -> None:
+        try:
+            task.transaction.commit()
+        except Exception:
+            with contextlib.suppress(Exception):
+                task.transaction.rollback()
+            try:
+                task.loop.call_soon_threadsafe(self._run_alone, task.batch)
+            except RuntimeError:
+                self._release_turn()
+            return
+        self._release_turn()
+        self._wrote.set()
+        outcomes: list[tuple[Any, BaseException | None]] = [(r, None) for r in task.results]
+        with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting
+            task.loop.call_soon_threadsafe(_resolve, task.batch, outcomes)
+
+    def _run_alone(self, batch: list[_WriteJob]) -> None:
+        """A job of the batch failed, or its commit did: the whole batch was rolled back, so
+        each job runs again in a transaction of its own (with both locks still held) and only
+        the failing one fails. Jobs are functions of the connection alone, so running one again
+        after a rollback is safe; failures are rare enough that this costs less than a
+        savepoint around every job."""
+        try:
+            conn = self._writer_connection()
+            outcomes = [self._run_one(conn, job) for job in batch]
+        finally:
+            self._release_turn()
+        self._wrote.set()
+        _resolve(batch, outcomes)
+
+    @staticmethod
+    def _run_one(conn: Connection, job: _WriteJob) -> tuple[Any, BaseException | None]:
         try:
             with conn.begin():
-                results = [job.work(conn) for job in batch]
+                return job.work(conn), None
         except Exception as exc:
-            if len(batch) == 1:
-                return [(None, exc)]
-            # A job failed (or the commit did): the whole batch was rolled back, so run each
-            # job again in a transaction of its own and only the failing one fails. Jobs are
-            # functions of the connection alone, so running one again after a rollback is safe;
-            # failures are rare enough that this costs less than a savepoint around every job.
-            return [self._run_batch(conn, [job])[0] for job in batch]
-        return [(result, None) for result in results]
+            return None, exc
+
+    def _writer_connection(self) -> Connection:
+        conn = self._writer_conn
+        if conn is None or conn.invalidated or conn.closed:
+            conn = self._writer_conn = self.engine.connect()
+            if self._turns.is_file:
+                # Checkpoints are the checkpointer thread's (see __init__), never a commit's.
+                _driver(conn).execute("PRAGMA wal_autocheckpoint=0")
+        return conn
+
+    def _release_turn(self) -> None:
+        self._turns.release()
+        self._writing.release()
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Runs `work` on the reading connection, in autocommit mode until it executes through
@@ -234,12 +309,22 @@ class SQLiteRunner:
             conn.close()
 
     async def close(self) -> None:
-        self._jobs.put(None)
-        await anyio.to_thread.run_sync(self._writer.join)
+        if self._closed:
+            return
+        await self.write(lambda conn: None)  # whatever this loop queued before is committed
+        self._closed = True
+        if self._turn_thread is not None:
+            self._turn_tasks.put(None)
+            await anyio.to_thread.run_sync(self._turn_thread.join)
+            self._turn_thread = None
         self._closing.set()
         self._wrote.set()
         if self._checkpointer is not None:
             await anyio.to_thread.run_sync(self._checkpointer.join)
+        with self._writing:
+            if self._writer_conn is not None:
+                self._writer_conn.close()
+                self._writer_conn = None
         with self._reading:
             if self._reader is not None:
                 self._reader.close()
@@ -248,7 +333,6 @@ class SQLiteRunner:
         await anyio.to_thread.run_sync(self.engine.dispose)
 
 
-GROUP_COMMIT_MAX = 64  # write transactions one SQLite commit may hold
 CHECKPOINT_SPACING = 0.1  # seconds between two checkpoints, at most
 CHECKPOINT_IDLE = 1.0  # seconds the checkpointer sleeps when nothing was written
 MMAP_BYTES = 256 * 1024 * 1024  # address space, not memory: the kernel pages it in and out
@@ -273,7 +357,7 @@ SYNCHRONOUS_MODES = ("full", "normal", "off")
 
 
 class _WriterTurns:
-    """An exclusive flock of `<database>-writer.lock`, held for one write transaction."""
+    """An exclusive flock of `<database>-writer.lock`, held for one batch of write transactions."""
 
     def __init__(self, database: str | None) -> None:
         self._fd: int | None = None
@@ -281,11 +365,20 @@ class _WriterTurns:
         if self.is_file:
             self._fd = os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
 
-    def __enter__(self) -> None:
+    def acquire(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
 
-    def __exit__(self, *_exc: object) -> None:
+    def try_acquire(self) -> bool:
+        if self._fd is None:
+            return True
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
@@ -305,29 +398,27 @@ def _driver(conn: Connection) -> sqlite3.Connection:
 @dataclass(frozen=True)
 class _WriteJob:
     work: Callable[[Connection], Any]
-    loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
 
 
-def _settle(batch: list[_WriteJob], outcomes: list[tuple[Any, BaseException | None]]) -> None:
-    """Hands the outcomes to their event loops: one wake-up per loop for the whole batch."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
+@dataclass(frozen=True)
+class _Commit:
+    """A batch whose work has run, waiting for its commit on the turn thread."""
+
+    loop: asyncio.AbstractEventLoop
+    transaction: RootTransaction
+    batch: list[_WriteJob]
+    results: list[Any]
+
+
+def _resolve(batch: list[_WriteJob], outcomes: list[tuple[Any, BaseException | None]]) -> None:
     for job, (result, error) in zip(batch, outcomes, strict=True):
-        by_loop.setdefault(job.loop, []).append((job.future, result, error))
-    for loop, settled in by_loop.items():
-        # RuntimeError: that loop has closed, so nobody is waiting any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_resolve, settled)
-
-
-def _resolve(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, result, error in settled:
-        if future.done():  # the waiter was cancelled
+        if job.future.done():  # the waiter was cancelled
             continue
         if error is not None:
-            future.set_exception(error)
+            job.future.set_exception(error)
         else:
-            future.set_result(result)
+            job.future.set_result(result)
 
 
 def _sqlite_engine(url: URL, synchronous: str = "full") -> Engine:
