@@ -327,6 +327,7 @@ def serve(
 
     from baton.server import onewrite
     from baton.server.asgi import CONFIG_VARIABLE
+    from baton.server.workers import serve as serve_workers
 
     policy = Policy(
         Lifetimes(
@@ -389,19 +390,21 @@ def serve(
         err=True,
     )
     os.environ[CONFIG_VARIABLE] = config.to_json()
+    uvicorn_config: dict[str, Any] = dict(
+        app="baton.server.asgi:create",
+        factory=True,
+        http=onewrite.Protocol,
+        access_log=False,  # baton.access logs one line per request, without query strings
+        log_level=log_level,
+        log_config=dict_config(log_level, log_format),
+        server_header=False,
+    )
     with metrics_directory(workers):
-        uvicorn.run(
-            "baton.server.asgi:create",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            http=onewrite.Protocol,
-            access_log=False,  # baton.access logs one line per request, without query strings
-            log_level=log_level,
-            log_config=dict_config(log_level, log_format),
-            server_header=False,
-        )
+        if workers == 1:
+            uvicorn.run(**uvicorn_config, host=host, port=port)
+        else:
+            # Not uvicorn's own --workers: one listening socket per process (baton.server.workers).
+            sys.exit(serve_workers(uvicorn_config, host, port, workers))
 
 
 def _webhook_secret(url: str | None) -> str | None:
