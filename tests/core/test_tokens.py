@@ -1,16 +1,18 @@
-"""The token format: `bat_<kind>_`, 43 base62 chars of 256 random bits, 6 of CRC32."""
+"""The token format: `bat_<kind>_`, 43 random base62 chars (256 bits), 6 of CRC32."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import string
 import zlib
+from collections import Counter
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from baton.core.tokens import Minted, TokenKind, digest, kind_of, mint, random_id
+from baton.core.tokens import Minted, TokenKind, digest, kind_of, mint, random_base62, random_id
 
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 UNRESERVED = set(string.ascii_letters + string.digits + "-._~")
@@ -65,10 +67,30 @@ def test_mint_format(kind: TokenKind, prefix: str) -> None:
 
 
 @given(minted)
-def test_minted_body_is_256_bits_and_checksum_is_crc32(token: Minted) -> None:
+def test_minted_body_is_43_base62_chars_and_checksum_is_crc32(token: Minted) -> None:
     body = token.plaintext[PREFIX_LEN : PREFIX_LEN + BODY_LEN]
-    assert from_base62(body) < 2**256
+    assert len(body) == BODY_LEN and set(body) <= set(BASE62)
+    assert BODY_LEN * math.log2(62) >= 256
     assert token.plaintext.endswith(crc_suffix(token.plaintext[: PREFIX_LEN + BODY_LEN]))
+
+
+def test_every_character_of_a_body_is_uniform_over_the_alphabet() -> None:
+    """86,000 characters: each of the 62 is expected 1,387 times (standard deviation 37), so
+    a bias such as `byte % 62` over all 256 byte values (the first 8 characters 25% likelier)
+    lands far outside these bounds."""
+    bodies = "".join(mint(TokenKind.REFRESH).plaintext[PREFIX_LEN:-CHECK_LEN] for _ in range(2000))
+    counts = Counter(bodies)
+    expected = len(bodies) / 62
+    assert set(counts) == set(BASE62)
+    assert all(abs(n - expected) < 6 * math.sqrt(expected) for n in counts.values()), counts
+
+
+def test_random_text_draws_again_when_too_many_bytes_were_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    draws = iter([b"\xff" * 56, bytes(range(56))])  # all dropped, then 0..55
+    monkeypatch.setattr("baton.core.tokens.secrets.token_bytes", lambda n: next(draws))
+    assert random_base62(43) == BASE62[:43]
 
 
 def test_mint_is_random() -> None:
