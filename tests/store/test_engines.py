@@ -3,9 +3,11 @@ PostgreSQL, and SQLite's group commit, writer turns and durability setting."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -238,10 +240,24 @@ def test_writers_of_two_processes_take_turns_without_losing_a_write(tmp_path: Pa
     assert (tmp_path / "turns.db-writer.lock").exists()
 
 
-@pytest.mark.parametrize(("mode", "pragma"), [("full", 2), ("normal", 1), ("off", 0)])
+DURABILITY = [("full", 1, True), ("normal", 1, False), ("off", 0, False)]
+
+
+@pytest.mark.parametrize(("mode", "pragma", "syncs"), DURABILITY)
 def test_the_durability_setting_reaches_every_connection(
-    tmp_path: Path, mode: str, pragma: int
+    tmp_path: Path, mode: str, pragma: int, syncs: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """`full` commits as NORMAL and fsyncs the WAL itself before answering (see the next
+    test); `normal` and `off` are SQLite's own and never fsync before an answer."""
+    synced: list[str] = []
+    fdatasync = os.fdatasync
+
+    def recording(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fdatasync(fd)
+
+    monkeypatch.setattr("baton.store.engines.os.fdatasync", recording)
+
     async def run() -> tuple[int, int]:
         runner = _sqlite_runner(tmp_path / "s.db", mode)
         try:
@@ -253,8 +269,76 @@ def test_the_durability_setting_reaches_every_connection(
             await runner.close()
 
     assert anyio.run(run) == (pragma, pragma)
+    assert set(synced) == ({str(tmp_path / "s.db-wal")} if syncs else set())
     with pytest.raises(ValueError, match="synchronous must be one of"):
         _sqlite_runner(tmp_path / "bad.db", "extra")
+
+
+def test_full_answers_after_the_fsync_and_lets_others_write_during_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `full`, a write is answered only once the WAL is fsynced, and the fsync runs after
+    the write lock is given back: another process's write commits while it is under way."""
+    path = tmp_path / "f.db"
+    release = threading.Event()
+    syncing = threading.Event()
+    fdatasync = os.fdatasync
+
+    def slow_fdatasync(fd: int) -> None:
+        syncing.set()
+        release.wait(10)
+        fdatasync(fd)
+
+    async def run() -> tuple[bool, int, bool]:
+        first, second = _sqlite_runner(path), _sqlite_runner(path, "normal")
+        try:
+            await second.write(lambda c: c.exec_driver_sql("CREATE TABLE t (x INTEGER)"))
+            monkeypatch.setattr("baton.store.engines.os.fdatasync", slow_fdatasync)
+            answered = anyio.Event()
+
+            async def write_first() -> None:
+                await first.write(lambda c: c.exec_driver_sql("INSERT INTO t VALUES (1)"))
+                answered.set()
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(write_first)
+                with anyio.fail_after(5):
+                    while not syncing.is_set():
+                        await anyio.sleep(0.005)
+                    # The other "process" takes its turn while the first write's fsync waits.
+                    await second.write(lambda c: c.exec_driver_sql("INSERT INTO t VALUES (2)"))
+                before_sync = answered.is_set()
+                count = await second.read(
+                    lambda c: c.exec_driver_sql("SELECT count(*) FROM t").scalar_one()
+                )
+                release.set()
+            return before_sync, int(count), answered.is_set()
+        finally:
+            release.set()
+            await first.close()
+            await second.close()
+
+    assert anyio.run(run) == (False, 2, True)
+
+
+def test_a_failed_fsync_fails_the_writes_it_was_to_make_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    async def run() -> None:
+        runner = _sqlite_runner(tmp_path / "e.db")
+        try:
+            await runner.write(lambda c: c.exec_driver_sql("CREATE TABLE t (x INTEGER)"))
+            monkeypatch.setattr("baton.store.engines.os.fdatasync", failing)
+            with pytest.raises(OSError, match="Input/output error"):
+                await runner.write(lambda c: c.exec_driver_sql("INSERT INTO t VALUES (1)"))
+        finally:
+            monkeypatch.undo()
+            await runner.close()
+
+    anyio.run(run)
 
 
 def test_the_wal_is_checkpointed_off_the_commit_path_and_stays_bounded(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import anyio.to_thread
 import asyncpg
-from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -114,7 +114,15 @@ class SQLiteRunner:
     def __init__(self, url: URL, settings: SQLiteSettings | None = None) -> None:
         self.url = url
         self.settings = settings or SQLiteSettings()
-        self.engine = _sqlite_engine(url, self.settings.synchronous)
+        # `full` on a file: each commit runs as `normal` (no fsync inside it, so none while the
+        # write lock is held) and the runner fsyncs the WAL itself after the lock is given back
+        # and before anyone is answered (`_WalSync`).
+        self._wal_sync: _WalSync | None = None
+        synchronous = self.settings.synchronous
+        if synchronous == "full" and url.database not in (None, "", ":memory:"):
+            self._wal_sync = _WalSync(f"{url.database}-wal")
+            synchronous = "normal"
+        self.engine = _sqlite_engine(url, synchronous)
         # Reads run on the caller's thread, on one connection kept open: a point query in WAL
         # mode never waits for a writer and takes tens of microseconds, far less than the hop to
         # a worker thread (and the connection set-up) it used to cost.
@@ -122,10 +130,10 @@ class SQLiteRunner:
         self._reading = threading.Lock()
         # Writes run on the event loop that asked for them, on one writer connection: the write
         # transactions asked for during one turn of the loop are committed together (group
-        # commit: one fsync for the batch), every request answered only after the commit that
-        # holds its work. They used to run on a writer thread, which fought the event loop for
-        # the GIL in the middle of each statement while holding the database's write lock, so
-        # the other process's writer waited on that fight too.
+        # commit: one fsync for the batch with `full`), every request answered only after the
+        # commit that holds its work. They used to run on a writer thread, which fought the
+        # event loop for the GIL in the middle of each statement while holding the database's
+        # write lock, so the other process's writer waited on that fight too.
         self._writer_conn: Connection | None = None
         self._pending: dict[asyncio.AbstractEventLoop, list[_WriteJob]] = {}
         # One batch at a time in this process (`_writing`), and one process at a time on the
@@ -136,7 +144,7 @@ class SQLiteRunner:
         # writes for the batch) meanwhile.
         self._writing = threading.Lock()
         self._turns = _WriterTurns(url.database)
-        self._turn_tasks: queue.SimpleQueue[asyncio.AbstractEventLoop | _Commit | None] = (
+        self._turn_requests: queue.SimpleQueue[asyncio.AbstractEventLoop | None] = (
             queue.SimpleQueue()
         )
         self._turn_thread: threading.Thread | None = None
@@ -176,79 +184,62 @@ class SQLiteRunner:
             self._writing.release()
         self._hand_over(loop)
 
-    def _hand_over(self, task: asyncio.AbstractEventLoop | _Commit) -> None:
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._turn_thread is None:
             self._turn_thread = threading.Thread(
-                target=self._turn_loop, name="baton-sqlite-turns", daemon=True
+                target=self._wait_for_turns, name="baton-sqlite-turns", daemon=True
             )
             self._turn_thread.start()
-        self._turn_tasks.put(task)
+        self._turn_requests.put(loop)
 
-    def _turn_loop(self) -> None:
-        """The thread that waits on the event loops' behalf: for a turn (a loop), or for the
-        commit of a batch (a `_Commit`), whose fsync is most of a batch's time."""
-        while (task := self._turn_tasks.get()) is not None:
-            if isinstance(task, _Commit):
-                self._commit(task)
-                continue
+    def _wait_for_turns(self) -> None:
+        """Takes the turn on the loops' behalf when it was taken, and hands it to them."""
+        while (loop := self._turn_requests.get()) is not None:
             self._writing.acquire()
             self._turns.acquire()
             try:
-                task.call_soon_threadsafe(self._take_turn, task)
+                loop.call_soon_threadsafe(self._take_turn, loop)
             except RuntimeError:  # that loop has closed: nobody waits for its writes any more
-                self._pending.pop(task, None)
+                self._pending.pop(loop, None)
                 self._release_turn()
 
     def _take_turn(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Runs the writes queued on `loop`, with both locks held, in one transaction that the
-        turn thread commits (and then gives the turn back)."""
+        """Runs the writes queued on `loop` in one transaction with the turn held, gives the
+        turn back, and has the batch answered (at once, or after the WAL's fsync)."""
         batch = self._pending.pop(loop, [])
         try:
             conn = self._writer_connection()
-            transaction = conn.begin()
-        except Exception as exc:  # no transaction could be had: nothing of the batch ran
-            self._release_turn()
-            _resolve(batch, [(None, exc)] * len(batch))
-            return
-        try:
-            results = [job.work(conn) for job in batch]
+            with conn.begin():
+                results = [job.work(conn) for job in batch]
         except Exception:
-            with contextlib.suppress(Exception):
-                transaction.rollback()
-            self._run_alone(batch)
-            return
-        self._hand_over(_Commit(loop, transaction, batch, results))
-
-    def _commit(self, task: _Commit) -> None:
-        try:
-            task.transaction.commit()
-        except Exception:
-            with contextlib.suppress(Exception):
-                task.transaction.rollback()
-            try:
-                task.loop.call_soon_threadsafe(self._run_alone, task.batch)
-            except RuntimeError:
-                self._release_turn()
+            self._run_alone(loop, batch)
             return
         self._release_turn()
-        self._wrote.set()
-        outcomes: list[tuple[Any, BaseException | None]] = [(r, None) for r in task.results]
-        with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting
-            task.loop.call_soon_threadsafe(_resolve, task.batch, outcomes)
+        self._answer(loop, batch, [(result, None) for result in results])
 
-    def _run_alone(self, batch: list[_WriteJob]) -> None:
+    def _run_alone(self, loop: asyncio.AbstractEventLoop, batch: list[_WriteJob]) -> None:
         """A job of the batch failed, or its commit did: the whole batch was rolled back, so
-        each job runs again in a transaction of its own (with both locks still held) and only
-        the failing one fails. Jobs are functions of the connection alone, so running one again
+        each job runs again in a transaction of its own (the turn still held) and only the
+        failing one fails. Jobs are functions of the connection alone, so running one again
         after a rollback is safe; failures are rare enough that this costs less than a
         savepoint around every job."""
         try:
             conn = self._writer_connection()
             outcomes = [self._run_one(conn, job) for job in batch]
+        except Exception as exc:  # no connection could be had: nothing of the batch ran
+            outcomes = [(None, exc)] * len(batch)
         finally:
             self._release_turn()
+        self._answer(loop, batch, outcomes)
+
+    def _answer(
+        self, loop: asyncio.AbstractEventLoop, batch: list[_WriteJob], outcomes: list[_Outcome]
+    ) -> None:
         self._wrote.set()
-        _resolve(batch, outcomes)
+        if self._wal_sync is not None:
+            self._wal_sync.answer_after_sync(loop, batch, outcomes)
+        else:
+            _resolve(batch, outcomes)
 
     @staticmethod
     def _run_one(conn: Connection, job: _WriteJob) -> tuple[Any, BaseException | None]:
@@ -314,9 +305,11 @@ class SQLiteRunner:
         await self.write(lambda conn: None)  # whatever this loop queued before is committed
         self._closed = True
         if self._turn_thread is not None:
-            self._turn_tasks.put(None)
+            self._turn_requests.put(None)
             await anyio.to_thread.run_sync(self._turn_thread.join)
             self._turn_thread = None
+        if self._wal_sync is not None:
+            await anyio.to_thread.run_sync(self._wal_sync.close)
         self._closing.set()
         self._wrote.set()
         if self._checkpointer is not None:
@@ -342,18 +335,96 @@ MMAP_BYTES = 256 * 1024 * 1024  # address space, not memory: the kernel pages it
 class SQLiteSettings:
     """How an embedded SQLite database trades durability for speed (`--sqlite-synchronous`).
 
-    In WAL mode, `full` makes every commit wait for an fsync of the WAL, so an answered rotation
-    or revocation survives a power cut; `normal` syncs only at checkpoints, so it survives a crash
-    of the server but a power cut can lose the last commits (a revoked token alive again, a
-    rotation forgotten while the client holds the new pair); `off` never syncs. Group commit
-    shares one fsync among the write transactions that arrive together, which is what keeps
-    `full` affordable.
+    In WAL mode, `full` answers a write only once the WAL holding its commit has been fsynced,
+    so an answered rotation or revocation survives a power cut; `normal` syncs only at
+    checkpoints, so it survives a crash of the server but a power cut can lose the last commits
+    (a revoked token alive again, a rotation forgotten while the client holds the new pair);
+    `off` never syncs. Group commit shares one fsync among the write transactions that arrive
+    together, and the fsync runs after the write lock is given back (see `_WalSync`), which is
+    what keeps `full` affordable.
     """
 
     synchronous: str = "full"
 
 
 SYNCHRONOUS_MODES = ("full", "normal", "off")
+
+
+_Outcome = tuple[Any, BaseException | None]
+_Answer = tuple[asyncio.AbstractEventLoop, list["_WriteJob"], list[_Outcome]]
+
+
+class _WalSync:
+    """`full` durability with the fsync outside the write lock.
+
+    SQLite's own `synchronous=FULL` fsyncs the WAL inside COMMIT, while it holds the database's
+    write lock: every other writer (the server's other processes) waits for that fsync, about
+    0.7 ms under load, so the lock was busy syncing most of the time. Here commits run as
+    `synchronous=NORMAL` (the frames are written to the WAL, not synced) and this thread then
+    fdatasyncs the WAL file and only then lets the batch be answered. What is answered is on
+    disk exactly as with FULL; what changes is that others may see a commit before it is on
+    disk, and a write that builds on it is answered only after a later fsync of the same file,
+    which covers it. The WAL file is never replaced while the runner's writer connection is
+    open (SQLite removes it only when the last connection closes), and a checkpoint syncs the
+    WAL before it copies it back and the database after, so no commit escapes the fsync by
+    being checkpointed. Batches that finish their commit while an fsync runs share the next one.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._queue: queue.SimpleQueue[_Answer | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="baton-sqlite-sync", daemon=True)
+        self._thread.start()
+
+    def answer_after_sync(
+        self, loop: asyncio.AbstractEventLoop, batch: list[_WriteJob], outcomes: list[_Outcome]
+    ) -> None:
+        self._queue.put((loop, batch, outcomes))
+
+    def _loop(self) -> None:
+        while (first := self._queue.get()) is not None:
+            waiting = [first]
+            stop = False
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                waiting.append(more)
+            failure = self._sync()
+            for loop, batch, outcomes in waiting:
+                if failure is not None:
+                    outcomes = [(None, failure)] * len(batch)
+                with contextlib.suppress(RuntimeError):  # that loop has closed
+                    loop.call_soon_threadsafe(_resolve, batch, outcomes)
+            if stop:
+                break
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _sync(self) -> OSError | None:
+        try:
+            fd = self._fd
+            if fd is None or os.fstat(fd).st_ino != os.stat(self.path).st_ino:
+                if fd is not None:
+                    os.close(fd)
+                fd = self._fd = os.open(self.path, os.O_RDONLY)
+            os.fdatasync(fd)
+        except OSError as exc:
+            # The commits happened but may not be on disk: their requests fail (503), and a
+            # client that retries finds the work done (a rotation replays, a revocation is 200).
+            log.error("fsync of %s failed: %s", self.path, exc)
+            return exc
+        return None
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
 
 
 class _WriterTurns:
@@ -399,16 +470,6 @@ def _driver(conn: Connection) -> sqlite3.Connection:
 class _WriteJob:
     work: Callable[[Connection], Any]
     future: asyncio.Future[Any]
-
-
-@dataclass(frozen=True)
-class _Commit:
-    """A batch whose work has run, waiting for its commit on the turn thread."""
-
-    loop: asyncio.AbstractEventLoop
-    transaction: RootTransaction
-    batch: list[_WriteJob]
-    results: list[Any]
 
 
 def _resolve(batch: list[_WriteJob], outcomes: list[tuple[Any, BaseException | None]]) -> None:
