@@ -9,8 +9,8 @@ over the processes' sockets by a hash of each connection's addresses and ports.
 
 The supervisor checks first that nothing else listens on the address (the kernel would
 otherwise share it with any process of the same user that also asked for `SO_REUSEPORT`),
-starts the workers, restarts one that dies after it has started (and gives up, as uvicorn does,
-when one cannot start), and on SIGINT or SIGTERM stops them all gracefully.
+starts the workers, restarts one that dies (and gives up, as uvicorn does, when one fails to start
+three times in a row), and on SIGINT or SIGTERM stops them all gracefully.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from uvicorn.config import STARTUP_FAILURE
 log = logging.getLogger("uvicorn.error")
 
 STOP_TIMEOUT = 30.0  # seconds a worker gets to finish its requests after SIGTERM
+START_ATTEMPTS = 3  # failed starts in a row of one worker before the supervisor gives up
+RESTART_DELAY = 0.5  # seconds before a worker that failed to start is started again
 
 
 def listening_socket(host: str, port: int, *, shared: bool) -> socket.socket:
@@ -104,6 +106,7 @@ class Supervisor:
         try:
             log.info("Started parent process [%d]", os.getpid())
             self.workers = [self._start(context) for _ in range(self.count)]
+            failures = [0] * self.count  # failed starts in a row, per worker
             while not self.stopping:
                 multiprocessing.connection.wait(
                     [w.process.sentinel for w in self.workers], timeout=0.5
@@ -111,21 +114,28 @@ class Supervisor:
                 for index, worker in enumerate(self.workers):
                     if worker.process.is_alive() or self.stopping:
                         continue
-                    if not worker.ready.is_set():
-                        # It never listened (the app factory failed, the database is gone):
-                        # starting it again would fail again, so give up as uvicorn does.
-                        log.error(
-                            "worker [%d] could not start (exit code %s); stopping",
+                    if worker.ready.is_set():
+                        failures[index] = 0
+                        log.warning(
+                            "worker [%d] died (exit code %s); starting another",
                             worker.process.pid,
                             worker.process.exitcode,
                         )
-                        self._stop_all()
-                        return STARTUP_FAILURE
-                    log.warning(
-                        "worker [%d] died (exit code %s); starting another",
-                        worker.process.pid,
-                        worker.process.exitcode,
-                    )
+                    else:
+                        # It never listened: a race with the other workers' start (two first
+                        # writes on a fresh database) passes on a second try; an app that cannot
+                        # start (a bad database URL) fails every time, so give up as uvicorn does.
+                        failures[index] += 1
+                        log.error(
+                            "worker [%d] could not start (exit code %s)%s",
+                            worker.process.pid,
+                            worker.process.exitcode,
+                            "; stopping" if failures[index] >= START_ATTEMPTS else "; trying again",
+                        )
+                        if failures[index] >= START_ATTEMPTS:
+                            self._stop_all()
+                            return STARTUP_FAILURE
+                        time.sleep(RESTART_DELAY)
                     self.workers[index] = self._start(context)
             self._stop_all()
             return 0

@@ -138,7 +138,12 @@ class SQLStore:
             conn.execute(insert(server_secrets).values(name=name, value=value))
             return value
 
-        return await self._write(work)
+        try:
+            return await self._write(work)
+        except IntegrityError:
+            # Another process made it first (PostgreSQL, READ COMMITTED: workers starting
+            # together on a fresh database both found none): theirs is the one; read it.
+            return await self._write(work)
 
     async def counts(self) -> tuple[int, int]:
         def work(conn: Connection) -> tuple[int, int]:
