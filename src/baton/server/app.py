@@ -28,6 +28,7 @@ from baton.server.errors import OAuthError, oauth_error_handler
 from baton.server.feed import revocations_page, revocations_stream
 from baton.server.keyring import KeyRing
 from baton.server.limits import Buckets, Limits, MemoryBuckets, Rate, RedisBuckets
+from baton.server.machine import ExceptionHandler, MachineEndpoints
 from baton.server.metadata import jwks_endpoint, metadata_endpoint
 from baton.server.observe import Observe
 from baton.server.openapi import openapi_endpoint
@@ -127,12 +128,21 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         await buckets.close()
         await store.close()
 
-    routes = [
-        # The machine endpoints first: the router tries routes in order, and these take nearly
-        # all the traffic.
+    # The machine endpoints take nearly all the traffic: their POSTs take the short way past the
+    # session middleware and the router (baton.server.machine); the router still has them, for
+    # the 405 of another method and for the routes' list.
+    machine = [
         Route("/token", token_endpoint, methods=["POST"]),
         Route("/introspect", introspection_endpoint, methods=["POST"]),
         Route("/revoke", revocation_endpoint, methods=["POST"]),
+    ]
+    exception_handlers: dict[type[Exception], ExceptionHandler] = {
+        OAuthError: oauth_error_handler,
+        HTTPException: http_error,
+        **{kind: database_error for kind in DATABASE_ERRORS},
+    }
+    routes = [
+        *machine,
         Route("/", authorize.home),
         Route("/.well-known/oauth-authorization-server", metadata_endpoint),
         Route("/jwks.json", jwks_endpoint),
@@ -154,13 +164,10 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         middleware=[
             Middleware(Observe, metrics=observed.metrics),
             Middleware(SecurityHeaders, https=settings.secure_cookies),
+            Middleware(MachineEndpoints, routes=machine, handlers=exception_handlers),
             Middleware(SessionMiddleware, secure=settings.secure_cookies),
         ],
-        exception_handlers={
-            OAuthError: oauth_error_handler,
-            HTTPException: http_error,
-            **{kind: database_error for kind in DATABASE_ERRORS},
-        },
+        exception_handlers=dict(exception_handlers),
         lifespan=lifespan,
     )
     app.state.baton = Baton(settings, store, clock, keys, access_format, limits)
