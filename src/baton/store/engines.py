@@ -211,8 +211,12 @@ class SQLiteRunner:
             conn = self._writer_connection()
             with conn.begin():
                 results = [job.work(conn) for job in batch]
-        except Exception:
-            self._run_alone(loop, batch)
+        except Exception as exc:
+            if len(batch) > 1:
+                self._run_alone(loop, batch)
+                return
+            self._release_turn()
+            self._answer(loop, batch, [(None, exc)])
             return
         self._release_turn()
         self._answer(loop, batch, [(result, None) for result in results])
