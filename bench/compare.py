@@ -975,6 +975,8 @@ def targets_check(
     for name in ("baton-sqlite", "baton-postgresql"):
         found = table.get((name, "refresh c16"))
         goal = f"Baton refresh p99 at c16 < 20 ms ({name})"
+        if name != "baton-sqlite":  # the issue sets it for Baton on SQLite; the rest is reported
+            goal += ", beyond the issue's targets"
         if found is None:
             checks.append((goal, "n/a (not measured)", "n/a"))
         else:
