@@ -32,6 +32,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import socket
 import sqlite3
@@ -122,6 +123,7 @@ class Target:
     workers: int = WORKERS  # server processes (node-oidc-provider: always 1)
     peak_rss: int = 0
     introspect_pool: list[str] = field(default_factory=list)
+    extra_args: list[str] = field(default_factory=list)  # Baton: more `baton serve` options
 
     @property
     def is_baton(self) -> bool:
@@ -316,7 +318,7 @@ def start_baton(target: Target, db: str, grants: int, work: Path) -> None:
         "--log-level",
         "warning",
     ]
-    target.process = spawn(command, work / f"{target.name}.log", cwd=work)
+    target.process = spawn([*command, *target.extra_args], work / f"{target.name}.log", cwd=work)
 
 
 def start_gunicorn_peer(
@@ -523,6 +525,7 @@ class Options:
     install: bool = True
     workers: int = WORKERS
     settle: float = 1.0  # seconds between runs, after a sync (see `settle`)
+    baton_args: list[str] = field(default_factory=list)  # more `baton serve` options
 
 
 @dataclass
@@ -545,6 +548,10 @@ def benchmark(options: Options) -> Outcome:
     started = datetime.datetime.now(datetime.UTC)
     clock = time.monotonic()
     available = all_targets(options.workers)
+    for target in available.values():
+        if target.is_baton and options.baton_args:
+            target.extra_args = list(options.baton_args)
+            target.processes += " " + shlex.join(options.baton_args)
     unknown = set(options.targets) - set(available)
     if unknown:
         raise SystemExit(f"error: unknown targets {sorted(unknown)}; known: {sorted(available)}")
@@ -1042,6 +1049,11 @@ def parse(argv: list[str] | None = None) -> tuple[Options, argparse.Namespace]:
     )
     parser.add_argument("--wrk-cpu", help="pin wrk to these CPUs (taskset -c); default unpinned")
     parser.add_argument(
+        "--baton-args",
+        default="",
+        help="more `baton serve` options, e.g. '--sqlite-synchronous normal' (reported)",
+    )
+    parser.add_argument(
         "--settle",
         type=float,
         default=1.0,
@@ -1064,6 +1076,7 @@ def parse(argv: list[str] | None = None) -> tuple[Options, argparse.Namespace]:
         install=not args.no_install,
         workers=args.workers,
         settle=args.settle,
+        baton_args=shlex.split(args.baton_args),
     )
     if options.rounds < 1 or options.duration < 1 or options.workers < 1:
         parser.error("--rounds, --duration and --workers must be at least 1")
