@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.testclient import TestClient
 
+from baton.server.protection import is_database_unavailable
 from baton.store.engines import normalize_url
 from tests.proxy import CuttableProxy
 from tests.support import (
@@ -81,3 +84,17 @@ def test_https_issuers_get_hsts_and_secure_cookies(tmp_path: Path) -> None:
         response = http.get("/login")
         assert response.headers["strict-transport-security"].startswith("max-age=")
         assert "secure" in response.headers["set-cookie"].lower()
+
+
+def test_a_connection_lost_while_it_was_being_made_is_unavailability_not_a_bug() -> None:
+    """Cut in the middle of asyncpg's handshake, the error reaches the app as a bare DBAPIError
+    whose cause is asyncpg's ConnectionDoesNotExistError: a 503, not a 500 (seen in the outage
+    test under load). A query error stays a 500."""
+    lost = asyncpg.exceptions.ConnectionDoesNotExistError("closed in the middle of operation")
+    adapted = Exception("adapted by SQLAlchemy's asyncpg dialect")
+    adapted.__cause__ = lost
+    wrapped = DBAPIError("connect", None, adapted)
+    wrapped.__cause__ = adapted
+    assert is_database_unavailable(wrapped)
+    duplicate = IntegrityError("INSERT", None, Exception("duplicate key value"))
+    assert not is_database_unavailable(duplicate)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from asyncpg.exceptions import PostgresConnectionError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -61,8 +62,17 @@ def is_database_unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    # asyncpg raises these before SQLAlchemy can wrap them (connecting, or a dropped socket).
-    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+    # asyncpg raises these before SQLAlchemy can wrap them (connecting, or a dropped socket);
+    # and a connection that breaks while it is being made (PostgreSQL or a proxy going away in
+    # the handshake) reaches us as a bare DBAPIError whose cause is asyncpg's connection error.
+    cause: BaseException | None = exc
+    for _ in range(4):
+        if cause is None:
+            return False
+        if isinstance(cause, ConnectionError | TimeoutError | OSError | PostgresConnectionError):
+            return True
+        cause = cause.__cause__ or getattr(cause, "orig", None)
+    return False
 
 
 async def database_unavailable(_request: Request, exc: Exception) -> Response:
