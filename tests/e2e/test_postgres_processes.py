@@ -200,12 +200,10 @@ def test_workers_on_one_sqlite_file(baton_server: ServerFactory, policy: str) ->
     assert len(pids) == 2, "both worker processes should have answered requests"
 
 
-def test_postgresql_away_under_load_gives_503_then_recovers(
+def server_behind_proxy(
     postgres_seed: Seed, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    """The database connection is cut for two seconds under load: requests meanwhile get 503
-    with Retry-After, the server recovers by itself, and every token it answered with is
-    stored."""
+) -> tuple[Server, CuttableProxy]:
+    """A server (pool of 4) whose database connections go through a proxy the test can cut."""
     target = normalize_url(str(postgres_seed.db))
     proxy = CuttableProxy((target.host or "127.0.0.1", target.port or 5432))
     request.addfinalizer(proxy.close)
@@ -213,6 +211,16 @@ def test_postgresql_away_under_load_gives_503_then_recovers(
     seed = Seed(via_proxy, postgres_seed.client, postgres_seed.resource_server)
     server = start_server(seed, tmp_path / "server", {"db_pool_size": "4", "rate_limit_login": "0"})
     request.addfinalizer(server.stop)
+    return server, proxy
+
+
+def test_postgresql_away_under_load_gives_503_then_recovers(
+    postgres_seed: Seed, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The database connection is cut for two seconds under load: requests meanwhile get 503
+    with Retry-After, the server recovers by itself, and every token it answered with is
+    stored."""
+    server, proxy = server_behind_proxy(postgres_seed, tmp_path, request)
     chains = [Chain(first_pair(server)["refresh_token"]) for _ in range(8)]
     statuses: list[int] = []
     stop = threading.Event()
@@ -263,13 +271,7 @@ def test_a_postgresql_restart_nobody_noticed_costs_at_most_one_503(
     """Pooled connections are not pinged before use. After the database dropped them all while
     no request was running, the first request to meet one gets a 503 with Retry-After; that
     invalidates the pool, and the next requests are answered on fresh connections."""
-    target = normalize_url(str(postgres_seed.db))
-    proxy = CuttableProxy((target.host or "127.0.0.1", target.port or 5432))
-    request.addfinalizer(proxy.close)
-    via_proxy = target.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
-    seed = Seed(via_proxy, postgres_seed.client, postgres_seed.resource_server)
-    server = start_server(seed, tmp_path / "server", {"db_pool_size": "4", "rate_limit_login": "0"})
-    request.addfinalizer(server.stop)
+    server, proxy = server_behind_proxy(postgres_seed, tmp_path, request)
     pair = first_pair(server)
     for _ in range(8):  # several pooled connections in use
         assert server.introspect(pair["access_token"])["active"] is True

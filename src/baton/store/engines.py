@@ -210,16 +210,14 @@ class SQLiteRunner:
         try:
             conn = self._writer_connection()
             with conn.begin():
-                results = [job.work(conn) for job in batch]
+                outcomes: list[_Outcome] = [(job.work(conn), None) for job in batch]
         except Exception as exc:
             if len(batch) > 1:
                 self._run_alone(loop, batch)
                 return
-            self._release_turn()
-            self._answer(loop, batch, [(None, exc)])
-            return
+            outcomes = [(None, exc)]  # alone, it would only fail again
         self._release_turn()
-        self._answer(loop, batch, [(result, None) for result in results])
+        self._answer(loop, batch, outcomes)
 
     def _run_alone(self, loop: asyncio.AbstractEventLoop, batch: list[_WriteJob]) -> None:
         """A job of the batch failed, or its commit did: the whole batch was rolled back, so
@@ -246,7 +244,7 @@ class SQLiteRunner:
             _resolve(batch, outcomes)
 
     @staticmethod
-    def _run_one(conn: Connection, job: _WriteJob) -> tuple[Any, BaseException | None]:
+    def _run_one(conn: Connection, job: _WriteJob) -> _Outcome:
         try:
             with conn.begin():
                 return job.work(conn), None
@@ -476,7 +474,7 @@ class _WriteJob:
     future: asyncio.Future[Any]
 
 
-def _resolve(batch: list[_WriteJob], outcomes: list[tuple[Any, BaseException | None]]) -> None:
+def _resolve(batch: list[_WriteJob], outcomes: list[_Outcome]) -> None:
     for job, (result, error) in zip(batch, outcomes, strict=True):
         if job.future.done():  # the waiter was cancelled
             continue
