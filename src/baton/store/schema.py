@@ -135,8 +135,11 @@ access_tokens = Table(
     # RFC 9068 `jti`: names the token in the revocation feed, whatever its format.
     Column("jti", String(32)),
     Column("audience", Text),  # RFC 8707 resource indicator, when one was requested
-    Index("ix_access_tokens_grant_id", "grant_id"),
-    Index("ix_access_tokens_refresh_token_id", "refresh_token_id"),
+    # Both lookups by owner also name `expires_at` (a grant's last expiry for the revocation
+    # feed, a companion that outlives its death): in one index with the owner, so PostgreSQL's
+    # planner never serves them from the `expires_at` index instead (migration 0004).
+    Index("ix_access_tokens_grant_id_expires_at", "grant_id", "expires_at"),
+    Index("ix_access_tokens_refresh_token_id_expires_at", "refresh_token_id", "expires_at"),
     UniqueConstraint("jti", name="uq_access_tokens_jti"),
     Index("ix_access_tokens_expires_at", "expires_at"),
 )
