@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from baton.store.engines import (
     MAX_ATTEMPTS,
+    MMAP_BYTES,
     PoolSettings,
     PostgresRunner,
     SQLiteRunner,
@@ -395,3 +396,21 @@ def test_postgresql_feed_readers_wake_right_after_the_commit(postgres_database: 
             await writer.close()
 
     assert anyio.run(run) < 0.5
+
+
+def test_the_writer_reads_without_a_memory_map_and_readers_with_one(tmp_path: Path) -> None:
+    """A checkpoint that grows the file makes every mapping connection map it again; the writer,
+    whose pages are the ones each rotation dirties, pays that on every batch, so it reads with
+    pread. Readers keep the map (a read-only workload never remaps)."""
+
+    async def run() -> tuple[int, int]:
+        runner = _sqlite_runner(tmp_path / "m.db", "full")
+        try:
+            query = "PRAGMA mmap_size"
+            written = await runner.write(lambda c: c.exec_driver_sql(query).scalar_one())
+            read = await runner.read(lambda c: c.exec_driver_sql(query).scalar_one())
+            return int(written), int(read)
+        finally:
+            await runner.close()
+
+    assert anyio.run(run) == (0, MMAP_BYTES)
