@@ -259,17 +259,7 @@ def test_the_durability_setting_reaches_every_connection(
 
     monkeypatch.setattr("baton.store.engines.os.fdatasync", recording)
 
-    async def run() -> tuple[int, int]:
-        runner = _sqlite_runner(tmp_path / "s.db", mode)
-        try:
-            query = "PRAGMA synchronous"
-            written = await runner.write(lambda c: c.exec_driver_sql(query).scalar_one())
-            read = await runner.read(lambda c: c.exec_driver_sql(query).scalar_one())
-            return int(written), int(read)
-        finally:
-            await runner.close()
-
-    assert anyio.run(run) == (pragma, pragma)
+    assert pragma_as_writer_and_reader(tmp_path / "s.db", mode, "synchronous") == (pragma, pragma)
     assert set(synced) == ({str(tmp_path / "s.db-wal")} if syncs else set())
     with pytest.raises(ValueError, match="synchronous must be one of"):
         _sqlite_runner(tmp_path / "bad.db", "extra")
@@ -403,14 +393,20 @@ def test_the_writer_reads_without_a_memory_map_and_readers_with_one(tmp_path: Pa
     whose pages are the ones each rotation dirties, pays that on every batch, so it reads with
     pread. Readers keep the map (a read-only workload never remaps)."""
 
+    assert pragma_as_writer_and_reader(tmp_path / "m.db", "full", "mmap_size") == (0, MMAP_BYTES)
+
+
+def pragma_as_writer_and_reader(path: Path, mode: str, pragma: str) -> tuple[int, int]:
+    """`PRAGMA <pragma>` as the runner's writer connection and its reader see it."""
+
     async def run() -> tuple[int, int]:
-        runner = _sqlite_runner(tmp_path / "m.db", "full")
+        runner = _sqlite_runner(path, mode)
         try:
-            query = "PRAGMA mmap_size"
+            query = f"PRAGMA {pragma}"
             written = await runner.write(lambda c: c.exec_driver_sql(query).scalar_one())
             read = await runner.read(lambda c: c.exec_driver_sql(query).scalar_one())
             return int(written), int(read)
         finally:
             await runner.close()
 
-    assert anyio.run(run) == (0, MMAP_BYTES)
+    return anyio.run(run)
