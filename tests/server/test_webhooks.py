@@ -320,7 +320,9 @@ def test_the_server_delivers_a_reuse_to_the_configured_url(
         clock.advance(601)
         assert refresh(http, client, pair["refresh_token"]).status_code == 400
         deadline = time.monotonic() + 10
-        while len(receiver.received) < 1 and time.monotonic() < deadline:
+        # The sender records the failure (and schedules the retry from the clock's now) after
+        # the receiver has answered: the clock moves past the backoff only once it has.
+        while not any(row.last_error for row in rows(store)) and time.monotonic() < deadline:
             time.sleep(0.02)
         clock.advance(2)  # the failed one's backoff
         while len(receiver.received) < 2 and time.monotonic() < deadline:
