@@ -501,8 +501,14 @@ def _sqlite_engine(url: URL, synchronous: str = "full") -> Engine:
         # Let SQLAlchemy's "begin" event below emit BEGIN, so writers can take the lock first.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
+        # Switching a database into WAL takes its write lock, and SQLite may refuse that with
+        # "database is locked" at once rather than wait (seen when another connection was
+        # checkpointing): ask first, and switch only a database that is not in WAL yet, so the
+        # connections a server opens under load never take the lock to set what is already set.
         if url.database not in (None, "", ":memory:"):
-            cursor.execute("PRAGMA journal_mode=WAL")
+            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
         # FULL by default: a committed rotation or revocation survives a power cut, so no
         # acknowledged revocation is ever lost and no token a client holds is unknown after a
         # crash. See SQLiteSettings for what the other modes give up.
