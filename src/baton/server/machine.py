@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -40,7 +41,8 @@ class MachineEndpoints:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = None
         if scope["type"] == "http" and scope["method"] == "POST":
-            route = self.routes.get(_route_path(scope))
+            # The path the router itself matches (without the root path the app is mounted under).
+            route = self.routes.get(get_route_path(scope))
         if route is None:
             await self.app(scope, receive, send)
             return
@@ -65,12 +67,3 @@ class MachineEndpoints:
             if handler is not None:
                 return handler
         return None
-
-
-def _route_path(scope: Scope) -> str:
-    """The path the router would match: without the root path the app is mounted under."""
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    if not root_path or not path.startswith(root_path) or path == root_path:
-        return "" if root_path and path == root_path else path
-    return path[len(root_path) :] if path[len(root_path)] == "/" else path
