@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -150,6 +152,21 @@ def sample_pair() -> IssuedPair:
         grant_id="grt_abc",
         generation=3,
     )
+
+
+def test_hkdf_matches_rfc5869_test_case_1() -> None:
+    """RFC 5869 Appendix A.1; the first 32 bytes of its 42-byte OKM are T(1)."""
+    okm = seal.hkdf_sha256_32(
+        bytes([0x0B] * 22), bytes(range(0x00, 0x0D)), bytes(range(0xF0, 0xFA))
+    )
+    assert okm.hex() == "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+
+
+@given(st.binary(max_size=200), st.binary(max_size=64), st.binary(max_size=64))
+def test_hkdf_derives_what_cryptography_derives(ikm: bytes, salt: bytes, info: bytes) -> None:
+    """Seals written before the key derivation moved to `hmac` still open."""
+    expected = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
+    assert seal.hkdf_sha256_32(ikm, salt, info) == expected
 
 
 def test_seal_roundtrip_of_a_child_pair() -> None:

