@@ -25,7 +25,7 @@ from baton.core.tokens import TokenKind, _checksum, kind_of, mint
 from baton.server.clientauth import basic_credentials
 from baton.server.errors import OAuthError
 from baton.server.feed import _cursor
-from baton.server.forms import Form, parse_pairs
+from baton.server.forms import Form, _parse_escaped, parse_pairs
 from tests.support import REDIRECT_URI, RegisteredClient, register_client, running_app
 
 CONTROL = [chr(c) for c in range(0x20)] + ["\x7f"]
@@ -83,6 +83,31 @@ def test_any_body_parses_or_is_refused_as_invalid_request(raw: bytes) -> None:
     for name, value in pairs:
         assert not any(c in CONTROL for c in name + value)
     raw.decode("utf-8")  # whatever parsed was UTF-8
+
+
+def parsed_by_parse_qsl(raw: bytes | str) -> list[tuple[str, str]] | str:
+    """The reference: what `parse_qsl` makes of the form, or the error's description."""
+    try:
+        return _parse_escaped(raw)
+    except OAuthError as exc:
+        return exc.description
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=120),
+        st.text(st.sampled_from("ab=&%+2F\x00\x7f é"), max_size=40),
+        st.text(max_size=60),
+    )
+)
+@example(b"a=1&&b=&=&c")
+@example("a=1\x7f&b=2")
+def test_unescaped_forms_take_the_short_way_to_what_parse_qsl_gives(raw: bytes | str) -> None:
+    try:
+        got: list[tuple[str, str]] | str = parse_pairs(raw)
+    except OAuthError as exc:
+        got = exc.description
+    assert got == parsed_by_parse_qsl(raw)
 
 
 @given(st.lists(st.tuples(st.sampled_from("abcd"), clean_text), max_size=8))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from baton.server.errors import OAuthError, invalid_request
 
@@ -43,6 +43,25 @@ class Form:
 
 
 def parse_pairs(raw: bytes | str) -> list[tuple[str, str]]:
+    if isinstance(raw, bytes):
+        plain = raw.isascii() and b"%" not in raw and b"+" not in raw
+        text = raw.decode("ascii") if plain else None
+    else:
+        plain = raw.isascii() and "%" not in raw and "+" not in raw
+        text = raw if plain else None
+    if text is not None and not _CONTROL.search(text):
+        # Nothing to decode (no escapes, no `+`): what `parse_qsl` would return, without its
+        # per-parameter unquoting (the whole form, profiled, was a sixth of an introspection).
+        return [_split(part) for part in text.split("&") if part]
+    return _parse_escaped(raw)
+
+
+def _split(part: str) -> tuple[str, str]:
+    name, _, value = part.partition("=")
+    return name, value
+
+
+def _parse_escaped(raw: bytes | str) -> list[tuple[str, str]]:
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
@@ -55,9 +74,10 @@ def parse_pairs(raw: bytes | str) -> list[tuple[str, str]]:
 
 
 async def read_form(request: Request, max_bytes: int) -> Form:
-    content_type = request.headers.get("content-type")
+    headers = request.headers
+    content_type = headers.get("content-type")
     media_type = (content_type or "").split(";")[0].strip().lower()
-    declared = request.headers.get("content-length")
+    declared = headers.get("content-length")
     # A body-less POST without a Content-Type is an empty form: its error names what is missing.
     untyped = content_type is None and declared in (None, "0")
     if media_type != FORM_TYPE and not untyped:
@@ -66,14 +86,30 @@ async def read_form(request: Request, max_bytes: int) -> Form:
         not (declared.isascii() and declared.isdigit()) or int(declared) > max_bytes
     ):
         raise _too_large(max_bytes)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise _too_large(max_bytes)
+    body = await _read_body(request, max_bytes)
     if media_type != FORM_TYPE and body:
         raise _wrong_type()
-    return Form(parse_pairs(bytes(body)))
+    return Form(parse_pairs(body))
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
+    """The body, straight from the ASGI messages (Starlette's `stream()` does the same through
+    an async generator); a body of one message, the usual case, is never copied."""
+    receive = request.receive
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(max_bytes)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _wrong_type() -> OAuthError:
