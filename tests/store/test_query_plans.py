@@ -66,15 +66,13 @@ async def _fill(url: str) -> None:
 
 def plan_of(url: str, statement: Prepared, **params: Any) -> dict[str, Any]:
     dialect = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
-    sql, order, fixed = statement._for(dialect)
-    values = {**fixed, **params}
+    sql, positional = statement._for(dialect)
+    args = positional(params)
 
     async def explain() -> dict[str, Any]:
         conn = await asyncpg.connect(_plain(url))
         try:
-            text = await conn.fetchval(
-                f"EXPLAIN (FORMAT JSON) {sql}", *(values[name] for name in order)
-            )
+            text = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
         finally:
             await conn.close()
         plan: dict[str, Any] = json.loads(text)[0]["Plan"]

@@ -11,12 +11,29 @@ need no conversion in either driver, which the suite checks on both databases.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import Executable
+
+
+def _positional(
+    order: tuple[str, ...], fixed: dict[str, Any]
+) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """The function from named values to the positional tuple the driver binds, made once per
+    statement and dialect rather than a generator over the names run on every call."""
+    if fixed:
+        return lambda params: tuple({**fixed, **params}[name] for name in order)
+    if not order:
+        return lambda params: ()
+    if len(order) == 1:
+        (only,) = order
+        return lambda params: (params[only],)
+    get: Callable[[Mapping[str, Any]], tuple[Any, ...]] = operator.itemgetter(*order)
+    return get
 
 
 class Prepared:
@@ -33,9 +50,9 @@ class Prepared:
             self.columns = tuple(c.key for c in returning)
         else:
             self.columns = tuple(selected.keys())
-        self._compiled: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+        self._compiled: dict[str, tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]] = {}
 
-    def _for(self, dialect: Dialect) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    def _for(self, dialect: Dialect) -> tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]:
         found = self._compiled.get(dialect.name)
         if found is None:
             compiled = self.statement.compile(dialect=dialect)  # type: ignore[attr-defined]
@@ -46,15 +63,14 @@ class Prepared:
                 for name, bind in compiled.binds.items()
                 if not bind.required and bind.callable is None
             }
-            found = (compiled.string, order, fixed)
+            found = (compiled.string, _positional(order, fixed))
             self._compiled[dialect.name] = found
         return found
 
     def run(self, conn: Connection, **params: Any) -> Any:
         """Executes in `conn`'s transaction; returns the DBAPI cursor (rows, rowcount)."""
-        sql, order, fixed = self._for(conn.dialect)
-        values: Mapping[str, Any] = {**fixed, **params} if fixed else params
-        args = tuple(values[name] for name in order)
+        sql, positional = self._for(conn.dialect)
+        args = positional(params)
         cursor = conn.connection.cursor()
         try:
             cursor.execute(sql, args)
