@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -12,13 +13,23 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import ColumnElement, Connection, Table, func, select
 
+from baton.core.facts import RefreshFacts
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import Policy, RetryPolicy
 from baton.core.rules import CodeProblem, CodeRedemption, Reason
 from baton.core.seal import open_seal, seal
 from baton.core.tokens import TokenKind, digest, mint
 from baton.store import migrate
-from baton.store.base import CodeRefused, ExchangeAsk, Issued, NewCode, Refused, Replayed
+from baton.store.base import (
+    Client,
+    ClientChanged,
+    CodeRefused,
+    ExchangeAsk,
+    Issued,
+    NewCode,
+    Refused,
+    Replayed,
+)
 from baton.store.schema import access_tokens, authorization_codes, grants, metadata, refresh_tokens
 from baton.store.sql import SQLStore
 from tests.support import migrated_store, register_client, register_user
@@ -229,3 +240,43 @@ def test_processes_starting_together_agree_on_a_server_secret(database: Path | s
 
     anyio.run(run)
     assert len(found) == 4 and len(set(found)) == 1
+
+
+def test_a_changed_client_row_stops_the_work_it_authenticated(database: Path | str) -> None:
+    """Exchange, lookup and revocation confirm the client's row in their own transaction: a
+    client disabled, given a new secret or changed in kind since the request authenticated
+    changes nothing and gets `ClientChanged`."""
+    where = database / "baton.db" if isinstance(database, Path) else database
+    store = migrated_store(where)
+    register_user(store)
+    registered = register_client(store)
+    seen = anyio.run(store.get_client, registered.id)
+    assert seen is not None
+    parent = first_pair(store, registered.id)
+    assert parent.refresh_token is not None
+    refresh = digest(parent.refresh_token)
+
+    def ask(client: Client) -> ExchangeAsk:
+        return replace(ask_for(parent.refresh_token or "", registered.id), client=client)
+
+    for stale in (
+        replace(seen, secret_digest=digest("an older secret")),
+        replace(seen, disabled_at=NOW),
+        replace(seen, is_public=True),
+        replace(seen, is_resource_server=True),
+        replace(seen, id="cl_gone"),
+    ):
+        assert isinstance(anyio.run(store.exchange, ask(stale)), ClientChanged)
+        assert isinstance(anyio.run(store.find_token, stale, refresh, True), ClientChanged)
+        assert isinstance(anyio.run(store.revoke_token, stale, refresh, True, NOW), ClientChanged)
+        assert isinstance(anyio.run(store.revoke_token, stale, None, False, NOW), ClientChanged)
+
+    # Nothing happened to the family: the parent is neither exchanged nor revoked.
+    facts = anyio.run(store.find_token, seen, refresh, True)
+    assert isinstance(facts, RefreshFacts)
+    assert facts.exchanged_at is None and facts.revoked_at is None
+    assert facts.grant.revoked_at is None
+    # The client as it is now does the work.
+    assert isinstance(anyio.run(store.exchange, ask(seen)), Issued)
+    assert anyio.run(store.revoke_token, seen, refresh, True, NOW) == "grant"
+    anyio.run(store.close)

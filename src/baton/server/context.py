@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
 from baton.config import Settings
 from baton.core.clock import Clock
 from baton.core.pairs import AccessTokenFormat
+from baton.server.clientauth import ClientCache
 from baton.server.keyring import KeyRing
 from baton.server.limits import Limits
 from baton.store.base import Store
@@ -22,6 +23,7 @@ class Baton:
     keys: KeyRing
     access_format: AccessTokenFormat
     limits: Limits
+    clients: ClientCache = field(default_factory=ClientCache)
 
 
 def baton(request: Request) -> Baton:

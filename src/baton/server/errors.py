@@ -2,10 +2,45 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from typing import Any
+
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+# What Starlette's JSONResponse renders (compact, UTF-8, no NaN), with the encoder made once:
+# `json.dumps` with options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_NO_STORE_JSON_HEADERS = [
+    *(
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in NO_STORE.items()
+    ),
+    (b"content-type", b"application/json"),
+]
+
+
+class NoStoreJSON(Response):
+    """A JSON answer no cache may keep: token responses (RFC 6749 §5.1), their errors (§5.2)
+    and introspection. Its fixed headers are encoded once, not on every response."""
+
+    media_type = "application/json"
+
+    def __init__(
+        self, content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = _ENCODER.encode(content).encode("utf-8")
+        raw = [*_NO_STORE_JSON_HEADERS, (b"content-length", str(len(self.body)).encode("latin-1"))]
+        if headers:
+            raw.extend(
+                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+            )
+        self.raw_headers = raw
 
 
 class OAuthError(Exception):
@@ -24,11 +59,11 @@ class OAuthError(Exception):
         self.status = status
         self.headers = headers or {}
 
-    def response(self) -> JSONResponse:
-        return JSONResponse(
+    def response(self) -> NoStoreJSON:
+        return NoStoreJSON(
             {"error": self.error, "error_description": self.description},
             status_code=self.status,
-            headers={**NO_STORE, **self.headers},
+            headers=self.headers,
         )
 
 

@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from baton.core.feed import advance
 from baton.server.clientauth import authenticate
 from baton.server.context import Baton, baton
-from baton.server.errors import NO_STORE, OAuthError, invalid_request
+from baton.server.errors import NO_STORE, NoStoreJSON, OAuthError, invalid_request
 from baton.server.forms import Form
 from baton.store.base import Client, RevocationEvent
 
@@ -63,9 +63,7 @@ async def revocations_page(request: Request) -> Response:
     limit = min(_cursor(request.query_params.get("limit"), "limit") or PAGE_LIMIT, PAGE_LIMIT)
     events = await app.store.revocations_after(since, limit)
     watermark = advance(since, ((e.id, e.created_at) for e in events), app.clock.now())
-    return JSONResponse(
-        {"events": [event_body(e) for e in events], "watermark": watermark}, headers=NO_STORE
-    )
+    return NoStoreJSON({"events": [event_body(e) for e in events], "watermark": watermark})
 
 
 async def revocations_stream(request: Request) -> Response:

@@ -5,60 +5,65 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from baton.core import rules
-from baton.core.facts import AccessFacts, RefreshFacts
+from baton.core.facts import AccessFacts
 from baton.core.keys import looks_like_jwt
 from baton.core.tokens import TokenKind, digest, kind_of
 from baton.server import metrics
-from baton.server.clientauth import authenticate
+from baton.server.clientauth import confirmed
 from baton.server.context import baton, source_address
-from baton.server.errors import NO_STORE, OAuthError
+from baton.server.errors import NO_STORE, NoStoreJSON, OAuthError
 from baton.server.forms import read_form
+from baton.store.base import Client, ClientChanged, RevokeResult, TokenFacts
 
 
 async def revocation_endpoint(request: Request) -> Response:
     app = baton(request)
     await app.limits.check_address(source_address(request))
     form = await read_form(request, app.settings.max_body_bytes)
-    client = await authenticate(request, form, app.store)
-    await app.limits.check_client(client.id)
-    token = form.require("token")
-    # The kind is in the token's prefix, so `token_type_hint` can never hide a token (RFC 7009
-    # §2.1: a server unable to locate the token by the hint MUST extend its search).
-    kind = token_kind(token)
-    if kind in (TokenKind.ACCESS, TokenKind.REFRESH):
-        outcome = await app.store.revoke_token(
-            digest(token), kind is TokenKind.REFRESH, client.id, app.clock.now()
+
+    async def revoke(client: Client) -> RevokeResult | ClientChanged:
+        token = form.require("token")
+        # The kind is in the token's prefix, so `token_type_hint` can never hide a token (RFC
+        # 7009 §2.1: a server unable to locate the token by the hint MUST extend its search).
+        kind = token_kind(token)
+        known = kind in (TokenKind.ACCESS, TokenKind.REFRESH)
+        return await app.store.revoke_token(
+            client, digest(token) if known else None, kind is TokenKind.REFRESH, app.clock.now()
         )
-        metrics.of(request).client_revoked(outcome)
-        if outcome == "other_client":
-            # RFC 7009 §2.1: the server verifies that the token was issued to the client
-            # making the request; if not, the request is refused.
-            raise OAuthError("invalid_request", "the token was issued to another client")
+
+    outcome: RevokeResult = await confirmed(request, form, app, revoke)
+    metrics.of(request).client_revoked(outcome)
+    if outcome == "other_client":
+        # RFC 7009 §2.1: the server verifies that the token was issued to the client making
+        # the request; if not, the request is refused.
+        raise OAuthError("invalid_request", "the token was issued to another client")
     # RFC 7009 §2.2: invalid, unknown and already revoked tokens get 200 as well.
     return Response(status_code=200, headers=NO_STORE)
 
 
-async def introspection_endpoint(request: Request) -> JSONResponse:
+async def introspection_endpoint(request: Request) -> NoStoreJSON:
     app = baton(request)
     await app.limits.check_address(source_address(request))
     form = await read_form(request, app.settings.max_body_bytes)
-    client = await authenticate(request, form, app.store, allow_public=False)
-    await app.limits.check_client(client.id)
-    token = form.require("token")
+
+    async def find(client: Client) -> tuple[Client, TokenFacts | None] | ClientChanged:
+        token = form.require("token")
+        kind = token_kind(token)
+        known = kind in (TokenKind.ACCESS, TokenKind.REFRESH)
+        facts = await app.store.find_token(
+            client, digest(token) if known else None, kind is TokenKind.REFRESH
+        )
+        return facts if isinstance(facts, ClientChanged) else (client, facts)
+
+    client, facts = await confirmed(request, form, app, find, allow_public=False)
     now = app.clock.now()
-    facts: AccessFacts | RefreshFacts | None = None
-    kind = token_kind(token)
-    if kind is TokenKind.ACCESS:
-        facts = await app.store.find_access(digest(token))
-    elif kind is TokenKind.REFRESH:
-        facts = await app.store.find_refresh(digest(token))
     # A client may introspect its own tokens; a registered resource server any token. Any
     # other case looks exactly like an unknown token.
     if facts is None or not (client.is_resource_server or facts.grant.client_id == client.id):
-        return JSONResponse(INACTIVE, headers=NO_STORE)
+        return NoStoreJSON(INACTIVE)
     if isinstance(facts, AccessFacts):
         state, scope = rules.access_liveness(facts, now), facts.scope
     else:
@@ -67,7 +72,7 @@ async def introspection_endpoint(request: Request) -> JSONResponse:
             facts.grant.scope,
         )
     if not state.active:
-        return JSONResponse(INACTIVE, headers=NO_STORE)
+        return NoStoreJSON(INACTIVE)
     grant = facts.grant
     body: dict[str, Any] = {
         "active": True,
@@ -90,7 +95,7 @@ async def introspection_endpoint(request: Request) -> JSONResponse:
             body["aud"] = facts.audience
     if state.revocation_at is not None:
         body["revocation_at"] = state.revocation_at
-    return JSONResponse(body, headers=NO_STORE)
+    return NoStoreJSON(body)
 
 
 INACTIVE = {"active": False}

@@ -100,6 +100,9 @@ class ExchangeAsk:
     source_address: str | None
     child: MintedPair
     seal: Sealer | None  # present under the `replay` policy
+    # The client as it authenticated the request, when that was from the process's cache: the
+    # exchange first confirms the client's row is unchanged (see `ClientChanged`).
+    client: Client | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +127,22 @@ class ScopeRefused:
     """The requested scope exceeds what the grant holds."""
 
 
-ExchangeResult = Issued | Replayed | Refused | ScopeRefused
+@dataclass(frozen=True, slots=True)
+class ClientChanged:
+    """The client's row is no longer the one that authenticated the request: its secret was
+    rotated, it was disabled, or it changed kind. Nothing was done; the caller authenticates the
+    request again on a fresh read and asks again.
+
+    A store call given the client a request authenticated as (`ExchangeAsk.client`,
+    `Store.find_token`, `Store.revoke_token`) compares that client's secret digest, kind and
+    `disabled_at` with its row, in the transaction that does the work, before doing it. That is
+    what lets a server process authenticate against the clients it has cached and still refuse
+    a client at once when the console disables it or rotates its secret, in any process."""
+
+
+CLIENT_CHANGED = ClientChanged()
+
+ExchangeResult = Issued | Replayed | Refused | ScopeRefused | ClientChanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +156,8 @@ RedeemResult = Issued | CodeRefused
 
 RevokeResult = Literal["grant", "access_token", "other_client", "nothing"]
 """What a revocation did; RFC 7009 answers 200 in every case but `other_client`."""
+
+TokenFacts = AccessFacts | RefreshFacts
 
 
 class Store(Protocol):
@@ -179,12 +199,18 @@ class Store(Protocol):
         self, client_id: str, scope: str, access: MintedPair, now: int
     ) -> IssuedPair: ...
     async def exchange(self, ask: ExchangeAsk) -> ExchangeResult: ...
-    async def find_refresh(self, digest: bytes) -> RefreshFacts | None: ...
-    async def find_access(self, digest: bytes) -> AccessFacts | None: ...
+    async def find_token(
+        self, client: Client, digest: bytes | None, is_refresh: bool
+    ) -> TokenFacts | ClientChanged | None:
+        """The facts of a token `client` presented (None: unknown, or no digest to look up),
+        once `client`'s row is confirmed unchanged."""
+        ...
+
     async def revoke_token(
-        self, digest: bytes, is_refresh: bool, client_id: str, now: int
-    ) -> RevokeResult:
-        """RFC 7009: a refresh token revokes its grant, an access token only itself."""
+        self, client: Client, digest: bytes | None, is_refresh: bool, now: int
+    ) -> RevokeResult | ClientChanged:
+        """RFC 7009: a refresh token revokes its grant, an access token only itself; first
+        `client`'s row is confirmed unchanged (a None digest only confirms it)."""
         ...
 
     async def get_grant(self, grant_id: str) -> GrantFacts | None: ...

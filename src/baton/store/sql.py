@@ -43,7 +43,9 @@ from baton.core.scope import render as render_scope
 from baton.core.tokens import random_id
 from baton.store import migrate, outbox
 from baton.store.base import (
+    CLIENT_CHANGED,
     Client,
+    ClientChanged,
     CodeRefused,
     ExchangeAsk,
     ExchangeResult,
@@ -57,6 +59,7 @@ from baton.store.base import (
     RevokeResult,
     ScopeRefused,
     SecurityEvent,
+    TokenFacts,
     User,
 )
 from baton.store.engines import (
@@ -334,16 +337,28 @@ class SQLStore:
         policy = self.policy
         return await self._write(lambda conn: _exchange(conn, ask, policy))
 
-    async def find_refresh(self, digest: bytes) -> RefreshFacts | None:
-        return await self._read(lambda conn: _refresh_facts(conn, digest))
+    async def find_token(
+        self, client: Client, digest: bytes | None, is_refresh: bool
+    ) -> TokenFacts | ClientChanged | None:
+        def work(conn: Connection) -> TokenFacts | ClientChanged | None:
+            if not _client_unchanged(conn, client):
+                return CLIENT_CHANGED
+            if digest is None:
+                return None
+            return _refresh_facts(conn, digest) if is_refresh else _access_facts(conn, digest)
 
-    async def find_access(self, digest: bytes) -> AccessFacts | None:
-        return await self._read(lambda conn: _access_facts(conn, digest))
+        return await self._read(work)
 
     async def revoke_token(
-        self, digest: bytes, is_refresh: bool, client_id: str, now: int
-    ) -> RevokeResult:
-        def work(conn: Connection) -> RevokeResult:
+        self, client: Client, digest: bytes | None, is_refresh: bool, now: int
+    ) -> RevokeResult | ClientChanged:
+        client_id = client.id
+
+        def work(conn: Connection) -> RevokeResult | ClientChanged:
+            if not _client_unchanged(conn, client):
+                return CLIENT_CHANGED
+            if digest is None:
+                return "nothing"
             if is_refresh:
                 token = _refresh_facts(conn, digest)
                 if token is None:
@@ -471,6 +486,8 @@ class _LostRace(Exception):
 
 
 def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResult:
+    if ask.client is not None and not _client_unchanged(conn, ask.client):
+        return CLIENT_CHANGED
     token = _refresh_facts(conn, ask.digest)
     decision = rules.decide_refresh(token, ask.client_id, ask.now, policy.retry)
     if isinstance(decision, rules.Reject):
@@ -728,6 +745,18 @@ _GRANT_COLUMNS = (
 )
 
 
+def _client_unchanged(conn: Connection, client: Client) -> bool:
+    """Whether `client`'s row still authenticates as `client` did: the same secret digest, the
+    same kind, still enabled (see `ClientChanged`)."""
+    row = _CLIENT_AUTHENTICATION.run(conn, client_id=client.id).fetchone()
+    return row is not None and (
+        row[0] == client.secret_digest
+        and bool(row[1]) is client.is_public
+        and bool(row[2]) is client.is_resource_server
+        and row[3] == client.disabled_at
+    )
+
+
 def client_from_row(row: RowMapping | dict[str, Any]) -> Client:
     """A `clients` row as the `Client` it stores."""
     return Client(
@@ -836,6 +865,14 @@ __all__ = ["SQLStore", "UserExists"]
 _rt, _at = refresh_tokens, access_tokens
 
 _CLIENT = Prepared(select(clients).where(clients.c.id == bindparam("client_id")))
+_CLIENT_AUTHENTICATION = Prepared(
+    select(
+        clients.c.secret_digest,
+        clients.c.is_public,
+        clients.c.is_resource_server,
+        clients.c.disabled_at,
+    ).where(clients.c.id == bindparam("client_id"))
+)
 
 _REFRESH_FACTS = Prepared(
     select(
