@@ -335,7 +335,12 @@ class SQLiteRunner:
         await anyio.to_thread.run_sync(self.engine.dispose)
 
 
-CHECKPOINT_SPACING = 0.1  # seconds between two checkpoints, at most
+# Seconds between two checkpoints of a process, at most. A checkpoint copies each page written
+# since the last one once, however often it was rewritten meanwhile (the tails of the tables and
+# their indexes, rewritten by every batch), and fsyncs the database file: measured, wrk c16 with
+# 2 workers, 12 alternating rounds each, refresh median ~2,470/s at 0.5 s against ~2,110/s at
+# 0.1 s, with lower p99. The price is a longer WAL between checkpoints (tens of MB at that load).
+CHECKPOINT_SPACING = 0.5
 CHECKPOINT_IDLE = 1.0  # seconds the checkpointer sleeps when nothing was written
 MMAP_BYTES = 256 * 1024 * 1024  # address space, not memory: the kernel pages it in and out
 
