@@ -25,6 +25,11 @@ class AccessClaims:
     audience: str | None  # the RFC 8707 resource indicator, when one was requested
 
 
+# `json.dumps` with `separators` builds an encoder per call; the seal is made inside the
+# rotation's transaction, so this one is built once.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 class AccessTokenFormat(Protocol):
     def issue(self, claims: AccessClaims) -> str:
         """The access token string for these claims."""
@@ -58,6 +63,8 @@ class MintedPair:
     lifetimes_from: int | None = None
     # An opaque access token, made in advance (see `OpaqueAccessTokens.premint`).
     access: Minted | None = None
+    # The access token's `jti`: random, so drawn here too, outside the rotation's transaction.
+    jti: str = field(default_factory=lambda: random_id("", 12))
 
     @classmethod
     def new(
@@ -98,7 +105,7 @@ def plan_pair(
     else:
         access_exp, refresh_exp = policy.access_only_expiry(start, grant.expires_at), None
     claims = AccessClaims(
-        jti=random_id("", 12),
+        jti=pair.jti,
         issued_at=now,
         expires_at=access_exp,
         scope=scope,
@@ -154,7 +161,7 @@ class IssuedPair:
         return body
 
     def seal_payload(self) -> bytes:
-        return json.dumps(
+        return _COMPACT.encode(
             [
                 self.access_token,
                 self.refresh_token,
@@ -163,8 +170,7 @@ class IssuedPair:
                 self.refresh_expires_at,
                 self.grant_id,
                 self.generation,
-            ],
-            separators=(",", ":"),
+            ]
         ).encode("utf-8")
 
     @classmethod
