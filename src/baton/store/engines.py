@@ -585,7 +585,19 @@ class PostgresRunner:
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Reads run in autocommit: under READ COMMITTED every statement takes its own snapshot
-        anyway, so a transaction around them only cost a BEGIN and a COMMIT round trip."""
+        anyway, so a transaction around them only cost a BEGIN and a COMMIT round trip.
+
+        A read that meets a pooled connection the database dropped (a restart, a network cut)
+        runs once more: that failure invalidated the pool, so the second attempt connects
+        afresh, and a read, unlike a write, is safe to repeat. A write still answers 503 there,
+        since its outcome is unknown."""
+        try:
+            async with self._autocommit.connect() as conn:
+                return await conn.run_sync(work)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            log.warning("a pooled connection was gone (%s); reading again", type(exc).__name__)
         async with self._autocommit.connect() as conn:
             return await conn.run_sync(work)
 
