@@ -8,6 +8,8 @@ never hears of: what another server process, or `baton` on the command line, wou
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import pytest
 from starlette.testclient import TestClient
@@ -15,8 +17,17 @@ from starlette.testclient import TestClient
 from baton.core.facts import RefreshFacts
 from baton.core.tokens import TokenKind, digest, mint
 from baton.store.admin import Actor, AdminStore
+from baton.store.base import CLIENT_CHANGED, ClientChanged
 from baton.store.sql import SQLStore
-from tests.support import RegisteredClient, first_pair, introspect, refresh
+from tests.support import (
+    RegisteredClient,
+    first_pair,
+    introspect,
+    refresh,
+    register_client,
+    register_user,
+    running_app,
+)
 
 ELSEWHERE = Actor("admin", None, 0)
 
@@ -111,3 +122,41 @@ def test_a_secret_rotated_elsewhere_works_at_once_and_the_old_one_fails_at_once(
     # And the old secret stays refused now that the new row is the cached one.
     again = refresh(http, client, new.json()["refresh_token"])
     assert refused_as_invalid_client(again.status_code, again.json())
+
+
+def test_a_disabled_client_over_its_rate_limit_gets_invalid_client(tmp_path: Path) -> None:
+    """The per-client limit is checked against the cached client; a 429 for a client disabled
+    meanwhile would hide that it is refused: it gets `invalid_client`."""
+    with running_app(tmp_path, rate_limit_client=1.0) as (http, store, _clock):
+        register_user(store)
+        client = register_client(store)
+        pair = first_pair(http, client)
+        assert refresh(http, client, pair["refresh_token"]).status_code == 200  # cached
+        statuses = {revoke(http, client, "bat_rt_unknown") for _ in range(4)}
+        assert 429 in statuses  # the limit is on
+        assert anyio.run(AdminStore(store.runner).disable_client, client.id, ELSEWHERE)
+        assert revoke(http, client, "bat_rt_unknown") == 401
+
+
+def test_a_client_that_keeps_changing_gets_a_503_to_retry(
+    http: TestClient,
+    store: SQLStore,
+    client: RegisteredClient,
+    resource_server: RegisteredClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each store call finds the row changed again (an administrator editing the client in a
+    loop): after three fresh reads the request gets 503 with Retry-After, nothing done."""
+    pair = first_pair(http, client)
+
+    async def always_changed(*_args: object) -> ClientChanged:
+        return CLIENT_CHANGED
+
+    monkeypatch.setattr(store, "find_token", always_changed)
+    answer = http.post(
+        "/introspect", data={"token": pair["access_token"]}, auth=resource_server.basic
+    )
+    assert answer.status_code == 503
+    assert answer.json()["error"] == "temporarily_unavailable"
+    assert answer.headers["retry-after"] == "2"
+    assert answer.headers["cache-control"] == "no-store"

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from baton.core.tokens import digest
 from baton.server.errors import OAuthError, invalid_client, invalid_request
 from baton.server.forms import Form
+from baton.server.protection import RETRY_AFTER_SECONDS
 from baton.store.base import Client, ClientChanged, Store
 
 if TYPE_CHECKING:
@@ -59,10 +60,11 @@ class ClientCache:
     client's row before the transaction that does its work (measured in-process: a sixth of an
     introspection's instructions, a twelfth of a refresh's, were that read).
 
-    Only for a request whose store call confirms the row in its own transaction (see
-    `baton.store.base.ClientChanged`, and `confirmed` below): a rotated secret or a disabled
-    client is then refused at once, in every process, as without a cache. A cached row is never
-    trusted to refuse either: a request it would refuse is decided on a fresh read.
+    Only for a request whose store call confirms the row before it does the work (see
+    `baton.store.base.ClientChanged`, and `confirmed` below): a request that starts after a
+    secret was rotated or the client disabled, in any process, is then refused, as without a
+    cache. A cached row is never trusted to refuse either: a request it would refuse is decided
+    on a fresh read.
     """
 
     LIMIT = 1024  # registered clients are few; past this, start again rather than track use
@@ -172,28 +174,46 @@ async def confirmed(
     allow_public: bool = True,
 ) -> T:
     """`work` done for the client the request authenticates as, from the process's cache when
-    it can be. `work` hands the client to a store call that confirms its row in the transaction
-    that does the work; if the row changed, nothing was done, and the request is authenticated
-    again on a fresh read (a disabled client or a rotated secret is then refused) and `work`
-    asked again. Per-client rate limits apply to the authenticated client, before any work."""
+    it can be. `work` hands the client to a store call that confirms the client's row before it
+    does anything; if the row changed, nothing was done, and the request is authenticated again
+    on a fresh read (a disabled client or a rotated secret is then refused) and `work` asked
+    again. Per-client rate limits apply to the authenticated client, before any work."""
     client, cached = await _authenticate(request, form, app.store, allow_public, app.clients)
-    await app.limits.check_client(client.id)
-    for _ in range(CONFIRM_ATTEMPTS):
+    for attempt in range(1, CONFIRM_ATTEMPTS + 1):
         try:
+            if attempt == 1:
+                await app.limits.check_client(client.id)
             outcome = await work(client)
         except OAuthError:
             if cached:
-                # Refused, perhaps before a store call confirmed the client (a malformed
-                # token, a missing parameter): a client disabled meanwhile gets
+                # Refused (over its rate limit, a malformed token, a missing parameter) perhaps
+                # before a store call confirmed the client: a client disabled meanwhile gets
                 # `invalid_client` instead.
-                await authenticate(request, form, app.store, allow_public=allow_public)
+                await _refuse_if_changed(request, form, app, client.id, allow_public)
             raise
         if not isinstance(outcome, ClientChanged):
             return outcome
         app.clients.forget(client.id)
-        client, cached = await _authenticate(request, form, app.store, allow_public, app.clients)
-    # The row changed under each of three fresh reads: an administrator editing the client
-    # in a loop. The client may simply try again.
+        if attempt < CONFIRM_ATTEMPTS:
+            client, cached = await _authenticate(
+                request, form, app.store, allow_public, app.clients
+            )
+    # The row changed under each of three fresh reads: an administrator editing the client in
+    # a loop. Nothing was done; the client may simply try again.
     raise OAuthError(
-        "server_error", "the client's registration changed while the request was served", 503
+        "temporarily_unavailable",
+        "the client's registration changed while the request was served; retry shortly",
+        503,
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
+
+
+async def _refuse_if_changed(
+    request: Request, form: Form, app: Baton, client_id: str, allow_public: bool
+) -> None:
+    """Raises `invalid_client` if the request no longer authenticates on a fresh read."""
+    try:
+        await authenticate(request, form, app.store, allow_public=allow_public)
+    except OAuthError:
+        app.clients.forget(client_id)
+        raise

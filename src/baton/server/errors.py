@@ -35,12 +35,17 @@ class NoStoreJSON(Response):
         self.status_code = status_code
         self.background = None
         self.body = _ENCODER.encode(content).encode("utf-8")
-        raw = [*_NO_STORE_JSON_HEADERS, (b"content-length", str(len(self.body)).encode("latin-1"))]
-        if headers:
-            raw.extend(
-                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
-            )
-        self.raw_headers = raw
+        length = (b"content-length", str(len(self.body)).encode("latin-1"))
+        if not headers:
+            self.raw_headers = [*_NO_STORE_JSON_HEADERS, length]
+            return
+        given = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        names = {name for name, _ in given}  # a header the caller gives replaces the default
+        self.raw_headers = [
+            *(h for h in _NO_STORE_JSON_HEADERS if h[0] not in names),
+            length,
+            *given,
+        ]
 
 
 class OAuthError(Exception):

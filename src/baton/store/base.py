@@ -134,10 +134,13 @@ class ClientChanged:
     request again on a fresh read and asks again.
 
     A store call given the client a request authenticated as (`ExchangeAsk.client`,
-    `Store.find_token`, `Store.revoke_token`) compares that client's secret digest, kind and
-    `disabled_at` with its row, in the transaction that does the work, before doing it. That is
-    what lets a server process authenticate against the clients it has cached and still refuse
-    a client at once when the console disables it or rotates its secret, in any process."""
+    `Store.find_token`, `Store.revoke_token`) reads that client's row before it does anything,
+    in the transaction of a write, and compares its secret digest, kind and `disabled_at` with
+    the client's. That is what lets a server process authenticate against the clients it has
+    cached and still refuse a client disabled, or a secret rotated, in any process, for every
+    request that reaches the store after that change committed. (A request whose store call
+    read the row just before the change committed is done, as it was when each request read the
+    client first and worked after.)"""
 
 
 CLIENT_CHANGED = ClientChanged()

@@ -26,7 +26,12 @@ def _positional(
     """The function from named values to the positional tuple the driver binds, made once per
     statement and dialect rather than a generator over the names run on every call."""
     if fixed:
-        return lambda params: tuple({**fixed, **params}[name] for name in order)
+
+        def with_fixed(params: Mapping[str, Any]) -> tuple[Any, ...]:
+            values = {**fixed, **params}
+            return tuple(values[name] for name in order)
+
+        return with_fixed
     if not order:
         return lambda params: ()
     if len(order) == 1:

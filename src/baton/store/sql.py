@@ -354,11 +354,15 @@ class SQLStore:
     ) -> RevokeResult | ClientChanged:
         client_id = client.id
 
+        def confirm(conn: Connection) -> RevokeResult | ClientChanged:
+            return "nothing" if _client_unchanged(conn, client) else CLIENT_CHANGED
+
+        if digest is None:  # nothing to revoke: a read confirms the client
+            return await self._read(confirm)
+
         def work(conn: Connection) -> RevokeResult | ClientChanged:
             if not _client_unchanged(conn, client):
                 return CLIENT_CHANGED
-            if digest is None:
-                return "nothing"
             if is_refresh:
                 token = _refresh_facts(conn, digest)
                 if token is None:
