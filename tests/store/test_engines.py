@@ -18,6 +18,7 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from baton.store.engines import (
+    CHECKPOINT_SPACING,
     MAX_ATTEMPTS,
     MMAP_BYTES,
     PoolSettings,
@@ -344,7 +345,7 @@ def test_the_wal_is_checkpointed_off_the_commit_path_and_stays_bounded(tmp_path:
             blob = b"x" * 8192
             for _ in range(3000):
                 await runner.write(lambda c: c.exec_driver_sql("INSERT INTO b VALUES (?)", (blob,)))
-            await anyio.sleep(0.3)  # one more checkpoint round
+            await anyio.sleep(CHECKPOINT_SPACING + 0.1)  # one more checkpoint round
             return int(
                 await runner.read(
                     lambda c: c.exec_driver_sql("SELECT count(*) FROM b").scalar_one()
