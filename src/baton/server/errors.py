@@ -14,13 +14,15 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # What Starlette's JSONResponse renders (compact, UTF-8, no NaN), with the encoder made once:
 # `json.dumps` with options builds a new encoder on every call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-_NO_STORE_JSON_HEADERS = [
-    *(
-        (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in NO_STORE.items()
-    ),
-    (b"content-type", b"application/json"),
-]
+
+
+def _encoded(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+    ]
+
+
+_NO_STORE_JSON_HEADERS = [*_encoded(NO_STORE), (b"content-type", b"application/json")]
 
 
 class NoStoreJSON(Response):
@@ -39,7 +41,7 @@ class NoStoreJSON(Response):
         if not headers:
             self.raw_headers = [*_NO_STORE_JSON_HEADERS, length]
             return
-        given = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        given = _encoded(headers)
         names = {name for name, _ in given}  # a header the caller gives replaces the default
         self.raw_headers = [
             *(h for h in _NO_STORE_JSON_HEADERS if h[0] not in names),

@@ -15,7 +15,7 @@ from baton.server import metrics
 from baton.server.clientauth import confirmed
 from baton.server.context import baton, source_address
 from baton.server.errors import NO_STORE, NoStoreJSON, OAuthError
-from baton.server.forms import read_form
+from baton.server.forms import Form, read_form
 from baton.store.base import Client, ClientChanged, RevokeResult, TokenFacts
 
 
@@ -25,14 +25,10 @@ async def revocation_endpoint(request: Request) -> Response:
     form = await read_form(request, app.settings.max_body_bytes)
 
     async def revoke(client: Client) -> RevokeResult | ClientChanged:
-        token = form.require("token")
         # The kind is in the token's prefix, so `token_type_hint` can never hide a token (RFC
         # 7009 §2.1: a server unable to locate the token by the hint MUST extend its search).
-        kind = token_kind(token)
-        known = kind in (TokenKind.ACCESS, TokenKind.REFRESH)
-        return await app.store.revoke_token(
-            client, digest(token) if known else None, kind is TokenKind.REFRESH, app.clock.now()
-        )
+        token_digest, is_refresh = presented_token(form)
+        return await app.store.revoke_token(client, token_digest, is_refresh, app.clock.now())
 
     outcome: RevokeResult = await confirmed(request, form, app, revoke)
     metrics.of(request).client_revoked(outcome)
@@ -50,12 +46,7 @@ async def introspection_endpoint(request: Request) -> NoStoreJSON:
     form = await read_form(request, app.settings.max_body_bytes)
 
     async def find(client: Client) -> tuple[Client, TokenFacts | None] | ClientChanged:
-        token = form.require("token")
-        kind = token_kind(token)
-        known = kind in (TokenKind.ACCESS, TokenKind.REFRESH)
-        facts = await app.store.find_token(
-            client, digest(token) if known else None, kind is TokenKind.REFRESH
-        )
+        facts = await app.store.find_token(client, *presented_token(form))
         return facts if isinstance(facts, ClientChanged) else (client, facts)
 
     client, facts = await confirmed(request, form, app, find, allow_public=False)
@@ -99,6 +90,16 @@ async def introspection_endpoint(request: Request) -> NoStoreJSON:
 
 
 INACTIVE = {"active": False}
+
+
+def presented_token(form: Form) -> tuple[bytes | None, bool]:
+    """The `token` parameter's digest (None for no kind of Baton token: nothing to look up) and
+    whether it is a refresh token."""
+    token = form.require("token")
+    kind = token_kind(token)
+    if kind not in (TokenKind.ACCESS, TokenKind.REFRESH):
+        return None, False
+    return digest(token), kind is TokenKind.REFRESH
 
 
 def token_kind(token: str) -> TokenKind | None:

@@ -335,34 +335,26 @@ class SQLStore:
 
     async def exchange(self, ask: ExchangeAsk) -> ExchangeResult:
         policy = self.policy
-        return await self._write(lambda conn: _exchange(conn, ask, policy))
+        return await self._write(_confirming(ask.client, lambda conn: _exchange(conn, ask, policy)))
 
     async def find_token(
         self, client: Client, digest: bytes | None, is_refresh: bool
     ) -> TokenFacts | ClientChanged | None:
-        def work(conn: Connection) -> TokenFacts | ClientChanged | None:
-            if not _client_unchanged(conn, client):
-                return CLIENT_CHANGED
+        def work(conn: Connection) -> TokenFacts | None:
             if digest is None:
                 return None
             return _refresh_facts(conn, digest) if is_refresh else _access_facts(conn, digest)
 
-        return await self._read(work)
+        return await self._read(_confirming(client, work))
 
     async def revoke_token(
         self, client: Client, digest: bytes | None, is_refresh: bool, now: int
     ) -> RevokeResult | ClientChanged:
         client_id = client.id
-
-        def confirm(conn: Connection) -> RevokeResult | ClientChanged:
-            return "nothing" if _client_unchanged(conn, client) else CLIENT_CHANGED
-
         if digest is None:  # nothing to revoke: a read confirms the client
-            return await self._read(confirm)
+            return await self._read(_confirming(client, lambda conn: "nothing"))
 
-        def work(conn: Connection) -> RevokeResult | ClientChanged:
-            if not _client_unchanged(conn, client):
-                return CLIENT_CHANGED
+        def work(conn: Connection) -> RevokeResult:
             if is_refresh:
                 token = _refresh_facts(conn, digest)
                 if token is None:
@@ -387,7 +379,7 @@ class SQLStore:
             _announce_access_deaths(conn, _ANNOUNCE_ACCESS, access.id, now, now)
             return "access_token"
 
-        return await self._write(work)
+        return await self._write(_confirming(client, work))
 
     async def get_grant(self, grant_id: str) -> GrantFacts | None:
         return await self._read(lambda conn: _grant(conn, grant_id))
@@ -490,8 +482,6 @@ class _LostRace(Exception):
 
 
 def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResult:
-    if ask.client is not None and not _client_unchanged(conn, ask.client):
-        return CLIENT_CHANGED
     token = _refresh_facts(conn, ask.digest)
     decision = rules.decide_refresh(token, ask.client_id, ask.now, policy.retry)
     if isinstance(decision, rules.Reject):
@@ -747,6 +737,21 @@ _GRANT_COLUMNS = (
     grants.c.revoked_at.label("g_revoked_at"),
     grants.c.revoked_reason.label("g_revoked_reason"),
 )
+
+
+def _confirming(
+    client: Client | None, work: Callable[[Connection], T]
+) -> Callable[[Connection], T | ClientChanged]:
+    """`work`, done only if `client`'s row is unchanged, in the same transaction (see
+    `ClientChanged`); with no client to confirm, `work` itself."""
+    if client is None:
+        return work
+    seen = client
+
+    def confirmed(conn: Connection) -> T | ClientChanged:
+        return work(conn) if _client_unchanged(conn, seen) else CLIENT_CHANGED
+
+    return confirmed
 
 
 def _client_unchanged(conn: Connection, client: Client) -> bool:
