@@ -29,6 +29,7 @@ from baton.store import migrate
 from baton.store.base import Client
 from baton.store.engines import PoolSettings
 from baton.store.sql import SQLStore
+from tests.one_hop import OneHopTestClient
 
 ISSUER = "http://baton.test"
 REDIRECT_URI = "http://127.0.0.1:9000/callback"
@@ -111,7 +112,7 @@ def running_app(
     store = migrated_store(where, policy)
     settings.setdefault("issuer", ISSUER)
     app = create_app(Settings(policy=policy, **settings), store, clock)
-    with TestClient(app, base_url=settings["issuer"], follow_redirects=False) as client:
+    with OneHopTestClient(app, base_url=settings["issuer"], follow_redirects=False) as client:
         yield client, store, clock
 
 
