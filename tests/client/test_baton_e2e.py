@@ -40,7 +40,7 @@ from tests.e2e.conftest import Server, ServerFactory, first_pair, run_cli
 
 pytestmark = pytest.mark.e2e
 
-CHAOS_SECONDS = float(os.environ.get("BATON_CHAOS_SECONDS", "30"))
+CHAOS_SECONDS = float(os.environ.get("BATON_CHAOS_SECONDS", "15"))
 CHAOS_PROCESSES = 8
 CHAOS_THREADS = 8
 

@@ -3,13 +3,11 @@ processes, and a server killed mid-load loses nothing it acknowledged."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -154,10 +152,7 @@ def test_kill_9_mid_load_loses_nothing_acknowledged(
     received = [t for chain in chains for t in chain.received]
     assert len(received) > 50, "the load did not get going before the kill"
     # Every token a client received is in the database, under its digest.
-    for token in received:
-        table = "access_tokens" if token.startswith("bat_at_") else "refresh_tokens"
-        rows = restarted.sql(f"SELECT 1 FROM {table} WHERE digest = ?", digest(token))
-        assert rows, f"a {table} row the server acknowledged is missing after the restart"
+    assert restarted.unstored(received) == [], "tokens acknowledged are missing after the restart"
     # The newest pair of every chain that was not revoked still works...
     for chain in chains:
         state = restarted.introspect(chain.refresh_token)
@@ -175,10 +170,6 @@ def start_again(start: ServerFactory, killed: Server) -> Server:
         return start()
     seed = Seed(killed.db, killed.client, killed.resource_server)
     return start_server(seed, killed.db.parent, {})
-
-
-def digest(token: str) -> Any:
-    return hashlib.sha256(token.encode()).digest()
 
 
 @pytest.mark.parametrize("policy", ["replay", "strict"])
@@ -257,11 +248,9 @@ def test_postgresql_away_under_load_gives_503_then_recovers(
     cut_at = statuses.index(503)
     assert 200 in statuses[:cut_at], "no load before the cut"
     assert statuses[-1] == 200 and statuses.count(503) >= 1
+    received = [t for chain in chains for t in chain.received]
+    assert server.unstored(received) == [], "the server answered with tokens it had not stored"
     for chain in chains:
-        for token in chain.received:
-            table = "access_tokens" if token.startswith("bat_at_") else "refresh_tokens"
-            rows = server.sql(f"SELECT 1 FROM {table} WHERE digest = ?", digest(token))
-            assert rows, "the server answered with a token it had not stored"
         assert server.introspect(chain.refresh_token)["active"] is True
 
 
