@@ -42,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -359,23 +360,37 @@ def start_node(target: Target, folder: Path, grants: int, work: Path) -> None:
 # -- measuring ---------------------------------------------------------------------------------
 
 
-def tree_rss(session: int) -> int:
-    """Resident bytes of every process in a session (the server and all its workers)."""
-    total = 0
-    page = os.sysconf("SC_PAGE_SIZE")
+def session_processes(session: int) -> Iterator[tuple[str, list[bytes]]]:
+    """(pid, fields of /proc/<pid>/stat after the command) of every process in a session."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/stat", "rb") as stat:
                 fields = stat.read().rsplit(b")", 1)[1].split()
-            if int(fields[3]) != session:  # field 6 of stat, counted after the ")"
-                continue
-            with open(f"/proc/{entry.name}/statm", "rb") as statm:
+            if int(fields[3]) == session:  # field 6 of stat, counted after the ")"
+                yield entry.name, fields
+        except (OSError, IndexError, ValueError):
+            continue
+
+
+def tree_rss(session: int) -> int:
+    """Resident bytes of every process in a session (the server and all its workers)."""
+    total = 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    for pid, _ in session_processes(session):
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as statm:
                 total += int(statm.read().split()[1]) * page
         except (OSError, IndexError, ValueError):
             continue
     return total
+
+
+def tree_cpu_seconds(session: int) -> float:
+    """User + system CPU seconds of every process in a session (fields 14 and 15 of stat)."""
+    ticks = sum(int(f[11]) + int(f[12]) for _, f in session_processes(session))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class RssSampler:

@@ -1,0 +1,70 @@
+"""Baton alone under wrk, round after round, with optional idle gaps between rounds.
+
+    .venv/bin/python bench/rounds.py [--rounds 3] [--gap 70] [--grants 60000] [--mode refresh]
+
+Prints each round's exchanges per second, p50/p99 and the CPU time of the server's process tree
+per request (user + system, from /proc). With `--gap`, the server idles that many seconds before
+each round after the first: how the decline after idle in issue 6's closing note was measured
+(3,736/s, then 2,690/s and 2,384/s after 70 s idle). `make bench` is the comparison with the peers;
+this is for looking at Baton alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import compare  # bench/ is not a package: found through the path set above
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=["refresh", "introspect"], default="refresh")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per round")
+    parser.add_argument("--gap", type=float, default=0.0, help="idle seconds before rounds 2..n")
+    parser.add_argument("--grants", type=int, default=60_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--baton-args", default="", help="more `baton serve` options")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="baton-rounds-"))
+    wrk = compare.ensure_wrk()
+    target = compare.all_targets(args.workers)["baton-sqlite"]
+    target.extra_args = args.baton_args.split()
+    compare.start_baton(target, f"sqlite:///{work / 'baton.db'}", args.grants, work)
+    assert target.process is not None and target.seeded is not None
+    try:
+        compare.wait_for_port(target.port, target.process)
+        workload = compare.Workload(args.mode, args.concurrency)
+        target.introspect_pool = [a for a, _ in target.seeded.take(1000)]
+        warm = compare.Workload("refresh", args.concurrency)
+        compare.run_wrk(wrk, target, warm, compare.tokens_for(target, warm, 0), 2, work, 0, None)
+        for number in range(1, args.rounds + 1):
+            if number > 1 and args.gap:
+                time.sleep(args.gap)
+            compare.settle(0.5)
+            tokens = compare.tokens_for(target, workload, 0)
+            before = compare.tree_cpu_seconds(target.process.pid)
+            duration = args.duration
+            result = compare.run_wrk(wrk, target, workload, tokens, duration, work, number, None)
+            cpu = compare.tree_cpu_seconds(target.process.pid) - before
+            print(
+                f"round {number}: {result.per_second:7.0f}/s  p50 {result.p50_ms:.1f} ms"
+                f"  p99 {result.p99_ms:.1f} ms  errors {result.errors}"
+                f"  CPU {cpu / max(result.ok, 1) * 1e6:.0f} us/request",
+                flush=True,
+            )
+    finally:
+        compare.stop(target.process)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
