@@ -62,10 +62,7 @@ class _OneHopTransport(httpx2.BaseTransport):
             "query_string": url.query,
             "headers": headers,
             "client": inner.client,
-            "server": [
-                url.raw_host.decode("ascii"),
-                url.port or (443 if url.scheme == "https" else 80),
-            ],
+            "server": [url.raw_host.decode("ascii"), url.port or _DEFAULT_PORTS[url.scheme]],
             "extensions": {"http.response.debug": {}},
             "state": inner.app_state.copy(),
         }

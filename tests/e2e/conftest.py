@@ -32,6 +32,7 @@ import httpx
 import pytest
 import requests  # type: ignore[import-untyped,unused-ignore]
 
+from baton.core.tokens import digest
 from baton.store.engines import normalize_url
 
 USERNAME = "alice"
@@ -203,7 +204,7 @@ class Server:
                 "SELECT digest FROM access_tokens UNION ALL SELECT digest FROM refresh_tokens"
             )
         }
-        return [t for t in tokens if hashlib.sha256(t.encode()).digest() not in stored]
+        return [t for t in tokens if digest(t) not in stored]
 
     def stop(self) -> None:
         if self.process.poll() is None:
