@@ -7,6 +7,7 @@ import errno
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 from sqlalchemy import Connection, event, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from baton.store.engines import (
     CHECKPOINT_SPACING,
@@ -333,13 +334,33 @@ def test_a_failed_fsync_fails_the_writes_it_was_to_make_durable(
     anyio.run(run)
 
 
-def test_the_wal_is_checkpointed_off_the_commit_path_and_stays_bounded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first_connection_fails", [False, True])
+def test_the_wal_is_checkpointed_off_the_commit_path_and_stays_bounded(
+    tmp_path: Path,
+    first_connection_fails: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Writers never checkpoint (no commit stalls for one); the checkpointer thread keeps the WAL
-    from growing: 24 MB written, and the WAL file ends far smaller."""
+    from growing: 24 MB written, and the WAL file ends far smaller. A connection the
+    checkpointer could not open (two connections switching a new database to WAL at once, one
+    told "database is locked") is tried again at its next round, not the end of checkpoints."""
     path = tmp_path / "wal.db"
 
     async def run() -> int:
         runner = _sqlite_runner(path, "normal")
+        if first_connection_fails:
+            connect = runner.engine.connect
+            failed: list[bool] = []
+
+            def connect_once_locked() -> Connection:
+                if threading.current_thread().name == "baton-sqlite-checkpoint" and not failed:
+                    failed.append(True)
+                    locked = sqlite3.OperationalError("database is locked")
+                    raise OperationalError("PRAGMA journal_mode=WAL", None, locked)
+                return connect()
+
+            monkeypatch.setattr(runner.engine, "connect", connect_once_locked)
         try:
             await runner.write(lambda c: c.exec_driver_sql("CREATE TABLE b (v BLOB)"))
             blob = b"x" * 8192
@@ -354,10 +375,13 @@ def test_the_wal_is_checkpointed_off_the_commit_path_and_stays_bounded(tmp_path:
         finally:
             await runner.close()
 
-    assert anyio.run(run) == 3000
+    with caplog.at_level(logging.WARNING, logger="baton.store"):
+        assert anyio.run(run) == 3000
     assert (tmp_path / "wal.db").stat().st_size > 24_000_000
     wal = tmp_path / "wal.db-wal"
     assert not wal.exists() or wal.stat().st_size < 8_000_000
+    locked = [r for r in caplog.records if "database is locked" in r.getMessage()]
+    assert len(locked) == int(first_connection_fails)
 
 
 def test_postgresql_feed_readers_wake_right_after_the_commit(postgres_database: str) -> None:

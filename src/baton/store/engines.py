@@ -292,21 +292,27 @@ class SQLiteRunner:
         await anyio.sleep(min(timeout, SQLITE_FEED_POLL))
 
     def _checkpoint_loop(self) -> None:
-        conn = self.engine.connect()
+        conn: Connection | None = None
         try:
             while not self._closing.is_set():
                 if not self._wrote.wait(CHECKPOINT_IDLE):
                     continue
                 self._wrote.clear()
                 try:
+                    # Connected after the first write rather than at start: the first
+                    # connection to a new database switches it to WAL, and two switching at
+                    # once made one fail with "database is locked", which ended this thread
+                    # for good (no checkpoint ever again in that process).
+                    conn = conn or self.engine.connect()
                     # PASSIVE never waits for readers or writers (nor calls the busy handler):
                     # it copies what it can now and leaves the rest for the next round.
                     _driver(conn).execute("PRAGMA wal_checkpoint(PASSIVE)").close()
-                except sqlite3.Error as exc:
+                except (sqlite3.Error, DBAPIError) as exc:
                     log.warning("WAL checkpoint failed (%s); will retry", exc)
                 self._closing.wait(CHECKPOINT_SPACING)
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     async def close(self) -> None:
         if self._closed:
