@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import ColumnElement, Connection, Table, func, select
 
-from baton.core.facts import RefreshFacts
+from baton.core.facts import AccessFacts, RefreshFacts
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import Policy, RetryPolicy
 from baton.core.rules import CodeProblem, CodeRedemption, Reason
@@ -255,6 +255,8 @@ def test_a_changed_client_row_stops_the_work_it_authenticated(database: Path | s
     parent = first_pair(store, registered.id)
     assert parent.refresh_token is not None
     refresh = digest(parent.refresh_token)
+    access = digest(parent.access_token)
+    unknown = digest("a token never issued")
 
     def ask(client: Client) -> ExchangeAsk:
         return replace(ask_for(parent.refresh_token or "", registered.id), client=client)
@@ -270,12 +272,20 @@ def test_a_changed_client_row_stops_the_work_it_authenticated(database: Path | s
         assert isinstance(anyio.run(store.find_token, stale, refresh, True), ClientChanged)
         assert isinstance(anyio.run(store.revoke_token, stale, refresh, True, NOW), ClientChanged)
         assert isinstance(anyio.run(store.revoke_token, stale, None, False, NOW), ClientChanged)
+        # The confirmation rides on the token's own read; a token not found is no confirmation.
+        assert isinstance(anyio.run(store.find_token, stale, access, False), ClientChanged)
+        assert isinstance(anyio.run(store.revoke_token, stale, access, False, NOW), ClientChanged)
+        assert isinstance(anyio.run(store.find_token, stale, unknown, True), ClientChanged)
+        assert isinstance(anyio.run(store.find_token, stale, unknown, False), ClientChanged)
+        assert isinstance(anyio.run(store.revoke_token, stale, unknown, True, NOW), ClientChanged)
 
     # Nothing happened to the family: the parent is neither exchanged nor revoked.
     facts = anyio.run(store.find_token, seen, refresh, True)
     assert isinstance(facts, RefreshFacts)
     assert facts.exchanged_at is None and facts.revoked_at is None
     assert facts.grant.revoked_at is None
+    assert anyio.run(store.find_token, seen, unknown, True) is None
+    assert isinstance(anyio.run(store.find_token, seen, access, False), AccessFacts)
     # The client as it is now does the work.
     assert isinstance(anyio.run(store.exchange, ask(seen)), Issued)
     assert anyio.run(store.revoke_token, seen, refresh, True, NOW) == "grant"

@@ -135,12 +135,12 @@ class ClientChanged:
 
     A store call given the client a request authenticated as (`ExchangeAsk.client`,
     `Store.find_token`, `Store.revoke_token`) reads that client's row before it does anything,
-    in the transaction of a write, and compares its secret digest, kind and `disabled_at` with
-    the client's. That is what lets a server process authenticate against the clients it has
-    cached and still refuse a client disabled, or a secret rotated, in any process, for every
-    request that reaches the store after that change committed. (A request whose store call
-    read the row just before the change committed is done, as it was when each request read the
-    client first and worked after.)"""
+    in the transaction of a write (in the statement that reads the token it asks about), and
+    compares its secret digest, kind and `disabled_at` with the client's. That is what lets a
+    server process authenticate against the clients it has cached and still refuse a client
+    disabled, or a secret rotated, in any process, for every request that reaches the store
+    after that change committed. (A request whose store call read the row just before the change
+    committed is done, as it was when each request read the client first and worked after.)"""
 
 
 CLIENT_CHANGED = ClientChanged()

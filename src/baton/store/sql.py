@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any, TypeVar
 
@@ -335,17 +335,20 @@ class SQLStore:
 
     async def exchange(self, ask: ExchangeAsk) -> ExchangeResult:
         policy = self.policy
-        return await self._write(_confirming(ask.client, lambda conn: _exchange(conn, ask, policy)))
+        return await self._write(lambda conn: _exchange(conn, ask, policy))
 
     async def find_token(
         self, client: Client, digest: bytes | None, is_refresh: bool
     ) -> TokenFacts | ClientChanged | None:
-        def work(conn: Connection) -> TokenFacts | None:
-            if digest is None:
-                return None
-            return _refresh_facts(conn, digest) if is_refresh else _access_facts(conn, digest)
+        if digest is None:  # nothing to find: a read confirms the client
+            return await self._read(_confirming(client, lambda conn: None))
 
-        return await self._read(_confirming(client, work))
+        def work(conn: Connection) -> TokenFacts | ClientChanged | None:
+            if is_refresh:
+                return _refresh_facts(conn, digest, client)
+            return _access_facts(conn, digest, client)
+
+        return await self._read(work)
 
     async def revoke_token(
         self, client: Client, digest: bytes | None, is_refresh: bool, now: int
@@ -354,9 +357,11 @@ class SQLStore:
         if digest is None:  # nothing to revoke: a read confirms the client
             return await self._read(_confirming(client, lambda conn: "nothing"))
 
-        def work(conn: Connection) -> RevokeResult:
+        def work(conn: Connection) -> RevokeResult | ClientChanged:
             if is_refresh:
-                token = _refresh_facts(conn, digest)
+                token = _refresh_facts(conn, digest, client)
+                if isinstance(token, ClientChanged):
+                    return token
                 if token is None:
                     return "nothing"
                 if token.grant.client_id != client_id:
@@ -369,7 +374,9 @@ class SQLStore:
                 # tokens of the same grant; a revoked grant kills every token of its family.
                 revoked = _revoke_grant(conn, token.grant.id, now, "revoked", token.grant)
                 return "grant" if revoked else "nothing"
-            access = _access_facts(conn, digest)
+            access = _access_facts(conn, digest, client)
+            if isinstance(access, ClientChanged):
+                return access
             if access is None:
                 return "nothing"
             if access.grant.client_id != client_id:
@@ -379,7 +386,7 @@ class SQLStore:
             _announce_access_deaths(conn, _ANNOUNCE_ACCESS, access.id, now, now)
             return "access_token"
 
-        return await self._write(_confirming(client, work))
+        return await self._write(work)
 
     async def get_grant(self, grant_id: str) -> GrantFacts | None:
         return await self._read(lambda conn: _grant(conn, grant_id))
@@ -482,7 +489,9 @@ class _LostRace(Exception):
 
 
 def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResult:
-    token = _refresh_facts(conn, ask.digest)
+    token = _refresh_facts(conn, ask.digest, ask.client)
+    if isinstance(token, ClientChanged):
+        return token
     decision = rules.decide_refresh(token, ask.client_id, ask.now, policy.retry)
     if isinstance(decision, rules.Reject):
         return Refused(decision.reason)
@@ -757,13 +766,42 @@ def _confirming(
 def _client_unchanged(conn: Connection, client: Client) -> bool:
     """Whether `client`'s row still authenticates as `client` did: the same secret digest, the
     same kind, still enabled (see `ClientChanged`)."""
-    row = _CLIENT_AUTHENTICATION.run(conn, client_id=client.id).fetchone()
+    return _authenticates_as(
+        _CLIENT_AUTHENTICATION.run(conn, client_id=client.id).fetchone(), client
+    )
+
+
+def _authenticates_as(row: Sequence[Any] | None, client: Client) -> bool:
+    """`row`: the client's (secret digest, is public, is resource server, disabled at), or None
+    when it has no row any more."""
     return row is not None and (
         row[0] == client.secret_digest
         and bool(row[1]) is client.is_public
         and bool(row[2]) is client.is_resource_server
         and row[3] == client.disabled_at
     )
+
+
+def _read_confirming(
+    conn: Connection, facts: Prepared, client: Client | None, digest: bytes
+) -> dict[str, Any] | ClientChanged | None:
+    """A token's row by `digest` (`_REFRESH_FACTS` or `_ACCESS_FACTS`), with `client`
+    confirmed in the same statement: its row is joined to the token's (see `_CONFIRMING`), one
+    query where the confirmation used to be a second. A token that is not found is no proof
+    of anything, so the client is then confirmed on its own."""
+    row = facts.one(conn, digest=digest, confirm_id=None if client is None else client.id)
+    if client is None:
+        return row
+    if row is None:
+        return None if _client_unchanged(conn, client) else CLIENT_CHANGED
+    now_stored = (
+        row["c_secret_digest"],
+        row["c_is_public"],
+        row["c_is_resource_server"],
+        row["c_disabled_at"],
+    )
+    confirmed = row["c_id"] is not None and _authenticates_as(now_stored, client)
+    return row if confirmed else CLIENT_CHANGED
 
 
 def client_from_row(row: RowMapping | dict[str, Any]) -> Client:
@@ -808,10 +846,14 @@ def _grant(conn: Connection, grant_id: str) -> GrantFacts | None:
     return _grant_from_labels(row) if row is not None else None
 
 
-def _refresh_facts(conn: Connection, digest: bytes) -> RefreshFacts | None:
-    row = _REFRESH_FACTS.one(conn, digest=digest)
-    if row is None:
-        return None
+def _refresh_facts(
+    conn: Connection, digest: bytes, client: Client | None = None
+) -> RefreshFacts | ClientChanged | None:
+    """The refresh token stored under `digest`, if `client` (when given) still authenticates
+    as it did (see `ClientChanged`)."""
+    row = _read_confirming(conn, _REFRESH_FACTS, client, digest)
+    if row is None or isinstance(row, ClientChanged):
+        return row
     return RefreshFacts(
         id=row["id"],
         grant=_grant_from_labels(row),
@@ -825,10 +867,14 @@ def _refresh_facts(conn: Connection, digest: bytes) -> RefreshFacts | None:
     )
 
 
-def _access_facts(conn: Connection, digest: bytes) -> AccessFacts | None:
-    row = _ACCESS_FACTS.one(conn, digest=digest)
-    if row is None:
-        return None
+def _access_facts(
+    conn: Connection, digest: bytes, client: Client | None = None
+) -> AccessFacts | ClientChanged | None:
+    """The access token stored under `digest`, if `client` (when given) still authenticates
+    as it did (see `ClientChanged`)."""
+    row = _read_confirming(conn, _ACCESS_FACTS, client, digest)
+    if row is None or isinstance(row, ClientChanged):
+        return row
     companion = None
     if row["refresh_token_id"] is not None:
         companion = CompanionFacts(retire_at=row["rt_retire_at"], revoked_at=row["rt_revoked_at"])
@@ -883,6 +929,18 @@ _CLIENT_AUTHENTICATION = Prepared(
     ).where(clients.c.id == bindparam("client_id"))
 )
 
+# The client a request authenticated as, joined to the token row it asks about: its row as it is
+# now, to compare with the one it authenticated against (`_read_confirming`). `confirm_id` NULL
+# (no client to confirm) matches nothing.
+_confirm = clients.alias("confirm")
+_CONFIRMING = (
+    _confirm.c.id.label("c_id"),
+    _confirm.c.secret_digest.label("c_secret_digest"),
+    _confirm.c.is_public.label("c_is_public"),
+    _confirm.c.is_resource_server.label("c_is_resource_server"),
+    _confirm.c.disabled_at.label("c_disabled_at"),
+)
+
 _REFRESH_FACTS = Prepared(
     select(
         _rt.c.id,
@@ -894,9 +952,11 @@ _REFRESH_FACTS = Prepared(
         _rt.c.revoked_at,
         _rt.c.sealed_response,
         *_GRANT_COLUMNS,
+        *_CONFIRMING,
     )
     .join(grants, grants.c.id == _rt.c.grant_id)
     .outerjoin(users, users.c.id == grants.c.user_id)
+    .outerjoin(_confirm, _confirm.c.id == bindparam("confirm_id"))
     .where(_rt.c.digest == bindparam("digest"))
 )
 
@@ -914,10 +974,12 @@ _ACCESS_FACTS = Prepared(
         _rt.c.retire_at.label("rt_retire_at"),
         _rt.c.revoked_at.label("rt_revoked_at"),
         *_GRANT_COLUMNS,
+        *_CONFIRMING,
     )
     .join(grants, grants.c.id == _at.c.grant_id)
     .outerjoin(users, users.c.id == grants.c.user_id)
     .outerjoin(_rt, _rt.c.id == _at.c.refresh_token_id)
+    .outerjoin(_confirm, _confirm.c.id == bindparam("confirm_id"))
     .where(_at.c.digest == bindparam("digest"))
 )
 
