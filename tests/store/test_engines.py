@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from baton.store import engines
 from baton.store.engines import (
     CHECKPOINT_SPACING,
     MAX_ATTEMPTS,
@@ -382,6 +383,48 @@ def test_the_wal_is_checkpointed_off_the_commit_path_and_stays_bounded(
     assert not wal.exists() or wal.stat().st_size < 8_000_000
     locked = [r for r in caplog.records if "database is locked" in r.getMessage()]
     assert len(locked) == int(first_connection_fails)
+
+
+def test_the_wal_is_emptied_once_writes_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The WAL file keeps the size a burst of writes gave it, and the next burst writes over it;
+    idle, those pages are the first a kernel reclaims, and each frame written over them first
+    reads them back from disk. Once writes stop, the checkpointer empties it; the data stays."""
+    monkeypatch.setattr(engines, "CHECKPOINT_IDLE", 0.05)
+    monkeypatch.setattr(engines, "CHECKPOINT_SPACING", 0.05)
+    wal = tmp_path / "idle.db-wal"
+    blob = b"x" * 8192
+
+    async def burst(runner: SQLiteRunner, rows: int) -> None:
+        for _ in range(rows):
+            await runner.write(lambda c: c.exec_driver_sql("INSERT INTO b VALUES (?)", (blob,)))
+
+    async def wal_sizes_after(runner: SQLiteRunner, rows: int) -> tuple[int, int]:
+        await burst(runner, rows)
+        written = wal.stat().st_size
+        with anyio.fail_after(5):
+            while wal.stat().st_size:
+                await anyio.sleep(0.02)
+        return written, wal.stat().st_size
+
+    async def run() -> tuple[tuple[int, int], tuple[int, int], int]:
+        runner = _sqlite_runner(tmp_path / "idle.db", "normal")
+        try:
+            await runner.write(lambda c: c.exec_driver_sql("CREATE TABLE b (v BLOB)"))
+            first = await wal_sizes_after(runner, 200)
+            second = await wal_sizes_after(runner, 200)  # emptied again, not just once
+            rows = await runner.read(
+                lambda c: c.exec_driver_sql("SELECT count(*) FROM b").scalar_one()
+            )
+            return first, second, int(rows)
+        finally:
+            await runner.close()
+
+    first, second, rows = anyio.run(run)
+    assert first[0] > 0 and first[1] == 0
+    assert second[0] > 0 and second[1] == 0
+    assert rows == 400
 
 
 def test_postgresql_feed_readers_wake_right_after_the_commit(postgres_database: str) -> None:
