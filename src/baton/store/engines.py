@@ -496,9 +496,9 @@ def _empty_the_wal(conn: Connection) -> bool:
     read with write() and read(), never mapped, so they are the page cache a kernel reclaims
     first once idle (this VM pages out unmapped file pages idle for 60 s), and each frame written
     over them (24 bytes of header and a page: never page-aligned) first reads its pages back
-    from disk. Measured, `bench/rounds.py --rounds 3 --gap 150`: 4,646 refreshes/s, then 2,020/s
-    and 2,296/s after 150 s of idle, at 508 us of CPU per refresh against 318; with the WAL
-    emptied when idle, 4,877/s, then 4,566/s and 4,560/s. An empty file takes the next burst's
+    from disk. Measured, `bench/rounds.py --rounds 3 --gap 150`: 3,072 refreshes/s, then 1,905/s
+    and 1,766/s after 150 s of idle (CPU per refresh 484, then 583 and 599 us); with the WAL
+    emptied when idle, 3,185/s, then 2,945/s and 2,891/s. An empty file takes the next burst's
     frames on new pages, which are not read.
 
     Only a fully copied WAL is emptied: TRUNCATE blocks writers while it runs, and with nothing
