@@ -2,11 +2,11 @@
 
     .venv/bin/python bench/rounds.py [--rounds 3] [--gap 70] [--grants 60000] [--mode refresh]
 
-Prints each round's exchanges per second, p50/p99 and the CPU time of the server's process tree
-per request (user + system, from /proc). With `--gap`, the server idles that many seconds before
-each round after the first: how the decline after idle in issue 6's closing note was measured
-(3,736/s, then 2,690/s and 2,384/s after 70 s idle). `make bench` is the comparison with the peers;
-this is for looking at Baton alone.
+Prints each round's exchanges per second, p50/p99, and per request the CPU time of the server's
+process tree (user + system) and what it read from the disk (not the page cache), both from
+/proc. With `--gap`, the server idles that many seconds before each round after the first: how
+the decline after idle was found (bench/README.md). `make bench` is the comparison with the
+peers; this is for looking at Baton alone.
 """
 
 from __future__ import annotations
@@ -52,18 +52,35 @@ def main() -> int:
             compare.settle(0.5)
             tokens = compare.tokens_for(target, workload, 0)
             before = compare.tree_cpu_seconds(target.process.pid)
+            read_before = tree_disk_reads(target.process.pid)
             duration = args.duration
             result = compare.run_wrk(wrk, target, workload, tokens, duration, work, number, None)
             cpu = compare.tree_cpu_seconds(target.process.pid) - before
+            read = tree_disk_reads(target.process.pid) - read_before
             print(
                 f"round {number}: {result.per_second:7.0f}/s  p50 {result.p50_ms:.1f} ms"
                 f"  p99 {result.p99_ms:.1f} ms  errors {result.errors}"
-                f"  CPU {cpu / max(result.ok, 1) * 1e6:.0f} us/request",
+                f"  CPU {cpu / max(result.ok, 1) * 1e6:.0f} us/request"
+                f"  disk reads {read / max(result.ok, 1) / 1024:.2f} KB/request",
                 flush=True,
             )
     finally:
         compare.stop(target.process)
     return 0
+
+
+def tree_disk_reads(session: int) -> int:
+    """Bytes the session's processes had read from storage (`read_bytes` of /proc/<pid>/io)."""
+    total = 0
+    for pid, _ in compare.session_processes(session):
+        try:
+            with open(f"/proc/{pid}/io", "rb") as io:
+                for line in io:
+                    if line.startswith(b"read_bytes:"):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
 
 
 if __name__ == "__main__":
