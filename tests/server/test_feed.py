@@ -6,11 +6,16 @@ import hashlib
 import json
 from typing import Any
 
+import anyio
 import pytest
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
 from baton.core.feed import advance
+from baton.core.tokens import TokenKind, mint
+from baton.server import feed
+from baton.store.admin import Actor, AdminStore
+from baton.store.sql import SQLStore
 from tests.support import RegisteredClient, first_pair, introspect, refresh
 
 LEEWAY = 600
@@ -139,6 +144,46 @@ def test_the_stream_sends_the_backlog_then_resumes_after_last_event_id(
     http.post("/revoke", data={"token": third["refresh_token"]}, auth=client.basic)
     resumed = read({"Last-Event-ID": last_id}, 2)
     assert [body["id"] for _, body in resumed] == [both[1][1]["id"], both[1][1]["id"] + 1]
+
+
+@pytest.mark.parametrize("change", ["disabled", "secret rotated"])
+def test_a_stream_ends_once_its_resource_server_may_no_longer_read_the_feed(
+    http: TestClient,
+    store: SQLStore,
+    client: RegisteredClient,
+    resource_server: RegisteredClient,
+    monkeypatch: pytest.MonkeyPatch,
+    change: str,
+) -> None:
+    """A stream is authenticated once, when it opens; a resource server disabled or given a new
+    secret afterwards (here through the admin store, as another process or the CLI would) must
+    not keep reading revocations on it. Checked on every wake-up here; every second by default."""
+    monkeypatch.setattr(feed, "RECONFIRM_SECONDS", 0.0)
+    admin = AdminStore(store.runner)
+    actor = Actor("admin", None, 0)
+    before = first_pair(http, client)
+    http.post("/revoke", data={"token": before["refresh_token"]}, auth=client.basic)
+
+    kinds: list[str] = []
+    with http.stream("GET", "/revocations/stream", auth=resource_server.basic) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        for line in lines:
+            if line.startswith("data: "):
+                kinds.append(json.loads(line.removeprefix("data: "))["kind"])
+                break
+        if change == "disabled":
+            assert anyio.run(admin.disable_client, resource_server.id, actor)
+        else:
+            new_secret = mint(TokenKind.CLIENT_SECRET)
+            assert anyio.run(admin.rotate_secret, resource_server.id, new_secret.digest, actor)
+        after = first_pair(http, client)
+        http.post("/revoke", data={"token": after["refresh_token"]}, auth=client.basic)
+        rest = list(lines)  # ends: the server closed the stream
+    assert kinds == ["grant"]
+    assert not [line for line in rest if line.startswith("data: ")]
+    again = http.get("/revocations/stream", auth=resource_server.basic)
+    assert again.status_code == 401
 
 
 def test_the_watermark_waits_at_a_gap_until_it_is_settled() -> None:

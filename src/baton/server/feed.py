@@ -4,7 +4,9 @@ wrote, so every process serves every event whichever process wrote it."""
 
 from __future__ import annotations
 
+import hmac
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from baton.core.feed import advance
-from baton.server.clientauth import authenticate
+from baton.server.clientauth import authenticate, enabled_client
 from baton.server.context import Baton, baton
 from baton.server.errors import NO_STORE, NoStoreJSON, OAuthError, invalid_request
 from baton.server.forms import Form
@@ -21,6 +23,10 @@ from baton.store.base import Client, RevocationEvent
 PAGE_LIMIT = 1000
 STREAM_BATCH = 500
 KEEPALIVE_SECONDS = 10.0
+# How often an open stream checks that its resource server may still read the feed: one
+# disabled, no longer a resource server, or given a new secret (in any process) gets no event
+# committed more than this after the change, and its stream ends.
+RECONFIRM_SECONDS = 1.0
 
 
 def event_body(event: RevocationEvent) -> dict[str, Any]:
@@ -68,18 +74,29 @@ async def revocations_page(request: Request) -> Response:
 
 async def revocations_stream(request: Request) -> Response:
     app = baton(request)
-    await _resource_server(request, app)
+    client = await _resource_server(request, app)
     resume = request.headers.get("last-event-id") or request.query_params.get("since")
     since = _cursor(resume, "Last-Event-ID")
     return StreamingResponse(
-        _events(app, since),
+        _events(app, client, since),
         media_type="text/event-stream",
         headers={**NO_STORE, "X-Accel-Buffering": "no"},
     )
 
 
-async def _events(app: Baton, cursor: int) -> AsyncIterator[str]:
-    """Everything after `cursor`, then every new event as it is committed.
+async def _still_allowed(app: Baton, client: Client) -> bool:
+    """Whether `client` would still be let in: enabled, a resource server, the same secret."""
+    current = await enabled_client(app.store, client.id)
+    return (
+        current is not None
+        and current.is_resource_server
+        and hmac.compare_digest(current.secret_digest or b"", client.secret_digest or b"")
+    )
+
+
+async def _events(app: Baton, client: Client, cursor: int) -> AsyncIterator[str]:
+    """Everything after `cursor`, then every new event as it is committed, while `client` may
+    still read the feed.
 
     Each message's `id:` is the watermark: resuming from it misses nothing. Events beyond a gap
     (an id another transaction may still commit) go out at once and are remembered, so this
@@ -87,9 +104,15 @@ async def _events(app: Baton, cursor: int) -> AsyncIterator[str]:
     """
     sent: set[int] = set()
     idle = 0.0
+    confirmed_at = time.monotonic()
     yield "retry: 1000\n\n"
     while True:
         events = await app.store.revocations_after(cursor, STREAM_BATCH)
+        # Confirmed after the read: a change committed before an event it read is seen here.
+        if time.monotonic() - confirmed_at >= RECONFIRM_SECONDS:
+            if not await _still_allowed(app, client):
+                return  # its reconnection is refused (401 or 403), as a new request would be
+            confirmed_at = time.monotonic()
         watermark = advance(cursor, ((e.id, e.created_at) for e in events), app.clock.now())
         fresh = [e for e in events if e.id not in sent]
         for event in fresh:
