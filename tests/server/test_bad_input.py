@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import httpx2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from baton.server import authorize as authorize_module
+from baton.server import token as token_module
 from tests.support import RegisteredClient
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -109,9 +112,46 @@ def test_unknown_paths_and_methods_answer_json(http: TestClient) -> None:
     response = http.get("/token")
     assert response.status_code == 405
     assert response.json()["error"] == "invalid_request"
+    assert response.headers["allow"] == "POST"
+    assert response.headers["cache-control"] == "no-store"
     response = http.get("/nowhere")
     assert response.status_code == 404
     assert response.json()["error"] == "invalid_request"
+    assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("path", ["/token", "/authorize"])
+def test_an_unexpected_error_is_a_json_server_error_and_is_logged(
+    http: TestClient,
+    client: RegisteredClient,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+) -> None:
+    """A bug on a machine endpoint or a page: RFC 6749 §5.2's `server_error`, never cached,
+    never a plain-text page; the error itself goes on to the ASGI server, which logs it."""
+
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(token_module, "read_form", broken)
+    monkeypatch.setattr(authorize_module, "_authorize", broken)
+    tolerant = TestClient(http.app, base_url=str(http.base_url), raise_server_exceptions=False)
+
+    def ask(http: TestClient) -> httpx2.Response:
+        if path == "/token":
+            return http.post("/token", data={"grant_type": "x"}, auth=client.basic)
+        return http.get(path, params={"client_id": client.id, "response_type": "code"})
+
+    response = ask(tolerant)
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "server_error",
+        "error_description": "unexpected server error",
+    }
+    assert response.headers["cache-control"] == "no-store"
+    assert "a bug" not in response.text
+    with pytest.raises(RuntimeError, match="a bug"):
+        ask(http)
 
 
 @settings(

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from baton.config import Settings
@@ -24,7 +24,7 @@ from baton.core.pairs import OPAQUE, AccessTokenFormat
 from baton.logs import configure_structlog
 from baton.server import authorize, console, observability
 from baton.server.context import Baton
-from baton.server.errors import OAuthError, oauth_error_handler
+from baton.server.errors import NoStoreJSON, OAuthError, oauth_error_handler
 from baton.server.feed import revocations_page, revocations_stream
 from baton.server.keyring import KeyRing
 from baton.server.limits import Buckets, Limits, MemoryBuckets, Rate, RedisBuckets
@@ -71,9 +71,14 @@ async def database_error(request: Request, exc: Exception) -> Response:
     if is_database_unavailable(exc):
         return await database_unavailable(request, exc)
     log.error("unexpected database error", exc_info=exc)
-    return JSONResponse(
-        {"error": "server_error", "error_description": "unexpected server error"},
-        status_code=500,
+    return await unexpected_error(request, exc)
+
+
+async def unexpected_error(_request: Request, _exc: Exception) -> Response:
+    """RFC 6749 §5.2's `server_error` for what nothing else handled (a bug). Starlette's
+    ServerErrorMiddleware answers with it, then raises the error again for uvicorn to log."""
+    return NoStoreJSON(
+        {"error": "server_error", "error_description": "unexpected server error"}, 500
     )
 
 
@@ -85,10 +90,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
         description = f"method {request.method} is not allowed here"
     else:
         description = str(exc.detail)
-    return JSONResponse(
+    return NoStoreJSON(
         {"error": "invalid_request", "error_description": description},
-        status_code=exc.status_code,
-        headers=exc.headers,
+        exc.status_code,
+        exc.headers,
     )
 
 
@@ -167,7 +172,9 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
             Middleware(MachineEndpoints, routes=machine, handlers=exception_handlers),
             Middleware(SessionMiddleware, secure=settings.secure_cookies),
         ],
-        exception_handlers=dict(exception_handlers),
+        # Exception last, for Starlette alone: the machine endpoints let an unexpected error
+        # through to ServerErrorMiddleware, which answers with it and has uvicorn log it.
+        exception_handlers={**exception_handlers, Exception: unexpected_error},
         lifespan=lifespan,
     )
     app.state.baton = Baton(settings, store, clock, keys, access_format, limits)
