@@ -85,6 +85,7 @@ from baton.store.schema import (
 )
 
 T = TypeVar("T")
+F = TypeVar("F")  # facts a row is read into
 
 
 class SQLStore:
@@ -783,15 +784,20 @@ def _authenticates_as(row: Sequence[Any] | None, client: Client) -> bool:
 
 
 def _read_confirming(
-    conn: Connection, facts: Prepared, client: Client | None, digest: bytes
-) -> dict[str, Any] | ClientChanged | None:
-    """A token's row by `digest` (`_REFRESH_FACTS` or `_ACCESS_FACTS`), with `client`
-    confirmed in the same statement: its row is joined to the token's (see `_CONFIRMING`), one
-    query where the confirmation used to be a second. A token that is not found is no proof
-    of anything, so the client is then confirmed on its own."""
+    conn: Connection,
+    facts: Prepared,
+    client: Client | None,
+    digest: bytes,
+    build: Callable[[dict[str, Any]], F],
+) -> F | ClientChanged | None:
+    """A token's row by `digest` (`_REFRESH_FACTS` or `_ACCESS_FACTS`) as `build` makes it,
+    if `client` (when given) still authenticates as it did (see `ClientChanged`): the client's
+    row is joined to the token's (see `_CONFIRMING`), one query where the confirmation used to
+    be a second. A token that is not found is no proof of anything, so the client is then
+    confirmed on its own."""
     row = facts.one(conn, digest=digest, confirm_id=None if client is None else client.id)
     if client is None:
-        return row
+        return None if row is None else build(row)
     if row is None:
         return None if _client_unchanged(conn, client) else CLIENT_CHANGED
     now_stored = (
@@ -801,7 +807,7 @@ def _read_confirming(
         row["c_disabled_at"],
     )
     confirmed = row["c_id"] is not None and _authenticates_as(now_stored, client)
-    return row if confirmed else CLIENT_CHANGED
+    return build(row) if confirmed else CLIENT_CHANGED
 
 
 def client_from_row(row: RowMapping | dict[str, Any]) -> Client:
@@ -850,10 +856,19 @@ def _refresh_facts(
     conn: Connection, digest: bytes, client: Client | None = None
 ) -> RefreshFacts | ClientChanged | None:
     """The refresh token stored under `digest`, if `client` (when given) still authenticates
-    as it did (see `ClientChanged`)."""
-    row = _read_confirming(conn, _REFRESH_FACTS, client, digest)
-    if row is None or isinstance(row, ClientChanged):
-        return row
+    as it did."""
+    return _read_confirming(conn, _REFRESH_FACTS, client, digest, _refresh_from_row)
+
+
+def _access_facts(
+    conn: Connection, digest: bytes, client: Client | None = None
+) -> AccessFacts | ClientChanged | None:
+    """The access token stored under `digest`, if `client` (when given) still authenticates
+    as it did."""
+    return _read_confirming(conn, _ACCESS_FACTS, client, digest, _access_from_row)
+
+
+def _refresh_from_row(row: dict[str, Any]) -> RefreshFacts:
     return RefreshFacts(
         id=row["id"],
         grant=_grant_from_labels(row),
@@ -867,14 +882,7 @@ def _refresh_facts(
     )
 
 
-def _access_facts(
-    conn: Connection, digest: bytes, client: Client | None = None
-) -> AccessFacts | ClientChanged | None:
-    """The access token stored under `digest`, if `client` (when given) still authenticates
-    as it did (see `ClientChanged`)."""
-    row = _read_confirming(conn, _ACCESS_FACTS, client, digest)
-    if row is None or isinstance(row, ClientChanged):
-        return row
+def _access_from_row(row: dict[str, Any]) -> AccessFacts:
     companion = None
     if row["refresh_token_id"] is not None:
         companion = CompanionFacts(retire_at=row["rt_retire_at"], revoked_at=row["rt_revoked_at"])
