@@ -4,7 +4,6 @@ wrote, so every process serves every event whichever process wrote it."""
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
 from collections.abc import AsyncIterator
@@ -14,11 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from baton.core.feed import advance
-from baton.server.clientauth import authenticate, enabled_client
+from baton.server.clientauth import authenticate
 from baton.server.context import Baton, baton
 from baton.server.errors import NO_STORE, NoStoreJSON, OAuthError, invalid_request
 from baton.server.forms import Form
-from baton.store.base import Client, RevocationEvent
+from baton.store.base import Client, ClientChanged, RevocationEvent
 
 PAGE_LIMIT = 1000
 STREAM_BATCH = 500
@@ -85,13 +84,10 @@ async def revocations_stream(request: Request) -> Response:
 
 
 async def _still_allowed(app: Baton, client: Client) -> bool:
-    """Whether `client` would still be let in: enabled, a resource server, the same secret."""
-    current = await enabled_client(app.store, client.id)
-    return (
-        current is not None
-        and current.is_resource_server
-        and hmac.compare_digest(current.secret_digest or b"", client.secret_digest or b"")
-    )
+    """Whether `client`'s row still authenticates as it did when the stream opened: the store
+    confirms it as it confirms a cached client's (see `ClientChanged`), here with no token."""
+    confirmation = await app.store.find_token(client, None, is_refresh=False)
+    return not isinstance(confirmation, ClientChanged)
 
 
 async def _events(app: Baton, client: Client, cursor: int) -> AsyncIterator[str]:
