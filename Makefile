@@ -37,13 +37,20 @@ soak: install
 	$(BIN)/python bench/soak.py --duration 180 $(ARGS)
 
 # Baton against django-oauth-toolkit, Authlib and node-oidc-provider, in one run (bench/README.md).
-# The peers install into bench/.scratch/; the report goes to bench/RESULTS.md and bench/results.png.
-$(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+# Every Python server runs on the fastest CPython here (bench/pick_python.py), from a virtualenv
+# of its own in bench/.scratch/ with the peers; the report goes to bench/RESULTS.md and
+# bench/results.png. BENCH_PYTHON=/path/to/python picks the interpreter instead.
+BENCH_PYTHON ?= $(shell $(PYTHON) bench/pick_python.py)
+BENCH_BIN    := bench/.scratch/baton/bin
+
+$(BENCH_BIN)/.installed: pyproject.toml
+	$(BENCH_PYTHON) -m venv --clear bench/.scratch/baton
+	$(BENCH_BIN)/python -m pip install --quiet --upgrade pip
+	$(BENCH_BIN)/python -m pip install --quiet -e ".[bench]"
 	@touch $@
 
-bench: $(BIN)/.bench-installed
-	$(BIN)/python bench/compare.py $(ARGS)
+bench: $(BENCH_BIN)/.installed
+	$(BENCH_BIN)/python bench/compare.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) bench/.scratch .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -195,7 +195,8 @@ def ensure_python_peer(name: str) -> Path:
     """A virtualenv per Python peer under bench/.scratch, rebuilt when its requirements change."""
     venv = SCRATCH / name
     marker = venv / ".installed"
-    wanted = "\n".join(PYTHON_PEERS[name])
+    # Rebuilt on another interpreter too: every Python server runs on the one this harness runs on.
+    wanted = "\n".join([f"python {os.path.realpath(sys.executable)}", *PYTHON_PEERS[name]])
     if marker.exists() and marker.read_text() == wanted:
         return venv
     log(f"installing {name} into {venv.relative_to(ROOT)}: {' '.join(PYTHON_PEERS[name])}")
@@ -731,6 +732,20 @@ def version_of(command: list[str]) -> str:
     return (done.stdout.strip() or done.stderr.strip() or "n/a").splitlines()[0]
 
 
+def python_facts() -> str:
+    """This interpreter, and how it compares with the others here (`bench/pick_python.py`)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    import pick_python
+
+    here = os.path.realpath(sys.executable)
+    probes = ", ".join(
+        f"{pick_python.resolved(place)} {version} {seconds * 1000:.0f} ms"
+        for place, version, seconds in pick_python.measure()
+    )
+    return f"{platform.python_version()} ({here}); pick_python.py probe, best of 5: {probes}"
+
+
 def machine_facts(options: Options, outcome: Outcome) -> list[tuple[str, str]]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -742,7 +757,7 @@ def machine_facts(options: Options, outcome: Outcome) -> list[tuple[str, str]]:
         ("date", outcome.started.strftime("%Y-%m-%d %H:%M UTC")),
         ("cores", f"{os.cpu_count()} ({cpu})"),
         ("kernel", platform.release()),
-        ("Python (Baton)", platform.python_version()),
+        ("Python (Baton and the Python peers)", python_facts()),
         ("SQLite", sqlite3.sqlite_version),
         ("Baton", f"{_baton_version()} (git {_git_head()})"),
         ("wrk", version_of(["wrk", "--version"]).split(" Copyright")[0]),
