@@ -743,7 +743,8 @@ def python_facts() -> str:
         f"{pick_python.resolved(place)} {version} {seconds * 1000:.0f} ms"
         for place, version, seconds in pick_python.measure()
     )
-    return f"{platform.python_version()} ({here}); pick_python.py probe, best of 5: {probes}"
+    probe = "pick_python.py probe, best of 5 alternating runs"
+    return f"{platform.python_version()} ({here}); {probe}: {probes}"
 
 
 def machine_facts(options: Options, outcome: Outcome) -> list[tuple[str, str]]:

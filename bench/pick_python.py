@@ -6,8 +6,9 @@
 Interpreters of one version differ in how they were built. This machine's `python3` (pyenv's
 3.11.7) is a shared-library build without PGO or LTO; Debian's `/usr/bin/python3.11` is linked
 statically and built with PGO and LTO, as the official container images are. Measured on the
-2-core AMD VM of 2026-12-03, the pure-Python loop below took 224 ms on Debian's and 254 ms on
-pyenv's (12% more), and Baton's refresh exchanges moved with it. A benchmark of servers written
+2-core AMD VM of 2026-12-03, the probe below took 122-145 ms on Debian's and 145-239 ms on
+pyenv's (three runs of this script), and Baton spent about 14% less CPU per refresh on Debian's
+(`bench/rounds.py`, rounds alternating between the two). A benchmark of servers written
 in Python should run them on the interpreter a platform team would deploy, and run every Python
 server on the same one: Baton, django-oauth-toolkit and Authlib all get the interpreter chosen
 here (`compare.py` builds the peers' virtualenvs from the one it runs on), and RESULTS.md names
@@ -15,8 +16,9 @@ it with each candidate's time.
 
 Candidates: CPython 3.11 or newer, found as `python3`, `python3.N` on PATH and in /usr/bin and
 /usr/local/bin, that can make a virtualenv with pip; each runs the same loop (object creation,
-attribute and dict access, string formatting, coroutines: what a request handler does) five
-times and keeps its best time. Ties within 3% go to the interpreter found first (`python3`).
+attribute and dict access, string formatting, coroutines: what a request handler does) once a
+round, the candidates alternating, for five rounds, and keeps its best time. Ties within 3% go
+to the interpreter found first (`python3`).
 """
 
 from __future__ import annotations
@@ -54,14 +56,13 @@ async def inner(i):
 async def outer(n):
     for i in range(n):
         await inner(i)
-best = float("inf")
-for _ in range(5):
-    started = time.perf_counter()
-    objects(150_000)
-    asyncio.run(outer(150_000))
-    best = min(best, time.perf_counter() - started)
-print(".".join(map(str, sys.version_info[:3])), best)
+objects(20_000)  # warm
+started = time.perf_counter()
+objects(150_000)
+asyncio.run(outer(150_000))
+print(".".join(map(str, sys.version_info[:3])), time.perf_counter() - started)
 """
+ROUNDS = 5  # each candidate runs the probe once a round; the rounds alternate the candidates
 
 
 def candidates() -> list[str]:
@@ -96,7 +97,7 @@ def resolved(place: str) -> str:
 
 
 def timed(place: str) -> tuple[str, float] | None:
-    """(version, best seconds) for a usable CPython >= 3.11, else None."""
+    """(version, seconds) of one run of the probe, for a usable CPython >= 3.11, else None."""
     try:
         out = subprocess.run(
             [place, "-I", "-c", PROBE], capture_output=True, text=True, timeout=120, check=True
@@ -109,14 +110,22 @@ def timed(place: str) -> tuple[str, float] | None:
     return version, seconds
 
 
-def measure() -> list[tuple[str, str, float]]:
-    """(path, version, best seconds) of every usable candidate, in the order found."""
-    results = []
+def measure(rounds: int = ROUNDS) -> list[tuple[str, str, float]]:
+    """(path, version, best seconds) of every usable candidate, in the order found.
+
+    The candidates take turns, round after round, so a slow spell of a shared machine (seen
+    here: the same loop 30% slower for a few seconds) falls on all of them rather than on one."""
+    best: dict[str, tuple[str, float]] = {}
     for place in candidates():
         got = timed(place)
         if got is not None:
-            results.append((place, *got))
-    return results
+            best[place] = got
+    for _ in range(rounds - 1):
+        for place, (version, seconds) in best.items():
+            got = timed(place)
+            if got is not None:
+                best[place] = (version, min(seconds, got[1]))
+    return [(place, version, seconds) for place, (version, seconds) in best.items()]
 
 
 def choose(results: list[tuple[str, str, float]]) -> str:
@@ -128,7 +137,8 @@ def choose(results: list[tuple[str, str, float]]) -> str:
 
 
 def report(results: list[tuple[str, str, float]], chosen: str) -> str:
-    lines = ["| interpreter | version | probe (best of 5) | |", "|---|---|---:|---|"]
+    head = "| interpreter | version | probe (best of 5 alternating runs) | |"
+    lines = [head, "|---|---|---:|---|"]
     for place, version, seconds in results:
         mark = "chosen" if place == chosen else ""
         lines.append(f"| `{resolved(place)}` | {version} | {seconds * 1000:.0f} ms | {mark} |")
