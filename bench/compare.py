@@ -740,7 +740,7 @@ def python_facts() -> str:
 
     here = os.path.realpath(sys.executable)
     probes = ", ".join(
-        f"{pick_python.resolved(place)} {version} {seconds * 1000:.0f} ms"
+        f"{place} {version} {seconds * 1000:.0f} ms"
         for place, version, seconds in pick_python.measure()
     )
     probe = "pick_python.py probe, best of 5 alternating runs"

@@ -35,7 +35,7 @@ NAMES = ["python3", *(f"python3.{minor}" for minor in range(11, 20))]
 FOLDERS = ["/usr/bin", "/usr/local/bin"]
 TIE = 1.03  # a candidate must be more than 3% faster than the first to be chosen over it
 
-# Runs in each candidate: prints its version and its best time in seconds.
+# Runs in each candidate: prints its version and the loop's time in seconds.
 PROBE = r"""
 import asyncio, ensurepip, sys, time, venv
 ensurepip.version()  # Debian ships ensurepip apart (python3.N-venv): without it, no virtualenv
@@ -66,18 +66,16 @@ ROUNDS = 5  # each candidate runs the probe once a round; the rounds alternate t
 
 
 def candidates() -> list[str]:
-    """Distinct interpreters (by resolved path), in the order found."""
+    """Distinct interpreters, each as the binary behind it, in the order found."""
     found: list[str] = []
-    seen: set[str] = set()
     places = [shutil.which(name) for name in NAMES]
     places += [str(Path(folder) / name) for folder in FOLDERS for name in NAMES]
     for place in places:
         if place is None or not os.access(place, os.X_OK):
             continue
         real = resolved(place)
-        if real not in seen:
-            seen.add(real)
-            found.append(place)
+        if real not in found:
+            found.append(real)
     return found
 
 
@@ -141,7 +139,7 @@ def report(results: list[tuple[str, str, float]], chosen: str) -> str:
     lines = [head, "|---|---|---:|---|"]
     for place, version, seconds in results:
         mark = "chosen" if place == chosen else ""
-        lines.append(f"| `{resolved(place)}` | {version} | {seconds * 1000:.0f} ms | {mark} |")
+        lines.append(f"| `{place}` | {version} | {seconds * 1000:.0f} ms | {mark} |")
     return "\n".join(lines)
 
 
@@ -151,7 +149,7 @@ def main() -> int:
     args = parser.parse_args()
     results = measure()
     chosen = choose(results)
-    print(report(results, chosen) if args.report else resolved(chosen))
+    print(report(results, chosen) if args.report else chosen)
     return 0
 
 
