@@ -186,6 +186,73 @@ def test_the_purge_keeps_live_families_and_drops_dead_ones_after_the_retention(
     anyio.run(store.close)
 
 
+def test_a_dead_grant_goes_whole_while_its_access_tokens_are_unexpired(
+    database: Path | str,
+) -> None:
+    """A grant dead for longer than the retention goes with every row of its family, also its
+    access tokens that have not reached their `exp` yet: those with a companion refresh token
+    (found through it) and those of client_credentials (found by the grant)."""
+    store = store_on(database)
+    register_user(store)
+    client = register_client(store)
+    live = first_pair(store, client.id)
+    rotated = first_pair(store, client.id)
+    assert rotated.refresh_token is not None
+    assert isinstance(anyio.run(store.exchange, ask_for(rotated.refresh_token, client.id)), Issued)
+    machine = anyio.run(
+        store.issue_client_credentials, client.id, "read", MintedPair.new(False), NOW
+    )
+    for grant_id in (rotated.grant_id, machine.grant_id):
+        anyio.run(store.revoke_grant, grant_id, NOW, "revoked")
+    tables = (refresh_tokens, access_tokens, grants)
+
+    def rows() -> list[int]:
+        return [anyio.run(store.inspect, count(t)) for t in tables]
+
+    assert rows() == [3, 4, 3]
+    # One second past the retention, every access token still has an hour to live.
+    purge_all(store, NOW + RETENTION + 1, batch=1)
+    assert rows() == [1, 1, 1]
+    seen = anyio.run(store.get_client, client.id)
+    assert seen is not None
+    facts = anyio.run(store.find_token, seen, digest(live.access_token), False)
+    assert isinstance(facts, AccessFacts) and facts.grant.id == live.grant_id
+    anyio.run(store.close)
+
+
+def test_a_revoked_grant_s_feed_entry_lasts_until_its_last_access_token_expires(
+    database: Path | str,
+) -> None:
+    """The entry matters until the latest `exp` among the grant's access tokens: found through
+    their companion refresh tokens, or by the grant for client_credentials."""
+    store = store_on(database)
+    register_user(store)
+    client = register_client(store)
+    family = first_pair(store, client.id)
+    assert family.refresh_token is not None
+    # Rotated 100 s later: the child's access token expires 100 s after its parent's.
+    child = anyio.run(store.exchange, ask_for(family.refresh_token, client.id, NOW + 100))
+    assert isinstance(child, Issued)
+    assert child.pair.access_expires_at == family.access_expires_at + 100
+    machine = anyio.run(
+        store.issue_client_credentials, client.id, "read", MintedPair.new(False), NOW + 7
+    )
+    untouched = first_pair(store, client.id)
+    for grant_id in (family.grant_id, machine.grant_id, untouched.grant_id):
+        assert anyio.run(store.revoke_grant, grant_id, NOW + 200, "revoked")
+    ends = {
+        e.grant_id: e.expires_at
+        for e in anyio.run(store.revocations_after, 0, 100)
+        if e.kind == "grant"
+    }
+    assert ends == {
+        family.grant_id: child.pair.access_expires_at,
+        machine.grant_id: machine.access_expires_at,
+        untouched.grant_id: untouched.access_expires_at,
+    }
+    anyio.run(store.close)
+
+
 def test_concurrent_redemptions_of_one_code_issue_one_grant_and_revoke_it(
     database: Path | str,
 ) -> None:

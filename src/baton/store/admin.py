@@ -269,6 +269,19 @@ class AdminStore:
                 select(func.count()).select_from(rt).where(rt.c.grant_id == grant_id)
             ).scalar_one()
             oldest = min((r.generation for r in refresh), default=0)
+            # Access tokens by their companions' ids, and by the grant for those without one
+            # (`access_tokens` has no index of every row by grant: migration 0005).
+            companions = (
+                conn.execute(
+                    select(rt.c.id).where(rt.c.grant_id == grant_id, rt.c.generation >= oldest)
+                )
+                .scalars()
+                .all()
+            )
+            in_family = or_(
+                at.c.refresh_token_id.in_(companions),
+                and_(at.c.refresh_token_id.is_(None), at.c.grant_id == grant_id),
+            )
             access = [
                 AccessRecord(
                     generation=r["generation"],
@@ -285,7 +298,7 @@ class AdminStore:
                         at.c.expires_at,
                         at.c.revoked_at,
                     )
-                    .where(at.c.grant_id == grant_id, at.c.generation >= oldest)
+                    .where(in_family, at.c.generation >= oldest)
                     .order_by(at.c.id.desc())
                     .limit(pairs * 2)
                 ).mappings()

@@ -28,6 +28,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -603,7 +604,18 @@ def _purge_batch(conn: Connection, now: int, horizon: int, batch: int) -> int:
     )
     if dead:
         changed += conn.execute(delete(codes).where(codes.c.grant_id.in_(dead))).rowcount
-        changed += conn.execute(delete(at).where(at.c.grant_id.in_(dead))).rowcount
+        # `access_tokens` is indexed by grant only for the access tokens without a companion
+        # (migration 0005): the others go by their companions' ids, as index lookups (a join or
+        # an IN subquery let PostgreSQL scan the whole table on fresh statistics).
+        paired = conn.execute(select(rt.c.id).where(rt.c.grant_id.in_(dead))).scalars().all()
+        for start in range(0, len(paired), batch):
+            companions = paired[start : start + batch]
+            changed += conn.execute(
+                delete(at).where(at.c.refresh_token_id.in_(companions))
+            ).rowcount
+        changed += conn.execute(
+            delete(at).where(at.c.refresh_token_id.is_(None), at.c.grant_id.in_(dead))
+        ).rowcount
         changed += conn.execute(delete(rt).where(rt.c.grant_id.in_(dead))).rowcount
         changed += conn.execute(delete(grants).where(grants.c.id.in_(dead))).rowcount
     return changed
@@ -707,7 +719,14 @@ def _revoke_grant(
     if _REVOKE_GRANT.rowcount(conn, grant_id=grant_id, now=now, reason=reason) != 1:
         return False
     _ANNOUNCE_GRANT.run(
-        conn, grant_id=grant_id, effective_at=now, at_least=now, created_at=now, of_grant=grant_id
+        conn,
+        grant_id=grant_id,
+        effective_at=now,
+        at_least=now,
+        created_at=now,
+        of_grant=grant_id,
+        live_after=now,
+        of_unpaired_grant=grant_id,
     )
     _wake_feed(conn)
     outbox.grant_revoked(conn, grant_id, reason, now, known)  # a webhook, in the same transaction
@@ -1059,12 +1078,32 @@ def _announcement(which: Any) -> Prepared:
     )
 
 
-# A revoked grant's feed entry matters until its last access token would have expired anyway.
 _REVOKE_GRANT = Prepared(
     update(grants)
     .where(grants.c.id == bindparam("grant_id"), grants.c.revoked_at.is_(None))
     .values(revoked_at=bindparam("now"), revoked_reason=bindparam("reason"))
 )
+
+
+# A revoked grant's feed entry matters until its last access token would have expired anyway:
+# the latest expiry among its access tokens, found through their companions (reading only the
+# refresh tokens not expired yet: an access token never outlives its companion,
+# `Policy.pair_expiries`) and, for those without one, by the grant (migration 0005). The grant
+# is bound once per place it is compared.
+# Each companion's expiry is a subquery of its own, run once per refresh token: an index probe
+# whatever statistics the planner has (as a join, PostgreSQL hashed a scan of every access
+# token on a freshly filled table).
+_companion_expiry = (
+    select(func.max(_at.c.expires_at)).where(_at.c.refresh_token_id == _rt.c.id).scalar_subquery()
+)
+_grant_expiries = union_all(
+    select(_companion_expiry.label("expires_at")).where(
+        _rt.c.grant_id == bindparam("of_grant"), _rt.c.expires_at > bindparam("live_after")
+    ),
+    select(_at.c.expires_at).where(
+        _at.c.refresh_token_id.is_(None), _at.c.grant_id == bindparam("of_unpaired_grant")
+    ),
+).subquery()
 _ANNOUNCE_GRANT = Prepared(
     insert(revocation_events).from_select(
         ["kind", "grant_id", "effective_at", "expires_at", "created_at"],
@@ -1072,9 +1111,11 @@ _ANNOUNCE_GRANT = Prepared(
             literal("grant"),
             bindparam("grant_id", type_=String()),
             bindparam("effective_at", type_=BigInteger),
-            func.coalesce(func.max(_at.c.expires_at), bindparam("at_least", type_=BigInteger)),
+            func.coalesce(
+                func.max(_grant_expiries.c.expires_at), bindparam("at_least", type_=BigInteger)
+            ),
             bindparam("created_at", type_=BigInteger),
-        ).where(_at.c.grant_id == bindparam("of_grant")),
+        ).select_from(_grant_expiries),
     )
 )
 
