@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Connection, Table, func, select
 
 from baton.core.facts import AccessFacts, RefreshFacts
 from baton.core.pairs import IssuedPair, MintedPair
-from baton.core.policy import Policy, RetryPolicy
+from baton.core.policy import Lifetimes, Policy, RetryPolicy
 from baton.core.rules import CodeProblem, CodeRedemption, Reason
 from baton.core.seal import open_seal, seal
 from baton.core.tokens import TokenKind, digest, mint
@@ -251,6 +251,31 @@ def test_a_revoked_grant_s_feed_entry_lasts_until_its_last_access_token_expires(
         untouched.grant_id: untouched.access_expires_at,
     }
     anyio.run(store.close)
+
+
+def test_a_feed_entry_covers_an_older_access_token_that_outlives_the_newest(
+    database: Path | str,
+) -> None:
+    """After the access lifetime was shortened, an older pair's access token can outlive the
+    newest one: the grant's entry lasts until the older one's `exp`, and the companions read
+    newest first stop only where no older one can hold a later `exp`."""
+    where = database / "baton.db" if isinstance(database, Path) else database
+    long_lived = migrated_store(where, Policy(lifetimes=Lifetimes(access_ttl=7200)))
+    register_user(long_lived)
+    client = register_client(long_lived)
+    first = first_pair(long_lived, client.id)
+    assert first.refresh_token is not None
+    child = anyio.run(long_lived.exchange, ask_for(first.refresh_token, client.id, NOW + 10))
+    assert isinstance(child, Issued) and child.pair.refresh_token is not None
+    anyio.run(long_lived.close)
+    short_lived = migrated_store(where, Policy(lifetimes=Lifetimes(access_ttl=60)))
+    newest = anyio.run(short_lived.exchange, ask_for(child.pair.refresh_token, client.id, NOW + 20))
+    assert isinstance(newest, Issued)
+    assert newest.pair.access_expires_at < child.pair.access_expires_at
+    assert anyio.run(short_lived.revoke_grant, first.grant_id, NOW + 30, "revoked")
+    (entry,) = [e for e in anyio.run(short_lived.revocations_after, 0, 100) if e.kind == "grant"]
+    assert entry.expires_at == child.pair.access_expires_at == NOW + 10 + 7200
+    anyio.run(short_lived.close)
 
 
 def test_concurrent_redemptions_of_one_code_issue_one_grant_and_revoke_it(

@@ -20,7 +20,6 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     RowMapping,
-    String,
     bindparam,
     delete,
     func,
@@ -28,7 +27,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -718,19 +716,38 @@ def _revoke_grant(
     """
     if _REVOKE_GRANT.rowcount(conn, grant_id=grant_id, now=now, reason=reason) != 1:
         return False
+    last = _last_access_expiry(conn, grant_id, now)
     _ANNOUNCE_GRANT.run(
         conn,
         grant_id=grant_id,
         effective_at=now,
-        at_least=now,
+        expires_at=now if last is None else last,
         created_at=now,
-        of_grant=grant_id,
-        live_after=now,
-        of_unpaired_grant=grant_id,
     )
     _wake_feed(conn)
     outbox.grant_revoked(conn, grant_id, reason, now, known)  # a webhook, in the same transaction
     return True
+
+
+def _last_access_expiry(conn: Connection, grant_id: str, now: int) -> int | None:
+    """The latest `exp` among the grant's access tokens that expire after `now`, or None.
+
+    `access_tokens` has no index of every row by grant (migration 0005): the access tokens
+    with a companion are found through it, the others (client_credentials) by the grant. The
+    companions are read newest expiry first, and only while one could still hold a later
+    access token: an access token never outlives its companion (`Policy.pair_expiries`), so
+    once a companion expires no later than the best found, none after it can do better: the
+    access tokens of one or two companions are read, however long the grant has rotated."""
+    best: int | None = _UNPAIRED_LAST_EXPIRY.run(conn, grant_id=grant_id, after=now).fetchone()[0]
+    for refresh_id, refresh_expires_at in _COMPANIONS_BY_EXPIRY.run(
+        conn, grant_id=grant_id, after=now
+    ):
+        if best is not None and refresh_expires_at <= best:
+            break
+        found = _COMPANION_LAST_EXPIRY.run(conn, key=refresh_id, after=now).fetchone()[0]
+        if found is not None and (best is None or found > best):
+            best = found
+    return best
 
 
 def _record(
@@ -1085,37 +1102,32 @@ _REVOKE_GRANT = Prepared(
 )
 
 
-# A revoked grant's feed entry matters until its last access token would have expired anyway:
-# the latest expiry among its access tokens, found through their companions (reading only the
-# refresh tokens not expired yet: an access token never outlives its companion,
-# `Policy.pair_expiries`) and, for those without one, by the grant (migration 0005). The grant
-# is bound once per place it is compared.
-# Each companion's expiry is a subquery of its own, run once per refresh token: an index probe
-# whatever statistics the planner has (as a join, PostgreSQL hashed a scan of every access
-# token on a freshly filled table).
-_companion_expiry = (
-    select(func.max(_at.c.expires_at)).where(_at.c.refresh_token_id == _rt.c.id).scalar_subquery()
+# A revoked grant's feed entry matters until its last access token would have expired anyway
+# (`_last_access_expiry`).
+_UNPAIRED_LAST_EXPIRY = Prepared(
+    select(func.max(_at.c.expires_at)).where(
+        _at.c.refresh_token_id.is_(None),
+        _at.c.grant_id == bindparam("grant_id"),
+        _at.c.expires_at > bindparam("after"),
+    )
 )
-_grant_expiries = union_all(
-    select(_companion_expiry.label("expires_at")).where(
-        _rt.c.grant_id == bindparam("of_grant"), _rt.c.expires_at > bindparam("live_after")
-    ),
-    select(_at.c.expires_at).where(
-        _at.c.refresh_token_id.is_(None), _at.c.grant_id == bindparam("of_unpaired_grant")
-    ),
-).subquery()
+_COMPANIONS_BY_EXPIRY = Prepared(
+    select(_rt.c.id, _rt.c.expires_at)
+    .where(_rt.c.grant_id == bindparam("grant_id"), _rt.c.expires_at > bindparam("after"))
+    .order_by(_rt.c.expires_at.desc())
+)
+_COMPANION_LAST_EXPIRY = Prepared(
+    select(func.max(_at.c.expires_at)).where(
+        _at.c.refresh_token_id == bindparam("key"), _at.c.expires_at > bindparam("after")
+    )
+)
 _ANNOUNCE_GRANT = Prepared(
-    insert(revocation_events).from_select(
-        ["kind", "grant_id", "effective_at", "expires_at", "created_at"],
-        select(
-            literal("grant"),
-            bindparam("grant_id", type_=String()),
-            bindparam("effective_at", type_=BigInteger),
-            func.coalesce(
-                func.max(_grant_expiries.c.expires_at), bindparam("at_least", type_=BigInteger)
-            ),
-            bindparam("created_at", type_=BigInteger),
-        ).select_from(_grant_expiries),
+    insert(revocation_events).values(
+        kind="grant",
+        grant_id=bindparam("grant_id"),
+        effective_at=bindparam("effective_at"),
+        expires_at=bindparam("expires_at"),
+        created_at=bindparam("created_at"),
     )
 )
 
