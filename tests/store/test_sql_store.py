@@ -80,10 +80,14 @@ def ask_for(token: str, client_id: str, now: int = NOW) -> ExchangeAsk:
     )
 
 
+def store_on(database: Path | str, policy: Policy | None = None) -> SQLStore:
+    """A store on the `database` fixture's SQLite folder or PostgreSQL URL."""
+    return migrated_store(database / "baton.db" if isinstance(database, Path) else database, policy)
+
+
 @pytest.mark.parametrize("retry", list(RetryPolicy))
 def test_fifty_concurrent_exchanges_of_one_token(database: Path | str, retry: RetryPolicy) -> None:
-    where = database / "baton.db" if isinstance(database, Path) else database
-    store = migrated_store(where, Policy(retry=retry))
+    store = store_on(database, Policy(retry=retry))
     register_user(store)
     client = register_client(store)
     parent = first_pair(store, client.id)
@@ -133,10 +137,6 @@ def purge_all(store: SQLStore, now: int, batch: int = 500) -> int:
     while (changed := anyio.run(store.purge, now, RETENTION, batch)) > 0:
         total += changed
     return total
-
-
-def store_on(database: Path | str) -> SQLStore:
-    return migrated_store(database / "baton.db" if isinstance(database, Path) else database)
 
 
 def test_seals_are_purged_only_after_the_leeway(database: Path | str) -> None:
@@ -259,8 +259,7 @@ def test_a_feed_entry_covers_an_older_access_token_that_outlives_the_newest(
     """After the access lifetime was shortened, an older pair's access token can outlive the
     newest one: the grant's entry lasts until the older one's `exp`, and the companions read
     newest first stop only where no older one can hold a later `exp`."""
-    where = database / "baton.db" if isinstance(database, Path) else database
-    long_lived = migrated_store(where, Policy(lifetimes=Lifetimes(access_ttl=7200)))
+    long_lived = store_on(database, Policy(lifetimes=Lifetimes(access_ttl=7200)))
     register_user(long_lived)
     client = register_client(long_lived)
     first = first_pair(long_lived, client.id)
@@ -268,7 +267,7 @@ def test_a_feed_entry_covers_an_older_access_token_that_outlives_the_newest(
     child = anyio.run(long_lived.exchange, ask_for(first.refresh_token, client.id, NOW + 10))
     assert isinstance(child, Issued) and child.pair.refresh_token is not None
     anyio.run(long_lived.close)
-    short_lived = migrated_store(where, Policy(lifetimes=Lifetimes(access_ttl=60)))
+    short_lived = store_on(database, Policy(lifetimes=Lifetimes(access_ttl=60)))
     newest = anyio.run(short_lived.exchange, ask_for(child.pair.refresh_token, client.id, NOW + 20))
     assert isinstance(newest, Issued)
     assert newest.pair.access_expires_at < child.pair.access_expires_at
@@ -338,8 +337,7 @@ def test_a_changed_client_row_stops_the_work_it_authenticated(database: Path | s
     """Exchange, lookup and revocation confirm the client's row in their own transaction: a
     client disabled, given a new secret or changed in kind since the request authenticated
     changes nothing and gets `ClientChanged`."""
-    where = database / "baton.db" if isinstance(database, Path) else database
-    store = migrated_store(where)
+    store = store_on(database)
     register_user(store)
     registered = register_client(store)
     seen = anyio.run(store.get_client, registered.id)
