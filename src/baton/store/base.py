@@ -29,6 +29,13 @@ class Client:
     scope: str
     created_at: int
     disabled_at: int | None = None
+    # RFC 8707: a resource server's identifier URI; the resources this client may ask for.
+    resource_uri: str | None = None
+    allowed_resources: tuple[str, ...] = ()
+    # Honour remembered consent for this public client (RFC 8252 §8.6: an operator's choice).
+    remember_consent: bool = False
+    # OAuth 2.1: PKCE required (new clients); an operator may opt a confidential client out.
+    require_pkce: bool = True
 
 
 @dataclass(frozen=True, slots=True)

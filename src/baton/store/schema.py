@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 
@@ -40,6 +41,23 @@ clients = Table(
     Column("scope", Text, nullable=False),
     Column("created_at", Time, nullable=False),
     Column("disabled_at", Time),
+    # RFC 8707: a resource server's own identifier URI (what its tokens carry as `aud`), and the
+    # resources a client may ask tokens for (JSON array; NULL: none).
+    Column("resource_uri", Text),
+    Column("allowed_resources", Text),
+    # A public client's remembered consent is honoured only when the operator opted in for it
+    # (RFC 8252 §8.6): it cannot prove its identity otherwise.
+    Column("remember_consent", Boolean, nullable=False, server_default=false()),
+    # OAuth 2.1: PKCE for every client; an operator may opt a confidential client out.
+    # Clients registered before migration 0006 keep PKCE optional until changed.
+    Column("require_pkce", Boolean, nullable=False, server_default=false()),
+    Index(
+        "ix_clients_resource_uri",
+        "resource_uri",
+        unique=True,
+        sqlite_where=text("resource_uri IS NOT NULL"),
+        postgresql_where=text("resource_uri IS NOT NULL"),
+    ),
 )
 
 users = Table(
@@ -59,6 +77,7 @@ consents = Table(
     Column("client_id", String(64), ForeignKey("clients.id"), primary_key=True),
     Column("scope", Text, nullable=False),
     Column("updated_at", Time, nullable=False),
+    Column("resources", Text),  # JSON array of the RFC 8707 resources consented to
 )
 
 grants = Table(
@@ -72,6 +91,7 @@ grants = Table(
     Column("expires_at", Time, nullable=False),
     Column("revoked_at", Time),
     Column("revoked_reason", String(32)),
+    Column("resources", Text),  # JSON array: the RFC 8707 resources the grant holds
     Index("ix_grants_client_id", "client_id"),
     Index("ix_grants_user_id", "user_id"),
     Index("ix_grants_expires_at", "expires_at"),
@@ -91,6 +111,7 @@ authorization_codes = Table(
     Column("expires_at", Time, nullable=False),
     Column("used_at", Time),
     Column("grant_id", String(64), ForeignKey("grants.id")),
+    Column("resources", Text),  # JSON array: the RFC 8707 resources the user consented to
     Index("ix_authorization_codes_expires_at", "expires_at"),
 )
 
@@ -108,6 +129,9 @@ refresh_tokens = Table(
     Column("retire_at", Time),
     Column("revoked_at", Time),
     Column("sealed_response", LargeBinary),
+    # Under `fork`, the one child of this token whose chain continued (the first sibling that
+    # was itself refreshed); any other sibling refreshed later is reuse.
+    Column("continued_id", Id),
     # A grant's family (the console, the purge) and the access tokens that may outlive its
     # revocation, found through their companions (see `baton.store.sql._last_access_expiry`): an
     # access token never outlives its companion, so only refresh tokens not yet expired count.
@@ -177,6 +201,21 @@ security_events = Table(
     Column("source_address", String(64)),
     Column("detail", Text),
     Index("ix_security_events_grant_id", "grant_id"),
+)
+
+# Browser sessions, held server-side: the cookie carries a random id, the row its digest, so a
+# read of the database cannot forge a session, and ending a row ends the session at once.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("digest", LargeBinary(32), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("created_at", Time, nullable=False),  # the sign-in: OIDC's auth_time
+    Column("expires_at", Time, nullable=False),
+    Column("ended_at", Time),  # sign-out, or "sign out everywhere"
+    Column("source_address", String(64)),
+    Index("ix_sessions_user_id", "user_id"),
+    Index("ix_sessions_expires_at", "expires_at"),
 )
 
 server_secrets = Table(

@@ -169,6 +169,10 @@ class SQLStore:
             "scope": client.scope,
             "created_at": client.created_at,
             "disabled_at": client.disabled_at,
+            "resource_uri": client.resource_uri,
+            "allowed_resources": json.dumps(list(client.allowed_resources)),
+            "remember_consent": client.remember_consent,
+            "require_pkce": client.require_pkce,
         }
         await self._write(lambda conn: conn.execute(insert(clients).values(**values)))
 
@@ -858,6 +862,10 @@ def client_from_row(row: RowMapping | dict[str, Any]) -> Client:
         scope=row["scope"],
         created_at=row["created_at"],
         disabled_at=row["disabled_at"],
+        resource_uri=row["resource_uri"],
+        allowed_resources=tuple(json.loads(row["allowed_resources"] or "[]")),
+        remember_consent=bool(row["remember_consent"]),
+        require_pkce=bool(row["require_pkce"]),
     )
 
 
