@@ -56,6 +56,7 @@ class NewCode:
     code_challenge: str | None
     created_at: int
     expires_at: int
+    resources: tuple[str, ...] = ()  # RFC 8707 resources the user consented to for this code
 
 
 @dataclass(frozen=True, slots=True)

@@ -254,6 +254,7 @@ class SQLStore:
             "code_challenge": code.code_challenge,
             "created_at": code.created_at,
             "expires_at": code.expires_at,
+            "resources": json.dumps(list(code.resources)) if code.resources else None,
         }
         await self._write(lambda conn: conn.execute(insert(authorization_codes).values(**values)))
 
