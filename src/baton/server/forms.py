@@ -15,22 +15,38 @@ from starlette.requests import ClientDisconnect, Request
 from baton.server.errors import OAuthError, invalid_request
 
 FORM_TYPE = "application/x-www-form-urlencoded"
+# Parameters a request may repeat: RFC 8707 §2 "the resource parameter ... MAY be used multiple
+# times" in the authorization and token requests.
+REPEATABLE = frozenset({"resource"})
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 class Form:
-    """The parameters of one request, each present at most once."""
+    """The parameters of one request, each present at most once but those in `REPEATABLE`."""
 
     def __init__(self, pairs: list[tuple[str, str]]) -> None:
         seen: dict[str, str] = {}
+        repeated: dict[str, list[str]] = {}
         for name, value in pairs:
+            if name in REPEATABLE:
+                if value != "":
+                    repeated.setdefault(name, []).append(value)
+                continue
             if name in seen:
                 raise invalid_request(f"parameter {name!r} is repeated (RFC 6749 §3.2)")
             seen[name] = value
         self._values = {k: v for k, v in seen.items() if v != ""}
+        self._repeated = repeated
+        for name, values in repeated.items():
+            self._values[name] = values[0]
 
     def get(self, name: str) -> str | None:
+        """The parameter's value; for a repeatable one, its first value (see `every`)."""
         return self._values.get(name)
+
+    def every(self, name: str) -> tuple[str, ...]:
+        """Every value of a repeatable parameter, in the order sent, each once."""
+        return tuple(dict.fromkeys(self._repeated.get(name, ())))
 
     def require(self, name: str) -> str:
         value = self._values.get(name)
