@@ -2,7 +2,7 @@
 
 `client_secret_basic` (RFC 6749 §2.3.1: id and secret are form-encoded before Base64, so they are
 decoded here; strict clients send `%2D` for `-`), `client_secret_post`, and `none` for public
-clients, which only identify themselves. One method per request (RFC 6749 §2.3).
+clients, which only identify themselves. One method per request (RFC 6749 section 2.3).
 """
 
 from __future__ import annotations
@@ -93,7 +93,9 @@ def presented_credentials(request: Request, form: Form) -> tuple[str, str]:
     post_secret = form.get("client_secret")
     if basic is not None:
         if post_secret is not None:
-            raise invalid_request("use one client authentication method, not two (RFC 6749 §2.3)")
+            raise invalid_request(
+                "use one client authentication method, not two (RFC 6749 section 2.3)"
+            )
         client_id, secret = basic
         body_id = form.get("client_id")
         if body_id is not None and body_id != client_id:

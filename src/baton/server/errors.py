@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,6 +51,21 @@ class NoStoreJSON(Response):
         ]
 
 
+# RFC 6749 §5.2 (and §4.1.2.1): "Values for the error_description parameter MUST NOT include
+# characters outside the set %x20-21 / %x23-5B / %x5D-7E": printable ASCII less `"` and `\`.
+_DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+_OUTSIDE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+_READABLE = str.maketrans({"§": "section ", '"': "'", "\\": "/"})
+
+
+def error_description(text: str) -> str:
+    """`text` within the characters RFC 6749 allows an error_description; anything else (a
+    request's own bytes quoted back, say) becomes `?`."""
+    if _DESCRIPTION.fullmatch(text):
+        return text
+    return _OUTSIDE.sub("?", text.translate(_READABLE))
+
+
 class OAuthError(Exception):
     """An error answered as RFC 6749 §5.2 JSON."""
 
@@ -62,7 +78,7 @@ class OAuthError(Exception):
     ) -> None:
         super().__init__(f"{error}: {description}")
         self.error = error
-        self.description = description
+        self.description = error_description(description)
         self.status = status
         self.headers = headers or {}
 

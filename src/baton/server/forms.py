@@ -33,7 +33,7 @@ class Form:
                     repeated.setdefault(name, []).append(value)
                 continue
             if name in seen:
-                raise invalid_request(f"parameter {name!r} is repeated (RFC 6749 §3.2)")
+                raise invalid_request(f"parameter {name!r} is repeated (RFC 6749 section 3.2)")
             seen[name] = value
         self._values = {k: v for k, v in seen.items() if v != ""}
         self._repeated = repeated
