@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import httpx
+import httpx2
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
@@ -47,6 +48,14 @@ def register(
     )
     anyio.run(store.create_client, client)
     return RegisteredClient(client.id, secret.plaintext)
+
+
+def client_credentials(
+    http: TestClient, client: RegisteredClient, *resources: str
+) -> httpx2.Response:
+    """client_credentials, naming each of `resources` (RFC 8707: the parameter may repeat)."""
+    data = {"grant_type": "client_credentials", "resource": list(resources)}
+    return http.post("/token", data=data, auth=client.basic)
 
 
 def consent_to_every_allowed_resource(store: SQLStore, allowed: Iterable[str]) -> None:

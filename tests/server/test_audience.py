@@ -11,7 +11,14 @@ import httpx2
 from starlette.testclient import TestClient
 
 from baton.store.sql import SQLStore
-from tests.audience import API_A, API_B, API_C, consent_to_every_allowed_resource, register
+from tests.audience import (
+    API_A,
+    API_B,
+    API_C,
+    client_credentials,
+    consent_to_every_allowed_resource,
+    register,
+)
 from tests.support import (
     ISSUER,
     REDIRECT_URI,
@@ -22,14 +29,6 @@ from tests.support import (
     register_user,
     running_app,
 )
-
-
-def client_credentials(
-    http: TestClient, client: RegisteredClient, *resources: str
-) -> httpx2.Response:
-    """client_credentials, naming each of `resources` (RFC 8707: the parameter may repeat)."""
-    data = {"grant_type": "client_credentials", "resource": list(resources)}
-    return http.post("/token", data=data, auth=client.basic)
 
 
 def redeem(
