@@ -34,7 +34,7 @@ import warnings
 import weakref
 from base64 import urlsafe_b64decode
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Generator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +104,7 @@ class Verifier:
         client_id: str,
         client_secret: str,
         *,
-        audience: str | Sequence[str] | None = None,
+        audience: str | Collection[str] | None = None,
         algorithms: Collection[str] = DEFAULT_ALGORITHMS,
         leeway: float = 5.0,
         cache_max_ttl: float = 300.0,
@@ -129,7 +129,7 @@ class Verifier:
             raise ValueError(f"algorithms never allowed for access tokens: {sorted(forbidden)}")
         base = issuer.rstrip("/")
         self.issuer = base
-        if audience is None or not audience:
+        if not audience:
             raise ValueError(
                 "audience is required: this API's resource URI (baton client create "
                 "--resource-server --resource-uri URI); the issuer only to accept tokens issued "
