@@ -1,14 +1,17 @@
 """A small API protected by `baton.resource`, used by the tests, the benchmarks and the docs.
 
     BATON_ISSUER=http://127.0.0.1:8000 BATON_RS_ID=... BATON_RS_SECRET=... \\
-        uvicorn --factory examples.api:create_app --port 9001
+        BATON_AUDIENCE=https://notes.example uvicorn --factory examples.api:create_app --port 9001
 
 Routes: `GET /hello` (scope `read`), `POST /notes` (scope `write`), `GET /health` (public: the
 verifier's health, e.g. whether it has failed closed). `create_noauth_app` serves the same
 routes with no authentication, as the baseline of bench/resource_rps.py.
 
-Options from the environment: `BATON_AUDIENCE` (JWT audiences, space-separated; default the
-issuer), `BATON_MAX_DISCONNECT` (seconds, default 10), `BATON_CACHE_MAX_TTL` (default 300).
+`BATON_AUDIENCE` (required) is this API's resource URI, its `--resource-uri` (several:
+space-separated); tokens whose `aud` does not name it are refused, opaque or JWT. Set it to the
+issuer only to accept tokens issued for no resource (clients registered without `--resource`).
+Options from the environment: `BATON_MAX_DISCONNECT` (seconds, default 10),
+`BATON_CACHE_MAX_TTL` (default 300).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Protecting a FastAPI app in ten lines (docs/resource.md). Needs `pip install fastapi`.
 
-BATON_ISSUER=... BATON_RS_ID=... BATON_RS_SECRET=... uvicorn examples.fastapi_app:app
+BATON_ISSUER=... BATON_RS_ID=... BATON_RS_SECRET=... BATON_AUDIENCE=https://notes.example \
+    uvicorn examples.fastapi_app:app
 """
 
 from typing import Annotated
@@ -9,7 +10,7 @@ from fastapi import Depends, FastAPI
 
 from baton.resource import BatonMiddleware, Principal, Verifier, require
 
-verifier = Verifier.from_env()  # BATON_ISSUER, BATON_RS_ID, BATON_RS_SECRET
+verifier = Verifier.from_env()  # BATON_ISSUER, BATON_RS_ID, BATON_RS_SECRET, BATON_AUDIENCE
 app = FastAPI()
 app.add_middleware(BatonMiddleware, verifier=verifier)
 

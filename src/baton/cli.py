@@ -21,6 +21,7 @@ import anyio
 import click
 
 from baton.config import ServeConfig, Settings
+from baton.core.audience import resource_uri_problem
 from baton.core.keys import ALGORITHMS, KeyEncryptionError, generate, key_encryption_key, unseal
 from baton.core.policy import DAY, Lifetimes, Policy, RetryPolicy
 from baton.core.redirects import redirect_uri_problem
@@ -31,7 +32,7 @@ from baton.core.tokens import TokenKind, mint, random_id
 from baton.logs import dict_config
 from baton.passwords import hash_password
 from baton.store import migrate
-from baton.store.base import Client
+from baton.store.base import Client, ResourceUriTaken
 from baton.store.engines import (
     DEFAULT_URL,
     SYNCHRONOUS_MODES,
@@ -488,6 +489,16 @@ def check_redirect_uri(uri: str) -> str:
 @click.option("--redirect-uri", "redirect_uris", multiple=True, help="Repeat for several.")
 @click.option("--public", is_flag=True, help="A public client (no secret; PKCE required).")
 @click.option("--resource-server", is_flag=True, help="May introspect any token.")
+@click.option(
+    "--resource-uri",
+    help="With --resource-server: its identifier (RFC 8707), the `aud` of tokens for it.",
+)
+@click.option(
+    "--resource",
+    "resources",
+    multiple=True,
+    help="A resource server's --resource-uri this client may get tokens for. Repeat for several.",
+)
 @click.option("--scope", default="", help='Scopes the client may ask for, e.g. "read write".')
 @click.option("--json", "as_json", is_flag=True)
 def client_create(
@@ -496,6 +507,8 @@ def client_create(
     redirect_uris: tuple[str, ...],
     public: bool,
     resource_server: bool,
+    resource_uri: str | None,
+    resources: tuple[str, ...],
     scope: str,
     as_json: bool,
 ) -> None:
@@ -507,6 +520,13 @@ def client_create(
     uris = tuple(check_redirect_uri(u) for u in redirect_uris)
     if public and resource_server:
         fail("a resource server must be a confidential client")
+    if resource_uri is not None:
+        if not resource_server:
+            fail("--resource-uri identifies a resource server: add --resource-server")
+        problem = resource_uri_problem(resource_uri)
+        if problem is not None:
+            fail(problem)
+    allowed = tuple(dict.fromkeys(resources))
     secret = None if public else mint(TokenKind.CLIENT_SECRET)
     record = Client(
         id=random_id("cl_"),
@@ -517,8 +537,25 @@ def client_create(
         redirect_uris=uris,
         scope=render_scope(scopes),
         created_at=_now(),
+        resource_uri=resource_uri,
+        allowed_resources=allowed,
     )
-    run_with_store(db, lambda store: store.create_client(record))
+
+    async def create(store: SQLStore) -> None:
+        # RFC 8707: a client may be allowed only resources a resource server is registered for.
+        registered = await store.registered_resources()
+        unknown = [uri for uri in allowed if uri not in registered]
+        if unknown:
+            fail(
+                f"--resource {unknown[0]!r} is no registered resource server's URI "
+                "(register it first: baton client create --resource-server --resource-uri URI)"
+            )
+        try:
+            await store.create_client(record)
+        except ResourceUriTaken:
+            fail(f"resource URI {resource_uri!r} is already registered to another client")
+
+    run_with_store(db, create)
     payload: dict[str, Any] = {
         "client_id": record.id,
         "name": name,
@@ -526,6 +563,8 @@ def client_create(
         "resource_server": resource_server,
         "redirect_uris": list(uris),
         "scope": record.scope,
+        "resource_uri": resource_uri,
+        "resources": list(allowed),
     }
     text = f"client_id:     {record.id}"
     if secret is not None:

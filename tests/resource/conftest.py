@@ -29,6 +29,8 @@ def make_verifier(fake: FakeAuthServer) -> Iterator[VerifierFactory]:
     def factory(start: bool = True, **options: Any) -> Verifier:
         transport = fake.transport()
         options.setdefault("clock", lambda: fake.now)
+        # The fake issues tokens for no resource (`aud` the issuer, or none when opaque).
+        options.setdefault("audience", ISSUER)
         verifier = Verifier(
             ISSUER,
             RS_ID,

@@ -20,6 +20,7 @@ def example(fake: FakeAuthServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[M
     monkeypatch.setenv("BATON_ISSUER", ISSUER)
     monkeypatch.setenv("BATON_RS_ID", RS_ID)
     monkeypatch.setenv("BATON_RS_SECRET", RS_SECRET)
+    monkeypatch.setenv("BATON_AUDIENCE", ISSUER)  # the fake issues tokens for no resource
     sys.modules.pop("examples.fastapi_app", None)
     module = importlib.import_module("examples.fastapi_app")
     verifier = module.verifier

@@ -129,7 +129,9 @@ def test_alg_none_hs256_and_wrong_typ_are_refused(
     refused(verifier, fake.jwt(header={"typ": "JWT"}), "typ must be at+jwt")
     refused(verifier, fake.jwt(header={"kid": None}), "kid")
     with pytest.raises(ValueError):
-        Verifier(ISSUER, RS_ID, RS_SECRET, algorithms=["ES256", "HS256"], feed=False)
+        Verifier(
+            ISSUER, RS_ID, RS_SECRET, audience=ISSUER, algorithms=["ES256", "HS256"], feed=False
+        )
 
 
 def test_application_at_jwt_typ_is_accepted(

@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from baton.core.clock import FakeClock
 from baton.core.keys import KeyEncryptionError, generate, key_encryption_key, unseal
 from baton.store.sql import SQLStore
+from tests.audience import register
 from tests.support import (
     ISSUER,
     RegisteredClient,
@@ -95,7 +96,10 @@ def test_rotation_replay_and_revocation_work_alike(jwt_server: JwtServer) -> Non
 
 
 def test_resource_indicator_becomes_the_audience(jwt_server: JwtServer) -> None:
-    http, _store, _clock, client, _rs = jwt_server
+    http, store, _clock, _client, _rs = jwt_server
+    register(store, resource_uri="https://api.example/", name="api")
+    register(store, resource_uri="https://other.example/", name="other")
+    client = register(store, allowed=["https://api.example/", "https://other.example/"])
     response = http.post(
         "/token",
         data={"grant_type": "client_credentials", "resource": "https://api.example/"},
@@ -104,13 +108,18 @@ def test_resource_indicator_becomes_the_audience(jwt_server: JwtServer) -> None:
     claims = decode(http, response.json()["access_token"], audience="https://api.example/")
     assert claims["aud"] == "https://api.example/"
     assert claims["sub"] == client.id  # RFC 9068 §2.2: no user, the client is the subject
-    bad = http.post(
-        "/token",
-        data={"grant_type": "client_credentials", "resource": "api#x"},
-        auth=client.basic,
-    )
-    assert bad.status_code == 400
-    assert bad.json()["error"] == "invalid_target"
+    # None named: every resource the client is allowed, an array (RFC 7519 §4.1.3).
+    every = http.post("/token", data={"grant_type": "client_credentials"}, auth=client.basic)
+    claims = decode(http, every.json()["access_token"], audience="https://other.example/")
+    assert claims["aud"] == ["https://api.example/", "https://other.example/"]
+    for resource in ("api#x", "https://elsewhere.example/"):
+        bad = http.post(
+            "/token",
+            data={"grant_type": "client_credentials", "resource": resource},
+            auth=client.basic,
+        )
+        assert bad.status_code == 400
+        assert bad.json()["error"] == "invalid_target"
 
 
 def test_private_keys_are_sealed_at_rest(jwt_server: JwtServer) -> None:

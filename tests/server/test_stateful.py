@@ -259,6 +259,9 @@ class BatonMachine(RuleBasedStateMachine):
             "sub": SUBJECT,
             "username": SUBJECT,
         }
+        if token_type == "Bearer":
+            # The client is allowed no RFC 8707 resource: its tokens are for the issuer.
+            body["aud"] = ISSUER
         if revocation_at is not None:
             body["revocation_at"] = revocation_at
         return body

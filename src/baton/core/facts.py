@@ -20,6 +20,7 @@ class GrantFacts:
     expires_at: int
     revoked_at: int | None
     revoked_reason: str | None
+    resources: tuple[str, ...] = ()  # RFC 8707: what its tokens may be for (`grants.resources`)
 
     def live(self, now: int) -> bool:
         return self.revoked_at is None and now < self.expires_at
@@ -66,7 +67,7 @@ class AccessFacts:
     revoked_at: int | None
     companion: CompanionFacts | None  # None for client_credentials
     jti: str | None = None
-    audience: str | None = None
+    audience: tuple[str, ...] = ()  # `aud`: the resources it is for, or the default audience
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +80,4 @@ class CodeFacts:
     expires_at: int
     used_at: int | None
     grant_id: str | None  # the grant the code produced, once redeemed
+    resources: tuple[str, ...] = ()  # RFC 8707 resources the user consented to

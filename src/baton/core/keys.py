@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from baton.core.audience import aud_claim
 from baton.core.pairs import AccessClaims
 from baton.core.tokens import random_id
 
@@ -148,7 +149,8 @@ class JwtAccessTokens:
             "iss": self.issuer,
             # RFC 9068 §2.2: for a client acting on its own behalf, sub is the client id.
             "sub": claims.subject if claims.subject is not None else claims.client_id,
-            "aud": claims.audience or self.default_audience,
+            # RFC 9068 §3: the resources the token is for (one: a string; several: an array).
+            "aud": aud_claim(claims.audience) if claims.audience else self.default_audience,
             "exp": claims.expires_at,
             "iat": claims.issued_at,
             "jti": claims.jti,

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from baton.core.audience import audience_of, stored_audience
 from baton.core.facts import GrantFacts
 from baton.core.policy import Policy
 from baton.core.tokens import Minted, TokenKind, digest, mint, random_id
@@ -22,7 +23,9 @@ class AccessClaims:
     grant_id: str
     client_id: str
     subject: str | None  # the user; None for client_credentials
-    audience: str | None  # the RFC 8707 resource indicator, when one was requested
+    # `aud`: the RFC 8707 resources the token is for, else the server's default audience; empty
+    # only when no default was given (the token format then applies its own).
+    audience: tuple[str, ...]
 
 
 # `json.dumps` with `separators` builds an encoder per call; the seal is made inside the
@@ -58,25 +61,37 @@ class MintedPair:
 
     refresh: Minted | None
     access_format: AccessTokenFormat = OPAQUE
-    audience: str | None = None
+    # The RFC 8707 resources the request named (a narrowing of the grant's; none: all of them),
+    # checked against the grant inside the transaction that issues the pair.
+    resources: tuple[str, ...] = ()
     # When the new tokens' lifetimes start (`Clock.ceiling()`); None: the transaction's `now`.
     lifetimes_from: int | None = None
     # An opaque access token, made in advance (see `OpaqueAccessTokens.premint`).
     access: Minted | None = None
     # The access token's `jti`: random, so drawn here too, outside the rotation's transaction.
     jti: str = field(default_factory=lambda: random_id("", 12))
+    # `aud` when the grant holds no resources (`--access-token-audience`, else the issuer).
+    default_audience: str | None = None
 
     @classmethod
     def new(
         cls,
         with_refresh: bool = True,
         access_format: AccessTokenFormat = OPAQUE,
-        audience: str | None = None,
+        resources: tuple[str, ...] = (),
         lifetimes_from: int | None = None,
+        default_audience: str | None = None,
     ) -> MintedPair:
         refresh = mint(TokenKind.REFRESH) if with_refresh else None
         access = access_format.premint() if isinstance(access_format, OpaqueAccessTokens) else None
-        return cls(refresh, access_format, audience, lifetimes_from, access)
+        return cls(
+            refresh,
+            access_format,
+            resources,
+            lifetimes_from,
+            access,
+            default_audience=default_audience,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +101,7 @@ class PlannedPair:
     issued: IssuedPair
     access_digest: bytes = field(repr=False)
     jti: str
-    audience: str | None
+    audience: str | None  # as `access_tokens.audience` holds it (`stored_audience`)
     issued_at: int
 
 
@@ -98,7 +113,10 @@ def plan_pair(
     now: int,
     policy: Policy,
 ) -> PlannedPair:
-    """The pair a grant issues at `now`, with its lifetimes (rule 2, rule 6)."""
+    """The pair a grant issues at `now`, with its lifetimes (rule 2, rule 6).
+
+    Its access token is for the resources `pair` names, else for all the grant holds (the store
+    has checked, in the same transaction, that those named are the grant's: `narrowed`)."""
     start = max(now, pair.lifetimes_from or now)
     if pair.refresh is not None:
         access_exp, refresh_exp = policy.pair_expiries(start, grant.expires_at)
@@ -112,7 +130,7 @@ def plan_pair(
         grant_id=grant.id,
         client_id=grant.client_id,
         subject=grant.subject,
-        audience=pair.audience,
+        audience=audience_of(pair.resources or grant.resources, pair.default_audience),
     )
     if pair.access is not None:
         access_token, access_digest = pair.access.plaintext, pair.access.digest
@@ -128,7 +146,7 @@ def plan_pair(
         grant_id=grant.id,
         generation=generation,
     )
-    return PlannedPair(issued, access_digest, claims.jti, pair.audience, now)
+    return PlannedPair(issued, access_digest, claims.jti, stored_audience(claims.audience), now)
 
 
 @dataclass(frozen=True, slots=True)

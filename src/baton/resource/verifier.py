@@ -1,11 +1,17 @@
 """One verifier for both access-token formats.
 
-- Opaque (`bat_at_...`): RFC 7662 introspection, cached until the earliest of the token's `exp`,
-  its `revocation_at` and `cache_max_ttl`; every cached answer is checked against the revocation
-  index on every request, so a revocation applies as soon as its event arrives.
+- Opaque (`bat_at_...`): RFC 7662 introspection, its `aud` checked like a JWT's, cached until the
+  earliest of the token's `exp`, its `revocation_at` and `cache_max_ttl`; every cached answer is
+  checked against the revocation index on every request, so a revocation applies as soon as its
+  event arrives.
 - JWT (RFC 9068, `typ: at+jwt`): signature with the issuer's JWKS (refetched on an unknown
   `kid`), `alg` from an allow-list of asymmetric algorithms (never `none`, never HS*), `iss`,
   `aud`, `exp`/`nbf`/`iat` with a small leeway; then the revocation index (`jti`, `grant_id`).
+
+Audience (RFC 8707, RFC 9068 §4, RFC 9700 §2.3): a verifier is built for its API's resource URI
+(`audience=`), and accepts a token only if that is in the token's `aud`, whatever its format. A
+token issued for no resource carries the issuer as `aud` (or none at all): it is accepted only by
+a verifier that names the issuer among its audiences, on purpose.
 
 While the feed is unhealthy (not yet bootstrapped, or disconnected longer than
 `max_disconnect`) the verifier fails closed: it skips its cache and introspects every token.
@@ -28,7 +34,7 @@ import warnings
 import weakref
 from base64 import urlsafe_b64decode
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Generator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +92,11 @@ def _b64json(segment: str) -> Any:
 
 class Verifier:
     """Verifies Baton access tokens for one resource server (a client created with
-    `baton client create --resource-server`)."""
+    `baton client create --resource-server --resource-uri URI`).
+
+    `audience` is required: the resource server's URI (a string), or several (any of them in a
+    token's `aud` will do). Only a verifier whose audiences include the issuer accepts tokens
+    issued for no resource (`aud` the issuer, or no `aud`): every such token, for every API."""
 
     def __init__(
         self,
@@ -94,7 +104,7 @@ class Verifier:
         client_id: str,
         client_secret: str,
         *,
-        audience: str | Sequence[str] | None = None,
+        audience: str | Collection[str] | None = None,
         algorithms: Collection[str] = DEFAULT_ALGORITHMS,
         leeway: float = 5.0,
         cache_max_ttl: float = 300.0,
@@ -119,11 +129,18 @@ class Verifier:
             raise ValueError(f"algorithms never allowed for access tokens: {sorted(forbidden)}")
         base = issuer.rstrip("/")
         self.issuer = base
-        self.audiences = (
-            frozenset([base])
-            if audience is None
-            else frozenset([audience] if isinstance(audience, str) else audience)
-        )
+        if not audience:
+            raise ValueError(
+                "audience is required: this API's resource URI (baton client create "
+                "--resource-server --resource-uri URI); the issuer only to accept tokens issued "
+                "for no resource, which are valid at every API that accepts them"
+            )
+        named = frozenset([audience] if isinstance(audience, str) else audience)
+        if not all(isinstance(item, str) and item for item in named):
+            raise ValueError("audience must be a URI or a collection of URIs")
+        self.audiences = named
+        # Tokens for no resource name the issuer (or nothing) as their audience.
+        self.accepts_issuer = bool({issuer, base} & named)
         self.algorithms = frozenset(algorithms)
         self.leeway = leeway
         self.cache_max_ttl = cache_max_ttl
@@ -168,13 +185,19 @@ class Verifier:
 
     @classmethod
     def from_env(cls, prefix: str = "BATON_", **options: Any) -> Verifier:
-        """`BATON_ISSUER`, `BATON_RS_ID`, `BATON_RS_SECRET`, optional `BATON_AUDIENCE`."""
-        audience = os.environ.get(prefix + "AUDIENCE")
+        """`BATON_ISSUER`, `BATON_RS_ID`, `BATON_RS_SECRET`, `BATON_AUDIENCE` (this API's resource
+        URI; several, space-separated; the issuer only to accept tokens issued for no resource)."""
+        audience = os.environ.get(prefix + "AUDIENCE", "").split()
+        if not audience and "audience" not in options:
+            raise ValueError(
+                f"{prefix}AUDIENCE is required: this API's resource URI (the issuer only to "
+                "accept tokens issued for no resource)"
+            )
+        options.setdefault("audience", audience)
         return cls(
             os.environ[prefix + "ISSUER"],
             os.environ[prefix + "RS_ID"],
             os.environ[prefix + "RS_SECRET"],
-            audience=audience.split() if audience else None,
             **options,
         )
 
@@ -331,6 +354,10 @@ class Verifier:
             principal = from_claims(body, "opaque")
         except ValueError as exc:
             raise VerifierUnavailable(f"introspection answer unusable: {exc}") from exc
+        if not self._for_us(body.get("aud"), introspected=True):
+            # Never for this API, whoever asks again: remembered, like an inactive token.
+            self._remember_inactive(digest)
+            raise InvalidToken("the token is not for this audience")
         if self._dead(principal, digest, now):
             raise InvalidToken("the access token was revoked")
         revocation_at = body.get("revocation_at")
@@ -398,9 +425,7 @@ class Verifier:
     def _check_claims(self, claims: Mapping[str, Any], now: float) -> None:
         if claims.get("iss") != self.issuer:
             raise InvalidToken("wrong issuer")
-        aud = claims.get("aud")
-        audiences = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
-        if not audiences & self.audiences:
+        if not self._for_us(claims.get("aud")):
             raise InvalidToken("the token is not for this audience")
         exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf")
         for name, value in (("exp", exp), ("iat", iat)):
@@ -416,6 +441,22 @@ class Verifier:
         for name in ("jti", "client_id", "sub"):
             if not isinstance(claims.get(name), str):
                 raise InvalidToken(f"missing claim: {name}")
+
+    def _for_us(self, aud: Any, *, introspected: bool = False) -> bool:
+        """RFC 9068 §4: the token's `aud` "contains a resource indicator value corresponding to
+        an identifier the resource server expects for itself". An introspection answer without
+        `aud` (RFC 7662 §2.2 makes it optional; an opaque token issued before audiences were
+        recorded) is a token for no resource, like one whose `aud` is the issuer: only for a
+        verifier that accepts the issuer. A JWT must carry `aud` (RFC 9068 §2.2)."""
+        if aud is None:
+            return introspected and self.accepts_issuer
+        named = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        return any(isinstance(item, str) and self._ours(item) for item in named)
+
+    def _ours(self, audience: str) -> bool:
+        if audience in self.audiences:
+            return True
+        return self.accepts_issuer and audience.rstrip("/") == self.issuer
 
     # -- cache -------------------------------------------------------------------------------
 

@@ -148,7 +148,10 @@ _TOKEN_BODIES: dict[str, Schema] = {
                 "Required, and identical, if the authorization request carried one."
             ),
             "code_verifier": _param("The PKCE verifier: 43 to 128 unreserved characters."),
-            "resource": _param("RFC 8707 resource indicator: an absolute URI, no fragment."),
+            "resource": _param(
+                "RFC 8707 resource indicator (may repeat): some of the resources the user "
+                "consented to; default: all of them. The token's `aud`."
+            ),
             **_CLIENT_CREDENTIALS_IN_BODY,
         },
         "RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.5).",
@@ -159,7 +162,10 @@ _TOKEN_BODIES: dict[str, Schema] = {
             "grant_type": {"const": "refresh_token"},
             "refresh_token": _param("The refresh token (`bat_rt_...`)."),
             "scope": _param("A subset of the grant's scope."),
-            "resource": _param("RFC 8707 resource indicator: an absolute URI, no fragment."),
+            "resource": _param(
+                "RFC 8707 resource indicator (may repeat): some of the grant's resources, "
+                "never another (`invalid_target`); default: all of them. The token's `aud`."
+            ),
             **_CLIENT_CREDENTIALS_IN_BODY,
         },
         (
@@ -173,7 +179,10 @@ _TOKEN_BODIES: dict[str, Schema] = {
         {
             "grant_type": {"const": "client_credentials"},
             "scope": _param("A subset of the client's registered scope; default: all of it."),
-            "resource": _param("RFC 8707 resource indicator: an absolute URI, no fragment."),
+            "resource": _param(
+                "RFC 8707 resource indicator (may repeat): some of the client's allowed "
+                "resources (`--resource`); default: all of them. The token's `aud`."
+            ),
             **_CLIENT_CREDENTIALS_IN_BODY,
         },
         "RFC 6749 §4.4, for confidential clients; issues no refresh token.",

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from baton.core import rules
+from baton.core.audience import aud_claim
 from baton.core.facts import AccessFacts
 from baton.core.keys import looks_like_jwt
 from baton.core.tokens import TokenKind, digest, kind_of
@@ -82,8 +83,8 @@ async def introspection_endpoint(request: Request) -> NoStoreJSON:
     if isinstance(facts, AccessFacts):
         if facts.jti is not None:
             body["jti"] = facts.jti
-        if facts.audience is not None:
-            body["aud"] = facts.audience
+        if facts.audience:  # RFC 7662 §2.2: the token's intended audience(s)
+            body["aud"] = aud_claim(facts.audience)
     if state.revocation_at is not None:
         body["revocation_at"] = state.revocation_at
     return NoStoreJSON(body)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from starlette.requests import Request
 
 from baton.core import rules
+from baton.core.audience import narrowed, requested_resource_problem
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import RetryPolicy
 from baton.core.scope import ScopeError
@@ -28,6 +27,7 @@ from baton.store.base import (
     Refused,
     Replayed,
     ScopeRefused,
+    TargetRefused,
 )
 
 
@@ -57,19 +57,31 @@ def invalid_grant(description: str) -> OAuthError:
     return OAuthError("invalid_grant", description)
 
 
-def _new_pair(app: Baton, form: Form, with_refresh: bool = True) -> MintedPair:
-    return MintedPair.new(with_refresh, app.access_format, _resource(form), app.clock.ceiling())
+def invalid_target(description: str) -> OAuthError:
+    return OAuthError("invalid_target", description)
 
 
-def _resource(form: Form) -> str | None:
-    """RFC 8707 §2: the resource is an absolute URI without a fragment; it becomes `aud`."""
-    resource = form.get("resource")
-    if resource is None:
-        return None
-    parts = urlsplit(resource)
-    if not parts.scheme or not parts.netloc or parts.fragment or "#" in resource:
-        raise OAuthError("invalid_target", "resource must be an absolute URI without a fragment")
-    return resource
+def _new_pair(app: Baton, resources: tuple[str, ...], with_refresh: bool = True) -> MintedPair:
+    """The pair to issue, for `resources` (none: every resource of the grant); a grant that
+    holds none gets the default audience (`--access-token-audience`, else the issuer)."""
+    return MintedPair.new(
+        with_refresh,
+        app.access_format,
+        resources,
+        app.clock.ceiling(),
+        default_audience=app.settings.access_token_audience or app.settings.issuer,
+    )
+
+
+def _resource(form: Form) -> tuple[str, ...]:
+    """RFC 8707 §2: each `resource` (the parameter may repeat) is an absolute URI without a
+    fragment; the token is for those (`aud`), which must be among those the grant holds."""
+    resources = form.every("resource")
+    for resource in resources:
+        problem = requested_resource_problem(resource)
+        if problem is not None:
+            raise invalid_target(problem)
+    return resources
 
 
 def _requested_scope(form: Form) -> frozenset[str] | None:
@@ -91,11 +103,13 @@ async def _authorization_code(
     if kind_of(code) is not TokenKind.CODE:
         raise invalid_grant(rules.CodeProblem.UNKNOWN.value)
     result = await app.store.redeem_code(
-        digest(code), ask, _new_pair(app, form), app.clock.now(), source_address(request)
+        digest(code), ask, _new_pair(app, _resource(form)), app.clock.now(), source_address(request)
     )
     metrics.of(request).redeemed(result)
     if isinstance(result, CodeRefused):
         raise invalid_grant(result.problem.value)
+    if isinstance(result, TargetRefused):
+        raise invalid_target("a requested resource was not granted by the resource owner")
     return result.pair
 
 
@@ -104,6 +118,7 @@ async def _refresh_token(
 ) -> IssuedPair | ClientChanged:
     presented = form.require("refresh_token")
     scope = _requested_scope(form)
+    resources = _resource(form)
     # A malformed or truncated token fails its checksum here, without a database read.
     if kind_of(presented) is not TokenKind.REFRESH:
         raise invalid_grant(rules.Reason.UNKNOWN.value)
@@ -121,7 +136,7 @@ async def _refresh_token(
         scope=scope,
         now=app.clock.now(),
         source_address=source_address(request),
-        child=_new_pair(app, form),
+        child=_new_pair(app, resources),
         seal=seal_pair,
         client=client,
     )
@@ -138,6 +153,8 @@ async def _refresh_token(
         return IssuedPair.from_seal_payload(payload)
     if isinstance(result, ScopeRefused):
         raise OAuthError("invalid_scope", "requested scope exceeds the scope of the grant")
+    if isinstance(result, TargetRefused):
+        raise invalid_target("a requested resource is not one of the grant's resources")
     assert isinstance(result, Refused)
     raise invalid_grant(result.reason.value)
 
@@ -155,11 +172,17 @@ async def _client_credentials(
         scope = allowed  # RFC 6749 §3.3: the pre-defined default is the client's scope
     elif not scope <= allowed:
         raise OAuthError("invalid_scope", "requested scope exceeds the client's registered scope")
+    # RFC 8707 §2: only resources the client is allowed (none named: all of them); the grant
+    # records them, and the token is for them.
+    resources = narrowed(client.allowed_resources, _resource(form))
+    if resources is None:
+        raise invalid_target("a requested resource is not one the client may ask for")
     return await app.store.issue_client_credentials(
         client.id,
         render_scope(scope),
-        _new_pair(app, form, with_refresh=False),
+        _new_pair(app, (), with_refresh=False),
         app.clock.now(),
+        resources,
     )
 
 

@@ -93,6 +93,10 @@ class RevocationEvent:
     created_at: int
 
 
+class ResourceUriTaken(Exception):
+    """Another client is already registered with this resource URI."""
+
+
 Sealer = Callable[[IssuedPair], bytes]
 """Seals a child pair under a key only the presented refresh token can derive."""
 
@@ -106,6 +110,7 @@ class ExchangeAsk:
     scope: frozenset[str] | None  # a narrower scope for the new access token (RFC 6749 §6)
     now: int
     source_address: str | None
+    # The pair to issue; its `resources` (RFC 8707) narrow the grant's, checked in the exchange.
     child: MintedPair
     seal: Sealer | None  # present under the `replay` policy
     # The client as it authenticated the request, when that was from the process's cache: the
@@ -136,6 +141,15 @@ class ScopeRefused:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetRefused:
+    """A `resource` the request named is not one the grant holds (RFC 8707 §2: `invalid_target`):
+    a token is for the grant's resources or fewer, never more (RFC 9700 §2.3). Nothing was done."""
+
+
+TARGET_REFUSED = TargetRefused()
+
+
+@dataclass(frozen=True, slots=True)
 class ClientChanged:
     """The client's row is no longer the one that authenticated the request: its secret was
     rotated, it was disabled, or it changed kind. Nothing was done; the caller authenticates the
@@ -153,7 +167,7 @@ class ClientChanged:
 
 CLIENT_CHANGED = ClientChanged()
 
-ExchangeResult = Issued | Replayed | Refused | ScopeRefused | ClientChanged
+ExchangeResult = Issued | Replayed | Refused | ScopeRefused | TargetRefused | ClientChanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +176,7 @@ class CodeRefused:
     revoked_grant: bool = False  # this refusal (a used code) revoked the grant it produced
 
 
-RedeemResult = Issued | CodeRefused
+RedeemResult = Issued | CodeRefused | TargetRefused
 
 
 RevokeResult = Literal["grant", "access_token", "other_client", "nothing"]
@@ -184,8 +198,15 @@ class Store(Protocol):
         ...
 
     # -- clients, users, consent -------------------------------------------------------------
-    async def create_client(self, client: Client) -> None: ...
+    async def create_client(self, client: Client) -> None:
+        """Raises `ResourceUriTaken` if another client is registered with its `resource_uri`."""
+        ...
+
     async def get_client(self, client_id: str) -> Client | None: ...
+    async def registered_resources(self) -> frozenset[str]:
+        """Every registered resource server's `resource_uri` (RFC 8707)."""
+        ...
+
     async def create_user(
         self, username: str, password_hash: str, now: int, *, admin: bool = False
     ) -> User: ...
@@ -207,8 +228,17 @@ class Store(Protocol):
         source_address: str | None,
     ) -> RedeemResult: ...
     async def issue_client_credentials(
-        self, client_id: str, scope: str, access: MintedPair, now: int
-    ) -> IssuedPair: ...
+        self,
+        client_id: str,
+        scope: str,
+        access: MintedPair,
+        now: int,
+        resources: tuple[str, ...] = (),
+    ) -> IssuedPair:
+        """A grant of `resources` (RFC 8707; checked against the client's allowed resources by
+        the caller) and its access token."""
+        ...
+
     async def exchange(self, ask: ExchangeAsk) -> ExchangeResult: ...
     async def find_token(
         self, client: Client, digest: bytes | None, is_refresh: bool

@@ -32,6 +32,12 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from baton.core import rules
+from baton.core.audience import (
+    audience_from_stored,
+    narrowed,
+    resources_from_stored,
+    stored_resources,
+)
 from baton.core.facts import AccessFacts, CodeFacts, CompanionFacts, GrantFacts, RefreshFacts
 from baton.core.keys import StoredKey
 from baton.core.pairs import IssuedPair, MintedPair, PlannedPair, plan_pair
@@ -43,6 +49,7 @@ from baton.core.tokens import random_id
 from baton.store import migrate, outbox
 from baton.store.base import (
     CLIENT_CHANGED,
+    TARGET_REFUSED,
     Client,
     ClientChanged,
     CodeRefused,
@@ -54,6 +61,7 @@ from baton.store.base import (
     RedeemResult,
     Refused,
     Replayed,
+    ResourceUriTaken,
     RevocationEvent,
     RevokeResult,
     ScopeRefused,
@@ -174,7 +182,21 @@ class SQLStore:
             "remember_consent": client.remember_consent,
             "require_pkce": client.require_pkce,
         }
-        await self._write(lambda conn: conn.execute(insert(clients).values(**values)))
+        try:
+            await self._write(lambda conn: conn.execute(insert(clients).values(**values)))
+        except IntegrityError as exc:
+            if client.resource_uri is not None:  # the unique `ix_clients_resource_uri`
+                raise ResourceUriTaken(client.resource_uri) from exc
+            raise
+
+    async def registered_resources(self) -> frozenset[str]:
+        def work(conn: Connection) -> frozenset[str]:
+            found = conn.execute(
+                select(clients.c.resource_uri).where(clients.c.resource_uri.is_not(None))
+            ).scalars()
+            return frozenset(found)
+
+        return await self._read(work)
 
     async def get_client(self, client_id: str) -> Client | None:
         def work(conn: Connection) -> Client | None:
@@ -299,12 +321,18 @@ class SQLStore:
             if problem is not None:
                 return CodeRefused(problem)
             assert code is not None
+            # RFC 8707 §2.2: the token request may name fewer of the resources the user
+            # consented to, never another (invalid_target); the code stays unused.
+            if narrowed(code.resources, pair.resources) is None:
+                return TARGET_REFUSED
             # The conditional update makes a double redemption impossible even if two
             # transactions got this far (PostgreSQL): only one sees `used_at IS NULL`.
             subject = conn.execute(
                 select(users.c.username).where(users.c.id == code.user_id)
             ).scalar_one()
-            grant = _new_grant(conn, code.client_id, code.user_id, subject, code.scope, now, policy)
+            grant = _new_grant(
+                conn, code.client_id, code.user_id, subject, code.scope, now, policy, code.resources
+            )
             claimed = conn.execute(
                 update(authorization_codes)
                 .where(
@@ -327,12 +355,17 @@ class SQLStore:
             return await self._write(work)
 
     async def issue_client_credentials(
-        self, client_id: str, scope: str, access: MintedPair, now: int
+        self,
+        client_id: str,
+        scope: str,
+        access: MintedPair,
+        now: int,
+        resources: tuple[str, ...] = (),
     ) -> IssuedPair:
         policy = self.policy
 
         def work(conn: Connection) -> IssuedPair:
-            grant = _new_grant(conn, client_id, None, None, scope, now, policy)
+            grant = _new_grant(conn, client_id, None, None, scope, now, policy, resources)
             planned = plan_pair(grant, access, 0, scope, now, policy)
             return _insert_pair(conn, planned, access, None)
 
@@ -535,6 +568,9 @@ def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeRes
     scope = granted if ask.scope is None else ask.scope
     if not scope <= granted:
         return ScopeRefused()
+    # RFC 9700 §2.3 / RFC 8707 §2.2: a refresh may narrow the grant's resources, never widen.
+    if narrowed(token.grant.resources, ask.child.resources) is None:
+        return TARGET_REFUSED
 
     if isinstance(decision, rules.Fork):
         # Siblings are generation parent + 1; the parent's leeway still runs from its first
@@ -686,6 +722,7 @@ def _new_grant(
     scope: str,
     now: int,
     policy: Policy,
+    resources: tuple[str, ...] = (),
 ) -> GrantFacts:
     grant = GrantFacts(
         id=random_id("grt_"),
@@ -697,6 +734,7 @@ def _new_grant(
         expires_at=policy.grant_expiry(now),
         revoked_at=None,
         revoked_reason=None,
+        resources=resources,
     )
     conn.execute(
         insert(grants).values(
@@ -706,6 +744,7 @@ def _new_grant(
             scope=scope,
             created_at=now,
             expires_at=grant.expires_at,
+            resources=stored_resources(resources),
         )
     )
     return grant
@@ -787,6 +826,7 @@ _GRANT_COLUMNS = (
     grants.c.expires_at.label("g_expires_at"),
     grants.c.revoked_at.label("g_revoked_at"),
     grants.c.revoked_reason.label("g_revoked_reason"),
+    grants.c.resources.label("g_resources"),
 )
 
 
@@ -881,6 +921,7 @@ def _grant_from_labels(row: RowMapping | dict[str, Any]) -> GrantFacts:
         expires_at=row["g_expires_at"],
         revoked_at=row["g_revoked_at"],
         revoked_reason=row["g_revoked_reason"],
+        resources=resources_from_stored(row["g_resources"]),
     )
 
 
@@ -941,7 +982,7 @@ def _access_from_row(row: dict[str, Any]) -> AccessFacts:
         revoked_at=row["revoked_at"],
         companion=companion,
         jti=row["jti"],
-        audience=row["audience"],
+        audience=audience_from_stored(row["audience"]),
     )
 
 
@@ -955,6 +996,7 @@ def _code_facts(row: RowMapping) -> CodeFacts:
         expires_at=row["expires_at"],
         used_at=row["used_at"],
         grant_id=row["grant_id"],
+        resources=resources_from_stored(row["resources"]),
     )
 
 

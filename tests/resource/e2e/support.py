@@ -73,6 +73,9 @@ def start_api(
             "BATON_ISSUER": server.url,
             "BATON_RS_ID": server.resource_server.client_id,
             "BATON_RS_SECRET": server.resource_server.client_secret,
+            # The seeded client has no resources: its tokens are for the issuer.
+            "BATON_AUDIENCE": server.url,
+            **(env or {}),
         }
     process = spawn_uvicorn(["--factory", factory], port, environment, log)
     api = ExampleApi(f"http://127.0.0.1:{port}", process, log)

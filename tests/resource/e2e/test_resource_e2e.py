@@ -114,6 +114,7 @@ def test_feed_cut_revoke_reconnect_misses_nothing(
     verifier = Verifier(
         server.url,
         *server.resource_server.basic,
+        audience=server.url,  # the seeded client has no resources: its tokens are for the issuer
         feed_url=f"http://127.0.0.1:{proxy.port}/revocations",
         max_disconnect=0.5,
     )
