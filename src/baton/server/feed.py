@@ -1,6 +1,9 @@
 """The revocation feed for resource servers: a page (`GET /revocations`) and a Server-Sent
 Events stream (`GET /revocations/stream`), both read from the outbox the revoking transactions
-wrote, so every process serves every event whichever process wrote it."""
+wrote, so every process serves every event whichever process wrote it.
+
+The watermark a reader resumes from never passes an id whose transaction may still commit: the
+database tells when a gap is final (`baton.core.feed`), never the wall clock."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from baton.core.feed import advance
+from baton.core.feed import Gap, coalesce, covers, watermark
 from baton.server.clientauth import authenticate
 from baton.server.context import Baton, baton
 from baton.server.errors import NO_STORE, NoStoreJSON, OAuthError, invalid_request
@@ -26,6 +29,10 @@ KEEPALIVE_SECONDS = 10.0
 # disabled, no longer a resource server, or given a new secret (in any process) gets no event
 # committed more than this after the change, and its stream ends.
 RECONFIRM_SECONDS = 1.0
+# Gaps an open stream watches at most (ids below a sent event that may still commit; normally a
+# few, settled within a transaction's time). Past it, the nearest are watched as one range
+# (`coalesce`), so a transaction left open for long costs a bounded statement per wake-up.
+MAX_OPEN_GAPS = 256
 
 
 def event_body(event: RevocationEvent) -> dict[str, Any]:
@@ -66,9 +73,13 @@ async def revocations_page(request: Request) -> Response:
     await _resource_server(request, app)
     since = _cursor(request.query_params.get("since"), "since")
     limit = min(_cursor(request.query_params.get("limit"), "limit") or PAGE_LIMIT, PAGE_LIMIT)
-    events = await app.store.revocations_after(since, limit)
-    watermark = advance(since, ((e.id, e.created_at) for e in events), app.clock.now())
-    return NoStoreJSON({"events": [event_body(e) for e in events], "watermark": watermark})
+    read = await app.store.read_feed(since, limit)
+    return NoStoreJSON(
+        {
+            "events": [event_body(e) for e in read.events],
+            "watermark": watermark(read.read_to, read.gaps),
+        }
+    )
 
 
 async def revocations_stream(request: Request) -> Response:
@@ -95,28 +106,34 @@ async def _events(app: Baton, client: Client, cursor: int) -> AsyncIterator[str]
     still read the feed.
 
     Each message's `id:` is the watermark: resuming from it misses nothing. Events beyond a gap
-    (an id another transaction may still commit) go out at once and are remembered, so this
-    connection sends each event once.
+    (ids another transaction may still commit) go out at once; the gap is watched until it is
+    final, and an event that fills it goes out when it commits. Each event is sent once on a
+    connection.
     """
-    sent: set[int] = set()
+    read_to = cursor
+    gaps: list[Gap] = []
+    sent: set[int] = set()  # ids sent already that lie inside a (coalesced) watched gap
     idle = 0.0
     confirmed_at = time.monotonic()
     yield "retry: 1000\n\n"
     while True:
-        events = await app.store.revocations_after(cursor, STREAM_BATCH)
+        read = await app.store.read_feed(read_to, STREAM_BATCH, gaps)
         # Confirmed after the read: a change committed before an event it read is seen here.
         if time.monotonic() - confirmed_at >= RECONFIRM_SECONDS:
             if not await _still_allowed(app, client):
                 return  # its reconnection is refused (401 or 403), as a new request would be
             confirmed_at = time.monotonic()
-        watermark = advance(cursor, ((e.id, e.created_at) for e in events), app.clock.now())
-        fresh = [e for e in events if e.id not in sent]
-        for event in fresh:
+        read_to, gaps = read.read_to, coalesce(read.gaps, MAX_OPEN_GAPS)
+        mark = watermark(read_to, gaps)
+        fresh = [e for e in read.events if e.id not in sent]
+        for k, event in enumerate(fresh):
+            # Resuming from a message's id must not skip the events sent after it.
+            resume = mark if k + 1 == len(fresh) else min(mark, fresh[k + 1].id - 1)
             data = json.dumps(event_body(event), separators=(",", ":"))
-            yield f"id: {min(event.id, watermark)}\nevent: revocation\ndata: {data}\n\n"
-        sent = {i for i in sent if i > watermark} | {e.id for e in fresh if e.id > watermark}
-        cursor = watermark
-        if len(events) == STREAM_BATCH:
+            yield f"id: {resume}\nevent: revocation\ndata: {data}\n\n"
+        # Only an id inside a watched gap can be read again.
+        sent = {i for i in sent | {e.id for e in fresh} if covers(gaps, i)}
+        if read.full:
             continue  # more are waiting
         if fresh:
             idle = 0.0
