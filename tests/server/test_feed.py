@@ -372,3 +372,27 @@ def test_no_feed_event_is_the_first_write_of_its_transaction(
         ddl(*remove)
     kinds = [e["kind"] for e in page(http, resource_server)["events"]]
     assert kinds == ["access_token", "grant", "access_token", "grant", "grant", "grant"]
+
+
+def test_a_purge_never_lets_a_new_event_take_an_id_readers_have_passed(
+    http: TestClient,
+    store: SQLStore,
+    client: RegisteredClient,
+    resource_server: RegisteredClient,
+    clock: FakeClock,
+) -> None:
+    """SQLite gives a new row the largest id plus one: had the purge emptied the feed, the next
+    revocation would have taken id 1 again, below every reader's watermark, and been skipped."""
+    for _ in range(2):
+        pair = first_pair(http, client)
+        http.post("/revoke", data={"token": pair["refresh_token"]}, auth=client.basic)
+    watermark = page(http, resource_server)["watermark"]
+    clock.advance(30 * 86400)  # every entry expired long ago
+    while anyio.run(store.purge, clock.now(), 0):
+        pass
+    pair = first_pair(http, client)
+    http.post("/revoke", data={"token": pair["refresh_token"]}, auth=client.basic)
+    (event,) = page(http, resource_server, since=watermark)["events"]
+    assert event["id"] > watermark
+    # Only the newest expired entry was kept for that.
+    assert [e["id"] for e in page(http, resource_server)["events"]] == [watermark, event["id"]]

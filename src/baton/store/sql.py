@@ -586,7 +586,15 @@ def _purge_batch(conn: Connection, now: int, horizon: int, batch: int) -> int:
     )
     changed += conn.execute(delete(codes).where(codes.c.digest.in_(old_codes))).rowcount
     ev = revocation_events
-    old_events = select(ev.c.id).where(ev.c.expires_at < horizon).limit(batch).scalar_subquery()
+    # The newest event stays, expired or not: SQLite gives a new row the largest id plus one,
+    # and a feed emptied by a purge would hand out ids again that readers have passed.
+    newest = select(func.max(ev.c.id)).scalar_subquery()
+    old_events = (
+        select(ev.c.id)
+        .where(ev.c.expires_at < horizon, ev.c.id < newest)
+        .limit(batch)
+        .scalar_subquery()
+    )
     changed += conn.execute(delete(ev).where(ev.c.id.in_(old_events))).rowcount
     changed += outbox.purge_batch(conn, horizon, batch)
     # Whole families of grants dead (revoked or expired) for longer than the retention. A live
