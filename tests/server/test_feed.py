@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import anyio
@@ -29,6 +29,7 @@ from tests.support import (
     introspect,
     migrated_store,
     refresh,
+    register_client,
 )
 
 LEEWAY = 600
@@ -396,3 +397,35 @@ def test_a_purge_never_lets_a_new_event_take_an_id_readers_have_passed(
     assert event["id"] > watermark
     # Only the newest expired entry was kept for that.
     assert [e["id"] for e in page(http, resource_server)["events"]] == [watermark, event["id"]]
+
+
+# -- open streams per resource server (issue 21, info) ------------------------------------------
+
+
+def test_a_resource_server_may_hold_only_so_many_streams_open(
+    http: TestClient,
+    store: SQLStore,
+    resource_server: RegisteredClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(feed, "MAX_STREAMS_PER_CLIENT", 2)
+    other = register_client(store, resource_server=True, name="other api")
+    with ExitStack() as streams:
+        for _ in range(2):
+            opened = streams.enter_context(
+                http.stream("GET", "/revocations/stream", auth=resource_server.basic)
+            )
+            assert opened.status_code == 200
+        refused = http.get("/revocations/stream", auth=resource_server.basic)
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == str(feed.STREAM_RETRY_AFTER)
+        assert refused.headers["cache-control"] == "no-store"
+        assert refused.json()["error"] == "too_many_requests"
+        assert "at most 2 feed streams" in refused.json()["error_description"]
+        # Another resource server has streams of its own; pages are not streams.
+        with http.stream("GET", "/revocations/stream", auth=other.basic) as theirs:
+            assert theirs.status_code == 200
+        assert http.get("/revocations", auth=resource_server.basic).status_code == 200
+    # The streams closed gave their places back.
+    with http.stream("GET", "/revocations/stream", auth=resource_server.basic) as again:
+        assert again.status_code == 200

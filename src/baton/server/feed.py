@@ -8,18 +8,21 @@ database tells when a gap is final (`baton.core.feed`), never the wall clock."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from baton.core.feed import Gap, coalesce, covers, watermark
 from baton.server.clientauth import authenticate
 from baton.server.context import Baton, baton
 from baton.server.errors import NO_STORE, NoStoreJSON, OAuthError, invalid_request
 from baton.server.forms import Form
+from baton.server.limits import too_many
 from baton.store.base import Client, ClientChanged, RevocationEvent
 
 PAGE_LIMIT = 1000
@@ -33,6 +36,9 @@ RECONFIRM_SECONDS = 1.0
 # few, settled within a transaction's time). Past it, the nearest are watched as one range
 # (`coalesce`), so a transaction left open for long costs a bounded statement per wake-up.
 MAX_OPEN_GAPS = 256
+# Streams one resource server may hold open at once in one process; the next is answered 429.
+MAX_STREAMS_PER_CLIENT = 8
+STREAM_RETRY_AFTER = 5
 
 
 def event_body(event: RevocationEvent) -> dict[str, Any]:
@@ -82,16 +88,59 @@ async def revocations_page(request: Request) -> Response:
     )
 
 
+class _Streams:
+    """The feed streams each resource server holds open in this process."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()  # apps of one process may run on several threads
+
+    def take(self, client_id: str) -> bool:
+        with self._lock:
+            count = self._open.get(client_id, 0)
+            if count >= MAX_STREAMS_PER_CLIENT:
+                return False
+            self._open[client_id] = count + 1
+            return True
+
+    def give_back(self, client_id: str) -> None:
+        with self._lock:
+            count = self._open.pop(client_id, 0) - 1
+            if count > 0:
+                self._open[client_id] = count
+
+
+_streams = _Streams()
+
+
+class _CountedStream(StreamingResponse):
+    """A stream that gives its resource server's slot back when it ends, however it ends
+    (the server closed it, the client went away, or it never started)."""
+
+    def __init__(self, client_id: str, body: AsyncIterator[str]) -> None:
+        super().__init__(
+            body, media_type="text/event-stream", headers={**NO_STORE, "X-Accel-Buffering": "no"}
+        )
+        self._client_id = client_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            _streams.give_back(self._client_id)
+
+
 async def revocations_stream(request: Request) -> Response:
     app = baton(request)
     client = await _resource_server(request, app)
     resume = request.headers.get("last-event-id") or request.query_params.get("since")
     since = _cursor(resume, "Last-Event-ID")
-    return StreamingResponse(
-        _events(app, client, since),
-        media_type="text/event-stream",
-        headers={**NO_STORE, "X-Accel-Buffering": "no"},
-    )
+    if not _streams.take(client.id):
+        raise too_many(
+            STREAM_RETRY_AFTER,
+            f"resource server (at most {MAX_STREAMS_PER_CLIENT} feed streams open at once)",
+        )
+    return _CountedStream(client.id, _events(app, client, since))
 
 
 async def _still_allowed(app: Baton, client: Client) -> bool:
