@@ -309,6 +309,47 @@ def test_a_revocation_committed_long_after_a_later_one_is_still_delivered(
 
 
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_a_stream_watching_many_gaps_sends_each_event_once(
+    database: str,
+    http: TestClient,
+    client: RegisteredClient,
+    resource_server: RegisteredClient,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two revocations held open, each below a committed one, with the stream allowed to watch
+    one gap only: it watches both as one range, and as each held one commits sends it, and
+    nothing twice, though the range covers events it has sent."""
+    monkeypatch.setattr(feed, "KEEPALIVE_SECONDS", 0.2)
+    monkeypatch.setattr(feed, "MAX_OPEN_GAPS", 1)
+    pairs = [first_pair(http, client) for _ in range(4)]
+    grants = [introspect(http, resource_server, p["access_token"])["grant_id"] for p in pairs]
+
+    def revoke(k: int) -> None:
+        http.post("/revoke", data={"token": pairs[k]["refresh_token"]}, auth=client.basic)
+
+    with (
+        revocation_held_open(database, grants[0], clock.now()) as release_first,
+        ExitStack() as later,
+    ):
+        revoke(1)
+        release_third = later.enter_context(revocation_held_open(database, grants[2], clock.now()))
+        revoke(3)
+        with http.stream("GET", "/revocations/stream", auth=resource_server.basic) as response:
+            stream = messages(response, time.monotonic() + 20)
+            sent = [next(stream), next(stream)]
+            release_third.set()
+            sent.append(next(stream))
+            release_first.set()
+            sent.append(next(stream))
+    assert [body["grant_id"] for _, body in sent] == [grants[1], grants[3], grants[2], grants[0]]
+    ids = [body["id"] for _, body in sent]
+    first, second, third, fourth = sorted(ids)  # taken in the order of the revocations
+    assert ids == [second, fourth, third, first]
+    assert [int(resume) for resume, _ in sent] == [first - 1, first - 1, first - 1, fourth]
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 def test_no_feed_event_is_the_first_write_of_its_transaction(
     http: TestClient,
     store: SQLStore,

@@ -35,7 +35,7 @@ RECONFIRM_SECONDS = 1.0
 # Gaps an open stream watches at most (ids below a sent event that may still commit; normally a
 # few, settled within a transaction's time). Past it, the nearest are watched as one range
 # (`coalesce`), so a transaction left open for long costs a bounded statement per wake-up.
-MAX_OPEN_GAPS = 256
+MAX_OPEN_GAPS = 64
 # Streams one resource server may hold open at once in one process; the next is answered 429.
 MAX_STREAMS_PER_CLIENT = 8
 STREAM_RETRY_AFTER = 5
