@@ -218,10 +218,17 @@ def messages(response: Any, deadline: float) -> Iterator[tuple[str, dict[str, An
         message[name] = value
 
 
+class _RolledBack(Exception):
+    pass
+
+
 @contextmanager
-def revocation_held_open(database: str, grant_id: str, now: int) -> Iterator[threading.Event]:
+def revocation_held_open(
+    database: str, grant_id: str, now: int, *, commit: bool = True
+) -> Iterator[threading.Event]:
     """Revokes `grant_id` in another store (another process's connection) and keeps that
-    transaction open, its feed event's id taken, until the event yielded is set; then commits."""
+    transaction open, its feed event's id taken, until the event yielded is set; then commits
+    it, or rolls it back."""
     began, release = threading.Event(), threading.Event()
     failures: list[BaseException] = []
 
@@ -229,11 +236,15 @@ def revocation_held_open(database: str, grant_id: str, now: int) -> Iterator[thr
         assert _revoke_grant(conn, grant_id, now, "revoked")
         began.set()
         assert release.wait(30)
+        if not commit:
+            raise _RolledBack
 
     async def hold() -> None:
         other = migrated_store(database)
         try:
             await other.runner.write(work)
+        except _RolledBack:
+            pass
         finally:
             await other.close()  # after the NOTIFY that follows the commit
 
@@ -277,7 +288,7 @@ def test_a_revocation_committed_long_after_a_later_one_is_still_delivered(
         http.post("/revoke", data={"token": later["refresh_token"]}, auth=client.basic)
         clock.advance(60)  # far past the old 5 s guard
         before = page(http, resource_server)
-        ((later_event),) = before["events"]
+        (later_event,) = before["events"]
         held_id = later_event["id"] - 1  # taken first, still uncommitted
         assert before["watermark"] < held_id
         deadline = time.monotonic() + 20
@@ -306,6 +317,29 @@ def test_a_revocation_committed_long_after_a_later_one_is_still_delivered(
         stream = messages(response, time.monotonic() + 20)
         resumed = [next(stream)[1]["id"], next(stream)[1]["id"]]
     assert resumed == [held_id, later_event["id"]]
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_an_id_whose_transaction_rolled_back_holds_the_watermark_no_longer(
+    database: str,
+    http: TestClient,
+    client: RegisteredClient,
+    resource_server: RegisteredClient,
+    clock: FakeClock,
+) -> None:
+    """The gap a rolled-back revocation leaves is final once the database shows its transaction
+    ended: the next page passes it, with no time gone by."""
+    held = first_pair(http, client)
+    later = first_pair(http, client)
+    held_grant = introspect(http, resource_server, held["access_token"])["grant_id"]
+    with revocation_held_open(database, held_grant, clock.now(), commit=False) as release:
+        http.post("/revoke", data={"token": later["refresh_token"]}, auth=client.basic)
+        before = page(http, resource_server)
+        (event,) = before["events"]
+        assert before["watermark"] < event["id"] - 1
+        release.set()
+    after = page(http, resource_server, since=before["watermark"])
+    assert after == {"events": [event], "watermark": event["id"]}
 
 
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)
