@@ -115,7 +115,7 @@ _streams = _Streams()
 
 class _CountedStream(StreamingResponse):
     """A stream that gives its resource server's slot back when it ends, however it ends
-    (the server closed it, the client went away, or it never started)."""
+    (the server ended it, the client went away, or a send failed)."""
 
     def __init__(self, client_id: str, body: AsyncIterator[str]) -> None:
         super().__init__(
