@@ -17,9 +17,12 @@ pooled connection, a lock or a slow fsync for any time):
   read: so xid(T) < horizon. A later statement whose snapshot's xmin is at least the horizon
   sees every transaction below it ended (`settle`): if T committed, its row is visible to that
   very statement, which re-reads the gap; if the id is still missing, it is gone for good.
+  Transaction ids are the server's, not the database's: a transaction left open anywhere on it
+  keeps every newer gap open, so the watermark waits (safely) until it ends.
 
-Events beyond a gap are delivered at once; a reader resuming from the watermark may see them
-twice, never zero times.
+An id is never handed out twice (on SQLite, a new row takes the largest id plus one: the purge
+keeps the newest event, see `baton.store.sql._purge_batch`). Events beyond a gap are delivered
+at once; a reader resuming from the watermark may see them twice, never zero times.
 """
 
 from __future__ import annotations
