@@ -456,6 +456,20 @@ def test_no_feed_event_is_the_first_write_of_its_transaction(
     assert kinds == ["access_token", "grant", "access_token", "grant", "grant", "grant"]
 
 
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_feed_ids_come_from_an_uncached_sequence(store: SQLStore) -> None:
+    """The watermark's proof also needs ids handed out in the order `nextval` is called: a
+    sequence that cached values per connection would let a later call take a smaller id."""
+
+    def cache(conn: Connection) -> Any:
+        return conn.exec_driver_sql(
+            "SELECT seqcache FROM pg_sequence"
+            " WHERE seqrelid = pg_get_serial_sequence('revocation_events', 'id')::regclass"
+        ).scalar_one()
+
+    assert anyio.run(store.inspect, cache) == 1
+
+
 def test_a_purge_never_lets_a_new_event_take_an_id_readers_have_passed(
     http: TestClient,
     store: SQLStore,
