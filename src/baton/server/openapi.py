@@ -806,6 +806,15 @@ def _paths(settings: Settings) -> dict[str, Any]:
                         _ref("schemas", "OAuthError"),
                         {"Cache-Control": _no_store()},
                     ),
+                    "429": _json(
+                        "`too_many_requests`: this resource server already holds as many"
+                        " streams open on this server process as it may.",
+                        _ref("schemas", "OAuthError"),
+                        {
+                            "Cache-Control": _no_store(),
+                            "Retry-After": _ref("headers", "Retry-After"),
+                        },
+                    ),
                     "503": _ref("responses", "Unavailable"),
                 },
             }

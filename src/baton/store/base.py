@@ -7,11 +7,12 @@ transaction, so no decision is ever taken on a state another request has already
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts
+from baton.core.feed import Gap
 from baton.core.keys import StoredKey
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import Policy
@@ -95,6 +96,18 @@ class RevocationEvent:
 
 class ResourceUriTaken(Exception):
     """Another client is already registered with this resource URI."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRead:
+    """One look at the revocation feed (see `baton.core.feed`): the events read after a cursor
+    (at most the limit), with those that filled a gap given in, oldest first; the largest id
+    read; the gaps at or below it that may still fill; whether the limit was reached."""
+
+    events: list[RevocationEvent]
+    read_to: int
+    gaps: list[Gap]
+    full: bool
 
 
 Sealer = Callable[[IssuedPair], bytes]
@@ -271,7 +284,14 @@ class Store(Protocol):
         ...
 
     async def revocations_after(self, since: int, limit: int) -> list[RevocationEvent]:
-        """Feed events with an id above `since`, oldest first."""
+        """Feed events with an id above `since`, oldest first (as they are: no gap is checked)."""
+        ...
+
+    async def read_feed(self, after: int, limit: int, gaps: Sequence[Gap] = ()) -> FeedRead:
+        """Feed events with an id above `after` (at most `limit`), and the gaps among them
+        and in `gaps` (open ones from an earlier read) checked: those that filled are read,
+        those that may still fill returned. `baton.core.feed.watermark` gives the cursor a
+        reader may resume from."""
         ...
 
     async def purge(self, now: int, retention: int, batch: int = 500) -> int:

@@ -39,6 +39,7 @@ from baton.core.audience import (
     stored_resources,
 )
 from baton.core.facts import AccessFacts, CodeFacts, CompanionFacts, GrantFacts, RefreshFacts
+from baton.core.feed import Gap, fill, gaps_below, settle
 from baton.core.keys import StoredKey
 from baton.core.pairs import IssuedPair, MintedPair, PlannedPair, plan_pair
 from baton.core.policy import Policy
@@ -55,6 +56,7 @@ from baton.store.base import (
     CodeRefused,
     ExchangeAsk,
     ExchangeResult,
+    FeedRead,
     GrantSummary,
     Issued,
     NewCode,
@@ -494,16 +496,10 @@ class SQLStore:
         return time.monotonic() - started
 
     async def revocations_after(self, since: int, limit: int) -> list[RevocationEvent]:
-        def work(conn: Connection) -> list[RevocationEvent]:
-            rows = conn.execute(
-                select(revocation_events)
-                .where(revocation_events.c.id > since)
-                .order_by(revocation_events.c.id)
-                .limit(limit)
-            ).mappings()
-            return [RevocationEvent(**row) for row in rows]
+        return await self._read(lambda conn: _feed_after(conn, since, limit)[0])
 
-        return await self._read(work)
+    async def read_feed(self, after: int, limit: int, gaps: Sequence[Gap] = ()) -> FeedRead:
+        return await self._read(lambda conn: _read_feed(conn, after, limit, gaps))
 
     async def purge(self, now: int, retention: int, batch: int = 500) -> int:
         """One bounded batch of each kind of expired data; returns the rows changed.
@@ -626,7 +622,15 @@ def _purge_batch(conn: Connection, now: int, horizon: int, batch: int) -> int:
     )
     changed += conn.execute(delete(codes).where(codes.c.digest.in_(old_codes))).rowcount
     ev = revocation_events
-    old_events = select(ev.c.id).where(ev.c.expires_at < horizon).limit(batch).scalar_subquery()
+    # The newest event stays, expired or not: SQLite gives a new row the largest id plus one,
+    # and a feed emptied by a purge would hand out ids again that readers have passed.
+    newest = select(func.max(ev.c.id)).scalar_subquery()
+    old_events = (
+        select(ev.c.id)
+        .where(ev.c.expires_at < horizon, ev.c.id < newest)
+        .limit(batch)
+        .scalar_subquery()
+    )
     changed += conn.execute(delete(ev).where(ev.c.id.in_(old_events))).rowcount
     changed += outbox.purge_batch(conn, horizon, batch)
     # Whole families of grants dead (revoked or expired) for longer than the retention. A live
@@ -712,6 +716,62 @@ def _wake_feed(conn: Connection) -> None:
     revoking transaction of the database commit (and fsync) one at a time."""
     if conn.dialect.name == "postgresql":
         conn.info[WAKE_FEED] = True
+
+
+def _feed_after(
+    conn: Connection, after: int, limit: int
+) -> tuple[list[RevocationEvent], int | None]:
+    """The feed events above `after` (at most `limit`, oldest first), and, on PostgreSQL, the
+    xmax of the snapshot they were read in: the horizon of the gaps among them (see
+    `baton.core.feed`). One statement, so that both come from the same snapshot."""
+    ev = revocation_events
+    postgres = conn.dialect.name == "postgresql"
+    horizon = select(func.pg_snapshot_xmax(func.pg_current_snapshot(), type_=BigInteger))
+    columns = [*ev.c, horizon.scalar_subquery().label("horizon")] if postgres else [*ev.c]
+    rows = conn.execute(select(*columns).where(ev.c.id > after).order_by(ev.c.id).limit(limit))
+    events: list[RevocationEvent] = []
+    seen: int | None = None
+    for row in rows.mappings():
+        events.append(_feed_event(row))
+        seen = row["horizon"] if postgres else None
+    return events, seen
+
+
+def _feed_event(row: RowMapping) -> RevocationEvent:
+    return RevocationEvent(**{column.name: row[column.name] for column in revocation_events.c})
+
+
+def _read_feed(conn: Connection, after: int, limit: int, given: Sequence[Gap]) -> FeedRead:
+    """`SQLStore.read_feed`: one statement reads the events (and their gaps' horizon); only if
+    a gap may still fill (PostgreSQL), a second one, in a newer snapshot, reads the events that
+    filled the gaps and that snapshot's xmin, which tells which gaps are final."""
+    events, horizon = _feed_after(conn, after, limit)
+    read_to = events[-1].id if events else after
+    full = len(events) == limit
+    gaps = [*given, *gaps_below(after, (e.id for e in events), horizon)]
+    if gaps and conn.dialect.name == "postgresql":
+        ev = revocation_events
+        snapshot = select(
+            func.pg_snapshot_xmin(func.pg_current_snapshot(), type_=BigInteger).label("xmin_")
+        ).subquery("snapshot")
+        in_gaps = or_(*(ev.c.id.between(gap.first, gap.last) for gap in gaps))
+        rows = conn.execute(
+            select(snapshot.c.xmin_, *ev.c)
+            .select_from(snapshot.outerjoin(ev, in_gaps))
+            .order_by(ev.c.id)
+        ).mappings()
+        oldest_running: int | None = None
+        found: list[RevocationEvent] = []
+        for row in rows:
+            oldest_running = row["xmin_"]
+            if row["id"] is not None:
+                found.append(_feed_event(row))
+        assert oldest_running is not None  # the outer join gives one row at least
+        gaps = settle(fill(gaps, (e.id for e in found)), oldest_running)
+        events = sorted([*events, *found], key=lambda e: e.id)
+    elif gaps:
+        gaps = []  # SQLite: a gap below a visible id is final
+    return FeedRead(events, read_to, gaps, full)
 
 
 def _new_grant(
@@ -1125,6 +1185,12 @@ _REVOKE_ACCESS = Prepared(
     .where(_at.c.id == bindparam("at_id"), _at.c.revoked_at.is_(None))
     .values(revoked_at=bindparam("now"))
 )
+
+
+# The feed's INSERTs (`_ANNOUNCE_*`) are never the first write of their transaction: each runs
+# only after an UPDATE changed a row (`_CLAIM_SUCCESSOR`, `_REVOKE_ACCESS`, `_REVOKE_GRANT`),
+# so on PostgreSQL the transaction has its xid before its events take their ids. The feed's
+# watermark relies on it (see `baton.core.feed`); `tests/server/test_feed.py` checks every site.
 
 
 def _announcement(which: Any) -> Prepared:
