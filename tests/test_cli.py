@@ -244,6 +244,15 @@ def test_client_create_json_is_one_object(db: str) -> None:
         ("http://app.example/callback", "https"),
         ("/callback", "absolute"),
         ("https:///callback", "no host"),
+        # Issue 21 L4: schemes a browser runs or opens, never a place to send a code.
+        ("javascript:alert(document.domain)//", "private-use scheme"),
+        ("data:text/html,<script>alert(1)</script>", "private-use scheme"),
+        ("https://app.example/cb path", "printable ASCII"),
+        ("data:text/html;base64,PHNjcmlwdD4=", "private-use scheme"),
+        ("file:///etc/passwd", "private-use scheme"),
+        ("myapp:/callback", "reverse-DNS"),  # private-use, but not reverse-DNS (RFC 8252 §7.1)
+        ("http://localhost:9000/callback", "not localhost"),  # RFC 8252 §8.3
+        ("https://127.0.0.1@evil.example/cb", "user information"),
     ],
 )
 def test_client_create_refuses_a_bad_redirect_uri(db: str, uri: str, says: str) -> None:
@@ -251,6 +260,19 @@ def test_client_create_refuses_a_bad_redirect_uri(db: str, uri: str, says: str) 
     failed(result, says)
     (count,) = _sql(db, "SELECT count(*) FROM clients")
     assert count == (0,)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://app.example/cb",
+        "http://127.0.0.1:8123/cb",
+        "http://[::1]:8123/cb",
+        "com.example.app:/oauth2redirect",  # RFC 8252 §7.1
+    ],
+)
+def test_client_create_accepts_the_three_kinds_of_redirect_uri(db: str, uri: str) -> None:
+    assert create_client(db, "--public", "--redirect-uri", uri)["redirect_uris"] == [uri]
 
 
 def test_client_create_other_refusals(db: str) -> None:

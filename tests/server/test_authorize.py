@@ -201,3 +201,39 @@ def test_logout_ends_the_browser_session(http: TestClient, client: RegisteredCli
     assert "signed out" in response.text.lower()
     again = http.get("/authorize", params=params(client, scope="read"))
     assert again.headers["location"].startswith("/login")
+
+
+# -- redirect URIs: one rule at registration and at /authorize (issue 21 L4) --------------------
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "javascript:alert(document.cookie)//",
+        "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+        "http://localhost:9000/callback",
+        "http://app.example/callback",
+        "myapp:/callback",
+    ],
+)
+@pytest.mark.parametrize("named", [True, False])
+def test_a_redirect_uri_stored_before_the_rule_is_never_redirected_to(
+    http: TestClient, store: SQLStore, stored: str, named: bool
+) -> None:
+    """A client registered before registration checked the scheme: /authorize shows the error
+    page, with no Location, whether the request names the URI or leaves it implied."""
+    legacy = register_client(store, redirect_uris=(stored,))
+    response = http.get(
+        "/authorize", params=params(legacy, redirect_uri=stored if named else "<omit>")
+    )
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert "redirect URI is not allowed" in response.text
+
+
+def test_the_three_kinds_of_redirect_uri_are_accepted(http: TestClient, store: SQLStore) -> None:
+    for uri in ("https://app.example/cb", "http://[::1]:8123/cb", "com.example.app:/oauth2"):
+        fine = register_client(store, redirect_uris=(uri,))
+        response = http.get("/authorize", params=params(fine, redirect_uri=uri))
+        assert response.status_code == 303  # on to sign-in
+        assert response.headers["location"].startswith("/login?next=")

@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from baton.core import pkce
+from baton.core.redirects import redirect_uri_problem
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
@@ -91,6 +92,10 @@ async def validate(app: Baton, form: Form) -> AuthorizationRequest:
         redirect_uri = client.redirect_uris[0]
     else:
         raise PageError("The request must name one of the client's registered redirect URIs.")
+    # The rule registration applies, applied again: a URI stored before it (a `javascript:`,
+    # a `data:`, plain http off loopback) is never redirected to.
+    if (problem := redirect_uri_problem(redirect_uri)) is not None:
+        raise PageError(f"The client's redirect URI is not allowed: {problem}.")
     params = {name: value for name in REQUEST_PARAMS if (value := form.get(name)) is not None}
     request = AuthorizationRequest(
         client, redirect_uri, given is not None, frozenset(), form.get("state"), None, params
