@@ -74,6 +74,10 @@ def register_client(
     scope: str = "read write",
     redirect_uris: tuple[str, ...] = (REDIRECT_URI,),
     name: str = "test client",
+    require_pkce: bool = True,
+    remember_consent: bool = False,
+    resource_uri: str | None = None,
+    allowed_resources: tuple[str, ...] = (),
 ) -> RegisteredClient:
     secret = None if public else mint(TokenKind.CLIENT_SECRET)
     client = Client(
@@ -85,6 +89,10 @@ def register_client(
         redirect_uris=redirect_uris,
         scope=scope,
         created_at=0,
+        resource_uri=resource_uri,
+        allowed_resources=allowed_resources,
+        remember_consent=remember_consent,
+        require_pkce=require_pkce,
     )
     anyio.run(store.create_client, client)
     return RegisteredClient(client.id, secret.plaintext if secret else None)

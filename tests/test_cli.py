@@ -275,6 +275,32 @@ def test_client_create_accepts_the_three_kinds_of_redirect_uri(db: str, uri: str
     assert create_client(db, "--public", "--redirect-uri", uri)["redirect_uris"] == [uri]
 
 
+def test_pkce_is_required_unless_a_confidential_client_opts_out(db: str) -> None:
+    assert create_client(db, "--redirect-uri", REDIRECT_URI)["require_pkce"] is True
+    optional = create_client(db, "--redirect-uri", REDIRECT_URI, "--pkce-optional")
+    assert optional["require_pkce"] is False
+    public = ("--public", "--redirect-uri", REDIRECT_URI, "--pkce-optional")
+    failed(baton("client", "create", "--db", db, "--name", "x", *public), "PKCE")
+    (row,) = _sql(db, "SELECT count(*) FROM clients WHERE require_pkce")
+    assert row == (1,)
+
+
+def test_remember_consent_only_for_public_clients_on_https(db: str) -> None:
+    claimed = "https://app.example/oauth2/callback"
+    public = create_client(db, "--public", "--redirect-uri", claimed, "--remember-consent")
+    assert public["remember_consent"] is True
+    for args, says in [
+        (("--public", "--redirect-uri", REDIRECT_URI), "https"),  # loopback: any local program
+        (("--public", "--redirect-uri", claimed, "--redirect-uri", "com.example.app:/cb"), "https"),
+        (("--public",), "https"),  # no redirect URI at all
+        (("--redirect-uri", claimed), "public clients only"),
+    ]:
+        result = baton("client", "create", "--db", db, "--name", "x", *args, "--remember-consent")
+        failed(result, says)
+    (row,) = _sql(db, "SELECT count(*) FROM clients")
+    assert row == (1,)
+
+
 def test_client_create_other_refusals(db: str) -> None:
     failed(baton("client", "create", "--db", db, "--name", "x", "--public", "--resource-server"))
     failed(baton("client", "create", "--db", db, "--name", "x", "--scope", 'bad"scope'))

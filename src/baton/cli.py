@@ -23,7 +23,7 @@ import click
 from baton.config import ServeConfig, Settings
 from baton.core.keys import ALGORITHMS, KeyEncryptionError, generate, key_encryption_key, unseal
 from baton.core.policy import DAY, Lifetimes, Policy, RetryPolicy
-from baton.core.redirects import redirect_uri_problem
+from baton.core.redirects import client_option_problem, redirect_uri_problem
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
@@ -489,6 +489,16 @@ def check_redirect_uri(uri: str) -> str:
 @click.option("--public", is_flag=True, help="A public client (no secret; PKCE required).")
 @click.option("--resource-server", is_flag=True, help="May introspect any token.")
 @click.option("--scope", default="", help='Scopes the client may ask for, e.g. "read write".')
+@click.option(
+    "--remember-consent",
+    is_flag=True,
+    help="Public clients only, on https redirect URIs: skip the consent page once given.",
+)
+@click.option(
+    "--pkce-optional",
+    is_flag=True,
+    help="Confidential clients only: do not require PKCE (OAuth 2.1 requires it by default).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def client_create(
     db: str,
@@ -497,6 +507,8 @@ def client_create(
     public: bool,
     resource_server: bool,
     scope: str,
+    remember_consent: bool,
+    pkce_optional: bool,
     as_json: bool,
 ) -> None:
     """Register a client; prints its id and, once only, its secret."""
@@ -507,6 +519,10 @@ def client_create(
     uris = tuple(check_redirect_uri(u) for u in redirect_uris)
     if public and resource_server:
         fail("a resource server must be a confidential client")
+    if (
+        problem := client_option_problem(public, uris, remember_consent, pkce_optional)
+    ) is not None:
+        fail(problem)
     secret = None if public else mint(TokenKind.CLIENT_SECRET)
     record = Client(
         id=random_id("cl_"),
@@ -517,6 +533,8 @@ def client_create(
         redirect_uris=uris,
         scope=render_scope(scopes),
         created_at=_now(),
+        remember_consent=remember_consent,
+        require_pkce=not pkce_optional,
     )
     run_with_store(db, lambda store: store.create_client(record))
     payload: dict[str, Any] = {
@@ -526,6 +544,8 @@ def client_create(
         "resource_server": resource_server,
         "redirect_uris": list(uris),
         "scope": record.scope,
+        "remember_consent": record.remember_consent,
+        "require_pkce": record.require_pkce,
     }
     text = f"client_id:     {record.id}"
     if secret is not None:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from baton.core.redirects import is_https, redirect_uri_problem
+from baton.core.redirects import client_option_problem, is_https, redirect_uri_problem
 
 label = st.text(string.ascii_lowercase + string.digits, min_size=1, max_size=8).filter(
     lambda s: s[0].isalpha()
@@ -85,3 +85,14 @@ def test_whatever_the_text_the_rule_answers_and_accepts_only_the_three_kinds(uri
         assert parts.hostname in ("127.0.0.1", "::1") and "@" not in parts.netloc
     else:
         assert "." in parts.scheme
+
+
+def test_client_options() -> None:
+    claimed = ("https://app.example/cb",)
+    assert client_option_problem(True, claimed, True, False) is None
+    assert client_option_problem(False, claimed, False, True) is None
+    assert client_option_problem(True, claimed, False, True) is not None  # public: PKCE always
+    assert client_option_problem(False, claimed, True, False) is not None  # confidential
+    assert client_option_problem(True, (), True, False) is not None
+    assert client_option_problem(True, (*claimed, "http://127.0.0.1/cb"), True, False) is not None
+    assert client_option_problem(True, ("com.example.app:/cb",), True, False) is not None

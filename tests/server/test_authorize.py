@@ -237,3 +237,29 @@ def test_the_three_kinds_of_redirect_uri_are_accepted(http: TestClient, store: S
         response = http.get("/authorize", params=params(fine, redirect_uri=uri))
         assert response.status_code == 303  # on to sign-in
         assert response.headers["location"].startswith("/login?next=")
+
+
+# -- PKCE for confidential clients too (OAuth 2.1) ----------------------------------------------
+
+
+def test_a_confidential_client_must_use_pkce_unless_opted_out(
+    http: TestClient, client: RegisteredClient, store: SQLStore
+) -> None:
+    no_pkce = {"code_challenge": "<omit>", "code_challenge_method": "<omit>"}
+    query = redirected_error(http, params(client, **no_pkce))
+    assert query["error"] == ["invalid_request"]
+    assert "PKCE" in query["error_description"][0]
+    opted_out = register_client(store, require_pkce=False)
+    response = http.get("/authorize", params=params(opted_out, **no_pkce))
+    assert response.status_code == 303  # on to sign-in: the operator chose this
+    assert response.headers["location"].startswith("/login?next=")
+
+
+def test_a_public_client_must_use_pkce_whatever_its_row_says(
+    http: TestClient, store: SQLStore
+) -> None:
+    public = register_client(store, public=True, require_pkce=False)
+    query = redirected_error(
+        http, params(public, code_challenge="<omit>", code_challenge_method="<omit>")
+    )
+    assert query["error"] == ["invalid_request"]

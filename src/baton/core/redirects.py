@@ -66,3 +66,23 @@ def redirect_uri_problem(uri: str) -> str | None:
 def is_https(uri: str) -> bool:
     """A claimed https redirect URI (RFC 8252 §7.2): the only kind that identifies its app."""
     return redirect_uri_problem(uri) is None and urlsplit(uri).scheme == "https"
+
+
+def client_option_problem(
+    public: bool, redirect_uris: tuple[str, ...], remember_consent: bool, pkce_optional: bool
+) -> str | None:
+    """Why a client may not be registered with these options (CLI and console), or None."""
+    if pkce_optional and public:
+        return "PKCE cannot be optional for a public client (RFC 9700 §2.1.1)"
+    if remember_consent and not public:
+        return (
+            "remembering consent is an option for public clients only: "
+            "a confidential client's consent is always remembered"
+        )
+    if remember_consent and not (redirect_uris and all(map(is_https, redirect_uris))):
+        return (
+            "a public client's consent can be remembered only when every redirect URI is a "
+            "claimed https URI (RFC 8252 §8.6): any local program can receive a loopback or "
+            "private-use scheme redirect"
+        )
+    return None

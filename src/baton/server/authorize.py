@@ -131,6 +131,11 @@ def _checked(request: AuthorizationRequest, form: Form) -> AuthorizationRequest:
         if request.client.is_public:
             # RFC 9700 §2.1.1: public clients MUST use PKCE.
             raise RedirectError("invalid_request", "PKCE is required: send code_challenge (S256)")
+        if request.client.require_pkce:
+            # OAuth 2.1 §4.1.1: confidential clients too, unless the operator opted this one out.
+            raise RedirectError(
+                "invalid_request", "PKCE is required for this client: send code_challenge (S256)"
+            )
         if method is not None:
             raise RedirectError("invalid_request", "code_challenge_method without code_challenge")
     else:
