@@ -135,6 +135,14 @@ def hidden_inputs(html: str) -> dict[str, str]:
     return {name: unescape(value) for name, value in found}
 
 
+def hidden_fields(html: str) -> dict[str, list[str]]:
+    """Every hidden field, a repeated one (RFC 8707 `resource`) with each of its values."""
+    fields: dict[str, list[str]] = {}
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html):
+        fields.setdefault(name, []).append(unescape(value))
+    return fields
+
+
 def sign_in(
     http: TestClient | httpx2.Client,
     login_location: str,
@@ -154,13 +162,14 @@ def authorize(
     state: str = "xyz",
     pkce: bool = True,
     decision: str = "allow",
+    resources: tuple[str, ...] = (),
 ) -> tuple[dict[str, list[str]], str | None]:
     """Drive /authorize through login and consent as a browser would.
 
     Returns the query of the final redirect to the client and the PKCE verifier.
     """
     verifier, challenge = pkce_pair()
-    params: dict[str, str] = {
+    params: dict[str, str | list[str]] = {
         "response_type": "code",
         "client_id": client.id,
         "redirect_uri": REDIRECT_URI,
@@ -170,13 +179,15 @@ def authorize(
         params["scope"] = scope
     if pkce:
         params |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+    if resources:
+        params["resource"] = list(resources)
     response = http.get("/authorize", params=params)
     if response.status_code == 303 and response.headers["location"].startswith("/login"):
         response = sign_in(http, response.headers["location"])
         assert response.status_code == 303, response.text
         response = http.get(response.headers["location"])
     if response.status_code == 200:  # the consent page
-        fields = hidden_inputs(response.text)
+        fields = hidden_fields(response.text)
         response = http.post("/authorize", data={**fields, "decision": decision})
     assert response.status_code in (302, 303), response.text
     location = response.headers["location"]
