@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,6 +17,8 @@ from tests.support import (
     hidden_inputs,
     pkce_pair,
     register_client,
+    register_user,
+    running_app,
     sign_in,
 )
 
@@ -263,3 +266,24 @@ def test_a_public_client_must_use_pkce_whatever_its_row_says(
         http, params(public, code_challenge="<omit>", code_challenge_method="<omit>")
     )
     assert query["error"] == ["invalid_request"]
+
+
+# -- rate limit ---------------------------------------------------------------------------------
+
+
+def test_authorize_is_rate_limited_per_address(tmp_path: Path) -> None:
+    """Each GET and POST of /authorize takes from the address's bucket; once it is spent the
+    browser gets a 429 page with Retry-After, not a redirect and not a JSON error."""
+    with running_app(tmp_path, rate_limit_address=0.5) as (http, store, _clock):  # burst 1
+        register_user(store)
+        client = register_client(store)
+        assert http.get("/authorize", params=params(client)).status_code == 303
+        for response in (
+            http.get("/authorize", params=params(client)),
+            http.post("/authorize", data={"decision": "allow", **params(client)}),
+        ):
+            assert response.status_code == 429
+            assert int(response.headers["retry-after"]) >= 1
+            assert "location" not in response.headers
+            assert response.headers["content-type"].startswith("text/html")
+            assert "Too many requests" in response.text

@@ -179,16 +179,35 @@ def _redirect(
     )
 
 
-def _error_page(request: Request, message: str, status: int) -> Response:
+def _error_page(
+    request: Request, message: str, status: int, headers: dict[str, str] | None = None
+) -> Response:
     return templates.TemplateResponse(
-        request, "error.html", {"message": message}, status_code=status, headers=_NO_STORE
+        request,
+        "error.html",
+        {"message": message},
+        status_code=status,
+        headers={**_NO_STORE, **(headers or {})},
     )
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
+async def _rate_limited(request: Request) -> Response | None:
+    """The per-address bucket, charged for every GET and POST of /authorize: each one reads the
+    client, the user and the consent, and a POST writes (429 with Retry-After, as a page)."""
+    try:
+        await baton(request).limits.check_address(source_address(request))
+    except OAuthError as exc:
+        message = "Too many requests from your address. Wait a moment and try again."
+        return _error_page(request, message, exc.status, exc.headers)
+    return None
+
+
 async def authorize_get(request: Request) -> Response:
+    if (limited := await _rate_limited(request)) is not None:
+        return limited
     try:
         form = Form(parse_pairs(request.url.query))
     except OAuthError as exc:
@@ -209,6 +228,8 @@ async def _browser_form(request: Request) -> Form | Response:
 
 async def authorize_post(request: Request) -> Response:
     """The consent form posts here: Allow or Deny, with the request's parameters."""
+    if (limited := await _rate_limited(request)) is not None:
+        return limited
     form = await _browser_form(request)
     if isinstance(form, Response):
         return form
