@@ -8,9 +8,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import pytest
+from sqlalchemy import Connection, select
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
+from baton.store.schema import authorization_codes
 from baton.store.sql import SQLStore
 from tests.support import (
     REDIRECT_URI,
@@ -226,18 +228,13 @@ def with_resources(store: SQLStore) -> RegisteredClient:
 
 
 def stored_code_resources(store: SQLStore) -> list[list[str] | None]:
-    async def read() -> list[list[str] | None]:
-        def work(conn: object) -> list[list[str] | None]:
-            from sqlalchemy import select
+    """The resources saved with each authorization code, oldest first."""
 
-            from baton.store.schema import authorization_codes
+    def work(conn: Connection) -> list[list[str] | None]:
+        query = select(authorization_codes.c.resources).order_by(authorization_codes.c.created_at)
+        return [None if r is None else json.loads(r) for (r,) in conn.execute(query)]
 
-            rows = conn.execute(select(authorization_codes.c.resources))  # type: ignore[attr-defined]
-            return [None if r is None else json.loads(r) for (r,) in rows]
-
-        return await store.inspect(work)
-
-    return anyio.run(read)
+    return anyio.run(store.inspect, work)
 
 
 @pytest.mark.parametrize(
@@ -295,3 +292,16 @@ def test_remembered_consent_must_cover_the_resources_too(
     both = http.get("/authorize", params=ask(with_resources, scope="read"))  # every resource
     assert is_consent_page(both)
     assert BILLING in both.text and "Orders API" in both.text
+
+
+def test_remembered_consent_is_the_last_decision_never_a_combination(
+    http: TestClient, with_resources: RegisteredClient
+) -> None:
+    """The user allowed read at one API and write at another, on two pages: write at the first
+    API is a combination they never saw, and they are asked."""
+    authorize(http, with_resources, scope="read", resources=(API,))
+    authorize(http, with_resources, scope="write", resources=(BILLING,))
+    mixed = http.get("/authorize", params=ask(with_resources, scope="write", resources=(API,)))
+    assert is_consent_page(mixed)
+    last = http.get("/authorize", params=ask(with_resources, scope="write", resources=(BILLING,)))
+    assert last.status_code == 302 and code_in(last)
