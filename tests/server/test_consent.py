@@ -86,6 +86,7 @@ def test_a_scopeless_client_gets_the_consent_page_not_a_code(
         assert code_in(response) is None
         assert "no particular scope" in response.text
         assert "keep access while you are away" in response.text
+        assert "up to 90 days unused, and up to 365 days in all" in response.text
 
 
 def test_after_allowing_a_scopeless_client_the_decision_is_remembered(

@@ -307,13 +307,22 @@ async def _consent_page(
         "client": auth.client,
         "scopes": sorted(auth.scope),
         "resources": [(uri, names.get(uri)) for uri in auth.resources],
-        "idle_days": max(1, lifetimes.refresh_idle_ttl // 86400),
-        "absolute_days": max(1, lifetimes.refresh_absolute_ttl // 86400),
+        "idle": _duration(lifetimes.refresh_idle_ttl),
+        "absolute": _duration(lifetimes.refresh_absolute_ttl),
         "params": auth.params,
         "csrf": csrf_token(request.session),
         "username": username,
     }
     return templates.TemplateResponse(request, "consent.html", context, headers=_NO_STORE)
+
+
+def _duration(seconds: int) -> str:
+    """`seconds` in the largest whole unit a person reads at a glance: 90 days, 12 hours."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def _safe_next(target: str | None) -> str:
