@@ -246,7 +246,12 @@ class SQLStore:
                     insert(consents).values(user_id=user_id, client_id=client_id, **values)
                 )
 
-        await self._write(work)
+        try:
+            await self._write(work)
+        except IntegrityError:
+            # Two first decisions at once (a double click on Allow): the other one inserted the
+            # row between our update and our insert; this time the update finds it.
+            await self._write(work)
 
     async def resource_names(self, uris: tuple[str, ...]) -> dict[str, str]:
         if not uris:
