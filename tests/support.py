@@ -74,6 +74,10 @@ def register_client(
     scope: str = "read write",
     redirect_uris: tuple[str, ...] = (REDIRECT_URI,),
     name: str = "test client",
+    require_pkce: bool = True,
+    remember_consent: bool = False,
+    resource_uri: str | None = None,
+    allowed_resources: tuple[str, ...] = (),
 ) -> RegisteredClient:
     secret = None if public else mint(TokenKind.CLIENT_SECRET)
     client = Client(
@@ -85,6 +89,10 @@ def register_client(
         redirect_uris=redirect_uris,
         scope=scope,
         created_at=0,
+        resource_uri=resource_uri,
+        allowed_resources=allowed_resources,
+        remember_consent=remember_consent,
+        require_pkce=require_pkce,
     )
     anyio.run(store.create_client, client)
     return RegisteredClient(client.id, secret.plaintext if secret else None)
@@ -127,6 +135,14 @@ def hidden_inputs(html: str) -> dict[str, str]:
     return {name: unescape(value) for name, value in found}
 
 
+def hidden_fields(html: str) -> dict[str, list[str]]:
+    """Every hidden field, a repeated one (RFC 8707 `resource`) with each of its values."""
+    fields: dict[str, list[str]] = {}
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html):
+        fields.setdefault(name, []).append(unescape(value))
+    return fields
+
+
 def sign_in(
     http: TestClient | httpx2.Client,
     login_location: str,
@@ -146,13 +162,14 @@ def authorize(
     state: str = "xyz",
     pkce: bool = True,
     decision: str = "allow",
+    resources: tuple[str, ...] = (),
 ) -> tuple[dict[str, list[str]], str | None]:
     """Drive /authorize through login and consent as a browser would.
 
     Returns the query of the final redirect to the client and the PKCE verifier.
     """
     verifier, challenge = pkce_pair()
-    params: dict[str, str] = {
+    params: dict[str, str | list[str]] = {
         "response_type": "code",
         "client_id": client.id,
         "redirect_uri": REDIRECT_URI,
@@ -162,13 +179,15 @@ def authorize(
         params["scope"] = scope
     if pkce:
         params |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+    if resources:
+        params["resource"] = list(resources)
     response = http.get("/authorize", params=params)
     if response.status_code == 303 and response.headers["location"].startswith("/login"):
         response = sign_in(http, response.headers["location"])
         assert response.status_code == 303, response.text
         response = http.get(response.headers["location"])
     if response.status_code == 200:  # the consent page
-        fields = hidden_inputs(response.text)
+        fields = hidden_fields(response.text)
         response = http.post("/authorize", data={**fields, "decision": decision})
     assert response.status_code in (302, 303), response.text
     location = response.headers["location"]

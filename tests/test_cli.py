@@ -244,6 +244,15 @@ def test_client_create_json_is_one_object(db: str) -> None:
         ("http://app.example/callback", "https"),
         ("/callback", "absolute"),
         ("https:///callback", "no host"),
+        # Issue 21 L4: schemes a browser runs or opens, never a place to send a code.
+        ("javascript:alert(document.domain)//", "private-use scheme"),
+        ("data:text/html,<script>alert(1)</script>", "private-use scheme"),
+        ("https://app.example/cb path", "printable ASCII"),
+        ("data:text/html;base64,PHNjcmlwdD4=", "private-use scheme"),
+        ("file:///etc/passwd", "private-use scheme"),
+        ("myapp:/callback", "reverse-DNS"),  # private-use, but not reverse-DNS (RFC 8252 §7.1)
+        ("http://localhost:9000/callback", "not localhost"),  # RFC 8252 §8.3
+        ("https://127.0.0.1@evil.example/cb", "user information"),
     ],
 )
 def test_client_create_refuses_a_bad_redirect_uri(db: str, uri: str, says: str) -> None:
@@ -251,6 +260,45 @@ def test_client_create_refuses_a_bad_redirect_uri(db: str, uri: str, says: str) 
     failed(result, says)
     (count,) = _sql(db, "SELECT count(*) FROM clients")
     assert count == (0,)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://app.example/cb",
+        "http://127.0.0.1:8123/cb",
+        "http://[::1]:8123/cb",
+        "com.example.app:/oauth2redirect",  # RFC 8252 §7.1
+    ],
+)
+def test_client_create_accepts_the_three_kinds_of_redirect_uri(db: str, uri: str) -> None:
+    assert create_client(db, "--public", "--redirect-uri", uri)["redirect_uris"] == [uri]
+
+
+def test_pkce_is_required_unless_a_confidential_client_opts_out(db: str) -> None:
+    assert create_client(db, "--redirect-uri", REDIRECT_URI)["require_pkce"] is True
+    optional = create_client(db, "--redirect-uri", REDIRECT_URI, "--pkce-optional")
+    assert optional["require_pkce"] is False
+    public = ("--public", "--redirect-uri", REDIRECT_URI, "--pkce-optional")
+    failed(baton("client", "create", "--db", db, "--name", "x", *public), "PKCE")
+    (row,) = _sql(db, "SELECT count(*) FROM clients WHERE require_pkce")
+    assert row == (1,)
+
+
+def test_remember_consent_only_for_public_clients_on_https(db: str) -> None:
+    claimed = "https://app.example/oauth2/callback"
+    public = create_client(db, "--public", "--redirect-uri", claimed, "--remember-consent")
+    assert public["remember_consent"] is True
+    for args, says in [
+        (("--public", "--redirect-uri", REDIRECT_URI), "https"),  # loopback: any local program
+        (("--public", "--redirect-uri", claimed, "--redirect-uri", "com.example.app:/cb"), "https"),
+        (("--public",), "https"),  # no redirect URI at all
+        (("--redirect-uri", claimed), "public clients only"),
+    ]:
+        result = baton("client", "create", "--db", db, "--name", "x", *args, "--remember-consent")
+        failed(result, says)
+    (row,) = _sql(db, "SELECT count(*) FROM clients")
+    assert row == (1,)
 
 
 def test_client_create_other_refusals(db: str) -> None:

@@ -24,7 +24,7 @@ from baton.config import ServeConfig, Settings
 from baton.core.audience import resource_uri_problem
 from baton.core.keys import ALGORITHMS, KeyEncryptionError, generate, key_encryption_key, unseal
 from baton.core.policy import DAY, Lifetimes, Policy, RetryPolicy
-from baton.core.redirects import redirect_uri_problem
+from baton.core.redirects import client_option_problem, redirect_uri_problem
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
@@ -500,6 +500,16 @@ def check_redirect_uri(uri: str) -> str:
     help="A resource server's --resource-uri this client may get tokens for. Repeat for several.",
 )
 @click.option("--scope", default="", help='Scopes the client may ask for, e.g. "read write".')
+@click.option(
+    "--remember-consent",
+    is_flag=True,
+    help="Public clients only, on https redirect URIs: skip the consent page once given.",
+)
+@click.option(
+    "--pkce-optional",
+    is_flag=True,
+    help="Confidential clients only: do not require PKCE (OAuth 2.1 requires it by default).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def client_create(
     db: str,
@@ -510,6 +520,8 @@ def client_create(
     resource_uri: str | None,
     resources: tuple[str, ...],
     scope: str,
+    remember_consent: bool,
+    pkce_optional: bool,
     as_json: bool,
 ) -> None:
     """Register a client; prints its id and, once only, its secret."""
@@ -527,6 +539,10 @@ def client_create(
         if problem is not None:
             fail(problem)
     allowed = tuple(dict.fromkeys(resources))
+    if (
+        problem := client_option_problem(public, uris, remember_consent, pkce_optional)
+    ) is not None:
+        fail(problem)
     secret = None if public else mint(TokenKind.CLIENT_SECRET)
     record = Client(
         id=random_id("cl_"),
@@ -539,6 +555,8 @@ def client_create(
         created_at=_now(),
         resource_uri=resource_uri,
         allowed_resources=allowed,
+        remember_consent=remember_consent,
+        require_pkce=not pkce_optional,
     )
 
     async def create(store: SQLStore) -> None:
@@ -565,6 +583,8 @@ def client_create(
         "scope": record.scope,
         "resource_uri": resource_uri,
         "resources": list(allowed),
+        "remember_consent": record.remember_consent,
+        "require_pkce": record.require_pkce,
     }
     text = f"client_id:     {record.id}"
     if secret is not None:

@@ -361,7 +361,13 @@ def test_authorize_matches_redirect_uris_exactly(
     http, client = app_client
     registered = data.draw(st.sampled_from([REDIRECT_URI, "https://app.example/cb?x=1"]))
     uri = data.draw(st.one_of(near_misses(registered), any_text, st.just(registered)))
-    query = {"response_type": "code", "client_id": client.id, "redirect_uri": uri}
+    query = {
+        "response_type": "code",
+        "client_id": client.id,
+        "redirect_uri": uri,
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",  # RFC 7636 App. B
+        "code_challenge_method": "S256",
+    }
     response = http.get("/authorize", params=query)
     if uri == registered:
         assert response.status_code == 303  # on to the login page

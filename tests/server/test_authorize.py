@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,6 +17,8 @@ from tests.support import (
     hidden_inputs,
     pkce_pair,
     register_client,
+    register_user,
+    running_app,
     sign_in,
 )
 
@@ -201,3 +204,86 @@ def test_logout_ends_the_browser_session(http: TestClient, client: RegisteredCli
     assert "signed out" in response.text.lower()
     again = http.get("/authorize", params=params(client, scope="read"))
     assert again.headers["location"].startswith("/login")
+
+
+# -- redirect URIs: one rule at registration and at /authorize (issue 21 L4) --------------------
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "javascript:alert(document.cookie)//",
+        "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+        "http://localhost:9000/callback",
+        "http://app.example/callback",
+        "myapp:/callback",
+    ],
+)
+@pytest.mark.parametrize("named", [True, False])
+def test_a_redirect_uri_stored_before_the_rule_is_never_redirected_to(
+    http: TestClient, store: SQLStore, stored: str, named: bool
+) -> None:
+    """A client registered before registration checked the scheme: /authorize shows the error
+    page, with no Location, whether the request names the URI or leaves it implied."""
+    legacy = register_client(store, redirect_uris=(stored,))
+    response = http.get(
+        "/authorize", params=params(legacy, redirect_uri=stored if named else "<omit>")
+    )
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert "redirect URI is not allowed" in response.text
+
+
+def test_the_three_kinds_of_redirect_uri_are_accepted(http: TestClient, store: SQLStore) -> None:
+    for uri in ("https://app.example/cb", "http://[::1]:8123/cb", "com.example.app:/oauth2"):
+        fine = register_client(store, redirect_uris=(uri,))
+        response = http.get("/authorize", params=params(fine, redirect_uri=uri))
+        assert response.status_code == 303  # on to sign-in
+        assert response.headers["location"].startswith("/login?next=")
+
+
+# -- PKCE for confidential clients too (OAuth 2.1) ----------------------------------------------
+
+
+def test_a_confidential_client_must_use_pkce_unless_opted_out(
+    http: TestClient, client: RegisteredClient, store: SQLStore
+) -> None:
+    no_pkce = {"code_challenge": "<omit>", "code_challenge_method": "<omit>"}
+    query = redirected_error(http, params(client, **no_pkce))
+    assert query["error"] == ["invalid_request"]
+    assert "PKCE" in query["error_description"][0]
+    opted_out = register_client(store, require_pkce=False)
+    response = http.get("/authorize", params=params(opted_out, **no_pkce))
+    assert response.status_code == 303  # on to sign-in: the operator chose this
+    assert response.headers["location"].startswith("/login?next=")
+
+
+def test_a_public_client_must_use_pkce_whatever_its_row_says(
+    http: TestClient, store: SQLStore
+) -> None:
+    public = register_client(store, public=True, require_pkce=False)
+    query = redirected_error(
+        http, params(public, code_challenge="<omit>", code_challenge_method="<omit>")
+    )
+    assert query["error"] == ["invalid_request"]
+
+
+# -- rate limit ---------------------------------------------------------------------------------
+
+
+def test_authorize_is_rate_limited_per_address(tmp_path: Path) -> None:
+    """Each GET and POST of /authorize takes from the address's bucket; once it is spent the
+    browser gets a 429 page with Retry-After, not a redirect and not a JSON error."""
+    with running_app(tmp_path, rate_limit_address=0.5) as (http, store, _clock):  # burst 1
+        register_user(store)
+        client = register_client(store)
+        assert http.get("/authorize", params=params(client)).status_code == 303
+        for response in (
+            http.get("/authorize", params=params(client)),
+            http.post("/authorize", data={"decision": "allow", **params(client)}),
+        ):
+            assert response.status_code == 429
+            assert int(response.headers["retry-after"]) >= 1
+            assert "location" not in response.headers
+            assert response.headers["content-type"].startswith("text/html")
+            assert "Too many requests" in response.text

@@ -245,6 +245,45 @@ def test_a_bad_client_form_is_explained(admin: TestClient, store: SQLStore) -> N
     assert anyio.run(store.inspect, count) == 1  # the fixture's client only
 
 
+def test_the_console_applies_the_redirect_rule_and_records_the_client_options(
+    admin: TestClient, store: SQLStore
+) -> None:
+    """Issue 21 L4 and the per-client options: the console refuses what the CLI refuses, and a
+    client made there requires PKCE unless the form opts it out."""
+    csrf = csrf_of(admin.get("/admin/clients").text)
+    claimed = "https://app.example/oauth2/callback"
+
+    def create(**fields: str) -> Any:
+        return admin.post("/admin/clients", data={"csrf": csrf, "name": "x", **fields})
+
+    for fields, says in [
+        ({"redirect_uris": "javascript:alert(1)//"}, "reverse-DNS form"),
+        ({"redirect_uris": "data:text/html,hi"}, "reverse-DNS form"),
+        ({"redirect_uris": "http://localhost:9000/cb"}, "not localhost"),
+        ({"redirect_uris": claimed, "remember_consent": "on"}, "public clients only"),
+        ({"redirect_uris": claimed, "kind": "public", "pkce_optional": "on"}, "PKCE cannot"),
+        (
+            {"redirect_uris": REDIRECT_URI, "kind": "public", "remember_consent": "on"},
+            "claimed https URI",
+        ),
+    ]:
+        answer = create(**fields)
+        assert answer.status_code == 400 and says in answer.text, (fields, answer.text)
+    assert audit_rows(store) == []
+
+    def made(answer: Any) -> Any:
+        assert answer.status_code == 200, answer.text
+        found = re.search(r"cl_[0-9A-Za-z_-]+", answer.text)
+        assert found is not None
+        return anyio.run(store.get_client, found.group(0))
+
+    default = made(create(redirect_uris=REDIRECT_URI))
+    assert default.require_pkce and not default.remember_consent
+    assert not made(create(redirect_uris=REDIRECT_URI, pkce_optional="on")).require_pkce
+    public = made(create(redirect_uris=claimed, kind="public", remember_consent="on"))
+    assert public.remember_consent and public.require_pkce
+
+
 def test_a_lockout_is_a_security_event(admin: TestClient, store: SQLStore) -> None:
     for _ in range(5):
         sign_in(admin, "/login", "alice", "wrong password")

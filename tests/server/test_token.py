@@ -141,9 +141,10 @@ def test_code_exchange_checks(
 
 
 def test_a_verifier_without_a_challenge_is_refused(
-    http: TestClient, client: RegisteredClient
+    http: TestClient, client: RegisteredClient, store: SQLStore
 ) -> None:
     """RFC 9700 §2.1.1: a code_verifier for a code issued without PKCE is a downgrade."""
+    client = register_client(store, require_pkce=False)  # an operator's `--pkce-optional`
     query, _ = authorize(http, client, pkce=False)
     data = {
         "grant_type": "authorization_code",

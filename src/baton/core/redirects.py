@@ -1,23 +1,88 @@
-"""What makes a redirect URI acceptable at registration, for the CLI and the console alike."""
+"""What makes a redirect URI acceptable: the one rule that registration (CLI and console) and the
+authorization endpoint all call, so that a URI stored before a rule tightened is refused at
+`/authorize` too, never redirected to.
+
+Three kinds of redirect URI, and nothing else (RFC 8252 §7, RFC 9700 §4.1):
+- `https` with a host (a claimed https URI for native apps, RFC 8252 §7.2);
+- `http` to a loopback IP literal, `127.0.0.1` or `[::1]` (RFC 8252 §7.3). Not `localhost`:
+  RFC 8252 §8.3 and OAuth 2.1 §8.4.2 make it NOT RECOMMENDED, because the name can resolve to an
+  address off the loopback interface (a hosts file, a resolver), and the code would then travel
+  in the clear over a network. The IP literal always means this machine;
+- a private-use scheme in reverse-DNS form, a scheme containing a period such as
+  `com.example.app:/oauth2redirect` (RFC 8252 §7.1), which no browser runs as script.
+
+So `javascript:`, `data:`, `file:`, `vbscript:` and every other scheme without a period are
+refused, as are fragments (RFC 6749 §3.1.2), user information (`https://a@b/`: a host that is
+not what it reads as), and anything that is not printable ASCII without spaces (RFC 3986 §2).
+"""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOOPBACK = ("127.0.0.1", "::1")
+
+# RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ); RFC 8252 §7.1 asks for a
+# reverse domain name: labels separated by periods, none empty.
+_PRIVATE_USE_SCHEME = re.compile(r"[a-z][a-z0-9+-]*(\.[a-z0-9][a-z0-9+-]*)+")
+_URI_CHARS = re.compile(r"[!-~]+")  # printable ASCII, no space (RFC 3986 §2)
 
 
 def redirect_uri_problem(uri: str) -> str | None:
-    """Absolute, no fragment (RFC 6749 §3.1.2); plain http only for loopback (RFC 8252 §7.3)."""
+    """Why `uri` may not be a redirect URI, or None when it may."""
+    if not _URI_CHARS.fullmatch(uri):
+        return f"redirect URI {uri!r} must be printable ASCII without spaces (RFC 3986)"
     try:
         parts = urlsplit(uri)
         hostname = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
     except ValueError as exc:
         return f"redirect URI {uri!r} is not a valid URI: {exc}"
-    if not parts.scheme or parts.fragment or "#" in uri:
-        return f"redirect URI {uri!r} must be absolute and have no fragment"
-    if parts.scheme == "http" and hostname not in LOOPBACK:
-        return f"redirect URI {uri!r} must use https (plain http is allowed for loopback only)"
-    if parts.scheme in ("http", "https") and not hostname:
-        return f"redirect URI {uri!r} has no host"
+    scheme = parts.scheme  # urlsplit lowers it: schemes are case-insensitive (RFC 3986 §3.1)
+    if not scheme:
+        return f"redirect URI {uri!r} must be absolute (RFC 6749 §3.1.2)"
+    if "#" in uri:
+        return f"redirect URI {uri!r} must have no fragment (RFC 6749 §3.1.2)"
+    if scheme in ("http", "https"):
+        if not hostname:
+            return f"redirect URI {uri!r} has no host"
+        if "@" in parts.netloc:
+            return f"redirect URI {uri!r} must not carry user information"
+        if scheme == "http" and hostname not in LOOPBACK:
+            return (
+                f"redirect URI {uri!r} must use https: plain http is allowed only for the "
+                "loopback addresses 127.0.0.1 and [::1] (RFC 8252 §7.3; not localhost, §8.3)"
+            )
+        return None
+    if not _PRIVATE_USE_SCHEME.fullmatch(scheme):
+        return (
+            f"redirect URI {uri!r} must use https, http on loopback, or a private-use scheme "
+            "in reverse-DNS form such as com.example.app:/callback (RFC 8252 §7.1)"
+        )
+    return None
+
+
+def is_https(uri: str) -> bool:
+    """A claimed https redirect URI (RFC 8252 §7.2): the only kind that identifies its app."""
+    return redirect_uri_problem(uri) is None and urlsplit(uri).scheme == "https"
+
+
+def client_option_problem(
+    public: bool, redirect_uris: tuple[str, ...], remember_consent: bool, pkce_optional: bool
+) -> str | None:
+    """Why a client may not be registered with these options (CLI and console), or None."""
+    if pkce_optional and public:
+        return "PKCE cannot be optional for a public client (RFC 9700 §2.1.1)"
+    if remember_consent and not public:
+        return (
+            "remembering consent is an option for public clients only: "
+            "a confidential client's consent is always remembered"
+        )
+    if remember_consent and not (redirect_uris and all(map(is_https, redirect_uris))):
+        return (
+            "a public client's consent can be remembered only when every redirect URI is a "
+            "claimed https URI (RFC 8252 §8.6): any local program can receive a loopback or "
+            "private-use scheme redirect"
+        )
     return None

@@ -7,7 +7,7 @@ error is redirected to the client with `state` and `iss`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -18,27 +18,31 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from baton.core import pkce
-from baton.core.scope import ScopeError
+from baton.core.redirects import is_https, redirect_uri_problem
+from baton.core.scope import ScopeError, TargetError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
+from baton.core.scope import resources as choose_resources
 from baton.core.tokens import TokenKind, mint
 from baton.passwords import verify_password
 from baton.server.clientauth import enabled_client
 from baton.server.console import record_lockout
 from baton.server.context import Baton, baton, source_address
 from baton.server.errors import OAuthError
-from baton.server.forms import Form, parse_pairs, read_form
+from baton.server.forms import REPEATABLE, Form, parse_pairs, read_form
 from baton.server.sessions import csrf_ok, csrf_token
 from baton.store.base import Client, NewCode
 
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 
-# The parameters that make up an authorization request, carried through login and consent.
+# The parameters that make up an authorization request, carried through login and consent
+# (`resource` may repeat, RFC 8707 §2).
 REQUEST_PARAMS = (
     "response_type",
     "client_id",
     "redirect_uri",
     "scope",
+    "resource",
     "state",
     "code_challenge",
     "code_challenge_method",
@@ -69,9 +73,10 @@ class AuthorizationRequest:
     redirect_uri: str
     redirect_uri_given: bool
     scope: frozenset[str]
+    resources: tuple[str, ...]  # RFC 8707, sorted: those named, or all the client may have
     state: str | None
     code_challenge: str | None
-    params: dict[str, str]  # as received, to carry through the login and consent forms
+    params: tuple[tuple[str, str], ...]  # as received, to carry through login and consent
 
 
 async def validate(app: Baton, form: Form) -> AuthorizationRequest:
@@ -91,9 +96,18 @@ async def validate(app: Baton, form: Form) -> AuthorizationRequest:
         redirect_uri = client.redirect_uris[0]
     else:
         raise PageError("The request must name one of the client's registered redirect URIs.")
-    params = {name: value for name in REQUEST_PARAMS if (value := form.get(name)) is not None}
+    # The rule registration applies, applied again: a URI stored before it (a `javascript:`,
+    # a `data:`, plain http off loopback) is never redirected to.
+    if (problem := redirect_uri_problem(redirect_uri)) is not None:
+        raise PageError(f"The client's redirect URI is not allowed: {problem}.")
+    params = tuple(
+        (name, value)
+        for name in REQUEST_PARAMS
+        for value in (form.every(name) if name in REPEATABLE else (form.get(name),))
+        if value is not None
+    )
     request = AuthorizationRequest(
-        client, redirect_uri, given is not None, frozenset(), form.get("state"), None, params
+        client, redirect_uri, given is not None, frozenset(), (), form.get("state"), None, params
     )
     try:
         return _checked(request, form)
@@ -114,18 +128,30 @@ def _checked(request: AuthorizationRequest, form: Form) -> AuthorizationRequest:
         raise RedirectError("unsupported_response_type", "response_type must be code")
     allowed = parse_scope(request.client.scope)
     try:
+        # RFC 6749 §3.3: an omitted scope is the client's registered scope (which may be empty:
+        # a token for no particular scope). §3.1: `scope=` with no value counts as omitted.
         asked = form.get("scope")
         scope = allowed if asked is None else parse_scope(asked)
     except ScopeError as exc:
         raise RedirectError("invalid_scope", str(exc)) from None
     if not scope <= allowed:
         raise RedirectError("invalid_scope", "requested scope exceeds the client's scope")
+    try:
+        # RFC 8707 §2: each `resource` an absolute URI the client may have, else invalid_target.
+        resources = choose_resources(form.every("resource"), request.client.allowed_resources)
+    except TargetError as exc:
+        raise RedirectError("invalid_target", str(exc)) from None
     challenge = form.get("code_challenge")
     method = form.get("code_challenge_method")
     if challenge is None:
         if request.client.is_public:
             # RFC 9700 §2.1.1: public clients MUST use PKCE.
             raise RedirectError("invalid_request", "PKCE is required: send code_challenge (S256)")
+        if request.client.require_pkce:
+            # OAuth 2.1 §4.1.1: confidential clients too, unless the operator opted this one out.
+            raise RedirectError(
+                "invalid_request", "PKCE is required for this client: send code_challenge (S256)"
+            )
         if method is not None:
             raise RedirectError("invalid_request", "code_challenge_method without code_challenge")
     else:
@@ -136,15 +162,7 @@ def _checked(request: AuthorizationRequest, form: Form) -> AuthorizationRequest:
             )
         if not pkce.is_valid_challenge(challenge):
             raise RedirectError("invalid_request", "code_challenge must be 43 base64url characters")
-    return AuthorizationRequest(
-        request.client,
-        request.redirect_uri,
-        request.redirect_uri_given,
-        scope,
-        request.state,
-        challenge,
-        request.params,
-    )
+    return replace(request, scope=scope, resources=resources, code_challenge=challenge)
 
 
 def _redirect(
@@ -161,16 +179,35 @@ def _redirect(
     )
 
 
-def _error_page(request: Request, message: str, status: int) -> Response:
+def _error_page(
+    request: Request, message: str, status: int, headers: dict[str, str] | None = None
+) -> Response:
     return templates.TemplateResponse(
-        request, "error.html", {"message": message}, status_code=status, headers=_NO_STORE
+        request,
+        "error.html",
+        {"message": message},
+        status_code=status,
+        headers={**_NO_STORE, **(headers or {})},
     )
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
+async def _rate_limited(request: Request) -> Response | None:
+    """The per-address bucket, charged for every GET and POST of /authorize: each one reads the
+    client, the user and the consent, and a POST writes (429 with Retry-After, as a page)."""
+    try:
+        await baton(request).limits.check_address(source_address(request))
+    except OAuthError as exc:
+        message = "Too many requests from your address. Wait a moment and try again."
+        return _error_page(request, message, exc.status, exc.headers)
+    return None
+
+
 async def authorize_get(request: Request) -> Response:
+    if (limited := await _rate_limited(request)) is not None:
+        return limited
     try:
         form = Form(parse_pairs(request.url.query))
     except OAuthError as exc:
@@ -191,6 +228,8 @@ async def _browser_form(request: Request) -> Form | Response:
 
 async def authorize_post(request: Request) -> Response:
     """The consent form posts here: Allow or Deny, with the request's parameters."""
+    if (limited := await _rate_limited(request)) is not None:
+        return limited
     form = await _browser_form(request)
     if isinstance(form, Response):
         return form
@@ -198,6 +237,16 @@ async def authorize_post(request: Request) -> Response:
     if decision not in ("allow", "deny"):
         return _error_page(request, "Choose Allow or Deny.", 400)
     return await _authorize(request, form, decision=decision, status=303)
+
+
+def _remembers_consent(auth: AuthorizationRequest) -> bool:
+    """Whether a remembered consent may stand in for asking. A public client cannot prove who
+    it is (RFC 6749 §10.2, RFC 8252 §8.6): any program can send its id with its own PKCE pair,
+    so the user is asked every time, unless the operator opted this client in and the code goes
+    to a claimed https redirect URI, which only the app that claimed it receives."""
+    if not auth.client.is_public:
+        return True
+    return auth.client.remember_consent and is_https(auth.redirect_uri)
 
 
 async def _authorize(request: Request, form: Form, decision: str | None, status: int) -> Response:
@@ -221,20 +270,14 @@ async def _authorize(request: Request, form: Form, decision: str | None, status:
         return _redirect(app, auth, params, status)
     now = app.clock.now()
     if decision == "allow":
-        await app.store.remember_consent(user.id, auth.client.id, auth.scope, now)
-    elif not auth.scope <= await app.store.consented_scope(user.id, auth.client.id):
-        return templates.TemplateResponse(
-            request,
-            "consent.html",
-            {
-                "client": auth.client,
-                "scopes": sorted(auth.scope),
-                "params": auth.params,
-                "csrf": csrf_token(request.session),
-                "username": user.username,
-            },
-            headers=_NO_STORE,
-        )
+        await app.store.remember_consent(user.id, auth.client.id, auth.scope, auth.resources, now)
+    else:
+        # Consent is a decision this user recorded for this client, covering this request's
+        # scope and resources; never inferred (an empty scope is a subset of any scope).
+        consent = await app.store.consent(user.id, auth.client.id)
+        remembered = consent is not None and consent.covers(auth.scope, auth.resources)
+        if not (remembered and _remembers_consent(auth)):
+            return await _consent_page(request, app, auth, user.username)
 
     code = mint(TokenKind.CODE)
     await app.store.save_code(
@@ -247,9 +290,39 @@ async def _authorize(request: Request, form: Form, decision: str | None, status:
             code_challenge=auth.code_challenge,
             created_at=now,
             expires_at=now + app.settings.policy.lifetimes.code_ttl,
+            resources=auth.resources,
         )
     )
     return _redirect(app, auth, {"code": code.plaintext}, status)
+
+
+async def _consent_page(
+    request: Request, app: Baton, auth: AuthorizationRequest, username: str
+) -> Response:
+    """What the client gets, said plainly: its scopes (or none in particular), the resource
+    servers the tokens are for, and that it keeps access while the user is away."""
+    names = await app.store.resource_names(auth.resources)
+    lifetimes = app.settings.policy.lifetimes
+    context = {
+        "client": auth.client,
+        "scopes": sorted(auth.scope),
+        "resources": [(uri, names.get(uri)) for uri in auth.resources],
+        "idle": _duration(lifetimes.refresh_idle_ttl),
+        "absolute": _duration(lifetimes.refresh_absolute_ttl),
+        "params": auth.params,
+        "csrf": csrf_token(request.session),
+        "username": username,
+    }
+    return templates.TemplateResponse(request, "consent.html", context, headers=_NO_STORE)
+
+
+def _duration(seconds: int) -> str:
+    """`seconds` in the largest whole unit a person reads at a glance: 90 days, 12 hours."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def _safe_next(target: str | None) -> str:

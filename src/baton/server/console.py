@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
 from baton.core import timeline
-from baton.core.redirects import redirect_uri_problem
+from baton.core.redirects import client_option_problem, redirect_uri_problem
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
@@ -271,6 +271,11 @@ async def create_client(request: Request) -> Response:
         problems.insert(0, "Give the client a name (at most 200 characters).")
     if kind not in ("confidential", "public", "resource_server"):
         problems.append("Choose confidential, public or resource server.")
+    remember_consent = form.get("remember_consent") == "on"
+    pkce_optional = form.get("pkce_optional") == "on"
+    option = client_option_problem(kind == "public", uris, remember_consent, pkce_optional)
+    if option is not None:
+        problems.append(option[0].upper() + option[1:] + ".")
     if problems:
         return await _clients(request, user, problems[0], 400)
     secret = None if kind == "public" else mint(TokenKind.CLIENT_SECRET)
@@ -283,6 +288,8 @@ async def create_client(request: Request) -> Response:
         redirect_uris=uris,
         scope=scope,
         created_at=baton(request).clock.now(),
+        remember_consent=remember_consent,
+        require_pkce=not pkce_optional,
     )
     await _admin_store(request).create_client(record, _actor(request, user))
     return _secret_page(request, user, record.id, name, secret.plaintext if secret else None, True)

@@ -112,6 +112,11 @@ _PAGE_FORM_ERRORS: dict[str, Any] = {
     "503": _ref("responses", "UnavailablePage"),
 }
 
+_AUTHORIZE_LIMITED = _page(
+    "The address's rate limit is spent: the error page.",
+    {"Retry-After": _ref("headers", "Retry-After")},
+)
+
 _AUTHORIZATION_REQUEST: dict[str, Schema] = {
     "response_type": _param("Must be `code` (RFC 6749 §4.1.1)."),
     "client_id": _param("The client's identifier."),
@@ -120,9 +125,14 @@ _AUTHORIZATION_REQUEST: dict[str, Schema] = {
         "§4.1.3); optional when the client registered exactly one."
     ),
     "scope": _param("Space-separated scope tokens (RFC 6749 §3.3); default: the client's."),
+    "resource": _param(
+        "RFC 8707 resource indicator, may repeat: an absolute URI, no fragment, among the "
+        "client's allowed resources (else `invalid_target`); default: all of them."
+    ),
     "state": _param("Opaque value returned unchanged in the redirect."),
     "code_challenge": _param(
-        "PKCE S256 challenge: 43 base64url characters (RFC 7636 §4.2); required for public clients."
+        "PKCE S256 challenge: 43 base64url characters (RFC 7636 §4.2); required unless an "
+        "operator registered a confidential client with PKCE optional."
     ),
     "code_challenge_method": _param("Must be `S256` when a challenge is sent."),
 }
@@ -568,6 +578,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     ),
                     "303": _redirect("To `/login?next=...` when nobody is signed in."),
                     "400": _page("The request cannot be redirected to the client: why."),
+                    "429": _AUTHORIZE_LIMITED,
                     "503": _ref("responses", "UnavailablePage"),
                 },
             },
@@ -588,6 +599,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     "303": _redirect(
                         "To the client with `code` or `error=access_denied`; or to `/login`."
                     ),
+                    "429": _AUTHORIZE_LIMITED,
                     **_PAGE_FORM_ERRORS,
                 },
             },

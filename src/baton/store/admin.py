@@ -138,6 +138,8 @@ class AdminStore:
                     redirect_uris=json.dumps(list(client.redirect_uris)),
                     scope=client.scope,
                     created_at=client.created_at,
+                    remember_consent=client.remember_consent,
+                    require_pkce=client.require_pkce,
                 )
             )
             detail = {
@@ -146,6 +148,8 @@ class AdminStore:
                 "resource_server": client.is_resource_server,
                 "redirect_uris": list(client.redirect_uris),
                 "scope": client.scope,
+                "remember_consent": client.remember_consent,
+                "require_pkce": client.require_pkce,
             }
             _audit(conn, actor, "client.create", "client", client.id, detail)
 

@@ -48,6 +48,20 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class Consent:
+    """A user's recorded decision to let a client have `scope` at `resources` (RFC 8707): the
+    last request the user allowed for that client. Nothing else counts as consent."""
+
+    scope: frozenset[str]
+    resources: frozenset[str]
+    updated_at: int
+
+    def covers(self, scope: frozenset[str], resources: tuple[str, ...]) -> bool:
+        """The user already allowed all of this: its scope and its resources alike."""
+        return scope <= self.scope and self.resources.issuperset(resources)
+
+
+@dataclass(frozen=True, slots=True)
 class NewCode:
     digest: bytes = field(repr=False)
     client_id: str
@@ -225,10 +239,27 @@ class Store(Protocol):
     ) -> User: ...
     async def get_user(self, username: str) -> User | None: ...
     async def get_user_by_id(self, user_id: int) -> User | None: ...
-    async def consented_scope(self, user_id: int, client_id: str) -> frozenset[str]: ...
+    async def consent(self, user_id: int, client_id: str) -> Consent | None:
+        """The user's recorded decision for the client, None if there is none (never asked, or
+        forgotten when one of their grants was revoked: see `revoke_grant`)."""
+        ...
+
     async def remember_consent(
-        self, user_id: int, client_id: str, scope: frozenset[str], now: int
-    ) -> None: ...
+        self,
+        user_id: int,
+        client_id: str,
+        scope: frozenset[str],
+        resources: tuple[str, ...],
+        now: int,
+    ) -> None:
+        """Records that the user allowed exactly this request, in place of any earlier record:
+        a remembered consent covers what the user saw on one page, never a combination of
+        pages they never saw together."""
+        ...
+
+    async def resource_names(self, uris: tuple[str, ...]) -> dict[str, str]:
+        """The name of each registered resource server whose `resource_uri` is in `uris`."""
+        ...
 
     # -- token lifecycle (the rules) ---------------------------------------------------------
     async def save_code(self, code: NewCode) -> None: ...
@@ -268,7 +299,12 @@ class Store(Protocol):
         ...
 
     async def get_grant(self, grant_id: str) -> GrantFacts | None: ...
-    async def revoke_grant(self, grant_id: str, now: int, reason: str) -> bool: ...
+    async def revoke_grant(self, grant_id: str, now: int, reason: str) -> bool:
+        """Revokes the grant; unless `reason` is "revoked", the RFC 7009 revocation of a token by
+        the client itself, the user's remembered consent for that client goes with it, so
+        the next authorization asks the user again."""
+        ...
+
     async def list_grants(
         self, client_id: str | None = None, username: str | None = None
     ) -> list[GrantSummary]: ...

@@ -54,6 +54,7 @@ from baton.store.base import (
     Client,
     ClientChanged,
     CodeRefused,
+    Consent,
     ExchangeAsk,
     ExchangeResult,
     FeedRead,
@@ -234,37 +235,61 @@ class SQLStore:
     async def get_user_by_id(self, user_id: int) -> User | None:
         return await self._read(lambda conn: _user(conn, users.c.id == user_id))
 
-    async def consented_scope(self, user_id: int, client_id: str) -> frozenset[str]:
-        def work(conn: Connection) -> frozenset[str]:
-            found = conn.execute(
-                select(consents.c.scope).where(
+    async def consent(self, user_id: int, client_id: str) -> Consent | None:
+        def work(conn: Connection) -> Consent | None:
+            row = conn.execute(
+                select(consents.c.scope, consents.c.resources, consents.c.updated_at).where(
                     consents.c.user_id == user_id, consents.c.client_id == client_id
                 )
-            ).scalar()
-            return parse_scope(found) if found else frozenset()
+            ).one_or_none()
+            if row is None:
+                return None
+            resources = frozenset(json.loads(row.resources or "[]"))
+            return Consent(parse_scope(row.scope), resources, row.updated_at)
 
         return await self._read(work)
 
     async def remember_consent(
-        self, user_id: int, client_id: str, scope: frozenset[str], now: int
+        self,
+        user_id: int,
+        client_id: str,
+        scope: frozenset[str],
+        resources: tuple[str, ...],
+        now: int,
     ) -> None:
+        values = {
+            "scope": render_scope(scope),
+            "resources": json.dumps(sorted(set(resources))),
+            "updated_at": now,
+        }
+
         def work(conn: Connection) -> None:
             key = (consents.c.user_id == user_id) & (consents.c.client_id == client_id)
-            known = conn.execute(select(consents.c.scope).where(key)).scalar()
-            if known is None:
+            if conn.execute(update(consents).where(key).values(**values)).rowcount == 0:
                 conn.execute(
-                    insert(consents).values(
-                        user_id=user_id,
-                        client_id=client_id,
-                        scope=render_scope(scope),
-                        updated_at=now,
-                    )
+                    insert(consents).values(user_id=user_id, client_id=client_id, **values)
                 )
-            else:
-                merged = render_scope(parse_scope(known) | scope)
-                conn.execute(update(consents).where(key).values(scope=merged, updated_at=now))
 
-        await self._write(work)
+        try:
+            await self._write(work)
+        except IntegrityError:
+            # Two first decisions at once (a double click on Allow): the other one inserted the
+            # row between our update and our insert; this time the update finds it.
+            await self._write(work)
+
+    async def resource_names(self, uris: tuple[str, ...]) -> dict[str, str]:
+        if not uris:
+            return {}
+
+        def work(conn: Connection) -> dict[str, str]:
+            found = conn.execute(
+                select(clients.c.resource_uri, clients.c.name).where(
+                    clients.c.resource_uri.in_(uris)
+                )
+            )
+            return {uri: name for uri, name in found}
+
+        return await self._read(work)
 
     # -- token lifecycle ------------------------------------------------------------------------
 
@@ -830,7 +855,16 @@ def _revoke_grant(
     )
     _wake_feed(conn)
     outbox.grant_revoked(conn, grant_id, reason, now, known)  # a webhook, in the same transaction
+    if reason != CLIENT_REVOCATION:
+        # A reuse, a replayed code, an operator's revocation: the user is asked again next time,
+        # rather than a remembered consent handing whoever holds the client a fresh code.
+        _FORGET_CONSENT.run(conn, grant_id=grant_id)
     return True
+
+
+# RFC 7009: the client revoking its own token (signing out, cleaning up) is no sign that its
+# tokens were in the wrong hands, nor the user withdrawing consent: the consent stays.
+CLIENT_REVOCATION = "revoked"
 
 
 def _last_access_expiry(conn: Connection, grant_id: str, now: int) -> int | None:
@@ -1212,6 +1246,14 @@ def _announcement(which: Any) -> Prepared:
     )
 
 
+_FORGET_CONSENT = Prepared(
+    delete(consents).where(
+        consents.c.user_id
+        == select(grants.c.user_id).where(grants.c.id == bindparam("grant_id")).scalar_subquery(),
+        consents.c.client_id
+        == select(grants.c.client_id).where(grants.c.id == bindparam("grant_id")).scalar_subquery(),
+    )
+)
 _REVOKE_GRANT = Prepared(
     update(grants)
     .where(grants.c.id == bindparam("grant_id"), grants.c.revoked_at.is_(None))
