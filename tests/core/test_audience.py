@@ -49,7 +49,7 @@ def test_the_audience_and_its_stored_forms(resources: tuple[str, ...], default: 
 
 @pytest.mark.parametrize(
     "uri",
-    ["https://api.test", "https://api.test/v1?x=1", "http://127.0.0.1:8000/", "http://localhost/a"],
+    ["https://api.test", "https://api.test/v1?x=1", "http://127.0.0.1:8000/", "http://[::1]/a"],
 )
 def test_acceptable_resource_uris(uri: str) -> None:
     assert resource_uri_problem(uri) is None
@@ -64,6 +64,7 @@ def test_acceptable_resource_uris(uri: str) -> None:
         "https://api.test/#",
         "https://api.test/#x",
         "http://api.test",
+        "http://localhost/a",  # loopback by IP only, as for redirect URIs (RFC 8252 §8.3)
         "urn:x:y",
         "ftp://api.test",
         "https:///x",

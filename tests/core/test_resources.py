@@ -1,5 +1,5 @@
 """The RFC 8707 resources of an authorization request: those named, each one the client may
-have, or by default all of them (`baton.core.scope.resources`)."""
+have, or by default all of them (`baton.core.audience.requested`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from baton.core.scope import TargetError, resources
+from baton.core.audience import TargetError
+from baton.core.audience import requested as resources
 
 uris = st.sampled_from(
     ["https://api.example/", "https://billing.example/v1", "urn:example:orders", "https://x/?q=1"]

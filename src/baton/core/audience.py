@@ -42,12 +42,31 @@ def requested_resource_problem(uri: str) -> str | None:
     """RFC 8707 §2: a `resource` parameter "MUST be an absolute URI ... MUST NOT include a
     fragment component"; anything else is `invalid_target`."""
     try:
-        parts = urlsplit(uri)
+        scheme = urlsplit(uri).scheme
     except ValueError:
-        return "resource must be an absolute URI without a fragment"
-    if not parts.scheme or not parts.netloc or parts.fragment or "#" in uri:
+        scheme = ""
+    if not scheme or "#" in uri:  # an absolute URI has a scheme (RFC 3986 §4.3): a URN has one
         return "resource must be an absolute URI without a fragment"
     return None
+
+
+class TargetError(ValueError):
+    """A requested resource the client may not have (RFC 8707 §2: `invalid_target`)."""
+
+
+def requested(asked: Sequence[str], allowed: Sequence[str]) -> Resources:
+    """The resources an authorization request is for, sorted; raises TargetError.
+
+    Naming none means every resource the client is allowed, as an omitted scope means the
+    client's registered scope (RFC 6749 §3.3); naming one outside `allowed` is refused."""
+    for resource in asked:
+        if (problem := requested_resource_problem(resource)) is not None:
+            raise TargetError(problem)
+    chosen = narrowed(allowed, asked)
+    if chosen is None:
+        outside = next(r for r in asked if r not in allowed)
+        raise TargetError(f"resource {outside!r} is not one this client may ask for")
+    return tuple(sorted(set(chosen)))
 
 
 def narrowed(granted: Sequence[str], asked: Sequence[str]) -> Resources | None:

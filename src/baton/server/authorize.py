@@ -18,11 +18,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from baton.core import pkce
+from baton.core.audience import TargetError
+from baton.core.audience import requested as choose_resources
 from baton.core.redirects import is_https, redirect_uri_problem
-from baton.core.scope import ScopeError, TargetError
+from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
-from baton.core.scope import resources as choose_resources
 from baton.core.tokens import TokenKind, mint
 from baton.passwords import verify_password
 from baton.server.clientauth import enabled_client
