@@ -364,7 +364,29 @@ def test_authorization_url_and_callback() -> None:
             request, f"https://app/cb?code=c1&state={request.state}&iss=https://evil"
         )
     with pytest.raises(AuthorizationFlowError, match="access_denied"):
-        code_from_callback(request, f"https://app/cb?error=access_denied&state={request.state}")
+        code_from_callback(
+            request,
+            f"https://app/cb?error=access_denied&state={request.state}&iss=https://as.example",
+        )
+
+
+def test_a_callback_without_iss_is_refused_when_the_issuer_is_known() -> None:
+    # RFC 9207 §2.4: a client that knows its server's issuer (the server supports `iss`) MUST
+    # reject an authorization response without it: it may come from another server (mix-up).
+    request = authorization_url(
+        "https://as.example/authorize", "cid", "https://app/cb", issuer="https://as.example"
+    )
+    for callback in (
+        f"https://app/cb?code=c1&state={request.state}",
+        f"https://app/cb?code=c1&state={request.state}&iss=",
+        f"https://app/cb?code=c1&state={request.state}&iss=https://as.example/",
+        f"https://app/cb?error=access_denied&state={request.state}",
+    ):
+        with pytest.raises(AuthorizationFlowError, match="iss"):
+            code_from_callback(request, callback)
+    # Without a known issuer the SDK cannot check it, and the callback is taken as it is.
+    unknown = authorization_url("https://as.example/authorize", "cid", "https://app/cb")
+    assert code_from_callback(unknown, f"https://app/cb?code=c2&state={unknown.state}") == "c2"
 
 
 def test_exchange_code_sends_the_verifier(clock: Clock) -> None:

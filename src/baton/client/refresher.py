@@ -34,7 +34,7 @@ import anyio.to_thread
 import httpx
 
 from baton.client.endpoint import OAuthClient, Retryable, verdict
-from baton.client.errors import LockLost, ReauthorizationRequired, TokenEndpointError
+from baton.client.errors import ClientError, LockLost, ReauthorizationRequired, TokenEndpointError
 from baton.client.stores import Lease, TokenStore
 from baton.client.tokens import TokenPair
 
@@ -113,14 +113,33 @@ class Refresher:
         store: TokenStore,
         **options: Any,
     ) -> Refresher:
-        """Reads the server's RFC 8414 metadata for the token endpoint (and Baton's leeway)."""
+        """Reads the server's RFC 8414 metadata for the token endpoint (and Baton's leeway).
+
+        The document's `issuer` must be identical to `issuer` (RFC 8414 §3.3): a document naming
+        another issuer (a mix-up, or an impersonation) is refused with `ClientError`."""
         metadata_url = issuer.rstrip("/") + METADATA_PATH
-        http = options.get("http") or httpx.Client()
-        response = http.get(metadata_url, timeout=options.get("timeout", 10.0))
-        response.raise_for_status()
-        document = response.json()
+        http = options.get("http")
+        own = http is None
+        http = http or httpx.Client()
+        try:
+            response = http.get(metadata_url, timeout=options.get("timeout", 10.0))
+            response.raise_for_status()
+            document = response.json()
+        finally:
+            if own:
+                http.close()
+        if not isinstance(document, dict):
+            raise ClientError(f"the metadata at {metadata_url} is not a JSON object")
+        if document.get("issuer") != issuer:
+            raise ClientError(
+                f"the metadata at {metadata_url} names issuer {document.get('issuer')!r}, not"
+                f" {issuer!r} (RFC 8414 §3.3: they must be identical)"
+            )
+        token_endpoint = document.get("token_endpoint")
+        if not isinstance(token_endpoint, str) or not token_endpoint:
+            raise ClientError(f"the metadata at {metadata_url} has no token_endpoint")
         refresher = cls(
-            OAuthClient(document["token_endpoint"], client_id, client_secret),
+            OAuthClient(token_endpoint, client_id, client_secret),
             store,
             metadata_url=metadata_url,
             **options,
