@@ -34,7 +34,7 @@ from baton.client import (
     store_pair,
 )
 from baton.client.refresher import METADATA_PATH
-from tests.client.conftest import ROOT, ApiFactory
+from tests.client.conftest import CHILD_PYTHONPATH, ROOT, ApiFactory
 from tests.client.proxy import DropProxy, body_of
 from tests.e2e.conftest import Server, ServerFactory, first_pair, run_cli
 
@@ -114,7 +114,7 @@ def test_chaos_8_processes_x_8_threads_share_one_file_store(
     first = seeded(server, store)
     grant_id = server.introspect(first.access_token)["grant_id"]
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": CHILD_PYTHONPATH}
     workers = [
         subprocess.Popen(
             worker_command(
@@ -266,7 +266,7 @@ def test_kill_9_after_the_response_before_the_store_is_recovered_by_the_next_pro
     crashed = subprocess.run(
         worker_command("crash", store, server, "--note", str(note)),
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": CHILD_PYTHONPATH},
         capture_output=True,
         text=True,
         timeout=60,

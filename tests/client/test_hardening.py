@@ -24,7 +24,7 @@ from baton.client import (
     store_pair,
 )
 from baton.client.refresher import METADATA_PATH
-from tests.client.conftest import ROOT
+from tests.client.conftest import CHILD_PYTHONPATH
 
 PAIR = TokenPair("access-secret", "refresh-secret", 1.0)
 
@@ -106,7 +106,7 @@ def test_the_sdk_imports_where_fcntl_does_not_exist() -> None:
         text=True,
         timeout=60,
         check=False,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])},
+        env={**os.environ, "PYTHONPATH": CHILD_PYTHONPATH},
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
