@@ -24,7 +24,6 @@ from baton.client import (
     Hooks,
     MemoryStore,
     OAuthClient,
-    ReauthorizationRequired,
     Refresher,
     RequestsAuth,
     RotationEvent,
@@ -191,16 +190,14 @@ def port_of(server: Server) -> int:
     return int(server.url.rsplit(":", 1)[1])
 
 
-@pytest.mark.parametrize(
-    ("policy", "mode"),
-    [("replay", "close"), ("replay", "stall"), ("fork", "close"), ("strict", "close")],
-)
+@pytest.mark.parametrize("policy", ["replay", "fork"])
 def test_lost_token_response_is_recovered_inside_the_leeway(
-    baton_server: ServerFactory, proxy_factory: list[DropProxy], policy: str, mode: str
+    baton_server: ServerFactory, proxy_factory: list[DropProxy], policy: str
 ) -> None:
+    # A reset after the server answered (stalled answers and `strict`: test_stalled_answers.py).
     leeway = 5
     server = baton_server(retry_policy=policy, leeway=leeway)
-    proxy = DropProxy(port_of(server), mode).start()
+    proxy = DropProxy(port_of(server), "close").start()
     proxy_factory.append(proxy)
     store = MemoryStore()
     first = seeded(server, store)
@@ -208,23 +205,10 @@ def test_lost_token_response_is_recovered_inside_the_leeway(
     refresher, rotations, failures = refresher_for(
         server, store, token_url=proxy.url + "/token", timeout=1.0
     )
-    assert refresher.retry_window() == (leeway if policy != "strict" else 5.0)
+    assert refresher.retry_window() == leeway
 
     proxy.armed = 1
     started = time.monotonic()
-    if policy == "strict":
-        # Under `strict` the server has no leeway: the retry of the exchanged refresh token is
-        # reuse, the grant is revoked, and no client can recover the lost pair (by design).
-        with pytest.raises(ReauthorizationRequired) as caught:
-            refresher.refresh(first)
-        assert "reuse detected" in caught.value.reason
-        assert caught.value.error == "invalid_grant"
-        assert len(proxy.dropped) == 1
-        with pytest.raises(ReauthorizationRequired, match="reuse detected"):
-            refresher.pair()  # the tombstone keeps the reason for every later caller
-        assert grant_status(server, grant_id).startswith("revoked")
-        return
-
     pair = refresher.refresh(first)
     elapsed = time.monotonic() - started
     assert elapsed < leeway, elapsed
