@@ -226,3 +226,35 @@ def test_an_unadvertised_server_that_refuses_the_retry_says_why(clock: Clock) ->
     assert "reuse detected" in caught.value.reason
     assert "without a leeway" in caught.value.reason and "lost" in caught.value.reason
     assert caught.value.error == "invalid_grant"
+
+
+def test_a_dead_process_mark_is_not_retried_on_a_server_without_a_leeway(clock: Clock) -> None:
+    server = RotatingServer(clock, leeway=0)
+    body = {"access_token": "at0", "refresh_token": "rt0", "token_type": "Bearer"}
+    marked = TokenPair.from_response(body, clock()).marked_exchanging(clock(), clock() + 5)
+    store = MemoryStore(marked)
+    clock.now += 0.1
+    with pytest.raises(ReauthorizationRequired, match="without a leeway"):
+        server.refresher(store, leeway=0).refresh()
+    assert server.arrivals == []
+
+
+def test_unreachable_metadata_is_asked_once_per_refresh(clock: Clock) -> None:
+    # The leeway is read before the token leaves, once: a metadata endpoint that does not answer
+    # must not eat the retry window again between the mark and the first attempt.
+    server = RotatingServer(clock, leeway=5, stalls=1)
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("oauth-authorization-server"):
+            asked.append(request.url.path)
+            clock.now += 1  # a slow failure
+            raise httpx.ConnectError("refused", request=request)
+        return server.handler(request)
+
+    refresher = server.refresher(
+        seeded(clock), metadata_url="https://as.example/.well-known/oauth-authorization-server"
+    )
+    refresher.http = httpx.Client(transport=httpx.MockTransport(handler))
+    assert refresher.refresh().access_token == "at1"
+    assert len(asked) == 1 and server.reuse_detected == 0

@@ -211,7 +211,9 @@ class Refresher:
 
     def retry_window(self) -> float:
         """How long after a refresh token is first sent it may be sent again."""
-        leeway = self.known_leeway()
+        return self._window(self.known_leeway())
+
+    def _window(self, leeway: float | None) -> float:
         return leeway if leeway is not None and leeway > 0 else self.unknown_leeway_window
 
     # -- refreshing -----------------------------------------------------------------------------
@@ -243,6 +245,7 @@ class Refresher:
             return stored  # another thread, task or process rotated while we waited
         if stored.refresh_token is None:
             raise ReauthorizationRequired("the stored pair has no refresh token")
+        leeway = self.known_leeway()  # once (it may read the metadata), before the token leaves
         if recovering:
             log.info(
                 "finishing an exchange started at %s by a process that died",
@@ -251,11 +254,11 @@ class Refresher:
             marked = stored
         else:
             now = self.clock()
-            marked = stored.marked_exchanging(now, now + self.retry_window())
+            marked = stored.marked_exchanging(now, now + self._window(leeway))
             self.store.save(marked, lease)  # the intent, durable before the token leaves
         started = time.monotonic()
         try:
-            new, attempts = self._exchange(marked, lease, fresh=not recovering)
+            new, attempts = self._exchange(marked, lease, not recovering, leeway == 0)
         except ReauthorizationRequired as exc:
             self.store.save(TokenPair.tombstone(exc.reason, exc.error), lease)
             raise
@@ -275,17 +278,19 @@ class Refresher:
         return new
 
     def _exchange(
-        self, marked: TokenPair, lease: Lease, fresh: bool = False
+        self, marked: TokenPair, lease: Lease, fresh: bool = False, no_leeway: bool = False
     ) -> tuple[TokenPair, int]:
         """Sends `marked.refresh_token` until an answer arrives or the retry window closes.
 
         `fresh`: this call made the mark, so no attempt has been sent yet (otherwise a process
-        that died may have sent one). Each attempt gets a third of the time left (at most
-        `timeout`), so that several fit in the window; none is sent later than `landing_margin`
-        (at most a fifth of the window) before the window ends, so the last one still reaches the
-        server inside its leeway. Once an attempt may have reached the server (anything but a
-        failure to connect), the token is never sent after the window: the session ends with
-        `ReauthorizationRequired` (a lost response), not with a reuse detection.
+        that died may have sent one). `no_leeway`: the server accepts no retry at all.
+
+        Each attempt gets a third of the time left (at most `timeout`), so that several fit in
+        the window; none is sent later than `landing_margin` (at most a fifth of the window)
+        before the window ends, so the last one still reaches the server inside its leeway; the
+        last one may wait longer for its answer. Once an attempt may have reached the server
+        (anything but a failure to connect), the token is never sent after the window: the
+        session ends with `ReauthorizationRequired` (a lost response), not a reuse detection.
         """
         assert marked.refresh_token is not None and marked.exchanging_since is not None
         retry_until = marked.retry_until
@@ -293,7 +298,6 @@ class Refresher:
             retry_until = marked.exchanging_since + self.retry_window()
         window = retry_until - marked.exchanging_since
         last_send = retry_until - min(self.landing_margin, window / 5)
-        no_leeway = self.known_leeway() == 0
         data = {"grant_type": "refresh_token", "refresh_token": marked.refresh_token}
         maybe_sent = not fresh
         if maybe_sent and (no_leeway or self.clock() >= last_send):

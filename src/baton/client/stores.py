@@ -93,7 +93,7 @@ class FileStore:
     a symbolic link. Either is refused with `ClientError`."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         self.lock_path = self.path.with_name(self.path.name + ".lock")
 
     def load(self) -> TokenPair | None:
