@@ -83,6 +83,7 @@ def servers(seed: Seed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[An
                     future.result().stop()
             for browser in BROWSERS.values():
                 browser.close()
+            BROWSERS.clear()
 
 
 BROWSERS: dict[str, requests.Session] = {}
