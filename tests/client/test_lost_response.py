@@ -258,3 +258,21 @@ def test_unreachable_metadata_is_asked_once_per_refresh(clock: Clock) -> None:
     refresher.http = httpx.Client(transport=httpx.MockTransport(handler))
     assert refresher.refresh().access_token == "at1"
     assert len(asked) == 1 and server.reuse_detected == 0
+
+
+def test_a_refusal_inside_a_known_leeway_keeps_the_servers_reason(clock: Clock) -> None:
+    # The leeway is known and not over: an invalid_grant to the retry means something else (the
+    # grant was revoked meanwhile), and the server's description is passed on as it is.
+    server = RotatingServer(clock, leeway=10, stalls=1)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        try:
+            return server.handler(request)
+        finally:
+            server.revoked = True
+
+    refresher = server.refresher(seeded(clock), leeway=10)
+    refresher.http = httpx.Client(transport=httpx.MockTransport(handler))
+    with pytest.raises(ReauthorizationRequired) as caught:
+        refresher.refresh()
+    assert caught.value.reason == "the grant has been revoked"

@@ -213,6 +213,10 @@ class Refresher:
         """How long after a refresh token is first sent it may be sent again."""
         return self._window(self.known_leeway())
 
+    def _leeway_unknown(self) -> bool:
+        rotation = self._rotation
+        return self.leeway is None and (rotation is None or rotation.leeway_seconds is None)
+
     def _window(self, leeway: float | None) -> float:
         return leeway if leeway is not None and leeway > 0 else self.unknown_leeway_window
 
@@ -322,7 +326,9 @@ class Refresher:
                 kind = "transport"
                 sent = not isinstance(exc, NOT_SENT)
             except ReauthorizationRequired as exc:
-                if maybe_sent:  # a retry refused: the server's leeway is shorter than assumed
+                if maybe_sent and self._leeway_unknown():
+                    # A retry refused by a server that did not say its leeway: most likely it
+                    # has none, or a shorter one than the SDK assumed.
                     exc = ReauthorizationRequired(
                         f"{exc.reason} (the retry of a refresh whose token response was lost,"
                         f" {now - marked.exchanging_since:.1f} s after it was first sent: a"
