@@ -22,6 +22,9 @@ from tests.e2e.conftest import (  # noqa: F401 (fixtures and the failure-report 
 )
 
 ROOT = Path(__file__).resolve().parents[2]
+# For a child process: this checkout's sources first (the shared virtualenv's editable install
+# may point at another checkout), then the tests package.
+CHILD_PYTHONPATH = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
 
 
 def in_ci() -> bool:
@@ -48,7 +51,7 @@ def api(tmp_path: Path) -> Iterator[ApiFactory]:
         log = tmp_path / f"api-{port}.log"
         env = {
             **os.environ,
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": CHILD_PYTHONPATH,
             "BATON_URL": server.url,
             "BATON_RS_ID": server.resource_server.client_id,
             "BATON_RS_SECRET": server.resource_server.client_secret,

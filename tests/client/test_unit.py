@@ -203,19 +203,24 @@ def test_lost_response_retries_the_same_token_inside_the_leeway(
     assert clock() - new.obtained_at < 1  # backoff stayed small
 
 
-def test_retries_stop_at_the_end_of_the_leeway(server: FakeServer, clock: Clock) -> None:
-    store = MemoryStore(first(clock))
+def test_a_server_never_reached_leaves_the_token_usable(server: FakeServer, clock: Clock) -> None:
+    initial = first(clock)
+    store = MemoryStore(initial)
     start = clock()
 
     def down() -> httpx.Response:
         raise httpx.ConnectError("refused")
 
     server.script = [down] * 100
-    with pytest.raises(TokenEndpointError, match="retry window"):
-        server.refresher(store, leeway=3.0).refresh()
+    refresher = server.refresher(store, leeway=3.0)
+    with pytest.raises(TokenEndpointError, match="never reached"):
+        refresher.refresh()
     assert clock() - start < 3.0
-    left = store.load()
-    assert left is not None and left.exchanging_since == start  # the next caller resumes
+    assert len(server.presented) > 3  # several attempts inside the window
+    # The token never left: the mark is gone, and the next call starts a new exchange with it.
+    assert store.load() == initial
+    server.script = []
+    assert refresher.refresh().access_token == "at1"
 
 
 def test_leeway_is_read_from_metadata(server: FakeServer) -> None:
@@ -262,7 +267,7 @@ def test_other_errors_are_not_reauthorization(server: FakeServer, clock: Clock) 
 def test_an_interrupted_exchange_is_resumed_with_the_same_token(
     server: FakeServer, clock: Clock
 ) -> None:
-    marked = first(clock).marked_exchanging(clock() - 1)
+    marked = first(clock).marked_exchanging(clock() - 1, clock() + 4)
     store = MemoryStore(marked)
     rotations: list[RotationEvent] = []
     refresher = server.refresher(store, hooks=Hooks(on_rotation=rotations.append))
@@ -364,7 +369,29 @@ def test_authorization_url_and_callback() -> None:
             request, f"https://app/cb?code=c1&state={request.state}&iss=https://evil"
         )
     with pytest.raises(AuthorizationFlowError, match="access_denied"):
-        code_from_callback(request, f"https://app/cb?error=access_denied&state={request.state}")
+        code_from_callback(
+            request,
+            f"https://app/cb?error=access_denied&state={request.state}&iss=https://as.example",
+        )
+
+
+def test_a_callback_without_iss_is_refused_when_the_issuer_is_known() -> None:
+    # RFC 9207 §2.4: a client that knows its server's issuer (the server supports `iss`) MUST
+    # reject an authorization response without it: it may come from another server (mix-up).
+    request = authorization_url(
+        "https://as.example/authorize", "cid", "https://app/cb", issuer="https://as.example"
+    )
+    for callback in (
+        f"https://app/cb?code=c1&state={request.state}",
+        f"https://app/cb?code=c1&state={request.state}&iss=",
+        f"https://app/cb?code=c1&state={request.state}&iss=https://as.example/",
+        f"https://app/cb?error=access_denied&state={request.state}",
+    ):
+        with pytest.raises(AuthorizationFlowError, match="iss"):
+            code_from_callback(request, callback)
+    # Without a known issuer the SDK cannot check it, and the callback is taken as it is.
+    unknown = authorization_url("https://as.example/authorize", "cid", "https://app/cb")
+    assert code_from_callback(unknown, f"https://app/cb?code=c2&state={unknown.state}") == "c2"
 
 
 def test_exchange_code_sends_the_verifier(clock: Clock) -> None:

@@ -38,8 +38,10 @@ class CrashAfterExchange(Refresher):
 
     received_note: Path | None = None
 
-    def _exchange(self, marked: TokenPair, lease: Lease) -> tuple[TokenPair, int]:
-        new, _attempts = super()._exchange(marked, lease)
+    def _exchange(
+        self, marked: TokenPair, lease: Lease, fresh: bool = False, no_leeway: bool = False
+    ) -> tuple[TokenPair, int]:
+        new, _attempts = super()._exchange(marked, lease, fresh, no_leeway)
         if self.received_note is not None:
             self.received_note.write_text(json.dumps(new.describe()))
         os.kill(os.getpid(), signal.SIGKILL)

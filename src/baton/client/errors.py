@@ -11,7 +11,9 @@ class ReauthorizationRequired(ClientError):
     """The session is over: the user must authorize the client again.
 
     `reason` is the server's `error_description` when it gave one (Baton names the rule that
-    fired, e.g. reuse detection), otherwise what the SDK saw.
+    fired, e.g. reuse detection), otherwise what the SDK saw. `error` is the server's error code
+    (`invalid_grant`); None when the SDK itself ended the session: a token response was lost and
+    the refresh token can no longer be retried without being taken for reuse.
     """
 
     def __init__(self, reason: str, error: str | None = None) -> None:

@@ -58,7 +58,8 @@ def authorization_url(
 
 def code_from_callback(request: AuthorizationRequest, callback_url: str) -> str:
     """The code from the redirect back to the client, after checking `state` (CSRF) and, when the
-    server sends it, `iss` (RFC 9207, against mix-up)."""
+    request names the server's issuer, `iss` (RFC 9207, against mix-up): a callback without `iss`
+    or with another one is refused (§2.4)."""
     query = parse_qs(urlsplit(callback_url).query)
 
     def one(name: str) -> str | None:
@@ -68,8 +69,17 @@ def code_from_callback(request: AuthorizationRequest, callback_url: str) -> str:
     if not secrets.compare_digest(one("state") or "", request.state):
         raise AuthorizationFlowError("the callback's state does not match the request")
     iss = one("iss")
-    if iss is not None and request.issuer is not None and iss != request.issuer:
-        raise AuthorizationFlowError(f"the callback comes from issuer {iss!r}")
+    if request.issuer is not None:
+        # RFC 9207 §2.4: a client that knows its server sends `iss` MUST reject a response
+        # without it, and compare it by simple string comparison (RFC 3986 §6.2.1).
+        if iss is None:
+            raise AuthorizationFlowError(
+                f"the callback carries no iss, and the request expects issuer {request.issuer!r}"
+            )
+        if iss != request.issuer:
+            raise AuthorizationFlowError(
+                f"the callback comes from issuer {iss!r}, not {request.issuer!r}"
+            )
     error = one("error")
     if error is not None:
         description = one("error_description") or ""

@@ -9,7 +9,9 @@ sequence under the lock is:
 2. write the *intent* first (`exchanging_since`), so a crash after the server rotated leaves the
    refresh token that is in flight, and when it was sent, in the store;
 3. exchange, retrying the *same* refresh token with backoff while no answer arrives, but only
-   inside the server's leeway (configured, or read from RFC 8414 metadata when advertised);
+   inside the server's leeway (configured, or read from RFC 8414 metadata when advertised), each
+   attempt sized to leave room for the next; the end of the leeway is part of the mark, and once
+   it has passed the token is never presented again (the server would take it for reuse);
 4. write the new pair, and only then return it: no caller ever holds a pair the store lacks, and
    once it is stored the old pair is never used again;
 5. on a definitive `invalid_grant`, keep a tombstone with the reason and raise
@@ -17,7 +19,8 @@ sequence under the lock is:
 
 A stored pair that still carries an intent when the lock is taken belongs to a process that died
 mid-exchange: step 3 runs again with that refresh token (under Baton's `replay` policy, the server
-answers with the very pair the dead process received).
+answers with the very pair the dead process received), or, once its leeway is over, the session
+ends with `ReauthorizationRequired`.
 """
 
 from __future__ import annotations
@@ -28,19 +31,32 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
 import httpx
 
 from baton.client.endpoint import OAuthClient, Retryable, verdict
-from baton.client.errors import LockLost, ReauthorizationRequired, TokenEndpointError
+from baton.client.errors import ClientError, LockLost, ReauthorizationRequired, TokenEndpointError
 from baton.client.stores import Lease, TokenStore
 from baton.client.tokens import TokenPair
 
 log = logging.getLogger("baton.client")
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
+
+# Failures that prove the request never reached the server: the refresh token is still unused.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Answers that say the server did not process the request (RFC 9110 §15.5.9, RFC 8470 §5.2,
+# RFC 6585 §4). Any other failure (a timeout waiting for the answer, a reset, a 5xx) may hide a
+# rotation whose response was lost.
+NOT_PROCESSED = frozenset({408, 425, 429})
+
+
+class NeverSent(TokenEndpointError):
+    """No attempt reached the token endpoint before the retry window closed: the refresh token was
+    never used, the stored pair is unchanged, and a later call may try again."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +74,7 @@ class RotationEvent:
 class FailureEvent:
     """One failed exchange attempt (`will_retry`) or the end of a session."""
 
-    kind: str  # "transport" | "server" | "invalid_grant" | "endpoint" | "lock"
+    kind: str  # "transport" | "server" | "invalid_grant" | "endpoint" | "lock" | "lost"
     detail: str
     attempt: int
     will_retry: bool
@@ -84,8 +100,20 @@ class Refresher:
     """Refreshes the pair in `store` through `client`'s token endpoint.
 
     `leeway`: seconds during which the server accepts a retry of an exchanged refresh token. When
-    None, it is read from `metadata_url` (Baton advertises it); when unknown, retries of a lost
-    exchange are limited to `unknown_leeway_window`.
+    None, it is read from `metadata_url` (Baton advertises it). 0 means the server accepts no
+    retry: a lost response then ends the session at once, without presenting the token again.
+
+    `unknown_leeway_window` (5 s) bounds the retries when the leeway is unknown (servers that do
+    not advertise one). Retrying *after* a server's real leeway is reuse: the server revokes the
+    grant and raises a security alert, where giving up only ends the session (the lost response
+    cannot be recovered either way). 5 s holds several attempts (a reset, a stalled connection)
+    while staying short; set `leeway` to the server's documented value when it has one.
+
+    `timeout` caps one attempt; each attempt but the last gets at most a third of the time left in
+    the window, and none is sent later than `landing_margin` (at most a fifth of the window) before
+    its end, so that it reaches the server, and is processed, inside the leeway. The last attempt
+    waits up to `timeout` (at most the window again): its answer may come late, as long as its
+    request arrived in time.
     """
 
     client: OAuthClient
@@ -99,6 +127,7 @@ class Refresher:
     backoff_initial: float = 0.1
     backoff_max: float = 2.0
     min_attempt_timeout: float = 0.5
+    landing_margin: float = 1.0
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     _local: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -113,14 +142,33 @@ class Refresher:
         store: TokenStore,
         **options: Any,
     ) -> Refresher:
-        """Reads the server's RFC 8414 metadata for the token endpoint (and Baton's leeway)."""
+        """Reads the server's RFC 8414 metadata for the token endpoint (and Baton's leeway).
+
+        The document's `issuer` must be identical to `issuer` (RFC 8414 §3.3): a document naming
+        another issuer (a mix-up, or an impersonation) is refused with `ClientError`."""
         metadata_url = issuer.rstrip("/") + METADATA_PATH
-        http = options.get("http") or httpx.Client()
-        response = http.get(metadata_url, timeout=options.get("timeout", 10.0))
-        response.raise_for_status()
-        document = response.json()
+        http = options.get("http")
+        own = http is None
+        http = http or httpx.Client()
+        try:
+            response = http.get(metadata_url, timeout=options.get("timeout", 10.0))
+            response.raise_for_status()
+            document = response.json()
+        finally:
+            if own:
+                http.close()
+        if not isinstance(document, dict):
+            raise ClientError(f"the metadata at {metadata_url} is not a JSON object")
+        if document.get("issuer") != issuer:
+            raise ClientError(
+                f"the metadata at {metadata_url} names issuer {document.get('issuer')!r}, not"
+                f" {issuer!r} (RFC 8414 §3.3: they must be identical)"
+            )
+        token_endpoint = document.get("token_endpoint")
+        if not isinstance(token_endpoint, str) or not token_endpoint:
+            raise ClientError(f"the metadata at {metadata_url} has no token_endpoint")
         refresher = cls(
-            OAuthClient(document["token_endpoint"], client_id, client_secret),
+            OAuthClient(token_endpoint, client_id, client_secret),
             store,
             metadata_url=metadata_url,
             **options,
@@ -136,7 +184,7 @@ class Refresher:
         if pair is None:
             raise ReauthorizationRequired("no token pair in the store: authorize first")
         if pair.reauthorize is not None:
-            raise ReauthorizationRequired(pair.reauthorize, "invalid_grant")
+            raise ReauthorizationRequired(pair.reauthorize, pair.reauthorize_error)
         return pair
 
     async def apair(self) -> TokenPair:
@@ -157,8 +205,19 @@ class Refresher:
             self._rotation = info
         return self._rotation
 
+    def known_leeway(self) -> float | None:
+        """The server's leeway: configured, or advertised; None when unknown."""
+        return self.leeway if self.leeway is not None else self.rotation().leeway_seconds
+
     def retry_window(self) -> float:
-        leeway = self.leeway if self.leeway is not None else self.rotation().leeway_seconds
+        """How long after a refresh token is first sent it may be sent again."""
+        return self._window(self.known_leeway())
+
+    def _leeway_unknown(self) -> bool:
+        rotation = self._rotation
+        return self.leeway is None and (rotation is None or rotation.leeway_seconds is None)
+
+    def _window(self, leeway: float | None) -> float:
         return leeway if leeway is not None and leeway > 0 else self.unknown_leeway_window
 
     # -- refreshing -----------------------------------------------------------------------------
@@ -190,6 +249,7 @@ class Refresher:
             return stored  # another thread, task or process rotated while we waited
         if stored.refresh_token is None:
             raise ReauthorizationRequired("the stored pair has no refresh token")
+        leeway = self.known_leeway()  # once (it may read the metadata), before the token leaves
         if recovering:
             log.info(
                 "finishing an exchange started at %s by a process that died",
@@ -197,13 +257,17 @@ class Refresher:
             )
             marked = stored
         else:
-            marked = stored.marked_exchanging(self.clock())
+            now = self.clock()
+            marked = stored.marked_exchanging(now, now + self._window(leeway))
             self.store.save(marked, lease)  # the intent, durable before the token leaves
         started = time.monotonic()
         try:
-            new, attempts = self._exchange(marked, lease)
+            new, attempts = self._exchange(marked, lease, not recovering, leeway == 0)
         except ReauthorizationRequired as exc:
-            self.store.save(TokenPair.tombstone(exc.reason), lease)
+            self.store.save(TokenPair.tombstone(exc.reason, exc.error), lease)
+            raise
+        except NeverSent:
+            self.store.save(marked.unmarked(), lease)  # the server never saw the token
             raise
         self.store.save(new, lease)  # persisted before any caller sees it
         self._rotated(
@@ -217,44 +281,113 @@ class Refresher:
         )
         return new
 
-    def _exchange(self, marked: TokenPair, lease: Lease) -> tuple[TokenPair, int]:
-        """Sends `marked.refresh_token` until an answer arrives or the retry window closes."""
+    def _exchange(
+        self, marked: TokenPair, lease: Lease, fresh: bool = False, no_leeway: bool = False
+    ) -> tuple[TokenPair, int]:
+        """Sends `marked.refresh_token` until an answer arrives or the retry window closes.
+
+        `fresh`: this call made the mark, so no attempt has been sent yet (otherwise a process
+        that died may have sent one). `no_leeway`: the server accepts no retry at all.
+
+        Each attempt gets a third of the time left (at most `timeout`), so that several fit in
+        the window; none is sent later than `landing_margin` (at most a fifth of the window)
+        before the window ends, so the last one still reaches the server inside its leeway; the
+        last one may wait longer for its answer. Once an attempt may have reached the server
+        (anything but a failure to connect), the token is never sent after the window: the
+        session ends with `ReauthorizationRequired` (a lost response), not a reuse detection.
+        """
         assert marked.refresh_token is not None and marked.exchanging_since is not None
-        deadline = marked.exchanging_since + self.retry_window()
+        retry_until = marked.retry_until
+        if retry_until is None:  # a mark written by an SDK that did not record it
+            retry_until = marked.exchanging_since + self.retry_window()
+        window = retry_until - marked.exchanging_since
+        last_send = retry_until - min(self.landing_margin, window / 5)
         data = {"grant_type": "refresh_token", "refresh_token": marked.refresh_token}
+        maybe_sent = not fresh
+        if maybe_sent and (no_leeway or self.clock() >= last_send):
+            problem = "the exchange was started by a process that did not finish it"
+            self._failed(FailureEvent("lost", problem, 0, False))
+            raise self._give_up(marked, retry_until, problem, maybe_sent, no_leeway)
         delay = self.backoff_initial
         attempt = 0
         while True:
             attempt += 1
             lease.renew()
-            sent_at = self.clock()
-            timeout = min(self.timeout, max(deadline - sent_at, self.min_attempt_timeout))
+            now = self.clock()
+            timeout = max(self.min_attempt_timeout, (last_send - now) / 3)
+            if now + timeout + delay / 2 >= last_send:  # no other attempt fits after this one
+                timeout = max(timeout, window)
+            timeout = min(self.timeout, timeout)
             try:
                 response = self.client.post(self._http(), data, timeout)
-                result = verdict(response, sent_at, marked)
+                result = verdict(response, now, marked)
             except httpx.TransportError as exc:
-                result = Retryable(f"{type(exc).__name__}: {exc}")
+                result = Retryable(f"{type(exc).__name__}: {exc}".rstrip(": "))
                 kind = "transport"
+                sent = not isinstance(exc, NOT_SENT)
             except ReauthorizationRequired as exc:
+                if maybe_sent and self._leeway_unknown():
+                    # A retry refused by a server that did not say its leeway: most likely it
+                    # has none, or a shorter one than the SDK assumed.
+                    exc = ReauthorizationRequired(
+                        f"{exc.reason} (the retry of a refresh whose token response was lost,"
+                        f" {now - marked.exchanging_since:.1f} s after it was first sent: a"
+                        " server that rotates refresh tokens without a leeway, or with a shorter"
+                        " one, cannot recover a lost response)",
+                        exc.error,
+                    )
                 self._failed(FailureEvent("invalid_grant", exc.reason, attempt, False, exc.error))
-                raise
+                raise exc from None
             except TokenEndpointError as exc:
                 self._failed(FailureEvent("endpoint", str(exc), attempt, False, exc.error))
                 raise
             else:
                 kind = "server"
+                sent = response.status_code not in NOT_PROCESSED
             if isinstance(result, TokenPair):
                 return result, attempt
+            maybe_sent = maybe_sent or sent
             pause = delay * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not a secret)
-            will_retry = self.clock() + pause < deadline
+            will_retry = self.clock() + pause < last_send and not (maybe_sent and no_leeway)
             self._failed(FailureEvent(kind, result.problem, attempt, will_retry))
             if not will_retry:
-                raise TokenEndpointError(
-                    f"no answer from the token endpoint within the retry window "
-                    f"({self.retry_window():g}s): {result.problem}"
-                )
+                raise self._give_up(marked, retry_until, result.problem, maybe_sent, no_leeway)
             self.sleep(pause)
             delay = min(delay * 2, self.backoff_max)
+
+    def _give_up(
+        self,
+        marked: TokenPair,
+        retry_until: float,
+        problem: str,
+        maybe_sent: bool,
+        no_leeway: bool,
+    ) -> ClientError:
+        """The error that ends an exchange without an answer. If the token may have reached the
+        server, the session is over (`ReauthorizationRequired`, kept as a tombstone): presenting
+        the token again after the leeway would be reuse, which revokes the grant."""
+        assert marked.exchanging_since is not None
+        window = retry_until - marked.exchanging_since
+        if not maybe_sent:
+            return NeverSent(
+                f"no answer from the token endpoint within the retry window ({window:g}s):"
+                f" {problem}; the refresh token never reached it and stays usable"
+            )
+        lost = (
+            f"the token response to the refresh sent at {_when(marked.exchanging_since)} was lost"
+            f" ({problem})"
+        )
+        if no_leeway:
+            return ReauthorizationRequired(
+                f"{lost}, and the server rotates refresh tokens without a leeway: a lost response"
+                " cannot be recovered from; the SDK does not present the exchanged refresh token"
+                " again"
+            )
+        return ReauthorizationRequired(
+            f"{lost}, and no retry was answered before the end of the server's leeway"
+            f" ({window:g}s, {_when(retry_until)}): the SDK does not present the exchanged"
+            " refresh token again"
+        )
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -282,6 +415,10 @@ def _call_hook(hook: Callable[[Any], None], event: object) -> None:
         hook(event)
     except Exception:  # a broken hook must not break a rotation that is already stored
         log.exception("a baton.client hook raised")
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
 def _rotation_of(document: Any) -> RotationInfo:

@@ -11,10 +11,10 @@ Every store offers the same three operations:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import secrets
 import sqlite3
+import stat
 import tempfile
 import threading
 import time
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from baton.client.errors import LockLost
+from baton.client.errors import ClientError, LockLost
 from baton.client.tokens import TokenPair
 
 if TYPE_CHECKING:
@@ -77,28 +77,41 @@ class MemoryStore:
         self._pair = pair
 
 
+# Never through a symbolic link: a link planted in the store's directory would otherwise make
+# the SDK read, or write its fence into, a file of the attacker's choosing. (0 where the platform
+# has no such flag.)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
 class FileStore:
     """A JSON file, mode 0600, replaced atomically (temp file, fsync, rename, fsync of the
     directory), with an `flock` lock on a sidecar `.lock` file: shared by every thread and
-    process on the host that opens the same path."""
+    process on the host that opens the same path.
+
+    The directory must belong to the user and be writable by no one else (otherwise another
+    user could plant or swap files in it); the store and its lock file are never opened through
+    a symbolic link. Either is refused with `ClientError`."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         self.lock_path = self.path.with_name(self.path.name + ".lock")
 
     def load(self) -> TokenPair | None:
         try:
-            data = self.path.read_bytes()
+            data = _read_private(self.path)
         except FileNotFoundError:
             return None
         return TokenPair.from_json(data) if data.strip() else None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[Lease]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        import fcntl  # POSIX only: imported here so that `import baton.client` works anywhere
+
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _check_private_directory(self.path.parent)
         # A new open file description per acquisition: flock then excludes other threads of this
         # process as well as other processes. The lock file also holds the fence counter.
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _open_private(self.lock_path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
@@ -114,12 +127,45 @@ class FileStore:
 
     def save(self, pair: TokenPair | None, lease: Lease) -> None:
         try:
-            current = int(self.lock_path.read_bytes() or b"0")
+            current = int(_read_private(self.lock_path) or b"0")
         except (FileNotFoundError, ValueError):
             current = -1
         if current != lease.fence:
             raise LockLost(f"file store {self.path} written without holding its lock")
         _atomic_write(self.path, b"" if pair is None else pair.to_json().encode("utf-8"))
+
+
+def _check_private_directory(directory: Path) -> None:
+    info = os.stat(directory)
+    getuid = getattr(os, "getuid", None)
+    if getuid is not None and info.st_uid != getuid():
+        raise ClientError(
+            f"refusing the token store directory {directory}: it belongs to uid {info.st_uid},"
+            " not to this user"
+        )
+    if info.st_mode & stat.S_IWOTH:
+        raise ClientError(
+            f"refusing the token store directory {directory}: it is writable by other users"
+            f" (mode {stat.S_IMODE(info.st_mode):o})"
+        )
+
+
+def _open_private(path: Path, flags: int) -> int:
+    """Opens a store file, never through a symbolic link; created 0600."""
+    try:
+        return os.open(path, flags | _NOFOLLOW, 0o600)
+    except OSError as exc:
+        if path.is_symlink():
+            raise ClientError(
+                f"refusing the token store file {path}: it is a symbolic link"
+            ) from exc
+        raise
+
+
+def _read_private(path: Path) -> bytes:
+    fd = _open_private(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -162,6 +208,7 @@ class SQLiteStore:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.clock = clock
+        self._make_private()
         with contextlib.closing(self._connect()) as conn, conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(
@@ -170,8 +217,17 @@ class SQLiteStore:
                 " fence INTEGER NOT NULL DEFAULT 0)"
             )
             conn.execute("INSERT OR IGNORE INTO baton_tokens (key) VALUES (?)", (key,))
-        with contextlib.suppress(OSError):
-            os.chmod(self.path, 0o600)
+
+    def _make_private(self) -> None:
+        """The database is created 0600 before SQLite opens it (SQLite gives its `-wal`, `-shm`
+        and `-journal` files the database's mode when it creates them), and files left readable
+        by an earlier version are made 0600 before anything is written to them."""
+        if self.path in ("", ":memory:") or self.path.startswith("file:"):
+            return
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):  # absent, or another user's (left as it is)
+                os.chmod(self.path + suffix, 0o600)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 
@@ -22,7 +22,9 @@ class TokenPair:
     Times are seconds since the epoch. `exchanging_since` is the intent mark: it is written to the
     store *before* the refresh token is sent to the server, so that a process that dies after the
     server rotated (and before the new pair was stored) leaves enough behind for the next process
-    to retry the same refresh token inside the server's leeway.
+    to retry the same refresh token inside the server's leeway. `retry_until` is the end of that
+    leeway as the SDK knew it when the token left: after it, the token is never presented again
+    (the server would take the retry for reuse and revoke the grant).
     """
 
     access_token: str = field(repr=False)
@@ -34,12 +36,15 @@ class TokenPair:
     obtained_at: float = 0.0
     rotations: int = 0
     exchanging_since: float | None = None
+    retry_until: float | None = None
     reauthorize: str | None = None  # set on a tombstone: why the session ended
+    reauthorize_error: str | None = None  # and the server's error code, if the server ended it
 
     @classmethod
-    def tombstone(cls, reason: str) -> TokenPair:
-        """What the store keeps once the server said the grant is over."""
-        return cls(access_token="", refresh_token=None, reauthorize=reason)
+    def tombstone(cls, reason: str, error: str | None = None) -> TokenPair:
+        """What the store keeps once the session is over (the server said so, or the SDK lost a
+        response it can no longer recover)."""
+        return cls(access_token="", refresh_token=None, reauthorize=reason, reauthorize_error=error)
 
     @classmethod
     def from_response(
@@ -82,8 +87,12 @@ class TokenPair:
         """True when the access token is expired or will be within `margin` seconds."""
         return self.expires_at is not None and now + margin >= self.expires_at
 
-    def marked_exchanging(self, now: float) -> TokenPair:
-        return replace(self, exchanging_since=now)
+    def marked_exchanging(self, now: float, retry_until: float) -> TokenPair:
+        return replace(self, exchanging_since=now, retry_until=retry_until)
+
+    def unmarked(self) -> TokenPair:
+        """The pair as it was before the mark: for an exchange that never reached the server."""
+        return replace(self, exchanging_since=None, retry_until=None)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
@@ -93,7 +102,8 @@ class TokenPair:
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("stored token pair is not a JSON object")
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in data.items() if name in known})
 
     def describe(self) -> dict[str, Any]:
         """What a log line or a hook may see: fingerprints and times, never a token."""
