@@ -258,6 +258,42 @@ def test_fork_issues_a_sibling_pair_per_retry(database: Path | str) -> None:
         assert_invalid_grant(refresh(http, client, first["refresh_token"]), Reason.REUSED)
 
 
+def test_fork_lets_one_sibling_chain_continue(database: Path | str) -> None:
+    """Issue 21 (M6): siblings are one family. The first sibling refreshed continues; the other
+    sibling, or the parent retried inside its leeway, is reuse afterwards: the grant dies."""
+    with running_app(database, retry=RetryPolicy.FORK) as (http, store, clock):
+        client, rs = clients_of(store)
+        first = first_pair(http, client)
+        a = refresh(http, client, first["refresh_token"]).json()
+        b = refresh(http, client, first["refresh_token"]).json()
+        clock.advance(5)
+        a2 = refresh(http, client, a["refresh_token"])
+        assert a2.status_code == 200, a2.text
+        # The losing sibling is no longer honoured, and the parent's retry would be reuse.
+        assert not active(http, rs, b["refresh_token"])
+        assert not active(http, rs, first["refresh_token"])
+        assert active(http, rs, a2.json()["refresh_token"])
+        assert_invalid_grant(refresh(http, client, b["refresh_token"]), Reason.SIBLING_CONTINUED)
+        for token in (a2.json()["access_token"], a2.json()["refresh_token"], b["access_token"]):
+            assert not active(http, rs, token)
+        events = anyio.run(store.security_events)
+        assert [e.kind for e in events if e.kind.endswith("reuse")] == ["refresh_token_reuse"]
+
+
+def test_fork_parent_retried_after_a_sibling_continued_is_reuse(database: Path | str) -> None:
+    with running_app(database, retry=RetryPolicy.FORK) as (http, store, clock):
+        client, rs = clients_of(store)
+        first = first_pair(http, client)
+        a = refresh(http, client, first["refresh_token"]).json()
+        clock.advance(5)
+        a2 = refresh(http, client, a["refresh_token"]).json()
+        clock.advance(5)  # the parent's leeway still runs
+        assert_invalid_grant(
+            refresh(http, client, first["refresh_token"]), Reason.RETRY_AFTER_CONTINUED
+        )
+        assert not active(http, rs, a2["access_token"])
+
+
 def test_strict_treats_any_second_use_as_reuse(database: Path | str) -> None:
     with running_app(database, retry=RetryPolicy.STRICT) as (http, store, _clock):
         client, rs = clients_of(store)

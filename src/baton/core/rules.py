@@ -25,6 +25,14 @@ class Reason(StrEnum):
     REUSED = (
         "refresh token was reused after its leeway: the grant has been revoked (reuse detected)"
     )
+    SIBLING_CONTINUED = (
+        "refresh token was reused: a sibling pair issued from the same token was refreshed "
+        "first; the grant has been revoked (reuse detected)"
+    )
+    RETRY_AFTER_CONTINUED = (
+        "refresh token was reused after a pair issued from it was refreshed: the grant has "
+        "been revoked (reuse detected)"
+    )
     GRANT_REVOKED_BY_REUSE = (
         "refresh token was revoked: its grant was revoked after reuse was detected"
     )
@@ -35,7 +43,14 @@ class Reason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Rotate:
-    """Rule 2: an active token is exchanged for a child pair."""
+    """Rule 2: an active token is exchanged for a child pair.
+
+    `continues`: under `fork`, the parent whose continuation this exchange claims (rule 3b):
+    the store sets the parent's `continued_id` to this token with a conditional update in the
+    same transaction, and decides again if another sibling claimed it first.
+    """
+
+    continues: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +67,9 @@ class Fork:
 
 @dataclass(frozen=True, slots=True)
 class Reuse:
-    """Rule 4: an exchanged token outside its leeway; the whole grant dies."""
+    """Rule 4 (and 3b): a token that can no longer be honoured; the whole grant dies."""
+
+    reason: Reason = Reason.REUSED
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +105,27 @@ def decide_refresh(
         # `retire_at` on, and always under `strict`, it is a replay.
         if retry is RetryPolicy.STRICT or now >= token.retire_at:
             return Reuse()
+        # Rule 3b (`fork`): once one of its children has itself been refreshed, the family has
+        # moved on: no pair issued from this token can continue any more, so a retry of it is
+        # no lost response but a replay (a stolen copy), and it is refused as reuse.
+        if token.continued_id is not None:
+            return Reuse(Reason.RETRY_AFTER_CONTINUED)
         if retry is RetryPolicy.REPLAY and token.sealed_response is not None:
             return Replay(token.sealed_response)
         # `fork`, or a token exchanged under `fork` and retried after a switch to `replay`.
         return Fork()
+    # Rule 3b (`fork`): the siblings issued from one token are one family, and at most one of
+    # their chains may continue: the first child that is itself refreshed. Any other child of
+    # the same parent presented afterwards is reuse (RFC 9700 §4.14.2: the server cannot tell
+    # which holder is legitimate, so it revokes the grant), as for a token past its leeway.
+    if token.parent_continued_id is not None and token.parent_continued_id != token.id:
+        return Reuse(Reason.SIBLING_CONTINUED)
     if now >= token.expires_at:
         return Reject(Reason.IDLE_EXPIRED)
+    if retry is RetryPolicy.FORK and token.parent_id is not None:
+        # The first child to be refreshed claims the parent's continuation (already ours when
+        # `parent_continued_id == token.id`: the claim is idempotent).
+        return Rotate(continues=token.parent_id)
     return Rotate()
 
 
@@ -118,7 +150,11 @@ def refresh_liveness(token: RefreshFacts, now: int, retry: RetryPolicy) -> Liven
     if not token.grant.live(now) or token.revoked_at is not None:
         return INACTIVE
     if token.exchanged_at is None:
+        if token.parent_continued_id is not None and token.parent_continued_id != token.id:
+            return INACTIVE  # a sibling's chain continued (rule 3b)
         return Liveness(True) if now < token.expires_at else INACTIVE
+    if token.continued_id is not None:
+        return INACTIVE  # a retry would be reuse once a child's chain continued (rule 3b)
     if retry is not RetryPolicy.STRICT and token.in_leeway(now):
         return Liveness(True, token.retire_at)
     return INACTIVE
