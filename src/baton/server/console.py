@@ -45,7 +45,13 @@ templates.env.filters["duration"] = duration
 _STYLESHEET = (_HERE / "static" / "admin.css").read_text()
 _NO_STORE = {"Cache-Control": "no-store"}
 _STATUSES: tuple[str, ...] = get_args(GrantStatus)
-_EVENT_KINDS = ("refresh_token_reuse", "code_reuse", "login_lockout", "leeway_retry")
+_EVENT_KINDS = (
+    "refresh_token_reuse",
+    "code_reuse",
+    "login_lockout",
+    "leeway_retry",
+    "client_disabled",
+)
 
 
 def install(app: Starlette) -> None:
@@ -314,7 +320,21 @@ async def disable_client(request: Request) -> Response:
     if isinstance(posted, Response):
         return posted
     user, _form = posted
-    await _admin_store(request).disable_client(
+    disabled = await _admin_store(request).disable_client(
+        request.path_params["client_id"], _actor(request, user)
+    )
+    if disabled is not None and disabled.grants_revoked:
+        revocations = metrics.of(request).revocations.labels("grant", "client_disabled")
+        revocations.inc(disabled.grants_revoked)
+    return RedirectResponse("/admin/clients", status_code=303)
+
+
+async def enable_client(request: Request) -> Response:
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, _form = posted
+    await _admin_store(request).enable_client(
         request.path_params["client_id"], _actor(request, user)
     )
     return RedirectResponse("/admin/clients", status_code=303)
@@ -366,6 +386,7 @@ routes: list[BaseRoute] = [
     Route("/clients", create_client, methods=["POST"]),
     Route("/clients/{client_id}/rotate", rotate_secret, methods=["POST"]),
     Route("/clients/{client_id}/disable", disable_client, methods=["POST"]),
+    Route("/clients/{client_id}/enable", enable_client, methods=["POST"]),
     Route("/events", events_page),
     Route("/audit", audit_page),
 ]
