@@ -340,11 +340,19 @@ def test_absolute_expiry_ends_the_leeway_and_reuse_detection(policy: RetryPolicy
     ],
     ids=["active", "idle-expired", "exchanged", "revoked", "reuse-revoked", "grant-expired"],
 )
-def test_another_client_gets_other_client_and_nothing_else(
+def test_another_client_learns_nothing_and_changes_nothing(
     policy: RetryPolicy, token: RefreshFacts
 ) -> None:
+    # Issue 21: answered exactly as an unknown token (no oracle), whatever the token's state.
     for now in (T0, T, T + LEEWAY - 1, T + LEEWAY, T + IDLE_TTL):
-        assert decide_refresh(token, OTHER, now, policy) == Reject(Reason.OTHER_CLIENT)
+        assert decide_refresh(token, OTHER, now, policy) == Reject(Reason.UNKNOWN)
+        assert decide_refresh(token, OTHER, now, policy) == decide_refresh(None, OTHER, now, policy)
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES)
+def test_another_client_learns_nothing_of_siblings(policy: RetryPolicy) -> None:
+    for token in (child(2, continued=3), child(2), exchanged(continued_id=3)):
+        assert decide_refresh(token, OTHER, T + 5, policy) == Reject(Reason.UNKNOWN)
 
 
 # -- revocation as seen by a refresh (rules 4 and 5) -----------------------------------------------
@@ -388,7 +396,6 @@ def test_reasons_are_distinct_and_name_their_rule() -> None:
     values = [reason.value for reason in Reason]
     assert len(set(values)) == len(values)
     assert "unknown" in Reason.UNKNOWN
-    assert "another client" in Reason.OTHER_CLIENT
     assert "idle" in Reason.IDLE_EXPIRED
     assert "absolute" in Reason.ABSOLUTE_EXPIRED
     assert "revoked" in Reason.REVOKED
@@ -511,9 +518,9 @@ def test_unknown_code() -> None:
 
 def test_code_of_another_client() -> None:
     ask = dataclasses.replace(GOOD_ASK, client_id=OTHER)
-    assert check_code(code(), ask, T0) is CodeProblem.OTHER_CLIENT
-    # Another client learns nothing more, not even that the code was used.
-    assert check_code(code(used_at=T0), ask, T0) is CodeProblem.OTHER_CLIENT
+    # Answered as an unknown code (issue 21: no oracle), not even that the code was used.
+    assert check_code(code(), ask, T0) is CodeProblem.UNKNOWN
+    assert check_code(code(used_at=T0), ask, T0) is CodeProblem.UNKNOWN
 
 
 def test_code_expires_exactly_at_expires_at() -> None:

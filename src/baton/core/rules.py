@@ -18,7 +18,6 @@ class Reason(StrEnum):
     """Why a token was refused; the value is the `error_description` a client sees (rule 9)."""
 
     UNKNOWN = "unknown refresh token"
-    OTHER_CLIENT = "refresh token was issued to another client"
     IDLE_EXPIRED = "refresh token expired: idle lifetime exceeded"
     ABSOLUTE_EXPIRED = "refresh token expired: the grant reached its absolute lifetime"
     REVOKED = "refresh token was revoked"
@@ -87,9 +86,11 @@ def decide_refresh(
         return Reject(Reason.UNKNOWN)
     grant = token.grant
     # Rule 7: another client's token changes nothing, not even reuse detection, so a client
-    # cannot revoke another client's grant by presenting its token.
+    # cannot revoke another client's grant by presenting its token. RFC 6749 §5.2: invalid_grant
+    # covers a token "issued to another client"; it is answered exactly as an unknown token, so
+    # the answer is no oracle for which tokens exist.
     if grant.client_id != client_id:
-        return Reject(Reason.OTHER_CLIENT)
+        return Reject(Reason.UNKNOWN)
     if grant.revoked_at is not None:
         if grant.revoked_reason == REUSE_REVOCATION:
             return Reject(Reason.GRANT_REVOKED_BY_REUSE)
@@ -128,6 +129,9 @@ def decide_refresh(
         return Rotate(continues=token.parent_id)
     return Rotate()
 
+
+REUSE_REASONS = frozenset({Reason.REUSED, Reason.SIBLING_CONTINUED, Reason.RETRY_AFTER_CONTINUED})
+"""The refusals that are a reuse detection (rules 4 and 3b)."""
 
 REUSE_REVOCATION = "reuse"
 """`grants.revoked_reason` when reuse detection revoked the grant."""
@@ -186,7 +190,6 @@ def access_liveness(token: AccessFacts, now: int) -> Liveness:
 
 class CodeProblem(StrEnum):
     UNKNOWN = "unknown or expired authorization code"
-    OTHER_CLIENT = "authorization code was issued to another client"
     EXPIRED = "authorization code expired"
     REUSED = "authorization code was already used: the grant it produced has been revoked"
     REDIRECT_MISMATCH = "redirect_uri does not match the authorization request"
@@ -207,7 +210,9 @@ def check_code(code: CodeFacts | None, ask: CodeRedemption, now: int) -> CodePro
     if code is None:
         return CodeProblem.UNKNOWN
     if code.client_id != ask.client_id:
-        return CodeProblem.OTHER_CLIENT
+        # RFC 6749 §5.2 (invalid_grant: "issued to another client"), answered as an unknown
+        # code: no oracle for which codes exist, and nothing changes (not even replay detection).
+        return CodeProblem.UNKNOWN
     if code.used_at is not None:
         return CodeProblem.REUSED
     if now >= code.expires_at:
