@@ -15,7 +15,7 @@ from baton.store.admin import Actor, AdminStore
 from baton.store.schema import grants, webhook_outbox
 from baton.store.sql import SQLStore
 from tests.server.test_console import admin_session, audit_rows, csrf_of, make_admin
-from tests.support import RegisteredClient, first_pair, introspect, refresh
+from tests.support import REDIRECT_URI, RegisteredClient, authorize, first_pair, introspect, refresh
 
 
 def outbox_revocations(store: SQLStore) -> list[dict[str, object]]:
@@ -38,6 +38,7 @@ def test_disabling_a_client_kills_its_tokens_at_once(
     make_admin(store)
     admin_session(http)  # the browser's session is root's: root allows the client too
     code_pair = first_pair(http, client)
+    pending_query, pending_verifier = authorize(http, client)  # a code not redeemed yet
     child = refresh(http, client, code_pair["refresh_token"]).json()
     machine = http.post("/token", data={"grant_type": "client_credentials"}, auth=client.basic)
     assert machine.status_code == 200, machine.text
@@ -88,6 +89,18 @@ def test_disabling_a_client_kills_its_tokens_at_once(
         assert introspect(http, resource_server, token) == {"active": False}
     again = refresh(http, client, child["refresh_token"])
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    # A code issued before the disabling, still inside its minute, no longer redeems.
+    pending = http.post(
+        "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": pending_query["code"][0],
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": pending_verifier or "",
+        },
+        auth=client.basic,
+    )
+    assert pending.status_code == 400 and pending.json()["error"] == "invalid_grant"
     fresh = http.post("/token", data={"grant_type": "client_credentials"}, auth=client.basic)
     assert fresh.status_code == 200
     assert introspect(http, resource_server, fresh.json()["access_token"])["active"] is True

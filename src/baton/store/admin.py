@@ -26,6 +26,7 @@ from baton.store.engines import Runner
 from baton.store.schema import (
     access_tokens,
     audit_log,
+    authorization_codes,
     clients,
     grants,
     refresh_tokens,
@@ -191,6 +192,18 @@ class AdminStore:
             if changed != 1:
                 return None
             revoked = _revoke_client_grants(conn, client_id, actor.now, CLIENT_DISABLED)
+            # Codes issued but not redeemed yet end too, so that enabling the client again
+            # within their minute revives nothing (few rows: only codes not yet expired).
+            codes = authorization_codes
+            conn.execute(
+                update(codes)
+                .where(
+                    codes.c.expires_at > actor.now,
+                    codes.c.client_id == client_id,
+                    codes.c.used_at.is_(None),
+                )
+                .values(expires_at=actor.now)
+            )
             _audit(conn, actor, "client.disable", "client", client_id, {"grants_revoked": revoked})
             return Disabled(revoked)
 
