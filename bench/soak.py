@@ -78,7 +78,8 @@ REFRESH_REUSED = (
 )
 REFRESH_AFTER_REUSE = "refresh token was revoked: its grant was revoked after reuse was detected"
 CODE_REUSED = "authorization code was already used: the grant it produced has been revoked"
-OTHER_CLIENT = "refresh token was issued to another client"
+# Another client's token is answered exactly as an unknown one (no oracle).
+OTHER_CLIENT = "unknown refresh token"
 
 
 # -- the model ------------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ SERVE_OPTIONS = (
     "--rate-limit-client",
     "--rate-limit-login",
     "--redis-url",
+    "--trusted-proxies",
     "--log-level",
     "--log-format",
     "--metrics-token",
@@ -533,6 +534,12 @@ def test_serve_readme_options_table_matches_the_help() -> None:
     command = main.commands["serve"]
     options = {o for p in command.params for o in p.opts if o.startswith("--")}
     assert rows == options == set(SERVE_OPTIONS)
+
+
+def test_serve_trusted_proxies_must_be_networks(db: str) -> None:
+    failed(baton("serve", "--db", db, "--trusted-proxies", "10.0.0.0/8,proxy"), "'proxy'")
+    env = {"BATON_TRUSTED_PROXIES": "not-a-network"}
+    failed(baton("serve", "--db", db, env=env), "--trusted-proxies")
 
 
 def test_serve_webhooks_need_a_secret_from_the_environment(db: str) -> None:

@@ -260,6 +260,13 @@ def main() -> None:
     help="Redis for rate limits and lockouts shared by every process. [default: per process]",
 )
 @click.option(
+    "--trusted-proxies",
+    envvar="BATON_TRUSTED_PROXIES",
+    default="",
+    help="Comma-separated networks of reverse proxies whose X-Forwarded-For is believed, "
+    "e.g. 10.0.0.0/8,127.0.0.1. [default: none; the header is never read]",
+)
+@click.option(
     "--log-level",
     envvar="BATON_LOG_LEVEL",
     default="info",
@@ -317,6 +324,7 @@ def serve(
     rate_limit_client: float,
     rate_limit_login: float,
     redis_url: str | None,
+    trusted_proxies: str,
     log_level: str,
     log_format: str,
     metrics_token: str | None,
@@ -353,6 +361,7 @@ def serve(
         rate_limit_client=rate_limit_client,
         rate_limit_login=rate_limit_login,
         redis_url=redis_url,
+        trusted_proxies=_trusted_proxies(trusted_proxies),
         metrics_token=metrics_token or None,
         metrics_public=metrics_public,
         webhook_url=webhook_url,
@@ -396,6 +405,9 @@ def serve(
         factory=True,
         http=onewrite.Protocol,
         access_log=False,  # baton.access logs one line per request, without query strings
+        # uvicorn would believe X-Forwarded-For from any loopback peer; Baton reads it only from
+        # --trusted-proxies (baton.server.proxies).
+        proxy_headers=False,
         log_level=log_level,
         log_config=dict_config(log_level, log_format),
         server_header=False,
@@ -406,6 +418,15 @@ def serve(
         else:
             # Not uvicorn's own --workers: one listening socket per process (baton.server.workers).
             sys.exit(serve_workers(uvicorn_config, host, port, workers))
+
+
+def _trusted_proxies(text: str) -> tuple[str, ...]:
+    from baton.server.proxies import parse_networks
+
+    try:
+        return tuple(str(network) for network in parse_networks(text))
+    except ValueError as exc:
+        fail(f"--trusted-proxies: {exc}")
 
 
 def _webhook_secret(url: str | None) -> str | None:

@@ -46,6 +46,10 @@ class Settings:
     # Redis for limits and lockouts shared by every process; without it, each process counts
     # for itself.
     redis_url: str | None = None
+    # Reverse proxies whose `X-Forwarded-For` is believed (networks such as "10.0.0.0/8"). Empty
+    # (the default): the header is never read, and a request's address is its TCP peer. See
+    # baton.server.proxies.
+    trusted_proxies: tuple[str, ...] = ()
     # /metrics: served behind `Authorization: Bearer <metrics_token>`, or without a token when
     # `metrics_public`; with neither it does not exist (404). See baton.server.metrics.
     metrics_token: str | None = field(default=None, repr=False)
@@ -82,6 +86,7 @@ class ServeConfig:
         raw = json.loads(text)
         settings = raw["settings"]
         policy = settings.pop("policy")
+        settings["trusted_proxies"] = tuple(settings.get("trusted_proxies", ()))
         return cls(
             settings=Settings(
                 policy=Policy(Lifetimes(**policy["lifetimes"]), RetryPolicy(policy["retry"])),

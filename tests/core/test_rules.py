@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from baton.core.facts import AccessFacts, CodeFacts, CompanionFacts, GrantFacts, RefreshFacts
 from baton.core.pkce import s256
@@ -177,6 +179,94 @@ def test_retry_inside_leeway_is_served_even_after_idle_expiry(policy: RetryPolic
     assert isinstance(decide_refresh(token, CLIENT, T + 10, policy), Replay | Fork)
 
 
+# -- rule 3b (`fork`): siblings are one family, one chain continues --------------------------------
+
+PARENT = 7
+
+
+def child(token_id: int, continued: int | None = None) -> RefreshFacts:
+    """A child of PARENT (issued at T, by the exchange or by a retry under `fork`)."""
+    return refresh(
+        id=token_id,
+        generation=1,
+        issued_at=T,
+        expires_at=T + IDLE_TTL,
+        parent_id=PARENT,
+        parent_continued_id=continued,
+    )
+
+
+def test_under_fork_the_first_child_refreshed_claims_its_parent() -> None:
+    assert decide_refresh(child(2), CLIENT, T + 5, RetryPolicy.FORK) == Rotate(continues=PARENT)
+    # A root pair has no parent: nothing to claim.
+    assert decide_refresh(refresh(), CLIENT, T + 5, RetryPolicy.FORK) == Rotate()
+
+
+@pytest.mark.parametrize("policy", [RetryPolicy.REPLAY, RetryPolicy.STRICT])
+def test_only_fork_claims_no_cost_elsewhere(policy: RetryPolicy) -> None:
+    # Under replay and strict a parent has one child: nothing is claimed (nor read).
+    assert decide_refresh(child(2), CLIENT, T + 5, policy) == Rotate()
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES)
+@pytest.mark.parametrize("now", [T, T + LEEWAY - 1, T + LEEWAY, T + IDLE_TTL])
+def test_a_sibling_presented_after_another_continued_is_reuse(
+    policy: RetryPolicy, now: int
+) -> None:
+    decision = decide_refresh(child(2, continued=3), CLIENT, now, policy)
+    assert decision == Reuse(Reason.SIBLING_CONTINUED)
+    assert refresh_liveness(child(2, continued=3), now, policy) == INACTIVE
+
+
+def test_the_continued_child_itself_is_not_reuse() -> None:
+    assert decide_refresh(child(3, continued=3), CLIENT, T + 5, RetryPolicy.FORK) == Rotate(
+        continues=PARENT
+    )
+    assert refresh_liveness(child(3, continued=3), T + 5, RetryPolicy.FORK) == Liveness(True)
+
+
+@pytest.mark.parametrize("now", [T, T + 1, T + LEEWAY - 1])
+def test_a_retry_of_the_parent_once_a_child_continued_is_reuse(now: int) -> None:
+    # Inside its leeway, a parent whose child has been refreshed: the family has moved on, so
+    # the retry cannot be a lost response; a sibling issued now could never continue.
+    parent = exchanged(id=PARENT, sealed=None, continued_id=3)
+    decision = decide_refresh(parent, CLIENT, now, RetryPolicy.FORK)
+    assert decision == Reuse(Reason.RETRY_AFTER_CONTINUED)
+    assert refresh_liveness(parent, now, RetryPolicy.FORK) == INACTIVE
+    # Before any child continued it is a retry, answered by a sibling.
+    assert decide_refresh(exchanged(id=PARENT), CLIENT, now, RetryPolicy.FORK) == Fork()
+
+
+@given(
+    siblings=st.integers(min_value=1, max_value=8),
+    order=st.lists(st.integers(min_value=0, max_value=7), min_size=1, max_size=20),
+)
+def test_at_most_one_sibling_chain_continues(siblings: int, order: list[int]) -> None:
+    """Any order of refreshes of N siblings, applied as the store applies decisions: exactly
+    the first sibling refreshed rotates; every later refresh of another sibling is reuse."""
+    continued: int | None = None
+    exchanged_ids: set[int] = set()
+    rotated: list[int] = []
+    for pick in order:
+        sibling = 100 + pick % siblings
+        token = child(sibling, continued=continued)
+        if sibling in exchanged_ids:
+            token = dataclasses.replace(token, exchanged_at=T + 1, retire_at=T + 1 + LEEWAY)
+        decision = decide_refresh(token, CLIENT, T + 2, RetryPolicy.FORK)
+        if isinstance(decision, Rotate):
+            assert decision.continues == PARENT
+            assert continued in (None, sibling)  # the store's conditional claim
+            continued = sibling
+            exchanged_ids.add(sibling)
+            rotated.append(sibling)
+        elif sibling != continued:
+            assert continued is not None
+            assert decision == Reuse(Reason.SIBLING_CONTINUED)
+        else:
+            assert isinstance(decision, Fork)  # the winner's own retry inside its leeway
+    assert rotated == [100 + order[0] % siblings]
+
+
 # -- rule 4: reuse after the leeway ----------------------------------------------------------------
 
 
@@ -250,11 +340,19 @@ def test_absolute_expiry_ends_the_leeway_and_reuse_detection(policy: RetryPolicy
     ],
     ids=["active", "idle-expired", "exchanged", "revoked", "reuse-revoked", "grant-expired"],
 )
-def test_another_client_gets_other_client_and_nothing_else(
+def test_another_client_learns_nothing_and_changes_nothing(
     policy: RetryPolicy, token: RefreshFacts
 ) -> None:
+    # Issue 21: answered exactly as an unknown token (no oracle), whatever the token's state.
     for now in (T0, T, T + LEEWAY - 1, T + LEEWAY, T + IDLE_TTL):
-        assert decide_refresh(token, OTHER, now, policy) == Reject(Reason.OTHER_CLIENT)
+        assert decide_refresh(token, OTHER, now, policy) == Reject(Reason.UNKNOWN)
+        assert decide_refresh(token, OTHER, now, policy) == decide_refresh(None, OTHER, now, policy)
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES)
+def test_another_client_learns_nothing_of_siblings(policy: RetryPolicy) -> None:
+    for token in (child(2, continued=3), child(2), exchanged(continued_id=3)):
+        assert decide_refresh(token, OTHER, T + 5, policy) == Reject(Reason.UNKNOWN)
 
 
 # -- revocation as seen by a refresh (rules 4 and 5) -----------------------------------------------
@@ -298,7 +396,6 @@ def test_reasons_are_distinct_and_name_their_rule() -> None:
     values = [reason.value for reason in Reason]
     assert len(set(values)) == len(values)
     assert "unknown" in Reason.UNKNOWN
-    assert "another client" in Reason.OTHER_CLIENT
     assert "idle" in Reason.IDLE_EXPIRED
     assert "absolute" in Reason.ABSOLUTE_EXPIRED
     assert "revoked" in Reason.REVOKED
@@ -421,9 +518,9 @@ def test_unknown_code() -> None:
 
 def test_code_of_another_client() -> None:
     ask = dataclasses.replace(GOOD_ASK, client_id=OTHER)
-    assert check_code(code(), ask, T0) is CodeProblem.OTHER_CLIENT
-    # Another client learns nothing more, not even that the code was used.
-    assert check_code(code(used_at=T0), ask, T0) is CodeProblem.OTHER_CLIENT
+    # Answered as an unknown code (issue 21: no oracle), not even that the code was used.
+    assert check_code(code(), ask, T0) is CodeProblem.UNKNOWN
+    assert check_code(code(used_at=T0), ask, T0) is CodeProblem.UNKNOWN
 
 
 def test_code_expires_exactly_at_expires_at() -> None:

@@ -91,12 +91,13 @@ def test_a_client_disabled_elsewhere_is_refused_at_once(
     )
     assert refused_as_invalid_client(inspected.status_code, inspected.json())
 
-    # Nothing was done for them: the refresh token was neither exchanged nor revoked.
+    # Nothing was done for them: the refresh token was not exchanged; its grant died with the
+    # disabling itself (issue 21, M3), not with these requests.
     now = anyio.run(store.get_client, client.id)
     assert now is not None and now.disabled_at is not None
     facts = anyio.run(store.find_token, now, digest(live["refresh_token"]), True)
     assert isinstance(facts, RefreshFacts)
-    assert facts.exchanged_at is None and facts.grant.revoked_at is None
+    assert facts.exchanged_at is None and facts.grant.revoked_reason == "client_disabled"
 
 
 def test_a_secret_rotated_elsewhere_works_at_once_and_the_old_one_fails_at_once(

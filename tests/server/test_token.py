@@ -170,7 +170,10 @@ def test_another_clients_code_is_refused(
         "redirect_uri": REDIRECT_URI,
         "code_verifier": verifier or "",
     }
-    assert_invalid_grant(http.post("/token", data=data, auth=other.basic), CodeProblem.OTHER_CLIENT)
+    refused = http.post("/token", data=data, auth=other.basic)
+    unknown = http.post("/token", data={**data, "code": "bat_ac_unknown"}, auth=other.basic)
+    assert_invalid_grant(refused, CodeProblem.UNKNOWN)  # issue 21: no oracle
+    assert (refused.status_code, refused.content) == (unknown.status_code, unknown.content)
     assert http.post("/token", data=data, auth=client.basic).status_code == 200
 
 
@@ -257,6 +260,42 @@ def test_fork_issues_a_sibling_pair_per_retry(database: Path | str) -> None:
         # The parent's leeway runs from its first exchange; retries do not extend it.
         clock.advance(LEEWAY - 10)
         assert_invalid_grant(refresh(http, client, first["refresh_token"]), Reason.REUSED)
+
+
+def test_fork_lets_one_sibling_chain_continue(database: Path | str) -> None:
+    """Issue 21 (M6): siblings are one family. The first sibling refreshed continues; the other
+    sibling, or the parent retried inside its leeway, is reuse afterwards: the grant dies."""
+    with running_app(database, retry=RetryPolicy.FORK) as (http, store, clock):
+        client, rs = clients_of(store)
+        first = first_pair(http, client)
+        a = refresh(http, client, first["refresh_token"]).json()
+        b = refresh(http, client, first["refresh_token"]).json()
+        clock.advance(5)
+        a2 = refresh(http, client, a["refresh_token"])
+        assert a2.status_code == 200, a2.text
+        # The losing sibling is no longer honoured, and the parent's retry would be reuse.
+        assert not active(http, rs, b["refresh_token"])
+        assert not active(http, rs, first["refresh_token"])
+        assert active(http, rs, a2.json()["refresh_token"])
+        assert_invalid_grant(refresh(http, client, b["refresh_token"]), Reason.SIBLING_CONTINUED)
+        for token in (a2.json()["access_token"], a2.json()["refresh_token"], b["access_token"]):
+            assert not active(http, rs, token)
+        events = anyio.run(store.security_events)
+        assert [e.kind for e in events if e.kind.endswith("reuse")] == ["refresh_token_reuse"]
+
+
+def test_fork_parent_retried_after_a_sibling_continued_is_reuse(database: Path | str) -> None:
+    with running_app(database, retry=RetryPolicy.FORK) as (http, store, clock):
+        client, rs = clients_of(store)
+        first = first_pair(http, client)
+        a = refresh(http, client, first["refresh_token"]).json()
+        clock.advance(5)
+        a2 = refresh(http, client, a["refresh_token"]).json()
+        clock.advance(5)  # the parent's leeway still runs
+        assert_invalid_grant(
+            refresh(http, client, first["refresh_token"]), Reason.RETRY_AFTER_CONTINUED
+        )
+        assert not active(http, rs, a2["access_token"])
 
 
 def test_strict_treats_any_second_use_as_reuse(database: Path | str) -> None:
@@ -359,10 +398,14 @@ def test_another_clients_token_cannot_be_revoked(
 ) -> None:
     other = register_client(store)
     pair = first_pair(http, client)
-    response = http.post("/revoke", data={"token": pair["refresh_token"]}, auth=other.basic)
-    assert response.status_code == 400
-    assert response.json()["error"] == "invalid_request"
-    assert active(http, resource_server, pair["refresh_token"])
+    # Issue 21: answered exactly as an unknown token (RFC 7009 §2.2), so the answer is no oracle
+    # for which tokens exist; and nothing is revoked (§2.1).
+    unknown = http.post("/revoke", data={"token": "bat_rt_unknown"}, auth=other.basic)
+    for token in (pair["refresh_token"], pair["access_token"]):
+        response = http.post("/revoke", data={"token": token}, auth=other.basic)
+        assert (response.status_code, response.content) == (200, unknown.content)
+        assert response.headers["cache-control"] == unknown.headers["cache-control"]
+        assert active(http, resource_server, token)
 
 
 def test_revoking_a_retired_refresh_token_leaves_the_family_alone(
@@ -418,11 +461,15 @@ def test_another_clients_refresh_token_changes_nothing(
 ) -> None:
     other = register_client(store)
     first = first_pair(http, client)
-    assert_invalid_grant(refresh(http, other, first["refresh_token"]), Reason.OTHER_CLIENT)
+    # Issue 21: answered exactly as an unknown token, so the answer is no oracle.
+    unknown = refresh(http, other, "bat_rt_" + "A" * 49)
+    assert_invalid_grant(unknown, Reason.UNKNOWN)
+    refused = refresh(http, other, first["refresh_token"])
+    assert (refused.status_code, refused.content) == (400, unknown.content)
     # Even an exchanged token after its leeway: no reuse detection on another client's word.
     assert refresh(http, client, first["refresh_token"]).status_code == 200
     clock.advance(LEEWAY)
-    assert_invalid_grant(refresh(http, other, first["refresh_token"]), Reason.OTHER_CLIENT)
+    assert_invalid_grant(refresh(http, other, first["refresh_token"]), Reason.UNKNOWN)
     assert anyio.run(store.security_events) == []
 
 

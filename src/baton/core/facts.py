@@ -37,6 +37,12 @@ class RefreshFacts:
     retire_at: int | None  # exchanged_at + the leeway in force at the exchange
     revoked_at: int | None
     sealed_response: bytes | None
+    # Lineage, for `fork` (read only under that policy; None otherwise): the token this one was
+    # issued from, the child of this token whose chain continued, and the child of the parent
+    # whose chain continued (this token itself, a sibling, or None while none has).
+    parent_id: int | None = None
+    continued_id: int | None = None
+    parent_continued_id: int | None = None
 
     def in_leeway(self, now: int) -> bool:
         return (

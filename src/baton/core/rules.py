@@ -18,12 +18,19 @@ class Reason(StrEnum):
     """Why a token was refused; the value is the `error_description` a client sees (rule 9)."""
 
     UNKNOWN = "unknown refresh token"
-    OTHER_CLIENT = "refresh token was issued to another client"
     IDLE_EXPIRED = "refresh token expired: idle lifetime exceeded"
     ABSOLUTE_EXPIRED = "refresh token expired: the grant reached its absolute lifetime"
     REVOKED = "refresh token was revoked"
     REUSED = (
         "refresh token was reused after its leeway: the grant has been revoked (reuse detected)"
+    )
+    SIBLING_CONTINUED = (
+        "refresh token was reused: a sibling pair issued from the same token was refreshed "
+        "first; the grant has been revoked (reuse detected)"
+    )
+    RETRY_AFTER_CONTINUED = (
+        "refresh token was reused after a pair issued from it was refreshed: the grant has "
+        "been revoked (reuse detected)"
     )
     GRANT_REVOKED_BY_REUSE = (
         "refresh token was revoked: its grant was revoked after reuse was detected"
@@ -35,7 +42,14 @@ class Reason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Rotate:
-    """Rule 2: an active token is exchanged for a child pair."""
+    """Rule 2: an active token is exchanged for a child pair.
+
+    `continues`: under `fork`, the parent whose continuation this exchange claims (rule 3b):
+    the store sets the parent's `continued_id` to this token with a conditional update in the
+    same transaction, and decides again if another sibling claimed it first.
+    """
+
+    continues: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +66,9 @@ class Fork:
 
 @dataclass(frozen=True, slots=True)
 class Reuse:
-    """Rule 4: an exchanged token outside its leeway; the whole grant dies."""
+    """Rule 4 (and 3b): a token that can no longer be honoured; the whole grant dies."""
+
+    reason: Reason = Reason.REUSED
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +86,11 @@ def decide_refresh(
         return Reject(Reason.UNKNOWN)
     grant = token.grant
     # Rule 7: another client's token changes nothing, not even reuse detection, so a client
-    # cannot revoke another client's grant by presenting its token.
+    # cannot revoke another client's grant by presenting its token. RFC 6749 §5.2: invalid_grant
+    # covers a token "issued to another client"; it is answered exactly as an unknown token, so
+    # the answer is no oracle for which tokens exist.
     if grant.client_id != client_id:
-        return Reject(Reason.OTHER_CLIENT)
+        return Reject(Reason.UNKNOWN)
     if grant.revoked_at is not None:
         if grant.revoked_reason == REUSE_REVOCATION:
             return Reject(Reason.GRANT_REVOKED_BY_REUSE)
@@ -88,14 +106,32 @@ def decide_refresh(
         # `retire_at` on, and always under `strict`, it is a replay.
         if retry is RetryPolicy.STRICT or now >= token.retire_at:
             return Reuse()
+        # Rule 3b (`fork`): once one of its children has itself been refreshed, the family has
+        # moved on: no pair issued from this token can continue any more, so a retry of it is
+        # no lost response but a replay (a stolen copy), and it is refused as reuse.
+        if token.continued_id is not None:
+            return Reuse(Reason.RETRY_AFTER_CONTINUED)
         if retry is RetryPolicy.REPLAY and token.sealed_response is not None:
             return Replay(token.sealed_response)
         # `fork`, or a token exchanged under `fork` and retried after a switch to `replay`.
         return Fork()
+    # Rule 3b (`fork`): the siblings issued from one token are one family, and at most one of
+    # their chains may continue: the first child that is itself refreshed. Any other child of
+    # the same parent presented afterwards is reuse (RFC 9700 §4.14.2: the server cannot tell
+    # which holder is legitimate, so it revokes the grant), as for a token past its leeway.
+    if token.parent_continued_id is not None and token.parent_continued_id != token.id:
+        return Reuse(Reason.SIBLING_CONTINUED)
     if now >= token.expires_at:
         return Reject(Reason.IDLE_EXPIRED)
+    if retry is RetryPolicy.FORK and token.parent_id is not None:
+        # The first child to be refreshed claims the parent's continuation (already ours when
+        # `parent_continued_id == token.id`: the claim is idempotent).
+        return Rotate(continues=token.parent_id)
     return Rotate()
 
+
+REUSE_REASONS = frozenset({Reason.REUSED, Reason.SIBLING_CONTINUED, Reason.RETRY_AFTER_CONTINUED})
+"""The refusals that are a reuse detection (rules 4 and 3b)."""
 
 REUSE_REVOCATION = "reuse"
 """`grants.revoked_reason` when reuse detection revoked the grant."""
@@ -118,7 +154,11 @@ def refresh_liveness(token: RefreshFacts, now: int, retry: RetryPolicy) -> Liven
     if not token.grant.live(now) or token.revoked_at is not None:
         return INACTIVE
     if token.exchanged_at is None:
+        if token.parent_continued_id is not None and token.parent_continued_id != token.id:
+            return INACTIVE  # a sibling's chain continued (rule 3b)
         return Liveness(True) if now < token.expires_at else INACTIVE
+    if token.continued_id is not None:
+        return INACTIVE  # a retry would be reuse once a child's chain continued (rule 3b)
     if retry is not RetryPolicy.STRICT and token.in_leeway(now):
         return Liveness(True, token.retire_at)
     return INACTIVE
@@ -150,7 +190,6 @@ def access_liveness(token: AccessFacts, now: int) -> Liveness:
 
 class CodeProblem(StrEnum):
     UNKNOWN = "unknown or expired authorization code"
-    OTHER_CLIENT = "authorization code was issued to another client"
     EXPIRED = "authorization code expired"
     REUSED = "authorization code was already used: the grant it produced has been revoked"
     REDIRECT_MISMATCH = "redirect_uri does not match the authorization request"
@@ -171,7 +210,9 @@ def check_code(code: CodeFacts | None, ask: CodeRedemption, now: int) -> CodePro
     if code is None:
         return CodeProblem.UNKNOWN
     if code.client_id != ask.client_id:
-        return CodeProblem.OTHER_CLIENT
+        # RFC 6749 §5.2 (invalid_grant: "issued to another client"), answered as an unknown
+        # code: no oracle for which codes exist, and nothing changes (not even replay detection).
+        return CodeProblem.UNKNOWN
     if code.used_at is not None:
         return CodeProblem.REUSED
     if now >= code.expires_at:

@@ -37,6 +37,7 @@ from baton.server.protection import (
     database_unavailable,
     is_database_unavailable,
 )
+from baton.server.proxies import TrustedProxies, parse_networks
 from baton.server.revocation import introspection_endpoint, revocation_endpoint
 from baton.server.sessions import SessionMiddleware
 from baton.server.token import token_endpoint
@@ -168,6 +169,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         routes=routes,
         middleware=[
             Middleware(Observe, metrics=observed.metrics),
+            Middleware(TrustedProxies, networks=parse_networks(",".join(settings.trusted_proxies))),
             Middleware(SecurityHeaders, https=settings.secure_cookies),
             Middleware(MachineEndpoints, routes=machine, handlers=exception_handlers),
             Middleware(SessionMiddleware, secure=settings.secure_cookies),

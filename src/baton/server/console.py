@@ -45,7 +45,13 @@ templates.env.filters["duration"] = duration
 _STYLESHEET = (_HERE / "static" / "admin.css").read_text()
 _NO_STORE = {"Cache-Control": "no-store"}
 _STATUSES: tuple[str, ...] = get_args(GrantStatus)
-_EVENT_KINDS = ("refresh_token_reuse", "code_reuse", "login_lockout", "leeway_retry")
+_EVENT_KINDS = (
+    "refresh_token_reuse",
+    "code_reuse",
+    "login_lockout",
+    "leeway_retry",
+    "client_disabled",
+)
 
 
 def install(app: Starlette) -> None:
@@ -138,6 +144,8 @@ async def grants_page(request: Request) -> Response:
     user = await _signed_in_admin(request)
     if isinstance(user, Response):
         return user
+    if (refused := _bad_query(request)) is not None:
+        return refused
     params = request.query_params
     status = params.get("status") or None
     query = GrantQuery(
@@ -172,10 +180,8 @@ def _cursor(raw: str | None) -> tuple[int, str] | None:
     if not raw:
         return None
     expires, _, grant_id = raw.partition(":")
-    try:
-        return int(expires), grant_id
-    except ValueError:
-        return None
+    at = _int(expires)
+    return None if at is None else (at, grant_id)
 
 
 async def _timeline(request: Request, grant_id: str) -> tuple[timeline.Timeline, Any] | None:
@@ -243,11 +249,13 @@ async def clients_page(request: Request) -> Response:
     user = await _signed_in_admin(request)
     if isinstance(user, Response):
         return user
+    if (refused := _bad_query(request)) is not None:
+        return refused
     return await _clients(request, user, None, 200)
 
 
 async def _clients(request: Request, user: User, error: str | None, status: int) -> Response:
-    page = max(_int(request.query_params.get("page")) or 0, 0)
+    page = _int(request.query_params.get("page"), _MAX_INT // PAGE - 1) or 0
     rows = await _admin_store(request).clients(offset=page * PAGE, limit=PAGE + 1)
     next_url = f"/admin/clients?page={page + 1}" if len(rows) > PAGE else None
     context = {"user": user, "rows": rows[:PAGE], "error": error, "next_url": next_url}
@@ -321,7 +329,21 @@ async def disable_client(request: Request) -> Response:
     if isinstance(posted, Response):
         return posted
     user, _form = posted
-    await _admin_store(request).disable_client(
+    disabled = await _admin_store(request).disable_client(
+        request.path_params["client_id"], _actor(request, user)
+    )
+    if disabled is not None and disabled.grants_revoked:
+        revocations = metrics.of(request).revocations.labels("grant", "client_disabled")
+        revocations.inc(disabled.grants_revoked)
+    return RedirectResponse("/admin/clients", status_code=303)
+
+
+async def enable_client(request: Request) -> Response:
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, _form = posted
+    await _admin_store(request).enable_client(
         request.path_params["client_id"], _actor(request, user)
     )
     return RedirectResponse("/admin/clients", status_code=303)
@@ -331,6 +353,8 @@ async def events_page(request: Request) -> Response:
     user = await _signed_in_admin(request)
     if isinstance(user, Response):
         return user
+    if (refused := _bad_query(request)) is not None:
+        return refused
     kind = request.query_params.get("kind") or None
     before = _int(request.query_params.get("before"))
     rows, more = await _admin_store(request).security_events(kind, before)
@@ -350,16 +374,32 @@ async def audit_page(request: Request) -> Response:
     user = await _signed_in_admin(request)
     if isinstance(user, Response):
         return user
+    if (refused := _bad_query(request)) is not None:
+        return refused
     rows, more = await _admin_store(request).audit(_int(request.query_params.get("before")))
     next_url = f"/admin/audit?before={more}" if more is not None else None
     return _page(request, "admin/audit.html", {"user": user, "rows": rows, "next_url": next_url})
 
 
-def _int(raw: str | None) -> int | None:
+_MAX_INT = 2**63 - 1  # the databases' BIGINT: a larger value is no id, time or page
+
+
+def _int(raw: str | None, maximum: int = _MAX_INT) -> int | None:
+    """A query parameter as a non-negative integer the database can hold, or None (ignored:
+    the first page) for anything else, a huge integer included."""
     try:
-        return int(raw) if raw else None
+        value = int(raw) if raw else None
     except ValueError:
         return None
+    return value if value is not None and 0 <= value <= maximum else None
+
+
+def _bad_query(request: Request) -> Response | None:
+    """A page that refuses a query string no database can compare (a NUL character), or None."""
+    if any("\x00" in value for value in request.query_params.values()):
+        message = "The address holds a character that is not allowed."
+        return _page(request, "admin/message.html", {"message": message}, status=400)
+    return None
 
 
 routes: list[BaseRoute] = [
@@ -373,6 +413,7 @@ routes: list[BaseRoute] = [
     Route("/clients", create_client, methods=["POST"]),
     Route("/clients/{client_id}/rotate", rotate_secret, methods=["POST"]),
     Route("/clients/{client_id}/disable", disable_client, methods=["POST"]),
+    Route("/clients/{client_id}/enable", enable_client, methods=["POST"]),
     Route("/events", events_page),
     Route("/audit", audit_page),
 ]

@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from baton.core.rules import CodeProblem, Reason
+from baton.core.rules import REUSE_REASONS, CodeProblem
 from baton.store.base import (
     CodeRefused,
     ExchangeResult,
@@ -163,7 +163,7 @@ class Metrics:
             (self.forks if result.retry else self.rotations).inc()
         elif isinstance(result, Replayed):
             self.replays.inc()
-        elif isinstance(result, Refused) and result.reason is Reason.REUSED:
+        elif isinstance(result, Refused) and result.reason in REUSE_REASONS:
             self.refresh_reuse.inc()
             if result.revoked_grant:
                 self.revoked("grant", "reuse")

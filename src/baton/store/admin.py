@@ -20,14 +20,17 @@ from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from baton.core.facts import GrantFacts
 from baton.core.timeline import AccessRecord, EventRecord, RefreshRecord
+from baton.store import outbox
 from baton.store.base import Client, GrantSummary, SecurityEvent
 from baton.store.engines import Runner
 from baton.store.schema import (
     access_tokens,
     audit_log,
+    authorization_codes,
     clients,
     grants,
     refresh_tokens,
+    revocation_events,
     security_events,
     users,
 )
@@ -37,6 +40,7 @@ from baton.store.sql import (
     _grant,
     _grant_from_labels,
     _revoke_grant,
+    _wake_feed,
     client_from_row,
 )
 
@@ -84,6 +88,13 @@ class AuditRow:
     detail: str | None
     occurred_at: int
     source_address: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Disabled:
+    """A client disabled, and how many live grants of it that revoked."""
+
+    grants_revoked: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,15 +181,50 @@ class AdminStore:
 
         return await self._write(work)
 
-    async def disable_client(self, client_id: str, actor: Actor) -> bool:
-        def work(conn: Connection) -> bool:
+    async def disable_client(self, client_id: str, actor: Actor) -> Disabled | None:
+        """Disables the client and, in the same transaction, revokes every live grant of it
+        (authorization-code and client_credentials grants alike): disabling is the incident
+        response, so every token it issued dies now, and the feed and the webhooks announce
+        each grant. None if the client was not enabled."""
+
+        def work(conn: Connection) -> Disabled | None:
             changed = conn.execute(
                 update(clients)
                 .where(clients.c.id == client_id, clients.c.disabled_at.is_(None))
                 .values(disabled_at=actor.now)
             ).rowcount
+            if changed != 1:
+                return None
+            revoked = _revoke_client_grants(conn, client_id, actor.now, CLIENT_DISABLED)
+            # Codes issued but not redeemed yet end too, so that enabling the client again
+            # within their minute revives nothing (few rows: only codes not yet expired).
+            codes = authorization_codes
+            conn.execute(
+                update(codes)
+                .where(
+                    codes.c.expires_at > actor.now,
+                    codes.c.client_id == client_id,
+                    codes.c.used_at.is_(None),
+                )
+                .values(expires_at=actor.now)
+            )
+            _audit(conn, actor, "client.disable", "client", client_id, {"grants_revoked": revoked})
+            return Disabled(revoked)
+
+        return await self._write(work)
+
+    async def enable_client(self, client_id: str, actor: Actor) -> bool:
+        """Enables a disabled client again: it may authenticate and obtain new grants; what the
+        disabling revoked stays revoked."""
+
+        def work(conn: Connection) -> bool:
+            changed = conn.execute(
+                update(clients)
+                .where(clients.c.id == client_id, clients.c.disabled_at.is_not(None))
+                .values(disabled_at=None)
+            ).rowcount
             if changed == 1:
-                _audit(conn, actor, "client.disable", "client", client_id, None)
+                _audit(conn, actor, "client.enable", "client", client_id, None)
             return changed == 1
 
         return await self._write(work)
@@ -379,6 +425,96 @@ class AdminStore:
         return await self._read(work)
 
 
+CLIENT_DISABLED = "client_disabled"
+"""`grants.revoked_reason` (and the security event's kind) when disabling the client did it."""
+
+
+def _revoke_client_grants(conn: Connection, client_id: str, now: int, reason: str) -> int:
+    """Revokes every live grant of a client at once, writing what `_revoke_grant` writes for
+    each (the grant's row, a feed entry lasting until its last access token would have expired,
+    a `grant.revoked` webhook) with a fixed number of statements however many grants the
+    client has: no statement per grant. Returns how many it revoked."""
+    g, rt, at = grants, refresh_tokens, access_tokens
+    ids = {
+        row[0]
+        for row in conn.execute(
+            update(g)
+            .where(g.c.client_id == client_id, g.c.revoked_at.is_(None), g.c.expires_at > now)
+            .values(revoked_at=now, revoked_reason=reason)
+            .returning(g.c.id)
+        )
+    }
+    if not ids:
+        return 0
+    mine = (g.c.client_id == client_id, g.c.revoked_at == now, g.c.revoked_reason == reason)
+    # The latest `exp` of each grant's access tokens still to expire (see `_last_access_expiry`:
+    # through the companions not yet expired, and by the grant for those without one).
+    last: dict[str, int] = {}
+    paired = (
+        select(rt.c.grant_id, func.max(at.c.expires_at))
+        .select_from(at.join(rt, rt.c.id == at.c.refresh_token_id))
+        .join(g, g.c.id == rt.c.grant_id)
+        .where(*mine, rt.c.expires_at > now, at.c.expires_at > now)
+        .group_by(rt.c.grant_id)
+    )
+    unpaired = (
+        select(at.c.grant_id, func.max(at.c.expires_at))
+        .join(g, g.c.id == at.c.grant_id)
+        .where(*mine, at.c.refresh_token_id.is_(None), at.c.expires_at > now)
+        .group_by(at.c.grant_id)
+    )
+    for query in (paired, unpaired):
+        for grant_id, expires_at in conn.execute(query):
+            last[grant_id] = max(last.get(grant_id, 0), int(expires_at))
+    subjects = {
+        row[0]: row[1]
+        for row in conn.execute(
+            select(g.c.id, users.c.username)
+            .outerjoin(users, users.c.id == g.c.user_id)
+            .where(*mine)
+        )
+        if row[0] in ids
+    }
+    ordered = sorted(ids)
+    conn.execute(
+        insert(revocation_events),
+        [
+            {
+                "kind": "grant",
+                "grant_id": grant_id,
+                "effective_at": now,
+                "expires_at": last.get(grant_id, now),
+                "created_at": now,
+            }
+            for grant_id in ordered
+        ],
+    )
+    _wake_feed(conn)
+    outbox.enqueue_many(
+        conn,
+        "grant.revoked",
+        [
+            {
+                "grant_id": grant_id,
+                "client_id": client_id,
+                "subject": subjects.get(grant_id),
+                "reason": reason,
+            }
+            for grant_id in ordered
+        ],
+        now,
+    )
+    conn.execute(
+        insert(security_events).values(
+            kind=CLIENT_DISABLED,
+            client_id=client_id,
+            occurred_at=now,
+            detail=f"client disabled: {len(ids)} live grant(s) revoked",
+        )
+    )
+    return len(ids)
+
+
 R = TypeVar("R", SecurityEvent, AuditRow)
 
 
@@ -414,6 +550,7 @@ __all__ = [
     "Actor",
     "AdminStore",
     "AuditRow",
+    "Disabled",
     "Family",
     "GrantPage",
     "GrantQuery",

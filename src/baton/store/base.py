@@ -207,7 +207,8 @@ RedeemResult = Issued | CodeRefused | TargetRefused
 
 
 RevokeResult = Literal["grant", "access_token", "other_client", "nothing"]
-"""What a revocation did; RFC 7009 answers 200 in every case but `other_client`."""
+"""What a revocation did (`other_client`: nothing, the token is another client's); RFC 7009
+answers 200 in every case, so that the answer tells no client which tokens exist."""
 
 TokenFacts = AccessFacts | RefreshFacts
 

@@ -42,6 +42,28 @@ def enqueue(conn: Connection, event_type: str, fields: dict[str, Any], now: int)
     )
 
 
+def enqueue_many(conn: Connection, event_type: str, many: list[dict[str, Any]], now: int) -> None:
+    """Several events of one type in one statement (a client's grants revoked at once)."""
+    if not many:
+        return
+    conn.execute(
+        insert(webhook_outbox),
+        [
+            {
+                "event_type": event_type,
+                "payload": json.dumps(
+                    {"id": random_id("evt_"), "type": event_type, "occurred_at": now, **fields},
+                    separators=(",", ":"),
+                ),
+                "created_at": now,
+                "attempts": 0,
+                "next_attempt_at": now,
+            }
+            for fields in many
+        ],
+    )
+
+
 _ENQUEUE = Prepared(
     insert(webhook_outbox).values(
         event_type=bindparam("event_type"),

@@ -42,7 +42,7 @@ from baton.core.facts import AccessFacts, CodeFacts, CompanionFacts, GrantFacts,
 from baton.core.feed import Gap, fill, gaps_below, settle
 from baton.core.keys import StoredKey
 from baton.core.pairs import IssuedPair, MintedPair, PlannedPair, plan_pair
-from baton.core.policy import Policy
+from baton.core.policy import Policy, RetryPolicy
 from baton.core.rules import CodeProblem, CodeRedemption, Reason
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
@@ -408,9 +408,11 @@ class SQLStore:
         if digest is None:  # nothing to find: a read confirms the client
             return await self._read(_confirming(client, lambda conn: None))
 
+        lineage = self.policy.retry is RetryPolicy.FORK
+
         def work(conn: Connection) -> TokenFacts | ClientChanged | None:
             if is_refresh:
-                return _refresh_facts(conn, digest, client)
+                return _refresh_facts(conn, digest, client, lineage=lineage)
             return _access_facts(conn, digest, client)
 
         return await self._read(work)
@@ -547,14 +549,24 @@ class _LostRace(Exception):
 # -- transactions, as functions of a connection (shared by every dialect) --------------------------
 
 
+_REUSE_DETAIL = {
+    Reason.SIBLING_CONTINUED: "a sibling pair issued from the same token was refreshed first",
+    Reason.RETRY_AFTER_CONTINUED: "retried after a pair issued from it was refreshed",
+}
+
+
 def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResult:
-    token = _refresh_facts(conn, ask.digest, ask.client)
+    fork = policy.retry is RetryPolicy.FORK
+    token = _refresh_facts(conn, ask.digest, ask.client, lineage=fork)
     if isinstance(token, ClientChanged):
         return token
     decision = rules.decide_refresh(token, ask.client_id, ask.now, policy.retry)
     if isinstance(decision, rules.Reject):
         return Refused(decision.reason)
     assert token is not None
+    if isinstance(decision, rules.Fork) and fork and not _GUARD_FORK.rowcount(conn, rt_id=token.id):
+        # A child's chain continued since our read (PostgreSQL): decide again on it.
+        return _exchange(conn, ask, policy)
     if isinstance(decision, rules.Replay | rules.Fork):
         # A retry inside the leeway is no attack, but it is what an operator asks about
         # ("which client lost a response?"): kept for the grant's timeline.
@@ -581,9 +593,12 @@ def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeRes
                 token.generation,
                 ask.now,
                 ask.source_address,
-                f"exchanged at {token.exchanged_at}, leeway ended at {token.retire_at}",
+                _REUSE_DETAIL.get(
+                    decision.reason,
+                    f"exchanged at {token.exchanged_at}, leeway ended at {token.retire_at}",
+                ),
             )
-        return Refused(Reason.REUSED, revoked_grant=revoked)
+        return Refused(decision.reason, revoked_grant=revoked)
 
     granted = parse_scope(token.grant.scope)
     scope = granted if ask.scope is None else ask.scope
@@ -601,6 +616,12 @@ def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeRes
         )
         return Issued(_insert_pair(conn, planned, ask.child, token.id), retry=True)
 
+    if decision.continues is not None and not _CLAIM_CONTINUATION.rowcount(
+        conn, parent_id=decision.continues, child_id=token.id
+    ):
+        # Another sibling's chain continued first (PostgreSQL: it committed while we waited for
+        # the parent's row): decide again, on what it wrote; this token is now reuse.
+        return _exchange(conn, ask, policy)
     # Rotate: claim the single successor slot first. Only one transaction can move
     # `exchanged_at` from NULL; on PostgreSQL a concurrent one waits for our row lock here and
     # then matches nothing.
@@ -1033,11 +1054,12 @@ def _grant(conn: Connection, grant_id: str) -> GrantFacts | None:
 
 
 def _refresh_facts(
-    conn: Connection, digest: bytes, client: Client | None = None
+    conn: Connection, digest: bytes, client: Client | None = None, *, lineage: bool = False
 ) -> RefreshFacts | ClientChanged | None:
     """The refresh token stored under `digest`, if `client` (when given) still authenticates
-    as it did."""
-    return _read_confirming(conn, _REFRESH_FACTS, client, digest, _refresh_from_row)
+    as it did; with its lineage (rule 3b) when `lineage`."""
+    facts = _REFRESH_LINEAGE_FACTS if lineage else _REFRESH_FACTS
+    return _read_confirming(conn, facts, client, digest, _refresh_from_row)
 
 
 def _access_facts(
@@ -1059,6 +1081,9 @@ def _refresh_from_row(row: dict[str, Any]) -> RefreshFacts:
         retire_at=row["retire_at"],
         revoked_at=row["revoked_at"],
         sealed_response=row["sealed_response"],
+        parent_id=row.get("parent_id"),
+        continued_id=row.get("continued_id"),
+        parent_continued_id=row.get("parent_continued_id"),
     )
 
 
@@ -1130,23 +1155,61 @@ _CONFIRMING = (
     _confirm.c.disabled_at.label("c_disabled_at"),
 )
 
+_REFRESH_COLUMNS = (
+    _rt.c.id,
+    _rt.c.generation,
+    _rt.c.issued_at,
+    _rt.c.expires_at,
+    _rt.c.exchanged_at,
+    _rt.c.retire_at,
+    _rt.c.revoked_at,
+    _rt.c.sealed_response,
+    *_GRANT_COLUMNS,
+    *_CONFIRMING,
+)
 _REFRESH_FACTS = Prepared(
-    select(
-        _rt.c.id,
-        _rt.c.generation,
-        _rt.c.issued_at,
-        _rt.c.expires_at,
-        _rt.c.exchanged_at,
-        _rt.c.retire_at,
-        _rt.c.revoked_at,
-        _rt.c.sealed_response,
-        *_GRANT_COLUMNS,
-        *_CONFIRMING,
-    )
+    select(*_REFRESH_COLUMNS)
     .join(grants, grants.c.id == _rt.c.grant_id)
     .outerjoin(users, users.c.id == grants.c.user_id)
     .outerjoin(_confirm, _confirm.c.id == bindparam("confirm_id"))
     .where(_rt.c.digest == bindparam("digest"))
+)
+# The same with the token's lineage (rule 3b), read only under `fork`, so that `replay` and
+# `strict` pay nothing for it: the parent is one primary-key lookup.
+_parent = refresh_tokens.alias("parent")
+_REFRESH_LINEAGE_FACTS = Prepared(
+    select(
+        *_REFRESH_COLUMNS,
+        _rt.c.parent_id,
+        _rt.c.continued_id,
+        _parent.c.continued_id.label("parent_continued_id"),
+    )
+    .join(grants, grants.c.id == _rt.c.grant_id)
+    .outerjoin(users, users.c.id == grants.c.user_id)
+    .outerjoin(_parent, _parent.c.id == _rt.c.parent_id)
+    .outerjoin(_confirm, _confirm.c.id == bindparam("confirm_id"))
+    .where(_rt.c.digest == bindparam("digest"))
+)
+
+# Rule 3b: the first child of a parent to be refreshed claims the parent's continuation. Only
+# one transaction can move `continued_id` from NULL; on PostgreSQL (READ COMMITTED) a concurrent
+# claim waits for our row lock, then re-evaluates the condition on the committed row and matches
+# nothing unless the claim was its own token's. SQLite serializes writers before the read.
+_CLAIM_CONTINUATION = Prepared(
+    update(_rt)
+    .where(
+        _rt.c.id == bindparam("parent_id"),
+        or_(_rt.c.continued_id.is_(None), _rt.c.continued_id == bindparam("child_id")),
+    )
+    .values(continued_id=bindparam("child_id"))
+)
+# A sibling is issued only while no child's chain has continued: the parent's row is locked
+# and its condition checked in the issuing transaction (PostgreSQL: a concurrent claim is
+# waited for, then seen).
+_GUARD_FORK = Prepared(
+    update(_rt)
+    .where(_rt.c.id == bindparam("rt_id"), _rt.c.continued_id.is_(None))
+    .values(continued_id=None)
 )
 
 _ACCESS_FACTS = Prepared(
