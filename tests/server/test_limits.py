@@ -90,11 +90,11 @@ def test_the_lockout_is_per_address_capped_and_reset_by_success(
 
     async def scenario() -> None:
         for _ in range(8):
-            await limits.login_failed("alice", "10.0.0.66")
+            await limits.login_attempt("alice", "10.0.0.66", known_device=True)
         assert await limits.login_locked_for("alice", "10.0.0.66") > 0
         # The attacker's address is locked; alice's own is not.
         assert await limits.login_locked_for("alice", "10.0.0.7") == 0
-        await limits.login_succeeded("alice", "10.0.0.66")
+        await limits.login_succeeded("alice", "10.0.0.66", known_device=True)
         assert await limits.login_locked_for("alice", "10.0.0.66") == 0
         await buckets.close()
 
