@@ -320,7 +320,7 @@ async def login_post(request: Request) -> Response:
         verify_password, user.password_hash if user else None, password
     )
     if user is None or not ok:
-        if (locked_for := await app.limits.login_locked_for(username, address)) > 0:
+        if (locked_for := await app.limits.login_locked_for(username, address, known_device)) > 0:
             await record_lockout(request, username, locked_for)
         return _login_page(request, next_url, "Unknown username or wrong password.", 401)
     await app.limits.login_succeeded(username, address, known_device)
