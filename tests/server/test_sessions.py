@@ -12,11 +12,15 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from itsdangerous import TimestampSigner
 from sqlalchemy import Connection, select
 from starlette.testclient import TestClient
@@ -26,7 +30,7 @@ from baton.server.sessions import COOKIE
 from baton.store.schema import audit_log, metadata, server_secrets
 from baton.store.sql import SQLStore
 from tests.server.test_console import admin_session, audit_rows, csrf_of, make_admin
-from tests.support import REDIRECT_URI, RegisteredClient, authorize, running_app
+from tests.support import REDIRECT_URI, RegisteredClient, authorize, running_app, sign_in
 
 AUTHORIZE = "/authorize?" + urlencode(
     {
@@ -311,3 +315,67 @@ def test_workers_of_one_server_share_the_session_key(tmp_path: Path) -> None:
         assert signed_in_at_authorize(with_cookie(other, cookie), client)
     with running_app(tmp_path, session_key="z" * 40) as (stranger, _store, _clock):
         assert not signed_in_at_authorize(with_cookie(stranger, cookie), client)
+
+
+def test_signing_in_again_ends_the_session_the_browser_held(
+    http: TestClient, store: SQLStore, client: RegisteredClient
+) -> None:
+    authorize(http, client)
+    before = http.cookies[COOKIE]
+    make_admin(store)
+    signed = sign_in(http, "/login?next=%2Fadmin%2Fclients", "root")  # same browser, as root
+    assert signed.status_code == 303
+    assert enters_admin(http)
+    assert not signed_in_at_authorize(with_cookie(http, before), client)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    content=st.dictionaries(
+        st.sampled_from(["uid", "sid", "csrf", "other"]),
+        st.one_of(
+            st.integers(),
+            st.text(max_size=60),
+            st.lists(st.integers(), max_size=3),
+            st.none(),
+            st.just("A" * 43),
+        ),
+    )
+)
+def test_no_cookie_content_signs_anyone_in_or_breaks_a_page(
+    tmp_path_factory: pytest.TempPathFactory, content: dict[str, Any]
+) -> None:
+    """Whatever a cookie signed with the real key says (a user id, a session id of any shape
+    or type), only a session id issued at sign-in signs anyone in, and no page fails."""
+    global _APP
+    if _APP is None:
+        _APP = running_app(tmp_path_factory.mktemp("cookies"))
+        http, store, _clock = _APP.__enter__()
+        make_admin(store)
+        _RUNNING.append((http, store))
+    http, _store = _RUNNING[0]
+    signer: TimestampSigner = http.app.state.session_signer  # type: ignore[attr-defined]
+    cookie = signer.sign(base64.b64encode(json.dumps(content).encode())).decode()
+    browser = with_cookie(http, cookie)
+    for path in ("/admin/clients", "/", "/logout", "/login"):
+        response = browser.get(path)
+        assert response.status_code in (200, 303), (path, response.status_code)
+    assert not enters_admin(browser)
+
+
+_APP: Any = None
+_RUNNING: list[tuple[TestClient, SQLStore]] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_the_shared_app() -> Iterator[None]:
+    yield
+    global _APP
+    if _APP is not None:
+        _APP.__exit__(None, None, None)
+        _APP = None
+        _RUNNING.clear()

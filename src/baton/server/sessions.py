@@ -212,8 +212,9 @@ def session_store(request: HTTPConnection) -> SessionStore:
 
 
 async def begin_session(request: Request, user_id: int, now: int, address: str | None) -> None:
-    """Signs `user_id` in on a fresh session (a new id and CSRF token: no session fixation)."""
-    request.session.clear()
+    """Signs `user_id` in on a fresh session (a new id and CSRF token: no session fixation); a
+    session the browser held before (another user's, say) ends, for every copy of its cookie."""
+    await end_session(request, now)
     sid = random_base62(_SID_LENGTH)
     await session_store(request).start_session(
         session_digest(sid), user_id, now, now + MAX_AGE, address
