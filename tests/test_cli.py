@@ -50,6 +50,7 @@ SERVE_OPTIONS = (
     "--access-token-audience",
     "--signing-alg",
     "--key-encryption-key",
+    "--session-key-file",
     "--key-reload-interval",
     "--rate-limit-address",
     "--rate-limit-client",
@@ -464,6 +465,7 @@ COMMANDS_ON_A_DATABASE = {
     "user create": (["user", "create", "--username", "x", "--password-stdin"], "pw\n"),
     "grants list": (["grants", "list"], None),
     "grants revoke": (["grants", "revoke", "grt_x"], None),
+    "user signout": (["user", "signout", "--username", "x"], None),
 }
 
 

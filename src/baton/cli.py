@@ -8,12 +8,14 @@ exit status 1.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
@@ -39,6 +41,7 @@ from baton.store.engines import (
     PoolSettings,
     SQLiteSettings,
     display_url,
+    normalize_url,
     open_runner,
 )
 from baton.store.sql import SQLStore, UserExists
@@ -223,6 +226,15 @@ def main() -> None:
 )
 @kek_option
 @click.option(
+    "--session-key-file",
+    envvar="BATON_SESSION_KEY_FILE",
+    type=click.Path(dir_okay=False),
+    help="File (mode 0600) holding the key that signs session cookies, generated on the first "
+    "start; ignored when BATON_SESSION_KEY is set. Every host serving one database needs the "
+    "same key. [env: BATON_SESSION_KEY_FILE] [default: DATABASE-session.key beside a SQLite "
+    "file; ./baton-session.key for PostgreSQL]",
+)
+@click.option(
     "--key-reload-interval",
     envvar="BATON_KEY_RELOAD_INTERVAL",
     default=30,
@@ -319,6 +331,7 @@ def serve(
     access_token_audience: str | None,
     signing_alg: str,
     key_encryption_key: str | None,
+    session_key_file: str | None,
     key_reload_interval: int,
     rate_limit_address: float,
     rate_limit_client: float,
@@ -369,12 +382,6 @@ def serve(
     )
     if access_token_format == "jwt":
         _check_kek(key_encryption_key)
-    config = ServeConfig(
-        settings,
-        db,
-        PoolSettings(db_pool_size, db_max_overflow),
-        SQLiteSettings(sqlite_synchronous),
-    )
 
     async def check() -> tuple[int, int] | None:
         store = SQLStore.open(db, policy, PoolSettings(size=0))
@@ -399,6 +406,15 @@ def serve(
         f"(retry policy {policy.retry.value}, leeway {policy.leeway}s)",
         err=True,
     )
+    # Before any worker starts: every worker signs and checks cookies with this one key.
+    settings = dataclasses.replace(settings, session_key=_session_key(db, session_key_file))
+    config = ServeConfig(
+        settings,
+        db,
+        PoolSettings(db_pool_size, db_max_overflow),
+        SQLiteSettings(sqlite_synchronous),
+    )
+
     os.environ[CONFIG_VARIABLE] = config.to_json()
     uvicorn_config: dict[str, Any] = dict(
         app="baton.server.asgi:create",
@@ -427,6 +443,48 @@ def _trusted_proxies(text: str) -> tuple[str, ...]:
         return tuple(str(network) for network in parse_networks(text))
     except ValueError as exc:
         fail(f"--trusted-proxies: {exc}")
+
+
+def default_session_key_file(db: str) -> Path:
+    """Beside a SQLite database (`baton.db-session.key`); for PostgreSQL, whose database has no
+    file, `baton-session.key` in the working directory."""
+    url = normalize_url(db)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(f"{url.database}-session.key")
+    return Path("baton-session.key")
+
+
+def _session_key(db: str, key_file: str | None) -> str:
+    """The session key, read or generated before any worker starts, so that every worker (and
+    every restart) signs and checks cookies with the same key."""
+    from baton.server.sessions import (
+        KEY_VARIABLE,
+        SessionKeyError,
+        load_session_key,
+        session_key,
+    )
+
+    secret = os.environ.get(KEY_VARIABLE)
+    if secret:
+        try:
+            session_key(secret)
+        except SessionKeyError as exc:
+            fail(f"{KEY_VARIABLE}: {exc}")
+        return secret
+    path = Path(key_file) if key_file else default_session_key_file(db)
+    try:
+        secret, generated = load_session_key(path)
+    except SessionKeyError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot read or create the session key file {path}: {exc.strerror or exc}")
+    if generated:
+        click.echo(
+            f"Generated the session key in {path} (mode 0600). Every server of this database "
+            f"needs the same key: copy this file to the others or set {KEY_VARIABLE}.",
+            err=True,
+        )
+    return secret
 
 
 def _webhook_secret(url: str | None) -> str | None:
@@ -649,6 +707,27 @@ def user_create(
         fail(f"user {username!r} already exists")
     payload = {"id": created.id, "username": username, "admin": admin}
     emit(as_json, payload, f"created {'admin ' if admin else ''}user {username}")
+
+
+@user.command("signout")
+@db_option
+@click.option("--username", required=True)
+@click.option("--json", "as_json", is_flag=True)
+def user_signout(db: str, username: str, as_json: bool) -> None:
+    """Sign a user out everywhere: every browser session of theirs ends at once (their grants
+    stay: revoke those with `baton grants revoke`)."""
+
+    async def work(store: SQLStore) -> int | None:
+        found = await store.get_user(username)
+        if found is None:
+            return None
+        return await store.end_user_sessions(found.id, _now())
+
+    ended = run_with_store(db, work)
+    if ended is None:
+        fail(f"no user {username!r}")
+    payload = {"username": username, "sessions_ended": ended}
+    emit(as_json, payload, f"signed {username} out everywhere ({ended} session(s) ended)")
 
 
 # -- grants --------------------------------------------------------------------------------------

@@ -37,6 +37,11 @@ class Settings:
     key_reload_interval: int = 30
     # Seals the private signing keys at rest (at least 32 characters); never stored.
     key_encryption_key: str | None = field(default=None, repr=False)
+    # Signs the browser's session and device cookies (at least 32 characters); never stored in
+    # the database. `baton serve` takes it from BATON_SESSION_KEY, else from --session-key-file
+    # (generated there, 0600, on the first start). Without one, create_app makes a key for its
+    # process alone. Every process and host serving one database should share it.
+    session_key: str | None = field(default=None, repr=False)
     # Requests per second (bursts of twice that) at /token, /revoke and /introspect, per source
     # address and per client; 0 turns a limit off.
     rate_limit_address: float = 1000.0

@@ -267,6 +267,8 @@ def start_server(seed: Seed, directory: Path, options: dict[str, str]) -> Server
         db = directory / "baton.db"
         if db != seed.db:
             _copy_db(seed.db, db)
+    else:  # PostgreSQL: the servers of a test share a session key, beside their directories
+        options = {"session_key_file": str(directory.parent / "session.key"), **options}
     for _attempt in range(3):
         port = free_port()
         args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--db", str(db)]

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.e2e.conftest import BATON, Server, ServerFactory
+from tests.e2e.conftest import BATON, PASSWORD, USERNAME, Server, ServerFactory
 
 pytestmark = pytest.mark.e2e
 
@@ -153,3 +153,35 @@ def test_a_port_someone_else_listens_on_is_refused_even_with_so_reuseport(
     assert done.returncode == 3
     assert "address already in use" in (done.stdout + done.stderr).lower()
     assert httpx.get(server.url + METADATA).status_code == 200
+
+
+def test_every_worker_honours_a_session_and_its_logout(baton_server: ServerFactory) -> None:
+    """The session key is read (or generated, 0600) before the workers start, so a session
+    signed in through one worker is one on every worker, and its logout ends it on all."""
+    server = baton_server(workers=2)
+    wait_for(lambda: len(listening_workers(server)) == 2)
+    key_file = Path(f"{server.db}-session.key")
+    assert key_file.stat().st_mode & 0o777 == 0o600
+
+    def fresh_connection(cookies: httpx.Cookies) -> httpx.Client:
+        # One connection per client: the kernel spreads them over the workers.
+        return httpx.Client(base_url=server.url, cookies=cookies, follow_redirects=False)
+
+    with fresh_connection(httpx.Cookies()) as browser:
+        page = browser.get("/login")
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        signed = browser.post(
+            "/login", data={"csrf": csrf, "next": "/", "username": USERNAME, "password": PASSWORD}
+        )
+        assert signed.status_code == 303, signed.text
+        cookies = browser.cookies
+    for _ in range(16):  # all on one worker: a chance of 2 in 65,536
+        with fresh_connection(cookies) as other:
+            assert "Sign out" in other.get("/").text
+    with fresh_connection(cookies) as browser:
+        page = browser.get("/logout")
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        assert browser.post("/logout", data={"csrf": csrf}).status_code == 200
+    for _ in range(16):
+        with fresh_connection(cookies) as other:  # the cookie as it was before the logout
+            assert "Sign out" not in other.get("/").text

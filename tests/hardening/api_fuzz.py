@@ -56,9 +56,9 @@ from baton.config import Settings
 from baton.core import pkce
 from baton.core.clock import FakeClock
 from baton.core.policy import Lifetimes, Policy, RetryPolicy
-from baton.core.tokens import TokenKind, mint
+from baton.core.tokens import TokenKind, mint, random_base62
 from baton.server.app import create_app
-from baton.server.sessions import COOKIE
+from baton.server.sessions import COOKIE, session_digest
 from baton.store.base import NewCode
 from baton.store.sql import SQLStore
 from tests.support import (
@@ -120,6 +120,11 @@ class Target:
         )
         self.settings = Settings(issuer="http://testserver", policy=policy)
         self.app = create_app(self.settings, self.store, self.clock)
+        # A signed-in session, held server-side as /login would make it (for the whole run).
+        self.session_id = random_base62(43)
+        anyio.run(
+            self.store.start_session, session_digest(self.session_id), self.user_id, 0, 2**40, None
+        )
         self.schema = schemathesis.openapi.from_asgi("/openapi.json", self.app)
         self.report = Report()
         self._calls = 0
@@ -181,7 +186,7 @@ class Target:
         csrf = "csrf-of-the-fuzzing-session"
         session: dict[str, Any] = {"csrf": csrf}
         if case.operation.path != "/login":
-            session["uid"] = self.user_id
+            session["sid"] = self.session_id
         signer: TimestampSigner = self.app.state.session_signer
         cookie = signer.sign(base64.b64encode(json.dumps(session).encode())).decode()
         for params in (case.query, case.body):

@@ -8,7 +8,6 @@ import secrets
 from collections.abc import AsyncIterator
 
 import anyio
-from itsdangerous import TimestampSigner
 from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -39,7 +38,7 @@ from baton.server.protection import (
 )
 from baton.server.proxies import TrustedProxies, parse_networks
 from baton.server.revocation import introspection_endpoint, revocation_endpoint
-from baton.server.sessions import SessionMiddleware
+from baton.server.sessions import SessionMiddleware, session_key, signers
 from baton.server.token import token_endpoint
 from baton.store.base import Store
 
@@ -120,8 +119,6 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        key = await store.server_secret("session", lambda: secrets.token_bytes(32))
-        app.state.session_signer = TimestampSigner(key, salt="baton.session")
         jwt_alg = settings.signing_alg if settings.access_token_format == "jwt" else None
         await keys.reload(clock.now(), first_key_alg=jwt_alg)
         async with anyio.create_task_group() as tasks:
@@ -180,6 +177,13 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         lifespan=lifespan,
     )
     app.state.baton = Baton(settings, store, clock, keys, access_format, limits)
+    # The session key never comes from the database (a read of it must not forge a session):
+    # `baton serve` gives it from BATON_SESSION_KEY or its key file. Without one (an app built
+    # in-process, as the tests do), a key of this process alone: its sessions die with it.
+    if settings.session_key is None:
+        log.info("no session key configured: browser sessions last as long as this process")
+    key = session_key(settings.session_key) if settings.session_key else secrets.token_bytes(32)
+    app.state.session_signer, app.state.device_signer = signers(key)
     console.install(app)
     app.state.metrics = observed.metrics
     return app

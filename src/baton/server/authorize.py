@@ -31,7 +31,14 @@ from baton.server.console import record_lockout
 from baton.server.context import Baton, baton, source_address
 from baton.server.errors import OAuthError
 from baton.server.forms import REPEATABLE, Form, parse_pairs, read_form
-from baton.server.sessions import csrf_ok, csrf_token
+from baton.server.sessions import (
+    begin_session,
+    csrf_ok,
+    csrf_token,
+    device_knows,
+    end_session,
+    remember_device,
+)
 from baton.store.base import Client, NewCode
 
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -374,7 +381,10 @@ async def login_post(request: Request) -> Response:
         return _login_page(
             request, next_url, "Too many sign-in attempts. Wait a moment.", 429, exc.headers
         )
-    locked_for = await app.limits.login_locked_for(username, address)
+    # Counted before the password is verified, in one step with the lockout's check: guesses
+    # sent together cannot all be verified (baton.server.limits).
+    known_device = device_knows(request, username)
+    locked_for = await app.limits.login_attempt(username, address, known_device)
     if locked_for > 0:
         wait = int(locked_for) + 1
         message = f"Too many failed sign-ins for this account. Try again in {wait} s."
@@ -384,14 +394,15 @@ async def login_post(request: Request) -> Response:
         verify_password, user.password_hash if user else None, password
     )
     if user is None or not ok:
-        await app.limits.login_failed(username, address)
-        if (locked_for := await app.limits.login_locked_for(username, address)) > 0:
+        if (locked_for := await app.limits.login_locked_for(username, address, known_device)) > 0:
             await record_lockout(request, username, locked_for)
         return _login_page(request, next_url, "Unknown username or wrong password.", 401)
-    await app.limits.login_succeeded(username, address)
-    request.session.clear()  # a fresh session at sign-in: no session fixation
-    request.session["uid"] = user.id
-    return RedirectResponse(next_url, status_code=303)
+    await app.limits.login_succeeded(username, address, known_device)
+    # A fresh session at sign-in (no session fixation), held server-side.
+    await begin_session(request, user.id, app.clock.now(), address)
+    response = RedirectResponse(next_url, status_code=303)
+    remember_device(request, response, username, app.settings.secure_cookies)
+    return response
 
 
 async def logout_get(request: Request) -> Response:
@@ -407,7 +418,10 @@ async def logout_post(request: Request) -> Response:
     form = await _browser_form(request)
     if isinstance(form, Response):
         return form
-    request.session.clear()  # ends the browser session; grants stay (revoke them with /revoke)
+    # Ends the session row, so every copy of the cookie is signed out too; grants stay
+    # (revoke them with /revoke).
+    app = baton(request)
+    await end_session(request, app.clock.now())
     return templates.TemplateResponse(request, "logged_out.html", {}, headers=_NO_STORE)
 
 

@@ -174,17 +174,24 @@ async def confirmed(
     work: Callable[[Client], Awaitable[T | ClientChanged]],
     *,
     allow_public: bool = True,
+    owned: Callable[[T], bool] = lambda _outcome: True,
 ) -> T:
     """`work` done for the client the request authenticates as, from the process's cache when
     it can be. `work` hands the client to a store call that confirms the client's row before it
     does anything; if the row changed, nothing was done, and the request is authenticated again
     on a fresh read (a disabled client or a rotated secret is then refused) and `work` asked
-    again. Per-client rate limits apply to the authenticated client, before any work."""
+    again.
+
+    The per-client rate limit charges a confidential client, authenticated, before any work. A
+    public client proves nothing by naming its id: its bucket is only looked at before the
+    work, and charged after it, if the work found what the request presented to be the
+    client's own (`owned`; an `OAuthError` means it was not). Junk naming a public client then
+    costs only the sender's address bucket (see `Limits.check_address`)."""
     client, cached = await _authenticate(request, form, app.store, allow_public, app.clients)
     for attempt in range(1, CONFIRM_ATTEMPTS + 1):
         try:
             if attempt == 1:
-                await app.limits.check_client(client.id)
+                await charge_before(app, client)
             outcome = await work(client)
         except OAuthError:
             if cached:
@@ -194,6 +201,8 @@ async def confirmed(
                 await _refuse_if_changed(request, form, app, client.id, allow_public)
             raise
         if not isinstance(outcome, ClientChanged):
+            if client.is_public and owned(outcome):
+                await app.limits.charge_client(client.id)
             return outcome
         app.clients.forget(client.id)
         if attempt < CONFIRM_ATTEMPTS:
@@ -208,6 +217,15 @@ async def confirmed(
         503,
         {"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
+
+
+async def charge_before(app: Baton, client: Client) -> None:
+    """The per-client limit before the work: a confidential client (authenticated) is charged;
+    a public client is refused only if real requests of its own emptied its bucket."""
+    if client.is_public:
+        await app.limits.client_has_room(client.id)
+    else:
+        await app.limits.check_client(client.id)
 
 
 async def _refuse_if_changed(

@@ -381,6 +381,29 @@ async def audit_page(request: Request) -> Response:
     return _page(request, "admin/audit.html", {"user": user, "rows": rows, "next_url": next_url})
 
 
+async def users_page(request: Request) -> Response:
+    user = await _signed_in_admin(request)
+    if isinstance(user, Response):
+        return user
+    return _page(request, "admin/users.html", {"user": user, "notice": None, "error": None})
+
+
+async def sign_out_everywhere(request: Request) -> Response:
+    """Ends every browser session of a user at once (a stolen or forgotten session cookie stops
+    working); their grants stay (revoke those on the grants page)."""
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
+    username = (form.get("username") or "").strip()
+    ended = await _admin_store(request).sign_out_everywhere(username, _actor(request, user))
+    if ended is None:
+        context = {"user": user, "notice": None, "error": f"There is no user {username!r}."}
+        return _page(request, "admin/users.html", context, status=404)
+    notice = f"Signed {username} out everywhere: {ended} session(s) ended."
+    return _page(request, "admin/users.html", {"user": user, "notice": notice, "error": None})
+
+
 _MAX_INT = 2**63 - 1  # the databases' BIGINT: a larger value is no id, time or page
 
 
@@ -414,6 +437,8 @@ routes: list[BaseRoute] = [
     Route("/clients/{client_id}/rotate", rotate_secret, methods=["POST"]),
     Route("/clients/{client_id}/disable", disable_client, methods=["POST"]),
     Route("/clients/{client_id}/enable", enable_client, methods=["POST"]),
+    Route("/users", users_page, methods=["GET"]),
+    Route("/users/sign-out", sign_out_everywhere, methods=["POST"]),
     Route("/events", events_page),
     Route("/audit", audit_page),
 ]

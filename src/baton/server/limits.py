@@ -1,17 +1,31 @@
-"""Rate limits and login lockout, shared across processes through Redis when configured.
+"""Rate limits and login lockouts, shared across processes through Redis when configured.
 
 Token buckets per source address (before client authentication, so unauthenticated floods are
-limited too) and per client (after it), on /token, /revoke and /introspect; per source address
-on the login form. Answered with 429 and Retry-After.
+limited too) and per client, on /token, /revoke and /introspect; per source address on the login
+form. Answered with 429 and Retry-After. A client's bucket is charged only once the request is
+known to be that client's: a confidential client once authenticated, a public client (which
+anyone can name) once the code or token it presented turned out to be its own; before that, a
+public client's bucket is only looked at, so a flood of junk naming its id drains the flooder's
+address bucket, never the client's.
 
-Login lockout backs off exponentially per (username, source address) after repeated failures,
-capped at 15 minutes and reset by a success. Keyed by the pair, an attacker who knows a username
-locks out only their own address: the user, elsewhere, still signs in.
+Sign-in attempts are counted before the password is verified, in one atomic step with the check
+of the lockout (a Redis script; a step without an `await` in one process), so concurrent guesses
+cannot all pass a check that each reads before any of them failed.
+
+Two lockouts back off exponentially (1 s, 2 s, 4 s ... capped at 15 minutes):
+- per (username, source address), after 5 failures, reset by a success. An attacker who knows
+  a username locks out only their own address: the user, elsewhere, still signs in.
+- per account, across every address, after 20 failures remembered for an hour: a guessing
+  attack spread over many addresses gets one guess per lockout period. A browser that has
+  signed in as that user before (its device cookie, `baton.server.sessions`) is exempt, so such
+  an attack does not lock the account's owner out of the browsers they use; a new browser
+  waits out the lockout.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +34,18 @@ from baton.server.errors import OAuthError
 LOCKOUT_FREE_FAILURES = 5
 LOCKOUT_CAP_SECONDS = 900
 _FAILURE_MEMORY_SECONDS = 86_400
+ACCOUNT_FREE_FAILURES = 20
+ACCOUNT_MEMORY_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Lockout:
+    """A failure counter: `free` attempts, then exponential back-off; forgotten `memory`
+    seconds after the last attempt."""
+
+    key: str
+    free: int
+    memory: int
 
 
 @dataclass(frozen=True)
@@ -37,12 +63,24 @@ class Buckets(Protocol):
         """0 if a request may pass now, else the seconds until it may."""
         ...
 
-    async def failures(self, key: str) -> tuple[int, float]:
-        """(failed logins, time of the last one) for a lockout key."""
+    async def peek(self, key: str, rate: Rate) -> float:
+        """0 if the bucket has a token now (none is taken), else the seconds until it has."""
         ...
 
-    async def fail(self, key: str) -> None: ...
+    async def attempt(self, lockouts: Sequence[Lockout], now: float) -> float:
+        """In one atomic step: the seconds until every lockout is open, if one is closed;
+        else 0, having counted one attempt in each."""
+        ...
+
+    async def failures(self, key: str) -> tuple[int, float]:
+        """(attempts counted and not forgotten, time of the last one) for a lockout key."""
+        ...
+
     async def forget(self, key: str) -> None: ...
+    async def uncount(self, key: str) -> None:
+        """Takes back one attempt (it succeeded)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -52,6 +90,12 @@ class MemoryBuckets:
     def __init__(self) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._failures: dict[str, tuple[int, float]] = {}
+
+    async def peek(self, key: str, rate: Rate) -> float:
+        now = time.monotonic()
+        tokens, at = self._buckets.get(key, (rate.burst, now))
+        tokens = min(rate.burst, tokens + (now - at) * rate.per_second)
+        return 0.0 if tokens >= 1 else (1 - tokens) / rate.per_second
 
     async def take(self, key: str, rate: Rate) -> float:
         now = time.monotonic()
@@ -65,15 +109,38 @@ class MemoryBuckets:
             self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
         return (1 - tokens) / rate.per_second
 
+    async def attempt(self, lockouts: Sequence[Lockout], now: float) -> float:
+        # No `await` in here: the check and the count are one step for this process's loop.
+        counts = [self._counted(lockout, now) for lockout in lockouts]
+        wait = max(
+            (
+                last + lockout_seconds(count, lockout.free) - now
+                for lockout, (count, last) in zip(lockouts, counts, strict=True)
+            ),
+            default=0.0,
+        )
+        if wait > 0:
+            return wait
+        for lockout, (count, _) in zip(lockouts, counts, strict=True):
+            self._failures[lockout.key] = (count + 1, now)
+        if len(self._failures) > 100_000:  # forget the old counters
+            self._failures = {k: v for k, v in self._failures.items() if now - v[1] < 3600}
+        return 0.0
+
+    def _counted(self, lockout: Lockout, now: float) -> tuple[int, float]:
+        count, last = self._failures.get(lockout.key, (0, 0.0))
+        return (0, 0.0) if now - last > lockout.memory else (count, last)
+
     async def failures(self, key: str) -> tuple[int, float]:
         return self._failures.get(key, (0, 0.0))
 
-    async def fail(self, key: str) -> None:
-        count, _ = self._failures.get(key, (0, 0.0))
-        self._failures[key] = (count + 1, time.time())
-
     async def forget(self, key: str) -> None:
         self._failures.pop(key, None)
+
+    async def uncount(self, key: str) -> None:
+        count, last = self._failures.get(key, (0, 0.0))
+        if count > 0:
+            self._failures[key] = (count - 1, last)
 
     async def close(self) -> None:
         pass
@@ -94,6 +161,50 @@ return wait
 """
 
 
+# KEYS[1] bucket; ARGV: rate per second, burst, now (seconds). Returns the wait in ms (0: pass),
+# taking nothing.
+_PEEK = """
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+if tokens >= 1 then return 0 end
+return math.ceil((1 - tokens) / rate * 1000)
+"""
+
+# KEYS: lockout counters; ARGV: now, cap, then (free, memory) per key. Returns the wait in
+# seconds as text (Lua numbers would be truncated to integers); "0" once the attempt is counted
+# in every counter. The same rule as `lockout_seconds`.
+_ATTEMPT = """
+local now, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+local wait = 0
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local free, memory = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  local state = redis.call('HMGET', key, 'count', 'last')
+  local count, last = tonumber(state[1]) or 0, tonumber(state[2]) or 0
+  if now - last > memory then count = 0 end
+  counts[i] = count
+  if count >= free then
+    wait = math.max(wait, last + math.min(2 ^ (count - free), cap) - now)
+  end
+end
+if wait > 0 then return tostring(wait) end
+for i, key in ipairs(KEYS) do
+  redis.call('HSET', key, 'count', counts[i] + 1, 'last', tostring(now))
+  redis.call('EXPIRE', key, tonumber(ARGV[2 + 2 * i]))
+end
+return "0"
+"""
+
+_UNCOUNT = """
+local count = tonumber(redis.call('HGET', KEYS[1], 'count') or '0')
+if count > 0 then redis.call('HSET', KEYS[1], 'count', count - 1) end
+return 0
+"""
+
+
 class RedisBuckets:
     """Buckets every server process shares (Redis server time, so clocks need not agree)."""
 
@@ -102,6 +213,9 @@ class RedisBuckets:
 
         self._redis: Any = redis.asyncio.Redis.from_url(url)
         self._take = self._redis.register_script(_TAKE)
+        self._peek = self._redis.register_script(_PEEK)
+        self._attempt = self._redis.register_script(_ATTEMPT)
+        self._uncount = self._redis.register_script(_UNCOUNT)
 
     async def take(self, key: str, rate: Rate) -> float:
         seconds, micros = await self._redis.time()
@@ -110,20 +224,29 @@ class RedisBuckets:
         )
         return float(wait_ms) / 1000
 
+    async def peek(self, key: str, rate: Rate) -> float:
+        seconds, micros = await self._redis.time()
+        wait_ms = await self._peek(
+            keys=[f"baton:rate:{key}"], args=[rate.per_second, rate.burst, seconds + micros / 1e6]
+        )
+        return float(wait_ms) / 1000
+
+    async def attempt(self, lockouts: Sequence[Lockout], now: float) -> float:
+        args: list[float] = [now, LOCKOUT_CAP_SECONDS]
+        for lockout in lockouts:
+            args += [lockout.free, lockout.memory]
+        wait = await self._attempt(keys=[f"baton:fail:{lock.key}" for lock in lockouts], args=args)
+        return float(wait)
+
     async def failures(self, key: str) -> tuple[int, float]:
         count, last = await self._redis.hmget(f"baton:fail:{key}", "count", "last")
         return (int(count or 0), float(last or 0.0))
 
-    async def fail(self, key: str) -> None:
-        name = f"baton:fail:{key}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(name, "count", 1)
-            pipe.hset(name, "last", str(time.time()))
-            pipe.expire(name, _FAILURE_MEMORY_SECONDS)
-            await pipe.execute()
-
     async def forget(self, key: str) -> None:
         await self._redis.delete(f"baton:fail:{key}")
+
+    async def uncount(self, key: str) -> None:
+        await self._uncount(keys=[f"baton:fail:{key}"])
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -139,11 +262,11 @@ def too_many(wait: float, what: str) -> OAuthError:
     )
 
 
-def lockout_seconds(failures: int) -> float:
-    """How long sign-in stays closed after `failures` consecutive failures."""
-    if failures < LOCKOUT_FREE_FAILURES:
+def lockout_seconds(failures: int, free: int = LOCKOUT_FREE_FAILURES) -> float:
+    """How long sign-in stays closed after `failures` attempts not taken back."""
+    if failures < free:
         return 0.0
-    return float(min(2 ** (failures - LOCKOUT_FREE_FAILURES), LOCKOUT_CAP_SECONDS))
+    return float(min(2 ** (failures - free), LOCKOUT_CAP_SECONDS))
 
 
 class Limits:
@@ -163,21 +286,59 @@ class Limits:
                 raise too_many(wait, "address")
 
     async def check_client(self, client_id: str) -> None:
+        """Charges the bucket of a client the request is known to come from (authenticated)."""
         if self.per_client.enabled:
             wait = await self.buckets.take("client:" + client_id, self.per_client)
             if wait > 0:
                 raise too_many(wait, "client")
 
-    async def login_locked_for(self, username: str, address: str | None) -> float:
-        count, last = await self.buckets.failures(_lockout_key(username, address))
-        return max(0.0, last + lockout_seconds(count) - time.time())
+    async def client_has_room(self, client_id: str) -> None:
+        """Refuses a request naming a public client whose bucket is empty, taking nothing: the
+        request is charged (`charge_client`) only once it proved to be the client's."""
+        if self.per_client.enabled:
+            wait = await self.buckets.peek("client:" + client_id, self.per_client)
+            if wait > 0:
+                raise too_many(wait, "client")
 
-    async def login_failed(self, username: str, address: str | None) -> None:
-        await self.buckets.fail(_lockout_key(username, address))
+    async def charge_client(self, client_id: str) -> None:
+        """Charges a public client's bucket for work done for it (never refuses: it is done)."""
+        if self.per_client.enabled:
+            await self.buckets.take("client:" + client_id, self.per_client)
 
-    async def login_succeeded(self, username: str, address: str | None) -> None:
+    async def login_attempt(self, username: str, address: str | None, known_device: bool) -> float:
+        """Counts a sign-in attempt before its password is verified; or, counting nothing, the
+        seconds until this account may be tried again from here."""
+        return await self.buckets.attempt(_lockouts(username, address, known_device), time.time())
+
+    async def login_locked_for(
+        self, username: str, address: str | None, known_device: bool = False
+    ) -> float:
+        wait = 0.0
+        now = time.time()
+        for lockout in _lockouts(username, address, known_device):
+            count, last = await self.buckets.failures(lockout.key)
+            if now - last <= lockout.memory:
+                wait = max(wait, last + lockout_seconds(count, lockout.free) - now)
+        return wait
+
+    async def login_succeeded(self, username: str, address: str | None, known_device: bool) -> None:
+        """The pair's lockout is reset; the account's only takes this attempt back (a success
+        must not give a distributed attack a fresh budget)."""
         await self.buckets.forget(_lockout_key(username, address))
+        if not known_device:
+            await self.buckets.uncount(_account_key(username))
+
+
+def _lockouts(username: str, address: str | None, known_device: bool) -> list[Lockout]:
+    pair = Lockout(_lockout_key(username, address), LOCKOUT_FREE_FAILURES, _FAILURE_MEMORY_SECONDS)
+    if known_device:
+        return [pair]
+    return [pair, Lockout(_account_key(username), ACCOUNT_FREE_FAILURES, ACCOUNT_MEMORY_SECONDS)]
 
 
 def _lockout_key(username: str, address: str | None) -> str:
     return f"{address or '-'}:{username}"
+
+
+def _account_key(username: str) -> str:
+    return f"account:{username}"

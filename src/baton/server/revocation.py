@@ -31,7 +31,9 @@ async def revocation_endpoint(request: Request) -> Response:
         token_digest, is_refresh = presented_token(form)
         return await app.store.revoke_token(client, token_digest, is_refresh, app.clock.now())
 
-    outcome: RevokeResult = await confirmed(request, form, app, revoke)
+    outcome: RevokeResult = await confirmed(
+        request, form, app, revoke, owned=lambda done: done in ("grant", "access_token")
+    )
     metrics.of(request).client_revoked(outcome)
     # RFC 7009 §2.1: the server verifies that the token was issued to the client making the
     # request, and refuses to revoke it otherwise: another client's token is left untouched.

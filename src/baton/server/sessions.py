@@ -1,7 +1,16 @@
-"""Signed session cookies for the browser pages, and CSRF tokens for their forms.
+"""Browser sessions held server-side, the cookies that carry them, and CSRF tokens for forms.
 
-The signing key lives in the database (`server_secrets`), so every worker process and every
-restart shares it; the middleware reads it from the app state the lifespan filled.
+A signed-in session is a row of `sessions`: the cookie carries a random session id, the row only
+its SHA-256 digest (`baton.core.tokens.digest`). So nothing read from the database signs anyone
+in, and ending the row (logout, an administrator's "sign out everywhere") ends the session at
+once, for every copy of the cookie. The middleware resolves the id on each request and exposes
+the signed-in user's id as `request.session["uid"]`; `uid` is never read from nor written to
+the cookie.
+
+The cookie itself (the session id and the form's CSRF token) is signed with the session key,
+which comes from `BATON_SESSION_KEY` or a 0600 file and never from the database
+(`load_session_key`): a database reader cannot make a cookie the server accepts, not even the
+signed-out one whose CSRF token guards the login form.
 """
 
 from __future__ import annotations
@@ -9,21 +18,111 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import os
 import secrets
-from typing import Any
+import stat
+from pathlib import Path
+from typing import Any, Protocol
 
 from itsdangerous import BadSignature, TimestampSigner
 from starlette.datastructures import MutableHeaders
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from baton.core.tokens import digest, random_base62
+from baton.server.protection import database_unavailable, is_database_unavailable
+
 COOKIE = "baton_session"
-MAX_AGE = 8 * 3600
+MAX_AGE = 8 * 3600  # a sign-in lasts this long (seconds), however active the session
+UID = "uid"  # the signed-in user's id, resolved from the session row; never in the cookie
+SID = "sid"  # the session id: the cookie's secret, its digest the row's key
+_SID_LENGTH = 43  # base-62 characters: 256 bits
+
+# A browser that signed in as a user before carries this cookie: it is exempt from the
+# per-account throttle (baton.server.limits), so a distributed guessing attack on an account
+# does not lock its owner out of the browsers they use.
+DEVICE_COOKIE = "baton_device"
+DEVICE_MAX_AGE = 365 * 86400
+
+MIN_KEY_LENGTH = 32
+KEY_VARIABLE = "BATON_SESSION_KEY"
 
 
 # Endpoints for machines, authenticated on every request: a browser session means nothing there,
 # so they skip the cookie parsing and the response hook (they are the hot paths).
 SESSIONLESS = frozenset({"/token", "/introspect", "/revoke", "/revocations", "/revocations/stream"})
+
+
+class SessionStore(Protocol):
+    """What sessions ask of the store (`baton.store.sql.SQLStore`)."""
+
+    async def start_session(
+        self, digest: bytes, user_id: int, now: int, expires_at: int, source_address: str | None
+    ) -> None: ...
+
+    async def session_user(self, digest: bytes, now: int) -> int | None:
+        """The user of a live session (not ended, not expired), or None."""
+        ...
+
+    async def end_session(self, digest: bytes, now: int) -> None: ...
+
+    async def end_user_sessions(self, user_id: int, now: int) -> int:
+        """Ends every live session of the user; how many there were."""
+        ...
+
+
+class SessionKeyError(Exception):
+    pass
+
+
+def session_key(secret: str) -> bytes:
+    if len(secret) < MIN_KEY_LENGTH:
+        raise SessionKeyError(f"the session key must have at least {MIN_KEY_LENGTH} characters")
+    return secret.encode("utf-8")
+
+
+def load_session_key(path: Path) -> tuple[str, bool]:
+    """The session key in `path`, generated there (0600, atomically) if the file does not
+    exist; and whether it was generated now. Refuses a file others may read."""
+    try:
+        return _read_key(path), False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(48) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temporary, path)  # fails if another process made it first: theirs wins
+            generated = True
+        except FileExistsError:
+            generated = False
+    finally:
+        temporary.unlink(missing_ok=True)
+    return _read_key(path), generated
+
+
+def _read_key(path: Path) -> str:
+    with path.open() as file:
+        mode = os.fstat(file.fileno()).st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise SessionKeyError(
+                f"the session key file {path} is accessible to other users "
+                f"(mode {stat.S_IMODE(mode):04o}): run `chmod 600 {path}`"
+            )
+        secret = file.read().strip()
+    session_key(secret)  # long enough, or refuse
+    return secret
+
+
+def signers(key: bytes) -> tuple[TimestampSigner, TimestampSigner]:
+    """The session cookie's signer and the device cookie's."""
+    return TimestampSigner(key, salt="baton.session"), TimestampSigner(key, salt="baton.device")
 
 
 class SessionMiddleware:
@@ -35,33 +134,132 @@ class SessionMiddleware:
         if scope["type"] != "http" or scope["path"] in SESSIONLESS:
             await self.app(scope, receive, send)
             return
-        signer: TimestampSigner = scope["app"].state.session_signer
-        connection = HTTPConnection(scope)
-        initial: dict[str, Any] = {}
-        raw = connection.cookies.get(COOKIE)
-        if raw:
+        state = scope["app"].state
+        signer: TimestampSigner = state.session_signer
+        stored = _unsign(signer, HTTPConnection(scope).cookies.get(COOKIE))
+        session = dict(stored)
+        sid = session.get(SID)
+        if sid is not None:
             try:
-                data = signer.unsign(raw.encode(), max_age=MAX_AGE)
-                initial = json.loads(base64.b64decode(data))
-            except (BadSignature, ValueError):
-                initial = {}
-        scope["session"] = dict(initial)
+                uid = await session_store(HTTPConnection(scope)).session_user(
+                    session_digest(sid), state.baton.clock.now()
+                )
+            except Exception as exc:
+                if not is_database_unavailable(exc):
+                    raise
+                response = await database_unavailable(Request(scope), exc)
+                await response(scope, receive, send)
+                return
+            if uid is None:  # ended or expired: the cookie drops it
+                del session[SID]
+            else:
+                session[UID] = uid
+        scope["session"] = session
 
         async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start" and scope["session"] != initial:
-                headers = MutableHeaders(scope=message)
-                attrs = "path=/; httponly; samesite=lax" + ("; secure" if self.secure else "")
-                if scope["session"]:
-                    data = base64.b64encode(json.dumps(scope["session"]).encode())
-                    value = signer.sign(data).decode()
-                    headers.append("Set-Cookie", f"{COOKIE}={value}; max-age={MAX_AGE}; {attrs}")
-                else:
-                    headers.append(
-                        "Set-Cookie", f"{COOKIE}=; expires=Thu, 01 Jan 1970 00:00:00 GMT; {attrs}"
-                    )
+            if message["type"] == "http.response.start":
+                kept = _kept(scope["session"])
+                if kept != stored:
+                    headers = MutableHeaders(scope=message)
+                    headers.append("Set-Cookie", self._cookie(signer, kept))
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+
+    def _cookie(self, signer: TimestampSigner, kept: dict[str, Any]) -> str:
+        attrs = "path=/; httponly; samesite=lax" + ("; secure" if self.secure else "")
+        if not kept:
+            return f"{COOKIE}=; expires=Thu, 01 Jan 1970 00:00:00 GMT; {attrs}"
+        value = signer.sign(base64.b64encode(json.dumps(kept).encode())).decode()
+        return f"{COOKIE}={value}; max-age={MAX_AGE}; {attrs}"
+
+
+def _unsign(signer: TimestampSigner, raw: str | None) -> dict[str, Any]:
+    """The cookie's content if its signature holds: never `uid`, and `sid` only if it has the
+    session id's shape (no database read for junk)."""
+    if not raw:
+        return {}
+    try:
+        data = json.loads(base64.b64decode(signer.unsign(raw.encode(), max_age=MAX_AGE)))
+    except (BadSignature, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    data.pop(UID, None)
+    sid = data.get(SID)
+    if sid is not None and not (isinstance(sid, str) and _well_formed(sid)):
+        del data[SID]
+    return data
+
+
+def _kept(session: dict[str, Any]) -> dict[str, Any]:
+    """What the cookie keeps of a session: all but the user's id, which the row holds."""
+    return {name: value for name, value in session.items() if name != UID}
+
+
+def _well_formed(sid: str) -> bool:
+    return len(sid) == _SID_LENGTH and sid.isascii() and sid.isalnum()
+
+
+def session_digest(sid: str) -> bytes:
+    return digest("session:" + sid)
+
+
+def session_store(request: HTTPConnection) -> SessionStore:
+    """The server's store, which keeps the sessions (every SQL store does)."""
+    store: SessionStore = request.app.state.baton.store
+    return store
+
+
+async def begin_session(request: Request, user_id: int, now: int, address: str | None) -> None:
+    """Signs `user_id` in on a fresh session (a new id and CSRF token: no session fixation); a
+    session the browser held before (another user's, say) ends, for every copy of its cookie."""
+    await end_session(request, now)
+    sid = random_base62(_SID_LENGTH)
+    await session_store(request).start_session(
+        session_digest(sid), user_id, now, now + MAX_AGE, address
+    )
+    request.session[SID] = sid
+    request.session[UID] = user_id
+
+
+async def end_session(request: Request, now: int) -> None:
+    """Ends the request's session, in the database (every copy of the cookie) and the browser."""
+    sid = request.session.get(SID)
+    if isinstance(sid, str):
+        await session_store(request).end_session(session_digest(sid), now)
+    request.session.clear()
+
+
+def device_knows(request: Request, username: str) -> bool:
+    """Whether this browser signed in as `username` before (its device cookie says so)."""
+    raw = request.cookies.get(DEVICE_COOKIE)
+    if not raw:
+        return False
+    signer: TimestampSigner = request.app.state.device_signer
+    try:
+        known = signer.unsign(raw.encode(), max_age=DEVICE_MAX_AGE)
+    except BadSignature:
+        return False
+    return hmac.compare_digest(known, _device_name(username))
+
+
+def remember_device(request: Request, response: Response, username: str, secure: bool) -> None:
+    signer: TimestampSigner = request.app.state.device_signer
+    response.set_cookie(
+        DEVICE_COOKIE,
+        signer.sign(_device_name(username)).decode(),
+        max_age=DEVICE_MAX_AGE,
+        path="/login",
+        secure=secure,
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def _device_name(username: str) -> bytes:
+    # The username's digest, not the name: the cookie need not tell who signed in.
+    return base64.urlsafe_b64encode(digest("device:" + username)).rstrip(b"=")
 
 
 def csrf_token(session: dict[str, Any]) -> str:

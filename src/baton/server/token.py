@@ -14,7 +14,7 @@ from baton.core.scope import render as render_scope
 from baton.core.seal import open_seal, sealer
 from baton.core.tokens import TokenKind, digest, kind_of
 from baton.server import metrics
-from baton.server.clientauth import authenticate, confirmed
+from baton.server.clientauth import authenticate, charge_before, confirmed
 from baton.server.context import Baton, baton, source_address
 from baton.server.errors import NoStoreJSON, OAuthError
 from baton.server.forms import Form, read_form
@@ -47,8 +47,10 @@ async def token_endpoint(request: Request) -> NoStoreJSON:
                 "unsupported_grant_type", f"grant_type {grant_type!r} is not supported"
             )
         client = await authenticate(request, form, app.store)
-        await app.limits.check_client(client.id)
+        await charge_before(app, client)
         pair = await handler(request, app, client, form)
+        if client.is_public:  # the code was its own: now its bucket pays (L3)
+            await app.limits.charge_client(client.id)
     # Remaining lifetimes counted from the ceiling of this second: never more than is left.
     return NoStoreJSON(pair.token_response(app.clock.ceiling()))
 

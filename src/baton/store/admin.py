@@ -42,6 +42,7 @@ from baton.store.sql import (
     _revoke_grant,
     _wake_feed,
     client_from_row,
+    end_user_sessions,
 )
 
 T = TypeVar("T")
@@ -373,6 +374,21 @@ class AdminStore:
             if revoked:
                 _audit(conn, actor, "grant.revoke", "grant", grant_id, None)
             return revoked
+
+        return await self._write(work)
+
+    # -- users ---------------------------------------------------------------------------------
+
+    async def sign_out_everywhere(self, username: str, actor: Actor) -> int | None:
+        """Ends every live session of the user (None: no such user), audited."""
+
+        def work(conn: Connection) -> int | None:
+            user_id = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
+            if user_id is None:
+                return None
+            ended = end_user_sessions(conn, user_id, actor.now)
+            _audit(conn, actor, "user.sign_out_everywhere", "user", username, {"sessions": ended})
+            return ended
 
         return await self._write(work)
 

@@ -114,6 +114,8 @@ class SQLiteRunner:
     def __init__(self, url: URL, settings: SQLiteSettings | None = None) -> None:
         self.url = url
         self.settings = settings or SQLiteSettings()
+        if url.database not in (None, "", ":memory:"):
+            private_database_files(url.database)
         # `full` on a file: each commit runs as `normal` (no fsync inside it, so none while the
         # write lock is held) and the runner fsyncs the WAL itself after the lock is given back
         # and before anyone is answered (`_WalSync`).
@@ -492,6 +494,36 @@ class _WalSync:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
+
+
+# The files of a SQLite database: SQLite creates the WAL and shared-memory files with the mode
+# of the database file, so a database file created 0600 keeps them all 0600.
+SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal", "-writer.lock")
+
+
+def private_database_files(database: str) -> None:
+    """Creates the database file 0600 before SQLite does (which would create it 0644 under the
+    usual umask, its WAL and shared memory too: a token digest, a password hash and the audit
+    log readable by every local user), and tightens to 0600 the files of an existing one that
+    others may read."""
+    path = Path(database)
+    if not path.parent.is_dir():
+        return  # SQLite reports it ("unable to open database file")
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError:
+        return  # SQLite reports it
+    for suffix in SQLITE_SUFFIXES:
+        name = f"{database}{suffix}"
+        try:
+            mode = os.stat(name).st_mode
+            if mode & 0o077:
+                os.chmod(name, 0o600)
+                log.warning("database file %s was readable by others: now mode 0600", name)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # not ours to change: say so, and go on as before
+            log.warning("database file %s is readable by others (%s)", name, exc)
 
 
 class _WriterTurns:

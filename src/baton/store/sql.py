@@ -90,6 +90,7 @@ from baton.store.schema import (
     revocation_events,
     security_events,
     server_secrets,
+    sessions,
     signing_keys,
     users,
 )
@@ -290,6 +291,38 @@ class SQLStore:
             return {uri: name for uri, name in found}
 
         return await self._read(work)
+
+    # -- browser sessions (baton.server.sessions.SessionStore) ------------------------------------
+
+    async def start_session(
+        self, digest: bytes, user_id: int, now: int, expires_at: int, source_address: str | None
+    ) -> None:
+        values = {
+            "digest": digest,
+            "user_id": user_id,
+            "created_at": now,
+            "expires_at": expires_at,
+            "source_address": source_address[:64] if source_address else None,
+        }
+        await self._write(lambda conn: conn.execute(insert(sessions).values(**values)))
+
+    async def session_user(self, digest: bytes, now: int) -> int | None:
+        query = select(sessions.c.user_id).where(
+            sessions.c.digest == digest, sessions.c.ended_at.is_(None), sessions.c.expires_at > now
+        )
+        found = await self._read(lambda conn: conn.execute(query).scalar())
+        return None if found is None else int(found)
+
+    async def end_session(self, digest: bytes, now: int) -> None:
+        ended = (
+            update(sessions)
+            .where(sessions.c.digest == digest, sessions.c.ended_at.is_(None))
+            .values(ended_at=now)
+        )
+        await self._write(lambda conn: conn.execute(ended))
+
+    async def end_user_sessions(self, user_id: int, now: int) -> int:
+        return await self._write(lambda conn: end_user_sessions(conn, user_id, now))
 
     # -- token lifecycle ------------------------------------------------------------------------
 
@@ -555,6 +588,20 @@ _REUSE_DETAIL = {
 }
 
 
+def end_user_sessions(conn: Connection, user_id: int, now: int) -> int:
+    """Ends every live session of a user ("sign out everywhere"); how many there were."""
+    live = (
+        update(sessions)
+        .where(
+            sessions.c.user_id == user_id,
+            sessions.c.ended_at.is_(None),
+            sessions.c.expires_at > now,
+        )
+        .values(ended_at=now)
+    )
+    return int(conn.execute(live).rowcount)
+
+
 def _exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResult:
     fork = policy.retry is RetryPolicy.FORK
     token = _refresh_facts(conn, ask.digest, ask.client, lineage=fork)
@@ -679,6 +726,13 @@ def _purge_batch(conn: Connection, now: int, horizon: int, batch: int) -> int:
     )
     changed += conn.execute(delete(ev).where(ev.c.id.in_(old_events))).rowcount
     changed += outbox.purge_batch(conn, horizon, batch)
+    old_sessions = (
+        select(sessions.c.digest)
+        .where(sessions.c.expires_at < horizon)
+        .limit(batch)
+        .scalar_subquery()
+    )
+    changed += conn.execute(delete(sessions).where(sessions.c.digest.in_(old_sessions))).rowcount
     # Whole families of grants dead (revoked or expired) for longer than the retention. A live
     # grant keeps every refresh token it ever issued, so reuse detection (RFC 6749 §10.4) works
     # for its whole life.
