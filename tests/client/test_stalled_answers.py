@@ -222,10 +222,11 @@ class Run:
         assert events[0][0] == 0
 
 
-# An attempt waits at most a third of what is left of the window, so a timeout above that share
-# behaves the same: (3, 2) would repeat (3, 10), and (5, 10) would repeat (5, 30). Every
-# combination runs on a fake clock in test_lost_response.py.
-@pytest.mark.parametrize(("leeway", "timeout"), [(3, 10), (5, 2), (5, 30), (10, 2), (10, 10)])
+# Every leeway and timeout of the issue, on real servers. An attempt waits at most a third of
+# what is left of the window, so a timeout above that share behaves as the window allows; many
+# more combinations run on a fake clock in test_lost_response.py.
+@pytest.mark.parametrize("leeway", [3, 5, 10])
+@pytest.mark.parametrize("timeout", [2, 10, 30])
 def test_a_stalled_answer_is_replayed_inside_a_short_leeway(
     servers: Any, proxies: list[DropProxy], leeway: int, timeout: int
 ) -> None:
