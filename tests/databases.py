@@ -29,13 +29,13 @@ def admin_url() -> str:
     return os.environ.get("BATON_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
 
 
-def _plain(url: str) -> str:
+def plain_url(url: str) -> str:
     """The URL as asyncpg itself takes it (no SQLAlchemy driver suffix)."""
     return normalize_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 async def _admin(statement: str) -> None:
-    conn = await asyncpg.connect(_plain(admin_url()), timeout=5)
+    conn = await asyncpg.connect(plain_url(admin_url()), timeout=5)
     try:
         await conn.execute(statement)
     finally:

@@ -544,6 +544,14 @@ def test_serve_trusted_proxies_must_be_networks(db: str) -> None:
     failed(baton("serve", "--db", db, env=env), "--trusted-proxies")
 
 
+def test_serve_refuses_a_default_audience_that_names_a_registered_api(db: str) -> None:
+    # Tokens of grants that hold no resource carry the default audience: naming an API there
+    # would hand every such token to that API, past its audience restriction.
+    api = "https://notes.example"
+    ok("client", "create", "--db", db, "--name", "api", "--resource-server", "--resource-uri", api)
+    failed(baton("serve", "--db", db, "--access-token-audience", api), "registered resource")
+
+
 def test_serve_webhooks_need_a_secret_from_the_environment(db: str) -> None:
     """The signing secret is never an argument; without it (or too short) serve refuses."""
     url = "http://127.0.0.1:9/hook"

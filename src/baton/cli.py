@@ -248,7 +248,7 @@ def main() -> None:
     default=1000.0,
     show_default=True,
     type=click.FloatRange(min=0),
-    help="Requests/s per source address at /token, /revoke, /introspect (0: off).",
+    help="Requests/s per source address at /token, /revoke, /introspect, /authorize (0: off).",
 )
 @click.option(
     "--rate-limit-client",
@@ -383,16 +383,27 @@ def serve(
     if access_token_format == "jwt":
         _check_kek(key_encryption_key)
 
-    async def check() -> tuple[int, int] | None:
+    async def check() -> tuple[tuple[int, int], frozenset[str]] | None:
         store = SQLStore.open(db, policy, PoolSettings(size=0))
         try:
-            return await store.counts() if await store.schema_is_current() else None
+            if not await store.schema_is_current():
+                return None
+            return await store.counts(), await store.registered_resources()
         finally:
             await store.close()
 
-    counts = anyio.run(check)
-    if counts is None:
+    checked = anyio.run(check)
+    if checked is None:
         fail(f"the database is not migrated: run `baton db upgrade --db {db}` first")
+    counts, resources = checked
+    if settings.access_token_audience in resources:
+        # The default audience goes to tokens of grants that hold no resource: naming an API
+        # there would hand every such token to that API, past its audience restriction.
+        fail(
+            f"--access-token-audience {settings.access_token_audience!r} is a registered "
+            "resource server's URI: tokens for no resource would be accepted there; leave it "
+            "unset (the issuer) or name no API, and allow clients that API with --resource"
+        )
     if 0 in counts:
         click.echo(
             "This database has no users or clients yet. Create a first user and client with:\n"

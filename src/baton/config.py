@@ -43,7 +43,7 @@ class Settings:
     # process alone. Every process and host serving one database should share it.
     session_key: str | None = field(default=None, repr=False)
     # Requests per second (bursts of twice that) at /token, /revoke and /introspect, per source
-    # address and per client; 0 turns a limit off.
+    # address (and at /authorize) and per client; 0 turns a limit off.
     rate_limit_address: float = 1000.0
     rate_limit_client: float = 1000.0
     # Sign-in attempts per second per source address (bursts of 20).

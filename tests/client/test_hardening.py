@@ -69,12 +69,16 @@ def test_file_store_does_not_read_through_a_symlink(tmp_path: Path) -> None:
         FileStore(directory / "tokens.json").load()
 
 
-def test_file_store_refuses_a_directory_others_can_write(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "shared_mode",
+    [0o1777, 0o770],  # like /tmp: anyone may plant a file or a link; or any of a group
+)
+def test_file_store_refuses_a_directory_others_can_write(tmp_path: Path, shared_mode: int) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
-    shared.chmod(0o1777)  # like /tmp: anyone may plant a file or a link in it
+    shared.chmod(shared_mode)
     store = FileStore(shared / "tokens.json")
-    with pytest.raises(ClientError, match="writable by other users"):
+    with pytest.raises(ClientError, match="others may write to it"):
         store_pair(store, PAIR)
     assert list(shared.iterdir()) == []
 

@@ -5,17 +5,35 @@ record it; enabling it again revives nothing. Over HTTP, on SQLite and PostgreSQ
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import anyio
+import asyncpg
+import pytest
 from sqlalchemy import Connection, select
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
+from baton.core.pairs import MintedPair
+from baton.core.rules import CodeRedemption
+from baton.core.tokens import TokenKind, mint
 from baton.store.admin import Actor, AdminStore
+from baton.store.base import ClientDisabled, CodeRefused, NewCode
 from baton.store.schema import grants, webhook_outbox
 from baton.store.sql import SQLStore
+from tests.databases import empty_tables, plain_url
 from tests.server.test_console import admin_session, audit_rows, csrf_of, make_admin
-from tests.support import REDIRECT_URI, RegisteredClient, authorize, first_pair, introspect, refresh
+from tests.support import (
+    REDIRECT_URI,
+    RegisteredClient,
+    authorize,
+    first_pair,
+    introspect,
+    migrated_store,
+    pkce_pair,
+    refresh,
+    register_client,
+)
 
 
 def outbox_revocations(store: SQLStore) -> list[dict[str, object]]:
@@ -106,6 +124,23 @@ def test_disabling_a_client_kills_its_tokens_at_once(
     assert introspect(http, resource_server, fresh.json()["access_token"])["active"] is True
     assert [r["action"] for r in audit_rows(store)][-1] == "client.enable"
     assert len(outbox_revocations(store)) == 2  # nothing more announced
+    # And every user is asked again before the client gets anything (as after an
+    # administrator's revocation of one grant).
+    root = anyio.run(store.get_user, "root")
+    assert root is not None and anyio.run(store.consent, root.id, client.id) is None
+    _verifier, challenge = pkce_pair()
+    page = http.get(
+        "/authorize",
+        params={
+            "response_type": "code",
+            "client_id": client.id,
+            "redirect_uri": REDIRECT_URI,
+            "scope": "read write",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
+    )
+    assert page.status_code == 200 and 'name="decision"' in page.text  # the consent page
 
 
 def test_a_client_with_many_grants_loses_them_all(
@@ -143,3 +178,93 @@ def test_a_client_with_many_grants_loses_them_all(
         AdminStore(store.runner).disable_client, client.id, Actor("root", None, clock.now())
     )
     assert again is None
+
+
+def test_a_request_authenticated_before_the_disable_gets_no_grant_after_it(
+    store: SQLStore, client: RegisteredClient, clock: FakeClock
+) -> None:
+    # A request authenticated the client on a read made just before an administrator disabled
+    # it; its store call comes after the disabling committed, which revoked every grant it
+    # could see. That call must not add a grant the disabling never saw.
+    code = mint(TokenKind.CODE)
+    user = anyio.run(store.get_user, "alice")
+    assert user is not None
+    now = clock.now()
+    saved = NewCode(code.digest, client.id, user.id, None, "", None, now, now + 60)
+    anyio.run(store.save_code, saved)
+    admin = AdminStore(store.runner)
+    assert anyio.run(admin.disable_client, client.id, Actor("root", None, now)) is not None
+    with pytest.raises(ClientDisabled):
+        anyio.run(
+            store.issue_client_credentials, client.id, "", MintedPair.new(with_refresh=False), now
+        )
+    ask = CodeRedemption(client.id, None, None)
+    redeemed = anyio.run(store.redeem_code, code.digest, ask, MintedPair.new(), now, None)
+    assert isinstance(redeemed, CodeRefused)  # the disabling ended the code
+    assert anyio.run(store.inspect, client_grants(client.id)) == []
+
+
+def client_grants(client_id: str) -> Callable[[Connection], list[str]]:
+    def work(conn: Connection) -> list[str]:
+        found = conn.execute(select(grants.c.id).where(grants.c.client_id == client_id))
+        return list(found.scalars())
+
+    return work
+
+
+def test_on_postgresql_a_new_grant_waits_for_a_disable_in_flight(postgres_database: str) -> None:
+    # PostgreSQL, READ COMMITTED: the disabling transaction has updated the client's row (and
+    # ended its codes) but not committed yet. A code redemption that read its code before, and
+    # a client_credentials grant, must wait for it and then be refused; without the wait they
+    # would create grants the disabling's revocation never saw.
+    empty_tables(postgres_database)
+    clock = FakeClock()
+    now = clock.now()
+    store = migrated_store(postgres_database)
+    registered = register_client(store)
+    user = anyio.run(lambda: store.create_user("bob", "x", now))
+    code = mint(TokenKind.CODE)
+    anyio.run(
+        store.save_code, NewCode(code.digest, registered.id, user.id, None, "", None, now, now + 60)
+    )
+    outcome: list[str] = []
+
+    async def scenario() -> None:
+        holder = await asyncpg.connect(plain_url(postgres_database))
+        try:
+            held = holder.transaction()
+            await held.start()
+            await holder.execute(
+                "UPDATE clients SET disabled_at = $1 WHERE id = $2", now, registered.id
+            )
+
+            async def issue() -> None:
+                try:
+                    await store.issue_client_credentials(
+                        registered.id, "", MintedPair.new(with_refresh=False), now
+                    )
+                    outcome.append("issued")
+                except ClientDisabled:
+                    outcome.append("refused")
+
+            async def redeem() -> None:
+                ask = CodeRedemption(registered.id, None, None)
+                try:
+                    result = await store.redeem_code(code.digest, ask, MintedPair.new(), now, None)
+                    outcome.append(type(result).__name__)
+                except ClientDisabled:
+                    outcome.append("refused")
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(issue)
+                tasks.start_soon(redeem)
+                await anyio.sleep(0.5)
+                assert outcome == []  # both wait for the disabling transaction
+                await held.commit()
+        finally:
+            await holder.close()
+
+    anyio.run(scenario)
+    assert outcome == ["refused", "refused"]
+    assert anyio.run(store.inspect, client_grants(registered.id)) == []
+    anyio.run(store.close)

@@ -601,8 +601,7 @@ class BatonMachine(RuleBasedStateMachine):
     )
     def revoke(self, pick: int, kind: TokenKind, hint: str | None, by_owner: bool) -> None:
         """Rule 5: a refresh token revokes its grant, an access token only itself; 200 for the
-        client it was issued to, and 200 with no change for any other (as for an unknown
-        token: no oracle)."""
+        client it was issued to, invalid_request (and no change) for any other."""
         token = self.pick_refresh(pick) if kind is TokenKind.REFRESH else self.pick_access(pick)
         data = {"token": token}
         if hint is not None:
@@ -610,7 +609,8 @@ class BatonMachine(RuleBasedStateMachine):
         auth = self.client.basic if by_owner else self.other.basic
         response = self.http.post("/revoke", data=data, auth=auth)
         if not by_owner:
-            assert response.status_code == 200, response.text
+            assert response.status_code == 400, response.text
+            assert response.json()["error"] == "invalid_request"
         elif kind is TokenKind.ACCESS:
             assert response.status_code == 200, response.text
             self.access_tokens[token].revoked = True

@@ -30,7 +30,7 @@ from baton.store.sql import (
     _COMPANIONS_BY_EXPIRY,
     _UNPAIRED_LAST_EXPIRY,
 )
-from tests.databases import _plain, create_database, drop_database
+from tests.databases import create_database, drop_database, plain_url
 
 NOW = 1_700_000_000
 ROWS = 20_000  # grants, each with one refresh and one access token
@@ -48,7 +48,7 @@ def filled_database() -> Iterator[str]:
 
 
 async def _fill(url: str) -> None:
-    conn = await asyncpg.connect(_plain(url))
+    conn = await asyncpg.connect(plain_url(url))
     try:
         await conn.execute(
             f"""
@@ -77,7 +77,7 @@ def plan_of(url: str, statement: Prepared, **params: Any) -> dict[str, Any]:
     args = positional(params)
 
     async def explain() -> dict[str, Any]:
-        conn = await asyncpg.connect(_plain(url))
+        conn = await asyncpg.connect(plain_url(url))
         try:
             text = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
         finally:

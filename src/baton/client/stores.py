@@ -143,9 +143,9 @@ def _check_private_directory(directory: Path) -> None:
             f"refusing the token store directory {directory}: it belongs to uid {info.st_uid},"
             " not to this user"
         )
-    if info.st_mode & stat.S_IWOTH:
+    if info.st_mode & (stat.S_IWOTH | stat.S_IWGRP):
         raise ClientError(
-            f"refusing the token store directory {directory}: it is writable by other users"
+            f"refusing the token store directory {directory}: others may write to it"
             f" (mode {stat.S_IMODE(info.st_mode):o})"
         )
 

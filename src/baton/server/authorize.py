@@ -29,7 +29,7 @@ from baton.passwords import verify_password
 from baton.server.clientauth import enabled_client
 from baton.server.console import record_lockout
 from baton.server.context import Baton, baton, source_address
-from baton.server.errors import OAuthError
+from baton.server.errors import OAuthError, error_description
 from baton.server.forms import REPEATABLE, Form, parse_pairs, read_form
 from baton.server.sessions import (
     begin_session,
@@ -72,7 +72,8 @@ class RedirectError(Exception):
     def __init__(self, error: str, description: str) -> None:
         super().__init__(description)
         self.error = error
-        self.description = description
+        # The same characters as a JSON error's (RFC 6749 §4.1.2.1): it may quote the request.
+        self.description = error_description(description)
 
 
 @dataclass(frozen=True)

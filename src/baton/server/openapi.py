@@ -700,8 +700,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "summary": "RFC 7009 token revocation",
                 "description": (
                     "A refresh token revokes its grant at once; an access token only itself. "
-                    "Unknown tokens, and another client's tokens (left untouched), answer 200."
-                    + auth_note
+                    "Unknown tokens answer 200; another client's token 400." + auth_note
                 ),
                 "security": security,
                 "requestBody": _form_body(_ref("schemas", "TokenParameter")),
@@ -710,7 +709,9 @@ def _paths(settings: Settings) -> dict[str, Any]:
                         "description": "Revoked, or nothing to revoke.",
                         "headers": {"Cache-Control": _no_store()},
                     },
-                    **_oauth_errors("`invalid_request`: a missing token."),
+                    **_oauth_errors(
+                        "`invalid_request`: a missing token, or a token issued to another client."
+                    ),
                 },
             }
         },

@@ -15,7 +15,7 @@ from baton.core.tokens import TokenKind, digest, kind_of
 from baton.server import metrics
 from baton.server.clientauth import confirmed
 from baton.server.context import baton, source_address
-from baton.server.errors import NO_STORE, NoStoreJSON
+from baton.server.errors import NO_STORE, NoStoreJSON, OAuthError
 from baton.server.forms import Form, read_form
 from baton.store.base import Client, ClientChanged, RevokeResult, TokenFacts
 
@@ -35,11 +35,13 @@ async def revocation_endpoint(request: Request) -> Response:
         request, form, app, revoke, owned=lambda done: done in ("grant", "access_token")
     )
     metrics.of(request).client_revoked(outcome)
-    # RFC 7009 §2.1: the server verifies that the token was issued to the client making the
-    # request, and refuses to revoke it otherwise: another client's token is left untouched.
-    # RFC 7009 §2.2: an invalid token gets 200, as unknown and already revoked ones do; to this
-    # client another client's token is one, and a distinct answer would tell it which tokens
-    # exist (an oracle), so it is answered exactly as an unknown token.
+    if outcome == "other_client":
+        # RFC 7009 §2.1: "verifies whether the token was issued to the client making the
+        # revocation request. If this validation fails, the request is refused and the client
+        # is informed of the error". The answer says a token exists only to a client that holds
+        # it already, so it is no oracle worth departing from the RFC for.
+        raise OAuthError("invalid_request", "the token was issued to another client")
+    # RFC 7009 §2.2: invalid, unknown and already revoked tokens get 200 as well.
     return Response(status_code=200, headers=NO_STORE)
 
 

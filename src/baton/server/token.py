@@ -16,11 +16,12 @@ from baton.core.tokens import TokenKind, digest, kind_of
 from baton.server import metrics
 from baton.server.clientauth import authenticate, charge_before, confirmed
 from baton.server.context import Baton, baton, source_address
-from baton.server.errors import NoStoreJSON, OAuthError
+from baton.server.errors import NoStoreJSON, OAuthError, invalid_client
 from baton.server.forms import Form, read_form
 from baton.store.base import (
     Client,
     ClientChanged,
+    ClientDisabled,
     CodeRefused,
     ExchangeAsk,
     Issued,
@@ -104,9 +105,16 @@ async def _authorization_code(
     ask = rules.CodeRedemption(client.id, form.get("redirect_uri"), verifier)
     if kind_of(code) is not TokenKind.CODE:
         raise invalid_grant(rules.CodeProblem.UNKNOWN.value)
-    result = await app.store.redeem_code(
-        digest(code), ask, _new_pair(app, _resource(form)), app.clock.now(), source_address(request)
-    )
+    try:
+        result = await app.store.redeem_code(
+            digest(code),
+            ask,
+            _new_pair(app, _resource(form)),
+            app.clock.now(),
+            source_address(request),
+        )
+    except ClientDisabled:
+        raise _disabled_meanwhile(app, client) from None
     metrics.of(request).redeemed(result)
     if isinstance(result, CodeRefused):
         raise invalid_grant(result.problem.value)
@@ -179,13 +187,23 @@ async def _client_credentials(
     resources = narrowed(client.allowed_resources, _resource(form))
     if resources is None:
         raise invalid_target("a requested resource is not one the client may ask for")
-    return await app.store.issue_client_credentials(
-        client.id,
-        render_scope(scope),
-        _new_pair(app, (), with_refresh=False),
-        app.clock.now(),
-        resources,
-    )
+    try:
+        return await app.store.issue_client_credentials(
+            client.id,
+            render_scope(scope),
+            _new_pair(app, (), with_refresh=False),
+            app.clock.now(),
+            resources,
+        )
+    except ClientDisabled:
+        raise _disabled_meanwhile(app, client) from None
+
+
+def _disabled_meanwhile(app: Baton, client: Client) -> OAuthError:
+    """The client was disabled while its request was served: refused as a disabled client is
+    (`clientauth.enabled_client`), and forgotten by this process's cache."""
+    app.clients.forget(client.id)
+    return invalid_client("unknown client")
 
 
 _HANDLERS = {

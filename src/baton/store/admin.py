@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from baton.core.facts import GrantFacts
 from baton.core.timeline import AccessRecord, EventRecord, RefreshRecord
@@ -28,6 +28,7 @@ from baton.store.schema import (
     audit_log,
     authorization_codes,
     clients,
+    consents,
     grants,
     refresh_tokens,
     revocation_events,
@@ -197,6 +198,10 @@ class AdminStore:
             if changed != 1:
                 return None
             revoked = _revoke_client_grants(conn, client_id, actor.now, CLIENT_DISABLED)
+            # As an administrator's revocation of a grant does (`sql._revoke_grant`), the
+            # disabling forgets every user's remembered consent: enabling the client again
+            # asks each user before it gets anything.
+            conn.execute(delete(consents).where(consents.c.client_id == client_id))
             # Codes issued but not redeemed yet end too, so that enabling the client again
             # within their minute revives nothing (few rows: only codes not yet expired).
             codes = authorization_codes

@@ -108,6 +108,11 @@ class RevocationEvent:
     created_at: int
 
 
+class ClientDisabled(Exception):
+    """The client was disabled after the request authenticated and before the store call that
+    would have given it a new grant: nothing was done (the caller answers `invalid_client`)."""
+
+
 class ResourceUriTaken(Exception):
     """Another client is already registered with this resource URI."""
 
@@ -207,8 +212,8 @@ RedeemResult = Issued | CodeRefused | TargetRefused
 
 
 RevokeResult = Literal["grant", "access_token", "other_client", "nothing"]
-"""What a revocation did (`other_client`: nothing, the token is another client's); RFC 7009
-answers 200 in every case, so that the answer tells no client which tokens exist."""
+"""What a revocation did; RFC 7009 answers 200 in every case but `other_client` (nothing was
+done: the token is another client's, and §2.1 has the request refused)."""
 
 TokenFacts = AccessFacts | RefreshFacts
 

@@ -53,6 +53,7 @@ from baton.store.base import (
     TARGET_REFUSED,
     Client,
     ClientChanged,
+    ClientDisabled,
     CodeRefused,
     Consent,
     ExchangeAsk,
@@ -387,6 +388,7 @@ class SQLStore:
                 return TARGET_REFUSED
             # The conditional update makes a double redemption impossible even if two
             # transactions got this far (PostgreSQL): only one sees `used_at IS NULL`.
+            _require_enabled(conn, code.client_id)
             subject = conn.execute(
                 select(users.c.username).where(users.c.id == code.user_id)
             ).scalar_one()
@@ -425,6 +427,7 @@ class SQLStore:
         policy = self.policy
 
         def work(conn: Connection) -> IssuedPair:
+            _require_enabled(conn, client_id)
             grant = _new_grant(conn, client_id, None, None, scope, now, policy, resources)
             planned = plan_pair(grant, access, 0, scope, now, policy)
             return _insert_pair(conn, planned, access, None)
@@ -1012,6 +1015,27 @@ def _confirming(
         return work(conn) if _client_unchanged(conn, seen) else CLIENT_CHANGED
 
     return confirmed
+
+
+def _require_enabled(conn: Connection, client_id: str) -> None:
+    """Before a new grant of `client_id`: the client is still enabled, read in this
+    transaction, or `ClientDisabled`.
+
+    The request authenticated on an earlier read; a disable committed since then must not be
+    followed by a grant it could not see to revoke (`AdminStore.disable_client` revokes the
+    grants it finds). On PostgreSQL the row is read FOR SHARE: a disable's UPDATE of it waits
+    for this transaction to commit, and then finds this grant; one that committed first is
+    seen here. SQLite's writers are serialized anyway (the clause is not rendered there)."""
+    disabled_at = conn.execute(_CLIENT_DISABLED_AT, {"client_id": client_id}).first()
+    if disabled_at is None or disabled_at[0] is not None:
+        raise ClientDisabled(client_id)
+
+
+_CLIENT_DISABLED_AT = (
+    select(clients.c.disabled_at)
+    .where(clients.c.id == bindparam("client_id"))
+    .with_for_update(read=True)
+)
 
 
 def _client_unchanged(conn: Connection, client: Client) -> bool:
