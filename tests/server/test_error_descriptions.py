@@ -8,6 +8,7 @@ import ast
 import re
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,7 +16,7 @@ from starlette.testclient import TestClient
 
 from baton.core import rules
 from baton.server.errors import OAuthError, error_description
-from tests.support import RegisteredClient
+from tests.support import REDIRECT_URI, RegisteredClient, pkce_pair
 
 ALLOWED = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "baton"
@@ -109,3 +110,26 @@ def test_a_parameter_name_quoted_back_is_made_safe(http: TestClient) -> None:
     assert answer.status_code == 400
     description = answer.json()["error_description"]
     assert ALLOWED.fullmatch(description), description
+
+
+def test_a_redirected_error_quoting_the_request_is_made_safe(
+    http: TestClient, client: RegisteredClient
+) -> None:
+    # RFC 6749 §4.1.2.1 holds error_description at the redirect URI to the same characters; an
+    # invalid_target error quotes the resource the request named.
+    _verifier, challenge = pkce_pair()
+    answer = http.get(
+        "/authorize",
+        params={
+            "response_type": "code",
+            "client_id": client.id,
+            "redirect_uri": REDIRECT_URI,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "resource": 'https://\u00e9.example/"x\\',
+        },
+    )
+    assert answer.status_code == 302
+    query = parse_qs(urlsplit(answer.headers["location"]).query)
+    assert query["error"] == ["invalid_target"]
+    assert ALLOWED.fullmatch(query["error_description"][0]), query["error_description"]
