@@ -162,11 +162,14 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         Mount("/admin", routes=console.routes),
         *observed.routes(),
     ]
+    proxies = parse_networks(",".join(settings.trusted_proxies))
     app = Starlette(
         routes=routes,
         middleware=[
             Middleware(Observe, metrics=observed.metrics),
-            Middleware(TrustedProxies, networks=parse_networks(",".join(settings.trusted_proxies))),
+            # Only behind trusted proxies: otherwise a request's address is its TCP peer, and
+            # no request pays for a layer that would do nothing.
+            *([Middleware(TrustedProxies, networks=proxies)] if proxies else []),
             Middleware(SecurityHeaders, https=settings.secure_cookies),
             Middleware(MachineEndpoints, routes=machine, handlers=exception_handlers),
             Middleware(SessionMiddleware, secure=settings.secure_cookies),
