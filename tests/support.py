@@ -154,6 +154,29 @@ def sign_in(
     return http.post("/login", data={**fields, "username": username, "password": password})
 
 
+def authorization_request(
+    client: RegisteredClient,
+    *,
+    scope: str | None = "read write",
+    state: str | None = "xyz",
+    pkce: bool = True,
+) -> tuple[str, dict[str, str | list[str]]]:
+    """The query of an authorization request to REDIRECT_URI, and its PKCE verifier."""
+    verifier, challenge = pkce_pair()
+    params: dict[str, str | list[str]] = {
+        "response_type": "code",
+        "client_id": client.id,
+        "redirect_uri": REDIRECT_URI,
+    }
+    if state is not None:
+        params["state"] = state
+    if scope is not None:
+        params["scope"] = scope
+    if pkce:
+        params |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+    return verifier, params
+
+
 def authorize(
     http: TestClient | httpx2.Client,
     client: RegisteredClient,
@@ -168,17 +191,7 @@ def authorize(
 
     Returns the query of the final redirect to the client and the PKCE verifier.
     """
-    verifier, challenge = pkce_pair()
-    params: dict[str, str | list[str]] = {
-        "response_type": "code",
-        "client_id": client.id,
-        "redirect_uri": REDIRECT_URI,
-        "state": state,
-    }
-    if scope is not None:
-        params["scope"] = scope
-    if pkce:
-        params |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+    verifier, params = authorization_request(client, scope=scope, state=state, pkce=pkce)
     if resources:
         params["resource"] = list(resources)
     response = http.get("/authorize", params=params)

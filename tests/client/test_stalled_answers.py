@@ -19,7 +19,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -39,13 +38,10 @@ from baton.client import (
 from baton.client.refresher import METADATA_PATH
 from tests.client.proxy import DropProxy, body_of
 from tests.e2e.conftest import (
-    CLIENT_SCOPE,
-    REDIRECT_URI,
     Seed,
     Server,
-    pkce_pair,
+    first_pair,
     start_server,
-    visit,
 )
 
 pytestmark = pytest.mark.e2e
@@ -92,33 +88,7 @@ BROWSERS: dict[str, requests.Session] = {}
 def new_grant(server: Server) -> dict[str, Any]:
     """A new grant's first pair, from a browser that signed in once per server (the password
     hash is what costs time)."""
-    browser = BROWSERS.setdefault(server.url, requests.Session())
-    verifier, challenge = pkce_pair()
-    query = urlencode(
-        {
-            "response_type": "code",
-            "client_id": server.client.client_id,
-            "redirect_uri": REDIRECT_URI,
-            "scope": CLIENT_SCOPE,
-            "state": "s",
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        }
-    )
-    found = visit(browser, server, f"{server.authorize_url}?{query}")
-    response = httpx.post(
-        server.token_url,
-        data={
-            "grant_type": "authorization_code",
-            "code": found.query["code"][0],
-            "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier,
-        },
-        auth=server.client.basic,
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return first_pair(server, browser=BROWSERS.setdefault(server.url, requests.Session()))
 
 
 @pytest.fixture

@@ -449,8 +449,11 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge.rstrip(b"=").decode()
 
 
-def first_pair(server: Server, scope: str = CLIENT_SCOPE) -> dict[str, Any]:
-    """Signs in, allows, and redeems the code: the grant's first pair (generation 0)."""
+def first_pair(
+    server: Server, scope: str = CLIENT_SCOPE, browser: requests.Session | None = None
+) -> dict[str, Any]:
+    """Signs in, allows, and redeems the code: the grant's first pair (generation 0); in a new
+    browser, or in `browser` (signed in already after its first use: the hash costs time)."""
     verifier, challenge = pkce_pair()
     query = urlencode(
         {
@@ -463,7 +466,10 @@ def first_pair(server: Server, scope: str = CLIENT_SCOPE) -> dict[str, Any]:
             "code_challenge_method": "S256",
         }
     )
-    with requests.Session() as browser:
+    if browser is None:
+        with requests.Session() as fresh:
+            found = visit(fresh, server, f"{server.authorize_url}?{query}")
+    else:
         found = visit(browser, server, f"{server.authorize_url}?{query}")
     assert found.query["state"] == ["s1"]
     response = httpx.post(

@@ -26,11 +26,11 @@ from tests.server.test_console import admin_session, audit_rows, csrf_of, make_a
 from tests.support import (
     REDIRECT_URI,
     RegisteredClient,
+    authorization_request,
     authorize,
     first_pair,
     introspect,
     migrated_store,
-    pkce_pair,
     refresh,
     register_client,
 )
@@ -128,18 +128,8 @@ def test_disabling_a_client_kills_its_tokens_at_once(
     # administrator's revocation of one grant).
     root = anyio.run(store.get_user, "root")
     assert root is not None and anyio.run(store.consent, root.id, client.id) is None
-    _verifier, challenge = pkce_pair()
-    page = http.get(
-        "/authorize",
-        params={
-            "response_type": "code",
-            "client_id": client.id,
-            "redirect_uri": REDIRECT_URI,
-            "scope": "read write",
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        },
-    )
+    _verifier, params = authorization_request(client)
+    page = http.get("/authorize", params=params)
     assert page.status_code == 200 and 'name="decision"' in page.text  # the consent page
 
 

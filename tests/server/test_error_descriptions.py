@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from baton.core import rules
 from baton.server.errors import OAuthError, error_description
-from tests.support import REDIRECT_URI, RegisteredClient, pkce_pair
+from tests.support import RegisteredClient, authorization_request
 
 ALLOWED = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "baton"
@@ -117,18 +117,9 @@ def test_a_redirected_error_quoting_the_request_is_made_safe(
 ) -> None:
     # RFC 6749 §4.1.2.1 holds error_description at the redirect URI to the same characters; an
     # invalid_target error quotes the resource the request named.
-    _verifier, challenge = pkce_pair()
-    answer = http.get(
-        "/authorize",
-        params={
-            "response_type": "code",
-            "client_id": client.id,
-            "redirect_uri": REDIRECT_URI,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-            "resource": 'https://\u00e9.example/"x\\',
-        },
-    )
+    _verifier, params = authorization_request(client, scope=None, state=None)
+    params["resource"] = 'https://\u00e9.example/"x\\'
+    answer = http.get("/authorize", params=params)
     assert answer.status_code == 302
     query = parse_qs(urlsplit(answer.headers["location"]).query)
     assert query["error"] == ["invalid_target"]
