@@ -146,32 +146,32 @@ class MemoryBuckets:
         pass
 
 
-# KEYS[1] bucket; ARGV: rate per second, burst, now (seconds). Returns the wait in ms (0: pass).
-_TAKE = """
+# KEYS[1] bucket; ARGV: rate per second, burst, now (seconds). Both scripts refill the bucket
+# for the time since its last use, then return the wait in ms (0: pass); only _TAKE takes.
+_REFILL = """
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local tokens = tonumber(state[1]) or burst
 local at = tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+"""
+_TAKE = (
+    _REFILL
+    + """
 local wait = 0
 if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) / rate * 1000) end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return wait
 """
-
-
-# KEYS[1] bucket; ARGV: rate per second, burst, now (seconds). Returns the wait in ms (0: pass),
-# taking nothing.
-_PEEK = """
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local tokens = tonumber(state[1]) or burst
-local at = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+)
+_PEEK = (
+    _REFILL
+    + """
 if tokens >= 1 then return 0 end
 return math.ceil((1 - tokens) / rate * 1000)
 """
+)
 
 # KEYS: lockout counters; ARGV: now, cap, then (free, memory) per key. Returns the wait in
 # seconds as text (Lua numbers would be truncated to integers); "0" once the attempt is counted
