@@ -688,6 +688,24 @@ def start_server(
     raise SystemExit(f"baton serve did not answer within 30 s:\n{log.read_text()}")
 
 
+async def ensure_database(db: str) -> None:
+    """A PostgreSQL URL's database, created on its server if it does not exist yet (as the
+    README's `--db postgresql://.../baton_soak` expects on a fresh machine)."""
+    import asyncpg
+
+    from baton.store.engines import normalize_url
+
+    url = normalize_url(db).set(drivername="postgresql")
+    name = url.database
+    conn = await asyncpg.connect(url.set(database="postgres").render_as_string(False))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            quoted = '"' + str(name).replace('"', '""') + '"'
+            await conn.execute(f"CREATE DATABASE {quoted}")
+    finally:
+        await conn.close()
+
+
 async def database_rows(db: str, query: str) -> list[tuple[Any, ...]]:
     if db.startswith("postgresql"):
         import asyncpg
@@ -821,6 +839,8 @@ async def soak(args: argparse.Namespace) -> int:
     directory = Path(tempfile.mkdtemp(prefix="baton-soak-"))
     db = args.db or f"sqlite:///{directory / 'baton.db'}"
     started = time.time()
+    if db.startswith("postgresql"):
+        await ensure_database(db)
     cli("db", "upgrade", "--db", db)
     tag = secrets.token_hex(3)
     users = [f"soak-{tag}-{i}" for i in range(args.users)]
