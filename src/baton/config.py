@@ -70,6 +70,11 @@ class Settings:
     webhook_poll_interval: float = 1.0
 
     @property
+    def default_audience(self) -> str:
+        """`aud` of the tokens of a grant that holds no RFC 8707 resource."""
+        return self.access_token_audience or self.issuer
+
+    @property
     def secure_cookies(self) -> bool:
         return self.issuer.startswith("https://")
 

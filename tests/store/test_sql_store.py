@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -308,29 +307,6 @@ def test_concurrent_redemptions_of_one_code_issue_one_grant_and_revoke_it(
     assert grant is not None and grant.revoked_reason == "code_reuse"
     assert [e.kind for e in anyio.run(store.security_events)] == ["code_reuse"]
     anyio.run(store.close)
-
-
-def test_processes_starting_together_agree_on_a_server_secret(database: Path | str) -> None:
-    """Workers starting at once on a fresh database each find no session secret and make one:
-    on PostgreSQL (READ COMMITTED) the second insert collided and that worker failed to start.
-    Every store now returns the one secret that was stored."""
-    stores = [store_on(database) for _ in range(4)]
-    found: list[bytes] = []
-
-    async def run() -> None:
-        async def one(store: SQLStore) -> None:
-            found.append(await store.server_secret("race", lambda: secrets.token_bytes(32)))
-
-        try:
-            async with anyio.create_task_group() as tasks:
-                for store in stores:
-                    tasks.start_soon(one, store)
-        finally:
-            for store in stores:
-                await store.close()
-
-    anyio.run(run)
-    assert len(found) == 4 and len(set(found)) == 1
 
 
 def test_a_changed_client_row_stops_the_work_it_authenticated(database: Path | str) -> None:

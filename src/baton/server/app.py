@@ -106,8 +106,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     keys = KeyRing(store, kek)
     access_format: AccessTokenFormat = OPAQUE
     if settings.access_token_format == "jwt":
-        audience = settings.access_token_audience or settings.issuer
-        access_format = JwtAccessTokens(settings.issuer, audience, keys.key_at)
+        access_format = JwtAccessTokens(settings.issuer, settings.default_audience, keys.key_at)
 
     buckets: Buckets = RedisBuckets(settings.redis_url) if settings.redis_url else MemoryBuckets()
     limits = Limits(

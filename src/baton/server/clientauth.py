@@ -201,8 +201,8 @@ async def confirmed(
                 await _refuse_if_changed(request, form, app, client.id, allow_public)
             raise
         if not isinstance(outcome, ClientChanged):
-            if client.is_public and owned(outcome):
-                await app.limits.charge_client(client.id)
+            if owned(outcome):
+                await charge_after(app, client)
             return outcome
         app.clients.forget(client.id)
         if attempt < CONFIRM_ATTEMPTS:
@@ -226,6 +226,13 @@ async def charge_before(app: Baton, client: Client) -> None:
         await app.limits.client_has_room(client.id)
     else:
         await app.limits.check_client(client.id)
+
+
+async def charge_after(app: Baton, client: Client) -> None:
+    """The per-client limit after work that proved the request the client's own: a public
+    client's bucket pays now (a confidential one paid before the work)."""
+    if client.is_public:
+        await app.limits.charge_client(client.id)
 
 
 async def _refuse_if_changed(

@@ -37,11 +37,9 @@ class Form:
             seen[name] = value
         self._values = {k: v for k, v in seen.items() if v != ""}
         self._repeated = repeated
-        for name, values in repeated.items():
-            self._values[name] = values[0]
 
     def get(self, name: str) -> str | None:
-        """The parameter's value; for a repeatable one, its first value (see `every`)."""
+        """The parameter's value (a repeatable one is read with `every`)."""
         return self._values.get(name)
 
     def every(self, name: str) -> tuple[str, ...]:

@@ -91,16 +91,18 @@ class MemoryBuckets:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._failures: dict[str, tuple[int, float]] = {}
 
-    async def peek(self, key: str, rate: Rate) -> float:
-        now = time.monotonic()
+    def _refilled(self, key: str, rate: Rate, now: float) -> float:
+        """The tokens in `key`'s bucket at `now`, refilled for the time since its last use."""
         tokens, at = self._buckets.get(key, (rate.burst, now))
-        tokens = min(rate.burst, tokens + (now - at) * rate.per_second)
+        return min(rate.burst, tokens + (now - at) * rate.per_second)
+
+    async def peek(self, key: str, rate: Rate) -> float:
+        tokens = self._refilled(key, rate, time.monotonic())
         return 0.0 if tokens >= 1 else (1 - tokens) / rate.per_second
 
     async def take(self, key: str, rate: Rate) -> float:
         now = time.monotonic()
-        tokens, at = self._buckets.get(key, (rate.burst, now))
-        tokens = min(rate.burst, tokens + (now - at) * rate.per_second)
+        tokens = self._refilled(key, rate, now)
         if tokens >= 1:
             self._buckets[key] = (tokens - 1, now)
             return 0.0

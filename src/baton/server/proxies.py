@@ -105,7 +105,7 @@ class TrustedProxies:
         self.networks = tuple(networks)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.networks or scope["type"] != "http":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         client = scope.get("client")

@@ -14,7 +14,7 @@ from baton.core.scope import render as render_scope
 from baton.core.seal import open_seal, sealer
 from baton.core.tokens import TokenKind, digest, kind_of
 from baton.server import metrics
-from baton.server.clientauth import authenticate, charge_before, confirmed
+from baton.server.clientauth import authenticate, charge_after, charge_before, confirmed
 from baton.server.context import Baton, baton, source_address
 from baton.server.errors import NoStoreJSON, OAuthError, invalid_client
 from baton.server.forms import Form, read_form
@@ -50,8 +50,7 @@ async def token_endpoint(request: Request) -> NoStoreJSON:
         client = await authenticate(request, form, app.store)
         await charge_before(app, client)
         pair = await handler(request, app, client, form)
-        if client.is_public:  # the code was its own: now its bucket pays (L3)
-            await app.limits.charge_client(client.id)
+        await charge_after(app, client)  # the code was its own (L3)
     # Remaining lifetimes counted from the ceiling of this second: never more than is left.
     return NoStoreJSON(pair.token_response(app.clock.ceiling()))
 
@@ -72,7 +71,7 @@ def _new_pair(app: Baton, resources: tuple[str, ...], with_refresh: bool = True)
         app.access_format,
         resources,
         app.clock.ceiling(),
-        default_audience=app.settings.access_token_audience or app.settings.issuer,
+        default_audience=app.settings.default_audience,
     )
 
 

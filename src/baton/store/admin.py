@@ -43,6 +43,7 @@ from baton.store.sql import (
     _revoke_grant,
     _wake_feed,
     client_from_row,
+    client_values,
     end_user_sessions,
 )
 
@@ -141,20 +142,7 @@ class AdminStore:
 
     async def create_client(self, client: Client, actor: Actor) -> None:
         def work(conn: Connection) -> None:
-            conn.execute(
-                insert(clients).values(
-                    id=client.id,
-                    name=client.name,
-                    secret_digest=client.secret_digest,
-                    is_public=client.is_public,
-                    is_resource_server=client.is_resource_server,
-                    redirect_uris=json.dumps(list(client.redirect_uris)),
-                    scope=client.scope,
-                    created_at=client.created_at,
-                    remember_consent=client.remember_consent,
-                    require_pkce=client.require_pkce,
-                )
-            )
+            conn.execute(insert(clients).values(**client_values(client)))
             detail = {
                 "name": client.name,
                 "public": client.is_public,

@@ -54,7 +54,6 @@ class Consent:
 
     scope: frozenset[str]
     resources: frozenset[str]
-    updated_at: int
 
     def covers(self, scope: frozenset[str], resources: tuple[str, ...]) -> bool:
         """The user already allowed all of this: its scope and its resources alike."""
@@ -225,7 +224,6 @@ class Store(Protocol):
 
     # -- set-up ----------------------------------------------------------------------------
     async def schema_is_current(self) -> bool: ...
-    async def server_secret(self, name: str, make: Callable[[], bytes]) -> bytes: ...
     async def counts(self) -> tuple[int, int]:
         """(clients, users): an empty database makes `baton serve` print the first steps."""
         ...

@@ -30,13 +30,18 @@ NEVER = 2**62
 REUSE_KINDS = frozenset({"refresh_token_reuse", "code_reuse"})
 
 
-def enqueue(conn: Connection, event_type: str, fields: dict[str, Any], now: int) -> None:
-    """One event, with an id that receivers use to drop a second delivery of it."""
+def _payload(event_type: str, fields: dict[str, Any], now: int) -> str:
+    """An event as receivers get it, with an id they use to drop a second delivery of it."""
     event = {"id": random_id("evt_"), "type": event_type, "occurred_at": now, **fields}
+    return json.dumps(event, separators=(",", ":"))
+
+
+def enqueue(conn: Connection, event_type: str, fields: dict[str, Any], now: int) -> None:
+    """One event."""
     _ENQUEUE.run(
         conn,
         event_type=event_type,
-        payload=json.dumps(event, separators=(",", ":")),
+        payload=_payload(event_type, fields, now),
         created_at=now,
         next_attempt_at=now,
     )
@@ -51,10 +56,7 @@ def enqueue_many(conn: Connection, event_type: str, many: list[dict[str, Any]], 
         [
             {
                 "event_type": event_type,
-                "payload": json.dumps(
-                    {"id": random_id("evt_"), "type": event_type, "occurred_at": now, **fields},
-                    separators=(",", ":"),
-                ),
+                "payload": _payload(event_type, fields, now),
                 "created_at": now,
                 "attempts": 0,
                 "next_attempt_at": now,

@@ -90,7 +90,6 @@ from baton.store.schema import (
     refresh_tokens,
     revocation_events,
     security_events,
-    server_secrets,
     sessions,
     signing_keys,
     users,
@@ -143,24 +142,6 @@ class SQLStore:
     async def schema_is_current(self) -> bool:
         return await migrate.is_current(self.runner)
 
-    async def server_secret(self, name: str, make: Callable[[], bytes]) -> bytes:
-        def work(conn: Connection) -> bytes:
-            found = conn.execute(
-                select(server_secrets.c.value).where(server_secrets.c.name == name)
-            ).scalar()
-            if found is not None:
-                return bytes(found)
-            value = make()
-            conn.execute(insert(server_secrets).values(name=name, value=value))
-            return value
-
-        try:
-            return await self._write(work)
-        except IntegrityError:
-            # Another process made it first (PostgreSQL, READ COMMITTED: workers starting
-            # together on a fresh database both found none): theirs is the one; read it.
-            return await self._write(work)
-
     async def counts(self) -> tuple[int, int]:
         def work(conn: Connection) -> tuple[int, int]:
             n_clients = conn.execute(select(func.count()).select_from(clients)).scalar_one()
@@ -172,21 +153,7 @@ class SQLStore:
     # -- clients, users, consent -----------------------------------------------------------------
 
     async def create_client(self, client: Client) -> None:
-        values = {
-            "id": client.id,
-            "name": client.name,
-            "secret_digest": client.secret_digest,
-            "is_public": client.is_public,
-            "is_resource_server": client.is_resource_server,
-            "redirect_uris": json.dumps(list(client.redirect_uris)),
-            "scope": client.scope,
-            "created_at": client.created_at,
-            "disabled_at": client.disabled_at,
-            "resource_uri": client.resource_uri,
-            "allowed_resources": json.dumps(list(client.allowed_resources)),
-            "remember_consent": client.remember_consent,
-            "require_pkce": client.require_pkce,
-        }
+        values = client_values(client)
         try:
             await self._write(lambda conn: conn.execute(insert(clients).values(**values)))
         except IntegrityError as exc:
@@ -240,14 +207,13 @@ class SQLStore:
     async def consent(self, user_id: int, client_id: str) -> Consent | None:
         def work(conn: Connection) -> Consent | None:
             row = conn.execute(
-                select(consents.c.scope, consents.c.resources, consents.c.updated_at).where(
+                select(consents.c.scope, consents.c.resources).where(
                     consents.c.user_id == user_id, consents.c.client_id == client_id
                 )
             ).one_or_none()
             if row is None:
                 return None
-            resources = frozenset(json.loads(row.resources or "[]"))
-            return Consent(parse_scope(row.scope), resources, row.updated_at)
+            return Consent(parse_scope(row.scope), frozenset(resources_from_stored(row.resources)))
 
         return await self._read(work)
 
@@ -261,7 +227,7 @@ class SQLStore:
     ) -> None:
         values = {
             "scope": render_scope(scope),
-            "resources": json.dumps(sorted(set(resources))),
+            "resources": stored_resources(sorted(set(resources))),
             "updated_at": now,
         }
 
@@ -337,7 +303,7 @@ class SQLStore:
             "code_challenge": code.code_challenge,
             "created_at": code.created_at,
             "expires_at": code.expires_at,
-            "resources": json.dumps(list(code.resources)) if code.resources else None,
+            "resources": stored_resources(code.resources),
         }
         await self._write(lambda conn: conn.execute(insert(authorization_codes).values(**values)))
 
@@ -475,7 +441,9 @@ class SQLStore:
                     return "nothing"
                 # RFC 7009 §2.1: revoking a refresh token SHOULD also invalidate all access
                 # tokens of the same grant; a revoked grant kills every token of its family.
-                revoked = _revoke_grant(conn, token.grant.id, now, "revoked", token.grant)
+                revoked = _revoke_grant(
+                    conn, token.grant.id, now, "revoked", token.grant, forget_consent=False
+                )
                 return "grant" if revoked else "nothing"
             access = _access_facts(conn, digest, client)
             if isinstance(access, ClientChanged):
@@ -914,12 +882,22 @@ def _new_grant(
 
 
 def _revoke_grant(
-    conn: Connection, grant_id: str, now: int, reason: str, known: GrantFacts | None = None
+    conn: Connection,
+    grant_id: str,
+    now: int,
+    reason: str,
+    known: GrantFacts | None = None,
+    *,
+    forget_consent: bool = True,
 ) -> bool:
     """Kills every token of the family at once: liveness is derived from the grant's row.
 
     The revocation feed hears of it in the same transaction; the entry matters until the last
-    access token of the family would have expired anyway.
+    access token of the family would have expired anyway. A reuse, a replayed code, an
+    operator's revocation also forget the user's remembered consent (`forget_consent`): the user
+    is asked again next time, rather than a remembered consent handing whoever holds the client
+    a fresh code. Only the client's own RFC 7009 revocation keeps it (signing out, cleaning up is
+    no sign that its tokens were in the wrong hands, nor the user withdrawing consent).
     """
     if _REVOKE_GRANT.rowcount(conn, grant_id=grant_id, now=now, reason=reason) != 1:
         return False
@@ -933,16 +911,9 @@ def _revoke_grant(
     )
     _wake_feed(conn)
     outbox.grant_revoked(conn, grant_id, reason, now, known)  # a webhook, in the same transaction
-    if reason != CLIENT_REVOCATION:
-        # A reuse, a replayed code, an operator's revocation: the user is asked again next time,
-        # rather than a remembered consent handing whoever holds the client a fresh code.
+    if forget_consent:
         _FORGET_CONSENT.run(conn, grant_id=grant_id)
     return True
-
-
-# RFC 7009: the client revoking its own token (signing out, cleaning up) is no sign that its
-# tokens were in the wrong hands, nor the user withdrawing consent: the consent stays.
-CLIENT_REVOCATION = "revoked"
 
 
 def _last_access_expiry(conn: Connection, grant_id: str, now: int) -> int | None:
@@ -1084,6 +1055,25 @@ def _read_confirming(
     return build(row) if confirmed else CLIENT_CHANGED
 
 
+def client_values(client: Client) -> dict[str, Any]:
+    """The `clients` row that stores `client` (every way of registering one writes this)."""
+    return {
+        "id": client.id,
+        "name": client.name,
+        "secret_digest": client.secret_digest,
+        "is_public": client.is_public,
+        "is_resource_server": client.is_resource_server,
+        "redirect_uris": json.dumps(list(client.redirect_uris)),
+        "scope": client.scope,
+        "created_at": client.created_at,
+        "disabled_at": client.disabled_at,
+        "resource_uri": client.resource_uri,
+        "allowed_resources": stored_resources(client.allowed_resources),
+        "remember_consent": client.remember_consent,
+        "require_pkce": client.require_pkce,
+    }
+
+
 def client_from_row(row: RowMapping | dict[str, Any]) -> Client:
     """A `clients` row as the `Client` it stores."""
     return Client(
@@ -1097,7 +1087,7 @@ def client_from_row(row: RowMapping | dict[str, Any]) -> Client:
         created_at=row["created_at"],
         disabled_at=row["disabled_at"],
         resource_uri=row["resource_uri"],
-        allowed_resources=tuple(json.loads(row["allowed_resources"] or "[]")),
+        allowed_resources=resources_from_stored(row["allowed_resources"]),
         remember_consent=bool(row["remember_consent"]),
         require_pkce=bool(row["require_pkce"]),
     )
