@@ -233,7 +233,7 @@ def revocation_held_open(
     failures: list[BaseException] = []
 
     def work(conn: Connection) -> None:
-        assert _revoke_grant(conn, grant_id, now, "revoked")
+        assert _revoke_grant(conn, grant_id, now, "revoked", forget_consent=False)
         began.set()
         assert release.wait(30)
         if not commit:
