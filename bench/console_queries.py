@@ -23,7 +23,7 @@ from sqlalchemy import Connection, insert
 
 from baton.core import timeline
 from baton.core.policy import RetryPolicy
-from baton.server.timeline_svg import render
+from baton.server.admin.timeline_svg import render
 from baton.store import migrate
 from baton.store.admin import AdminStore, GrantQuery
 from baton.store.schema import access_tokens, clients, grants, refresh_tokens, users

@@ -21,8 +21,8 @@ from typing import Any
 from starlette.routing import Route
 
 from baton.logs import formatter
-from baton.server.metrics import Metrics
-from baton.server.observe import Observe
+from baton.server.observability.metrics import Metrics
+from baton.server.observability.middleware import Observe
 
 ASGI = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 ROUTE = Route("/token", lambda request: None, methods=["POST"])

@@ -347,9 +347,9 @@ def serve(
     """Run the authorization server."""
     import uvicorn
 
-    from baton.server import onewrite
-    from baton.server.asgi import CONFIG_VARIABLE
-    from baton.server.workers import serve as serve_workers
+    from baton.server import fastpath
+    from baton.server.runtime.asgi import CONFIG_VARIABLE
+    from baton.server.runtime.workers import serve as serve_workers
 
     policy = Policy(
         Lifetimes(
@@ -428,12 +428,12 @@ def serve(
 
     os.environ[CONFIG_VARIABLE] = config.to_json()
     uvicorn_config: dict[str, Any] = dict(
-        app="baton.server.asgi:create",
+        app="baton.server.runtime.asgi:create",
         factory=True,
-        http=onewrite.Protocol,
+        http=fastpath.http_protocol(settings.fast_paths),
         access_log=False,  # baton.access logs one line per request, without query strings
         # uvicorn would believe X-Forwarded-For from any loopback peer; Baton reads it only from
-        # --trusted-proxies (baton.server.proxies).
+        # --trusted-proxies (baton.server.runtime.proxies).
         proxy_headers=False,
         log_level=log_level,
         log_config=dict_config(log_level, log_format),
@@ -443,12 +443,13 @@ def serve(
         if workers == 1:
             uvicorn.run(**uvicorn_config, host=host, port=port)
         else:
-            # Not uvicorn's own --workers: one listening socket per process (baton.server.workers).
+            # Not uvicorn's own --workers: one listening socket per process
+            # (baton.server.runtime.workers).
             sys.exit(serve_workers(uvicorn_config, host, port, workers))
 
 
 def _trusted_proxies(text: str) -> tuple[str, ...]:
-    from baton.server.proxies import parse_networks
+    from baton.server.runtime.proxies import parse_networks
 
     try:
         return tuple(str(network) for network in parse_networks(text))
@@ -468,7 +469,7 @@ def default_session_key_file(db: str) -> Path:
 def _session_key(db: str, key_file: str | None) -> str:
     """The session key, read or generated before any worker starts, so that every worker (and
     every restart) signs and checks cookies with the same key."""
-    from baton.server.sessions import (
+    from baton.server.runtime.sessions import (
         KEY_VARIABLE,
         SessionKeyError,
         load_session_key,

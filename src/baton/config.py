@@ -53,14 +53,16 @@ class Settings:
     redis_url: str | None = None
     # Reverse proxies whose `X-Forwarded-For` is believed (networks such as "10.0.0.0/8"). Empty
     # (the default): the header is never read, and a request's address is its TCP peer. See
-    # baton.server.proxies.
+    # baton.server.runtime.proxies.
     trusted_proxies: tuple[str, ...] = ()
     # /metrics: served behind `Authorization: Bearer <metrics_token>`, or without a token when
-    # `metrics_public`; with neither it does not exist (404). See baton.server.metrics.
+    # `metrics_public`; with neither it does not exist (404).
+    # See baton.server.observability.metrics.
     metrics_token: str | None = field(default=None, repr=False)
     metrics_public: bool = False
-    # Webhooks for security events (see baton.server.webhooks): where to POST them, and the
-    # HMAC secret that signs them (from BATON_WEBHOOK_SECRET only; never on argv, never logged).
+    # Webhooks for security events (see baton.server.observability.delivery): where to POST
+    # them, and the HMAC secret that signs them (from BATON_WEBHOOK_SECRET only; never on argv,
+    # never logged).
     webhook_url: str | None = field(default=None, repr=False)
     webhook_secret: str | None = field(default=None, repr=False)
     # Retries: exponential from the base, capped, jittered; given up at the maximum age (s).
@@ -68,6 +70,9 @@ class Settings:
     webhook_backoff_cap: int = 3600
     webhook_max_age: int = 3 * DAY
     webhook_poll_interval: float = 1.0
+    # The hot paths' short cuts around general code of uvicorn, Starlette and SQLAlchemy
+    # (baton.server.fastpath). Off: every request takes the general way, for bisecting a bug.
+    fast_paths: bool = True
 
     @property
     def default_audience(self) -> str:

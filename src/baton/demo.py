@@ -41,8 +41,8 @@ from baton.core.policy import Policy
 from baton.core.timeline import Kind, Timeline
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.passwords import hash_password
+from baton.server.admin.timeline_svg import duration
 from baton.server.app import create_app
-from baton.server.timeline_svg import duration
 from baton.store import migrate
 from baton.store.admin import AdminStore
 from baton.store.base import Client

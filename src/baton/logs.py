@@ -3,7 +3,7 @@
 Every record goes through the standard `logging` module, so uvicorn's records, Baton's older
 `logging.getLogger("baton")` calls and structlog's events share one handler and one format; the
 structlog events keep their fields. Each line carries the id of the request it belongs to, read
-from a context variable that `baton.server.observe` sets per request.
+from a context variable that `baton.server.observability.middleware` sets per request.
 
 What is never logged: tokens, codes, client secrets, passwords, the Authorization header and the
 query string. Nothing here filters them out; the callers never hand them over (the test session

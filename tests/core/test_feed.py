@@ -7,7 +7,7 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from baton.core.feed import Gap, coalesce, covers, fill, gaps_below, settle, watermark
+from baton.core.watermark import Gap, coalesce, covers, fill, gaps_below, settle, watermark
 
 HORIZON = 1000  # the xmax of the read's snapshot: every transaction holding a gap is below it
 STATES = st.sampled_from(["committed", "running", "gone"])

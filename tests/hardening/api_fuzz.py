@@ -58,7 +58,7 @@ from baton.core.clock import FakeClock
 from baton.core.policy import Lifetimes, Policy, RetryPolicy
 from baton.core.tokens import TokenKind, mint, random_base62
 from baton.server.app import create_app
-from baton.server.sessions import COOKIE, session_digest
+from baton.server.runtime.sessions import COOKIE, session_digest
 from baton.store.base import NewCode
 from baton.store.sql import SQLStore
 from tests.support import (

@@ -22,10 +22,10 @@ from starlette.testclient import TestClient
 from baton.cli import check_redirect_uri
 from baton.core import pkce, scope
 from baton.core.tokens import TokenKind, _checksum, kind_of, mint
-from baton.server.clientauth import basic_credentials
-from baton.server.errors import OAuthError
-from baton.server.feed import _cursor
-from baton.server.forms import Form, _parse_escaped, parse_pairs
+from baton.server.endpoints.clientauth import basic_credentials
+from baton.server.endpoints.errors import OAuthError
+from baton.server.endpoints.feed import _cursor
+from baton.server.endpoints.forms import Form, _parse_escaped, parse_pairs
 from tests.support import REDIRECT_URI, RegisteredClient, register_client, running_app
 
 CONTROL = [chr(c) for c in range(0x20)] + ["\x7f"]

@@ -13,8 +13,8 @@ import schemathesis
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from baton.server import openapi
-from baton.server.openapi import openapi_document
+from baton.server.endpoints import openapi
+from baton.server.endpoints.openapi import openapi_document
 from tests.hardening.api_fuzz import Report, fuzz_target, run_operations, run_stateful
 from tests.support import running_app
 

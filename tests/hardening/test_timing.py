@@ -1,7 +1,8 @@
 """Comparing client secrets leaks nothing measurable: a secret wrong in its last character (a
 near miss) is refused as fast as one wrong in its first (a far miss).
 
-What is timed is `baton.server.clientauth.authenticate` itself, the code every /token, /revoke
+What is timed is `baton.server.endpoints.clientauth.authenticate` itself, the code every /token,
+/revoke
 and /introspect request runs, driven synchronously (its store answers without suspending, so one
 `send` runs the coroutine to its end) with `client_secret_post` credentials. Through the HTTP
 stack every sample would carry a millisecond of noise, hiding the microseconds a comparison
@@ -29,9 +30,9 @@ import pytest
 from starlette.requests import Request
 
 from baton.core.tokens import TokenKind, digest, mint
-from baton.server import clientauth
-from baton.server.errors import OAuthError
-from baton.server.forms import Form
+from baton.server.endpoints import clientauth
+from baton.server.endpoints.errors import OAuthError
+from baton.server.endpoints.forms import Form
 from baton.store.base import Client
 
 ROUNDS = 1500

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from baton.server import authorize as authorize_module
-from baton.server import token as token_module
+from baton.server.endpoints import authorize as authorize_module
+from baton.server.endpoints import token as token_module
 from tests.support import RegisteredClient
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

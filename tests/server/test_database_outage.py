@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.testclient import TestClient
 
-from baton.server.protection import is_database_unavailable
+from baton.server.runtime.protection import is_database_unavailable
 from baton.store.engines import normalize_url
 from tests.proxy import CuttableProxy
 from tests.support import (

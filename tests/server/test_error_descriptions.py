@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from baton.core import rules
-from baton.server.errors import OAuthError, error_description
+from baton.server.endpoints.errors import OAuthError, error_description
 from tests.support import RegisteredClient, authorization_request
 
 ALLOWED = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")

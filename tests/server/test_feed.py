@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
 from baton.core.tokens import TokenKind, mint
-from baton.server import feed
+from baton.server.endpoints import feed
 from baton.store.admin import Actor, AdminStore
 from baton.store.sql import SQLStore, _revoke_grant
 from tests.support import (

@@ -20,10 +20,10 @@ from baton.config import Settings
 from baton.core.clock import FakeClock
 from baton.core.tokens import TokenKind, mint
 from baton.passwords import verify_password
-from baton.server import authorize as authorize_module
 from baton.server.app import create_app
-from baton.server.errors import OAuthError
-from baton.server.limits import (
+from baton.server.endpoints import authorize as authorize_module
+from baton.server.endpoints.errors import OAuthError
+from baton.server.runtime.limits import (
     ACCOUNT_FREE_FAILURES,
     LOCKOUT_CAP_SECONDS,
     LOCKOUT_FREE_FAILURES,
@@ -34,7 +34,7 @@ from baton.server.limits import (
     RedisBuckets,
     lockout_seconds,
 )
-from baton.server.sessions import DEVICE_COOKIE
+from baton.server.runtime.sessions import DEVICE_COOKIE
 from baton.store.sql import SQLStore
 from tests.one_hop import OneHopTestClient
 from tests.support import (
@@ -139,7 +139,7 @@ def test_limits_can_be_turned_off(tmp_path: Path) -> None:
 
 
 def test_429_is_an_oauth_error() -> None:
-    from baton.server.limits import too_many
+    from baton.server.runtime.limits import too_many
 
     error = too_many(0.2, "client")
     assert isinstance(error, OAuthError)

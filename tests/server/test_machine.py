@@ -1,4 +1,4 @@
-"""`baton.server.machine`: POSTs to the machine endpoints skip the router and the session
+"""`baton.server.fastpath.machine`: POSTs to the machine endpoints skip the router and the session
 middleware, with the same exception handlers; everything else goes the usual way. The app's own
 tests (token, introspection, revocation, errors, metrics) all run through it."""
 
@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from baton.server.machine import MachineEndpoints
+from baton.server.fastpath.machine import MachineEndpoints
 
 
 class Problem(Exception):

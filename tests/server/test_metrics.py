@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from baton.core.policy import RetryPolicy
-from baton.server.metrics import Metrics
+from baton.server.observability.metrics import Metrics
 from tests.support import (
     REDIRECT_URI,
     authorize,

@@ -1,4 +1,4 @@
-"""One write per response (`baton.server.onewrite`): joined, never reordered, never held back."""
+"""One write per response (`baton.server.fastpath.onewrite`): joined, never reordered or held."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from uvicorn.protocols.http import httptools_impl
 
-from baton.server import onewrite
-from baton.server.onewrite import CoalescingTransport
+from baton.server.fastpath import onewrite
+from baton.server.fastpath.onewrite import CoalescingTransport
 
 
 class FakeTransport:

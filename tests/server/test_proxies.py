@@ -19,7 +19,7 @@ from baton.config import Settings
 from baton.core.clock import FakeClock
 from baton.core.policy import Policy
 from baton.server.app import create_app
-from baton.server.proxies import BadForwardedFor, client_address, parse_networks
+from baton.server.runtime.proxies import BadForwardedFor, client_address, parse_networks
 from baton.store.sql import SQLStore
 from tests.support import ISSUER, hidden_inputs, migrated_store, register_user
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from baton.server.observe import incoming_request_id
+from baton.server.observability.middleware import incoming_request_id
 from tests.server.test_observe import json_lines, parsed
 from tests.support import running_app
 

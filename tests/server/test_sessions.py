@@ -26,7 +26,7 @@ from sqlalchemy import Connection, select
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
-from baton.server.sessions import COOKIE
+from baton.server.runtime.sessions import COOKIE
 from baton.store.schema import audit_log, metadata, server_secrets
 from baton.store.sql import SQLStore
 from tests.server.test_console import admin_session, audit_rows, csrf_of, make_admin
@@ -279,7 +279,7 @@ def test_serve_generates_the_session_key_0600_before_it_listens(tmp_path: Path) 
 
 
 def test_a_session_key_file_is_generated_once_and_shared(tmp_path: Path) -> None:
-    from baton.server.sessions import load_session_key
+    from baton.server.runtime.sessions import load_session_key
 
     path = tmp_path / "state" / "session.key"
     key, generated = load_session_key(path)

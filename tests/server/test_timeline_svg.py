@@ -6,7 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 
-from baton.server.timeline_svg import REUSE, render
+from baton.server.admin.timeline_svg import REUSE, render
 from tests.core.test_timeline import demo_family
 
 NS = {"s": "http://www.w3.org/2000/svg"}

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import Connection, select
 
 from baton.core.clock import FakeClock
-from baton.server.metrics import Metrics
-from baton.server.webhooks import WebhookOptions, WebhookSender, backoff
+from baton.server.observability.delivery import WebhookOptions, WebhookSender, backoff
+from baton.server.observability.metrics import Metrics
 from baton.store import outbox
 from baton.store.outbox import NEVER
 from baton.store.schema import webhook_outbox

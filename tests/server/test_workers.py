@@ -1,4 +1,5 @@
-"""The supervisor of `baton serve --workers N` (baton.server.workers), without a database: the
+"""The supervisor of `baton serve --workers N` (baton.server.runtime.workers), without a database:
+the
 address check, and giving up on workers that cannot start. tests/e2e/test_workers.py runs it."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from baton.server.workers import Supervisor, claim_port, listening_socket
+from baton.server.runtime.workers import Supervisor, claim_port, listening_socket
 
 
 def test_claiming_port_zero_gives_the_port_the_kernel_chose() -> None:

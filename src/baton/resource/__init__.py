@@ -6,6 +6,7 @@ See docs/resource.md.
 """
 
 from baton.resource.asgi import BatonMiddleware, principal_of, require
+from baton.resource.consumer import FeedConsumer, SSEParser
 from baton.resource.errors import (
     AuthError,
     InsufficientScope,
@@ -14,7 +15,6 @@ from baton.resource.errors import (
     MissingToken,
     VerifierUnavailable,
 )
-from baton.resource.feed import FeedConsumer, SSEParser
 from baton.resource.frameworks import django_protect, flask_protect
 from baton.resource.headers import bearer_token, verify_request
 from baton.resource.index import RevocationEvent, RevocationIndex

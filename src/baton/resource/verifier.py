@@ -42,8 +42,8 @@ import httpx
 from joserfc import jws
 from joserfc.errors import JoseError, SecurityWarning
 
+from baton.resource.consumer import FeedConsumer
 from baton.resource.errors import InvalidToken, VerifierUnavailable, json_object
-from baton.resource.feed import FeedConsumer
 from baton.resource.index import RevocationEvent, RevocationIndex
 from baton.resource.jwks import JwksCache
 from baton.resource.principal import Principal, from_claims

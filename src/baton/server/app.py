@@ -21,25 +21,28 @@ from baton.core.clock import Clock, SystemClock
 from baton.core.keys import JwtAccessTokens, key_encryption_key
 from baton.core.pairs import OPAQUE, AccessTokenFormat
 from baton.logs import configure_structlog
-from baton.server import authorize, console, observability
-from baton.server.context import Baton
-from baton.server.errors import NoStoreJSON, OAuthError, oauth_error_handler
-from baton.server.feed import revocations_page, revocations_stream
-from baton.server.keyring import KeyRing
-from baton.server.limits import Buckets, Limits, MemoryBuckets, Rate, RedisBuckets
-from baton.server.machine import ExceptionHandler, MachineEndpoints
-from baton.server.metadata import jwks_endpoint, metadata_endpoint
-from baton.server.observe import Observe
-from baton.server.openapi import openapi_endpoint
-from baton.server.protection import (
+from baton.server import fastpath
+from baton.server.admin import console
+from baton.server.endpoints import authorize
+from baton.server.endpoints.errors import NoStoreJSON, OAuthError, oauth_error_handler
+from baton.server.endpoints.feed import revocations_page, revocations_stream
+from baton.server.endpoints.metadata import jwks_endpoint, metadata_endpoint
+from baton.server.endpoints.openapi import openapi_endpoint
+from baton.server.endpoints.revocation import introspection_endpoint, revocation_endpoint
+from baton.server.endpoints.token import token_endpoint
+from baton.server.fastpath.machine import ExceptionHandler
+from baton.server.observability import install as observability
+from baton.server.observability.middleware import Observe
+from baton.server.runtime.context import Baton
+from baton.server.runtime.keyring import KeyRing
+from baton.server.runtime.limits import Buckets, Limits, MemoryBuckets, Rate, RedisBuckets
+from baton.server.runtime.protection import (
     SecurityHeaders,
     database_unavailable,
     is_database_unavailable,
 )
-from baton.server.proxies import TrustedProxies, parse_networks
-from baton.server.revocation import introspection_endpoint, revocation_endpoint
-from baton.server.sessions import SessionMiddleware, session_key, signers
-from baton.server.token import token_endpoint
+from baton.server.runtime.proxies import TrustedProxies, parse_networks
+from baton.server.runtime.sessions import SessionMiddleware, session_key, signers
 from baton.store.base import Store
 
 log = logging.getLogger("baton")
@@ -131,8 +134,8 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         await store.close()
 
     # The machine endpoints take nearly all the traffic: their POSTs take the short way past the
-    # session middleware and the router (baton.server.machine); the router still has them, for
-    # the 405 of another method and for the routes' list.
+    # session middleware and the router (baton.server.fastpath.machine); the router still has
+    # them, for the 405 of another method and for the routes' list.
     machine = [
         Route("/token", token_endpoint, methods=["POST"]),
         Route("/introspect", introspection_endpoint, methods=["POST"]),
@@ -170,7 +173,9 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
             # no request pays for a layer that would do nothing.
             *([Middleware(TrustedProxies, networks=proxies)] if proxies else []),
             Middleware(SecurityHeaders, https=settings.secure_cookies),
-            Middleware(MachineEndpoints, routes=machine, handlers=exception_handlers),
+            *fastpath.machine_middleware(
+                settings.fast_paths, routes=machine, handlers=exception_handlers
+            ),
             Middleware(SessionMiddleware, secure=settings.secure_cookies),
         ],
         # Exception last, for Starlette alone: the machine endpoints let an unexpected error

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts
-from baton.core.feed import Gap
 from baton.core.keys import StoredKey
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import Policy
 from baton.core.rules import CodeProblem, CodeRedemption, Reason
+from baton.core.watermark import Gap
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ class ResourceUriTaken(Exception):
 
 @dataclass(frozen=True, slots=True)
 class FeedRead:
-    """One look at the revocation feed (see `baton.core.feed`): the events read after a cursor
+    """One look at the revocation feed (see `baton.core.watermark`): the events read after a cursor
     (at most the limit), with those that filled a gap given in, oldest first; the largest id
     read; the gaps at or below it that may still fill; whether the limit was reached."""
 
@@ -330,7 +330,7 @@ class Store(Protocol):
     async def read_feed(self, after: int, limit: int, gaps: Sequence[Gap] = ()) -> FeedRead:
         """Feed events with an id above `after` (at most `limit`), and the gaps among them
         and in `gaps` (open ones from an earlier read) checked: those that filled are read,
-        those that may still fill returned. `baton.core.feed.watermark` gives the cursor a
+        those that may still fill returned. `baton.core.watermark.watermark` gives the cursor a
         reader may resume from."""
         ...
 

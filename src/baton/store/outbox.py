@@ -1,5 +1,5 @@
 """The webhook outbox: security events written in the transaction that decides them, delivered
-later (by `baton.server.webhooks`) at least once.
+later (by `baton.server.observability.delivery`) at least once.
 
 Rows are written whether or not a webhook URL is configured. Revocations also happen in
 processes that know nothing of the server's options (`baton grants revoke`, another server), and a

@@ -39,7 +39,6 @@ from baton.core.audience import (
     stored_resources,
 )
 from baton.core.facts import AccessFacts, CodeFacts, CompanionFacts, GrantFacts, RefreshFacts
-from baton.core.feed import Gap, fill, gaps_below, settle
 from baton.core.keys import StoredKey
 from baton.core.pairs import IssuedPair, MintedPair, PlannedPair, plan_pair
 from baton.core.policy import Policy, RetryPolicy
@@ -47,6 +46,7 @@ from baton.core.rules import CodeProblem, CodeRedemption, Reason
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.tokens import random_id
+from baton.core.watermark import Gap, fill, gaps_below, settle
 from baton.store import migrate, outbox
 from baton.store.base import (
     CLIENT_CHANGED,
@@ -259,7 +259,7 @@ class SQLStore:
 
         return await self._read(work)
 
-    # -- browser sessions (baton.server.sessions.SessionStore) ------------------------------------
+    # -- browser sessions (baton.server.runtime.sessions.SessionStore) ---------------------------
 
     async def start_session(
         self, digest: bytes, user_id: int, now: int, expires_at: int, source_address: str | None
@@ -794,7 +794,7 @@ def _feed_after(
 ) -> tuple[list[RevocationEvent], int | None]:
     """The feed events above `after` (at most `limit`, oldest first), and, on PostgreSQL, the
     xmax of the snapshot they were read in: the horizon of the gaps among them (see
-    `baton.core.feed`). One statement, so that both come from the same snapshot."""
+    `baton.core.watermark`). One statement, so that both come from the same snapshot."""
     ev = revocation_events
     postgres = conn.dialect.name == "postgresql"
     horizon = select(func.pg_snapshot_xmax(func.pg_current_snapshot(), type_=BigInteger))
@@ -1355,7 +1355,8 @@ _REVOKE_ACCESS = Prepared(
 # The feed's INSERTs (`_ANNOUNCE_*`) are never the first write of their transaction: each runs
 # only after an UPDATE changed a row (`_CLAIM_SUCCESSOR`, `_REVOKE_ACCESS`, `_REVOKE_GRANT`),
 # so on PostgreSQL the transaction has its xid before its events take their ids. The feed's
-# watermark relies on it (see `baton.core.feed`); `tests/server/test_feed.py` checks every site.
+# watermark relies on it (see `baton.core.watermark`); `tests/server/test_feed.py` checks every
+# site.
 
 
 def _announcement(which: Any) -> Prepared:

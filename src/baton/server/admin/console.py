@@ -27,17 +27,17 @@ from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.tokens import TokenKind, mint, random_id
-from baton.server import metrics
-from baton.server.context import Baton, baton, source_address
-from baton.server.errors import OAuthError
-from baton.server.forms import Form, read_form
-from baton.server.sessions import csrf_ok, csrf_token
-from baton.server.timeline_svg import duration, minute, render, when
+from baton.server.admin.timeline_svg import duration, minute, render, when
+from baton.server.endpoints.errors import OAuthError
+from baton.server.endpoints.forms import Form, read_form
+from baton.server.observability import metrics
+from baton.server.runtime.context import Baton, baton, source_address
+from baton.server.runtime.sessions import csrf_ok, csrf_token
 from baton.store.admin import PAGE, Actor, AdminStore, GrantQuery, GrantStatus
 from baton.store.base import Client, User
 
 log = logging.getLogger("baton.admin")
-_HERE = Path(__file__).parent
+_HERE = Path(__file__).parents[1]  # baton/server: templates/ and static/
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
 templates.env.filters["when"] = lambda t: when(t) if t is not None else "—"
 templates.env.filters["minute"] = lambda t: minute(t) if t is not None else "—"

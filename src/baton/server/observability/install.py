@@ -13,13 +13,13 @@ from starlette.routing import BaseRoute, Route
 
 from baton.config import Settings
 from baton.core.clock import Clock
-from baton.server.metrics import (
+from baton.server.observability.delivery import WebhookOptions, WebhookSender
+from baton.server.observability.metrics import (
     Metrics,
     metrics_endpoint,
     multiprocess_mode,
     sample_pool_forever,
 )
-from baton.server.webhooks import WebhookOptions, WebhookSender
 from baton.store.base import Store
 from baton.store.sql import SQLStore
 

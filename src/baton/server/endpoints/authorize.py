@@ -26,12 +26,12 @@ from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.tokens import TokenKind, mint
 from baton.passwords import verify_password
-from baton.server.clientauth import enabled_client
-from baton.server.console import record_lockout
-from baton.server.context import Baton, baton, source_address
-from baton.server.errors import OAuthError, error_description
-from baton.server.forms import REPEATABLE, Form, parse_pairs, read_form
-from baton.server.sessions import (
+from baton.server.admin.console import record_lockout
+from baton.server.endpoints.clientauth import enabled_client
+from baton.server.endpoints.errors import OAuthError, error_description
+from baton.server.endpoints.forms import REPEATABLE, Form, parse_pairs, read_form
+from baton.server.runtime.context import Baton, baton, source_address
+from baton.server.runtime.sessions import (
     begin_session,
     csrf_ok,
     csrf_token,
@@ -41,7 +41,7 @@ from baton.server.sessions import (
 )
 from baton.store.base import Client, NewCode
 
-templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+templates = Jinja2Templates(directory=str(Path(__file__).parents[1] / "templates"))
 
 # The parameters that make up an authorization request, carried through login and consent
 # (`resource` may repeat, RFC 8707 §2).
@@ -383,7 +383,7 @@ async def login_post(request: Request) -> Response:
             request, next_url, "Too many sign-in attempts. Wait a moment.", 429, exc.headers
         )
     # Counted before the password is verified, in one step with the lockout's check: guesses
-    # sent together cannot all be verified (baton.server.limits).
+    # sent together cannot all be verified (baton.server.runtime.limits).
     known_device = device_knows(request, username)
     locked_for = await app.limits.login_attempt(username, address, known_device)
     if locked_for > 0:

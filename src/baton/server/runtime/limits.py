@@ -17,7 +17,8 @@ Two lockouts back off exponentially (1 s, 2 s, 4 s ... capped at 15 minutes):
   a username locks out only their own address: the user, elsewhere, still signs in.
 - per account, across every address, after 20 failures remembered for an hour: a guessing
   attack spread over many addresses gets one guess per lockout period. A browser that has
-  signed in as that user before (its device cookie, `baton.server.sessions`) is exempt, so such
+  signed in as that user before (its device cookie, `baton.server.runtime.sessions`) is exempt,
+  so such
   an attack does not lock the account's owner out of the browsers they use; a new browser
   waits out the lockout.
 """
@@ -29,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from baton.server.errors import OAuthError
+from baton.server.endpoints.errors import OAuthError
 
 LOCKOUT_FREE_FAILURES = 5
 LOCKOUT_CAP_SECONDS = 900

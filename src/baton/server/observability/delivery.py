@@ -19,7 +19,7 @@ import httpx
 from baton.core.clock import Clock
 from baton.core.policy import DAY
 from baton.logs import get_logger
-from baton.server.metrics import Metrics
+from baton.server.observability.metrics import Metrics
 from baton.store import outbox
 from baton.store.outbox import NEVER, Delivery
 from baton.store.sql import SQLStore

@@ -1,4 +1,4 @@
-"""The app factory each server process calls (`uvicorn --factory baton.server.asgi:create`).
+"""The app factory each server process calls (`uvicorn --factory baton.server.runtime.asgi:create`).
 
 `baton serve` resolves its options once and hands them to every worker in BATON_SERVE_CONFIG.
 """
@@ -11,7 +11,7 @@ import os
 from starlette.applications import Starlette
 
 from baton.config import ServeConfig
-from baton.server import onewrite
+from baton.server import fastpath
 from baton.server.app import create_app
 from baton.store.sql import SQLStore
 
@@ -19,8 +19,8 @@ CONFIG_VARIABLE = "BATON_SERVE_CONFIG"
 
 
 def create() -> Starlette:
-    onewrite.install()
     config = ServeConfig.from_json(os.environ[CONFIG_VARIABLE])
+    fastpath.install(config.settings.fast_paths)
     store = SQLStore.open(config.db, config.settings.policy, config.pool, config.sqlite)
     app = create_app(config.settings, store)
     # Everything loaded so far (modules, metadata, statements) lives as long as the process:

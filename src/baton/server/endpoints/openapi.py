@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from baton.config import Settings
-from baton.server.context import baton
+from baton.server.runtime.context import baton
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -835,7 +835,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
 
 
 def metrics_paths(settings: Settings) -> dict[str, Any]:
-    """/metrics, when it is served (baton.server.metrics)."""
+    """/metrics, when it is served (baton.server.observability.metrics)."""
     if settings.metrics_token is None and not settings.metrics_public:
         return {}
     responses: dict[str, Any] = {

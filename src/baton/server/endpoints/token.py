@@ -13,11 +13,11 @@ from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.seal import open_seal, sealer
 from baton.core.tokens import TokenKind, digest, kind_of
-from baton.server import metrics
-from baton.server.clientauth import authenticate, charge_after, charge_before, confirmed
-from baton.server.context import Baton, baton, source_address
-from baton.server.errors import NoStoreJSON, OAuthError, invalid_client
-from baton.server.forms import Form, read_form
+from baton.server.endpoints.clientauth import authenticate, charge_after, charge_before, confirmed
+from baton.server.endpoints.errors import NoStoreJSON, OAuthError, invalid_client
+from baton.server.endpoints.forms import Form, read_form
+from baton.server.observability import metrics
+from baton.server.runtime.context import Baton, baton, source_address
 from baton.store.base import (
     Client,
     ClientChanged,

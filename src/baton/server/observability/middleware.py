@@ -21,7 +21,7 @@ from time import perf_counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton.logs import REQUEST_ID, get_logger
-from baton.server.metrics import Metrics
+from baton.server.observability.metrics import Metrics
 
 access_log = get_logger("baton.access")
 _access_std = logging.getLogger("baton.access")

@@ -9,9 +9,9 @@ from starlette.requests import Request
 from baton.config import Settings
 from baton.core.clock import Clock
 from baton.core.pairs import AccessTokenFormat
-from baton.server.clientauth import ClientCache
-from baton.server.keyring import KeyRing
-from baton.server.limits import Limits
+from baton.server.endpoints.clientauth import ClientCache
+from baton.server.runtime.keyring import KeyRing
+from baton.server.runtime.limits import Limits
 from baton.store.base import Store
 
 

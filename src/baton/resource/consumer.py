@@ -27,7 +27,7 @@ import httpx
 
 from baton.resource.index import RevocationEvent, RevocationIndex
 
-log = logging.getLogger("baton.resource.feed")
+log = logging.getLogger("baton.resource.consumer")
 
 
 class FeedError(Exception):

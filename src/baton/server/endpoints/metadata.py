@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from baton.config import Settings
-from baton.server.context import baton
+from baton.server.runtime.context import baton
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 

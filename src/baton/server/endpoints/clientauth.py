@@ -16,13 +16,13 @@ from urllib.parse import unquote_plus
 from starlette.requests import Request
 
 from baton.core.tokens import digest
-from baton.server.errors import OAuthError, invalid_client, invalid_request
-from baton.server.forms import Form
-from baton.server.protection import RETRY_AFTER_SECONDS
+from baton.server.endpoints.errors import OAuthError, invalid_client, invalid_request
+from baton.server.endpoints.forms import Form
+from baton.server.runtime.protection import RETRY_AFTER_SECONDS
 from baton.store.base import Client, ClientChanged, Store
 
 if TYPE_CHECKING:
-    from baton.server.context import Baton
+    from baton.server.runtime.context import Baton
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect, Request
 
-from baton.server.errors import OAuthError, invalid_request
+from baton.server.endpoints.errors import OAuthError, invalid_request
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 # Parameters a request may repeat: RFC 8707 §2 "the resource parameter ... MAY be used multiple

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from baton.server.errors import NoStoreJSON
+from baton.server.endpoints.errors import NoStoreJSON
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -98,7 +98,7 @@ def client_address(
 
 class TrustedProxies:
     """Puts the client's address (see `client_address`) in `scope["client"]` for everything
-    downstream: `baton.server.context.source_address`, the access log, the limits."""
+    downstream: `baton.server.runtime.context.source_address`, the access log, the limits."""
 
     def __init__(self, app: ASGIApp, networks: Sequence[Network] = ()) -> None:
         self.app = app

@@ -8,7 +8,8 @@ first write, or until the end of the current turn of the event loop (a streamed 
 `HEAD`, or a 204 without a body write), so order and timing of what reaches the client are
 unchanged, only the number of segments.
 
-Installed by `baton serve` (see `baton.server.asgi`) into uvicorn's httptools protocol, which
+Installed by `baton serve` (see `baton.server.runtime.asgi`) into uvicorn's httptools protocol,
+which
 `baton serve` runs as `Protocol` below; tests check that responses still arrive whole and in
 order, and that a changed uvicorn is noticed.
 """
@@ -84,5 +85,7 @@ def install() -> None:
     if not hasattr(httptools_impl, "RequestResponseCycle") or not isinstance(
         httptools_impl.RequestResponseCycle, type
     ):
-        raise RuntimeError("uvicorn's httptools protocol changed: baton.server.onewrite needs care")
+        raise RuntimeError(
+            "uvicorn's httptools protocol changed: baton.server.fastpath.onewrite needs care"
+        )
     httptools_impl.RequestResponseCycle = _Cycle  # type: ignore[misc]

@@ -31,7 +31,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton.core.tokens import digest, random_base62
-from baton.server.protection import database_unavailable, is_database_unavailable
+from baton.server.runtime.protection import database_unavailable, is_database_unavailable
 
 COOKIE = "baton_session"
 MAX_AGE = 8 * 3600  # a sign-in lasts this long (seconds), however active the session
@@ -40,7 +40,7 @@ SID = "sid"  # the session id: the cookie's secret, its digest the row's key
 _SID_LENGTH = 43  # base-62 characters: 256 bits
 
 # A browser that signed in as a user before carries this cookie: it is exempt from the
-# per-account throttle (baton.server.limits), so a distributed guessing attack on an account
+# per-account throttle (baton.server.runtime.limits), so a distributed guessing attack on an account
 # does not lock its owner out of the browsers they use.
 DEVICE_COOKIE = "baton_device"
 DEVICE_MAX_AGE = 365 * 86400

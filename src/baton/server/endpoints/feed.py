@@ -3,7 +3,7 @@ Events stream (`GET /revocations/stream`), both read from the outbox the revokin
 wrote, so every process serves every event whichever process wrote it.
 
 The watermark a reader resumes from never passes an id whose transaction may still commit: the
-database tells when a gap is final (`baton.core.feed`), never the wall clock."""
+database tells when a gap is final (`baton.core.watermark`), never the wall clock."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from baton.core.feed import Gap, coalesce, covers, watermark
-from baton.server.clientauth import authenticate
-from baton.server.context import Baton, baton
-from baton.server.errors import NO_STORE, NoStoreJSON, OAuthError, invalid_request
-from baton.server.forms import Form
-from baton.server.limits import too_many
+from baton.core.watermark import Gap, coalesce, covers, watermark
+from baton.server.endpoints.clientauth import authenticate
+from baton.server.endpoints.errors import NO_STORE, NoStoreJSON, OAuthError, invalid_request
+from baton.server.endpoints.forms import Form
+from baton.server.runtime.context import Baton, baton
+from baton.server.runtime.limits import too_many
 from baton.store.base import Client, ClientChanged, RevocationEvent
 
 PAGE_LIMIT = 1000

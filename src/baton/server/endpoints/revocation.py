@@ -12,11 +12,11 @@ from baton.core.audience import aud_claim
 from baton.core.facts import AccessFacts
 from baton.core.keys import looks_like_jwt
 from baton.core.tokens import TokenKind, digest, kind_of
-from baton.server import metrics
-from baton.server.clientauth import confirmed
-from baton.server.context import baton, source_address
-from baton.server.errors import NO_STORE, NoStoreJSON, OAuthError
-from baton.server.forms import Form, read_form
+from baton.server.endpoints.clientauth import confirmed
+from baton.server.endpoints.errors import NO_STORE, NoStoreJSON, OAuthError
+from baton.server.endpoints.forms import Form, read_form
+from baton.server.observability import metrics
+from baton.server.runtime.context import baton, source_address
 from baton.store.base import Client, ClientChanged, RevokeResult, TokenFacts
 
 

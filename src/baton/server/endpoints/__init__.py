@@ -1,0 +1,1 @@
+"""The protocol endpoints: what clients, browsers and resource servers send, per the RFCs."""

@@ -1,0 +1,48 @@
+"""The hot paths' short cuts around dependencies' general code, behind one seam.
+
+Each short cut does what the general code does, with less work per request, and some lean on a
+dependency's internals. They are all switched here by one option, `Settings.fast_paths`
+(`--no-fast-paths`, `BATON_FAST_PATHS=0`): with it off every request takes the general way,
+which is how to tell whether a bug lives in a short cut. Why each exists, and what it is worth
+measured side by side, is in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from baton.server.fastpath.machine import ExceptionHandler, MachineEndpoints
+
+
+def machine_middleware(
+    enabled: bool,
+    *,
+    routes: Sequence[Route],
+    handlers: Mapping[type[Exception], ExceptionHandler],
+) -> list[Middleware]:
+    """The machine endpoints' short way past the session middleware and the router, or nothing
+    (the router serves them like any route)."""
+    if not enabled:
+        return []
+    return [Middleware(MachineEndpoints, routes=routes, handlers=handlers)]
+
+
+def http_protocol(enabled: bool) -> Any:
+    """uvicorn's `http=`: its httptools protocol writing each response at once, or its own."""
+    if not enabled:
+        return "httptools"
+    from baton.server.fastpath import onewrite
+
+    return onewrite.Protocol
+
+
+def install(enabled: bool) -> None:
+    """Patches what must be patched before the server starts (in each server process)."""
+    if enabled:
+        from baton.server.fastpath import onewrite
+
+        onewrite.install()

@@ -1,0 +1,1 @@
+"""What every request runs on: processes, settings, store, sessions, keys, limits, protections."""
