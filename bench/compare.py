@@ -125,6 +125,7 @@ class Target:
     peak_rss: int = 0
     introspect_pool: list[str] = field(default_factory=list)
     extra_args: list[str] = field(default_factory=list)  # Baton: more `baton serve` options
+    executable: str | None = None  # Baton: its `baton` command (default: this virtualenv's)
 
     @property
     def is_baton(self) -> bool:
@@ -289,6 +290,55 @@ def stop(process: subprocess.Popen[bytes] | None) -> None:
         process.wait(5)
 
 
+def ensure_baseline(ref: str) -> tuple[str, Path]:
+    """Baton at git `ref` in a virtualenv of its own (bench/.scratch/baseline), rebuilt when the
+    ref's commit changes: the tree as it was, exported with `git archive`, installed with its
+    server dependencies. Returns the commit's short name and its `baton` command."""
+    commit = run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", f"{ref}^{{commit}}"], capture_output=True
+    ).stdout.strip()
+    venv = SCRATCH / "baseline"
+    marker = venv / ".installed"
+    wanted = f"python {os.path.realpath(sys.executable)}\ncommit {commit}"
+    if not (marker.exists() and marker.read_text() == wanted):
+        log(f"installing Baton at {commit} into {venv} (the baseline)")
+        source = SCRATCH / "baseline-src"
+        shutil.rmtree(source, ignore_errors=True)
+        source.mkdir(parents=True)
+        archive = subprocess.Popen(
+            ["git", "-C", str(ROOT), "archive", commit], stdout=subprocess.PIPE
+        )
+        run(["tar", "-x", "-C", str(source)], stdin=archive.stdout)
+        if archive.wait():
+            raise SystemExit(f"error: git archive {commit} failed")
+        run([sys.executable, "-m", "venv", "--clear", str(venv)])
+        # Before the distribution was split, the server's dependencies were the base ones: pip
+        # then only warns that the `server` extra does not exist.
+        run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{source}[server]"],
+        )
+        marker.write_text(wanted)
+    return commit, venv / "bin" / "baton"
+
+
+def baseline_targets(commit: str, executable: Path, workers: int) -> list[Target]:
+    """Baton at the baseline commit on SQLite and PostgreSQL, next to the tree's own Baton."""
+    found = []
+    for name, database in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        target = Target(
+            f"baton@{commit}-{name}",
+            f"Baton {commit}",
+            "baton",
+            database,
+            f"baton serve --workers {workers} (git {commit})",
+            BATON_PATHS,
+            workers=workers,
+            executable=str(executable),
+        )
+        found.append(target)
+    return found
+
+
 def seed_from_json(text: str) -> Seeded:
     data = json.loads(text)
     return Seeded(data["client_id"], data["client_secret"], [(a, r) for a, r in data["pairs"]])
@@ -299,7 +349,7 @@ def start_baton(target: Target, db: str, grants: int, work: Path) -> None:
         sys.path.insert(0, str(BENCH))
     from peers.baton_peer import seed  # the main virtualenv has Baton installed
 
-    baton = str(Path(sys.executable).with_name("baton"))
+    baton = target.executable or str(Path(sys.executable).with_name("baton"))
     run([baton, "db", "upgrade", "--db", db], capture_output=True)
     seeded = anyio.run(seed, db, grants)
     target.seeded = Seeded(seeded.client_id, seeded.client_secret, seeded.pairs)
@@ -557,6 +607,7 @@ class Options:
     workers: int = WORKERS
     settle: float = 1.0  # seconds between runs, after a sync (see `settle`)
     baton_args: list[str] = field(default_factory=list)  # more `baton serve` options
+    baseline: str | None = None  # a git ref: Baton as it was, run beside the tree's own
 
 
 @dataclass
@@ -579,6 +630,17 @@ def benchmark(options: Options) -> Outcome:
     started = datetime.datetime.now(datetime.UTC)
     clock = time.monotonic()
     available = all_targets(options.workers)
+    if options.baseline:
+        commit, executable = ensure_baseline(options.baseline)
+        extra = baseline_targets(commit, executable, options.workers)
+        available.update({t.name: t for t in extra})
+        # The baseline runs beside every Baton target asked for, each just after its own.
+        chosen_names: list[str] = []
+        for name in options.targets:
+            chosen_names.append(name)
+            if name.startswith("baton-"):
+                chosen_names.append(f"baton@{commit}-{name.removeprefix('baton-')}")
+        options.targets = chosen_names
     for target in available.values():
         if target.is_baton and options.baton_args:
             target.extra_args = list(options.baton_args)
@@ -618,7 +680,8 @@ def benchmark(options: Options) -> Outcome:
             for target in chosen:
                 log(f"seeding {grants} grants into {target.name} and starting it")
                 if target.database == "PostgreSQL":
-                    name = f"bench_{target.product}_{os.getpid()}"
+                    label = "".join(c if c.isalnum() else "_" for c in target.name.lower())
+                    name = f"bench_{label}_{os.getpid()}"
                     databases.append(name)
                     db = create_database(options.postgres, name)
                 else:
@@ -1103,6 +1166,12 @@ def parse(argv: list[str] | None = None) -> tuple[Options, argparse.Namespace]:
         help="more `baton serve` options, e.g. '--sqlite-synchronous normal' (reported)",
     )
     parser.add_argument(
+        "--baseline",
+        metavar="GIT_REF",
+        help="also run Baton as it was at this commit, beside each Baton target, in one run "
+        "(e.g. --baseline HEAD~10): before and after in one table",
+    )
+    parser.add_argument(
         "--settle",
         type=float,
         default=1.0,
@@ -1126,6 +1195,7 @@ def parse(argv: list[str] | None = None) -> tuple[Options, argparse.Namespace]:
         workers=args.workers,
         settle=args.settle,
         baton_args=shlex.split(args.baton_args),
+        baseline=args.baseline,
     )
     if options.rounds < 1 or options.duration < 1 or options.workers < 1:
         parser.error("--rounds, --duration and --workers must be at least 1")
