@@ -32,6 +32,10 @@ from baton.store.engines import DEFAULT_URL, SYNCHRONOUS_MODES, PoolSettings, SQ
 
 @dataclass(frozen=True)
 class Settings:
+    """What the app needs, whoever builds it (`baton serve`, tests, an embedding program). The
+    fields that are options of `baton serve` have their help, bounds and variable in `OPTIONS`;
+    their defaults are these."""
+
     # The issuer identifier (RFC 8414 §2); every endpoint URL in the metadata derives from it.
     # Default: http://<host>:<port>. Use https in production: session cookies are then `Secure`.
     issuer: str = "http://127.0.0.1:8000"
