@@ -202,17 +202,12 @@ def serve(**params: Any) -> None:
     from baton.server.runtime.asgi import CONFIG_VARIABLE
     from baton.server.runtime.workers import serve as serve_workers
 
+    # The values come through the context, which knows where each came from (`params` too).
     resolved = resolve_options(click.get_current_context())
     config, serving = build({name: value for name, (value, _) in resolved.items()})
-    settings, db, host, port, workers = (
-        config.settings,
-        config.db,
-        serving.host,
-        serving.port,
-        serving.workers,
-    )
+    settings, db, policy = config.settings, config.db, config.settings.policy
+    host, port, workers = serving.host, serving.port, serving.workers
     _webhook_secret(settings.webhook_url, settings.webhook_secret)
-    policy = settings.policy
     if settings.access_token_format == "jwt":
         _check_kek(settings.key_encryption_key)
 
