@@ -31,6 +31,7 @@ from baton.store.sql import SQLStore
 
 REDIRECT_URI = "http://127.0.0.1:9000/callback"
 SERVE_OPTIONS = (
+    "--config",
     "--host",
     "--port",
     "--db",
@@ -62,6 +63,7 @@ SERVE_OPTIONS = (
     "--metrics-token",
     "--metrics-public",
     "--webhook-url",
+    "--fast-paths",
 )
 
 

@@ -2,7 +2,8 @@
 
 Every command that touches the database takes `--db` (or `BATON_DB`); a flag always wins over
 its environment variable. `--json` prints one JSON object on stdout; errors go to stderr with
-exit status 1.
+exit status 1 (2 for a config file Baton refuses). The options of `serve` (and of `config show`)
+are generated from their declarations in `baton.config`.
 """
 
 from __future__ import annotations
@@ -21,11 +22,20 @@ from urllib.parse import urlsplit
 
 import anyio
 import click
+from click.core import ParameterSource
 
-from baton.config import ServeConfig, Settings
+from baton.config import (
+    BY_NAME,
+    OPTIONS,
+    ConfigFileError,
+    Option,
+    Source,
+    build,
+    read_config_file,
+    split_list,
+)
 from baton.core.audience import resource_uri_problem
 from baton.core.keys import ALGORITHMS, KeyEncryptionError, generate, key_encryption_key, unseal
-from baton.core.policy import DAY, Lifetimes, Policy, RetryPolicy
 from baton.core.redirects import client_option_problem, redirect_uri_problem
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
@@ -35,26 +45,59 @@ from baton.logs import dict_config
 from baton.passwords import hash_password
 from baton.store import migrate
 from baton.store.base import Client, ResourceUriTaken
-from baton.store.engines import (
-    DEFAULT_URL,
-    SYNCHRONOUS_MODES,
-    PoolSettings,
-    SQLiteSettings,
-    display_url,
-    normalize_url,
-    open_runner,
-)
+from baton.store.engines import PoolSettings, display_url, normalize_url, open_runner
 from baton.store.sql import SQLStore, UserExists
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
-db_option = click.option(
-    "--db",
-    envvar="BATON_DB",
-    default=DEFAULT_URL,
-    show_default=True,
-    help="Database URL (sqlite:///path or postgresql://...) or a SQLite file path. [env: BATON_DB]",
-)
+
+def click_option(option: Option) -> Callable[[F], F]:
+    """The click option of a declared option: its flag, variable, type, bounds and default,
+    with the variable and the default shown in `--help`."""
+    shown: str | bool = option.default_text.replace("`", "") or True
+    if isinstance(shown, str) and shown.startswith("none (") and shown.endswith(")"):
+        shown = f"none; {shown[6:-1]}"  # click puts the text in parentheses itself
+    if option.kind is bool:
+        decls = [f"{option.flag}/--no-{option.flag[2:]}"]
+        kind: Any = bool
+    else:
+        decls = [option.flag]
+        if option.choices:
+            kind = click.Choice(option.choices)
+        elif option.is_path:
+            kind = click.Path(dir_okay=False)
+        elif option.kind is int:
+            kind = click.IntRange(min=option.minimum) if option.minimum is not None else int
+        elif option.kind is float:
+            kind = click.FloatRange(min=option.minimum) if option.minimum is not None else float
+        else:
+            kind = str
+    default = option.default
+    if option.kind is tuple:
+        default = ",".join(default)
+    decorator: Callable[[F], F] = click.option(
+        *decls,
+        option.name,
+        envvar=option.env,
+        show_envvar=True,
+        default=default,
+        show_default=shown,
+        type=kind,
+        help=option.help,
+    )
+    return decorator
+
+
+def serve_options(command: F) -> F:
+    """Every option of `baton serve` but the secrets that never go on argv."""
+    for option in reversed(OPTIONS):
+        if not option.env_only:
+            command = click_option(option)(command)
+    return command
+
+
+db_option = click_option(BY_NAME["db"])
 
 
 def fail(message: str) -> NoReturn:
@@ -76,12 +119,7 @@ def run_with_store(db: str, work: Callable[[SQLStore], Awaitable[T]]) -> T:
     return anyio.run(main)
 
 
-kek_option = click.option(
-    "--key-encryption-key",
-    envvar="BATON_KEY_ENCRYPTION_KEY",
-    help="Secret (32+ characters) that seals the JWT signing keys at rest; prefer the "
-    "environment variable. [env: BATON_KEY_ENCRYPTION_KEY]",
-)
+kek_option = click_option(BY_NAME["key_encryption_key"])
 
 
 def _check_kek(secret: str | None) -> bytes:
@@ -110,240 +148,53 @@ def main() -> None:
 # -- serve ---------------------------------------------------------------------------------------
 
 
+def config_error(message: str) -> NoReturn:
+    """A config file Baton refuses: one line, exit status 2 (a usage error, as click's own)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+# What click saw; anything else (its default) gives way to the config file.
+CLICK_SOURCES: dict[ParameterSource | None, Source] = {
+    ParameterSource.COMMANDLINE: Source.FLAG,
+    ParameterSource.ENVIRONMENT: Source.ENV,
+}
+
+
+def resolve_options(ctx: click.Context) -> dict[str, tuple[Any, Source]]:
+    """Every serve option's value and where it came from: a flag wins over the environment,
+    which wins over the config file (`--config`), which wins over the default. Lists come back
+    as tuples; the trusted proxies as normalized networks."""
+    path = ctx.params.get("config")
+    try:
+        in_file = read_config_file(path) if path else {}
+    except ConfigFileError as exc:
+        config_error(str(exc))
+    resolved: dict[str, tuple[Any, Source]] = {}
+    for option in OPTIONS:
+        name = option.name
+        if option.env_only:
+            from_env = os.environ.get(option.env)
+            given = Source.ENV if from_env else None
+            value: Any = from_env
+        else:
+            value = ctx.params[name]
+            given = CLICK_SOURCES.get(ctx.get_parameter_source(name))
+        if given is None and name in in_file:
+            given, value = Source.FILE, in_file[name]
+        elif given is None:
+            given, value = Source.DEFAULT, option.default
+        if option.kind is tuple:
+            value = split_list(value)
+        resolved[name] = (value, given)
+    networks, given = resolved["trusted_proxies"]
+    resolved["trusted_proxies"] = (_trusted_proxies(networks, given, path), given)
+    return resolved
+
+
 @main.command()
-@click.option("--host", envvar="BATON_HOST", default="127.0.0.1", show_default=True)
-@click.option("--port", envvar="BATON_PORT", default=8000, show_default=True, type=int)
-@db_option
-@click.option("--issuer", envvar="BATON_ISSUER", help="Issuer URL. [default: http://HOST:PORT]")
-@click.option(
-    "--leeway",
-    envvar="BATON_LEEWAY",
-    default=600,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Seconds an exchanged refresh token and its access token stay valid for retries.",
-)
-@click.option(
-    "--access-ttl",
-    envvar="BATON_ACCESS_TTL",
-    default=3600,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Access token lifetime, seconds.",
-)
-@click.option(
-    "--refresh-idle-ttl",
-    envvar="BATON_REFRESH_IDLE_TTL",
-    default=90 * 86400,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Refresh token lifetime from its issue, seconds.",
-)
-@click.option(
-    "--refresh-absolute-ttl",
-    envvar="BATON_REFRESH_ABSOLUTE_TTL",
-    default=365 * 86400,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="A grant's absolute lifetime, seconds.",
-)
-@click.option(
-    "--retry-policy",
-    envvar="BATON_RETRY_POLICY",
-    default="replay",
-    show_default=True,
-    type=click.Choice([p.value for p in RetryPolicy]),
-    help="Answer to a refresh token presented again inside its leeway.",
-)
-@click.option(
-    "--workers",
-    envvar="BATON_WORKERS",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Server processes sharing the port.",
-)
-@click.option(
-    "--db-pool-size",
-    envvar="BATON_DB_POOL_SIZE",
-    default=10,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="PostgreSQL connections kept per process (0: none, for PgBouncer).",
-)
-@click.option(
-    "--db-max-overflow",
-    envvar="BATON_DB_MAX_OVERFLOW",
-    default=10,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="PostgreSQL connections opened beyond the pool under bursts, per process.",
-)
-@click.option(
-    "--sqlite-synchronous",
-    envvar="BATON_SQLITE_SYNCHRONOUS",
-    default="full",
-    show_default=True,
-    type=click.Choice(SYNCHRONOUS_MODES),
-    help="SQLite durability: full survives a power cut; normal only a crash (see README).",
-)
-@click.option(
-    "--purge-interval",
-    envvar="BATON_PURGE_INTERVAL",
-    default=60,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Seconds between purges of expired data.",
-)
-@click.option(
-    "--retention-days",
-    envvar="BATON_RETENTION_DAYS",
-    default=30,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Days expired tokens, codes and dead grants are kept for audit.",
-)
-@click.option(
-    "--access-token-format",
-    envvar="BATON_ACCESS_TOKEN_FORMAT",
-    default="opaque",
-    show_default=True,
-    type=click.Choice(["opaque", "jwt"]),
-    help="opaque (checked by introspection) or jwt (RFC 9068, checked locally).",
-)
-@click.option(
-    "--access-token-audience",
-    envvar="BATON_ACCESS_TOKEN_AUDIENCE",
-    help="JWT aud when the client names no resource. [default: the issuer]",
-)
-@click.option(
-    "--signing-alg",
-    envvar="BATON_SIGNING_ALG",
-    default="ES256",
-    show_default=True,
-    type=click.Choice(list(ALGORITHMS)),
-    help="Algorithm of the first signing key.",
-)
-@kek_option
-@click.option(
-    "--session-key-file",
-    envvar="BATON_SESSION_KEY_FILE",
-    type=click.Path(dir_okay=False),
-    help="File (mode 0600) holding the key that signs session cookies, generated on the first "
-    "start; ignored when BATON_SESSION_KEY is set. Every host serving one database needs the "
-    "same key. [env: BATON_SESSION_KEY_FILE] [default: DATABASE-session.key beside a SQLite "
-    "file; ./baton-session.key for PostgreSQL]",
-)
-@click.option(
-    "--key-reload-interval",
-    envvar="BATON_KEY_RELOAD_INTERVAL",
-    default=30,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Seconds between reloads of the signing keys (keep below keys rotate --publish-ahead).",
-)
-@click.option(
-    "--rate-limit-address",
-    envvar="BATON_RATE_LIMIT_ADDRESS",
-    default=1000.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Requests/s per source address at /token, /revoke, /introspect, /authorize (0: off).",
-)
-@click.option(
-    "--rate-limit-client",
-    envvar="BATON_RATE_LIMIT_CLIENT",
-    default=1000.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Requests/s per client at /token, /revoke, /introspect (0: off).",
-)
-@click.option(
-    "--rate-limit-login",
-    envvar="BATON_RATE_LIMIT_LOGIN",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Sign-in attempts/s per source address, bursts of 20 (0: off).",
-)
-@click.option(
-    "--redis-url",
-    envvar="BATON_REDIS_URL",
-    help="Redis for rate limits and lockouts shared by every process. [default: per process]",
-)
-@click.option(
-    "--trusted-proxies",
-    envvar="BATON_TRUSTED_PROXIES",
-    default="",
-    help="Comma-separated networks of reverse proxies whose X-Forwarded-For is believed, "
-    "e.g. 10.0.0.0/8,127.0.0.1. [default: none; the header is never read]",
-)
-@click.option(
-    "--log-level",
-    envvar="BATON_LOG_LEVEL",
-    default="info",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-)
-@click.option(
-    "--log-format",
-    envvar="BATON_LOG_FORMAT",
-    default="json",
-    show_default=True,
-    type=click.Choice(["json", "console"]),
-    help="json: one JSON object per line; console: readable lines, for development.",
-)
-@click.option(
-    "--metrics-token",
-    envvar="BATON_METRICS_TOKEN",
-    help="Serve /metrics to `Authorization: Bearer TOKEN`; prefer the environment variable. "
-    "[env: BATON_METRICS_TOKEN] [default: no /metrics]",
-)
-@click.option(
-    "--metrics-public",
-    envvar="BATON_METRICS_PUBLIC",
-    is_flag=True,
-    help="Serve /metrics without a token (only where the port is private).",
-)
-@click.option(
-    "--webhook-url",
-    envvar="BATON_WEBHOOK_URL",
-    help="POST security events (reuse detected, grant revoked) here, signed with "
-    "BATON_WEBHOOK_SECRET. [default: no webhooks]",
-)
-def serve(
-    host: str,
-    port: int,
-    db: str,
-    issuer: str | None,
-    leeway: int,
-    access_ttl: int,
-    refresh_idle_ttl: int,
-    refresh_absolute_ttl: int,
-    retry_policy: str,
-    workers: int,
-    db_pool_size: int,
-    db_max_overflow: int,
-    sqlite_synchronous: str,
-    purge_interval: int,
-    retention_days: int,
-    access_token_format: str,
-    access_token_audience: str | None,
-    signing_alg: str,
-    key_encryption_key: str | None,
-    session_key_file: str | None,
-    key_reload_interval: int,
-    rate_limit_address: float,
-    rate_limit_client: float,
-    rate_limit_login: float,
-    redis_url: str | None,
-    trusted_proxies: str,
-    log_level: str,
-    log_format: str,
-    metrics_token: str | None,
-    metrics_public: bool,
-    webhook_url: str | None,
-) -> None:
+@serve_options
+def serve(**params: Any) -> None:
     """Run the authorization server."""
     import uvicorn
 
@@ -351,37 +202,14 @@ def serve(
     from baton.server.runtime.asgi import CONFIG_VARIABLE
     from baton.server.runtime.workers import serve as serve_workers
 
-    policy = Policy(
-        Lifetimes(
-            access_ttl=access_ttl,
-            refresh_idle_ttl=refresh_idle_ttl,
-            refresh_absolute_ttl=refresh_absolute_ttl,
-            leeway=leeway,
-        ),
-        RetryPolicy(retry_policy),
-    )
-    settings = Settings(
-        issuer=(issuer or f"http://{host}:{port}").rstrip("/"),
-        policy=policy,
-        purge_interval=purge_interval,
-        retention=retention_days * DAY,
-        access_token_format=access_token_format,
-        access_token_audience=access_token_audience,
-        signing_alg=signing_alg,
-        key_encryption_key=key_encryption_key,
-        key_reload_interval=key_reload_interval,
-        rate_limit_address=rate_limit_address,
-        rate_limit_client=rate_limit_client,
-        rate_limit_login=rate_limit_login,
-        redis_url=redis_url,
-        trusted_proxies=_trusted_proxies(trusted_proxies),
-        metrics_token=metrics_token or None,
-        metrics_public=metrics_public,
-        webhook_url=webhook_url,
-        webhook_secret=_webhook_secret(webhook_url),
-    )
-    if access_token_format == "jwt":
-        _check_kek(key_encryption_key)
+    # The values come through the context, which knows where each came from (`params` too).
+    resolved = resolve_options(click.get_current_context())
+    config, serving = build({name: value for name, (value, _) in resolved.items()})
+    settings, db, policy = config.settings, config.db, config.settings.policy
+    host, port, workers = serving.host, serving.port, serving.workers
+    _webhook_secret(settings.webhook_url, settings.webhook_secret)
+    if settings.access_token_format == "jwt":
+        _check_kek(settings.key_encryption_key)
 
     async def check() -> tuple[tuple[int, int], frozenset[str]] | None:
         store = SQLStore.open(db, policy, PoolSettings(size=0))
@@ -418,13 +246,10 @@ def serve(
         err=True,
     )
     # Before any worker starts: every worker signs and checks cookies with this one key.
-    settings = dataclasses.replace(settings, session_key=_session_key(db, session_key_file))
-    config = ServeConfig(
-        settings,
-        db,
-        PoolSettings(db_pool_size, db_max_overflow),
-        SQLiteSettings(sqlite_synchronous),
+    settings = dataclasses.replace(
+        settings, session_key=_session_key(db, serving.session_key_file, settings.session_key)
     )
+    config = dataclasses.replace(config, settings=settings)
 
     os.environ[CONFIG_VARIABLE] = config.to_json()
     uvicorn_config: dict[str, Any] = dict(
@@ -435,8 +260,8 @@ def serve(
         # uvicorn would believe X-Forwarded-For from any loopback peer; Baton reads it only from
         # --trusted-proxies (baton.server.runtime.proxies).
         proxy_headers=False,
-        log_level=log_level,
-        log_config=dict_config(log_level, log_format),
+        log_level=serving.log_level,
+        log_config=dict_config(serving.log_level, serving.log_format),
         server_header=False,
     )
     with metrics_directory(workers):
@@ -448,12 +273,14 @@ def serve(
             sys.exit(serve_workers(uvicorn_config, host, port, workers))
 
 
-def _trusted_proxies(text: str) -> tuple[str, ...]:
+def _trusted_proxies(entries: tuple[str, ...], given: Source, path: str | None) -> tuple[str, ...]:
     from baton.server.runtime.proxies import parse_networks
 
     try:
-        return tuple(str(network) for network in parse_networks(text))
+        return tuple(str(network) for network in parse_networks(",".join(entries)))
     except ValueError as exc:
+        if given is Source.FILE:
+            config_error(f"{path}: trusted_proxies: {exc}")
         fail(f"--trusted-proxies: {exc}")
 
 
@@ -466,9 +293,10 @@ def default_session_key_file(db: str) -> Path:
     return Path("baton-session.key")
 
 
-def _session_key(db: str, key_file: str | None) -> str:
-    """The session key, read or generated before any worker starts, so that every worker (and
-    every restart) signs and checks cookies with the same key."""
+def _session_key(db: str, key_file: str | None, secret: str | None) -> str:
+    """The session key (`BATON_SESSION_KEY` or the config file's), else read or generated in its
+    file before any worker starts, so that every worker (and every restart) signs and checks
+    cookies with the same key."""
     from baton.server.runtime.sessions import (
         KEY_VARIABLE,
         SessionKeyError,
@@ -476,7 +304,6 @@ def _session_key(db: str, key_file: str | None) -> str:
         session_key,
     )
 
-    secret = os.environ.get(KEY_VARIABLE)
     if secret:
         try:
             session_key(secret)
@@ -499,20 +326,19 @@ def _session_key(db: str, key_file: str | None) -> str:
     return secret
 
 
-def _webhook_secret(url: str | None) -> str | None:
-    """The signing secret comes from the environment only: argv is visible to every user."""
+def _webhook_secret(url: str | None, secret: str | None) -> None:
+    """The signing secret comes from the environment (or a private config file) only: argv is
+    visible to every user."""
     if url is None:
-        return None
+        return
     scheme = urlsplit(url).scheme
     if scheme not in ("http", "https"):
         fail(f"--webhook-url must be an http or https URL, not {scheme or 'a relative one'!r}")
-    secret = os.environ.get("BATON_WEBHOOK_SECRET", "")
-    if len(secret) < 16:
+    if len(secret or "") < 16:
         fail(
             "webhooks need a signing secret: set BATON_WEBHOOK_SECRET to 16 or more random "
             "characters, e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
         )
-    return secret
 
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client in each worker
@@ -532,6 +358,52 @@ def metrics_directory(workers: int) -> Iterator[None]:
     finally:
         os.environ.pop(MULTIPROC_VARIABLE, None)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+# -- config --------------------------------------------------------------------------------------
+
+
+@main.group("config")
+def config_group() -> None:
+    """The options of `baton serve`, resolved."""
+
+
+MASK = "********"
+
+
+@config_group.command("show")
+@serve_options
+@click.option("--json", "as_json", is_flag=True)
+def config_show(as_json: bool, **params: Any) -> None:
+    """Print every option of `baton serve` (given the same flags, environment and --config) with
+    its value and where it came from (flag, env, file, default); secrets masked."""
+    resolved = resolve_options(click.get_current_context())
+    config, _ = build({name: value for name, (value, _) in resolved.items()})
+    rows: dict[str, dict[str, Any]] = {}
+    for option in OPTIONS:
+        value, given = resolved[option.name]
+        if option.name == "issuer":
+            value = config.settings.issuer
+        if option.secret and value:
+            value = MASK
+        rows[option.name] = {
+            "value": list(value) if isinstance(value, tuple) else value,
+            "source": given.value,
+        }
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for name, row in rows.items():
+        value = row["value"]
+        if value is None or value == []:
+            text = "(unset)"
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, list):
+            text = ",".join(value)
+        else:
+            text = str(value)
+        click.echo(f"{name:<22} {row['source']:<8} {text}")
 
 
 # -- db ------------------------------------------------------------------------------------------
