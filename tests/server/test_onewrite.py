@@ -1,4 +1,8 @@
-"""One write per response (`baton.server.fastpath.onewrite`): joined, never reordered or held."""
+"""One write per response (`baton.server.fastpath.onewrite`): joined, never reordered or held.
+
+The real-server tests are also the guard on uvicorn: `onewrite.Protocol` relies on uvicorn's
+httptools protocol writing every response through the transport handed to `connection_made`;
+when a uvicorn release stops doing so, they fail naming uvicorn's version."""
 
 from __future__ import annotations
 
@@ -15,7 +19,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from uvicorn.protocols.http import httptools_impl
 
 from baton.server.fastpath import onewrite
 from baton.server.fastpath.onewrite import CoalescingTransport
@@ -79,6 +82,10 @@ async def _json(_request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+async def _empty(_request: Request) -> Response:
+    return Response(status_code=204)
+
+
 async def _stream(_request: Request) -> Response:
     async def events() -> AsyncIterator[bytes]:
         yield b"data: first\n\n"
@@ -88,17 +95,45 @@ async def _stream(_request: Request) -> Response:
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
+class RecordingTransport:
+    """Between uvicorn's protocol and the real transport: what reaches the socket, write by
+    write."""
+
+    def __init__(self, transport: asyncio.Transport, writes: list[bytes]) -> None:
+        self._transport = transport
+        self.writes = writes
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)
+
+
+WRITES: list[bytes] = []
+
+
+class RecordingProtocol(onewrite.Protocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(RecordingTransport(transport, WRITES))  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def server() -> Iterator[int]:
-    onewrite.install()
-    assert httptools_impl.RequestResponseCycle is onewrite._Cycle
+    """A real uvicorn server running the protocol as `baton serve` gives it (`http=`)."""
+    WRITES.clear()
     app = Starlette(
-        routes=[Route("/json", _json, methods=["GET", "HEAD"]), Route("/stream", _stream)]
+        routes=[
+            Route("/json", _json, methods=["GET", "HEAD"]),
+            Route("/stream", _stream),
+            Route("/empty", _empty),
+        ]
     )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, http="httptools", log_level="warning", lifespan="off")
+    config = uvicorn.Config(app, http=RecordingProtocol, log_level="warning", lifespan="off")
     instance = uvicorn.Server(config)
     thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -130,6 +165,30 @@ def test_a_real_server_answers_whole_responses_in_order(server: int) -> None:
 
     head = _exchange(server, b"HEAD /json HTTP/1.1\r\nhost: x\r\n\r\n", b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK") and head.endswith(b"\r\n\r\n")
+
+
+def test_each_response_reaches_the_socket_in_one_write(server: int) -> None:
+    """The guard on uvicorn: its protocol writes a response's head and body through the transport
+    `onewrite.Protocol` wraps, head first, in separate writes that the wrapper joins."""
+    requests = [
+        (b"GET /json HTTP/1.1\r\nhost: x\r\n\r\n", b'{"ok":true}'),
+        (b"HEAD /json HTTP/1.1\r\nhost: x\r\n\r\n", b"\r\n\r\n"),
+        (b"GET /empty HTTP/1.1\r\nhost: x\r\n\r\n", b"\r\n\r\n"),
+        (b"GET /missing HTTP/1.1\r\nhost: x\r\n\r\n", b"Not Found"),
+    ]
+    for request, until in requests:
+        WRITES.clear()
+        received = _exchange(server, request, until)
+        deadline = time.monotonic() + 2
+        while b"".join(WRITES) != received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert b"".join(WRITES) == received
+        assert len(WRITES) == 1, (
+            f"uvicorn {uvicorn.__version__}: {request.split(b' HTTP')[0].decode()} went out in "
+            f"{len(WRITES)} writes, not one; baton.server.fastpath.onewrite no longer joins them "
+            "(does uvicorn's httptools protocol still write through the transport it is given, "
+            "the head in a write of its own starting with b'HTTP/'?)"
+        )
 
 
 def test_a_streamed_response_is_not_held_back(server: int) -> None:

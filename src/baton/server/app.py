@@ -102,6 +102,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> Starlette:
     clock = clock or SystemClock()
+    fastpath.install(settings.fast_paths)  # the process's short cuts follow the app's switch
     configure_structlog()
     observed = observability.Observability(settings, store, clock)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,39 +16,42 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # `json.dumps` with options builds a new encoder on every call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
-
-def _encoded(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
-    return [
-        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
-    ]
-
-
-_NO_STORE_JSON_HEADERS = [*_encoded(NO_STORE), (b"content-type", b"application/json")]
+# The raw headers `Response.init_headers` makes of NO_STORE, in its order, encoded once.
+_NO_STORE_HEADERS = [
+    (name.lower().encode("latin-1"), v.encode("latin-1")) for name, v in NO_STORE.items()
+]
+_JSON_TYPE = (b"content-type", b"application/json")
 
 
 class NoStoreJSON(Response):
     """A JSON answer no cache may keep: token responses (RFC 6749 §5.1), their errors (§5.2)
-    and introspection. Its fixed headers are encoded once, not on every response."""
+    and introspection. It is a `JSONResponse` with the NO_STORE headers, byte for byte.
+
+    The short cut (baton.server.fastpath, on unless `fast_paths` is off): an answer without
+    headers of its own, nearly every one, sets what `Response.__init__` would set, with its fixed
+    headers encoded once rather than on every response. It leans on `Response.__call__` reading
+    only these attributes: tests/server/test_no_store_json.py compares both ways' bytes.
+    """
 
     media_type = "application/json"
+    short_cut: ClassVar[bool] = True  # set by baton.server.fastpath.install
 
     def __init__(
         self, content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
     ) -> None:
+        if headers or not self.short_cut or status_code < 200 or status_code in (204, 304):
+            # The general way; a header given under a default's name replaces it, as in a dict.
+            merged = {**NO_STORE, **headers} if headers else NO_STORE
+            super().__init__(content, status_code, merged)
+            return
         self.status_code = status_code
         self.background = None
-        self.body = _ENCODER.encode(content).encode("utf-8")
-        length = (b"content-length", str(len(self.body)).encode("latin-1"))
-        if not headers:
-            self.raw_headers = [*_NO_STORE_JSON_HEADERS, length]
-            return
-        given = _encoded(headers)
-        names = {name for name, _ in given}  # a header the caller gives replaces the default
-        self.raw_headers = [
-            *(h for h in _NO_STORE_JSON_HEADERS if h[0] not in names),
-            length,
-            *given,
-        ]
+        self.body = body = _ENCODER.encode(content).encode("utf-8")
+        length = (b"content-length", str(len(body)).encode("latin-1"))
+        self.raw_headers = [*_NO_STORE_HEADERS, length, _JSON_TYPE]
+
+    def render(self, content: Any) -> bytes:
+        return _ENCODER.encode(content).encode("utf-8")
 
 
 # RFC 6749 §5.2 (and §4.1.2.1): "Values for the error_description parameter MUST NOT include

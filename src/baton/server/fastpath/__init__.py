@@ -1,9 +1,14 @@
 """The hot paths' short cuts around dependencies' general code, behind one seam.
 
-Each short cut does what the general code does, with less work per request, and some lean on a
-dependency's internals. They are all switched here by one option, `Settings.fast_paths`
-(`--no-fast-paths`, `BATON_FAST_PATHS=0`): with it off every request takes the general way,
-which is how to tell whether a bug lives in a short cut. Why each exists, and what it is worth
+Each short cut does what the general code does, with less work per request:
+- `machine`: POSTs to /token, /introspect and /revoke skip the session middleware and the router;
+- `onewrite`: uvicorn's protocol writes each response's head and body in one write;
+- `NoStoreJSON` (baton.server.endpoints.errors) skips `Response.__init__` for its fixed headers.
+They are all switched here by one option, `Settings.fast_paths` (`--no-fast-paths`,
+`BATON_FAST_PATHS=0`): with it off every request takes the general way, which is how to tell
+whether a bug lives in a short cut. Each is held to the general way's answers by a test that names
+the dependency and its version when it no longer is (tests/server/test_machine.py,
+test_onewrite.py, test_no_store_json.py, test_fastpath.py). Why each exists, and what it is worth
 measured side by side, is in docs/performance.md.
 """
 
@@ -41,8 +46,8 @@ def http_protocol(enabled: bool) -> Any:
 
 
 def install(enabled: bool) -> None:
-    """Patches what must be patched before the server starts (in each server process)."""
-    if enabled:
-        from baton.server.fastpath import onewrite
+    """Switches the short cuts that belong to the process rather than to an app (`NoStoreJSON`'s);
+    `create_app` calls it, so the app built last decides, as a server process builds one."""
+    from baton.server.endpoints.errors import NoStoreJSON
 
-        onewrite.install()
+    NoStoreJSON.short_cut = enabled

@@ -7,19 +7,36 @@ next and wrapping `send`) were a tenth of the event loop's time on a refresh. Th
 right inside `SecurityHeaders`, answers these three itself with the app's own exception handlers,
 and passes every other request on. Request ids, metrics, the access log, the security headers
 and the 500 for an unhandled error stay where they are, outside it.
+
+It does what the router does for these three exact paths and nothing else, with public names
+only; tests/server/test_machine.py holds its answers to the router's, request for request
+(404, 405, redirects, handled and unhandled errors, under a root path), naming Starlette's
+version when they part.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def route_path(scope: Scope) -> str:
+    """The path the router matches: the request's path less the root path the app is mounted
+    under (ASGI's `root_path`), when the path lies under it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        if path == root:
+            return ""
+        if path[len(root)] == "/":
+            return path[len(root) :]
+    return path
 
 
 class MachineEndpoints:
@@ -36,13 +53,14 @@ class MachineEndpoints:
         for route in routes:
             if route.methods != {"POST"}:
                 raise ValueError(f"{route.path}: only POST routes take the short way")
+            if route.param_convertors:
+                raise ValueError(f"{route.path}: only exact paths take the short way")
             self.routes[route.path] = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = None
         if scope["type"] == "http" and scope["method"] == "POST":
-            # The path the router itself matches (without the root path the app is mounted under).
-            route = self.routes.get(get_route_path(scope))
+            route = self.routes.get(route_path(scope))
         if route is None:
             await self.app(scope, receive, send)
             return

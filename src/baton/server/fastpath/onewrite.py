@@ -8,10 +8,12 @@ first write, or until the end of the current turn of the event loop (a streamed 
 `HEAD`, or a 204 without a body write), so order and timing of what reaches the client are
 unchanged, only the number of segments.
 
-Installed by `baton serve` (see `baton.server.runtime.asgi`) into uvicorn's httptools protocol,
-which
-`baton serve` runs as `Protocol` below; tests check that responses still arrive whole and in
-order, and that a changed uvicorn is noticed.
+`baton serve` runs `Protocol` below as uvicorn's `http=` (a class is what uvicorn's `http`
+setting takes besides a name): uvicorn's httptools protocol, handed the connection's transport
+wrapped in `CoalescingTransport`. No private name and no patch: it relies on uvicorn's protocol
+writing every response through the transport it was given, which
+tests/server/test_onewrite.py checks on a real server and fails on, naming uvicorn's version,
+when a uvicorn release changes it.
 """
 
 from __future__ import annotations
@@ -19,19 +21,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http import httptools_impl
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class CoalescingTransport:
     """Wraps an asyncio transport: a write that starts a response is joined to the next one."""
 
-    __slots__ = ("_held", "_transport")
+    # uvicorn asks `is_closing` after every response: bound once per connection rather than
+    # looked up through `__getattr__` each time. The transport's other methods go through it.
+    __slots__ = ("_held", "_transport", "is_closing")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._held: bytes | None = None
+        self.is_closing: Callable[[], bool] = transport.is_closing
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         held = self._held
@@ -58,12 +64,13 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
-class Protocol(httptools_impl.HttpToolsProtocol):
-    """uvicorn's httptools protocol, with Nagle's algorithm off on every connection.
+class Protocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol writing each response at once, with Nagle's algorithm off.
 
-    asyncio turns it off only for sockets created with `IPPROTO_TCP`, and the listening socket
-    uvicorn makes for `--workers N` is not: a response written in two parts then waited for the
-    client's delayed ACK, about 40 ms per request on a kept-open connection.
+    asyncio turns Nagle off only for sockets created with `IPPROTO_TCP`; a listening socket made
+    without it (as uvicorn's own `--workers` makes one) would leave a response written in two
+    parts waiting for the client's delayed ACK, about 40 ms per request on a kept-open
+    connection. `baton serve`'s listening sockets are made with it; this covers any other.
     """
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -71,21 +78,6 @@ class Protocol(httptools_impl.HttpToolsProtocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().connection_made(transport)
-
-
-class _Cycle(httptools_impl.RequestResponseCycle):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.transport = CoalescingTransport(self.transport)  # type: ignore[assignment]
-
-
-def install() -> None:
-    """Makes uvicorn's httptools protocol write each response at once (idempotent)."""
-    if not hasattr(httptools_impl, "RequestResponseCycle") or not isinstance(
-        httptools_impl.RequestResponseCycle, type
-    ):
-        raise RuntimeError(
-            "uvicorn's httptools protocol changed: baton.server.fastpath.onewrite needs care"
-        )
-    httptools_impl.RequestResponseCycle = _Cycle  # type: ignore[misc]
+        # One wrapper for the connection's life: the protocol hands it to each request's cycle,
+        # and its own writes (a 400 for a malformed request) keep their order with the rest.
+        super().connection_made(CoalescingTransport(transport))  # type: ignore[arg-type]

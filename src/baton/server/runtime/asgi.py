@@ -11,7 +11,6 @@ import os
 from starlette.applications import Starlette
 
 from baton.config import ServeConfig
-from baton.server import fastpath
 from baton.server.app import create_app
 from baton.store.sql import SQLStore
 
@@ -20,7 +19,6 @@ CONFIG_VARIABLE = "BATON_SERVE_CONFIG"
 
 def create() -> Starlette:
     config = ServeConfig.from_json(os.environ[CONFIG_VARIABLE])
-    fastpath.install(config.settings.fast_paths)
     store = SQLStore.open(config.db, config.settings.policy, config.pool, config.sqlite)
     app = create_app(config.settings, store)
     # Everything loaded so far (modules, metadata, statements) lives as long as the process:
