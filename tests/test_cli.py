@@ -637,10 +637,14 @@ def test_keys_rotate_publishes_ahead_and_retires_the_old_key(tmp_path: Path) -> 
             "--json",
         ).stdout
     )
+    assert second["alg"] == "Ed25519"  # EdDSA, RFC 8037's name, makes an RFC 9864 Ed25519 key
     assert second["activates_at"] >= first["activates_at"] + 300
     assert second["old_keys_retire_at"] == second["activates_at"] + 900
     listed = json.loads(ok("keys", "list", "--db", db, "--json").stdout)["keys"]
-    assert [k["kid"] for k in listed] == [first["kid"], second["kid"]]
+    assert [(k["kid"], k["alg"]) for k in listed] == [
+        (first["kid"], "ES256"),
+        (second["kid"], "Ed25519"),
+    ]
     assert listed[0]["retires_at"] == second["old_keys_retire_at"]
     assert listed[1]["retires_at"] is None
     wrong = baton("keys", "rotate", "--db", db, "--key-encryption-key", "x" * 40)

@@ -35,7 +35,14 @@ from baton.config import (
     split_list,
 )
 from baton.core.audience import resource_uri_problem
-from baton.core.keys import ALGORITHMS, KeyEncryptionError, generate, key_encryption_key, unseal
+from baton.core.keys import (
+    ALGORITHM_CHOICES,
+    KeyEncryptionError,
+    algorithm,
+    generate,
+    key_encryption_key,
+    unseal,
+)
 from baton.core.redirects import client_option_problem, redirect_uri_problem
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
@@ -692,7 +699,13 @@ def keys() -> None:
 @keys.command("rotate")
 @db_option
 @kek_option
-@click.option("--alg", default="ES256", show_default=True, type=click.Choice(list(ALGORITHMS)))
+@click.option(
+    "--alg",
+    default="ES256",
+    show_default=True,
+    type=click.Choice(list(ALGORITHM_CHOICES)),
+    help="EdDSA: the old name of Ed25519 (RFC 9864), which the key signs as.",
+)
 @click.option(
     "--publish-ahead",
     default=600,
@@ -733,6 +746,7 @@ def keys_rotate(
         await store.add_signing_key(new, retire_at)
         return new.kid, activates_at, retire_at
 
+    alg = algorithm(alg)  # the name the key signs with (EdDSA: Ed25519)
     try:
         kid, activates_at, retire_at = run_with_store(db, work)
     except KeyEncryptionError as exc:
@@ -765,9 +779,9 @@ def keys_list(db: str, as_json: bool) -> None:
         }
         for k in found
     ]
-    lines = [f"{'KID':<22} {'ALG':<6} {'CREATED':<11} {'SIGNS FROM':<11} RETIRES"]
+    lines = [f"{'KID':<22} {'ALG':<7} {'CREATED':<11} {'SIGNS FROM':<11} RETIRES"]
     lines += [
-        f"{r['kid']:<22} {r['alg']:<6} {r['created_at']:<11} {r['activates_at']:<11} "
+        f"{r['kid']:<22} {r['alg']:<7} {r['created_at']:<11} {r['activates_at']:<11} "
         f"{r['retires_at'] or '-'}"
         for r in rows
     ]

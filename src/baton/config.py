@@ -25,7 +25,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
-from baton.core.keys import ALGORITHMS
+from baton.core.keys import ALGORITHM_CHOICES
 from baton.core.policy import DAY, Lifetimes, Policy, RetryPolicy
 from baton.store.engines import DEFAULT_URL, SYNCHRONOUS_MODES, PoolSettings, SQLiteSettings
 
@@ -369,11 +369,11 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "signing_alg",
         str,
-        "Algorithm of the first signing key.",
+        "Algorithm of the first signing key (EdDSA: the old name of Ed25519, RFC 9864).",
         Lands.SETTINGS,
-        choices=tuple(ALGORITHMS),
-        doc="algorithm of the first signing key (`ES256`, `RS256`, `EdDSA`), created on the "
-        "first start with JWTs",
+        choices=tuple(ALGORITHM_CHOICES),
+        doc="algorithm of the first signing key (`ES256`, `RS256`, `Ed25519`; `EdDSA`, its "
+        "old name, is taken too), created on the first start with JWTs",
     ),
     Option(
         "key_encryption_key",

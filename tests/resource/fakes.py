@@ -40,6 +40,7 @@ def digest_hex(token: str) -> str:
 class FakeAuthServer:
     now: float = field(default_factory=lambda: float(int(time.time())))
     keys: dict[str, tuple[str, PrivateKey]] = field(default_factory=dict)  # kid -> (alg, key)
+    jwk_algs: dict[str, str] = field(default_factory=dict)  # kid -> the `alg` its JWK names
     published: list[str] = field(default_factory=list)  # kids in the JWKS
     opaque: dict[str, dict[str, Any]] = field(default_factory=dict)  # token -> introspection
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -52,7 +53,10 @@ class FakeAuthServer:
 
     # -- keys and tokens ---------------------------------------------------------------------
 
-    def add_key(self, kid: str, alg: str = "ES256", publish: bool = True) -> PrivateKey:
+    def add_key(
+        self, kid: str, alg: str = "ES256", publish: bool = True, jwk_alg: str | None = None
+    ) -> PrivateKey:
+        """A key that signs `alg`; published in the JWKS without `alg`, or with `jwk_alg`."""
         key: PrivateKey
         if alg.startswith("ES"):
             key = ECKey.generate_key("P-256", parameters={"kid": kid})
@@ -61,6 +65,8 @@ class FakeAuthServer:
         else:
             key = OKPKey.generate_key("Ed25519", parameters={"kid": kid})
         self.keys[kid] = (alg, key)
+        if jwk_alg is not None:
+            self.jwk_algs[kid] = jwk_alg
         if publish:
             self.published.append(kid)
         return key
@@ -69,6 +75,7 @@ class FakeAuthServer:
         return {
             "keys": [
                 {**self.keys[kid][1].as_dict(private=False), "kid": kid, "use": "sig"}
+                | ({"alg": self.jwk_algs[kid]} if kid in self.jwk_algs else {})
                 for kid in self.published
             ]
         }
@@ -94,6 +101,12 @@ class FakeAuthServer:
         protected = {"alg": alg, "kid": kid, "typ": "at+jwt", **(header or {})}
         protected = {name: value for name, value in protected.items() if value is not None}
         payload = json.dumps(self.claims(**claims)).encode()
+        if alg == "EdDSA":
+            # As an issuer from before RFC 9864 signs: joserfc would warn about the old name.
+            assert isinstance(key, OKPKey)
+            signing_input = f"{b64(json.dumps(protected).encode())}.{b64(payload)}"
+            signature = key.private_key.sign(signing_input.encode())  # type: ignore[union-attr]
+            return f"{signing_input}.{b64(signature)}"
         return jws.serialize_compact(protected, payload, key, algorithms=[alg])
 
     def opaque_token(self, **overrides: Any) -> str:

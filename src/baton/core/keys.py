@@ -5,6 +5,11 @@ JWKS at `retires_at`; `baton keys rotate` publishes the next key before it signs
 servers that cache the JWKS already know it when the first token signed with it arrives. Private
 keys are stored encrypted (AES-256-GCM) under a key derived from the operator's key-encryption
 key, which never reaches the database.
+
+Tokens are signed with joserfc. Ed25519 keys sign as `Ed25519` (RFC 9864's fully-specified
+name); `EdDSA`, RFC 8037's name for it, is still accepted as input (`--alg`, `--signing-alg`)
+and a key stored under it before the rename reads as `Ed25519`, so the JWKS and new tokens name
+one algorithm whatever the key's age.
 """
 
 from __future__ import annotations
@@ -13,25 +18,40 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-import jwt
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from joserfc import jws
+from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from baton.core.audience import aud_claim
 from baton.core.pairs import AccessClaims
 from baton.core.tokens import random_id
 
-ALGORITHMS = ("ES256", "RS256", "EdDSA")
+ALGORITHMS = ("ES256", "RS256", "Ed25519")
+# Old names accepted as input, and read from keys stored before the rename.
+LEGACY_ALGORITHMS = {"EdDSA": "Ed25519"}  # RFC 8037's EdDSA, RFC 9864's Ed25519
+ALGORITHM_CHOICES = (*ALGORITHMS, *LEGACY_ALGORITHMS)  # what `--alg` and `--signing-alg` take
 _KEK_INFO = b"baton/key-encryption/v1"
 _NONCE_LEN = 12
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+JoseKey = ECKey | RSAKey | OKPKey
+
+
+def algorithm(name: str) -> str:
+    """The algorithm a key is generated and signs with: `name`, or the current name of an old
+    one (`EdDSA` is `Ed25519`)."""
+    alg = LEGACY_ALGORITHMS.get(name, name)
+    if alg not in ALGORITHMS:
+        choices = ", ".join(ALGORITHM_CHOICES)
+        raise ValueError(f"unsupported algorithm {name!r}: choose one of {choices}")
+    return alg
 
 
 class KeyEncryptionError(ValueError):
@@ -58,6 +78,16 @@ class StoredKey:
     activates_at: int
     retires_at: int | None
 
+    def __post_init__(self) -> None:
+        # A key stored under an old name (EdDSA) reads, and is published, under the current one.
+        alg = LEGACY_ALGORITHMS.get(self.alg)
+        if alg is not None:
+            jwk = json.loads(self.public_jwk)
+            if jwk.get("alg") == self.alg:
+                jwk["alg"] = alg
+            object.__setattr__(self, "alg", alg)
+            object.__setattr__(self, "public_jwk", json.dumps(jwk))
+
     def published(self, now: int) -> bool:
         return self.created_at <= now and (self.retires_at is None or now < self.retires_at)
 
@@ -77,22 +107,42 @@ class SigningKey:
     def alg(self) -> str:
         return self.stored.alg
 
+    @cached_property
+    def jose_key(self) -> JoseKey:
+        """The private key as joserfc signs with it (converted once per key and reload)."""
+        return _jose_key(self.private_key)
 
-def generate(alg: str, now: int, activates_at: int, kek: bytes) -> StoredKey:
-    if alg not in ALGORITHMS:
-        raise ValueError(f"unsupported algorithm {alg!r}: choose one of {', '.join(ALGORITHMS)}")
+
+def _jose_key(key: PrivateKey) -> JoseKey:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return ECKey.import_key(key)
+    if isinstance(key, rsa.RSAPrivateKey):
+        return RSAKey.import_key(key)
+    return OKPKey.import_key(key)
+
+
+def _public_jwk(private: PrivateKey) -> dict[str, Any]:
+    """The public JWK of a new key, its members in the order the JWKS has always shown them."""
+    jwk = _jose_key(private).as_dict(private=False)
+    if jwk["kty"] == "EC":
+        return {"kty": "EC", "crv": jwk["crv"], "x": jwk["x"], "y": jwk["y"]}
+    if jwk["kty"] == "RSA":
+        return {"kty": "RSA", "key_ops": ["verify"], "n": jwk["n"], "e": jwk["e"]}
+    return {"x": jwk["x"], "kty": "OKP", "crv": jwk["crv"]}
+
+
+def generate(name: str, now: int, activates_at: int, kek: bytes) -> StoredKey:
+    """A new key for `name` (an old name stands for the current one), sealed under `kek`."""
+    alg = algorithm(name)
     private: PrivateKey
     if alg == "ES256":
         private = ec.generate_private_key(ec.SECP256R1())
-        jwk = json.loads(ECAlgorithm.to_jwk(private.public_key()))
     elif alg == "RS256":
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        jwk = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
     else:
         private = ed25519.Ed25519PrivateKey.generate()
-        jwk = json.loads(OKPAlgorithm.to_jwk(private.public_key()))
     kid = random_id("key_", 12)
-    jwk |= {"kid": kid, "alg": alg, "use": "sig"}
+    jwk = _public_jwk(private) | {"kid": kid, "alg": alg, "use": "sig"}
     pem = private.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -129,7 +179,10 @@ def jwks(keys: Sequence[StoredKey], now: int) -> dict[str, Any]:
 
 
 class JwtAccessTokens:
-    """RFC 9068 access tokens: `typ: at+jwt`, signed by the key active at issue time."""
+    """RFC 9068 access tokens: `typ: at+jwt`, signed by the key active at issue time.
+
+    The header is `alg`, `kid`, `typ` and the claims are compact JSON, in the order written
+    below: the bytes of the tokens Baton has always issued."""
 
     def __init__(
         self,
@@ -158,9 +211,20 @@ class JwtAccessTokens:
             "scope": claims.scope,
             "grant_id": claims.grant_id,
         }
-        return jwt.encode(
-            payload, key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": "at+jwt"}
-        )
+        header = {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        return jws.serialize_compact(header, body, key.jose_key, registry=_registry(key.alg))
+
+
+_registries: dict[str, jws.JWSRegistry] = {}
+
+
+def _registry(alg: str) -> jws.JWSRegistry:
+    """A joserfc registry that allows `alg` alone, built once (read-only afterwards)."""
+    registry = _registries.get(alg)
+    if registry is None:
+        registry = _registries[alg] = jws.JWSRegistry(algorithms=[alg])
+    return registry
 
 
 def looks_like_jwt(token: str) -> bool:

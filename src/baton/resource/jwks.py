@@ -4,26 +4,46 @@ A token signed with a `kid` the cache does not know triggers one refetch: the se
 its next key before signing with it, so after a rotation the first new token finds it. Refetches
 are coalesced and rate-limited (`min_refresh_interval`): a flood of tokens with invented `kid`s
 costs the server at most one JWKS request per interval. Only asymmetric signing keys are kept.
+
+The keys are joserfc's, imported (`load_jose`) when the first key set is loaded: a verifier of
+opaque tokens needs neither the keys nor the `jose` extra.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
 
 from baton.resource.errors import VerifierUnavailable, json_object
 
-PublicKey = ECKey | RSAKey | OKPKey
+if TYPE_CHECKING:
+    from baton.resource.jose import PublicKey
 
 _KEY_TYPES = {"EC", "RSA", "OKP"}
+
+
+def load_jose() -> None:
+    """Imports the JOSE half of `baton.resource` (joserfc), or raises an ImportError that says
+    how to install it: the `jose` extra of the distribution that installed `baton`."""
+    try:
+        import baton.resource.jose  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] != "joserfc":
+            raise
+        named = importlib.metadata.packages_distributions().get("baton")
+        dist = named[0] if named else "DISTRIBUTION"
+        raise ImportError(
+            f'JWT access tokens need joserfc, the `jose` extra: pip install "{dist}[jose]"; '
+            "to accept opaque tokens only, build the Verifier with algorithms=()",
+            name="joserfc",
+        ) from exc
 
 
 class JwksCache:
@@ -67,6 +87,9 @@ class JwksCache:
         keys = document.get("keys")
         if not isinstance(keys, list):
             raise ValueError("a JWK Set has a `keys` array")
+        load_jose()
+        from baton.resource.jose import public_key
+
         found: dict[str, PublicKey] = {}
         for item in keys:
             if not isinstance(item, dict) or item.get("kty") not in _KEY_TYPES:
@@ -74,12 +97,8 @@ class JwksCache:
             kid = item.get("kid")
             if not isinstance(kid, str) or item.get("use", "sig") != "sig":
                 continue
-            public = {name: value for name, value in item.items() if name not in _PRIVATE}
-            try:
-                key = import_key(public)
-            except (JoseError, ValueError, TypeError):
-                continue
-            if isinstance(key, ECKey | RSAKey | OKPKey):
+            key = public_key(item)
+            if key is not None:
                 found[kid] = key
         self._keys = found
         self._fetched_at = self._monotonic()
@@ -127,7 +146,3 @@ class JwksCache:
             except httpx.HTTPError as exc:
                 raise VerifierUnavailable(f"JWKS unreachable: {exc}") from exc
             self.load(self._parse(response))
-
-
-# Private members of EC, RSA and OKP JWKs: a JWKS should never carry them; drop them if it does.
-_PRIVATE = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}

@@ -7,6 +7,9 @@
 - JWT (RFC 9068, `typ: at+jwt`): signature with the issuer's JWKS (refetched on an unknown
   `kid`), `alg` from an allow-list of asymmetric algorithms (never `none`, never HS*), `iss`,
   `aud`, `exp`/`nbf`/`iat` with a small leeway; then the revocation index (`jti`, `grant_id`).
+  Ed25519 signatures verify under RFC 9864's `Ed25519` and under their old name `EdDSA`. The
+  JOSE library (joserfc, the `jose` extra) is imported when the verifier is built with
+  algorithms; with `algorithms=()` it verifies opaque tokens only, and needs only httpx.
 
 Audience (RFC 8707, RFC 9068 §4, RFC 9700 §2.3): a verifier is built for its API's resource URI
 (`audience=`), and accepts a token only if that is in the token's `aud`, whatever its format. A
@@ -30,7 +33,6 @@ import os
 import re
 import threading
 import time
-import warnings
 import weakref
 from base64 import urlsafe_b64decode
 from collections import OrderedDict
@@ -39,16 +41,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from joserfc import jws
-from joserfc.errors import JoseError, SecurityWarning
 
 from baton.resource.consumer import FeedConsumer
 from baton.resource.errors import InvalidToken, VerifierUnavailable, json_object
 from baton.resource.index import RevocationEvent, RevocationIndex
-from baton.resource.jwks import JwksCache
+from baton.resource.jwks import JwksCache, load_jose
 from baton.resource.principal import Principal, from_claims
 
 OPAQUE_PREFIX = "bat_at_"
+# EdDSA: RFC 8037's name of the Ed25519 signature, before RFC 9864 (tokens minted before the
+# rename, other issuers).
 DEFAULT_ALGORITHMS = ("ES256", "RS256", "EdDSA", "Ed25519")
 # Symmetric and unsigned algorithms can never be allowed: a resource server holds no shared
 # secret, and a JWKS public key must not double as an HMAC secret (algorithm confusion).
@@ -56,10 +58,6 @@ FORBIDDEN_ALGORITHMS = frozenset({"none", "HS256", "HS384", "HS512"})
 AT_JWT_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 §4, case-insensitive
 
 _JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
-
-# RFC 9864 renamed EdDSA (Ed25519 signatures) to Ed25519; joserfc warns on the old name, which
-# Baton's server still emits. The signature check is the same.
-warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +94,10 @@ class Verifier:
 
     `audience` is required: the resource server's URI (a string), or several (any of them in a
     token's `aud` will do). Only a verifier whose audiences include the issuer accepts tokens
-    issued for no resource (`aud` the issuer, or no `aud`): every such token, for every API."""
+    issued for no resource (`aud` the issuer, or no `aud`): every such token, for every API.
+
+    `algorithms` are the JWT signatures accepted; they need the `jose` extra (joserfc), and
+    without it the constructor raises ImportError. `algorithms=()` accepts opaque tokens only."""
 
     def __init__(
         self,
@@ -142,6 +143,8 @@ class Verifier:
         # Tokens for no resource name the issuer (or nothing) as their audience.
         self.accepts_issuer = bool({issuer, base} & named)
         self.algorithms = frozenset(algorithms)
+        if self.algorithms:
+            load_jose()  # fail at start-up, not at the first JWT, when the extra is missing
         self.leeway = leeway
         self.cache_max_ttl = cache_max_ttl
         self.cache_max_entries = cache_max_entries
@@ -407,12 +410,12 @@ class Verifier:
             key = self.jwks.get(kid)
             if key is None:
                 raise InvalidToken("unknown signing key")
-        if key.alg is not None and key.alg != alg:
+        from baton.resource.jose import key_allows, signature_valid  # loaded by __init__
+
+        if not key_allows(key, alg):
             raise InvalidToken("the key is not for this algorithm")
-        try:
-            jws.deserialize_compact(token, key, algorithms=[alg])
-        except (JoseError, ValueError, TypeError) as exc:
-            raise InvalidToken("bad signature") from exc
+        if not signature_valid(token, key, alg):
+            raise InvalidToken("bad signature")
         claims = _b64json(payload)
         if not isinstance(claims, dict):
             raise InvalidToken("malformed claims")

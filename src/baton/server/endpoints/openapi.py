@@ -357,7 +357,7 @@ _SCHEMAS: dict[str, Schema] = {
                     "properties": {
                         "kty": {"enum": ["EC", "RSA", "OKP"]},
                         "kid": {"type": "string"},
-                        "alg": {"enum": ["ES256", "RS256", "EdDSA"]},
+                        "alg": {"enum": ["ES256", "RS256", "Ed25519"]},
                         "use": {"const": "sig"},
                     },
                     "additionalProperties": True,
