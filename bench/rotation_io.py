@@ -1,7 +1,7 @@
 """What a rotation costs the SQLite store, in-process: write and read calls and CPU per rotation.
 
     .venv/bin/python bench/rotation_io.py [--grants 100000] [--rotations 8000] [--chains 8]
-                                          [--drop-index NAME ...]
+                                          [--drop-index NAME ...] [--no-fast-paths]
 
 Seeds a fresh database as `make bench` does (`peers/baton_peer.py`), then rotates `--chains`
 refresh-token chains side by side through `SQLStore.exchange`, so the runner commits them in
@@ -10,7 +10,9 @@ process (`syscw` and `syscr` of /proc/self/io: SQLite writes a WAL frame in two 
 a page back in one) and its CPU time. The call counts hardly move between runs, unlike
 throughput on a shared machine: they compare two commits, or a schema with and without an index
 (`--drop-index`, dropped after seeding), where a wrk run could not tell 10% from noise. No HTTP,
-one process: `rounds.py` and `make bench` measure the server.
+one process: `rounds.py` and `make bench` measure the server. `--no-fast-paths` runs the
+prepared statements through SQLAlchemy's ordinary execution (`Settings.fast_paths` off), for
+the side-by-side of docs/performance.md.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers.baton_peer import seed  # bench/ is not a package: found through the path set above
 
 from baton.core.pairs import MintedPair
+from baton.core.policy import Policy
 from baton.core.seal import sealer
 from baton.core.tokens import digest
 from baton.store.base import ExchangeAsk, Issued
+from baton.store.engines import open_runner
 from baton.store.sql import SQLStore
 
 
@@ -56,8 +60,10 @@ def ask(token: str, client_id: str, now: int) -> ExchangeAsk:
     )
 
 
-async def rotate(db: str, client_id: str, chains: list[str], per_chain: int) -> None:
-    store = SQLStore.open(db)
+async def rotate(
+    db: str, client_id: str, chains: list[str], per_chain: int, fast_paths: bool
+) -> None:
+    store = SQLStore(open_runner(db, fast_paths=fast_paths), Policy())
     now = int(time.time())
 
     async def chain(token: str) -> None:
@@ -81,6 +87,12 @@ def main() -> int:
     parser.add_argument("--rotations", type=int, default=8000, help="rotations measured [8000]")
     parser.add_argument("--chains", type=int, default=8, help="chains rotated at once [8]")
     parser.add_argument("--drop-index", action="append", default=[], metavar="NAME")
+    parser.add_argument(
+        "--no-fast-paths",
+        dest="fast_paths",
+        action="store_false",
+        help="prepared statements through SQLAlchemy's ordinary execution",
+    )
     args = parser.parse_args()
 
     path = Path(tempfile.mkdtemp(prefix="baton-rotation-io-")) / "baton.db"
@@ -97,13 +109,14 @@ def main() -> int:
 
     writes, reads = io_calls()
     cpu = time.process_time()
-    anyio.run(rotate, db, seeded.client_id, chains, per_chain)
+    anyio.run(rotate, db, seeded.client_id, chains, per_chain, args.fast_paths)
     cpu = time.process_time() - cpu
     writes, reads = (now - before for now, before in zip(io_calls(), (writes, reads), strict=True))
     done = per_chain * args.chains
     print(
         f"{done} rotations, {args.chains} chains, {args.grants} grants"
         + (f", without {', '.join(args.drop_index)}" if args.drop_index else "")
+        + ("" if args.fast_paths else ", fast paths off")
         + f": {writes / done:.2f} write calls, {reads / done:.2f} read calls,"
         f" {cpu / done * 1e6:.0f} us CPU per rotation"
     )

@@ -1,12 +1,15 @@
 """Baton alone under wrk, round after round, with optional idle gaps between rounds.
 
     .venv/bin/python bench/rounds.py [--rounds 3] [--gap 70] [--grants 60000] [--mode refresh]
+                                     [--no-fast-paths]
 
 Prints each round's exchanges per second, p50/p99, and per request the CPU time of the server's
 process tree (user + system) and what it read from the disk (not the page cache), both from
 /proc. With `--gap`, the server idles that many seconds before each round after the first: how
 the decline after idle was found (bench/README.md). `make bench` is the comparison with the
-peers; this is for looking at Baton alone.
+peers; this is for looking at Baton alone. `--no-fast-paths` serves with every short cut of
+`Settings.fast_paths` off (`baton serve --no-fast-paths`), for the side-by-side runs of
+docs/performance.md: run it alternately with and without the flag.
 """
 
 from __future__ import annotations
@@ -32,12 +35,18 @@ def main() -> int:
     parser.add_argument("--grants", type=int, default=60_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--baton-args", default="", help="more `baton serve` options")
+    parser.add_argument(
+        "--no-fast-paths",
+        dest="fast_paths",
+        action="store_false",
+        help="serve with the fast paths off (baton serve --no-fast-paths)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="baton-rounds-"))
     wrk = compare.ensure_wrk()
     target = compare.all_targets(args.workers)["baton-sqlite"]
-    target.extra_args = args.baton_args.split()
+    target.extra_args = args.baton_args.split() + ([] if args.fast_paths else ["--no-fast-paths"])
     compare.start_baton(target, f"sqlite:///{work / 'baton.db'}", args.grants, work)
     assert target.process is not None and target.seeded is not None
     try:

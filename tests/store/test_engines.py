@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from baton.store import engines
 from baton.store.engines import (
     CHECKPOINT_SPACING,
     MAX_ATTEMPTS,
@@ -28,6 +27,7 @@ from baton.store.engines import (
     SQLiteRunner,
     SQLiteSettings,
     normalize_url,
+    sqlite_wal,
 )
 
 
@@ -260,7 +260,7 @@ def test_the_durability_setting_reaches_every_connection(
         synced.append(os.readlink(f"/proc/self/fd/{fd}"))
         fdatasync(fd)
 
-    monkeypatch.setattr("baton.store.engines.os.fdatasync", recording)
+    monkeypatch.setattr("baton.store.engines.sqlite_wal.os.fdatasync", recording)
 
     assert pragma_as_writer_and_reader(tmp_path / "s.db", mode, "synchronous") == (pragma, pragma)
     assert set(synced) == ({str(tmp_path / "s.db-wal")} if syncs else set())
@@ -287,7 +287,7 @@ def test_full_answers_after_the_fsync_and_lets_others_write_during_it(
         first, second = _sqlite_runner(path), _sqlite_runner(path, "normal")
         try:
             await second.write(lambda c: c.exec_driver_sql("CREATE TABLE t (x INTEGER)"))
-            monkeypatch.setattr("baton.store.engines.os.fdatasync", slow_fdatasync)
+            monkeypatch.setattr("baton.store.engines.sqlite_wal.os.fdatasync", slow_fdatasync)
             answered = anyio.Event()
 
             async def write_first() -> None:
@@ -325,7 +325,7 @@ def test_a_failed_fsync_fails_the_writes_it_was_to_make_durable(
         runner = _sqlite_runner(tmp_path / "e.db")
         try:
             await runner.write(lambda c: c.exec_driver_sql("CREATE TABLE t (x INTEGER)"))
-            monkeypatch.setattr("baton.store.engines.os.fdatasync", failing)
+            monkeypatch.setattr("baton.store.engines.sqlite_wal.os.fdatasync", failing)
             with pytest.raises(OSError, match="Input/output error"):
                 await runner.write(lambda c: c.exec_driver_sql("INSERT INTO t VALUES (1)"))
         finally:
@@ -393,8 +393,8 @@ def test_the_wal_starts_over_under_continuous_writes(
     file grew by every commit for as long as the load lasted (1.5 GB after 50,000 rotations in
     one process). Once the WAL is past its limit, the checkpointer catches up and copies the
     last frames with the writer turn held, so the next commit starts the WAL over."""
-    monkeypatch.setattr(engines, "CHECKPOINT_SPACING", 0.02)
-    monkeypatch.setattr(engines, "WAL_RESTART_FRAMES", 400)
+    monkeypatch.setattr(sqlite_wal, "CHECKPOINT_SPACING", 0.02)
+    monkeypatch.setattr(sqlite_wal, "WAL_RESTART_FRAMES", 400)
     path = tmp_path / "busy.db"
     wal = tmp_path / "busy.db-wal"
     blob = b"x" * 4000  # about one page a row
@@ -446,8 +446,8 @@ def test_the_wal_is_emptied_once_writes_stop(
     """The WAL file keeps the size a burst of writes gave it, and the next burst writes over it;
     idle, those pages are the first a kernel reclaims, and each frame written over them first
     reads them back from disk. Once writes stop, the checkpointer empties it; the data stays."""
-    monkeypatch.setattr(engines, "CHECKPOINT_IDLE", 0.05)
-    monkeypatch.setattr(engines, "CHECKPOINT_SPACING", 0.05)
+    monkeypatch.setattr(sqlite_wal, "CHECKPOINT_IDLE", 0.05)
+    monkeypatch.setattr(sqlite_wal, "CHECKPOINT_SPACING", 0.05)
     wal = tmp_path / "idle.db-wal"
     blob = b"x" * 8192
 

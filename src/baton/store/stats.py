@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Connection, func, select
 
 from baton.store.schema import grants
@@ -19,15 +17,11 @@ def active_grants(conn: Connection, now: int) -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def pool_figures(runner: Any) -> tuple[int, int] | None:
+def pool_figures(runner: object) -> tuple[int, int] | None:
     """(connections checked out, pool capacity) of this process's connection pool, if it has
-    one that counts (a `QueuePool`: PostgreSQL, or a SQLite file)."""
-    engine = getattr(runner, "engine", None)
-    engine = getattr(engine, "sync_engine", engine)  # an AsyncEngine wraps a sync one
-    pool = getattr(engine, "pool", None)
-    checked_out = getattr(pool, "checkedout", None)
-    size = getattr(pool, "size", None)
-    if not callable(checked_out) or not callable(size):
+    one that counts (PostgreSQL with a pool, or a SQLite file): the runner's `pool_use()`."""
+    pool_use = getattr(runner, "pool_use", None)
+    if not callable(pool_use):
         return None
-    overflow = getattr(pool, "_max_overflow", 0)
-    return int(checked_out()), int(size()) + max(int(overflow), 0)
+    figures: tuple[int, int] | None = pool_use()
+    return figures

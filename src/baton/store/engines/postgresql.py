@@ -1,0 +1,234 @@
+"""The PostgreSQL runner: asyncpg under SQLAlchemy's async pool, on the event loop.
+
+A transaction, a plain function of a sync `Connection`, runs through `AsyncConnection.run_sync`:
+on the loop itself, with no thread hop, since asyncpg's calls are awaited underneath. Writes run
+in READ COMMITTED with a bounded retry of serialization failures and deadlocks; reads run in
+autocommit, one snapshot per statement, with no BEGIN and COMMIT round trips. The revocation
+feed's readers wait on one LISTEN connection per process, woken by a NOTIFY the runner sends
+after commits that wrote feed events, at most one at a time per process (each NOTIFY takes the
+notification queue's lock and flushes a commit record). Nothing here is a home-grown engine:
+PostgreSQL does the concurrency. See docs/postgresql.md for operating it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+import asyncpg
+from sqlalchemy import Connection
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool, QueuePool
+
+from baton.store.prepared import FAST_PATHS_OPTION
+
+T = TypeVar("T")
+log = logging.getLogger("baton.store")
+
+# SQLSTATEs that mean "run the transaction again": serialization_failure, deadlock_detected.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+MAX_ATTEMPTS = 5
+
+# The channel PostgreSQL notifies when a transaction wrote revocation feed events.
+FEED_CHANNEL = "baton_revocations"
+# `Connection.info` key a transaction sets when it wrote feed events: the runner notifies the
+# channel once the transaction has committed (see `baton.store.sql`, where feed events are
+# written).
+WAKE_FEED = "baton_wake_feed"
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """Connections per server process (PostgreSQL). Size it to the requests in flight that
+    reach the database at once: a pool larger than the server's max_connections divided by the
+    number of processes only moves the queue into PostgreSQL. `size=0` keeps no pool at all (a
+    connection per transaction), for an external pooler such as PgBouncer."""
+
+    size: int = 10
+    max_overflow: int = 10
+    timeout: float = 30.0
+
+    @property
+    def capacity(self) -> int:
+        """The most connections the pool hands out at once."""
+        return self.size + max(self.max_overflow, 0)
+
+
+class PostgresRunner:
+    dialect = "postgresql"
+
+    def __init__(self, url: URL, pool: PoolSettings, *, fast_paths: bool = True) -> None:
+        self.url = url
+        self.pool_settings = pool
+        sizing: dict[str, Any] = (
+            {"poolclass": NullPool}
+            if pool.size == 0
+            else {
+                "pool_size": pool.size,
+                "max_overflow": pool.max_overflow,
+                "pool_timeout": pool.timeout,
+                # No ping before each checkout (a round trip per transaction): a statement
+                # that finds the database gone invalidates every pooled connection at once
+                # (SQLAlchemy's disconnect handling, which prepared statements share), so the
+                # request that met the outage gets a 503 and the next ones reconnect.
+            }
+        )
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            isolation_level="READ COMMITTED",
+            execution_options={FAST_PATHS_OPTION: fast_paths},
+            **sizing,
+        )
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._listener = _Listener(url)
+        self._notifier = _Notifier(self.engine)
+
+    def pool_use(self) -> tuple[int, int] | None:
+        """(connections checked out, the pool's capacity), or None without a pool (`size=0`)."""
+        pool = self.engine.sync_engine.pool
+        if not isinstance(pool, QueuePool):
+            return None
+        return pool.checkedout(), self.pool_settings.capacity
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                async with self.engine.begin() as conn:
+                    result = await conn.run_sync(work)
+                    # (Left set by a failed transaction, the flag costs the connection's next
+                    # transaction one NOTIFY too many: harmless.)
+                    wake = conn.sync_connection.info.pop(WAKE_FEED, False)  # type: ignore[union-attr]
+                if wake:
+                    self._notifier.wake()
+                return result
+            except DBAPIError as exc:
+                state = _sqlstate(exc)
+                if state not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:
+                    raise
+                log.warning(
+                    "transaction failed with SQLSTATE %s (attempt %d of %d); retrying",
+                    state,
+                    attempt,
+                    MAX_ATTEMPTS,
+                )
+                await anyio.sleep(0.005 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """Reads run in autocommit: under READ COMMITTED every statement takes its own snapshot
+        anyway, so a transaction around them only cost a BEGIN and a COMMIT round trip.
+
+        A read that meets a pooled connection the database dropped (a restart, a network cut)
+        runs once more: that failure invalidated the pool, so the second attempt connects
+        afresh, and a read, unlike a write, is safe to repeat. A write still answers 503 there,
+        since its outcome is unknown."""
+        try:
+            async with self._autocommit.connect() as conn:
+                return await conn.run_sync(work)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            log.warning("a pooled connection was gone (%s); reading again", type(exc).__name__)
+        async with self._autocommit.connect() as conn:
+            return await conn.run_sync(work)
+
+    async def wait_for_feed(self, timeout: float) -> None:
+        await self._listener.wait(timeout)
+
+    async def close(self) -> None:
+        await self._notifier.close()
+        await self._listener.close()
+        await self.engine.dispose()
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    orig = exc.orig
+    for name in ("sqlstate", "pgcode"):
+        value = getattr(orig, name, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+class _Notifier:
+    """Sends `NOTIFY baton_revocations` after commits that wrote feed events: one at a time per
+    process, and commits that land while one is on its way get one more after it. (Each NOTIFY
+    is a transaction that takes the notification-queue lock and flushes a commit record, so one
+    per rotation would serialize the database again.)"""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._wanted = False
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wanted = True
+        loop = asyncio.get_running_loop()
+        task = self._task
+        if task is None or task.done() or task.get_loop() is not loop:
+            self._task = loop.create_task(self._send())
+
+    async def _send(self) -> None:
+        while self._wanted:
+            # Cleared before sending: a commit from here on asks for one more NOTIFY.
+            self._wanted = False
+            try:
+                async with self._engine.connect() as conn:
+                    await conn.exec_driver_sql(f"NOTIFY {FEED_CHANNEL}")
+            except Exception as exc:  # readers look again within a second anyway
+                log.warning("could not notify the revocation feed (%s)", type(exc).__name__)
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        # (A task of an event loop that has ended, as in tests, can no longer be awaited.)
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            await asyncio.gather(task, return_exceptions=True)
+
+
+class _Listener:
+    """One LISTEN connection per process, shared by every feed reader in it.
+
+    A notification wakes every waiter at once. If the connection cannot be had, readers fall
+    back to looking again every second; so they do anyway, in case a notification is missed.
+    """
+
+    FALLBACK_POLL = 1.0
+
+    def __init__(self, url: URL) -> None:
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._conn: Any = None
+        self._changed = asyncio.Event()
+        self._connecting = asyncio.Lock()
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await self._ensure_connected()
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("cannot LISTEN for revocation events (%s); polling instead", exc)
+        changed = self._changed
+        with anyio.move_on_after(min(timeout, self.FALLBACK_POLL)):
+            await changed.wait()
+
+    async def _ensure_connected(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            return
+        async with self._connecting:
+            if self._conn is not None and not self._conn.is_closed():
+                return
+            conn = await asyncpg.connect(self._dsn, timeout=5)
+            await conn.add_listener(FEED_CHANNEL, self._notified)
+            self._conn = conn
+
+    def _notified(self, *_args: object) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def close(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close()

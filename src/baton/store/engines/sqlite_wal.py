@@ -1,0 +1,252 @@
+"""The SQLite runner's WAL, kept short and on disk by two threads of its own.
+
+- `WalSync`, the fsync thread: `full` durability with the fsync outside the database's write
+  lock. SQLite's own `synchronous=FULL` fsyncs inside COMMIT, while every other process's writer
+  waits for the lock; here commits run as `normal` and this thread fdatasyncs the WAL before the
+  batch is answered, batches that commit meanwhile sharing the next fsync.
+- `Checkpointer`, the checkpoint thread: copies the WAL back into the database on a spacing of
+  its own (never inside a commit, where a checkpoint stalled the whole batch), starts the WAL
+  over when writes never pause long enough for SQLite to do it, and empties the file once writes
+  stop, so the next burst does not read back pages the kernel reclaimed meanwhile.
+
+What each is worth, measured side by side, and the commands that reproduce it:
+docs/performance.md ("fsync thread", "Checkpointer").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+log = logging.getLogger("baton.store")
+
+# Seconds between two checkpoints of a process, at most. A checkpoint copies each page written
+# since the last one once, however often it was rewritten meanwhile (the tails of the tables and
+# their indexes, rewritten by every batch), and fsyncs the database file: checkpointing less
+# often copies and syncs less per write, at the price of a longer WAL between checkpoints.
+CHECKPOINT_SPACING = 0.5
+CHECKPOINT_IDLE = 1.0  # seconds without writes after which the checkpointer empties the WAL
+IDLE_TRUNCATE_WAIT_MS = 100  # how long emptying the WAL waits for readers and writers
+BUSY_TIMEOUT_MS = 30_000
+# A WAL longer than this many frames (64 MB of 4 KB pages) is started over (see
+# `Checkpointer.checkpoint`); the passes that catch up first are at most `CATCH_UP_PASSES`, and
+# the one with the turn held copies at most about `FINAL_PASS_FRAMES`.
+WAL_RESTART_FRAMES = 16_384
+CATCH_UP_PASSES = 4
+FINAL_PASS_FRAMES = 256
+
+# What the fsync thread hands back to a batch's loop: None, or the error that kept its commit
+# from being known to be on disk.
+SyncDone = Callable[[OSError | None], None]
+
+
+class WalSync:
+    """`full` durability with the fsync outside the write lock.
+
+    Commits run as `synchronous=NORMAL` (their frames are written to the WAL, not synced) and
+    this thread then fdatasyncs the WAL file and only then has the batch answered. What is
+    answered is on disk exactly as with FULL; what changes is that others may see a commit
+    before it is on disk, and a write that builds on it is answered only after a later fsync of
+    the same file, which covers it. The WAL file is never replaced while the runner's writer
+    connection is open (SQLite removes it only when the last connection closes), and a
+    checkpoint syncs the WAL before it copies it back and the database after, so no commit
+    escapes the fsync by being checkpointed. Batches that finish their commit while an fsync
+    runs share the next one.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._queue: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, SyncDone] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._loop, name="baton-sqlite-sync", daemon=True)
+        self._thread.start()
+
+    def after_sync(self, loop: asyncio.AbstractEventLoop, done: SyncDone) -> None:
+        """Calls `done` on `loop` once the WAL as it is now is on disk (or failed to be)."""
+        self._queue.put((loop, done))
+
+    def _loop(self) -> None:
+        while (first := self._queue.get()) is not None:
+            waiting = [first]
+            stop = False
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                waiting.append(more)
+            failure = self._sync()
+            for loop, done in waiting:
+                with contextlib.suppress(RuntimeError):  # that loop has closed
+                    loop.call_soon_threadsafe(done, failure)
+            if stop:
+                break
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _sync(self) -> OSError | None:
+        try:
+            fd = self._fd
+            if fd is None or os.fstat(fd).st_ino != os.stat(self.path).st_ino:
+                if fd is not None:
+                    os.close(fd)
+                fd = self._fd = os.open(self.path, os.O_RDONLY)
+            os.fdatasync(fd)
+        except OSError as exc:
+            # The commits happened but may not be on disk: their requests fail (503), and a
+            # client that retries finds the work done (a rotation replays, a revocation is 200).
+            log.error("fsync of %s failed: %s", self.path, exc)
+            return exc
+        return None
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
+class Checkpointer:
+    """The thread that copies the WAL back into the database, of one runner.
+
+    `exclusive` holds the runner's writer turn (this process's and every other's) while it is
+    entered: the last frames of a long WAL are copied with it held, so that the next commit
+    starts the WAL over."""
+
+    def __init__(
+        self, engine: Engine, exclusive: Callable[[], AbstractContextManager[object]]
+    ) -> None:
+        self._engine = engine
+        self._exclusive = exclusive
+        self._wrote = threading.Event()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name="baton-sqlite-checkpoint", daemon=True
+        )
+        self._thread.start()
+
+    def wrote(self) -> None:
+        """A batch was committed: there is something to copy back."""
+        self._wrote.set()
+
+    def close(self) -> None:
+        self._closing.set()
+        self._wrote.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        conn: Connection | None = None
+        wal_to_empty = False  # written since the WAL was last emptied
+        try:
+            while not self._closing.is_set():
+                if not self._wrote.wait(CHECKPOINT_IDLE):
+                    if wal_to_empty and conn is not None:
+                        try:
+                            wal_to_empty = not empty_the_wal(conn)
+                        except sqlite3.Error as exc:
+                            log.warning("emptying the WAL failed (%s); will retry", exc)
+                    continue
+                self._wrote.clear()
+                wal_to_empty = True
+                try:
+                    # Connected after the first write rather than at start: the first
+                    # connection to a new database switches it to WAL, and two switching at
+                    # once made one fail with "database is locked", which ended this thread
+                    # for good (no checkpoint ever again in that process).
+                    conn = conn or self._engine.connect()
+                    self.checkpoint(conn)
+                except (sqlite3.Error, DBAPIError) as exc:
+                    log.warning("WAL checkpoint failed (%s); will retry", exc)
+                self._closing.wait(CHECKPOINT_SPACING)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def checkpoint(self, conn: Connection) -> None:
+        """Copies the WAL back into the database, and starts the WAL over once it is long.
+
+        A PASSIVE checkpoint copies the frames there are when it starts, while writers keep
+        adding more; SQLite writes from the start of the WAL again only at a commit that finds
+        every frame copied, which never happens while writes do not pause. The file then grew
+        by every commit for as long as the load lasted, each commit's frames going to newly
+        allocated pages, which made commits slower as the run went on. So once the WAL is past
+        `WAL_RESTART_FRAMES`, more passes copy what arrived during the one before, each shorter
+        than the last, and the last frames are copied with the writer turn held (a pause of a
+        few milliseconds): nobody commits in between, and the next commit, of whichever
+        process, starts the WAL over."""
+        _busy, frames, _copied = wal_checkpoint(conn, "PASSIVE")
+        if frames < WAL_RESTART_FRAMES:
+            return  # short, or -1: another connection is checkpointing
+        for _ in range(CATCH_UP_PASSES):
+            _busy, now, _copied = wal_checkpoint(conn, "PASSIVE")
+            if now < 0:
+                return
+            added, frames = now - frames, now
+            if added <= FINAL_PASS_FRAMES:
+                break
+        else:
+            return  # the writers outpace the copying: the next round tries again
+        with self._exclusive():
+            wal_checkpoint(conn, "PASSIVE")
+
+
+def empty_the_wal(conn: Connection) -> bool:
+    """Once writes have stopped: empties the WAL file (a TRUNCATE checkpoint) if every frame in
+    it has been copied back. Returns whether it is empty now (False: another process is still
+    writing, or reading an old snapshot; tried again at the next idle round).
+
+    The WAL file keeps the largest size a burst gave it (hundreds of MB under a long wrk run)
+    and the next burst writes it again from its start. Its pages are written and read with
+    write() and read(), never mapped, so they are the page cache a kernel reclaims first once
+    idle, and each frame written over them (24 bytes of header and a page: never page-aligned)
+    first reads its pages back from disk: throughput after an idle gap fell well below the
+    first burst's. An empty file takes the next burst's frames on new pages, which are not read.
+
+    Only a fully copied WAL is emptied: TRUNCATE blocks writers while it runs, and with nothing
+    left to copy that is an ftruncate. Its wait for readers is cut to `IDLE_TRUNCATE_WAIT_MS`."""
+    busy, frames, copied = wal_checkpoint(conn, "PASSIVE")
+    if frames <= 0:
+        return frames == 0  # -1: another connection was checkpointing
+    if busy or copied != frames:
+        return False
+    driver = driver_connection(conn)
+    driver.execute(f"PRAGMA busy_timeout={IDLE_TRUNCATE_WAIT_MS}").close()
+    try:
+        busy, frames, _copied = wal_checkpoint(conn, "TRUNCATE")
+    finally:
+        driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}").close()
+    return not busy and frames == 0
+
+
+def wal_checkpoint(conn: Connection, mode: str) -> tuple[int, int, int]:
+    """`PRAGMA wal_checkpoint(mode)`: whether it was kept from finishing (1 or 0), the frames in
+    the WAL and the frames copied back (-1 and -1 when another connection was checkpointing).
+    PASSIVE never waits for readers or writers (nor calls the busy handler): it copies what it
+    can now and leaves the rest for the next one."""
+    cursor = driver_connection(conn).execute(f"PRAGMA wal_checkpoint({mode})")
+    try:
+        busy, frames, copied = cursor.fetchone()
+    finally:
+        cursor.close()
+    return int(busy), int(frames), int(copied)
+
+
+def driver_connection(conn: Connection) -> sqlite3.Connection:
+    """The stdlib connection under `conn`, for statements outside any transaction."""
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
