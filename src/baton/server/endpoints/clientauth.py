@@ -57,8 +57,8 @@ async def enabled_client(store: Store, client_id: str) -> Client | None:
 
 class ClientCache:
     """The clients this process authenticated lately, so that a request needs no read of its
-    client's row before the transaction that does its work (measured in-process: a sixth of an
-    introspection's instructions, a twelfth of a refresh's, were that read).
+    client's row before the transaction that does its work: that read was a good part of an
+    introspection's work (docs/performance.md, "Client cache").
 
     Only for a request whose store call confirms the row before it does the work (see
     `baton.store.base.ClientChanged`, and `confirmed` below): a request that starts after a

@@ -65,7 +65,7 @@ def parse_pairs(raw: bytes | str) -> list[tuple[str, str]]:
         text = raw if plain else None
     if text is not None and not _CONTROL.search(text):
         # Nothing to decode (no escapes, no `+`): what `parse_qsl` would return, without its
-        # per-parameter unquoting (the whole form, profiled, was a sixth of an introspection).
+        # per-parameter unquoting (docs/performance.md, "Form parsing").
         return [_split(part) for part in text.split("&") if part]
     return _parse_escaped(raw)
 

@@ -1,9 +1,9 @@
 """The short way through the app for the machine endpoints: POST /token, /introspect, /revoke.
 
-They take nearly all the traffic and need neither a session nor a router: profiled under load,
-the layers between the security headers and the endpoint (the session middleware, Starlette's
-exception middleware, the router, the route and its request/response wrappers, each awaiting the
-next and wrapping `send`) were a tenth of the event loop's time on a refresh. This middleware sits
+They take nearly all the traffic and need neither a session nor a router, and the layers between
+the security headers and the endpoint (the session middleware, Starlette's exception middleware,
+the router, the route and its request/response wrappers, each awaiting the next and wrapping
+`send`) cost a refresh a measurable share of its time (docs/performance.md). This middleware sits
 right inside `SecurityHeaders`, answers these three itself with the app's own exception handlers,
 and passes every other request on. Request ids, metrics, the access log, the security headers
 and the 500 for an unhandled error stay where they are, outside it.

@@ -2,8 +2,8 @@
 
 uvicorn writes a response's head as soon as the app sends `http.response.start` and its body in
 a second write. With Nagle off, that is two segments and two wake-ups of the client for a token
-response of a few hundred bytes; profiled under load, those two `send` calls were half of the
-event loop's time on the introspection endpoint. Here a response's head is held until the body's
+response of a few hundred bytes, and under load the `send` calls were a large share of the event
+loop's time (docs/performance.md). Here a response's head is held until the body's
 first write, or until the end of the current turn of the event loop (a streamed response, a
 `HEAD`, or a 204 without a body write), so order and timing of what reaches the client are
 unchanged, only the number of segments.
@@ -69,8 +69,8 @@ class Protocol(HttpToolsProtocol):
 
     asyncio turns Nagle off only for sockets created with `IPPROTO_TCP`; a listening socket made
     without it (as uvicorn's own `--workers` makes one) would leave a response written in two
-    parts waiting for the client's delayed ACK, about 40 ms per request on a kept-open
-    connection. `baton serve`'s listening sockets are made with it; this covers any other.
+    parts waiting for the client's delayed ACK on every request of a kept-open connection.
+    `baton serve`'s listening sockets are made with it; this covers any other.
     """
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
