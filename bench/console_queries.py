@@ -25,7 +25,7 @@ from baton.core import timeline
 from baton.core.policy import RetryPolicy
 from baton.server.admin.timeline_svg import render
 from baton.store import migrate
-from baton.store.admin import AdminStore, GrantQuery
+from baton.store.admin import GrantQuery
 from baton.store.schema import access_tokens, clients, grants, refresh_tokens, users
 from baton.store.sql import SQLStore
 
@@ -115,7 +115,7 @@ async def main(n_grants: int, pairs: int) -> None:
         store = SQLStore.open(f"sqlite:///{Path(tmp) / 'bench.db'}")
         await migrate.upgrade(store.runner)
         await store.runner.write(lambda conn: seed(conn, n_grants, pairs))
-        admin = AdminStore(store.runner)
+        admin = store.admin()
         page = await admin.grants(GrantQuery(), NOW)
         deep = page.next
         for _ in range(20):  # 20 pages in

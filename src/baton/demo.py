@@ -43,10 +43,8 @@ from baton.core.tokens import TokenKind, mint, random_id
 from baton.passwords import hash_password
 from baton.server.admin.timeline_svg import duration
 from baton.server.app import create_app
-from baton.store import migrate
-from baton.store.admin import AdminStore
 from baton.store.base import Client
-from baton.store.sql import SQLStore
+from baton.store.sql import AdminStore, SQLStore
 
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 MINUTE = 60
@@ -99,7 +97,7 @@ def story(console: Console, *, host: str = "127.0.0.1", port: int = 0) -> Iterat
         db = f"sqlite:///{Path(tmp) / 'demo.db'}"
         clock = ShiftedClock(-STORY - MINUTE)
         store = SQLStore.open(db, Policy())
-        anyio.run(migrate.upgrade, store.runner)
+        anyio.run(store.upgrade_schema)
         admin_password = secrets.token_urlsafe(12)
         alice_password = secrets.token_urlsafe(12)
         client, client_secret = _setup(store, admin_password, alice_password, clock)
@@ -110,7 +108,7 @@ def story(console: Console, *, host: str = "127.0.0.1", port: int = 0) -> Iterat
                 f"shifted {STORY // MINUTE} minutes back and moved by the script)\n"
             )
             grants = _script(console, base_url, client, client_secret, alice_password, clock)
-            admin = AdminStore(store.runner)
+            admin = store.admin()
             yield _told(console, base_url, admin, grants, clock, admin_password)
 
 

@@ -67,7 +67,7 @@ REQUEST = Request({"type": "http", "method": "POST", "path": "/token", "headers"
 
 
 def refused(store: OneClientStore, form: Form) -> bool:
-    coroutine = clientauth.authenticate(REQUEST, form, store)  # type: ignore[arg-type]
+    coroutine = clientauth.authenticate(REQUEST, form, store)
     try:
         coroutine.send(None)
     except StopIteration:

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from baton.core.facts import RefreshFacts
 from baton.core.tokens import TokenKind, digest, mint
-from baton.store.admin import Actor, AdminStore
+from baton.store.admin import Actor
 from baton.store.base import CLIENT_CHANGED, ClientChanged
 from baton.store.sql import SQLStore
 from tests.support import (
@@ -76,7 +76,7 @@ def test_a_client_disabled_elsewhere_is_refused_at_once(
     live = answer.json()
     assert introspect(http, resource_server, live["access_token"])["active"] is True
 
-    admin = AdminStore(store.runner)
+    admin = store.admin()
     assert anyio.run(admin.disable_client, client.id, ELSEWHERE)
     assert anyio.run(admin.disable_client, resource_server.id, ELSEWHERE)
 
@@ -109,7 +109,7 @@ def test_a_secret_rotated_elsewhere_works_at_once_and_the_old_one_fails_at_once(
     token = answer.json()["refresh_token"]
 
     new_secret = mint(TokenKind.CLIENT_SECRET)
-    admin = AdminStore(store.runner)
+    admin = store.admin()
     assert anyio.run(admin.rotate_secret, client.id, new_secret.digest, ELSEWHERE)
 
     old = refresh(http, client, token)
@@ -135,7 +135,7 @@ def test_a_disabled_client_over_its_rate_limit_gets_invalid_client(tmp_path: Pat
         assert refresh(http, client, pair["refresh_token"]).status_code == 200  # cached
         statuses = {revoke(http, client, "bat_rt_unknown") for _ in range(4)}
         assert 429 in statuses  # the limit is on
-        assert anyio.run(AdminStore(store.runner).disable_client, client.id, ELSEWHERE)
+        assert anyio.run(store.admin().disable_client, client.id, ELSEWHERE)
         assert revoke(http, client, "bat_rt_unknown") == 401
 
 

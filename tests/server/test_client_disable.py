@@ -17,7 +17,7 @@ from baton.core.clock import FakeClock
 from baton.core.pairs import MintedPair
 from baton.core.rules import CodeRedemption
 from baton.core.tokens import TokenKind, mint
-from baton.store.admin import Actor, AdminStore
+from baton.store.admin import Actor
 from baton.store.base import ClientDisabled, CodeRefused, NewCode
 from baton.store.schema import grants, webhook_outbox
 from baton.store.sql import SQLStore
@@ -146,9 +146,7 @@ def test_a_client_with_many_grants_loses_them_all(
         assert response.status_code == 200
         tokens.append(response.json()["access_token"])
     other = first_pair(http, resource_server)["access_token"]  # another client's: untouched
-    disabled = anyio.run(
-        AdminStore(store.runner).disable_client, client.id, Actor("root", None, clock.now())
-    )
+    disabled = anyio.run(store.admin().disable_client, client.id, Actor("root", None, clock.now()))
     assert disabled is not None and disabled.grants_revoked == 120
     live = anyio.run(
         store.inspect,
@@ -164,9 +162,7 @@ def test_a_client_with_many_grants_loses_them_all(
     assert introspect(http, resource_server, tokens[-1]) == {"active": False}
     assert introspect(http, resource_server, other)["active"] is True
     # Disabling twice does nothing more.
-    again = anyio.run(
-        AdminStore(store.runner).disable_client, client.id, Actor("root", None, clock.now())
-    )
+    again = anyio.run(store.admin().disable_client, client.id, Actor("root", None, clock.now()))
     assert again is None
 
 
@@ -182,7 +178,7 @@ def test_a_request_authenticated_before_the_disable_gets_no_grant_after_it(
     now = clock.now()
     saved = NewCode(code.digest, client.id, user.id, None, "", None, now, now + 60)
     anyio.run(store.save_code, saved)
-    admin = AdminStore(store.runner)
+    admin = store.admin()
     assert anyio.run(admin.disable_client, client.id, Actor("root", None, now)) is not None
     with pytest.raises(ClientDisabled):
         anyio.run(

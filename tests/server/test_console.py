@@ -13,7 +13,7 @@ from sqlalchemy import Connection, select
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
-from baton.store.admin import AdminStore, GrantQuery
+from baton.store.admin import GrantQuery
 from baton.store.schema import audit_log, clients
 from baton.store.sql import SQLStore
 from tests.support import (
@@ -298,7 +298,7 @@ def test_grants_are_paged_without_gaps_or_repeats(
     for _ in range(5):
         first_pair(http, client)
         clock.advance(1)
-    admin = AdminStore.over(store)
+    admin = store.admin()
     assert admin is not None
     seen: list[str] = []
     after = None

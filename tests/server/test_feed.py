@@ -19,8 +19,9 @@ from starlette.testclient import TestClient
 from baton.core.clock import FakeClock
 from baton.core.tokens import TokenKind, mint
 from baton.server.endpoints import feed
-from baton.store.admin import Actor, AdminStore
-from baton.store.sql import SQLStore, _revoke_grant
+from baton.store.admin import Actor
+from baton.store.sql import SQLStore
+from baton.store.sql.lifecycle import revoke_grant
 from tests.support import (
     REDIRECT_URI,
     RegisteredClient,
@@ -173,7 +174,7 @@ def test_a_stream_ends_once_its_resource_server_may_no_longer_read_the_feed(
     secret afterwards (here through the admin store, as another process or the CLI would) must
     not keep reading revocations on it. Checked on every wake-up here; every second by default."""
     monkeypatch.setattr(feed, "RECONFIRM_SECONDS", 0.0)
-    admin = AdminStore(store.runner)
+    admin = store.admin()
     actor = Actor("admin", None, 0)
     before = first_pair(http, client)
     http.post("/revoke", data={"token": before["refresh_token"]}, auth=client.basic)
@@ -233,7 +234,7 @@ def revocation_held_open(
     failures: list[BaseException] = []
 
     def work(conn: Connection) -> None:
-        assert _revoke_grant(conn, grant_id, now, "revoked", forget_consent=False)
+        assert revoke_grant(conn, grant_id, now, "revoked", forget_consent=False)
         began.set()
         assert release.wait(30)
         if not commit:
@@ -449,7 +450,7 @@ def test_no_feed_event_is_the_first_write_of_its_transaction(
         assert http.post("/token", data=redeem).status_code == 400  # code reuse: the grant
         by_admin = first_pair(http, client)
         grant_id = introspect(http, resource_server, by_admin["access_token"])["grant_id"]
-        assert anyio.run(AdminStore(store.runner).revoke_grant, grant_id, Actor("admin", None, 0))
+        assert anyio.run(store.admin().revoke_grant, grant_id, Actor("admin", None, 0))
     finally:
         ddl(*remove)
     kinds = [e["kind"] for e in page(http, resource_server)["events"]]

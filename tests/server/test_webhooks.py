@@ -15,10 +15,9 @@ from sqlalchemy import Connection, select
 from baton.core.clock import FakeClock
 from baton.server.observability.delivery import WebhookOptions, WebhookSender, backoff
 from baton.server.observability.metrics import Metrics
-from baton.store import outbox
-from baton.store.outbox import NEVER
+from baton.store.base import NEVER
 from baton.store.schema import webhook_outbox
-from baton.store.sql import SQLStore
+from baton.store.sql import SQLStore, outbox
 from baton.webhooks import InvalidSignature, sign, verify
 from tests.secrets_scan import find_secrets
 from tests.support import (
@@ -247,9 +246,7 @@ def test_a_lease_of_a_crashed_process_expires_and_the_row_is_sent(
     store, clock = store_for(database), signing_clock(receiver)
     enqueue(store, 3, clock.now())
     now = clock.now()
-    crashed = anyio.run(
-        store.runner.write, lambda conn: outbox.claim_due(conn, now, now + 60, now - 3600, 2)
-    )
+    crashed = anyio.run(store.claim_deliveries, now, now + 60, now - 3600, 2)
     assert len(crashed) == 2  # claimed, then the process died before sending
     sender = WebhookSender(options(receiver.url, lease=60), store, clock)
 

@@ -10,7 +10,6 @@ import pytest
 
 from baton.core import timeline
 from baton.core.policy import Policy, RetryPolicy
-from baton.store.admin import AdminStore
 from baton.store.base import Issued, Replayed
 from tests.store.test_sql_store import NOW, ask_for, first_pair
 from tests.support import migrated_store, register_client, register_user
@@ -40,7 +39,7 @@ def test_a_retry_in_the_leeway_is_a_leeway_retry_event(
         else "a sibling pair issued (fork)"
     )
 
-    admin = AdminStore.over(store)
+    admin = store.admin()
     assert admin is not None
     family = anyio.run(admin.family, parent.grant_id)
     assert family is not None

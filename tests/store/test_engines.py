@@ -485,7 +485,7 @@ def test_the_wal_is_emptied_once_writes_stop(
 def test_postgresql_feed_readers_wake_right_after_the_commit(postgres_database: str) -> None:
     """The NOTIFY goes out after the commit, from the runner; a reader in another process (here:
     another runner) wakes at once, not at its one-second fallback poll."""
-    from baton.store.sql import _wake_feed
+    from baton.store.sql.feed import wake_feed
 
     async def run() -> float:
         reader = PostgresRunner(normalize_url(postgres_database), PoolSettings(size=0))
@@ -502,7 +502,7 @@ def test_postgresql_feed_readers_wake_right_after_the_commit(postgres_database: 
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(wait)
                 await anyio.sleep(0.05)
-                await writer.write(lambda conn: _wake_feed(conn))
+                await writer.write(lambda conn: wake_feed(conn))
             return woke_after[0]
         finally:
             await reader.close()

@@ -24,11 +24,11 @@ import pytest
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
 from baton.store.prepared import Prepared
-from baton.store.sql import (
-    _ANNOUNCE_COMPANION,
-    _COMPANION_LAST_EXPIRY,
-    _COMPANIONS_BY_EXPIRY,
-    _UNPAIRED_LAST_EXPIRY,
+from baton.store.sql.statements import (
+    ANNOUNCE_COMPANION,
+    COMPANION_LAST_EXPIRY,
+    COMPANIONS_BY_EXPIRY,
+    UNPAIRED_LAST_EXPIRY,
 )
 from tests.databases import create_database, drop_database, plain_url
 
@@ -103,10 +103,10 @@ def middle_row() -> int:
 @pytest.mark.parametrize(
     ("statement", "index", "params"),
     [
-        (_COMPANIONS_BY_EXPIRY, "ix_refresh_tokens_grant_id_expires_at", {"grant_id": "g7"}),
-        (_COMPANION_LAST_EXPIRY, "ix_access_tokens_refresh_token_id_expires_at", {"key": 7}),
+        (COMPANIONS_BY_EXPIRY, "ix_refresh_tokens_grant_id_expires_at", {"grant_id": "g7"}),
+        (COMPANION_LAST_EXPIRY, "ix_access_tokens_refresh_token_id_expires_at", {"key": 7}),
         (
-            _UNPAIRED_LAST_EXPIRY,
+            UNPAIRED_LAST_EXPIRY,
             "ix_access_tokens_unpaired_grant_id_expires_at",
             {"grant_id": "g7"},
         ),
@@ -126,7 +126,7 @@ def test_a_revocation_finds_its_grant_s_last_expiry_through_companions(
 def test_a_rotation_finds_the_companion_by_its_refresh_token(filled_database: str) -> None:
     plan = plan_of(
         filled_database,
-        _ANNOUNCE_COMPANION,
+        ANNOUNCE_COMPANION,
         effective_at=NOW + 600,
         now=NOW,
         key=middle_row(),

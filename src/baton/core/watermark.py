@@ -13,7 +13,7 @@ pooled connection, a lock or a slow fsync for any time):
   `horizon`. A missing id g below a visible id v was taken by a transaction T whose `nextval`
   ran before v's (the sequence is uncached, so ids are handed out in call order). T had its
   transaction id before that `nextval`, because the feed's INSERT is never the first write of
-  its transaction (see `baton.store.sql._announcement`), and v's transaction committed before the
+  its transaction (see `baton.store.sql.statements`), and v's transaction committed before the
   read: so xid(T) < horizon. A later statement whose snapshot's xmin is at least the horizon
   sees every transaction below it ended (`settle`): if T committed, its row is visible to that
   very statement, which re-reads the gap; if the id is still missing, it is gone for good.
@@ -21,8 +21,8 @@ pooled connection, a lock or a slow fsync for any time):
   keeps every newer gap open, so the watermark waits (safely) until it ends.
 
 An id is never handed out twice (on SQLite, a new row takes the largest id plus one: the purge
-keeps the newest event, see `baton.store.sql._purge_batch`). Events beyond a gap are delivered
-at once; a reader resuming from the watermark may see them twice, never zero times.
+keeps the newest event, see `baton.store.sql.purge`). Events beyond a gap are delivered at once;
+a reader resuming from the watermark may see them twice, never zero times.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from baton.server.runtime.protection import (
 )
 from baton.server.runtime.proxies import TrustedProxies, parse_networks
 from baton.server.runtime.sessions import SessionMiddleware, session_key, signers
-from baton.store.base import Store
+from baton.server.runtime.stores import Store
 
 log = logging.getLogger("baton")
 

@@ -1,5 +1,5 @@
-"""Storage: one interface (`Store`), implemented over SQLAlchemy Core for SQLite and PostgreSQL."""
+"""Storage, over SQLAlchemy Core for SQLite and PostgreSQL: `baton.store.sql.SQLStore`.
 
-from baton.store.base import Store
-
-__all__ = ["Store"]
+Its values and errors are in `baton.store.base`; what each caller asks of it is a small protocol
+declared next to that caller (see `baton.store.base`).
+"""

@@ -1,21 +1,20 @@
-"""The storage interface: what the server asks of a database, and nothing more.
+"""The store's vocabulary: the values its callers give it and get back, and its errors.
 
-Each method is one transaction. The rotation (`exchange`), reuse revocation and code redemption
-read their facts, let `baton.core.rules` decide, and apply the decision in that same
-transaction, so no decision is ever taken on a state another request has already changed.
+What each caller asks of the store is declared next to that caller, as a small protocol (the
+token endpoint's `TokenLifecycle` in `baton.server.endpoints.stores`, webhook delivery's
+`Outbox`, the metrics' `Stats`, the console's `AdminQueries`...); `baton.store.sql.SQLStore`
+implements them all. These types are what both sides share.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts
-from baton.core.keys import StoredKey
 from baton.core.pairs import IssuedPair, MintedPair
-from baton.core.policy import Policy
-from baton.core.rules import CodeProblem, CodeRedemption, Reason
+from baton.core.rules import CodeProblem, Reason
 from baton.core.watermark import Gap
 
 
@@ -116,6 +115,10 @@ class ResourceUriTaken(Exception):
     """Another client is already registered with this resource URI."""
 
 
+class UserExists(Exception):
+    """A user with this name exists already."""
+
+
 @dataclass(frozen=True, slots=True)
 class FeedRead:
     """One look at the revocation feed (see `baton.core.watermark`): the events read after a cursor
@@ -187,7 +190,7 @@ class ClientChanged:
     request again on a fresh read and asks again.
 
     A store call given the client a request authenticated as (`ExchangeAsk.client`,
-    `Store.find_token`, `Store.revoke_token`) reads that client's row before it does anything,
+    `SQLStore.find_token`, `SQLStore.revoke_token`) reads that client's row before it does anything,
     in the transaction of a write (in the statement that reads the token it asks about), and
     compares its secret digest, kind and `disabled_at` with the client's. That is what lets a
     server process authenticate against the clients it has cached and still refuse a client
@@ -217,125 +220,16 @@ done: the token is another client's, and §2.1 has the request refused)."""
 TokenFacts = AccessFacts | RefreshFacts
 
 
-class Store(Protocol):
-    policy: Policy
+NEVER = 2**62
+"""`next_attempt_at` of a webhook outbox row whose delivery was given up."""
 
-    async def close(self) -> None: ...
 
-    # -- set-up ----------------------------------------------------------------------------
-    async def schema_is_current(self) -> bool: ...
-    async def counts(self) -> tuple[int, int]:
-        """(clients, users): an empty database makes `baton serve` print the first steps."""
-        ...
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A webhook outbox row leased to its sender (`Outbox.claim_deliveries`)."""
 
-    # -- clients, users, consent -------------------------------------------------------------
-    async def create_client(self, client: Client) -> None:
-        """Raises `ResourceUriTaken` if another client is registered with its `resource_uri`."""
-        ...
-
-    async def get_client(self, client_id: str) -> Client | None: ...
-    async def registered_resources(self) -> frozenset[str]:
-        """Every registered resource server's `resource_uri` (RFC 8707)."""
-        ...
-
-    async def create_user(
-        self, username: str, password_hash: str, now: int, *, admin: bool = False
-    ) -> User: ...
-    async def get_user(self, username: str) -> User | None: ...
-    async def get_user_by_id(self, user_id: int) -> User | None: ...
-    async def consent(self, user_id: int, client_id: str) -> Consent | None:
-        """The user's recorded decision for the client, None if there is none (never asked, or
-        forgotten when one of their grants was revoked: see `revoke_grant`)."""
-        ...
-
-    async def remember_consent(
-        self,
-        user_id: int,
-        client_id: str,
-        scope: frozenset[str],
-        resources: tuple[str, ...],
-        now: int,
-    ) -> None:
-        """Records that the user allowed exactly this request, in place of any earlier record:
-        a remembered consent covers what the user saw on one page, never a combination of
-        pages they never saw together."""
-        ...
-
-    async def resource_names(self, uris: tuple[str, ...]) -> dict[str, str]:
-        """The name of each registered resource server whose `resource_uri` is in `uris`."""
-        ...
-
-    # -- token lifecycle (the rules) ---------------------------------------------------------
-    async def save_code(self, code: NewCode) -> None: ...
-    async def redeem_code(
-        self,
-        digest: bytes,
-        ask: CodeRedemption,
-        pair: MintedPair,
-        now: int,
-        source_address: str | None,
-    ) -> RedeemResult: ...
-    async def issue_client_credentials(
-        self,
-        client_id: str,
-        scope: str,
-        access: MintedPair,
-        now: int,
-        resources: tuple[str, ...] = (),
-    ) -> IssuedPair:
-        """A grant of `resources` (RFC 8707; checked against the client's allowed resources by
-        the caller) and its access token."""
-        ...
-
-    async def exchange(self, ask: ExchangeAsk) -> ExchangeResult: ...
-    async def find_token(
-        self, client: Client, digest: bytes | None, is_refresh: bool
-    ) -> TokenFacts | ClientChanged | None:
-        """The facts of a token `client` presented (None: unknown, or no digest to look up),
-        once `client`'s row is confirmed unchanged."""
-        ...
-
-    async def revoke_token(
-        self, client: Client, digest: bytes | None, is_refresh: bool, now: int
-    ) -> RevokeResult | ClientChanged:
-        """RFC 7009: a refresh token revokes its grant, an access token only itself; first
-        `client`'s row is confirmed unchanged (a None digest only confirms it)."""
-        ...
-
-    async def get_grant(self, grant_id: str) -> GrantFacts | None: ...
-    async def revoke_grant(self, grant_id: str, now: int, reason: str) -> bool:
-        """Revokes the grant; unless `reason` is "revoked", the RFC 7009 revocation of a token by
-        the client itself, the user's remembered consent for that client goes with it, so
-        the next authorization asks the user again."""
-        ...
-
-    async def list_grants(
-        self, client_id: str | None = None, username: str | None = None
-    ) -> list[GrantSummary]: ...
-    async def security_events(self) -> list[SecurityEvent]: ...
-    async def add_signing_key(self, key: StoredKey, retire_others_at: int | None) -> None:
-        """Stores a new key; older keys without a retirement get `retire_others_at`."""
-        ...
-
-    async def signing_keys(self) -> list[StoredKey]: ...
-
-    async def wait_for_revocations(self, timeout: float) -> float:
-        """Waits until new feed events may exist (at most `timeout`); returns seconds waited."""
-        ...
-
-    async def revocations_after(self, since: int, limit: int) -> list[RevocationEvent]:
-        """Feed events with an id above `since`, oldest first (as they are: no gap is checked)."""
-        ...
-
-    async def read_feed(self, after: int, limit: int, gaps: Sequence[Gap] = ()) -> FeedRead:
-        """Feed events with an id above `after` (at most `limit`), and the gaps among them
-        and in `gaps` (open ones from an earlier read) checked: those that filled are read,
-        those that may still fill returned. `baton.core.watermark.watermark` gives the cursor a
-        reader may resume from."""
-        ...
-
-    async def purge(self, now: int, retention: int, batch: int = 500) -> int:
-        """Deletes one bounded batch of expired data (sealed responses past their leeway;
-        tokens, codes and dead grants past their life plus `retention` seconds); returns the
-        rows changed."""
-        ...
+    id: int
+    event_type: str
+    payload: str
+    attempts: int  # including the one now leased
+    created_at: int

@@ -133,8 +133,8 @@ refresh_tokens = Table(
     # was itself refreshed); any other sibling refreshed later is reuse.
     Column("continued_id", Id),
     # A grant's family (the console, the purge) and the access tokens that may outlive its
-    # revocation, found through their companions (see `baton.store.sql._last_access_expiry`): an
-    # access token never outlives its companion, so only refresh tokens not yet expired count.
+    # revocation, found through their companions (see `baton.store.sql.lifecycle.revoke_grant`):
+    # an access token never outlives its companion, so only refresh tokens not yet expired count.
     Index("ix_refresh_tokens_grant_id_expires_at", "grant_id", "expires_at"),
     # The purge of seals past their leeway scans only rows that still hold one.
     Index(

@@ -27,13 +27,14 @@ from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.tokens import TokenKind, mint, random_id
+from baton.server.admin.queries import AdminQueries
 from baton.server.admin.timeline_svg import duration, minute, render, when
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.forms import Form, read_form
 from baton.server.observability import metrics
 from baton.server.runtime.context import Baton, baton, source_address
 from baton.server.runtime.sessions import csrf_ok, csrf_token
-from baton.store.admin import PAGE, Actor, AdminStore, GrantQuery, GrantStatus
+from baton.store.admin import PAGE, Actor, GrantQuery, GrantStatus
 from baton.store.base import Client, User
 
 log = logging.getLogger("baton.admin")
@@ -56,11 +57,11 @@ _EVENT_KINDS = (
 
 def install(app: Starlette) -> None:
     """Gives the console its queries, on the server's own store."""
-    app.state.admin_store = AdminStore.over(app.state.baton.store)
+    app.state.admin_store = app.state.baton.store.admin()
 
 
-def _admin_store(request: Request) -> AdminStore:
-    found: AdminStore | None = getattr(request.app.state, "admin_store", None)
+def _admin_store(request: Request) -> AdminQueries:
+    found: AdminQueries | None = getattr(request.app.state, "admin_store", None)
     if found is None:
         raise OAuthError("invalid_request", "the admin console needs an SQL store", 404)
     return found
@@ -69,7 +70,7 @@ def _admin_store(request: Request) -> AdminStore:
 async def record_lockout(request: Request, username: str, seconds: float) -> None:
     """A sign-in lockout, as a security event the console lists (best effort: a lockout must
     hold even when it cannot be recorded)."""
-    found: AdminStore | None = getattr(request.app.state, "admin_store", None)
+    found: AdminQueries | None = getattr(request.app.state, "admin_store", None)
     if found is None:
         return
     try:

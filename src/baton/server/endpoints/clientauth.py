@@ -18,8 +18,9 @@ from starlette.requests import Request
 from baton.core.tokens import digest
 from baton.server.endpoints.errors import OAuthError, invalid_client, invalid_request
 from baton.server.endpoints.forms import Form
+from baton.server.endpoints.stores import ClientLookup
 from baton.server.runtime.protection import RETRY_AFTER_SECONDS
-from baton.store.base import Client, ClientChanged, Store
+from baton.store.base import Client, ClientChanged
 
 if TYPE_CHECKING:
     from baton.server.runtime.context import Baton
@@ -48,7 +49,7 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
         raise invalid_client("malformed Basic credentials: not UTF-8") from None
 
 
-async def enabled_client(store: Store, client_id: str) -> Client | None:
+async def enabled_client(store: ClientLookup, client_id: str) -> Client | None:
     """The client, unless it is unknown or disabled: the one check every endpoint makes, so a
     client disabled in the console is refused everywhere at once."""
     client = await store.get_client(client_id)
@@ -110,7 +111,7 @@ def presented_credentials(request: Request, form: Form) -> tuple[str, str]:
 async def authenticate(
     request: Request,
     form: Form,
-    store: Store,
+    store: ClientLookup,
     *,
     allow_public: bool = True,
     cache: ClientCache | None = None,
@@ -125,7 +126,7 @@ async def authenticate(
 
 
 async def _authenticate(
-    request: Request, form: Form, store: Store, allow_public: bool, cache: ClientCache | None
+    request: Request, form: Form, store: ClientLookup, allow_public: bool, cache: ClientCache | None
 ) -> tuple[Client, bool]:
     """The client, and whether it came from `cache` (unconfirmed)."""
     client_id, secret = presented_credentials(request, form)

@@ -1,6 +1,6 @@
 """Delivering the webhook outbox: signed POSTs, retried with backoff, at least once.
 
-Every server process runs one delivery loop. It leases the due rows (`baton.store.outbox`), so two
+Every server process runs one delivery loop. It leases the due rows (`Outbox`), so two
 processes never send one row at the same time, while a row leased by a process that died is sent
 again once the lease runs out. A failed delivery (no answer, a timeout, any status but 2xx) is
 tried again after an exponential backoff with jitter, capped, until the event is older than the
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 import httpx
@@ -20,12 +21,35 @@ from baton.core.clock import Clock
 from baton.core.policy import DAY
 from baton.logs import get_logger
 from baton.server.observability.metrics import Metrics
-from baton.store import outbox
-from baton.store.outbox import NEVER, Delivery
-from baton.store.sql import SQLStore
+from baton.store.base import NEVER, Delivery
 from baton.webhooks import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, sign
 
 log = get_logger("baton.webhooks")
+
+
+class Outbox(Protocol):
+    """What delivery asks of the store: the webhook outbox's rows, leased and settled.
+
+    Events are written to the outbox by the transactions that decide them; the store's
+    `baton.store.sql.outbox` has the statements behind these methods."""
+
+    async def deliveries_due(self, now: int, oldest: int) -> bool:
+        """Whether a row created at `oldest` or later is due (a read: an idle outbox costs no
+        write transaction)."""
+        ...
+
+    async def claim_deliveries(
+        self, now: int, lease_until: int, oldest: int, limit: int
+    ) -> list[Delivery]:
+        """Leases up to `limit` due rows to the caller until `lease_until`; a row leased by a
+        process that died is due again once its lease has passed (at least once)."""
+        ...
+
+    async def mark_delivered(self, delivery_id: int, now: int) -> None: ...
+
+    async def mark_failed(self, delivery_id: int, next_attempt_at: int, error: str) -> None:
+        """Records the error and when to try again (`NEVER`: given up)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -52,7 +76,7 @@ class WebhookSender:
     def __init__(
         self,
         options: WebhookOptions,
-        store: SQLStore,
+        store: Outbox,
         clock: Clock,
         metrics: Metrics | None = None,
         http: httpx.AsyncClient | None = None,
@@ -77,11 +101,9 @@ class WebhookSender:
         """Claims the due rows and sends them; returns how many were claimed."""
         options, now = self.options, self.clock.now()
         oldest = now - options.max_age
-        if not await self.store.runner.read(lambda conn: outbox.any_due(conn, now, oldest)):
+        if not await self.store.deliveries_due(now, oldest):
             return 0
-        claimed = await self.store.runner.write(
-            lambda conn: outbox.claim_due(conn, now, now + options.lease, oldest, options.batch)
-        )
+        claimed = await self.store.claim_deliveries(now, now + options.lease, oldest, options.batch)
         async with anyio.create_task_group() as tasks:
             for delivery in claimed:
                 tasks.start_soon(self._deliver, delivery)
@@ -109,9 +131,7 @@ class WebhookSender:
         now = self.clock.now()
         fields = {"event_id": event_id, "event_type": delivery.event_type}
         if error is None:
-            await self.store.runner.write(
-                lambda conn: outbox.mark_delivered(conn, delivery.id, now)
-            )
+            await self.store.mark_delivered(delivery.id, now)
             self._count("delivered")
             log.info("webhook delivered", attempts=delivery.attempts, **fields)
             return
@@ -121,10 +141,7 @@ class WebhookSender:
             error = f"gave up after {delivery.attempts} attempts: {error}"
         else:
             outcome = "failed"
-        message = error
-        await self.store.runner.write(
-            lambda conn: outbox.mark_failed(conn, delivery.id, next_at, message)
-        )
+        await self.store.mark_failed(delivery.id, next_at, error)
         self._count(outcome)
         log.warning(
             "webhook delivery failed",

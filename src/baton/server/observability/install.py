@@ -6,6 +6,7 @@ Kept apart from `baton.server.app` so the app factory gains three lines, not a s
 from __future__ import annotations
 
 import os
+from typing import Protocol
 
 from anyio.abc import TaskGroup
 from prometheus_client import multiprocess
@@ -13,25 +14,28 @@ from starlette.routing import BaseRoute, Route
 
 from baton.config import Settings
 from baton.core.clock import Clock
-from baton.server.observability.delivery import WebhookOptions, WebhookSender
+from baton.server.observability.delivery import Outbox, WebhookOptions, WebhookSender
 from baton.server.observability.metrics import (
     Metrics,
+    Stats,
     metrics_endpoint,
     multiprocess_mode,
     sample_pool_forever,
 )
-from baton.store.base import Store
-from baton.store.sql import SQLStore
+
+
+class ObservedStore(Outbox, Stats, Protocol):
+    """What observability asks of the store: the webhook outbox and the metrics' figures."""
 
 
 class Observability:
-    def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
+    def __init__(self, settings: Settings, store: ObservedStore, clock: Clock) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.sender: WebhookSender | None = None
         if settings.webhook_url and not settings.webhook_secret:
             raise ValueError("webhooks need a signing secret (BATON_WEBHOOK_SECRET)")
-        if settings.webhook_url and settings.webhook_secret and isinstance(store, SQLStore):
+        if settings.webhook_url and settings.webhook_secret:
             options = WebhookOptions(
                 url=settings.webhook_url,
                 secret=settings.webhook_secret,

@@ -19,7 +19,7 @@ import hmac
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 from prometheus_client import (
@@ -46,9 +46,7 @@ from baton.store.base import (
     Refused,
     Replayed,
     RevokeResult,
-    Store,
 )
-from baton.store.stats import active_grants, pool_figures
 
 if TYPE_CHECKING:
     from prometheus_client.metrics import Counter as CounterChild
@@ -65,6 +63,18 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 def multiprocess_mode() -> bool:
     return bool(os.environ.get(MULTIPROC_VARIABLE))
+
+
+class Stats(Protocol):
+    """What the metrics ask of the store: figures read at scrape time, and the pool's use."""
+
+    async def active_grants(self, now: int) -> int:
+        """Grants neither revoked nor past their absolute lifetime."""
+        ...
+
+    def pool_figures(self) -> tuple[int, int] | None:
+        """(connections checked out, pool capacity) of this process's pool, if it counts them."""
+        ...
 
 
 class Metrics:
@@ -188,18 +198,18 @@ class Metrics:
 
     # -- at scrape time ----------------------------------------------------------------------
 
-    def sample_pool(self, runner: object) -> None:
-        figures = pool_figures(runner)
+    def sample_pool(self, store: Stats) -> None:
+        figures = store.pool_figures()
         if figures is not None:
             self.pool_in_use.set(figures[0])
             self.pool_capacity.set(figures[1])
 
-    async def render(self, store: Store, now: int) -> bytes:
+    async def render(self, store: Stats, now: int) -> bytes:
         """The exposition: this registry, or every worker's files in multiprocess mode."""
         if time.monotonic() - self._grants_read_at >= self.grants_cache_seconds:
-            self._database.active_grants = await _count_active_grants(store, now)
+            self._database.active_grants = await store.active_grants(now)
             self._grants_read_at = time.monotonic()
-        self.sample_pool(getattr(store, "runner", None))
+        self.sample_pool(store)
         if not multiprocess_mode():
             return generate_latest(self.registry)
         registry = CollectorRegistry()
@@ -223,24 +233,15 @@ class _DatabaseFigures(Collector):
             )
 
 
-async def _count_active_grants(store: Store, now: int) -> int | None:
-    inspect = getattr(store, "inspect", None)
-    if inspect is None:
-        return None
-    count: int = await inspect(lambda conn: active_grants(conn, now))
-    return count
-
-
 def of(request: Request) -> Metrics:
     found: Metrics = request.app.state.metrics
     return found
 
 
-async def sample_pool_forever(metrics: Metrics, store: Store) -> None:
+async def sample_pool_forever(metrics: Metrics, store: Stats) -> None:
     """Each process's pool use, for the scrape that another process may answer."""
-    runner = getattr(store, "runner", None)
     while True:
-        metrics.sample_pool(runner)
+        metrics.sample_pool(store)
         await anyio.sleep(POOL_SAMPLE_INTERVAL)
 
 

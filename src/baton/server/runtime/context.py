@@ -12,7 +12,7 @@ from baton.core.pairs import AccessTokenFormat
 from baton.server.endpoints.clientauth import ClientCache
 from baton.server.runtime.keyring import KeyRing
 from baton.server.runtime.limits import Limits
-from baton.store.base import Store
+from baton.server.runtime.stores import Store
 
 
 @dataclass(frozen=True)

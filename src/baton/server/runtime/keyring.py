@@ -19,11 +19,11 @@ from baton.core.keys import (
     signing_key_at,
     unseal,
 )
-from baton.store.base import Store
+from baton.server.runtime.stores import SigningKeys
 
 
 class KeyRing:
-    def __init__(self, store: Store, kek: bytes | None) -> None:
+    def __init__(self, store: SigningKeys, kek: bytes | None) -> None:
         self._store = store
         self._kek = kek
         self._stored: list[StoredKey] = []

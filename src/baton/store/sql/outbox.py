@@ -1,5 +1,6 @@
 """The webhook outbox: security events written in the transaction that decides them, delivered
-later (by `baton.server.observability.delivery`) at least once.
+later (by `baton.server.observability.delivery`, through `SQLStore.claim_deliveries` and the
+methods after it) at least once.
 
 Rows are written whether or not a webhook URL is configured. Revocations also happen in
 processes that know nothing of the server's options (`baton grants revoke`, another server), and a
@@ -14,18 +15,15 @@ A payload never holds a token, code or secret: ids, client, subject, generation,
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from baton.core.facts import GrantFacts
 from baton.core.tokens import random_id
+from baton.store.base import Delivery
 from baton.store.prepared import Prepared
 from baton.store.schema import grants, users, webhook_outbox
-
-NEVER = 2**62
-"""`next_attempt_at` of a row whose delivery was given up."""
 
 REUSE_KINDS = frozenset({"refresh_token_reuse", "code_reuse"})
 
@@ -105,15 +103,6 @@ def security_event(conn: Connection, fields: dict[str, Any], now: int) -> None:
     if fields["kind"] not in REUSE_KINDS:
         return
     enqueue(conn, "reuse_detected", {k: v for k, v in fields.items() if k != "detail"}, now)
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    id: int
-    event_type: str
-    payload: str
-    attempts: int  # including the one now leased
-    created_at: int
 
 
 def any_due(conn: Connection, now: int, oldest: int) -> bool:

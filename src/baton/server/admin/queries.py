@@ -1,0 +1,75 @@
+"""What the admin console asks of the store: its queries and audited actions (`AdminQueries`).
+
+The console gets them from the server's store (`AdminSource.admin()`), rather than testing which
+store it holds; `baton.store.sql.SQLStore.admin()` answers with `baton.store.sql.AdminStore`.
+Each action runs in one transaction with the audit row that records it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from baton.store.admin import (
+    FAMILY_PAIRS,
+    PAGE,
+    Actor,
+    AuditRow,
+    Disabled,
+    Family,
+    GrantPage,
+    GrantQuery,
+)
+from baton.store.base import Client, SecurityEvent
+
+
+class AdminQueries(Protocol):
+    async def clients(self, offset: int = 0, limit: int = PAGE) -> list[Client]: ...
+
+    async def create_client(self, client: Client, actor: Actor) -> None: ...
+
+    async def rotate_secret(self, client_id: str, secret_digest: bytes, actor: Actor) -> bool:
+        """Replaces a confidential client's secret: the old one fails from this commit on."""
+        ...
+
+    async def disable_client(self, client_id: str, actor: Actor) -> Disabled | None:
+        """Disables the client and revokes every live grant of it, at once (None: it was not
+        enabled)."""
+        ...
+
+    async def enable_client(self, client_id: str, actor: Actor) -> bool: ...
+
+    async def grants(self, query: GrantQuery, now: int) -> GrantPage: ...
+
+    async def family(self, grant_id: str, pairs: int = FAMILY_PAIRS) -> Family | None: ...
+
+    async def revoke_grant(self, grant_id: str, actor: Actor) -> bool: ...
+
+    async def sign_out_everywhere(self, username: str, actor: Actor) -> int | None:
+        """Ends every live session of the user (None: no such user)."""
+        ...
+
+    async def security_events(
+        self, kind: str | None = None, before: int | None = None, limit: int = PAGE
+    ) -> tuple[list[SecurityEvent], int | None]: ...
+
+    async def record_security_event(
+        self,
+        kind: str,
+        now: int,
+        *,
+        subject: str | None = None,
+        source_address: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """A security event that concerns no grant (a sign-in lockout)."""
+        ...
+
+    async def audit(
+        self, before: int | None = None, limit: int = PAGE
+    ) -> tuple[list[AuditRow], int | None]: ...
+
+
+class AdminSource(Protocol):
+    """A store that has an admin console's queries."""
+
+    def admin(self) -> AdminQueries: ...

@@ -1,0 +1,128 @@
+"""What each endpoint asks of the store: one small protocol per consumer.
+
+The endpoints reach the store as `Baton.store` (`baton.server.runtime.stores.Store`, which is all
+of these at once); each protocol here says which methods one of them calls, so that a change of
+the store's surface shows which endpoint it concerns. `baton.store.sql.SQLStore` implements them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from baton.core.pairs import IssuedPair, MintedPair
+from baton.core.rules import CodeRedemption
+from baton.core.watermark import Gap
+from baton.store.base import (
+    Client,
+    ClientChanged,
+    Consent,
+    ExchangeAsk,
+    ExchangeResult,
+    FeedRead,
+    NewCode,
+    RedeemResult,
+    RevokeResult,
+    TokenFacts,
+    User,
+)
+
+
+class ClientLookup(Protocol):
+    """Client authentication (`clientauth`): the client a request names."""
+
+    async def get_client(self, client_id: str) -> Client | None: ...
+
+
+class TokenLifecycle(Protocol):
+    """/token (`token`): each grant type, one transaction that applies the rules."""
+
+    async def redeem_code(
+        self,
+        digest: bytes,
+        ask: CodeRedemption,
+        pair: MintedPair,
+        now: int,
+        source_address: str | None,
+    ) -> RedeemResult: ...
+
+    async def exchange(self, ask: ExchangeAsk) -> ExchangeResult: ...
+
+    async def issue_client_credentials(
+        self,
+        client_id: str,
+        scope: str,
+        access: MintedPair,
+        now: int,
+        resources: tuple[str, ...] = (),
+    ) -> IssuedPair:
+        """A grant of `resources` (RFC 8707; checked against the client's allowed resources by
+        the caller) and its access token."""
+        ...
+
+
+class TokenLookup(Protocol):
+    """/introspect (`revocation`) and the feed stream's check of its client (`feed`)."""
+
+    async def find_token(
+        self, client: Client, digest: bytes | None, is_refresh: bool
+    ) -> TokenFacts | ClientChanged | None:
+        """The facts of a token `client` presented (None: unknown, or no digest to look up),
+        once `client`'s row is confirmed unchanged."""
+        ...
+
+
+class TokenRevocation(TokenLookup, Protocol):
+    """/revoke (RFC 7009, `revocation`)."""
+
+    async def revoke_token(
+        self, client: Client, digest: bytes | None, is_refresh: bool, now: int
+    ) -> RevokeResult | ClientChanged:
+        """A refresh token revokes its grant, an access token only itself; first `client`'s
+        row is confirmed unchanged (a None digest only confirms it)."""
+        ...
+
+
+class RevocationFeed(TokenLookup, Protocol):
+    """/revocations and /revocations/stream (`feed`)."""
+
+    async def read_feed(self, after: int, limit: int, gaps: Sequence[Gap] = ()) -> FeedRead:
+        """Feed events with an id above `after` (at most `limit`), and the gaps among them
+        and in `gaps` (open ones from an earlier read) checked: those that filled are read,
+        those that may still fill returned. `baton.core.watermark.watermark` gives the cursor a
+        reader may resume from."""
+        ...
+
+    async def wait_for_revocations(self, timeout: float) -> float:
+        """Waits until new feed events may exist (at most `timeout`); returns seconds waited."""
+        ...
+
+
+class AuthorizationStore(Protocol):
+    """/authorize and sign-in (`authorize`): users, their consent, codes."""
+
+    async def get_user(self, username: str) -> User | None: ...
+
+    async def get_user_by_id(self, user_id: int) -> User | None: ...
+
+    async def consent(self, user_id: int, client_id: str) -> Consent | None:
+        """The user's recorded decision for the client, None if there is none (never asked, or
+        forgotten when one of their grants was revoked)."""
+        ...
+
+    async def remember_consent(
+        self,
+        user_id: int,
+        client_id: str,
+        scope: frozenset[str],
+        resources: tuple[str, ...],
+        now: int,
+    ) -> None:
+        """Records that the user allowed exactly this request, in place of any earlier record."""
+        ...
+
+    async def resource_names(self, uris: tuple[str, ...]) -> dict[str, str]:
+        """The name of each registered resource server whose `resource_uri` is in `uris`."""
+        ...
+
+    async def save_code(self, code: NewCode) -> None: ...

@@ -1,0 +1,343 @@
+"""`SQLStore`: the async face of the store, over SQLAlchemy 2 Core for SQLite and PostgreSQL.
+
+Each method is one unit of work: it hands a function of a connection (from `lifecycle`,
+`registry`, `sessions`, `feed`, `purge`, `outbox`) to the dialect's `Runner`, which runs it as one
+short transaction (a worker thread for SQLite, asyncpg on the event loop for PostgreSQL; see
+`baton.store.engines`). The few methods that run a transaction again do it here, where both runs
+are visible: a code whose claim lost a race, a consent inserted twice at once.
+
+The server asks it through the small protocols its consumers declare (the endpoints, sessions,
+the keyring, webhook delivery, the metrics, the admin console); nothing outside `baton.store`
+reaches its runner.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from baton.core.facts import GrantFacts
+from baton.core.keys import StoredKey
+from baton.core.pairs import IssuedPair, MintedPair
+from baton.core.policy import Policy, RetryPolicy
+from baton.core.rules import CodeRedemption
+from baton.core.watermark import Gap
+from baton.store import migrate, stats
+from baton.store.base import (
+    Client,
+    ClientChanged,
+    Consent,
+    Delivery,
+    ExchangeAsk,
+    ExchangeResult,
+    FeedRead,
+    GrantSummary,
+    NewCode,
+    RedeemResult,
+    ResourceUriTaken,
+    RevocationEvent,
+    RevokeResult,
+    SecurityEvent,
+    TokenFacts,
+    User,
+)
+from baton.store.engines import PoolSettings, Runner, SQLiteSettings, open_runner
+from baton.store.sql import feed, lifecycle, outbox, purge, registry, sessions
+from baton.store.sql.admin import AdminStore
+from baton.store.sql.confirm import confirmed
+
+T = TypeVar("T")
+
+
+class SQLStore:
+    """The store over SQLAlchemy Core, for SQLite and PostgreSQL alike."""
+
+    def __init__(self, runner: Runner, policy: Policy) -> None:
+        self.runner = runner
+        self.policy = policy
+
+    @classmethod
+    def open(
+        cls,
+        db: str,
+        policy: Policy | None = None,
+        pool: PoolSettings | None = None,
+        sqlite: SQLiteSettings | None = None,
+    ) -> SQLStore:
+        return cls(open_runner(db, pool, sqlite), policy or Policy())
+
+    @property
+    def dialect(self) -> str:
+        return self.runner.dialect
+
+    async def close(self) -> None:
+        await self.runner.close()
+
+    async def inspect(self, work: Callable[[Connection], T]) -> T:
+        """Runs a read-only function of a connection (reports, tests)."""
+        return await self.runner.read(work)
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        return await self.runner.write(work)
+
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        return await self.runner.read(work)
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    async def upgrade_schema(self) -> None:
+        """Applies the pending migrations (`baton.store.migrate.upgrade`)."""
+        await migrate.upgrade(self.runner)
+
+    async def schema_is_current(self) -> bool:
+        return await migrate.is_current(self.runner)
+
+    async def counts(self) -> tuple[int, int]:
+        """(clients, users): an empty database makes `baton serve` print the first steps."""
+        return await self._read(registry.counts)
+
+    def admin(self) -> AdminStore:
+        """The admin console's queries and actions, on this store's database."""
+        return AdminStore(self.runner)
+
+    # -- clients, users, consent -----------------------------------------------------------------
+
+    async def create_client(self, client: Client) -> None:
+        """Raises `ResourceUriTaken` if another client is registered with its `resource_uri`."""
+        try:
+            await self._write(lambda conn: registry.insert_client(conn, client))
+        except IntegrityError as exc:
+            if client.resource_uri is not None:  # the unique `ix_clients_resource_uri`
+                raise ResourceUriTaken(client.resource_uri) from exc
+            raise
+
+    async def registered_resources(self) -> frozenset[str]:
+        """Every registered resource server's `resource_uri` (RFC 8707)."""
+        return await self._read(registry.registered_resources)
+
+    async def get_client(self, client_id: str) -> Client | None:
+        return await self._read(lambda conn: registry.get_client(conn, client_id))
+
+    async def create_user(
+        self, username: str, password_hash: str, now: int, *, admin: bool = False
+    ) -> User:
+        """Raises `UserExists` if the name is taken."""
+        return await self._write(
+            lambda conn: registry.create_user(conn, username, password_hash, now, admin)
+        )
+
+    async def get_user(self, username: str) -> User | None:
+        return await self._read(lambda conn: registry.user_named(conn, username))
+
+    async def get_user_by_id(self, user_id: int) -> User | None:
+        return await self._read(lambda conn: registry.user_by_id(conn, user_id))
+
+    async def consent(self, user_id: int, client_id: str) -> Consent | None:
+        """The user's recorded decision for the client, None if there is none (never asked, or
+        forgotten when one of their grants was revoked: see `revoke_grant`)."""
+        return await self._read(lambda conn: registry.consent(conn, user_id, client_id))
+
+    async def remember_consent(
+        self,
+        user_id: int,
+        client_id: str,
+        scope: frozenset[str],
+        resources: tuple[str, ...],
+        now: int,
+    ) -> None:
+        """Records that the user allowed exactly this request, in place of any earlier record:
+        a remembered consent covers what the user saw on one page, never a combination of
+        pages they never saw together."""
+        values = registry.consent_values(scope, resources, now)
+
+        def work(conn: Connection) -> None:
+            registry.remember_consent(conn, user_id, client_id, values)
+
+        try:
+            await self._write(work)
+        except IntegrityError:
+            # Two first decisions at once (a double click on Allow): the other one inserted the
+            # row between our update and our insert; this time the update finds it.
+            await self._write(work)
+
+    async def resource_names(self, uris: tuple[str, ...]) -> dict[str, str]:
+        """The name of each registered resource server whose `resource_uri` is in `uris`."""
+        if not uris:
+            return {}
+        return await self._read(lambda conn: registry.resource_names(conn, uris))
+
+    # -- browser sessions (baton.server.runtime.sessions.SessionStore) ---------------------------
+
+    async def start_session(
+        self, digest: bytes, user_id: int, now: int, expires_at: int, source_address: str | None
+    ) -> None:
+        await self._write(
+            lambda conn: sessions.start_session(
+                conn, digest, user_id, now, expires_at, source_address
+            )
+        )
+
+    async def session_user(self, digest: bytes, now: int) -> int | None:
+        return await self._read(lambda conn: sessions.session_user(conn, digest, now))
+
+    async def end_session(self, digest: bytes, now: int) -> None:
+        await self._write(lambda conn: sessions.end_session(conn, digest, now))
+
+    async def end_user_sessions(self, user_id: int, now: int) -> int:
+        return await self._write(lambda conn: sessions.end_user_sessions(conn, user_id, now))
+
+    # -- token lifecycle ------------------------------------------------------------------------
+
+    async def save_code(self, code: NewCode) -> None:
+        await self._write(lambda conn: lifecycle.save_code(conn, code))
+
+    async def redeem_code(
+        self,
+        digest: bytes,
+        ask: CodeRedemption,
+        pair: MintedPair,
+        now: int,
+        source_address: str | None,
+    ) -> RedeemResult:
+        policy = self.policy
+
+        def work(conn: Connection) -> RedeemResult:
+            return lifecycle.redeem_code(conn, digest, ask, pair, now, source_address, policy)
+
+        try:
+            return await self._write(work)
+        except lifecycle.LostRace:
+            # Another transaction redeemed the code between our read and our claim (PostgreSQL;
+            # ours, grant included, rolled back). Run again: the code now reads as used, and a
+            # used code presented again is a replay that revokes the grant it produced.
+            return await self._write(work)
+
+    async def issue_client_credentials(
+        self,
+        client_id: str,
+        scope: str,
+        access: MintedPair,
+        now: int,
+        resources: tuple[str, ...] = (),
+    ) -> IssuedPair:
+        """A grant of `resources` (RFC 8707; checked against the client's allowed resources by
+        the caller) and its access token."""
+        policy = self.policy
+        return await self._write(
+            lambda conn: lifecycle.issue_client_credentials(
+                conn, client_id, scope, access, now, resources, policy
+            )
+        )
+
+    async def exchange(self, ask: ExchangeAsk) -> ExchangeResult:
+        policy = self.policy
+        return await self._write(lambda conn: lifecycle.exchange(conn, ask, policy))
+
+    async def find_token(
+        self, client: Client, digest: bytes | None, is_refresh: bool
+    ) -> TokenFacts | ClientChanged | None:
+        """The facts of a token `client` presented (None: unknown, or no digest to look up),
+        once `client`'s row is confirmed unchanged."""
+        lineage = self.policy.retry is RetryPolicy.FORK
+        return await self._read(
+            lambda conn: lifecycle.find_token(conn, client, digest, is_refresh, lineage)
+        )
+
+    async def revoke_token(
+        self, client: Client, digest: bytes | None, is_refresh: bool, now: int
+    ) -> RevokeResult | ClientChanged:
+        """RFC 7009: a refresh token revokes its grant, an access token only itself; first
+        `client`'s row is confirmed unchanged (a None digest only confirms it, in a read)."""
+        if digest is None:  # nothing to revoke: a read confirms the client
+            answer: RevokeResult = "nothing"
+            return await self._read(lambda conn: confirmed(conn, client, answer))
+        return await self._write(
+            lambda conn: lifecycle.revoke_token(conn, client, digest, is_refresh, now)
+        )
+
+    async def get_grant(self, grant_id: str) -> GrantFacts | None:
+        return await self._read(lambda conn: lifecycle.read_grant(conn, grant_id))
+
+    async def revoke_grant(self, grant_id: str, now: int, reason: str) -> bool:
+        """Revokes the grant; unless `reason` is "revoked", the RFC 7009 revocation of a token by
+        the client itself, the user's remembered consent for that client goes with it, so
+        the next authorization asks the user again."""
+        return await self._write(lambda conn: lifecycle.revoke_grant(conn, grant_id, now, reason))
+
+    async def list_grants(
+        self, client_id: str | None = None, username: str | None = None
+    ) -> list[GrantSummary]:
+        return await self._read(lambda conn: lifecycle.list_grants(conn, client_id, username))
+
+    async def security_events(self) -> list[SecurityEvent]:
+        return await self._read(lifecycle.list_security_events)
+
+    async def add_signing_key(self, key: StoredKey, retire_others_at: int | None) -> None:
+        """Stores a new key; older keys without a retirement get `retire_others_at`."""
+        await self._write(lambda conn: registry.add_signing_key(conn, key, retire_others_at))
+
+    async def signing_keys(self) -> list[StoredKey]:
+        return await self._read(registry.list_signing_keys)
+
+    # -- the revocation feed --------------------------------------------------------------------
+
+    async def wait_for_revocations(self, timeout: float) -> float:
+        """Waits until new feed events may exist (at most `timeout`); returns seconds waited."""
+        started = time.monotonic()
+        await self.runner.wait_for_feed(timeout)
+        return time.monotonic() - started
+
+    async def revocations_after(self, since: int, limit: int) -> list[RevocationEvent]:
+        """Feed events with an id above `since`, oldest first (as they are: no gap is checked)."""
+        return await self._read(lambda conn: feed.feed_after(conn, since, limit)[0])
+
+    async def read_feed(self, after: int, limit: int, gaps: Sequence[Gap] = ()) -> FeedRead:
+        """Feed events with an id above `after` (at most `limit`), and the gaps among them
+        and in `gaps` (open ones from an earlier read) checked: those that filled are read,
+        those that may still fill returned. `baton.core.watermark.watermark` gives the cursor a
+        reader may resume from."""
+        return await self._read(lambda conn: feed.read_feed(conn, after, limit, gaps))
+
+    # -- upkeep: the purge, the webhook outbox, the metrics -------------------------------------
+
+    async def purge(self, now: int, retention: int, batch: int = 500) -> int:
+        """One bounded batch of each kind of expired data; returns the rows changed.
+
+        Call it again while it returns more than 0: each call is a short transaction of its
+        own, so a large purge never holds token traffic up.
+        """
+        horizon = now - retention
+        return await self._write(lambda conn: purge.purge_batch(conn, now, horizon, batch))
+
+    async def deliveries_due(self, now: int, oldest: int) -> bool:
+        """Whether any outbox row is due (a read: an idle outbox costs no write transaction)."""
+        return await self._read(lambda conn: outbox.any_due(conn, now, oldest))
+
+    async def claim_deliveries(
+        self, now: int, lease_until: int, oldest: int, limit: int
+    ) -> list[Delivery]:
+        """Leases the due outbox rows to the caller until `lease_until` (`outbox.claim_due`)."""
+        return await self._write(
+            lambda conn: outbox.claim_due(conn, now, lease_until, oldest, limit)
+        )
+
+    async def mark_delivered(self, delivery_id: int, now: int) -> None:
+        await self._write(lambda conn: outbox.mark_delivered(conn, delivery_id, now))
+
+    async def mark_failed(self, delivery_id: int, next_attempt_at: int, error: str) -> None:
+        """Records the error and when to try again (`NEVER`: given up)."""
+        await self._write(
+            lambda conn: outbox.mark_failed(conn, delivery_id, next_attempt_at, error)
+        )
+
+    async def active_grants(self, now: int) -> int:
+        """Grants neither revoked nor past their absolute lifetime (for the metrics)."""
+        return await self._read(lambda conn: stats.active_grants(conn, now))
+
+    def pool_figures(self) -> tuple[int, int] | None:
+        """(connections checked out, pool capacity) of this process's pool, if it counts them."""
+        return stats.pool_figures(self.runner)

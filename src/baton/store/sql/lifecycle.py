@@ -1,0 +1,536 @@
+"""The token lifecycle's transactions: each a function of a connection, run as one transaction.
+
+Redeeming a code, rotating a refresh token (`exchange`), revoking a token or a grant: each reads
+its facts, lets `baton.core.rules` decide, and applies the decision in that same transaction, so
+no decision is ever taken on a state another request has already changed. On SQLite, write
+transactions start with `BEGIN IMMEDIATE`, which takes the database's write lock up front: two
+rotations of one token are serialized before either reads, so the loser reads the winner's
+committed exchange and is answered by the leeway rules. On PostgreSQL (READ COMMITTED) the
+conditional `UPDATE ... WHERE exchanged_at IS NULL` does the same: it waits for the winner's row
+lock, then matches no row.
+
+The facade (`baton.store.sql.facade.SQLStore`) hands these functions to the runner; the admin
+console's queries (`baton.store.sql.admin`) share `revoke_grant` and `read_grant`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from baton.core import rules
+from baton.core.audience import narrowed, stored_resources
+from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts
+from baton.core.pairs import IssuedPair, MintedPair, PlannedPair, plan_pair
+from baton.core.policy import Policy, RetryPolicy
+from baton.core.rules import CodeProblem, CodeRedemption, Reason
+from baton.core.scope import parse as parse_scope
+from baton.core.scope import render as render_scope
+from baton.core.tokens import random_id
+from baton.store.base import (
+    TARGET_REFUSED,
+    Client,
+    ClientChanged,
+    CodeRefused,
+    ExchangeAsk,
+    ExchangeResult,
+    GrantSummary,
+    Issued,
+    NewCode,
+    RedeemResult,
+    Refused,
+    Replayed,
+    RevokeResult,
+    ScopeRefused,
+    SecurityEvent,
+    TokenFacts,
+)
+from baton.store.schema import authorization_codes, grants, refresh_tokens, security_events, users
+from baton.store.sql import outbox
+from baton.store.sql.confirm import confirmed, read_confirming, require_enabled
+from baton.store.sql.feed import announce_access_deaths, wake_feed
+from baton.store.sql.rows import access_from_row, code_facts, grant_from_labels, refresh_from_row
+from baton.store.sql.statements import (
+    ACCESS_FACTS,
+    ANNOUNCE_ACCESS,
+    ANNOUNCE_COMPANION,
+    ANNOUNCE_GRANT,
+    CLAIM_CONTINUATION,
+    CLAIM_SUCCESSOR,
+    COMPANION_LAST_EXPIRY,
+    COMPANIONS_BY_EXPIRY,
+    FORGET_CONSENT,
+    GRANT_COLUMNS,
+    GUARD_FORK,
+    INSERT_ACCESS,
+    INSERT_REFRESH,
+    REFRESH_FACTS,
+    REFRESH_LINEAGE_FACTS,
+    REVOKE_ACCESS,
+    REVOKE_GRANT,
+    UNPAIRED_LAST_EXPIRY,
+)
+
+
+class LostRace(Exception):
+    """Another transaction changed a row between our read and our conditional update."""
+
+
+_REUSE_DETAIL = {
+    Reason.SIBLING_CONTINUED: "a sibling pair issued from the same token was refreshed first",
+    Reason.RETRY_AFTER_CONTINUED: "retried after a pair issued from it was refreshed",
+}
+
+
+# -- codes --------------------------------------------------------------------------------------
+
+
+def save_code(conn: Connection, code: NewCode) -> None:
+    values = {
+        "digest": code.digest,
+        "client_id": code.client_id,
+        "user_id": code.user_id,
+        "redirect_uri": code.redirect_uri,
+        "scope": code.scope,
+        "code_challenge": code.code_challenge,
+        "created_at": code.created_at,
+        "expires_at": code.expires_at,
+        "resources": stored_resources(code.resources),
+    }
+    conn.execute(insert(authorization_codes).values(**values))
+
+
+def redeem_code(
+    conn: Connection,
+    digest: bytes,
+    ask: CodeRedemption,
+    pair: MintedPair,
+    now: int,
+    source_address: str | None,
+    policy: Policy,
+) -> RedeemResult:
+    """A code for a new grant and its first pair; a code presented twice revokes the grant it
+    produced. Raises `LostRace` when another transaction claimed the code first (PostgreSQL):
+    the caller runs it again, and then reads the code as used."""
+    row = (
+        conn.execute(select(authorization_codes).where(authorization_codes.c.digest == digest))
+        .mappings()
+        .first()
+    )
+    code = code_facts(row) if row is not None else None
+    problem = rules.check_code(code, ask, now)
+    if problem is CodeProblem.REUSED:
+        assert code is not None
+        # RFC 6749 §4.1.2: the server SHOULD revoke all tokens previously issued
+        # based on that authorization code.
+        revoked = False
+        if code.grant_id is not None:
+            revoked = revoke_grant(conn, code.grant_id, now, "code_reuse")
+            if revoked:
+                _record(
+                    conn,
+                    "code_reuse",
+                    read_grant(conn, code.grant_id),
+                    None,
+                    now,
+                    source_address,
+                    "authorization code presented twice",
+                )
+        return CodeRefused(problem, revoked_grant=revoked)
+    if problem is not None:
+        return CodeRefused(problem)
+    assert code is not None
+    # RFC 8707 §2.2: the token request may name fewer of the resources the user
+    # consented to, never another (invalid_target); the code stays unused.
+    if narrowed(code.resources, pair.resources) is None:
+        return TARGET_REFUSED
+    # The conditional update makes a double redemption impossible even if two
+    # transactions got this far (PostgreSQL): only one sees `used_at IS NULL`.
+    require_enabled(conn, code.client_id)
+    subject = conn.execute(select(users.c.username).where(users.c.id == code.user_id)).scalar_one()
+    grant = _new_grant(
+        conn, code.client_id, code.user_id, subject, code.scope, now, policy, code.resources
+    )
+    claimed = conn.execute(
+        update(authorization_codes)
+        .where(
+            authorization_codes.c.digest == digest,
+            authorization_codes.c.used_at.is_(None),
+        )
+        .values(used_at=now, grant_id=grant.id)
+    ).rowcount
+    if claimed != 1:
+        raise LostRace()
+    planned = plan_pair(grant, pair, 0, code.scope, now, policy)
+    return Issued(_insert_pair(conn, planned, pair, None))
+
+
+def issue_client_credentials(
+    conn: Connection,
+    client_id: str,
+    scope: str,
+    access: MintedPair,
+    now: int,
+    resources: tuple[str, ...],
+    policy: Policy,
+) -> IssuedPair:
+    require_enabled(conn, client_id)
+    grant = _new_grant(conn, client_id, None, None, scope, now, policy, resources)
+    planned = plan_pair(grant, access, 0, scope, now, policy)
+    return _insert_pair(conn, planned, access, None)
+
+
+# -- refresh and access tokens ------------------------------------------------------------------
+
+
+def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResult:
+    """A refresh: the rules decide on the token's facts (rotate, retry in the leeway, reuse),
+    and the decision is applied here; a lost race decides again on what the winner wrote."""
+    fork = policy.retry is RetryPolicy.FORK
+    token = refresh_facts(conn, ask.digest, ask.client, lineage=fork)
+    if isinstance(token, ClientChanged):
+        return token
+    decision = rules.decide_refresh(token, ask.client_id, ask.now, policy.retry)
+    if isinstance(decision, rules.Reject):
+        return Refused(decision.reason)
+    assert token is not None
+    if isinstance(decision, rules.Fork) and fork and not GUARD_FORK.rowcount(conn, rt_id=token.id):
+        # A child's chain continued since our read (PostgreSQL): decide again on it.
+        return exchange(conn, ask, policy)
+    if isinstance(decision, rules.Replay | rules.Fork):
+        # A retry inside the leeway is no attack, but it is what an operator asks about
+        # ("which client lost a response?"): kept for the grant's timeline.
+        _record(
+            conn,
+            "leeway_retry",
+            token.grant,
+            token.generation,
+            ask.now,
+            ask.source_address,
+            "the same pair sent again (replay)"
+            if isinstance(decision, rules.Replay)
+            else "a sibling pair issued (fork)",
+        )
+    if isinstance(decision, rules.Replay):
+        return Replayed(decision.sealed_response)
+    if isinstance(decision, rules.Reuse):
+        revoked = revoke_grant(conn, token.grant.id, ask.now, rules.REUSE_REVOCATION, token.grant)
+        if revoked:
+            _record(
+                conn,
+                "refresh_token_reuse",
+                token.grant,
+                token.generation,
+                ask.now,
+                ask.source_address,
+                _REUSE_DETAIL.get(
+                    decision.reason,
+                    f"exchanged at {token.exchanged_at}, leeway ended at {token.retire_at}",
+                ),
+            )
+        return Refused(decision.reason, revoked_grant=revoked)
+
+    granted = parse_scope(token.grant.scope)
+    scope = granted if ask.scope is None else ask.scope
+    if not scope <= granted:
+        return ScopeRefused()
+    # RFC 9700 §2.3 / RFC 8707 §2.2: a refresh may narrow the grant's resources, never widen.
+    if narrowed(token.grant.resources, ask.child.resources) is None:
+        return TARGET_REFUSED
+
+    if isinstance(decision, rules.Fork):
+        # Siblings are generation parent + 1; the parent's leeway still runs from its first
+        # exchange (a retry never extends it).
+        planned = plan_pair(
+            token.grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
+        )
+        return Issued(_insert_pair(conn, planned, ask.child, token.id), retry=True)
+
+    if decision.continues is not None and not CLAIM_CONTINUATION.rowcount(
+        conn, parent_id=decision.continues, child_id=token.id
+    ):
+        # Another sibling's chain continued first (PostgreSQL: it committed while we waited for
+        # the parent's row): decide again, on what it wrote; this token is now reuse.
+        return exchange(conn, ask, policy)
+    # Rotate: claim the single successor slot first. Only one transaction can move
+    # `exchanged_at` from NULL; on PostgreSQL a concurrent one waits for our row lock here and
+    # then matches nothing.
+    planned = plan_pair(
+        token.grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
+    )
+    sealed = ask.seal(planned.issued) if ask.seal is not None and policy.leeway > 0 else None
+    # The leeway, like every lifetime, starts at the ceiling of the exchange's second, so a
+    # client never gets less than the configured leeway to retry in; without a leeway (strict)
+    # the old access token dies at the exchange itself.
+    start = max(ask.now, ask.child.lifetimes_from or ask.now) if policy.leeway else ask.now
+    retire_at = start + policy.leeway
+    claimed = CLAIM_SUCCESSOR.rowcount(
+        conn, rt_id=token.id, exchanged=ask.now, retire=retire_at, sealed=sealed
+    )
+    if claimed != 1:
+        # Lost the race (PostgreSQL only: SQLite serialized us before the read). The winner
+        # has committed; decide again on what it wrote.
+        return exchange(conn, ask, policy)
+    # The companion access token of the exchanged token dies at the end of the leeway:
+    # announce it now, so resource servers schedule it themselves (no job runs at that time).
+    announce_access_deaths(conn, ANNOUNCE_COMPANION, token.id, retire_at, ask.now)
+    return Issued(_insert_pair(conn, planned, ask.child, token.id))
+
+
+def find_token(
+    conn: Connection, client: Client, digest: bytes | None, is_refresh: bool, lineage: bool
+) -> TokenFacts | ClientChanged | None:
+    """The facts of a token `client` presented (None: unknown, or no digest to look up), once
+    `client`'s row is confirmed unchanged; a refresh token's with its lineage when `lineage`."""
+    if digest is None:  # nothing to find: a read confirms the client
+        return confirmed(conn, client, None)
+    if is_refresh:
+        return refresh_facts(conn, digest, client, lineage=lineage)
+    return access_facts(conn, digest, client)
+
+
+def revoke_token(
+    conn: Connection, client: Client, digest: bytes, is_refresh: bool, now: int
+) -> RevokeResult | ClientChanged:
+    """RFC 7009: a refresh token revokes its grant, an access token only itself; first
+    `client`'s row is confirmed unchanged."""
+    client_id = client.id
+    if is_refresh:
+        token = refresh_facts(conn, digest, client)
+        if isinstance(token, ClientChanged):
+            return token
+        if token is None:
+            return "nothing"
+        if token.grant.client_id != client_id:
+            return "other_client"
+        # An exchanged token past its leeway is already dead; revoking it (a client
+        # cleaning up) must not take the live family with it.
+        if token.exchanged_at is not None and not token.in_leeway(now):
+            return "nothing"
+        # RFC 7009 §2.1: revoking a refresh token SHOULD also invalidate all access
+        # tokens of the same grant; a revoked grant kills every token of its family.
+        revoked = revoke_grant(
+            conn, token.grant.id, now, "revoked", token.grant, forget_consent=False
+        )
+        return "grant" if revoked else "nothing"
+    access = access_facts(conn, digest, client)
+    if isinstance(access, ClientChanged):
+        return access
+    if access is None:
+        return "nothing"
+    if access.grant.client_id != client_id:
+        return "other_client"
+    if not REVOKE_ACCESS.rowcount(conn, at_id=access.id, now=now):
+        return "nothing"
+    announce_access_deaths(conn, ANNOUNCE_ACCESS, access.id, now, now)
+    return "access_token"
+
+
+# -- grants -------------------------------------------------------------------------------------
+
+
+def read_grant(conn: Connection, grant_id: str) -> GrantFacts | None:
+    row = (
+        conn.execute(
+            select(*GRANT_COLUMNS)
+            .outerjoin(users, users.c.id == grants.c.user_id)
+            .where(grants.c.id == grant_id)
+        )
+        .mappings()
+        .first()
+    )
+    return grant_from_labels(row) if row is not None else None
+
+
+def list_grants(
+    conn: Connection, client_id: str | None, username: str | None
+) -> list[GrantSummary]:
+    stats = (
+        select(
+            refresh_tokens.c.grant_id,
+            func.count().label("n"),
+            func.max(refresh_tokens.c.issued_at).label("last"),
+        )
+        .group_by(refresh_tokens.c.grant_id)
+        .subquery()
+    )
+    query = (
+        select(*GRANT_COLUMNS, stats.c.n, stats.c.last)
+        .outerjoin(users, users.c.id == grants.c.user_id)
+        .outerjoin(stats, stats.c.grant_id == grants.c.id)
+        .order_by(grants.c.created_at, grants.c.id)
+    )
+    if client_id is not None:
+        query = query.where(grants.c.client_id == client_id)
+    if username is not None:
+        query = query.where(users.c.username == username)
+    return [
+        GrantSummary(grant_from_labels(row), row["n"] or 0, row["last"])
+        for row in conn.execute(query).mappings()
+    ]
+
+
+def list_security_events(conn: Connection) -> list[SecurityEvent]:
+    rows = conn.execute(select(security_events).order_by(security_events.c.id)).mappings()
+    return [SecurityEvent(**r) for r in rows]
+
+
+def revoke_grant(
+    conn: Connection,
+    grant_id: str,
+    now: int,
+    reason: str,
+    known: GrantFacts | None = None,
+    *,
+    forget_consent: bool = True,
+) -> bool:
+    """Kills every token of the family at once: liveness is derived from the grant's row.
+
+    The revocation feed hears of it in the same transaction; the entry matters until the last
+    access token of the family would have expired anyway. A reuse, a replayed code, an
+    operator's revocation also forget the user's remembered consent (`forget_consent`): the user
+    is asked again next time, rather than a remembered consent handing whoever holds the client
+    a fresh code. Only the client's own RFC 7009 revocation keeps it (signing out, cleaning up is
+    no sign that its tokens were in the wrong hands, nor the user withdrawing consent).
+    """
+    if REVOKE_GRANT.rowcount(conn, grant_id=grant_id, now=now, reason=reason) != 1:
+        return False
+    last = _last_access_expiry(conn, grant_id, now)
+    ANNOUNCE_GRANT.run(
+        conn,
+        grant_id=grant_id,
+        effective_at=now,
+        expires_at=now if last is None else last,
+        created_at=now,
+    )
+    wake_feed(conn)
+    outbox.grant_revoked(conn, grant_id, reason, now, known)  # a webhook, in the same transaction
+    if forget_consent:
+        FORGET_CONSENT.run(conn, grant_id=grant_id)
+    return True
+
+
+def _last_access_expiry(conn: Connection, grant_id: str, now: int) -> int | None:
+    """The latest `exp` among the grant's access tokens that expire after `now`, or None.
+
+    `access_tokens` has no index of every row by grant (migration 0005): the access tokens
+    with a companion are found through it, the others (client_credentials) by the grant. The
+    companions are read newest expiry first, and only while one could still hold a later
+    access token: an access token never outlives its companion (`Policy.pair_expiries`), so
+    once a companion expires no later than the best found, none after it can do better: the
+    access tokens of one or two companions are read, however long the grant has rotated."""
+    best: int | None = UNPAIRED_LAST_EXPIRY.run(conn, grant_id=grant_id, after=now).fetchone()[0]
+    for refresh_id, refresh_expires_at in COMPANIONS_BY_EXPIRY.run(
+        conn, grant_id=grant_id, after=now
+    ):
+        if best is not None and refresh_expires_at <= best:
+            break
+        found = COMPANION_LAST_EXPIRY.run(conn, key=refresh_id, after=now).fetchone()[0]
+        if found is not None and (best is None or found > best):
+            best = found
+    return best
+
+
+def _new_grant(
+    conn: Connection,
+    client_id: str,
+    user_id: int | None,
+    subject: str | None,
+    scope: str,
+    now: int,
+    policy: Policy,
+    resources: tuple[str, ...] = (),
+) -> GrantFacts:
+    grant = GrantFacts(
+        id=random_id("grt_"),
+        client_id=client_id,
+        user_id=user_id,
+        subject=subject,
+        scope=scope,
+        created_at=now,
+        expires_at=policy.grant_expiry(now),
+        revoked_at=None,
+        revoked_reason=None,
+        resources=resources,
+    )
+    conn.execute(
+        insert(grants).values(
+            id=grant.id,
+            client_id=client_id,
+            user_id=user_id,
+            scope=scope,
+            created_at=now,
+            expires_at=grant.expires_at,
+            resources=stored_resources(resources),
+        )
+    )
+    return grant
+
+
+def _insert_pair(
+    conn: Connection, planned: PlannedPair, pair: MintedPair, parent_id: int | None
+) -> IssuedPair:
+    issued = planned.issued
+    refresh_id: int | None = None
+    if pair.refresh is not None:
+        assert issued.refresh_expires_at is not None
+        refresh_id = INSERT_REFRESH.run(
+            conn,
+            digest=pair.refresh.digest,
+            grant_id=issued.grant_id,
+            parent_id=parent_id,
+            generation=issued.generation,
+            issued_at=planned.issued_at,
+            expires_at=issued.refresh_expires_at,
+        ).fetchone()[0]
+    INSERT_ACCESS.run(
+        conn,
+        digest=planned.access_digest,
+        grant_id=issued.grant_id,
+        refresh_token_id=refresh_id,
+        generation=issued.generation,
+        scope=issued.scope,
+        issued_at=planned.issued_at,
+        expires_at=issued.access_expires_at,
+        jti=planned.jti,
+        audience=planned.audience,
+    )
+    return issued
+
+
+def _record(
+    conn: Connection,
+    kind: str,
+    grant: GrantFacts | None,
+    generation: int | None,
+    now: int,
+    source_address: str | None,
+    detail: str,
+) -> None:
+    fields = {
+        "kind": kind,
+        "grant_id": grant.id if grant else None,
+        "client_id": grant.client_id if grant else None,
+        "subject": grant.subject if grant else None,
+        "generation": generation,
+        "source_address": source_address,
+        "detail": detail,
+    }
+    conn.execute(insert(security_events).values(occurred_at=now, **fields))
+    outbox.security_event(conn, fields, now)  # a webhook
+
+
+def refresh_facts(
+    conn: Connection, digest: bytes, client: Client | None = None, *, lineage: bool = False
+) -> RefreshFacts | ClientChanged | None:
+    """The refresh token stored under `digest`, if `client` (when given) still authenticates
+    as it did; with its lineage (rule 3b) when `lineage`."""
+    facts = REFRESH_LINEAGE_FACTS if lineage else REFRESH_FACTS
+    return read_confirming(conn, facts, client, digest, refresh_from_row)
+
+
+def access_facts(
+    conn: Connection, digest: bytes, client: Client | None = None
+) -> AccessFacts | ClientChanged | None:
+    """The access token stored under `digest`, if `client` (when given) still authenticates
+    as it did."""
+    return read_confirming(conn, ACCESS_FACTS, client, digest, access_from_row)

@@ -1,0 +1,124 @@
+"""Row mappers: a stored row as the value the rules and the server work with, and back.
+
+Pure functions of a row (no connection): every query of the package that reads a client, a
+grant, a token, a code or a feed event makes its value here, so a column added to a table is
+read in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import RowMapping
+
+from baton.core.audience import audience_from_stored, resources_from_stored, stored_resources
+from baton.core.facts import AccessFacts, CodeFacts, CompanionFacts, GrantFacts, RefreshFacts
+from baton.store.base import Client, RevocationEvent
+from baton.store.schema import revocation_events
+
+
+def client_values(client: Client) -> dict[str, Any]:
+    """The `clients` row that stores `client` (every way of registering one writes this)."""
+    return {
+        "id": client.id,
+        "name": client.name,
+        "secret_digest": client.secret_digest,
+        "is_public": client.is_public,
+        "is_resource_server": client.is_resource_server,
+        "redirect_uris": json.dumps(list(client.redirect_uris)),
+        "scope": client.scope,
+        "created_at": client.created_at,
+        "disabled_at": client.disabled_at,
+        "resource_uri": client.resource_uri,
+        "allowed_resources": stored_resources(client.allowed_resources),
+        "remember_consent": client.remember_consent,
+        "require_pkce": client.require_pkce,
+    }
+
+
+def client_from_row(row: RowMapping | dict[str, Any]) -> Client:
+    """A `clients` row as the `Client` it stores."""
+    return Client(
+        id=row["id"],
+        name=row["name"],
+        secret_digest=row["secret_digest"],
+        is_public=bool(row["is_public"]),
+        is_resource_server=bool(row["is_resource_server"]),
+        redirect_uris=tuple(json.loads(row["redirect_uris"])),
+        scope=row["scope"],
+        created_at=row["created_at"],
+        disabled_at=row["disabled_at"],
+        resource_uri=row["resource_uri"],
+        allowed_resources=resources_from_stored(row["allowed_resources"]),
+        remember_consent=bool(row["remember_consent"]),
+        require_pkce=bool(row["require_pkce"]),
+    )
+
+
+def grant_from_labels(row: RowMapping | dict[str, Any]) -> GrantFacts:
+    return GrantFacts(
+        id=row["g_id"],
+        client_id=row["g_client_id"],
+        user_id=row["g_user_id"],
+        subject=row["g_subject"],
+        scope=row["g_scope"],
+        created_at=row["g_created_at"],
+        expires_at=row["g_expires_at"],
+        revoked_at=row["g_revoked_at"],
+        revoked_reason=row["g_revoked_reason"],
+        resources=resources_from_stored(row["g_resources"]),
+    )
+
+
+def refresh_from_row(row: dict[str, Any]) -> RefreshFacts:
+    return RefreshFacts(
+        id=row["id"],
+        grant=grant_from_labels(row),
+        generation=row["generation"],
+        issued_at=row["issued_at"],
+        expires_at=row["expires_at"],
+        exchanged_at=row["exchanged_at"],
+        retire_at=row["retire_at"],
+        revoked_at=row["revoked_at"],
+        sealed_response=row["sealed_response"],
+        parent_id=row.get("parent_id"),
+        continued_id=row.get("continued_id"),
+        parent_continued_id=row.get("parent_continued_id"),
+    )
+
+
+def access_from_row(row: dict[str, Any]) -> AccessFacts:
+    companion = None
+    if row["refresh_token_id"] is not None:
+        companion = CompanionFacts(retire_at=row["rt_retire_at"], revoked_at=row["rt_revoked_at"])
+    return AccessFacts(
+        id=row["id"],
+        grant=grant_from_labels(row),
+        generation=row["generation"],
+        scope=row["scope"],
+        issued_at=row["issued_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+        companion=companion,
+        jti=row["jti"],
+        audience=audience_from_stored(row["audience"]),
+    )
+
+
+def code_facts(row: RowMapping) -> CodeFacts:
+    return CodeFacts(
+        client_id=row["client_id"],
+        user_id=row["user_id"],
+        redirect_uri=row["redirect_uri"],
+        scope=row["scope"],
+        code_challenge=row["code_challenge"],
+        expires_at=row["expires_at"],
+        used_at=row["used_at"],
+        grant_id=row["grant_id"],
+        resources=resources_from_stored(row["resources"]),
+    )
+
+
+def feed_event(row: RowMapping) -> RevocationEvent:
+    return RevocationEvent(**{column.name: row[column.name] for column in revocation_events.c})
