@@ -7,7 +7,6 @@ from pathlib import Path
 import anyio
 
 from baton.store.engines import SQLITE_POOL, PoolSettings, Runner, open_runner
-from baton.store.stats import pool_figures
 
 
 def figures_of(runner: Runner) -> tuple[int, int] | None:
@@ -15,7 +14,7 @@ def figures_of(runner: Runner) -> tuple[int, int] | None:
         try:
             if runner.dialect == "sqlite":  # (PostgreSQL: nothing listens at that port)
                 await runner.read(lambda conn: None)
-            return pool_figures(runner)
+            return runner.pool_use()
         finally:
             await runner.close()
 
@@ -33,8 +32,3 @@ def test_a_sqlite_file_reports_its_pool_and_memory_none(tmp_path: Path) -> None:
     # The reader connection stays checked out between reads.
     assert figures_of(open_runner(str(tmp_path / "s.db"))) == (1, SQLITE_POOL.capacity)
     assert figures_of(open_runner("sqlite:///:memory:")) is None
-
-
-def test_something_without_a_pool_use_has_no_figures() -> None:
-    assert pool_figures(None) is None
-    assert pool_figures(object()) is None

@@ -19,11 +19,17 @@ CONFIG_VARIABLE = "BATON_SERVE_CONFIG"
 
 def create() -> Starlette:
     config = ServeConfig.from_json(os.environ[CONFIG_VARIABLE])
-    store = SQLStore.open(config.db, config.settings.policy, config.pool, config.sqlite)
+    store = SQLStore.open(
+        config.db,
+        config.settings.policy,
+        config.pool,
+        config.sqlite,
+        fast_paths=config.settings.fast_paths,
+    )
     app = create_app(config.settings, store)
     # Everything loaded so far (modules, metadata, statements) lives as long as the process:
-    # moved out of the collector's sight, it no longer makes each full collection a pause of
-    # tens of milliseconds in the middle of requests.
+    # moved out of the collector's sight, it no longer makes each full collection a long pause
+    # in the middle of requests.
     gc.collect()
     gc.freeze()
     return app

@@ -67,8 +67,11 @@ class SQLStore:
         policy: Policy | None = None,
         pool: PoolSettings | None = None,
         sqlite: SQLiteSettings | None = None,
+        *,
+        fast_paths: bool = True,
     ) -> SQLStore:
-        return cls(open_runner(db, pool, sqlite), policy or Policy())
+        """The store of `db`; `fast_paths` is `Settings.fast_paths` (`baton.store.prepared`)."""
+        return cls(open_runner(db, pool, sqlite, fast_paths=fast_paths), policy or Policy())
 
     @property
     def dialect(self) -> str:
@@ -340,4 +343,4 @@ class SQLStore:
 
     def pool_figures(self) -> tuple[int, int] | None:
         """(connections checked out, pool capacity) of this process's pool, if it counts them."""
-        return stats.pool_figures(self.runner)
+        return self.runner.pool_use()
