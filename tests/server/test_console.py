@@ -105,13 +105,14 @@ def test_a_grant_its_timeline_and_its_events(
     # The browser's session is root's: root signed in and allowed the client.
     listing = http.get("/admin/grants", params={"user": "root", "status": "revoked"})
     (grant_id,) = set(re.findall(r"grt_[0-9A-Za-z_-]+", listing.text))
-    assert "revoked: reuse" in listing.text
+    assert '<span class="badge red">revoked: reuse</span>' in listing.text  # a reuse cause
     assert http.get("/admin/grants", params={"status": "active"}).text.count(grant_id) == 0
 
     page = http.get(f"/admin/grants/{grant_id}")
     assert page.status_code == 200
     html = page.text
     assert html.count('class="bar-refresh"') == 2
+    assert '<span class="badge red">revoked (reuse)</span>' in html
     assert 'class="retry"' in html and 'class="reuse"' in html and 'class="leeway"' in html
     assert "refresh_token_reuse</span>" in html and "leeway_retry</span>" in html
     # No token is ever shown, and the page needs neither script nor inline style.

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from baton.core import rules
+from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.errors import OAuthError, error_description
 from tests.support import RegisteredClient, authorization_request
 
@@ -74,7 +75,7 @@ def test_every_reason_a_rule_gives_is_within_the_rfc_charset() -> None:
 
 @given(st.text())
 def test_any_description_is_sent_within_the_rfc_charset(text: str) -> None:
-    error = OAuthError("invalid_request", text)
+    error = OAuthError(ErrorCode.INVALID_REQUEST, text)
     assert ALLOWED.fullmatch(error.description)
     bytes(error.response().body).decode("ascii")  # and the JSON body is plain ASCII
 

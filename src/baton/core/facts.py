@@ -19,7 +19,7 @@ class GrantFacts:
     created_at: int
     expires_at: int
     revoked_at: int | None
-    revoked_reason: str | None
+    revoked_reason: str | None  # a `RevocationCause`, as stored
     resources: tuple[str, ...] = ()  # RFC 8707: what its tokens may be for (`grants.resources`)
 
     def live(self, now: int) -> bool:

@@ -12,6 +12,7 @@ from enum import StrEnum
 from baton.core.facts import AccessFacts, CodeFacts, RefreshFacts
 from baton.core.pkce import verify_s256
 from baton.core.policy import RetryPolicy
+from baton.core.vocabulary import RevocationCause
 
 
 class Reason(StrEnum):
@@ -92,7 +93,7 @@ def decide_refresh(
     if grant.client_id != client_id:
         return Reject(Reason.UNKNOWN)
     if grant.revoked_at is not None:
-        if grant.revoked_reason == REUSE_REVOCATION:
+        if grant.revoked_reason == RevocationCause.REUSE:
             return Reject(Reason.GRANT_REVOKED_BY_REUSE)
         return Reject(Reason.REVOKED)
     if token.revoked_at is not None:
@@ -133,8 +134,8 @@ def decide_refresh(
 REUSE_REASONS = frozenset({Reason.REUSED, Reason.SIBLING_CONTINUED, Reason.RETRY_AFTER_CONTINUED})
 """The refusals that are a reuse detection (rules 4 and 3b)."""
 
-REUSE_REVOCATION = "reuse"
-"""`grants.revoked_reason` when reuse detection revoked the grant."""
+REUSE_REVOCATION = RevocationCause.REUSE
+"""`grants.revoked_reason` when reuse detection revoked the grant (`RevocationCause.REUSE`)."""
 
 
 # -- liveness, for introspection (rule 8) --------------------------------------------------------

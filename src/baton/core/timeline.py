@@ -20,6 +20,7 @@ from enum import StrEnum
 from baton.core import rules
 from baton.core.facts import AccessFacts, CompanionFacts, GrantFacts, RefreshFacts
 from baton.core.policy import RetryPolicy
+from baton.core.vocabulary import RevocationCause, SecurityEventKind
 
 # -- the stored facts, as the store hands them over ----------------------------------------------
 
@@ -49,15 +50,11 @@ class AccessRecord:
 class EventRecord:
     """A security event of the grant (`security_events`)."""
 
-    kind: str
+    kind: str  # a `SecurityEventKind`, as stored
     generation: int | None
     occurred_at: int
     detail: str | None = None
 
-
-REUSE = "refresh_token_reuse"
-CODE_REUSE = "code_reuse"
-LEEWAY_RETRY = "leeway_retry"
 
 # -- the picture's parts ------------------------------------------------------------------------
 
@@ -191,9 +188,9 @@ def _access_at(
 
 
 def _grant_revoked_cause(grant: GrantFacts) -> str:
-    if grant.revoked_reason == rules.REUSE_REVOCATION:
+    if grant.revoked_reason == RevocationCause.REUSE:
         return "grant revoked: reuse detected"
-    if grant.revoked_reason == "code_reuse":
+    if grant.revoked_reason == RevocationCause.CODE_REUSE:
         return "grant revoked: authorization code replayed"
     return f"grant revoked ({grant.revoked_reason or 'unknown reason'})"
 
@@ -319,11 +316,11 @@ def build(
 
 def _event_mark(event: EventRecord) -> Mark | None:
     note = event.detail or ""
-    if event.kind == LEEWAY_RETRY:
+    if event.kind == SecurityEventKind.LEEWAY_RETRY:
         return Mark(Kind.RETRY, event.occurred_at, event.generation, note or "retried")
-    if event.kind == REUSE:
+    if event.kind == SecurityEventKind.REFRESH_TOKEN_REUSE:
         return Mark(Kind.REUSE, event.occurred_at, event.generation, note or "reuse detected")
-    if event.kind == CODE_REUSE:
+    if event.kind == SecurityEventKind.CODE_REUSE:
         return Mark(Kind.CODE_REUSE, event.occurred_at, None, note or "code replayed")
     return None
 

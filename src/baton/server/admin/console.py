@@ -27,6 +27,13 @@ from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.tokens import TokenKind, mint, random_id
+from baton.core.vocabulary import (
+    REUSE_CAUSES,
+    ErrorCode,
+    FeedEntryKind,
+    RevocationCause,
+    SecurityEventKind,
+)
 from baton.server.admin.queries import AdminQueries
 from baton.server.admin.timeline_svg import duration, minute, render, when
 from baton.server.endpoints.errors import OAuthError
@@ -43,15 +50,16 @@ templates = Jinja2Templates(directory=str(_HERE / "templates"))
 templates.env.filters["when"] = lambda t: when(t) if t is not None else "—"
 templates.env.filters["minute"] = lambda t: minute(t) if t is not None else "—"
 templates.env.filters["duration"] = duration
+templates.env.globals["reuse_causes"] = REUSE_CAUSES  # shown in red
 _STYLESHEET = (_HERE / "static" / "admin.css").read_text()
 _NO_STORE = {"Cache-Control": "no-store"}
 _STATUSES: tuple[str, ...] = get_args(GrantStatus)
 _EVENT_KINDS = (
-    "refresh_token_reuse",
-    "code_reuse",
-    "login_lockout",
-    "leeway_retry",
-    "client_disabled",
+    SecurityEventKind.REFRESH_TOKEN_REUSE,
+    SecurityEventKind.CODE_REUSE,
+    SecurityEventKind.LOGIN_LOCKOUT,
+    SecurityEventKind.LEEWAY_RETRY,
+    SecurityEventKind.CLIENT_DISABLED,
 )
 
 
@@ -63,7 +71,7 @@ def install(app: Starlette) -> None:
 def _admin_store(request: Request) -> AdminQueries:
     found: AdminQueries | None = getattr(request.app.state, "admin_store", None)
     if found is None:
-        raise OAuthError("invalid_request", "the admin console needs an SQL store", 404)
+        raise OAuthError(ErrorCode.INVALID_REQUEST, "the admin console needs an SQL store", 404)
     return found
 
 
@@ -75,7 +83,7 @@ async def record_lockout(request: Request, username: str, seconds: float) -> Non
         return
     try:
         await found.record_security_event(
-            "login_lockout",
+            SecurityEventKind.LOGIN_LOCKOUT,
             baton(request).clock.now(),
             subject=username[:200],
             source_address=source_address(request),
@@ -242,7 +250,7 @@ async def revoke_grant(request: Request) -> Response:
     user, _form = posted
     grant_id = request.path_params["grant_id"]
     if await _admin_store(request).revoke_grant(grant_id, _actor(request, user)):
-        metrics.of(request).revoked("grant", "admin")
+        metrics.of(request).revoked(FeedEntryKind.GRANT, RevocationCause.ADMIN)
     return RedirectResponse(f"/admin/grants/{quote(grant_id)}", status_code=303)
 
 
@@ -334,7 +342,9 @@ async def disable_client(request: Request) -> Response:
         request.path_params["client_id"], _actor(request, user)
     )
     if disabled is not None and disabled.grants_revoked:
-        revocations = metrics.of(request).revocations.labels("grant", "client_disabled")
+        revocations = metrics.of(request).revocations.labels(
+            FeedEntryKind.GRANT, RevocationCause.CLIENT_DISABLED.metric_label
+        )
         revocations.inc(disabled.grants_revoked)
     return RedirectResponse("/admin/clients", status_code=303)
 

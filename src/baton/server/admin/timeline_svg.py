@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from xml.sax.saxutils import escape, quoteattr
 
 from baton.core.timeline import Bar, Kind, Mark, Span, Timeline
+from baton.core.vocabulary import REUSE_CAUSES
 
 WIDTH = 1000
 LEFT = 96  # the row labels
@@ -261,10 +262,7 @@ def _family_marks(scale: _Scale, timeline: Timeline, height: int) -> list[str]:
     out = []
     for mark in timeline.marks:
         x = scale.x(mark.at)
-        red = mark.kind is not Kind.REVOKED or timeline.grant.revoked_reason in (
-            "reuse",
-            "code_reuse",
-        )
+        red = mark.kind is not Kind.REVOKED or timeline.grant.revoked_reason in REUSE_CAUSES
         colour = REUSE if red else REVOKED
         cls = "family-reuse" if red else "family-revoked"
         title = f"{mark.kind.value} at {when(mark.at)}: {mark.note}"

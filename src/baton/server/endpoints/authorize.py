@@ -25,6 +25,7 @@ from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.tokens import TokenKind, mint
+from baton.core.vocabulary import ErrorCode
 from baton.passwords import verify_password
 from baton.server.admin.console import record_lockout
 from baton.server.endpoints.clientauth import enabled_client
@@ -69,7 +70,7 @@ class PageError(Exception):
 class RedirectError(Exception):
     """An error sent back to the client's redirect URI (RFC 6749 §4.1.2.1)."""
 
-    def __init__(self, error: str, description: str) -> None:
+    def __init__(self, error: ErrorCode, description: str) -> None:
         super().__init__(description)
         self.error = error
         # The same characters as a JSON error's (RFC 6749 §4.1.2.1): it may quote the request.
@@ -134,7 +135,7 @@ class _WithRequest(Exception):
 def _checked(request: AuthorizationRequest, form: Form) -> AuthorizationRequest:
     response_type = form.get("response_type")
     if response_type != "code":
-        raise RedirectError("unsupported_response_type", "response_type must be code")
+        raise RedirectError(ErrorCode.UNSUPPORTED_RESPONSE_TYPE, "response_type must be code")
     allowed = parse_scope(request.client.scope)
     try:
         # RFC 6749 §3.3: an omitted scope is the client's registered scope (which may be empty:
@@ -142,35 +143,43 @@ def _checked(request: AuthorizationRequest, form: Form) -> AuthorizationRequest:
         asked = form.get("scope")
         scope = allowed if asked is None else parse_scope(asked)
     except ScopeError as exc:
-        raise RedirectError("invalid_scope", str(exc)) from None
+        raise RedirectError(ErrorCode.INVALID_SCOPE, str(exc)) from None
     if not scope <= allowed:
-        raise RedirectError("invalid_scope", "requested scope exceeds the client's scope")
+        raise RedirectError(ErrorCode.INVALID_SCOPE, "requested scope exceeds the client's scope")
     try:
         # RFC 8707 §2: each `resource` an absolute URI the client may have, else invalid_target.
         resources = choose_resources(form.every("resource"), request.client.allowed_resources)
     except TargetError as exc:
-        raise RedirectError("invalid_target", str(exc)) from None
+        raise RedirectError(ErrorCode.INVALID_TARGET, str(exc)) from None
     challenge = form.get("code_challenge")
     method = form.get("code_challenge_method")
     if challenge is None:
         if request.client.is_public:
             # RFC 9700 §2.1.1: public clients MUST use PKCE.
-            raise RedirectError("invalid_request", "PKCE is required: send code_challenge (S256)")
+            raise RedirectError(
+                ErrorCode.INVALID_REQUEST, "PKCE is required: send code_challenge (S256)"
+            )
         if request.client.require_pkce:
             # OAuth 2.1 §4.1.1: confidential clients too, unless the operator opted this one out.
             raise RedirectError(
-                "invalid_request", "PKCE is required for this client: send code_challenge (S256)"
+                ErrorCode.INVALID_REQUEST,
+                "PKCE is required for this client: send code_challenge (S256)",
             )
         if method is not None:
-            raise RedirectError("invalid_request", "code_challenge_method without code_challenge")
+            raise RedirectError(
+                ErrorCode.INVALID_REQUEST, "code_challenge_method without code_challenge"
+            )
     else:
         # RFC 7636 §4.3 defaults the method to `plain`, which Baton does not accept.
         if method != "S256":
             raise RedirectError(
-                "invalid_request", "code_challenge_method must be S256 (plain is not supported)"
+                ErrorCode.INVALID_REQUEST,
+                "code_challenge_method must be S256 (plain is not supported)",
             )
         if not pkce.is_valid_challenge(challenge):
-            raise RedirectError("invalid_request", "code_challenge must be 43 base64url characters")
+            raise RedirectError(
+                ErrorCode.INVALID_REQUEST, "code_challenge must be 43 base64url characters"
+            )
     return replace(request, scope=scope, resources=resources, code_challenge=challenge)
 
 
@@ -275,7 +284,10 @@ async def _authorize(request: Request, form: Form, decision: str | None, status:
         return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
 
     if decision == "deny":
-        params = {"error": "access_denied", "error_description": "the user denied the request"}
+        params = {
+            "error": ErrorCode.ACCESS_DENIED,
+            "error_description": "the user denied the request",
+        }
         return _redirect(app, auth, params, status)
     now = app.clock.now()
     if decision == "allow":

@@ -16,6 +16,7 @@ from urllib.parse import unquote_plus
 from starlette.requests import Request
 
 from baton.core.tokens import digest
+from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.errors import OAuthError, invalid_client, invalid_request
 from baton.server.endpoints.forms import Form
 from baton.server.endpoints.stores import ClientLookup
@@ -213,7 +214,7 @@ async def confirmed(
     # The row changed under each of three fresh reads: an administrator editing the client in
     # a loop. Nothing was done; the client may simply try again.
     raise OAuthError(
-        "temporarily_unavailable",
+        ErrorCode.TEMPORARILY_UNAVAILABLE,
         "the client's registration changed while the request was served; retry shortly",
         503,
         {"Retry-After": str(RETRY_AFTER_SECONDS)},

@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 from starlette.requests import Request
 from starlette.responses import Response
 
+from baton.core.vocabulary import ErrorCode
+
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 # What Starlette's JSONResponse renders (compact, UTF-8, no NaN), with the encoder made once:
@@ -74,7 +76,7 @@ class OAuthError(Exception):
 
     def __init__(
         self,
-        error: str,
+        error: ErrorCode,
         description: str,
         status: int = 400,
         headers: dict[str, str] | None = None,
@@ -94,14 +96,14 @@ class OAuthError(Exception):
 
 
 def invalid_request(description: str, status: int = 400) -> OAuthError:
-    return OAuthError("invalid_request", description, status)
+    return OAuthError(ErrorCode.INVALID_REQUEST, description, status)
 
 
 def invalid_client(description: str) -> OAuthError:
     # RFC 6749 §5.2: 401 with a WWW-Authenticate challenge (a MUST when the client tried the
     # Authorization header; harmless otherwise, and it tells the client which scheme works).
     challenge = {"WWW-Authenticate": 'Basic realm="baton"'}
-    return OAuthError("invalid_client", description, 401, challenge)
+    return OAuthError(ErrorCode.INVALID_CLIENT, description, 401, challenge)
 
 
 async def oauth_error_handler(_request: Request, exc: Exception) -> Response:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from baton.core.vocabulary import ErrorCode, FeedEntryKind
 from baton.core.watermark import Gap, coalesce, covers, watermark
 from baton.server.endpoints.clientauth import authenticate
 from baton.server.endpoints.errors import NO_STORE, NoStoreJSON, OAuthError, invalid_request
@@ -49,7 +50,7 @@ def event_body(event: RevocationEvent) -> dict[str, Any]:
         "effective_at": event.effective_at,
         "expires_at": event.expires_at,
     }
-    if event.kind == "access_token":
+    if event.kind == FeedEntryKind.ACCESS_TOKEN:
         body["jti"] = event.jti
         body["token_digest"] = event.token_digest.hex() if event.token_digest else None
     return body
@@ -59,7 +60,7 @@ async def _resource_server(request: Request, app: Baton) -> Client:
     client = await authenticate(request, Form([]), app.store, allow_public=False)
     if not client.is_resource_server:
         raise OAuthError(
-            "unauthorized_client",
+            ErrorCode.UNAUTHORIZED_CLIENT,
             "only clients registered with --resource-server may read the revocation feed",
             403,
         )

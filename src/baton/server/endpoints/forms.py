@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect, Request
 
+from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.errors import OAuthError, invalid_request
 
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -127,8 +128,10 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
 
 
 def _wrong_type() -> OAuthError:
-    return OAuthError("invalid_request", f"Content-Type must be {FORM_TYPE}", status=415)
+    return OAuthError(ErrorCode.INVALID_REQUEST, f"Content-Type must be {FORM_TYPE}", status=415)
 
 
 def _too_large(max_bytes: int) -> OAuthError:
-    return OAuthError("invalid_request", f"request body exceeds {max_bytes} bytes", status=413)
+    return OAuthError(
+        ErrorCode.INVALID_REQUEST, f"request body exceeds {max_bytes} bytes", status=413
+    )

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from baton.config import Settings
+from baton.core.vocabulary import ErrorCode, FeedEntryKind
 from baton.server.runtime.context import baton
 
 FORM = "application/x-www-form-urlencoded"
@@ -208,17 +209,17 @@ _SCHEMAS: dict[str, Schema] = {
             "error": {
                 "type": "string",
                 "enum": [
-                    "invalid_request",
-                    "invalid_client",
-                    "invalid_grant",
-                    "unauthorized_client",
-                    "unsupported_grant_type",
-                    "invalid_scope",
-                    "invalid_target",
-                    "temporarily_unavailable",
-                    "too_many_requests",
-                    "slow_down",
-                    "server_error",
+                    ErrorCode.INVALID_REQUEST,
+                    ErrorCode.INVALID_CLIENT,
+                    ErrorCode.INVALID_GRANT,
+                    ErrorCode.UNAUTHORIZED_CLIENT,
+                    ErrorCode.UNSUPPORTED_GRANT_TYPE,
+                    ErrorCode.INVALID_SCOPE,
+                    ErrorCode.INVALID_TARGET,
+                    ErrorCode.TEMPORARILY_UNAVAILABLE,
+                    ErrorCode.TOO_MANY_REQUESTS,
+                    ErrorCode.SLOW_DOWN,
+                    ErrorCode.SERVER_ERROR,
                 ],
             },
             "error_description": {"type": "string", "description": "Which rule fired."},
@@ -371,7 +372,7 @@ _SCHEMAS: dict[str, Schema] = {
         "required": ["id", "kind", "grant_id", "effective_at", "expires_at"],
         "properties": {
             "id": {"type": "integer", "minimum": 1},
-            "kind": {"enum": ["access_token", "grant"]},
+            "kind": {"enum": [FeedEntryKind.ACCESS_TOKEN, FeedEntryKind.GRANT]},
             "grant_id": {"type": "string"},
             "effective_at": {"type": "integer"},
             "expires_at": {"type": "integer"},

@@ -12,6 +12,7 @@ from baton.core.audience import aud_claim
 from baton.core.facts import AccessFacts
 from baton.core.keys import looks_like_jwt
 from baton.core.tokens import TokenKind, digest, kind_of
+from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.clientauth import confirmed
 from baton.server.endpoints.errors import NO_STORE, NoStoreJSON, OAuthError
 from baton.server.endpoints.forms import Form, read_form
@@ -40,7 +41,7 @@ async def revocation_endpoint(request: Request) -> Response:
         # revocation request. If this validation fails, the request is refused and the client
         # is informed of the error". The answer says a token exists only to a client that holds
         # it already, so it is no oracle worth departing from the RFC for.
-        raise OAuthError("invalid_request", "the token was issued to another client")
+        raise OAuthError(ErrorCode.INVALID_REQUEST, "the token was issued to another client")
     # RFC 7009 §2.2: invalid, unknown and already revoked tokens get 200 as well.
     return Response(status_code=200, headers=NO_STORE)
 

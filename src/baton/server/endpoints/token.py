@@ -13,6 +13,7 @@ from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.seal import open_seal, sealer
 from baton.core.tokens import TokenKind, digest, kind_of
+from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.clientauth import authenticate, charge_after, charge_before, confirmed
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError, invalid_client
 from baton.server.endpoints.forms import Form, read_form
@@ -45,7 +46,7 @@ async def token_endpoint(request: Request) -> NoStoreJSON:
         handler = _HANDLERS.get(grant_type)
         if handler is None:
             raise OAuthError(
-                "unsupported_grant_type", f"grant_type {grant_type!r} is not supported"
+                ErrorCode.UNSUPPORTED_GRANT_TYPE, f"grant_type {grant_type!r} is not supported"
             )
         client = await authenticate(request, form, app.store)
         await charge_before(app, client)
@@ -56,11 +57,11 @@ async def token_endpoint(request: Request) -> NoStoreJSON:
 
 
 def invalid_grant(description: str) -> OAuthError:
-    return OAuthError("invalid_grant", description)
+    return OAuthError(ErrorCode.INVALID_GRANT, description)
 
 
 def invalid_target(description: str) -> OAuthError:
-    return OAuthError("invalid_target", description)
+    return OAuthError(ErrorCode.INVALID_TARGET, description)
 
 
 def _new_pair(app: Baton, resources: tuple[str, ...], with_refresh: bool = True) -> MintedPair:
@@ -93,7 +94,7 @@ def _requested_scope(form: Form) -> frozenset[str] | None:
     try:
         return parse_scope(text)
     except ScopeError as exc:
-        raise OAuthError("invalid_scope", str(exc)) from None
+        raise OAuthError(ErrorCode.INVALID_SCOPE, str(exc)) from None
 
 
 async def _authorization_code(
@@ -158,10 +159,10 @@ async def _refresh_token(
     if isinstance(result, Replayed):
         payload = open_seal(presented, presented_digest, result.sealed_response)
         if payload is None:  # cannot happen unless the row was tampered with
-            raise OAuthError("server_error", "the sealed response could not be opened", 500)
+            raise OAuthError(ErrorCode.SERVER_ERROR, "the sealed response could not be opened", 500)
         return IssuedPair.from_seal_payload(payload)
     if isinstance(result, ScopeRefused):
-        raise OAuthError("invalid_scope", "requested scope exceeds the scope of the grant")
+        raise OAuthError(ErrorCode.INVALID_SCOPE, "requested scope exceeds the scope of the grant")
     if isinstance(result, TargetRefused):
         raise invalid_target("a requested resource is not one of the grant's resources")
     assert isinstance(result, Refused)
@@ -173,14 +174,16 @@ async def _client_credentials(
 ) -> IssuedPair:
     if client.is_public:
         raise OAuthError(
-            "unauthorized_client", "client_credentials is for confidential clients only"
+            ErrorCode.UNAUTHORIZED_CLIENT, "client_credentials is for confidential clients only"
         )
     allowed = parse_scope(client.scope)
     scope = _requested_scope(form)
     if scope is None:
         scope = allowed  # RFC 6749 §3.3: the pre-defined default is the client's scope
     elif not scope <= allowed:
-        raise OAuthError("invalid_scope", "requested scope exceeds the client's registered scope")
+        raise OAuthError(
+            ErrorCode.INVALID_SCOPE, "requested scope exceeds the client's registered scope"
+        )
     # RFC 8707 §2: only resources the client is allowed (none named: all of them); the grant
     # records them, and the token is for them.
     resources = narrowed(client.allowed_resources, _resource(form))

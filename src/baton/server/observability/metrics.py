@@ -38,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from baton.core.rules import REUSE_REASONS, CodeProblem
+from baton.core.vocabulary import ErrorCode, FeedEntryKind, RevocationCause
 from baton.store.base import (
     CodeRefused,
     ExchangeResult,
@@ -176,25 +177,25 @@ class Metrics:
         elif isinstance(result, Refused) and result.reason in REUSE_REASONS:
             self.refresh_reuse.inc()
             if result.revoked_grant:
-                self.revoked("grant", "reuse")
+                self.revoked(FeedEntryKind.GRANT, RevocationCause.REUSE)
 
     def redeemed(self, result: RedeemResult) -> None:
         """A code redemption at /token: a used code presented again is a replay (§4.1.2)."""
         if isinstance(result, CodeRefused) and result.problem is CodeProblem.REUSED:
             self.code_reuse.inc()
             if result.revoked_grant:
-                self.revoked("grant", "code_reuse")
+                self.revoked(FeedEntryKind.GRANT, RevocationCause.CODE_REUSE)
 
     def client_revoked(self, outcome: RevokeResult) -> None:
         """A revocation at /revoke (RFC 7009) that changed something."""
         if outcome == "grant":
-            self.revoked("grant", "rfc7009")
+            self.revoked(FeedEntryKind.GRANT, RevocationCause.REVOKED)
         elif outcome == "access_token":
-            self.revoked("access_token", "rfc7009")
+            self.revoked(FeedEntryKind.ACCESS_TOKEN, RevocationCause.REVOKED)
 
-    def revoked(self, what: str, cause: str) -> None:
+    def revoked(self, what: FeedEntryKind, cause: RevocationCause) -> None:
         """Also for revocations decided elsewhere in the server (e.g. an admin console)."""
-        self.revocations.labels(what, cause).inc()
+        self.revocations.labels(what, cause.metric_label).inc()
 
     # -- at scrape time ----------------------------------------------------------------------
 
@@ -254,7 +255,10 @@ def metrics_endpoint(token: str | None) -> Callable[[Request], Awaitable[Respons
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 return JSONResponse(
-                    {"error": "invalid_token", "error_description": "a metrics token is required"},
+                    {
+                        "error": ErrorCode.INVALID_TOKEN,
+                        "error_description": "a metrics token is required",
+                    },
                     status_code=401,
                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
                 )

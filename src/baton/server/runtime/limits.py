@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.errors import OAuthError
 
 LOCKOUT_FREE_FAILURES = 5
@@ -258,7 +259,7 @@ class RedisBuckets:
 def too_many(wait: float, what: str) -> OAuthError:
     retry_after = max(1, int(wait + 0.999))
     return OAuthError(
-        "too_many_requests",
+        ErrorCode.TOO_MANY_REQUESTS,
         f"rate limit exceeded for this {what}; retry after {retry_after} s",
         429,
         {"Retry-After": str(retry_after)},
