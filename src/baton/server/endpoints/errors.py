@@ -10,6 +10,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from baton.wire import ErrorResponse
+
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 # What Starlette's JSONResponse renders (compact, UTF-8, no NaN), with the encoder made once:
@@ -83,11 +85,8 @@ class OAuthError(Exception):
         self.headers = headers or {}
 
     def response(self) -> NoStoreJSON:
-        return NoStoreJSON(
-            {"error": self.error, "error_description": self.description},
-            status_code=self.status,
-            headers=self.headers,
-        )
+        body: ErrorResponse = {"error": self.error, "error_description": self.description}
+        return NoStoreJSON(body, status_code=self.status, headers=self.headers)
 
 
 def invalid_request(description: str, status: int = 400) -> OAuthError:
