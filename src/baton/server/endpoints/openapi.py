@@ -13,6 +13,7 @@ operations below; the response bodies' schemas are generated from their types (`
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import types
 from functools import cache
@@ -57,10 +58,7 @@ def _member(hint: Any) -> Schema:
         schema = _member(args[0])
         for facet in hint.__metadata__:
             if isinstance(facet, wire.Facet):
-                given = {"description": facet.description, "minimum": facet.minimum}
-                schema |= {k: v for k, v in given.items() if v is not None}
-                if facet.pattern is not None:
-                    schema["pattern"] = facet.pattern
+                schema |= {k: v for k, v in dataclasses.asdict(facet).items() if v is not None}
         return schema
     if origin is Literal:
         return {"const": args[0]} if len(args) == 1 else {"enum": list(args)}
