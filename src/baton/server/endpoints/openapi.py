@@ -99,9 +99,8 @@ def _param(description: str, **extra: Any) -> Schema:
 
 
 def _query(name: str, description: str, schema: Schema, where: str = "query") -> Schema:
-    return {"name": name, "in": where, "required": False, "description": description} | {
-        "schema": schema
-    }
+    parameter = {"name": name, "in": where, "required": False, "description": description}
+    return parameter | {"schema": schema}
 
 
 def _form(required: list[str], properties: dict[str, Schema], description: str = "") -> Schema:
