@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from baton.server.endpoints import openapi
 from baton.server.endpoints.openapi import openapi_document
+from baton.server.routes import TABLE
 from tests.hardening.api_fuzz import Report, fuzz_target, run_operations, run_stateful
 from tests.support import running_app
 
@@ -28,7 +29,7 @@ def test_the_served_document_is_valid_openapi_and_lists_every_route(tmp_path: Pa
         assert served.status_code == 200
         document = served.json()
         app = cast(Starlette, http.app)
-        assert document == openapi_document(app.state.baton.settings)
+        assert document == openapi_document(app.state.baton.settings, TABLE)
         schema = schemathesis.openapi.from_dict(document)
         schema.validate()
         routes = {
@@ -78,12 +79,12 @@ def test_stateful_scenarios_along_the_links(tmp_path: Path) -> None:
 def test_the_checks_catch_a_wrong_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The harness can fail: a document that forgets `refresh_token_expires_in` and closes the
     token response is caught by the response-schema check."""
-    wrong = dict(openapi._SCHEMAS["TokenResponse"], additionalProperties=False)
+    wrong = dict(openapi.SCHEMAS["TokenResponse"], additionalProperties=False)
     wrong["properties"] = {
         k: v for k, v in wrong["properties"].items() if k != "refresh_token_expires_in"
     }
     wrong.pop("dependentRequired")
-    monkeypatch.setitem(openapi._SCHEMAS, "TokenResponse", wrong)
+    monkeypatch.setitem(openapi.SCHEMAS, "TokenResponse", wrong)
     with fuzz_target(tmp_path) as target:
         run_stateful(target, 10)
         report = target.report

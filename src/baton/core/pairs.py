@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from baton.core.audience import audience_of, stored_audience
 from baton.core.facts import GrantFacts
 from baton.core.policy import Policy
 from baton.core.tokens import Minted, TokenKind, digest, mint, random_id
+from baton.wire import TokenResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,22 +162,28 @@ class IssuedPair:
     grant_id: str
     generation: int
 
-    def token_response(self, now: int) -> dict[str, Any]:
+    def token_response(self, now: int) -> TokenResponse:
         """RFC 6749 §5.1, plus `refresh_token_expires_in` (rule 9).
 
         `expires_in` is computed at the moment of the response, so a replayed pair announces the
         time it really has left.
         """
-        body: dict[str, Any] = {
+        expires_in = max(self.access_expires_at - now, 0)
+        if self.refresh_token is None or self.refresh_expires_at is None:
+            return {
+                "access_token": self.access_token,
+                "token_type": "Bearer",
+                "expires_in": expires_in,
+                "scope": self.scope,
+            }
+        return {
             "access_token": self.access_token,
             "token_type": "Bearer",
-            "expires_in": max(self.access_expires_at - now, 0),
+            "expires_in": expires_in,
+            "refresh_token": self.refresh_token,
+            "refresh_token_expires_in": max(self.refresh_expires_at - now, 0),
+            "scope": self.scope,
         }
-        if self.refresh_token is not None and self.refresh_expires_at is not None:
-            body["refresh_token"] = self.refresh_token
-            body["refresh_token_expires_in"] = max(self.refresh_expires_at - now, 0)
-        body["scope"] = self.scope
-        return body
 
     def seal_payload(self) -> bytes:
         return _COMPACT.encode(

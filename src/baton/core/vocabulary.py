@@ -93,8 +93,6 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_TOKEN_TYPE = "unsupported_token_type"
     # RFC 8707 §2
     INVALID_TARGET = "invalid_target"
-    # RFC 8628 §3.5, listed by the OpenAPI document's error schema
-    SLOW_DOWN = "slow_down"
     # Baton's own: a rate limit (429 with Retry-After)
     TOO_MANY_REQUESTS = "too_many_requests"
 

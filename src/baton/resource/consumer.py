@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from baton.resource.index import RevocationEvent, RevocationIndex
+from baton.wire import FeedPage
 
 log = logging.getLogger("baton.resource.consumer")
 
@@ -215,7 +216,7 @@ class FeedConsumer:
             )
             if response.status_code != 200:
                 raise FeedError(f"GET /revocations answered {response.status_code}")
-            body = response.json()
+            body: FeedPage = response.json()  # what the server sends; checked here
             events = body.get("events")
             watermark = body.get("watermark")
             if not isinstance(events, list) or not isinstance(watermark, int):

@@ -11,9 +11,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-EventKind = Literal["access_token", "grant"]
+from baton.wire import RevocationKind
+
+EventKind = RevocationKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +30,8 @@ class RevocationEvent:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RevocationEvent:
-        """Parses one feed event; raises ValueError on anything malformed."""
+        """Parses one feed event (a `baton.wire.FeedEvent`, as received: every member is
+        checked); raises ValueError on anything malformed."""
         kind = data.get("kind")
         if kind not in ("access_token", "grant"):
             raise ValueError(f"unknown event kind {kind!r}")

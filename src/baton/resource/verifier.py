@@ -38,7 +38,7 @@ from base64 import urlsafe_b64decode
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -47,6 +47,7 @@ from baton.resource.errors import InvalidToken, VerifierUnavailable, json_object
 from baton.resource.index import RevocationEvent, RevocationIndex
 from baton.resource.jwks import JwksCache, load_jose
 from baton.resource.principal import Principal, from_claims
+from baton.wire import ActiveToken
 
 OPAQUE_PREFIX = "bat_at_"
 # EdDSA: RFC 8037's name of the Ed25519 signature, before RFC 9864 (tokens minted before the
@@ -353,6 +354,7 @@ class Verifier:
         if body.get("active") is not True:
             self._remember_inactive(digest)
             raise InvalidToken("the access token is not active")
+        body = cast(ActiveToken, body)  # what the server sends; its members are checked as read
         try:
             principal = from_claims(body, "opaque")
         except ValueError as exc:

@@ -14,7 +14,6 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
 
 from baton.config import Settings
 from baton.core.clock import Clock, SystemClock
@@ -23,16 +22,11 @@ from baton.core.pairs import OPAQUE, AccessTokenFormat
 from baton.logs import configure_structlog
 from baton.server import fastpath
 from baton.server.admin import console
-from baton.server.endpoints import authorize
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError, oauth_error_handler
-from baton.server.endpoints.feed import revocations_page, revocations_stream
-from baton.server.endpoints.metadata import jwks_endpoint, metadata_endpoint
-from baton.server.endpoints.openapi import openapi_endpoint
-from baton.server.endpoints.revocation import introspection_endpoint, revocation_endpoint
-from baton.server.endpoints.token import token_endpoint
 from baton.server.fastpath.machine import ExceptionHandler
 from baton.server.observability import install as observability
 from baton.server.observability.middleware import Observe
+from baton.server.routes import TABLE
 from baton.server.runtime.context import Baton
 from baton.server.runtime.keyring import KeyRing
 from baton.server.runtime.limits import Buckets, Limits, MemoryBuckets, Rate, RedisBuckets
@@ -44,28 +38,9 @@ from baton.server.runtime.protection import (
 from baton.server.runtime.proxies import TrustedProxies, parse_networks
 from baton.server.runtime.sessions import SessionMiddleware, session_key, signers
 from baton.server.runtime.stores import Store
+from baton.wire import ErrorResponse
 
 log = logging.getLogger("baton")
-
-_CSS = """
-body{font:16px/1.5 system-ui,sans-serif;background:#f5f6f8;color:#1d2330;margin:0}
-main{max-width:26rem;margin:4rem auto;background:#fff;padding:2rem;border-radius:10px;
-box-shadow:0 1px 4px rgba(0,0,0,.1)}
-.brand{font-weight:700;letter-spacing:.05em;color:#3a5bd9;margin:0 0 1rem}
-h1{font-size:1.4rem;margin:.2rem 0 1rem}
-label{display:block;margin:.8rem 0 .2rem;font-weight:600}
-input{width:100%;box-sizing:border-box;padding:.55rem;border:1px solid #c4c9d4;border-radius:6px}
-button{margin-top:1.2rem;padding:.6rem 1.2rem;border:0;border-radius:6px;background:#3a5bd9;
-color:#fff;font-weight:600;cursor:pointer}
-button.secondary{background:#e4e7ee;color:#1d2330;margin-left:.5rem}
-.error{color:#a4161a;background:#fde8e8;padding:.6rem;border-radius:6px}
-.small{font-size:.85rem}
-"""
-
-
-async def stylesheet(_request: Request) -> Response:
-    return Response(_CSS, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
-
 
 DATABASE_ERRORS = (DBAPIError, ConnectionError, TimeoutError, OSError)
 
@@ -80,9 +55,8 @@ async def database_error(request: Request, exc: Exception) -> Response:
 async def unexpected_error(_request: Request, _exc: Exception) -> Response:
     """RFC 6749 §5.2's `server_error` for what nothing else handled (a bug). Starlette's
     ServerErrorMiddleware answers with it, then raises the error again for uvicorn to log."""
-    return NoStoreJSON(
-        {"error": "server_error", "error_description": "unexpected server error"}, 500
-    )
+    body: ErrorResponse = {"error": "server_error", "error_description": "unexpected server error"}
+    return NoStoreJSON(body, 500)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -93,11 +67,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
         description = f"method {request.method} is not allowed here"
     else:
         description = str(exc.detail)
-    return NoStoreJSON(
-        {"error": "invalid_request", "error_description": description},
-        exc.status_code,
-        exc.headers,
-    )
+    body: ErrorResponse = {"error": "invalid_request", "error_description": description}
+    return NoStoreJSON(body, exc.status_code, exc.headers)
 
 
 def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> Starlette:
@@ -134,37 +105,14 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         await buckets.close()
         await store.close()
 
-    # The machine endpoints take nearly all the traffic: their POSTs take the short way past the
-    # session middleware and the router (baton.server.fastpath.machine); the router still has
-    # them, for the 405 of another method and for the routes' list.
-    machine = [
-        Route("/token", token_endpoint, methods=["POST"]),
-        Route("/introspect", introspection_endpoint, methods=["POST"]),
-        Route("/revoke", revocation_endpoint, methods=["POST"]),
-    ]
     exception_handlers: dict[type[Exception], ExceptionHandler] = {
         OAuthError: oauth_error_handler,
         HTTPException: http_error,
         **{kind: database_error for kind in DATABASE_ERRORS},
     }
-    routes = [
-        *machine,
-        Route("/", authorize.home),
-        Route("/.well-known/oauth-authorization-server", metadata_endpoint),
-        Route("/jwks.json", jwks_endpoint),
-        Route("/openapi.json", openapi_endpoint),
-        Route("/authorize", authorize.authorize_get, methods=["GET"]),
-        Route("/authorize", authorize.authorize_post, methods=["POST"]),
-        Route("/login", authorize.login_get, methods=["GET"]),
-        Route("/login", authorize.login_post, methods=["POST"]),
-        Route("/logout", authorize.logout_get, methods=["GET"]),
-        Route("/logout", authorize.logout_post, methods=["POST"]),
-        Route("/revocations", revocations_page, methods=["GET"]),
-        Route("/revocations/stream", revocations_stream, methods=["GET"]),
-        Route("/static/baton.css", stylesheet),
-        Mount("/admin", routes=console.routes),
-        *observed.routes(),
-    ]
+    # Every route from the one table (baton.server.routes): the router's, the fast path's (the
+    # machine POSTs, the very route objects the router holds) and the session-free paths.
+    routes = [*TABLE.starlette_routes(), *observed.routes()]
     proxies = parse_networks(",".join(settings.trusted_proxies))
     app = Starlette(
         routes=routes,
@@ -175,9 +123,11 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
             *([Middleware(TrustedProxies, networks=proxies)] if proxies else []),
             Middleware(SecurityHeaders, https=settings.secure_cookies),
             *fastpath.machine_middleware(
-                settings.fast_paths, routes=machine, handlers=exception_handlers
+                settings.fast_paths, routes=TABLE.fast_routes(routes), handlers=exception_handlers
             ),
-            Middleware(SessionMiddleware, secure=settings.secure_cookies),
+            Middleware(
+                SessionMiddleware, secure=settings.secure_cookies, sessionless=TABLE.sessionless()
+            ),
         ],
         # Exception last, for Starlette alone: the machine endpoints let an unexpected error
         # through to ServerErrorMiddleware, which answers with it and has uvicorn log it.

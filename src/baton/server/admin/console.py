@@ -18,7 +18,6 @@ from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
 from baton.core import timeline
@@ -39,6 +38,7 @@ from baton.server.admin.timeline_svg import duration, minute, render, when
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.forms import Form, read_form
 from baton.server.observability import metrics
+from baton.server.routing import Endpoint, endpoint
 from baton.server.runtime.context import Baton, baton, source_address
 from baton.server.runtime.sessions import csrf_ok, csrf_token
 from baton.store.admin import PAGE, Actor, GrantQuery, GrantStatus
@@ -436,22 +436,27 @@ def _bad_query(request: Request) -> Response | None:
     return None
 
 
-routes: list[BaseRoute] = [
-    Route("/", home),
-    Route("/static/admin.css", stylesheet),
-    Route("/grants", grants_page),
-    Route("/grants/{grant_id}", grant_page),
-    Route("/grants/{grant_id}/timeline.svg", timeline_svg),
-    Route("/grants/{grant_id}/revoke", revoke_grant, methods=["POST"]),
-    Route("/clients", clients_page, methods=["GET"]),
-    Route("/clients", create_client, methods=["POST"]),
-    Route("/clients/{client_id}/rotate", rotate_secret, methods=["POST"]),
-    Route("/clients/{client_id}/disable", disable_client, methods=["POST"]),
-    Route("/clients/{client_id}/enable", enable_client, methods=["POST"]),
-    Route("/users", users_page, methods=["GET"]),
-    Route("/users/sign-out", sign_out_everywhere, methods=["POST"]),
-    Route("/events", events_page),
-    Route("/audit", audit_page),
-]
+# Served under /admin (`baton.server.routes`), through the session middleware, and left out of
+# the OpenAPI document: the console is for people, not for API clients.
+ROUTES: tuple[Endpoint, ...] = tuple(
+    endpoint(path, methods, handler, documented=False)
+    for path, methods, handler in (
+        ("/", "GET", home),
+        ("/static/admin.css", "GET", stylesheet),
+        ("/grants", "GET", grants_page),
+        ("/grants/{grant_id}", "GET", grant_page),
+        ("/grants/{grant_id}/timeline.svg", "GET", timeline_svg),
+        ("/grants/{grant_id}/revoke", "POST", revoke_grant),
+        ("/clients", "GET", clients_page),
+        ("/clients", "POST", create_client),
+        ("/clients/{client_id}/rotate", "POST", rotate_secret),
+        ("/clients/{client_id}/disable", "POST", disable_client),
+        ("/clients/{client_id}/enable", "POST", enable_client),
+        ("/users", "GET", users_page),
+        ("/users/sign-out", "POST", sign_out_everywhere),
+        ("/events", "GET", events_page),
+        ("/audit", "GET", audit_page),
+    )
+)
 
-__all__ = ["Baton", "install", "record_lockout", "routes"]
+__all__ = ["ROUTES", "Baton", "install", "record_lockout"]

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from baton.core.vocabulary import ErrorCode
+from baton.wire import ErrorResponse
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -88,11 +89,8 @@ class OAuthError(Exception):
         self.headers = headers or {}
 
     def response(self) -> NoStoreJSON:
-        return NoStoreJSON(
-            {"error": self.error, "error_description": self.description},
-            status_code=self.status,
-            headers=self.headers,
-        )
+        body: ErrorResponse = {"error": self.error, "error_description": self.description}
+        return NoStoreJSON(body, status_code=self.status, headers=self.headers)
 
 
 def invalid_request(description: str, status: int = 400) -> OAuthError:

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import cast
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -25,6 +25,7 @@ from baton.server.endpoints.forms import Form
 from baton.server.runtime.context import Baton, baton
 from baton.server.runtime.limits import too_many
 from baton.store.base import Client, ClientChanged, RevocationEvent
+from baton.wire import FeedEvent, FeedPage, RevocationKind
 
 PAGE_LIMIT = 1000
 STREAM_BATCH = 500
@@ -42,10 +43,10 @@ MAX_STREAMS_PER_CLIENT = 8
 STREAM_RETRY_AFTER = 5
 
 
-def event_body(event: RevocationEvent) -> dict[str, Any]:
-    body: dict[str, Any] = {
+def event_body(event: RevocationEvent) -> FeedEvent:
+    body: FeedEvent = {
         "id": event.id,
-        "kind": event.kind,
+        "kind": cast(RevocationKind, event.kind),  # the store writes no other kind
         "grant_id": event.grant_id,
         "effective_at": event.effective_at,
         "expires_at": event.expires_at,
@@ -81,12 +82,11 @@ async def revocations_page(request: Request) -> Response:
     since = _cursor(request.query_params.get("since"), "since")
     limit = min(_cursor(request.query_params.get("limit"), "limit") or PAGE_LIMIT, PAGE_LIMIT)
     read = await app.store.read_feed(since, limit)
-    return NoStoreJSON(
-        {
-            "events": [event_body(e) for e in read.events],
-            "watermark": watermark(read.read_to, read.gaps),
-        }
-    )
+    page: FeedPage = {
+        "events": [event_body(e) for e in read.events],
+        "watermark": watermark(read.read_to, read.gaps),
+    }
+    return NoStoreJSON(page)
 
 
 class _Streams:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -13,16 +14,14 @@ from baton.server.runtime.context import baton
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
 
-def metadata_document(settings: Settings) -> dict[str, Any]:
+def metadata_document(settings: Settings, paths: Mapping[str, str]) -> dict[str, Any]:
+    """The metadata, its endpoints' URLs from `paths` (member name -> path: the route table's,
+    `baton.server.routes`), served at /.well-known/oauth-authorization-server."""
     issuer = settings.issuer.rstrip("/")
     policy = settings.policy
     return {
         "issuer": issuer,
-        "authorization_endpoint": f"{issuer}/authorize",
-        "token_endpoint": f"{issuer}/token",
-        "revocation_endpoint": f"{issuer}/revoke",
-        "introspection_endpoint": f"{issuer}/introspect",
-        "jwks_uri": f"{issuer}/jwks.json",
+        **{member: issuer + path for member, path in paths.items()},
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
@@ -38,10 +37,6 @@ def metadata_document(settings: Settings) -> dict[str, Any]:
             "leeway_seconds": policy.leeway,
         },
     }
-
-
-async def metadata_endpoint(request: Request) -> JSONResponse:
-    return JSONResponse(metadata_document(baton(request).settings))
 
 
 async def jwks_endpoint(request: Request) -> JSONResponse:

@@ -6,18 +6,24 @@ answer, the RFC 6749 §5.2 error body with its headers (`WWW-Authenticate` on 40
 on 429 and 503), and links from a token response to the operations that take its tokens. Objects
 the server may extend later carry `additionalProperties: true`; the few that are fixed by an RFC
 (an inactive introspection answer is exactly `{"active": false}`) are closed.
+
+The paths come from the route table (`baton.server.routes`), each route naming one of the
+operations below; the response bodies' schemas are generated from their types (`baton.wire`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import importlib.metadata
+import types
+from functools import cache
+from typing import Annotated, Any, Literal, NotRequired, Union, get_args, get_origin, get_type_hints
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-
+import baton
+from baton import wire
 from baton.config import Settings
-from baton.core.vocabulary import ErrorCode, FeedEntryKind
-from baton.server.runtime.context import baton
+from baton.core.vocabulary import ErrorCode
+from baton.server.routing import Operation, Table
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -30,17 +36,72 @@ def _ref(kind: str, name: str) -> Schema:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-def _string(description: str, **extra: Any) -> Schema:
-    return {"type": "string", "description": description, **extra}
+# -- schemas generated from the wire types ------------------------------------------------------
 
+# The components' names of the wire types (a member of one of these types refers to it).
+_NAMES: dict[type, str] = {
+    wire.TokenResponse: "TokenResponse",
+    wire.ErrorResponse: "OAuthError",
+    wire.ActiveToken: "ActiveToken",
+    wire.InactiveToken: "InactiveToken",
+    wire.FeedEvent: "RevocationEvent",
+    wire.FeedPage: "RevocationPage",
+}
+_JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", bool: "boolean", type(None): "null"}
+
+
+def _member(hint: Any) -> Schema:
+    """The JSON Schema of one member's type hint."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is NotRequired:
+        return _member(args[0])
+    if origin is Annotated:
+        schema = _member(args[0])
+        for facet in hint.__metadata__:
+            if isinstance(facet, wire.Facet):
+                schema |= {k: v for k, v in dataclasses.asdict(facet).items() if v is not None}
+        return schema
+    if origin is Literal:
+        return {"const": args[0]} if len(args) == 1 else {"enum": list(args)}
+    if origin in (Union, types.UnionType):
+        if all(arg in _JSON_TYPES for arg in args):
+            return {"type": [_JSON_TYPES[arg] for arg in args]}
+        return {"anyOf": [_member(arg) for arg in args]}
+    if origin is list:
+        return {"type": "array", "items": _member(args[0])}
+    if hint in _NAMES:
+        return _ref("schemas", _NAMES[hint])
+    return {"type": _JSON_TYPES[hint]}
+
+
+def object_schema(shape: type, **extra: Any) -> Schema:
+    """The schema of a wire TypedDict: its docstring, members and required members."""
+    hints = get_type_hints(shape, include_extras=True)
+    schema: Schema = {"type": "object"}
+    if shape.__doc__:
+        schema["description"] = " ".join(shape.__doc__.split())
+    required: frozenset[str] = getattr(shape, "__required_keys__", frozenset())
+    schema["required"] = [name for name in hints if name in required]
+    schema["properties"] = {name: _member(hint) for name, hint in hints.items()}
+    return {**schema, "additionalProperties": True, **extra}
+
+
+# -- building blocks ----------------------------------------------------------------------------
 
 # Every parameter is refused (400) if its name or value holds a control character; any other
 # parameter is ignored (RFC 6749 §3.1), so form bodies are open to more of them.
 PRINTABLE = "^[^\\u0000-\\u001f\\u007f]*$"
+CURSOR = {"type": "string", "pattern": "^[0-9]{0,18}$"}
+STRINGS = {"type": "array", "items": {"type": "string"}}
 
 
 def _param(description: str, **extra: Any) -> Schema:
     return {"type": "string", "pattern": PRINTABLE, "description": description, **extra}
+
+
+def _query(name: str, description: str, schema: Schema, where: str = "query") -> Schema:
+    parameter = {"name": name, "in": where, "required": False, "description": description}
+    return parameter | {"schema": schema}
 
 
 def _form(required: list[str], properties: dict[str, Schema], description: str = "") -> Schema:
@@ -51,56 +112,67 @@ def _form(required: list[str], properties: dict[str, Schema], description: str =
         "propertyNames": {"pattern": PRINTABLE},
         "additionalProperties": {"type": "string", "pattern": PRINTABLE},
     }
-    if description:
-        form["description"] = description
-    return form
+    return form | ({"description": description} if description else {})
 
 
-def _form_body(schema: Schema, required: bool = True) -> Schema:
-    return {"required": required, "content": {FORM: {"schema": schema}}}
+def _form_body(schema: Schema) -> Schema:
+    return {"required": True, "content": {FORM: {"schema": schema}}}
+
+
+def _response(description: str, headers: dict[str, Any] | None, **content: Schema) -> Schema:
+    response: Schema = {"description": description}
+    if content:
+        response["content"] = {
+            {"json": JSON, "html": HTML}.get(kind, kind): {"schema": schema}
+            for kind, schema in content.items()
+        }
+    return response | ({"headers": headers} if headers else {})
 
 
 def _json(description: str, schema: Schema, headers: dict[str, Any] | None = None) -> Schema:
-    response: Schema = {"description": description, "content": {JSON: {"schema": schema}}}
-    if headers:
-        response["headers"] = headers
-    return response
+    return _response(description, headers, json=schema)
 
 
 def _page(description: str, headers: dict[str, Any] | None = None) -> Schema:
-    content = {HTML: {"schema": {"type": "string"}}}
-    response: Schema = {"description": description, "content": content}
-    if headers:
-        response["headers"] = headers
-    return response
+    return _response(description, headers, html={"type": "string"})
 
 
 def _redirect(description: str) -> Schema:
-    return {"description": description, "headers": {"Location": _ref("headers", "Location")}}
+    return _response(description, {"Location": _ref("headers", "Location")})
+
+
+_ERROR = _ref("schemas", "OAuthError")
+_RETRY = {"Retry-After": _ref("headers", "Retry-After")}
+_NO_STORE = {
+    "Cache-Control": {
+        "description": "`no-store`: token responses and errors are never cached (RFC 6749 §5.1).",
+        "required": True,
+        "schema": {"type": "string", "pattern": "no-store"},
+    }
+}
+
+
+def _no_store_json(description: str, schema: Schema = _ERROR, **headers: Any) -> Schema:
+    return _json(description, schema, {**_NO_STORE, **headers})
 
 
 # The statuses every form-reading OAuth endpoint (token, revoke, introspect) can answer besides
 # its success, each an RFC 6749 §5.2 JSON body.
 def _oauth_errors(bad_request: str) -> dict[str, Any]:
-    return {
-        "400": _bad_request(bad_request),
-        "401": _ref("responses", "InvalidClient"),
-        "413": _ref("responses", "TooLarge"),
-        "415": _ref("responses", "WrongContentType"),
-        "429": _ref("responses", "TooManyRequests"),
-        "503": _ref("responses", "Unavailable"),
+    refs = {"401": "InvalidClient", "413": "TooLarge", "415": "WrongContentType"}
+    refs |= {"429": "TooManyRequests", "503": "Unavailable"}
+    return {"400": _no_store_json(bad_request)} | {
+        status: _ref("responses", name) for status, name in refs.items()
     }
 
 
-def _bad_request(description: str) -> Schema:
-    return _json(description, _ref("schemas", "OAuthError"), {"Cache-Control": _no_store()})
-
-
-def _no_store() -> Schema:
+# The feed's refusals (GET /revocations and /revocations/stream).
+def _feed_errors(bad_cursor: str) -> dict[str, Any]:
     return {
-        "description": "`no-store`: token responses and errors are never cached (RFC 6749 §5.1).",
-        "required": True,
-        "schema": {"type": "string", "pattern": "no-store"},
+        "400": _no_store_json(bad_cursor),
+        "401": _ref("responses", "InvalidClient"),
+        "403": _no_store_json("`unauthorized_client`: not registered with `--resource-server`."),
+        "503": _ref("responses", "Unavailable"),
     }
 
 
@@ -112,11 +184,9 @@ _PAGE_FORM_ERRORS: dict[str, Any] = {
     "415": _page("The form is not `application/x-www-form-urlencoded`."),
     "503": _ref("responses", "UnavailablePage"),
 }
-
-_AUTHORIZE_LIMITED = _page(
-    "The address's rate limit is spent: the error page.",
-    {"Retry-After": _ref("headers", "Retry-After")},
-)
+_AUTHORIZE_LIMITED = _page("The address's rate limit is spent: the error page.", _RETRY)
+_CSRF = _param("The CSRF token of the session.")
+_NEXT = "Where to continue: only ever `/authorize?...`."
 
 _AUTHORIZATION_REQUEST: dict[str, Schema] = {
     "response_type": _param("Must be `code` (RFC 6749 §4.1.1)."),
@@ -149,147 +219,85 @@ _CLIENT_CREDENTIALS_IN_BODY: dict[str, Schema] = {
     ),
 }
 
+
+def _grant(grant_type: str, required: list[str], members: dict[str, Schema], about: str) -> Schema:
+    properties = {"grant_type": {"const": grant_type}, **members, **_CLIENT_CREDENTIALS_IN_BODY}
+    return _form(["grant_type", *required], properties, about)
+
+
+def _resource(among: str) -> Schema:
+    return _param(
+        f"RFC 8707 resource indicator (may repeat): {among}; default: all of them. The token's "
+        "`aud`."
+    )
+
+
 _TOKEN_BODIES: dict[str, Schema] = {
-    "AuthorizationCodeGrant": _form(
-        ["grant_type", "code"],
+    "AuthorizationCodeGrant": _grant(
+        "authorization_code",
+        ["code"],
         {
-            "grant_type": {"const": "authorization_code"},
             "code": _param("The code from the authorization response (`bat_ac_...`)."),
             "redirect_uri": _param(
                 "Required, and identical, if the authorization request carried one."
             ),
             "code_verifier": _param("The PKCE verifier: 43 to 128 unreserved characters."),
-            "resource": _param(
-                "RFC 8707 resource indicator (may repeat): some of the resources the user "
-                "consented to; default: all of them. The token's `aud`."
-            ),
-            **_CLIENT_CREDENTIALS_IN_BODY,
+            "resource": _resource("some of the resources the user consented to"),
         },
         "RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.5).",
     ),
-    "RefreshTokenGrant": _form(
-        ["grant_type", "refresh_token"],
+    "RefreshTokenGrant": _grant(
+        "refresh_token",
+        ["refresh_token"],
         {
-            "grant_type": {"const": "refresh_token"},
             "refresh_token": _param("The refresh token (`bat_rt_...`)."),
             "scope": _param("A subset of the grant's scope."),
-            "resource": _param(
-                "RFC 8707 resource indicator (may repeat): some of the grant's resources, "
-                "never another (`invalid_target`); default: all of them. The token's `aud`."
+            "resource": _resource(
+                "some of the grant's resources, never another (`invalid_target`)"
             ),
-            **_CLIENT_CREDENTIALS_IN_BODY,
         },
-        (
-            "RFC 6749 §6 with rotation: an active token is exchanged for a new pair; inside the "
-            "leeway a retry gets the same pair (`replay`) or a sibling (`fork`); after it, reuse "
-            "revokes the grant."
-        ),
+        "RFC 6749 §6 with rotation: an active token is exchanged for a new pair; inside the "
+        "leeway a retry gets the same pair (`replay`) or a sibling (`fork`); after it, reuse "
+        "revokes the grant.",
     ),
-    "ClientCredentialsGrant": _form(
-        ["grant_type"],
+    "ClientCredentialsGrant": _grant(
+        "client_credentials",
+        [],
         {
-            "grant_type": {"const": "client_credentials"},
             "scope": _param("A subset of the client's registered scope; default: all of it."),
-            "resource": _param(
-                "RFC 8707 resource indicator (may repeat): some of the client's allowed "
-                "resources (`--resource`); default: all of them. The token's `aud`."
-            ),
-            **_CLIENT_CREDENTIALS_IN_BODY,
+            "resource": _resource("some of the client's allowed resources (`--resource`)"),
         },
         "RFC 6749 §4.4, for confidential clients; issues no refresh token.",
     ),
 }
 
-_SCHEMAS: dict[str, Schema] = {
-    "OAuthError": {
-        "type": "object",
-        "description": "RFC 6749 §5.2 error response.",
-        "required": ["error", "error_description"],
-        "properties": {
-            "error": {
-                "type": "string",
-                "enum": [
-                    ErrorCode.INVALID_REQUEST,
-                    ErrorCode.INVALID_CLIENT,
-                    ErrorCode.INVALID_GRANT,
-                    ErrorCode.UNAUTHORIZED_CLIENT,
-                    ErrorCode.UNSUPPORTED_GRANT_TYPE,
-                    ErrorCode.INVALID_SCOPE,
-                    ErrorCode.INVALID_TARGET,
-                    ErrorCode.TEMPORARILY_UNAVAILABLE,
-                    ErrorCode.TOO_MANY_REQUESTS,
-                    ErrorCode.SLOW_DOWN,
-                    ErrorCode.SERVER_ERROR,
-                ],
-            },
-            "error_description": {"type": "string", "description": "Which rule fired."},
-            "error_uri": {"type": "string"},
-        },
-        "additionalProperties": True,
-    },
-    "TokenResponse": {
-        "type": "object",
-        "description": (
-            "RFC 6749 §5.1, plus `refresh_token_expires_in`. A refresh token comes with its "
-            "lifetime; `client_credentials` issues none."
-        ),
-        "required": ["access_token", "token_type", "expires_in", "scope"],
-        "properties": {
-            "access_token": _string("`bat_at_...` (opaque) or a JWT (RFC 9068)."),
-            "token_type": {"const": "Bearer"},
-            "expires_in": {"type": "integer", "minimum": 0},
-            "refresh_token": _string("`bat_rt_...`", pattern="^bat_rt_[0-9A-Za-z]{49}$"),
-            "refresh_token_expires_in": {"type": "integer", "minimum": 0},
-            "scope": {"type": "string"},
-        },
-        "dependentRequired": {
+# -- components ---------------------------------------------------------------------------------
+
+
+def _error_schema() -> Schema:
+    schema = object_schema(wire.ErrorResponse)
+    # The codes Baton answers: RFC 6749 §5.2's, RFC 8707's `invalid_target`, and those of a
+    # refusal to serve (rate limits, an unreachable database, a bug).
+    schema["properties"]["error"]["enum"] = [
+        *(ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_CLIENT, ErrorCode.INVALID_GRANT),
+        *(ErrorCode.UNAUTHORIZED_CLIENT, ErrorCode.UNSUPPORTED_GRANT_TYPE, ErrorCode.INVALID_SCOPE),
+        *(ErrorCode.INVALID_TARGET, ErrorCode.TEMPORARILY_UNAVAILABLE, ErrorCode.TOO_MANY_REQUESTS),
+        ErrorCode.SERVER_ERROR,
+    ]
+    return schema
+
+
+SCHEMAS: dict[str, Schema] = {
+    "OAuthError": _error_schema(),
+    "TokenResponse": object_schema(
+        wire.TokenResponse,
+        dependentRequired={
             "refresh_token": ["refresh_token_expires_in"],
             "refresh_token_expires_in": ["refresh_token"],
         },
-        "additionalProperties": True,
-    },
-    "ActiveToken": {
-        "type": "object",
-        "description": "RFC 7662 §2.2 for an active token, with Baton's grant and generation.",
-        "required": [
-            "active",
-            "scope",
-            "client_id",
-            "token_type",
-            "exp",
-            "iat",
-            "iss",
-            "grant_id",
-            "generation",
-        ],
-        "properties": {
-            "active": {"const": True},
-            "scope": {"type": "string"},
-            "client_id": {"type": "string"},
-            "token_type": {"enum": ["Bearer", "refresh_token"]},
-            "exp": {"type": "integer"},
-            "iat": {"type": "integer"},
-            "iss": {"type": "string"},
-            "sub": {"type": "string"},
-            "username": {"type": "string"},
-            "aud": {"type": "string"},
-            "jti": {"type": "string"},
-            "grant_id": {"type": "string"},
-            "generation": {"type": "integer", "minimum": 0},
-            "revocation_at": {
-                "type": "integer",
-                "description": "When a live token already scheduled to die will die.",
-            },
-        },
-        "additionalProperties": True,
-    },
-    "InactiveToken": {
-        "type": "object",
-        "description": "RFC 7662 §2.2: an inactive, unknown or foreign token; nothing more.",
-        "required": ["active"],
-        "properties": {"active": {"const": False}},
-        "additionalProperties": False,
-    },
+    ),
+    "ActiveToken": object_schema(wire.ActiveToken),
+    "InactiveToken": object_schema(wire.InactiveToken, additionalProperties=False),
     "Introspection": {
         "oneOf": [_ref("schemas", "ActiveToken"), _ref("schemas", "InactiveToken")],
     },
@@ -297,40 +305,26 @@ _SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "description": "RFC 8414 authorization server metadata.",
         "required": [
-            "issuer",
-            "authorization_endpoint",
-            "token_endpoint",
-            "revocation_endpoint",
-            "introspection_endpoint",
-            "jwks_uri",
-            "response_types_supported",
-            "grant_types_supported",
-            "code_challenge_methods_supported",
-            "token_endpoint_auth_methods_supported",
-            "refresh_token_rotation",
+            *("issuer", "authorization_endpoint", "token_endpoint", "revocation_endpoint"),
+            *("introspection_endpoint", "jwks_uri", "response_types_supported"),
+            *("grant_types_supported", "code_challenge_methods_supported"),
+            *("token_endpoint_auth_methods_supported", "refresh_token_rotation"),
         ],
         "properties": {
-            "issuer": {"type": "string"},
-            "authorization_endpoint": {"type": "string"},
-            "token_endpoint": {"type": "string"},
-            "revocation_endpoint": {"type": "string"},
-            "introspection_endpoint": {"type": "string"},
-            "jwks_uri": {"type": "string"},
-            "response_types_supported": {"type": "array", "items": {"type": "string"}},
-            "response_modes_supported": {"type": "array", "items": {"type": "string"}},
-            "grant_types_supported": {"type": "array", "items": {"type": "string"}},
-            "code_challenge_methods_supported": {"type": "array", "items": {"type": "string"}},
-            "token_endpoint_auth_methods_supported": {
-                "type": "array",
-                "items": {"type": "string"},
+            **{
+                name: {"type": "string"}
+                for name in (
+                    *("issuer", "authorization_endpoint", "token_endpoint"),
+                    *("revocation_endpoint", "introspection_endpoint", "jwks_uri"),
+                )
             },
-            "revocation_endpoint_auth_methods_supported": {
-                "type": "array",
-                "items": {"type": "string"},
-            },
-            "introspection_endpoint_auth_methods_supported": {
-                "type": "array",
-                "items": {"type": "string"},
+            **{
+                f"{name}_supported": STRINGS
+                for name in (
+                    *("response_types", "response_modes", "grant_types"),
+                    *("code_challenge_methods", "token_endpoint_auth_methods"),
+                    *("revocation_endpoint_auth_methods", "introspection_endpoint_auth_methods"),
+                )
             },
             "authorization_response_iss_parameter_supported": {"type": "boolean"},
             "refresh_token_rotation": {
@@ -367,33 +361,8 @@ _SCHEMAS: dict[str, Schema] = {
         },
         "additionalProperties": True,
     },
-    "RevocationEvent": {
-        "type": "object",
-        "required": ["id", "kind", "grant_id", "effective_at", "expires_at"],
-        "properties": {
-            "id": {"type": "integer", "minimum": 1},
-            "kind": {"enum": [FeedEntryKind.ACCESS_TOKEN, FeedEntryKind.GRANT]},
-            "grant_id": {"type": "string"},
-            "effective_at": {"type": "integer"},
-            "expires_at": {"type": "integer"},
-            "jti": {"type": ["string", "null"]},
-            "token_digest": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"},
-        },
-        "additionalProperties": True,
-    },
-    "RevocationPage": {
-        "type": "object",
-        "required": ["events", "watermark"],
-        "properties": {
-            "events": {"type": "array", "items": _ref("schemas", "RevocationEvent")},
-            "watermark": {
-                "type": "integer",
-                "minimum": 0,
-                "description": "Resume from here with `since`: nothing after it is missed.",
-            },
-        },
-        "additionalProperties": True,
-    },
+    "RevocationEvent": object_schema(wire.FeedEvent),
+    "RevocationPage": object_schema(wire.FeedPage),
     **_TOKEN_BODIES,
     "TokenRequest": {
         "oneOf": [_ref("schemas", name) for name in _TOKEN_BODIES],
@@ -418,7 +387,6 @@ _SCHEMAS: dict[str, Schema] = {
         },
     ),
 }
-
 _HEADERS: dict[str, Any] = {
     "Location": {"required": True, "schema": {"type": "string"}},
     "WWW-Authenticate": {
@@ -433,35 +401,18 @@ _HEADERS: dict[str, Any] = {
     },
 }
 
-
-def _responses() -> dict[str, Any]:
-    error = _ref("schemas", "OAuthError")
-    no_store = {"Cache-Control": _no_store()}
-    retry = _ref("headers", "Retry-After")
-    return {
-        "InvalidClient": _json(
-            "`invalid_client`: unknown client, wrong secret, malformed or missing credentials.",
-            error,
-            {**no_store, "WWW-Authenticate": _ref("headers", "WWW-Authenticate")},
-        ),
-        "TooLarge": _json("The body exceeds the size limit.", error, no_store),
-        "WrongContentType": _json(
-            "The body is not `application/x-www-form-urlencoded`.", error, no_store
-        ),
-        "TooManyRequests": _json(
-            "Rate limited, per client and per source address.", error, {"Retry-After": retry}
-        ),
-        "Unavailable": _json(
-            "The database is unreachable; the server recovers by itself.",
-            error,
-            {"Retry-After": retry},
-        ),
-        "UnavailablePage": {
-            "description": "The database is unreachable; the server recovers by itself.",
-            "headers": {"Retry-After": retry},
-            "content": {HTML: {"schema": {"type": "string"}}, JSON: {"schema": error}},
-        },
-    }
+_UNREACHABLE = "The database is unreachable; the server recovers by itself."
+_RESPONSES: dict[str, Any] = {
+    "InvalidClient": _no_store_json(
+        "`invalid_client`: unknown client, wrong secret, malformed or missing credentials.",
+        **{"WWW-Authenticate": _ref("headers", "WWW-Authenticate")},
+    ),
+    "TooLarge": _no_store_json("The body exceeds the size limit."),
+    "WrongContentType": _no_store_json("The body is not `application/x-www-form-urlencoded`."),
+    "TooManyRequests": _json("Rate limited, per client and per source address.", _ERROR, _RETRY),
+    "Unavailable": _json(_UNREACHABLE, _ERROR, _RETRY),
+    "UnavailablePage": _response(_UNREACHABLE, _RETRY, html={"type": "string"}, json=_ERROR),
+}
 
 
 def _token_links() -> dict[str, Any]:
@@ -469,12 +420,11 @@ def _token_links() -> dict[str, Any]:
     refresh = "$response.body#/refresh_token"
     access = "$response.body#/access_token"
     exact = {"x-schemathesis": {"merge_body": False}}
-    return {
+    links: dict[str, Any] = {
         "RefreshWithTheNewToken": {
             "operationId": "token",
             "description": "Rotate: the refresh token just issued is exchanged for the next pair.",
             "requestBody": {"grant_type": "refresh_token", "refresh_token": refresh},
-            **exact,
         },
         "RetryTheRefresh": {
             "operationId": "token",
@@ -483,391 +433,271 @@ def _token_links() -> dict[str, Any]:
                 "leeway (the same pair under `replay`)."
             ),
             "requestBody": "$request.body",
-            **exact,
-        },
-        "RevokeTheRefreshToken": {
-            "operationId": "revoke",
-            "requestBody": {"token": refresh},
-            **exact,
-        },
-        "RevokeTheAccessToken": {
-            "operationId": "revoke",
-            "requestBody": {"token": access},
-            **exact,
-        },
-        "IntrospectTheRefreshToken": {
-            "operationId": "introspect",
-            "requestBody": {"token": refresh},
-            **exact,
-        },
-        "IntrospectTheAccessToken": {
-            "operationId": "introspect",
-            "requestBody": {"token": access},
-            **exact,
         },
     }
+    for operation in ("revoke", "introspect"):
+        for kind, token in (("Refresh", refresh), ("Access", access)):
+            name = f"{operation.capitalize()}The{kind}Token"
+            links[name] = {"operationId": operation, "requestBody": {"token": token}}
+    return {name: link | exact for name, link in links.items()}
 
 
-def _paths(settings: Settings) -> dict[str, Any]:
+# -- the operations, each named by its route in baton.server.routes -----------------------------
+
+_CLIENT_AUTH: list[dict[str, list[str]]] = [{"client_secret_basic": []}, {}]
+_BASIC_ONLY: list[dict[str, list[str]]] = [{"client_secret_basic": []}]
+_AUTH_NOTE = (
+    " Client authentication: `client_secret_basic` (the `Authorization: Basic` header), "
+    "`client_secret_post` (`client_id` and `client_secret` in the body) or, for public "
+    "clients, `none` (`client_id` alone); one method per request."
+)
+
+
+def _get(operation_id: str, summary: str, responses: dict[str, Any], **more: Any) -> Operation:
+    return {"operationId": operation_id, "summary": summary, **more, "responses": responses}
+
+
+METADATA = _get(
+    "metadata",
+    "RFC 8414 authorization server metadata",
+    {"200": _json("The metadata.", _ref("schemas", "Metadata"))},
+)
+JWKS = _get(
+    "jwks",
+    "RFC 7517 key set of the JWT signing keys",
+    {"200": _json("The key set.", _ref("schemas", "JWKS"))},
+)
+OPENAPI = _get("openapi", "This document", {"200": _json("OpenAPI 3.1.", {"type": "object"})})
+HOME = _get("home", "Home page (signed in or not)", {"200": _page("The page.")})
+STYLESHEET = _get(
+    "stylesheet",
+    "The pages' stylesheet",
+    {"200": _response("CSS.", None, **{"text/css": {"type": "string"}})},
+)
+AUTHORIZE = _get(
+    "authorize",
+    "RFC 6749 §4.1.1 authorization request (code flow, PKCE S256)",
+    {
+        "200": _page("The consent page (signed in, scope not yet consented to)."),
+        "302": _redirect("To the client's redirect URI with `code` (or `error`), `state`, `iss`."),
+        "303": _redirect("To `/login?next=...` when nobody is signed in."),
+        "400": _page("The request cannot be redirected to the client: why."),
+        "429": _AUTHORIZE_LIMITED,
+        "503": _ref("responses", "UnavailablePage"),
+    },
+    description=(
+        "Errors before the redirect URI is trusted (unknown client, unregistered redirect URI, "
+        "malformed query) are shown as a page; later ones are redirected to the client with "
+        "`state` and `iss` (RFC 9207)."
+    ),
+    parameters=[
+        {"name": name, "in": "query", "required": False, "schema": schema}
+        for name, schema in _AUTHORIZATION_REQUEST.items()
+    ],
+)
+CONSENT = _get(
+    "consent",
+    "The consent form's Allow or Deny",
+    {
+        "303": _redirect("To the client with `code` or `error=access_denied`; or to `/login`."),
+        "429": _AUTHORIZE_LIMITED,
+        **_PAGE_FORM_ERRORS,
+    },
+    requestBody=_form_body(
+        _form(
+            ["csrf", "decision"],
+            {"csrf": _CSRF, "decision": {"enum": ["allow", "deny"]}, **_AUTHORIZATION_REQUEST},
+        )
+    ),
+)
+LOGIN_PAGE = _get(
+    "loginPage",
+    "The sign-in form",
+    {"200": _page("The form.")},
+    parameters=[_query("next", _NEXT, {"type": "string"})],
+)
+LOGIN = _get(
+    "login",
+    "Sign in (a fresh session: no fixation)",
+    {
+        "303": _redirect("Signed in: on to `next` (or `/`)."),
+        "401": _page("Unknown username or wrong password."),
+        "429": _response(
+            "Too many attempts: try again later.", _RETRY, html={"type": "string"}, json=_ERROR
+        ),
+        **_PAGE_FORM_ERRORS,
+    },
+    requestBody=_form_body(
+        _form(
+            ["csrf", "username", "password"],
+            {
+                "csrf": _CSRF,
+                "next": _param(_NEXT),
+                "username": _param("The user's name."),
+                "password": _param("The password.", format="password"),
+            },
+        )
+    ),
+)
+LOGOUT_PAGE = _get("logoutPage", "The sign-out form", {"200": _page("The form.")})
+LOGOUT = _get(
+    "logout",
+    "End the browser session (grants stay: revoke them with /revoke)",
+    {
+        "200": _page("Signed out."),
+        **{k: v for k, v in _PAGE_FORM_ERRORS.items() if k != "503"},
+    },
+    requestBody=_form_body(_form(["csrf"], {"csrf": _CSRF})),
+)
+
+
+def token(settings: Settings) -> Operation:
     policy = settings.policy
-    security: list[dict[str, list[str]]] = [{"client_secret_basic": []}, {}]
-    basic_only: list[dict[str, list[str]]] = [{"client_secret_basic": []}]
-    auth_note = (
-        " Client authentication: `client_secret_basic` (the `Authorization: Basic` header), "
-        "`client_secret_post` (`client_id` and `client_secret` in the body) or, for public "
-        "clients, `none` (`client_id` alone); one method per request."
+    return _get(
+        "token",
+        "RFC 6749 §3.2 token endpoint",
+        {
+            "200": _no_store_json(
+                "A token response (the same pair again for a retry under `replay`).",
+                _ref("schemas", "TokenResponse"),
+            )
+            | {"links": _token_links()},
+            **_oauth_errors(
+                "`invalid_request`, `invalid_grant` (naming the rule that fired), "
+                "`invalid_scope`, `invalid_target`, `unauthorized_client` or "
+                "`unsupported_grant_type`."
+            ),
+        },
+        description=(
+            "`authorization_code`, `refresh_token` (rotating; the "
+            f"`{policy.retry.value}` retry policy with a {policy.leeway} s leeway) and "
+            "`client_credentials`. Request bodies over "
+            f"{settings.max_body_bytes} bytes get 413; repeated parameters 400; empty "
+            "values count as omitted (RFC 6749 §3.1)." + _AUTH_NOTE
+        ),
+        security=_CLIENT_AUTH,
+        requestBody=_form_body(_ref("schemas", "TokenRequest")),
     )
-    cursor = {"type": "string", "pattern": "^[0-9]{0,18}$"}
-    return {
-        "/.well-known/oauth-authorization-server": {
-            "get": {
-                "operationId": "metadata",
-                "summary": "RFC 8414 authorization server metadata",
-                "responses": {"200": _json("The metadata.", _ref("schemas", "Metadata"))},
-            }
-        },
-        "/jwks.json": {
-            "get": {
-                "operationId": "jwks",
-                "summary": "RFC 7517 key set of the JWT signing keys",
-                "responses": {"200": _json("The key set.", _ref("schemas", "JWKS"))},
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "operationId": "openapi",
-                "summary": "This document",
-                "responses": {"200": _json("OpenAPI 3.1.", {"type": "object"})},
-            }
-        },
-        "/": {
-            "get": {
-                "operationId": "home",
-                "summary": "Home page (signed in or not)",
-                "responses": {"200": _page("The page.")},
-            }
-        },
-        "/static/baton.css": {
-            "get": {
-                "operationId": "stylesheet",
-                "summary": "The pages' stylesheet",
-                "responses": {
-                    "200": {
-                        "description": "CSS.",
-                        "content": {"text/css": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        "/authorize": {
-            "get": {
-                "operationId": "authorize",
-                "summary": "RFC 6749 §4.1.1 authorization request (code flow, PKCE S256)",
-                "description": (
-                    "Errors before the redirect URI is trusted (unknown client, unregistered "
-                    "redirect URI, malformed query) are shown as a page; later ones are "
-                    "redirected to the client with `state` and `iss` (RFC 9207)."
-                ),
-                "parameters": [
-                    {"name": name, "in": "query", "required": False, "schema": schema}
-                    for name, schema in _AUTHORIZATION_REQUEST.items()
-                ],
-                "responses": {
-                    "200": _page("The consent page (signed in, scope not yet consented to)."),
-                    "302": _redirect(
-                        "To the client's redirect URI with `code` (or `error`), `state`, `iss`."
-                    ),
-                    "303": _redirect("To `/login?next=...` when nobody is signed in."),
-                    "400": _page("The request cannot be redirected to the client: why."),
-                    "429": _AUTHORIZE_LIMITED,
-                    "503": _ref("responses", "UnavailablePage"),
-                },
-            },
-            "post": {
-                "operationId": "consent",
-                "summary": "The consent form's Allow or Deny",
-                "requestBody": _form_body(
-                    _form(
-                        ["csrf", "decision"],
-                        {
-                            "csrf": _param("The CSRF token of the session."),
-                            "decision": {"enum": ["allow", "deny"]},
-                            **_AUTHORIZATION_REQUEST,
-                        },
-                    )
-                ),
-                "responses": {
-                    "303": _redirect(
-                        "To the client with `code` or `error=access_denied`; or to `/login`."
-                    ),
-                    "429": _AUTHORIZE_LIMITED,
-                    **_PAGE_FORM_ERRORS,
-                },
+
+
+REVOKE = _get(
+    "revoke",
+    "RFC 7009 token revocation",
+    {
+        "200": _response("Revoked, or nothing to revoke.", _NO_STORE),
+        **_oauth_errors("`invalid_request`: a missing token, or a token issued to another client."),
+    },
+    description=(
+        "A refresh token revokes its grant at once; an access token only itself. Unknown tokens "
+        "answer 200; another client's token 400." + _AUTH_NOTE
+    ),
+    security=_CLIENT_AUTH,
+    requestBody=_form_body(_ref("schemas", "TokenParameter")),
+)
+INTROSPECT = _get(
+    "introspect",
+    "RFC 7662 token introspection (confidential clients)",
+    {
+        "200": _no_store_json(
+            "The token's state at this instant.", _ref("schemas", "Introspection")
+        ),
+        **_oauth_errors("`invalid_request`: a missing or malformed parameter."),
+    },
+    description=(
+        "A client sees its own tokens; a client registered with `--resource-server` any token. "
+        "Anything else looks inactive."
+    ),
+    security=_CLIENT_AUTH,
+    requestBody=_form_body(_ref("schemas", "TokenParameter")),
+)
+REVOCATIONS = _get(
+    "revocations",
+    "The revocation feed as a page, for resource servers",
+    {
+        "200": _no_store_json(
+            "Events after `since`, and the watermark to resume from.",
+            _ref("schemas", "RevocationPage"),
+        ),
+        **_feed_errors("`since` or `limit` is not a non-negative integer."),
+    },
+    security=_BASIC_ONLY,
+    parameters=[
+        _query("since", "A watermark from an earlier page; default 0.", CURSOR),
+        _query("limit", "At most this many events (at most 1000).", CURSOR),
+    ],
+)
+REVOCATION_STREAM = _get(
+    "revocationStream",
+    "The revocation feed as Server-Sent Events",
+    {
+        "200": {
+            "description": "`event: revocation` messages, JSON `data:` each.",
+            "headers": _NO_STORE,
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    # OpenAPI 3.2 names this `itemSchema`; 3.1 only has extensions.
+                    "x-itemSchema": _ref("schemas", "RevocationEvent"),
+                }
             },
         },
-        "/login": {
-            "get": {
-                "operationId": "loginPage",
-                "summary": "The sign-in form",
-                "parameters": [
-                    {
-                        "name": "next",
-                        "in": "query",
-                        "required": False,
-                        "description": "Where to continue: only ever `/authorize?...`.",
-                        "schema": {"type": "string"},
-                    }
-                ],
-                "responses": {"200": _page("The form.")},
-            },
-            "post": {
-                "operationId": "login",
-                "summary": "Sign in (a fresh session: no fixation)",
-                "requestBody": _form_body(
-                    _form(
-                        ["csrf", "username", "password"],
-                        {
-                            "csrf": _param("The CSRF token of the session."),
-                            "next": _param("Where to continue: only ever `/authorize?...`."),
-                            "username": _param("The user's name."),
-                            "password": _param("The password.", format="password"),
-                        },
-                    )
-                ),
-                "responses": {
-                    "303": _redirect("Signed in: on to `next` (or `/`)."),
-                    "401": _page("Unknown username or wrong password."),
-                    "429": {
-                        "description": "Too many attempts: try again later.",
-                        "headers": {"Retry-After": _ref("headers", "Retry-After")},
-                        "content": {
-                            HTML: {"schema": {"type": "string"}},
-                            JSON: {"schema": _ref("schemas", "OAuthError")},
-                        },
-                    },
-                    **_PAGE_FORM_ERRORS,
-                },
-            },
-        },
-        "/logout": {
-            "get": {
-                "operationId": "logoutPage",
-                "summary": "The sign-out form",
-                "responses": {"200": _page("The form.")},
-            },
-            "post": {
-                "operationId": "logout",
-                "summary": "End the browser session (grants stay: revoke them with /revoke)",
-                "requestBody": _form_body(
-                    _form(["csrf"], {"csrf": _param("The CSRF token of the session.")})
-                ),
-                "responses": {
-                    "200": _page("Signed out."),
-                    **{k: v for k, v in _PAGE_FORM_ERRORS.items() if k != "503"},
-                },
-            },
-        },
-        "/token": {
-            "post": {
-                "operationId": "token",
-                "summary": "RFC 6749 §3.2 token endpoint",
-                "description": (
-                    "`authorization_code`, `refresh_token` (rotating; the "
-                    f"`{policy.retry.value}` retry policy with a {policy.leeway} s leeway) and "
-                    "`client_credentials`. Request bodies over "
-                    f"{settings.max_body_bytes} bytes get 413; repeated parameters 400; empty "
-                    "values count as omitted (RFC 6749 §3.1)." + auth_note
-                ),
-                "security": security,
-                "requestBody": _form_body(_ref("schemas", "TokenRequest")),
-                "responses": {
-                    "200": _json(
-                        "A token response (the same pair again for a retry under `replay`).",
-                        _ref("schemas", "TokenResponse"),
-                        {"Cache-Control": _no_store()},
-                    )
-                    | {"links": _token_links()},
-                    **_oauth_errors(
-                        "`invalid_request`, `invalid_grant` (naming the rule that fired), "
-                        "`invalid_scope`, `invalid_target`, `unauthorized_client` or "
-                        "`unsupported_grant_type`."
-                    ),
-                },
-            }
-        },
-        "/revoke": {
-            "post": {
-                "operationId": "revoke",
-                "summary": "RFC 7009 token revocation",
-                "description": (
-                    "A refresh token revokes its grant at once; an access token only itself. "
-                    "Unknown tokens answer 200; another client's token 400." + auth_note
-                ),
-                "security": security,
-                "requestBody": _form_body(_ref("schemas", "TokenParameter")),
-                "responses": {
-                    "200": {
-                        "description": "Revoked, or nothing to revoke.",
-                        "headers": {"Cache-Control": _no_store()},
-                    },
-                    **_oauth_errors(
-                        "`invalid_request`: a missing token, or a token issued to another client."
-                    ),
-                },
-            }
-        },
-        "/introspect": {
-            "post": {
-                "operationId": "introspect",
-                "summary": "RFC 7662 token introspection (confidential clients)",
-                "description": (
-                    "A client sees its own tokens; a client registered with "
-                    "`--resource-server` any token. Anything else looks inactive."
-                ),
-                "security": security,
-                "requestBody": _form_body(_ref("schemas", "TokenParameter")),
-                "responses": {
-                    "200": _json(
-                        "The token's state at this instant.",
-                        _ref("schemas", "Introspection"),
-                        {"Cache-Control": _no_store()},
-                    ),
-                    **_oauth_errors("`invalid_request`: a missing or malformed parameter."),
-                },
-            }
-        },
-        "/revocations": {
-            "get": {
-                "operationId": "revocations",
-                "summary": "The revocation feed as a page, for resource servers",
-                "security": basic_only,
-                "parameters": [
-                    {
-                        "name": "since",
-                        "in": "query",
-                        "required": False,
-                        "description": "A watermark from an earlier page; default 0.",
-                        "schema": cursor,
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "description": "At most this many events (at most 1000).",
-                        "schema": cursor,
-                    },
-                ],
-                "responses": {
-                    "200": _json(
-                        "Events after `since`, and the watermark to resume from.",
-                        _ref("schemas", "RevocationPage"),
-                        {"Cache-Control": _no_store()},
-                    ),
-                    "400": _bad_request("`since` or `limit` is not a non-negative integer."),
-                    "401": _ref("responses", "InvalidClient"),
-                    "403": _json(
-                        "`unauthorized_client`: not registered with `--resource-server`.",
-                        _ref("schemas", "OAuthError"),
-                        {"Cache-Control": _no_store()},
-                    ),
-                    "503": _ref("responses", "Unavailable"),
-                },
-            }
-        },
-        "/revocations/stream": {
-            "get": {
-                "operationId": "revocationStream",
-                "summary": "The revocation feed as Server-Sent Events",
-                "description": (
-                    "Every event after the cursor, then each new one as it is committed; each "
-                    "message's `id:` is a watermark to resume from. Comment lines keep the "
-                    "connection alive."
-                ),
-                "security": basic_only,
-                "parameters": [
-                    {
-                        "name": "Last-Event-ID",
-                        "in": "header",
-                        "required": False,
-                        "description": "Resume after this watermark (wins over `since`).",
-                        "schema": cursor,
-                    },
-                    {
-                        "name": "since",
-                        "in": "query",
-                        "required": False,
-                        "description": "Resume after this watermark.",
-                        "schema": cursor,
-                    },
-                ],
-                "responses": {
-                    "200": {
-                        "description": "`event: revocation` messages, JSON `data:` each.",
-                        "headers": {"Cache-Control": _no_store()},
-                        "content": {
-                            "text/event-stream": {
-                                "schema": {"type": "string"},
-                                # OpenAPI 3.2 names this `itemSchema`; 3.1 only has extensions.
-                                "x-itemSchema": _ref("schemas", "RevocationEvent"),
-                            }
-                        },
-                    },
-                    "400": _bad_request("The cursor is not a non-negative integer."),
-                    "401": _ref("responses", "InvalidClient"),
-                    "403": _json(
-                        "`unauthorized_client`: not registered with `--resource-server`.",
-                        _ref("schemas", "OAuthError"),
-                        {"Cache-Control": _no_store()},
-                    ),
-                    "429": _json(
-                        "`too_many_requests`: this resource server already holds as many"
-                        " streams open on this server process as it may.",
-                        _ref("schemas", "OAuthError"),
-                        {
-                            "Cache-Control": _no_store(),
-                            "Retry-After": _ref("headers", "Retry-After"),
-                        },
-                    ),
-                    "503": _ref("responses", "Unavailable"),
-                },
-            }
-        },
-    }
+        **_feed_errors("The cursor is not a non-negative integer."),
+        "429": _no_store_json(
+            "`too_many_requests`: this resource server already holds as many streams open on "
+            "this server process as it may.",
+            **_RETRY,
+        ),
+    },
+    description=(
+        "Every event after the cursor, then each new one as it is committed; each message's "
+        "`id:` is a watermark to resume from. Comment lines keep the connection alive."
+    ),
+    security=_BASIC_ONLY,
+    parameters=[
+        _query(
+            "Last-Event-ID", "Resume after this watermark (wins over `since`).", CURSOR, "header"
+        ),
+        _query("since", "Resume after this watermark.", CURSOR),
+    ],
+)
+
+
+_TEXT = {"text/plain": {"type": "string"}}
 
 
 def metrics_paths(settings: Settings) -> dict[str, Any]:
     """/metrics, when it is served (baton.server.observability.metrics)."""
     if settings.metrics_token is None and not settings.metrics_public:
         return {}
-    responses: dict[str, Any] = {
-        "200": {
-            "description": "Prometheus text exposition format.",
-            "content": {"text/plain": {"schema": {"type": "string"}}},
-        }
-    }
+    responses = {"200": _response("Prometheus text exposition format.", None, **_TEXT)}
     if settings.metrics_token is not None:
-        responses["401"] = {
-            "description": "No or another bearer token than the configured metrics token.",
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        }
-    return {
-        "/metrics": {
-            "get": {
-                "operationId": "metrics",
-                "summary": "Prometheus metrics"
-                + (" (Authorization: Bearer <metrics token>)" if settings.metrics_token else ""),
-                "responses": responses,
-            }
-        }
-    }
+        responses["401"] = _json(
+            "No or another bearer token than the configured metrics token.", {"type": "object"}
+        )
+    summary = "Prometheus metrics" + (
+        " (Authorization: Bearer <metrics token>)" if settings.metrics_token else ""
+    )
+    return {"/metrics": {"get": _get("metrics", summary, responses)}}
 
 
-def openapi_document(settings: Settings) -> dict[str, Any]:
+@cache
+def version() -> str:
+    """The installed distribution's version (whatever name it is published under); the
+    package's own when it runs from a source tree that is not installed."""
+    for name in importlib.metadata.packages_distributions().get("baton", []):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return baton.__version__
+
+
+def openapi_document(settings: Settings, table: Table) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Baton",
-            "version": "0.1.0",
+            "version": version(),
             "description": (
                 "An OAuth 2.0 authorization server with rotating refresh tokens. Errors are RFC "
                 "6749 §5.2 JSON, except on the browser pages (login, consent, logout), which "
@@ -877,10 +707,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "servers": [{"url": settings.issuer.rstrip("/")}],
-        "paths": {**_paths(settings), **metrics_paths(settings)},
+        "paths": {**table.operations(settings), **metrics_paths(settings)},
         "components": {
-            "schemas": _SCHEMAS,
-            "responses": _responses(),
+            "schemas": SCHEMAS,
+            "responses": _RESPONSES,
             "headers": _HEADERS,
             "securitySchemes": {
                 "client_secret_basic": {
@@ -893,7 +723,3 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
         },
     }
-
-
-async def openapi_endpoint(request: Request) -> JSONResponse:
-    return JSONResponse(openapi_document(baton(request).settings))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,6 +17,7 @@ from baton.server.endpoints.forms import Form, read_form
 from baton.server.observability import metrics
 from baton.server.runtime.context import baton, source_address
 from baton.store.base import Client, ClientChanged, RevokeResult, TokenFacts
+from baton.wire import INACTIVE, ActiveToken
 
 
 async def revocation_endpoint(request: Request) -> Response:
@@ -71,7 +70,7 @@ async def introspection_endpoint(request: Request) -> NoStoreJSON:
     if not state.active:
         return NoStoreJSON(INACTIVE)
     grant = facts.grant
-    body: dict[str, Any] = {
+    body: ActiveToken = {
         "active": True,
         "scope": scope,
         "client_id": grant.client_id,
@@ -93,9 +92,6 @@ async def introspection_endpoint(request: Request) -> NoStoreJSON:
     if state.revocation_at is not None:
         body["revocation_at"] = state.revocation_at
     return NoStoreJSON(body)
-
-
-INACTIVE = {"active": False}
 
 
 def presented_token(form: Form) -> tuple[bytes | None, bool]:

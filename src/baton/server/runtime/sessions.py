@@ -49,11 +49,6 @@ MIN_KEY_LENGTH = 32
 KEY_VARIABLE = "BATON_SESSION_KEY"
 
 
-# Endpoints for machines, authenticated on every request: a browser session means nothing there,
-# so they skip the cookie parsing and the response hook (they are the hot paths).
-SESSIONLESS = frozenset({"/token", "/introspect", "/revoke", "/revocations", "/revocations/stream"})
-
-
 class SessionStore(Protocol):
     """What sessions ask of the store (`baton.store.sql.SQLStore`)."""
 
@@ -126,12 +121,16 @@ def signers(key: bytes) -> tuple[TimestampSigner, TimestampSigner]:
 
 
 class SessionMiddleware:
-    def __init__(self, app: ASGIApp, *, secure: bool) -> None:
+    def __init__(self, app: ASGIApp, *, secure: bool, sessionless: frozenset[str]) -> None:
         self.app = app
         self.secure = secure
+        # The machine endpoints' paths (`baton.server.routes`), authenticated on every request:
+        # a browser session means nothing there, so they skip the cookie parsing and the
+        # response hook (they are the hot paths).
+        self.sessionless = sessionless
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in SESSIONLESS:
+        if scope["type"] != "http" or scope["path"] in self.sessionless:
             await self.app(scope, receive, send)
             return
         state = scope["app"].state

@@ -1,0 +1,123 @@
+"""What a route declaration says, and what derives from a table of them.
+
+Each route is declared once (`baton.server.routes`): its path, methods, handler, whether it is a
+machine endpoint or goes through the session middleware, the RFC 8414 metadata member that
+names its URL, and its OpenAPI operation. The Starlette routes, the fast path's routes, the
+session-free paths, the metadata's URLs and the OpenAPI document's paths are all computed from
+that table here, so a route cannot be served and missing from the documents, or the reverse.
+This module imports no endpoint, so the endpoints may import it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from baton.config import Settings
+
+Handler = Callable[[Request], Awaitable[Response]]
+Operation = dict[str, Any]
+# An operation that depends on the settings (a lifetime, a size limit) is written as a function.
+OperationSource = Operation | Callable[[Settings], Operation]
+
+
+class Kind(enum.Enum):
+    # Authenticated on every request: a browser session means nothing there, so they skip the
+    # session middleware (they are the hot paths); their POSTs take the fast path too.
+    MACHINE = "machine"
+    # Through the session middleware: the pages, and the public documents beside them.
+    SESSION = "session"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    path: str
+    methods: frozenset[str]
+    handler: Handler
+    kind: Kind = Kind.SESSION
+    # The RFC 8414 member that advertises this endpoint's URL, if any.
+    metadata: str | None = None
+    # The OpenAPI operation; None only for routes left out of the document on purpose (the admin
+    # console), which must then say `documented=False`.
+    openapi: OperationSource | None = None
+    documented: bool = True
+
+    def __post_init__(self) -> None:
+        if self.documented and self.openapi is None:
+            raise ValueError(f"{self.path}: a documented route needs its OpenAPI operation")
+
+    def route(self) -> Route:
+        return Route(self.path, self.handler, methods=sorted(self.methods))
+
+    def operations(self, settings: Settings) -> Iterator[tuple[str, Operation]]:
+        """(method, operation) for each method of this route in the OpenAPI document."""
+        if self.openapi is None:
+            return
+        operation = self.openapi(settings) if callable(self.openapi) else self.openapi
+        for method in sorted(self.methods):
+            yield method.lower(), operation
+
+
+def endpoint(
+    path: str,
+    methods: str,
+    handler: Handler,
+    kind: Kind = Kind.SESSION,
+    *,
+    metadata: str | None = None,
+    openapi: OperationSource | None = None,
+    documented: bool = True,
+) -> Endpoint:
+    """An `Endpoint` with its methods written as one string (`"GET"`, `"GET POST"`)."""
+    return Endpoint(path, frozenset(methods.split()), handler, kind, metadata, openapi, documented)
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """The app's routes in order, and the console's, served under `admin_prefix`."""
+
+    endpoints: tuple[Endpoint, ...]
+    admin: tuple[Endpoint, ...]
+    admin_prefix: str = "/admin"
+
+    def __post_init__(self) -> None:
+        seen: set[tuple[str, str]] = set()
+        for e in self.endpoints:
+            for method in e.methods:
+                if (e.path, method) in seen:
+                    raise ValueError(f"{method} {e.path} is declared twice")
+                seen.add((e.path, method))
+
+    def starlette_routes(self) -> list[BaseRoute]:
+        return [
+            *(e.route() for e in self.endpoints),
+            Mount(self.admin_prefix, routes=[e.route() for e in self.admin]),
+        ]
+
+    def fast_routes(self, routes: Iterable[BaseRoute]) -> list[Route]:
+        """The machine POST routes among `routes` (the very objects the router holds): the fast
+        path answers these itself (`baton.server.fastpath.machine`), and only POSTs."""
+        fast = {e.path for e in self.endpoints if e.kind is Kind.MACHINE and e.methods == {"POST"}}
+        return [r for r in routes if isinstance(r, Route) and r.path in fast]
+
+    def sessionless(self) -> frozenset[str]:
+        """The paths the session middleware leaves alone: every machine endpoint's."""
+        return frozenset(e.path for e in self.endpoints if e.kind is Kind.MACHINE)
+
+    def metadata_paths(self) -> Mapping[str, str]:
+        """RFC 8414 member name -> the path of the endpoint it advertises."""
+        return {e.metadata: e.path for e in self.endpoints if e.metadata is not None}
+
+    def operations(self, settings: Settings) -> dict[str, dict[str, Operation]]:
+        """The OpenAPI document's `paths`: every documented route's operations."""
+        paths: dict[str, dict[str, Operation]] = {}
+        for e in self.endpoints:
+            if e.documented:
+                paths.setdefault(e.path, {}).update(e.operations(settings))
+        return paths

@@ -1,0 +1,103 @@
+"""Each route is declared once (`baton.server.routes`): the app serves exactly the table's routes,
+the OpenAPI document describes every documented one, the metadata's URLs are routes of the app,
+and the session-free paths and the fast path's routes are the table's machine endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import cast
+from urllib.parse import urlsplit
+
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount, Route
+
+from baton.server.fastpath.machine import MachineEndpoints
+from baton.server.routes import TABLE, openapi_endpoint
+from baton.server.routing import Kind, Table, endpoint
+from baton.server.runtime.sessions import SessionMiddleware
+from tests.support import running_app
+
+
+def served(routes: Iterable[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(path, method) of every route, those under a Mount included (HEAD is GET's)."""
+    for route in routes:
+        if isinstance(route, Mount):
+            yield from served(route.routes, prefix + route.path)
+        elif isinstance(route, Route):
+            for method in route.methods or ():
+                if method != "HEAD":
+                    yield prefix + route.path, method
+
+
+def declared(table: Table) -> set[tuple[str, str]]:
+    admin = {(table.admin_prefix + e.path, m) for e in table.admin for m in e.methods}
+    return {(e.path, m) for e in table.endpoints for m in e.methods} | admin
+
+
+def test_the_app_serves_the_table_and_the_document_describes_it(tmp_path: Path) -> None:
+    with running_app(tmp_path, metrics_public=True) as (http, _store, _clock):
+        app = cast(Starlette, http.app)
+        document = http.get("/openapi.json").json()
+    # /metrics is the observability room's, served when configured, and documented then.
+    assert set(served(app.routes)) == declared(TABLE) | {("/metrics", "GET")}
+    described = {
+        (path, method.upper()) for path, item in document["paths"].items() for method in item
+    }
+    documented = {(e.path, m) for e in TABLE.endpoints if e.documented for m in e.methods}
+    assert described == documented | {("/metrics", "GET")}
+    # Only the console is left out on purpose.
+    assert all(e.documented for e in TABLE.endpoints)
+    assert not any(e.documented for e in TABLE.admin)
+
+
+def test_the_metadata_urls_are_routes_of_the_app(tmp_path: Path) -> None:
+    with running_app(tmp_path) as (http, _store, _clock):
+        app = cast(Starlette, http.app)
+        metadata = http.get("/.well-known/oauth-authorization-server").json()
+    paths = {path for path, _method in served(app.routes)}
+    urls = {name: value for name, value in metadata.items() if name in TABLE.metadata_paths()}
+    assert set(urls) == {
+        "authorization_endpoint",
+        "token_endpoint",
+        "revocation_endpoint",
+        "introspection_endpoint",
+        "jwks_uri",
+    }
+    for url in urls.values():
+        assert url.startswith(metadata["issuer"] + "/")
+        assert urlsplit(url).path in paths
+
+
+def _middleware_kwargs(app: Starlette, cls: type) -> dict[str, object]:
+    (found,) = [m for m in app.user_middleware if cast(object, m.cls) is cls]
+    return dict(found.kwargs)
+
+
+def test_the_machine_endpoints_skip_the_session_and_their_posts_take_the_fast_path(
+    tmp_path: Path,
+) -> None:
+    machine = {e.path for e in TABLE.endpoints if e.kind is Kind.MACHINE}
+    assert machine == {"/token", "/introspect", "/revoke", "/revocations", "/revocations/stream"}
+    with running_app(tmp_path) as (http, _store, _clock):
+        app = cast(Starlette, http.app)
+        sessions = _middleware_kwargs(app, SessionMiddleware)
+        fast = _middleware_kwargs(app, MachineEndpoints)
+        assert sessions["sessionless"] == machine
+        fast_routes = cast(list[Route], fast["routes"])
+        assert {route.path for route in fast_routes} == {"/token", "/introspect", "/revoke"}
+        # The very objects the router holds: a 405 and the metrics' route label stay the same.
+        assert all(any(route is r for r in app.routes) for route in fast_routes)
+    (tmp_path / "off").mkdir()
+    with running_app(tmp_path / "off", fast_paths=False) as (http, _store, _clock):
+        app = cast(Starlette, http.app)
+        assert not [m for m in app.user_middleware if cast(object, m.cls) is MachineEndpoints]
+
+
+def test_a_route_is_declared_once_and_documented_unless_said_otherwise() -> None:
+    twice = endpoint("/openapi.json", "GET", openapi_endpoint, openapi={"responses": {}})
+    with pytest.raises(ValueError, match="declared twice"):
+        Table((*TABLE.endpoints, twice), TABLE.admin)
+    with pytest.raises(ValueError, match="needs its OpenAPI operation"):
+        endpoint("/new", "GET", openapi_endpoint, Kind.SESSION)
