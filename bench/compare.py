@@ -810,7 +810,7 @@ def machine_facts(options: Options, outcome: Outcome) -> list[tuple[str, str]]:
 def _baton_version() -> str:
     from importlib.metadata import version
 
-    return version("baton")
+    return version("baton-oauth")
 
 
 def _git_head() -> str:

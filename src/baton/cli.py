@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import anyio
 import click
 
+from baton import __version__
 from baton.config import ServeConfig, Settings
 from baton.core.audience import resource_uri_problem
 from baton.core.keys import ALGORITHMS, KeyEncryptionError, generate, key_encryption_key, unseal
@@ -102,7 +103,7 @@ def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
 
 
 @click.group()
-@click.version_option(package_name="baton")
+@click.version_option(version=__version__, prog_name="baton")
 def main() -> None:
     """Baton: an OAuth 2.0 authorization server with safe rotating refresh tokens."""
 
@@ -919,10 +920,6 @@ def demo(host: str, port: int, exit_after: bool) -> None:
 
     from baton import demo as story
 
-    try:
-        import httpx  # noqa: F401
-    except ImportError:
-        fail("baton demo needs httpx: pip install 'baton[client]'")
     try:
         story.run(Console(), host=host, port=port, wait=not exit_after)
     except OSError as exc:
