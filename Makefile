@@ -11,6 +11,9 @@ $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Baton needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# 0.1.0 was distributed as `baton` (PyPI's name for another project): drop it from an old .venv.
+	@$(BIN)/python -m pip uninstall --quiet --yes baton 2>/dev/null || true
+	@# dev = the server, redis and jose extras plus the test and lint tools (pyproject.toml).
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $@
 
@@ -46,6 +49,7 @@ BENCH_BIN    := bench/.scratch/baton/bin
 $(BENCH_BIN)/.installed: pyproject.toml
 	$(BENCH_PYTHON) -m venv --clear bench/.scratch/baton
 	$(BENCH_BIN)/python -m pip install --quiet --upgrade pip
+	@# bench = the server extra plus matplotlib for the plot.
 	$(BENCH_BIN)/python -m pip install --quiet -e ".[bench]"
 	@touch $@
 

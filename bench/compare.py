@@ -871,9 +871,9 @@ def machine_facts(options: Options, outcome: Outcome) -> list[tuple[str, str]]:
 
 
 def _baton_version() -> str:
-    from importlib.metadata import version
+    from baton import __version__  # pyproject.toml's version is read from it
 
-    return version("baton")
+    return __version__
 
 
 def _git_head() -> str:

@@ -1,4 +1,6 @@
-"""Protecting a FastAPI app in ten lines (docs/resource.md). Needs `pip install fastapi`.
+"""Protecting a FastAPI app in ten lines (the README's "FastAPI in ten lines").
+
+Needs `pip install baton-oauth fastapi uvicorn`.
 
 BATON_ISSUER=... BATON_RS_ID=... BATON_RS_SECRET=... BATON_AUDIENCE=https://notes.example \
     uvicorn examples.fastapi_app:app

@@ -24,6 +24,7 @@ import anyio
 import click
 from click.core import ParameterSource
 
+from baton import __version__
 from baton.config import (
     BY_NAME,
     OPTIONS,
@@ -147,7 +148,7 @@ def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
 
 
 @click.group()
-@click.version_option(package_name="baton")
+@click.version_option(version=__version__, prog_name="baton")
 def main() -> None:
     """Baton: an OAuth 2.0 authorization server with safe rotating refresh tokens."""
 
@@ -805,10 +806,6 @@ def demo(host: str, port: int, exit_after: bool) -> None:
 
     from baton import demo as story
 
-    try:
-        import httpx  # noqa: F401
-    except ImportError:
-        fail("baton demo needs httpx: pip install 'baton[client]'")
     try:
         story.run(Console(), host=host, port=port, wait=not exit_after)
     except OSError as exc:

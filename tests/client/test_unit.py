@@ -35,7 +35,7 @@ from baton.client import (
     is_invalid_token,
     store_pair,
 )
-from baton.client.pkce import s256
+from baton.core.pkce import s256
 from tests.client.locking import most_holders_at_once
 
 TOKEN_URL = "https://as.example/token"

@@ -98,7 +98,7 @@ def exchange_code(
     http: httpx.Client | None = None,
     clock: Callable[[], float] = time.time,
 ) -> TokenPair:
-    """RFC 6749 §4.1.3 with the PKCE verifier. Store the result (e.g. `store_first_pair`)."""
+    """RFC 6749 §4.1.3 with the PKCE verifier. Store the result (e.g. `store_pair`)."""
     data = {
         "grant_type": "authorization_code",
         "code": code,

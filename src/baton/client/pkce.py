@@ -1,11 +1,15 @@
-"""PKCE (RFC 7636), S256 only."""
+"""PKCE (RFC 7636), S256 only.
+
+The challenge is `baton.core.pkce.s256`, the same function the server checks it with: `core`
+imports only the standard library, so the SDK shares it without pulling in the server.
+"""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
 from dataclasses import dataclass, field
+
+from baton.core.pkce import s256
 
 
 @dataclass(frozen=True)
@@ -18,8 +22,3 @@ class Pkce:
     def new(cls) -> Pkce:
         verifier = secrets.token_urlsafe(64)  # 86 characters of [A-Za-z0-9_-], within 43..128
         return cls(verifier, s256(verifier))
-
-
-def s256(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from baton.core.tokens import digest
+
 
 def fingerprint(token: str | None) -> str | None:
-    """A short, non-reversible name for a token, safe to log or hand to a hook."""
+    """A short, non-reversible name for a token, safe to log or hand to a hook: the first 12 hex
+    digits of the SHA-256 digest under which Baton stores it."""
     if token is None:
         return None
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
+    return digest(token).hex()[:12]
 
 
 @dataclass(frozen=True, slots=True)

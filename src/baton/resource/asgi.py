@@ -12,9 +12,11 @@ without a lifespan) and stops it at shutdown.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any
 
-from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+if TYPE_CHECKING:  # plain ASGI at run time: the base install has no Starlette
+    from starlette.requests import HTTPConnection
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton.resource.errors import AuthError, MissingToken
 from baton.resource.headers import bearer_token
@@ -122,8 +124,11 @@ def principal_of(connection: HTTPConnection) -> Principal:
 def require(*scopes: str) -> Callable[[HTTPConnection], Principal]:
     """A FastAPI dependency (or a plain helper for Starlette endpoints): the request's principal,
     which must carry every scope given, else 403 `insufficient_scope`."""
+    from starlette.requests import HTTPConnection  # FastAPI and Starlette bring it
 
-    def dependency(request: HTTPConnection) -> Principal:
+    def dependency(request: Any) -> Principal:
         return principal_of(request).require(*scopes)
 
+    # FastAPI injects the request by this annotation, read at run time (a class, not a string).
+    dependency.__annotations__["request"] = HTTPConnection
     return dependency
