@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from baton.cli.common import current_time, db_option, emit, fail, run_with_store
+from baton.core.vocabulary import RevocationCause
 from baton.store.sql import SQLStore
 
 
@@ -65,7 +66,7 @@ def grants_revoke(db: str, grant_id: str, as_json: bool) -> None:
     async def work(store: SQLStore) -> bool | None:
         if await store.get_grant(grant_id) is None:
             return None
-        return await store.revoke_grant(grant_id, current_time(), "admin")
+        return await store.revoke_grant(grant_id, current_time(), RevocationCause.ADMIN)
 
     revoked = run_with_store(db, work)
     if revoked is None:
