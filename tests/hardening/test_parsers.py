@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from baton.cli import check_redirect_uri
+from baton.cli.clients import check_redirect_uri
 from baton.core import pkce, scope
 from baton.core.tokens import TokenKind, _checksum, kind_of, mint
 from baton.server.endpoints.clientauth import basic_credentials

@@ -1,0 +1,36 @@
+"""The `baton` command: serve, migrate, and manage clients, users and grants.
+
+Every command that touches the database takes `--db` (or `BATON_DB`); a flag always wins over
+its environment variable. `--json` prints one JSON object on stdout; errors go to stderr with
+exit status 1 (2 for a config file Baton refuses). The options of `serve` (and of `config show`)
+are generated from their declarations in `baton.config`.
+
+One module per command group: `serve` (with `config show`), `db`, `clients`, `users`, `grants`,
+`keys`, `demo`; what they share is in `common`. `main` below is the group they join
+(`baton.script` runs it, and so does `python -m baton.cli`).
+"""
+
+from __future__ import annotations
+
+import click
+
+from baton import __version__
+from baton.cli import clients, db, demo, grants, keys, serve, users
+
+
+@click.group()
+@click.version_option(version=__version__, prog_name="baton")
+def main() -> None:
+    """Baton: an OAuth 2.0 authorization server with safe rotating refresh tokens."""
+
+
+main.add_command(serve.serve)
+main.add_command(serve.config_group)
+main.add_command(db.db)
+main.add_command(clients.client)
+main.add_command(users.user)
+main.add_command(grants.grants)
+main.add_command(keys.keys)
+main.add_command(demo.demo)
+
+__all__ = ["main"]

@@ -1,0 +1,7 @@
+"""`python -m baton.cli ...`: the `baton` command (the tests and the e2e helpers run it so)."""
+
+from __future__ import annotations
+
+from baton.cli import main
+
+main()

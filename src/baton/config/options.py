@@ -1,0 +1,343 @@
+"""Every option of `baton serve`, declared once, in the order of `--help`, `baton config show`
+and the README's options table.
+"""
+
+from __future__ import annotations
+
+from baton.config.declaration import Lands, Option
+from baton.core.keys import ALGORITHM_CHOICES
+from baton.core.policy import DAY, RetryPolicy
+from baton.store.engines import SYNCHRONOUS_MODES
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "config",
+        str,
+        "TOML file of these options, keyed by their snake_case names (access_ttl = 3600); "
+        "a flag or environment variable wins over it.",
+        Lands.SERVE,
+        given=None,
+        in_file=False,
+        default_text="none",
+        doc="TOML file of the options below, each keyed by its name in snake_case "
+        '(`access_ttl = 3600`, `trusted_proxies = ["10.0.0.0/8"]`); a flag or environment '
+        "variable wins over it. Secrets may be in it only if group and others cannot read it "
+        "(mode 0600); see [Config file](#config-file)",
+    ),
+    Option(
+        "host",
+        str,
+        "Address to listen on.",
+        Lands.SERVE,
+        given="127.0.0.1",
+        doc="address to listen on",
+    ),
+    Option("port", int, "Port to listen on.", Lands.SERVE, given=8000, doc="port to listen on"),
+    Option(
+        "db",
+        str,
+        "Database URL (sqlite:///path or postgresql://...) or a SQLite file path.",
+        Lands.CONFIG,
+        doc="database URL, or a SQLite file path",
+    ),
+    Option(
+        "issuer",
+        str,
+        "Issuer URL.",
+        Lands.SETTINGS,
+        given=None,
+        default_text="`http://HOST:PORT`",
+        doc="issuer identifier and base of every endpoint URL in the metadata; with `https://`, "
+        "session cookies are `Secure`",
+    ),
+    Option(
+        "leeway",
+        int,
+        "Seconds an exchanged refresh token and its access token stay valid for retries.",
+        Lands.LIFETIMES,
+        minimum=0,
+        doc="seconds an exchanged refresh token and its companion access token stay valid for "
+        "retries",
+    ),
+    Option(
+        "access_ttl",
+        int,
+        "Access token lifetime, seconds.",
+        Lands.LIFETIMES,
+        minimum=1,
+        doc="access token lifetime, seconds",
+    ),
+    Option(
+        "refresh_idle_ttl",
+        int,
+        "Refresh token lifetime from its issue, seconds.",
+        Lands.LIFETIMES,
+        minimum=1,
+        doc="refresh token lifetime from its own issue",
+    ),
+    Option(
+        "refresh_absolute_ttl",
+        int,
+        "A grant's absolute lifetime, seconds.",
+        Lands.LIFETIMES,
+        minimum=1,
+        doc="a grant's absolute lifetime: no token of it outlives this",
+    ),
+    Option(
+        "retry_policy",
+        str,
+        "Answer to a refresh token presented again inside its leeway.",
+        Lands.POLICY,
+        field="retry",
+        choices=tuple(p.value for p in RetryPolicy),
+        doc="`replay`: the same child pair again; `fork`: a new sibling pair per retry, of which "
+        "only the first refreshed continues; `strict`: no leeway, any second use is reuse; see "
+        "[Retry policies](#retry-policies)",
+    ),
+    Option(
+        "workers",
+        int,
+        "Server processes sharing the port.",
+        Lands.SERVE,
+        given=1,
+        minimum=1,
+        doc="server processes sharing the port (SQLite or PostgreSQL), each with a listening "
+        "socket of its own (`SO_REUSEPORT`), so the kernel spreads connections over them",
+    ),
+    Option(
+        "db_pool_size",
+        int,
+        "PostgreSQL connections kept per process (0: none, for PgBouncer).",
+        Lands.POOL,
+        field="size",
+        minimum=0,
+        doc="PostgreSQL connections kept per process; `0` for none (PgBouncer)",
+    ),
+    Option(
+        "db_max_overflow",
+        int,
+        "PostgreSQL connections opened beyond the pool under bursts, per process.",
+        Lands.POOL,
+        field="max_overflow",
+        minimum=0,
+    ),
+    Option(
+        "sqlite_synchronous",
+        str,
+        "SQLite durability: full survives a power cut; normal only a crash (see README).",
+        Lands.SQLITE,
+        field="synchronous",
+        choices=SYNCHRONOUS_MODES,
+        doc="SQLite durability: `full` (an answered rotation survives a power cut), `normal` "
+        "(survives a crash of the server, not of the machine), `off`; see "
+        "[SQLite durability](#sqlite-durability)",
+    ),
+    Option(
+        "purge_interval",
+        int,
+        "Seconds between purges of expired data.",
+        Lands.SETTINGS,
+        minimum=1,
+        doc="seconds between purges of expired data",
+    ),
+    Option(
+        "retention_days",
+        int,
+        "Days expired tokens, codes and dead grants are kept for audit.",
+        Lands.SETTINGS,
+        field="retention",
+        scale=DAY,
+        minimum=0,
+        doc="days expired tokens, codes and dead grants are kept for audit before the purge "
+        "deletes them",
+    ),
+    Option(
+        "access_token_format",
+        str,
+        "opaque (checked by introspection) or jwt (RFC 9068, checked locally).",
+        Lands.SETTINGS,
+        choices=("opaque", "jwt"),
+        doc="`opaque` (`bat_at_…`, checked by introspection) or `jwt` (RFC 9068, checked "
+        "locally against the JWKS)",
+    ),
+    Option(
+        "access_token_audience",
+        str,
+        "JWT aud when the client names no resource.",
+        Lands.SETTINGS,
+        default_text="the issuer",
+        doc="`aud` of the tokens (opaque or JWT) of a client allowed no RFC 8707 resource (see "
+        "[Resources](#resources-and-audiences-rfc-8707)); `serve` refuses one that is a "
+        "registered resource server's URI, which would hand such tokens to that API",
+    ),
+    Option(
+        "signing_alg",
+        str,
+        "Algorithm of the first signing key (EdDSA: the old name of Ed25519, RFC 9864).",
+        Lands.SETTINGS,
+        choices=tuple(ALGORITHM_CHOICES),
+        doc="algorithm of the first signing key (`ES256`, `RS256`, `Ed25519`; `EdDSA`, its "
+        "old name, is taken too), created on the first start with JWTs",
+    ),
+    Option(
+        "key_encryption_key",
+        str,
+        "Secret (32+ characters) that seals the JWT signing keys at rest; prefer the "
+        "environment variable.",
+        Lands.SETTINGS,
+        secret=True,
+        default_text="none",
+        doc="32+ character secret that seals the private signing keys in the database; required "
+        "with `jwt`; prefer the environment variable",
+    ),
+    Option(
+        "session_key_file",
+        str,
+        "File (mode 0600) holding the key that signs session cookies, generated on the first "
+        "start; ignored when BATON_SESSION_KEY is set. Every host serving one database needs "
+        "the same key.",
+        Lands.SERVE,
+        given=None,
+        is_path=True,
+        default_text="`DATABASE-session.key` beside a SQLite file; `./baton-session.key` (the "
+        "working directory) for PostgreSQL",
+        doc="file (mode 0600, refused if others may read it) holding the key that signs the "
+        "session and device cookies; generated there on the first start, before any worker "
+        "starts, so every worker shares it. Every host serving one database needs the same "
+        "key: copy the file or set `BATON_SESSION_KEY`. Never stored in the database",
+    ),
+    Option(
+        "session_key",
+        str,
+        "Key (32+ characters) that signs session cookies; wins over --session-key-file.",
+        Lands.SETTINGS,
+        secret=True,
+        env_only=True,
+        default_text="none (read from `--session-key-file`)",
+        doc="32+ characters that sign the session and device cookies, shared by every host "
+        "serving one database; wins over `--session-key-file`. Never on the command line",
+    ),
+    Option(
+        "key_reload_interval",
+        int,
+        "Seconds between reloads of the signing keys (keep below keys rotate --publish-ahead).",
+        Lands.SETTINGS,
+        minimum=1,
+        doc="seconds between reloads of the signing keys by each process (keep below `keys "
+        "rotate --publish-ahead`)",
+    ),
+    Option(
+        "rate_limit_address",
+        float,
+        "Requests/s per source address at /token, /revoke, /introspect, /authorize (0: off).",
+        Lands.SETTINGS,
+        minimum=0,
+        doc="requests/s per source address at `/token`, `/revoke`, `/introspect` and "
+        "`/authorize`, bursts of twice that; `0` turns it off",
+    ),
+    Option(
+        "rate_limit_client",
+        float,
+        "Requests/s per client at /token, /revoke, /introspect (0: off).",
+        Lands.SETTINGS,
+        minimum=0,
+        doc="the same per client",
+    ),
+    Option(
+        "rate_limit_login",
+        float,
+        "Sign-in attempts/s per source address, bursts of 20 (0: off).",
+        Lands.SETTINGS,
+        minimum=0,
+        doc="sign-in attempts/s per source address, bursts of 20",
+    ),
+    Option(
+        "redis_url",
+        str,
+        "Redis for rate limits and lockouts shared by every process.",
+        Lands.SETTINGS,
+        default_text="none (each process counts alone)",
+        doc="Redis shared by every process for rate limits and lockouts (without it each process "
+        "counts alone)",
+    ),
+    Option(
+        "trusted_proxies",
+        tuple,
+        "Comma-separated networks of reverse proxies whose X-Forwarded-For is believed, "
+        "e.g. 10.0.0.0/8,127.0.0.1.",
+        Lands.SETTINGS,
+        default_text="none (the header is never read)",
+        doc="comma-separated networks (`10.0.0.0/8,127.0.0.1`) of reverse proxies whose "
+        "`X-Forwarded-For` is believed: only from a peer inside one, read right to left "
+        "skipping trusted hops, each entry an IP address or the request is refused (400). "
+        "Without it the header is never read and a request's address (rate limits, lockouts, "
+        "logs, audit, webhooks) is its TCP peer",
+    ),
+    Option(
+        "log_level",
+        str,
+        "Least severe log lines written.",
+        Lands.SERVE,
+        given="info",
+        choices=("debug", "info", "warning", "error"),
+        doc="one line per request, never a token or a query string",
+    ),
+    Option(
+        "log_format",
+        str,
+        "json: one JSON object per line; console: readable lines, for development.",
+        Lands.SERVE,
+        given="json",
+        choices=("json", "console"),
+        doc="`json`: one JSON object per line with a request id; `console`: readable lines for "
+        "development",
+    ),
+    Option(
+        "metrics_token",
+        str,
+        "Serve /metrics to `Authorization: Bearer TOKEN`; prefer the environment variable.",
+        Lands.SETTINGS,
+        secret=True,
+        default_text="none (no `/metrics`)",
+        doc="serve `/metrics` to `Authorization: Bearer TOKEN`; prefer the environment variable",
+    ),
+    Option(
+        "metrics_public",
+        bool,
+        "Serve /metrics without a token (only where the port is private).",
+        Lands.SETTINGS,
+        doc="serve `/metrics` without a token (only where the port is private)",
+    ),
+    Option(
+        "webhook_url",
+        str,
+        "POST security events (reuse detected, grant revoked) here, signed with "
+        "BATON_WEBHOOK_SECRET.",
+        Lands.SETTINGS,
+        default_text="none (no webhooks)",
+        doc="POST security events here, signed with `BATON_WEBHOOK_SECRET`",
+    ),
+    Option(
+        "webhook_secret",
+        str,
+        "HMAC secret (16+ characters) that signs the webhooks.",
+        Lands.SETTINGS,
+        secret=True,
+        env_only=True,
+        default_text="none",
+        doc="HMAC secret (16+ characters) that signs the webhooks; required with "
+        "`--webhook-url`. Never on the command line",
+    ),
+    Option(
+        "fast_paths",
+        bool,
+        "The hot paths' short cuts around uvicorn's, Starlette's and SQLAlchemy's general code; "
+        "off for bisecting a bug.",
+        Lands.SETTINGS,
+        doc="the hot paths' short cuts around the general code of uvicorn, Starlette and "
+        "SQLAlchemy (`baton.server.fastpath`); `--no-fast-paths` sends every request the "
+        "general way, to tell whether a bug lives in a short cut",
+    ),
+)
+
+BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}

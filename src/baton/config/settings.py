@@ -1,0 +1,117 @@
+"""What a server process is configured with: `Settings` (what the app needs, whoever builds it)
+and `ServeConfig` (those settings with the database and its pool, the JSON each worker of
+`baton serve` is handed). The options of `baton serve` that fill them are declared in
+`baton.config.options`; the defaults are the fields' defaults here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from baton.core.policy import DAY, Lifetimes, Policy, RetryPolicy
+from baton.store.engines import DEFAULT_URL, PoolSettings, SQLiteSettings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the app needs, whoever builds it (`baton serve`, tests, an embedding program). The
+    fields that are options of `baton serve` have their help, bounds and variable in `OPTIONS`;
+    their defaults are these."""
+
+    # The issuer identifier (RFC 8414 §2); every endpoint URL in the metadata derives from it.
+    # Default: http://<host>:<port>. Use https in production: session cookies are then `Secure`.
+    issuer: str = "http://127.0.0.1:8000"
+    # Lifetimes, leeway and retry policy (see baton.core.policy for their defaults).
+    policy: Policy = field(default_factory=Policy)
+    # Largest request body accepted; larger ones get 413 before they are read further.
+    max_body_bytes: int = 64 * 1024
+    # How often each server process purges expired data (seconds).
+    purge_interval: int = 60
+    # How long tokens, codes and dead grants are kept past their life, for audit (seconds).
+    retention: int = 30 * DAY
+    # "opaque" (bat_at_..., checked by introspection) or "jwt" (RFC 9068, checked locally).
+    access_token_format: str = "opaque"
+    # JWT `aud` when the client names no RFC 8707 resource. Default: the issuer.
+    access_token_audience: str | None = None
+    # The algorithm of the first signing key, created on the first start with JWTs.
+    signing_alg: str = "ES256"
+    # How often each process reloads the signing keys (seconds); keep it well below the
+    # --publish-ahead of `baton keys rotate`.
+    key_reload_interval: int = 30
+    # Seals the private signing keys at rest (at least 32 characters); never stored.
+    key_encryption_key: str | None = field(default=None, repr=False)
+    # Signs the browser's session and device cookies (at least 32 characters); never stored in
+    # the database. `baton serve` takes it from BATON_SESSION_KEY, else from --session-key-file
+    # (generated there, 0600, on the first start). Without one, create_app makes a key for its
+    # process alone. Every process and host serving one database should share it.
+    session_key: str | None = field(default=None, repr=False)
+    # Requests per second (bursts of twice that) at /token, /revoke and /introspect, per source
+    # address (and at /authorize) and per client; 0 turns a limit off.
+    rate_limit_address: float = 1000.0
+    rate_limit_client: float = 1000.0
+    # Sign-in attempts per second per source address (bursts of 20).
+    rate_limit_login: float = 1.0
+    # Redis for limits and lockouts shared by every process; without it, each process counts
+    # for itself.
+    redis_url: str | None = None
+    # Reverse proxies whose `X-Forwarded-For` is believed (networks such as "10.0.0.0/8"). Empty
+    # (the default): the header is never read, and a request's address is its TCP peer. See
+    # baton.server.runtime.proxies.
+    trusted_proxies: tuple[str, ...] = ()
+    # /metrics: served behind `Authorization: Bearer <metrics_token>`, or without a token when
+    # `metrics_public`; with neither it does not exist (404).
+    # See baton.server.observability.metrics.
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_public: bool = False
+    # Webhooks for security events (see baton.server.observability.delivery): where to POST
+    # them, and the HMAC secret that signs them (from BATON_WEBHOOK_SECRET only; never on argv,
+    # never logged).
+    webhook_url: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
+    # Retries: exponential from the base, capped, jittered; given up at the maximum age (s).
+    webhook_backoff_base: int = 5
+    webhook_backoff_cap: int = 3600
+    webhook_max_age: int = 3 * DAY
+    webhook_poll_interval: float = 1.0
+    # The hot paths' short cuts around general code of uvicorn, Starlette and SQLAlchemy
+    # (baton.server.fastpath). Off: every request takes the general way, for bisecting a bug.
+    fast_paths: bool = True
+
+    @property
+    def default_audience(self) -> str:
+        """`aud` of the tokens of a grant that holds no RFC 8707 resource."""
+        return self.access_token_audience or self.issuer
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.issuer.startswith("https://")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything a server process needs to build the app: settings, database and pool."""
+
+    settings: Settings
+    db: str = DEFAULT_URL
+    pool: PoolSettings = field(default_factory=PoolSettings)
+    sqlite: SQLiteSettings = field(default_factory=SQLiteSettings)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeConfig:
+        raw = json.loads(text)
+        settings = raw["settings"]
+        policy = settings.pop("policy")
+        settings["trusted_proxies"] = tuple(settings.get("trusted_proxies", ()))
+        return cls(
+            settings=Settings(
+                policy=Policy(Lifetimes(**policy["lifetimes"]), RetryPolicy(policy["retry"])),
+                **settings,
+            ),
+            db=raw["db"],
+            pool=PoolSettings(**raw["pool"]),
+            sqlite=SQLiteSettings(**raw["sqlite"]),
+        )
