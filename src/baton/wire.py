@@ -107,6 +107,47 @@ class FeedPage(TypedDict):
     ]
 
 
+# How this server rotates refresh tokens (`baton.core.policy`), so clients can plan retries.
+class RotationPolicy(TypedDict):
+    retry_policy: Literal["replay", "fork", "strict"]
+    leeway_seconds: NonNegative
+
+
+class Metadata(TypedDict):
+    """RFC 8414 authorization server metadata."""
+
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    revocation_endpoint: str
+    introspection_endpoint: str
+    jwks_uri: str
+    response_types_supported: list[str]
+    response_modes_supported: NotRequired[list[str]]
+    grant_types_supported: list[str]
+    code_challenge_methods_supported: list[str]
+    token_endpoint_auth_methods_supported: list[str]
+    revocation_endpoint_auth_methods_supported: NotRequired[list[str]]
+    introspection_endpoint_auth_methods_supported: NotRequired[list[str]]
+    authorization_response_iss_parameter_supported: NotRequired[bool]
+    refresh_token_rotation: RotationPolicy
+
+
+# One public key of the key set (RFC 7517 §4); the key's own members (`crv`, `x`, `n`, ...)
+# depend on its type.
+class PublicKey(TypedDict):
+    kty: Literal["EC", "RSA", "OKP"]
+    kid: str
+    alg: Literal["ES256", "RS256", "Ed25519"]
+    use: Literal["sig"]
+
+
+class KeySet(TypedDict):
+    """RFC 7517 key set: the keys that sign, or will soon sign, JWTs."""
+
+    keys: list[PublicKey]
+
+
 # -- request forms --------------------------------------------------------------------------------
 # The parameters the endpoints read from a form body (`application/x-www-form-urlencoded`) or, for
 # GET /authorize, the query. Each is a string (or one of a few fixed values); a form may carry

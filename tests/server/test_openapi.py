@@ -20,6 +20,8 @@ import pytest
 import baton
 from baton import wire
 from baton.config import Settings
+from baton.core.keys import ALGORITHMS
+from baton.core.policy import RetryPolicy
 from baton.resource.index import RevocationEvent as ResourceEvent
 from baton.server.endpoints import authorize, clientauth, openapi, revocation, token
 from baton.server.endpoints.feed import event_body
@@ -28,6 +30,8 @@ from baton.server.routes import TABLE
 from baton.store.base import RevocationEvent
 from tests.audience import API_A, API_B, client_credentials, register
 from tests.support import introspect, running_app
+
+KEK = "correct horse battery staple, 32+ chars"
 
 WIRE_SCHEMAS = {
     "TokenResponse": wire.TokenResponse,
@@ -40,6 +44,8 @@ WIRE_SCHEMAS = {
     "RefreshTokenGrant": wire.RefreshTokenGrant,
     "ClientCredentialsGrant": wire.ClientCredentialsGrant,
     "TokenParameter": wire.TokenParameter,
+    "Metadata": wire.Metadata,
+    "JWKS": wire.KeySet,
 }
 
 
@@ -163,6 +169,22 @@ def test_the_version_is_the_installed_distributions(monkeypatch: pytest.MonkeyPa
         assert openapi_document()["info"]["version"] == baton.__version__
     finally:
         openapi.version.cache_clear()
+
+
+def test_the_metadata_and_the_key_set_served_are_their_wire_types(tmp_path: Path) -> None:
+    with running_app(tmp_path, access_token_format="jwt", key_encryption_key=KEK) as running:
+        http = running[0]
+        metadata = http.get("/.well-known/oauth-authorization-server").json()
+        key_set = http.get("/jwks.json").json()
+    assert set(metadata) == set(typing.get_type_hints(wire.Metadata))
+    assert validator("Metadata").is_valid(metadata)
+    assert key_set["keys"] and validator("JWKS").is_valid(key_set)
+    for key in key_set["keys"]:
+        assert not set(typing.get_type_hints(wire.PublicKey)) - set(key)
+    # The values the wire types spell out are the server's own.
+    hints = typing.get_type_hints(wire.RotationPolicy)
+    assert typing.get_args(hints["retry_policy"]) == tuple(RetryPolicy)
+    assert typing.get_args(typing.get_type_hints(wire.PublicKey)["alg"]) == ALGORITHMS
 
 
 def test_the_wire_types_import_nothing_but_the_standard_library() -> None:

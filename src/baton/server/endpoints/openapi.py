@@ -28,6 +28,7 @@ from typing import (
     get_args,
     get_origin,
     get_type_hints,
+    is_typeddict,
 )
 
 import baton
@@ -82,6 +83,8 @@ def _member(hint: Any) -> Schema:
         return {"type": "array", "items": _member(args[0])}
     if hint in _NAMES:
         return _ref("schemas", _NAMES[hint])
+    if is_typeddict(hint):  # a member object without a name of its own
+        return object_schema(hint)
     return {"type": _JSON_TYPES[hint]}
 
 
@@ -119,7 +122,6 @@ def form_schema(shape: type) -> Schema:
 # -- building blocks ----------------------------------------------------------------------------
 
 CURSOR = {"type": "string", "pattern": "^[0-9]{0,18}$"}
-STRINGS = {"type": "array", "items": {"type": "string"}}
 
 
 def _query(name: str, description: str, schema: Schema, where: str = "query") -> Schema:
@@ -242,66 +244,8 @@ SCHEMAS: dict[str, Schema] = {
     "Introspection": {
         "oneOf": [_ref("schemas", "ActiveToken"), _ref("schemas", "InactiveToken")],
     },
-    "Metadata": {
-        "type": "object",
-        "description": "RFC 8414 authorization server metadata.",
-        "required": [
-            *("issuer", "authorization_endpoint", "token_endpoint", "revocation_endpoint"),
-            *("introspection_endpoint", "jwks_uri", "response_types_supported"),
-            *("grant_types_supported", "code_challenge_methods_supported"),
-            *("token_endpoint_auth_methods_supported", "refresh_token_rotation"),
-        ],
-        "properties": {
-            **{
-                name: {"type": "string"}
-                for name in (
-                    *("issuer", "authorization_endpoint", "token_endpoint"),
-                    *("revocation_endpoint", "introspection_endpoint", "jwks_uri"),
-                )
-            },
-            **{
-                f"{name}_supported": STRINGS
-                for name in (
-                    *("response_types", "response_modes", "grant_types"),
-                    *("code_challenge_methods", "token_endpoint_auth_methods"),
-                    *("revocation_endpoint_auth_methods", "introspection_endpoint_auth_methods"),
-                )
-            },
-            "authorization_response_iss_parameter_supported": {"type": "boolean"},
-            "refresh_token_rotation": {
-                "type": "object",
-                "required": ["retry_policy", "leeway_seconds"],
-                "properties": {
-                    "retry_policy": {"enum": ["replay", "fork", "strict"]},
-                    "leeway_seconds": {"type": "integer", "minimum": 0},
-                },
-                "additionalProperties": True,
-            },
-        },
-        "additionalProperties": True,
-    },
-    "JWKS": {
-        "type": "object",
-        "description": "RFC 7517 key set: the keys that sign, or will soon sign, JWTs.",
-        "required": ["keys"],
-        "properties": {
-            "keys": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["kty", "kid", "alg", "use"],
-                    "properties": {
-                        "kty": {"enum": ["EC", "RSA", "OKP"]},
-                        "kid": {"type": "string"},
-                        "alg": {"enum": ["ES256", "RS256", "Ed25519"]},
-                        "use": {"const": "sig"},
-                    },
-                    "additionalProperties": True,
-                },
-            }
-        },
-        "additionalProperties": True,
-    },
+    "Metadata": object_schema(wire.Metadata),
+    "JWKS": object_schema(wire.KeySet),
     "RevocationEvent": object_schema(wire.FeedEvent),
     "RevocationPage": object_schema(wire.FeedPage),
     **FORMS,
