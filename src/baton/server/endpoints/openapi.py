@@ -200,20 +200,6 @@ _PAGE_FORM_ERRORS: dict[str, Any] = {
 }
 _AUTHORIZE_LIMITED = _page("The address's rate limit is spent: the error page.", _RETRY)
 
-# The forms of POST /token, /revoke and /introspect, components named by their wire types; the
-# pages' forms are written in their operations.
-GRANTS: tuple[type, ...] = get_args(wire.TokenRequest)
-FORMS: dict[str, Schema] = {
-    shape.__name__: form_schema(shape) for shape in (*GRANTS, wire.TokenParameter)
-}
-_LOGIN = form_schema(wire.LoginForm)
-
-
-def _grant_type(grant: type) -> str:
-    grant_type: str = get_args(get_type_hints(grant)["grant_type"])[0]
-    return grant_type
-
-
 # -- components ---------------------------------------------------------------------------------
 
 
@@ -228,6 +214,19 @@ def _error_schema() -> Schema:
         ErrorCode.SERVER_ERROR,
     ]
     return schema
+
+
+# The forms of POST /token, /revoke and /introspect, components named by their wire types (the
+# pages' forms are written in their operations); /token's is told apart by `grant_type`.
+GRANTS: tuple[type, ...] = get_args(wire.TokenRequest)
+FORMS: dict[str, Schema] = {
+    shape.__name__: form_schema(shape) for shape in (*GRANTS, wire.TokenParameter)
+}
+
+
+def _grant_type(grant: type) -> str:
+    grant_type: str = get_args(get_type_hints(grant)["grant_type"])[0]
+    return grant_type
 
 
 SCHEMAS: dict[str, Schema] = {
@@ -373,6 +372,7 @@ CONSENT = _get(
     },
     requestBody=_form_body(form_schema(wire.ConsentForm)),
 )
+_LOGIN = form_schema(wire.LoginForm)
 LOGIN_PAGE = _get(
     "loginPage",
     {"200": _page("The form.")},
