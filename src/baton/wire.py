@@ -1,19 +1,19 @@
-"""The JSON bodies Baton's endpoints answer, declared once.
+"""The JSON bodies Baton's endpoints answer, and the forms they read, declared once.
 
-The server builds them (`baton.server.endpoints`), the SDK and the resource-server middleware
-read them (`baton.client`, `baton.resource`), and the OpenAPI document's schemas are generated
-from them (`baton.server.endpoints.openapi`). So this module imports nothing but the standard
-library: installing the SDK must not install the server.
+The server builds the bodies and reads the forms (`baton.server.endpoints`), the SDK and the
+resource-server middleware read the bodies (`baton.client`, `baton.resource`), and the OpenAPI
+document's schemas are generated from both (`baton.server.endpoints.openapi`). So this module
+imports nothing but the standard library: installing the SDK must not install the server.
 
 A member's Python type says what JSON type it holds; `Facet` adds what the type cannot say (a
-description, a minimum, a pattern), for the schema. A reader still checks every value it
-receives: these types say what the server sends, not what arrived.
+description, a minimum, a pattern, a format), for the schema. A reader still checks every value
+it receives: these types say what is sent, not what arrived.
 """
 
 # No `from __future__ import annotations`: under Python 3.11 it hides `NotRequired` from
 # TypedDict's required keys, which the schemas are generated from.
 from dataclasses import dataclass
-from typing import Annotated, Literal, NotRequired, TypedDict
+from typing import Annotated, Literal, NotRequired, Required, TypedDict
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,7 @@ class Facet:
     description: str | None = None
     minimum: int | None = None
     pattern: str | None = None
+    format: str | None = None
 
 
 NonNegative = Annotated[int, Facet(minimum=0)]
@@ -104,3 +105,208 @@ class FeedPage(TypedDict):
     watermark: Annotated[
         int, Facet("Resume from here with `since`: nothing after it is missed.", minimum=0)
     ]
+
+
+# How this server rotates refresh tokens (`baton.core.policy`), so clients can plan retries.
+class RotationPolicy(TypedDict):
+    retry_policy: Literal["replay", "fork", "strict"]
+    leeway_seconds: NonNegative
+
+
+class Metadata(TypedDict):
+    """RFC 8414 authorization server metadata."""
+
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    revocation_endpoint: str
+    introspection_endpoint: str
+    jwks_uri: str
+    response_types_supported: list[str]
+    response_modes_supported: NotRequired[list[str]]
+    grant_types_supported: list[str]
+    code_challenge_methods_supported: list[str]
+    token_endpoint_auth_methods_supported: list[str]
+    revocation_endpoint_auth_methods_supported: NotRequired[list[str]]
+    introspection_endpoint_auth_methods_supported: NotRequired[list[str]]
+    authorization_response_iss_parameter_supported: NotRequired[bool]
+    refresh_token_rotation: RotationPolicy
+
+
+# One public key of the key set (RFC 7517 §4); the key's own members (`crv`, `x`, `n`, ...)
+# depend on its type.
+class PublicKey(TypedDict):
+    kty: Literal["EC", "RSA", "OKP"]
+    kid: str
+    alg: Literal["ES256", "RS256", "Ed25519"]
+    use: Literal["sig"]
+
+
+class KeySet(TypedDict):
+    """RFC 7517 key set: the keys that sign, or will soon sign, JWTs."""
+
+    keys: list[PublicKey]
+
+
+# -- request forms --------------------------------------------------------------------------------
+# The parameters the endpoints read from a form body (`application/x-www-form-urlencoded`) or, for
+# GET /authorize, the query. Each is a string (or one of a few fixed values); a form may carry
+# other parameters, which are ignored (RFC 6749 §3.1). The handlers read them by these names
+# (`tests/server/test_openapi.py` holds them to it).
+
+
+class ClientAuthForm(TypedDict, total=False):
+    """The client's credentials in the body: `client_secret_post`, or `none` for a public
+    client; `client_secret_basic` sends them in the `Authorization` header instead."""
+
+    client_id: Annotated[
+        str,
+        Facet(
+            "`client_secret_post` or `none` (public clients): the client's identifier. With "
+            "Basic credentials it may be repeated here, and must then be equal."
+        ),
+    ]
+    client_secret: Annotated[
+        str,
+        Facet(
+            "`client_secret_post`: the client's secret. Never together with Basic credentials "
+            "(RFC 6749 §2.3)."
+        ),
+    ]
+
+
+class AuthorizationCodeGrant(ClientAuthForm, total=False):
+    """RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.5)."""
+
+    grant_type: Required[Literal["authorization_code"]]
+    code: Required[
+        Annotated[str, Facet("The code from the authorization response (`bat_ac_...`).")]
+    ]
+    redirect_uri: Annotated[
+        str, Facet("Required, and identical, if the authorization request carried one.")
+    ]
+    code_verifier: Annotated[str, Facet("The PKCE verifier: 43 to 128 unreserved characters.")]
+    resource: Annotated[
+        str,
+        Facet(
+            "RFC 8707 resource indicator (may repeat): some of the resources the user consented "
+            "to; default: all of them. The token's `aud`."
+        ),
+    ]
+
+
+class RefreshTokenGrant(ClientAuthForm, total=False):
+    """RFC 6749 §6 with rotation: an active token is exchanged for a new pair; inside the
+    leeway a retry gets the same pair (`replay`) or a sibling (`fork`); after it, reuse revokes
+    the grant."""
+
+    grant_type: Required[Literal["refresh_token"]]
+    refresh_token: Required[Annotated[str, Facet("The refresh token (`bat_rt_...`).")]]
+    scope: Annotated[str, Facet("A subset of the grant's scope.")]
+    resource: Annotated[
+        str,
+        Facet(
+            "RFC 8707 resource indicator (may repeat): some of the grant's resources, never "
+            "another (`invalid_target`); default: all of them. The token's `aud`."
+        ),
+    ]
+
+
+class ClientCredentialsGrant(ClientAuthForm, total=False):
+    """RFC 6749 §4.4, for confidential clients; issues no refresh token."""
+
+    grant_type: Required[Literal["client_credentials"]]
+    scope: Annotated[str, Facet("A subset of the client's registered scope; default: all of it.")]
+    resource: Annotated[
+        str,
+        Facet(
+            "RFC 8707 resource indicator (may repeat): some of the client's allowed resources "
+            "(`--resource`); default: all of them. The token's `aud`."
+        ),
+    ]
+
+
+# The body of POST /token: one form per grant type, told apart by `grant_type`.
+TokenRequest = AuthorizationCodeGrant | RefreshTokenGrant | ClientCredentialsGrant
+
+
+class TokenParameter(ClientAuthForm, total=False):
+    """The body of POST /revoke (RFC 7009 §2.1) and POST /introspect (RFC 7662 §2.1)."""
+
+    token: Required[
+        Annotated[str, Facet("An access or refresh token; the kind is read from its prefix.")]
+    ]
+    token_type_hint: Annotated[
+        str,
+        Facet(
+            "`access_token` or `refresh_token`; never needed, and never hides a token "
+            "(RFC 7009 §2.1)."
+        ),
+    ]
+
+
+class AuthorizationRequest(TypedDict, total=False):
+    """RFC 6749 §4.1.1: the query of GET /authorize, carried through login and consent, in
+    this order."""
+
+    response_type: Annotated[str, Facet("Must be `code` (RFC 6749 §4.1.1).")]
+    client_id: Annotated[str, Facet("The client's identifier.")]
+    redirect_uri: Annotated[
+        str,
+        Facet(
+            "One of the client's registered redirect URIs, compared as exact strings (RFC 9700 "
+            "§4.1.3); optional when the client registered exactly one."
+        ),
+    ]
+    scope: Annotated[
+        str, Facet("Space-separated scope tokens (RFC 6749 §3.3); default: the client's.")
+    ]
+    resource: Annotated[
+        str,
+        Facet(
+            "RFC 8707 resource indicator, may repeat: an absolute URI, no fragment, among the "
+            "client's allowed resources (else `invalid_target`); default: all of them."
+        ),
+    ]
+    state: Annotated[str, Facet("Opaque value returned unchanged in the redirect.")]
+    code_challenge: Annotated[
+        str,
+        Facet(
+            "PKCE S256 challenge: 43 base64url characters (RFC 7636 §4.2); required unless an "
+            "operator registered a confidential client with PKCE optional."
+        ),
+    ]
+    code_challenge_method: Annotated[str, Facet("Must be `S256` when a challenge is sent.")]
+
+
+Csrf = Annotated[str, Facet("The CSRF token of the session.")]
+Next = Annotated[
+    str,
+    Facet(
+        "Where to continue: only ever `/authorize?...` or the admin console (`/admin`, "
+        "`/admin/...`); "
+        "anything else is `/`."
+    ),
+]
+
+
+class ConsentForm(AuthorizationRequest, total=False):
+    """The consent page's form (POST /authorize): the decision, and the request again."""
+
+    csrf: Required[Csrf]
+    decision: Required[Literal["allow", "deny"]]
+
+
+class LoginForm(TypedDict, total=False):
+    """The sign-in page's form (POST /login)."""
+
+    csrf: Required[Csrf]
+    next: Next
+    username: Required[Annotated[str, Facet("The user's name.")]]
+    password: Required[Annotated[str, Facet("The password.", format="password")]]
+
+
+class LogoutForm(TypedDict):
+    """The sign-out page's form (POST /logout)."""
+
+    csrf: Csrf

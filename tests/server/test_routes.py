@@ -1,6 +1,7 @@
 """Each route is declared once (`baton.server.routes`): the app serves exactly the table's routes,
 the OpenAPI document describes every documented one, the metadata's URLs are routes of the app,
-and the session-free paths and the fast path's routes are the table's machine endpoints."""
+the session-free paths and the fast path's routes are the table's machine endpoints, and the
+README's table of endpoints is the generated one (a stale table fails, naming the command)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,22 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 
+from baton.config import Settings
+from baton.server.endpoints.openapi import openapi_document
 from baton.server.fastpath.machine import MachineEndpoints
-from baton.server.routes import TABLE, openapi_endpoint
+from baton.server.routes import (
+    README_END,
+    README_START,
+    TABLE,
+    main,
+    openapi_endpoint,
+    with_readme_table,
+)
 from baton.server.routing import Kind, Table, endpoint
 from baton.server.runtime.sessions import SessionMiddleware
 from tests.support import running_app
+
+README = Path(__file__).parents[2] / "README.md"
 
 
 def served(routes: Iterable[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -96,8 +108,51 @@ def test_the_machine_endpoints_skip_the_session_and_their_posts_take_the_fast_pa
 
 
 def test_a_route_is_declared_once_and_documented_unless_said_otherwise() -> None:
-    twice = endpoint("/openapi.json", "GET", openapi_endpoint, openapi={"responses": {}})
+    twice = endpoint(
+        "/openapi.json", "GET", openapi_endpoint, openapi={"responses": {}}, summary="Again"
+    )
     with pytest.raises(ValueError, match="declared twice"):
         Table((*TABLE.endpoints, twice), TABLE.admin)
     with pytest.raises(ValueError, match="needs its OpenAPI operation"):
         endpoint("/new", "GET", openapi_endpoint, Kind.SESSION)
+    with pytest.raises(ValueError, match="needs its OpenAPI operation and summary"):
+        endpoint("/new", "GET", openapi_endpoint, openapi={"responses": {}})
+
+
+def test_the_summary_is_written_once_for_the_document_and_the_readme() -> None:
+    paths = openapi_document(Settings(), TABLE)["paths"]
+    rows = TABLE.readme_table().splitlines()
+    for e in TABLE.endpoints:
+        assert e.summary is not None
+        for method in e.methods:
+            assert paths[e.path][method.lower()]["summary"] == e.summary
+        (row,) = [r for r in rows if r.startswith(f"| `{'/'.join(sorted(e.methods))} {e.path}` |")]
+        assert e.summary in row
+
+
+def test_the_readme_endpoints_table_is_the_generated_one() -> None:
+    readme = README.read_text()
+    table = readme.split(README_START, 1)[1].split(README_END, 1)[0]
+    assert table.strip() == TABLE.readme_table().strip(), (
+        "README.md's endpoints table is stale: run `.venv/bin/python -m baton.server.routes "
+        "readme` from the repository root"
+    )
+
+
+def test_the_generator_rewrites_only_the_endpoints_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stale = f"# Title\n\n{README_START}\n| old |\n{README_END}\n\nafter\n"
+    path = tmp_path / "README.md"
+    path.write_text(stale)
+    assert main(["readme", str(path)]) == 0
+    assert path.read_text() == with_readme_table(stale)
+    assert path.read_text() == (
+        f"# Title\n\n{README_START}\n{TABLE.readme_table()}{README_END}\n\nafter\n"
+    )
+    assert main(["readme", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("up to date")
+    assert main(["nonsense"]) == 2
+    path.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="markers"):
+        main(["readme", str(path)])

@@ -4,12 +4,16 @@ this table: the app's routes, the fast path's, the session-free paths, the metad
 the OpenAPI document's paths).
 
 The two documents that describe the table (the metadata and the OpenAPI document) are served
-from here, next to it. /metrics is declared by the observability room, which serves it only when
-it is configured (`baton.server.observability.install`).
+from here, next to it, and the README's table of endpoints is written from here (`python -m
+baton.server.routes readme`; `tests/server/test_routes.py` fails when it is stale). /metrics is
+declared by the observability room, which serves it only when it is configured
+(`baton.server.observability.install`).
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from starlette.requests import Request
@@ -17,11 +21,15 @@ from starlette.responses import JSONResponse, Response
 
 from baton.server.admin import console
 from baton.server.endpoints import authorize, openapi
-from baton.server.endpoints.feed import revocations_page, revocations_stream
+from baton.server.endpoints.feed import (
+    MAX_STREAMS_PER_CLIENT,
+    revocations_page,
+    revocations_stream,
+)
 from baton.server.endpoints.metadata import jwks_endpoint, metadata_document
 from baton.server.endpoints.revocation import introspection_endpoint, revocation_endpoint
 from baton.server.endpoints.token import token_endpoint
-from baton.server.routing import Kind, Table, endpoint
+from baton.server.routing import Kind, Table, endpoint, with_section
 from baton.server.runtime.context import baton
 
 MACHINE = Kind.MACHINE
@@ -55,6 +63,11 @@ TABLE = Table(
             MACHINE,
             metadata="token_endpoint",
             openapi=openapi.token,
+            summary="RFC 6749 §3.2 token endpoint",
+            details=(
+                "`authorization_code`, `refresh_token`, `client_credentials`; "
+                "`client_secret_basic`, `client_secret_post`, `none` (public clients)"
+            ),
         ),
         endpoint(
             "/introspect",
@@ -63,6 +76,11 @@ TABLE = Table(
             MACHINE,
             metadata="introspection_endpoint",
             openapi=openapi.INTROSPECT,
+            summary="RFC 7662 token introspection (confidential clients)",
+            details=(
+                "shows `jti`, `grant_id`, `generation`, and `revocation_at` for a token already "
+                "scheduled to die"
+            ),
         ),
         endpoint(
             "/revoke",
@@ -71,37 +89,153 @@ TABLE = Table(
             MACHINE,
             metadata="revocation_endpoint",
             openapi=openapi.REVOKE,
+            summary="RFC 7009 token revocation",
+            details="a refresh token revokes its grant, an access token only itself",
         ),
-        endpoint("/", "GET", authorize.home, openapi=openapi.HOME),
+        endpoint(
+            "/", "GET", authorize.home, openapi=openapi.HOME, summary="Home page (signed in or not)"
+        ),
         endpoint(
             "/.well-known/oauth-authorization-server",
             "GET",
             metadata_endpoint,
             openapi=openapi.METADATA,
+            summary="RFC 8414 authorization server metadata",
+            details="carries `refresh_token_rotation` (policy and leeway)",
         ),
-        endpoint("/jwks.json", "GET", jwks_endpoint, metadata="jwks_uri", openapi=openapi.JWKS),
-        endpoint("/openapi.json", "GET", openapi_endpoint, openapi=openapi.OPENAPI),
+        endpoint(
+            "/jwks.json",
+            "GET",
+            jwks_endpoint,
+            metadata="jwks_uri",
+            openapi=openapi.JWKS,
+            summary="RFC 7517 key set of the JWT signing keys",
+            details="the next key is published before it signs",
+        ),
+        endpoint(
+            "/openapi.json",
+            "GET",
+            openapi_endpoint,
+            openapi=openapi.OPENAPI,
+            summary="OpenAPI 3.1 description of every endpoint",
+            details="what `make fuzz` drives",
+        ),
         endpoint(
             "/authorize",
             "GET",
             authorize.authorize_get,
             metadata="authorization_endpoint",
             openapi=openapi.AUTHORIZE,
+            summary="RFC 6749 §4.1.1 authorization request (code flow, PKCE S256)",
+            details=(
+                "PKCE required unless a confidential client was registered `--pkce-optional` "
+                "(RFC 7636), exact redirect URI match, RFC 8707 `resource` (repeatable), `iss` "
+                "in the response (RFC 9207); the login and consent pages on the way; "
+                "rate-limited per address"
+            ),
         ),
-        endpoint("/authorize", "POST", authorize.authorize_post, openapi=openapi.CONSENT),
-        endpoint("/login", "GET", authorize.login_get, openapi=openapi.LOGIN_PAGE),
-        endpoint("/login", "POST", authorize.login_post, openapi=openapi.LOGIN),
-        endpoint("/logout", "GET", authorize.logout_get, openapi=openapi.LOGOUT_PAGE),
-        endpoint("/logout", "POST", authorize.logout_post, openapi=openapi.LOGOUT),
-        endpoint("/revocations", "GET", revocations_page, MACHINE, openapi=openapi.REVOCATIONS),
+        endpoint(
+            "/authorize",
+            "POST",
+            authorize.authorize_post,
+            openapi=openapi.CONSENT,
+            summary="The consent form's Allow or Deny",
+        ),
+        endpoint(
+            "/login",
+            "GET",
+            authorize.login_get,
+            openapi=openapi.LOGIN_PAGE,
+            summary="The sign-in form",
+        ),
+        endpoint(
+            "/login",
+            "POST",
+            authorize.login_post,
+            openapi=openapi.LOGIN,
+            summary="Sign in (a fresh session: no fixation)",
+            details=(
+                "a CSRF-protected form; a signed `HttpOnly` `SameSite=Lax` cookie carries a "
+                "server-side session's id"
+            ),
+        ),
+        endpoint(
+            "/logout",
+            "GET",
+            authorize.logout_get,
+            openapi=openapi.LOGOUT_PAGE,
+            summary="The sign-out form",
+        ),
+        endpoint(
+            "/logout",
+            "POST",
+            authorize.logout_post,
+            openapi=openapi.LOGOUT,
+            summary="End the browser session (grants stay: revoke them with /revoke)",
+            details="a CSRF-protected form; every copy of the session's cookie is signed out",
+        ),
+        endpoint(
+            "/revocations",
+            "GET",
+            revocations_page,
+            MACHINE,
+            openapi=openapi.REVOCATIONS,
+            summary="The revocation feed as a page, for resource servers",
+            details='Basic auth; `?since=W` answers `{"events": [...], "watermark": W}`',
+        ),
         endpoint(
             "/revocations/stream",
             "GET",
             revocations_stream,
             MACHINE,
             openapi=openapi.REVOCATION_STREAM,
+            summary="The revocation feed as Server-Sent Events",
+            details=(
+                "resumable with `Last-Event-ID`; ends within a second once its client is "
+                "disabled, demoted or given a new secret; at most "
+                f"{MAX_STREAMS_PER_CLIENT} open per resource server per server process (the "
+                "next: 429 with `Retry-After`)"
+            ),
         ),
-        endpoint("/static/baton.css", "GET", stylesheet, openapi=openapi.STYLESHEET),
+        endpoint(
+            "/static/baton.css",
+            "GET",
+            stylesheet,
+            openapi=openapi.STYLESHEET,
+            summary="The pages' stylesheet",
+        ),
     ),
     admin=console.ROUTES,
 )
+
+# -- the README's table of endpoints -------------------------------------------------------------
+
+README_START = "<!-- endpoints:start (generated by `python -m baton.server.routes readme`) -->"
+README_END = "<!-- endpoints:end -->"
+
+
+def with_readme_table(readme: str) -> str:
+    """The README with its table of endpoints (between the markers) regenerated."""
+    return with_section(readme, README_START, README_END, TABLE.readme_table())
+
+
+def main(argv: Sequence[str]) -> int:
+    """`python -m baton.server.routes readme [README.md]` rewrites the README's table of
+    endpoints; `python -m baton.server.routes table` prints it."""
+    if argv[:1] == ["table"]:
+        sys.stdout.write(TABLE.readme_table())
+        return 0
+    if argv[:1] == ["readme"] and len(argv) <= 2:
+        path = Path(argv[1] if len(argv) == 2 else "README.md")
+        text = path.read_text()
+        updated = with_readme_table(text)
+        if updated != text:
+            path.write_text(updated)
+        print(f"{path}: endpoints table {'rewritten' if updated != text else 'up to date'}")
+        return 0
+    print("usage: python -m baton.server.routes table | readme [README.md]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

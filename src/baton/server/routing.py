@@ -2,10 +2,11 @@
 
 Each route is declared once (`baton.server.routes`): its path, methods, handler, whether it is a
 machine endpoint or goes through the session middleware, the RFC 8414 metadata member that
-names its URL, and its OpenAPI operation. The Starlette routes, the fast path's routes, the
-session-free paths, the metadata's URLs and the OpenAPI document's paths are all computed from
-that table here, so a route cannot be served and missing from the documents, or the reverse.
-This module imports no endpoint, so the endpoints may import it.
+names its URL, a one-line summary and its OpenAPI operation. The Starlette routes, the fast
+path's routes, the session-free paths, the metadata's URLs, the OpenAPI document's paths and the
+README's table of endpoints are all computed from that table here, so a route cannot be served
+and missing from the documents, or the reverse. This module imports no endpoint, so the
+endpoints may import it.
 """
 
 from __future__ import annotations
@@ -47,10 +48,16 @@ class Endpoint:
     # console), which must then say `documented=False`.
     openapi: OperationSource | None = None
     documented: bool = True
+    # One line: the OpenAPI operation's `summary`, and the README's row.
+    summary: str | None = None
+    # What the README's row adds to the summary (the operation's description says it at length).
+    details: str | None = None
 
     def __post_init__(self) -> None:
-        if self.documented and self.openapi is None:
-            raise ValueError(f"{self.path}: a documented route needs its OpenAPI operation")
+        if self.documented and (self.openapi is None or self.summary is None):
+            raise ValueError(
+                f"{self.path}: a documented route needs its OpenAPI operation and summary"
+            )
 
     def route(self) -> Route:
         return Route(self.path, self.handler, methods=sorted(self.methods))
@@ -60,8 +67,16 @@ class Endpoint:
         if self.openapi is None:
             return
         operation = self.openapi(settings) if callable(self.openapi) else self.openapi
+        if self.summary is not None:
+            operation = {**operation, "summary": self.summary}
         for method in sorted(self.methods):
             yield method.lower(), operation
+
+    def readme_row(self) -> str:
+        """This route's row in the README's table of endpoints."""
+        methods = "/".join(sorted(self.methods))
+        about = self.summary if self.details is None else f"{self.summary}: {self.details}"
+        return f"| `{methods} {self.path}` | {about} |"
 
 
 def endpoint(
@@ -73,9 +88,21 @@ def endpoint(
     metadata: str | None = None,
     openapi: OperationSource | None = None,
     documented: bool = True,
+    summary: str | None = None,
+    details: str | None = None,
 ) -> Endpoint:
     """An `Endpoint` with its methods written as one string (`"GET"`, `"GET POST"`)."""
-    return Endpoint(path, frozenset(methods.split()), handler, kind, metadata, openapi, documented)
+    return Endpoint(
+        path,
+        frozenset(methods.split()),
+        handler,
+        kind,
+        metadata,
+        openapi,
+        documented,
+        summary,
+        details,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +148,18 @@ class Table:
             if e.documented:
                 paths.setdefault(e.path, {}).update(e.operations(settings))
         return paths
+
+    def readme_table(self) -> str:
+        """The README's table of endpoints: every documented route, in the table's order."""
+        rows = ["| endpoint | what it does |", "|---|---|"]
+        rows += [e.readme_row() for e in self.endpoints if e.documented]
+        return "\n".join(rows) + "\n"
+
+
+def with_section(text: str, start: str, end: str, body: str) -> str:
+    """`text` with what lies between the markers `start` and `end` replaced by `body`."""
+    head, found, rest = text.partition(start)
+    _, found_end, tail = rest.partition(end)
+    if not (found and found_end):
+        raise ValueError(f"no {start} ... {end} markers")
+    return f"{head}{start}\n{body}{end}{tail}"

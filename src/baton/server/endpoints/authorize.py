@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from baton import wire
 from baton.core import pkce
 from baton.core.audience import TargetError
 from baton.core.audience import requested as choose_resources
@@ -45,17 +46,8 @@ from baton.store.base import Client, NewCode
 templates = Jinja2Templates(directory=str(Path(__file__).parents[1] / "templates"))
 
 # The parameters that make up an authorization request, carried through login and consent
-# (`resource` may repeat, RFC 8707 §2).
-REQUEST_PARAMS = (
-    "response_type",
-    "client_id",
-    "redirect_uri",
-    "scope",
-    "resource",
-    "state",
-    "code_challenge",
-    "code_challenge_method",
-)
+# (`resource` may repeat, RFC 8707 §2), in their declared order.
+REQUEST_PARAMS = tuple(wire.AuthorizationRequest.__annotations__)
 
 
 class PageError(Exception):

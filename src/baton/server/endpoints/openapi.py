@@ -8,7 +8,8 @@ the server may extend later carry `additionalProperties: true`; the few that are
 (an inactive introspection answer is exactly `{"active": false}`) are closed.
 
 The paths come from the route table (`baton.server.routes`), each route naming one of the
-operations below; the response bodies' schemas are generated from their types (`baton.wire`).
+operations below and giving it its summary; the schemas of the request forms and of the response
+bodies are generated from their types (`baton.wire`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,18 @@ import dataclasses
 import importlib.metadata
 import types
 from functools import cache
-from typing import Annotated, Any, Literal, NotRequired, Union, get_args, get_origin, get_type_hints
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    NotRequired,
+    Required,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+    is_typeddict,
+)
 
 import baton
 from baton import wire
@@ -53,7 +65,7 @@ _JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", bool: "boolean", t
 def _member(hint: Any) -> Schema:
     """The JSON Schema of one member's type hint."""
     origin, args = get_origin(hint), get_args(hint)
-    if origin is NotRequired:
+    if origin in (NotRequired, Required):
         return _member(args[0])
     if origin is Annotated:
         schema = _member(args[0])
@@ -71,6 +83,8 @@ def _member(hint: Any) -> Schema:
         return {"type": "array", "items": _member(args[0])}
     if hint in _NAMES:
         return _ref("schemas", _NAMES[hint])
+    if is_typeddict(hint):  # a member object without a name of its own
+        return object_schema(hint)
     return {"type": _JSON_TYPES[hint]}
 
 
@@ -86,33 +100,33 @@ def object_schema(shape: type, **extra: Any) -> Schema:
     return {**schema, "additionalProperties": True, **extra}
 
 
-# -- building blocks ----------------------------------------------------------------------------
-
 # Every parameter is refused (400) if its name or value holds a control character; any other
 # parameter is ignored (RFC 6749 §3.1), so form bodies are open to more of them.
 PRINTABLE = "^[^\\u0000-\\u001f\\u007f]*$"
+
+
+def form_schema(shape: type) -> Schema:
+    """The schema of a wire form (a TypedDict of string parameters): each string printable, and
+    any other parameter allowed (and ignored)."""
+    schema = object_schema(
+        shape,
+        propertyNames={"pattern": PRINTABLE},
+        additionalProperties={"type": "string", "pattern": PRINTABLE},
+    )
+    for member in schema["properties"].values():
+        if member.get("type") == "string":
+            member["pattern"] = PRINTABLE
+    return schema
+
+
+# -- building blocks ----------------------------------------------------------------------------
+
 CURSOR = {"type": "string", "pattern": "^[0-9]{0,18}$"}
-STRINGS = {"type": "array", "items": {"type": "string"}}
-
-
-def _param(description: str, **extra: Any) -> Schema:
-    return {"type": "string", "pattern": PRINTABLE, "description": description, **extra}
 
 
 def _query(name: str, description: str, schema: Schema, where: str = "query") -> Schema:
     parameter = {"name": name, "in": where, "required": False, "description": description}
     return parameter | {"schema": schema}
-
-
-def _form(required: list[str], properties: dict[str, Schema], description: str = "") -> Schema:
-    form: Schema = {
-        "type": "object",
-        "required": required,
-        "properties": properties,
-        "propertyNames": {"pattern": PRINTABLE},
-        "additionalProperties": {"type": "string", "pattern": PRINTABLE},
-    }
-    return form | ({"description": description} if description else {})
 
 
 def _form_body(schema: Schema) -> Schema:
@@ -185,91 +199,6 @@ _PAGE_FORM_ERRORS: dict[str, Any] = {
     "503": _ref("responses", "UnavailablePage"),
 }
 _AUTHORIZE_LIMITED = _page("The address's rate limit is spent: the error page.", _RETRY)
-_CSRF = _param("The CSRF token of the session.")
-_NEXT = "Where to continue: only ever `/authorize?...`."
-
-_AUTHORIZATION_REQUEST: dict[str, Schema] = {
-    "response_type": _param("Must be `code` (RFC 6749 §4.1.1)."),
-    "client_id": _param("The client's identifier."),
-    "redirect_uri": _param(
-        "One of the client's registered redirect URIs, compared as exact strings (RFC 9700 "
-        "§4.1.3); optional when the client registered exactly one."
-    ),
-    "scope": _param("Space-separated scope tokens (RFC 6749 §3.3); default: the client's."),
-    "resource": _param(
-        "RFC 8707 resource indicator, may repeat: an absolute URI, no fragment, among the "
-        "client's allowed resources (else `invalid_target`); default: all of them."
-    ),
-    "state": _param("Opaque value returned unchanged in the redirect."),
-    "code_challenge": _param(
-        "PKCE S256 challenge: 43 base64url characters (RFC 7636 §4.2); required unless an "
-        "operator registered a confidential client with PKCE optional."
-    ),
-    "code_challenge_method": _param("Must be `S256` when a challenge is sent."),
-}
-
-_CLIENT_CREDENTIALS_IN_BODY: dict[str, Schema] = {
-    "client_id": _param(
-        "`client_secret_post` or `none` (public clients): the client's identifier. With Basic "
-        "credentials it may be repeated here, and must then be equal."
-    ),
-    "client_secret": _param(
-        "`client_secret_post`: the client's secret. Never together with Basic credentials "
-        "(RFC 6749 §2.3)."
-    ),
-}
-
-
-def _grant(grant_type: str, required: list[str], members: dict[str, Schema], about: str) -> Schema:
-    properties = {"grant_type": {"const": grant_type}, **members, **_CLIENT_CREDENTIALS_IN_BODY}
-    return _form(["grant_type", *required], properties, about)
-
-
-def _resource(among: str) -> Schema:
-    return _param(
-        f"RFC 8707 resource indicator (may repeat): {among}; default: all of them. The token's "
-        "`aud`."
-    )
-
-
-_TOKEN_BODIES: dict[str, Schema] = {
-    "AuthorizationCodeGrant": _grant(
-        "authorization_code",
-        ["code"],
-        {
-            "code": _param("The code from the authorization response (`bat_ac_...`)."),
-            "redirect_uri": _param(
-                "Required, and identical, if the authorization request carried one."
-            ),
-            "code_verifier": _param("The PKCE verifier: 43 to 128 unreserved characters."),
-            "resource": _resource("some of the resources the user consented to"),
-        },
-        "RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.5).",
-    ),
-    "RefreshTokenGrant": _grant(
-        "refresh_token",
-        ["refresh_token"],
-        {
-            "refresh_token": _param("The refresh token (`bat_rt_...`)."),
-            "scope": _param("A subset of the grant's scope."),
-            "resource": _resource(
-                "some of the grant's resources, never another (`invalid_target`)"
-            ),
-        },
-        "RFC 6749 §6 with rotation: an active token is exchanged for a new pair; inside the "
-        "leeway a retry gets the same pair (`replay`) or a sibling (`fork`); after it, reuse "
-        "revokes the grant.",
-    ),
-    "ClientCredentialsGrant": _grant(
-        "client_credentials",
-        [],
-        {
-            "scope": _param("A subset of the client's registered scope; default: all of it."),
-            "resource": _resource("some of the client's allowed resources (`--resource`)"),
-        },
-        "RFC 6749 §4.4, for confidential clients; issues no refresh token.",
-    ),
-}
 
 # -- components ---------------------------------------------------------------------------------
 
@@ -287,6 +216,19 @@ def _error_schema() -> Schema:
     return schema
 
 
+# The forms of POST /token, /revoke and /introspect, components named by their wire types (the
+# pages' forms are written in their operations); /token's is told apart by `grant_type`.
+GRANTS: tuple[type, ...] = get_args(wire.TokenRequest)
+FORMS: dict[str, Schema] = {
+    shape.__name__: form_schema(shape) for shape in (*GRANTS, wire.TokenParameter)
+}
+
+
+def _grant_type(grant: type) -> str:
+    grant_type: str = get_args(get_type_hints(grant)["grant_type"])[0]
+    return grant_type
+
+
 SCHEMAS: dict[str, Schema] = {
     "OAuthError": _error_schema(),
     "TokenResponse": object_schema(
@@ -301,91 +243,20 @@ SCHEMAS: dict[str, Schema] = {
     "Introspection": {
         "oneOf": [_ref("schemas", "ActiveToken"), _ref("schemas", "InactiveToken")],
     },
-    "Metadata": {
-        "type": "object",
-        "description": "RFC 8414 authorization server metadata.",
-        "required": [
-            *("issuer", "authorization_endpoint", "token_endpoint", "revocation_endpoint"),
-            *("introspection_endpoint", "jwks_uri", "response_types_supported"),
-            *("grant_types_supported", "code_challenge_methods_supported"),
-            *("token_endpoint_auth_methods_supported", "refresh_token_rotation"),
-        ],
-        "properties": {
-            **{
-                name: {"type": "string"}
-                for name in (
-                    *("issuer", "authorization_endpoint", "token_endpoint"),
-                    *("revocation_endpoint", "introspection_endpoint", "jwks_uri"),
-                )
-            },
-            **{
-                f"{name}_supported": STRINGS
-                for name in (
-                    *("response_types", "response_modes", "grant_types"),
-                    *("code_challenge_methods", "token_endpoint_auth_methods"),
-                    *("revocation_endpoint_auth_methods", "introspection_endpoint_auth_methods"),
-                )
-            },
-            "authorization_response_iss_parameter_supported": {"type": "boolean"},
-            "refresh_token_rotation": {
-                "type": "object",
-                "required": ["retry_policy", "leeway_seconds"],
-                "properties": {
-                    "retry_policy": {"enum": ["replay", "fork", "strict"]},
-                    "leeway_seconds": {"type": "integer", "minimum": 0},
-                },
-                "additionalProperties": True,
-            },
-        },
-        "additionalProperties": True,
-    },
-    "JWKS": {
-        "type": "object",
-        "description": "RFC 7517 key set: the keys that sign, or will soon sign, JWTs.",
-        "required": ["keys"],
-        "properties": {
-            "keys": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["kty", "kid", "alg", "use"],
-                    "properties": {
-                        "kty": {"enum": ["EC", "RSA", "OKP"]},
-                        "kid": {"type": "string"},
-                        "alg": {"enum": ["ES256", "RS256", "Ed25519"]},
-                        "use": {"const": "sig"},
-                    },
-                    "additionalProperties": True,
-                },
-            }
-        },
-        "additionalProperties": True,
-    },
+    "Metadata": object_schema(wire.Metadata),
+    "JWKS": object_schema(wire.KeySet),
     "RevocationEvent": object_schema(wire.FeedEvent),
     "RevocationPage": object_schema(wire.FeedPage),
-    **_TOKEN_BODIES,
+    **FORMS,
     "TokenRequest": {
-        "oneOf": [_ref("schemas", name) for name in _TOKEN_BODIES],
+        "oneOf": [_ref("schemas", grant.__name__) for grant in GRANTS],
         "discriminator": {
             "propertyName": "grant_type",
             "mapping": {
-                "authorization_code": "#/components/schemas/AuthorizationCodeGrant",
-                "refresh_token": "#/components/schemas/RefreshTokenGrant",
-                "client_credentials": "#/components/schemas/ClientCredentialsGrant",
+                _grant_type(grant): f"#/components/schemas/{grant.__name__}" for grant in GRANTS
             },
         },
     },
-    "TokenParameter": _form(
-        ["token"],
-        {
-            "token": _param("An access or refresh token; the kind is read from its prefix."),
-            "token_type_hint": _param(
-                "`access_token` or `refresh_token`; never needed, and never hides a token "
-                "(RFC 7009 §2.1)."
-            ),
-            **_CLIENT_CREDENTIALS_IN_BODY,
-        },
-    ),
 }
 _HEADERS: dict[str, Any] = {
     "Location": {"required": True, "schema": {"type": "string"}},
@@ -453,30 +324,27 @@ _AUTH_NOTE = (
 )
 
 
-def _get(operation_id: str, summary: str, responses: dict[str, Any], **more: Any) -> Operation:
-    return {"operationId": operation_id, "summary": summary, **more, "responses": responses}
+def _get(operation_id: str, responses: dict[str, Any], **more: Any) -> Operation:
+    """An operation; its summary is its route's (`baton.server.routes`)."""
+    return {"operationId": operation_id, **more, "responses": responses}
 
 
 METADATA = _get(
     "metadata",
-    "RFC 8414 authorization server metadata",
     {"200": _json("The metadata.", _ref("schemas", "Metadata"))},
 )
 JWKS = _get(
     "jwks",
-    "RFC 7517 key set of the JWT signing keys",
     {"200": _json("The key set.", _ref("schemas", "JWKS"))},
 )
-OPENAPI = _get("openapi", "This document", {"200": _json("OpenAPI 3.1.", {"type": "object"})})
-HOME = _get("home", "Home page (signed in or not)", {"200": _page("The page.")})
+OPENAPI = _get("openapi", {"200": _json("OpenAPI 3.1.", {"type": "object"})})
+HOME = _get("home", {"200": _page("The page.")})
 STYLESHEET = _get(
     "stylesheet",
-    "The pages' stylesheet",
     {"200": _response("CSS.", None, **{"text/css": {"type": "string"}})},
 )
 AUTHORIZE = _get(
     "authorize",
-    "RFC 6749 §4.1.1 authorization request (code flow, PKCE S256)",
     {
         "200": _page("The consent page (signed in, scope not yet consented to)."),
         "302": _redirect("To the client's redirect URI with `code` (or `error`), `state`, `iss`."),
@@ -492,33 +360,26 @@ AUTHORIZE = _get(
     ),
     parameters=[
         {"name": name, "in": "query", "required": False, "schema": schema}
-        for name, schema in _AUTHORIZATION_REQUEST.items()
+        for name, schema in form_schema(wire.AuthorizationRequest)["properties"].items()
     ],
 )
 CONSENT = _get(
     "consent",
-    "The consent form's Allow or Deny",
     {
         "303": _redirect("To the client with `code` or `error=access_denied`; or to `/login`."),
         "429": _AUTHORIZE_LIMITED,
         **_PAGE_FORM_ERRORS,
     },
-    requestBody=_form_body(
-        _form(
-            ["csrf", "decision"],
-            {"csrf": _CSRF, "decision": {"enum": ["allow", "deny"]}, **_AUTHORIZATION_REQUEST},
-        )
-    ),
+    requestBody=_form_body(form_schema(wire.ConsentForm)),
 )
+_LOGIN = form_schema(wire.LoginForm)
 LOGIN_PAGE = _get(
     "loginPage",
-    "The sign-in form",
     {"200": _page("The form.")},
-    parameters=[_query("next", _NEXT, {"type": "string"})],
+    parameters=[_query("next", _LOGIN["properties"]["next"]["description"], {"type": "string"})],
 )
 LOGIN = _get(
     "login",
-    "Sign in (a fresh session: no fixation)",
     {
         "303": _redirect("Signed in: on to `next` (or `/`)."),
         "401": _page("Unknown username or wrong password."),
@@ -527,27 +388,16 @@ LOGIN = _get(
         ),
         **_PAGE_FORM_ERRORS,
     },
-    requestBody=_form_body(
-        _form(
-            ["csrf", "username", "password"],
-            {
-                "csrf": _CSRF,
-                "next": _param(_NEXT),
-                "username": _param("The user's name."),
-                "password": _param("The password.", format="password"),
-            },
-        )
-    ),
+    requestBody=_form_body(_LOGIN),
 )
-LOGOUT_PAGE = _get("logoutPage", "The sign-out form", {"200": _page("The form.")})
+LOGOUT_PAGE = _get("logoutPage", {"200": _page("The form.")})
 LOGOUT = _get(
     "logout",
-    "End the browser session (grants stay: revoke them with /revoke)",
     {
         "200": _page("Signed out."),
         **{k: v for k, v in _PAGE_FORM_ERRORS.items() if k != "503"},
     },
-    requestBody=_form_body(_form(["csrf"], {"csrf": _CSRF})),
+    requestBody=_form_body(form_schema(wire.LogoutForm)),
 )
 
 
@@ -555,7 +405,6 @@ def token(settings: Settings) -> Operation:
     policy = settings.policy
     return _get(
         "token",
-        "RFC 6749 §3.2 token endpoint",
         {
             "200": _no_store_json(
                 "A token response (the same pair again for a retry under `replay`).",
@@ -582,7 +431,6 @@ def token(settings: Settings) -> Operation:
 
 REVOKE = _get(
     "revoke",
-    "RFC 7009 token revocation",
     {
         "200": _response("Revoked, or nothing to revoke.", _NO_STORE),
         **_oauth_errors("`invalid_request`: a missing token, or a token issued to another client."),
@@ -596,7 +444,6 @@ REVOKE = _get(
 )
 INTROSPECT = _get(
     "introspect",
-    "RFC 7662 token introspection (confidential clients)",
     {
         "200": _no_store_json(
             "The token's state at this instant.", _ref("schemas", "Introspection")
@@ -612,7 +459,6 @@ INTROSPECT = _get(
 )
 REVOCATIONS = _get(
     "revocations",
-    "The revocation feed as a page, for resource servers",
     {
         "200": _no_store_json(
             "Events after `since`, and the watermark to resume from.",
@@ -628,7 +474,6 @@ REVOCATIONS = _get(
 )
 REVOCATION_STREAM = _get(
     "revocationStream",
-    "The revocation feed as Server-Sent Events",
     {
         "200": {
             "description": "`event: revocation` messages, JSON `data:` each.",
@@ -677,7 +522,7 @@ def metrics_paths(settings: Settings) -> dict[str, Any]:
     summary = "Prometheus metrics" + (
         " (Authorization: Bearer <metrics token>)" if settings.metrics_token else ""
     )
-    return {"/metrics": {"get": _get("metrics", summary, responses)}}
+    return {"/metrics": {"get": _get("metrics", responses, summary=summary)}}
 
 
 @cache
