@@ -40,6 +40,7 @@ from baton.core import timeline
 from baton.core.policy import Policy
 from baton.core.timeline import Kind, Timeline
 from baton.core.tokens import TokenKind, mint, random_id
+from baton.core.vocabulary import REUSE_EVENT_KINDS
 from baton.passwords import hash_password
 from baton.server.admin.timeline_svg import duration
 from baton.server.app import create_app
@@ -327,7 +328,7 @@ def _told(
     for column in ("when", "kind", "gen", "detail"):
         events.add_column(column)
     for e in reversed(rows):
-        colour = "red" if e.kind.endswith("reuse") else "yellow"
+        colour = "red" if e.kind in REUSE_EVENT_KINDS else "yellow"
         events.add_row(
             _clock(e.occurred_at),
             f"[{colour}]{e.kind}[/]",

@@ -17,7 +17,6 @@ from baton.core.pkce import s256
 from baton.core.policy import RetryPolicy
 from baton.core.rules import (
     INACTIVE,
-    REUSE_REVOCATION,
     CodeProblem,
     CodeRedemption,
     Fork,
@@ -32,6 +31,7 @@ from baton.core.rules import (
     decide_refresh,
     refresh_liveness,
 )
+from baton.core.vocabulary import RevocationCause
 
 T0 = 1_700_000_000
 ACCESS_TTL = 3600
@@ -335,7 +335,7 @@ def test_absolute_expiry_ends_the_leeway_and_reuse_detection(policy: RetryPolicy
         refresh(expires_at=T0),
         exchanged(),
         refresh(revoked_at=T0),
-        refresh(of=grant(revoked_at=T0, revoked_reason=REUSE_REVOCATION)),
+        refresh(of=grant(revoked_at=T0, revoked_reason=RevocationCause.REUSE)),
         refresh(of=grant(expires_at=T0)),
     ],
     ids=["active", "idle-expired", "exchanged", "revoked", "reuse-revoked", "grant-expired"],
@@ -374,12 +374,12 @@ def test_grant_revoked_by_code_reuse_is_plainly_revoked(policy: RetryPolicy) -> 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES)
 def test_grant_revoked_by_reuse_says_so(policy: RetryPolicy) -> None:
-    g = grant(revoked_at=T + LEEWAY, revoked_reason=REUSE_REVOCATION)
+    g = grant(revoked_at=T + LEEWAY, revoked_reason=RevocationCause.REUSE)
     for token in (refresh(of=g), exchanged(of=g), refresh(of=g, expires_at=T0)):
         decision = decide_refresh(token, CLIENT, T + LEEWAY, policy)
         assert decision == Reject(Reason.GRANT_REVOKED_BY_REUSE)
     # Revocation outranks expiry: the client learns why the family died.
-    expired = grant(expires_at=T0 + 10, revoked_at=T0 + 5, revoked_reason=REUSE_REVOCATION)
+    expired = grant(expires_at=T0 + 10, revoked_at=T0 + 5, revoked_reason=RevocationCause.REUSE)
     assert decide_refresh(refresh(of=expired), CLIENT, T0 + 10, policy) == Reject(
         Reason.GRANT_REVOKED_BY_REUSE
     )

@@ -21,6 +21,7 @@ from baton.core.timeline import (
     _refresh_at,
     build,
 )
+from baton.core.vocabulary import RevocationCause
 
 T0 = 1_700_000_000
 LEEWAY = 600
@@ -76,7 +77,7 @@ class Family:
     def reuse(self, token: RefreshRecord) -> None:
         now = self.clock.now()
         self.events.append(EventRecord("refresh_token_reuse", token.generation, now, "stolen"))
-        self.revoked = (now, rules.REUSE_REVOCATION)
+        self.revoked = (now, RevocationCause.REUSE)
 
     def timeline(self, retry: RetryPolicy = RetryPolicy.REPLAY) -> Timeline:
         g = grant(*self.revoked) if self.revoked else grant()

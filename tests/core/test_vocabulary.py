@@ -4,7 +4,7 @@ webhooks and the metrics already hold: a renamed member fails here, not in a rec
 Each enum is pinned to its exact values, then to the places that document or store them (the
 schema's column widths, the README's webhook list and metrics table, the docstring of
 `baton.webhooks`); the OAuth error codes are checked against the RFCs and against every code the
-source emits.
+source emits; the store is scanned for a bare word of the vocabularies it writes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from baton import webhooks
-from baton.core import rules
 from baton.core.vocabulary import (
     REUSE_CAUSES,
     REUSE_EVENT_KINDS,
@@ -66,11 +65,10 @@ def test_the_stored_and_sent_strings_are_exactly_these() -> None:
     ]
     assert {"refresh_token_reuse", "code_reuse"} == REUSE_EVENT_KINDS
     assert {"reuse", "code_reuse"} == REUSE_CAUSES
-    assert rules.REUSE_REVOCATION is RevocationCause.REUSE
 
 
 def test_a_member_is_its_string_wherever_a_string_was() -> None:
-    # What lets the store keep its literals while the server writes members.
+    # What lets the store write members and read back plain strings equal to them.
     stored: str = "reuse"
     assert stored == RevocationCause.REUSE and hash(RevocationCause.REUSE) == hash(stored)
     assert "code_reuse" in REUSE_CAUSES and None not in REUSE_CAUSES
@@ -237,3 +235,130 @@ def test_every_code_the_source_emits_is_a_member() -> None:
     assert [(place, code) for place, code in found if code not in set(values(ErrorCode))] == []
     # The codes the endpoints emit today, so that a new one is added here on purpose.
     assert codes == set(values(ErrorCode)) - {"unsupported_token_type"}
+
+
+# -- the store writes members, never the bare words ----------------------------------------------
+
+STORE = SOURCE / "store"
+# The vocabularies the store writes (the error codes are the server's).
+STORED: tuple[type[StrEnum], ...] = (
+    SecurityEventKind,
+    RevocationCause,
+    FeedEntryKind,
+    WebhookEventType,
+)
+WORDS = {value for enum in STORED for value in values(enum)}
+# Where a word of them goes: a column, a parameter, a payload key by one of these names.
+SLOTS = {"kind", "reason", "revoked_reason", "event_type", "type"}
+
+
+def _named(expr: ast.expr) -> str | None:
+    """What an expression names: `kind`, `x.kind`, `x["kind"]`."""
+    if isinstance(expr, ast.Name):
+        return expr.id
+    if isinstance(expr, ast.Attribute):
+        return expr.attr
+    if isinstance(expr, ast.Subscript) and isinstance(expr.slice, ast.Constant):
+        return str(expr.slice.value)
+    return None
+
+
+def _slots_by_position(trees: list[ast.Module]) -> dict[str, set[int]]:
+    """For each function the store defines: the positions (after `self`) of its parameters
+    named as a slot (`revoke_grant(conn, grant_id, now, reason)`: 3)."""
+    found: dict[str, set[int]] = {}
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                names = [a.arg for a in node.args.posonlyargs + node.args.args]
+                if names[:1] == ["self"]:
+                    names = names[1:]
+                slots = {i for i, name in enumerate(names) if name in SLOTS}
+                found.setdefault(node.name, set()).update(slots)
+    return found
+
+
+def _word_expressions(tree: ast.AST, slots: dict[str, set[int]]) -> list[ast.expr]:
+    """Every expression in a place that holds a word of the stored vocabularies: a slot's
+    keyword argument, positional argument or dict value, a `literal(...)`, an element of a set,
+    a comparison with a slot, and a constant's value (`CLIENT_DISABLED = ...`)."""
+    found: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = _named(node.func)
+            found += [k.value for k in node.keywords if k.arg in SLOTS]
+            if name == "literal" and node.args:
+                found.append(node.args[0])
+            found += [arg for i, arg in enumerate(node.args) if i in slots.get(name or "", ())]
+        elif isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value in SLOTS:
+                    found.append(value)
+        elif isinstance(node, ast.Set):
+            found += node.elts
+        elif isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(_named(side) in SLOTS for side in sides):
+                found += sides
+        elif isinstance(node, ast.Assign) and any(
+            (_named(target) or "").isupper() for target in node.targets
+        ):
+            found.append(node.value)
+    return found
+
+
+def stored_words(root: Path = STORE) -> tuple[list[tuple[str, str]], int]:
+    """(place, word) of every bare word of the stored vocabularies in the store's code (its
+    migrations are dated records, left as written), and how many members stand in such places."""
+    paths = [p for p in sorted(root.rglob("*.py")) if "migrations" not in p.parts]
+    trees = [ast.parse(path.read_text(), str(path)) for path in paths]
+    slots = _slots_by_position(trees)
+    bare: list[tuple[str, str]] = []
+    members = 0
+    enums = {enum.__name__ for enum in STORED}
+    for path, tree in zip(paths, trees, strict=True):
+        for expr in _word_expressions(tree, slots):
+            if isinstance(expr, ast.Constant) and expr.value in WORDS:
+                bare.append((f"{path.relative_to(root.parent)}:{expr.lineno}", expr.value))
+            elif (
+                isinstance(expr, ast.Attribute)
+                and isinstance(expr.value, ast.Name)
+                and expr.value.id in enums
+            ):
+                members += 1
+    return bare, members
+
+
+def test_the_store_writes_members_not_bare_words() -> None:
+    bare, members = stored_words()
+    assert members >= 12, "the scan found too few members: is it still looking?"
+    assert bare == []
+
+
+def test_the_scan_finds_a_bare_word(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "writes.py").write_text(
+        "CLIENT_DISABLED = 'client_disabled'\n"
+        "def revoke(conn, grant_id, reason): ...\n"
+        "def work(conn, fields):\n"
+        "    revoke(conn, 'g', 'admin')\n"
+        "    conn.execute(insert(t).values(kind='grant'))\n"
+        "    enqueue(conn, {'type': 'grant.revoked'})\n"
+        "    KINDS = {'code_reuse'}\n"
+        "    if fields['kind'] == 'leeway_retry': ...\n"
+        "    literal('access_token')\n"
+        # Words of other vocabularies in other places are not these.
+        "    status = 'revoked' if fields['status'] == 'revoked' else 'grant'\n"
+        "    audit(conn, 'grant.revoke', 'grant')\n"
+    )
+    bare, _members = stored_words(store)
+    assert sorted(word for _place, word in bare) == [
+        "access_token",
+        "admin",
+        "client_disabled",
+        "code_reuse",
+        "grant",
+        "grant.revoked",
+        "leeway_retry",
+    ]

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, select
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
+from baton.core.vocabulary import RevocationCause
 from baton.store.schema import authorization_codes
 from baton.store.sql import SQLStore
 from tests.support import (
@@ -192,7 +193,7 @@ def test_an_operators_revocation_forgets_the_consent(
     first_pair(http, client)
     assert not asks_again(http, client)
     (summary,) = anyio.run(store.list_grants)
-    assert anyio.run(store.revoke_grant, summary.grant.id, clock.now(), "admin")
+    assert anyio.run(store.revoke_grant, summary.grant.id, clock.now(), RevocationCause.ADMIN)
     assert asks_again(http, client)
 
 
@@ -213,7 +214,7 @@ def test_revoking_one_users_grant_keeps_another_users_consent(
     first_pair(http, client)  # alice
     (alices,) = anyio.run(store.list_grants)
     anyio.run(store.remember_consent, 2, client.id, frozenset({"read"}), (), clock.now())
-    anyio.run(store.revoke_grant, alices.grant.id, clock.now(), "admin")
+    anyio.run(store.revoke_grant, alices.grant.id, clock.now(), RevocationCause.ADMIN)
     assert anyio.run(store.consent, 1, client.id) is None
     assert anyio.run(store.consent, 2, client.id) is not None
 

@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
 from baton.core.tokens import TokenKind, mint
+from baton.core.vocabulary import RevocationCause
 from baton.server.endpoints import feed
 from baton.store.admin import Actor
 from baton.store.sql import SQLStore
@@ -234,7 +235,7 @@ def revocation_held_open(
     failures: list[BaseException] = []
 
     def work(conn: Connection) -> None:
-        assert revoke_grant(conn, grant_id, now, "revoked", forget_consent=False)
+        assert revoke_grant(conn, grant_id, now, RevocationCause.REVOKED, forget_consent=False)
         began.set()
         assert release.wait(30)
         if not commit:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Connection, select
 
 from baton.core.clock import FakeClock
+from baton.core.vocabulary import RevocationCause, WebhookEventType
 from baton.server.observability.delivery import WebhookOptions, WebhookSender, backoff
 from baton.server.observability.metrics import Metrics
 from baton.store.base import NEVER
@@ -53,7 +54,8 @@ def options(url: str, **overrides: Any) -> WebhookOptions:
 def enqueue(store: SQLStore, n: int, now: int) -> None:
     def work(conn: Connection) -> None:
         for i in range(n):
-            outbox.enqueue(conn, "grant.revoked", {"grant_id": f"grt_{i}", "reason": "admin"}, now)
+            fields = {"grant_id": f"grt_{i}", "reason": RevocationCause.ADMIN}
+            outbox.enqueue(conn, WebhookEventType.GRANT_REVOKED, fields, now)
 
     anyio.run(store.runner.write, work)
 
@@ -114,7 +116,7 @@ def test_each_reuse_and_grant_revocation_writes_its_event_with_no_token(
         assert refresh(http, client, pair["refresh_token"]).status_code == 400
         grant_id = json.loads(rows(store)[0].payload)["grant_id"]
         # An admin (`baton grants revoke`) revoking it again changes nothing: no event.
-        assert anyio.run(store.revoke_grant, grant_id, clock.now(), "admin") is False
+        assert anyio.run(store.revoke_grant, grant_id, clock.now(), RevocationCause.ADMIN) is False
         # RFC 7009: an access token alone is no grant revocation; a refresh token is.
         second = first_pair(http, client)
         for token in (second["access_token"], second["refresh_token"]):
@@ -132,7 +134,10 @@ def test_each_reuse_and_grant_revocation_writes_its_event_with_no_token(
         assert http.post("/token", data=redemption).status_code == 400
         # An admin revoking a live grant.
         third = first_pair(http, client)
-        assert anyio.run(store.revoke_grant, _grant_of(store), clock.now(), "admin") is True
+        assert (
+            anyio.run(store.revoke_grant, _grant_of(store), clock.now(), RevocationCause.ADMIN)
+            is True
+        )
         found = rows(store)
     events = [json.loads(row.payload) for row in found]
     assert [(e["type"], e.get("reason") or e.get("kind")) for e in events] == [

@@ -18,6 +18,7 @@ from baton.core.policy import Lifetimes, Policy, RetryPolicy
 from baton.core.rules import CodeProblem, CodeRedemption, Reason
 from baton.core.seal import open_seal, seal
 from baton.core.tokens import TokenKind, digest, mint
+from baton.core.vocabulary import RevocationCause
 from baton.store import migrate
 from baton.store.base import (
     Client,
@@ -164,7 +165,7 @@ def test_the_purge_keeps_live_families_and_drops_dead_ones_after_the_retention(
     assert live.refresh_token is not None
     child = anyio.run(store.exchange, ask_for(live.refresh_token, client.id))
     assert isinstance(child, Issued)
-    anyio.run(store.revoke_grant, dead.grant_id, NOW, "revoked")
+    anyio.run(store.revoke_grant, dead.grant_id, NOW, RevocationCause.REVOKED)
     tables = (refresh_tokens, access_tokens, authorization_codes, grants)
 
     def rows() -> list[int]:
@@ -202,7 +203,7 @@ def test_a_dead_grant_goes_whole_while_its_access_tokens_are_unexpired(
         store.issue_client_credentials, client.id, "read", MintedPair.new(False), NOW
     )
     for grant_id in (rotated.grant_id, machine.grant_id):
-        anyio.run(store.revoke_grant, grant_id, NOW, "revoked")
+        anyio.run(store.revoke_grant, grant_id, NOW, RevocationCause.REVOKED)
     tables = (refresh_tokens, access_tokens, grants)
 
     def rows() -> list[int]:
@@ -238,7 +239,7 @@ def test_a_revoked_grant_s_feed_entry_lasts_until_its_last_access_token_expires(
     )
     untouched = first_pair(store, client.id)
     for grant_id in (family.grant_id, machine.grant_id, untouched.grant_id):
-        assert anyio.run(store.revoke_grant, grant_id, NOW + 200, "revoked")
+        assert anyio.run(store.revoke_grant, grant_id, NOW + 200, RevocationCause.REVOKED)
     ends = {
         e.grant_id: e.expires_at
         for e in anyio.run(store.revocations_after, 0, 100)
@@ -270,7 +271,7 @@ def test_a_feed_entry_covers_an_older_access_token_that_outlives_the_newest(
     newest = anyio.run(short_lived.exchange, ask_for(child.pair.refresh_token, client.id, NOW + 20))
     assert isinstance(newest, Issued)
     assert newest.pair.access_expires_at < child.pair.access_expires_at
-    assert anyio.run(short_lived.revoke_grant, first.grant_id, NOW + 30, "revoked")
+    assert anyio.run(short_lived.revoke_grant, first.grant_id, NOW + 30, RevocationCause.REVOKED)
     (entry,) = [e for e in anyio.run(short_lived.revocations_after, 0, 100) if e.kind == "grant"]
     assert entry.expires_at == child.pair.access_expires_at == NOW + 10 + 7200
     anyio.run(short_lived.close)

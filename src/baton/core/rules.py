@@ -134,10 +134,6 @@ def decide_refresh(
 REUSE_REASONS = frozenset({Reason.REUSED, Reason.SIBLING_CONTINUED, Reason.RETRY_AFTER_CONTINUED})
 """The refusals that are a reuse detection (rules 4 and 3b)."""
 
-REUSE_REVOCATION = RevocationCause.REUSE
-"""`grants.revoked_reason` when reuse detection revoked the grant (`RevocationCause.REUSE`)."""
-
-
 # -- liveness, for introspection (rule 8) --------------------------------------------------------
 
 

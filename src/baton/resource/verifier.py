@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import hashlib
 import json
 import os
 import re
@@ -42,6 +41,7 @@ from typing import Any, cast
 
 import httpx
 
+from baton.core.tokens import digest as token_digest
 from baton.resource.consumer import FeedConsumer
 from baton.resource.errors import InvalidToken, VerifierUnavailable, json_object
 from baton.resource.index import RevocationEvent, RevocationIndex
@@ -337,7 +337,8 @@ class Verifier:
 
     def _opaque(self, token: str) -> _Steps:
         now = self._clock()
-        digest = hashlib.sha256(token.encode()).hexdigest()
+        # The server's own digest, in hex: what the feed's `token_digest` names.
+        digest = token_digest(token).hex()
         if self.index.is_dead(now, digest=digest) or digest in self._negative:
             raise InvalidToken("the access token is not active")
         trusted = self.feed_healthy()

@@ -19,6 +19,7 @@ from baton.config import Settings
 from baton.core.clock import Clock, SystemClock
 from baton.core.keys import JwtAccessTokens, key_encryption_key
 from baton.core.pairs import OPAQUE, AccessTokenFormat
+from baton.core.vocabulary import ErrorCode
 from baton.logs import configure_structlog
 from baton.server import fastpath
 from baton.server.admin import console
@@ -55,7 +56,10 @@ async def database_error(request: Request, exc: Exception) -> Response:
 async def unexpected_error(_request: Request, _exc: Exception) -> Response:
     """RFC 6749 §5.2's `server_error` for what nothing else handled (a bug). Starlette's
     ServerErrorMiddleware answers with it, then raises the error again for uvicorn to log."""
-    body: ErrorResponse = {"error": "server_error", "error_description": "unexpected server error"}
+    body: ErrorResponse = {
+        "error": ErrorCode.SERVER_ERROR,
+        "error_description": "unexpected server error",
+    }
     return NoStoreJSON(body, 500)
 
 
@@ -67,7 +71,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
         description = f"method {request.method} is not allowed here"
     else:
         description = str(exc.detail)
-    body: ErrorResponse = {"error": "invalid_request", "error_description": description}
+    body: ErrorResponse = {"error": ErrorCode.INVALID_REQUEST, "error_description": description}
     return NoStoreJSON(body, exc.status_code, exc.headers)
 
 

@@ -74,12 +74,7 @@ class Actor:
     now: int
 
 
-CLIENT_DISABLED = "client_disabled"
-"""`grants.revoked_reason` (and the security event's kind) when disabling the client did it."""
-
-
 __all__ = [
-    "CLIENT_DISABLED",
     "FAMILY_PAIRS",
     "PAGE",
     "Actor",

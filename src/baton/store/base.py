@@ -75,7 +75,7 @@ class NewCode:
 @dataclass(frozen=True, slots=True)
 class SecurityEvent:
     id: int
-    kind: str
+    kind: str  # a `SecurityEventKind`, as stored
     grant_id: str | None
     client_id: str | None
     subject: str | None
@@ -97,7 +97,7 @@ class RevocationEvent:
     """An entry of the revocation feed: which tokens die, when, and until when it matters."""
 
     id: int
-    kind: str  # "access_token" (one token) or "grant" (every token of the grant)
+    kind: str  # a `FeedEntryKind`, as stored: one access token, or every token of the grant
     grant_id: str
     jti: str | None
     token_digest: bytes | None
@@ -229,7 +229,7 @@ class Delivery:
     """A webhook outbox row leased to its sender (`Outbox.claim_deliveries`)."""
 
     id: int
-    event_type: str
+    event_type: str  # a `WebhookEventType`, as stored
     payload: str
     attempts: int  # including the one now leased
     created_at: int

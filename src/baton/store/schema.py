@@ -90,7 +90,7 @@ grants = Table(
     Column("created_at", Time, nullable=False),
     Column("expires_at", Time, nullable=False),
     Column("revoked_at", Time),
-    Column("revoked_reason", String(32)),
+    Column("revoked_reason", String(32)),  # a RevocationCause
     Column("resources", Text),  # JSON array: the RFC 8707 resources the grant holds
     Index("ix_grants_client_id", "client_id"),
     Index("ix_grants_user_id", "user_id"),
@@ -192,7 +192,7 @@ security_events = Table(
     "security_events",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("kind", String(32), nullable=False),
+    Column("kind", String(32), nullable=False),  # a SecurityEventKind
     Column("grant_id", String(64)),
     Column("client_id", String(64)),
     Column("subject", String(200)),
@@ -231,7 +231,7 @@ revocation_events = Table(
     "revocation_events",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("kind", String(16), nullable=False),  # "access_token" or "grant"
+    Column("kind", String(16), nullable=False),  # a FeedEntryKind
     Column("grant_id", String(64), nullable=False),
     Column("jti", String(32)),
     Column("token_digest", LargeBinary(32)),
@@ -276,7 +276,7 @@ webhook_outbox = Table(
     "webhook_outbox",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("event_type", String(64), nullable=False),  # e.g. "reuse_detected", "grant.revoked"
+    Column("event_type", String(64), nullable=False),  # a WebhookEventType
     Column("payload", Text, nullable=False),  # JSON; never a token
     Column("created_at", Time, nullable=False),
     Column("attempts", Integer, nullable=False, default=0),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from baton.core.vocabulary import SecurityEventKind
 from baton.store.admin import (
     FAMILY_PAIRS,
     PAGE,
@@ -54,7 +55,7 @@ class AdminQueries(Protocol):
 
     async def record_security_event(
         self,
-        kind: str,
+        kind: SecurityEventKind,
         now: int,
         *,
         subject: str | None = None,

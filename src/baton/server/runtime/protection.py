@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from baton.core.vocabulary import ErrorCode
+
 log = logging.getLogger("baton")
 
 CSP = (
@@ -81,7 +83,7 @@ async def database_unavailable(_request: Request, exc: Exception) -> Response:
     log.warning("database unavailable: %s", type(exc).__name__)
     return JSONResponse(
         {
-            "error": "temporarily_unavailable",
+            "error": ErrorCode.TEMPORARILY_UNAVAILABLE,
             "error_description": "the database is unavailable; retry shortly",
         },
         status_code=503,

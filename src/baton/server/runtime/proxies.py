@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.errors import NoStoreJSON
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -115,7 +116,8 @@ class TrustedProxies:
             address = client_address(peer, forwarded, self.networks)
         except BadForwardedFor as exc:
             refusal = NoStoreJSON(
-                {"error": "invalid_request", "error_description": str(exc)}, status_code=400
+                {"error": ErrorCode.INVALID_REQUEST, "error_description": str(exc)},
+                status_code=400,
             )
             await refusal(scope, receive, send)
             return

@@ -38,8 +38,8 @@ MAX_ATTEMPTS = 5
 # The channel PostgreSQL notifies when a transaction wrote revocation feed events.
 FEED_CHANNEL = "baton_revocations"
 # `Connection.info` key a transaction sets when it wrote feed events: the runner notifies the
-# channel once the transaction has committed (see `baton.store.sql`, where feed events are
-# written).
+# channel once the transaction has committed (see `baton.store.sql.feed.wake_feed`, which the
+# transactions that write feed events call).
 WAKE_FEED = "baton_wake_feed"
 
 

@@ -19,8 +19,13 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from baton.core.timeline import AccessRecord, EventRecord, RefreshRecord
+from baton.core.vocabulary import (
+    FeedEntryKind,
+    RevocationCause,
+    SecurityEventKind,
+    WebhookEventType,
+)
 from baton.store.admin import (
-    CLIENT_DISABLED,
     FAMILY_PAIRS,
     PAGE,
     Actor,
@@ -126,7 +131,9 @@ class AdminStore:
             ).rowcount
             if changed != 1:
                 return None
-            revoked = _revoke_client_grants(conn, client_id, actor.now, CLIENT_DISABLED)
+            revoked = _revoke_client_grants(
+                conn, client_id, actor.now, RevocationCause.CLIENT_DISABLED
+            )
             # As an administrator's revocation of a grant does (`lifecycle.revoke_grant`), the
             # disabling forgets every user's remembered consent: enabling the client again
             # asks each user before it gets anything.
@@ -304,7 +311,7 @@ class AdminStore:
 
     async def revoke_grant(self, grant_id: str, actor: Actor) -> bool:
         def work(conn: Connection) -> bool:
-            revoked = lifecycle.revoke_grant(conn, grant_id, actor.now, "admin")
+            revoked = lifecycle.revoke_grant(conn, grant_id, actor.now, RevocationCause.ADMIN)
             if revoked:
                 _audit(conn, actor, "grant.revoke", "grant", grant_id, None)
             return revoked
@@ -345,7 +352,7 @@ class AdminStore:
 
     async def record_security_event(
         self,
-        kind: str,
+        kind: SecurityEventKind,
         now: int,
         *,
         subject: str | None = None,
@@ -375,7 +382,9 @@ class AdminStore:
         return await self._read(work)
 
 
-def _revoke_client_grants(conn: Connection, client_id: str, now: int, reason: str) -> int:
+def _revoke_client_grants(
+    conn: Connection, client_id: str, now: int, reason: RevocationCause
+) -> int:
     """Revokes every live grant of a client at once, writing what `lifecycle.revoke_grant`
     writes for each (the grant's row, a feed entry lasting until its last access token would
     have expired, a `grant.revoked` webhook) with a fixed number of statements however many
@@ -426,7 +435,7 @@ def _revoke_client_grants(conn: Connection, client_id: str, now: int, reason: st
         insert(revocation_events),
         [
             {
-                "kind": "grant",
+                "kind": FeedEntryKind.GRANT,
                 "grant_id": grant_id,
                 "effective_at": now,
                 "expires_at": last.get(grant_id, now),
@@ -438,7 +447,7 @@ def _revoke_client_grants(conn: Connection, client_id: str, now: int, reason: st
     wake_feed(conn)
     outbox.enqueue_many(
         conn,
-        "grant.revoked",
+        WebhookEventType.GRANT_REVOKED,
         [
             {
                 "grant_id": grant_id,
@@ -452,7 +461,7 @@ def _revoke_client_grants(conn: Connection, client_id: str, now: int, reason: st
     )
     conn.execute(
         insert(security_events).values(
-            kind=CLIENT_DISABLED,
+            kind=SecurityEventKind.CLIENT_DISABLED,
             client_id=client_id,
             occurred_at=now,
             detail=f"client disabled: {len(ids)} live grant(s) revoked",

@@ -25,6 +25,7 @@ from baton.core.keys import StoredKey
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import Policy, RetryPolicy
 from baton.core.rules import CodeRedemption
+from baton.core.vocabulary import RevocationCause
 from baton.core.watermark import Gap
 from baton.store import migrate, stats
 from baton.store.base import (
@@ -265,10 +266,10 @@ class SQLStore:
     async def get_grant(self, grant_id: str) -> GrantFacts | None:
         return await self._read(lambda conn: lifecycle.read_grant(conn, grant_id))
 
-    async def revoke_grant(self, grant_id: str, now: int, reason: str) -> bool:
-        """Revokes the grant; unless `reason` is "revoked", the RFC 7009 revocation of a token by
-        the client itself, the user's remembered consent for that client goes with it, so
-        the next authorization asks the user again."""
+    async def revoke_grant(self, grant_id: str, now: int, reason: RevocationCause) -> bool:
+        """Revokes the grant; unless `reason` is `RevocationCause.REVOKED`, the RFC 7009
+        revocation of a token by the client itself, the user's remembered consent for that client
+        goes with it, so the next authorization asks the user again."""
         return await self._write(lambda conn: lifecycle.revoke_grant(conn, grant_id, now, reason))
 
     async def list_grants(

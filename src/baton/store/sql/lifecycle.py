@@ -26,6 +26,7 @@ from baton.core.rules import CodeProblem, CodeRedemption, Reason
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.tokens import random_id
+from baton.core.vocabulary import RevocationCause, SecurityEventKind
 from baton.store.base import (
     TARGET_REFUSED,
     Client,
@@ -124,11 +125,11 @@ def redeem_code(
         # based on that authorization code.
         revoked = False
         if code.grant_id is not None:
-            revoked = revoke_grant(conn, code.grant_id, now, "code_reuse")
+            revoked = revoke_grant(conn, code.grant_id, now, RevocationCause.CODE_REUSE)
             if revoked:
                 _record(
                     conn,
-                    "code_reuse",
+                    SecurityEventKind.CODE_REUSE,
                     read_grant(conn, code.grant_id),
                     None,
                     now,
@@ -201,7 +202,7 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
         # ("which client lost a response?"): kept for the grant's timeline.
         _record(
             conn,
-            "leeway_retry",
+            SecurityEventKind.LEEWAY_RETRY,
             token.grant,
             token.generation,
             ask.now,
@@ -213,11 +214,11 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
     if isinstance(decision, rules.Replay):
         return Replayed(decision.sealed_response)
     if isinstance(decision, rules.Reuse):
-        revoked = revoke_grant(conn, token.grant.id, ask.now, rules.REUSE_REVOCATION, token.grant)
+        revoked = revoke_grant(conn, token.grant.id, ask.now, RevocationCause.REUSE, token.grant)
         if revoked:
             _record(
                 conn,
-                "refresh_token_reuse",
+                SecurityEventKind.REFRESH_TOKEN_REUSE,
                 token.grant,
                 token.generation,
                 ask.now,
@@ -309,7 +310,7 @@ def revoke_token(
         # RFC 7009 §2.1: revoking a refresh token SHOULD also invalidate all access
         # tokens of the same grant; a revoked grant kills every token of its family.
         revoked = revoke_grant(
-            conn, token.grant.id, now, "revoked", token.grant, forget_consent=False
+            conn, token.grant.id, now, RevocationCause.REVOKED, token.grant, forget_consent=False
         )
         return "grant" if revoked else "nothing"
     access = access_facts(conn, digest, client)
@@ -378,7 +379,7 @@ def revoke_grant(
     conn: Connection,
     grant_id: str,
     now: int,
-    reason: str,
+    reason: RevocationCause,
     known: GrantFacts | None = None,
     *,
     forget_consent: bool = True,
@@ -499,7 +500,7 @@ def _insert_pair(
 
 def _record(
     conn: Connection,
-    kind: str,
+    kind: SecurityEventKind,
     grant: GrantFacts | None,
     generation: int | None,
     now: int,

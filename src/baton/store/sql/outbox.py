@@ -21,20 +21,21 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from baton.core.facts import GrantFacts
 from baton.core.tokens import random_id
+from baton.core.vocabulary import REUSE_EVENT_KINDS, RevocationCause, WebhookEventType
 from baton.store.base import Delivery
 from baton.store.prepared import Prepared
 from baton.store.schema import grants, users, webhook_outbox
 
-REUSE_KINDS = frozenset({"refresh_token_reuse", "code_reuse"})
 
-
-def _payload(event_type: str, fields: dict[str, Any], now: int) -> str:
+def _payload(event_type: WebhookEventType, fields: dict[str, Any], now: int) -> str:
     """An event as receivers get it, with an id they use to drop a second delivery of it."""
     event = {"id": random_id("evt_"), "type": event_type, "occurred_at": now, **fields}
     return json.dumps(event, separators=(",", ":"))
 
 
-def enqueue(conn: Connection, event_type: str, fields: dict[str, Any], now: int) -> None:
+def enqueue(
+    conn: Connection, event_type: WebhookEventType, fields: dict[str, Any], now: int
+) -> None:
     """One event."""
     _ENQUEUE.run(
         conn,
@@ -45,7 +46,9 @@ def enqueue(conn: Connection, event_type: str, fields: dict[str, Any], now: int)
     )
 
 
-def enqueue_many(conn: Connection, event_type: str, many: list[dict[str, Any]], now: int) -> None:
+def enqueue_many(
+    conn: Connection, event_type: WebhookEventType, many: list[dict[str, Any]], now: int
+) -> None:
     """Several events of one type in one statement (a client's grants revoked at once)."""
     if not many:
         return
@@ -76,11 +79,14 @@ _ENQUEUE = Prepared(
 
 
 def grant_revoked(
-    conn: Connection, grant_id: str, reason: str, now: int, known: GrantFacts | None = None
+    conn: Connection,
+    grant_id: str,
+    reason: RevocationCause,
+    now: int,
+    known: GrantFacts | None = None,
 ) -> None:
-    """`grant.revoked`; `reason` is the grant's `revoked_reason` (reuse, code_reuse, revoked
-    for RFC 7009, admin). `known`: the grant's facts when the caller has them (one query less
-    on the revocation endpoint's path)."""
+    """`grant.revoked`; `reason` is the grant's `revoked_reason`. `known`: the grant's facts
+    when the caller has them (one query less on the revocation endpoint's path)."""
     client_id: str | None
     subject: str | None
     if known is not None:
@@ -93,16 +99,17 @@ def grant_revoked(
         ).first()
         client_id, subject = (row.client_id, row.username) if row is not None else (None, None)
     fields = {"grant_id": grant_id, "client_id": client_id, "subject": subject, "reason": reason}
-    enqueue(conn, "grant.revoked", fields, now)
+    enqueue(conn, WebhookEventType.GRANT_REVOKED, fields, now)
 
 
 def security_event(conn: Connection, fields: dict[str, Any], now: int) -> None:
     """`reuse_detected` for a replayed refresh token or code, from the fields of its
     `security_events` row. Other kinds (a retry inside the leeway, say) are for the console's
     timeline, not an alarm: they send nothing."""
-    if fields["kind"] not in REUSE_KINDS:
+    if fields["kind"] not in REUSE_EVENT_KINDS:
         return
-    enqueue(conn, "reuse_detected", {k: v for k, v in fields.items() if k != "detail"}, now)
+    sent = {k: v for k, v in fields.items() if k != "detail"}
+    enqueue(conn, WebhookEventType.REUSE_DETECTED, sent, now)
 
 
 def any_due(conn: Connection, now: int, oldest: int) -> bool:

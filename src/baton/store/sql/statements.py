@@ -23,6 +23,7 @@ from sqlalchemy import (
     update,
 )
 
+from baton.core.vocabulary import FeedEntryKind
 from baton.store.prepared import Prepared
 from baton.store.schema import (
     access_tokens,
@@ -224,7 +225,8 @@ REVOKE_ACCESS = Prepared(
 def _announcement(which: Any) -> Prepared:
     """Feed events for the access tokens `which` selects that outlive `effective_at`."""
     dying = select(
-        literal("access_token"),
+        # Typed as the column: a literal infers no SQL type from a `StrEnum` member.
+        literal(FeedEntryKind.ACCESS_TOKEN, revocation_events.c.kind.type),
         _at.c.grant_id,
         _at.c.jti,
         _at.c.digest,
@@ -256,7 +258,7 @@ REVOKE_GRANT = Prepared(
 
 
 # A revoked grant's feed entry matters until its last access token would have expired anyway
-# (`_last_access_expiry`).
+# (`baton.store.sql.lifecycle._last_access_expiry`).
 UNPAIRED_LAST_EXPIRY = Prepared(
     select(func.max(_at.c.expires_at)).where(
         _at.c.refresh_token_id.is_(None),
@@ -276,7 +278,7 @@ COMPANION_LAST_EXPIRY = Prepared(
 )
 ANNOUNCE_GRANT = Prepared(
     insert(revocation_events).values(
-        kind="grant",
+        kind=FeedEntryKind.GRANT,
         grant_id=bindparam("grant_id"),
         effective_at=bindparam("effective_at"),
         expires_at=bindparam("expires_at"),

@@ -14,9 +14,10 @@ Nothing needs it: an access token issued with a refresh token is found through i
 companion's grant through `refresh_tokens.grant_id`. That index now also holds `expires_at`:
 an access token never outlives its companion (`Policy.pair_expiries`), so the revocation feed's
 "when does this grant's last access token expire" walks the grant's refresh tokens newest
-expiry first and stops after one or two (`baton.store.sql._last_access_expiry`). The access tokens without a companion (client_credentials)
-keep an index by grant of their own, partial, written only when one is issued; the companion's
-index leaves them out in turn, so that neither serves a lookup meant for the other.
+expiry first and stops after one or two (`baton.store.sql.lifecycle._last_access_expiry`). The
+access tokens without a companion (client_credentials) keep an index by grant of their own,
+partial, written only when one is issued; the companion's index leaves them out in turn, so that
+neither serves a lookup meant for the other.
 
 On PostgreSQL, CREATE INDEX blocks writes to the tables while it runs: on a large database,
 upgrade in a quiet moment.
