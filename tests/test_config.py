@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ from hypothesis import strategies as st
 
 from baton.cli import main
 from baton.config import BY_NAME, OPTIONS, Lands, ServeConfig, Settings, build
+from tests.support import serve_until_ready
 
 SECRET = "a secret of more than thirty-two characters"
 
@@ -164,29 +162,8 @@ def test_serve_runs_with_the_file_under_the_environment(tmp_path: Path) -> None:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
     env["BATON_RETRY_POLICY"] = "fork"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "baton.cli", "serve", "--config", str(path)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert process.stderr is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("Baton serving"):
-                break
-        assert "(retry policy fork, leeway 7s)" in "".join(lines), lines
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    text = serve_until_ready(["--config", str(path)], env)
+    assert "(retry policy fork, leeway 7s)" in text, text
     assert not (tmp_path / "baton.db-session.key").exists()  # the file's session key served
 
 
