@@ -29,6 +29,9 @@ lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	@# The README's generated tables (options, endpoints) are current.
+	$(BIN)/python -m baton.config readme --check
+	$(BIN)/python -m baton.server.routes readme --check
 
 test: lint
 	$(BIN)/pytest $(ARGS)

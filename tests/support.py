@@ -7,7 +7,10 @@ import base64
 import hashlib
 import re
 import secrets
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from html import unescape
@@ -240,3 +243,31 @@ def introspect(http: TestClient, resource_server: RegisteredClient, token: str) 
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def serve_until_ready(args: Sequence[str], env: Mapping[str, str], timeout: float = 20) -> str:
+    """`python -m baton.cli serve ARGS` under `env` (the whole environment): what it writes to
+    stderr until its "Baton serving" line (or it exits, or `timeout`); then it is stopped."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "baton.cli", "serve", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(env),
+    )
+    try:
+        assert process.stderr is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Baton serving"):
+                break
+        return "".join(lines)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

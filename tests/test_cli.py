@@ -28,6 +28,7 @@ from baton.core.tokens import TokenKind, mint
 from baton.server.app import create_app
 from baton.store.base import Issued, NewCode
 from baton.store.sql import SQLStore
+from tests.support import serve_until_ready
 
 REDIRECT_URI = "http://127.0.0.1:9000/callback"
 SERVE_OPTIONS = (
@@ -569,31 +570,9 @@ def test_serve_options_from_environment_flag_wins_and_first_steps(db: str) -> No
     BATON_LEEWAY is read, and --retry-policy beats BATON_RETRY_POLICY."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
     env |= {"BATON_LEEWAY": "7", "BATON_RETRY_POLICY": "strict", "BATON_PORT": "0"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "baton.cli", "serve", "--db", db, "--retry-policy", "fork"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert process.stderr is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("Baton serving"):
-                break
-        text = "".join(lines)
-        assert "baton user create" in text and "baton client create" in text, text
-        assert "(retry policy fork, leeway 7s)" in text, text
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    text = serve_until_ready(["--db", db, "--retry-policy", "fork"], env)
+    assert "baton user create" in text and "baton client create" in text, text
+    assert "(retry policy fork, leeway 7s)" in text, text
 
 
 def _sql(db: str, query: str) -> list[tuple[Any, ...]]:

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,8 @@ from hypothesis import strategies as st
 
 from baton.cli import main
 from baton.config import BY_NAME, OPTIONS, Lands, ServeConfig, Settings, build
+from baton.store.engines import normalize_url
+from tests.support import serve_until_ready
 
 SECRET = "a secret of more than thirty-two characters"
 
@@ -164,29 +163,8 @@ def test_serve_runs_with_the_file_under_the_environment(tmp_path: Path) -> None:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
     env["BATON_RETRY_POLICY"] = "fork"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "baton.cli", "serve", "--config", str(path)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert process.stderr is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("Baton serving"):
-                break
-        assert "(retry policy fork, leeway 7s)" in "".join(lines), lines
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    text = serve_until_ready(["--config", str(path)], env)
+    assert "(retry policy fork, leeway 7s)" in text, text
     assert not (tmp_path / "baton.db-session.key").exists()  # the file's session key served
 
 
@@ -211,6 +189,10 @@ def test_serve_runs_with_the_file_under_the_environment(tmp_path: Path) -> None:
         ("[serve]\nleeway = 1\n", "serve: no such option"),
         ("leeway = \n", "not valid TOML"),
         ("metrics_token = 'a token'\n", "metrics_token: a secret in a file that group or others"),
+        ("db = 'postgresql://u:pw@h/db'\n", "db: a secret in a file that group or others"),
+        ("db = 'postgresql://u@h/db?password=pw'\n", "db: a secret in a file that group or"),
+        ("redis_url = 'redis://:pw@r:6379/0'\n", "redis_url: a secret in a file that group or"),
+        ("webhook_url = 'https://h.example/?token=t'\n", "webhook_url: a secret in a file that"),
     ],
 )
 def test_a_bad_config_file_is_refused_in_one_line(tmp_path: Path, content: str, says: str) -> None:
@@ -242,6 +224,91 @@ def test_a_private_file_may_hold_secrets(tmp_path: Path) -> None:
     )
     path.chmod(0o604)
     refused(show("--config", str(path)), "chmod 600", "BATON_METRICS_TOKEN")
+
+
+def test_a_shared_file_may_hold_urls_without_passwords(tmp_path: Path) -> None:
+    urls = {
+        "db": "sqlite:///baton.db",
+        "redis_url": "redis://cache:6379/0",
+        "webhook_url": "https://hooks.example/baton",
+    }
+    rows = shown("--config", str(write_config(tmp_path, urls, mode=0o644)))
+    assert rows["db"] == {"value": "sqlite:///baton.db", "source": "file"}
+    assert rows["redis_url"] == {"value": "redis://cache:6379/0", "source": "file"}
+    # A webhook receiver may take its token in the path: only the origin is shown.
+    assert rows["webhook_url"] == {"value": "https://hooks.example/********", "source": "file"}
+
+
+PASSWORD = "S3cretPW"
+URLS = {
+    "BATON_DB": f"postgresql://app:{PASSWORD}@db.example:5432/baton?sslmode=require",
+    "BATON_REDIS_URL": f"redis://:{PASSWORD}@cache.example:6379/0",
+    "BATON_WEBHOOK_URL": f"https://hooks.example/services/T0/B0/{PASSWORD}?token={PASSWORD}",
+}
+
+
+def test_show_never_prints_a_url_password() -> None:
+    """The database, Redis and webhook URLs are shown without their credentials, as text and
+    as JSON, from the environment or from a private file."""
+    clean: dict[str, str | None] = {name: None for name in os.environ if name.startswith("BATON_")}
+    text = CliRunner().invoke(main, ["config", "show"], env=clean | URLS)
+    assert text.exit_code == 0, text.stderr
+    assert PASSWORD not in text.stdout + text.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in text.stdout.splitlines()}
+    assert lines["db"] == ["env", "postgresql://app:********@db.example:5432/baton?sslmode=require"]
+    assert lines["redis_url"] == ["env", "redis://:********@cache.example:6379/0"]
+    assert lines["webhook_url"] == ["env", "https://hooks.example/********"]
+    result = show(env=URLS)
+    assert result.exit_code == 0 and PASSWORD not in result.stdout, result.stdout
+    rows = json.loads(result.stdout)
+    assert rows["db"]["value"] == "postgresql://app:********@db.example:5432/baton?sslmode=require"
+    assert rows["redis_url"]["value"] == "redis://:********@cache.example:6379/0"
+    assert rows["webhook_url"]["value"] == "https://hooks.example/********"
+    query = {"db": f"postgresql://app@db.example/baton?password={PASSWORD}&sslmode=require"}
+    rows = shown("--config", str(write_config(Path(tempfile.mkdtemp()), query)))
+    assert rows["db"] == {
+        "value": "postgresql://app@db.example/baton?password=********&sslmode=require",
+        "source": "file",
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("baton.db", "baton.db"),  # a SQLite path, as written
+        ("sqlite:///var/baton.db", "sqlite:///var/baton.db"),
+        ("postgresql://app:p%40ss@h/db", "postgresql://app:********@h/db"),
+        ("postgresql://app:a@b@h/db", "postgresql://app:********@h/db"),  # `@` in the password
+        (
+            "postgres://app@h/db?sslpassword=x&sslmode=require",
+            "postgres://app@h/db?sslpassword=********&sslmode=require",
+        ),
+        ("rediss://user:pw@cache:6380", "rediss://user:********@cache:6380"),
+    ],
+)
+def test_a_url_is_shown_without_its_password(url: str, expected: str) -> None:
+    assert BY_NAME["db"].shown(url) == expected
+    assert BY_NAME["db"].carries_credential(url) == (expected != url)
+
+
+def test_serve_prints_its_hints_without_the_database_password(postgres_database: str) -> None:
+    """The commands `serve` suggests (migrate; create a first user and client) carry the
+    database URL, never its password."""
+    from tests.databases import admin_url, empty_tables
+
+    empty_tables(postgres_database)
+    with_password = normalize_url(postgres_database).set(password=PASSWORD)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    env |= {"BATON_PORT": "0", "BATON_SESSION_KEY": SECRET}
+    text = serve_until_ready(["--db", with_password.render_as_string(hide_password=False)], env)
+    assert "baton user create --db postgresql+asyncpg://postgres:********@" in text, text
+    assert "Baton serving" in text and PASSWORD not in text, text
+    # The server's own database holds no Baton schema: `serve` names the upgrade to run.
+    unmigrated = normalize_url(admin_url()).set(password=PASSWORD)
+    db = unmigrated.render_as_string(hide_password=False)
+    result = CliRunner().invoke(main, ["serve", "--db", db], env={"BATON_SESSION_KEY": SECRET})
+    assert result.exit_code != 0 and "baton db upgrade --db postgresql" in result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
 
 
 # -- a value means the same in a file as in the environment ---------------------------------------

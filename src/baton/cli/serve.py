@@ -23,6 +23,7 @@ from click.core import ParameterSource
 
 from baton.cli.common import check_kek, fail, serve_options
 from baton.config import OPTIONS, ConfigFileError, Source, build, read_config_file, split_list
+from baton.config.urls import masked_url
 from baton.logs import dict_config
 from baton.store.engines import PoolSettings, display_url, normalize_url
 from baton.store.sql import SQLStore
@@ -101,8 +102,9 @@ def serve(**params: Any) -> None:
             await store.close()
 
     checked = anyio.run(check)
+    shown_db = masked_url(db)  # the commands below are printed: never with the password
     if checked is None:
-        fail(f"the database is not migrated: run `baton db upgrade --db {db}` first")
+        fail(f"the database is not migrated: run `baton db upgrade --db {shown_db}` first")
     counts, resources = checked
     if settings.access_token_audience in resources:
         # The default audience goes to tokens of grants that hold no resource: naming an API
@@ -115,8 +117,8 @@ def serve(**params: Any) -> None:
     if 0 in counts:
         click.echo(
             "This database has no users or clients yet. Create a first user and client with:\n"
-            f"  baton user create --db {db} --username alice --password-stdin\n"
-            f"  baton client create --db {db} --name demo --redirect-uri "
+            f"  baton user create --db {shown_db} --username alice --password-stdin\n"
+            f"  baton client create --db {shown_db} --name demo --redirect-uri "
             "http://127.0.0.1:9000/callback --scope 'read write'\n",
             err=True,
         )
@@ -248,15 +250,13 @@ def config_group() -> None:
     """The options of `baton serve`, resolved."""
 
 
-MASK = "********"
-
-
 @config_group.command("show")
 @serve_options
 @click.option("--json", "as_json", is_flag=True)
 def config_show(as_json: bool, **params: Any) -> None:
     """Print every option of `baton serve` (given the same flags, environment and --config) with
-    its value and where it came from (flag, env, file, default); secrets masked."""
+    its value and where it came from (flag, env, file, default); secrets masked, and the URLs
+    that may carry credentials (database, Redis, webhook) shown without them."""
     resolved = resolve_options(click.get_current_context())
     config, _ = build({name: value for name, (value, _) in resolved.items()})
     rows: dict[str, dict[str, Any]] = {}
@@ -264,8 +264,7 @@ def config_show(as_json: bool, **params: Any) -> None:
         value, given = resolved[option.name]
         if option.name == "issuer":
             value = config.settings.issuer
-        if option.secret and value:
-            value = MASK
+        value = option.shown(value)  # a secret masked, a URL without its password
         rows[option.name] = {
             "value": list(value) if isinstance(value, tuple) else value,
             "source": given.value,

@@ -4,7 +4,7 @@ and the README's options table.
 
 from __future__ import annotations
 
-from baton.config.declaration import Lands, Option
+from baton.config.declaration import Lands, Option, Url
 from baton.core.keys import ALGORITHM_CHOICES
 from baton.core.policy import DAY, RetryPolicy
 from baton.store.engines import SYNCHRONOUS_MODES
@@ -21,8 +21,8 @@ OPTIONS: tuple[Option, ...] = (
         default_text="none",
         doc="TOML file of the options below, each keyed by its name in snake_case "
         '(`access_ttl = 3600`, `trusted_proxies = ["10.0.0.0/8"]`); a flag or environment '
-        "variable wins over it. Secrets may be in it only if group and others cannot read it "
-        "(mode 0600); see [Config file](#config-file)",
+        "variable wins over it. Secrets (and URLs with a password) may be in it only if group and "
+        "others cannot read it (mode 0600); see [Config file](#config-file)",
     ),
     Option(
         "host",
@@ -38,6 +38,7 @@ OPTIONS: tuple[Option, ...] = (
         str,
         "Database URL (sqlite:///path or postgresql://...) or a SQLite file path.",
         Lands.CONFIG,
+        url=Url.PASSWORD,
         doc="database URL, or a SQLite file path",
     ),
     Option(
@@ -256,6 +257,7 @@ OPTIONS: tuple[Option, ...] = (
         str,
         "Redis for rate limits and lockouts shared by every process.",
         Lands.SETTINGS,
+        url=Url.PASSWORD,
         default_text="none (each process counts alone)",
         doc="Redis shared by every process for rate limits and lockouts (without it each process "
         "counts alone)",
@@ -314,6 +316,7 @@ OPTIONS: tuple[Option, ...] = (
         "POST security events (reuse detected, grant revoked) here, signed with "
         "BATON_WEBHOOK_SECRET.",
         Lands.SETTINGS,
+        url=Url.ORIGIN,
         default_text="none (no webhooks)",
         doc="POST security events here, signed with `BATON_WEBHOOK_SECRET`",
     ),

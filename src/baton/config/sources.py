@@ -1,5 +1,6 @@
 """Where option values come from and where they go: a TOML config file read and checked (its
-keys are the options' snake_case names, its secrets only in a private file), lists split, and
+keys are the options' snake_case names, its secrets and URLs with passwords only in a private
+file), lists split, and
 the resolved values placed in `ServeConfig` and `ServeOnly` by `build`. Which source wins (flag >
 environment > file > default) is decided by `baton.cli.serve`, which knows what click saw.
 """
@@ -93,8 +94,8 @@ def split_list(value: str | Sequence[str]) -> tuple[str, ...]:
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The options a TOML config file sets, checked; ConfigFileError (one line naming the file
     and the key) for a file that is missing or not TOML, a key that is no option or is written
-    in kebab-case, a value of the wrong type or out of bounds, and a secret in a file that group
-    or others may read."""
+    in kebab-case, a value of the wrong type or out of bounds, and a credential (a secret, a URL
+    with a password) in a file that group or others may read."""
     where = Path(path)
     try:
         with where.open("rb") as handle:
@@ -118,7 +119,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             values[key] = check_value(option, value)
         except ValueError as exc:
             raise ConfigFileError(f"{where}: {key}: {exc}") from None
-        if option.secret and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        if option.carries_credential(values[key]) and mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigFileError(
                 f"{where}: {key}: a secret in a file that group or others may read: "
                 f"`chmod 600 {where}`, or set {option.env} instead"

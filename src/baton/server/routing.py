@@ -154,12 +154,3 @@ class Table:
         rows = ["| endpoint | what it does |", "|---|---|"]
         rows += [e.readme_row() for e in self.endpoints if e.documented]
         return "\n".join(rows) + "\n"
-
-
-def with_section(text: str, start: str, end: str, body: str) -> str:
-    """`text` with what lies between the markers `start` and `end` replaced by `body`."""
-    head, found, rest = text.partition(start)
-    _, found_end, tail = rest.partition(end)
-    if not (found and found_end):
-        raise ValueError(f"no {start} ... {end} markers")
-    return f"{head}{start}\n{body}{end}{tail}"
