@@ -157,15 +157,24 @@ def test_an_introspected_token_for_several_resources_matches_the_schema(tmp_path
 
 
 def test_the_version_is_the_installed_distributions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`baton-oauth`'s version, even where another project's `baton` distribution is installed
+    too (and claims the `baton` import name); the source tree's when it is not installed."""
+    installed = {"baton": "0.0.1", "baton-oauth": "9.8.7"}
+
+    def version(name: str) -> str:
+        if name not in installed:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return installed[name]
+
     openapi.version.cache_clear()
     monkeypatch.setattr(
-        importlib.metadata, "packages_distributions", lambda: {"baton": ["baton-x"]}
+        importlib.metadata, "packages_distributions", lambda: {"baton": ["baton", "baton-oauth"]}
     )
-    monkeypatch.setattr(importlib.metadata, "version", lambda name: f"{name} 9.8.7")
+    monkeypatch.setattr(importlib.metadata, "version", version)
     try:
-        assert openapi_document()["info"]["version"] == "baton-x 9.8.7"
+        assert openapi_document()["info"]["version"] == "9.8.7"
         openapi.version.cache_clear()
-        monkeypatch.setattr(importlib.metadata, "packages_distributions", dict)
+        del installed["baton-oauth"]
         assert openapi_document()["info"]["version"] == baton.__version__
     finally:
         openapi.version.cache_clear()
