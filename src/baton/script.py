@@ -12,7 +12,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-DISTRIBUTION = "baton-oauth"
+from baton import DISTRIBUTION
+
 # The top-level modules the `server` extra installs, by import name (a test holds this to
 # pyproject.toml).
 SERVER_MODULES = frozenset(

@@ -134,11 +134,11 @@ class Metadata(TypedDict):
 
 
 # One public key of the key set (RFC 7517 §4); the key's own members (`crv`, `x`, `n`, ...)
-# depend on its type.
+# depend on its type. An Ed25519 key made before RFC 9864 is published as `EdDSA`.
 class PublicKey(TypedDict):
     kty: Literal["EC", "RSA", "OKP"]
     kid: str
-    alg: Literal["ES256", "RS256", "Ed25519"]
+    alg: Literal["ES256", "RS256", "Ed25519", "EdDSA"]
     use: Literal["sig"]
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
+import textwrap
 import warnings
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +26,11 @@ from baton.core.keys import (
     unseal,
 )
 from baton.core.pairs import AccessClaims
+from baton.resource import JwksCache
+from baton.resource.jose import signature_valid
+from tests import release_0_1_0
 
+ROOT = Path(__file__).resolve().parents[2]
 KEK = b"k" * 32
 CLAIMS = AccessClaims(
     jti="jti_1",
@@ -42,6 +50,10 @@ def segment(part: str) -> bytes:
 
 def signing(stored: StoredKey) -> SigningKey:
     return SigningKey(stored, unseal(stored, KEK))
+
+
+def signed_by(key: SigningKey) -> JwtAccessTokens:
+    return JwtAccessTokens("https://as.example", "https://as.example", lambda _now: key)
 
 
 def test_eddsa_is_the_old_name_of_ed25519() -> None:
@@ -71,14 +83,65 @@ def test_a_new_key_publishes_the_jwk_baton_always_published(alg: str, members: l
     assert "d" not in jwk
 
 
-def test_a_key_stored_as_eddsa_reads_and_publishes_as_ed25519() -> None:
+def test_a_key_stored_as_eddsa_keeps_its_name() -> None:
+    """A key 0.1.0 stored as `EdDSA` signs tokens that say `EdDSA` and is published as `EdDSA`
+    (its resource servers require the two to match); a new Ed25519 key says `Ed25519` in both.
+    Each token passes 0.1.0's rule and `baton.resource`'s."""
+    old = release_0_1_0.stored_ed25519_key(0, 0, KEK)
     new = generate("Ed25519", 0, 0, KEK)
-    old_jwk = json.loads(new.public_jwk) | {"alg": "EdDSA"}
-    old = replace(new, alg="EdDSA", public_jwk=json.dumps(old_jwk))
-    assert old.alg == "Ed25519"
-    (published,) = jwks([old], 1)["keys"]
-    assert published == old_jwk | {"alg": "Ed25519"}
-    assert signing(old).alg == "Ed25519"
+    assert (old.alg, json.loads(old.public_jwk)["alg"]) == ("EdDSA", "EdDSA")
+    key_set = jwks([old, new], 1)
+    assert key_set["keys"] == [json.loads(old.public_jwk), json.loads(new.public_jwk)]
+    assert [k["alg"] for k in key_set["keys"]] == ["EdDSA", "Ed25519"]
+    for stored, alg in ((old, "EdDSA"), (new, "Ed25519")):
+        key = signing(stored)
+        assert key.alg == alg
+        token = signed_by(key).issue(CLAIMS)
+        assert release_0_1_0.header(token) == {"alg": alg, "kid": key.kid, "typ": "at+jwt"}
+        assert release_0_1_0.accepts(key_set, token)
+        cache = JwksCache("https://as.example/jwks.json")
+        cache.load(key_set)
+        published = cache.get(key.kid)
+        assert published is not None and signature_valid(token, published, alg)
+
+
+def test_signing_as_eddsa_warns_nothing_and_filters_nothing() -> None:
+    """joserfc warns whenever its registry hands out `EdDSA`; Baton's own registry does not, and
+    the server's warning filters stay as they were (`-W error`: any warning would fail)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error",
+            "-c",
+            textwrap.dedent(
+                """
+                import sys
+                import warnings
+
+                sys.path[:0] = sys.argv[1:]
+                from baton.core.keys import JwtAccessTokens, SigningKey, unseal
+                from tests.core.test_keys import CLAIMS, KEK
+                from tests.release_0_1_0 import stored_ed25519_key
+
+                before = list(warnings.filters)
+                stored = stored_ed25519_key(0, 0, KEK)
+                key = SigningKey(stored, unseal(stored, KEK))
+                tokens = JwtAccessTokens("https://as.example", "https://as.example", lambda n: key)
+                print(tokens.issue(CLAIMS).count("."))
+                assert warnings.filters == before
+                """
+            ),
+            str(ROOT / "src"),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("2\n", "")
 
 
 @pytest.mark.parametrize("alg", ["ES256", "RS256", "Ed25519"])

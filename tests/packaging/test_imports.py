@@ -4,6 +4,7 @@ missing extra in one line instead of a traceback."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import baton
+from baton.resource.jwks import load_jose
 from baton.script import SERVER_MODULES, missing_server_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,3 +116,34 @@ def test_the_hint_knows_every_module_of_the_server_extra() -> None:
         if any(normalized(d) in server for d in distributions)
     }
     assert installed == SERVER_MODULES
+
+
+def test_the_distribution_name_is_declared_once_in_a_light_module() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert baton.DISTRIBUTION == pyproject["project"]["name"] == "baton-oauth"
+    # `import baton` (every `baton.*` import runs it) loads nothing beyond the standard library.
+    result = run_python(
+        "before = set(sys.modules); import baton; "
+        "print(*sorted(m for m in set(sys.modules) - before "
+        "if m.split('.')[0] not in sys.stdlib_module_names))"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["baton"]
+
+
+def test_the_jose_hint_names_baton_oauth_beside_another_baton(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without joserfc, the hint names `baton-oauth`, even where an unrelated `baton`
+    distribution is installed too and claims the `baton` import name."""
+    monkeypatch.setattr(importlib.metadata, "packages_distributions", lambda: {"baton": ["baton"]})
+    monkeypatch.setitem(sys.modules, "joserfc", None)  # as if the `jose` extra were absent
+    for name in ("baton.resource.jose", "baton.core.jwa"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ImportError) as raised:
+        load_jose()
+    assert raised.value.name == "joserfc"
+    assert str(raised.value) == (
+        'JWT access tokens need joserfc, the `jose` extra: pip install "baton-oauth[jose]"; '
+        "to accept opaque tokens only, build the Verifier with algorithms=()"
+    )

@@ -142,5 +142,5 @@ def test_without_joserfc_opaque_tokens_verify_and_jwts_say_what_to_install() -> 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 2 and lines[0] == lines[1]
-    assert "the `jose` extra" in lines[0] and '[jose]"' in lines[0]
+    assert "the `jose` extra" in lines[0] and 'pip install "baton-oauth[jose]"' in lines[0]
     assert "algorithms=()" in lines[0]

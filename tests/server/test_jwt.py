@@ -21,6 +21,7 @@ from baton.core.clock import FakeClock
 from baton.core.keys import KeyEncryptionError, generate, key_encryption_key, unseal
 from baton.resource import Verifier
 from baton.store.sql import SQLStore
+from tests import release_0_1_0
 from tests.audience import register
 from tests.support import (
     ISSUER,
@@ -226,30 +227,42 @@ def test_each_algorithm_signs_and_verifies(
         assert published["alg"] == alg and published["use"] == "sig"
         claims = independently_verified(http, token)
         assert claims == decode(http, token, alg=alg)
+        assert release_0_1_0.accepts(http.get("/jwks.json").json(), token)
         principal = resource_verifier(http, clock, rs).verify(token, "read")
         assert (principal.subject, principal.jti) == ("alice", claims["jti"])
 
 
-def test_a_key_stored_as_eddsa_signs_and_is_published_as_ed25519(jwt_server: JwtServer) -> None:
-    """A key created before RFC 9864 (stored as `EdDSA`) signs new tokens as `Ed25519` and the
-    JWKS names it so (tests/resource/test_jwt.py: the tokens it signed as `EdDSA` still verify
-    with that JWKS)."""
+def test_a_key_stored_as_eddsa_keeps_its_name_until_rotated_out(jwt_server: JwtServer) -> None:
+    """A rolling upgrade: a key 0.1.0 stored as `EdDSA` goes on signing as `EdDSA` and is
+    published so (0.1.0's resource servers require the two to match, and do not refetch a key
+    they know); `baton keys rotate --alg EdDSA` publishes an `Ed25519` key ahead, whose tokens
+    say `Ed25519`. Every token passes `baton.resource` and 0.1.0's rule with the JWKS served."""
     http, store, clock, client, rs = jwt_server
     kek = key_encryption_key(KEK)
-    old = generate("Ed25519", clock.now(), clock.now(), kek)
-    # As Baton stored it before the rename (StoredKey itself reads the old name as the new one).
-    object.__setattr__(old, "alg", "EdDSA")
-    object.__setattr__(
-        old, "public_jwk", old.public_jwk.replace('"Ed25519", "use"', '"EdDSA", "use"')
-    )
-    assert json.loads(old.public_jwk)["alg"] == "EdDSA"
-    anyio.run(store.add_signing_key, old, clock.now())
-    clock.advance(1)
     app = http.app
+    old = release_0_1_0.stored_ed25519_key(clock.now(), clock.now(), kek)
+    anyio.run(store.add_signing_key, old, clock.now())  # the app's first key (ES256) retires
+    clock.advance(1)
     anyio.run(lambda: app.state.baton.keys.reload(clock.now()))  # type: ignore[attr-defined]
-    assert [k.alg for k in anyio.run(store.signing_keys)][-1] == "Ed25519"
-    (published,) = http.get("/jwks.json").json()["keys"]
-    assert (published["kid"], published["alg"], published["crv"]) == (old.kid, "Ed25519", "Ed25519")
-    token = first_pair(http, client)["access_token"]
-    assert header(token) == {"alg": "Ed25519", "kid": old.kid, "typ": "at+jwt"}
-    assert resource_verifier(http, clock, rs).verify(token).subject == "alice"
+    assert [k.alg for k in anyio.run(store.signing_keys)][-1] == "EdDSA"
+    assert http.get("/jwks.json").json()["keys"] == [json.loads(old.public_jwk)]
+    before = first_pair(http, client)["access_token"]
+    assert header(before) == {"alg": "EdDSA", "kid": old.kid, "typ": "at+jwt"}
+    verifier = resource_verifier(http, clock, rs)
+    assert verifier.verify(before).subject == "alice"
+
+    new = generate("EdDSA", clock.now(), clock.now() + 600, kek)  # as `keys rotate` makes it
+    anyio.run(store.add_signing_key, new, clock.now() + 600 + 3600)
+    anyio.run(lambda: app.state.baton.keys.reload(clock.now()))  # type: ignore[attr-defined]
+    key_set = http.get("/jwks.json").json()
+    assert [(k["kid"], k["alg"]) for k in key_set["keys"]] == [
+        (old.kid, "EdDSA"),
+        (new.kid, "Ed25519"),
+    ]
+    assert header(first_pair(http, client)["access_token"])["alg"] == "EdDSA"  # not yet
+    clock.advance(600)
+    after = first_pair(http, client)["access_token"]
+    assert header(after) == {"alg": "Ed25519", "kid": new.kid, "typ": "at+jwt"}
+    for token in (before, after):
+        assert release_0_1_0.accepts(key_set, token)
+        assert verifier.verify(token).subject == "alice"

@@ -20,7 +20,7 @@ import pytest
 import baton
 from baton import wire
 from baton.config import Settings
-from baton.core.keys import ALGORITHMS
+from baton.core.keys import ALGORITHMS, LEGACY_ALGORITHMS
 from baton.core.policy import RetryPolicy
 from baton.resource.index import RevocationEvent as ResourceEvent
 from baton.server.endpoints import authorize, clientauth, openapi, revocation, token
@@ -157,15 +157,24 @@ def test_an_introspected_token_for_several_resources_matches_the_schema(tmp_path
 
 
 def test_the_version_is_the_installed_distributions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`baton-oauth`'s version, even where another project's `baton` distribution is installed
+    too (and claims the `baton` import name); the source tree's when it is not installed."""
+    installed = {"baton": "0.0.1", "baton-oauth": "9.8.7"}
+
+    def version(name: str) -> str:
+        if name not in installed:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return installed[name]
+
     openapi.version.cache_clear()
     monkeypatch.setattr(
-        importlib.metadata, "packages_distributions", lambda: {"baton": ["baton-x"]}
+        importlib.metadata, "packages_distributions", lambda: {"baton": ["baton", "baton-oauth"]}
     )
-    monkeypatch.setattr(importlib.metadata, "version", lambda name: f"{name} 9.8.7")
+    monkeypatch.setattr(importlib.metadata, "version", version)
     try:
-        assert openapi_document()["info"]["version"] == "baton-x 9.8.7"
+        assert openapi_document()["info"]["version"] == "9.8.7"
         openapi.version.cache_clear()
-        monkeypatch.setattr(importlib.metadata, "packages_distributions", dict)
+        del installed["baton-oauth"]
         assert openapi_document()["info"]["version"] == baton.__version__
     finally:
         openapi.version.cache_clear()
@@ -184,7 +193,10 @@ def test_the_metadata_and_the_key_set_served_are_their_wire_types(tmp_path: Path
     # The values the wire types spell out are the server's own.
     hints = typing.get_type_hints(wire.RotationPolicy)
     assert typing.get_args(hints["retry_policy"]) == tuple(RetryPolicy)
-    assert typing.get_args(typing.get_type_hints(wire.PublicKey)["alg"]) == ALGORITHMS
+    # A key is published under its stored name: a current one, or an old one (EdDSA) it had
+    # before the rename.
+    published = (*ALGORITHMS, *LEGACY_ALGORITHMS)
+    assert typing.get_args(typing.get_type_hints(wire.PublicKey)["alg"]) == published
 
 
 def test_the_wire_types_import_nothing_but_the_standard_library() -> None:

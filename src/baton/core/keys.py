@@ -6,10 +6,12 @@ servers that cache the JWKS already know it when the first token signed with it 
 keys are stored encrypted (AES-256-GCM) under a key derived from the operator's key-encryption
 key, which never reaches the database.
 
-Tokens are signed with joserfc. Ed25519 keys sign as `Ed25519` (RFC 9864's fully-specified
-name); `EdDSA`, RFC 8037's name for it, is still accepted as input (`--alg`, `--signing-alg`)
-and a key stored under it before the rename reads as `Ed25519`, so the JWKS and new tokens name
-one algorithm whatever the key's age.
+Tokens are signed with joserfc, through `core.jwa`'s registries. A new Ed25519 key is stored,
+signs and is published as `Ed25519` (RFC 9864's fully-specified name); `EdDSA`, RFC 8037's name
+for it, is still accepted as input (`--alg`, `--signing-alg`). A key stored as `EdDSA` (by
+0.1.0) keeps that name in its tokens and in the JWKS until it is rotated out: a resource server
+of 0.1.0 requires a token's `alg` to equal its key's, and knows no `Ed25519`; the new name
+arrives with the next key, published ahead like any other.
 """
 
 from __future__ import annotations
@@ -30,18 +32,19 @@ from joserfc import jws
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from baton.core.audience import aud_claim
+from baton.core.jwa import LEGACY_EDDSA, JoseKey, registry
 from baton.core.pairs import AccessClaims
 from baton.core.tokens import random_id
 
 ALGORITHMS = ("ES256", "RS256", "Ed25519")
-# Old names accepted as input, and read from keys stored before the rename.
-LEGACY_ALGORITHMS = {"EdDSA": "Ed25519"}  # RFC 8037's EdDSA, RFC 9864's Ed25519
+# Old names accepted as input (a new key gets the current name); a key stored under one before
+# the rename keeps signing under it.
+LEGACY_ALGORITHMS = {LEGACY_EDDSA: "Ed25519"}  # RFC 8037's EdDSA, RFC 9864's Ed25519
 ALGORITHM_CHOICES = (*ALGORITHMS, *LEGACY_ALGORITHMS)  # what `--alg` and `--signing-alg` take
 _KEK_INFO = b"baton/key-encryption/v1"
 _NONCE_LEN = 12
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-JoseKey = ECKey | RSAKey | OKPKey
 
 
 def algorithm(name: str) -> str:
@@ -68,7 +71,9 @@ def key_encryption_key(secret: str) -> bytes:
 
 @dataclass(frozen=True)
 class StoredKey:
-    """A signing key as the database holds it: the private half sealed under the KEK."""
+    """A signing key as the database holds it: the private half sealed under the KEK. `alg` is
+    the name the key signs and is published under, as it was stored (`EdDSA` for an Ed25519 key
+    made before the rename)."""
 
     kid: str
     alg: str
@@ -77,16 +82,6 @@ class StoredKey:
     created_at: int
     activates_at: int
     retires_at: int | None
-
-    def __post_init__(self) -> None:
-        # A key stored under an old name (EdDSA) reads, and is published, under the current one.
-        alg = LEGACY_ALGORITHMS.get(self.alg)
-        if alg is not None:
-            jwk = json.loads(self.public_jwk)
-            if jwk.get("alg") == self.alg:
-                jwk["alg"] = alg
-            object.__setattr__(self, "alg", alg)
-            object.__setattr__(self, "public_jwk", json.dumps(jwk))
 
     def published(self, now: int) -> bool:
         return self.created_at <= now and (self.retires_at is None or now < self.retires_at)
@@ -213,18 +208,7 @@ class JwtAccessTokens:
         }
         header = {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}
         body = json.dumps(payload, separators=(",", ":")).encode()
-        return jws.serialize_compact(header, body, key.jose_key, registry=_registry(key.alg))
-
-
-_registries: dict[str, jws.JWSRegistry] = {}
-
-
-def _registry(alg: str) -> jws.JWSRegistry:
-    """A joserfc registry that allows `alg` alone, built once (read-only afterwards)."""
-    registry = _registries.get(alg)
-    if registry is None:
-        registry = _registries[alg] = jws.JWSRegistry(algorithms=[alg])
-    return registry
+        return jws.serialize_compact(header, body, key.jose_key, registry=registry(key.alg))
 
 
 def looks_like_jwt(token: str) -> bool:

@@ -12,7 +12,6 @@ opaque tokens needs neither the keys nor the `jose` extra.
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import threading
 import time
 import weakref
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from baton import DISTRIBUTION
 from baton.resource.errors import VerifierUnavailable, json_object
 
 if TYPE_CHECKING:
@@ -31,17 +31,16 @@ _KEY_TYPES = {"EC", "RSA", "OKP"}
 
 def load_jose() -> None:
     """Imports the JOSE half of `baton.resource` (joserfc), or raises an ImportError that says
-    how to install it: the `jose` extra of the distribution that installed `baton`."""
+    how to install it: the `jose` extra of Baton's distribution."""
     try:
         import baton.resource.jose  # noqa: F401
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.partition(".")[0] != "joserfc":
             raise
-        named = importlib.metadata.packages_distributions().get("baton")
-        dist = named[0] if named else "DISTRIBUTION"
         raise ImportError(
-            f'JWT access tokens need joserfc, the `jose` extra: pip install "{dist}[jose]"; '
-            "to accept opaque tokens only, build the Verifier with algorithms=()",
+            "JWT access tokens need joserfc, the `jose` extra: "
+            f'pip install "{DISTRIBUTION}[jose]"; to accept opaque tokens only, build the '
+            "Verifier with algorithms=()",
             name="joserfc",
         ) from exc
 

@@ -50,7 +50,7 @@ from baton.resource.principal import Principal, from_claims
 from baton.wire import ActiveToken
 
 OPAQUE_PREFIX = "bat_at_"
-# EdDSA: RFC 8037's name of the Ed25519 signature, before RFC 9864 (tokens minted before the
+# EdDSA: RFC 8037's name of the Ed25519 signature, before RFC 9864 (keys made before the
 # rename, other issuers).
 DEFAULT_ALGORITHMS = ("ES256", "RS256", "EdDSA", "Ed25519")
 # Symmetric and unsigned algorithms can never be allowed: a resource server holds no shared
@@ -413,7 +413,8 @@ class Verifier:
             key = self.jwks.get(kid)
             if key is None:
                 raise InvalidToken("unknown signing key")
-        from baton.resource.jose import key_allows, signature_valid  # loaded by __init__
+        from baton.core.jwa import key_allows  # loaded by __init__, with resource.jose
+        from baton.resource.jose import signature_valid
 
         if not key_allows(key, alg):
             raise InvalidToken("the key is not for this algorithm")

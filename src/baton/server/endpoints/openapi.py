@@ -527,14 +527,12 @@ def metrics_paths(settings: Settings) -> dict[str, Any]:
 
 @cache
 def version() -> str:
-    """The installed distribution's version (whatever name it is published under); the
-    package's own when it runs from a source tree that is not installed."""
-    for name in importlib.metadata.packages_distributions().get("baton", []):
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return baton.__version__
+    """The installed distribution's version (`baton-oauth`: another project's `baton` may be
+    installed beside it); the package's own when it runs from a source tree not installed."""
+    try:
+        return importlib.metadata.version(baton.DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return baton.__version__
 
 
 def openapi_document(settings: Settings, table: Table) -> dict[str, Any]:
