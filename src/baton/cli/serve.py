@@ -23,10 +23,11 @@ from click.core import ParameterSource
 
 from baton.cli.common import check_kek, fail, serve_options
 from baton.config import OPTIONS, ConfigFileError, Source, build, read_config_file, split_list
-from baton.config.urls import masked_url
 from baton.logs import dict_config
+from baton.server.observability import MULTIPROC_VARIABLE
 from baton.store.engines import PoolSettings, display_url, normalize_url
 from baton.store.sql import SQLStore
+from baton.urls import masked_url
 
 
 def config_error(message: str) -> NoReturn:
@@ -221,9 +222,6 @@ def _webhook_secret(url: str | None, secret: str | None) -> None:
             "webhooks need a signing secret: set BATON_WEBHOOK_SECRET to 16 or more random "
             "characters, e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
         )
-
-
-MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client in each worker
 
 
 @contextlib.contextmanager

@@ -11,9 +11,9 @@ from enum import Enum, StrEnum
 from typing import Any
 
 from baton.config.settings import ServeConfig, Settings
-from baton.config.urls import MASK, carries_credential, masked_url
 from baton.core.policy import Lifetimes, Policy
 from baton.store.engines import PoolSettings, SQLiteSettings
+from baton.urls import MASK, carries_credential, masked_url
 
 
 class Lands(StrEnum):

@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 
 from baton.core.rules import REUSE_REASONS, CodeProblem
 from baton.core.vocabulary import ErrorCode, FeedEntryKind, RevocationCause
+from baton.server.observability import MULTIPROC_VARIABLE
 from baton.store.base import (
     CodeRefused,
     ExchangeResult,
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
     from prometheus_client.metrics import Counter as CounterChild
     from prometheus_client.metrics import Histogram as HistogramChild
 
-MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 POOL_SAMPLE_INTERVAL = 1.0

@@ -56,6 +56,7 @@ from baton.store.engines.sqlite_wal import (
     IDLE_TRUNCATE_WAIT_MS,
     WAL_RESTART_FRAMES,
 )
+from baton.urls import masked_url
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -123,8 +124,9 @@ def normalize_url(db: str) -> URL:
 
 
 def display_url(db: str) -> str:
-    """The URL as it can be shown: never with its password."""
-    return normalize_url(db).render_as_string(hide_password=True)
+    """The database URL as it can be shown (normalized, a bare path as `sqlite:///...`): never
+    with its password, masked by the one rule of `baton.urls`."""
+    return masked_url(normalize_url(db).render_as_string(hide_password=False))
 
 
 def open_runner(

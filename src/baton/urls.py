@@ -1,7 +1,8 @@
 """URLs that may carry credentials (a database's or Redis's `user:password@host`, a webhook's
-token in its path or query), as they may be shown: `baton config show`, the hints `baton
-serve` prints. Standard library only: `urllib.parse` reads any scheme, where SQLAlchemy's URL
-(`baton.store.engines.display_url`) reads only database URLs.
+token in its path or query), as they may be shown: `baton config show`, the lines `baton serve`
+and `baton db` print (`baton.store.engines.display_url` masks a database URL with this too).
+The one rule for hiding a credential in a URL. Standard library only: `urllib.parse` reads any
+scheme, and the config, the store and the CLI all import it.
 """
 
 from __future__ import annotations
