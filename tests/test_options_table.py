@@ -9,7 +9,6 @@ import os
 import re
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from baton.cli import main
@@ -36,23 +35,6 @@ def test_the_generator_rewrites_only_the_table(tmp_path: Path) -> None:
     assert path.read_text() == with_table(stale)
     assert path.read_text().endswith(f"{options_table()}{TABLE_END}\n\nafter\n")
     assert config_main(["nonsense"]) == 2
-
-
-def test_check_says_whether_the_table_is_stale_and_writes_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    stale = f"# Title\n\n{TABLE_START}\n| old |\n{TABLE_END}\n"
-    path = tmp_path / "README.md"
-    path.write_text(stale)
-    assert config_main(["readme", "--check", str(path)]) == 1
-    assert path.read_text() == stale
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "python -m baton.config readme" in err, err
-    path.write_text(with_table(stale))
-    assert config_main(["readme", str(path), "--check"]) == 0
-    assert capsys.readouterr().err == ""
-    assert config_main(["readme", "--check", str(path), "other.md"]) == 2
-    assert config_main(["readme", "--chek", str(path)]) == 2
 
 
 def test_the_readme_config_file_example_works_as_written(tmp_path: Path) -> None:

@@ -156,18 +156,3 @@ def test_the_generator_rewrites_only_the_endpoints_table(
     path.write_text("# no markers\n")
     with pytest.raises(ValueError, match="markers"):
         main(["readme", str(path)])
-
-
-def test_check_says_whether_the_endpoints_table_is_stale_and_writes_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    stale = f"# Title\n\n{README_START}\n| old |\n{README_END}\n"
-    path = tmp_path / "README.md"
-    path.write_text(stale)
-    assert main(["readme", "--check", str(path)]) == 1
-    assert path.read_text() == stale
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "python -m baton.server.routes readme" in err, err
-    path.write_text(with_readme_table(stale))
-    assert main(["readme", "--check", str(path)]) == 0
-    assert capsys.readouterr().err == ""

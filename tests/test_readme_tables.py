@@ -1,0 +1,33 @@
+"""The README's generated sections (`baton.readme.Section`): the options table and the
+endpoints table. `readme --check` says whether the README's copy is stale and writes nothing;
+each section's own test compares the real README with what its declarations generate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from baton.config.table import SECTION as OPTIONS
+from baton.readme import Section
+from baton.server.routes import README_SECTION as ENDPOINTS
+
+
+@pytest.mark.parametrize("section", [OPTIONS, ENDPOINTS], ids=lambda s: s.name)
+def test_check_says_whether_the_section_is_stale_and_writes_nothing(
+    section: Section, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stale = f"# Title\n\n{section.start}\n| old |\n{section.end}\n"
+    path = tmp_path / "README.md"
+    path.write_text(stale)
+    assert section.command(["readme", "--check", str(path)]) == 1
+    assert path.read_text() == stale
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"python -m {section.module} readme" in err, err
+    path.write_text(section.within(stale))
+    assert section.command(["readme", str(path), "--check"]) == 0
+    assert capsys.readouterr().err == ""
+    # Anything else is a usage error, never a traceback or a write.
+    assert section.command(["readme", "--check", str(path), "other.md"]) == 2
+    assert section.command(["readme", "--chek", str(path)]) == 2
+    assert section.command(["nonsense"]) == 2
