@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from baton.config import Settings
 from baton.server.endpoints.openapi import openapi_document
 from baton.server.fastpath.machine import MachineEndpoints
+from baton.server.observability.middleware import Observe
 from baton.server.routes import (
     README_END,
     README_START,
@@ -92,11 +93,15 @@ def test_the_machine_endpoints_skip_the_session_and_their_posts_take_the_fast_pa
 ) -> None:
     machine = {e.path for e in TABLE.endpoints if e.kind is Kind.MACHINE}
     assert machine == {"/token", "/introspect", "/revoke", "/revocations", "/revocations/stream"}
+    probes = {e.path for e in TABLE.endpoints if e.kind is Kind.PROBE}
+    assert probes == {"/healthz", "/readyz"}
     with running_app(tmp_path) as (http, _store, _clock):
         app = cast(Starlette, http.app)
         sessions = _middleware_kwargs(app, SessionMiddleware)
         fast = _middleware_kwargs(app, MachineEndpoints)
-        assert sessions["sessionless"] == machine
+        # Machine endpoints and probes skip the session; only the probes skip the access log.
+        assert sessions["sessionless"] == machine | probes
+        assert _middleware_kwargs(app, Observe)["unlogged"] == probes
         fast_routes = cast(list[Route], fast["routes"])
         assert {route.path for route in fast_routes} == {"/token", "/introspect", "/revoke"}
         # The very objects the router holds: a 405 and the metrics' route label stay the same.

@@ -121,7 +121,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(Observe, metrics=observed.metrics),
+            Middleware(Observe, metrics=observed.metrics, unlogged=TABLE.unlogged()),
             # Only behind trusted proxies: otherwise a request's address is its TCP peer, and
             # no request pays for a layer that would do nothing.
             *([Middleware(TrustedProxies, networks=proxies)] if proxies else []),

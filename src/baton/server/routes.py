@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 from baton.readme import Section
 from baton.server.admin import console
-from baton.server.endpoints import authorize, openapi
+from baton.server.endpoints import authorize, health, openapi
 from baton.server.endpoints.feed import (
     MAX_STREAMS_PER_CLIENT,
     revocations_page,
@@ -34,6 +34,7 @@ from baton.server.routing import Kind, Table, endpoint
 from baton.server.runtime.context import baton
 
 MACHINE = Kind.MACHINE
+PROBE = Kind.PROBE
 
 _STYLESHEET = (Path(__file__).parent / "static" / "baton.css").read_text()
 
@@ -120,6 +121,24 @@ TABLE = Table(
             openapi=openapi.OPENAPI,
             summary="OpenAPI 3.1 description of every endpoint",
             details="what `make fuzz` drives",
+        ),
+        endpoint(
+            "/healthz",
+            "GET",
+            health.healthz,
+            PROBE,
+            openapi=openapi.HEALTHZ,
+            summary="Liveness: the process is up (never asks the database)",
+            details="no session, rate limit or access-log line",
+        ),
+        endpoint(
+            "/readyz",
+            "GET",
+            health.readyz,
+            PROBE,
+            openapi=openapi.READYZ,
+            summary="Readiness: database reachable, migrations current, a signing key loaded",
+            details="503 names each failed check; no session, rate limit or access-log line",
         ),
         endpoint(
             "/authorize",

@@ -34,6 +34,9 @@ class Kind(enum.Enum):
     MACHINE = "machine"
     # Through the session middleware: the pages, and the public documents beside them.
     SESSION = "session"
+    # Health probes (`/healthz`, `/readyz`): no session and no access-log line, since an
+    # orchestrator asks every few seconds.
+    PROBE = "probe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +137,12 @@ class Table:
         return [r for r in routes if isinstance(r, Route) and r.path in fast]
 
     def sessionless(self) -> frozenset[str]:
-        """The paths the session middleware leaves alone: every machine endpoint's."""
-        return frozenset(e.path for e in self.endpoints if e.kind is Kind.MACHINE)
+        """The paths the session middleware leaves alone: every machine endpoint's and probe's."""
+        return frozenset(e.path for e in self.endpoints if e.kind in (Kind.MACHINE, Kind.PROBE))
+
+    def unlogged(self) -> frozenset[str]:
+        """The paths that get no access-log line: the probes'."""
+        return frozenset(e.path for e in self.endpoints if e.kind is Kind.PROBE)
 
     def metadata_paths(self) -> Mapping[str, str]:
         """RFC 8414 member name -> the path of the endpoint it advertises."""

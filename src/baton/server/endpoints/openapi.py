@@ -338,6 +338,37 @@ JWKS = _get(
     {"200": _json("The key set.", _ref("schemas", "JWKS"))},
 )
 OPENAPI = _get("openapi", {"200": _json("OpenAPI 3.1.", {"type": "object"})})
+_PROBE_CHECKS: Schema = {
+    "type": "object",
+    "description": "Each check and its result: `ok`, or what is wrong.",
+    "additionalProperties": {"type": "string"},
+}
+HEALTHZ = _get(
+    "healthz",
+    {
+        "200": _json(
+            "The process is up.",
+            {
+                "type": "object",
+                "required": ["status"],
+                "properties": {"status": {"const": "ok"}},
+            },
+            _NO_STORE,
+        )
+    },
+)
+_READINESS: Schema = {
+    "type": "object",
+    "required": ["status", "checks"],
+    "properties": {"status": {"enum": ["ready", "not_ready"]}, "checks": _PROBE_CHECKS},
+}
+READYZ = _get(
+    "readyz",
+    {
+        "200": _json("Ready for traffic.", _READINESS, _NO_STORE),
+        "503": _json("Not ready: `checks` says why.", _READINESS, _NO_STORE),
+    },
+)
 HOME = _get("home", {"200": _page("The page.")})
 STYLESHEET = _get(
     "stylesheet",

@@ -126,3 +126,11 @@ class AuthorizationStore(Protocol):
         ...
 
     async def save_code(self, code: NewCode) -> None: ...
+
+
+class Readiness(Protocol):
+    """What `/readyz` (`baton.server.endpoints.health`) asks of the store."""
+
+    async def schema_is_current(self) -> bool:
+        """Whether the database answers with the schema of this code's newest migration."""
+        ...

@@ -32,9 +32,13 @@ UNMATCHED = "<unmatched>"
 
 
 class Observe:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, unlogged: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        # Paths counted in the metrics but given no access-log line (the health probes).
+        self.unlogged = unlogged
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,7 +64,7 @@ class Observe:
             route = route_template(scope)
             method = scope["method"]
             self.metrics.request_done(route, method, status, elapsed)
-            if _access_std.isEnabledFor(logging.INFO):
+            if _access_std.isEnabledFor(logging.INFO) and scope["path"] not in self.unlogged:
                 client = scope.get("client")
                 access_log.info(
                     "request",

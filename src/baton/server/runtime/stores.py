@@ -16,6 +16,7 @@ from baton.server.admin.queries import AdminSource
 from baton.server.endpoints.stores import (
     AuthorizationStore,
     ClientLookup,
+    Readiness,
     RevocationFeed,
     TokenLifecycle,
     TokenRevocation,
@@ -40,6 +41,7 @@ class Store(
     TokenRevocation,
     RevocationFeed,
     AuthorizationStore,
+    Readiness,
     SessionStore,
     SigningKeys,
     ObservedStore,
