@@ -547,6 +547,25 @@ def test_serve_trusted_proxies_must_be_networks(db: str) -> None:
     failed(baton("serve", "--db", db, env=env), "--trusted-proxies")
 
 
+def test_serve_refuses_an_issuer_clients_could_not_trust(db: str) -> None:
+    # RFC 8414 §2: https, no query or fragment; http only to this machine.
+    failed(baton("serve", "--db", db, "--issuer", "http://auth.example"), "must use https")
+    failed(baton("serve", "--db", db, "--issuer", "https://auth.example/?a=1"), "no query")
+    failed(baton("serve", "--db", db, "--issuer", "https://auth.example#x"), "no query")
+    failed(baton("serve", "--db", db, "--issuer", "https://u:p@auth.example"), "user information")
+    env = {"BATON_ISSUER": "ftp://auth.example"}
+    failed(baton("serve", "--db", db, env=env), "must use https")
+
+
+def test_serve_off_loopback_needs_an_issuer(db: str) -> None:
+    # http://0.0.0.0:8000 is no URL a client can reach or trust: the issuer must be given.
+    failed(baton("serve", "--db", db, "--host", "0.0.0.0"), "--issuer", "0.0.0.0")
+    failed(baton("serve", "--db", db, "--host", "10.1.2.3"), "--issuer")
+    # Given, it passes this check, and the next one speaks (a webhook URL that is no http).
+    given = ["--host", "0.0.0.0", "--issuer", "https://auth.example/", "--webhook-url", "ftp://x/"]
+    failed(baton("serve", "--db", db, *given), "--webhook-url must be an http or https URL")
+
+
 def test_serve_refuses_a_default_audience_that_names_a_registered_api(db: str) -> None:
     # Tokens of grants that hold no resource carry the default audience: naming an API there
     # would hand every such token to that API, past its audience restriction.

@@ -23,6 +23,7 @@ from click.core import ParameterSource
 
 from baton.cli.common import check_kek, fail, serve_options
 from baton.config import OPTIONS, ConfigFileError, Source, build, read_config_file, split_list
+from baton.core.issuer import issuer_problem, missing_issuer_problem
 from baton.logs import dict_config
 from baton.server.observability import MULTIPROC_VARIABLE
 from baton.store.engines import PoolSettings, display_url, normalize_url
@@ -89,6 +90,11 @@ def serve(**params: Any) -> None:
     config, serving = build({name: value for name, (value, _) in resolved.items()})
     settings, db, policy = config.settings, config.db, config.settings.policy
     host, port, workers = serving.host, serving.port, serving.workers
+    # RFC 8414 §2: the issuer every client compares exactly, refused now rather than by them.
+    issuer_given = resolved["issuer"][0] is not None
+    problem = missing_issuer_problem(host, issuer_given) or issuer_problem(settings.issuer)
+    if problem:
+        fail(problem)
     _webhook_secret(settings.webhook_url, settings.webhook_secret)
     if settings.access_token_format == "jwt":
         check_kek(settings.key_encryption_key)

@@ -48,8 +48,9 @@ OPTIONS: tuple[Option, ...] = (
         Lands.SETTINGS,
         given=None,
         default_text="`http://HOST:PORT`",
-        doc="issuer identifier and base of every endpoint URL in the metadata; with `https://`, "
-        "session cookies are `Secure`",
+        doc="issuer identifier and base of every endpoint URL in the metadata: `https`, no query "
+        "or fragment (RFC 8414 §2; `http` only on 127.0.0.1, [::1] or localhost), and required "
+        "when `--host` is not a loopback address; with `https://`, session cookies are `Secure`",
     ),
     Option(
         "leeway",

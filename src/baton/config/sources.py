@@ -151,7 +151,8 @@ def build(values: Mapping[str, Any]) -> tuple[ServeConfig, ServeOnly]:
         homes[option.lands][option.target] = value
     settings = homes[Lands.SETTINGS]
     serve = ServeOnly(**homes[Lands.SERVE])
-    settings["issuer"] = (settings["issuer"] or f"http://{serve.host}:{serve.port}").rstrip("/")
+    listening = f"[{serve.host}]" if ":" in serve.host else serve.host  # an IPv6 literal
+    settings["issuer"] = (settings["issuer"] or f"http://{listening}:{serve.port}").rstrip("/")
     settings["metrics_token"] = settings["metrics_token"] or None
     policy = Policy(Lifetimes(**homes[Lands.LIFETIMES]), RetryPolicy(homes[Lands.POLICY]["retry"]))
     config = ServeConfig(
