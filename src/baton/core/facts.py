@@ -6,7 +6,51 @@ derived from them at the moment of the question. Nothing has to run when a leewa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """An OpenID Connect grant's sign-in, as its ID tokens repeat it (OIDC Core §2, §12.2): when
+    the user authenticated (`auth_time`), how (`acr`, `amr`), and the claims the relying party
+    asked to find in the ID token (`claims` request, §5.5), with their values at the sign-in.
+
+    Stored as JSON on the code and the grant (`sign_in`); the session's `sid` is its own column.
+    """
+
+    auth_time: int
+    acr: str | None = None
+    amr: tuple[str, ...] = ()
+    claims: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+    # The claims asked by name for the UserInfo response (`claims.userinfo`, §5.5).
+    userinfo: tuple[str, ...] = ()
+
+    def stored(self) -> str:
+        value: dict[str, Any] = {"auth_time": self.auth_time}
+        if self.acr is not None:
+            value["acr"] = self.acr
+        if self.amr:
+            value["amr"] = list(self.amr)
+        if self.claims:
+            value["claims"] = self.claims
+        if self.userinfo:
+            value["userinfo"] = sorted(self.userinfo)
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_stored(cls, text: str | None) -> SignIn | None:
+        if text is None:
+            return None
+        value = json.loads(text)
+        return cls(
+            auth_time=int(value["auth_time"]),
+            acr=value.get("acr"),
+            amr=tuple(value.get("amr", ())),
+            claims=dict(value.get("claims", {})),
+            userinfo=tuple(value.get("userinfo", ())),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +65,9 @@ class GrantFacts:
     revoked_at: int | None
     revoked_reason: str | None  # a `RevocationCause`, as stored
     resources: tuple[str, ...] = ()  # RFC 8707: what its tokens may be for (`grants.resources`)
+    # OpenID Connect: the session it came from and its sign-in; None for a plain OAuth grant.
+    sid: str | None = None
+    sign_in: SignIn | None = None
 
     def live(self, now: int) -> bool:
         return self.revoked_at is None and now < self.expires_at
@@ -87,3 +134,7 @@ class CodeFacts:
     used_at: int | None
     grant_id: str | None  # the grant the code produced, once redeemed
     resources: tuple[str, ...] = ()  # RFC 8707 resources the user consented to
+    # OpenID Connect: the request's `nonce`, the session and the sign-in (None: plain OAuth).
+    nonce: str | None = None
+    sid: str | None = None
+    sign_in: SignIn | None = None

@@ -82,6 +82,9 @@ class StoredKey:
     created_at: int
     activates_at: int
     retires_at: int | None
+    # None: signs access tokens and ID tokens; "id_token": made for an ID token algorithm that no
+    # other key had, it never signs access tokens.
+    purpose: str | None = None
 
     def published(self, now: int) -> bool:
         return self.created_at <= now and (self.retires_at is None or now < self.retires_at)

@@ -161,6 +161,7 @@ class IssuedPair:
     refresh_expires_at: int | None
     grant_id: str
     generation: int
+    id_token: str | None = field(default=None, repr=False)  # OpenID Connect Core §3.1.3.3
 
     def token_response(self, now: int) -> TokenResponse:
         """RFC 6749 §5.1, plus `refresh_token_expires_in` (rule 9).

@@ -19,6 +19,7 @@ from baton.config import Settings
 from baton.core.clock import Clock, SystemClock
 from baton.core.keys import JwtAccessTokens, key_encryption_key
 from baton.core.pairs import OPAQUE, AccessTokenFormat
+from baton.core.subject import pairwise_salt
 from baton.core.vocabulary import ErrorCode
 from baton.logs import configure_structlog
 from baton.server import fastpath
@@ -138,7 +139,8 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         exception_handlers={**exception_handlers, Exception: unexpected_error},
         lifespan=lifespan,
     )
-    app.state.baton = Baton(settings, store, clock, keys, access_format, limits)
+    salt = pairwise_salt(settings.key_encryption_key) if settings.key_encryption_key else None
+    app.state.baton = Baton(settings, store, clock, keys, access_format, limits, pairwise_salt=salt)
     # The session key never comes from the database (a read of it must not forge a session):
     # `baton serve` gives it from BATON_SESSION_KEY or its key file. Without one (an app built
     # in-process, as the tests do), a key of this process alone: its sessions die with it.

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts
+from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts, SignIn
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.rules import CodeProblem, Reason
 from baton.core.watermark import Gap
@@ -36,6 +36,16 @@ class Client:
     remember_consent: bool = False
     # OAuth 2.1: PKCE required (new clients); an operator may opt a confidential client out.
     require_pkce: bool = True
+    # OpenID Connect (Registration §2, RP-Initiated Logout §3.1, Back-Channel Logout §2.2).
+    id_token_signed_response_alg: str = "RS256"
+    subject_type: str = "public"  # or "pairwise" (Core §8.1)
+    sector_identifier_uri: str | None = None
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool = False
+    require_nonce: bool = False  # refuse an `openid` request without a `nonce`
+    # CORS: browser origins allowed to call the token endpoints; None: the redirect URIs'.
+    allowed_origins: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +54,13 @@ class User:
     username: str
     password_hash: str = field(repr=False)
     is_admin: bool
+    # OpenID Connect standard claims (Core §5.1): `email`, `email_verified`, and the `profile`
+    # scope's members that are set (`name`, `given_name`, `locale`, ...); `updated_at` is when
+    # any of them last changed.
+    email: str | None = None
+    email_verified: bool = False
+    profile: dict[str, Any] = field(default_factory=dict, hash=False)
+    updated_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +87,10 @@ class NewCode:
     created_at: int
     expires_at: int
     resources: tuple[str, ...] = ()  # RFC 8707 resources the user consented to for this code
+    # OpenID Connect: the request's `nonce`, the browser session's `sid` and the sign-in.
+    nonce: str | None = None
+    sid: str | None = None
+    sign_in: SignIn | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,17 @@ clients = Table(
     # OAuth 2.1: PKCE for every client; an operator may opt a confidential client out.
     # Clients registered before migration 0006 keep PKCE optional until changed.
     Column("require_pkce", Boolean, nullable=False, server_default=false()),
+    # OpenID Connect client metadata (OIDC Registration §2, Back-Channel Logout §2.2, RP-Initiated
+    # Logout §3.1), and the browser origins allowed to call the token endpoints (JSON array;
+    # NULL: the origins of the redirect URIs).
+    Column("id_token_signed_response_alg", String(16)),  # NULL: RS256
+    Column("subject_type", String(16), nullable=False, server_default="public"),
+    Column("sector_identifier_uri", Text),
+    Column("post_logout_redirect_uris", Text),  # JSON array
+    Column("backchannel_logout_uri", Text),
+    Column("backchannel_logout_session_required", Boolean, nullable=False, server_default=false()),
+    Column("require_nonce", Boolean, nullable=False, server_default=false()),
+    Column("allowed_origins", Text),
     Index(
         "ix_clients_resource_uri",
         "resource_uri",
@@ -68,6 +79,12 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("created_at", Time, nullable=False),
+    # OpenID Connect standard claims (Core §5.1): `email` scope's two, and the `profile` scope's
+    # as a JSON object of the members set; `updated_at` is when any of them last changed.
+    Column("email", String(320)),
+    Column("email_verified", Boolean, nullable=False, server_default=false()),
+    Column("profile", Text),
+    Column("updated_at", Time),
 )
 
 consents = Table(
@@ -92,6 +109,10 @@ grants = Table(
     Column("revoked_at", Time),
     Column("revoked_reason", String(32)),  # a RevocationCause
     Column("resources", Text),  # JSON array: the RFC 8707 resources the grant holds
+    # OpenID Connect: the browser session the grant came from (`sid`) and the sign-in's facts
+    # its ID tokens repeat (JSON `SignIn`); NULL for a plain OAuth grant.
+    Column("sid", String(64)),
+    Column("sign_in", Text),
     Index("ix_grants_client_id", "client_id"),
     Index("ix_grants_user_id", "user_id"),
     Index("ix_grants_expires_at", "expires_at"),
@@ -112,6 +133,10 @@ authorization_codes = Table(
     Column("used_at", Time),
     Column("grant_id", String(64), ForeignKey("grants.id")),
     Column("resources", Text),  # JSON array: the RFC 8707 resources the user consented to
+    # OpenID Connect: the request's `nonce`, the session and the sign-in (as on `grants`).
+    Column("nonce", Text),
+    Column("sid", String(64)),
+    Column("sign_in", Text),
     Index("ix_authorization_codes_expires_at", "expires_at"),
 )
 
@@ -214,7 +239,13 @@ sessions = Table(
     Column("expires_at", Time, nullable=False),
     Column("ended_at", Time),  # sign-out, or "sign out everywhere"
     Column("source_address", String(64)),
+    # OpenID Connect: the session's public id (`sid` of its ID tokens and logout tokens; the
+    # cookie's secret never leaves the browser) and how the user signed in (`acr`, `amr`).
+    Column("sid", String(64)),
+    Column("acr", String(64)),
+    Column("amr", Text),  # JSON array
     Index("ix_sessions_user_id", "user_id"),
+    Index("ix_sessions_sid", "sid"),
     Index("ix_sessions_expires_at", "expires_at"),
 )
 
@@ -253,6 +284,9 @@ signing_keys = Table(
     Column("created_at", Time, nullable=False),
     Column("activates_at", Time, nullable=False),
     Column("retires_at", Time),
+    # NULL: signs access tokens and ID tokens; "id_token": a key made for an ID token algorithm
+    # no other key has, which never signs access tokens.
+    Column("purpose", String(16)),
 )
 
 # Every action taken in the admin console, with who took it and when.
@@ -283,6 +317,9 @@ webhook_outbox = Table(
     Column("next_attempt_at", Time, nullable=False),
     Column("delivered_at", Time),
     Column("last_error", Text),
+    # NULL: the configured webhook; else a client's back-channel logout URI (OIDC Back-Channel
+    # Logout 1.0), the payload then holding the logout token's claims.
+    Column("destination", Text),
     Index(
         "ix_webhook_outbox_pending",
         "next_attempt_at",

@@ -24,6 +24,14 @@ class Baton:
     access_format: AccessTokenFormat
     limits: Limits
     clients: ClientCache = field(default_factory=ClientCache)
+    # OpenID Connect needs signing keys, so a key-encryption key; its pairwise subjects' salt
+    # is derived from that key (`baton.core.subject`). None: OpenID Connect is off.
+    pairwise_salt: bytes | None = None
+
+    @property
+    def oidc(self) -> bool:
+        """OpenID Connect is offered: the server can keep signing keys."""
+        return self.pairwise_salt is not None
 
 
 def baton(request: Request) -> Baton:

@@ -46,7 +46,12 @@ class KeyRing:
         self._stored = stored
 
     def key_at(self, now: int) -> SigningKey | None:
-        return signing_key_at(self._signing, now)
+        """The key that signs access tokens at `now` (never one made only for ID tokens)."""
+        return signing_key_at([k for k in self._signing if k.stored.purpose is None], now)
+
+    def key_for(self, alg: str, now: int) -> SigningKey | None:
+        """The key that signs ID tokens and logout tokens of `alg` at `now` (OIDC Core §10.1)."""
+        return signing_key_at([k for k in self._signing if k.alg == alg], now)
 
     def jwks(self, now: int) -> dict[str, Any]:
         return jwks(self._stored, now)

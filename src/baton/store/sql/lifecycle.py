@@ -96,6 +96,9 @@ def save_code(conn: Connection, code: NewCode) -> None:
         "created_at": code.created_at,
         "expires_at": code.expires_at,
         "resources": stored_resources(code.resources),
+        "nonce": code.nonce,
+        "sid": code.sid,
+        "sign_in": None if code.sign_in is None else code.sign_in.stored(),
     }
     conn.execute(insert(authorization_codes).values(**values))
 

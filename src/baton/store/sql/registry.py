@@ -19,7 +19,7 @@ from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.store.base import Client, Consent, User, UserExists
 from baton.store.schema import clients, consents, signing_keys, users
-from baton.store.sql.rows import client_from_row, client_values
+from baton.store.sql.rows import client_from_row, client_values, user_from_row
 from baton.store.sql.statements import CLIENT
 
 
@@ -87,9 +87,7 @@ def user_by_id(conn: Connection, user_id: int) -> User | None:
 
 def _user(conn: Connection, where: Any) -> User | None:
     row = conn.execute(select(users).where(where)).mappings().first()
-    if row is None:
-        return None
-    return User(row["id"], row["username"], row["password_hash"], bool(row["is_admin"]))
+    return None if row is None else user_from_row(row)
 
 
 def consent(conn: Connection, user_id: int, client_id: str) -> Consent | None:

@@ -13,8 +13,15 @@ from typing import Any
 from sqlalchemy import RowMapping
 
 from baton.core.audience import audience_from_stored, resources_from_stored, stored_resources
-from baton.core.facts import AccessFacts, CodeFacts, CompanionFacts, GrantFacts, RefreshFacts
-from baton.store.base import Client, RevocationEvent
+from baton.core.facts import (
+    AccessFacts,
+    CodeFacts,
+    CompanionFacts,
+    GrantFacts,
+    RefreshFacts,
+    SignIn,
+)
+from baton.store.base import Client, RevocationEvent, User
 from baton.store.schema import revocation_events
 
 
@@ -34,7 +41,21 @@ def client_values(client: Client) -> dict[str, Any]:
         "allowed_resources": stored_resources(client.allowed_resources),
         "remember_consent": client.remember_consent,
         "require_pkce": client.require_pkce,
+        "id_token_signed_response_alg": client.id_token_signed_response_alg,
+        "subject_type": client.subject_type,
+        "sector_identifier_uri": client.sector_identifier_uri,
+        "post_logout_redirect_uris": _json_list(client.post_logout_redirect_uris),
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "backchannel_logout_session_required": client.backchannel_logout_session_required,
+        "require_nonce": client.require_nonce,
+        "allowed_origins": (
+            None if client.allowed_origins is None else json.dumps(list(client.allowed_origins))
+        ),
     }
+
+
+def _json_list(values: tuple[str, ...]) -> str | None:
+    return json.dumps(list(values)) if values else None
 
 
 def client_from_row(row: RowMapping | dict[str, Any]) -> Client:
@@ -53,6 +74,30 @@ def client_from_row(row: RowMapping | dict[str, Any]) -> Client:
         allowed_resources=resources_from_stored(row["allowed_resources"]),
         remember_consent=bool(row["remember_consent"]),
         require_pkce=bool(row["require_pkce"]),
+        id_token_signed_response_alg=row["id_token_signed_response_alg"] or "RS256",
+        subject_type=row["subject_type"] or "public",
+        sector_identifier_uri=row["sector_identifier_uri"],
+        post_logout_redirect_uris=tuple(json.loads(row["post_logout_redirect_uris"] or "[]")),
+        backchannel_logout_uri=row["backchannel_logout_uri"],
+        backchannel_logout_session_required=bool(row["backchannel_logout_session_required"]),
+        require_nonce=bool(row["require_nonce"]),
+        allowed_origins=(
+            None if row["allowed_origins"] is None else tuple(json.loads(row["allowed_origins"]))
+        ),
+    )
+
+
+def user_from_row(row: RowMapping | dict[str, Any]) -> User:
+    """A `users` row as the `User` it stores."""
+    return User(
+        id=row["id"],
+        username=row["username"],
+        password_hash=row["password_hash"],
+        is_admin=bool(row["is_admin"]),
+        email=row["email"],
+        email_verified=bool(row["email_verified"]),
+        profile=json.loads(row["profile"]) if row["profile"] else {},
+        updated_at=row["updated_at"],
     )
 
 
@@ -68,6 +113,9 @@ def grant_from_labels(row: RowMapping | dict[str, Any]) -> GrantFacts:
         revoked_at=row["g_revoked_at"],
         revoked_reason=row["g_revoked_reason"],
         resources=resources_from_stored(row["g_resources"]),
+        # Read only by the queries that need them (an ID token's issue, a logout).
+        sid=row.get("g_sid"),
+        sign_in=SignIn.from_stored(row.get("g_sign_in")),
     )
 
 
@@ -117,6 +165,9 @@ def code_facts(row: RowMapping) -> CodeFacts:
         used_at=row["used_at"],
         grant_id=row["grant_id"],
         resources=resources_from_stored(row["resources"]),
+        nonce=row["nonce"],
+        sid=row["sid"],
+        sign_in=SignIn.from_stored(row["sign_in"]),
     )
 
 
