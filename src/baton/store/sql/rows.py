@@ -113,9 +113,8 @@ def grant_from_labels(row: RowMapping | dict[str, Any]) -> GrantFacts:
         revoked_at=row["g_revoked_at"],
         revoked_reason=row["g_revoked_reason"],
         resources=resources_from_stored(row["g_resources"]),
-        # Read only by the queries that need them (an ID token's issue, a logout).
-        sid=row.get("g_sid"),
-        sign_in=SignIn.from_stored(row.get("g_sign_in")),
+        sid=row["g_sid"],
+        sign_in=SignIn.from_stored(row["g_sign_in"]),
     )
 
 

@@ -48,6 +48,8 @@ GRANT_COLUMNS = (
     grants.c.revoked_at.label("g_revoked_at"),
     grants.c.revoked_reason.label("g_revoked_reason"),
     grants.c.resources.label("g_resources"),
+    grants.c.sid.label("g_sid"),
+    grants.c.sign_in.label("g_sign_in"),
 )
 
 
