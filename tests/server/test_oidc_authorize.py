@@ -18,6 +18,7 @@ from sqlalchemy import Connection, select, update
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
+from baton.core.facts import LiveSession
 from baton.core.jwa import registry
 from baton.core.tokens import random_id
 from baton.server.runtime.context import Baton
@@ -220,6 +221,28 @@ def test_each_sign_in_gets_its_own_public_sid(lite: Running) -> None:
     assert first["ended_at"] is not None and second["ended_at"] is None
     assert first["sid"] != second["sid"]
     assert [row["sid"] for row in code_rows(store)] == [first["sid"], second["sid"]]
+
+
+def test_a_session_row_gives_its_sign_in_until_it_ends(oidc: Running) -> None:
+    _, store, _ = oidc
+    bob = anyio.run(store.get_user, "bob")
+    assert bob is not None
+
+    async def scenario() -> list[LiveSession | None]:
+        await store.start_session(b"n" * 32, bob.id, 100, 200, None, "sid-1", None, ("pwd",))
+        # A session begun before OpenID Connect (no sid, no amr) still signs its user in.
+        await store.start_session(b"o" * 32, bob.id, 100, 200, "127.0.0.1")
+        seen = [await store.live_session(b"n" * 32, 150), await store.live_session(b"o" * 32, 150)]
+        await store.end_session(b"n" * 32, 160)
+        seen += [await store.live_session(b"n" * 32, 170), await store.live_session(b"o" * 32, 200)]
+        return seen
+
+    assert anyio.run(scenario) == [
+        LiveSession(bob.id, 100, "sid-1", None, ("pwd",)),
+        LiveSession(bob.id, 100, None, None, ()),
+        None,  # ended
+        None,  # expired
+    ]
 
 
 # -- nonce, request objects, registration ----------------------------------------------------------
