@@ -419,6 +419,9 @@ def test_login_hint_fills_in_the_username(lite: Running) -> None:
     params = request_params(new_client(store), login_hint="bob")
     page = http.get(to_login(http.get("/authorize", params=params)))
     assert 'name="username" autocomplete="username" value="bob"' in page.text
+    hostile = request_params(new_client(store), login_hint='"><script>x()</script>')
+    page = http.get(to_login(http.get("/authorize", params=hostile)))
+    assert "<script>x()" not in page.text and "&#34;&gt;&lt;script&gt;" in page.text
 
 
 def test_an_id_token_hint_naming_another_user_asks_to_sign_in(lite: Running) -> None:
