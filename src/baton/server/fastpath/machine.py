@@ -17,11 +17,15 @@ version when they part.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from baton.server.runtime.cors import Cors
 
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
@@ -46,9 +50,16 @@ class MachineEndpoints:
         *,
         routes: Sequence[Route],
         handlers: Mapping[type[Exception], ExceptionHandler],
+        cors: Cors | None = None,
     ) -> None:
         self.app = app
         self.handlers = dict(handlers)
+        self.cors = cors
+        # The routes whose browser callers get CORS headers here, as `CorsMiddleware` (which the
+        # short way skips) gives them on the general way.
+        self.cors_routes = frozenset(
+            route.path for route in routes if cors is not None and route.path in cors.paths
+        )
         self.routes: dict[str, Route] = {}
         for route in routes:
             if route.methods != {"POST"}:
@@ -68,6 +79,11 @@ class MachineEndpoints:
         scope["route"] = route
         scope["endpoint"] = route.endpoint
         scope["path_params"] = {}
+        if self.cors is not None and route.path in self.cors_routes:
+            # A browser's request carries `Origin`; the rest of the traffic only looks for it.
+            origin = self.cors.origin(scope)
+            if origin is not None:
+                send = self.cors.sending(scope, send, origin)
         request = Request(scope, receive, send)
         try:
             response: Response = await route.endpoint(request)
