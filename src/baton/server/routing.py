@@ -4,9 +4,9 @@ Each route is declared once (`baton.server.routes`): its path, methods, handler,
 machine endpoint or goes through the session middleware, the RFC 8414 metadata member that
 names its URL, a one-line summary, its OpenAPI operation and whether browsers call it across
 origins (CORS). The Starlette routes, the fast path's routes, the session-free paths, the CORS
-paths, the metadata's URLs, the OpenAPI document's paths and the
-README's table of endpoints are all computed from that table here, so a route cannot be served
-and missing from the documents, or the reverse. This module imports no endpoint, so the
+paths, the metadata's URLs, the OpenAPI document's paths and the README's table of endpoints are
+all computed from that table here, so a route cannot be served and missing from the documents,
+or the reverse. This module imports no endpoint, so the
 endpoints may import it.
 """
 

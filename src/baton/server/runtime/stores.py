@@ -3,8 +3,9 @@
 Each consumer declares what it asks of the store next to itself: the endpoints
 (`baton.server.endpoints.stores`), sessions (`SessionStore`), the admin console (`AdminSource`),
 observability (`ObservedStore`: webhook delivery's `Outbox`, the metrics' `Stats`), CORS
-(`BrowserOrigins`), and here the key ring's `SigningKeys`. `Store` is their sum, plus what the app itself calls (the purge, the
-close); `create_app` takes one, and `baton.store.sql.SQLStore` is one.
+(`BrowserOrigins`), and here the key ring's `SigningKeys`. `Store` is their sum, plus what the
+app itself calls (the purge, the close); `create_app` takes one, and `baton.store.sql.SQLStore`
+is one.
 """
 
 from __future__ import annotations
