@@ -375,3 +375,28 @@ def test_a_private_use_scheme_client_through_a_full_code_flow(app: App) -> None:
     # exact matching only
     location, _ = start_flow(http, client_id, redirect + "/x")
     assert location.startswith("page 400")
+
+
+def test_a_failed_read_of_the_origins_refuses_cors_and_nothing_else(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http, store, _ = app
+    client_id = public_client(store, (SPA_REDIRECT,))
+    code, verifier = code_flow(http, client_id, SPA_REDIRECT)
+
+    async def unavailable() -> list[Any]:
+        raise ConnectionError("database away")
+
+    monkeypatch.setattr(store, "origin_sources", unavailable)
+    response = token_request(http, client_id, code, verifier, SPA_REDIRECT, Origin=SPA)
+    assert response.status_code == 200  # the token answer itself is unaffected
+    assert cors_headers(response) == {}
+    assert preflight(http, "/token", SPA).status_code == 403
+
+
+def test_the_pages_take_no_cross_origin_call(app: App) -> None:
+    http, store, _ = app
+    public_client(store, (SPA_REDIRECT,))
+    for path in ("/login", "/authorize", "/"):
+        assert cors_headers(http.get(path, headers={"Origin": SPA})) == {}
+        assert preflight(http, path, SPA).status_code == 405

@@ -155,7 +155,8 @@ TABLE = Table(
             summary="RFC 6749 §4.1.1 authorization request (code flow, PKCE S256)",
             details=(
                 "PKCE required unless a confidential client was registered `--pkce-optional` "
-                "(RFC 7636), exact redirect URI match, RFC 8707 `resource` (repeatable), `iss` "
+                "(RFC 7636), exact redirect URI match (but any port of an http loopback IP "
+                "literal, RFC 8252 §7.3), RFC 8707 `resource` (repeatable), `iss` "
                 "in the response (RFC 9207); the login and consent pages on the way; "
                 "rate-limited per address"
             ),

@@ -5,8 +5,11 @@ the security headers and the endpoint (the session middleware, Starlette's excep
 the router, the route and its request/response wrappers, each awaiting the next and wrapping
 `send`) cost a refresh a measurable share of its time (docs/performance.md). This middleware sits
 right inside `SecurityHeaders`, answers these three itself with the app's own exception handlers,
-and passes every other request on. Request ids, metrics, the access log, the security headers
-and the 500 for an unhandled error stay where they are, outside it.
+and passes every other request on. It adds the CORS headers of a browser's call to /token and
+/revoke itself (`baton.server.runtime.cors`, which `CorsMiddleware` applies on the general way):
+a request without `Origin`, all the non-browser traffic, only pays for looking for the header.
+Request ids, metrics, the access log, the security headers and the 500 for an unhandled error
+stay where they are, outside it.
 
 It does what the router does for these three exact paths and nothing else, with public names
 only; tests/server/test_machine.py holds its answers to the router's, request for request
