@@ -20,6 +20,7 @@ from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.errors import OAuthError, invalid_client, invalid_request
 from baton.server.endpoints.forms import Form
 from baton.server.endpoints.stores import ClientLookup
+from baton.server.runtime.cors import about_client
 from baton.server.runtime.protection import RETRY_AFTER_SECONDS
 from baton.store.base import Client, ClientChanged
 
@@ -135,6 +136,7 @@ async def _authenticate(
         cached = cache.get(client_id)
         if cached is not None:
             if refusal(cached, secret, allow_public) is None:
+                about_client(request.scope, client_id)  # CORS answers for this client's origins
                 return cached, True
             cache.forget(client_id)  # refused only on what the database says now
     client = await enabled_client(store, client_id)
@@ -145,6 +147,7 @@ async def _authenticate(
         raise refused
     if cache is not None:
         cache.remember(client)
+    about_client(request.scope, client.id)  # CORS answers for this client's origins
     return client, False
 
 

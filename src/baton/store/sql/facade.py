@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from baton.core.facts import GrantFacts
 from baton.core.keys import StoredKey
+from baton.core.origins import OriginSource
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import Policy, RetryPolicy
 from baton.core.rules import CodeRedemption
@@ -47,7 +48,7 @@ from baton.store.base import (
     User,
 )
 from baton.store.engines import PoolSettings, Runner, SQLiteSettings, open_runner
-from baton.store.sql import feed, lifecycle, outbox, purge, registry, sessions
+from baton.store.sql import feed, lifecycle, origins, outbox, purge, registry, sessions
 from baton.store.sql.admin import AdminStore
 from baton.store.sql.confirm import confirmed
 
@@ -118,6 +119,10 @@ class SQLStore:
             if client.resource_uri is not None:  # the unique `ix_clients_resource_uri`
                 raise ResourceUriTaken(client.resource_uri) from exc
             raise
+
+    async def origin_sources(self) -> list[OriginSource]:
+        """What decides each enabled client's browser origins (CORS, `store.sql.origins`)."""
+        return await self._read(origins.origin_sources)
 
     async def registered_resources(self) -> frozenset[str]:
         """Every registered resource server's `resource_uri` (RFC 8707)."""
