@@ -143,6 +143,8 @@ def _subject_problems(settings: OidcSettings, redirect_uris: Sequence[str]) -> l
             sector_of(redirect_uris, sector_uri)
         except SectorError as exc:
             found.append(f"{exc} (OpenID Connect Core §8.1)")
+        except ValueError:  # a redirect URI that is no URI (refused where it is registered)
+            found.append("a pairwise client's sector cannot be told from its redirect URIs")
     return found
 
 
