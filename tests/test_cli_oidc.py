@@ -355,3 +355,18 @@ def test_every_profile_member_has_an_option() -> None:
     help_text = ok("user", "set", "--help").stdout
     for member in PROFILE_MEMBERS:
         assert "--" + member.replace("_", "-") in help_text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["client", "update", "cl_x", "--require-nonce"],
+        ["client", "show", "cl_x"],
+        ["client", "list"],
+        ["user", "set", "alice", "--name", "x"],
+        ["user", "show", "alice"],
+    ],
+)
+def test_the_new_commands_refuse_an_unmigrated_database(tmp_path: Path, args: list[str]) -> None:
+    where = str(tmp_path / "empty.db")
+    failed(baton(*args, "--db", where), "not migrated", "baton db upgrade")
