@@ -26,6 +26,7 @@ from baton.core.origins import OriginSource
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import Policy, RetryPolicy
 from baton.core.rules import CodeRedemption
+from baton.core.user_claims import ClaimChanges
 from baton.core.vocabulary import RevocationCause
 from baton.core.watermark import Gap
 from baton.store import migrate, stats
@@ -130,6 +131,24 @@ class SQLStore:
 
     async def get_client(self, client_id: str) -> Client | None:
         return await self._read(lambda conn: registry.get_client(conn, client_id))
+
+    async def update_client_oidc(self, client: Client) -> bool:
+        """Stores `client`'s OpenID Connect settings (`baton.core.client_metadata`), nothing
+        else of it; False when it has no row."""
+        return await self._write(lambda conn: registry.update_client_oidc(conn, client))
+
+    async def list_clients(self) -> list[Client]:
+        """Every registered client, oldest first (`baton client list`)."""
+        return await self._read(registry.list_clients)
+
+    async def set_user_claims(
+        self, username: str, changes: ClaimChanges, now: int
+    ) -> tuple[User, User] | None:
+        """Applies checked claim changes (`baton.core.user_claims`) to the user: (before,
+        after), or None when there is no such user."""
+        return await self._write(
+            lambda conn: registry.set_user_claims(conn, username, changes, now)
+        )
 
     async def create_user(
         self, username: str, password_hash: str, now: int, *, admin: bool = False
