@@ -14,10 +14,9 @@ from baton.core.client_metadata import (
     OidcSettings,
     checked,
     id_token_alg,
-    origin,
-    origin_problem,
     problems,
 )
+from baton.core.origins import origin_of, origin_problem
 from baton.core.subject import subject_for
 from baton.store.base import Client
 
@@ -187,8 +186,8 @@ def test_an_https_origin_is_accepted_and_normalizing_is_idempotent(
 ) -> None:
     raw = f"https://{host.upper() if upper else host}" + (f":{port}" if port else "")
     assert origin_problem(raw) is None
-    once = origin(raw)
-    assert once == origin(once) and origin_problem(once) is None
+    once = origin_of(raw)
+    assert once is not None and once == origin_of(once) and origin_problem(once) is None
     assert once.startswith(f"https://{host}")
     assert once.endswith(f":{port}") == (port is not None and port != 443)
 

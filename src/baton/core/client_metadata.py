@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from baton.core.keys import ALGORITHMS, LEGACY_ALGORITHMS
+from baton.core.origins import origin_of, origin_problem
 from baton.core.redirects import LOOPBACK, redirect_uri_problem
 from baton.core.subject import PAIRWISE, SUBJECT_TYPES, SectorError, sector_of
 
@@ -24,7 +25,6 @@ DEFAULT_ID_TOKEN_ALG = "RS256"
 # What `--id-token-alg` and the console accept: the current names, and EdDSA (= Ed25519).
 ID_TOKEN_ALG_CHOICES = (*ALGORITHMS, *LEGACY_ALGORITHMS)
 _URI_CHARS = re.compile(r"[!-~]+")  # printable ASCII, no space (RFC 3986 §2)
-_DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 class MetadataError(ValueError):
@@ -88,7 +88,9 @@ def checked(settings: OidcSettings, redirect_uris: Sequence[str]) -> OidcSetting
     return replace(
         settings,
         id_token_signed_response_alg=id_token_alg(settings.id_token_signed_response_alg),
-        allowed_origins=None if origins is None else tuple(dict.fromkeys(map(origin, origins))),
+        allowed_origins=None
+        if origins is None
+        else tuple(dict.fromkeys(_serialized(o) for o in origins)),
         post_logout_redirect_uris=tuple(dict.fromkeys(settings.post_logout_redirect_uris)),
     )
 
@@ -180,36 +182,11 @@ def backchannel_logout_uri_problem(uri: str) -> str | None:
     return None
 
 
-def origin_problem(value: str) -> str | None:
-    """Why `value` is not an origin a browser sends (RFC 6454 §6.1: scheme "://" host
-    [":" port], nothing more), or is one Baton will not allow: https, or http on loopback."""
-    parts = _split(value)
-    if parts is None or not parts.hostname or parts.scheme not in ("https", "http"):
-        return f"allowed origin {value!r} must be scheme://host[:port], e.g. https://app.example"
-    if parts.path or parts.query or parts.fragment or "?" in value or "#" in value:
-        return (
-            f"allowed origin {value!r} must have no path, query or fragment: scheme://host[:port]"
-        )
-    if "@" in parts.netloc:
-        return f"allowed origin {value!r} must not carry user information"
-    if parts.scheme == "http" and parts.hostname not in LOOPBACK:
-        return (
-            f"allowed origin {value!r} must use https: plain http is allowed only for the "
-            "loopback addresses 127.0.0.1 and [::1]"
-        )
-    return None
-
-
-def origin(value: str) -> str:
-    """An accepted origin as browsers serialize it (RFC 6454 §6.2): scheme and host lower case,
-    a default port left out."""
-    parts = urlsplit(value)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port
-    shown = "" if port is None or port == _DEFAULT_PORTS.get(parts.scheme) else f":{port}"
-    return f"{parts.scheme}://{host}{shown}"
+def _serialized(value: str) -> str:
+    """An accepted origin as browsers serialize it (RFC 6454 §6.2)."""
+    found = origin_of(value)
+    assert found is not None, "checked by origin_problem first"
+    return found
 
 
 def _split(uri: str) -> Any:

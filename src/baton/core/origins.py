@@ -56,13 +56,29 @@ def origin_of(uri: str) -> str | None:
     return f"{parts.scheme}://{host}:{port}"
 
 
-def origin_problem(origin: str) -> str | None:
-    """Why `origin` may not be one of a client's `allowed_origins`, or None when it may: an
-    http(s) origin, nothing after the authority (an origin has no path), never `*` or `null`."""
-    if origin_of(origin) is None or urlsplit(origin).path or "?" in origin or "#" in origin:
+def origin_problem(value: str) -> str | None:
+    """Why `value` may not be one of a client's `allowed_origins`, or None when it may: an origin
+    as a browser sends it (RFC 6454 §6.1: scheme "://" host [":" port], nothing more, never `*`
+    or `null`), https, or http on the loopback addresses only."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError:
+        parts = None
+    if parts is None or not parts.hostname or parts.scheme not in _DEFAULT_PORTS:
+        return f"allowed origin {value!r} must be scheme://host[:port], e.g. https://app.example"
+    if parts.path or parts.query or parts.fragment or "?" in value or "#" in value:
         return (
-            f"allowed origin {origin!r} must be an origin: scheme://host[:port], "
-            "https (or http), no path (RFC 6454)"
+            f"allowed origin {value!r} must have no path, query or fragment: scheme://host[:port]"
+        )
+    if "@" in parts.netloc:
+        return f"allowed origin {value!r} must not carry user information"
+    if not value.isascii() or any(c.isspace() for c in value):
+        return f"allowed origin {value!r} must be printable ASCII without spaces"
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK:
+        return (
+            f"allowed origin {value!r} must use https: plain http is allowed only for the "
+            "loopback addresses 127.0.0.1 and [::1]"
         )
     return None
 
