@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 from baton.core.clock import FakeClock
 from baton.core.facts import LiveSession
 from baton.core.jwa import registry
+from baton.core.subject import subject_for
 from baton.core.tokens import random_id
 from baton.server.runtime.context import Baton
 from baton.store.base import Client
@@ -446,6 +447,25 @@ def test_an_expired_id_token_hint_naming_the_signed_in_user_answers(lite: Runnin
     alices = id_token_for(http, "alice", client.id)  # exp long past
     params = request_params(client, id_token_hint=alices, prompt="none")
     assert at_client(http.get("/authorize", params=params))["code"]
+
+
+def test_an_id_token_hint_is_compared_with_the_sub_its_own_client_saw(lite: Running) -> None:
+    http, store, _ = lite
+    client = new_client(store)
+    pairwise = new_client(store, subject_type="pairwise")
+    at_client(go(http, request_params(client)))  # alice signed in
+    app: Baton = http.app.state.baton  # type: ignore[attr-defined]
+    assert app.pairwise_salt is not None
+    alices = subject_for("alice", "pairwise", (REDIRECT_URI,), None, app.pairwise_salt)
+    assert alices != "alice"
+    # Issued to the pairwise client, shown to another: alice's pairwise sub is still alice.
+    hint = id_token_for(http, alices, pairwise.id)
+    params = request_params(client, id_token_hint=hint, prompt="none")
+    assert at_client(http.get("/authorize", params=params))["code"]
+    # Her public identifier in a token of the pairwise client names no one signed in.
+    wrong = id_token_for(http, "alice", pairwise.id)
+    params = request_params(client, id_token_hint=wrong, prompt="none")
+    assert error_at_client(http.get("/authorize", params=params))[0] == "login_required"
 
 
 @pytest.mark.parametrize("hint", ["garbage", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9."])
