@@ -20,7 +20,7 @@ from typing import TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from baton.core.facts import GrantFacts
+from baton.core.facts import GrantFacts, LiveSession
 from baton.core.keys import StoredKey
 from baton.core.origins import OriginSource
 from baton.core.pairs import IssuedPair, MintedPair
@@ -201,16 +201,27 @@ class SQLStore:
     # -- browser sessions (baton.server.runtime.sessions.SessionStore) ---------------------------
 
     async def start_session(
-        self, digest: bytes, user_id: int, now: int, expires_at: int, source_address: str | None
+        self,
+        digest: bytes,
+        user_id: int,
+        now: int,
+        expires_at: int,
+        source_address: str | None,
+        sid: str | None = None,
+        acr: str | None = None,
+        amr: tuple[str, ...] = (),
     ) -> None:
         await self._write(
             lambda conn: sessions.start_session(
-                conn, digest, user_id, now, expires_at, source_address
+                conn, digest, user_id, now, expires_at, source_address, sid, acr, amr
             )
         )
 
     async def session_user(self, digest: bytes, now: int) -> int | None:
         return await self._read(lambda conn: sessions.session_user(conn, digest, now))
+
+    async def live_session(self, digest: bytes, now: int) -> LiveSession | None:
+        return await self._read(lambda conn: sessions.live_session(conn, digest, now))
 
     async def end_session(self, digest: bytes, now: int) -> None:
         await self._write(lambda conn: sessions.end_session(conn, digest, now))
