@@ -18,6 +18,7 @@ from baton.server.endpoints.stores import (
     ClientLookup,
     Readiness,
     RevocationFeed,
+    SignOut,
     TokenLifecycle,
     TokenRevocation,
 )
@@ -42,6 +43,7 @@ class Store(
     RevocationFeed,
     AuthorizationStore,
     Readiness,
+    SignOut,
     SessionStore,
     SigningKeys,
     ObservedStore,
