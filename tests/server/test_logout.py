@@ -82,6 +82,8 @@ def test_a_hint_of_this_session_signs_out_at_once_revokes_online_grants_and_keep
         assert refreshed.status_code == 200
         grants = {g.grant.id: g.grant for g in anyio.run(store.list_grants)}
         assert grants[online["grant_id"]].revoked_reason == "logout"
+        counted = http.app.state.metrics.revocations.labels("grant", "logout")  # type: ignore[attr-defined]
+        assert counted._value.get() == 2
         assert grants[offline["grant_id"]].revoked_at is None
 
         # One back-channel logout for the relying party with a URI (not one per grant), none

@@ -39,13 +39,15 @@ from baton.core.jwa import registry
 from baton.core.keys import SigningKey
 from baton.core.redirects import redirect_uri_problem
 from baton.core.subject import SectorError, subject_for
-from baton.core.vocabulary import BACKCHANNEL_LOGOUT_EVENT
+from baton.core.vocabulary import BACKCHANNEL_LOGOUT_EVENT, FeedEntryKind, RevocationCause
 from baton.logs import get_logger
 from baton.server.endpoints.clientauth import enabled_client
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.forms import Form, parse_pairs, read_form
 from baton.server.endpoints.hints import IdTokenHint, read_id_token_hint
+from baton.server.observability import metrics
 from baton.server.observability.delivery import LogoutTokens
+from baton.server.observability.metrics import Metrics
 from baton.server.runtime.context import Baton, baton, source_address
 from baton.server.runtime.sessions import SID, csrf_ok, csrf_token, session_digest
 from baton.store.base import Client, SignedOut
@@ -157,16 +159,24 @@ async def validate(app: Baton, form: Form) -> EndSessionRequest:
 
 
 async def end_op_session(
-    app: Baton, session: MutableMapping[str, Any], now: int, source_address: str | None
+    app: Baton,
+    session: MutableMapping[str, Any],
+    now: int,
+    source_address: str | None,
+    metrics: Metrics | None = None,
 ) -> SignedOut:
     """Ends the browser session `session` (the request's, as the session middleware holds it):
     its row (every copy of the cookie), its grants without `offline_access`, and a back-channel
-    logout for each client with a grant from it; the cookie is cleared."""
+    logout for each client with a grant from it; the cookie is cleared. `metrics`: the app's
+    (`baton.server.observability.metrics.of(request)`), to count the revoked grants."""
     secret = session.get(SID)
     done = SignedOut()
     if isinstance(secret, str):
         done = await app.store.end_op_session(session_digest(secret), now)
     session.clear()
+    if metrics is not None:
+        for _grant in done.revoked:
+            metrics.revoked(FeedEntryKind.GRANT, RevocationCause.LOGOUT)
     if done.sessions:
         log.info(
             "signed out",
@@ -228,7 +238,7 @@ async def _end_session(request: Request, form: Form, confirmed: bool | None) -> 
         return templates.TemplateResponse(request, "end_session.html", context, headers=_NO_STORE)
     if confirmed is False:
         return _finish(request, ask, signed_out=False)
-    await end_op_session(app, request.session, now, source_address(request))
+    await end_op_session(app, request.session, now, source_address(request), metrics.of(request))
     return _finish(request, ask, signed_out=True)
 
 
