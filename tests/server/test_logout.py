@@ -164,7 +164,17 @@ def test_nothing_is_redirected_to_unless_registered_for_the_client_the_request_n
         other = register_rp(store, name="other", post_logout=("https://other.example/bye",))
         grant = sign_in_to(http, store, rp, "openid read")
         hint = id_token(http, rp, grant)
+        kid = http.get("/jwks.json").json()["keys"][0]["kid"]
+        unsigned = ".".join(
+            base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+            for part in (
+                {"alg": "none", "kid": kid},
+                {"iss": "http://baton.test", "sub": "alice", "aud": rp.id, "sid": grant["sid"]},
+            )
+        )
         refused = [
+            # An unsigned token naming one of our keys.
+            {"id_token_hint": unsigned + "."},
             # Not registered (exact match: not even a longer path or another query).
             {"client_id": rp.id, "post_logout_redirect_uri": "https://evil.example/"},
             {"client_id": rp.id, "post_logout_redirect_uri": AFTER_LOGOUT + "/more"},
@@ -185,7 +195,7 @@ def test_nothing_is_redirected_to_unless_registered_for_the_client_the_request_n
             assert response.status_code == 400, params
             assert "location" not in response.headers
             assert response.headers["content-type"].startswith("text/html")
-        posted = http.post("/session/end", data=refused[0])
+        posted = http.post("/session/end", data=refused[1])
         assert posted.status_code == 400 and "location" not in posted.headers
         # Nothing happened.
         assert signed_in(http) and active(http, rp, grant["access_token"])

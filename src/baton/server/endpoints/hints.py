@@ -49,7 +49,8 @@ def read_id_token_hint(app: Baton, token: str) -> IdTokenHint | None:
         return None
     published = {k.get("kid"): k for k in app.keys.jwks(app.clock.now())["keys"]}
     jwk = published.get(kid)
-    if jwk is None:
+    # The header's `alg` must be the key's own (never `none`, never another algorithm's check).
+    if jwk is None or jwk.get("alg") != alg:
         return None
     key: JoseKey
     try:

@@ -11,8 +11,9 @@ a `destination` (a client's `backchannel_logout_uri`), POSTed as a form with `lo
 signed here at the moment of sending (`LogoutTokens`); the relying party answers 200 (or 204)
 when it logged the session out, anything else is retried like a webhook. The loop runs whether or
 not a webhook URL is configured (without one it leases only back-channel rows), wakes as soon as
-this process commits a logout (`outbox.BELL`), and polls every half second at most for those of
-other processes (`baton grants revoke`, another worker).
+this process commits a logout (`outbox.BELL`: a reuse detected by a worker is sent by that
+worker's loop at once), and finds those of other processes (`baton grants revoke`) and the
+retries coming due by its poll (`poll_interval`).
 """
 
 from __future__ import annotations
@@ -69,9 +70,6 @@ class LogoutTokens(Protocol):
     async def __call__(self, stored: dict[str, Any], now: int) -> str | None: ...
 
 
-# The longest wait between two looks at the outbox: a back-channel logout written by another
-# process (the CLI, another worker) is sent within this, plus its delivery.
-LOGOUT_POLL = 0.5
 # Back-Channel Logout 1.0 §2.8: "If the logout succeeded, the RP MUST respond with HTTP 200 OK";
 # 204 is what many relying parties send, and means the same.
 LOGGED_OUT = frozenset({200, 204})
@@ -117,7 +115,6 @@ class WebhookSender:
         self.webhooks = options.url is not None and options.secret is not None
 
     async def run_forever(self) -> None:
-        poll = min(self.options.poll_interval, LOGOUT_POLL)
         while True:
             seen = BELL.rung  # before the look: a logout committed after it is not waited out
             try:
@@ -126,7 +123,7 @@ class WebhookSender:
                 log.exception("webhook delivery round failed; will retry")
                 sent = 0
             if sent == 0:
-                await BELL.wait(poll, seen)
+                await BELL.wait(self.options.poll_interval, seen)
 
     async def deliver_due(self) -> int:
         """Claims the due rows and sends them; returns how many were claimed."""
