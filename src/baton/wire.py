@@ -122,6 +122,7 @@ class Metadata(TypedDict):
     revocation_endpoint: str
     introspection_endpoint: str
     jwks_uri: str
+    end_session_endpoint: NotRequired[str]  # OpenID Connect RP-Initiated Logout 1.0 §2.1
     response_types_supported: list[str]
     response_modes_supported: NotRequired[list[str]]
     grant_types_supported: list[str]

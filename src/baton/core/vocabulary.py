@@ -46,6 +46,9 @@ class RevocationCause(StrEnum):
     REVOKED = "revoked"  # its client's own revocation (RFC 7009)
     ADMIN = "admin"  # an administrator (`baton grants revoke`, the console)
     CLIENT_DISABLED = "client_disabled"  # its client was disabled
+    # The user signed out at the provider (RP-Initiated Logout, `/logout`, "sign out
+    # everywhere"): the session's grants without `offline_access` end with it (OIDC Core §11).
+    LOGOUT = "logout"
 
     @property
     def metric_label(self) -> str:
@@ -56,6 +59,17 @@ class RevocationCause(StrEnum):
 
 REUSE_CAUSES = frozenset({RevocationCause.REUSE, RevocationCause.CODE_REUSE})
 """The causes that are a reuse detection: shown in red by the console."""
+
+BACKCHANNEL_CAUSES = frozenset(
+    {RevocationCause.REUSE, RevocationCause.CODE_REUSE, RevocationCause.ADMIN}
+)
+"""The causes whose revocation of an OpenID Connect grant tells its relying party at once with
+a back-channel logout token (the logout itself sends its own; a client revoking its own token,
+RFC 7009, knows already)."""
+
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+"""The logout token's event (Back-Channel Logout 1.0 §2.4), and the `event_type` of its outbox
+row, which is sent to the client's `backchannel_logout_uri` rather than the webhook."""
 
 
 class FeedEntryKind(StrEnum):
@@ -107,6 +121,8 @@ class ErrorCode(StrEnum):
 
 
 __all__ = [
+    "BACKCHANNEL_CAUSES",
+    "BACKCHANNEL_LOGOUT_EVENT",
     "REUSE_CAUSES",
     "REUSE_EVENT_KINDS",
     "ErrorCode",
