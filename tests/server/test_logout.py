@@ -265,3 +265,21 @@ def _session_secret(http: TestClient) -> str:
     signer = http.app.state.session_signer  # type: ignore[attr-defined]
     data = json.loads(base64.b64decode(signer.unsign(raw.encode())))
     return str(data["sid"])
+
+
+def test_the_sign_out_form_signs_out_at_the_provider(database: Path | str) -> None:
+    """The /logout form is the same sign-out as /session/end: the session's grants without
+    offline_access die at once and their relying parties are told."""
+    with oidc_app(database) as (http, store, _clock):
+        register_user(store)
+        rp = register_rp(store, backchannel_uri=BACKCHANNEL)
+        online = sign_in_to(http, store, rp, "openid read")
+        offline = sign_in_to(http, store, rp, "openid offline_access read")
+        page = http.get("/logout")
+        response = http.post("/logout", data={"csrf": hidden_inputs(page.text)["csrf"]})
+        assert response.status_code == 200
+        assert not signed_in(http)
+        assert not active(http, rp, online["access_token"])
+        assert active(http, rp, offline["access_token"])
+        (row,) = logouts(store)
+        assert json.loads(row.payload)["sid"] == online["sid"]

@@ -58,14 +58,14 @@ def user_create(
 @click.option("--username", required=True)
 @click.option("--json", "as_json", is_flag=True)
 def user_signout(db: str, username: str, as_json: bool) -> None:
-    """Sign a user out everywhere: every browser session of theirs ends at once (their grants
-    stay: revoke those with `baton grants revoke`)."""
+    """Sign a user out everywhere: every browser session of theirs ends at once, with the grants
+    they gave without offline_access; their applications are told by back-channel logout."""
 
     async def work(store: SQLStore) -> int | None:
         found = await store.get_user(username)
         if found is None:
             return None
-        return await store.end_user_sessions(found.id, current_time())
+        return (await store.end_user_op_sessions(found.id, current_time())).sessions
 
     ended = run_with_store(db, work)
     if ended is None:

@@ -61,13 +61,14 @@ from baton.server.endpoints.clientauth import enabled_client
 from baton.server.endpoints.errors import OAuthError, error_description
 from baton.server.endpoints.forms import REPEATABLE, Form, parse_pairs, read_form
 from baton.server.endpoints.hints import IdTokenHint, read_id_token_hint
+from baton.server.endpoints.logout import end_op_session
+from baton.server.observability import metrics
 from baton.server.runtime.context import Baton, baton, source_address
 from baton.server.runtime.sessions import (
     begin_session,
     csrf_ok,
     csrf_token,
     device_knows,
-    end_session,
     live_session,
     remember_device,
 )
@@ -788,10 +789,12 @@ async def logout_post(request: Request) -> Response:
     form = await _browser_form(request)
     if isinstance(form, Response):
         return form
-    # Ends the session row, so every copy of the cookie is signed out too; grants stay
-    # (revoke them with /revoke).
+    # Signs out at the provider: the session row ends (every copy of the cookie), the grants it
+    # gave without `offline_access` die, and their applications are told by back-channel logout.
     app = baton(request)
-    await end_session(request, app.clock.now())
+    await end_op_session(
+        app, request.session, app.clock.now(), source_address(request), metrics.of(request)
+    )
     return templates.TemplateResponse(request, "logged_out.html", {}, headers=_NO_STORE)
 
 

@@ -52,10 +52,9 @@ from baton.store.schema import (
     security_events,
     users,
 )
-from baton.store.sql import lifecycle, outbox, registry
+from baton.store.sql import lifecycle, logout, outbox, registry
 from baton.store.sql.feed import wake_feed
 from baton.store.sql.rows import client_from_row, client_values, grant_from_labels, user_from_row
-from baton.store.sql.sessions import end_user_sessions
 from baton.store.sql.statements import GRANT_COLUMNS
 
 T = TypeVar("T")
@@ -352,7 +351,7 @@ class AdminStore:
             user_id = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
             if user_id is None:
                 return None
-            ended = end_user_sessions(conn, user_id, actor.now)
+            ended = logout.end_user_sessions(conn, user_id, actor.now).sessions
             _audit(conn, actor, "user.sign_out_everywhere", "user", username, {"sessions": ended})
             return ended
 
