@@ -491,3 +491,15 @@ def test_an_access_token_key_replaces_the_id_token_key_of_its_alg_only(tmp_path:
         assert after[before["ES256"].kid].retires_at == rotated["old_keys_retire_at"]
         assert after[before["RS256"].kid].retires_at is None
         assert after[before["Ed25519"].kid].retires_at is None
+
+
+def test_the_first_access_token_key_signs_at_once_beside_id_token_keys(tmp_path: Path) -> None:
+    """OpenID Connect made ID-token keys; the first key for JWT access tokens must still sign at
+    once (a server switched to JWTs has no other), while replacing the ID-token key of its alg."""
+    with running_app(tmp_path, key_encryption_key=KEK) as (_http, store, _clock):
+        rs256 = next(k for k in anyio.run(store.signing_keys) if k.alg == "RS256")
+        first = rotate(str(tmp_path / "baton.db"), "--alg", "RS256")
+        new = {k.kid: k for k in anyio.run(store.signing_keys)}[first["kid"]]
+        assert new.purpose is None and new.activates_at == new.created_at
+        retired = {k.kid: k for k in anyio.run(store.signing_keys)}[rs256.kid]
+        assert retired.retires_at == first["old_keys_retire_at"] >= new.activates_at + 3600

@@ -95,18 +95,17 @@ def keys_rotate(
         existing = await store.signing_keys()
         for stored in existing:
             unseal(stored, kek)  # the same key-encryption key, or refuse before writing
-        # The keys the new one replaces (as `add_signing_key` retires them): while one signs,
-        # the new key is published ahead of signing.
-        replaced = [
-            k
-            for k in existing
-            if k.retires_at is None
-            and (
-                (k.purpose is not None and k.alg == new_alg)
-                or (purpose is None and k.purpose is None)
-            )
-        ]
-        activates_at = now + publish_ahead if replaced else now
+        # The keys the new one replaces (as `add_signing_key` retires them): the ID-token-only
+        # keys of its algorithm and, for a key that signs access tokens, the others that do.
+        lasting = [k for k in existing if k.retires_at is None]
+        replaced = [k for k in lasting if k.purpose is not None and k.alg == new_alg]
+        if purpose is None:
+            replaced += [k for k in lasting if k.purpose is None]
+        # Published ahead of signing while a key of its role signs: the first key to sign
+        # access tokens signs at once (JWT access tokens cannot wait for it), even where it
+        # takes over an algorithm's ID tokens.
+        ahead = any(k.purpose == purpose for k in replaced)
+        activates_at = now + publish_ahead if ahead else now
         # A retired key leaves the JWKS only once every token it signed has expired: access
         # tokens (--max-access-ttl) and ID tokens (--max-id-token-ttl) alike.
         retire_at = activates_at + max(max_access_ttl, max_id_token_ttl) if replaced else None
