@@ -21,7 +21,7 @@ from baton import wire
 from baton.core import pkce
 from baton.core.audience import TargetError
 from baton.core.audience import requested as choose_resources
-from baton.core.redirects import is_https, redirect_uri_problem
+from baton.core.redirects import is_https, matching_redirect_uri, redirect_uri_problem
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
@@ -90,8 +90,8 @@ async def validate(app: Baton, form: Form) -> AuthorizationRequest:
         raise PageError("The request names an unknown client.")
     given = form.get("redirect_uri")
     if given is not None:
-        # RFC 9700 §4.1.3: exact string matching, nothing looser.
-        if given not in client.redirect_uris:
+        # RFC 9700 §4.1.3: exact string matching, but a loopback port (RFC 8252 §7.3).
+        if matching_redirect_uri(client.redirect_uris, given) is None:
             raise PageError("The redirect URI is not registered for this client.")
         redirect_uri = given
     elif len(client.redirect_uris) == 1:
