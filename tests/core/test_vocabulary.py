@@ -18,6 +18,8 @@ import pytest
 
 from baton import webhooks
 from baton.core.vocabulary import (
+    BACKCHANNEL_CAUSES,
+    BACKCHANNEL_LOGOUT_EVENT,
     REUSE_CAUSES,
     REUSE_EVENT_KINDS,
     ErrorCode,
@@ -54,7 +56,14 @@ def test_the_stored_and_sent_strings_are_exactly_these() -> None:
         "client_disabled",
     ]
     assert [t.value for t in WebhookEventType] == ["reuse_detected", "grant.revoked"]
-    assert values(RevocationCause) == ["reuse", "code_reuse", "revoked", "admin", "client_disabled"]
+    assert values(RevocationCause) == [
+        "reuse",
+        "code_reuse",
+        "revoked",
+        "admin",
+        "client_disabled",
+        "logout",
+    ]
     assert values(FeedEntryKind) == ["access_token", "grant"]
     assert [c.metric_label for c in RevocationCause] == [
         "reuse",
@@ -62,9 +71,12 @@ def test_the_stored_and_sent_strings_are_exactly_these() -> None:
         "rfc7009",
         "admin",
         "client_disabled",
+        "logout",
     ]
     assert {"refresh_token_reuse", "code_reuse"} == REUSE_EVENT_KINDS
     assert {"reuse", "code_reuse"} == REUSE_CAUSES
+    assert {"reuse", "code_reuse", "admin"} == BACKCHANNEL_CAUSES
+    assert BACKCHANNEL_LOGOUT_EVENT == "http://schemas.openid.net/event/backchannel-logout"
 
 
 def test_a_member_is_its_string_wherever_a_string_was() -> None:
@@ -85,6 +97,10 @@ def test_a_member_is_its_string_wherever_a_string_was() -> None:
         (RevocationCause, schema.grants.c.revoked_reason),
         (FeedEntryKind, schema.revocation_events.c.kind),
         (WebhookEventType, schema.webhook_outbox.c.event_type),
+        (
+            StrEnum("Outbox", {"LOGOUT": BACKCHANNEL_LOGOUT_EVENT}),
+            schema.webhook_outbox.c.event_type,
+        ),
     ],
 )
 def test_every_value_fits_its_column(enum: type[StrEnum], column: object) -> None:
@@ -156,6 +172,12 @@ RFC_CODES = {
     "unsupported_token_type",
     # RFC 8707 §2, resource indicators
     "invalid_target",
+    # OpenID Connect Core §3.1.2.6, authentication requests
+    "login_required",
+    "consent_required",
+    "request_not_supported",
+    "request_uri_not_supported",
+    "registration_not_supported",
 }
 
 

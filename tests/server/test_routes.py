@@ -77,6 +77,7 @@ def test_the_metadata_urls_are_routes_of_the_app(tmp_path: Path) -> None:
         "revocation_endpoint",
         "introspection_endpoint",
         "jwks_uri",
+        "end_session_endpoint",  # OpenID Connect RP-Initiated Logout 1.0 §2.1
     }
     for url in urls.values():
         assert url.startswith(metadata["issuer"] + "/")

@@ -93,6 +93,27 @@ def write_every_word(store: SQLStore) -> dict[RevocationCause, str]:
     done = anyio.run(store.admin().disable_client, other_id, Actor("root", None, NOW + 4))
     assert done is not None and done.grants_revoked == 1
     by_cause[RevocationCause.CLIENT_DISABLED] = disabled.grant_id
+
+    # The user signing out at the provider: the session's grant (no offline_access) ends.
+    signed_in = first_pair(store, client_id)
+    cookie = digest("session:vocabulary")
+
+    def sign_in(conn: Connection) -> None:
+        conn.execute(
+            text(
+                "INSERT INTO sessions (digest, user_id, created_at, expires_at, sid) "
+                "VALUES (:digest, 1, :now, :later, 'sid-vocabulary')"
+            ),
+            {"digest": cookie, "now": NOW, "later": NOW + 3600},
+        )
+        conn.execute(
+            text("UPDATE grants SET sid = 'sid-vocabulary' WHERE id = :id"),
+            {"id": signed_in.grant_id},
+        )
+
+    anyio.run(store.runner.write, sign_in)
+    assert anyio.run(store.end_op_session, cookie, NOW + 5).revoked == (signed_in.grant_id,)
+    by_cause[RevocationCause.LOGOUT] = signed_in.grant_id
     return by_cause
 
 

@@ -46,6 +46,9 @@ class RevocationCause(StrEnum):
     REVOKED = "revoked"  # its client's own revocation (RFC 7009)
     ADMIN = "admin"  # an administrator (`baton grants revoke`, the console)
     CLIENT_DISABLED = "client_disabled"  # its client was disabled
+    # The user signed out at the provider (RP-Initiated Logout, `/logout`, "sign out
+    # everywhere"): the session's grants without `offline_access` end with it (OIDC Core §11).
+    LOGOUT = "logout"
 
     @property
     def metric_label(self) -> str:
@@ -56,6 +59,17 @@ class RevocationCause(StrEnum):
 
 REUSE_CAUSES = frozenset({RevocationCause.REUSE, RevocationCause.CODE_REUSE})
 """The causes that are a reuse detection: shown in red by the console."""
+
+BACKCHANNEL_CAUSES = frozenset(
+    {RevocationCause.REUSE, RevocationCause.CODE_REUSE, RevocationCause.ADMIN}
+)
+"""The causes whose revocation of an OpenID Connect grant tells its relying party at once with
+a back-channel logout token (the logout itself sends its own; a client revoking its own token,
+RFC 7009, knows already)."""
+
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+"""The logout token's event (Back-Channel Logout 1.0 §2.4), and the `event_type` of its outbox
+row, which is sent to the client's `backchannel_logout_uri` rather than the webhook."""
 
 
 class FeedEntryKind(StrEnum):
@@ -70,8 +84,9 @@ class ErrorCode(StrEnum):
     """The `error` of an OAuth error response, as the RFCs spell it.
 
     RFC 6749 §5.2 (token endpoint) and §4.1.2.1 (authorization redirects), RFC 6750 §3.1
-    (bearer-token challenges), RFC 7009 §2.2.1 (revocation) and RFC 8707 §2 (resource
-    indicators), plus `too_many_requests`, Baton's own answer to a rate limit (with a 429).
+    (bearer-token challenges), RFC 7009 §2.2.1 (revocation), RFC 8707 §2 (resource
+    indicators) and OpenID Connect Core §3.1.2.6 (authentication requests), plus
+    `too_many_requests`, Baton's own answer to a rate limit (with a 429).
     """
 
     # RFC 6749 §5.2
@@ -95,9 +110,19 @@ class ErrorCode(StrEnum):
     INVALID_TARGET = "invalid_target"
     # Baton's own: a rate limit (429 with Retry-After)
     TOO_MANY_REQUESTS = "too_many_requests"
+    # OpenID Connect Core §3.1.2.6, the authentication request's redirects (Baton never needs
+    # `account_selection_required`: a browser holds one session, so with `prompt=none`, which
+    # excludes `select_account`, there is never an account to choose)
+    LOGIN_REQUIRED = "login_required"
+    CONSENT_REQUIRED = "consent_required"
+    REQUEST_NOT_SUPPORTED = "request_not_supported"
+    REQUEST_URI_NOT_SUPPORTED = "request_uri_not_supported"
+    REGISTRATION_NOT_SUPPORTED = "registration_not_supported"
 
 
 __all__ = [
+    "BACKCHANNEL_CAUSES",
+    "BACKCHANNEL_LOGOUT_EVENT",
     "REUSE_CAUSES",
     "REUSE_EVENT_KINDS",
     "ErrorCode",

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 from baton.readme import Section
 from baton.server.admin import console
-from baton.server.endpoints import authorize, health, openapi
+from baton.server.endpoints import authorize, health, logout, openapi
 from baton.server.endpoints.feed import (
     MAX_STREAMS_PER_CLIENT,
     revocations_page,
@@ -200,6 +200,28 @@ TABLE = Table(
             openapi=openapi.LOGOUT,
             summary="End the browser session (grants stay: revoke them with /revoke)",
             details="a CSRF-protected form; every copy of the session's cookie is signed out",
+        ),
+        endpoint(
+            "/session/end",
+            "GET",
+            logout.end_session_get,
+            metadata="end_session_endpoint",
+            openapi=logout.END_SESSION,
+            summary="OpenID Connect RP-Initiated Logout 1.0",
+            details=(
+                "`id_token_hint`, `client_id`, `post_logout_redirect_uri` (exactly a registered "
+                "one, else a page), `state`; asks the user unless the hint is of this session; "
+                "ends the session, its grants without `offline_access`, and tells the relying "
+                "parties by Back-Channel Logout 1.0"
+            ),
+        ),
+        endpoint(
+            "/session/end",
+            "POST",
+            logout.end_session_post,
+            openapi=logout.END_SESSION_FORM,
+            summary="RP-Initiated Logout by POST, and the sign-out confirmation's answer",
+            details="the confirmation is a CSRF-protected form (`decision`: `yes` or `no`)",
         ),
         endpoint(
             "/revocations",

@@ -246,6 +246,17 @@ NEVER = 2**62
 
 
 @dataclass(frozen=True, slots=True)
+class SignedOut:
+    """What a sign-out at the provider did (`baton.store.sql.logout`): sessions ended, grants
+    revoked and kept (`offline_access`), clients sent a back-channel logout token."""
+
+    sessions: int = 0
+    revoked: tuple[str, ...] = ()  # grant ids
+    kept: tuple[str, ...] = ()  # grant ids holding offline_access
+    told: tuple[str, ...] = ()  # client ids
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """A webhook outbox row leased to its sender (`Outbox.claim_deliveries`)."""
 
@@ -254,3 +265,6 @@ class Delivery:
     payload: str
     attempts: int  # including the one now leased
     created_at: int
+    # None: the configured webhook; else a client's back-channel logout URI, the payload then
+    # the logout token's stored claims (signed at delivery).
+    destination: str | None = None

@@ -23,6 +23,7 @@ from baton.store.base import (
     NewCode,
     RedeemResult,
     RevokeResult,
+    SignedOut,
     TokenFacts,
     User,
 )
@@ -133,4 +134,21 @@ class Readiness(Protocol):
 
     async def schema_is_current(self) -> bool:
         """Whether the database answers with the schema of this code's newest migration."""
+        ...
+
+
+class SignOut(Protocol):
+    """/session/end and `/logout` (`logout`): sessions ended at the provider, with their grants."""
+
+    async def session_sid(self, digest: bytes, now: int) -> str | None:
+        """The public `sid` of the live session whose cookie digest is `digest`."""
+        ...
+
+    async def end_op_session(self, digest: bytes, now: int) -> SignedOut:
+        """Ends the session, revokes its grants without `offline_access` and writes a
+        back-channel logout for each client with a grant from it, in one transaction."""
+        ...
+
+    async def end_user_op_sessions(self, user_id: int, now: int) -> SignedOut:
+        """The same for every live session of the user ("sign out everywhere")."""
         ...

@@ -5,6 +5,15 @@ processes never send one row at the same time, while a row leased by a process t
 again once the lease runs out. A failed delivery (no answer, a timeout, any status but 2xx) is
 tried again after an exponential backoff with jitter, capped, until the event is older than the
 maximum age; then it is given up and its last error kept in the row.
+
+The same loop delivers back-channel logout tokens (OIDC Back-Channel Logout 1.0 §2.5): rows with
+a `destination` (a client's `backchannel_logout_uri`), POSTed as a form with `logout_token`,
+signed here at the moment of sending (`LogoutTokens`); the relying party answers 200 (or 204)
+when it logged the session out, anything else is retried like a webhook. The loop runs whether or
+not a webhook URL is configured (without one it leases only back-channel rows), wakes as soon as
+this process commits a logout (`outbox.BELL`: a reuse detected by a worker is sent by that
+worker's loop at once), and finds those of other processes (`baton grants revoke`) and the
+retries coming due by its poll (`poll_interval`).
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import httpx
@@ -22,6 +31,7 @@ from baton.core.policy import DAY
 from baton.logs import get_logger
 from baton.server.observability.metrics import Metrics
 from baton.store.base import NEVER, Delivery
+from baton.store.sql.outbox import BELL
 from baton.webhooks import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, sign
 
 log = get_logger("baton.webhooks")
@@ -33,16 +43,17 @@ class Outbox(Protocol):
     Events are written to the outbox by the transactions that decide them; the store's
     `baton.store.sql.outbox` has the statements behind these methods."""
 
-    async def deliveries_due(self, now: int, oldest: int) -> bool:
+    async def deliveries_due(self, now: int, oldest: int, webhooks: bool = True) -> bool:
         """Whether a row created at `oldest` or later is due (a read: an idle outbox costs no
-        write transaction)."""
+        write transaction); without `webhooks` only back-channel logout rows count."""
         ...
 
     async def claim_deliveries(
-        self, now: int, lease_until: int, oldest: int, limit: int
+        self, now: int, lease_until: int, oldest: int, limit: int, webhooks: bool = True
     ) -> list[Delivery]:
         """Leases up to `limit` due rows to the caller until `lease_until`; a row leased by a
-        process that died is due again once its lease has passed (at least once)."""
+        process that died is due again once its lease has passed (at least once). Without
+        `webhooks`, only back-channel logout rows."""
         ...
 
     async def mark_delivered(self, delivery_id: int, now: int) -> None: ...
@@ -52,10 +63,23 @@ class Outbox(Protocol):
         ...
 
 
+class LogoutTokens(Protocol):
+    """Signs a back-channel logout token from its stored claims at `now`; None when it cannot be
+    signed now (no key of the client's algorithm yet, OpenID Connect off): tried again later."""
+
+    async def __call__(self, stored: dict[str, Any], now: int) -> str | None: ...
+
+
+# Back-Channel Logout 1.0 §2.8: "If the logout succeeded, the RP MUST respond with HTTP 200 OK";
+# 204 is what many relying parties send, and means the same.
+LOGGED_OUT = frozenset({200, 204})
+
+
 @dataclass(frozen=True)
 class WebhookOptions:
-    url: str = field(repr=False)  # may hold a credential in its query: never logged
-    secret: str = field(repr=False)
+    # None: no webhook configured (the loop then delivers back-channel logouts only).
+    url: str | None = field(default=None, repr=False)  # may hold a credential: never logged
+    secret: str | None = field(default=None, repr=False)
     timeout: float = 10.0  # seconds for one POST
     backoff_base: int = 5  # seconds before the second attempt; doubled after each failure
     backoff_cap: int = 3600  # the longest wait between attempts
@@ -80,36 +104,88 @@ class WebhookSender:
         clock: Clock,
         metrics: Metrics | None = None,
         http: httpx.AsyncClient | None = None,
+        logout_tokens: LogoutTokens | None = None,
     ) -> None:
         self.options = options
         self.store = store
         self.clock = clock
         self.metrics = metrics
         self.http = http or httpx.AsyncClient(follow_redirects=False)
+        self.logout_tokens = logout_tokens
+        self.webhooks = options.url is not None and options.secret is not None
 
     async def run_forever(self) -> None:
         while True:
+            seen = BELL.rung  # before the look: a logout committed after it is not waited out
             try:
                 sent = await self.deliver_due()
             except Exception:  # the database is away, say: look again later
                 log.exception("webhook delivery round failed; will retry")
                 sent = 0
             if sent == 0:
-                await anyio.sleep(self.options.poll_interval)
+                await BELL.wait(self.options.poll_interval, seen)
 
     async def deliver_due(self) -> int:
         """Claims the due rows and sends them; returns how many were claimed."""
-        options, now = self.options, self.clock.now()
+        options, now, webhooks = self.options, self.clock.now(), self.webhooks
         oldest = now - options.max_age
-        if not await self.store.deliveries_due(now, oldest):
+        if not await self.store.deliveries_due(now, oldest, webhooks):
             return 0
-        claimed = await self.store.claim_deliveries(now, now + options.lease, oldest, options.batch)
+        claimed = await self.store.claim_deliveries(
+            now, now + options.lease, oldest, options.batch, webhooks
+        )
         async with anyio.create_task_group() as tasks:
             for delivery in claimed:
-                tasks.start_soon(self._deliver, delivery)
+                if delivery.destination is not None:
+                    tasks.start_soon(self._deliver_logout, delivery, delivery.destination)
+                else:
+                    tasks.start_soon(self._deliver, delivery)
         return len(claimed)
 
+    async def _deliver_logout(self, delivery: Delivery, destination: str) -> None:
+        """Back-Channel Logout 1.0 §2.5: `POST` of `logout_token` as a form, to the client's
+        `backchannel_logout_uri`; the token is signed now, never stored signed."""
+        stored = json.loads(delivery.payload)
+        fields = {"client_id": stored.get("aud"), "jti": stored.get("jti")}
+        failure: str | None
+        token = None
+        if self.logout_tokens is not None:
+            token = await self.logout_tokens(stored, self.clock.now())
+        if token is None:
+            failure = "the logout token cannot be signed (OpenID Connect off, or no key yet)"
+        else:
+            try:
+                response = await self.http.post(
+                    destination,
+                    data={"logout_token": token},
+                    headers={"User-Agent": "baton-backchannel-logout"},
+                    timeout=self.options.timeout,
+                )
+                failure = (
+                    None if response.status_code in LOGGED_OUT else f"HTTP {response.status_code}"
+                )
+            except httpx.HTTPError as exc:
+                failure = type(exc).__name__  # never the message: it may quote the URL
+        now = self.clock.now()
+        if failure is None:
+            await self.store.mark_delivered(delivery.id, now)
+            log.info("back-channel logout delivered", attempts=delivery.attempts, **fields)
+            return
+        next_at = now + backoff(self.options, delivery.attempts)
+        if next_at > delivery.created_at + self.options.max_age:
+            next_at = NEVER
+            failure = f"gave up after {delivery.attempts} attempts: {failure}"
+        await self.store.mark_failed(delivery.id, next_at, failure)
+        log.warning(
+            "back-channel logout failed",
+            attempts=delivery.attempts,
+            error=failure,
+            retry_at=None if next_at == NEVER else next_at,
+            **fields,
+        )
+
     async def _deliver(self, delivery: Delivery) -> None:
+        assert self.options.url is not None and self.options.secret is not None  # `webhooks`
         body = delivery.payload.encode()
         event_id = _event_id(delivery)
         headers = {

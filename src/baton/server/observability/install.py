@@ -14,7 +14,12 @@ from starlette.routing import BaseRoute, Route
 
 from baton.config import Settings
 from baton.core.clock import Clock
-from baton.server.observability.delivery import Outbox, WebhookOptions, WebhookSender
+from baton.server.observability.delivery import (
+    LogoutTokens,
+    Outbox,
+    WebhookOptions,
+    WebhookSender,
+)
 from baton.server.observability.metrics import (
     Metrics,
     Stats,
@@ -35,16 +40,16 @@ class Observability:
         self.sender: WebhookSender | None = None
         if settings.webhook_url and not settings.webhook_secret:
             raise ValueError("webhooks need a signing secret (BATON_WEBHOOK_SECRET)")
-        if settings.webhook_url and settings.webhook_secret:
-            options = WebhookOptions(
-                url=settings.webhook_url,
-                secret=settings.webhook_secret,
-                backoff_base=settings.webhook_backoff_base,
-                backoff_cap=settings.webhook_backoff_cap,
-                max_age=settings.webhook_max_age,
-                poll_interval=settings.webhook_poll_interval,
-            )
-            self.sender = WebhookSender(options, store, clock, self.metrics)
+        # Without a webhook URL the options still time the back-channel logouts' retries.
+        self.options = WebhookOptions(
+            url=settings.webhook_url or None,
+            secret=settings.webhook_secret if settings.webhook_url else None,
+            backoff_base=settings.webhook_backoff_base,
+            backoff_cap=settings.webhook_backoff_cap,
+            max_age=settings.webhook_max_age,
+            poll_interval=settings.webhook_poll_interval,
+        )
+        self.clock = clock
         self.store = store
 
     def routes(self) -> list[BaseRoute]:
@@ -54,9 +59,14 @@ class Observability:
             return []
         return [Route("/metrics", metrics_endpoint(token), methods=["GET"])]
 
-    def start(self, tasks: TaskGroup) -> None:
+    def start(self, tasks: TaskGroup, logout_tokens: LogoutTokens | None = None) -> None:
+        """The metrics' sampling and the outbox's delivery loop: it runs with a webhook URL, and
+        with OpenID Connect (`logout_tokens`) even without one, for back-channel logouts."""
         tasks.start_soon(sample_pool_forever, self.metrics, self.store)
-        if self.sender is not None:
+        if self.options.url is not None or logout_tokens is not None:
+            self.sender = WebhookSender(
+                self.options, self.store, self.clock, self.metrics, logout_tokens=logout_tokens
+            )
             tasks.start_soon(self.sender.run_forever)
 
     async def close(self) -> None:

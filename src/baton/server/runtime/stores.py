@@ -19,6 +19,7 @@ from baton.server.endpoints.stores import (
     ClientLookup,
     Readiness,
     RevocationFeed,
+    SignOut,
     TokenLifecycle,
     TokenRevocation,
 )
@@ -44,6 +45,7 @@ class Store(
     RevocationFeed,
     AuthorizationStore,
     Readiness,
+    SignOut,
     SessionStore,
     SigningKeys,
     BrowserOrigins,

@@ -20,7 +20,7 @@ from typing import TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from baton.core.facts import GrantFacts
+from baton.core.facts import GrantFacts, LiveSession
 from baton.core.keys import StoredKey
 from baton.core.origins import OriginSource
 from baton.core.pairs import IssuedPair, MintedPair
@@ -45,11 +45,12 @@ from baton.store.base import (
     RevocationEvent,
     RevokeResult,
     SecurityEvent,
+    SignedOut,
     TokenFacts,
     User,
 )
 from baton.store.engines import PoolSettings, Runner, SQLiteSettings, open_runner
-from baton.store.sql import feed, lifecycle, origins, outbox, purge, registry, sessions
+from baton.store.sql import feed, lifecycle, logout, origins, outbox, purge, registry, sessions
 from baton.store.sql.admin import AdminStore
 from baton.store.sql.confirm import confirmed
 
@@ -88,7 +89,13 @@ class SQLStore:
         return await self.runner.read(work)
 
     async def _write(self, work: Callable[[Connection], T]) -> T:
-        return await self.runner.write(work)
+        def run(conn: Connection) -> tuple[T, bool]:
+            return work(conn), conn.info.pop(outbox.WAKE_OUTBOX, False)
+
+        result, wrote_logout = await self.runner.write(run)
+        if wrote_logout:  # committed: this process's delivery loops send it now
+            outbox.BELL.ring()
+        return result
 
     async def _read(self, work: Callable[[Connection], T]) -> T:
         return await self.runner.read(work)
@@ -201,22 +208,48 @@ class SQLStore:
     # -- browser sessions (baton.server.runtime.sessions.SessionStore) ---------------------------
 
     async def start_session(
-        self, digest: bytes, user_id: int, now: int, expires_at: int, source_address: str | None
+        self,
+        digest: bytes,
+        user_id: int,
+        now: int,
+        expires_at: int,
+        source_address: str | None,
+        sid: str | None = None,
+        acr: str | None = None,
+        amr: tuple[str, ...] = (),
     ) -> None:
         await self._write(
             lambda conn: sessions.start_session(
-                conn, digest, user_id, now, expires_at, source_address
+                conn, digest, user_id, now, expires_at, source_address, sid, acr, amr
             )
         )
 
     async def session_user(self, digest: bytes, now: int) -> int | None:
         return await self._read(lambda conn: sessions.session_user(conn, digest, now))
 
+    async def live_session(self, digest: bytes, now: int) -> LiveSession | None:
+        return await self._read(lambda conn: sessions.live_session(conn, digest, now))
+
     async def end_session(self, digest: bytes, now: int) -> None:
         await self._write(lambda conn: sessions.end_session(conn, digest, now))
 
     async def end_user_sessions(self, user_id: int, now: int) -> int:
         return await self._write(lambda conn: sessions.end_user_sessions(conn, user_id, now))
+
+    # -- signing out at the provider (baton.server.endpoints.logout) ----------------------------
+
+    async def session_sid(self, digest: bytes, now: int) -> str | None:
+        """The public `sid` of the live session whose cookie digest is `digest`, if it has one."""
+        return await self._read(lambda conn: logout.session_sid(conn, digest, now))
+
+    async def end_op_session(self, digest: bytes, now: int) -> SignedOut:
+        """Ends the session, revokes its grants without `offline_access`, and writes a
+        back-channel logout for each client with a grant from it (one transaction)."""
+        return await self._write(lambda conn: logout.end_session(conn, digest, now))
+
+    async def end_user_op_sessions(self, user_id: int, now: int) -> SignedOut:
+        """`end_op_session` for every live session of the user ("sign out everywhere")."""
+        return await self._write(lambda conn: logout.end_user_sessions(conn, user_id, now))
 
     # -- token lifecycle ------------------------------------------------------------------------
 
@@ -341,16 +374,17 @@ class SQLStore:
         horizon = now - retention
         return await self._write(lambda conn: purge.purge_batch(conn, now, horizon, batch))
 
-    async def deliveries_due(self, now: int, oldest: int) -> bool:
-        """Whether any outbox row is due (a read: an idle outbox costs no write transaction)."""
-        return await self._read(lambda conn: outbox.any_due(conn, now, oldest))
+    async def deliveries_due(self, now: int, oldest: int, webhooks: bool = True) -> bool:
+        """Whether any outbox row is due (a read: an idle outbox costs no write transaction);
+        without `webhooks`, only back-channel logouts count."""
+        return await self._read(lambda conn: outbox.any_due(conn, now, oldest, webhooks))
 
     async def claim_deliveries(
-        self, now: int, lease_until: int, oldest: int, limit: int
+        self, now: int, lease_until: int, oldest: int, limit: int, webhooks: bool = True
     ) -> list[Delivery]:
         """Leases the due outbox rows to the caller until `lease_until` (`outbox.claim_due`)."""
         return await self._write(
-            lambda conn: outbox.claim_due(conn, now, lease_until, oldest, limit)
+            lambda conn: outbox.claim_due(conn, now, lease_until, oldest, limit, webhooks)
         )
 
     async def mark_delivered(self, delivery_id: int, now: int) -> None:

@@ -26,7 +26,7 @@ from baton.core.rules import CodeProblem, CodeRedemption, Reason
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.tokens import random_id
-from baton.core.vocabulary import RevocationCause, SecurityEventKind
+from baton.core.vocabulary import BACKCHANNEL_CAUSES, RevocationCause, SecurityEventKind
 from baton.store.base import (
     TARGET_REFUSED,
     Client,
@@ -421,6 +421,12 @@ def revoke_grant(
     )
     wake_feed(conn)
     outbox.grant_revoked(conn, grant_id, reason, now, known)  # a webhook, in the same transaction
+    if reason in BACKCHANNEL_CAUSES:
+        # Back-Channel Logout 1.0 §2.7: the OP sends a logout token when the session ends at
+        # the OP; a reuse or an administrator ends the grant's, and its relying party is told
+        # at once (written here, so the revocation and the token commit or fail together). A
+        # plain OAuth grant costs nothing more; an OpenID Connect one, one read of its client.
+        outbox.grant_logout(conn, grant_id, now, known)
     if forget_consent:
         FORGET_CONSENT.run(conn, grant_id=grant_id)
     return True
