@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx2
@@ -21,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 from joserfc import jws
 from joserfc.jwk import import_key
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from baton.cli import main
@@ -32,18 +34,21 @@ from baton.core.subject import pairwise_salt, subject_for
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.server.runtime.keyring import ID_TOKEN, ID_TOKEN_ALGORITHMS, missing_id_token_keys
 from baton.store.base import Client, NewCode
+from baton.store.schema import sessions
 from baton.store.sql import SQLStore
 from tests.support import (
     ISSUER,
     REDIRECT_URI,
     RegisteredClient,
     first_pair,
+    hidden_fields,
     introspect,
     pkce_pair,
     refresh,
     register_client,
     register_user,
     running_app,
+    sign_in,
 )
 
 KEK = "correct horse battery staple, 32+ chars"
@@ -503,3 +508,55 @@ def test_the_first_access_token_key_signs_at_once_beside_id_token_keys(tmp_path:
         assert new.purpose is None and new.activates_at == new.created_at
         retired = {k.kid: k for k in anyio.run(store.signing_keys)}[rs256.kid]
         assert retired.retires_at == first["old_keys_retire_at"] >= new.activates_at + 3600
+
+
+# -- the whole flow, through the authorization endpoint ------------------------------------------
+
+
+def test_the_browser_flow_gives_an_id_token_of_that_sign_in(oidc_sqlite: Server) -> None:
+    """/authorize (sign-in, consent to offline_access), then /token: the ID token repeats the
+    request's nonce and the browser session's sid, and its auth_time is the sign-in's."""
+    http, store, clock = oidc_sqlite
+    rp = register_rp(store)
+    verifier, challenge = pkce_pair()
+    params = {
+        "response_type": "code",
+        "client_id": rp.id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid offline_access email",
+        "state": "st8",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "nonce": NONCE,
+        "prompt": "consent",
+    }
+    signed_in_at = clock.now()
+    login = http.get("/authorize", params=params)
+    assert login.status_code == 303, login.text
+    signed = sign_in(http, login.headers["location"])
+    clock.advance(3)
+    page = http.get(signed.headers["location"])
+    assert page.status_code == 200 and 'value="allow"' in page.text, page.text
+    back = http.post("/authorize", data={**hidden_fields(page.text), "decision": "allow"})
+    assert back.status_code in (302, 303), back.text
+    query = parse_qs(urlsplit(back.headers["location"]).query)
+    data = {
+        "grant_type": "authorization_code",
+        "code": query["code"][0],
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+    }
+    response = http.post("/token", data=data, auth=rp.registered.basic)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["refresh_token"].startswith("bat_rt_")  # offline_access, consented to
+    claims = authlib_validated(
+        http, body["id_token"], rp.id, body["access_token"], NONCE, clock.now()
+    )
+    sids = anyio.run(
+        store.inspect,
+        lambda conn: [row.sid for row in conn.execute(select(sessions.c.sid))],
+    )
+    assert claims["sid"] in sids
+    assert claims["auth_time"] == signed_in_at
+    assert claims["sub"] == "alice"
