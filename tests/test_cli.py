@@ -630,6 +630,8 @@ def test_keys_rotate_publishes_ahead_and_retires_the_old_key(tmp_path: Path) -> 
             "300",
             "--max-access-ttl",
             "900",
+            "--max-id-token-ttl",
+            "600",
             "--key-encryption-key",
             KEK,
             "--json",

@@ -330,9 +330,12 @@ def file_and_env(name: str, value: Any, env_text: str) -> tuple[Result, Result]:
 @given(st.sampled_from(INTS), st.integers(min_value=-5, max_value=10**12))
 def test_integers_and_their_bounds(name: str, value: int) -> None:
     from_file, from_env = file_and_env(name, value, str(value))
-    minimum = BY_NAME[name].minimum
+    minimum, maximum = BY_NAME[name].minimum, BY_NAME[name].maximum
     if minimum is not None and value < minimum:
         refused(from_file, name, "below the minimum")
+        assert from_env.exit_code == 2 and BY_NAME[name].flag in from_env.stderr
+    elif maximum is not None and value > maximum:
+        refused(from_file, name, "above the maximum")
         assert from_env.exit_code == 2 and BY_NAME[name].flag in from_env.stderr
     else:
         assert json.loads(from_file.stdout)[name] == {"value": value, "source": "file"}

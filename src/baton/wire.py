@@ -33,7 +33,8 @@ RevocationKind = Literal["access_token", "grant"]
 
 class TokenResponse(TypedDict):
     """RFC 6749 §5.1, plus `refresh_token_expires_in`. A refresh token comes with its lifetime;
-    `client_credentials` issues none."""
+    `client_credentials` issues none, nor does an OpenID Connect grant without `offline_access`
+    (OIDC Core §11). An OpenID Connect grant's responses carry an `id_token` (§3.1.3.3, §12.2)."""
 
     access_token: Annotated[str, Facet("`bat_at_...` (opaque) or a JWT (RFC 9068).")]
     token_type: Literal["Bearer"]
@@ -43,6 +44,9 @@ class TokenResponse(TypedDict):
     ]
     refresh_token_expires_in: NotRequired[NonNegative]
     scope: str
+    id_token: NotRequired[
+        Annotated[str, Facet("A signed JWT (OpenID Connect Core §2), for `openid` grants.")]
+    ]
 
 
 class ErrorResponse(TypedDict):

@@ -52,6 +52,14 @@ def jwt_server(database: Path | str) -> Iterator[JwtServer]:
         )
 
 
+def published_for_access_tokens(http: TestClient, store: SQLStore) -> list[dict[str, Any]]:
+    """The JWKS less the keys made for ID tokens alone (OpenID Connect is on with a
+    key-encryption key: `baton.server.runtime.keyring`)."""
+    id_token_only = {k.kid for k in anyio.run(store.signing_keys) if k.purpose is not None}
+    keys: list[dict[str, Any]] = http.get("/jwks.json").json()["keys"]
+    return [k for k in keys if k["kid"] not in id_token_only]
+
+
 def segment(part: str) -> dict[str, Any]:
     decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
     return decoded
@@ -135,7 +143,7 @@ def test_resource_indicator_becomes_the_audience(jwt_server: JwtServer) -> None:
 
 def test_private_keys_are_sealed_at_rest(jwt_server: JwtServer) -> None:
     _http, store, _clock, _client, _rs = jwt_server
-    (stored,) = anyio.run(store.signing_keys)
+    (stored,) = [k for k in anyio.run(store.signing_keys) if k.purpose is None]
     assert b"PRIVATE KEY" not in stored.private_key
     assert "d" not in json.loads(stored.public_jwk)  # the JWKS half holds no private part
     unseal(stored, key_encryption_key(KEK))
@@ -151,7 +159,7 @@ def test_a_rotated_key_is_published_before_it_signs(jwt_server: JwtServer) -> No
     anyio.run(store.add_signing_key, new, clock.now() + 600 + 3600)
     app = http.app
     anyio.run(lambda: app.state.baton.keys.reload(clock.now()))  # type: ignore[attr-defined]
-    kids = [k["kid"] for k in http.get("/jwks.json").json()["keys"]]
+    kids = [k["kid"] for k in published_for_access_tokens(http, store)]
     assert kids == [old_kid, new.kid]  # published now...
     token = first_pair(http, client)["access_token"]
     assert header(token)["kid"] == old_kid  # ...but not signing yet
@@ -159,7 +167,7 @@ def test_a_rotated_key_is_published_before_it_signs(jwt_server: JwtServer) -> No
     token = first_pair(http, client)["access_token"]
     assert header(token) == {"alg": "Ed25519", "kid": new.kid, "typ": "at+jwt"}
     clock.advance(3600)  # the last token signed by the old key has expired: it leaves the JWKS
-    assert [k["kid"] for k in http.get("/jwks.json").json()["keys"]] == [new.kid]
+    assert [k["kid"] for k in published_for_access_tokens(http, store)] == [new.kid]
 
 
 def through(http: TestClient) -> httpx.MockTransport:
@@ -222,7 +230,7 @@ def test_each_algorithm_signs_and_verifies(
         register_user(store)
         client, rs = register_client(store), register_client(store, resource_server=True)
         token = first_pair(http, client)["access_token"]
-        (published,) = http.get("/jwks.json").json()["keys"]
+        (published,) = published_for_access_tokens(http, store)
         assert header(token) == {"alg": alg, "kid": published["kid"], "typ": "at+jwt"}
         assert published["alg"] == alg and published["use"] == "sig"
         claims = independently_verified(http, token)
@@ -244,8 +252,8 @@ def test_a_key_stored_as_eddsa_keeps_its_name_until_rotated_out(jwt_server: JwtS
     anyio.run(store.add_signing_key, old, clock.now())  # the app's first key (ES256) retires
     clock.advance(1)
     anyio.run(lambda: app.state.baton.keys.reload(clock.now()))  # type: ignore[attr-defined]
-    assert [k.alg for k in anyio.run(store.signing_keys)][-1] == "EdDSA"
-    assert http.get("/jwks.json").json()["keys"] == [json.loads(old.public_jwk)]
+    assert [k.alg for k in anyio.run(store.signing_keys) if k.purpose is None][-1] == "EdDSA"
+    assert published_for_access_tokens(http, store) == [json.loads(old.public_jwk)]
     before = first_pair(http, client)["access_token"]
     assert header(before) == {"alg": "EdDSA", "kid": old.kid, "typ": "at+jwt"}
     verifier = resource_verifier(http, clock, rs)
@@ -255,7 +263,7 @@ def test_a_key_stored_as_eddsa_keeps_its_name_until_rotated_out(jwt_server: JwtS
     anyio.run(store.add_signing_key, new, clock.now() + 600 + 3600)
     anyio.run(lambda: app.state.baton.keys.reload(clock.now()))  # type: ignore[attr-defined]
     key_set = http.get("/jwks.json").json()
-    assert [(k["kid"], k["alg"]) for k in key_set["keys"]] == [
+    assert [(k["kid"], k["alg"]) for k in published_for_access_tokens(http, store)] == [
         (old.kid, "EdDSA"),
         (new.kid, "Ed25519"),
     ]

@@ -37,7 +37,8 @@ def click_option(option: Option) -> Callable[[F], F]:
         elif option.is_path:
             kind = click.Path(dir_okay=False)
         elif option.kind is int:
-            kind = click.IntRange(min=option.minimum) if option.minimum is not None else int
+            bounded = option.minimum is not None or option.maximum is not None
+            kind = click.IntRange(min=option.minimum, max=option.maximum) if bounded else int
         elif option.kind is float:
             kind = click.FloatRange(min=option.minimum) if option.minimum is not None else float
         else:

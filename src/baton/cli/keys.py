@@ -1,8 +1,14 @@
-"""`baton keys rotate` and `baton keys list`: the signing keys of JWT access tokens, published
-ahead of use and retired after the longest access-token lifetime.
+"""`baton keys rotate` and `baton keys list`: the signing keys of JWT access tokens and of ID
+tokens, published ahead of use and retired after the longest lifetime of a token they signed.
+
+A key signs access tokens and the ID tokens of its algorithm; a key made `--id-token-only` (as
+the server makes the keys of the other ID token algorithms, see `baton.server.runtime.keyring`)
+signs only ID tokens. Rotating one replaces the keys of its kind (`registry.add_signing_key`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import click
 
@@ -16,12 +22,13 @@ from baton.cli.common import (
     run_with_store,
 )
 from baton.core.keys import ALGORITHM_CHOICES, KeyEncryptionError, algorithm, generate, unseal
+from baton.server.runtime.keyring import ID_TOKEN
 from baton.store.sql import SQLStore
 
 
 @click.group()
 def keys() -> None:
-    """Signing keys for JWT access tokens."""
+    """Signing keys for JWT access tokens and ID tokens."""
 
 
 @keys.command("rotate")
@@ -50,6 +57,22 @@ def keys() -> None:
     help="The longest access-token lifetime: the old keys stay published this long after "
     "the new one starts signing.",
 )
+@click.option(
+    "--max-id-token-ttl",
+    default=3600,
+    show_default=True,
+    envvar="BATON_ID_TOKEN_LIFETIME",
+    type=click.IntRange(min=1),
+    help="The ID-token lifetime (the server's --id-token-lifetime, read from "
+    "BATON_ID_TOKEN_LIFETIME when set): the old keys stay published at least this long after "
+    "the new one starts signing, so every ID token they signed still verifies until it expires.",
+)
+@click.option(
+    "--id-token-only",
+    is_flag=True,
+    help="The new key signs ID tokens of its algorithm only, never access tokens; it replaces "
+    "only the ID-token-only keys of its algorithm.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def keys_rotate(
     db: str,
@@ -57,24 +80,40 @@ def keys_rotate(
     alg: str,
     publish_ahead: int,
     max_access_ttl: int,
+    max_id_token_ttl: int,
+    id_token_only: bool,
     as_json: bool,
 ) -> None:
-    """Publish a new signing key now; it signs after --publish-ahead, and the old keys retire
-    after the longest access-token lifetime."""
+    """Publish a new signing key now; it signs after --publish-ahead, and the keys it replaces
+    retire after the longest lifetime of a token they signed."""
     kek = check_kek(key_encryption_key)
     now = current_time()
+    purpose = ID_TOKEN if id_token_only else None
+    new_alg = algorithm(alg)
 
     async def work(store: SQLStore) -> tuple[str, int, int | None]:
         existing = await store.signing_keys()
         for stored in existing:
             unseal(stored, kek)  # the same key-encryption key, or refuse before writing
-        activates_at = now + publish_ahead if existing else now
-        retire_at = activates_at + max_access_ttl if existing else None
-        new = generate(alg, now, activates_at, kek)
+        # The keys the new one replaces (as `add_signing_key` retires them): the ID-token-only
+        # keys of its algorithm and, for a key that signs access tokens, the others that do.
+        lasting = [k for k in existing if k.retires_at is None]
+        replaced = [k for k in lasting if k.purpose is not None and k.alg == new_alg]
+        if purpose is None:
+            replaced += [k for k in lasting if k.purpose is None]
+        # Published ahead of signing while a key of its role signs: the first key to sign
+        # access tokens signs at once (JWT access tokens cannot wait for it), even where it
+        # takes over an algorithm's ID tokens.
+        ahead = any(k.purpose == purpose for k in replaced)
+        activates_at = now + publish_ahead if ahead else now
+        # A retired key leaves the JWKS only once every token it signed has expired: access
+        # tokens (--max-access-ttl) and ID tokens (--max-id-token-ttl) alike.
+        retire_at = activates_at + max(max_access_ttl, max_id_token_ttl) if replaced else None
+        new = dataclasses.replace(generate(alg, now, activates_at, kek), purpose=purpose)
         await store.add_signing_key(new, retire_at)
         return new.kid, activates_at, retire_at
 
-    alg = algorithm(alg)  # the name the key signs with (EdDSA: Ed25519)
+    alg = new_alg  # the name the key signs with (EdDSA: Ed25519)
     try:
         kid, activates_at, retire_at = run_with_store(db, work)
     except KeyEncryptionError as exc:
@@ -82,10 +121,12 @@ def keys_rotate(
     payload = {
         "kid": kid,
         "alg": alg,
+        "purpose": purpose,
         "activates_at": activates_at,
         "old_keys_retire_at": retire_at,
     }
-    text = f"published key {kid} ({alg}); it signs from {activates_at}"
+    kind = "ID tokens only" if purpose else "access tokens and ID tokens"
+    text = f"published key {kid} ({alg}, {kind}); it signs from {activates_at}"
     if retire_at is not None:
         text += f"; older keys leave the JWKS at {retire_at}"
     emit(as_json, payload, text)
@@ -104,13 +145,15 @@ def keys_list(db: str, as_json: bool) -> None:
             "created_at": k.created_at,
             "activates_at": k.activates_at,
             "retires_at": k.retires_at,
+            "purpose": k.purpose,
         }
         for k in found
     ]
-    lines = [f"{'KID':<22} {'ALG':<7} {'CREATED':<11} {'SIGNS FROM':<11} RETIRES"]
+    header = f"{'KID':<22} {'ALG':<7} {'PURPOSE':<8} {'CREATED':<11} {'SIGNS FROM':<11} RETIRES"
+    lines = [header]
     lines += [
-        f"{r['kid']:<22} {r['alg']:<7} {r['created_at']:<11} {r['activates_at']:<11} "
-        f"{r['retires_at'] or '-'}"
+        f"{r['kid']:<22} {r['alg']:<7} {r['purpose'] or 'all':<8} {r['created_at']:<11} "
+        f"{r['activates_at']:<11} {r['retires_at'] or '-'}"
         for r in rows
     ]
     emit(as_json, {"keys": rows}, "\n".join(lines))

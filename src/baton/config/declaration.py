@@ -64,6 +64,7 @@ class Option:
     field: str = ""  # the field it fills, when not `name`
     given: Any = _DERIVED  # the default, for options whose home declares none
     minimum: int | None = None
+    maximum: int | None = None
     choices: tuple[str, ...] = ()
     scale: int = 1  # the field holds value * scale (days given, seconds kept)
     secret: bool = False  # masked by `config show`; in a file only if the file is private

@@ -193,6 +193,16 @@ OPTIONS: tuple[Option, ...] = (
         "with `jwt`; prefer the environment variable",
     ),
     Option(
+        "id_token_lifetime",
+        int,
+        "OpenID Connect ID token lifetime, seconds (60 to 86400).",
+        Lands.SETTINGS,
+        minimum=60,
+        maximum=86400,
+        doc="lifetime of the ID tokens (OpenID Connect) in seconds, from 60 to a day; `keys "
+        "rotate` keeps a retired key published at least this long",
+    ),
+    Option(
         "session_key_file",
         str,
         "File (mode 0600) holding the key that signs session cookies, generated on the first "

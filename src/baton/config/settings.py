@@ -41,6 +41,12 @@ class Settings:
     key_reload_interval: int = 30
     # Seals the private signing keys at rest (at least 32 characters); never stored.
     key_encryption_key: str | None = field(default=None, repr=False)
+    # Lifetime of the ID tokens (seconds): an ID token proves a sign-in to the relying party
+    # when it arrives, and grants nothing; an hour, as node-oidc-provider and most providers
+    # issue them, leaves a relying party's clock skew and retries ample room. Bounded (60 s to a
+    # day): the signing keys stay published this long after they retire (`keys rotate
+    # --max-id-token-ttl`).
+    id_token_lifetime: int = 3600
     # Signs the browser's session and device cookies (at least 32 characters); never stored in
     # the database. `baton serve` takes it from BATON_SESSION_KEY, else from --session-key-file
     # (generated there, 0600, on the first start). Without one, create_app makes a key for its

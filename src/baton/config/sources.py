@@ -79,6 +79,8 @@ def check_value(option: Option, value: Any) -> Any:
         raise ValueError(f"expected {_TYPE_NAMES[kind]}, not {_toml_type(value)}")
     if option.minimum is not None and value < option.minimum:
         raise ValueError(f"{value!r} is below the minimum {option.minimum:g}")
+    if option.maximum is not None and value > option.maximum:
+        raise ValueError(f"{value!r} is above the maximum {option.maximum:g}")
     if option.choices and value not in option.choices:
         raise ValueError(f"{value!r} is not one of {', '.join(option.choices)}")
     return value

@@ -9,6 +9,7 @@ from typing import Protocol
 from baton.core.audience import audience_of, stored_audience
 from baton.core.facts import GrantFacts
 from baton.core.policy import Policy
+from baton.core.rules import OPENID, issues_refresh_token
 from baton.core.tokens import Minted, TokenKind, digest, mint, random_id
 from baton.wire import TokenResponse
 
@@ -55,6 +56,15 @@ class OpaqueAccessTokens:
 OPAQUE = OpaqueAccessTokens()
 
 
+class IdTokenFormat(Protocol):
+    """The ID tokens of one client (`baton.core.idtoken.IdTokenIssuer`)."""
+
+    def issue(self, grant: GrantFacts, access_token: str, nonce: str | None, issued_at: int) -> str:
+        """The ID token of `grant` issued with `access_token` (its `at_hash`) at `issued_at`;
+        `nonce`: the authentication request's, at the code's redemption only."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class MintedPair:
     """What a token response will issue: the refresh token, generated before the transaction
@@ -73,6 +83,9 @@ class MintedPair:
     jti: str = field(default_factory=lambda: random_id("", 12))
     # `aud` when the grant holds no resources (`--access-token-audience`, else the issuer).
     default_audience: str | None = None
+    # The client's ID tokens, issued when the grant is an OpenID Connect one (`openid` in its
+    # scope, and a sign-in); None: never (client_credentials).
+    id_tokens: IdTokenFormat | None = None
 
     @classmethod
     def new(
@@ -82,6 +95,7 @@ class MintedPair:
         resources: tuple[str, ...] = (),
         lifetimes_from: int | None = None,
         default_audience: str | None = None,
+        id_tokens: IdTokenFormat | None = None,
     ) -> MintedPair:
         refresh = mint(TokenKind.REFRESH) if with_refresh else None
         access = access_format.premint() if isinstance(access_format, OpaqueAccessTokens) else None
@@ -92,6 +106,7 @@ class MintedPair:
             lifetimes_from,
             access,
             default_audience=default_audience,
+            id_tokens=id_tokens,
         )
 
 
@@ -104,6 +119,8 @@ class PlannedPair:
     jti: str
     audience: str | None  # as `access_tokens.audience` holds it (`stored_audience`)
     issued_at: int
+    # The refresh token to store: the pair's, unless the grant gets none (`issues_refresh_token`).
+    refresh: Minted | None = field(default=None, repr=False)
 
 
 def plan_pair(
@@ -113,13 +130,21 @@ def plan_pair(
     scope: str,
     now: int,
     policy: Policy,
+    nonce: str | None = None,
 ) -> PlannedPair:
-    """The pair a grant issues at `now`, with its lifetimes (rule 2, rule 6).
+    """The pair a grant issues at `now`, with its lifetimes (rule 2, rule 6), and the ID token
+    of an OpenID Connect grant (`nonce`: the code's, at its redemption).
 
     Its access token is for the resources `pair` names, else for all the grant holds (the store
     has checked, in the same transaction, that those named are the grant's: `narrowed`)."""
     start = max(now, pair.lifetimes_from or now)
-    if pair.refresh is not None:
+    # A plain OAuth grant's scope seldom holds "openid" even as a substring: the scope is parsed
+    # only for the grants that may be OpenID Connect ones.
+    oidc = OPENID in grant.scope and OPENID in (granted := frozenset(grant.scope.split()))
+    refresh = pair.refresh
+    if oidc and not issues_refresh_token(granted):
+        refresh = None  # OIDC Core §11: no offline_access, no refresh token
+    if refresh is not None:
         access_exp, refresh_exp = policy.pair_expiries(start, grant.expires_at)
     else:
         access_exp, refresh_exp = policy.access_only_expiry(start, grant.expires_at), None
@@ -138,16 +163,25 @@ def plan_pair(
     else:
         access_token = pair.access_format.issue(claims)
         access_digest = digest(access_token)
+    id_token = None
+    if oidc and pair.id_tokens is not None and grant.sign_in is not None:
+        # OIDC Core §3.1.3.3: the token response of an authentication "MUST include an ID
+        # Token"; §12.2: a refresh's may, and Baton's does (with the same iss, sub, aud and
+        # auth_time, and no nonce).
+        id_token = pair.id_tokens.issue(grant, access_token, nonce, now)
     issued = IssuedPair(
         access_token=access_token,
-        refresh_token=pair.refresh.plaintext if pair.refresh else None,
+        refresh_token=refresh.plaintext if refresh else None,
         scope=scope,
         access_expires_at=access_exp,
         refresh_expires_at=refresh_exp,
         grant_id=grant.id,
         generation=generation,
+        id_token=id_token,
     )
-    return PlannedPair(issued, access_digest, claims.jti, stored_audience(claims.audience), now)
+    return PlannedPair(
+        issued, access_digest, claims.jti, stored_audience(claims.audience), now, refresh
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,36 +204,48 @@ class IssuedPair:
         time it really has left.
         """
         expires_in = max(self.access_expires_at - now, 0)
+        response: TokenResponse
         if self.refresh_token is None or self.refresh_expires_at is None:
-            return {
+            response = {
                 "access_token": self.access_token,
                 "token_type": "Bearer",
                 "expires_in": expires_in,
                 "scope": self.scope,
             }
-        return {
-            "access_token": self.access_token,
-            "token_type": "Bearer",
-            "expires_in": expires_in,
-            "refresh_token": self.refresh_token,
-            "refresh_token_expires_in": max(self.refresh_expires_at - now, 0),
-            "scope": self.scope,
-        }
+        else:
+            response = {
+                "access_token": self.access_token,
+                "token_type": "Bearer",
+                "expires_in": expires_in,
+                "refresh_token": self.refresh_token,
+                "refresh_token_expires_in": max(self.refresh_expires_at - now, 0),
+                "scope": self.scope,
+            }
+        if self.id_token is not None:
+            response["id_token"] = self.id_token  # OIDC Core §3.1.3.3
+        return response
 
     def seal_payload(self) -> bytes:
-        return _COMPACT.encode(
-            [
-                self.access_token,
-                self.refresh_token,
-                self.scope,
-                self.access_expires_at,
-                self.refresh_expires_at,
-                self.grant_id,
-                self.generation,
-            ]
-        ).encode("utf-8")
+        """The pair as sealed for a replay: a JSON array, the ID token appended last (and only
+        when there is one: a plain OAuth pair is sealed as before OpenID Connect)."""
+        fields: list[str | int | None] = [
+            self.access_token,
+            self.refresh_token,
+            self.scope,
+            self.access_expires_at,
+            self.refresh_expires_at,
+            self.grant_id,
+            self.generation,
+        ]
+        if self.id_token is not None:
+            fields.append(self.id_token)
+        return _COMPACT.encode(fields).encode("utf-8")
 
     @classmethod
     def from_seal_payload(cls, payload: bytes) -> IssuedPair:
-        at, rt, scope, at_exp, rt_exp, grant_id, generation = json.loads(payload)
-        return cls(at, rt, scope, at_exp, rt_exp, grant_id, generation)
+        """A sealed pair, of seven fields (as every version seals a pair without an ID token,
+        and as versions before OpenID Connect sealed every pair: a rolling upgrade replays
+        those) or of eight (with its ID token)."""
+        at, rt, scope, at_exp, rt_exp, grant_id, generation, *rest = json.loads(payload)
+        id_token = rest[0] if rest else None
+        return cls(at, rt, scope, at_exp, rt_exp, grant_id, generation, id_token)

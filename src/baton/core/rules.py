@@ -134,6 +134,24 @@ def decide_refresh(
 REUSE_REASONS = frozenset({Reason.REUSED, Reason.SIBLING_CONTINUED, Reason.RETRY_AFTER_CONTINUED})
 """The refusals that are a reuse detection (rules 4 and 3b)."""
 
+# -- OpenID Connect: which grants get a refresh token ---------------------------------------------
+
+OPENID = "openid"
+OFFLINE_ACCESS = "offline_access"
+
+
+def issues_refresh_token(scope: frozenset[str]) -> bool:
+    """Whether a grant of `scope` gets refresh tokens: a plain OAuth grant always (as before
+    OpenID Connect); an OpenID Connect grant only when it holds `offline_access`.
+
+    OIDC Core §11: offline_access "requests that an OAuth 2.0 Refresh Token be issued that can
+    be used to obtain an Access Token that grants access to the End-User's UserInfo Endpoint
+    even when the End-User is not present (not logged in)". Without it, a relying party's access
+    lasts as long as its access token: the user signs in again (common decisions, issue 24).
+    """
+    return OPENID not in scope or OFFLINE_ACCESS in scope
+
+
 # -- liveness, for introspection (rule 8) --------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from starlette.requests import Request
 
 from baton.core import rules
 from baton.core.audience import narrowed, requested_resource_problem
+from baton.core.idtoken import IdTokenError, IdTokenIssuer
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import RetryPolicy
 from baton.core.scope import ScopeError
@@ -64,16 +65,56 @@ def invalid_target(description: str) -> OAuthError:
     return OAuthError(ErrorCode.INVALID_TARGET, description)
 
 
-def _new_pair(app: Baton, resources: tuple[str, ...], with_refresh: bool = True) -> MintedPair:
+def _new_pair(
+    app: Baton,
+    resources: tuple[str, ...],
+    with_refresh: bool = True,
+    client: Client | None = None,
+) -> MintedPair:
     """The pair to issue, for `resources` (none: every resource of the grant); a grant that
-    holds none gets the default audience (`--access-token-audience`, else the issuer)."""
+    holds none gets the default audience (`--access-token-audience`, else the issuer). With
+    `client`, and OpenID Connect on, the pair comes with an ID token when its grant is an
+    OpenID Connect one (`plan_pair` decides, on the grant's scope and sign-in)."""
     return MintedPair.new(
         with_refresh,
         app.access_format,
         resources,
         app.clock.ceiling(),
         default_audience=app.settings.default_audience,
+        id_tokens=id_token_issuer(app, client) if client is not None else None,
     )
+
+
+def id_token_issuer(app: Baton, client: Client) -> IdTokenIssuer | None:
+    """The ID tokens of `client` (None while OpenID Connect is off): signed with the key of its
+    `id_token_signed_response_alg` (`KeyRing.key_for`), `sub` as its subject type says."""
+    if app.pairwise_salt is None:
+        return None
+    return IdTokenIssuer(
+        issuer=app.settings.issuer,
+        lifetime=app.settings.id_token_lifetime,
+        salt=app.pairwise_salt,
+        alg=client.id_token_signed_response_alg,
+        subject_type=client.subject_type,
+        redirect_uris=client.redirect_uris,
+        sector_identifier_uri=client.sector_identifier_uri,
+        key_for=app.keys.key_for,
+    )
+
+
+def id_token_refused(app: Baton, exc: IdTokenError) -> OAuthError:
+    """No ID token could be made, so no token was issued (the transaction rolled back: the code
+    or refresh token is still good). A missing key is created by the next key reload: 503 with
+    `Retry-After`, as for an unavailable database; a registration the ID token cannot follow
+    (a pairwise client without a sector) is the client's (RFC 6749 §5.2 unauthorized_client)."""
+    if exc.transient:
+        return OAuthError(
+            ErrorCode.TEMPORARILY_UNAVAILABLE,
+            exc.description,
+            503,
+            {"Retry-After": str(app.settings.key_reload_interval)},
+        )
+    return OAuthError(ErrorCode.UNAUTHORIZED_CLIENT, exc.description)
 
 
 def _resource(form: Form) -> tuple[str, ...]:
@@ -109,12 +150,14 @@ async def _authorization_code(
         result = await app.store.redeem_code(
             digest(code),
             ask,
-            _new_pair(app, _resource(form)),
+            _new_pair(app, _resource(form), client=client),
             app.clock.now(),
             source_address(request),
         )
     except ClientDisabled:
         raise _disabled_meanwhile(app, client) from None
+    except IdTokenError as exc:
+        raise id_token_refused(app, exc) from None
     metrics.of(request).redeemed(result)
     if isinstance(result, CodeRefused):
         raise invalid_grant(result.problem.value)
@@ -146,11 +189,14 @@ async def _refresh_token(
         scope=scope,
         now=app.clock.now(),
         source_address=source_address(request),
-        child=_new_pair(app, resources),
+        child=_new_pair(app, resources, client=client),
         seal=seal_pair,
         client=client,
     )
-    result = await app.store.exchange(ask)
+    try:
+        result = await app.store.exchange(ask)
+    except IdTokenError as exc:
+        raise id_token_refused(app, exc) from None
     metrics.of(request).exchanged(result)
     if isinstance(result, Issued):
         return result.pair

@@ -3,13 +3,22 @@
 `baton keys rotate` writes a new key that activates later (after `--publish-ahead`); every
 process reloads the keys every `--key-reload-interval` seconds, well within that, so the new key
 is in every JWKS before any process signs with it.
+
+With a key-encryption key, OpenID Connect is on, and its clients may ask for ID tokens signed
+with any of `ID_TOKEN_ALGORITHMS` (`id_token_signed_response_alg`). Each reload makes sure that
+each of them has a key that stays (one with no retirement set): a missing one is created with the
+purpose "id_token", so it never signs access tokens (`key_at`). When a key of that algorithm
+still signs, retiring, the new one is published ahead and takes over by the time it retires.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from baton.core.keys import (
+    ALGORITHMS,
     KeyEncryptionError,
     PrivateKey,
     SigningKey,
@@ -21,6 +30,28 @@ from baton.core.keys import (
 )
 from baton.server.runtime.stores import SigningKeys
 
+ID_TOKEN = "id_token"  # `signing_keys.purpose` of a key made for ID tokens alone
+ID_TOKEN_ALGORITHMS = ALGORITHMS  # RS256 (OIDC Core §15.1's default), ES256, Ed25519
+# How long a key made to take over from a retiring one is published before it signs (like
+# `baton keys rotate --publish-ahead`), unless the retiring one leaves earlier.
+PUBLISH_AHEAD = 600
+
+
+def missing_id_token_keys(
+    stored: Sequence[StoredKey], algorithms: Sequence[str], now: int
+) -> list[tuple[str, int]]:
+    """The ID token algorithms that no lasting key serves (no key of theirs is published or
+    will be with no retirement set), each with when its new key should start signing: now when
+    no key of it signs, else ahead, and no later than the signing one retires."""
+    missing = []
+    for alg in algorithms:
+        own = [k for k in stored if k.alg == alg and (k.retires_at is None or now < k.retires_at)]
+        if any(k.retires_at is None for k in own):
+            continue
+        signing = [k.retires_at for k in own if k.activates_at <= now and k.retires_at]
+        missing.append((alg, min(now + PUBLISH_AHEAD, max(signing)) if signing else now))
+    return missing
+
 
 class KeyRing:
     def __init__(self, store: SigningKeys, kek: bytes | None) -> None:
@@ -31,26 +62,42 @@ class KeyRing:
         self._opened: dict[str, PrivateKey] = {}
 
     async def reload(self, now: int, first_key_alg: str | None = None) -> None:
-        """Reads the keys; with `first_key_alg`, creates a first key if there is none."""
+        """Reads the keys; with `first_key_alg`, creates a first key if none signs access tokens;
+        with a key-encryption key, creates the missing ID token keys (`missing_id_token_keys`).
+
+        Two processes starting at once may each create one: both are published, the newer
+        signs, and neither is missing afterwards."""
         stored = await self._store.signing_keys()
-        if not stored and first_key_alg is not None:
+        if first_key_alg is not None and not any(k.purpose is None for k in stored):
             if self._kek is None:
                 raise KeyEncryptionError("JWT access tokens need a key-encryption key")
             await self._store.add_signing_key(generate(first_key_alg, now, now, self._kek), None)
             stored = await self._store.signing_keys()
         if self._kek is not None:
-            for key in stored:
-                if key.kid not in self._opened:
-                    self._opened[key.kid] = unseal(key, self._kek)
+            self._open(stored)  # the right key-encryption key, or refuse before writing
+            missing = missing_id_token_keys(stored, ID_TOKEN_ALGORITHMS, now)
+            for alg, activates_at in missing:
+                new = generate(alg, now, activates_at, self._kek)
+                await self._store.add_signing_key(dataclasses.replace(new, purpose=ID_TOKEN), None)
+            if missing:
+                stored = await self._store.signing_keys()
+                self._open(stored)
             self._signing = [SigningKey(k, self._opened[k.kid]) for k in stored]
         self._stored = stored
+
+    def _open(self, stored: Sequence[StoredKey]) -> None:
+        assert self._kek is not None
+        for key in stored:
+            if key.kid not in self._opened:
+                self._opened[key.kid] = unseal(key, self._kek)
 
     def key_at(self, now: int) -> SigningKey | None:
         """The key that signs access tokens at `now` (never one made only for ID tokens)."""
         return signing_key_at([k for k in self._signing if k.stored.purpose is None], now)
 
     def key_for(self, alg: str, now: int) -> SigningKey | None:
-        """The key that signs ID tokens and logout tokens of `alg` at `now` (OIDC Core §10.1)."""
+        """The key that signs ID tokens and logout tokens of `alg` at `now` (OIDC Core §10.1):
+        the newest active one of that algorithm, whatever its purpose."""
         return signing_key_at([k for k in self._signing if k.alg == alg], now)
 
     def jwks(self, now: int) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from baton.core import rules
 from baton.core.audience import narrowed, stored_resources
-from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts
+from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts, SignIn
 from baton.core.pairs import IssuedPair, MintedPair, PlannedPair, plan_pair
 from baton.core.policy import Policy, RetryPolicy
 from baton.core.rules import CodeProblem, CodeRedemption, Reason
@@ -151,8 +151,20 @@ def redeem_code(
     # transactions got this far (PostgreSQL): only one sees `used_at IS NULL`.
     require_enabled(conn, code.client_id)
     subject = conn.execute(select(users.c.username).where(users.c.id == code.user_id)).scalar_one()
+    # The grant keeps the code's session and sign-in: every ID token of the grant repeats them
+    # (OIDC Core §12.2: a refreshed ID token's auth_time is "the time of the original
+    # authentication"), and logout finds the grants of a session by its sid.
     grant = _new_grant(
-        conn, code.client_id, code.user_id, subject, code.scope, now, policy, code.resources
+        conn,
+        code.client_id,
+        code.user_id,
+        subject,
+        code.scope,
+        now,
+        policy,
+        code.resources,
+        sid=code.sid,
+        sign_in=code.sign_in,
     )
     claimed = conn.execute(
         update(authorization_codes)
@@ -164,7 +176,8 @@ def redeem_code(
     ).rowcount
     if claimed != 1:
         raise LostRace()
-    planned = plan_pair(grant, pair, 0, code.scope, now, policy)
+    # OIDC Core §3.1.3.6: the ID token carries the nonce of the authentication request.
+    planned = plan_pair(grant, pair, 0, code.scope, now, policy, nonce=code.nonce)
     return Issued(_insert_pair(conn, planned, pair, None))
 
 
@@ -449,6 +462,9 @@ def _new_grant(
     now: int,
     policy: Policy,
     resources: tuple[str, ...] = (),
+    *,
+    sid: str | None = None,
+    sign_in: SignIn | None = None,
 ) -> GrantFacts:
     grant = GrantFacts(
         id=random_id("grt_"),
@@ -461,6 +477,8 @@ def _new_grant(
         revoked_at=None,
         revoked_reason=None,
         resources=resources,
+        sid=sid,
+        sign_in=sign_in,
     )
     conn.execute(
         insert(grants).values(
@@ -471,6 +489,8 @@ def _new_grant(
             created_at=now,
             expires_at=grant.expires_at,
             resources=stored_resources(resources),
+            sid=sid,
+            sign_in=None if sign_in is None else sign_in.stored(),
         )
     )
     return grant
@@ -481,11 +501,13 @@ def _insert_pair(
 ) -> IssuedPair:
     issued = planned.issued
     refresh_id: int | None = None
-    if pair.refresh is not None:
+    # The planned refresh token, not the pair's: an OpenID Connect grant without offline_access
+    # gets none (`rules.issues_refresh_token`), its access token then has no companion.
+    if planned.refresh is not None:
         assert issued.refresh_expires_at is not None
         refresh_id = INSERT_REFRESH.run(
             conn,
-            digest=pair.refresh.digest,
+            digest=planned.refresh.digest,
             grant_id=issued.grant_id,
             parent_id=parent_id,
             generation=issued.generation,

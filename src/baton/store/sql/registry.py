@@ -179,10 +179,19 @@ def remember_consent(
 
 
 def add_signing_key(conn: Connection, key: StoredKey, retire_others_at: int | None) -> None:
+    """Stores `key`; with `retire_others_at`, retires the lasting keys it replaces: a key that
+    signs access tokens replaces every other such key, and the ID-token-only keys of its
+    algorithm; an ID-token-only key replaces those of its algorithm alone (the keys of the other
+    ID token algorithms stay: clients registered for them keep their keys)."""
     if retire_others_at is not None:
+        same_alg = signing_keys.c.alg == key.alg
+        id_token_only = signing_keys.c.purpose.is_not(None)
+        replaced = same_alg & id_token_only
+        if key.purpose is None:
+            replaced = replaced | signing_keys.c.purpose.is_(None)
         conn.execute(
             update(signing_keys)
-            .where(signing_keys.c.retires_at.is_(None))
+            .where(signing_keys.c.retires_at.is_(None), replaced)
             .values(retires_at=retire_others_at)
         )
     conn.execute(insert(signing_keys).values(**asdict(key)))
