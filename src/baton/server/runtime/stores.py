@@ -20,6 +20,7 @@ from baton.server.endpoints.stores import (
     RevocationFeed,
     TokenLifecycle,
     TokenRevocation,
+    UserInfoStore,
 )
 from baton.server.observability.install import ObservedStore
 from baton.server.runtime.sessions import SessionStore
@@ -41,6 +42,7 @@ class Store(
     TokenRevocation,
     RevocationFeed,
     AuthorizationStore,
+    UserInfoStore,
     Readiness,
     SessionStore,
     SigningKeys,
