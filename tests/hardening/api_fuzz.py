@@ -78,6 +78,8 @@ CHECKS = [
 ]
 LIFETIMES = Lifetimes(access_ttl=30, refresh_idle_ttl=600, refresh_absolute_ttl=3600, leeway=5)
 _BROWSER_PAGES = ("/authorize", "/login", "/logout")
+SCOPE = "openid profile email read write"
+KEK = "the fuzzing key-encryption key, 32+ characters"
 STREAM_SECONDS = 0.3  # how long an event stream is read before it is cut (it never ends)
 
 
@@ -116,9 +118,10 @@ class Target:
         assert user is not None
         self.user_id = user.id
         self.client: RegisteredClient = register_client(
-            self.store, resource_server=True, name="fuzzed app"
+            self.store, resource_server=True, name="fuzzed app", scope=SCOPE
         )
-        self.settings = Settings(issuer="http://testserver", policy=policy)
+        # OpenID Connect on (a key-encryption key), so that /userinfo answers too.
+        self.settings = Settings(issuer="http://testserver", policy=policy, key_encryption_key=KEK)
         self.app = create_app(self.settings, self.store, self.clock)
         # A signed-in session, held server-side as /login would make it (for the whole run).
         self.session_id = random_base62(43)
@@ -145,7 +148,7 @@ class Target:
             client_id=self.client.id,
             user_id=self.user_id,
             redirect_uri=REDIRECT_URI,
-            scope="read write",
+            scope=SCOPE,
             code_challenge=pkce.s256(verifier),
             created_at=now,
             expires_at=now + 60,

@@ -74,6 +74,7 @@ def test_stateful_scenarios_along_the_links(tmp_path: Path) -> None:
     # The links were followed: tokens issued by /token came back to /revoke and /introspect.
     assert 200 in _statuses(report, "POST /revoke"), report.summary()
     assert 200 in _statuses(report, "POST /introspect"), report.summary()
+    assert 200 in _statuses(report, "POST /userinfo"), report.summary()
 
 
 def test_the_checks_catch_a_wrong_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,7 @@ from baton.core.policy import RetryPolicy
 from baton.resource.index import RevocationEvent as ResourceEvent
 from baton.server.endpoints import authorize, clientauth, openapi, revocation, token
 from baton.server.endpoints.feed import event_body
-from baton.server.endpoints.metadata import metadata_document
+from baton.server.endpoints.metadata import OIDC_ENDPOINTS, metadata_document
 from baton.server.routes import TABLE
 from baton.store.base import RevocationEvent
 from tests.audience import API_A, API_B, client_credentials, register
@@ -185,7 +185,10 @@ def test_the_metadata_and_the_key_set_served_are_their_wire_types(tmp_path: Path
         http = running[0]
         metadata = http.get("/.well-known/oauth-authorization-server").json()
         key_set = http.get("/jwks.json").json()
-    assert set(metadata) == set(typing.get_type_hints(wire.Metadata))
+    # With OpenID Connect on (a key-encryption key), every member; the endpoints of routes not
+    # in the table yet (RP-Initiated Logout's) aside.
+    unrouted = OIDC_ENDPOINTS - set(TABLE.metadata_paths())
+    assert set(metadata) == set(typing.get_type_hints(wire.Metadata)) - unrouted
     assert validator("Metadata").is_valid(metadata)
     assert key_set["keys"] and validator("JWKS").is_valid(key_set)
     for key in key_set["keys"]:

@@ -357,6 +357,11 @@ def _token_links() -> dict[str, Any]:
             "requestBody": "$request.body",
         },
     }
+    links["UserInfoWithTheAccessToken"] = {
+        "operationId": "userinfoPost",
+        "description": "The user's claims, while the access token lives (OpenID Connect on).",
+        "requestBody": {"access_token": access},
+    }
     for operation in ("revoke", "introspect"):
         for kind, token in (("Refresh", refresh), ("Access", access)):
             name = f"{operation.capitalize()}The{kind}Token"
