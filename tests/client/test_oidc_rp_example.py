@@ -11,6 +11,7 @@ import importlib
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -138,3 +139,13 @@ def test_an_id_token_signed_by_another_key_is_refused(
     token = {"id_token": id_token(forged, "RS256"), "access_token": ACCESS_TOKEN}
     with pytest.raises(Exception):  # noqa: B017
         rp.validated(token, nonce="n-1")
+
+
+def test_the_readme_shows_the_example_as_it_is() -> None:
+    """The README's relying party is examples/oidc_rp.py's, line for line (its `main` aside)."""
+    root = Path(__file__).parents[2]
+    readme = (root / "README.md").read_text()
+    section = readme.split("### A relying party in Python with Authlib", 1)[1]
+    shown = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "class RelyingParty" in shown
+    assert shown.strip() in (root / "examples" / "oidc_rp.py").read_text()
