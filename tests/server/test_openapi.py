@@ -23,7 +23,14 @@ from baton.config import Settings
 from baton.core.keys import ALGORITHMS, LEGACY_ALGORITHMS
 from baton.core.policy import RetryPolicy
 from baton.resource.index import RevocationEvent as ResourceEvent
-from baton.server.endpoints import authorize, clientauth, openapi, revocation, token
+from baton.server.endpoints import (
+    authorize,
+    clientauth,
+    openapi,
+    revocation,
+    token,
+    userinfo,
+)
 from baton.server.endpoints.feed import event_body
 from baton.server.endpoints.metadata import OIDC_ENDPOINTS, metadata_document
 from baton.server.routes import TABLE
@@ -44,6 +51,7 @@ WIRE_SCHEMAS = {
     "RefreshTokenGrant": wire.RefreshTokenGrant,
     "ClientCredentialsGrant": wire.ClientCredentialsGrant,
     "TokenParameter": wire.TokenParameter,
+    "UserInfoForm": wire.UserInfoForm,
     "Metadata": wire.Metadata,
     "JWKS": wire.KeySet,
 }
@@ -99,6 +107,7 @@ READERS = {
     | wire.ClientCredentialsGrant.__annotations__.keys(),
     revocation: wire.TokenParameter.__annotations__.keys(),
     clientauth: wire.ClientAuthForm.__annotations__.keys(),
+    userinfo: wire.UserInfoForm.__annotations__.keys(),
     authorize: wire.ConsentForm.__annotations__.keys()
     | wire.LoginForm.__annotations__.keys()
     | wire.LogoutForm.__annotations__.keys(),

@@ -185,3 +185,15 @@ def test_the_generator_rewrites_only_the_endpoints_table(
     path.write_text("# no markers\n")
     with pytest.raises(ValueError, match="markers"):
         main(["readme", str(path)])
+
+
+def test_the_fast_path_takes_only_the_post_of_a_machine_path_with_a_get_too() -> None:
+    """/userinfo is a machine path with GET and POST endpoints: the fast path, which answers
+    POSTs only (and refuses any other route), gets the POST route alone."""
+    get = endpoint("/m", "GET", openapi_endpoint, Kind.MACHINE, openapi={}, summary="get")
+    post = endpoint("/m", "POST", openapi_endpoint, Kind.MACHINE, openapi={}, summary="post")
+    table = Table((get, post), ())
+    routes = table.starlette_routes()
+    fast = table.fast_routes(routes)
+    assert [(route.path, route.methods) for route in fast] == [("/m", {"POST"})]
+    assert table.sessionless() == {"/m"}
