@@ -129,13 +129,14 @@ def test_the_document_is_served_like_the_oauth_one(http: TestClient) -> None:
 
 def test_not_served_while_openid_connect_is_off(tmp_path: Path) -> None:
     """Common decisions: without a key-encryption key there is no OpenID Provider to describe,
-    and the OAuth document names no OpenID endpoint nor member."""
+    and the OAuth document names no OpenID member, nor /userinfo (which answers 404 then)."""
     with running_app(tmp_path) as (http, _store, _clock):
         response = http.get(DISCOVERY)
         oauth = http.get(RFC8414).json()
     assert response.status_code == 404
     assert response.json()["error"] == "invalid_request"
     assert not set(oauth) & (OPENID_MEMBERS | OIDC_ENDPOINTS)
+    assert "userinfo_endpoint" not in oauth
     assert oauth["token_endpoint"] == f"{ISSUER}/token"
 
 

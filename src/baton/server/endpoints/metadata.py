@@ -3,9 +3,8 @@
 One document serves both: RFC 8414 §2 lets the authorization server metadata carry OpenID
 Provider members ("Authorization servers MAY ... use additional metadata parameters"), and an
 OpenID Connect relying party reads /.well-known/openid-configuration (Discovery §4) where an OAuth
-client reads /.well-known/oauth-authorization-server. While OpenID Connect is off, neither names
-the OpenID endpoints (/userinfo, /session/end) nor any OpenID member, and the discovery document
-is not served at all.
+client reads /.well-known/oauth-authorization-server. While OpenID Connect is off, the OAuth
+document names neither /userinfo nor any OpenID member, and the discovery document is not served.
 """
 
 from __future__ import annotations
@@ -22,9 +21,10 @@ from baton.server.runtime.context import baton
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
-# The route table's metadata members that name an OpenID Connect endpoint: advertised only while
-# OpenID Connect is on (they answer 404 otherwise).
-OIDC_ENDPOINTS = frozenset({"userinfo_endpoint", "end_session_endpoint"})
+# The route table's metadata members whose endpoint answers 404 while OpenID Connect is off, and is
+# then not advertised. (/session/end signs the browser out either way: RP-Initiated Logout needs
+# no ID token, only a registered `post_logout_redirect_uri` to return to.)
+OIDC_ENDPOINTS = frozenset({"userinfo_endpoint"})
 
 # Discovery §3 scopes_supported: "The server MUST support the openid scope value"; Baton's other
 # scopes are whatever each client was registered with, so only the OpenID Connect ones are listed
