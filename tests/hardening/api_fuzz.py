@@ -78,7 +78,9 @@ CHECKS = [
 ]
 LIFETIMES = Lifetimes(access_ttl=30, refresh_idle_ttl=600, refresh_absolute_ttl=3600, leeway=5)
 _BROWSER_PAGES = ("/authorize", "/login", "/logout")
-SCOPE = "openid profile email read write"
+# OpenID Connect scopes too, so that /userinfo answers 200; `offline_access`, or an OpenID grant
+# gets no refresh token (OIDC Core §11) and the rotation would go unfuzzed.
+SCOPE = "openid profile email offline_access read write"
 KEK = "the fuzzing key-encryption key, 32+ characters"
 STREAM_SECONDS = 0.3  # how long an event stream is read before it is cut (it never ends)
 
