@@ -18,8 +18,10 @@ credentials (an `Authorization: Basic` header of a confidential client that is a
 server, on most requests; the rest keep what schemathesis generated, including nothing), and
 authorization codes: a `/token` request for `grant_type=authorization_code` gets, most of the
 time, a real code saved for it in the store (with its redirect URI and PKCE verifier), so that
-the scenarios reach refresh tokens. The clock is a FakeClock that moves one second per request,
-with a five-second leeway, so scenarios cross the leeway: retries become reuse.
+the scenarios reach refresh tokens; a `/userinfo` request gets, most of the time, a live access
+token of an OpenID grant (redeemed from such a code in process). The clock is a FakeClock that
+moves one second per request, with a five-second leeway, so scenarios cross the leeway: retries
+become reuse.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from starlette.testclient import TestClient
 
 from baton.config import Settings
 from baton.core import pkce
@@ -158,10 +161,34 @@ class Target:
         anyio.run(self.store.save_code, record)
         return code.plaintext, verifier
 
+    def real_access_token(self) -> str:
+        """A live access token of an OpenID grant: a real code redeemed at /token (in process,
+        outside the report), for /userinfo to answer 200 too."""
+        code, verifier = self.real_code()
+        answer = TestClient(self.app).post(
+            "/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": verifier,
+            },
+            headers={"Authorization": self.authorization},
+        )
+        token: str = answer.json()["access_token"]
+        return token
+
     def prepare(self, case: schemathesis.Case[Any], *, always_authenticate: bool) -> dict[str, Any]:
         """Supplies credentials and codes (see the module docstring); the call's kwargs."""
         self._calls += 1
         body = case.body
+        if case.operation.path == "/userinfo" and self._calls % 3 != 0:
+            # A real bearer token, most of the time: in the header, or in a POST's form.
+            token = self.real_access_token()
+            if isinstance(body, dict):
+                body["access_token"] = token
+                return {}
+            return {"headers": {"Authorization": f"Bearer {token}"}}
         if (
             case.operation.path == "/token"
             and isinstance(body, dict)
