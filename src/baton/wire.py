@@ -302,6 +302,52 @@ class AuthorizationRequest(TypedDict, total=False):
         ),
     ]
     code_challenge_method: Annotated[str, Facet("Must be `S256` when a challenge is sent.")]
+    # OpenID Connect Core §3.1.2.1 (read when `scope` holds `openid`; `request`, `request_uri`
+    # and `registration` are refused with their own errors, §6.1, §6.2, §7.2.1).
+    nonce: Annotated[
+        str,
+        Facet(
+            "OpenID Connect: returned in the ID token, to tie it to the browser session; "
+            "required for clients registered with `require_nonce`."
+        ),
+    ]
+    prompt: Annotated[
+        str,
+        Facet(
+            "OpenID Connect: space-separated `none`, `login`, `consent`, `select_account`; "
+            "`none` alone, and it answers `login_required` or `consent_required` rather than "
+            "showing a page."
+        ),
+    ]
+    max_age: Annotated[
+        str,
+        Facet(
+            "OpenID Connect: seconds a sign-in may be old (a non-negative integer); an older "
+            "one signs in again (`0`: like `prompt=login`)."
+        ),
+    ]
+    login_hint: Annotated[str, Facet("OpenID Connect: the username to fill in at sign-in.")]
+    id_token_hint: Annotated[
+        str,
+        Facet(
+            "OpenID Connect: an ID token Baton issued (expired or not) naming the user "
+            "expected to be signed in; another user signs in again (`prompt=none`: "
+            "`login_required`)."
+        ),
+    ]
+    claims: Annotated[
+        str,
+        Facet(
+            "OpenID Connect §5.5: a JSON object asking for individual claims in the ID token "
+            "(`id_token`) or the UserInfo response (`userinfo`)."
+        ),
+    ]
+    display: Annotated[str, Facet("OpenID Connect: accepted; the pages adapt by themselves.")]
+    ui_locales: Annotated[str, Facet("OpenID Connect: accepted; the pages are in English.")]
+    claims_locales: Annotated[str, Facet("OpenID Connect: accepted; claims are as stored.")]
+    acr_values: Annotated[
+        str, Facet("OpenID Connect: accepted; Baton signs in with a password (no `acr`).")
+    ]
 
 
 Csrf = Annotated[str, Facet("The CSRF token of the session.")]

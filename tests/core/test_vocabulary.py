@@ -156,6 +156,12 @@ RFC_CODES = {
     "unsupported_token_type",
     # RFC 8707 §2, resource indicators
     "invalid_target",
+    # OpenID Connect Core §3.1.2.6, authentication requests
+    "login_required",
+    "consent_required",
+    "request_not_supported",
+    "request_uri_not_supported",
+    "registration_not_supported",
 }
 
 

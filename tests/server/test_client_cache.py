@@ -161,3 +161,20 @@ def test_a_client_that_keeps_changing_gets_a_503_to_retry(
     assert answer.json()["error"] == "temporarily_unavailable"
     assert answer.headers["retry-after"] == "2"
     assert answer.headers["cache-control"] == "no-store"
+
+
+def test_a_cached_client_is_read_again_after_max_age(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings no store call confirms (an ID token's algorithm, the origins a browser app may
+    call from) reach every process: a cached row serves `MAX_AGE` seconds, then is read again."""
+    from baton.server.endpoints import clientauth
+    from baton.store.base import Client
+
+    now = [1000.0]
+    monkeypatch.setattr(clientauth.time, "monotonic", lambda: now[0])
+    cache = clientauth.ClientCache()
+    client = Client("c", "C", None, True, False, ("https://app.example/cb",), "openid", 0)
+    cache.remember(client)
+    now[0] += cache.MAX_AGE
+    assert cache.get("c") is client
+    now[0] += 0.5
+    assert cache.get("c") is None

@@ -1,19 +1,29 @@
 """`baton client create`: register an OAuth client, a public one, a confidential one or a
-resource server (RFC 8707), with its redirect URIs checked here as at `/authorize`.
+resource server (RFC 8707), with its redirect URIs checked here as at `/authorize`; `baton client
+update` changes its OpenID Connect settings; `baton client show` and `list` print clients.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import click
 
 from baton.cli.common import current_time, db_option, emit, fail, run_with_store
 from baton.core.audience import resource_uri_problem
+from baton.core.client_metadata import (
+    ID_TOKEN_ALG_CHOICES,
+    MetadataError,
+    OidcSettings,
+    checked,
+)
 from baton.core.redirects import client_option_problem, redirect_uri_problem
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
+from baton.core.subject import SUBJECT_TYPES
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.store.base import Client, ResourceUriTaken
 from baton.store.sql import SQLStore
@@ -29,6 +39,168 @@ def check_redirect_uri(uri: str) -> str:
     if problem is not None:
         fail(problem)
     return uri
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The OpenID Connect options of `create` and `update`: absent, each leaves the setting as it is
+# (on `create`: its default).
+_OIDC_OPTIONS = (
+    click.option(
+        "--id-token-alg",
+        help="Algorithm of the client's ID tokens: "
+        + ", ".join(ID_TOKEN_ALG_CHOICES)
+        + " (EdDSA means Ed25519). Default RS256.",
+    ),
+    click.option(
+        "--subject-type",
+        help="The `sub` the client sees: " + " or ".join(SUBJECT_TYPES) + " (OIDC Core §8). "
+        "Changing it changes every user's `sub` for this client.",
+    ),
+    click.option(
+        "--sector-identifier-uri",
+        help="https URL whose host is a pairwise client's sector (needed when the redirect "
+        'URIs have several hosts); "" removes it.',
+    ),
+    click.option(
+        "--post-logout-redirect-uri",
+        "post_logout_redirect_uris",
+        multiple=True,
+        help="Where RP-initiated logout may return the browser. Repeat for several; on update "
+        "they replace the registered ones.",
+    ),
+    click.option(
+        "--no-post-logout-redirect-uris",
+        is_flag=True,
+        help="On update: remove every post-logout redirect URI.",
+    ),
+    click.option(
+        "--backchannel-logout-uri",
+        help='Where logout tokens are POSTed (https, or http on loopback); "" removes it.',
+    ),
+    click.option(
+        "--backchannel-logout-session-required/--no-backchannel-logout-session-required",
+        default=None,
+        help="Logout tokens must carry the session's `sid`.",
+    ),
+    click.option(
+        "--require-nonce/--no-require-nonce",
+        default=None,
+        help="Refuse an `openid` authorization request without a `nonce`.",
+    ),
+    click.option(
+        "--allowed-origin",
+        "allowed_origins",
+        multiple=True,
+        help="A browser origin (scheme://host[:port]) allowed to call the token endpoints. "
+        "Repeat for several; on update they replace the registered ones. Default: the "
+        "origins of the redirect URIs.",
+    ),
+    click.option(
+        "--derived-origins",
+        is_flag=True,
+        help="Allow the origins of the redirect URIs (the default), forgetting listed ones.",
+    ),
+    click.option(
+        "--no-allowed-origins",
+        is_flag=True,
+        help="Allow no browser origin at all.",
+    ),
+)
+
+
+def oidc_options(command: F) -> F:
+    for option in reversed(_OIDC_OPTIONS):
+        command = option(command)
+    return command
+
+
+def oidc_settings(
+    base: OidcSettings,
+    redirect_uris: tuple[str, ...],
+    *,
+    id_token_alg: str | None,
+    subject_type: str | None,
+    sector_identifier_uri: str | None,
+    post_logout_redirect_uris: tuple[str, ...],
+    no_post_logout_redirect_uris: bool,
+    backchannel_logout_uri: str | None,
+    backchannel_logout_session_required: bool | None,
+    require_nonce: bool | None,
+    allowed_origins: tuple[str, ...],
+    derived_origins: bool,
+    no_allowed_origins: bool,
+) -> OidcSettings:
+    """`base` with the options given applied, checked; or fail saying why not."""
+    if no_post_logout_redirect_uris and post_logout_redirect_uris:
+        fail("give --post-logout-redirect-uri or --no-post-logout-redirect-uris, not both")
+    if sum((bool(allowed_origins), derived_origins, no_allowed_origins)) > 1:
+        fail("give one of --allowed-origin, --derived-origins and --no-allowed-origins")
+    changes: dict[str, Any] = {}
+    if id_token_alg is not None:
+        changes["id_token_signed_response_alg"] = id_token_alg
+    if subject_type is not None:
+        changes["subject_type"] = subject_type
+    if sector_identifier_uri is not None:
+        changes["sector_identifier_uri"] = sector_identifier_uri or None
+    if post_logout_redirect_uris or no_post_logout_redirect_uris:
+        changes["post_logout_redirect_uris"] = post_logout_redirect_uris
+    if backchannel_logout_uri is not None:
+        changes["backchannel_logout_uri"] = backchannel_logout_uri or None
+    if backchannel_logout_session_required is not None:
+        changes["backchannel_logout_session_required"] = backchannel_logout_session_required
+    if require_nonce is not None:
+        changes["require_nonce"] = require_nonce
+    if allowed_origins:
+        changes["allowed_origins"] = allowed_origins
+    elif derived_origins:
+        changes["allowed_origins"] = None
+    elif no_allowed_origins:
+        changes["allowed_origins"] = ()
+    try:
+        return checked(replace(base, **changes), redirect_uris)
+    except MetadataError as exc:
+        fail(str(exc))
+
+
+def oidc_payload(settings: OidcSettings) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.fields().items()}
+
+
+def client_payload(record: Client) -> dict[str, Any]:
+    """What `show`, `list` and `update` print of a client (never its secret)."""
+    return {
+        "client_id": record.id,
+        "name": record.name,
+        "public": record.is_public,
+        "resource_server": record.is_resource_server,
+        "redirect_uris": list(record.redirect_uris),
+        "scope": record.scope,
+        "resource_uri": record.resource_uri,
+        "resources": list(record.allowed_resources),
+        "remember_consent": record.remember_consent,
+        "require_pkce": record.require_pkce,
+        "created_at": record.created_at,
+        "disabled_at": record.disabled_at,
+        **oidc_payload(OidcSettings.of(record)),
+    }
+
+
+def client_text(payload: dict[str, Any]) -> str:
+    """One `name: value` line per field, lists joined by spaces, unset ones as "-"."""
+    lines = []
+    width = max(map(len, payload)) + 1
+    for key, value in payload.items():
+        if key == "allowed_origins" and value is None:
+            shown = "(derived from the redirect URIs)"
+        elif isinstance(value, list):
+            shown = " ".join(value) if value else "-"
+        elif isinstance(value, bool):
+            shown = "yes" if value else "no"
+        else:
+            shown = "-" if value is None or value == "" else str(value)
+        lines.append(f"{key + ':':<{width}} {shown}")
+    return "\n".join(lines)
 
 
 @client.command("create")
@@ -58,6 +230,7 @@ def check_redirect_uri(uri: str) -> str:
     is_flag=True,
     help="Confidential clients only: do not require PKCE (OAuth 2.1 requires it by default).",
 )
+@oidc_options
 @click.option("--json", "as_json", is_flag=True)
 def client_create(
     db: str,
@@ -71,6 +244,7 @@ def client_create(
     remember_consent: bool,
     pkce_optional: bool,
     as_json: bool,
+    **oidc: Any,
 ) -> None:
     """Register a client; prints its id and, once only, its secret."""
     try:
@@ -91,6 +265,7 @@ def client_create(
         problem := client_option_problem(public, uris, remember_consent, pkce_optional)
     ) is not None:
         fail(problem)
+    settings = oidc_settings(OidcSettings(), uris, **oidc)
     secret = None if public else mint(TokenKind.CLIENT_SECRET)
     record = Client(
         id=random_id("cl_"),
@@ -105,6 +280,7 @@ def client_create(
         allowed_resources=allowed,
         remember_consent=remember_consent,
         require_pkce=not pkce_optional,
+        **settings.fields(),
     )
 
     async def create(store: SQLStore) -> None:
@@ -133,9 +309,61 @@ def client_create(
         "resources": list(allowed),
         "remember_consent": record.remember_consent,
         "require_pkce": record.require_pkce,
+        **oidc_payload(settings),
     }
     text = f"client_id:     {record.id}"
     if secret is not None:
         payload["client_secret"] = secret.plaintext
         text += f"\nclient_secret: {secret.plaintext}\n(the secret is shown only now: store it)"
     emit(as_json, payload, text)
+
+
+@client.command("update")
+@db_option
+@click.argument("client_id")
+@oidc_options
+@click.option("--json", "as_json", is_flag=True)
+def client_update(db: str, client_id: str, as_json: bool, **oidc: Any) -> None:
+    """Change a client's OpenID Connect settings; prints the client as it now is."""
+
+    async def update(store: SQLStore) -> Client:
+        found = await store.get_client(client_id)
+        if found is None:
+            fail(f"no client {client_id!r}")
+        settings = oidc_settings(OidcSettings.of(found), found.redirect_uris, **oidc)
+        updated = replace(found, **settings.fields())
+        if not await store.update_client_oidc(updated):
+            fail(f"no client {client_id!r}")
+        return updated
+
+    updated = run_with_store(db, update)
+    payload = client_payload(updated)
+    emit(as_json, payload, client_text(payload))
+
+
+@client.command("show")
+@db_option
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+def client_show(db: str, client_id: str, as_json: bool) -> None:
+    """Print a client's registration (never its secret)."""
+    found = run_with_store(db, lambda store: store.get_client(client_id))
+    if found is None:
+        fail(f"no client {client_id!r}")
+    payload = client_payload(found)
+    emit(as_json, payload, client_text(payload))
+
+
+@client.command("list")
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def client_list(db: str, as_json: bool) -> None:
+    """List the registered clients, oldest first."""
+    found = run_with_store(db, lambda store: store.list_clients())
+    payload = {"clients": [client_payload(c) for c in found]}
+    lines = [
+        f"{c.id}  {c.name}  {'public' if c.is_public else 'confidential'}"
+        + ("  (disabled)" if c.disabled_at is not None else "")
+        for c in found
+    ]
+    emit(as_json, payload, "\n".join(lines) or "no clients")

@@ -1,14 +1,22 @@
-"""`baton user create` and `baton user signout`: the people who sign in at `/authorize`."""
+"""`baton user create`, `set`, `show` and `signout`: the people who sign in at `/authorize`, and
+the standard claims (OIDC Core §5.1) Baton holds for them."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from baton.cli.common import current_time, db_option, emit, fail, run_with_store
+from baton.core.claims import PROFILE_MEMBERS
+from baton.core.user_claims import ClaimChanges, ClaimError, Claims, apply, check
 from baton.passwords import hash_password
+from baton.store.base import User
 from baton.store.sql import SQLStore, UserExists
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group()
@@ -64,3 +72,97 @@ def user_signout(db: str, username: str, as_json: bool) -> None:
         fail(f"no user {username!r}")
     payload = {"username": username, "sessions_ended": ended}
     emit(as_json, payload, f"signed {username} out everywhere ({ended} session(s) ended)")
+
+
+def claim_options(command: F) -> F:
+    """`--email` and one option per profile member (`--name`, `--given-name`, ...): each sets
+    the claim, and "" clears it."""
+    for member in reversed(PROFILE_MEMBERS):
+        flag = "--" + member.replace("_", "-")
+        command = click.option(flag, member, help=f'The `{member}` claim ("" clears it).')(command)
+    command = click.option(
+        "--email-verified/--no-email-verified",
+        default=None,
+        help="Whether the email address was verified (a new address is unverified unless "
+        "this says it is).",
+    )(command)
+    return click.option("--email", help='The `email` claim ("" clears it).')(command)
+
+
+def user_payload(found: User) -> dict[str, Any]:
+    return {
+        "id": found.id,
+        "username": found.username,
+        "admin": found.is_admin,
+        "email": found.email,
+        "email_verified": found.email_verified,
+        "profile": {k: found.profile[k] for k in PROFILE_MEMBERS if k in found.profile},
+        "updated_at": found.updated_at,
+    }
+
+
+def user_text(payload: dict[str, Any]) -> str:
+    lines = [
+        f"username:       {payload['username']}",
+        f"admin:          {'yes' if payload['admin'] else 'no'}",
+        f"email:          {payload['email'] or '-'}",
+        f"email_verified: {'yes' if payload['email_verified'] else 'no'}",
+    ]
+    lines += [f"{k + ':':<15} {v}" for k, v in payload["profile"].items()]
+    updated = payload["updated_at"]
+    lines.append(f"updated_at:     {updated if updated is not None else '-'}")
+    return "\n".join(lines)
+
+
+@user.command("set")
+@db_option
+@click.argument("username")
+@claim_options
+@click.option("--json", "as_json", is_flag=True)
+def user_set(
+    db: str,
+    username: str,
+    email: str | None,
+    email_verified: bool | None,
+    as_json: bool,
+    **profile: str | None,
+) -> None:
+    """Set or clear a user's email and profile claims (what `openid email profile` releases);
+    prints the user as they now are."""
+    values = {"email": email, **profile}
+    given = {name: value for name, value in values.items() if value is not None}
+    if not given and email_verified is None:
+        fail("nothing to set: give --email, --email-verified or a profile option (see --help)")
+    try:
+        changes = check(ClaimChanges(given, email_verified))
+    except ClaimError as exc:
+        fail(str(exc))
+
+    async def work(store: SQLStore) -> User:
+        found = await store.get_user(username)
+        if found is None:
+            fail(f"no user {username!r}")
+        after = apply(Claims(found.email, found.email_verified, found.profile), changes)
+        if changes.email_verified and not after.email:
+            fail("--email-verified needs an email address: give --email too")
+        written = await store.set_user_claims(username, changes, current_time())
+        if written is None:
+            fail(f"no user {username!r}")
+        return written[1]
+
+    updated = run_with_store(db, work)
+    payload = user_payload(updated)
+    emit(as_json, payload, user_text(payload))
+
+
+@user.command("show")
+@db_option
+@click.argument("username")
+@click.option("--json", "as_json", is_flag=True)
+def user_show(db: str, username: str, as_json: bool) -> None:
+    """Print a user and the claims Baton holds for them (never the password)."""
+    found = run_with_store(db, lambda store: store.get_user(username))
+    if found is None:
+        fail(f"no user {username!r}")
+    payload = user_payload(found)
+    emit(as_json, payload, user_text(payload))

@@ -138,3 +138,16 @@ class CodeFacts:
     nonce: str | None = None
     sid: str | None = None
     sign_in: SignIn | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSession:
+    """A browser session that is signed in: whose it is, and its sign-in (OIDC Core §2): when
+    (`auth_time`, the session's start), how (`acr`, `amr`), and its public id (`sid`, which ID
+    tokens and logout tokens carry; None for a session begun before OpenID Connect)."""
+
+    user_id: int
+    auth_time: int
+    sid: str | None = None
+    acr: str | None = None
+    amr: tuple[str, ...] = ()

@@ -14,11 +14,16 @@ Three kinds of redirect URI, and nothing else (RFC 8252 §7, RFC 9700 §4.1):
 So `javascript:`, `data:`, `file:`, `vbscript:` and every other scheme without a period are
 refused, as are fragments (RFC 6749 §3.1.2), user information (`https://a@b/`: a host that is
 not what it reads as), and anything that is not printable ASCII without spaces (RFC 3986 §2).
+
+Matching a requested redirect URI to the registered ones (`matching_redirect_uri`) is exact
+string comparison (RFC 9700 §4.1.3), with the one exception RFC 8252 §7.3 requires: the port of
+an http loopback IP literal, which a native app picks when it opens its listening socket.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 LOOPBACK = ("127.0.0.1", "::1")
@@ -27,6 +32,14 @@ LOOPBACK = ("127.0.0.1", "::1")
 # reverse domain name: labels separated by periods, none empty.
 _PRIVATE_USE_SCHEME = re.compile(r"[a-z][a-z0-9+-]*(\.[a-z0-9][a-z0-9+-]*)+")
 _URI_CHARS = re.compile(r"[!-~]+")  # printable ASCII, no space (RFC 3986 §2)
+# An http loopback IP literal URI taken apart: its host, its port (absent, or 1-65535 written
+# without leading zeros) and everything after the authority, which starts with "/" or "?" (or
+# is empty). Only these exact lower-case spellings: anything else is matched as a string.
+_LOOPBACK_URI = re.compile(
+    r"http://(127\.0\.0\.1|\[::1\])"
+    r"(?::([1-9][0-9]{0,4}))?"
+    r"((?:[/?][!-~]*)?)"
+)
 
 
 def redirect_uri_problem(uri: str) -> str | None:
@@ -85,4 +98,47 @@ def client_option_problem(
             "claimed https URI (RFC 8252 §8.6): any local program can receive a loopback or "
             "private-use scheme redirect"
         )
+    return None
+
+
+def _loopback_parts(uri: str) -> tuple[str, str] | None:
+    """(host, path and query) of an http loopback IP literal URI with or without a valid port,
+    or None for any other URI. A fragment never: a redirect URI has none (RFC 6749 §3.1.2)."""
+    found = _LOOPBACK_URI.fullmatch(uri)
+    if found is None or "#" in uri:
+        return None
+    port = found.group(2)
+    if port is not None and int(port) > 65535:
+        return None
+    return found.group(1), found.group(3)
+
+
+def matching_redirect_uri(registered: Sequence[str], given: str) -> str | None:
+    """The redirect URI to use for a request naming `given`, if it matches one of `registered`
+    (the client's): `given` itself, as the request spelled it (the code remembers it, and the
+    token request must present that same string, RFC 6749 §4.1.3); None when nothing matches.
+
+    Exact string matching (RFC 9700 §4.1.3: "exact string matching"), except that "the
+    authorization server MUST allow any port to be specified at the time of the request for
+    loopback IP redirect URIs" (RFC 8252 §7.3): a registered `http://127.0.0.1/cb` or
+    `http://[::1]:8080/cb` matches a given URI that differs from it only by its port (any port,
+    or none). Host, path and query must be the same characters; user information or a
+    fragment never match; the scheme and host must be written `http`, `127.0.0.1`, `[::1]`.
+
+    `localhost` gets exact matching only (and registration refuses `http://localhost` outright,
+    `redirect_uri_problem`). RFC 8252 §8.3 makes loopback redirects by name NOT RECOMMENDED:
+    the name can be made to resolve off the loopback interface (a hosts file, a resolver, a
+    proxy configuration), so letting any port through for it would widen an already weak
+    registration into any service on whatever `localhost` resolves to. The IP literals always
+    mean this machine, which is what makes any port of them safe: only a program on the
+    user's own machine can listen there, and PKCE binds the code to the app that asked.
+    """
+    if given in registered:
+        return given
+    parts = _loopback_parts(given)
+    if parts is None:
+        return None
+    for uri in registered:
+        if _loopback_parts(uri) == parts:
+            return given
     return None

@@ -70,8 +70,9 @@ class ErrorCode(StrEnum):
     """The `error` of an OAuth error response, as the RFCs spell it.
 
     RFC 6749 §5.2 (token endpoint) and §4.1.2.1 (authorization redirects), RFC 6750 §3.1
-    (bearer-token challenges), RFC 7009 §2.2.1 (revocation) and RFC 8707 §2 (resource
-    indicators), plus `too_many_requests`, Baton's own answer to a rate limit (with a 429).
+    (bearer-token challenges), RFC 7009 §2.2.1 (revocation), RFC 8707 §2 (resource
+    indicators) and OpenID Connect Core §3.1.2.6 (authentication requests), plus
+    `too_many_requests`, Baton's own answer to a rate limit (with a 429).
     """
 
     # RFC 6749 §5.2
@@ -95,6 +96,14 @@ class ErrorCode(StrEnum):
     INVALID_TARGET = "invalid_target"
     # Baton's own: a rate limit (429 with Retry-After)
     TOO_MANY_REQUESTS = "too_many_requests"
+    # OpenID Connect Core §3.1.2.6, the authentication request's redirects (Baton never needs
+    # `account_selection_required`: a browser holds one session, so with `prompt=none`, which
+    # excludes `select_account`, there is never an account to choose)
+    LOGIN_REQUIRED = "login_required"
+    CONSENT_REQUIRED = "consent_required"
+    REQUEST_NOT_SUPPORTED = "request_not_supported"
+    REQUEST_URI_NOT_SUPPORTED = "request_uri_not_supported"
+    REGISTRATION_NOT_SUPPORTED = "registration_not_supported"
 
 
 __all__ = [

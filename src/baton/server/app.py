@@ -30,6 +30,7 @@ from baton.server.observability import install as observability
 from baton.server.observability.middleware import Observe
 from baton.server.routes import TABLE
 from baton.server.runtime.context import Baton
+from baton.server.runtime.cors import Cors, CorsMiddleware, OriginCache
 from baton.server.runtime.keyring import KeyRing
 from baton.server.runtime.limits import Buckets, Limits, MemoryBuckets, Rate, RedisBuckets
 from baton.server.runtime.protection import (
@@ -119,6 +120,9 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     # machine POSTs, the very route objects the router holds) and the session-free paths.
     routes = [*TABLE.starlette_routes(), *observed.routes()]
     proxies = parse_networks(",".join(settings.trusted_proxies))
+    # CORS for the endpoints browser apps call (the table's `cors=True`): answered by the short
+    # way for its machine POSTs, by `CorsMiddleware` for the rest (preflights included).
+    cors = Cors(TABLE.cors_paths(), OriginCache(store, clock))
     app = Starlette(
         routes=routes,
         middleware=[
@@ -128,8 +132,12 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
             *([Middleware(TrustedProxies, networks=proxies)] if proxies else []),
             Middleware(SecurityHeaders, https=settings.secure_cookies),
             *fastpath.machine_middleware(
-                settings.fast_paths, routes=TABLE.fast_routes(routes), handlers=exception_handlers
+                settings.fast_paths,
+                routes=TABLE.fast_routes(routes),
+                handlers=exception_handlers,
+                cors=cors,
             ),
+            Middleware(CorsMiddleware, cors=cors),
             Middleware(
                 SessionMiddleware, secure=settings.secure_cookies, sessionless=TABLE.sessionless()
             ),

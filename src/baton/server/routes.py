@@ -75,6 +75,7 @@ TABLE = Table(
             token_endpoint,
             MACHINE,
             metadata="token_endpoint",
+            cors=True,
             openapi=openapi.token,
             summary="RFC 6749 §3.2 token endpoint",
             details=(
@@ -82,6 +83,8 @@ TABLE = Table(
                 "`client_secret_basic`, `client_secret_post`, `none` (public clients)"
             ),
         ),
+        # Not `cors`: introspection is for resource servers (confidential clients, RFC 7662 §2.1),
+        # servers that no browser stands in for.
         endpoint(
             "/introspect",
             "POST",
@@ -101,6 +104,7 @@ TABLE = Table(
             revocation_endpoint,
             MACHINE,
             metadata="revocation_endpoint",
+            cors=True,
             openapi=openapi.REVOKE,
             summary="RFC 7009 token revocation",
             details="a refresh token revokes its grant, an access token only itself",
@@ -113,6 +117,7 @@ TABLE = Table(
             "GET",
             metadata_endpoint,
             openapi=openapi.METADATA,
+            cors=True,
             summary="RFC 8414 authorization server metadata",
             details=(
                 "carries `refresh_token_rotation` (policy and leeway), and the OpenID Provider "
@@ -158,6 +163,7 @@ TABLE = Table(
             "GET",
             jwks_endpoint,
             metadata="jwks_uri",
+            cors=True,
             openapi=openapi.JWKS,
             summary="RFC 7517 key set of the JWT signing keys",
             details="the next key is published before it signs",
@@ -197,7 +203,8 @@ TABLE = Table(
             summary="RFC 6749 §4.1.1 authorization request (code flow, PKCE S256)",
             details=(
                 "PKCE required unless a confidential client was registered `--pkce-optional` "
-                "(RFC 7636), exact redirect URI match, RFC 8707 `resource` (repeatable), `iss` "
+                "(RFC 7636), exact redirect URI match (but any port of an http loopback IP "
+                "literal, RFC 8252 §7.3), RFC 8707 `resource` (repeatable), `iss` "
                 "in the response (RFC 9207); the login and consent pages on the way; "
                 "rate-limited per address"
             ),

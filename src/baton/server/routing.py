@@ -2,10 +2,11 @@
 
 Each route is declared once (`baton.server.routes`): its path, methods, handler, whether it is a
 machine endpoint or goes through the session middleware, the RFC 8414 metadata member that
-names its URL, a one-line summary and its OpenAPI operation. The Starlette routes, the fast
-path's routes, the session-free paths, the metadata's URLs, the OpenAPI document's paths and the
-README's table of endpoints are all computed from that table here, so a route cannot be served
-and missing from the documents, or the reverse. This module imports no endpoint, so the
+names its URL, a one-line summary, its OpenAPI operation and whether browsers call it across
+origins (CORS). The Starlette routes, the fast path's routes, the session-free paths, the CORS
+paths, the metadata's URLs, the OpenAPI document's paths and the README's table of endpoints are
+all computed from that table here, so a route cannot be served and missing from the documents,
+or the reverse. This module imports no endpoint, so the
 endpoints may import it.
 """
 
@@ -55,6 +56,9 @@ class Endpoint:
     summary: str | None = None
     # What the README's row adds to the summary (the operation's description says it at length).
     details: str | None = None
+    # Called by browser apps from other origins (CORS, `baton.server.runtime.cors`): preflights
+    # answered, and the allowed origin named in the answers.
+    cors: bool = False
 
     def __post_init__(self) -> None:
         if self.documented and (self.openapi is None or self.summary is None):
@@ -93,6 +97,7 @@ def endpoint(
     documented: bool = True,
     summary: str | None = None,
     details: str | None = None,
+    cors: bool = False,
 ) -> Endpoint:
     """An `Endpoint` with its methods written as one string (`"GET"`, `"GET POST"`)."""
     return Endpoint(
@@ -105,6 +110,7 @@ def endpoint(
         documented,
         summary,
         details,
+        cors,
     )
 
 
@@ -142,6 +148,14 @@ class Table:
     def sessionless(self) -> frozenset[str]:
         """The paths the session middleware leaves alone: every machine endpoint's and probe's."""
         return frozenset(e.path for e in self.endpoints if e.kind in (Kind.MACHINE, Kind.PROBE))
+
+    def cors_paths(self) -> dict[str, frozenset[str]]:
+        """The paths browser apps may call across origins, with the methods of each."""
+        paths: dict[str, frozenset[str]] = {}
+        for e in self.endpoints:
+            if e.cors:
+                paths[e.path] = paths.get(e.path, frozenset()) | e.methods
+        return paths
 
     def unlogged(self) -> frozenset[str]:
         """The paths that get no access-log line: the probes'."""

@@ -21,11 +21,16 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from baton.core import timeline
+from baton.core.claims import PROFILE_MEMBERS
+from baton.core.client_metadata import MetadataError, OidcSettings, checked
+from baton.core.keys import ALGORITHMS
 from baton.core.redirects import client_option_problem, redirect_uri_problem
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
+from baton.core.subject import SUBJECT_TYPES
 from baton.core.tokens import TokenKind, mint, random_id
+from baton.core.user_claims import SETTABLE, ClaimChanges, ClaimError, check
 from baton.core.vocabulary import (
     REUSE_CAUSES,
     ErrorCode,
@@ -360,6 +365,76 @@ async def enable_client(request: Request) -> Response:
     return RedirectResponse("/admin/clients", status_code=303)
 
 
+async def client_page(request: Request) -> Response:
+    user = await _signed_in_admin(request)
+    if isinstance(user, Response):
+        return user
+    return await _client(request, user, None, None, 200)
+
+
+async def _client(
+    request: Request, user: User, notice: str | None, error: str | None, status: int
+) -> Response:
+    client_id = request.path_params["client_id"]
+    found = await _admin_store(request).client(client_id)
+    if found is None:
+        message = f"There is no client {client_id}."
+        return _page(request, "admin/message.html", {"message": message}, status=404)
+    context = {
+        "user": user,
+        "c": found,
+        "notice": notice,
+        "error": error,
+        "algorithms": ALGORITHMS,
+        "subject_types": SUBJECT_TYPES,
+    }
+    return _page(request, "admin/client.html", context, status=status)
+
+
+def _oidc_form(form: Form) -> OidcSettings:
+    """The OpenID Connect settings the client page's form posted (not checked yet)."""
+    origins = tuple((form.get("allowed_origins") or "").split())
+    return OidcSettings(
+        id_token_signed_response_alg=form.get("id_token_signed_response_alg") or "RS256",
+        subject_type=form.get("subject_type") or "public",
+        sector_identifier_uri=(form.get("sector_identifier_uri") or "").strip() or None,
+        post_logout_redirect_uris=tuple((form.get("post_logout_redirect_uris") or "").split()),
+        backchannel_logout_uri=(form.get("backchannel_logout_uri") or "").strip() or None,
+        backchannel_logout_session_required=form.get("backchannel_logout_session_required") == "on",
+        require_nonce=form.get("require_nonce") == "on",
+        allowed_origins=None if form.get("origins") != "listed" else origins,
+    )
+
+
+async def update_client(request: Request) -> Response:
+    """Saves a client's OpenID Connect settings, checked as `baton client update` checks
+    them, and audited with what changed."""
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
+    client_id = request.path_params["client_id"]
+    found = await _admin_store(request).client(client_id)
+    if found is None:
+        message = f"There is no client {client_id}."
+        return _page(request, "admin/message.html", {"message": message}, status=404)
+    try:
+        settings = checked(_oidc_form(form), found.redirect_uris)
+    except MetadataError as exc:
+        error = str(exc)
+        return await _client(request, user, None, error[0].upper() + error[1:] + ".", 400)
+    changed = await _admin_store(request).update_client_oidc(
+        client_id, settings, _actor(request, user)
+    )
+    if changed is None:
+        message = f"There is no client {client_id}."
+        return _page(request, "admin/message.html", {"message": message}, status=404)
+    # This process authenticates from its cache: it reads the new settings at once.
+    baton(request).clients.forget(client_id)
+    notice = "Saved: " + ", ".join(changed) + "." if changed else "Nothing changed."
+    return await _client(request, user, notice, None, 200)
+
+
 async def events_page(request: Request) -> Response:
     user = await _signed_in_admin(request)
     if isinstance(user, Response):
@@ -396,7 +471,81 @@ async def users_page(request: Request) -> Response:
     user = await _signed_in_admin(request)
     if isinstance(user, Response):
         return user
-    return _page(request, "admin/users.html", {"user": user, "notice": None, "error": None})
+    if (refused := _bad_query(request)) is not None:
+        return refused
+    return await _users(request, user, None, None, 200)
+
+
+async def _users(
+    request: Request, user: User, notice: str | None, error: str | None, status: int
+) -> Response:
+    page = _int(request.query_params.get("page"), _MAX_INT // PAGE - 1) or 0
+    rows = await _admin_store(request).users(offset=page * PAGE, limit=PAGE + 1)
+    next_url = f"/admin/users?page={page + 1}" if len(rows) > PAGE else None
+    context = {
+        "user": user,
+        "rows": rows[:PAGE],
+        "notice": notice,
+        "error": error,
+        "next_url": next_url,
+    }
+    return _page(request, "admin/users.html", context, status=status)
+
+
+async def user_page(request: Request) -> Response:
+    user = await _signed_in_admin(request)
+    if isinstance(user, Response):
+        return user
+    if (refused := _bad_query(request)) is not None:
+        return refused
+    username = request.query_params.get("username") or ""
+    return await _user(request, user, username, None, None, 200)
+
+
+async def _user(
+    request: Request,
+    user: User,
+    username: str,
+    notice: str | None,
+    error: str | None,
+    status: int,
+) -> Response:
+    found = await _admin_store(request).user(username) if username else None
+    if found is None:
+        message = f"There is no user {username!r}."
+        return _page(request, "admin/message.html", {"message": message}, status=404)
+    context = {
+        "user": user,
+        "u": found,
+        "members": PROFILE_MEMBERS,
+        "notice": notice,
+        "error": error,
+    }
+    return _page(request, "admin/user.html", context, status=status)
+
+
+async def set_user_claims(request: Request) -> Response:
+    """Saves a user's email and profile claims, checked as `baton user set` checks them, and
+    audited with the names of the claims that changed."""
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
+    username = form.get("username") or ""
+    # Every field is on the form: an empty one clears its claim.
+    values = {name: (form.get(name) or "").strip() for name in SETTABLE}
+    verified = form.get("email_verified") == "on" and bool(values["email"])
+    try:
+        changes = check(ClaimChanges(values, verified))
+    except ClaimError as exc:
+        error = str(exc)
+        return await _user(request, user, username, None, error[0].upper() + error[1:] + ".", 400)
+    changed = await _admin_store(request).set_user_claims(username, changes, _actor(request, user))
+    if changed is None:
+        message = f"There is no user {username!r}."
+        return _page(request, "admin/message.html", {"message": message}, status=404)
+    notice = "Saved: " + ", ".join(changed) + "." if changed else "Nothing changed."
+    return await _user(request, user, username, notice, None, 200)
 
 
 async def sign_out_everywhere(request: Request) -> Response:
@@ -409,10 +558,9 @@ async def sign_out_everywhere(request: Request) -> Response:
     username = (form.get("username") or "").strip()
     ended = await _admin_store(request).sign_out_everywhere(username, _actor(request, user))
     if ended is None:
-        context = {"user": user, "notice": None, "error": f"There is no user {username!r}."}
-        return _page(request, "admin/users.html", context, status=404)
+        return await _users(request, user, None, f"There is no user {username!r}.", 404)
     notice = f"Signed {username} out everywhere: {ended} session(s) ended."
-    return _page(request, "admin/users.html", {"user": user, "notice": notice, "error": None})
+    return await _users(request, user, notice, None, 200)
 
 
 _MAX_INT = 2**63 - 1  # the databases' BIGINT: a larger value is no id, time or page
@@ -449,11 +597,15 @@ ROUTES: tuple[Endpoint, ...] = tuple(
         ("/grants/{grant_id}/revoke", "POST", revoke_grant),
         ("/clients", "GET", clients_page),
         ("/clients", "POST", create_client),
+        ("/clients/{client_id}", "GET", client_page),
+        ("/clients/{client_id}", "POST", update_client),
         ("/clients/{client_id}/rotate", "POST", rotate_secret),
         ("/clients/{client_id}/disable", "POST", disable_client),
         ("/clients/{client_id}/enable", "POST", enable_client),
         ("/users", "GET", users_page),
         ("/users/sign-out", "POST", sign_out_everywhere),
+        ("/users/claims", "GET", user_page),
+        ("/users/claims", "POST", set_user_claims),
         ("/events", "GET", events_page),
         ("/audit", "GET", audit_page),
     )

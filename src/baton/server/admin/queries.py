@@ -7,8 +7,10 @@ Each action runs in one transaction with the audit row that records it.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
+from baton.core.client_metadata import OidcSettings
+from baton.core.user_claims import ClaimChanges
 from baton.core.vocabulary import SecurityEventKind
 from baton.store.admin import (
     FAMILY_PAIRS,
@@ -20,13 +22,22 @@ from baton.store.admin import (
     GrantPage,
     GrantQuery,
 )
-from baton.store.base import Client, SecurityEvent
+from baton.store.base import Client, SecurityEvent, User
 
 
 class AdminQueries(Protocol):
     async def clients(self, offset: int = 0, limit: int = PAGE) -> list[Client]: ...
 
     async def create_client(self, client: Client, actor: Actor) -> None: ...
+
+    async def client(self, client_id: str) -> Client | None: ...
+
+    async def update_client_oidc(
+        self, client_id: str, settings: OidcSettings, actor: Actor
+    ) -> dict[str, Any] | None:
+        """Stores a client's OpenID Connect settings, audited: the fields changed, with their
+        new values (None: no such client)."""
+        ...
 
     async def rotate_secret(self, client_id: str, secret_digest: bytes, actor: Actor) -> bool:
         """Replaces a confidential client's secret: the old one fails from this commit on."""
@@ -47,6 +58,17 @@ class AdminQueries(Protocol):
 
     async def sign_out_everywhere(self, username: str, actor: Actor) -> int | None:
         """Ends every live session of the user (None: no such user)."""
+        ...
+
+    async def users(self, offset: int = 0, limit: int = PAGE) -> list[User]: ...
+
+    async def user(self, username: str) -> User | None: ...
+
+    async def set_user_claims(
+        self, username: str, changes: ClaimChanges, actor: Actor
+    ) -> list[str] | None:
+        """Applies claim changes to the user, audited: the names of the claims changed (None:
+        no such user)."""
         ...
 
     async def security_events(

@@ -3,14 +3,21 @@
 Errors before the redirect URI is trusted (unknown client, unregistered redirect URI) are shown
 as a page: redirecting there would make Baton an open redirector (RFC 6749 §4.1.2.1). Every later
 error is redirected to the client with `state` and `iss`.
+
+A request whose scope holds `openid` is an OpenID Connect authentication request (Core §3.1.2):
+its `prompt`, `max_age`, `id_token_hint` and `claims` decide whether the user signs in again,
+chooses an account or sees the consent page, and its code carries the `nonce`, the session's
+`sid` and the sign-in (`SignIn`) that the ID token will repeat. Without `openid`, nothing of this
+is read: plain OAuth is answered as it always was.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -21,10 +28,31 @@ from baton import wire
 from baton.core import pkce
 from baton.core.audience import TargetError
 from baton.core.audience import requested as choose_resources
-from baton.core.redirects import is_https, redirect_uri_problem
+from baton.core.claims import (
+    OFFLINE_ACCESS,
+    OPENID,
+    STANDARD_CLAIMS,
+    ClaimsRequest,
+    ClaimsRequestError,
+    for_scope,
+    user_claims,
+)
+from baton.core.facts import LiveSession, SignIn
+from baton.core.prompt import (
+    CONSENT,
+    LOGIN,
+    NONE,
+    SELECT_ACCOUNT,
+    PromptError,
+    parse_max_age,
+    parse_prompt,
+    sign_in_too_old,
+)
+from baton.core.redirects import is_https, matching_redirect_uri, redirect_uri_problem
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
+from baton.core.subject import SectorError, subject_for
 from baton.core.tokens import TokenKind, mint
 from baton.core.vocabulary import ErrorCode
 from baton.passwords import verify_password
@@ -32,6 +60,7 @@ from baton.server.admin.console import record_lockout
 from baton.server.endpoints.clientauth import enabled_client
 from baton.server.endpoints.errors import OAuthError, error_description
 from baton.server.endpoints.forms import REPEATABLE, Form, parse_pairs, read_form
+from baton.server.endpoints.hints import IdTokenHint, read_id_token_hint
 from baton.server.runtime.context import Baton, baton, source_address
 from baton.server.runtime.sessions import (
     begin_session,
@@ -39,9 +68,10 @@ from baton.server.runtime.sessions import (
     csrf_token,
     device_knows,
     end_session,
+    live_session,
     remember_device,
 )
-from baton.store.base import Client, NewCode
+from baton.store.base import Client, NewCode, User
 
 templates = Jinja2Templates(directory=str(Path(__file__).parents[1] / "templates"))
 
@@ -70,6 +100,31 @@ class RedirectError(Exception):
 
 
 @dataclass(frozen=True)
+class OidcRequest:
+    """What an OpenID Connect authentication request asks beyond OAuth (Core §3.1.2.1)."""
+
+    nonce: str | None = None
+    prompt: frozenset[str] = frozenset()
+    max_age: int | None = None
+    login_hint: str | None = None
+    hint: IdTokenHint | None = None  # `id_token_hint`, verified
+    hint_client: Client | None = None  # the client the hint was issued to (its `sub`'s sector)
+    claims: ClaimsRequest = field(default_factory=ClaimsRequest)
+    # `claims.id_token.sub.value` (§5.5.1): only that user may be answered.
+    sub: str | None = None
+
+    @property
+    def silent(self) -> bool:
+        """`prompt=none`: answer without showing any page, or with an error (§3.1.2.1)."""
+        return NONE in self.prompt
+
+    @property
+    def named_claims(self) -> frozenset[str]:
+        """The standard claims asked for by name, for the ID token or the UserInfo response."""
+        return (self.claims.id_token | self.claims.userinfo) & STANDARD_CLAIMS
+
+
+@dataclass(frozen=True)
 class AuthorizationRequest:
     client: Client
     redirect_uri: str
@@ -79,6 +134,7 @@ class AuthorizationRequest:
     state: str | None
     code_challenge: str | None
     params: tuple[tuple[str, str], ...]  # as received, to carry through login and consent
+    oidc: OidcRequest | None = None  # None: not an OpenID Connect request (no `openid`)
 
 
 async def validate(app: Baton, form: Form) -> AuthorizationRequest:
@@ -90,8 +146,8 @@ async def validate(app: Baton, form: Form) -> AuthorizationRequest:
         raise PageError("The request names an unknown client.")
     given = form.get("redirect_uri")
     if given is not None:
-        # RFC 9700 §4.1.3: exact string matching, nothing looser.
-        if given not in client.redirect_uris:
+        # RFC 9700 §4.1.3: exact string matching, but a loopback port (RFC 8252 §7.3).
+        if matching_redirect_uri(client.redirect_uris, given) is None:
             raise PageError("The redirect URI is not registered for this client.")
         redirect_uri = given
     elif len(client.redirect_uris) == 1:
@@ -112,7 +168,7 @@ async def validate(app: Baton, form: Form) -> AuthorizationRequest:
         client, redirect_uri, given is not None, frozenset(), (), form.get("state"), None, params
     )
     try:
-        return _checked(request, form)
+        return await _checked(app, request, form)
     except RedirectError as exc:
         raise _WithRequest(exc, request) from None
 
@@ -124,7 +180,7 @@ class _WithRequest(Exception):
         self.request = request
 
 
-def _checked(request: AuthorizationRequest, form: Form) -> AuthorizationRequest:
+async def _checked(app: Baton, request: AuthorizationRequest, form: Form) -> AuthorizationRequest:
     response_type = form.get("response_type")
     if response_type != "code":
         raise RedirectError(ErrorCode.UNSUPPORTED_RESPONSE_TYPE, "response_type must be code")
@@ -136,6 +192,12 @@ def _checked(request: AuthorizationRequest, form: Form) -> AuthorizationRequest:
         scope = allowed if asked is None else parse_scope(asked)
     except ScopeError as exc:
         raise RedirectError(ErrorCode.INVALID_SCOPE, str(exc)) from None
+    if OPENID in scope and not app.oidc:
+        # ID tokens are signed: without a key-encryption key the server keeps no keys.
+        raise RedirectError(
+            ErrorCode.INVALID_SCOPE,
+            "OpenID Connect needs a key-encryption key: set BATON_KEY_ENCRYPTION_KEY",
+        )
     if not scope <= allowed:
         raise RedirectError(ErrorCode.INVALID_SCOPE, "requested scope exceeds the client's scope")
     try:
@@ -172,7 +234,75 @@ def _checked(request: AuthorizationRequest, form: Form) -> AuthorizationRequest:
             raise RedirectError(
                 ErrorCode.INVALID_REQUEST, "code_challenge must be 43 base64url characters"
             )
-    return replace(request, scope=scope, resources=resources, code_challenge=challenge)
+    oidc = await _oidc_request(app, request.client, form) if OPENID in scope else None
+    return replace(request, scope=scope, resources=resources, code_challenge=challenge, oidc=oidc)
+
+
+async def _oidc_request(app: Baton, client: Client, form: Form) -> OidcRequest:
+    """The OpenID Connect parameters of an authentication request (Core §3.1.2.1), checked."""
+    # Core §6: Baton supports no request objects; §6.1/§6.2 name the errors ("request_not_
+    # supported", "request_uri_not_supported"), and §7.2.1 does for self-issued `registration`.
+    if "request" in form:
+        raise RedirectError(ErrorCode.REQUEST_NOT_SUPPORTED, "request objects are not supported")
+    if "request_uri" in form:
+        raise RedirectError(ErrorCode.REQUEST_URI_NOT_SUPPORTED, "request_uri is not supported")
+    if "registration" in form:
+        raise RedirectError(
+            ErrorCode.REGISTRATION_NOT_SUPPORTED, "the registration parameter is not supported"
+        )
+    nonce = form.get("nonce")
+    if nonce is None and client.require_nonce:
+        # The client registered `require_nonce`: an ID token without one would not be tied to
+        # the browser session that asked for it (Core §3.1.2.1, §15.5.2).
+        raise RedirectError(ErrorCode.INVALID_REQUEST, "nonce is required for this client")
+    try:
+        prompt = parse_prompt(form.get("prompt"))
+        max_age = parse_max_age(form.get("max_age"))
+    except PromptError as exc:
+        raise RedirectError(ErrorCode.INVALID_REQUEST, str(exc)) from None
+    text = form.get("claims")
+    try:
+        claims = ClaimsRequest.parse(text)
+        sub = _requested_sub(text)
+    except (ClaimsRequestError, RecursionError) as exc:
+        message = str(exc) if isinstance(exc, ClaimsRequestError) else "claims is nested too deep"
+        raise RedirectError(ErrorCode.INVALID_REQUEST, message) from None
+    hint = hint_client = None
+    if (token := form.get("id_token_hint")) is not None:
+        # Core §3.1.2.1: an ID Token previously issued by this server; expired ones too.
+        hint = read_id_token_hint(app, token)
+        if hint is not None and hint.client_id is not None:
+            hint_client = (
+                client
+                if hint.client_id == client.id
+                else await enabled_client(app.store, hint.client_id)
+            )
+        if hint_client is None:
+            raise RedirectError(
+                ErrorCode.INVALID_REQUEST, "id_token_hint is not an ID token this server issued"
+            )
+    # `display`, `ui_locales`, `claims_locales` and `acr_values` are accepted and carried: the
+    # pages are in one language and adapt to the screen, and a password sign-in has no `acr`.
+    return OidcRequest(
+        nonce=nonce,
+        prompt=prompt,
+        max_age=max_age,
+        login_hint=form.get("login_hint"),
+        hint=hint,
+        hint_client=hint_client,
+        claims=claims,
+        sub=sub,
+    )
+
+
+def _requested_sub(text: str | None) -> str | None:
+    """`claims.id_token.sub.value` of a (well-formed) `claims` request, if it names one."""
+    if not text:
+        return None
+    asked = json.loads(text).get("id_token") or {}
+    sub = asked.get("sub") if isinstance(asked, dict) else None
+    value = sub.get("value") if isinstance(sub, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _redirect(
@@ -269,18 +399,21 @@ async def _authorize(request: Request, form: Form, decision: str | None, status:
         params = {"error": exc.error.error, "error_description": exc.error.description}
         return _redirect(app, exc.request, params, status)
 
-    user_id = request.session.get("uid")
-    user = await app.store.get_user_by_id(user_id) if isinstance(user_id, int) else None
+    live = live_session(request)
+    user = await app.store.get_user_by_id(live.user_id) if live is not None else None
+    oidc = auth.oidc
+    if oidc is not None:
+        try:
+            return await _authenticate(request, app, auth, oidc, live, user, decision, status)
+        except RedirectError as exc:
+            params = {"error": exc.error, "error_description": exc.description}
+            return _redirect(app, auth, params, status)
+
     if user is None:
-        target = "/authorize?" + urlencode(auth.params)
-        return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
+        return _to_login(auth.params)
 
     if decision == "deny":
-        params = {
-            "error": ErrorCode.ACCESS_DENIED,
-            "error_description": "the user denied the request",
-        }
-        return _redirect(app, auth, params, status)
+        return _denied(app, auth, status)
     now = app.clock.now()
     if decision == "allow":
         await app.store.remember_consent(user.id, auth.client.id, auth.scope, auth.resources, now)
@@ -291,7 +424,24 @@ async def _authorize(request: Request, form: Form, decision: str | None, status:
         remembered = consent is not None and consent.covers(auth.scope, auth.resources)
         if not (remembered and _remembers_consent(auth)):
             return await _consent_page(request, app, auth, user.username)
+    return await _issue_code(app, auth, user, auth.scope, status)
 
+
+def _denied(app: Baton, auth: AuthorizationRequest, status: int) -> Response:
+    params = {"error": ErrorCode.ACCESS_DENIED, "error_description": "the user denied the request"}
+    return _redirect(app, auth, params, status)
+
+
+async def _issue_code(
+    app: Baton,
+    auth: AuthorizationRequest,
+    user: User,
+    scope: frozenset[str],
+    status: int,
+    sign_in: SignIn | None = None,
+    sid: str | None = None,
+) -> Response:
+    now = app.clock.now()
     code = mint(TokenKind.CODE)
     await app.store.save_code(
         NewCode(
@@ -299,14 +449,198 @@ async def _authorize(request: Request, form: Form, decision: str | None, status:
             client_id=auth.client.id,
             user_id=user.id,
             redirect_uri=auth.redirect_uri if auth.redirect_uri_given else None,
-            scope=render_scope(auth.scope),
+            scope=render_scope(scope),
             code_challenge=auth.code_challenge,
             created_at=now,
             expires_at=now + app.settings.policy.lifetimes.code_ttl,
             resources=auth.resources,
+            nonce=auth.oidc.nonce if auth.oidc is not None else None,
+            sid=sid,
+            sign_in=sign_in,
         )
     )
     return _redirect(app, auth, {"code": code.plaintext}, status)
+
+
+async def _authenticate(
+    request: Request,
+    app: Baton,
+    auth: AuthorizationRequest,
+    oidc: OidcRequest,
+    live: LiveSession | None,
+    user: User | None,
+    decision: str | None,
+    status: int,
+) -> Response:
+    """An OpenID Connect authentication request (Core §3.1.2), once it is valid: sign in (again)
+    if it asks, let the user choose the account, ask consent, and issue the code with the
+    sign-in's facts. With `prompt=none`, each page that would be shown is an error instead
+    (§3.1.2.6), redirected to the client."""
+    now = app.clock.now()
+    if live is None or user is None:
+        if oidc.silent:
+            # §3.1.2.1, prompt=none: "An error is returned if an End-User is not already
+            # authenticated".
+            raise RedirectError(ErrorCode.LOGIN_REQUIRED, "no one is signed in")
+        return _to_login(_continuation(auth))
+    if (reason := _sign_in_again(app, auth, oidc, live, user, now)) is not None:
+        if oidc.silent:
+            raise RedirectError(ErrorCode.LOGIN_REQUIRED, _SIGN_IN_AGAIN[reason])
+        return _to_login(_continuation(auth), reason)
+
+    if SELECT_ACCOUNT in oidc.prompt and decision is None:
+        # §3.1.2.1, select_account: "The Authorization Server SHOULD prompt the End-User to
+        # select a user account." This browser holds one session: the choice is to go on with
+        # it, or to sign in with another account.
+        return _account_page(request, auth, user.username)
+
+    if decision == "deny":
+        return _denied(app, auth, status)
+    scope = auth.scope
+    asked_now = decision == "allow"
+    if asked_now:
+        await app.store.remember_consent(user.id, auth.client.id, scope, auth.resources, now)
+    else:
+        consent = await app.store.consent(user.id, auth.client.id)
+        remembered = (
+            consent is not None
+            and consent.covers(scope - {OFFLINE_ACCESS}, auth.resources)
+            and _remembers_consent(auth)
+        )
+        # §11: offline access needs the user's consent: "the prompt parameter MUST contain
+        # consent unless other conditions for processing the request permitting offline access
+        # are in place". A remembered consent that covered offline_access is such a condition;
+        # one that did not is not, so the page asks now, rather than silently dropping what the
+        # relying party asked for. Under prompt=none, which cannot ask, offline_access is
+        # ignored (the §11 answer when no such condition holds) and the rest is answered.
+        offline_pending = OFFLINE_ACCESS in scope and not (
+            consent is not None and consent.covers(scope, auth.resources)
+        )
+        # Claims asked for by name beyond what the scope releases are released only when the
+        # consent page listed them (a remembered consent records scopes, not claims).
+        claims_pending = bool(oidc.named_claims - for_scope(scope))
+        if not remembered or CONSENT in oidc.prompt:
+            if oidc.silent:
+                raise RedirectError(
+                    ErrorCode.CONSENT_REQUIRED, "the user has not allowed this client this access"
+                )
+            return await _consent_page(request, app, auth, user.username)
+        if (offline_pending or claims_pending) and not oidc.silent:
+            return await _consent_page(request, app, auth, user.username)
+        if offline_pending:
+            scope = scope - {OFFLINE_ACCESS}
+    # What the user agreed to see released: the claims of the granted scopes (§5.4), and those
+    # asked for by name when the consent page, which lists them, was answered now.
+    consented = for_scope(scope) | (oidc.named_claims if asked_now else frozenset())
+    values = user_claims(
+        user.username, user.email, user.email_verified, user.profile, user.updated_at
+    )
+    sign_in = SignIn(
+        auth_time=live.auth_time,
+        acr=live.acr,
+        amr=live.amr,
+        claims={k: v for k, v in values.items() if k in oidc.claims.id_token & consented},
+        userinfo=tuple(sorted(oidc.claims.userinfo & consented)),
+    )
+    return await _issue_code(app, auth, user, scope, status, sign_in, live.sid)
+
+
+# Why a signed-in user must sign in again, as the login page tells it (and `login_required`).
+_SIGN_IN_AGAIN = {
+    "login": "the client asks the user to sign in again",
+    "account": "the signed-in user is not the one the client asked for",
+}
+
+
+def _sign_in_again(
+    app: Baton,
+    auth: AuthorizationRequest,
+    oidc: OidcRequest,
+    live: LiveSession,
+    user: User,
+    now: int,
+) -> str | None:
+    """Why the signed-in user must sign in (again) first, or None."""
+    # §3.1.2.1, prompt=login: "The Authorization Server SHOULD prompt the End-User for
+    # reauthentication." max_age: "If the elapsed time is greater than this value, the OP MUST
+    # attempt to actively re-authenticate the End-User" (0: every time).
+    if LOGIN in oidc.prompt or sign_in_too_old(live.auth_time, now, oidc.max_age):
+        return "login"
+    # §3.1.2.1, id_token_hint: "If the End-User identified by the ID Token is logged in or is
+    # logged in by the request, then the Authorization Server returns a positive response;
+    # otherwise, it SHOULD return an error". Its `sub` is the one its own client saw (§8).
+    hint, hint_client = oidc.hint, oidc.hint_client
+    if (
+        hint is not None
+        and hint_client is not None
+        and _subject(app, user, hint_client) != hint.sub
+    ):
+        return "account"
+    # §5.5.1: with a `sub` value asked for the ID token, "the Authorization Server MUST NOT
+    # reply with an ID Token or Access Token for a different user".
+    if oidc.sub is not None and _subject(app, user, auth.client) != oidc.sub:
+        return "account"
+    return None
+
+
+def _subject(app: Baton, user: User, client: Client) -> str | None:
+    """The `sub` `client` knows `user` by (None if the client's sector cannot be told)."""
+    try:
+        return subject_for(
+            user.username,
+            client.subject_type,
+            client.redirect_uris,
+            client.sector_identifier_uri,
+            app.pairwise_salt or b"",
+        )
+    except SectorError:
+        return None
+
+
+def _continuation(auth: AuthorizationRequest) -> tuple[tuple[str, str], ...]:
+    """The request as it goes on once the user signed in: what asked for that sign-in is done
+    (`prompt`'s `login`, and `select_account`: signing in is choosing the account; `max_age`:
+    the sign-in is new), so coming back does not ask again. The ID token's `auth_time` tells
+    the client when that sign-in was (§3.1.2.1: the client checks it against its max_age)."""
+    kept: list[tuple[str, str]] = []
+    for name, value in auth.params:
+        if name == "max_age":
+            continue
+        if name == "prompt":
+            value = " ".join(p for p in value.split(" ") if p and p not in (LOGIN, SELECT_ACCOUNT))
+            if not value:
+                continue
+        kept.append((name, value))
+    return tuple(kept)
+
+
+def _to_login(params: tuple[tuple[str, str], ...], reason: str | None = None) -> Response:
+    """To the login page, which continues with the authorization request `params`."""
+    location = "/login?next=" + quote("/authorize?" + urlencode(params), safe="")
+    if reason is not None:
+        location += "&reason=" + reason
+    return RedirectResponse(location, status_code=303)
+
+
+def _account_page(request: Request, auth: AuthorizationRequest, username: str) -> Response:
+    """Continue as the signed-in user, or sign in with another account (`select_account`)."""
+    params = _continuation(auth)
+    context = {
+        "client": auth.client,
+        "username": username,
+        "params": params,
+        "other": "/login?next=" + quote("/authorize?" + urlencode(params), safe=""),
+    }
+    return templates.TemplateResponse(request, "account.html", context, headers=_NO_STORE)
+
+
+# The OpenID Connect scopes, said plainly on the consent page (Core §5.4, §11).
+_SCOPE_WORDS = {
+    OPENID: "know who you are: an identifier for your account",
+    "profile": "your profile: your username, and your name, picture and other details if set",
+    "email": "your email address, and whether it was verified",
+    OFFLINE_ACCESS: "keep access while you are signed out",
+}
 
 
 async def _consent_page(
@@ -316,9 +650,17 @@ async def _consent_page(
     servers the tokens are for, and that it keeps access while the user is away."""
     names = await app.store.resource_names(auth.resources)
     lifetimes = app.settings.policy.lifetimes
+    oidc = auth.oidc
+    words = _SCOPE_WORDS if oidc is not None else {}
     context = {
         "client": auth.client,
         "scopes": sorted(auth.scope),
+        "described": [(s, words.get(s)) for s in sorted(auth.scope)],
+        # Claims asked for by name that the scopes do not already release (§5.5).
+        "claims": sorted(oidc.named_claims - for_scope(auth.scope)) if oidc is not None else [],
+        # A plain OAuth grant always gets a refresh token; an OpenID Connect one only with
+        # offline_access (§11, `core.rules.issues_refresh_token`).
+        "offline": oidc is None or OFFLINE_ACCESS in auth.scope,
         "resources": [(uri, names.get(uri)) for uri in auth.resources],
         "idle": _duration(lifetimes.refresh_idle_ttl),
         "absolute": _duration(lifetimes.refresh_absolute_ttl),
@@ -348,8 +690,28 @@ def _safe_next(target: str | None) -> str:
     return "/"
 
 
+# Why the login page is shown to someone signed in, said on it (`reason`).
+_LOGIN_NOTICES = {
+    "login": "The application asks you to sign in again.",
+    "account": "The application asks for another account than the one signed in: sign in with it.",
+}
+
+
 async def login_get(request: Request) -> Response:
-    return _login_page(request, _safe_next(request.query_params.get("next")), None, 200)
+    notice = _LOGIN_NOTICES.get(request.query_params.get("reason") or "")
+    next_url = _safe_next(request.query_params.get("next"))
+    return _login_page(request, next_url, None, 200, notice=notice)
+
+
+def _login_hint(next_url: str) -> str:
+    """The `login_hint` of the authorization request the sign-in continues (OIDC Core
+    §3.1.2.1: "Hint to the Authorization Server about the login identifier"), to fill in."""
+    if not next_url.startswith("/authorize?"):
+        return ""
+    for name, value in parse_qsl(urlsplit(next_url).query):
+        if name == "login_hint":
+            return value
+    return ""
 
 
 def _login_page(
@@ -358,11 +720,14 @@ def _login_page(
     error: str | None,
     status: int,
     headers: dict[str, str] | None = None,
+    notice: str | None = None,
 ) -> Response:
     context: dict[str, Any] = {
         "next": next_url,
         "csrf": csrf_token(request.session),
         "error": error,
+        "notice": notice,
+        "username": _login_hint(next_url),
     }
     return templates.TemplateResponse(
         request, "login.html", context, status_code=status, headers={**_NO_STORE, **(headers or {})}

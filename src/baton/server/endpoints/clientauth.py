@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote_plus
@@ -20,6 +21,7 @@ from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.errors import OAuthError, invalid_client, invalid_request
 from baton.server.endpoints.forms import Form
 from baton.server.endpoints.stores import ClientLookup
+from baton.server.runtime.cors import about_client
 from baton.server.runtime.protection import RETRY_AFTER_SECONDS
 from baton.store.base import Client, ClientChanged
 
@@ -67,20 +69,28 @@ class ClientCache:
     secret was rotated or the client disabled, in any process, is then refused, as without a
     cache. A cached row is never trusted to refuse either: a request it would refuse is decided
     on a fresh read.
+
+    The settings no request confirms (the ID token's algorithm, the subject type, the origins a
+    browser app may call from) are read again after `MAX_AGE` seconds, so an edit in the
+    console or by `baton client update` reaches every process within that time.
     """
 
     LIMIT = 1024  # registered clients are few; past this, start again rather than track use
+    MAX_AGE = 30.0  # seconds a cached row serves before it is read again
 
     def __init__(self) -> None:
-        self._clients: dict[str, Client] = {}
+        self._clients: dict[str, tuple[Client, float]] = {}
 
     def get(self, client_id: str) -> Client | None:
-        return self._clients.get(client_id)
+        found = self._clients.get(client_id)
+        if found is None or time.monotonic() - found[1] > self.MAX_AGE:
+            return None
+        return found[0]
 
     def remember(self, client: Client) -> None:
         if len(self._clients) >= self.LIMIT:
             self._clients.clear()
-        self._clients[client.id] = client
+        self._clients[client.id] = (client, time.monotonic())
 
     def forget(self, client_id: str) -> None:
         self._clients.pop(client_id, None)
@@ -135,6 +145,7 @@ async def _authenticate(
         cached = cache.get(client_id)
         if cached is not None:
             if refusal(cached, secret, allow_public) is None:
+                about_client(request.scope, client_id)  # CORS answers for this client's origins
                 return cached, True
             cache.forget(client_id)  # refused only on what the database says now
     client = await enabled_client(store, client_id)
@@ -145,6 +156,7 @@ async def _authenticate(
         raise refused
     if cache is not None:
         cache.remember(client)
+    about_client(request.scope, client.id)  # CORS answers for this client's origins
     return client, False
 
 

@@ -15,12 +15,15 @@ measured side by side, is in docs/performance.md.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from baton.server.fastpath.machine import ExceptionHandler, MachineEndpoints
+
+if TYPE_CHECKING:
+    from baton.server.runtime.cors import Cors
 
 
 def machine_middleware(
@@ -28,12 +31,14 @@ def machine_middleware(
     *,
     routes: Sequence[Route],
     handlers: Mapping[type[Exception], ExceptionHandler],
+    cors: Cors | None = None,
 ) -> list[Middleware]:
     """The machine endpoints' short way past the session middleware and the router, or nothing
-    (the router serves them like any route)."""
+    (the router serves them like any route). With `cors`, the short way gives its routes' CORS
+    headers itself, as `CorsMiddleware` does on the general way."""
     if not enabled:
         return []
-    return [Middleware(MachineEndpoints, routes=routes, handlers=handlers)]
+    return [Middleware(MachineEndpoints, routes=routes, handlers=handlers, cors=cors)]
 
 
 def http_protocol(enabled: bool) -> Any:

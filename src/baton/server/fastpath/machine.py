@@ -5,8 +5,11 @@ the security headers and the endpoint (the session middleware, Starlette's excep
 the router, the route and its request/response wrappers, each awaiting the next and wrapping
 `send`) cost a refresh a measurable share of its time (docs/performance.md). This middleware sits
 right inside `SecurityHeaders`, answers these three itself with the app's own exception handlers,
-and passes every other request on. Request ids, metrics, the access log, the security headers
-and the 500 for an unhandled error stay where they are, outside it.
+and passes every other request on. It adds the CORS headers of a browser's call to /token and
+/revoke itself (`baton.server.runtime.cors`, which `CorsMiddleware` applies on the general way):
+a request without `Origin`, all the non-browser traffic, only pays for looking for the header.
+Request ids, metrics, the access log, the security headers and the 500 for an unhandled error
+stay where they are, outside it.
 
 It does what the router does for these three exact paths and nothing else, with public names
 only; tests/server/test_machine.py holds its answers to the router's, request for request
@@ -17,11 +20,15 @@ version when they part.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from baton.server.runtime.cors import Cors
 
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
@@ -46,9 +53,16 @@ class MachineEndpoints:
         *,
         routes: Sequence[Route],
         handlers: Mapping[type[Exception], ExceptionHandler],
+        cors: Cors | None = None,
     ) -> None:
         self.app = app
         self.handlers = dict(handlers)
+        self.cors = cors
+        # The routes whose browser callers get CORS headers here, as `CorsMiddleware` (which the
+        # short way skips) gives them on the general way.
+        self.cors_routes = frozenset(
+            route.path for route in routes if cors is not None and route.path in cors.paths
+        )
         self.routes: dict[str, Route] = {}
         for route in routes:
             if route.methods != {"POST"}:
@@ -68,6 +82,11 @@ class MachineEndpoints:
         scope["route"] = route
         scope["endpoint"] = route.endpoint
         scope["path_params"] = {}
+        if self.cors is not None and route.path in self.cors_routes:
+            # A browser's request carries `Origin`; the rest of the traffic only looks for it.
+            origin = self.cors.origin(scope)
+            if origin is not None:
+                send = self.cors.sending(scope, send, origin)
         request = Request(scope, receive, send)
         try:
             response: Response = await route.endpoint(request)

@@ -4,8 +4,9 @@ A signed-in session is a row of `sessions`: the cookie carries a random session 
 its SHA-256 digest (`baton.core.tokens.digest`). So nothing read from the database signs anyone
 in, and ending the row (logout, an administrator's "sign out everywhere") ends the session at
 once, for every copy of the cookie. The middleware resolves the id on each request and exposes
-the signed-in user's id as `request.session["uid"]`; `uid` is never read from nor written to
-the cookie.
+the signed-in user's id as `request.session["uid"]`, and the session's sign-in (OpenID Connect's
+`auth_time`, `sid`, `acr`, `amr`) as `live_session(request)`; neither is ever read from nor
+written to the cookie.
 
 The cookie itself (the session id and the form's CSRF token) is signed with the session key,
 which comes from `BATON_SESSION_KEY` or a 0600 file and never from the database
@@ -30,6 +31,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from baton.core.facts import LiveSession
 from baton.core.tokens import digest, random_base62
 from baton.server.runtime.protection import database_unavailable, is_database_unavailable
 
@@ -38,6 +40,11 @@ MAX_AGE = 8 * 3600  # a sign-in lasts this long (seconds), however active the se
 UID = "uid"  # the signed-in user's id, resolved from the session row; never in the cookie
 SID = "sid"  # the session id: the cookie's secret, its digest the row's key
 _SID_LENGTH = 43  # base-62 characters: 256 bits
+# OpenID Connect: the session's public id (`sid` of its ID tokens and logout tokens), unrelated
+# to the cookie's secret, and how a password sign-in is told (RFC 8176 §2: `pwd`).
+_PUBLIC_SID_LENGTH = 32
+PASSWORD_AMR = ("pwd",)
+_LIVE = "baton.live_session"  # the request scope's key of the session's `LiveSession`
 
 # A browser that signed in as a user before carries this cookie: it is exempt from the
 # per-account throttle (baton.server.runtime.limits), so a distributed guessing attack on an account
@@ -53,11 +60,23 @@ class SessionStore(Protocol):
     """What sessions ask of the store (`baton.store.sql.SQLStore`)."""
 
     async def start_session(
-        self, digest: bytes, user_id: int, now: int, expires_at: int, source_address: str | None
+        self,
+        digest: bytes,
+        user_id: int,
+        now: int,
+        expires_at: int,
+        source_address: str | None,
+        sid: str | None = None,
+        acr: str | None = None,
+        amr: tuple[str, ...] = (),
     ) -> None: ...
 
     async def session_user(self, digest: bytes, now: int) -> int | None:
         """The user of a live session (not ended, not expired), or None."""
+        ...
+
+    async def live_session(self, digest: bytes, now: int) -> LiveSession | None:
+        """A live session (not ended, not expired) with its sign-in, or None."""
         ...
 
     async def end_session(self, digest: bytes, now: int) -> None: ...
@@ -140,7 +159,7 @@ class SessionMiddleware:
         sid = session.get(SID)
         if sid is not None:
             try:
-                uid = await session_store(HTTPConnection(scope)).session_user(
+                live = await session_store(HTTPConnection(scope)).live_session(
                     session_digest(sid), state.baton.clock.now()
                 )
             except Exception as exc:
@@ -149,10 +168,11 @@ class SessionMiddleware:
                 response = await database_unavailable(Request(scope), exc)
                 await response(scope, receive, send)
                 return
-            if uid is None:  # ended or expired: the cookie drops it
+            if live is None:  # ended or expired: the cookie drops it
                 del session[SID]
             else:
-                session[UID] = uid
+                session[UID] = live.user_id
+                scope[_LIVE] = live
         scope["session"] = session
 
         async def send_wrapper(message: Message) -> None:
@@ -215,11 +235,19 @@ async def begin_session(request: Request, user_id: int, now: int, address: str |
     session the browser held before (another user's, say) ends, for every copy of its cookie."""
     await end_session(request, now)
     sid = random_base62(_SID_LENGTH)
+    live = LiveSession(user_id, now, random_base62(_PUBLIC_SID_LENGTH), None, PASSWORD_AMR)
     await session_store(request).start_session(
-        session_digest(sid), user_id, now, now + MAX_AGE, address
+        session_digest(sid), user_id, now, now + MAX_AGE, address, live.sid, live.acr, live.amr
     )
     request.session[SID] = sid
     request.session[UID] = user_id
+    request.scope[_LIVE] = live
+
+
+def live_session(request: HTTPConnection) -> LiveSession | None:
+    """The request's signed-in session and its sign-in, or None when no one is signed in."""
+    live = request.scope.get(_LIVE)
+    return live if isinstance(live, LiveSession) and UID in request.session else None
 
 
 async def end_session(request: Request, now: int) -> None:
@@ -228,6 +256,7 @@ async def end_session(request: Request, now: int) -> None:
     if isinstance(sid, str):
         await session_store(request).end_session(session_digest(sid), now)
     request.session.clear()
+    request.scope.pop(_LIVE, None)
 
 
 def device_knows(request: Request, username: str) -> bool:

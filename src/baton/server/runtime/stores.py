@@ -2,9 +2,10 @@
 
 Each consumer declares what it asks of the store next to itself: the endpoints
 (`baton.server.endpoints.stores`), sessions (`SessionStore`), the admin console (`AdminSource`),
-observability (`ObservedStore`: webhook delivery's `Outbox`, the metrics' `Stats`), and here the
-key ring's `SigningKeys`. `Store` is their sum, plus what the app itself calls (the purge, the
-close); `create_app` takes one, and `baton.store.sql.SQLStore` is one.
+observability (`ObservedStore`: webhook delivery's `Outbox`, the metrics' `Stats`), CORS
+(`BrowserOrigins`), and here the key ring's `SigningKeys`. `Store` is their sum, plus what the
+app itself calls (the purge, the close); `create_app` takes one, and `baton.store.sql.SQLStore`
+is one.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from baton.server.endpoints.stores import (
     UserInfoStore,
 )
 from baton.server.observability.install import ObservedStore
+from baton.server.runtime.cors import BrowserOrigins
 from baton.server.runtime.sessions import SessionStore
 
 
@@ -46,6 +48,7 @@ class Store(
     Readiness,
     SessionStore,
     SigningKeys,
+    BrowserOrigins,
     ObservedStore,
     AdminSource,
     Protocol,

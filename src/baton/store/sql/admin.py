@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
+from baton.core.client_metadata import OidcSettings
 from baton.core.timeline import AccessRecord, EventRecord, RefreshRecord
+from baton.core.user_claims import ClaimChanges
 from baton.core.vocabulary import (
     FeedEntryKind,
     RevocationCause,
@@ -35,7 +38,7 @@ from baton.store.admin import (
     GrantPage,
     GrantQuery,
 )
-from baton.store.base import Client, GrantSummary, SecurityEvent
+from baton.store.base import Client, GrantSummary, SecurityEvent, User
 from baton.store.engines import Runner
 from baton.store.schema import (
     access_tokens,
@@ -49,9 +52,9 @@ from baton.store.schema import (
     security_events,
     users,
 )
-from baton.store.sql import lifecycle, outbox
+from baton.store.sql import lifecycle, outbox, registry
 from baton.store.sql.feed import wake_feed
-from baton.store.sql.rows import client_from_row, client_values, grant_from_labels
+from baton.store.sql.rows import client_from_row, client_values, grant_from_labels, user_from_row
 from baton.store.sql.sessions import end_user_sessions
 from baton.store.sql.statements import GRANT_COLUMNS
 
@@ -101,6 +104,28 @@ class AdminStore:
             _audit(conn, actor, "client.create", "client", client.id, detail)
 
         await self._write(work)
+
+    async def client(self, client_id: str) -> Client | None:
+        return await self._read(lambda conn: registry.get_client(conn, client_id))
+
+    async def update_client_oidc(
+        self, client_id: str, settings: OidcSettings, actor: Actor
+    ) -> dict[str, Any] | None:
+        """Stores a client's OpenID Connect settings (checked by the caller), audited with the
+        fields that changed and their new values: the changes (empty: nothing changed, nothing
+        written), or None when there is no such client."""
+
+        def work(conn: Connection) -> dict[str, Any] | None:
+            before = registry.get_client(conn, client_id)
+            if before is None:
+                return None
+            changes = OidcSettings.of(before).differences(settings)
+            if changes:
+                registry.update_client_oidc(conn, replace(before, **settings.fields()))
+                _audit(conn, actor, "client.update_oidc", "client", client_id, changes)
+            return changes
+
+        return await self._write(work)
 
     async def rotate_secret(self, client_id: str, secret_digest: bytes, actor: Actor) -> bool:
         """Replaces a confidential client's secret: the old one fails from this commit on."""
@@ -333,6 +358,36 @@ class AdminStore:
 
         return await self._write(work)
 
+    async def users(self, offset: int = 0, limit: int = PAGE) -> list[User]:
+        def work(conn: Connection) -> list[User]:
+            rows = conn.execute(
+                select(users).order_by(users.c.username).offset(offset).limit(limit)
+            ).mappings()
+            return [user_from_row(row) for row in rows]
+
+        return await self._read(work)
+
+    async def user(self, username: str) -> User | None:
+        return await self._read(lambda conn: registry.user_named(conn, username))
+
+    async def set_user_claims(
+        self, username: str, changes: ClaimChanges, actor: Actor
+    ) -> list[str] | None:
+        """Applies checked claim changes to the user, audited with the names of the claims that
+        changed (not their values: an email address is personal data the log need not keep).
+        The names changed (empty: nothing), or None when there is no such user."""
+
+        def work(conn: Connection) -> list[str] | None:
+            found = registry.set_user_claims(conn, username, changes, actor.now)
+            if found is None:
+                return None
+            changed = _changed_claims(*found)
+            if changed:
+                _audit(conn, actor, "user.set_claims", "user", username, {"claims": changed})
+            return changed
+
+        return await self._write(work)
+
     # -- security events and the audit log -----------------------------------------------------
 
     async def security_events(
@@ -468,6 +523,12 @@ def _revoke_client_grants(
         )
     )
     return len(ids)
+
+
+def _changed_claims(before: User, after: User) -> list[str]:
+    names = [n for n in ("email", "email_verified") if getattr(before, n) != getattr(after, n)]
+    keys = sorted(set(before.profile) | set(after.profile))
+    return names + [k for k in keys if before.profile.get(k) != after.profile.get(k)]
 
 
 R = TypeVar("R", SecurityEvent, AuditRow)

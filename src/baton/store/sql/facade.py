@@ -20,11 +20,13 @@ from typing import TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from baton.core.facts import AccessFacts, GrantFacts
+from baton.core.facts import AccessFacts, GrantFacts, LiveSession
 from baton.core.keys import StoredKey
+from baton.core.origins import OriginSource
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import Policy, RetryPolicy
 from baton.core.rules import CodeRedemption
+from baton.core.user_claims import ClaimChanges
 from baton.core.vocabulary import RevocationCause
 from baton.core.watermark import Gap
 from baton.store import migrate, stats
@@ -47,7 +49,7 @@ from baton.store.base import (
     User,
 )
 from baton.store.engines import PoolSettings, Runner, SQLiteSettings, open_runner
-from baton.store.sql import feed, lifecycle, outbox, purge, registry, sessions
+from baton.store.sql import feed, lifecycle, origins, outbox, purge, registry, sessions
 from baton.store.sql.admin import AdminStore
 from baton.store.sql.confirm import confirmed
 
@@ -119,12 +121,34 @@ class SQLStore:
                 raise ResourceUriTaken(client.resource_uri) from exc
             raise
 
+    async def origin_sources(self) -> list[OriginSource]:
+        """What decides each enabled client's browser origins (CORS, `store.sql.origins`)."""
+        return await self._read(origins.origin_sources)
+
     async def registered_resources(self) -> frozenset[str]:
         """Every registered resource server's `resource_uri` (RFC 8707)."""
         return await self._read(registry.registered_resources)
 
     async def get_client(self, client_id: str) -> Client | None:
         return await self._read(lambda conn: registry.get_client(conn, client_id))
+
+    async def update_client_oidc(self, client: Client) -> bool:
+        """Stores `client`'s OpenID Connect settings (`baton.core.client_metadata`), nothing
+        else of it; False when it has no row."""
+        return await self._write(lambda conn: registry.update_client_oidc(conn, client))
+
+    async def list_clients(self) -> list[Client]:
+        """Every registered client, oldest first (`baton client list`)."""
+        return await self._read(registry.list_clients)
+
+    async def set_user_claims(
+        self, username: str, changes: ClaimChanges, now: int
+    ) -> tuple[User, User] | None:
+        """Applies checked claim changes (`baton.core.user_claims`) to the user: (before,
+        after), or None when there is no such user."""
+        return await self._write(
+            lambda conn: registry.set_user_claims(conn, username, changes, now)
+        )
 
     async def create_user(
         self, username: str, password_hash: str, now: int, *, admin: bool = False
@@ -177,16 +201,27 @@ class SQLStore:
     # -- browser sessions (baton.server.runtime.sessions.SessionStore) ---------------------------
 
     async def start_session(
-        self, digest: bytes, user_id: int, now: int, expires_at: int, source_address: str | None
+        self,
+        digest: bytes,
+        user_id: int,
+        now: int,
+        expires_at: int,
+        source_address: str | None,
+        sid: str | None = None,
+        acr: str | None = None,
+        amr: tuple[str, ...] = (),
     ) -> None:
         await self._write(
             lambda conn: sessions.start_session(
-                conn, digest, user_id, now, expires_at, source_address
+                conn, digest, user_id, now, expires_at, source_address, sid, acr, amr
             )
         )
 
     async def session_user(self, digest: bytes, now: int) -> int | None:
         return await self._read(lambda conn: sessions.session_user(conn, digest, now))
+
+    async def live_session(self, digest: bytes, now: int) -> LiveSession | None:
+        return await self._read(lambda conn: sessions.live_session(conn, digest, now))
 
     async def end_session(self, digest: bytes, now: int) -> None:
         await self._write(lambda conn: sessions.end_session(conn, digest, now))

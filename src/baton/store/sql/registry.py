@@ -7,16 +7,19 @@ callers expect where the answer needs no second transaction.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import json
+from dataclasses import asdict, replace
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from baton.core.audience import resources_from_stored, stored_resources
+from baton.core.client_metadata import OidcSettings
 from baton.core.keys import StoredKey
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
+from baton.core.user_claims import ClaimChanges, Claims, apply, same
 from baton.store.base import Client, Consent, User, UserExists
 from baton.store.schema import clients, consents, signing_keys, users
 from baton.store.sql.rows import client_from_row, client_values, user_from_row
@@ -41,6 +44,25 @@ def insert_client(conn: Connection, client: Client) -> None:
 def get_client(conn: Connection, client_id: str) -> Client | None:
     row = CLIENT.one(conn, client_id=client_id)
     return None if row is None else client_from_row(row)
+
+
+def update_client_oidc(conn: Connection, client: Client) -> bool:
+    """Stores `client`'s OpenID Connect settings (checked by the caller,
+    `baton.core.client_metadata.checked`), and nothing else of it; False when it has no row."""
+    values = client_values(client)
+    stored = {name: values[name] for name in OIDC_COLUMNS}
+    return (
+        conn.execute(update(clients).where(clients.c.id == client.id).values(**stored)).rowcount
+        == 1
+    )
+
+
+OIDC_COLUMNS = tuple(OidcSettings().fields())
+
+
+def list_clients(conn: Connection) -> list[Client]:
+    rows = conn.execute(select(clients).order_by(clients.c.created_at, clients.c.id)).mappings()
+    return [client_from_row(row) for row in rows]
 
 
 def registered_resources(conn: Connection) -> frozenset[str]:
@@ -88,6 +110,39 @@ def user_by_id(conn: Connection, user_id: int) -> User | None:
 def _user(conn: Connection, where: Any) -> User | None:
     row = conn.execute(select(users).where(where)).mappings().first()
     return None if row is None else user_from_row(row)
+
+
+def set_user_claims(
+    conn: Connection, username: str, changes: ClaimChanges, now: int
+) -> tuple[User, User] | None:
+    """Applies `changes` (checked by the caller, `baton.core.user_claims.check`) to the user's
+    email and profile claims, read and written in this transaction; `updated_at` becomes `now`
+    when a value changed (OIDC Core §5.1: "Time the End-User's information was last updated").
+    (the user before, the user after), or None when there is no such user."""
+    before = user_named(conn, username)
+    if before is None:
+        return None
+    held = Claims(before.email, before.email_verified, before.profile)
+    after = apply(held, changes)
+    if same(held, after):
+        return before, before
+    conn.execute(
+        update(users)
+        .where(users.c.id == before.id)
+        .values(
+            email=after.email,
+            email_verified=after.email_verified,
+            profile=json.dumps(dict(after.profile), sort_keys=True) if after.profile else None,
+            updated_at=now,
+        )
+    )
+    return before, replace(
+        before,
+        email=after.email,
+        email_verified=after.email_verified,
+        profile=dict(after.profile),
+        updated_at=now,
+    )
 
 
 def consent(conn: Connection, user_id: int, client_id: str) -> Consent | None:

@@ -6,8 +6,11 @@ sets `ended_at`, and the purge deletes it once past the retention.
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import Connection, insert, select, update
 
+from baton.core.facts import LiveSession
 from baton.store.schema import sessions
 
 
@@ -18,13 +21,21 @@ def start_session(
     now: int,
     expires_at: int,
     source_address: str | None,
+    sid: str | None = None,
+    acr: str | None = None,
+    amr: tuple[str, ...] = (),
 ) -> None:
+    """A session signed in at `now` (its `created_at` is the sign-in's `auth_time`), with its
+    public `sid` and how the user signed in (`acr`, `amr`: OpenID Connect Core §2)."""
     values = {
         "digest": digest,
         "user_id": user_id,
         "created_at": now,
         "expires_at": expires_at,
         "source_address": source_address[:64] if source_address else None,
+        "sid": sid,
+        "acr": acr,
+        "amr": json.dumps(list(amr)) if amr else None,
     }
     conn.execute(insert(sessions).values(**values))
 
@@ -35,6 +46,24 @@ def session_user(conn: Connection, digest: bytes, now: int) -> int | None:
     )
     found = conn.execute(query).scalar()
     return None if found is None else int(found)
+
+
+def live_session(conn: Connection, digest: bytes, now: int) -> LiveSession | None:
+    """The live session (not ended, not expired) of `digest`, with its sign-in, or None."""
+    query = select(
+        sessions.c.user_id, sessions.c.created_at, sessions.c.sid, sessions.c.acr, sessions.c.amr
+    ).where(sessions.c.digest == digest, sessions.c.ended_at.is_(None), sessions.c.expires_at > now)
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    amr = json.loads(row.amr) if row.amr else []
+    return LiveSession(
+        user_id=int(row.user_id),
+        auth_time=int(row.created_at),
+        sid=row.sid,
+        acr=row.acr,
+        amr=tuple(str(method) for method in amr),
+    )
 
 
 def end_session(conn: Connection, digest: bytes, now: int) -> None:

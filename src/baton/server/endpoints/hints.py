@@ -1,0 +1,99 @@
+"""ID tokens Baton issued, read back: the `id_token_hint` of an authentication request (OIDC
+Core §3.1.2.1) and of a logout request (RP-Initiated Logout §2).
+
+A hint is trusted only as far as its signature: it must be a compact JWS signed by one of the
+keys this server publishes, and its `iss` must be this server's issuer. Its expiry is not
+checked: "the ID Token [...] MAY have expired" (RP-Initiated Logout §2), and §3.1.2.1 of Core
+asks only that the OP "issued" it. Anything else (another issuer, a key we never had, a forged
+or malformed token) reads as no hint at all: the caller answers `invalid_request`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from baton.core.keys import looks_like_jwt
+from baton.resource.jose import public_key, signature_valid
+from baton.server.runtime.context import Baton
+
+# The algorithms Baton signs ID tokens with (`core.keys.ALGORITHMS`, and RFC 8037's old name of
+# Ed25519); never `none`, never a symmetric one (OIDC Core §3.1.3.7 allows HMAC only with the
+# client's secret, which a hint could then forge).
+HINT_ALGORITHMS = frozenset({"RS256", "ES256", "Ed25519", "EdDSA"})
+
+
+@dataclass(frozen=True, slots=True)
+class IdTokenHint:
+    """What a hint tells: whom it was about (`sub`, as the client saw it), for whom (`aud`,
+    `azp`) and in which session (`sid`)."""
+
+    sub: str
+    aud: tuple[str, ...]
+    azp: str | None
+    sid: str | None
+
+    @property
+    def client_id(self) -> str | None:
+        """The client the token was issued to: `azp`, or the single audience (OIDC Core §2)."""
+        if self.azp is not None:
+            return self.azp
+        return self.aud[0] if len(self.aud) == 1 else None
+
+
+def read_id_token_hint(app: Baton, token: str) -> IdTokenHint | None:
+    """The hint `token`, if this server issued it (signature and `iss`), else None."""
+    issuer = app.settings.issuer.rstrip("/")
+    return verify_id_token(token, app.keys.jwks(app.clock.now()), issuer)
+
+
+def verify_id_token(token: str, key_set: Mapping[str, Any], issuer: str) -> IdTokenHint | None:
+    """`token` read as an ID token signed by a key of `key_set` (a JWKS) for `issuer`."""
+    if not looks_like_jwt(token):
+        return None
+    header_part, payload_part, _ = token.split(".")
+    header = _json_part(header_part)
+    if header is None:
+        return None
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in HINT_ALGORITHMS or not isinstance(kid, str):
+        return None
+    members = key_set.get("keys")
+    if not isinstance(members, list):
+        return None
+    found = [m for m in members if isinstance(m, dict) and m.get("kid") == kid]
+    if len(found) != 1:
+        return None
+    key = public_key(found[0])
+    if key is None or not signature_valid(token, key, alg):
+        return None
+    claims = _json_part(payload_part)
+    if claims is None or claims.get("iss") != issuer:
+        return None
+    sub, aud, azp, sid = claims.get("sub"), claims.get("aud"), claims.get("azp"), claims.get("sid")
+    if isinstance(aud, str):
+        aud = [aud]
+    if (
+        not isinstance(sub, str)
+        or not sub
+        or not isinstance(aud, list)
+        or not aud
+        or not all(isinstance(a, str) for a in aud)
+        or not (azp is None or isinstance(azp, str))
+        or not (sid is None or isinstance(sid, str))
+    ):
+        return None
+    return IdTokenHint(sub=sub, aud=tuple(aud), azp=azp, sid=sid)
+
+
+def _json_part(part: str) -> dict[str, Any] | None:
+    """A base64url part of a compact JWS as a JSON object, or None."""
+    try:
+        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
