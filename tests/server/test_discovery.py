@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from baton.core.claims import STANDARD_CLAIMS
 from baton.server.endpoints.metadata import OIDC_ENDPOINTS
 from baton.server.routes import TABLE
-from tests.support import ISSUER, running_app
+from tests.support import ISSUER, register_client, running_app
 
 KEK = "correct horse battery staple, 32+ chars"
 DISCOVERY = "/.well-known/openid-configuration"
@@ -151,3 +151,12 @@ def test_the_document_matches_its_openapi_schema(http: TestClient) -> None:
     assert not validator.is_valid({k: v for k, v in served.items() if k != "claims_supported"})
     # And the OAuth document, while OpenID Connect is on, is the same document.
     assert validator.is_valid(http.get(RFC8414).json())
+
+
+def test_a_browser_app_reads_the_discovery_document(tmp_path: Path) -> None:
+    with running_app(tmp_path, key_encryption_key=KEK) as (http, store, _clock):
+        register_client(store, redirect_uris=("https://spa.example/cb",))
+        answer = http.get(DISCOVERY, headers={"Origin": "https://spa.example"})
+        stranger = http.get(DISCOVERY, headers={"Origin": "https://evil.example"})
+    assert answer.headers["access-control-allow-origin"] == "https://spa.example"
+    assert "access-control-allow-origin" not in stranger.headers

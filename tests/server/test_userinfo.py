@@ -361,3 +361,48 @@ def test_userinfo_is_rate_limited_per_address(tmp_path: Path) -> None:
         http = running[0]
         answers = [http.get("/userinfo").status_code for _ in range(4)]
     assert 429 in answers
+
+
+# -- CORS: a browser app reads its own user's claims, no other app's ---------------------------
+
+SPA = "https://spa.example"
+OTHER = "https://other.example"
+
+
+def test_a_browser_app_reads_userinfo_across_origins(app: App) -> None:
+    http, store, _clock = app
+    client = register_client(store, scope=OIDC_SCOPE, redirect_uris=(SPA + "/cb",))
+    register_client(store, scope=OIDC_SCOPE, redirect_uris=(OTHER + "/cb",))
+    access = tokens(app, client)["access_token"]
+    preflight = http.request(
+        "OPTIONS",
+        "/userinfo",
+        headers={
+            "Origin": SPA,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == SPA
+    assert set(preflight.headers["access-control-allow-methods"].split(", ")) == {"GET", "POST"}
+    headers = {"Authorization": f"Bearer {access}", "Origin": SPA}
+    for answer in (
+        http.get("/userinfo", headers=headers),
+        http.post("/userinfo", data={"access_token": access}, headers={"Origin": SPA}),
+    ):
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["access-control-allow-origin"] == SPA
+        assert "WWW-Authenticate" in answer.headers["access-control-expose-headers"]
+        assert "access-control-allow-credentials" not in answer.headers
+    # Another client's origin may call (its own tokens), but cannot read this client's answer.
+    other = http.get("/userinfo", headers={**headers, "Origin": OTHER})
+    assert other.status_code == 200
+    assert "access-control-allow-origin" not in other.headers
+    # A refusal before any client is known is readable by a registered origin (its app can
+    # then tell a dead token), and by no other.
+    dead = http.get("/userinfo", headers={"Authorization": "Bearer nope", "Origin": OTHER})
+    assert dead.status_code == 401
+    assert dead.headers["access-control-allow-origin"] == OTHER
+    stranger = http.get("/userinfo", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in stranger.headers

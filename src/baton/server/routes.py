@@ -129,6 +129,7 @@ TABLE = Table(
             "GET",
             openid_configuration_endpoint,
             openapi=openapi.OPENID_CONFIGURATION,
+            cors=True,
             summary="OpenID Connect Discovery 1.0 provider configuration",
             details=(
                 "the RFC 8414 document's members, OpenID ones included; 404 while OpenID "
@@ -141,6 +142,7 @@ TABLE = Table(
             userinfo.userinfo_endpoint,
             MACHINE,
             metadata="userinfo_endpoint",
+            cors=True,
             openapi=openapi.USERINFO,
             summary="OpenID Connect UserInfo (Core §5.3)",
             details=(
@@ -154,6 +156,7 @@ TABLE = Table(
             "POST",
             userinfo.userinfo_endpoint,
             MACHINE,
+            cors=True,
             openapi=openapi.USERINFO_POST,
             summary="OpenID Connect UserInfo, the token in the header or the form body",
             details="`access_token` in the body (RFC 6750 §2.2), never in the query",

@@ -25,6 +25,7 @@ from baton.server.endpoints.errors import NoStoreJSON, error_description
 from baton.server.endpoints.forms import read_form
 from baton.server.endpoints.revocation import token_kind
 from baton.server.runtime.context import Baton, baton, source_address
+from baton.server.runtime.cors import about_client
 
 REALM = "baton"
 
@@ -80,7 +81,7 @@ async def userinfo_endpoint(request: Request) -> Response:
     await app.limits.check_address(source_address(request))
     try:
         token = await presented_token(request, app)
-        return NoStoreJSON(await claims_for(app, token))
+        return NoStoreJSON(await claims_for(request, app, token))
     except BearerError as refused:
         return refused.response()
 
@@ -117,7 +118,7 @@ def bearer_of(header: str) -> str | None:
     return token
 
 
-async def claims_for(app: Baton, token: str) -> dict[str, Any]:
+async def claims_for(request: Request, app: Baton, token: str) -> dict[str, Any]:
     """The UserInfo response of a live access token of an OpenID Connect grant."""
     if token_kind(token) is not TokenKind.ACCESS:
         raise invalid_token("not an access token")
@@ -128,6 +129,8 @@ async def claims_for(app: Baton, token: str) -> dict[str, Any]:
     if facts is None or not rules.access_liveness(facts, now).active:
         raise invalid_token("the access token is unknown, expired or revoked")
     grant = facts.grant
+    # The answer is about the token's client: CORS answers it for that client's origins only.
+    about_client(request.scope, grant.client_id)
     # Core §5.3.1: the access token was obtained through an OpenID Connect authentication
     # request, so it holds `openid`. A client_credentials token is about no user: it gets the
     # same 403 (a valid token, the wrong authorization), not `invalid_token`, which would have a
