@@ -133,8 +133,8 @@ class Metadata(TypedDict):
     refresh_token_rotation: RotationPolicy
     # OpenID Provider metadata (OIDC Discovery 1.0 §3), present while OpenID Connect is on: the
     # document is then /.well-known/openid-configuration too.
+    # (`end_session_endpoint`, RP-Initiated Logout's, is declared with the logout part.)
     userinfo_endpoint: NotRequired[str]
-    end_session_endpoint: NotRequired[str]
     scopes_supported: NotRequired[list[str]]
     subject_types_supported: NotRequired[list[str]]
     id_token_signing_alg_values_supported: NotRequired[list[str]]
