@@ -136,6 +136,23 @@ class Metadata(TypedDict):
     introspection_endpoint_auth_methods_supported: NotRequired[list[str]]
     authorization_response_iss_parameter_supported: NotRequired[bool]
     refresh_token_rotation: RotationPolicy
+    # OpenID Provider metadata (OIDC Discovery 1.0 §3), present while OpenID Connect is on: the
+    # document is then /.well-known/openid-configuration too.
+    # (`end_session_endpoint`, RP-Initiated Logout's, is declared with the logout part.)
+    userinfo_endpoint: NotRequired[str]
+    scopes_supported: NotRequired[list[str]]
+    subject_types_supported: NotRequired[list[str]]
+    id_token_signing_alg_values_supported: NotRequired[list[str]]
+    claims_supported: NotRequired[list[str]]
+    claim_types_supported: NotRequired[list[str]]
+    claims_parameter_supported: NotRequired[bool]
+    request_parameter_supported: NotRequired[bool]
+    request_uri_parameter_supported: NotRequired[bool]
+    require_request_uri_registration: NotRequired[bool]
+    prompt_values_supported: NotRequired[list[str]]
+    frontchannel_logout_supported: NotRequired[bool]
+    backchannel_logout_supported: NotRequired[bool]
+    backchannel_logout_session_supported: NotRequired[bool]
 
 
 # One public key of the key set (RFC 7517 §4); the key's own members (`crv`, `x`, `n`, ...)
@@ -247,6 +264,14 @@ class TokenParameter(ClientAuthForm, total=False):
             "`access_token` or `refresh_token`; never needed, and never hides a token "
             "(RFC 7009 §2.1)."
         ),
+    ]
+
+
+class UserInfoForm(TypedDict, total=False):
+    """The body of POST /userinfo (RFC 6750 §2.2), when the token is not in the header."""
+
+    access_token: Annotated[
+        str, Facet("The access token, if not sent as `Authorization: Bearer` (never both).")
     ]
 
 

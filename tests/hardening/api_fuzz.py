@@ -18,8 +18,10 @@ credentials (an `Authorization: Basic` header of a confidential client that is a
 server, on most requests; the rest keep what schemathesis generated, including nothing), and
 authorization codes: a `/token` request for `grant_type=authorization_code` gets, most of the
 time, a real code saved for it in the store (with its redirect URI and PKCE verifier), so that
-the scenarios reach refresh tokens. The clock is a FakeClock that moves one second per request,
-with a five-second leeway, so scenarios cross the leeway: retries become reuse.
+the scenarios reach refresh tokens; a `/userinfo` request gets, most of the time, a live access
+token of an OpenID grant (redeemed from such a code in process). The clock is a FakeClock that
+moves one second per request, with a five-second leeway, so scenarios cross the leeway: retries
+become reuse.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from starlette.testclient import TestClient
 
 from baton.config import Settings
 from baton.core import pkce
@@ -78,6 +81,10 @@ CHECKS = [
 ]
 LIFETIMES = Lifetimes(access_ttl=30, refresh_idle_ttl=600, refresh_absolute_ttl=3600, leeway=5)
 _BROWSER_PAGES = ("/authorize", "/login", "/logout")
+# OpenID Connect scopes too, so that /userinfo answers 200; `offline_access`, or an OpenID grant
+# gets no refresh token (OIDC Core §11) and the rotation would go unfuzzed.
+SCOPE = "openid profile email offline_access read write"
+KEK = "the fuzzing key-encryption key, 32+ characters"
 STREAM_SECONDS = 0.3  # how long an event stream is read before it is cut (it never ends)
 
 
@@ -116,9 +123,10 @@ class Target:
         assert user is not None
         self.user_id = user.id
         self.client: RegisteredClient = register_client(
-            self.store, resource_server=True, name="fuzzed app"
+            self.store, resource_server=True, name="fuzzed app", scope=SCOPE
         )
-        self.settings = Settings(issuer="http://testserver", policy=policy)
+        # OpenID Connect on (a key-encryption key), so that /userinfo answers too.
+        self.settings = Settings(issuer="http://testserver", policy=policy, key_encryption_key=KEK)
         self.app = create_app(self.settings, self.store, self.clock)
         # A signed-in session, held server-side as /login would make it (for the whole run).
         self.session_id = random_base62(43)
@@ -145,7 +153,7 @@ class Target:
             client_id=self.client.id,
             user_id=self.user_id,
             redirect_uri=REDIRECT_URI,
-            scope="read write",
+            scope=SCOPE,
             code_challenge=pkce.s256(verifier),
             created_at=now,
             expires_at=now + 60,
@@ -153,10 +161,34 @@ class Target:
         anyio.run(self.store.save_code, record)
         return code.plaintext, verifier
 
+    def real_access_token(self) -> str:
+        """A live access token of an OpenID grant: a real code redeemed at /token (in process,
+        outside the report), for /userinfo to answer 200 too."""
+        code, verifier = self.real_code()
+        answer = TestClient(self.app).post(
+            "/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": verifier,
+            },
+            headers={"Authorization": self.authorization},
+        )
+        token: str = answer.json()["access_token"]
+        return token
+
     def prepare(self, case: schemathesis.Case[Any], *, always_authenticate: bool) -> dict[str, Any]:
         """Supplies credentials and codes (see the module docstring); the call's kwargs."""
         self._calls += 1
         body = case.body
+        if case.operation.path == "/userinfo" and self._calls % 3 != 0:
+            # A real bearer token, most of the time: in the header, or in a POST's form.
+            token = self.real_access_token()
+            if isinstance(body, dict):
+                body["access_token"] = token
+                return {}
+            return {"headers": {"Authorization": f"Bearer {token}"}}
         if (
             case.operation.path == "/token"
             and isinstance(body, dict)

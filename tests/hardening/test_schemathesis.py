@@ -59,7 +59,8 @@ def test_every_operation_answers_as_documented(tmp_path: Path) -> None:
         report = target.report
     _assert_clean(report)
     # Not only refusals: the credentials and codes supplied get the endpoints to succeed too.
-    for label in ("POST /token", "POST /revoke", "POST /introspect", "GET /revocations"):
+    labels = ("POST /token", "POST /revoke", "POST /introspect", "GET /revocations")
+    for label in (*labels, "GET /userinfo", "POST /userinfo"):
         assert 200 in _statuses(report, label), report.summary()
     assert {400, 401} <= _statuses(report, "POST /token"), report.summary()
     assert 302 in _statuses(report, "GET /authorize"), report.summary()

@@ -23,7 +23,14 @@ from baton.config import Settings
 from baton.core.keys import ALGORITHMS, LEGACY_ALGORITHMS
 from baton.core.policy import RetryPolicy
 from baton.resource.index import RevocationEvent as ResourceEvent
-from baton.server.endpoints import authorize, clientauth, openapi, revocation, token
+from baton.server.endpoints import (
+    authorize,
+    clientauth,
+    openapi,
+    revocation,
+    token,
+    userinfo,
+)
 from baton.server.endpoints.feed import event_body
 from baton.server.endpoints.metadata import metadata_document
 from baton.server.routes import TABLE
@@ -44,6 +51,7 @@ WIRE_SCHEMAS = {
     "RefreshTokenGrant": wire.RefreshTokenGrant,
     "ClientCredentialsGrant": wire.ClientCredentialsGrant,
     "TokenParameter": wire.TokenParameter,
+    "UserInfoForm": wire.UserInfoForm,
     "Metadata": wire.Metadata,
     "JWKS": wire.KeySet,
 }
@@ -99,6 +107,7 @@ READERS = {
     | wire.ClientCredentialsGrant.__annotations__.keys(),
     revocation: wire.TokenParameter.__annotations__.keys(),
     clientauth: wire.ClientAuthForm.__annotations__.keys(),
+    userinfo: wire.UserInfoForm.__annotations__.keys(),
     authorize: wire.ConsentForm.__annotations__.keys()
     | wire.LoginForm.__annotations__.keys()
     | wire.LogoutForm.__annotations__.keys(),
@@ -185,7 +194,10 @@ def test_the_metadata_and_the_key_set_served_are_their_wire_types(tmp_path: Path
         http = running[0]
         metadata = http.get("/.well-known/oauth-authorization-server").json()
         key_set = http.get("/jwks.json").json()
-    assert set(metadata) == set(typing.get_type_hints(wire.Metadata))
+    # With OpenID Connect on (a key-encryption key), every member; the endpoints of routes not
+    # in the table yet (RP-Initiated Logout's) aside.
+    unrouted = {"userinfo_endpoint", "end_session_endpoint"} - set(TABLE.metadata_paths())
+    assert set(metadata) == set(typing.get_type_hints(wire.Metadata)) - unrouted
     assert validator("Metadata").is_valid(metadata)
     assert key_set["keys"] and validator("JWKS").is_valid(key_set)
     for key in key_set["keys"]:

@@ -84,6 +84,19 @@ def test_the_metadata_urls_are_routes_of_the_app(tmp_path: Path) -> None:
         assert urlsplit(url).path in paths
 
 
+def test_with_openid_connect_on_every_metadata_member_is_advertised(tmp_path: Path) -> None:
+    """The OpenID endpoints (/userinfo, and /session/end once routed) join the others."""
+    kek = "correct horse battery staple, 32+ chars"
+    with running_app(tmp_path, key_encryption_key=kek) as (http, _store, _clock):
+        app = cast(Starlette, http.app)
+        metadata = http.get("/.well-known/oauth-authorization-server").json()
+    paths = {path for path, _method in served(app.routes)}
+    urls = {name: value for name, value in metadata.items() if name in TABLE.metadata_paths()}
+    assert set(urls) == set(TABLE.metadata_paths()) >= {"userinfo_endpoint", "jwks_uri"}
+    for url in urls.values():
+        assert urlsplit(url).path in paths
+
+
 def _middleware_kwargs(app: Starlette, cls: type) -> dict[str, object]:
     (found,) = [m for m in app.user_middleware if cast(object, m.cls) is cls]
     return dict(found.kwargs)
@@ -93,7 +106,14 @@ def test_the_machine_endpoints_skip_the_session_and_their_posts_take_the_fast_pa
     tmp_path: Path,
 ) -> None:
     machine = {e.path for e in TABLE.endpoints if e.kind is Kind.MACHINE}
-    assert machine == {"/token", "/introspect", "/revoke", "/revocations", "/revocations/stream"}
+    assert machine == {
+        "/token",
+        "/introspect",
+        "/revoke",
+        "/revocations",
+        "/revocations/stream",
+        "/userinfo",
+    }
     probes = {e.path for e in TABLE.endpoints if e.kind is Kind.PROBE}
     assert probes == {"/healthz", "/readyz"}
     with running_app(tmp_path) as (http, _store, _clock):
@@ -104,7 +124,11 @@ def test_the_machine_endpoints_skip_the_session_and_their_posts_take_the_fast_pa
         assert sessions["sessionless"] == machine | probes
         assert _middleware_kwargs(app, Observe)["unlogged"] == probes
         fast_routes = cast(list[Route], fast["routes"])
-        assert {route.path for route in fast_routes} == {"/token", "/introspect", "/revoke"}
+        # Their POSTs only: GET /userinfo goes the router's way.
+        assert {(route.path, frozenset(route.methods or ())) for route in fast_routes} == {
+            (path, frozenset({"POST"}))
+            for path in ("/token", "/introspect", "/revoke", "/userinfo")
+        }
         # The very objects the router holds: a 405 and the metrics' route label stay the same.
         assert all(any(route is r for r in app.routes) for route in fast_routes)
     (tmp_path / "off").mkdir()
@@ -162,3 +186,15 @@ def test_the_generator_rewrites_only_the_endpoints_table(
     path.write_text("# no markers\n")
     with pytest.raises(ValueError, match="markers"):
         main(["readme", str(path)])
+
+
+def test_the_fast_path_takes_only_the_post_of_a_machine_path_with_a_get_too() -> None:
+    """/userinfo is a machine path with GET and POST endpoints: the fast path, which answers
+    POSTs only (and refuses any other route), gets the POST route alone."""
+    get = endpoint("/m", "GET", openapi_endpoint, Kind.MACHINE, openapi={}, summary="get")
+    post = endpoint("/m", "POST", openapi_endpoint, Kind.MACHINE, openapi={}, summary="post")
+    table = Table((get, post), ())
+    routes = table.starlette_routes()
+    fast = table.fast_routes(routes)
+    assert [(route.path, route.methods) for route in fast] == [("/m", {"POST"})]
+    assert table.sessionless() == {"/m"}

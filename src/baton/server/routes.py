@@ -16,12 +16,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from baton.readme import Section
 from baton.server.admin import console
-from baton.server.endpoints import authorize, health, logout, openapi
+from baton.server.endpoints import authorize, health, logout, openapi, userinfo
 from baton.server.endpoints.feed import (
     MAX_STREAMS_PER_CLIENT,
     revocations_page,
@@ -46,7 +47,17 @@ async def stylesheet(_request: Request) -> Response:
 
 
 async def metadata_endpoint(request: Request) -> JSONResponse:
-    return JSONResponse(metadata_document(baton(request).settings, TABLE.metadata_paths()))
+    app = baton(request)
+    return JSONResponse(metadata_document(app.settings, TABLE.metadata_paths(), app.oidc))
+
+
+async def openid_configuration_endpoint(request: Request) -> JSONResponse:
+    """OIDC Discovery 1.0 §4: the OpenID Provider configuration, the RFC 8414 document's very
+    members (RFC 8414 §2 lets it carry the OpenID ones); 404 while OpenID Connect is off."""
+    app = baton(request)
+    if not app.oidc:
+        raise HTTPException(404)
+    return JSONResponse(metadata_document(app.settings, TABLE.metadata_paths(), oidc=True))
 
 
 async def openapi_endpoint(request: Request) -> JSONResponse:
@@ -108,7 +119,47 @@ TABLE = Table(
             openapi=openapi.METADATA,
             cors=True,
             summary="RFC 8414 authorization server metadata",
-            details="carries `refresh_token_rotation` (policy and leeway)",
+            details=(
+                "carries `refresh_token_rotation` (policy and leeway), and the OpenID Provider "
+                "members while OpenID Connect is on"
+            ),
+        ),
+        endpoint(
+            "/.well-known/openid-configuration",
+            "GET",
+            openid_configuration_endpoint,
+            openapi=openapi.OPENID_CONFIGURATION,
+            cors=True,
+            summary="OpenID Connect Discovery 1.0 provider configuration",
+            details=(
+                "the RFC 8414 document's members, OpenID ones included; 404 while OpenID "
+                "Connect is off"
+            ),
+        ),
+        endpoint(
+            "/userinfo",
+            "GET",
+            userinfo.userinfo_endpoint,
+            MACHINE,
+            metadata="userinfo_endpoint",
+            cors=True,
+            openapi=openapi.USERINFO,
+            summary="OpenID Connect UserInfo (Core §5.3)",
+            details=(
+                "`Authorization: Bearer` with an access token granted `openid`; `sub` and the "
+                "claims its scope and `claims` request release; RFC 6750 errors; 404 while "
+                "OpenID Connect is off"
+            ),
+        ),
+        endpoint(
+            "/userinfo",
+            "POST",
+            userinfo.userinfo_endpoint,
+            MACHINE,
+            cors=True,
+            openapi=openapi.USERINFO_POST,
+            summary="OpenID Connect UserInfo, the token in the header or the form body",
+            details="`access_token` in the body (RFC 6750 §2.2), never in the query",
         ),
         endpoint(
             "/jwks.json",

@@ -140,7 +140,10 @@ class Table:
         """The machine POST routes among `routes` (the very objects the router holds): the fast
         path answers these itself (`baton.server.fastpath.machine`), and only POSTs."""
         fast = {e.path for e in self.endpoints if e.kind is Kind.MACHINE and e.methods == {"POST"}}
-        return [r for r in routes if isinstance(r, Route) and r.path in fast]
+        # By path and method: a machine path may have a GET endpoint too (/userinfo).
+        return [
+            r for r in routes if isinstance(r, Route) and r.path in fast and r.methods == {"POST"}
+        ]
 
     def sessionless(self) -> frozenset[str]:
         """The paths the session middleware leaves alone: every machine endpoint's and probe's."""

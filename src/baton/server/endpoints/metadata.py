@@ -1,4 +1,11 @@
-"""Authorization server metadata (RFC 8414)."""
+"""Authorization server metadata (RFC 8414) and OpenID Provider metadata (OIDC Discovery 1.0).
+
+One document serves both: RFC 8414 §2 lets the authorization server metadata carry OpenID
+Provider members ("Authorization servers MAY ... use additional metadata parameters"), and an
+OpenID Connect relying party reads /.well-known/openid-configuration (Discovery §4) where an OAuth
+client reads /.well-known/oauth-authorization-server. While OpenID Connect is off, the OAuth
+document names neither /userinfo nor any OpenID member, and the discovery document is not served.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +16,55 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from baton.config import Settings
+from baton.core.claims import OFFLINE_ACCESS, OPENID, STANDARD_CLAIMS
 from baton.server.runtime.context import baton
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
+# The route table's metadata members whose endpoint answers 404 while OpenID Connect is off, and is
+# then not advertised. (/session/end signs the browser out either way: RP-Initiated Logout needs
+# no ID token, only a registered `post_logout_redirect_uri` to return to.)
+OIDC_ENDPOINTS = frozenset({"userinfo_endpoint"})
 
-def metadata_document(settings: Settings, paths: Mapping[str, str]) -> dict[str, Any]:
+# Discovery §3 scopes_supported: "The server MUST support the openid scope value"; Baton's other
+# scopes are whatever each client was registered with, so only the OpenID Connect ones are listed
+# (§3: "Servers MAY choose not to advertise some supported scope values").
+OIDC_SCOPES = [OPENID, "profile", "email", OFFLINE_ACCESS]
+
+# The `alg` an ID token's JWS header carries, per client (`id_token_signed_response_alg`): RS256
+# first, which OIDC Core §15.1 requires every provider to support. An Ed25519 key signs under
+# RFC 9864's name `Ed25519` (`baton.core.keys`): `EdDSA` is not listed, since no ID token of
+# Baton's ever carries it, and a relying party that chose it from this list would get ID tokens
+# it cannot accept.
+ID_TOKEN_ALGS = ["RS256", "ES256", "Ed25519"]
+
+# The ID token's own claims (Core §2, §3.1.3.6, Back-Channel Logout's `sid`) and the standard
+# claims of the `profile` and `email` scopes that users may hold (Core §5.1, §5.4).
+ID_TOKEN_CLAIMS = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash"]
+ID_TOKEN_CLAIMS += ["sid", "azp", "acr", "amr"]
+CLAIMS_SUPPORTED = [*ID_TOKEN_CLAIMS, *sorted(STANDARD_CLAIMS)]
+
+# Core §3.1.2.1: `prompt` values; each is answered (`select_account` by the sign-in page, since
+# a browser holds one session at a time).
+PROMPT_VALUES = ["none", "login", "consent", "select_account"]
+
+
+def metadata_document(
+    settings: Settings, paths: Mapping[str, str], oidc: bool = False
+) -> dict[str, Any]:
     """The metadata, its endpoints' URLs from `paths` (member name -> path: the route table's,
-    `baton.server.routes`), served at /.well-known/oauth-authorization-server."""
+    `baton.server.routes`), served at /.well-known/oauth-authorization-server; with the OpenID
+    Provider members when `oidc` (OpenID Connect is on), and then at
+    /.well-known/openid-configuration too."""
     issuer = settings.issuer.rstrip("/")
     policy = settings.policy
-    return {
+    document: dict[str, Any] = {
         "issuer": issuer,
-        **{member: issuer + path for member, path in paths.items()},
+        **{
+            member: issuer + path
+            for member, path in paths.items()
+            if oidc or member not in OIDC_ENDPOINTS
+        },
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
@@ -37,6 +80,39 @@ def metadata_document(settings: Settings, paths: Mapping[str, str]) -> dict[str,
             "leeway_seconds": policy.leeway,
         },
     }
+    if oidc:
+        document |= openid_members()
+    return document
+
+
+def openid_members() -> dict[str, Any]:
+    """The OpenID Provider metadata (Discovery §3) beyond RFC 8414's members."""
+    return {
+        "scopes_supported": OIDC_SCOPES,
+        # Core §8: public subjects, or pairwise ones per client (`--subject-type pairwise`).
+        "subject_types_supported": ["public", "pairwise"],
+        "id_token_signing_alg_values_supported": ID_TOKEN_ALGS,
+        # Discovery §3 userinfo_signing_alg_values_supported is left out: the UserInfo response
+        # is plain JSON (Core §5.3.2), never a signed JWT.
+        "claims_supported": CLAIMS_SUPPORTED,
+        # Discovery §3: "If omitted, the implementation supports only normal Claims."
+        "claim_types_supported": ["normal"],
+        # Core §5.5: the `claims` request parameter; no request objects (Core §6).
+        "claims_parameter_supported": True,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "require_request_uri_registration": False,
+        "prompt_values_supported": PROMPT_VALUES,
+        # Back-Channel Logout 1.0 §2.1, with the logout token's `sid`; no front-channel logout.
+        "frontchannel_logout_supported": False,
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+    }
+
+
+# The members the OpenID Provider configuration always carries (the OpenAPI document requires
+# them): the UserInfo endpoint's URL and every OpenID member above.
+OIDC_REQUIRED = ("userinfo_endpoint", *openid_members())
 
 
 async def jwks_endpoint(request: Request) -> JSONResponse:

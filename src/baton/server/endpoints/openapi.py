@@ -34,7 +34,9 @@ from typing import (
 import baton
 from baton import wire
 from baton.config import Settings
+from baton.core.claims import STANDARD_CLAIMS
 from baton.core.vocabulary import ErrorCode
+from baton.server.endpoints.metadata import OIDC_REQUIRED
 from baton.server.routing import Operation, Table
 
 FORM = "application/x-www-form-urlencoded"
@@ -244,6 +246,47 @@ SCHEMAS: dict[str, Schema] = {
         "oneOf": [_ref("schemas", "ActiveToken"), _ref("schemas", "InactiveToken")],
     },
     "Metadata": object_schema(wire.Metadata),
+    # OIDC Discovery 1.0 §3: the same document, its OpenID members then always present.
+    "OpenIDConfiguration": {
+        "allOf": [
+            _ref("schemas", "Metadata"),
+            {"required": list(OIDC_REQUIRED)},
+        ],
+    },
+    # OIDC Core §5.3.2: `sub`, and the standard claims (§5.1) the token's scope and the grant's
+    # `claims` request release (unset ones left out).
+    "UserInfo": {
+        "type": "object",
+        "description": "The claims about the user the access token was granted for.",
+        "required": ["sub"],
+        "properties": {
+            "sub": {"type": "string"},
+            "email_verified": {"type": "boolean"},
+            "updated_at": {"type": "integer"},
+            **{
+                name: {"type": "string"}
+                for name in sorted(STANDARD_CLAIMS - {"email_verified", "updated_at"})
+            },
+        },
+        "additionalProperties": True,
+    },
+    # RFC 6750 §3: a bearer token's refusal; no `error` when the request carried no token.
+    "BearerError": {
+        "type": "object",
+        "required": ["error_description"],
+        "properties": {
+            "error": {
+                "enum": [
+                    ErrorCode.INVALID_REQUEST,
+                    ErrorCode.INVALID_TOKEN,
+                    ErrorCode.INSUFFICIENT_SCOPE,
+                ]
+            },
+            "error_description": {"type": "string"},
+        },
+        "additionalProperties": True,
+    },
+    "UserInfoForm": form_schema(wire.UserInfoForm),
     "JWKS": object_schema(wire.KeySet),
     "RevocationEvent": object_schema(wire.FeedEvent),
     "RevocationPage": object_schema(wire.FeedPage),
@@ -259,6 +302,14 @@ SCHEMAS: dict[str, Schema] = {
     },
 }
 _HEADERS: dict[str, Any] = {
+    "Bearer-Challenge": {
+        "description": (
+            '`Bearer realm="baton"`, with `error`, `error_description` (and, for '
+            "`insufficient_scope`, `scope`) when a token was presented (RFC 6750 §3)."
+        ),
+        "required": True,
+        "schema": {"type": "string", "pattern": "^Bearer "},
+    },
     "Location": {"required": True, "schema": {"type": "string"}},
     "WWW-Authenticate": {
         "description": '`Basic realm="baton"`: the scheme that works (RFC 6749 §5.2).',
@@ -306,6 +357,11 @@ def _token_links() -> dict[str, Any]:
             "requestBody": "$request.body",
         },
     }
+    links["UserInfoWithTheAccessToken"] = {
+        "operationId": "userinfoPost",
+        "description": "The user's claims, while the access token lives (OpenID Connect on).",
+        "requestBody": {"access_token": access},
+    }
     for operation in ("revoke", "introspect"):
         for kind, token in (("Refresh", refresh), ("Access", access)):
             name = f"{operation.capitalize()}The{kind}Token"
@@ -332,6 +388,13 @@ def _get(operation_id: str, responses: dict[str, Any], **more: Any) -> Operation
 METADATA = _get(
     "metadata",
     {"200": _json("The metadata.", _ref("schemas", "Metadata"))},
+)
+OPENID_CONFIGURATION = _get(
+    "openidConfiguration",
+    {
+        "200": _json("The OpenID Provider configuration.", _ref("schemas", "OpenIDConfiguration")),
+        "404": _no_store_json("OpenID Connect is off (no key-encryption key)."),
+    },
 )
 JWKS = _get(
     "jwks",
@@ -430,6 +493,60 @@ LOGOUT = _get(
     },
     requestBody=_form_body(form_schema(wire.LogoutForm)),
 )
+
+
+_BEARER_CHALLENGE = {"WWW-Authenticate": _ref("headers", "Bearer-Challenge")}
+_BEARER_ERROR = _ref("schemas", "BearerError")
+
+
+def _userinfo(operation_id: str, **more: Any) -> Operation:
+    return _get(
+        operation_id,
+        {
+            "200": _no_store_json("The user's claims.", _ref("schemas", "UserInfo")),
+            "400": _no_store_json(
+                "`invalid_request`: a malformed `Authorization` header, the token sent twice "
+                "(header and body), or a malformed form.",
+                _BEARER_ERROR,
+            ),
+            "401": _no_store_json(
+                "No bearer token (a challenge without `error`), or `invalid_token`: unknown, "
+                "expired, revoked, or dead with its refresh token.",
+                _BEARER_ERROR,
+                **_BEARER_CHALLENGE,
+            ),
+            "403": _no_store_json(
+                "`insufficient_scope`: the token was not granted `openid` for a user.",
+                _BEARER_ERROR,
+                **_BEARER_CHALLENGE,
+            ),
+            "404": _no_store_json("OpenID Connect is off (no key-encryption key)."),
+            "429": _ref("responses", "TooManyRequests"),
+            "503": _ref("responses", "Unavailable"),
+        },
+        description=(
+            "OpenID Connect Core §5.3. The access token is a bearer token (RFC 6750): in the "
+            "`Authorization` header, or in a POST's form body; a token in the query is ignored. "
+            "The answer holds `sub` (pairwise for a pairwise client) and the claims the token's "
+            "scope (`profile`, `email`) and the grant's `claims` request release."
+        ),
+        security=[{"bearer": []}, {}],
+        **more,
+    )
+
+
+USERINFO = _userinfo("userinfo")
+USERINFO_POST = _userinfo(
+    "userinfoPost",
+    requestBody={
+        "required": False,
+        "content": {FORM: {"schema": _ref("schemas", "UserInfoForm")}},
+    },
+)
+USERINFO_POST["responses"] |= {
+    "413": _ref("responses", "TooLarge"),
+    "415": _ref("responses", "WrongContentType"),
+}
 
 
 def token(settings: Settings) -> Operation:
@@ -593,7 +710,12 @@ def openapi_document(settings: Settings, table: Table) -> dict[str, Any]:
                     "description": (
                         "RFC 6749 §2.3.1: client_id and secret, each form-encoded, then Base64."
                     ),
-                }
+                },
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "RFC 6750 §2.1: an access token (`/userinfo`).",
+                },
             },
         },
     }

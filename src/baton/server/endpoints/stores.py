@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from baton.core.facts import AccessFacts
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.rules import CodeRedemption
 from baton.core.watermark import Gap
@@ -97,6 +98,19 @@ class RevocationFeed(TokenLookup, Protocol):
     async def wait_for_revocations(self, timeout: float) -> float:
         """Waits until new feed events may exist (at most `timeout`); returns seconds waited."""
         ...
+
+
+class UserInfoStore(Protocol):
+    """/userinfo (`userinfo`): the access token a bearer presents, its client and its user."""
+
+    async def get_client(self, client_id: str) -> Client | None: ...
+
+    async def find_access_token(self, digest: bytes) -> AccessFacts | None:
+        """The facts of the access token stored under `digest` (None: unknown), whoever holds
+        it: a bearer token authenticates no client (RFC 6750 §1)."""
+        ...
+
+    async def get_user_by_id(self, user_id: int) -> User | None: ...
 
 
 class AuthorizationStore(Protocol):

@@ -22,6 +22,7 @@ from baton.server.endpoints.stores import (
     SignOut,
     TokenLifecycle,
     TokenRevocation,
+    UserInfoStore,
 )
 from baton.server.observability.install import ObservedStore
 from baton.server.runtime.cors import BrowserOrigins
@@ -44,6 +45,7 @@ class Store(
     TokenRevocation,
     RevocationFeed,
     AuthorizationStore,
+    UserInfoStore,
     Readiness,
     SignOut,
     SessionStore,

@@ -20,7 +20,7 @@ from typing import TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from baton.core.facts import GrantFacts, LiveSession
+from baton.core.facts import AccessFacts, GrantFacts, LiveSession
 from baton.core.keys import StoredKey
 from baton.core.origins import OriginSource
 from baton.core.pairs import IssuedPair, MintedPair
@@ -307,6 +307,13 @@ class SQLStore:
         return await self._read(
             lambda conn: lifecycle.find_token(conn, client, digest, is_refresh, lineage)
         )
+
+    async def find_access_token(self, digest: bytes) -> AccessFacts | None:
+        """The facts of the access token stored under `digest`, whoever presents it (a bearer
+        token at /userinfo authenticates no client)."""
+        found = await self._read(lambda conn: lifecycle.access_facts(conn, digest))
+        assert not isinstance(found, ClientChanged)  # no client given: none to confirm
+        return found
 
     async def revoke_token(
         self, client: Client, digest: bytes | None, is_refresh: bool, now: int
