@@ -54,6 +54,7 @@ SERVE_OPTIONS = (
     "--key-encryption-key",
     "--session-key-file",
     "--key-reload-interval",
+    "--id-token-lifetime",
     "--rate-limit-address",
     "--rate-limit-client",
     "--rate-limit-login",
