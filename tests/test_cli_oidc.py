@@ -370,3 +370,19 @@ def test_every_profile_member_has_an_option() -> None:
 def test_the_new_commands_refuse_an_unmigrated_database(tmp_path: Path, args: list[str]) -> None:
     where = str(tmp_path / "empty.db")
     failed(baton(*args, "--db", where), "not migrated", "baton db upgrade")
+
+
+def test_client_update_scope_lets_an_existing_client_turn_to_openid(db: str) -> None:
+    """An OAuth client registered before OpenID Connect gains `openid` without a new id."""
+    client_id = create_client(db, "--redirect-uri", "https://app.example/cb", "--scope", "read")[
+        "client_id"
+    ]
+    before = stored_client(db, client_id)
+    ok("client", "update", "--db", db, client_id, "--scope", "read openid offline_access")
+    after = stored_client(db, client_id)
+    assert after.scope == "offline_access openid read"
+    assert after.secret_digest == before.secret_digest
+    assert after.id_token_signed_response_alg == before.id_token_signed_response_alg
+    refused = update(db, client_id, "--scope", 'read "quoted"')
+    assert refused.exit_code == 1 and "--scope" in refused.stderr
+    assert stored_client(db, client_id).scope == "offline_access openid read"

@@ -47,7 +47,7 @@ def get_client(conn: Connection, client_id: str) -> Client | None:
 
 
 def update_client_oidc(conn: Connection, client: Client) -> bool:
-    """Stores `client`'s OpenID Connect settings (checked by the caller,
+    """Stores `client`'s scope and OpenID Connect settings (checked by the caller,
     `baton.core.client_metadata.checked`), and nothing else of it; False when it has no row."""
     values = client_values(client)
     stored = {name: values[name] for name in OIDC_COLUMNS}
@@ -57,7 +57,7 @@ def update_client_oidc(conn: Connection, client: Client) -> bool:
     )
 
 
-OIDC_COLUMNS = tuple(OidcSettings().fields())
+OIDC_COLUMNS = ("scope", *OidcSettings().fields())
 
 
 def list_clients(conn: Connection) -> list[Client]:
