@@ -1,0 +1,82 @@
+"""`requests-oauth2client` (PyPI, with jwskate) as a third relying party of a real Baton.
+
+Chosen as the third RP library because it validates ID tokens entirely by itself (signature
+against the JWKS it fetched through discovery, iss, aud, azp, exp, nonce, at_hash) and checks
+the authorization response's `state` and `iss` (RFC 9207); it generates PKCE, state and nonce.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from requests_oauth2client import AuthorizationResponse, BearerToken, OAuth2Client
+from requests_oauth2client.exceptions import InvalidGrant
+
+from tests.interop.conftest import OIDC_SCOPE, Browser, ClientSpec, OidcServer
+
+pytestmark = pytest.mark.e2e
+
+REDIRECT_URI = "http://127.0.0.1:9103/requests-oauth2client/callback"
+
+
+@pytest.fixture(scope="module")
+def server(servers: Any) -> OidcServer:
+    server: OidcServer = servers([ClientSpec("requests-oauth2client", (REDIRECT_URI,))], leeway=600)
+    return server
+
+
+def relying_party(server: OidcServer) -> OAuth2Client:
+    registered = server.client("requests-oauth2client")
+    assert registered.client_secret is not None
+    return OAuth2Client.from_discovery_endpoint(
+        issuer=server.issuer,  # the discovery document's `issuer` must be this one
+        client_id=registered.client_id,
+        client_secret=registered.client_secret,
+        redirect_uri=REDIRECT_URI,
+        testing=True,  # http on loopback
+    )
+
+
+def test_requests_oauth2client_code_flow_id_token_and_refresh(server: OidcServer) -> None:
+    client = relying_party(server)
+    assert client.authorization_server_jwks, "the JWKS from discovery's jwks_uri"
+    request = client.authorization_request(scope=OIDC_SCOPE, prompt="consent")
+    assert request.nonce and request.code_verifier and request.state
+    with Browser(server) as browser:
+        visit = browser.authorize(str(request.uri), REDIRECT_URI)
+    response = request.validate_callback(visit.location)  # state and iss (RFC 9207)
+
+    # The code exchange; validate=True (the default) checks the ID token's signature, iss, aud,
+    # azp, exp, nonce and at_hash, raising on any mismatch.
+    token = client.authorization_code(response)
+    id_token = token.id_token
+    assert id_token is not None
+    assert id_token.issuer == server.issuer
+    assert id_token.nonce == request.nonce
+    assert id_token.get_claim("at_hash")
+    assert token.refresh_token, "offline_access was consented: a refresh token is due"
+
+    userinfo = client.userinfo(token)
+    assert userinfo["sub"] == id_token.subject
+
+    # The refresh's ID token, validated the same way (no nonce expected: OIDC Core §12.2).
+    refreshed = client.refresh_token(token)
+    no_nonce = AuthorizationResponse(
+        code=response.code, redirect_uri=REDIRECT_URI, issuer=server.issuer
+    )
+    renewed = BearerToken(**refreshed.as_dict()).validate_id_token(client, no_nonce).id_token
+    assert renewed is not None
+    assert renewed.subject == id_token.subject
+    assert renewed.get_claim("auth_time") == id_token.get_claim("auth_time")
+    assert renewed.audiences == id_token.audiences
+    assert renewed.get_claim("nonce") is None
+
+    # The replayed refresh inside the leeway: the same ID token.
+    replayed = client.refresh_token(str(token.refresh_token))
+    assert str(replayed.id_token) == str(refreshed.id_token)
+
+    # Revocation through the library (RFC 7009) ends the family: the next refresh is refused.
+    client.revoke_refresh_token(str(refreshed.refresh_token))
+    with pytest.raises(InvalidGrant):
+        client.refresh_token(refreshed)
