@@ -11,6 +11,7 @@ module is attached to the report.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -144,9 +145,12 @@ class Prepared:
     email_problem: str | None
 
 
-def prepare_database(directory: Path, clients: list[ClientSpec]) -> Prepared:
-    directory.mkdir(parents=True, exist_ok=True)
-    db = directory / "baton.db"
+@functools.cache
+def _template(base: Path) -> tuple[Path, str | None]:
+    """The database every server starts from, made once per run: migrated, with alice (email
+    and name set by `baton user set`); and why setting the email failed, if it did."""
+    db = base / "interop-template" / "baton.db"
+    db.parent.mkdir(parents=True)
     cli("db", "upgrade", "--db", str(db))
     cli(
         "user",
@@ -178,9 +182,19 @@ def prepare_database(directory: Path, clients: list[ClientSpec]) -> Prepared:
         timeout=60,
         check=False,
     )
-    email_problem = None
     if result.returncode != 0:
-        email_problem = f"baton user set exited {result.returncode}: {result.stderr.strip()}"
+        return db, f"baton user set exited {result.returncode}: {result.stderr.strip()}"
+    return db, None
+
+
+def prepare_database(directory: Path, clients: list[ClientSpec]) -> Prepared:
+    directory.mkdir(parents=True, exist_ok=True)
+    template, email_problem = _template(directory.parent)
+    db = directory / "baton.db"
+    for suffix in ("", "-wal", "-shm"):
+        source = template.with_name(template.name + suffix)
+        if source.exists():
+            shutil.copyfile(source, db.with_name(db.name + suffix))
     registered: dict[str, Registered] = {}
     refused: dict[str, str] = {}
     for spec in clients:

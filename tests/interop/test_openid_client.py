@@ -57,6 +57,7 @@ def run_relying_party(server: OidcServer) -> dict[str, Any]:
         text=True,
     )
     assert process.stdin is not None and process.stdout is not None
+    assert process.stderr is not None
     try:
         first = json.loads(process.stdout.readline() or "{}")
         if "authorization_url" not in first:

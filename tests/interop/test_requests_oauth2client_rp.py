@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from requests_oauth2client import AuthorizationResponse, BearerToken, OAuth2Client
+from requests_oauth2client import AuthorizationResponse, BearerToken, IdToken, OAuth2Client
 from requests_oauth2client.exceptions import InvalidGrant
 
 from tests.interop.conftest import OIDC_SCOPE, Browser, ClientSpec, OidcServer
@@ -51,7 +51,7 @@ def test_requests_oauth2client_code_flow_id_token_and_refresh(server: OidcServer
     # azp, exp, nonce and at_hash, raising on any mismatch.
     token = client.authorization_code(response)
     id_token = token.id_token
-    assert id_token is not None
+    assert isinstance(id_token, IdToken)  # signed, not encrypted
     assert id_token.issuer == server.issuer
     assert id_token.nonce == request.nonce
     assert id_token.get_claim("at_hash")
@@ -66,7 +66,7 @@ def test_requests_oauth2client_code_flow_id_token_and_refresh(server: OidcServer
         code=response.code, redirect_uri=REDIRECT_URI, issuer=server.issuer
     )
     renewed = BearerToken(**refreshed.as_dict()).validate_id_token(client, no_nonce).id_token
-    assert renewed is not None
+    assert isinstance(renewed, IdToken)
     assert renewed.subject == id_token.subject
     assert renewed.get_claim("auth_time") == id_token.get_claim("auth_time")
     assert renewed.audiences == id_token.audiences
