@@ -10,10 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from requests_oauth2client import AuthorizationResponse, BearerToken, IdToken, OAuth2Client
-from requests_oauth2client.exceptions import InvalidGrant
 
-from tests.interop.conftest import OIDC_SCOPE, Browser, ClientSpec, OidcServer
+from tests.interop.conftest import OIDC_SCOPE, Browser, ClientSpec, OidcServer, in_ci
+
+try:
+    from requests_oauth2client import AuthorizationResponse, BearerToken, IdToken, OAuth2Client
+    from requests_oauth2client.exceptions import InvalidGrant
+except ImportError as exc:  # a virtualenv made before the dev extra named it
+    if in_ci():
+        raise
+    pytest.skip(
+        f"requests-oauth2client is not installed ({exc}): pip install -e '.[dev]'",
+        allow_module_level=True,
+    )
 
 pytestmark = pytest.mark.e2e
 
