@@ -369,11 +369,9 @@ class Browser:
         redirect_uri: str,
         *,
         decision: str = "allow",
-        uncheck: tuple[str, ...] = (),
     ) -> Visit:
         """Follows an authorization URL up to (not into) the redirect to `redirect_uri`: signs
-        in on the login page if shown, presses `decision` on the consent page if shown, with the
-        boxes whose value is in `uncheck` unchecked."""
+        in on the login page if shown, presses `decision` on the consent page if shown."""
         response = self.session.get(url, allow_redirects=False)
         signed_in = False
         consent: str | None = None
@@ -397,7 +395,6 @@ class Browser:
                 signed_in = True
             else:
                 consent = response.text
-                fields = [(n, v) for n, v in fields if v not in uncheck]
                 fields.append(("decision", decision))
             response = self.session.post(
                 urljoin(self.server.url + "/", form["action"] or "/authorize"),
