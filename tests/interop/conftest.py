@@ -1,13 +1,15 @@
 """Real `baton serve` processes with OpenID Connect on, for relying-party libraries end to end.
 
-Each test module starts its servers once (module scope): a database migrated and seeded with the
-real command line (`baton db upgrade`, `baton user create`, `baton user set --email`, `baton client
-create --json` with the OIDC flags), then `baton serve` on a free port of 127.0.0.1 with a
-key-encryption key in its environment (never on its command line), which turns OpenID Connect on.
-The relying parties go through the real login and consent pages as a browser would (`Browser`),
-with the CSRF tokens those pages carry. When a test fails, the stderr of every server of its
-module is attached to the report.
-"""
+The servers' databases are seeded with the real command line (`baton db upgrade`, `baton user
+create`, `baton user set --email`, `baton client create --json` with the OIDC flags; several
+commands in one process, cli_batch.py, since each `baton` process spends a second importing):
+one template per run, copied for each server. `baton serve` then runs on a free port of
+127.0.0.1 with a key-encryption key in its environment (never on its command line), which turns
+OpenID Connect on. One shared server (session scope) serves the relying-party and negative tests;
+a test that needs options of its own starts a server for its module (`servers`). The relying
+parties go through the real login and consent pages as a browser would (`Browser`), with the
+CSRF tokens those pages carry. When a test fails, the stderr of the servers it used is attached
+to the report."""
 
 from __future__ import annotations
 
@@ -44,16 +46,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """`baton ARGS...` as its own process; fails the test if it exits non-zero."""
-    result = subprocess.run(
-        [*BATON, *args], input=stdin, capture_output=True, text=True, timeout=60, check=False
-    )
-    if result.returncode != 0:
-        pytest.fail(f"baton {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
-    return result
 
 
 @dataclass(frozen=True)
@@ -145,45 +137,66 @@ class Prepared:
     email_problem: str | None
 
 
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def cli_batch(*calls: tuple[list[str], str | None]) -> list[Ran]:
+    """`baton ARGS` for each (ARGS, STDIN) of `calls`, in one process (cli_batch.py)."""
+    payload = json.dumps([{"args": args, "stdin": stdin} for args, stdin in calls])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.interop.cli_batch"],
+        input=payload,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"the CLI batch failed:\n{done.stderr}")
+    return [Ran(r["code"], r["stdout"], r["stderr"]) for r in json.loads(done.stdout)]
+
+
 @functools.cache
 def _template(base: Path) -> tuple[Path, str | None]:
     """The database every server starts from, made once per run: migrated, with alice (email
     and name set by `baton user set`); and why setting the email failed, if it did."""
     db = base / "interop-template" / "baton.db"
     db.parent.mkdir(parents=True)
-    cli("db", "upgrade", "--db", str(db))
-    cli(
-        "user",
-        "create",
-        "--db",
-        str(db),
-        "--username",
-        USERNAME,
-        "--password-stdin",
-        stdin=PASSWORD + "\n",
+    upgrade, create, user_set = cli_batch(
+        (["db", "upgrade", "--db", str(db)], None),
+        (
+            ["user", "create", "--db", str(db), "--username", USERNAME, "--password-stdin"],
+            PASSWORD + "\n",
+        ),
+        # `baton user set` (issue 24): the email and profile claims of userinfo and ID tokens.
+        (
+            [
+                "user",
+                "set",
+                "--db",
+                str(db),
+                USERNAME,
+                "--email",
+                EMAIL,
+                "--email-verified",
+                "--name",
+                "Alice Liddell",
+            ],
+            None,
+        ),
     )
-    # `baton user set` (issue 24): the email and profile claims of userinfo and the ID token.
-    result = subprocess.run(
-        [
-            *BATON,
-            "user",
-            "set",
-            "--db",
-            str(db),
-            USERNAME,
-            "--email",
-            EMAIL,
-            "--email-verified",
-            "--name",
-            "Alice Liddell",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if result.returncode != 0:
-        return db, f"baton user set exited {result.returncode}: {result.stderr.strip()}"
+    for step, ran in (("db upgrade", upgrade), ("user create", create)):
+        if ran.code != 0:
+            pytest.fail(f"baton {step} exited {ran.code}:\n{ran.stderr}")
+    if user_set.code != 0:
+        return db, f"baton user set exited {user_set.code}: {user_set.stderr.strip()}"
     return db, None
 
 
@@ -197,18 +210,17 @@ def prepare_database(directory: Path, clients: list[ClientSpec]) -> Prepared:
             shutil.copyfile(source, db.with_name(db.name + suffix))
     registered: dict[str, Registered] = {}
     refused: dict[str, str] = {}
-    for spec in clients:
-        made = subprocess.run(
-            [*BATON, "client", "create", "--db", str(db), "--json", *spec.arguments()],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+    made = cli_batch(
+        *(
+            (["client", "create", "--db", str(db), "--json", *spec.arguments()], None)
+            for spec in clients
         )
-        if made.returncode != 0:
-            refused[spec.name] = f"exited {made.returncode}: {made.stderr.strip()}"
+    )
+    for spec, ran in zip(clients, made, strict=True):
+        if ran.code != 0:
+            refused[spec.name] = f"exited {ran.code}: {ran.stderr.strip()}"
             continue
-        payload = json.loads(made.stdout)  # --json: exactly one JSON object on stdout
+        payload = json.loads(ran.stdout)  # --json: exactly one JSON object on stdout
         registered[spec.name] = Registered(
             payload["client_id"], payload.get("client_secret"), spec.redirect_uris[0]
         )
@@ -261,7 +273,36 @@ def start_oidc_server(directory: Path, clients: list[ClientSpec], **options: obj
     pytest.fail(f"baton serve did not start:\n{server.stderr()}")
 
 
+# The clients of the shared server (one server for the relying-party and negative tests).
+OPENID_CLIENT_URI = "http://127.0.0.1:9101/openid-client/callback"
+AUTHLIB_URI = "http://127.0.0.1:9102/authlib/callback"
+REQUESTS_OAUTH2CLIENT_URI = "http://127.0.0.1:9103/requests-oauth2client/callback"
+NEGATIVE_URI = "http://127.0.0.1:9104/negative/callback"
+REMEMBERING_URI = "http://127.0.0.1:9105/remembering/callback"
+NONCE_URI = "http://127.0.0.1:9106/nonce/callback"
+SHARED_CLIENTS = [
+    ClientSpec("openid-client", (OPENID_CLIENT_URI,)),
+    ClientSpec("authlib", (AUTHLIB_URI,)),
+    ClientSpec("requests-oauth2client", (REQUESTS_OAUTH2CLIENT_URI,)),
+    ClientSpec("negative", (NEGATIVE_URI,)),
+    ClientSpec("remembering", (REMEMBERING_URI,)),  # confidential: its consent is remembered
+    ClientSpec("nonce", (NONCE_URI,), flags=("--require-nonce",)),
+]
+
 _MODULE_SERVERS: dict[str, list[OidcServer]] = {}
+_SHARED: list[OidcServer] = []
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcServer]:
+    """One server (default leeway) for every test that needs no option of its own."""
+    server = start_oidc_server(tmp_path_factory.mktemp("baton-shared"), SHARED_CLIENTS)
+    _SHARED.append(server)
+    try:
+        yield server
+    finally:
+        server.stop()
+        _SHARED.remove(server)
 
 
 @pytest.fixture(scope="module")
@@ -292,7 +333,7 @@ def pytest_runtest_makereport(
     report = yield
     module = getattr(item, "module", None)
     if report.failed and module is not None:
-        for server in _MODULE_SERVERS.get(module.__name__, []):
+        for server in [*_SHARED, *_MODULE_SERVERS.get(module.__name__, [])]:
             report.sections.append((f"baton serve {server.url} (stderr)", server.stderr()[-20000:]))
     return report
 

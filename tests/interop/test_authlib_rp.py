@@ -15,7 +15,7 @@ import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 
-from tests.interop.conftest import EMAIL, OIDC_SCOPE, Browser, ClientSpec, OidcServer
+from tests.interop.conftest import AUTHLIB_URI, EMAIL, OIDC_SCOPE, Browser, OidcServer
 
 with warnings.catch_warnings():  # authlib.jose still ships, deprecated in favour of joserfc
     warnings.simplefilter("ignore")
@@ -25,13 +25,12 @@ with warnings.catch_warnings():  # authlib.jose still ships, deprecated in favou
 
 pytestmark = pytest.mark.e2e
 
-REDIRECT_URI = "http://127.0.0.1:9102/authlib/callback"
+REDIRECT_URI = AUTHLIB_URI
 
 
 @pytest.fixture(scope="module")
-def server(servers: Any) -> OidcServer:
-    server: OidcServer = servers([ClientSpec("authlib", (REDIRECT_URI,))])
-    return server
+def server(shared_server: OidcServer) -> OidcServer:
+    return shared_server
 
 
 def validated(server: OidcServer, token: dict[str, Any], nonce: str | None) -> Any:

@@ -15,25 +15,22 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from tests.interop.conftest import Browser, ClientSpec, OidcServer
+from tests.interop.conftest import (
+    NEGATIVE_URI,
+    NONCE_URI,
+    REMEMBERING_URI,
+    Browser,
+    OidcServer,
+)
 
 pytestmark = pytest.mark.e2e
 
-REDIRECT_URI = "http://127.0.0.1:9104/negative/callback"
-REMEMBERING_URI = "http://127.0.0.1:9105/remembering/callback"
-NONCE_URI = "http://127.0.0.1:9106/nonce/callback"
+REDIRECT_URI = NEGATIVE_URI
 
 
 @pytest.fixture(scope="module")
-def server(servers: Any) -> OidcServer:
-    server: OidcServer = servers(
-        [
-            ClientSpec("negative", (REDIRECT_URI,)),
-            ClientSpec("remembering", (REMEMBERING_URI,)),  # confidential: consent remembered
-            ClientSpec("nonce", (NONCE_URI,), flags=("--require-nonce",)),
-        ]
-    )
-    return server
+def server(shared_server: OidcServer) -> OidcServer:
+    return shared_server
 
 
 def authorization_url(server: OidcServer, client: str, scope: str, **extra: str) -> tuple[str, str]:

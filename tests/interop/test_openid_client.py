@@ -19,21 +19,20 @@ import pytest
 from tests.interop.conftest import (
     EMAIL,
     OIDC_SCOPE,
+    OPENID_CLIENT_URI,
     Browser,
-    ClientSpec,
     OidcServer,
     install_openid_client,
 )
 
 pytestmark = pytest.mark.e2e
 
-REDIRECT_URI = "http://127.0.0.1:9101/openid-client/callback"
+REDIRECT_URI = OPENID_CLIENT_URI
 
 
 @pytest.fixture(scope="module")
-def server(servers: Any) -> OidcServer:
-    server: OidcServer = servers([ClientSpec("openid-client", (REDIRECT_URI,))])
-    return server
+def server(shared_server: OidcServer) -> OidcServer:
+    return shared_server
 
 
 def run_relying_party(server: OidcServer) -> dict[str, Any]:

@@ -7,11 +7,15 @@ the authorization response's `state` and `iss` (RFC 9207); it generates PKCE, st
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from tests.interop.conftest import OIDC_SCOPE, Browser, ClientSpec, OidcServer, in_ci
+from tests.interop.conftest import (
+    OIDC_SCOPE,
+    REQUESTS_OAUTH2CLIENT_URI,
+    Browser,
+    OidcServer,
+    in_ci,
+)
 
 try:
     from requests_oauth2client import AuthorizationResponse, BearerToken, IdToken, OAuth2Client
@@ -26,13 +30,12 @@ except ImportError as exc:  # a virtualenv made before the dev extra named it
 
 pytestmark = pytest.mark.e2e
 
-REDIRECT_URI = "http://127.0.0.1:9103/requests-oauth2client/callback"
+REDIRECT_URI = REQUESTS_OAUTH2CLIENT_URI
 
 
 @pytest.fixture(scope="module")
-def server(servers: Any) -> OidcServer:
-    server: OidcServer = servers([ClientSpec("requests-oauth2client", (REDIRECT_URI,))], leeway=600)
-    return server
+def server(shared_server: OidcServer) -> OidcServer:
+    return shared_server
 
 
 def relying_party(server: OidcServer) -> OAuth2Client:
