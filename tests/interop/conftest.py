@@ -282,7 +282,9 @@ REMEMBERING_URI = "http://127.0.0.1:9105/remembering/callback"
 NONCE_URI = "http://127.0.0.1:9106/nonce/callback"
 SHARED_CLIENTS = [
     ClientSpec("openid-client", (OPENID_CLIENT_URI,)),
+    ClientSpec("openid-client-Ed25519", (OPENID_CLIENT_URI,), flags=("--id-token-alg", "Ed25519")),
     ClientSpec("authlib", (AUTHLIB_URI,)),
+    ClientSpec("authlib-ES256", (AUTHLIB_URI,), flags=("--id-token-alg", "ES256")),
     ClientSpec("requests-oauth2client", (REQUESTS_OAUTH2CLIENT_URI,)),
     ClientSpec("negative", (NEGATIVE_URI,)),
     ClientSpec("remembering", (REMEMBERING_URI,)),  # confidential: its consent is remembered

@@ -1,6 +1,6 @@
 // A relying party built on panva's openid-client (v6, unmodified), driven by
 // tests/interop/test_openid_client.py.
-// Usage: node openid_client_rp.mjs ISSUER CLIENT_ID CLIENT_SECRET REDIRECT_URI SCOPE
+// Usage: node openid_client_rp.mjs ISSUER CLIENT_ID CLIENT_SECRET REDIRECT_URI SCOPE ALG
 // It prints one JSON line {"authorization_url": ...}, reads the callback URL (where the browser
 // was sent back to) from stdin, then redeems the code, reads userinfo, refreshes, replays that
 // refresh, and prints one JSON line with what it saw: {"ok": true, ...} or {"ok": false, ...}.
@@ -11,7 +11,7 @@ import * as client from 'openid-client';
 import { createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
 
-const [issuer, clientId, clientSecret, redirectUri, scope] = process.argv.slice(2);
+const [issuer, clientId, clientSecret, redirectUri, scope, alg] = process.argv.slice(2);
 
 function out(value) {
   process.stdout.write(JSON.stringify(value) + '\n');
@@ -48,7 +48,7 @@ try {
   const config = await client.discovery(
     new URL(issuer),
     clientId,
-    { id_token_signed_response_alg: 'RS256' },
+    { id_token_signed_response_alg: alg }, // the client's registered alg, checked by openid-client
     client.ClientSecretBasic(clientSecret),
     { execute: [client.allowInsecureRequests] }, // http on loopback only
   );

@@ -33,11 +33,11 @@ def server(shared_server: OidcServer) -> OidcServer:
     return shared_server
 
 
-def validated(server: OidcServer, token: dict[str, Any], nonce: str | None) -> Any:
+def validated(server: OidcServer, client: str, token: dict[str, Any], nonce: str | None) -> Any:
     """The ID token of a token response, validated by Authlib as an RP does (OIDC Core
     §3.1.3.7): the JWKS from the discovery document's jwks_uri."""
     keys = JsonWebKey.import_key_set(server.jwks())
-    client_id = server.client("authlib").client_id
+    client_id = server.client(client).client_id
     claims = jwt.decode(
         token["id_token"],
         keys,
@@ -53,9 +53,13 @@ def validated(server: OidcServer, token: dict[str, Any], nonce: str | None) -> A
     return claims
 
 
-def test_authlib_code_flow_id_token_userinfo_refresh_and_replay(server: OidcServer) -> None:
+@pytest.mark.parametrize(("client", "alg"), [("authlib", "RS256"), ("authlib-ES256", "ES256")])
+def test_authlib_code_flow_id_token_userinfo_refresh_and_replay(
+    server: OidcServer, client: str, alg: str
+) -> None:
     metadata = server.discovery()
-    registered = server.client("authlib")
+    assert alg in metadata["id_token_signing_alg_values_supported"]
+    registered = server.client(client)
     oauth = OAuth2Session(
         client_id=registered.client_id,
         client_secret=registered.client_secret,
@@ -77,14 +81,15 @@ def test_authlib_code_flow_id_token_userinfo_refresh_and_replay(server: OidcServ
     )
     assert token.get("refresh_token"), "offline_access was consented: a refresh token is due"
 
-    claims = validated(server, token, nonce)
+    claims = validated(server, client, token, nonce)
+    assert claims.header["alg"] == alg
     assert claims["aud"] in (registered.client_id, [registered.client_id])
     assert isinstance(claims["auth_time"], int)
     assert claims.get("at_hash"), "Baton's ID token carries at_hash (validated above)"
 
     # A wrong nonce is refused by Authlib: the nonce check above was real.
     with pytest.raises(InvalidClaimError):
-        validated(server, token, "another nonce")
+        validated(server, client, token, "another nonce")
 
     # Userinfo, with the access token, for the same subject.
     userinfo = oauth.get(metadata["userinfo_endpoint"]).json()
@@ -93,7 +98,7 @@ def test_authlib_code_flow_id_token_userinfo_refresh_and_replay(server: OidcServ
     # Refresh: a new ID token; same iss, sub, aud, auth_time and no nonce (OIDC Core §12.2).
     old_refresh = token["refresh_token"]
     refreshed = oauth.refresh_token(metadata["token_endpoint"], refresh_token=old_refresh)
-    renewed = validated(server, refreshed, None)  # None: no nonce expected
+    renewed = validated(server, client, refreshed, None)  # None: no nonce expected
     for name in ("iss", "sub", "aud", "auth_time"):
         assert renewed[name] == claims[name], name
     assert "nonce" not in renewed

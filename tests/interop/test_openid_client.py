@@ -10,6 +10,7 @@ is skipped, except in CI (CI=true), where it fails.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from typing import Any
@@ -35,9 +36,9 @@ def server(shared_server: OidcServer) -> OidcServer:
     return shared_server
 
 
-def run_relying_party(server: OidcServer) -> dict[str, Any]:
+def run_relying_party(server: OidcServer, client: str, alg: str) -> dict[str, Any]:
     script = install_openid_client()
-    registered = server.client("openid-client")
+    registered = server.client(client)
     assert registered.client_secret is not None
     process = subprocess.Popen(
         [
@@ -48,6 +49,7 @@ def run_relying_party(server: OidcServer) -> dict[str, Any]:
             registered.client_secret,
             REDIRECT_URI,
             OIDC_SCOPE,
+            alg,
         ],
         cwd=script.parent,
         stdin=subprocess.PIPE,
@@ -78,10 +80,19 @@ def run_relying_party(server: OidcServer) -> dict[str, Any]:
     return outcome
 
 
-def test_openid_client_code_flow_userinfo_refresh_and_replay(server: OidcServer) -> None:
-    outcome = run_relying_party(server)
+@pytest.mark.parametrize(
+    ("client", "alg"), [("openid-client", "RS256"), ("openid-client-Ed25519", "Ed25519")]
+)
+def test_openid_client_code_flow_userinfo_refresh_and_replay(
+    server: OidcServer, client: str, alg: str
+) -> None:
+    outcome = run_relying_party(server, client, alg)
     first, refreshed, replayed = outcome["first"], outcome["refreshed"], outcome["replayed"]
-    registered = server.client("openid-client")
+    registered = server.client(client)
+    # The client's registered algorithm (RS256 by default, Ed25519 chosen per client).
+    header = json.loads(base64.urlsafe_b64decode(first["id_token"].split(".")[0] + "=="))
+    assert header["alg"] == alg
+    assert header["kid"] in {key["kid"] for key in server.jwks()["keys"]}
 
     # Discovery: what openid-client read, consistent with RFC 8414's document.
     metadata = outcome["metadata"]
