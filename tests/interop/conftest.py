@@ -286,6 +286,11 @@ SHARED_CLIENTS = [
     ClientSpec("authlib", (AUTHLIB_URI,)),
     ClientSpec("authlib-ES256", (AUTHLIB_URI,), flags=("--id-token-alg", "ES256")),
     ClientSpec("requests-oauth2client", (REQUESTS_OAUTH2CLIENT_URI,)),
+    ClientSpec(
+        "requests-oauth2client-pairwise",
+        (REQUESTS_OAUTH2CLIENT_URI,),
+        flags=("--subject-type", "pairwise"),
+    ),
     ClientSpec("negative", (NEGATIVE_URI,)),
     ClientSpec("remembering", (REMEMBERING_URI,)),  # confidential: its consent is remembered
     ClientSpec("nonce", (NONCE_URI,), flags=("--require-nonce",)),

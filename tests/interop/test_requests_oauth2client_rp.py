@@ -12,6 +12,7 @@ import pytest
 from tests.interop.conftest import (
     OIDC_SCOPE,
     REQUESTS_OAUTH2CLIENT_URI,
+    USERNAME,
     Browser,
     OidcServer,
     in_ci,
@@ -38,8 +39,8 @@ def server(shared_server: OidcServer) -> OidcServer:
     return shared_server
 
 
-def relying_party(server: OidcServer) -> OAuth2Client:
-    registered = server.client("requests-oauth2client")
+def relying_party(server: OidcServer, name: str) -> OAuth2Client:
+    registered = server.client(name)
     assert registered.client_secret is not None
     return OAuth2Client.from_discovery_endpoint(
         issuer=server.issuer,  # the discovery document's `issuer` must be this one
@@ -50,8 +51,14 @@ def relying_party(server: OidcServer) -> OAuth2Client:
     )
 
 
-def test_requests_oauth2client_code_flow_id_token_and_refresh(server: OidcServer) -> None:
-    client = relying_party(server)
+@pytest.mark.parametrize(
+    ("name", "subject_type"),
+    [("requests-oauth2client", "public"), ("requests-oauth2client-pairwise", "pairwise")],
+)
+def test_requests_oauth2client_code_flow_id_token_and_refresh(
+    server: OidcServer, name: str, subject_type: str
+) -> None:
+    client = relying_party(server, name)
     assert client.authorization_server_jwks, "the JWKS from discovery's jwks_uri"
     request = client.authorization_request(scope=OIDC_SCOPE, prompt="consent")
     assert request.nonce and request.code_verifier and request.state
@@ -71,6 +78,10 @@ def test_requests_oauth2client_code_flow_id_token_and_refresh(server: OidcServer
 
     userinfo = client.userinfo(token)
     assert userinfo["sub"] == id_token.subject
+    if subject_type == "public":
+        assert id_token.subject == USERNAME
+    else:  # OIDC Core §8.1: not the user's own identifier, and not reversible by the RP
+        assert id_token.subject != USERNAME and len(id_token.subject) >= 32
 
     # The refresh's ID token, validated the same way (no nonce expected: OIDC Core §12.2).
     refreshed = client.refresh_token(token)
