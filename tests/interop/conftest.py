@@ -452,20 +452,6 @@ class Browser:
         pytest.fail(f"no redirect to {redirect_uri} after six pages: {response.text[:2000]}")
 
 
-@pytest.fixture
-def browser_factory() -> Iterator[Any]:
-    opened: list[Browser] = []
-
-    def open_browser(server: OidcServer) -> Browser:
-        browser = Browser(server)
-        opened.append(browser)
-        return browser
-
-    yield open_browser
-    for browser in opened:
-        browser.close()
-
-
 # -- node -----------------------------------------------------------------------------------------
 
 NODE_CACHE = Path(

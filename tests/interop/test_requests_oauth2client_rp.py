@@ -81,7 +81,8 @@ def test_requests_oauth2client_code_flow_id_token_and_refresh(
     if subject_type == "public":
         assert id_token.subject == USERNAME
     else:  # OIDC Core §8.1: not the user's own identifier, and not reversible by the RP
-        assert id_token.subject != USERNAME and len(id_token.subject) >= 32
+        assert id_token.subject is not None and id_token.subject != USERNAME
+        assert len(id_token.subject) >= 32
 
     # The refresh's ID token, validated the same way (no nonce expected: OIDC Core §12.2).
     refreshed = client.refresh_token(token)
