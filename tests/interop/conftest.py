@@ -275,14 +275,28 @@ def start_oidc_server(directory: Path, clients: list[ClientSpec], **options: obj
 
 # The clients of the shared server (one server for the relying-party and negative tests).
 OPENID_CLIENT_URI = "http://127.0.0.1:9101/openid-client/callback"
+OPENID_CLIENT_SIGNED_OUT = "http://127.0.0.1:9101/openid-client/signed-out"
 AUTHLIB_URI = "http://127.0.0.1:9102/authlib/callback"
 REQUESTS_OAUTH2CLIENT_URI = "http://127.0.0.1:9103/requests-oauth2client/callback"
 NEGATIVE_URI = "http://127.0.0.1:9104/negative/callback"
 REMEMBERING_URI = "http://127.0.0.1:9105/remembering/callback"
 NONCE_URI = "http://127.0.0.1:9106/nonce/callback"
 SHARED_CLIENTS = [
-    ClientSpec("openid-client", (OPENID_CLIENT_URI,)),
-    ClientSpec("openid-client-Ed25519", (OPENID_CLIENT_URI,), flags=("--id-token-alg", "Ed25519")),
+    ClientSpec(
+        "openid-client",
+        (OPENID_CLIENT_URI,),
+        flags=("--post-logout-redirect-uri", OPENID_CLIENT_SIGNED_OUT),
+    ),
+    ClientSpec(
+        "openid-client-Ed25519",
+        (OPENID_CLIENT_URI,),
+        flags=(
+            "--id-token-alg",
+            "Ed25519",
+            "--post-logout-redirect-uri",
+            OPENID_CLIENT_SIGNED_OUT,
+        ),
+    ),
     ClientSpec("authlib", (AUTHLIB_URI,)),
     ClientSpec("authlib-ES256", (AUTHLIB_URI,), flags=("--id-token-alg", "ES256")),
     ClientSpec("requests-oauth2client", (REQUESTS_OAUTH2CLIENT_URI,)),
@@ -411,15 +425,16 @@ class Browser:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def authorize(
+    def follow(
         self,
         url: str,
         redirect_uri: str,
         *,
         decision: str = "allow",
     ) -> Visit:
-        """Follows an authorization URL up to (not into) the redirect to `redirect_uri`: signs
-        in on the login page if shown, presses `decision` on the consent page if shown."""
+        """Follows an authorization (or end-session) URL up to (not into) the redirect to
+        `redirect_uri`: signs in on the login page if shown, presses `decision` on the consent
+        (or sign-out) page if shown."""
         response = self.session.get(url, allow_redirects=False)
         signed_in = False
         consent: str | None = None

@@ -1,9 +1,11 @@
 // A relying party built on panva's openid-client (v6, unmodified), driven by
 // tests/interop/test_openid_client.py.
 // Usage: node openid_client_rp.mjs ISSUER CLIENT_ID CLIENT_SECRET REDIRECT_URI SCOPE ALG
+//        POST_LOGOUT_REDIRECT_URI
 // It prints one JSON line {"authorization_url": ...}, reads the callback URL (where the browser
 // was sent back to) from stdin, then redeems the code, reads userinfo, refreshes, replays that
-// refresh, and prints one JSON line with what it saw: {"ok": true, ...} or {"ok": false, ...}.
+// refresh, builds its RP-Initiated Logout URL, and prints one JSON line with what it saw:
+// {"ok": true, ...} or {"ok": false, ...}.
 // Every ID token is validated by openid-client itself: signature (enableNonRepudiationChecks),
 // iss, aud, azp, exp, iat, nonce; at_hash, which openid-client leaves to the RP in the code flow,
 // is checked here with node's crypto as OIDC Core §3.1.3.8 describes.
@@ -11,7 +13,8 @@ import * as client from 'openid-client';
 import { createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
 
-const [issuer, clientId, clientSecret, redirectUri, scope, alg] = process.argv.slice(2);
+const [issuer, clientId, clientSecret, redirectUri, scope, alg, postLogoutRedirectUri] =
+  process.argv.slice(2);
 
 function out(value) {
   process.stdout.write(JSON.stringify(value) + '\n');
@@ -83,8 +86,20 @@ try {
   // The same refresh token again, inside the leeway: Baton's replay answers the same pair.
   const replayed = await client.refreshTokenGrant(config, first.refresh_token);
 
+  // RP-Initiated Logout 1.0 §2, as openid-client builds it (null without end_session_endpoint).
+  const logoutState = client.randomState();
+  const endSessionUrl = config.serverMetadata().end_session_endpoint
+    ? client.buildEndSessionUrl(config, {
+      id_token_hint: first.id_token,
+      post_logout_redirect_uri: postLogoutRedirectUri,
+      state: logoutState,
+    }).href
+    : null;
+
   out({
     ok: true,
+    end_session_url: endSessionUrl,
+    logout_state: logoutState,
     metadata: config.serverMetadata(),
     first: describe(first),
     userinfo,

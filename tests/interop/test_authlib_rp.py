@@ -73,7 +73,7 @@ def test_authlib_code_flow_id_token_userinfo_refresh_and_replay(
         metadata["authorization_endpoint"], code_verifier=verifier, nonce=nonce, prompt="consent"
     )
     with Browser(server) as browser:
-        visit = browser.authorize(url, REDIRECT_URI)
+        visit = browser.follow(url, REDIRECT_URI)
     assert visit.query["state"] == state
     assert visit.query.get("iss") == server.issuer  # RFC 9207, checked by careful RPs
     token = oauth.fetch_token(

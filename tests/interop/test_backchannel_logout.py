@@ -115,7 +115,7 @@ def sign_in(server: OidcServer) -> dict[str, Any]:
         }
     )
     with Browser(server) as browser:
-        visit = browser.authorize(f"{server.url}/authorize?{query}", REDIRECT_URI)
+        visit = browser.follow(f"{server.url}/authorize?{query}", REDIRECT_URI)
     response = httpx.post(
         server.url + "/token",
         data={

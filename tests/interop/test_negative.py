@@ -86,7 +86,7 @@ def test_prompt_none_without_a_session_answers_login_required_at_the_redirect_ur
 def test_no_refresh_token_without_offline_access(server: OidcServer) -> None:
     url, verifier = authorization_url(server, "negative", "openid profile", nonce="n-2")
     with Browser(server) as browser:
-        visit = browser.authorize(url, REDIRECT_URI)
+        visit = browser.follow(url, REDIRECT_URI)
     token = redeem(server, "negative", visit.query["code"], verifier)
     assert token["id_token"]
     assert "refresh_token" not in token  # OIDC Core §11: only offline_access earns one
@@ -97,7 +97,7 @@ def test_a_remembered_consent_without_offline_access_does_not_grant_it(
 ) -> None:
     with Browser(server) as browser:
         url, verifier = authorization_url(server, "remembering", "openid", nonce="n-3")
-        first = browser.authorize(url, REMEMBERING_URI)
+        first = browser.follow(url, REMEMBERING_URI)
         assert first.consent is not None
         assert "refresh_token" not in redeem(server, "remembering", first.query["code"], verifier)
 
@@ -106,7 +106,7 @@ def test_a_remembered_consent_without_offline_access_does_not_grant_it(
         url, verifier = authorization_url(
             server, "remembering", "openid offline_access", nonce="n-4"
         )
-        again = browser.authorize(url, REMEMBERING_URI)
+        again = browser.follow(url, REMEMBERING_URI)
         token = redeem(server, "remembering", again.query["code"], verifier)
         if again.consent is None:
             assert "refresh_token" not in token, "offline access without the user's consent"
@@ -118,7 +118,7 @@ def test_a_remembered_consent_without_offline_access_does_not_grant_it(
 def test_a_client_that_requires_a_nonce_gets_an_error_without_one(server: OidcServer) -> None:
     url, _ = authorization_url(server, "nonce", "openid")
     with Browser(server) as browser:
-        visit = browser.authorize(url, NONCE_URI)
+        visit = browser.follow(url, NONCE_URI)
     assert visit.query["error"] == "invalid_request", visit.location
     assert "code" not in visit.query
 
@@ -126,7 +126,7 @@ def test_a_client_that_requires_a_nonce_gets_an_error_without_one(server: OidcSe
 def test_max_age_exceeded_forces_a_new_sign_in(server: OidcServer) -> None:
     with Browser(server) as browser:
         url, verifier = authorization_url(server, "negative", "openid", nonce="n-6")
-        first = browser.authorize(url, REDIRECT_URI)
+        first = browser.follow(url, REDIRECT_URI)
         assert first.signed_in
         signed_in_at = unverified_claims(
             redeem(server, "negative", first.query["code"], verifier)["id_token"]
@@ -135,7 +135,7 @@ def test_max_age_exceeded_forces_a_new_sign_in(server: OidcServer) -> None:
         while time.time() < signed_in_at + 2:
             time.sleep(0.1)
         url, verifier = authorization_url(server, "negative", "openid", nonce="n-7", max_age="1")
-        again = browser.authorize(url, REDIRECT_URI)
+        again = browser.follow(url, REDIRECT_URI)
         assert again.signed_in, "max_age exceeded: the login page must be shown again"
         token = redeem(server, "negative", again.query["code"], verifier)
     assert unverified_claims(token["id_token"])["auth_time"] >= signed_in_at + 2  # the new one

@@ -4,8 +4,9 @@ The node script (openid_client_rp.mjs) discovers the provider, builds the author
 (PKCE S256, nonce, state), and prints it; this test goes through the real login and consent
 pages with it and hands the callback URL back. The script redeems the code (openid-client
 validates the ID token's signature, iss, aud, exp, nonce; the script checks at_hash), reads
-userinfo, refreshes, and replays that refresh inside the leeway. Without node and npm the test
-is skipped, except in CI (CI=true), where it fails.
+userinfo, refreshes, and replays that refresh inside the leeway; then the browser follows the
+RP-Initiated Logout URL openid-client builds (id_token_hint, post_logout_redirect_uri, state).
+Without node and npm the test is skipped, except in CI (CI=true), where it fails.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ import base64
 import json
 import subprocess
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
 from tests.interop.conftest import (
     EMAIL,
     OIDC_SCOPE,
+    OPENID_CLIENT_SIGNED_OUT,
     OPENID_CLIENT_URI,
     Browser,
     OidcServer,
+    Registered,
     install_openid_client,
 )
 
@@ -36,7 +40,9 @@ def server(shared_server: OidcServer) -> OidcServer:
     return shared_server
 
 
-def run_relying_party(server: OidcServer, client: str, alg: str) -> dict[str, Any]:
+def run_relying_party(
+    server: OidcServer, browser: Browser, client: str, alg: str
+) -> dict[str, Any]:
     script = install_openid_client()
     registered = server.client(client)
     assert registered.client_secret is not None
@@ -50,6 +56,7 @@ def run_relying_party(server: OidcServer, client: str, alg: str) -> dict[str, An
             REDIRECT_URI,
             OIDC_SCOPE,
             alg,
+            OPENID_CLIENT_SIGNED_OUT,
         ],
         cwd=script.parent,
         stdin=subprocess.PIPE,
@@ -64,8 +71,7 @@ def run_relying_party(server: OidcServer, client: str, alg: str) -> dict[str, An
         if "authorization_url" not in first:
             rest = process.stdout.read()
             pytest.fail(f"openid-client could not start: {first} {rest} {process.stderr.read()}")
-        with Browser(server) as browser:
-            visit = browser.authorize(first["authorization_url"], REDIRECT_URI)
+        visit = browser.follow(first["authorization_url"], REDIRECT_URI)
         assert visit.signed_in and visit.consent is not None
         assert "offline_access" in visit.consent  # the consent page names it (OIDC Core §11)
         process.stdin.write(visit.location + "\n")
@@ -86,9 +92,21 @@ def run_relying_party(server: OidcServer, client: str, alg: str) -> dict[str, An
 def test_openid_client_code_flow_userinfo_refresh_and_replay(
     server: OidcServer, client: str, alg: str
 ) -> None:
-    outcome = run_relying_party(server, client, alg)
-    first, refreshed, replayed = outcome["first"], outcome["refreshed"], outcome["replayed"]
     registered = server.client(client)
+    with Browser(server) as browser:
+        outcome = run_relying_party(server, browser, client, alg)
+        signed_out = after = None
+        if outcome["end_session_url"] is not None:
+            # RP-Initiated Logout with the URL openid-client built: the sign-out page, then back
+            # to the registered post_logout_redirect_uri with the RP's state (§2, §3).
+            signed_out = browser.follow(
+                outcome["end_session_url"], OPENID_CLIENT_SIGNED_OUT, decision="yes"
+            )
+            # The session is over: prompt=none now answers login_required (OIDC Core §3.1.2.6).
+            after = browser.follow(
+                authorization_url(server, registered, prompt="none"), REDIRECT_URI
+            )
+    first, refreshed, replayed = outcome["first"], outcome["refreshed"], outcome["replayed"]
     # The client's registered algorithm (RS256 by default, Ed25519 chosen per client).
     header = json.loads(base64.urlsafe_b64decode(first["id_token"].split(".")[0] + "=="))
     assert header["alg"] == alg
@@ -131,3 +149,22 @@ def test_openid_client_code_flow_userinfo_refresh_and_replay(
     # The email set with `baton user set` (the `email` scope), last: it needs the CLI part.
     assert server.email_set is None, server.email_set
     assert userinfo["email"] == EMAIL
+
+    assert outcome["end_session_url"] is not None, "no end_session_endpoint in discovery"
+    assert signed_out is not None and signed_out.query.get("state") == outcome["logout_state"]
+    assert after is not None and after.query.get("error") == "login_required", after.location
+
+
+def authorization_url(server: OidcServer, registered: Registered, **extra: str) -> str:
+    query = {
+        "response_type": "code",
+        "client_id": registered.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid",
+        "state": "after-logout",
+        "nonce": "n",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+        **extra,
+    }
+    return f"{server.url}/authorize?{urlencode(query)}"

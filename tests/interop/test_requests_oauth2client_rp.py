@@ -63,7 +63,7 @@ def test_requests_oauth2client_code_flow_id_token_and_refresh(
     request = client.authorization_request(scope=OIDC_SCOPE, prompt="consent")
     assert request.nonce and request.code_verifier and request.state
     with Browser(server) as browser:
-        visit = browser.authorize(str(request.uri), REDIRECT_URI)
+        visit = browser.follow(str(request.uri), REDIRECT_URI)
     response = request.validate_callback(visit.location)  # state and iss (RFC 9207)
 
     # The code exchange; validate=True (the default) checks the ID token's signature, iss, aud,
