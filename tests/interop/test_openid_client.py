@@ -152,7 +152,8 @@ def test_openid_client_code_flow_userinfo_refresh_and_replay(
 
     assert outcome["end_session_url"] is not None, "no end_session_endpoint in discovery"
     assert signed_out is not None and signed_out.query.get("state") == outcome["logout_state"]
-    assert after is not None and after.query.get("error") == "login_required", after.location
+    assert after is not None
+    assert after.query.get("error") == "login_required", after.location
 
 
 def authorization_url(server: OidcServer, registered: Registered, **extra: str) -> str:
