@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlencode
 import httpx
 import pytest
 
-from tests.interop.conftest import Browser, ClientSpec, OidcServer
+from tests.interop.conftest import Browser, ClientSpec, OidcServer, cli_batch
 
 with warnings.catch_warnings():  # authlib.jose still ships, deprecated in favour of joserfc
     warnings.simplefilter("ignore")
@@ -54,6 +54,10 @@ class Receiver:
     url: str
     posts: list[Received] = field(default_factory=list)
     arrived: threading.Event = field(default_factory=threading.Event)
+
+    def reset(self) -> None:
+        self.posts.clear()
+        self.arrived.clear()
 
     def wait(self, timeout: float) -> Received | None:
         return self.posts[0] if self.arrived.wait(timeout) else None
@@ -142,7 +146,7 @@ def refresh(server: OidcServer, refresh_token: str) -> httpx.Response:
 def test_reuse_detection_sends_a_valid_logout_token_within_one_second(
     server: OidcServer, receiver: Receiver
 ) -> None:
-    registered = server.client("rp")
+    receiver.reset()
     first = sign_in(server)
     assert first.get("refresh_token"), "offline_access consented: a refresh token is due"
     keys = JsonWebKey.import_key_set(server.jwks())
@@ -163,6 +167,20 @@ def test_reuse_detection_sends_a_valid_logout_token_within_one_second(
         f"the logout token came {delivery.at - detected:.2f}s late"
     )
 
+    check_logout_token(server, delivery, id_token, keys)
+
+    # The family is gone: the refreshed pair too (reuse revokes the grant).
+    assert refresh(server, renewed.json()["refresh_token"]).status_code == 400
+    time.sleep(0.3)
+    assert len(receiver.posts) == 1, "one logout token per revoked grant"
+
+
+def check_logout_token(
+    server: OidcServer, delivery: Received, id_token: Any, keys: Any
+) -> JWTClaims:
+    """The delivery is a valid logout token for the RP's session (Back-Channel Logout §2.4-2.6),
+    as the RP validates it with Authlib and the OP's published keys."""
+    registered = server.client("rp")
     # §2.5: a form POST with one `logout_token` parameter.
     assert delivery.content_type.startswith("application/x-www-form-urlencoded")
     form = parse_qs(delivery.body.decode())
@@ -192,7 +210,31 @@ def test_reuse_detection_sends_a_valid_logout_token_within_one_second(
         assert claims["sid"] == id_token["sid"]
     assert abs(claims["iat"] - time.time()) < 10
 
-    # The family is gone: the refreshed pair too (reuse revokes the grant).
-    assert refresh(server, renewed.json()["refresh_token"]).status_code == 400
-    time.sleep(0.3)
-    assert len(receiver.posts) == 1, "one logout token per revoked grant"
+    return claims
+
+
+def test_an_admin_revocation_from_the_cli_sends_a_logout_token(
+    server: OidcServer, receiver: Receiver
+) -> None:
+    receiver.reset()
+    first = sign_in(server)
+    keys = JsonWebKey.import_key_set(server.jwks())
+    id_token = jwt.decode(first["id_token"], keys)
+    client_id = server.client("rp").client_id
+    (listed,) = cli_batch(
+        (["grants", "list", "--db", str(server.db), "--client", client_id, "--json"], None)
+    )
+    assert listed.code == 0, listed.stderr
+    live = [g for g in json.loads(listed.stdout)["grants"] if g["status"] == "active"]
+    assert len(live) == 1, listed.stdout
+
+    (revoked,) = cli_batch(
+        (["grants", "revoke", "--db", str(server.db), live[0]["grant_id"]], None)
+    )
+    assert revoked.code == 0, revoked.stderr
+    done = time.monotonic()
+    # Another process revoked it: the server's outbox sees the row at its next look (1 s idle).
+    delivery = receiver.wait(timeout=5)
+    assert delivery is not None, "no logout token within 5 s of the admin's revocation"
+    assert delivery.at - done <= 2.0, f"the logout token came {delivery.at - done:.2f}s late"
+    check_logout_token(server, delivery, id_token, keys)
