@@ -6,7 +6,8 @@ A relying party's receiver listens on loopback and is registered as the client's
 then presents the old refresh token again after the leeway (1 s here): reuse, the grant is
 revoked, and within one second a logout token arrives. The RP validates it with Authlib's JWT
 (signature against the server's JWKS) and checks the claims Back-Channel Logout §2.4 and §2.6
-ask for: iss, aud, iat, jti, the events member, sid and/or sub, no nonce, typ logout+jwt.
+ask for: iss, aud, iat, jti, the events member, sid and/or sub, no nonce, typ logout+jwt. An
+admin's revocation with `baton grants revoke` (another process) reaches the RP the same way.
 """
 
 from __future__ import annotations
