@@ -281,6 +281,8 @@ REQUESTS_OAUTH2CLIENT_URI = "http://127.0.0.1:9103/requests-oauth2client/callbac
 NEGATIVE_URI = "http://127.0.0.1:9104/negative/callback"
 REMEMBERING_URI = "http://127.0.0.1:9105/remembering/callback"
 NONCE_URI = "http://127.0.0.1:9106/nonce/callback"
+NATIVE_LOOPBACK_URI = "http://127.0.0.1/native/callback"  # any port (RFC 8252 §7.3)
+NATIVE_SCHEME_URI = "org.example.baton-interop:/callback"  # private-use scheme (§7.1)
 SHARED_CLIENTS = [
     ClientSpec(
         "openid-client",
@@ -308,6 +310,7 @@ SHARED_CLIENTS = [
     ClientSpec("negative", (NEGATIVE_URI,)),
     ClientSpec("remembering", (REMEMBERING_URI,)),  # confidential: its consent is remembered
     ClientSpec("nonce", (NONCE_URI,), flags=("--require-nonce",)),
+    ClientSpec("native", (NATIVE_LOOPBACK_URI, NATIVE_SCHEME_URI), public=True),
 ]
 
 _MODULE_SERVERS: dict[str, list[OidcServer]] = {}

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.e2e.conftest import free_port
 from tests.interop.conftest import (
+    NATIVE_LOOPBACK_URI,
+    NATIVE_SCHEME_URI,
     OIDC_SCOPE,
     REQUESTS_OAUTH2CLIENT_URI,
     USERNAME,
@@ -104,3 +107,29 @@ def test_requests_oauth2client_code_flow_id_token_and_refresh(
     client.revoke_refresh_token(str(refreshed.refresh_token))
     with pytest.raises(InvalidGrant):
         client.refresh_token(refreshed)
+
+
+@pytest.mark.parametrize("kind", ["loopback-any-port", "private-use-scheme"])
+def test_a_native_public_client_on_an_ephemeral_port_or_its_own_scheme(
+    server: OidcServer, kind: str
+) -> None:
+    """A CLI or desktop app (public client, PKCE): its redirect URI is the registered loopback
+    one on whatever port it got (RFC 8252 §7.3), or its private-use scheme (§7.1)."""
+    if kind == "loopback-any-port":
+        redirect_uri = NATIVE_LOOPBACK_URI.replace("127.0.0.1", f"127.0.0.1:{free_port()}")
+    else:
+        redirect_uri = NATIVE_SCHEME_URI
+    client = OAuth2Client.from_discovery_endpoint(
+        issuer=server.issuer,
+        client_id=server.client("native").client_id,  # no secret: a public client
+        redirect_uri=redirect_uri,
+        testing=True,
+    )
+    request = client.authorization_request(scope="openid offline_access", prompt="consent")
+    with Browser(server) as browser:
+        visit = browser.follow(str(request.uri), redirect_uri)
+    token = client.authorization_code(request.validate_callback(visit.location))
+    assert isinstance(token.id_token, IdToken)  # validated: signature, iss, aud, nonce, at_hash
+    assert token.refresh_token
+    refreshed = client.refresh_token(token)
+    assert refreshed.refresh_token and refreshed.refresh_token != token.refresh_token
