@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -40,10 +41,15 @@ def server(shared_server: OidcServer) -> OidcServer:
     return shared_server
 
 
+@pytest.fixture(scope="module")
+def script() -> Path:
+    """The RP script beside openid-client (installed first: no server starts without node)."""
+    return install_openid_client()
+
+
 def run_relying_party(
-    server: OidcServer, browser: Browser, client: str, alg: str
+    script: Path, server: OidcServer, browser: Browser, client: str, alg: str
 ) -> dict[str, Any]:
-    script = install_openid_client()
     registered = server.client(client)
     assert registered.client_secret is not None
     process = subprocess.Popen(
@@ -90,11 +96,11 @@ def run_relying_party(
     ("client", "alg"), [("openid-client", "RS256"), ("openid-client-Ed25519", "Ed25519")]
 )
 def test_openid_client_code_flow_userinfo_refresh_and_replay(
-    server: OidcServer, client: str, alg: str
+    script: Path, server: OidcServer, client: str, alg: str
 ) -> None:
     registered = server.client(client)
     with Browser(server) as browser:
-        outcome = run_relying_party(server, browser, client, alg)
+        outcome = run_relying_party(script, server, browser, client, alg)
         signed_out = after = None
         if outcome["end_session_url"] is not None:
             # RP-Initiated Logout with the URL openid-client built: the sign-out page, then back
