@@ -402,24 +402,44 @@ def key(alg: str, activates_at: int, retires_at: int | None, purpose: str | None
 
 
 def test_missing_id_token_keys() -> None:
-    now = 1000
+    now, life = 100_000, 3600
+
+    def missing(keys: list[StoredKey], algs: tuple[str, ...]) -> list[tuple[str, int]]:
+        return missing_id_token_keys(keys, algs, now, life)
+
     lasting = [key("RS256", 0, None, None), key("ES256", 0, None, ID_TOKEN)]
-    assert missing_id_token_keys(lasting, ("RS256", "ES256"), now) == []
+    assert missing(lasting, ("RS256", "ES256")) == []
     # No key at all: one that signs at once.
-    assert missing_id_token_keys([], ("RS256",), now) == [("RS256", now)]
-    # A retiring key still signs: the next one is published ahead, and signs by its retirement.
-    assert missing_id_token_keys([key("RS256", 0, now + 100, None)], ("RS256",), now) == [
-        ("RS256", now + 100)
-    ]
-    assert missing_id_token_keys([key("RS256", 0, now + 9000, None)], ("RS256",), now) == [
-        ("RS256", now + 600)
-    ]
+    assert missing([], ("RS256",)) == [("RS256", now)]
+    # A retiring key still signs: the next one is published ahead, and signs an ID token's
+    # lifetime before the old one leaves the JWKS (so every token it signed still verifies).
+    assert missing([key("RS256", 0, now + 9000, None)], ("RS256",)) == [("RS256", now + 600)]
+    assert missing([key("RS256", 0, now + life + 100, None)], ("RS256",)) == [("RS256", now + 100)]
+    # Leaving sooner than a token lives: the next one signs at once.
+    assert missing([key("RS256", 0, now + 100, None)], ("RS256",)) == [("RS256", now)]
     # A retired key counts for nothing.
-    assert missing_id_token_keys([key("RS256", 0, now, None)], ("RS256",), now) == [("RS256", now)]
+    assert missing([key("RS256", 0, now, None)], ("RS256",)) == [("RS256", now)]
     # A legacy EdDSA key serves no Ed25519 client (its tokens would say EdDSA).
-    assert missing_id_token_keys([key("EdDSA", 0, None, None)], ("Ed25519",), now) == [
-        ("Ed25519", now)
-    ]
+    assert missing([key("EdDSA", 0, None, None)], ("Ed25519",)) == [("Ed25519", now)]
+
+
+def test_an_id_token_is_never_signed_by_a_key_that_leaves_before_it_expires() -> None:
+    """OIDC Core §10.1.1: a key retiring within an ID token's lifetime hands over to the next one
+    (regression: the old key signed until its last second, and its tokens outlived it)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from baton.core.keys import SigningKey
+    from baton.server.runtime.keyring import KeyRing
+
+    now, life = 100_000, 3600
+    old = key("RS256", 0, now + 1000, None)
+    new = key("RS256", now + 1000 - life, None, ID_TOKEN)
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ring = KeyRing(None, None, life)  # type: ignore[arg-type]
+    ring._signing = [SigningKey(old, private), SigningKey(new, private)]
+    assert ring.key_for("RS256", now).kid == new.kid  # type: ignore[union-attr]
+    # Before the next one signs, the old one still does (better than none at all).
+    assert ring.key_for("RS256", now - life).kid == old.kid  # type: ignore[union-attr]
 
 
 def rotate(db: str, *args: str) -> dict[str, Any]:

@@ -38,25 +38,32 @@ PUBLISH_AHEAD = 600
 
 
 def missing_id_token_keys(
-    stored: Sequence[StoredKey], algorithms: Sequence[str], now: int
+    stored: Sequence[StoredKey], algorithms: Sequence[str], now: int, lifetime: int
 ) -> list[tuple[str, int]]:
     """The ID token algorithms that no lasting key serves (no key of theirs is published or
     will be with no retirement set), each with when its new key should start signing: now when
-    no key of it signs, else ahead, and no later than the signing one retires."""
+    no key of it signs, else ahead, and no later than an ID token `lifetime` before the signing
+    one retires (a token it signs must verify until it expires: `KeyRing.key_for`)."""
     missing = []
     for alg in algorithms:
         own = [k for k in stored if k.alg == alg and (k.retires_at is None or now < k.retires_at)]
         if any(k.retires_at is None for k in own):
             continue
         signing = [k.retires_at for k in own if k.activates_at <= now and k.retires_at]
-        missing.append((alg, min(now + PUBLISH_AHEAD, max(signing)) if signing else now))
+        if signing:
+            missing.append((alg, max(now, min(now + PUBLISH_AHEAD, max(signing) - lifetime))))
+        else:
+            missing.append((alg, now))
     return missing
 
 
 class KeyRing:
-    def __init__(self, store: SigningKeys, kek: bytes | None) -> None:
+    def __init__(
+        self, store: SigningKeys, kek: bytes | None, id_token_lifetime: int = 3600
+    ) -> None:
         self._store = store
         self._kek = kek
+        self._id_token_lifetime = id_token_lifetime
         self._stored: list[StoredKey] = []
         self._signing: list[SigningKey] = []
         self._opened: dict[str, PrivateKey] = {}
@@ -75,7 +82,9 @@ class KeyRing:
             stored = await self._store.signing_keys()
         if self._kek is not None:
             self._open(stored)  # the right key-encryption key, or refuse before writing
-            missing = missing_id_token_keys(stored, ID_TOKEN_ALGORITHMS, now)
+            missing = missing_id_token_keys(
+                stored, ID_TOKEN_ALGORITHMS, now, self._id_token_lifetime
+            )
             for alg, activates_at in missing:
                 new = generate(alg, now, activates_at, self._kek)
                 await self._store.add_signing_key(dataclasses.replace(new, purpose=ID_TOKEN), None)
@@ -97,8 +106,13 @@ class KeyRing:
 
     def key_for(self, alg: str, now: int) -> SigningKey | None:
         """The key that signs ID tokens and logout tokens of `alg` at `now` (OIDC Core §10.1):
-        the newest active one of that algorithm, whatever its purpose."""
-        return signing_key_at([k for k in self._signing if k.alg == alg], now)
+        the newest active one of that algorithm, whatever its purpose, that stays in the JWKS
+        until an ID token signed now expires (OIDC Core §10.1.1: a relying party must be able to
+        verify it); only when none does, the newest active one."""
+        own = [k for k in self._signing if k.alg == alg]
+        until = now + self._id_token_lifetime
+        lasting = [k for k in own if k.stored.retires_at is None or k.stored.retires_at >= until]
+        return signing_key_at(lasting, now) or signing_key_at(own, now)
 
     def jwks(self, now: int) -> dict[str, Any]:
         return jwks(self._stored, now)
