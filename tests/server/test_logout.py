@@ -10,13 +10,15 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
-from sqlalchemy import select
+import pytest
+from sqlalchemy import Connection, select
 from starlette.testclient import TestClient
 
 from baton.server.endpoints.logout import end_op_session
 from baton.server.runtime.sessions import COOKIE
+from baton.store.admin import Actor
 from baton.store.schema import sessions
-from baton.store.sql import SQLStore
+from baton.store.sql import SQLStore, outbox
 from tests.server.logout_support import (
     AFTER_LOGOUT,
     id_token,
@@ -390,3 +392,39 @@ def test_another_user_signing_in_signs_the_first_out_at_the_provider(
         claims = json.loads(row.payload)
         assert row.destination == BACKCHANNEL
         assert claims["subject"] == "alice" and claims["sid"] == online["sid"]
+
+
+def test_a_console_revocation_rings_the_outbox_bell_at_once(database: Path | str) -> None:
+    """An administrator's revocation of an OIDC grant writes a back-channel logout; this
+    process's delivery loops are woken when it commits, not at their next poll."""
+    with oidc_app(database) as (http, store, clock):
+        register_user(store)
+        rp = register_rp(store, backchannel_uri=BACKCHANNEL)
+        grant = sign_in_to(http, store, rp, "openid read")
+        seen = outbox.BELL.rung
+        revoked = anyio.run(
+            store.admin().revoke_grant, grant["grant_id"], Actor("root", None, clock.now())
+        )
+        assert revoked and len(logouts(store)) == 1
+        assert outbox.BELL.rung != seen
+
+
+def test_a_write_that_fails_leaves_no_wake_flag_on_its_connection(database: Path | str) -> None:
+    """A transaction that flagged a logout and then failed rolled it back: nothing to ring, now
+    or at the pooled connection's next (unrelated) transaction."""
+    with oidc_app(database) as (_http, store, _clock):
+        infos: list[dict[object, object]] = []
+
+        def fails(conn: Connection) -> None:
+            infos.append(conn.info)  # the pooled connection's own, kept across checkouts
+            conn.info[outbox.WAKE_OUTBOX] = True
+            raise RuntimeError("the transaction fails after writing a logout")
+
+        for write in (store._write, store.admin()._write):
+            infos.clear()
+            seen = outbox.BELL.rung
+            with pytest.raises(RuntimeError):
+                anyio.run(write, fails)
+            assert outbox.WAKE_OUTBOX not in infos[0]
+            assert anyio.run(write, lambda conn: outbox.WAKE_OUTBOX in conn.info) is False
+            assert outbox.BELL.rung == seen
