@@ -273,10 +273,12 @@ async def _end_previous(
         store = session_store(request)
         key = session_digest(secret)
         previous = await store.live_session(key, now)
-        if previous is not None and previous.user_id == user_id and previous.sid:
+        if previous is None:  # ended or expired since the request began: no grants to end
+            await store.end_session(key, now)
+        elif previous.user_id == user_id and previous.sid:
             kept = previous.sid  # re-authentication: the session goes on under a new cookie
             await store.end_session(key, now)
-        elif previous is not None:
+        else:  # another user's (or a session from before sids: it has no grants to end)
             done = await store.end_op_session(key, now)
             counted = metrics.of(request)
             for _grant in done.revoked:
