@@ -10,12 +10,15 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
-from sqlalchemy import select
+import pytest
+from sqlalchemy import Connection, select
 from starlette.testclient import TestClient
 
 from baton.server.endpoints.logout import end_op_session
+from baton.server.runtime.sessions import COOKIE
+from baton.store.admin import Actor
 from baton.store.schema import sessions
-from baton.store.sql import SQLStore
+from baton.store.sql import SQLStore, outbox
 from tests.server.logout_support import (
     AFTER_LOGOUT,
     id_token,
@@ -24,7 +27,7 @@ from tests.server.logout_support import (
     register_rp,
     sign_in_to,
 )
-from tests.support import hidden_inputs, register_user
+from tests.support import PASSWORD, hidden_inputs, register_user, sign_in
 
 BACKCHANNEL = "http://127.0.0.1:9/backchannel"  # nothing listens: the rows stay to be read
 
@@ -144,8 +147,11 @@ def test_a_relying_party_may_post_and_a_hint_of_another_session_is_asked_about(
         http.post("/logout", data=hidden_inputs(http.get("/logout").text))  # signed out
         sign_in_to(http, store, rp, "openid read")  # a new session, a new sid
 
-        # §2: POST is supported too; an old session's hint is no proof of this one: ask.
-        page = http.post("/session/end", data={"id_token_hint": hint})
+        # §2: POST is supported too (sent on to the GET); an old session's hint is no proof of
+        # this one: ask.
+        posted = http.post("/session/end", data={"id_token_hint": hint})
+        assert posted.status_code == 303
+        page = http.get(posted.headers["location"])
         assert page.status_code == 200 and 'name="decision"' in page.text
         assert signed_in(http)
         fields = hidden_inputs(page.text)
@@ -196,7 +202,9 @@ def test_nothing_is_redirected_to_unless_registered_for_the_client_the_request_n
             assert "location" not in response.headers
             assert response.headers["content-type"].startswith("text/html")
         posted = http.post("/session/end", data=refused[1])
-        assert posted.status_code == 400 and "location" not in posted.headers
+        assert posted.status_code == 303
+        followed = http.get(posted.headers["location"])
+        assert followed.status_code == 400 and "location" not in followed.headers
         # Nothing happened.
         assert signed_in(http) and active(http, rp, grant["access_token"])
 
@@ -283,3 +291,140 @@ def test_the_sign_out_form_signs_out_at_the_provider(database: Path | str) -> No
         assert active(http, rp, offline["access_token"])
         (row,) = logouts(store)
         assert json.loads(row.payload)["sid"] == online["sid"]
+
+
+def test_a_cross_site_post_is_sent_on_to_the_get_which_carries_the_cookie_and_signs_out(
+    database: Path | str,
+) -> None:
+    """The session cookie is SameSite=Lax: a browser leaves it off the form POST a relying party
+    auto-submits from its own site. The POST must not answer "signed out" for a session it
+    cannot see; its 303 to the GET (a top-level navigation, which carries the cookie) does it."""
+    with oidc_app(database) as (http, store, _clock):
+        register_user(store)
+        rp = register_rp(store, backchannel_uri=BACKCHANNEL)
+        grant = sign_in_to(http, store, rp, "openid read")
+        ask = {
+            "id_token_hint": id_token(http, rp, grant),
+            "post_logout_redirect_uri": AFTER_LOGOUT,
+            "state": "bye & more",
+            "ui_locales": "de",
+        }
+        # The relying party's page posts the form: the browser sends no session cookie.
+        cookie = http.cookies.get(COOKIE)
+        assert cookie is not None
+        http.cookies.delete(COOKIE)
+        posted = http.post("/session/end", data=ask)
+        http.cookies.set(COOKIE, cookie)
+        assert posted.status_code == 303
+        assert posted.headers["cache-control"] == "no-store"
+        location = urlsplit(posted.headers["location"])
+        assert location.path == "/session/end"
+        assert parse_qs(location.query) == {name: [value] for name, value in ask.items()}
+        # Nothing happened yet: the session and its grant live.
+        assert signed_in(http) and active(http, rp, grant["access_token"])
+        assert logouts(store) == []
+
+        # The GET, with the cookie: the hint is of this session, so the sign-out is at once.
+        done = http.get(posted.headers["location"])
+        assert done.status_code == 303
+        assert parse_qs(urlsplit(done.headers["location"]).query) == {"state": ["bye & more"]}
+        assert not signed_in(http) and not active(http, rp, grant["access_token"])
+        assert len(logouts(store)) == 1
+
+
+def test_signing_in_again_as_the_same_user_keeps_the_sid_so_a_later_logout_ends_old_grants(
+    database: Path | str,
+) -> None:
+    with oidc_app(database) as (http, store, clock):
+        register_user(store)
+        rp = register_rp(store, backchannel_uri=BACKCHANNEL)
+        before = sign_in_to(http, store, rp, "openid read")
+        old_secret = _session_secret(http)
+        clock.advance(60)
+        # Re-authentication (prompt=login, max_age): the same user at the login form.
+        assert sign_in(http, "/login", "alice", PASSWORD).status_code == 303
+        assert _session_secret(http) != old_secret  # a new cookie: no session fixation
+        rows = sorted(_session_rows(store), key=lambda row: row.created_at)  # type: ignore[attr-defined]
+        assert len(rows) == 2 and rows[0].ended_at is not None and rows[1].ended_at is None
+        assert rows[0].sid == rows[1].sid == before["sid"]  # the same session at the provider
+        assert rows[1].created_at == clock.now()  # a new auth_time
+        # Re-authenticating signs nobody out: the grant lives, and no relying party is told.
+        assert active(http, rp, before["access_token"]) and logouts(store) == []
+
+        # The relying party's sign-out with the ID token from before the re-login: it is this
+        # session's (no question asked), and it ends the grant from before the re-login too.
+        response = http.get(
+            "/session/end",
+            params={
+                "id_token_hint": id_token(http, rp, before),
+                "post_logout_redirect_uri": AFTER_LOGOUT,
+            },
+        )
+        assert response.status_code == 303 and response.headers["location"] == AFTER_LOGOUT
+        assert not signed_in(http) and not active(http, rp, before["access_token"])
+        (row,) = logouts(store)
+        assert json.loads(row.payload)["sid"] == before["sid"]
+
+
+def test_another_user_signing_in_signs_the_first_out_at_the_provider(
+    database: Path | str,
+) -> None:
+    with oidc_app(database) as (http, store, _clock):
+        register_user(store)
+        register_user(store, "bob")
+        rp = register_rp(store, backchannel_uri=BACKCHANNEL)
+        online = sign_in_to(http, store, rp, "openid read")
+        offline = sign_in_to(http, store, rp, "openid offline_access read")
+
+        # "Use another account": bob signs in on alice's browser.
+        assert sign_in(http, "/login", "bob", PASSWORD).status_code == 303
+        assert signed_in(http)
+        rows = {row.user_id: row for row in _session_rows(store)}  # type: ignore[attr-defined]
+        assert rows[1].ended_at is not None and rows[2].ended_at is None
+        assert rows[2].sid != online["sid"]  # bob's own session
+        # Alice's session ended as a sign-out does: her online grant revoked, her relying party
+        # told; her offline_access grant kept (OIDC Core §11).
+        assert not active(http, rp, online["access_token"])
+        assert active(http, rp, offline["access_token"])
+        grants = {g.grant.id: g.grant for g in anyio.run(store.list_grants)}
+        assert grants[online["grant_id"]].revoked_reason == "logout"
+        (row,) = logouts(store)
+        claims = json.loads(row.payload)
+        assert row.destination == BACKCHANNEL
+        assert claims["subject"] == "alice" and claims["sid"] == online["sid"]
+
+
+def test_a_console_revocation_rings_the_outbox_bell_at_once(database: Path | str) -> None:
+    """An administrator's revocation of an OIDC grant writes a back-channel logout; this
+    process's delivery loops are woken when it commits, not at their next poll."""
+    with oidc_app(database) as (http, store, clock):
+        register_user(store)
+        rp = register_rp(store, backchannel_uri=BACKCHANNEL)
+        grant = sign_in_to(http, store, rp, "openid read")
+        seen = outbox.BELL.rung
+        revoked = anyio.run(
+            store.admin().revoke_grant, grant["grant_id"], Actor("root", None, clock.now())
+        )
+        assert revoked and len(logouts(store)) == 1
+        assert outbox.BELL.rung != seen
+
+
+def test_a_write_that_fails_leaves_no_wake_flag_on_its_connection(database: Path | str) -> None:
+    """A transaction that flagged a logout and then failed rolled it back: nothing to ring, now
+    or at the pooled connection's next (unrelated) transaction."""
+    with oidc_app(database) as (_http, store, _clock):
+        infos: list[dict[object, object]] = []
+
+        def fails(conn: Connection) -> None:
+            infos.append(conn.info)  # the pooled connection's own, kept across checkouts
+            conn.info[outbox.WAKE_OUTBOX] = True
+            raise RuntimeError("the transaction fails after writing a logout")
+
+        for write in (store._write, store.admin()._write):
+            infos.clear()
+            seen = outbox.BELL.rung
+            with pytest.raises(RuntimeError):
+                anyio.run(write, fails)
+            assert outbox.WAKE_OUTBOX not in infos[0]
+            assert anyio.run(write, lambda conn: outbox.WAKE_OUTBOX in conn.info) is False
+            assert outbox.BELL.rung == seen

@@ -213,15 +213,25 @@ def test_a_plain_oauth_code_has_no_oidc_facts(oidc: Running) -> None:
     assert (code["nonce"], code["sid"], code["sign_in"]) == (None, None, None)
 
 
-def test_each_sign_in_gets_its_own_public_sid(lite: Running) -> None:
-    http, store, _ = lite
+def test_re_authentication_keeps_the_public_sid_and_another_user_gets_their_own(
+    lite: Running,
+) -> None:
+    """prompt=login by the same user continues their session at the provider (a new cookie and
+    auth_time, the same `sid`: the grants from before stay tied to what a sign-out ends);
+    another user signing in on the browser is a session of their own."""
+    http, store, clock = lite
     client = new_client(store)
     at_client(go(http, request_params(client)))
+    clock.advance(10)
     at_client(go(http, request_params(client, prompt="login")))
-    first, second = session_rows(store)
-    assert first["ended_at"] is not None and second["ended_at"] is None
-    assert first["sid"] != second["sid"]
-    assert [row["sid"] for row in code_rows(store)] == [first["sid"], second["sid"]]
+    clock.advance(10)
+    at_client(go(http, request_params(client, prompt="login"), "bob"))
+    first, again, bob = session_rows(store)
+    assert first["ended_at"] is not None and again["ended_at"] is not None
+    assert bob["ended_at"] is None
+    assert first["digest"] != again["digest"] and first["created_at"] < again["created_at"]
+    assert first["sid"] == again["sid"] != bob["sid"]
+    assert [row["sid"] for row in code_rows(store)] == [first["sid"], first["sid"], bob["sid"]]
 
 
 def test_a_session_row_gives_its_sign_in_until_it_ends(oidc: Running) -> None:

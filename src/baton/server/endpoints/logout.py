@@ -1,12 +1,12 @@
 """Signing out at the provider: RP-Initiated Logout 1.0 (`/session/end`), `end_op_session`, and
 the logout tokens of Back-Channel Logout 1.0.
 
-A relying party sends the browser to `/session/end` (GET or POST) with `id_token_hint`,
-`client_id`, `post_logout_redirect_uri`, `state`, `logout_hint`, `ui_locales`. The browser is
-redirected to `post_logout_redirect_uri` only when it is exactly one of the client's registered
-`post_logout_redirect_uris`, the client told by the hint (`azp` or its one `aud`) or by
-`client_id`, which must agree when both are sent; anything else is a page, never a redirect (an
-open redirector otherwise).
+A relying party sends the browser to `/session/end` (GET, or POST: sent on to the GET, see
+`end_session_post`) with `id_token_hint`, `client_id`, `post_logout_redirect_uri`, `state`,
+`logout_hint`, `ui_locales`. The browser is redirected to `post_logout_redirect_uri` only when
+it is exactly one of the client's registered `post_logout_redirect_uris`, the client told by the
+hint (`azp` or its one `aud`) or by `client_id`, which must agree when both are sent; anything
+else is a page, never a redirect (an open redirector otherwise).
 
 Confirmation (§2: "the OP SHOULD ask the End-User whether to log out of the OP as well"): the
 user is asked, on a CSRF-protected page, unless the `id_token_hint` carries the `sid` of the
@@ -101,6 +101,11 @@ END_SESSION_FORM: dict[str, Any] = {
     },
     "responses": {
         **_RESPONSES,
+        "303": {
+            "description": "A relying party's POST: to the GET of its parameters (the session "
+            "cookie is SameSite=Lax). The confirmation's: to post_logout_redirect_uri.",
+            "headers": _LOCATION,
+        },
         "403": {"description": "The confirmation's CSRF token does not match.", **_PAGE},
         "413": {"description": "The form exceeds the body size limit.", **_PAGE},
         "415": {"description": "The form is not `application/x-www-form-urlencoded`.", **_PAGE},
@@ -198,14 +203,24 @@ async def end_session_get(request: Request) -> Response:
 
 async def end_session_post(request: Request) -> Response:
     """A relying party's POST (§2: GET and POST are both supported), or our confirmation
-    form's, which carries `decision` and the session's CSRF token."""
+    form's, which carries `decision` and the session's CSRF token.
+
+    A relying party's POST is answered with a 303 to the GET of the same parameters: the
+    session cookie is SameSite=Lax, which a browser does not send on the cross-site form POST a
+    relying party auto-submits, so the POST itself would see nobody signed in and report a
+    sign-out that signed nobody out. The GET it leads to is a top-level navigation, which
+    carries the cookie, and is handled as any GET (the confirmation page, or the sign-out at
+    once for a hint of this session)."""
     try:
         form = await read_form(request, baton(request).settings.max_body_bytes)
     except OAuthError as exc:
         return _page(request, exc.description, exc.status)
     decision = form.get("decision")
     if decision is None:
-        return await _end_session(request, form, None)
+        params = [(name, value) for name in PARAMS if (value := form.get(name)) is not None]
+        query = urlencode(params)
+        target = "/session/end" + ("?" + query if query else "")
+        return RedirectResponse(target, status_code=303, headers=_NO_STORE)
     if not csrf_ok(request.session, form.get("csrf")):
         return _page(request, "The form expired. Go back and try again.", 403)
     if decision not in ("yes", "no"):

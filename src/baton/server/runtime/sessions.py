@@ -33,7 +33,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton.core.facts import LiveSession
 from baton.core.tokens import digest, random_base62
+from baton.core.vocabulary import FeedEntryKind, RevocationCause
+from baton.logs import get_logger
+from baton.server.observability import metrics
 from baton.server.runtime.protection import database_unavailable, is_database_unavailable
+from baton.store.base import SignedOut
+
+log = get_logger("baton.sessions")
 
 COOKIE = "baton_session"
 MAX_AGE = 8 * 3600  # a sign-in lasts this long (seconds), however active the session
@@ -80,6 +86,11 @@ class SessionStore(Protocol):
         ...
 
     async def end_session(self, digest: bytes, now: int) -> None: ...
+
+    async def end_op_session(self, digest: bytes, now: int) -> SignedOut:
+        """Ends the session as the provider's sign-out does: with its grants without
+        `offline_access`, and a back-channel logout for each client with a grant from it."""
+        ...
 
     async def end_user_sessions(self, user_id: int, now: int) -> int:
         """Ends every live session of the user; how many there were."""
@@ -232,16 +243,56 @@ def session_store(request: HTTPConnection) -> SessionStore:
 
 async def begin_session(request: Request, user_id: int, now: int, address: str | None) -> None:
     """Signs `user_id` in on a fresh session (a new id and CSRF token: no session fixation); a
-    session the browser held before (another user's, say) ends, for every copy of its cookie."""
-    await end_session(request, now)
+    session the browser held before ends, for every copy of its cookie.
+
+    The same user signing in again (`prompt=login`, `max_age`) re-authenticates the session they
+    have: the new one keeps its public `sid` (OIDC's `sid` identifies the user's session at the
+    provider, which re-authentication continues; a new `auth_time`), so the grants made before
+    stay tied to the session a later sign-out ends. Another user signing in on this browser ends
+    the old session as the provider's sign-out does (`end_op_session`): its grants without
+    `offline_access` revoked and its relying parties told (Back-Channel Logout 1.0 §2.7)."""
+    public_sid = await _end_previous(request, user_id, now, address)
     sid = random_base62(_SID_LENGTH)
-    live = LiveSession(user_id, now, random_base62(_PUBLIC_SID_LENGTH), None, PASSWORD_AMR)
+    public_sid = public_sid or random_base62(_PUBLIC_SID_LENGTH)
+    live = LiveSession(user_id, now, public_sid, None, PASSWORD_AMR)
     await session_store(request).start_session(
         session_digest(sid), user_id, now, now + MAX_AGE, address, live.sid, live.acr, live.amr
     )
     request.session[SID] = sid
     request.session[UID] = user_id
     request.scope[_LIVE] = live
+
+
+async def _end_previous(
+    request: Request, user_id: int, now: int, address: str | None
+) -> str | None:
+    """Ends the browser's session before a sign-in; its public `sid` if it was `user_id`'s."""
+    secret = request.session.get(SID)
+    kept: str | None = None
+    if isinstance(secret, str):
+        store = session_store(request)
+        key = session_digest(secret)
+        previous = await store.live_session(key, now)
+        if previous is None:  # ended or expired since the request began: no grants to end
+            await store.end_session(key, now)
+        elif previous.user_id == user_id and previous.sid:
+            kept = previous.sid  # re-authentication: the session goes on under a new cookie
+            await store.end_session(key, now)
+        else:  # another user's (or a session from before sids: it has no grants to end)
+            done = await store.end_op_session(key, now)
+            counted = metrics.of(request)
+            for _grant in done.revoked:
+                counted.revoked(FeedEntryKind.GRANT, RevocationCause.LOGOUT)
+            log.info(
+                "signed out by another sign-in",
+                revoked_grants=len(done.revoked),
+                kept_offline=len(done.kept),
+                backchannel_clients=len(done.told),
+                source_address=address,
+            )
+    request.session.clear()
+    request.scope.pop(_LIVE, None)
+    return kept
 
 
 def live_session(request: HTTPConnection) -> LiveSession | None:

@@ -70,7 +70,8 @@ class AdminStore:
         return await self.runner.read(work)
 
     async def _write(self, work: Callable[[Connection], T]) -> T:
-        return await self.runner.write(work)
+        # The store's own writes' way: a back-channel logout written here is sent at once.
+        return await outbox.write(self.runner, work)
 
     # -- clients ------------------------------------------------------------------------------
 

@@ -89,13 +89,7 @@ class SQLStore:
         return await self.runner.read(work)
 
     async def _write(self, work: Callable[[Connection], T]) -> T:
-        def run(conn: Connection) -> tuple[T, bool]:
-            return work(conn), conn.info.pop(outbox.WAKE_OUTBOX, False)
-
-        result, wrote_logout = await self.runner.write(run)
-        if wrote_logout:  # committed: this process's delivery loops send it now
-            outbox.BELL.ring()
-        return result
+        return await outbox.write(self.runner, work)
 
     async def _read(self, work: Callable[[Connection], T]) -> T:
         return await self.runner.read(work)

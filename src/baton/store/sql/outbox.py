@@ -25,8 +25,8 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from sqlalchemy import ColumnElement, Connection, bindparam, delete, insert, select, update
@@ -44,9 +44,33 @@ from baton.store.base import Delivery
 from baton.store.prepared import Prepared
 from baton.store.schema import clients, grants, users, webhook_outbox
 
+if TYPE_CHECKING:
+    from baton.store.engines import Runner
+
+T = TypeVar("T")
+
 WAKE_OUTBOX = "baton_wake_outbox"
-"""`Connection.info` flag: this transaction wrote a back-channel logout (the facade rings `BELL`
+"""`Connection.info` flag: this transaction wrote a back-channel logout (`write` rings `BELL`
 once the runner has committed it)."""
+
+
+async def write(runner: Runner, work: Callable[[Connection], T]) -> T:
+    """Runs `work` as one write transaction of `runner`, and rings `BELL` once it has committed
+    if it wrote a back-channel logout: every writer of the store (`SQLStore`, `AdminStore`) goes
+    through here. The flag is taken off the connection whether `work` returned or raised, so a
+    pooled connection never carries it into another transaction (a spurious ring there)."""
+
+    def run(conn: Connection) -> tuple[T, bool]:
+        try:
+            result = work(conn)
+        finally:
+            wake = bool(conn.info.pop(WAKE_OUTBOX, False))
+        return result, wake
+
+    result, wake = await runner.write(run)
+    if wake:  # committed: this process's delivery loops send it now
+        BELL.ring()
+    return result
 
 
 def _payload(event_type: WebhookEventType, fields: dict[str, Any], now: int) -> str:
