@@ -90,6 +90,7 @@ def register_rp(
     alg: str = "RS256",
     subject_type: str = "public",
     redirect_uris: tuple[str, ...] = (REDIRECT_URI,),
+    sector_identifier_uri: str | None = None,
 ) -> Rp:
     secret = mint(TokenKind.CLIENT_SECRET)
     client = Client(
@@ -103,6 +104,7 @@ def register_rp(
         created_at=0,
         id_token_signed_response_alg=alg,
         subject_type=subject_type,
+        sector_identifier_uri=sector_identifier_uri,
     )
     anyio.run(store.create_client, client)
     return Rp(RegisteredClient(client.id, secret.plaintext), client)
@@ -330,12 +332,16 @@ def test_without_a_key_encryption_key_no_id_token_is_issued(tmp_path: Path) -> N
         assert "id_token" not in body and "refresh_token" in body
 
 
+SECTOR_URI = "https://rp.example/sector.json"
+
+
 def test_pairwise_client_gets_its_pairwise_subject(oidc_sqlite: Server) -> None:
     http, store, _clock = oidc_sqlite
-    pairwise = register_rp(store, subject_type="pairwise")
+    # A loopback redirect URI is no sector (RFC 8252 §7.3): the client names its own.
+    pairwise = register_rp(store, subject_type="pairwise", sector_identifier_uri=SECTOR_URI)
     public = register_rp(store)
     claims = verified(http, redeem(oidc_sqlite, pairwise).json()["id_token"])
-    expected = subject_for("alice", "pairwise", (REDIRECT_URI,), None, pairwise_salt(KEK))
+    expected = subject_for("alice", "pairwise", (REDIRECT_URI,), SECTOR_URI, pairwise_salt(KEK))
     assert claims["sub"] == expected != "alice"
     assert verified(http, redeem(oidc_sqlite, public).json()["id_token"])["sub"] == "alice"
 

@@ -311,6 +311,9 @@ def test_claims_asked_by_name_for_userinfo_are_released(app: App) -> None:
     assert answer == {"sub": "alice", "email": "alice@example.com"}
 
 
+SECTOR_URI = "https://rp.example/sector.json"
+
+
 def test_a_pairwise_client_sees_its_pairwise_subject(app: App) -> None:
     """Core §8.1: the same `sub` the ID token carries, computed by the same rule."""
     http, store, _clock = app
@@ -325,14 +328,16 @@ def test_a_pairwise_client_sees_its_pairwise_subject(app: App) -> None:
         scope=OIDC_SCOPE,
         created_at=0,
         subject_type="pairwise",
+        sector_identifier_uri=SECTOR_URI,  # a loopback redirect URI is no sector
     )
     anyio.run(store.create_client, pairwise)
     client = RegisteredClient(pairwise.id, secret.plaintext)
     sub = userinfo(http, tokens(app, client)["access_token"]).json()["sub"]
-    assert sub == subject_for("alice", "pairwise", (REDIRECT_URI,), None, pairwise_salt(KEK))
+    assert sub == subject_for("alice", "pairwise", (REDIRECT_URI,), SECTOR_URI, pairwise_salt(KEK))
     assert sub != "alice"
     # Another sector sees another subject.
-    other = subject_for("alice", "pairwise", ("https://rp.example/cb",), None, pairwise_salt(KEK))
+    elsewhere = ("https://other.example/cb",)
+    other = subject_for("alice", "pairwise", elsewhere, None, pairwise_salt(KEK))
     assert other != sub
 
 
