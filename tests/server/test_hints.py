@@ -12,6 +12,7 @@ import anyio
 import pytest
 from joserfc import jws
 
+from baton.config.settings import Settings
 from baton.core.jwa import registry
 from baton.core.keys import SigningKey, StoredKey, generate, unseal
 from baton.server.endpoints.hints import IdTokenHint, read_id_token_hint, verify_id_token
@@ -52,7 +53,7 @@ def app_with(*keys: SigningKey, now: int = 10_000, issuer: str = ISSUER + "/") -
     fake = SimpleNamespace(
         keys=ring,
         clock=SimpleNamespace(now=lambda: now),
-        settings=SimpleNamespace(issuer=issuer),
+        settings=Settings(issuer=issuer),
     )
     return cast(Baton, fake)
 

@@ -322,6 +322,20 @@ def test_plain_oauth_is_unchanged_with_oidc_on(oidc_sqlite: Server) -> None:
     assert "id_token" not in child and child["refresh_token"].startswith("bat_rt_")
 
 
+def test_an_issuer_with_a_trailing_slash_gives_the_iss_discovery_announces(
+    tmp_path: Path,
+) -> None:
+    """OIDC Discovery §4.3: the metadata's `issuer` "MUST be identical to the iss Claim value in
+    ID Tokens issued from this Issuer"; a relying party compares them as strings."""
+    with running_app(tmp_path, key_encryption_key=KEK, issuer=ISSUER + "/") as server:
+        http, store, _clock = server
+        register_user(store)
+        discovered = http.get("/.well-known/openid-configuration").json()["issuer"]
+        assert discovered == ISSUER
+        claims = verified(http, redeem(server, register_rp(store)).json()["id_token"])
+        assert claims["iss"] == discovered
+
+
 def test_without_a_key_encryption_key_no_id_token_is_issued(tmp_path: Path) -> None:
     """OpenID Connect off: the token endpoint issues no ID token (the authorization endpoint
     refuses `openid` before any code is made)."""

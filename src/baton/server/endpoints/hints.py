@@ -47,7 +47,7 @@ class IdTokenHint:
 
 def read_id_token_hint(app: Baton, token: str) -> IdTokenHint | None:
     """The hint `token`, if this server issued it (signature and `iss`), else None."""
-    issuer = app.settings.issuer.rstrip("/")
+    issuer = app.settings.issuer_identifier
     return verify_id_token(token, app.keys.jwks(app.clock.now()), issuer)
 
 
