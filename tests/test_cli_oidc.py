@@ -386,3 +386,22 @@ def test_client_update_scope_lets_an_existing_client_turn_to_openid(db: str) -> 
     refused = update(db, client_id, "--scope", 'read "quoted"')
     assert refused.exit_code == 1 and "--scope" in refused.stderr
     assert stored_client(db, client_id).scope == "offline_access openid read"
+
+
+@pytest.mark.parametrize("redirect_uri", ["http://127.0.0.1/callback", "http://[::1]:8080/cb"])
+def test_a_pairwise_loopback_client_needs_a_sector_identifier_uri(
+    db: str, redirect_uri: str
+) -> None:
+    """RFC 8252 §7.3: a loopback redirect URI is every native app's; as a pairwise sector
+    (OIDC Core §8.1) it would give unrelated apps one `sub`. Refused in one line."""
+    args = ("client", "create", "--db", db, "--name", "native", "--public")
+    pairwise = ("--redirect-uri", redirect_uri, "--subject-type", "pairwise")
+    result = baton(*args, *pairwise)
+    failed(result, "loopback", "sector_identifier_uri")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    sector = ("--sector-identifier-uri", "https://native.example/sector.json")
+    created = one_json_object(ok(*args, *pairwise, *sector, "--json"))
+    assert created["subject_type"] == "pairwise"
+    # A private-use scheme is its own sector (RFC 8252 §7.1): no sector_identifier_uri needed.
+    scheme = ("--redirect-uri", "com.example.native:/callback", "--subject-type", "pairwise")
+    assert one_json_object(ok(*args, *scheme, "--json"))["subject_type"] == "pairwise"

@@ -305,7 +305,13 @@ SHARED_CLIENTS = [
     ClientSpec(
         "requests-oauth2client-pairwise",
         (REQUESTS_OAUTH2CLIENT_URI,),
-        flags=("--subject-type", "pairwise"),
+        # A loopback redirect URI is no sector (RFC 8252 §7.3): the client names its own.
+        flags=(
+            "--subject-type",
+            "pairwise",
+            "--sector-identifier-uri",
+            "https://requests-oauth2client.example/sector.json",
+        ),
     ),
     ClientSpec("negative", (NEGATIVE_URI,)),
     ClientSpec("remembering", (REMEMBERING_URI,)),  # confidential: its consent is remembered

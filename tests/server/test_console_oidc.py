@@ -49,6 +49,8 @@ def test_a_clients_oidc_settings_are_shown_edited_and_audited(
             page.text,
             id_token_signed_response_alg="ES256",
             subject_type="pairwise",
+            # The redirect URI is loopback, no sector (RFC 8252 §7.3): the client names one.
+            sector_identifier_uri="https://app.example/sector.json",
             post_logout_redirect_uris="https://app.example/bye http://127.0.0.1:9000/bye",
             backchannel_logout_uri="https://app.example/backchannel",
             backchannel_logout_session_required="on",
@@ -89,6 +91,8 @@ def test_a_clients_oidc_settings_are_shown_edited_and_audited(
             again,
             id_token_signed_response_alg="ES256",
             subject_type="pairwise",
+            # The redirect URI is loopback, no sector (RFC 8252 §7.3): the client names one.
+            sector_identifier_uri="https://app.example/sector.json",
             post_logout_redirect_uris="https://app.example/bye http://127.0.0.1:9000/bye",
             backchannel_logout_uri="https://app.example/backchannel",
             backchannel_logout_session_required="on",
@@ -157,6 +161,21 @@ def test_a_pairwise_client_with_several_hosts_needs_a_sector(
     assert accepted.status_code == 200, accepted.text
     stored = anyio.run(store.get_client, several.id)
     assert stored is not None and stored.sector_identifier_uri == sector
+
+
+def test_a_pairwise_client_with_a_loopback_redirect_uri_needs_a_sector(
+    admin: TestClient, store: SQLStore, client: RegisteredClient
+) -> None:
+    """RFC 8252 §7.3: every native app shares the loopback host; as a pairwise sector (OIDC
+    Core §8.1) it would give unrelated apps the same `sub`."""
+    page = admin.get(f"/admin/clients/{client.id}").text
+    refused = admin.post(
+        f"/admin/clients/{client.id}", data=oidc_form(page, subject_type="pairwise")
+    )
+    assert refused.status_code == 400
+    assert "loopback" in refused.text and "sector_identifier_uri" in refused.text
+    stored = anyio.run(store.get_client, client.id)
+    assert stored is not None and stored.subject_type == "public"
 
 
 def test_client_edits_need_the_csrf_token_and_an_existing_client(

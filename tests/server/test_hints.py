@@ -12,9 +12,11 @@ import anyio
 import pytest
 from joserfc import jws
 
+from baton.config.settings import Settings
 from baton.core.jwa import registry
 from baton.core.keys import SigningKey, StoredKey, generate, unseal
 from baton.server.endpoints.hints import IdTokenHint, read_id_token_hint, verify_id_token
+from baton.server.endpoints.logout import sign_logout_token
 from baton.server.runtime.context import Baton
 from baton.server.runtime.keyring import KeyRing
 
@@ -52,7 +54,7 @@ def app_with(*keys: SigningKey, now: int = 10_000, issuer: str = ISSUER + "/") -
     fake = SimpleNamespace(
         keys=ring,
         clock=SimpleNamespace(now=lambda: now),
-        settings=SimpleNamespace(issuer=issuer),
+        settings=Settings(issuer=issuer),
     )
     return cast(Baton, fake)
 
@@ -145,3 +147,45 @@ def test_a_header_naming_another_algorithm_than_the_key_fails() -> None:
     assert verify_id_token(f"{header}.{payload}.{signature}", jwks, ISSUER) is None
     assert verify_id_token(id_token(key), jwks, ISSUER) is not None
     assert verify_id_token(id_token(key), {"keys": "nope"}, ISSUER) is None
+
+
+def typed(key: SigningKey, typ: str | None, **claims: Any) -> str:
+    """An ID token of `key` whose header's `typ` is `typ` (None: no `typ` at all)."""
+    payload = {"iss": ISSUER, "sub": "alice", "aud": "cl_1", "exp": 100, "iat": 40} | claims
+    header: dict[str, Any] = {"alg": key.alg, "kid": key.kid}
+    if typ is not None:
+        header["typ"] = typ
+    body = json.dumps(payload).encode()
+    return jws.serialize_compact(header, body, key.jose_key, registry=registry(key.alg))
+
+
+def test_a_logout_token_of_ours_is_no_hint() -> None:
+    """Back-Channel Logout §2.4: the logout tokens Baton sends relying parties are signed by the
+    same keys, for the same `iss`, `sub` and `aud`; one shown back as an `id_token_hint` would
+    otherwise pass for an ID token (and end a session at /logout without a prompt)."""
+    key = signing("ES256")
+    logout_token = sign_logout_token(ISSUER, key, "cl_1", "alice", {"jti": "j1", "sid": "s1"}, 40)
+    assert read_id_token_hint(app_with(key), logout_token) is None
+    # Either mark alone is enough: the type, or the `events` claim.
+    assert read_id_token_hint(app_with(key), typed(key, "logout+jwt")) is None
+    events = {"http://schemas.openid.net/event/backchannel-logout": {}}
+    assert read_id_token_hint(app_with(key), typed(key, "JWT", events=events)) is None
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "logout+jwt", "secevent+jwt", "", "JOSE"])
+def test_a_token_of_another_type_is_no_hint(typ: str) -> None:
+    key = signing("ES256")
+    assert read_id_token_hint(app_with(key), typed(key, typ)) is None
+
+
+@pytest.mark.parametrize("typ", [None, "JWT", "jwt", "application/jwt"])
+def test_an_id_token_is_typed_jwt_or_not_at_all(typ: str | None) -> None:
+    key = signing("ES256")
+    assert read_id_token_hint(app_with(key), typed(key, typ)) is not None
+
+
+@pytest.mark.parametrize("iat", [None, "40", True, [40]])
+def test_an_id_token_without_a_numeric_iat_is_no_hint(iat: Any) -> None:
+    """OIDC Core §2: `iat` is REQUIRED in an ID token."""
+    key = signing("ES256")
+    assert read_id_token_hint(app_with(key), id_token(key, iat=iat)) is None

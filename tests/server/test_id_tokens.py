@@ -90,6 +90,7 @@ def register_rp(
     alg: str = "RS256",
     subject_type: str = "public",
     redirect_uris: tuple[str, ...] = (REDIRECT_URI,),
+    sector_identifier_uri: str | None = None,
 ) -> Rp:
     secret = mint(TokenKind.CLIENT_SECRET)
     client = Client(
@@ -103,6 +104,7 @@ def register_rp(
         created_at=0,
         id_token_signed_response_alg=alg,
         subject_type=subject_type,
+        sector_identifier_uri=sector_identifier_uri,
     )
     anyio.run(store.create_client, client)
     return Rp(RegisteredClient(client.id, secret.plaintext), client)
@@ -320,6 +322,20 @@ def test_plain_oauth_is_unchanged_with_oidc_on(oidc_sqlite: Server) -> None:
     assert "id_token" not in child and child["refresh_token"].startswith("bat_rt_")
 
 
+def test_an_issuer_with_a_trailing_slash_gives_the_iss_discovery_announces(
+    tmp_path: Path,
+) -> None:
+    """OIDC Discovery §4.3: the metadata's `issuer` "MUST be identical to the iss Claim value in
+    ID Tokens issued from this Issuer"; a relying party compares them as strings."""
+    with running_app(tmp_path, key_encryption_key=KEK, issuer=ISSUER + "/") as server:
+        http, store, _clock = server
+        register_user(store)
+        discovered = http.get("/.well-known/openid-configuration").json()["issuer"]
+        assert discovered == ISSUER
+        claims = verified(http, redeem(server, register_rp(store)).json()["id_token"])
+        assert claims["iss"] == discovered
+
+
 def test_without_a_key_encryption_key_no_id_token_is_issued(tmp_path: Path) -> None:
     """OpenID Connect off: the token endpoint issues no ID token (the authorization endpoint
     refuses `openid` before any code is made)."""
@@ -330,12 +346,16 @@ def test_without_a_key_encryption_key_no_id_token_is_issued(tmp_path: Path) -> N
         assert "id_token" not in body and "refresh_token" in body
 
 
+SECTOR_URI = "https://rp.example/sector.json"
+
+
 def test_pairwise_client_gets_its_pairwise_subject(oidc_sqlite: Server) -> None:
     http, store, _clock = oidc_sqlite
-    pairwise = register_rp(store, subject_type="pairwise")
+    # A loopback redirect URI is no sector (RFC 8252 §7.3): the client names its own.
+    pairwise = register_rp(store, subject_type="pairwise", sector_identifier_uri=SECTOR_URI)
     public = register_rp(store)
     claims = verified(http, redeem(oidc_sqlite, pairwise).json()["id_token"])
-    expected = subject_for("alice", "pairwise", (REDIRECT_URI,), None, pairwise_salt(KEK))
+    expected = subject_for("alice", "pairwise", (REDIRECT_URI,), SECTOR_URI, pairwise_salt(KEK))
     assert claims["sub"] == expected != "alice"
     assert verified(http, redeem(oidc_sqlite, public).json()["id_token"])["sub"] == "alice"
 

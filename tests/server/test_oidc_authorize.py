@@ -462,11 +462,12 @@ def test_an_expired_id_token_hint_naming_the_signed_in_user_answers(lite: Runnin
 def test_an_id_token_hint_is_compared_with_the_sub_its_own_client_saw(lite: Running) -> None:
     http, store, _ = lite
     client = new_client(store)
-    pairwise = new_client(store, subject_type="pairwise")
+    sector = "https://rp.example/sector.json"  # a loopback redirect URI is no sector
+    pairwise = new_client(store, subject_type="pairwise", sector_identifier_uri=sector)
     at_client(go(http, request_params(client)))  # alice signed in
     app: Baton = http.app.state.baton  # type: ignore[attr-defined]
     assert app.pairwise_salt is not None
-    alices = subject_for("alice", "pairwise", (REDIRECT_URI,), None, app.pairwise_salt)
+    alices = subject_for("alice", "pairwise", (REDIRECT_URI,), sector, app.pairwise_salt)
     assert alices != "alice"
     # Issued to the pairwise client, shown to another: alice's pairwise sub is still alice.
     hint = id_token_for(http, alices, pairwise.id)

@@ -21,7 +21,7 @@ from baton.core.facts import SignIn
 from baton.core.subject import pairwise_salt, subject_for
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.store.base import Client, NewCode
-from baton.store.schema import grants, users
+from baton.store.schema import clients, grants, users
 from baton.store.sql import SQLStore
 from tests.support import (
     REDIRECT_URI,
@@ -311,6 +311,9 @@ def test_claims_asked_by_name_for_userinfo_are_released(app: App) -> None:
     assert answer == {"sub": "alice", "email": "alice@example.com"}
 
 
+SECTOR_URI = "https://rp.example/sector.json"
+
+
 def test_a_pairwise_client_sees_its_pairwise_subject(app: App) -> None:
     """Core §8.1: the same `sub` the ID token carries, computed by the same rule."""
     http, store, _clock = app
@@ -325,15 +328,50 @@ def test_a_pairwise_client_sees_its_pairwise_subject(app: App) -> None:
         scope=OIDC_SCOPE,
         created_at=0,
         subject_type="pairwise",
+        sector_identifier_uri=SECTOR_URI,  # a loopback redirect URI is no sector
     )
     anyio.run(store.create_client, pairwise)
     client = RegisteredClient(pairwise.id, secret.plaintext)
     sub = userinfo(http, tokens(app, client)["access_token"]).json()["sub"]
-    assert sub == subject_for("alice", "pairwise", (REDIRECT_URI,), None, pairwise_salt(KEK))
+    assert sub == subject_for("alice", "pairwise", (REDIRECT_URI,), SECTOR_URI, pairwise_salt(KEK))
     assert sub != "alice"
     # Another sector sees another subject.
-    other = subject_for("alice", "pairwise", ("https://rp.example/cb",), None, pairwise_salt(KEK))
+    elsewhere = ("https://other.example/cb",)
+    other = subject_for("alice", "pairwise", elsewhere, None, pairwise_salt(KEK))
     assert other != sub
+
+
+def test_a_pairwise_client_whose_sector_became_unknown_is_refused_not_a_500(app: App) -> None:
+    """A pairwise client row whose sector cannot be told any more (its sector_identifier_uri
+    dropped behind the registration checks; its redirect URI is loopback, no sector): its
+    tokens get RFC 6750 §3.1 invalid_token, never a 500."""
+    http, store, _clock = app
+    secret = mint(TokenKind.CLIENT_SECRET)
+    pairwise = Client(
+        id=random_id("cl_"),
+        name="pairwise",
+        secret_digest=secret.digest,
+        is_public=False,
+        is_resource_server=False,
+        redirect_uris=(REDIRECT_URI,),
+        scope=OIDC_SCOPE,
+        created_at=0,
+        subject_type="pairwise",
+        sector_identifier_uri=SECTOR_URI,
+    )
+    anyio.run(store.create_client, pairwise)
+    access = tokens(app, RegisteredClient(pairwise.id, secret.plaintext))["access_token"]
+    assert userinfo(http, access).status_code == 200
+
+    def drop_sector(conn: Connection) -> None:
+        conn.execute(
+            update(clients).where(clients.c.id == pairwise.id).values(sector_identifier_uri=None)
+        )
+
+    anyio.run(store.runner.write, drop_sector)
+    challenge = refused(userinfo(http, access), 401, "invalid_token")
+    assert "sector_identifier_uri" in userinfo(http, access).json()["error_description"]
+    assert 'error="invalid_token"' in challenge
 
 
 # -- the endpoint itself ------------------------------------------------------------------------

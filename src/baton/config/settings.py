@@ -85,6 +85,14 @@ class Settings:
     fast_paths: bool = True
 
     @property
+    def issuer_identifier(self) -> str:
+        """The issuer identifier every OpenID Connect `iss` carries (ID tokens, logout tokens,
+        discovery, the authorization response's `iss`, hints read back), in one spelling:
+        without a trailing slash. OIDC Discovery §4.3: the `issuer` of the metadata "MUST be
+        identical to the iss Claim value in ID Tokens issued from this Issuer"."""
+        return self.issuer.rstrip("/")
+
+    @property
     def default_audience(self) -> str:
         """`aud` of the tokens of a grant that holds no RFC 8707 resource."""
         return self.access_token_audience or self.issuer

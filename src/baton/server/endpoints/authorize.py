@@ -311,7 +311,7 @@ def _redirect(
 ) -> Response:
     if request.state is not None:
         params["state"] = request.state
-    params["iss"] = app.settings.issuer.rstrip("/")
+    params["iss"] = app.settings.issuer_identifier
     sep = "&" if "?" in request.redirect_uri else "?"
     return RedirectResponse(
         request.redirect_uri + sep + urlencode(params),

@@ -6,6 +6,12 @@ keys this server publishes, and its `iss` must be this server's issuer. Its expi
 checked: "the ID Token [...] MAY have expired" (RP-Initiated Logout §2), and §3.1.2.1 of Core
 asks only that the OP "issued" it. Anything else (another issuer, a key we never had, a forged
 or malformed token) reads as no hint at all: the caller answers `invalid_request`.
+
+The same keys sign other tokens (back-channel logout tokens, JWT access tokens): a hint must
+read as an ID token, not merely as a JWS of ours. Back-Channel Logout §2.4 gives logout tokens
+`typ` `logout+jwt` and an `events` Claim "to make logout tokens distinguishable from ID
+Tokens", so a token with either is no hint; Core §2 makes `iss`, `sub`, `aud` and `iat`
+REQUIRED in an ID token (`exp` too, but a hint may have expired, so its value is not read).
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from baton.server.runtime.context import Baton
 # Ed25519); never `none`, never a symmetric one (OIDC Core §3.1.3.7 allows HMAC only with the
 # client's secret, which a hint could then forge).
 HINT_ALGORITHMS = frozenset({"RS256", "ES256", "Ed25519", "EdDSA"})
+# The `typ` of an ID token, when it has one (RFC 7519 §5.1 recommends "JWT"; the media type's
+# full name is the same type).
+_ID_TOKEN_TYPES = frozenset({"JWT", "APPLICATION/JWT"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +56,7 @@ class IdTokenHint:
 
 def read_id_token_hint(app: Baton, token: str) -> IdTokenHint | None:
     """The hint `token`, if this server issued it (signature and `iss`), else None."""
-    issuer = app.settings.issuer.rstrip("/")
+    issuer = app.settings.issuer_identifier
     return verify_id_token(token, app.keys.jwks(app.clock.now()), issuer)
 
 
@@ -62,6 +71,12 @@ def verify_id_token(token: str, key_set: Mapping[str, Any], issuer: str) -> IdTo
     alg, kid = header.get("alg"), header.get("kid")
     if alg not in HINT_ALGORITHMS or not isinstance(kid, str):
         return None
+    # Back-Channel Logout §2.4 ("explicit typing", RFC 8725 §3.11): an ID token is typed `JWT`
+    # or not at all (Core §2 does not require `typ`); `logout+jwt`, `at+jwt` (RFC 9068 §2.1)
+    # and any other type is another kind of token. RFC 7515 §4.1.9: compared without case.
+    typ = header.get("typ", "JWT")
+    if not isinstance(typ, str) or typ.upper() not in _ID_TOKEN_TYPES:
+        return None
     members = key_set.get("keys")
     if not isinstance(members, list):
         return None
@@ -73,6 +88,13 @@ def verify_id_token(token: str, key_set: Mapping[str, Any], issuer: str) -> IdTo
         return None
     claims = _json_part(payload_part)
     if claims is None or claims.get("iss") != issuer:
+        return None
+    # Back-Channel Logout §2.4: a logout token holds `events`, an ID token never does.
+    if "events" in claims:
+        return None
+    # Core §2: `iat` is REQUIRED, "a JSON number"; a token without it is no ID token of ours.
+    iat = claims.get("iat")
+    if isinstance(iat, bool) or not isinstance(iat, int | float):
         return None
     sub, aud, azp, sid = claims.get("sub"), claims.get("aud"), claims.get("azp"), claims.get("sid")
     if isinstance(aud, str):

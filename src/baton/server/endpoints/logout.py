@@ -323,7 +323,7 @@ async def logout_token(app: Baton, stored: dict[str, Any], now: int) -> str | No
         )
     except (SectorError, KeyError):
         return None
-    return sign_logout_token(app.settings.issuer.rstrip("/"), key, client.id, sub, stored, now)
+    return sign_logout_token(app.settings.issuer_identifier, key, client.id, sub, stored, now)
 
 
 def sign_logout_token(

@@ -56,7 +56,7 @@ def metadata_document(
     `baton.server.routes`), served at /.well-known/oauth-authorization-server; with the OpenID
     Provider members when `oidc` (OpenID Connect is on), and then at
     /.well-known/openid-configuration too."""
-    issuer = settings.issuer.rstrip("/")
+    issuer = settings.issuer_identifier
     policy = settings.policy
     document: dict[str, Any] = {
         "issuer": issuer,

@@ -91,7 +91,7 @@ def id_token_issuer(app: Baton, client: Client) -> IdTokenIssuer | None:
     if app.pairwise_salt is None:
         return None
     return IdTokenIssuer(
-        issuer=app.settings.issuer,
+        issuer=app.settings.issuer_identifier,
         lifetime=app.settings.id_token_lifetime,
         salt=app.pairwise_salt,
         alg=client.id_token_signed_response_alg,

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from baton.core import rules
 from baton.core.claims import OPENID, released, user_claims
-from baton.core.subject import subject_for
+from baton.core.subject import SectorError, subject_for
 from baton.core.tokens import TokenKind, digest
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.errors import NoStoreJSON, error_description
@@ -145,13 +145,22 @@ async def claims_for(request: Request, app: Baton, token: str) -> dict[str, Any]
     assert app.pairwise_salt is not None  # OpenID Connect is on
     # Core §5.3.2: "The sub Claim in the UserInfo Response MUST be verified to exactly match
     # the sub Claim in the ID Token": the same rule computes both (`baton.core.subject`).
-    sub = subject_for(
-        grant.subject,
-        client.subject_type,
-        client.redirect_uris,
-        client.sector_identifier_uri,
-        app.pairwise_salt,
-    )
+    try:
+        sub = subject_for(
+            grant.subject,
+            client.subject_type,
+            client.redirect_uris,
+            client.sector_identifier_uri,
+            app.pairwise_salt,
+        )
+    except SectorError as exc:
+        # A pairwise client whose registration no longer tells its sector (Core §8.1; changed
+        # behind the registration checks, or registered before they were strict): its `sub`
+        # cannot be computed, so the token speaks for no subject the client knows, as when its
+        # client is gone above. RFC 6750 §3.1 `invalid_token` ("invalid for other reasons"),
+        # not 403 `insufficient_scope`: no wider scope would help. The client's refresh then
+        # meets the token endpoint's `unauthorized_client`, which names the registration.
+        raise invalid_token(f"the client's pairwise subject cannot be computed: {exc}") from exc
     # Core §5.4: the claims the scope releases; §5.5: those asked for by name for UserInfo.
     asked = frozenset(grant.sign_in.userinfo) if grant.sign_in is not None else frozenset()
     values = user_claims(
