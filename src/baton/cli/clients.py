@@ -60,7 +60,7 @@ _OIDC_OPTIONS = (
     click.option(
         "--sector-identifier-uri",
         help="https URL whose host is a pairwise client's sector (needed when the redirect "
-        'URIs have several hosts); "" removes it.',
+        'URIs have several hosts, or are loopback); "" removes it.',
     ),
     click.option(
         "--post-logout-redirect-uri",
