@@ -623,3 +623,22 @@ def test_display_locales_and_acr_values_are_accepted_and_carried(lite: Running) 
     assert fields["ui_locales"] == ["fr-CA fr en"] and fields["acr_values"]
     assert at_client(allow(http, page))["code"]
     assert "acr" not in json.loads(code_rows(store)[-1]["sign_in"])
+
+
+def test_allowing_only_while_signed_in_declines_offline_access_alone(lite: Running) -> None:
+    """§11: offline access is the user's own choice on the consent page; declining it keeps the
+    rest of what they allowed, and the client gets no refresh token."""
+    http, store, _ = lite
+    client = new_client(store)
+    params = request_params(client, scope="openid profile offline_access")
+    response = http.get("/authorize", params=params)
+    page = http.get(sign_in(http, to_login(response)).headers["location"])
+    assert 'value="allow_online"' in page.text
+    at_client(allow(http, page, "allow_online"))
+    assert code_rows(store)[-1]["scope"] == "openid profile"
+    # Remembered without offline_access: the next request asks again rather than granting it.
+    again = http.get("/authorize", params=params)
+    assert is_consent_page(again)
+    # A plain OAuth request is offered no such choice.
+    plain = http.get("/authorize", params=request_params(client, scope="read"))
+    assert is_consent_page(plain) and 'value="allow_online"' not in plain.text

@@ -375,7 +375,7 @@ async def authorize_post(request: Request) -> Response:
     if isinstance(form, Response):
         return form
     decision = form.get("decision")
-    if decision not in ("allow", "deny"):
+    if decision not in ("allow", "deny", ALLOW_ONLINE):
         return _error_page(request, "Choose Allow or Deny.", 400)
     return await _authorize(request, form, decision=decision, status=303)
 
@@ -403,9 +403,17 @@ async def _authorize(request: Request, form: Form, decision: str | None, status:
     live = live_session(request)
     user = await app.store.get_user_by_id(live.user_id) if live is not None else None
     oidc = auth.oidc
+    # The consent page's "only while I am signed in" answer (offered to an OpenID request with
+    # offline_access): allow the rest, decline offline access (§11). A plain OAuth grant has no
+    # such choice (it always gets its refresh token): there it is an Allow.
+    declined_offline = decision == ALLOW_ONLINE
+    if declined_offline:
+        decision = "allow"
     if oidc is not None:
         try:
-            return await _authenticate(request, app, auth, oidc, live, user, decision, status)
+            return await _authenticate(
+                request, app, auth, oidc, live, user, decision, status, declined_offline
+            )
         except RedirectError as exc:
             params = {"error": exc.error, "error_description": exc.description}
             return _redirect(app, auth, params, status)
@@ -472,6 +480,7 @@ async def _authenticate(
     user: User | None,
     decision: str | None,
     status: int,
+    declined_offline: bool = False,
 ) -> Response:
     """An OpenID Connect authentication request (Core §3.1.2), once it is valid: sign in (again)
     if it asks, let the user choose the account, ask consent, and issue the code with the
@@ -499,6 +508,9 @@ async def _authenticate(
         return _denied(app, auth, status)
     scope = auth.scope
     asked_now = decision == "allow"
+    if asked_now and declined_offline:
+        # §11: offline access is the user's to allow; the rest of what they allowed stands.
+        scope = scope - {OFFLINE_ACCESS}
     if asked_now:
         await app.store.remember_consent(user.id, auth.client.id, scope, auth.resources, now)
     else:
@@ -635,6 +647,10 @@ def _account_page(request: Request, auth: AuthorizationRequest, username: str) -
     return templates.TemplateResponse(request, "account.html", context, headers=_NO_STORE)
 
 
+# The consent page's third answer to an OpenID request with offline_access: allow, but no access
+# while the user is signed out.
+ALLOW_ONLINE = "allow_online"
+
 # The OpenID Connect scopes, said plainly on the consent page (Core §5.4, §11).
 _SCOPE_WORDS = {
     OPENID: "know who you are: an identifier for your account",
@@ -662,6 +678,9 @@ async def _consent_page(
         # A plain OAuth grant always gets a refresh token; an OpenID Connect one only with
         # offline_access (§11, `core.rules.issues_refresh_token`).
         "offline": oidc is None or OFFLINE_ACCESS in auth.scope,
+        # An OpenID request's offline access is a choice of its own on the page (§11).
+        "offline_choice": oidc is not None and OFFLINE_ACCESS in auth.scope,
+        "allow_online": ALLOW_ONLINE,
         "resources": [(uri, names.get(uri)) for uri in auth.resources],
         "idle": _duration(lifetimes.refresh_idle_ttl),
         "absolute": _duration(lifetimes.refresh_absolute_ttl),
