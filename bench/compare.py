@@ -339,6 +339,17 @@ def baseline_targets(commit: str, executable: Path, workers: int) -> list[Target
     return found
 
 
+_SEED_BASELINE = f"""
+import json, sys
+import anyio
+sys.path.insert(0, {str(SCRATCH / "baseline-src" / "bench")!r})
+from peers.baton_peer import seed
+found = anyio.run(seed, sys.argv[1], int(sys.argv[2]))
+print(json.dumps({{"client_id": found.client_id, "client_secret": found.client_secret,
+                  "pairs": found.pairs}}))
+"""
+
+
 def seed_from_json(text: str) -> Seeded:
     data = json.loads(text)
     return Seeded(data["client_id"], data["client_secret"], [(a, r) for a, r in data["pairs"]])
@@ -351,8 +362,14 @@ def start_baton(target: Target, db: str, grants: int, work: Path) -> None:
 
     baton = target.executable or str(Path(sys.executable).with_name("baton"))
     run([baton, "db", "upgrade", "--db", db], capture_output=True)
-    seeded = anyio.run(seed, db, grants)
-    target.seeded = Seeded(seeded.client_id, seeded.client_secret, seeded.pairs)
+    if target.executable:
+        # The baseline seeds its own database with its own code: its schema is its migrations'.
+        python = str(Path(target.executable).with_name("python"))
+        command = [python, "-c", _SEED_BASELINE, db, str(grants)]
+        target.seeded = seed_from_json(run(command, capture_output=True).stdout)
+    else:
+        seeded = anyio.run(seed, db, grants)
+        target.seeded = Seeded(seeded.client_id, seeded.client_secret, seeded.pairs)
     target.port = free_port()
     command = [
         baton,
