@@ -189,3 +189,12 @@ def test_an_id_token_without_a_numeric_iat_is_no_hint(iat: Any) -> None:
     """OIDC Core §2: `iat` is REQUIRED in an ID token."""
     key = signing("ES256")
     assert read_id_token_hint(app_with(key), id_token(key, iat=iat)) is None
+
+
+def test_a_header_nested_past_the_parsers_depth_is_no_hint_not_a_500() -> None:
+    """Review finding: the header is read before any signature; JSON nested thousands deep raised
+    RecursionError out of the hint reader (a 500 at /session/end and /authorize)."""
+    deep = base64.urlsafe_b64encode(b'{"a":' + b"[" * 6000).rstrip(b"=").decode()
+    assert read_id_token_hint(app_with(signing("ES256")), f"{deep}.e30.sig") is None
+    shallow = base64.urlsafe_b64encode(b'{"a":' + b"[" * 2000).rstrip(b"=").decode()
+    assert read_id_token_hint(app_with(signing("ES256")), f"{shallow}.e30.sig") is None

@@ -274,3 +274,18 @@ def test_a_key_stored_as_eddsa_keeps_its_name_until_rotated_out(jwt_server: JwtS
     for token in (before, after):
         assert release_0_1_0.accepts(key_set, token)
         assert verifier.verify(token).subject == "alice"
+
+
+def test_a_trailing_slash_on_the_issuer_is_not_in_the_tokens_iss(database: Path | str) -> None:
+    """RFC 9068 §4 / RFC 8414 §3.3: a token's `iss` is the metadata's `issuer`, which has no
+    trailing slash (review finding: JWT access tokens and introspection kept the slash)."""
+    settings: dict[str, Any] = {"access_token_format": "jwt", "key_encryption_key": KEK}
+    with running_app(database, issuer=ISSUER + "/", **settings) as (http, store, _clock):
+        register_user(store)
+        client = register_client(store)
+        api = register_client(store, resource_server=True)
+        pair = first_pair(http, client)
+        issuer = http.get("/.well-known/oauth-authorization-server").json()["issuer"]
+        assert issuer == ISSUER
+        assert segment(pair["access_token"].split(".")[1])["iss"] == issuer
+        assert introspect(http, api, pair["access_token"])["iss"] == issuer

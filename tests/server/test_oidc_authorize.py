@@ -642,3 +642,8 @@ def test_allowing_only_while_signed_in_declines_offline_access_alone(lite: Runni
     # A plain OAuth request is offered no such choice.
     plain = http.get("/authorize", params=request_params(client, scope="read"))
     assert is_consent_page(plain) and 'value="allow_online"' not in plain.text
+    # ...nor accepted for one (review finding: it was taken as a plain Allow).
+    crafted = http.post(
+        "/authorize", data={**hidden_fields(plain.text), "decision": "allow_online"}
+    )
+    assert crafted.status_code == 400

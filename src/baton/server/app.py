@@ -88,7 +88,9 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     keys = KeyRing(store, kek, settings.id_token_lifetime)
     access_format: AccessTokenFormat = OPAQUE
     if settings.access_token_format == "jwt":
-        access_format = JwtAccessTokens(settings.issuer, settings.default_audience, keys.key_at)
+        access_format = JwtAccessTokens(
+            settings.issuer_identifier, settings.default_audience, keys.key_at
+        )
 
     buckets: Buckets = RedisBuckets(settings.redis_url) if settings.redis_url else MemoryBuckets()
     limits = Limits(

@@ -404,10 +404,12 @@ async def _authorize(request: Request, form: Form, decision: str | None, status:
     user = await app.store.get_user_by_id(live.user_id) if live is not None else None
     oidc = auth.oidc
     # The consent page's "only while I am signed in" answer (offered to an OpenID request with
-    # offline_access): allow the rest, decline offline access (§11). A plain OAuth grant has no
-    # such choice (it always gets its refresh token): there it is an Allow.
+    # offline_access): allow the rest, decline offline access (§11). No other request offers it
+    # (a plain OAuth grant always gets its refresh token).
     declined_offline = decision == ALLOW_ONLINE
     if declined_offline:
+        if oidc is None or OFFLINE_ACCESS not in auth.scope:
+            return _error_page(request, "Choose Allow or Deny.", 400)
         decision = "allow"
     if oidc is not None:
         try:

@@ -112,10 +112,17 @@ def verify_id_token(token: str, key_set: Mapping[str, Any], issuer: str) -> IdTo
     return IdTokenHint(sub=sub, aud=tuple(aud), azp=azp, sid=sid)
 
 
+# A header or claims set of an ID token of ours is a few hundred bytes; a part far larger (or
+# nested deep enough to exhaust the parser's recursion) is no hint, read before any signature.
+_MAX_PART = 4096
+
+
 def _json_part(part: str) -> dict[str, Any] | None:
     """A base64url part of a compact JWS as a JSON object, or None."""
+    if len(part) > _MAX_PART:
+        return None
     try:
         value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None

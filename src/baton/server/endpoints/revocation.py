@@ -78,7 +78,7 @@ async def introspection_endpoint(request: Request) -> NoStoreJSON:
         "token_type": "Bearer" if isinstance(facts, AccessFacts) else "refresh_token",
         "exp": facts.expires_at,
         "iat": facts.issued_at,
-        "iss": app.settings.issuer,
+        "iss": app.settings.issuer_identifier,
         "grant_id": grant.id,
         "generation": facts.generation,
     }

@@ -63,9 +63,13 @@ def end_user_sessions(conn: Connection, user_id: int, now: int) -> SignedOut:
         sessions.c.ended_at.is_(None),
         sessions.c.expires_at > now,
     )
-    sids = [sid for (sid,) in conn.execute(select(sessions.c.sid).where(*live)) if sid]
-    ended = int(conn.execute(update(sessions).where(*live).values(ended_at=now)).rowcount)
-    return _end_grants(conn, user_id, sids, now, ended)
+    # One statement ends the sessions and names them: a session started between a read and the
+    # update would be ended with its grants left alive (PostgreSQL, READ COMMITTED).
+    found = conn.execute(
+        update(sessions).where(*live).values(ended_at=now).returning(sessions.c.sid)
+    ).all()
+    sids = sorted({sid for (sid,) in found if sid})
+    return _end_grants(conn, user_id, sids, now, len(found))
 
 
 def _end_grants(conn: Connection, user_id: int, sids: list[str], now: int, ended: int) -> SignedOut:
