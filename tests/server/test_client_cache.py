@@ -166,11 +166,13 @@ def test_a_client_that_keeps_changing_gets_a_503_to_retry(
 def test_a_cached_client_is_read_again_after_max_age(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings no store call confirms (an ID token's algorithm, the origins a browser app may
     call from) reach every process: a cached row serves `MAX_AGE` seconds, then is read again."""
+    import time
+
     from baton.server.endpoints import clientauth
     from baton.store.base import Client
 
     now = [1000.0]
-    monkeypatch.setattr(clientauth.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     cache = clientauth.ClientCache()
     client = Client("c", "C", None, True, False, ("https://app.example/cb",), "openid", 0)
     cache.remember(client)

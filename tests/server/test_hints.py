@@ -168,7 +168,7 @@ def test_a_logout_token_of_ours_is_no_hint() -> None:
     assert read_id_token_hint(app_with(key), logout_token) is None
     # Either mark alone is enough: the type, or the `events` claim.
     assert read_id_token_hint(app_with(key), typed(key, "logout+jwt")) is None
-    events = {"http://schemas.openid.net/event/backchannel-logout": {}}
+    events: dict[str, dict[str, Any]] = {"http://schemas.openid.net/event/backchannel-logout": {}}
     assert read_id_token_hint(app_with(key), typed(key, "JWT", events=events)) is None
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
@@ -262,7 +263,7 @@ def test_sign_out_everywhere_ends_every_session_and_their_grants(database: Path 
         assert len(logouts(store)) == 1
 
 
-def _session_rows(store: SQLStore) -> list[object]:
+def _session_rows(store: SQLStore) -> list[Any]:
     return anyio.run(store.inspect, lambda conn: list(conn.execute(select(sessions)).all()))
 
 
@@ -344,7 +345,7 @@ def test_signing_in_again_as_the_same_user_keeps_the_sid_so_a_later_logout_ends_
         # Re-authentication (prompt=login, max_age): the same user at the login form.
         assert sign_in(http, "/login", "alice", PASSWORD).status_code == 303
         assert _session_secret(http) != old_secret  # a new cookie: no session fixation
-        rows = sorted(_session_rows(store), key=lambda row: row.created_at)  # type: ignore[attr-defined]
+        rows = sorted(_session_rows(store), key=lambda row: row.created_at)
         assert len(rows) == 2 and rows[0].ended_at is not None and rows[1].ended_at is None
         assert rows[0].sid == rows[1].sid == before["sid"]  # the same session at the provider
         assert rows[1].created_at == clock.now()  # a new auth_time
@@ -379,7 +380,7 @@ def test_another_user_signing_in_signs_the_first_out_at_the_provider(
         # "Use another account": bob signs in on alice's browser.
         assert sign_in(http, "/login", "bob", PASSWORD).status_code == 303
         assert signed_in(http)
-        rows = {row.user_id: row for row in _session_rows(store)}  # type: ignore[attr-defined]
+        rows = {row.user_id: row for row in _session_rows(store)}
         assert rows[1].ended_at is not None and rows[2].ended_at is None
         assert rows[2].sid != online["sid"]  # bob's own session
         # Alice's session ended as a sign-out does: her online grant revoked, her relying party

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -53,7 +54,7 @@ def test_user_claims_are_merged_in_the_transaction(database: Path | str) -> None
     try:
         register_user(store)
 
-        def set_claims(now: int, verified: bool | None = None, **values: str) -> tuple:
+        def set_claims(now: int, verified: bool | None = None, **values: str) -> tuple[Any, ...]:
             found = anyio.run(
                 store.set_user_claims, "alice", check(ClaimChanges(values, verified)), now
             )
