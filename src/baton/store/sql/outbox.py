@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from sqlalchemy import ColumnElement, Connection, bindparam, delete, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from baton.core.facts import GrantFacts
 from baton.core.scope import parse as parse_scope
@@ -63,9 +64,13 @@ async def write(runner: Runner, work: Callable[[Connection], T]) -> T:
     def run(conn: Connection) -> tuple[T, bool]:
         try:
             result = work(conn)
-        finally:
-            wake = bool(conn.info.pop(WAKE_OUTBOX, False))
-        return result, wake
+        except BaseException:
+            # A connection invalidated by the failure (the database went away) refuses even
+            # `info`: the original error must reach the caller (a 503), not that refusal.
+            with contextlib.suppress(SQLAlchemyError):
+                conn.info.pop(WAKE_OUTBOX, None)
+            raise
+        return result, bool(conn.info.pop(WAKE_OUTBOX, False))
 
     result, wake = await runner.write(run)
     if wake:  # committed: this process's delivery loops send it now
