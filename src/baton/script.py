@@ -64,6 +64,26 @@ def main() -> None:
             f"baton: the server is not installed ({module} is missing): "
             f"pip install '{DISTRIBUTION}[server]'"
         )
+    except Exception as exc:
+        sys.exit(one_line(exc))
+
+
+def one_line(exc: Exception) -> str:
+    """What a command that failed prints instead of a traceback (exit status 1): the database
+    problem and its fix, when it is one (`baton.store.problems`); else the error, and how to see
+    its traceback. With `baton --debug` (or BATON_DEBUG=1) the traceback is raised instead."""
+    from baton.cli.common import debugging
+    from baton.store.problems import database_problem
+
+    if debugging():
+        raise exc
+    problem = database_problem(exc)
+    if problem is not None:
+        return f"error: {problem}"
+    return (
+        f"error: unexpected {type(exc).__name__}: {exc} "
+        "(run `baton --debug ...` for the traceback, and report it)"
+    )
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Every command that touches the database takes `--db` (or `BATON_DB`); a flag always wins over
 its environment variable. `--json` prints one JSON object on stdout; errors go to stderr with
-exit status 1 (2 for a config file Baton refuses). The options of `serve` (and of `config show`)
-are generated from their declarations in `baton.config`.
+exit status 1 (2 for a config file Baton refuses), as one line without a traceback unless
+`baton --debug` (`baton.script`). The options of `serve` (and of `config show`) are generated
+from their declarations in `baton.config`.
 
 One module per command group: `serve` (with `config show`), `db`, `clients`, `users`, `grants`,
 `keys`, `demo`; what they share is in `common`. `main` below is the group they join
@@ -11,6 +12,8 @@ One module per command group: `serve` (with `config show`), `db`, `clients`, `us
 """
 
 from __future__ import annotations
+
+import os
 
 import click
 
@@ -20,8 +23,15 @@ from baton.cli import clients, db, demo, grants, keys, serve, users
 
 @click.group()
 @click.version_option(version=__version__, prog_name="baton")
-def main() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="On failure, show the traceback rather than one line (or set BATON_DEBUG=1).",
+)
+def main(debug: bool) -> None:
     """Baton: an OAuth 2.0 authorization server with safe rotating refresh tokens."""
+    if debug:
+        os.environ["BATON_DEBUG"] = "1"  # read by `baton.script.one_line`, and by workers
 
 
 main.add_command(serve.serve)

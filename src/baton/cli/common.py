@@ -6,6 +6,7 @@ store, and printing text or one JSON object.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
@@ -68,6 +69,11 @@ def serve_options(command: F) -> F:
 
 
 db_option = click_option(BY_NAME["db"])
+
+
+def debugging() -> bool:
+    """`baton --debug` (or BATON_DEBUG=1): a failing command shows its traceback, not one line."""
+    return os.environ.get("BATON_DEBUG", "") not in ("", "0")
 
 
 def fail(message: str) -> NoReturn:

@@ -1,0 +1,90 @@
+"""A command that cannot reach or open its database says so in one line that names the fix, with
+exit status 1 and no traceback; `baton --debug` (or BATON_DEBUG=1) shows the traceback (issue 27).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.exc import DBAPIError
+
+from baton.store.problems import database_problem
+
+
+def baton(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")} | env
+    return subprocess.run(
+        [sys.executable, "-m", "baton.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    return line
+
+
+def test_each_database_mistake_is_one_line_with_its_fix(tmp_path: Path) -> None:
+    refused = f"postgresql://postgres@127.0.0.1:{free_port()}/baton"
+    missing = f"sqlite:///{tmp_path}/no/such/dir/baton.db"
+    cases = {
+        "mysql://db.example/baton": "unsupported database 'mysql'",
+        refused: "cannot connect to PostgreSQL",
+        missing: f"the directory {tmp_path}/no/such/dir does not exist",
+    }
+    for url, says in cases.items():
+        for command in (("serve", "--port", "0"), ("db", "upgrade"), ("client", "list")):
+            line = one_line(baton(*command, "--db", url))
+            assert says in line and "--db (BATON_DB)" in line, (command, line)
+
+
+def test_debug_shows_the_traceback() -> None:
+    for result in (
+        baton("--debug", "db", "upgrade", "--db", "mysql://db.example/baton"),
+        baton("db", "upgrade", "--db", "mysql://db.example/baton", BATON_DEBUG="1"),
+    ):
+        assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def _wrapped(orig: BaseException) -> DBAPIError:
+    """An error as SQLAlchemy raises it over asyncpg: the driver's inside a DBAPI error."""
+    try:
+        raise DBAPIError("connect", {}, orig) from orig
+    except DBAPIError as exc:
+        return exc
+
+
+def test_postgresql_answers_are_named() -> None:
+    catalog = asyncpg.InvalidCatalogNameError('database "nosuch" does not exist')
+    said = database_problem(_wrapped(catalog))
+    assert said is not None and 'database "nosuch" does not exist' in said and "createdb" in said
+    role = asyncpg.InvalidAuthorizationSpecificationError('role "nobody" does not exist')
+    said = database_problem(_wrapped(role))
+    assert said is not None and "refused the sign-in" in said
+    assert database_problem(_wrapped(socket.gaierror(-2, "Name or service not known")))
+    assert database_problem(_wrapped(TimeoutError()))
+
+
+@pytest.mark.parametrize(
+    "error", [RuntimeError("no"), ValueError("other"), FileNotFoundError(2, "gone", __file__)]
+)
+def test_other_errors_are_not_taken_for_database_problems(error: Exception) -> None:
+    assert database_problem(error) is None
