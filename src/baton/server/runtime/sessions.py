@@ -77,10 +77,6 @@ class SessionStore(Protocol):
         amr: tuple[str, ...] = (),
     ) -> None: ...
 
-    async def session_user(self, digest: bytes, now: int) -> int | None:
-        """The user of a live session (not ended, not expired), or None."""
-        ...
-
     async def live_session(self, digest: bytes, now: int) -> LiveSession | None:
         """A live session (not ended, not expired) with its sign-in, or None."""
         ...
@@ -299,15 +295,6 @@ def live_session(request: HTTPConnection) -> LiveSession | None:
     """The request's signed-in session and its sign-in, or None when no one is signed in."""
     live = request.scope.get(_LIVE)
     return live if isinstance(live, LiveSession) and UID in request.session else None
-
-
-async def end_session(request: Request, now: int) -> None:
-    """Ends the request's session, in the database (every copy of the cookie) and the browser."""
-    sid = request.session.get(SID)
-    if isinstance(sid, str):
-        await session_store(request).end_session(session_digest(sid), now)
-    request.session.clear()
-    request.scope.pop(_LIVE, None)
 
 
 def device_knows(request: Request, username: str) -> bool:

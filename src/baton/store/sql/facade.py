@@ -218,9 +218,6 @@ class SQLStore:
             )
         )
 
-    async def session_user(self, digest: bytes, now: int) -> int | None:
-        return await self._read(lambda conn: sessions.session_user(conn, digest, now))
-
     async def live_session(self, digest: bytes, now: int) -> LiveSession | None:
         return await self._read(lambda conn: sessions.live_session(conn, digest, now))
 

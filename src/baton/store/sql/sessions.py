@@ -40,14 +40,6 @@ def start_session(
     conn.execute(insert(sessions).values(**values))
 
 
-def session_user(conn: Connection, digest: bytes, now: int) -> int | None:
-    query = select(sessions.c.user_id).where(
-        sessions.c.digest == digest, sessions.c.ended_at.is_(None), sessions.c.expires_at > now
-    )
-    found = conn.execute(query).scalar()
-    return None if found is None else int(found)
-
-
 def live_session(conn: Connection, digest: bytes, now: int) -> LiveSession | None:
     """The live session (not ended, not expired) of `digest`, with its sign-in, or None."""
     query = select(
