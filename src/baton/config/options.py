@@ -239,6 +239,65 @@ OPTIONS: tuple[Option, ...] = (
         "rotate --publish-ahead`)",
     ),
     Option(
+        "login_url",
+        str,
+        "The product's own login app: /authorize sends the browser there with a "
+        "login_challenge (a client may name its own).",
+        Lands.SETTINGS,
+        default_text="none (the built-in login page)",
+        doc="the product's own login app (`https`, or `http` on loopback): `/authorize` sends "
+        "the browser there with a one-time `login_challenge`, which the app accepts or rejects "
+        "over the admin API ([Bring your own login](#bring-your-own-login)); a client's "
+        "`--login-url` wins over it",
+    ),
+    Option(
+        "consent_url",
+        str,
+        "The product's own consent app, sent a consent_challenge (a client may name its own).",
+        Lands.SETTINGS,
+        default_text="none (the built-in consent page)",
+        doc="the product's own consent app: `/authorize` sends the browser there with a "
+        "one-time `consent_challenge`; a client's `--consent-url` wins over it",
+    ),
+    Option(
+        "challenge_ttl",
+        int,
+        "Seconds a login or consent challenge waits for the app's decision.",
+        Lands.SETTINGS,
+        minimum=30,
+        maximum=3600,
+        doc="seconds a login or consent challenge lives, from `/authorize` to the browser's "
+        "return with the app's decision",
+    ),
+    Option(
+        "theme_dir",
+        str,
+        "Folder whose templates/ and static/ files replace the built-in pages' ones.",
+        Lands.SETTINGS,
+        default_text="none (the built-in pages)",
+        doc="a folder whose `templates/` and `static/` files take the place of the built-in "
+        "ones of the same name, and whose `locale/` catalogs add or replace translations "
+        "([Pages of your own](#pages-of-your-own))",
+    ),
+    Option(
+        "password_min_length",
+        int,
+        "Shortest password a built-in user may set.",
+        Lands.SETTINGS,
+        minimum=8,
+        maximum=128,
+        doc="the shortest password a built-in user may be given; a password on the bundled list "
+        "of the most common ones is refused whatever its length",
+    ),
+    Option(
+        "mfa_for_admins",
+        bool,
+        "Administrators must sign in with a second factor (TOTP).",
+        Lands.SETTINGS,
+        doc="every administrator must sign in with a second factor (TOTP, RFC 6238): one who "
+        "has none enrols at the next sign-in",
+    ),
+    Option(
         "rate_limit_address",
         float,
         "Requests/s per source address at /token, /revoke, /introspect, /authorize (0: off).",

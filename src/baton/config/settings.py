@@ -83,6 +83,20 @@ class Settings:
     # The hot paths' short cuts around general code of uvicorn, Starlette and SQLAlchemy
     # (baton.server.fastpath). Off: every request takes the general way, for bisecting a bug.
     fast_paths: bool = True
+    # Bring your own identity (docs/identity.md): the product's own login and consent apps,
+    # handed each decision through a challenge (a client may name its own); None: the built-in
+    # pages. A challenge lives this long (seconds) between /authorize and the app's decision.
+    login_url: str | None = None
+    consent_url: str | None = None
+    challenge_ttl: int = 600
+    # A folder whose templates/ and static/ files take the place of the built-in pages' ones.
+    theme_dir: str | None = None
+    # The password policy of built-in users: the shortest password accepted when one is set
+    # (NIST SP 800-63B §3.1.1.2 asks for at least 8; 12 leaves guessing far behind), and never a
+    # password on the bundled list of the most common ones.
+    password_min_length: int = 12
+    # Every administrator (the console's users) must sign in with a second factor (TOTP).
+    mfa_for_admins: bool = False
 
     @property
     def issuer_identifier(self) -> str:

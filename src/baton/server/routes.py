@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from baton.readme import Section
 from baton.server.admin import console
-from baton.server.endpoints import authorize, health, logout, openapi, userinfo
+from baton.server.endpoints import authorize, health, login, logout, openapi, userinfo
 from baton.server.endpoints.feed import (
     MAX_STREAMS_PER_CLIENT,
     revocations_page,
@@ -110,7 +110,7 @@ TABLE = Table(
             details="a refresh token revokes its grant, an access token only itself",
         ),
         endpoint(
-            "/", "GET", authorize.home, openapi=openapi.HOME, summary="Home page (signed in or not)"
+            "/", "GET", login.home, openapi=openapi.HOME, summary="Home page (signed in or not)"
         ),
         endpoint(
             "/.well-known/oauth-authorization-server",
@@ -222,14 +222,14 @@ TABLE = Table(
         endpoint(
             "/login",
             "GET",
-            authorize.login_get,
+            login.login_get,
             openapi=openapi.LOGIN_PAGE,
             summary="The sign-in form",
         ),
         endpoint(
             "/login",
             "POST",
-            authorize.login_post,
+            login.login_post,
             openapi=openapi.LOGIN,
             summary="Sign in (a fresh session: no fixation)",
             details=(
@@ -240,14 +240,14 @@ TABLE = Table(
         endpoint(
             "/logout",
             "GET",
-            authorize.logout_get,
+            login.logout_get,
             openapi=openapi.LOGOUT_PAGE,
             summary="The sign-out form",
         ),
         endpoint(
             "/logout",
             "POST",
-            authorize.logout_post,
+            login.logout_post,
             openapi=openapi.LOGOUT,
             summary="End the browser session (grants stay: revoke them with /revoke)",
             details="a CSRF-protected form; every copy of the session's cookie is signed out",

@@ -46,6 +46,11 @@ class Client:
     require_nonce: bool = False  # refuse an `openid` request without a `nonce`
     # CORS: browser origins allowed to call the token endpoints; None: the redirect URIs'.
     allowed_origins: tuple[str, ...] | None = None
+    # This client's own login and consent apps (None: the server's, else the built-in pages),
+    # and its homepage (OIDC Registration `client_uri`), named on the consent page.
+    login_url: str | None = None
+    consent_url: str | None = None
+    client_uri: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,12 @@ class User:
     email_verified: bool = False
     profile: dict[str, Any] = field(default_factory=dict, hash=False)
     updated_at: int | None = None
+    # A disabled user cannot sign in, and their grants and sessions ended when disabled.
+    disabled_at: int | None = None
+    password_changed_at: int | None = None
+    # A second factor: enrolled (a TOTP secret is set), and required of this user.
+    totp_enabled: bool = False
+    mfa_required: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,12 @@ clients = Table(
     Column("backchannel_logout_session_required", Boolean, nullable=False, server_default=false()),
     Column("require_nonce", Boolean, nullable=False, server_default=false()),
     Column("allowed_origins", Text),
+    # Bring your own identity: this client's own login and consent apps (NULL: the server's
+    # `--login-url`/`--consent-url`, else the built-in pages), and its homepage, shown on the
+    # consent page.
+    Column("login_url", Text),
+    Column("consent_url", Text),
+    Column("client_uri", Text),
     Index(
         "ix_clients_resource_uri",
         "resource_uri",
@@ -85,6 +91,17 @@ users = Table(
     Column("email_verified", Boolean, nullable=False, server_default=false()),
     Column("profile", Text),
     Column("updated_at", Time),
+    # Built-in users made complete: a disabled user cannot sign in; `password_changed_at` is the
+    # last `set-password`. A user with no password (made by a login app or an upstream provider)
+    # has `password_hash` NO_PASSWORD (`baton.passwords`), which nothing verifies against.
+    Column("disabled_at", Time),
+    Column("password_changed_at", Time),
+    # TOTP second factor (RFC 6238): the shared secret, sealed with the key-encryption key; the
+    # last time step accepted (a code is never accepted twice); and whether this user must use a
+    # second factor (else only where the server requires it of administrators).
+    Column("totp_secret", Text),
+    Column("totp_last_step", BigInteger),
+    Column("mfa_required", Boolean, nullable=False, server_default=false()),
 )
 
 consents = Table(
@@ -95,6 +112,8 @@ consents = Table(
     Column("scope", Text, nullable=False),
     Column("updated_at", Time, nullable=False),
     Column("resources", Text),  # JSON array of the RFC 8707 resources consented to
+    # A login app's `remember_for` (seconds from the decision); NULL: until revoked.
+    Column("expires_at", Time),
 )
 
 grants = Table(
@@ -326,4 +345,83 @@ webhook_outbox = Table(
         sqlite_where=text("delivered_at IS NULL"),
         postgresql_where=text("delivered_at IS NULL"),
     ),
+)
+
+
+# A login or consent decision handed to the product's own app (`--login-url`, `--consent-url`):
+# the challenge (its SHA-256 digest here) names the authorization request; the app fetches it and
+# accepts or rejects it over the admin API; the browser comes back to /authorize with the
+# verifier that the decision issued. Bound to the browser that started it (`browser`, the digest
+# of a cookie's value), single use (`used_at`) and short-lived (`expires_at`).
+auth_challenges = Table(
+    "auth_challenges",
+    metadata,
+    Column("digest", LargeBinary(32), primary_key=True),
+    Column("kind", String(16), nullable=False),  # "login" or "consent"
+    Column("client_id", String(64), ForeignKey("clients.id"), nullable=False),
+    Column("browser", LargeBinary(32), nullable=False),
+    Column("request", Text, nullable=False),  # JSON: the authorization request, as carried
+    Column("user_id", Id, ForeignKey("users.id")),  # consent: who is asked
+    Column("created_at", Time, nullable=False),
+    Column("expires_at", Time, nullable=False),
+    Column("decided_at", Time),  # accepted or rejected
+    Column("outcome", Text),  # JSON: what was accepted, or the OAuth error of a rejection
+    Column("verifier", LargeBinary(32)),  # digest of the verifier the decision handed out
+    Column("used_at", Time),  # the verifier came back to /authorize
+    Index(
+        "ix_auth_challenges_verifier",
+        "verifier",
+        unique=True,
+        sqlite_where=text("verifier IS NOT NULL"),
+        postgresql_where=text("verifier IS NOT NULL"),
+    ),
+    Index("ix_auth_challenges_expires_at", "expires_at"),
+)
+
+# Upstream OpenID Connect providers ("Sign in with ..."), and which upstream account is which
+# local user: linked by the upstream's stable `sub`, never by e-mail alone.
+upstream_providers = Table(
+    "upstream_providers",
+    metadata,
+    Column("id", String(64), primary_key=True),  # a short name: the callback's path segment
+    Column("name", String(200), nullable=False),  # shown on the login page
+    Column("issuer", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("client_secret", Text),  # sealed with the key-encryption key; NULL: a public client
+    Column("scope", Text, nullable=False),
+    Column("link_by_email", Boolean, nullable=False, server_default=false()),
+    Column("create_users", Boolean, nullable=False, server_default=false()),
+    Column("created_at", Time, nullable=False),
+    Column("disabled_at", Time),
+)
+upstream_links = Table(
+    "upstream_links",
+    metadata,
+    Column("provider_id", String(64), ForeignKey("upstream_providers.id"), primary_key=True),
+    Column("subject", String(255), primary_key=True),  # the upstream's `sub`
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("created_at", Time, nullable=False),
+    Column("last_used_at", Time),
+    Column("email", String(320)),  # as the upstream said at the last sign-in, for the console
+    Index("ix_upstream_links_user_id", "user_id"),
+)
+
+# TOTP recovery codes: each a SHA-256 digest, good once.
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("digest", LargeBinary(32), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("created_at", Time, nullable=False),
+    Column("used_at", Time),
+    Index("ix_recovery_codes_user_id", "user_id"),
+)
+
+# Each scope's human description, shown on the consent page (`baton scope describe`).
+scopes = Table(
+    "scopes",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("updated_at", Time, nullable=False),
 )

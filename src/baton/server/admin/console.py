@@ -18,7 +18,6 @@ from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.templating import Jinja2Templates
 
 from baton.core import timeline
 from baton.core.claims import PROFILE_MEMBERS
@@ -45,13 +44,13 @@ from baton.server.endpoints.forms import Form, read_form
 from baton.server.observability import metrics
 from baton.server.routing import Endpoint, endpoint
 from baton.server.runtime.context import Baton, baton, source_address
+from baton.server.runtime.pages import templates
 from baton.server.runtime.sessions import csrf_ok, csrf_token
 from baton.store.admin import PAGE, Actor, GrantQuery, GrantStatus
 from baton.store.base import Client, User
 
 log = logging.getLogger("baton.admin")
 _HERE = Path(__file__).parents[1]  # baton/server: templates/ and static/
-templates = Jinja2Templates(directory=str(_HERE / "templates"))
 templates.env.filters["when"] = lambda t: when(t) if t is not None else "—"
 templates.env.filters["minute"] = lambda t: minute(t) if t is not None else "—"
 templates.env.filters["duration"] = duration

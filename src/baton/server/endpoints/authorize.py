@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.templating import Jinja2Templates
 
 from baton import wire
 from baton.core import pkce
@@ -55,26 +51,17 @@ from baton.core.scope import render as render_scope
 from baton.core.subject import SectorError, subject_for
 from baton.core.tokens import TokenKind, mint
 from baton.core.vocabulary import ErrorCode
-from baton.passwords import verify_password
-from baton.server.admin.console import record_lockout
 from baton.server.endpoints.clientauth import enabled_client
 from baton.server.endpoints.errors import OAuthError, error_description
-from baton.server.endpoints.forms import REPEATABLE, Form, parse_pairs, read_form
+from baton.server.endpoints.forms import REPEATABLE, Form, browser_form, parse_pairs
 from baton.server.endpoints.hints import IdTokenHint, read_id_token_hint
-from baton.server.endpoints.logout import end_op_session
-from baton.server.observability import metrics
 from baton.server.runtime.context import Baton, baton, source_address
+from baton.server.runtime.pages import error_page, page
 from baton.server.runtime.sessions import (
-    begin_session,
-    csrf_ok,
     csrf_token,
-    device_knows,
     live_session,
-    remember_device,
 )
 from baton.store.base import Client, NewCode, User
-
-templates = Jinja2Templates(directory=str(Path(__file__).parents[1] / "templates"))
 
 # The parameters that make up an authorization request, carried through login and consent
 # (`resource` may repeat, RFC 8707 §2), in their declared order.
@@ -320,21 +307,6 @@ def _redirect(
     )
 
 
-def _error_page(
-    request: Request, message: str, status: int, headers: dict[str, str] | None = None
-) -> Response:
-    return templates.TemplateResponse(
-        request,
-        "error.html",
-        {"message": message},
-        status_code=status,
-        headers={**_NO_STORE, **(headers or {})},
-    )
-
-
-_NO_STORE = {"Cache-Control": "no-store"}
-
-
 async def _rate_limited(request: Request) -> Response | None:
     """The per-address bucket, charged for every GET and POST of /authorize: each one reads the
     client, the user and the consent, and a POST writes (429 with Retry-After, as a page)."""
@@ -342,7 +314,7 @@ async def _rate_limited(request: Request) -> Response | None:
         await baton(request).limits.check_address(source_address(request))
     except OAuthError as exc:
         message = "Too many requests from your address. Wait a moment and try again."
-        return _error_page(request, message, exc.status, exc.headers)
+        return error_page(request, message, exc.status, exc.headers)
     return None
 
 
@@ -352,31 +324,20 @@ async def authorize_get(request: Request) -> Response:
     try:
         form = Form(parse_pairs(request.url.query))
     except OAuthError as exc:
-        return _error_page(request, exc.description, exc.status)
+        return error_page(request, exc.description, exc.status)
     return await _authorize(request, form, decision=None, status=302)
-
-
-async def _browser_form(request: Request) -> Form | Response:
-    """A form posted by one of our pages, with its CSRF token checked; or the error page."""
-    try:
-        form = await read_form(request, baton(request).settings.max_body_bytes)
-    except OAuthError as exc:
-        return _error_page(request, exc.description, exc.status)
-    if not csrf_ok(request.session, form.get("csrf")):
-        return _error_page(request, "The form expired. Go back and try again.", 403)
-    return form
 
 
 async def authorize_post(request: Request) -> Response:
     """The consent form posts here: Allow or Deny, with the request's parameters."""
     if (limited := await _rate_limited(request)) is not None:
         return limited
-    form = await _browser_form(request)
+    form = await browser_form(request)
     if isinstance(form, Response):
         return form
     decision = form.get("decision")
     if decision not in ("allow", "deny", ALLOW_ONLINE):
-        return _error_page(request, "Choose Allow or Deny.", 400)
+        return error_page(request, "Choose Allow or Deny.", 400)
     return await _authorize(request, form, decision=decision, status=303)
 
 
@@ -395,7 +356,7 @@ async def _authorize(request: Request, form: Form, decision: str | None, status:
     try:
         auth = await validate(app, form)
     except PageError as exc:
-        return _error_page(request, exc.message, exc.status)
+        return error_page(request, exc.message, exc.status)
     except _WithRequest as exc:
         params = {"error": exc.error.error, "error_description": exc.error.description}
         return _redirect(app, exc.request, params, status)
@@ -409,7 +370,7 @@ async def _authorize(request: Request, form: Form, decision: str | None, status:
     declined_offline = decision == ALLOW_ONLINE
     if declined_offline:
         if oidc is None or OFFLINE_ACCESS not in auth.scope:
-            return _error_page(request, "Choose Allow or Deny.", 400)
+            return error_page(request, "Choose Allow or Deny.", 400)
         decision = "allow"
     if oidc is not None:
         try:
@@ -646,7 +607,7 @@ def _account_page(request: Request, auth: AuthorizationRequest, username: str) -
         "params": params,
         "other": "/login?next=" + quote("/authorize?" + urlencode(params), safe=""),
     }
-    return templates.TemplateResponse(request, "account.html", context, headers=_NO_STORE)
+    return page(request, "account.html", context)
 
 
 # The consent page's third answer to an OpenID request with offline_access: allow, but no access
@@ -690,7 +651,7 @@ async def _consent_page(
         "csrf": csrf_token(request.session),
         "username": username,
     }
-    return templates.TemplateResponse(request, "consent.html", context, headers=_NO_STORE)
+    return page(request, "consent.html", context)
 
 
 def _duration(seconds: int) -> str:
@@ -700,126 +661,3 @@ def _duration(seconds: int) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds} second{'s' if seconds != 1 else ''}"
-
-
-def _safe_next(target: str | None) -> str:
-    """Only ever continue to our own authorization endpoint or admin console: no open redirect
-    via `next`."""
-    if not target or "\\" in target:
-        return "/"
-    if target.startswith("/authorize?") or target == "/admin" or target.startswith("/admin/"):
-        return target
-    return "/"
-
-
-# Why the login page is shown to someone signed in, said on it (`reason`).
-_LOGIN_NOTICES = {
-    "login": "The application asks you to sign in again.",
-    "account": "The application asks for another account than the one signed in: sign in with it.",
-}
-
-
-async def login_get(request: Request) -> Response:
-    notice = _LOGIN_NOTICES.get(request.query_params.get("reason") or "")
-    next_url = _safe_next(request.query_params.get("next"))
-    return _login_page(request, next_url, None, 200, notice=notice)
-
-
-def _login_hint(next_url: str) -> str:
-    """The `login_hint` of the authorization request the sign-in continues (OIDC Core
-    §3.1.2.1: "Hint to the Authorization Server about the login identifier"), to fill in."""
-    if not next_url.startswith("/authorize?"):
-        return ""
-    for name, value in parse_qsl(urlsplit(next_url).query):
-        if name == "login_hint":
-            return value
-    return ""
-
-
-def _login_page(
-    request: Request,
-    next_url: str,
-    error: str | None,
-    status: int,
-    headers: dict[str, str] | None = None,
-    notice: str | None = None,
-) -> Response:
-    context: dict[str, Any] = {
-        "next": next_url,
-        "csrf": csrf_token(request.session),
-        "error": error,
-        "notice": notice,
-        "username": _login_hint(next_url),
-    }
-    return templates.TemplateResponse(
-        request, "login.html", context, status_code=status, headers={**_NO_STORE, **(headers or {})}
-    )
-
-
-async def login_post(request: Request) -> Response:
-    app = baton(request)
-    try:
-        form = await read_form(request, app.settings.max_body_bytes)
-    except OAuthError as exc:
-        return _error_page(request, exc.description, exc.status)
-    next_url = _safe_next(form.get("next"))
-    if not csrf_ok(request.session, form.get("csrf")):
-        return _login_page(request, next_url, "The form expired. Please sign in again.", 403)
-    username, password = form.get("username") or "", form.get("password") or ""
-    address = source_address(request)
-    try:
-        await app.limits.check_address(address, login=True)
-    except OAuthError as exc:
-        return _login_page(
-            request, next_url, "Too many sign-in attempts. Wait a moment.", 429, exc.headers
-        )
-    # Counted before the password is verified, in one step with the lockout's check: guesses
-    # sent together cannot all be verified (baton.server.runtime.limits).
-    known_device = device_knows(request, username)
-    locked_for = await app.limits.login_attempt(username, address, known_device)
-    if locked_for > 0:
-        wait = int(locked_for) + 1
-        message = f"Too many failed sign-ins for this account. Try again in {wait} s."
-        return _login_page(request, next_url, message, 429, {"Retry-After": str(wait)})
-    user = await app.store.get_user(username)
-    ok = await anyio.to_thread.run_sync(
-        verify_password, user.password_hash if user else None, password
-    )
-    if user is None or not ok:
-        if (locked_for := await app.limits.login_locked_for(username, address, known_device)) > 0:
-            await record_lockout(request, username, locked_for)
-        return _login_page(request, next_url, "Unknown username or wrong password.", 401)
-    await app.limits.login_succeeded(username, address, known_device)
-    # A fresh session at sign-in (no session fixation), held server-side.
-    await begin_session(request, user.id, app.clock.now(), address)
-    response = RedirectResponse(next_url, status_code=303)
-    remember_device(request, response, username, app.settings.secure_cookies)
-    return response
-
-
-async def logout_get(request: Request) -> Response:
-    return templates.TemplateResponse(
-        request,
-        "logout.html",
-        {"csrf": csrf_token(request.session), "signed_in": "uid" in request.session},
-        headers=_NO_STORE,
-    )
-
-
-async def logout_post(request: Request) -> Response:
-    form = await _browser_form(request)
-    if isinstance(form, Response):
-        return form
-    # Signs out at the provider: the session row ends (every copy of the cookie), the grants it
-    # gave without `offline_access` die, and their applications are told by back-channel logout.
-    app = baton(request)
-    await end_op_session(
-        app, request.session, app.clock.now(), source_address(request), metrics.of(request)
-    )
-    return templates.TemplateResponse(request, "logged_out.html", {}, headers=_NO_STORE)
-
-
-async def home(request: Request) -> Response:
-    return templates.TemplateResponse(
-        request, "home.html", {"signed_in": "uid" in request.session}, headers=_NO_STORE
-    )

@@ -11,6 +11,7 @@ import re
 from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.errors import OAuthError, invalid_request
@@ -135,3 +136,19 @@ def _too_large(max_bytes: int) -> OAuthError:
     return OAuthError(
         ErrorCode.INVALID_REQUEST, f"request body exceeds {max_bytes} bytes", status=413
     )
+
+
+async def browser_form(request: Request) -> Form | Response:
+    """A form posted by one of our pages, with its CSRF token checked; or the error page."""
+    # Imported here: the machine endpoints parse forms without the server's pages.
+    from baton.server.runtime.context import baton
+    from baton.server.runtime.pages import error_page
+    from baton.server.runtime.sessions import csrf_ok
+
+    try:
+        form = await read_form(request, baton(request).settings.max_body_bytes)
+    except OAuthError as exc:
+        return error_page(request, exc.description, exc.status)
+    if not csrf_ok(request.session, form.get("csrf")):
+        return error_page(request, "The form expired. Go back and try again.", 403)
+    return form

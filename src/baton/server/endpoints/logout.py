@@ -26,14 +26,12 @@ from __future__ import annotations
 import json
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from joserfc import jws
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.templating import Jinja2Templates
 
 from baton.core.jwa import registry
 from baton.core.keys import SigningKey
@@ -49,11 +47,11 @@ from baton.server.observability import metrics
 from baton.server.observability.delivery import LogoutTokens
 from baton.server.observability.metrics import Metrics
 from baton.server.runtime.context import Baton, baton, source_address
+from baton.server.runtime.pages import templates
 from baton.server.runtime.sessions import SID, csrf_ok, csrf_token, session_digest
 from baton.store.base import Client, SignedOut
 
 log = get_logger("baton.logout")
-templates = Jinja2Templates(directory=str(Path(__file__).parents[1] / "templates"))
 
 # RP-Initiated Logout 1.0 §2: the request's parameters, carried through the confirmation page.
 PARAMS = (

@@ -51,6 +51,9 @@ def client_values(client: Client) -> dict[str, Any]:
         "allowed_origins": (
             None if client.allowed_origins is None else json.dumps(list(client.allowed_origins))
         ),
+        "login_url": client.login_url,
+        "consent_url": client.consent_url,
+        "client_uri": client.client_uri,
     }
 
 
@@ -84,6 +87,9 @@ def client_from_row(row: RowMapping | dict[str, Any]) -> Client:
         allowed_origins=(
             None if row["allowed_origins"] is None else tuple(json.loads(row["allowed_origins"]))
         ),
+        login_url=row["login_url"],
+        consent_url=row["consent_url"],
+        client_uri=row["client_uri"],
     )
 
 
@@ -98,6 +104,10 @@ def user_from_row(row: RowMapping | dict[str, Any]) -> User:
         email_verified=bool(row["email_verified"]),
         profile=json.loads(row["profile"]) if row["profile"] else {},
         updated_at=row["updated_at"],
+        disabled_at=row["disabled_at"],
+        password_changed_at=row["password_changed_at"],
+        totp_enabled=row["totp_secret"] is not None,
+        mfa_required=bool(row["mfa_required"]),
     )
 
 

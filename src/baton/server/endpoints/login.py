@@ -1,0 +1,147 @@
+"""The pages a person signs in and out with: the login form (with the lockout and per-address
+limits of `baton.server.runtime.limits`), the provider's sign-out page, and the home page.
+
+Signing in begins a server-side session (`baton.server.runtime.sessions`) and continues to the
+authorization request that asked for it (`next`, which only ever points back at /authorize or
+the console: never an open redirect).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from baton.passwords import verify_password
+from baton.server.admin.console import record_lockout
+from baton.server.endpoints.errors import OAuthError
+from baton.server.endpoints.forms import browser_form, read_form
+from baton.server.endpoints.logout import end_op_session
+from baton.server.observability import metrics
+from baton.server.runtime.context import baton, source_address
+from baton.server.runtime.pages import error_page, page
+from baton.server.runtime.sessions import (
+    begin_session,
+    csrf_ok,
+    csrf_token,
+    device_knows,
+    remember_device,
+)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only ever continue to our own authorization endpoint or admin console: no open redirect
+    via `next`."""
+    if not target or "\\" in target:
+        return "/"
+    if target.startswith("/authorize?") or target == "/admin" or target.startswith("/admin/"):
+        return target
+    return "/"
+
+
+# Why the login page is shown to someone signed in, said on it (`reason`).
+_LOGIN_NOTICES = {
+    "login": "The application asks you to sign in again.",
+    "account": "The application asks for another account than the one signed in: sign in with it.",
+}
+
+
+async def login_get(request: Request) -> Response:
+    notice = _LOGIN_NOTICES.get(request.query_params.get("reason") or "")
+    next_url = _safe_next(request.query_params.get("next"))
+    return _login_page(request, next_url, None, 200, notice=notice)
+
+
+def _login_hint(next_url: str) -> str:
+    """The `login_hint` of the authorization request the sign-in continues (OIDC Core
+    §3.1.2.1: "Hint to the Authorization Server about the login identifier"), to fill in."""
+    if not next_url.startswith("/authorize?"):
+        return ""
+    for name, value in parse_qsl(urlsplit(next_url).query):
+        if name == "login_hint":
+            return value
+    return ""
+
+
+def _login_page(
+    request: Request,
+    next_url: str,
+    error: str | None,
+    status: int,
+    headers: dict[str, str] | None = None,
+    notice: str | None = None,
+) -> Response:
+    context: dict[str, Any] = {
+        "next": next_url,
+        "csrf": csrf_token(request.session),
+        "error": error,
+        "notice": notice,
+        "username": _login_hint(next_url),
+    }
+    return page(request, "login.html", context, status, headers)
+
+
+async def login_post(request: Request) -> Response:
+    app = baton(request)
+    try:
+        form = await read_form(request, app.settings.max_body_bytes)
+    except OAuthError as exc:
+        return error_page(request, exc.description, exc.status)
+    next_url = _safe_next(form.get("next"))
+    if not csrf_ok(request.session, form.get("csrf")):
+        return _login_page(request, next_url, "The form expired. Please sign in again.", 403)
+    username, password = form.get("username") or "", form.get("password") or ""
+    address = source_address(request)
+    try:
+        await app.limits.check_address(address, login=True)
+    except OAuthError as exc:
+        return _login_page(
+            request, next_url, "Too many sign-in attempts. Wait a moment.", 429, exc.headers
+        )
+    # Counted before the password is verified, in one step with the lockout's check: guesses
+    # sent together cannot all be verified (baton.server.runtime.limits).
+    known_device = device_knows(request, username)
+    locked_for = await app.limits.login_attempt(username, address, known_device)
+    if locked_for > 0:
+        wait = int(locked_for) + 1
+        message = f"Too many failed sign-ins for this account. Try again in {wait} s."
+        return _login_page(request, next_url, message, 429, {"Retry-After": str(wait)})
+    user = await app.store.get_user(username)
+    ok = await anyio.to_thread.run_sync(
+        verify_password, user.password_hash if user else None, password
+    )
+    if user is None or not ok:
+        if (locked_for := await app.limits.login_locked_for(username, address, known_device)) > 0:
+            await record_lockout(request, username, locked_for)
+        return _login_page(request, next_url, "Unknown username or wrong password.", 401)
+    await app.limits.login_succeeded(username, address, known_device)
+    # A fresh session at sign-in (no session fixation), held server-side.
+    await begin_session(request, user.id, app.clock.now(), address)
+    response = RedirectResponse(next_url, status_code=303)
+    remember_device(request, response, username, app.settings.secure_cookies)
+    return response
+
+
+async def logout_get(request: Request) -> Response:
+    context = {"csrf": csrf_token(request.session), "signed_in": "uid" in request.session}
+    return page(request, "logout.html", context)
+
+
+async def logout_post(request: Request) -> Response:
+    form = await browser_form(request)
+    if isinstance(form, Response):
+        return form
+    # Signs out at the provider: the session row ends (every copy of the cookie), the grants it
+    # gave without `offline_access` die, and their applications are told by back-channel logout.
+    app = baton(request)
+    await end_op_session(
+        app, request.session, app.clock.now(), source_address(request), metrics.of(request)
+    )
+    return page(request, "logged_out.html")
+
+
+async def home(request: Request) -> Response:
+    return page(request, "home.html", {"signed_in": "uid" in request.session})
