@@ -52,13 +52,13 @@ from baton.core.subject import SectorError, subject_for
 from baton.core.tokens import TokenKind, mint
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.clientauth import enabled_client
+from baton.server.endpoints.consent import ALLOW_ONLINE, account_page, consent_page
 from baton.server.endpoints.errors import OAuthError, error_description
 from baton.server.endpoints.forms import REPEATABLE, Form, browser_form, parse_pairs
 from baton.server.endpoints.hints import IdTokenHint, read_id_token_hint
 from baton.server.runtime.context import Baton, baton, source_address
-from baton.server.runtime.pages import error_page, page
+from baton.server.runtime.pages import error_page
 from baton.server.runtime.sessions import (
-    csrf_token,
     live_session,
 )
 from baton.store.base import Client, NewCode, User
@@ -395,7 +395,7 @@ async def _authorize(request: Request, form: Form, decision: str | None, status:
         consent = await app.store.consent(user.id, auth.client.id)
         remembered = consent is not None and consent.covers(auth.scope, auth.resources)
         if not (remembered and _remembers_consent(auth)):
-            return await _consent_page(request, app, auth, user.username)
+            return await consent_page(request, app, auth, user.username)
     return await _issue_code(app, auth, user, auth.scope, status)
 
 
@@ -465,7 +465,7 @@ async def _authenticate(
         # §3.1.2.1, select_account: "The Authorization Server SHOULD prompt the End-User to
         # select a user account." This browser holds one session: the choice is to go on with
         # it, or to sign in with another account.
-        return _account_page(request, auth, user.username)
+        return account_page(request, auth.client, user.username, _continuation(auth))
 
     if decision == "deny":
         return _denied(app, auth, status)
@@ -500,9 +500,9 @@ async def _authenticate(
                 raise RedirectError(
                     ErrorCode.CONSENT_REQUIRED, "the user has not allowed this client this access"
                 )
-            return await _consent_page(request, app, auth, user.username)
+            return await consent_page(request, app, auth, user.username)
         if (offline_pending or claims_pending) and not oidc.silent:
-            return await _consent_page(request, app, auth, user.username)
+            return await consent_page(request, app, auth, user.username)
         if offline_pending:
             scope = scope - {OFFLINE_ACCESS}
     # What the user agreed to see released: the claims of the granted scopes (§5.4), and those
@@ -596,68 +596,3 @@ def _to_login(params: tuple[tuple[str, str], ...], reason: str | None = None) ->
     if reason is not None:
         location += "&reason=" + reason
     return RedirectResponse(location, status_code=303)
-
-
-def _account_page(request: Request, auth: AuthorizationRequest, username: str) -> Response:
-    """Continue as the signed-in user, or sign in with another account (`select_account`)."""
-    params = _continuation(auth)
-    context = {
-        "client": auth.client,
-        "username": username,
-        "params": params,
-        "other": "/login?next=" + quote("/authorize?" + urlencode(params), safe=""),
-    }
-    return page(request, "account.html", context)
-
-
-# The consent page's third answer to an OpenID request with offline_access: allow, but no access
-# while the user is signed out.
-ALLOW_ONLINE = "allow_online"
-
-# The OpenID Connect scopes, said plainly on the consent page (Core §5.4, §11).
-_SCOPE_WORDS = {
-    OPENID: "know who you are: an identifier for your account",
-    "profile": "your profile: your username, and your name, picture and other details if set",
-    "email": "your email address, and whether it was verified",
-    OFFLINE_ACCESS: "keep access while you are signed out",
-}
-
-
-async def _consent_page(
-    request: Request, app: Baton, auth: AuthorizationRequest, username: str
-) -> Response:
-    """What the client gets, said plainly: its scopes (or none in particular), the resource
-    servers the tokens are for, and that it keeps access while the user is away."""
-    names = await app.store.resource_names(auth.resources)
-    lifetimes = app.settings.policy.lifetimes
-    oidc = auth.oidc
-    words = _SCOPE_WORDS if oidc is not None else {}
-    context = {
-        "client": auth.client,
-        "scopes": sorted(auth.scope),
-        "described": [(s, words.get(s)) for s in sorted(auth.scope)],
-        # Claims asked for by name that the scopes do not already release (§5.5).
-        "claims": sorted(oidc.named_claims - for_scope(auth.scope)) if oidc is not None else [],
-        # A plain OAuth grant always gets a refresh token; an OpenID Connect one only with
-        # offline_access (§11, `core.rules.issues_refresh_token`).
-        "offline": oidc is None or OFFLINE_ACCESS in auth.scope,
-        # An OpenID request's offline access is a choice of its own on the page (§11).
-        "offline_choice": oidc is not None and OFFLINE_ACCESS in auth.scope,
-        "allow_online": ALLOW_ONLINE,
-        "resources": [(uri, names.get(uri)) for uri in auth.resources],
-        "idle": _duration(lifetimes.refresh_idle_ttl),
-        "absolute": _duration(lifetimes.refresh_absolute_ttl),
-        "params": auth.params,
-        "csrf": csrf_token(request.session),
-        "username": username,
-    }
-    return page(request, "consent.html", context)
-
-
-def _duration(seconds: int) -> str:
-    """`seconds` in the largest whole unit a person reads at a glance: 90 days, 12 hours."""
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds} second{'s' if seconds != 1 else ''}"
