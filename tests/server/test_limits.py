@@ -23,7 +23,7 @@ from baton.core.clock import FakeClock
 from baton.core.tokens import TokenKind, mint
 from baton.passwords import verify_password
 from baton.server.app import create_app
-from baton.server.endpoints import authorize as authorize_module
+from baton.server.endpoints import login as login_module
 from baton.server.endpoints.errors import OAuthError
 from baton.server.runtime import limits as limits_module
 from baton.server.runtime.limits import (
@@ -194,7 +194,7 @@ def test_concurrent_guesses_are_counted_before_any_is_verified(
         verified.append(password)
         return verify_password(password_hash, password)
 
-    monkeypatch.setattr(authorize_module, "verify_password", counting_verify)
+    monkeypatch.setattr(login_module, "verify_password", counting_verify)
     with running_app(tmp_path, rate_limit_login=0, redis_url=redis_url) as (http, store, _clock):
         register_user(store)
         fields = hidden_inputs(http.get("/login").text)
