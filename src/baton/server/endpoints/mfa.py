@@ -113,18 +113,17 @@ def _pending(request: Request) -> dict[str, Any] | None:
         return None
     uid, name, exp = found.get("uid"), found.get("name"), found.get("exp")
     if not (isinstance(uid, int) and isinstance(name, str) and isinstance(exp, int)):
-        request.session.pop(PENDING, None)
         return None
     if baton(request).clock.now() >= exp:
-        request.session.pop(PENDING, None)
         return None
     return found
 
 
-def _restart(request: Request, pending: dict[str, Any] | None = None) -> Response:
-    """Back to the password: no pending sign-in (any more)."""
-    request.session.pop(PENDING, None)
-    next_url = pending.get("next") if pending else None
+def _restart(request: Request) -> Response:
+    """Back to the password (on to where the sign-in was going): no pending sign-in any more.
+    `next` was checked before it was kept in the signed cookie (`login._safe_next`)."""
+    kept = request.session.pop(PENDING, None)
+    next_url = kept.get("next") if isinstance(kept, dict) else None
     query = "?" + urlencode({"next": next_url}) if isinstance(next_url, str) else ""
     return RedirectResponse("/login" + query, status_code=303)
 
@@ -213,11 +212,11 @@ async def code_post(request: Request) -> Response:
         return refused
     user = await _user_for(request, pending)
     if user is None:
-        return _restart(request, pending)
+        return _restart(request)
     store = _store(request)
     state = await store.mfa_state(user.id)
     if state is None or state.sealed_secret is None:  # reset since the password: start again
-        return _restart(request, pending)
+        return _restart(request)
     app = baton(request)
     now = app.clock.now()
     typed = form.get("code") or ""
@@ -282,15 +281,16 @@ async def _enrolling(
     kept sealed in it); or where to go instead."""
     user = await _user_for(request, pending)
     if user is None:
-        return _restart(request, pending)
+        return _restart(request)
     if user.totp_enabled:  # enrolled meanwhile (another browser): the code step, then
         return RedirectResponse(SECOND_STEP, status_code=303)
     sealed = pending.get("secret")
     secret = totp.open_secret(sealed, kek, user.id) if isinstance(sealed, str) else None
     if secret is None:
         secret = totp.new_secret()
-        pending["secret"] = totp.seal_secret(secret, kek, user.id)
-        request.session[PENDING] = pending
+        # A new dict: the session middleware compares the cookie's content with what it was,
+        # and a nested dict changed in place would look unchanged (it is shared).
+        request.session[PENDING] = {**pending, "secret": totp.seal_secret(secret, kek, user.id)}
     return user, secret
 
 
@@ -340,7 +340,7 @@ async def enrol_post(request: Request) -> Response:
         source_address(request),
     )
     if not enrolled:  # disabled or enrolled meanwhile: sign in again from the start
-        return _restart(request, pending)
+        return _restart(request)
     next_url = pending["next"]
     shown = page(request, "mfa_recovery.html", {"codes": codes, "next": next_url})
     return await _signed_in(request, user, next_url, ENROL_AMR, shown)
