@@ -108,6 +108,9 @@ def test_otpauth_uri_follows_the_key_uri_format() -> None:
     parts = urlsplit(uri)
     assert (parts.scheme, parts.netloc) == ("otpauth", "totp")
     assert unquote(parts.path) == "/Baton Test:alice@example"
+    assert parts.path == "/Baton%20Test:alice@example"
+    odd = urlsplit(totp.otpauth_uri(RFC_SECRET, "a:b", "Baton")).path
+    assert odd == "/Baton:a%3Ab"  # a colon in the account is not the separator
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
     assert query == {
         "secret": base64.b32encode(RFC_SECRET).decode(),

@@ -41,6 +41,8 @@ def _payload(found: User, codes_left: int) -> dict[str, Any]:
 
 def _text(payload: dict[str, Any]) -> str:
     required = "yes" if payload["required"] else "no"
+    if payload["admin"] and not payload["required"]:
+        required += " (yes where the server runs with --mfa-for-admins: an administrator)"
     return "\n".join(
         [
             f"username:            {payload['username']}",

@@ -112,7 +112,8 @@ def matching_step(key: bytes, code: str, now: int | float, last_step: int | None
 def otpauth_uri(secret: bytes, account: str, issuer: str) -> str:
     """The Key Uri Format's `otpauth://totp/ISSUER:ACCOUNT?secret=...&issuer=...` (with the
     algorithm, digits and period spelled out: they are the defaults, said anyway)."""
-    label = quote(f"{issuer}:{account}", safe=":@")
+    # The label's colon separates the two; one inside either is percent-encoded.
+    label = quote(issuer, safe="@") + ":" + quote(account, safe="@")
     query = urlencode(
         {
             "secret": b32(secret),
