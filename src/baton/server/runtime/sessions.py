@@ -237,9 +237,16 @@ def session_store(request: HTTPConnection) -> SessionStore:
     return store
 
 
-async def begin_session(request: Request, user_id: int, now: int, address: str | None) -> None:
+async def begin_session(
+    request: Request,
+    user_id: int,
+    now: int,
+    address: str | None,
+    amr: tuple[str, ...] = PASSWORD_AMR,
+) -> None:
     """Signs `user_id` in on a fresh session (a new id and CSRF token: no session fixation); a
-    session the browser held before ends, for every copy of its cookie.
+    session the browser held before ends, for every copy of its cookie. `amr` says how the
+    user signed in (RFC 8176): a password by default.
 
     The same user signing in again (`prompt=login`, `max_age`) re-authenticates the session they
     have: the new one keeps its public `sid` (OIDC's `sid` identifies the user's session at the
@@ -250,7 +257,7 @@ async def begin_session(request: Request, user_id: int, now: int, address: str |
     public_sid = await _end_previous(request, user_id, now, address)
     sid = random_base62(_SID_LENGTH)
     public_sid = public_sid or random_base62(_PUBLIC_SID_LENGTH)
-    live = LiveSession(user_id, now, public_sid, None, PASSWORD_AMR)
+    live = LiveSession(user_id, now, public_sid, None, amr)
     await session_store(request).start_session(
         session_digest(sid), user_id, now, now + MAX_AGE, address, live.sid, live.acr, live.amr
     )
