@@ -347,7 +347,7 @@ class _AppTemplates(Jinja2Templates):
     (the console, RP-initiated logout): through the app's `Pages`, so with its theme and the
     request's language. `templates.env` is the shared environment, for filters and globals."""
 
-    def TemplateResponse(  # type: ignore[override]
+    def TemplateResponse(
         self,
         request: Request,
         name: str,
