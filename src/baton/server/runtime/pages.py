@@ -62,6 +62,11 @@ def N_(text: str) -> str:
     return text
 
 
+def N_plural(one: str, many: str) -> tuple[str, str]:
+    """Marks a message with its plural form for the catalogs, unchanged (for `ngettext`)."""
+    return one, many
+
+
 class ThemeError(ValueError):
     """A `--theme-dir` that cannot be used: what is wrong with it."""
 
@@ -153,10 +158,10 @@ def _translated(
 
 # The units `_lifetime` says a span in, the largest first.
 _UNITS = (
-    (86400, N_("%(num)d day"), N_("%(num)d days")),
-    (3600, N_("%(num)d hour"), N_("%(num)d hours")),
-    (60, N_("%(num)d minute"), N_("%(num)d minutes")),
-    (1, N_("%(num)d second"), N_("%(num)d seconds")),
+    (86400, N_plural("%(num)d day", "%(num)d days")),
+    (3600, N_plural("%(num)d hour", "%(num)d hours")),
+    (60, N_plural("%(num)d minute", "%(num)d minutes")),
+    (1, N_plural("%(num)d second", "%(num)d seconds")),
 )
 
 
@@ -165,7 +170,7 @@ def _lifetime(context: jinja2.runtime.Context, seconds: int) -> str:
     """`seconds` in the largest whole unit a person reads at a glance (90 days, 12 hours), in
     the page's language with its plural rule."""
     catalog = _catalog_of(context)
-    for size, one, many in _UNITS:
+    for size, (one, many) in _UNITS:
         if seconds >= size or size == 1:
             count = seconds // size
             return catalog.ngettext(one, many, count) % {"num": count}
