@@ -136,7 +136,7 @@ def _append(entry: Entry, target: tuple[str, int], value: str, first: bool = Fal
 def mo_bytes(entries: list[Entry]) -> bytes:
     """A `.mo` file (GNU gettext's format, little-endian, no hash table) of the translated,
     non-fuzzy entries, and of the header (`msgid ""`) always."""
-    pairs: dict[bytes, bytes] = {}
+    pairs: dict[bytes, bytes] = {b"": _utf8_header("")}
     for entry in entries:
         header = entry.msgid == "" and entry.msgctxt is None
         if not header and (entry.fuzzy or not entry.translated):
@@ -147,7 +147,7 @@ def mo_bytes(entries: list[Entry]) -> bytes:
         if entry.msgctxt is not None:
             key = entry.msgctxt + "\x04" + key
         value = "\0".join(entry.msgstr[i] for i in sorted(entry.msgstr))
-        pairs[key.encode()] = value.encode()
+        pairs[key.encode()] = _utf8_header(value) if header else value.encode()
     keys = sorted(pairs)
     count = len(keys)
     originals_at = 7 * 4
@@ -171,12 +171,24 @@ def _compiled(path: Path, _mtime: int) -> bytes:
     return path.read_bytes()
 
 
+def _utf8_header(header: str) -> bytes:
+    """The header entry saying UTF-8, the encoding the `.po` text was read in and the bytes
+    are written in, whatever charset the file named (gettext decodes by it)."""
+    lines = [
+        line for line in header.split("\n") if line and not line.lower().startswith("content-type:")
+    ]
+    lines.append("Content-Type: text/plain; charset=UTF-8")
+    return ("\n".join(lines) + "\n").encode()
+
+
 def read_catalog(path: Path) -> gettext.GNUTranslations:
     """The translations of a `.po` (or, alone, a `.mo`) file."""
-    data = _compiled(path, path.stat().st_mtime_ns)
     try:
+        data = _compiled(path, path.stat().st_mtime_ns)
         return gettext.GNUTranslations(io.BytesIO(data))
-    except (OSError, ValueError, SyntaxError) as exc:
+    except CatalogError:
+        raise
+    except (OSError, ValueError, SyntaxError) as exc:  # not UTF-8, not a .mo, a bad plural
         raise CatalogError(f"{path}: {exc}") from exc
 
 

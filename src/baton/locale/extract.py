@@ -39,7 +39,7 @@ def template_messages(folder: Path = TEMPLATES) -> dict[Message, list[str]]:
     for path in sorted(folder.rglob("*.html")):
         with path.open("rb") as source:
             for line, function, text, _ in babel_extract(source, _KEYWORDS, [], options):
-                message = _message(function, text)
+                message = _message(function, text) if text is not None else None
                 if message is not None:
                     where = f"{path.relative_to(BATON.parent).as_posix()}:{line}"
                     found.setdefault(message, []).append(where)

@@ -289,6 +289,23 @@ class Pages:
         return None
 
 
+def check_theme(theme_dir: str | Path) -> str | None:
+    """Why `theme_dir` cannot serve (`baton serve` says it before starting), or None: the folder
+    exists, its catalogs read, and each of its templates compiles."""
+    try:
+        pages = Pages(theme_dir)
+    except (ThemeError, locale.CatalogError) as exc:
+        return str(exc)
+    folder = Path(theme_dir).expanduser() / "templates"
+    for path in sorted(folder.rglob("*.html")) if folder.is_dir() else []:
+        name = path.relative_to(folder).as_posix()
+        try:
+            pages.environment.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            return f"{path}:{exc.lineno}: {exc.message}"
+    return None
+
+
 def _ui_locales(request: Request, context: Mapping[str, Any]) -> str:
     """The `ui_locales` of the authorization request this page belongs to: in its query
     (/authorize), among the request parameters the page carries on (`params`, the consent and
