@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 
 from baton.server.runtime.pages import Pages, check_theme
@@ -121,3 +122,16 @@ def test_a_broken_theme_is_reported_before_serving(tmp_path: Path, theme: Path) 
     po = theme / "locale" / "fr" / "LC_MESSAGES" / "baton.po"
     po.write_text('msgid "Signed out\nmsgstr "x"\n')
     assert "baton.po:1" in (check_theme(theme) or "")
+
+
+def test_baton_serve_refuses_a_missing_theme_in_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from baton.cli import main
+    from tests.support import migrated_store
+
+    anyio.run(migrated_store(tmp_path / "baton.db").close)
+    db = f"sqlite:///{tmp_path / 'baton.db'}"
+    result = CliRunner().invoke(main, ["serve", "--db", db, "--theme-dir", str(tmp_path / "no")])
+    assert result.exit_code == 1
+    assert "--theme-dir: theme folder" in result.output and "does not exist" in result.output
