@@ -246,3 +246,26 @@ def test_a_po_file_is_read_as_gettext_reads_it() -> None:
     assert catalog.ngettext("%(num)d day", "%(num)d days", 1) == "%(num)d jour"
     assert catalog.ngettext("%(num)d day", "%(num)d days", 0) == "%(num)d jour"  # French: n > 1
     assert catalog.ngettext("%(num)d day", "%(num)d days", 2) == "%(num)d jours"
+
+
+def test_a_posted_form_s_ui_locales_noted_by_its_handler_chooses_the_language() -> None:
+    """The body of a POST is read once, by its handler: noting its `ui_locales` on the
+    request's state is how the page it answers with learns it."""
+    from starlette.requests import Request
+
+    from baton.server.runtime.pages import Pages
+
+    request = Request(
+        {
+            "type": "http",
+            "method": "POST",
+            "path": "/authorize",
+            "query_string": b"",
+            "headers": [(b"accept-language", b"fr")],
+            "state": {},
+        }
+    )
+    pages = Pages()
+    assert pages.language(request) == "fr"
+    request.state.ui_locales = "de"
+    assert pages.language(request) == "de"

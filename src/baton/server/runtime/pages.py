@@ -309,9 +309,13 @@ def check_theme(theme_dir: str | Path) -> str | None:
 def _ui_locales(request: Request, context: Mapping[str, Any]) -> str:
     """The `ui_locales` of the authorization request this page belongs to: in its query
     (/authorize), among the request parameters the page carries on (`params`, the consent and
-    account pages), or inside the `next` URL the login page continues to."""
+    account pages), inside the `next` URL the login page continues to, or as a handler that
+    read a posted form noted it (`request.state.ui_locales`: the form's body is read once)."""
     if found := request.query_params.get("ui_locales"):
         return found
+    noted = getattr(request.state, "ui_locales", None)
+    if isinstance(noted, str) and noted:
+        return noted
     params = context.get("params")
     if isinstance(params, Iterable) and not isinstance(params, (str, bytes)):
         for pair in params:
