@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
 from baton.readme import Section
 from baton.server.admin import console
@@ -32,18 +31,11 @@ from baton.server.endpoints.metadata import jwks_endpoint, metadata_document
 from baton.server.endpoints.revocation import introspection_endpoint, revocation_endpoint
 from baton.server.endpoints.token import token_endpoint
 from baton.server.routing import Kind, Table, endpoint
+from baton.server.runtime import pages
 from baton.server.runtime.context import baton
 
 MACHINE = Kind.MACHINE
 PROBE = Kind.PROBE
-
-_STYLESHEET = (Path(__file__).parent / "static" / "baton.css").read_text()
-
-
-async def stylesheet(_request: Request) -> Response:
-    return Response(
-        _STYLESHEET, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"}
-    )
 
 
 async def metadata_endpoint(request: Request) -> JSONResponse:
@@ -330,11 +322,11 @@ TABLE = Table(
             ),
         ),
         endpoint(
-            "/static/baton.css",
+            "/static/{name}",
             "GET",
-            stylesheet,
+            pages.static,
             openapi=openapi.STYLESHEET,
-            summary="The pages' stylesheet",
+            summary="The pages' stylesheet and files (a theme's first)",
         ),
     ),
     admin=console.ROUTES,

@@ -54,11 +54,12 @@ from baton.store.sql import feed, lifecycle, logout, origins, outbox, purge, reg
 from baton.store.sql.admin import AdminStore
 from baton.store.sql.confirm import confirmed
 from baton.store.sql.mfa import MfaStore
+from baton.store.sql.scopes import ScopeStore
 
 T = TypeVar("T")
 
 
-class SQLStore(MfaStore):
+class SQLStore(MfaStore, ScopeStore):
     """The store over SQLAlchemy Core, for SQLite and PostgreSQL alike."""
 
     def __init__(self, runner: Runner, policy: Policy) -> None:
