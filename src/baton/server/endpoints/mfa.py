@@ -42,7 +42,7 @@ from baton.server.admin.console import record_lockout
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.forms import browser_form
 from baton.server.runtime.context import baton, source_address
-from baton.server.runtime.pages import error_page, page
+from baton.server.runtime.pages import N_, error_page, page
 from baton.server.runtime.sessions import (
     PASSWORD_AMR,
     begin_session,
@@ -169,13 +169,15 @@ async def _throttled(request: Request, username: str) -> Response | None:
     try:
         await app.limits.check_address(address, login=True)
     except OAuthError as exc:
-        return error_page(request, "Too many sign-in attempts. Wait a moment.", 429, exc.headers)
+        return error_page(
+            request, N_("Too many sign-in attempts. Wait a moment."), 429, exc.headers
+        )
     known = device_knows(request, username)
     locked_for = await app.limits.login_attempt(username, address, known)
     if locked_for > 0:
         wait = int(locked_for) + 1
-        message = f"Too many failed sign-ins for this account. Try again in {wait} s."
-        return error_page(request, message, 429, {"Retry-After": str(wait)})
+        message = N_("Too many failed sign-ins for this account. Try again in %(wait)d s.")
+        return error_page(request, message, 429, {"Retry-After": str(wait)}, {"wait": wait})
     return None
 
 
@@ -225,7 +227,7 @@ async def code_post(request: Request) -> Response:
         kek = _kek(request)
         secret = None if kek is None else totp.open_secret(state.sealed_secret, kek, user.id)
         if secret is None:
-            message = (
+            message = N_(
                 "This server cannot check codes now (its key-encryption key is missing or "
                 "changed). Use a recovery code, or ask the operator."
             )
@@ -238,13 +240,13 @@ async def code_post(request: Request) -> Response:
         accepted = await store.use_recovery_code(user.id, digest, now, source_address(request))
     if not accepted:
         await _failed(request, user.username)
-        return _code_page(request, "That code is wrong or was used already.", 401)
+        return _code_page(request, N_("That code is wrong or was used already."), 401)
     return await _signed_in(request, user, pending["next"], MFA_AMR, None)
 
 
 # -- enrolment -------------------------------------------------------------------------------------
 
-_NO_KEK = (
+_NO_KEK = N_(
     "Two-step verification is required for this account, but this server cannot keep its "
     "secret: the operator must set BATON_KEY_ENCRYPTION_KEY. You cannot sign in until then."
 )
@@ -328,7 +330,7 @@ async def enrol_post(request: Request) -> Response:
     step = totp.matching_step(secret, form.get("code") or "", now, None)
     if step is None:
         await _failed(request, user.username)
-        message = "That code is not the app's current one. Check the app's clock and try again."
+        message = N_("That code is not the app's current one. Check the app's clock and try again.")
         return _enrol_page(request, user, secret, message, 401)
     codes = totp.new_recovery_codes()
     enrolled = await _store(request).enrol_totp(
