@@ -18,7 +18,7 @@ import os
 import click
 
 from baton import __version__
-from baton.cli import clients, db, demo, grants, keys, serve, users
+from baton.cli import clients, db, demo, grants, keys, serve, upstreams, users
 
 
 @click.group()
@@ -42,5 +42,6 @@ main.add_command(users.user)
 main.add_command(grants.grants)
 main.add_command(keys.keys)
 main.add_command(demo.demo)
+main.add_command(upstreams.upstream)
 
 __all__ = ["main"]

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from baton.readme import Section
 from baton.server.admin import console
-from baton.server.endpoints import authorize, health, login, logout, openapi, userinfo
+from baton.server.endpoints import authorize, health, login, logout, openapi, upstream, userinfo
 from baton.server.endpoints.feed import (
     MAX_STREAMS_PER_CLIENT,
     revocations_page,
@@ -235,6 +235,25 @@ TABLE = Table(
             details=(
                 "a CSRF-protected form; a signed `HttpOnly` `SameSite=Lax` cookie carries a "
                 "server-side session's id"
+            ),
+        ),
+        endpoint(
+            "/login/upstream/{provider_id}",
+            "GET",
+            upstream.start,
+            openapi=upstream.START,
+            summary="Sign in with an upstream OpenID provider (`baton upstream add`)",
+            details="discovery, `state`, `nonce`, PKCE S256; on to the upstream",
+        ),
+        endpoint(
+            "/login/upstream/{provider_id}/callback",
+            "GET",
+            upstream.callback,
+            openapi=upstream.CALLBACK,
+            summary="The upstream's answer: a session for the linked user",
+            details=(
+                "`state` of this browser (single use), RFC 9207 `iss`, the ID token's signature, "
+                "`iss`, `aud`, `nonce`, `exp`; linked by the upstream `sub`"
             ),
         ),
         endpoint(

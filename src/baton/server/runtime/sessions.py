@@ -237,7 +237,13 @@ def session_store(request: HTTPConnection) -> SessionStore:
     return store
 
 
-async def begin_session(request: Request, user_id: int, now: int, address: str | None) -> None:
+async def begin_session(
+    request: Request,
+    user_id: int,
+    now: int,
+    address: str | None,
+    amr: tuple[str, ...] = PASSWORD_AMR,
+) -> None:
     """Signs `user_id` in on a fresh session (a new id and CSRF token: no session fixation); a
     session the browser held before ends, for every copy of its cookie.
 
@@ -246,11 +252,14 @@ async def begin_session(request: Request, user_id: int, now: int, address: str |
     provider, which re-authentication continues; a new `auth_time`), so the grants made before
     stay tied to the session a later sign-out ends. Another user signing in on this browser ends
     the old session as the provider's sign-out does (`end_op_session`): its grants without
-    `offline_access` revoked and its relying parties told (Back-Channel Logout 1.0 §2.7)."""
+    `offline_access` revoked and its relying parties told (Back-Channel Logout 1.0 §2.7).
+
+    `amr` is how the user signed in (RFC 8176): a password by default; an upstream provider's
+    sign-in passes the upstream ID token's own `amr` (or none)."""
     public_sid = await _end_previous(request, user_id, now, address)
     sid = random_base62(_SID_LENGTH)
     public_sid = public_sid or random_base62(_PUBLIC_SID_LENGTH)
-    live = LiveSession(user_id, now, public_sid, None, PASSWORD_AMR)
+    live = LiveSession(user_id, now, public_sid, None, amr)
     await session_store(request).start_session(
         session_digest(sid), user_id, now, now + MAX_AGE, address, live.sid, live.acr, live.amr
     )
