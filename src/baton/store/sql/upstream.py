@@ -178,6 +178,12 @@ def _sign_in(
         if isinstance(found, str):
             return SignInOutcome(refusal=found)
         user_id, how = found
+    user = registry.user_by_id(conn, user_id)
+    if user is None:  # the link outlived its user
+        return SignInOutcome(refusal=f"No account is linked to this {provider.name} account.")
+    if user.disabled_at is not None:  # refused before any link is made
+        return SignInOutcome(refusal="This account is disabled.")
+    if how != Linked.LINK:
         conn.execute(
             insert(upstream_links).values(
                 provider_id=provider.id,
@@ -186,11 +192,6 @@ def _sign_in(
                 created_at=now,
             )
         )
-    user = registry.user_by_id(conn, user_id)
-    if user is None:  # the link outlived its user
-        return SignInOutcome(refusal=f"No account is linked to this {provider.name} account.")
-    if user.disabled_at is not None:
-        return SignInOutcome(refusal="This account is disabled.")
     conn.execute(update(upstream_links).where(key).values(last_used_at=now, email=identity.email))
     detail = {"provider": provider.id, "upstream_subject": identity.subject, "linked": how}
     _audit(conn, actor, "upstream.sign_in", "user", user.username, detail)
