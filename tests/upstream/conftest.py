@@ -46,6 +46,8 @@ HERE = Path(__file__).resolve().parent
 KEK = "upstream-tests-key-encryption-key-0123456789"
 CLIENT_ID = "baton-upstream"
 CLIENT_SECRET = "the-upstream-client-secret-0123456789-abcdefgh"
+# The provider ids whose callbacks the node upstream has registered.
+NODE_PROVIDERS = ("node", "strict", "create", "verified")
 TIMEOUT = 0.5  # seconds Baton waits for an upstream in these tests
 
 
@@ -125,7 +127,8 @@ def node_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeUpst
     script = CACHE / "upstream_provider.mjs"  # ESM resolves packages next to the script
     shutil.copyfile(HERE / "upstream_provider.mjs", script)
     port, browser_port = free_port(), free_port()
-    redirects = [callback(ISSUER, "node"), callback(f"http://127.0.0.1:{browser_port}", "node")]
+    redirects = [callback(ISSUER, name) for name in NODE_PROVIDERS]
+    redirects.append(callback(f"http://127.0.0.1:{browser_port}", "node"))
     log = tmp_path_factory.mktemp("node") / "upstream.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

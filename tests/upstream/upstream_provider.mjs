@@ -20,7 +20,8 @@ const provider = new Provider(issuer, {
     token_endpoint_auth_method: 'client_secret_basic',
   }],
   claims: {
-    openid: ['sub'],
+    auth_time: null,
+    openid: ['sub', 'amr'],
     email: ['email', 'email_verified'],
     profile: ['name', 'preferred_username'],
   },
