@@ -359,7 +359,7 @@ def _client_secret(request: Request, provider: UpstreamProvider) -> str:
     except (KeyEncryptionError, UpstreamError) as exc:
         log.error("upstream client secret unavailable", provider=provider.id, reason=str(exc))
         raise UpstreamUnavailable(
-            f"Signing in with {provider.name} is not set up here correctly.", 500
+            f"Signing in with {provider.name} is not set up here correctly.", 503
         ) from exc
 
 
