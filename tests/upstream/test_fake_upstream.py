@@ -252,3 +252,26 @@ def test_an_unknown_or_disabled_provider_is_not_found(
     anyio.run(baton.store.set_upstream_disabled, "off", 1)
     assert baton.http.get("/login/upstream/off").status_code == 404
     assert "Sign in with Off" not in baton.http.get("/login").text
+
+
+def test_a_second_factor_required_here_is_not_skipped(flow: Flow) -> None:
+    """The upstream stands for the password only: a user who must use a second factor at Baton
+    goes on to its second step (here: enrolment), and no session begins yet."""
+    baton, fake = flow.baton, flow.fake
+    register_user(baton.store, "erin")
+
+    async def require() -> None:
+        change = update(users).where(users.c.username == "erin")
+        await baton.store._write(
+            lambda conn: conn.execute(change.values(mfa_required=True, email="erin@example.com"))
+        )
+
+    anyio.run(require)
+    add_provider(baton.store, "mfa", fake.issuer, name="Mfa", link_by_email=True)
+    flow = Flow(baton, fake, "mfa", flow.sessions_before)
+    sent = begin(flow)
+    fake.claims = {"sub": "erin-upstream", "email": "erin@example.com"}
+    response = finish(flow, sent["state"])
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login/enrol"
+    assert live_sessions(baton) == flow.sessions_before

@@ -19,6 +19,7 @@ import click
 
 from baton import __version__
 from baton.cli import clients, db, demo, grants, keys, serve, upstreams, users
+from baton.cli import mfa as _mfa  # noqa: F401  (adds `user mfa-*` to the `user` group)
 
 
 @click.group()

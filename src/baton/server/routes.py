@@ -22,7 +22,16 @@ from starlette.responses import JSONResponse, Response
 
 from baton.readme import Section
 from baton.server.admin import console
-from baton.server.endpoints import authorize, health, login, logout, openapi, upstream, userinfo
+from baton.server.endpoints import (
+    authorize,
+    health,
+    login,
+    logout,
+    mfa,
+    openapi,
+    upstream,
+    userinfo,
+)
 from baton.server.endpoints.feed import (
     MAX_STREAMS_PER_CLIENT,
     revocations_page,
@@ -236,6 +245,38 @@ TABLE = Table(
                 "a CSRF-protected form; a signed `HttpOnly` `SameSite=Lax` cookie carries a "
                 "server-side session's id"
             ),
+        ),
+        endpoint(
+            mfa.SECOND_STEP,
+            "GET",
+            mfa.code_get,
+            openapi=mfa.CODE_PAGE,
+            summary="Sign-in's second step: the TOTP or recovery code form",
+        ),
+        endpoint(
+            mfa.SECOND_STEP,
+            "POST",
+            mfa.code_post,
+            openapi=mfa.CODE,
+            summary="A TOTP code (RFC 6238) or a recovery code after the password",
+            details=(
+                "needs this browser's pending sign-in (a right password, minutes ago); throttled "
+                "like passwords; a code is never accepted twice"
+            ),
+        ),
+        endpoint(
+            mfa.ENROL,
+            "GET",
+            mfa.enrol_get,
+            openapi=mfa.ENROL_PAGE,
+            summary="Enrolment in TOTP of a user who must have a second factor",
+        ),
+        endpoint(
+            mfa.ENROL,
+            "POST",
+            mfa.enrol_post,
+            openapi=mfa.ENROL_FORM,
+            summary="Confirm the new TOTP secret with a code; shows the recovery codes once",
         ),
         endpoint(
             "/login/upstream/{provider_id}",

@@ -11,8 +11,10 @@ public upstream client, with the PKCE verifier; a short timeout); validates the 
 (signature by the upstream's JWKS, refetched once on an unknown `kid`; the claims of
 `baton.core.upstream.check_id_token_claims` against the app's clock); finds the local user by
 the link of (provider, `sub`) as `baton.store.sql.upstream` says; and begins a session whose
-`amr` is the upstream's own. Every refusal is a page that says why, with the way back to the
-login page: never a 500, never a session, never a link.
+`amr` is the upstream's own (a user who must use a second factor here goes on to Baton's
+second step first, as after a password: `baton.server.endpoints.mfa`). Every refusal is a
+page that says why, with the way back to the login page: never a 500, never a session, never
+a link.
 
 Nothing here logs or stores a token, a code, the verifier or the client secret.
 """
@@ -51,10 +53,12 @@ from baton.core.upstream import (
 from baton.logs import get_logger
 from baton.resource.jose import PublicKey, public_key
 from baton.server.endpoints import login
+from baton.server.endpoints.mfa import second_step
 from baton.server.runtime.context import baton, source_address
 from baton.server.runtime.pages import page
 from baton.server.runtime.sessions import begin_session
 from baton.store.admin import Actor
+from baton.store.base import User
 
 log = get_logger("baton.upstream")
 
@@ -72,6 +76,8 @@ class UpstreamStore(Protocol):
     async def upstream_sign_in(
         self, provider: UpstreamProvider, identity: UpstreamIdentity, actor: Actor
     ) -> SignInOutcome: ...
+
+    async def get_user_by_id(self, user_id: int) -> User | None: ...
 
 
 class UpstreamUnavailable(Exception):
@@ -296,6 +302,12 @@ async def callback(request: Request) -> Response:
     if outcome.user_id is None:
         log.info("upstream sign-in without a user", provider=provider.id, reason=outcome.refusal)
         return _refused(request, outcome.refusal or "This sign-in is refused.", 403, next_url)
+    # A second factor required here is never skipped: the upstream's sign-in stands for the
+    # password, and the user goes on to Baton's second step (or enrolment) as after one.
+    user = await upstream_store(request).get_user_by_id(outcome.user_id)
+    if user is not None and (step := second_step(request, user, next_url)) is not None:
+        log.info("upstream sign-in needs a second factor", provider=provider.id)
+        return step
     await begin_session(request, outcome.user_id, now, address, identity.amr)
     log.info(
         "signed in by upstream",

@@ -245,17 +245,15 @@ async def begin_session(
     amr: tuple[str, ...] = PASSWORD_AMR,
 ) -> None:
     """Signs `user_id` in on a fresh session (a new id and CSRF token: no session fixation); a
-    session the browser held before ends, for every copy of its cookie.
+    session the browser held before ends, for every copy of its cookie. `amr` says how the
+    user signed in (RFC 8176): a password by default.
 
     The same user signing in again (`prompt=login`, `max_age`) re-authenticates the session they
     have: the new one keeps its public `sid` (OIDC's `sid` identifies the user's session at the
     provider, which re-authentication continues; a new `auth_time`), so the grants made before
     stay tied to the session a later sign-out ends. Another user signing in on this browser ends
     the old session as the provider's sign-out does (`end_op_session`): its grants without
-    `offline_access` revoked and its relying parties told (Back-Channel Logout 1.0 §2.7).
-
-    `amr` is how the user signed in (RFC 8176): a password by default; an upstream provider's
-    sign-in passes the upstream ID token's own `amr` (or none)."""
+    `offline_access` revoked and its relying parties told (Back-Channel Logout 1.0 §2.7)."""
     public_sid = await _end_previous(request, user_id, now, address)
     sid = random_base62(_SID_LENGTH)
     public_sid = public_sid or random_base62(_PUBLIC_SID_LENGTH)

@@ -53,12 +53,13 @@ from baton.store.engines import PoolSettings, Runner, SQLiteSettings, open_runne
 from baton.store.sql import feed, lifecycle, logout, origins, outbox, purge, registry, sessions
 from baton.store.sql.admin import AdminStore
 from baton.store.sql.confirm import confirmed
+from baton.store.sql.mfa import MfaStore
 from baton.store.sql.upstream import UpstreamStore
 
 T = TypeVar("T")
 
 
-class SQLStore(UpstreamStore):
+class SQLStore(MfaStore, UpstreamStore):
     """The store over SQLAlchemy Core, for SQLite and PostgreSQL alike."""
 
     def __init__(self, runner: Runner, policy: Policy) -> None:
