@@ -58,6 +58,7 @@ def test_linking_rules(store: SQLStore) -> None:
     moved = UpstreamIdentity("sub-ann", "other@corp.example", False)
     again = anyio.run(store.upstream_sign_in, provider(), moved, ACTOR)
     assert (again.username, again.how) == ("ann", Linked.LINK)
+    assert linked.user_id is not None
     [link] = anyio.run(store.upstream_links_of, linked.user_id)
     assert (link.subject, link.email, link.last_used_at) == ("sub-ann", "other@corp.example", 1000)
 
