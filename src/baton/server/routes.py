@@ -21,7 +21,16 @@ from starlette.responses import JSONResponse
 
 from baton.readme import Section
 from baton.server.admin import console
-from baton.server.endpoints import authorize, health, login, logout, mfa, openapi, userinfo
+from baton.server.endpoints import (
+    authorize,
+    health,
+    login,
+    logout,
+    mfa,
+    openapi,
+    upstream,
+    userinfo,
+)
 from baton.server.endpoints.feed import (
     MAX_STREAMS_PER_CLIENT,
     revocations_page,
@@ -260,6 +269,25 @@ TABLE = Table(
             mfa.enrol_post,
             openapi=mfa.ENROL_FORM,
             summary="Confirm the new TOTP secret with a code; shows the recovery codes once",
+        ),
+        endpoint(
+            "/login/upstream/{provider_id}",
+            "GET",
+            upstream.start,
+            openapi=upstream.START,
+            summary="Sign in with an upstream OpenID provider (`baton upstream add`)",
+            details="discovery, `state`, `nonce`, PKCE S256; on to the upstream",
+        ),
+        endpoint(
+            "/login/upstream/{provider_id}/callback",
+            "GET",
+            upstream.callback,
+            openapi=upstream.CALLBACK,
+            summary="The upstream's answer: a session for the linked user",
+            details=(
+                "`state` of this browser (single use), RFC 9207 `iss`, the ID token's signature, "
+                "`iss`, `aud`, `nonce`, `exp`; linked by the upstream `sub`"
+            ),
         ),
         endpoint(
             "/logout",

@@ -39,6 +39,7 @@ from baton.core.vocabulary import (
 )
 from baton.server.admin.queries import AdminQueries
 from baton.server.admin.timeline_svg import duration, minute, render, when
+from baton.server.admin.upstream_links import user_links
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.forms import Form, read_form
 from baton.server.observability import metrics
@@ -519,6 +520,7 @@ async def _user(
         "members": PROFILE_MEMBERS,
         "notice": notice,
         "error": error,
+        "upstream_links": await user_links(request, found.id),
     }
     return _page(request, "admin/user.html", context, status=status)
 

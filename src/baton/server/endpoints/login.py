@@ -22,6 +22,7 @@ from starlette.responses import RedirectResponse, Response
 
 from baton.passwords import verify_password
 from baton.server.admin.console import record_lockout
+from baton.server.endpoints import upstream
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.forms import browser_form, read_form
 from baton.server.endpoints.logout import end_op_session
@@ -56,6 +57,7 @@ _LOGIN_NOTICES = {
 
 
 async def login_get(request: Request) -> Response:
+    await upstream.load_login_choices(request)
     notice = _LOGIN_NOTICES.get(request.query_params.get("reason") or "")
     next_url = _safe_next(request.query_params.get("next"))
     return _login_page(request, next_url, None, 200, notice=notice)
@@ -86,12 +88,14 @@ def _login_page(
         "error": error,
         "notice": notice,
         "username": _login_hint(next_url),
+        "upstreams": upstream.login_choices(request, next_url),
     }
     return page(request, "login.html", context, status, headers)
 
 
 async def login_post(request: Request) -> Response:
     app = baton(request)
+    await upstream.load_login_choices(request)
     try:
         form = await read_form(request, app.settings.max_body_bytes)
     except OAuthError as exc:

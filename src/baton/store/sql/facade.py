@@ -55,11 +55,12 @@ from baton.store.sql.admin import AdminStore
 from baton.store.sql.confirm import confirmed
 from baton.store.sql.mfa import MfaStore
 from baton.store.sql.scopes import ScopeStore
+from baton.store.sql.upstream import UpstreamStore
 
 T = TypeVar("T")
 
 
-class SQLStore(MfaStore, ScopeStore):
+class SQLStore(MfaStore, ScopeStore, UpstreamStore):
     """The store over SQLAlchemy Core, for SQLite and PostgreSQL alike."""
 
     def __init__(self, runner: Runner, policy: Policy) -> None:
