@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from baton.readme import Section
 from baton.server.admin import console
-from baton.server.endpoints import authorize, health, login, logout, openapi, userinfo
+from baton.server.endpoints import authorize, health, login, logout, openapi, signout, userinfo
 from baton.server.endpoints.feed import (
     MAX_STREAMS_PER_CLIENT,
     revocations_page,
@@ -251,6 +251,17 @@ TABLE = Table(
             openapi=openapi.LOGOUT,
             summary="End the browser session (grants stay: revoke them with /revoke)",
             details="a CSRF-protected form; every copy of the session's cookie is signed out",
+        ),
+        endpoint(
+            "/logout/everywhere",
+            "POST",
+            signout.logout_everywhere,
+            openapi=signout.EVERYWHERE,
+            summary="Sign out everywhere: end every session of the signed-in user",
+            details=(
+                "a CSRF-protected form; with the grants those sessions gave without "
+                "`offline_access`, and a back-channel logout to each relying party"
+            ),
         ),
         endpoint(
             "/session/end",
