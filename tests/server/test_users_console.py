@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import Connection, select, update
 from starlette.testclient import TestClient
 
@@ -30,6 +31,15 @@ from tests.support import (
 )
 
 NEW_PASSWORD = "a brand new passphrase"
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2id with the cheapest parameters, as `tests.support` hashes."""
+    monkeypatch.setattr(
+        "baton.server.admin.console.hash_password",
+        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash,
+    )
 
 
 @pytest.fixture
