@@ -8,6 +8,7 @@ learn it from the revocation feed; once deleted, their name can be given to a ne
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,8 +18,10 @@ from sqlalchemy import Connection, select, update
 from starlette.testclient import TestClient
 
 from baton.passwords import NO_PASSWORD
+from baton.store.admin import Actor, UserEnded
 from baton.store.schema import consents, grants, revocation_events, sessions, users
 from baton.store.sql import SQLStore
+from tests.server.logout_support import logouts, oidc_app, register_rp, sign_in_to
 from tests.server.test_console import admin_session, audit_rows, csrf_of, make_admin
 from tests.support import (
     ISSUER,
@@ -27,6 +30,7 @@ from tests.support import (
     introspect,
     refresh,
     register_client,
+    register_user,
     sign_in,
 )
 
@@ -207,3 +211,27 @@ def test_deleting_needs_the_name_typed_and_frees_it(
     again = anyio.run(lambda: store.create_user("alice", NO_PASSWORD, 0))
     assert again.id != user_id
     assert "alice" in admin.get("/admin/users").text
+
+
+def test_disabling_tells_relying_parties_and_spares_no_offline_grant(
+    database: Path | str,
+) -> None:
+    """Disabling is no sign-out: a grant with offline_access dies too, and each relying party
+    with a back-channel logout URI is told once per grant."""
+    with oidc_app(database) as (http, store, clock):
+        register_user(store)
+        rp = register_rp(store, backchannel_uri="http://127.0.0.1:9/backchannel")
+        online = sign_in_to(http, store, rp, "openid read")
+        offline = sign_in_to(http, store, rp, "openid offline_access read")
+        actor = Actor("root", None, clock.now())
+        ended = anyio.run(store.admin().disable_user, "alice", actor)
+        assert ended == UserEnded(sessions=1, grants_revoked=2)
+        assert anyio.run(store.admin().disable_user, "alice", actor) is None
+        for signed_in in (online, offline):
+            answer = http.post(
+                "/introspect", data={"token": signed_in["access_token"]}, auth=rp.basic
+            )
+            assert answer.json()["active"] is False
+        told = [json.loads(row.payload) for row in logouts(store)]
+        assert len(told) == 2 and {t["subject"] for t in told} == {"alice"}
+        assert {t["sid"] for t in told} == {online["sid"]}

@@ -1,6 +1,8 @@
 """The admin console under /admin: clients, grants and their timelines, security events, audit.
 
 Server-rendered HTML, no script (the Content Security Policy allows none), one stylesheet.
+Users: the list, and per user claims, a new password (the password policy), sign out
+everywhere, disable and enable, delete (`baton.store.sql.users`).
 Sign-in is Baton's own (`/login`, with its rate limit and lockout); only users created with
 `baton user create --admin` may enter, others get 403. Every POST carries the session's CSRF
 token and is written to the audit log in the transaction that carries it out. No page ever
@@ -557,7 +559,9 @@ async def set_user_claims(request: Request) -> Response:
 
 async def sign_out_everywhere(request: Request) -> Response:
     """Ends every browser session of a user at once (a stolen or forgotten session cookie stops
-    working); their grants stay (revoke those on the grants page)."""
+    working), with the grants those sessions gave without `offline_access` and a back-channel
+    logout to their relying parties; grants with offline access stay (disable the user, or revoke
+    them on the grants page)."""
     posted = await _posted(request)
     if isinstance(posted, Response):
         return posted
