@@ -174,6 +174,9 @@ def test_a_disabled_users_refresh_token_stops_working_at_once(
     ((grant_id,),) = sql(store, select(grants.c.id))
     assert sql(store, select(revocation_events.c.grant_id)) == [(grant_id,)]
 
+    shown = json.loads(ok("user", "show", "--db", db, "alice", "--json").stdout)
+    assert shown["disabled"] is True
+    assert "disabled:       yes" in ok("user", "show", "--db", db, "alice").stdout
     failed(baton("user", "disable", "--db", db, "alice"), "disabled already")
     failed(baton("user", "disable", "--db", db, "nobody"), "no user 'nobody'")
     assert ok("user", "enable", "--db", db, "alice").stdout == "enabled alice\n"

@@ -142,6 +142,9 @@ def user_payload(found: User) -> dict[str, Any]:
         "email_verified": found.email_verified,
         "profile": {k: found.profile[k] for k in PROFILE_MEMBERS if k in found.profile},
         "updated_at": found.updated_at,
+        "disabled": found.disabled_at is not None,
+        "mfa_enrolled": found.totp_enabled,
+        "mfa_required": found.mfa_required,
     }
 
 
@@ -155,6 +158,9 @@ def user_text(payload: dict[str, Any]) -> str:
     lines += [f"{k + ':':<15} {v}" for k, v in payload["profile"].items()]
     updated = payload["updated_at"]
     lines.append(f"updated_at:     {updated if updated is not None else '-'}")
+    lines.append(f"disabled:       {'yes' if payload['disabled'] else 'no'}")
+    mfa = "enrolled" if payload["mfa_enrolled"] else "none"
+    lines.append(f"second factor:  {mfa}{' (required)' if payload['mfa_required'] else ''}")
     return "\n".join(lines)
 
 
