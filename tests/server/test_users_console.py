@@ -235,3 +235,18 @@ def test_disabling_tells_relying_parties_and_spares_no_offline_grant(
         told = [json.loads(row.payload) for row in logouts(store)]
         assert len(told) == 2 and {t["subject"] for t in told} == {"alice"}
         assert {t["sid"] for t in told} == {online["sid"]}
+
+
+def test_a_disabled_administrators_session_opens_no_console_page(
+    admin: TestClient, store: SQLStore
+) -> None:
+    """Disabling ends the sessions; should one survive (a sign-in racing the disabling), the
+    console still refuses it."""
+    anyio.run(
+        store.runner.write,
+        lambda conn: conn.execute(
+            update(users).where(users.c.username == "root").values(disabled_at=1)
+        ),
+    )
+    answer = admin.get("/admin/users")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
