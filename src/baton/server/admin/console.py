@@ -594,8 +594,8 @@ async def set_user_password(request: Request) -> Response:
     username = form.get("username") or ""
     password = form.get("password") or ""
     if password != (form.get("password_again") or ""):
-        error = "The two passwords differ: type the same password twice."
-        return await _user(request, user, username, None, error, 400)
+        refusal = "The two passwords differ: type the same password twice."
+        return await _user(request, user, username, None, refusal, 400)
     min_length = baton(request).settings.password_min_length
     problem = password_problem(password, min_length, common_passwords(), username=username)
     if problem is not None:
@@ -625,8 +625,8 @@ async def disable_user(request: Request) -> Response:
     user, form = posted
     username = form.get("username") or ""
     if username == user.username:
-        error = "You cannot disable yourself here (use `baton user disable`)."
-        return await _user(request, user, username, None, error, 400)
+        refusal = "You cannot disable yourself here (use `baton user disable`)."
+        return await _user(request, user, username, None, refusal, 400)
     store = _admin_store(request)
     ended = await store.disable_user(username, _actor(request, user))
     if ended is None:
@@ -663,11 +663,11 @@ async def delete_user(request: Request) -> Response:
     user, form = posted
     username = form.get("username") or ""
     if username == user.username:
-        error = "You cannot delete yourself here (use `baton user delete`)."
-        return await _user(request, user, username, None, error, 400)
+        refusal = "You cannot delete yourself here (use `baton user delete`)."
+        return await _user(request, user, username, None, refusal, 400)
     if form.get("confirm") != username:
-        error = "Type the username to confirm the deletion."
-        return await _user(request, user, username, None, error, 400)
+        refusal = "Type the username to confirm the deletion."
+        return await _user(request, user, username, None, refusal, 400)
     ended = await _admin_store(request).delete_user(username, _actor(request, user))
     if ended is None:
         return _no_user(request, username)
