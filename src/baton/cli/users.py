@@ -283,6 +283,8 @@ def user_set_password(
 ) -> None:
     """Give a user a new password (never on the command line: asked for, or read from standard
     input). Their sessions stay: `baton user signout` ends them."""
+    if run_with_store(db, lambda store: store.get_user(username)) is None:
+        fail(f"no user {username!r}")  # before asking for a password for nobody
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
