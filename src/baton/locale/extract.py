@@ -33,10 +33,14 @@ class Message:
 
 
 def template_messages(folder: Path = TEMPLATES) -> dict[Message, list[str]]:
-    """Each message of the templates under `folder`, with where it is said (`file:line`)."""
+    """Each message of the templates under `folder`, with where it is said (`file:line`). The
+    admin console's (`admin/`) are left out: the console is for operators and speaks English; a
+    theme's catalog may still word its messages."""
     found: dict[Message, list[str]] = {}
     options = {"trimmed": "true", "extensions": "jinja2.ext.i18n"}
     for path in sorted(folder.rglob("*.html")):
+        if path.relative_to(folder).parts[0] == "admin":
+            continue
         with path.open("rb") as source:
             for line, function, text, _ in babel_extract(source, _KEYWORDS, [], options):
                 message = _message(function, text) if text is not None else None

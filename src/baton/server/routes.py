@@ -28,6 +28,7 @@ from baton.server.endpoints import (
     logout,
     mfa,
     openapi,
+    signout,
     upstream,
     userinfo,
 )
@@ -303,6 +304,17 @@ TABLE = Table(
             openapi=openapi.LOGOUT,
             summary="End the browser session (grants stay: revoke them with /revoke)",
             details="a CSRF-protected form; every copy of the session's cookie is signed out",
+        ),
+        endpoint(
+            "/logout/everywhere",
+            "POST",
+            signout.logout_everywhere,
+            openapi=signout.EVERYWHERE,
+            summary="Sign out everywhere: end every session of the signed-in user",
+            details=(
+                "a CSRF-protected form; with the grants those sessions gave without "
+                "`offline_access`, and a back-channel logout to each relying party"
+            ),
         ),
         endpoint(
             "/session/end",
