@@ -16,7 +16,7 @@ from baton.store.admin import Actor
 from baton.store.schema import sessions, users
 from baton.store.sql import SQLStore
 from tests.databases import empty_tables, plain_url
-from tests.support import ISSUER, register_user, running_app, sign_in
+from tests.support import register_user, running_app, sign_in
 
 
 def session_rows(store: SQLStore) -> list[Any]:
@@ -52,9 +52,7 @@ def test_a_user_disabled_between_password_and_session_gets_no_session(
         assert len(session_rows(store)) == 1
 
 
-def test_starting_a_session_waits_for_a_disable_in_flight(
-    postgres_database: str, tmp_path: Path
-) -> None:
+def test_starting_a_session_waits_for_a_disable_in_flight(postgres_database: str) -> None:
     """PostgreSQL (READ COMMITTED): a disable that updated the user's row but has not committed
     yet is waited for, and once it commits the session is refused. Without the row read FOR
     SHARE, the session would be inserted at once under the disable's feet."""
