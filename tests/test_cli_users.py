@@ -1,7 +1,8 @@
 """`baton user list|set-password|disable|enable|delete`, and the password policy of `user create`:
 one JSON object with `--json`, one `error:` line and exit status 1 for a refusal, a password
-never on argv. A disabled user's refresh token stops working at once; a deleted user's name can
-be given again. In-process (Click's CliRunner) on SQLite, next to an app serving the same file
+never on argv. A disabled user's refresh token stops working at once; a deleted user's name is
+never given to another user (their `sub`, never reassigned: OIDC Core §2), and they cannot sign
+in. In-process (Click's CliRunner) on SQLite, next to an app serving the same file
 under a clock that reads the real time (the commands do)."""
 
 from __future__ import annotations
@@ -21,16 +22,18 @@ from starlette.testclient import TestClient
 
 from baton.cli import main
 from baton.core.clock import FakeClock
-from baton.passwords import verify_password
-from baton.store.schema import audit_log, grants, revocation_events, users
+from baton.passwords import NO_PASSWORD, verify_password
+from baton.store.schema import audit_log, grants, revocation_events, sessions, users
 from baton.store.sql import SQLStore
 from tests.support import (
+    ISSUER,
     RegisteredClient,
     first_pair,
     refresh,
     register_client,
     register_user,
     running_app,
+    sign_in,
 )
 
 GOOD = "a passphrase nobody uses"
@@ -125,7 +128,6 @@ def test_create_applies_the_password_policy(served: tuple[TestClient, SQLStore, 
     longer = baton("user", "create", "--db", db, "--username", "a", "--password-stdin",
                    input=GOOD + "\n", env=env)  # fmt: skip
     failed(longer, "at least 30 characters")
-    failed(baton("user", "create", "--db", db, "--username", "deleted-7", "--password", GOOD))
     assert sql(store, select(users.c.username)) == []
 
 
@@ -185,7 +187,7 @@ def test_a_disabled_users_refresh_token_stops_working_at_once(
     assert refresh(http, client, pair["refresh_token"]).status_code == 400
 
 
-def test_a_deleted_users_name_can_be_created_again(
+def test_a_deleted_users_name_is_never_given_to_another_user(
     served: tuple[TestClient, SQLStore, str],
 ) -> None:
     http, store, db = served
@@ -202,16 +204,67 @@ def test_a_deleted_users_name_can_be_created_again(
     assert gone == {"username": "alice", "sessions_ended": 1, "grants_revoked": 1}
     assert refresh(http, client, pair["refresh_token"]).status_code == 400
     assert users_listed(db) == {}
-    failed(baton("user", "show", "--db", db, "alice"), "no user 'alice'")
-    ((old_id, name, email, profile),) = sql(
-        store, select(users.c.id, users.c.username, users.c.email, users.c.profile)
+    # The row keeps her name, marked deleted and disabled, with her personal data erased.
+    ((old_id, name, email, profile, password_hash, deleted_at, disabled_at),) = sql(
+        store,
+        select(
+            users.c.id,
+            users.c.username,
+            users.c.email,
+            users.c.profile,
+            users.c.password_hash,
+            users.c.deleted_at,
+            users.c.disabled_at,
+        ),
     )
-    assert (name, email, profile) == (f"deleted-{old_id}", None, None)
+    assert (name, email, profile, password_hash) == ("alice", None, None, NO_PASSWORD)
+    assert isinstance(deleted_at, int) and disabled_at == deleted_at
+    shown = json.loads(ok("user", "show", "--db", db, "alice", "--json").stdout)
+    assert (shown["deleted"], shown["disabled"], shown["email"]) == (True, True, None)
+    assert "deleted:        yes" in ok("user", "show", "--db", db, "alice").stdout
 
-    again = ok("user", "create", "--db", db, "--username", "alice", "--password-stdin", "--json",
-               input=GOOD + "\n")  # fmt: skip
-    assert json.loads(again.stdout)["id"] != old_id
-    assert users_listed(db)["alice"]["email"] is None
+    # Her name, and so her `sub`, is never given to a new user.
+    again = baton("user", "create", "--db", db, "--username", "alice", "--password-stdin",
+                  input=GOOD + "\n")  # fmt: skip
+    failed(again, "'alice' belonged to a deleted user", "never reused", "OpenID Connect Core §2")
+    assert sql(store, select(users.c.id)) == [(old_id,)]
+    # Nor is she brought back.
+    failed(baton("user", "enable", "--db", db, "alice"), "was deleted", "never enabled")
+    failed(baton("user", "disable", "--db", db, "alice"), "was deleted")
+    failed(baton("user", "set", "--db", db, "alice", "--name", "Al"), "was deleted")
+    failed(
+        baton("user", "set-password", "--db", db, "alice", "--password-stdin", input=GOOD),
+        "was deleted",
+    )
+    failed(baton("user", "delete", "--db", db, "alice", "--yes"), "deleted already")
+    assert sql(store, select(users.c.disabled_at, users.c.profile)) == [(disabled_at, None)]
     (deletion,) = sql(store, select(audit_log.c.detail).where(audit_log.c.action == "user.delete"))
-    assert json.loads(deletion[0])["renamed_to"] == f"deleted-{old_id}"
+    assert json.loads(deletion[0])["user_id"] == old_id
     failed(baton("user", "delete", "--db", db, "nobody", "--yes"), "no user 'nobody'")
+    # A live user's name is refused as before, with its own message.
+    ok("user", "create", "--db", db, "--username", "bob", "--password", GOOD)
+    failed(baton("user", "create", "--db", db, "--username", "bob", "--password", GOOD),
+           "user 'bob' already exists")  # fmt: skip
+
+
+def test_a_deleted_user_cannot_sign_in_by_password(
+    served: tuple[TestClient, SQLStore, str],
+) -> None:
+    http, store, db = served
+    ok("user", "create", "--db", db, "--username", "carol", "--password", GOOD)
+    browser = TestClient(http.app, base_url=ISSUER, follow_redirects=False)
+    assert sign_in(browser, "/login", "carol", GOOD).status_code == 303
+    ok("user", "delete", "--db", db, "carol", "--yes")
+    other = TestClient(http.app, base_url=ISSUER, follow_redirects=False)
+    # Her password is erased with the rest: the old one no longer matches anything.
+    answer = sign_in(other, "/login", "carol", GOOD)
+    assert answer.status_code == 401 and "Unknown username or wrong password" in answer.text
+    # And were a password hash put back, the row is disabled for good: still no sign-in.
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(GOOD)
+    anyio.run(
+        store.runner.write,
+        lambda conn: conn.execute(update(users).values(password_hash=cheap)),
+    )
+    answer = sign_in(other, "/login", "carol", GOOD)
+    assert answer.status_code == 403 and "This account is disabled." in answer.text
+    assert sql(store, select(sessions.c.user_id)) == []

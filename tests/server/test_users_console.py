@@ -3,7 +3,8 @@ new password (held to the policy), disable and enable, delete (confirmed), each 
 only, CSRF) and audited; on SQLite and PostgreSQL.
 
 What a user notices: once disabled, their refresh token is refused at once and resource servers
-learn it from the revocation feed; once deleted, their name can be given to a new user."""
+learn it from the revocation feed; once deleted, their name stays reserved (their `sub` is never
+reassigned: OIDC Core §2), they leave the list, and they are never enabled again."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from starlette.testclient import TestClient
 from baton.passwords import NO_PASSWORD
 from baton.store.admin import Actor, UserEnded
 from baton.store.schema import consents, grants, revocation_events, sessions, users
-from baton.store.sql import SQLStore
+from baton.store.sql import SQLStore, UsernameOfDeletedUser
 from tests.server.logout_support import logouts, oidc_app, register_rp, sign_in_to
 from tests.server.test_console import admin_session, audit_rows, csrf_of, make_admin
 from tests.support import (
@@ -63,7 +64,8 @@ def sql(store: SQLStore, query: Any) -> list[Any]:
 
 
 def post(admin: TestClient, action: str, **fields: str) -> Any:
-    csrf = csrf_of(admin.get("/admin/users/claims", params={"username": "alice"}).text)
+    # The administrator's own page: a deleted user's page has no form to take it from.
+    csrf = csrf_of(admin.get("/admin/users/claims", params={"username": "root"}).text)
     return admin.post(f"/admin/users/{action}", data={"csrf": csrf, **fields})
 
 
@@ -179,38 +181,53 @@ def test_setting_a_password_holds_it_to_the_policy(
     assert new.status_code == 303
 
 
-def test_deleting_needs_the_name_typed_and_frees_it(
+def test_deleting_needs_the_name_typed_and_keeps_it_reserved(
     admin: TestClient, store: SQLStore, client: RegisteredClient
 ) -> None:
     pair = first_pair(alice_browser(admin), client)
     unconfirmed = post(admin, "delete", username="alice", confirm="alicia")
     assert unconfirmed.status_code == 400 and "Type the username" in unconfirmed.text
-    assert sql(store, select(users.c.id).where(users.c.username == "alice"))
+    assert sql(store, select(users.c.deleted_at).where(users.c.username == "alice")) == [(None,)]
 
     done = post(admin, "delete", username="alice", confirm="alice")
-    assert done.status_code == 200 and "the name is free again" in done.text
-    assert ">alice</a>" not in done.text  # the list no longer shows her, nor her tombstone
-    assert "deleted-" not in done.text
+    assert done.status_code == 200 and "the name stays reserved" in done.text
+    assert ">alice</a>" not in done.text  # the list no longer shows her
     assert refresh(admin, client, pair["refresh_token"]).status_code == 400
 
-    ((user_id, name, password_hash, email, profile),) = sql(
+    ((user_id, name, password_hash, email, profile, deleted_at, disabled_at),) = sql(
         store,
         select(
-            users.c.id, users.c.username, users.c.password_hash, users.c.email, users.c.profile
-        ).where(users.c.username.like("deleted-%")),
+            users.c.id,
+            users.c.username,
+            users.c.password_hash,
+            users.c.email,
+            users.c.profile,
+            users.c.deleted_at,
+            users.c.disabled_at,
+        ).where(users.c.username == "alice"),
     )
-    assert (name, password_hash, email, profile) == (f"deleted-{user_id}", NO_PASSWORD, None, None)
-    # The grant stays as revoked history, under the tombstone.
+    assert (name, password_hash, email, profile) == ("alice", NO_PASSWORD, None, None)
+    assert deleted_at is not None and disabled_at is not None
+    # The grant stays as revoked history, under her row.
     assert sql(store, select(grants.c.user_id, grants.c.revoked_reason)) == [(user_id, "admin")]
     assert sql(store, select(sessions.c.user_id).where(sessions.c.user_id == user_id)) == []
     (row,) = [r for r in audit_rows(store) if r["action"] == "user.delete"]
     assert row["target_id"] == "alice"
-    assert json.loads(row["detail"])["renamed_to"] == f"deleted-{user_id}"
+    assert json.loads(row["detail"]) == {"user_id": user_id, "sessions": 1, "grants_revoked": 1}
 
-    # The name is free: a new alice is a new user, with nothing of the old one's.
-    again = anyio.run(lambda: store.create_user("alice", NO_PASSWORD, 0))
-    assert again.id != user_id
-    assert "alice" in admin.get("/admin/users").text
+    # Her page says deleted and offers no action; enabling her is refused.
+    page = admin.get("/admin/users/claims", params={"username": "alice"}).text
+    assert "deleted" in page and 'action="/admin/users/enable"' not in page
+    refused = post(admin, "enable", username="alice")
+    assert refused.status_code == 400 and "never enabled again" in refused.text
+    again = post(admin, "delete", username="alice", confirm="alice")
+    assert again.status_code == 200 and "Already deleted" in again.text
+    assert sql(store, select(users.c.disabled_at).where(users.c.id == user_id)) == [(disabled_at,)]
+
+    # The name is never given to a new user: the store refuses it as the deleted user's.
+    with pytest.raises(UsernameOfDeletedUser):
+        anyio.run(lambda: store.create_user("alice", NO_PASSWORD, 0))
+    assert sql(store, select(users.c.id).where(users.c.username == "alice")) == [(user_id,)]
 
 
 def test_disabling_tells_relying_parties_and_spares_no_offline_grant(

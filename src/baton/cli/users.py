@@ -8,12 +8,16 @@ of that name, read from the same `BATON_PASSWORD_MIN_LENGTH` with the same defau
 variable sets it for the server and the commands alike (a config file is read only by `serve`).
 Disabling, enabling, deleting and setting a password are audited, as console actions are, with
 the actor `cli:<login name>`.
+
+A deleted user keeps their username (`baton.store.sql.users`): `create` refuses it, since the
+`sub` derived from it is never reassigned (OpenID Connect Core §2); `list` leaves them out,
+`show` says they were deleted; `set`, `set-password`, `disable`, `enable` and `delete` refuse
+them.
 """
 
 from __future__ import annotations
 
 import getpass
-import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,7 +33,7 @@ from baton.data import common_passwords
 from baton.passwords import NO_PASSWORD, hash_password
 from baton.store.admin import Actor, UserListing
 from baton.store.base import User
-from baton.store.sql import SQLStore, UserExists
+from baton.store.sql import SQLStore, UserExists, UsernameOfDeletedUser
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,7 +43,6 @@ def user() -> None:
     """Users who sign in at the authorization endpoint."""
 
 
-TOMBSTONE_NAME = re.compile(r"deleted-[0-9]+")  # `baton.store.sql.users.tombstone`
 min_length_option = click_option(BY_NAME["password_min_length"])
 
 
@@ -49,6 +52,11 @@ def checked_password(password: str, min_length: int, username: str) -> str:
     if problem is not None:
         fail(problem)
     return hash_password(password)
+
+
+def deleted(username: str) -> str:
+    """The refusal of an action on a deleted user."""
+    return f"user {username!r} was deleted"
 
 
 def cli_actor() -> Actor:
@@ -84,12 +92,15 @@ def user_create(
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     assert password is not None
-    if TOMBSTONE_NAME.fullmatch(username):
-        fail(f"{username!r} is the kind of name a deleted user's record keeps: choose another")
     hashed = checked_password(password, password_min_length, username)
     try:
         created = run_with_store(
             db, lambda store: store.create_user(username, hashed, current_time(), admin=admin)
+        )
+    except UsernameOfDeletedUser:
+        fail(
+            f"{username!r} belonged to a deleted user and is never reused: a subject identifier "
+            "is never reassigned (OpenID Connect Core §2); choose another name"
         )
     except UserExists:
         fail(f"user {username!r} already exists")
@@ -143,6 +154,7 @@ def user_payload(found: User) -> dict[str, Any]:
         "profile": {k: found.profile[k] for k in PROFILE_MEMBERS if k in found.profile},
         "updated_at": found.updated_at,
         "disabled": found.disabled_at is not None,
+        "deleted": found.deleted_at is not None,
         "mfa_enrolled": found.totp_enabled,
         "mfa_required": found.mfa_required,
     }
@@ -159,6 +171,8 @@ def user_text(payload: dict[str, Any]) -> str:
     updated = payload["updated_at"]
     lines.append(f"updated_at:     {updated if updated is not None else '-'}")
     lines.append(f"disabled:       {'yes' if payload['disabled'] else 'no'}")
+    if payload["deleted"]:
+        lines.append("deleted:        yes (the name stays reserved)")
     mfa = "enrolled" if payload["mfa_enrolled"] else "none"
     lines.append(f"second factor:  {mfa}{' (required)' if payload['mfa_required'] else ''}")
     return "\n".join(lines)
@@ -192,6 +206,8 @@ def user_set(
         found = await store.get_user(username)
         if found is None:
             fail(f"no user {username!r}")
+        if found.deleted_at is not None:
+            fail(deleted(username))
         after = apply(Claims(found.email, found.email_verified, found.profile), changes)
         if changes.email_verified and not after.email:
             fail("--email-verified needs an email address: give --email too")
@@ -283,8 +299,11 @@ def user_set_password(
 ) -> None:
     """Give a user a new password (never on the command line: asked for, or read from standard
     input). Their sessions stay: `baton user signout` ends them."""
-    if run_with_store(db, lambda store: store.get_user(username)) is None:
+    found = run_with_store(db, lambda store: store.get_user(username))
+    if found is None:
         fail(f"no user {username!r}")  # before asking for a password for nobody
+    if found.deleted_at is not None:
+        fail(deleted(username))
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -323,7 +342,7 @@ def user_disable(db: str, username: str, as_json: bool) -> None:
     if found is None:
         fail(f"no user {username!r}")
     if ended is None:
-        fail(f"user {username!r} is disabled already")
+        fail(deleted(username) if found.deleted_at else f"user {username!r} is disabled already")
     payload = {
         "username": username,
         "sessions_ended": ended.sessions,
@@ -349,6 +368,8 @@ def user_enable(db: str, username: str, as_json: bool) -> None:
     found, enabled = run_with_store(db, work)
     if found is None:
         fail(f"no user {username!r}")
+    if found.deleted_at is not None:
+        fail(deleted(username) + ": a deleted user is never enabled again")
     if not enabled:
         fail(f"user {username!r} is not disabled")
     emit(as_json, {"username": username}, f"enabled {username}")
@@ -361,16 +382,26 @@ def user_enable(db: str, username: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def user_delete(db: str, username: str, yes: bool, as_json: bool) -> None:
     """Delete a user: everything `disable` ends, then their personal data (claims, password,
-    second factor, upstream links, consents, sessions); the name is free for a new user. The
-    grants they gave stay as revoked history, under the name `deleted-<id>`."""
+    second factor, upstream links, consents, sessions). The name stays reserved, never given to
+    another user (it is their `sub`, never reassigned); the grants they gave stay as revoked
+    history."""
     if not yes and not click.confirm(
         f"Delete user {username} and end every session and grant of theirs?", err=True
     ):
         fail("nothing deleted (answer y, or pass --yes)")
     actor = cli_actor()
-    ended = run_with_store(db, lambda store: store.admin().delete_user(username, actor))
-    if ended is None:
+
+    async def work(store: SQLStore) -> tuple[User | None, Any]:
+        found = await store.get_user(username)
+        if found is None:
+            return None, None
+        return found, await store.admin().delete_user(username, actor)
+
+    found, ended = run_with_store(db, work)
+    if found is None:
         fail(f"no user {username!r}")
+    if ended is None:
+        fail(f"user {username!r} is deleted already")
     payload = {
         "username": username,
         "sessions_ended": ended.sessions,

@@ -72,6 +72,9 @@ class User:
     # A second factor: enrolled (a TOTP secret is set), and required of this user.
     totp_enabled: bool = False
     mfa_required: bool = False
+    # Deleted (disabled too): the personal data is erased, but the row and its username stay,
+    # so the name (a public `sub`) is never given to another user (OIDC Core §2).
+    deleted_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +152,11 @@ class ResourceUriTaken(Exception):
 
 class UserExists(Exception):
     """A user with this name exists already."""
+
+
+class UsernameOfDeletedUser(UserExists):
+    """The name belonged to a user who was deleted: it is never given to another user, as the
+    `sub` derived from it is never reassigned (OIDC Core §2)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -650,15 +650,20 @@ async def enable_user(request: Request) -> Response:
     username = form.get("username") or ""
     store = _admin_store(request)
     if not await store.enable_user(username, _actor(request, user)):
-        if await store.user(username) is None:
+        found = await store.user(username)
+        if found is None:
             return _no_user(request, username)
+        if found.deleted_at is not None:
+            refusal = "A deleted user is never enabled again."
+            return await _user(request, user, username, None, refusal, 400)
         return await _user(request, user, username, "Not disabled.", None, 200)
     return await _user(request, user, username, "Enabled: the user may sign in again.", None, 200)
 
 
 async def delete_user(request: Request) -> Response:
     """Deletes a user once their name is typed again to confirm: everything disabling ends, then
-    their personal data; the name is free again. Not oneself."""
+    their personal data. The name stays reserved: it is their `sub`, never reassigned (OIDC
+    Core §2). Not oneself."""
     posted = await _posted(request)
     if isinstance(posted, Response):
         return posted
@@ -670,13 +675,17 @@ async def delete_user(request: Request) -> Response:
     if form.get("confirm") != username:
         refusal = "Type the username to confirm the deletion."
         return await _user(request, user, username, None, refusal, 400)
-    ended = await _admin_store(request).delete_user(username, _actor(request, user))
+    store = _admin_store(request)
+    ended = await store.delete_user(username, _actor(request, user))
     if ended is None:
-        return _no_user(request, username)
+        if await store.user(username) is None:
+            return _no_user(request, username)
+        return await _user(request, user, username, "Already deleted.", None, 200)
     _count_revoked(request, ended.grants_revoked)
     notice = (
         f"Deleted {username}: {ended.sessions} session(s) ended, "
-        f"{ended.grants_revoked} grant(s) revoked; the name is free again."
+        f"{ended.grants_revoked} grant(s) revoked; the name stays reserved, never given to "
+        "another user."
     )
     return await _users(request, user, notice, None, 200)
 

@@ -31,6 +31,7 @@ from baton.server.observability import metrics
 from baton.server.runtime.context import baton, source_address
 from baton.server.runtime.pages import error_page, page
 from baton.server.runtime.sessions import (
+    AccountDisabled,
     begin_session,
     csrf_ok,
     csrf_token,
@@ -137,7 +138,10 @@ async def login_post(request: Request) -> Response:
         return step
     await app.limits.login_succeeded(username, address, known_device)
     # A fresh session at sign-in (no session fixation), held server-side.
-    await begin_session(request, user.id, app.clock.now(), address)
+    try:
+        await begin_session(request, user.id, app.clock.now(), address)
+    except AccountDisabled:  # disabled since the check above: no session began
+        return _login_page(request, next_url, "This account is disabled.", 403)
     response = RedirectResponse(next_url, status_code=303)
     remember_device(request, response, username, app.settings.secure_cookies)
     return response

@@ -45,6 +45,7 @@ from baton.server.runtime.context import baton, source_address
 from baton.server.runtime.pages import N_, error_page, page
 from baton.server.runtime.sessions import (
     PASSWORD_AMR,
+    AccountDisabled,
     begin_session,
     csrf_token,
     device_knows,
@@ -197,7 +198,10 @@ async def _signed_in(
     app = baton(request)
     address = source_address(request)
     await app.limits.login_succeeded(user.username, address, device_knows(request, user.username))
-    await begin_session(request, user.id, app.clock.now(), address, amr)
+    try:
+        await begin_session(request, user.id, app.clock.now(), address, amr)
+    except AccountDisabled:  # disabled since `_user_for` read them: no session began
+        return error_page(request, N_("This account is disabled."), 403)
     response = response or RedirectResponse(next_url, status_code=303)
     remember_device(request, response, user.username, app.settings.secure_cookies)
     return response

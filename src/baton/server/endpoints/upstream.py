@@ -56,7 +56,7 @@ from baton.server.endpoints import login
 from baton.server.endpoints.mfa import second_step
 from baton.server.runtime.context import baton, source_address
 from baton.server.runtime.pages import page
-from baton.server.runtime.sessions import begin_session
+from baton.server.runtime.sessions import AccountDisabled, begin_session
 from baton.store.admin import Actor
 from baton.store.base import User
 
@@ -308,7 +308,10 @@ async def callback(request: Request) -> Response:
     if user is not None and (step := second_step(request, user, next_url)) is not None:
         log.info("upstream sign-in needs a second factor", provider=provider.id)
         return step
-    await begin_session(request, outcome.user_id, now, address, identity.amr)
+    try:
+        await begin_session(request, outcome.user_id, now, address, identity.amr)
+    except AccountDisabled:  # disabled since the upstream sign-in read them: no session began
+        return _refused(request, "This account is disabled.", 403, next_url)
     log.info(
         "signed in by upstream",
         provider=provider.id,

@@ -75,7 +75,10 @@ class SessionStore(Protocol):
         sid: str | None = None,
         acr: str | None = None,
         amr: tuple[str, ...] = (),
-    ) -> None: ...
+    ) -> bool:
+        """Starts the session, in one transaction with the check that the user is not disabled
+        (nor deleted); False, and no session, when they are."""
+        ...
 
     async def live_session(self, digest: bytes, now: int) -> LiveSession | None:
         """A live session (not ended, not expired) with its sign-in, or None."""
@@ -95,6 +98,12 @@ class SessionStore(Protocol):
 
 class SessionKeyError(Exception):
     pass
+
+
+class AccountDisabled(Exception):
+    """`begin_session` found the user disabled (or deleted) when it started the session: one
+    that passed the sign-in's checks just before a disable committed. No session began; the
+    sign-in's page says "This account is disabled."."""
 
 
 def session_key(secret: str) -> bytes:
@@ -253,14 +262,21 @@ async def begin_session(
     provider, which re-authentication continues; a new `auth_time`), so the grants made before
     stay tied to the session a later sign-out ends. Another user signing in on this browser ends
     the old session as the provider's sign-out does (`end_op_session`): its grants without
-    `offline_access` revoked and its relying parties told (Back-Channel Logout 1.0 §2.7)."""
+    `offline_access` revoked and its relying parties told (Back-Channel Logout 1.0 §2.7).
+
+    Raises `AccountDisabled` when the user was disabled (or deleted) since the sign-in read
+    them: the store checks it in the transaction that would start the session. The browser's
+    previous session has ended by then all the same, and it holds no session."""
     public_sid = await _end_previous(request, user_id, now, address)
     sid = random_base62(_SID_LENGTH)
     public_sid = public_sid or random_base62(_PUBLIC_SID_LENGTH)
     live = LiveSession(user_id, now, public_sid, None, amr)
-    await session_store(request).start_session(
+    started = await session_store(request).start_session(
         session_digest(sid), user_id, now, now + MAX_AGE, address, live.sid, live.acr, live.amr
     )
+    if not started:
+        log.info("sign-in of a user disabled meanwhile", user_id=user_id, source_address=address)
+        raise AccountDisabled(user_id)
     request.session[SID] = sid
     request.session[UID] = user_id
     request.scope[_LIVE] = live

@@ -9,9 +9,16 @@ statements are in `statements`, their row mappers in `rows`, and the confirmatio
 request authenticated as in `confirm`.
 """
 
-from baton.store.base import UserExists
+from baton.store.base import UserExists, UsernameOfDeletedUser
 from baton.store.sql.admin import AdminStore
 from baton.store.sql.facade import SQLStore
 from baton.store.sql.rows import client_from_row, client_values
 
-__all__ = ["AdminStore", "SQLStore", "UserExists", "client_from_row", "client_values"]
+__all__ = [
+    "AdminStore",
+    "SQLStore",
+    "UserExists",
+    "UsernameOfDeletedUser",
+    "client_from_row",
+    "client_values",
+]

@@ -214,8 +214,8 @@ class SQLStore(MfaStore, ScopeStore, UpstreamStore):
         sid: str | None = None,
         acr: str | None = None,
         amr: tuple[str, ...] = (),
-    ) -> None:
-        await self._write(
+    ) -> bool:
+        return await self._write(
             lambda conn: sessions.start_session(
                 conn, digest, user_id, now, expires_at, source_address, sid, acr, amr
             )

@@ -20,7 +20,7 @@ from baton.core.keys import StoredKey
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.user_claims import ClaimChanges, Claims, apply, same
-from baton.store.base import Client, Consent, User, UserExists
+from baton.store.base import Client, Consent, User, UserExists, UsernameOfDeletedUser
 from baton.store.schema import clients, consents, signing_keys, users
 from baton.store.sql.rows import client_from_row, client_values, user_from_row
 from baton.store.sql.statements import CLIENT
@@ -83,6 +83,11 @@ def resource_names(conn: Connection, uris: tuple[str, ...]) -> dict[str, str]:
 
 
 def create_user(conn: Connection, username: str, password_hash: str, now: int, admin: bool) -> User:
+    """Raises `UserExists` if the name is taken, `UsernameOfDeletedUser` if a deleted user's
+    row keeps it (a name, and so a `sub`, is never given to another user: OIDC Core §2)."""
+    held = conn.execute(select(users.c.deleted_at).where(users.c.username == username)).first()
+    if held is not None:
+        raise (UsernameOfDeletedUser if held.deleted_at is not None else UserExists)(username)
     try:
         user_id = conn.execute(
             insert(users)
@@ -118,9 +123,10 @@ def set_user_claims(
     """Applies `changes` (checked by the caller, `baton.core.user_claims.check`) to the user's
     email and profile claims, read and written in this transaction; `updated_at` becomes `now`
     when a value changed (OIDC Core §5.1: "Time the End-User's information was last updated").
-    (the user before, the user after), or None when there is no such user."""
+    (the user before, the user after), or None when there is no such user (or they were
+    deleted)."""
     before = user_named(conn, username)
-    if before is None:
+    if before is None or before.deleted_at is not None:  # a deleted user's data stays erased
         return None
     held = Claims(before.email, before.email_verified, before.profile)
     after = apply(held, changes)

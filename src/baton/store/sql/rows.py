@@ -108,6 +108,7 @@ def user_from_row(row: RowMapping | dict[str, Any]) -> User:
         password_changed_at=row["password_changed_at"],
         totp_enabled=row["totp_secret"] is not None,
         mfa_required=bool(row["mfa_required"]),
+        deleted_at=row["deleted_at"],
     )
 
 

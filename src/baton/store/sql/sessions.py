@@ -1,7 +1,8 @@
 """Browser sessions of the server's pages (`baton.server.runtime.sessions.SessionStore`).
 
 A session is stored by the digest of its cookie's secret, never the secret itself; ending one
-sets `ended_at`, and the purge deletes it once past the retention.
+sets `ended_at`, and the purge deletes it once past the retention. A session starts only for a
+user who is not disabled, read in the transaction that inserts it (`start_session`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from sqlalchemy import Connection, insert, select, update
 
 from baton.core.facts import LiveSession
-from baton.store.schema import sessions
+from baton.store.schema import sessions, users
 
 
 def start_session(
@@ -24,9 +25,23 @@ def start_session(
     sid: str | None = None,
     acr: str | None = None,
     amr: tuple[str, ...] = (),
-) -> None:
+) -> bool:
     """A session signed in at `now` (its `created_at` is the sign-in's `auth_time`), with its
-    public `sid` and how the user signed in (`acr`, `amr`: OpenID Connect Core §2)."""
+    public `sid` and how the user signed in (`acr`, `amr`: OpenID Connect Core §2). False, and
+    no session, when the user is disabled (or deleted, or gone) by now.
+
+    The sign-in read the user before this transaction: a disable committed since must still
+    win. The user's row is read `FOR SHARE` on PostgreSQL, so a disable in flight (which updates
+    the row first, `baton.store.sql.users`) is waited for and its `disabled_at` seen; a disable
+    that comes after waits for this session's commit and then ends it. SQLite's write
+    transactions are serialized already (`BEGIN IMMEDIATE`)."""
+    enabled = conn.execute(
+        select(users.c.id)
+        .where(users.c.id == user_id, users.c.disabled_at.is_(None))
+        .with_for_update(read=True)
+    ).first()
+    if enabled is None:
+        return False
     values = {
         "digest": digest,
         "user_id": user_id,
@@ -38,6 +53,7 @@ def start_session(
         "amr": json.dumps(list(amr)) if amr else None,
     }
     conn.execute(insert(sessions).values(**values))
+    return True
 
 
 def live_session(conn: Connection, digest: bytes, now: int) -> LiveSession | None:

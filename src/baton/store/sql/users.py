@@ -12,15 +12,19 @@ revocation feed announces it (resource servers reject its access tokens), a `gra
 webhook is queued, and an OpenID Connect relying party gets a back-channel logout token; the
 next refresh is refused.
 
-Deleting a user does all of that, then erases their personal data and keeps the row as a
-tombstone: the username becomes `deleted-<id>` (free for a new user), the password hash
+Deleting a user does all of that, then erases their personal data: the password hash becomes
 `NO_PASSWORD`, and the claims, TOTP secret, recovery codes, upstream links, consents, sessions
-and consent challenges go. The row itself stays because grants, authorization codes and their
-tokens reference it: they are the audit history of what was issued (the console's timelines,
-the security events), and they expire and are purged on the usual schedule. A new user given the
-freed name is a new row with a new id; note that a public `sub` is the username (OIDC Core §2
-asks that a `sub` never be reassigned), so reusing a deleted person's name gives the new user the
-old one's `sub` at clients that use public subjects.
+and consent challenges go. The row stays, disabled, with `deleted_at` set and its username kept:
+a public `sub` is the username and a pairwise one derives from it, and OpenID Connect Core §2
+says a subject identifier is "never reassigned", so the name is never given to another user
+(`registry.create_user` refuses it) and nobody signs in as it again (`enable_user` refuses it
+too). The row also stays because grants, authorization codes and their tokens reference it:
+they are the audit history of what was issued (the console's timelines, the security events),
+and they expire and are purged on the usual schedule. Deleted users are left out of the list.
+
+Each action takes the user's row lock first (its `UPDATE`), as `baton.store.sql.sessions.
+start_session` reads the row `FOR SHARE`: a sign-in racing a disable either starts its session
+before (and the disable ends it) or finds the user disabled and starts none.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, String, cast, delete, func, insert, literal, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from baton.core.vocabulary import RevocationCause
 from baton.passwords import NO_PASSWORD
@@ -51,14 +55,6 @@ from baton.store.sql.statements import GRANT_COLUMNS
 
 T = TypeVar("T")
 
-TOMBSTONE = "deleted-{id}"
-
-
-def tombstone(user_id: int) -> str:
-    """The username a deleted user's row keeps: never a name `baton user create` is likely to
-    be asked for, and unique as the id is."""
-    return TOMBSTONE.format(id=user_id)
-
 
 class UserStore:
     """Users' list and life-cycle actions, for a class with the store's `_read` and `_write`
@@ -76,12 +72,12 @@ class UserStore:
 
     async def set_password(self, username: str, password_hash: str, actor: Actor) -> bool:
         """Replaces the user's password hash (checked against the policy by the caller);
-        False when there is no such user."""
+        False when there is no such user, or they were deleted."""
 
         def work(conn: Connection) -> bool:
             changed = conn.execute(
                 update(users)
-                .where(users.c.username == username)
+                .where(users.c.username == username, users.c.deleted_at.is_(None))
                 .values(password_hash=password_hash, password_changed_at=actor.now)
             ).rowcount
             if changed == 1:
@@ -112,12 +108,17 @@ class UserStore:
 
     async def enable_user(self, username: str, actor: Actor) -> bool:
         """Lets a disabled user sign in again; what the disabling ended stays ended. False when
-        there is no such user or they were not disabled."""
+        there is no such user, they were not disabled, or they were deleted (a deleted user
+        stays disabled for good)."""
 
         def work(conn: Connection) -> bool:
             changed = conn.execute(
                 update(users)
-                .where(users.c.username == username, users.c.disabled_at.is_not(None))
+                .where(
+                    users.c.username == username,
+                    users.c.disabled_at.is_not(None),
+                    users.c.deleted_at.is_(None),
+                )
                 .values(disabled_at=None)
             ).rowcount
             if changed == 1:
@@ -127,11 +128,18 @@ class UserStore:
         return await self._write(work)
 
     async def delete_user(self, username: str, actor: Actor) -> UserEnded | None:
-        """Ends everything as `disable_user` does, then erases the user's personal data and
-        frees the name (see the module's docstring). None when there is no such user."""
+        """Marks the user deleted (and disabled), ends everything as `disable_user` does, then
+        erases their personal data; the name stays theirs (see the module's docstring). None
+        when there is no such user or they were deleted already."""
 
         def work(conn: Connection) -> UserEnded | None:
-            found = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
+            # The row's lock first, as `disable_user`: no session starts after this reads them.
+            found = conn.execute(
+                update(users)
+                .where(users.c.username == username, users.c.deleted_at.is_(None))
+                .values(deleted_at=actor.now, disabled_at=actor.now)
+                .returning(users.c.id)
+            ).scalar()
             if found is None:
                 return None
             user_id = int(found)
@@ -139,7 +147,6 @@ class UserStore:
             erase(conn, user_id, actor.now)
             detail = {
                 "user_id": user_id,
-                "renamed_to": tombstone(user_id),
                 "sessions": ended.sessions,
                 "grants_revoked": ended.grants_revoked,
             }
@@ -150,13 +157,14 @@ class UserStore:
 
 
 def list_users(conn: Connection, offset: int, limit: int) -> list[UserListing]:
-    """A page of users by name; the tombstones of deleted users are left out."""
-    alive = users.c.username != literal(TOMBSTONE.format(id=""), String).concat(
-        cast(users.c.id, String)
-    )
+    """A page of users by name; deleted users are left out."""
     rows = list(
         conn.execute(
-            select(users).where(alive).order_by(users.c.username).offset(offset).limit(limit)
+            select(users)
+            .where(users.c.deleted_at.is_(None))
+            .order_by(users.c.username)
+            .offset(offset)
+            .limit(limit)
         )
         .mappings()
         .all()
@@ -222,21 +230,19 @@ def end_everything(conn: Connection, user_id: int, now: int) -> UserEnded:
 
 
 def erase(conn: Connection, user_id: int, now: int) -> None:
-    """A deleted user's personal data gone, the row a tombstone that can never sign in."""
+    """A deleted user's personal data gone; the row (its username kept) can never sign in."""
     for table in (recovery_codes, upstream_links, consents, sessions, auth_challenges):
         conn.execute(delete(table).where(table.c.user_id == user_id))
     conn.execute(
         update(users)
         .where(users.c.id == user_id)
         .values(
-            username=tombstone(user_id),
             password_hash=NO_PASSWORD,
             is_admin=False,
             email=None,
             email_verified=False,
             profile=None,
             updated_at=now,
-            disabled_at=now,
             password_changed_at=None,
             totp_secret=None,
             totp_last_step=None,
