@@ -52,12 +52,13 @@ from baton.store.base import (
 from baton.store.engines import PoolSettings, Runner, SQLiteSettings, open_runner
 from baton.store.sql import feed, lifecycle, logout, origins, outbox, purge, registry, sessions
 from baton.store.sql.admin import AdminStore
+from baton.store.sql.challenges import ChallengeStore
 from baton.store.sql.confirm import confirmed
 
 T = TypeVar("T")
 
 
-class SQLStore:
+class SQLStore(ChallengeStore):
     """The store over SQLAlchemy Core, for SQLite and PostgreSQL alike."""
 
     def __init__(self, runner: Runner, policy: Policy) -> None:
