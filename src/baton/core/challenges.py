@@ -66,9 +66,7 @@ class State(enum.Enum):
     EXPIRED = "expired"  # past its time, whatever else
 
 
-def state_at(
-    expires_at: int, decided_at: int | None, used_at: int | None, now: int
-) -> State:
+def state_at(expires_at: int, decided_at: int | None, used_at: int | None, now: int) -> State:
     """A challenge's state at `now`. A used challenge stays used (its story is over); any other
     one past `expires_at` is expired, decided or not: the verifier lives no longer than the
     challenge it answers."""

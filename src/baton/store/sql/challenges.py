@@ -22,8 +22,8 @@ from baton.core.vocabulary import RevocationCause
 from baton.passwords import NO_PASSWORD
 from baton.store.admin import Actor
 from baton.store.base import SignedOut
-from baton.store.schema import auth_challenges, consents, grants, users
 from baton.store.engines import Runner
+from baton.store.schema import auth_challenges, consents, grants, users
 from baton.store.sql import lifecycle, logout, outbox, registry
 from baton.store.sql.admin import _audit
 
@@ -116,6 +116,11 @@ class ChallengeStore:
             "expires_at": expires_at,
         }
         await self._change(lambda conn: conn.execute(insert(auth_challenges).values(**values)))
+
+    async def find_challenge(self, digest: bytes) -> Challenge | None:
+        """The challenge stored under `digest`, whatever its state (a read: not audited; the
+        decision that follows is)."""
+        return await self.runner.read(lambda conn: _read(conn, digest))
 
     async def read_challenge(
         self, digest: bytes, kind: str, actor: Actor, action: str, target: str
@@ -244,7 +249,7 @@ class ChallengeStore:
         await self._change(lambda conn: _audit(conn, actor, action, kind, target, detail))
 
     async def end_subject_sessions(self, subject: str, actor: Actor) -> SignedOut | None:
-        """"Sign out everywhere" for the user named `subject`: every live session ends as the
+        """ "Sign out everywhere" for the user named `subject`: every live session ends as the
         provider's sign-out ends it (grants without `offline_access`, back-channel logouts);
         None when there is no such user. Audited."""
 
