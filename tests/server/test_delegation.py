@@ -174,10 +174,16 @@ def challenge_of(response: httpx2.Response, app_url: str = LOGIN_APP) -> str:
 def accept_login(
     http: TestClient, token: str, challenge: str, subject: str = "carol", **body: Any
 ) -> str:
-    response = call(http, "PUT", f"/login-challenges/{challenge}/accept", token, {
-        "subject": subject,
-        **body,
-    })
+    response = call(
+        http,
+        "PUT",
+        f"/login-challenges/{challenge}/accept",
+        token,
+        {
+            "subject": subject,
+            **body,
+        },
+    )
     assert response.status_code == 200, response.text
     redirect_to: str = response.json()["redirect_to"]
     assert redirect_to.startswith("http://baton.test/authorize/continue?")
@@ -197,9 +203,7 @@ def code_of(response: httpx2.Response) -> dict[str, list[str]]:
     return parse_qs(urlsplit(location).query)
 
 
-def redeem(
-    http: TestClient, client: RegisteredClient, code: str, verifier: str
-) -> dict[str, Any]:
+def redeem(http: TestClient, client: RegisteredClient, code: str, verifier: str) -> dict[str, Any]:
     response = http.post(
         "/token",
         data={
@@ -217,7 +221,9 @@ def redeem(
 
 def claims_of(jwt: str) -> dict[str, Any]:
     payload = jwt.split(".")[1]
-    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    decoded: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
     return decoded
 
 
@@ -315,9 +321,7 @@ def test_prompt_login_asks_the_login_app_again_and_shows_the_session(
     assert body["session"]["subject"] == "carol"
 
 
-def test_a_client_login_url_wins_over_the_server_one(
-    http: TestClient, store: SQLStore
-) -> None:
+def test_a_client_login_url_wins_over_the_server_one(http: TestClient, store: SQLStore) -> None:
     own = _client(store, login_url="https://own.example/signin")
     response, _ = start(http, own)
     challenge_of(response, "https://own.example/signin")
@@ -327,10 +331,16 @@ def test_a_login_reject_sends_the_error_to_the_client(
     http: TestClient, rp: RegisteredClient, token: str
 ) -> None:
     response, _ = start(http, rp)
-    rejected = call(http, "PUT", f"/login-challenges/{challenge_of(response)}/reject", token, {
-        "error": "access_denied",
-        "error_description": "the user said no",
-    })
+    rejected = call(
+        http,
+        "PUT",
+        f"/login-challenges/{challenge_of(response)}/reject",
+        token,
+        {
+            "error": "access_denied",
+            "error_description": "the user said no",
+        },
+    )
     assert rejected.status_code == 200, rejected.text
     query = code_of(http.get(rejected.json()["redirect_to"]))
     assert query["error"] == ["access_denied"]
@@ -381,9 +391,13 @@ def test_a_disabled_user_cannot_be_accepted(
     anyio.run(lambda: store.create_user("dave", NO_PASSWORD, 0))
     anyio.run(store._change, lambda c: c.execute(update(users).values(disabled_at=1)))
     response, _ = start(http, rp)
-    answer = call(http, "PUT", f"/login-challenges/{challenge_of(response)}/accept", token, {
-        "subject": "dave"
-    })
+    answer = call(
+        http,
+        "PUT",
+        f"/login-challenges/{challenge_of(response)}/accept",
+        token,
+        {"subject": "dave"},
+    )
     assert answer.status_code == 409
     assert answer.json()["detail"] == "user disabled"
 
@@ -491,10 +505,16 @@ def test_a_consent_app_grants_part_of_the_scope_and_gives_claims(
     assert body["requested_scope"] == ["openid", "profile", "read"]
     assert body["remembered"] is None
     assert body["requested_claims"] == {"id_token": [], "userinfo": []}
-    accepted = call(http, "PUT", f"/consent-challenges/{consent}/accept", token, {
-        "grant_scope": ["openid", "read"],
-        "session": {"id_token": {"tenant": "acme"}, "userinfo": {"department": "R&D"}},
-    })
+    accepted = call(
+        http,
+        "PUT",
+        f"/consent-challenges/{consent}/accept",
+        token,
+        {
+            "grant_scope": ["openid", "read"],
+            "session": {"id_token": {"tenant": "acme"}, "userinfo": {"department": "R&D"}},
+        },
+    )
     assert accepted.status_code == 200, accepted.text
     query = code_of(http.get(accepted.json()["redirect_to"]))
     tokens = redeem(http, consenting, query["code"][0], verifier)
@@ -529,10 +549,16 @@ def test_remembered_consent_skips_the_consent_app_until_it_expires(
 ) -> None:
     page, _ = signed_in(http, token, consenting, remember=True)
     consent = challenge_of(page, CONSENT_APP)
-    accepted = call(http, "PUT", f"/consent-challenges/{consent}/accept", token, {
-        "remember": True,
-        "remember_for": 300,
-    })
+    accepted = call(
+        http,
+        "PUT",
+        f"/consent-challenges/{consent}/accept",
+        token,
+        {
+            "remember": True,
+            "remember_for": 300,
+        },
+    )
     code_of(http.get(accepted.json()["redirect_to"]))
     again, _ = start(http, consenting)
     assert code_of(again)["code"]  # remembered: neither app asked
@@ -548,9 +574,9 @@ def test_a_consent_reject_sends_the_error_to_the_client(
 ) -> None:
     page, _ = signed_in(http, token, consenting, remember=True)
     consent = challenge_of(page, CONSENT_APP)
-    answer = call(http, "PUT", f"/consent-challenges/{consent}/reject", token, {
-        "error": "consent_required"
-    })
+    answer = call(
+        http, "PUT", f"/consent-challenges/{consent}/reject", token, {"error": "consent_required"}
+    )
     query = code_of(http.get(answer.json()["redirect_to"]))
     assert query["error"] == ["consent_required"] and query["state"] == ["st"]
 
@@ -562,7 +588,9 @@ def test_the_api_wants_a_bearer_token(http: TestClient, rp: RegisteredClient) ->
     response, _ = start(http, rp)
     answer = call(http, "GET", f"/login-challenges/{challenge_of(response)}", None)
     assert answer.status_code == 401
-    assert answer.headers["www-authenticate"].startswith('Bearer realm="baton", error="invalid_token"')
+    assert answer.headers["www-authenticate"].startswith(
+        'Bearer realm="baton", error="invalid_token"'
+    )
     assert answer.headers["content-type"] == "application/problem+json"
     assert call(http, "GET", "/login-challenges/x", "not-a-token").status_code == 401
 
@@ -577,13 +605,13 @@ def test_a_token_without_the_admin_scope_is_403(
     assert answer.status_code == 403
     assert 'error="insufficient_scope"' in answer.headers["www-authenticate"]
     sessions_only = admin_token(http, weak, scope="admin:sessions")
-    answer = call(http, "GET", f"/login-challenges/{challenge_of(start(http, rp)[0])}", sessions_only)
+    answer = call(
+        http, "GET", f"/login-challenges/{challenge_of(start(http, rp)[0])}", sessions_only
+    )
     assert answer.status_code == 403
 
 
-def test_a_users_token_is_not_an_admin_token(
-    http: TestClient, store: SQLStore, token: str
-) -> None:
+def test_a_users_token_is_not_an_admin_token(http: TestClient, store: SQLStore, token: str) -> None:
     admin_rp = _client(store, scope="openid " + ADMIN_SCOPE)
     response, verifier = start(http, admin_rp, scope="openid admin:challenges")
     redirect_to = accept_login(http, token, challenge_of(response))
@@ -624,7 +652,10 @@ def test_the_consoles_cookie_never_authenticates_the_api(
 
 
 def test_every_call_is_audited_without_the_challenge(
-    http: TestClient, store: SQLStore, rp: RegisteredClient, app_client: RegisteredClient,
+    http: TestClient,
+    store: SQLStore,
+    rp: RegisteredClient,
+    app_client: RegisteredClient,
     token: str,
 ) -> None:
     response, _ = start(http, rp)
@@ -646,8 +677,9 @@ def test_the_api_is_rate_limited_per_client(tmp_path: Path) -> None:
     with running_app(tmp_path, key_encryption_key=KEK, rate_limit_client=1.0) as (http, store, _):
         app_client = register_client(store, scope=ADMIN_SCOPE)
         token = admin_token(http, app_client)  # the token request takes one of two
-        statuses = [call(http, "GET", "/login-challenges/" + "a" * 43, token).status_code
-                    for _ in range(3)]
+        statuses = [
+            call(http, "GET", "/login-challenges/" + "a" * 43, token).status_code for _ in range(3)
+        ]
         assert statuses[0] == 404 and statuses[-1] == 429
 
 
@@ -671,9 +703,7 @@ def test_revoked_consent_asks_the_consent_app_again(
 ) -> None:
     page, verifier = signed_in(http, token, consenting, remember=True)
     consent = challenge_of(page, CONSENT_APP)
-    accepted = call(http, "PUT", f"/consent-challenges/{consent}/accept", token, {
-        "remember": True
-    })
+    accepted = call(http, "PUT", f"/consent-challenges/{consent}/accept", token, {"remember": True})
     code = code_of(http.get(accepted.json()["redirect_to"]))["code"][0]
     tokens = redeem(http, consenting, code, verifier)
     assert code_of(start(http, consenting)[0])["code"]  # remembered

@@ -13,6 +13,10 @@ import enum
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
+
+from baton.core.redirects import LOOPBACK
+from baton.core.vocabulary import ErrorCode
 
 LOGIN = "login"
 CONSENT = "consent"
@@ -22,12 +26,12 @@ KINDS = (LOGIN, CONSENT)
 # Core §3.1.2.6): what a login or consent app may honestly say about a person's answer.
 REJECT_ERRORS = frozenset(
     {
-        "access_denied",
-        "login_required",
-        "interaction_required",
-        "account_selection_required",
-        "consent_required",
-        "temporarily_unavailable",
+        ErrorCode.ACCESS_DENIED,
+        ErrorCode.LOGIN_REQUIRED,
+        ErrorCode.INTERACTION_REQUIRED,
+        ErrorCode.ACCOUNT_SELECTION_REQUIRED,
+        ErrorCode.CONSENT_REQUIRED,
+        ErrorCode.TEMPORARILY_UNAVAILABLE,
     }
 )
 
@@ -131,3 +135,25 @@ def string_list(value: object, name: str, limit: int = 100) -> tuple[str, ...]:
     if len(value) > limit:
         raise BodyError(f"{name} has too many members (at most {limit})")
     return tuple(value)
+
+
+def app_url_problem(url: str, option: str) -> str | None:
+    """Why `url` may not be a login app's, a consent app's or a client's homepage URL (`option`
+    names it in the answer), or None: https, or plain http on a loopback IP literal (as for
+    redirect URIs, RFC 8252 §7.3), absolute, with a host, no user information, no fragment."""
+    if not url.isascii() or not url.isprintable() or " " in url:
+        return f"{option} must be printable ASCII without spaces"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError as exc:
+        return f"{option} is not a valid URL: {exc}"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return f"{option} must be an absolute https URL"
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK:
+        return f"{option} must use https (plain http only on 127.0.0.1 or [::1])"
+    if "@" in parts.netloc:
+        return f"{option} must not carry user information"
+    if parts.fragment or "#" in url:
+        return f"{option} must have no fragment"
+    return None

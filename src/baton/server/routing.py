@@ -147,7 +147,11 @@ class Table:
 
     def sessionless(self) -> frozenset[str]:
         """The paths the session middleware leaves alone: every machine endpoint's and probe's."""
-        return frozenset(e.path for e in self.endpoints if e.kind in (Kind.MACHINE, Kind.PROBE))
+        return frozenset(
+            e.path
+            for e in self.endpoints
+            if e.kind in (Kind.MACHINE, Kind.PROBE) and "{" not in e.path
+        )
 
     def sessionless_prefixes(self) -> tuple[str, ...]:
         """The machine endpoints' paths with parameters, up to the first one: the session

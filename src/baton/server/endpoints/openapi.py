@@ -907,14 +907,15 @@ _REJECT_BODY: Schema = {
     "type": "object",
     "required": ["error"],
     "properties": {
+        # `baton.core.challenges.REJECT_ERRORS`, each named (the vocabulary test reads these).
         "error": {
             "enum": [
-                "access_denied",
-                "login_required",
-                "interaction_required",
-                "account_selection_required",
-                "consent_required",
-                "temporarily_unavailable",
+                ErrorCode.ACCESS_DENIED,
+                ErrorCode.LOGIN_REQUIRED,
+                ErrorCode.INTERACTION_REQUIRED,
+                ErrorCode.ACCOUNT_SELECTION_REQUIRED,
+                ErrorCode.CONSENT_REQUIRED,
+                ErrorCode.TEMPORARILY_UNAVAILABLE,
             ]
         },
         "error_description": {"type": "string"},

@@ -47,8 +47,10 @@ def get_client(conn: Connection, client_id: str) -> Client | None:
 
 
 def update_client_oidc(conn: Connection, client: Client) -> bool:
-    """Stores `client`'s scope and OpenID Connect settings (checked by the caller,
-    `baton.core.client_metadata.checked`), and nothing else of it; False when it has no row."""
+    """Stores `client`'s scope, OpenID Connect settings (checked by the caller,
+    `baton.core.client_metadata.checked`) and login/consent app URLs and homepage (checked by
+    `baton.core.challenges.app_url_problem`), and nothing else of it; False when it has no
+    row."""
     values = client_values(client)
     stored = {name: values[name] for name in OIDC_COLUMNS}
     return (
@@ -57,7 +59,9 @@ def update_client_oidc(conn: Connection, client: Client) -> bool:
     )
 
 
-OIDC_COLUMNS = ("scope", *OidcSettings().fields())
+# With the client's login and consent apps and homepage (`baton client update`): the console's
+# update stores them unchanged.
+OIDC_COLUMNS = ("scope", *OidcSettings().fields(), "login_url", "consent_url", "client_uri")
 
 
 def list_clients(conn: Connection) -> list[Client]:
