@@ -495,7 +495,6 @@ def consenting(store: SQLStore) -> RegisteredClient:
 def test_a_consent_app_grants_part_of_the_scope_and_gives_claims(
     http: TestClient, consenting: RegisteredClient, token: str
 ) -> None:
-    verifier, challenge = pkce_pair()
     page, verifier = signed_in(http, token, consenting, remember=True)
     consent = challenge_of(page, CONSENT_APP)
     read = call(http, "GET", f"/consent-challenges/{consent}", token)
