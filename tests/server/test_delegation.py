@@ -17,14 +17,14 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import httpx2
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.passwords import NO_PASSWORD
 from baton.store.base import Client
-from baton.store.schema import audit_log, users
+from baton.store.schema import audit_log, auth_challenges, users
 from baton.store.sql import SQLStore
 from tests.support import (
     REDIRECT_URI,
@@ -288,6 +288,35 @@ def test_a_remembered_sign_in_skips_the_login_app_next_time(
     code_of(allow(http, page))
     again, _ = start(http, rp)
     assert code_of(again)["code"]  # no login app, no consent page: a code
+
+
+def test_remember_for_bounds_the_session(
+    http: TestClient, rp: RegisteredClient, token: str, clock: FakeClock
+) -> None:
+    page, _ = signed_in(http, token, rp, remember=True, remember_for=120)
+    code_of(allow(http, page))
+    clock.advance(119)
+    assert code_of(start(http, rp)[0])["code"]
+    clock.advance(2)
+    challenge_of(start(http, rp)[0])  # the session ended: the login app again
+
+
+def test_expired_challenges_are_purged(
+    http: TestClient, store: SQLStore, rp: RegisteredClient, clock: FakeClock
+) -> None:
+    challenge_of(start(http, rp)[0])
+
+    def count() -> int:
+        query = select(func.count()).select_from(auth_challenges)
+        found: int = anyio.run(store.inspect, lambda c: c.execute(query).scalar_one())
+        return found
+
+    assert count() == 1
+    anyio.run(store.purge, clock.now(), 0)
+    assert count() == 1  # still live
+    clock.advance(601)
+    anyio.run(store.purge, clock.now(), 0)
+    assert count() == 0
 
 
 def test_a_sign_in_without_remember_serves_one_authorization(

@@ -294,3 +294,11 @@ class ChallengeStore:
             return revoked
 
         return await self._change(work)
+
+
+def purge_batch(conn: Connection, horizon: int, batch: int) -> int:
+    """Deletes a batch of challenges expired before `horizon` (their story is over: a verifier
+    dies with its challenge, and the audit log keeps what was decided)."""
+    c = auth_challenges.c
+    old = select(c.digest).where(c.expires_at < horizon).limit(batch).scalar_subquery()
+    return conn.execute(delete(auth_challenges).where(c.digest.in_(old))).rowcount
