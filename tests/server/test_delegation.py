@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
-from baton.core.tokens import TokenKind, mint, random_id
+from baton.core.tokens import TokenKind, digest, mint, random_id
 from baton.passwords import NO_PASSWORD
 from baton.store.base import Client
 from baton.store.schema import audit_log, auth_challenges, users
@@ -71,10 +71,12 @@ def _client(
     return RegisteredClient(client.id, secret.plaintext if secret else None)
 
 
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[Running]:
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """One server for the module (starting one costs more than most tests here): each test
+    has its own clients and browser (`http` forgets the cookies), so none sees another's."""
     with running_app(
-        tmp_path,
+        tmp_path_factory.mktemp("delegation"),
         key_encryption_key=KEK,
         login_url=LOGIN_APP,
         access_token_format="jwt",
@@ -85,6 +87,8 @@ def running(tmp_path: Path) -> Iterator[Running]:
 
 @pytest.fixture
 def http(running: Running) -> TestClient:
+    """A fresh browser: no cookie of an earlier test."""
+    running[0].cookies.clear()
     return running[0]
 
 
@@ -304,10 +308,14 @@ def test_remember_for_bounds_the_session(
 def test_expired_challenges_are_purged(
     http: TestClient, store: SQLStore, rp: RegisteredClient, clock: FakeClock
 ) -> None:
-    challenge_of(start(http, rp)[0])
+    challenge = challenge_of(start(http, rp)[0])
 
     def count() -> int:
-        query = select(func.count()).select_from(auth_challenges)
+        query = (
+            select(func.count())
+            .select_from(auth_challenges)
+            .where(auth_challenges.c.digest == digest(challenge))
+        )
         found: int = anyio.run(store.inspect, lambda c: c.execute(query).scalar_one())
         return found
 
@@ -418,7 +426,8 @@ def test_a_disabled_user_cannot_be_accepted(
     http: TestClient, store: SQLStore, rp: RegisteredClient, token: str
 ) -> None:
     anyio.run(lambda: store.create_user("dave", NO_PASSWORD, 0))
-    anyio.run(store._change, lambda c: c.execute(update(users).values(disabled_at=1)))
+    disable = update(users).where(users.c.username == "dave").values(disabled_at=1)
+    anyio.run(store._change, lambda c: c.execute(disable))
     response, _ = start(http, rp)
     answer = call(
         http,
