@@ -55,6 +55,12 @@ SERVE_OPTIONS = (
     "--session-key-file",
     "--key-reload-interval",
     "--id-token-lifetime",
+    "--login-url",
+    "--consent-url",
+    "--challenge-ttl",
+    "--theme-dir",
+    "--password-min-length",
+    "--mfa-for-admins",
     "--rate-limit-address",
     "--rate-limit-client",
     "--rate-limit-login",
@@ -123,7 +129,7 @@ def create_user(db: str, username: str) -> int:
         username,
         "--password-stdin",
         "--json",
-        input="s3cret pass\n",
+        input="s3cret passphrase\n",
     )
     user_id: int = one_json_object(result)["id"]
     return user_id
@@ -343,7 +349,17 @@ def test_user_create_reads_the_password_from_stdin(db: str) -> None:
 
 def test_user_create_with_password_option_and_json(db: str) -> None:
     payload = one_json_object(
-        ok("user", "create", "--db", db, "--username", "bob", "--password", "pw", "--json")
+        ok(
+            "user",
+            "create",
+            "--db",
+            db,
+            "--username",
+            "bob",
+            "--password",
+            "a fine passphrase",
+            "--json",
+        )
     )
     assert payload["username"] == "bob" and isinstance(payload["id"], int)
 
@@ -358,14 +374,14 @@ def test_user_create_admin_may_enter_the_console(db: str) -> None:
             "--username",
             "root",
             "--password",
-            "pw",
+            "a fine passphrase",
             "--admin",
             "--json",
         )
     )
     assert payload["admin"] is True
     assert _sql(db, "SELECT is_admin FROM users WHERE username = 'root'") == [(1,)]
-    plain = ok("user", "create", "--db", db, "--username", "bob", "--password", "pw")
+    plain = ok("user", "create", "--db", db, "--username", "bob", "--password", "a fine passphrase")
     assert plain.stdout == "created user bob\n"
     assert _sql(db, "SELECT is_admin FROM users WHERE username = 'bob'") == [(0,)]
 
@@ -373,7 +389,14 @@ def test_user_create_admin_may_enter_the_console(db: str) -> None:
 def test_duplicate_user_exits_1(db: str) -> None:
     create_user(db, "alice")
     result = baton(
-        "user", "create", "--db", db, "--username", "alice", "--password-stdin", input="other\n"
+        "user",
+        "create",
+        "--db",
+        db,
+        "--username",
+        "alice",
+        "--password-stdin",
+        input="another passphrase\n",
     )
     failed(result, "alice", "already exists")
 
@@ -466,7 +489,10 @@ def test_grants_revoke_kills_every_token(
 
 COMMANDS_ON_A_DATABASE = {
     "client create": (["client", "create", "--name", "x", "--redirect-uri", REDIRECT_URI], None),
-    "user create": (["user", "create", "--username", "x", "--password-stdin"], "pw\n"),
+    "user create": (
+        ["user", "create", "--username", "x", "--password-stdin"],
+        "a fine passphrase\n",
+    ),
     "grants list": (["grants", "list"], None),
     "grants revoke": (["grants", "revoke", "grt_x"], None),
     "user signout": (["user", "signout", "--username", "x"], None),
@@ -499,7 +525,15 @@ def test_baton_db_environment_variable_and_the_flag_wins(tmp_path: Path) -> None
     env_db, flag_db = str(tmp_path / "env.db"), str(tmp_path / "flag.db")
     ok("db", "upgrade", env={"BATON_DB": env_db})
     assert Path(env_db).exists()
-    ok("user", "create", "--username", "alice", "--password", "pw", env={"BATON_DB": env_db})
+    ok(
+        "user",
+        "create",
+        "--username",
+        "alice",
+        "--password",
+        "a fine passphrase",
+        env={"BATON_DB": env_db},
+    )
     assert _sql(env_db, "SELECT username FROM users") == [("alice",)]
 
     # The flag wins: the (unmigrated) flag database is the one refused ...
@@ -514,7 +548,7 @@ def test_baton_db_environment_variable_and_the_flag_wins(tmp_path: Path) -> None
         "--username",
         "bob",
         "--password",
-        "pw",
+        "a fine passphrase",
         env={"BATON_DB": env_db},
     )
     assert _sql(flag_db, "SELECT username FROM users") == [("bob",)]

@@ -18,7 +18,8 @@ import os
 import click
 
 from baton import __version__
-from baton.cli import clients, db, demo, grants, keys, serve, users
+from baton.cli import clients, db, demo, grants, keys, scopes, serve, upstreams, users
+from baton.cli import mfa as _mfa  # noqa: F401  (adds `user mfa-*` to the `user` group)
 
 
 @click.group()
@@ -42,5 +43,7 @@ main.add_command(users.user)
 main.add_command(grants.grants)
 main.add_command(keys.keys)
 main.add_command(demo.demo)
+main.add_command(scopes.scope)
+main.add_command(upstreams.upstream)
 
 __all__ = ["main"]

@@ -83,6 +83,7 @@ def serve(**params: Any) -> None:
 
     from baton.server import fastpath
     from baton.server.runtime.asgi import CONFIG_VARIABLE
+    from baton.server.runtime.pages import check_theme
     from baton.server.runtime.workers import serve as serve_workers
 
     # The values come through the context, which knows where each came from (`params` too).
@@ -98,6 +99,8 @@ def serve(**params: Any) -> None:
     _webhook_secret(settings.webhook_url, settings.webhook_secret)
     if settings.access_token_format == "jwt":
         check_kek(settings.key_encryption_key)
+    if settings.theme_dir is not None and (problem := check_theme(settings.theme_dir)):
+        fail(f"--theme-dir: {problem}")
 
     async def check() -> tuple[tuple[int, int], frozenset[str]] | None:
         store = SQLStore.open(db, policy, PoolSettings(size=0))

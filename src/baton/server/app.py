@@ -34,6 +34,7 @@ from baton.server.runtime.context import Baton
 from baton.server.runtime.cors import Cors, CorsMiddleware, OriginCache
 from baton.server.runtime.keyring import KeyRing
 from baton.server.runtime.limits import Buckets, Limits, MemoryBuckets, Rate, RedisBuckets
+from baton.server.runtime.pages import Pages
 from baton.server.runtime.protection import (
     SecurityHeaders,
     database_unavailable,
@@ -154,6 +155,8 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         lifespan=lifespan,
     )
     salt = pairwise_salt(settings.key_encryption_key) if settings.key_encryption_key else None
+    # This app's templates, static files and catalogs (`--theme-dir`), read once, here.
+    app.state.pages = Pages(settings.theme_dir)
     app.state.baton = Baton(settings, store, clock, keys, access_format, limits, pairwise_salt=salt)
     # The session key never comes from the database (a read of it must not forge a session):
     # `baton serve` gives it from BATON_SESSION_KEY or its key file. Without one (an app built

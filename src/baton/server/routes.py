@@ -14,15 +14,24 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
 from baton.readme import Section
 from baton.server.admin import api, console
-from baton.server.endpoints import authorize, health, login, logout, openapi, userinfo
+from baton.server.endpoints import (
+    authorize,
+    health,
+    login,
+    logout,
+    mfa,
+    openapi,
+    signout,
+    upstream,
+    userinfo,
+)
 from baton.server.endpoints.feed import (
     MAX_STREAMS_PER_CLIENT,
     revocations_page,
@@ -32,18 +41,11 @@ from baton.server.endpoints.metadata import jwks_endpoint, metadata_document
 from baton.server.endpoints.revocation import introspection_endpoint, revocation_endpoint
 from baton.server.endpoints.token import token_endpoint
 from baton.server.routing import Endpoint, Kind, Table, endpoint
+from baton.server.runtime import pages
 from baton.server.runtime.context import baton
 
 MACHINE = Kind.MACHINE
 PROBE = Kind.PROBE
-
-_STYLESHEET = (Path(__file__).parent / "static" / "baton.css").read_text()
-
-
-async def stylesheet(_request: Request) -> Response:
-    return Response(
-        _STYLESHEET, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"}
-    )
 
 
 async def metadata_endpoint(request: Request) -> JSONResponse:
@@ -322,6 +324,57 @@ TABLE = Table(
             ),
         ),
         endpoint(
+            mfa.SECOND_STEP,
+            "GET",
+            mfa.code_get,
+            openapi=mfa.CODE_PAGE,
+            summary="Sign-in's second step: the TOTP or recovery code form",
+        ),
+        endpoint(
+            mfa.SECOND_STEP,
+            "POST",
+            mfa.code_post,
+            openapi=mfa.CODE,
+            summary="A TOTP code (RFC 6238) or a recovery code after the password",
+            details=(
+                "needs this browser's pending sign-in (a right password, minutes ago); throttled "
+                "like passwords; a code is never accepted twice"
+            ),
+        ),
+        endpoint(
+            mfa.ENROL,
+            "GET",
+            mfa.enrol_get,
+            openapi=mfa.ENROL_PAGE,
+            summary="Enrolment in TOTP of a user who must have a second factor",
+        ),
+        endpoint(
+            mfa.ENROL,
+            "POST",
+            mfa.enrol_post,
+            openapi=mfa.ENROL_FORM,
+            summary="Confirm the new TOTP secret with a code; shows the recovery codes once",
+        ),
+        endpoint(
+            "/login/upstream/{provider_id}",
+            "GET",
+            upstream.start,
+            openapi=upstream.START,
+            summary="Sign in with an upstream OpenID provider (`baton upstream add`)",
+            details="discovery, `state`, `nonce`, PKCE S256; on to the upstream",
+        ),
+        endpoint(
+            "/login/upstream/{provider_id}/callback",
+            "GET",
+            upstream.callback,
+            openapi=upstream.CALLBACK,
+            summary="The upstream's answer: a session for the linked user",
+            details=(
+                "`state` of this browser (single use), RFC 9207 `iss`, the ID token's signature, "
+                "`iss`, `aud`, `nonce`, `exp`; linked by the upstream `sub`"
+            ),
+        ),
+        endpoint(
             "/logout",
             "GET",
             login.logout_get,
@@ -335,6 +388,17 @@ TABLE = Table(
             openapi=openapi.LOGOUT,
             summary="End the browser session (grants stay: revoke them with /revoke)",
             details="a CSRF-protected form; every copy of the session's cookie is signed out",
+        ),
+        endpoint(
+            "/logout/everywhere",
+            "POST",
+            signout.logout_everywhere,
+            openapi=signout.EVERYWHERE,
+            summary="Sign out everywhere: end every session of the signed-in user",
+            details=(
+                "a CSRF-protected form; with the grants those sessions gave without "
+                "`offline_access`, and a back-channel logout to each relying party"
+            ),
         ),
         endpoint(
             "/session/end",
@@ -382,11 +446,11 @@ TABLE = Table(
             ),
         ),
         endpoint(
-            "/static/baton.css",
+            "/static/{name}",
             "GET",
-            stylesheet,
+            pages.static,
             openapi=openapi.STYLESHEET,
-            summary="The pages' stylesheet",
+            summary="The pages' stylesheet and files (a theme's first)",
         ),
     ),
     admin=console.ROUTES,

@@ -12,7 +12,7 @@ from typing import Literal
 
 from baton.core.facts import GrantFacts
 from baton.core.timeline import AccessRecord, EventRecord, RefreshRecord
-from baton.store.base import GrantSummary
+from baton.store.base import GrantSummary, User
 
 PAGE = 50
 FAMILY_PAIRS = 60  # pairs drawn on a timeline; older ones are counted, not drawn
@@ -74,6 +74,27 @@ class Actor:
     now: int
 
 
+@dataclass(frozen=True, slots=True)
+class UserListing:
+    """A user as `baton user list` and the console's list show them: with when they were
+    created and when they last signed in here (None: never, or not since the sessions were
+    purged)."""
+
+    user: User
+    created_at: int
+    last_sign_in: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserEnded:
+    """What disabling or deleting a user ended at once: their live browser sessions and their
+    live grants (each announced on the revocation feed, with a back-channel logout to its relying
+    party)."""
+
+    sessions: int
+    grants_revoked: int
+
+
 __all__ = [
     "FAMILY_PAIRS",
     "PAGE",
@@ -84,4 +105,6 @@ __all__ = [
     "GrantPage",
     "GrantQuery",
     "GrantStatus",
+    "UserEnded",
+    "UserListing",
 ]

@@ -1,6 +1,8 @@
 """The admin console under /admin: clients, grants and their timelines, security events, audit.
 
 Server-rendered HTML, no script (the Content Security Policy allows none), one stylesheet.
+Users: the list, and per user claims, a new password (the password policy), sign out
+everywhere, disable and enable, delete (`baton.store.sql.users`).
 Sign-in is Baton's own (`/login`, with its rate limit and lockout); only users created with
 `baton user create --admin` may enter, others get 403. Every POST carries the session's CSRF
 token and is written to the audit log in the transaction that carries it out. No page ever
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import quote, urlencode
 
+import anyio.to_thread
 from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,6 +26,7 @@ from baton.core import timeline
 from baton.core.claims import PROFILE_MEMBERS
 from baton.core.client_metadata import MetadataError, OidcSettings, checked
 from baton.core.keys import ALGORITHMS
+from baton.core.passwords_policy import MAX_LENGTH, password_problem
 from baton.core.redirects import client_option_problem, redirect_uri_problem
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
@@ -37,8 +41,11 @@ from baton.core.vocabulary import (
     RevocationCause,
     SecurityEventKind,
 )
+from baton.data import common_passwords
+from baton.passwords import NO_PASSWORD, hash_password
 from baton.server.admin.queries import AdminQueries
 from baton.server.admin.timeline_svg import duration, minute, render, when
+from baton.server.admin.upstream_links import user_links
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.forms import Form, read_form
 from baton.server.observability import metrics
@@ -103,7 +110,7 @@ async def record_lockout(request: Request, username: str, seconds: float) -> Non
 async def _signed_in_admin(request: Request) -> User | Response:
     uid = request.session.get("uid")
     user = await baton(request).store.get_user_by_id(uid) if isinstance(uid, int) else None
-    if user is None:
+    if user is None or user.disabled_at is not None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         if request.method != "GET":  # a form posted after the session ended: start over
             target = "/admin/"
@@ -479,7 +486,7 @@ async def _users(
     request: Request, user: User, notice: str | None, error: str | None, status: int
 ) -> Response:
     page = _int(request.query_params.get("page"), _MAX_INT // PAGE - 1) or 0
-    rows = await _admin_store(request).users(offset=page * PAGE, limit=PAGE + 1)
+    rows = await _admin_store(request).user_listing(offset=page * PAGE, limit=PAGE + 1)
     next_url = f"/admin/users?page={page + 1}" if len(rows) > PAGE else None
     context = {
         "user": user,
@@ -519,6 +526,11 @@ async def _user(
         "members": PROFILE_MEMBERS,
         "notice": notice,
         "error": error,
+        "upstream_links": await user_links(request, found.id),
+        "has_password": found.password_hash != NO_PASSWORD,
+        "min_length": baton(request).settings.password_min_length,
+        "max_length": MAX_LENGTH,
+        "is_self": found.id == user.id,
     }
     return _page(request, "admin/user.html", context, status=status)
 
@@ -549,7 +561,9 @@ async def set_user_claims(request: Request) -> Response:
 
 async def sign_out_everywhere(request: Request) -> Response:
     """Ends every browser session of a user at once (a stolen or forgotten session cookie stops
-    working); their grants stay (revoke those on the grants page)."""
+    working), with the grants those sessions gave without `offline_access` and a back-channel
+    logout to their relying parties; grants with offline access stay (disable the user, or revoke
+    them on the grants page)."""
     posted = await _posted(request)
     if isinstance(posted, Response):
         return posted
@@ -559,6 +573,111 @@ async def sign_out_everywhere(request: Request) -> Response:
     if ended is None:
         return await _users(request, user, None, f"There is no user {username!r}.", 404)
     notice = f"Signed {username} out everywhere: {ended} session(s) ended."
+    return await _users(request, user, notice, None, 200)
+
+
+def _capitalized(message: str) -> str:
+    return message[0].upper() + message[1:] + "."
+
+
+def _no_user(request: Request, username: str) -> Response:
+    message = f"There is no user {username!r}."
+    return _page(request, "admin/message.html", {"message": message}, status=404)
+
+
+async def set_user_password(request: Request) -> Response:
+    """Gives a user a new password, typed twice and held to the password policy
+    (`baton.core.passwords_policy`), as `baton user set-password` does; audited (never the
+    password)."""
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
+    username = form.get("username") or ""
+    password = form.get("password") or ""
+    if password != (form.get("password_again") or ""):
+        refusal = "The two passwords differ: type the same password twice."
+        return await _user(request, user, username, None, refusal, 400)
+    min_length = baton(request).settings.password_min_length
+    problem = password_problem(password, min_length, common_passwords(), username=username)
+    if problem is not None:
+        return await _user(request, user, username, None, _capitalized(problem), 400)
+    # Argon2 takes a tenth of a second of CPU: off the event loop.
+    hashed = await anyio.to_thread.run_sync(hash_password, password)
+    if not await _admin_store(request).set_password(username, hashed, _actor(request, user)):
+        return _no_user(request, username)
+    return await _user(request, user, username, "Saved the new password.", None, 200)
+
+
+def _count_revoked(request: Request, revoked: int) -> None:
+    if revoked:
+        revocations = metrics.of(request).revocations.labels(
+            FeedEntryKind.GRANT, RevocationCause.ADMIN.metric_label
+        )
+        revocations.inc(revoked)
+
+
+async def disable_user(request: Request) -> Response:
+    """Disables a user: they cannot sign in, and every session and grant of theirs ends at once
+    (the revocation feed, back-channel logouts). An administrator cannot disable themselves
+    here: `baton user disable` can."""
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
+    username = form.get("username") or ""
+    if username == user.username:
+        refusal = "You cannot disable yourself here (use `baton user disable`)."
+        return await _user(request, user, username, None, refusal, 400)
+    store = _admin_store(request)
+    ended = await store.disable_user(username, _actor(request, user))
+    if ended is None:
+        if await store.user(username) is None:
+            return _no_user(request, username)
+        return await _user(request, user, username, "Already disabled.", None, 200)
+    _count_revoked(request, ended.grants_revoked)
+    notice = (
+        f"Disabled: {ended.sessions} session(s) ended, {ended.grants_revoked} grant(s) revoked."
+    )
+    return await _user(request, user, username, notice, None, 200)
+
+
+async def enable_user(request: Request) -> Response:
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
+    username = form.get("username") or ""
+    store = _admin_store(request)
+    if not await store.enable_user(username, _actor(request, user)):
+        if await store.user(username) is None:
+            return _no_user(request, username)
+        return await _user(request, user, username, "Not disabled.", None, 200)
+    return await _user(request, user, username, "Enabled: the user may sign in again.", None, 200)
+
+
+async def delete_user(request: Request) -> Response:
+    """Deletes a user once their name is typed again to confirm: everything disabling ends, then
+    their personal data; the name is free again. Not oneself."""
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
+    username = form.get("username") or ""
+    if username == user.username:
+        refusal = "You cannot delete yourself here (use `baton user delete`)."
+        return await _user(request, user, username, None, refusal, 400)
+    if form.get("confirm") != username:
+        refusal = "Type the username to confirm the deletion."
+        return await _user(request, user, username, None, refusal, 400)
+    ended = await _admin_store(request).delete_user(username, _actor(request, user))
+    if ended is None:
+        return _no_user(request, username)
+    _count_revoked(request, ended.grants_revoked)
+    notice = (
+        f"Deleted {username}: {ended.sessions} session(s) ended, "
+        f"{ended.grants_revoked} grant(s) revoked; the name is free again."
+    )
     return await _users(request, user, notice, None, 200)
 
 
@@ -605,6 +724,10 @@ ROUTES: tuple[Endpoint, ...] = tuple(
         ("/users/sign-out", "POST", sign_out_everywhere),
         ("/users/claims", "GET", user_page),
         ("/users/claims", "POST", set_user_claims),
+        ("/users/password", "POST", set_user_password),
+        ("/users/disable", "POST", disable_user),
+        ("/users/enable", "POST", enable_user),
+        ("/users/delete", "POST", delete_user),
         ("/events", "GET", events_page),
         ("/audit", "GET", audit_page),
     )

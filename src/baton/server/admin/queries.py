@@ -21,6 +21,8 @@ from baton.store.admin import (
     Family,
     GrantPage,
     GrantQuery,
+    UserEnded,
+    UserListing,
 )
 from baton.store.base import Client, SecurityEvent, User
 
@@ -69,6 +71,26 @@ class AdminQueries(Protocol):
     ) -> list[str] | None:
         """Applies claim changes to the user, audited: the names of the claims changed (None:
         no such user)."""
+        ...
+
+    # The users' life (`baton.store.sql.users.UserStore`), each action audited.
+
+    async def user_listing(self, offset: int = 0, limit: int = PAGE) -> list[UserListing]: ...
+
+    async def set_password(self, username: str, password_hash: str, actor: Actor) -> bool:
+        """False: no such user."""
+        ...
+
+    async def disable_user(self, username: str, actor: Actor) -> UserEnded | None:
+        """Disables the user, ending their sessions and grants (None: no such user, or
+        disabled already)."""
+        ...
+
+    async def enable_user(self, username: str, actor: Actor) -> bool: ...
+
+    async def delete_user(self, username: str, actor: Actor) -> UserEnded | None:
+        """Ends everything as disabling does, erases the user's personal data and frees the
+        name (None: no such user)."""
         ...
 
     async def security_events(

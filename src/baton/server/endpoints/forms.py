@@ -142,7 +142,7 @@ async def browser_form(request: Request) -> Form | Response:
     """A form posted by one of our pages, with its CSRF token checked; or the error page."""
     # Imported here: the machine endpoints parse forms without the server's pages.
     from baton.server.runtime.context import baton
-    from baton.server.runtime.pages import error_page
+    from baton.server.runtime.pages import N_, error_page
     from baton.server.runtime.sessions import csrf_ok
 
     try:
@@ -150,5 +150,5 @@ async def browser_form(request: Request) -> Form | Response:
     except OAuthError as exc:
         return error_page(request, exc.description, exc.status)
     if not csrf_ok(request.session, form.get("csrf")):
-        return error_page(request, "The form expired. Go back and try again.", 403)
+        return error_page(request, N_("The form expired. Go back and try again."), 403)
     return form

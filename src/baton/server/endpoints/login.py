@@ -1,6 +1,11 @@
 """The pages a person signs in and out with: the login form (with the lockout and per-address
 limits of `baton.server.runtime.limits`), the provider's sign-out page, and the home page.
 
+A disabled user is refused like anyone else until the password is right (the attempt counts
+towards the lockouts either way): only someone who knows the password learns that the account is
+disabled. A user with a second factor, or of whom one is required, goes on to the second step
+(`baton.server.endpoints.mfa`) with a pending state that signs nobody in.
+
 Signing in begins a server-side session (`baton.server.runtime.sessions`) and continues to the
 authorization request that asked for it (`next`, which only ever points back at /authorize or
 the console: never an open redirect).
@@ -17,9 +22,11 @@ from starlette.responses import RedirectResponse, Response
 
 from baton.passwords import verify_password
 from baton.server.admin.console import record_lockout
+from baton.server.endpoints import upstream
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.forms import browser_form, read_form
 from baton.server.endpoints.logout import end_op_session
+from baton.server.endpoints.mfa import PENDING, second_step
 from baton.server.observability import metrics
 from baton.server.runtime.context import baton, source_address
 from baton.server.runtime.pages import error_page, page
@@ -50,6 +57,7 @@ _LOGIN_NOTICES = {
 
 
 async def login_get(request: Request) -> Response:
+    await upstream.load_login_choices(request)
     notice = _LOGIN_NOTICES.get(request.query_params.get("reason") or "")
     next_url = _safe_next(request.query_params.get("next"))
     return _login_page(request, next_url, None, 200, notice=notice)
@@ -80,12 +88,14 @@ def _login_page(
         "error": error,
         "notice": notice,
         "username": _login_hint(next_url),
+        "upstreams": upstream.login_choices(request, next_url),
     }
     return page(request, "login.html", context, status, headers)
 
 
 async def login_post(request: Request) -> Response:
     app = baton(request)
+    await upstream.load_login_choices(request)
     try:
         form = await read_form(request, app.settings.max_body_bytes)
     except OAuthError as exc:
@@ -113,10 +123,18 @@ async def login_post(request: Request) -> Response:
     ok = await anyio.to_thread.run_sync(
         verify_password, user.password_hash if user else None, password
     )
+    request.session.pop(PENDING, None)  # a new sign-in drops the previous one's second step
     if user is None or not ok:
         if (locked_for := await app.limits.login_locked_for(username, address, known_device)) > 0:
             await record_lockout(request, username, locked_for)
         return _login_page(request, next_url, "Unknown username or wrong password.", 401)
+    if user.disabled_at is not None:
+        # Told only to whom knows the password; still counted as a failed attempt.
+        return _login_page(request, next_url, "This account is disabled.", 403)
+    # A second factor next: the throttles keep counting until it is done (a right password must
+    # not reset them for whoever then guesses codes).
+    if (step := second_step(request, user, next_url)) is not None:
+        return step
     await app.limits.login_succeeded(username, address, known_device)
     # A fresh session at sign-in (no session fixation), held server-side.
     await begin_session(request, user.id, app.clock.now(), address)

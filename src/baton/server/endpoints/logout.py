@@ -47,7 +47,7 @@ from baton.server.observability import metrics
 from baton.server.observability.delivery import LogoutTokens
 from baton.server.observability.metrics import Metrics
 from baton.server.runtime.context import Baton, baton, source_address
-from baton.server.runtime.pages import templates
+from baton.server.runtime.pages import N_, templates
 from baton.server.runtime.sessions import SID, csrf_ok, csrf_token, session_digest
 from baton.store.base import Client, SignedOut
 
@@ -135,11 +135,11 @@ async def validate(app: Baton, form: Form) -> EndSessionRequest:
     if (token := form.get("id_token_hint")) is not None:
         hint = read_id_token_hint(app, token)
         if hint is None:
-            raise Refusal("The id_token_hint is not an ID token this server issued.")
+            raise Refusal(N_("The id_token_hint is not an ID token this server issued."))
         # §2: "When both client_id and id_token_hint are present, the OP MUST verify that the
         # Client Identifier matches the one used when issuing the ID Token."
         if client_id is not None and client_id != hint.client_id:
-            raise Refusal("The client_id is not the client the id_token_hint was issued to.")
+            raise Refusal(N_("The client_id is not the client the id_token_hint was issued to."))
         client_id = hint.client_id
     client = await enabled_client(app.store, client_id) if client_id is not None else None
     uri = form.get("post_logout_redirect_uri")
@@ -152,7 +152,7 @@ async def validate(app: Baton, form: Form) -> EndSessionRequest:
             )
         # §3.1: the value MUST have been previously registered (exact string comparison).
         if uri not in client.post_logout_redirect_uris:
-            raise Refusal("The post_logout_redirect_uri is not registered for this client.")
+            raise Refusal(N_("The post_logout_redirect_uri is not registered for this client."))
         # The rule registration applies, applied again: never a `javascript:` or plain http off
         # loopback, even if it was stored before the rule.
         if (problem := redirect_uri_problem(uri)) is not None:
@@ -220,9 +220,9 @@ async def end_session_post(request: Request) -> Response:
         target = "/session/end" + ("?" + query if query else "")
         return RedirectResponse(target, status_code=303, headers=_NO_STORE)
     if not csrf_ok(request.session, form.get("csrf")):
-        return _page(request, "The form expired. Go back and try again.", 403)
+        return _page(request, N_("The form expired. Go back and try again."), 403)
     if decision not in ("yes", "no"):
-        return _page(request, "Choose to sign out or to stay signed in.", 400)
+        return _page(request, N_("Choose to sign out or to stay signed in."), 400)
     return await _end_session(request, form, decision == "yes")
 
 
@@ -232,7 +232,7 @@ async def _end_session(request: Request, form: Form, confirmed: bool | None) -> 
         # Each request reads the client and may write: charged to the address, as /authorize.
         await app.limits.check_address(source_address(request))
     except OAuthError as exc:
-        message = "Too many requests from your address. Wait a moment and try again."
+        message = N_("Too many requests from your address. Wait a moment and try again.")
         return _page(request, message, exc.status, exc.headers)
     try:
         ask = await validate(app, form)

@@ -434,8 +434,24 @@ READYZ = _get(
 )
 HOME = _get("home", {"200": _page("The page.")})
 STYLESHEET = _get(
-    "stylesheet",
-    {"200": _response("CSS.", None, **{"text/css": {"type": "string"}})},
+    "staticFile",
+    {
+        "200": _response(
+            "The file: the theme's (`--theme-dir` `static/`), else the built-in one.",
+            None,
+            **{"text/css": {"type": "string"}, "application/octet-stream": {"type": "string"}},
+        ),
+        "404": _response("No such file, or a name that is not one plain file name.", None),
+    },
+    parameters=[
+        {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "description": "A file name (no `/`, not starting with `.`), e.g. `baton.css`.",
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},
+        }
+    ],
 )
 AUTHORIZE = _get(
     "authorize",

@@ -1,36 +1,394 @@
-"""The one template environment behind every HTML page (authorization, sign-in, logout, the
+"""The template environment behind every HTML page (authorization, sign-in, logout, the
 console), so that what a product changes about its pages (a theme folder, translations) is
 changed in one place.
 
-Templates say their words through gettext (`{{ _("Sign in") }}`, `{% trans %}`): with no
-catalog the words are the English ones written in the template. `page()` is how a handler
-answers with a page: it adds what every page needs to the context and never lets a page be
-cached.
+Each app has its `Pages` (made by `create_app` from `Settings.theme_dir`, kept on the app's
+state, never a module global changed per request: two apps in one process keep their own
+themes):
+
+- templates: a theme's `templates/` files take the place of the built-in ones of the same name
+  (a Jinja `ChoiceLoader`, the theme first), so a theme may replace one page or `base.html`;
+- static files: `/static/{name}` serves the theme's `static/` file, else the built-in one
+  (`static_file`), never a file outside those folders;
+- words: templates say them through gettext (`{{ _("Sign in") }}`, `{% trans %}`), looked up
+  in the language chosen for the request (`Pages.language`: the authorization request's
+  `ui_locales`, then `Accept-Language`, then English) in the theme's catalogs, then the
+  built-in ones (`baton.locale`). With no catalog the words are the English ones written in
+  the template.
+
+Python strings shown on a page are marked with `N_()` (which returns them as they are, for
+the catalogs' extraction) and translated when the page renders: `error_page` does it for its
+message, with `values` for the `%(name)s` placeholders; a template translates a string it is
+given with the `translated` filter (`{{ error|translated }}`).
+
+`page()` is how a handler answers with a page: it adds what every page needs to the context
+(`lang` for `<html lang>`, the gettext functions) and never lets a page be cached.
 """
 
 from __future__ import annotations
 
+import gettext
+import mimetypes
+import re
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import jinja2
+from markupsafe import Markup
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.templating import Jinja2Templates
+from starlette.responses import FileResponse, Response
+from starlette.templating import Jinja2Templates, _TemplateResponse
+
+from baton import locale
 
 SERVER = Path(__file__).parents[1]  # baton/server: templates/ and static/
 TEMPLATES = SERVER / "templates"
 STATIC = SERVER / "static"
+DEFAULT_LANGUAGE = "en"
 
 NO_STORE = {"Cache-Control": "no-store"}
+# A static file's name: one path segment of plain characters, not hidden (no `..`, no `/`).
+_STATIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# A language tag as `ui_locales` and `Accept-Language` carry it (RFC 5646, loosely).
+_TAG = re.compile(r"^[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*$")
 
-_environment = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-    autoescape=jinja2.select_autoescape(default=True),
-    extensions=["jinja2.ext.i18n"],
+
+def N_(text: str) -> str:
+    """Marks `text` as a message for the catalogs, unchanged: it is translated where it is
+    shown (`error_page`, the `translated` filter)."""
+    return text
+
+
+def N_plural(one: str, many: str) -> tuple[str, str]:
+    """Marks a message with its plural form for the catalogs, unchanged (for `ngettext`)."""
+    return one, many
+
+
+class ThemeError(ValueError):
+    """A `--theme-dir` that cannot be used: what is wrong with it."""
+
+
+def _base_environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=jinja2.select_autoescape(default=True),
+        extensions=["jinja2.ext.i18n"],
+    )
+    # `{% trans %}` blocks are read with their white space collapsed, as the catalogs hold them.
+    environment.policies["ext.i18n.trimmed"] = True
+    # English until a page's context brings its language's functions (`Pages.render_context`).
+    environment.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    environment.filters["translated"] = _translated
+    environment.filters["lifetime"] = _lifetime
+    return environment
+
+
+# -- translating in templates --------------------------------------------------------------------
+
+
+def _newstyle(catalog: gettext.NullTranslations) -> dict[str, Callable[..., str]]:
+    """The gettext functions a template calls (`_`, `{% trans %}`), in Jinja's "new style":
+    the translation is autoescaped, then given its `%(name)s` values (escaped in turn)."""
+
+    def finish(context: jinja2.runtime.Context, text: str, variables: Mapping[str, Any]) -> str:
+        if context.eval_ctx.autoescape:
+            # The catalog's words are trusted like the template's; the values are escaped.
+            return Markup(text) % variables  # noqa: S704
+        return text % variables
+
+    @jinja2.pass_context
+    def gettext_(context: jinja2.runtime.Context, message: str, **variables: Any) -> str:
+        return finish(context, catalog.gettext(message), variables)
+
+    @jinja2.pass_context
+    def ngettext_(
+        context: jinja2.runtime.Context, one: str, many: str, n: int, **variables: Any
+    ) -> str:
+        variables.setdefault("num", n)
+        return finish(context, catalog.ngettext(one, many, n), variables)
+
+    @jinja2.pass_context
+    def pgettext_(
+        context: jinja2.runtime.Context, where: str, message: str, **variables: Any
+    ) -> str:
+        variables.setdefault("context", where)
+        return finish(context, catalog.pgettext(where, message), variables)
+
+    @jinja2.pass_context
+    def npgettext_(
+        context: jinja2.runtime.Context, where: str, one: str, many: str, n: int, **variables: Any
+    ) -> str:
+        variables.setdefault("num", n)
+        variables.setdefault("context", where)
+        return finish(context, catalog.npgettext(where, one, many, n), variables)
+
+    return {
+        "_": gettext_,
+        "gettext": gettext_,
+        "ngettext": ngettext_,
+        "pgettext": pgettext_,
+        "npgettext": npgettext_,
+    }
+
+
+def _catalog_of(context: jinja2.runtime.Context) -> gettext.NullTranslations:
+    found = context.get("catalog")
+    return found if isinstance(found, gettext.NullTranslations) else gettext.NullTranslations()
+
+
+@jinja2.pass_context
+def _translated(
+    context: jinja2.runtime.Context, text: str | None, values: Mapping[str, Any] | None = None
+) -> str:
+    """A string the handler gave (marked with `N_`), in the page's language. Only given
+    `values` is it formatted, so a message that quotes user input with a `%` stays whole."""
+    if not text:
+        return ""
+    translated = _catalog_of(context).gettext(str(text))
+    if values:
+        try:
+            return translated % dict(values)
+        except (KeyError, ValueError, TypeError):
+            return str(text) % dict(values)
+    return translated
+
+
+# The units `_lifetime` says a span in, the largest first.
+_UNITS = (
+    (86400, N_plural("%(num)d day", "%(num)d days")),
+    (3600, N_plural("%(num)d hour", "%(num)d hours")),
+    (60, N_plural("%(num)d minute", "%(num)d minutes")),
+    (1, N_plural("%(num)d second", "%(num)d seconds")),
 )
-_environment.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
-templates = Jinja2Templates(env=_environment)
+
+
+@jinja2.pass_context
+def _lifetime(context: jinja2.runtime.Context, seconds: int) -> str:
+    """`seconds` in the largest whole unit a person reads at a glance (90 days, 12 hours), in
+    the page's language with its plural rule."""
+    catalog = _catalog_of(context)
+    for size, (one, many) in _UNITS:
+        if seconds >= size or size == 1:
+            count = seconds // size
+            return catalog.ngettext(one, many, count) % {"num": count}
+    raise AssertionError("unreachable")
+
+
+_BASE = _base_environment()
+
+
+# -- one app's pages -----------------------------------------------------------------------------
+
+
+class Pages:
+    """One app's templates, static folders and catalogs: built-in, or a theme's first."""
+
+    def __init__(self, theme_dir: str | Path | None = None) -> None:
+        theme = Path(theme_dir).expanduser() if theme_dir else None
+        if theme is not None and not theme.is_dir():
+            raise ThemeError(f"theme folder {str(theme)!r} does not exist or is not a folder")
+        self.theme = theme
+        themed = theme / "templates" if theme and (theme / "templates").is_dir() else None
+        if themed is None:
+            self.environment = _BASE
+        else:
+            # An overlay shares the filters and globals (the console's too) and has its own
+            # loader and template cache: another app's pages are never this theme's.
+            loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(themed)), _BASE.loader])  # type: ignore[list-item]
+            self.environment = _BASE.overlay(loader=loader, cache_size=400)
+        self.templates = Jinja2Templates(env=self.environment)
+        folders = [locale.HERE, *([theme / "locale"] if theme else [])]
+        self.catalogs = locale.load_catalogs(*folders)
+        self.tags = {DEFAULT_LANGUAGE: DEFAULT_LANGUAGE, **locale.language_names(*folders)}
+        self.static = [*([theme / "static"] if theme else []), STATIC]
+
+    # -- the language of a request ---------------------------------------------------------------
+
+    def language(self, request: Request, context: Mapping[str, Any] | None = None) -> str:
+        """The page's language tag (as `<html lang>` says it): the first of the authorization
+        request's `ui_locales` (OIDC Core §3.1.2.1: "preferred languages ... as a
+        space-separated list of BCP47 language tag values, ordered by preference") that Baton
+        speaks, then the best of `Accept-Language` by its q-values (RFC 9110 §12.5.4), then
+        English."""
+        ui_locales = _ui_locales(request, context or {})
+        for tag in ui_locales.split():
+            if (found := self._match(tag)) is not None:
+                return found
+        for tag in _accepted(request.headers.get("accept-language", "")):
+            if (found := self._match(tag)) is not None:
+                return found
+        return DEFAULT_LANGUAGE
+
+    def _match(self, tag: str) -> str | None:
+        """The catalog for `tag`: itself (`pt-BR`), else its primary language (`fr-CA` -> `fr`)."""
+        if not _TAG.match(tag):
+            return None
+        wanted = tag.replace("_", "-").lower()
+        for candidate in (wanted, wanted.split("-")[0]):
+            if candidate in self.tags:
+                return self.tags[candidate]
+        return None
+
+    def catalog(self, language: str) -> gettext.NullTranslations:
+        return self.catalogs.get(language.lower()) or gettext.NullTranslations()
+
+    def translate(
+        self, request: Request, text: str, values: Mapping[str, Any] | None = None
+    ) -> str:
+        """`text` (marked with `N_`) in the language of `request`'s page, formatted by `values`."""
+        translated = self.catalog(self.language(request)).gettext(text)
+        return translated % dict(values) if values else translated
+
+    # -- rendering -------------------------------------------------------------------------------
+
+    def render_context(self, request: Request, context: Mapping[str, Any]) -> dict[str, Any]:
+        """`context` with what each page needs: its language and the gettext functions."""
+        language = self.language(request, context)
+        catalog = self.catalog(language)
+        return {**context, "lang": language, "catalog": catalog, **_newstyle(catalog)}
+
+    def response(
+        self,
+        request: Request,
+        name: str,
+        context: Mapping[str, Any] | None = None,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+    ) -> _TemplateResponse:
+        return self.templates.TemplateResponse(
+            request,
+            name,
+            self.render_context(request, context or {}),
+            status_code=status_code,
+            headers=headers,
+            media_type=media_type,
+            background=background,
+        )
+
+    # -- static files ----------------------------------------------------------------------------
+
+    def static_file(self, name: str) -> Path | None:
+        """The file `/static/{name}` serves: the theme's, else the built-in one; None for a name
+        that is not one plain file name (`..`, a path, a hidden file) or names no file. A file
+        whose real path (symbolic links followed) leaves its folder is refused too."""
+        if not _STATIC_NAME.match(name) or ".." in name:
+            return None
+        for folder in self.static:
+            candidate = folder / name
+            if not candidate.is_file():
+                continue
+            root = folder.resolve()
+            if candidate.resolve().is_relative_to(root):
+                return candidate
+            return None
+        return None
+
+
+def check_theme(theme_dir: str | Path) -> str | None:
+    """Why `theme_dir` cannot serve (`baton serve` says it before starting), or None: the folder
+    exists, its catalogs read, and each of its templates compiles."""
+    try:
+        pages = Pages(theme_dir)
+    except (ThemeError, locale.CatalogError) as exc:
+        return str(exc)
+    folder = Path(theme_dir).expanduser() / "templates"
+    for path in sorted(folder.rglob("*.html")) if folder.is_dir() else []:
+        name = path.relative_to(folder).as_posix()
+        try:
+            pages.environment.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            return f"{path}:{exc.lineno}: {exc.message}"
+    return None
+
+
+def _ui_locales(request: Request, context: Mapping[str, Any]) -> str:
+    """The `ui_locales` of the authorization request this page belongs to: in its query
+    (/authorize), among the request parameters the page carries on (`params`, the consent and
+    account pages), inside the `next` URL the login page continues to, or as a handler that
+    read a posted form noted it (`request.state.ui_locales`: the form's body is read once)."""
+    if found := request.query_params.get("ui_locales"):
+        return found
+    noted = getattr(request.state, "ui_locales", None)
+    if isinstance(noted, str) and noted:
+        return noted
+    params = context.get("params")
+    if isinstance(params, Iterable) and not isinstance(params, (str, bytes)):
+        for pair in params:
+            if isinstance(pair, tuple) and len(pair) == 2 and pair[0] == "ui_locales":
+                return str(pair[1])
+    next_url = context.get("next") or request.query_params.get("next") or ""
+    if isinstance(next_url, str) and next_url.startswith("/authorize?"):
+        for name, value in parse_qsl(urlsplit(next_url).query):
+            if name == "ui_locales":
+                return value
+    return ""
+
+
+def _accepted(header: str) -> list[str]:
+    """The language ranges of an `Accept-Language` header, most wanted first (by q-value, then
+    by order); `*` and ranges with q=0 left out."""
+    ranked: list[tuple[float, int, str]] = []
+    for index, item in enumerate(header.split(",")[:32]):
+        tag, _, rest = item.strip().partition(";")
+        quality = 1.0
+        for parameter in rest.split(";"):
+            key, _, value = parameter.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        tag = tag.strip()
+        if tag and tag != "*" and 0 < quality <= 1:
+            ranked.append((-quality, index, tag))
+    return [tag for _, _, tag in sorted(ranked)]
+
+
+def pages_of(request: Request) -> Pages:
+    """The pages of the app serving `request` (built-in ones for an app `create_app` did not
+    give any)."""
+    state = request.app.state
+    found = getattr(state, "pages", None)
+    if not isinstance(found, Pages):
+        found = state.pages = _default_pages()
+    return found
+
+
+_DEFAULT: list[Pages] = []
+
+
+def _default_pages() -> Pages:
+    if not _DEFAULT:
+        _DEFAULT.append(Pages())
+    return _DEFAULT[0]
+
+
+class _AppTemplates(Jinja2Templates):
+    """`templates.TemplateResponse(request, ...)` for modules that render a page themselves
+    (the console, RP-initiated logout): through the app's `Pages`, so with its theme and the
+    request's language. `templates.env` is the shared environment, for filters and globals."""
+
+    def TemplateResponse(
+        self,
+        request: Request,
+        name: str,
+        context: dict[str, Any] | None = None,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+    ) -> _TemplateResponse:
+        return pages_of(request).response(
+            request, name, context, status_code, headers, media_type, background
+        )
+
+
+templates = _AppTemplates(env=_BASE)
 
 
 def page(
@@ -41,13 +399,34 @@ def page(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """The template `name` rendered for `request`, never cached (`no-store`)."""
-    return templates.TemplateResponse(
-        request, name, context or {}, status_code=status, headers={**NO_STORE, **(headers or {})}
+    return pages_of(request).response(
+        request, name, context or {}, status, {**NO_STORE, **(headers or {})}
     )
 
 
 def error_page(
-    request: Request, message: str, status: int, headers: dict[str, str] | None = None
+    request: Request,
+    message: str,
+    status: int,
+    headers: dict[str, str] | None = None,
+    values: Mapping[str, Any] | None = None,
 ) -> Response:
-    """The error page: what went wrong, said to the person in front of the browser."""
-    return page(request, "error.html", {"message": message}, status, headers)
+    """The error page: what went wrong, said to the person in front of the browser. `message`
+    is translated (mark it with `N_`), then formatted with `values` (`%(name)s`) if given."""
+    context = {"message": message, "values": dict(values) if values else None}
+    return page(request, "error.html", context, status, headers)
+
+
+async def static(request: Request) -> Response:
+    """`/static/{name}`: a file of the theme's `static/` folder, else a built-in one (the
+    stylesheets); 404 for anything else, a path that tries to leave the folders included."""
+    name = request.path_params.get("name", "")
+    found = pages_of(request).static_file(name)
+    if found is None:
+        return Response("not found\n", 404, media_type="text/plain", headers=NO_STORE)
+    media_type = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
+    return FileResponse(
+        found,
+        media_type=media_type,
+        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )

@@ -255,13 +255,14 @@ async def begin_session(
     user_id: int,
     now: int,
     address: str | None,
+    amr: tuple[str, ...] = PASSWORD_AMR,
     *,
     acr: str | None = None,
-    amr: tuple[str, ...] = PASSWORD_AMR,
     lifetime: int = MAX_AGE,
 ) -> None:
     """Signs `user_id` in on a fresh session (a new id and CSRF token: no session fixation); a
-    session the browser held before ends, for every copy of its cookie.
+    session the browser held before ends, for every copy of its cookie. `amr` says how the
+    user signed in (RFC 8176): a password by default.
 
     The same user signing in again (`prompt=login`, `max_age`) re-authenticates the session they
     have: the new one keeps its public `sid` (OIDC's `sid` identifies the user's session at the

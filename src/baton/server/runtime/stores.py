@@ -14,6 +14,7 @@ from typing import Protocol
 
 from baton.core.keys import StoredKey
 from baton.server.admin.queries import AdminSource
+from baton.server.endpoints.consent import ScopeDescriptions
 from baton.server.endpoints.stores import (
     AuthorizationStore,
     ClientLookup,
@@ -53,6 +54,7 @@ class Store(
     BrowserOrigins,
     ObservedStore,
     AdminSource,
+    ScopeDescriptions,
     Protocol,
 ):
     async def purge(self, now: int, retention: int, batch: int = 500) -> int:

@@ -1,0 +1,493 @@
+"""Signing in with an upstream OpenID Connect provider ("Sign in with ...").
+
+`GET /login/upstream/{id}` reads the upstream's discovery document (cached, its `issuer` exactly
+the configured one), keeps a fresh `state`, `nonce` and PKCE S256 verifier in this browser's
+signed session cookie (single use: the callback takes them out; they live `challenge_ttl`
+seconds), and sends the browser to the upstream's authorization endpoint.
+
+`GET /login/upstream/{id}/callback` checks the `state` against this browser's, the RFC 9207
+`iss` parameter, the upstream's `error`; exchanges the code (client_secret_basic, or `none` for a
+public upstream client, with the PKCE verifier; a short timeout); validates the ID token
+(signature by the upstream's JWKS, refetched once on an unknown `kid`; the claims of
+`baton.core.upstream.check_id_token_claims` against the app's clock); finds the local user by
+the link of (provider, `sub`) as `baton.store.sql.upstream` says; and begins a session whose
+`amr` is the upstream's own (a user who must use a second factor here goes on to Baton's
+second step first, as after a password: `baton.server.endpoints.mfa`). Every refusal is a
+page that says why, with the way back to the login page: never a 500, never a session, never
+a link.
+
+Nothing here logs or stores a token, a code, the verifier or the client secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import httpx
+from joserfc import jws
+from joserfc.errors import JoseError
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from baton.core.jwa import key_allows, registry
+from baton.core.keys import KeyEncryptionError, key_encryption_key
+from baton.core.pkce import s256
+from baton.core.upstream import (
+    Discovery,
+    SignInOutcome,
+    UpstreamError,
+    UpstreamIdentity,
+    UpstreamProvider,
+    check_discovery,
+    check_id_token_claims,
+    check_iss_parameter,
+    discovery_url,
+    open_secret,
+    same_secret,
+)
+from baton.logs import get_logger
+from baton.resource.jose import PublicKey, public_key
+from baton.server.endpoints import login
+from baton.server.endpoints.mfa import second_step
+from baton.server.runtime.context import baton, source_address
+from baton.server.runtime.pages import page
+from baton.server.runtime.sessions import begin_session
+from baton.store.admin import Actor
+from baton.store.base import User
+
+log = get_logger("baton.upstream")
+
+PENDING = "upstream"  # the session cookie's member holding the sign-in under way
+_MAX_DOCUMENT = 512 * 1024  # bytes of a discovery document, JWKS or token response
+
+
+class UpstreamStore(Protocol):
+    """What the upstream sign-in asks of the store (`baton.store.sql.upstream.UpstreamStore`)."""
+
+    async def upstreams(self, *, enabled_only: bool = False) -> list[UpstreamProvider]: ...
+
+    async def upstream(self, provider_id: str) -> UpstreamProvider | None: ...
+
+    async def upstream_sign_in(
+        self, provider: UpstreamProvider, identity: UpstreamIdentity, actor: Actor
+    ) -> SignInOutcome: ...
+
+    async def get_user_by_id(self, user_id: int) -> User | None: ...
+
+
+class UpstreamUnavailable(Exception):
+    """The upstream did not answer (in time), or answered what Baton cannot use."""
+
+    def __init__(self, message: str, status: int = 502) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass
+class Upstreams:
+    """The upstreams' documents this process has read (discovery and JWKS, each for `ttl`
+    seconds of the app's clock), and the HTTP client's timeout for every call to an upstream.
+
+    One per app (`upstreams(request)`); a test may set `app.state.upstreams` to one with a
+    shorter timeout."""
+
+    timeout: float = 10.0
+    ttl: int = 3600
+    transport: httpx.AsyncBaseTransport | None = None
+    _discovery: dict[str, tuple[int, Discovery]] = field(default_factory=dict)
+    _jwks: dict[str, tuple[int, list[dict[str, Any]]]] = field(default_factory=dict)
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=self.timeout, transport=self.transport, follow_redirects=False
+        )
+
+    async def _get_json(self, url: str, name: str) -> Any:
+        try:
+            async with self.client() as client:
+                response = await client.get(url, headers={"Accept": "application/json"})
+        except httpx.TimeoutException as exc:
+            raise UpstreamUnavailable(f"{name} did not answer in time.", 504) from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"{name} cannot be reached.") from exc
+        if response.status_code != 200 or len(response.content) > _MAX_DOCUMENT:
+            raise UpstreamUnavailable(f"{name} answered with an error ({response.status_code}).")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise UpstreamUnavailable(f"{name} answered something that is not JSON.") from exc
+
+    async def discovery(self, provider: UpstreamProvider, now: int) -> Discovery:
+        cached = self._discovery.get(provider.issuer)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        document = await self._get_json(discovery_url(provider.issuer), provider.name)
+        try:
+            found = check_discovery(document, provider.issuer)
+        except UpstreamError as exc:
+            log.warning("upstream discovery refused", provider=provider.id, reason=str(exc))
+            raise UpstreamUnavailable(f"{provider.name} is misconfigured: {exc}.") from exc
+        self._discovery[provider.issuer] = (now + self.ttl, found)
+        return found
+
+    async def keys(
+        self, provider: UpstreamProvider, jwks_uri: str, now: int, *, fresh: bool = False
+    ) -> list[dict[str, Any]]:
+        cached = self._jwks.get(jwks_uri)
+        if not fresh and cached is not None and cached[0] > now:
+            return cached[1]
+        document = await self._get_json(jwks_uri, provider.name)
+        members = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(members, list):
+            raise UpstreamUnavailable(f"{provider.name} published no key set.")
+        found = [m for m in members if isinstance(m, dict)]
+        self._jwks[jwks_uri] = (now + self.ttl, found)
+        return found
+
+
+def upstreams(request: Request) -> Upstreams:
+    state = request.app.state
+    found = getattr(state, "upstreams", None)
+    if not isinstance(found, Upstreams):
+        found = state.upstreams = Upstreams()
+    return found
+
+
+def upstream_store(request: Request) -> UpstreamStore:
+    store: UpstreamStore = request.app.state.baton.store
+    return store
+
+
+_CHOICES = "baton.upstream_choices"  # the request scope's key of the login page's list
+
+
+async def load_login_choices(request: Request) -> None:
+    """Reads the enabled upstreams for the login page this request may render
+    (`login_choices`): the page is rendered by a plain function, the list is a database read."""
+    request.scope[_CHOICES] = await upstream_store(request).upstreams(enabled_only=True)
+
+
+def login_choices(request: Request, next_url: str) -> list[dict[str, str]]:
+    """The enabled upstreams as the login page lists them (`templates/upstreams.html`): a name
+    and the link that starts a sign-in with it, keeping `next`. Empty unless
+    `load_login_choices` read them for this request."""
+    providers: list[UpstreamProvider] = request.scope.get(_CHOICES) or []
+    query = "?" + urlencode({"next": next_url}) if next_url != "/" else ""
+    return [{"name": p.name, "href": f"/login/upstream/{p.id}{query}"} for p in providers]
+
+
+def callback_uri(request: Request, provider_id: str) -> str:
+    return f"{baton(request).settings.issuer_identifier}/login/upstream/{provider_id}/callback"
+
+
+def _refused(request: Request, message: str, status: int, next_url: str = "/") -> Response:
+    """The page of a sign-in that cannot go on, with the way back to the login page."""
+    back = "/login" + (f"?{urlencode({'next': next_url})}" if next_url != "/" else "")
+    return page(request, "upstream_error.html", {"message": message, "back": back}, status)
+
+
+async def _enabled(request: Request) -> UpstreamProvider | None:
+    provider_id = request.path_params["provider_id"]
+    provider = await upstream_store(request).upstream(provider_id)
+    if provider is None or provider.disabled_at is not None:
+        return None
+    return provider
+
+
+async def start(request: Request) -> Response:
+    """`GET /login/upstream/{id}`: on to the upstream's authorization endpoint."""
+    app = baton(request)
+    next_url = login._safe_next(request.query_params.get("next"))
+    provider = await _enabled(request)
+    if provider is None:
+        return _refused(request, "There is no such sign-in provider.", 404, next_url)
+    now = app.clock.now()
+    try:
+        discovery = await upstreams(request).discovery(provider, now)
+    except UpstreamUnavailable as exc:
+        return _refused(request, exc.message, exc.status, next_url)
+    state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    verifier = secrets.token_urlsafe(48)
+    request.session[PENDING] = {
+        "provider": provider.id,
+        "state": state,
+        "nonce": nonce,
+        "verifier": verifier,
+        "next": next_url,
+        "at": now,
+    }
+    params = {
+        "response_type": "code",
+        "client_id": provider.client_id,
+        "redirect_uri": callback_uri(request, provider.id),
+        "scope": provider.scope,
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": s256(verifier),
+        "code_challenge_method": "S256",
+    }
+    parts = urlsplit(discovery.authorization_endpoint)
+    query = (parts.query + "&" if parts.query else "") + urlencode(params)
+    location = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+    return RedirectResponse(location, status_code=303)
+
+
+def _pending(request: Request, provider_id: str) -> dict[str, Any] | None:
+    """This browser's sign-in under way with `provider_id`, taken out of the cookie (single
+    use); None when there is none, it is another provider's, or it is too old."""
+    pending = request.session.pop(PENDING, None)
+    if not isinstance(pending, dict) or pending.get("provider") != provider_id:
+        return None
+    if not all(isinstance(pending.get(k), str) for k in ("state", "nonce", "verifier", "next")):
+        return None
+    app = baton(request)
+    started = pending.get("at")
+    if not isinstance(started, int) or app.clock.now() - started > app.settings.challenge_ttl:
+        return None
+    return pending
+
+
+async def callback(request: Request) -> Response:
+    """`GET /login/upstream/{id}/callback`: the upstream's answer, on to a session."""
+    app = baton(request)
+    params = request.query_params
+    provider_id = request.path_params["provider_id"]
+    pending = _pending(request, provider_id)
+    if pending is None or not same_secret(pending["state"], params.get("state")):
+        log.warning("upstream callback without its sign-in", provider=provider_id)
+        return _refused(
+            request,
+            "This sign-in expired or was started in another browser. Please sign in again.",
+            400,
+        )
+    next_url = login._safe_next(pending["next"])
+    provider = await _enabled(request)
+    if provider is None:
+        return _refused(request, "There is no such sign-in provider.", 404, next_url)
+    now = app.clock.now()
+    try:
+        discovery = await upstreams(request).discovery(provider, now)
+        check_iss_parameter(params.get("iss"), discovery)
+        if "error" in params:
+            log.info("upstream refused", provider=provider.id, error=params["error"][:64])
+            return _refused(
+                request,
+                f"{provider.name} did not sign you in ({params['error'][:64]}).",
+                403,
+                next_url,
+            )
+        code = params.get("code")
+        if not code:
+            return _refused(request, f"{provider.name} sent no authorization code.", 400, next_url)
+        id_token = await _exchange(request, provider, discovery, code, pending["verifier"])
+        identity = await _identity(request, provider, discovery, id_token, pending["nonce"], now)
+    except UpstreamUnavailable as exc:
+        log.warning("upstream sign-in failed", provider=provider.id, reason=exc.message)
+        return _refused(request, exc.message, exc.status, next_url)
+    except UpstreamError as exc:
+        log.warning("upstream sign-in refused", provider=provider.id, reason=str(exc))
+        return _refused(
+            request, f"The sign-in with {provider.name} cannot be trusted: {exc}.", 400, next_url
+        )
+    address = source_address(request)
+    outcome = await upstream_store(request).upstream_sign_in(
+        provider, identity, Actor(f"upstream:{provider.id}", address, now)
+    )
+    if outcome.user_id is None:
+        log.info("upstream sign-in without a user", provider=provider.id, reason=outcome.refusal)
+        return _refused(request, outcome.refusal or "This sign-in is refused.", 403, next_url)
+    # A second factor required here is never skipped: the upstream's sign-in stands for the
+    # password, and the user goes on to Baton's second step (or enrolment) as after one.
+    user = await upstream_store(request).get_user_by_id(outcome.user_id)
+    if user is not None and (step := second_step(request, user, next_url)) is not None:
+        log.info("upstream sign-in needs a second factor", provider=provider.id)
+        return step
+    await begin_session(request, outcome.user_id, now, address, identity.amr)
+    log.info(
+        "signed in by upstream",
+        provider=provider.id,
+        username=outcome.username,
+        linked=outcome.how,
+        source_address=address,
+    )
+    return RedirectResponse(next_url, status_code=303)
+
+
+async def _exchange(
+    request: Request,
+    provider: UpstreamProvider,
+    discovery: Discovery,
+    code: str,
+    verifier: str,
+) -> str:
+    """The ID token of the code (RFC 6749 §4.1.3 with RFC 7636's verifier)."""
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": callback_uri(request, provider.id),
+        "code_verifier": verifier,
+    }
+    headers = {"Accept": "application/json"}
+    if provider.client_secret is None:
+        form["client_id"] = provider.client_id  # a public client: `none` (RFC 6749 §3.2.1)
+    else:
+        secret = _client_secret(request, provider)
+        headers["Authorization"] = _basic(provider.client_id, secret)
+    try:
+        async with upstreams(request).client() as client:
+            response = await client.post(discovery.token_endpoint, data=form, headers=headers)
+    except httpx.TimeoutException as exc:
+        raise UpstreamUnavailable(f"{provider.name} did not answer in time.", 504) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailable(f"{provider.name} cannot be reached.") from exc
+    try:
+        body = response.json() if len(response.content) <= _MAX_DOCUMENT else None
+    except ValueError:
+        body = None
+    if response.status_code != 200 or not isinstance(body, dict):
+        error = body.get("error") if isinstance(body, dict) else None
+        said = f" ({error[:64]})" if isinstance(error, str) else ""
+        raise UpstreamUnavailable(f"{provider.name} refused the sign-in{said}.")
+    id_token = body.get("id_token")
+    if not isinstance(id_token, str):
+        raise UpstreamUnavailable(f"{provider.name} sent no ID token.")
+    return id_token
+
+
+def _client_secret(request: Request, provider: UpstreamProvider) -> str:
+    sealed = provider.client_secret
+    assert sealed is not None
+    secret = baton(request).settings.key_encryption_key
+    try:
+        if not secret:
+            raise KeyEncryptionError("no key-encryption key")
+        return open_secret(key_encryption_key(secret), provider.id, sealed)
+    except (KeyEncryptionError, UpstreamError) as exc:
+        log.error("upstream client secret unavailable", provider=provider.id, reason=str(exc))
+        raise UpstreamUnavailable(
+            f"Signing in with {provider.name} is not set up here correctly.", 503
+        ) from exc
+
+
+def _basic(client_id: str, secret: str) -> str:
+    """RFC 6749 §2.3.1: both form-urlencoded, then Basic."""
+    pair = f"{urlencode({'a': client_id})[2:]}:{urlencode({'a': secret})[2:]}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
+async def _identity(
+    request: Request,
+    provider: UpstreamProvider,
+    discovery: Discovery,
+    id_token: str,
+    nonce: str,
+    now: int,
+) -> UpstreamIdentity:
+    header = _header(id_token)
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in discovery.algorithms:
+        raise UpstreamError(f"the ID token's algorithm {str(alg)[:16]!r} is not accepted")
+    kid = header.get("kid")
+    cache = upstreams(request)
+    payload = None
+    for fresh in (False, True):  # an unknown `kid`: the upstream rotated; read its keys once more
+        members = await cache.keys(provider, discovery.jwks_uri, now, fresh=fresh)
+        candidates = [k for k in _keys(members, alg) if kid is None or k.kid == kid]
+        if candidates or fresh:
+            for key in candidates:
+                try:
+                    payload = jws.deserialize_compact(id_token, key, registry=registry(alg)).payload
+                    break
+                except (JoseError, ValueError, TypeError):
+                    continue
+            break
+    if payload is None:
+        raise UpstreamError("the ID token's signature is not the upstream's")
+    try:
+        claims = json.loads(payload)
+    except ValueError as exc:
+        raise UpstreamError("the ID token's claims are not JSON") from exc
+    if not isinstance(claims, dict):
+        raise UpstreamError("the ID token's claims are not a JSON object")
+    return check_id_token_claims(
+        claims, issuer=discovery.issuer, client_id=provider.client_id, nonce=nonce, now=now
+    )
+
+
+def _header(token: str) -> dict[str, Any]:
+    try:
+        encoded = token.split(".")[0]
+        header = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except (ValueError, IndexError) as exc:
+        raise UpstreamError("the ID token is not a JWS") from exc
+    if not isinstance(header, dict) or token.count(".") != 2:
+        raise UpstreamError("the ID token is not a JWS")
+    return header
+
+
+def _keys(members: list[dict[str, Any]], alg: str) -> list[PublicKey]:
+    """The key set's public signing keys that may check `alg`."""
+    found = []
+    for member in members:
+        if member.get("use") not in (None, "sig"):
+            continue
+        key = public_key(member)
+        if key is not None and key_allows(key, alg):
+            found.append(key)
+    return found
+
+
+# -- the OpenAPI operations of the two routes (`baton.server.routes`) ------------------------------
+
+_PAGE = {"content": {"text/html": {"schema": {"type": "string"}}}}
+_PROVIDER = {
+    "name": "provider_id",
+    "in": "path",
+    "required": True,
+    "description": "The upstream provider's id (`baton upstream add ID`).",
+    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+}
+_REDIRECT = {"Location": {"$ref": "#/components/headers/Location"}}
+START: dict[str, Any] = {
+    "operationId": "upstreamSignIn",
+    "parameters": [
+        _PROVIDER,
+        {
+            "name": "next",
+            "in": "query",
+            "required": False,
+            "description": "Where to continue once signed in (/authorize or the console only).",
+            "schema": {"type": "string"},
+        },
+    ],
+    "responses": {
+        "303": {"description": "To the upstream's authorization endpoint.", "headers": _REDIRECT},
+        "404": {"description": "No such enabled provider.", **_PAGE},
+        "502": {"description": "The upstream's discovery cannot be used.", **_PAGE},
+        "504": {"description": "The upstream did not answer in time.", **_PAGE},
+    },
+}
+CALLBACK: dict[str, Any] = {
+    "operationId": "upstreamCallback",
+    "parameters": [
+        _PROVIDER,
+        *(
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+            for name in ("code", "state", "iss", "error", "error_description")
+        ),
+    ],
+    "responses": {
+        "303": {"description": "Signed in: on to `next`.", "headers": _REDIRECT},
+        "400": {"description": "No sign-in of this browser, or an untrustworthy one.", **_PAGE},
+        "403": {"description": "The upstream or Baton refused the sign-in.", **_PAGE},
+        "404": {"description": "No such enabled provider.", **_PAGE},
+        "502": {"description": "The upstream refused the code or cannot be used.", **_PAGE},
+        "504": {"description": "The upstream did not answer in time.", **_PAGE},
+    },
+}

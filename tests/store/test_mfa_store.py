@@ -1,0 +1,96 @@
+"""The second factor's store calls (baton.store.sql.mfa) on SQLite and PostgreSQL: a time step
+and a recovery code are each spent once, even by requests racing each other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+
+from baton.core import totp
+from baton.store.admin import Actor
+from baton.store.sql import SQLStore
+from tests.support import migrated_store
+
+
+def _store(database: Path | str) -> SQLStore:
+    return migrated_store(database / "baton.db" if isinstance(database, Path) else database)
+
+
+async def _user(store: SQLStore, name: str = "alice") -> int:
+    return (await store.create_user(name, "!", 0)).id
+
+
+def test_a_time_step_is_spent_once_and_only_forwards(database: Path | str) -> None:
+    store = _store(database)
+
+    async def main() -> None:
+        uid = await _user(store)
+        assert not await store.use_totp_step(uid, 5)  # not enrolled: nothing to spend
+        assert await store.enrol_totp(uid, "v1:sealed", 5, [], 0, None)
+        assert not await store.enrol_totp(uid, "v1:other", 9, [], 0, None)  # first one wins
+        assert not await store.use_totp_step(uid, 5)  # the enrolment's step is spent
+        assert await store.use_totp_step(uid, 6)
+        assert not await store.use_totp_step(uid, 6)
+        assert not await store.use_totp_step(uid, 4)
+        results: list[bool] = []
+
+        async def spend() -> None:
+            results.append(await store.use_totp_step(uid, 7))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(4):
+                group.start_soon(spend)
+        assert sorted(results) == [False, False, False, True]
+        state = await store.mfa_state(uid)
+        assert state is not None and (state.sealed_secret, state.last_step) == ("v1:sealed", 7)
+        await store.close()
+
+    anyio.run(main)
+
+
+def test_recovery_codes_are_spent_once_each_and_reset_forgets_them(database: Path | str) -> None:
+    store = _store(database)
+    codes = totp.new_recovery_codes()
+
+    async def main() -> None:
+        uid = await _user(store)
+        other = await _user(store, "bob")
+        assert await store.enrol_totp(uid, "v1:x", 1, totp.recovery_digests(codes), 0, None)
+        first = totp.recovery_digest(codes[0])
+        assert not await store.use_recovery_code(other, first, 1, None)  # not bob's
+        results: list[bool] = []
+
+        async def spend() -> None:
+            results.append(await store.use_recovery_code(uid, first, 1, "192.0.2.1"))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(spend)
+        assert sorted(results) == [False, False, True]
+        state = await store.mfa_state(uid)
+        assert state is not None and state.recovery_codes_left == 9
+
+        reset = await store.reset_mfa("alice", Actor("cli", None, 2))
+        assert reset is not None and not reset.totp_enabled
+        state = await store.mfa_state(uid)
+        assert state is not None and state == type(state)(None, None, 0)
+        assert not await store.use_recovery_code(uid, totp.recovery_digest(codes[1]), 3, None)
+        assert await store.reset_mfa("nobody", Actor("cli", None, 2)) is None
+        await store.close()
+
+    anyio.run(main)
+
+
+def test_requirement_is_set_per_user(database: Path | str) -> None:
+    store = _store(database)
+
+    async def main() -> None:
+        await _user(store)
+        for required in (True, False):
+            found = await store.set_mfa_required("alice", required, Actor("cli", None, 1))
+            assert found is not None and found.mfa_required is required
+        assert await store.set_mfa_required("nobody", True, Actor("cli", None, 1)) is None
+        await store.close()
+
+    anyio.run(main)
