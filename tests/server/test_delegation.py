@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
 from baton.core.tokens import TokenKind, digest, mint, random_id
+from baton.core.vocabulary import RevocationCause
 from baton.passwords import NO_PASSWORD
 from baton.store.base import Client
 from baton.store.schema import audit_log, auth_challenges, users
@@ -751,3 +752,29 @@ def test_revoked_consent_asks_the_consent_app_again(
     challenge_of(start(http, consenting)[0], CONSENT_APP)  # asked again
     info = http.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
     assert info.status_code == 401  # the grant was revoked with the consent
+
+
+def test_a_revoked_grant_asks_the_consent_app_again(
+    http: TestClient, store: SQLStore, consenting: RegisteredClient, token: str, clock: FakeClock
+) -> None:
+    page, verifier = signed_in(http, token, consenting, remember=True)
+    consent = challenge_of(page, CONSENT_APP)
+    accepted = call(http, "PUT", f"/consent-challenges/{consent}/accept", token, {"remember": True})
+    code = code_of(http.get(accepted.json()["redirect_to"]))["code"][0]
+    redeem(http, consenting, code, verifier)
+    assert code_of(start(http, consenting)[0])["code"]  # remembered
+    (summary,) = anyio.run(lambda: store.list_grants(client_id=consenting.id))
+    # An operator's revocation (the console, `baton grants revoke`) forgets the consent.
+    anyio.run(store.revoke_grant, summary.grant.id, clock.now(), RevocationCause.ADMIN)
+    challenge_of(start(http, consenting)[0], CONSENT_APP)
+
+
+def test_a_relying_partys_logout_sends_the_next_authorization_to_the_login_app(
+    http: TestClient, rp: RegisteredClient, token: str
+) -> None:
+    page, verifier = signed_in(http, token, rp, remember=True)
+    code = code_of(allow(http, page))["code"][0]
+    id_token = redeem(http, rp, code, verifier)["id_token"]
+    ended = http.get("/session/end", params={"id_token_hint": id_token})
+    assert ended.status_code == 200, ended.text  # a hint of this session: signed out at once
+    challenge_of(start(http, rp)[0])
