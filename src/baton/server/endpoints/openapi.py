@@ -458,7 +458,11 @@ AUTHORIZE = _get(
     {
         "200": _page("The consent page (signed in, scope not yet consented to)."),
         "302": _redirect("To the client's redirect URI with `code` (or `error`), `state`, `iss`."),
-        "303": _redirect("To `/login?next=...` when nobody is signed in."),
+        "303": _redirect(
+            "To `/login?next=...` when nobody is signed in; or, when a login or consent app "
+            "applies, to it with a `login_challenge` or `consent_challenge` (and the "
+            "`baton_flow` cookie)."
+        ),
         "400": _page("The request cannot be redirected to the client: why."),
         "429": _AUTHORIZE_LIMITED,
         "503": _ref("responses", "UnavailablePage"),
