@@ -26,8 +26,8 @@ serve: migrate
 	$(BIN)/baton serve --db $(DB) $(ARGS)
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	@# The README's generated tables (options, endpoints) are current.
 	$(BIN)/python -m baton.config readme --check

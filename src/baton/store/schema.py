@@ -102,6 +102,10 @@ users = Table(
     Column("totp_secret", Text),
     Column("totp_last_step", BigInteger),
     Column("mfa_required", Boolean, nullable=False, server_default=false()),
+    # Deleted: the personal data is gone and nobody signs in as this user again, but the row
+    # and its username stay, so the name (the `sub` clients know) is never given to another
+    # user (OIDC Core §2: a subject identifier is "never reassigned").
+    Column("deleted_at", Time),
 )
 
 consents = Table(
@@ -114,6 +118,9 @@ consents = Table(
     Column("resources", Text),  # JSON array of the RFC 8707 resources consented to
     # A login app's `remember_for` (seconds from the decision); NULL: until revoked.
     Column("expires_at", Time),
+    # A consent app's claims for the ID token and userinfo (JSON `{"id_token": {...},
+    # "userinfo": {...}}`), given again when the remembered consent answers a later request.
+    Column("claims", Text),
 )
 
 grants = Table(

@@ -8,10 +8,10 @@ The schema of issue 25:
 - `auth_challenges`: login and consent decisions handed to the product's own app.
 - `upstream_providers` and `upstream_links`: "Sign in with ..." and which upstream account is
   which local user.
-- `users`: disabled, when the password last changed, the TOTP secret (sealed) and its last
+- `users`: disabled, deleted (the name kept, never reassigned), when the password last changed, the TOTP secret (sealed) and its last
   accepted step, and whether a second factor is required; `recovery_codes` (digests).
 - `clients`: a login and consent app of the client's own, and its homepage.
-- `consents.expires_at`: a login app's `remember_for`.
+- `consents.expires_at` and `claims`: a consent app's `remember_for`, and the claims it gave.
 - `scopes`: each scope's description on the consent page.
 
 Every change adds a table, a nullable column or one with a default; nothing is rewritten, so
@@ -44,8 +44,10 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("mfa_required", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+        batch_op.add_column(sa.Column("deleted_at", sa.BigInteger(), nullable=True))
     with op.batch_alter_table("consents", schema=None) as batch_op:
         batch_op.add_column(sa.Column("expires_at", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("claims", sa.Text(), nullable=True))
     op.create_table(
         "auth_challenges",
         sa.Column("digest", sa.LargeBinary(length=32), nullable=False),
@@ -130,8 +132,10 @@ def downgrade() -> None:
     op.drop_index("ix_auth_challenges_verifier", table_name="auth_challenges")
     op.drop_table("auth_challenges")
     with op.batch_alter_table("consents", schema=None) as batch_op:
+        batch_op.drop_column("claims")
         batch_op.drop_column("expires_at")
     with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_column("deleted_at")
         batch_op.drop_column("mfa_required")
         batch_op.drop_column("totp_last_step")
         batch_op.drop_column("totp_secret")
