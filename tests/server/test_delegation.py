@@ -423,6 +423,23 @@ def test_bad_login_decisions_are_400_problems(
     assert call(http, "GET", f"/login-challenges/{challenge}", token).status_code == 200
 
 
+def test_a_deleted_users_name_is_not_given_again(
+    http: TestClient, store: SQLStore, rp: RegisteredClient, token: str
+) -> None:
+    anyio.run(lambda: store.create_user("frank", NO_PASSWORD, 0))
+    delete = update(users).where(users.c.username == "frank").values(deleted_at=1)
+    anyio.run(store._change, lambda c: c.execute(delete))
+    response, _ = start(http, rp)
+    answer = call(
+        http,
+        "PUT",
+        f"/login-challenges/{challenge_of(response)}/accept",
+        token,
+        {"subject": "frank"},
+    )
+    assert answer.status_code == 409
+
+
 def test_a_disabled_user_cannot_be_accepted(
     http: TestClient, store: SQLStore, rp: RegisteredClient, token: str
 ) -> None:
@@ -595,11 +612,17 @@ def test_remembered_consent_skips_the_consent_app_until_it_expires(
         {
             "remember": True,
             "remember_for": 300,
+            "session": {"id_token": {"tenant": "acme"}, "userinfo": {"department": "R&D"}},
         },
     )
     code_of(http.get(accepted.json()["redirect_to"]))
-    again, _ = start(http, consenting)
-    assert code_of(again)["code"]  # remembered: neither app asked
+    again, verifier = start(http, consenting)
+    code = code_of(again)["code"][0]  # remembered: neither app asked
+    tokens = redeem(http, consenting, code, verifier)
+    # the remembered decision gives the app's claims again
+    assert claims_of(tokens["id_token"])["tenant"] == "acme"
+    info = http.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert info.json()["department"] == "R&D"
     clock.advance(301)
     later, _ = start(http, consenting)
     consent = challenge_of(later, CONSENT_APP)  # expired: asked again

@@ -83,6 +83,9 @@ class Consent:
     resources: frozenset[str]
     # A consent app's `remember_for`: the decision counts until then (None: until revoked).
     expires_at: int | None = None
+    # A consent app's claims (`{"id_token": {...}, "userinfo": {...}}`), given again when this
+    # remembered decision answers a later request; empty for the built-in page's.
+    claims: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
 
     def covers(
         self, scope: frozenset[str], resources: tuple[str, ...], now: int | None = None

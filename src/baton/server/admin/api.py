@@ -51,7 +51,7 @@ from baton.server.endpoints.revocation import token_kind
 from baton.server.runtime.context import Baton, baton, source_address
 from baton.store.admin import Actor
 from baton.store.base import SignedOut
-from baton.store.sql.challenges import Challenge, NotHonoured, Refused
+from baton.store.sql.challenges import Challenge, NotHonoured, Refused, Remembered
 
 PREFIX = "/admin/api/v1"
 PROBLEM = "application/problem+json"
@@ -167,7 +167,7 @@ class ApiKeeper(Protocol):
         action: str,
         target: str,
         subject: str | None = None,
-        remember_consent: tuple[frozenset[str], tuple[str, ...], int | None] | None = None,
+        remember_consent: Remembered | None = None,
     ) -> Challenge | Refused: ...
 
     async def redeem_verifier(
@@ -248,6 +248,7 @@ _REFUSED = {
     "decided": (409, "challenge-decided", "the challenge was already decided or used"),
     "expired": (410, "challenge-expired", "the challenge has expired"),
     "user_disabled": (409, "user-disabled", "user disabled"),
+    "user_deleted": (409, "user-deleted", "user deleted: the subject is never given again"),
 }
 
 
@@ -342,12 +343,9 @@ def _decide(kind: str, decision: str) -> Handler:
     return decide
 
 
-Remember = tuple[frozenset[str], tuple[str, ...], int | None]
-
-
 def _outcome(
     kind: str, decision: str, body: dict[str, Any], found: Challenge, now: int
-) -> tuple[dict[str, Any], str | None, Remember | None]:
+) -> tuple[dict[str, Any], str | None, Remembered | None]:
     """The decision to record, the login accept's subject, and what a consent accept with
     `remember` records; `BodyError` for a body the contract does not allow."""
     if decision == "reject":
@@ -414,10 +412,11 @@ def _outcome(
         "id_token": claims["id_token"],
         "userinfo": claims["userinfo"],
     }
-    remembered: Remember | None = None
+    remembered: Remembered | None = None
     if remember:
         expires_at = now + remember_for if remember_for else None
-        remembered = (scope, tuple(dict.fromkeys(resources)), expires_at)
+        kept = {place: given for place, given in claims.items() if given}
+        remembered = (scope, tuple(dict.fromkeys(resources)), expires_at, kept)
     return outcome, None, remembered
 
 

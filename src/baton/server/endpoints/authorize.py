@@ -539,10 +539,13 @@ async def _authenticate(
     if asked_now and declined_offline:
         # §11: offline access is the user's to allow; the rest of what they allowed stands.
         scope = scope - {OFFLINE_ACCESS}
+    # A consent app's claims, given again when its remembered decision answers (as Hydra does).
+    given: dict[str, Any] = {}
     if asked_now:
         await app.store.remember_consent(user.id, auth.client.id, scope, auth.resources, now)
     else:
         consent = await app.store.consent(user.id, auth.client.id)
+        given = consent.claims if consent is not None else {}
         remembered = (
             consent is not None
             and consent.covers(scope - {OFFLINE_ACCESS}, auth.resources, now)
@@ -580,8 +583,12 @@ async def _authenticate(
         auth_time=live.auth_time,
         acr=live.acr,
         amr=live.amr,
-        claims={k: v for k, v in values.items() if k in oidc.claims.id_token & consented},
+        claims={
+            **{k: v for k, v in values.items() if k in oidc.claims.id_token & consented},
+            **given.get("id_token", {}),
+        },
         userinfo=tuple(sorted(oidc.claims.userinfo & consented)),
+        userinfo_claims=dict(given.get("userinfo", {})),
     )
     return await _issue_code(app, auth, user, scope, status, sign_in, live.sid)
 

@@ -50,8 +50,11 @@ class Challenge:
         return state_at(self.expires_at, self.decided_at, self.used_at, now)
 
 
+# A consent accept's `remember`: scope, resources, expiry (None: until revoked), the app's
+# claims (`{"id_token": {...}, "userinfo": {...}}`).
+Remembered = tuple[frozenset[str], tuple[str, ...], int | None, dict[str, Any]]
 # Why a decision was not recorded (the API's 404, 409, 410), or a login accept refused (409).
-Refused = Literal["unknown", "decided", "expired", "user_disabled"]
+Refused = Literal["unknown", "decided", "expired", "user_disabled", "user_deleted"]
 # Why a verifier was not honoured.
 NotHonoured = Literal["unknown", "used", "expired", "browser", "kind", "client"]
 
@@ -147,13 +150,13 @@ class ChallengeStore:
         action: str,
         target: str,
         subject: str | None = None,
-        remember_consent: tuple[frozenset[str], tuple[str, ...], int | None] | None = None,
+        remember_consent: Remembered | None = None,
     ) -> Challenge | Refused:
         """Records the app's decision and the verifier that carries it back, once: the decided
         challenge, or why not. A login accept names its `subject`: the user is found or made
         (with no password) in the same transaction, and a disabled one refuses the accept. A
-        consent accept with `remember_consent` (scope, resources, expires_at) records the
-        user's consent for the client, with its expiry."""
+        consent accept with `remember_consent` (scope, resources, expires_at, claims) records
+        the user's consent for the client, with its expiry and the app's claims."""
         now = actor.now
 
         def work(conn: Connection) -> Challenge | Refused:
@@ -165,8 +168,15 @@ class ChallengeStore:
             user_id = found.user_id
             if subject is not None:
                 row = conn.execute(
-                    select(users.c.id, users.c.disabled_at).where(users.c.username == subject)
+                    select(users.c.id, users.c.disabled_at, users.c.deleted_at).where(
+                        users.c.username == subject
+                    )
                 ).one_or_none()
+                if row is not None and row.deleted_at is not None:
+                    # A deleted user's name stays theirs: nobody signs in under it again.
+                    refusal = {"refused": "user_deleted"}
+                    _audit(conn, actor, action, f"{kind}_challenge", target, refusal)
+                    return "user_deleted"
                 if row is not None and row.disabled_at is not None:
                     refusal = {"refused": "user_disabled"}
                     _audit(conn, actor, action, f"{kind}_challenge", target, refusal)
@@ -192,8 +202,8 @@ class ChallengeStore:
             if changed != 1:  # another decision won the race since the read
                 return "decided"
             if remember_consent is not None and user_id is not None:
-                scope, resources, expires_at = remember_consent
-                values = registry.consent_values(scope, resources, now, expires_at)
+                scope, resources, expires_at, claims = remember_consent
+                values = registry.consent_values(scope, resources, now, expires_at, claims)
                 registry.remember_consent(conn, user_id, found.client_id, values)
             detail: dict[str, Any] = {"decision": outcome.get("decision")}
             if subject is not None and kind == LOGIN:

@@ -151,28 +151,38 @@ def set_user_claims(
 
 def consent(conn: Connection, user_id: int, client_id: str) -> Consent | None:
     row = conn.execute(
-        select(consents.c.scope, consents.c.resources, consents.c.expires_at).where(
-            consents.c.user_id == user_id, consents.c.client_id == client_id
-        )
+        select(
+            consents.c.scope, consents.c.resources, consents.c.expires_at, consents.c.claims
+        ).where(consents.c.user_id == user_id, consents.c.client_id == client_id)
     ).one_or_none()
     if row is None:
         return None
+    claims = json.loads(row.claims) if row.claims else {}
     return Consent(
-        parse_scope(row.scope), frozenset(resources_from_stored(row.resources)), row.expires_at
+        parse_scope(row.scope),
+        frozenset(resources_from_stored(row.resources)),
+        row.expires_at,
+        claims if isinstance(claims, dict) else {},
     )
 
 
 def consent_values(
-    scope: frozenset[str], resources: tuple[str, ...], now: int, expires_at: int | None = None
+    scope: frozenset[str],
+    resources: tuple[str, ...],
+    now: int,
+    expires_at: int | None = None,
+    claims: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `consents` row's values for a decision (computed once, outside the transaction);
-    `expires_at`: a consent app's `remember_for` (None: until revoked). A decision replaces the
-    record whole, its expiry included."""
+    `expires_at`: a consent app's `remember_for` (None: until revoked); `claims`: the app's
+    ID token and userinfo claims. A decision replaces the record whole, its expiry and claims
+    included (the built-in page's Allow leaves none)."""
     return {
         "scope": render_scope(scope),
         "resources": stored_resources(sorted(set(resources))),
         "updated_at": now,
         "expires_at": expires_at,
+        "claims": json.dumps(claims, separators=(",", ":"), sort_keys=True) if claims else None,
     }
 
 
