@@ -175,6 +175,8 @@ RFC_CODES = {
     # OpenID Connect Core §3.1.2.6, authentication requests
     "login_required",
     "consent_required",
+    "interaction_required",
+    "account_selection_required",
     "request_not_supported",
     "request_uri_not_supported",
     "registration_not_supported",

@@ -105,7 +105,7 @@ def _middleware_kwargs(app: Starlette, cls: type) -> dict[str, object]:
 def test_the_machine_endpoints_skip_the_session_and_their_posts_take_the_fast_path(
     tmp_path: Path,
 ) -> None:
-    machine = {e.path for e in TABLE.endpoints if e.kind is Kind.MACHINE}
+    machine = {e.path for e in TABLE.endpoints if e.kind is Kind.MACHINE and "{" not in e.path}
     assert machine == {
         "/token",
         "/introspect",
@@ -114,6 +114,9 @@ def test_the_machine_endpoints_skip_the_session_and_their_posts_take_the_fast_pa
         "/revocations/stream",
         "/userinfo",
     }
+    # The admin API: machine endpoints with path parameters, skipped by prefix.
+    admin_api = {e.path for e in TABLE.endpoints if e.kind is Kind.MACHINE} - machine
+    assert admin_api and all(path.startswith("/admin/api/v1/") for path in admin_api)
     probes = {e.path for e in TABLE.endpoints if e.kind is Kind.PROBE}
     assert probes == {"/healthz", "/readyz"}
     with running_app(tmp_path) as (http, _store, _clock):
@@ -122,6 +125,11 @@ def test_the_machine_endpoints_skip_the_session_and_their_posts_take_the_fast_pa
         fast = _middleware_kwargs(app, MachineEndpoints)
         # Machine endpoints and probes skip the session; only the probes skip the access log.
         assert sessions["sessionless"] == machine | probes
+        assert sessions["sessionless_prefixes"] == (
+            "/admin/api/v1/consent-challenges/",
+            "/admin/api/v1/login-challenges/",
+            "/admin/api/v1/subjects/",
+        )
         assert _middleware_kwargs(app, Observe)["unlogged"] == probes
         fast_routes = cast(list[Route], fast["routes"])
         # Their POSTs only: GET /userinfo goes the router's way.

@@ -13,6 +13,7 @@ import click
 
 from baton.cli.common import current_time, db_option, emit, fail, run_with_store
 from baton.core.audience import resource_uri_problem
+from baton.core.challenges import app_url_problem
 from baton.core.client_metadata import (
     ID_TOKEN_ALG_CHOICES,
     MetadataError,
@@ -110,9 +111,45 @@ _OIDC_OPTIONS = (
 
 
 def oidc_options(command: F) -> F:
-    for option in reversed(_OIDC_OPTIONS):
+    for option in reversed(_OIDC_OPTIONS + _APP_OPTIONS):
         command = option(command)
     return command
+
+
+# The client's own login and consent apps (they win over the server's --login-url and
+# --consent-url) and its homepage, named on the consent page and to those apps.
+_APP_OPTIONS = (
+    click.option(
+        "--login-url",
+        help="This client's own login app (https, or http on loopback): /authorize sends the "
+        'browser there with a login_challenge, instead of the server\'s; "" removes it.',
+    ),
+    click.option(
+        "--consent-url",
+        help="This client's own consent app (https, or http on loopback), sent a "
+        'consent_challenge instead of the server\'s; "" removes it.',
+    ),
+    click.option(
+        "--client-uri",
+        help='The client\'s homepage (https, or http on loopback), shown to users; "" removes it.',
+    ),
+)
+_APP_FIELDS = ("login_url", "consent_url", "client_uri")
+
+
+def app_urls(oidc: dict[str, Any]) -> dict[str, Any]:
+    """The `--login-url`, `--consent-url` and `--client-uri` given (taken out of `oidc`), each
+    checked: "" removes the setting; absent ones are left out."""
+    changes: dict[str, Any] = {}
+    for name in _APP_FIELDS:
+        value = oidc.pop(name, None)
+        if value is None:
+            continue
+        option = "--" + name.replace("_", "-")
+        if value and (problem := app_url_problem(value, option)) is not None:
+            fail(problem)
+        changes[name] = value or None
+    return changes
 
 
 def oidc_settings(
@@ -183,6 +220,9 @@ def client_payload(record: Client) -> dict[str, Any]:
         "created_at": record.created_at,
         "disabled_at": record.disabled_at,
         **oidc_payload(OidcSettings.of(record)),
+        "login_url": record.login_url,
+        "consent_url": record.consent_url,
+        "client_uri": record.client_uri,
     }
 
 
@@ -265,6 +305,7 @@ def client_create(
         problem := client_option_problem(public, uris, remember_consent, pkce_optional)
     ) is not None:
         fail(problem)
+    urls = app_urls(oidc)
     settings = oidc_settings(OidcSettings(), uris, **oidc)
     secret = None if public else mint(TokenKind.CLIENT_SECRET)
     record = Client(
@@ -281,6 +322,7 @@ def client_create(
         remember_consent=remember_consent,
         require_pkce=not pkce_optional,
         **settings.fields(),
+        **urls,
     )
 
     async def create(store: SQLStore) -> None:
@@ -310,6 +352,9 @@ def client_create(
         "remember_consent": record.remember_consent,
         "require_pkce": record.require_pkce,
         **oidc_payload(settings),
+        "login_url": record.login_url,
+        "consent_url": record.consent_url,
+        "client_uri": record.client_uri,
     }
     text = f"client_id:     {record.id}"
     if secret is not None:
@@ -330,19 +375,21 @@ def client_create(
 @oidc_options
 @click.option("--json", "as_json", is_flag=True)
 def client_update(db: str, client_id: str, scope: str | None, as_json: bool, **oidc: Any) -> None:
-    """Change a client's scope and OpenID Connect settings; prints the client as it now is."""
+    """Change a client's scope, OpenID Connect settings, login and consent apps and homepage;
+    prints the client as it now is."""
     if scope is not None:
         try:
             scope = render_scope(parse_scope(scope))
         except ScopeError as exc:
             fail(f"--scope: {exc}")
+    urls = app_urls(oidc)
 
     async def update(store: SQLStore) -> Client:
         found = await store.get_client(client_id)
         if found is None:
             fail(f"no client {client_id!r}")
         settings = oidc_settings(OidcSettings.of(found), found.redirect_uris, **oidc)
-        updated = replace(found, **settings.fields())
+        updated = replace(found, **settings.fields(), **urls)
         if scope is not None:
             updated = replace(updated, scope=scope)
         if not await store.update_client_oidc(updated):

@@ -26,6 +26,9 @@ class SignIn:
     claims: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
     # The claims asked by name for the UserInfo response (`claims.userinfo`, §5.5).
     userinfo: tuple[str, ...] = ()
+    # Claims with their values a consent app gave for the UserInfo response (its accept's
+    # `session.userinfo`; never a registered claim name), released by /userinfo as given.
+    userinfo_claims: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
 
     def stored(self) -> str:
         value: dict[str, Any] = {"auth_time": self.auth_time}
@@ -37,6 +40,8 @@ class SignIn:
             value["claims"] = self.claims
         if self.userinfo:
             value["userinfo"] = sorted(self.userinfo)
+        if self.userinfo_claims:
+            value["userinfo_claims"] = self.userinfo_claims
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
     @classmethod
@@ -50,6 +55,8 @@ class SignIn:
             amr=tuple(value.get("amr", ())),
             claims=dict(value.get("claims", {})),
             userinfo=tuple(value.get("userinfo", ())),
+            # Absent from rows written before consent apps: none.
+            userinfo_claims=dict(value.get("userinfo_claims", {})),
         )
 
 

@@ -110,11 +110,13 @@ class ErrorCode(StrEnum):
     INVALID_TARGET = "invalid_target"
     # Baton's own: a rate limit (429 with Retry-After)
     TOO_MANY_REQUESTS = "too_many_requests"
-    # OpenID Connect Core §3.1.2.6, the authentication request's redirects (Baton never needs
-    # `account_selection_required`: a browser holds one session, so with `prompt=none`, which
-    # excludes `select_account`, there is never an account to choose)
+    # OpenID Connect Core §3.1.2.6, the authentication request's redirects (Baton's own pages
+    # never need `account_selection_required` nor `interaction_required`: a browser holds one
+    # session; a login or consent app's rejection may send them, `baton.core.challenges`)
     LOGIN_REQUIRED = "login_required"
     CONSENT_REQUIRED = "consent_required"
+    INTERACTION_REQUIRED = "interaction_required"
+    ACCOUNT_SELECTION_REQUIRED = "account_selection_required"
     REQUEST_NOT_SUPPORTED = "request_not_supported"
     REQUEST_URI_NOT_SUPPORTED = "request_uri_not_supported"
     REGISTRATION_NOT_SUPPORTED = "registration_not_supported"

@@ -143,7 +143,10 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
             ),
             Middleware(CorsMiddleware, cors=cors),
             Middleware(
-                SessionMiddleware, secure=settings.secure_cookies, sessionless=TABLE.sessionless()
+                SessionMiddleware,
+                secure=settings.secure_cookies,
+                sessionless=TABLE.sessionless(),
+                sessionless_prefixes=TABLE.sessionless_prefixes(),
             ),
         ],
         # Exception last, for Starlette alone: the machine endpoints let an unexpected error

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from baton.readme import Section
-from baton.server.admin import console
+from baton.server.admin import api, console
 from baton.server.endpoints import (
     authorize,
     health,
@@ -40,7 +40,7 @@ from baton.server.endpoints.feed import (
 from baton.server.endpoints.metadata import jwks_endpoint, metadata_document
 from baton.server.endpoints.revocation import introspection_endpoint, revocation_endpoint
 from baton.server.endpoints.token import token_endpoint
-from baton.server.routing import Kind, Table, endpoint
+from baton.server.routing import Endpoint, Kind, Table, endpoint
 from baton.server.runtime import pages
 from baton.server.runtime.context import baton
 
@@ -64,6 +64,76 @@ async def openid_configuration_endpoint(request: Request) -> JSONResponse:
 
 async def openapi_endpoint(request: Request) -> JSONResponse:
     return JSONResponse(openapi.openapi_document(baton(request).settings, TABLE))
+
+
+def _admin_api() -> tuple[Endpoint, ...]:
+    """The login and consent delegation room of the admin API (issue 25)."""
+    base = api.PREFIX
+    rows: list[Endpoint] = []
+    for kind, read, accept, reject, ops in (
+        (
+            "login",
+            api.get_login_challenge,
+            api.accept_login,
+            api.reject_login,
+            (openapi.LOGIN_CHALLENGE, openapi.LOGIN_ACCEPT, openapi.LOGIN_REJECT),
+        ),
+        (
+            "consent",
+            api.get_consent_challenge,
+            api.accept_consent,
+            api.reject_consent,
+            (openapi.CONSENT_CHALLENGE, openapi.CONSENT_ACCEPT, openapi.CONSENT_REJECT),
+        ),
+    ):
+        path = f"{base}/{kind}-challenges/{{challenge}}"
+        rows += [
+            endpoint(
+                path,
+                "GET",
+                read,
+                MACHINE,
+                openapi=ops[0],
+                summary=f"A {kind} challenge, for the {kind} app (`admin:challenges`)",
+            ),
+            endpoint(
+                path + "/accept",
+                "PUT",
+                accept,
+                MACHINE,
+                openapi=ops[1],
+                summary=f"Accept a {kind} challenge: `redirect_to` back to Baton",
+            ),
+            endpoint(
+                path + "/reject",
+                "PUT",
+                reject,
+                MACHINE,
+                openapi=ops[2],
+                summary=f"Reject a {kind} challenge: the client gets the OAuth error",
+            ),
+        ]
+    rows += [
+        endpoint(
+            f"{base}/subjects/{{subject}}/sessions",
+            "DELETE",
+            api.delete_sessions,
+            MACHINE,
+            openapi=openapi.SUBJECT_SESSIONS,
+            summary="Sign a subject out everywhere (`admin:sessions`)",
+            details="back-channel logouts as /session/end sends them",
+        ),
+        endpoint(
+            f"{base}/subjects/{{subject}}/consents",
+            "DELETE",
+            api.delete_consents,
+            MACHINE,
+            openapi=openapi.SUBJECT_CONSENTS,
+            summary="Forget a subject's consent and revoke its grants (`admin:sessions`)",
+            details="`?client_id=` for one client; the next authorization asks again",
+        ),
+    ]
+    return tuple(rows)
 
 
 TABLE = Table(
@@ -221,6 +291,20 @@ TABLE = Table(
             openapi=openapi.CONSENT,
             summary="The consent form's Allow or Deny",
         ),
+        endpoint(
+            "/authorize/continue",
+            "GET",
+            authorize.continue_get,
+            openapi=openapi.AUTHORIZE_CONTINUE,
+            summary="Back from a login or consent app with its one-time verifier",
+            details=(
+                "honoured once, in the browser that started the challenge (`baton_flow` "
+                "cookie), before it expires; then on to consent and the code"
+            ),
+        ),
+        # The admin API (`baton.server.admin.api`): machine endpoints, bearer tokens of a
+        # confidential client's client_credentials grant with an admin scope; never a cookie.
+        *_admin_api(),
         endpoint(
             "/login",
             "GET",

@@ -147,7 +147,24 @@ class Table:
 
     def sessionless(self) -> frozenset[str]:
         """The paths the session middleware leaves alone: every machine endpoint's and probe's."""
-        return frozenset(e.path for e in self.endpoints if e.kind in (Kind.MACHINE, Kind.PROBE))
+        return frozenset(
+            e.path
+            for e in self.endpoints
+            if e.kind in (Kind.MACHINE, Kind.PROBE) and "{" not in e.path
+        )
+
+    def sessionless_prefixes(self) -> tuple[str, ...]:
+        """The machine endpoints' paths with parameters, up to the first one: the session
+        middleware leaves everything under them alone (the admin API: no cookie counts)."""
+        return tuple(
+            sorted(
+                {
+                    e.path.split("{", 1)[0]
+                    for e in self.endpoints
+                    if e.kind is Kind.MACHINE and "{" in e.path
+                }
+            )
+        )
 
     def cors_paths(self) -> dict[str, frozenset[str]]:
         """The paths browser apps may call across origins, with the methods of each."""

@@ -84,9 +84,19 @@ class Consent:
 
     scope: frozenset[str]
     resources: frozenset[str]
+    # A consent app's `remember_for`: the decision counts until then (None: until revoked).
+    expires_at: int | None = None
+    # A consent app's claims (`{"id_token": {...}, "userinfo": {...}}`), given again when this
+    # remembered decision answers a later request; empty for the built-in page's.
+    claims: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
 
-    def covers(self, scope: frozenset[str], resources: tuple[str, ...]) -> bool:
-        """The user already allowed all of this: its scope and its resources alike."""
+    def covers(
+        self, scope: frozenset[str], resources: tuple[str, ...], now: int | None = None
+    ) -> bool:
+        """The user already allowed all of this: its scope and its resources alike, and (at
+        `now`) the decision has not expired."""
+        if now is not None and self.expires_at is not None and now >= self.expires_at:
+            return False
         return scope <= self.scope and self.resources.issuperset(resources)
 
 

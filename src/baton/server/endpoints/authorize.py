@@ -14,7 +14,9 @@ is read: plain OAuth is answered as it always was.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, cast
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
@@ -24,6 +26,8 @@ from baton import wire
 from baton.core import pkce
 from baton.core.audience import TargetError
 from baton.core.audience import requested as choose_resources
+from baton.core.challenges import CONSENT as CONSENT_KIND
+from baton.core.challenges import LOGIN as LOGIN_KIND
 from baton.core.claims import (
     OFFLINE_ACCESS,
     OPENID,
@@ -49,7 +53,7 @@ from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.subject import SectorError, subject_for
-from baton.core.tokens import TokenKind, mint
+from baton.core.tokens import TokenKind, digest, mint
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.clientauth import enabled_client
 from baton.server.endpoints.consent import ALLOW_ONLINE, account_page, consent_page
@@ -57,11 +61,18 @@ from baton.server.endpoints.errors import OAuthError, error_description
 from baton.server.endpoints.forms import REPEATABLE, Form, browser_form, parse_pairs
 from baton.server.endpoints.hints import IdTokenHint, read_id_token_hint
 from baton.server.runtime.context import Baton, baton, source_address
-from baton.server.runtime.pages import error_page
+from baton.server.runtime.pages import N_, error_page
 from baton.server.runtime.sessions import (
+    MAX_AGE,
+    SID,
+    AccountDisabled,
+    begin_session,
     live_session,
+    session_digest,
+    session_store,
 )
-from baton.store.base import Client, NewCode, User
+from baton.store.base import Client, Consent, NewCode, User
+from baton.store.sql.challenges import Challenge, NotHonoured
 
 # The parameters that make up an authorization request, carried through login and consent
 # (`resource` may repeat, RFC 8707 §2), in their declared order.
@@ -325,7 +336,7 @@ async def authorize_get(request: Request) -> Response:
         form = Form(parse_pairs(request.url.query))
     except OAuthError as exc:
         return error_page(request, exc.description, exc.status)
-    return await _authorize(request, form, decision=None, status=302)
+    return await _authorize(request, form, decision=None, status=302, fresh=True)
 
 
 async def authorize_post(request: Request) -> Response:
@@ -351,7 +362,9 @@ def _remembers_consent(auth: AuthorizationRequest) -> bool:
     return auth.client.remember_consent and is_https(auth.redirect_uri)
 
 
-async def _authorize(request: Request, form: Form, decision: str | None, status: int) -> Response:
+async def _authorize(
+    request: Request, form: Form, decision: str | None, status: int, fresh: bool = False
+) -> Response:
     app = baton(request)
     try:
         auth = await validate(app, form)
@@ -360,8 +373,46 @@ async def _authorize(request: Request, form: Form, decision: str | None, status:
     except _WithRequest as exc:
         params = {"error": exc.error.error, "error_description": exc.error.description}
         return _redirect(app, exc.request, params, status)
-
     live = live_session(request)
+    if fresh and live is not None and request.session.get(ONCE):
+        # A login app's sign-in without `remember` served the authorization it was made for;
+        # a new authorization request asks the login app again (see `continue_get`).
+        live = None
+    return await _proceed(request, app, auth, live, decision, status)
+
+
+async def _proceed(
+    request: Request,
+    app: Baton,
+    auth: AuthorizationRequest,
+    live: LiveSession | None,
+    decision: str | None,
+    status: int,
+    granted: Granted | None = None,
+) -> Response:
+    """The authorization request `auth`, valid, as this browser's session `live` answers it;
+    `granted`: what a consent app allowed (its verifier came back)."""
+    response = await _answer(request, app, auth, live, decision, status, granted)
+    location = response.headers.get("location", "")
+    if request.session.get(ONCE) and location.startswith(auth.redirect_uri):
+        # The answer goes to the client: the single-use sign-in is over (its grants live on,
+        # as those of a session signed out do).
+        secret = request.session.get(SID)
+        if isinstance(secret, str):
+            await session_store(request).end_session(session_digest(secret), app.clock.now())
+        request.session.clear()
+    return response
+
+
+async def _answer(
+    request: Request,
+    app: Baton,
+    auth: AuthorizationRequest,
+    live: LiveSession | None,
+    decision: str | None,
+    status: int,
+    granted: Granted | None,
+) -> Response:
     user = await app.store.get_user_by_id(live.user_id) if live is not None else None
     oidc = auth.oidc
     # The consent page's "only while I am signed in" answer (offered to an OpenID request with
@@ -375,15 +426,17 @@ async def _authorize(request: Request, form: Form, decision: str | None, status:
     if oidc is not None:
         try:
             return await _authenticate(
-                request, app, auth, oidc, live, user, decision, status, declined_offline
+                request, app, auth, oidc, live, user, decision, status, declined_offline, granted
             )
         except RedirectError as exc:
             params = {"error": exc.error, "error_description": exc.description}
             return _redirect(app, auth, params, status)
 
-    if user is None:
-        return _to_login(auth.params)
+    if user is None or live is None:
+        return await _ask_login(request, app, auth, auth.params, None, None, None)
 
+    if granted is not None:  # a consent app's decision
+        return await _issue_code(app, granted.applied(auth), user, granted.scope, status)
     if decision == "deny":
         return _denied(app, auth, status)
     now = app.clock.now()
@@ -393,9 +446,9 @@ async def _authorize(request: Request, form: Form, decision: str | None, status:
         # Consent is a decision this user recorded for this client, covering this request's
         # scope and resources; never inferred (an empty scope is a subset of any scope).
         consent = await app.store.consent(user.id, auth.client.id)
-        remembered = consent is not None and consent.covers(auth.scope, auth.resources)
+        remembered = consent is not None and consent.covers(auth.scope, auth.resources, now)
         if not (remembered and _remembers_consent(auth)):
-            return await consent_page(request, app, auth, user.username)
+            return await _ask_consent(request, app, auth, user, consent)
     return await _issue_code(app, auth, user, auth.scope, status)
 
 
@@ -444,6 +497,7 @@ async def _authenticate(
     decision: str | None,
     status: int,
     declined_offline: bool = False,
+    granted: Granted | None = None,
 ) -> Response:
     """An OpenID Connect authentication request (Core §3.1.2), once it is valid: sign in (again)
     if it asks, let the user choose the account, ask consent, and issue the code with the
@@ -455,13 +509,25 @@ async def _authenticate(
             # §3.1.2.1, prompt=none: "An error is returned if an End-User is not already
             # authenticated".
             raise RedirectError(ErrorCode.LOGIN_REQUIRED, "no one is signed in")
-        return _to_login(_continuation(auth))
+        return await _ask_login(request, app, auth, _continuation(auth), None, None, None)
     if (reason := _sign_in_again(app, auth, oidc, live, user, now)) is not None:
         if oidc.silent:
             raise RedirectError(ErrorCode.LOGIN_REQUIRED, _SIGN_IN_AGAIN[reason])
-        return _to_login(_continuation(auth), reason)
+        return await _ask_login(request, app, auth, _continuation(auth), reason, live, user)
 
+    if granted is not None:  # a consent app's decision: what it allowed, with its claims
+        return await _issue_code(
+            app,
+            granted.applied(auth),
+            user,
+            granted.scope,
+            status,
+            *_granted(oidc, live, user, granted),
+        )
     if SELECT_ACCOUNT in oidc.prompt and decision is None:
+        if _login_app(app, auth.client) is not None:
+            # The login app knows the accounts: choosing one is its page's to show.
+            return await _ask_login(request, app, auth, _continuation(auth), None, live, user)
         # §3.1.2.1, select_account: "The Authorization Server SHOULD prompt the End-User to
         # select a user account." This browser holds one session: the choice is to go on with
         # it, or to sign in with another account.
@@ -474,13 +540,16 @@ async def _authenticate(
     if asked_now and declined_offline:
         # §11: offline access is the user's to allow; the rest of what they allowed stands.
         scope = scope - {OFFLINE_ACCESS}
+    # A consent app's claims, given again when its remembered decision answers (as Hydra does).
+    given: dict[str, Any] = {}
     if asked_now:
         await app.store.remember_consent(user.id, auth.client.id, scope, auth.resources, now)
     else:
         consent = await app.store.consent(user.id, auth.client.id)
+        given = consent.claims if consent is not None else {}
         remembered = (
             consent is not None
-            and consent.covers(scope - {OFFLINE_ACCESS}, auth.resources)
+            and consent.covers(scope - {OFFLINE_ACCESS}, auth.resources, now)
             and _remembers_consent(auth)
         )
         # §11: offline access needs the user's consent: "the prompt parameter MUST contain
@@ -490,7 +559,7 @@ async def _authenticate(
         # relying party asked for. Under prompt=none, which cannot ask, offline_access is
         # ignored (the §11 answer when no such condition holds) and the rest is answered.
         offline_pending = OFFLINE_ACCESS in scope and not (
-            consent is not None and consent.covers(scope, auth.resources)
+            consent is not None and consent.covers(scope, auth.resources, now)
         )
         # Claims asked for by name beyond what the scope releases are released only when the
         # consent page listed them (a remembered consent records scopes, not claims).
@@ -500,9 +569,9 @@ async def _authenticate(
                 raise RedirectError(
                     ErrorCode.CONSENT_REQUIRED, "the user has not allowed this client this access"
                 )
-            return await consent_page(request, app, auth, user.username)
+            return await _ask_consent(request, app, auth, user, consent)
         if (offline_pending or claims_pending) and not oidc.silent:
-            return await consent_page(request, app, auth, user.username)
+            return await _ask_consent(request, app, auth, user, consent)
         if offline_pending:
             scope = scope - {OFFLINE_ACCESS}
     # What the user agreed to see released: the claims of the granted scopes (§5.4), and those
@@ -515,8 +584,12 @@ async def _authenticate(
         auth_time=live.auth_time,
         acr=live.acr,
         amr=live.amr,
-        claims={k: v for k, v in values.items() if k in oidc.claims.id_token & consented},
+        claims={
+            **{k: v for k, v in values.items() if k in oidc.claims.id_token & consented},
+            **given.get("id_token", {}),
+        },
         userinfo=tuple(sorted(oidc.claims.userinfo & consented)),
+        userinfo_claims=dict(given.get("userinfo", {})),
     )
     return await _issue_code(app, auth, user, scope, status, sign_in, live.sid)
 
@@ -596,3 +669,316 @@ def _to_login(params: tuple[tuple[str, str], ...], reason: str | None = None) ->
     if reason is not None:
         location += "&reason=" + reason
     return RedirectResponse(location, status_code=303)
+
+
+# -- login and consent apps ----------------------------------------------------------------------
+#
+# When a login app applies (the client's `login_url`, else the server's), /authorize hands the
+# sign-in to it: a challenge (`baton.store.sql.challenges`) carries the request, the browser gets
+# a binding cookie, and the app, having decided over the admin API (`baton.server.admin.api`),
+# sends the browser back to /authorize/continue with a one-time verifier. The same for consent.
+
+# The browser binding: a random value, its SHA-256 stored with each challenge this browser
+# starts; a verifier comes back only in the browser that holds it.
+FLOW_COOKIE = "baton_flow"
+_FLOW_PATH = "/authorize"
+# The session cookie's mark of a login app's sign-in without `remember`: it answers the
+# authorization it was made for (and its consent step), then ends (`_proceed`).
+ONCE = "once"
+CONTINUE_PATH = "/authorize/continue"
+
+
+class ChallengeKeeper(Protocol):
+    """What /authorize asks of the store about challenges (`baton.store.sql.ChallengeStore`)."""
+
+    async def create_challenge(
+        self,
+        digest: bytes,
+        kind: str,
+        client_id: str,
+        browser: bytes,
+        request: dict[str, Any],
+        user_id: int | None,
+        now: int,
+        expires_at: int,
+    ) -> None: ...
+
+    async def redeem_verifier(
+        self, verifier: bytes, kind: str, client_id: str, browser: bytes | None, now: int
+    ) -> Challenge | NotHonoured: ...
+
+
+def _keeper(app: Baton) -> ChallengeKeeper:
+    return cast(ChallengeKeeper, app.store)
+
+
+@dataclass(frozen=True)
+class Granted:
+    """A consent app's accept: the scope and resources it allowed, and the claims it gave."""
+
+    scope: frozenset[str]
+    resources: tuple[str, ...]
+    id_token: dict[str, Any]
+    userinfo: dict[str, Any]
+    remember: bool = False
+
+    def applied(self, auth: AuthorizationRequest) -> AuthorizationRequest:
+        return replace(auth, resources=self.resources)
+
+
+def _granted(
+    oidc: OidcRequest, live: LiveSession, user: User, granted: Granted
+) -> tuple[SignIn, str | None]:
+    """The sign-in a consent app's accept gives the code: the standard claims its scopes and
+    the `claims` request name (the app was shown them), then the app's own ID token claims."""
+    consented = for_scope(granted.scope) | oidc.named_claims
+    values = user_claims(
+        user.username, user.email, user.email_verified, user.profile, user.updated_at
+    )
+    claims = {k: v for k, v in values.items() if k in oidc.claims.id_token & consented}
+    sign_in = SignIn(
+        auth_time=live.auth_time,
+        acr=live.acr,
+        amr=live.amr,
+        claims={**claims, **granted.id_token},
+        userinfo=tuple(sorted(oidc.claims.userinfo & consented)),
+        userinfo_claims=dict(granted.userinfo),
+    )
+    return sign_in, live.sid
+
+
+def _login_app(app: Baton, client: Client) -> str | None:
+    """The login app's URL for `client`: its own, else the server's; None: the built-in page."""
+    return client.login_url or app.settings.login_url
+
+
+def _consent_app(app: Baton, client: Client) -> str | None:
+    return client.consent_url or app.settings.consent_url
+
+
+async def _ask_login(
+    request: Request,
+    app: Baton,
+    auth: AuthorizationRequest,
+    params: tuple[tuple[str, str], ...],
+    reason: str | None,
+    live: LiveSession | None,
+    user: User | None,
+) -> Response:
+    """To the login page, or to the login app with a challenge; `params` is the request as it
+    goes on once signed in (`_continuation`)."""
+    url = _login_app(app, auth.client)
+    if url is None:
+        return _to_login(params, reason)
+    session = None
+    if live is not None and user is not None:
+        session = {
+            "subject": user.username,
+            "auth_time": live.auth_time,
+            "acr": live.acr,
+            "amr": list(live.amr),
+        }
+    return await _challenge(request, app, auth, LOGIN_KIND, url, params, None, {"session": session})
+
+
+async def _ask_consent(
+    request: Request, app: Baton, auth: AuthorizationRequest, user: User, consent: Consent | None
+) -> Response:
+    """The consent page, or the consent app with a challenge."""
+    url = _consent_app(app, auth.client)
+    if url is None:
+        return await consent_page(request, app, auth, user.username)
+    now = app.clock.now()
+    remembered = None
+    if consent is not None and consent.covers(frozenset(), (), now):  # not expired
+        remembered = {
+            "scope": sorted(consent.scope),
+            "resource": sorted(consent.resources),
+            "expires_at": consent.expires_at,
+        }
+    oidc = auth.oidc
+    extra = {
+        "subject": user.username,
+        "requested_claims": {
+            "id_token": sorted(oidc.claims.id_token) if oidc is not None else [],
+            "userinfo": sorted(oidc.claims.userinfo) if oidc is not None else [],
+        },
+        "remembered": remembered,
+    }
+    return await _challenge(request, app, auth, CONSENT_KIND, url, auth.params, user.id, extra)
+
+
+def _oidc_summary(auth: AuthorizationRequest) -> dict[str, Any] | None:
+    """The OpenID Connect parameters a login or consent app may honour (Core §3.1.2.1)."""
+    oidc = auth.oidc
+    if oidc is None:
+        return None
+    given = dict(auth.params)
+    return {
+        "prompt": sorted(oidc.prompt),
+        "max_age": oidc.max_age,
+        "login_hint": oidc.login_hint,
+        "ui_locales": given.get("ui_locales", "").split(),
+        "acr_values": given.get("acr_values", "").split(),
+        "id_token_hint_subject": oidc.hint.sub if oidc.hint is not None else None,
+    }
+
+
+def _flow_value(request: Request) -> str:
+    """This browser's binding value: the cookie's, if it has one of the right shape (so flows
+    in two tabs both come back), else a new one."""
+    held = request.cookies.get(FLOW_COOKIE)
+    if (
+        held is not None
+        and len(held) == 43
+        and held.isascii()
+        and held.replace("-", "").replace("_", "").isalnum()
+    ):
+        return held
+    return secrets.token_urlsafe(32)
+
+
+async def _challenge(
+    request: Request,
+    app: Baton,
+    auth: AuthorizationRequest,
+    kind: str,
+    url: str,
+    params: tuple[tuple[str, str], ...],
+    user_id: int | None,
+    extra: dict[str, Any],
+) -> Response:
+    """Stores a challenge of `kind` for this request and browser, and sends the browser to the
+    app at `url` with it (`login_challenge` / `consent_challenge`)."""
+    value = secrets.token_urlsafe(32)  # 256 bits, 43 characters
+    browser = _flow_value(request)
+    now = app.clock.now()
+    ttl = app.settings.challenge_ttl
+    carried = {
+        "params": [list(pair) for pair in params],
+        "client": {
+            "client_id": auth.client.id,
+            "client_name": auth.client.name,
+            "client_uri": auth.client.client_uri,
+            "redirect_uri": auth.redirect_uri,
+        },
+        "requested_scope": sorted(auth.scope),
+        "requested_resource": list(auth.resources),
+        "oidc": _oidc_summary(auth),
+        **extra,
+    }
+    await _keeper(app).create_challenge(
+        digest(value), kind, auth.client.id, digest(browser), carried, user_id, now, now + ttl
+    )
+    sep = "&" if "?" in url else "?"
+    response = RedirectResponse(
+        url + sep + urlencode({f"{kind}_challenge": value}),
+        status_code=303,
+        headers={"Cache-Control": "no-store"},
+    )
+    response.set_cookie(
+        FLOW_COOKIE,
+        browser,
+        max_age=ttl,
+        path=_FLOW_PATH,
+        secure=app.settings.secure_cookies,
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+# Why a verifier is refused, said on the error page (never followed: the request it carries
+# may be another browser's).
+_NOT_HONOURED = {
+    "unknown": ("This sign-in link is not valid.", 400),
+    "used": ("This sign-in link was already used. Start again from the application.", 400),
+    "expired": ("This sign-in link has expired. Start again from the application.", 400),
+    "browser": ("This sign-in was started in another browser. Start again here.", 403),
+    "kind": ("This sign-in link is not valid here.", 403),
+    "client": ("This sign-in link is for another application.", 403),
+}
+
+
+async def continue_get(request: Request) -> Response:
+    """Where a login or consent app sends the browser back: `client_id` and a one-time
+    `login_verifier` or `consent_verifier`. Honoured once, in the browser that started the
+    challenge, before it expires; then the authorization request goes on as the built-in pages
+    would have it."""
+    if (limited := await _rate_limited(request)) is not None:
+        return limited
+    app = baton(request)
+    query = request.query_params
+    client_id = query.get("client_id")
+    login_verifier, consent_verifier = query.get("login_verifier"), query.get("consent_verifier")
+    if not client_id or (login_verifier is None) == (consent_verifier is None):
+        return error_page(request, "This link names no sign-in to continue.", 400)
+    kind = LOGIN_KIND if login_verifier is not None else CONSENT_KIND
+    verifier = login_verifier or consent_verifier or ""
+    held = request.cookies.get(FLOW_COOKIE)
+    now = app.clock.now()
+    found = await _keeper(app).redeem_verifier(
+        digest(verifier), kind, client_id, digest(held) if held else None, now
+    )
+    if isinstance(found, str):
+        message, status = _NOT_HONOURED[found]
+        return error_page(request, message, status)
+    try:
+        auth = await validate(app, Form([(str(k), str(v)) for k, v in found.request["params"]]))
+    except PageError as exc:
+        return error_page(request, exc.message, exc.status)
+    except _WithRequest as exc:  # the client changed since the request was made
+        params = {"error": exc.error.error, "error_description": exc.error.description}
+        return _redirect(app, exc.request, params, 303)
+    outcome = found.outcome or {}
+    if outcome.get("decision") != "accept":
+        params = {"error": str(outcome.get("error", ErrorCode.ACCESS_DENIED))}
+        if outcome.get("error_description"):
+            params["error_description"] = str(outcome["error_description"])
+        return _redirect(app, auth, params, 303)
+    if kind == LOGIN_KIND:
+        return await _signed_in_by_app(request, app, auth, found, outcome)
+    live = live_session(request)
+    if live is None or live.user_id != found.user_id:
+        # The sign-in the consent was asked for has ended (or another user signed in since).
+        return error_page(request, "You were signed out. Start again from the application.", 403)
+    granted = Granted(
+        scope=frozenset(outcome.get("grant_scope", ())),
+        resources=tuple(outcome.get("grant_resource", ())),
+        id_token=dict(outcome.get("id_token", {})),
+        userinfo=dict(outcome.get("userinfo", {})),
+    )
+    return await _proceed(request, app, auth, live, None, 303, granted)
+
+
+async def _signed_in_by_app(
+    request: Request,
+    app: Baton,
+    auth: AuthorizationRequest,
+    found: Challenge,
+    outcome: dict[str, Any],
+) -> Response:
+    """A login app's accept: a session begins for its subject, as the login form's does, with
+    its `acr` and `amr`; then the request goes on (to consent, then the code)."""
+    user = await app.store.get_user_by_id(found.user_id) if found.user_id is not None else None
+    if user is None or user.disabled_at is not None:
+        return error_page(request, N_("This account is disabled."), 403)
+    remember = bool(outcome.get("remember"))
+    lifetime = int(outcome.get("remember_for") or MAX_AGE)
+    acr = outcome.get("acr")
+    try:
+        await begin_session(
+            request,
+            user.id,
+            app.clock.now(),
+            source_address(request),
+            acr=acr if isinstance(acr, str) else None,
+            amr=tuple(str(a) for a in outcome.get("amr", ())),
+            lifetime=lifetime,
+        )
+    except AccountDisabled:
+        # Disabled (or deleted) between the app's accept and this browser's return.
+        return error_page(request, N_("This account is disabled."), 403)
+    if not remember:
+        request.session[ONCE] = True
+    return await _proceed(request, app, auth, live_session(request), None, 303)

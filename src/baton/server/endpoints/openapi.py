@@ -458,7 +458,11 @@ AUTHORIZE = _get(
     {
         "200": _page("The consent page (signed in, scope not yet consented to)."),
         "302": _redirect("To the client's redirect URI with `code` (or `error`), `state`, `iss`."),
-        "303": _redirect("To `/login?next=...` when nobody is signed in."),
+        "303": _redirect(
+            "To `/login?next=...` when nobody is signed in; or, when a login or consent app "
+            "applies, to it with a `login_challenge` or `consent_challenge` (and the "
+            "`baton_flow` cookie)."
+        ),
         "400": _page("The request cannot be redirected to the client: why."),
         "429": _AUTHORIZE_LIMITED,
         "503": _ref("responses", "UnavailablePage"),
@@ -735,3 +739,280 @@ def openapi_document(settings: Settings, table: Table) -> dict[str, Any]:
             },
         },
     }
+
+
+# -- login and consent delegation: /authorize/continue and the admin API ---------------------------
+
+AUTHORIZE_CONTINUE = _get(
+    "authorizeContinue",
+    {
+        "200": _page("The consent page (a login app signed the user in; no consent app)."),
+        "303": _redirect(
+            "To the client with `code` or `error`, `state`, `iss`; or on to the consent app."
+        ),
+        "400": _page("No verifier, or an unknown, used or expired one: the error page."),
+        "403": _page(
+            "A verifier from another browser, of the other kind, or of another client; or the "
+            "sign-in a consent was asked for has ended: the error page, never followed."
+        ),
+        "429": _AUTHORIZE_LIMITED,
+        "503": _ref("responses", "UnavailablePage"),
+    },
+    description=(
+        "Where a login or consent app sends the browser back (the `redirect_to` of its accept or "
+        "reject). Honoured once, in the browser that started the challenge (its `baton_flow` "
+        "cookie), before the challenge expires."
+    ),
+    parameters=[
+        _query("client_id", "The client the challenge was made for.", {"type": "string"}),
+        _query("login_verifier", "A login app's one-time verifier.", {"type": "string"}),
+        _query("consent_verifier", "A consent app's one-time verifier.", {"type": "string"}),
+    ],
+)
+
+PROBLEM_JSON = "application/problem+json"
+_PROBLEM_SCHEMA: Schema = {
+    "type": "object",
+    "description": "RFC 9457 problem details.",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+
+def _problem(description: str, **headers: Any) -> Schema:
+    return _response(description, {**_NO_STORE, **headers}, **{PROBLEM_JSON: _PROBLEM_SCHEMA})
+
+
+_ADMIN_AUTH_ERRORS: dict[str, Any] = {
+    "401": _problem(
+        "No bearer token, or one unknown, expired, revoked, or of a disabled or public client.",
+        **_BEARER_CHALLENGE,
+    ),
+    "403": _problem(
+        "`insufficient_scope`: not a client_credentials token, or without the admin scope.",
+        **_BEARER_CHALLENGE,
+    ),
+    "404": _response(
+        "No such challenge or subject (or no such path).",
+        None,
+        **{PROBLEM_JSON: _PROBLEM_SCHEMA, JSON: _ERROR},
+    ),
+    "429": _problem("The client's rate limit is spent.", **_RETRY),
+    "503": _ref("responses", "Unavailable"),
+}
+_CHALLENGE_PATH = {
+    "name": "challenge",
+    "in": "path",
+    "required": True,
+    "description": "The challenge /authorize handed the app.",
+    "schema": {"type": "string"},
+}
+_SUBJECT_PATH = {
+    "name": "subject",
+    "in": "path",
+    "required": True,
+    "description": "A local subject (`users.username`).",
+    "schema": {"type": "string"},
+}
+_ADMIN_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+_OIDC_SUMMARY: Schema = {
+    "type": ["object", "null"],
+    "properties": {
+        "prompt": {"type": "array", "items": {"type": "string"}},
+        "max_age": {"type": ["integer", "null"]},
+        "login_hint": {"type": ["string", "null"]},
+        "ui_locales": {"type": "array", "items": {"type": "string"}},
+        "acr_values": {"type": "array", "items": {"type": "string"}},
+        "id_token_hint_subject": {"type": ["string", "null"]},
+    },
+    "additionalProperties": True,
+}
+_CLIENT_SUMMARY: Schema = {
+    "type": "object",
+    "required": ["client_id", "client_name", "client_uri", "redirect_uri"],
+    "properties": {
+        "client_id": {"type": "string"},
+        "client_name": {"type": "string"},
+        "client_uri": {"type": ["string", "null"]},
+        "redirect_uri": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+_STRINGS: Schema = {"type": "array", "items": {"type": "string"}}
+_LOGIN_CHALLENGE: Schema = {
+    "type": "object",
+    "required": ["challenge", "client", "requested_scope", "requested_resource", "expires_at"],
+    "properties": {
+        "challenge": {"type": "string"},
+        "client": _CLIENT_SUMMARY,
+        "requested_scope": _STRINGS,
+        "requested_resource": _STRINGS,
+        "oidc": _OIDC_SUMMARY,
+        "session": {"type": ["object", "null"]},
+        "expires_at": {"type": "integer"},
+    },
+    "additionalProperties": True,
+}
+_CONSENT_CHALLENGE: Schema = {
+    "type": "object",
+    "required": ["challenge", "client", "subject", "requested_scope", "expires_at"],
+    "properties": {
+        "challenge": {"type": "string"},
+        "client": _CLIENT_SUMMARY,
+        "subject": {"type": "string"},
+        "requested_scope": _STRINGS,
+        "requested_resource": _STRINGS,
+        "requested_claims": {"type": "object"},
+        "oidc": _OIDC_SUMMARY,
+        "remembered": {"type": ["object", "null"]},
+        "expires_at": {"type": "integer"},
+    },
+    "additionalProperties": True,
+}
+_REDIRECT_TO: Schema = {
+    "type": "object",
+    "required": ["redirect_to"],
+    "properties": {"redirect_to": {"type": "string"}},
+    "additionalProperties": True,
+}
+_DECIDED = {
+    "409": _problem(
+        "The challenge was already decided or used (or, a login accept: the user is disabled)."
+    ),
+    "410": _problem("The challenge has expired."),
+}
+_BODY_ERRORS = {
+    "400": _problem("The body is not the JSON object the contract describes."),
+    "413": _problem("The body exceeds the size limit."),
+}
+
+
+def _json_body(schema: Schema) -> Schema:
+    return {"required": True, "content": {JSON: {"schema": schema}}}
+
+
+def _admin_get(operation_id: str, schema: Schema, description: str) -> Operation:
+    return _get(
+        operation_id,
+        {"200": _no_store_json("The challenge.", schema), **_ADMIN_AUTH_ERRORS, **_DECIDED},
+        description=description,
+        security=_ADMIN_BEARER,
+        parameters=[_CHALLENGE_PATH],
+    )
+
+
+def _admin_put(operation_id: str, body: Schema, description: str) -> Operation:
+    return _get(
+        operation_id,
+        {
+            "200": _no_store_json("Where to send the browser: back to Baton.", _REDIRECT_TO),
+            **_BODY_ERRORS,
+            **_ADMIN_AUTH_ERRORS,
+            **_DECIDED,
+        },
+        description=description,
+        security=_ADMIN_BEARER,
+        parameters=[_CHALLENGE_PATH],
+        requestBody=_json_body(body),
+    )
+
+
+_REJECT_BODY: Schema = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        # `baton.core.challenges.REJECT_ERRORS`, each named (the vocabulary test reads these).
+        "error": {
+            "enum": [
+                ErrorCode.ACCESS_DENIED,
+                ErrorCode.LOGIN_REQUIRED,
+                ErrorCode.INTERACTION_REQUIRED,
+                ErrorCode.ACCOUNT_SELECTION_REQUIRED,
+                ErrorCode.CONSENT_REQUIRED,
+                ErrorCode.TEMPORARILY_UNAVAILABLE,
+            ]
+        },
+        "error_description": {"type": "string"},
+    },
+}
+LOGIN_CHALLENGE = _admin_get(
+    "getLoginChallenge",
+    _LOGIN_CHALLENGE,
+    "Needs `admin:challenges`. The authorization request a login app decides on.",
+)
+LOGIN_ACCEPT = _admin_put(
+    "acceptLoginChallenge",
+    {
+        "type": "object",
+        "required": ["subject"],
+        "properties": {
+            "subject": {"type": "string", "minLength": 1, "maxLength": 200},
+            "remember": {"type": "boolean"},
+            "remember_for": {"type": "integer", "minimum": 0},
+            "acr": {"type": ["string", "null"]},
+            "amr": _STRINGS,
+        },
+    },
+    "Needs `admin:challenges`. Signs `subject` in (made on first use, with no password).",
+)
+LOGIN_REJECT = _admin_put(
+    "rejectLoginChallenge", _REJECT_BODY, "Needs `admin:challenges`. The client gets `error`."
+)
+CONSENT_CHALLENGE = _admin_get(
+    "getConsentChallenge",
+    _CONSENT_CHALLENGE,
+    "Needs `admin:challenges`. What a consent app asks the signed-in user.",
+)
+CONSENT_ACCEPT = _admin_put(
+    "acceptConsentChallenge",
+    {
+        "type": "object",
+        "properties": {
+            "grant_scope": _STRINGS,
+            "grant_resource": _STRINGS,
+            "remember": {"type": "boolean"},
+            "remember_for": {"type": "integer", "minimum": 0},
+            "session": {
+                "type": "object",
+                "properties": {"id_token": {"type": "object"}, "userinfo": {"type": "object"}},
+            },
+        },
+    },
+    "Needs `admin:challenges`. `grant_scope` and `grant_resource` within what was requested; "
+    "`session` claims never registered JWT claim names.",
+)
+CONSENT_REJECT = _admin_put(
+    "rejectConsentChallenge", _REJECT_BODY, "Needs `admin:challenges`. The client gets `error`."
+)
+
+
+def _admin_delete(operation_id: str, description: str, **more: Any) -> Operation:
+    return _get(
+        operation_id,
+        {"204": _response("Done.", _NO_STORE), **_ADMIN_AUTH_ERRORS},
+        description=description,
+        security=_ADMIN_BEARER,
+        parameters=[_SUBJECT_PATH, *more.pop("parameters", [])],
+        **more,
+    )
+
+
+SUBJECT_SESSIONS = _admin_delete(
+    "deleteSubjectSessions",
+    "Needs `admin:sessions`. Sign out everywhere: every session of the subject ends, its "
+    "grants without `offline_access` are revoked and the relying parties told (Back-Channel "
+    "Logout).",
+)
+SUBJECT_CONSENTS = _admin_delete(
+    "deleteSubjectConsents",
+    "Needs `admin:sessions`. Forgets the subject's remembered consent (of one client, or all) "
+    "and revokes the subject's grants of those clients.",
+    parameters=[_query("client_id", "Only this client's.", {"type": "string"})],
+)
+SUBJECT_CONSENTS["responses"]["400"] = _problem("`client_id` is not a client identifier.")

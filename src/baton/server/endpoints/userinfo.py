@@ -166,4 +166,7 @@ async def claims_for(request: Request, app: Baton, token: str) -> dict[str, Any]
     values = user_claims(
         user.username, user.email, user.email_verified, user.profile, user.updated_at
     )
-    return {"sub": sub, **released(values, scope, asked)}
+    # A consent app's `session.userinfo` values (never a registered claim: the admin API
+    # refuses those), given at the decision; `sub` is always the server's own.
+    given = grant.sign_in.userinfo_claims if grant.sign_in is not None else {}
+    return {**released(values, scope, asked), **given, "sub": sub}

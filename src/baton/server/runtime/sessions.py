@@ -156,16 +156,29 @@ def signers(key: bytes) -> tuple[TimestampSigner, TimestampSigner]:
 
 
 class SessionMiddleware:
-    def __init__(self, app: ASGIApp, *, secure: bool, sessionless: frozenset[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        secure: bool,
+        sessionless: frozenset[str],
+        sessionless_prefixes: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
         self.secure = secure
         # The machine endpoints' paths (`baton.server.routes`), authenticated on every request:
         # a browser session means nothing there, so they skip the cookie parsing and the
-        # response hook (they are the hot paths).
+        # response hook (they are the hot paths). The prefixes: machine APIs with path
+        # parameters (the admin API), where a cookie must never count either.
         self.sessionless = sessionless
+        self.sessionless_prefixes = sessionless_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.sessionless:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in self.sessionless
+            or scope["path"].startswith(self.sessionless_prefixes)
+        ):
             await self.app(scope, receive, send)
             return
         state = scope["app"].state
@@ -252,6 +265,9 @@ async def begin_session(
     now: int,
     address: str | None,
     amr: tuple[str, ...] = PASSWORD_AMR,
+    *,
+    acr: str | None = None,
+    lifetime: int = MAX_AGE,
 ) -> None:
     """Signs `user_id` in on a fresh session (a new id and CSRF token: no session fixation); a
     session the browser held before ends, for every copy of its cookie. `amr` says how the
@@ -264,15 +280,19 @@ async def begin_session(
     the old session as the provider's sign-out does (`end_op_session`): its grants without
     `offline_access` revoked and its relying parties told (Back-Channel Logout 1.0 §2.7).
 
+    A login app's sign-in (`baton.server.endpoints.authorize`) gives its own `acr`, `amr` and
+    `lifetime` (at most `MAX_AGE`: the cookie's signature lasts no longer).
+
     Raises `AccountDisabled` when the user was disabled (or deleted) since the sign-in read
     them: the store checks it in the transaction that would start the session. The browser's
     previous session has ended by then all the same, and it holds no session."""
     public_sid = await _end_previous(request, user_id, now, address)
     sid = random_base62(_SID_LENGTH)
     public_sid = public_sid or random_base62(_PUBLIC_SID_LENGTH)
-    live = LiveSession(user_id, now, public_sid, None, amr)
+    live = LiveSession(user_id, now, public_sid, acr, amr)
+    expires_at = now + min(lifetime, MAX_AGE)
     started = await session_store(request).start_session(
-        session_digest(sid), user_id, now, now + MAX_AGE, address, live.sid, live.acr, live.amr
+        session_digest(sid), user_id, now, expires_at, address, live.sid, live.acr, live.amr
     )
     if not started:
         log.info("sign-in of a user disabled meanwhile", user_id=user_id, source_address=address)

@@ -17,7 +17,7 @@ from baton.store.schema import (
     revocation_events,
     sessions,
 )
-from baton.store.sql import outbox
+from baton.store.sql import challenges, outbox
 
 
 def purge_batch(conn: Connection, now: int, horizon: int, batch: int) -> int:
@@ -59,6 +59,7 @@ def purge_batch(conn: Connection, now: int, horizon: int, batch: int) -> int:
         .scalar_subquery()
     )
     changed += conn.execute(delete(sessions).where(sessions.c.digest.in_(old_sessions))).rowcount
+    changed += challenges.purge_batch(conn, horizon, batch)
     # Whole families of grants dead (revoked or expired) for longer than the retention. A live
     # grant keeps every refresh token it ever issued, so reuse detection (RFC 6749 §10.4) works
     # for its whole life.

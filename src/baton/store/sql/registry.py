@@ -47,8 +47,10 @@ def get_client(conn: Connection, client_id: str) -> Client | None:
 
 
 def update_client_oidc(conn: Connection, client: Client) -> bool:
-    """Stores `client`'s scope and OpenID Connect settings (checked by the caller,
-    `baton.core.client_metadata.checked`), and nothing else of it; False when it has no row."""
+    """Stores `client`'s scope, OpenID Connect settings (checked by the caller,
+    `baton.core.client_metadata.checked`) and login/consent app URLs and homepage (checked by
+    `baton.core.challenges.app_url_problem`), and nothing else of it; False when it has no
+    row."""
     values = client_values(client)
     stored = {name: values[name] for name in OIDC_COLUMNS}
     return (
@@ -57,7 +59,9 @@ def update_client_oidc(conn: Connection, client: Client) -> bool:
     )
 
 
-OIDC_COLUMNS = ("scope", *OidcSettings().fields())
+# With the client's login and consent apps and homepage (`baton client update`): the console's
+# update stores them unchanged.
+OIDC_COLUMNS = ("scope", *OidcSettings().fields(), "login_url", "consent_url", "client_uri")
 
 
 def list_clients(conn: Connection) -> list[Client]:
@@ -153,21 +157,38 @@ def set_user_claims(
 
 def consent(conn: Connection, user_id: int, client_id: str) -> Consent | None:
     row = conn.execute(
-        select(consents.c.scope, consents.c.resources).where(
-            consents.c.user_id == user_id, consents.c.client_id == client_id
-        )
+        select(
+            consents.c.scope, consents.c.resources, consents.c.expires_at, consents.c.claims
+        ).where(consents.c.user_id == user_id, consents.c.client_id == client_id)
     ).one_or_none()
     if row is None:
         return None
-    return Consent(parse_scope(row.scope), frozenset(resources_from_stored(row.resources)))
+    claims = json.loads(row.claims) if row.claims else {}
+    return Consent(
+        parse_scope(row.scope),
+        frozenset(resources_from_stored(row.resources)),
+        row.expires_at,
+        claims if isinstance(claims, dict) else {},
+    )
 
 
-def consent_values(scope: frozenset[str], resources: tuple[str, ...], now: int) -> dict[str, Any]:
-    """The `consents` row's values for a decision (computed once, outside the transaction)."""
+def consent_values(
+    scope: frozenset[str],
+    resources: tuple[str, ...],
+    now: int,
+    expires_at: int | None = None,
+    claims: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The `consents` row's values for a decision (computed once, outside the transaction);
+    `expires_at`: a consent app's `remember_for` (None: until revoked); `claims`: the app's
+    ID token and userinfo claims. A decision replaces the record whole, its expiry and claims
+    included (the built-in page's Allow leaves none)."""
     return {
         "scope": render_scope(scope),
         "resources": stored_resources(sorted(set(resources))),
         "updated_at": now,
+        "expires_at": expires_at,
+        "claims": json.dumps(claims, separators=(",", ":"), sort_keys=True) if claims else None,
     }
 
 

@@ -1,0 +1,474 @@
+"""The admin API under /admin/api/v1: a machine API for the product's own apps.
+
+Its first room is login and consent delegation: a login or consent app reads the challenge
+/authorize handed it, and accepts or rejects it; and "sign out everywhere" and forgetting a
+subject's consent reach the delegated session state. Issue 27 grows the rest of the admin API on
+the same pieces:
+
+- `require_scope(request, scope) -> Caller`: every call carries `Authorization: Bearer <access
+  token>` of a client_credentials grant of an enabled confidential client, granted `scope`. The
+  token is looked up and judged as /userinfo and introspection judge it (opaque or JWT, stored
+  under its digest; `baton.core.rules.access_liveness`), so a revoked token stops at once. Never a
+  cookie: these paths skip the session middleware (`Table.sessionless_prefixes`), and nothing
+  here reads a session. Each caller is rate limited as a client (`Limits.check_client`).
+- `Problem`: errors are RFC 9457 problem details (`application/problem+json`), 401 and 403 with
+  the RFC 6750 `WWW-Authenticate` challenge.
+- `Caller.actor`: every call is audited, reads too, as `client:<client_id>`; a challenge is named
+  in the audit log by a prefix of its digest, never by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Protocol, cast
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from baton.core import rules
+from baton.core.challenges import (
+    CONSENT,
+    LOGIN,
+    MAX_ACR,
+    MAX_AMR,
+    BodyError,
+    State,
+    registered_claims,
+    reject_problem,
+    remember_for_problem,
+    string_list,
+    subject_problem,
+)
+from baton.core.tokens import TokenKind, digest
+from baton.server.endpoints.clientauth import enabled_client
+from baton.server.endpoints.errors import OAuthError
+from baton.server.endpoints.revocation import token_kind
+from baton.server.runtime.context import Baton, baton, source_address
+from baton.store.admin import Actor
+from baton.store.base import SignedOut
+from baton.store.sql.challenges import Challenge, NotHonoured, Refused, Remembered
+
+PREFIX = "/admin/api/v1"
+PROBLEM = "application/problem+json"
+CHALLENGES_SCOPE = "admin:challenges"
+SESSIONS_SCOPE = "admin:sessions"
+_MAX_CLAIMS_BYTES = 16 * 1024  # an app's claims for one sign-in, as JSON
+
+
+class Problem(Exception):
+    """An RFC 9457 problem: `type` a URN naming the kind, `title` the status's phrase."""
+
+    def __init__(
+        self, status: int, kind: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+        self.detail = detail
+        self.headers = headers or {}
+
+    def response(self) -> Response:
+        body = {
+            "type": f"urn:baton:problem:{self.kind}",
+            "title": HTTPStatus(self.status).phrase,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        headers = {"Cache-Control": "no-store", **self.headers}
+        return JSONResponse(body, self.status, headers, media_type=PROBLEM)
+
+
+def _unauthorized(detail: str) -> Problem:
+    challenge = f'Bearer realm="baton", error="invalid_token", error_description="{detail}"'
+    return Problem(401, "invalid-token", detail, {"WWW-Authenticate": challenge})
+
+
+def _forbidden(scope: str, detail: str) -> Problem:
+    challenge = f'Bearer realm="baton", error="insufficient_scope", scope="{scope}"'
+    return Problem(403, "insufficient-scope", detail, {"WWW-Authenticate": challenge})
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls the admin API: the confidential client whose token it presented."""
+
+    client_id: str
+    scope: frozenset[str]
+    address: str | None
+    now: int
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(f"client:{self.client_id}", self.address, self.now)
+
+
+async def require_scope(request: Request, scope: str) -> Caller:
+    """The caller, if its bearer token is live, of a client_credentials grant of an enabled
+    confidential client, and granted `scope`; else a `Problem` (401, 403, 429)."""
+    app = baton(request)
+    header = request.headers.get("authorization", "")
+    kind, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if kind.lower() != "bearer" or not token:
+        raise _unauthorized("an access token is required: Authorization: Bearer <token>")
+    if token_kind(token) is not TokenKind.ACCESS:
+        raise _unauthorized("not an access token")
+    facts = await app.store.find_access_token(digest(token))
+    now = app.clock.now()
+    if facts is None or not rules.access_liveness(facts, now).active:
+        raise _unauthorized("the access token is unknown, expired or revoked")
+    grant = facts.grant
+    client = await enabled_client(app.store, grant.client_id)
+    if client is None or client.is_public:
+        raise _unauthorized("the access token's client is unknown, disabled or public")
+    caller = Caller(client.id, frozenset(facts.scope.split()), source_address(request), now)
+    try:
+        await app.limits.check_client(client.id)
+    except OAuthError as exc:
+        raise Problem(exc.status, "rate-limited", exc.description, exc.headers) from None
+    if grant.user_id is not None:
+        # A user's token speaks for that user, not for the app's client.
+        await _audit_refusal(app, caller, request, "not a client_credentials token")
+        raise _forbidden(scope, "the token must come from a client_credentials grant")
+    if scope not in caller.scope:
+        await _audit_refusal(app, caller, request, f"lacks {scope}")
+        raise _forbidden(scope, f"the token was not granted the {scope} scope")
+    return caller
+
+
+async def _audit_refusal(app: Baton, caller: Caller, request: Request, why: str) -> None:
+    detail = {"refused": why, "method": request.method}
+    await _keeper(app).audit_api(
+        caller.actor, "admin_api.refused", "path", request.url.path, detail
+    )
+
+
+class ApiKeeper(Protocol):
+    """What the admin API asks of the store (`baton.store.sql.ChallengeStore`)."""
+
+    async def find_challenge(self, digest: bytes) -> Challenge | None: ...
+
+    async def read_challenge(
+        self, digest: bytes, kind: str, actor: Actor, action: str, target: str
+    ) -> Challenge | None: ...
+
+    async def decide_challenge(
+        self,
+        digest: bytes,
+        kind: str,
+        outcome: dict[str, Any],
+        verifier: bytes,
+        actor: Actor,
+        action: str,
+        target: str,
+        subject: str | None = None,
+        remember_consent: Remembered | None = None,
+    ) -> Challenge | Refused: ...
+
+    async def redeem_verifier(
+        self, verifier: bytes, kind: str, client_id: str, browser: bytes | None, now: int
+    ) -> Challenge | NotHonoured: ...
+
+    async def audit_api(
+        self, actor: Actor, action: str, kind: str, target: str, detail: dict[str, Any] | None
+    ) -> None: ...
+
+    async def end_subject_sessions(self, subject: str, actor: Actor) -> SignedOut | None: ...
+
+    async def forget_subject_consents(
+        self, subject: str, client_id: str | None, actor: Actor
+    ) -> int | None: ...
+
+
+def _keeper(app: Baton) -> ApiKeeper:
+    return cast(ApiKeeper, app.store)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def problems(handler: Handler) -> Handler:
+    """The handler, its `Problem`s answered as RFC 9457 documents."""
+
+    async def answer(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Problem as problem:
+            return problem.response()
+
+    answer.__name__ = handler.__name__
+    answer.__doc__ = handler.__doc__
+    return answer
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return JSONResponse(body, status, {"Cache-Control": "no-store"})
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object (`Content-Type: application/json`), or a 400 problem."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise Problem(400, "bad-body", "send a JSON body with Content-Type: application/json")
+    limit = baton(request).settings.max_body_bytes
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise Problem(413, "too-large", f"the body exceeds {limit} bytes")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise Problem(400, "bad-body", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise Problem(400, "bad-body", "the body must be a JSON object")
+    return body
+
+
+# -- challenges ----------------------------------------------------------------------------------
+
+
+def _challenge_key(request: Request) -> tuple[bytes, str]:
+    """The path's challenge: its digest and its name in the audit log (a prefix of the digest's
+    hex, never the challenge)."""
+    value = request.path_params["challenge"]
+    if not (1 <= len(value) <= 200 and value.isascii() and value.isprintable()):
+        raise Problem(404, "unknown-challenge", "no such challenge")
+    key = digest(value)
+    return key, key.hex()[:16]
+
+
+_REFUSED = {
+    "unknown": (404, "unknown-challenge", "no such challenge"),
+    "decided": (409, "challenge-decided", "the challenge was already decided or used"),
+    "expired": (410, "challenge-expired", "the challenge has expired"),
+    "user_disabled": (409, "user-disabled", "user disabled"),
+    "user_deleted": (409, "user-deleted", "user deleted: the subject is never given again"),
+}
+
+
+def _refused(why: str) -> Problem:
+    status, kind, detail = _REFUSED[why]
+    return Problem(status, kind, detail)
+
+
+def _state_problem(found: Challenge, now: int) -> Problem | None:
+    state = found.state(now)
+    if state is State.EXPIRED:
+        return _refused("expired")
+    if state is not State.PENDING:
+        return _refused("decided")
+    return None
+
+
+def _described(found: Challenge, value: str) -> dict[str, Any]:
+    carried = found.request
+    body: dict[str, Any] = {"challenge": value, "client": carried["client"]}
+    if found.kind == CONSENT:
+        body["subject"] = carried.get("subject")
+    body["requested_scope"] = carried["requested_scope"]
+    body["requested_resource"] = carried["requested_resource"]
+    if found.kind == CONSENT:
+        body["requested_claims"] = carried.get("requested_claims", {"id_token": [], "userinfo": []})
+    body["oidc"] = carried.get("oidc")
+    if found.kind == LOGIN:
+        body["session"] = carried.get("session")
+    else:
+        body["remembered"] = carried.get("remembered")
+    body["expires_at"] = found.expires_at
+    return body
+
+
+def _get_challenge(kind: str) -> Handler:
+    scope = CHALLENGES_SCOPE
+
+    @problems
+    async def get_challenge(request: Request) -> Response:
+        caller = await require_scope(request, scope)
+        key, target = _challenge_key(request)
+        app = baton(request)
+        found = await _keeper(app).read_challenge(
+            key, kind, caller.actor, f"{kind}_challenge.read", target
+        )
+        if found is None:
+            raise _refused("unknown")
+        if (problem := _state_problem(found, caller.now)) is not None:
+            raise problem
+        return _json(_described(found, request.path_params["challenge"]))
+
+    return get_challenge
+
+
+def _decide(kind: str, decision: str) -> Handler:
+    action = f"{kind}_challenge.{decision}"
+
+    @problems
+    async def decide(request: Request) -> Response:
+        caller = await require_scope(request, CHALLENGES_SCOPE)
+        key, target = _challenge_key(request)
+        app = baton(request)
+        keeper = _keeper(app)
+        try:
+            body = await json_body(request)
+            found = await keeper.find_challenge(key)
+            if found is None or found.kind != kind:
+                raise _refused("unknown")
+            if (problem := _state_problem(found, caller.now)) is not None:
+                raise problem
+            outcome, subject, remember = _outcome(kind, decision, body, found, caller.now)
+        except (Problem, BodyError) as exc:
+            status = exc.status if isinstance(exc, Problem) else 400
+            detail = {"refused": status}
+            await keeper.audit_api(caller.actor, action, f"{kind}_challenge", target, detail)
+            if isinstance(exc, BodyError):
+                raise Problem(400, "bad-body", str(exc)) from None
+            raise
+        verifier = secrets.token_urlsafe(32)
+        decided = await keeper.decide_challenge(
+            key, kind, outcome, digest(verifier), caller.actor, action, target, subject, remember
+        )
+        if isinstance(decided, str):
+            raise _refused(decided)
+        query = urlencode({"client_id": decided.client_id, f"{kind}_verifier": verifier})
+        return _json(
+            {"redirect_to": f"{app.settings.issuer_identifier}/authorize/continue?{query}"}
+        )
+
+    decide.__name__ = f"{kind}_{decision}"
+    return decide
+
+
+def _outcome(
+    kind: str, decision: str, body: dict[str, Any], found: Challenge, now: int
+) -> tuple[dict[str, Any], str | None, Remembered | None]:
+    """The decision to record, the login accept's subject, and what a consent accept with
+    `remember` records; `BodyError` for a body the contract does not allow."""
+    if decision == "reject":
+        error, description = body.get("error"), body.get("error_description")
+        if (problem := reject_problem(error, description)) is not None:
+            raise BodyError(problem)
+        outcome: dict[str, Any] = {"decision": "reject", "error": error}
+        if description:
+            outcome["error_description"] = description
+        return outcome, None, None
+    remember = body.get("remember", False)
+    if not isinstance(remember, bool):
+        raise BodyError("remember must be true or false")
+    remember_for = body.get("remember_for")
+    if (problem := remember_for_problem(remember_for)) is not None:
+        raise BodyError(problem)
+    if kind == LOGIN:
+        subject = body.get("subject")
+        if (problem := subject_problem(subject)) is not None:
+            raise BodyError(problem)
+        acr = body.get("acr")
+        if acr is not None and not (isinstance(acr, str) and 0 < len(acr) <= MAX_ACR):
+            raise BodyError(f"acr must be a string of 1 to {MAX_ACR} characters, or null")
+        amr = string_list(body.get("amr", []), "amr", MAX_AMR)
+        if any(not (0 < len(a) <= 50 and a.isascii() and a.isprintable()) for a in amr):
+            raise BodyError("each amr value must be printable ASCII of 1 to 50 characters")
+        outcome = {
+            "decision": "accept",
+            "subject": subject,
+            "remember": remember,
+            "remember_for": remember_for or 0,
+            "acr": acr,
+            "amr": list(amr),
+        }
+        return outcome, cast(str, subject), None
+    requested_scope = frozenset(found.request["requested_scope"])
+    requested_resource = tuple(found.request["requested_resource"])
+    scope = frozenset(string_list(body.get("grant_scope", sorted(requested_scope)), "grant_scope"))
+    if not scope <= requested_scope:
+        extra = " ".join(sorted(scope - requested_scope))
+        raise BodyError(f"grant_scope holds what was not requested: {extra}")
+    resources = string_list(body.get("grant_resource", list(requested_resource)), "grant_resource")
+    if not set(resources) <= set(requested_resource):
+        raise BodyError("grant_resource holds what was not requested")
+    session = body.get("session", {})
+    if not isinstance(session, dict):
+        raise BodyError("session must be an object")
+    claims: dict[str, dict[str, Any]] = {}
+    for place in ("id_token", "userinfo"):
+        given = session.get(place, {})
+        if not isinstance(given, dict):
+            raise BodyError(f"session.{place} must be an object")
+        if taken := registered_claims(given):
+            raise BodyError(f"session.{place} may not set registered claims: {', '.join(taken)}")
+        claims[place] = given
+    if len(json.dumps(claims)) > _MAX_CLAIMS_BYTES:
+        raise BodyError(f"session claims exceed {_MAX_CLAIMS_BYTES} bytes")
+    outcome = {
+        "decision": "accept",
+        "grant_scope": sorted(scope),
+        "grant_resource": list(dict.fromkeys(resources)),
+        "remember": remember,
+        "remember_for": remember_for or 0,
+        "id_token": claims["id_token"],
+        "userinfo": claims["userinfo"],
+    }
+    remembered: Remembered | None = None
+    if remember:
+        expires_at = now + remember_for if remember_for else None
+        kept = {place: given for place, given in claims.items() if given}
+        remembered = (scope, tuple(dict.fromkeys(resources)), expires_at, kept)
+    return outcome, None, remembered
+
+
+get_login_challenge = _get_challenge(LOGIN)
+accept_login = _decide(LOGIN, "accept")
+reject_login = _decide(LOGIN, "reject")
+get_consent_challenge = _get_challenge(CONSENT)
+accept_consent = _decide(CONSENT, "accept")
+reject_consent = _decide(CONSENT, "reject")
+
+
+# -- a subject's sessions and consent --------------------------------------------------------------
+
+
+def _subject(request: Request) -> str:
+    subject = request.path_params["subject"]
+    if subject_problem(subject) is not None:
+        raise Problem(404, "unknown-subject", "no such subject")
+    return cast(str, subject)
+
+
+@problems
+async def delete_sessions(request: Request) -> Response:
+    """Sign out everywhere: every session of the subject ends as /session/end ends one."""
+    caller = await require_scope(request, SESSIONS_SCOPE)
+    subject = _subject(request)
+    done = await _keeper(baton(request)).end_subject_sessions(subject, caller.actor)
+    if done is None:
+        raise Problem(404, "unknown-subject", "no such subject")
+    return Response(status_code=204, headers={"Cache-Control": "no-store"})
+
+
+@problems
+async def delete_consents(request: Request) -> Response:
+    """Forgets the subject's remembered consent (of `client_id`, or all) and revokes the
+    subject's grants of those clients: the next authorization asks again."""
+    caller = await require_scope(request, SESSIONS_SCOPE)
+    subject = _subject(request)
+    client_id = request.query_params.get("client_id") or None
+    if client_id is not None and not (len(client_id) <= 64 and client_id.isprintable()):
+        raise Problem(400, "bad-request", "client_id is not a client identifier")
+    found = await _keeper(baton(request)).forget_subject_consents(subject, client_id, caller.actor)
+    if found is None:
+        raise Problem(404, "unknown-subject", "no such subject")
+    return Response(status_code=204, headers={"Cache-Control": "no-store"})
+
+
+__all__ = [
+    "CHALLENGES_SCOPE",
+    "PREFIX",
+    "SESSIONS_SCOPE",
+    "Caller",
+    "Problem",
+    "require_scope",
+]
