@@ -324,3 +324,100 @@ def test_the_admin_token_is_cached_and_fetched_again_after_a_401() -> None:
 
     assert anyio.run(calls) == [{"token": "at0"}, {"token": "at0"}, {"token": "at1"}]
     assert issued == ["at0", "at1"]
+
+
+class FakeAdminApi:
+    """Baton's admin API as the contract describes it, recording what the app sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"access_token": "at", "expires_in": 3600})
+        body = json.loads(request.content) if request.content else None
+        path = request.url.path.removeprefix("/admin/api/v1")
+        self.sent.append((request.method, path, body))
+        client = {
+            "client_id": "cl_notes",
+            "client_name": "Notes <b>",
+            "client_uri": "https://notes.example",
+            "redirect_uri": "https://notes.example/cb",
+        }
+        if request.method == "GET":
+            kind, challenge = path.strip("/").split("/")
+            return httpx.Response(
+                200,
+                json={
+                    "challenge": challenge,
+                    "client": client,
+                    "subject": SUBJECT if kind == "consent-challenges" else None,
+                    "requested_scope": ["openid", "email", "profile"],
+                    "requested_resource": [],
+                    "oidc": None,
+                    "session": None,
+                    "expires_at": 2_000_000_000,
+                },
+            )
+        return httpx.Response(200, json={"redirect_to": "https://id.example/authorize/continue"})
+
+
+@pytest.fixture
+def app_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
+    from examples.login_app.app import create_app
+    from starlette.testclient import TestClient
+
+    users = tmp_path / "users.json"
+    save_user(users, USERNAME, User(SUBJECT, hash_password(PASSWORD), EMAIL, NAME))
+    monkeypatch.setenv("BATON_ISSUER", "https://id.example")
+    monkeypatch.setenv("LOGIN_APP_CLIENT_ID", "cl_app")
+    monkeypatch.setenv("LOGIN_APP_CLIENT_SECRET", "s3cret")
+    monkeypatch.setenv("LOGIN_APP_USERS", str(users))
+    fake = FakeAdminApi()
+    app = create_app()
+    app.state.baton = _fake_baton(fake)
+    with TestClient(app, base_url="https://login.example", follow_redirects=False) as client:
+        yield client, fake
+
+
+def test_the_app_sends_the_contracts_bodies(app_client: tuple[Any, Any]) -> None:
+    client, fake = app_client
+    challenge = "C" * 43
+    page = client.get("/login", params={"login_challenge": challenge})
+    assert page.status_code == 200
+    assert "Notes &lt;b&gt;" in page.text  # the client's name, escaped
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    form = {**parse_form(page.text).hidden, "username": USERNAME, "password": PASSWORD}
+    accepted = client.post("/login", data={**form, "action": "accept", "remember": "1"})
+    assert accepted.status_code == 303
+    assert accepted.headers["location"] == "https://id.example/authorize/continue"
+    assert fake.sent[-1] == (
+        "PUT",
+        f"/login-challenges/{challenge}/accept",
+        {"subject": SUBJECT, "remember": True, "amr": ["pwd"]},
+    )
+    cancelled = client.post("/login", data={**form, "action": "cancel"})
+    assert cancelled.status_code == 303
+    assert fake.sent[-1] == (
+        "PUT",
+        f"/login-challenges/{challenge}/reject",
+        {"error": "access_denied"},
+    )
+
+    page = client.get("/consent", params={"consent_challenge": challenge})
+    assert parse_form(page.text).codes == ["openid", "email", "profile"]
+    assert "notes.example" in page.text  # the client's homepage and where it sends you back
+    # `profile` unticked: no `name`.
+    data = {**parse_form(page.text).hidden, "scope": ["openid", "email"], "action": "allow"}
+    allowed = client.post("/consent", data=data)
+    assert allowed.status_code == 303
+    claims = {"email": EMAIL}
+    assert fake.sent[-1] == (
+        "PUT",
+        f"/consent-challenges/{challenge}/accept",
+        {
+            "grant_scope": ["openid", "email"],
+            "remember": False,
+            "session": {"id_token": claims, "userinfo": claims},
+        },
+    )
