@@ -102,7 +102,9 @@ class Baton:
         return RedirectResponse(target, status_code=303)
 
 
-def page(title: str, body: str, status: int = 200, form_action: str = "") -> HTMLResponse:
+def page(
+    title: str, body: str, status: int = 200, form_action: str = "form-action 'none'"
+) -> HTMLResponse:
     """A whole page: not cached, never framed (clickjacking), its forms posted only to us."""
     html = (
         f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{escape(title)}</title>'
