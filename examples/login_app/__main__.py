@@ -29,7 +29,8 @@ def main() -> None:
         import uvicorn
 
         app = "examples.login_app.app:create_app"
-        uvicorn.run(app, factory=True, host=args.host, port=args.port)
+        # No access log: its lines would carry each page's one-time challenge.
+        uvicorn.run(app, factory=True, host=args.host, port=args.port, access_log=False)
         return
     if sys.stdin.isatty():
         password = getpass.getpass(f"Password for {args.username}: ")
