@@ -380,6 +380,12 @@ _TO_LOGIN = {
     "headers": _LOCATION,
 }
 _LIMITED = {"description": "Too many attempts: the error page, with Retry-After.", **_PAGE}
+# What `browser_form` refuses before the code is looked at.
+_BAD_FORM = {
+    "400": {"description": "The form cannot be read (a repeated parameter...).", **_PAGE},
+    "413": {"description": "The form exceeds the body size limit.", **_PAGE},
+    "415": {"description": "The form is not `application/x-www-form-urlencoded`.", **_PAGE},
+}
 CODE_PAGE: dict[str, Any] = {
     "operationId": "mfaPage",
     "responses": {"200": {"description": "The form.", **_PAGE}, "303": _TO_LOGIN},
@@ -392,6 +398,7 @@ CODE: dict[str, Any] = {
             "description": "Signed in: on to `next`; or back to `/login`.",
             "headers": _LOCATION,
         },
+        **_BAD_FORM,
         "401": {"description": "Wrong or used code: the form again.", **_PAGE},
         "403": {"description": "The form expired (CSRF).", **_PAGE},
         "429": _LIMITED,
@@ -412,6 +419,7 @@ ENROL_FORM: dict[str, Any] = {
     "responses": {
         "200": {"description": "Enrolled and signed in: the recovery codes, once.", **_PAGE},
         "303": _TO_LOGIN,
+        **_BAD_FORM,
         "401": {"description": "Wrong code: the secret and the form again.", **_PAGE},
         "403": {"description": "The form expired (CSRF).", **_PAGE},
         "429": _LIMITED,
