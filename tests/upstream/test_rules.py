@@ -60,6 +60,12 @@ def test_good_claims_say_who_signed_in() -> None:
     assert identity.profile == {"name": "Jane Doe"}
 
 
+def test_only_short_amr_values_are_kept() -> None:
+    # They travel in the cookie of a pending second step and into the session: no megabytes.
+    identity = check(claims(amr=["hwk", "x" * 33, "", 7, "pwd"]))
+    assert identity.amr == ("hwk", "pwd")
+
+
 @pytest.mark.parametrize(
     ("changes", "says"),
     [

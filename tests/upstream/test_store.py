@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 from sqlalchemy.exc import IntegrityError
-from tests.support import migrated_store, register_user
+from tests.support import migrated_store
 
 from baton.core.upstream import Linked, UpstreamIdentity, UpstreamProvider, username_for
 from baton.core.user_claims import ClaimChanges

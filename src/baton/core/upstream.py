@@ -299,7 +299,11 @@ def identity_of(sub: str, claims: Mapping[str, Any]) -> UpstreamIdentity:
     email = claims.get("email")
     email = email if isinstance(email, str) and 0 < len(email) <= 320 else None
     amr = claims.get("amr")
-    methods = tuple(m for m in amr if isinstance(m, str) and m) if isinstance(amr, list) else ()
+    methods = (
+        tuple(m for m in amr if isinstance(m, str) and 0 < len(m) <= 32)
+        if isinstance(amr, list)
+        else ()
+    )
     profile = {n: v for n in _COPIED if isinstance(v := claims.get(n), str) and v}
     return UpstreamIdentity(
         sub,
