@@ -34,7 +34,7 @@ def test_too_short_says_how_long_it_must_be() -> None:
     )
     assert problem("", 12) == "the password must not be empty"
     assert problem("short pass", 8) is None
-    # NFKC: a decomposed accent (e and a combining acute) counts as the one character it shows.
+    # NFC: a decomposed accent (e and a combining acute) counts as the one character it shows.
     decomposed = "e\u0301" * 11
     assert problem(decomposed, 12) == "the password must be at least 12 characters long (it has 11)"
 
@@ -42,6 +42,21 @@ def test_too_short_says_how_long_it_must_be() -> None:
 def test_length_counts_characters_not_bytes() -> None:
     assert problem("ééééééééééé", 12) is not None  # 11 characters, 22 bytes
     assert problem("éééééééééééz", 12) is None
+
+
+@pytest.mark.parametrize("password", ["\ufdfa", "\u3392\u3392\u3392", "\ufb03\ufb03\ufb03"])
+def test_a_compatibility_character_counts_as_one(password: str) -> None:
+    # NFKC would expand U+FDFA to 18 characters, U+3392 (MHz) and U+FB03 (ffi) to 3 each: a
+    # password of one to three characters must not pass a minimum of 8.
+    said = problem(password, min_length=8)
+    assert said is not None and "at least 8 characters long" in said
+
+
+def test_a_ligature_of_a_common_password_is_still_common() -> None:
+    # The common list is compared in NFKC: "\ufb00" is "ff", so "ti\ufb00any1" is "tiffany1".
+    # (7 characters: the minimum is 7 here, so the list is what refuses it.)
+    said = problem("ti\ufb00any1", min_length=7)
+    assert said is not None and "most common" in said
 
 
 def test_too_long_is_refused() -> None:

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from joserfc import jws
 from joserfc.jwk import ECKey
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 from tests.client.test_oidc_provider import CACHE, install_provider
@@ -178,6 +178,7 @@ class FakeUpstream:
     raw_token: str | None = None  # answered as the ID token, as it is
     exchanged: int = 0
     jwks_reads: int = 0
+    redeemed: set[str] = field(default_factory=set)  # challenges whose code was used
 
     def reset(self) -> None:
         self.nonce = self.challenge = ""
@@ -186,6 +187,7 @@ class FakeUpstream:
         self.hang = 0.0
         self.raw_token = None
         self.exchanged = self.jwks_reads = 0
+        self.redeemed = set()
 
     def rotate(self) -> None:
         """A new signing key under a new `kid`, the old one no longer published."""
@@ -244,6 +246,9 @@ class FakeUpstream:
                 return JSONResponse({"error": "invalid_client"}, 401)
             if form.get("code") != "fake-code" or challenge != self.challenge:
                 return JSONResponse({"error": "invalid_grant"}, 400)
+            if challenge in self.redeemed:  # RFC 6749 §4.1.2: a code is used once
+                return JSONResponse({"error": "invalid_grant"}, 400)
+            self.redeemed.add(challenge)
             self.exchanged += 1
             return JSONResponse(
                 {
@@ -253,11 +258,23 @@ class FakeUpstream:
                 }
             )
 
+        async def drip(_request: Request) -> Response:
+            """A JSON document one byte every 0.2 s: 4 s in all, each byte in time."""
+
+            async def body() -> AsyncIterator[bytes]:
+                for _ in range(20):
+                    await anyio.sleep(0.2)
+                    yield b" "
+                yield b"{}"
+
+            return StreamingResponse(body(), media_type="application/json")
+
         return Starlette(
             routes=[
                 Route("/.well-known/openid-configuration", discovery),
                 Route("/jwks", jwks),
                 Route("/token", token, methods=["POST"]),
+                Route("/drip", drip),
             ]
         )
 

@@ -30,6 +30,7 @@ from tests.support import (
 )
 from tests.upstream.conftest import Baton, NodeUpstream, add_provider
 
+from baton.core.upstream import username_for
 from baton.core.user_claims import ClaimChanges
 from baton.store.schema import audit_log, upstream_links
 
@@ -175,7 +176,9 @@ def test_create_users_makes_a_user_with_the_upstream_claims(
     response = sign_in_upstream(baton, node_upstream, "/login", "Create")
     assert response.status_code == 303, response.text
     assert 'href="/logout"' in baton.http.get("/").text  # signed in
-    bob = anyio.run(baton.store.get_user, "bob")
+    # Named after the upstream's `sub`, never its preferred_username.
+    assert anyio.run(baton.store.get_user, "bob") is None
+    bob = anyio.run(baton.store.get_user, username_for("create", "up-bob"))
     assert bob is not None
     assert (bob.email, bob.email_verified, bob.profile) == (
         "bob@example.com",

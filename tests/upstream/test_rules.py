@@ -20,9 +20,11 @@ from baton.core.upstream import (
     check_provider_id,
     check_scope,
     may_link_by_email,
+    may_link_user_by_email,
     open_secret,
+    same_email,
     seal_secret,
-    usernames_for,
+    username_for,
 )
 
 ISSUER = "https://id.example.com"
@@ -56,6 +58,12 @@ def test_good_claims_say_who_signed_in() -> None:
     assert (identity.email, identity.email_verified) == ("jane@example.com", True)
     assert identity.amr == ("pwd", "otp")
     assert identity.profile == {"name": "Jane Doe"}
+
+
+def test_only_short_amr_values_are_kept() -> None:
+    # They travel in the cookie of a pending second step and into the session: no megabytes.
+    identity = check(claims(amr=["hwk", "x" * 33, "", 7, "pwd"]))
+    assert identity.amr == ("hwk", "pwd")
 
 
 @pytest.mark.parametrize(
@@ -191,6 +199,32 @@ def test_a_discovery_document_baton_refuses(changes: dict[str, Any], says: str) 
         check_discovery(discovery(**changes), ISSUER)
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"token_endpoint": "http://127.0.0.1:9100/internal"},
+        {"jwks_uri": "http://localhost:2375/containers/json"},
+        {"authorization_endpoint": "http://[::1]/authorize"},
+    ],
+)
+def test_a_remote_issuer_may_not_point_at_this_hosts_loopback(changes: dict[str, Any]) -> None:
+    # http on loopback is for an upstream itself on loopback (development), not a way for a
+    # remote one to send Baton's token request (with the client secret) to a local service.
+    with pytest.raises(UpstreamError, match="https"):
+        check_discovery(discovery(**changes), ISSUER)
+
+
+def test_a_loopback_issuer_may_use_loopback_endpoints() -> None:
+    local = "http://127.0.0.1:8080"
+    document = discovery(
+        issuer=local,
+        authorization_endpoint="http://localhost:8080/authorize",
+        token_endpoint=f"{local}/token",
+        jwks_uri=f"{local}/jwks",
+    )
+    assert check_discovery(document, local).token_endpoint == f"{local}/token"
+
+
 def test_the_iss_parameter() -> None:
     """RFC 9207: equal when present; required when the upstream says it sends it."""
     says = Discovery(ISSUER, "a", "t", "j", frozenset({"RS256"}), iss_parameter=True)
@@ -211,14 +245,28 @@ def test_linking_by_email_needs_the_opt_in_and_a_verified_address() -> None:
     assert not may_link_by_email(True, UpstreamIdentity("s", None, True))
 
 
-@given(st.text(min_size=1, max_size=255), st.one_of(st.none(), st.text(max_size=80)))
-def test_made_usernames_are_plain_and_end_with_a_fallback(sub: str, wanted: str | None) -> None:
-    names = usernames_for("gh", UpstreamIdentity(sub, preferred_username=wanted))
-    assert names[-1].startswith("gh-") and len(names[-1]) == 15
-    for name in names:
-        assert name.isascii() and name.isprintable() and " " not in name and "/" not in name
-    if wanted is not None and wanted not in names:
-        assert len(names) == 1
+def test_linking_a_local_user_by_email_needs_their_verified_address() -> None:
+    assert may_link_user_by_email(email_verified=True, is_admin=False, linked_to_provider=False)
+    # An unverified address may have been planted; an administrator is never linked by one; a
+    # user with a link of this provider is not another account of it.
+    for changes in ({"email_verified": False}, {"is_admin": True}, {"linked_to_provider": True}):
+        facts = {"email_verified": True, "is_admin": False, "linked_to_provider": False} | changes
+        assert not may_link_user_by_email(**facts)
+
+
+def test_email_addresses_match_whatever_the_case() -> None:
+    assert same_email("Ann@Corp.Example", "ann@corp.example")
+    assert not same_email("ann@corp.example", "anne@corp.example")
+    assert not same_email(None, "ann@corp.example")
+
+
+@given(st.text(min_size=1, max_size=255))
+def test_made_usernames_come_from_the_sub_alone(sub: str) -> None:
+    name = username_for("gh", sub)
+    assert name == username_for("gh", sub)  # deterministic: the same account, the same name
+    assert name.startswith("gh-") and len(name) == 15
+    assert all(c in "0123456789abcdef" for c in name[3:])
+    assert username_for("gl", sub) != name
 
 
 def test_the_sealed_secret_opens_only_with_its_key_and_provider() -> None:

@@ -17,10 +17,17 @@ from collections.abc import Container
 MAX_LENGTH = 1024
 
 
+def length(password: str) -> int:
+    """The length a person typed, in code points of the NFC form: a composed and a decomposed
+    accent are one character. Not NFKC, which expands compatibility characters: a ligature
+    ("\ufb03", ffi) or a single sign ("\ufdfa", 18 letters) would count as many."""
+    return len(unicodedata.normalize("NFC", password))
+
+
 def normalized(password: str) -> str:
-    """The form the length is counted in and the common list is compared in: NFKC (so a
-    composed and a decomposed accent are one character, a full-width letter its plain one) and
-    case-folded (the common list is lower case: "Password123" is as common as "password123")."""
+    """The form the common list is compared in: NFKC (a full-width letter or a ligature is its
+    plain letters, so such variants of a common password are caught) and case-folded (the common
+    list is lower case: "Password123" is as common as "password123")."""
     return unicodedata.normalize("NFKC", password).casefold()
 
 
@@ -38,9 +45,9 @@ def password_problem(
     guesser tries)."""
     if not password:
         return "the password must not be empty"
-    length = len(unicodedata.normalize("NFKC", password))
-    if length < min_length:
-        return f"the password must be at least {min_length} characters long (it has {length})"
+    counted = length(password)
+    if counted < min_length:
+        return f"the password must be at least {min_length} characters long (it has {counted})"
     if len(password) > MAX_LENGTH:
         return f"the password must be at most {MAX_LENGTH} characters long"
     if any(unicodedata.category(ch) == "Cc" for ch in password):

@@ -9,7 +9,10 @@ The signature itself is checked by the server (`baton.server.endpoints.upstream`
 algorithms of `SIGNING_ALGORITHMS` only: never `none`, never HMAC with the client secret.
 
 Linking an upstream account to a local user is by the upstream's stable `sub`; by e-mail only
-when the operator opted in and the upstream says `email_verified` (`may_link_by_email`).
+when the operator opted in, the upstream says `email_verified` (the JSON `true`) and the local
+user's own address is verified, is no administrator and has no link of that provider yet
+(`may_link_by_email`, `may_link_user_by_email`). A user made at the first sign-in is named
+`<provider>-<hash of sub>` (`username_for`): never a name the upstream account chose.
 """
 
 from __future__ import annotations
@@ -50,7 +53,6 @@ DEFAULT_SCOPE = "openid email profile"
 SKEW = 60  # seconds of clock difference tolerated for `exp` and `iat`
 MAX_SUBJECT = 255  # upstream_links.subject
 _PROVIDER_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _SEAL_NONCE = 12
 _SEAL_PREFIX = "v1."
 
@@ -92,6 +94,22 @@ def check_url(url: str, what: str) -> str:
         raise UpstreamError(f"the {what} {url!r} must be https (http only on loopback)")
     if parts.fragment or "#" in url:
         raise UpstreamError(f"the {what} {url!r} must not have a fragment")
+    return url
+
+
+def _local(url: str) -> bool:
+    """Whether `url` is plain http on a loopback host (a development setup)."""
+    parts = urlsplit(url)
+    return parts.scheme == "http" and is_loopback_host(parts.hostname)
+
+
+def check_endpoint(url: str, what: str, issuer: str) -> str:
+    """An endpoint a discovery document names: https, or http on loopback only when the issuer
+    itself is http on loopback. A remote issuer must not point Baton's own requests at this
+    host's loopback services (the token request carries the client secret)."""
+    check_url(url, what)
+    if urlsplit(url).scheme != "https" and not _local(issuer):
+        raise UpstreamError(f"the {what} {url!r} must be https (the issuer is not on loopback)")
     return url
 
 
@@ -178,7 +196,7 @@ def check_discovery(document: Any, issuer: str) -> Discovery:
         value = document.get(name)
         if not isinstance(value, str):
             raise UpstreamError(f"the discovery document has no {name}")
-        urls[name] = check_url(value, name)
+        urls[name] = check_endpoint(value, name, issuer)
     offered = document.get("id_token_signing_alg_values_supported", ["RS256"])
     if not isinstance(offered, list):
         raise UpstreamError("id_token_signing_alg_values_supported is not a list")
@@ -225,7 +243,6 @@ class UpstreamIdentity:
     subject: str
     email: str | None = None
     email_verified: bool = False
-    preferred_username: str | None = None
     amr: tuple[str, ...] = ()
     profile: Mapping[str, str] = field(default_factory=dict)
 
@@ -281,15 +298,17 @@ def _bools(*values: Any) -> bool:
 def identity_of(sub: str, claims: Mapping[str, Any]) -> UpstreamIdentity:
     email = claims.get("email")
     email = email if isinstance(email, str) and 0 < len(email) <= 320 else None
-    username = claims.get("preferred_username")
     amr = claims.get("amr")
-    methods = tuple(m for m in amr if isinstance(m, str) and m) if isinstance(amr, list) else ()
+    methods = (
+        tuple(m for m in amr if isinstance(m, str) and 0 < len(m) <= 32)
+        if isinstance(amr, list)
+        else ()
+    )
     profile = {n: v for n in _COPIED if isinstance(v := claims.get(n), str) and v}
     return UpstreamIdentity(
         sub,
         email,
         claims.get("email_verified") is True,
-        username if isinstance(username, str) else None,
         methods[:10],
         profile,
     )
@@ -303,15 +322,30 @@ def may_link_by_email(link_by_email: bool, identity: UpstreamIdentity) -> bool:
     return link_by_email and identity.email is not None and identity.email_verified
 
 
-def usernames_for(provider_id: str, identity: UpstreamIdentity) -> tuple[str, ...]:
-    """The usernames to try, in order, for a user made at the first sign-in: the upstream's
-    `preferred_username` if it is a plain name, then `<provider>-<short hash of sub>`."""
-    hashed = hashlib.sha256(f"{provider_id}\0{identity.subject}".encode()).hexdigest()[:12]
-    fallback = f"{provider_id}-{hashed}"
-    wanted = identity.preferred_username
-    if wanted and _USERNAME.fullmatch(wanted) and wanted != fallback:
-        return (wanted, fallback)
-    return (fallback,)
+def same_email(a: str | None, b: str | None) -> bool:
+    """Whether two addresses are the same mailbox for linking: compared case-folded (domains
+    are case-insensitive, and providers treat the local part so in practice)."""
+    return a is not None and b is not None and a.casefold() == b.casefold()
+
+
+def may_link_user_by_email(
+    *, email_verified: bool, is_admin: bool, linked_to_provider: bool
+) -> bool:
+    """Whether a local user whose address matches may be linked by it: only if Baton holds that
+    address as verified (an unverified one may have been planted, e.g. by a user made at a
+    sign-in whose upstream did not verify it), never an administrator (an upstream account
+    must not gain the console by an address), and never a user who already has a link of this
+    provider (a second upstream account of the same provider is not the same person)."""
+    return email_verified and not is_admin and not linked_to_provider
+
+
+def username_for(provider_id: str, subject: str) -> str:
+    """The username of a user made at the first sign-in: `<provider>-<12 hex digits of
+    SHA-256(provider id, sub)>`. Never the upstream's `preferred_username`: an upstream account
+    must not choose a local name (and so the `sub` relying parties see, or the name a login app
+    later resolves)."""
+    hashed = hashlib.sha256(f"{provider_id}\0{subject}".encode()).hexdigest()[:12]
+    return f"{provider_id}-{hashed}"
 
 
 # -- what the store keeps -------------------------------------------------------------------------

@@ -22,10 +22,14 @@ the per-(account, address) and per-account lockouts of `baton.server.runtime.lim
 before it is checked; a password that was right does not reset them until the second step
 succeeds, so guessing codes after the password is throttled like guessing passwords.
 
-The session's `amr` (RFC 8176 §2) after a code or a recovery code is `["mfa", "otp", "pwd"]`:
-two factors ("mfa"), a one-time password ("otp") and a password ("pwd"); sorted, as the set
-it is. The sign-in that enrols records `["pwd"]` alone: the code typed then only shows that the
-app holds the secret the password had just revealed, not a second factor the user already had.
+The session's `amr` (RFC 8176 §2) after a code or a recovery code is the first factor's plus
+"otp" and "mfa": after a password `["mfa", "otp", "pwd"]`, two factors ("mfa"), a one-time
+password ("otp") and a password ("pwd"); after an upstream sign-in
+(`baton.server.endpoints.upstream`) the upstream's `amr` instead of "pwd". Sorted and without
+repeats, as the set it is. The pending state carries the first factor's `amr` for this. The
+sign-in that enrols records the first factor's `amr` alone: the code typed then only shows that
+the app holds the secret the first factor had just revealed, not a second factor the user
+already had.
 """
 
 from __future__ import annotations
@@ -56,8 +60,7 @@ from baton.store.sql.mfa import MfaState
 
 PENDING = "mfa_pending"  # the session cookie's key of the pending sign-in
 PENDING_TTL = 300  # seconds from the right password to the second step
-MFA_AMR = ("mfa", "otp", "pwd")  # RFC 8176 §2
-ENROL_AMR = PASSWORD_AMR
+SECOND_FACTOR_AMR = ("mfa", "otp")  # RFC 8176 §2, added to the first factor's
 SECOND_STEP = "/login/mfa"
 ENROL = "/login/enrol"
 
@@ -92,9 +95,12 @@ def mfa_required(user: User, mfa_for_admins: bool) -> bool:
     return user.mfa_required or (mfa_for_admins and user.is_admin)
 
 
-def second_step(request: Request, user: User, next_url: str) -> Response | None:
-    """After a right password: where a user who needs a second step goes (the pending state set
-    in this browser's session cookie), or None when the password is enough."""
+def second_step(
+    request: Request, user: User, next_url: str, amr: tuple[str, ...] = PASSWORD_AMR
+) -> Response | None:
+    """After a right first factor (a password, or an upstream sign-in whose `amr` is `amr`):
+    where a user who needs a second step goes (the pending state set in this browser's session
+    cookie), or None when the first factor is enough."""
     app = baton(request)
     if not user.totp_enabled and not mfa_required(user, app.settings.mfa_for_admins):
         return None
@@ -103,6 +109,7 @@ def second_step(request: Request, user: User, next_url: str) -> Response | None:
         "name": user.username,
         "next": next_url,
         "exp": app.clock.now() + PENDING_TTL,
+        "amr": list(amr),
     }
     return RedirectResponse(SECOND_STEP if user.totp_enabled else ENROL, status_code=303)
 
@@ -118,6 +125,18 @@ def _pending(request: Request) -> dict[str, Any] | None:
     if baton(request).clock.now() >= exp:
         return None
     return found
+
+
+def _first_factor(pending: dict[str, Any]) -> tuple[str, ...]:
+    """The first factor's `amr` the pending state carries (a password's when it has none)."""
+    amr = pending.get("amr")
+    if not isinstance(amr, list) or not all(isinstance(m, str) for m in amr):
+        return PASSWORD_AMR
+    return tuple(sorted(set(amr)))
+
+
+def _with_second_factor(pending: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(sorted(set(_first_factor(pending)) | set(SECOND_FACTOR_AMR)))
 
 
 def _restart(request: Request) -> Response:
@@ -245,7 +264,7 @@ async def code_post(request: Request) -> Response:
     if not accepted:
         await _failed(request, user.username)
         return _code_page(request, N_("That code is wrong or was used already."), 401)
-    return await _signed_in(request, user, pending["next"], MFA_AMR, None)
+    return await _signed_in(request, user, pending["next"], _with_second_factor(pending), None)
 
 
 # -- enrolment -------------------------------------------------------------------------------------
@@ -349,7 +368,7 @@ async def enrol_post(request: Request) -> Response:
         return _restart(request)
     next_url = pending["next"]
     shown = page(request, "mfa_recovery.html", {"codes": codes, "next": next_url})
-    return await _signed_in(request, user, next_url, ENROL_AMR, shown)
+    return await _signed_in(request, user, next_url, _first_factor(pending), shown)
 
 
 # -- OpenAPI operations of `baton.server.routes` (their summaries are the routes') ----------------

@@ -2,8 +2,13 @@
 
 `GET /login/upstream/{id}` reads the upstream's discovery document (cached, its `issuer` exactly
 the configured one), keeps a fresh `state`, `nonce` and PKCE S256 verifier in this browser's
-signed session cookie (single use: the callback takes them out; they live `challenge_ttl`
-seconds), and sends the browser to the upstream's authorization endpoint.
+session cookie, sealed (AES-GCM under a key derived by HKDF from the session key: the cookie is
+only signed, and the nonce and verifier must not be readable from it), and sends the browser to
+the upstream's authorization endpoint. The callback takes them out of the cookie and they live
+`challenge_ttl` seconds; but a copy of the cookie from before the callback still holds them, so
+that the answer is used once rests on the upstream refusing a second use of its code (RFC 6749
+§4.1.2: "MUST NOT be used more than once"), as every conforming upstream does. Keeping the
+sign-in server-side would need a table of its own (`auth_challenges` is for clients' requests).
 
 `GET /login/upstream/{id}/callback` checks the `state` against this browser's, the RFC 9207
 `iss` parameter, the upstream's `error`; exchanges the code (client_secret_basic, or `none` for a
@@ -12,9 +17,13 @@ public upstream client, with the PKCE verifier; a short timeout); validates the 
 `baton.core.upstream.check_id_token_claims` against the app's clock); finds the local user by
 the link of (provider, `sub`) as `baton.store.sql.upstream` says; and begins a session whose
 `amr` is the upstream's own (a user who must use a second factor here goes on to Baton's
-second step first, as after a password: `baton.server.endpoints.mfa`). Every refusal is a
-page that says why, with the way back to the login page: never a 500, never a session, never
-a link.
+second step first, as after a password, which adds "otp" and "mfa" to it:
+`baton.server.endpoints.mfa`). Every refusal is a page that says why, with the way back to the
+login page: never a 500, never a session, never a link.
+
+Every call to an upstream has one deadline (`Upstreams.timeout`) for the whole exchange, the
+body included, and its body is read as it comes and dropped past `_MAX_DOCUMENT` bytes: an
+upstream that drips or floods holds no sign-in and no memory.
 
 Nothing here logs or stores a token, a code, the verifier or the client secret.
 """
@@ -23,12 +32,18 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+import anyio
 import httpx
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc import jws
 from joserfc.errors import JoseError
 from starlette.requests import Request
@@ -80,6 +95,10 @@ class UpstreamStore(Protocol):
     async def get_user_by_id(self, user_id: int) -> User | None: ...
 
 
+class _TooLarge(Exception):
+    """An upstream's answer longer than `_MAX_DOCUMENT` bytes."""
+
+
 class UpstreamUnavailable(Exception):
     """The upstream did not answer (in time), or answered what Baton cannot use."""
 
@@ -108,18 +127,38 @@ class Upstreams:
             timeout=self.timeout, transport=self.transport, follow_redirects=False
         )
 
-    async def _get_json(self, url: str, name: str) -> Any:
+    async def fetch(self, name: str, method: str, url: str, **kwargs: Any) -> tuple[int, bytes]:
+        """The status and body of one call to an upstream, or `UpstreamUnavailable`: the whole
+        call (connecting, the headers, the body) within `timeout` seconds, and the body read as
+        it comes, given up past `_MAX_DOCUMENT` bytes (said or read)."""
         try:
-            async with self.client() as client:
-                response = await client.get(url, headers={"Accept": "application/json"})
-        except httpx.TimeoutException as exc:
+            with anyio.fail_after(self.timeout):
+                async with (
+                    self.client() as client,
+                    client.stream(method, url, **kwargs) as response,
+                ):
+                    said = response.headers.get("content-length", "")
+                    if said.isdigit() and int(said) > _MAX_DOCUMENT:
+                        raise _TooLarge
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > _MAX_DOCUMENT:
+                            raise _TooLarge
+                    return response.status_code, bytes(body)
+        except (TimeoutError, httpx.TimeoutException) as exc:
             raise UpstreamUnavailable(f"{name} did not answer in time.", 504) from exc
+        except _TooLarge as exc:
+            raise UpstreamUnavailable(f"{name} answered with a document too large.") from exc
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"{name} cannot be reached.") from exc
-        if response.status_code != 200 or len(response.content) > _MAX_DOCUMENT:
-            raise UpstreamUnavailable(f"{name} answered with an error ({response.status_code}).")
+
+    async def _get_json(self, url: str, name: str) -> Any:
+        status, body = await self.fetch(name, "GET", url, headers={"Accept": "application/json"})
+        if status != 200:
+            raise UpstreamUnavailable(f"{name} answered with an error ({status}).")
         try:
-            return response.json()
+            return json.loads(body)
         except ValueError as exc:
             raise UpstreamUnavailable(f"{name} answered something that is not JSON.") from exc
 
@@ -214,14 +253,17 @@ async def start(request: Request) -> Response:
         return _refused(request, exc.message, exc.status, next_url)
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(48)
-    request.session[PENDING] = {
-        "provider": provider.id,
-        "state": state,
-        "nonce": nonce,
-        "verifier": verifier,
-        "next": next_url,
-        "at": now,
-    }
+    request.session[PENDING] = _seal(
+        request,
+        {
+            "provider": provider.id,
+            "state": state,
+            "nonce": nonce,
+            "verifier": verifier,
+            "next": next_url,
+            "at": now,
+        },
+    )
     params = {
         "response_type": "code",
         "client_id": provider.client_id,
@@ -238,10 +280,40 @@ async def start(request: Request) -> Response:
     return RedirectResponse(location, status_code=303)
 
 
+_SEAL_INFO = b"baton/upstream-pending/v1"
+_SEAL_NONCE = 12
+
+
+def _sealer(request: Request) -> AESGCM:
+    """AES-GCM under a key derived (HKDF-SHA256) from the session key: one key of its own, so
+    the sealed sign-in and the cookie's signature never share a key."""
+    session_key: bytes = request.app.state.session_signer.secret_key
+    kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO)
+    return AESGCM(kdf.derive(session_key))
+
+
+def _seal(request: Request, pending: dict[str, Any]) -> str:
+    nonce = os.urandom(_SEAL_NONCE)
+    sealed = _sealer(request).encrypt(nonce, json.dumps(pending).encode(), _SEAL_INFO)
+    return base64.urlsafe_b64encode(nonce + sealed).decode()
+
+
+def _unseal(request: Request, sealed: Any) -> Any:
+    """What `_seal` sealed, or None (not sealed by this server's session key, damaged)."""
+    if not isinstance(sealed, str):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(sealed)
+        opened = _sealer(request).decrypt(raw[:_SEAL_NONCE], raw[_SEAL_NONCE:], _SEAL_INFO)
+        return json.loads(opened)
+    except (ValueError, InvalidTag):
+        return None
+
+
 def _pending(request: Request, provider_id: str) -> dict[str, Any] | None:
-    """This browser's sign-in under way with `provider_id`, taken out of the cookie (single
-    use); None when there is none, it is another provider's, or it is too old."""
-    pending = request.session.pop(PENDING, None)
+    """This browser's sign-in under way with `provider_id`, taken out of the cookie; None when
+    there is none, it is another provider's, or it is too old."""
+    pending = _unseal(request, request.session.pop(PENDING, None))
     if not isinstance(pending, dict) or pending.get("provider") != provider_id:
         return None
     if not all(isinstance(pending.get(k), str) for k in ("state", "nonce", "verifier", "next")):
@@ -303,9 +375,11 @@ async def callback(request: Request) -> Response:
         log.info("upstream sign-in without a user", provider=provider.id, reason=outcome.refusal)
         return _refused(request, outcome.refusal or "This sign-in is refused.", 403, next_url)
     # A second factor required here is never skipped: the upstream's sign-in stands for the
-    # password, and the user goes on to Baton's second step (or enrolment) as after one.
+    # password, and the user goes on to Baton's second step (or enrolment) as after one, with
+    # the upstream's `amr` as the first factor's.
     user = await upstream_store(request).get_user_by_id(outcome.user_id)
-    if user is not None and (step := second_step(request, user, next_url)) is not None:
+    step = None if user is None else second_step(request, user, next_url, identity.amr)
+    if step is not None:
         log.info("upstream sign-in needs a second factor", provider=provider.id)
         return step
     try:
@@ -342,18 +416,14 @@ async def _exchange(
     else:
         secret = _client_secret(request, provider)
         headers["Authorization"] = _basic(provider.client_id, secret)
+    status, raw = await upstreams(request).fetch(
+        provider.name, "POST", discovery.token_endpoint, data=form, headers=headers
+    )
     try:
-        async with upstreams(request).client() as client:
-            response = await client.post(discovery.token_endpoint, data=form, headers=headers)
-    except httpx.TimeoutException as exc:
-        raise UpstreamUnavailable(f"{provider.name} did not answer in time.", 504) from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamUnavailable(f"{provider.name} cannot be reached.") from exc
-    try:
-        body = response.json() if len(response.content) <= _MAX_DOCUMENT else None
+        body = json.loads(raw)
     except ValueError:
         body = None
-    if response.status_code != 200 or not isinstance(body, dict):
+    if status != 200 or not isinstance(body, dict):
         error = body.get("error") if isinstance(body, dict) else None
         said = f" ({error[:64]})" if isinstance(error, str) else ""
         raise UpstreamUnavailable(f"{provider.name} refused the sign-in{said}.")

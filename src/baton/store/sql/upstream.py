@@ -3,6 +3,12 @@
 `UpstreamStore` is a mixin of `baton.store.sql.SQLStore`: the provider rows the CLI manages, the
 links the console shows, and the sign-in's one transaction that finds (or makes) the local user
 of an upstream account and records it in the audit log (never a token).
+
+Two first sign-ins of one upstream account at once both find no link and both try to make it
+(and the user): the loser's transaction fails on the primary key or the username and is run
+once more, when it finds the winner's link. A made user's name is derived from the `sub`, so
+the name of a deleted one stays reserved (`registry.create_user`): that upstream account is
+refused ("deleted"), never given a new user.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from sqlalchemy import Connection, RowMapping, delete, insert, select, update
+from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from baton.core.upstream import (
@@ -20,11 +26,14 @@ from baton.core.upstream import (
     UpstreamLink,
     UpstreamProvider,
     may_link_by_email,
-    usernames_for,
+    may_link_user_by_email,
+    same_email,
+    username_for,
 )
 from baton.core.user_claims import ClaimChanges, ClaimError, check
 from baton.passwords import NO_PASSWORD
 from baton.store.admin import Actor
+from baton.store.base import UserExists, UsernameOfDeletedUser
 from baton.store.schema import upstream_links, upstream_providers, users
 from baton.store.sql import registry
 from baton.store.sql.admin import _audit
@@ -160,8 +169,19 @@ class UpstreamStore:
         """The local user of the upstream account, in one transaction with its audit row: the
         link by (provider, `sub`); else, as the provider is configured, a link made by the
         upstream's verified e-mail to the one local user with it, or a user made now; else a
-        refusal. A disabled user is refused."""
-        return await self._write(lambda conn: _sign_in(conn, provider, identity, actor))
+        refusal. A disabled user is refused; so is the upstream account of a deleted user."""
+        for attempt in range(2):
+            try:
+                return await self._write(lambda conn: _sign_in(conn, provider, identity, actor))
+            except (IntegrityError, UserExists):
+                # Another first sign-in of this account made the link (or the user) meanwhile:
+                # run again, to find its link. A second failure is no race: refuse.
+                if attempt:
+                    break
+        return SignInOutcome(
+            refusal=f"This {provider.name} account cannot be set up here now. Please sign in "
+            "again, or ask an administrator."
+        )
 
 
 def _sign_in(
@@ -203,29 +223,54 @@ def _user_to_link(
 ) -> tuple[int, str] | str:
     """The local user a new link is for and how it was found, or the refusal."""
     if may_link_by_email(provider.link_by_email, identity):
-        matches = list(
-            conn.execute(select(users.c.id).where(users.c.email == identity.email).limit(2))
-        )
-        if len(matches) == 1:
-            return matches[0][0], Linked.EMAIL
+        assert identity.email is not None
+        # The index-friendly lower() narrows; the case-folded comparison decides.
+        rows = conn.execute(
+            select(users.c.id, users.c.email, users.c.email_verified, users.c.is_admin).where(
+                func.lower(users.c.email) == identity.email.lower(),
+                users.c.deleted_at.is_(None),
+            )
+        ).all()
+        matches = [row for row in rows if same_email(row.email, identity.email)]
         if len(matches) > 1:
             return (
                 f"Several accounts here have the e-mail address of this {provider.name} "
                 "account: ask an administrator to link it."
             )
+        if matches:
+            match = matches[0]
+            linked = conn.execute(
+                select(upstream_links.c.subject).where(
+                    upstream_links.c.user_id == match.id,
+                    upstream_links.c.provider_id == provider.id,
+                )
+            ).first()
+            if may_link_user_by_email(
+                email_verified=bool(match.email_verified),
+                is_admin=bool(match.is_admin),
+                linked_to_provider=linked is not None,
+            ):
+                return match.id, Linked.EMAIL
     if provider.create_users:
-        return _create_user(conn, provider, identity, now), Linked.CREATED
+        try:
+            return _create_user(conn, provider, identity, now), Linked.CREATED
+        except UsernameOfDeletedUser:
+            return (
+                f"The account here of this {provider.name} account was deleted: it cannot sign "
+                "in again. Ask an administrator."
+            )
     return f"No account is linked to this {provider.name} account."
 
 
 def _create_user(
     conn: Connection, provider: UpstreamProvider, identity: UpstreamIdentity, now: int
 ) -> int:
-    for username in usernames_for(provider.id, identity):
-        taken = conn.execute(select(users.c.id).where(users.c.username == username)).first()
-        if taken is None:
-            break
-    made = registry.create_user(conn, username, NO_PASSWORD, now, False)
+    """A user for the upstream account, named after its `sub` (`username_for`). Raises
+    `UsernameOfDeletedUser` when that user was deleted, `UserExists` when the name is taken
+    (a concurrent first sign-in)."""
+    made = registry.create_user(
+        conn, username_for(provider.id, identity.subject), NO_PASSWORD, now, False
+    )
     changes = _claims(identity)
     if changes:
         registry.set_user_claims(conn, made.username, changes, now)
