@@ -370,7 +370,8 @@ TABLE = Table(
             openapi=upstream.CALLBACK,
             summary="The upstream's answer: a session for the linked user",
             details=(
-                "`state` of this browser (single use), RFC 9207 `iss`, the ID token's signature, "
+                "`state` of this browser (sealed in its cookie; the upstream's code is single "
+                "use), RFC 9207 `iss`, the ID token's signature, "
                 "`iss`, `aud`, `nonce`, `exp`; linked by the upstream `sub`"
             ),
         ),
