@@ -112,7 +112,7 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 
 # -- running the suite on every core (pytest-xdist) -----------------------------------------------
 #
-# pyproject's addopts say `-n auto --dist loadscope`; these hooks decide what that means.
+# `pytest -n auto` (or `-n 2`): these hooks decide how many workers and what each one runs.
 
 # Test files that share something outside the test process and must not run at the same time:
 # test_limits empties Redis database 0, which test_redis_store uses; the interop files share a
@@ -165,7 +165,10 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Whole files (or groups of files, `scope_of`) per worker, the slow ones first."""
+    """Whole files (or groups of files, `scope_of`) per worker, the slow ones first, whichever
+    load-balancing --dist is asked for: the groups are what keeps shared resources apart."""
+    if config.getvalue("dist") not in ("load", "loadscope", "loadfile", "loadgroup"):
+        return None
     from xdist.scheduler import (  # type: ignore[import-not-found,import-untyped,unused-ignore]
         LoadScopeScheduling,
     )
