@@ -33,6 +33,7 @@ lint: install
 	$(BIN)/python -m baton.config readme --check
 	$(BIN)/python -m baton.server.routes readme --check
 
+# ARGS="-n auto" runs the tests on every core (pytest-xdist, tests/conftest.py).
 test: lint
 	$(BIN)/pytest $(ARGS)
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import (  # noqa: F401 (fixtures and the failure-report hook)
+    START_TIMEOUT,
     Server,
     baton_server,
     free_port,
@@ -59,7 +60,7 @@ def api(tmp_path: Path) -> Iterator[ApiFactory]:
         process = spawn_uvicorn(["tests.client.api_app:app"], port, env, log)
         running = Api(f"http://127.0.0.1:{port}", process, log)
         started.append(running)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 pytest.fail(f"the test API exited:\n{log.read_text()}")

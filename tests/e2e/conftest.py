@@ -34,12 +34,15 @@ import requests  # type: ignore[import-untyped,unused-ignore]
 
 from baton.core.tokens import digest
 from baton.store.engines import normalize_url
+from tests.databases import create_database, drop_database
 
 USERNAME = "alice"
 PASSWORD = "correct horse battery staple"
 REDIRECT_URI = "http://127.0.0.1:9000/callback"
 CLIENT_SCOPE = "read write"
-START_TIMEOUT = 20.0
+# How long a `baton serve` may take to answer: a second or two, but much longer on a machine
+# busy with other work (a CI runner shared with other jobs); only a failing start waits it out.
+START_TIMEOUT = 60.0
 
 BATON = [sys.executable, "-m", "baton.cli"]
 
@@ -89,9 +92,17 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> Seed:
 
 
 @pytest.fixture(scope="session")
-def postgres_seed(postgres_database: str) -> Seed:
-    """The seed on the session's PostgreSQL database (shared by every server started on it)."""
-    return seed_database(postgres_database)
+def postgres_seed() -> Iterator[Seed]:
+    """The seed on a PostgreSQL database of its own, shared by every server started on it.
+
+    Not the session's `postgres_database`: the tests on that one empty its tables before they
+    start, which would take the seed's user and clients away from a server test run after them
+    (or leave a user `alice` behind for the seed to trip over)."""
+    url = create_database()
+    try:
+        yield seed_database(url)
+    finally:
+        drop_database(url)
 
 
 def seed_database(db: Path | str) -> Seed:

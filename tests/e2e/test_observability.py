@@ -3,7 +3,6 @@ away with the server, log lines are JSON, and a reuse reaches a webhook receiver
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,20 +29,28 @@ def counter(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def metric_dirs() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("baton-metrics-*"))
+def metric_dirs(temp: Path) -> set[Path]:
+    return set(temp.glob("baton-metrics-*"))
 
 
 def test_one_scrape_sees_every_worker_and_a_reuse_reaches_the_webhook(
-    baton_server: ServerFactory, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    baton_server: ServerFactory,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     receiver.clock = SystemClock()
     monkeypatch.setenv("BATON_WEBHOOK_SECRET", SECRET)
-    dirs_before = metric_dirs()
+    # The server's temporary directory is this test's own: any other `baton serve --workers`
+    # on the machine (a parallel test, another run) makes and removes metric directories too.
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    dirs_before = metric_dirs(temp)
     server = baton_server(
         workers=2, retry_policy="strict", metrics_token=SCRAPE_TOKEN, webhook_url=receiver.url
     )
-    assert metric_dirs() - dirs_before, "a multiprocess directory for this run"
+    assert metric_dirs(temp) - dirs_before, "a multiprocess directory for this run"
     pair = first_pair(server)
     token = pair["refresh_token"]
     # A fresh connection per request, so that both workers answer some.
@@ -91,4 +98,4 @@ def test_one_scrape_sees_every_worker_and_a_reuse_reaches_the_webhook(
     assert len({line["pid"] for line in access}) == 2, "both workers answered"
     assert all(line["request_id"] for line in access)
     server.stop()
-    assert metric_dirs() == dirs_before, "the metric files went with the server"
+    assert metric_dirs(temp) == dirs_before, "the metric files went with the server"
