@@ -33,9 +33,11 @@ lint: install
 	$(BIN)/python -m baton.config readme --check
 	$(BIN)/python -m baton.server.routes readme --check
 
-# ARGS="-n auto" runs the tests on every core (pytest-xdist, tests/conftest.py).
+# The suite on every core (pytest-xdist; tests/conftest.py says what runs together), then the
+# load tests alone, so that their fixed-time bursts of traffic never share the cores.
 test: lint
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n auto -m "not load" $(ARGS)
+	$(BIN)/pytest -m load $(ARGS)
 
 fuzz: install
 	$(BIN)/python bench/fuzz.py --examples 300 --scenarios 300 $(ARGS)

@@ -140,6 +140,14 @@ _SLOW_FILES = {
 _MAX_WORKERS = 4
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks the "load" files' tests `load`: `make test` runs them after the rest, alone on
+    the machine (`-m load`), so their fixed-time measurements never share the cores."""
+    for item in items:
+        if scope_of(item.nodeid) == "load":
+            item.add_marker(pytest.mark.load)
+
+
 def scope_of(nodeid: str) -> str:
     """The unit of work one xdist worker runs whole: a test file (its module fixtures, servers
     and databases start once), or a group of files that share an outside resource."""
