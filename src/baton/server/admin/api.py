@@ -38,6 +38,7 @@ from baton.core.challenges import (
     MAX_AMR,
     BodyError,
     State,
+    delegated_subject_problem,
     registered_claims,
     reject_problem,
     remember_for_problem,
@@ -123,6 +124,10 @@ async def require_scope(request: Request, scope: str) -> Caller:
     if facts is None or not rules.access_liveness(facts, now).active:
         raise _unauthorized("the access token is unknown, expired or revoked")
     grant = facts.grant
+    if not _for_this_server(app, facts.audience):
+        # RFC 8707 / RFC 9068 §4: a token for a resource server is that server's; here it
+        # would let the resource server (which saw it) call the admin API as the app.
+        raise _unauthorized("the access token's audience is not this server")
     client = await enabled_client(app.store, grant.client_id)
     if client is None or client.is_public:
         raise _unauthorized("the access token's client is unknown, disabled or public")
@@ -139,6 +144,14 @@ async def require_scope(request: Request, scope: str) -> Caller:
         await _audit_refusal(app, caller, request, f"lacks {scope}")
         raise _forbidden(scope, f"the token was not granted the {scope} scope")
     return caller
+
+
+def _for_this_server(app: Baton, audience: tuple[str, ...]) -> bool:
+    """Whether a token with `audience` is for Baton itself: the default audience (a grant with
+    no RFC 8707 resource), the issuer, or none recorded."""
+    settings = app.settings
+    own = {settings.default_audience, settings.issuer, settings.issuer_identifier}
+    return set(audience) <= own
 
 
 async def _audit_refusal(app: Baton, caller: Caller, request: Request, why: str) -> None:
@@ -222,12 +235,18 @@ async def json_body(request: Request) -> dict[str, Any]:
         if len(raw) > limit:
             raise Problem(413, "too-large", f"the body exceeds {limit} bytes")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise Problem(400, "bad-body", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise Problem(400, "bad-body", "the body must be a JSON object")
     return body
+
+
+def _no_constant(name: str) -> Any:
+    # `json.loads` takes NaN, Infinity and -Infinity, which are not JSON (RFC 8259 §6): an ID
+    # token or a UserInfo answer made of them would be invalid.
+    raise ValueError(f"{name} is not a JSON number")
 
 
 # -- challenges ----------------------------------------------------------------------------------
@@ -249,6 +268,12 @@ _REFUSED = {
     "expired": (410, "challenge-expired", "the challenge has expired"),
     "user_disabled": (409, "user-disabled", "user disabled"),
     "user_deleted": (409, "user-deleted", "user deleted: the subject is never given again"),
+    "subject_not_delegated": (
+        409,
+        "subject-not-delegated",
+        "the name belongs to a built-in or upstream user: a login app may sign in only the "
+        "users it made",
+    ),
 }
 
 
@@ -364,7 +389,7 @@ def _outcome(
         raise BodyError(problem)
     if kind == LOGIN:
         subject = body.get("subject")
-        if (problem := subject_problem(subject)) is not None:
+        if (problem := delegated_subject_problem(subject)) is not None:
             raise BodyError(problem)
         acr = body.get("acr")
         if acr is not None and not (isinstance(acr, str) and 0 < len(acr) <= MAX_ACR):
