@@ -30,7 +30,7 @@ from baton.core.tokens import TokenKind, digest, mint, random_id
 from baton.passwords import NO_PASSWORD
 from baton.store.admin import Actor
 from baton.store.base import Client
-from baton.store.schema import sessions, upstream_links, upstream_providers, users
+from baton.store.schema import audit_log, sessions, upstream_links, upstream_providers, users
 from baton.store.sql import SQLStore
 from tests.server.logout_support import logouts
 from tests.server.test_delegation import (
@@ -387,6 +387,40 @@ def test_a_token_for_a_resource_server_does_not_open_the_admin_api(
         answer = call(http, "GET", f"/login-challenges/{challenge}", at)
         assert answer.status_code == 401, answer.text
         assert "audience" in answer.json()["detail"]
+
+
+def test_refusals_of_a_known_caller_are_audited(
+    http: TestClient, store: SQLStore, app_client: RegisteredClient, token: str
+) -> None:
+    """docs/identity.md: every call whose caller is known is audited, its 404 / 400 too."""
+    actor = f"client:{app_client.id}"
+
+    def refusals() -> list[tuple[str, int]]:
+        rows = anyio.run(
+            store.inspect,
+            lambda c: c.execute(select(audit_log).where(audit_log.c.actor == actor)).all(),
+        )
+        return [
+            (r.action, json.loads(r.detail).get("refused"))
+            for r in rows
+            if r.detail and "refused" in json.loads(r.detail)
+        ]
+
+    assert call(http, "GET", "/login-challenges/" + "x" * 201, token).status_code == 404
+    assert (
+        call(http, "PUT", "/consent-challenges/" + "x" * 201 + "/accept", token).status_code == 404
+    )
+    assert call(http, "DELETE", "/subjects/%20lead/sessions", token).status_code == 404
+    assert call(http, "DELETE", "/subjects/%20lead/consents", token).status_code == 404
+    consents = call(http, "DELETE", "/subjects/carol/consents?client_id=%01", token)
+    assert consents.status_code == 400
+    assert sorted(refusals()) == [
+        ("consent_challenge.accept", 404),
+        ("login_challenge.read", 404),
+        ("subject.consents.delete", 400),
+        ("subject.consents.delete", 404),
+        ("subject.sessions.delete", 404),
+    ]
 
 
 # -- racing first accepts --------------------------------------------------------------------------

@@ -262,6 +262,18 @@ def _challenge_key(request: Request) -> tuple[bytes, str]:
     return key, key.hex()[:16]
 
 
+async def _audited_key(
+    app: Baton, caller: Caller, action: str, kind: str, request: Request
+) -> tuple[bytes, str]:
+    """`_challenge_key`, its 404 for a value that cannot be a challenge audited too."""
+    try:
+        return _challenge_key(request)
+    except Problem as problem:
+        detail = {"refused": problem.status}
+        await _keeper(app).audit_api(caller.actor, action, f"{kind}_challenge", "-", detail)
+        raise
+
+
 _REFUSED = {
     "unknown": (404, "unknown-challenge", "no such challenge"),
     "decided": (409, "challenge-decided", "the challenge was already decided or used"),
@@ -315,8 +327,8 @@ def _get_challenge(kind: str) -> Handler:
     @problems
     async def get_challenge(request: Request) -> Response:
         caller = await require_scope(request, scope)
-        key, target = _challenge_key(request)
         app = baton(request)
+        key, target = await _audited_key(app, caller, f"{kind}_challenge.read", kind, request)
         found = await _keeper(app).read_challenge(
             key, kind, caller.actor, f"{kind}_challenge.read", target
         )
@@ -335,9 +347,9 @@ def _decide(kind: str, decision: str) -> Handler:
     @problems
     async def decide(request: Request) -> Response:
         caller = await require_scope(request, CHALLENGES_SCOPE)
-        key, target = _challenge_key(request)
         app = baton(request)
         keeper = _keeper(app)
+        key, target = await _audited_key(app, caller, action, kind, request)
         try:
             body = await json_body(request)
             found = await keeper.find_challenge(key)
@@ -456,9 +468,12 @@ reject_consent = _decide(CONSENT, "reject")
 # -- a subject's sessions and consent --------------------------------------------------------------
 
 
-def _subject(request: Request) -> str:
+async def _subject(request: Request, caller: Caller, action: str) -> str:
+    """The path's subject; a value no subject can have is a 404, audited as any refusal."""
     subject = request.path_params["subject"]
     if subject_problem(subject) is not None:
+        detail = {"refused": 404, "found": False}
+        await _keeper(baton(request)).audit_api(caller.actor, action, "user", "-", detail)
         raise Problem(404, "unknown-subject", "no such subject")
     return cast(str, subject)
 
@@ -467,7 +482,7 @@ def _subject(request: Request) -> str:
 async def delete_sessions(request: Request) -> Response:
     """Sign out everywhere: every session of the subject ends as /session/end ends one."""
     caller = await require_scope(request, SESSIONS_SCOPE)
-    subject = _subject(request)
+    subject = await _subject(request, caller, "subject.sessions.delete")
     done = await _keeper(baton(request)).end_subject_sessions(subject, caller.actor)
     if done is None:
         raise Problem(404, "unknown-subject", "no such subject")
@@ -479,9 +494,12 @@ async def delete_consents(request: Request) -> Response:
     """Forgets the subject's remembered consent (of `client_id`, or all) and revokes the
     subject's grants of those clients: the next authorization asks again."""
     caller = await require_scope(request, SESSIONS_SCOPE)
-    subject = _subject(request)
+    action = "subject.consents.delete"
+    subject = await _subject(request, caller, action)
     client_id = request.query_params.get("client_id") or None
     if client_id is not None and not (len(client_id) <= 64 and client_id.isprintable()):
+        detail = {"refused": 400, "client_id": "invalid"}
+        await _keeper(baton(request)).audit_api(caller.actor, action, "user", subject, detail)
         raise Problem(400, "bad-request", "client_id is not a client identifier")
     found = await _keeper(baton(request)).forget_subject_consents(subject, client_id, caller.actor)
     if found is None:
