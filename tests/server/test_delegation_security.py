@@ -34,10 +34,14 @@ from baton.store.schema import audit_log, sessions, upstream_links, upstream_pro
 from baton.store.sql import SQLStore
 from tests.server.logout_support import logouts
 from tests.server.test_delegation import (
+    ADMIN_SCOPE,
     API,
     CONSENT_APP,
+    KEK,
     LOGIN_APP,
     _client,
+    accept_login,
+    admin_token,
     allow,
     app_client,
     call,
@@ -60,6 +64,7 @@ from tests.support import (
     hidden_fields,
     migrated_store,
     register_client,
+    running_app,
 )
 
 __all__ = ["app_client", "clock", "http", "rp", "running", "store", "token"]  # fixtures
@@ -421,6 +426,53 @@ def test_refusals_of_a_known_caller_are_audited(
         ("subject.consents.delete", 404),
         ("subject.sessions.delete", 404),
     ]
+
+
+# -- the browser binding cookie ----------------------------------------------------------------
+
+
+def test_a_binding_value_this_server_did_not_issue_is_not_used(
+    http: TestClient, rp: RegisteredClient, token: str
+) -> None:
+    """A sibling subdomain tosses `baton_flow=V` into the victim's browser and holds V itself:
+    the victim's challenge must not be bound to V, else the attacker's browser could redeem the
+    victim's verifier."""
+    tossed = "t" * 43
+    http.cookies.set("baton_flow", tossed, domain="baton.test", path="/authorize")
+    response, _ = start(http, rp)
+    issued = response.cookies.get("baton_flow")
+    assert issued is not None and issued != tossed
+    redirect_to = accept_login(http, token, challenge_of(response), subject="tossed-tom")
+    attacker = TestClient(http.app, base_url="http://baton.test", follow_redirects=False)
+    attacker.cookies.set("baton_flow", tossed, domain="baton.test", path="/authorize")
+    refused = attacker.get(redirect_to)
+    assert refused.status_code == 403 and "another browser" in refused.text
+    assert http.get(redirect_to).status_code == 200  # the victim's own browser goes on
+
+
+def test_under_https_the_binding_cookie_is_host_only(tmp_path: Path) -> None:
+    with running_app(
+        tmp_path,
+        issuer="https://baton.test",
+        key_encryption_key=KEK,
+        login_url=LOGIN_APP,
+        signing_alg="ES256",
+    ) as (https, store, _):
+        rp = _client(store)
+        token = admin_token(https, register_client(store, scope=ADMIN_SCOPE, name="login app"))
+        response, _ = start(https, rp)
+        cookie = response.headers["set-cookie"]
+        assert cookie.startswith("__Host-baton_flow=")
+        assert "secure" in cookie.lower() and "path=/;" in cookie.lower() + ";"
+        assert "domain" not in cookie.lower()
+        answer = call(
+            https,
+            "PUT",
+            f"/login-challenges/{challenge_of(response)}/accept",
+            token,
+            {"subject": "secure-sue"},
+        )
+        assert https.get(answer.json()["redirect_to"]).status_code == 200  # consent page
 
 
 # -- racing first accepts --------------------------------------------------------------------------

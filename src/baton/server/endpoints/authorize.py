@@ -13,12 +13,14 @@ is read: plain OAuth is answered as it always was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
 from urllib.parse import quote, urlencode
 
+from itsdangerous import Signer, TimestampSigner
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -673,9 +675,13 @@ def _to_login(params: tuple[tuple[str, str], ...], reason: str | None = None) ->
 # a binding cookie, and the app, having decided over the admin API (`baton.server.admin.api`),
 # sends the browser back to /authorize/continue with a one-time verifier. The same for consent.
 
-# The browser binding: a random value, its SHA-256 stored with each challenge this browser
-# starts; a verifier comes back only in the browser that holds it.
+# The browser binding: a random value signed with the session key (so only a value this server
+# issued counts: one a sibling subdomain tossed into the browser is refused), its SHA-256 stored
+# with each challenge this browser starts; a verifier comes back only in the browser that holds
+# it. Under https the cookie has the `__Host-` prefix (RFC 6265bis §4.1.3.2: host-only, Secure,
+# path `/`), which no other host can set.
 FLOW_COOKIE = "baton_flow"
+SECURE_FLOW_COOKIE = "__Host-baton_flow"
 _FLOW_PATH = "/authorize"
 # The session cookie's mark of a login app's sign-in without `remember`: it answers the
 # authorization it was made for (and its consent step), then is spent (`_spend_once`): True
@@ -833,18 +839,33 @@ def _oidc_summary(auth: AuthorizationRequest) -> dict[str, Any] | None:
     }
 
 
-def _flow_value(request: Request) -> str:
-    """This browser's binding value: the cookie's, if it has one of the right shape (so flows
-    in two tabs both come back), else a new one."""
-    held = request.cookies.get(FLOW_COOKIE)
-    if (
-        held is not None
-        and len(held) == 43
-        and held.isascii()
-        and held.replace("-", "").replace("_", "").isalnum()
-    ):
+def _flow_cookie(app: Baton) -> tuple[str, str]:
+    """The binding cookie's name and path: `__Host-` and `/` under https."""
+    if app.settings.secure_cookies:
+        return SECURE_FLOW_COOKIE, "/"
+    return FLOW_COOKIE, _FLOW_PATH
+
+
+def _flow_signer(request: Request) -> Signer:
+    session_signer: TimestampSigner = request.app.state.session_signer
+    return Signer(session_signer.secret_keys[-1], salt="baton.flow", digest_method=hashlib.sha256)
+
+
+def _held_flow(request: Request, app: Baton) -> str | None:
+    """The binding value this browser holds, if this server issued it (its signature holds)."""
+    held = request.cookies.get(_flow_cookie(app)[0])
+    if held is None or not (len(held) <= 200 and held.isascii()):
+        return None
+    return held if _flow_signer(request).validate(held) else None
+
+
+def _flow_value(request: Request, app: Baton) -> str:
+    """This browser's binding value: the one it holds, if this server issued it (so flows in
+    two tabs both come back), else a new one."""
+    held = _held_flow(request, app)
+    if held is not None:
         return held
-    return secrets.token_urlsafe(32)
+    return _flow_signer(request).sign(secrets.token_urlsafe(32)).decode()
 
 
 async def _challenge(
@@ -860,7 +881,7 @@ async def _challenge(
     """Stores a challenge of `kind` for this request and browser, and sends the browser to the
     app at `url` with it (`login_challenge` / `consent_challenge`)."""
     value = secrets.token_urlsafe(32)  # 256 bits, 43 characters
-    browser = _flow_value(request)
+    browser = _flow_value(request, app)
     now = app.clock.now()
     ttl = app.settings.challenge_ttl
     carried = {
@@ -885,11 +906,12 @@ async def _challenge(
         status_code=303,
         headers={"Cache-Control": "no-store"},
     )
+    name, path = _flow_cookie(app)
     response.set_cookie(
-        FLOW_COOKIE,
+        name,
         browser,
         max_age=ttl,
-        path=_FLOW_PATH,
+        path=path,
         secure=app.settings.secure_cookies,
         httponly=True,
         samesite="lax",
@@ -924,7 +946,7 @@ async def continue_get(request: Request) -> Response:
         return error_page(request, "This link names no sign-in to continue.", 400)
     kind = LOGIN_KIND if login_verifier is not None else CONSENT_KIND
     verifier = login_verifier or consent_verifier or ""
-    held = request.cookies.get(FLOW_COOKIE)
+    held = _held_flow(request, app)
     now = app.clock.now()
     found = await _keeper(app).redeem_verifier(
         digest(verifier), kind, client_id, digest(held) if held else None, now
