@@ -10,6 +10,7 @@ from baton.core.challenges import (
     BodyError,
     State,
     app_url_problem,
+    delegated_subject_problem,
     registered_claims,
     reject_problem,
     remember_for_problem,
@@ -60,6 +61,28 @@ def test_registered_claims_are_refused_by_name() -> None:
 )
 def test_a_subject_is_a_plain_name(subject: object, ok: bool) -> None:
     assert (subject_problem(subject) is None) is ok
+
+
+def test_reserved_claims_are_refused_too() -> None:
+    reserved = {"events": 1, "_claim_names": 1, "_claim_sources": 1, "cnf": 1, "typ": 1}
+    assert registered_claims({**reserved, "tenant": 1}) == sorted(reserved)
+
+
+@pytest.mark.parametrize(
+    ("subject", "ok"),
+    [
+        ("carol", True),
+        ("first.last", True),
+        ("...", True),
+        ("org/carol", False),
+        ("/", False),
+        (".", False),
+        ("..", False),
+        (" carol", False),  # and whatever a subject may not be
+    ],
+)
+def test_a_delegated_subject_can_be_named_in_a_path(subject: str, ok: bool) -> None:
+    assert (delegated_subject_problem(subject) is None) is ok
 
 
 def test_remember_for_is_a_whole_number_of_seconds() -> None:

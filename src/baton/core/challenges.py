@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import unicodedata
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from baton.core.redirects import LOOPBACK
@@ -55,6 +55,14 @@ REGISTERED_CLAIMS = frozenset(
         "c_hash",
         "sid",
     }
+)
+
+# Claims an app may not set either, though not registered for ID tokens: a logout token's
+# `events` (Back-Channel Logout §2.4, so an ID token cannot pass for one), aggregated and
+# distributed claims' `_claim_names` / `_claim_sources` (Core §5.6.2: the relying party would
+# fetch what they point at), proof of possession's `cnf` (RFC 7800) and the JWT's `typ`.
+RESERVED_CLAIMS = REGISTERED_CLAIMS | frozenset(
+    {"events", "_claim_names", "_claim_sources", "cnf", "typ"}
 )
 
 MAX_SUBJECT = 200
@@ -100,9 +108,21 @@ def subject_problem(subject: object) -> str | None:
     return None
 
 
+def delegated_subject_problem(subject: object) -> str | None:
+    """Why a login app may not name `subject`, or None: a username, and one the admin API's
+    `/subjects/{subject}/...` paths can address (no `/`, not `.` or `..`, which a URL path
+    cannot carry as one segment)."""
+    if (problem := subject_problem(subject)) is not None:
+        return problem
+    if "/" in cast(str, subject) or subject in (".", ".."):
+        return 'subject must not hold "/" nor be "." or ".."'
+    return None
+
+
 def registered_claims(claims: Mapping[str, Any]) -> list[str]:
-    """The registered claim names among `claims`, sorted (an app may not set them)."""
-    return sorted(REGISTERED_CLAIMS & set(claims))
+    """The registered (and reserved) claim names among `claims`, sorted (an app may not set
+    them)."""
+    return sorted(RESERVED_CLAIMS & set(claims))
 
 
 def reject_problem(error: object, description: object) -> str | None:

@@ -38,6 +38,7 @@ from baton.core.challenges import (
     MAX_AMR,
     BodyError,
     State,
+    delegated_subject_problem,
     registered_claims,
     reject_problem,
     remember_for_problem,
@@ -123,6 +124,10 @@ async def require_scope(request: Request, scope: str) -> Caller:
     if facts is None or not rules.access_liveness(facts, now).active:
         raise _unauthorized("the access token is unknown, expired or revoked")
     grant = facts.grant
+    if not _for_this_server(app, facts.audience):
+        # RFC 8707 / RFC 9068 §4: a token for a resource server is that server's; here it
+        # would let the resource server (which saw it) call the admin API as the app.
+        raise _unauthorized("the access token's audience is not this server")
     client = await enabled_client(app.store, grant.client_id)
     if client is None or client.is_public:
         raise _unauthorized("the access token's client is unknown, disabled or public")
@@ -139,6 +144,14 @@ async def require_scope(request: Request, scope: str) -> Caller:
         await _audit_refusal(app, caller, request, f"lacks {scope}")
         raise _forbidden(scope, f"the token was not granted the {scope} scope")
     return caller
+
+
+def _for_this_server(app: Baton, audience: tuple[str, ...]) -> bool:
+    """Whether a token with `audience` is for Baton itself: the default audience (a grant with
+    no RFC 8707 resource), the issuer, or none recorded."""
+    settings = app.settings
+    own = {settings.default_audience, settings.issuer, settings.issuer_identifier}
+    return set(audience) <= own
 
 
 async def _audit_refusal(app: Baton, caller: Caller, request: Request, why: str) -> None:
@@ -222,12 +235,18 @@ async def json_body(request: Request) -> dict[str, Any]:
         if len(raw) > limit:
             raise Problem(413, "too-large", f"the body exceeds {limit} bytes")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise Problem(400, "bad-body", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise Problem(400, "bad-body", "the body must be a JSON object")
     return body
+
+
+def _no_constant(name: str) -> Any:
+    # `json.loads` takes NaN, Infinity and -Infinity, which are not JSON (RFC 8259 §6): an ID
+    # token or a UserInfo answer made of them would be invalid.
+    raise ValueError(f"{name} is not a JSON number")
 
 
 # -- challenges ----------------------------------------------------------------------------------
@@ -243,12 +262,30 @@ def _challenge_key(request: Request) -> tuple[bytes, str]:
     return key, key.hex()[:16]
 
 
+async def _audited_key(
+    app: Baton, caller: Caller, action: str, kind: str, request: Request
+) -> tuple[bytes, str]:
+    """`_challenge_key`, its 404 for a value that cannot be a challenge audited too."""
+    try:
+        return _challenge_key(request)
+    except Problem as problem:
+        detail = {"refused": problem.status}
+        await _keeper(app).audit_api(caller.actor, action, f"{kind}_challenge", "-", detail)
+        raise
+
+
 _REFUSED = {
     "unknown": (404, "unknown-challenge", "no such challenge"),
     "decided": (409, "challenge-decided", "the challenge was already decided or used"),
     "expired": (410, "challenge-expired", "the challenge has expired"),
     "user_disabled": (409, "user-disabled", "user disabled"),
     "user_deleted": (409, "user-deleted", "user deleted: the subject is never given again"),
+    "subject_not_delegated": (
+        409,
+        "subject-not-delegated",
+        "the name belongs to a built-in or upstream user: a login app may sign in only the "
+        "users it made",
+    ),
 }
 
 
@@ -290,8 +327,8 @@ def _get_challenge(kind: str) -> Handler:
     @problems
     async def get_challenge(request: Request) -> Response:
         caller = await require_scope(request, scope)
-        key, target = _challenge_key(request)
         app = baton(request)
+        key, target = await _audited_key(app, caller, f"{kind}_challenge.read", kind, request)
         found = await _keeper(app).read_challenge(
             key, kind, caller.actor, f"{kind}_challenge.read", target
         )
@@ -310,9 +347,9 @@ def _decide(kind: str, decision: str) -> Handler:
     @problems
     async def decide(request: Request) -> Response:
         caller = await require_scope(request, CHALLENGES_SCOPE)
-        key, target = _challenge_key(request)
         app = baton(request)
         keeper = _keeper(app)
+        key, target = await _audited_key(app, caller, action, kind, request)
         try:
             body = await json_body(request)
             found = await keeper.find_challenge(key)
@@ -364,7 +401,7 @@ def _outcome(
         raise BodyError(problem)
     if kind == LOGIN:
         subject = body.get("subject")
-        if (problem := subject_problem(subject)) is not None:
+        if (problem := delegated_subject_problem(subject)) is not None:
             raise BodyError(problem)
         acr = body.get("acr")
         if acr is not None and not (isinstance(acr, str) and 0 < len(acr) <= MAX_ACR):
@@ -431,9 +468,12 @@ reject_consent = _decide(CONSENT, "reject")
 # -- a subject's sessions and consent --------------------------------------------------------------
 
 
-def _subject(request: Request) -> str:
+async def _subject(request: Request, caller: Caller, action: str) -> str:
+    """The path's subject; a value no subject can have is a 404, audited as any refusal."""
     subject = request.path_params["subject"]
     if subject_problem(subject) is not None:
+        detail = {"refused": 404, "found": False}
+        await _keeper(baton(request)).audit_api(caller.actor, action, "user", "-", detail)
         raise Problem(404, "unknown-subject", "no such subject")
     return cast(str, subject)
 
@@ -442,7 +482,7 @@ def _subject(request: Request) -> str:
 async def delete_sessions(request: Request) -> Response:
     """Sign out everywhere: every session of the subject ends as /session/end ends one."""
     caller = await require_scope(request, SESSIONS_SCOPE)
-    subject = _subject(request)
+    subject = await _subject(request, caller, "subject.sessions.delete")
     done = await _keeper(baton(request)).end_subject_sessions(subject, caller.actor)
     if done is None:
         raise Problem(404, "unknown-subject", "no such subject")
@@ -454,9 +494,12 @@ async def delete_consents(request: Request) -> Response:
     """Forgets the subject's remembered consent (of `client_id`, or all) and revokes the
     subject's grants of those clients: the next authorization asks again."""
     caller = await require_scope(request, SESSIONS_SCOPE)
-    subject = _subject(request)
+    action = "subject.consents.delete"
+    subject = await _subject(request, caller, action)
     client_id = request.query_params.get("client_id") or None
     if client_id is not None and not (len(client_id) <= 64 and client_id.isprintable()):
+        detail = {"refused": 400, "client_id": "invalid"}
+        await _keeper(baton(request)).audit_api(caller.actor, action, "user", subject, detail)
         raise Problem(400, "bad-request", "client_id is not a client identifier")
     found = await _keeper(baton(request)).forget_subject_consents(subject, client_id, caller.actor)
     if found is None:

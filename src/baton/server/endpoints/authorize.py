@@ -13,12 +13,14 @@ is read: plain OAuth is answered as it always was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
 from urllib.parse import quote, urlencode
 
+from itsdangerous import Signer, TimestampSigner
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -64,12 +66,9 @@ from baton.server.runtime.context import Baton, baton, source_address
 from baton.server.runtime.pages import N_, error_page
 from baton.server.runtime.sessions import (
     MAX_AGE,
-    SID,
     AccountDisabled,
     begin_session,
     live_session,
-    session_digest,
-    session_store,
 )
 from baton.store.base import Client, Consent, NewCode, User
 from baton.store.sql.challenges import Challenge, NotHonoured
@@ -305,14 +304,18 @@ def _requested_sub(text: str | None) -> str | None:
 
 
 def _redirect(
-    app: Baton, request: AuthorizationRequest, params: dict[str, str], status: int
+    request: Request, app: Baton, auth: AuthorizationRequest, params: dict[str, str], status: int
 ) -> Response:
-    if request.state is not None:
-        params["state"] = request.state
+    """The answer to the client (a code or an error, RFC 6749 §4.1.2), with `state` and `iss`
+    (RFC 9207). Every answer to the client goes out here: a login app's sign-in without
+    `remember` is spent by it (`_spend_once`)."""
+    if auth.state is not None:
+        params["state"] = auth.state
     params["iss"] = app.settings.issuer_identifier
-    sep = "&" if "?" in request.redirect_uri else "?"
+    sep = "&" if "?" in auth.redirect_uri else "?"
+    _spend_once(request)
     return RedirectResponse(
-        request.redirect_uri + sep + urlencode(params),
+        auth.redirect_uri + sep + urlencode(params),
         status_code=status,
         headers={"Cache-Control": "no-store"},
     )
@@ -372,11 +375,12 @@ async def _authorize(
         return error_page(request, exc.message, exc.status)
     except _WithRequest as exc:
         params = {"error": exc.error.error, "error_description": exc.error.description}
-        return _redirect(app, exc.request, params, status)
+        return _redirect(request, app, exc.request, params, status)
     live = live_session(request)
-    if fresh and live is not None and request.session.get(ONCE):
-        # A login app's sign-in without `remember` served the authorization it was made for;
-        # a new authorization request asks the login app again (see `continue_get`).
+    if request.session.get(ONCE) and (fresh or request.session.get(ONCE) == SPENT):
+        # A login app's sign-in without `remember` serves the authorization it was made for
+        # (its consent page's answer too), and no other: a new authorization request asks the
+        # login app again (see `continue_get`).
         live = None
     return await _proceed(request, app, auth, live, decision, status)
 
@@ -392,16 +396,7 @@ async def _proceed(
 ) -> Response:
     """The authorization request `auth`, valid, as this browser's session `live` answers it;
     `granted`: what a consent app allowed (its verifier came back)."""
-    response = await _answer(request, app, auth, live, decision, status, granted)
-    location = response.headers.get("location", "")
-    if request.session.get(ONCE) and location.startswith(auth.redirect_uri):
-        # The answer goes to the client: the single-use sign-in is over (its grants live on,
-        # as those of a session signed out do).
-        secret = request.session.get(SID)
-        if isinstance(secret, str):
-            await session_store(request).end_session(session_digest(secret), app.clock.now())
-        request.session.clear()
-    return response
+    return await _answer(request, app, auth, live, decision, status, granted)
 
 
 async def _answer(
@@ -430,15 +425,15 @@ async def _answer(
             )
         except RedirectError as exc:
             params = {"error": exc.error, "error_description": exc.description}
-            return _redirect(app, auth, params, status)
+            return _redirect(request, app, auth, params, status)
 
     if user is None or live is None:
         return await _ask_login(request, app, auth, auth.params, None, None, None)
 
     if granted is not None:  # a consent app's decision
-        return await _issue_code(app, granted.applied(auth), user, granted.scope, status)
+        return await _issue_code(request, app, granted.applied(auth), user, granted.scope, status)
     if decision == "deny":
-        return _denied(app, auth, status)
+        return _denied(request, app, auth, status)
     now = app.clock.now()
     if decision == "allow":
         await app.store.remember_consent(user.id, auth.client.id, auth.scope, auth.resources, now)
@@ -449,15 +444,16 @@ async def _answer(
         remembered = consent is not None and consent.covers(auth.scope, auth.resources, now)
         if not (remembered and _remembers_consent(auth)):
             return await _ask_consent(request, app, auth, user, consent)
-    return await _issue_code(app, auth, user, auth.scope, status)
+    return await _issue_code(request, app, auth, user, auth.scope, status)
 
 
-def _denied(app: Baton, auth: AuthorizationRequest, status: int) -> Response:
+def _denied(request: Request, app: Baton, auth: AuthorizationRequest, status: int) -> Response:
     params = {"error": ErrorCode.ACCESS_DENIED, "error_description": "the user denied the request"}
-    return _redirect(app, auth, params, status)
+    return _redirect(request, app, auth, params, status)
 
 
 async def _issue_code(
+    request: Request,
     app: Baton,
     auth: AuthorizationRequest,
     user: User,
@@ -484,7 +480,7 @@ async def _issue_code(
             sign_in=sign_in,
         )
     )
-    return _redirect(app, auth, {"code": code.plaintext}, status)
+    return _redirect(request, app, auth, {"code": code.plaintext}, status)
 
 
 async def _authenticate(
@@ -517,6 +513,7 @@ async def _authenticate(
 
     if granted is not None:  # a consent app's decision: what it allowed, with its claims
         return await _issue_code(
+            request,
             app,
             granted.applied(auth),
             user,
@@ -534,7 +531,7 @@ async def _authenticate(
         return account_page(request, auth.client, user.username, _continuation(auth))
 
     if decision == "deny":
-        return _denied(app, auth, status)
+        return _denied(request, app, auth, status)
     scope = auth.scope
     asked_now = decision == "allow"
     if asked_now and declined_offline:
@@ -591,7 +588,7 @@ async def _authenticate(
         userinfo=tuple(sorted(oidc.claims.userinfo & consented)),
         userinfo_claims=dict(given.get("userinfo", {})),
     )
-    return await _issue_code(app, auth, user, scope, status, sign_in, live.sid)
+    return await _issue_code(request, app, auth, user, scope, status, sign_in, live.sid)
 
 
 # Why a signed-in user must sign in again, as the login page tells it (and `login_required`).
@@ -678,14 +675,32 @@ def _to_login(params: tuple[tuple[str, str], ...], reason: str | None = None) ->
 # a binding cookie, and the app, having decided over the admin API (`baton.server.admin.api`),
 # sends the browser back to /authorize/continue with a one-time verifier. The same for consent.
 
-# The browser binding: a random value, its SHA-256 stored with each challenge this browser
-# starts; a verifier comes back only in the browser that holds it.
+# The browser binding: a random value signed with the session key (so only a value this server
+# issued counts: one a sibling subdomain tossed into the browser is refused), its SHA-256 stored
+# with each challenge this browser starts; a verifier comes back only in the browser that holds
+# it. Under https the cookie has the `__Host-` prefix (RFC 6265bis §4.1.3.2: host-only, Secure,
+# path `/`), which no other host can set.
 FLOW_COOKIE = "baton_flow"
+SECURE_FLOW_COOKIE = "__Host-baton_flow"
 _FLOW_PATH = "/authorize"
 # The session cookie's mark of a login app's sign-in without `remember`: it answers the
-# authorization it was made for (and its consent step), then ends (`_proceed`).
+# authorization it was made for (and its consent step), then is spent (`_spend_once`): True
+# until the answer went to the client, SPENT after.
 ONCE = "once"
+SPENT = "spent"
 CONTINUE_PATH = "/authorize/continue"
+
+
+def _spend_once(request: Request) -> None:
+    """The answer goes to the client: a login app's sign-in without `remember` has served.
+
+    It is spent, not ended: the cookie says so, and no authorization request is answered by it
+    again (`_authorize`); but its row stays live until its short expiry (the challenge TTL,
+    `_signed_in_by_app`), so that a sign-out (/session/end, "sign out everywhere", another
+    user's sign-in on this browser) still ends it with the grants it made and tells their
+    relying parties by back-channel logout, as for any session."""
+    if request.session.get(ONCE):
+        request.session[ONCE] = SPENT
 
 
 class ChallengeKeeper(Protocol):
@@ -824,18 +839,33 @@ def _oidc_summary(auth: AuthorizationRequest) -> dict[str, Any] | None:
     }
 
 
-def _flow_value(request: Request) -> str:
-    """This browser's binding value: the cookie's, if it has one of the right shape (so flows
-    in two tabs both come back), else a new one."""
-    held = request.cookies.get(FLOW_COOKIE)
-    if (
-        held is not None
-        and len(held) == 43
-        and held.isascii()
-        and held.replace("-", "").replace("_", "").isalnum()
-    ):
+def _flow_cookie(app: Baton) -> tuple[str, str]:
+    """The binding cookie's name and path: `__Host-` and `/` under https."""
+    if app.settings.secure_cookies:
+        return SECURE_FLOW_COOKIE, "/"
+    return FLOW_COOKIE, _FLOW_PATH
+
+
+def _flow_signer(request: Request) -> Signer:
+    session_signer: TimestampSigner = request.app.state.session_signer
+    return Signer(session_signer.secret_keys[-1], salt="baton.flow", digest_method=hashlib.sha256)
+
+
+def _held_flow(request: Request, app: Baton) -> str | None:
+    """The binding value this browser holds, if this server issued it (its signature holds)."""
+    held = request.cookies.get(_flow_cookie(app)[0])
+    if held is None or not (len(held) <= 200 and held.isascii()):
+        return None
+    return held if _flow_signer(request).validate(held) else None
+
+
+def _flow_value(request: Request, app: Baton) -> str:
+    """This browser's binding value: the one it holds, if this server issued it (so flows in
+    two tabs both come back), else a new one."""
+    held = _held_flow(request, app)
+    if held is not None:
         return held
-    return secrets.token_urlsafe(32)
+    return _flow_signer(request).sign(secrets.token_urlsafe(32)).decode()
 
 
 async def _challenge(
@@ -851,7 +881,7 @@ async def _challenge(
     """Stores a challenge of `kind` for this request and browser, and sends the browser to the
     app at `url` with it (`login_challenge` / `consent_challenge`)."""
     value = secrets.token_urlsafe(32)  # 256 bits, 43 characters
-    browser = _flow_value(request)
+    browser = _flow_value(request, app)
     now = app.clock.now()
     ttl = app.settings.challenge_ttl
     carried = {
@@ -876,11 +906,12 @@ async def _challenge(
         status_code=303,
         headers={"Cache-Control": "no-store"},
     )
+    name, path = _flow_cookie(app)
     response.set_cookie(
-        FLOW_COOKIE,
+        name,
         browser,
         max_age=ttl,
-        path=_FLOW_PATH,
+        path=path,
         secure=app.settings.secure_cookies,
         httponly=True,
         samesite="lax",
@@ -915,7 +946,7 @@ async def continue_get(request: Request) -> Response:
         return error_page(request, "This link names no sign-in to continue.", 400)
     kind = LOGIN_KIND if login_verifier is not None else CONSENT_KIND
     verifier = login_verifier or consent_verifier or ""
-    held = request.cookies.get(FLOW_COOKIE)
+    held = _held_flow(request, app)
     now = app.clock.now()
     found = await _keeper(app).redeem_verifier(
         digest(verifier), kind, client_id, digest(held) if held else None, now
@@ -929,16 +960,18 @@ async def continue_get(request: Request) -> Response:
         return error_page(request, exc.message, exc.status)
     except _WithRequest as exc:  # the client changed since the request was made
         params = {"error": exc.error.error, "error_description": exc.error.description}
-        return _redirect(app, exc.request, params, 303)
+        return _redirect(request, app, exc.request, params, 303)
     outcome = found.outcome or {}
     if outcome.get("decision") != "accept":
         params = {"error": str(outcome.get("error", ErrorCode.ACCESS_DENIED))}
         if outcome.get("error_description"):
             params["error_description"] = str(outcome["error_description"])
-        return _redirect(app, auth, params, 303)
+        return _redirect(request, app, auth, params, 303)
     if kind == LOGIN_KIND:
         return await _signed_in_by_app(request, app, auth, found, outcome)
     live = live_session(request)
+    if request.session.get(ONCE) == SPENT:
+        live = None  # its sign-in served another authorization already
     if live is None or live.user_id != found.user_id:
         # The sign-in the consent was asked for has ended (or another user signed in since).
         return error_page(request, "You were signed out. Start again from the application.", 403)
@@ -964,7 +997,11 @@ async def _signed_in_by_app(
     if user is None or user.disabled_at is not None:
         return error_page(request, N_("This account is disabled."), 403)
     remember = bool(outcome.get("remember"))
-    lifetime = int(outcome.get("remember_for") or MAX_AGE)
+    # Without `remember`, the sign-in lives for this one flow: as long as a challenge does, so
+    # an abandoned flow leaves no long session behind.
+    lifetime = (
+        int(outcome.get("remember_for") or MAX_AGE) if remember else app.settings.challenge_ttl
+    )
     acr = outcome.get("acr")
     try:
         await begin_session(

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from baton.core.challenges import LOGIN, State, state_at
 from baton.core.vocabulary import RevocationCause
@@ -23,7 +25,7 @@ from baton.passwords import NO_PASSWORD
 from baton.store.admin import Actor
 from baton.store.base import SignedOut
 from baton.store.engines import Runner
-from baton.store.schema import auth_challenges, consents, grants, users
+from baton.store.schema import auth_challenges, consents, grants, upstream_links, users
 from baton.store.sql import lifecycle, logout, outbox, registry
 from baton.store.sql.admin import _audit
 
@@ -54,7 +56,9 @@ class Challenge:
 # claims (`{"id_token": {...}, "userinfo": {...}}`).
 Remembered = tuple[frozenset[str], tuple[str, ...], int | None, dict[str, Any]]
 # Why a decision was not recorded (the API's 404, 409, 410), or a login accept refused (409).
-Refused = Literal["unknown", "decided", "expired", "user_disabled", "user_deleted"]
+Refused = Literal[
+    "unknown", "decided", "expired", "user_disabled", "user_deleted", "subject_not_delegated"
+]
 # Why a verifier was not honoured.
 NotHonoured = Literal["unknown", "used", "expired", "browser", "kind", "client"]
 
@@ -86,6 +90,59 @@ def _why_undecidable(found: Challenge | None, kind: str, now: int) -> Refused:
     if found is None or found.kind != kind:
         return "unknown"
     return "expired" if found.state(now) is State.EXPIRED else "decided"
+
+
+def _delegated_user(conn: Connection, subject: str, now: int) -> int | Refused:
+    """The id of the delegated user named `subject`, made now (with no password) if no user
+    holds the name; or why a login app may not sign in as it.
+
+    A login app speaks only for the users it makes: its subjects are their own namespace. A
+    name held by a built-in user (a password, an administrator, a second factor, required MFA)
+    or by an upstream provider's user is refused, else an app's accept would sign in as them
+    without their password or second factor.
+
+    The insert is `ON CONFLICT DO NOTHING`, then the row is read: two first accepts of one new
+    subject at once both find the one row (on PostgreSQL the second insert waits for the first
+    to commit; READ COMMITTED then lets the read see it)."""
+    c = users.c
+    values = {
+        "username": subject,
+        "password_hash": NO_PASSWORD,
+        "is_admin": False,
+        "created_at": now,
+    }
+    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(
+        dialect_insert(users).values(**values).on_conflict_do_nothing(index_elements=["username"])
+    )
+    row = conn.execute(
+        select(
+            c.id,
+            c.password_hash,
+            c.is_admin,
+            c.totp_secret,
+            c.mfa_required,
+            c.disabled_at,
+            c.deleted_at,
+        ).where(c.username == subject)
+    ).one()
+    if row.deleted_at is not None:
+        # A deleted user's name stays theirs: nobody signs in under it again.
+        return "user_deleted"
+    linked = conn.execute(
+        select(upstream_links.c.user_id).where(upstream_links.c.user_id == row.id).limit(1)
+    ).first()
+    if (
+        row.password_hash != NO_PASSWORD
+        or row.is_admin
+        or row.totp_secret is not None
+        or row.mfa_required
+        or linked is not None
+    ):
+        return "subject_not_delegated"
+    if row.disabled_at is not None:
+        return "user_disabled"
+    return int(row.id)
 
 
 class ChallengeStore:
@@ -153,8 +210,9 @@ class ChallengeStore:
         remember_consent: Remembered | None = None,
     ) -> Challenge | Refused:
         """Records the app's decision and the verifier that carries it back, once: the decided
-        challenge, or why not. A login accept names its `subject`: the user is found or made
-        (with no password) in the same transaction, and a disabled one refuses the accept. A
+        challenge, or why not. A login accept names its `subject`: the delegated user is found or
+        made (with no password) in the same transaction (`_delegated_user`); a built-in or
+        upstream user's name, a disabled or a deleted user refuses the accept. A
         consent accept with `remember_consent` (scope, resources, expires_at, claims) records
         the user's consent for the client, with its expiry and the app's claims."""
         now = actor.now
@@ -167,24 +225,12 @@ class ChallengeStore:
                 return refused
             user_id = found.user_id
             if subject is not None:
-                row = conn.execute(
-                    select(users.c.id, users.c.disabled_at, users.c.deleted_at).where(
-                        users.c.username == subject
-                    )
-                ).one_or_none()
-                if row is not None and row.deleted_at is not None:
-                    # A deleted user's name stays theirs: nobody signs in under it again.
-                    refusal = {"refused": "user_deleted"}
+                found_user = _delegated_user(conn, subject, now)
+                if isinstance(found_user, str):
+                    refusal = {"refused": found_user}
                     _audit(conn, actor, action, f"{kind}_challenge", target, refusal)
-                    return "user_deleted"
-                if row is not None and row.disabled_at is not None:
-                    refusal = {"refused": "user_disabled"}
-                    _audit(conn, actor, action, f"{kind}_challenge", target, refusal)
-                    return "user_disabled"
-                if row is None:
-                    user_id = registry.create_user(conn, subject, NO_PASSWORD, now, False).id
-                else:
-                    user_id = row.id
+                    return found_user
+                user_id = found_user
             changed = conn.execute(
                 update(auth_challenges)
                 .where(
