@@ -235,9 +235,9 @@ def signed_in(browser: httpx.Client, stack: Stack) -> tuple[Trip, dict[str, Any]
     claims = rp.finish(trip.location)  # the code redeemed, the ID token validated
     assert claims["sub"] == SUBJECT
     info = rp.userinfo()  # the RP checks its `sub` is the ID token's
-    if "/consent" in trip.pages:  # the consent app's claims, in both
-        assert (claims.get("email"), claims.get("name")) == (EMAIL, NAME), claims
-        assert (info.get("email"), info.get("name")) == (EMAIL, NAME), info
+    # The consent app's claims, in both: given again when the remembered consent answers.
+    assert (claims.get("email"), claims.get("name")) == (EMAIL, NAME), claims
+    assert (info.get("email"), info.get("name")) == (EMAIL, NAME), info
     return trip, claims
 
 

@@ -33,7 +33,7 @@ from baton.core.upstream import (
     check_scope,
     seal_secret,
 )
-from baton.store.sql.upstream import UpstreamExists
+from baton.store.base import UpstreamExists
 
 
 @click.group()

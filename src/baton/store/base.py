@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from baton.core.challenges import State, state_at
 from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts, SignIn
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.rules import CodeProblem, Reason
@@ -297,3 +298,53 @@ class Delivery:
     # None: the configured webhook; else a client's back-channel logout URI, the payload then
     # the logout token's stored claims (signed at delivery).
     destination: str | None = None
+
+
+# -- login and consent challenges (`baton.store.sql.challenges`) --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A challenge as stored: the request it carries and its decision, if any, as JSON."""
+
+    digest: bytes
+    kind: str
+    client_id: str
+    browser: bytes
+    request: dict[str, Any]
+    user_id: int | None
+    created_at: int
+    expires_at: int
+    decided_at: int | None
+    outcome: dict[str, Any] | None
+    used_at: int | None
+
+    def state(self, now: int) -> State:
+        return state_at(self.expires_at, self.decided_at, self.used_at, now)
+
+
+# A consent accept's `remember`: scope, resources, expiry (None: until revoked), the app's
+# claims (`{"id_token": {...}, "userinfo": {...}}`).
+Remembered = tuple[frozenset[str], tuple[str, ...], int | None, dict[str, Any]]
+# Why a decision was not recorded (the API's 404, 409, 410), or a login accept refused (409).
+ChallengeRefused = Literal[
+    "unknown", "decided", "expired", "user_disabled", "user_deleted", "subject_not_delegated"
+]
+# Why a verifier was not honoured.
+NotHonoured = Literal["unknown", "used", "expired", "browser", "kind", "client"]
+
+
+# -- the second factor (`baton.store.sql.mfa`) and upstream providers (`baton.store.sql.upstream`)
+
+
+@dataclass(frozen=True, slots=True)
+class MfaState:
+    """A user's second factor as the store holds it."""
+
+    sealed_secret: str | None  # `baton.core.totp.seal_secret`'s text; None: not enrolled
+    last_step: int | None
+    recovery_codes_left: int
+
+
+class UpstreamExists(Exception):
+    """An upstream provider of that id is already configured."""

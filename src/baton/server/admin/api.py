@@ -24,7 +24,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Protocol, cast
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -46,13 +46,13 @@ from baton.core.challenges import (
     subject_problem,
 )
 from baton.core.tokens import TokenKind, digest
+from baton.server.admin.queries import ApiKeeper
 from baton.server.endpoints.clientauth import enabled_client
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.revocation import token_kind
 from baton.server.runtime.context import Baton, baton, source_address
 from baton.store.admin import Actor
-from baton.store.base import SignedOut
-from baton.store.sql.challenges import Challenge, NotHonoured, Refused, Remembered
+from baton.store.base import Challenge, Remembered
 
 PREFIX = "/admin/api/v1"
 PROBLEM = "application/problem+json"
@@ -161,45 +161,8 @@ async def _audit_refusal(app: Baton, caller: Caller, request: Request, why: str)
     )
 
 
-class ApiKeeper(Protocol):
-    """What the admin API asks of the store (`baton.store.sql.ChallengeStore`)."""
-
-    async def find_challenge(self, digest: bytes) -> Challenge | None: ...
-
-    async def read_challenge(
-        self, digest: bytes, kind: str, actor: Actor, action: str, target: str
-    ) -> Challenge | None: ...
-
-    async def decide_challenge(
-        self,
-        digest: bytes,
-        kind: str,
-        outcome: dict[str, Any],
-        verifier: bytes,
-        actor: Actor,
-        action: str,
-        target: str,
-        subject: str | None = None,
-        remember_consent: Remembered | None = None,
-    ) -> Challenge | Refused: ...
-
-    async def redeem_verifier(
-        self, verifier: bytes, kind: str, client_id: str, browser: bytes | None, now: int
-    ) -> Challenge | NotHonoured: ...
-
-    async def audit_api(
-        self, actor: Actor, action: str, kind: str, target: str, detail: dict[str, Any] | None
-    ) -> None: ...
-
-    async def end_subject_sessions(self, subject: str, actor: Actor) -> SignedOut | None: ...
-
-    async def forget_subject_consents(
-        self, subject: str, client_id: str | None, actor: Actor
-    ) -> int | None: ...
-
-
 def _keeper(app: Baton) -> ApiKeeper:
-    return cast(ApiKeeper, app.store)
+    return app.store
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -24,7 +24,16 @@ from baton.store.admin import (
     UserEnded,
     UserListing,
 )
-from baton.store.base import Client, SecurityEvent, User
+from baton.store.base import (
+    Challenge,
+    ChallengeRefused,
+    Client,
+    NotHonoured,
+    Remembered,
+    SecurityEvent,
+    SignedOut,
+    User,
+)
 
 
 class AdminQueries(Protocol):
@@ -118,3 +127,40 @@ class AdminSource(Protocol):
     """A store that has an admin console's queries."""
 
     def admin(self) -> AdminQueries: ...
+
+
+class ApiKeeper(Protocol):
+    """What the admin API asks of the store (`baton.store.sql.ChallengeStore`)."""
+
+    async def find_challenge(self, digest: bytes) -> Challenge | None: ...
+
+    async def read_challenge(
+        self, digest: bytes, kind: str, actor: Actor, action: str, target: str
+    ) -> Challenge | None: ...
+
+    async def decide_challenge(
+        self,
+        digest: bytes,
+        kind: str,
+        outcome: dict[str, Any],
+        verifier: bytes,
+        actor: Actor,
+        action: str,
+        target: str,
+        subject: str | None = None,
+        remember_consent: Remembered | None = None,
+    ) -> Challenge | ChallengeRefused: ...
+
+    async def redeem_verifier(
+        self, verifier: bytes, kind: str, client_id: str, browser: bytes | None, now: int
+    ) -> Challenge | NotHonoured: ...
+
+    async def audit_api(
+        self, actor: Actor, action: str, kind: str, target: str, detail: dict[str, Any] | None
+    ) -> None: ...
+
+    async def end_subject_sessions(self, subject: str, actor: Actor) -> SignedOut | None: ...
+
+    async def forget_subject_consents(
+        self, subject: str, client_id: str | None, actor: Actor
+    ) -> int | None: ...

@@ -17,7 +17,7 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, cast
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from itsdangerous import Signer, TimestampSigner
@@ -62,6 +62,7 @@ from baton.server.endpoints.consent import ALLOW_ONLINE, account_page, consent_p
 from baton.server.endpoints.errors import OAuthError, error_description
 from baton.server.endpoints.forms import REPEATABLE, Form, browser_form, parse_pairs
 from baton.server.endpoints.hints import IdTokenHint, read_id_token_hint
+from baton.server.endpoints.stores import ChallengeKeeper
 from baton.server.runtime.context import Baton, baton, source_address
 from baton.server.runtime.pages import N_, error_page
 from baton.server.runtime.sessions import (
@@ -70,8 +71,7 @@ from baton.server.runtime.sessions import (
     begin_session,
     live_session,
 )
-from baton.store.base import Client, Consent, NewCode, User
-from baton.store.sql.challenges import Challenge, NotHonoured
+from baton.store.base import Challenge, Client, Consent, NewCode, User
 
 # The parameters that make up an authorization request, carried through login and consent
 # (`resource` may repeat, RFC 8707 §2), in their declared order.
@@ -703,28 +703,8 @@ def _spend_once(request: Request) -> None:
         request.session[ONCE] = SPENT
 
 
-class ChallengeKeeper(Protocol):
-    """What /authorize asks of the store about challenges (`baton.store.sql.ChallengeStore`)."""
-
-    async def create_challenge(
-        self,
-        digest: bytes,
-        kind: str,
-        client_id: str,
-        browser: bytes,
-        request: dict[str, Any],
-        user_id: int | None,
-        now: int,
-        expires_at: int,
-    ) -> None: ...
-
-    async def redeem_verifier(
-        self, verifier: bytes, kind: str, client_id: str, browser: bytes | None, now: int
-    ) -> Challenge | NotHonoured: ...
-
-
 def _keeper(app: Baton) -> ChallengeKeeper:
-    return cast(ChallengeKeeper, app.store)
+    return app.store
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ already had.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -45,6 +45,7 @@ from baton.core.keys import KeyEncryptionError, key_encryption_key
 from baton.server.admin.console import record_lockout
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.forms import browser_form
+from baton.server.endpoints.stores import MfaStore
 from baton.server.runtime.context import baton, source_address
 from baton.server.runtime.pages import N_, error_page, page
 from baton.server.runtime.sessions import (
@@ -56,7 +57,6 @@ from baton.server.runtime.sessions import (
     remember_device,
 )
 from baton.store.base import User
-from baton.store.sql.mfa import MfaState
 
 PENDING = "mfa_pending"  # the session cookie's key of the pending sign-in
 PENDING_TTL = 300  # seconds from the right password to the second step
@@ -65,29 +65,8 @@ SECOND_STEP = "/login/mfa"
 ENROL = "/login/enrol"
 
 
-class MfaStore(Protocol):
-    """What the second step asks of the store (`baton.store.sql.mfa.MfaStore`)."""
-
-    async def get_user_by_id(self, user_id: int) -> User | None: ...
-    async def mfa_state(self, user_id: int) -> MfaState | None: ...
-    async def use_totp_step(self, user_id: int, step: int) -> bool: ...
-    async def use_recovery_code(
-        self, user_id: int, code_digest: bytes, now: int, address: str | None
-    ) -> bool: ...
-    async def enrol_totp(
-        self,
-        user_id: int,
-        sealed_secret: str,
-        step: int,
-        code_digests: list[bytes],
-        now: int,
-        address: str | None,
-    ) -> bool: ...
-
-
 def _store(request: Request) -> MfaStore:
-    store: MfaStore = request.app.state.baton.store
-    return store
+    return baton(request).store
 
 
 def mfa_required(user: User, mfa_for_admins: bool) -> bool:

@@ -11,7 +11,7 @@ signed in on. The form carries the session's CSRF token: another site cannot sig
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,19 +21,13 @@ from baton.core.vocabulary import FeedEntryKind, RevocationCause
 from baton.logs import get_logger
 from baton.server.endpoints.forms import browser_form
 from baton.server.endpoints.openapi import FORM, form_schema
+from baton.server.endpoints.stores import EverywhereStore
 from baton.server.observability import metrics
 from baton.server.runtime.context import baton, source_address
 from baton.server.runtime.pages import page
 from baton.server.runtime.sessions import UID
-from baton.store.base import SignedOut
 
 log = get_logger("baton.logout")
-
-
-class EverywhereStore(Protocol):
-    """What signing out everywhere asks of the store (`baton.store.sql.SQLStore`)."""
-
-    async def end_user_op_sessions(self, user_id: int, now: int) -> SignedOut: ...
 
 
 _PAGE = {"content": {"text/html": {"schema": {"type": "string"}}}}

@@ -8,20 +8,25 @@ the store's surface shows which endpoint it concerns. `baton.store.sql.SQLStore`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from baton.core.facts import AccessFacts
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.rules import CodeRedemption
+from baton.core.upstream import SignInOutcome, UpstreamIdentity, UpstreamProvider
 from baton.core.watermark import Gap
+from baton.store.admin import Actor
 from baton.store.base import (
+    Challenge,
     Client,
     ClientChanged,
     Consent,
     ExchangeAsk,
     ExchangeResult,
     FeedRead,
+    MfaState,
     NewCode,
+    NotHonoured,
     RedeemResult,
     RevokeResult,
     SignedOut,
@@ -166,3 +171,63 @@ class SignOut(Protocol):
     async def end_user_op_sessions(self, user_id: int, now: int) -> SignedOut:
         """The same for every live session of the user ("sign out everywhere")."""
         ...
+
+
+class ChallengeKeeper(Protocol):
+    """What /authorize asks of the store about challenges (`baton.store.sql.ChallengeStore`)."""
+
+    async def create_challenge(
+        self,
+        digest: bytes,
+        kind: str,
+        client_id: str,
+        browser: bytes,
+        request: dict[str, Any],
+        user_id: int | None,
+        now: int,
+        expires_at: int,
+    ) -> None: ...
+
+    async def redeem_verifier(
+        self, verifier: bytes, kind: str, client_id: str, browser: bytes | None, now: int
+    ) -> Challenge | NotHonoured: ...
+
+
+class MfaStore(Protocol):
+    """What the second step asks of the store (`baton.store.sql.mfa.MfaStore`)."""
+
+    async def get_user_by_id(self, user_id: int) -> User | None: ...
+    async def mfa_state(self, user_id: int) -> MfaState | None: ...
+    async def use_totp_step(self, user_id: int, step: int) -> bool: ...
+    async def use_recovery_code(
+        self, user_id: int, code_digest: bytes, now: int, address: str | None
+    ) -> bool: ...
+    async def enrol_totp(
+        self,
+        user_id: int,
+        sealed_secret: str,
+        step: int,
+        code_digests: list[bytes],
+        now: int,
+        address: str | None,
+    ) -> bool: ...
+
+
+class UpstreamStore(Protocol):
+    """What the upstream sign-in asks of the store (`baton.store.sql.upstream.UpstreamStore`)."""
+
+    async def upstreams(self, *, enabled_only: bool = False) -> list[UpstreamProvider]: ...
+
+    async def upstream(self, provider_id: str) -> UpstreamProvider | None: ...
+
+    async def upstream_sign_in(
+        self, provider: UpstreamProvider, identity: UpstreamIdentity, actor: Actor
+    ) -> SignInOutcome: ...
+
+    async def get_user_by_id(self, user_id: int) -> User | None: ...
+
+
+class EverywhereStore(Protocol):
+    """What signing out everywhere asks of the store (`baton.store.sql.SQLStore`)."""
+
+    async def end_user_op_sessions(self, user_id: int, now: int) -> SignedOut: ...

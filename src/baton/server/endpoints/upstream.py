@@ -35,7 +35,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import anyio
@@ -54,7 +54,6 @@ from baton.core.keys import KeyEncryptionError, key_encryption_key
 from baton.core.pkce import s256
 from baton.core.upstream import (
     Discovery,
-    SignInOutcome,
     UpstreamError,
     UpstreamIdentity,
     UpstreamProvider,
@@ -69,30 +68,16 @@ from baton.logs import get_logger
 from baton.resource.jose import PublicKey, public_key
 from baton.server.endpoints import login
 from baton.server.endpoints.mfa import second_step
+from baton.server.endpoints.stores import UpstreamStore
 from baton.server.runtime.context import baton, source_address
 from baton.server.runtime.pages import page
 from baton.server.runtime.sessions import AccountDisabled, begin_session
 from baton.store.admin import Actor
-from baton.store.base import User
 
 log = get_logger("baton.upstream")
 
 PENDING = "upstream"  # the session cookie's member holding the sign-in under way
 _MAX_DOCUMENT = 512 * 1024  # bytes of a discovery document, JWKS or token response
-
-
-class UpstreamStore(Protocol):
-    """What the upstream sign-in asks of the store (`baton.store.sql.upstream.UpstreamStore`)."""
-
-    async def upstreams(self, *, enabled_only: bool = False) -> list[UpstreamProvider]: ...
-
-    async def upstream(self, provider_id: str) -> UpstreamProvider | None: ...
-
-    async def upstream_sign_in(
-        self, provider: UpstreamProvider, identity: UpstreamIdentity, actor: Actor
-    ) -> SignInOutcome: ...
-
-    async def get_user_by_id(self, user_id: int) -> User | None: ...
 
 
 class _TooLarge(Exception):
@@ -199,8 +184,7 @@ def upstreams(request: Request) -> Upstreams:
 
 
 def upstream_store(request: Request) -> UpstreamStore:
-    store: UpstreamStore = request.app.state.baton.store
-    return store
+    return baton(request).store
 
 
 _CHOICES = "baton.upstream_choices"  # the request scope's key of the login page's list

@@ -1,7 +1,9 @@
 """The store the server holds (`Store`): every consumer's protocol at once, and the runtime's own.
 
 Each consumer declares what it asks of the store next to itself: the endpoints
-(`baton.server.endpoints.stores`), sessions (`SessionStore`), the admin console (`AdminSource`),
+(`baton.server.endpoints.stores`: the token, authorization, login-challenge, second-factor,
+upstream and sign-out ones), sessions (`SessionStore`), the admin console and admin API
+(`AdminSource`, `ApiKeeper`),
 observability (`ObservedStore`: webhook delivery's `Outbox`, the metrics' `Stats`), CORS
 (`BrowserOrigins`), and here the key ring's `SigningKeys`. `Store` is their sum, plus what the
 app itself calls (the purge, the close); `create_app` takes one, and `baton.store.sql.SQLStore`
@@ -13,16 +15,20 @@ from __future__ import annotations
 from typing import Protocol
 
 from baton.core.keys import StoredKey
-from baton.server.admin.queries import AdminSource
+from baton.server.admin.queries import AdminSource, ApiKeeper
 from baton.server.endpoints.consent import ScopeDescriptions
 from baton.server.endpoints.stores import (
     AuthorizationStore,
+    ChallengeKeeper,
     ClientLookup,
+    EverywhereStore,
+    MfaStore,
     Readiness,
     RevocationFeed,
     SignOut,
     TokenLifecycle,
     TokenRevocation,
+    UpstreamStore,
     UserInfoStore,
 )
 from baton.server.observability.install import ObservedStore
@@ -55,6 +61,11 @@ class Store(
     ObservedStore,
     AdminSource,
     ScopeDescriptions,
+    ChallengeKeeper,
+    ApiKeeper,
+    MfaStore,
+    UpstreamStore,
+    EverywhereStore,
     Protocol,
 ):
     async def purge(self, now: int, retention: int, batch: int = 500) -> int:

@@ -12,55 +12,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from baton.core.challenges import LOGIN, State, state_at
+from baton.core.challenges import LOGIN, State
 from baton.core.vocabulary import RevocationCause
 from baton.passwords import NO_PASSWORD
 from baton.store.admin import Actor
-from baton.store.base import SignedOut
+from baton.store.base import Challenge, NotHonoured, Remembered, SignedOut
+from baton.store.base import ChallengeRefused as Refused
 from baton.store.engines import Runner
 from baton.store.schema import auth_challenges, consents, grants, upstream_links, users
 from baton.store.sql import lifecycle, logout, outbox, registry
 from baton.store.sql.admin import _audit
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    """A challenge as stored: the request it carries and its decision, if any, as JSON."""
-
-    digest: bytes
-    kind: str
-    client_id: str
-    browser: bytes
-    request: dict[str, Any]
-    user_id: int | None
-    created_at: int
-    expires_at: int
-    decided_at: int | None
-    outcome: dict[str, Any] | None
-    used_at: int | None
-
-    def state(self, now: int) -> State:
-        return state_at(self.expires_at, self.decided_at, self.used_at, now)
-
-
-# A consent accept's `remember`: scope, resources, expiry (None: until revoked), the app's
-# claims (`{"id_token": {...}, "userinfo": {...}}`).
-Remembered = tuple[frozenset[str], tuple[str, ...], int | None, dict[str, Any]]
-# Why a decision was not recorded (the API's 404, 409, 410), or a login accept refused (409).
-Refused = Literal[
-    "unknown", "decided", "expired", "user_disabled", "user_deleted", "subject_not_delegated"
-]
-# Why a verifier was not honoured.
-NotHonoured = Literal["unknown", "used", "expired", "browser", "kind", "client"]
 
 
 def _challenge(row: Any) -> Challenge:

@@ -12,26 +12,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from baton.store.admin import Actor
-from baton.store.base import User
+from baton.store.base import MfaState, User
 from baton.store.schema import audit_log, recovery_codes, users
 from baton.store.sql import registry
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class MfaState:
-    """A user's second factor as the store holds it."""
-
-    sealed_secret: str | None  # `baton.core.totp.seal_secret`'s text; None: not enrolled
-    last_step: int | None
-    recovery_codes_left: int
 
 
 class MfaStore:

@@ -33,16 +33,12 @@ from baton.core.upstream import (
 from baton.core.user_claims import ClaimChanges, ClaimError, check
 from baton.passwords import NO_PASSWORD
 from baton.store.admin import Actor
-from baton.store.base import UserExists, UsernameOfDeletedUser
+from baton.store.base import UpstreamExists, UserExists, UsernameOfDeletedUser
 from baton.store.schema import upstream_links, upstream_providers, users
 from baton.store.sql import registry
 from baton.store.sql.admin import _audit
 
 T = TypeVar("T")
-
-
-class UpstreamExists(Exception):
-    """An upstream provider of that id is already configured."""
 
 
 class UpstreamStore:
