@@ -293,3 +293,55 @@ def test_only_admins_see_or_edit_claims(
     posted = http.post("/admin/users/claims", data={"csrf": "x", "username": "alice"})
     assert posted.status_code == 303
     assert audit_rows(store) == []
+
+
+def test_a_clients_own_login_and_consent_apps_are_set_in_the_console(
+    admin: TestClient, store: SQLStore, client: RegisteredClient
+) -> None:
+    page = admin.get(f"/admin/clients/{client.id}").text
+    apps = {
+        "login_url": "https://login.example/signin",
+        "consent_url": "http://127.0.0.1:9000/consent",
+        "client_uri": "https://app.example/",
+    }
+    saved = admin.post(f"/admin/clients/{client.id}", data=oidc_form(page, **apps))
+    assert saved.status_code == 200, saved.text
+    assert '<dd class="mono" id="login-url">https://login.example/signin</dd>' in saved.text
+    stored = anyio.run(store.get_client, client.id)
+    assert stored is not None
+    assert (stored.login_url, stored.consent_url, stored.client_uri) == tuple(apps.values())
+    (row,) = audit_rows(store)
+    assert json.loads(row["detail"]) == apps
+
+    # Emptied: the server's apps (or the built-in pages) again.
+    cleared = admin.post(f"/admin/clients/{client.id}", data=oidc_form(saved.text))
+    assert cleared.status_code == 200
+    back = anyio.run(store.get_client, client.id)
+    assert back is not None and (back.login_url, back.consent_url, back.client_uri) == (
+        None,
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"login_url": "http://login.example/"}, "must use https"),
+        ({"consent_url": "javascript:alert(1)"}, "absolute https url"),
+        ({"client_uri": "https://user@app.example/"}, "user information"),
+    ],
+)
+def test_a_bad_app_url_is_explained_and_nothing_is_stored(
+    admin: TestClient,
+    store: SQLStore,
+    client: RegisteredClient,
+    fields: dict[str, str],
+    says: str,
+) -> None:
+    page = admin.get(f"/admin/clients/{client.id}").text
+    answer = admin.post(f"/admin/clients/{client.id}", data=oidc_form(page, **fields))
+    assert answer.status_code == 400 and says in answer.text.lower(), answer.text
+    assert audit_rows(store) == []
+    stored = anyio.run(store.get_client, client.id)
+    assert stored is not None and stored.login_url is None and stored.consent_url is None

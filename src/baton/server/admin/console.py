@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from baton.core import timeline
+from baton.core.challenges import app_url_problem
 from baton.core.claims import PROFILE_MEMBERS
 from baton.core.client_metadata import MetadataError, OidcSettings, checked
 from baton.core.keys import ALGORITHMS
@@ -412,6 +413,27 @@ def _oidc_form(form: Form) -> OidcSettings:
     )
 
 
+# The client's own login and consent apps, and its homepage (`baton client update --login-url`):
+# the form's field, and how its problems name it.
+_APP_URLS = {
+    "login_url": "the login app URL",
+    "consent_url": "the consent app URL",
+    "client_uri": "the homepage",
+}
+
+
+def _app_urls(form: Form) -> dict[str, str | None] | str:
+    """The app URLs the client page's form posted, each checked as the CLI checks them (empty:
+    none); or why one is refused."""
+    urls: dict[str, str | None] = {}
+    for name, said in _APP_URLS.items():
+        value = (form.get(name) or "").strip()
+        if value and (problem := app_url_problem(value, said)) is not None:
+            return problem
+        urls[name] = value or None
+    return urls
+
+
 async def update_client(request: Request) -> Response:
     """Saves a client's OpenID Connect settings, checked as `baton client update` checks
     them, and audited with what changed."""
@@ -429,8 +451,11 @@ async def update_client(request: Request) -> Response:
     except MetadataError as exc:
         error = str(exc)
         return await _client(request, user, None, error[0].upper() + error[1:] + ".", 400)
+    apps = _app_urls(form)
+    if isinstance(apps, str):
+        return await _client(request, user, None, apps[0].upper() + apps[1:] + ".", 400)
     changed = await _admin_store(request).update_client_oidc(
-        client_id, settings, _actor(request, user)
+        client_id, settings, _actor(request, user), apps
     )
     if changed is None:
         message = f"There is no client {client_id}."

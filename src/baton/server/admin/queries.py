@@ -44,10 +44,15 @@ class AdminQueries(Protocol):
     async def client(self, client_id: str) -> Client | None: ...
 
     async def update_client_oidc(
-        self, client_id: str, settings: OidcSettings, actor: Actor
+        self,
+        client_id: str,
+        settings: OidcSettings,
+        actor: Actor,
+        apps: dict[str, str | None] | None = None,
     ) -> dict[str, Any] | None:
-        """Stores a client's OpenID Connect settings, audited: the fields changed, with their
-        new values (None: no such client)."""
+        """Stores a client's OpenID Connect settings (and, in `apps`, its login app, consent
+        app and homepage URLs), audited: the fields changed, with their new values (None: no
+        such client)."""
         ...
 
     async def rotate_secret(self, client_id: str, secret_digest: bytes, actor: Actor) -> bool:

@@ -111,19 +111,28 @@ class AdminStore(UserStore):
         return await self._read(lambda conn: registry.get_client(conn, client_id))
 
     async def update_client_oidc(
-        self, client_id: str, settings: OidcSettings, actor: Actor
+        self,
+        client_id: str,
+        settings: OidcSettings,
+        actor: Actor,
+        apps: dict[str, str | None] | None = None,
     ) -> dict[str, Any] | None:
-        """Stores a client's OpenID Connect settings (checked by the caller), audited with the
-        fields that changed and their new values: the changes (empty: nothing changed, nothing
-        written), or None when there is no such client."""
+        """Stores a client's OpenID Connect settings (checked by the caller) and, in `apps`,
+        its `login_url`, `consent_url` and `client_uri`, audited with the fields that changed
+        and their new values: the changes (empty: nothing changed, nothing written), or None
+        when there is no such client."""
+        urls = apps or {}
 
         def work(conn: Connection) -> dict[str, Any] | None:
             before = registry.get_client(conn, client_id)
             if before is None:
                 return None
             changes = OidcSettings.of(before).differences(settings)
+            changes |= {k: v for k, v in urls.items() if getattr(before, k) != v}
             if changes:
-                registry.update_client_oidc(conn, replace(before, **settings.fields()))
+                fields: dict[str, Any] = {**settings.fields(), **urls}
+                after = replace(before, **fields)
+                registry.update_client_oidc(conn, after)
                 _audit(conn, actor, "client.update_oidc", "client", client_id, changes)
             return changes
 
