@@ -61,6 +61,7 @@ SERVE_OPTIONS = (
     "--theme-dir",
     "--password-min-length",
     "--mfa-for-admins",
+    "--upstream-timeout",
     "--rate-limit-address",
     "--rate-limit-client",
     "--rate-limit-login",

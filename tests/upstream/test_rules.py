@@ -3,8 +3,10 @@ must say, which ID token claims make a sign-in, and the sealed client secret."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -281,3 +283,18 @@ def test_the_sealed_secret_opens_only_with_its_key_and_provider() -> None:
     ):
         with pytest.raises(UpstreamError):
             open_secret(key, provider, text)
+
+
+def test_the_upstream_timeout_option_reaches_every_upstream_call(tmp_path: Path) -> None:
+    """`--upstream-timeout` is the deadline of each call the app makes to an upstream."""
+    from starlette.requests import Request
+
+    from baton.config.settings import Settings
+    from baton.server.app import create_app
+    from baton.server.endpoints.upstream import upstreams
+    from baton.store.sql import SQLStore
+
+    store = SQLStore.open(f"sqlite:///{tmp_path / 'baton.db'}")
+    app = create_app(Settings(upstream_timeout=3), store)
+    assert upstreams(Request({"type": "http", "app": app})).timeout == 3
+    anyio.run(store.close)

@@ -298,6 +298,17 @@ OPTIONS: tuple[Option, ...] = (
         "has none enrols at the next sign-in",
     ),
     Option(
+        "upstream_timeout",
+        int,
+        "Seconds an upstream provider has to answer each call (discovery, keys, token).",
+        Lands.SETTINGS,
+        minimum=1,
+        maximum=60,
+        doc="seconds an upstream provider ([Sign in with another provider]"
+        "(#sign-in-with-another-provider)) has to answer each call, its body included: "
+        "discovery, its keys, the token exchange; a slower one gets a page that says so",
+    ),
+    Option(
         "rate_limit_address",
         float,
         "Requests/s per source address at /token, /revoke, /introspect, /authorize (0: off).",

@@ -97,6 +97,9 @@ class Settings:
     password_min_length: int = 12
     # Every administrator (the console's users) must sign in with a second factor (TOTP).
     mfa_for_admins: bool = False
+    # Seconds an upstream provider ("Sign in with ...") has to answer each call, body included:
+    # discovery, its keys, the token exchange. A browser waits this long at most.
+    upstream_timeout: int = 10
 
     @property
     def issuer_identifier(self) -> str:

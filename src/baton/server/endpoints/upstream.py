@@ -179,7 +179,7 @@ def upstreams(request: Request) -> Upstreams:
     state = request.app.state
     found = getattr(state, "upstreams", None)
     if not isinstance(found, Upstreams):
-        found = state.upstreams = Upstreams()
+        found = state.upstreams = Upstreams(timeout=baton(request).settings.upstream_timeout)
     return found
 
 
