@@ -46,7 +46,7 @@ from baton.data import common_passwords
 from baton.passwords import NO_PASSWORD, hash_password
 from baton.server.admin.queries import AdminQueries
 from baton.server.admin.timeline_svg import duration, minute, render, when
-from baton.server.admin.upstream_links import user_links
+from baton.server.admin.upstream_links import unlink, user_links
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.forms import Form, read_form
 from baton.server.observability import metrics
@@ -601,6 +601,25 @@ async def sign_out_everywhere(request: Request) -> Response:
     return await _users(request, user, notice, None, 200)
 
 
+async def unlink_upstream_account(request: Request) -> Response:
+    """Forgets that an upstream account signs in as this user (a link made by mistake, or an
+    account the person lost): audited; the user's sessions stay (sign them out too if needed)."""
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
+    username = (form.get("username") or "").strip()
+    found = await _admin_store(request).user(username)
+    if found is None:
+        return _no_user(request, username)
+    provider_id, subject = form.get("provider_id") or "", form.get("subject") or ""
+    if await unlink(request, found.id, provider_id, subject, _actor(request, user)):
+        notice = f"Unlinked the {provider_id} account {subject!r}: it no longer signs in here."
+        return await _user(request, user, username, notice, None, 200)
+    error = "There is no such link (unlinked already?)."
+    return await _user(request, user, username, None, error, 404)
+
+
 def _capitalized(message: str) -> str:
     return message[0].upper() + message[1:] + "."
 
@@ -762,6 +781,7 @@ ROUTES: tuple[Endpoint, ...] = tuple(
         ("/users/disable", "POST", disable_user),
         ("/users/enable", "POST", enable_user),
         ("/users/delete", "POST", delete_user),
+        ("/users/unlink", "POST", unlink_upstream_account),
         ("/events", "GET", events_page),
         ("/audit", "GET", audit_page),
     )

@@ -157,6 +157,27 @@ class UpstreamStore:
 
         return await self._read(work)
 
+    async def unlink_upstream(
+        self, user_id: int, provider_id: str, subject: str, actor: Actor
+    ) -> bool:
+        """Forgets that this upstream account is this user (audited): it signs in as nobody
+        until linked again; the user's sessions stay. Whether there was such a link."""
+
+        def work(conn: Connection) -> bool:
+            gone = conn.execute(
+                delete(upstream_links).where(
+                    upstream_links.c.user_id == user_id,
+                    upstream_links.c.provider_id == provider_id,
+                    upstream_links.c.subject == subject,
+                )
+            ).rowcount
+            if gone:
+                detail = {"provider": provider_id, "user_id": user_id}
+                _audit(conn, actor, "upstream.unlink", "user", str(user_id), detail)
+            return bool(gone)
+
+        return await self._write(work)
+
     # -- the sign-in ----------------------------------------------------------------------------
 
     async def upstream_sign_in(
