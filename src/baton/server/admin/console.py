@@ -616,8 +616,8 @@ async def unlink_upstream_account(request: Request) -> Response:
     if await unlink(request, found.id, provider_id, subject, _actor(request, user)):
         notice = f"Unlinked the {provider_id} account {subject!r}: it no longer signs in here."
         return await _user(request, user, username, notice, None, 200)
-    error = "There is no such link (unlinked already?)."
-    return await _user(request, user, username, None, error, 404)
+    missing = "There is no such link (unlinked already?)."
+    return await _user(request, user, username, None, missing, 404)
 
 
 def _capitalized(message: str) -> str:
