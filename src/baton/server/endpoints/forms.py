@@ -160,5 +160,5 @@ def unreadable(request: Request, exc: OAuthError) -> Response:
     the parser says it (a technical detail, in English like the JSON `error_description`)."""
     from baton.server.runtime.pages import N_, error_page
 
-    message = N_("The request cannot be read: %(reason)s")
+    message = N_("The request cannot be read: %(reason)s.")
     return error_page(request, message, exc.status, exc.headers, {"reason": exc.description})
