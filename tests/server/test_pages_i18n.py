@@ -269,3 +269,131 @@ def test_a_posted_form_s_ui_locales_noted_by_its_handler_chooses_the_language() 
     assert pages.language(request) == "fr"
     request.state.ui_locales = "de"
     assert pages.language(request) == "de"
+
+
+# -- the code's messages, in the reader's language ---------------------------------------------
+
+
+def test_the_login_lockout_says_its_wait_in_german(tmp_path: Path) -> None:
+    """The lockout's message has a value (the seconds to wait): one catalog entry, the number
+    put in the translated sentence."""
+    with running_app(tmp_path, rate_limit_login=0) as (http, store, _):
+        register_user(store)
+        http.headers["Accept-Language"] = "de"
+        login = "/login?next=/authorize%3Fclient_id%3Dx"
+        for _ in range(5):
+            wrong = sign_in(http, login, password="wrong")
+            assert wrong.status_code == 401
+        assert "Unbekannter Benutzername oder falsches Passwort." in wrong.text
+        locked = sign_in(http, login)
+        assert locked.status_code == 429
+        wait = locked.headers["retry-after"]
+        assert lang(locked.text) == "de"
+        said = (
+            f"Zu viele fehlgeschlagene Anmeldungen für dieses Konto. Versuchen Sie es in {wait} s"
+        )
+        assert said in locked.text
+        assert "Try again" not in locked.text
+        # The same sentence in English keeps its words and its number.
+        del http.headers["Accept-Language"]
+        english = sign_in(http, login)
+        assert f"Try again in {english.headers['retry-after']} s." in english.text
+
+
+def test_the_login_page_s_notice_is_translated(app: tuple[TestClient, SQLStore]) -> None:
+    http, _ = app
+    page = http.get("/login", params={"reason": "login"}, headers={"Accept-Language": "fr"})
+    assert "L\u2019application vous demande de vous reconnecter." in page.text
+
+
+def test_the_authorization_request_s_page_errors_in_french(
+    app: tuple[TestClient, SQLStore],
+) -> None:
+    http, store = app
+    french = {"Accept-Language": "fr"}
+    _, params = authorization_request(register_client(store))
+    unknown = http.get("/authorize", params={**params, "client_id": "nobody"}, headers=french)
+    assert unknown.status_code == 400 and lang(unknown.text) == "fr"
+    assert "La demande nomme un client inconnu." in unknown.text
+    nameless = {k: v for k, v in params.items() if k != "client_id"}
+    missing = http.get("/authorize", params=nameless, headers=french)
+    assert "La demande ne nomme aucun client (client_id manque)." in missing.text
+    # A value in the sentence: the rule's technical reason, as the rule words it.
+    legacy = register_client(store, redirect_uris=("http://app.example/cb",))
+    _, params = authorization_request(legacy)
+    params.pop("redirect_uri")
+    refused = http.get("/authorize", params=params, headers=french)
+    assert refused.status_code == 400 and "location" not in refused.headers
+    assert "L\u2019URI de redirection du client n\u2019est pas autorisée : redirect URI" in (
+        refused.text
+    )
+    # A request that cannot be read: the parser's reason inside a translated sentence.
+    twice = http.get(f"/authorize?client_id={legacy.id}&client_id=x", headers=french)
+    assert twice.status_code == 400
+    assert "La demande est illisible : parameter &#39;client_id&#39; is repeated" in twice.text
+
+
+def test_a_login_app_s_broken_link_is_said_in_german(app: tuple[TestClient, SQLStore]) -> None:
+    http, _ = app
+    page = http.get("/authorize/continue", headers={"Accept-Language": "de"})
+    assert page.status_code == 400
+    assert "Dieser Link nennt keine Anmeldung, die fortgesetzt werden kann." in page.text
+
+
+def test_a_sign_out_refusal_with_its_reason_in_german(app: tuple[TestClient, SQLStore]) -> None:
+    http, _ = app
+    page = http.get(
+        "/session/end",
+        params={"post_logout_redirect_uri": "https://app.example/bye"},
+        headers={"Accept-Language": "de"},
+    )
+    assert page.status_code == 400
+    assert "Die Abmeldung nennt keinen bekannten Client" in page.text
+
+
+def test_an_upstream_refusal_names_the_provider_in_german(
+    app: tuple[TestClient, SQLStore],
+) -> None:
+    """The provider's name is a value of the translated sentence, escaped like any value."""
+    import httpx
+
+    from baton.core.upstream import DEFAULT_SCOPE, UpstreamProvider
+    from baton.server.endpoints.upstream import Upstreams
+
+    http, store = app
+    provider = UpstreamProvider(
+        "acme",
+        "Acme <ID>",
+        "https://id.acme.example",
+        "baton",
+        None,
+        DEFAULT_SCOPE,
+        False,
+        False,
+        0,
+    )
+    anyio.run(store.add_upstream, provider)
+    broken = httpx.MockTransport(lambda _: httpx.Response(500))
+    http.app.state.upstreams = Upstreams(transport=broken)  # type: ignore[attr-defined]
+    german = http.get("/login/upstream/acme", headers={"Accept-Language": "de"})
+    assert german.status_code == 502 and lang(german.text) == "de"
+    assert "Acme &lt;ID&gt; hat mit einem Fehler geantwortet (500)." in german.text
+    assert "Zurück zur Anmeldeseite" in german.text
+    english = http.get("/login/upstream/acme")
+    assert "Acme &lt;ID&gt; answered with an error (500)." in english.text
+    unknown = http.get("/login/upstream/nobody", headers={"Accept-Language": "fr"})
+    assert unknown.status_code == 404
+    assert "Ce fournisseur de connexion n\u2019existe pas." in unknown.text
+
+
+def test_the_store_s_upstream_refusals_are_catalog_messages() -> None:
+    """The store words why an upstream account finds no user once (core's messages), and the
+    page fills in the provider's name in the reader's language."""
+    from baton.core.upstream import DELETED, NOT_LINKED
+    from baton.server.runtime.pages import Pages
+
+    pages = Pages()
+    linked = pages.catalog("fr").gettext(NOT_LINKED) % {"provider": "Acme"}
+    assert linked == "Aucun compte n\u2019est lié à ce compte Acme."
+    deleted = pages.catalog("de").gettext(DELETED) % {"provider": "Acme"}
+    assert deleted.startswith("Das Konto hier zu diesem Acme-Konto wurde gelöscht")

@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from baton.core.messages import N_
+
 # The asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037, RFC 9864) an upstream's ID token may
 # be signed with. `none` and the HMAC ones are refused: an HMAC keyed with the client secret
 # would let anyone holding that secret mint sign-ins.
@@ -389,10 +391,29 @@ class Linked:
     CREATED = "created"  # a user made now (operator opted in)
 
 
+# Why an upstream sign-in finds no local user (`SignInOutcome.refusal`), said on the page: each
+# marked for the catalogs, and formatted there with the provider's name as `%(provider)s`.
+NOT_LINKED = N_("No account is linked to this %(provider)s account.")
+SEVERAL_BY_EMAIL = N_(
+    "Several accounts here have the e-mail address of this %(provider)s account: ask an "
+    "administrator to link it."
+)
+DELETED = N_(
+    "The account here of this %(provider)s account was deleted: it cannot sign in again. Ask an "
+    "administrator."
+)
+NOT_SET_UP = N_(
+    "This %(provider)s account cannot be set up here now. Please sign in again, or ask an "
+    "administrator."
+)
+DISABLED = N_("This account is disabled.")
+
+
 @dataclass(frozen=True, slots=True)
 class SignInOutcome:
     """The local user an upstream sign-in is for (`user_id`, `username`), or why it is refused
-    (`refusal`, said on the page)."""
+    (`refusal`: one of the messages above, with `%(provider)s` for the provider's name, as the
+    page translates and formats it)."""
 
     user_id: int | None = None
     username: str | None = None

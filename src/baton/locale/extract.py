@@ -3,7 +3,8 @@ them: what `python -m baton.locale` and the catalog-completeness test use.
 
 Messages come from the templates (`_()`, `gettext()`, `ngettext()`, `{% trans %}`, read by
 Jinja's own extractor, so no Babel is needed) and from Python source (`N_("...")` and
-`N_plural("one", "many")` calls, read with `ast`).
+`N_plural("one", "many")` calls, read with `ast`): the server's, and the core rules' that word
+a message for a page (`baton.core.messages`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from baton.locale import Entry, read_po
 
 BATON = Path(__file__).parents[1]  # the baton package
 TEMPLATES = BATON / "server" / "templates"
-SOURCES = BATON / "server"
+SOURCES = (BATON / "server", BATON / "core")
 _KEYWORDS = ("_", "gettext", "ngettext", "pgettext", "npgettext")
 _PLACEHOLDER = re.compile(r"%\((\w+)\)[sdif]")
 
@@ -62,10 +63,10 @@ def _message(function: str, text: str | tuple[str | None, ...]) -> Message | Non
     return Message(strings[0], plural, context)
 
 
-def python_messages(folder: Path = SOURCES) -> dict[Message, list[str]]:
-    """Each `N_("...")` and `N_plural("one", "many")` of the Python files under `folder`."""
+def python_messages(folders: Iterable[Path] = SOURCES) -> dict[Message, list[str]]:
+    """Each `N_("...")` and `N_plural("one", "many")` of the Python files under `folders`."""
     found: dict[Message, list[str]] = {}
-    for path in sorted(folder.rglob("*.py")):
+    for path in sorted(p for folder in folders for p in folder.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):

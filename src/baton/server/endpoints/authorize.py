@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -60,7 +61,7 @@ from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.clientauth import enabled_client
 from baton.server.endpoints.consent import ALLOW_ONLINE, account_page, consent_page
 from baton.server.endpoints.errors import OAuthError, error_description
-from baton.server.endpoints.forms import REPEATABLE, Form, browser_form, parse_pairs
+from baton.server.endpoints.forms import REPEATABLE, Form, browser_form, parse_pairs, unreadable
 from baton.server.endpoints.hints import IdTokenHint, read_id_token_hint
 from baton.server.endpoints.stores import ChallengeKeeper
 from baton.server.runtime.context import Baton, baton, source_address
@@ -79,12 +80,16 @@ REQUEST_PARAMS = tuple(wire.AuthorizationRequest.__annotations__)
 
 
 class PageError(Exception):
-    """An error shown to the user, because the redirect URI cannot be trusted."""
+    """An error shown to the user, because the redirect URI cannot be trusted: `message`
+    marked with `N_` (the page translates it), `values` for its `%(name)s` placeholders."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, status: int = 400, values: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message % values if values else message)
         self.message = message
         self.status = status
+        self.values = dict(values) if values else None
 
 
 class RedirectError(Exception):
@@ -138,24 +143,26 @@ class AuthorizationRequest:
 async def validate(app: Baton, form: Form) -> AuthorizationRequest:
     client_id = form.get("client_id")
     if client_id is None:
-        raise PageError("The request names no client (client_id is missing).")
+        raise PageError(N_("The request names no client (client_id is missing)."))
     client = await enabled_client(app.store, client_id)
     if client is None:
-        raise PageError("The request names an unknown client.")
+        raise PageError(N_("The request names an unknown client."))
     given = form.get("redirect_uri")
     if given is not None:
         # RFC 9700 §4.1.3: exact string matching, but a loopback port (RFC 8252 §7.3).
         if matching_redirect_uri(client.redirect_uris, given) is None:
-            raise PageError("The redirect URI is not registered for this client.")
+            raise PageError(N_("The redirect URI is not registered for this client."))
         redirect_uri = given
     elif len(client.redirect_uris) == 1:
         redirect_uri = client.redirect_uris[0]
     else:
-        raise PageError("The request must name one of the client's registered redirect URIs.")
+        raise PageError(N_("The request must name one of the client's registered redirect URIs."))
     # The rule registration applies, applied again: a URI stored before it (a `javascript:`,
-    # a `data:`, plain http off loopback) is never redirected to.
+    # a `data:`, plain http off loopback) is never redirected to. The problem is the rule's
+    # technical wording (the console's and the CLI's too), left as it is inside the sentence.
     if (problem := redirect_uri_problem(redirect_uri)) is not None:
-        raise PageError(f"The client's redirect URI is not allowed: {problem}.")
+        message = N_("The client's redirect URI is not allowed: %(problem)s.")
+        raise PageError(message, values={"problem": problem})
     params = tuple(
         (name, value)
         for name in REQUEST_PARAMS
@@ -327,7 +334,7 @@ async def _rate_limited(request: Request) -> Response | None:
     try:
         await baton(request).limits.check_address(source_address(request))
     except OAuthError as exc:
-        message = "Too many requests from your address. Wait a moment and try again."
+        message = N_("Too many requests from your address. Wait a moment and try again.")
         return error_page(request, message, exc.status, exc.headers)
     return None
 
@@ -338,7 +345,7 @@ async def authorize_get(request: Request) -> Response:
     try:
         form = Form(parse_pairs(request.url.query))
     except OAuthError as exc:
-        return error_page(request, exc.description, exc.status)
+        return unreadable(request, exc)
     return await _authorize(request, form, decision=None, status=302, fresh=True)
 
 
@@ -351,7 +358,7 @@ async def authorize_post(request: Request) -> Response:
         return form
     decision = form.get("decision")
     if decision not in ("allow", "deny", ALLOW_ONLINE):
-        return error_page(request, "Choose Allow or Deny.", 400)
+        return error_page(request, N_("Choose Allow or Deny."), 400)
     return await _authorize(request, form, decision=decision, status=303)
 
 
@@ -372,7 +379,7 @@ async def _authorize(
     try:
         auth = await validate(app, form)
     except PageError as exc:
-        return error_page(request, exc.message, exc.status)
+        return error_page(request, exc.message, exc.status, values=exc.values)
     except _WithRequest as exc:
         params = {"error": exc.error.error, "error_description": exc.error.description}
         return _redirect(request, app, exc.request, params, status)
@@ -416,7 +423,7 @@ async def _answer(
     declined_offline = decision == ALLOW_ONLINE
     if declined_offline:
         if oidc is None or OFFLINE_ACCESS not in auth.scope:
-            return error_page(request, "Choose Allow or Deny.", 400)
+            return error_page(request, N_("Choose Allow or Deny."), 400)
         decision = "allow"
     if oidc is not None:
         try:
@@ -902,12 +909,12 @@ async def _challenge(
 # Why a verifier is refused, said on the error page (never followed: the request it carries
 # may be another browser's).
 _NOT_HONOURED = {
-    "unknown": ("This sign-in link is not valid.", 400),
-    "used": ("This sign-in link was already used. Start again from the application.", 400),
-    "expired": ("This sign-in link has expired. Start again from the application.", 400),
-    "browser": ("This sign-in was started in another browser. Start again here.", 403),
-    "kind": ("This sign-in link is not valid here.", 403),
-    "client": ("This sign-in link is for another application.", 403),
+    "unknown": (N_("This sign-in link is not valid."), 400),
+    "used": (N_("This sign-in link was already used. Start again from the application."), 400),
+    "expired": (N_("This sign-in link has expired. Start again from the application."), 400),
+    "browser": (N_("This sign-in was started in another browser. Start again here."), 403),
+    "kind": (N_("This sign-in link is not valid here."), 403),
+    "client": (N_("This sign-in link is for another application."), 403),
 }
 
 
@@ -923,7 +930,7 @@ async def continue_get(request: Request) -> Response:
     client_id = query.get("client_id")
     login_verifier, consent_verifier = query.get("login_verifier"), query.get("consent_verifier")
     if not client_id or (login_verifier is None) == (consent_verifier is None):
-        return error_page(request, "This link names no sign-in to continue.", 400)
+        return error_page(request, N_("This link names no sign-in to continue."), 400)
     kind = LOGIN_KIND if login_verifier is not None else CONSENT_KIND
     verifier = login_verifier or consent_verifier or ""
     held = _held_flow(request, app)
@@ -937,7 +944,7 @@ async def continue_get(request: Request) -> Response:
     try:
         auth = await validate(app, Form([(str(k), str(v)) for k, v in found.request["params"]]))
     except PageError as exc:
-        return error_page(request, exc.message, exc.status)
+        return error_page(request, exc.message, exc.status, values=exc.values)
     except _WithRequest as exc:  # the client changed since the request was made
         params = {"error": exc.error.error, "error_description": exc.error.description}
         return _redirect(request, app, exc.request, params, 303)
@@ -954,7 +961,8 @@ async def continue_get(request: Request) -> Response:
         live = None  # its sign-in served another authorization already
     if live is None or live.user_id != found.user_id:
         # The sign-in the consent was asked for has ended (or another user signed in since).
-        return error_page(request, "You were signed out. Start again from the application.", 403)
+        message = N_("You were signed out. Start again from the application.")
+        return error_page(request, message, 403)
     granted = Granted(
         scope=frozenset(outcome.get("grant_scope", ())),
         resources=tuple(outcome.get("grant_resource", ())),

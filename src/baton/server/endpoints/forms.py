@@ -148,7 +148,17 @@ async def browser_form(request: Request) -> Form | Response:
     try:
         form = await read_form(request, baton(request).settings.max_body_bytes)
     except OAuthError as exc:
-        return error_page(request, exc.description, exc.status)
+        return unreadable(request, exc)
     if not csrf_ok(request.session, form.get("csrf")):
         return error_page(request, N_("The form expired. Go back and try again."), 403)
     return form
+
+
+def unreadable(request: Request, exc: OAuthError) -> Response:
+    """The error page of a request whose parameters cannot be read (`exc`, from `read_form` or
+    `Form`): a sentence in the reader's language around the parser's reason, which stays as
+    the parser says it (a technical detail, in English like the JSON `error_description`)."""
+    from baton.server.runtime.pages import N_, error_page
+
+    message = N_("The request cannot be read: %(reason)s.")
+    return error_page(request, message, exc.status, exc.headers, {"reason": exc.description})

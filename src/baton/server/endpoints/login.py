@@ -13,6 +13,7 @@ the console: never an open redirect).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -24,12 +25,12 @@ from baton.passwords import verify_password
 from baton.server.admin.console import record_lockout
 from baton.server.endpoints import upstream
 from baton.server.endpoints.errors import OAuthError
-from baton.server.endpoints.forms import browser_form, read_form
+from baton.server.endpoints.forms import browser_form, read_form, unreadable
 from baton.server.endpoints.logout import end_op_session
 from baton.server.endpoints.mfa import PENDING, second_step
 from baton.server.observability import metrics
 from baton.server.runtime.context import baton, source_address
-from baton.server.runtime.pages import error_page, page
+from baton.server.runtime.pages import N_, page
 from baton.server.runtime.sessions import (
     AccountDisabled,
     begin_session,
@@ -52,8 +53,10 @@ def _safe_next(target: str | None) -> str:
 
 # Why the login page is shown to someone signed in, said on it (`reason`).
 _LOGIN_NOTICES = {
-    "login": "The application asks you to sign in again.",
-    "account": "The application asks for another account than the one signed in: sign in with it.",
+    "login": N_("The application asks you to sign in again."),
+    "account": N_(
+        "The application asks for another account than the one signed in: sign in with it."
+    ),
 }
 
 
@@ -82,11 +85,15 @@ def _login_page(
     status: int,
     headers: dict[str, str] | None = None,
     notice: str | None = None,
+    error_values: Mapping[str, Any] | None = None,
 ) -> Response:
+    """The login form; `error` and `notice` are messages marked with `N_` (translated by the
+    page), `error_values` the values of `error`'s `%(name)s` placeholders."""
     context: dict[str, Any] = {
         "next": next_url,
         "csrf": csrf_token(request.session),
         "error": error,
+        "error_values": dict(error_values) if error_values else None,
         "notice": notice,
         "username": _login_hint(next_url),
         "upstreams": upstream.login_choices(request, next_url),
@@ -100,17 +107,17 @@ async def login_post(request: Request) -> Response:
     try:
         form = await read_form(request, app.settings.max_body_bytes)
     except OAuthError as exc:
-        return error_page(request, exc.description, exc.status)
+        return unreadable(request, exc)
     next_url = _safe_next(form.get("next"))
     if not csrf_ok(request.session, form.get("csrf")):
-        return _login_page(request, next_url, "The form expired. Please sign in again.", 403)
+        return _login_page(request, next_url, N_("The form expired. Please sign in again."), 403)
     username, password = form.get("username") or "", form.get("password") or ""
     address = source_address(request)
     try:
         await app.limits.check_address(address, login=True)
     except OAuthError as exc:
         return _login_page(
-            request, next_url, "Too many sign-in attempts. Wait a moment.", 429, exc.headers
+            request, next_url, N_("Too many sign-in attempts. Wait a moment."), 429, exc.headers
         )
     # Counted before the password is verified, in one step with the lockout's check: guesses
     # sent together cannot all be verified (baton.server.runtime.limits).
@@ -118,8 +125,9 @@ async def login_post(request: Request) -> Response:
     locked_for = await app.limits.login_attempt(username, address, known_device)
     if locked_for > 0:
         wait = int(locked_for) + 1
-        message = f"Too many failed sign-ins for this account. Try again in {wait} s."
-        return _login_page(request, next_url, message, 429, {"Retry-After": str(wait)})
+        message = N_("Too many failed sign-ins for this account. Try again in %(wait)d s.")
+        headers = {"Retry-After": str(wait)}
+        return _login_page(request, next_url, message, 429, headers, error_values={"wait": wait})
     user = await app.store.get_user(username)
     ok = await anyio.to_thread.run_sync(
         verify_password, user.password_hash if user else None, password
@@ -128,10 +136,10 @@ async def login_post(request: Request) -> Response:
     if user is None or not ok:
         if (locked_for := await app.limits.login_locked_for(username, address, known_device)) > 0:
             await record_lockout(request, username, locked_for)
-        return _login_page(request, next_url, "Unknown username or wrong password.", 401)
+        return _login_page(request, next_url, N_("Unknown username or wrong password."), 401)
     if user.disabled_at is not None:
         # Told only to whom knows the password; still counted as a failed attempt.
-        return _login_page(request, next_url, "This account is disabled.", 403)
+        return _login_page(request, next_url, N_("This account is disabled."), 403)
     # A second factor next: the throttles keep counting until it is done (a right password must
     # not reset them for whoever then guesses codes).
     if (step := second_step(request, user, next_url)) is not None:
@@ -141,7 +149,7 @@ async def login_post(request: Request) -> Response:
     try:
         await begin_session(request, user.id, app.clock.now(), address)
     except AccountDisabled:  # disabled since the check above: no session began
-        return _login_page(request, next_url, "This account is disabled.", 403)
+        return _login_page(request, next_url, N_("This account is disabled."), 403)
     response = RedirectResponse(next_url, status_code=303)
     remember_device(request, response, username, app.settings.secure_cookies)
     return response

@@ -24,7 +24,7 @@ logout token for each client with a grant from it, in one transaction (`baton.st
 from __future__ import annotations
 
 import json
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -41,7 +41,7 @@ from baton.core.vocabulary import BACKCHANNEL_LOGOUT_EVENT, FeedEntryKind, Revoc
 from baton.logs import get_logger
 from baton.server.endpoints.clientauth import enabled_client
 from baton.server.endpoints.errors import OAuthError
-from baton.server.endpoints.forms import Form, parse_pairs, read_form
+from baton.server.endpoints.forms import Form, parse_pairs, read_form, unreadable
 from baton.server.endpoints.hints import IdTokenHint, read_id_token_hint
 from baton.server.observability import metrics
 from baton.server.observability.delivery import LogoutTokens
@@ -112,12 +112,16 @@ END_SESSION_FORM: dict[str, Any] = {
 
 
 class Refusal(Exception):
-    """The request cannot be acted on as asked: a page says why (never a redirect)."""
+    """The request cannot be acted on as asked: a page says why (never a redirect). `message`
+    is marked with `N_` (the page translates it), `values` fill its `%(name)s` placeholders."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, status: int = 400, values: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message % values if values else message)
         self.message = message
         self.status = status
+        self.values = dict(values) if values else None
 
 
 @dataclass(frozen=True)
@@ -147,8 +151,10 @@ async def validate(app: Baton, form: Form) -> EndSessionRequest:
         if client is None:
             # §3: without a client to check it against, the OP MUST NOT redirect there.
             raise Refusal(
-                "The sign-out names no known client to return to "
-                "(send id_token_hint or client_id with post_logout_redirect_uri)."
+                N_(
+                    "The sign-out names no known client to return to "
+                    "(send id_token_hint or client_id with post_logout_redirect_uri)."
+                )
             )
         # §3.1: the value MUST have been previously registered (exact string comparison).
         if uri not in client.post_logout_redirect_uris:
@@ -156,7 +162,8 @@ async def validate(app: Baton, form: Form) -> EndSessionRequest:
         # The rule registration applies, applied again: never a `javascript:` or plain http off
         # loopback, even if it was stored before the rule.
         if (problem := redirect_uri_problem(uri)) is not None:
-            raise Refusal(f"The client's post-logout redirect URI is not allowed: {problem}.")
+            message = N_("The client's post-logout redirect URI is not allowed: %(problem)s.")
+            raise Refusal(message, values={"problem": problem})
     params = tuple((name, value) for name in PARAMS if (value := form.get(name)) is not None)
     return EndSessionRequest(client, uri, form.get("state"), hint, params)
 
@@ -195,7 +202,7 @@ async def end_session_get(request: Request) -> Response:
     try:
         form = Form(parse_pairs(request.url.query))
     except OAuthError as exc:
-        return _page(request, exc.description, exc.status)
+        return unreadable(request, exc)
     return await _end_session(request, form, None)
 
 
@@ -212,7 +219,7 @@ async def end_session_post(request: Request) -> Response:
     try:
         form = await read_form(request, baton(request).settings.max_body_bytes)
     except OAuthError as exc:
-        return _page(request, exc.description, exc.status)
+        return unreadable(request, exc)
     decision = form.get("decision")
     if decision is None:
         params = [(name, value) for name in PARAMS if (value := form.get(name)) is not None]
@@ -237,7 +244,7 @@ async def _end_session(request: Request, form: Form, confirmed: bool | None) -> 
     try:
         ask = await validate(app, form)
     except Refusal as exc:
-        return _page(request, exc.message, exc.status)
+        return _page(request, exc.message, exc.status, values=exc.values)
     now = app.clock.now()
     if not isinstance(request.session.get("uid"), int):
         return _finish(request, ask, signed_out=True)  # nobody to sign out
@@ -277,12 +284,17 @@ def _finish(request: Request, ask: EndSessionRequest, *, signed_out: bool) -> Re
 
 
 def _page(
-    request: Request, message: str, status: int, headers: dict[str, str] | None = None
+    request: Request,
+    message: str,
+    status: int,
+    headers: dict[str, str] | None = None,
+    values: Mapping[str, Any] | None = None,
 ) -> Response:
+    """The error page: `message` (marked with `N_`) in the reader's language, with `values`."""
     return templates.TemplateResponse(
         request,
         "error.html",
-        {"message": message},
+        {"message": message, "values": dict(values) if values else None},
         status_code=status,
         headers={**_NO_STORE, **(headers or {})},
     )

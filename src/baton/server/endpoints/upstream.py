@@ -34,6 +34,7 @@ import base64
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -70,7 +71,7 @@ from baton.server.endpoints import login
 from baton.server.endpoints.mfa import second_step
 from baton.server.endpoints.stores import UpstreamStore
 from baton.server.runtime.context import baton, source_address
-from baton.server.runtime.pages import page
+from baton.server.runtime.pages import N_, page
 from baton.server.runtime.sessions import AccountDisabled, begin_session
 from baton.store.admin import Actor
 
@@ -78,6 +79,7 @@ log = get_logger("baton.upstream")
 
 PENDING = "upstream"  # the session cookie's member holding the sign-in under way
 _MAX_DOCUMENT = 512 * 1024  # bytes of a discovery document, JWKS or token response
+NO_SUCH_PROVIDER = N_("There is no such sign-in provider.")
 
 
 class _TooLarge(Exception):
@@ -85,11 +87,17 @@ class _TooLarge(Exception):
 
 
 class UpstreamUnavailable(Exception):
-    """The upstream did not answer (in time), or answered what Baton cannot use."""
+    """The upstream did not answer (in time), or answered what Baton cannot use: `said` (marked
+    with `N_`, for the page to translate) with `values` for its `%(name)s` placeholders;
+    `message`, the English sentence they make, for the log."""
 
-    def __init__(self, message: str, status: int = 502) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(
+        self, said: str, status: int = 502, values: Mapping[str, Any] | None = None
+    ) -> None:
+        self.said = said
+        self.values = dict(values) if values else {}
+        self.message = said % self.values if values else said
+        super().__init__(self.message)
         self.status = status
 
 
@@ -132,20 +140,25 @@ class Upstreams:
                             raise _TooLarge
                     return response.status_code, bytes(body)
         except (TimeoutError, httpx.TimeoutException) as exc:
-            raise UpstreamUnavailable(f"{name} did not answer in time.", 504) from exc
+            said = N_("%(provider)s did not answer in time.")
+            raise UpstreamUnavailable(said, 504, {"provider": name}) from exc
         except _TooLarge as exc:
-            raise UpstreamUnavailable(f"{name} answered with a document too large.") from exc
+            said = N_("%(provider)s answered with a document too large.")
+            raise UpstreamUnavailable(said, values={"provider": name}) from exc
         except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"{name} cannot be reached.") from exc
+            said = N_("%(provider)s cannot be reached.")
+            raise UpstreamUnavailable(said, values={"provider": name}) from exc
 
     async def _get_json(self, url: str, name: str) -> Any:
         status, body = await self.fetch(name, "GET", url, headers={"Accept": "application/json"})
         if status != 200:
-            raise UpstreamUnavailable(f"{name} answered with an error ({status}).")
+            said = N_("%(provider)s answered with an error (%(status)d).")
+            raise UpstreamUnavailable(said, values={"provider": name, "status": status})
         try:
             return json.loads(body)
         except ValueError as exc:
-            raise UpstreamUnavailable(f"{name} answered something that is not JSON.") from exc
+            said = N_("%(provider)s answered something that is not JSON.")
+            raise UpstreamUnavailable(said, values={"provider": name}) from exc
 
     async def discovery(self, provider: UpstreamProvider, now: int) -> Discovery:
         cached = self._discovery.get(provider.issuer)
@@ -156,7 +169,10 @@ class Upstreams:
             found = check_discovery(document, provider.issuer)
         except UpstreamError as exc:
             log.warning("upstream discovery refused", provider=provider.id, reason=str(exc))
-            raise UpstreamUnavailable(f"{provider.name} is misconfigured: {exc}.") from exc
+            # The reason is the rule's technical wording (the CLI's too), left as it is.
+            said = N_("%(provider)s is misconfigured: %(reason)s.")
+            values = {"provider": provider.name, "reason": str(exc)}
+            raise UpstreamUnavailable(said, values=values) from exc
         self._discovery[provider.issuer] = (now + self.ttl, found)
         return found
 
@@ -169,7 +185,8 @@ class Upstreams:
         document = await self._get_json(jwks_uri, provider.name)
         members = document.get("keys") if isinstance(document, dict) else None
         if not isinstance(members, list):
-            raise UpstreamUnavailable(f"{provider.name} published no key set.")
+            said = N_("%(provider)s published no key set.")
+            raise UpstreamUnavailable(said, values={"provider": provider.name})
         found = [m for m in members if isinstance(m, dict)]
         self._jwks[jwks_uri] = (now + self.ttl, found)
         return found
@@ -209,10 +226,22 @@ def callback_uri(request: Request, provider_id: str) -> str:
     return f"{baton(request).settings.issuer_identifier}/login/upstream/{provider_id}/callback"
 
 
-def _refused(request: Request, message: str, status: int, next_url: str = "/") -> Response:
-    """The page of a sign-in that cannot go on, with the way back to the login page."""
+def _refused(
+    request: Request,
+    message: str,
+    status: int,
+    next_url: str = "/",
+    values: Mapping[str, Any] | None = None,
+) -> Response:
+    """The page of a sign-in that cannot go on, with the way back to the login page: `message`
+    (marked with `N_`) in the reader's language, with `values` for its placeholders."""
     back = "/login" + (f"?{urlencode({'next': next_url})}" if next_url != "/" else "")
-    return page(request, "upstream_error.html", {"message": message, "back": back}, status)
+    context = {"message": message, "values": dict(values) if values else None, "back": back}
+    return page(request, "upstream_error.html", context, status)
+
+
+def _unavailable(request: Request, exc: UpstreamUnavailable, next_url: str) -> Response:
+    return _refused(request, exc.said, exc.status, next_url, exc.values)
 
 
 async def _enabled(request: Request) -> UpstreamProvider | None:
@@ -229,12 +258,12 @@ async def start(request: Request) -> Response:
     next_url = login._safe_next(request.query_params.get("next"))
     provider = await _enabled(request)
     if provider is None:
-        return _refused(request, "There is no such sign-in provider.", 404, next_url)
+        return _refused(request, NO_SUCH_PROVIDER, 404, next_url)
     now = app.clock.now()
     try:
         discovery = await upstreams(request).discovery(provider, now)
     except UpstreamUnavailable as exc:
-        return _refused(request, exc.message, exc.status, next_url)
+        return _unavailable(request, exc, next_url)
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(48)
     request.session[PENDING] = _seal(
@@ -319,45 +348,44 @@ async def callback(request: Request) -> Response:
         log.warning("upstream callback without its sign-in", provider=provider_id)
         return _refused(
             request,
-            "This sign-in expired or was started in another browser. Please sign in again.",
+            N_("This sign-in expired or was started in another browser. Please sign in again."),
             400,
         )
     next_url = login._safe_next(pending["next"])
     provider = await _enabled(request)
     if provider is None:
-        return _refused(request, "There is no such sign-in provider.", 404, next_url)
+        return _refused(request, NO_SUCH_PROVIDER, 404, next_url)
+    named = {"provider": provider.name}
     now = app.clock.now()
     try:
         discovery = await upstreams(request).discovery(provider, now)
         check_iss_parameter(params.get("iss"), discovery)
         if "error" in params:
             log.info("upstream refused", provider=provider.id, error=params["error"][:64])
-            return _refused(
-                request,
-                f"{provider.name} did not sign you in ({params['error'][:64]}).",
-                403,
-                next_url,
-            )
+            said = N_("%(provider)s did not sign you in (%(error)s).")
+            return _refused(request, said, 403, next_url, {**named, "error": params["error"][:64]})
         code = params.get("code")
         if not code:
-            return _refused(request, f"{provider.name} sent no authorization code.", 400, next_url)
+            said = N_("%(provider)s sent no authorization code.")
+            return _refused(request, said, 400, next_url, named)
         id_token = await _exchange(request, provider, discovery, code, pending["verifier"])
         identity = await _identity(request, provider, discovery, id_token, pending["nonce"], now)
     except UpstreamUnavailable as exc:
         log.warning("upstream sign-in failed", provider=provider.id, reason=exc.message)
-        return _refused(request, exc.message, exc.status, next_url)
+        return _unavailable(request, exc, next_url)
     except UpstreamError as exc:
         log.warning("upstream sign-in refused", provider=provider.id, reason=str(exc))
-        return _refused(
-            request, f"The sign-in with {provider.name} cannot be trusted: {exc}.", 400, next_url
-        )
+        # The reason is the rule's technical wording (`baton.core.upstream`), left as it is.
+        said = N_("The sign-in with %(provider)s cannot be trusted: %(reason)s.")
+        return _refused(request, said, 400, next_url, {**named, "reason": str(exc)})
     address = source_address(request)
     outcome = await upstream_store(request).upstream_sign_in(
         provider, identity, Actor(f"upstream:{provider.id}", address, now)
     )
     if outcome.user_id is None:
         log.info("upstream sign-in without a user", provider=provider.id, reason=outcome.refusal)
-        return _refused(request, outcome.refusal or "This sign-in is refused.", 403, next_url)
+        refusal = outcome.refusal or N_("This sign-in is refused.")
+        return _refused(request, refusal, 403, next_url, named)
     # A second factor required here is never skipped: the upstream's sign-in stands for the
     # password, and the user goes on to Baton's second step (or enrolment) as after one, with
     # the upstream's `amr` as the first factor's.
@@ -369,7 +397,7 @@ async def callback(request: Request) -> Response:
     try:
         await begin_session(request, outcome.user_id, now, address, identity.amr)
     except AccountDisabled:  # disabled since the upstream sign-in read them: no session began
-        return _refused(request, "This account is disabled.", 403, next_url)
+        return _refused(request, N_("This account is disabled."), 403, next_url)
     log.info(
         "signed in by upstream",
         provider=provider.id,
@@ -409,11 +437,15 @@ async def _exchange(
         body = None
     if status != 200 or not isinstance(body, dict):
         error = body.get("error") if isinstance(body, dict) else None
-        said = f" ({error[:64]})" if isinstance(error, str) else ""
-        raise UpstreamUnavailable(f"{provider.name} refused the sign-in{said}.")
+        if isinstance(error, str):
+            said = N_("%(provider)s refused the sign-in (%(error)s).")
+            raise UpstreamUnavailable(said, values={"provider": provider.name, "error": error[:64]})
+        said = N_("%(provider)s refused the sign-in.")
+        raise UpstreamUnavailable(said, values={"provider": provider.name})
     id_token = body.get("id_token")
     if not isinstance(id_token, str):
-        raise UpstreamUnavailable(f"{provider.name} sent no ID token.")
+        said = N_("%(provider)s sent no ID token.")
+        raise UpstreamUnavailable(said, values={"provider": provider.name})
     return id_token
 
 
@@ -427,9 +459,8 @@ def _client_secret(request: Request, provider: UpstreamProvider) -> str:
         return open_secret(key_encryption_key(secret), provider.id, sealed)
     except (KeyEncryptionError, UpstreamError) as exc:
         log.error("upstream client secret unavailable", provider=provider.id, reason=str(exc))
-        raise UpstreamUnavailable(
-            f"Signing in with {provider.name} is not set up here correctly.", 503
-        ) from exc
+        said = N_("Signing in with %(provider)s is not set up here correctly.")
+        raise UpstreamUnavailable(said, 503, {"provider": provider.name}) from exc
 
 
 def _basic(client_id: str, secret: str) -> str:

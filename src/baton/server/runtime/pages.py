@@ -43,6 +43,8 @@ from starlette.responses import FileResponse, Response
 from starlette.templating import Jinja2Templates, _TemplateResponse
 
 from baton import locale
+from baton.core.messages import N_ as N_
+from baton.core.messages import N_plural as N_plural
 
 SERVER = Path(__file__).parents[1]  # baton/server: templates/ and static/
 TEMPLATES = SERVER / "templates"
@@ -54,17 +56,6 @@ NO_STORE = {"Cache-Control": "no-store"}
 _STATIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # A language tag as `ui_locales` and `Accept-Language` carry it (RFC 5646, loosely).
 _TAG = re.compile(r"^[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*$")
-
-
-def N_(text: str) -> str:
-    """Marks `text` as a message for the catalogs, unchanged: it is translated where it is
-    shown (`error_page`, the `translated` filter)."""
-    return text
-
-
-def N_plural(one: str, many: str) -> tuple[str, str]:
-    """Marks a message with its plural form for the catalogs, unchanged (for `ngettext`)."""
-    return one, many
 
 
 class ThemeError(ValueError):

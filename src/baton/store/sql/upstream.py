@@ -20,6 +20,11 @@ from sqlalchemy import Connection, RowMapping, delete, func, insert, select, upd
 from sqlalchemy.exc import IntegrityError
 
 from baton.core.upstream import (
+    DELETED,
+    DISABLED,
+    NOT_LINKED,
+    NOT_SET_UP,
+    SEVERAL_BY_EMAIL,
     Linked,
     SignInOutcome,
     UpstreamIdentity,
@@ -195,10 +200,7 @@ class UpstreamStore:
                 # run again, to find its link. A second failure is no race: refuse.
                 if attempt:
                     break
-        return SignInOutcome(
-            refusal=f"This {provider.name} account cannot be set up here now. Please sign in "
-            "again, or ask an administrator."
-        )
+        return SignInOutcome(refusal=NOT_SET_UP)
 
 
 def _sign_in(
@@ -217,9 +219,9 @@ def _sign_in(
         user_id, how = found
     user = registry.user_by_id(conn, user_id)
     if user is None:  # the link outlived its user
-        return SignInOutcome(refusal=f"No account is linked to this {provider.name} account.")
+        return SignInOutcome(refusal=NOT_LINKED)
     if user.disabled_at is not None:  # refused before any link is made
-        return SignInOutcome(refusal="This account is disabled.")
+        return SignInOutcome(refusal=DISABLED)
     if how != Linked.LINK:
         conn.execute(
             insert(upstream_links).values(
@@ -250,10 +252,7 @@ def _user_to_link(
         ).all()
         matches = [row for row in rows if same_email(row.email, identity.email)]
         if len(matches) > 1:
-            return (
-                f"Several accounts here have the e-mail address of this {provider.name} "
-                "account: ask an administrator to link it."
-            )
+            return SEVERAL_BY_EMAIL
         if matches:
             match = matches[0]
             linked = conn.execute(
@@ -272,11 +271,8 @@ def _user_to_link(
         try:
             return _create_user(conn, provider, identity, now), Linked.CREATED
         except UsernameOfDeletedUser:
-            return (
-                f"The account here of this {provider.name} account was deleted: it cannot sign "
-                "in again. Ask an administrator."
-            )
-    return f"No account is linked to this {provider.name} account."
+            return DELETED
+    return NOT_LINKED
 
 
 def _create_user(
