@@ -8,9 +8,12 @@ from pathlib import Path
 import anyio
 
 from baton.core import totp
+from baton.core.keys import key_encryption_key
 from baton.store.admin import Actor
 from baton.store.sql import SQLStore
 from tests.support import migrated_store
+
+KEK = key_encryption_key("test-key-encryption-key-of-32-characters!")
 
 
 def _store(database: Path | str) -> SQLStore:
@@ -56,8 +59,8 @@ def test_recovery_codes_are_spent_once_each_and_reset_forgets_them(database: Pat
     async def main() -> None:
         uid = await _user(store)
         other = await _user(store, "bob")
-        assert await store.enrol_totp(uid, "v1:x", 1, totp.recovery_digests(codes), 0, None)
-        first = totp.recovery_digest(codes[0])
+        assert await store.enrol_totp(uid, "v1:x", 1, totp.recovery_digests(codes, KEK), 0, None)
+        first = totp.recovery_digest(codes[0], KEK)
         assert not await store.use_recovery_code(other, first, 1, None)  # not bob's
         results: list[bool] = []
 
@@ -75,7 +78,7 @@ def test_recovery_codes_are_spent_once_each_and_reset_forgets_them(database: Pat
         assert reset is not None and not reset.totp_enabled
         state = await store.mfa_state(uid)
         assert state is not None and state == type(state)(None, None, 0)
-        assert not await store.use_recovery_code(uid, totp.recovery_digest(codes[1]), 3, None)
+        assert not await store.use_recovery_code(uid, totp.recovery_digest(codes[1], KEK), 3, None)
         assert await store.reset_mfa("nobody", Actor("cli", None, 2)) is None
         await store.close()
 

@@ -13,7 +13,8 @@ console); it only lets this browser present a code for this user until it expire
   last one accepted: a code never works twice) or a recovery code (single use).
 - /login/enrol shows a new secret (base32 and an `otpauth://` URI for authenticator apps), kept
   sealed under the key-encryption key in the pending state until a code of it confirms it; then
-  the secret (sealed) is stored, 10 recovery codes are shown once (stored as digests) and the
+  the secret (sealed) is stored, 10 recovery codes are shown once (stored as HMACs keyed by
+  the key-encryption key, `baton.core.totp.recovery_digest`) and the
   user is signed in. Without a key-encryption key no secret can be stored: the page says so,
   and a user who must enrol cannot sign in (a requirement is never skipped).
 
@@ -231,14 +232,16 @@ async def code_post(request: Request) -> Response:
         if secret is None:
             message = N_(
                 "This server cannot check codes now (its key-encryption key is missing or "
-                "changed). Use a recovery code, or ask the operator."
+                "changed). Ask the operator."
             )
             await _failed(request, user.username)
             return _code_page(request, message, 503)
         step = totp.matching_step(secret, typed, now, state.last_step)
         accepted = step is not None and await store.use_totp_step(user.id, step)
-    elif totp.looks_like_recovery(typed):
-        digest = totp.recovery_digest(typed)
+    elif totp.looks_like_recovery(typed) and (kek := _kek(request)) is not None:
+        # Without the key-encryption key no recovery code can be looked up (they are stored
+        # keyed by it, `baton.core.totp.recovery_digest`): refused like a wrong one.
+        digest = totp.recovery_digest(typed, kek)
         accepted = await store.use_recovery_code(user.id, digest, now, source_address(request))
     if not accepted:
         await _failed(request, user.username)
@@ -339,7 +342,7 @@ async def enrol_post(request: Request) -> Response:
         user.id,
         totp.seal_secret(secret, kek, user.id),
         step,
-        totp.recovery_digests(codes),
+        totp.recovery_digests(codes, kek),
         now,
         source_address(request),
     )
