@@ -61,7 +61,9 @@ def _enrolled(store: SQLStore, user_id: int) -> list[str]:
     codes = totp.new_recovery_codes()
     sealed = totp.seal_secret(SECRET, key_encryption_key(KEK), user_id)
     done = anyio.run(
-        lambda: store.enrol_totp(user_id, sealed, 0, totp.recovery_digests(codes, key_encryption_key(KEK)), 0, None)
+        lambda: store.enrol_totp(
+            user_id, sealed, 0, totp.recovery_digests(codes, key_encryption_key(KEK)), 0, None
+        )
     )
     assert done
     return codes

@@ -128,7 +128,8 @@ def _restart(request: Request) -> Response:
     return RedirectResponse("/login" + query, status_code=303)
 
 
-def _kek(request: Request) -> bytes | None:
+def kek_of(request: Request) -> bytes | None:
+    """The key-encryption key's AES key (`baton.core.keys`); None when none is usable."""
     secret = baton(request).settings.key_encryption_key
     if not secret:
         return None
@@ -161,7 +162,7 @@ async def code_get(request: Request) -> Response:
     return _code_page(request)
 
 
-async def _throttled(request: Request, username: str) -> Response | None:
+async def throttled(request: Request, username: str) -> Response | None:
     """Counts this attempt at the sign-in's throttles (`baton.server.runtime.limits`), before
     the code is checked; the page to answer with when they are spent."""
     app = baton(request)
@@ -181,7 +182,9 @@ async def _throttled(request: Request, username: str) -> Response | None:
     return None
 
 
-async def _failed(request: Request, username: str) -> None:
+async def failed(request: Request, username: str) -> None:
+    """A wrong password or code after `throttled` counted it: the lockout, if it now holds,
+    goes to the console's log of lockouts."""
     app = baton(request)
     address = source_address(request)
     known = device_knows(request, username)
@@ -213,7 +216,7 @@ async def code_post(request: Request) -> Response:
     pending = _pending(request)
     if pending is None:
         return _restart(request)
-    if (refused := await _throttled(request, pending["name"])) is not None:
+    if (refused := await throttled(request, pending["name"])) is not None:
         return refused
     user = await _user_for(request, pending)
     if user is None:
@@ -227,24 +230,24 @@ async def code_post(request: Request) -> Response:
     typed = form.get("code") or ""
     accepted = False
     if totp.looks_like_totp(typed):
-        kek = _kek(request)
+        kek = kek_of(request)
         secret = None if kek is None else totp.open_secret(state.sealed_secret, kek, user.id)
         if secret is None:
             message = N_(
                 "This server cannot check codes now (its key-encryption key is missing or "
                 "changed). Ask the operator."
             )
-            await _failed(request, user.username)
+            await failed(request, user.username)
             return _code_page(request, message, 503)
         step = totp.matching_step(secret, typed, now, state.last_step)
         accepted = step is not None and await store.use_totp_step(user.id, step)
-    elif totp.looks_like_recovery(typed) and (kek := _kek(request)) is not None:
+    elif totp.looks_like_recovery(typed) and (kek := kek_of(request)) is not None:
         # Without the key-encryption key no recovery code can be looked up (they are stored
         # keyed by it, `baton.core.totp.recovery_digest`): refused like a wrong one.
         digest = totp.recovery_digest(typed, kek)
         accepted = await store.use_recovery_code(user.id, digest, now, source_address(request))
     if not accepted:
-        await _failed(request, user.username)
+        await failed(request, user.username)
         return _code_page(request, N_("That code is wrong or was used already."), 401)
     return await _signed_in(request, user, pending["next"], _with_second_factor(pending), None)
 
@@ -257,13 +260,16 @@ _NO_KEK = N_(
 )
 
 
-def _enrol_page(
+def enrol_page(
     request: Request,
     user: User,
     secret: bytes,
     error: str | None = None,
     status: int = 200,
+    action: str = ENROL,
 ) -> Response:
+    """The new secret and the form that confirms it: at sign-in (`ENROL`), or on the account's
+    security page (`baton.server.endpoints.account`, whose form asks for the password too)."""
     issuer = baton(request).settings.issuer
     context = {
         "csrf": csrf_token(request.session),
@@ -271,6 +277,8 @@ def _enrol_page(
         "secret": totp.b32(secret),
         "uri": totp.otpauth_uri(secret, user.username, _issuer_label(issuer)),
         "username": user.username,
+        "action": action,
+        "voluntary": action != ENROL,
     }
     return page(request, "mfa_enrol.html", context, status)
 
@@ -305,13 +313,13 @@ async def enrol_get(request: Request) -> Response:
     pending = _pending(request)
     if pending is None:
         return _restart(request)
-    kek = _kek(request)
+    kek = kek_of(request)
     if kek is None:
         return error_page(request, _NO_KEK, 503)
     found = await _enrolling(request, pending, kek)
     if isinstance(found, Response):
         return found
-    return _enrol_page(request, *found)
+    return enrol_page(request, *found)
 
 
 async def enrol_post(request: Request) -> Response:
@@ -321,10 +329,10 @@ async def enrol_post(request: Request) -> Response:
     pending = _pending(request)
     if pending is None:
         return _restart(request)
-    kek = _kek(request)
+    kek = kek_of(request)
     if kek is None:
         return error_page(request, _NO_KEK, 503)
-    if (refused := await _throttled(request, pending["name"])) is not None:
+    if (refused := await throttled(request, pending["name"])) is not None:
         return refused
     found = await _enrolling(request, pending, kek)
     if isinstance(found, Response):
@@ -334,9 +342,9 @@ async def enrol_post(request: Request) -> Response:
     now = app.clock.now()
     step = totp.matching_step(secret, form.get("code") or "", now, None)
     if step is None:
-        await _failed(request, user.username)
+        await failed(request, user.username)
         message = N_("That code is not the app's current one. Check the app's clock and try again.")
-        return _enrol_page(request, user, secret, message, 401)
+        return enrol_page(request, user, secret, message, 401)
     codes = totp.new_recovery_codes()
     enrolled = await _store(request).enrol_totp(
         user.id,
