@@ -265,3 +265,13 @@ def test_without_a_key_encryption_key_nothing_can_be_turned_on(tmp_path: Path) -
         _signed_in(http)
         response = http.get(account.TURN_ON)
         assert response.status_code == 503 and "BATON_KEY_ENCRYPTION_KEY" in response.text
+
+
+def test_the_page_speaks_french_and_german(tmp_path: Path) -> None:
+    with _app(tmp_path) as (http, store, _clock):
+        _user(store)
+        _signed_in(http)
+        french = http.get(account.PAGE, headers={"Accept-Language": "fr"}).text
+        assert "Sécurité du compte" in french and "est désactivée" in french
+        german = http.get(account.PAGE, headers={"Accept-Language": "de"}).text
+        assert "Kontosicherheit" in german and "ist ausgeschaltet" in german
