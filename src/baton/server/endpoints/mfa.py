@@ -18,6 +18,10 @@ console); it only lets this browser present a code for this user until it expire
   user is signed in. Without a key-encryption key no secret can be stored: the page says so,
   and a user who must enrol cannot sign in (a requirement is never skipped).
 
+The account's security page (`baton.server.endpoints.account`) turns TOTP on with the same
+enrolment page (`enrol_page`) and counts its passwords and codes with the same `throttled` and
+`failed`.
+
 Every code presented counts towards the same throttles as a password (the per-address bucket,
 the per-(account, address) and per-account lockouts of `baton.server.runtime.limits`), counted
 before it is checked; a password that was right does not reset them until the second step
