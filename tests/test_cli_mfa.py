@@ -38,7 +38,7 @@ def db(tmp_path: Path) -> str:
         alice = await store.create_user("alice", "!", 0)
         await store.create_user("bob", "!", 0)
         sealed = totp.seal_secret(totp.new_secret(), key_encryption_key(KEK), alice.id)
-        digests = totp.recovery_digests(totp.new_recovery_codes())
+        digests = totp.recovery_digests(totp.new_recovery_codes(), key_encryption_key(KEK))
         assert await store.enrol_totp(alice.id, sealed, 1, digests, 0, None)
         await store.close()
 

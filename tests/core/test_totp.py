@@ -4,12 +4,15 @@ the sealed secret, and recovery codes."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
 from baton.core import totp
 from baton.core.keys import key_encryption_key
+from baton.core.tokens import digest as digest_of
 
 RFC_SECRET = b"12345678901234567890"  # RFC 4226 Appendix D / RFC 6238 Appendix B (SHA-1)
 
@@ -137,7 +140,24 @@ def test_recovery_codes_are_distinct_and_digested_as_typed_in_any_form() -> None
     assert len(codes) == 10 and len(set(codes)) == 10
     code = codes[0]
     assert totp.looks_like_recovery(code)
-    digest = totp.recovery_digest(code)
+    kek = key_encryption_key("k" * 32)
+    digest = totp.recovery_digest(code, kek)
     assert len(digest) == 32
-    assert totp.recovery_digest(code.upper().replace("-", " ")) == digest
-    assert totp.recovery_digest(codes[1]) != digest
+    assert totp.recovery_digest(code.upper().replace("-", " "), kek) == digest
+    assert totp.recovery_digest(codes[1], kek) != digest
+    assert totp.recovery_digests(codes, kek)[0] == digest
+
+
+def test_recovery_codes_are_keyed_by_the_key_encryption_key_not_a_plain_hash() -> None:
+    # 50 bits of code are within reach of a brute force against a plain hash: what the database
+    # keeps must need the key-encryption key to compute.
+    code = totp.new_recovery_codes()[0]
+    kek = key_encryption_key("k" * 32)
+    digest = totp.recovery_digest(code, kek)
+    normalized = totp.normalize_code(code).lower()
+    for plain in (code, normalized, "recovery:" + normalized):
+        assert digest != hashlib.sha256(plain.encode()).digest()
+    assert digest != digest_of("recovery:" + normalized)
+    assert totp.recovery_digest(code, key_encryption_key("j" * 32)) != digest
+    # A key of its own: not the key-encryption key itself.
+    assert digest != hmac.digest(kek, ("recovery:" + normalized).encode(), "sha256")

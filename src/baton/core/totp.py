@@ -11,8 +11,11 @@ of the second factor, without I/O.
   `otpauth://totp/` URI of the Key Uri Format that authenticator apps read.
 - The secret is stored sealed (AES-256-GCM) under the key-encryption key of `baton.core.keys`,
   bound to its user's id (the associated data), so a database reader cannot compute codes.
-- Recovery codes: 10 random codes of 50 bits each, shown once, stored as SHA-256 digests
-  (`baton.core.tokens.digest`), each good once.
+- Recovery codes: 10 random codes of 50 bits each, shown once, each good once, stored as
+  HMAC-SHA256 under a key of their own derived (HKDF-SHA256) from the key-encryption key: 50
+  bits are few enough to try them all against a plain hash, so a database reader without the
+  key-encryption key must not be able to test guesses offline. A code is usable only while
+  the key-encryption key is set (as the TOTP secret is).
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from collections.abc import Iterable
 from urllib.parse import quote, urlencode
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from baton.core.tokens import digest
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 DIGITS = 6
 STEP = 30  # seconds (RFC 6238 §5.2 recommends 30)
@@ -39,6 +42,7 @@ _RECOVERY_BYTES = 10  # 80 bits drawn, 50 of them kept (10 base32 characters)
 _NONCE_LEN = 12
 _SEAL_PREFIX = "v1:"
 _ALGORITHM = "SHA1"
+_RECOVERY_INFO = b"baton/totp/recovery-codes/v1"
 
 
 def new_secret() -> bytes:
@@ -161,14 +165,27 @@ def new_recovery_codes(count: int = RECOVERY_CODES) -> list[str]:
     return codes
 
 
-def recovery_digest(code: str) -> bytes:
-    """The digest a recovery code is stored and looked up by: as typed, in any case, with or
-    without its dash and spaces."""
-    return digest("recovery:" + normalize_code(code).lower())
+def recovery_key(kek: bytes) -> bytes:
+    """The key recovery codes are stored under: derived (HKDF-SHA256) from the key-encryption
+    key (`baton.core.keys.key_encryption_key`'s AES key), a key of its own for this one use."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_RECOVERY_INFO)
+    return hkdf.derive(kek)
 
 
-def recovery_digests(codes: Iterable[str]) -> list[bytes]:
-    return [recovery_digest(code) for code in codes]
+def _recovery_mac(key: bytes, code: str) -> bytes:
+    text = "recovery:" + normalize_code(code).lower()
+    return hmac.digest(key, text.encode("utf-8"), "sha256")
+
+
+def recovery_digest(code: str, kek: bytes) -> bytes:
+    """What a recovery code is stored and looked up by: HMAC-SHA256 under `recovery_key(kek)`
+    of the code as typed, in any case, with or without its dash and spaces."""
+    return _recovery_mac(recovery_key(kek), code)
+
+
+def recovery_digests(codes: Iterable[str], kek: bytes) -> list[bytes]:
+    key = recovery_key(kek)
+    return [_recovery_mac(key, code) for code in codes]
 
 
 def looks_like_recovery(text: str) -> bool:

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from baton.readme import Section
 from baton.server.admin import api, console
 from baton.server.endpoints import (
+    account,
     authorize,
     health,
     login,
@@ -354,6 +355,47 @@ TABLE = Table(
             mfa.enrol_post,
             openapi=mfa.ENROL_FORM,
             summary="Confirm the new TOTP secret with a code; shows the recovery codes once",
+        ),
+        endpoint(
+            account.PAGE,
+            "GET",
+            account.security_get,
+            openapi=account.SECURITY_PAGE,
+            summary="The signed-in user's two-step verification: on or off, codes left",
+            details="signed-in users only (else to `/login`)",
+        ),
+        endpoint(
+            account.TURN_ON,
+            "GET",
+            account.turn_on_get,
+            openapi=account.TURN_ON_PAGE,
+            summary="Turning on two-step verification: a new TOTP secret and the form",
+        ),
+        endpoint(
+            account.TURN_ON,
+            "POST",
+            account.turn_on_post,
+            openapi=account.TURN_ON_FORM,
+            summary="Turn on TOTP: the password again and a code; shows the recovery codes once",
+            details=(
+                "every action of the page is a CSRF-protected form that asks for the password "
+                "again, throttled like sign-ins; refused to users without a password"
+            ),
+        ),
+        endpoint(
+            account.RENEW,
+            "POST",
+            account.renew_post,
+            openapi=account.RENEW_FORM,
+            summary="New recovery codes in place of all older ones (password and a TOTP code)",
+        ),
+        endpoint(
+            account.TURN_OFF,
+            "POST",
+            account.turn_off_post,
+            openapi=account.TURN_OFF_FORM,
+            summary="Turn off two-step verification (password and a code)",
+            details="refused while a second factor is required of the user",
         ),
         endpoint(
             "/login/upstream/{provider_id}",

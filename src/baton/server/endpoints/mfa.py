@@ -13,9 +13,14 @@ console); it only lets this browser present a code for this user until it expire
   last one accepted: a code never works twice) or a recovery code (single use).
 - /login/enrol shows a new secret (base32 and an `otpauth://` URI for authenticator apps), kept
   sealed under the key-encryption key in the pending state until a code of it confirms it; then
-  the secret (sealed) is stored, 10 recovery codes are shown once (stored as digests) and the
+  the secret (sealed) is stored, 10 recovery codes are shown once (stored as HMACs keyed by
+  the key-encryption key, `baton.core.totp.recovery_digest`) and the
   user is signed in. Without a key-encryption key no secret can be stored: the page says so,
   and a user who must enrol cannot sign in (a requirement is never skipped).
+
+The account's security page (`baton.server.endpoints.account`) turns TOTP on with the same
+enrolment page (`enrol_page`) and counts its passwords and codes with the same `throttled` and
+`failed`.
 
 Every code presented counts towards the same throttles as a password (the per-address bucket,
 the per-(account, address) and per-account lockouts of `baton.server.runtime.limits`), counted
@@ -127,7 +132,8 @@ def _restart(request: Request) -> Response:
     return RedirectResponse("/login" + query, status_code=303)
 
 
-def _kek(request: Request) -> bytes | None:
+def kek_of(request: Request) -> bytes | None:
+    """The key-encryption key's AES key (`baton.core.keys`); None when none is usable."""
     secret = baton(request).settings.key_encryption_key
     if not secret:
         return None
@@ -160,7 +166,7 @@ async def code_get(request: Request) -> Response:
     return _code_page(request)
 
 
-async def _throttled(request: Request, username: str) -> Response | None:
+async def throttled(request: Request, username: str) -> Response | None:
     """Counts this attempt at the sign-in's throttles (`baton.server.runtime.limits`), before
     the code is checked; the page to answer with when they are spent."""
     app = baton(request)
@@ -180,7 +186,9 @@ async def _throttled(request: Request, username: str) -> Response | None:
     return None
 
 
-async def _failed(request: Request, username: str) -> None:
+async def failed(request: Request, username: str) -> None:
+    """A wrong password or code after `throttled` counted it: the lockout, if it now holds,
+    goes to the console's log of lockouts."""
     app = baton(request)
     address = source_address(request)
     known = device_knows(request, username)
@@ -212,7 +220,7 @@ async def code_post(request: Request) -> Response:
     pending = _pending(request)
     if pending is None:
         return _restart(request)
-    if (refused := await _throttled(request, pending["name"])) is not None:
+    if (refused := await throttled(request, pending["name"])) is not None:
         return refused
     user = await _user_for(request, pending)
     if user is None:
@@ -226,22 +234,24 @@ async def code_post(request: Request) -> Response:
     typed = form.get("code") or ""
     accepted = False
     if totp.looks_like_totp(typed):
-        kek = _kek(request)
+        kek = kek_of(request)
         secret = None if kek is None else totp.open_secret(state.sealed_secret, kek, user.id)
         if secret is None:
             message = N_(
                 "This server cannot check codes now (its key-encryption key is missing or "
-                "changed). Use a recovery code, or ask the operator."
+                "changed). Ask the operator."
             )
-            await _failed(request, user.username)
+            await failed(request, user.username)
             return _code_page(request, message, 503)
         step = totp.matching_step(secret, typed, now, state.last_step)
         accepted = step is not None and await store.use_totp_step(user.id, step)
-    elif totp.looks_like_recovery(typed):
-        digest = totp.recovery_digest(typed)
+    elif totp.looks_like_recovery(typed) and (kek := kek_of(request)) is not None:
+        # Without the key-encryption key no recovery code can be looked up (they are stored
+        # keyed by it, `baton.core.totp.recovery_digest`): refused like a wrong one.
+        digest = totp.recovery_digest(typed, kek)
         accepted = await store.use_recovery_code(user.id, digest, now, source_address(request))
     if not accepted:
-        await _failed(request, user.username)
+        await failed(request, user.username)
         return _code_page(request, N_("That code is wrong or was used already."), 401)
     return await _signed_in(request, user, pending["next"], _with_second_factor(pending), None)
 
@@ -254,13 +264,16 @@ _NO_KEK = N_(
 )
 
 
-def _enrol_page(
+def enrol_page(
     request: Request,
     user: User,
     secret: bytes,
     error: str | None = None,
     status: int = 200,
+    action: str = ENROL,
 ) -> Response:
+    """The new secret and the form that confirms it: at sign-in (`ENROL`), or on the account's
+    security page (`baton.server.endpoints.account`, whose form asks for the password too)."""
     issuer = baton(request).settings.issuer
     context = {
         "csrf": csrf_token(request.session),
@@ -268,6 +281,8 @@ def _enrol_page(
         "secret": totp.b32(secret),
         "uri": totp.otpauth_uri(secret, user.username, _issuer_label(issuer)),
         "username": user.username,
+        "action": action,
+        "voluntary": action != ENROL,
     }
     return page(request, "mfa_enrol.html", context, status)
 
@@ -302,13 +317,13 @@ async def enrol_get(request: Request) -> Response:
     pending = _pending(request)
     if pending is None:
         return _restart(request)
-    kek = _kek(request)
+    kek = kek_of(request)
     if kek is None:
         return error_page(request, _NO_KEK, 503)
     found = await _enrolling(request, pending, kek)
     if isinstance(found, Response):
         return found
-    return _enrol_page(request, *found)
+    return enrol_page(request, *found)
 
 
 async def enrol_post(request: Request) -> Response:
@@ -318,10 +333,10 @@ async def enrol_post(request: Request) -> Response:
     pending = _pending(request)
     if pending is None:
         return _restart(request)
-    kek = _kek(request)
+    kek = kek_of(request)
     if kek is None:
         return error_page(request, _NO_KEK, 503)
-    if (refused := await _throttled(request, pending["name"])) is not None:
+    if (refused := await throttled(request, pending["name"])) is not None:
         return refused
     found = await _enrolling(request, pending, kek)
     if isinstance(found, Response):
@@ -331,15 +346,15 @@ async def enrol_post(request: Request) -> Response:
     now = app.clock.now()
     step = totp.matching_step(secret, form.get("code") or "", now, None)
     if step is None:
-        await _failed(request, user.username)
+        await failed(request, user.username)
         message = N_("That code is not the app's current one. Check the app's clock and try again.")
-        return _enrol_page(request, user, secret, message, 401)
+        return enrol_page(request, user, secret, message, 401)
     codes = totp.new_recovery_codes()
     enrolled = await _store(request).enrol_totp(
         user.id,
         totp.seal_secret(secret, kek, user.id),
         step,
-        totp.recovery_digests(codes),
+        totp.recovery_digests(codes, kek),
         now,
         source_address(request),
     )

@@ -213,6 +213,16 @@ class MfaStore(Protocol):
     ) -> bool: ...
 
 
+class AccountSecurityStore(MfaStore, Protocol):
+    """What the account's security page asks of the store (`baton.store.sql.mfa.MfaStore`):
+    the second step's calls, and the user's own renewal and turning off."""
+
+    async def renew_recovery_codes(
+        self, user_id: int, code_digests: list[bytes], now: int, address: str | None
+    ) -> bool: ...
+    async def turn_off_totp(self, user_id: int, now: int, address: str | None) -> bool: ...
+
+
 class UpstreamStore(Protocol):
     """What the upstream sign-in asks of the store (`baton.store.sql.upstream.UpstreamStore`)."""
 

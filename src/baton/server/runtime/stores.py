@@ -18,6 +18,7 @@ from baton.core.keys import StoredKey
 from baton.server.admin.queries import AdminSource, ApiKeeper
 from baton.server.endpoints.consent import ScopeDescriptions
 from baton.server.endpoints.stores import (
+    AccountSecurityStore,
     AuthorizationStore,
     ChallengeKeeper,
     ClientLookup,
@@ -63,6 +64,7 @@ class Store(
     ScopeDescriptions,
     ChallengeKeeper,
     ApiKeeper,
+    AccountSecurityStore,
     MfaStore,
     UpstreamStore,
     EverywhereStore,

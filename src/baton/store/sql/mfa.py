@@ -4,8 +4,9 @@ second factor is required of the user.
 
 A time step is accepted in one conditional UPDATE (`use_totp_step`): two requests presenting
 the same code at once cannot both succeed, whichever process serves them. A recovery code is
-spent the same way. Enrolment, requirement and reset are audited (`audit_log`: who, what, of
-whom; never a secret).
+spent the same way. Enrolment, requirement, reset, and a user's own renewal of their recovery
+codes and turning off of their second factor (`baton.server.endpoints.account`) are audited
+(`audit_log`: who, what, of whom; never a secret).
 """
 
 from __future__ import annotations
@@ -109,6 +110,53 @@ class MfaStore:
             left = _codes_left(conn, user_id)
             actor = Actor(username, address, now)
             _audit(conn, actor, "user.mfa_recovery_code", username, {"codes_left": left})
+            return True
+
+        return await self._write(work)
+
+    async def renew_recovery_codes(
+        self, user_id: int, code_digests: Sequence[bytes], now: int, address: str | None
+    ) -> bool:
+        """Replaces every recovery code of the enrolled user (used or not) with these; the user
+        asked (the actor is the user). False when the user is gone or not enrolled."""
+
+        def work(conn: Connection) -> bool:
+            enrolled = conn.execute(
+                select(users.c.username).where(
+                    users.c.id == user_id, users.c.totp_secret.is_not(None)
+                )
+            ).first()
+            if enrolled is None:
+                return False
+            _replace_codes(conn, user_id, code_digests, now)
+            username = str(enrolled[0])
+            detail = {"codes": len(code_digests)}
+            _audit(conn, Actor(username, address, now), "user.mfa_recovery_renew", username, detail)
+            return True
+
+        return await self._write(work)
+
+    async def turn_off_totp(self, user_id: int, now: int, address: str | None) -> bool:
+        """The user turns their own second factor off: the secret, last step and recovery codes
+        are forgotten. Only while none is required of them per user (`mfa_required`; the
+        administrators' requirement of `--mfa-for-admins` is the caller's to check): False when
+        it is, or the user is gone or not enrolled."""
+
+        def work(conn: Connection) -> bool:
+            done = conn.execute(
+                update(users)
+                .where(
+                    users.c.id == user_id,
+                    users.c.totp_secret.is_not(None),
+                    users.c.mfa_required.is_(False),
+                )
+                .values(totp_secret=None, totp_last_step=None)
+            )
+            if done.rowcount != 1:
+                return False
+            conn.execute(delete(recovery_codes).where(recovery_codes.c.user_id == user_id))
+            username = _username(conn, user_id)
+            _audit(conn, Actor(username, address, now), "user.mfa_turn_off", username, None)
             return True
 
         return await self._write(work)
