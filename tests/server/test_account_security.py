@@ -34,7 +34,7 @@ from tests.server.test_mfa import (
     _user,
     frozen_lockout_time,  # noqa: F401 (a fixture)
 )
-from tests.support import PASSWORD, hidden_inputs, running_app
+from tests.support import PASSWORD, hidden_inputs, running_app, sign_in
 
 _CODES = re.compile(r"<li><code>([a-z2-7]{5}-[a-z2-7]{5})</code></li>")
 
@@ -101,6 +101,14 @@ def test_not_signed_in_goes_to_the_login_page(tmp_path: Path) -> None:
         data = {**fields, "password": PASSWORD, "code": "123456"}
         response = http.post(account.TURN_OFF, data=data)
         assert response.status_code == 303 and response.headers["location"].startswith("/login")
+
+
+def test_signing_in_from_the_page_comes_back_to_it(tmp_path: Path) -> None:
+    with _app(tmp_path) as (http, store, _clock):
+        _user(store)
+        to_login = http.get(account.PAGE).headers["location"]
+        signed = sign_in(http, to_login)
+        assert signed.status_code == 303 and signed.headers["location"] == account.PAGE
 
 
 def test_the_home_and_sign_out_pages_link_to_the_page(tmp_path: Path) -> None:

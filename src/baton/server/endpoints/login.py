@@ -24,6 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from baton.passwords import verify_password
 from baton.server.admin.console import record_lockout
 from baton.server.endpoints import upstream
+from baton.server.endpoints.account import PAGE as ACCOUNT_PAGE
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.forms import browser_form, read_form, unreadable
 from baton.server.endpoints.logout import end_op_session
@@ -42,11 +43,13 @@ from baton.server.runtime.sessions import (
 
 
 def _safe_next(target: str | None) -> str:
-    """Only ever continue to our own authorization endpoint or admin console: no open redirect
-    via `next`."""
+    """Only ever continue to our own authorization endpoint, the account page or the admin
+    console: no open redirect via `next`."""
     if not target or "\\" in target:
         return "/"
     if target.startswith("/authorize?") or target == "/admin" or target.startswith("/admin/"):
+        return target
+    if target == ACCOUNT_PAGE:
         return target
     return "/"
 
