@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 
 from baton.core import totp
 from baton.core.clock import FakeClock
+from baton.core.keys import key_encryption_key
 from baton.server.endpoints import account, mfa
 from baton.server.runtime.limits import LOCKOUT_FREE_FAILURES
 from baton.store.admin import Actor
@@ -119,6 +120,33 @@ def test_the_home_and_sign_out_pages_link_to_the_page(tmp_path: Path) -> None:
         assert f'href="{account.PAGE}"' in http.get("/logout").text
 
 
+def _shown_secret(html: str) -> bytes:
+    return totp.from_b32(re.findall(r'<code class="secret" id="secret">([A-Z2-7]+)<', html)[0])
+
+
+def test_a_secret_seen_without_the_password_is_never_the_one_enrolled(tmp_path: Path) -> None:
+    """The turn-on page asks no password: whoever uses an unattended session may read its
+    secret. The owner's own visit, or a failed confirmation, offers another one."""
+    with _app(tmp_path) as (http, store, clock):
+        _user(store)
+        _signed_in(http)
+        seen = _shown_secret(http.get(account.TURN_ON).text)  # someone else, for a moment
+        owners_page = http.get(account.TURN_ON)
+        secret = _shown_secret(owners_page.text)
+        assert secret != seen
+        # The code of the secret seen earlier does not confirm: a new secret is offered.
+        data = {"csrf": hidden_inputs(owners_page.text)["csrf"], "password": PASSWORD}
+        stale = http.post(account.TURN_ON, data={**data, "code": _now_code(clock, seen)})
+        assert stale.status_code == 401 and _shown_secret(stale.text) not in (seen, secret)
+        fresh = _shown_secret(stale.text)
+        clock.advance(30)
+        done = http.post(account.TURN_ON, data={**data, "code": _now_code(clock, fresh)})
+        assert done.status_code == 200, done.text
+        state = anyio.run(store.mfa_state, 1)
+        assert state is not None and state.sealed_secret is not None
+        assert totp.open_secret(state.sealed_secret, key_encryption_key(KEK), 1) == fresh
+
+
 def test_a_user_turns_it_on_and_then_signs_in_with_a_code(tmp_path: Path) -> None:
     with _app(tmp_path) as (http, store, clock):
         _user(store)
@@ -130,20 +158,21 @@ def test_a_user_turns_it_on_and_then_signs_in_with_a_code(tmp_path: Path) -> Non
             re.findall(r'<code class="secret" id="secret">([A-Z2-7]+)<', offer.text)[0]
         )
         assert "otpauth://totp/" in offer.text
-        # The same secret while it is not confirmed (reloading the page does not change it).
-        assert totp.b32(secret) in http.get(account.TURN_ON).text
-
         csrf = hidden_inputs(offer.text)["csrf"]
         code = _now_code(clock, secret)
         wrong_password = http.post(
             account.TURN_ON, data={"csrf": csrf, "password": "not it", "code": code}
         )
         assert wrong_password.status_code == 401 and "password is wrong" in wrong_password.text
+        # A failed confirmation offers a new secret, in place of the one shown before.
+        assert _shown_secret(wrong_password.text) != secret
         wrong_code = http.post(
             account.TURN_ON, data={"csrf": csrf, "password": PASSWORD, "code": WRONG}
         )
         assert wrong_code.status_code == 401
         assert not _audits(tmp_path, "user.mfa_enrol")
+        secret = _shown_secret(wrong_code.text)
+        code = _now_code(clock, secret)
 
         done = http.post(account.TURN_ON, data={"csrf": csrf, "password": PASSWORD, "code": code})
         assert done.status_code == 200, done.text

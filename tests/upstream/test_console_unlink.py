@@ -45,7 +45,8 @@ def test_an_upstream_account_is_unlinked_from_the_console(
     user = anyio.run(store.get_user, username)
     assert user is not None and user.disabled_at is None  # the user stays
     (row,) = [r for r in audit_rows(store) if r["action"] == "upstream.unlink"]
-    assert row["actor"] == "root" and json.loads(row["detail"])["provider"] == "corp"
+    assert row["actor"] == "root" and row["target_id"] == username
+    assert json.loads(row["detail"]) == {"provider": "corp", "upstream_subject": "corp-sub-1"}
 
     again = http.post("/admin/users/unlink", data={**form, "csrf": csrf_of(done.text)})
     assert again.status_code == 404 and "unlinked already" in again.text

@@ -87,6 +87,7 @@ def test_only_short_amr_values_are_kept() -> None:
         ({"sub": ""}, "subject"),
         ({"sub": 42}, "subject"),
         ({"sub": "x" * 256}, "subject"),
+        ({"sub": "a\nb"}, "subject"),  # a link must be shown, searched and removed
     ],
 )
 def test_bad_claims_are_refused(changes: dict[str, Any], says: str) -> None:

@@ -288,7 +288,9 @@ def check_id_token_claims(
     if not isinstance(presented, str) or not same_secret(nonce, presented):
         raise UpstreamError("the ID token's nonce is not the one Baton sent")
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub or len(sub) > MAX_SUBJECT:
+    # OIDC Core §2: `sub` is at most 255 ASCII characters; printable ones only here, so that a
+    # link can be shown, searched and removed (a control character would be refused by forms).
+    if not isinstance(sub, str) or not sub or len(sub) > MAX_SUBJECT or not sub.isprintable():
         raise UpstreamError("the ID token has no usable subject (sub)")
     return identity_of(sub, claims)
 

@@ -13,9 +13,12 @@ or to turn it off.
   upstream provider) cannot be asked for one: the page tells them their sign-in is managed
   elsewhere, and refuses its actions (403). Their second factor is the business of whoever signs
   them in (an administrator can still require one, and `baton user mfa-reset` still works).
-- Turning on is the sign-in's enrolment (`mfa.enrol_page`; the secret offered is kept sealed
-  under the key-encryption key in this browser's session cookie, bound to the user's id, until
-  a code of it confirms it), then the 10 recovery codes shown once.
+- Turning on is the sign-in's enrolment (`mfa.enrol_page`; the secret shown is kept sealed
+  under the key-encryption key in this browser's session cookie, bound to the user's id, for
+  the form that confirms it with the password and a code), then the 10 recovery codes shown
+  once. Every showing of the page, and every failed confirmation, offers a new secret: the page
+  asks no password, so whoever used an unattended session may have seen one, and it must never
+  be the one the owner enrols.
 - New recovery codes replace every older one (used or not) and are shown once; they need a
   current TOTP code (not a recovery code: whoever lost the app signs in with one and may then
   turn two-step verification off and on again).
@@ -164,14 +167,19 @@ async def _code_ok(
 # -- turning on ------------------------------------------------------------------------------------
 
 
-def _offered(request: Request, user: User, kek: bytes) -> bytes:
-    """The secret offered to the user in this browser: made once, kept sealed (bound to the
-    user's id) in the session cookie until it is confirmed."""
+def _offered(request: Request, user: User, kek: bytes) -> bytes | None:
+    """The secret last shown to the user in this browser, kept sealed (bound to the user's id)
+    in the session cookie for the form that confirms it; None if there is none."""
     kept = request.session.get(OFFERED)
-    secret = totp.open_secret(kept, kek, user.id) if isinstance(kept, str) else None
-    if secret is None:
-        secret = totp.new_secret()
-        request.session[OFFERED] = totp.seal_secret(secret, kek, user.id)
+    return totp.open_secret(kept, kek, user.id) if isinstance(kept, str) else None
+
+
+def _offer(request: Request, user: User, kek: bytes) -> bytes:
+    """A new secret to show, in place of any shown before. Every showing makes a new one, so a
+    secret seen by whoever used an unattended session (a GET asks no password) is never the
+    one the owner later enrols: the owner's own page, or a failed confirmation, offers another."""
+    secret = totp.new_secret()
+    request.session[OFFERED] = totp.seal_secret(secret, kek, user.id)
     return secret
 
 
@@ -186,7 +194,7 @@ async def turn_on_get(request: Request) -> Response:
     kek = mfa.kek_of(request)
     if kek is None:
         return error_page(request, _NO_KEK, 503)
-    return mfa.enrol_page(request, user, _offered(request, user, kek), action=TURN_ON)
+    return mfa.enrol_page(request, user, _offer(request, user, kek), action=TURN_ON)
 
 
 async def turn_on_post(request: Request) -> Response:
@@ -208,13 +216,16 @@ async def turn_on_post(request: Request) -> Response:
         return checked
     secret = _offered(request, user, kek)
     if not checked:
-        return mfa.enrol_page(request, user, secret, _WRONG_PASSWORD, 401, TURN_ON)
+        fresh = _offer(request, user, kek)
+        return mfa.enrol_page(request, user, fresh, _WRONG_PASSWORD, 401, TURN_ON)
     now = baton(request).clock.now()
-    step = totp.matching_step(secret, form.get("code") or "", now, None)
-    if step is None:
+    step = None if secret is None else totp.matching_step(secret, form.get("code") or "", now, None)
+    if secret is None or step is None:
         await mfa.failed(request, user.username)
         message = N_("That code is not the app's current one. Check the app's clock and try again.")
-        return mfa.enrol_page(request, user, secret, message, 401, TURN_ON)
+        # A new secret: a failed confirmation never leaves one that another may have seen.
+        fresh = _offer(request, user, kek)
+        return mfa.enrol_page(request, user, fresh, message, 401, TURN_ON)
     codes = totp.new_recovery_codes()
     enrolled = await _store(request).enrol_totp(
         user.id,

@@ -177,8 +177,11 @@ class UpstreamStore:
                 )
             ).rowcount
             if gone:
-                detail = {"provider": provider_id, "user_id": user_id}
-                _audit(conn, actor, "upstream.unlink", "user", str(user_id), detail)
+                username = conn.execute(
+                    select(users.c.username).where(users.c.id == user_id)
+                ).scalar_one()
+                detail = {"provider": provider_id, "upstream_subject": subject}
+                _audit(conn, actor, "upstream.unlink", "user", username, detail)
             return bool(gone)
 
         return await self._write(work)
