@@ -18,7 +18,7 @@ import os
 import click
 
 from baton import __version__
-from baton.cli import clients, db, demo, grants, keys, scopes, serve, upstreams, users
+from baton.cli import clients, consents, db, demo, grants, keys, scopes, serve, upstreams, users
 from baton.cli import mfa as _mfa  # noqa: F401  (adds `user mfa-*` to the `user` group)
 
 
@@ -45,5 +45,6 @@ main.add_command(keys.keys)
 main.add_command(demo.demo)
 main.add_command(scopes.scope)
 main.add_command(upstreams.upstream)
+main.add_command(consents.consent)
 
 __all__ = ["main"]
