@@ -159,11 +159,12 @@ def test_consent_revoke_forgets_consent_and_ends_the_grants(served: Served) -> N
     other = register_client(store)
     kept = first_pair(http, other)
 
+    remembered = select(func.count()).select_from(consents).where(consents.c.client_id == client.id)
+    assert sql(store, remembered) == [(1,)]
     revoked = ok("consent", "revoke", "--db", db, "--user", "alice", "--client", client.id)
     assert revoked == {"username": "alice", "client_id": client.id, "grants_revoked": 1}
     assert introspect(http, resource_server, pair["access_token"])["active"] is False
     assert introspect(http, resource_server, kept["access_token"])["active"] is True
-    remembered = select(func.count()).select_from(consents).where(consents.c.client_id == client.id)
     assert sql(store, remembered) == [(0,)]
     assert audited(store, "alice") == [("cli", "subject.consents.delete")]
 
