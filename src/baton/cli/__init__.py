@@ -6,9 +6,9 @@ exit status 1 (2 for a config file Baton refuses), as one line without a traceba
 `baton --debug` (`baton.script`). The options of `serve` (and of `config show`) are generated
 from their declarations in `baton.config`.
 
-One module per command group: `serve` (with `config show`), `db`, `clients`, `users`, `grants`,
-`keys`, `demo`; what they share is in `common`. `main` below is the group they join
-(`baton.script` runs it, and so does `python -m baton.cli`).
+One module per command group: `serve` (with `config show`), `db`, `clients`, `consents`,
+`users`, `grants`, `keys`, `demo`; what they share is in `common`. `main` below is the group
+they join (`baton.script` runs it, and so does `python -m baton.cli`).
 """
 
 from __future__ import annotations
