@@ -145,10 +145,13 @@ def test_delete_keeps_a_tombstone_that_never_authenticates(served: Served) -> No
                if verb == "delete" else baton("client", verb, "--db", db, client.id),
                "deleted")  # fmt: skip
 
-    # Enabled behind the command's back (the console's enable knows nothing of deletion), the
-    # tombstone still cannot authenticate: it has no secret and no redirect URI.
+    # Nor by the console (its enable and secret rotation are the admin store's): a deleted
+    # client is never enabled nor given a secret again, and its list leaves it out.
     actor = Actor("test", None, int(time.time()))
-    assert anyio.run(store.admin().enable_client, client.id, actor) is True
+    admin = store.admin()
+    assert anyio.run(admin.enable_client, client.id, actor) is False
+    assert anyio.run(admin.rotate_secret, client.id, b"\x00" * 32, actor) is False
+    assert client.id not in {c.id for c in anyio.run(admin.clients)}
     assert refresh(http, client, pair["refresh_token"]).status_code == 401
     assert audited(store, client.id)[:2] == [("cli", "client.disable"), ("cli", "client.delete")]
 

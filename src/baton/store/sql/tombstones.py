@@ -1,14 +1,13 @@
 """A deleted client: its row kept as a tombstone, so that its id can never authenticate again
 and is never reused, while the grants, tokens and audit rows that name it keep their history.
 
-There is no `deleted_at` column (migration 0008 added none for clients), so the tombstone is a
-combination nothing else writes: a *confidential* client with *no secret*, disabled. Every
-place that registers a confidential client (`baton client create`, the console, the demo)
-gives it a secret, and client authentication (`server.endpoints.clientauth`) refuses a
-confidential client whose digest is missing; so even a tombstone enabled again (the console's
-enable knows nothing of deletion) cannot authenticate, and it has no redirect URI left to
-send a code to. The deletion first disables the client (`AdminStore.disable_client`: every live
-grant revoked at once and announced on the feed), then clears what could ever let it act.
+The tombstone is marked `deleted_at`; it also becomes a confidential client with no secret
+(client authentication refuses one), and loses its redirect, logout and app URLs and origins.
+The admin store never enables a deleted client nor rotates its secret (`WHERE deleted_at IS
+NULL`), and the console's and `client list`'s lists leave it out. The deletion first disables
+the client (`AdminStore.disable_client`: every live grant revoked at once and announced on the
+feed), then clears what could ever let it act; run again, it finishes what a crash between the
+two left undone.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from baton.store.sql.facade import SQLStore
 
 def is_deleted(client: Client) -> bool:
     """Whether `client` is a tombstone (see the module docstring)."""
-    return not client.is_public and client.secret_digest is None and client.disabled_at is not None
+    return client.deleted_at is not None
 
 
 @dataclass(frozen=True)
@@ -55,6 +54,7 @@ async def delete_client(store: SQLStore, client_id: str, actor: Actor) -> Delete
                 is_public=False,
                 secret_digest=None,
                 disabled_at=func.coalesce(clients.c.disabled_at, actor.now),
+                deleted_at=actor.now,
                 redirect_uris=json.dumps([]),
                 post_logout_redirect_uris=None,
                 backchannel_logout_uri=None,
