@@ -6,9 +6,9 @@ exit status 1 (2 for a config file Baton refuses), as one line without a traceba
 `baton --debug` (`baton.script`). The options of `serve` (and of `config show`) are generated
 from their declarations in `baton.config`.
 
-One module per command group: `serve` (with `config show`), `db`, `clients`, `users`, `grants`,
-`keys`, `demo`; what they share is in `common`. `main` below is the group they join
-(`baton.script` runs it, and so does `python -m baton.cli`).
+One module per command group: `serve` (with `config show`), `db`, `clients`, `consents`,
+`users`, `grants`, `keys`, `demo`; what they share is in `common`. `main` below is the group
+they join (`baton.script` runs it, and so does `python -m baton.cli`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 import click
 
 from baton import __version__
-from baton.cli import clients, db, demo, grants, keys, scopes, serve, upstreams, users
+from baton.cli import clients, consents, db, demo, grants, keys, scopes, serve, upstreams, users
 from baton.cli import mfa as _mfa  # noqa: F401  (adds `user mfa-*` to the `user` group)
 
 
@@ -45,5 +45,6 @@ main.add_command(keys.keys)
 main.add_command(demo.demo)
 main.add_command(scopes.scope)
 main.add_command(upstreams.upstream)
+main.add_command(consents.consent)
 
 __all__ = ["main"]

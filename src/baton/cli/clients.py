@@ -1,6 +1,13 @@
 """`baton client create`: register an OAuth client, a public one, a confidential one or a
 resource server (RFC 8707), with its redirect URIs checked here as at `/authorize`; `baton client
 update` changes its OpenID Connect settings; `baton client show` and `list` print clients.
+
+`baton client disable` is the incident response: the client can no longer authenticate, and
+every live grant of it is revoked at once (announced on the feed and to webhooks); `enable` lets
+it authenticate again and revives nothing. `delete` disables it, then keeps its row only as a
+tombstone (`baton.store.sql.tombstones`): its id never authenticates again and is never reused,
+while the grants and audit rows that name it keep their history; `list` leaves it out unless
+`--all`. Each is audited with the actor `cli:<login name>`, as `baton user disable` is.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from baton.cli.common import current_time, db_option, emit, fail, run_with_store
+from baton.cli.users import cli_actor
 from baton.core.audience import resource_uri_problem
 from baton.core.challenges import app_url_problem
 from baton.core.client_metadata import (
@@ -28,6 +36,7 @@ from baton.core.subject import SUBJECT_TYPES
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.store.base import Client, ResourceUriTaken
 from baton.store.sql import SQLStore
+from baton.store.sql.tombstones import delete_client, is_deleted
 
 
 @click.group()
@@ -219,6 +228,7 @@ def client_payload(record: Client) -> dict[str, Any]:
         "require_pkce": record.require_pkce,
         "created_at": record.created_at,
         "disabled_at": record.disabled_at,
+        "deleted": is_deleted(record),
         **oidc_payload(OidcSettings.of(record)),
         "login_url": record.login_url,
         "consent_url": record.consent_url,
@@ -388,6 +398,8 @@ def client_update(db: str, client_id: str, scope: str | None, as_json: bool, **o
         found = await store.get_client(client_id)
         if found is None:
             fail(f"no client {client_id!r}")
+        if is_deleted(found):
+            fail(_deleted(client_id))
         settings = oidc_settings(OidcSettings.of(found), found.redirect_uris, **oidc)
         updated = replace(found, **settings.fields(), **urls)
         if scope is not None:
@@ -416,14 +428,102 @@ def client_show(db: str, client_id: str, as_json: bool) -> None:
 
 @client.command("list")
 @db_option
+@click.option("--all", "show_all", is_flag=True, help="Include deleted clients.")
 @click.option("--json", "as_json", is_flag=True)
-def client_list(db: str, as_json: bool) -> None:
-    """List the registered clients, oldest first."""
+def client_list(db: str, show_all: bool, as_json: bool) -> None:
+    """List the registered clients, oldest first (deleted ones only with --all)."""
     found = run_with_store(db, lambda store: store.list_clients())
+    if not show_all:
+        found = [c for c in found if not is_deleted(c)]
     payload = {"clients": [client_payload(c) for c in found]}
     lines = [
         f"{c.id}  {c.name}  {'public' if c.is_public else 'confidential'}"
-        + ("  (disabled)" if c.disabled_at is not None else "")
+        + ("  (deleted)" if is_deleted(c) else "  (disabled)" if c.disabled_at is not None else "")
         for c in found
     ]
     emit(as_json, payload, "\n".join(lines) or "no clients")
+
+
+def _deleted(client_id: str) -> str:
+    return f"client {client_id!r} was deleted: its id never authenticates again"
+
+
+@client.command("disable")
+@db_option
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+def client_disable(db: str, client_id: str, as_json: bool) -> None:
+    """Disable a client: it can no longer authenticate, and every live grant of it (and so
+    every token it holds) is revoked at once, announced on the revocation feed."""
+    actor = cli_actor()
+
+    async def work(store: SQLStore) -> tuple[Client | None, int | None]:
+        found = await store.get_client(client_id)
+        if found is None or is_deleted(found):
+            return found, None
+        done = await store.admin().disable_client(client_id, actor)
+        return found, None if done is None else done.grants_revoked
+
+    found, revoked = run_with_store(db, work)
+    if found is None:
+        fail(f"no client {client_id!r}")
+    if is_deleted(found):
+        fail(_deleted(client_id))
+    if revoked is None:
+        fail(f"client {client_id!r} is disabled already")
+    payload = {"client_id": client_id, "disabled": True, "grants_revoked": revoked}
+    emit(as_json, payload, f"disabled client {client_id} ({revoked} grant(s) revoked)")
+
+
+@client.command("enable")
+@db_option
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+def client_enable(db: str, client_id: str, as_json: bool) -> None:
+    """Let a disabled client authenticate again (what the disabling revoked stays revoked)."""
+    actor = cli_actor()
+
+    async def work(store: SQLStore) -> tuple[Client | None, bool]:
+        found = await store.get_client(client_id)
+        if found is None or is_deleted(found):
+            return found, False
+        return found, await store.admin().enable_client(client_id, actor)
+
+    found, enabled = run_with_store(db, work)
+    if found is None:
+        fail(f"no client {client_id!r}")
+    if is_deleted(found):
+        fail(_deleted(client_id) + "; a deleted client is never enabled again")
+    if not enabled:
+        fail(f"client {client_id!r} is not disabled")
+    emit(as_json, {"client_id": client_id, "disabled": False}, f"enabled client {client_id}")
+
+
+@client.command("delete")
+@db_option
+@click.argument("client_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True)
+def client_delete(db: str, client_id: str, yes: bool, as_json: bool) -> None:
+    """Delete a client: everything `disable` does, then its registration (secret, redirect
+    URIs, logout and app URLs) is erased. Its row stays as a tombstone so that the grants and
+    audit rows naming it keep their history and its id is never reused; `list` leaves it out
+    unless --all."""
+    if not yes and not click.confirm(f"delete client {client_id} for good?", err=True):
+        fail("nothing deleted (answer y, or pass --yes)")
+    actor = cli_actor()
+
+    async def work(store: SQLStore) -> tuple[Client | None, int | None]:
+        found = await store.get_client(client_id)
+        if found is None or is_deleted(found):
+            return found, None
+        done = await delete_client(store, client_id, actor)
+        return found, None if done is None else done.grants_revoked
+
+    found, revoked = run_with_store(db, work)
+    if found is None:
+        fail(f"no client {client_id!r}")
+    if revoked is None:
+        fail(f"client {client_id!r} was deleted already")
+    payload = {"client_id": client_id, "deleted": True, "grants_revoked": revoked}
+    emit(as_json, payload, f"deleted client {client_id} ({revoked} grant(s) revoked)")

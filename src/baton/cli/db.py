@@ -1,11 +1,13 @@
-"""`baton db upgrade`: the database schema, migrated."""
+"""`baton db upgrade`: the database schema, migrated; `--check` says what would run."""
 
 from __future__ import annotations
+
+import sys
 
 import anyio
 import click
 
-from baton.cli.common import db_option
+from baton.cli.common import db_option, emit
 from baton.store import migrate
 from baton.store.engines import display_url, open_runner
 
@@ -17,9 +19,45 @@ def db() -> None:
 
 @db.command("upgrade")
 @db_option
-def db_upgrade(db: str) -> None:
-    """Apply every pending migration."""
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Run nothing: list the pending migrations (revision and title). Exit status 0 when "
+    "the database is current, 1 when migrations are pending.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='One JSON object (with --check: {"current", "head", "pending"}).',
+)
+def db_upgrade(db: str, check: bool, as_json: bool) -> None:
+    """Apply every pending migration (with --check: only say which would run; exit status 0
+    when the database is current, 1 when migrations are pending)."""
     runner = open_runner(db)
+    if check:
+
+        async def inspect() -> migrate.Plan:
+            try:
+                return await migrate.plan(runner)
+            finally:
+                await runner.close()
+
+        plan = anyio.run(inspect)
+        payload = {
+            "current": plan.current,
+            "head": plan.head,
+            "pending": [{"revision": p.revision, "title": p.title} for p in plan.pending],
+        }
+        at = plan.current or "none (never migrated)"
+        lines = [f"database {display_url(db)} is at revision {at}; head is {plan.head}"]
+        if plan.pending:
+            lines.append(f"{len(plan.pending)} migration(s) pending:")
+            lines += [f"  {p.revision}  {p.title}" for p in plan.pending]
+        else:
+            lines.append("up to date: no migration pending")
+        emit(as_json, payload, "\n".join(lines))
+        sys.exit(1 if plan.pending else 0)
 
     async def work() -> str | None:
         try:
@@ -29,4 +67,5 @@ def db_upgrade(db: str) -> None:
             await runner.close()
 
     revision = anyio.run(work)
-    click.echo(f"database {display_url(db)} is at revision {revision}")
+    payload = {"revision": revision}
+    emit(as_json, payload, f"database {display_url(db)} is at revision {revision}")

@@ -52,6 +52,8 @@ class Client:
     login_url: str | None = None
     consent_url: str | None = None
     client_uri: str | None = None
+    # Deleted (`baton client delete`): disabled for good, never enabled or given a secret again.
+    deleted_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

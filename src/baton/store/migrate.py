@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -46,3 +47,35 @@ async def upgrade(runner: Runner, revision: str = "head") -> None:
         command.upgrade(_config(connection), revision)
 
     await runner.write(work)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A migration not applied yet: its revision id and its script's one-line title."""
+
+    revision: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `upgrade` would do: the database's revision (None: never migrated), the scripts'
+    head, and the migrations between them, oldest first."""
+
+    current: str | None
+    head: str | None
+    pending: tuple[Pending, ...]
+
+
+async def plan(runner: Runner) -> Plan:
+    """The migrations `upgrade` would apply, read without running any (`baton db upgrade
+    --check`). A database never migrated has every migration pending."""
+    revision = await current(runner)
+    scripts = ScriptDirectory.from_config(_config())
+    top = scripts.get_current_head()
+    # `iterate_revisions` walks from the head down to (not including) the current revision.
+    steps = [
+        Pending(script.revision, next(iter((script.doc or "").strip().splitlines()), ""))
+        for script in scripts.iterate_revisions(top, revision)
+    ]
+    return Plan(revision, top, tuple(reversed(steps)))

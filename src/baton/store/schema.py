@@ -68,6 +68,9 @@ clients = Table(
     Column("login_url", Text),
     Column("consent_url", Text),
     Column("client_uri", Text),
+    # Deleted (`baton client delete`): disabled for good, the row kept so its grants and audit
+    # rows keep their history and its id is never reused; never enabled or given a secret again.
+    Column("deleted_at", Time),
     Index(
         "ix_clients_resource_uri",
         "resource_uri",

@@ -82,6 +82,7 @@ class AdminStore(UserStore):
             rows = list(
                 conn.execute(
                     select(clients)
+                    .where(clients.c.deleted_at.is_(None))
                     .order_by(clients.c.created_at.desc(), clients.c.id)
                     .offset(offset)
                     .limit(limit)
@@ -144,7 +145,11 @@ class AdminStore(UserStore):
         def work(conn: Connection) -> bool:
             changed = conn.execute(
                 update(clients)
-                .where(clients.c.id == client_id, clients.c.is_public.is_(False))
+                .where(
+                    clients.c.id == client_id,
+                    clients.c.is_public.is_(False),
+                    clients.c.deleted_at.is_(None),
+                )
                 .values(secret_digest=secret_digest)
             ).rowcount
             if changed == 1:
@@ -198,7 +203,11 @@ class AdminStore(UserStore):
         def work(conn: Connection) -> bool:
             changed = conn.execute(
                 update(clients)
-                .where(clients.c.id == client_id, clients.c.disabled_at.is_not(None))
+                .where(
+                    clients.c.id == client_id,
+                    clients.c.disabled_at.is_not(None),
+                    clients.c.deleted_at.is_(None),
+                )
                 .values(disabled_at=None)
             ).rowcount
             if changed == 1:

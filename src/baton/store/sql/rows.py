@@ -54,6 +54,7 @@ def client_values(client: Client) -> dict[str, Any]:
         "login_url": client.login_url,
         "consent_url": client.consent_url,
         "client_uri": client.client_uri,
+        "deleted_at": client.deleted_at,
     }
 
 
@@ -90,6 +91,7 @@ def client_from_row(row: RowMapping | dict[str, Any]) -> Client:
         login_url=row["login_url"],
         consent_url=row["consent_url"],
         client_uri=row["client_uri"],
+        deleted_at=row["deleted_at"],
     )
 
 

@@ -10,7 +10,7 @@ The schema of issue 25:
   which local user.
 - `users`: disabled, deleted (the name kept, never reassigned), when the password last changed, the TOTP secret (sealed) and its last
   accepted step, and whether a second factor is required; `recovery_codes` (digests).
-- `clients`: a login and consent app of the client's own, and its homepage.
+- `clients`: a login and consent app of the client's own, its homepage, and when it was deleted.
 - `consents.expires_at` and `claims`: a consent app's `remember_for`, and the claims it gave.
 - `scopes`: each scope's description on the consent page.
 
@@ -36,6 +36,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("login_url", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("consent_url", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("client_uri", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("deleted_at", sa.BigInteger(), nullable=True))
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(sa.Column("disabled_at", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("password_changed_at", sa.BigInteger(), nullable=True))
@@ -142,6 +143,7 @@ def downgrade() -> None:
         batch_op.drop_column("password_changed_at")
         batch_op.drop_column("disabled_at")
     with op.batch_alter_table("clients", schema=None) as batch_op:
+        batch_op.drop_column("deleted_at")
         batch_op.drop_column("client_uri")
         batch_op.drop_column("consent_url")
         batch_op.drop_column("login_url")

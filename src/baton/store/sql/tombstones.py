@@ -1,0 +1,72 @@
+"""A deleted client: its row kept as a tombstone, so that its id can never authenticate again
+and is never reused, while the grants, tokens and audit rows that name it keep their history.
+
+The tombstone is marked `deleted_at`; it also becomes a confidential client with no secret
+(client authentication refuses one), and loses its redirect, logout and app URLs and origins.
+The admin store never enables a deleted client nor rotates its secret (`WHERE deleted_at IS
+NULL`), and the console's and `client list`'s lists leave it out. The deletion first disables
+the client (`AdminStore.disable_client`: every live grant revoked at once and announced on the
+feed), then clears what could ever let it act; run again, it finishes what a crash between the
+two left undone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, func, update
+
+from baton.store.admin import Actor
+from baton.store.base import Client
+from baton.store.schema import clients
+from baton.store.sql import outbox
+from baton.store.sql.admin import _audit
+from baton.store.sql.facade import SQLStore
+
+
+def is_deleted(client: Client) -> bool:
+    """Whether `client` is a tombstone (see the module docstring)."""
+    return client.deleted_at is not None
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """A client deleted, and how many live grants of it its disabling revoked (0 when it was
+    disabled already: the disabling revoked them then)."""
+
+    grants_revoked: int
+
+
+async def delete_client(store: SQLStore, client_id: str, actor: Actor) -> Deleted | None:
+    """Disables the client (revoking every live grant) and turns its row into a tombstone, each
+    step audited; None when there is no such client or it was deleted already."""
+    found = await store.get_client(client_id)
+    if found is None or is_deleted(found):
+        return None
+    disabled = await store.admin().disable_client(client_id, actor)
+
+    def work(conn: Connection) -> bool:
+        changed = conn.execute(
+            update(clients)
+            .where(clients.c.id == client_id)
+            .values(
+                is_public=False,
+                secret_digest=None,
+                disabled_at=func.coalesce(clients.c.disabled_at, actor.now),
+                deleted_at=actor.now,
+                redirect_uris=json.dumps([]),
+                post_logout_redirect_uris=None,
+                backchannel_logout_uri=None,
+                allowed_origins=json.dumps([]),
+                login_url=None,
+                consent_url=None,
+            )
+        ).rowcount
+        if changed == 1:
+            _audit(conn, actor, "client.delete", "client", client_id, None)
+        return changed == 1
+
+    if not await outbox.write(store.runner, work):
+        return None
+    return Deleted(disabled.grants_revoked if disabled is not None else 0)
