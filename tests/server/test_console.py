@@ -206,6 +206,7 @@ def test_clients_create_rotate_disable(admin: TestClient, store: SQLStore) -> No
     rotated = http.post(f"/admin/clients/{new.id}/rotate", data={"csrf": csrf_of(listing)})
     fresh = re.search(r'id="client-secret">([^<]+)<', rotated.text)
     assert fresh is not None and fresh.group(1) != new.secret
+    assert "<dt>Name</dt><dd>Reporting &lt;job&gt;</dd>" in rotated.text  # named, not by id
     old = http.post("/token", data={"grant_type": "client_credentials"}, auth=new.basic)
     assert old.status_code == 401 and old.json()["error"] == "invalid_client"
     new = RegisteredClient(new.id, fresh.group(1))

@@ -365,7 +365,8 @@ async def rotate_secret(request: Request) -> Response:
         client_id, secret.digest, _actor(request, user)
     ):
         return await _clients(request, user, "Only a confidential client has a secret.", 400)
-    return _secret_page(request, user, client_id, client_id, secret.plaintext, False)
+    name = (await _client_names(request, [client_id])).get(client_id, "")
+    return _secret_page(request, user, client_id, name, secret.plaintext, False)
 
 
 async def disable_client(request: Request) -> Response:
