@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from click.testing import CliRunner
 from rich.console import Console
@@ -18,7 +19,12 @@ def test_the_demo_tells_the_story_and_its_timeline() -> None:
     text = output.getvalue()
     assert "the same gen 2 pair again" in text  # the lost response, recovered by the replay
     assert "reuse detected" in text
-    assert f"/admin/grants/{told.grant_id}" in text
+    # The server has stopped: no address or password is offered as if it could be used.
+    assert told.base_url not in text and told.admin_password not in text
+    assert "server has stopped" in text
+    # The reuse's detail names its times as dates, never as Unix seconds.
+    assert re.search(r"exchanged at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", text)
+    assert not re.search(r"exchanged at \d{9}", text)
     # The timeline: four pairs, each exchanged one dying when its leeway ends, the last with
     # the family when the stolen gen 1 came back.
     bars = told.timeline.bars
@@ -40,4 +46,13 @@ def test_baton_demo_exit_runs_to_completion() -> None:
     assert result.exit_code == 0, result.output
     assert "Token family of grant" in result.output
     assert "refresh_token_reuse" in result.output
-    assert "sign in as admin with the password" in result.output
+    assert "sign in as admin" not in result.output and "http://" not in result.output
+    assert "server has stopped" in result.output
+
+
+def test_an_open_demo_prints_where_its_console_is() -> None:
+    output = io.StringIO()
+    with demo.story(Console(file=output, width=140)) as told:
+        text = output.getvalue()
+        assert f"{told.base_url}/admin/grants/{told.grant_id}" in text
+        assert f"sign in as admin with the password {told.admin_password}" in text

@@ -42,7 +42,7 @@ from baton.core.timeline import Kind, Timeline
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.core.vocabulary import REUSE_EVENT_KINDS
 from baton.passwords import hash_password
-from baton.server.admin.timeline_svg import duration
+from baton.server.admin.timeline_svg import dated, duration
 from baton.server.app import create_app
 from baton.store.base import Client
 from baton.store.sql import AdminStore, SQLStore
@@ -79,19 +79,30 @@ class Demo:
 
 
 def run(console: Console, *, host: str = "127.0.0.1", port: int = 0, wait: bool = True) -> Demo:
-    """Tells the story; with `wait`, keeps the server (and its console) up until Ctrl-C."""
-    with story(console, host=host, port=port) as told:
+    """Tells the story; with `wait`, keeps the server (and its console) up until Ctrl-C.
+    Without, the server stops once the story is told, so its console's address and password
+    are not printed: they would lead nowhere."""
+    with story(console, host=host, port=port, console_open=wait) as told:
         if wait:
             console.print("\nPress Ctrl-C to stop the server (the database is deleted).")
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)
+    if not wait:
+        console.print(
+            "\nThe demo ran to its end and its server has stopped (the temporary database is "
+            "deleted). Run [bold]baton demo[/] without --exit to explore the admin console."
+        )
     return told
 
 
 @contextlib.contextmanager
-def story(console: Console, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[Demo]:
-    """The server, with the story told, for as long as the block runs."""
+def story(
+    console: Console, *, host: str = "127.0.0.1", port: int = 0, console_open: bool = True
+) -> Iterator[Demo]:
+    """The server, with the story told, for as long as the block runs; `console_open`: the
+    admin console's address and password are printed (the block keeps the server up for
+    someone to sign in)."""
     sock = _bind(host, port)  # first: a port in use fails before anything is set up
     base_url = f"http://{host}:{sock.getsockname()[1]}"
     with tempfile.TemporaryDirectory(prefix="baton-demo-") as tmp:
@@ -104,13 +115,14 @@ def story(console: Console, *, host: str = "127.0.0.1", port: int = 0) -> Iterat
         client, client_secret = _setup(store, admin_password, alice_password, clock)
         app = create_app(Settings(issuer=base_url), store, clock)
         with _serving(app, sock):
+            where = f"on {base_url}" if console_open else "on a server that stops at the end"
             console.print(
-                f"[bold]Baton demo[/] on {base_url} (temporary database; the server's clock is "
+                f"[bold]Baton demo[/] {where} (temporary database; the server's clock is "
                 f"shifted {STORY // MINUTE} minutes back and moved by the script)\n"
             )
             grants = _script(console, base_url, client, client_secret, alice_password, clock)
             admin = store.admin()
-            yield _told(console, base_url, admin, grants, clock, admin_password)
+            yield _told(console, base_url, admin, grants, clock, admin_password, console_open)
 
 
 def _setup(
@@ -308,6 +320,7 @@ def _told(
     grants: tuple[str, str],
     clock: ShiftedClock,
     admin_password: str,
+    console_open: bool,
 ) -> Demo:
     grant_id, phone_grant_id = grants
     family = anyio.run(admin.family, grant_id)
@@ -333,13 +346,14 @@ def _told(
             _clock(e.occurred_at),
             f"[{colour}]{e.kind}[/]",
             "" if e.generation is None else str(e.generation),
-            e.detail or "",
+            dated(e.detail),
         )
     console.print(events)
-    console.print(
-        f"\nAdmin console: [bold]{base_url}/admin/grants/{grant_id}[/]\n"
-        f"sign in as [bold]admin[/] with the password [bold]{admin_password}[/]"
-    )
+    if console_open:
+        console.print(
+            f"\nAdmin console: [bold]{base_url}/admin/grants/{grant_id}[/]\n"
+            f"sign in as [bold]admin[/] with the password [bold]{admin_password}[/]"
+        )
     return Demo(
         base_url,
         admin_password,

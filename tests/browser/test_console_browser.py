@@ -80,6 +80,44 @@ def test_sign_in_find_a_grant_open_its_timeline_and_revoke_it(
         page.close()
 
 
+def test_every_console_page_fits_a_phone_without_sideways_scrolling(
+    browser: Browser, artifacts: Path
+) -> None:
+    """At 360 px wide the page never scrolls sideways: wide tables scroll inside their frame.
+    Clients show their names (the id beside them), and security-event details show dates."""
+    with demo_server() as told:
+        page = browser.new_page(viewport={"width": 360, "height": 740})
+        page.goto(f"{told.base_url}/login?next=/admin/")
+        page.fill("#username", "admin")
+        page.fill("#password", told.admin_password)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/admin/grants")
+        paths = [
+            "/admin/grants",
+            f"/admin/grants/{told.grant_id}",
+            "/admin/clients",
+            "/admin/users",
+            "/admin/users/claims?username=alice",
+            "/admin/events",
+            "/admin/audit",
+        ]
+        for path in paths:
+            page.goto(told.base_url + path)
+            overflow = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert overflow[0] <= overflow[1], (path, overflow)
+        page.screenshot(path=str(artifacts / "audit-phone.png"), full_page=True)
+
+        page.goto(f"{told.base_url}/admin/events")
+        table = page.locator("table.list")
+        assert page.evaluate(
+            "document.querySelector('.scroll').scrollWidth"
+            " > document.querySelector('.scroll').clientWidth"
+        ), "the events table scrolls inside its frame"
+        expect(table).to_contain_text("Demo app")
+        expect(table).not_to_contain_text("exchanged at 1")
+        page.close()
+
+
 @contextmanager
 def demo_server() -> Iterator[demo.Demo]:
     """The demo's server in a thread of its own (Playwright's sync API holds an event loop in

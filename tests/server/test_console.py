@@ -13,6 +13,7 @@ from sqlalchemy import Connection, select
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
+from baton.server.admin.timeline_svg import when
 from baton.store.admin import GrantQuery
 from baton.store.schema import audit_log, clients
 from baton.store.sql import SQLStore
@@ -93,6 +94,7 @@ def test_a_grant_its_timeline_and_its_events(
     http = admin
     first = first_pair(http, client)
     clock.advance(60)
+    exchanged = clock.now()
     second = refresh(http, client, first["refresh_token"]).json()
     clock.advance(30)
     again = refresh(http, client, first["refresh_token"])  # a lost response, retried
@@ -107,6 +109,9 @@ def test_a_grant_its_timeline_and_its_events(
     (grant_id,) = set(re.findall(r"grt_[0-9A-Za-z_-]+", listing.text))
     assert '<span class="badge red">revoked: reuse</span>' in listing.text  # a reuse cause
     assert http.get("/admin/grants", params={"status": "active"}).text.count(grant_id) == 0
+    # The client by its name, its id beside it (one lookup for the page).
+    label = f'test client <span class="mono small id">{client.id}</span>'
+    assert label in listing.text
 
     page = http.get(f"/admin/grants/{grant_id}")
     assert page.status_code == 200
@@ -115,6 +120,10 @@ def test_a_grant_its_timeline_and_its_events(
     assert '<span class="badge red">revoked (reuse)</span>' in html
     assert 'class="retry"' in html and 'class="reuse"' in html and 'class="leeway"' in html
     assert "refresh_token_reuse</span>" in html and "leeway_retry</span>" in html
+    assert label in html
+    # The reuse's detail names its times as dates, not as Unix seconds.
+    dated = f"exchanged at {when(exchanged)}, leeway ended at {when(exchanged + LEEWAY)}"
+    assert dated in html and f"exchanged at {exchanged}" not in html
     # No token is ever shown, and the page needs neither script nor inline style.
     for token in (*first.values(), *second.values()):
         if isinstance(token, str) and token.startswith("bat_"):
@@ -130,6 +139,8 @@ def test_a_grant_its_timeline_and_its_events(
     events = http.get("/admin/events").text
     assert f'href="/admin/grants/{grant_id}#timeline"' in events
     assert events.index("refresh_token_reuse") < events.index("leeway_retry")  # newest first
+    assert dated in events and f"exchanged at {exchanged}" not in events
+    assert label in events
     kinds = http.get("/admin/events", params={"kind": "leeway_retry"}).text
     assert "refresh_token_reuse</span>" not in kinds
 
@@ -195,6 +206,7 @@ def test_clients_create_rotate_disable(admin: TestClient, store: SQLStore) -> No
     rotated = http.post(f"/admin/clients/{new.id}/rotate", data={"csrf": csrf_of(listing)})
     fresh = re.search(r'id="client-secret">([^<]+)<', rotated.text)
     assert fresh is not None and fresh.group(1) != new.secret
+    assert "<dt>Name</dt><dd>Reporting &lt;job&gt;</dd>" in rotated.text  # named, not by id
     old = http.post("/token", data={"grant_type": "client_credentials"}, auth=new.basic)
     assert old.status_code == 401 and old.json()["error"] == "invalid_client"
     new = RegisteredClient(new.id, fresh.group(1))
@@ -229,6 +241,9 @@ def test_clients_create_rotate_disable(admin: TestClient, store: SQLStore) -> No
         assert shown not in json.dumps(row, default=str)
     audit_page = http.get("/admin/audit").text
     assert "client.rotate_secret" in audit_page and shown not in audit_page
+    # The client is named (escaped), its id beside it, and links to its page.
+    assert f'Reporting &lt;job&gt; <span class="mono small id">{new.id}</span>' in audit_page
+    assert f'href="/admin/clients/{new.id}"' in audit_page
 
 
 def test_a_bad_client_form_is_explained(admin: TestClient, store: SQLStore) -> None:

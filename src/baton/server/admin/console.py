@@ -12,6 +12,7 @@ shows a token or a secret, except a client secret once, on the page that created
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import quote, urlencode
@@ -45,7 +46,7 @@ from baton.core.vocabulary import (
 from baton.data import common_passwords
 from baton.passwords import NO_PASSWORD, hash_password
 from baton.server.admin.queries import AdminQueries
-from baton.server.admin.timeline_svg import duration, minute, render, when
+from baton.server.admin.timeline_svg import dated, duration, minute, render, when
 from baton.server.admin.upstream_links import unlink, user_links
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.forms import Form, read_form
@@ -62,6 +63,21 @@ _HERE = Path(__file__).parents[1]  # baton/server: templates/ and static/
 templates.env.filters["when"] = lambda t: when(t) if t is not None else "—"
 templates.env.filters["minute"] = lambda t: minute(t) if t is not None else "—"
 templates.env.filters["duration"] = duration
+templates.env.filters["dated"] = dated  # a security event's detail, its times as dates
+
+
+def client_label(client_id: str | None, names: Mapping[str, str]) -> Markup:
+    """A client as a person reads it: its name, with its id beside it, small and monospace (the
+    id alone when the client has no name to show, or no longer exists); "—" for none."""
+    if not client_id:
+        return Markup("—")
+    name = names.get(client_id)
+    if not name:
+        return Markup('<span class="mono">{}</span>').format(client_id)
+    return Markup('{} <span class="mono small id">{}</span>').format(name, client_id)
+
+
+templates.env.globals["client_label"] = client_label
 templates.env.globals["reuse_causes"] = REUSE_CAUSES  # shown in red
 _STYLESHEET = (_HERE / "static" / "admin.css").read_text()
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -141,6 +157,11 @@ async def _posted(request: Request) -> tuple[User, Form] | Response:
     return user, form
 
 
+async def _client_names(request: Request, ids: Iterable[str | None]) -> dict[str, str]:
+    """The names of the clients a page shows, in one query for the whole page."""
+    return await _admin_store(request).client_names({i for i in ids if i})
+
+
 def _actor(request: Request, user: User) -> Actor:
     return Actor(user.username, source_address(request), baton(request).clock.now())
 
@@ -189,6 +210,7 @@ async def grants_page(request: Request) -> Response:
         {
             "user": user,
             "rows": page.rows,
+            "names": await _client_names(request, (row.grant.client_id for row in page.rows)),
             "query": query,
             "statuses": _STATUSES,
             "now": now,
@@ -240,6 +262,7 @@ async def grant_page(request: Request) -> Response:
             "timeline": drawn,
             "svg": Markup(render(drawn)),  # noqa: S704 - every text in it is escaped by render()
             "events": sorted(family.events, key=lambda e: e.occurred_at),
+            "names": await _client_names(request, [drawn.grant.client_id]),
             "live": drawn.grant.live(drawn.now),
         },
     )
@@ -342,7 +365,8 @@ async def rotate_secret(request: Request) -> Response:
         client_id, secret.digest, _actor(request, user)
     ):
         return await _clients(request, user, "Only a confidential client has a secret.", 400)
-    return _secret_page(request, user, client_id, client_id, secret.plaintext, False)
+    name = (await _client_names(request, [client_id])).get(client_id, "")
+    return _secret_page(request, user, client_id, name, secret.plaintext, False)
 
 
 async def disable_client(request: Request) -> Response:
@@ -483,7 +507,14 @@ async def events_page(request: Request) -> Response:
     return _page(
         request,
         "admin/events.html",
-        {"user": user, "rows": rows, "kind": kind, "kinds": _EVENT_KINDS, "next_url": next_url},
+        {
+            "user": user,
+            "rows": rows,
+            "names": await _client_names(request, (e.client_id for e in rows)),
+            "kind": kind,
+            "kinds": _EVENT_KINDS,
+            "next_url": next_url,
+        },
     )
 
 
@@ -495,7 +526,9 @@ async def audit_page(request: Request) -> Response:
         return refused
     rows, more = await _admin_store(request).audit(_int(request.query_params.get("before")))
     next_url = f"/admin/audit?before={more}" if more is not None else None
-    return _page(request, "admin/audit.html", {"user": user, "rows": rows, "next_url": next_url})
+    names = await _client_names(request, (a.target_id for a in rows if a.target_kind == "client"))
+    context = {"user": user, "rows": rows, "names": names, "next_url": next_url}
+    return _page(request, "admin/audit.html", context)
 
 
 async def users_page(request: Request) -> Response:

@@ -7,6 +7,7 @@ Each action runs in one transaction with the audit row that records it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Protocol
 
 from baton.core.client_metadata import OidcSettings
@@ -42,6 +43,11 @@ class AdminQueries(Protocol):
     async def create_client(self, client: Client, actor: Actor) -> None: ...
 
     async def client(self, client_id: str) -> Client | None: ...
+
+    async def client_names(self, client_ids: Collection[str]) -> dict[str, str]:
+        """The names of these clients, by id, in one query (a page's labels; an id with no
+        client is left out)."""
+        ...
 
     async def update_client_oidc(
         self,

@@ -10,6 +10,7 @@ Policy allows no script, and none is needed. Colours are presentation attributes
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape, quoteattr
@@ -45,6 +46,20 @@ def when(instant: int) -> str:
 def minute(instant: int) -> str:
     """A time for a table cell, to the minute (the cell's title has the second)."""
     return datetime.fromtimestamp(instant, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+# The times a stored security-event detail names, as Unix seconds (`baton.store.sql.lifecycle`
+# writes "exchanged at 1796417966, leeway ended at 1796417996"): shown as dates, the stored text
+# left as it is.
+_DETAIL_TIMES = re.compile(r"\b(exchanged at|leeway ended at) (\d{1,11})\b")
+
+
+def dated(detail: str | None) -> str:
+    """A security event's detail with the Unix times of its known phrases written as UTC dates
+    (plain text: the caller escapes it as any text)."""
+    if not detail:
+        return ""
+    return _DETAIL_TIMES.sub(lambda m: f"{m[1]} {when(int(m[2]))}", detail)
 
 
 def duration(seconds: int) -> str:
@@ -249,12 +264,12 @@ def _mark(scale: _Scale, mark: Mark, y: int) -> str:
             f' stroke="{INK}" stroke-width="2">{_title(title)}</circle>'
         )
     if mark.kind is Kind.RETRY:
-        title = f"{gen}retried inside the leeway at {when(mark.at)}: {mark.note}"
+        title = f"{gen}retried inside the leeway at {when(mark.at)}: {dated(mark.note)}"
         return (
             f'<path class="retry" d="M{x - 6:.1f} {y + 4} L{x:.1f} {y - 7} L{x + 6:.1f} {y + 4} Z"'
             f' fill="{RETRY}" stroke="#ffffff">{_title(title)}</path>'
         )
-    title = f"{gen}{mark.kind.value} at {when(mark.at)}: {mark.note}"
+    title = f"{gen}{mark.kind.value} at {when(mark.at)}: {dated(mark.note)}"
     return f'<g class="reuse">{_cross(x, y + 13, 7)}{_title(title)}</g>'
 
 
@@ -265,13 +280,13 @@ def _family_marks(scale: _Scale, timeline: Timeline, height: int) -> list[str]:
         red = mark.kind is not Kind.REVOKED or timeline.grant.revoked_reason in REUSE_CAUSES
         colour = REUSE if red else REVOKED
         cls = "family-reuse" if red else "family-revoked"
-        title = f"{mark.kind.value} at {when(mark.at)}: {mark.note}"
+        title = f"{mark.kind.value} at {when(mark.at)}: {dated(mark.note)}"
         if mark.kind is Kind.REVOKED:
-            title = f"family revoked at {when(mark.at)}: {mark.note}"
+            title = f"family revoked at {when(mark.at)}: {dated(mark.note)}"
         out.append(
             f'<g class="{cls}"><line {_attrs(x1=x, y1=TOP - 6, x2=x, y2=height - BOTTOM + 4)}'
             f' stroke="{colour}" stroke-width="2"/>'
             f'<text {_attrs(x=x - 4, y=height - BOTTOM + 16)} text-anchor="end" fill="{colour}"'
-            f' font-weight="600">{escape(mark.note)}</text>{_title(title)}</g>'
+            f' font-weight="600">{escape(dated(mark.note))}</text>{_title(title)}</g>'
         )
     return out

@@ -13,7 +13,7 @@ revocation on the feed.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -110,6 +110,19 @@ class AdminStore(UserStore):
 
     async def client(self, client_id: str) -> Client | None:
         return await self._read(lambda conn: registry.get_client(conn, client_id))
+
+    async def client_names(self, client_ids: Collection[str]) -> dict[str, str]:
+        """The names of these clients, by id, in one query: a page labels its rows with them
+        rather than asking once per row."""
+        wanted = sorted(set(client_ids))
+        if not wanted:
+            return {}
+
+        def work(conn: Connection) -> dict[str, str]:
+            stmt = select(clients.c.id, clients.c.name).where(clients.c.id.in_(wanted))
+            return {row.id: row.name for row in conn.execute(stmt)}
+
+        return await self._read(work)
 
     async def update_client_oidc(
         self,
