@@ -18,8 +18,19 @@ import os
 import click
 
 from baton import __version__
-from baton.cli import clients, consents, db, demo, grants, keys, scopes, serve, upstreams, users
-from baton.cli import mfa as _mfa  # noqa: F401  (adds `user mfa-*` to the `user` group)
+from baton.cli import (
+    clients,
+    consents,
+    db,
+    demo,
+    grants,
+    keys,
+    mfa,
+    scopes,
+    serve,
+    upstreams,
+    users,
+)
 
 
 @click.group()
@@ -40,6 +51,8 @@ main.add_command(serve.config_group)
 main.add_command(db.db)
 main.add_command(clients.client)
 main.add_command(users.user)
+for command in mfa.COMMANDS:
+    users.user.add_command(command)
 main.add_command(grants.grants)
 main.add_command(keys.keys)
 main.add_command(demo.demo)

@@ -20,7 +20,6 @@ from typing import Any
 import click
 
 from baton.cli.common import current_time, db_option, emit, fail, kek_option, run_with_store
-from baton.cli.users import user
 from baton.core.keys import KeyEncryptionError, key_encryption_key
 from baton.store.admin import Actor
 from baton.store.base import User
@@ -64,7 +63,7 @@ def _kek_problem(secret: str | None) -> str | None:
     return None
 
 
-@user.command("mfa-require")
+@click.command("mfa-require")
 @db_option
 @kek_option
 @click.argument("username")
@@ -99,7 +98,7 @@ def mfa_require(
     emit(as_json, payload, text)
 
 
-@user.command("mfa-reset")
+@click.command("mfa-reset")
 @db_option
 @click.argument("username")
 @click.option("--json", "as_json", is_flag=True)
@@ -115,7 +114,7 @@ def mfa_reset(db: str, username: str, as_json: bool) -> None:
     emit(as_json, payload, f"reset the second factor of {username}: {then}")
 
 
-@user.command("mfa-status")
+@click.command("mfa-status")
 @db_option
 @click.argument("username")
 @click.option("--json", "as_json", is_flag=True)
@@ -135,3 +134,7 @@ def mfa_status(db: str, username: str, as_json: bool) -> None:
         fail(f"no user {username!r}")
     payload = _payload(*done)
     emit(as_json, payload, _text(payload))
+
+
+# `baton user mfa-require|mfa-reset|mfa-status` (added to the `user` group by `baton.cli`).
+COMMANDS = (mfa_require, mfa_reset, mfa_status)

@@ -183,7 +183,10 @@ def _offer(request: Request, user: User, kek: bytes) -> bytes:
     return secret
 
 
-async def turn_on_get(request: Request) -> Response:
+async def _turning_on(request: Request) -> tuple[User, bytes] | Response:
+    """The signed-in user who may turn two-step verification on, with the key-encryption key;
+    or the answer: to the login page, refused (managed elsewhere, no key), or back to the page
+    (it is on already)."""
     user = await _signed_in_user(request)
     if user is None:
         return _to_login(request)
@@ -194,6 +197,14 @@ async def turn_on_get(request: Request) -> Response:
     kek = mfa.kek_of(request)
     if kek is None:
         return error_page(request, _NO_KEK, 503)
+    return user, kek
+
+
+async def turn_on_get(request: Request) -> Response:
+    turning = await _turning_on(request)
+    if isinstance(turning, Response):
+        return turning
+    user, kek = turning
     return mfa.enrol_page(request, user, _offer(request, user, kek), action=TURN_ON)
 
 
@@ -201,16 +212,10 @@ async def turn_on_post(request: Request) -> Response:
     form = await browser_form(request)
     if isinstance(form, Response):
         return form
-    user = await _signed_in_user(request)
-    if user is None:
-        return _to_login(request)
-    if _managed_elsewhere(user):
-        return error_page(request, _MANAGED_ELSEWHERE, 403)
-    if user.totp_enabled:
-        return RedirectResponse(PAGE, status_code=303)
-    kek = mfa.kek_of(request)
-    if kek is None:
-        return error_page(request, _NO_KEK, 503)
+    turning = await _turning_on(request)
+    if isinstance(turning, Response):
+        return turning
+    user, kek = turning
     checked = await _password_ok(request, user, form)
     if isinstance(checked, Response):
         return checked

@@ -12,7 +12,6 @@ revocation on the feed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -53,6 +52,7 @@ from baton.store.schema import (
     users,
 )
 from baton.store.sql import lifecycle, logout, outbox, registry
+from baton.store.sql.audit import record
 from baton.store.sql.feed import wake_feed
 from baton.store.sql.rows import client_from_row, client_values, grant_from_labels, user_from_row
 from baton.store.sql.statements import GRANT_COLUMNS
@@ -104,7 +104,7 @@ class AdminStore(UserStore):
                 "remember_consent": client.remember_consent,
                 "require_pkce": client.require_pkce,
             }
-            _audit(conn, actor, "client.create", "client", client.id, detail)
+            record(conn, actor, "client.create", "client", client.id, detail)
 
         await self._write(work)
 
@@ -147,7 +147,7 @@ class AdminStore(UserStore):
                 fields: dict[str, Any] = {**settings.fields(), **urls}
                 after = replace(before, **fields)
                 registry.update_client_oidc(conn, after)
-                _audit(conn, actor, "client.update_oidc", "client", client_id, changes)
+                record(conn, actor, "client.update_oidc", "client", client_id, changes)
             return changes
 
         return await self._write(work)
@@ -166,7 +166,7 @@ class AdminStore(UserStore):
                 .values(secret_digest=secret_digest)
             ).rowcount
             if changed == 1:
-                _audit(conn, actor, "client.rotate_secret", "client", client_id, None)
+                record(conn, actor, "client.rotate_secret", "client", client_id, None)
             return changed == 1
 
         return await self._write(work)
@@ -204,7 +204,7 @@ class AdminStore(UserStore):
                 )
                 .values(expires_at=actor.now)
             )
-            _audit(conn, actor, "client.disable", "client", client_id, {"grants_revoked": revoked})
+            record(conn, actor, "client.disable", "client", client_id, {"grants_revoked": revoked})
             return Disabled(revoked)
 
         return await self._write(work)
@@ -224,7 +224,7 @@ class AdminStore(UserStore):
                 .values(disabled_at=None)
             ).rowcount
             if changed == 1:
-                _audit(conn, actor, "client.enable", "client", client_id, None)
+                record(conn, actor, "client.enable", "client", client_id, None)
             return changed == 1
 
         return await self._write(work)
@@ -371,7 +371,7 @@ class AdminStore(UserStore):
         def work(conn: Connection) -> bool:
             revoked = lifecycle.revoke_grant(conn, grant_id, actor.now, RevocationCause.ADMIN)
             if revoked:
-                _audit(conn, actor, "grant.revoke", "grant", grant_id, None)
+                record(conn, actor, "grant.revoke", "grant", grant_id, None)
             return revoked
 
         return await self._write(work)
@@ -386,7 +386,7 @@ class AdminStore(UserStore):
             if user_id is None:
                 return None
             ended = logout.end_user_sessions(conn, user_id, actor.now).sessions
-            _audit(conn, actor, "user.sign_out_everywhere", "user", username, {"sessions": ended})
+            record(conn, actor, "user.sign_out_everywhere", "user", username, {"sessions": ended})
             return ended
 
         return await self._write(work)
@@ -416,7 +416,7 @@ class AdminStore(UserStore):
                 return None
             changed = _changed_claims(*found)
             if changed:
-                _audit(conn, actor, "user.set_claims", "user", username, {"claims": changed})
+                record(conn, actor, "user.set_claims", "user", username, {"claims": changed})
             return changed
 
         return await self._write(work)
@@ -572,24 +572,3 @@ def _paged(rows: list[R], limit: int) -> tuple[list[R], int | None]:
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].id
     return rows, None
-
-
-def _audit(
-    conn: Connection,
-    actor: Actor,
-    action: str,
-    target_kind: str,
-    target_id: str,
-    detail: dict[str, Any] | None,
-) -> None:
-    conn.execute(
-        insert(audit_log).values(
-            actor=actor.username,
-            action=action,
-            target_kind=target_kind,
-            target_id=target_id,
-            detail=json.dumps(detail, sort_keys=True) if detail is not None else None,
-            occurred_at=actor.now,
-            source_address=actor.address,
-        )
-    )

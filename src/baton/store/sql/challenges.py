@@ -5,7 +5,7 @@ A challenge is stored under the SHA-256 digest of its value, bound to the digest
 cookie that started it; its decision hands out a verifier, stored as a digest too. Each decision
 and each verifier's use is one conditional UPDATE (`WHERE decided_at IS NULL`, `WHERE used_at
 IS NULL`): of two racing attempts, one wins, the other finds the row already changed. Every admin
-API action is audited in the transaction that does it (`baton.store.sql.admin._audit`).
+API action is audited in the transaction that does it (`baton.store.sql.audit.record`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from baton.store.base import ChallengeRefused as Refused
 from baton.store.engines import Runner
 from baton.store.schema import auth_challenges, consents, grants, upstream_links, users
 from baton.store.sql import lifecycle, logout, outbox, registry
-from baton.store.sql.admin import _audit
+from baton.store.sql.audit import record
 
 T = TypeVar("T")
 
@@ -161,7 +161,7 @@ class ChallengeStore:
             if found is not None and found.kind != kind:
                 found = None
             detail = {"found": found is not None}
-            _audit(conn, actor, action, f"{kind}_challenge", target, detail)
+            record(conn, actor, action, f"{kind}_challenge", target, detail)
             return found
 
         return await self._change(work)
@@ -190,14 +190,14 @@ class ChallengeStore:
             found = _read(conn, digest)
             if found is None or found.kind != kind or found.state(now) is not State.PENDING:
                 refused = _why_undecidable(found, kind, now)
-                _audit(conn, actor, action, f"{kind}_challenge", target, {"refused": refused})
+                record(conn, actor, action, f"{kind}_challenge", target, {"refused": refused})
                 return refused
             user_id = found.user_id
             if subject is not None:
                 found_user = _delegated_user(conn, subject, now)
                 if isinstance(found_user, str):
                     refusal = {"refused": found_user}
-                    _audit(conn, actor, action, f"{kind}_challenge", target, refusal)
+                    record(conn, actor, action, f"{kind}_challenge", target, refusal)
                     return found_user
                 user_id = found_user
             changed = conn.execute(
@@ -223,7 +223,7 @@ class ChallengeStore:
             detail: dict[str, Any] = {"decision": outcome.get("decision")}
             if subject is not None and kind == LOGIN:
                 detail["subject"] = subject
-            _audit(conn, actor, action, f"{kind}_challenge", target, detail)
+            record(conn, actor, action, f"{kind}_challenge", target, detail)
             return _read(conn, digest) or "unknown"
 
         return await self._change(work)
@@ -271,7 +271,7 @@ class ChallengeStore:
         self, actor: Actor, action: str, kind: str, target: str, detail: dict[str, Any] | None
     ) -> None:
         """An audit row for an admin API call that changed nothing (a refusal, a bad body)."""
-        await self._change(lambda conn: _audit(conn, actor, action, kind, target, detail))
+        await self._change(lambda conn: record(conn, actor, action, kind, target, detail))
 
     async def end_subject_sessions(self, subject: str, actor: Actor) -> SignedOut | None:
         """ "Sign out everywhere" for the user named `subject`: every live session ends as the
@@ -281,11 +281,11 @@ class ChallengeStore:
         def work(conn: Connection) -> SignedOut | None:
             user_id = conn.execute(select(users.c.id).where(users.c.username == subject)).scalar()
             if user_id is None:
-                _audit(conn, actor, "subject.sessions.delete", "user", subject, {"found": False})
+                record(conn, actor, "subject.sessions.delete", "user", subject, {"found": False})
                 return None
             done = logout.end_user_sessions(conn, user_id, actor.now)
             detail = {"sessions": done.sessions, "grants_revoked": len(done.revoked)}
-            _audit(conn, actor, "subject.sessions.delete", "user", subject, detail)
+            record(conn, actor, "subject.sessions.delete", "user", subject, detail)
             return done
 
         return await self._change(work)
@@ -301,7 +301,7 @@ class ChallengeStore:
         def work(conn: Connection) -> int | None:
             user_id = conn.execute(select(users.c.id).where(users.c.username == subject)).scalar()
             if user_id is None:
-                _audit(conn, actor, "subject.consents.delete", "user", subject, {"found": False})
+                record(conn, actor, "subject.consents.delete", "user", subject, {"found": False})
                 return None
             which = consents.c.user_id == user_id
             live = (grants.c.user_id == user_id) & grants.c.revoked_at.is_(None)
@@ -315,7 +315,7 @@ class ChallengeStore:
                 for grant_id in list(ids)
             )
             detail = {"client_id": client_id, "grants_revoked": revoked}
-            _audit(conn, actor, "subject.consents.delete", "user", subject, detail)
+            record(conn, actor, "subject.consents.delete", "user", subject, detail)
             return revoked
 
         return await self._change(work)

@@ -11,16 +11,16 @@ codes and turning off of their second factor (`baton.server.endpoints.account`) 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from baton.store.admin import Actor
 from baton.store.base import MfaState, User
-from baton.store.schema import audit_log, recovery_codes, users
+from baton.store.schema import recovery_codes, users
 from baton.store.sql import registry
+from baton.store.sql.audit import record
 
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ class MfaStore:
                 return False
             _replace_codes(conn, user_id, code_digests, now)
             username = _username(conn, user_id)
-            _audit(conn, Actor(username, address, now), "user.mfa_enrol", username, None)
+            record(conn, Actor(username, address, now), "user.mfa_enrol", "user", username, None)
             return True
 
         return await self._write(work)
@@ -109,7 +109,7 @@ class MfaStore:
             username = _username(conn, user_id)
             left = _codes_left(conn, user_id)
             actor = Actor(username, address, now)
-            _audit(conn, actor, "user.mfa_recovery_code", username, {"codes_left": left})
+            record(conn, actor, "user.mfa_recovery_code", "user", username, {"codes_left": left})
             return True
 
         return await self._write(work)
@@ -131,7 +131,14 @@ class MfaStore:
             _replace_codes(conn, user_id, code_digests, now)
             username = str(enrolled[0])
             detail = {"codes": len(code_digests)}
-            _audit(conn, Actor(username, address, now), "user.mfa_recovery_renew", username, detail)
+            record(
+                conn,
+                Actor(username, address, now),
+                "user.mfa_recovery_renew",
+                "user",
+                username,
+                detail,
+            )
             return True
 
         return await self._write(work)
@@ -156,7 +163,7 @@ class MfaStore:
                 return False
             conn.execute(delete(recovery_codes).where(recovery_codes.c.user_id == user_id))
             username = _username(conn, user_id)
-            _audit(conn, Actor(username, address, now), "user.mfa_turn_off", username, None)
+            record(conn, Actor(username, address, now), "user.mfa_turn_off", "user", username, None)
             return True
 
         return await self._write(work)
@@ -171,7 +178,7 @@ class MfaStore:
             )
             if done.rowcount != 1:
                 return None
-            _audit(conn, actor, "user.mfa_require", username, {"required": required})
+            record(conn, actor, "user.mfa_require", "user", username, {"required": required})
             return registry.user_named(conn, username)
 
         return await self._write(work)
@@ -190,7 +197,7 @@ class MfaStore:
                 .values(totp_secret=None, totp_last_step=None)
             )
             conn.execute(delete(recovery_codes).where(recovery_codes.c.user_id == found.id))
-            _audit(conn, actor, "user.mfa_reset", username, None)
+            record(conn, actor, "user.mfa_reset", "user", username, None)
             return registry.user_by_id(conn, found.id)
 
         return await self._write(work)
@@ -226,21 +233,3 @@ def _replace_codes(conn: Connection, user_id: int, digests: Sequence[bytes], now
 def _username(conn: Connection, user_id: int) -> str:
     name = conn.execute(select(users.c.username).where(users.c.id == user_id)).scalar_one()
     return str(name)
-
-
-def _audit(
-    conn: Connection, actor: Actor, action: str, username: str, detail: dict[str, Any] | None
-) -> None:
-    """An audit row about a user (the console's `audit_log`, as `baton.store.sql.admin` writes
-    them)."""
-    conn.execute(
-        insert(audit_log).values(
-            actor=actor.username,
-            action=action,
-            target_kind="user",
-            target_id=username,
-            detail=json.dumps(detail, sort_keys=True) if detail is not None else None,
-            occurred_at=actor.now,
-            source_address=actor.address,
-        )
-    )

@@ -21,7 +21,7 @@ from baton.store.admin import Actor
 from baton.store.base import Client
 from baton.store.schema import clients
 from baton.store.sql import outbox
-from baton.store.sql.admin import _audit
+from baton.store.sql.audit import record
 from baton.store.sql.facade import SQLStore
 
 
@@ -64,7 +64,7 @@ async def delete_client(store: SQLStore, client_id: str, actor: Actor) -> Delete
             )
         ).rowcount
         if changed == 1:
-            _audit(conn, actor, "client.delete", "client", client_id, None)
+            record(conn, actor, "client.delete", "client", client_id, None)
         return changed == 1
 
     if not await outbox.write(store.runner, work):

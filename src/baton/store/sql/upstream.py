@@ -41,7 +41,7 @@ from baton.store.admin import Actor
 from baton.store.base import UpstreamExists, UserExists, UsernameOfDeletedUser
 from baton.store.schema import upstream_links, upstream_providers, users
 from baton.store.sql import registry
-from baton.store.sql.admin import _audit
+from baton.store.sql.audit import record
 
 T = TypeVar("T")
 
@@ -181,7 +181,7 @@ class UpstreamStore:
                     select(users.c.username).where(users.c.id == user_id)
                 ).scalar_one()
                 detail = {"provider": provider_id, "upstream_subject": subject}
-                _audit(conn, actor, "upstream.unlink", "user", username, detail)
+                record(conn, actor, "upstream.unlink", "user", username, detail)
             return bool(gone)
 
         return await self._write(work)
@@ -236,7 +236,7 @@ def _sign_in(
         )
     conn.execute(update(upstream_links).where(key).values(last_used_at=now, email=identity.email))
     detail = {"provider": provider.id, "upstream_subject": identity.subject, "linked": how}
-    _audit(conn, actor, "upstream.sign_in", "user", user.username, detail)
+    record(conn, actor, "upstream.sign_in", "user", user.username, detail)
     return SignInOutcome(user.id, user.username, how)
 
 

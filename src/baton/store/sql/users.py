@@ -29,17 +29,15 @@ before (and the disable ends it) or finds the user disabled and starts none.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, select, update
 
 from baton.core.vocabulary import RevocationCause
 from baton.passwords import NO_PASSWORD
 from baton.store.admin import PAGE, Actor, UserEnded, UserListing
 from baton.store.schema import (
-    audit_log,
     auth_challenges,
     authorization_codes,
     consents,
@@ -50,6 +48,7 @@ from baton.store.schema import (
     users,
 )
 from baton.store.sql import lifecycle, logout
+from baton.store.sql.audit import record
 from baton.store.sql.rows import grant_from_labels, user_from_row
 from baton.store.sql.statements import GRANT_COLUMNS
 
@@ -81,7 +80,7 @@ class UserStore:
                 .values(password_hash=password_hash, password_changed_at=actor.now)
             ).rowcount
             if changed == 1:
-                audit(conn, actor, "user.set_password", username, None)
+                record(conn, actor, "user.set_password", "user", username, None)
             return changed == 1
 
         return await self._write(work)
@@ -101,7 +100,7 @@ class UserStore:
                 return None
             ended = end_everything(conn, int(found), actor.now)
             detail = {"sessions": ended.sessions, "grants_revoked": ended.grants_revoked}
-            audit(conn, actor, "user.disable", username, detail)
+            record(conn, actor, "user.disable", "user", username, detail)
             return ended
 
         return await self._write(work)
@@ -122,7 +121,7 @@ class UserStore:
                 .values(disabled_at=None)
             ).rowcount
             if changed == 1:
-                audit(conn, actor, "user.enable", username, None)
+                record(conn, actor, "user.enable", "user", username, None)
             return changed == 1
 
         return await self._write(work)
@@ -150,7 +149,7 @@ class UserStore:
                 "sessions": ended.sessions,
                 "grants_revoked": ended.grants_revoked,
             }
-            audit(conn, actor, "user.delete", username, detail)
+            record(conn, actor, "user.delete", "user", username, detail)
             return ended
 
         return await self._write(work)
@@ -247,22 +246,5 @@ def erase(conn: Connection, user_id: int, now: int) -> None:
             totp_secret=None,
             totp_last_step=None,
             mfa_required=False,
-        )
-    )
-
-
-def audit(
-    conn: Connection, actor: Actor, action: str, username: str, detail: dict[str, Any] | None
-) -> None:
-    """The audit row of an action on a user (as `baton.store.sql.admin`'s: never a secret)."""
-    conn.execute(
-        insert(audit_log).values(
-            actor=actor.username,
-            action=action,
-            target_kind="user",
-            target_id=username,
-            detail=json.dumps(detail, sort_keys=True) if detail is not None else None,
-            occurred_at=actor.now,
-            source_address=actor.address,
         )
     )
