@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from baton.readme import Section
-from baton.server.admin import api, console
+from baton.server.admin import api, api_clients, api_records, console
 from baton.server.endpoints import (
     account,
     authorize,
@@ -68,8 +68,11 @@ async def openapi_endpoint(request: Request) -> JSONResponse:
 
 
 def _admin_api() -> tuple[Endpoint, ...]:
-    """The login and consent delegation room of the admin API (issue 25)."""
-    base = api.PREFIX
+    """The admin API (`baton.server.admin.api`): login and consent delegation and a subject's
+    sessions (issue 25) here; clients and keys (`api_clients`) and users, grants, consent,
+    security events and the audit log (`api_records`) declared beside their handlers."""
+    admin = api.admin_endpoint
+    scope = api.AdminScope
     rows: list[Endpoint] = []
     for kind, read, accept, reject, ops in (
         (
@@ -87,54 +90,54 @@ def _admin_api() -> tuple[Endpoint, ...]:
             (openapi.CONSENT_CHALLENGE, openapi.CONSENT_ACCEPT, openapi.CONSENT_REJECT),
         ),
     ):
-        path = f"{base}/{kind}-challenges/{{challenge}}"
+        path = f"/{kind}-challenges/{{challenge}}"
         rows += [
-            endpoint(
+            admin(
                 path,
                 "GET",
                 read,
-                MACHINE,
+                scope.CHALLENGES,
                 openapi=ops[0],
-                summary=f"A {kind} challenge, for the {kind} app (`admin:challenges`)",
+                summary=f"A {kind} challenge, for the {kind} app",
             ),
-            endpoint(
+            admin(
                 path + "/accept",
                 "PUT",
                 accept,
-                MACHINE,
+                scope.CHALLENGES,
                 openapi=ops[1],
                 summary=f"Accept a {kind} challenge: `redirect_to` back to Baton",
             ),
-            endpoint(
+            admin(
                 path + "/reject",
                 "PUT",
                 reject,
-                MACHINE,
+                scope.CHALLENGES,
                 openapi=ops[2],
                 summary=f"Reject a {kind} challenge: the client gets the OAuth error",
             ),
         ]
     rows += [
-        endpoint(
-            f"{base}/subjects/{{subject}}/sessions",
+        admin(
+            "/subjects/{subject}/sessions",
             "DELETE",
             api.delete_sessions,
-            MACHINE,
+            scope.SESSIONS,
             openapi=openapi.SUBJECT_SESSIONS,
-            summary="Sign a subject out everywhere (`admin:sessions`)",
+            summary="Sign a subject out everywhere",
             details="back-channel logouts as /session/end sends them",
         ),
-        endpoint(
-            f"{base}/subjects/{{subject}}/consents",
+        admin(
+            "/subjects/{subject}/consents",
             "DELETE",
             api.delete_consents,
-            MACHINE,
+            scope.SESSIONS,
             openapi=openapi.SUBJECT_CONSENTS,
-            summary="Forget a subject's consent and revoke its grants (`admin:sessions`)",
+            summary="Forget a subject's consent and revoke its grants",
             details="`?client_id=` for one client; the next authorization asks again",
         ),
     ]
-    return tuple(rows)
+    return (*rows, *api_clients.ENDPOINTS, *api_records.ENDPOINTS)
 
 
 TABLE = Table(

@@ -59,6 +59,9 @@ class Endpoint:
     # Called by browser apps from other origins (CORS, `baton.server.runtime.cors`): preflights
     # answered, and the allowed origin named in the answers.
     cors: bool = False
+    # The admin API scope a bearer token must hold (`baton.server.admin.api.admin_endpoint`
+    # checks it; the OpenAPI operation's `security` and the per-scope authorization test read it).
+    scope: str | None = None
 
     def __post_init__(self) -> None:
         if self.documented and (self.openapi is None or self.summary is None):
@@ -76,6 +79,8 @@ class Endpoint:
         operation = self.openapi(settings) if callable(self.openapi) else self.openapi
         if self.summary is not None:
             operation = {**operation, "summary": self.summary}
+        if self.scope is not None:
+            operation = {**operation, "security": [{"bearer": [self.scope]}]}
         for method in sorted(self.methods):
             yield method.lower(), operation
 
@@ -83,6 +88,8 @@ class Endpoint:
         """This route's row in the README's table of endpoints."""
         methods = "/".join(sorted(self.methods))
         about = self.summary if self.details is None else f"{self.summary}: {self.details}"
+        if self.scope is not None:
+            about = f"{about} (`{self.scope}`)"
         return f"| `{methods} {self.path}` | {about} |"
 
 
@@ -98,6 +105,7 @@ def endpoint(
     summary: str | None = None,
     details: str | None = None,
     cors: bool = False,
+    scope: str | None = None,
 ) -> Endpoint:
     """An `Endpoint` with its methods written as one string (`"GET"`, `"GET POST"`)."""
     return Endpoint(
@@ -111,6 +119,7 @@ def endpoint(
         summary,
         details,
         cors,
+        scope,
     )
 
 
@@ -165,6 +174,10 @@ class Table:
                 }
             )
         )
+
+    def scoped(self) -> tuple[Endpoint, ...]:
+        """The admin API's routes: each needs a bearer token holding its `scope`."""
+        return tuple(e for e in self.endpoints if e.scope is not None)
 
     def cors_paths(self) -> dict[str, frozenset[str]]:
         """The paths browser apps may call across origins, with the methods of each."""

@@ -5,6 +5,12 @@ Its first room is login and consent delegation: a login or consent app reads the
 subject's consent reach the delegated session state. Issue 27 grows the rest of the admin API on
 the same pieces:
 
+- `AdminScope`: the admin scopes, declared once; each route needs exactly one, and a write scope
+  does not imply its read scope (an app that only revokes grants never lists users).
+- `admin_endpoint(path, methods, handler, scope, ...)`: an admin API route, its scope declared
+  once in its row: the handler is called with the `Caller` only once `require_scope` passed, and
+  its `Problem`s are answered as RFC 9457 documents; the OpenAPI operation's `security` and the
+  per-scope authorization test (tests/server/test_admin_api_scopes.py) read the row's scope.
 - `require_scope(request, scope) -> Caller`: every call carries `Authorization: Bearer <access
   token>` of a client_credentials grant of an enabled confidential client, granted `scope`. The
   token is looked up and judged as /userinfo and introspection judge it (opaque or JWT, stored
@@ -19,6 +25,7 @@ the same pieces:
 
 from __future__ import annotations
 
+import enum
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -50,14 +57,46 @@ from baton.server.admin.queries import ApiKeeper
 from baton.server.endpoints.clientauth import enabled_client
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.revocation import token_kind
+from baton.server.routing import Endpoint, Kind, OperationSource, endpoint
 from baton.server.runtime.context import Baton, baton, source_address
 from baton.store.admin import Actor
 from baton.store.base import Challenge, Remembered
 
 PREFIX = "/admin/api/v1"
 PROBLEM = "application/problem+json"
-CHALLENGES_SCOPE = "admin:challenges"
-SESSIONS_SCOPE = "admin:sessions"
+
+
+class AdminScope(enum.StrEnum):
+    """The admin API's scopes. A confidential client is registered with the ones it needs
+    (`baton client create --confidential --scope "admin:clients:read ..."`) and asks for them in
+    its client_credentials request; each route needs exactly one."""
+
+    # Login and consent delegation (issue 25): read, accept and reject challenges.
+    CHALLENGES = "admin:challenges"
+    # Sign a subject out everywhere; forget a subject's consent.
+    SESSIONS = "admin:sessions"
+    CLIENTS_READ = "admin:clients:read"
+    # Create, update, rotate the secret of, disable, enable and delete clients.
+    CLIENTS_WRITE = "admin:clients:write"
+    USERS_READ = "admin:users:read"
+    # Create, set passwords of, disable, enable and delete users.
+    USERS_WRITE = "admin:users:write"
+    GRANTS_READ = "admin:grants:read"
+    # Revoke grants (every token of the family dies at once).
+    GRANTS_WRITE = "admin:grants:write"
+    CONSENTS_READ = "admin:consents:read"
+    CONSENTS_WRITE = "admin:consents:write"
+    KEYS_READ = "admin:keys:read"
+    # Rotate the signing keys.
+    KEYS_WRITE = "admin:keys:write"
+    # Security events (reuse detected, sign-in lockouts, ...).
+    EVENTS_READ = "admin:events:read"
+    # The audit log: list, and export as JSON lines from a cursor.
+    AUDIT_READ = "admin:audit:read"
+
+
+CHALLENGES_SCOPE = AdminScope.CHALLENGES
+SESSIONS_SCOPE = AdminScope.SESSIONS
 _MAX_CLAIMS_BYTES = 16 * 1024  # an app's claims for one sign-in, as JSON
 
 
@@ -165,24 +204,45 @@ def _keeper(app: Baton) -> ApiKeeper:
     return app.store
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+CallerHandler = Callable[[Request, Caller], Awaitable[Response]]
 
 
-def problems(handler: Handler) -> Handler:
-    """The handler, its `Problem`s answered as RFC 9457 documents."""
+def admin_endpoint(
+    path: str,
+    methods: str,
+    handler: CallerHandler,
+    scope: AdminScope,
+    *,
+    openapi: OperationSource,
+    summary: str,
+    details: str | None = None,
+) -> Endpoint:
+    """The admin API route at `PREFIX + path`: `handler` runs with its `Caller` once the bearer
+    token holds `scope`; every `Problem` either raises is answered as RFC 9457 JSON."""
 
     async def answer(request: Request) -> Response:
         try:
-            return await handler(request)
+            caller = await require_scope(request, scope)
+            return await handler(request, caller)
         except Problem as problem:
             return problem.response()
 
     answer.__name__ = handler.__name__
     answer.__doc__ = handler.__doc__
-    return answer
+    return endpoint(
+        PREFIX + path,
+        methods,
+        answer,
+        Kind.MACHINE,
+        openapi=openapi,
+        summary=summary,
+        details=details,
+        scope=str(scope),
+    )
 
 
-def _json(body: Any, status: int = 200) -> Response:
+def json_answer(body: Any, status: int = 200) -> Response:
+    """A JSON answer of the admin API: never cached (it names users, clients and grants)."""
     return JSONResponse(body, status, {"Cache-Control": "no-store"})
 
 
@@ -284,12 +344,8 @@ def _described(found: Challenge, value: str) -> dict[str, Any]:
     return body
 
 
-def _get_challenge(kind: str) -> Handler:
-    scope = CHALLENGES_SCOPE
-
-    @problems
-    async def get_challenge(request: Request) -> Response:
-        caller = await require_scope(request, scope)
+def _get_challenge(kind: str) -> CallerHandler:
+    async def get_challenge(request: Request, caller: Caller) -> Response:
         app = baton(request)
         key, target = await _audited_key(app, caller, f"{kind}_challenge.read", kind, request)
         found = await _keeper(app).read_challenge(
@@ -299,17 +355,15 @@ def _get_challenge(kind: str) -> Handler:
             raise _refused("unknown")
         if (problem := _state_problem(found, caller.now)) is not None:
             raise problem
-        return _json(_described(found, request.path_params["challenge"]))
+        return json_answer(_described(found, request.path_params["challenge"]))
 
     return get_challenge
 
 
-def _decide(kind: str, decision: str) -> Handler:
+def _decide(kind: str, decision: str) -> CallerHandler:
     action = f"{kind}_challenge.{decision}"
 
-    @problems
-    async def decide(request: Request) -> Response:
-        caller = await require_scope(request, CHALLENGES_SCOPE)
+    async def decide(request: Request, caller: Caller) -> Response:
         app = baton(request)
         keeper = _keeper(app)
         key, target = await _audited_key(app, caller, action, kind, request)
@@ -335,7 +389,7 @@ def _decide(kind: str, decision: str) -> Handler:
         if isinstance(decided, str):
             raise _refused(decided)
         query = urlencode({"client_id": decided.client_id, f"{kind}_verifier": verifier})
-        return _json(
+        return json_answer(
             {"redirect_to": f"{app.settings.issuer_identifier}/authorize/continue?{query}"}
         )
 
@@ -441,10 +495,8 @@ async def _subject(request: Request, caller: Caller, action: str) -> str:
     return cast(str, subject)
 
 
-@problems
-async def delete_sessions(request: Request) -> Response:
+async def delete_sessions(request: Request, caller: Caller) -> Response:
     """Sign out everywhere: every session of the subject ends as /session/end ends one."""
-    caller = await require_scope(request, SESSIONS_SCOPE)
     subject = await _subject(request, caller, "subject.sessions.delete")
     done = await _keeper(baton(request)).end_subject_sessions(subject, caller.actor)
     if done is None:
@@ -452,11 +504,9 @@ async def delete_sessions(request: Request) -> Response:
     return Response(status_code=204, headers={"Cache-Control": "no-store"})
 
 
-@problems
-async def delete_consents(request: Request) -> Response:
+async def delete_consents(request: Request, caller: Caller) -> Response:
     """Forgets the subject's remembered consent (of `client_id`, or all) and revokes the
     subject's grants of those clients: the next authorization asks again."""
-    caller = await require_scope(request, SESSIONS_SCOPE)
     action = "subject.consents.delete"
     subject = await _subject(request, caller, action)
     client_id = request.query_params.get("client_id") or None
@@ -474,7 +524,12 @@ __all__ = [
     "CHALLENGES_SCOPE",
     "PREFIX",
     "SESSIONS_SCOPE",
+    "AdminScope",
     "Caller",
+    "CallerHandler",
     "Problem",
+    "admin_endpoint",
+    "json_answer",
+    "json_body",
     "require_scope",
 ]

@@ -126,7 +126,7 @@ def form_schema(shape: type) -> Schema:
 CURSOR = {"type": "string", "pattern": "^[0-9]{0,18}$"}
 
 
-def _query(name: str, description: str, schema: Schema, where: str = "query") -> Schema:
+def query_parameter(name: str, description: str, schema: Schema, where: str = "query") -> Schema:
     parameter = {"name": name, "in": where, "required": False, "description": description}
     return parameter | {"schema": schema}
 
@@ -135,7 +135,7 @@ def _form_body(schema: Schema) -> Schema:
     return {"required": True, "content": {FORM: {"schema": schema}}}
 
 
-def _response(description: str, headers: dict[str, Any] | None, **content: Schema) -> Schema:
+def response(description: str, headers: dict[str, Any] | None, **content: Schema) -> Schema:
     response: Schema = {"description": description}
     if content:
         response["content"] = {
@@ -146,20 +146,20 @@ def _response(description: str, headers: dict[str, Any] | None, **content: Schem
 
 
 def _json(description: str, schema: Schema, headers: dict[str, Any] | None = None) -> Schema:
-    return _response(description, headers, json=schema)
+    return response(description, headers, json=schema)
 
 
 def _page(description: str, headers: dict[str, Any] | None = None) -> Schema:
-    return _response(description, headers, html={"type": "string"})
+    return response(description, headers, html={"type": "string"})
 
 
 def _redirect(description: str) -> Schema:
-    return _response(description, {"Location": _ref("headers", "Location")})
+    return response(description, {"Location": _ref("headers", "Location")})
 
 
 _ERROR = _ref("schemas", "OAuthError")
 _RETRY = {"Retry-After": _ref("headers", "Retry-After")}
-_NO_STORE = {
+NO_STORE = {
     "Cache-Control": {
         "description": "`no-store`: token responses and errors are never cached (RFC 6749 §5.1).",
         "required": True,
@@ -168,8 +168,8 @@ _NO_STORE = {
 }
 
 
-def _no_store_json(description: str, schema: Schema = _ERROR, **headers: Any) -> Schema:
-    return _json(description, schema, {**_NO_STORE, **headers})
+def no_store_json(description: str, schema: Schema = _ERROR, **headers: Any) -> Schema:
+    return _json(description, schema, {**NO_STORE, **headers})
 
 
 # The statuses every form-reading OAuth endpoint (token, revoke, introspect) can answer besides
@@ -177,7 +177,7 @@ def _no_store_json(description: str, schema: Schema = _ERROR, **headers: Any) ->
 def _oauth_errors(bad_request: str) -> dict[str, Any]:
     refs = {"401": "InvalidClient", "413": "TooLarge", "415": "WrongContentType"}
     refs |= {"429": "TooManyRequests", "503": "Unavailable"}
-    return {"400": _no_store_json(bad_request)} | {
+    return {"400": no_store_json(bad_request)} | {
         status: _ref("responses", name) for status, name in refs.items()
     }
 
@@ -185,9 +185,9 @@ def _oauth_errors(bad_request: str) -> dict[str, Any]:
 # The feed's refusals (GET /revocations and /revocations/stream).
 def _feed_errors(bad_cursor: str) -> dict[str, Any]:
     return {
-        "400": _no_store_json(bad_cursor),
+        "400": no_store_json(bad_cursor),
         "401": _ref("responses", "InvalidClient"),
-        "403": _no_store_json("`unauthorized_client`: not registered with `--resource-server`."),
+        "403": no_store_json("`unauthorized_client`: not registered with `--resource-server`."),
         "503": _ref("responses", "Unavailable"),
     }
 
@@ -325,15 +325,15 @@ _HEADERS: dict[str, Any] = {
 
 _UNREACHABLE = "The database is unreachable; the server recovers by itself."
 _RESPONSES: dict[str, Any] = {
-    "InvalidClient": _no_store_json(
+    "InvalidClient": no_store_json(
         "`invalid_client`: unknown client, wrong secret, malformed or missing credentials.",
         **{"WWW-Authenticate": _ref("headers", "WWW-Authenticate")},
     ),
-    "TooLarge": _no_store_json("The body exceeds the size limit."),
-    "WrongContentType": _no_store_json("The body is not `application/x-www-form-urlencoded`."),
+    "TooLarge": no_store_json("The body exceeds the size limit."),
+    "WrongContentType": no_store_json("The body is not `application/x-www-form-urlencoded`."),
     "TooManyRequests": _json("Rate limited, per client and per source address.", _ERROR, _RETRY),
     "Unavailable": _json(_UNREACHABLE, _ERROR, _RETRY),
-    "UnavailablePage": _response(_UNREACHABLE, _RETRY, html={"type": "string"}, json=_ERROR),
+    "UnavailablePage": response(_UNREACHABLE, _RETRY, html={"type": "string"}, json=_ERROR),
 }
 
 
@@ -380,33 +380,33 @@ _AUTH_NOTE = (
 )
 
 
-def _get(operation_id: str, responses: dict[str, Any], **more: Any) -> Operation:
+def operation(operation_id: str, responses: dict[str, Any], **more: Any) -> Operation:
     """An operation; its summary is its route's (`baton.server.routes`)."""
     return {"operationId": operation_id, **more, "responses": responses}
 
 
-METADATA = _get(
+METADATA = operation(
     "metadata",
     {"200": _json("The metadata.", _ref("schemas", "Metadata"))},
 )
-OPENID_CONFIGURATION = _get(
+OPENID_CONFIGURATION = operation(
     "openidConfiguration",
     {
         "200": _json("The OpenID Provider configuration.", _ref("schemas", "OpenIDConfiguration")),
-        "404": _no_store_json("OpenID Connect is off (no key-encryption key)."),
+        "404": no_store_json("OpenID Connect is off (no key-encryption key)."),
     },
 )
-JWKS = _get(
+JWKS = operation(
     "jwks",
     {"200": _json("The key set.", _ref("schemas", "JWKS"))},
 )
-OPENAPI = _get("openapi", {"200": _json("OpenAPI 3.1.", {"type": "object"})})
+OPENAPI = operation("openapi", {"200": _json("OpenAPI 3.1.", {"type": "object"})})
 _PROBE_CHECKS: Schema = {
     "type": "object",
     "description": "Each check and its result: `ok`, or what is wrong.",
     "additionalProperties": {"type": "string"},
 }
-HEALTHZ = _get(
+HEALTHZ = operation(
     "healthz",
     {
         "200": _json(
@@ -416,7 +416,7 @@ HEALTHZ = _get(
                 "required": ["status"],
                 "properties": {"status": {"const": "ok"}},
             },
-            _NO_STORE,
+            NO_STORE,
         )
     },
 )
@@ -425,23 +425,23 @@ _READINESS: Schema = {
     "required": ["status", "checks"],
     "properties": {"status": {"enum": ["ready", "not_ready"]}, "checks": _PROBE_CHECKS},
 }
-READYZ = _get(
+READYZ = operation(
     "readyz",
     {
-        "200": _json("Ready for traffic.", _READINESS, _NO_STORE),
-        "503": _json("Not ready: `checks` says why.", _READINESS, _NO_STORE),
+        "200": _json("Ready for traffic.", _READINESS, NO_STORE),
+        "503": _json("Not ready: `checks` says why.", _READINESS, NO_STORE),
     },
 )
-HOME = _get("home", {"200": _page("The page.")})
-STYLESHEET = _get(
+HOME = operation("home", {"200": _page("The page.")})
+STYLESHEET = operation(
     "staticFile",
     {
-        "200": _response(
+        "200": response(
             "The file: the theme's (`--theme-dir` `static/`), else the built-in one.",
             None,
             **{"text/css": {"type": "string"}, "application/octet-stream": {"type": "string"}},
         ),
-        "404": _response("No such file, or a name that is not one plain file name.", None),
+        "404": response("No such file, or a name that is not one plain file name.", None),
     },
     parameters=[
         {
@@ -453,7 +453,7 @@ STYLESHEET = _get(
         }
     ],
 )
-AUTHORIZE = _get(
+AUTHORIZE = operation(
     "authorize",
     {
         "200": _page("The consent page (signed in, scope not yet consented to)."),
@@ -477,7 +477,7 @@ AUTHORIZE = _get(
         for name, schema in form_schema(wire.AuthorizationRequest)["properties"].items()
     ],
 )
-CONSENT = _get(
+CONSENT = operation(
     "consent",
     {
         "303": _redirect("To the client with `code` or `error=access_denied`; or to `/login`."),
@@ -487,25 +487,27 @@ CONSENT = _get(
     requestBody=_form_body(form_schema(wire.ConsentForm)),
 )
 _LOGIN = form_schema(wire.LoginForm)
-LOGIN_PAGE = _get(
+LOGIN_PAGE = operation(
     "loginPage",
     {"200": _page("The form.")},
-    parameters=[_query("next", _LOGIN["properties"]["next"]["description"], {"type": "string"})],
+    parameters=[
+        query_parameter("next", _LOGIN["properties"]["next"]["description"], {"type": "string"})
+    ],
 )
-LOGIN = _get(
+LOGIN = operation(
     "login",
     {
         "303": _redirect("Signed in: on to `next` (or `/`)."),
         "401": _page("Unknown username or wrong password."),
-        "429": _response(
+        "429": response(
             "Too many attempts: try again later.", _RETRY, html={"type": "string"}, json=_ERROR
         ),
         **_PAGE_FORM_ERRORS,
     },
     requestBody=_form_body(_LOGIN),
 )
-LOGOUT_PAGE = _get("logoutPage", {"200": _page("The form.")})
-LOGOUT = _get(
+LOGOUT_PAGE = operation("logoutPage", {"200": _page("The form.")})
+LOGOUT = operation(
     "logout",
     {
         "200": _page("Signed out."),
@@ -520,27 +522,27 @@ _BEARER_ERROR = _ref("schemas", "BearerError")
 
 
 def _userinfo(operation_id: str, **more: Any) -> Operation:
-    return _get(
+    return operation(
         operation_id,
         {
-            "200": _no_store_json("The user's claims.", _ref("schemas", "UserInfo")),
-            "400": _no_store_json(
+            "200": no_store_json("The user's claims.", _ref("schemas", "UserInfo")),
+            "400": no_store_json(
                 "`invalid_request`: a malformed `Authorization` header, the token sent twice "
                 "(header and body), or a malformed form.",
                 _BEARER_ERROR,
             ),
-            "401": _no_store_json(
+            "401": no_store_json(
                 "No bearer token (a challenge without `error`), or `invalid_token`: unknown, "
                 "expired, revoked, or dead with its refresh token.",
                 _BEARER_ERROR,
                 **_BEARER_CHALLENGE,
             ),
-            "403": _no_store_json(
+            "403": no_store_json(
                 "`insufficient_scope`: the token was not granted `openid` for a user.",
                 _BEARER_ERROR,
                 **_BEARER_CHALLENGE,
             ),
-            "404": _no_store_json("OpenID Connect is off (no key-encryption key)."),
+            "404": no_store_json("OpenID Connect is off (no key-encryption key)."),
             "429": _ref("responses", "TooManyRequests"),
             "503": _ref("responses", "Unavailable"),
         },
@@ -571,10 +573,10 @@ USERINFO_POST["responses"] |= {
 
 def token(settings: Settings) -> Operation:
     policy = settings.policy
-    return _get(
+    return operation(
         "token",
         {
-            "200": _no_store_json(
+            "200": no_store_json(
                 "A token response (the same pair again for a retry under `replay`).",
                 _ref("schemas", "TokenResponse"),
             )
@@ -597,10 +599,10 @@ def token(settings: Settings) -> Operation:
     )
 
 
-REVOKE = _get(
+REVOKE = operation(
     "revoke",
     {
-        "200": _response("Revoked, or nothing to revoke.", _NO_STORE),
+        "200": response("Revoked, or nothing to revoke.", NO_STORE),
         **_oauth_errors("`invalid_request`: a missing token, or a token issued to another client."),
     },
     description=(
@@ -610,10 +612,10 @@ REVOKE = _get(
     security=_CLIENT_AUTH,
     requestBody=_form_body(_ref("schemas", "TokenParameter")),
 )
-INTROSPECT = _get(
+INTROSPECT = operation(
     "introspect",
     {
-        "200": _no_store_json(
+        "200": no_store_json(
             "The token's state at this instant.", _ref("schemas", "Introspection")
         ),
         **_oauth_errors("`invalid_request`: a missing or malformed parameter."),
@@ -625,10 +627,10 @@ INTROSPECT = _get(
     security=_CLIENT_AUTH,
     requestBody=_form_body(_ref("schemas", "TokenParameter")),
 )
-REVOCATIONS = _get(
+REVOCATIONS = operation(
     "revocations",
     {
-        "200": _no_store_json(
+        "200": no_store_json(
             "Events after `since`, and the watermark to resume from.",
             _ref("schemas", "RevocationPage"),
         ),
@@ -636,16 +638,16 @@ REVOCATIONS = _get(
     },
     security=_BASIC_ONLY,
     parameters=[
-        _query("since", "A watermark from an earlier page; default 0.", CURSOR),
-        _query("limit", "At most this many events (at most 1000).", CURSOR),
+        query_parameter("since", "A watermark from an earlier page; default 0.", CURSOR),
+        query_parameter("limit", "At most this many events (at most 1000).", CURSOR),
     ],
 )
-REVOCATION_STREAM = _get(
+REVOCATION_STREAM = operation(
     "revocationStream",
     {
         "200": {
             "description": "`event: revocation` messages, JSON `data:` each.",
-            "headers": _NO_STORE,
+            "headers": NO_STORE,
             "content": {
                 "text/event-stream": {
                     "schema": {"type": "string"},
@@ -655,7 +657,7 @@ REVOCATION_STREAM = _get(
             },
         },
         **_feed_errors("The cursor is not a non-negative integer."),
-        "429": _no_store_json(
+        "429": no_store_json(
             "`too_many_requests`: this resource server already holds as many streams open on "
             "this server process as it may.",
             **_RETRY,
@@ -667,10 +669,10 @@ REVOCATION_STREAM = _get(
     ),
     security=_BASIC_ONLY,
     parameters=[
-        _query(
+        query_parameter(
             "Last-Event-ID", "Resume after this watermark (wins over `since`).", CURSOR, "header"
         ),
-        _query("since", "Resume after this watermark.", CURSOR),
+        query_parameter("since", "Resume after this watermark.", CURSOR),
     ],
 )
 
@@ -682,7 +684,7 @@ def metrics_paths(settings: Settings) -> dict[str, Any]:
     """/metrics, when it is served (baton.server.observability.metrics)."""
     if settings.metrics_token is None and not settings.metrics_public:
         return {}
-    responses = {"200": _response("Prometheus text exposition format.", None, **_TEXT)}
+    responses = {"200": response("Prometheus text exposition format.", None, **_TEXT)}
     if settings.metrics_token is not None:
         responses["401"] = _json(
             "No or another bearer token than the configured metrics token.", {"type": "object"}
@@ -690,7 +692,7 @@ def metrics_paths(settings: Settings) -> dict[str, Any]:
     summary = "Prometheus metrics" + (
         " (Authorization: Bearer <metrics token>)" if settings.metrics_token else ""
     )
-    return {"/metrics": {"get": _get("metrics", responses, summary=summary)}}
+    return {"/metrics": {"get": operation("metrics", responses, summary=summary)}}
 
 
 @cache
@@ -743,7 +745,7 @@ def openapi_document(settings: Settings, table: Table) -> dict[str, Any]:
 
 # -- login and consent delegation: /authorize/continue and the admin API ---------------------------
 
-AUTHORIZE_CONTINUE = _get(
+AUTHORIZE_CONTINUE = operation(
     "authorizeContinue",
     {
         "200": _page("The consent page (a login app signed the user in; no consent app)."),
@@ -764,14 +766,16 @@ AUTHORIZE_CONTINUE = _get(
         "cookie), before the challenge expires."
     ),
     parameters=[
-        _query("client_id", "The client the challenge was made for.", {"type": "string"}),
-        _query("login_verifier", "A login app's one-time verifier.", {"type": "string"}),
-        _query("consent_verifier", "A consent app's one-time verifier.", {"type": "string"}),
+        query_parameter("client_id", "The client the challenge was made for.", {"type": "string"}),
+        query_parameter("login_verifier", "A login app's one-time verifier.", {"type": "string"}),
+        query_parameter(
+            "consent_verifier", "A consent app's one-time verifier.", {"type": "string"}
+        ),
     ],
 )
 
 PROBLEM_JSON = "application/problem+json"
-_PROBLEM_SCHEMA: Schema = {
+PROBLEM_SCHEMA: Schema = {
     "type": "object",
     "description": "RFC 9457 problem details.",
     "required": ["type", "title", "status", "detail"],
@@ -785,25 +789,25 @@ _PROBLEM_SCHEMA: Schema = {
 }
 
 
-def _problem(description: str, **headers: Any) -> Schema:
-    return _response(description, {**_NO_STORE, **headers}, **{PROBLEM_JSON: _PROBLEM_SCHEMA})
+def problem(description: str, **headers: Any) -> Schema:
+    return response(description, {**NO_STORE, **headers}, **{PROBLEM_JSON: PROBLEM_SCHEMA})
 
 
-_ADMIN_AUTH_ERRORS: dict[str, Any] = {
-    "401": _problem(
+ADMIN_AUTH_ERRORS: dict[str, Any] = {
+    "401": problem(
         "No bearer token, or one unknown, expired, revoked, or of a disabled or public client.",
         **_BEARER_CHALLENGE,
     ),
-    "403": _problem(
+    "403": problem(
         "`insufficient_scope`: not a client_credentials token, or without the admin scope.",
         **_BEARER_CHALLENGE,
     ),
-    "404": _response(
+    "404": response(
         "No such challenge or subject (or no such path).",
         None,
-        **{PROBLEM_JSON: _PROBLEM_SCHEMA, JSON: _ERROR},
+        **{PROBLEM_JSON: PROBLEM_SCHEMA, JSON: _ERROR},
     ),
-    "429": _problem("The client's rate limit is spent.", **_RETRY),
+    "429": problem("The client's rate limit is spent.", **_RETRY),
     "503": _ref("responses", "Unavailable"),
 }
 _CHALLENGE_PATH = {
@@ -820,7 +824,6 @@ _SUBJECT_PATH = {
     "description": "A local subject (`users.username`).",
     "schema": {"type": "string"},
 }
-_ADMIN_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 _OIDC_SUMMARY: Schema = {
     "type": ["object", "null"],
     "properties": {
@@ -844,15 +847,15 @@ _CLIENT_SUMMARY: Schema = {
     },
     "additionalProperties": True,
 }
-_STRINGS: Schema = {"type": "array", "items": {"type": "string"}}
+STRINGS: Schema = {"type": "array", "items": {"type": "string"}}
 _LOGIN_CHALLENGE: Schema = {
     "type": "object",
     "required": ["challenge", "client", "requested_scope", "requested_resource", "expires_at"],
     "properties": {
         "challenge": {"type": "string"},
         "client": _CLIENT_SUMMARY,
-        "requested_scope": _STRINGS,
-        "requested_resource": _STRINGS,
+        "requested_scope": STRINGS,
+        "requested_resource": STRINGS,
         "oidc": _OIDC_SUMMARY,
         "session": {"type": ["object", "null"]},
         "expires_at": {"type": "integer"},
@@ -866,8 +869,8 @@ _CONSENT_CHALLENGE: Schema = {
         "challenge": {"type": "string"},
         "client": _CLIENT_SUMMARY,
         "subject": {"type": "string"},
-        "requested_scope": _STRINGS,
-        "requested_resource": _STRINGS,
+        "requested_scope": STRINGS,
+        "requested_resource": STRINGS,
         "requested_claims": {"type": "object"},
         "oidc": _OIDC_SUMMARY,
         "remembered": {"type": ["object", "null"]},
@@ -882,44 +885,42 @@ _REDIRECT_TO: Schema = {
     "additionalProperties": True,
 }
 _DECIDED = {
-    "409": _problem(
+    "409": problem(
         "The challenge was already decided or used (or, a login accept: the user is disabled)."
     ),
-    "410": _problem("The challenge has expired."),
+    "410": problem("The challenge has expired."),
 }
-_BODY_ERRORS = {
-    "400": _problem("The body is not the JSON object the contract describes."),
-    "413": _problem("The body exceeds the size limit."),
+BODY_ERRORS = {
+    "400": problem("The body is not the JSON object the contract describes."),
+    "413": problem("The body exceeds the size limit."),
 }
 
 
-def _json_body(schema: Schema) -> Schema:
+def json_request_body(schema: Schema) -> Schema:
     return {"required": True, "content": {JSON: {"schema": schema}}}
 
 
 def _admin_get(operation_id: str, schema: Schema, description: str) -> Operation:
-    return _get(
+    return operation(
         operation_id,
-        {"200": _no_store_json("The challenge.", schema), **_ADMIN_AUTH_ERRORS, **_DECIDED},
+        {"200": no_store_json("The challenge.", schema), **ADMIN_AUTH_ERRORS, **_DECIDED},
         description=description,
-        security=_ADMIN_BEARER,
         parameters=[_CHALLENGE_PATH],
     )
 
 
 def _admin_put(operation_id: str, body: Schema, description: str) -> Operation:
-    return _get(
+    return operation(
         operation_id,
         {
-            "200": _no_store_json("Where to send the browser: back to Baton.", _REDIRECT_TO),
-            **_BODY_ERRORS,
-            **_ADMIN_AUTH_ERRORS,
+            "200": no_store_json("Where to send the browser: back to Baton.", _REDIRECT_TO),
+            **BODY_ERRORS,
+            **ADMIN_AUTH_ERRORS,
             **_DECIDED,
         },
         description=description,
-        security=_ADMIN_BEARER,
         parameters=[_CHALLENGE_PATH],
-        requestBody=_json_body(body),
+        requestBody=json_request_body(body),
     )
 
 
@@ -956,7 +957,7 @@ LOGIN_ACCEPT = _admin_put(
             "remember": {"type": "boolean"},
             "remember_for": {"type": "integer", "minimum": 0},
             "acr": {"type": ["string", "null"]},
-            "amr": _STRINGS,
+            "amr": STRINGS,
         },
     },
     "Needs `admin:challenges`. Signs `subject` in (made on first use, with no password).",
@@ -974,8 +975,8 @@ CONSENT_ACCEPT = _admin_put(
     {
         "type": "object",
         "properties": {
-            "grant_scope": _STRINGS,
-            "grant_resource": _STRINGS,
+            "grant_scope": STRINGS,
+            "grant_resource": STRINGS,
             "remember": {"type": "boolean"},
             "remember_for": {"type": "integer", "minimum": 0},
             "session": {
@@ -993,11 +994,10 @@ CONSENT_REJECT = _admin_put(
 
 
 def _admin_delete(operation_id: str, description: str, **more: Any) -> Operation:
-    return _get(
+    return operation(
         operation_id,
-        {"204": _response("Done.", _NO_STORE), **_ADMIN_AUTH_ERRORS},
+        {"204": response("Done.", NO_STORE), **ADMIN_AUTH_ERRORS},
         description=description,
-        security=_ADMIN_BEARER,
         parameters=[_SUBJECT_PATH, *more.pop("parameters", [])],
         **more,
     )
@@ -1013,6 +1013,6 @@ SUBJECT_CONSENTS = _admin_delete(
     "deleteSubjectConsents",
     "Needs `admin:sessions`. Forgets the subject's remembered consent (of one client, or all) "
     "and revokes the subject's grants of those clients.",
-    parameters=[_query("client_id", "Only this client's.", {"type": "string"})],
+    parameters=[query_parameter("client_id", "Only this client's.", {"type": "string"})],
 )
-SUBJECT_CONSENTS["responses"]["400"] = _problem("`client_id` is not a client identifier.")
+SUBJECT_CONSENTS["responses"]["400"] = problem("`client_id` is not a client identifier.")
