@@ -9,6 +9,7 @@ Each answer is an RFC 9457 problem, never cached."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -46,14 +47,16 @@ def _cases() -> list[tuple[str, Endpoint]]:
     return [(method, e) for e in TABLE.scoped() for method in sorted(e.methods)]
 
 
-def _call(http: TestClient, method: str, e: Endpoint, token: str | None) -> tuple[int, dict]:
+def _call(
+    http: TestClient, method: str, e: Endpoint, token: str | None
+) -> tuple[int, dict[str, Any]]:
     path = e.path
     while "{" in path:
         start = path.index("{")
         path = path[:start] + "no-such-thing" + path[path.index("}", start) + 1 :]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    body = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
-    answer = http.request(method, path, headers=headers, **body)  # type: ignore[arg-type]
+    body: dict[str, Any] = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
+    answer = http.request(method, path, headers=headers, **body)
     if answer.status_code in (401, 403):
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.headers["cache-control"] == "no-store"
