@@ -150,11 +150,11 @@ def test_each_mistake_is_one_line_with_its_fix(tmp_path: Path) -> None:
 
 def test_postgresql_gets_the_pg_dump_command_without_its_password() -> None:
     db = "postgresql://baton:s3cret@db.example:5433/baton?sslmode=require"
-    line = one_line(baton("db", "backup", "/backups/baton.dump", "--db", db))
+    line = one_line(baton("db", "backup", "/backups/baton 1.dump", "--db", db))
     assert "s3cret" not in line
     assert line == (
         "error: baton db backup copies SQLite databases; back up PostgreSQL with its own tools: "
-        "pg_dump --format=custom --file=/backups/baton.dump "
+        "pg_dump --format=custom --file='/backups/baton 1.dump' "
         "--dbname='postgresql://baton@db.example:5433/baton?sslmode=require' "
         "(the password from ~/.pgpass or PGPASSWORD); restore with pg_restore "
         "(see docs/backups.md)"

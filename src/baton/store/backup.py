@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shlex
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,11 +58,11 @@ def backup(db: str, dest: Path, *, force: bool = False) -> Backup:
             "postgresql", url.username, None, url.host, url.port, url.database, url.query
         )
         password = " (the password from ~/.pgpass or PGPASSWORD)" if url.password else ""
+        dbname = shlex.quote(plain.render_as_string(hide_password=False))
         raise BackupError(
             "baton db backup copies SQLite databases; back up PostgreSQL with its own tools: "
-            f"pg_dump --format=custom --file={dest} "
-            f"--dbname='{plain.render_as_string(hide_password=False)}'{password}; "
-            "restore with pg_restore (see docs/backups.md)"
+            f"pg_dump --format=custom --file={shlex.quote(str(dest))} --dbname={dbname}"
+            f"{password}; restore with pg_restore (see docs/backups.md)"
         )
     if url.get_backend_name() != "sqlite":
         raise BackupError(f"unsupported database {url.get_backend_name()!r}; {_CHECK}")
