@@ -121,19 +121,20 @@ def _copy(source: Path, partial: Path) -> str:
     """The backup into `partial`, checked; returns the schema revision it holds."""
     # `mode=rw`: never create a database that is not there. The timeout covers the moments a
     # WAL reader may be told to wait (the WAL being started over or recovered).
-    reader = sqlite3.connect(
-        f"file:{quote(str(source))}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000
-    )
+    try:
+        reader = sqlite3.connect(
+            f"file:{quote(str(source))}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+    except sqlite3.Error as exc:
+        raise BackupError(f"cannot open {source} ({exc}); check its permissions") from exc
     copy = sqlite3.connect(partial)
     try:
         try:
             # pages=-1 (the default): the whole database in one step, so in one read transaction
             # and one snapshot. Stepping would start over whenever another process writes.
             reader.backup(copy)
-        except sqlite3.DatabaseError as exc:
-            raise BackupError(
-                f"cannot read {source} as a SQLite database ({exc}); {_CHECK}"
-            ) from exc
+        except sqlite3.Error as exc:
+            raise BackupError(_failed(source, partial, exc)) from exc
         # The pages say WAL mode, as the database's do; a backup should be one file on its own.
         copy.execute("PRAGMA journal_mode=DELETE")
         try:
@@ -159,6 +160,16 @@ def _copy(source: Path, partial: Path) -> str:
     finally:
         copy.close()
         reader.close()
+
+
+def _failed(source: Path, partial: Path, exc: sqlite3.Error) -> str:
+    """What a failed copy says: the database is not one, the backup's disk is full, or else."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name == "SQLITE_NOTADB":
+        return f"cannot read {source} as a SQLite database ({exc}); {_CHECK}"
+    if name == "SQLITE_FULL":
+        return f"no room for the backup in {partial.parent} ({exc}); free space or write elsewhere"
+    return f"the backup of {source} failed ({exc}); {_CHECK}"
 
 
 def _sync(path: Path) -> None:
