@@ -88,3 +88,28 @@ def test_postgresql_answers_are_named() -> None:
 )
 def test_other_errors_are_not_taken_for_database_problems(error: Exception) -> None:
     assert database_problem(error) is None
+
+
+def test_serve_with_the_wrong_key_encryption_key_is_one_line(tmp_path: Path) -> None:
+    """Signing keys sealed under one key-encryption key, a start with another: one line before
+    any worker starts (it was a traceback in each worker's start-up, and a process that did not
+    exit)."""
+    db = f"sqlite:///{tmp_path}/baton.db"
+    assert baton("db", "upgrade", "--db", db).returncode == 0
+    sealed_with = {"BATON_KEY_ENCRYPTION_KEY": "a" * 40}
+    rotated = baton("keys", "rotate", "--db", db, **sealed_with)
+    assert rotated.returncode == 0, rotated.stderr
+    line = one_line(
+        baton(
+            "serve",
+            "--db",
+            db,
+            "--port",
+            str(free_port()),
+            "--access-token-format",
+            "jwt",
+            BATON_KEY_ENCRYPTION_KEY="b" * 40,
+        )
+    )
+    assert "cannot be opened: wrong key-encryption key" in line
+    assert "BATON_KEY_ENCRYPTION_KEY" in line

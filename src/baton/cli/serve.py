@@ -24,6 +24,7 @@ from click.core import ParameterSource
 from baton.cli.common import check_kek, fail, serve_options
 from baton.config import OPTIONS, ConfigFileError, Source, build, read_config_file, split_list
 from baton.core.issuer import issuer_problem, missing_issuer_problem
+from baton.core.keys import KeyEncryptionError, unseal
 from baton.logs import dict_config
 from baton.server.observability import MULTIPROC_VARIABLE
 from baton.store.engines import PoolSettings, display_url, normalize_url
@@ -97,8 +98,9 @@ def serve(**params: Any) -> None:
     if problem:
         fail(problem)
     _webhook_secret(settings.webhook_url, settings.webhook_secret)
-    if settings.access_token_format == "jwt":
-        check_kek(settings.key_encryption_key)
+    kek = None
+    if settings.access_token_format == "jwt" or settings.key_encryption_key:
+        kek = check_kek(settings.key_encryption_key)
     if settings.theme_dir is not None and (problem := check_theme(settings.theme_dir)):
         fail(f"--theme-dir: {problem}")
 
@@ -107,11 +109,22 @@ def serve(**params: Any) -> None:
         try:
             if not await store.schema_is_current():
                 return None
+            if kek is not None:
+                # Every stored key opens with this key-encryption key, or the start stops here
+                # with one line rather than in each worker's start-up with a traceback.
+                for stored in await store.signing_keys():
+                    unseal(stored, kek)
             return await store.counts(), await store.registered_resources()
         finally:
             await store.close()
 
-    checked = anyio.run(check)
+    try:
+        checked = anyio.run(check)
+    except KeyEncryptionError as exc:
+        fail(
+            f"{exc}: start with the key-encryption key the keys were sealed with "
+            "(BATON_KEY_ENCRYPTION_KEY or --key-encryption-key)"
+        )
     shown_db = masked_url(db)  # the commands below are printed: never with the password
     if checked is None:
         fail(f"the database is not migrated: run `baton db upgrade --db {shown_db}` first")
