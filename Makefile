@@ -45,7 +45,7 @@ lint: install
 	@# The docs' generated tables (options, endpoints) are current, and the site builds.
 	$(BIN)/python -m baton.config readme --check
 	$(BIN)/python -m baton.server.routes readme --check
-	@$(MAKE) --no-print-directory docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The docs site (mkdocs.yml) into site/: a broken link or anchor fails it. `.venv/bin/mkdocs
 # serve` shows it at http://127.0.0.1:8000 while you edit (stop `baton serve` first, or add

@@ -15,17 +15,20 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 import requests  # type: ignore[import-untyped,unused-ignore]
 
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import Server, free_port, visit
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 WALKTHROUGH = ROOT / "docs" / "walkthrough.md"
 LEEWAY = 3  # the walkthrough's 30, scaled down
+PASSWORD = "down the rabbit hole"  # alice's, in the walkthrough
 
 # The person at the browser: follows the authorization URL through the sign-in and consent pages
 # and prints the address it lands on (`--code`: the code of that address).
@@ -229,16 +232,10 @@ def run_sdk_script(cwd: Path, env: dict[str, str], *, signs_in: bool) -> str:
             assert line, process.communicate()[1]
             shown += line
         url = line.removeprefix("open ").strip()
-        landed = subprocess.run(
-            [sys.executable, "browser.py", url],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        process.stdin.write(landed.stdout)
+        server = cast(Server, SimpleNamespace(url=url.split("/authorize", 1)[0]))
+        with requests.Session() as browser:
+            landed = visit(browser, server, url, username="alice", password=PASSWORD)
+        process.stdin.write(landed.location + "\n")
         process.stdin.flush()
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, out + err
