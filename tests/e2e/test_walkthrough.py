@@ -102,7 +102,10 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
             assert ignored.returncode == 0, f"{name} is written by the walkthrough, not ignored"
 
         # The SDK's script, with the walkthrough's client.
-        assert sdk.strip() == "export CLIENT_ID=$CID CLIENT_SECRET=$SECRET"
+        assert sdk.splitlines() == [
+            "export CLIENT_ID=$CID CLIENT_SECRET=$SECRET",
+            ".venv/bin/python examples/sdk_script.py",
+        ]
         client = json.loads((tmp_path / "client.json").read_text())
         env["CLIENT_ID"], env["CLIENT_SECRET"] = client["client_id"], client["client_secret"]
         script = (ROOT / "examples" / "sdk_script.py").read_text()
