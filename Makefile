@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DB     ?= sqlite:///baton.db
 ARGS   ?=
 
-.PHONY: install migrate serve lint test fuzz soak bench clean
+.PHONY: install migrate serve lint docs test fuzz soak bench clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Baton needs Python 3.11 or newer")'
@@ -19,19 +19,39 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-migrate: install
+# `make serve` needs only the server extra: a .venv that `make install` (dev) made has it already.
+$(BIN)/.serving: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Baton needs Python 3.11 or newer")'
+	@if [ ! $(BIN)/.installed -nt pyproject.toml ]; then set -e; \
+	  $(PYTHON) -m venv $(VENV); \
+	  $(BIN)/python -m pip install --quiet --upgrade pip; \
+	  $(BIN)/python -m pip uninstall --quiet --yes baton 2>/dev/null || true; \
+	  echo '$(BIN)/python -m pip install --quiet -e ".[server]"'; \
+	  $(BIN)/python -m pip install --quiet -e ".[server]"; \
+	fi
+	@touch $@
+
+migrate: $(BIN)/.serving
 	$(BIN)/baton db upgrade --db $(DB)
 
 serve: migrate
 	$(BIN)/baton serve --db $(DB) $(ARGS)
 
 lint: install
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src tests bench examples mkdocs_hooks.py
+	$(BIN)/ruff format --check src tests bench examples mkdocs_hooks.py
 	$(BIN)/mypy
-	@# The README's generated tables (options, endpoints) are current.
+	$(BIN)/mypy mkdocs_hooks.py
+	@# The docs' generated tables (options, endpoints) are current, and the site builds.
 	$(BIN)/python -m baton.config readme --check
 	$(BIN)/python -m baton.server.routes readme --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The docs site (mkdocs.yml) into site/: a broken link or anchor fails it. `.venv/bin/mkdocs
+# serve` shows it at http://127.0.0.1:8000 while you edit (stop `baton serve` first, or add
+# `-a 127.0.0.1:8001`).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The suite on every core (pytest-xdist; tests/conftest.py says what runs together), then the
 # load tests alone, so that their fixed-time bursts of traffic never share the cores.

@@ -1,4 +1,4 @@
-"""Protecting a FastAPI app in ten lines (the README's "FastAPI in ten lines").
+"""Protecting a FastAPI app in ten lines (docs/middleware.md, "FastAPI in ten lines").
 
 Needs `pip install baton-oauth fastapi uvicorn`.
 

@@ -1,4 +1,4 @@
-"""A relying party for Baton with Authlib (the README's "OpenID Connect" section): discovery, the
+"""A relying party for Baton with Authlib (docs/openid-connect.md): discovery, the
 code flow with PKCE and a nonce, the ID token validated, UserInfo, and a refresh.
 
 Needs `pip install authlib requests` (Authlib brings joserfc).

@@ -1,6 +1,6 @@
-"""The README's options table is generated from the declarations in `baton.config`: a stale
-table fails here, naming the command that rewrites it; and the README's config file example
-works as written."""
+"""The options table of docs/configuration.md is generated from the declarations in
+`baton.config`: a stale table fails here, naming the command that rewrites it; and the page's
+config file example works as written."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ from baton.cli import main
 from baton.config import TABLE_END, TABLE_START, options_table, with_table
 from baton.config import main as config_main
 
-README = Path(__file__).parent.parent / "README.md"
+CONFIGURATION = Path(__file__).parent.parent / "docs" / "configuration.md"
 
 
-def test_the_readme_options_table_is_the_generated_one() -> None:
-    readme = README.read_text()
-    table = readme.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
+def test_the_docs_options_table_is_the_generated_one() -> None:
+    page = CONFIGURATION.read_text()
+    table = page.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
     assert table.strip() == options_table().strip(), (
-        "README.md's options table is stale: run `.venv/bin/python -m baton.config readme` "
-        "from the repository root"
+        "docs/configuration.md's options table is stale: run `.venv/bin/python -m baton.config "
+        "readme` from the repository root"
     )
 
 
@@ -37,9 +37,9 @@ def test_the_generator_rewrites_only_the_table(tmp_path: Path) -> None:
     assert config_main(["nonsense"]) == 2
 
 
-def test_the_readme_config_file_example_works_as_written(tmp_path: Path) -> None:
-    readme = README.read_text()
-    section = readme.split("### Config file", 1)[1]
+def test_the_docs_config_file_example_works_as_written(tmp_path: Path) -> None:
+    page = CONFIGURATION.read_text()
+    section = page.split("## Config file", 1)[1]
     example = re.search(r"```toml\n(.*?)```", section, re.S)
     commands = re.search(r"```sh\n(.*?)```", section, re.S)
     assert example is not None and commands is not None

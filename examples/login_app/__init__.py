@@ -1,1 +1,1 @@
-"""An example login and consent app for Baton (README: "Bring your own login")."""
+"""An example login and consent app for Baton (docs/login.md: "Bring your own login")."""

@@ -1,7 +1,9 @@
-"""The README's generated sections (the options table, the endpoints table): the text between a
-pair of markers replaced, and the command that writes or checks it, shared by
-`python -m baton.config` and `python -m baton.server.routes`. Standard library only, so that
-`baton.config` can use it without importing the server.
+"""The documentation's generated sections (the options table in docs/configuration.md, the
+endpoints table in docs/endpoints.md): the text between a pair of markers replaced, and the
+command that writes or checks it, shared by `python -m baton.config` and
+`python -m baton.server.routes`. The command is still called `readme` (the tables lived in the
+README before the docs site). Standard library only, so that `baton.config` can use it without
+importing the server.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ def with_section(text: str, start: str, end: str, body: str) -> str:
 @dataclass(frozen=True)
 class Section:
     """One generated section: the module whose `readme` command writes it, what it is called in
-    messages, its markers, and its text."""
+    messages, its markers, its text, and the page that holds it (relative to the repository
+    root, where the command runs)."""
 
     module: str  # `python -m MODULE readme`
     name: str  # "options table"
     start: str
     end: str
     body: Callable[[], str]
+    path: str  # "docs/configuration.md"
 
     def within(self, text: str) -> str:
         """`text` with this section regenerated."""
@@ -39,8 +43,9 @@ class Section:
 
     def command(self, argv: Sequence[str]) -> int:
         """`python -m MODULE table` prints the section; `python -m MODULE readme [--check]
-        [README.md]` rewrites it in the README, or with `--check` writes nothing and exits 1
-        with one line naming the command when the README's copy is stale."""
+        [PAGE]` rewrites it in its page (`self.path` unless another is named), or with `--check`
+        writes nothing and exits 1 with one line naming the command when the page's copy is
+        stale."""
         if list(argv) == ["table"]:
             sys.stdout.write(self.body())
             return 0
@@ -49,11 +54,11 @@ class Section:
         paths = [arg for arg in rest if arg != "--check"]
         if argv[:1] != ["readme"] or len(paths) > 1 or any(p.startswith("-") for p in paths):
             print(
-                f"usage: python -m {self.module} table | readme [--check] [README.md]",
+                f"usage: python -m {self.module} table | readme [--check] [{self.path}]",
                 file=sys.stderr,
             )
             return 2
-        path = Path(paths[0] if paths else "README.md")
+        path = Path(paths[0] if paths else self.path)
         text = path.read_text()
         updated = self.within(text)
         if check:

@@ -141,11 +141,12 @@ def test_an_id_token_signed_by_another_key_is_refused(
         rp.validated(token, nonce="n-1")
 
 
-def test_the_readme_shows_the_example_as_it_is() -> None:
-    """The README's relying party is examples/oidc_rp.py's, line for line (its `main` aside)."""
+def test_the_docs_show_the_example_as_it_is() -> None:
+    """docs/openid-connect.md's relying party is examples/oidc_rp.py's, line for line (its
+    `main` aside)."""
     root = Path(__file__).parents[2]
-    readme = (root / "README.md").read_text()
-    section = readme.split("### A relying party in Python with Authlib", 1)[1]
+    page = (root / "docs" / "openid-connect.md").read_text()
+    section = page.split("## A relying party in Python with Authlib", 1)[1]
     shown = section.split("```python\n", 1)[1].split("```", 1)[0]
     assert "class RelyingParty" in shown
     assert shown.strip() in (root / "examples" / "oidc_rp.py").read_text()

@@ -32,7 +32,7 @@ from baton.store import schema
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "src" / "baton"
-README = (ROOT / "README.md").read_text()
+OBSERVABILITY = (ROOT / "docs" / "observability.md").read_text()
 
 
 def values(enum: type[StrEnum]) -> list[str]:
@@ -113,24 +113,24 @@ def test_every_value_fits_its_column(enum: type[StrEnum], column: object) -> Non
 
 
 def _webhook_bullets() -> dict[str, str]:
-    """README's webhook list: each event type and the text of its bullet."""
-    section = README.split("**Webhooks.**", 1)[1].split("```", 1)[0]
+    """docs/observability.md's webhook list: each event type and the text of its bullet."""
+    section = OBSERVABILITY.split("**Webhooks.**", 1)[1].split("```", 1)[0]
     bullets = re.findall(r"^- `([^`]+)`: (.*?)(?=^- |\Z)", section, re.MULTILINE | re.DOTALL)
     return dict(bullets)
 
 
-def test_the_readme_lists_every_webhook_event_type_and_no_other() -> None:
+def test_the_docs_list_every_webhook_event_type_and_no_other() -> None:
     assert list(_webhook_bullets()) == values(WebhookEventType)
 
 
-def test_the_readme_lists_every_revocation_cause_of_grant_revoked() -> None:
+def test_the_docs_list_every_revocation_cause_of_grant_revoked() -> None:
     bullet = _webhook_bullets()[WebhookEventType.GRANT_REVOKED]
     reasons = bullet.split("`reason`:", 1)[1]
     named = [word for word in ticked(reasons) if word != "baton grants revoke"]
     assert named == values(RevocationCause)
 
 
-def test_the_readme_lists_the_security_events_a_reuse_webhook_carries() -> None:
+def test_the_docs_list_the_security_events_a_reuse_webhook_carries() -> None:
     bullet = _webhook_bullets()[WebhookEventType.REUSE_DETECTED]
     kinds = bullet.split("`kind`:", 1)[1].split(")", 1)[0]
     assert set(ticked(kinds)) == REUSE_EVENT_KINDS
@@ -142,8 +142,8 @@ def test_the_receivers_docstring_names_every_webhook_event_type() -> None:
     assert ticked(line.split("(also", 1)[0])[1:] == values(WebhookEventType)
 
 
-def test_the_readme_metrics_table_lists_every_revocation_label() -> None:
-    row = next(x for x in README.splitlines() if x.startswith("| `baton_revocations_total`"))
+def test_the_docs_metrics_table_lists_every_revocation_label() -> None:
+    row = next(x for x in OBSERVABILITY.splitlines() if x.startswith("| `baton_revocations_total`"))
     what = ticked(row.split("|")[3])
     assert set(what[:2]) == set(values(FeedEntryKind))
     causes = [word for word in what[2:] if not word.startswith("/")]  # not `/revoke`

@@ -1,4 +1,4 @@
-"""examples/login_app, the README's "Bring your own login", end to end with real processes: a
+"""examples/login_app, docs/login.md's "Bring your own login", end to end with real processes: a
 `baton serve` whose `--login-url` and `--consent-url` point at the example app running under
 uvicorn, and examples/oidc_rp.py (Authlib) as the relying party. The "browser" is an httpx
 client that keeps cookies (Baton's and the app's share the host, as in a browser) and follows
@@ -109,7 +109,7 @@ def stack(seed: Seed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
     for suffix in ("", "-wal", "-shm"):  # the session's seed, copied
         if (source := seed.db.with_name(seed.db.name + suffix)).exists():
             shutil.copyfile(source, db.with_name(db.name + suffix))
-    # The README's commands: the app's admin client, and a relying party.
+    # docs/login.md's commands: the app's admin client, and a relying party.
     admin, rp = _create_clients(
         db,
         ["--name", "login app", "--scope", "admin:challenges admin:sessions"],

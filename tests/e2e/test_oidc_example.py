@@ -1,6 +1,6 @@
-"""examples/oidc_rp.py, the README's relying party with Authlib, against a real `baton serve` with
-OpenID Connect on, through the real login and consent pages: discovery, the code flow with PKCE
-and a nonce, the ID token validated, UserInfo, a refresh."""
+"""examples/oidc_rp.py, docs/openid-connect.md's relying party with Authlib, against a real
+`baton serve` with OpenID Connect on, through the real login and consent pages: discovery, the
+code flow with PKCE and a nonce, the ID token validated, UserInfo, a refresh."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def example() -> Iterator[ModuleType]:
     sys.modules.pop("examples.oidc_rp", None)
 
 
-def test_the_readme_relying_party(baton_server: ServerFactory, example: ModuleType) -> None:
+def test_the_docs_relying_party(baton_server: ServerFactory, example: ModuleType) -> None:
     server = baton_server(key_encryption_key=KEK)
     created = run_cli(
         "client",
@@ -44,7 +44,7 @@ def test_the_readme_relying_party(baton_server: ServerFactory, example: ModuleTy
         "--json",
     )
     client = json.loads(created.stdout)
-    # The README's `baton user set`: what `profile` and `email` release.
+    # docs/openid-connect.md's `baton user set`: what `profile` and `email` release.
     run_cli(
         "user",
         "set",

@@ -1,4 +1,4 @@
-"""examples/fastapi_app.py, the README's ten-line FastAPI app, on the fake server.
+"""examples/fastapi_app.py, docs/middleware.md's ten-line FastAPI app, on the fake server.
 
 (No `from __future__ import annotations` here or there: FastAPI reads the annotations.)"""
 

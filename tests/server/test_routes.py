@@ -1,7 +1,8 @@
 """Each route is declared once (`baton.server.routes`): the app serves exactly the table's routes,
 the OpenAPI document describes every documented one, the metadata's URLs are routes of the app,
 the session-free paths and the fast path's routes are the table's machine endpoints, and the
-README's table of endpoints is the generated one (a stale table fails, naming the command)."""
+table of endpoints of docs/endpoints.md is the generated one (a stale table fails, naming the
+command)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from baton.server.routing import Kind, Table, endpoint
 from baton.server.runtime.sessions import SessionMiddleware
 from tests.support import running_app
 
-README = Path(__file__).parents[2] / "README.md"
+ENDPOINTS_PAGE = Path(__file__).parents[2] / "docs" / "endpoints.md"
 
 
 def served(routes: Iterable[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -157,7 +158,7 @@ def test_a_route_is_declared_once_and_documented_unless_said_otherwise() -> None
         endpoint("/new", "GET", openapi_endpoint, openapi={"responses": {}})
 
 
-def test_the_summary_is_written_once_for_the_document_and_the_readme() -> None:
+def test_the_summary_is_written_once_for_the_document_and_the_docs() -> None:
     paths = openapi_document(Settings(), TABLE)["paths"]
     rows = TABLE.readme_table().splitlines()
     for e in TABLE.endpoints:
@@ -168,12 +169,12 @@ def test_the_summary_is_written_once_for_the_document_and_the_readme() -> None:
         assert e.summary in row
 
 
-def test_the_readme_endpoints_table_is_the_generated_one() -> None:
-    readme = README.read_text()
-    table = readme.split(README_START, 1)[1].split(README_END, 1)[0]
+def test_the_docs_endpoints_table_is_the_generated_one() -> None:
+    page = ENDPOINTS_PAGE.read_text()
+    table = page.split(README_START, 1)[1].split(README_END, 1)[0]
     assert table.strip() == TABLE.readme_table().strip(), (
-        "README.md's endpoints table is stale: run `.venv/bin/python -m baton.server.routes "
-        "readme` from the repository root"
+        "docs/endpoints.md's endpoints table is stale: run `.venv/bin/python -m "
+        "baton.server.routes readme` from the repository root"
     )
 
 

@@ -7,10 +7,10 @@ whether it is a secret or a URL that may carry credentials) and the field it fil
 from those dataclasses (`settings.py`), so each is written once. From the declarations derive
 the command's flags (`--access-ttl`), the environment variables (`BATON_ACCESS_TTL`), the keys
 of a TOML config file (`access_ttl`, snake_case; read by `sources.py`), `baton config show`
-(secrets masked, URLs without their passwords: `urls.py`) and the README's options table
-(`table.py`; `python -m baton.config readme` rewrites it). A flag wins over the environment,
-which wins over the file, which wins over the default (see `baton.cli.serve`). The resolved
-configuration travels to each worker process as JSON (`ServeConfig`).
+(secrets masked, URLs without their passwords: `urls.py`) and the options table of
+docs/configuration.md (`table.py`; `python -m baton.config readme` rewrites it). A flag wins over
+the environment, which wins over the file, which wins over the default (see `baton.cli.serve`).
+The resolved configuration travels to each worker process as JSON (`ServeConfig`).
 """
 
 from __future__ import annotations

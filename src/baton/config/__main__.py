@@ -1,4 +1,5 @@
-"""`python -m baton.config table | readme [README.md]`: see `baton.config.table`."""
+"""`python -m baton.config table | readme [--check] [docs/configuration.md]`: see
+`baton.config.table`."""
 
 from __future__ import annotations
 

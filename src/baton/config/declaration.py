@@ -73,7 +73,7 @@ class Option:
     in_file: bool = True
     is_path: bool = False  # a file's path (a directory is refused)
     default_text: str = ""  # the default, in words, where the value is computed or absent
-    doc: str = ""  # the README's longer meaning; `help` when empty
+    doc: str = ""  # docs/configuration.md's longer meaning; `help` when empty
 
     @property
     def flag(self) -> str:

@@ -1,5 +1,5 @@
 """Every option of `baton serve`, declared once, in the order of `--help`, `baton config show`
-and the README's options table.
+and the options table of docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "sqlite_synchronous",
         str,
-        "SQLite durability: full survives a power cut; normal only a crash (see README).",
+        "SQLite durability: full survives a power cut; normal only a crash "
+        "(see docs/configuration.md).",
         Lands.SQLITE,
         field="synchronous",
         choices=SYNCHRONOUS_MODES,
@@ -169,7 +170,7 @@ OPTIONS: tuple[Option, ...] = (
         Lands.SETTINGS,
         default_text="the issuer",
         doc="`aud` of the tokens (opaque or JWT) of a client allowed no RFC 8707 resource (see "
-        "[Resources](#resources-and-audiences-rfc-8707)); `serve` refuses one that is a "
+        "[Resources](commands.md#resources-and-audiences-rfc-8707)); `serve` refuses one that is a "
         "registered resource server's URI, which would hand such tokens to that API",
     ),
     Option(
@@ -247,7 +248,7 @@ OPTIONS: tuple[Option, ...] = (
         default_text="none (the built-in login page)",
         doc="the product's own login app (`https`, or `http` on loopback): `/authorize` sends "
         "the browser there with a one-time `login_challenge`, which the app accepts or rejects "
-        "over the admin API ([Bring your own login](#bring-your-own-login)); a client's "
+        "over the admin API ([Bring your own login](login.md)); a client's "
         "`--login-url` wins over it",
     ),
     Option(
@@ -277,7 +278,7 @@ OPTIONS: tuple[Option, ...] = (
         default_text="none (the built-in pages)",
         doc="a folder whose `templates/` and `static/` files take the place of the built-in "
         "ones of the same name, and whose `locale/` catalogs add or replace translations "
-        "([Pages of your own](#pages-of-your-own))",
+        "([Pages of your own](themes.md))",
     ),
     Option(
         "password_min_length",
@@ -305,7 +306,7 @@ OPTIONS: tuple[Option, ...] = (
         minimum=1,
         maximum=60,
         doc="seconds an upstream provider ([Sign in with another provider]"
-        "(#sign-in-with-another-provider)) has to answer each call, its body included: "
+        "(upstream.md)) has to answer each call, its body included: "
         "discovery, its keys, the token exchange; a slower one gets a page that says so",
     ),
     Option(

@@ -1,7 +1,7 @@
-"""The README's options table, generated from the declarations: `python -m baton.config readme
-[README.md]` rewrites it between its markers (`--check`: exit 1 if it is stale, writing
-nothing), `python -m baton.config table` prints it, and a test fails when the README's copy is
-stale.
+"""The options table of docs/configuration.md, generated from the declarations: `python -m
+baton.config readme [docs/configuration.md]` rewrites it between its markers (`--check`: exit 1
+if it is stale, writing nothing), `python -m baton.config table` prints it, and a test fails
+when the page's copy is stale.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _default_cell(option: Option) -> str:
 
 
 def options_table() -> str:
-    """The README's table of options, one row per option, in declaration order."""
+    """The table of options, one row per option, in declaration order."""
     rows = ["| option | default | meaning |", "|---|---|---|"]
     for option in OPTIONS:
         if option.env_only:
@@ -45,15 +45,17 @@ def options_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-SECTION = Section("baton.config", "options table", TABLE_START, TABLE_END, options_table)
+SECTION = Section(
+    "baton.config", "options table", TABLE_START, TABLE_END, options_table, "docs/configuration.md"
+)
 
 
 def with_table(readme: str) -> str:
-    """The README with its options table (between the markers) regenerated."""
+    """A page (docs/configuration.md) with its options table (between the markers) regenerated."""
     return SECTION.within(readme)
 
 
 def main(argv: Sequence[str]) -> int:
-    """`python -m baton.config readme [--check] [README.md]` rewrites (or checks) the README's
-    options table; `python -m baton.config table` prints it."""
+    """`python -m baton.config readme [--check] [docs/configuration.md]` rewrites (or checks)
+    the options table; `python -m baton.config table` prints it."""
     return SECTION.command(argv)

@@ -1,6 +1,6 @@
 """The rotation rules, as pure functions from facts and an instant to a decision.
 
-Rule numbers refer to the core issue (README: "The lifecycle"). The store applies a decision
+Rule numbers refer to the core issue (docs/lifecycle.md). The store applies a decision
 inside the same transaction that read the facts, so a decision is never taken on stale state.
 """
 

@@ -5,7 +5,7 @@ OAuth error codes are written to the database, sent on the wire, in webhooks and
 labels. Each vocabulary is a `StrEnum` whose values are those exact strings, so a member can be
 written wherever its string was (a member *is* a `str` equal to its value) and a misspelt member
 fails at import or under mypy, where a misspelt string would have been stored silently.
-`tests/core/test_vocabulary.py` pins each value to the schema, the README and the RFCs, so a
+`tests/core/test_vocabulary.py` pins each value to the schema, the docs and the RFCs, so a
 renamed value fails loudly instead of changing what is stored or sent.
 
 The refusal reasons of the rules (`rules.Reason`, `rules.CodeProblem`) live beside the rules
@@ -53,7 +53,7 @@ class RevocationCause(StrEnum):
     @property
     def metric_label(self) -> str:
         """The `cause` label of `baton_revocations_total`: the same word, except `rfc7009` for a
-        client's own revocation (the README's metrics table)."""
+        client's own revocation (docs/observability.md's metrics table)."""
         return "rfc7009" if self is RevocationCause.REVOKED else self.value
 
 

@@ -2,7 +2,7 @@
 
 One `Verifier` per resource server; the `BatonMiddleware` for Starlette and FastAPI;
 `verify_request` and the `flask_protect` / `django_protect` decorators for sync frameworks.
-See the README's section "Protecting an API: `baton.resource`".
+See docs/middleware.md ("Protecting an API: `baton.resource`").
 """
 
 from baton.resource.asgi import BatonMiddleware, principal_of, require

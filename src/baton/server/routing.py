@@ -4,10 +4,10 @@ Each route is declared once (`baton.server.routes`): its path, methods, handler,
 machine endpoint or goes through the session middleware, the RFC 8414 metadata member that
 names its URL, a one-line summary, its OpenAPI operation and whether browsers call it across
 origins (CORS). The Starlette routes, the fast path's routes, the session-free paths, the CORS
-paths, the metadata's URLs, the OpenAPI document's paths and the README's table of endpoints are
-all computed from that table here, so a route cannot be served and missing from the documents,
-or the reverse. This module imports no endpoint, so the
-endpoints may import it.
+paths, the metadata's URLs, the OpenAPI document's paths and the table of endpoints
+(docs/endpoints.md) are all computed from that table here, so a route cannot be served and
+missing from the documents, or the reverse. This module imports no endpoint, so the endpoints
+may import it.
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ class Endpoint:
     # console), which must then say `documented=False`.
     openapi: OperationSource | None = None
     documented: bool = True
-    # One line: the OpenAPI operation's `summary`, and the README's row.
+    # One line: the OpenAPI operation's `summary`, and the endpoints table's row.
     summary: str | None = None
-    # What the README's row adds to the summary (the operation's description says it at length).
+    # What the endpoints table's row adds to the summary (the operation's description says more).
     details: str | None = None
     # Called by browser apps from other origins (CORS, `baton.server.runtime.cors`): preflights
     # answered, and the allowed origin named in the answers.
@@ -85,7 +85,7 @@ class Endpoint:
             yield method.lower(), operation
 
     def readme_row(self) -> str:
-        """This route's row in the README's table of endpoints."""
+        """This route's row in the table of endpoints (docs/endpoints.md)."""
         methods = "/".join(sorted(self.methods))
         about = self.summary if self.details is None else f"{self.summary}: {self.details}"
         if self.scope is not None:
@@ -204,7 +204,7 @@ class Table:
         return paths
 
     def readme_table(self) -> str:
-        """The README's table of endpoints: every documented route, in the table's order."""
+        """The table of endpoints (docs/endpoints.md): every documented route, in order."""
         rows = ["| endpoint | what it does |", "|---|---|"]
         rows += [e.readme_row() for e in self.endpoints if e.documented]
         return "\n".join(rows) + "\n"
