@@ -10,15 +10,15 @@
 #   3. the image: `buildah` makes it from scratch out of that root file system, with the user,
 #      the entry point, the environment, the volume, the port and the health check.
 #
-# Usage: deploy/container/build.sh   (as root, or any user mmdebstrap's unshare mode works for)
+# Usage: deploy/container/build.sh   (as root: mmdebstrap's root mode; `make image` runs it)
 # Environment (all optional):
 #   IMAGE         image name (default localhost/baton); tagged VERSION and latest
-#   SUITE         Debian suite (default bookworm; its CPython is what the wheels are for)
+#   SUITE         Debian suite (default bookworm)
+#   PYTHON_VERSION  the suite's python3, which the wheels are for (default 3.11: bookworm's)
 #   MIRROR        Debian mirror (default http://deb.debian.org/debian)
 #   PYTHON        build host's Python with pip, to build and download the wheels (python3)
 #   BUILDAH       the buildah command, with global options, e.g. "buildah --storage-driver vfs"
 #   KEEP_WORK=1   keep the work directory (the wheels and rootfs.tar) and print its path
-#   SOURCE_DATE_EPOCH   honoured by mmdebstrap and buildah, for reproducible timestamps
 # Needs: mmdebstrap, buildah (Debian packages of those names), the host's Python with pip.
 # docs/container.md says how to run and configure the image.
 set -eu
@@ -30,7 +30,7 @@ SUITE=${SUITE:-bookworm}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 PYTHON=${PYTHON:-python3}
 BUILDAH=${BUILDAH:-buildah}
-PYTHON_VERSION=3.11 # bookworm's python3; change with SUITE
+PYTHON_VERSION=${PYTHON_VERSION:-3.11}
 
 for tool in mmdebstrap "${BUILDAH%% *}"; do
     command -v "$tool" >/dev/null || { echo "build.sh: $tool is not installed" >&2; exit 1; }

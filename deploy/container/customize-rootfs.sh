@@ -25,7 +25,7 @@ in_root sh -c 'pip=$(ls /tmp/wheels/pip-*.whl) && exec /opt/baton/bin/python "$p
 # Smaller: the compiled modules without their symbol tables (uvloop, asyncpg, cryptography and
 # SQLAlchemy ship them: 50 MB of modules become 16 MB), and no C or Cython sources or test suites
 # of the dependencies. The check below (and tests/packaging/test_image.py) runs the stripped ones.
-site="$root/opt/baton/lib/python3.11/site-packages"
+site=$(echo "$root"/opt/baton/lib/python3*/site-packages)
 if command -v strip >/dev/null; then
     find "$site" -name '*.so' -exec strip --strip-unneeded {} +
 fi

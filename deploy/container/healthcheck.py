@@ -12,12 +12,12 @@ import urllib.request
 
 host = os.environ.get("BATON_HOST", "127.0.0.1")
 # A wildcard address is reached through loopback; a specific one as it is.
-host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
 if ":" in host:
     host = f"[{host}]"
 url = f"http://{host}:{os.environ.get('BATON_PORT', '8000')}/healthz"
 try:
-    with urllib.request.urlopen(url, timeout=4) as response:  # noqa: S310 (a fixed http URL)
+    with urllib.request.urlopen(url, timeout=4) as response:
         sys.exit(0 if response.status == 200 else 1)
 except OSError as exc:
     print(f"{url}: {exc}", file=sys.stderr)

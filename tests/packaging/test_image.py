@@ -90,11 +90,18 @@ class Image:
     name: str
 
     def run(
-        self, *args: str, env: dict[str, str], stdin: str | None = None, entrypoint: str = ""
+        self,
+        *args: str,
+        env: dict[str, str],
+        volume: str | None = None,
+        stdin: str | None = None,
+        entrypoint: str = "",
     ) -> subprocess.CompletedProcess[str]:
-        """`podman run --rm IMAGE ARGS` (the image's `baton`, or `entrypoint`); fails the test
-        on a non-zero exit."""
+        """`podman run --rm IMAGE ARGS` (the image's `baton`, or `entrypoint`), with `volume`
+        at /var/lib/baton; fails the test on a non-zero exit."""
         options = ["--entrypoint", entrypoint] if entrypoint else []
+        if volume is not None:
+            options += ["--volume", f"{volume}:/var/lib/baton"]
         result = subprocess.run(
             [*self.podman, "run", "--rm", "-i", *self.common(env), *options, self.name, *args],
             input=stdin,
@@ -225,30 +232,17 @@ def test_the_image_serves_a_code_flow_and_a_refresh(
     assert leftovers.stdout.split() == [str(UID)], leftovers.stdout
 
     # The image's own CLI migrates, adds the user and the client.
-    baton = ["run", "--rm", "-i", *mount, *image.common(env), image.name]
-    upgrade = subprocess.run(
-        [*podman, *baton, "db", "upgrade"], capture_output=True, text=True, check=False
-    )
-    assert upgrade.returncode == 0, upgrade.stderr
+    upgrade = image.run("db", "upgrade", env=env, volume=volume)
     assert "at revision" in upgrade.stdout + upgrade.stderr, upgrade.stdout + upgrade.stderr
-    user = subprocess.run(
-        [*podman, *baton, "user", "create", "--username", "alice", "--password-stdin"],
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert user.returncode == 0, user.stderr
-    made = subprocess.run(
-        [
-            *podman, *baton, "client", "create", "--name", "image app",
-            "--redirect-uri", REDIRECT_URI, "--scope", "read write", "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    image.run(
+        "user", "create", "--username", "alice", "--password-stdin",
+        env=env, volume=volume, stdin=PASSWORD + "\n",
     )  # fmt: skip
-    assert made.returncode == 0, made.stderr
+    made = image.run(
+        "client", "create", "--name", "image app", "--redirect-uri", REDIRECT_URI,
+        "--scope", "read write", "--json",
+        env=env, volume=volume,
+    )  # fmt: skip
     payload = json.loads(made.stdout)
     client = RegisteredClient(payload["client_id"], payload["client_secret"])
 
