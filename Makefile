@@ -84,3 +84,17 @@ bench: $(BENCH_BIN)/.installed
 
 clean:
 	rm -rf $(VENV) bench/.scratch .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# The container image from Debian's packages, no base image (deploy/container/build.sh,
+# docs/container.md): as root, with mmdebstrap and buildah installed. IMAGE:latest is built.
+IMAGE ?= localhost/baton
+.PHONY: image image-test
+image:
+	IMAGE=$(IMAGE) PYTHON=$(PYTHON) deploy/container/build.sh
+
+# The image's end-to-end test (tests/packaging/test_image.py) on the image just built.
+# PODMAN="podman --runtime runc" where crun refuses the host's cgroups.
+PODMAN ?= podman
+image-test: install image
+	BATON_IMAGE_TEST=1 BATON_IMAGE=$(IMAGE):latest BATON_IMAGE_PODMAN="$(PODMAN)" \
+		$(BIN)/pytest -p no:cacheprovider tests/packaging/test_image.py $(ARGS)
