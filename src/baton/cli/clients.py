@@ -27,6 +27,7 @@ from baton.core.client_metadata import (
     MetadataError,
     OidcSettings,
     checked,
+    registration,
 )
 from baton.core.redirects import client_option_problem, redirect_uri_problem
 from baton.core.scope import ScopeError
@@ -214,26 +215,9 @@ def oidc_payload(settings: OidcSettings) -> dict[str, Any]:
 
 
 def client_payload(record: Client) -> dict[str, Any]:
-    """What `show`, `list` and `update` print of a client (never its secret)."""
-    return {
-        "client_id": record.id,
-        "name": record.name,
-        "public": record.is_public,
-        "resource_server": record.is_resource_server,
-        "redirect_uris": list(record.redirect_uris),
-        "scope": record.scope,
-        "resource_uri": record.resource_uri,
-        "resources": list(record.allowed_resources),
-        "remember_consent": record.remember_consent,
-        "require_pkce": record.require_pkce,
-        "created_at": record.created_at,
-        "disabled_at": record.disabled_at,
-        "deleted": is_deleted(record),
-        **oidc_payload(OidcSettings.of(record)),
-        "login_url": record.login_url,
-        "consent_url": record.consent_url,
-        "client_uri": record.client_uri,
-    }
+    """What `show`, `list` and `update` print of a client (never its secret): its registration
+    as the admin API answers it."""
+    return registration(record)
 
 
 def client_text(payload: dict[str, Any]) -> str:

@@ -21,8 +21,9 @@ from baton.cli.common import (
     kek_option,
     run_with_store,
 )
+from baton.cli.users import cli_actor
 from baton.core.keys import ALGORITHM_CHOICES, KeyEncryptionError, algorithm, generate, unseal
-from baton.server.runtime.keyring import ID_TOKEN
+from baton.server.runtime.keyring import ID_TOKEN, rotation_window
 from baton.store.sql import SQLStore
 
 
@@ -88,6 +89,7 @@ def keys_rotate(
     retire after the longest lifetime of a token they signed."""
     kek = check_kek(key_encryption_key)
     now = current_time()
+    actor = cli_actor()
     purpose = ID_TOKEN if id_token_only else None
     new_alg = algorithm(alg)
 
@@ -95,22 +97,14 @@ def keys_rotate(
         existing = await store.signing_keys()
         for stored in existing:
             unseal(stored, kek)  # the same key-encryption key, or refuse before writing
-        # The keys the new one replaces (as `add_signing_key` retires them): the ID-token-only
-        # keys of its algorithm and, for a key that signs access tokens, the others that do.
-        lasting = [k for k in existing if k.retires_at is None]
-        replaced = [k for k in lasting if k.purpose is not None and k.alg == new_alg]
-        if purpose is None:
-            replaced += [k for k in lasting if k.purpose is None]
-        # Published ahead of signing while a key of its role signs: the first key to sign
-        # access tokens signs at once (JWT access tokens cannot wait for it), even where it
-        # takes over an algorithm's ID tokens.
-        ahead = any(k.purpose == purpose for k in replaced)
-        activates_at = now + publish_ahead if ahead else now
         # A retired key leaves the JWKS only once every token it signed has expired: access
         # tokens (--max-access-ttl) and ID tokens (--max-id-token-ttl) alike.
-        retire_at = activates_at + max(max_access_ttl, max_id_token_ttl) if replaced else None
+        keep = max(max_access_ttl, max_id_token_ttl)
+        activates_at, retire_at = rotation_window(
+            existing, new_alg, purpose, now, publish_ahead, keep
+        )
         new = dataclasses.replace(generate(alg, now, activates_at, kek), purpose=purpose)
-        await store.add_signing_key(new, retire_at)
+        await store.admin().add_signing_key_audited(new, retire_at, actor)
         return new.kid, activates_at, retire_at
 
     alg = new_alg  # the name the key signs with (EdDSA: Ed25519)
