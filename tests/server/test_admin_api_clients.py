@@ -683,3 +683,60 @@ def test_without_a_key_encryption_key_there_is_nothing_to_rotate(tmp_path: Path)
         }
         answer = http.post(f"{API}/keys/rotate", json={}, headers=headers)
         assert "no key-encryption key" in problem_of(answer, 409)
+
+
+# -- the CLI does what the API does ----------------------------------------------------------------
+
+
+def cli(running: Running, *args: str) -> dict[str, Any]:
+    result = CliRunner().invoke(main, [*args, "--db", f"sqlite:///{running[3]}", "--json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    payload: dict[str, Any] = json.loads(result.stdout)
+    return payload
+
+
+def test_the_cli_changes_what_the_api_changes_through_the_same_audited_call(
+    running: Running, http: TestClient, store: SQLStore, bearer: dict[str, str]
+) -> None:
+    created = create(http, bearer, redirect_uris=[REDIRECT_URI], scope="read")
+    client_id, old = created["client_id"], created["client_secret"]
+    url = f"{API}/clients/{client_id}"
+    read = http.get(url, headers=bearer).headers["etag"]
+    moved = "http://127.0.0.1:9000/moved"
+    shown = cli(
+        running,
+        "client",
+        "update",
+        client_id,
+        "--name",
+        "Renamed by hand",
+        "--redirect-uri",
+        moved,
+        "--pkce-optional",
+    )
+    assert (shown["name"], shown["redirect_uris"], shown["require_pkce"]) == (
+        "Renamed by hand",
+        [moved],
+        False,
+    )
+    assert http.get(url, headers=bearer).json() == shown
+    # An API client holding the ETag from before the command cannot overwrite it.
+    stale = http.patch(url, json={"name": "x"}, headers={**bearer, "If-Match": read})
+    assert stale.status_code == 412
+    actor, action, detail = audit_rows(store, client_id)[-1]
+    assert actor.startswith("cli:") and action == "client.update"
+    assert detail == {"name": "Renamed by hand", "redirect_uris": [moved], "require_pkce": False}
+
+    assert client_credentials(http, client_id, old) == 200  # cached in the server now
+    rotated = cli(running, "client", "rotate-secret", client_id)
+    assert client_credentials(http, client_id, old) == 401
+    assert client_credentials(http, client_id, rotated["client_secret"]) == 200
+
+
+def test_the_cli_lists_keys_as_the_api_does(
+    running: Running, http: TestClient, bearer: dict[str, str]
+) -> None:
+    api = http.get(f"{API}/keys", headers=bearer).json()["items"]
+    listed = cli(running, "keys", "list")["keys"]
+    assert {k["kid"]: k["public_jwk"] for k in listed} == {k["kid"]: k["public_jwk"] for k in api}
+    assert {k["state"] for k in listed} <= {"pending", "signing", "verifying", "retired"}

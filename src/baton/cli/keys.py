@@ -9,6 +9,7 @@ signs only ID tokens. Rotating one replaces the keys of its kind (`registry.add_
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import click
 
@@ -23,7 +24,7 @@ from baton.cli.common import (
 )
 from baton.cli.users import cli_actor
 from baton.core.keys import ALGORITHM_CHOICES, KeyEncryptionError, algorithm, generate, unseal
-from baton.server.runtime.keyring import ID_TOKEN, rotation_window
+from baton.server.runtime.keyring import ID_TOKEN, key_states, rotation_window
 from baton.store.sql import SQLStore
 
 
@@ -130,24 +131,31 @@ def keys_rotate(
 @db_option
 @click.option("--json", "as_json", is_flag=True)
 def keys_list(db: str, as_json: bool) -> None:
-    """List the signing keys with their publication window."""
+    """List the signing keys with their publication window and state (pending, signing,
+    verifying, retired), as the admin API's GET /keys."""
     found = run_with_store(db, lambda store: store.signing_keys())
+    states = key_states(found, current_time())
     rows = [
         {
             "kid": k.kid,
             "alg": k.alg,
+            "state": states[k.kid],
             "created_at": k.created_at,
             "activates_at": k.activates_at,
             "retires_at": k.retires_at,
             "purpose": k.purpose,
+            "public_jwk": json.loads(k.public_jwk),
         }
         for k in found
     ]
-    header = f"{'KID':<22} {'ALG':<7} {'PURPOSE':<8} {'CREATED':<11} {'SIGNS FROM':<11} RETIRES"
+    header = (
+        f"{'KID':<22} {'ALG':<7} {'PURPOSE':<8} {'STATE':<9} {'CREATED':<11} {'SIGNS FROM':<11} "
+        "RETIRES"
+    )
     lines = [header]
     lines += [
-        f"{r['kid']:<22} {r['alg']:<7} {r['purpose'] or 'all':<8} {r['created_at']:<11} "
-        f"{r['activates_at']:<11} {r['retires_at'] or '-'}"
+        f"{r['kid']:<22} {r['alg']:<7} {r['purpose'] or 'all':<8} {r['state']:<9} "
+        f"{r['created_at']:<11} {r['activates_at']:<11} {r['retires_at'] or '-'}"
         for r in rows
     ]
     emit(as_json, {"keys": rows}, "\n".join(lines))
