@@ -28,6 +28,7 @@ from baton.store.base import Client
 from baton.store.schema import audit_log
 from baton.store.sql import SQLStore
 from baton.store.sql.client_admin import STALE
+from tests.databases import empty_tables
 from tests.support import (
     REDIRECT_URI,
     RegisteredClient,
@@ -740,3 +741,42 @@ def test_the_cli_lists_keys_as_the_api_does(
     listed = cli(running, "keys", "list")["keys"]
     assert {k["kid"]: k["public_jwk"] for k in listed} == {k["kid"]: k["public_jwk"] for k in api}
     assert {k["state"] for k in listed} <= {"pending", "signing", "verifying", "retired"}
+
+
+def test_on_postgresql_the_same_calls_hold(postgres_database: str) -> None:
+    """The conditional write compares every column of the row as PostgreSQL types them (bytea,
+    booleans, JSON text, NULLs), and the rest of the routes' SQL runs there too."""
+    empty_tables(postgres_database)
+    with running_app(postgres_database, key_encryption_key=KEK) as (http, store, _clock):
+        admin = register_client(store, scope=ADMIN_SCOPES)
+        bearer = {"Authorization": f"Bearer {token_of(http, admin)}"}
+        created = create(http, bearer, redirect_uris=[REDIRECT_URI], scope="read")
+        client_id, secret = created["client_id"], created["client_secret"]
+        url = f"{API}/clients/{client_id}"
+        etag = http.get(url, headers=bearer).headers["etag"]
+        patch = {"scope": "read write", "allowed_origins": ["https://a.example"]}
+        first = http.patch(url, json=patch, headers={**bearer, "If-Match": etag})
+        assert first.status_code == 200, first.text
+        assert (
+            http.patch(url, json={"name": "x"}, headers={**bearer, "If-Match": etag}).status_code
+            == 412
+        )
+        read = anyio.run(store.admin().client, client_id)
+        assert read is not None
+        actor = Actor("client:racer", None, 0)
+        edited = Client(**{**_fields(read), "name": "one"})
+        assert anyio.run(store.admin().update_registration, read, edited, actor) == {"name": "one"}
+        assert anyio.run(store.admin().update_registration, read, edited, actor) is STALE
+
+        assert client_credentials(http, client_id, secret) == 200
+        rotated = http.post(f"{url}/secret", headers=bearer).json()["client_secret"]
+        assert client_credentials(http, client_id, secret) == 401
+        assert http.post(f"{url}/disable", headers=bearer).json()["grants_revoked"] == 1
+        assert client_credentials(http, client_id, rotated) == 401
+        assert http.delete(url, headers=bearer).status_code == 204
+        page = http.get(f"{API}/clients?limit=1&include_deleted=true", headers=bearer).json()
+        query = f"cursor={page['next_cursor']}&include_deleted=true"
+        rest = http.get(f"{API}/clients?{query}", headers=bearer).json()
+        assert [c["client_id"] for c in page["items"] + rest["items"]] == [admin.id, client_id]
+        rotation = http.post(f"{API}/keys/rotate", json={}, headers=bearer)
+        assert rotation.status_code == 200, rotation.text
