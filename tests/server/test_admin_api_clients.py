@@ -161,6 +161,27 @@ def test_a_public_client_created_runs_a_code_flow(http: TestClient, bearer: dict
     assert pair["access_token"] and pair["refresh_token"]
 
 
+def test_a_resource_server_and_a_client_allowed_its_resource(
+    http: TestClient, bearer: dict[str, str]
+) -> None:
+    uri = "https://photos-api.example/"
+    api = create(http, bearer, name="Photos API", resource_server=True, resource_uri=uri)
+    assert (api["resource_server"], api["resource_uri"]) == (True, uri)
+    taken = http.post(
+        f"{API}/clients",
+        json={"name": "Impostor", "resource_server": True, "resource_uri": uri},
+        headers=bearer,
+    )
+    assert "already registered" in problem_of(taken, 409)
+    app = create(http, bearer, scope="read", resources=[uri])
+    answer = http.post(
+        "/token",
+        data={"grant_type": "client_credentials", "scope": "read", "resource": uri},
+        auth=(app["client_id"], app["client_secret"]),
+    )
+    assert answer.status_code == 200, answer.text
+
+
 def test_the_api_shows_a_client_as_the_cli_does(
     running: Running, http: TestClient, bearer: dict[str, str]
 ) -> None:
@@ -409,6 +430,17 @@ def test_a_patch_changes_only_what_it_names(http: TestClient, bearer: dict[str, 
     assert answer.json()["allowed_origins"] is None
     answer = http.patch(url, json={"allowed_origins": []}, headers=bearer)
     assert answer.json()["allowed_origins"] == []
+
+
+def test_a_new_scope_is_granted_at_once_by_the_server_that_took_the_patch(
+    http: TestClient, bearer: dict[str, str]
+) -> None:
+    created = create(http, bearer, scope="read")
+    client = RegisteredClient(created["client_id"], created["client_secret"])
+    assert token_of(http, client, "read")  # the client is in this process's cache now
+    patched = http.patch(f"{API}/clients/{client.id}", json={"scope": "read write"}, headers=bearer)
+    assert patched.status_code == 200
+    assert token_of(http, client, "write")
 
 
 @pytest.mark.parametrize(

@@ -773,7 +773,10 @@ UPDATE_CLIENT = operation(
             _INVALID,
             _UNKNOWN_CLIENT,
             {
-                "409": problem("The client was deleted."),
+                "409": problem(
+                    "The client was deleted (or, without If-Match, changed by others under "
+                    "each of three attempts to apply the patch)."
+                ),
                 "412": problem("`If-Match` names a version the client no longer has.", **_ETAG),
             },
         ),
