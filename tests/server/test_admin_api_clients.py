@@ -812,3 +812,40 @@ def test_on_postgresql_the_same_calls_hold(postgres_database: str) -> None:
         assert [c["client_id"] for c in page["items"] + rest["items"]] == [admin.id, client_id]
         rotation = http.post(f"{API}/keys/rotate", json={}, headers=bearer)
         assert rotation.status_code == 200, rotation.text
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--pkce-optional",), "PKCE cannot be optional"),
+        (("--redirect-uri", "http://a.example/cb"), "http"),
+        (("--resource", "https://nowhere.example/"), "no registered resource"),
+        (("--resource", "https://a.example/", "--no-resources"), "not both"),
+        (("--name", ""), "name must be"),
+    ],
+)
+def test_the_cli_update_refuses_what_the_api_refuses(
+    running: Running, http: TestClient, bearer: dict[str, str], args: tuple[str, ...], fragment: str
+) -> None:
+    created = create(http, bearer, public=True, redirect_uris=[REDIRECT_URI])
+    db = f"sqlite:///{running[3]}"
+    result = CliRunner().invoke(main, ["client", "update", "--db", db, created["client_id"], *args])
+    assert result.exit_code == 1 and fragment in result.stderr, result.output
+    shown = http.get(f"{API}/clients/{created['client_id']}", headers=bearer).json()
+    assert shown == created
+
+
+def test_the_cli_rotates_no_public_or_deleted_clients_secret(
+    running: Running, http: TestClient, bearer: dict[str, str]
+) -> None:
+    db = f"sqlite:///{running[3]}"
+    public = create(http, bearer, public=True, redirect_uris=[REDIRECT_URI])["client_id"]
+    gone = create(http, bearer)["client_id"]
+    assert http.delete(f"{API}/clients/{gone}", headers=bearer).status_code == 204
+    for client_id, fragment in (
+        (public, "is public"),
+        (gone, "was deleted"),
+        ("cl_no", "no client"),
+    ):
+        result = CliRunner().invoke(main, ["client", "rotate-secret", "--db", db, client_id])
+        assert result.exit_code == 1 and fragment in result.stderr, result.output

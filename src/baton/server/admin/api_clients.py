@@ -33,6 +33,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -586,14 +587,19 @@ async def rotate_keys(request: Request, caller: Caller) -> Response:
     kek = key_encryption_key(settings.key_encryption_key)
     now, new_alg = caller.now, algorithm(alg)
     existing = await app.store.signing_keys()
-    try:
-        for stored in existing:
-            unseal(stored, kek)  # the same key-encryption key, or refuse before writing
-    except KeyEncryptionError as exc:
-        raise Problem(409, "wrong-key-encryption-key", str(exc)) from None
     keep = max(access_ttl, id_token_ttl)
     activates_at, retire_at = rotation_window(existing, new_alg, purpose, now, publish_ahead, keep)
-    new = dataclasses.replace(generate(new_alg, now, activates_at, kek), purpose=purpose)
+
+    def made() -> StoredKey:
+        for stored in existing:
+            unseal(stored, kek)  # the same key-encryption key, or refuse before writing
+        return dataclasses.replace(generate(new_alg, now, activates_at, kek), purpose=purpose)
+
+    try:
+        # An RSA key takes a good part of a second to make: not on the event loop.
+        new = await anyio.to_thread.run_sync(made)
+    except KeyEncryptionError as exc:
+        raise Problem(409, "wrong-key-encryption-key", str(exc)) from None
     await _keeper(request).add_signing_key_audited(new, retire_at, caller.actor)
     await _reload(app, now)
     return json_answer(
