@@ -822,6 +822,7 @@ def test_on_postgresql_the_same_calls_hold(postgres_database: str) -> None:
         (("--resource", "https://nowhere.example/"), "no registered resource"),
         (("--resource", "https://a.example/", "--no-resources"), "not both"),
         (("--name", ""), "name must be"),
+        (("--name", "x" * 201), "name must be"),
     ],
 )
 def test_the_cli_update_refuses_what_the_api_refuses(
@@ -849,3 +850,10 @@ def test_the_cli_rotates_no_public_or_deleted_clients_secret(
     ):
         result = CliRunner().invoke(main, ["client", "rotate-secret", "--db", db, client_id])
         assert result.exit_code == 1 and fragment in result.stderr, result.output
+
+
+def test_the_cli_creates_no_client_the_api_would_refuse(running: Running) -> None:
+    db = f"sqlite:///{running[3]}"
+    for name in ("x" * 201, "tab\there"):
+        result = CliRunner().invoke(main, ["client", "create", "--db", db, "--name", name])
+        assert result.exit_code == 1 and "name must be" in result.stderr, result.output

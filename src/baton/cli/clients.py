@@ -323,6 +323,11 @@ def client_create(
         **settings.fields(),
         **urls,
     )
+    try:
+        # What the options above did not say yet (the name), by the rule the admin API applies.
+        record = checked_registration(record)
+    except MetadataError as exc:
+        fail(str(exc))
 
     async def create(store: SQLStore) -> None:
         # RFC 8707: a client may be allowed only resources a resource server is registered for.
