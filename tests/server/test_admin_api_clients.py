@@ -173,7 +173,8 @@ def test_a_resource_server_and_a_client_allowed_its_resource(
         headers=bearer,
     )
     assert "already registered" in problem_of(taken, 409)
-    app = create(http, bearer, scope="read", resources=[uri])
+    app = create(http, bearer, scope="read", resources=[uri, uri])
+    assert app["resources"] == [uri]  # once, as `--resource` twice gives it
     answer = http.post(
         "/token",
         data={"grant_type": "client_credentials", "scope": "read", "resource": uri},

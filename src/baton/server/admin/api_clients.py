@@ -174,7 +174,7 @@ _EDITABLE: dict[str, tuple[str, _FIELD]] = {
     "name": ("name", lambda n, v: _text(n, v, 1000)),
     "redirect_uris": ("redirect_uris", _strings),
     "scope": ("scope", _text),
-    "resources": ("allowed_resources", _strings),
+    "resources": ("allowed_resources", lambda n, v: tuple(dict.fromkeys(_strings(n, v)))),
     "remember_consent": ("remember_consent", _flag),
     "require_pkce": ("require_pkce", _flag),
     "id_token_signed_response_alg": ("id_token_signed_response_alg", _text),
