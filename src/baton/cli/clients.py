@@ -1,6 +1,8 @@
 """`baton client create`: register an OAuth client, a public one, a confidential one or a
 resource server (RFC 8707), with its redirect URIs checked here as at `/authorize`; `baton client
-update` changes its OpenID Connect settings; `baton client show` and `list` print clients.
+update` changes its registration (the admin API's `PATCH /clients/{id}`, through the same audited
+store call, which writes nothing if the client changed meanwhile); `rotate-secret` gives it a new
+secret; `baton client show` and `list` print clients.
 
 `baton client disable` is the incident response: the client can no longer authenticate, and
 every live grant of it is revoked at once (announced on the feed and to webhooks); `enable` lets
@@ -27,6 +29,8 @@ from baton.core.client_metadata import (
     MetadataError,
     OidcSettings,
     checked,
+    checked_registration,
+    registration,
 )
 from baton.core.redirects import client_option_problem, redirect_uri_problem
 from baton.core.scope import ScopeError
@@ -36,6 +40,7 @@ from baton.core.subject import SUBJECT_TYPES
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.store.base import Client, ResourceUriTaken
 from baton.store.sql import SQLStore
+from baton.store.sql.client_admin import Stale
 from baton.store.sql.tombstones import delete_client, is_deleted
 
 
@@ -214,26 +219,9 @@ def oidc_payload(settings: OidcSettings) -> dict[str, Any]:
 
 
 def client_payload(record: Client) -> dict[str, Any]:
-    """What `show`, `list` and `update` print of a client (never its secret)."""
-    return {
-        "client_id": record.id,
-        "name": record.name,
-        "public": record.is_public,
-        "resource_server": record.is_resource_server,
-        "redirect_uris": list(record.redirect_uris),
-        "scope": record.scope,
-        "resource_uri": record.resource_uri,
-        "resources": list(record.allowed_resources),
-        "remember_consent": record.remember_consent,
-        "require_pkce": record.require_pkce,
-        "created_at": record.created_at,
-        "disabled_at": record.disabled_at,
-        "deleted": is_deleted(record),
-        **oidc_payload(OidcSettings.of(record)),
-        "login_url": record.login_url,
-        "consent_url": record.consent_url,
-        "client_uri": record.client_uri,
-    }
+    """What `show`, `list` and `update` print of a client (never its secret): its registration
+    as the admin API answers it."""
+    return registration(record)
 
 
 def client_text(payload: dict[str, Any]) -> str:
@@ -318,6 +306,7 @@ def client_create(
     urls = app_urls(oidc)
     settings = oidc_settings(OidcSettings(), uris, **oidc)
     secret = None if public else mint(TokenKind.CLIENT_SECRET)
+    actor = cli_actor()
     record = Client(
         id=random_id("cl_"),
         name=name,
@@ -334,6 +323,11 @@ def client_create(
         **settings.fields(),
         **urls,
     )
+    try:
+        # What the options above did not say yet (the name), by the rule the admin API applies.
+        record = checked_registration(record)
+    except MetadataError as exc:
+        fail(str(exc))
 
     async def create(store: SQLStore) -> None:
         # RFC 8707: a client may be allowed only resources a resource server is registered for.
@@ -345,7 +339,7 @@ def client_create(
                 "(register it first: baton client create --resource-server --resource-uri URI)"
             )
         try:
-            await store.create_client(record)
+            await store.admin().register_client(record, actor)
         except ResourceUriTaken:
             fail(f"resource URI {resource_uri!r} is already registered to another client")
 
@@ -376,23 +370,77 @@ def client_create(
 @client.command("update")
 @db_option
 @click.argument("client_id")
+@click.option("--name", default=None, help="A new name, shown to users.")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    help="Replace the redirect URIs (repeat for several); /authorize honours them at once.",
+)
 @click.option(
     "--scope",
     default=None,
     help='Replace the scopes the client may ask for, e.g. "openid profile email offline_access '
     'read" (running servers see a change within 30 s; existing grants keep their scope).',
 )
+@click.option(
+    "--resource",
+    "resources",
+    multiple=True,
+    help="Replace the resource servers' URIs it may get tokens for (repeat for several).",
+)
+@click.option("--no-resources", is_flag=True, help="Allow it no resource server's URI.")
+@click.option(
+    "--remember-consent/--no-remember-consent",
+    default=None,
+    help="Public clients only, on https redirect URIs: skip the consent page once given.",
+)
+@click.option(
+    "--pkce-optional/--pkce-required",
+    default=None,
+    help="Confidential clients only: whether PKCE may be left out.",
+)
 @oidc_options
 @click.option("--json", "as_json", is_flag=True)
-def client_update(db: str, client_id: str, scope: str | None, as_json: bool, **oidc: Any) -> None:
-    """Change a client's scope, OpenID Connect settings, login and consent apps and homepage;
-    prints the client as it now is."""
+def client_update(
+    db: str,
+    client_id: str,
+    name: str | None,
+    redirect_uris: tuple[str, ...],
+    scope: str | None,
+    resources: tuple[str, ...],
+    no_resources: bool,
+    remember_consent: bool | None,
+    pkce_optional: bool | None,
+    as_json: bool,
+    **oidc: Any,
+) -> None:
+    """Change a client's registration: name, redirect URIs, scope, resources, consent and PKCE
+    options, OpenID Connect settings, login and consent apps and homepage; prints the client as
+    it now is. Audited; if the client changed while this ran, nothing is written (run again)."""
     if scope is not None:
         try:
             scope = render_scope(parse_scope(scope))
         except ScopeError as exc:
             fail(f"--scope: {exc}")
+    if resources and no_resources:
+        fail("give --resource or --no-resources, not both")
+    uris = tuple(check_redirect_uri(u) for u in redirect_uris)
     urls = app_urls(oidc)
+    changes: dict[str, Any] = {**urls}
+    if name is not None:
+        changes["name"] = name
+    if scope is not None:
+        changes["scope"] = scope
+    if uris:
+        changes["redirect_uris"] = uris
+    if resources or no_resources:
+        changes["allowed_resources"] = tuple(dict.fromkeys(resources))
+    if remember_consent is not None:
+        changes["remember_consent"] = remember_consent
+    if pkce_optional is not None:
+        changes["require_pkce"] = not pkce_optional
+    actor = cli_actor()
 
     async def update(store: SQLStore) -> Client:
         found = await store.get_client(client_id)
@@ -400,17 +448,53 @@ def client_update(db: str, client_id: str, scope: str | None, as_json: bool, **o
             fail(f"no client {client_id!r}")
         if is_deleted(found):
             fail(_deleted(client_id))
-        settings = oidc_settings(OidcSettings.of(found), found.redirect_uris, **oidc)
-        updated = replace(found, **settings.fields(), **urls)
-        if scope is not None:
-            updated = replace(updated, scope=scope)
-        if not await store.update_client_oidc(updated):
-            fail(f"no client {client_id!r}")
+        edited = replace(found, **changes)
+        settings = oidc_settings(OidcSettings.of(found), edited.redirect_uris, **oidc)
+        try:
+            updated = checked_registration(replace(edited, **settings.fields()))
+        except MetadataError as exc:
+            fail(str(exc))
+        if updated.allowed_resources != found.allowed_resources:
+            registered = await store.registered_resources()
+            unknown = [uri for uri in updated.allowed_resources if uri not in registered]
+            if unknown:
+                fail(f"--resource {unknown[0]!r} is no registered resource server's URI")
+        done = await store.admin().update_registration(found, updated, actor)
+        if isinstance(done, Stale):
+            fail(f"client {client_id!r} changed while this ran: nothing written, run it again")
         return updated
 
     updated = run_with_store(db, update)
     payload = client_payload(updated)
     emit(as_json, payload, client_text(payload))
+
+
+@client.command("rotate-secret")
+@db_option
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+def client_rotate_secret(db: str, client_id: str, as_json: bool) -> None:
+    """Give a confidential client a new secret, printed once; the old one fails at once, in
+    every running server."""
+    actor = cli_actor()
+    secret = mint(TokenKind.CLIENT_SECRET)
+
+    async def work(store: SQLStore) -> Client | None:
+        found = await store.get_client(client_id)
+        if found is not None and not found.is_public and not is_deleted(found):
+            await store.admin().rotate_secret(client_id, secret.digest, actor)
+        return found
+
+    found = run_with_store(db, work)
+    if found is None:
+        fail(f"no client {client_id!r}")
+    if is_deleted(found):
+        fail(_deleted(client_id))
+    if found.is_public:
+        fail(f"client {client_id!r} is public: it has no secret")
+    payload = {"client_id": client_id, "client_secret": secret.plaintext}
+    text = f"client_secret: {secret.plaintext}\n(the secret is shown only now: store it)"
+    emit(as_json, payload, text)
 
 
 @client.command("show")

@@ -9,6 +9,7 @@ signs only ID tokens. Rotating one replaces the keys of its kind (`registry.add_
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import click
 
@@ -21,8 +22,9 @@ from baton.cli.common import (
     kek_option,
     run_with_store,
 )
+from baton.cli.users import cli_actor
 from baton.core.keys import ALGORITHM_CHOICES, KeyEncryptionError, algorithm, generate, unseal
-from baton.server.runtime.keyring import ID_TOKEN
+from baton.server.runtime.keyring import ID_TOKEN, key_states, rotation_window
 from baton.store.sql import SQLStore
 
 
@@ -88,6 +90,7 @@ def keys_rotate(
     retire after the longest lifetime of a token they signed."""
     kek = check_kek(key_encryption_key)
     now = current_time()
+    actor = cli_actor()
     purpose = ID_TOKEN if id_token_only else None
     new_alg = algorithm(alg)
 
@@ -95,22 +98,14 @@ def keys_rotate(
         existing = await store.signing_keys()
         for stored in existing:
             unseal(stored, kek)  # the same key-encryption key, or refuse before writing
-        # The keys the new one replaces (as `add_signing_key` retires them): the ID-token-only
-        # keys of its algorithm and, for a key that signs access tokens, the others that do.
-        lasting = [k for k in existing if k.retires_at is None]
-        replaced = [k for k in lasting if k.purpose is not None and k.alg == new_alg]
-        if purpose is None:
-            replaced += [k for k in lasting if k.purpose is None]
-        # Published ahead of signing while a key of its role signs: the first key to sign
-        # access tokens signs at once (JWT access tokens cannot wait for it), even where it
-        # takes over an algorithm's ID tokens.
-        ahead = any(k.purpose == purpose for k in replaced)
-        activates_at = now + publish_ahead if ahead else now
         # A retired key leaves the JWKS only once every token it signed has expired: access
         # tokens (--max-access-ttl) and ID tokens (--max-id-token-ttl) alike.
-        retire_at = activates_at + max(max_access_ttl, max_id_token_ttl) if replaced else None
+        keep = max(max_access_ttl, max_id_token_ttl)
+        activates_at, retire_at = rotation_window(
+            existing, new_alg, purpose, now, publish_ahead, keep
+        )
         new = dataclasses.replace(generate(alg, now, activates_at, kek), purpose=purpose)
-        await store.add_signing_key(new, retire_at)
+        await store.admin().add_signing_key_audited(new, retire_at, actor)
         return new.kid, activates_at, retire_at
 
     alg = new_alg  # the name the key signs with (EdDSA: Ed25519)
@@ -136,24 +131,31 @@ def keys_rotate(
 @db_option
 @click.option("--json", "as_json", is_flag=True)
 def keys_list(db: str, as_json: bool) -> None:
-    """List the signing keys with their publication window."""
+    """List the signing keys with their publication window and state (pending, signing,
+    verifying, retired), as the admin API's GET /keys."""
     found = run_with_store(db, lambda store: store.signing_keys())
+    states = key_states(found, current_time())
     rows = [
         {
             "kid": k.kid,
             "alg": k.alg,
+            "state": states[k.kid],
             "created_at": k.created_at,
             "activates_at": k.activates_at,
             "retires_at": k.retires_at,
             "purpose": k.purpose,
+            "public_jwk": json.loads(k.public_jwk),
         }
         for k in found
     ]
-    header = f"{'KID':<22} {'ALG':<7} {'PURPOSE':<8} {'CREATED':<11} {'SIGNS FROM':<11} RETIRES"
+    header = (
+        f"{'KID':<22} {'ALG':<7} {'PURPOSE':<8} {'STATE':<9} {'CREATED':<11} {'SIGNS FROM':<11} "
+        "RETIRES"
+    )
     lines = [header]
     lines += [
-        f"{r['kid']:<22} {r['alg']:<7} {r['purpose'] or 'all':<8} {r['created_at']:<11} "
-        f"{r['activates_at']:<11} {r['retires_at'] or '-'}"
+        f"{r['kid']:<22} {r['alg']:<7} {r['purpose'] or 'all':<8} {r['state']:<9} "
+        f"{r['created_at']:<11} {r['activates_at']:<11} {r['retires_at'] or '-'}"
         for r in rows
     ]
     emit(as_json, {"keys": rows}, "\n".join(lines))

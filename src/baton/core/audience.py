@@ -22,6 +22,8 @@ def resource_uri_problem(uri: str) -> str | None:
     RFC 8707 §2: "an absolute URI ... MUST NOT include a fragment component"; like a redirect
     URI, plain http only on loopback (an `aud` is compared as a string, and must name one host).
     """
+    if not (uri.isascii() and uri.isprintable()) or " " in uri:
+        return f"resource URI {uri!r} must be printable ASCII without spaces (RFC 3986)"
     try:
         parts = urlsplit(uri)
         hostname = parts.hostname

@@ -13,12 +13,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
+from baton.core.audience import resource_uri_problem
+from baton.core.challenges import app_url_problem
 from baton.core.keys import ALGORITHMS, LEGACY_ALGORITHMS
 from baton.core.origins import origin_of, origin_problem
-from baton.core.redirects import LOOPBACK, redirect_uri_problem
+from baton.core.redirects import LOOPBACK, client_option_problem, redirect_uri_problem
+from baton.core.scope import ScopeError
+from baton.core.scope import parse as parse_scope
+from baton.core.scope import render as render_scope
 from baton.core.subject import PAIRWISE, SUBJECT_TYPES, SectorError, sector_of
 
 DEFAULT_ID_TOKEN_ALG = "RS256"
@@ -64,6 +69,76 @@ class OidcSettings:
         return {
             k: list(v) if isinstance(v, tuple) else v for k, v in theirs.items() if mine[k] != v
         }
+
+
+def registration(client: Any) -> dict[str, Any]:
+    """A client's registration as `baton client show --json` prints it and the admin API's `GET
+    /clients/{id}` answers it (JSON-ready; never its secret): `client` is anything with the
+    attributes of `baton.store.base.Client`."""
+    settings = {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in OidcSettings.of(client).fields().items()
+    }
+    return {
+        "client_id": client.id,
+        "name": client.name,
+        "public": client.is_public,
+        "resource_server": client.is_resource_server,
+        "redirect_uris": list(client.redirect_uris),
+        "scope": client.scope,
+        "resource_uri": client.resource_uri,
+        "resources": list(client.allowed_resources),
+        "remember_consent": client.remember_consent,
+        "require_pkce": client.require_pkce,
+        "created_at": client.created_at,
+        "disabled_at": client.disabled_at,
+        "deleted": client.deleted_at is not None,
+        **settings,
+        "login_url": client.login_url,
+        "consent_url": client.consent_url,
+        "client_uri": client.client_uri,
+    }
+
+
+MAX_NAME = 200  # `clients.name`
+
+
+C = TypeVar("C")
+
+
+def checked_registration(client: C) -> C:
+    """`client` (a `baton.store.base.Client`) normalized (its scope, its OpenID Connect
+    settings), or `MetadataError` with the first problem found: the rules `baton client create`
+    and `update` and the console apply, each stated once (`baton.core.redirects`,
+    `baton.core.audience`, `baton.core.challenges`, `checked` above)."""
+    c: Any = client
+    if not (0 < len(c.name) <= MAX_NAME and c.name.isprintable()):
+        raise MetadataError(f"name must be 1 to {MAX_NAME} printable characters")
+    try:
+        scope = render_scope(parse_scope(c.scope.strip()))
+    except ScopeError as exc:
+        raise MetadataError(str(exc)) from None
+    for uri in c.redirect_uris:
+        if (problem := redirect_uri_problem(uri)) is not None:
+            raise MetadataError(problem)
+    if c.is_public and c.is_resource_server:
+        raise MetadataError("a resource server must be a confidential client")
+    if c.resource_uri is not None:
+        if not c.is_resource_server:
+            raise MetadataError("resource_uri identifies a resource server: it needs one")
+        if (problem := resource_uri_problem(c.resource_uri)) is not None:
+            raise MetadataError(problem)
+    option = client_option_problem(
+        c.is_public, tuple(c.redirect_uris), c.remember_consent, not c.require_pkce
+    )
+    if option is not None:
+        raise MetadataError(option)
+    for name in ("login_url", "consent_url", "client_uri"):
+        value = getattr(c, name)
+        if value is not None and (problem := app_url_problem(value, name)) is not None:
+            raise MetadataError(problem)
+    settings = checked(OidcSettings.of(c), c.redirect_uris)
+    return cast(C, replace(c, scope=scope, **settings.fields()))
 
 
 def id_token_alg(name: str) -> str:

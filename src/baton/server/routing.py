@@ -148,7 +148,15 @@ class Table:
     def fast_routes(self, routes: Iterable[BaseRoute]) -> list[Route]:
         """The machine POST routes among `routes` (the very objects the router holds): the fast
         path answers these itself (`baton.server.fastpath.machine`), and only POSTs."""
-        fast = {e.path for e in self.endpoints if e.kind is Kind.MACHINE and e.methods == {"POST"}}
+        # Exact paths only: a path with parameters (the admin API's `/users/{username}/disable`)
+        # goes through the router, which matches them.
+        fast = {
+            e.path
+            for e in self.endpoints
+            if e.kind is Kind.MACHINE and e.methods == {"POST"} and "{" not in e.path
+        }
+        # Nor the admin API's (`POST /clients`): few calls, and none hot.
+        fast -= {e.path for e in self.endpoints if e.scope is not None}
         # By path and method: a machine path may have a GET endpoint too (/userinfo).
         return [
             r for r in routes if isinstance(r, Route) and r.path in fast and r.methods == {"POST"}

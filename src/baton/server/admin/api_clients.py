@@ -2,11 +2,973 @@
 ...` do, over HTTP, for a platform's own tooling.
 
 Each route is declared once in `ENDPOINTS` with the scope it needs (`api.admin_endpoint`);
-`baton.server.routes` includes them in the table.
+`baton.server.routes` includes them in the table. The writes are the CLI's and the console's
+own store calls (`baton.store.sql.AdminStore`, its `ClientAdmin` part), each one transaction with
+its audit row, the caller named `client:<client_id>`; the registrations are checked by the one
+rule the CLI and the console apply (`baton.core.client_metadata.checked_registration`).
+
+- `GET /clients/{id}` answers an `ETag` (a digest of the registration it shows); `PATCH` with
+  `If-Match` writes only if the registration is still the one read, else 412, so two
+  administrators editing one client cannot silently overwrite each other. The store checks it in
+  the write's own transaction (`ClientAdmin.update_registration`), so it holds even when the two
+  race. Without `If-Match` the patch applies to the registration as it is.
+- A client never disables or deletes itself here: the call would cut the caller off (its own
+  token dies with its grants) and a script meant for another client could do it by a typo; a
+  409 says to use another admin client or `baton client disable`. Rotating its own secret is
+  allowed (credential hygiene); the token it called with stays valid until it expires.
+- Each write forgets the client in this process's cache (`ClientCache`), as the console does;
+  other processes confirm a client's row in each request's transaction, so a disabled client or
+  a rotated secret is refused everywhere at once, and settings reach them within 30 s.
+- `POST /keys/rotate` is `baton keys rotate` with the server's own key-encryption key; the
+  server reloads its keys at once. `GET /keys` shows public keys only.
 """
 
 from __future__ import annotations
 
-from baton.server.routing import Endpoint
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
-ENDPOINTS: tuple[Endpoint, ...] = ()
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+
+from baton.core.client_metadata import (
+    ID_TOKEN_ALG_CHOICES,
+    MetadataError,
+    checked_registration,
+    registration,
+)
+from baton.core.keys import (
+    ALGORITHM_CHOICES,
+    KeyEncryptionError,
+    StoredKey,
+    algorithm,
+    generate,
+    key_encryption_key,
+    unseal,
+)
+from baton.core.subject import SUBJECT_TYPES, SectorError, sector_of
+from baton.core.tokens import TokenKind, mint, random_id
+from baton.core.vocabulary import FeedEntryKind, RevocationCause
+from baton.server.admin.api import (
+    PREFIX,
+    AdminScope,
+    Caller,
+    Problem,
+    admin_endpoint,
+    json_answer,
+    json_body,
+)
+from baton.server.endpoints.openapi import (
+    ADMIN_AUTH_ERRORS,
+    BODY_ERRORS,
+    NO_STORE,
+    STRINGS,
+    json_request_body,
+    no_store_json,
+    operation,
+    problem,
+    query_parameter,
+    response,
+)
+from baton.server.observability import metrics
+from baton.server.routing import Endpoint
+from baton.server.runtime.context import Baton, baton
+from baton.server.runtime.keyring import ID_TOKEN, key_states, rotation_window
+from baton.store.admin import Actor, Disabled
+from baton.store.base import Client, ResourceUriTaken
+from baton.store.sql.client_admin import Stale
+from baton.store.sql.tombstones import Deleted
+
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+MAX_ITEMS = 100  # redirect URIs, origins, post-logout URIs, resources: per client
+MAX_STRING = 2000  # a URL or a scope string
+_RETRIES = 3  # a patch without If-Match, re-applied when another write got there first
+
+
+@runtime_checkable
+class ClientKeeper(Protocol):
+    """What these handlers ask of the store's admin side (`baton.store.sql.AdminStore`)."""
+
+    async def client(self, client_id: str) -> Client | None: ...
+
+    async def client_page(
+        self, after: tuple[int, str] | None, limit: int, include_deleted: bool
+    ) -> tuple[list[Client], tuple[int, str] | None]: ...
+
+    async def resource_uris(self) -> frozenset[str]: ...
+
+    async def register_client(self, client: Client, actor: Actor) -> None:
+        """`ResourceUriTaken` when another client has its resource URI."""
+        ...
+
+    async def update_registration(
+        self, before: Client, after: Client, actor: Actor
+    ) -> dict[str, Any] | Stale:
+        """The fields changed, or `STALE` when the row no longer holds `before`."""
+        ...
+
+    async def rotate_secret(self, client_id: str, secret_digest: bytes, actor: Actor) -> bool: ...
+
+    async def disable_client(self, client_id: str, actor: Actor) -> Disabled | None: ...
+
+    async def enable_client(self, client_id: str, actor: Actor) -> bool: ...
+
+    async def delete_client(self, client_id: str, actor: Actor) -> Deleted | None: ...
+
+    async def add_signing_key_audited(
+        self, key: StoredKey, retire_others_at: int | None, actor: Actor
+    ) -> None: ...
+
+
+def _keeper(request: Request) -> ClientKeeper:
+    found = baton(request).store.admin()
+    if not isinstance(found, ClientKeeper):
+        raise Problem(404, "not-available", "the admin API needs an SQL store")
+    return found
+
+
+# -- the registration's fields -------------------------------------------------------------------
+
+
+def _text(name: str, value: Any, limit: int = MAX_STRING) -> str:
+    if not isinstance(value, str):
+        raise Problem(400, "bad-body", f"{name} must be a string")
+    if len(value) > limit:
+        raise Problem(400, "bad-body", f"{name} must be at most {limit} characters")
+    return value
+
+
+def _strings(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise Problem(400, "bad-body", f"{name} must be an array of strings")
+    if len(value) > MAX_ITEMS:
+        raise Problem(400, "bad-body", f"{name} may hold at most {MAX_ITEMS} values")
+    return tuple(_text(f"each of {name}", v) for v in value)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise Problem(400, "bad-body", f"{name} must be true or false")
+    return value
+
+
+def _optional_text(name: str, value: Any) -> str | None:
+    return None if value is None or value == "" else _text(name, value)
+
+
+def _origins(name: str, value: Any) -> tuple[str, ...] | None:
+    return None if value is None else _strings(name, value)
+
+
+# Each field a client's registration is created or patched with: the `Client` attribute it sets
+# and how its JSON value is read (None in a patch: RFC 7396 removal, the field's default).
+_FIELD = Callable[[str, Any], Any]
+_EDITABLE: dict[str, tuple[str, _FIELD]] = {
+    "name": ("name", lambda n, v: _text(n, v, 1000)),
+    "redirect_uris": ("redirect_uris", _strings),
+    "scope": ("scope", _text),
+    "resources": ("allowed_resources", lambda n, v: tuple(dict.fromkeys(_strings(n, v)))),
+    "remember_consent": ("remember_consent", _flag),
+    "require_pkce": ("require_pkce", _flag),
+    "id_token_signed_response_alg": ("id_token_signed_response_alg", _text),
+    "subject_type": ("subject_type", _text),
+    "sector_identifier_uri": ("sector_identifier_uri", _optional_text),
+    "post_logout_redirect_uris": ("post_logout_redirect_uris", _strings),
+    "backchannel_logout_uri": ("backchannel_logout_uri", _optional_text),
+    "backchannel_logout_session_required": ("backchannel_logout_session_required", _flag),
+    "require_nonce": ("require_nonce", _flag),
+    "allowed_origins": ("allowed_origins", _origins),
+    "login_url": ("login_url", _optional_text),
+    "consent_url": ("consent_url", _optional_text),
+    "client_uri": ("client_uri", _optional_text),
+}
+# Set when the client is created, never changed: a client of another kind is another client.
+_CREATE_ONLY: dict[str, tuple[str, _FIELD]] = {
+    "public": ("is_public", _flag),
+    "resource_server": ("is_resource_server", _flag),
+    "resource_uri": ("resource_uri", _optional_text),
+}
+_READ_ONLY = ("client_id", "created_at", "disabled_at", "deleted", "client_secret")
+_DEFAULTS = Client(
+    id="", name="", secret_digest=None, is_public=False, is_resource_server=False,
+    redirect_uris=(), scope="", created_at=0,
+)  # fmt: skip
+
+
+def _changes(body: dict[str, Any], fields: dict[str, tuple[str, _FIELD]]) -> dict[str, Any]:
+    """The `Client` attributes `body` sets, each value of the right JSON type; a 400 naming the
+    first field that is unknown, read-only or of the wrong type."""
+    changes: dict[str, Any] = {}
+    for name, value in body.items():
+        if name not in fields:
+            if name in _READ_ONLY or name in _CREATE_ONLY:
+                how = {
+                    "disabled_at": ": POST /clients/{id}/disable or /enable",
+                    "client_secret": ": POST /clients/{id}/secret",
+                }.get(name, "")
+                raise Problem(400, "bad-body", f"{_shown(name)} cannot be changed{how}")
+            raise Problem(400, "bad-body", f"unknown field {_shown(name)}")
+        attribute, read = fields[name]
+        if value is None and attribute not in ("allowed_origins",):
+            if attribute == "name":
+                raise Problem(400, "bad-body", "name cannot be removed")
+            changes[attribute] = getattr(_DEFAULTS, attribute)
+        else:
+            changes[attribute] = read(name, value)
+    return changes
+
+
+def _shown(name: str) -> str:
+    """A field name from the body as a detail may quote it."""
+    return json.dumps(name[:60])
+
+
+def _checked(client: Client) -> Client:
+    try:
+        return checked_registration(client)
+    except MetadataError as exc:
+        raise Problem(400, "invalid-client-metadata", str(exc)) from None
+
+
+async def _check_resources(keeper: ClientKeeper, client: Client) -> None:
+    """RFC 8707: a client may be allowed only resources a resource server is registered for."""
+    if not client.allowed_resources:
+        return
+    registered = await keeper.resource_uris()
+    unknown = [uri for uri in client.allowed_resources if uri not in registered]
+    if unknown:
+        raise Problem(
+            400,
+            "invalid-client-metadata",
+            f"resources: {unknown[0]!r} is no registered resource server's URI",
+        )
+
+
+def _etag(client: Client) -> str:
+    shown = json.dumps(registration(client), sort_keys=True, separators=(",", ":"))
+    return '"' + hashlib.sha256(shown.encode()).hexdigest()[:32] + '"'
+
+
+def _answer(client: Client, status: int = 200, **extra: Any) -> Response:
+    answer = json_answer({**registration(client), **extra}, status)
+    answer.headers["ETag"] = _etag(client)
+    return answer
+
+
+# -- clients -------------------------------------------------------------------------------------
+
+
+def _client_id(request: Request) -> str:
+    value: str = request.path_params["client_id"]
+    if not (0 < len(value) <= 64 and value.isascii() and value.isprintable()):
+        raise _no_such_client()
+    return value
+
+
+def _no_such_client() -> Problem:
+    return Problem(404, "unknown-client", "no such client")
+
+
+def _deleted() -> Problem:
+    return Problem(
+        409, "client-deleted", "the client was deleted: its id never authenticates again"
+    )
+
+
+async def _found(request: Request, keeper: ClientKeeper) -> Client:
+    found = await keeper.client(_client_id(request))
+    if found is None:
+        raise _no_such_client()
+    return found
+
+
+async def _live(request: Request, keeper: ClientKeeper) -> Client:
+    found = await _found(request, keeper)
+    if found.deleted_at is not None:
+        raise _deleted()
+    return found
+
+
+def _cursor(raw: str | None) -> tuple[int, str] | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        padded = raw + "=" * (-len(raw) % 4)
+        created_at, client_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        if type(created_at) is int and isinstance(client_id, str) and 0 <= created_at < 2**53:
+            return created_at, client_id
+    except (ValueError, TypeError, UnicodeError, binascii.Error):
+        pass
+    raise Problem(400, "bad-request", "cursor is not one this API gave")
+
+
+def _cursor_text(cursor: tuple[int, str]) -> str:
+    raw = json.dumps(list(cursor), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= MAX_LIMIT):
+        raise Problem(400, "bad-request", f"limit must be an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def _boolean(name: str, raw: str | None) -> bool:
+    if raw is None or raw == "false":
+        return False
+    if raw == "true":
+        return True
+    raise Problem(400, "bad-request", f"{name} must be true or false")
+
+
+async def list_clients(request: Request, caller: Caller) -> Response:
+    """The clients, oldest first; deleted ones (tombstones) with `?include_deleted=true`."""
+    params = request.query_params
+    limit = _limit(params.get("limit"))
+    after = _cursor(params.get("cursor"))
+    include_deleted = _boolean("include_deleted", params.get("include_deleted"))
+    rows, following = await _keeper(request).client_page(after, limit, include_deleted)
+    return json_answer(
+        {
+            "items": [registration(c) for c in rows],
+            "next_cursor": _cursor_text(following) if following else None,
+        }
+    )
+
+
+async def create_client(request: Request, caller: Caller) -> Response:
+    """Registers a client as `baton client create` does: its secret is in the answer, once."""
+    body = await json_body(request)
+    if "name" not in body:
+        raise Problem(400, "bad-body", "name is required")
+    changes = _changes(body, {**_EDITABLE, **_CREATE_ONLY})
+    public = changes.get("is_public", False)
+    secret = None if public else mint(TokenKind.CLIENT_SECRET)
+    candidate = dataclasses.replace(
+        _DEFAULTS,
+        id=random_id("cl_"),
+        secret_digest=secret.digest if secret else None,
+        created_at=caller.now,
+        **changes,
+    )
+    client = _checked(candidate)
+    keeper = _keeper(request)
+    await _check_resources(keeper, client)
+    try:
+        await keeper.register_client(client, caller.actor)
+    except ResourceUriTaken:
+        raise Problem(
+            409,
+            "resource-uri-taken",
+            f"resource_uri {client.resource_uri!r} is already registered to another client",
+        ) from None
+    extra = {"client_secret": secret.plaintext} if secret else {}
+    answer = _answer(client, 201, **extra)
+    answer.headers["Location"] = f"{PREFIX}/clients/{client.id}"
+    return answer
+
+
+async def get_client(request: Request, caller: Caller) -> Response:
+    """A client's registration (a deleted one too, `deleted: true`), never its secret."""
+    return _answer(await _found(request, _keeper(request)))
+
+
+def _if_match(request: Request) -> list[str] | None:
+    header = request.headers.get("if-match")
+    if header is None:
+        return None
+    return [tag.strip() for tag in header.split(",") if tag.strip()]
+
+
+def _precondition_failed(client: Client) -> Problem:
+    return Problem(
+        412,
+        "precondition-failed",
+        "the client changed since it was read (its ETag is no longer the If-Match given): "
+        "read it again and reapply the change",
+        {"ETag": _etag(client)},
+    )
+
+
+def _matches(tags: list[str], client: Client) -> bool:
+    return "*" in tags or _etag(client) in tags
+
+
+def _sector_kept(before: Client, after: Client) -> None:
+    """A pairwise client's sector (so every user's `sub` for it) does not change as a side
+    effect of new redirect URIs; changing `subject_type` or `sector_identifier_uri` says so."""
+    if before.subject_type != "pairwise" or after.subject_type != "pairwise":
+        return
+    if before.sector_identifier_uri != after.sector_identifier_uri:
+        return
+    try:
+        old = sector_of(before.redirect_uris, before.sector_identifier_uri)
+        new = sector_of(after.redirect_uris, after.sector_identifier_uri)
+    except (SectorError, ValueError):
+        return  # refused or allowed by the registration check itself
+    if old != new:
+        raise Problem(
+            400,
+            "invalid-client-metadata",
+            f"these redirect URIs move the pairwise sector from {old!r} to {new!r}, which "
+            "would change every user's sub: register sector_identifier_uri with the old "
+            "sector's host first",
+        )
+
+
+async def update_client(request: Request, caller: Caller) -> Response:
+    """Changes the fields given (RFC 7396 merge patch), checked as `baton client update`
+    checks them; with `If-Match`, only if the registration is still the one read."""
+    body = await json_body(request)
+    changes = _changes(body, _EDITABLE)
+    tags = _if_match(request)
+    keeper = _keeper(request)
+    for _ in range(_RETRIES):
+        before = await _live(request, keeper)
+        if tags is not None and not _matches(tags, before):
+            raise _precondition_failed(before)
+        after = _checked(dataclasses.replace(before, **changes))
+        _sector_kept(before, after)
+        if after.allowed_resources != before.allowed_resources:
+            await _check_resources(keeper, after)
+        done = await keeper.update_registration(before, after, caller.actor)
+        if not isinstance(done, Stale):
+            baton(request).clients.forget(before.id)
+            return _answer(after)
+        if tags is not None:
+            now = await _live(request, keeper)
+            raise _precondition_failed(now)
+    raise Problem(409, "conflict", "the client is being changed by others: try again")
+
+
+async def rotate_secret(request: Request, caller: Caller) -> Response:
+    """A new secret, in the answer once; the old one fails from now on, in every process."""
+    keeper = _keeper(request)
+    found = await _live(request, keeper)
+    if found.is_public:
+        raise Problem(409, "public-client", "a public client has no secret")
+    secret = mint(TokenKind.CLIENT_SECRET)
+    if not await keeper.rotate_secret(found.id, secret.digest, caller.actor):
+        raise _deleted()
+    baton(request).clients.forget(found.id)
+    return json_answer({"client_id": found.id, "client_secret": secret.plaintext})
+
+
+async def _not_itself(request: Request, caller: Caller, found: Client, action: str) -> None:
+    if found.id != caller.client_id:
+        return
+    detail = {"refused": 409, "method": request.method}
+    await baton(request).store.audit_api(caller.actor, action, "client", found.id, detail)
+    raise Problem(
+        409,
+        "own-client",
+        f"a client cannot {action.split('.')[1]} itself here (its own token would die with "
+        "it): use another admin client, or `baton client` on the command line",
+    )
+
+
+def _count_revoked(request: Request, revoked: int) -> None:
+    if revoked:
+        revocations = metrics.of(request).revocations.labels(
+            FeedEntryKind.GRANT, RevocationCause.CLIENT_DISABLED.metric_label
+        )
+        revocations.inc(revoked)
+
+
+async def disable_client(request: Request, caller: Caller) -> Response:
+    """The incident response: the client can no longer authenticate, and every live grant of
+    it (so every token it holds) is revoked at once and announced on the feed."""
+    keeper = _keeper(request)
+    found = await _live(request, keeper)
+    await _not_itself(request, caller, found, "client.disable")
+    done = await keeper.disable_client(found.id, caller.actor)
+    baton(request).clients.forget(found.id)
+    if done is None:
+        raise Problem(409, "client-disabled", "the client is disabled already")
+    _count_revoked(request, done.grants_revoked)
+    return json_answer(
+        {"client_id": found.id, "disabled": True, "grants_revoked": done.grants_revoked}
+    )
+
+
+async def enable_client(request: Request, caller: Caller) -> Response:
+    """Lets a disabled client authenticate again; what the disabling revoked stays revoked."""
+    keeper = _keeper(request)
+    found = await _live(request, keeper)
+    if not await keeper.enable_client(found.id, caller.actor):
+        raise Problem(409, "client-enabled", "the client is not disabled")
+    baton(request).clients.forget(found.id)
+    return json_answer({"client_id": found.id, "disabled": False})
+
+
+async def delete_client(request: Request, caller: Caller) -> Response:
+    """`baton client delete`: disabled, then kept only as a tombstone."""
+    keeper = _keeper(request)
+    found = await _live(request, keeper)
+    await _not_itself(request, caller, found, "client.delete")
+    done = await keeper.delete_client(found.id, caller.actor)
+    baton(request).clients.forget(found.id)
+    if done is None:
+        raise _deleted()
+    _count_revoked(request, done.grants_revoked)
+    return Response(status_code=204, headers={"Cache-Control": "no-store"})
+
+
+# -- signing keys --------------------------------------------------------------------------------
+
+
+def _key(key: StoredKey, state: str) -> dict[str, Any]:
+    return {
+        "kid": key.kid,
+        "alg": key.alg,
+        "purpose": key.purpose,
+        "state": state,
+        "created_at": key.created_at,
+        "activates_at": key.activates_at,
+        "retires_at": key.retires_at,
+        "public_jwk": json.loads(key.public_jwk),
+    }
+
+
+async def list_keys(request: Request, caller: Caller) -> Response:
+    """The signing keys, oldest first, with their publication window and public JWK."""
+    stored = await baton(request).store.signing_keys()
+    states = key_states(stored, caller.now)
+    return json_answer({"items": [_key(k, states[k.kid]) for k in stored], "next_cursor": None})
+
+
+_ROTATE_FIELDS = ("alg", "publish_ahead", "max_access_ttl", "max_id_token_ttl", "id_token_only")
+MAX_SECONDS = 366 * 86400
+
+
+def _seconds(body: dict[str, Any], name: str, default: int, minimum: int) -> int:
+    value = body.get(name, default)
+    if type(value) is not int or not minimum <= value <= MAX_SECONDS:
+        raise Problem(
+            400, "bad-body", f"{name} must be an integer of seconds from {minimum} to {MAX_SECONDS}"
+        )
+    return value
+
+
+async def rotate_keys(request: Request, caller: Caller) -> Response:
+    """`baton keys rotate`: a new key published now, signing after `publish_ahead` while a key
+    of its role signs; the keys it replaces stay published the longest lifetime of a token they
+    signed."""
+    app = baton(request)
+    body = await json_body(request)
+    for name in body:
+        if name not in _ROTATE_FIELDS:
+            raise Problem(400, "bad-body", f"unknown field {_shown(name)}")
+    alg = body.get("alg", "ES256")
+    if alg not in ALGORITHM_CHOICES:
+        choices = ", ".join(ALGORITHM_CHOICES)
+        raise Problem(400, "bad-body", f"alg must be one of {choices}")
+    settings = app.settings
+    publish_ahead = _seconds(body, "publish_ahead", 600, 0)
+    access_ttl = _seconds(body, "max_access_ttl", settings.policy.lifetimes.access_ttl, 1)
+    id_token_ttl = _seconds(body, "max_id_token_ttl", settings.id_token_lifetime, 1)
+    purpose = ID_TOKEN if _flag("id_token_only", body.get("id_token_only", False)) else None
+    if settings.key_encryption_key is None:
+        raise Problem(
+            409,
+            "no-key-encryption-key",
+            "this server has no key-encryption key (--key-encryption-key): it keeps no "
+            "signing keys",
+        )
+    kek = key_encryption_key(settings.key_encryption_key)
+    now, new_alg = caller.now, algorithm(alg)
+    existing = await app.store.signing_keys()
+    keep = max(access_ttl, id_token_ttl)
+    activates_at, retire_at = rotation_window(existing, new_alg, purpose, now, publish_ahead, keep)
+
+    def made() -> StoredKey:
+        for stored in existing:
+            unseal(stored, kek)  # the same key-encryption key, or refuse before writing
+        return dataclasses.replace(generate(new_alg, now, activates_at, kek), purpose=purpose)
+
+    try:
+        # An RSA key takes a good part of a second to make: not on the event loop.
+        new = await anyio.to_thread.run_sync(made)
+    except KeyEncryptionError as exc:
+        raise Problem(409, "wrong-key-encryption-key", str(exc)) from None
+    await _keeper(request).add_signing_key_audited(new, retire_at, caller.actor)
+    await _reload(app, now)
+    return json_answer(
+        {
+            "kid": new.kid,
+            "alg": new.alg,
+            "purpose": purpose,
+            "activates_at": activates_at,
+            "old_keys_retire_at": retire_at,
+        }
+    )
+
+
+async def _reload(app: Baton, now: int) -> None:
+    """This process signs with the new key as soon as it is active (the others within their
+    --key-reload-interval, which --publish-ahead exceeds)."""
+    await app.keys.reload(now)
+
+
+# -- OpenAPI -------------------------------------------------------------------------------------
+
+_CLIENT_PATH = {
+    "name": "client_id",
+    "in": "path",
+    "required": True,
+    "description": "The client's id.",
+    "schema": {"type": "string"},
+}
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_FIELDS_SCHEMA: dict[str, Any] = {
+    "name": {"type": "string", "minLength": 1, "maxLength": 200},
+    "redirect_uris": STRINGS,
+    "scope": {"type": "string", "description": "Space-separated scopes it may ask for."},
+    "resources": {**STRINGS, "description": "Resource servers' URIs it may get tokens for."},
+    "remember_consent": {"type": "boolean"},
+    "require_pkce": {"type": "boolean"},
+    "id_token_signed_response_alg": {"enum": list(ID_TOKEN_ALG_CHOICES)},
+    "subject_type": {"enum": list(SUBJECT_TYPES)},
+    "sector_identifier_uri": _NULLABLE_STRING,
+    "post_logout_redirect_uris": STRINGS,
+    "backchannel_logout_uri": _NULLABLE_STRING,
+    "backchannel_logout_session_required": {"type": "boolean"},
+    "require_nonce": {"type": "boolean"},
+    "allowed_origins": {
+        "type": ["array", "null"],
+        "items": {"type": "string"},
+        "description": "Browser origins allowed to call the token endpoints; null: the "
+        "redirect URIs' origins; []: none.",
+    },
+    "login_url": _NULLABLE_STRING,
+    "consent_url": _NULLABLE_STRING,
+    "client_uri": _NULLABLE_STRING,
+}
+_KIND_SCHEMA: dict[str, Any] = {
+    "public": {"type": "boolean"},
+    "resource_server": {"type": "boolean"},
+    "resource_uri": _NULLABLE_STRING,
+}
+_CLIENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["client_id", "name", "public", "redirect_uris", "scope", "disabled_at"],
+    "properties": {
+        "client_id": {"type": "string"},
+        **_FIELDS_SCHEMA,
+        **_KIND_SCHEMA,
+        "created_at": {"type": "integer"},
+        "disabled_at": {"type": ["integer", "null"]},
+        "deleted": {"type": "boolean"},
+    },
+    "additionalProperties": True,
+}
+_CREATED: dict[str, Any] = {
+    **_CLIENT,
+    "properties": {**_CLIENT["properties"], "client_secret": {"type": "string"}},
+}
+_ETAG = {"ETag": {"description": "The registration's version.", "schema": {"type": "string"}}}
+_UNKNOWN_CLIENT = {"404": problem("No such client.")}
+_INVALID = {
+    "400": problem(
+        "The body is not the JSON object described (a field unknown, read-only or of the wrong "
+        "type), or the registration is refused (the same rules as `baton client create`)."
+    )
+}
+_OUTCOME = {
+    "type": "object",
+    "required": ["client_id"],
+    "properties": {
+        "client_id": {"type": "string"},
+        "disabled": {"type": "boolean"},
+        "grants_revoked": {"type": "integer"},
+        "client_secret": {"type": "string"},
+    },
+}
+_KEY: dict[str, Any] = {
+    "type": "object",
+    "required": ["kid", "alg", "state", "created_at", "activates_at", "public_jwk"],
+    "properties": {
+        "kid": {"type": "string"},
+        "alg": {"type": "string"},
+        "purpose": {"type": ["string", "null"]},
+        "state": {"enum": ["pending", "signing", "verifying", "retired"]},
+        "created_at": {"type": "integer"},
+        "activates_at": {"type": "integer"},
+        "retires_at": {"type": ["integer", "null"]},
+        "public_jwk": {"type": "object"},
+    },
+}
+
+
+def _page_of(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {"items": {"type": "array", "items": item}, "next_cursor": _NULLABLE_STRING},
+    }
+
+
+def _errors(*extra: dict[str, Any]) -> dict[str, Any]:
+    merged = {**ADMIN_AUTH_ERRORS}
+    for more in extra:
+        merged |= more
+    return merged
+
+
+LIST_CLIENTS = operation(
+    "listClients",
+    {
+        "200": no_store_json("A page of clients.", _page_of(_CLIENT)),
+        **_errors({"400": problem("A bad `limit`, `cursor` or `include_deleted`.")}),
+    },
+    description="Needs `admin:clients:read`. Oldest first.",
+    parameters=[
+        query_parameter("limit", "1 to 200 (default 50).", {"type": "string"}),
+        query_parameter("cursor", "The `next_cursor` of the page before.", {"type": "string"}),
+        query_parameter(
+            "include_deleted", "`true`: deleted clients too.", {"enum": ["true", "false"]}
+        ),
+    ],
+)
+CREATE_CLIENT = operation(
+    "createClient",
+    {
+        "201": no_store_json(
+            "The client, with its `client_secret` (confidential clients; shown only now).",
+            _CREATED,
+            Location={"description": "The client's URL.", "schema": {"type": "string"}},
+            **_ETAG,
+        ),
+        **_errors(
+            BODY_ERRORS,
+            _INVALID,
+            {"409": problem("Another client is registered with this `resource_uri`.")},
+        ),
+    },
+    description="Needs `admin:clients:write`. As `baton client create`.",
+    requestBody=json_request_body(
+        {
+            "type": "object",
+            "required": ["name"],
+            "properties": {**_FIELDS_SCHEMA, **_KIND_SCHEMA},
+            "additionalProperties": False,
+        }
+    ),
+)
+GET_CLIENT = operation(
+    "getClient",
+    {"200": no_store_json("The client.", _CLIENT, **_ETAG), **_errors(_UNKNOWN_CLIENT)},
+    description="Needs `admin:clients:read`. Never the secret.",
+    parameters=[_CLIENT_PATH],
+)
+UPDATE_CLIENT = operation(
+    "updateClient",
+    {
+        "200": no_store_json("The client as it now is.", _CLIENT, **_ETAG),
+        **_errors(
+            BODY_ERRORS,
+            _INVALID,
+            _UNKNOWN_CLIENT,
+            {
+                "409": problem(
+                    "The client was deleted (or, without If-Match, changed by others under "
+                    "each of three attempts to apply the patch)."
+                ),
+                "412": problem("`If-Match` names a version the client no longer has.", **_ETAG),
+            },
+        ),
+    },
+    description="Needs `admin:clients:write`. RFC 7396 merge patch of the fields to change; "
+    "`If-Match: <ETag>` makes it conditional.",
+    parameters=[
+        _CLIENT_PATH,
+        query_parameter(
+            "If-Match", "The ETag the change was made from.", {"type": "string"}, "header"
+        ),
+    ],
+    requestBody=json_request_body(
+        {"type": "object", "properties": _FIELDS_SCHEMA, "additionalProperties": False}
+    ),
+)
+
+
+def _action(operation_id: str, description: str, conflict: str, **more: Any) -> dict[str, Any]:
+    return operation(
+        operation_id,
+        {
+            "200": no_store_json("Done.", _OUTCOME),
+            **_errors(_UNKNOWN_CLIENT, {"409": problem(conflict)}),
+        },
+        description=description,
+        parameters=[_CLIENT_PATH],
+        **more,
+    )
+
+
+ROTATE_SECRET = _action(
+    "rotateClientSecret",
+    "Needs `admin:clients:write`. The new `client_secret`, shown only now; the old one fails "
+    "at once.",
+    "The client is public or deleted.",
+)
+DISABLE_CLIENT = _action(
+    "disableClient",
+    "Needs `admin:clients:write`. Every live grant of it is revoked (`grants_revoked`).",
+    "The client is disabled already, deleted, or the caller itself.",
+)
+ENABLE_CLIENT = _action(
+    "enableClient", "Needs `admin:clients:write`.", "The client is not disabled, or deleted."
+)
+DELETE_CLIENT = operation(
+    "deleteClient",
+    {
+        "204": response("Deleted.", NO_STORE),
+        **_errors(_UNKNOWN_CLIENT, {"409": problem("Deleted already, or the caller itself.")}),
+    },
+    description="Needs `admin:clients:write`. Disabled, then kept only as a tombstone.",
+    parameters=[_CLIENT_PATH],
+)
+LIST_KEYS = operation(
+    "listSigningKeys",
+    {"200": no_store_json("The signing keys.", _page_of(_KEY)), **ADMIN_AUTH_ERRORS},
+    description="Needs `admin:keys:read`. Public keys only.",
+)
+ROTATE_KEYS = operation(
+    "rotateSigningKeys",
+    {
+        "200": no_store_json(
+            "The new key.",
+            {
+                "type": "object",
+                "required": ["kid", "alg", "activates_at"],
+                "properties": {
+                    "kid": {"type": "string"},
+                    "alg": {"type": "string"},
+                    "purpose": {"type": ["string", "null"]},
+                    "activates_at": {"type": "integer"},
+                    "old_keys_retire_at": {"type": ["integer", "null"]},
+                },
+            },
+        ),
+        **_errors(
+            BODY_ERRORS,
+            {"409": problem("The server has no key-encryption key, or not the keys' one.")},
+        ),
+    },
+    description="Needs `admin:keys:write`. As `baton keys rotate`.",
+    requestBody=json_request_body(
+        {
+            "type": "object",
+            "properties": {
+                "alg": {"enum": list(ALGORITHM_CHOICES)},
+                "publish_ahead": {"type": "integer", "minimum": 0, "maximum": MAX_SECONDS},
+                "max_access_ttl": {"type": "integer", "minimum": 1, "maximum": MAX_SECONDS},
+                "max_id_token_ttl": {"type": "integer", "minimum": 1, "maximum": MAX_SECONDS},
+                "id_token_only": {"type": "boolean"},
+            },
+            "additionalProperties": False,
+        }
+    ),
+)
+
+_READ, _WRITE = AdminScope.CLIENTS_READ, AdminScope.CLIENTS_WRITE
+ENDPOINTS: tuple[Endpoint, ...] = (
+    admin_endpoint(
+        "/clients",
+        "GET",
+        list_clients,
+        _READ,
+        openapi=LIST_CLIENTS,
+        summary="List clients",
+        details="`?include_deleted=true`, `?limit=&cursor=`",
+    ),
+    admin_endpoint(
+        "/clients",
+        "POST",
+        create_client,
+        _WRITE,
+        openapi=CREATE_CLIENT,
+        summary="Register a client",
+        details="the `client_secret` answered once",
+    ),
+    admin_endpoint(
+        "/clients/{client_id}",
+        "GET",
+        get_client,
+        _READ,
+        openapi=GET_CLIENT,
+        summary="A client's registration",
+        details="with an `ETag`",
+    ),
+    admin_endpoint(
+        "/clients/{client_id}",
+        "PATCH",
+        update_client,
+        _WRITE,
+        openapi=UPDATE_CLIENT,
+        summary="Change a client's registration",
+        details="merge patch; `If-Match` or 412",
+    ),
+    admin_endpoint(
+        "/clients/{client_id}",
+        "DELETE",
+        delete_client,
+        _WRITE,
+        openapi=DELETE_CLIENT,
+        summary="Delete a client",
+        details="a tombstone, as `baton client delete`",
+    ),
+    admin_endpoint(
+        "/clients/{client_id}/secret",
+        "POST",
+        rotate_secret,
+        _WRITE,
+        openapi=ROTATE_SECRET,
+        summary="Rotate a client's secret",
+        details="the old one fails at once",
+    ),
+    admin_endpoint(
+        "/clients/{client_id}/disable",
+        "POST",
+        disable_client,
+        _WRITE,
+        openapi=DISABLE_CLIENT,
+        summary="Disable a client",
+        details="every live grant revoked",
+    ),
+    admin_endpoint(
+        "/clients/{client_id}/enable",
+        "POST",
+        enable_client,
+        _WRITE,
+        openapi=ENABLE_CLIENT,
+        summary="Enable a disabled client",
+    ),
+    admin_endpoint(
+        "/keys",
+        "GET",
+        list_keys,
+        AdminScope.KEYS_READ,
+        openapi=LIST_KEYS,
+        summary="List the signing keys",
+        details="public JWKs and publication windows",
+    ),
+    admin_endpoint(
+        "/keys/rotate",
+        "POST",
+        rotate_keys,
+        AdminScope.KEYS_WRITE,
+        openapi=ROTATE_KEYS,
+        summary="Rotate the signing keys",
+        details="as `baton keys rotate`",
+    ),
+)

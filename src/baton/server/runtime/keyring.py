@@ -57,6 +57,58 @@ def missing_id_token_keys(
     return missing
 
 
+def rotation_window(
+    existing: Sequence[StoredKey],
+    alg: str,
+    purpose: str | None,
+    now: int,
+    publish_ahead: int,
+    keep_published: int,
+) -> tuple[int, int | None]:
+    """When a new key of `alg` and `purpose` (`baton keys rotate`, `POST /keys/rotate`) starts
+    signing, and when the keys it replaces (as `add_signing_key` retires them: the ID-token-only
+    keys of its algorithm and, for a key that signs access tokens, the others that do) leave the
+    JWKS (None: it replaces none).
+
+    Published `publish_ahead` seconds before it signs while a key of its role signs; at once
+    otherwise (the first key to sign access tokens: JWT access tokens cannot wait for it). A
+    replaced key stays published `keep_published` seconds (the longest lifetime of a token it
+    signed) after the new one starts signing."""
+    lasting = [k for k in existing if k.retires_at is None]
+    replaced = [k for k in lasting if k.purpose is not None and k.alg == alg]
+    if purpose is None:
+        replaced += [k for k in lasting if k.purpose is None]
+    ahead = any(k.purpose == purpose for k in replaced)
+    activates_at = now + publish_ahead if ahead else now
+    return activates_at, activates_at + keep_published if replaced else None
+
+
+def key_states(keys: Sequence[StoredKey], now: int) -> dict[str, str]:
+    """Each key's state at `now`, by kid: "pending" (published, not signing yet), "signing"
+    (the newest active key of its role: access tokens, or an algorithm's ID-token-only keys),
+    "verifying" (published so that what it signed still verifies, replaced by a newer one) or
+    "retired" (no longer published)."""
+    states: dict[str, str] = {}
+    newest: dict[tuple[str | None, str | None], StoredKey] = {}
+    for key in keys:
+        if not key.published(now):
+            states[key.kid] = "retired"
+        elif key.activates_at > now:
+            states[key.kid] = "pending"
+        else:
+            states[key.kid] = "verifying"
+            role = (key.purpose, key.alg if key.purpose is not None else None)
+            held = newest.get(role)
+            if held is None or (key.activates_at, key.created_at) > (
+                held.activates_at,
+                held.created_at,
+            ):
+                newest[role] = key
+    for key in newest.values():
+        states[key.kid] = "signing"
+    return states
+
+
 class KeyRing:
     def __init__(
         self, store: SigningKeys, kek: bytes | None, id_token_lifetime: int = 3600

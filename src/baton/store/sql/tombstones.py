@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, func, update
 
 from baton.store.admin import Actor
 from baton.store.base import Client
 from baton.store.schema import clients
-from baton.store.sql import outbox
 from baton.store.sql.audit import record
-from baton.store.sql.facade import SQLStore
+
+if TYPE_CHECKING:
+    from baton.store.sql.facade import SQLStore
 
 
 def is_deleted(client: Client) -> bool:
@@ -41,32 +43,28 @@ class Deleted:
 async def delete_client(store: SQLStore, client_id: str, actor: Actor) -> Deleted | None:
     """Disables the client (revoking every live grant) and turns its row into a tombstone, each
     step audited; None when there is no such client or it was deleted already."""
-    found = await store.get_client(client_id)
-    if found is None or is_deleted(found):
-        return None
-    disabled = await store.admin().disable_client(client_id, actor)
+    return await store.admin().delete_client(client_id, actor)
 
-    def work(conn: Connection) -> bool:
-        changed = conn.execute(
-            update(clients)
-            .where(clients.c.id == client_id)
-            .values(
-                is_public=False,
-                secret_digest=None,
-                disabled_at=func.coalesce(clients.c.disabled_at, actor.now),
-                deleted_at=actor.now,
-                redirect_uris=json.dumps([]),
-                post_logout_redirect_uris=None,
-                backchannel_logout_uri=None,
-                allowed_origins=json.dumps([]),
-                login_url=None,
-                consent_url=None,
-            )
-        ).rowcount
-        if changed == 1:
-            record(conn, actor, "client.delete", "client", client_id, None)
-        return changed == 1
 
-    if not await outbox.write(store.runner, work):
-        return None
-    return Deleted(disabled.grants_revoked if disabled is not None else 0)
+def tombstone(conn: Connection, client_id: str, actor: Actor) -> bool:
+    """Turns a client's row into a tombstone (it was disabled first), audited; False when it
+    has no row."""
+    changed = conn.execute(
+        update(clients)
+        .where(clients.c.id == client_id)
+        .values(
+            is_public=False,
+            secret_digest=None,
+            disabled_at=func.coalesce(clients.c.disabled_at, actor.now),
+            deleted_at=actor.now,
+            redirect_uris=json.dumps([]),
+            post_logout_redirect_uris=None,
+            backchannel_logout_uri=None,
+            allowed_origins=json.dumps([]),
+            login_url=None,
+            consent_url=None,
+        )
+    ).rowcount
+    if changed == 1:
+        record(conn, actor, "client.delete", "client", client_id, None)
+    return changed == 1

@@ -1,0 +1,214 @@
+"""Clients and signing keys as the admin API (`baton.server.admin.api_clients`) and the CLI
+change them: each write one transaction with the audit row that records it.
+
+`ClientAdmin` is a base of `baton.store.sql.admin.AdminStore` (`SQLStore.admin()`), beside the
+console's actions it reuses (disable, enable, rotate the secret):
+
+- `register_client`: the client's row and its `client.create` audit row, or `ResourceUriTaken`.
+- `client_page`: clients oldest first, keyset-paged along (created_at, id).
+- `update_registration(before, after, actor)`: optimistic concurrency. The row is written only
+  if it still holds what `before` says (every column but the secret: a rotation is no
+  conflicting edit), so two administrators who read the same registration cannot both write
+  their edit of it: the second finds its `before` stale (`STALE`) and must read again. That is
+  what makes the admin API's `If-Match` hold even between two requests racing each other.
+- `delete_client`: disable (every live grant revoked, announced on the feed), then the tombstone
+  (`baton.store.sql.tombstones`).
+- `add_signing_key_audited`: `baton keys rotate`'s write with its `key.rotate` audit row.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from baton.core.keys import StoredKey
+from baton.store.admin import Actor, Disabled
+from baton.store.base import Client, ResourceUriTaken
+from baton.store.schema import clients
+from baton.store.sql import registry
+from baton.store.sql.audit import record
+from baton.store.sql.rows import client_from_row, client_values
+from baton.store.sql.tombstones import Deleted, is_deleted, tombstone
+
+T = TypeVar("T")
+
+# What a registration edit may write (never the id, the secret, the kind, the resource URI, the
+# times or the tombstone).
+EDITABLE_COLUMNS = (
+    "name",
+    "redirect_uris",
+    "scope",
+    "allowed_resources",
+    "remember_consent",
+    "require_pkce",
+    *registry.OIDC_COLUMNS[1:],  # the OpenID Connect settings, the app URLs, the homepage
+)
+_COMPARED = tuple(c.name for c in clients.columns if c.name != "secret_digest")
+
+
+class Stale(enum.Enum):
+    """The row no longer holds what the edit was made from (changed, or gone)."""
+
+    STALE = "stale"
+
+
+STALE = Stale.STALE
+
+
+class ClientAdmin:
+    """The admin API's client and key writes, for a class with the store's `_read` and `_write`
+    (`baton.store.sql.admin.AdminStore`)."""
+
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        raise NotImplementedError
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        raise NotImplementedError
+
+    async def disable_client(self, client_id: str, actor: Actor) -> Disabled | None:
+        raise NotImplementedError
+
+    async def register_client(self, client: Client, actor: Actor) -> None:
+        """Stores a new client, audited (`client.create`, never its secret); `ResourceUriTaken`
+        when another client is registered with its `resource_uri`."""
+
+        def work(conn: Connection) -> None:
+            registry.insert_client(conn, client)
+            detail = {
+                "name": client.name,
+                "public": client.is_public,
+                "resource_server": client.is_resource_server,
+                "redirect_uris": list(client.redirect_uris),
+                "scope": client.scope,
+                "remember_consent": client.remember_consent,
+                "require_pkce": client.require_pkce,
+            }
+            if client.resource_uri is not None:
+                detail["resource_uri"] = client.resource_uri
+            record(conn, actor, "client.create", "client", client.id, detail)
+
+        try:
+            await self._write(work)
+        except IntegrityError as exc:
+            if client.resource_uri is not None:  # the unique `ix_clients_resource_uri`
+                raise ResourceUriTaken(client.resource_uri) from exc
+            raise
+
+    async def resource_uris(self) -> frozenset[str]:
+        """Every registered resource server's `resource_uri` (RFC 8707)."""
+        return await self._read(registry.registered_resources)
+
+    async def client_page(
+        self, after: tuple[int, str] | None, limit: int, include_deleted: bool
+    ) -> tuple[list[Client], tuple[int, str] | None]:
+        """Up to `limit` clients oldest first, after the keyset cursor `after` (created_at, id)
+        of the last one shown; and the cursor of the next page, if there is one."""
+
+        def work(conn: Connection) -> tuple[list[Client], tuple[int, str] | None]:
+            stmt = select(clients).order_by(clients.c.created_at, clients.c.id)
+            if not include_deleted:
+                stmt = stmt.where(clients.c.deleted_at.is_(None))
+            if after is not None:
+                created_at, client_id = after
+                stmt = stmt.where(
+                    or_(
+                        clients.c.created_at > created_at,
+                        and_(clients.c.created_at == created_at, clients.c.id > client_id),
+                    )
+                )
+            found = [client_from_row(r) for r in conn.execute(stmt.limit(limit + 1)).mappings()]
+            if len(found) > limit:
+                last = found[limit - 1]
+                return found[:limit], (last.created_at, last.id)
+            return found, None
+
+        return await self._read(work)
+
+    async def update_registration(
+        self, before: Client, after: Client, actor: Actor
+    ) -> dict[str, Any] | Stale:
+        """Writes `after`'s editable fields (checked by the caller) if the row still holds
+        `before`, audited (`client.update`, the fields changed and their new values): the
+        changes (empty: nothing changed, nothing written), or `STALE` when the row changed or
+        went since `before` was read."""
+        old, new = client_values(before), client_values(after)
+        changes = {c: new[c] for c in EDITABLE_COLUMNS if old[c] != new[c]}
+        detail = {
+            name: list(value) if isinstance(value, tuple) else value
+            for name in _fields_changed(before, after)
+            for value in [getattr(after, name)]
+        }
+
+        def work(conn: Connection) -> dict[str, Any] | Stale:
+            unchanged = [clients.c[c].is_not_distinct_from(old[c]) for c in _COMPARED]
+            stmt = update(clients).where(*unchanged)
+            if not changes:  # still confirm the row is as read: an If-Match must hold
+                held = conn.execute(select(clients.c.id).where(*unchanged)).first()
+                return {} if held is not None else STALE
+            if conn.execute(stmt.values(**changes)).rowcount != 1:
+                return STALE
+            record(conn, actor, "client.update", "client", before.id, detail)
+            return detail
+
+        return await self._write(work)
+
+    async def delete_client(self, client_id: str, actor: Actor) -> Deleted | None:
+        """Disables the client (revoking every live grant) and turns its row into a tombstone,
+        each step audited; None when there is no such client or it was deleted already."""
+        found = await self._read(lambda conn: registry.get_client(conn, client_id))
+        if found is None or is_deleted(found):
+            return None
+        disabled = await self.disable_client(client_id, actor)
+        if not await self._write(lambda conn: tombstone(conn, client_id, actor)):
+            return None
+        return Deleted(disabled.grants_revoked if disabled is not None else 0)
+
+    async def add_signing_key_audited(
+        self, key: StoredKey, retire_others_at: int | None, actor: Actor
+    ) -> None:
+        """Stores a new signing key (`registry.add_signing_key`: the lasting keys it replaces
+        retire at `retire_others_at`), audited (`key.rotate`, never key material)."""
+
+        def work(conn: Connection) -> None:
+            registry.add_signing_key(conn, key, retire_others_at)
+            detail = {
+                "alg": key.alg,
+                "purpose": key.purpose,
+                "activates_at": key.activates_at,
+                "old_keys_retire_at": retire_others_at,
+            }
+            record(conn, actor, "key.rotate", "signing_key", key.kid, detail)
+
+        await self._write(work)
+
+
+_FIELDS = (
+    "name",
+    "redirect_uris",
+    "scope",
+    "allowed_resources",
+    "remember_consent",
+    "require_pkce",
+    "id_token_signed_response_alg",
+    "subject_type",
+    "sector_identifier_uri",
+    "post_logout_redirect_uris",
+    "backchannel_logout_uri",
+    "backchannel_logout_session_required",
+    "require_nonce",
+    "allowed_origins",
+    "login_url",
+    "consent_url",
+    "client_uri",
+)
+
+
+def _fields_changed(before: Client, after: Client) -> list[str]:
+    return [name for name in _FIELDS if getattr(before, name) != getattr(after, name)]
+
+
+__all__ = ["EDITABLE_COLUMNS", "STALE", "ClientAdmin", "Stale"]
