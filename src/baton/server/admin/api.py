@@ -68,8 +68,8 @@ PROBLEM = "application/problem+json"
 
 class AdminScope(enum.StrEnum):
     """The admin API's scopes. A confidential client is registered with the ones it needs
-    (`baton client create --confidential --scope "admin:clients:read ..."`) and asks for them in
-    its client_credentials request; each route needs exactly one."""
+    (`baton client create --name tooling --scope "admin:clients:read ..."`) and asks for them
+    in its client_credentials request; each route needs exactly one."""
 
     # Login and consent delegation (issue 25): read, accept and reject challenges.
     CHALLENGES = "admin:challenges"
