@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
+import anyio
 import pytest
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 
 from baton.store import migrate
+from baton.store.engines import open_runner
 
 # The head of the chain as the last release shipped it (0.1.0: migrations 0001 to 0006). Move it
 # to the head of each release when it is cut.
@@ -146,3 +149,28 @@ def test_the_release_itself_would_not_have_passed() -> None:
         for found in contractions(rendered(script))
     ]
     assert found
+
+
+def test_a_database_a_later_release_migrated_is_current_for_this_one(tmp_path: Path) -> None:
+    """During the next rolling upgrade, this release's servers keep starting, answering /readyz
+    and running their commands on the database the next release migrated (a revision these
+    scripts do not know), and its `baton db upgrade` changes nothing there."""
+
+    async def scenario() -> None:
+        runner = open_runner(str(tmp_path / "baton.db"))
+        try:
+            await migrate.upgrade(runner, RELEASED_HEAD)
+            assert not await migrate.is_current(runner)  # this release's migrations pending
+            await migrate.upgrade(runner)
+            assert await migrate.is_current(runner)
+            await runner.write(
+                lambda conn: conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'next'")
+            )
+            assert await migrate.is_current(runner)
+            assert (await migrate.plan(runner)).pending == ()
+            await migrate.upgrade(runner)
+            assert await migrate.current(runner) == "next"
+        finally:
+            await runner.close()
+
+    anyio.run(scenario)

@@ -11,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -39,8 +40,24 @@ async def current(runner: Runner) -> str | None:
     return await runner.read(current_revision)
 
 
+def is_later(revision: str | None) -> bool:
+    """Whether `revision` is one these scripts do not know: a later release's, whose migrations
+    only added to the schema (tests/store/test_expand_only.py), so that this release runs beside
+    it during a rolling upgrade (docs/upgrades.md)."""
+    if revision is None:
+        return False
+    try:
+        ScriptDirectory.from_config(_config()).get_revision(revision)
+    except CommandError:
+        return True
+    return False
+
+
 async def is_current(runner: Runner) -> bool:
-    return await current(runner) == head()
+    """No migration of this release is pending: the database is at its head, or at a later
+    release's revision (`is_later`)."""
+    revision = await current(runner)
+    return revision == head() or is_later(revision)
 
 
 # PostgreSQL: servers keep serving while the migration runs (docs/upgrades.md). It takes the
@@ -62,7 +79,10 @@ async def upgrade(runner: Runner, revision: str = "head") -> None:
     on PostgreSQL with every table locked first (`_lock_every_table`)."""
 
     def work(connection: Connection) -> None:
-        pending = revision != "head" or current_revision(connection) != head()
+        now = current_revision(connection)
+        if revision == "head" and is_later(now):
+            return  # a later release migrated it: nothing of this one's is missing
+        pending = revision != "head" or now != head()
         if pending and connection.dialect.name == "postgresql":
             _lock_every_table(connection)
         command.upgrade(_config(connection), revision)
@@ -122,6 +142,8 @@ async def plan(runner: Runner) -> Plan:
     revision = await current(runner)
     scripts = ScriptDirectory.from_config(_config())
     top = scripts.get_current_head()
+    if is_later(revision):
+        return Plan(revision, top, ())
     # `iterate_revisions` walks from the head down to (not including) the current revision.
     steps = [
         Pending(script.revision, next(iter((script.doc or "").strip().splitlines()), ""))
