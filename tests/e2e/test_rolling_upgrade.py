@@ -222,6 +222,9 @@ class Traffic:
     lock: threading.Lock = field(default_factory=threading.Lock)
     refreshes: list[tuple[float, float]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    replays_of_new_seals: int = (
+        0  # the same refresh at both: new answered with an ID token, old without
+    )
 
     def record(self, started: float) -> None:
         with self.lock:
@@ -271,6 +274,9 @@ def _step(
     if len({(b["access_token"], b["refresh_token"]) for b in bodies}) != 1:
         traffic.error(f"one refresh, {len(bodies)} different successors from {servers}")
         return
+    if len(bodies) > 1 and ["id_token" in b for b in bodies] == [False, True]:
+        with traffic.lock:
+            traffic.replays_of_new_seals += 1
     chain.pairs.append((named[0][0], bodies[0]["access_token"], bodies[0]["refresh_token"]))
     chain.refresh_token = bodies[0]["refresh_token"]
 
@@ -437,15 +443,19 @@ def _upgrade(db: str, old: Release, new: Release, started: list[Server]) -> None
     both = [("old", before), ("new", after)]
     drive(both, chains, traffic, 9)  # a third of them at both at once
     assert not traffic.errors, traffic.errors[:10]
-    issuers = {chain.pairs[-1][0] for chain in chains}
-    assert issuers == {"old", "new"}, issuers  # the last pairs came from both servers
+    # A token either server issued is active at both: each chain's latest access token from
+    # each server (a rotated one lives on through the leeway), and its one refresh token.
     for chain in chains:
-        _, access, refresh = chain.pairs[-1]
-        for server in (before, after):
-            for token in (access, refresh):
+        latest = {name: access for name, access, _ in chain.pairs}
+        assert set(latest) == {"old", "new"}, chain.grant_id
+        for token in [*latest.values(), chain.pairs[-1][2]]:
+            for server in (before, after):
                 seen = server.introspect(token)
-                assert seen["active"] is True, (chain.pairs[-1][0], server.url, seen)
+                assert seen["active"] is True, (server.url, seen)
                 assert seen["grant_id"] == chain.grant_id
+    # The old server replayed pairs the new one had sealed with an ID token (it answers the
+    # pair without it), as well as the reverse.
+    assert traffic.replays_of_new_seals > 0
     # The old server signs access tokens with an access token key, never one the new server
     # made for ID tokens alone (which 0.1.0 cannot tell from the others).
     access_kids = {r[0] for r in _rows(db, "SELECT kid FROM signing_keys WHERE purpose IS NULL")}
