@@ -24,6 +24,7 @@ from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 
+from baton.script import one_line
 from baton.store import migrate
 from baton.store.engines import open_runner
 
@@ -174,3 +175,8 @@ def test_a_database_a_later_release_migrated_is_current_for_this_one(tmp_path: P
             await runner.close()
 
     anyio.run(scenario)
+
+
+def test_a_migration_that_found_no_quiet_moment_says_so_in_one_line() -> None:
+    busy = migrate.DatabaseBusy("the tables to migrate stayed busy for 120 s; nothing was changed")
+    assert one_line(busy) == f"error: {busy}"
