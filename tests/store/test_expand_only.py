@@ -19,14 +19,18 @@ import re
 from pathlib import Path
 
 import anyio
+import asyncpg
 import pytest
+from alembic import command
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
+from sqlalchemy import Connection
 
 from baton.script import one_line
 from baton.store import migrate
 from baton.store.engines import open_runner
+from tests.databases import create_database, drop_database, plain_url, with_runner
 
 # The head of the chain as the last release shipped it (0.1.0: migrations 0001 to 0006). Move it
 # to the head of each release when it is cut.
@@ -180,3 +184,51 @@ def test_a_database_a_later_release_migrated_is_current_for_this_one(tmp_path: P
 def test_a_migration_that_found_no_quiet_moment_says_so_in_one_line() -> None:
     busy = migrate.DatabaseBusy("the tables to migrate stayed busy for 120 s; nothing was changed")
     assert one_line(busy) == f"error: {busy}"
+
+
+def test_a_migration_under_traffic_waits_for_a_quiet_moment_holding_nothing() -> None:
+    """PostgreSQL: while a request's transaction holds a table the migration alters last, the
+    migration holds no lock on the tables it alters first, so the request goes on to read them
+    (it neither deadlocks with the migration nor queues behind it), and the migration runs as
+    soon as the request commits."""
+    url = create_database()
+
+    def back_to_the_release(conn: Connection) -> None:
+        command.downgrade(migrate._config(conn), RELEASED_HEAD)
+
+    try:
+        with_runner(url, lambda runner: runner.write(back_to_the_release))
+
+        async def scenario() -> None:
+            request = await asyncpg.connect(plain_url(url))
+            runner = open_runner(url)
+            try:
+                transaction = request.transaction()
+                await transaction.start()
+                await request.fetch("SELECT 1 FROM refresh_tokens LIMIT 1")  # 0009 alters it
+                async with anyio.create_task_group() as tasks:
+                    done = anyio.Event()
+
+                    async def migrate_now() -> None:
+                        await migrate.upgrade(runner)
+                        done.set()
+
+                    tasks.start_soon(migrate_now)
+                    await anyio.sleep(0.5)
+                    assert not done.is_set()
+                    # 0007 alters `clients` first, 0009 `refresh_tokens` last: a migration that
+                    # held the one while waiting for the other kept this read waiting (for
+                    # PostgreSQL's deadlock_timeout, 1 s, then cancelling one of the two).
+                    with anyio.fail_after(0.5):
+                        await request.fetch("SELECT count(*) FROM clients")
+                    await transaction.commit()
+                    with anyio.fail_after(10):
+                        await done.wait()
+                assert await migrate.current(runner) == migrate.head()
+            finally:
+                await request.close()
+                await runner.close()
+
+        anyio.run(scenario)
+    finally:
+        drop_database(url)
