@@ -56,7 +56,7 @@ def ask(token: str, client_id: str, now: int) -> ExchangeAsk:
         now=now,
         source_address=None,
         child=MintedPair.new(),
-        seal=lambda pair: seal_payload(pair.seal_payload()),
+        seal=seal_payload,
     )
 
 

@@ -208,28 +208,24 @@ def test_upgrade_check_lists_pending_migrations_and_runs_none(empty_db: str) -> 
     assert plan["pending"][0]["title"] == "initial schema"
     assert check(empty_db)[1]["current"] is None  # checking applied nothing
 
-    async def to_0007() -> None:
+    async def to_0008() -> None:
         runner = open_runner(empty_db)
         try:
-            await migrate.upgrade(runner, "0007")
+            await migrate.upgrade(runner, "0008")
         finally:
             await runner.close()
 
-    anyio.run(to_0007)
+    anyio.run(to_0008)
     status, plan = check(empty_db)
-    assert (status, plan["current"], plan["head"]) == (1, "0007", "0008")
+    assert (status, plan["current"], plan["head"]) == (1, "0008", "0009")
     assert plan["pending"] == [
-        {
-            "revision": "0008",
-            "title": "Bring your own identity: login and consent challenges, upstream providers, "
-            "TOTP, scopes",
-        }
+        {"revision": "0009", "title": "The ID token of a sealed replay in a column of its own"}
     ]
     text = baton("db", "upgrade", "--check", "--db", empty_db)
-    assert text.exit_code == 1 and "0008  Bring your own identity" in text.stdout
+    assert text.exit_code == 1 and "0009  The ID token of a sealed replay" in text.stdout
 
     assert baton("db", "upgrade", "--db", empty_db).exit_code == 0
-    assert check(empty_db) == (0, {"current": "0008", "head": "0008", "pending": []})
+    assert check(empty_db) == (0, {"current": "0009", "head": "0009", "pending": []})
     assert "no migration pending" in baton("db", "upgrade", "--check", "--db", empty_db).stdout
 
 

@@ -439,8 +439,15 @@ def test_missing_id_token_keys() -> None:
     assert missing([key("RS256", 0, now + 100, None)], ("RS256",)) == [("RS256", now)]
     # A retired key counts for nothing.
     assert missing([key("RS256", 0, now, None)], ("RS256",)) == [("RS256", now)]
-    # A legacy EdDSA key serves no Ed25519 client (its tokens would say EdDSA).
-    assert missing([key("EdDSA", 0, None, None)], ("Ed25519",)) == [("Ed25519", now)]
+    # A legacy EdDSA key serves no Ed25519 client (its tokens would say EdDSA); the key that
+    # signs at once is dated before the access token key, which a 0.1.0 server beside this one
+    # (it signs with the newest active key of all) keeps signing with.
+    assert missing([key("EdDSA", now - 50, None, None)], ("Ed25519",)) == [("Ed25519", now - 51)]
+    access = key("ES256", now - 50, None, None)
+    assert missing([access, key("ES256", now, now + 10, None)], ("RS256",)) == [("RS256", now - 1)]
+    assert missing([access, key("ES256", now + 10, None, None)], ("RS256",)) == [
+        ("RS256", now - 51)
+    ]
 
 
 def test_an_id_token_is_never_signed_by_a_key_that_leaves_before_it_expires() -> None:

@@ -76,7 +76,7 @@ def ask_for(token: str, client_id: str, now: int = NOW) -> ExchangeAsk:
         now=now,
         source_address="127.0.0.1",
         child=MintedPair.new(),
-        seal=lambda pair: seal(token, token_digest, pair.seal_payload()),
+        seal=lambda payload: seal(token, token_digest, payload),
     )
 
 

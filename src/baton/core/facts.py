@@ -97,6 +97,7 @@ class RefreshFacts:
     parent_id: int | None = None
     continued_id: int | None = None
     parent_continued_id: int | None = None
+    sealed_id_token: bytes | None = None  # the ID token sealed with `sealed_response`, if any
 
     def in_leeway(self, now: int) -> bool:
         return (

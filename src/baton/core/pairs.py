@@ -226,8 +226,9 @@ class IssuedPair:
         return response
 
     def seal_payload(self) -> bytes:
-        """The pair as sealed for a replay: a JSON array, the ID token appended last (and only
-        when there is one: a plain OAuth pair is sealed as before OpenID Connect)."""
+        """The pair as sealed for a replay, without its ID token (sealed apart, in
+        `refresh_tokens.sealed_id_token`): a JSON array of seven fields, as Baton 0.1.0 sealed
+        and reads it, so that a 0.1.0 server replays it during a rolling upgrade."""
         fields: list[str | int | None] = [
             self.access_token,
             self.refresh_token,
@@ -237,15 +238,13 @@ class IssuedPair:
             self.grant_id,
             self.generation,
         ]
-        if self.id_token is not None:
-            fields.append(self.id_token)
         return _COMPACT.encode(fields).encode("utf-8")
 
     @classmethod
-    def from_seal_payload(cls, payload: bytes) -> IssuedPair:
-        """A sealed pair, of seven fields (as every version seals a pair without an ID token,
-        and as versions before OpenID Connect sealed every pair: a rolling upgrade replays
-        those) or of eight (with its ID token)."""
+    def from_seal_payload(cls, payload: bytes, id_token: str | None = None) -> IssuedPair:
+        """A sealed pair and its ID token, if one was sealed with it. The array has seven
+        fields, or eight where a build before migration 0009 appended the ID token."""
         at, rt, scope, at_exp, rt_exp, grant_id, generation, *rest = json.loads(payload)
-        id_token = rest[0] if rest else None
+        if rest and id_token is None:
+            id_token = rest[0]
         return cls(at, rt, scope, at_exp, rt_exp, grant_id, generation, id_token)

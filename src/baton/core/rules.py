@@ -58,6 +58,7 @@ class Replay:
     """Rule 3, `replay`: the child pair sealed at the exchange is returned again."""
 
     sealed_response: bytes
+    sealed_id_token: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,7 @@ def decide_refresh(
         if token.continued_id is not None:
             return Reuse(Reason.RETRY_AFTER_CONTINUED)
         if retry is RetryPolicy.REPLAY and token.sealed_response is not None:
-            return Replay(token.sealed_response)
+            return Replay(token.sealed_response, token.sealed_id_token)
         # `fork`, or a token exchanged under `fork` and retried after a switch to `replay`.
         return Fork()
     # Rule 3b (`fork`): the siblings issued from one token are one family, and at most one of

@@ -184,8 +184,9 @@ class FeedRead:
     full: bool
 
 
-Sealer = Callable[[IssuedPair], bytes]
-"""Seals a child pair under a key only the presented refresh token can derive."""
+Sealer = Callable[[bytes], bytes]
+"""Seals a child pair (`IssuedPair.seal_payload`) and its ID token under a key only the
+presented refresh token can derive (`baton.core.seal.sealer`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +215,7 @@ class Issued:
 @dataclass(frozen=True, slots=True)
 class Replayed:
     sealed_response: bytes = field(repr=False)
+    sealed_id_token: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

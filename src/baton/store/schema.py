@@ -183,6 +183,9 @@ refresh_tokens = Table(
     Column("retire_at", Time),
     Column("revoked_at", Time),
     Column("sealed_response", LargeBinary),
+    # The ID token issued with the successor, sealed like it (migration 0009: apart from the
+    # pair, which Baton 0.1.0 reads during a rolling upgrade).
+    Column("sealed_id_token", LargeBinary),
     # Under `fork`, the one child of this token whose chain continued (the first sibling that
     # was itself refreshed); any other sibling refreshed later is reuse.
     Column("continued_id", Id),

@@ -176,13 +176,11 @@ async def _refresh_token(
     if kind_of(presented) is not TokenKind.REFRESH:
         raise invalid_grant(rules.Reason.UNKNOWN.value)
     presented_digest = digest(presented)
-    seal_pair = None
-    if app.settings.policy.retry is RetryPolicy.REPLAY:
-        seal_payload = sealer(presented, presented_digest)
-
-        def seal_pair(pair: IssuedPair) -> bytes:
-            return seal_payload(pair.seal_payload())
-
+    seal = (
+        sealer(presented, presented_digest)
+        if app.settings.policy.retry is RetryPolicy.REPLAY
+        else None
+    )
     ask = ExchangeAsk(
         digest=presented_digest,
         client_id=client.id,
@@ -190,7 +188,7 @@ async def _refresh_token(
         now=app.clock.now(),
         source_address=source_address(request),
         child=_new_pair(app, resources, client=client),
-        seal=seal_pair,
+        seal=seal,
         client=client,
     )
     try:
@@ -204,9 +202,15 @@ async def _refresh_token(
         return result
     if isinstance(result, Replayed):
         payload = open_seal(presented, presented_digest, result.sealed_response)
-        if payload is None:  # cannot happen unless the row was tampered with
+        id_token = None
+        if result.sealed_id_token is not None:
+            id_token = open_seal(presented, presented_digest, result.sealed_id_token)
+        if payload is None or (result.sealed_id_token is not None and id_token is None):
+            # Cannot happen unless the row was tampered with.
             raise OAuthError(ErrorCode.SERVER_ERROR, "the sealed response could not be opened", 500)
-        return IssuedPair.from_seal_payload(payload)
+        return IssuedPair.from_seal_payload(
+            payload, None if id_token is None else id_token.decode()
+        )
     if isinstance(result, ScopeRefused):
         raise OAuthError(ErrorCode.INVALID_SCOPE, "requested scope exceeds the scope of the grant")
     if isinstance(result, TargetRefused):

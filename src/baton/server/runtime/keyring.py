@@ -43,7 +43,21 @@ def missing_id_token_keys(
     """The ID token algorithms that no lasting key serves (no key of theirs is published or
     will be with no retirement set), each with when its new key should start signing: now when
     no key of it signs, else ahead, and no later than an ID token `lifetime` before the signing
-    one retires (a token it signs must verify until it expires: `KeyRing.key_for`)."""
+    one retires (a token it signs must verify until it expires: `KeyRing.key_for`).
+
+    "Now" is dated one second before the access token key that signs now, when there is one.
+    Baton 0.1.0 knows no `purpose`: it signs access tokens with the newest active key of all (by
+    `activates_at`). Beside this release on one database (a rolling upgrade, docs/upgrades.md)
+    it would otherwise take up the ID token key made at this server's start, and with an
+    `Ed25519` one, which it cannot sign with, fail every token request."""
+    access = [
+        k.activates_at
+        for k in stored
+        if k.purpose is None
+        and k.activates_at <= now
+        and (k.retires_at is None or now < k.retires_at)
+    ]
+    at_once = min(now, max(access) - 1) if access else now
     missing = []
     for alg in algorithms:
         own = [k for k in stored if k.alg == alg and (k.retires_at is None or now < k.retires_at)]
@@ -53,7 +67,7 @@ def missing_id_token_keys(
         if signing:
             missing.append((alg, max(now, min(now + PUBLISH_AHEAD, max(signing) - lifetime))))
         else:
-            missing.append((alg, now))
+            missing.append((alg, at_once))
     return missing
 
 

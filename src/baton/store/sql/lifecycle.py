@@ -228,7 +228,7 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
             else "a sibling pair issued (fork)",
         )
     if isinstance(decision, rules.Replay):
-        return Replayed(decision.sealed_response)
+        return Replayed(decision.sealed_response, decision.sealed_id_token)
     if isinstance(decision, rules.Reuse):
         revoked = revoke_grant(conn, token.grant.id, ask.now, RevocationCause.REUSE, token.grant)
         if revoked:
@@ -274,14 +274,23 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
     planned = plan_pair(
         token.grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
     )
-    sealed = ask.seal(planned.issued) if ask.seal is not None and policy.leeway > 0 else None
+    sealed = sealed_id_token = None
+    if ask.seal is not None and policy.leeway > 0:
+        sealed = ask.seal(planned.issued.seal_payload())
+        if planned.issued.id_token is not None:
+            sealed_id_token = ask.seal(planned.issued.id_token.encode("utf-8"))
     # The leeway, like every lifetime, starts at the ceiling of the exchange's second, so a
     # client never gets less than the configured leeway to retry in; without a leeway (strict)
     # the old access token dies at the exchange itself.
     start = max(ask.now, ask.child.lifetimes_from or ask.now) if policy.leeway else ask.now
     retire_at = start + policy.leeway
     claimed = CLAIM_SUCCESSOR.rowcount(
-        conn, rt_id=token.id, exchanged=ask.now, retire=retire_at, sealed=sealed
+        conn,
+        rt_id=token.id,
+        exchanged=ask.now,
+        retire=retire_at,
+        sealed=sealed,
+        sealed_id_token=sealed_id_token,
     )
     if claimed != 1:
         # Lost the race (PostgreSQL only: SQLite serialized us before the read). The winner

@@ -31,7 +31,7 @@ def purge_batch(conn: Connection, now: int, horizon: int, batch: int) -> int:
         .scalar_subquery()
     )
     changed = conn.execute(
-        update(rt).where(rt.c.id.in_(sealed)).values(sealed_response=None)
+        update(rt).where(rt.c.id.in_(sealed)).values(sealed_response=None, sealed_id_token=None)
     ).rowcount
     # Access tokens and codes past their life plus the retention kept for audit.
     old_access = select(at.c.id).where(at.c.expires_at < horizon).limit(batch).scalar_subquery()

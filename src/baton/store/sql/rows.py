@@ -145,6 +145,7 @@ def refresh_from_row(row: dict[str, Any]) -> RefreshFacts:
         parent_id=row.get("parent_id"),
         continued_id=row.get("continued_id"),
         parent_continued_id=row.get("parent_continued_id"),
+        sealed_id_token=row.get("sealed_id_token"),
     )
 
 

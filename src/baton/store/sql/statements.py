@@ -97,6 +97,7 @@ _REFRESH_COLUMNS = (
     _rt.c.retire_at,
     _rt.c.revoked_at,
     _rt.c.sealed_response,
+    _rt.c.sealed_id_token,
     *GRANT_COLUMNS,
     *_CONFIRMING,
 )
@@ -180,6 +181,7 @@ CLAIM_SUCCESSOR = Prepared(
         exchanged_at=bindparam("exchanged"),
         retire_at=bindparam("retire"),
         sealed_response=bindparam("sealed"),
+        sealed_id_token=bindparam("sealed_id_token"),
     )
 )
 
