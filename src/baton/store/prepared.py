@@ -37,6 +37,8 @@ from sqlalchemy.sql import bindparam
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Executable
 
+from baton import spans
+
 # The execution option that turns the short cut off for a connection (or engine) when False.
 FAST_PATHS_OPTION = "baton_fast_paths"
 
@@ -95,8 +97,9 @@ def _positional(
 
 def enabled(conn: Connection) -> bool:
     """Whether `conn` runs prepared statements on the driver's cursor (the default) rather than
-    through `Connection.execute` (`FAST_PATHS_OPTION` set False on it or its engine)."""
-    return bool(conn.get_execution_options().get(FAST_PATHS_OPTION, True))
+    through `Connection.execute` (`FAST_PATHS_OPTION` set False on it or its engine, or tracing
+    on: the cursor's way is past SQLAlchemy's events, which make each statement a span)."""
+    return bool(conn.get_execution_options().get(FAST_PATHS_OPTION, True)) and not spans.enabled()
 
 
 class Prepared:
