@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import sqlalchemy
@@ -26,6 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from baton import spans as baton_spans
 from baton.cli import main
 from baton.server.observability import tracing
 from tests.support import (
@@ -33,6 +35,7 @@ from tests.support import (
     REDIRECT_URI,
     authorize,
     introspect,
+    migrated_store,
     refresh,
     register_client,
     register_user,
@@ -257,6 +260,31 @@ def test_a_statement_that_fails_is_an_error_span_without_its_message_or_values(
     assert not any(
         "bound-secret" in text or "nowhere" in text.split("=", 1)[0] for text in every_value(failed)
     )
+
+
+def test_writes_batched_into_one_sqlite_transaction_are_each_a_span_of_their_own_request(
+    spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    """SQLite commits the writes of one turn of the loop together (group commit), run by the
+    loop in the context of the first; traced, each runs in its own caller's context."""
+    store = migrated_store(tmp_path / "baton.db")
+
+    async def create(name: str) -> None:
+        with baton_spans.span(name):
+            await store.create_user(name, "not-a-real-hash", 0)
+
+    async def both() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(create, "first")
+            tasks.start_soon(create, "second")
+        await store.close()
+
+    anyio.run(both)
+    finished = list(spans.get_finished_spans())
+    for name in ("first", "second"):
+        (request,) = [span for span in finished if span.name == name]
+        statements = [span.name for span in sql_children(finished, request)]
+        assert statements[-2:] == ["SELECT", "INSERT"], (name, statements)
 
 
 # -- tracing off ---------------------------------------------------------------------------------
