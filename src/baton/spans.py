@@ -48,8 +48,10 @@ class _Off:
 OFF = _Off()
 
 Starter = Callable[[str], AbstractContextManager[Span]]
+StatementStarter = Callable[[str, str], AbstractContextManager[object]]
 
 _start: Starter | None = None
+_statement: StatementStarter | None = None
 
 
 def span(name: str) -> AbstractContextManager[Span]:
@@ -57,11 +59,18 @@ def span(name: str) -> AbstractContextManager[Span]:
     return OFF if _start is None else _start(name)
 
 
-def switch(start: Starter | None) -> None:
-    """Turns this process's spans on (`start` makes each one) or off (None); the tracing module
-    calls it, nothing else should."""
-    global _start
-    _start = start
+def statement(text: str, system: str) -> AbstractContextManager[object]:
+    """The client span of a SQL statement run on the driver's cursor (`baton.store.prepared`),
+    past SQLAlchemy's events that make the other statements' spans: its text (placeholders,
+    never values) and database system (`sqlite`, `postgresql`); or `OFF`."""
+    return OFF if _statement is None else _statement(text, system)
+
+
+def switch(start: Starter | None, statement: StatementStarter | None = None) -> None:
+    """Turns this process's spans on (`start` makes each one, `statement` each SQL statement's)
+    or off (None); the tracing module calls it, nothing else should."""
+    global _start, _statement
+    _start, _statement = start, statement
 
 
 def enabled() -> bool:

@@ -97,9 +97,8 @@ def _positional(
 
 def enabled(conn: Connection) -> bool:
     """Whether `conn` runs prepared statements on the driver's cursor (the default) rather than
-    through `Connection.execute` (`FAST_PATHS_OPTION` set False on it or its engine, or tracing
-    on: the cursor's way is past SQLAlchemy's events, which make each statement a span)."""
-    return bool(conn.get_execution_options().get(FAST_PATHS_OPTION, True)) and not spans.enabled()
+    through `Connection.execute` (`FAST_PATHS_OPTION` set False on it or its engine)."""
+    return bool(conn.get_execution_options().get(FAST_PATHS_OPTION, True))
 
 
 class Prepared:
@@ -144,14 +143,17 @@ class Prepared:
         sql, positional = self._for(conn.dialect)
         args = positional(params)
         cursor = conn.connection.cursor()
-        try:
-            cursor.execute(sql, args)
-        except Exception as exc:
-            # What SQLAlchemy does for its own statements: wrap the driver's error in a
-            # `DBAPIError`, and invalidate the connection (and the pool's older ones) when it
-            # means the database went away, so the next transaction gets a fresh connection and
-            # the request a 503 rather than a 500.
-            conn._handle_dbapi_exception(exc, sql, args, cursor, None)
+        # Past SQLAlchemy's events, which make the other statements' spans: its own (or nothing,
+        # tracing off).
+        with spans.statement(sql, conn.dialect.name):
+            try:
+                cursor.execute(sql, args)
+            except Exception as exc:
+                # What SQLAlchemy does for its own statements: wrap the driver's error in a
+                # `DBAPIError`, and invalidate the connection (and the pool's older ones) when
+                # it means the database went away, so the next transaction gets a fresh
+                # connection and the request a 503 rather than a 500.
+                conn._handle_dbapi_exception(exc, sql, args, cursor, None)
         return cursor
 
     def one(self, conn: Connection, **params: Any) -> dict[str, Any] | None:

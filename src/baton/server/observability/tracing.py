@@ -9,7 +9,8 @@ OTLP/HTTP exporter. It then records:
 
 - every request, as the server span of `OpenTelemetryMiddleware` around the whole ASGI app (the
   machine fast path included), named by its route template once routing has chosen one;
-- every SQL statement, as a client span made by listeners on SQLAlchemy's `Engine` class, with
+- every SQL statement, as a client span made by listeners on SQLAlchemy's `Engine` class, or
+  by `baton.store.prepared` for the hot paths' statements it runs on the driver's cursor, with
   the statement's text (its placeholders, never its bound values);
 - every outgoing HTTP request of httpx (webhooks, back-channel logouts, upstream providers);
 - Baton's own spans, through the `baton.spans` seam: the token exchange at /token and the
@@ -157,7 +158,7 @@ def install(exporter: SpanExporter | None = None, *, batch: bool = True) -> Trac
         _installed = _Installed(provider, tracer)
         _listen_to_sql()
         HTTPXClientInstrumentor().instrument(tracer_provider=provider)
-        spans.switch(_starter(tracer))
+        spans.switch(_starter(tracer), _statement_starter(tracer))
         return provider
 
 
@@ -225,6 +226,45 @@ def _tracer() -> trace.Tracer:
     return _require().tracer
 
 
+def _statement_attributes(system: str, operation: str, text: str) -> dict[str, str]:
+    return {
+        "db.system.name": system,
+        "db.operation.name": operation,
+        # The text with its placeholders: the bound values are never read here.
+        "db.query.text": text,
+    }
+
+
+def _failed(span: trace.Span, error: BaseException) -> None:
+    # The type alone: a driver's message may quote the values it was given.
+    kind = type(error)
+    span.set_attribute("error.type", kind.__qualname__)
+    span.set_status(Status(StatusCode.ERROR, kind.__name__))
+
+
+def _statement_starter(tracer: trace.Tracer) -> spans.StatementStarter:
+    """The spans of the prepared statements (`baton.store.prepared`), as the listeners below
+    make those of the others."""
+
+    @contextmanager
+    def start(text: str, system: str) -> Iterator[object]:
+        operation = _operation(text)
+        span = tracer.start_span(
+            operation,
+            kind=SpanKind.CLIENT,
+            attributes=_statement_attributes(system, operation, text),
+        )
+        try:
+            yield span
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            span.end()
+
+    return start
+
+
 def _before_cursor_execute(
     conn: Any, _cursor: Any, statement: str, _parameters: Any, context: Any, _many: bool
 ) -> None:
@@ -234,12 +274,7 @@ def _before_cursor_execute(
     span = _tracer().start_span(
         operation,
         kind=SpanKind.CLIENT,
-        attributes={
-            "db.system.name": conn.dialect.name,
-            "db.operation.name": operation,
-            # The text with its placeholders: the bound values are never read here.
-            "db.query.text": statement,
-        },
+        attributes=_statement_attributes(conn.dialect.name, operation, statement),
     )
     setattr(context, _SPAN, span)
 
@@ -257,10 +292,7 @@ def _handle_error(exception_context: Any) -> None:
     span = getattr(exception_context.execution_context, _SPAN, None)
     if span is None:
         return
-    # The type alone: a driver's message may quote the values it was given.
-    kind = type(exception_context.original_exception)
-    span.set_attribute("error.type", kind.__qualname__)
-    span.set_status(Status(StatusCode.ERROR, kind.__name__))
+    _failed(span, exception_context.original_exception)
     span.end()
     setattr(exception_context.execution_context, _SPAN, None)
 
