@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -67,6 +68,10 @@ def _clean_url(value: str) -> str:
     return value.split("?", 1)[0].split("#", 1)[0]
 
 
+def _suspect(key: str) -> bool:
+    return key in _DROPPED or key in _URLS or key.startswith(_HEADER_PREFIXES)
+
+
 def scrubbed_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     kept: dict[str, Any] = {}
     for key, value in (attributes or {}).items():
@@ -81,6 +86,12 @@ def scrubbed_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
 def scrubbed(span: ReadableSpan) -> ReadableSpan:
     """`span` without a header, a query string or an exception's message: an exception is
     known by its type alone, in its event and in the span's status."""
+    if (
+        not span.events
+        and not span.status.description
+        and not any(map(_suspect, span.attributes or ()))
+    ):
+        return span  # nothing to take out (most spans: SQL statements, Baton's own)
     status = span.status
     if status.description:
         status = Status(status.status_code, status.description.split(":", 1)[0])
@@ -174,6 +185,16 @@ def uninstall() -> None:
             event.remove(Engine, name, listener)
         _installed.provider.shutdown()
         _installed = None
+
+
+FLUSH_TIMEOUT_MS = 5000  # what a stopping process waits at most for its last spans to leave
+
+
+def flush() -> None:
+    """Exports what this process's spans still wait in the batch (when it stops)."""
+    installed = _installed
+    if installed is not None:
+        installed.provider.force_flush(FLUSH_TIMEOUT_MS)
 
 
 def _require() -> _Installed:
@@ -361,4 +382,20 @@ class TracedRequests:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._flushing(send))
+            return
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def _flushing(send: Send) -> Send:
+        """The app's lifespan `send`, flushing this process's spans once the app has shut down
+        and before the server is told so: a worker process exits right after, without the
+        interpreter's exit handlers (where the SDK would flush) always having run."""
+
+        async def flushing(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await anyio.to_thread.run_sync(flush)
+            await send(message)
+
+        return flushing
