@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +260,49 @@ def test_a_statement_that_fails_is_an_error_span_without_its_message_or_values(
     assert not any(
         "bound-secret" in text or "nowhere" in text.split("=", 1)[0] for text in every_value(failed)
     )
+
+
+def test_an_unexpected_error_is_known_by_its_type_alone(spans: InMemorySpanExporter) -> None:
+    """An exception's message may hold anything (a value, a query string): the server span keeps
+    its type, in its status and its exception event, and neither message nor stack trace."""
+
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        raise ValueError("a message quoting bat_rt_secret-looking-value")
+
+    traced = tracing.TracedRequests(failing)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/boom",
+        "raw_path": b"/boom",
+        "query_string": b"token=query-secret",
+        "headers": [(b"host", b"baton.test")],
+        "scheme": "http",
+        "server": ("baton.test", 80),
+        "client": ("127.0.0.1", 5000),
+        "root_path": "",
+        "http_version": "1.1",
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        return None
+
+    async def call() -> None:
+        await traced(scope, receive, send)
+
+    with pytest.raises(ValueError):
+        anyio.run(call)
+    (span,) = spans.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "ValueError"
+    (event,) = span.events
+    assert event.name == "exception"
+    assert set(event.attributes or {}) == {"exception.type", "exception.escaped"}
+    assert (event.attributes or {})["exception.type"] == "ValueError"
+    assert not any("secret" in text for text in every_value(span)), list(every_value(span))
 
 
 def test_writes_batched_into_one_sqlite_transaction_are_each_a_span_of_their_own_request(
