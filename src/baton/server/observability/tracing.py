@@ -34,6 +34,7 @@ import anyio.to_thread
 from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -168,7 +169,11 @@ def install(exporter: SpanExporter | None = None, *, batch: bool = True) -> Trac
         tracer = provider.get_tracer("baton", __version__)
         _installed = _Installed(provider, tracer)
         _listen_to_sql()
-        HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+        # Traces only: the instrumentations' metrics (Baton has its own, /metrics) would label
+        # requests by their target, and cost each request for nothing.
+        HTTPXClientInstrumentor().instrument(
+            tracer_provider=provider, meter_provider=NoOpMeterProvider()
+        )
         spans.switch(_starter(tracer), _statement_starter(tracer))
         return provider
 
@@ -374,6 +379,7 @@ class TracedRequests:
             _Named(app),
             default_span_details=_method_only,
             tracer_provider=installed.provider,
+            meter_provider=NoOpMeterProvider(),
             # The receive and send spans of each message would double a trace's size.
             exclude_spans=["receive", "send"],
             # Should OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_* ask for headers anyway, their
