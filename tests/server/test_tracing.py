@@ -9,7 +9,6 @@ import base64
 import hashlib
 import http.server
 import importlib.abc
-import json
 import subprocess
 import sys
 import threading
@@ -464,4 +463,3 @@ def test_the_default_service_name_is_baton(tmp_path: Path) -> None:
         tracing.uninstall()
     (span,) = [span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER]
     assert span.resource.attributes["service.name"] == "baton"
-    assert json.dumps(dict(span.attributes or {}))  # every value is plain data

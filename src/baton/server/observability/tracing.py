@@ -16,6 +16,9 @@ OTLP/HTTP exporter. It then records:
 - Baton's own spans, through the `baton.spans` seam: the token exchange at /token and the
   rules' decision inside the store's transaction.
 
+A process flushes its last spans as its app shuts down (the lifespan, through `TracedRequests`),
+before a worker exits.
+
 Nothing a request carries in its body, headers or query string becomes an attribute, and no
 exception's message (a driver's message may quote a bound value): `Scrubbed` drops every
 captured header, every query string and every exception message from each span before it is
