@@ -73,6 +73,7 @@ SERVE_OPTIONS = (
     "--metrics-public",
     "--webhook-url",
     "--fast-paths",
+    "--tracing",
 )
 
 

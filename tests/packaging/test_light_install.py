@@ -108,7 +108,9 @@ def test_no_server_dependency_is_installed(venv: Path) -> None:
         "optional-dependencies"
     ]
     assert "baton-oauth" in present
-    optional = distribution_names(extras["server"] + extras["redis"] + extras["jose"])
+    optional = distribution_names(
+        extras["server"] + extras["redis"] + extras["jose"] + extras["otel"]
+    )
     assert present & optional == set()
 
 

@@ -26,7 +26,7 @@ from baton.config import OPTIONS, ConfigFileError, Source, build, read_config_fi
 from baton.core.issuer import issuer_problem, missing_issuer_problem
 from baton.core.keys import KeyEncryptionError, unseal
 from baton.logs import dict_config
-from baton.server.observability import MULTIPROC_VARIABLE
+from baton.server.observability import MULTIPROC_VARIABLE, tracing_unavailable
 from baton.store.engines import PoolSettings, display_url, normalize_url
 from baton.store.sql import SQLStore
 from baton.urls import masked_url
@@ -103,6 +103,8 @@ def serve(**params: Any) -> None:
         kek = check_kek(settings.key_encryption_key)
     if settings.theme_dir is not None and (problem := check_theme(settings.theme_dir)):
         fail(f"--theme-dir: {problem}")
+    if settings.tracing and (problem := tracing_unavailable()):
+        fail(problem)
 
     async def check() -> tuple[tuple[int, int], frozenset[str]] | None:
         store = SQLStore.open(db, policy, PoolSettings(size=0))

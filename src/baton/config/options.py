@@ -423,6 +423,17 @@ OPTIONS: tuple[Option, ...] = (
         "SQLAlchemy (`baton.server.fastpath`); `--no-fast-paths` sends every request the "
         "general way, to tell whether a bug lives in a short cut",
     ),
+    Option(
+        "tracing",
+        bool,
+        "OpenTelemetry traces, exported over OTLP to OTEL_EXPORTER_OTLP_ENDPOINT; needs "
+        "pip install 'baton-oauth[otel]'.",
+        Lands.SETTINGS,
+        doc="OpenTelemetry traces (requests, SQL statements, outgoing HTTP, each token exchange "
+        "and the rules' decision; never a token or secret), exported over OTLP where the "
+        "standard `OTEL_EXPORTER_OTLP_*` variables say ([Tracing](tracing.md)); needs "
+        "`pip install 'baton-oauth[otel]'`",
+    ),
 )
 
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}

@@ -83,6 +83,9 @@ class Settings:
     # The hot paths' short cuts around general code of uvicorn, Starlette and SQLAlchemy
     # (baton.server.fastpath). Off: every request takes the general way, for bisecting a bug.
     fast_paths: bool = True
+    # OpenTelemetry traces (baton.server.observability.tracing; the `otel` extra), exported over
+    # OTLP where the standard OTEL_* variables say. Off: no OpenTelemetry module is imported.
+    tracing: bool = False
     # Bring your own identity (docs/identity.md): the product's own login and consent apps,
     # handed each decision through a challenge (a client may name its own); None: the built-in
     # pages. A challenge lives this long (seconds) between /authorize and the app's decision.

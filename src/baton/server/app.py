@@ -28,6 +28,7 @@ from baton.server.endpoints import logout
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError, oauth_error_handler
 from baton.server.fastpath.machine import ExceptionHandler
 from baton.server.observability import install as observability
+from baton.server.observability import tracing_unavailable
 from baton.server.observability.middleware import Observe
 from baton.server.routes import TABLE
 from baton.server.runtime.context import Baton
@@ -130,6 +131,8 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     app = Starlette(
         routes=routes,
         middleware=[
+            # Outermost, so the machine fast path's requests get their server span too.
+            *_tracing(settings),
             Middleware(Observe, metrics=observed.metrics, unlogged=TABLE.unlogged()),
             # Only behind trusted proxies: otherwise a request's address is its TCP peer, and
             # no request pays for a layer that would do nothing.
@@ -168,6 +171,19 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     console.install(app)
     app.state.metrics = observed.metrics
     return app
+
+
+def _tracing(settings: Settings) -> list[Middleware]:
+    """The server spans' middleware when tracing is on (set up for this process on first use),
+    else nothing: tracing off imports no OpenTelemetry module."""
+    if not settings.tracing:
+        return []
+    if problem := tracing_unavailable():
+        raise RuntimeError(problem)
+    from baton.server.observability import tracing
+
+    tracing.install()
+    return [Middleware(tracing.TracedRequests)]
 
 
 async def _purge(store: Store, clock: Clock, settings: Settings) -> None:

@@ -37,6 +37,8 @@ from sqlalchemy.sql import bindparam
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Executable
 
+from baton import spans
+
 # The execution option that turns the short cut off for a connection (or engine) when False.
 FAST_PATHS_OPTION = "baton_fast_paths"
 
@@ -141,14 +143,17 @@ class Prepared:
         sql, positional = self._for(conn.dialect)
         args = positional(params)
         cursor = conn.connection.cursor()
-        try:
-            cursor.execute(sql, args)
-        except Exception as exc:
-            # What SQLAlchemy does for its own statements: wrap the driver's error in a
-            # `DBAPIError`, and invalidate the connection (and the pool's older ones) when it
-            # means the database went away, so the next transaction gets a fresh connection and
-            # the request a 503 rather than a 500.
-            conn._handle_dbapi_exception(exc, sql, args, cursor, None)
+        # Past SQLAlchemy's events, which make the other statements' spans: its own (or nothing,
+        # tracing off).
+        with spans.statement(sql, conn.dialect.name):
+            try:
+                cursor.execute(sql, args)
+            except Exception as exc:
+                # What SQLAlchemy does for its own statements: wrap the driver's error in a
+                # `DBAPIError`, and invalidate the connection (and the pool's older ones) when
+                # it means the database went away, so the next transaction gets a fresh
+                # connection and the request a 503 rather than a 500.
+                conn._handle_dbapi_exception(exc, sql, args, cursor, None)
         return cursor
 
     def one(self, conn: Connection, **params: Any) -> dict[str, Any] | None:

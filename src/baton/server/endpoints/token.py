@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from baton import spans
 from baton.core import rules
 from baton.core.audience import narrowed, requested_resource_problem
 from baton.core.idtoken import IdTokenError, IdTokenIssuer
@@ -26,7 +27,9 @@ from baton.store.base import (
     ClientDisabled,
     CodeRefused,
     ExchangeAsk,
+    ExchangeResult,
     Issued,
+    RedeemResult,
     Refused,
     Replayed,
     ScopeRefused,
@@ -55,6 +58,28 @@ async def token_endpoint(request: Request) -> NoStoreJSON:
         await charge_after(app, client)  # the code was its own (L3)
     # Remaining lifetimes counted from the ceiling of this second: never more than is left.
     return NoStoreJSON(pair.token_response(app.clock.ceiling()))
+
+
+EXCHANGE_SPAN = "baton.token.exchange"  # a code or refresh token exchanged (baton.spans)
+# What an exchange came to, as the span's `baton.outcome`.
+_OUTCOMES: dict[type, str] = {
+    Issued: "issued",
+    Replayed: "replayed",
+    Refused: "refused",
+    CodeRefused: "refused",
+    ScopeRefused: "scope_refused",
+    TargetRefused: "target_refused",
+    ClientChanged: "client_changed",
+}
+
+
+def _outcome(span: spans.Span, result: ExchangeResult | RedeemResult) -> None:
+    if span is spans.OFF:
+        return
+    span.set("baton.outcome", _OUTCOMES.get(type(result), "other"))
+    if isinstance(result, Issued):
+        span.set("baton.grant_id", result.pair.grant_id)
+        span.set("baton.retry", result.retry)
 
 
 def invalid_grant(description: str) -> OAuthError:
@@ -147,13 +172,17 @@ async def _authorization_code(
     if kind_of(code) is not TokenKind.CODE:
         raise invalid_grant(rules.CodeProblem.UNKNOWN.value)
     try:
-        result = await app.store.redeem_code(
-            digest(code),
-            ask,
-            _new_pair(app, _resource(form), client=client),
-            app.clock.now(),
-            source_address(request),
-        )
+        with spans.span(EXCHANGE_SPAN) as span:
+            span.set("baton.grant_type", "authorization_code")
+            span.set("baton.client_id", client.id)
+            result = await app.store.redeem_code(
+                digest(code),
+                ask,
+                _new_pair(app, _resource(form), client=client),
+                app.clock.now(),
+                source_address(request),
+            )
+            _outcome(span, result)
     except ClientDisabled:
         raise _disabled_meanwhile(app, client) from None
     except IdTokenError as exc:
@@ -192,7 +221,11 @@ async def _refresh_token(
         client=client,
     )
     try:
-        result = await app.store.exchange(ask)
+        with spans.span(EXCHANGE_SPAN) as span:
+            span.set("baton.grant_type", "refresh_token")
+            span.set("baton.client_id", client.id)
+            result = await app.store.exchange(ask)
+            _outcome(span, result)
     except IdTokenError as exc:
         raise id_token_refused(app, exc) from None
     metrics.of(request).exchanged(result)

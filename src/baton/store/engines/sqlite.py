@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import fcntl
 import logging
 import os
@@ -41,6 +42,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import QueuePool
 
+from baton import spans
 from baton.store.engines.postgresql import PoolSettings
 from baton.store.engines.sqlite_wal import (
     BUSY_TIMEOUT_MS,
@@ -149,6 +151,10 @@ class SQLiteRunner:
             raise RuntimeError("this SQLite runner is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        if spans.enabled():
+            # The batch runs in the context of the write that began it: traced, each job runs
+            # in its own caller's, so its statements are spans of its own request.
+            work = _in_context(contextvars.copy_context(), work)
         pending = self._pending.get(loop)
         if pending is None:
             # The first write of this batch: the batch is run once the loop has run what is
@@ -383,6 +389,15 @@ class _WriterTurns:
 class _WriteJob:
     work: Callable[[Connection], Any]
     future: asyncio.Future[Any]
+
+
+def _in_context(
+    context: contextvars.Context, work: Callable[[Connection], T]
+) -> Callable[[Connection], T]:
+    def run(conn: Connection) -> T:
+        return context.run(work, conn)
+
+    return run
 
 
 def _resolve(batch: list[_WriteJob], outcomes: list[_Outcome]) -> None:

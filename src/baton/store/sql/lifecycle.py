@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from baton import spans
 from baton.core import rules
 from baton.core.audience import narrowed, stored_resources
 from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts, SignIn
@@ -103,6 +104,33 @@ def save_code(conn: Connection, code: NewCode) -> None:
     conn.execute(insert(authorization_codes).values(**values))
 
 
+# The rules' decisions, as spans (`baton.spans`: nothing while tracing is off).
+CODE_DECISION_SPAN = "baton.rules.check_code"
+REFRESH_DECISION_SPAN = "baton.rules.decide_refresh"
+_DECISIONS: dict[type, str] = {
+    rules.Rotate: "rotate",
+    rules.Replay: "replay",
+    rules.Fork: "fork",
+    rules.Reuse: "reuse",
+    rules.Reject: "reject",
+}
+
+
+def _decided(span: spans.Span, decision: rules.RefreshDecision, token: RefreshFacts | None) -> None:
+    """`baton.decision` (rotate, replay, fork, reuse, reject), the reason of a reuse or a
+    rejection (`Reason`'s name: unknown, idle_expired, ...) and the grant, when the token has
+    one of the asking client's."""
+    if span is spans.OFF:
+        return
+    span.set("baton.decision", _DECISIONS[type(decision)])
+    if isinstance(decision, rules.Reuse | rules.Reject):
+        span.set("baton.reason", decision.reason.name.lower())
+    if token is not None and isinstance(
+        decision, rules.Rotate | rules.Replay | rules.Fork | rules.Reuse
+    ):
+        span.set("baton.grant_id", token.grant.id)
+
+
 def redeem_code(
     conn: Connection,
     digest: bytes,
@@ -121,7 +149,9 @@ def redeem_code(
         .first()
     )
     code = code_facts(row) if row is not None else None
-    problem = rules.check_code(code, ask, now)
+    with spans.span(CODE_DECISION_SPAN) as span:
+        problem = rules.check_code(code, ask, now)
+        span.set("baton.decision", "redeem" if problem is None else problem.name.lower())
     if problem is CodeProblem.REUSED:
         assert code is not None
         # RFC 6749 §4.1.2: the server SHOULD revoke all tokens previously issued
@@ -206,7 +236,9 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
     token = refresh_facts(conn, ask.digest, ask.client, lineage=fork)
     if isinstance(token, ClientChanged):
         return token
-    decision = rules.decide_refresh(token, ask.client_id, ask.now, policy.retry)
+    with spans.span(REFRESH_DECISION_SPAN) as span:
+        decision = rules.decide_refresh(token, ask.client_id, ask.now, policy.retry)
+        _decided(span, decision, token)
     if isinstance(decision, rules.Reject):
         return Refused(decision.reason)
     assert token is not None
