@@ -201,7 +201,10 @@ def _opened(request: Request) -> str | None:
     try:
         if len(raw) > 1000 or not raw.isascii():
             raise ValueError(raw)
-        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        opened = base64.b64decode(raw + "=" * (-len(raw) % 4), b"-_", validate=True).decode()
+        if not opened or _opaque(opened) != raw:  # only the one spelling we give
+            raise ValueError(raw)
+        return opened
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise _bad("cursor is not a next_cursor this API gave") from None
 
