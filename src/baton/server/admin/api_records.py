@@ -661,10 +661,14 @@ async def export_audit(request: Request, caller: Caller) -> Response:
 _NULLABLE_INT: dict[str, Any] = {"type": ["integer", "null"]}
 _NULLABLE_STR: dict[str, Any] = {"type": ["string", "null"]}
 _LIMIT = query_parameter(
-    "limit", "How many items (1 to 200, default 50).", {"type": "integer", "minimum": 1}
+    "limit",
+    "How many items (1 to 200, default 50).",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
 )
 _CURSOR = query_parameter(
-    "cursor", "The `next_cursor` of the previous page (none: the first page).", {"type": "string"}
+    "cursor",
+    "The `next_cursor` of the previous page (none: the first page).",
+    {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"},
 )
 _BAD_QUERY = {"400": problem("A bad `limit`, `cursor` or filter.")}
 _USER_PATH = {
@@ -1019,10 +1023,14 @@ AUDIT_EXPORT = _op(
     "repeats none.",
     [
         query_parameter(
-            "after", "The last id already read (0: from the start).", {"type": "integer"}
+            "after",
+            "The last id already read (0: from the start).",
+            {"type": "integer", "minimum": 0},
         ),
         query_parameter(
-            "limit", "At most this many rows (1 to 10000, default 1000).", {"type": "integer"}
+            "limit",
+            "At most this many rows (1 to 10000, default 1000).",
+            {"type": "integer", "minimum": 1, "maximum": EXPORT_MAX},
         ),
     ],
 )
