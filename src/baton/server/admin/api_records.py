@@ -455,7 +455,7 @@ def _grant_status(revoked_at: int | None, expires_at: int, now: int) -> str:
     return "active" if now < expires_at else "expired"
 
 
-def _grant_item(summary: GrantSummary, now: int) -> dict[str, Any]:
+def grant_item(summary: GrantSummary, now: int) -> dict[str, Any]:
     """A grant as the API shows it: never a token, a digest or its OpenID Connect session id."""
     g = summary.grant
     return {
@@ -498,7 +498,7 @@ async def list_grants(request: Request, caller: Caller) -> Response:
     )
     page = await _records(request).grants(query, caller.now)
     cursor = _opaque(f"{page.next[0]}:{page.next[1]}") if page.next else None
-    return _page([_grant_item(r, caller.now) for r in page.rows], cursor)
+    return _page([grant_item(r, caller.now) for r in page.rows], cursor)
 
 
 def _grant_id(request: Request) -> str:
@@ -508,11 +508,9 @@ def _grant_id(request: Request) -> str:
     return cast(str, grant_id)
 
 
-async def get_grant(request: Request, caller: Caller) -> Response:
-    """The grant and its token family's summary."""
-    family = await _records(request).family(_grant_id(request))
-    if family is None:
-        raise Problem(404, "unknown-grant", "no such grant")
+def grant_detail(family: Family, now: int) -> dict[str, Any]:
+    """A grant with its token family's summary: how many refresh tokens were issued, the
+    current pair's expiries, the security events (`GET /grants/{id}`, `baton grants show`)."""
     refresh, access = family.refresh, family.access
     issued = len(refresh) + family.omitted
     summary = GrantSummary(family.grant, issued, refresh[0].issued_at if refresh else None)
@@ -525,7 +523,7 @@ async def get_grant(request: Request, caller: Caller) -> Response:
             "refresh_expires_at": refresh[0].expires_at if refresh else None,
             "access_expires_at": access[0].expires_at if access else None,
         }
-    body = _grant_item(summary, caller.now)
+    body = grant_item(summary, now)
     body["family"] = {
         "generations": issued,
         "current": current,
@@ -539,7 +537,15 @@ async def get_grant(request: Request, caller: Caller) -> Response:
             for e in family.events
         ],
     }
-    return json_answer(body)
+    return body
+
+
+async def get_grant(request: Request, caller: Caller) -> Response:
+    """The grant and its token family's summary."""
+    family = await _records(request).family(_grant_id(request))
+    if family is None:
+        raise Problem(404, "unknown-grant", "no such grant")
+    return json_answer(grant_detail(family, caller.now))
 
 
 async def revoke_grant(request: Request, caller: Caller) -> Response:
@@ -571,6 +577,18 @@ def _consent_cursor(request: Request) -> tuple[str, str] | None:
     return pair[0], pair[1]
 
 
+def consent_item(c: ConsentListing) -> dict[str, Any]:
+    """A remembered consent (`GET /consents`, `baton consent list`)."""
+    return {
+        "username": c.username,
+        "client_id": c.client_id,
+        "scope": render_scope(c.scope),
+        "resources": list(c.resources),
+        "updated_at": c.updated_at,
+        "expires_at": c.expires_at,
+    }
+
+
 async def list_consents(request: Request, caller: Caller) -> Response:
     """Remembered consents still in force, by user then client."""
     username = _text_filter(request, "username")
@@ -579,17 +597,7 @@ async def list_consents(request: Request, caller: Caller) -> Response:
     rows, cursor = await _records(request).consent_page(
         username, client_id, after, _limit(request), caller.now
     )
-    items = [
-        {
-            "username": c.username,
-            "client_id": c.client_id,
-            "scope": render_scope(c.scope),
-            "resources": list(c.resources),
-            "updated_at": c.updated_at,
-            "expires_at": c.expires_at,
-        }
-        for c in rows
-    ]
+    items = [consent_item(c) for c in rows]
     return _page(items, _opaque(json.dumps(list(cursor))) if cursor else None)
 
 
