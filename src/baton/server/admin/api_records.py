@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
 from typing import Any, Protocol, cast
 from urllib.parse import quote
 
@@ -1044,45 +1043,34 @@ AUDIT_EXPORT = _op(
 )
 
 
-def _row(
-    path: str,
-    methods: str,
-    handler: CallerHandler,
-    scope: AdminScope,
-    openapi: Operation,
-    summary: str,
-) -> Endpoint:
-    return admin_endpoint(path, methods, handler, scope, openapi=openapi, summary=summary)
-
-
 _R, _W = AdminScope.USERS_READ, AdminScope.USERS_WRITE
-_ROWS: tuple[tuple[str, str, Callable[..., Any], AdminScope, Operation, str], ...] = (
-    ("/users", "GET", list_users, _R, USERS, "List users."),
-    ("/users", "POST", create_user, _W, CREATE_USER, "Create a user."),
-    ("/users/{username}", "GET", get_user, _R, USER, "A user."),
-    ("/users/{username}", "PATCH", patch_user, _W, PATCH_USER, "Set a user's claims."),
-    ("/users/{username}", "DELETE", delete_user, _W, DELETE_USER, "Delete a user."),
-    ("/users/{username}/password", "PUT", set_password, _W, USER_PASSWORD, "Set a password."),
-    ("/users/{username}/disable", "POST", disable_user, _W, DISABLE_USER, "Disable a user."),
-    ("/users/{username}/enable", "POST", enable_user, _W, ENABLE_USER, "Enable a user."),
-    ("/grants", "GET", list_grants, AdminScope.GRANTS_READ, GRANTS, "List grants."),
-    ("/grants/{grant_id}", "GET", get_grant, AdminScope.GRANTS_READ, GRANT, "A grant."),
+_ROWS: tuple[tuple[str, str, CallerHandler, AdminScope, Operation, str], ...] = (
+    ("/users", "GET", list_users, _R, USERS, "List users"),
+    ("/users", "POST", create_user, _W, CREATE_USER, "Create a user (never a console admin)"),
+    ("/users/{username}", "GET", get_user, _R, USER, "A user (never a password or secret)"),
+    ("/users/{username}", "PATCH", patch_user, _W, PATCH_USER, "Set or clear a user's claims"),
+    ("/users/{username}", "DELETE", delete_user, _W, DELETE_USER, "Delete (erase) a user"),
+    ("/users/{username}/password", "PUT", set_password, _W, USER_PASSWORD, "Set a password"),
+    ("/users/{username}/disable", "POST", disable_user, _W, DISABLE_USER, "Disable a user"),
+    ("/users/{username}/enable", "POST", enable_user, _W, ENABLE_USER, "Enable a user"),
+    ("/grants", "GET", list_grants, AdminScope.GRANTS_READ, GRANTS, "List grants"),
+    ("/grants/{grant_id}", "GET", get_grant, AdminScope.GRANTS_READ, GRANT, "A grant, its family"),
     (
         "/grants/{grant_id}/revoke",
         "POST",
         revoke_grant,
         AdminScope.GRANTS_WRITE,
         REVOKE_GRANT,
-        "Revoke a grant.",
+        "Revoke a grant: every token of its family",
     ),
-    ("/consents", "GET", list_consents, AdminScope.CONSENTS_READ, CONSENTS, "List consents."),
+    ("/consents", "GET", list_consents, AdminScope.CONSENTS_READ, CONSENTS, "List consents"),
     (
         "/consents/{username}/{client_id}",
         "DELETE",
         delete_consent,
         AdminScope.CONSENTS_WRITE,
         DELETE_CONSENT,
-        "Forget a consent.",
+        "Forget a consent, revoking its grants",
     ),
     (
         "/security-events",
@@ -1090,17 +1078,20 @@ _ROWS: tuple[tuple[str, str, Callable[..., Any], AdminScope, Operation, str], ..
         list_security_events,
         AdminScope.EVENTS_READ,
         EVENTS,
-        "List security events.",
+        "List security events",
     ),
-    ("/audit", "GET", list_audit, AdminScope.AUDIT_READ, AUDIT, "List the audit log."),
+    ("/audit", "GET", list_audit, AdminScope.AUDIT_READ, AUDIT, "List the audit log"),
     (
         "/audit/export",
         "GET",
         export_audit,
         AdminScope.AUDIT_READ,
         AUDIT_EXPORT,
-        "Export the audit log (JSON Lines).",
+        "Export the audit log as JSON Lines from a cursor (for a SIEM)",
     ),
 )
 
-ENDPOINTS: tuple[Endpoint, ...] = tuple(_row(*row) for row in _ROWS)
+ENDPOINTS: tuple[Endpoint, ...] = tuple(
+    admin_endpoint(path, methods, handler, scope, openapi=openapi, summary=summary)
+    for path, methods, handler, scope, openapi, summary in _ROWS
+)
