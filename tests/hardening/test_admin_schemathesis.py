@@ -4,8 +4,9 @@ called with a live token of a confidential client granted every `AdminScope`, so
 past authorization to the handlers. Zero 5xx, and every answer as documented: status, content
 type, headers and body (the checks of `tests.hardening.api_fuzz`).
 
-Random path parameters reach only 404s, so most calls name real things instead: a user, a
-console administrator, a grant, a client and a challenge made for the run. Destructive calls are
+Random path parameters reach only 404s, so most calls name real things instead: users (one
+disabled), a console administrator, a client and a live grant, made afresh before each operation
+(an earlier one may have deleted, disabled or revoked the last ones). Destructive calls are
 fuzzed too (disable, delete, revoke, rotate); what keeps the run deterministic and able to go on
 is that the caller itself is never named: its own client id is replaced wherever a generated
 value would carry it, so fuzz never disables, deletes or rotates the client whose token it uses
@@ -61,8 +62,8 @@ class AdminTarget:
     store: SQLStore
     schema: Any
     caller: RegisteredClient
-    victim: RegisteredClient
     token: str
+    victim: RegisteredClient | None = None
     names: dict[str, list[str]] = field(default_factory=dict)
     report: Report = field(default_factory=Report)
     calls: int = 0
@@ -79,14 +80,19 @@ class AdminTarget:
         anyio.run(self.store.admin().disable_user, fresh[1], Actor("fuzz-setup", None, 0))
         self.names["username"] = [*fresh, "fuzz-root"]
         self.names["subject"] = fresh
+        # A fresh client too: an earlier operation (the clients routes) may have disabled or
+        # deleted the last one.
+        self.victim = register_client(self.store, scope="read", name=f"fuzzed client {self.rounds}")
+        self.names["client_id"] = self.names["id"] = [self.victim.id]
         if "{grant_id}" in path:
             self.names["grant_id"] = [self.grant()]
 
     def grant(self) -> str:
         """A live grant of the victim client, signed in as `alice`."""
+        assert self.victim is not None
         first_pair(self.http, self.victim, scope="read")
-        live = anyio.run(self.store.list_grants, self.victim.id, "alice")
-        return max(live, key=lambda g: (g.grant.created_at, g.grant.id)).grant.id
+        (live,) = anyio.run(self.store.list_grants, self.victim.id, "alice")
+        return live.grant.id
 
     def prepare(self, case: schemathesis.Case[Any]) -> dict[str, Any]:
         """The call's kwargs: the caller's bearer token, and most of the time real values for
@@ -118,7 +124,6 @@ def _admin_target(directory: Path) -> AdminTarget:
     config = Settings(issuer=ISSUER, policy=Policy(), rate_limit_client=0)
     app = create_app(config, store, clock)
     caller = register_client(store, scope=EVERY_SCOPE, name="fuzzing admin app")
-    victim = register_client(store, scope="read", name="fuzzed client")
     register_user(store, "alice")
     anyio.run(lambda: store.create_user("fuzz-root", "x", 0, admin=True))
     http = TestClient(app, base_url=ISSUER, follow_redirects=False)
@@ -127,9 +132,8 @@ def _admin_target(directory: Path) -> AdminTarget:
     )
     assert answer.status_code == 200, answer.text
     token = answer.json()["access_token"]
-    names = {"client_id": [victim.id], "id": [victim.id]}
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    return AdminTarget(app, http, store, schema, caller, victim, token, names)
+    return AdminTarget(app, http, store, schema, caller, token)
 
 
 @pytest.fixture
