@@ -201,7 +201,16 @@ def test_users_are_listed_page_by_page_without_secrets(
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=201", "limit=abc", "limit=-1", "cursor=%25%25%25", "cursor=" + "A" * 2000],
+    [
+        "limit=0",
+        "limit=201",
+        "limit=abc",
+        "limit=-1",
+        "cursor=%25%25%25",
+        "cursor=" + "A" * 2000,
+        "cursor=AA",  # a NUL
+        "cursor=YWxpY2U=",  # padded: not the spelling given
+    ],
 )
 def test_a_bad_limit_or_cursor_is_a_400(http: TestClient, token: str, query: str) -> None:
     for path in ("/users", "/grants", "/consents", "/security-events", "/audit"):
@@ -277,7 +286,15 @@ def test_a_bad_new_user_is_a_400_naming_the_problem(
 
 @pytest.mark.parametrize(
     ("content", "media"),
-    [("[]", "application/json"), ("{", "application/json"), ("a=b", "text/plain"), ("", "")],
+    [
+        ("[]", "application/json"),
+        ("{", "application/json"),
+        ("a=b", "text/plain"),
+        ("", ""),
+        ('{"username": "x\\ud800"}', "application/json"),  # a lone surrogate: no column takes it
+        ('{"username": "x", "name": "\\udfff"}', "application/json"),
+        ('{"username": NaN}', "application/json"),
+    ],
 )
 def test_a_body_that_is_not_a_json_object_is_a_400(
     http: TestClient, token: str, content: str, media: str

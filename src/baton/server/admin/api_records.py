@@ -201,7 +201,8 @@ def _opened(request: Request) -> str | None:
         if len(raw) > 1000 or not raw.isascii():
             raise ValueError(raw)
         opened = base64.b64decode(raw + "=" * (-len(raw) % 4), b"-_", validate=True).decode()
-        if not opened or _opaque(opened) != raw:  # only the one spelling we give
+        # Only the one spelling we give; never a NUL, which PostgreSQL's text refuses.
+        if not opened or "\x00" in opened or _opaque(opened) != raw:
             raise ValueError(raw)
         return opened
     except (ValueError, binascii.Error, UnicodeDecodeError):
