@@ -11,13 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import asyncpg
 import pytest
 
 from baton.core.user_claims import ClaimChanges
 from baton.store.admin import Actor
+from baton.store.sql import records
 from tests.databases import empty_tables, plain_url
-from tests.support import migrated_store
+from tests.support import migrated_store, register_client, running_app
 
 ACTOR = Actor("cli:test", None, 100)
 
@@ -62,6 +64,70 @@ def test_an_export_waits_for_an_audit_row_still_being_written(postgres_database:
 
     first, second, exported = anyio.run(scenario)
     assert exported == [first, second]
+
+
+def test_an_export_waits_a_bounded_time(
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction left open after writing an audit row fails the export after
+    `EXPORT_LOCK_WAIT_MS` (the server answers 503, the poller asks again) rather than holding it,
+    and every audit writer queued behind it, for ever."""
+    empty_tables(postgres_database)
+    monkeypatch.setattr(records, "EXPORT_LOCK_WAIT_MS", 50)
+    store = migrated_store(postgres_database)
+
+    async def scenario() -> None:
+        held = await asyncpg.connect(plain_url(postgres_database))
+        try:
+            async with held.transaction():
+                await held.execute(
+                    "INSERT INTO audit_log (actor, action, target_kind, target_id, occurred_at) "
+                    "VALUES ('cli:stuck', 'user.disable', 'user', 'stuck', 100)"
+                )
+                with pytest.raises(records.AuditBusy):
+                    await store.admin().audit_after(0, 10)
+        finally:
+            await held.close()
+            await store.close()
+
+    anyio.run(scenario)
+
+
+def test_a_held_export_is_a_503_to_ask_again(
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty_tables(postgres_database)
+    monkeypatch.setattr(records, "EXPORT_LOCK_WAIT_MS", 50)
+    with running_app(postgres_database) as (http, store, _clock):
+        app = register_client(store, scope="admin:audit:read")
+        answer = http.post(
+            "/token",
+            data={"grant_type": "client_credentials", "scope": "admin:audit:read"},
+            auth=app.basic,
+        )
+        headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+        async def held_open() -> None:
+            held = await asyncpg.connect(plain_url(postgres_database))
+            try:
+                async with held.transaction():
+                    await held.execute(
+                        "INSERT INTO audit_log (actor, action, target_kind, target_id, "
+                        "occurred_at) VALUES ('cli:stuck', 'user.disable', 'user', 's', 100)"
+                    )
+                    busy = await anyio.to_thread.run_sync(
+                        lambda: http.get("/admin/api/v1/audit/export", headers=headers)
+                    )
+                    assert busy.status_code == 503, busy.text
+                    assert busy.headers["content-type"] == "application/problem+json"
+                    assert busy.headers["retry-after"] == "1"
+                    assert busy.json()["type"] == "urn:baton:problem:audit-busy"
+            finally:
+                await held.close()
+
+        anyio.run(held_open)
+        again = http.get("/admin/api/v1/audit/export", headers=headers)
+        assert again.status_code == 200 and "cli:stuck" in again.text
 
 
 def test_an_export_on_sqlite_is_ascending_and_bounded(tmp_path: Path) -> None:

@@ -81,7 +81,13 @@ from baton.store.admin import (
     UserListing,
 )
 from baton.store.base import GrantSummary, SecurityEvent, User, UserExists, UsernameOfDeletedUser
-from baton.store.sql.records import EXPORT_MAX, ConsentListing, audit_line, audit_payload
+from baton.store.sql.records import (
+    EXPORT_MAX,
+    AuditBusy,
+    ConsentListing,
+    audit_line,
+    audit_payload,
+)
 
 JSONL = "application/jsonl"
 NEXT_AFTER = "Baton-Next-After"
@@ -657,7 +663,11 @@ async def export_audit(request: Request, caller: Caller) -> Response:
     the id to ask after next (the last one sent, or `after` when none was)."""
     after = _number(request, "after") or 0
     limit = _limit(request, EXPORT_DEFAULT, EXPORT_MAX)
-    rows = await _records(request).audit_after(after, limit)
+    try:
+        rows = await _records(request).audit_after(after, limit)
+    except AuditBusy:
+        detail = "audit rows are being written: ask again"
+        raise Problem(503, "audit-busy", detail, {"Retry-After": "1"}) from None
     body = "".join(audit_line(r) + "\n" for r in rows)
     following = rows[-1].id if rows else after
     headers = {"Cache-Control": "no-store", NEXT_AFTER: str(following)}
@@ -852,6 +862,14 @@ _AUDIT = _object(
     },
 )
 _NO_USER = {"404": problem("No such user.")}
+# The export's 503: a problem when an audit writer held the log too long, or the server's usual
+# JSON error when the database is unreachable.
+_BUSY = problem(
+    "An audit row's transaction stayed open for seconds, or the database is unreachable: ask "
+    "again.",
+    **{"Retry-After": {"schema": {"type": "string"}}},
+)
+_BUSY["content"] |= no_store_json("")["content"]
 _WRITE_CONFLICT = {
     "409": problem(
         "The user was deleted, is a console administrator (never changed by the API), or is "
@@ -1025,6 +1043,7 @@ AUDIT_EXPORT = _op(
             **{JSONL: {"type": "string"}},
         ),
         **_BAD_QUERY,
+        "503": _BUSY,
     },
     "Needs `admin:audit:read`. For a SIEM: rows strictly after `after`, at most `limit`; no "
     "row with a lower id commits later, so polling from `Baton-Next-After` misses none and "

@@ -13,7 +13,8 @@ inserted, not when its transaction commits, so a transaction still open may comm
 N was read. The export therefore takes `SHARE` lock on `audit_log` before it reads: that waits
 for every transaction that inserted a row (they hold `ROW EXCLUSIVE` until they end) and keeps
 new ones out until the read is done, so every id at or below the last one read has committed or
-rolled back for good. The lock is held for one indexed read of at most `EXPORT_MAX` rows. SQLite
+rolled back for good. The lock is held for one indexed read of at most `EXPORT_MAX` rows, and
+waited for at most `EXPORT_LOCK_WAIT_MS` (then the export fails, and is polled again). SQLite
 has one writer at a time, so a read there already sees a prefix of the ids.
 """
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy import Connection, RowMapping, and_, func, or_, select, text
+from sqlalchemy.exc import DBAPIError
 
 from baton.core.audience import resources_from_stored
 from baton.core.scope import parse as parse_scope
@@ -41,6 +43,12 @@ from baton.store.sql.rows import user_from_row
 T = TypeVar("T")
 
 EXPORT_MAX = 10_000  # audit rows in one export answer
+EXPORT_LOCK_WAIT_MS = 5_000  # how long an export waits for audit writers to end (PostgreSQL)
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+class AuditBusy(Exception):
+    """An audit row's transaction stayed open longer than `EXPORT_LOCK_WAIT_MS`: ask again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,12 +199,17 @@ class RecordStore:
     async def audit_after(self, after: int, limit: int) -> list[AuditRow]:
         """At most `limit` audit rows with ids above `after`, in ascending id order, such that no
         row with a lower id can commit later (see the module's docstring): a poller that goes on
-        from the last id it got never misses a row, and never gets one twice."""
+        from the last id it got never misses a row, and never gets one twice. `AuditBusy` when
+        a writer kept the log longer than `EXPORT_LOCK_WAIT_MS`."""
         limit = max(1, min(limit, EXPORT_MAX))
         postgres = self.runner.dialect == "postgresql"
 
         def work(conn: Connection) -> list[AuditRow]:
             if postgres:
+                # Bounded: a transaction left open after writing an audit row must not hold the
+                # export (and every audit writer queued behind it) for ever; the export fails
+                # (a 503, retried by the poller) instead.
+                conn.execute(text(f"SET LOCAL lock_timeout = '{EXPORT_LOCK_WAIT_MS}ms'"))
                 conn.execute(text("LOCK TABLE audit_log IN SHARE MODE"))
             stmt = (
                 select(audit_log)
@@ -206,8 +219,16 @@ class RecordStore:
             )
             return [AuditRow(**row) for row in conn.execute(stmt).mappings()]
 
-        # A lock stronger than ROW EXCLUSIVE needs a read-write transaction on PostgreSQL.
-        return await (self._write(work) if postgres else self._read(work))
+        if not postgres:
+            return await self._read(work)
+        try:
+            # A lock stronger than ROW EXCLUSIVE needs a read-write transaction on PostgreSQL.
+            return await self._write(work)
+        except DBAPIError as exc:
+            state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+            if state == _LOCK_NOT_AVAILABLE:
+                raise AuditBusy from exc
+            raise
 
 
 def _listings(conn: Connection, mapped: list[RowMapping]) -> list[UserListing]:
@@ -253,4 +274,12 @@ def audit_payload(row: AuditRow) -> dict[str, object]:
     }
 
 
-__all__ = ["EXPORT_MAX", "ConsentListing", "RecordStore", "audit_line", "audit_payload"]
+__all__ = [
+    "EXPORT_LOCK_WAIT_MS",
+    "EXPORT_MAX",
+    "AuditBusy",
+    "ConsentListing",
+    "RecordStore",
+    "audit_line",
+    "audit_payload",
+]
