@@ -1,9 +1,10 @@
-"""`baton consent list`, `baton grants show`, `baton audit export` and the audited `baton grants
-revoke`: what the admin API's records routes can do, on the command line too (issue 27). In
-process (Click's CliRunner), on the SQLite file an app serves."""
+"""`baton consent list`, `baton grants show`, `baton events list`, `baton audit export` and the
+audited `baton grants revoke`: what the admin API's records routes can do, on the command line
+too (issue 27). In process (Click's CliRunner), on the SQLite file an app serves."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from starlette.testclient import TestClient
 
 from baton.cli import main
 from baton.core.user_claims import ClaimChanges
+from baton.core.vocabulary import SecurityEventKind
 from baton.store.admin import Actor
 from baton.store.sql import SQLStore
 from tests.support import RegisteredClient, first_pair, register_client, register_user, running_app
@@ -117,3 +119,18 @@ def test_audit_export_prints_json_lines_from_a_cursor(served: Served) -> None:
     assert seen[0]["action"] == "user.create" and seen[0]["detail"]["admin"] is False
     refused = baton("audit", "export", "--db", db, "--limit", "0")
     assert refused.exit_code == 2
+
+
+def test_events_list_shows_the_newest_security_events(served: Served) -> None:
+    _http, store, db = served
+    admin = store.admin()
+    for n, kind in enumerate(["login_lockout", "client_disabled", "login_lockout"]):
+        event = functools.partial(admin.record_security_event, subject=f"s{n}")
+        anyio.run(event, SecurityEventKind(kind), 100 + n)
+    listed = ok_json("events", "list", "--db", db)["events"]
+    assert [e["username"] for e in listed] == ["s2", "s1", "s0"]
+    lockouts = ok_json("events", "list", "--db", db, "--kind", "login_lockout", "--limit", "1")
+    assert [e["username"] for e in lockouts["events"]] == ["s2"]
+    text = baton("events", "list", "--db", db).stdout.splitlines()
+    assert text[0].split()[:3] == ["ID", "WHEN", "KIND"] and len(text) == 4
+    assert baton("events", "list", "--db", db, "--kind", "nonsense").exit_code == 2

@@ -61,5 +61,6 @@ main.add_command(scopes.scope)
 main.add_command(upstreams.upstream)
 main.add_command(consents.consent)
 main.add_command(audit.audit)
+main.add_command(audit.events)
 
 __all__ = ["main"]

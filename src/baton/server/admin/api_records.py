@@ -627,7 +627,7 @@ async def delete_consent(request: Request, caller: Caller) -> Response:
 # -- security events and the audit log ---------------------------------------------------------
 
 
-def _event_item(e: SecurityEvent) -> dict[str, Any]:
+def event_item(e: SecurityEvent) -> dict[str, Any]:
     return {
         "id": str(e.id),
         "kind": e.kind,
@@ -648,7 +648,7 @@ async def list_security_events(request: Request, caller: Caller) -> Response:
         raise _bad("kind must be one of " + ", ".join(SecurityEventKind))
     before, limit = _number(request, "cursor"), _limit(request)
     rows, cursor = await _records(request).security_events(kind, before, limit)
-    return _page([_event_item(e) for e in rows], str(cursor) if cursor is not None else None)
+    return _page([event_item(e) for e in rows], str(cursor) if cursor is not None else None)
 
 
 async def list_audit(request: Request, caller: Caller) -> Response:
