@@ -3,7 +3,8 @@ in the test suite (`test_schemathesis.py`) and the long one behind `make fuzz` (
 
 Two phases:
 
-- **operations**: every operation of the document, each with `examples` generated requests
+- **operations**: every operation of the document but the admin API's (fuzzed with an admin
+  app's token by `test_admin_schemathesis.py`), each with `examples` generated requests
   (positive data: valid by the schema, which is loose enough to cover garbage tokens, bad
   scopes, repeated credentials and the like);
 - **stateful**: schemathesis's state machine follows the document's links from a token response
@@ -60,6 +61,7 @@ from baton.core import pkce
 from baton.core.clock import FakeClock
 from baton.core.policy import Lifetimes, Policy, RetryPolicy
 from baton.core.tokens import TokenKind, mint, random_base62
+from baton.server.admin.api import PREFIX
 from baton.server.app import create_app
 from baton.server.runtime.sessions import COOKIE, session_digest
 from baton.store.base import NewCode
@@ -252,10 +254,13 @@ def _failure_text(label: str, exc: BaseException) -> str:
 
 
 def run_operations(target: Target, examples: int, seed: int | None = None) -> None:
-    """Each operation on its own, `examples` requests each."""
+    """Each operation on its own, `examples` requests each; not the admin API's, which need a
+    bearer token of an admin app (`test_admin_schemathesis.py` fuzzes them with one)."""
     for result in target.schema.get_all_operations():
         operation = result.ok()  # type: ignore[union-attr]
         label = operation.label
+        if operation.path.startswith(PREFIX + "/"):
+            continue
 
         @settings(
             max_examples=examples,
@@ -282,8 +287,11 @@ def run_operations(target: Target, examples: int, seed: int | None = None) -> No
 
 
 def run_stateful(target: Target, scenarios: int, steps: int = 12, seed: int | None = None) -> None:
-    """Scenarios along the links: token -> refresh (and its retry), revoke, introspect."""
-    base = target.schema.as_state_machine()
+    """Scenarios along the links: token -> refresh (and its retry), revoke, introspect. Not the
+    admin API's operations (its links, inferred from its ids and `Location` headers, would take
+    the scenarios' steps, and its calls need a bearer token): `test_admin_schemathesis.py`
+    fuzzes those."""
+    base = target.schema.exclude(path_regex=f"^{PREFIX}/").as_state_machine()
 
     class Machine(base):  # type: ignore[valid-type,misc]
         def setup(self) -> None:

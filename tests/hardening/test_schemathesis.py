@@ -1,4 +1,5 @@
-"""Schemathesis drives the in-process app from its own `/openapi.json`: every operation, then
+"""Schemathesis drives the in-process app from its own `/openapi.json`: every operation (but the
+admin API's, which `test_admin_schemathesis.py` drives with an admin app's token), then
 scenarios along the document's links (a token response's refresh token refreshed, retried,
 revoked and introspected). Zero 5xx and zero schema violations; `make fuzz` runs the same with
 far more examples (`bench/fuzz.py`)."""

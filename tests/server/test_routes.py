@@ -131,8 +131,11 @@ def test_the_machine_endpoints_skip_the_session_and_their_posts_take_the_fast_pa
         assert sessions["sessionless_prefixes"] == (
             "/admin/api/v1/clients/",
             "/admin/api/v1/consent-challenges/",
+            "/admin/api/v1/consents/",
+            "/admin/api/v1/grants/",
             "/admin/api/v1/login-challenges/",
             "/admin/api/v1/subjects/",
+            "/admin/api/v1/users/",
         )
         assert _middleware_kwargs(app, Observe)["unlogged"] == probes
         fast_routes = cast(list[Route], fast["routes"])

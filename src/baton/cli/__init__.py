@@ -7,8 +7,8 @@ exit status 1 (2 for a config file Baton refuses), as one line without a traceba
 from their declarations in `baton.config`.
 
 One module per command group: `serve` (with `config show`), `db`, `clients`, `consents`,
-`users`, `grants`, `keys`, `demo`; what they share is in `common`. `main` below is the group
-they join (`baton.script` runs it, and so does `python -m baton.cli`).
+`users`, `grants`, `keys`, `audit`, `demo`; what they share is in `common`. `main` below is the
+group they join (`baton.script` runs it, and so does `python -m baton.cli`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import click
 
 from baton import __version__
 from baton.cli import (
+    audit,
     clients,
     consents,
     db,
@@ -59,5 +60,7 @@ main.add_command(demo.demo)
 main.add_command(scopes.scope)
 main.add_command(upstreams.upstream)
 main.add_command(consents.consent)
+main.add_command(audit.audit)
+main.add_command(audit.events)
 
 __all__ = ["main"]

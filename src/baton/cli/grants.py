@@ -1,13 +1,19 @@
-"""`baton grants list` and `baton grants revoke`: one user's authorization of one client, and
-the token family issued from it.
+"""`baton grants list`, `show` and `revoke`: one user's authorization of one client, and the
+token family issued from it. `show` prints what the admin API's `GET /grants/{id}` answers (the
+grant and its family's summary, never a token); `revoke` is audited with the actor
+`cli:<login name>`, as the console's and the admin API's revocations are.
 """
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from baton.cli.common import current_time, db_option, emit, fail, run_with_store
-from baton.core.vocabulary import RevocationCause
+from baton.cli.users import cli_actor
+from baton.server.admin.api_records import grant_detail
+from baton.store.admin import Family
 from baton.store.sql import SQLStore
 
 
@@ -56,17 +62,54 @@ def grants_list(db: str, client_id: str | None, username: str | None, as_json: b
     emit(as_json, {"grants": rows}, "\n".join(lines))
 
 
+@grants.command("show")
+@db_option
+@click.argument("grant_id")
+@click.option("--json", "as_json", is_flag=True)
+def grants_show(db: str, grant_id: str, as_json: bool) -> None:
+    """Show a grant and its token family: refresh tokens issued, the current pair's expiry, and
+    its security events (never a token)."""
+
+    async def work(store: SQLStore) -> Family | None:
+        return await store.admin().family(grant_id)
+
+    family = run_with_store(db, work)
+    if family is None:
+        fail(f"no grant {grant_id!r}")
+    payload = grant_detail(family, current_time())
+    tree = payload["family"]
+    current = tree["current"] or {}
+    lines = [
+        f"grant:       {payload['id']}",
+        f"client:      {payload['client_id']}",
+        f"user:        {payload['username'] or '-'}",
+        f"scope:       {payload['scope']}",
+        f"status:      {payload['status']}"
+        + (f" ({payload['revoked_reason']})" if payload["revoked_reason"] else ""),
+        f"created_at:  {payload['created_at']}",
+        f"expires_at:  {payload['expires_at']}",
+        f"generations: {tree['generations']}",
+        f"current:     {json.dumps(current) if current else '-'}",
+    ]
+    lines += [
+        f"event:       {e['occurred_at']} {e['kind']} (generation {e['generation']})"
+        for e in tree["events"]
+    ]
+    emit(as_json, payload, "\n".join(lines))
+
+
 @grants.command("revoke")
 @db_option
 @click.argument("grant_id")
 @click.option("--json", "as_json", is_flag=True)
 def grants_revoke(db: str, grant_id: str, as_json: bool) -> None:
     """Revoke a grant: every token of its family dies at once."""
+    actor = cli_actor()
 
     async def work(store: SQLStore) -> bool | None:
         if await store.get_grant(grant_id) is None:
             return None
-        return await store.revoke_grant(grant_id, current_time(), RevocationCause.ADMIN)
+        return await store.admin().revoke_grant(grant_id, actor)
 
     revoked = run_with_store(db, work)
     if revoked is None:

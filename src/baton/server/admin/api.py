@@ -263,6 +263,15 @@ async def json_body(request: Request) -> dict[str, Any]:
         raise Problem(400, "bad-body", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise Problem(400, "bad-body", "the body must be a JSON object")
+    # A `\ud800` escape parses to a lone surrogate, which no database column takes: RFC 8259
+    # §8.2 leaves such strings' behaviour unpredictable, so they are refused here, by member.
+    for name, value in body.items():
+        try:
+            json.dumps([name, value], ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            shown = name.encode("utf-8", "replace").decode()
+            detail = f"{shown}: holds a string that is not Unicode (a lone surrogate)"
+            raise Problem(400, "bad-body", detail) from None
     return body
 
 

@@ -55,6 +55,7 @@ from baton.store.sql import lifecycle, logout, outbox, registry
 from baton.store.sql.audit import record
 from baton.store.sql.client_admin import ClientAdmin
 from baton.store.sql.feed import wake_feed
+from baton.store.sql.records import RecordStore
 from baton.store.sql.rows import client_from_row, client_values, grant_from_labels, user_from_row
 from baton.store.sql.statements import GRANT_COLUMNS
 from baton.store.sql.users import UserStore
@@ -62,7 +63,7 @@ from baton.store.sql.users import UserStore
 T = TypeVar("T")
 
 
-class AdminStore(ClientAdmin, UserStore):
+class AdminStore(ClientAdmin, RecordStore, UserStore):
     """The console's queries and actions over a store's runner (`SQLStore.admin()`); the
     users' life-cycle actions are `UserStore`'s (`baton.store.sql.users`)."""
 
