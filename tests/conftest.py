@@ -128,7 +128,6 @@ _SHARED_SCOPES = {
     "tests/client/test_stalled_answers.py": "load",
     "tests/bench/test_smoke.py": "load",
     "tests/e2e/test_postgres_processes.py": "load",
-    "tests/e2e/test_rolling_upgrade.py": "load",
 }
 _SHARED_FOLDERS = {"tests/interop/": "interop"}
 # The slowest units first, so that no worker is left with a long one at the end of the run.
