@@ -1,6 +1,7 @@
 """OpenTelemetry traces (`--tracing`): the span tree of a code flow, refreshes, a reuse, an
 introspection and a revocation through the real app; no token, code, verifier, secret, password
-or cookie in any span; nothing of OpenTelemetry loaded while tracing is off; spans exported over
+or cookie in any span, nor a request's path (a challenge, a username), a webhook's path or who
+sent a request; nothing of OpenTelemetry loaded while tracing is off; spans exported over
 OTLP/HTTP to a real socket."""
 
 from __future__ import annotations
