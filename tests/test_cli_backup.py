@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import sqlite3
 import stat
@@ -154,11 +153,83 @@ def test_postgresql_gets_the_pg_dump_command_without_its_password() -> None:
     assert "s3cret" not in line
     assert line == (
         "error: baton db backup copies SQLite databases; back up PostgreSQL with its own tools: "
-        "pg_dump --format=custom --file='/backups/baton 1.dump' "
+        "umask 077; pg_dump --format=custom --file='/backups/baton 1.dump' "
         "--dbname='postgresql://baton@db.example:5433/baton?sslmode=require' "
-        "(the password from ~/.pgpass or PGPASSWORD); restore with pg_restore "
-        "(see docs/backups.md)"
+        "(the password left out: pg_dump reads the password from PGPASSWORD or ~/.pgpass); "
+        "restore with pg_restore (see docs/backups.md)"
     )
+
+
+def dump_command(line: str) -> str:
+    """The shell command in the error line of `baton db backup` on a PostgreSQL URL."""
+    command = line.partition("own tools: ")[2].partition("; restore with")[0]
+    return command.partition(" (")[0]
+
+
+def test_the_pg_dump_command_holds_no_credential_of_the_url_s_query() -> None:
+    """libpq's `?password=` and `?sslpassword=` would be on a command line (seen in `ps` by every
+    local user, kept in shell histories): left out, and said so."""
+    for db, left_out in {
+        "postgresql://baton@db.example/baton?password=hunter2&sslmode=require": (
+            "(the password left out: pg_dump reads the password from PGPASSWORD or ~/.pgpass)"
+        ),
+        "postgresql://baton@db.example/baton?sslmode=require&sslpassword=hunter2": (
+            "(sslpassword= left out: pg_dump asks for the SSL key's passphrase)"
+        ),
+        "postgresql://baton:pw@db.example/baton?sslmode=require&sslpassword=hunter2": (
+            "(the password and sslpassword= left out: pg_dump reads the password from "
+            "PGPASSWORD or ~/.pgpass and asks for the SSL key's passphrase)"
+        ),
+    }.items():
+        line = one_line(baton("db", "backup", "/backups/baton.dump", "--db", db))
+        assert "hunter2" not in line and "pw@" not in line, line
+        assert left_out in line, line
+        assert dump_command(line) == (
+            "umask 077; pg_dump --format=custom --file=/backups/baton.dump "
+            "--dbname='postgresql://baton@db.example/baton?sslmode=require'"
+        ), line
+
+
+def test_the_pg_dump_command_speaks_libpq_not_asyncpg() -> None:
+    """Baton's driver takes `ssl=` (and parameters of its own); pg_dump wants libpq's `sslmode=`
+    and refuses what it does not know."""
+    db = (
+        "postgresql://baton@db.example/baton?ssl=verify-full&sslrootcert=/etc/baton/ca.pem"
+        "&prepared_statement_cache_size=0&application_name=baton"
+    )
+    line = one_line(baton("db", "backup", "/backups/baton.dump", "--db", db))
+    assert dump_command(line) == (
+        "umask 077; pg_dump --format=custom --file=/backups/baton.dump "
+        "--dbname='postgresql://baton@db.example/baton?application_name=baton"
+        "&sslmode=verify-full&sslrootcert=%2Fetc%2Fbaton%2Fca.pem'"
+    )
+
+
+def test_a_file_of_the_live_database_is_never_a_destination(
+    served: tuple[TestClient, SQLStore, Path],
+) -> None:
+    """Its WAL, shared memory, journal, writers' lock or session key replaced by a backup, even
+    with --force, would lose commits (or every browser session): refused, resolved paths
+    compared (a symbolic link or `..` does not get around it)."""
+    _http, _store, database = served
+    link = database.parent / "link-to-wal"
+    link.symlink_to(f"{database}-wal")
+    companions = [f"{database}{s}" for s in ("-shm", "-journal", "-writer.lock", "-session.key")]
+    for dest, what in [
+        (f"{database}-wal", "the database's -wal file"),
+        (str(link), "the database's -wal file"),
+        (f"{database.parent}/../{database.parent.name}/baton.db-shm", "the database's -shm file"),
+        *(
+            (where, f"the database's {where.rpartition('baton.db')[2]} file")
+            for where in companions
+        ),
+    ]:
+        before = {p.name: p.read_bytes() for p in database.parent.iterdir() if p.is_file()}
+        line = one_line(baton("db", "backup", dest, "--db", str(database), "--force"))
+        assert line == f"error: {dest} is {what}; name another file"
+        after = {p.name: p.read_bytes() for p in database.parent.iterdir() if p.is_file()}
+        assert after.keys() == before.keys()
+        assert after[f"{database.name}-wal"] == before[f"{database.name}-wal"]
 
 
 def _revision(database: Path) -> str:
@@ -301,10 +372,10 @@ def test_postgresql_restore_keeps_the_tokens_of_the_dump_and_reuse_detection(
     def take_backup() -> None:
         # The very command `baton db backup` prints for a PostgreSQL URL.
         line = one_line(baton("db", "backup", str(dump), "--db", live))
-        command = line.partition("own tools: ")[2].partition(" (the password")[0]
-        command = command.partition("; restore with")[0]
-        assert command.startswith("pg_dump --format=custom"), line
-        subprocess.run(shlex.split(command), check=True, capture_output=True, timeout=60)
+        command = dump_command(line)
+        assert command.startswith("umask 077; pg_dump --format=custom"), line
+        subprocess.run(["sh", "-c", command], check=True, capture_output=True, timeout=60)
+        assert stat.S_IMODE(dump.stat().st_mode) == 0o600
 
     def restore() -> None:
         subprocess.run(

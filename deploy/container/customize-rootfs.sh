@@ -48,6 +48,11 @@ echo "baton:x:$uid:" >>"$root/etc/group"
 if [ -f "$root/etc/shadow" ]; then echo "baton:!*:::::::" >>"$root/etc/shadow"; fi
 install -d -o "$uid" -g "$uid" -m 0700 "$root/var/lib/baton"
 
+# No setuid or setgid program (Debian's su, newgrp, passwd, chage...): nothing in the container
+# may gain privileges by running one, even where `podman run` is not given
+# `--security-opt no-new-privileges`.
+find "$root" -xdev -type f -perm /6000 -exec chmod ug-s {} +
+
 # What only the build needed, and what no container reads.
 rm -rf "$root/tmp/wheels" "$root/root/.cache"
 rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists "$root"/var/cache/debconf/*-old \

@@ -15,7 +15,9 @@ MASK = "********"
 _CREDENTIAL_PARAMETERS = ("pass", "secret", "token")
 
 
-def _is_credential(parameter: str) -> bool:
+def is_credential_parameter(parameter: str) -> bool:
+    """Whether a URL's query parameter named `parameter` holds a credential (`password`,
+    `sslpassword`, `token`...): the one rule, for whatever shows or prints a URL."""
     return any(word in parameter.lower() for word in _CREDENTIAL_PARAMETERS)
 
 
@@ -28,7 +30,7 @@ def carries_credential(url: str, *, origin_only: bool = False) -> bool:
     except ValueError:
         return True
     names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
-    if parts.password or any(_is_credential(name) for name in names):
+    if parts.password or any(is_credential_parameter(name) for name in names):
         return True
     return origin_only and bool(parts.query)
 
@@ -53,8 +55,8 @@ def masked_url(url: str, *, origin_only: bool = False) -> str:
         return urlunsplit((parts.scheme, netloc, rest, "", ""))
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     query = parts.query  # as written, unless a parameter is masked
-    if any(_is_credential(name) for name, _ in pairs):
-        masked = [(name, MASK if _is_credential(name) else value) for name, value in pairs]
+    if any(is_credential_parameter(name) for name, _ in pairs):
+        masked = [(name, MASK if is_credential_parameter(name) else value) for name, value in pairs]
         query = urlencode(masked, safe="*")
     if netloc == parts.netloc and query == parts.query:
         return url  # nothing to mask: as written (urlunsplit would rewrite `sqlite:///x`)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -141,6 +142,8 @@ def test_the_quick_start_runs_as_written(
     assert token is not None, out
     assert '"expires_in":3600,"scope":"read"' in token.group(0)
     assert "grant revoked: reuse detected" in out, out
+    # quickstart.json holds the client's secret: its owner's alone.
+    assert stat.S_IMODE((clone / "quickstart.json").stat().st_mode) == 0o600
     # `make serve` installed what serving needs and not the development tools.
     python = clone / ".venv" / "bin" / "python"
     for module, present in (("uvicorn", True), ("baton.cli", True), ("pytest", False)):

@@ -1,6 +1,7 @@
 """OpenTelemetry traces (`--tracing`): the span tree of a code flow, refreshes, a reuse, an
 introspection and a revocation through the real app; no token, code, verifier, secret, password
-or cookie in any span; nothing of OpenTelemetry loaded while tracing is off; spans exported over
+or cookie in any span, nor a request's path (a challenge, a username), a webhook's path or who
+sent a request; nothing of OpenTelemetry loaded while tracing is off; spans exported over
 OTLP/HTTP to a real socket."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib.abc
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from baton import spans as baton_spans
 from baton.cli import main
 from baton.server.observability import tracing
 from tests.support import (
+    ISSUER,
     PASSWORD,
     REDIRECT_URI,
     authorize,
@@ -40,6 +43,7 @@ from tests.support import (
     register_user,
     running_app,
 )
+from tests.webhook_receiver import SECRET as WEBHOOK_SECRET
 
 # Header capture asked for by the operator's environment: Baton must still record no header.
 CAPTURE_EVERY_HEADER = {
@@ -113,12 +117,35 @@ def challenge_of(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+# What a request's path may hold, and what must not leave in a span: a login challenge (stored
+# as a digest only), a username (personal data), a token pasted into a path no route matches, a
+# webhook's path (its credential, as Slack's /services/T/B/<secret>); and who sent the request.
+CHALLENGE = "CHALLENGE-SECRET-VALUE"
+USERNAME = "alice.personal@example.com"
+PATH_TOKEN = "bat_at_pasted-into-a-path"
+HOOK_PATH = "/services/T0001/B0001/WEBHOOK-PATH-SECRET"
+USER_AGENT = "Personal-Browser/1.0 (alice's laptop)"
+ADMIN_SCOPES = "admin:challenges admin:users:read"
+
+
 def test_a_code_flow_and_its_refreshes_as_spans_with_no_secret_in_any(
     spans: InMemorySpanExporter, database: Path | str
 ) -> None:
-    secrets: set[str] = {PASSWORD}
-    with running_app(database, tracing=True) as (http, store, clock):
+    secrets: set[str] = {PASSWORD, CHALLENGE, USERNAME, PATH_TOKEN, HOOK_PATH, USER_AGENT}
+    secrets |= {"WEBHOOK-PATH-SECRET", "alice.personal", "testclient"}  # the test client's address
+    with (
+        receiver() as (hook_origin, deliveries),
+        running_app(
+            database,
+            tracing=True,
+            webhook_url=hook_origin + HOOK_PATH,
+            webhook_secret=WEBHOOK_SECRET,
+            webhook_poll_interval=0.02,
+        ) as (http, store, clock),
+    ):
+        http.headers["user-agent"] = USER_AGENT
         register_user(store)
+        register_user(store, USERNAME)
         client = register_client(store)
         resource_server = register_client(store, resource_server=True)
         assert client.secret is not None and resource_server.secret is not None
@@ -164,9 +191,30 @@ def test_a_code_flow_and_its_refreshes_as_spans_with_no_secret_in_any(
         for body in (pair, rotated.json()):
             secrets |= {value for key, value in body.items() if key.endswith("_token")}
         secrets |= {value for value in http.cookies.values() if value}
+        # The admin API, its paths holding a challenge and a username; a path matching no route.
+        admin = register_client(store, scope=ADMIN_SCOPES, name="login app")
+        assert admin.secret is not None
+        secrets |= {admin.secret, basic(admin.id, admin.secret)}
+        issued = http.post(
+            "/token",
+            data={"grant_type": "client_credentials", "scope": ADMIN_SCOPES},
+            auth=admin.basic,
+        )
+        admin_token = issued.json()["access_token"]
+        secrets.add(admin_token)
+        bearer = {"authorization": f"Bearer {admin_token}"}
+        read = http.get(f"/admin/api/v1/users/{USERNAME}", headers=bearer)
+        assert read.status_code == 200, read.text
+        challenge = http.get(f"/admin/api/v1/login-challenges/{CHALLENGE}", headers=bearer)
+        assert challenge.status_code == 404, challenge.text
+        assert http.get(f"/no/such/route/{PATH_TOKEN}").status_code == 404
+        # The reuse's webhooks, delivered by the server's httpx client to its secret path.
+        deadline = time.monotonic() + 10
+        while len(deliveries) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert {path for path, _type, _body in deliveries} == {HOOK_PATH}, deliveries
         # httpx's own spans: an outgoing request with a query string.
-        with receiver() as (url, _bodies):
-            assert httpx.get(f"{url}/hook?token=outgoing-secret-value").status_code == 200
+        assert httpx.get(f"{hook_origin}/hook?token=outgoing-secret-value").status_code == 200
         secrets.add("outgoing-secret-value")
 
     finished = list(spans.get_finished_spans())
@@ -191,11 +239,33 @@ def test_a_code_flow_and_its_refreshes_as_spans_with_no_secret_in_any(
     assert attributes["http.route"] == "/authorize"
     assert "?" not in str(attributes.get("http.url", attributes.get("url.full", "")))
     assert "?" not in str(attributes.get("http.target", ""))
+    # A server span's target and URL are its route's template; none when no route matched.
+    for route in (
+        "/admin/api/v1/users/{username}",
+        "/admin/api/v1/login-challenges/{challenge}",
+    ):
+        (admin_span,) = server_spans(finished, f"GET {route}")
+        assert admin_span.attributes is not None
+        assert admin_span.attributes["http.target"] == route
+        assert admin_span.attributes["http.url"] == ISSUER + route
+    (unmatched,) = [
+        span
+        for span in finished
+        if span.kind is SpanKind.SERVER
+        and (span.attributes or {}).get("http.status_code") == 404
+        and "http.route" not in (span.attributes or {})
+    ]
+    assert unmatched.name == "GET"
+    assert not {"http.target", "http.url", "url.path", "url.full"} & set(unmatched.attributes or {})
+    # Nobody's address or User-Agent.
+    personal = {"http.user_agent", "user_agent.original", "net.peer.ip", "client.address"}
+    assert not any(personal & set(span.attributes or {}) for span in finished)
 
     # /token: one server span per request (the machine fast path included), each with its
     # exchange, each exchange with its decision and the SQL of its transaction.
     tokens = server_spans(finished, "POST /token")
-    assert len(tokens) == 4
+    assert len(tokens) == 5
+    tokens = tokens[:4]  # the fifth: the admin client's client_credentials
     outcomes = []
     for token_span in tokens:
         (exchange,) = children(finished, token_span, "baton.token.exchange")
@@ -236,11 +306,13 @@ def test_a_code_flow_and_its_refreshes_as_spans_with_no_secret_in_any(
         (span,) = server_spans(finished, route)
         assert span.status.status_code.name != "ERROR"
 
+    # Outgoing requests: their URL's origin alone (a webhook's path is its credential).
     (outgoing,) = [span for span in finished if span.name == "GET" and span.kind is SpanKind.CLIENT]
-    called = (outgoing.attributes or {}).get(
-        "url.full", (outgoing.attributes or {}).get("http.url")
-    )
-    assert str(called).endswith("/hook")
+    hooks = [span for span in finished if span.name == "POST" and span.kind is SpanKind.CLIENT]
+    assert len(hooks) >= 2
+    for span in (outgoing, *hooks):
+        called = (span.attributes or {}).get("url.full", (span.attributes or {}).get("http.url"))
+        assert called == f"{hook_origin}/********"
 
 
 def test_a_statement_that_fails_is_an_error_span_without_its_message_or_values(
@@ -463,3 +535,32 @@ def test_the_default_service_name_is_baton(tmp_path: Path) -> None:
         tracing.uninstall()
     (span,) = [span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER]
     assert span.resource.attributes["service.name"] == "baton"
+
+
+def test_the_newer_conventions_attributes_are_scrubbed_alike() -> None:
+    """OTEL_SEMCONV_STABILITY_OPT_IN=http makes the instrumentations record `url.path`,
+    `url.full`, `client.address` and `user_agent.original`: the same rules apply to them."""
+    server = {
+        "http.route": "/admin/api/v1/users/{username}",
+        "url.path": f"/admin/api/v1/users/{USERNAME}",
+        "url.full": f"https://user:pw@baton.test:8443/admin/api/v1/users/{USERNAME}?q=1",
+        "url.scheme": "https",
+        "client.address": "203.0.113.7",
+        "client.port": 50123,
+        "user_agent.original": USER_AGENT,
+        "http.response.status_code": 200,
+    }
+    assert tracing.scrubbed_attributes(server, SpanKind.SERVER) == {
+        "http.route": "/admin/api/v1/users/{username}",
+        "url.path": "/admin/api/v1/users/{username}",
+        "url.full": "https://baton.test:8443/admin/api/v1/users/{username}",
+        "url.scheme": "https",
+        "http.response.status_code": 200,
+    }
+    unmatched = {"url.path": f"/x/{PATH_TOKEN}", "url.full": f"http://baton.test/x/{PATH_TOKEN}"}
+    assert tracing.scrubbed_attributes(unmatched, SpanKind.SERVER) == {}
+    client = {"url.full": f"https://hooks.example{HOOK_PATH}?token=t", "server.port": 443}
+    assert tracing.scrubbed_attributes(client, SpanKind.CLIENT) == {
+        "url.full": "https://hooks.example/********",
+        "server.port": 443,
+    }

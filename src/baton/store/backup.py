@@ -29,10 +29,16 @@ from urllib.parse import quote
 
 from sqlalchemy.engine import URL
 
-from baton.store.engines import normalize_url
+from baton.store.engines import SQLITE_SUFFIXES, libpq_url, normalize_url
 from baton.store.engines.sqlite_wal import BUSY_TIMEOUT_MS
+from baton.urls import is_credential_parameter
 
 _CHECK = "check --db (BATON_DB)"
+# The files beside a SQLite database that are part of it, or of the server using it: its WAL,
+# shared memory, rollback journal and writers' lock (`SQLITE_SUFFIXES`), and the session key
+# `baton serve` keeps beside it by default (`DATABASE-session.key`). A backup written over one
+# of them would lose commits, or every browser session.
+COMPANIONS = (*SQLITE_SUFFIXES, "-session.key")
 
 
 class BackupError(Exception):
@@ -52,17 +58,9 @@ def backup(db: str, dest: Path, *, force: bool = False) -> Backup:
     """Copies the database at `db` to `dest` (see the module's docstring)."""
     url = normalize_url(db)
     if url.get_backend_name() == "postgresql":
-        # The URL without its password, which pg_dump reads from ~/.pgpass or PGPASSWORD.
-        # (`URL.set` takes None for "unchanged": the URL is made anew.)
-        plain = URL.create(
-            "postgresql", url.username, None, url.host, url.port, url.database, url.query
-        )
-        password = " (the password from ~/.pgpass or PGPASSWORD)" if url.password else ""
-        dbname = shlex.quote(plain.render_as_string(hide_password=False))
         raise BackupError(
             "baton db backup copies SQLite databases; back up PostgreSQL with its own tools: "
-            f"pg_dump --format=custom --file={shlex.quote(str(dest))} --dbname={dbname}"
-            f"{password}; restore with pg_restore (see docs/backups.md)"
+            f"{pg_dump_command(url, dest)}; restore with pg_restore (see docs/backups.md)"
         )
     if url.get_backend_name() != "sqlite":
         raise BackupError(f"unsupported database {url.get_backend_name()!r}; {_CHECK}")
@@ -70,6 +68,45 @@ def backup(db: str, dest: Path, *, force: bool = False) -> Backup:
     if database in (None, "", ":memory:"):
         raise BackupError(f"an in-memory database has nothing to back up; {_CHECK}")
     return backup_sqlite(Path(str(database)), dest, force=force)
+
+
+def pg_dump_command(url: URL, dest: Path) -> str:
+    """The shell command that dumps the PostgreSQL database at `url` to `dest`, and what it
+    leaves out: the URL as libpq reads it (asyncpg's `ssl=` as `sslmode=`, none of asyncpg's
+    or SQLAlchemy's own parameters), without its password or any credential in its query
+    (`password=`, `sslpassword=`: a command line is seen by every local user and kept in shell
+    histories), which pg_dump reads from PGPASSWORD or ~/.pgpass, or asks for. `umask 077`
+    first: the dump holds what the database does, for its owner alone."""
+    libpq = libpq_url(url)
+    # (`passfile=` names a file, not a secret: pg_dump reads it.)
+    dropped = sorted(
+        name for name in libpq.query if is_credential_parameter(name) and name != "passfile"
+    )
+    # `URL.set` takes None for "unchanged": the URL is made anew, without its password.
+    plain = URL.create(
+        "postgresql",
+        libpq.username,
+        None,
+        libpq.host,
+        libpq.port,
+        libpq.database,
+        {name: value for name, value in libpq.query.items() if name not in dropped},
+    )
+    dbname = shlex.quote(plain.render_as_string(hide_password=False))
+    command = (
+        f"umask 077; pg_dump --format=custom --file={shlex.quote(str(dest))} --dbname={dbname}"
+    )
+    password = bool(url.password) or "password" in dropped
+    left_out = (["the password"] if password else []) + [
+        f"{name}=" for name in dropped if name != "password"
+    ]
+    if not left_out:
+        return command
+    how = ["reads the password from PGPASSWORD or ~/.pgpass"] if password else []
+    if "sslpassword" in dropped:
+        how.append("asks for the SSL key's passphrase")
+    note = f"{' and '.join(left_out)} left out: pg_dump " + (" and ".join(how) or "asks for it")
+    return f"{command} ({note})"
 
 
 def backup_sqlite(source: Path, dest: Path, *, force: bool = False) -> Backup:
@@ -106,6 +143,12 @@ def _check_destination(source: Path, dest: Path, force: bool) -> None:
         )
     if not dest.parent.is_dir():
         raise BackupError(f"the directory {dest.parent} does not exist; create it first")
+    where = dest.resolve()
+    for database in {source, source.resolve()}:  # SQLite's files beside the path, or its target
+        for suffix in COMPANIONS:
+            if where == Path(f"{database}{suffix}").resolve():
+                what = "the database itself" if not suffix else f"the database's {suffix} file"
+                raise BackupError(f"{dest} is {what}; name another file")
     if dest.exists():
         if dest.samefile(source):
             raise BackupError(f"{dest} is the database itself; name another file")

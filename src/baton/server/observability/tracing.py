@@ -19,10 +19,13 @@ OTLP/HTTP exporter. It then records:
 A process flushes its last spans as its app shuts down (the lifespan, through `TracedRequests`),
 before a worker exits.
 
-Nothing a request carries in its body, headers or query string becomes an attribute, and no
-exception's message (a driver's message may quote a bound value): `Scrubbed` drops every
-captured header, every query string and every exception message from each span before it is
-exported, whatever the instrumentations or the `OTEL_INSTRUMENTATION_*` variables recorded.
+Nothing a request carries in its body, headers, path or query string becomes an attribute, nor
+who sent it, nor an exception's message (a driver's message may quote a bound value):
+`Scrubbed` drops every captured header, the User-Agent, the client's address, every query
+string and every exception message from each span before it is exported, replaces a server
+span's URL and target with its route's template (none when no route matched) and reduces an
+outgoing request's URL to its origin, whatever the instrumentations or the `OTEL_*` variables
+recorded.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio.to_thread
 from opentelemetry import trace
@@ -53,6 +57,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton import __version__, spans
 from baton.server.observability.middleware import UNMATCHED, route_template
+from baton.urls import masked_url
 
 SERVICE = "baton"  # service.name unless OTEL_SERVICE_NAME (or OTEL_RESOURCE_ATTRIBUTES) names one
 
@@ -62,34 +67,100 @@ SERVICE = "baton"  # service.name unless OTEL_SERVICE_NAME (or OTEL_RESOURCE_ATT
 # instrumentations record them only if OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_* ask, and Baton
 # drops them even then.
 _HEADER_PREFIXES = ("http.request.header.", "http.response.header.")
-# Attributes that are a URL or a target: kept without their query string and fragment (the
-# redirect back from /authorize carries `code`; a careless client may put a token in a query).
-_URLS = frozenset({"http.url", "url.full", "http.target", "url.original"})
-_DROPPED = frozenset({"url.query", "exception.message", "exception.stacktrace"})
+# Attributes that are a whole URL, or a request's target or path. The path itself may be a
+# secret or personal data (`/admin/api/v1/login-challenges/<challenge>`, `/users/<username>`, a
+# token pasted into a path that matches no route) and the query string a code (the redirect back
+# from /authorize): a server span keeps them as its route template (`http.route`), on the
+# request's origin for a whole URL, and drops them when no route answered; a client span keeps
+# its URL's origin alone (a webhook's path may be its credential, as Slack's); any other span, a
+# URL without its query string and fragment.
+_FULL_URLS = frozenset({"http.url", "url.full", "url.original"})
+_PATHS = frozenset({"http.target", "url.path"})
+_URLS = _FULL_URLS | _PATHS
+# Who sent a request (personal data): its address and its User-Agent header.
+_PERSONAL = frozenset(
+    {
+        "http.user_agent",
+        "user_agent.original",
+        "http.client_ip",
+        "net.peer.ip",
+        "net.peer.port",
+        "net.sock.peer.addr",
+        "net.sock.peer.port",
+        "client.address",
+        "client.port",
+        "network.peer.address",
+        "network.peer.port",
+    }
+)
+_DROPPED = frozenset({"url.query", "exception.message", "exception.stacktrace"}) | _PERSONAL
 
 
 def _clean_url(value: str) -> str:
     return value.split("?", 1)[0].split("#", 1)[0]
 
 
+def _origin(value: str) -> str:
+    """`scheme://host[:port]` of a URL (without a user or password), or "" if it has none."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return ""
+    if not parts.scheme or not host:
+        return ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
 def _suspect(key: str) -> bool:
     return key in _DROPPED or key in _URLS or key.startswith(_HEADER_PREFIXES)
 
 
-def scrubbed_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+def _url(key: str, value: Any, kind: SpanKind, route: str | None) -> Any | None:
+    """What is kept of the URL or path attribute `key` (None: nothing)."""
+    if not isinstance(value, str):
+        return None
+    if kind is SpanKind.SERVER:
+        if route is None:
+            return None
+        if key in _PATHS:
+            return route
+        origin = _origin(value)
+        return origin + route if origin else None
+    if kind is SpanKind.CLIENT:
+        if key in _PATHS:
+            return None
+        return masked_url(value, origin_only=True)
+    return _clean_url(value)
+
+
+def scrubbed_attributes(
+    attributes: Mapping[str, Any] | None, kind: SpanKind = SpanKind.INTERNAL
+) -> dict[str, Any]:
+    """`attributes` without a header, a query string, an exception's message or who sent the
+    request; their URLs and paths as `kind` allows (see `_URLS`)."""
+    attributes = attributes or {}
+    route = attributes.get("http.route")
+    route = route if isinstance(route, str) else None
     kept: dict[str, Any] = {}
-    for key, value in (attributes or {}).items():
+    for key, value in attributes.items():
         if key in _DROPPED or key.startswith(_HEADER_PREFIXES):
             continue
-        if key in _URLS and isinstance(value, str):
-            value = _clean_url(value)
+        if key in _URLS:
+            value = _url(key, value, kind, route)
+            if value is None:
+                continue
         kept[key] = value
     return kept
 
 
 def scrubbed(span: ReadableSpan) -> ReadableSpan:
-    """`span` without a header, a query string or an exception's message: an exception is
-    known by its type alone, in its event and in the span's status."""
+    """`span` without a header, a query string, a request's path (but its route), its sender
+    or an exception's message: an exception is known by its type alone, in its event and in
+    the span's status."""
     if (
         not span.events
         and not span.status.description
@@ -104,7 +175,7 @@ def scrubbed(span: ReadableSpan) -> ReadableSpan:
         context=span.context,
         parent=span.parent,
         resource=span.resource,
-        attributes=scrubbed_attributes(span.attributes),
+        attributes=scrubbed_attributes(span.attributes, span.kind),
         events=[
             Event(item.name, scrubbed_attributes(item.attributes), item.timestamp)
             for item in span.events

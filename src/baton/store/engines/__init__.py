@@ -36,6 +36,7 @@ from baton.store.engines.postgresql import (
     WAKE_FEED,
     PoolSettings,
     PostgresRunner,
+    libpq_url,
 )
 from baton.store.engines.sqlite import (
     MMAP_BYTES,
@@ -82,6 +83,7 @@ __all__ = [
     "SQLiteRunner",
     "SQLiteSettings",
     "display_url",
+    "libpq_url",
     "normalize_url",
     "open_runner",
     "private_database_files",

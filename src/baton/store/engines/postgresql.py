@@ -60,6 +60,92 @@ class PoolSettings:
         return self.size + max(self.max_overflow, 0)
 
 
+# libpq's connection parameters: what a `postgresql://` URL's query may say to psql, pg_dump and
+# asyncpg's own DSN parser (which takes any other as a server setting to send).
+LIBPQ_PARAMETERS = frozenset(
+    {
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "password",
+        "passfile",
+        "require_auth",
+        "channel_binding",
+        "connect_timeout",
+        "client_encoding",
+        "options",
+        "application_name",
+        "fallback_application_name",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "replication",
+        "gssencmode",
+        "sslmode",
+        "requiressl",
+        "sslnegotiation",
+        "sslcompression",
+        "sslcert",
+        "sslkey",
+        "sslkeylogfile",
+        "sslpassword",
+        "sslcertmode",
+        "sslrootcert",
+        "sslcrl",
+        "sslcrldir",
+        "sslsni",
+        "requirepeer",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "min_protocol_version",
+        "max_protocol_version",
+        "krbsrvname",
+        "gsslib",
+        "gssdelegation",
+        "service",
+        "target_session_attrs",
+        "load_balance_hosts",
+        "scram_client_key",
+        "scram_server_key",
+        "oauth_issuer",
+        "oauth_client_id",
+        "oauth_client_secret",
+        "oauth_scope",
+    }
+)
+
+
+def asyncpg_url(url: URL) -> URL:
+    """`url` (`postgresql+asyncpg://`) with libpq's `sslmode=`, which psql and pg_dump take and
+    SQLAlchemy would hand asyncpg's `connect()` as an unknown argument, as asyncpg's `ssl=` (the
+    same values: `disable` ... `verify-full`); an `ssl=` already there wins."""
+    if "sslmode" not in url.query:
+        return url
+    mode = url.query["sslmode"]
+    url = url.difference_update_query(["sslmode"])
+    if "ssl" in url.query:
+        return url
+    return url.update_query_dict({"ssl": mode})
+
+
+def libpq_url(url: URL) -> URL:
+    """`url` as libpq reads it (`postgresql://`, for psql, pg_dump and asyncpg's DSN parser):
+    asyncpg's `ssl=` as `sslmode=`, and no parameter libpq does not know (SQLAlchemy's and
+    asyncpg's own, such as `prepared_statement_cache_size`)."""
+    query: dict[str, str | tuple[str, ...]] = {}
+    for name, value in url.query.items():
+        if name == "ssl":
+            if "sslmode" not in url.query:
+                query["sslmode"] = value
+        elif name in LIBPQ_PARAMETERS:
+            query[name] = value
+    return url.set(drivername="postgresql", query=query)
+
+
 class PostgresRunner:
     dialect = "postgresql"
 
@@ -80,7 +166,7 @@ class PostgresRunner:
             }
         )
         self.engine: AsyncEngine = create_async_engine(
-            url,
+            asyncpg_url(url),
             isolation_level="READ COMMITTED",
             execution_options={FAST_PATHS_OPTION: fast_paths},
             **sizing,
@@ -201,7 +287,7 @@ class _Listener:
     FALLBACK_POLL = 1.0
 
     def __init__(self, url: URL) -> None:
-        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._dsn = libpq_url(url).render_as_string(hide_password=False)
         self._conn: Any = None
         self._changed = asyncio.Event()
         self._connecting = asyncio.Lock()
