@@ -39,8 +39,12 @@ def test_each_request_gets_an_id_echoed_and_logged_with_no_secret(tmp_path: Path
         client = register_client(store)
         pair = first_pair(http, client)
         response = refresh(http, client, pair["refresh_token"], scope="read")
-        # A careless client puts a token in the query: the log never has it.
+        # A careless client puts a token in the query, or in a path: the log never has it.
         http.get(f"/revocations?token={pair['access_token']}&password=x")
+        http.get(f"/no/such/{pair['refresh_token']}/x")
+        http.get(f"/no/such/{'a' * 40}/{'eyJ' + 'b' * 60}")
+        # A route's parameters are logged as its template: a login challenge is a secret.
+        http.get(f"/admin/api/v1/login-challenges/{'c' * 43}")
     lines = parsed(out)
     requests = [line for line in lines if line["logger"] == "baton.access"]
     assert len(requests) >= 6
@@ -55,6 +59,11 @@ def test_each_request_gets_an_id_echoed_and_logged_with_no_secret(tmp_path: Path
     assert not find_secrets(text), find_secrets(text)
     for secret in (pair["refresh_token"], pair["access_token"], client.secret, PASSWORD):
         assert secret and secret not in text
+    paths = [line["path"] for line in requests]
+    assert "/no/such/bat_rt_.../x" in paths
+    assert "/no/such/aaaaaaa.../eyJbbbb..." in paths
+    assert "/admin/api/v1/login-challenges/{challenge}" in paths
+    assert "c" * 43 not in text
 
 
 def test_a_sane_incoming_request_id_is_kept_and_an_odd_one_replaced(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ request is answered carries it (`baton.logs.REQUEST_ID`).
 
 The access log has one line per request: address, method, path (never the query, which a careless
 client might fill with a token), route template, status, duration. Tokens travel in bodies and
-headers, which are never logged.
+headers, which are never logged. A route with parameters logs its template as its path (the admin
+API's paths hold login challenges, which are bearer secrets, and usernames); a path no route
+matched is logged with any segment shaped like a Baton token, or long enough to be a JWT or a
+challenge, cut to its first characters.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from time import perf_counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from baton.core.tokens import TokenKind
 from baton.logs import REQUEST_ID, get_logger
 from baton.server.observability.metrics import Metrics
 
@@ -70,7 +74,7 @@ class Observe:
                     "request",
                     client=client[0] if client else None,
                     method=method,
-                    path=scope["path"],
+                    path=logged_path(scope["path"], route),
                     route=route,
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
@@ -92,6 +96,25 @@ def incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
         if name == REQUEST_ID_HEADER:
             return value.decode("ascii") if _SANE_ID.fullmatch(value) else None
     return None
+
+
+def logged_path(path: str, route: str) -> str:
+    """What the access log says of the request's path: never a parameter's value, nor a token
+    a client put in a path."""
+    if route != UNMATCHED:
+        return route if "{" in route else path
+    return "/".join(_cut(segment) for segment in path[:_MAX_LOGGED_PATH].split("/"))
+
+
+_MAX_LOGGED_PATH = 256
+_MAX_SEGMENT = 32  # a token, a JWT or a challenge is longer; a name in a path is not
+_TOKEN_PREFIXES = tuple(kind.prefix for kind in TokenKind)
+
+
+def _cut(segment: str) -> str:
+    if len(segment) > _MAX_SEGMENT or segment.startswith(_TOKEN_PREFIXES):
+        return segment[:7] + "..."
+    return segment
 
 
 def route_template(scope: Scope) -> str:
