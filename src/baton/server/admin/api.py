@@ -19,8 +19,13 @@ the same pieces:
   here reads a session. Each caller is rate limited as a client (`Limits.check_client`).
 - `Problem`: errors are RFC 9457 problem details (`application/problem+json`), 401 and 403 with
   the RFC 6750 `WWW-Authenticate` challenge.
-- `Caller.actor`: every call is audited, reads too, as `client:<client_id>`; a challenge is named
-  in the audit log by a prefix of its digest, never by itself.
+- `Caller.actor`: the name the audit log gives the caller, `client:<client_id>`. Every write is
+  audited in its own transaction, and so is every refusal of a caller (a missing scope, a user's
+  token, a client it may not manage); reads are not audited, except a challenge's (a login or
+  consent app reading what it will decide). A challenge is named in the audit log by a prefix of
+  its digest, never by itself.
+- `require_admin_scopes(request, caller, scopes)`: the rule that keeps `admin:clients:write` from
+  widening anyone's admin scopes (see `AdminScope`).
 """
 
 from __future__ import annotations
@@ -69,7 +74,16 @@ PROBLEM = "application/problem+json"
 class AdminScope(enum.StrEnum):
     """The admin API's scopes. A confidential client is registered with the ones it needs
     (`baton client create --name tooling --scope "admin:clients:read ..."`) and asks for them
-    in its client_credentials request; each route needs exactly one."""
+    in its client_credentials request; each route needs exactly one, held both by the token and
+    by the client's registration as it is now (a scope taken from the client stops its tokens at
+    once).
+
+    `admin:clients:write` never reaches beyond its holder's own admin scopes: a caller may
+    create, change, rotate the secret of, disable, enable or delete a client only if every
+    `admin:*` scope that client holds, before and after the change, is also held by the
+    caller's token; otherwise 403 `insufficient-scope` naming the missing scopes, audited
+    (`require_admin_scopes`). So no caller widens its own or anyone's admin scopes beyond its
+    own, nor takes over (by its secret) a client more privileged than itself."""
 
     # Login and consent delegation (issue 25): read, accept and reject challenges.
     CHALLENGES = "admin:challenges"
@@ -182,7 +196,32 @@ async def require_scope(request: Request, scope: str) -> Caller:
     if scope not in caller.scope:
         await _audit_refusal(app, caller, request, f"lacks {scope}")
         raise _forbidden(scope, f"the token was not granted the {scope} scope")
+    if scope not in client.scope.split():
+        # The token outlives a change of the client's registration: the scope taken from the
+        # client is taken from its live tokens too.
+        await _audit_refusal(app, caller, request, f"client no longer registered for {scope}")
+        raise _forbidden(scope, f"the client is no longer registered for the {scope} scope")
     return caller
+
+
+def admin_scopes(scope: str) -> frozenset[str]:
+    """The `admin:*` scopes of a space-separated scope string."""
+    return frozenset(s for s in scope.split() if s.startswith("admin:"))
+
+
+async def require_admin_scopes(request: Request, caller: Caller, scopes: frozenset[str]) -> None:
+    """A 403 `insufficient-scope` problem naming the `admin:*` scopes of `scopes` that the
+    caller's token lacks, audited; nothing when it holds them all (see `AdminScope`)."""
+    missing = sorted(admin_scopes(" ".join(scopes)) - caller.scope)
+    if not missing:
+        return
+    shown = " ".join(missing)
+    await _audit_refusal(baton(request), caller, request, f"client holds {shown}")
+    raise _forbidden(
+        shown,
+        f"the client holds admin scopes the caller's token lacks: {shown} (a caller manages "
+        "only clients whose admin scopes it holds itself)",
+    )
 
 
 def _for_this_server(app: Baton, audience: tuple[str, ...]) -> bool:
@@ -538,7 +577,9 @@ __all__ = [
     "CallerHandler",
     "Problem",
     "admin_endpoint",
+    "admin_scopes",
     "json_answer",
     "json_body",
+    "require_admin_scopes",
     "require_scope",
 ]

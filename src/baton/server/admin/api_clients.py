@@ -61,8 +61,10 @@ from baton.server.admin.api import (
     Caller,
     Problem,
     admin_endpoint,
+    admin_scopes,
     json_answer,
     json_body,
+    require_admin_scopes,
 )
 from baton.server.endpoints.openapi import (
     ADMIN_AUTH_ERRORS,
@@ -296,6 +298,13 @@ async def _live(request: Request, keeper: ClientKeeper) -> Client:
     return found
 
 
+async def _managed(request: Request, caller: Caller, keeper: ClientKeeper) -> Client:
+    """The path's live client, if the caller's token holds every admin scope it holds."""
+    found = await _live(request, keeper)
+    await require_admin_scopes(request, caller, admin_scopes(found.scope))
+    return found
+
+
 def _cursor(raw: str | None) -> tuple[int, str] | None:
     if raw is None or raw == "":
         return None
@@ -361,6 +370,7 @@ async def create_client(request: Request, caller: Caller) -> Response:
         **changes,
     )
     client = _checked(candidate)
+    await require_admin_scopes(request, caller, admin_scopes(client.scope))
     keeper = _keeper(request)
     await _check_resources(keeper, client)
     try:
@@ -437,6 +447,8 @@ async def update_client(request: Request, caller: Caller) -> Response:
         if tags is not None and not _matches(tags, before):
             raise _precondition_failed(before)
         after = _checked(dataclasses.replace(before, **changes))
+        held = admin_scopes(before.scope) | admin_scopes(after.scope)
+        await require_admin_scopes(request, caller, held)
         _sector_kept(before, after)
         if after.allowed_resources != before.allowed_resources:
             await _check_resources(keeper, after)
@@ -453,7 +465,7 @@ async def update_client(request: Request, caller: Caller) -> Response:
 async def rotate_secret(request: Request, caller: Caller) -> Response:
     """A new secret, in the answer once; the old one fails from now on, in every process."""
     keeper = _keeper(request)
-    found = await _live(request, keeper)
+    found = await _managed(request, caller, keeper)
     if found.is_public:
         raise Problem(409, "public-client", "a public client has no secret")
     secret = mint(TokenKind.CLIENT_SECRET)
@@ -488,7 +500,7 @@ async def disable_client(request: Request, caller: Caller) -> Response:
     """The incident response: the client can no longer authenticate, and every live grant of
     it (so every token it holds) is revoked at once and announced on the feed."""
     keeper = _keeper(request)
-    found = await _live(request, keeper)
+    found = await _managed(request, caller, keeper)
     await _not_itself(request, caller, found, "client.disable")
     done = await keeper.disable_client(found.id, caller.actor)
     baton(request).clients.forget(found.id)
@@ -503,7 +515,7 @@ async def disable_client(request: Request, caller: Caller) -> Response:
 async def enable_client(request: Request, caller: Caller) -> Response:
     """Lets a disabled client authenticate again; what the disabling revoked stays revoked."""
     keeper = _keeper(request)
-    found = await _live(request, keeper)
+    found = await _managed(request, caller, keeper)
     if not await keeper.enable_client(found.id, caller.actor):
         raise Problem(409, "client-enabled", "the client is not disabled")
     baton(request).clients.forget(found.id)
@@ -513,7 +525,7 @@ async def enable_client(request: Request, caller: Caller) -> Response:
 async def delete_client(request: Request, caller: Caller) -> Response:
     """`baton client delete`: disabled, then kept only as a tombstone."""
     keeper = _keeper(request)
-    found = await _live(request, keeper)
+    found = await _managed(request, caller, keeper)
     await _not_itself(request, caller, found, "client.delete")
     done = await keeper.delete_client(found.id, caller.actor)
     baton(request).clients.forget(found.id)

@@ -1,0 +1,147 @@
+"""The admin API's clients and keys, where a caller could reach beyond what it was given: a
+client holding `admin:clients:write` manages only clients whose admin scopes its own token
+holds (it never widens its own or anyone's admin scopes, never takes a more privileged client's
+secret), a scope taken from a client stops its live tokens, and what the API refuses is a
+problem, never a 500 or a silent surprise.
+
+In-process on SQLite under a fake clock, one server for the module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from baton.core.clock import FakeClock
+from baton.store.sql import SQLStore
+from tests.server.test_admin_api_clients import audit_rows, problem_of, token_of
+from tests.support import RegisteredClient, register_client, running_app
+
+KEK = "k" * 40
+API = "/admin/api/v1"
+WRITER = "admin:clients:read admin:clients:write"
+ISSUER = "https://baton.test"
+AUDIENCE = "https://api.baton.test"
+Running = tuple[TestClient, SQLStore, FakeClock]
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    folder = tmp_path_factory.mktemp("admin-guards")
+    options = {"issuer": ISSUER, "access_token_audience": AUDIENCE}
+    with running_app(folder, key_encryption_key=KEK, **options) as (http, store, clock):
+        yield http, store, clock
+
+
+@pytest.fixture
+def http(running: Running) -> TestClient:
+    running[0].cookies.clear()
+    return running[0]
+
+
+@pytest.fixture
+def store(running: Running) -> SQLStore:
+    return running[1]
+
+
+def bearer_of(http: TestClient, client: RegisteredClient, scope: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_of(http, client, scope)}"}
+
+
+@pytest.fixture
+def writer(running: Running) -> RegisteredClient:
+    """A client that manages clients, and nothing else."""
+    return register_client(running[1], scope=WRITER, name="client manager")
+
+
+@pytest.fixture
+def writer_bearer(http: TestClient, writer: RegisteredClient) -> dict[str, str]:
+    return bearer_of(http, writer, WRITER)
+
+
+def refusal_rows(store: SQLStore, path: str) -> list[Any]:
+    return [d for _, action, d in audit_rows(store, path) if action == "admin_api.refused"]
+
+
+# -- H1: admin:clients:write reaches no further than its holder's own admin scopes -----------
+
+
+def test_a_client_writer_cannot_create_a_client_with_admin_scopes_it_lacks(
+    http: TestClient, store: SQLStore, writer_bearer: dict[str, str]
+) -> None:
+    body = {"name": "escalated", "scope": "admin:keys:write admin:clients:read read"}
+    answer = http.post(f"{API}/clients", json=body, headers=writer_bearer)
+    detail = problem_of(answer, 403)
+    assert answer.json()["type"] == "urn:baton:problem:insufficient-scope"
+    assert "admin:keys:write" in detail and "admin:clients:read" not in detail
+    assert "client_secret" not in answer.text
+    assert any("admin:keys:write" in d["refused"] for d in refusal_rows(store, f"{API}/clients"))
+    # Its own admin scopes (and any others) it may hand on.
+    body["scope"] = "admin:clients:read read"
+    assert http.post(f"{API}/clients", json=body, headers=writer_bearer).status_code == 201
+
+
+def test_a_client_writer_cannot_widen_its_own_scope(
+    http: TestClient, writer: RegisteredClient, writer_bearer: dict[str, str]
+) -> None:
+    widened = {"scope": f"{WRITER} admin:keys:write admin:users:write"}
+    answer = http.patch(f"{API}/clients/{writer.id}", json=widened, headers=writer_bearer)
+    assert "admin:keys:write admin:users:write" in problem_of(answer, 403)
+    shown = http.get(f"{API}/clients/{writer.id}", headers=writer_bearer).json()
+    assert shown["scope"] == WRITER
+    # A change within its own scopes goes through.
+    answer = http.patch(f"{API}/clients/{writer.id}", json={"name": "x"}, headers=writer_bearer)
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("POST", "/secret", None),
+        ("POST", "/disable", None),
+        ("POST", "/enable", None),
+        ("DELETE", "", None),
+        ("PATCH", "", {"name": "renamed"}),
+        ("PATCH", "", {"scope": "read"}),  # narrowing one more privileged is still managing it
+    ],
+)
+def test_a_client_writer_cannot_touch_a_more_privileged_client(
+    http: TestClient,
+    store: SQLStore,
+    writer_bearer: dict[str, str],
+    method: str,
+    suffix: str,
+    body: dict[str, Any] | None,
+) -> None:
+    boss = register_client(store, scope=f"{WRITER} admin:keys:write", name="key admin")
+    path = f"{API}/clients/{boss.id}{suffix}"
+    answer = http.request(method, path, json=body, headers=writer_bearer)
+    assert "admin:keys:write" in problem_of(answer, 403)
+    assert "client_secret" not in answer.text
+    assert refusal_rows(store, path)
+    shown = http.get(f"{API}/clients/{boss.id}", headers=writer_bearer).json()
+    assert (shown["name"], shown["scope"], shown["disabled_at"]) == (
+        "key admin",
+        f"{WRITER} admin:keys:write",
+        None,
+    )
+    # Its secret still works: nothing was rotated.
+    assert token_of(http, boss, "admin:keys:write")
+
+
+# -- M1: the scope must still be the client's ----------------------------------------------------
+
+
+def test_a_scope_taken_from_a_client_stops_its_live_tokens(
+    http: TestClient, store: SQLStore, writer_bearer: dict[str, str]
+) -> None:
+    reader = register_client(store, scope="admin:clients:read read", name="reader")
+    reader_bearer = bearer_of(http, reader, "admin:clients:read")
+    assert http.get(f"{API}/clients", headers=reader_bearer).status_code == 200
+    answer = http.patch(f"{API}/clients/{reader.id}", json={"scope": "read"}, headers=writer_bearer)
+    assert answer.status_code == 200, answer.text
+    answer = http.get(f"{API}/clients", headers=reader_bearer)
+    assert "no longer registered" in problem_of(answer, 403)
+    assert "insufficient_scope" in answer.headers["www-authenticate"]
