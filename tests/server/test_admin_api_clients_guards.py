@@ -9,6 +9,7 @@ In-process on SQLite under a fake clock, one server for the module."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,3 +146,41 @@ def test_a_scope_taken_from_a_client_stops_its_live_tokens(
     answer = http.get(f"{API}/clients", headers=reader_bearer)
     assert "no longer registered" in problem_of(answer, 403)
     assert "insufficient_scope" in answer.headers["www-authenticate"]
+
+
+# -- M4: no number JSON cannot write back ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "1E400"])
+def test_a_number_too_large_for_a_float_is_a_400_not_an_infinity_in_an_id_token(
+    tmp_path: Path, number: str
+) -> None:
+    from tests.server import test_delegation as td
+
+    options = {"login_url": td.LOGIN_APP, "access_token_format": "jwt"}
+    with running_app(tmp_path, key_encryption_key=KEK, **options) as (http, store, _):
+        app_client = register_client(store, scope=td.ADMIN_SCOPE, name="login app")
+        token = td.admin_token(http, app_client)
+        consenting = td._client(store, consent_url=td.CONSENT_APP)
+        page, _verifier = td.signed_in(http, token, consenting)
+        consent = td.challenge_of(page, td.CONSENT_APP)
+        raw = '{"grant_scope": ["openid"], "session": {"id_token": {"big": %s}}}' % number
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        answer = http.put(
+            f"{API}/consent-challenges/{consent}/accept", content=raw.encode(), headers=headers
+        )
+        assert "not valid JSON" in problem_of(answer, 400)
+
+
+# -- M2: a resource server never takes this server's own audience --------------------------------
+
+
+@pytest.mark.parametrize("uri", [ISSUER, f"{ISSUER}/", AUDIENCE, f"{AUDIENCE}/"])
+def test_a_resource_server_cannot_be_named_by_this_servers_own_audience(
+    http: TestClient, writer_bearer: dict[str, str], uri: str
+) -> None:
+    body = {"name": "an API", "resource_server": True, "resource_uri": uri}
+    answer = http.post(f"{API}/clients", json=body, headers=writer_bearer)
+    assert "own audience" in problem_of(answer, 400)
+    body["resource_uri"] = f"{uri.rstrip('/')}/orders/{len(uri)}"  # a path of its own
+    assert http.post(f"{API}/clients", json=body, headers=writer_bearer).status_code == 201

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -297,7 +298,7 @@ async def json_body(request: Request) -> dict[str, Any]:
         if len(raw) > limit:
             raise Problem(413, "too-large", f"the body exceeds {limit} bytes")
     try:
-        body = json.loads(raw, parse_constant=_no_constant)
+        body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, RecursionError):
         raise Problem(400, "bad-body", "the body is not valid JSON") from None
     if not isinstance(body, dict):
@@ -312,6 +313,16 @@ async def json_body(request: Request) -> dict[str, Any]:
             detail = f"{shown}: holds a string that is not Unicode (a lone surrogate)"
             raise Problem(400, "bad-body", detail) from None
     return body
+
+
+def _finite(text: str) -> float:
+    # `1e999` parses to infinity, which `json.dumps` writes back as `Infinity`: refused as the
+    # constants are. (An integer too long to print, over Python's 4300 digits, `json.loads`
+    # refuses itself; any shorter one prints back as it came.)
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is not a finite number")
+    return value
 
 
 def _no_constant(name: str) -> Any:

@@ -37,6 +37,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
+from baton.core.audience import own_audience_problem
 from baton.core.client_metadata import (
     ID_TOKEN_ALG_CHOICES,
     MetadataError,
@@ -239,6 +240,16 @@ def _checked(client: Client) -> Client:
         raise Problem(400, "invalid-client-metadata", str(exc)) from None
 
 
+def _not_own_audience(app: Baton, client: Client) -> None:
+    """A resource server is never named by this server's own audience (`own_audience_problem`)."""
+    if client.resource_uri is None:
+        return
+    settings = app.settings
+    own = (settings.issuer, settings.issuer_identifier, settings.default_audience)
+    if (found := own_audience_problem(client.resource_uri, own)) is not None:
+        raise Problem(400, "invalid-client-metadata", found)
+
+
 async def _check_resources(keeper: ClientKeeper, client: Client) -> None:
     """RFC 8707: a client may be allowed only resources a resource server is registered for."""
     if not client.allowed_resources:
@@ -370,6 +381,7 @@ async def create_client(request: Request, caller: Caller) -> Response:
         **changes,
     )
     client = _checked(candidate)
+    _not_own_audience(baton(request), client)
     await require_admin_scopes(request, caller, admin_scopes(client.scope))
     keeper = _keeper(request)
     await _check_resources(keeper, client)
