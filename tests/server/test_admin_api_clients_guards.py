@@ -31,8 +31,9 @@ Running = tuple[TestClient, SQLStore, FakeClock]
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     folder = tmp_path_factory.mktemp("admin-guards")
-    options = {"issuer": ISSUER, "access_token_audience": AUDIENCE}
-    with running_app(folder, key_encryption_key=KEK, **options) as (http, store, clock):
+    with running_app(
+        folder, key_encryption_key=KEK, issuer=ISSUER, access_token_audience=AUDIENCE
+    ) as (http, store, clock):
         yield http, store, clock
 
 
@@ -157,14 +158,16 @@ def test_a_number_too_large_for_a_float_is_a_400_not_an_infinity_in_an_id_token(
 ) -> None:
     from tests.server import test_delegation as td
 
-    options = {"login_url": td.LOGIN_APP, "access_token_format": "jwt"}
-    with running_app(tmp_path, key_encryption_key=KEK, **options) as (http, store, _):
+    with running_app(
+        tmp_path, key_encryption_key=KEK, login_url=td.LOGIN_APP, access_token_format="jwt"
+    ) as (http, store, _):
         app_client = register_client(store, scope=td.ADMIN_SCOPE, name="login app")
         token = td.admin_token(http, app_client)
         consenting = td._client(store, consent_url=td.CONSENT_APP)
         page, _verifier = td.signed_in(http, token, consenting)
         consent = td.challenge_of(page, td.CONSENT_APP)
-        raw = '{"grant_scope": ["openid"], "session": {"id_token": {"big": %s}}}' % number
+        raw = '{"grant_scope": ["openid"], "session": {"id_token": {"big": NUMBER}}}'
+        raw = raw.replace("NUMBER", number)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         answer = http.put(
             f"{API}/consent-challenges/{consent}/accept", content=raw.encode(), headers=headers

@@ -87,7 +87,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     observed = observability.Observability(settings, store, clock)
 
     kek = key_encryption_key(settings.key_encryption_key) if settings.key_encryption_key else None
-    keys = KeyRing(store, kek, settings.id_token_lifetime)
+    keys = KeyRing(store, kek, settings.id_token_lifetime, settings.policy.lifetimes.access_ttl)
     access_format: AccessTokenFormat = OPAQUE
     if settings.access_token_format == "jwt":
         access_format = JwtAccessTokens(

@@ -30,7 +30,7 @@ import binascii
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import anyio.to_thread
@@ -85,7 +85,7 @@ from baton.server.runtime.context import Baton, baton
 from baton.server.runtime.keyring import ID_TOKEN, key_states, rotation_window
 from baton.store.admin import Actor, Disabled
 from baton.store.base import Client, ResourceUriTaken
-from baton.store.sql.client_admin import Stale
+from baton.store.sql.client_admin import KeyWindow, Stale
 from baton.store.sql.tombstones import Deleted
 
 MAX_LIMIT = 200
@@ -126,8 +126,8 @@ class ClientKeeper(Protocol):
     async def delete_client(self, client_id: str, actor: Actor) -> Deleted | None: ...
 
     async def add_signing_key_audited(
-        self, key: StoredKey, retire_others_at: int | None, actor: Actor
-    ) -> None: ...
+        self, key: StoredKey, window: KeyWindow, actor: Actor
+    ) -> tuple[StoredKey, int | None]: ...
 
 
 def _keeper(request: Request) -> ClientKeeper:
@@ -612,19 +612,23 @@ async def rotate_keys(request: Request, caller: Caller) -> Response:
     now, new_alg = caller.now, algorithm(alg)
     existing = await app.store.signing_keys()
     keep = max(access_ttl, id_token_ttl)
-    activates_at, retire_at = rotation_window(existing, new_alg, purpose, now, publish_ahead, keep)
+
+    def window(keys: Sequence[StoredKey]) -> tuple[int, int | None]:
+        return rotation_window(keys, new_alg, purpose, now, publish_ahead, keep)
 
     def made() -> StoredKey:
         for stored in existing:
             unseal(stored, kek)  # the same key-encryption key, or refuse before writing
-        return dataclasses.replace(generate(new_alg, now, activates_at, kek), purpose=purpose)
+        # Its `activates_at` is set in the write's transaction, from the keys as they are then.
+        return dataclasses.replace(generate(new_alg, now, now, kek), purpose=purpose)
 
     try:
         # An RSA key takes a good part of a second to make: not on the event loop.
-        new = await anyio.to_thread.run_sync(made)
+        made_key = await anyio.to_thread.run_sync(made)
     except KeyEncryptionError as exc:
         raise Problem(409, "wrong-key-encryption-key", str(exc)) from None
-    await _keeper(request).add_signing_key_audited(new, retire_at, caller.actor)
+    new, retire_at = await _keeper(request).add_signing_key_audited(made_key, window, caller.actor)
+    activates_at = new.activates_at
     await _reload(app, now)
     return json_answer(
         {

@@ -13,13 +13,15 @@ console's actions it reuses (disable, enable, rotate the secret):
   what makes the admin API's `If-Match` hold even between two requests racing each other.
 - `delete_client`: disable (every live grant revoked, announced on the feed), then the tombstone
   (`baton.store.sql.tombstones`).
-- `add_signing_key_audited`: `baton keys rotate`'s write with its `key.rotate` audit row.
+- `add_signing_key_audited`: `baton keys rotate`'s read of the keys and write of the new one, in
+  one transaction serialized with any other rotation, with its `key.rotate` audit row.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, or_, select, update
@@ -47,6 +49,9 @@ EDITABLE_COLUMNS = (
     "require_pkce",
     *registry.OIDC_COLUMNS[1:],  # the OpenID Connect settings, the app URLs, the homepage
 )
+# When a new key starts signing and the keys it replaces retire, from the keys stored
+# (`baton.server.runtime.keyring.rotation_window` with the rotation's parameters).
+KeyWindow = Callable[[Sequence[StoredKey]], tuple[int, int | None]]
 _COMPARED = tuple(c.name for c in clients.columns if c.name != "secret_digest")
 
 
@@ -168,22 +173,31 @@ class ClientAdmin:
         return Deleted(disabled.grants_revoked if disabled is not None else 0)
 
     async def add_signing_key_audited(
-        self, key: StoredKey, retire_others_at: int | None, actor: Actor
-    ) -> None:
-        """Stores a new signing key (`registry.add_signing_key`: the lasting keys it replaces
-        retire at `retire_others_at`), audited (`key.rotate`, never key material)."""
+        self, key: StoredKey, window: KeyWindow, actor: Actor
+    ) -> tuple[StoredKey, int | None]:
+        """Stores a new signing key, audited (`key.rotate`, never key material): `window(keys)`
+        says, from the keys as they are in this transaction, when it starts signing and when
+        the lasting keys it replaces retire (`registry.add_signing_key`). The read and the
+        insert are one transaction serialized with every other rotation
+        (`registry.lock_signing_keys`), so two rotations at once never both plan from the same
+        keys (the second would retire the first's key before the tokens it signs expire). The
+        key as stored, and when the keys it replaced retire."""
 
-        def work(conn: Connection) -> None:
-            registry.add_signing_key(conn, key, retire_others_at)
+        def work(conn: Connection) -> tuple[StoredKey, int | None]:
+            registry.lock_signing_keys(conn)
+            activates_at, retire_others_at = window(registry.list_signing_keys(conn))
+            stored = dataclasses.replace(key, activates_at=activates_at)
+            registry.add_signing_key(conn, stored, retire_others_at)
             detail = {
-                "alg": key.alg,
-                "purpose": key.purpose,
-                "activates_at": key.activates_at,
+                "alg": stored.alg,
+                "purpose": stored.purpose,
+                "activates_at": activates_at,
                 "old_keys_retire_at": retire_others_at,
             }
-            record(conn, actor, "key.rotate", "signing_key", key.kid, detail)
+            record(conn, actor, "key.rotate", "signing_key", stored.kid, detail)
+            return stored, retire_others_at
 
-        await self._write(work)
+        return await self._write(work)
 
 
 _FIELDS = (
@@ -211,4 +225,4 @@ def _fields_changed(before: Client, after: Client) -> list[str]:
     return [name for name in _FIELDS if getattr(before, name) != getattr(after, name)]
 
 
-__all__ = ["EDITABLE_COLUMNS", "STALE", "ClientAdmin", "Stale"]
+__all__ = ["EDITABLE_COLUMNS", "STALE", "ClientAdmin", "KeyWindow", "Stale"]
