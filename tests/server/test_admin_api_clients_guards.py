@@ -187,3 +187,29 @@ def test_a_resource_server_cannot_be_named_by_this_servers_own_audience(
     assert "own audience" in problem_of(answer, 400)
     body["resource_uri"] = f"{uri.rstrip('/')}/orders/{len(uri)}"  # a path of its own
     assert http.post(f"{API}/clients", json=body, headers=writer_bearer).status_code == 201
+
+
+# -- L1: no rotation that strands live tokens -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"max_access_ttl": 3599}, "--access-ttl"),  # the server's access tokens last 3600 s
+        ({"max_id_token_ttl": 60}, "--id-token-lifetime"),
+        ({"publish_ahead": 0}, "--key-reload-interval"),  # the servers reload every 30 s
+        ({"publish_ahead": 29}, "--key-reload-interval"),
+    ],
+)
+def test_a_rotation_that_would_strand_live_tokens_is_refused(
+    http: TestClient, store: SQLStore, body: dict[str, Any], fragment: str
+) -> None:
+    keys_admin = register_client(store, scope="admin:keys:read admin:keys:write", name="keys")
+    bearer = bearer_of(http, keys_admin, "admin:keys:read admin:keys:write")
+    before = http.get(f"{API}/keys", headers=bearer).json()
+    answer = http.post(f"{API}/keys/rotate", json=body, headers=bearer)
+    assert fragment in problem_of(answer, 400)
+    assert http.get(f"{API}/keys", headers=bearer).json() == before
+    floors = {"max_access_ttl": 3600, "max_id_token_ttl": 3600, "publish_ahead": 30}
+    answer = http.post(f"{API}/keys/rotate", json=floors, headers=bearer)
+    assert answer.status_code == 200, answer.text

@@ -574,11 +574,16 @@ _ROTATE_FIELDS = ("alg", "publish_ahead", "max_access_ttl", "max_id_token_ttl", 
 MAX_SECONDS = 366 * 86400
 
 
-def _seconds(body: dict[str, Any], name: str, default: int, minimum: int) -> int:
+def _seconds(body: dict[str, Any], name: str, default: int, minimum: int, floor: str = "") -> int:
+    """`body[name]`, seconds from `minimum` to `MAX_SECONDS`; a 400 saying why (`floor`: what
+    the minimum is) otherwise."""
     value = body.get(name, default)
     if type(value) is not int or not minimum <= value <= MAX_SECONDS:
+        why = f" ({floor})" if floor else ""
         raise Problem(
-            400, "bad-body", f"{name} must be an integer of seconds from {minimum} to {MAX_SECONDS}"
+            400,
+            "bad-body",
+            f"{name} must be an integer of seconds from {minimum} to {MAX_SECONDS}{why}",
         )
     return value
 
@@ -597,9 +602,30 @@ async def rotate_keys(request: Request, caller: Caller) -> Response:
         choices = ", ".join(ALGORITHM_CHOICES)
         raise Problem(400, "bad-body", f"alg must be one of {choices}")
     settings = app.settings
-    publish_ahead = _seconds(body, "publish_ahead", 600, 0)
-    access_ttl = _seconds(body, "max_access_ttl", settings.policy.lifetimes.access_ttl, 1)
-    id_token_ttl = _seconds(body, "max_id_token_ttl", settings.id_token_lifetime, 1)
+    # Below these floors a live JWT would outlive its key in the JWKS, or a server would sign
+    # with a key resource servers have not fetched yet.
+    reload, access, id_token = (
+        settings.key_reload_interval,
+        settings.policy.lifetimes.access_ttl,
+        settings.id_token_lifetime,
+    )
+    publish_ahead = _seconds(
+        body,
+        "publish_ahead",
+        max(600, reload),
+        reload,
+        "the servers reload their keys every --key-reload-interval seconds",
+    )
+    access_ttl = _seconds(
+        body, "max_access_ttl", access, access, "the server's access-token lifetime, --access-ttl"
+    )
+    id_token_ttl = _seconds(
+        body,
+        "max_id_token_ttl",
+        id_token,
+        id_token,
+        "the server's ID-token lifetime, --id-token-lifetime",
+    )
     purpose = ID_TOKEN if _flag("id_token_only", body.get("id_token_only", False)) else None
     if settings.key_encryption_key is None:
         raise Problem(
