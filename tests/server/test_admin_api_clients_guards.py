@@ -8,6 +8,7 @@ In-process on SQLite under a fake clock, one server for the module."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -213,3 +214,23 @@ def test_a_rotation_that_would_strand_live_tokens_is_refused(
     floors = {"max_access_ttl": 3600, "max_id_token_ttl": 3600, "publish_ahead": 30}
     answer = http.post(f"{API}/keys/rotate", json=floors, headers=bearer)
     assert answer.status_code == 200, answer.text
+
+
+# -- L2: a crafted cursor is a 400 ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "inside",
+    [
+        '[0,"\\ud800"]',  # a lone surrogate, in the API's own JSON spelling
+        '[0,"a\\u0000b"]',  # a NUL, which PostgreSQL's text refuses
+        '[0, "cl_x"]',  # another spelling of a position
+        "[0,1]",
+    ],
+)
+def test_a_crafted_list_cursor_is_a_400(
+    http: TestClient, writer_bearer: dict[str, str], inside: str
+) -> None:
+    cursor = base64.urlsafe_b64encode(inside.encode()).decode().rstrip("=")
+    answer = http.get(f"{API}/clients?cursor={cursor}", headers=writer_bearer)
+    assert "cursor" in problem_of(answer, 400)

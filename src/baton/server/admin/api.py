@@ -30,6 +30,8 @@ the same pieces:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import json
 import math
@@ -315,6 +317,28 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
+def opaque_cursor(value: str) -> str:
+    """A list's `next_cursor`: `value` (the keyset position) as unpadded base64url."""
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def opened_cursor(raw: str | None) -> str | None:
+    """The text inside an `opaque_cursor` (`?cursor=`), None when there is none; a 400 problem
+    for anything but the exact spelling this API gives (so never a NUL, which PostgreSQL's text
+    refuses, nor bytes that are not UTF-8)."""
+    if raw is None or raw == "":
+        return None
+    try:
+        if len(raw) > 1000 or not raw.isascii():
+            raise ValueError(raw)
+        opened = base64.b64decode(raw + "=" * (-len(raw) % 4), b"-_", validate=True).decode()
+        if not opened or "\x00" in opened or opaque_cursor(opened) != raw:
+            raise ValueError(raw)
+        return opened
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Problem(400, "bad-request", "cursor is not a next_cursor this API gave") from None
+
+
 def _finite(text: str) -> float:
     # `1e999` parses to infinity, which `json.dumps` writes back as `Infinity`: refused as the
     # constants are. (An integer too long to print, over Python's 4300 digits, `json.loads`
@@ -591,6 +615,8 @@ __all__ = [
     "admin_scopes",
     "json_answer",
     "json_body",
+    "opaque_cursor",
+    "opened_cursor",
     "require_admin_scopes",
     "require_scope",
 ]

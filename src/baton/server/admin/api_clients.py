@@ -25,8 +25,6 @@ rule the CLI and the console apply (`baton.core.client_metadata.checked_registra
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import hashlib
 import json
@@ -65,6 +63,8 @@ from baton.server.admin.api import (
     admin_scopes,
     json_answer,
     json_body,
+    opaque_cursor,
+    opened_cursor,
     require_admin_scopes,
 )
 from baton.server.endpoints.openapi import (
@@ -317,21 +317,32 @@ async def _managed(request: Request, caller: Caller, keeper: ClientKeeper) -> Cl
 
 
 def _cursor(raw: str | None) -> tuple[int, str] | None:
-    if raw is None or raw == "":
+    """The (created_at, client_id) inside a `next_cursor` this API gave (`api.opened_cursor`),
+    None for the first page; a 400 problem for anything else."""
+    opened = opened_cursor(raw)
+    if opened is None:
         return None
     try:
-        padded = raw + "=" * (-len(raw) % 4)
-        created_at, client_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        if type(created_at) is int and isinstance(client_id, str) and 0 <= created_at < 2**53:
+        pair = json.loads(opened)
+    except ValueError:
+        pair = None
+    if isinstance(pair, list) and len(pair) == 2:
+        created_at, client_id = pair
+        if (
+            type(created_at) is int
+            and 0 <= created_at < 2**53
+            and isinstance(client_id, str)
+            and 0 < len(client_id) <= 64
+            and client_id.isascii()
+            and client_id.isprintable()
+            and _cursor_text((created_at, client_id)) == raw
+        ):
             return created_at, client_id
-    except (ValueError, TypeError, UnicodeError, binascii.Error):
-        pass
-    raise Problem(400, "bad-request", "cursor is not one this API gave")
+    raise Problem(400, "bad-request", "cursor is not a next_cursor this API gave")
 
 
 def _cursor_text(cursor: tuple[int, str]) -> str:
-    raw = json.dumps(list(cursor), separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return opaque_cursor(json.dumps(list(cursor), separators=(",", ":")))
 
 
 def _limit(raw: str | None) -> int:
