@@ -13,11 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
+from baton.store.admin import Actor
 from baton.store.sql import SQLStore
+from tests.databases import empty_tables
 from tests.server.test_admin_api_clients import audit_rows, problem_of, token_of
 from tests.support import RegisteredClient, register_client, running_app
 
@@ -234,3 +237,52 @@ def test_a_crafted_list_cursor_is_a_400(
     cursor = base64.urlsafe_b64encode(inside.encode()).decode().rstrip("=")
     answer = http.get(f"{API}/clients?cursor={cursor}", headers=writer_bearer)
     assert "cursor" in problem_of(answer, 400)
+
+
+# -- L4: a deletion is one transaction, once ------------------------------------------------------
+
+
+def _deleted_once(where: Path | str) -> None:
+    with running_app(where, key_encryption_key=KEK) as (_http, store, _clock):
+        victim = register_client(store, scope="read", name="victim")
+        actors = [Actor(f"client:{n}", None, 1) for n in ("a", "b")]
+        outcomes: list[Any] = []
+
+        async def both() -> None:
+            async def one(actor: Actor) -> None:
+                outcomes.append(await store.admin().delete_client(victim.id, actor))
+
+            async with anyio.create_task_group() as tasks:
+                for actor in actors:
+                    tasks.start_soon(one, actor)
+
+        anyio.run(both)
+        assert sorted(o is None for o in outcomes) == [False, True], outcomes
+        actions = [action for _, action, _ in audit_rows(store, victim.id)]
+        assert actions == ["client.disable", "client.delete"]
+
+
+def test_two_deletions_at_once_delete_once_on_sqlite(tmp_path: Path) -> None:
+    _deleted_once(tmp_path)
+
+
+def test_two_deletions_at_once_delete_once_on_postgresql(postgres_database: str) -> None:
+    empty_tables(postgres_database)
+    _deleted_once(postgres_database)
+
+
+def test_a_second_delete_is_a_409_and_audits_nothing(
+    http: TestClient, store: SQLStore, writer_bearer: dict[str, str]
+) -> None:
+    victim = register_client(store, scope="read", name="victim")
+    url = f"{API}/clients/{victim.id}"
+    assert http.delete(url, headers=writer_bearer).status_code == 204
+    rows = audit_rows(store, victim.id)
+    assert [action for _, action, _ in rows] == ["client.disable", "client.delete"]
+    assert (
+        http.delete(url, headers=writer_bearer).json()["type"] == "urn:baton:problem:client-deleted"
+    )
+    assert audit_rows(store, victim.id) == rows
+    # The store refuses it too, whoever calls (the CLI, a racing request).
+    assert anyio.run(store.admin().delete_client, victim.id, Actor("cli", None, 1)) is None
+    assert audit_rows(store, victim.id) == rows

@@ -11,8 +11,8 @@ console's actions it reuses (disable, enable, rotate the secret):
   conflicting edit), so two administrators who read the same registration cannot both write
   their edit of it: the second finds its `before` stale (`STALE`) and must read again. That is
   what makes the admin API's `If-Match` hold even between two requests racing each other.
-- `delete_client`: disable (every live grant revoked, announced on the feed), then the tombstone
-  (`baton.store.sql.tombstones`).
+- `delete_client`: disable (every live grant revoked, announced on the feed) and the tombstone
+  (`baton.store.sql.tombstones`), in one transaction.
 - `add_signing_key_audited`: `baton keys rotate`'s read of the keys and write of the new one, in
   one transaction serialized with any other rotation, with its `key.rotate` audit row.
 """
@@ -74,7 +74,7 @@ class ClientAdmin:
     async def _write(self, work: Callable[[Connection], T]) -> T:
         raise NotImplementedError
 
-    async def disable_client(self, client_id: str, actor: Actor) -> Disabled | None:
+    def _disable_in(self, conn: Connection, client_id: str, actor: Actor) -> Disabled | None:
         raise NotImplementedError
 
     async def register_client(self, client: Client, actor: Actor) -> None:
@@ -163,14 +163,21 @@ class ClientAdmin:
 
     async def delete_client(self, client_id: str, actor: Actor) -> Deleted | None:
         """Disables the client (revoking every live grant) and turns its row into a tombstone,
-        each step audited; None when there is no such client or it was deleted already."""
-        found = await self._read(lambda conn: registry.get_client(conn, client_id))
-        if found is None or is_deleted(found):
-            return None
-        disabled = await self.disable_client(client_id, actor)
-        if not await self._write(lambda conn: tombstone(conn, client_id, actor)):
-            return None
-        return Deleted(disabled.grants_revoked if disabled is not None else 0)
+        each step audited, in one transaction; None when there is no such client or it was
+        deleted already (a second deletion writes nothing, not even an audit row)."""
+
+        def work(conn: Connection) -> Deleted | None:
+            found = registry.get_client(conn, client_id)
+            if found is None or is_deleted(found):
+                return None
+            disabled = self._disable_in(conn, client_id, actor)
+            if not tombstone(conn, client_id, actor):
+                # Deleted by another transaction since the read (PostgreSQL): it disabled the
+                # client too, so `disabled` is None and this one wrote nothing.
+                return None
+            return Deleted(disabled.grants_revoked if disabled is not None else 0)
+
+        return await self._write(work)
 
     async def add_signing_key_audited(
         self, key: StoredKey, window: KeyWindow, actor: Actor
