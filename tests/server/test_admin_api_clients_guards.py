@@ -286,3 +286,33 @@ def test_a_second_delete_is_a_409_and_audits_nothing(
     # The store refuses it too, whoever calls (the CLI, a racing request).
     assert anyio.run(store.admin().delete_client, victim.id, Actor("cli", None, 1)) is None
     assert audit_rows(store, victim.id) == rows
+
+
+# -- L5: the creation's audit row holds the whole registration -----------------------------------
+
+
+def test_a_created_clients_audit_row_holds_its_whole_registration_never_its_secret(
+    http: TestClient, store: SQLStore, writer_bearer: dict[str, str]
+) -> None:
+    body = {
+        "name": "Photo app",
+        "redirect_uris": ["https://photos.example/cb"],
+        "scope": "openid read",
+        "login_url": "https://login.photos.example/",
+        "consent_url": "https://consent.photos.example/",
+        "allowed_origins": ["https://photos.example"],
+        "backchannel_logout_uri": "https://photos.example/logout",
+        "post_logout_redirect_uris": ["https://photos.example/bye"],
+        "client_uri": "https://photos.example/",
+    }
+    answer = http.post(f"{API}/clients", json=body, headers=writer_bearer)
+    assert answer.status_code == 201, answer.text
+    created = answer.json()
+    rows = audit_rows(store, created["client_id"])
+    assert [action for _, action, _ in rows] == ["client.create"]
+    detail = rows[0][2]
+    for name, value in body.items():
+        assert detail[name] == value, name
+    shown = {k: v for k, v in created.items() if k not in ("client_id", "client_secret")}
+    assert {k: v for k, v in shown.items() if k in detail} == detail
+    assert created["client_secret"] not in str(rows)

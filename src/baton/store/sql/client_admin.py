@@ -4,7 +4,8 @@ change them: each write one transaction with the audit row that records it.
 `ClientAdmin` is a base of `baton.store.sql.admin.AdminStore` (`SQLStore.admin()`), beside the
 console's actions it reuses (disable, enable, rotate the secret):
 
-- `register_client`: the client's row and its `client.create` audit row, or `ResourceUriTaken`.
+- `register_client`: the client's row and its `client.create` audit row (the whole registration,
+  never the secret), or `ResourceUriTaken`.
 - `client_page`: clients oldest first, keyset-paged along (created_at, id).
 - `update_registration(before, after, actor)`: optimistic concurrency. The row is written only
   if it still holds what `before` says (every column but the secret: a rotation is no
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from baton.core.client_metadata import registration
 from baton.core.keys import StoredKey
 from baton.store.admin import Actor, Disabled
 from baton.store.base import Client, ResourceUriTaken
@@ -49,6 +51,7 @@ EDITABLE_COLUMNS = (
     "require_pkce",
     *registry.OIDC_COLUMNS[1:],  # the OpenID Connect settings, the app URLs, the homepage
 )
+_NOT_AUDITED = ("client_id", "created_at", "disabled_at", "deleted")
 # When a new key starts signing and the keys it replaces retire, from the keys stored
 # (`baton.server.runtime.keyring.rotation_window` with the rotation's parameters).
 KeyWindow = Callable[[Sequence[StoredKey]], tuple[int, int | None]]
@@ -83,17 +86,13 @@ class ClientAdmin:
 
         def work(conn: Connection) -> None:
             registry.insert_client(conn, client)
+            # The whole registration as `GET /clients/{id}` shows it (never the secret), less
+            # what the audit row says itself (the id is its target, the time its own).
             detail = {
-                "name": client.name,
-                "public": client.is_public,
-                "resource_server": client.is_resource_server,
-                "redirect_uris": list(client.redirect_uris),
-                "scope": client.scope,
-                "remember_consent": client.remember_consent,
-                "require_pkce": client.require_pkce,
+                name: value
+                for name, value in registration(client).items()
+                if name not in _NOT_AUDITED
             }
-            if client.resource_uri is not None:
-                detail["resource_uri"] = client.resource_uri
             record(conn, actor, "client.create", "client", client.id, detail)
 
         try:
