@@ -316,3 +316,29 @@ def test_a_created_clients_audit_row_holds_its_whole_registration_never_its_secr
     shown = {k: v for k, v in created.items() if k not in ("client_id", "client_secret")}
     assert {k: v for k, v in shown.items() if k in detail} == detail
     assert created["client_secret"] not in str(rows)
+
+
+# -- L7: a changed origin is seen at once by the server that took the change ---------------------
+
+
+def test_an_origin_removed_over_the_api_is_refused_at_once_by_this_server(
+    http: TestClient, store: SQLStore, writer_bearer: dict[str, str]
+) -> None:
+    origin = "https://cors-app.example"
+    app = register_client(store, scope="read", name="browser app", redirect_uris=(f"{origin}/cb",))
+
+    def preflight() -> str | None:
+        headers = {"Origin": origin, "Access-Control-Request-Method": "POST"}
+        return http.options("/token", headers=headers).headers.get("access-control-allow-origin")
+
+    assert preflight() == origin
+    answer = http.patch(
+        f"{API}/clients/{app.id}", json={"allowed_origins": []}, headers=writer_bearer
+    )
+    assert answer.status_code == 200, answer.text
+    assert preflight() is None  # no 30 s wait on the server that answered the PATCH
+    answer = http.patch(
+        f"{API}/clients/{app.id}", json={"allowed_origins": None}, headers=writer_bearer
+    )
+    assert answer.status_code == 200, answer.text
+    assert preflight() == origin

@@ -127,7 +127,8 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     proxies = parse_networks(",".join(settings.trusted_proxies))
     # CORS for the endpoints browser apps call (the table's `cors=True`): answered by the short
     # way for its machine POSTs, by `CorsMiddleware` for the rest (preflights included).
-    cors = Cors(TABLE.cors_paths(), OriginCache(store, clock))
+    origins = OriginCache(store, clock)
+    cors = Cors(TABLE.cors_paths(), origins)
     app = Starlette(
         routes=routes,
         middleware=[
@@ -161,6 +162,8 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     # This app's templates, static files and catalogs (`--theme-dir`), read once, here.
     app.state.pages = Pages(settings.theme_dir)
     app.state.baton = Baton(settings, store, clock, keys, access_format, limits, pairwise_salt=salt)
+    # A client written in this process (admin API, console) is seen at once by its CORS too.
+    app.state.baton.clients.on_forget(origins.invalidate)
     # The session key never comes from the database (a read of it must not forge a session):
     # `baton serve` gives it from BATON_SESSION_KEY or its key file. Without one (an app built
     # in-process, as the tests do), a key of this process alone: its sessions die with it.

@@ -404,6 +404,7 @@ async def create_client(request: Request, caller: Caller) -> Response:
             "resource-uri-taken",
             f"resource_uri {client.resource_uri!r} is already registered to another client",
         ) from None
+    baton(request).clients.forget(client.id)  # its origins: this process's CORS at once
     extra = {"client_secret": secret.plaintext} if secret else {}
     answer = _answer(client, 201, **extra)
     answer.headers["Location"] = f"{PREFIX}/clients/{client.id}"
