@@ -15,8 +15,10 @@ from typing import Any
 
 import anyio
 import pytest
+from click.testing import CliRunner
 from starlette.testclient import TestClient
 
+from baton.cli import main
 from baton.core.clock import FakeClock
 from baton.store.admin import Actor
 from baton.store.sql import SQLStore
@@ -342,3 +344,26 @@ def test_an_origin_removed_over_the_api_is_refused_at_once_by_this_server(
     )
     assert answer.status_code == 200, answer.text
     assert preflight() == origin
+
+
+# -- L3: `baton client update` keeps a pairwise sector as the API does -------------------------
+
+
+def test_the_cli_update_keeps_a_pairwise_clients_sector_as_the_api_does(tmp_path: Path) -> None:
+    with running_app(tmp_path, key_encryption_key=KEK) as (http, store, _clock):
+        writer = register_client(store, scope=WRITER, name="client manager")
+        bearer = bearer_of(http, writer, WRITER)
+        body = {"name": "pw", "subject_type": "pairwise", "redirect_uris": ["https://a.example/cb"]}
+        client_id = http.post(f"{API}/clients", json=body, headers=bearer).json()["client_id"]
+        moved = {"redirect_uris": ["https://b.example/cb"]}
+        answer = http.patch(f"{API}/clients/{client_id}", json=moved, headers=bearer)
+        assert "pairwise sector" in problem_of(answer, 400)
+        db = str(tmp_path / "baton.db")
+        args = ["client", "update", "--db", db, client_id, "--redirect-uri", "https://b.example/cb"]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code != 0 and "pairwise sector" in result.output, result.output
+        shown = http.get(f"{API}/clients/{client_id}", headers=bearer).json()
+        assert shown["redirect_uris"] == ["https://a.example/cb"]
+        # Saying where the sector now is lets both move it.
+        args += ["--sector-identifier-uri", "https://a.example/sector.json"]
+        assert "pairwise sector" not in CliRunner().invoke(main, args).output

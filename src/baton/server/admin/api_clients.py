@@ -39,6 +39,7 @@ from baton.core.audience import own_audience_problem
 from baton.core.client_metadata import (
     ID_TOKEN_ALG_CHOICES,
     MetadataError,
+    check_sector_kept,
     checked_registration,
     registration,
 )
@@ -51,7 +52,7 @@ from baton.core.keys import (
     key_encryption_key,
     unseal,
 )
-from baton.core.subject import SUBJECT_TYPES, SectorError, sector_of
+from baton.core.subject import SUBJECT_TYPES
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.core.vocabulary import FeedEntryKind, RevocationCause
 from baton.server.admin.api import (
@@ -233,9 +234,14 @@ def _shown(name: str) -> str:
     return json.dumps(name[:60])
 
 
-def _checked(client: Client) -> Client:
+def _checked(client: Client, before: Client | None = None) -> Client:
+    """`client` as `checked_registration` normalizes it; an edit of `before` also keeps a
+    pairwise client's sector (`check_sector_kept`). A 400 problem otherwise."""
     try:
-        return checked_registration(client)
+        checked = checked_registration(client)
+        if before is not None:
+            check_sector_kept(before, checked)
+        return checked
     except MetadataError as exc:
         raise Problem(400, "invalid-client-metadata", str(exc)) from None
 
@@ -437,28 +443,6 @@ def _matches(tags: list[str], client: Client) -> bool:
     return "*" in tags or _etag(client) in tags
 
 
-def _sector_kept(before: Client, after: Client) -> None:
-    """A pairwise client's sector (so every user's `sub` for it) does not change as a side
-    effect of new redirect URIs; changing `subject_type` or `sector_identifier_uri` says so."""
-    if before.subject_type != "pairwise" or after.subject_type != "pairwise":
-        return
-    if before.sector_identifier_uri != after.sector_identifier_uri:
-        return
-    try:
-        old = sector_of(before.redirect_uris, before.sector_identifier_uri)
-        new = sector_of(after.redirect_uris, after.sector_identifier_uri)
-    except (SectorError, ValueError):
-        return  # refused or allowed by the registration check itself
-    if old != new:
-        raise Problem(
-            400,
-            "invalid-client-metadata",
-            f"these redirect URIs move the pairwise sector from {old!r} to {new!r}, which "
-            "would change every user's sub: register sector_identifier_uri with the old "
-            "sector's host first",
-        )
-
-
 async def update_client(request: Request, caller: Caller) -> Response:
     """Changes the fields given (RFC 7396 merge patch), checked as `baton client update`
     checks them; with `If-Match`, only if the registration is still the one read."""
@@ -470,10 +454,9 @@ async def update_client(request: Request, caller: Caller) -> Response:
         before = await _live(request, keeper)
         if tags is not None and not _matches(tags, before):
             raise _precondition_failed(before)
-        after = _checked(dataclasses.replace(before, **changes))
+        after = _checked(dataclasses.replace(before, **changes), before)
         held = admin_scopes(before.scope) | admin_scopes(after.scope)
         await require_admin_scopes(request, caller, held)
-        _sector_kept(before, after)
         if after.allowed_resources != before.allowed_resources:
             await _check_resources(keeper, after)
         done = await keeper.update_registration(before, after, caller.actor)
