@@ -367,3 +367,67 @@ def test_the_cli_update_keeps_a_pairwise_clients_sector_as_the_api_does(tmp_path
         # Saying where the sector now is lets both move it.
         args += ["--sector-identifier-uri", "https://a.example/sector.json"]
         assert "pairwise sector" not in CliRunner().invoke(main, args).output
+
+
+# -- L8: HTTP and RFC conformance ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/clients", "GET, HEAD, POST"),
+        ("PUT", "/clients/cl_x", "DELETE, GET, HEAD, PATCH"),
+        ("GET", "/keys/rotate", "POST"),
+        ("POST", "/keys", "GET, HEAD"),
+    ],
+)
+def test_a_method_a_path_does_not_take_is_a_405_problem_with_allow(
+    http: TestClient, writer_bearer: dict[str, str], method: str, path: str, allow: str
+) -> None:
+    answer = http.request(method, f"{API}{path}", headers=writer_bearer)
+    assert answer.status_code == 405, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["allow"] == allow
+    assert answer.json()["type"] == "urn:baton:problem:method-not-allowed"
+
+
+def test_an_unknown_admin_api_path_is_a_404_problem(
+    http: TestClient, writer_bearer: dict[str, str]
+) -> None:
+    answer = http.get(f"{API}/nothing-here", headers=writer_bearer)
+    assert answer.status_code == 404
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_a_patch_may_be_sent_as_a_merge_patch_and_the_document_says_so(
+    http: TestClient, store: SQLStore, writer_bearer: dict[str, str]
+) -> None:
+    target = register_client(store, scope="read", name="target")
+    headers = {**writer_bearer, "Content-Type": "application/merge-patch+json"}
+    answer = http.patch(
+        f"{API}/clients/{target.id}", content=b'{"name": "merged", "scope": null}', headers=headers
+    )
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["name"], answer.json()["scope"]) == ("merged", "")
+    # Only a PATCH takes it: a create is no merge.
+    answer = http.post(f"{API}/clients", content=b'{"name": "x"}', headers=headers)
+    assert problem_of(answer, 400)
+    document = http.get("/openapi.json").json()
+    body = document["paths"][f"{API}/clients/{{client_id}}"]["patch"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "application/merge-patch+json"}
+    fields = body["application/merge-patch+json"]["schema"]["properties"]
+    for name, schema in fields.items():
+        takes_null = "null" in schema.get("type", []) or None in schema.get("enum", [])
+        assert takes_null == (name != "name"), name  # every field but the name may be nulled
+
+
+def test_a_request_without_credentials_gets_a_challenge_without_an_error_code(
+    http: TestClient, writer: RegisteredClient
+) -> None:
+    answer = http.get(f"{API}/clients")
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == 'Bearer realm="baton"'
+    # RFC 6750 §3.1: another scheme is a malformed request, not a bad token.
+    answer = http.get(f"{API}/clients", auth=writer.basic)
+    assert problem_of(answer, 400)
+    assert 'error="invalid_request"' in answer.headers["www-authenticate"]

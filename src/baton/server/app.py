@@ -23,7 +23,7 @@ from baton.core.subject import pairwise_salt
 from baton.core.vocabulary import ErrorCode
 from baton.logs import configure_structlog
 from baton.server import fastpath
-from baton.server.admin import console
+from baton.server.admin import api, console
 from baton.server.endpoints import logout
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError, oauth_error_handler
 from baton.server.fastpath.machine import ExceptionHandler
@@ -70,6 +70,9 @@ async def unexpected_error(_request: Request, _exc: Exception) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if path == api.PREFIX or path.startswith(api.PREFIX + "/"):
+        return _api_http_error(request, exc)
     if exc.status_code == 404:
         description = f"no such endpoint: {request.url.path}"
     elif exc.status_code == 405:
@@ -78,6 +81,20 @@ async def http_error(request: Request, exc: Exception) -> Response:
         description = str(exc.detail)
     body: ErrorResponse = {"error": ErrorCode.INVALID_REQUEST, "error_description": description}
     return NoStoreJSON(body, exc.status_code, exc.headers)
+
+
+def _api_http_error(request: Request, exc: HTTPException) -> Response:
+    """The admin API's own answer to a path it does not have or a method a path does not take:
+    an RFC 9457 problem, as its handlers' errors are (405 with `Allow`, RFC 9110 §15.5.6)."""
+    if exc.status_code == 405:
+        detail = f"method {request.method} is not allowed here"
+        kind = "method-not-allowed"
+    elif exc.status_code == 404:
+        detail = f"no such admin API path: {request.url.path[:200]}"
+        kind = "not-found"
+    else:
+        detail, kind = str(exc.detail), "bad-request"
+    return api.Problem(exc.status_code, kind, detail, dict(exc.headers or {})).response()
 
 
 def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> Starlette:

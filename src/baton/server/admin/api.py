@@ -18,7 +18,8 @@ the same pieces:
   cookie: these paths skip the session middleware (`Table.sessionless_prefixes`), and nothing
   here reads a session. Each caller is rate limited as a client (`Limits.check_client`).
 - `Problem`: errors are RFC 9457 problem details (`application/problem+json`), 401 and 403 with
-  the RFC 6750 `WWW-Authenticate` challenge.
+  the RFC 6750 `WWW-Authenticate` challenge (§3.1: no error code when the request carried no
+  credentials; 400 `invalid_request` for another scheme, such as Basic).
 - `Caller.actor`: the name the audit log gives the caller, `client:<client_id>`. Every write is
   audited in its own transaction, and so is every refusal of a caller (a missing scope, a user's
   token, a client it may not manage); reads are not audited, except a challenge's (a login or
@@ -166,13 +167,23 @@ class Caller:
 
 async def require_scope(request: Request, scope: str) -> Caller:
     """The caller, if its bearer token is live, of a client_credentials grant of an enabled
-    confidential client, and granted `scope`; else a `Problem` (401, 403, 429)."""
+    confidential client, and granted `scope` (the token and the client's registration alike);
+    else a `Problem` (400 for credentials that are no bearer token, 401, 403, 429)."""
     app = baton(request)
-    header = request.headers.get("authorization", "")
-    kind, _, token = header.strip().partition(" ")
+    header = request.headers.get("authorization", "").strip()
+    if not header:
+        # RFC 6750 §3.1: a request with no authentication information gets a challenge with
+        # no error code.
+        detail = "an access token is required: Authorization: Bearer <token>"
+        raise Problem(401, "invalid-token", detail, {"WWW-Authenticate": 'Bearer realm="baton"'})
+    kind, _, token = header.partition(" ")
     token = token.strip()
     if kind.lower() != "bearer" or not token:
-        raise _unauthorized("an access token is required: Authorization: Bearer <token>")
+        # RFC 6750 §3.1 `invalid_request`: another scheme (Basic: a client's secret is no
+        # admin credential), or a Bearer header without its token.
+        detail = "the request must carry Authorization: Bearer <access token>"
+        challenge = f'Bearer realm="baton", error="invalid_request", error_description="{detail}"'
+        raise Problem(400, "invalid-request", detail, {"WWW-Authenticate": challenge})
     if token_kind(token) is not TokenKind.ACCESS:
         raise _unauthorized("not an access token")
     facts = await app.store.find_access_token(digest(token))
@@ -288,11 +299,18 @@ def json_answer(body: Any, status: int = 200) -> Response:
     return JSONResponse(body, status, {"Cache-Control": "no-store"})
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object (`Content-Type: application/json`), or a 400 problem."""
+MERGE_PATCH = "application/merge-patch+json"  # RFC 7396 §4
+
+
+async def json_body(request: Request, merge_patch: bool = False) -> dict[str, Any]:
+    """The request's JSON object (`Content-Type: application/json`; with `merge_patch`, a
+    PATCH's, `application/merge-patch+json` too), or a 400 problem."""
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media != "application/json":
-        raise Problem(400, "bad-body", "send a JSON body with Content-Type: application/json")
+    if media != "application/json" and not (merge_patch and media == MERGE_PATCH):
+        also = f" (or {MERGE_PATCH})" if merge_patch else ""
+        raise Problem(
+            400, "bad-body", f"send a JSON body with Content-Type: application/json{also}"
+        )
     limit = baton(request).settings.max_body_bytes
     raw = b""
     async for chunk in request.stream():
@@ -605,6 +623,7 @@ async def delete_consents(request: Request, caller: Caller) -> Response:
 
 __all__ = [
     "CHALLENGES_SCOPE",
+    "MERGE_PATCH",
     "PREFIX",
     "SESSIONS_SCOPE",
     "AdminScope",

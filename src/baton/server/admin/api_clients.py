@@ -56,6 +56,7 @@ from baton.core.subject import SUBJECT_TYPES
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.core.vocabulary import FeedEntryKind, RevocationCause
 from baton.server.admin.api import (
+    MERGE_PATCH,
     PREFIX,
     AdminScope,
     Caller,
@@ -446,7 +447,7 @@ def _matches(tags: list[str], client: Client) -> bool:
 async def update_client(request: Request, caller: Caller) -> Response:
     """Changes the fields given (RFC 7396 merge patch), checked as `baton client update`
     checks them; with `If-Match`, only if the registration is still the one read."""
-    body = await json_body(request)
+    body = await json_body(request, merge_patch=True)
     changes = _changes(body, _EDITABLE)
     tags = _if_match(request)
     keeper = _keeper(request)
@@ -702,6 +703,20 @@ _FIELDS_SCHEMA: dict[str, Any] = {
     "consent_url": _NULLABLE_STRING,
     "client_uri": _NULLABLE_STRING,
 }
+
+
+def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema`, null allowed too (RFC 7396: null removes a member, here restores the default)."""
+    if "enum" in schema:
+        return {**schema, "enum": [*schema["enum"], None]}
+    kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    return {**schema, "type": [*dict.fromkeys([*kinds, "null"])]}
+
+
+# What a create or a patch may send: every field, null for its default, except `name`.
+_SENT_SCHEMA: dict[str, Any] = {
+    name: schema if name == "name" else _or_null(schema) for name, schema in _FIELDS_SCHEMA.items()
+}
 _KIND_SCHEMA: dict[str, Any] = {
     "public": {"type": "boolean"},
     "resource_server": {"type": "boolean"},
@@ -758,6 +773,13 @@ _KEY: dict[str, Any] = {
 }
 
 
+def _merge_patch_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """A PATCH's body: JSON, as `application/json` or RFC 7396's `application/merge-patch+json`."""
+    body = json_request_body(schema)
+    (content,) = body["content"].values()
+    return {**body, "content": {**body["content"], MERGE_PATCH: content}}
+
+
 def _page_of(item: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
@@ -808,7 +830,7 @@ CREATE_CLIENT = operation(
         {
             "type": "object",
             "required": ["name"],
-            "properties": {**_FIELDS_SCHEMA, **_KIND_SCHEMA},
+            "properties": {**_SENT_SCHEMA, **{k: _or_null(v) for k, v in _KIND_SCHEMA.items()}},
             "additionalProperties": False,
         }
     ),
@@ -844,8 +866,8 @@ UPDATE_CLIENT = operation(
             "If-Match", "The ETag the change was made from.", {"type": "string"}, "header"
         ),
     ],
-    requestBody=json_request_body(
-        {"type": "object", "properties": _FIELDS_SCHEMA, "additionalProperties": False}
+    requestBody=_merge_patch_body(
+        {"type": "object", "properties": _SENT_SCHEMA, "additionalProperties": False}
     ),
 )
 
