@@ -12,15 +12,23 @@ rule the CLI and the console apply (`baton.core.client_metadata.checked_registra
   administrators editing one client cannot silently overwrite each other. The store checks it in
   the write's own transaction (`ClientAdmin.update_registration`), so it holds even when the two
   race. Without `If-Match` the patch applies to the registration as it is.
+- `admin:clients:write` reaches no further than the caller's own admin scopes: every route that
+  writes a client first checks that the caller's token holds each `admin:*` scope the client
+  holds, before and after the change (`api.require_admin_scopes`; see `AdminScope`), else 403.
+- A `resource_uri` never names this server's own audience (`own_audience_problem`).
 - A client never disables or deletes itself here: the call would cut the caller off (its own
   token dies with its grants) and a script meant for another client could do it by a typo; a
   409 says to use another admin client or `baton client disable`. Rotating its own secret is
   allowed (credential hygiene); the token it called with stays valid until it expires.
-- Each write forgets the client in this process's cache (`ClientCache`), as the console does;
-  other processes confirm a client's row in each request's transaction, so a disabled client or
-  a rotated secret is refused everywhere at once, and settings reach them within 30 s.
+- Each write forgets the client in this process's cache (`ClientCache`), as the console does,
+  and with it this process's CORS origins (`ClientCache.on_forget`); other processes confirm a
+  client's row in each request's transaction, so a disabled client or a rotated secret is
+  refused everywhere at once, and settings (origins too) reach them within 30 s.
 - `POST /keys/rotate` is `baton keys rotate` with the server's own key-encryption key; the
-  server reloads its keys at once. `GET /keys` shows public keys only.
+  server reloads its keys at once. The window is planned from the keys as the write's own
+  transaction finds them (`ClientAdmin.add_signing_key_audited`), and lifetimes below the
+  server's own (or a publish-ahead below its key reload interval) are refused: no live token
+  outlives its key in the JWKS. `GET /keys` shows public keys only.
 """
 
 from __future__ import annotations
