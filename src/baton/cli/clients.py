@@ -28,6 +28,7 @@ from baton.core.client_metadata import (
     ID_TOKEN_ALG_CHOICES,
     MetadataError,
     OidcSettings,
+    check_sector_kept,
     checked,
     checked_registration,
     registration,
@@ -452,6 +453,7 @@ def client_update(
         settings = oidc_settings(OidcSettings.of(found), edited.redirect_uris, **oidc)
         try:
             updated = checked_registration(replace(edited, **settings.fields()))
+            check_sector_kept(found, updated)  # as the admin API's PATCH
         except MetadataError as exc:
             fail(str(exc))
         if updated.allowed_resources != found.allowed_resources:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 
 import click
 
@@ -23,7 +24,14 @@ from baton.cli.common import (
     run_with_store,
 )
 from baton.cli.users import cli_actor
-from baton.core.keys import ALGORITHM_CHOICES, KeyEncryptionError, algorithm, generate, unseal
+from baton.core.keys import (
+    ALGORITHM_CHOICES,
+    KeyEncryptionError,
+    StoredKey,
+    algorithm,
+    generate,
+    unseal,
+)
 from baton.server.runtime.keyring import ID_TOKEN, key_states, rotation_window
 from baton.store.sql import SQLStore
 
@@ -101,12 +109,15 @@ def keys_rotate(
         # A retired key leaves the JWKS only once every token it signed has expired: access
         # tokens (--max-access-ttl) and ID tokens (--max-id-token-ttl) alike.
         keep = max(max_access_ttl, max_id_token_ttl)
-        activates_at, retire_at = rotation_window(
-            existing, new_alg, purpose, now, publish_ahead, keep
-        )
-        new = dataclasses.replace(generate(alg, now, activates_at, kek), purpose=purpose)
-        await store.admin().add_signing_key_audited(new, retire_at, actor)
-        return new.kid, activates_at, retire_at
+
+        def window(keys: Sequence[StoredKey]) -> tuple[int, int | None]:
+            # From the keys as the write's transaction finds them (another rotation may have
+            # committed since `existing` was read).
+            return rotation_window(keys, new_alg, purpose, now, publish_ahead, keep)
+
+        made = dataclasses.replace(generate(alg, now, now, kek), purpose=purpose)
+        new, retire_at = await store.admin().add_signing_key_audited(made, window, actor)
+        return new.kid, new.activates_at, retire_at
 
     alg = new_alg  # the name the key signs with (EdDSA: Ed25519)
     try:

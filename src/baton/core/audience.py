@@ -40,6 +40,21 @@ def resource_uri_problem(uri: str) -> str | None:
     return None
 
 
+def own_audience_problem(uri: str, own: Sequence[str]) -> str | None:
+    """Why `uri` cannot be a resource server's identifier when this server's own audiences are
+    `own` (its issuer, issuer identifier, default access-token audience), or None.
+
+    A token for such a resource server would carry this server's own audience: the server
+    would take it as its own (the admin API, introspection of a no-resource token), so the
+    resource server could replay what it was handed. Compared without a trailing slash."""
+    if uri.rstrip("/") in {o.rstrip("/") for o in own}:
+        return (
+            f"resource URI {uri!r} is this server's own audience (its issuer or default "
+            "access-token audience): a resource server needs an identifier of its own"
+        )
+    return None
+
+
 def requested_resource_problem(uri: str) -> str | None:
     """RFC 8707 §2: a `resource` parameter "MUST be an absolute URI ... MUST NOT include a
     fragment component"; anything else is `invalid_target`."""

@@ -103,6 +103,29 @@ def registration(client: Any) -> dict[str, Any]:
 MAX_NAME = 200  # `clients.name`
 
 
+def check_sector_kept(before: Any, after: Any) -> None:
+    """`MetadataError` when an edit of a pairwise client (`before` into `after`, each a
+    `baton.store.base.Client`) would move its sector, so every user's `sub` for it, as a side
+    effect of new redirect URIs; changing `subject_type` or `sector_identifier_uri` says so, and
+    passes. The admin API's `PATCH` and `baton client update` both apply it, after
+    `checked_registration`."""
+    if before.subject_type != PAIRWISE or after.subject_type != PAIRWISE:
+        return
+    if before.sector_identifier_uri != after.sector_identifier_uri:
+        return
+    try:
+        old = sector_of(before.redirect_uris, before.sector_identifier_uri)
+        new = sector_of(after.redirect_uris, after.sector_identifier_uri)
+    except (SectorError, ValueError):
+        return  # refused or allowed by the registration check itself
+    if old != new:
+        raise MetadataError(
+            f"these redirect URIs move the pairwise sector from {old!r} to {new!r}, which "
+            "would change every user's sub: register sector_identifier_uri with the old "
+            "sector's host first"
+        )
+
+
 C = TypeVar("C")
 
 

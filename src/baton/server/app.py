@@ -23,7 +23,7 @@ from baton.core.subject import pairwise_salt
 from baton.core.vocabulary import ErrorCode
 from baton.logs import configure_structlog
 from baton.server import fastpath
-from baton.server.admin import console
+from baton.server.admin import api, console
 from baton.server.endpoints import logout
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError, oauth_error_handler
 from baton.server.fastpath.machine import ExceptionHandler
@@ -70,6 +70,9 @@ async def unexpected_error(_request: Request, _exc: Exception) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if path == api.PREFIX or path.startswith(api.PREFIX + "/"):
+        return _api_http_error(request, exc)
     if exc.status_code == 404:
         description = f"no such endpoint: {request.url.path}"
     elif exc.status_code == 405:
@@ -80,6 +83,20 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return NoStoreJSON(body, exc.status_code, exc.headers)
 
 
+def _api_http_error(request: Request, exc: HTTPException) -> Response:
+    """The admin API's own answer to a path it does not have or a method a path does not take:
+    an RFC 9457 problem, as its handlers' errors are (405 with `Allow`, RFC 9110 §15.5.6)."""
+    if exc.status_code == 405:
+        detail = f"method {request.method} is not allowed here"
+        kind = "method-not-allowed"
+    elif exc.status_code == 404:
+        detail = f"no such admin API path: {request.url.path[:200]}"
+        kind = "not-found"
+    else:
+        detail, kind = str(exc.detail), "bad-request"
+    return api.Problem(exc.status_code, kind, detail, dict(exc.headers or {})).response()
+
+
 def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> Starlette:
     clock = clock or SystemClock()
     fastpath.install(settings.fast_paths)  # the process's short cuts follow the app's switch
@@ -87,7 +104,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     observed = observability.Observability(settings, store, clock)
 
     kek = key_encryption_key(settings.key_encryption_key) if settings.key_encryption_key else None
-    keys = KeyRing(store, kek, settings.id_token_lifetime)
+    keys = KeyRing(store, kek, settings.id_token_lifetime, settings.policy.lifetimes.access_ttl)
     access_format: AccessTokenFormat = OPAQUE
     if settings.access_token_format == "jwt":
         access_format = JwtAccessTokens(
@@ -127,7 +144,8 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     proxies = parse_networks(",".join(settings.trusted_proxies))
     # CORS for the endpoints browser apps call (the table's `cors=True`): answered by the short
     # way for its machine POSTs, by `CorsMiddleware` for the rest (preflights included).
-    cors = Cors(TABLE.cors_paths(), OriginCache(store, clock))
+    origins = OriginCache(store, clock)
+    cors = Cors(TABLE.cors_paths(), origins)
     app = Starlette(
         routes=routes,
         middleware=[
@@ -161,6 +179,8 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     # This app's templates, static files and catalogs (`--theme-dir`), read once, here.
     app.state.pages = Pages(settings.theme_dir)
     app.state.baton = Baton(settings, store, clock, keys, access_format, limits, pairwise_salt=salt)
+    # A client written in this process (admin API, console) is seen at once by its CORS too.
+    app.state.baton.clients.on_forget(origins.invalidate)
     # The session key never comes from the database (a read of it must not forge a session):
     # `baton serve` gives it from BATON_SESSION_KEY or its key file. Without one (an app built
     # in-process, as the tests do), a key of this process alone: its sessions die with it.

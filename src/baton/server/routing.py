@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -123,6 +124,21 @@ def endpoint(
     )
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+
+
+class NotAllowed(Route):
+    """A route that only answers 405 for the methods a path of the table does not take (see
+    `Table.starlette_routes`): no endpoint of its own."""
+
+
+def _not_allowed(allow: str) -> Handler:
+    async def not_allowed(request: Request) -> Response:
+        raise HTTPException(405, headers={"Allow": allow})
+
+    return not_allowed
+
+
 @dataclass(frozen=True, slots=True)
 class Table:
     """The app's routes in order, and the console's, served under `admin_prefix`."""
@@ -142,8 +158,26 @@ class Table:
     def starlette_routes(self) -> list[BaseRoute]:
         return [
             *(e.route() for e in self.endpoints),
+            *self._not_allowed_routes(),
             Mount(self.admin_prefix, routes=[e.route() for e in self.admin]),
         ]
+
+    def _not_allowed_routes(self) -> list[NotAllowed]:
+        """For each path under `admin_prefix` (the admin API's), a route of the methods it does
+        not have, answering 405 with `Allow`: otherwise the console's `Mount`, which takes any
+        method, would answer them with its 404."""
+        methods: dict[str, set[str]] = {}
+        for e in self.endpoints:
+            if e.path.startswith(self.admin_prefix + "/"):
+                methods.setdefault(e.path, set()).update(e.methods)
+        routes = []
+        for path, allowed in methods.items():
+            if "GET" in allowed:
+                allowed = allowed | {"HEAD"}
+            others = sorted(_METHODS - allowed)
+            handler = _not_allowed(", ".join(sorted(allowed)))
+            routes.append(NotAllowed(path, handler, methods=others))
+        return routes
 
     def fast_routes(self, routes: Iterable[BaseRoute]) -> list[Route]:
         """The machine POST routes among `routes` (the very objects the router holds): the fast

@@ -18,15 +18,24 @@ the same pieces:
   cookie: these paths skip the session middleware (`Table.sessionless_prefixes`), and nothing
   here reads a session. Each caller is rate limited as a client (`Limits.check_client`).
 - `Problem`: errors are RFC 9457 problem details (`application/problem+json`), 401 and 403 with
-  the RFC 6750 `WWW-Authenticate` challenge.
-- `Caller.actor`: every call is audited, reads too, as `client:<client_id>`; a challenge is named
-  in the audit log by a prefix of its digest, never by itself.
+  the RFC 6750 `WWW-Authenticate` challenge (§3.1: no error code when the request carried no
+  credentials; 400 `invalid_request` for another scheme, such as Basic).
+- `Caller.actor`: the name the audit log gives the caller, `client:<client_id>`. Every write is
+  audited in its own transaction, and so is every refusal of a caller (a missing scope, a user's
+  token, a client it may not manage); reads are not audited, except a challenge's (a login or
+  consent app reading what it will decide). A challenge is named in the audit log by a prefix of
+  its digest, never by itself.
+- `require_admin_scopes(request, caller, scopes)`: the rule that keeps `admin:clients:write` from
+  widening anyone's admin scopes (see `AdminScope`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import json
+import math
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -69,7 +78,16 @@ PROBLEM = "application/problem+json"
 class AdminScope(enum.StrEnum):
     """The admin API's scopes. A confidential client is registered with the ones it needs
     (`baton client create --name tooling --scope "admin:clients:read ..."`) and asks for them
-    in its client_credentials request; each route needs exactly one."""
+    in its client_credentials request; each route needs exactly one, held both by the token and
+    by the client's registration as it is now (a scope taken from the client stops its tokens at
+    once).
+
+    `admin:clients:write` never reaches beyond its holder's own admin scopes: a caller may
+    create, change, rotate the secret of, disable, enable or delete a client only if every
+    `admin:*` scope that client holds, before and after the change, is also held by the
+    caller's token; otherwise 403 `insufficient-scope` naming the missing scopes, audited
+    (`require_admin_scopes`). So no caller widens its own or anyone's admin scopes beyond its
+    own, nor takes over (by its secret) a client more privileged than itself."""
 
     # Login and consent delegation (issue 25): read, accept and reject challenges.
     CHALLENGES = "admin:challenges"
@@ -149,13 +167,23 @@ class Caller:
 
 async def require_scope(request: Request, scope: str) -> Caller:
     """The caller, if its bearer token is live, of a client_credentials grant of an enabled
-    confidential client, and granted `scope`; else a `Problem` (401, 403, 429)."""
+    confidential client, and granted `scope` (the token and the client's registration alike);
+    else a `Problem` (400 for credentials that are no bearer token, 401, 403, 429)."""
     app = baton(request)
-    header = request.headers.get("authorization", "")
-    kind, _, token = header.strip().partition(" ")
+    header = request.headers.get("authorization", "").strip()
+    if not header:
+        # RFC 6750 §3.1: a request with no authentication information gets a challenge with
+        # no error code.
+        detail = "an access token is required: Authorization: Bearer <token>"
+        raise Problem(401, "invalid-token", detail, {"WWW-Authenticate": 'Bearer realm="baton"'})
+    kind, _, token = header.partition(" ")
     token = token.strip()
     if kind.lower() != "bearer" or not token:
-        raise _unauthorized("an access token is required: Authorization: Bearer <token>")
+        # RFC 6750 §3.1 `invalid_request`: another scheme (Basic: a client's secret is no
+        # admin credential), or a Bearer header without its token.
+        detail = "the request must carry Authorization: Bearer <access token>"
+        challenge = f'Bearer realm="baton", error="invalid_request", error_description="{detail}"'
+        raise Problem(400, "invalid-request", detail, {"WWW-Authenticate": challenge})
     if token_kind(token) is not TokenKind.ACCESS:
         raise _unauthorized("not an access token")
     facts = await app.store.find_access_token(digest(token))
@@ -182,7 +210,32 @@ async def require_scope(request: Request, scope: str) -> Caller:
     if scope not in caller.scope:
         await _audit_refusal(app, caller, request, f"lacks {scope}")
         raise _forbidden(scope, f"the token was not granted the {scope} scope")
+    if scope not in client.scope.split():
+        # The token outlives a change of the client's registration: the scope taken from the
+        # client is taken from its live tokens too.
+        await _audit_refusal(app, caller, request, f"client no longer registered for {scope}")
+        raise _forbidden(scope, f"the client is no longer registered for the {scope} scope")
     return caller
+
+
+def admin_scopes(scope: str) -> frozenset[str]:
+    """The `admin:*` scopes of a space-separated scope string."""
+    return frozenset(s for s in scope.split() if s.startswith("admin:"))
+
+
+async def require_admin_scopes(request: Request, caller: Caller, scopes: frozenset[str]) -> None:
+    """A 403 `insufficient-scope` problem naming the `admin:*` scopes of `scopes` that the
+    caller's token lacks, audited; nothing when it holds them all (see `AdminScope`)."""
+    missing = sorted(admin_scopes(" ".join(scopes)) - caller.scope)
+    if not missing:
+        return
+    shown = " ".join(missing)
+    await _audit_refusal(baton(request), caller, request, f"client holds {shown}")
+    raise _forbidden(
+        shown,
+        f"the client holds admin scopes the caller's token lacks: {shown} (a caller manages "
+        "only clients whose admin scopes it holds itself)",
+    )
 
 
 def _for_this_server(app: Baton, audience: tuple[str, ...]) -> bool:
@@ -246,11 +299,18 @@ def json_answer(body: Any, status: int = 200) -> Response:
     return JSONResponse(body, status, {"Cache-Control": "no-store"})
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object (`Content-Type: application/json`), or a 400 problem."""
+MERGE_PATCH = "application/merge-patch+json"  # RFC 7396 §4
+
+
+async def json_body(request: Request, merge_patch: bool = False) -> dict[str, Any]:
+    """The request's JSON object (`Content-Type: application/json`; with `merge_patch`, a
+    PATCH's, `application/merge-patch+json` too), or a 400 problem."""
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media != "application/json":
-        raise Problem(400, "bad-body", "send a JSON body with Content-Type: application/json")
+    if media != "application/json" and not (merge_patch and media == MERGE_PATCH):
+        also = f" (or {MERGE_PATCH})" if merge_patch else ""
+        raise Problem(
+            400, "bad-body", f"send a JSON body with Content-Type: application/json{also}"
+        )
     limit = baton(request).settings.max_body_bytes
     raw = b""
     async for chunk in request.stream():
@@ -258,7 +318,7 @@ async def json_body(request: Request) -> dict[str, Any]:
         if len(raw) > limit:
             raise Problem(413, "too-large", f"the body exceeds {limit} bytes")
     try:
-        body = json.loads(raw, parse_constant=_no_constant)
+        body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, RecursionError):
         raise Problem(400, "bad-body", "the body is not valid JSON") from None
     if not isinstance(body, dict):
@@ -273,6 +333,38 @@ async def json_body(request: Request) -> dict[str, Any]:
             detail = f"{shown}: holds a string that is not Unicode (a lone surrogate)"
             raise Problem(400, "bad-body", detail) from None
     return body
+
+
+def opaque_cursor(value: str) -> str:
+    """A list's `next_cursor`: `value` (the keyset position) as unpadded base64url."""
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def opened_cursor(raw: str | None) -> str | None:
+    """The text inside an `opaque_cursor` (`?cursor=`), None when there is none; a 400 problem
+    for anything but the exact spelling this API gives (so never a NUL, which PostgreSQL's text
+    refuses, nor bytes that are not UTF-8)."""
+    if raw is None or raw == "":
+        return None
+    try:
+        if len(raw) > 1000 or not raw.isascii():
+            raise ValueError(raw)
+        opened = base64.b64decode(raw + "=" * (-len(raw) % 4), b"-_", validate=True).decode()
+        if not opened or "\x00" in opened or opaque_cursor(opened) != raw:
+            raise ValueError(raw)
+        return opened
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Problem(400, "bad-request", "cursor is not a next_cursor this API gave") from None
+
+
+def _finite(text: str) -> float:
+    # `1e999` parses to infinity, which `json.dumps` writes back as `Infinity`: refused as the
+    # constants are. (An integer too long to print, over Python's 4300 digits, `json.loads`
+    # refuses itself; any shorter one prints back as it came.)
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is not a finite number")
+    return value
 
 
 def _no_constant(name: str) -> Any:
@@ -531,6 +623,7 @@ async def delete_consents(request: Request, caller: Caller) -> Response:
 
 __all__ = [
     "CHALLENGES_SCOPE",
+    "MERGE_PATCH",
     "PREFIX",
     "SESSIONS_SCOPE",
     "AdminScope",
@@ -538,7 +631,11 @@ __all__ = [
     "CallerHandler",
     "Problem",
     "admin_endpoint",
+    "admin_scopes",
     "json_answer",
     "json_body",
+    "opaque_cursor",
+    "opened_cursor",
+    "require_admin_scopes",
     "require_scope",
 ]

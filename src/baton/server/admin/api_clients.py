@@ -12,34 +12,42 @@ rule the CLI and the console apply (`baton.core.client_metadata.checked_registra
   administrators editing one client cannot silently overwrite each other. The store checks it in
   the write's own transaction (`ClientAdmin.update_registration`), so it holds even when the two
   race. Without `If-Match` the patch applies to the registration as it is.
+- `admin:clients:write` reaches no further than the caller's own admin scopes: every route that
+  writes a client first checks that the caller's token holds each `admin:*` scope the client
+  holds, before and after the change (`api.require_admin_scopes`; see `AdminScope`), else 403.
+- A `resource_uri` never names this server's own audience (`own_audience_problem`).
 - A client never disables or deletes itself here: the call would cut the caller off (its own
   token dies with its grants) and a script meant for another client could do it by a typo; a
   409 says to use another admin client or `baton client disable`. Rotating its own secret is
   allowed (credential hygiene); the token it called with stays valid until it expires.
-- Each write forgets the client in this process's cache (`ClientCache`), as the console does;
-  other processes confirm a client's row in each request's transaction, so a disabled client or
-  a rotated secret is refused everywhere at once, and settings reach them within 30 s.
+- Each write forgets the client in this process's cache (`ClientCache`), as the console does,
+  and with it this process's CORS origins (`ClientCache.on_forget`); other processes confirm a
+  client's row in each request's transaction, so a disabled client or a rotated secret is
+  refused everywhere at once, and settings (origins too) reach them within 30 s.
 - `POST /keys/rotate` is `baton keys rotate` with the server's own key-encryption key; the
-  server reloads its keys at once. `GET /keys` shows public keys only.
+  server reloads its keys at once. The window is planned from the keys as the write's own
+  transaction finds them (`ClientAdmin.add_signing_key_audited`), and lifetimes below the
+  server's own (or a publish-ahead below its key reload interval) are refused: no live token
+  outlives its key in the JWKS. `GET /keys` shows public keys only.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
+from baton.core.audience import own_audience_problem
 from baton.core.client_metadata import (
     ID_TOKEN_ALG_CHOICES,
     MetadataError,
+    check_sector_kept,
     checked_registration,
     registration,
 )
@@ -52,17 +60,22 @@ from baton.core.keys import (
     key_encryption_key,
     unseal,
 )
-from baton.core.subject import SUBJECT_TYPES, SectorError, sector_of
+from baton.core.subject import SUBJECT_TYPES
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.core.vocabulary import FeedEntryKind, RevocationCause
 from baton.server.admin.api import (
+    MERGE_PATCH,
     PREFIX,
     AdminScope,
     Caller,
     Problem,
     admin_endpoint,
+    admin_scopes,
     json_answer,
     json_body,
+    opaque_cursor,
+    opened_cursor,
+    require_admin_scopes,
 )
 from baton.server.endpoints.openapi import (
     ADMIN_AUTH_ERRORS,
@@ -82,7 +95,7 @@ from baton.server.runtime.context import Baton, baton
 from baton.server.runtime.keyring import ID_TOKEN, key_states, rotation_window
 from baton.store.admin import Actor, Disabled
 from baton.store.base import Client, ResourceUriTaken
-from baton.store.sql.client_admin import Stale
+from baton.store.sql.client_admin import KeyWindow, Stale
 from baton.store.sql.tombstones import Deleted
 
 MAX_LIMIT = 200
@@ -123,8 +136,8 @@ class ClientKeeper(Protocol):
     async def delete_client(self, client_id: str, actor: Actor) -> Deleted | None: ...
 
     async def add_signing_key_audited(
-        self, key: StoredKey, retire_others_at: int | None, actor: Actor
-    ) -> None: ...
+        self, key: StoredKey, window: KeyWindow, actor: Actor
+    ) -> tuple[StoredKey, int | None]: ...
 
 
 def _keeper(request: Request) -> ClientKeeper:
@@ -230,11 +243,26 @@ def _shown(name: str) -> str:
     return json.dumps(name[:60])
 
 
-def _checked(client: Client) -> Client:
+def _checked(client: Client, before: Client | None = None) -> Client:
+    """`client` as `checked_registration` normalizes it; an edit of `before` also keeps a
+    pairwise client's sector (`check_sector_kept`). A 400 problem otherwise."""
     try:
-        return checked_registration(client)
+        checked = checked_registration(client)
+        if before is not None:
+            check_sector_kept(before, checked)
+        return checked
     except MetadataError as exc:
         raise Problem(400, "invalid-client-metadata", str(exc)) from None
+
+
+def _not_own_audience(app: Baton, client: Client) -> None:
+    """A resource server is never named by this server's own audience (`own_audience_problem`)."""
+    if client.resource_uri is None:
+        return
+    settings = app.settings
+    own = (settings.issuer, settings.issuer_identifier, settings.default_audience)
+    if (found := own_audience_problem(client.resource_uri, own)) is not None:
+        raise Problem(400, "invalid-client-metadata", found)
 
 
 async def _check_resources(keeper: ClientKeeper, client: Client) -> None:
@@ -296,22 +324,40 @@ async def _live(request: Request, keeper: ClientKeeper) -> Client:
     return found
 
 
+async def _managed(request: Request, caller: Caller, keeper: ClientKeeper) -> Client:
+    """The path's live client, if the caller's token holds every admin scope it holds."""
+    found = await _live(request, keeper)
+    await require_admin_scopes(request, caller, admin_scopes(found.scope))
+    return found
+
+
 def _cursor(raw: str | None) -> tuple[int, str] | None:
-    if raw is None or raw == "":
+    """The (created_at, client_id) inside a `next_cursor` this API gave (`api.opened_cursor`),
+    None for the first page; a 400 problem for anything else."""
+    opened = opened_cursor(raw)
+    if opened is None:
         return None
     try:
-        padded = raw + "=" * (-len(raw) % 4)
-        created_at, client_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        if type(created_at) is int and isinstance(client_id, str) and 0 <= created_at < 2**53:
+        pair = json.loads(opened)
+    except ValueError:
+        pair = None
+    if isinstance(pair, list) and len(pair) == 2:
+        created_at, client_id = pair
+        if (
+            type(created_at) is int
+            and 0 <= created_at < 2**53
+            and isinstance(client_id, str)
+            and 0 < len(client_id) <= 64
+            and client_id.isascii()
+            and client_id.isprintable()
+            and _cursor_text((created_at, client_id)) == raw
+        ):
             return created_at, client_id
-    except (ValueError, TypeError, UnicodeError, binascii.Error):
-        pass
-    raise Problem(400, "bad-request", "cursor is not one this API gave")
+    raise Problem(400, "bad-request", "cursor is not a next_cursor this API gave")
 
 
 def _cursor_text(cursor: tuple[int, str]) -> str:
-    raw = json.dumps(list(cursor), separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return opaque_cursor(json.dumps(list(cursor), separators=(",", ":")))
 
 
 def _limit(raw: str | None) -> int:
@@ -361,6 +407,8 @@ async def create_client(request: Request, caller: Caller) -> Response:
         **changes,
     )
     client = _checked(candidate)
+    _not_own_audience(baton(request), client)
+    await require_admin_scopes(request, caller, admin_scopes(client.scope))
     keeper = _keeper(request)
     await _check_resources(keeper, client)
     try:
@@ -371,6 +419,7 @@ async def create_client(request: Request, caller: Caller) -> Response:
             "resource-uri-taken",
             f"resource_uri {client.resource_uri!r} is already registered to another client",
         ) from None
+    baton(request).clients.forget(client.id)  # its origins: this process's CORS at once
     extra = {"client_secret": secret.plaintext} if secret else {}
     answer = _answer(client, 201, **extra)
     answer.headers["Location"] = f"{PREFIX}/clients/{client.id}"
@@ -403,32 +452,10 @@ def _matches(tags: list[str], client: Client) -> bool:
     return "*" in tags or _etag(client) in tags
 
 
-def _sector_kept(before: Client, after: Client) -> None:
-    """A pairwise client's sector (so every user's `sub` for it) does not change as a side
-    effect of new redirect URIs; changing `subject_type` or `sector_identifier_uri` says so."""
-    if before.subject_type != "pairwise" or after.subject_type != "pairwise":
-        return
-    if before.sector_identifier_uri != after.sector_identifier_uri:
-        return
-    try:
-        old = sector_of(before.redirect_uris, before.sector_identifier_uri)
-        new = sector_of(after.redirect_uris, after.sector_identifier_uri)
-    except (SectorError, ValueError):
-        return  # refused or allowed by the registration check itself
-    if old != new:
-        raise Problem(
-            400,
-            "invalid-client-metadata",
-            f"these redirect URIs move the pairwise sector from {old!r} to {new!r}, which "
-            "would change every user's sub: register sector_identifier_uri with the old "
-            "sector's host first",
-        )
-
-
 async def update_client(request: Request, caller: Caller) -> Response:
     """Changes the fields given (RFC 7396 merge patch), checked as `baton client update`
     checks them; with `If-Match`, only if the registration is still the one read."""
-    body = await json_body(request)
+    body = await json_body(request, merge_patch=True)
     changes = _changes(body, _EDITABLE)
     tags = _if_match(request)
     keeper = _keeper(request)
@@ -436,8 +463,9 @@ async def update_client(request: Request, caller: Caller) -> Response:
         before = await _live(request, keeper)
         if tags is not None and not _matches(tags, before):
             raise _precondition_failed(before)
-        after = _checked(dataclasses.replace(before, **changes))
-        _sector_kept(before, after)
+        after = _checked(dataclasses.replace(before, **changes), before)
+        held = admin_scopes(before.scope) | admin_scopes(after.scope)
+        await require_admin_scopes(request, caller, held)
         if after.allowed_resources != before.allowed_resources:
             await _check_resources(keeper, after)
         done = await keeper.update_registration(before, after, caller.actor)
@@ -453,7 +481,7 @@ async def update_client(request: Request, caller: Caller) -> Response:
 async def rotate_secret(request: Request, caller: Caller) -> Response:
     """A new secret, in the answer once; the old one fails from now on, in every process."""
     keeper = _keeper(request)
-    found = await _live(request, keeper)
+    found = await _managed(request, caller, keeper)
     if found.is_public:
         raise Problem(409, "public-client", "a public client has no secret")
     secret = mint(TokenKind.CLIENT_SECRET)
@@ -488,7 +516,7 @@ async def disable_client(request: Request, caller: Caller) -> Response:
     """The incident response: the client can no longer authenticate, and every live grant of
     it (so every token it holds) is revoked at once and announced on the feed."""
     keeper = _keeper(request)
-    found = await _live(request, keeper)
+    found = await _managed(request, caller, keeper)
     await _not_itself(request, caller, found, "client.disable")
     done = await keeper.disable_client(found.id, caller.actor)
     baton(request).clients.forget(found.id)
@@ -503,7 +531,7 @@ async def disable_client(request: Request, caller: Caller) -> Response:
 async def enable_client(request: Request, caller: Caller) -> Response:
     """Lets a disabled client authenticate again; what the disabling revoked stays revoked."""
     keeper = _keeper(request)
-    found = await _live(request, keeper)
+    found = await _managed(request, caller, keeper)
     if not await keeper.enable_client(found.id, caller.actor):
         raise Problem(409, "client-enabled", "the client is not disabled")
     baton(request).clients.forget(found.id)
@@ -513,7 +541,7 @@ async def enable_client(request: Request, caller: Caller) -> Response:
 async def delete_client(request: Request, caller: Caller) -> Response:
     """`baton client delete`: disabled, then kept only as a tombstone."""
     keeper = _keeper(request)
-    found = await _live(request, keeper)
+    found = await _managed(request, caller, keeper)
     await _not_itself(request, caller, found, "client.delete")
     done = await keeper.delete_client(found.id, caller.actor)
     baton(request).clients.forget(found.id)
@@ -550,11 +578,16 @@ _ROTATE_FIELDS = ("alg", "publish_ahead", "max_access_ttl", "max_id_token_ttl", 
 MAX_SECONDS = 366 * 86400
 
 
-def _seconds(body: dict[str, Any], name: str, default: int, minimum: int) -> int:
+def _seconds(body: dict[str, Any], name: str, default: int, minimum: int, floor: str = "") -> int:
+    """`body[name]`, seconds from `minimum` to `MAX_SECONDS`; a 400 saying why (`floor`: what
+    the minimum is) otherwise."""
     value = body.get(name, default)
     if type(value) is not int or not minimum <= value <= MAX_SECONDS:
+        why = f" ({floor})" if floor else ""
         raise Problem(
-            400, "bad-body", f"{name} must be an integer of seconds from {minimum} to {MAX_SECONDS}"
+            400,
+            "bad-body",
+            f"{name} must be an integer of seconds from {minimum} to {MAX_SECONDS}{why}",
         )
     return value
 
@@ -573,9 +606,30 @@ async def rotate_keys(request: Request, caller: Caller) -> Response:
         choices = ", ".join(ALGORITHM_CHOICES)
         raise Problem(400, "bad-body", f"alg must be one of {choices}")
     settings = app.settings
-    publish_ahead = _seconds(body, "publish_ahead", 600, 0)
-    access_ttl = _seconds(body, "max_access_ttl", settings.policy.lifetimes.access_ttl, 1)
-    id_token_ttl = _seconds(body, "max_id_token_ttl", settings.id_token_lifetime, 1)
+    # Below these floors a live JWT would outlive its key in the JWKS, or a server would sign
+    # with a key resource servers have not fetched yet.
+    reload, access, id_token = (
+        settings.key_reload_interval,
+        settings.policy.lifetimes.access_ttl,
+        settings.id_token_lifetime,
+    )
+    publish_ahead = _seconds(
+        body,
+        "publish_ahead",
+        max(600, reload),
+        reload,
+        "the servers reload their keys every --key-reload-interval seconds",
+    )
+    access_ttl = _seconds(
+        body, "max_access_ttl", access, access, "the server's access-token lifetime, --access-ttl"
+    )
+    id_token_ttl = _seconds(
+        body,
+        "max_id_token_ttl",
+        id_token,
+        id_token,
+        "the server's ID-token lifetime, --id-token-lifetime",
+    )
     purpose = ID_TOKEN if _flag("id_token_only", body.get("id_token_only", False)) else None
     if settings.key_encryption_key is None:
         raise Problem(
@@ -588,19 +642,23 @@ async def rotate_keys(request: Request, caller: Caller) -> Response:
     now, new_alg = caller.now, algorithm(alg)
     existing = await app.store.signing_keys()
     keep = max(access_ttl, id_token_ttl)
-    activates_at, retire_at = rotation_window(existing, new_alg, purpose, now, publish_ahead, keep)
+
+    def window(keys: Sequence[StoredKey]) -> tuple[int, int | None]:
+        return rotation_window(keys, new_alg, purpose, now, publish_ahead, keep)
 
     def made() -> StoredKey:
         for stored in existing:
             unseal(stored, kek)  # the same key-encryption key, or refuse before writing
-        return dataclasses.replace(generate(new_alg, now, activates_at, kek), purpose=purpose)
+        # Its `activates_at` is set in the write's transaction, from the keys as they are then.
+        return dataclasses.replace(generate(new_alg, now, now, kek), purpose=purpose)
 
     try:
         # An RSA key takes a good part of a second to make: not on the event loop.
-        new = await anyio.to_thread.run_sync(made)
+        made_key = await anyio.to_thread.run_sync(made)
     except KeyEncryptionError as exc:
         raise Problem(409, "wrong-key-encryption-key", str(exc)) from None
-    await _keeper(request).add_signing_key_audited(new, retire_at, caller.actor)
+    new, retire_at = await _keeper(request).add_signing_key_audited(made_key, window, caller.actor)
+    activates_at = new.activates_at
     await _reload(app, now)
     return json_answer(
         {
@@ -652,6 +710,20 @@ _FIELDS_SCHEMA: dict[str, Any] = {
     "login_url": _NULLABLE_STRING,
     "consent_url": _NULLABLE_STRING,
     "client_uri": _NULLABLE_STRING,
+}
+
+
+def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema`, null allowed too (RFC 7396: null removes a member, here restores the default)."""
+    if "enum" in schema:
+        return {**schema, "enum": [*schema["enum"], None]}
+    kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    return {**schema, "type": [*dict.fromkeys([*kinds, "null"])]}
+
+
+# What a create or a patch may send: every field, null for its default, except `name`.
+_SENT_SCHEMA: dict[str, Any] = {
+    name: schema if name == "name" else _or_null(schema) for name, schema in _FIELDS_SCHEMA.items()
 }
 _KIND_SCHEMA: dict[str, Any] = {
     "public": {"type": "boolean"},
@@ -709,6 +781,13 @@ _KEY: dict[str, Any] = {
 }
 
 
+def _merge_patch_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """A PATCH's body: JSON, as `application/json` or RFC 7396's `application/merge-patch+json`."""
+    body = json_request_body(schema)
+    (content,) = body["content"].values()
+    return {**body, "content": {**body["content"], MERGE_PATCH: content}}
+
+
 def _page_of(item: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
@@ -759,7 +838,7 @@ CREATE_CLIENT = operation(
         {
             "type": "object",
             "required": ["name"],
-            "properties": {**_FIELDS_SCHEMA, **_KIND_SCHEMA},
+            "properties": {**_SENT_SCHEMA, **{k: _or_null(v) for k, v in _KIND_SCHEMA.items()}},
             "additionalProperties": False,
         }
     ),
@@ -795,8 +874,8 @@ UPDATE_CLIENT = operation(
             "If-Match", "The ETag the change was made from.", {"type": "string"}, "header"
         ),
     ],
-    requestBody=json_request_body(
-        {"type": "object", "properties": _FIELDS_SCHEMA, "additionalProperties": False}
+    requestBody=_merge_patch_body(
+        {"type": "object", "properties": _SENT_SCHEMA, "additionalProperties": False}
     ),
 )
 

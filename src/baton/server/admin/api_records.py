@@ -26,8 +26,6 @@ Decisions a reader should know:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import Any, Protocol, cast
 from urllib.parse import quote
@@ -53,6 +51,8 @@ from baton.server.admin.api import (
     admin_endpoint,
     json_answer,
     json_body,
+    opaque_cursor,
+    opened_cursor,
 )
 from baton.server.endpoints.openapi import (
     ADMIN_AUTH_ERRORS,
@@ -193,26 +193,13 @@ def _number(request: Request, name: str) -> int | None:
     return int(raw)
 
 
-def _opaque(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+_opaque = opaque_cursor  # the one spelling of a cursor, shared with api_clients
 
 
 def _opened(request: Request) -> str | None:
     """The text inside an opaque cursor, None when there is none; a 400 when it is not one of
-    ours."""
-    raw = request.query_params.get("cursor")
-    if raw is None or raw == "":
-        return None
-    try:
-        if len(raw) > 1000 or not raw.isascii():
-            raise ValueError(raw)
-        opened = base64.b64decode(raw + "=" * (-len(raw) % 4), b"-_", validate=True).decode()
-        # Only the one spelling we give; never a NUL, which PostgreSQL's text refuses.
-        if not opened or "\x00" in opened or _opaque(opened) != raw:
-            raise ValueError(raw)
-        return opened
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise _bad("cursor is not a next_cursor this API gave") from None
+    ours (`api.opened_cursor`)."""
+    return opened_cursor(request.query_params.get("cursor"))
 
 
 def _text_filter(request: Request, name: str, most: int = 200) -> str | None:

@@ -80,6 +80,12 @@ class ClientCache:
 
     def __init__(self) -> None:
         self._clients: dict[str, tuple[Client, float]] = {}
+        self._on_forget: list[Callable[[], None]] = []
+
+    def on_forget(self, callback: Callable[[], None]) -> None:
+        """`callback` runs whenever a client is forgotten (a write in this process changed it):
+        the other per-process views of the clients (CORS's `OriginCache`) forget theirs too."""
+        self._on_forget.append(callback)
 
     def get(self, client_id: str) -> Client | None:
         found = self._clients.get(client_id)
@@ -94,6 +100,8 @@ class ClientCache:
 
     def forget(self, client_id: str) -> None:
         self._clients.pop(client_id, None)
+        for callback in self._on_forget:
+            callback()
 
 
 def presented_credentials(request: Request, form: Form) -> tuple[str, str]:

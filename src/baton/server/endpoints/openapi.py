@@ -794,6 +794,11 @@ def problem(description: str, **headers: Any) -> Schema:
 
 
 ADMIN_AUTH_ERRORS: dict[str, Any] = {
+    "400": problem(
+        "`invalid_request`: credentials that are no bearer token (Basic, say), or a bad body, "
+        "query or path value.",
+        **_BEARER_CHALLENGE,
+    ),
     "401": problem(
         "No bearer token, or one unknown, expired, revoked, or of a disabled or public client.",
         **_BEARER_CHALLENGE,

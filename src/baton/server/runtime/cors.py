@@ -34,7 +34,8 @@ browser, not the data. The documents (metadata, JWKS) are public and carry no cr
 The allowed origins need the clients' rows: `OriginCache` keeps the union and each client's
 origins for `OriginCache.TTL` seconds per process, and reads again, at most once a second, when
 an origin is refused (a client registered, or an origin added, a moment ago). A removed origin
-stops being answered within `TTL` seconds.
+stops being answered within `TTL` seconds by the other processes, and at once by the process
+that wrote the change (the admin API, the console: `ClientCache.forget` invalidates it).
 """
 
 from __future__ import annotations
@@ -99,7 +100,13 @@ class OriginCache:
         self.clock = clock
         self._index: OriginIndex | None = None
         self._loaded_at = 0
+        self._stale = False
         self._lock = anyio.Lock()
+
+    def invalidate(self) -> None:
+        """The next request reads the origins again (a client was written in this process:
+        `ClientCache.on_forget`). A failed read still keeps the last index."""
+        self._stale = True
 
     async def allows(self, origin: str, client_id: str | None) -> bool:
         index = await self._current(self.TTL)
@@ -108,14 +115,24 @@ class OriginCache:
         # Refused: perhaps the client or the origin is a few seconds old. Read again, rarely.
         return (await self._current(self.REFUSED_RETRY)).allows(origin, client_id)
 
+    def _fresh(self, max_age: int) -> bool:
+        return (
+            self._index is not None
+            and not self._stale
+            and self.clock.now() - self._loaded_at < max_age
+        )
+
     async def _current(self, max_age: int) -> OriginIndex:
-        if self._index is not None and self.clock.now() - self._loaded_at < max_age:
+        if self._fresh(max_age):
+            assert self._index is not None
             return self._index
         async with self._lock:
             # Another request may have read it while this one waited for the lock.
-            if self._index is not None and self.clock.now() - self._loaded_at < max_age:
+            if self._fresh(max_age):
+                assert self._index is not None
                 return self._index
             now = self.clock.now()
+            self._stale = False  # a write after this point makes it stale again
             try:
                 self._index = OriginIndex.of(await self.store.origin_sources())
             except Exception:  # the database away: the request's own answer says so

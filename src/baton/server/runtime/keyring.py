@@ -123,13 +123,25 @@ def key_states(keys: Sequence[StoredKey], now: int) -> dict[str, str]:
     return states
 
 
+def _lasting_key(keys: Sequence[SigningKey], now: int, until: int) -> SigningKey | None:
+    """The newest of `keys` active at `now` that stays published until `until`; only when none
+    does, the newest active one."""
+    lasting = [k for k in keys if k.stored.retires_at is None or k.stored.retires_at >= until]
+    return signing_key_at(lasting, now) or signing_key_at(keys, now)
+
+
 class KeyRing:
     def __init__(
-        self, store: SigningKeys, kek: bytes | None, id_token_lifetime: int = 3600
+        self,
+        store: SigningKeys,
+        kek: bytes | None,
+        id_token_lifetime: int = 3600,
+        access_lifetime: int = 3600,
     ) -> None:
         self._store = store
         self._kek = kek
         self._id_token_lifetime = id_token_lifetime
+        self._access_lifetime = access_lifetime
         self._stored: list[StoredKey] = []
         self._signing: list[SigningKey] = []
         self._opened: dict[str, PrivateKey] = {}
@@ -167,8 +179,11 @@ class KeyRing:
                 self._opened[key.kid] = unseal(key, self._kek)
 
     def key_at(self, now: int) -> SigningKey | None:
-        """The key that signs access tokens at `now` (never one made only for ID tokens)."""
-        return signing_key_at([k for k in self._signing if k.stored.purpose is None], now)
+        """The key that signs access tokens at `now` (never one made only for ID tokens): as
+        `key_for`, the newest active one that stays in the JWKS until an access token signed
+        now expires; only when none does, the newest active one."""
+        own = [k for k in self._signing if k.stored.purpose is None]
+        return _lasting_key(own, now, now + self._access_lifetime)
 
     def key_for(self, alg: str, now: int) -> SigningKey | None:
         """The key that signs ID tokens and logout tokens of `alg` at `now` (OIDC Core §10.1):
@@ -176,9 +191,7 @@ class KeyRing:
         until an ID token signed now expires (OIDC Core §10.1.1: a relying party must be able to
         verify it); only when none does, the newest active one."""
         own = [k for k in self._signing if k.alg == alg]
-        until = now + self._id_token_lifetime
-        lasting = [k for k in own if k.stored.retires_at is None or k.stored.retires_at >= until]
-        return signing_key_at(lasting, now) or signing_key_at(own, now)
+        return _lasting_key(own, now, now + self._id_token_lifetime)
 
     def jwks(self, now: int) -> dict[str, Any]:
         return jwks(self._stored, now)

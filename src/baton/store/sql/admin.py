@@ -178,38 +178,36 @@ class AdminStore(ClientAdmin, RecordStore, UserStore):
         (authorization-code and client_credentials grants alike): disabling is the incident
         response, so every token it issued dies now, and the feed and the webhooks announce
         each grant. None if the client was not enabled."""
+        return await self._write(lambda conn: self._disable_in(conn, client_id, actor))
 
-        def work(conn: Connection) -> Disabled | None:
-            changed = conn.execute(
-                update(clients)
-                .where(clients.c.id == client_id, clients.c.disabled_at.is_(None))
-                .values(disabled_at=actor.now)
-            ).rowcount
-            if changed != 1:
-                return None
-            revoked = _revoke_client_grants(
-                conn, client_id, actor.now, RevocationCause.CLIENT_DISABLED
+    def _disable_in(self, conn: Connection, client_id: str, actor: Actor) -> Disabled | None:
+        """`disable_client`'s work, in the caller's transaction (a deletion's too)."""
+        changed = conn.execute(
+            update(clients)
+            .where(clients.c.id == client_id, clients.c.disabled_at.is_(None))
+            .values(disabled_at=actor.now)
+        ).rowcount
+        if changed != 1:
+            return None
+        revoked = _revoke_client_grants(conn, client_id, actor.now, RevocationCause.CLIENT_DISABLED)
+        # As an administrator's revocation of a grant does (`lifecycle.revoke_grant`), the
+        # disabling forgets every user's remembered consent: enabling the client again
+        # asks each user before it gets anything.
+        conn.execute(delete(consents).where(consents.c.client_id == client_id))
+        # Codes issued but not redeemed yet end too, so that enabling the client again
+        # within their minute revives nothing (few rows: only codes not yet expired).
+        codes = authorization_codes
+        conn.execute(
+            update(codes)
+            .where(
+                codes.c.expires_at > actor.now,
+                codes.c.client_id == client_id,
+                codes.c.used_at.is_(None),
             )
-            # As an administrator's revocation of a grant does (`lifecycle.revoke_grant`), the
-            # disabling forgets every user's remembered consent: enabling the client again
-            # asks each user before it gets anything.
-            conn.execute(delete(consents).where(consents.c.client_id == client_id))
-            # Codes issued but not redeemed yet end too, so that enabling the client again
-            # within their minute revives nothing (few rows: only codes not yet expired).
-            codes = authorization_codes
-            conn.execute(
-                update(codes)
-                .where(
-                    codes.c.expires_at > actor.now,
-                    codes.c.client_id == client_id,
-                    codes.c.used_at.is_(None),
-                )
-                .values(expires_at=actor.now)
-            )
-            record(conn, actor, "client.disable", "client", client_id, {"grants_revoked": revoked})
-            return Disabled(revoked)
-
-        return await self._write(work)
+            .values(expires_at=actor.now)
+        )
+        record(conn, actor, "client.disable", "client", client_id, {"grants_revoked": revoked})
+        return Disabled(revoked)
 
     async def enable_client(self, client_id: str, actor: Actor) -> bool:
         """Enables a disabled client again: it may authenticate and obtain new grants; what the

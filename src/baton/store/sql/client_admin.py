@@ -4,27 +4,31 @@ change them: each write one transaction with the audit row that records it.
 `ClientAdmin` is a base of `baton.store.sql.admin.AdminStore` (`SQLStore.admin()`), beside the
 console's actions it reuses (disable, enable, rotate the secret):
 
-- `register_client`: the client's row and its `client.create` audit row, or `ResourceUriTaken`.
+- `register_client`: the client's row and its `client.create` audit row (the whole registration,
+  never the secret), or `ResourceUriTaken`.
 - `client_page`: clients oldest first, keyset-paged along (created_at, id).
 - `update_registration(before, after, actor)`: optimistic concurrency. The row is written only
   if it still holds what `before` says (every column but the secret: a rotation is no
   conflicting edit), so two administrators who read the same registration cannot both write
   their edit of it: the second finds its `before` stale (`STALE`) and must read again. That is
   what makes the admin API's `If-Match` hold even between two requests racing each other.
-- `delete_client`: disable (every live grant revoked, announced on the feed), then the tombstone
-  (`baton.store.sql.tombstones`).
-- `add_signing_key_audited`: `baton keys rotate`'s write with its `key.rotate` audit row.
+- `delete_client`: disable (every live grant revoked, announced on the feed) and the tombstone
+  (`baton.store.sql.tombstones`), in one transaction.
+- `add_signing_key_audited`: `baton keys rotate`'s read of the keys and write of the new one, in
+  one transaction serialized with any other rotation, with its `key.rotate` audit row.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from baton.core.client_metadata import registration
 from baton.core.keys import StoredKey
 from baton.store.admin import Actor, Disabled
 from baton.store.base import Client, ResourceUriTaken
@@ -47,6 +51,10 @@ EDITABLE_COLUMNS = (
     "require_pkce",
     *registry.OIDC_COLUMNS[1:],  # the OpenID Connect settings, the app URLs, the homepage
 )
+_NOT_AUDITED = ("client_id", "created_at", "disabled_at", "deleted")
+# When a new key starts signing and the keys it replaces retire, from the keys stored
+# (`baton.server.runtime.keyring.rotation_window` with the rotation's parameters).
+KeyWindow = Callable[[Sequence[StoredKey]], tuple[int, int | None]]
 _COMPARED = tuple(c.name for c in clients.columns if c.name != "secret_digest")
 
 
@@ -69,7 +77,7 @@ class ClientAdmin:
     async def _write(self, work: Callable[[Connection], T]) -> T:
         raise NotImplementedError
 
-    async def disable_client(self, client_id: str, actor: Actor) -> Disabled | None:
+    def _disable_in(self, conn: Connection, client_id: str, actor: Actor) -> Disabled | None:
         raise NotImplementedError
 
     async def register_client(self, client: Client, actor: Actor) -> None:
@@ -78,17 +86,13 @@ class ClientAdmin:
 
         def work(conn: Connection) -> None:
             registry.insert_client(conn, client)
+            # The whole registration as `GET /clients/{id}` shows it (never the secret), less
+            # what the audit row says itself (the id is its target, the time its own).
             detail = {
-                "name": client.name,
-                "public": client.is_public,
-                "resource_server": client.is_resource_server,
-                "redirect_uris": list(client.redirect_uris),
-                "scope": client.scope,
-                "remember_consent": client.remember_consent,
-                "require_pkce": client.require_pkce,
+                name: value
+                for name, value in registration(client).items()
+                if name not in _NOT_AUDITED
             }
-            if client.resource_uri is not None:
-                detail["resource_uri"] = client.resource_uri
             record(conn, actor, "client.create", "client", client.id, detail)
 
         try:
@@ -158,32 +162,48 @@ class ClientAdmin:
 
     async def delete_client(self, client_id: str, actor: Actor) -> Deleted | None:
         """Disables the client (revoking every live grant) and turns its row into a tombstone,
-        each step audited; None when there is no such client or it was deleted already."""
-        found = await self._read(lambda conn: registry.get_client(conn, client_id))
-        if found is None or is_deleted(found):
-            return None
-        disabled = await self.disable_client(client_id, actor)
-        if not await self._write(lambda conn: tombstone(conn, client_id, actor)):
-            return None
-        return Deleted(disabled.grants_revoked if disabled is not None else 0)
+        each step audited, in one transaction; None when there is no such client or it was
+        deleted already (a second deletion writes nothing, not even an audit row)."""
+
+        def work(conn: Connection) -> Deleted | None:
+            found = registry.get_client(conn, client_id)
+            if found is None or is_deleted(found):
+                return None
+            disabled = self._disable_in(conn, client_id, actor)
+            if not tombstone(conn, client_id, actor):
+                # Deleted by another transaction since the read (PostgreSQL): it disabled the
+                # client too, so `disabled` is None and this one wrote nothing.
+                return None
+            return Deleted(disabled.grants_revoked if disabled is not None else 0)
+
+        return await self._write(work)
 
     async def add_signing_key_audited(
-        self, key: StoredKey, retire_others_at: int | None, actor: Actor
-    ) -> None:
-        """Stores a new signing key (`registry.add_signing_key`: the lasting keys it replaces
-        retire at `retire_others_at`), audited (`key.rotate`, never key material)."""
+        self, key: StoredKey, window: KeyWindow, actor: Actor
+    ) -> tuple[StoredKey, int | None]:
+        """Stores a new signing key, audited (`key.rotate`, never key material): `window(keys)`
+        says, from the keys as they are in this transaction, when it starts signing and when
+        the lasting keys it replaces retire (`registry.add_signing_key`). The read and the
+        insert are one transaction serialized with every other rotation
+        (`registry.lock_signing_keys`), so two rotations at once never both plan from the same
+        keys (the second would retire the first's key before the tokens it signs expire). The
+        key as stored, and when the keys it replaced retire."""
 
-        def work(conn: Connection) -> None:
-            registry.add_signing_key(conn, key, retire_others_at)
+        def work(conn: Connection) -> tuple[StoredKey, int | None]:
+            registry.lock_signing_keys(conn)
+            activates_at, retire_others_at = window(registry.list_signing_keys(conn))
+            stored = dataclasses.replace(key, activates_at=activates_at)
+            registry.add_signing_key(conn, stored, retire_others_at)
             detail = {
-                "alg": key.alg,
-                "purpose": key.purpose,
-                "activates_at": key.activates_at,
+                "alg": stored.alg,
+                "purpose": stored.purpose,
+                "activates_at": activates_at,
                 "old_keys_retire_at": retire_others_at,
             }
-            record(conn, actor, "key.rotate", "signing_key", key.kid, detail)
+            record(conn, actor, "key.rotate", "signing_key", stored.kid, detail)
+            return stored, retire_others_at
 
-        await self._write(work)
+        return await self._write(work)
 
 
 _FIELDS = (
@@ -211,4 +231,4 @@ def _fields_changed(before: Client, after: Client) -> list[str]:
     return [name for name in _FIELDS if getattr(before, name) != getattr(after, name)]
 
 
-__all__ = ["EDITABLE_COLUMNS", "STALE", "ClientAdmin", "Stale"]
+__all__ = ["EDITABLE_COLUMNS", "STALE", "ClientAdmin", "KeyWindow", "Stale"]

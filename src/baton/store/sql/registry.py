@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, replace
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from baton.core.audience import resources_from_stored, stored_resources
@@ -211,6 +211,9 @@ def add_signing_key(conn: Connection, key: StoredKey, retire_others_at: int | No
     algorithm; an ID-token-only key replaces those of its algorithm alone (the keys of the other
     ID token algorithms stay: clients registered for them keep their keys)."""
     if retire_others_at is not None:
+        # Never a key newer than this one: a rotation that committed first, from a later
+        # clock, replaces this one, not the reverse.
+        older = signing_keys.c.created_at <= key.created_at
         same_alg = signing_keys.c.alg == key.alg
         id_token_only = signing_keys.c.purpose.is_not(None)
         replaced = same_alg & id_token_only
@@ -218,10 +221,18 @@ def add_signing_key(conn: Connection, key: StoredKey, retire_others_at: int | No
             replaced = replaced | signing_keys.c.purpose.is_(None)
         conn.execute(
             update(signing_keys)
-            .where(signing_keys.c.retires_at.is_(None), replaced)
+            .where(signing_keys.c.retires_at.is_(None), older, replaced)
             .values(retires_at=retire_others_at)
         )
     conn.execute(insert(signing_keys).values(**asdict(key)))
+
+
+def lock_signing_keys(conn: Connection) -> None:
+    """Serializes this transaction with every other one that locks the keys (a rotation reads
+    them, then inserts): on PostgreSQL a table lock that conflicts with itself, held to the
+    commit; SQLite's writers are serialized already (`BEGIN IMMEDIATE`)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE"))
 
 
 def list_signing_keys(conn: Connection) -> list[StoredKey]:

@@ -6,8 +6,8 @@ The tombstone is marked `deleted_at`; it also becomes a confidential client with
 The admin store never enables a deleted client nor rotates its secret (`WHERE deleted_at IS
 NULL`), and the console's and `client list`'s lists leave it out. The deletion first disables
 the client (`AdminStore.disable_client`: every live grant revoked at once and announced on the
-feed), then clears what could ever let it act; run again, it finishes what a crash between the
-two left undone.
+feed) and clears what could ever let it act, in one transaction (`ClientAdmin.delete_client`):
+a second deletion, even one racing the first, finds the tombstone and writes nothing.
 """
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ async def delete_client(store: SQLStore, client_id: str, actor: Actor) -> Delete
 
 def tombstone(conn: Connection, client_id: str, actor: Actor) -> bool:
     """Turns a client's row into a tombstone (it was disabled first), audited; False when it
-    has no row."""
+    has no row or is a tombstone already."""
     changed = conn.execute(
         update(clients)
-        .where(clients.c.id == client_id)
+        .where(clients.c.id == client_id, clients.c.deleted_at.is_(None))
         .values(
             is_public=False,
             secret_digest=None,
