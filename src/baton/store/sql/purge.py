@@ -23,10 +23,15 @@ from baton.store.sql import challenges, outbox
 def purge_batch(conn: Connection, now: int, horizon: int, batch: int) -> int:
     rt, at, codes = refresh_tokens, access_tokens, authorization_codes
     # Seals whose leeway has ended can never be opened again (and the leeway rules do not need
-    # them: a missing seal after the leeway is simply the retired state).
+    # them: a missing seal after the leeway is simply the retired state). Either seal: a 0.1.0
+    # server's purge, during a rolling upgrade, clears `sealed_response` and leaves the ID token
+    # sealed beside it (migration 0009).
     sealed = (
         select(rt.c.id)
-        .where(rt.c.sealed_response.is_not(None), rt.c.retire_at <= now)
+        .where(
+            or_(rt.c.sealed_response.is_not(None), rt.c.sealed_id_token.is_not(None)),
+            rt.c.retire_at <= now,
+        )
         .limit(batch)
         .scalar_subquery()
     )
