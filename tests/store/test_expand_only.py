@@ -6,9 +6,9 @@ offline mode: no database), and every statement that would break the release sti
 named: a dropped or renamed table, column, index or constraint, a column made NOT NULL or given
 another type, a NOT NULL column added without a default (the release's INSERTs do not name it),
 a column's default dropped (likewise), a constraint, unique index or trigger added to a table
-the release writes, rows deleted (DELETE, TRUNCATE) that the release may still read. A contraction belongs to the
-release after the one that stopped using what it removes: list its revision in `CONTRACTS` with
-that release, and say so under "Upgrading" in CHANGELOG.md.
+the release writes, rows deleted (DELETE, TRUNCATE) that the release may still read. A
+contraction belongs to the release after the one that stopped using what it removes: list its
+revision in `CONTRACTS` with that release, and say so under "Upgrading" in CHANGELOG.md.
 
 tests/e2e/test_rolling_upgrade.py runs the release itself against the upgraded database.
 """
@@ -183,13 +183,19 @@ def test_a_database_a_later_release_migrated_is_current_for_this_one(tmp_path: P
             assert not await migrate.is_current(runner)  # this release's migrations pending
             await migrate.upgrade(runner)
             assert await migrate.is_current(runner)
+            # The next release's first migration, as Baton numbers them (0010 after 0009).
+            top = migrate.head()
+            assert top is not None
+            following = f"{int(top) + 1:04d}"
             await runner.write(
-                lambda conn: conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'next'")
+                lambda conn: conn.exec_driver_sql(
+                    f"UPDATE alembic_version SET version_num = '{following}'"
+                )
             )
             assert await migrate.is_current(runner)
             assert (await migrate.plan(runner)).pending == ()
             await migrate.upgrade(runner)
-            assert await migrate.current(runner) == "next"
+            assert await migrate.current(runner) == following
         finally:
             await runner.close()
 

@@ -107,6 +107,10 @@ class SQLStore(ChallengeStore, MfaStore, ScopeStore, UpstreamStore):
     async def schema_is_current(self) -> bool:
         return await migrate.is_current(self.runner)
 
+    async def schema_problem(self) -> str | None:
+        """None when the schema is current, else what is wrong (`migrate.schema_problem_of`)."""
+        return await migrate.schema_problem(self.runner)
+
     async def counts(self) -> tuple[int, int]:
         """(clients, users): an empty database makes `baton serve` print the first steps."""
         return await self._read(registry.counts)
