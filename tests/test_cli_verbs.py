@@ -225,7 +225,8 @@ def test_upgrade_check_lists_pending_migrations_and_runs_none(empty_db: str) -> 
     assert text.exit_code == 1 and "0009  The ID token of a sealed replay" in text.stdout
 
     assert baton("db", "upgrade", "--db", empty_db).exit_code == 0
-    assert check(empty_db) == (0, {"current": "0009", "head": "0009", "pending": []})
+    current: dict[str, Any] = {"current": "0009", "head": "0009", "pending": [], "problem": None}
+    assert check(empty_db) == (0, current)
     assert "no migration pending" in baton("db", "upgrade", "--check", "--db", empty_db).stdout
 
 

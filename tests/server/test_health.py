@@ -69,10 +69,10 @@ def test_readyz_says_the_database_is_unreachable_and_healthz_does_not_care(
 ) -> None:
     with running_app(tmp_path) as (http, store, _clock):
 
-        async def away() -> bool:
+        async def away() -> str | None:
             raise OperationalError("SELECT 1", {}, ConnectionRefusedError("refused"))
 
-        monkeypatch.setattr(store, "schema_is_current", away)
+        monkeypatch.setattr(store, "schema_problem", away)
         ready = http.get("/readyz")
         alive = http.get("/healthz")
     assert ready.status_code == 503

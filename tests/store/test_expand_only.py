@@ -5,9 +5,10 @@ Each migration after `RELEASED_HEAD` is rendered as the SQL it runs on PostgreSQ
 offline mode: no database), and every statement that would break the release still running is
 named: a dropped or renamed table, column, index or constraint, a column made NOT NULL or given
 another type, a NOT NULL column added without a default (the release's INSERTs do not name it),
-a constraint or unique index added to a table the release writes. A contraction belongs to the
-release after the one that stopped using what it removes: list its revision in `CONTRACTS` with
-that release, and say so under "Upgrading" in CHANGELOG.md.
+a column's default dropped (likewise), a constraint, unique index or trigger added to a table
+the release writes, rows deleted (DELETE, TRUNCATE) that the release may still read. A
+contraction belongs to the release after the one that stopped using what it removes: list its
+revision in `CONTRACTS` with that release, and say so under "Upgrading" in CHANGELOG.md.
 
 tests/e2e/test_rolling_upgrade.py runs the release itself against the upgraded database.
 """
@@ -46,10 +47,15 @@ _CONTRACTING = [
     (re.compile(r"\bALTER\s+COLUMN\b.*\bSET\s+NOT\s+NULL\b"), "makes a column NOT NULL"),
     (re.compile(r"\bALTER\s+COLUMN\b.*\bTYPE\b"), "changes a column's type"),
     (re.compile(r"\bADD\s+CONSTRAINT\b"), "adds a constraint"),
+    (re.compile(r"\bALTER\s+COLUMN\b.*\bDROP\s+DEFAULT\b"), "drops a column's default"),
+    (re.compile(r"^CREATE\s+(OR\s+REPLACE\s+)?(CONSTRAINT\s+)?TRIGGER\b"), "adds a trigger"),
+    (re.compile(r"^(DELETE|TRUNCATE)\b"), "deletes rows"),
 ]
 _ADD_COLUMN = re.compile(r"^ALTER TABLE (\S+) ADD COLUMN (.*)$")
 _CREATE_TABLE = re.compile(r"^CREATE TABLE (\S+)")
-_UNIQUE_INDEX = re.compile(r"^CREATE UNIQUE INDEX \S+ ON (\S+)")
+_UNIQUE_INDEX = re.compile(
+    r"^CREATE UNIQUE INDEX (?:CONCURRENTLY )?(?:IF NOT EXISTS )?\S+ ON (?:ONLY )?(\S+)"
+)
 
 
 def rendered(script: Script) -> list[str]:
@@ -123,6 +129,14 @@ def test_a_migration_since_the_release_only_expands(script: Script) -> None:
         "ALTER TABLE users ADD COLUMN locale VARCHAR(8) NOT NULL",
         "ALTER TABLE users ADD CONSTRAINT uq_email UNIQUE (email)",
         "CREATE UNIQUE INDEX ix_users_email ON users (email)",
+        "ALTER TABLE users ALTER COLUMN locale DROP DEFAULT",
+        "CREATE UNIQUE INDEX CONCURRENTLY ix_users_email ON users (email)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS ix_users_email ON users (email)",
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ix_users_email ON ONLY users (email)",
+        "CREATE TRIGGER no_new_users BEFORE INSERT ON users EXECUTE FUNCTION refuse()",
+        "CREATE OR REPLACE TRIGGER no_new_users BEFORE INSERT ON users EXECUTE FUNCTION refuse()",
+        "DELETE FROM scopes WHERE name = 'legacy'",
+        "TRUNCATE sessions",
     ],
 )
 def test_the_guard_names_a_contraction(statement: str) -> None:
@@ -137,6 +151,7 @@ def test_the_guard_lets_an_expansion_pass() -> None:
                 "ALTER TABLE users ADD COLUMN admin BOOLEAN DEFAULT false NOT NULL",
                 "CREATE TABLE notes (id BIGINT NOT NULL, PRIMARY KEY (id))",
                 "CREATE UNIQUE INDEX ix_notes_id ON notes (id)",
+                "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ix_notes_key ON notes (id)",
                 "CREATE INDEX ix_users_locale ON users (locale)",
             ]
         )
@@ -168,13 +183,19 @@ def test_a_database_a_later_release_migrated_is_current_for_this_one(tmp_path: P
             assert not await migrate.is_current(runner)  # this release's migrations pending
             await migrate.upgrade(runner)
             assert await migrate.is_current(runner)
+            # The next release's first migration, as Baton numbers them (0010 after 0009).
+            top = migrate.head()
+            assert top is not None
+            following = f"{int(top) + 1:04d}"
             await runner.write(
-                lambda conn: conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'next'")
+                lambda conn: conn.exec_driver_sql(
+                    f"UPDATE alembic_version SET version_num = '{following}'"
+                )
             )
             assert await migrate.is_current(runner)
             assert (await migrate.plan(runner)).pending == ()
             await migrate.upgrade(runner)
-            assert await migrate.current(runner) == "next"
+            assert await migrate.current(runner) == following
         finally:
             await runner.close()
 

@@ -10,7 +10,7 @@ import anyio
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import ColumnElement, Connection, Table, func, select
+from sqlalchemy import ColumnElement, Connection, Table, func, or_, select, update
 
 from baton.core.facts import AccessFacts, RefreshFacts
 from baton.core.pairs import IssuedPair, MintedPair
@@ -151,6 +151,37 @@ def test_seals_are_purged_only_after_the_leeway(database: Path | str) -> None:
     assert anyio.run(store.inspect, count(refresh_tokens, sealed)) == 1
     purge_all(store, NOW + 600)
     assert anyio.run(store.inspect, count(refresh_tokens, sealed)) == 0
+    anyio.run(store.close)
+
+
+def test_an_id_token_seal_left_by_a_release_that_cleared_only_the_pair_is_purged_after_the_leeway(
+    database: Path | str,
+) -> None:
+    """During a rolling upgrade a 0.1.0 server's purge clears `sealed_response` alone: the ID
+    token sealed beside it (migration 0009) goes at the next purge past the leeway, not with the
+    grant after the retention."""
+    store = store_on(database)
+    register_user(store)
+    client = register_client(store)
+    parent = first_pair(store, client.id)
+    assert parent.refresh_token is not None
+    assert isinstance(anyio.run(store.exchange, ask_for(parent.refresh_token, client.id)), Issued)
+    rt = refresh_tokens
+
+    def as_the_old_release_left_it(conn: Connection) -> None:
+        conn.execute(
+            update(rt)
+            .where(rt.c.sealed_response.is_not(None))
+            .values(sealed_response=None, sealed_id_token=b"sealed id token")
+        )
+
+    anyio.run(store._write, as_the_old_release_left_it)
+    either = or_(rt.c.sealed_response.is_not(None), rt.c.sealed_id_token.is_not(None))
+    purge_all(store, NOW + 599)
+    assert anyio.run(store.inspect, count(rt, rt.c.sealed_id_token.is_not(None))) == 1
+    purge_all(store, NOW + 600)
+    assert anyio.run(store.inspect, count(rt, either)) == 0
+    assert anyio.run(store.inspect, count(rt)) == 2  # the family lives on: only the seal went
     anyio.run(store.close)
 
 

@@ -26,13 +26,14 @@ def db() -> None:
     "--check",
     is_flag=True,
     help="Run nothing: list the pending migrations (revision and title). Exit status 0 when "
-    "the database is current, 1 when migrations are pending.",
+    "the database is current, 1 when migrations are pending or its revision is not one Baton "
+    "can serve.",
 )
 @click.option(
     "--json",
     "as_json",
     is_flag=True,
-    help='One JSON object (with --check: {"current", "head", "pending"}).',
+    help='One JSON object (with --check: {"current", "head", "pending", "problem"}).',
 )
 def db_upgrade(db: str, check: bool, as_json: bool) -> None:
     """Apply every pending migration (with --check: only say which would run; exit status 0
@@ -51,16 +52,19 @@ def db_upgrade(db: str, check: bool, as_json: bool) -> None:
             "current": plan.current,
             "head": plan.head,
             "pending": [{"revision": p.revision, "title": p.title} for p in plan.pending],
+            "problem": plan.problem,
         }
         at = plan.current or "none (never migrated)"
         lines = [f"database {display_url(db)} is at revision {at}; head is {plan.head}"]
-        if plan.pending:
+        if plan.problem:
+            lines.append(plan.problem)
+        elif plan.pending:
             lines.append(f"{len(plan.pending)} migration(s) pending:")
             lines += [f"  {p.revision}  {p.title}" for p in plan.pending]
         else:
             lines.append("up to date: no migration pending")
         emit(as_json, payload, "\n".join(lines))
-        sys.exit(1 if plan.pending else 0)
+        sys.exit(1 if plan.pending or plan.problem else 0)
 
     async def work() -> str | None:
         try:

@@ -36,10 +36,10 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def database_problem(exc: BaseException) -> str | None:
     """One line naming what is wrong with the database and how to fix it, or None when `exc` is
     not about reaching or opening one."""
-    from baton.store.migrate import DatabaseBusy
+    from baton.store.migrate import DatabaseBusy, UnknownSchema
 
     for found in _chain(exc):
-        if isinstance(found, DatabaseBusy):
+        if isinstance(found, DatabaseBusy | UnknownSchema):
             return str(found)
         if isinstance(found, ValueError) and str(found).startswith("unsupported database"):
             return f"{found}; {_CHECK}"

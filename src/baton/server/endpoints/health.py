@@ -36,13 +36,13 @@ async def readyz(request: Request) -> JSONResponse:
     store: Readiness = app.store
     checks: dict[str, str] = {}
     try:
-        current = await store.schema_is_current()
+        problem = await store.schema_problem()
     except Exception as exc:  # any failure to reach it: not ready, and say why in the log
         log.warning("readiness: the database did not answer: %s", type(exc).__name__)
         checks["database"] = "unreachable"
     else:
         checks["database"] = OK
-        checks["migrations"] = OK if current else "pending: run `baton db upgrade`"
+        checks["migrations"] = OK if problem is None else problem
     if app.settings.access_token_format == "jwt":
         found = app.keys.key_at(app.clock.now())
         checks["signing_key"] = OK if found is not None else "none loaded"

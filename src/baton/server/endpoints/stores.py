@@ -151,8 +151,9 @@ class AuthorizationStore(Protocol):
 class Readiness(Protocol):
     """What `/readyz` (`baton.server.endpoints.health`) asks of the store."""
 
-    async def schema_is_current(self) -> bool:
-        """Whether the database answers with the schema of this code's newest migration."""
+    async def schema_problem(self) -> str | None:
+        """None when the database answers with the schema of this code's newest migration (or
+        a later release's that holds it), else one line saying what is wrong."""
         ...
 
 

@@ -107,6 +107,10 @@ class SQLStore(ChallengeStore, MfaStore, ScopeStore, UpstreamStore):
     async def schema_is_current(self) -> bool:
         return await migrate.is_current(self.runner)
 
+    async def schema_problem(self) -> str | None:
+        """None when the schema is current, else what is wrong (`migrate.schema_problem_of`)."""
+        return await migrate.schema_problem(self.runner)
+
     async def counts(self) -> tuple[int, int]:
         """(clients, users): an empty database makes `baton serve` print the first steps."""
         return await self._read(registry.counts)
@@ -374,7 +378,13 @@ class SQLStore(ChallengeStore, MfaStore, ScopeStore, UpstreamStore):
         own, so a large purge never holds token traffic up.
         """
         horizon = now - retention
-        return await self._write(lambda conn: purge.purge_batch(conn, now, horizon, batch))
+        changed = await self._write(lambda conn: purge.purge_batch(conn, now, horizon, batch))
+        if changed == 0:
+            # Last, apart: a scan of refresh_tokens, run as a read (`orphaned_id_token_seals`).
+            ids = await self._read(lambda conn: purge.orphaned_id_token_seals(conn, now, batch))
+            if ids:
+                changed = await self._write(lambda conn: purge.clear_id_token_seals(conn, ids, now))
+        return changed
 
     async def deliveries_due(self, now: int, oldest: int, webhooks: bool = True) -> bool:
         """Whether any outbox row is due (a read: an idle outbox costs no write transaction);

