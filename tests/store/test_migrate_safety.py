@@ -102,8 +102,11 @@ def test_a_foreign_revision_with_a_table_missing_is_not_current_and_says_so(
         f'{{"current": "{FOREIGN}"'
     )  # the upgrade left it as it was
 
+    # `baton serve` and every command that needs the schema name the problem, not "migrate".
     serve = baton("serve", "--db", db, "--issuer", "http://127.0.0.1:8000")
-    assert serve.exit_code == 1 and "not migrated" in serve.stderr
+    assert serve.exit_code == 1 and f"error: unknown revision {FOREIGN}" in serve.stderr
+    listed = baton("client", "list", "--db", db)
+    assert listed.exit_code == 1 and f"error: unknown revision {FOREIGN}" in listed.stderr
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import click
 
 from baton.config import BY_NAME, OPTIONS, Option
 from baton.core.keys import KeyEncryptionError, key_encryption_key
+from baton.store.migrate import PENDING
 from baton.store.sql import SQLStore
 
 T = TypeVar("T")
@@ -82,14 +83,22 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
+def schema_refusal(problem: str, shown_db: str) -> str:
+    """The one line a command or `baton serve` stops with on a database whose schema is not
+    this release's: migrations pending, or the unknown revision and what is wrong with it."""
+    if problem == PENDING:
+        return f"the database is not migrated: run `baton db upgrade --db {shown_db}` first"
+    return problem
+
+
 def run_with_store(db: str, work: Callable[[SQLStore], Awaitable[T]]) -> T:
     """`work` run against the store at `db`, refused unless its schema is migrated."""
     store = SQLStore.open(db)
 
     async def main() -> T:
         try:
-            if not await store.schema_is_current():
-                fail(f"the database is not migrated: run `baton db upgrade --db {db}` first")
+            if (problem := await store.schema_problem()) is not None:
+                fail(schema_refusal(problem, db))
             return await work(store)
         finally:
             await store.close()

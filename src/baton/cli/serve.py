@@ -21,7 +21,7 @@ import anyio
 import click
 from click.core import ParameterSource
 
-from baton.cli.common import check_kek, fail, serve_options
+from baton.cli.common import check_kek, fail, schema_refusal, serve_options
 from baton.config import OPTIONS, ConfigFileError, Source, build, read_config_file, split_list
 from baton.core.issuer import issuer_problem, missing_issuer_problem
 from baton.core.keys import KeyEncryptionError, unseal
@@ -106,11 +106,11 @@ def serve(**params: Any) -> None:
     if settings.tracing and (problem := tracing_unavailable()):
         fail(problem)
 
-    async def check() -> tuple[tuple[int, int], frozenset[str]] | None:
+    async def check() -> tuple[tuple[int, int], frozenset[str]] | str:
         store = SQLStore.open(db, policy, PoolSettings(size=0))
         try:
-            if not await store.schema_is_current():
-                return None
+            if (problem := await store.schema_problem()) is not None:
+                return problem
             if kek is not None:
                 # Every stored key opens with this key-encryption key, or the start stops here
                 # with one line rather than in each worker's start-up with a traceback.
@@ -128,8 +128,8 @@ def serve(**params: Any) -> None:
             "(BATON_KEY_ENCRYPTION_KEY or --key-encryption-key)"
         )
     shown_db = masked_url(db)  # the commands below are printed: never with the password
-    if checked is None:
-        fail(f"the database is not migrated: run `baton db upgrade --db {shown_db}` first")
+    if isinstance(checked, str):
+        fail(schema_refusal(checked, shown_db))
     counts, resources = checked
     if settings.access_token_audience in resources:
         # The default audience goes to tokens of grants that hold no resource: naming an API
