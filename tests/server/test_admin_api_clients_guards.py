@@ -9,6 +9,7 @@ In-process on SQLite under a fake clock, one server for the module."""
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ from typing import Any
 import anyio
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from baton.cli import main
 from baton.core.clock import FakeClock
 from baton.store.admin import Actor
+from baton.store.schema import audit_log
 from baton.store.sql import SQLStore
 from tests.databases import empty_tables
 from tests.server.test_admin_api_clients import audit_rows, problem_of, token_of
@@ -70,7 +73,16 @@ def writer_bearer(http: TestClient, writer: RegisteredClient) -> dict[str, str]:
 
 
 def refusal_rows(store: SQLStore, path: str) -> list[Any]:
-    return [d for _, action, d in audit_rows(store, path) if action == "admin_api.refused"]
+    """The refusals of calls to `path`: audited by the route's template and its parameters."""
+
+    def work(conn: Any) -> list[tuple[str, str]]:
+        stmt = select(audit_log.c.target_id, audit_log.c.detail)
+        return list(conn.execute(stmt.where(audit_log.c.action == "admin_api.refused")))
+
+    refused = [
+        (target, json.loads(detail)) for target, detail in anyio.run(store.runner.read, work)
+    ]
+    return [d for target, d in refused if target.format(**d.get("params", {})) == path]
 
 
 # -- H1: admin:clients:write reaches no further than its holder's own admin scopes -----------

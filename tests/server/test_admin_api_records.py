@@ -8,6 +8,7 @@ In-process, on SQLite, one server for the module; each test makes its own users 
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import secrets
@@ -215,6 +216,16 @@ def test_users_are_listed_page_by_page_without_secrets(
 def test_a_bad_limit_or_cursor_is_a_400(http: TestClient, token: str, query: str) -> None:
     for path in ("/users", "/grants", "/consents", "/security-events", "/audit"):
         problem(call(http, "GET", f"{path}?{query}", token), 400, "bad-request")
+
+
+@pytest.mark.parametrize("pair", ['["\\ud800","x"]', '["a","\\udfff"]', '["\\u0000","x"]'])
+def test_a_consent_cursor_spelling_a_nul_or_a_lone_surrogate_is_a_400(
+    http: TestClient, token: str, pair: str
+) -> None:
+    """JSON's escapes inside the cursor spell what its own text cannot hold: a 400, never a
+    500 at the database."""
+    cursor = base64.urlsafe_b64encode(pair.encode()).decode().rstrip("=")
+    problem(call(http, "GET", f"/consents?cursor={cursor}", token), 400, "bad-request")
 
 
 def test_a_user_is_shown_never_their_password_or_second_factor(

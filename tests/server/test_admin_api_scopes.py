@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 from starlette.testclient import TestClient
 
@@ -98,3 +99,21 @@ def test_the_openapi_document_names_each_routes_scope(running: tuple[TestClient,
     for method, route in _cases():
         operation = paths[route.path][method.lower()]
         assert operation["security"] == [{"bearer": [route.scope]}]
+
+
+def test_a_refusal_is_audited_by_its_route_never_by_a_challenge(
+    running: tuple[TestClient, SQLStore], app_client: RegisteredClient
+) -> None:
+    """A login challenge is the login app's bearer secret: the audit log (which a SIEM exports)
+    names a refused call by its route's template and its other parameters only."""
+    http, store = running
+    challenge = "the-login-challenge-" + "s" * 30
+    token = _token(http, app_client, str(AdminScope.AUDIT_READ))
+    refused = http.get(
+        f"{PREFIX}/login-challenges/{challenge}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert refused.status_code == 403
+    rows, _ = anyio.run(store.admin().audit)
+    assert not [r for r in rows if challenge in f"{r.target_id} {r.detail}"]
+    (row,) = [r for r in rows if r.action == "admin_api.refused"][:1]
+    assert row.target_id == f"{PREFIX}/login-challenges/{{challenge}}"

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import click
 
-from baton.cli.common import db_option, emit, run_with_store
+from baton.cli.common import db_option, emit, fail, run_with_store
 from baton.core.vocabulary import SecurityEventKind
 from baton.server.admin.api_records import event_item
 from baton.store.admin import AuditRow
 from baton.store.base import SecurityEvent
 from baton.store.sql import SQLStore
-from baton.store.sql.records import EXPORT_MAX, audit_line
+from baton.store.sql.records import EXPORT_MAX, AuditBusy, audit_line
 
 
 @click.group()
@@ -49,7 +49,13 @@ def audit_export(db: str, after: int, limit: int) -> None:
     async def work(store: SQLStore) -> list[AuditRow]:
         return await store.admin().audit_after(after, limit)
 
-    rows = run_with_store(db, work)
+    try:
+        rows = run_with_store(db, work)
+    except AuditBusy:
+        fail(
+            "audit rows are being written without a pause (PostgreSQL): nothing was printed; "
+            "run the same command again"
+        )
     for row in rows:
         click.echo(audit_line(row))
     click.echo(f"next-after: {rows[-1].id if rows else after}", err=True)

@@ -247,10 +247,15 @@ def _for_this_server(app: Baton, audience: tuple[str, ...]) -> bool:
 
 
 async def _audit_refusal(app: Baton, caller: Caller, request: Request, why: str) -> None:
-    detail = {"refused": why, "method": request.method}
-    await _keeper(app).audit_api(
-        caller.actor, "admin_api.refused", "path", request.url.path, detail
-    )
+    """A refusal, named by the route's template and its parameters but a challenge (a bearer
+    secret of the login app, never written down: the audit log is exported to a SIEM)."""
+    route = getattr(request.scope.get("route"), "path", None)
+    params = {k: v for k, v in request.path_params.items() if k != "challenge"}
+    detail: dict[str, Any] = {"refused": why, "method": request.method}
+    if params:
+        detail["params"] = params
+    target = route if isinstance(route, str) else PREFIX
+    await _keeper(app).audit_api(caller.actor, "admin_api.refused", "path", target, detail)
 
 
 def _keeper(app: Baton) -> ApiKeeper:

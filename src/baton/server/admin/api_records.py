@@ -565,9 +565,21 @@ def _consent_cursor(request: Request) -> tuple[str, str] | None:
         pair = json.loads(opened)
     except ValueError:
         pair = None
-    if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
+    if not (isinstance(pair, list) and len(pair) == 2 and all(_storable(p) for p in pair)):
         raise _bad("cursor is not a next_cursor this API gave")
     return pair[0], pair[1]
+
+
+def _storable(part: object) -> bool:
+    """A cursor's part the database can compare: JSON's escapes can spell a NUL (PostgreSQL's
+    text refuses it) or a lone surrogate (not UTF-8) that the cursor's own text did not hold."""
+    if not (isinstance(part, str) and len(part) <= 200 and "\x00" not in part):
+        return False
+    try:
+        part.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def consent_item(c: ConsentListing) -> dict[str, Any]:

@@ -13,18 +13,22 @@ inserted, not when its transaction commits, so a transaction still open may comm
 N was read. The export therefore takes `SHARE` lock on `audit_log` before it reads: that waits
 for every transaction that inserted a row (they hold `ROW EXCLUSIVE` until they end) and keeps
 new ones out until the read is done, so every id at or below the last one read has committed or
-rolled back for good. The lock is held for one indexed read of at most `EXPORT_MAX` rows, and
-waited for at most `EXPORT_LOCK_WAIT_MS` (then the export fails, and is polled again). SQLite
-has one writer at a time, so a read there already sees a prefix of the ids.
+rolled back for good. The lock is held for one indexed read of at most `EXPORT_MAX` rows. It is
+asked for with NOWAIT, never queued: a waiting `SHARE` request would make every new audit writer
+(sign-ins among them) queue behind it. The export tries again every `EXPORT_RETRY_PAUSE` seconds,
+outside any transaction, for at most `EXPORT_LOCK_WAIT_MS` (then it fails, and is polled again).
+SQLite has one writer at a time, so a read there already sees a prefix of the ids.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import anyio
 from sqlalchemy import Connection, RowMapping, and_, func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -43,7 +47,9 @@ from baton.store.sql.rows import user_from_row
 T = TypeVar("T")
 
 EXPORT_MAX = 10_000  # audit rows in one export answer
-EXPORT_LOCK_WAIT_MS = 5_000  # how long an export waits for audit writers to end (PostgreSQL)
+# How long an export tries for a moment with no audit writer (PostgreSQL), and how often.
+EXPORT_LOCK_WAIT_MS = 2_000
+EXPORT_RETRY_PAUSE = 0.02
 _LOCK_NOT_AVAILABLE = "55P03"
 
 
@@ -206,11 +212,8 @@ class RecordStore:
 
         def work(conn: Connection) -> list[AuditRow]:
             if postgres:
-                # Bounded: a transaction left open after writing an audit row must not hold the
-                # export (and every audit writer queued behind it) for ever; the export fails
-                # (a 503, retried by the poller) instead.
-                conn.execute(text(f"SET LOCAL lock_timeout = '{EXPORT_LOCK_WAIT_MS}ms'"))
-                conn.execute(text("LOCK TABLE audit_log IN SHARE MODE"))
+                # NOWAIT: never in the lock queue, where it would hold up every audit writer.
+                conn.execute(text("LOCK TABLE audit_log IN SHARE MODE NOWAIT"))
             stmt = (
                 select(audit_log)
                 .where(audit_log.c.id > after)
@@ -221,14 +224,18 @@ class RecordStore:
 
         if not postgres:
             return await self._read(work)
-        try:
-            # A lock stronger than ROW EXCLUSIVE needs a read-write transaction on PostgreSQL.
-            return await self._write(work)
-        except DBAPIError as exc:
-            state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-            if state == _LOCK_NOT_AVAILABLE:
-                raise AuditBusy from exc
-            raise
+        deadline = time.monotonic() + EXPORT_LOCK_WAIT_MS / 1000
+        while True:
+            try:
+                # A lock stronger than ROW EXCLUSIVE needs a read-write transaction on PostgreSQL.
+                return await self._write(work)
+            except DBAPIError as exc:
+                state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+                if state != _LOCK_NOT_AVAILABLE:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise AuditBusy from exc
+            await anyio.sleep(EXPORT_RETRY_PAUSE)
 
 
 def _listings(conn: Connection, mapped: list[RowMapping]) -> list[UserListing]:
