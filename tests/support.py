@@ -150,6 +150,17 @@ def running_app(
         yield client, store, clock
 
 
+def client_credentials_token(http: TestClient, client: RegisteredClient, scope: str) -> str:
+    """An access token of a client_credentials grant of `client` for `scope` (an admin API
+    caller's token)."""
+    answer = http.post(
+        "/token", data={"grant_type": "client_credentials", "scope": scope}, auth=client.basic
+    )
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["access_token"]
+    return token
+
+
 def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())

@@ -32,6 +32,7 @@ from tests.databases import empty_tables
 from tests.support import (
     REDIRECT_URI,
     RegisteredClient,
+    client_credentials_token,
     first_pair,
     introspect,
     refresh,
@@ -77,12 +78,7 @@ def resource_server(running: Running) -> RegisteredClient:
 
 
 def token_of(http: TestClient, client: RegisteredClient, scope: str = ADMIN_SCOPES) -> str:
-    answer = http.post(
-        "/token", data={"grant_type": "client_credentials", "scope": scope}, auth=client.basic
-    )
-    assert answer.status_code == 200, answer.text
-    token: str = answer.json()["access_token"]
-    return token
+    return client_credentials_token(http, client, scope)
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from tests.support import (
     PASSWORD,
     RegisteredClient,
     authorization_request,
+    client_credentials_token,
     first_pair,
     introspect,
     refresh,
@@ -82,14 +83,7 @@ def resource_server(running: Running) -> RegisteredClient:
 
 @pytest.fixture
 def token(http: TestClient, app_client: RegisteredClient) -> str:
-    answer = http.post(
-        "/token",
-        data={"grant_type": "client_credentials", "scope": EVERY_SCOPE},
-        auth=app_client.basic,
-    )
-    assert answer.status_code == 200, answer.text
-    value: str = answer.json()["access_token"]
-    return value
+    return client_credentials_token(http, app_client, EVERY_SCOPE)
 
 
 def call(

@@ -19,7 +19,7 @@ from baton.server.admin.api import PREFIX, AdminScope
 from baton.server.routes import TABLE
 from baton.server.routing import Endpoint
 from baton.store.sql import SQLStore
-from tests.support import RegisteredClient, register_client, running_app
+from tests.support import RegisteredClient, client_credentials_token, register_client, running_app
 
 EVERY_SCOPE = " ".join(AdminScope)
 
@@ -33,15 +33,6 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClie
 @pytest.fixture(scope="module")
 def app_client(running: tuple[TestClient, SQLStore]) -> RegisteredClient:
     return register_client(running[1], scope=EVERY_SCOPE, name="platform tooling")
-
-
-def _token(http: TestClient, client: RegisteredClient, scope: str) -> str:
-    answer = http.post(
-        "/token", data={"grant_type": "client_credentials", "scope": scope}, auth=client.basic
-    )
-    assert answer.status_code == 200, answer.text
-    token: str = answer.json()["access_token"]
-    return token
 
 
 def _cases() -> list[tuple[str, Endpoint]]:
@@ -85,12 +76,14 @@ def test_each_route_refuses_a_token_without_its_scope(
     assert status == 401 and body["type"] == "urn:baton:problem:invalid-token"
 
     others = " ".join(s for s in AdminScope if s != route.scope)
-    status, body = _call(http, method, route, _token(http, app_client, others))
+    status, body = _call(http, method, route, client_credentials_token(http, app_client, others))
     assert status == 403, (method, route.path, body)
     assert body["type"] == "urn:baton:problem:insufficient-scope"
     assert route.scope in body["detail"]
 
-    status, body = _call(http, method, route, _token(http, app_client, str(route.scope)))
+    status, body = _call(
+        http, method, route, client_credentials_token(http, app_client, str(route.scope))
+    )
     assert status not in (401, 403), (method, route.path, body)
 
 
@@ -108,7 +101,7 @@ def test_a_refusal_is_audited_by_its_route_never_by_a_challenge(
     names a refused call by its route's template and its other parameters only."""
     http, store = running
     challenge = "the-login-challenge-" + "s" * 30
-    token = _token(http, app_client, str(AdminScope.AUDIT_READ))
+    token = client_credentials_token(http, app_client, str(AdminScope.AUDIT_READ))
     refused = http.get(
         f"{PREFIX}/login-challenges/{challenge}", headers={"Authorization": f"Bearer {token}"}
     )

@@ -30,6 +30,7 @@ from baton.store.sql import SQLStore
 from tests.support import (
     REDIRECT_URI,
     RegisteredClient,
+    client_credentials_token,
     hidden_fields,
     pkce_pair,
     register_client,
@@ -115,12 +116,7 @@ def app_client(store: SQLStore) -> RegisteredClient:
 
 
 def admin_token(http: TestClient, app_client: RegisteredClient, scope: str = ADMIN_SCOPE) -> str:
-    response = http.post(
-        "/token", data={"grant_type": "client_credentials", "scope": scope}, auth=app_client.basic
-    )
-    assert response.status_code == 200, response.text
-    token: str = response.json()["access_token"]
-    return token
+    return client_credentials_token(http, app_client, scope)
 
 
 @pytest.fixture
