@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
-from sqlalchemy import Connection, RowMapping, and_, func, or_, select, text
+from sqlalchemy import Connection, and_, or_, select, text
 from sqlalchemy.exc import DBAPIError
 
 from baton.core.audience import resources_from_stored
@@ -39,10 +39,10 @@ from baton.passwords import NO_PASSWORD
 from baton.store.admin import Actor, AuditRow, UserListing
 from baton.store.base import User
 from baton.store.engines import Runner
-from baton.store.schema import audit_log, clients, consents, sessions, users
+from baton.store.schema import audit_log, clients, consents, users
 from baton.store.sql import registry
 from baton.store.sql.audit import record
-from baton.store.sql.rows import user_from_row
+from baton.store.sql.users import listings
 
 T = TypeVar("T")
 
@@ -98,7 +98,7 @@ class RecordStore:
                 conn.execute(stmt.order_by(users.c.username).limit(limit + 1)).mappings().all()
             )
             more = len(rows) > limit
-            listed = _listings(conn, rows[:limit])
+            listed = listings(conn, rows[:limit])
             return listed, (listed[-1].user.username if more and listed else None)
 
         return await self._read(work)
@@ -111,7 +111,7 @@ class RecordStore:
             rows = list(
                 conn.execute(select(users).where(users.c.username == username)).mappings().all()
             )
-            listed = _listings(conn, rows)
+            listed = listings(conn, rows)
             return listed[0] if listed else None
 
         return await self._read(work)
@@ -236,25 +236,6 @@ class RecordStore:
                 if time.monotonic() >= deadline:
                     raise AuditBusy from exc
             await anyio.sleep(EXPORT_RETRY_PAUSE)
-
-
-def _listings(conn: Connection, mapped: list[RowMapping]) -> list[UserListing]:
-    """`users` rows with their creation and last sign-in (the last session begun)."""
-    ids = [row["id"] for row in mapped]
-    last: dict[int, int] = {}
-    if ids:
-        last = {
-            int(user_id): int(at)
-            for user_id, at in conn.execute(
-                select(sessions.c.user_id, func.max(sessions.c.created_at))
-                .where(sessions.c.user_id.in_(ids))
-                .group_by(sessions.c.user_id)
-            )
-        }
-    return [
-        UserListing(user_from_row(row), int(row["created_at"]), last.get(int(row["id"])))
-        for row in mapped
-    ]
 
 
 def audit_line(row: AuditRow) -> str:

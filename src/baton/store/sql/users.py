@@ -29,10 +29,10 @@ before (and the disable ends it) or finds the user disabled and starts none.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, RowMapping, delete, func, select, update
 
 from baton.core.vocabulary import RevocationCause
 from baton.passwords import NO_PASSWORD
@@ -168,10 +168,15 @@ def list_users(conn: Connection, offset: int, limit: int) -> list[UserListing]:
         .mappings()
         .all()
     )
-    ids = [row["id"] for row in rows]
+    return listings(conn, rows)
+
+
+def listings(conn: Connection, mapped: Sequence[RowMapping]) -> list[UserListing]:
+    """`users` rows with their creation and last sign-in (the last session begun), in one
+    query along `ix_sessions_user_id`: one group per user of the page."""
+    ids = [row["id"] for row in mapped]
     last: dict[int, int] = {}
     if ids:
-        # Along `ix_sessions_user_id`: one group per user of the page.
         last = {
             int(user_id): int(at)
             for user_id, at in conn.execute(
@@ -180,7 +185,10 @@ def list_users(conn: Connection, offset: int, limit: int) -> list[UserListing]:
                 .group_by(sessions.c.user_id)
             )
         }
-    return [UserListing(user_from_row(row), row["created_at"], last.get(row["id"])) for row in rows]
+    return [
+        UserListing(user_from_row(row), int(row["created_at"]), last.get(int(row["id"])))
+        for row in mapped
+    ]
 
 
 def end_everything(conn: Connection, user_id: int, now: int) -> UserEnded:
