@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from baton.store.sql import SQLStore
 from tests.server.test_console import admin_session, audit_rows, csrf_of, make_admin
-from tests.support import REDIRECT_URI, RegisteredClient
+from tests.support import REDIRECT_URI, RegisteredClient, hidden_inputs
 
 
 @pytest.fixture
@@ -26,6 +26,7 @@ def oidc_form(page: str, **fields: str) -> dict[str, str]:
     """The client page's form as a browser would post it unchanged, with `fields` changed."""
     return {
         "csrf": csrf_of(page),
+        "version": hidden_inputs(page)["version"],
         "id_token_signed_response_alg": "RS256",
         "subject_type": "public",
         "origins": "derived",
@@ -110,6 +111,31 @@ def test_a_clients_oidc_settings_are_shown_edited_and_audited(
     back = anyio.run(store.get_client, client.id)
     assert back is not None and back.allowed_origins is None and back.subject_type == "public"
     assert back.post_logout_redirect_uris == () and back.backchannel_logout_uri is None
+
+
+def test_an_edit_from_a_page_opened_before_another_save_is_refused(
+    admin: TestClient, store: SQLStore, client: RegisteredClient
+) -> None:
+    """Two admins open the client page; the first saves. The second's save, made from what it
+    saw before, would silently undo the first's: it is refused (409), nothing of it is
+    written, and the page shows the client as it now is."""
+    first = admin.get(f"/admin/clients/{client.id}").text
+    second = admin.get(f"/admin/clients/{client.id}").text
+    saved = admin.post(f"/admin/clients/{client.id}", data=oidc_form(first, require_nonce="on"))
+    assert saved.status_code == 200 and "Saved" in saved.text
+    stale = admin.post(
+        f"/admin/clients/{client.id}", data=oidc_form(second, id_token_signed_response_alg="ES256")
+    )
+    assert stale.status_code == 409
+    assert "changed since you opened this page, so nothing was saved" in stale.text
+    now = anyio.run(store.admin().client, client.id)
+    assert now is not None and now.require_nonce and now.id_token_signed_response_alg == "RS256"
+    # The page it answered carries the current version: saving from it works.
+    again = admin.post(
+        f"/admin/clients/{client.id}",
+        data=oidc_form(stale.text, require_nonce="on", id_token_signed_response_alg="ES256"),
+    )
+    assert again.status_code == 200 and "Saved" in again.text
 
 
 @pytest.mark.parametrize(

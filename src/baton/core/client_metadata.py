@@ -10,6 +10,8 @@ and Back-Channel Logout §2.2, under the names `baton.store.base.Client` gives t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -98,6 +100,14 @@ def registration(client: Any) -> dict[str, Any]:
         "consent_url": client.consent_url,
         "client_uri": client.client_uri,
     }
+
+
+def version(client: Any) -> str:
+    """The registration's version, as a quoted entity tag: a digest of what `registration`
+    shows. The admin API's `ETag` / `If-Match` and the console's edit form carry it, so that an
+    edit made from a stale read is refused rather than silently undoing another's."""
+    shown = json.dumps(registration(client), sort_keys=True, separators=(",", ":"))
+    return '"' + hashlib.sha256(shown.encode()).hexdigest()[:32] + '"'
 
 
 MAX_NAME = 200  # `clients.name`

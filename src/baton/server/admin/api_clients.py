@@ -34,7 +34,6 @@ rule the CLI and the console apply (`baton.core.client_metadata.checked_registra
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -50,6 +49,7 @@ from baton.core.client_metadata import (
     check_sector_kept,
     checked_registration,
     registration,
+    version,
 )
 from baton.core.keys import (
     ALGORITHM_CHOICES,
@@ -279,14 +279,9 @@ async def _check_resources(keeper: ClientKeeper, client: Client) -> None:
         )
 
 
-def _etag(client: Client) -> str:
-    shown = json.dumps(registration(client), sort_keys=True, separators=(",", ":"))
-    return '"' + hashlib.sha256(shown.encode()).hexdigest()[:32] + '"'
-
-
 def _answer(client: Client, status: int = 200, **extra: Any) -> Response:
     answer = json_answer({**registration(client), **extra}, status)
-    answer.headers["ETag"] = _etag(client)
+    answer.headers["ETag"] = version(client)
     return answer
 
 
@@ -444,12 +439,12 @@ def _precondition_failed(client: Client) -> Problem:
         "precondition-failed",
         "the client changed since it was read (its ETag is no longer the If-Match given): "
         "read it again and reapply the change",
-        {"ETag": _etag(client)},
+        {"ETag": version(client)},
     )
 
 
 def _matches(tags: list[str], client: Client) -> bool:
-    return "*" in tags or _etag(client) in tags
+    return "*" in tags or version(client) in tags
 
 
 async def update_client(request: Request, caller: Caller) -> Response:

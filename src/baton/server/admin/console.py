@@ -26,7 +26,7 @@ from starlette.responses import RedirectResponse, Response
 from baton.core import timeline
 from baton.core.challenges import app_url_problem
 from baton.core.claims import PROFILE_MEMBERS
-from baton.core.client_metadata import MetadataError, OidcSettings, checked
+from baton.core.client_metadata import MetadataError, OidcSettings, checked, version
 from baton.core.keys import ALGORITHMS
 from baton.core.passwords_policy import MAX_LENGTH, password_problem
 from baton.core.redirects import client_option_problem, redirect_uri_problem
@@ -57,6 +57,7 @@ from baton.server.runtime.pages import templates
 from baton.server.runtime.sessions import csrf_ok, csrf_token
 from baton.store.admin import PAGE, Actor, GrantQuery, GrantStatus
 from baton.store.base import Client, User
+from baton.store.sql.client_admin import Stale
 
 log = logging.getLogger("baton.admin")
 _HERE = Path(__file__).parents[1]  # baton/server: templates/ and static/
@@ -414,6 +415,7 @@ async def _client(
     context = {
         "user": user,
         "c": found,
+        "version": version(found),
         "notice": notice,
         "error": error,
         "algorithms": ALGORITHMS,
@@ -479,11 +481,19 @@ async def update_client(request: Request) -> Response:
     if isinstance(apps, str):
         return await _client(request, user, None, apps[0].upper() + apps[1:] + ".", 400)
     changed = await _admin_store(request).update_client_oidc(
-        client_id, settings, _actor(request, user), apps
+        client_id, settings, _actor(request, user), apps, form.get("version") or None
     )
     if changed is None:
         message = f"There is no client {client_id}."
         return _page(request, "admin/message.html", {"message": message}, status=404)
+    if isinstance(changed, Stale):
+        # Saved by someone else (console, CLI or admin API) since this page was opened: the
+        # page shows the client as it now is, and nothing of this form was written.
+        error = (
+            "This client was changed since you opened this page, so nothing was saved. "
+            "The page now shows its current settings: make your change again."
+        )
+        return await _client(request, user, None, error, 409)
     # This process authenticates from its cache: it reads the new settings at once.
     baton(request).clients.forget(client_id)
     notice = "Saved: " + ", ".join(changed) + "." if changed else "Nothing changed."

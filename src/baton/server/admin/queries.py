@@ -35,6 +35,7 @@ from baton.store.base import (
     SignedOut,
     User,
 )
+from baton.store.sql.client_admin import Stale
 
 
 class AdminQueries(Protocol):
@@ -55,10 +56,12 @@ class AdminQueries(Protocol):
         settings: OidcSettings,
         actor: Actor,
         apps: dict[str, str | None] | None = None,
-    ) -> dict[str, Any] | None:
+        expected_version: str | None = None,
+    ) -> dict[str, Any] | Stale | None:
         """Stores a client's OpenID Connect settings (and, in `apps`, its login app, consent
         app and homepage URLs), audited: the fields changed, with their new values (None: no
-        such client)."""
+        such client; `STALE`: the registration is no longer at `expected_version`, the version
+        the edit was made from)."""
         ...
 
     async def rotate_secret(self, client_id: str, secret_digest: bytes, actor: Actor) -> bool:

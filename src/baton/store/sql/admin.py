@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
-from baton.core.client_metadata import OidcSettings
+from baton.core.client_metadata import OidcSettings, version
 from baton.core.timeline import AccessRecord, EventRecord, RefreshRecord
 from baton.core.user_claims import ClaimChanges
 from baton.core.vocabulary import (
@@ -53,7 +53,7 @@ from baton.store.schema import (
 )
 from baton.store.sql import lifecycle, logout, outbox, registry
 from baton.store.sql.audit import record
-from baton.store.sql.client_admin import ClientAdmin
+from baton.store.sql.client_admin import STALE, ClientAdmin, Stale
 from baton.store.sql.feed import wake_feed
 from baton.store.sql.records import RecordStore
 from baton.store.sql.rows import client_from_row, client_values, grant_from_labels, user_from_row
@@ -132,17 +132,21 @@ class AdminStore(ClientAdmin, RecordStore, UserStore):
         settings: OidcSettings,
         actor: Actor,
         apps: dict[str, str | None] | None = None,
-    ) -> dict[str, Any] | None:
+        expected_version: str | None = None,
+    ) -> dict[str, Any] | Stale | None:
         """Stores a client's OpenID Connect settings (checked by the caller) and, in `apps`,
         its `login_url`, `consent_url` and `client_uri`, audited with the fields that changed
-        and their new values: the changes (empty: nothing changed, nothing written), or None
-        when there is no such client."""
+        and their new values: the changes (empty: nothing changed, nothing written), None when
+        there is no such client, or `STALE` when `expected_version` (the console form's) is not
+        the registration's `version` any more: the edit was made from a stale page."""
         urls = apps or {}
 
-        def work(conn: Connection) -> dict[str, Any] | None:
+        def work(conn: Connection) -> dict[str, Any] | Stale | None:
             before = registry.get_client(conn, client_id)
             if before is None:
                 return None
+            if expected_version is not None and version(before) != expected_version:
+                return STALE
             changes = OidcSettings.of(before).differences(settings)
             changes |= {k: v for k, v in urls.items() if getattr(before, k) != v}
             if changes:
