@@ -489,11 +489,11 @@ async def update_client(request: Request) -> Response:
     if isinstance(changed, Stale):
         # Saved by someone else (console, CLI or admin API) since this page was opened: the
         # page shows the client as it now is, and nothing of this form was written.
-        error = (
+        changed_meanwhile = (
             "This client was changed since you opened this page, so nothing was saved. "
             "The page now shows its current settings: make your change again."
         )
-        return await _client(request, user, None, error, 409)
+        return await _client(request, user, None, changed_meanwhile, 409)
     # This process authenticates from its cache: it reads the new settings at once.
     baton(request).clients.forget(client_id)
     notice = "Saved: " + ", ".join(changed) + "." if changed else "Nothing changed."
