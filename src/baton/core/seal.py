@@ -52,10 +52,20 @@ def sealer(token: str, token_digest: bytes) -> Callable[[bytes], bytes]:
 
 def open_seal(token: str, token_digest: bytes, sealed: bytes) -> bytes | None:
     """The payload, or None if this token cannot open the seal (or it is damaged)."""
-    if len(sealed) < _NONCE_LEN + _TAG_LEN:
-        return None
-    nonce, ciphertext = sealed[:_NONCE_LEN], sealed[_NONCE_LEN:]
-    try:
-        return AESGCM(_key(token, token_digest)).decrypt(nonce, ciphertext, token_digest)
-    except InvalidTag:
-        return None
+    return opener(token, token_digest)(sealed)
+
+
+def opener(token: str, token_digest: bytes) -> Callable[[bytes], bytes | None]:
+    """`open_seal` with the key derived once, for the seals one token opens (a replay's pair
+    and its ID token)."""
+    aead = AESGCM(_key(token, token_digest))
+
+    def open_payload(sealed: bytes) -> bytes | None:
+        if len(sealed) < _NONCE_LEN + _TAG_LEN:
+            return None
+        try:
+            return aead.decrypt(sealed[:_NONCE_LEN], sealed[_NONCE_LEN:], token_digest)
+        except InvalidTag:
+            return None
+
+    return open_payload

@@ -183,14 +183,16 @@ class Table:
         """The machine POST routes among `routes` (the very objects the router holds): the fast
         path answers these itself (`baton.server.fastpath.machine`), and only POSTs."""
         # Exact paths only: a path with parameters (the admin API's `/users/{username}/disable`)
-        # goes through the router, which matches them.
+        # goes through the router, which matches them. Nor the admin API's (`POST /clients`):
+        # few calls, and none hot.
         fast = {
             e.path
             for e in self.endpoints
-            if e.kind is Kind.MACHINE and e.methods == {"POST"} and "{" not in e.path
+            if e.kind is Kind.MACHINE
+            and e.methods == {"POST"}
+            and "{" not in e.path
+            and e.scope is None
         }
-        # Nor the admin API's (`POST /clients`): few calls, and none hot.
-        fast -= {e.path for e in self.endpoints if e.scope is not None}
         # By path and method: a machine path may have a GET endpoint too (/userinfo).
         return [
             r for r in routes if isinstance(r, Route) and r.path in fast and r.methods == {"POST"}

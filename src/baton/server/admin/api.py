@@ -113,8 +113,6 @@ class AdminScope(enum.StrEnum):
     AUDIT_READ = "admin:audit:read"
 
 
-CHALLENGES_SCOPE = AdminScope.CHALLENGES
-SESSIONS_SCOPE = AdminScope.SESSIONS
 _MAX_CLAIMS_BYTES = 16 * 1024  # an app's claims for one sign-in, as JSON
 
 
@@ -297,6 +295,11 @@ def admin_endpoint(
         details=details,
         scope=str(scope),
     )
+
+
+def no_content() -> Response:
+    """The 204 of a write that answers nothing (never cached, as every admin answer)."""
+    return Response(status_code=204, headers={"Cache-Control": "no-store"})
 
 
 def json_answer(body: Any, status: int = 200) -> Response:
@@ -607,7 +610,7 @@ async def delete_sessions(request: Request, caller: Caller) -> Response:
     done = await _keeper(baton(request)).end_subject_sessions(subject, caller.actor)
     if done is None:
         raise Problem(404, "unknown-subject", "no such subject")
-    return Response(status_code=204, headers={"Cache-Control": "no-store"})
+    return no_content()
 
 
 async def delete_consents(request: Request, caller: Caller) -> Response:
@@ -623,14 +626,12 @@ async def delete_consents(request: Request, caller: Caller) -> Response:
     found = await _keeper(baton(request)).forget_subject_consents(subject, client_id, caller.actor)
     if found is None:
         raise Problem(404, "unknown-subject", "no such subject")
-    return Response(status_code=204, headers={"Cache-Control": "no-store"})
+    return no_content()
 
 
 __all__ = [
-    "CHALLENGES_SCOPE",
     "MERGE_PATCH",
     "PREFIX",
-    "SESSIONS_SCOPE",
     "AdminScope",
     "Caller",
     "CallerHandler",
@@ -639,6 +640,7 @@ __all__ = [
     "admin_scopes",
     "json_answer",
     "json_body",
+    "no_content",
     "opaque_cursor",
     "opened_cursor",
     "require_admin_scopes",

@@ -73,6 +73,7 @@ from baton.server.admin.api import (
     admin_scopes,
     json_answer,
     json_body,
+    no_content,
     opaque_cursor,
     opened_cursor,
     require_admin_scopes,
@@ -85,6 +86,7 @@ from baton.server.endpoints.openapi import (
     json_request_body,
     no_store_json,
     operation,
+    path_parameter,
     problem,
     query_parameter,
     response,
@@ -499,14 +501,6 @@ async def _not_itself(request: Request, caller: Caller, found: Client, action: s
     )
 
 
-def _count_revoked(request: Request, revoked: int) -> None:
-    if revoked:
-        revocations = metrics.of(request).revocations.labels(
-            FeedEntryKind.GRANT, RevocationCause.CLIENT_DISABLED.metric_label
-        )
-        revocations.inc(revoked)
-
-
 async def disable_client(request: Request, caller: Caller) -> Response:
     """The incident response: the client can no longer authenticate, and every live grant of
     it (so every token it holds) is revoked at once and announced on the feed."""
@@ -517,7 +511,9 @@ async def disable_client(request: Request, caller: Caller) -> Response:
     baton(request).clients.forget(found.id)
     if done is None:
         raise Problem(409, "client-disabled", "the client is disabled already")
-    _count_revoked(request, done.grants_revoked)
+    metrics.of(request).revoked(
+        FeedEntryKind.GRANT, RevocationCause.CLIENT_DISABLED, done.grants_revoked
+    )
     return json_answer(
         {"client_id": found.id, "disabled": True, "grants_revoked": done.grants_revoked}
     )
@@ -542,8 +538,10 @@ async def delete_client(request: Request, caller: Caller) -> Response:
     baton(request).clients.forget(found.id)
     if done is None:
         raise _deleted()
-    _count_revoked(request, done.grants_revoked)
-    return Response(status_code=204, headers={"Cache-Control": "no-store"})
+    metrics.of(request).revoked(
+        FeedEntryKind.GRANT, RevocationCause.CLIENT_DISABLED, done.grants_revoked
+    )
+    return no_content()
 
 
 # -- signing keys --------------------------------------------------------------------------------
@@ -674,13 +672,7 @@ async def _reload(app: Baton, now: int) -> None:
 
 # -- OpenAPI -------------------------------------------------------------------------------------
 
-_CLIENT_PATH = {
-    "name": "client_id",
-    "in": "path",
-    "required": True,
-    "description": "The client's id.",
-    "schema": {"type": "string"},
-}
+_CLIENT_PATH = path_parameter("client_id", "The client's id.")
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _FIELDS_SCHEMA: dict[str, Any] = {
     "name": {"type": "string", "minLength": 1, "maxLength": 200},

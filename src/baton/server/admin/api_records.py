@@ -51,6 +51,7 @@ from baton.server.admin.api import (
     admin_endpoint,
     json_answer,
     json_body,
+    no_content,
     opaque_cursor,
     opened_cursor,
 )
@@ -62,6 +63,7 @@ from baton.server.endpoints.openapi import (
     json_request_body,
     no_store_json,
     operation,
+    path_parameter,
     problem,
     query_parameter,
     response,
@@ -95,7 +97,6 @@ DEFAULT_LIMIT, MAX_LIMIT = 50, 200
 EXPORT_DEFAULT = 1000
 _CLAIM_FIELDS = ("email", *PROFILE_MEMBERS)
 _STATUSES: tuple[GrantStatus, ...] = ("active", "revoked", "expired")
-_MAX_ID = 10**18  # ids and cursors: at most 18 digits
 
 
 class RecordQueries(Protocol):
@@ -193,9 +194,6 @@ def _number(request: Request, name: str) -> int | None:
     return int(raw)
 
 
-_opaque = opaque_cursor  # the one spelling of a cursor, shared with api_clients
-
-
 def _opened(request: Request) -> str | None:
     """The text inside an opaque cursor, None when there is none; a 400 when it is not one of
     ours (`api.opened_cursor`)."""
@@ -213,10 +211,6 @@ def _text_filter(request: Request, name: str, most: int = 200) -> str | None:
 
 def _page(items: list[dict[str, Any]], cursor: str | None) -> Response:
     return json_answer({"items": items, "next_cursor": cursor})
-
-
-def _no_content() -> Response:
-    return Response(status_code=204, headers={"Cache-Control": "no-store"})
 
 
 # -- users ---------------------------------------------------------------------------------------
@@ -316,7 +310,7 @@ async def list_users(request: Request, caller: Caller) -> Response:
     """Users by name (deleted users left out)."""
     limit = _limit(request)
     rows, after = await _records(request).user_page(_opened(request), limit)
-    return _page([_user_item(r) for r in rows], _opaque(after) if after is not None else None)
+    return _page([_user_item(r) for r in rows], opaque_cursor(after) if after is not None else None)
 
 
 async def get_user(request: Request, caller: Caller) -> Response:
@@ -392,13 +386,11 @@ async def set_password(request: Request, caller: Caller) -> Response:
     hashed = await _hashed(request, body["password"], found.user.username)
     if not await _records(request).set_password(found.user.username, hashed, caller.actor):
         raise Problem(404, "unknown-user", "no such user")
-    return _no_content()
+    return no_content()
 
 
 def _count_revoked(request: Request, revoked: int) -> None:
-    if revoked:
-        labels = (FeedEntryKind.GRANT, RevocationCause.ADMIN.metric_label)
-        metrics.of(request).revocations.labels(*labels).inc(revoked)
+    metrics.of(request).revoked(FeedEntryKind.GRANT, RevocationCause.ADMIN, revoked)
 
 
 def _ended(username: str, ended: UserEnded) -> dict[str, Any]:
@@ -436,7 +428,7 @@ async def delete_user(request: Request, caller: Caller) -> Response:
     if ended is None:
         raise Problem(409, "user-deleted", "the user was deleted already")
     _count_revoked(request, ended.grants_revoked)
-    return _no_content()
+    return no_content()
 
 
 # -- grants --------------------------------------------------------------------------------------
@@ -490,7 +482,7 @@ async def list_grants(request: Request, caller: Caller) -> Response:
         limit=_limit(request),
     )
     page = await _records(request).grants(query, caller.now)
-    cursor = _opaque(f"{page.next[0]}:{page.next[1]}") if page.next else None
+    cursor = opaque_cursor(f"{page.next[0]}:{page.next[1]}") if page.next else None
     return _page([grant_item(r, caller.now) for r in page.rows], cursor)
 
 
@@ -603,7 +595,7 @@ async def list_consents(request: Request, caller: Caller) -> Response:
         username, client_id, after, _limit(request), caller.now
     )
     items = [consent_item(c) for c in rows]
-    return _page(items, _opaque(json.dumps(list(cursor))) if cursor else None)
+    return _page(items, opaque_cursor(json.dumps(list(cursor))) if cursor else None)
 
 
 async def delete_consent(request: Request, caller: Caller) -> Response:
@@ -620,7 +612,7 @@ async def delete_consent(request: Request, caller: Caller) -> Response:
     if revoked is None:
         raise Problem(404, "unknown-user", "no such user")
     _count_revoked(request, revoked)
-    return _no_content()
+    return no_content()
 
 
 # -- security events and the audit log ---------------------------------------------------------
@@ -688,27 +680,9 @@ _CURSOR = query_parameter(
     {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"},
 )
 _BAD_QUERY = {"400": problem("A bad `limit`, `cursor` or filter.")}
-_USER_PATH = {
-    "name": "username",
-    "in": "path",
-    "required": True,
-    "description": "The user's username (their `sub`).",
-    "schema": {"type": "string"},
-}
-_GRANT_PATH = {
-    "name": "grant_id",
-    "in": "path",
-    "required": True,
-    "description": "The grant's id.",
-    "schema": {"type": "string"},
-}
-_CLIENT_PATH = {
-    "name": "client_id",
-    "in": "path",
-    "required": True,
-    "description": "The client's id.",
-    "schema": {"type": "string"},
-}
+_USER_PATH = path_parameter("username", "The user's username (their `sub`).")
+_GRANT_PATH = path_parameter("grant_id", "The grant's id.")
+_CLIENT_PATH = path_parameter("client_id", "The client's id.")
 
 
 def _object(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:

@@ -378,11 +378,10 @@ async def disable_client(request: Request) -> Response:
     disabled = await _admin_store(request).disable_client(
         request.path_params["client_id"], _actor(request, user)
     )
-    if disabled is not None and disabled.grants_revoked:
-        revocations = metrics.of(request).revocations.labels(
-            FeedEntryKind.GRANT, RevocationCause.CLIENT_DISABLED.metric_label
+    if disabled is not None:
+        metrics.of(request).revoked(
+            FeedEntryKind.GRANT, RevocationCause.CLIENT_DISABLED, disabled.grants_revoked
         )
-        revocations.inc(disabled.grants_revoked)
     return RedirectResponse("/admin/clients", status_code=303)
 
 
@@ -697,11 +696,7 @@ async def set_user_password(request: Request) -> Response:
 
 
 def _count_revoked(request: Request, revoked: int) -> None:
-    if revoked:
-        revocations = metrics.of(request).revocations.labels(
-            FeedEntryKind.GRANT, RevocationCause.ADMIN.metric_label
-        )
-        revocations.inc(revoked)
+    metrics.of(request).revoked(FeedEntryKind.GRANT, RevocationCause.ADMIN, revoked)
 
 
 async def disable_user(request: Request) -> Response:

@@ -131,6 +131,12 @@ def query_parameter(name: str, description: str, schema: Schema, where: str = "q
     return parameter | {"schema": schema}
 
 
+def path_parameter(name: str, description: str) -> Schema:
+    """A path's `{name}`: required, a string."""
+    parameter = {"name": name, "in": "path", "required": True, "description": description}
+    return parameter | {"schema": {"type": "string"}}
+
+
 def _form_body(schema: Schema) -> Schema:
     return {"required": True, "content": {FORM: {"schema": schema}}}
 
@@ -815,20 +821,8 @@ ADMIN_AUTH_ERRORS: dict[str, Any] = {
     "429": problem("The client's rate limit is spent.", **_RETRY),
     "503": _ref("responses", "Unavailable"),
 }
-_CHALLENGE_PATH = {
-    "name": "challenge",
-    "in": "path",
-    "required": True,
-    "description": "The challenge /authorize handed the app.",
-    "schema": {"type": "string"},
-}
-_SUBJECT_PATH = {
-    "name": "subject",
-    "in": "path",
-    "required": True,
-    "description": "A local subject (`users.username`).",
-    "schema": {"type": "string"},
-}
+_CHALLENGE_PATH = path_parameter("challenge", "The challenge /authorize handed the app.")
+_SUBJECT_PATH = path_parameter("subject", "A local subject (`users.username`).")
 _OIDC_SUMMARY: Schema = {
     "type": ["object", "null"],
     "properties": {

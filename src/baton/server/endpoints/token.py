@@ -13,7 +13,7 @@ from baton.core.policy import RetryPolicy
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
-from baton.core.seal import open_seal, sealer
+from baton.core.seal import opener, sealer
 from baton.core.tokens import TokenKind, digest, kind_of
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.clientauth import authenticate, charge_after, charge_before, confirmed
@@ -73,10 +73,17 @@ _OUTCOMES: dict[type, str] = {
 }
 
 
+def _begun(span: spans.Span, grant_type: str, client_id: str) -> None:
+    if span is spans.OFF:
+        return
+    span.set("baton.grant_type", grant_type)
+    span.set("baton.client_id", client_id)
+
+
 def _outcome(span: spans.Span, result: ExchangeResult | RedeemResult) -> None:
     if span is spans.OFF:
         return
-    span.set("baton.outcome", _OUTCOMES.get(type(result), "other"))
+    span.set("baton.outcome", _OUTCOMES[type(result)])
     if isinstance(result, Issued):
         span.set("baton.grant_id", result.pair.grant_id)
         span.set("baton.retry", result.retry)
@@ -173,8 +180,7 @@ async def _authorization_code(
         raise invalid_grant(rules.CodeProblem.UNKNOWN.value)
     try:
         with spans.span(EXCHANGE_SPAN) as span:
-            span.set("baton.grant_type", "authorization_code")
-            span.set("baton.client_id", client.id)
+            _begun(span, "authorization_code", client.id)
             result = await app.store.redeem_code(
                 digest(code),
                 ask,
@@ -222,8 +228,7 @@ async def _refresh_token(
     )
     try:
         with spans.span(EXCHANGE_SPAN) as span:
-            span.set("baton.grant_type", "refresh_token")
-            span.set("baton.client_id", client.id)
+            _begun(span, "refresh_token", client.id)
             result = await app.store.exchange(ask)
             _outcome(span, result)
     except IdTokenError as exc:
@@ -234,10 +239,11 @@ async def _refresh_token(
     if isinstance(result, ClientChanged):
         return result
     if isinstance(result, Replayed):
-        payload = open_seal(presented, presented_digest, result.sealed_response)
+        opened = opener(presented, presented_digest)
+        payload = opened(result.sealed_response)
         id_token = None
         if result.sealed_id_token is not None:
-            id_token = open_seal(presented, presented_digest, result.sealed_id_token)
+            id_token = opened(result.sealed_id_token)
         if payload is None or (result.sealed_id_token is not None and id_token is None):
             # Cannot happen unless the row was tampered with.
             raise OAuthError(ErrorCode.SERVER_ERROR, "the sealed response could not be opened", 500)

@@ -193,9 +193,11 @@ class Metrics:
         elif outcome == "access_token":
             self.revoked(FeedEntryKind.ACCESS_TOKEN, RevocationCause.REVOKED)
 
-    def revoked(self, what: FeedEntryKind, cause: RevocationCause) -> None:
-        """Also for revocations decided elsewhere in the server (e.g. an admin console)."""
-        self.revocations.labels(what, cause.metric_label).inc()
+    def revoked(self, what: FeedEntryKind, cause: RevocationCause, count: int = 1) -> None:
+        """Also for revocations decided elsewhere in the server (the console, the admin API:
+        `count` grants at once)."""
+        if count:
+            self.revocations.labels(what, cause.metric_label).inc(count)
 
     # -- at scrape time ----------------------------------------------------------------------
 

@@ -305,8 +305,7 @@ def _starter(tracer: trace.Tracer) -> spans.Starter:
             try:
                 yield _Recorded(span)
             except BaseException as exc:
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                span.set_attribute("error.type", type(exc).__qualname__)
+                _failed(span, exc)
                 raise
 
     return start

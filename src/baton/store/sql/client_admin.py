@@ -206,29 +206,8 @@ class ClientAdmin:
         return await self._write(work)
 
 
-_FIELDS = (
-    "name",
-    "redirect_uris",
-    "scope",
-    "allowed_resources",
-    "remember_consent",
-    "require_pkce",
-    "id_token_signed_response_alg",
-    "subject_type",
-    "sector_identifier_uri",
-    "post_logout_redirect_uris",
-    "backchannel_logout_uri",
-    "backchannel_logout_session_required",
-    "require_nonce",
-    "allowed_origins",
-    "login_url",
-    "consent_url",
-    "client_uri",
-)
-
-
 def _fields_changed(before: Client, after: Client) -> list[str]:
-    return [name for name in _FIELDS if getattr(before, name) != getattr(after, name)]
+    return [name for name in EDITABLE_COLUMNS if getattr(before, name) != getattr(after, name)]
 
 
 __all__ = ["EDITABLE_COLUMNS", "STALE", "ClientAdmin", "KeyWindow", "Stale"]

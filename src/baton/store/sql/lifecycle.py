@@ -125,9 +125,7 @@ def _decided(span: spans.Span, decision: rules.RefreshDecision, token: RefreshFa
     span.set("baton.decision", _DECISIONS[type(decision)])
     if isinstance(decision, rules.Reuse | rules.Reject):
         span.set("baton.reason", decision.reason.name.lower())
-    if token is not None and isinstance(
-        decision, rules.Rotate | rules.Replay | rules.Fork | rules.Reuse
-    ):
+    if token is not None and not isinstance(decision, rules.Reject):
         span.set("baton.grant_id", token.grant.id)
 
 
@@ -151,7 +149,8 @@ def redeem_code(
     code = code_facts(row) if row is not None else None
     with spans.span(CODE_DECISION_SPAN) as span:
         problem = rules.check_code(code, ask, now)
-        span.set("baton.decision", "redeem" if problem is None else problem.name.lower())
+        if span is not spans.OFF:
+            span.set("baton.decision", "redeem" if problem is None else problem.name.lower())
     if problem is CodeProblem.REUSED:
         assert code is not None
         # RFC 6749 §4.1.2: the server SHOULD revoke all tokens previously issued
