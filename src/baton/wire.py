@@ -136,11 +136,15 @@ class Metadata(TypedDict):
     introspection_endpoint_auth_methods_supported: NotRequired[list[str]]
     authorization_response_iss_parameter_supported: NotRequired[bool]
     refresh_token_rotation: RotationPolicy
+    # RFC 8414 §2 (always present: may be empty); draft-ietf-oauth-client-id-metadata-document
+    # §4; RFC 7591 §3's endpoint, while registration is on.
+    scopes_supported: list[str]
+    client_id_metadata_document_supported: bool
+    registration_endpoint: NotRequired[str]
     # OpenID Provider metadata (OIDC Discovery 1.0 §3), present while OpenID Connect is on: the
     # document is then /.well-known/openid-configuration too.
     # (`end_session_endpoint`, RP-Initiated Logout's, is declared with the logout part.)
     userinfo_endpoint: NotRequired[str]
-    scopes_supported: NotRequired[list[str]]
     subject_types_supported: NotRequired[list[str]]
     id_token_signing_alg_values_supported: NotRequired[list[str]]
     claims_supported: NotRequired[list[str]]

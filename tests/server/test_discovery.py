@@ -25,7 +25,6 @@ DISCOVERY = "/.well-known/openid-configuration"
 RFC8414 = "/.well-known/oauth-authorization-server"
 
 OPENID_MEMBERS = {
-    "scopes_supported",
     "subject_types_supported",
     "id_token_signing_alg_values_supported",
     "claims_supported",
@@ -138,6 +137,8 @@ def test_not_served_while_openid_connect_is_off(tmp_path: Path) -> None:
     assert not set(oauth) & (OPENID_MEMBERS | OIDC_ENDPOINTS)
     assert "userinfo_endpoint" not in oauth
     assert oauth["token_endpoint"] == f"{ISSUER}/token"
+    # RFC 8414 §2 `scopes_supported` is the OAuth document's own, without the OpenID scopes.
+    assert oauth["scopes_supported"] == []
 
 
 def test_the_document_matches_its_openapi_schema(http: TestClient) -> None:

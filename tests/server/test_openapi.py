@@ -195,8 +195,9 @@ def test_the_metadata_and_the_key_set_served_are_their_wire_types(tmp_path: Path
         metadata = http.get("/.well-known/oauth-authorization-server").json()
         key_set = http.get("/jwks.json").json()
     # With OpenID Connect on (a key-encryption key), every member; the endpoints of routes not
-    # in the table yet (RP-Initiated Logout's) aside.
+    # in the table yet (RP-Initiated Logout's) aside, and /register's while registration is off.
     unrouted = {"userinfo_endpoint", "end_session_endpoint"} - set(TABLE.metadata_paths())
+    unrouted.add("registration_endpoint")
     assert set(metadata) == set(typing.get_type_hints(wire.Metadata)) - unrouted
     assert validator("Metadata").is_valid(metadata)
     assert key_set["keys"] and validator("JWKS").is_valid(key_set)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 import anyio
@@ -51,6 +52,10 @@ _CONTRACTING = [
     (re.compile(r"^CREATE\s+(OR\s+REPLACE\s+)?(CONSTRAINT\s+)?TRIGGER\b"), "adds a trigger"),
     (re.compile(r"^(DELETE|TRUNCATE)\b"), "deletes rows"),
 ]
+# A `varchar` made longer: the release still running writes values that fit, and PostgreSQL
+# rewrites nothing. Allowed only for the columns a migration declares in its `WIDENED`
+# (`test_a_widened_column_was_narrower` checks each was narrower before).
+_WIDEN = re.compile(r"^ALTER TABLE (\S+) ALTER COLUMN (\S+) TYPE VARCHAR\((\d+)\)$")
 _ADD_COLUMN = re.compile(r"^ALTER TABLE (\S+) ADD COLUMN (.*)$")
 _CREATE_TABLE = re.compile(r"^CREATE TABLE (\S+)")
 _UNIQUE_INDEX = re.compile(
@@ -70,12 +75,17 @@ def rendered(script: Script) -> list[str]:
     return [statement for statement in statements if statement]
 
 
-def contractions(statements: list[str]) -> list[str]:
-    """What in `statements` the previous release, still running, could trip over."""
+def contractions(statements: list[str], widened: Collection[tuple[str, str]] = ()) -> list[str]:
+    """What in `statements` the previous release, still running, could trip over; `widened`
+    (table, column) are `varchar` columns the migration declares it lengthens."""
     created: set[str] = set()
     found = []
+    allowed = {(table.upper(), column.upper()) for table, column in widened}
     for statement in statements:
         upper = statement.upper()
+        widening = _WIDEN.match(upper)
+        if widening and (widening.group(1), widening.group(2)) in allowed:
+            continue
         table = _CREATE_TABLE.match(upper)
         if table:
             created.add(table.group(1))
@@ -109,7 +119,7 @@ def test_a_migration_since_the_release_only_expands(script: Script) -> None:
         pytest.skip(f"contracts, shipped in {CONTRACTS[script.revision]}")
     statements = rendered(script)
     assert statements, "renders no SQL: the guard would see nothing"
-    assert contractions(statements) == [], (
+    assert contractions(statements, getattr(script.module, "WIDENED", ())) == [], (
         f"migration {script.revision} breaks the release still running during a rolling "
         "upgrade: add a nullable column (or one with a default) or a new table instead, and "
         "contract in a later release (see this module's docstring)"
@@ -141,6 +151,41 @@ def test_a_migration_since_the_release_only_expands(script: Script) -> None:
 )
 def test_the_guard_names_a_contraction(statement: str) -> None:
     assert len(contractions([statement])) == 1
+
+
+def test_a_widening_passes_only_where_the_migration_declares_it() -> None:
+    statement = "ALTER TABLE grants ALTER COLUMN client_id TYPE VARCHAR(2048)"
+    assert contractions([statement], [("grants", "client_id")]) == []
+    assert len(contractions([statement], [("grants", "sid")])) == 1
+    assert len(contractions([statement])) == 1
+
+
+@pytest.mark.parametrize(
+    "script",
+    [s for s in since_release() if getattr(s.module, "WIDENED", ())],
+    ids=lambda script: script.revision,
+)
+def test_a_widened_column_was_narrower(script: Script) -> None:
+    """Each column a migration widens held a shorter `varchar` before it (on PostgreSQL, whose
+    lengths are enforced): the widening never narrows."""
+
+    url = create_database(script.down_revision)  # type: ignore[arg-type]
+    lengths: dict[tuple[str, str], int | None] = {}
+
+    def read(conn: Connection) -> None:
+        for table, column, length in conn.exec_driver_sql(
+            "SELECT table_name, column_name, character_maximum_length "
+            "FROM information_schema.columns WHERE table_schema = 'public'"
+        ):
+            lengths[(table, column)] = length
+
+    try:
+        with_runner(url, lambda runner: runner.read(read))
+    finally:
+        drop_database(url)
+    for table, column in script.module.WIDENED:
+        before = lengths[(table, column)]
+        assert before is not None and before < script.module.CLIENT_ID_LENGTH, (table, column)
 
 
 def test_the_guard_lets_an_expansion_pass() -> None:

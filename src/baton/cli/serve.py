@@ -98,6 +98,7 @@ def serve(**params: Any) -> None:
     if problem:
         fail(problem)
     _webhook_secret(settings.webhook_url, settings.webhook_secret)
+    _registration_token(settings.registration, settings.registration_token)
     kek = None
     if settings.access_token_format == "jwt" or settings.key_encryption_key:
         kek = check_kek(settings.key_encryption_key)
@@ -245,6 +246,16 @@ def _webhook_secret(url: str | None, secret: str | None) -> None:
         fail(
             "webhooks need a signing secret: set BATON_WEBHOOK_SECRET to 16 or more random "
             "characters, e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+
+
+def _registration_token(mode: str, token: str | None) -> None:
+    """`--registration token` needs its initial access token, long enough not to be guessed."""
+    if mode == "token" and len(token or "") < 32:
+        fail(
+            "--registration token needs an initial access token: set BATON_REGISTRATION_TOKEN "
+            "to 32 or more random characters, e.g. "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
         )
 
 

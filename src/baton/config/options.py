@@ -310,6 +310,103 @@ OPTIONS: tuple[Option, ...] = (
         "discovery, its keys, the token exchange; a slower one gets a page that says so",
     ),
     Option(
+        "client_metadata_documents",
+        bool,
+        "Accept an https client_id with a path as a client ID metadata document (fetched).",
+        Lands.SETTINGS,
+        doc="accept a client ID metadata document: an `https` `client_id` with a path is "
+        "fetched (5 s, 5 KB, no redirect to another host, never a private, loopback or "
+        "link-local address), validated, cached as its HTTP headers allow and used as a "
+        "public client's registration ([MCP](mcp.md)); `--no-client-metadata-documents` refuses "
+        "such clients",
+    ),
+    Option(
+        "client_documents_trusted_hosts",
+        tuple,
+        "Comma-separated hosts whose client metadata documents are shown as verified.",
+        Lands.SETTINGS,
+        default_text="none (every document is shown as not verified)",
+        doc="comma-separated hosts (`app.example.com`, or `*.example.com` for its subdomains) "
+        'whose client metadata documents the consent page shows without the "not verified by '
+        'this server" warning',
+    ),
+    Option(
+        "client_documents_denied_hosts",
+        tuple,
+        "Comma-separated hosts whose client metadata documents are refused.",
+        Lands.SETTINGS,
+        default_text="none",
+        doc="comma-separated hosts (`*.example.com` for subdomains) whose client metadata "
+        "documents are refused without being fetched",
+    ),
+    Option(
+        "client_documents_allow_private",
+        bool,
+        "Development only: fetch client metadata documents from private and loopback "
+        "addresses (and http on loopback).",
+        Lands.SETTINGS,
+        doc="development only: fetch client metadata documents from private, loopback and "
+        "link-local addresses, and over plain `http` from loopback",
+    ),
+    Option(
+        "registration",
+        str,
+        "RFC 7591 dynamic client registration at /register: off, open, or token (an initial "
+        "access token).",
+        Lands.SETTINGS,
+        choices=("off", "open", "token"),
+        doc="RFC 7591 dynamic client registration at `/register`: `off` (404), `open` "
+        "(anyone may register a client, rate limited), or `token` (only with the initial "
+        "access token `--registration-token` as a bearer token)",
+    ),
+    Option(
+        "registration_token",
+        str,
+        "Initial access token that --registration token requires (prefer the environment).",
+        Lands.SETTINGS,
+        secret=True,
+        default_text="none",
+        doc="the initial access token (RFC 7591 §3) that `--registration token` requires, 32+ "
+        "characters; prefer the environment variable",
+    ),
+    Option(
+        "registration_expiry",
+        int,
+        "Days after which a dynamic registration that no grant used is deleted.",
+        Lands.SETTINGS,
+        scale=DAY,
+        minimum=1,
+        doc="days after which a dynamically registered client that no grant ever used is deleted",
+    ),
+    Option(
+        "dynamic_client_scopes",
+        tuple,
+        "Comma-separated scopes a dynamically registered or metadata-document client may get.",
+        Lands.SETTINGS,
+        default_text="none",
+        doc="comma-separated scopes a client no operator registered (dynamic registration, "
+        "metadata document) may be granted; what it asks for is narrowed to them (OpenID "
+        "Connect scopes are always allowed while it is on)",
+    ),
+    Option(
+        "dynamic_client_resources",
+        tuple,
+        "Comma-separated RFC 8707 resources such clients may ask for.",
+        Lands.SETTINGS,
+        default_text="every registered resource server",
+        doc="comma-separated RFC 8707 resource URIs a client no operator registered may ask "
+        "tokens for",
+    ),
+    Option(
+        "scopes_supported",
+        tuple,
+        "Comma-separated scopes the metadata advertises in scopes_supported.",
+        Lands.SETTINGS,
+        default_text="the OpenID Connect scopes and --dynamic-client-scopes",
+        doc="comma-separated scopes the metadata's `scopes_supported` names besides the OpenID "
+        "Connect ones (while it is on) and `--dynamic-client-scopes`",
+    ),
+    Option(
         "rate_limit_address",
         float,
         "Requests/s per source address at /token, /revoke, /introspect, /authorize (0: off).",

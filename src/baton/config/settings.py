@@ -103,6 +103,28 @@ class Settings:
     # Seconds an upstream provider ("Sign in with ...") has to answer each call, body included:
     # discovery, its keys, the token exchange. A browser waits this long at most.
     upstream_timeout: int = 10
+    # Clients no operator registered (docs/mcp.md). A client ID metadata document
+    # (draft-ietf-oauth-client-id-metadata-document): an https `client_id` with a path is
+    # fetched and, valid, serves as a public client's registration. Its host is shown "not
+    # verified" on the consent page unless trusted; a denied host's documents are refused; a
+    # private, loopback or link-local address (and plain http on loopback) only with
+    # `client_documents_allow_private`, for development.
+    client_metadata_documents: bool = True
+    client_documents_trusted_hosts: tuple[str, ...] = ()
+    client_documents_denied_hosts: tuple[str, ...] = ()
+    client_documents_allow_private: bool = False
+    # RFC 7591 dynamic client registration at /register: "off", "open" (anyone), or "token"
+    # (an initial access token, `registration_token`, in the Authorization header).
+    registration: str = "off"
+    registration_token: str | None = field(default=None, repr=False)
+    # A registration that no grant ever used is deleted after this long (seconds).
+    registration_expiry: int = 7 * DAY
+    # The scopes a client no operator registered may be granted (what it asks is narrowed to
+    # them), and the RFC 8707 resources it may ask for (empty: every registered resource server).
+    dynamic_client_scopes: tuple[str, ...] = ()
+    dynamic_client_resources: tuple[str, ...] = ()
+    # RFC 8414 `scopes_supported` beyond the OpenID Connect ones and `dynamic_client_scopes`.
+    scopes_supported: tuple[str, ...] = ()
 
     @property
     def issuer_identifier(self) -> str:

@@ -8,8 +8,9 @@ implements them all. These types are what both sides share.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 from baton.core.challenges import State, state_at
@@ -17,6 +18,13 @@ from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts, SignIn
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.rules import CodeProblem, Reason
 from baton.core.watermark import Gap
+
+
+class RegisteredVia(StrEnum):
+    """How a client no operator registered came to be (`clients.registered_via`)."""
+
+    DYNAMIC = "dynamic"  # RFC 7591 dynamic client registration (/register)
+    DOCUMENT = "document"  # a client ID metadata document: its https URL is the client id
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,20 @@ class Client:
     client_uri: str | None = None
     # Deleted (`baton client delete`): disabled for good, never enabled or given a secret again.
     deleted_at: int | None = None
+    # A client no operator registered (`RegisteredVia`): RFC 7591 dynamic registration, or a
+    # client ID metadata document (the id is the document's URL); None for an operator's.
+    registered_via: str | None = None
+    # Its client metadata as registered or fetched (RFC 7591 §2: `contacts`, `logo_uri`,
+    # `application_type`, `tos_uri`, `policy_uri`, `software_id`, ...), shown and served back.
+    registration: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    # When a metadata document's cached copy must be fetched again (None: not a document).
+    document_expires_at: int | None = None
+    # RFC 7591 §2 `grant_types` the client may use (None: every grant its type allows), its
+    # `token_endpoint_auth_method` (None: `none` if public, else a client secret), and the
+    # `jwks_uri` whose keys sign its `private_key_jwt` assertions (RFC 7523).
+    grant_types: tuple[str, ...] | None = None
+    token_endpoint_auth_method: str | None = None
+    jwks_uri: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,14 @@ metadata = MetaData()
 Time = BigInteger
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
+# A client id is an operator's short name, a generated id, or (client ID metadata documents) an
+# https URL: wide enough for the URL (migration 0010 widened it from 64 on PostgreSQL).
+CLIENT_ID_LENGTH = 2048
+
 clients = Table(
     "clients",
     metadata,
-    Column("id", String(64), primary_key=True),
+    Column("id", String(CLIENT_ID_LENGTH), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("secret_digest", LargeBinary(32)),  # NULL for public clients
     Column("is_public", Boolean, nullable=False),
@@ -71,6 +75,21 @@ clients = Table(
     # Deleted (`baton client delete`): disabled for good, the row kept so its grants and audit
     # rows keep their history and its id is never reused; never enabled or given a secret again.
     Column("deleted_at", Time),
+    # Clients no operator registered (migration 0010): `registered_via` is "dynamic" (RFC 7591)
+    # or "document" (a client ID metadata document, whose URL is the id); NULL for an operator's.
+    # `registration` is the client metadata as registered or fetched (JSON object: RFC 7591 §2
+    # members such as `contacts`, `logo_uri`, `application_type`); `registration_token_digest`
+    # the RFC 7592 registration access token's SHA-256; `document_expires_at` when a metadata
+    # document must be fetched again. `grant_types` (JSON array; NULL: every grant the client's
+    # type allows), `token_endpoint_auth_method` (NULL: by the client's type) and `jwks_uri`
+    # (`private_key_jwt`) are RFC 7591 §2 metadata the server enforces.
+    Column("registered_via", String(16)),
+    Column("registration", Text),
+    Column("registration_token_digest", LargeBinary(32)),
+    Column("document_expires_at", Time),
+    Column("grant_types", Text),
+    Column("token_endpoint_auth_method", String(32)),
+    Column("jwks_uri", Text),
     Index(
         "ix_clients_resource_uri",
         "resource_uri",
@@ -115,7 +134,7 @@ consents = Table(
     "consents",
     metadata,
     Column("user_id", Id, ForeignKey("users.id"), primary_key=True),
-    Column("client_id", String(64), ForeignKey("clients.id"), primary_key=True),
+    Column("client_id", String(CLIENT_ID_LENGTH), ForeignKey("clients.id"), primary_key=True),
     Column("scope", Text, nullable=False),
     Column("updated_at", Time, nullable=False),
     Column("resources", Text),  # JSON array of the RFC 8707 resources consented to
@@ -130,7 +149,7 @@ grants = Table(
     "grants",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("client_id", String(64), ForeignKey("clients.id"), nullable=False),
+    Column("client_id", String(CLIENT_ID_LENGTH), ForeignKey("clients.id"), nullable=False),
     Column("user_id", Id, ForeignKey("users.id")),  # NULL for client_credentials
     Column("scope", Text, nullable=False),
     Column("created_at", Time, nullable=False),
@@ -152,7 +171,7 @@ authorization_codes = Table(
     "authorization_codes",
     metadata,
     Column("digest", LargeBinary(32), primary_key=True),
-    Column("client_id", String(64), ForeignKey("clients.id"), nullable=False),
+    Column("client_id", String(CLIENT_ID_LENGTH), ForeignKey("clients.id"), nullable=False),
     Column("user_id", Id, ForeignKey("users.id"), nullable=False),
     Column("redirect_uri", Text),
     Column("scope", Text, nullable=False),
@@ -251,7 +270,7 @@ security_events = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("kind", String(32), nullable=False),  # a SecurityEventKind
     Column("grant_id", String(64)),
-    Column("client_id", String(64)),
+    Column("client_id", String(CLIENT_ID_LENGTH)),
     Column("subject", String(200)),
     Column("generation", Integer),
     Column("occurred_at", Time, nullable=False),
@@ -329,7 +348,7 @@ audit_log = Table(
     Column("actor", String(200), nullable=False),  # the admin's username
     Column("action", String(64), nullable=False),  # e.g. "client.create", "grant.revoke"
     Column("target_kind", String(32), nullable=False),
-    Column("target_id", String(200), nullable=False),
+    Column("target_id", String(CLIENT_ID_LENGTH), nullable=False),  # a client id may be a URL
     Column("detail", Text),  # JSON; never a secret
     Column("occurred_at", Time, nullable=False),
     Column("source_address", String(64)),
@@ -371,7 +390,7 @@ auth_challenges = Table(
     metadata,
     Column("digest", LargeBinary(32), primary_key=True),
     Column("kind", String(16), nullable=False),  # "login" or "consent"
-    Column("client_id", String(64), ForeignKey("clients.id"), nullable=False),
+    Column("client_id", String(CLIENT_ID_LENGTH), ForeignKey("clients.id"), nullable=False),
     Column("browser", LargeBinary(32), nullable=False),
     Column("request", Text, nullable=False),  # JSON: the authorization request, as carried
     Column("user_id", Id, ForeignKey("users.id")),  # consent: who is asked
@@ -437,4 +456,16 @@ scopes = Table(
     Column("name", String(200), primary_key=True),
     Column("description", Text, nullable=False),
     Column("updated_at", Time, nullable=False),
+)
+
+# The `jti` of each client assertion accepted (RFC 7523 §3 item 7: "The authorization server
+# MAY ensure that JWTs are not replayed by maintaining the set of used "jti" values for the
+# length of time for which the JWT would be considered valid"), as the SHA-256 of client id and
+# jti, kept until the assertion's `exp`; `private_key_jwt` refuses one seen before.
+client_assertions = Table(
+    "client_assertions",
+    metadata,
+    Column("digest", LargeBinary(32), primary_key=True),
+    Column("expires_at", Time, nullable=False),
+    Index("ix_client_assertions_expires_at", "expires_at"),
 )

@@ -25,6 +25,8 @@ CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 # then not advertised. (/session/end signs the browser out either way: RP-Initiated Logout needs
 # no ID token, only a registered `post_logout_redirect_uri` to return to.)
 OIDC_ENDPOINTS = frozenset({"userinfo_endpoint"})
+# RFC 7591 §3's endpoint, advertised (RFC 8414 §2) only while registration is on.
+REGISTRATION_ENDPOINT = "registration_endpoint"
 
 # Discovery §3 scopes_supported: "The server MUST support the openid scope value"; Baton's other
 # scopes are whatever each client was registered with, so only the OpenID Connect ones are listed
@@ -58,13 +60,14 @@ def metadata_document(
     /.well-known/openid-configuration too."""
     issuer = settings.issuer_identifier
     policy = settings.policy
+    hidden = set() if oidc else set(OIDC_ENDPOINTS)
+    if settings.registration == "off":
+        hidden.add(REGISTRATION_ENDPOINT)  # /register answers 404
     document: dict[str, Any] = {
         "issuer": issuer,
-        **{
-            member: issuer + path
-            for member, path in paths.items()
-            if oidc or member not in OIDC_ENDPOINTS
-        },
+        **{member: issuer + path for member, path in paths.items() if member not in hidden},
+        # RFC 8414 §2 (RECOMMENDED); what MCP clients ask for when their server names none.
+        "scopes_supported": scopes_supported(settings, oidc),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
@@ -74,6 +77,9 @@ def metadata_document(
         "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS[:2],
         # RFC 9207: the authorization response carries `iss`, against mix-up attacks.
         "authorization_response_iss_parameter_supported": True,
+        # draft-ietf-oauth-client-id-metadata-document §4: an https `client_id` with a path is
+        # the URL of the client's metadata, fetched at /authorize.
+        "client_id_metadata_document_supported": settings.client_metadata_documents,
         # Baton's rotation, advertised so that clients can plan retries inside the leeway.
         "refresh_token_rotation": {
             "retry_policy": policy.retry.value,
@@ -85,10 +91,20 @@ def metadata_document(
     return document
 
 
+def scopes_supported(settings: Settings, oidc: bool) -> list[str]:
+    """RFC 8414 `scopes_supported`: the OpenID Connect scopes while it is on (Discovery §3: "The
+    server MUST support the openid scope value"), the scopes a client no operator registered may
+    be granted, and those the operator lists (`--scopes-supported`). Operator-registered clients
+    may hold others (RFC 8414 §2: "Servers MAY choose not to advertise some supported scope
+    values")."""
+    listed = [*(OIDC_SCOPES if oidc else ()), *settings.dynamic_client_scopes]
+    listed += settings.scopes_supported
+    return list(dict.fromkeys(listed))
+
+
 def openid_members() -> dict[str, Any]:
     """The OpenID Provider metadata (Discovery §3) beyond RFC 8414's members."""
     return {
-        "scopes_supported": OIDC_SCOPES,
         # Core §8: public subjects, or pairwise ones per client (`--subject-type pairwise`).
         "subject_types_supported": ["public", "pairwise"],
         "id_token_signing_alg_values_supported": ID_TOKEN_ALGS,
@@ -112,7 +128,7 @@ def openid_members() -> dict[str, Any]:
 
 # The members the OpenID Provider configuration always carries (the OpenAPI document requires
 # them): the UserInfo endpoint's URL and every OpenID member above.
-OIDC_REQUIRED = ("userinfo_endpoint", *openid_members())
+OIDC_REQUIRED = ("userinfo_endpoint", "scopes_supported", *openid_members())
 
 
 async def jwks_endpoint(request: Request) -> JSONResponse:

@@ -52,16 +52,27 @@ from baton.store.base import (
 from baton.store.engines import PoolSettings, Runner, SQLiteSettings, open_runner
 from baton.store.sql import feed, lifecycle, logout, origins, outbox, purge, registry, sessions
 from baton.store.sql.admin import AdminStore
+from baton.store.sql.assertions import ClientAssertionStore
 from baton.store.sql.challenges import ChallengeStore
 from baton.store.sql.confirm import confirmed
+from baton.store.sql.documents import DocumentClientStore
 from baton.store.sql.mfa import MfaStore
+from baton.store.sql.registrations import DynamicClientStore
 from baton.store.sql.scopes import ScopeStore
 from baton.store.sql.upstream import UpstreamStore
 
 T = TypeVar("T")
 
 
-class SQLStore(ChallengeStore, MfaStore, ScopeStore, UpstreamStore):
+class SQLStore(
+    ChallengeStore,
+    ClientAssertionStore,
+    DocumentClientStore,
+    DynamicClientStore,
+    MfaStore,
+    ScopeStore,
+    UpstreamStore,
+):
     """The store over SQLAlchemy Core, for SQLite and PostgreSQL alike."""
 
     def __init__(self, runner: Runner, policy: Policy) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, delete, func, or_, select, update
 from baton.store.schema import (
     access_tokens,
     authorization_codes,
+    client_assertions,
     grants,
     refresh_tokens,
     revocation_events,
@@ -54,6 +55,10 @@ def purge_batch(conn: Connection, now: int, horizon: int, batch: int) -> int:
     )
     changed += conn.execute(delete(ev).where(ev.c.id.in_(old_events))).rowcount
     changed += outbox.purge_batch(conn, horizon, batch)
+    # A client assertion's `jti` matters only until the assertion's `exp` (RFC 7523 §3).
+    ca = client_assertions
+    old_jtis = select(ca.c.digest).where(ca.c.expires_at < now).limit(batch).scalar_subquery()
+    changed += conn.execute(delete(ca).where(ca.c.digest.in_(old_jtis))).rowcount
     old_sessions = (
         select(sessions.c.digest)
         .where(sessions.c.expires_at < horizon)

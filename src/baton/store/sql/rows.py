@@ -55,6 +55,12 @@ def client_values(client: Client) -> dict[str, Any]:
         "consent_url": client.consent_url,
         "client_uri": client.client_uri,
         "deleted_at": client.deleted_at,
+        "registered_via": client.registered_via,
+        "registration": json.dumps(dict(client.registration)) if client.registration else None,
+        "document_expires_at": client.document_expires_at,
+        "grant_types": None if client.grant_types is None else json.dumps(list(client.grant_types)),
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "jwks_uri": client.jwks_uri,
     }
 
 
@@ -92,6 +98,12 @@ def client_from_row(row: RowMapping | dict[str, Any]) -> Client:
         consent_url=row["consent_url"],
         client_uri=row["client_uri"],
         deleted_at=row["deleted_at"],
+        registered_via=row["registered_via"],
+        registration=json.loads(row["registration"]) if row["registration"] else {},
+        document_expires_at=row["document_expires_at"],
+        grant_types=(None if row["grant_types"] is None else tuple(json.loads(row["grant_types"]))),
+        token_endpoint_auth_method=row["token_endpoint_auth_method"],
+        jwks_uri=row["jwks_uri"],
     )
 
 
