@@ -282,7 +282,7 @@ def test_a_migration_under_traffic_waits_for_a_quiet_moment_holding_nothing() ->
                     tasks.start_soon(migrate_now)
                     await anyio.sleep(0.5)
                     assert not done.is_set()
-                    # 0007 alters `clients` first, 0009 `refresh_tokens` last: a migration that
+                    # 0007 alters `clients` first, 0009 `refresh_tokens` later: a migration that
                     # held the one while waiting for the other kept this read waiting (for
                     # PostgreSQL's deadlock_timeout, 1 s, then cancelling one of the two).
                     with anyio.fail_after(0.5):

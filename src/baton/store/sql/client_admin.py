@@ -55,7 +55,10 @@ _NOT_AUDITED = ("client_id", "created_at", "disabled_at", "deleted")
 # When a new key starts signing and the keys it replaces retire, from the keys stored
 # (`baton.server.runtime.keyring.rotation_window` with the rotation's parameters).
 KeyWindow = Callable[[Sequence[StoredKey]], tuple[int, int | None]]
-_COMPARED = tuple(c.name for c in clients.columns if c.name != "secret_digest")
+# Every column the row as read must still hold, the credentials aside (not on `Client`).
+_COMPARED = tuple(
+    c.name for c in clients.columns if c.name not in ("secret_digest", "registration_token_digest")
+)
 
 
 class Stale(enum.Enum):
