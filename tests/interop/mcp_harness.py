@@ -1,0 +1,490 @@
+"""What the MCP end-to-end tests share (issue 26): an MCP server built with the `mcp` SDK and
+protected by Baton, a client ID metadata document served over https on loopback, and the
+`mcp` SDK's own OAuth client driven through Baton's real login and consent pages.
+
+- `McpServer`: the SDK's `MCPServer` (streamable HTTP) in a thread of the test process, with
+  `AuthSettings` (RFC 9728 metadata, `resource_metadata` in its 401 challenge) and a token
+  verifier over `baton.resource.Verifier`: the adapter of `baton.resource.mcp` when it is there,
+  else `MinimalVerifier` below, the few lines an MCP server's author would write without it.
+  Its tools: `whoami` (the token's client, subject, scopes, resource) and `add`.
+- `DocumentServer`: an https server on 127.0.0.1 with a certificate of a throwaway CA (the
+  `baton serve` that fetches from it is given that CA with SSL_CERT_FILE), serving one client ID
+  metadata document at its URL.
+- `SdkClient`: one MCP client of the `mcp` SDK (unmodified): `OAuthClientProvider` whose
+  `redirect_handler` takes Baton's pages with the interop `Browser` and whose `callback_handler`
+  hands back the code, state and iss; it counts how often the SDK started an authorization.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import uvicorn
+
+from baton.resource import InvalidToken, Principal, Verifier, VerifierUnavailable
+from tests.e2e.conftest import free_port
+from tests.interop.conftest import Browser, OidcServer
+
+MCP_SCOPE = "mcp:tools"
+RETRY_AFTER = "1"
+PROTOCOL_VERSION = "2025-06-18"
+
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """os.environ with `values` set, for a child process started inside (`baton serve` reads
+    SSL_CERT_FILE when it fetches a metadata document)."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# -- the MCP server -------------------------------------------------------------------------------
+
+
+def audience_for(principal: Principal, resource: str) -> str | None:
+    """The RFC 8707 resource the token was issued for, as the SDK's `AccessToken.resource`."""
+    aud = principal.claims.get("aud")
+    named = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    return resource if resource in named else (named[0] if named else None)
+
+
+class MinimalVerifier:
+    """The SDK's `TokenVerifier` protocol over `baton.resource.Verifier`, as an MCP server's
+    author writes it without `baton.resource.mcp`: an invalid token is no token (401 with the
+    SDK's challenge); Baton unreachable raises `VerifierUnavailable`, which `McpServer` turns
+    into a 503 with Retry-After (a 401 would send the client into a new authorization against
+    a server that cannot answer)."""
+
+    def __init__(self, verifier: Verifier, resource: str) -> None:
+        self.verifier = verifier
+        self.resource = resource
+
+    async def verify_token(self, token: str) -> Any:
+        from mcp.server.auth.provider import AccessToken
+
+        try:
+            principal = await self.verifier.averify(token)
+        except InvalidToken:
+            return None
+        return AccessToken(
+            token=token,
+            client_id=principal.client_id,
+            scopes=sorted(principal.scopes),
+            expires_at=principal.expires_at,
+            resource=audience_for(principal, self.resource),
+            subject=principal.subject,
+        )
+
+
+@dataclass
+class McpServer:
+    """The SDK's MCP server, protected by Baton, on 127.0.0.1 in a thread of this process."""
+
+    port: int
+    issuer: str
+    rs_id: str
+    rs_secret: str
+    adapter: str = "minimal"  # or "baton.resource.mcp" once that module exists
+    verifier: Verifier | None = None
+    _server: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
+    verified: list[str] = field(default_factory=list)  # client ids of the tokens it accepted
+    statuses: list[tuple[bool, int]] = field(default_factory=list)  # (had a token, status)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def build(self) -> Any:
+        from mcp.server.auth.middleware.auth_context import get_access_token
+        from mcp.server.auth.settings import AuthSettings
+        from mcp.server.mcpserver import MCPServer
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse, Response
+
+        self.verifier = Verifier(
+            self.issuer,
+            self.rs_id,
+            self.rs_secret,
+            audience=self.url,
+            algorithms=(),
+            max_disconnect=0.0,  # Baton gone: no cached answer is trusted (fail closed at once)
+            http_timeout=2.0,
+        )
+        token_verifier = MinimalVerifier(self.verifier, self.url)
+        auth = AuthSettings(
+            issuer_url=self.issuer,  # type: ignore[arg-type]
+            resource_server_url=self.url,  # type: ignore[arg-type]
+            required_scopes=[MCP_SCOPE],
+            # The verifier checks `aud` itself: a token for another resource must be refused by
+            # baton.resource, not only by the SDK's second look.
+            validate_token_resource=False,
+        )
+        server = MCPServer("baton-e2e", token_verifier=token_verifier, auth=auth)
+
+        @server.tool()
+        def whoami() -> dict[str, Any]:
+            """The access token this call carried: client, subject, scopes, resource."""
+            token = get_access_token()
+            assert token is not None
+            self.verified.append(token.client_id)
+            return {
+                "client_id": token.client_id,
+                "subject": token.subject,
+                "scopes": token.scopes,
+                "resource": token.resource,
+            }
+
+        @server.tool()
+        def add(a: int, b: int) -> int:
+            """a + b"""
+            return a + b
+
+        app = server.streamable_http_app()
+
+        async def unavailable(request: Request, exc: Exception) -> Response:
+            if isinstance(exc, VerifierUnavailable):
+                return JSONResponse(
+                    {"error": "temporarily_unavailable", "error_description": str(exc)},
+                    status_code=503,
+                    headers={"Retry-After": RETRY_AFTER},
+                )
+            return JSONResponse({"error": "server_error"}, status_code=500)
+
+        app.add_exception_handler(Exception, unavailable)
+        return self._recording(app)
+
+    def _recording(self, app: Any) -> Any:
+        """`app`, noting the status of every answer on the MCP endpoint and whether the
+        request carried a bearer token."""
+        statuses = self.statuses
+
+        async def recorded(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http" or scope["path"] != "/mcp":
+                await app(scope, receive, send)
+                return
+            bearer = any(
+                k == b"authorization" and v.lower().startswith(b"bearer ")
+                for k, v in scope["headers"]
+            )
+
+            async def noting(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    statuses.append((bearer, message["status"]))
+                await send(message)
+
+            await app(scope, receive, noting)
+
+        return recorded
+
+    def start(self) -> None:
+        app = self.build()
+        assert self.verifier is not None
+        self.verifier.start(wait=5.0)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="mcp-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the MCP server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.verifier is not None:
+            self.verifier.stop()
+
+    def post(self, token: str | None) -> httpx.Response:
+        """A bare `initialize` with `token` (no SDK): what the MCP server answers to it."""
+        headers = {"Accept": "application/json, text/event-stream"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "bare", "version": "0"},
+            },
+        }
+        return httpx.post(self.url, json=body, headers=headers, timeout=5)
+
+
+# -- a client ID metadata document on loopback, over https --------------------------------------
+
+
+def throwaway_ca(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a certificate it signed for localhost and 127.0.0.1: (ca.pem, cert.pem, key.pem)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "baton mcp tests CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = (directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+@dataclass
+class DocumentServer:
+    """https://localhost:PORT/...: the client ID metadata documents put in `documents` (path:
+    JSON), each fetch counted."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fetches: list[str] = field(default_factory=list)
+    _httpd: ThreadingHTTPServer | None = None
+
+    def __post_init__(self) -> None:
+        self.ca, self.cert, self.key = throwaway_ca(self.directory)
+
+    def url(self, path: str) -> str:
+        return f"https://localhost:{self.port}{path}"
+
+    def start(self) -> None:
+        documents, fetches = self.documents, self.fetches
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fetches.append(self.path)
+                document = documents.get(self.path)
+                body = json.dumps(document).encode() if document is not None else b"{}"
+                self.send_response(200 if document is not None else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "max-age=60")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        threading.Thread(target=self._httpd.serve_forever, name="documents", daemon=True).start()
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+
+# -- the mcp SDK's client ----------------------------------------------------------------------
+
+
+class MemoryStorage:
+    """The SDK's `TokenStorage` in memory; every token set kept, in order."""
+
+    def __init__(self, client_info: Any = None) -> None:
+        self.client_info = client_info
+        self.tokens: Any = None
+        self.history: list[Any] = []
+
+    async def get_tokens(self) -> Any:
+        return self.tokens
+
+    async def set_tokens(self, tokens: Any) -> None:
+        self.tokens = tokens
+        self.history.append(tokens)
+
+    async def get_client_info(self) -> Any:
+        return self.client_info
+
+    async def set_client_info(self, client_info: Any) -> None:
+        self.client_info = client_info
+
+
+@dataclass
+class SdkClient:
+    """One MCP client of the `mcp` SDK against `mcp_url`, authorizing through Baton's pages."""
+
+    baton: OidcServer
+    mcp_url: str
+    redirect_uri: str
+    storage: MemoryStorage
+    client_metadata_url: str | None = None
+    client_name: str = "mcp-sdk-e2e"
+    authorizations: int = 0  # how often the SDK called the redirect handler
+    visits: list[Any] = field(default_factory=list)
+    consent_pages: list[str] = field(default_factory=list)
+    provider: Any = None
+
+    def __post_init__(self) -> None:
+        from mcp.client.auth import OAuthClientProvider
+        from mcp.shared.auth import OAuthClientMetadata
+
+        metadata = OAuthClientMetadata(
+            client_name=self.client_name,
+            redirect_uris=[self.redirect_uri],  # type: ignore[list-item]
+            grant_types=["authorization_code", "refresh_token"],
+            response_types=["code"],
+            token_endpoint_auth_method="none",
+        )
+        self.provider = OAuthClientProvider(
+            server_url=self.mcp_url,
+            client_metadata=metadata,
+            storage=self.storage,
+            redirect_handler=self._redirect,
+            callback_handler=self._callback,
+            client_metadata_url=self.client_metadata_url,
+        )
+        self._pending: Any = None
+
+    async def _redirect(self, authorization_url: str) -> None:
+        self.authorizations += 1
+
+        def follow() -> Any:
+            with Browser(self.baton) as browser:
+                return browser.follow(authorization_url, self.redirect_uri)
+
+        visit = await anyio.to_thread.run_sync(follow)
+        self.visits.append(visit)
+        if visit.consent is not None:
+            self.consent_pages.append(visit.consent)
+        self._pending = visit
+
+    async def _callback(self) -> Any:
+        from mcp.shared.auth import AuthorizationCodeResult
+
+        query = self._pending.query
+        assert "code" in query, f"no code in the redirect: {query}"
+        return AuthorizationCodeResult(
+            code=query["code"], state=query.get("state"), iss=query.get("iss")
+        )
+
+    async def session(self, work: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Connects (streamable HTTP, this client's OAuth), initializes, runs `work(session)`."""
+        import httpx2
+        from mcp.client.session import ClientSession
+        from mcp.client.streamable_http import streamable_http_client
+
+        async with (
+            httpx2.AsyncClient(auth=self.provider, timeout=httpx2.Timeout(10.0)) as http,
+            streamable_http_client(self.mcp_url, http_client=http) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            return await work(session)
+
+    async def whoami(self) -> dict[str, Any]:
+        async def call(session: Any) -> dict[str, Any]:
+            result = await session.call_tool("whoami", {})
+            assert not result.is_error, result
+            structured: dict[str, Any] = result.structured_content
+            inner: dict[str, Any] = structured.get("result", structured)
+            return inner
+
+        answer: dict[str, Any] = await self.session(call)
+        return answer
+
+    @property
+    def access_token(self) -> str:
+        return str(self.storage.tokens.access_token)
+
+    @property
+    def refresh_token(self) -> str:
+        return str(self.storage.tokens.refresh_token)
+
+    @property
+    def client_id(self) -> str:
+        return str(self.storage.client_info.client_id)
