@@ -21,26 +21,30 @@ import contextlib
 import datetime
 import json
 import os
+import shutil
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import httpx
+import pytest
 import uvicorn
 
 from baton.resource import InvalidToken, Principal, Verifier, VerifierUnavailable
 from tests.e2e.conftest import free_port
-from tests.interop.conftest import Browser, OidcServer
+from tests.interop.conftest import Browser, ClientSpec, OidcServer, in_ci, start_oidc_server
 
 MCP_SCOPE = "mcp:tools"
 RETRY_AFTER = "1"
 PROTOCOL_VERSION = "2025-06-18"
+UNUSED = ("http://127.0.0.1:9/unused",)  # a redirect URI for clients that never redirect
 
 
 @contextlib.contextmanager
@@ -238,6 +242,81 @@ class McpServer:
             },
         }
         return httpx.post(self.url, json=body, headers=headers, timeout=5)
+
+
+def serve_mcp(
+    directory: Path,
+    clients: Callable[[str], list[ClientSpec]],
+    env: dict[str, str] | None = None,
+    **options: object,
+) -> tuple[OidcServer, McpServer]:
+    """A `baton serve` whose database holds the MCP server as a resource server (`mcp-server`)
+    and `clients(mcp_url)`, then the MCP server on the port its URI names. `env` is set for
+    `baton serve` only; `options` are its flags."""
+    port = free_port()
+    mcp_url = f"http://127.0.0.1:{port}/mcp"
+    specs = [
+        ClientSpec(
+            "mcp-server", UNUSED, scope="", flags=("--resource-server", "--resource-uri", mcp_url)
+        ),
+        *clients(mcp_url),
+    ]
+    with environment(**(env or {})):
+        baton = start_oidc_server(directory, specs, **options)
+    rs = baton.client("mcp-server")
+    assert rs.client_secret is not None
+    mcp = McpServer(port, baton.issuer, rs.client_id, rs.client_secret)
+    try:
+        mcp.start()
+    except BaseException:
+        mcp.stop()
+        baton.stop()
+        raise
+    return baton, mcp
+
+
+# -- node: the TypeScript SDK --------------------------------------------------------------------
+
+MCP_SDK_CACHE = Path(
+    os.environ.get("BATON_TEST_MCP_SDK_CACHE", Path.home() / ".cache" / "baton-tests" / "mcp-sdk1")
+)
+
+
+def install_mcp_sdk() -> Path:
+    """`@modelcontextprotocol/sdk` (current 1.x) from npm into a cache directory outside the
+    repository, as conftest.install_openid_client does for openid-client; the script beside it
+    (ESM resolves packages next to the script). Skipped without node and npm, except in CI."""
+
+    def unavailable(reason: str) -> NoReturn:
+        if in_ci():
+            pytest.fail(f"@modelcontextprotocol/sdk (node) is required in CI: {reason}")
+        pytest.skip(f"@modelcontextprotocol/sdk (node) unavailable: {reason}")
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        unavailable("node or npm is not installed")
+    MCP_SDK_CACHE.mkdir(parents=True, exist_ok=True)
+    marker = MCP_SDK_CACHE / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
+    if not marker.exists():
+        if not (MCP_SDK_CACHE / "package.json").exists():
+            (MCP_SDK_CACHE / "package.json").write_text(
+                '{"name": "baton-test-mcp", "private": true}\n'
+            )
+        try:
+            result = subprocess.run(
+                ["npm", "install", "--no-audit", "--no-fund", "@modelcontextprotocol/sdk@1"],
+                cwd=MCP_SDK_CACHE,
+                capture_output=True,
+                text=True,
+                timeout=240,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            unavailable("npm install timed out")
+        if result.returncode != 0:
+            unavailable(f"npm install failed: {result.stderr[-2000:]}")
+    script = MCP_SDK_CACHE / "mcp_typescript_client.mjs"
+    shutil.copyfile(Path(__file__).resolve().parent / "mcp_typescript_client.mjs", script)
+    return script
 
 
 # -- a client ID metadata document on loopback, over https --------------------------------------

@@ -37,16 +37,16 @@ import anyio
 import httpx
 import pytest
 
-from tests.e2e.conftest import free_port
-from tests.interop.conftest import Browser, ClientSpec, OidcServer, start_oidc_server
+from tests.interop.conftest import Browser, ClientSpec, OidcServer
 from tests.interop.mcp_harness import (
     MCP_SCOPE,
     RETRY_AFTER,
+    UNUSED,
     DocumentServer,
     McpServer,
     MemoryStorage,
     SdkClient,
-    environment,
+    serve_mcp,
 )
 
 pytestmark = pytest.mark.e2e
@@ -78,8 +78,6 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    port = free_port()
-    mcp_url = f"http://127.0.0.1:{port}/mcp"
     documents = DocumentServer(tmp_path_factory.mktemp("documents"))
     documents.documents[DOCUMENT_PATH] = {
         "client_id": documents.url(DOCUMENT_PATH),
@@ -90,42 +88,47 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "token_endpoint_auth_method": "none",
     }
     documents.start()
-    unused = ("http://127.0.0.1:9/unused",)
-    clients = [
-        ClientSpec(
-            "mcp-server", unused, scope="", flags=("--resource-server", "--resource-uri", mcp_url)
-        ),
-        ClientSpec(
-            "other-api", unused, scope="", flags=("--resource-server", "--resource-uri", OTHER_API)
-        ),
-        ClientSpec(
-            "mcp-preregistered",
-            (REDIRECTS["preregistered"], RAW_REDIRECT),
-            scope=f"{MCP_SCOPE} offline_access",
-            public=True,
-            flags=("--resource", mcp_url, "--resource", OTHER_API),
-        ),
-        ClientSpec(
-            "service",  # confidential: client_credentials tokens for either API
-            unused,
-            scope=MCP_SCOPE,
-            flags=("--resource", mcp_url, "--resource", OTHER_API),
-        ),
-    ]
-    # The document host's CA, for the metadata document fetch; loopback allowed (development).
-    with environment(SSL_CERT_FILE=str(documents.ca), BATON_CLIENT_DOCUMENTS_ALLOW_PRIVATE="true"):
-        baton = start_oidc_server(
+
+    def clients(mcp_url: str) -> list[ClientSpec]:
+        return [
+            ClientSpec(
+                "other-api",
+                UNUSED,
+                scope="",
+                flags=("--resource-server", "--resource-uri", OTHER_API),
+            ),
+            ClientSpec(
+                "mcp-preregistered",
+                (REDIRECTS["preregistered"], RAW_REDIRECT),
+                scope=f"{MCP_SCOPE} offline_access",
+                public=True,
+                flags=("--resource", mcp_url, "--resource", OTHER_API),
+            ),
+            ClientSpec(
+                "service",  # confidential: client_credentials tokens for either API
+                UNUSED,
+                scope=MCP_SCOPE,
+                flags=("--resource", mcp_url, "--resource", OTHER_API),
+            ),
+        ]
+
+    try:
+        # The document host's CA for the metadata document fetch; loopback allowed (development).
+        baton, mcp = serve_mcp(
             tmp_path_factory.mktemp("baton-mcp"),
             clients,
+            env={
+                "SSL_CERT_FILE": str(documents.ca),
+                "BATON_CLIENT_DOCUMENTS_ALLOW_PRIVATE": "true",
+            },
             access_ttl=1,
             registration="open",
             dynamic_client_scopes=MCP_SCOPE,
         )
-    rs = baton.client("mcp-server")
-    assert rs.client_secret is not None
-    mcp = McpServer(port, baton.issuer, rs.client_id, rs.client_secret)
+    except BaseException:
+        documents.stop()
+        raise
     try:
-        mcp.start()
         yield World(baton, mcp, documents)
     finally:
         mcp.stop()
