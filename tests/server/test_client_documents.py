@@ -349,6 +349,9 @@ def test_urls_the_draft_forbids_are_not_fetched(
         f"https://user@localhost:{host.port}/x.json",
     ):
         assert "its URL is not allowed" in refused_page(app[0], url)
+    # The URL is the client's to choose: shown escaped.
+    page = refused_page(app[0], "https://localhost:1/<b>x</b>.json")
+    assert "&lt;b&gt;x" in page and "<b>x" not in page
     # Without a path: not a document URL at all (and nothing fetched).
     assert url_problem(f"https://localhost:{host.port}") == "it must contain a path"
     assert url_problem("https://app.example/%2e%2e/x") is not None

@@ -150,7 +150,7 @@ async def validate(app: Baton, form: Form) -> AuthorizationRequest:
         # when its stored copy is stale; `baton.server.runtime.documents`).
         client = await app.documents.client(client_id)
     except DocumentError as exc:
-        # draft-ietf-oauth-client-id-metadata-document §4.3: "If ... fetching the metadata
+        # draft-ietf-oauth-client-id-metadata-document §5.1: "If ... fetching the metadata
         # document fails, the authorization server SHOULD abort the authorization request".
         # The redirect URIs come from the document: none is trusted, so a page says why.
         message = N_("The client's metadata document at %(url)s could not be used: %(reason)s.")

@@ -106,12 +106,11 @@ def homepage(client_uri: str | None) -> str | None:
 
 def provenance(app: Baton, client: Client) -> dict[str, object] | None:
     """What the page says of a client no operator registered: a metadata document's is named
-    by its host (draft-ietf-oauth-client-id-metadata-document §6.4: "SHOULD display the
+    by its host (draft-ietf-oauth-client-id-metadata-document §8.5: "SHOULD display the
     hostname of the client_id"), "not verified by this server" unless the operator trusts
     that host (`client_documents_trusted_hosts`); a dynamically registered one (RFC 7591) is
-    never verified, and names the host of the homepage it claims (RFC 7591 §5: "the
-    authorization server SHOULD ... display ... that the client was dynamically
-    registered"). None for an operator's client."""
+    never verified (its metadata is its own claim: RFC 7591 §5), and names the host of the
+    homepage it claims. None for an operator's client."""
     if client.registered_via == RegisteredVia.DOCUMENT:
         return {
             "kind": "document",

@@ -9,7 +9,8 @@ that is an https URL names a JSON document, at that URL, that registers its clie
   one an operator disabled stays disabled (its document is not even fetched);
 - otherwise, while `client_metadata_documents` is on, the URL is checked (§3 "Client
   Identifier URL"), the operator's denied hosts are refused without a fetch, the document is
-  fetched (`baton.server.runtime.fetching`: SSRF-hardened, 5 KB, no redirects), validated
+  fetched (`baton.server.runtime.fetching`: SSRF-hardened (§8.6), 5 KB, no redirects (§5)),
+  validated
   (`client_id` equal to the URL, §4; RFC 7591 metadata through `baton.core.registration`; no
   secret, §4.1) and stored as the client's row, cached for as long as its HTTP cache headers
   say, held between `FLOOR` and `CEILING` (§5.2). Concurrent first requests for one URL share
@@ -55,7 +56,7 @@ from baton.store.base import Client, RegisteredVia
 FLOOR = 5 * 60
 CEILING = 24 * 60 * 60
 DEFAULT = FLOOR
-# The draft's "recommended maximum size to read is 5 kilobytes" (§6.6).
+# The draft's "recommended maximum size to read is 5 kilobytes" (§8.7).
 MAX_BYTES = 5 * 1024
 TIMEOUT = 5.0
 MAX_URL = 2048  # `clients.id` (CLIENT_ID_LENGTH)

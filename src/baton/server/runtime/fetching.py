@@ -1,9 +1,10 @@
 """A safe outbound GET for URLs an untrusted party chose: client ID metadata documents, a
 client's `jwks_uri`.
 
-Server-side request forgery is the risk (draft-ietf-oauth-client-id-metadata-document §6.5:
-"the authorization server ... SHOULD NOT fetch ... URLs that resolve to private or internal
-addresses"; RFC 7591 §5 likewise for `jwks_uri`). What `fetch()` does about it:
+Server-side request forgery is the risk (draft-ietf-oauth-client-id-metadata-document §8.6:
+"Authorization servers MUST NOT fetch a Client ID Metadata Document URL or any URLs contained
+within a Client ID Metadata Document that resolve to special-use IP addresses as defined in
+RFC 6890"; the same holds for a client's `jwks_uri`). What `fetch()` does about it:
 
 - https only; plain http only to a loopback address and only while `allow_private` (development);
 - no credentials in the URL;
@@ -235,8 +236,8 @@ def _caching(
     directives = _cache_control(_header_values(headers, b"cache-control"))
     max_age: int | None = None
     if "max-age" in directives:
-        # An invalid max-age makes the response stale (RFC 9111 §4.2.1 treats invalid
-        # freshness information as stale): 0.
+        # An invalid max-age is read the most restrictive way (RFC 9111 §4.2.1 on
+        # conflicting or duplicate directives): stale, 0.
         max_age = _seconds(directives["max-age"])
         max_age = 0 if max_age is None else max_age
     expires_value = _header(headers, b"expires")
