@@ -34,6 +34,7 @@ from baton.server.endpoints.stores import (
 )
 from baton.server.observability.install import ObservedStore
 from baton.server.runtime.cors import BrowserOrigins
+from baton.server.runtime.documents import DocumentStore
 from baton.server.runtime.sessions import SessionStore
 
 
@@ -68,6 +69,7 @@ class Store(
     MfaStore,
     UpstreamStore,
     EverywhereStore,
+    DocumentStore,
     Protocol,
 ):
     async def purge(self, now: int, retention: int, batch: int = 500) -> int:
