@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -64,6 +65,14 @@ def environment(**values: str) -> Iterator[None]:
 
 
 # -- the MCP server -------------------------------------------------------------------------------
+
+
+def digest(token: bytes | str | None) -> str:
+    """A token's SHA-256 prefix, to follow it through logs without writing it down."""
+    if token is None:
+        return "-"
+    raw = token.encode() if isinstance(token, str) else token
+    return hashlib.sha256(raw).hexdigest()[:12]
 
 
 def audience_for(principal: Principal, resource: str) -> str | None:
@@ -115,6 +124,7 @@ class McpServer:
     _thread: threading.Thread | None = None
     verified: list[str] = field(default_factory=list)  # client ids of the tokens it accepted
     statuses: list[tuple[bool, int]] = field(default_factory=list)  # (had a token, status)
+    log: list[str] = field(default_factory=list)  # time, token digest, method, status
 
     @property
     def url(self) -> str:
@@ -182,20 +192,27 @@ class McpServer:
     def _recording(self, app: Any) -> Any:
         """`app`, noting the status of every answer on the MCP endpoint and whether the
         request carried a bearer token."""
-        statuses = self.statuses
+        statuses, log = self.statuses, self.log
 
         async def recorded(scope: Any, receive: Any, send: Any) -> None:
             if scope["type"] != "http" or scope["path"] != "/mcp":
                 await app(scope, receive, send)
                 return
-            bearer = any(
-                k == b"authorization" and v.lower().startswith(b"bearer ")
-                for k, v in scope["headers"]
+            token = next(
+                (
+                    v[7:]
+                    for k, v in scope["headers"]
+                    if k == b"authorization" and v[:7].lower() == b"bearer "
+                ),
+                None,
             )
 
             async def noting(message: Any) -> None:
                 if message["type"] == "http.response.start":
-                    statuses.append((bearer, message["status"]))
+                    statuses.append((token is not None, message["status"]))
+                    log.append(
+                        f"{time.time():.3f} {digest(token)} {scope['method']} {message['status']}"
+                    )
                 await send(message)
 
             await app(scope, receive, noting)
@@ -458,6 +475,7 @@ class MemoryStorage:
         self.client_info = client_info
         self.tokens: Any = None
         self.history: list[Any] = []
+        self.log: list[str] = []  # when each token set arrived, its access token's digest
 
     async def get_tokens(self) -> Any:
         return self.tokens
@@ -465,6 +483,9 @@ class MemoryStorage:
     async def set_tokens(self, tokens: Any) -> None:
         self.tokens = tokens
         self.history.append(tokens)
+        self.log.append(
+            f"{time.time():.3f} {digest(tokens.access_token)} expires_in={tokens.expires_in}"
+        )
 
     async def get_client_info(self) -> Any:
         return self.client_info
@@ -511,6 +532,7 @@ class SdkClient:
 
     async def _redirect(self, authorization_url: str) -> None:
         self.authorizations += 1
+        self.storage.log.append(f"{time.time():.3f} authorization {self.authorizations}")
 
         def follow() -> Any:
             with Browser(self.baton) as browser:

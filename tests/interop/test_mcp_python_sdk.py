@@ -63,6 +63,8 @@ RAW_REDIRECT = "http://127.0.0.1:9314/mcp-raw/callback"
 OTHER_API = "http://127.0.0.1:9/other-api"  # a second resource server, never running
 ATTACKER = "https://attacker.example/mcp"
 DOCUMENT_PATH = "/clients/mcp-e2e.json"
+EXAMPLE_PATH = "/clients/example.json"
+EXAMPLE_REDIRECT = "http://127.0.0.1:3000/callback"
 STEPS = ("authorize", "rotate", "revoke", "reauthorize", "stop", "done")
 
 
@@ -84,6 +86,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "client_name": "MCP e2e (metadata document)",
         "redirect_uris": [REDIRECTS["document"]],
         "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+        "application_type": "native",  # loopback redirects (OpenID Connect Registration §2)
+    }
+    # The shape of the MCP specification's example document: no application_type.
+    documents.documents[EXAMPLE_PATH] = {
+        "client_id": documents.url(EXAMPLE_PATH),
+        "client_name": "Example MCP Client",
+        "redirect_uris": [EXAMPLE_REDIRECT],
+        "grant_types": ["authorization_code"],
         "response_types": ["code"],
         "token_endpoint_auth_method": "none",
     }
@@ -123,7 +135,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             },
             access_ttl=1,
             registration="open",
-            dynamic_client_scopes=MCP_SCOPE,
+            # offline_access: the SDK asks for it (SEP-2207: the AS lists it); see
+            # test_a_document_client_may_ask_for_the_openid_connect_scopes for why it is named.
+            dynamic_client_scopes=f"{MCP_SCOPE},offline_access",
         )
     except BaseException:
         documents.stop()
@@ -184,6 +198,8 @@ class Negatives:
     refresh_other: httpx.Response | None = None
     refresh_attacker: httpx.Response | None = None
     refresh_after: httpx.Response | None = None
+    example_document: httpx.Response | None = None
+    document_openid: httpx.Response | None = None
     failure: str | None = None
 
 
@@ -325,6 +341,26 @@ async def negatives(world: World, record: Negatives) -> None:
         record.refresh_other = await refreshed(OTHER_API)
         record.refresh_attacker = await refreshed(ATTACKER)
         record.refresh_after = await refreshed(world.mcp.url)
+
+        example = {
+            "response_type": "code",
+            "client_id": world.documents.url(EXAMPLE_PATH),
+            "redirect_uri": EXAMPLE_REDIRECT,
+            "state": "s",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "resource": world.mcp.url,
+        }
+        record.example_document = await http.get(
+            world.baton.url + "/authorize?" + urlencode(example)
+        )
+        openid = {
+            **example,
+            "client_id": world.document_url(),
+            "redirect_uri": REDIRECTS["document"],
+            "scope": f"openid {MCP_SCOPE}",
+        }
+        record.document_openid = await http.get(world.baton.url + "/authorize?" + urlencode(openid))
 
 
 async def stop_phase(world: World, journeys: list[Journey]) -> None:
@@ -497,7 +533,10 @@ def test_refresh_rotates_without_a_new_authorization(record: Record, mode: str) 
     access_tokens = [t.access_token for t in first_grant]
     assert len(set(refresh_tokens)) == ROTATIONS + 1, "every refresh rotated the refresh token"
     assert len(set(access_tokens)) == ROTATIONS + 1
-    assert journey.authorizations_before_revoke == 1
+    assert journey.authorizations_before_revoke == 1, (
+        journey.client.storage.log,
+        record.world.mcp.log,
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -558,3 +597,32 @@ def test_refresh_outside_the_grant_is_invalid_target(record: Record) -> None:
         assert answer.json()["error"] == "invalid_target"
     assert found.refresh_after is not None
     assert found.refresh_after.status_code == 200, found.refresh_after.text
+
+
+def test_a_document_shaped_like_the_specifications_example(record: Record) -> None:
+    """The MCP specification's example metadata document (a loopback redirect URI, no
+    `application_type`) starts an authorization: the login page, not a page refusing the
+    client. OpenID Connect Registration §2 forbids localhost only to web clients "using the
+    OAuth Implicit Grant Type"; RFC 7591 and the metadata document draft have no
+    application_type at all."""
+    found = record.negatives
+    assert found.failure is None, found.failure
+    answer = found.example_document
+    assert answer is not None
+    assert answer.status_code in (200, 302, 303), answer.text[-1500:]
+    assert "unknown client" not in answer.text
+
+
+def test_a_document_client_may_ask_for_the_openid_connect_scopes(record: Record) -> None:
+    """`--dynamic-client-scopes`: "OpenID Connect scopes are always allowed while it is on"
+    (config/options.py), and the metadata lists them in scopes_supported, which the SDKs ask
+    for (the Python SDK adds offline_access when it is listed, SEP-2207): a metadata document's
+    client asking for `openid` with the operator's scope is sent to the login page, not back
+    with invalid_scope."""
+    found = record.negatives
+    assert found.failure is None, found.failure
+    answer = found.document_openid
+    assert answer is not None
+    location = answer.headers.get("location", "")
+    assert "error=" not in location, location
+    assert answer.status_code in (200, 302, 303), answer.text[-1500:]
