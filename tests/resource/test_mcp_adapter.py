@@ -100,7 +100,9 @@ class Stack:
         return token
 
     def revoke(self, token: str) -> None:
-        answer = self.http.post(self.issuer + "/revoke", data={"token": token}, auth=self.client.basic)
+        answer = self.http.post(
+            self.issuer + "/revoke", data={"token": token}, auth=self.client.basic
+        )
         assert answer.status_code == 200, answer.text
 
     def post(self, token: str | None = None, url: str | None = None) -> httpx.Response:
