@@ -298,3 +298,18 @@ def test_resource_metadata_paths() -> None:
     for bad in ("api.example/mcp", "https://api.example/mcp#x", "https://api.example/?q=1"):
         with pytest.raises(ValueError):
             ResourceMetadata(bad, ["https://baton.example"])
+
+
+def test_running_starts_and_stops_the_feed() -> None:
+    # For an app whose lifespan the caller composes (the MCP app mounted in another one).
+    verifier = Verifier("http://127.0.0.1:9", "rs", "secret", audience="http://127.0.0.1:9/mcp")
+    tokens = BatonTokenVerifier(verifier)
+    assert verifier.feed is not None
+
+    async def main() -> None:
+        async with tokens.running() as running:
+            assert running is tokens
+            assert verifier.feed is not None and verifier.feed._thread is not None
+        assert verifier.feed._thread is None
+
+    anyio.run(main)

@@ -199,7 +199,11 @@ class BatonTokenVerifier:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[BatonTokenVerifier]:
         """The feed for the duration of the block: for an application lifespan you write
-        yourself (`protect` does it for the app it wraps)."""
+        yourself (`protect` does it for the app it wraps), e.g. the MCP app mounted in a
+        FastAPI app, whose lifespan must also run the SDK's session manager:
+
+            async with tokens.running(), server.session_manager.run(): yield
+        """
         self.start()
         try:
             yield self

@@ -117,9 +117,10 @@ class ResourceMetadata:
             return 204, {**cors, "access-control-max-age": "86400"}, b""
         if method not in ("GET", "HEAD"):
             return 405, {"allow": "GET, HEAD, OPTIONS", **cors}, b""
+        # HEAD gets the same headers and body: servers send no body to a HEAD request.
         body = json.dumps(self.document()).encode()
         headers = {"content-type": "application/json", "cache-control": "max-age=300", **cors}
-        return 200, headers, b"" if method == "HEAD" else body
+        return 200, headers, body
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answers an ASGI HTTP request for the document (one whose path is in `paths`)."""
