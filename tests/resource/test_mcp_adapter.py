@@ -26,7 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 from baton.config import Settings
 from baton.core.clock import SystemClock
 from baton.core.policy import Policy
-from baton.resource import ResourceMetadata, Verifier
+from baton.resource import ResourceMetadata, Verifier, VerifierUnavailable
 from baton.resource.mcp import BatonTokenVerifier
 from baton.server.app import create_app
 from tests.audience import register
@@ -313,3 +313,61 @@ def test_running_starts_and_stops_the_feed() -> None:
         assert verifier.feed._thread is None
 
     anyio.run(main)
+
+
+def test_protect_answers_503_only_for_an_unreachable_baton() -> None:
+    """The wrapper alone, around plain ASGI apps: an outage raised in a task group is still a
+    503; an outage after the app began its answer, or any other failure, is not hidden."""
+    verifier = Verifier("https://baton.example", "rs", "secret", audience="https://api.example/")
+    tokens = BatonTokenVerifier(verifier)
+
+    async def in_a_group(scope: Any, receive: Any, send: Any) -> None:
+        raise ExceptionGroup("tasks", [VerifierUnavailable("introspection unreachable")])
+
+    async def after_answering(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise VerifierUnavailable("late")
+
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("a bug")
+
+    async def call(app: Any, path: str = "/") -> httpx.Response:
+        transport = httpx.ASGITransport(app=tokens.protect(app, manage_feed=False))
+        async with httpx.AsyncClient(transport=transport, base_url="https://api.example") as http:
+            return await http.get(path)
+
+    answer = anyio.run(call, in_a_group)
+    assert (answer.status_code, answer.headers["retry-after"]) == (503, "1")
+    with pytest.raises(VerifierUnavailable):
+        anyio.run(call, after_answering)
+    with pytest.raises(RuntimeError):
+        anyio.run(call, broken)
+    # The metadata is served before the app is reached.
+    document = anyio.run(call, broken, "/.well-known/oauth-protected-resource")
+    assert document.json()["resource"] == "https://api.example/"
+
+
+def test_the_example_is_configured_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from examples import mcp_server
+
+    monkeypatch.setenv("BATON_ISSUER", "https://baton.example")
+    monkeypatch.setenv("BATON_RS_ID", "rs")
+    monkeypatch.setenv("BATON_RS_SECRET", "secret")
+    monkeypatch.delenv("BATON_AUDIENCE", raising=False)
+    with pytest.raises(ValueError, match="BATON_AUDIENCE"):
+        mcp_server.create_app()
+    monkeypatch.setenv("BATON_AUDIENCE", "https://mcp.example/mcp")
+    monkeypatch.setenv("MCP_REQUIRED_SCOPES", "read write")
+
+    app = mcp_server.create_app()
+
+    async def metadata() -> Any:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://mcp.example") as http:
+            return (await http.get("/.well-known/oauth-protected-resource/mcp")).json()
+
+    document = anyio.run(metadata)
+    assert not app.tokens._started  # type: ignore[attr-defined]  # no feed for the metadata
+    assert document["resource"] == "https://mcp.example/mcp"
+    assert document["authorization_servers"] == ["https://baton.example"]
+    assert document["scopes_supported"] == ["read", "write"]

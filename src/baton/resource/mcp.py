@@ -223,6 +223,18 @@ class BatonTokenVerifier:
         return _Protected(app, self, metadata or self.metadata(), realm, manage_feed)
 
 
+def _unavailable_in(exc: BaseException) -> VerifierUnavailable | None:
+    """The `VerifierUnavailable` an exception is, or that of a group (from a task group in the
+    app) made of nothing else; None for any other failure."""
+    if isinstance(exc, VerifierUnavailable):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        found = [_unavailable_in(inner) for inner in exc.exceptions]
+        if found and all(found):
+            return found[0]
+    return None
+
+
 class _Protected:
     def __init__(
         self,
@@ -246,11 +258,11 @@ class _Protected:
         if kind != "http":
             await self.app(scope, receive, send)
             return
-        if self.manage_feed:
-            self.tokens.start()  # no lifespan (a mounted app): at the first request
         if scope["path"] in self.metadata.paths:
             await self.metadata.serve(scope, receive, send)
             return
+        if self.manage_feed:
+            self.tokens.start()  # no lifespan (a mounted app): at the first request
         outage = _Outage()
         reset = _outage.set(outage)
         answered = False  # the 503 went out instead of the app's answer
@@ -270,11 +282,12 @@ class _Protected:
 
         try:
             await self.app(scope, receive, guarded_send)
-        except VerifierUnavailable as exc:
-            if forwarded:
+        except Exception as exc:
+            error = _unavailable_in(exc)
+            if error is None or forwarded:
                 raise
             if not answered:
-                await self._unavailable(send, exc)
+                await self._unavailable(send, error)
         finally:
             _outage.reset(reset)
 
