@@ -1,7 +1,7 @@
 """An MCP server (the `mcp` SDK, streamable HTTP) whose tools need a Baton access token.
 
-Needs `pip install "baton-oauth[mcp]" uvicorn`. Register the server as a resource server whose
-resource URI is its MCP endpoint's URL, then run it with those credentials:
+Needs `pip install "baton-oauth[mcp]"` (the SDK brings uvicorn). Register the server as a
+resource server whose resource URI is its MCP endpoint's URL, then run it with those credentials:
 
     baton client create --name notes-mcp --resource-server \\
         --resource-uri http://127.0.0.1:9002/mcp --json
