@@ -56,7 +56,8 @@ class IntrospectingVerifier:
 
 
 class McpServer:
-    """`http://127.0.0.1:PORT/mcp` with one tool, `whoami`, answering the token's subject."""
+    """`http://127.0.0.1:PORT/mcp` with one tool, `whoami`, answering the token's subject; a
+    token needs the scopes `read` and `write` (a 403 `insufficient_scope` otherwise)."""
 
     def __init__(self, issuer: str, resource_server: Credentials, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}/mcp"
@@ -71,6 +72,7 @@ class McpServer:
                     "issuer_url": issuer,
                     "resource_server_url": self.url,
                     "validate_token_resource": True,
+                    "required_scopes": ["read", "write"],
                 }
             ),
         )

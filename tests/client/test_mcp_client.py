@@ -36,9 +36,14 @@ from baton.client import (
     FileStore,
     Hooks,
     MemoryStore,
+    OAuthClient,
     ReauthorizationRequired,
     RotationEvent,
     TokenPair,
+    authorization_url,
+    code_from_callback,
+    exchange_code,
+    store_pair,
 )
 from baton.client.mcp import MCPAuth, token_of
 from baton.config import Settings
@@ -373,6 +378,35 @@ async def test_without_handlers_a_missing_pair_is_reported_not_authorized(
     with pytest.raises(ReauthorizationRequired):
         async with httpx2.AsyncClient(auth=auth) as http:
             await http.post(deployment.mcp.url, json={})
+
+
+async def test_a_server_asking_for_more_scope_gets_the_sdks_step_up_authorization(
+    deployment: Deployment,
+) -> None:
+    # A pair of the `read` scope alone, for the MCP server (authorized with baton.client's flow).
+    browser = Browser(deployment)
+    request = authorization_url(
+        deployment.issuer + "/authorize",
+        deployment.client_id,
+        REDIRECT_URI,
+        "read",
+        issuer=deployment.issuer,
+        extra={"resource": deployment.mcp.url},
+    )
+    callback = await anyio.to_thread.run_sync(browser.visit, request.url)
+    client = OAuthClient(deployment.issuer + "/token", deployment.client_id)
+    narrow = await anyio.to_thread.run_sync(
+        exchange_code, client, request, code_from_callback(request, callback)
+    )
+    assert narrow.scope == "read"
+    store = MemoryStore()
+    store_pair(store, narrow)
+    # The server answers 403 insufficient_scope: the SDK's step up asks for `read write`.
+    assert await whoami(deployment.mcp.url, mcp_auth(deployment, store, browser)) != "nobody"
+    (opened,) = browser.opened
+    assert set(parse_qs(urlsplit(opened).query)["scope"][0].split()) == {"read", "write"}
+    wide = store.load()
+    assert wide is not None and set((wide.scope or "").split()) == {"read", "write"}
 
 
 # -- without servers --------------------------------------------------------------------------

@@ -15,8 +15,9 @@ of the SDK gets (docs/sdk.md):
   `OAuthClientProvider` forgets the expiry across a restart, sends the expired token, and answers
   the 401 with a whole new interactive authorization.)
 
-Only when there is no pair, or the grant has ended (`ReauthorizationRequired`: revoked, expired,
-a lost response past the leeway), does `MCPAuth` hand the request to a *fresh*, unmodified
+Only when there is no pair, the grant has ended (`ReauthorizationRequired`: revoked, expired, a
+lost response past the leeway), or the MCP server asks for more scope (a 403
+`insufficient_scope`: the SDK's step-up), does `MCPAuth` hand the request to a *fresh*, unmodified
 `OAuthClientProvider` for the interactive part: discovery (RFC 9728, RFC 8414), registration
 (client ID metadata document or dynamic registration, when no client is known), PKCE, `state`,
 `iss` and the code exchange. That provider is given a storage that never shows it a token (so it
@@ -29,9 +30,10 @@ This module is the only one of `baton.client` that imports `mcp` (the `mcp` extr
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -57,7 +59,7 @@ from baton.client.stores import (
 )
 from baton.client.tokens import TokenPair
 
-__all__ = ["MCPAuth", "pair_of", "token_of"]
+__all__ = ["MCPAuth", "is_insufficient_scope", "pair_of", "token_of"]
 
 # RFC 7591 §2 token_endpoint_auth_method values Baton's refresher can apply to a refresh.
 _AUTH_METHODS: dict[str | None, AuthMethod] = {
@@ -294,41 +296,55 @@ class MCPAuth(httpx2.Auth):
         self, request: httpx2.Request
     ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         await request.aread()
+        used: TokenPair | None = None
+        step_up = False
         try:
-            pair = await anyio.to_thread.run_sync(self.current)
+            used = await anyio.to_thread.run_sync(self.current)
         except ReauthorizationRequired as ended:
             reason = ended
         else:
-            _attach(request, pair)
+            _attach(request, used)
             response = yield request
-            # RFC 6750 §3.1: `invalid_token` (expired, revoked): refresh, unless another caller
-            # already did, and send the request once more.
-            if not is_invalid_token(
-                response.status_code, response.headers.get_list("www-authenticate")
-            ):
-                return
-            await response.aread()
-            try:
-                pair = await anyio.to_thread.run_sync(self.after_refusal, pair)
-            except ReauthorizationRequired as ended:
-                reason = ended
+            challenges = response.headers.get_list("www-authenticate")
+            if is_invalid_token(response.status_code, challenges):
+                # RFC 6750 §3.1 `invalid_token` (expired, revoked): refresh, unless another
+                # caller already did, and send the request once more.
+                await response.aread()
+                try:
+                    pair = await anyio.to_thread.run_sync(self.after_refusal, used)
+                except ReauthorizationRequired as ended:
+                    reason = ended
+                else:
+                    _attach(request, pair)
+                    yield request
+                    return
+            elif is_insufficient_scope(response.status_code, challenges):
+                # RFC 6750 §3.1 `insufficient_scope`: the SDK's step-up authorization (SEP-2350)
+                # asks for the scope the server wants, on top of the client's.
+                await response.aread()
+                reason = ReauthorizationRequired("the MCP server asks for more scope")
+                step_up = True
             else:
-                _attach(request, pair)
-                yield request
                 return
-        # No pair, or the grant is over: an interactive authorization, one at a time.
-        request.headers.pop("Authorization", None)
+        # No pair, the grant is over, or more scope is needed: an interactive authorization, one
+        # at a time in this process.
         async with self._authorizing:
-            try:  # another task may have authorized while this one waited
+            try:
                 pair = await anyio.to_thread.run_sync(self.current)
             except ReauthorizationRequired:
                 pass
             else:
-                _attach(request, pair)
-                yield request
-                return
+                if used is None or pair.access_token != used.access_token:
+                    _attach(request, pair)  # another task authorized while this one waited
+                    yield request
+                    return
             if self.redirect_handler is None or self.callback_handler is None:
                 raise reason
+            if not step_up:
+                request.headers.pop("Authorization", None)
+            # With the token of a step up left on the request, the provider's first answer is
+            # the same 403, which starts its step-up flow; without a token, the 401 starts its
+            # discovery and authorization.
             flow = self._provider().async_auth_flow(request)
             try:
                 outgoing = await flow.__anext__()
@@ -353,6 +369,18 @@ class MCPAuth(httpx2.Auth):
             client_metadata_url=self.client_metadata_url,
             validate_resource_url=self.validate_resource_url,
         )
+
+
+# RFC 6750 §3: `WWW-Authenticate: Bearer error="insufficient_scope", ...`
+_INSUFFICIENT_SCOPE = re.compile(r'(?:^|[\s,])error\s*=\s*"?insufficient_scope"?', re.IGNORECASE)
+
+
+def is_insufficient_scope(status: int, challenges: Iterable[str]) -> bool:
+    """A 403 whose Bearer challenge says `error="insufficient_scope"` (RFC 6750 §3.1)."""
+    return status == 403 and any(
+        challenge.strip().lower().startswith("bearer") and _INSUFFICIENT_SCOPE.search(challenge)
+        for challenge in challenges
+    )
 
 
 def _attach(request: httpx2.Request, pair: TokenPair) -> None:
