@@ -108,12 +108,12 @@ class _ClientRecord:
         self.path = path
 
     def load(self) -> OAuthClientInformationFull | None:
-        if self._info is None and self.path is not None:
+        # Read every time: another process sharing the store may have registered since.
+        if self.path is not None:
             try:
-                data = _read_private(self.path)
+                return OAuthClientInformationFull.model_validate_json(_read_private(self.path))
             except FileNotFoundError:
-                return None
-            self._info = OAuthClientInformationFull.model_validate_json(data)
+                pass
         return self._info
 
     def save(self, info: OAuthClientInformationFull) -> None:
