@@ -378,6 +378,30 @@ async def test_without_handlers_a_missing_pair_is_reported_not_authorized(
             await http.post(deployment.mcp.url, json={})
 
 
+async def test_a_revoked_grant_ends_in_one_new_authorization_and_no_reuse(
+    deployment: Deployment,
+) -> None:
+    store = MemoryStore()
+    browser = Browser(deployment)
+    await whoami(deployment.mcp.url, mcp_auth(deployment, store, browser))
+    revoked = store.load()
+    assert revoked is not None and revoked.refresh_token is not None
+    answer = httpx.post(
+        deployment.issuer + "/revoke",
+        data={"token": revoked.refresh_token, "client_id": deployment.client_id},
+    )
+    assert answer.status_code == 200, answer.text
+    # Later: the refresh answers invalid_grant, the session ends (a tombstone), and the SDK's
+    # provider, never shown the dead refresh token, authorizes once.
+    later = mcp_auth(deployment, store, browser, ahead=LATER)
+    assert await whoami(deployment.mcp.url, later) == f"alice via {deployment.client_id}"
+    assert len(browser.opened) == 2
+    fresh = store.load()
+    assert fresh is not None and fresh.reauthorize is None and fresh.rotations == 0
+    assert fresh.refresh_token != revoked.refresh_token
+    assert reuse_events(deployment) == 0
+
+
 async def test_a_server_asking_for_more_scope_gets_the_sdks_step_up_authorization(
     deployment: Deployment,
 ) -> None:
