@@ -239,6 +239,8 @@ class MCPAuth(httpx2.Auth):
                     issuer, info.client_id, info.client_secret, self.store, **self.refresher_options
                 )
                 refresher.client = replace(refresher.client, auth_method=_AUTH_METHODS[method])
+                if self._refresher is not None:
+                    self._refresher.close()  # the previous registration's
                 self._refresher, self._refresher_key = refresher, key
             return self._refresher
 
