@@ -138,10 +138,11 @@ def test_redirect_uris_are_required_for_the_code_grant_and_bounded() -> None:
 @pytest.mark.parametrize(
     ("members", "says"),
     [
-        ({"grant_types": ["implicit"]}, "not supported"),
-        ({"grant_types": ["password"]}, "not supported"),
-        ({"grant_types": []}, "at least one"),
-        ({"response_types": ["token"]}, "not supported"),
+        ({"grant_types": ["implicit"]}, "one this server serves"),
+        ({"grant_types": ["password", "implicit"]}, "one this server serves"),
+        ({"grant_types": []}, "one this server serves"),
+        ({"grant_types": "authorization_code"}, "grant_types"),
+        ({"response_types": ["token"]}, "go together"),
         ({"grant_types": ["authorization_code"], "response_types": []}, "go together"),
         ({"grant_types": ["client_credentials"], "response_types": ["code"]}, "go together"),
         ({"grant_types": ["refresh_token"], "response_types": []}, "needs authorization_code"),
@@ -180,6 +181,16 @@ def test_bad_metadata_is_invalid_client_metadata(members: dict[str, Any], says: 
     problem = refused({"redirect_uris": ["https://app.example/cb"], **members})
     assert problem.code == ErrorCode.INVALID_CLIENT_METADATA
     assert says in problem.description
+
+
+def test_grant_and_response_types_this_server_does_not_serve_are_dropped() -> None:
+    # RFC 7591 §2 "MAY ... replace": what a client asks for just in case does not refuse it.
+    meta = parsed(
+        redirect_uris=["https://app.example/cb"],
+        grant_types=["authorization_code", "urn:ietf:params:oauth:grant-type:device_code"],
+        response_types=["code", "token"],
+    )
+    assert meta.grant_types == ("authorization_code",) and meta.response_types == ("code",)
 
 
 def test_private_key_jwt_with_its_keys() -> None:

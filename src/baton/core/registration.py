@@ -14,8 +14,9 @@ What is checked, and where the rule comes from:
   default) only https and not on localhost; `native` also loopback http (any port matches at
   `/authorize`, RFC 8252 §7.3) and private-use schemes (RFC 8252 §7.1);
 - `grant_types` and `response_types` (RFC 7591 §2.1): only what Baton's token endpoint serves
-  (`authorization_code`, `refresh_token`, `client_credentials`; `code`), consistent with each
-  other, `client_credentials` for confidential clients only (RFC 6749 §4.4);
+  (`authorization_code`, `refresh_token`, `client_credentials`; `code`: others are dropped,
+  as RFC 7591 §2 allows), consistent with each other, `client_credentials` for confidential
+  clients only (RFC 6749 §4.4);
 - `token_endpoint_auth_method`: `none`, `client_secret_basic`, `client_secret_post`,
   `private_key_jwt` (RFC 7523 §2.2, with an https `jwks_uri`); a metadata document has no
   secret, so only `none` or `private_key_jwt`;
@@ -241,25 +242,23 @@ def _grant_and_response_types(
     # RFC 7591 §2: grant_types "If omitted, the default behavior is that the client will use
     # only the authorization_code Grant Type"; response_types "If omitted, the default is
     # that the client will use only the code response type" (when it uses that grant at all).
-    grant_types = _strings(members, "grant_types", len(GRANT_TYPES) * 2, 100)
+    # RFC 7591 §2: "The authorization server MAY reject or replace any of the client's
+    # requested metadata values": grant and response types this server does not serve (a
+    # device code grant a client asks for just in case, `token`) are dropped, as a narrowed
+    # scope is; the client information response says what was registered.
+    grant_types = _strings(members, "grant_types", 20, 200)
     if "grant_types" not in members:
         grant_types = (AUTHORIZATION_CODE,)
-    for grant in grant_types:
-        if grant not in GRANT_TYPES:
-            raise _metadata_error(
-                f"grant_type {grant!r} is not supported: only {', '.join(GRANT_TYPES)}"
-            )
-    if not grant_types:
-        raise _metadata_error("grant_types must name at least one grant type")
-    response_types = _strings(members, "response_types", len(RESPONSE_TYPES) * 2, 100)
+    served = tuple(grant for grant in grant_types if grant in GRANT_TYPES)
+    if not served:
+        raise _metadata_error(
+            f"grant_types must name one this server serves: {', '.join(GRANT_TYPES)}"
+        )
+    response_types = _strings(members, "response_types", 20, 200)
     if "response_types" not in members:
-        response_types = ("code",) if AUTHORIZATION_CODE in grant_types else ()
-    for response_type in response_types:
-        if response_type not in RESPONSE_TYPES:
-            raise _metadata_error(
-                f"response_type {response_type!r} is not supported: only code "
-                "(OAuth 2.1 has no implicit grant)"
-            )
+        response_types = ("code",) if AUTHORIZATION_CODE in served else ()
+    response_types = tuple(kind for kind in response_types if kind in RESPONSE_TYPES)
+    grant_types = served
     # RFC 7591 §2.1: authorization_code goes with the code response type, and back.
     if (AUTHORIZATION_CODE in grant_types) != ("code" in response_types):
         raise _metadata_error(
