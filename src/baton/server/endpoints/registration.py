@@ -288,7 +288,9 @@ async def _json_object(request: Request, app: Baton) -> dict[str, Any]:
     limit = app.settings.max_body_bytes
     declared = request.headers.get("content-length")
     too_large = OAuthError(ErrorCode.INVALID_REQUEST, f"the body exceeds {limit} bytes", 413)
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and (
+        not (declared.isascii() and declared.isdigit()) or int(declared) > limit
+    ):
         raise too_large
     raw = b""
     async for chunk in request.stream():
