@@ -267,6 +267,11 @@ def anyio_store(http: TestClient) -> SQLStore:
         ({**NATIVE, "redirect_uris": ["https://a.example/cb#x"]}, "invalid_redirect_uri"),
         ({**NATIVE, "application_type": "web"}, "invalid_redirect_uri"),  # loopback is native
         ({**NATIVE, "redirect_uris": ["http://app.example/cb"]}, "invalid_redirect_uri"),
+        (
+            {"redirect_uris": ["http://app.example/cb"], "application_type": "web"},
+            "invalid_redirect_uri",
+        ),
+        ({"redirect_uris": ["https://localhost/cb"]}, "invalid_redirect_uri"),
         ({**NATIVE, "redirect_uris": []}, "invalid_redirect_uri"),
         ({**NATIVE, "logo_uri": "javascript:alert(1)"}, "invalid_client_metadata"),
         ({**NATIVE, "grant_types": ["client_credentials"]}, "invalid_client_metadata"),
