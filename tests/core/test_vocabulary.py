@@ -172,6 +172,9 @@ RFC_CODES = {
     "unsupported_token_type",
     # RFC 8707 §2, resource indicators
     "invalid_target",
+    # RFC 7591 §3.2.2, dynamic client registration
+    "invalid_redirect_uri",
+    "invalid_client_metadata",
     # OpenID Connect Core §3.1.2.6, authentication requests
     "login_required",
     "consent_required",
@@ -191,7 +194,7 @@ def test_every_code_of_the_rfcs_is_a_member() -> None:
 
 
 # Whatever builds an OAuth error from a code: its first argument is the code.
-BUILDERS = {"OAuthError", "RedirectError"}
+BUILDERS = {"OAuthError", "RedirectError", "RegistrationError"}
 
 
 def _code_expressions(tree: ast.AST) -> list[ast.expr]:

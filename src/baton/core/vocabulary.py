@@ -85,8 +85,9 @@ class ErrorCode(StrEnum):
 
     RFC 6749 §5.2 (token endpoint) and §4.1.2.1 (authorization redirects), RFC 6750 §3.1
     (bearer-token challenges), RFC 7009 §2.2.1 (revocation), RFC 8707 §2 (resource
-    indicators) and OpenID Connect Core §3.1.2.6 (authentication requests), plus
-    `too_many_requests`, Baton's own answer to a rate limit (with a 429).
+    indicators), RFC 7591 §3.2.2 (client registration) and OpenID Connect Core §3.1.2.6
+    (authentication requests), plus `too_many_requests`, Baton's own answer to a rate limit
+    (with a 429).
     """
 
     # RFC 6749 §5.2
@@ -108,6 +109,9 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_TOKEN_TYPE = "unsupported_token_type"
     # RFC 8707 §2
     INVALID_TARGET = "invalid_target"
+    # RFC 7591 §3.2.2 (dynamic client registration)
+    INVALID_REDIRECT_URI = "invalid_redirect_uri"
+    INVALID_CLIENT_METADATA = "invalid_client_metadata"
     # Baton's own: a rate limit (429 with Retry-After)
     TOO_MANY_REQUESTS = "too_many_requests"
     # OpenID Connect Core §3.1.2.6, the authentication request's redirects (Baton's own pages

@@ -25,6 +25,7 @@ from baton.server.endpoints.stores import (
     EverywhereStore,
     MfaStore,
     Readiness,
+    Registrations,
     RevocationFeed,
     SignOut,
     TokenLifecycle,
@@ -68,6 +69,7 @@ class Store(
     MfaStore,
     UpstreamStore,
     EverywhereStore,
+    Registrations,
     Protocol,
 ):
     async def purge(self, now: int, retention: int, batch: int = 500) -> int:
