@@ -109,9 +109,37 @@ def test_unsafe_redirect_uris_are_refused_as_invalid_redirect_uri(uri: str) -> N
     ["http://127.0.0.1:5555/cb", "http://[::1]/cb", "com.example.app:/cb", "https://localhost/cb"],
 )
 def test_a_web_application_has_https_redirects_off_localhost(uri: str) -> None:
-    problem = refused({"redirect_uris": [uri]})
+    problem = refused({"redirect_uris": [uri], "application_type": "web"})
     assert problem.code == ErrorCode.INVALID_REDIRECT_URI
     assert "native" in problem.description  # it says what to register instead
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://127.0.0.1:5555/cb",
+        "http://[::1]/cb",
+        "com.example.app:/cb",
+        "http://localhost:3000/callback",  # what MCP clients register, naming no type
+    ],
+)
+def test_metadata_naming_no_type_with_a_native_redirect_is_a_native_apps(uri: str) -> None:
+    """RFC 7591 has no application_type: an OAuth native app registers without one."""
+    meta = parsed(redirect_uris=[uri])
+    assert meta.application_type == "native" and meta.redirect_uris == (uri,)
+
+
+def test_metadata_naming_no_type_with_https_redirects_only_is_a_web_apps() -> None:
+    assert parsed(redirect_uris=["https://a.b/c"]).application_type == "web"
+    # ... and a web app stays off localhost, whatever it asks.
+    problem = refused({"redirect_uris": ["https://a.b/c", "https://localhost/cb"]})
+    assert problem.code == ErrorCode.INVALID_REDIRECT_URI
+
+
+def test_localhost_is_a_native_apps_only() -> None:
+    assert parsed(redirect_uris=["http://localhost/cb"], **NATIVE).redirect_uris
+    problem = refused({"redirect_uris": ["http://localhost/cb"], "application_type": "web"})
+    assert problem.code == ErrorCode.INVALID_REDIRECT_URI
 
 
 @pytest.mark.parametrize(

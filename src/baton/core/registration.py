@@ -11,7 +11,8 @@ What is checked, and where the rule comes from:
 - `redirect_uris`: the rule every redirect URI obeys (`baton.core.redirects`: https, http on a
   loopback IP literal, or a private-use scheme; never `javascript:`, `data:`, a fragment or user
   information), then the `application_type`'s (OpenID Connect Registration §2): `web` (the
-  default) only https and not on localhost; `native` also loopback http (any port matches at
+  default when every redirect URI is https) only https and not on localhost; `native` (the
+  default otherwise: `_implied_type`) also loopback http, `localhost` included (any port matches at
   `/authorize`, RFC 8252 §7.3) and private-use schemes (RFC 8252 §7.1);
 - `grant_types` and `response_types` (RFC 7591 §2.1): only what Baton's token endpoint serves
   (`authorization_code`, `refresh_token`, `client_credentials`; `code`: others are dropped,
@@ -175,7 +176,9 @@ def client_metadata(raw: object, policy: RegistrationPolicy) -> ClientMetadata:
         raise _metadata_error("the client metadata must be a JSON object (RFC 7591 §2)")
     members: dict[str, Any] = {k: v for k, v in raw.items() if v is not None}
 
-    application_type = _choice(members, "application_type", APPLICATION_TYPES, WEB)
+    application_type = _choice(
+        members, "application_type", APPLICATION_TYPES, _implied_type(members.get("redirect_uris"))
+    )
     method = _auth_method(members, policy)
     grant_types, response_types = _grant_and_response_types(members, method)
     redirect_uris = _redirect_uris(members, application_type, grant_types)
@@ -202,6 +205,19 @@ def client_metadata(raw: object, policy: RegistrationPolicy) -> ClientMetadata:
 
 
 # -- the members ---------------------------------------------------------------------------------
+
+
+def _implied_type(redirect_uris: object) -> str:
+    """The `application_type` of metadata that names none. OpenID Connect Registration §2's
+    default is `web`; RFC 7591 has no `application_type` at all, and the OAuth native apps that
+    register without one (every MCP client: desktop apps, CLIs, agents) register loopback or
+    private-use scheme redirect URIs (RFC 8252 §7), which a web application may not. So such
+    metadata is a native app's, and metadata with https redirect URIs only a web app's."""
+    if isinstance(redirect_uris, list) and any(
+        isinstance(uri, str) and not uri.lower().startswith("https:") for uri in redirect_uris
+    ):
+        return NATIVE
+    return WEB
 
 
 def _choice(members: dict[str, Any], name: str, allowed: Sequence[str], default: str) -> str:
@@ -295,7 +311,8 @@ def _redirect_uris(
     for uri in uris:
         if len(uri) > MAX_URI:
             raise _redirect_error(f"a redirect URI may be at most {MAX_URI} characters")
-        if (problem := redirect_uri_problem(uri)) is not None:
+        # A native app may name `localhost` (core.redirects: what MCP clients register).
+        if (problem := redirect_uri_problem(uri, localhost=application_type == NATIVE)) is not None:
             raise _redirect_error(problem)
         if application_type == WEB and (problem := _web_redirect_problem(uri)) is not None:
             raise _redirect_error(problem)
