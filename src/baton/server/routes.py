@@ -29,6 +29,7 @@ from baton.server.endpoints import (
     logout,
     mfa,
     openapi,
+    registration,
     signout,
     upstream,
     userinfo,
@@ -184,6 +185,50 @@ TABLE = Table(
             openapi=openapi.REVOKE,
             summary="RFC 7009 token revocation",
             details="a refresh token revokes its grant, an access token only itself",
+        ),
+        # RFC 7591 and RFC 7592: 404 while `--registration` is off (and not advertised then).
+        # `cors` for browser MCP clients; a preflight is answered only for an origin some
+        # client already has (`baton.server.runtime.cors`).
+        endpoint(
+            registration.PATH,
+            "POST",
+            registration.register,
+            MACHINE,
+            metadata="registration_endpoint",
+            cors=True,
+            openapi=openapi.REGISTER,
+            summary="RFC 7591 dynamic client registration",
+            details=(
+                "`--registration open` or `token` (an initial access token); metadata checked "
+                "as RFC 7591 §2 and OpenID Connect Registration §2 say, scope narrowed to "
+                "`--dynamic-client-scopes`; rate-limited per address; unused registrations "
+                "expire"
+            ),
+        ),
+        endpoint(
+            registration.PATH + "/{client_id}",
+            "GET",
+            registration.read,
+            MACHINE,
+            openapi=openapi.REGISTRATION_READ,
+            summary="RFC 7592 read of a dynamic registration",
+            details="the registration access token as a bearer token",
+        ),
+        endpoint(
+            registration.PATH + "/{client_id}",
+            "PUT",
+            registration.update,
+            MACHINE,
+            openapi=openapi.REGISTRATION_UPDATE,
+            summary="RFC 7592 update: the metadata replaced",
+        ),
+        endpoint(
+            registration.PATH + "/{client_id}",
+            "DELETE",
+            registration.delete,
+            MACHINE,
+            openapi=openapi.REGISTRATION_DELETE,
+            summary="RFC 7592 deletion: the client's grants revoked, its id never reused",
         ),
         endpoint(
             "/", "GET", login.home, openapi=openapi.HOME, summary="Home page (signed in or not)"

@@ -25,6 +25,7 @@ from baton.server.endpoints.stores import (
     EverywhereStore,
     MfaStore,
     Readiness,
+    Registrations,
     RevocationFeed,
     SignOut,
     TokenLifecycle,
@@ -70,6 +71,7 @@ class Store(
     UpstreamStore,
     EverywhereStore,
     DocumentStore,
+    Registrations,
     Protocol,
 ):
     async def purge(self, now: int, retention: int, batch: int = 500) -> int:
