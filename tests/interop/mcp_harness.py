@@ -1,18 +1,21 @@
 """What the MCP end-to-end tests share (issue 26): an MCP server built with the `mcp` SDK and
-protected by Baton, a client ID metadata document served over https on loopback, and the
-`mcp` SDK's own OAuth client driven through Baton's real login and consent pages.
+protected by Baton, a client ID metadata document served over https on loopback, the `mcp`
+SDK's own OAuth client driven through Baton's real login and consent pages, and the TypeScript
+SDK installed from npm.
 
-- `McpServer`: the SDK's `MCPServer` (streamable HTTP) in a thread of the test process, with
-  `AuthSettings` (RFC 9728 metadata, `resource_metadata` in its 401 challenge) and a token
-  verifier over `baton.resource.Verifier`: the adapter of `baton.resource.mcp` when it is there,
-  else `MinimalVerifier` below, the few lines an MCP server's author would write without it.
-  Its tools: `whoami` (the token's client, subject, scopes, resource) and `add`.
+- `serve_mcp`: a `baton serve` (the interop harness's, OpenID Connect on) seeded with the MCP
+  server as a resource server, then `McpServer`: examples/mcp_server.py (the SDK's `MCPServer`,
+  streamable HTTP, RFC 9728 metadata and `resource_metadata` in its 401 challenge) protected by
+  `baton.resource.mcp.BatonTokenVerifier`, in a thread of the test process.
 - `DocumentServer`: an https server on 127.0.0.1 with a certificate of a throwaway CA (the
-  `baton serve` that fetches from it is given that CA with SSL_CERT_FILE), serving one client ID
-  metadata document at its URL.
+  `baton serve` that fetches from it is given that CA with SSL_CERT_FILE), serving client ID
+  metadata documents.
 - `SdkClient`: one MCP client of the `mcp` SDK (unmodified): `OAuthClientProvider` whose
   `redirect_handler` takes Baton's pages with the interop `Browser` and whose `callback_handler`
   hands back the code, state and iss; it counts how often the SDK started an authorization.
+- `install_mcp_sdk`: `@modelcontextprotocol/sdk` 1.x from npm into a cache directory.
+
+Tokens never appear in what these record: only their SHA-256 prefixes (`digest`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import httpx
 import pytest
 import uvicorn
 
-from baton.resource import InvalidToken, Principal, Verifier, VerifierUnavailable
+from baton.resource import Verifier
 from tests.e2e.conftest import free_port
 from tests.interop.conftest import Browser, ClientSpec, OidcServer, in_ci, start_oidc_server
 
@@ -75,55 +78,21 @@ def digest(token: bytes | str | None) -> str:
     return hashlib.sha256(raw).hexdigest()[:12]
 
 
-def audience_for(principal: Principal, resource: str) -> str | None:
-    """The RFC 8707 resource the token was issued for, as the SDK's `AccessToken.resource`."""
-    aud = principal.claims.get("aud")
-    named = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-    return resource if resource in named else (named[0] if named else None)
-
-
-class MinimalVerifier:
-    """The SDK's `TokenVerifier` protocol over `baton.resource.Verifier`, as an MCP server's
-    author writes it without `baton.resource.mcp`: an invalid token is no token (401 with the
-    SDK's challenge); Baton unreachable raises `VerifierUnavailable`, which `McpServer` turns
-    into a 503 with Retry-After (a 401 would send the client into a new authorization against
-    a server that cannot answer)."""
-
-    def __init__(self, verifier: Verifier, resource: str) -> None:
-        self.verifier = verifier
-        self.resource = resource
-
-    async def verify_token(self, token: str) -> Any:
-        from mcp.server.auth.provider import AccessToken
-
-        try:
-            principal = await self.verifier.averify(token)
-        except InvalidToken:
-            return None
-        return AccessToken(
-            token=token,
-            client_id=principal.client_id,
-            scopes=sorted(principal.scopes),
-            expires_at=principal.expires_at,
-            resource=audience_for(principal, self.resource),
-            subject=principal.subject,
-        )
-
-
 @dataclass
 class McpServer:
-    """The SDK's MCP server, protected by Baton, on 127.0.0.1 in a thread of this process."""
+    """examples/mcp_server.py (the `mcp` SDK's MCPServer, streamable HTTP, its `whoami` and `add`
+    tools needing `mcp:tools`) protected by `baton.resource.mcp`, on 127.0.0.1 in a thread of
+    this process. Its verifier trusts no cached answer once the feed is cut (`max_disconnect=0`),
+    so a stopped Baton shows at once."""
 
     port: int
     issuer: str
     rs_id: str
     rs_secret: str
-    adapter: str = "minimal"  # or "baton.resource.mcp" once that module exists
     verifier: Verifier | None = None
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
-    verified: list[str] = field(default_factory=list)  # client ids of the tokens it accepted
-    statuses: list[tuple[bool, int]] = field(default_factory=list)  # (had a token, status)
+    answers: list[tuple[str, int]] = field(default_factory=list)  # (token digest, status)
     log: list[str] = field(default_factory=list)  # time, token digest, method, status
 
     @property
@@ -131,11 +100,9 @@ class McpServer:
         return f"http://127.0.0.1:{self.port}/mcp"
 
     def build(self) -> Any:
-        from mcp.server.auth.middleware.auth_context import get_access_token
-        from mcp.server.auth.settings import AuthSettings
-        from mcp.server.mcpserver import MCPServer
-        from starlette.requests import Request
-        from starlette.responses import JSONResponse, Response
+        from examples.mcp_server import build
+
+        from baton.resource.mcp import BatonTokenVerifier
 
         self.verifier = Verifier(
             self.issuer,
@@ -143,56 +110,37 @@ class McpServer:
             self.rs_secret,
             audience=self.url,
             algorithms=(),
-            max_disconnect=0.0,  # Baton gone: no cached answer is trusted (fail closed at once)
+            max_disconnect=0.0,
             http_timeout=2.0,
         )
-        token_verifier = MinimalVerifier(self.verifier, self.url)
-        auth = AuthSettings(
-            issuer_url=self.issuer,  # type: ignore[arg-type]
-            resource_server_url=self.url,  # type: ignore[arg-type]
-            required_scopes=[MCP_SCOPE],
-            # The verifier checks `aud` itself: a token for another resource must be refused by
-            # baton.resource, not only by the SDK's second look.
-            validate_token_resource=False,
+        return self._recording(build(BatonTokenVerifier(self.verifier), [MCP_SCOPE]))
+
+    def start(self) -> None:
+        app = self.build()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
         )
-        server = MCPServer("baton-e2e", token_verifier=token_verifier, auth=auth)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="mcp-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the MCP server did not start")
+            time.sleep(0.01)
+        assert self.verifier is not None and self.verifier.feed is not None
+        self.verifier.feed.wait_synced(5.0)  # started by the app's lifespan (`protect`)
 
-        @server.tool()
-        def whoami() -> dict[str, Any]:
-            """The access token this call carried: client, subject, scopes, resource."""
-            token = get_access_token()
-            assert token is not None
-            self.verified.append(token.client_id)
-            return {
-                "client_id": token.client_id,
-                "subject": token.subject,
-                "scopes": token.scopes,
-                "resource": token.resource,
-            }
-
-        @server.tool()
-        def add(a: int, b: int) -> int:
-            """a + b"""
-            return a + b
-
-        app = server.streamable_http_app()
-
-        async def unavailable(request: Request, exc: Exception) -> Response:
-            if isinstance(exc, VerifierUnavailable):
-                return JSONResponse(
-                    {"error": "temporarily_unavailable", "error_description": str(exc)},
-                    status_code=503,
-                    headers={"Retry-After": RETRY_AFTER},
-                )
-            return JSONResponse({"error": "server_error"}, status_code=500)
-
-        app.add_exception_handler(Exception, unavailable)
-        return self._recording(app)
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
 
     def _recording(self, app: Any) -> Any:
         """`app`, noting the status of every answer on the MCP endpoint and whether the
         request carried a bearer token."""
-        statuses, log = self.statuses, self.log
+        answers, log = self.answers, self.log
 
         async def recorded(scope: Any, receive: Any, send: Any) -> None:
             if scope["type"] != "http" or scope["path"] != "/mcp":
@@ -209,7 +157,7 @@ class McpServer:
 
             async def noting(message: Any) -> None:
                 if message["type"] == "http.response.start":
-                    statuses.append((token is not None, message["status"]))
+                    answers.append((digest(token), message["status"]))
                     log.append(
                         f"{time.time():.3f} {digest(token)} {scope['method']} {message['status']}"
                     )
@@ -218,30 +166,6 @@ class McpServer:
             await app(scope, receive, noting)
 
         return recorded
-
-    def start(self) -> None:
-        app = self.build()
-        assert self.verifier is not None
-        self.verifier.start(wait=5.0)
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="mcp-server", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the MCP server did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self.verifier is not None:
-            self.verifier.stop()
 
     def post(self, token: str | None) -> httpx.Response:
         """A bare `initialize` with `token` (no SDK): what the MCP server answers to it."""

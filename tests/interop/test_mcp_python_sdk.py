@@ -46,6 +46,7 @@ from tests.interop.mcp_harness import (
     McpServer,
     MemoryStorage,
     SdkClient,
+    digest,
     serve_mcp,
 )
 
@@ -162,6 +163,7 @@ class Journey:
     step: str = "start"
     failure: str | None = None
     first: dict[str, Any] | None = None
+    audience: Any = None  # the first access token's `aud`, as introspection tells
     after_rotations: list[dict[str, Any]] = field(default_factory=list)
     revoke_status: int | None = None
     before_revoke: int | None = None
@@ -171,9 +173,10 @@ class Journey:
     authorizations_at_stop: int | None = None
     stopped_bare: httpx.Response | None = None
     stopped_fresh: BaseException | None = None  # the call with a still-valid access token
-    stopped_fresh_statuses: list[tuple[bool, int]] = field(default_factory=list)
+    stopped_fresh_answers: list[int] = field(default_factory=list)  # the MCP server's, to it
+    stopped_fresh_left: float = 0.0  # seconds its access token had left when the call began
     stopped_expired: BaseException | None = None  # the call once it had expired
-    stopped_expired_statuses: list[tuple[bool, int]] = field(default_factory=list)
+    stopped_expired_answers: list[int] = field(default_factory=list)
 
     authorizations_before_revoke: int | None = None
     missing: str | None = None  # what Baton lacks for this mode, if the journey broke on it
@@ -238,6 +241,7 @@ async def walk(world: World, journey: Journey) -> None:
     client = journey.client
     journey.at("authorize")
     journey.first = await client.whoami()
+    journey.audience = (await introspect(world, client.access_token)).get("aud")
     for _ in range(ROTATIONS):
         journey.at("rotate")
         await until_expired([client])
@@ -378,9 +382,9 @@ async def stop_phase(world: World, journeys: list[Journey]) -> None:
     clients = [j.client for j in journeys]
     for journey in journeys:
         journey.at("stop")
-    await until_expired(clients)
 
     async def fresh(journey: Journey) -> None:
+        await until_expired([journey.client])
         await journey.client.whoami()  # a refresh: about a second of validity from here
 
     async with anyio.create_task_group() as group:
@@ -392,28 +396,32 @@ async def stop_phase(world: World, journeys: list[Journey]) -> None:
     world.baton.process.wait(timeout=10)
 
     async def call(journey: Journey, expired: bool) -> None:
-        mark = len(world.mcp.statuses)
+        token = digest(journey.client.access_token)
+        left = token_expiry(journey.client) - time.time()
         try:
             await journey.client.whoami()
         except BaseException as exc:  # what the SDK raised is the observation
             caught: BaseException | None = exc
         else:
             caught = None
-        statuses = world.mcp.statuses[mark:]
+        answers = [status for seen, status in world.mcp.answers if seen == token]
         if expired:
-            journey.stopped_expired, journey.stopped_expired_statuses = caught, statuses
+            journey.stopped_expired, journey.stopped_expired_answers = caught, answers
         else:
-            journey.stopped_fresh, journey.stopped_fresh_statuses = caught, statuses
+            journey.stopped_fresh, journey.stopped_fresh_answers = caught, answers
+            journey.stopped_fresh_left = left
 
-    for journey in journeys:  # one at a time: each sees only its own answers
-        await call(journey, expired=False)
+    async with anyio.create_task_group() as group:  # at once: within the tokens' second
+        for journey in journeys:
+            group.start_soon(call, journey, False)
     for journey in journeys:
         journey.stopped_bare = await anyio.to_thread.run_sync(
             world.mcp.post, journey.client.access_token
         )
     await until_expired(clients)
-    for journey in journeys:
-        await call(journey, expired=True)
+    async with anyio.create_task_group() as group:
+        for journey in journeys:
+            group.start_soon(call, journey, True)
     for journey in journeys:
         journey.at("done")
 
@@ -514,7 +522,7 @@ def test_authorization_through_the_pages(record: Record, mode: str) -> None:
     assert first["client_id"] == expected_client_id(record, journey)
     assert first["subject"] == "alice"
     assert MCP_SCOPE in first["scopes"]
-    assert first["resource"] == record.world.mcp.url
+    assert journey.audience == record.world.mcp.url  # RFC 8707: the token is for this server
     visit = journey.client.visits[0]
     assert visit.signed_in and visit.consent is not None, "login and consent pages were shown"
     assert visit.query.get("iss") == record.world.baton.issuer  # RFC 9207
@@ -566,20 +574,36 @@ def test_revocation_reaches_the_mcp_server(record: Record, mode: str) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_baton_stopped_is_503_and_no_new_authorization(record: Record, mode: str) -> None:
-    """Baton stopped: the MCP server answers 503 with Retry-After (not 401); the SDK client
-    fails its call, with a still-valid access token (the MCP server's 503) and with an expired
-    one (its refresh finds no Baton), and never calls its redirect handler again."""
+    """Baton stopped: the MCP server answers 503 with Retry-After (not 401, which would send the
+    client into an authorization against a server that is not there); the SDK client's call
+    fails once its access token expired (its refresh finds no Baton), and it never calls its
+    redirect handler again."""
     journey = record.journeys[mode]
     journey.passed("stop")
     bare = journey.stopped_bare
     assert bare is not None
     assert bare.status_code == 503, bare.text
     assert bare.headers.get("retry-after") == RETRY_AFTER
+    assert "www-authenticate" not in bare.headers  # no challenge: the token may be good
+    assert journey.stopped_expired is not None, "a call succeeded with Baton stopped"
+    assert 401 not in journey.stopped_expired_answers
+    assert journey.client.authorizations == journey.authorizations_at_stop
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_baton_stopped_a_valid_token_gets_503_through_the_sdk(record: Record, mode: str) -> None:
+    """Baton stopped while the SDK client's access token is still good: the client sends it,
+    the MCP server answers 503, the SDK's call fails, and no authorization starts."""
+    journey = record.journeys[mode]
+    journey.passed("stop")
+    if journey.stopped_fresh_left <= 0:
+        pytest.skip(
+            "the machine took longer than the access token's second between the refresh and "
+            "the call: the SDK refreshed instead of presenting its token"
+        )
     assert journey.stopped_fresh is not None, "the call succeeded with Baton stopped"
-    assert (True, 503) in journey.stopped_fresh_statuses, journey.stopped_fresh_statuses
-    assert all(status != 401 for _, status in journey.stopped_fresh_statuses)
-    assert journey.stopped_expired is not None
-    assert all(status != 401 for _, status in journey.stopped_expired_statuses)
+    assert 503 in journey.stopped_fresh_answers, journey.stopped_fresh_answers
+    assert 401 not in journey.stopped_fresh_answers
     assert journey.client.authorizations == journey.authorizations_at_stop
 
 
