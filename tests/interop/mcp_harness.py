@@ -43,7 +43,14 @@ import uvicorn
 
 from baton.resource import Verifier
 from tests.e2e.conftest import free_port
-from tests.interop.conftest import Browser, ClientSpec, OidcServer, in_ci, start_oidc_server
+from tests.interop.conftest import (
+    Browser,
+    ClientSpec,
+    OidcServer,
+    Visit,
+    in_ci,
+    start_oidc_server,
+)
 
 MCP_SCOPE = "mcp:tools"
 RETRY_AFTER = "1"
@@ -68,6 +75,18 @@ def environment(**values: str) -> Iterator[None]:
 
 
 # -- the MCP server -------------------------------------------------------------------------------
+
+
+# One person at one keyboard: the clients' authorizations go through the pages one at a time.
+# Baton counts a sign-in attempt before checking its password (limits.login_attempt), so many
+# sign-ins of one account at once look like guessing and get 429.
+_PAGES = threading.Lock()
+
+
+def authorize_in_browser(baton: OidcServer, url: str, redirect_uri: str) -> Visit:
+    """Alice, in a fresh browser, signs in and allows at `url`; where Baton sent her back."""
+    with _PAGES, Browser(baton) as browser:
+        return browser.follow(url, redirect_uri)
 
 
 def digest(token: bytes | str | None) -> str:
@@ -458,11 +477,9 @@ class SdkClient:
         self.authorizations += 1
         self.storage.log.append(f"{time.time():.3f} authorization {self.authorizations}")
 
-        def follow() -> Any:
-            with Browser(self.baton) as browser:
-                return browser.follow(authorization_url, self.redirect_uri)
-
-        visit = await anyio.to_thread.run_sync(follow)
+        visit = await anyio.to_thread.run_sync(
+            authorize_in_browser, self.baton, authorization_url, self.redirect_uri
+        )
         self.visits.append(visit)
         if visit.consent is not None:
             self.consent_pages.append(visit.consent)

@@ -48,7 +48,7 @@ import httpx
 import pytest
 
 from tests.interop import conftest
-from tests.interop.conftest import Browser, ClientSpec, OidcServer
+from tests.interop.conftest import ClientSpec, OidcServer
 from tests.interop.mcp_harness import (
     MCP_SCOPE,
     UNUSED,
@@ -56,6 +56,7 @@ from tests.interop.mcp_harness import (
     McpServer,
     MemoryStorage,
     SdkClient,
+    authorize_in_browser,
     digest,
     install_mcp_sdk,
     serve_mcp,
@@ -336,13 +337,12 @@ async def negatives(world: World, record: Negatives) -> None:
             "prompt": "consent",
         }
 
-        def authorize() -> Any:
-            with Browser(world.baton) as browser:
-                return browser.follow(
-                    world.baton.url + "/authorize?" + urlencode(query), RAW_REDIRECT
-                )
-
-        visit = await anyio.to_thread.run_sync(authorize)
+        visit = await anyio.to_thread.run_sync(
+            authorize_in_browser,
+            world.baton,
+            world.baton.url + "/authorize?" + urlencode(query),
+            RAW_REDIRECT,
+        )
         answer = await http.post(
             token_url,
             data={
@@ -552,8 +552,7 @@ class TsRuns:
                 line = json.loads(raw)
                 run.lines.append(line)
                 if "authorize" in line:
-                    with Browser(baton) as browser:
-                        visit = browser.follow(line["authorize"], TS_REDIRECTS[run.mode])
+                    visit = authorize_in_browser(baton, line["authorize"], TS_REDIRECTS[run.mode])
                     process.stdin.write(json.dumps({"callback": visit.location}) + "\n")
                     process.stdin.flush()
                 elif "ready" in line:
