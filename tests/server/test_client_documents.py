@@ -179,6 +179,24 @@ def test_the_scope_is_narrowed_to_what_the_operator_allows(
     assert parse_qs(urlsplit(response.headers["location"]).query)["error"] == ["invalid_scope"]
 
 
+def test_a_document_without_application_type_may_use_a_loopback_redirect(
+    app: tuple[TestClient, SQLStore, FakeClock], host: DocumentHost
+) -> None:
+    """As MCP clients publish them: loopback redirects, no application_type (the draft defines
+    none): read as a native app's, not refused as a web app's."""
+    http, store, _ = app
+    path = new_path()
+    url = host.url(path)
+    members = {k: v for k, v in document(url).items() if k != "application_type"}
+    host.serve_json(path, members)
+    consent_page(http, url)
+    stored = anyio.run(store.get_client, url)
+    assert stored is not None and stored.registration["application_type"] == "native"
+    # Said explicitly, "web" keeps its rule.
+    _, web = published(host, application_type="web")
+    assert "must use https for a web application" in refused_page(http, web)
+
+
 # -- the cache ------------------------------------------------------------------------------------
 
 
