@@ -49,15 +49,14 @@ def unavailable(reason: str) -> None:
     pytest.skip(message + "; set BATON_TEST_POSTGRES_URL to run these tests")
 
 
-def create_database(revision: str = "head") -> str:
-    """A new PostgreSQL database migrated to `revision`."""
+def create_database() -> str:
     name = f"baton_test_{os.getpid()}_{secrets.token_hex(3)}"
     try:
         anyio.run(_admin, f'CREATE DATABASE "{name}"')
     except (OSError, asyncpg.PostgresError) as exc:
         unavailable(str(exc) or type(exc).__name__)
     url = normalize_url(admin_url()).set(database=name).render_as_string(hide_password=False)
-    with_runner(url, lambda runner: migrate.upgrade(runner, revision))
+    with_runner(url, migrate.upgrade)
     return url
 
 

@@ -10,7 +10,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from baton.core.origins import OriginIndex, OriginSource, client_origins, origin_of, origin_problem
-from baton.core.redirects import matching_redirect_uri
+from baton.core.redirects import matching_redirect_uri, redirect_uri_problem
 
 loopback_hosts = st.sampled_from(["127.0.0.1", "[::1]"])
 ports = st.one_of(st.just(""), st.integers(1, 65535).map(lambda p: f":{p}"))
@@ -198,3 +198,19 @@ def test_origin_of_and_origin_problem() -> None:
     assert origin_problem("http://127.0.0.1:5173") is None
     for bad in ("*", "null", "https://spa.example/app", "ftp://x.example", "https://a@b.example"):
         assert origin_problem(bad) is not None
+
+
+def test_localhost_matches_any_port_only_for_a_native_app_no_operator_registered() -> None:
+    """`localhost=True` (a dynamic or metadata-document native app): `http://localhost` is
+    matched like a loopback IP literal, any port; otherwise only as the exact string."""
+    registered = ["http://localhost/callback"]
+    given = "http://localhost:54321/callback"
+    assert matching_redirect_uri(registered, given) is None
+    assert matching_redirect_uri(registered, given, localhost=True) == given
+    assert matching_redirect_uri(registered, "http://localhost:1/other", localhost=True) is None
+    assert (
+        matching_redirect_uri(registered, "http://localhost.evil/callback", localhost=True) is None
+    )
+    assert redirect_uri_problem("http://localhost:3000/cb") is not None
+    assert redirect_uri_problem("http://localhost:3000/cb", localhost=True) is None
+    assert redirect_uri_problem("http://localhost.evil:3000/cb", localhost=True) is not None

@@ -109,9 +109,37 @@ def test_unsafe_redirect_uris_are_refused_as_invalid_redirect_uri(uri: str) -> N
     ["http://127.0.0.1:5555/cb", "http://[::1]/cb", "com.example.app:/cb", "https://localhost/cb"],
 )
 def test_a_web_application_has_https_redirects_off_localhost(uri: str) -> None:
-    problem = refused({"redirect_uris": [uri]})
+    problem = refused({"redirect_uris": [uri], "application_type": "web"})
     assert problem.code == ErrorCode.INVALID_REDIRECT_URI
     assert "native" in problem.description  # it says what to register instead
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://127.0.0.1:5555/cb",
+        "http://[::1]/cb",
+        "com.example.app:/cb",
+        "http://localhost:3000/callback",  # what MCP clients register, naming no type
+    ],
+)
+def test_metadata_naming_no_type_with_a_native_redirect_is_a_native_apps(uri: str) -> None:
+    """RFC 7591 has no application_type: an OAuth native app registers without one."""
+    meta = parsed(redirect_uris=[uri])
+    assert meta.application_type == "native" and meta.redirect_uris == (uri,)
+
+
+def test_metadata_naming_no_type_with_https_redirects_only_is_a_web_apps() -> None:
+    assert parsed(redirect_uris=["https://a.b/c"]).application_type == "web"
+    # ... and a web app stays off localhost, whatever it asks.
+    problem = refused({"redirect_uris": ["https://a.b/c", "https://localhost/cb"]})
+    assert problem.code == ErrorCode.INVALID_REDIRECT_URI
+
+
+def test_localhost_is_a_native_apps_only() -> None:
+    assert parsed(redirect_uris=["http://localhost/cb"], **NATIVE).redirect_uris
+    problem = refused({"redirect_uris": ["http://localhost/cb"], "application_type": "web"})
+    assert problem.code == ErrorCode.INVALID_REDIRECT_URI
 
 
 @pytest.mark.parametrize(
@@ -138,10 +166,11 @@ def test_redirect_uris_are_required_for_the_code_grant_and_bounded() -> None:
 @pytest.mark.parametrize(
     ("members", "says"),
     [
-        ({"grant_types": ["implicit"]}, "not supported"),
-        ({"grant_types": ["password"]}, "not supported"),
-        ({"grant_types": []}, "at least one"),
-        ({"response_types": ["token"]}, "not supported"),
+        ({"grant_types": ["implicit"]}, "one this server serves"),
+        ({"grant_types": ["password", "implicit"]}, "one this server serves"),
+        ({"grant_types": []}, "one this server serves"),
+        ({"grant_types": "authorization_code"}, "grant_types"),
+        ({"response_types": ["token"]}, "go together"),
         ({"grant_types": ["authorization_code"], "response_types": []}, "go together"),
         ({"grant_types": ["client_credentials"], "response_types": ["code"]}, "go together"),
         ({"grant_types": ["refresh_token"], "response_types": []}, "needs authorization_code"),
@@ -180,6 +209,16 @@ def test_bad_metadata_is_invalid_client_metadata(members: dict[str, Any], says: 
     problem = refused({"redirect_uris": ["https://app.example/cb"], **members})
     assert problem.code == ErrorCode.INVALID_CLIENT_METADATA
     assert says in problem.description
+
+
+def test_grant_and_response_types_this_server_does_not_serve_are_dropped() -> None:
+    # RFC 7591 §2 "MAY ... replace": what a client asks for just in case does not refuse it.
+    meta = parsed(
+        redirect_uris=["https://app.example/cb"],
+        grant_types=["authorization_code", "urn:ietf:params:oauth:grant-type:device_code"],
+        response_types=["code", "token"],
+    )
+    assert meta.grant_types == ("authorization_code",) and meta.response_types == ("code",)
 
 
 def test_private_key_jwt_with_its_keys() -> None:

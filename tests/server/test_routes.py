@@ -86,11 +86,12 @@ def test_the_metadata_urls_are_routes_of_the_app(tmp_path: Path) -> None:
 
 
 def test_with_openid_connect_on_every_metadata_member_is_advertised(tmp_path: Path) -> None:
-    """The OpenID endpoints (/userinfo, and /session/end once routed) join the others."""
+    """The OpenID endpoints (/userinfo, and /session/end once routed) join the others, and
+    /register while registration is on."""
     kek = "correct horse battery staple, 32+ chars"
-    with running_app(tmp_path, key_encryption_key=kek) as (http, _store, _clock):
-        app = cast(Starlette, http.app)
-        metadata = http.get("/.well-known/oauth-authorization-server").json()
+    with running_app(tmp_path, key_encryption_key=kek, registration="open") as running:
+        app = cast(Starlette, running[0].app)
+        metadata = running[0].get("/.well-known/oauth-authorization-server").json()
     paths = {path for path, _method in served(app.routes)}
     urls = {name: value for name, value in metadata.items() if name in TABLE.metadata_paths()}
     assert set(urls) == set(TABLE.metadata_paths()) >= {"userinfo_endpoint", "jwks_uri"}
@@ -113,12 +114,15 @@ def test_the_machine_endpoints_skip_the_session_and_their_posts_take_the_fast_pa
         "/token",
         "/introspect",
         "/revoke",
+        "/register",
         "/revocations",
         "/revocations/stream",
         "/userinfo",
     }
     # The admin API: machine endpoints with path parameters, skipped by prefix.
+    # and RFC 7592's /register/{client_id}.
     admin_api = {e.path for e in TABLE.endpoints if e.kind is Kind.MACHINE} - machine | exact_admin
+    admin_api -= {"/register/{client_id}"}
     assert admin_api and all(path.startswith("/admin/api/v1/") for path in admin_api)
     probes = {e.path for e in TABLE.endpoints if e.kind is Kind.PROBE}
     assert probes == {"/healthz", "/readyz"}
@@ -136,13 +140,14 @@ def test_the_machine_endpoints_skip_the_session_and_their_posts_take_the_fast_pa
             "/admin/api/v1/login-challenges/",
             "/admin/api/v1/subjects/",
             "/admin/api/v1/users/",
+            "/register/",
         )
         assert _middleware_kwargs(app, Observe)["unlogged"] == probes
         fast_routes = cast(list[Route], fast["routes"])
         # Their POSTs only: GET /userinfo goes the router's way.
         assert {(route.path, frozenset(route.methods or ())) for route in fast_routes} == {
             (path, frozenset({"POST"}))
-            for path in ("/token", "/introspect", "/revoke", "/userinfo")
+            for path in ("/token", "/introspect", "/revoke", "/register", "/userinfo")
         }
         # The very objects the router holds: a 405 and the metrics' route label stay the same.
         assert all(any(route is r for r in app.routes) for route in fast_routes)

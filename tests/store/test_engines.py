@@ -7,6 +7,7 @@ import errno
 import fcntl
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anyio
+import asyncpg
 import pytest
 from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -29,6 +31,7 @@ from baton.store.engines import (
     normalize_url,
     sqlite_wal,
 )
+from tests.databases import plain_url
 
 
 def test_urls() -> None:
@@ -91,6 +94,37 @@ def test_retries_are_bounded_and_other_errors_are_not_retried(postgres_database:
     with pytest.raises(DBAPIError):
         anyio.run(run, work)
     assert len(calls) == 1
+
+
+def test_a_statement_prepared_before_a_schema_change_runs_again(postgres_database: str) -> None:
+    """A later release's migration that changes a column's type (a wider varchar) invalidates
+    the statements this process prepared: the unit of work runs again, prepared afresh, rather
+    than failing (a rolling upgrade's 500s)."""
+    table = f"plan_{secrets.token_hex(4)}"
+
+    def select(conn: Connection) -> list[str]:
+        return [row[0] for row in conn.exec_driver_sql(f"SELECT x FROM {table}")]
+
+    async def run() -> tuple[list[str], list[str], list[str]]:
+        runner = PostgresRunner(normalize_url(postgres_database), PoolSettings(size=1))
+        other = await asyncpg.connect(plain_url(postgres_database))
+        try:
+            await other.execute(
+                f"CREATE TABLE {table} (x varchar(8)); INSERT INTO {table} VALUES ('a')"
+            )
+            before = await runner.write(select)
+            await runner.read(select)
+            await other.execute(f"ALTER TABLE {table} ALTER COLUMN x TYPE varchar(80)")
+            written = await runner.write(select)
+            await other.execute(f"ALTER TABLE {table} ALTER COLUMN x TYPE varchar(90)")
+            read = await runner.read(select)
+            return before, written, read
+        finally:
+            await other.execute(f"DROP TABLE IF EXISTS {table}")
+            await other.close()
+            await runner.close()
+
+    assert anyio.run(run) == (["a"], ["a"], ["a"])
 
 
 # -- SQLite: group commit, writer turns between processes, durability setting --------------------

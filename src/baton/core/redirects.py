@@ -18,6 +18,14 @@ not what it reads as), and anything that is not printable ASCII without spaces (
 Matching a requested redirect URI to the registered ones (`matching_redirect_uri`) is exact
 string comparison (RFC 9700 §4.1.3), with the one exception RFC 8252 §7.3 requires: the port of
 an http loopback IP literal, which a native app picks when it opens its listening socket.
+
+One exception to the `localhost` refusal, `localhost=True`: a native app no operator registered
+(a dynamic registration or a client ID metadata document, `Client.loopback_by_name`). MCP
+clients (MCP Inspector, the TypeScript SDK's examples, desktop agents) register
+`http://localhost:PORT/callback`, and no operator is there to ask them for 127.0.0.1; RFC 8252
+§8.3 makes it NOT RECOMMENDED, not forbidden, and browsers resolve `localhost` to the loopback
+interface only (RFC 6761 §6.3; the WHATWG URL standard's "potentially trustworthy" localhost). For
+such a client a `localhost` URI is matched like a loopback IP literal, any port.
 """
 
 from __future__ import annotations
@@ -36,14 +44,15 @@ _URI_CHARS = re.compile(r"[!-~]+")  # printable ASCII, no space (RFC 3986 §2)
 # without leading zeros) and everything after the authority, which starts with "/" or "?" (or
 # is empty). Only these exact lower-case spellings: anything else is matched as a string.
 _LOOPBACK_URI = re.compile(
-    r"http://(127\.0\.0\.1|\[::1\])"
+    r"http://(127\.0\.0\.1|\[::1\]|localhost)"
     r"(?::([1-9][0-9]{0,4}))?"
     r"((?:[/?][!-~]*)?)"
 )
 
 
-def redirect_uri_problem(uri: str) -> str | None:
-    """Why `uri` may not be a redirect URI, or None when it may."""
+def redirect_uri_problem(uri: str, *, localhost: bool = False) -> str | None:
+    """Why `uri` may not be a redirect URI, or None when it may; `localhost`: plain http to
+    `localhost` too (a native app no operator registered, see the module's docstring)."""
     if not _URI_CHARS.fullmatch(uri):
         return f"redirect URI {uri!r} must be printable ASCII without spaces (RFC 3986)"
     try:
@@ -62,7 +71,11 @@ def redirect_uri_problem(uri: str) -> str | None:
             return f"redirect URI {uri!r} has no host"
         if "@" in parts.netloc:
             return f"redirect URI {uri!r} must not carry user information"
-        if scheme == "http" and hostname not in LOOPBACK:
+        if (
+            scheme == "http"
+            and hostname not in LOOPBACK
+            and not (localhost and hostname == "localhost")
+        ):
             return (
                 f"redirect URI {uri!r} must use https: plain http is allowed only for the "
                 "loopback addresses 127.0.0.1 and [::1] (RFC 8252 §7.3; not localhost, §8.3)"
@@ -101,11 +114,12 @@ def client_option_problem(
     return None
 
 
-def _loopback_parts(uri: str) -> tuple[str, str] | None:
-    """(host, path and query) of an http loopback IP literal URI with or without a valid port,
-    or None for any other URI. A fragment never: a redirect URI has none (RFC 6749 §3.1.2)."""
+def _loopback_parts(uri: str, localhost: bool) -> tuple[str, str] | None:
+    """(host, path and query) of an http loopback IP literal URI (or, with `localhost`, an
+    http://localhost one) with or without a valid port, or None for any other URI. A fragment
+    never: a redirect URI has none (RFC 6749 §3.1.2)."""
     found = _LOOPBACK_URI.fullmatch(uri)
-    if found is None or "#" in uri:
+    if found is None or "#" in uri or (found.group(1) == "localhost" and not localhost):
         return None
     port = found.group(2)
     if port is not None and int(port) > 65535:
@@ -113,7 +127,9 @@ def _loopback_parts(uri: str) -> tuple[str, str] | None:
     return found.group(1), found.group(3)
 
 
-def matching_redirect_uri(registered: Sequence[str], given: str) -> str | None:
+def matching_redirect_uri(
+    registered: Sequence[str], given: str, *, localhost: bool = False
+) -> str | None:
     """The redirect URI to use for a request naming `given`, if it matches one of `registered`
     (the client's): `given` itself, as the request spelled it (the code remembers it, and the
     token request must present that same string, RFC 6749 §4.1.3); None when nothing matches.
@@ -126,7 +142,8 @@ def matching_redirect_uri(registered: Sequence[str], given: str) -> str | None:
     fragment never match; the scheme and host must be written `http`, `127.0.0.1`, `[::1]`.
 
     `localhost` gets exact matching only (and registration refuses `http://localhost` outright,
-    `redirect_uri_problem`). RFC 8252 §8.3 makes loopback redirects by name NOT RECOMMENDED:
+    `redirect_uri_problem`), but for a native app no operator registered (`localhost=True`,
+    see the module's docstring). RFC 8252 §8.3 makes loopback redirects by name NOT RECOMMENDED:
     the name can be made to resolve off the loopback interface (a hosts file, a resolver, a
     proxy configuration), so letting any port through for it would widen an already weak
     registration into any service on whatever `localhost` resolves to. The IP literals always
@@ -135,10 +152,10 @@ def matching_redirect_uri(registered: Sequence[str], given: str) -> str | None:
     """
     if given in registered:
         return given
-    parts = _loopback_parts(given)
+    parts = _loopback_parts(given, localhost)
     if parts is None:
         return None
     for uri in registered:
-        if _loopback_parts(uri) == parts:
+        if _loopback_parts(uri, localhost) == parts:
             return given
     return None

@@ -11,11 +11,13 @@ What is checked, and where the rule comes from:
 - `redirect_uris`: the rule every redirect URI obeys (`baton.core.redirects`: https, http on a
   loopback IP literal, or a private-use scheme; never `javascript:`, `data:`, a fragment or user
   information), then the `application_type`'s (OpenID Connect Registration §2): `web` (the
-  default) only https and not on localhost; `native` also loopback http (any port matches at
+  default when every redirect URI is https) only https and not on localhost; `native` (the
+  default otherwise: `_implied_type`) also loopback http, `localhost` included (any port matches at
   `/authorize`, RFC 8252 §7.3) and private-use schemes (RFC 8252 §7.1);
 - `grant_types` and `response_types` (RFC 7591 §2.1): only what Baton's token endpoint serves
-  (`authorization_code`, `refresh_token`, `client_credentials`; `code`), consistent with each
-  other, `client_credentials` for confidential clients only (RFC 6749 §4.4);
+  (`authorization_code`, `refresh_token`, `client_credentials`; `code`: others are dropped,
+  as RFC 7591 §2 allows), consistent with each other, `client_credentials` for confidential
+  clients only (RFC 6749 §4.4);
 - `token_endpoint_auth_method`: `none`, `client_secret_basic`, `client_secret_post`,
   `private_key_jwt` (RFC 7523 §2.2, with an https `jwks_uri`); a metadata document has no
   secret, so only `none` or `private_key_jwt`;
@@ -174,7 +176,9 @@ def client_metadata(raw: object, policy: RegistrationPolicy) -> ClientMetadata:
         raise _metadata_error("the client metadata must be a JSON object (RFC 7591 §2)")
     members: dict[str, Any] = {k: v for k, v in raw.items() if v is not None}
 
-    application_type = _choice(members, "application_type", APPLICATION_TYPES, WEB)
+    application_type = _choice(
+        members, "application_type", APPLICATION_TYPES, _implied_type(members.get("redirect_uris"))
+    )
     method = _auth_method(members, policy)
     grant_types, response_types = _grant_and_response_types(members, method)
     redirect_uris = _redirect_uris(members, application_type, grant_types)
@@ -201,6 +205,19 @@ def client_metadata(raw: object, policy: RegistrationPolicy) -> ClientMetadata:
 
 
 # -- the members ---------------------------------------------------------------------------------
+
+
+def _implied_type(redirect_uris: object) -> str:
+    """The `application_type` of metadata that names none. OpenID Connect Registration §2's
+    default is `web`; RFC 7591 has no `application_type` at all, and the OAuth native apps that
+    register without one (every MCP client: desktop apps, CLIs, agents) register loopback or
+    private-use scheme redirect URIs (RFC 8252 §7), which a web application may not. So such
+    metadata is a native app's, and metadata with https redirect URIs only a web app's."""
+    if isinstance(redirect_uris, list) and any(
+        isinstance(uri, str) and not uri.lower().startswith("https:") for uri in redirect_uris
+    ):
+        return NATIVE
+    return WEB
 
 
 def _choice(members: dict[str, Any], name: str, allowed: Sequence[str], default: str) -> str:
@@ -241,25 +258,23 @@ def _grant_and_response_types(
     # RFC 7591 §2: grant_types "If omitted, the default behavior is that the client will use
     # only the authorization_code Grant Type"; response_types "If omitted, the default is
     # that the client will use only the code response type" (when it uses that grant at all).
-    grant_types = _strings(members, "grant_types", len(GRANT_TYPES) * 2, 100)
+    # RFC 7591 §2: "The authorization server MAY reject or replace any of the client's
+    # requested metadata values": grant and response types this server does not serve (a
+    # device code grant a client asks for just in case, `token`) are dropped, as a narrowed
+    # scope is; the client information response says what was registered.
+    grant_types = _strings(members, "grant_types", 20, 200)
     if "grant_types" not in members:
         grant_types = (AUTHORIZATION_CODE,)
-    for grant in grant_types:
-        if grant not in GRANT_TYPES:
-            raise _metadata_error(
-                f"grant_type {grant!r} is not supported: only {', '.join(GRANT_TYPES)}"
-            )
-    if not grant_types:
-        raise _metadata_error("grant_types must name at least one grant type")
-    response_types = _strings(members, "response_types", len(RESPONSE_TYPES) * 2, 100)
+    served = tuple(grant for grant in grant_types if grant in GRANT_TYPES)
+    if not served:
+        raise _metadata_error(
+            f"grant_types must name one this server serves: {', '.join(GRANT_TYPES)}"
+        )
+    response_types = _strings(members, "response_types", 20, 200)
     if "response_types" not in members:
-        response_types = ("code",) if AUTHORIZATION_CODE in grant_types else ()
-    for response_type in response_types:
-        if response_type not in RESPONSE_TYPES:
-            raise _metadata_error(
-                f"response_type {response_type!r} is not supported: only code "
-                "(OAuth 2.1 has no implicit grant)"
-            )
+        response_types = ("code",) if AUTHORIZATION_CODE in served else ()
+    response_types = tuple(kind for kind in response_types if kind in RESPONSE_TYPES)
+    grant_types = served
     # RFC 7591 §2.1: authorization_code goes with the code response type, and back.
     if (AUTHORIZATION_CODE in grant_types) != ("code" in response_types):
         raise _metadata_error(
@@ -296,7 +311,8 @@ def _redirect_uris(
     for uri in uris:
         if len(uri) > MAX_URI:
             raise _redirect_error(f"a redirect URI may be at most {MAX_URI} characters")
-        if (problem := redirect_uri_problem(uri)) is not None:
+        # A native app may name `localhost` (core.redirects: what MCP clients register).
+        if (problem := redirect_uri_problem(uri, localhost=application_type == NATIVE)) is not None:
             raise _redirect_error(problem)
         if application_type == WEB and (problem := _web_redirect_problem(uri)) is not None:
             raise _redirect_error(problem)

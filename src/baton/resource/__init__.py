@@ -1,7 +1,9 @@
 """`baton.resource`: protect an API with Baton access tokens, opaque or JWT.
 
 One `Verifier` per resource server; the `BatonMiddleware` for Starlette and FastAPI;
-`verify_request` and the `flask_protect` / `django_protect` decorators for sync frameworks.
+`verify_request` and the `flask_protect` / `django_protect` decorators for sync frameworks;
+`ResourceMetadata` for RFC 9728 discovery. MCP servers built with the `mcp` SDK:
+`baton.resource.mcp` (the `mcp` extra; not imported here).
 See docs/middleware.md ("Protecting an API: `baton.resource`").
 """
 
@@ -19,6 +21,7 @@ from baton.resource.frameworks import django_protect, flask_protect
 from baton.resource.headers import bearer_token, verify_request
 from baton.resource.index import RevocationEvent, RevocationIndex
 from baton.resource.jwks import JwksCache
+from baton.resource.metadata import ResourceMetadata
 from baton.resource.principal import Principal
 from baton.resource.verifier import Verifier
 
@@ -32,6 +35,7 @@ __all__ = [
     "JwksCache",
     "MissingToken",
     "Principal",
+    "ResourceMetadata",
     "RevocationEvent",
     "RevocationIndex",
     "SSEParser",

@@ -7,6 +7,9 @@
 The verified `Principal` is in `request.state.principal` (and `scope["baton.principal"]`).
 The middleware starts the verifier's feed at application startup (or at the first request
 without a lifespan) and stops it at shutdown.
+
+With `resource_metadata=ResourceMetadata(...)` it also serves the RFC 9728 document (no token
+needed) and names its URL in every challenge (`resource_metadata="..."`, RFC 9728 §5.1).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ if TYPE_CHECKING:  # plain ASGI at run time: the base install has no Starlette
 
 from baton.resource.errors import AuthError, MissingToken
 from baton.resource.headers import bearer_token
+from baton.resource.metadata import ResourceMetadata, send_response
 from baton.resource.principal import Principal
 from baton.resource.verifier import Verifier
 
@@ -36,8 +40,11 @@ class BatonMiddleware:
         scopes: Sequence[str] = (),
         public_paths: Collection[str] = (),
         manage_feed: bool = True,
+        resource_metadata: ResourceMetadata | None = None,
     ) -> None:
         self.app = app
+        self.metadata = resource_metadata
+        self._metadata_url = resource_metadata.url if resource_metadata is not None else None
         self.verifier = verifier
         self.realm = realm
         self.scopes = tuple(scopes)
@@ -57,6 +64,9 @@ class BatonMiddleware:
             return
         if kind not in ("http", "websocket") or scope["path"] in self.public_paths:
             await self.app(scope, receive, send)
+            return
+        if kind == "http" and self.metadata is not None and scope["path"] in self.metadata.paths:
+            await self.metadata.serve(scope, receive, send)
             return
         self._start()
         authorization = None
@@ -101,16 +111,8 @@ class BatonMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": error.error or ""})
             return
-        status, headers, body = error.response_parts(self.realm)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(k.encode(), v.encode()) for k, v in headers.items()]
-                + [(b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        status, headers, body = error.response_parts(self.realm, self._metadata_url)
+        await send_response(send, status, headers, body)
 
 
 def principal_of(connection: HTTPConnection) -> Principal:

@@ -30,23 +30,34 @@ class AuthError(Exception):
         super().__init__(description)
         self.description = description
 
-    def challenge(self, realm: str) -> str | None:
-        """The `WWW-Authenticate` value (RFC 6750 §3), or None when none applies."""
+    def challenge(self, realm: str, resource_metadata: str | None = None) -> str | None:
+        """The `WWW-Authenticate` value (RFC 6750 §3), or None when none applies.
+
+        `resource_metadata`: the URL of the resource's RFC 9728 metadata, which the challenge
+        then names (RFC 9728 §5.1: "resource_metadata: The URL of the protected resource
+        metadata"), so that a client learns which authorization server to ask (MCP
+        authorization: servers "MUST use the HTTP header WWW-Authenticate when returning a 401
+        Unauthorized to indicate the location of the resource server metadata URL")."""
         parts = [f"realm={_quoted(realm)}"]
         if self.error is not None:
             parts.append(f"error={_quoted(self.error)}")
             if self.description:
                 parts.append(f"error_description={_quoted(self.description)}")
         parts.extend(self._extra())
+        if resource_metadata is not None:
+            parts.append(f"resource_metadata={_quoted(resource_metadata)}")
         return "Bearer " + ", ".join(parts)
 
     def _extra(self) -> list[str]:
         return []
 
-    def response_parts(self, realm: str) -> tuple[int, dict[str, str], bytes]:
-        """Status, headers and JSON body, for any framework."""
+    def response_parts(
+        self, realm: str, resource_metadata: str | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers and JSON body, for any framework (`resource_metadata`: see
+        `challenge`)."""
         headers = {"content-type": "application/json", "cache-control": "no-store"}
-        challenge = self.challenge(realm)
+        challenge = self.challenge(realm, resource_metadata)
         if challenge is not None:
             headers["www-authenticate"] = challenge
         body: dict[str, str] = {"error": self.error or "unauthorized"}
@@ -97,12 +108,18 @@ class VerifierUnavailable(AuthError):
     status = 503
     error = "temporarily_unavailable"
 
-    def challenge(self, realm: str) -> str | None:
+    retry_after = 1  # seconds (RFC 9110 §10.2.3 Retry-After)
+
+    def challenge(self, realm: str, resource_metadata: str | None = None) -> str | None:
+        # No challenge: the token may be good, and a client told to authenticate again would
+        # start a new authorization against a server that cannot be reached.
         return None
 
-    def response_parts(self, realm: str) -> tuple[int, dict[str, str], bytes]:
-        status, headers, body = super().response_parts(realm)
-        headers["retry-after"] = "1"
+    def response_parts(
+        self, realm: str, resource_metadata: str | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        status, headers, body = super().response_parts(realm, resource_metadata)
+        headers["retry-after"] = str(self.retry_after)
         return status, headers, body
 
 

@@ -11,6 +11,9 @@
 
 Both answer failures per RFC 6750 (401 `invalid_token`, 403 `insufficient_scope`, 400
 `invalid_request`, a bare challenge without a token). Neither framework is imported until used.
+With `resource_metadata` (a `ResourceMetadata`, or its URL) every challenge names the resource's
+RFC 9728 metadata (`resource_metadata="..."`, RFC 9728 §5.1); serve the document itself with
+`metadata.response_parts(request.method)` at each of `metadata.paths`.
 """
 
 from __future__ import annotations
@@ -21,13 +24,26 @@ from typing import Any, TypeVar, cast
 
 from baton.resource.errors import AuthError
 from baton.resource.headers import verify_request
+from baton.resource.metadata import ResourceMetadata
 from baton.resource.verifier import Verifier
 
 View = TypeVar("View", bound=Callable[..., Any])
 
 
-def flask_protect(verifier: Verifier, *scopes: str, realm: str = "api") -> Callable[[View], View]:
+def _metadata_url(resource_metadata: ResourceMetadata | str | None) -> str | None:
+    if isinstance(resource_metadata, ResourceMetadata):
+        return resource_metadata.url
+    return resource_metadata
+
+
+def flask_protect(
+    verifier: Verifier,
+    *scopes: str,
+    realm: str = "api",
+    resource_metadata: ResourceMetadata | str | None = None,
+) -> Callable[[View], View]:
     """Verifies the request's bearer token before the view runs; the principal is `g.principal`."""
+    metadata_url = _metadata_url(resource_metadata)
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
@@ -41,7 +57,7 @@ def flask_protect(verifier: Verifier, *scopes: str, realm: str = "api") -> Calla
             try:
                 g.principal = verify_request(verifier, request.headers, *scopes)
             except AuthError as error:
-                status, headers, body = error.response_parts(realm)
+                status, headers, body = error.response_parts(realm, metadata_url)
                 return Response(body, status=status, headers=headers)
             return view(*args, **kwargs)
 
@@ -50,9 +66,15 @@ def flask_protect(verifier: Verifier, *scopes: str, realm: str = "api") -> Calla
     return decorate
 
 
-def django_protect(verifier: Verifier, *scopes: str, realm: str = "api") -> Callable[[View], View]:
+def django_protect(
+    verifier: Verifier,
+    *scopes: str,
+    realm: str = "api",
+    resource_metadata: ResourceMetadata | str | None = None,
+) -> Callable[[View], View]:
     """Verifies the request's bearer token before the view runs; the principal is
     `request.principal`."""
+    metadata_url = _metadata_url(resource_metadata)
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
@@ -62,7 +84,7 @@ def django_protect(verifier: Verifier, *scopes: str, realm: str = "api") -> Call
             try:
                 request.principal = verify_request(verifier, request.headers, *scopes)
             except AuthError as error:
-                status, headers, body = error.response_parts(realm)
+                status, headers, body = error.response_parts(realm, metadata_url)
                 response = HttpResponse(body, status=status, content_type=headers["content-type"])
                 for name, value in headers.items():
                     response[name] = value

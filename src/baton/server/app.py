@@ -26,6 +26,7 @@ from baton.server import fastpath
 from baton.server.admin import api, console
 from baton.server.endpoints import logout
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError, oauth_error_handler
+from baton.server.endpoints.registration import expire_unused
 from baton.server.fastpath.machine import ExceptionHandler
 from baton.server.observability import install as observability
 from baton.server.observability import tracing_unavailable
@@ -145,7 +146,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     # CORS for the endpoints browser apps call (the table's `cors=True`): answered by the short
     # way for its machine POSTs, by `CorsMiddleware` for the rest (preflights included).
     origins = OriginCache(store, clock)
-    cors = Cors(TABLE.cors_paths(), origins)
+    cors = Cors(TABLE.cors_paths(), origins, TABLE.cors_for_anyone())
     app = Starlette(
         routes=routes,
         middleware=[
@@ -218,6 +219,11 @@ async def _purge(store: Store, clock: Clock, settings: Settings) -> None:
                 await anyio.sleep(0)  # let token traffic in between batches
             if purged:
                 log.info("purged %d expired rows", purged)
+            # Dynamic registrations no grant used within --registration-expiry (RFC 7591 leaves
+            # their life to the server), deleted as `baton client delete` does.
+            expired = await expire_unused(store, clock.now(), settings.registration_expiry)
+            if expired:
+                log.info("deleted %d unused dynamic client registrations", expired)
         except Exception:  # a purge must never take the server down
             log.exception("purging expired data failed; will retry")
 

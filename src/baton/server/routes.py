@@ -29,6 +29,7 @@ from baton.server.endpoints import (
     logout,
     mfa,
     openapi,
+    registration,
     signout,
     upstream,
     userinfo,
@@ -41,7 +42,7 @@ from baton.server.endpoints.feed import (
 from baton.server.endpoints.metadata import jwks_endpoint, metadata_document
 from baton.server.endpoints.revocation import introspection_endpoint, revocation_endpoint
 from baton.server.endpoints.token import token_endpoint
-from baton.server.routing import Endpoint, Kind, Table, endpoint
+from baton.server.routing import CorsFor, Endpoint, Kind, Table, endpoint
 from baton.server.runtime import pages
 from baton.server.runtime.context import baton
 
@@ -185,6 +186,50 @@ TABLE = Table(
             summary="RFC 7009 token revocation",
             details="a refresh token revokes its grant, an access token only itself",
         ),
+        # RFC 7591 and RFC 7592: 404 while `--registration` is off (and not advertised then).
+        # For any origin: a browser MCP client (MCP Inspector) registers before any client
+        # holds its origin (`baton.server.runtime.cors`).
+        endpoint(
+            registration.PATH,
+            "POST",
+            registration.register,
+            MACHINE,
+            metadata="registration_endpoint",
+            cors=CorsFor.ANYONE,
+            openapi=openapi.REGISTER,
+            summary="RFC 7591 dynamic client registration",
+            details=(
+                "`--registration open` or `token` (an initial access token); metadata checked "
+                "as RFC 7591 §2 and OpenID Connect Registration §2 say, scope narrowed to "
+                "`--dynamic-client-scopes`; rate-limited per address; unused registrations "
+                "expire"
+            ),
+        ),
+        endpoint(
+            registration.PATH + "/{client_id}",
+            "GET",
+            registration.read,
+            MACHINE,
+            openapi=openapi.REGISTRATION_READ,
+            summary="RFC 7592 read of a dynamic registration",
+            details="the registration access token as a bearer token",
+        ),
+        endpoint(
+            registration.PATH + "/{client_id}",
+            "PUT",
+            registration.update,
+            MACHINE,
+            openapi=openapi.REGISTRATION_UPDATE,
+            summary="RFC 7592 update: the metadata replaced",
+        ),
+        endpoint(
+            registration.PATH + "/{client_id}",
+            "DELETE",
+            registration.delete,
+            MACHINE,
+            openapi=openapi.REGISTRATION_DELETE,
+            summary="RFC 7592 deletion: the client's grants revoked, its id never reused",
+        ),
         endpoint(
             "/", "GET", login.home, openapi=openapi.HOME, summary="Home page (signed in or not)"
         ),
@@ -193,7 +238,7 @@ TABLE = Table(
             "GET",
             metadata_endpoint,
             openapi=openapi.METADATA,
-            cors=True,
+            cors=CorsFor.ANYONE,
             summary="RFC 8414 authorization server metadata",
             details=(
                 "carries `refresh_token_rotation` (policy and leeway), and the OpenID Provider "
@@ -205,7 +250,7 @@ TABLE = Table(
             "GET",
             openid_configuration_endpoint,
             openapi=openapi.OPENID_CONFIGURATION,
-            cors=True,
+            cors=CorsFor.ANYONE,
             summary="OpenID Connect Discovery 1.0 provider configuration",
             details=(
                 "the RFC 8414 document's members, OpenID ones included; 404 while OpenID "
@@ -242,7 +287,7 @@ TABLE = Table(
             "GET",
             jwks_endpoint,
             metadata="jwks_uri",
-            cors=True,
+            cors=CorsFor.ANYONE,
             openapi=openapi.JWKS,
             summary="RFC 7517 key set of the JWT signing keys",
             details="the next key is published before it signs",

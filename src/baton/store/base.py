@@ -77,6 +77,15 @@ class Client:
     token_endpoint_auth_method: str | None = None
     jwks_uri: str | None = None
 
+    @property
+    def loopback_by_name(self) -> bool:
+        """A native app no operator registered: its `http://localhost` redirect URIs are
+        accepted and matched on any port (`baton.core.redirects`: what MCP clients register)."""
+        return (
+            self.registered_via is not None
+            and self.registration.get("application_type") == "native"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class User:

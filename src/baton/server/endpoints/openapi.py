@@ -683,6 +683,185 @@ REVOCATION_STREAM = operation(
 )
 
 
+# -- dynamic client registration: RFC 7591 and RFC 7592 -------------------------------------------
+
+_URL = {"type": "string", "maxLength": 2000}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+# RFC 7591 §2 client metadata as /register reads it (`baton.core.registration`): unknown members
+# are ignored (RFC 7591 §2), a null member counts as absent.
+_CLIENT_METADATA: Schema = {
+    "type": "object",
+    "description": (
+        "RFC 7591 §2 client metadata. `redirect_uris` is required for `authorization_code` (the "
+        "default grant); `application_type` `web` (the default) takes only https redirect URIs "
+        "off localhost, `native` also http on 127.0.0.1 or [::1] (any port) and private-use "
+        "schemes. `scope` is narrowed to the scopes the server allows such clients."
+    ),
+    "properties": {
+        "redirect_uris": {**_STRINGS, "maxItems": 20},
+        "token_endpoint_auth_method": {
+            "enum": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]
+        },
+        "grant_types": {
+            "type": "array",
+            "items": {"enum": ["authorization_code", "refresh_token", "client_credentials"]},
+        },
+        "response_types": {"type": "array", "items": {"const": "code"}},
+        "application_type": {"enum": ["web", "native"]},
+        "scope": {"type": "string"},
+        "client_name": {"type": "string", "maxLength": 200},
+        "contacts": {**_STRINGS, "maxItems": 10},
+        "client_uri": _URL,
+        "logo_uri": _URL,
+        "tos_uri": _URL,
+        "policy_uri": _URL,
+        "jwks_uri": _URL,
+        "software_id": {"type": "string", "maxLength": 200},
+        "software_version": {"type": "string", "maxLength": 200},
+    },
+    "additionalProperties": True,
+}
+SCHEMAS["ClientMetadata"] = _CLIENT_METADATA
+# RFC 7591 §3.2.1 / RFC 7592 §3: the metadata as registered, and the server's members.
+SCHEMAS["ClientInformation"] = {
+    "allOf": [
+        _ref("schemas", "ClientMetadata"),
+        {
+            "type": "object",
+            "required": [
+                "client_id",
+                "client_id_issued_at",
+                "registration_access_token",
+                "registration_client_uri",
+            ],
+            "properties": {
+                "client_id": {"type": "string"},
+                "client_secret": {"type": "string"},
+                "client_id_issued_at": {"type": "integer"},
+                "client_secret_expires_at": {"const": 0},
+                "registration_access_token": {"type": "string"},
+                "registration_client_uri": {"type": "string"},
+            },
+            "dependentRequired": {"client_secret": ["client_secret_expires_at"]},
+        },
+    ]
+}
+# RFC 7591 §3.2.2: a refused registration.
+SCHEMAS["RegistrationError"] = {
+    "type": "object",
+    "required": ["error", "error_description"],
+    "properties": {
+        "error": {
+            "enum": [
+                ErrorCode.INVALID_REDIRECT_URI,
+                ErrorCode.INVALID_CLIENT_METADATA,
+                ErrorCode.INVALID_REQUEST,
+            ]
+        },
+        "error_description": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+_REGISTRATION_OFF = no_store_json("Registration is off (`--registration off`, the default).")
+_REGISTRATION_TOKEN = no_store_json(
+    "`invalid_token`: the registration access token is missing or wrong, or the client is "
+    "unknown or deleted (one answer for all).",
+    _BEARER_ERROR,
+    **_BEARER_CHALLENGE,
+)
+_REGISTRATION_BODY = {
+    "required": True,
+    "content": {
+        JSON: {
+            "schema": _ref("schemas", "ClientMetadata"),
+            "example": {
+                "redirect_uris": ["http://127.0.0.1/callback"],
+                "application_type": "native",
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code", "refresh_token"],
+                "client_name": "An MCP client",
+            },
+        }
+    },
+}
+_REGISTRATION_REFUSED = no_store_json(
+    "`invalid_redirect_uri` or `invalid_client_metadata` (RFC 7591 §3.2.2), saying which member "
+    "and why.",
+    _ref("schemas", "RegistrationError"),
+)
+_CLIENT_PATH = path_parameter("client_id", "The `client_id` the registration answered.")
+_INFORMATION = _ref("schemas", "ClientInformation")
+
+REGISTER = operation(
+    "register",
+    {
+        "201": no_store_json(
+            "The client information response (RFC 7591 §3.2.1): its `client_id`, a "
+            "`client_secret` for the secret methods (shown once), and the registration access "
+            "token for RFC 7592.",
+            _INFORMATION,
+        ),
+        "400": _REGISTRATION_REFUSED,
+        "401": no_store_json(
+            "`invalid_token`: `--registration token` and no or another initial access token.",
+            _BEARER_ERROR,
+            **_BEARER_CHALLENGE,
+        ),
+        "404": _REGISTRATION_OFF,
+        "413": _ref("responses", "TooLarge"),
+        "415": no_store_json("The body is not `application/json`."),
+        "429": _ref("responses", "TooManyRequests"),
+        "503": _ref("responses", "Unavailable"),
+    },
+    description=(
+        "RFC 7591 §3. Open (`--registration open`) or with the initial access token as a bearer "
+        "token (`--registration token`); rate-limited per source address. The client gets "
+        "PKCE required, the scopes and resources the server allows such clients, and is "
+        "deleted if no grant used it within `--registration-expiry`."
+    ),
+    security=[{"bearer": []}, {}],
+    requestBody=_REGISTRATION_BODY,
+)
+_MANAGED = {
+    "401": _REGISTRATION_TOKEN,
+    "404": _REGISTRATION_OFF,
+    "429": _ref("responses", "TooManyRequests"),
+    "503": _ref("responses", "Unavailable"),
+}
+REGISTRATION_READ = operation(
+    "readRegistration",
+    {"200": no_store_json("The client information (RFC 7592 §3).", _INFORMATION), **_MANAGED},
+    description="RFC 7592 §2.1, with the registration access token as a bearer token.",
+    security=[{"bearer": []}],
+    parameters=[_CLIENT_PATH],
+)
+REGISTRATION_UPDATE = operation(
+    "updateRegistration",
+    {
+        "200": no_store_json("The client information as updated (RFC 7592 §3).", _INFORMATION),
+        "400": _REGISTRATION_REFUSED,
+        "413": _ref("responses", "TooLarge"),
+        "415": no_store_json("The body is not `application/json`."),
+        **_MANAGED,
+    },
+    description=(
+        "RFC 7592 §2.2: the metadata replaced (a member left out takes its default); "
+        "`client_id` must be the client's and a `client_secret` its secret; the token endpoint "
+        "authentication method cannot change between none, a secret and `private_key_jwt`."
+    ),
+    security=[{"bearer": []}],
+    parameters=[_CLIENT_PATH],
+    requestBody=_REGISTRATION_BODY,
+)
+REGISTRATION_DELETE = operation(
+    "deleteRegistration",
+    {"204": response("Deleted: every grant of the client revoked.", NO_STORE), **_MANAGED},
+    description="RFC 7592 §2.3, as `baton client delete`: the id is never given again.",
+    security=[{"bearer": []}],
+    parameters=[_CLIENT_PATH],
+)
+
+
 _TEXT = {"text/plain": {"type": "string"}}
 
 
@@ -742,7 +921,10 @@ def openapi_document(settings: Settings, table: Table) -> dict[str, Any]:
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "RFC 6750 §2.1: an access token (`/userinfo`).",
+                    "description": (
+                        "RFC 6750 §2.1: an access token (`/userinfo`), the initial access "
+                        "token (`POST /register`) or a registration access token (RFC 7592)."
+                    ),
                 },
             },
         },

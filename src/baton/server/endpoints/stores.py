@@ -33,6 +33,8 @@ from baton.store.base import (
     TokenFacts,
     User,
 )
+from baton.store.sql.registrations import DynamicClient
+from baton.store.sql.tombstones import Deleted
 
 
 class ClientLookup(Protocol):
@@ -242,3 +244,24 @@ class EverywhereStore(Protocol):
     """What signing out everywhere asks of the store (`baton.store.sql.SQLStore`)."""
 
     async def end_user_op_sessions(self, user_id: int, now: int) -> SignedOut: ...
+
+
+class Registrations(Protocol):
+    """What dynamic registration (`registration`: RFC 7591, RFC 7592) and the purge loop's
+    expiry of unused registrations ask of the store (`baton.store.sql.registrations`)."""
+
+    async def register_dynamic_client(
+        self, client: Client, token_digest: bytes, actor: Actor
+    ) -> None: ...
+
+    async def dynamic_client(self, client_id: str) -> DynamicClient | None: ...
+
+    async def update_dynamic_client(self, before: Client, after: Client, actor: Actor) -> bool: ...
+
+    async def delete_dynamic_client(self, client_id: str, actor: Actor) -> Deleted | None: ...
+
+    async def expire_dynamic_clients(
+        self, now: int, expiry: int, actor_name: str, batch: int = 100
+    ) -> int: ...
+
+    async def registered_resources(self) -> frozenset[str]: ...

@@ -53,6 +53,7 @@ async def token_endpoint(request: Request) -> NoStoreJSON:
                 ErrorCode.UNSUPPORTED_GRANT_TYPE, f"grant_type {grant_type!r} is not supported"
             )
         client = await authenticate(request, form, app.store)
+        _registered_grant(client, grant_type)
         await charge_before(app, client)
         pair = await handler(request, app, client, form)
         await charge_after(app, client)  # the code was its own (L3)
@@ -91,6 +92,24 @@ def _outcome(span: spans.Span, result: ExchangeResult | RedeemResult) -> None:
 
 def invalid_grant(description: str) -> OAuthError:
     return OAuthError(ErrorCode.INVALID_GRANT, description)
+
+
+def _registered_grant(client: Client, grant_type: str) -> None:
+    """RFC 7591 §2: `grant_types` are those the client "will restrict itself to using"; the
+    server holds it to them. A client registered without (`grant_types` None: every operator's
+    client) may use any grant its type allows. RFC 6749 §5.2 `unauthorized_client`: "The
+    authenticated client is not authorized to use this authorization grant type." """
+    if client.grant_types is not None and grant_type not in client.grant_types:
+        raise OAuthError(
+            ErrorCode.UNAUTHORIZED_CLIENT,
+            f"this client is not registered for the {grant_type} grant type",
+        )
+
+
+def _issues_refresh(client: Client) -> bool:
+    """Whether a code of `client` gets a refresh token: not when it registered `grant_types`
+    without `refresh_token` (it could never use one, RFC 7591 §2)."""
+    return client.grant_types is None or "refresh_token" in client.grant_types
 
 
 def invalid_target(description: str) -> OAuthError:
@@ -184,7 +203,7 @@ async def _authorization_code(
             result = await app.store.redeem_code(
                 digest(code),
                 ask,
-                _new_pair(app, _resource(form), client=client),
+                _new_pair(app, _resource(form), _issues_refresh(client), client=client),
                 app.clock.now(),
                 source_address(request),
             )
@@ -204,6 +223,7 @@ async def _authorization_code(
 async def _refresh_token(
     request: Request, app: Baton, client: Client, form: Form
 ) -> IssuedPair | ClientChanged:
+    _registered_grant(client, "refresh_token")
     presented = form.require("refresh_token")
     scope = _requested_scope(form)
     resources = _resource(form)

@@ -42,9 +42,7 @@ from urllib.parse import unquote, urlsplit
 
 from baton.config import Settings
 from baton.core.clock import Clock
-from baton.core.redirects import LOOPBACK
 from baton.core.registration import (
-    NATIVE,
     PRIVATE_KEY_JWT,
     RegistrationError,
     RegistrationPolicy,
@@ -167,7 +165,7 @@ def document_client(
     if not document.get("redirect_uris"):
         raise DocumentError(url, "it has no redirect_uris")
     try:
-        metadata = client_metadata(_application_type_inferred(document), policy)
+        metadata = client_metadata(document, policy)
     except RegistrationError as exc:
         raise DocumentError(url, exc.description) from None
     public = metadata.token_endpoint_auth_method != PRIVATE_KEY_JWT
@@ -190,24 +188,6 @@ def document_client(
         token_endpoint_auth_method=metadata.token_endpoint_auth_method,
         jwks_uri=metadata.jwks_uri,
     )
-
-
-def _application_type_inferred(document: dict[str, Any]) -> dict[str, Any]:
-    """`document`, with `application_type` "native" when it names none and a redirect URI of
-    its is an app's on this device (loopback, RFC 8252 §7.3; a private-use scheme, §7.1). The
-    draft defines no `application_type`, and the documents MCP clients publish name loopback
-    redirects without one; OpenID Connect Registration's default ("web") would refuse them.
-    "native" still holds every redirect URI to the rule all redirects obey."""
-    uris = document.get("redirect_uris")
-    if "application_type" in document or not isinstance(uris, list):
-        return document
-    for uri in uris:
-        if not isinstance(uri, str):
-            continue
-        parts = urlsplit(uri)
-        if parts.scheme != "https" or (parts.hostname or "") in ("localhost", *LOOPBACK):
-            return {**document, "application_type": NATIVE}
-    return document
 
 
 def _refuse_private_keys(url: str, jwks: Any) -> None:

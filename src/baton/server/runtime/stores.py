@@ -25,6 +25,7 @@ from baton.server.endpoints.stores import (
     EverywhereStore,
     MfaStore,
     Readiness,
+    Registrations,
     RevocationFeed,
     SignOut,
     TokenLifecycle,
@@ -69,6 +70,7 @@ class Store(
     MfaStore,
     UpstreamStore,
     EverywhereStore,
+    Registrations,
     DocumentStore,
     Protocol,
 ):

@@ -195,6 +195,13 @@ class PostgresRunner:
                 return result
             except DBAPIError as exc:
                 state = _sqlstate(exc)
+                if _plan_invalidated(exc) and attempt < MAX_ATTEMPTS:
+                    # The transaction failed at its first use of a cached statement, before
+                    # the statement ran; SQLAlchemy has dropped the connection's cache.
+                    log.warning(
+                        "a cached statement plan was invalidated (a schema change); retrying"
+                    )
+                    continue
                 if state not in RETRYABLE_SQLSTATES or attempt == MAX_ATTEMPTS:
                     raise
                 log.warning(
@@ -218,7 +225,7 @@ class PostgresRunner:
             async with self._autocommit.connect() as conn:
                 return await conn.run_sync(work)
         except DBAPIError as exc:
-            if not exc.connection_invalidated:
+            if not (exc.connection_invalidated or _plan_invalidated(exc)):
                 raise
             log.warning("a pooled connection was gone (%s); reading again", type(exc).__name__)
         async with self._autocommit.connect() as conn:
@@ -231,6 +238,14 @@ class PostgresRunner:
         await self._notifier.close()
         await self._listener.close()
         await self.engine.dispose()
+
+
+def _plan_invalidated(exc: DBAPIError) -> bool:
+    """asyncpg's InvalidCachedStatementError: a statement prepared before a schema change (a
+    column's type changed by a migration while this process serves) cannot run; prepared again,
+    it can. Run again, so that a later release may widen a column while this one is running
+    beside it during a rolling upgrade (docs/upgrades.md)."""
+    return type(exc.orig).__name__ == "InvalidCachedStatementError"
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
