@@ -65,6 +65,7 @@ from baton.server.endpoints.forms import REPEATABLE, Form, browser_form, parse_p
 from baton.server.endpoints.hints import IdTokenHint, read_id_token_hint
 from baton.server.endpoints.stores import ChallengeKeeper
 from baton.server.runtime.context import Baton, baton, source_address
+from baton.server.runtime.documents import DocumentError
 from baton.server.runtime.pages import N_, error_page
 from baton.server.runtime.sessions import (
     MAX_AGE,
@@ -144,8 +145,17 @@ async def validate(app: Baton, form: Form) -> AuthorizationRequest:
     client_id = form.get("client_id")
     if client_id is None:
         raise PageError(N_("The request names no client (client_id is missing)."))
-    client = await enabled_client(app.store, client_id)
-    if client is None:
+    try:
+        # A registered client, or the client of a metadata document at `client_id` (fetched
+        # when its stored copy is stale; `baton.server.runtime.documents`).
+        client = await app.documents.client(client_id)
+    except DocumentError as exc:
+        # draft-ietf-oauth-client-id-metadata-document §5.1: "If ... fetching the metadata
+        # document fails, the authorization server SHOULD abort the authorization request".
+        # The redirect URIs come from the document: none is trusted, so a page says why.
+        message = N_("The client's metadata document at %(url)s could not be used: %(reason)s.")
+        raise PageError(message, values={"url": exc.url, "reason": exc.reason}) from None
+    if client is None or client.disabled_at is not None:
         raise PageError(N_("The request names an unknown client."))
     given = form.get("redirect_uri")
     if given is not None:

@@ -16,9 +16,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from baton.core.claims import OFFLINE_ACCESS, OPENID, for_scope
+from baton.server.runtime.documents import host_of
 from baton.server.runtime.pages import N_, page
 from baton.server.runtime.sessions import csrf_token
-from baton.store.base import Client
+from baton.store.base import Client, RegisteredVia
 
 if TYPE_CHECKING:
     from baton.server.endpoints.authorize import AuthorizationRequest
@@ -103,6 +104,25 @@ def homepage(client_uri: str | None) -> str | None:
     return client_uri if parts.scheme.lower() in ("http", "https") and parts.netloc else None
 
 
+def provenance(app: Baton, client: Client) -> dict[str, object] | None:
+    """What the page says of a client no operator registered: a metadata document's is named
+    by its host (draft-ietf-oauth-client-id-metadata-document §8.5: "SHOULD display the
+    hostname of the client_id"), "not verified by this server" unless the operator trusts
+    that host (`client_documents_trusted_hosts`); a dynamically registered one (RFC 7591) is
+    never verified (its metadata is its own claim: RFC 7591 §5), and names the host of the
+    homepage it claims. None for an operator's client."""
+    if client.registered_via == RegisteredVia.DOCUMENT:
+        return {
+            "kind": "document",
+            "host": host_of(client.id),
+            "verified": app.documents.trusted(client),
+        }
+    if client.registered_via == RegisteredVia.DYNAMIC:
+        uri = homepage(client.client_uri)
+        return {"kind": "dynamic", "host": host_of(uri) if uri else None, "verified": False}
+    return None
+
+
 async def consent_page(
     request: Request, app: Baton, auth: AuthorizationRequest, username: str
 ) -> Response:
@@ -117,6 +137,7 @@ async def consent_page(
     context = {
         "client": auth.client,
         "client_uri": homepage(auth.client.client_uri),
+        "provenance": provenance(app, auth.client),
         "return_host": return_host(auth.redirect_uri),
         "scopes": sorted(auth.scope),
         "described": described_scopes(auth.scope, registered, oidc is not None),

@@ -10,6 +10,7 @@ from baton.config import Settings
 from baton.core.clock import Clock
 from baton.core.pairs import AccessTokenFormat
 from baton.server.endpoints.clientauth import ClientCache
+from baton.server.runtime.documents import ClientDocuments
 from baton.server.runtime.keyring import KeyRing
 from baton.server.runtime.limits import Limits
 from baton.server.runtime.stores import Store
@@ -27,6 +28,13 @@ class Baton:
     # OpenID Connect needs signing keys, so a key-encryption key; its pairwise subjects' salt
     # is derived from that key (`baton.core.subject`). None: OpenID Connect is off.
     pairwise_salt: bytes | None = None
+    # Clients of client ID metadata documents (`documents`): fetched, validated and stored as
+    # `/authorize` meets their URLs.
+    documents: ClientDocuments = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        documents = ClientDocuments(self.settings, self.store, self.clock, self.clients.forget)
+        object.__setattr__(self, "documents", documents)
 
     @property
     def oidc(self) -> bool:

@@ -35,6 +35,7 @@ from baton.server.endpoints.stores import (
 )
 from baton.server.observability.install import ObservedStore
 from baton.server.runtime.cors import BrowserOrigins
+from baton.server.runtime.documents import DocumentStore
 from baton.server.runtime.sessions import SessionStore
 
 
@@ -70,6 +71,7 @@ class Store(
     UpstreamStore,
     EverywhereStore,
     Registrations,
+    DocumentStore,
     Protocol,
 ):
     async def purge(self, now: int, retention: int, batch: int = 500) -> int:

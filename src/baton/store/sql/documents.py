@@ -1,12 +1,82 @@
 """Clients described by a client ID metadata document: the validated document kept as the
 client's row (its URL is the client id), refreshed when its cached copy expires.
 
+The row is the document cache every process shares: `document_expires_at` says until when the
+copy may be used without fetching it again (draft-ietf-oauth-client-id-metadata-document §5.2,
+"Metadata Caching"). A fetch rewrites what the document says, and only that: the operator's
+decisions on the row (disabled, deleted, remembered consent, login and consent apps) are kept,
+so a document never re-enables a client an operator disabled. An id held by a client the
+operator (or RFC 7591 registration) created is never overwritten by a document.
+
 `DocumentClientStore` is a mixin of `SQLStore`: each method is one unit of work through the
 store's runner.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy import Connection, insert, update
+from sqlalchemy.exc import IntegrityError
+
+from baton.store.base import Client, RegisteredVia
+from baton.store.schema import clients
+from baton.store.sql.registry import get_client
+from baton.store.sql.rows import client_values
+
+T = TypeVar("T")
+
+# What a document decides of its client's row; everything else is the operator's.
+DOCUMENT_COLUMNS = (
+    "name",
+    "is_public",
+    "redirect_uris",
+    "scope",
+    "allowed_resources",
+    "client_uri",
+    "registration",
+    "document_expires_at",
+    "grant_types",
+    "token_endpoint_auth_method",
+    "jwks_uri",
+)
+
+
+def save_document_client(conn: Connection, client: Client) -> Client | None:
+    """Inserts `client` (a document's), or updates the document's columns of its existing
+    document row; None when the id belongs to a client that is not a document's (nothing is
+    written). Returns the row as stored."""
+    existing = get_client(conn, client.id)
+    if existing is None:
+        conn.execute(insert(clients).values(**client_values(client)))
+        return client
+    if existing.registered_via != RegisteredVia.DOCUMENT:
+        return None
+    values = client_values(client)
+    conn.execute(
+        update(clients)
+        .where(clients.c.id == client.id)
+        .values(**{name: values[name] for name in DOCUMENT_COLUMNS})
+    )
+    return get_client(conn, client.id)
+
 
 class DocumentClientStore:
     """Metadata-document clients."""
+
+    if TYPE_CHECKING:
+
+        async def _write(self, work: Callable[[Connection], T]) -> T: ...
+
+    async def save_document_client(self, client: Client) -> Client | None:
+        """Stores a freshly fetched and validated document's client: a new row, or the
+        document's columns of its row (never its `disabled_at`, `deleted_at` or `created_at`);
+        None, with nothing written, when the id is a client no document made. Returns the row
+        as stored."""
+        try:
+            return await self._write(lambda conn: save_document_client(conn, client))
+        except IntegrityError:
+            # Another process inserted the same URL's row between the read and the insert:
+            # its row is there now, so this is an update.
+            return await self._write(lambda conn: save_document_client(conn, client))

@@ -1,0 +1,293 @@
+"""Client ID metadata documents (draft-ietf-oauth-client-id-metadata-document): a `client_id`
+that is an https URL names a JSON document, at that URL, that registers its client.
+
+`ClientDocuments.client(client_id)` is what `/authorize` asks instead of the store alone:
+
+- an id the store holds for a client no document made (an operator's, a dynamic
+  registration's) is that client, whatever it looks like: a document never overwrites it;
+- a document client whose row is still fresh (`document_expires_at`) is used without fetching;
+  one an operator disabled stays disabled (its document is not even fetched);
+- otherwise, while `client_metadata_documents` is on, the URL is checked (§3 "Client
+  Identifier URL"), the operator's denied hosts are refused without a fetch, the document is
+  fetched (`baton.server.runtime.fetching`: SSRF-hardened (§8.6), 5 KB, no redirects (§5)),
+  validated
+  (`client_id` equal to the URL, §4; RFC 7591 metadata through `baton.core.registration`; no
+  secret, §4.1) and stored as the client's row, cached for as long as its HTTP cache headers
+  say, held between `FLOOR` and `CEILING` (§5.2). Concurrent first requests for one URL share
+  one fetch.
+
+A document that cannot be used raises `DocumentError` with a reason to show: the request's
+redirect URI is not trusted yet (it comes from the document), so `/authorize` shows a page.
+Nothing of a failed fetch or an invalid document is cached (§5.2: "MUST NOT cache error
+responses ... documents which are invalid or malformed"): the next request fetches again.
+
+A client whose document later becomes invalid (or unreachable) is refused at `/authorize` until
+it is valid again; the grants it already has keep working at `/token` until revoked (its row
+is left as it was: refusing refreshes over a document host's outage would strand every user).
+
+There is no in-process cache beyond the row: `/authorize` reads the client's row on every
+request anyway (a client disabled in any process is refused at once), so a copy in memory
+would save no read and would only add staleness. The single-flight map holds only the fetches
+under way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import Callable
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+from baton.config import Settings
+from baton.core.clock import Clock
+from baton.core.registration import (
+    PRIVATE_KEY_JWT,
+    RegistrationError,
+    RegistrationPolicy,
+    client_metadata,
+)
+from baton.server.runtime import fetching
+from baton.store.base import Client, RegisteredVia
+
+# Cache lifetime bounds (seconds): a document is fetched at most once per FLOOR (unless its
+# headers forbid reuse) and at least once per CEILING; DEFAULT without cache headers.
+FLOOR = 5 * 60
+CEILING = 24 * 60 * 60
+DEFAULT = FLOOR
+# The draft's "recommended maximum size to read is 5 kilobytes" (§8.7).
+MAX_BYTES = 5 * 1024
+TIMEOUT = 5.0
+MAX_URL = 2048  # `clients.id` (CLIENT_ID_LENGTH)
+# JWK members that only a private (or symmetric) key has (RFC 7518 §6.2.2, §6.3.2, §6.4.1):
+# §4.1 "private key material MUST NOT be included".
+_PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+class DocumentError(Exception):
+    """The document at `url` cannot be used; `reason` says why (English, technical: shown
+    inside a translated sentence, as the redirect URI rule's problems are)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class DocumentStore(Protocol):
+    """What metadata documents ask of the store (`baton.store.sql.documents`)."""
+
+    async def get_client(self, client_id: str) -> Client | None: ...
+
+    async def registered_resources(self) -> frozenset[str]:
+        """Every registered resource server's `resource_uri` (RFC 8707)."""
+        ...
+
+    async def save_document_client(self, client: Client) -> Client | None:
+        """Stores a document's client (a new row, or the document's columns of its row); None
+        when the id is held by a client no document made."""
+        ...
+
+
+def looks_like_document_url(client_id: str) -> bool:
+    """A client id this server would fetch (case-insensitive scheme, RFC 3986 §3.1)."""
+    return client_id[:8].lower() == "https://"
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` is not a Client Identifier URL (draft §3), or None."""
+    if len(url) > MAX_URL:
+        return f"it is longer than {MAX_URL} characters"
+    if not url.isascii() or not url.isprintable() or " " in url:
+        return "it must be printable ASCII without spaces"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "it is not a valid URL"
+    del port
+    # §3: "MUST use the https URL scheme", "MUST NOT contain a userinfo component",
+    # "MUST contain a path component", "MUST NOT contain single-dot or double-dot path
+    # components", "MUST NOT contain a fragment component".
+    if parts.scheme != "https":
+        return "it must use the https scheme"
+    if "@" in parts.netloc:
+        return "it must not contain user information"
+    if not parts.hostname:
+        return "it has no host"
+    if "#" in url:
+        return "it must not contain a fragment"
+    if not parts.path:
+        return "it must contain a path"
+    if any(unquote(segment) in (".", "..") for segment in parts.path.split("/")):
+        return "its path must not contain . or .. segments"
+    return None
+
+
+def host_of(url: str) -> str:
+    """The host a person is shown: lower case, without a trailing dot or the port."""
+    return (urlsplit(url).hostname or "").rstrip(".").lower()
+
+
+def host_matches(host: str, patterns: tuple[str, ...]) -> bool:
+    """`host` is one of `patterns`: an exact name, or `*.example.com` for any name under
+    example.com (not example.com itself)."""
+    host = host.rstrip(".").lower()
+    for pattern in patterns:
+        pattern = pattern.strip().rstrip(".").lower()
+        if not pattern:
+            continue
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def document_client(
+    url: str, document: object, policy: RegistrationPolicy, expires_at: int, now: int
+) -> Client:
+    """The client `document` (decoded JSON, fetched from `url`) registers; `DocumentError` when
+    it cannot."""
+    if not isinstance(document, dict):
+        raise DocumentError(url, "it is not a JSON object")
+    # §4: "MUST contain a client_id property whose value MUST match the Client Identifier URL
+    # ... using simple string comparison".
+    if document.get("client_id") != url:
+        raise DocumentError(url, "its client_id does not match its URL")
+    # §4.1: "the client_secret and client_secret_expires_at properties MUST NOT be used".
+    for member in ("client_secret", "client_secret_expires_at"):
+        if member in document:
+            raise DocumentError(url, f"it must not contain {member}")
+    _refuse_private_keys(url, document.get("jwks"))
+    if not document.get("redirect_uris"):
+        raise DocumentError(url, "it has no redirect_uris")
+    try:
+        metadata = client_metadata(document, policy)
+    except RegistrationError as exc:
+        raise DocumentError(url, exc.description) from None
+    public = metadata.token_endpoint_auth_method != PRIVATE_KEY_JWT
+    return Client(
+        id=url,
+        name=metadata.client_name or host_of(url),
+        secret_digest=None,
+        is_public=public,
+        is_resource_server=False,
+        redirect_uris=metadata.redirect_uris,
+        scope=metadata.scope,
+        created_at=now,
+        allowed_resources=metadata.resources,
+        require_pkce=True,
+        client_uri=metadata.client_uri,
+        registered_via=RegisteredVia.DOCUMENT,
+        registration=metadata.members(),
+        document_expires_at=expires_at,
+        grant_types=metadata.grant_types,
+        token_endpoint_auth_method=metadata.token_endpoint_auth_method,
+        jwks_uri=metadata.jwks_uri,
+    )
+
+
+def _refuse_private_keys(url: str, jwks: Any) -> None:
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if isinstance(keys, list) and any(
+        isinstance(key, dict) and _PRIVATE_JWK_MEMBERS & key.keys() for key in keys
+    ):
+        raise DocumentError(url, "its jwks holds private key material")
+
+
+class ClientDocuments:
+    """The clients of client ID metadata documents, for `/authorize`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: DocumentStore,
+        clock: Clock,
+        forget: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.forget = forget
+        # For tests and development: the trust store and the time limit of a fetch.
+        self.ssl_context: ssl.SSLContext | None = None
+        self.timeout = TIMEOUT
+        self._flights: dict[str, asyncio.Future[Client]] = {}
+        self.fetches = 0  # documents fetched by this process (for tests and metrics)
+
+    def trusted(self, client: Client) -> bool:
+        """The operator vouches for this document client's host
+        (`client_documents_trusted_hosts`)."""
+        return client.registered_via == RegisteredVia.DOCUMENT and host_matches(
+            host_of(client.id), self.settings.client_documents_trusted_hosts
+        )
+
+    async def client(self, client_id: str) -> Client | None:
+        """The client `client_id` names (disabled or not: the caller decides), fetching its
+        metadata document when it is a document's and its copy is stale; None when unknown.
+        Raises `DocumentError` when the document cannot be used."""
+        existing = await self.store.get_client(client_id)
+        if existing is not None and existing.registered_via != RegisteredVia.DOCUMENT:
+            return existing
+        if not looks_like_document_url(client_id):
+            return existing
+        if not self.settings.client_metadata_documents:
+            return None  # documents turned off: their clients are unknown here
+        if existing is not None and (
+            existing.disabled_at is not None
+            or (existing.document_expires_at or 0) > self.clock.now()
+        ):
+            return existing
+        return await self._single_flight(client_id)
+
+    async def _single_flight(self, url: str) -> Client:
+        flight = self._flights.get(url)
+        if flight is None:
+            flight = asyncio.ensure_future(self._fetch(url))
+            self._flights[url] = flight
+            flight.add_done_callback(lambda _: self._flights.pop(url, None))
+        # Shielded: one caller giving up (its request cancelled) does not cancel the others'.
+        return await asyncio.shield(flight)
+
+    async def _fetch(self, url: str) -> Client:
+        if (problem := url_problem(url)) is not None:
+            raise DocumentError(url, f"its URL is not allowed: {problem}")
+        host = host_of(url)
+        if host_matches(host, self.settings.client_documents_denied_hosts):
+            raise DocumentError(url, f"this server does not accept clients from {host}")
+        self.fetches += 1
+        try:
+            fetched = await fetching.fetch(
+                url,
+                allow_private=self.settings.client_documents_allow_private,
+                timeout=self.timeout,
+                max_bytes=MAX_BYTES,
+                ssl_context=self.ssl_context,
+            )
+        except fetching.FetchError as exc:
+            raise DocumentError(url, exc.reason) from None
+        try:
+            document = json.loads(fetched.body)
+        except (ValueError, RecursionError):
+            raise DocumentError(url, "it is not valid JSON") from None
+        now = self.clock.now()
+        lifetime = fetched.lifetime(default=DEFAULT, floor=FLOOR, ceiling=CEILING)
+        resources = self.settings.dynamic_client_resources or tuple(
+            sorted(await self.store.registered_resources())
+        )
+        policy = RegistrationPolicy(
+            scopes=frozenset(self.settings.dynamic_client_scopes),
+            resources=resources,
+            document=True,
+        )
+        client = document_client(url, document, policy, now + lifetime, now)
+        stored = await self.store.save_document_client(client)
+        if stored is None:
+            # An operator registered this id meanwhile: theirs, not the document's.
+            raise DocumentError(url, "another client holds this client_id")
+        if self.forget is not None:
+            self.forget(url)  # the token endpoint's cached row, if any, is out of date
+        return stored
