@@ -37,9 +37,11 @@ ASYMMETRIC_ALGS = ("RS256", "PS256", "ES256", "EdDSA", "Ed25519")
 # Seconds of difference between the client's clock and ours that the time checks forgive.
 LEEWAY = 30
 # An assertion may not expire more than this many seconds ahead (RFC 7523 §3 item 7: the `jti`
-# is kept "for the length of time for which the JWT would be considered valid"): clients make a
-# fresh one per request, and a bound keeps the set of remembered `jti`s small.
-MAX_LIFETIME = 300
+# is kept "for the length of time for which the JWT would be considered valid"), which bounds
+# how long each `jti` is kept. An hour: Authlib's `PrivateKeyJWT` (and other client libraries)
+# sign assertions that expire an hour after `iat` by default; a `jti` is accepted once anyway,
+# so a longer life lets no assertion be used twice, it only keeps its row longer.
+MAX_LIFETIME = 3600
 # A `jti` longer than this is refused rather than hashed (a junk bound, not a protocol rule).
 MAX_JTI = 512
 # A compact JWS longer than this is refused before it is decoded.
