@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,13 +29,16 @@ from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
 from baton.core.jwa import registry
+from baton.core.tokens import TokenKind, mint
 from baton.server.endpoints.errors import NoStoreJSON
 from baton.server.runtime.client_keys import REFETCH_INTERVAL
+from baton.store.admin import Actor
 from baton.store.base import Client
 from baton.store.sql import SQLStore
 from tests.support import ISSUER, RegisteredClient, register_client, running_app
 
 TOKEN_URL = ISSUER + "/token"
+ADMIN = Actor("admin", None, 0)
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 SigningKey = ECKey | RSAKey | OKPKey
 
@@ -343,6 +346,26 @@ def test_an_unknown_kid_reads_the_key_set_again_once_then_refuses(running: Runni
         running.keys.keys.remove(stranger)
 
 
+def test_a_request_authenticated_again_after_its_client_changed_is_no_replay(
+    running: Running,
+) -> None:
+    """A client's row changed after this process cached it: the request's work is refused
+    (`ClientChanged`) and the request authenticated again on a fresh read, with the assertion
+    it carries, which this request itself remembered: that is not a replay."""
+    client = replace(running, client_id=create_jwt_client(running.store, running.keys.url))
+    answer = running.http.post(
+        "/token", data=with_assertion(assertion(client), **CLIENT_CREDENTIALS)
+    )
+    token = answer.json()["access_token"]
+    found = running.http.post("/introspect", data=with_assertion(assertion(client), token=token))
+    assert found.status_code == 200, found.text  # the client is cached now (/token caches none)
+    changed = mint(TokenKind.CLIENT_SECRET).digest  # any change of what the row authenticates
+    assert anyio.run(running.store.admin().rotate_secret, client.client_id, changed, ADMIN)
+    found = running.http.post("/introspect", data=with_assertion(assertion(client), token=token))
+    assert found.status_code == 200, found.text
+    assert found.json()["active"] is True
+
+
 def test_one_authentication_method_per_request(running: Running) -> None:
     token = assertion(running)
     both = with_assertion(token, **CLIENT_CREDENTIALS)
@@ -374,12 +397,32 @@ def test_a_private_key_jwt_client_authenticates_no_other_way(running: Running) -
 
 
 def test_a_client_registered_for_a_secret_may_not_use_an_assertion(running: Running) -> None:
-    secret_client: RegisteredClient = register_client(running.store)
-    token = assertion(running, iss=secret_client.id, sub=secret_client.id)
+    """Even one that publishes keys (a `jwks_uri` registered for other uses): its registration
+    says it authenticates with its secret (RFC 7591 §2 `token_endpoint_auth_method`)."""
+    secret = mint(TokenKind.CLIENT_SECRET)
+    client = Client(
+        id="https://app.example/secret-" + secrets.token_hex(4),
+        name="secret client with keys",
+        secret_digest=secret.digest,
+        is_public=False,
+        is_resource_server=False,
+        redirect_uris=(),
+        scope="read",
+        created_at=0,
+        token_endpoint_auth_method="client_secret_basic",
+        jwks_uri=running.keys.url,
+    )
+    anyio.run(running.store.create_client, client)
+    token = assertion(running, iss=client.id, sub=client.id)
+    answer = running.http.post("/token", data=with_assertion(token, **CLIENT_CREDENTIALS))
+    refused(answer, "not registered for private_key_jwt")
+    # Nor one registered by an operator, with a secret and no method said.
+    operators: RegisteredClient = register_client(running.store)
+    token = assertion(running, iss=operators.id, sub=operators.id)
     answer = running.http.post("/token", data=with_assertion(token, **CLIENT_CREDENTIALS))
     refused(answer, "not registered for private_key_jwt")
     # Its secret still works.
-    ok = running.http.post("/token", data=CLIENT_CREDENTIALS, auth=secret_client.basic)
+    ok = running.http.post("/token", data=CLIENT_CREDENTIALS, auth=operators.basic)
     assert ok.status_code == 200, ok.text
 
 
