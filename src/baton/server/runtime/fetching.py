@@ -1,0 +1,377 @@
+"""A safe outbound GET for URLs an untrusted party chose: client ID metadata documents, a
+client's `jwks_uri`.
+
+Server-side request forgery is the risk (draft-ietf-oauth-client-id-metadata-document §6.5:
+"the authorization server ... SHOULD NOT fetch ... URLs that resolve to private or internal
+addresses"; RFC 7591 §5 likewise for `jwks_uri`). What `fetch()` does about it:
+
+- https only; plain http only to a loopback address and only while `allow_private` (development);
+- no credentials in the URL;
+- the host is resolved once with the event loop's resolver, and EVERY address it resolves to must
+  be public (`refusal()`), or the fetch is refused; the connection then goes to one of those
+  checked addresses (`_PinnedBackend`), never through a second lookup that a DNS-rebinding
+  attacker could answer differently. TLS SNI, certificate verification and the Host header still
+  use the name (httpcore takes them from the URL, not from the address connected to);
+- a total time limit, a size cap enforced while the body streams in (and from Content-Length
+  before it), no content decoding (`Accept-Encoding: identity`: no decompression bomb);
+- no redirect is followed: a 3xx is an error naming where it pointed;
+- the response must be JSON (`Content-Type: application/json` or `application/*+json`).
+
+The result carries the HTTP caching information (RFC 9111) for the caller's cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import anyio
+import httpcore
+import httpx
+
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_MAX_BYTES = 5 * 1024
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# RFC 6052 §2.1: the NAT64 well-known prefix; its last 32 bits are an IPv4 address.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+class FetchError(Exception):
+    """The URL could not be used; `reason` says why in words an operator (or, on a page, a
+    user) can act on, without the response body."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A 200 response's body and what RFC 9111 says about how long it may be reused."""
+
+    url: str
+    body: bytes
+    content_type: str
+    # Cache-Control directives (RFC 9111 §5.2.2).
+    max_age: int | None
+    no_store: bool
+    no_cache: bool
+    # Expires and Date (RFC 9111 §5.3, RFC 9110 §6.6.1), Age (RFC 9111 §5.1).
+    expires: datetime | None
+    date: datetime | None
+    age: int
+
+    def lifetime(self, *, default: int, floor: int, ceiling: int) -> int:
+        """Seconds this response may be reused, from now: 0 when it must not be (no-store,
+        no-cache, max-age=0, already stale); otherwise its freshness lifetime (max-age, else
+        Expires - Date, RFC 9111 §4.2.1) minus its Age (§4.2.3), or `default` without either,
+        held between `floor` (a positive lifetime is never shorter: a document cannot make the
+        server fetch it on every request by saying max-age=1) and `ceiling` (a document is
+        re-read at least this often)."""
+        if self.no_store or self.no_cache:
+            return 0
+        if self.max_age is not None:
+            remaining = self.max_age - self.age
+        elif self.expires is not None:
+            # §4.2.1: "the Expires header field value minus the value of the Date header
+            # field"; an invalid Expires (parsed as None) or one in the past is already stale.
+            origin_date = self.date or datetime.now(UTC)
+            remaining = int((self.expires - origin_date).total_seconds()) - self.age
+        else:
+            remaining = default
+        if remaining <= 0:
+            return 0
+        return max(floor, min(ceiling, remaining))
+
+
+def refusal(address: IPAddress) -> str | None:
+    """Why a connection to `address` is refused when private addresses are not allowed, or
+    None for a public unicast address. IPv6 forms that carry an IPv4 address (IPv4-mapped
+    `::ffff:a.b.c.d`, 6to4 `2002:ab:cd::`, NAT64 `64:ff9b::a.b.c.d`) are judged by that
+    address, so `::ffff:127.0.0.1` is loopback."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            inner = refusal(embedded)
+            return f"{inner} (embedded in {address})" if inner else None
+    if address.is_unspecified:
+        return f"{address} is the unspecified address"
+    if address.is_loopback:
+        return f"{address} is a loopback address"
+    if address.is_link_local:
+        return f"{address} is a link-local address"
+    if address.is_multicast:
+        return f"{address} is a multicast address"
+    if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
+        return f"{address} is a site-local address"
+    if address.is_private:
+        return f"{address} is a private address"
+    if address.is_reserved:
+        return f"{address} is a reserved address"
+    if not address.is_global:
+        # Shared (100.64/10), documentation, benchmarking, Teredo and the other special-purpose
+        # ranges of the IANA registries that are not globally reachable.
+        return f"{address} is not a globally reachable address"
+    return None
+
+
+async def resolve(host: str, port: int) -> list[IPAddress]:
+    """The addresses `host` resolves to through the running loop's resolver (an IP literal is
+    itself), de-duplicated in the resolver's order."""
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    found: list[IPAddress] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        # IPv6 sockaddrs may carry a zone ("fe80::1%eth0"): refused as link-local anyway.
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if address not in found:
+            found.append(address)
+    return found
+
+
+class _PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Connects to the checked addresses, whatever host httpcore asks for: the name's second
+    resolution, the one DNS rebinding would answer, never happens. The addresses are tried in
+    order (the resolver's preference) until one accepts."""
+
+    def __init__(self, addresses: Sequence[IPAddress]) -> None:
+        self._addresses = addresses
+        self._backend = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        last: Exception | None = None
+        for address in self._addresses:
+            try:
+                return await self._backend.connect_tcp(
+                    str(address), port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout, OSError) as exc:
+                last = exc
+        raise httpcore.ConnectError(str(last) if last else "no address")
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:  # pragma: no cover - never asked for
+        raise httpcore.ConnectError("unix sockets are not used")
+
+    async def sleep(self, seconds: float) -> None:  # pragma: no cover - no retries
+        await self._backend.sleep(seconds)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1").strip()
+    return None
+
+
+def _header_values(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> list[str]:
+    return [v.decode("latin-1") for k, v in headers if k.lower() == name]
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _seconds(value: str | None) -> int | None:
+    """A delta-seconds value (RFC 9111 §1.2.2): digits only; anything else is None."""
+    if value is None:
+        return None
+    value = value.strip().strip('"')
+    return int(value) if value.isdigit() else None
+
+
+def _cache_control(values: Iterable[str]) -> dict[str, str | None]:
+    directives: dict[str, str | None] = {}
+    for value in values:
+        for part in value.split(","):
+            name, _, argument = part.strip().partition("=")
+            if name:
+                directives.setdefault(name.strip().lower(), argument or None)
+    return directives
+
+
+def _caching(
+    url: str, body: bytes, content_type: str, headers: Sequence[tuple[bytes, bytes]]
+) -> Fetched:
+    directives = _cache_control(_header_values(headers, b"cache-control"))
+    max_age: int | None = None
+    if "max-age" in directives:
+        # An invalid max-age makes the response stale (RFC 9111 §4.2.1 treats invalid
+        # freshness information as stale): 0.
+        max_age = _seconds(directives["max-age"])
+        max_age = 0 if max_age is None else max_age
+    expires_value = _header(headers, b"expires")
+    expires = _http_date(expires_value)
+    if expires_value is not None and expires is None:
+        # §5.3: "A cache recipient MUST interpret invalid date formats ... as representing a
+        # time in the past (i.e., 'already expired')."
+        expires = datetime(1970, 1, 1, tzinfo=UTC)
+    return Fetched(
+        url=url,
+        body=body,
+        content_type=content_type,
+        max_age=max_age,
+        no_store="no-store" in directives,
+        no_cache="no-cache" in directives,
+        expires=expires,
+        date=_http_date(_header(headers, b"date")),
+        age=_seconds(_header(headers, b"age")) or 0,
+    )
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """The trust store httpx uses everywhere else in Baton (certifi, or `SSL_CERT_FILE` /
+    `SSL_CERT_DIR` when set)."""
+    return httpx.create_ssl_context()
+
+
+async def fetch(
+    url: str,
+    *,
+    allow_private: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    ssl_context: ssl.SSLContext | None = None,
+    user_agent: str = "Baton",
+) -> Fetched:
+    """GET `url` as JSON under the rules of this module's docstring; raises `FetchError`."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise FetchError(url, f"not a valid URL ({exc})") from None
+    if parsed.scheme not in ("https", "http"):
+        raise FetchError(url, "only https URLs are fetched")
+    if parsed.scheme == "http" and not allow_private:
+        raise FetchError(url, "only https URLs are fetched")
+    if parsed.userinfo:
+        raise FetchError(url, "a URL with credentials is not fetched")
+    # The ASCII (IDNA) form is what is resolved; SNI and Host are sent from the URL by httpcore.
+    host = parsed.raw_host.decode("ascii")
+    if not host:
+        raise FetchError(url, "the URL has no host")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with anyio.fail_after(timeout):
+            return await _fetch(
+                url,
+                parsed,
+                host,
+                port,
+                allow_private=allow_private,
+                max_bytes=max_bytes,
+                ssl_context=ssl_context,
+                user_agent=user_agent,
+            )
+    except TimeoutError:
+        raise FetchError(url, f"no complete answer within {timeout:g} seconds") from None
+
+
+async def _fetch(
+    url: str,
+    parsed: httpx.URL,
+    host: str,
+    port: int,
+    *,
+    allow_private: bool,
+    max_bytes: int,
+    ssl_context: ssl.SSLContext | None,
+    user_agent: str,
+) -> Fetched:
+    try:
+        addresses = await resolve(host, port)
+    except (OSError, UnicodeError) as exc:
+        raise FetchError(url, f"the host {host} could not be resolved ({exc})") from None
+    if not addresses:
+        raise FetchError(url, f"the host {host} has no address")
+    if not allow_private:
+        for address in addresses:
+            why = refusal(address)
+            if why:
+                raise FetchError(url, f"the host {host} resolves to {why}; it is not fetched")
+    if parsed.scheme == "http" and not (allow_private and all(a.is_loopback for a in addresses)):
+        raise FetchError(url, "only https URLs are fetched")
+    pool = httpcore.AsyncConnectionPool(
+        ssl_context=ssl_context or default_ssl_context(),
+        network_backend=_PinnedBackend(addresses),
+        http1=True,
+        http2=False,
+        retries=0,
+        max_connections=1,
+    )
+    headers = [
+        (b"Accept", b"application/json"),
+        (b"Accept-Encoding", b"identity"),
+        (b"User-Agent", user_agent.encode("ascii", "replace")),
+    ]
+    try:
+        async with pool, pool.stream("GET", str(parsed), headers=headers) as response:
+            status = response.status
+            response_headers = list(response.headers)
+            if 300 <= status < 400:
+                location = _header(response_headers, b"location") or "nowhere"
+                raise FetchError(
+                    url,
+                    f"it redirects (HTTP {status}) to {location}; redirects are not followed",
+                )
+            if status != 200:
+                raise FetchError(url, f"it answered HTTP {status}, not 200")
+            content_type = _header(response_headers, b"content-type") or ""
+            if not _is_json(content_type):
+                raise FetchError(
+                    url,
+                    f"its content type is {content_type or 'missing'}, not application/json",
+                )
+            declared = _seconds(_header(response_headers, b"content-length"))
+            if declared is not None and declared > max_bytes:
+                raise FetchError(url, f"it is larger than {max_bytes} bytes")
+            body = bytearray()
+            async for chunk in response.aiter_stream():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise FetchError(url, f"it is larger than {max_bytes} bytes")
+    except httpcore.TimeoutException:
+        raise TimeoutError from None
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
+        raise FetchError(url, f"the connection failed ({exc or type(exc).__name__})") from None
+    except ssl.SSLError as exc:
+        raise FetchError(url, f"TLS failed ({exc})") from None
+    return _caching(url, bytes(body), content_type, response_headers)

@@ -1,0 +1,240 @@
+"""The safe outbound GET (baton.server.runtime.fetching): what an untrusted URL can and cannot
+make the server fetch, against a real HTTPS server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from baton.server.runtime import fetching
+from baton.server.runtime.fetching import Fetched, FetchError, fetch, refusal
+from tests.server.document_host import DocumentHost, Served, document_host
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[DocumentHost]:
+    with document_host() as running:
+        yield running
+
+
+def get(host: DocumentHost, url: str, **options: Any) -> Fetched:
+    options.setdefault("allow_private", True)
+    options.setdefault("ssl_context", host.ssl_context())
+    return asyncio.run(fetch(url, **options))
+
+
+def refused(host: DocumentHost, url: str, **options: Any) -> str:
+    with pytest.raises(FetchError) as caught:
+        get(host, url, **options)
+    return caught.value.reason
+
+
+def test_a_json_document_is_fetched_with_its_caching_headers(host: DocumentHost) -> None:
+    host.serve_json("/doc", {"a": 1}, **{"Cache-Control": "public, max-age=600", "Age": "100"})
+    fetched = get(host, host.url("/doc"))
+    assert fetched.body == b'{"a": 1}'
+    assert (fetched.max_age, fetched.age, fetched.no_store) == (600, 100, False)
+    assert fetched.lifetime(default=300, floor=60, ceiling=86400) == 500
+
+
+def test_loopback_is_refused_unless_private_addresses_are_allowed(host: DocumentHost) -> None:
+    host.serve_json("/doc", {"a": 1})
+    assert "loopback" in refused(host, host.url("/doc"), allow_private=False)
+    assert "loopback" in refused(host, host.url("/doc", host="127.0.0.1"), allow_private=False)
+    assert host.count("/doc") == 0
+
+
+def test_plain_http_is_refused(host: DocumentHost) -> None:
+    # Only loopback under allow_private may be plain http; a public name never is.
+    assert "https" in refused(host, "http://example.com/doc", allow_private=False)
+    assert "https" in refused(host, "ftp://example.com/doc")
+    # Under allow_private, plain http still goes to loopback only.
+    assert "https" in refused(host, "http://8.8.8.8/doc")
+
+
+def test_credentials_in_the_url_are_refused(host: DocumentHost) -> None:
+    assert "credentials" in refused(host, f"https://user:pw@localhost:{host.port}/doc")
+
+
+def test_the_certificate_is_verified_against_the_name(host: DocumentHost) -> None:
+    host.serve_json("/doc", {"a": 1})
+    # The default trust store does not know the test certificate.
+    reason = refused(host, host.url("/doc"), ssl_context=fetching.default_ssl_context())
+    assert "connection failed" in reason or "TLS" in reason
+
+
+def test_a_redirect_is_not_followed(host: DocumentHost) -> None:
+    host.serve(
+        "/moved",
+        Served(b"", status=302, headers={"Location": "https://attacker.example/doc"}),
+    )
+    reason = refused(host, host.url("/moved"))
+    assert "redirects" in reason and "attacker.example" in reason
+
+
+def test_a_body_over_the_cap_is_refused_whether_declared_or_streamed(host: DocumentHost) -> None:
+    host.serve_json("/big", {"pad": "x" * 6000})
+    assert "larger than 5120 bytes" in refused(host, host.url("/big"))
+    # No Content-Length: the cap holds while the body streams (HTTP/1.0 close-delimited body).
+    host.serve("/undeclared", Served(b"[" + b"1," * 5000 + b"1]", length=False))
+    assert "larger than 5120 bytes" in refused(host, host.url("/undeclared"))
+    host.serve("/undeclared-small", Served(b"[1]", length=False))
+    assert get(host, host.url("/undeclared-small")).body == b"[1]"
+    host.serve_json("/small", {"pad": "x" * 100})
+    assert "larger than 64 bytes" in refused(host, host.url("/small"), max_bytes=64)
+
+
+def test_a_slow_answer_times_out(host: DocumentHost) -> None:
+    host.serve("/slow", Served(b"{}", headers={"Content-Type": "application/json"}, delay=0.5))
+    assert "within 0.2 seconds" in refused(host, host.url("/slow"), timeout=0.2)
+
+
+def test_only_a_json_200_is_used(host: DocumentHost) -> None:
+    host.serve("/html", Served(b"<html>", headers={"Content-Type": "text/html"}))
+    assert "text/html" in refused(host, host.url("/html"))
+    assert "HTTP 404" in refused(host, host.url("/nothing-here"))
+    host.serve("/typed", Served(b"{}", headers={"Content-Type": "application/jwk-set+json"}))
+    assert get(host, host.url("/typed")).body == b"{}"
+
+
+def test_the_checked_address_is_the_one_connected_to(
+    host: DocumentHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name is resolved once. A second lookup (which an attacker's DNS
+    server would answer with an internal address) would here answer an address where nothing
+    listens; the fetch succeeds only because the connection goes to the first answer."""
+    host.serve_json("/doc", {"a": 1})
+    answers = iter(["127.0.0.1", "127.0.0.2"])
+    calls: list[str] = []
+
+    async def getaddrinfo(self: Any, name: str, port: int, **kwargs: Any) -> list[Any]:
+        calls.append(name)
+        address = next(answers)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", getaddrinfo)
+    fetched = get(host, host.url("/doc", host="rebind.test"))
+    assert fetched.body == b'{"a": 1}'
+    assert calls == ["rebind.test"]
+
+
+def test_every_address_of_a_name_must_be_public(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name that resolves to a public and a private address is refused: the connection
+    could go to either."""
+
+    async def getaddrinfo(self: Any, name: str, port: int, **kwargs: Any) -> list[Any]:
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port)),
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::ffff:10.0.0.1", port, 0, 0)),
+        ]
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", getaddrinfo)
+    with pytest.raises(FetchError) as caught:
+        asyncio.run(fetch("https://mixed.example/doc"))
+    assert "10.0.0.1 is a private address" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",  # cloud metadata
+        "100.64.0.1",  # shared address space (CGNAT)
+        "0.0.0.0",
+        "224.0.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+        "::",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "fec0::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:a00:1::",  # 6to4 of 10.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "2001:db8::1",  # documentation
+        "2001::1",  # Teredo
+    ],
+)
+def test_internal_addresses_are_refused(address: str) -> None:
+    assert refusal(ipaddress.ip_address(address)) is not None
+
+
+@pytest.mark.parametrize(
+    "address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "64:ff9b::808:808"]
+)
+def test_public_addresses_are_allowed(address: str) -> None:
+    assert refusal(ipaddress.ip_address(address)) is None
+
+
+@given(st.ip_addresses(v=4))
+def test_an_ipv4_address_and_its_ipv6_forms_are_judged_alike(
+    address: ipaddress.IPv4Address,
+) -> None:
+    verdict = refusal(address) is None
+    mapped = ipaddress.IPv6Address(f"::ffff:{address}")
+    nat64 = ipaddress.IPv6Address(int(ipaddress.IPv6Address("64:ff9b::")) | int(address))
+    sixtofour = ipaddress.IPv6Address((0x2002 << 112) | (int(address) << 80) | 1)
+    assert (refusal(mapped) is None) == verdict
+    assert (refusal(nat64) is None) == verdict
+    assert (refusal(sixtofour) is None) == verdict
+
+
+@given(st.ip_addresses())
+def test_nothing_the_standard_library_calls_non_global_is_allowed(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> None:
+    if refusal(address) is None:
+        assert address.is_global and not address.is_multicast
+
+
+def _response(**fields: Any) -> Fetched:
+    base: dict[str, Any] = {
+        "url": "https://a.example/doc",
+        "body": b"{}",
+        "content_type": "application/json",
+        "max_age": None,
+        "no_store": False,
+        "no_cache": False,
+        "expires": None,
+        "date": None,
+        "age": 0,
+    }
+    return Fetched(**{**base, **fields})
+
+
+def test_the_lifetime_is_held_between_the_floor_and_the_ceiling() -> None:
+    limits = {"default": 300, "floor": 60, "ceiling": 3600}
+    assert _response(max_age=10).lifetime(**limits) == 60
+    assert _response(max_age=10**9).lifetime(**limits) == 3600
+    assert _response().lifetime(**limits) == 300
+    # Told not to reuse it: it is not, floor or not.
+    assert _response(max_age=0).lifetime(**limits) == 0
+    assert _response(max_age=600, no_store=True).lifetime(**limits) == 0
+    assert _response(max_age=600, no_cache=True).lifetime(**limits) == 0
+    assert _response(max_age=600, age=700).lifetime(**limits) == 0
+    date = datetime(2026, 1, 1, tzinfo=UTC)
+    expires = datetime(2026, 1, 1, 0, 20, tzinfo=UTC)
+    assert _response(expires=expires, date=date).lifetime(**limits) == 1200
+    assert _response(expires=date, date=expires).lifetime(**limits) == 0
+
+
+def test_an_invalid_expires_is_already_expired(host: DocumentHost) -> None:
+    host.serve_json("/badexpires", {}, Expires="not a date")
+    fetched = get(host, host.url("/badexpires"))
+    assert fetched.lifetime(default=300, floor=60, ceiling=3600) == 0
