@@ -433,3 +433,24 @@ def test_the_metadata_advertises_private_key_jwt_and_its_algorithms(running: Run
         algs = document[f"{endpoint}_endpoint_auth_signing_alg_values_supported"]
         assert "RS256" in algs
         assert not {"none", "HS256"} & set(algs)
+
+
+def test_the_key_set_is_kept_as_long_as_its_cache_headers_say(running: Running) -> None:
+    """The key server says `max-age=600`: read once, then again only once that has passed."""
+    client = replace(running, client_id=create_jwt_client(running.store, running.keys.url + "?c"))
+
+    def authenticated() -> None:
+        answer = running.http.post(
+            "/token", data=with_assertion(assertion(client), **CLIENT_CREDENTIALS)
+        )
+        assert answer.status_code == 200, answer.text
+
+    before = running.keys.fetches
+    authenticated()
+    assert running.keys.fetches == before + 1
+    running.clock.advance(599)
+    authenticated()
+    assert running.keys.fetches == before + 1
+    running.clock.advance(1)
+    authenticated()
+    assert running.keys.fetches == before + 2

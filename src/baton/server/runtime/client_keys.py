@@ -14,24 +14,18 @@ registry that allows that one algorithm (`baton.core.jwa.registry`), with a publ
 publishes for signing (`use` absent or `sig`) and for that algorithm (`key_allows`). Private
 members a key set should never carry are dropped (`baton.resource.jose.public_key`).
 
-The documents are read by a `KeySetSource`: `HttpKeySetSource` here, until the SSRF-safe fetcher
-of client metadata documents (`baton.server.runtime.fetching`) serves them.
+The documents are read by a `KeySetSource`: `SafeKeySetSource`, through the fetcher of the URLs
+untrusted parties give (`baton.server.runtime.fetching`: https only, public addresses only unless
+`client_documents_allow_private`, no redirect, bounded in time and size; RFC 7591 §5 warns of
+a `jwks_uri` used against the server's own network).
 """
 
 from __future__ import annotations
 
-import email.utils
-import ipaddress
 import json
-import re
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
-import anyio
-import httpx
 from joserfc import jws
 from joserfc.errors import JoseError
 from starlette.requests import Request
@@ -39,17 +33,15 @@ from starlette.requests import Request
 from baton.core.client_assertion import AssertionProblem, Header
 from baton.core.jwa import key_allows, registry
 from baton.resource.jose import PublicKey, public_key
+from baton.server.runtime import fetching
 
 DEFAULT_TTL = 300  # seconds a key set without cache headers is kept
 MIN_TTL = 60
 MAX_TTL = 3600
 REFETCH_INTERVAL = 10  # at most one fetch per this many seconds per URL for an unknown kid
 LIMIT = 1024  # URLs cached; past this, start again rather than track use
-MAX_DOCUMENT = 64 * 1024  # bytes of a key set
+MAX_DOCUMENT = 64 * 1024  # bytes of a key set (a few RSA keys are several KiB)
 TIMEOUT = 5.0  # seconds for the whole fetch
-
-_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
-_NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-store|no-cache)\s*(?:,|=|$)", re.IGNORECASE)
 
 
 class KeySetUnavailable(Exception):
@@ -58,110 +50,39 @@ class KeySetUnavailable(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Fetched:
-    """A JSON document read from a URL and the seconds its cache headers let it be kept (None:
-    they say nothing)."""
+class KeySetDocument:
+    """A JSON document read from a URL, and the seconds its HTTP cache headers let it be kept
+    (RFC 9111 §4.2.1; 0: not at all)."""
 
     document: Any
-    max_age: int | None
+    lifetime: int
 
 
 class KeySetSource(Protocol):
-    async def fetch_json(self, url: str) -> Fetched:
+    async def fetch_json(self, url: str) -> KeySetDocument:
         """The JSON document at `url`, or `KeySetUnavailable`."""
         ...
 
 
-def cache_lifetime(headers: Mapping[str, str], now: float | None = None) -> int | None:
-    """The seconds a response may be kept by its headers (RFC 9111 §4.2.1: `max-age`, else
-    `Expires` less `Date`); 0 for `no-store` or `no-cache`; None when they say nothing."""
-    control = headers.get("cache-control", "")
-    if _NO_CACHE.search(control):
-        return 0
-    found = _MAX_AGE.search(control)
-    if found is not None:
-        return int(found.group(1))
-    expires = headers.get("expires")
-    if expires is None:
-        return None
-    try:
-        expires_at = email.utils.parsedate_to_datetime(expires).timestamp()
-        said_date = headers.get("date")
-        date = (
-            email.utils.parsedate_to_datetime(said_date).timestamp()
-            if said_date
-            else (time.time() if now is None else now)
-        )
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return 0  # RFC 9111 §5.3: an invalid Expires means "already expired"
-    return max(0, int(expires_at - date))
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclass
-class HttpKeySetSource:
-    """Reads key sets over HTTPS (plain HTTP only on loopback with `allow_private`, for
-    development and tests): no redirect, at most `MAX_DOCUMENT` bytes, within `TIMEOUT`.
-
-    An interim reader: the address checks against private networks (SSRF) belong to the
-    shared fetcher of client metadata documents, which replaces it."""
+@dataclass(frozen=True)
+class SafeKeySetSource:
+    """Key sets read by `fetching.fetch` (plain http on loopback only with `allow_private`)."""
 
     allow_private: bool = False
-    timeout: float = TIMEOUT
-    transport: httpx.AsyncBaseTransport | None = None
 
-    async def fetch_json(self, url: str) -> Fetched:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if parts.scheme != "https" and not (
-            parts.scheme == "http" and self.allow_private and _loopback(host)
-        ):
-            raise KeySetUnavailable("the client's jwks_uri is not an https URL")
-        if not self.allow_private and _private_literal(host):
-            raise KeySetUnavailable("the client's jwks_uri names a private address")
+    async def fetch_json(self, url: str) -> KeySetDocument:
         try:
-            with anyio.fail_after(self.timeout):
-                async with (
-                    httpx.AsyncClient(
-                        timeout=self.timeout, transport=self.transport, follow_redirects=False
-                    ) as client,
-                    client.stream("GET", url, headers={"Accept": "application/json"}) as response,
-                ):
-                    if response.status_code != 200:
-                        raise KeySetUnavailable(
-                            f"the client's jwks_uri answered {response.status_code}"
-                        )
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > MAX_DOCUMENT:
-                            raise KeySetUnavailable("the client's key set is too large")
-                    headers = dict(response.headers)
-        except (TimeoutError, httpx.HTTPError):
-            raise KeySetUnavailable("the client's jwks_uri could not be read") from None
+            fetched = await fetching.fetch(
+                url, allow_private=self.allow_private, timeout=TIMEOUT, max_bytes=MAX_DOCUMENT
+            )
+        except fetching.FetchError as exc:
+            raise KeySetUnavailable(f"the client's jwks_uri was not read: {exc.reason}") from None
         try:
-            document = json.loads(body)
+            document = json.loads(fetched.body)
         except ValueError:
             raise KeySetUnavailable("the client's key set is not JSON") from None
-        return Fetched(document, cache_lifetime(headers))
-
-
-def _private_literal(host: str) -> bool:
-    """Whether `host` is an IP address literal outside the public internet (a name is left to
-    the shared fetcher's resolution checks)."""
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return host == "localhost"
-    return not address.is_global
+        lifetime = fetched.lifetime(default=DEFAULT_TTL, floor=MIN_TTL, ceiling=MAX_TTL)
+        return KeySetDocument(document, lifetime)
 
 
 @dataclass
@@ -199,8 +120,8 @@ class ClientKeys:
         self.fetches += 1
         fetched = await self.source.fetch_json(url)
         keys = _signing_keys(fetched.document)
-        ttl = DEFAULT_TTL if fetched.max_age is None else fetched.max_age
-        ttl = min(max(ttl, MIN_TTL), MAX_TTL)
+        # A set that asks not to be kept is still kept `MIN_TTL`: each request would fetch it.
+        ttl = min(max(fetched.lifetime, MIN_TTL), MAX_TTL)
         kids = frozenset(kid for key in keys if isinstance(kid := key.kid, str))
         found = _KeySet(keys, kids, now, now + ttl)
         if len(self._sets) >= LIMIT and url not in self._sets:
@@ -274,6 +195,6 @@ def client_keys(request: Request) -> ClientKeys:
     found = getattr(state, "client_keys", None)
     if not isinstance(found, ClientKeys):
         settings = state.baton.settings
-        source = HttpKeySetSource(allow_private=settings.client_documents_allow_private)
+        source = SafeKeySetSource(allow_private=settings.client_documents_allow_private)
         found = state.client_keys = ClientKeys(source)
     return found
