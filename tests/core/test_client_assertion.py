@@ -150,6 +150,10 @@ def _segment(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
 
 
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
 def jwt(header: dict[str, Any], body: dict[str, Any] | None = None) -> str:
     return f"{_segment(header)}.{_segment(body or claims())}.c2ln"
 
@@ -175,6 +179,7 @@ def test_asymmetric_algorithms_pass_the_header_check(alg: str) -> None:
         ("!!.!!.!!", "well-formed"),
         (f"{_segment([1])}.{_segment({})}.c2ln", "well-formed"),
         ("x" * 20_000, "too long"),
+        (f"{_segment({'alg': 'ES256'})}.{_b64(b'[' * 5000)}.c2ln", "well-formed"),
     ],
 )
 def test_malformed_or_unsigned_assertions_are_refused_before_any_key_is_looked_up(

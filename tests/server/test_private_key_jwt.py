@@ -454,3 +454,14 @@ def test_the_key_set_is_kept_as_long_as_its_cache_headers_say(running: Running) 
     running.clock.advance(1)
     authenticated()
     assert running.keys.fetches == before + 2
+
+
+def test_a_key_set_that_cannot_be_read_refuses_the_client_not_the_server(
+    running: Running,
+) -> None:
+    closed = "http://127.0.0.1:9/jwks"  # the discard port: nothing listens
+    client = replace(running, client_id=create_jwt_client(running.store, closed))
+    answer = running.http.post(
+        "/token", data=with_assertion(assertion(client), **CLIENT_CREDENTIALS)
+    )
+    refused(answer, "jwks_uri was not read")

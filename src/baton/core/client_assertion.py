@@ -87,7 +87,9 @@ def unverified(assertion: str) -> tuple[Header, dict[str, Any]]:
     try:
         header = json.loads(_b64decode(parts[0]))
         claims = json.loads(_b64decode(parts[1]))
-    except (ValueError, UnicodeDecodeError):  # binascii.Error and JSONDecodeError are ValueErrors
+    # binascii.Error and JSONDecodeError are ValueErrors; JSON nested deeper than the interpreter
+    # recurses is a RecursionError.
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise AssertionProblem("the client assertion is not a well-formed JWT") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise AssertionProblem("the client assertion is not a well-formed JWT")
