@@ -31,7 +31,7 @@ from baton.core.clock import FakeClock
 from baton.core.jwa import registry
 from baton.core.tokens import TokenKind, mint
 from baton.server.endpoints.errors import NoStoreJSON
-from baton.server.runtime.client_keys import REFETCH_INTERVAL
+from baton.server.runtime.client_keys import REFETCH_INTERVAL, ClientKeys
 from baton.store.admin import Actor
 from baton.store.base import Client
 from baton.store.sql import SQLStore
@@ -465,3 +465,24 @@ def test_a_key_set_that_cannot_be_read_refuses_the_client_not_the_server(
         "/token", data=with_assertion(assertion(client), **CLIENT_CREDENTIALS)
     )
     refused(answer, "jwks_uri was not read")
+    # Not asked again for a while: a flood naming the client costs one fetch per interval.
+    before = running.keys.fetches
+    fetches = client_keys_of(running).fetches
+    answer = running.http.post(
+        "/token", data=with_assertion(assertion(client), **CLIENT_CREDENTIALS)
+    )
+    refused(answer, "jwks_uri was not read")
+    assert client_keys_of(running).fetches == fetches
+    running.clock.advance(REFETCH_INTERVAL)
+    answer = running.http.post(
+        "/token", data=with_assertion(assertion(client), **CLIENT_CREDENTIALS)
+    )
+    refused(answer, "jwks_uri was not read")
+    assert client_keys_of(running).fetches == fetches + 1
+    assert running.keys.fetches == before
+
+
+def client_keys_of(running: Running) -> ClientKeys:
+    found = running.http.app.state.client_keys  # type: ignore[attr-defined]
+    assert isinstance(found, ClientKeys)
+    return found

@@ -247,8 +247,8 @@ def presented_assertion(request: Request, form: Form) -> str:
 
 def assertion_audiences(issuer: str) -> tuple[str, str]:
     """What an assertion's `aud` may name: the token endpoint's URL (RFC 7523 §3 item 3, OIDC
-    Core §9 "SHOULD") or the issuer identifier (draft-ietf-oauth-rfc7523bis, which prefers it),
-    whichever of the endpoints the assertion is presented at."""
+    Core §9 "SHOULD") or the issuer identifier (draft-ietf-oauth-rfc7523bis, which prefers it);
+    the same at /introspect and /revoke, whose own URLs are not audiences."""
     return (issuer + TOKEN_PATH, issuer)
 
 

@@ -7,7 +7,9 @@ kept `MIN_TTL` seconds, so that a busy client does not cost a fetch per request,
 past `MAX_TTL`, so that a key the client withdrew stops verifying within that time. An assertion
 whose `kid` the cached set lacks (a client that rotated its keys) fetches the set once more, at
 most once per `REFETCH_INTERVAL` per URL, so that junk `kid`s cost the client's key server little;
-then it is refused. At most `LIMIT` URLs are cached; past that the cache starts again.
+then it is refused. A key server that could not be read is not asked again for
+`REFETCH_INTERVAL` seconds either. At most `LIMIT` URLs are cached; past that the cache starts
+again.
 
 Only asymmetric signatures verify (`baton.core.client_assertion.ASYMMETRIC_ALGS`), each with a
 registry that allows that one algorithm (`baton.core.jwa.registry`), with a public key the set
@@ -114,12 +116,26 @@ class ClientKeys:
 
     source: KeySetSource
     _sets: dict[str, _KeySet] = field(default_factory=dict)
+    # URLs whose last read failed: (until when it is not tried again, why it failed).
+    _failed: dict[str, tuple[int, str]] = field(default_factory=dict)
     fetches: int = 0  # key sets read, for tests
 
     async def _fetch(self, url: str, now: int) -> _KeySet:
+        failed = self._failed.get(url)
+        if failed is not None and failed[0] > now:
+            # A key server that failed is not asked again for `REFETCH_INTERVAL` seconds: junk
+            # assertions naming its client cost one fetch per interval, not one per request.
+            raise KeySetUnavailable(failed[1])
         self.fetches += 1
-        fetched = await self.source.fetch_json(url)
-        keys = _signing_keys(fetched.document)
+        try:
+            fetched = await self.source.fetch_json(url)
+            keys = _signing_keys(fetched.document)
+        except KeySetUnavailable as exc:
+            if len(self._failed) >= LIMIT:
+                self._failed.clear()
+            self._failed[url] = (now + REFETCH_INTERVAL, str(exc))
+            raise
+        self._failed.pop(url, None)
         # A set that asks not to be kept is still kept `MIN_TTL`: each request would fetch it.
         ttl = min(max(fetched.lifetime, MIN_TTL), MAX_TTL)
         kids = frozenset(kid for key in keys if isinstance(kid := key.kid, str))
