@@ -89,6 +89,7 @@ def test_the_discovery_document_describes_the_provider(http: TestClient) -> None
     assert doc["token_endpoint_auth_methods_supported"] == [
         "client_secret_basic",
         "client_secret_post",
+        "private_key_jwt",
         "none",
     ]
 
