@@ -21,7 +21,7 @@ from baton.config import Settings
 from baton.core.clock import FakeClock
 from baton.server.runtime.documents import ClientDocuments, DocumentError, url_problem
 from baton.store.admin import Actor
-from baton.store.base import Client, RegisteredVia
+from baton.store.base import CLIENT_ID_LENGTH, Client, RegisteredVia
 from baton.store.sql import SQLStore
 from tests.server.document_host import DocumentHost, Served, document_host
 from tests.support import (
@@ -473,3 +473,10 @@ def test_concurrent_first_requests_fetch_once(host: DocumentHost) -> None:
     errors = asyncio.run(failing())
     assert all(isinstance(e, DocumentError) for e in errors)
     assert host.count(path) == 1  # reset by serve(): one fetch for the three
+
+
+def test_a_document_url_longer_than_a_client_id_is_refused_with_a_clear_page() -> None:
+    """The URL is the client id, which the schema holds up to CLIENT_ID_LENGTH characters."""
+    url = "https://app.example/" + "m" * CLIENT_ID_LENGTH
+    problem = url_problem(url)
+    assert problem is not None and "longer than" in problem
