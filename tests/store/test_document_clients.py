@@ -9,8 +9,8 @@ from pathlib import Path
 import anyio
 
 from baton.store.admin import Actor
-from baton.store.base import Client, RegisteredVia
-from tests.support import migrated_store
+from baton.store.base import Client, NewCode, RegisteredVia
+from tests.support import migrated_store, register_user
 
 URL = "https://app.example/client.json"
 
@@ -67,5 +67,43 @@ def test_an_operators_client_is_never_overwritten(database: Path | str, tmp_path
         anyio.run(store.create_client, operators)
         assert anyio.run(store.save_document_client, _client(name="Impostor")) is None
         assert anyio.run(store.get_client, URL) == operators
+    finally:
+        anyio.run(store.close)
+
+
+def test_an_unused_document_client_is_forgotten_long_after_its_document_expired(
+    database: Path | str, tmp_path: Path
+) -> None:
+    """Anyone can make a document client's row by naming a valid document at /authorize: a row
+    nothing names goes once its document expired `expiry` seconds ago (the URL is fetched again
+    if it comes back); a used one, or one an operator disabled, stays."""
+    where = database if isinstance(database, str) else tmp_path / "baton.db"
+    store = migrated_store(where)
+    try:
+        unused = _client()  # its document expired at 400
+        used = _client(id="https://used.example/client.json")
+        disabled = _client(id="https://disabled.example/client.json")
+        for client in (unused, used, disabled):
+            anyio.run(store.save_document_client, client)
+        anyio.run(store.admin().disable_client, disabled.id, Actor("root", None, 200))
+        register_user(store)
+        user = anyio.run(store.get_user, "alice")
+        assert user is not None
+        code = NewCode(
+            digest=b"d" * 32,
+            client_id=used.id,
+            user_id=user.id,
+            redirect_uri=used.redirect_uris[0],
+            scope="read",
+            code_challenge=None,
+            created_at=300,
+            expires_at=360,
+        )
+        anyio.run(store.save_code, code)
+        assert anyio.run(store.forget_unused_document_clients, 400 + 99, 100) == 0  # too soon
+        assert anyio.run(store.forget_unused_document_clients, 400 + 101, 100) == 1
+        assert anyio.run(store.get_client, unused.id) is None
+        assert anyio.run(store.get_client, used.id) is not None
+        assert anyio.run(store.get_client, disabled.id) is not None
     finally:
         anyio.run(store.close)
