@@ -157,7 +157,8 @@ TABLE = Table(
             summary="RFC 6749 §3.2 token endpoint",
             details=(
                 "`authorization_code`, `refresh_token`, `client_credentials`; "
-                "`client_secret_basic`, `client_secret_post`, `none` (public clients)"
+                "`client_secret_basic`, `client_secret_post`, `private_key_jwt`, `none` (public "
+                "clients)"
             ),
         ),
         # Not `cors`: introspection is for resource servers (confidential clients, RFC 7662 §2.1),
