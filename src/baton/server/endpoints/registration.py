@@ -86,7 +86,13 @@ async def client_policy(app: Baton, document: bool = False) -> RegistrationPolic
     resources = tuple(settings.dynamic_client_resources)
     if not resources:
         resources = tuple(sorted(await app.store.registered_resources()))
-    return RegistrationPolicy(scopes=scopes, resources=resources, document=document)
+    return RegistrationPolicy(
+        scopes=scopes,
+        resources=resources,
+        document=document,
+        # Only a registration with the initial access token: the operator vouched for it.
+        machine_grants=not document and settings.registration == "token",
+    )
 
 
 async def expire_unused(store: Registrations, now: int, expiry: int) -> int:
