@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import ssl
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -48,7 +49,7 @@ def test_only_a_registration_the_operator_vouched_for_may_use_client_credentials
 
 
 class _Keys:
-    def __init__(self, context: object) -> None:
+    def __init__(self, context: ssl.SSLContext) -> None:
         self.context = context
 
     async def fetch_json(self, url: str) -> KeySetDocument:
