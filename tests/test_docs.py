@@ -45,7 +45,13 @@ def test_every_link_of_the_readme_leads_somewhere() -> None:
 def test_the_readme_quick_start_comes_before_the_links() -> None:
     readme = (ROOT / "README.md").read_text()
     headings = re.findall(r"^## (.*)$", readme, re.M)
-    assert headings == ["Why Baton", "Install", "Quick start", "Documentation"]
+    assert headings == [
+        "Why Baton",
+        "Install",
+        "Quick start",
+        "MCP servers and clients",
+        "Documentation",
+    ]
     assert len(readme.splitlines()) < 150
 
 

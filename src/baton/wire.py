@@ -134,6 +134,10 @@ class Metadata(TypedDict):
     token_endpoint_auth_methods_supported: list[str]
     revocation_endpoint_auth_methods_supported: NotRequired[list[str]]
     introspection_endpoint_auth_methods_supported: NotRequired[list[str]]
+    # RFC 8414 §2: the algorithms of `private_key_jwt` assertions at each endpoint.
+    token_endpoint_auth_signing_alg_values_supported: NotRequired[list[str]]
+    revocation_endpoint_auth_signing_alg_values_supported: NotRequired[list[str]]
+    introspection_endpoint_auth_signing_alg_values_supported: NotRequired[list[str]]
     authorization_response_iss_parameter_supported: NotRequired[bool]
     refresh_token_rotation: RotationPolicy
     # RFC 8414 §2 (always present: may be empty); draft-ietf-oauth-client-id-metadata-document
@@ -182,14 +186,16 @@ class KeySet(TypedDict):
 
 
 class ClientAuthForm(TypedDict, total=False):
-    """The client's credentials in the body: `client_secret_post`, or `none` for a public
-    client; `client_secret_basic` sends them in the `Authorization` header instead."""
+    """The client's credentials in the body: `client_secret_post`, `private_key_jwt`, or `none`
+    for a public client; `client_secret_basic` sends them in the `Authorization` header
+    instead."""
 
     client_id: Annotated[
         str,
         Facet(
             "`client_secret_post` or `none` (public clients): the client's identifier. With "
-            "Basic credentials it may be repeated here, and must then be equal."
+            "Basic credentials or a client assertion it may be repeated here, and must then be "
+            "equal."
         ),
     ]
     client_secret: Annotated[
@@ -197,6 +203,19 @@ class ClientAuthForm(TypedDict, total=False):
         Facet(
             "`client_secret_post`: the client's secret. Never together with Basic credentials "
             "(RFC 6749 §2.3)."
+        ),
+    ]
+    client_assertion_type: Annotated[
+        Literal["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"],
+        Facet("`private_key_jwt` (RFC 7523 §2.2): with `client_assertion`."),
+    ]
+    client_assertion: Annotated[
+        str,
+        Facet(
+            "`private_key_jwt`: a JWT signed with a key of the client's `jwks_uri` (RS256, PS256, "
+            "ES256, EdDSA or Ed25519); `iss` and `sub` the client's id, `aud` the token "
+            "endpoint's URL or the issuer, `exp` at most an hour ahead, a `jti` never used "
+            "before. Never with another method (RFC 6749 §2.3)."
         ),
     ]
 

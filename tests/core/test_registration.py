@@ -18,7 +18,7 @@ from baton.core.registration import (
 )
 from baton.core.vocabulary import ErrorCode
 
-POLICY = RegistrationPolicy(scopes=frozenset({"read", "write", "openid"}))
+POLICY = RegistrationPolicy(scopes=frozenset({"read", "write", "openid"}), machine_grants=True)
 DOCUMENT = RegistrationPolicy(scopes=frozenset({"read"}), document=True)
 NATIVE = {"application_type": "native", "token_endpoint_auth_method": "none"}
 

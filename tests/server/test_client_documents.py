@@ -21,7 +21,7 @@ from baton.config import Settings
 from baton.core.clock import FakeClock
 from baton.server.runtime.documents import ClientDocuments, DocumentError, url_problem
 from baton.store.admin import Actor
-from baton.store.base import Client, RegisteredVia
+from baton.store.base import CLIENT_ID_LENGTH, Client, RegisteredVia
 from baton.store.sql import SQLStore
 from tests.server.document_host import DocumentHost, Served, document_host
 from tests.support import (
@@ -59,7 +59,7 @@ def app(
     with running_app(tmp_path, **serving(host, **extra)) as (http, store, clock):
         documents: ClientDocuments = http.app.state.baton.documents  # type: ignore[attr-defined]
         documents.ssl_context = host.ssl_context()
-        documents.timeout = 0.3
+        documents.timeout = 3.0  # generous: a loaded CI machine's TLS handshake
         register_user(store)
         yield http, store, clock
 
@@ -177,6 +177,24 @@ def test_the_scope_is_narrowed_to_what_the_operator_allows(
     # The redirect URI is trusted by now: a scope error goes back to the client.
     assert response.status_code in (302, 303)
     assert parse_qs(urlsplit(response.headers["location"]).query)["error"] == ["invalid_scope"]
+
+
+def test_a_document_without_application_type_may_use_a_loopback_redirect(
+    app: tuple[TestClient, SQLStore, FakeClock], host: DocumentHost
+) -> None:
+    """As MCP clients publish them: loopback redirects, no application_type (the draft defines
+    none): read as a native app's, not refused as a web app's."""
+    http, store, _ = app
+    path = new_path()
+    url = host.url(path)
+    members = {k: v for k, v in document(url).items() if k != "application_type"}
+    host.serve_json(path, members)
+    consent_page(http, url)
+    stored = anyio.run(store.get_client, url)
+    assert stored is not None and stored.registration["application_type"] == "native"
+    # Said explicitly, "web" keeps its rule.
+    _, web = published(host, application_type="web")
+    assert "must use https for a web application" in refused_page(http, web)
 
 
 # -- the cache ------------------------------------------------------------------------------------
@@ -305,6 +323,7 @@ def test_a_slow_document(app: tuple[TestClient, SQLStore, FakeClock], host: Docu
     url = host.url(path)
     body = json.dumps(document(url)).encode()
     host.serve(path, Served(body, delay=0.6))
+    app[0].app.state.baton.documents.timeout = 0.3  # type: ignore[attr-defined]
     assert "no complete answer within 0.3 seconds" in refused_page(app[0], url)
 
 
@@ -454,3 +473,10 @@ def test_concurrent_first_requests_fetch_once(host: DocumentHost) -> None:
     errors = asyncio.run(failing())
     assert all(isinstance(e, DocumentError) for e in errors)
     assert host.count(path) == 1  # reset by serve(): one fetch for the three
+
+
+def test_a_document_url_longer_than_a_client_id_is_refused_with_a_clear_page() -> None:
+    """The URL is the client id, which the schema holds up to CLIENT_ID_LENGTH characters."""
+    url = "https://app.example/" + "m" * CLIENT_ID_LENGTH
+    problem = url_problem(url)
+    assert problem is not None and "longer than" in problem

@@ -150,6 +150,39 @@ def test_a_preflight_of_the_public_documents(app: App) -> None:
         assert response.headers["access-control-allow-methods"] == "GET"
 
 
+def test_the_public_documents_and_registration_answer_any_origin(tmp_path: Path) -> None:
+    """A browser MCP client (MCP Inspector) reads the metadata and registers itself before any
+    client holds its origin: those answer any origin, never with credentials; /token does not."""
+    inspector = "http://localhost:6274"
+    with running_app(tmp_path, registration="open") as (http, _store, _clock):
+        for path, method in (
+            ("/.well-known/oauth-authorization-server", "GET"),
+            ("/jwks.json", "GET"),
+            ("/register", "POST"),
+        ):
+            response = preflight(http, path, inspector, method)
+            assert response.status_code == 204, path
+            assert response.headers["access-control-allow-origin"] == inspector
+            assert "access-control-allow-credentials" not in response.headers
+        document = http.get("/.well-known/oauth-authorization-server", headers={"Origin": OTHER})
+        assert document.headers["access-control-allow-origin"] == OTHER
+        registered = http.post(
+            "/register",
+            json={
+                "redirect_uris": [inspector + "/oauth/callback"],
+                "token_endpoint_auth_method": "none",
+            },
+            headers={"Origin": inspector},
+        )
+        assert registered.status_code == 201, registered.text
+        assert registered.headers["access-control-allow-origin"] == inspector
+        # Its origin is now a client's (its http://localhost redirect URI): /token answers it,
+        # on any port, as for a loopback IP literal; another origin still gets nothing.
+        assert preflight(http, "/token", inspector).status_code == 204
+        assert preflight(http, "/token", "http://localhost:5173").status_code == 204
+        assert preflight(http, "/token", OTHER).status_code == 403
+
+
 def test_a_preflight_from_an_unknown_origin_gets_no_cors_header(app: App) -> None:
     http, store, _ = app
     public_client(store, (SPA_REDIRECT,))
@@ -264,13 +297,14 @@ def test_a_request_without_origin_gets_no_cors_header(app: App) -> None:
     assert "vary" not in response.headers  # the non-browser path: nothing added
 
 
-def test_the_public_documents_name_a_registered_origin(app: App) -> None:
+def test_the_public_documents_answer_any_origin(app: App) -> None:
     http, store, _ = app
     public_client(store, (SPA_REDIRECT,))
     for path in ("/.well-known/oauth-authorization-server", "/jwks.json"):
-        allowed = http.get(path, headers={"Origin": SPA})
-        assert allowed.headers["access-control-allow-origin"] == SPA
-        assert cors_headers(http.get(path, headers={"Origin": OTHER})) == {}
+        for origin in (SPA, OTHER):
+            answer = http.get(path, headers={"Origin": origin})
+            assert answer.headers["access-control-allow-origin"] == origin
+            assert "access-control-allow-credentials" not in answer.headers
         # cacheable: a cache must keep one answer per Origin
         assert "Origin" in http.get(path).headers["vary"]
 

@@ -89,6 +89,7 @@ def test_the_discovery_document_describes_the_provider(http: TestClient) -> None
     assert doc["token_endpoint_auth_methods_supported"] == [
         "client_secret_basic",
         "client_secret_post",
+        "private_key_jwt",
         "none",
     ]
 
@@ -161,6 +162,9 @@ def test_a_browser_app_reads_the_discovery_document(tmp_path: Path) -> None:
     with running_app(tmp_path, key_encryption_key=KEK) as (http, store, _clock):
         register_client(store, redirect_uris=("https://spa.example/cb",))
         answer = http.get(DISCOVERY, headers={"Origin": "https://spa.example"})
-        stranger = http.get(DISCOVERY, headers={"Origin": "https://evil.example"})
+        unregistered = http.get(DISCOVERY, headers={"Origin": "https://new.example"})
     assert answer.headers["access-control-allow-origin"] == "https://spa.example"
-    assert "access-control-allow-origin" not in stranger.headers
+    # A public document: any origin reads it (a browser client not registered yet discovers the
+    # server before it registers), never with credentials.
+    assert unregistered.headers["access-control-allow-origin"] == "https://new.example"
+    assert "access-control-allow-credentials" not in unregistered.headers

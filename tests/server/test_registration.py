@@ -71,7 +71,12 @@ def http(running: Running) -> TestClient:
 @pytest.fixture(scope="module")
 def with_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     folder = tmp_path_factory.mktemp("registration-token")
-    with running_app(folder, registration="token", registration_token=INITIAL) as (http, *_):
+    with running_app(
+        folder,
+        registration="token",
+        registration_token=INITIAL,
+        dynamic_client_scopes=("read", "write"),
+    ) as (http, *_):
         yield http
 
 
@@ -133,15 +138,21 @@ def test_open_registration_answers_the_client_information(running: Running) -> N
     assert stored.grant_types == ("authorization_code", "refresh_token")
 
 
-def test_a_confidential_client_gets_its_secret_once_and_uses_it(http: TestClient) -> None:
-    answer = http.post(
-        "/register",
-        json={
-            "grant_types": ["client_credentials"],
-            "token_endpoint_auth_method": "client_secret_post",
-            "scope": "read",
-        },
-    )
+def test_a_confidential_client_gets_its_secret_once_and_uses_it(
+    http: TestClient, with_token: TestClient
+) -> None:
+    machine = {
+        "grant_types": ["client_credentials"],
+        "token_endpoint_auth_method": "client_secret_post",
+        "scope": "read",
+    }
+    # Open registration is anyone's: no tokens without a person's consent (review H1).
+    refused = http.post("/register", json=machine)
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_client_metadata"
+    # With the initial access token, the operator vouched for the client.
+    http = with_token
+    answer = http.post("/register", json=machine, headers=bearer(INITIAL))
     assert answer.status_code == 201, answer.text
     body = answer.json()
     assert body["client_secret"].startswith("bat_cs_") and body["client_secret_expires_at"] == 0

@@ -152,7 +152,7 @@ def checked_registration(client: C) -> C:
     except ScopeError as exc:
         raise MetadataError(str(exc)) from None
     for uri in c.redirect_uris:
-        if (problem := redirect_uri_problem(uri)) is not None:
+        if (problem := redirect_uri_problem(uri, localhost=c.loopback_by_name)) is not None:
             raise MetadataError(problem)
     if c.is_public and c.is_resource_server:
         raise MetadataError("a resource server must be a confidential client")

@@ -84,12 +84,15 @@ def origin_problem(value: str) -> str | None:
 
 
 def _loopback_host(origin: str) -> str | None:
-    """`127.0.0.1` or `[::1]` for an http origin on that loopback literal (any port)."""
+    """`127.0.0.1` or `[::1]` for an http origin on that loopback literal (any port), and
+    `localhost`: only a native app no operator registered holds an http://localhost redirect
+    URI (`baton.core.redirects`), and browsers resolve the name to the loopback interface alone
+    (RFC 6761 §6.3), so the reasoning of the loopback literals holds for it."""
     found = _ORIGIN.fullmatch(origin)
     if found is None or found.group(1) != "http":
         return None
     host = found.group(2)
-    return host if host.strip("[]") in LOOPBACK else None
+    return host if host.strip("[]") in LOOPBACK or host == "localhost" else None
 
 
 class OriginSource(NamedTuple):

@@ -108,6 +108,10 @@ class RegistrationPolicy:
     scopes: frozenset[str] = frozenset()
     resources: tuple[str, ...] = ()
     document: bool = False
+    # `client_credentials`: tokens with no user behind them, for every resource of `resources`
+    # and every scope of `scopes`, with no person's consent. Only for a registration an operator
+    # vouched for (`--registration token`); never for a metadata document or an open one.
+    machine_grants: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +184,7 @@ def client_metadata(raw: object, policy: RegistrationPolicy) -> ClientMetadata:
         members, "application_type", APPLICATION_TYPES, _implied_type(members.get("redirect_uris"))
     )
     method = _auth_method(members, policy)
-    grant_types, response_types = _grant_and_response_types(members, method)
+    grant_types, response_types = _grant_and_response_types(members, method, policy)
     redirect_uris = _redirect_uris(members, application_type, grant_types)
     jwks_uri = _jwks_uri(members, method)
     urls = {name: _url(members, name) for name in _URL_MEMBERS}
@@ -253,7 +257,7 @@ def _strings(members: dict[str, Any], name: str, most: int, longest: int) -> tup
 
 
 def _grant_and_response_types(
-    members: dict[str, Any], method: str
+    members: dict[str, Any], method: str, policy: RegistrationPolicy
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     # RFC 7591 §2: grant_types "If omitted, the default behavior is that the client will use
     # only the authorization_code Grant Type"; response_types "If omitted, the default is
@@ -291,6 +295,14 @@ def _grant_and_response_types(
         raise _metadata_error(
             "grant_types client_credentials needs a confidential client: choose a "
             "token_endpoint_auth_method other than none (RFC 6749 §4.4)"
+        )
+    if CLIENT_CREDENTIALS in grant_types and not policy.machine_grants:
+        # Anyone may publish a document or register openly: a token no person consented to,
+        # for every dynamic scope and resource, is not theirs to mint (RFC 9700 §4.15 asks the
+        # server to keep self-registered clients from privileges beyond a user's consent).
+        raise _metadata_error(
+            "grant_types client_credentials is not open to this registration: only a client "
+            "an operator registers, or one registered with the initial access token, may use it"
         )
     return grant_types, response_types
 

@@ -146,7 +146,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
     # CORS for the endpoints browser apps call (the table's `cors=True`): answered by the short
     # way for its machine POSTs, by `CorsMiddleware` for the rest (preflights included).
     origins = OriginCache(store, clock)
-    cors = Cors(TABLE.cors_paths(), origins)
+    cors = Cors(TABLE.cors_paths(), origins, TABLE.cors_for_anyone())
     app = Starlette(
         routes=routes,
         middleware=[

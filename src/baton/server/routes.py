@@ -42,7 +42,7 @@ from baton.server.endpoints.feed import (
 from baton.server.endpoints.metadata import jwks_endpoint, metadata_document
 from baton.server.endpoints.revocation import introspection_endpoint, revocation_endpoint
 from baton.server.endpoints.token import token_endpoint
-from baton.server.routing import Endpoint, Kind, Table, endpoint
+from baton.server.routing import CorsFor, Endpoint, Kind, Table, endpoint
 from baton.server.runtime import pages
 from baton.server.runtime.context import baton
 
@@ -157,7 +157,8 @@ TABLE = Table(
             summary="RFC 6749 §3.2 token endpoint",
             details=(
                 "`authorization_code`, `refresh_token`, `client_credentials`; "
-                "`client_secret_basic`, `client_secret_post`, `none` (public clients)"
+                "`client_secret_basic`, `client_secret_post`, `private_key_jwt`, `none` (public "
+                "clients)"
             ),
         ),
         # Not `cors`: introspection is for resource servers (confidential clients, RFC 7662 §2.1),
@@ -187,15 +188,15 @@ TABLE = Table(
             details="a refresh token revokes its grant, an access token only itself",
         ),
         # RFC 7591 and RFC 7592: 404 while `--registration` is off (and not advertised then).
-        # `cors` for browser MCP clients; a preflight is answered only for an origin some
-        # client already has (`baton.server.runtime.cors`).
+        # For any origin: a browser MCP client (MCP Inspector) registers before any client
+        # holds its origin (`baton.server.runtime.cors`).
         endpoint(
             registration.PATH,
             "POST",
             registration.register,
             MACHINE,
             metadata="registration_endpoint",
-            cors=True,
+            cors=CorsFor.ANYONE,
             openapi=openapi.REGISTER,
             summary="RFC 7591 dynamic client registration",
             details=(
@@ -238,7 +239,7 @@ TABLE = Table(
             "GET",
             metadata_endpoint,
             openapi=openapi.METADATA,
-            cors=True,
+            cors=CorsFor.ANYONE,
             summary="RFC 8414 authorization server metadata",
             details=(
                 "carries `refresh_token_rotation` (policy and leeway), and the OpenID Provider "
@@ -250,7 +251,7 @@ TABLE = Table(
             "GET",
             openid_configuration_endpoint,
             openapi=openapi.OPENID_CONFIGURATION,
-            cors=True,
+            cors=CorsFor.ANYONE,
             summary="OpenID Connect Discovery 1.0 provider configuration",
             details=(
                 "the RFC 8414 document's members, OpenID ones included; 404 while OpenID "
@@ -287,7 +288,7 @@ TABLE = Table(
             "GET",
             jwks_endpoint,
             metadata="jwks_uri",
-            cors=True,
+            cors=CorsFor.ANYONE,
             openapi=openapi.JWKS,
             summary="RFC 7517 key set of the JWT signing keys",
             details="the next key is published before it signs",

@@ -41,6 +41,17 @@ class Kind(enum.Enum):
     PROBE = "probe"
 
 
+class CorsFor(enum.Enum):
+    """Which origins a browser may call an endpoint from (`baton.server.runtime.cors`)."""
+
+    # The enabled clients' origins (their redirect URIs', or `allowed_origins`): the token
+    # endpoints, whose answers are about a client.
+    CLIENTS = "clients"
+    # Any origin: public documents, and dynamic registration, which a browser client not yet
+    # registered calls (MCP Inspector); none reads a cookie, and credentials are never allowed.
+    ANYONE = "anyone"
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     path: str
@@ -58,8 +69,9 @@ class Endpoint:
     # What the endpoints table's row adds to the summary (the operation's description says more).
     details: str | None = None
     # Called by browser apps from other origins (CORS, `baton.server.runtime.cors`): preflights
-    # answered, and the allowed origin named in the answers.
-    cors: bool = False
+    # answered, and the allowed origin named in the answers: the enabled clients' origins, or
+    # any origin (`CorsFor.ANYONE`).
+    cors: CorsFor | None = None
     # The admin API scope a bearer token must hold (`baton.server.admin.api.admin_endpoint`
     # checks it; the OpenAPI operation's `security` and the per-scope authorization test read it).
     scope: str | None = None
@@ -105,10 +117,11 @@ def endpoint(
     documented: bool = True,
     summary: str | None = None,
     details: str | None = None,
-    cors: bool = False,
+    cors: bool | CorsFor = False,
     scope: str | None = None,
 ) -> Endpoint:
-    """An `Endpoint` with its methods written as one string (`"GET"`, `"GET POST"`)."""
+    """An `Endpoint` with its methods written as one string (`"GET"`, `"GET POST"`); `cors=True`
+    for the enabled clients' origins."""
     return Endpoint(
         path,
         frozenset(methods.split()),
@@ -119,7 +132,7 @@ def endpoint(
         documented,
         summary,
         details,
-        cors,
+        CorsFor.CLIENTS if cors is True else (cors or None),
         scope,
     )
 
@@ -227,9 +240,13 @@ class Table:
         """The paths browser apps may call across origins, with the methods of each."""
         paths: dict[str, frozenset[str]] = {}
         for e in self.endpoints:
-            if e.cors:
+            if e.cors is not None:
                 paths[e.path] = paths.get(e.path, frozenset()) | e.methods
         return paths
+
+    def cors_for_anyone(self) -> frozenset[str]:
+        """The CORS paths any origin may call (`CorsFor.ANYONE`)."""
+        return frozenset(e.path for e in self.endpoints if e.cors is CorsFor.ANYONE)
 
     def unlogged(self) -> frozenset[str]:
         """The paths that get no access-log line: the probes'."""

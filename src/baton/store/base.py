@@ -19,6 +19,13 @@ from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.rules import CodeProblem, Reason
 from baton.core.watermark import Gap
 
+# A client id is an operator's short name, a generated id, or (client ID metadata documents) an
+# https URL. 64 until a release can widen it: changing a column's type invalidates the cached
+# statement plans of a release still running (a rolling upgrade's 500s), so the widening waits
+# for a release that retries such a unit of work (`baton.store.engines.postgresql`) to be the
+# one running. A metadata document's URL longer than this is refused, with a clear error.
+CLIENT_ID_LENGTH = 64
+
 
 class RegisteredVia(StrEnum):
     """How a client no operator registered came to be (`clients.registered_via`)."""
@@ -76,6 +83,15 @@ class Client:
     grant_types: tuple[str, ...] | None = None
     token_endpoint_auth_method: str | None = None
     jwks_uri: str | None = None
+
+    @property
+    def loopback_by_name(self) -> bool:
+        """A native app no operator registered: its `http://localhost` redirect URIs are
+        accepted and matched on any port (`baton.core.redirects`: what MCP clients register)."""
+        return (
+            self.registered_via is not None
+            and self.registration.get("application_type") == "native"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ from sqlalchemy import (
     text,
 )
 
+from baton.store.base import CLIENT_ID_LENGTH
+
 metadata = MetaData()
 
 # Unix seconds need 64 bits on PostgreSQL (its INTEGER ends in 2038). SQLite's INTEGER already
@@ -29,12 +31,6 @@ metadata = MetaData()
 Time = BigInteger
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
-# A client id is an operator's short name, a generated id, or (client ID metadata documents) an
-# https URL. 64 until a release can widen it: changing a column's type invalidates the cached
-# statement plans of a release still running (a rolling upgrade's 500s), so the widening waits
-# for a release that retries such a unit of work (`baton.store.engines.postgresql`) to be the
-# one running. A metadata document's URL longer than this is refused, with a clear error.
-CLIENT_ID_LENGTH = 64
 
 clients = Table(
     "clients",

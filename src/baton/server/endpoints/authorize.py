@@ -160,7 +160,8 @@ async def validate(app: Baton, form: Form) -> AuthorizationRequest:
     given = form.get("redirect_uri")
     if given is not None:
         # RFC 9700 §4.1.3: exact string matching, but a loopback port (RFC 8252 §7.3).
-        if matching_redirect_uri(client.redirect_uris, given) is None:
+        localhost = client.loopback_by_name  # a native app no operator registered
+        if matching_redirect_uri(client.redirect_uris, given, localhost=localhost) is None:
             raise PageError(N_("The redirect URI is not registered for this client."))
         redirect_uri = given
     elif len(client.redirect_uris) == 1:
@@ -170,7 +171,9 @@ async def validate(app: Baton, form: Form) -> AuthorizationRequest:
     # The rule registration applies, applied again: a URI stored before it (a `javascript:`,
     # a `data:`, plain http off loopback) is never redirected to. The problem is the rule's
     # technical wording (the console's and the CLI's too), left as it is inside the sentence.
-    if (problem := redirect_uri_problem(redirect_uri)) is not None:
+    if (
+        problem := redirect_uri_problem(redirect_uri, localhost=client.loopback_by_name)
+    ) is not None:
         message = N_("The client's redirect URI is not allowed: %(problem)s.")
         raise PageError(message, values={"problem": problem})
     params = tuple(

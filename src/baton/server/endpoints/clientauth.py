@@ -1,8 +1,11 @@
 """Client authentication at the token, revocation and introspection endpoints.
 
 `client_secret_basic` (RFC 6749 §2.3.1: id and secret are form-encoded before Base64, so they are
-decoded here; strict clients send `%2D` for `-`), `client_secret_post`, and `none` for public
-clients, which only identify themselves. One method per request (RFC 6749 section 2.3).
+decoded here; strict clients send `%2D` for `-`), `client_secret_post`, `none` for public
+clients, which only identify themselves, and `private_key_jwt` (RFC 7523 §2.2, OIDC Core §9): a
+JWT signed with a key of the client's `jwks_uri`, in `client_assertion`. One method per request
+(RFC 6749 section 2.3); a client registered for `private_key_jwt` authenticates no other way, and
+no other client that way.
 """
 
 from __future__ import annotations
@@ -11,16 +14,27 @@ import base64
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import unquote_plus
 
 from starlette.requests import Request
 
+from baton.core.client_assertion import (
+    JWT_BEARER,
+    PRIVATE_KEY_JWT,
+    AssertionProblem,
+    Header,
+    asserted_client,
+    check,
+    replay_digest,
+    unverified,
+)
 from baton.core.tokens import digest
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.errors import OAuthError, invalid_client, invalid_request
 from baton.server.endpoints.forms import Form
 from baton.server.endpoints.stores import ClientLookup
+from baton.server.runtime.client_keys import client_keys
 from baton.server.runtime.cors import about_client
 from baton.server.runtime.protection import RETRY_AFTER_SECONDS
 from baton.store.base import Client, ClientChanged
@@ -148,6 +162,8 @@ async def _authenticate(
     request: Request, form: Form, store: ClientLookup, allow_public: bool, cache: ClientCache | None
 ) -> tuple[Client, bool]:
     """The client, and whether it came from `cache` (unconfirmed)."""
+    if "client_assertion" in form or "client_assertion_type" in form:
+        return await _assertion_client(request, form, store, allow_public, cache)
     client_id, secret = presented_credentials(request, form)
     if cache is not None:
         cached = cache.get(client_id)
@@ -170,6 +186,10 @@ async def _authenticate(
 
 def refusal(client: Client, secret: str, allow_public: bool) -> OAuthError | None:
     """Why `client` does not authenticate with `secret`, or None if it does."""
+    if client.token_endpoint_auth_method == PRIVATE_KEY_JWT:
+        # Registered to prove possession of its private key (RFC 7591 §2
+        # `token_endpoint_auth_method`): a secret or a bare id is not that proof.
+        return invalid_client("this client authenticates with private_key_jwt only")
     if client.is_public:
         if secret:
             return invalid_client("public clients have no secret")
@@ -184,6 +204,130 @@ def refusal(client: Client, secret: str, allow_public: bool) -> OAuthError | Non
     if expected is None or not hmac.compare_digest(digest(secret), expected):
         return invalid_client("client authentication failed")
     return None
+
+
+# -- private_key_jwt (RFC 7523 §2.2 and §3, RFC 7521 §4.2, OpenID Connect Core §9) ------------
+
+# The token endpoint's path (`baton.server.routes`): its URL is an assertion's audience.
+TOKEN_PATH = "/token"
+# The request scope's key of the replay key of the assertion this request was accepted with: a
+# second authentication of the same request (`confirmed` after a `ClientChanged`, or
+# `_refuse_if_changed`) is not a replay of it.
+_ACCEPTED_ASSERTION = "baton.client_assertion"
+
+
+class AssertionLedger(Protocol):
+    """The client assertions accepted (`baton.store.sql.assertions`)."""
+
+    async def remember_assertion(self, digest: bytes, expires_at: int) -> bool:
+        """Records an accepted assertion until `expires_at`; False when it was seen before."""
+        ...
+
+
+def presented_assertion(request: Request, form: Form) -> str:
+    """The client assertion of a request that presents one (RFC 7521 §4.2: both
+    `client_assertion_type` and `client_assertion`), alone: with Basic credentials or a
+    `client_secret` too it is `invalid_request` (RFC 6749 §2.3: "The client MUST NOT use more
+    than one authentication method in each request")."""
+    if "authorization" in request.headers or "client_secret" in form:
+        raise invalid_request(
+            "use one client authentication method, not two (RFC 6749 section 2.3)"
+        )
+    kind = form.get("client_assertion_type")
+    assertion = form.get("client_assertion")
+    if kind is None or assertion is None:
+        raise invalid_request(
+            "client_assertion_type and client_assertion go together (RFC 7521 section 4.2)"
+        )
+    if kind != JWT_BEARER:
+        # RFC 6749 §5.2 invalid_client: "unsupported authentication method".
+        raise invalid_client(f"unsupported client_assertion_type: use {JWT_BEARER}")
+    return assertion
+
+
+def assertion_audiences(issuer: str) -> tuple[str, str]:
+    """What an assertion's `aud` may name: the token endpoint's URL (RFC 7523 §3 item 3, OIDC
+    Core §9 "SHOULD") or the issuer identifier (draft-ietf-oauth-rfc7523bis, which prefers it);
+    the same at /introspect and /revoke, whose own URLs are not audiences."""
+    return (issuer + TOKEN_PATH, issuer)
+
+
+async def _assertion_client(
+    request: Request, form: Form, store: ClientLookup, allow_public: bool, cache: ClientCache | None
+) -> tuple[Client, bool]:
+    """The client a `private_key_jwt` request authenticates as, and whether it came from
+    `cache`; every refusal of the assertion is `invalid_client` (RFC 7521 §4.2.1)."""
+    assertion = presented_assertion(request, form)
+    try:
+        header, claims = unverified(assertion)
+        # RFC 7523 §3 item 2: `sub` is the client's id; RFC 7521 §4.2: a `client_id` sent too
+        # "MUST identify the same client as is identified by the client assertion".
+        client_id = asserted_client(claims)
+    except AssertionProblem as exc:
+        raise invalid_client(str(exc)) from None
+    named = form.get("client_id")
+    if named is not None and named != client_id:
+        raise invalid_client("client_id differs from the client assertion's sub")
+    cached = cache.get(client_id) if cache is not None else None
+    client = cached or await enabled_client(store, client_id)
+    if client is None:
+        raise invalid_client("unknown client")
+    try:
+        replay_key, remember_until = await _accepted(request, client, header, assertion, claims)
+    except OAuthError:
+        if cached is None or cache is None:
+            raise
+        # Refused only on what the database says now: the cached row may predate the client's
+        # registration for private_key_jwt, or its jwks_uri.
+        cache.forget(client_id)
+        fresh = await enabled_client(store, client_id)
+        if fresh is None:
+            raise invalid_client("unknown client") from None
+        if fresh == cached:
+            raise
+        client, cached = fresh, None
+        replay_key, remember_until = await _accepted(request, client, header, assertion, claims)
+    if client.is_public and not allow_public:
+        raise invalid_client("this endpoint requires a confidential client")
+    if request.scope.get(_ACCEPTED_ASSERTION) != replay_key:
+        # RFC 7523 §3 item 7: the `jti` is kept as long as the assertion could be accepted, and
+        # an assertion seen before is refused; checked last, so that only an assertion that
+        # passed every other check is remembered.
+        app: Baton = request.app.state.baton
+        if not await app.store.remember_assertion(replay_key, remember_until):
+            raise invalid_client("the client assertion was used before (jti)")
+        request.scope[_ACCEPTED_ASSERTION] = replay_key
+    if cache is not None and cached is None:
+        cache.remember(client)
+    about_client(request.scope, client.id)  # CORS answers for this client's origins
+    return client, cached is not None
+
+
+async def _accepted(
+    request: Request, client: Client, header: Header, assertion: str, claims: dict[str, Any]
+) -> tuple[bytes, int]:
+    """The replay key of `client`'s assertion and until when to keep it, once its claims and
+    its signature by one of the client's keys are checked; or `invalid_client`."""
+    if client.token_endpoint_auth_method != PRIVATE_KEY_JWT or not client.jwks_uri:
+        # A client registered for a secret (or none) may not switch to an assertion: its
+        # registration says how it authenticates (RFC 7591 §2 `token_endpoint_auth_method`).
+        raise invalid_client("this client is not registered for private_key_jwt")
+    app: Baton = request.app.state.baton
+    now = app.clock.now()
+    try:
+        # The claims first (no I/O: junk costs no fetch of the client's keys); they are decoded
+        # from the very segment the signature covers, so they are the signed ones once it
+        # verifies.
+        accepted = check(
+            claims,
+            client_id=client.id,
+            audiences=assertion_audiences(app.settings.issuer_identifier),
+            now=now,
+        )
+        await client_keys(request).verified_payload(assertion, header, client.jwks_uri, now)
+    except AssertionProblem as exc:
+        raise invalid_client(str(exc)) from None
+    return replay_digest(client.id, accepted.jti), accepted.remember_until
 
 
 CONFIRM_ATTEMPTS = 3

@@ -17,9 +17,12 @@ from starlette.responses import JSONResponse
 
 from baton.config import Settings
 from baton.core.claims import OFFLINE_ACCESS, OPENID, STANDARD_CLAIMS
+from baton.core.client_assertion import ASYMMETRIC_ALGS, PRIVATE_KEY_JWT
 from baton.server.runtime.context import baton
 
-CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+# The confidential clients' methods (introspection takes no other, RFC 7662 §2.1), and `none`.
+CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", PRIVATE_KEY_JWT]
+CLIENT_AUTH_METHODS = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 
 # The route table's metadata members whose endpoint answers 404 while OpenID Connect is off, and is
 # then not advertised. (/session/end signs the browser out either way: RP-Initiated Logout needs
@@ -74,7 +77,12 @@ def metadata_document(
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
-        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS[:2],
+        "introspection_endpoint_auth_methods_supported": CONFIDENTIAL_AUTH_METHODS,
+        # RFC 8414 §2: the JWS algorithms of `private_key_jwt` assertions ("none" MUST NOT be
+        # used); the revocation and introspection endpoints take the same.
+        "token_endpoint_auth_signing_alg_values_supported": list(ASYMMETRIC_ALGS),
+        "revocation_endpoint_auth_signing_alg_values_supported": list(ASYMMETRIC_ALGS),
+        "introspection_endpoint_auth_signing_alg_values_supported": list(ASYMMETRIC_ALGS),
         # RFC 9207: the authorization response carries `iss`, against mix-up attacks.
         "authorization_response_iss_parameter_supported": True,
         # draft-ietf-oauth-client-id-metadata-document §4: an https `client_id` with a path is

@@ -381,8 +381,9 @@ _CLIENT_AUTH: list[dict[str, list[str]]] = [{"client_secret_basic": []}, {}]
 _BASIC_ONLY: list[dict[str, list[str]]] = [{"client_secret_basic": []}]
 _AUTH_NOTE = (
     " Client authentication: `client_secret_basic` (the `Authorization: Basic` header), "
-    "`client_secret_post` (`client_id` and `client_secret` in the body) or, for public "
-    "clients, `none` (`client_id` alone); one method per request."
+    "`client_secret_post` (`client_id` and `client_secret` in the body), `private_key_jwt` "
+    "(`client_assertion_type` and `client_assertion` in the body, for clients registered so) "
+    "or, for public clients, `none` (`client_id` alone); one method per request."
 )
 
 

@@ -86,14 +86,23 @@ async def client_policy(app: Baton, document: bool = False) -> RegistrationPolic
     resources = tuple(settings.dynamic_client_resources)
     if not resources:
         resources = tuple(sorted(await app.store.registered_resources()))
-    return RegistrationPolicy(scopes=scopes, resources=resources, document=document)
+    return RegistrationPolicy(
+        scopes=scopes,
+        resources=resources,
+        document=document,
+        # Only a registration with the initial access token: the operator vouched for it.
+        machine_grants=not document and settings.registration == "token",
+    )
 
 
 async def expire_unused(store: Registrations, now: int, expiry: int) -> int:
-    """Deletes the dynamic registrations older than `expiry` seconds that no grant used (the
-    purge loop calls this); how many."""
+    """Deletes the dynamic registrations older than `expiry` seconds that no grant used, and
+    the rows of metadata-document clients nobody used whose document expired that long ago
+    (the purge loop calls this); how many."""
     total = 0
     while (batch := await store.expire_dynamic_clients(now, expiry, EXPIRY_ACTOR)) > 0:
+        total += batch
+    while (batch := await store.forget_unused_document_clients(now, expiry)) > 0:
         total += batch
     return total
 

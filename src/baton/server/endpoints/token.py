@@ -31,6 +31,7 @@ from baton.store.base import (
     Issued,
     RedeemResult,
     Refused,
+    RegisteredVia,
     Replayed,
     ScopeRefused,
     TargetRefused,
@@ -284,6 +285,13 @@ async def _client_credentials(
     if client.is_public:
         raise OAuthError(
             ErrorCode.UNAUTHORIZED_CLIENT, "client_credentials is for confidential clients only"
+        )
+    if client.registered_via == RegisteredVia.DOCUMENT:
+        # Whatever its row says (a row stored before the rule, an edited one): a document is
+        # anyone's to publish, and a token with no person behind it is not theirs to mint.
+        raise OAuthError(
+            ErrorCode.UNAUTHORIZED_CLIENT,
+            "client_credentials is not open to a client ID metadata document's client",
         )
     allowed = parse_scope(client.scope)
     scope = _requested_scope(form)

@@ -22,6 +22,10 @@ redirect URIs and any port of its http loopback ones. The answers:
   clients' origins, so that an app can read its own error; such an answer says nothing about a
   client. So an origin allowed only for client A can read no answer of client B's, success or
   error, once B is authenticated.
+- The endpoints marked `CorsFor.ANYONE` (the metadata documents, the JWKS, dynamic registration)
+  are answered for any origin, preflight and actual request: they are public, or (/register)
+  called by a browser client before any client holds its origin (MCP Inspector registering
+  itself); none reads a cookie or answers about another client.
 - Never `Access-Control-Allow-Credentials` and never `*`: no endpoint here reads a cookie, and
   a credentialed request must be refused (Fetch §3.2.5 "CORS check": without
   `Access-Control-Allow-Credentials: true` a response to a request with credentials fails).
@@ -157,9 +161,15 @@ def _vary_origin(headers: list[tuple[bytes, bytes]]) -> None:
 class Cors:
     """The CORS answers of the `paths` (route path -> its methods), from `origins`."""
 
-    def __init__(self, paths: Mapping[str, frozenset[str]], origins: OriginCache) -> None:
+    def __init__(
+        self,
+        paths: Mapping[str, frozenset[str]],
+        origins: OriginCache,
+        anyone: frozenset[str] = frozenset(),
+    ) -> None:
         self.paths = dict(paths)
         self.origins = origins
+        self.anyone = anyone  # paths any origin may call (`CorsFor.ANYONE`)
         self._allow_methods = {
             path: ", ".join(sorted(methods)).encode() for path, methods in paths.items()
         }
@@ -173,7 +183,9 @@ class Cors:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 _vary_origin(headers)
-                if await self.origins.allows(origin, scope.get(CLIENT_KEY)):
+                if route_path(scope) in self.anyone or await self.origins.allows(
+                    origin, scope.get(CLIENT_KEY)
+                ):
                     headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
                     headers.append((b"access-control-expose-headers", EXPOSE_HEADERS))
                 message = {**message, "headers": headers}
@@ -185,7 +197,7 @@ class Cors:
         """The answer to a preflight of `path` from `origin`: it names no client, so any enabled
         client's origin is allowed (the actual request is then held to its client's)."""
         headers = [(b"vary", b"Origin"), (b"content-length", b"0")]
-        if await self.origins.allows(origin, None):
+        if path in self.anyone or await self.origins.allows(origin, None):
             status = 204
             headers += [
                 (b"access-control-allow-origin", origin.encode("latin-1")),

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from baton.core.keys import StoredKey
 from baton.server.admin.queries import AdminSource, ApiKeeper
+from baton.server.endpoints.clientauth import AssertionLedger
 from baton.server.endpoints.consent import ScopeDescriptions
 from baton.server.endpoints.stores import (
     AccountSecurityStore,
@@ -51,6 +52,7 @@ class SigningKeys(Protocol):
 
 class Store(
     ClientLookup,
+    AssertionLedger,
     TokenLifecycle,
     TokenRevocation,
     RevocationFeed,
@@ -70,8 +72,8 @@ class Store(
     MfaStore,
     UpstreamStore,
     EverywhereStore,
-    DocumentStore,
     Registrations,
+    DocumentStore,
     Protocol,
 ):
     async def purge(self, now: int, retention: int, batch: int = 500) -> int:

@@ -15,13 +15,13 @@ store's runner.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from baton.store.base import Client, RegisteredVia
-from baton.store.schema import clients
+from baton.store.schema import auth_challenges, authorization_codes, clients, consents, grants
 from baton.store.sql.registry import get_client
 from baton.store.sql.rows import client_values
 
@@ -62,12 +62,46 @@ def save_document_client(conn: Connection, client: Client) -> Client | None:
     return get_client(conn, client.id)
 
 
+def _unused() -> Any:
+    """Nothing names the client: no grant, code, consent or sign-in challenge."""
+    condition: Any = None
+    for table in (grants, authorization_codes, consents, auth_challenges):
+        absent = ~exists().where(table.c.client_id == clients.c.id)
+        condition = absent if condition is None else condition & absent
+    return condition
+
+
+def forget_unused(conn: Connection, cutoff: int, batch: int) -> int:
+    """Deletes up to `batch` document clients whose document expired before `cutoff` and that
+    nothing names; an operator's disable is kept (a decision, recorded in the row)."""
+    stale = (
+        select(clients.c.id)
+        .where(
+            clients.c.registered_via == RegisteredVia.DOCUMENT,
+            clients.c.document_expires_at < cutoff,
+            clients.c.disabled_at.is_(None),
+            clients.c.deleted_at.is_(None),
+            _unused(),
+        )
+        .limit(batch)
+        .scalar_subquery()
+    )
+    # Checked again in the DELETE itself: a grant made since cannot lose its client.
+    return conn.execute(delete(clients).where(clients.c.id.in_(stale), _unused())).rowcount
+
+
 class DocumentClientStore:
     """Metadata-document clients."""
 
     if TYPE_CHECKING:
 
         async def _write(self, work: Callable[[Connection], T]) -> T: ...
+
+    async def forget_unused_document_clients(self, now: int, expiry: int, batch: int = 500) -> int:
+        """Deletes the rows of document clients nobody used whose document expired more than
+        `expiry` seconds before `now` (anyone can make such a row by naming a valid document at
+        /authorize; the URL is fetched again if it comes back). How many."""
+        return await self._write(lambda conn: forget_unused(conn, now - expiry, batch))
 
     async def save_document_client(self, client: Client) -> Client | None:
         """Stores a freshly fetched and validated document's client: a new row, or the
