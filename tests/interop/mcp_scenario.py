@@ -196,7 +196,6 @@ class Journey:
     stopped_bare: httpx.Response | None = None
     stopped_fresh: BaseException | None = None  # the call with a still-valid access token
     stopped_fresh_answers: list[int] = field(default_factory=list)  # the MCP server's, to it
-    stopped_fresh_left: float = 0.0  # seconds its access token had left when the call began
     stopped_expired: BaseException | None = None  # the call once it had expired
     stopped_expired_answers: list[int] = field(default_factory=list)
 
@@ -409,22 +408,23 @@ async def stop_phase(world: World, journeys: list[Journey], ts: TsRuns) -> None:
         journey.authorizations_at_stop = journey.client.authorizations
     stop_baton(world)
     ts.stopped.set()
+    since = len(world.mcp.answers)  # the MCP server's answers once Baton is gone
 
     async def call(journey: Journey, expired: bool) -> None:
         token = digest(journey.client.access_token)
-        left = token_expiry(journey.client) - time.time()
         try:
             await journey.client.whoami()
         except BaseException as exc:  # what the SDK raised is the observation
             caught: BaseException | None = exc
         else:
             caught = None
-        answers = [status for seen, status in world.mcp.answers if seen == token]
+        # What the MCP server answered this client's access token after Baton stopped: nothing
+        # if the SDK judged it expired (it tried to refresh instead).
+        answers = [status for seen, status in world.mcp.answers[since:] if seen == token]
         if expired:
             journey.stopped_expired, journey.stopped_expired_answers = caught, answers
         else:
             journey.stopped_fresh, journey.stopped_fresh_answers = caught, answers
-            journey.stopped_fresh_left = left
 
     async with anyio.create_task_group() as group:  # at once: within the tokens' second
         for journey in journeys:
