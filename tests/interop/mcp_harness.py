@@ -508,6 +508,14 @@ class SdkClient:
             await session.initialize()
             return await work(session)
 
+    async def refresh_now(self) -> None:
+        """One request to the MCP server through the SDK's provider (an httpx2 `Auth`), which
+        refreshes first if its access token expired; the answer (400: no session) is not read."""
+        import httpx2
+
+        async with httpx2.AsyncClient(auth=self.provider, timeout=httpx2.Timeout(10.0)) as http:
+            await http.get(self.mcp_url, headers={"Accept": "text/event-stream"})
+
     async def whoami(self) -> dict[str, Any]:
         async def call(session: Any) -> dict[str, Any]:
             result = await session.call_tool("whoami", {})
