@@ -1,7 +1,7 @@
 """The `mcp` Python SDK's client (unmodified) and an MCP server of the same SDK protected by
 Baton, against a real `baton serve` (issue 26, "How it is checked").
 
-What ran is tests/interop/mcp_scenario.py (shared with the TypeScript SDK's module, so the 1 s
+What ran is tests/interop/mcp_scenario.py (shared with the TypeScript SDK's module, so the
 waits of both are spent once): the SDK's client in three modes, each its own client:
 `document` (a client ID metadata document on loopback https is the client id), `registration`
 (RFC 7591 at Baton's /register), `preregistered` (`baton client create --public`). Each test
@@ -69,8 +69,9 @@ def test_authorization_through_the_pages(record: Scenario, mode: str) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_refresh_rotates_without_a_new_authorization(record: Scenario, mode: str) -> None:
-    """Three tool calls after the 1 s access token expired: each refreshes (a new refresh token
-    each time, the old one rotated out), the tool answers, the redirect handler is not called."""
+    """Three tool calls after the short-lived access token expired: each refreshes (a new
+    refresh token each time, the old one rotated out), the tool answers, the redirect handler is
+    not called."""
     journey = record.journeys[mode]
     journey.passed("rotate")
     assert len(journey.after_rotations) == ROTATIONS

@@ -7,9 +7,9 @@ processes (mcp_typescript_client.mjs), one per mode, `registration` (the SDK reg
 Baton's /register, RFC 7591) and `preregistered` (`baton client create --public`). Each
 authorizes through Baton's real login and consent pages (the scenario drives them when the
 SDK's `redirectToAuthorization` prints the URL, and hands the redirect back), calls a tool,
-then calls it again after each of two expiries of its 1 s access token: the MCP server answers
-401, the SDK refreshes (a new refresh token each time) and retries, without a new
-authorization. Then Baton is stopped: the MCP server answers 503, the SDK's calls fail and it
+then calls it again after each of two expiries of its short-lived access token: the MCP
+server answers 401, the SDK refreshes (a new refresh token each time) and retries, without a
+new authorization. Then Baton is stopped: the MCP server answers 503, the SDK's calls fail and it
 starts no authorization. Without node and npm the tests are skipped, except in CI (CI=true).
 """
 
