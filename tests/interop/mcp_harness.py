@@ -41,7 +41,7 @@ import httpx
 import pytest
 import uvicorn
 
-from baton.resource import Verifier
+from baton.resource import Verifier, VerifierUnavailable
 from tests.e2e.conftest import free_port
 from tests.interop.conftest import (
     Browser,
@@ -53,7 +53,7 @@ from tests.interop.conftest import (
 )
 
 MCP_SCOPE = "mcp:tools"
-RETRY_AFTER = "1"
+RETRY_AFTER = str(VerifierUnavailable.retry_after)  # what the adapter's 503 says
 PROTOCOL_VERSION = "2025-06-18"
 UNUSED = ("http://127.0.0.1:9/unused",)  # a redirect URI for clients that never redirect
 
