@@ -13,9 +13,9 @@ to expire.
   handler drives them), tool calls, three refreshes (each rotating the refresh token, no new
   authorization), an RFC 7009 revocation at /revoke that reaches the MCP server through the
   revocation feed, a new authorization after it.
-- The TypeScript SDK's client (`@modelcontextprotocol/sdk` 1.x from npm, mcp_typescript_client.mjs)
-  in the `registration` and `preregistered` modes (`TsRun`): authorization through the pages,
-  tool calls, two refreshes on the MCP server's 401.
+- The TypeScript SDK's client (`@modelcontextprotocol/sdk` 1.x from npm,
+  mcp_typescript_client.mjs) in the same three modes (`TsRun`): authorization through the
+  pages, tool calls, two refreshes on the MCP server's 401.
 - Negative cases (`Negatives`): a token for another resource shown to the MCP server; a refresh
   asking for a resource outside its grant; metadata documents Baton should accept.
 - Then Baton is stopped (killed) right after every Python client refreshed: each client calls a
@@ -64,7 +64,7 @@ from tests.interop.mcp_harness import (
 )
 
 MODES = ("document", "registration", "preregistered")
-TS_MODES = ("registration", "preregistered")
+TS_MODES = ("document", "registration", "preregistered")
 ROTATIONS = 3
 TS_ROTATIONS = 2
 FEED_LATENCY = 2.0  # seconds a revocation may take to reach the MCP server
@@ -80,6 +80,7 @@ REDIRECTS = {
     "preregistered": "http://127.0.0.1:9313/mcp-preregistered/callback",
 }
 TS_REDIRECTS = {
+    "document": "http://127.0.0.1:9323/mcp-ts-document/callback",
     "registration": "http://127.0.0.1:9321/mcp-ts-registration/callback",
     "preregistered": "http://127.0.0.1:9322/mcp-ts-preregistered/callback",
 }
@@ -87,6 +88,7 @@ RAW_REDIRECT = "http://127.0.0.1:9314/mcp-raw/callback"
 OTHER_API = "http://127.0.0.1:9/other-api"  # a second resource server, never running
 ATTACKER = "https://attacker.example/mcp"
 DOCUMENT_PATH = "/clients/mcp-e2e.json"
+TS_DOCUMENT_PATH = "/clients/mcp-e2e-typescript.json"
 EXAMPLE_PATH = "/clients/example.json"
 EXAMPLE_REDIRECT = "http://127.0.0.1:3000/callback"
 STEPS = ("authorize", "rotate", "revoke", "reauthorize", "stop", "done")
@@ -114,6 +116,14 @@ def start_world(tmp_path_factory: pytest.TempPathFactory) -> World:
         "response_types": ["code"],
         "token_endpoint_auth_method": "none",
         "application_type": "native",
+    }
+    documents.documents[TS_DOCUMENT_PATH] = {  # as a TypeScript app would write it
+        "client_id": documents.url(TS_DOCUMENT_PATH),
+        "client_name": "MCP e2e (TypeScript SDK, metadata document)",
+        "redirect_uris": [TS_REDIRECTS["document"]],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
     }
     # The shape of the MCP specification's example document: no application_type.
     documents.documents[EXAMPLE_PATH] = {
@@ -465,7 +475,7 @@ def missing(world: World, mode: str) -> str | None:
     """Why Baton cannot serve `mode` yet (its branch not merged), or None."""
     if mode == "registration" and not world.advertised.get("registration_endpoint"):
         return "Baton advertises no registration_endpoint: dynamic registration is not built"
-    if mode == "document" and DOCUMENT_PATH not in world.documents.fetches:
+    if mode == "document" and not world.documents.fetches:
         return "Baton never fetched the client ID metadata document: documents are not built"
     return None
 
@@ -521,7 +531,11 @@ class TsRuns:
             event.wait(timeout=TS_TIMEOUT)
 
     def start(self, script: Path, world: World) -> None:
-        preregistered = world.baton.client("mcp-ts-preregistered").client_id
+        client_ids = {
+            "document": world.documents.url(TS_DOCUMENT_PATH),
+            "registration": "",  # the SDK registers
+            "preregistered": world.baton.client("mcp-ts-preregistered").client_id,
+        }
         for mode, run in self.runs.items():
             self.settled[mode] = threading.Event()
             process = subprocess.Popen(
@@ -531,7 +545,7 @@ class TsRuns:
                     world.mcp.url,
                     mode,
                     TS_REDIRECTS[mode],
-                    preregistered,
+                    client_ids[mode],
                     str(TS_ROTATIONS),
                 ],
                 cwd=script.parent,

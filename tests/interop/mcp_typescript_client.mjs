@@ -3,7 +3,8 @@
 //
 // argv: MCP_URL MODE REDIRECT_URI CLIENT_ID ROTATIONS
 //   MODE "registration": RFC 7591 dynamic registration (the SDK registers at Baton's /register);
-//   MODE "preregistered": CLIENT_ID, made by `baton client create --public`.
+//   MODE "preregistered": CLIENT_ID, made by `baton client create --public`;
+//   MODE "document": CLIENT_ID is the https URL of the client's metadata document.
 //
 // stdout, one JSON object a line:
 //   {"authorize": URL}        the SDK's redirectToAuthorization: the test takes Baton's pages and
@@ -47,6 +48,7 @@ class MemoryProvider {
     this._tokens = undefined
     this._verifier = undefined
     this.callback = undefined
+    if (mode === 'document') this.clientMetadataUrl = clientId
   }
   get redirectUrl() {
     return redirectUri

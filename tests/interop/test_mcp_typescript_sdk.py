@@ -2,8 +2,9 @@
 unmodified) against an MCP server of the `mcp` Python SDK protected by Baton, on a real
 `baton serve` (issue 26, "How it is checked").
 
-What ran is tests/interop/mcp_scenario.py (shared with the Python SDK's module): two node
-processes (mcp_typescript_client.mjs), one per mode, `registration` (the SDK registers at
+What ran is tests/interop/mcp_scenario.py (shared with the Python SDK's module): three node
+processes (mcp_typescript_client.mjs), one per mode: `document` (a client ID metadata document
+on loopback https, the SDK's `clientMetadataUrl`), `registration` (the SDK registers at
 Baton's /register, RFC 7591) and `preregistered` (`baton client create --public`). Each
 authorizes through Baton's real login and consent pages (the scenario drives them when the
 SDK's `redirectToAuthorization` prints the URL, and hands the redirect back), calls a tool,
@@ -18,7 +19,7 @@ from __future__ import annotations
 import pytest
 
 from tests.interop.mcp_harness import MCP_SCOPE
-from tests.interop.mcp_scenario import TS_MODES, TS_ROTATIONS, Scenario, TsRun
+from tests.interop.mcp_scenario import TS_DOCUMENT_PATH, TS_MODES, TS_ROTATIONS, Scenario, TsRun
 
 pytestmark = pytest.mark.e2e
 
@@ -50,6 +51,9 @@ def test_authorization_and_tool_call(record: Scenario, mode: str) -> None:
     if mode == "registration":
         assert done["registered"] is not None
         assert answer["client_id"] == done["registered"]
+    elif mode == "document":  # the URL of its metadata document is its client id
+        assert answer["client_id"] == record.world.documents.url(TS_DOCUMENT_PATH)
+        assert TS_DOCUMENT_PATH in record.world.documents.fetches
     else:
         assert answer["client_id"] == record.world.baton.client("mcp-ts-preregistered").client_id
 
