@@ -130,7 +130,7 @@ def json_object(response: Any, what: str) -> Mapping[str, Any]:
         raise VerifierUnavailable(f"{what} answered {response.status_code}")
     try:
         body = response.json()
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: deeply nested JSON
         raise VerifierUnavailable(f"{what} is not JSON") from exc
     if not isinstance(body, dict):
         raise VerifierUnavailable(f"{what} is not a JSON object")
