@@ -41,7 +41,7 @@ from baton.server.runtime.client_keys import (
     KeySetUnavailable,
 )
 from baton.store.admin import Actor
-from baton.store.base import Client
+from baton.store.base import Client, RegisteredVia
 from baton.store.sql import SQLStore
 from tests.support import ISSUER, RegisteredClient, register_client, running_app
 
@@ -562,3 +562,45 @@ def test_a_key_set_that_cannot_be_read_again_is_not_used_past_max_ttl() -> None:
     accepted = [now for now in range(start, start + 3 * MAX_TTL, MIN_TTL + 1) if verifies(now)]
     assert accepted and max(accepted) < start + MAX_TTL
     assert not verifies(start + 3 * MAX_TTL)
+
+
+def test_a_document_client_s_keys_are_not_trusted_past_its_document_s_expiry(
+    tmp_path: Path, key_server: KeyServer
+) -> None:
+    """A private_key_jwt client of a metadata document authenticates on its stored row only
+    while that row is fresh: once its document expired, the document is fetched again before
+    the client is authenticated, and a document that cannot be fetched any more (here: its host
+    refuses connections) means its keys cannot be confirmed: `invalid_client`, even for a row
+    this process cached. (An app of its own: its clock moves.)"""
+    url = f"https://127.0.0.1:9/{secrets.token_hex(4)}.json"  # the discard port: nothing listens
+    clock = FakeClock(int(time.time()))
+    with running_app(tmp_path, clock=clock, client_documents_allow_private=True) as (
+        http,
+        store,
+        _,
+    ):
+        now = clock.now()
+        row = Client(
+            id=url,
+            name="document client",
+            secret_digest=None,
+            is_public=False,
+            is_resource_server=False,
+            redirect_uris=("https://app.example/cb",),
+            scope="",  # this app lets document clients have no scope (`dynamic_client_scopes`)
+            created_at=now,
+            registered_via=RegisteredVia.DOCUMENT,
+            registration={},
+            document_expires_at=now + 300,
+            token_endpoint_auth_method="private_key_jwt",
+            jwks_uri=key_server.url,
+        )
+        assert anyio.run(store.save_document_client, row) == row
+        client = Running(http, store, clock, key_server, url)
+        form = {"token": "not-a-token"}
+        fresh = http.post("/introspect", data=with_assertion(assertion(client), **form))
+        assert fresh.status_code == 200, fresh.text  # fresh: no fetch; the cache holds it now
+        clock.advance(301)
+        stale = http.post("/introspect", data=with_assertion(assertion(client), **form))
+        refused(stale, "cannot be confirmed")
+        assert "127.0.0.1" not in stale.json()["error_description"]
