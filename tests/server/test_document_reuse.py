@@ -18,6 +18,8 @@ import pytest
 from baton.config import Settings
 from baton.core.clock import FakeClock
 from baton.server.runtime.documents import (
+    CEILING,
+    RETRY_UNREACHABLE,
     ClientDocuments,
     DocumentError,
     host_matches,
@@ -177,19 +179,29 @@ def test_an_unreachable_document_keeps_a_public_client_but_not_a_keyed_one(
     host: DocumentHost,
 ) -> None:
     """A CDN's outage must not strand a public client's users (its refresh tokens); a
-    private_key_jwt client's keys come from the document, which cannot be confirmed."""
+    private_key_jwt client's keys come from the document, which cannot be confirmed. An
+    unreachable URL is not tried again for a while: each request would wait out the limit."""
     documents = documents_of(host)
-    path, public = stale_row(host, documents)
-    _, keyed = stale_row(host, documents, **KEYED)
+    clock = documents.clock
+    assert isinstance(clock, FakeClock)
+    public_path, public = stale_row(host, documents)
+    keyed_path, keyed = stale_row(host, documents, **KEYED)
+    documents.timeout = 0.3
     for served in (Served(b"down", status=503), Served(json.dumps({}).encode(), delay=0.6)):
-        documents.timeout = 0.3
-        for row in (public, keyed):
-            host.serve(path if row is public else path_of(row), served)
-        assert run(documents, "authenticating", public) is public
-        with pytest.raises(DocumentError, match="cannot be confirmed"):
-            run(documents, "authenticating", keyed)
+        host.serve(public_path, served)
+        host.serve(keyed_path, served)
+        for _ in range(2):
+            assert run(documents, "authenticating", public) is public
+            with pytest.raises(DocumentError, match="cannot be confirmed"):
+                run(documents, "authenticating", keyed)
+        assert (host.count(public_path), host.count(keyed_path)) == (1, 1)
+        clock.advance(RETRY_UNREACHABLE)
+    # Back: the next request fetches it and goes on with the refreshed row.
+    host.serve_json(keyed_path, document(keyed.id, **KEYED))
+    assert run(documents, "authenticating", keyed).document_expires_at > clock.now()
     # Documents turned off: nothing is fetched; the same rule.
     documents.settings = replace(documents.settings, client_metadata_documents=False)
+    clock.advance(CEILING)
     assert run(documents, "authenticating", public) is public
     with pytest.raises(DocumentError, match="cannot be confirmed"):
         run(documents, "authenticating", keyed)

@@ -69,6 +69,11 @@ DEFAULT = FLOOR
 # The draft's "recommended maximum size to read is 5 kilobytes" (§8.7).
 MAX_BYTES = 5 * 1024
 TIMEOUT = 5.0
+# Seconds after a document could not be fetched for want of an answer during which the token
+# endpoint does not try again (`authenticating`): each of its requests would otherwise wait
+# for the time limit while the document's host is down.
+RETRY_UNREACHABLE = 60
+_UNREACHABLE_LIMIT = 1024  # URLs remembered; past this, start again
 # The URL is the client's id: at most what `clients.id` holds (its widening waits for a later
 # release, `baton.store.schema.CLIENT_ID_LENGTH`).
 MAX_URL = CLIENT_ID_LENGTH
@@ -249,6 +254,8 @@ class ClientDocuments:
         self.ssl_context: ssl.SSLContext | None = None
         self.timeout = TIMEOUT
         self._flights: dict[str, asyncio.Future[Client]] = {}
+        # Until when (clock seconds) `authenticating` does not fetch a URL found unreachable.
+        self._unreachable: dict[str, int] = {}
         self.fetches = 0  # documents fetched by this process (for tests and metrics)
 
     def trusted(self, client: Client) -> bool:
@@ -307,19 +314,27 @@ class ClientDocuments:
           at these endpoints but its grants, and a CDN's outage must not strand its users. A
           private_key_jwt client is refused then: its `jwks_uri` (and whether it still
           authenticates that way) comes from the document, which can no longer be confirmed.
+          A URL found unreachable is not tried again here for `RETRY_UNREACHABLE` seconds
+          (the same outcome meanwhile): each request would otherwise wait out the time limit.
         """
         if client.registered_via != RegisteredVia.DOCUMENT:
             return client
         self._refuse_denied(client.id)
         if not self._stale(client):
             return client
-        if self.settings.client_metadata_documents:
+        now = self.clock.now()
+        if self._unreachable.get(client.id, 0) > now:
+            failure = DocumentError(client.id, NOT_FETCHED, unreachable=True)
+        elif self.settings.client_metadata_documents:
             try:
                 return await self._single_flight(client.id)
             except DocumentError as exc:
                 if not exc.unreachable:
                     raise
                 failure = exc
+                if len(self._unreachable) >= _UNREACHABLE_LIMIT:
+                    self._unreachable.clear()
+                self._unreachable[client.id] = now + RETRY_UNREACHABLE
         else:
             failure = DocumentError(client.id, "client metadata documents are turned off")
         if client.token_endpoint_auth_method == PRIVATE_KEY_JWT:
@@ -380,6 +395,7 @@ class ClientDocuments:
         if stored is None:
             # An operator registered this id meanwhile: theirs, not the document's.
             raise DocumentError(url, "another client holds this client_id")
+        self._unreachable.pop(url, None)
         if self.forget is not None:
             self.forget(url)  # the token endpoint's cached row, if any, is out of date
         return stored
