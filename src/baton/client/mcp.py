@@ -275,15 +275,19 @@ class MCPAuth(httpx2.Auth):
     stores, so that a restart must authorize again).
 
     `issuer`: the authorization server whose token endpoint refreshes the pair (its RFC 8414
-    metadata is read, with Baton's leeway). Default: the issuer the SDK recorded on the
-    registration it made; a pre-registered client needs it. A refresh token is only ever sent
-    to this server, never to one an MCP server's metadata names later.
+    metadata is read, with Baton's leeway), and the only one the interactive flow may use.
+    Default: the issuer recorded with the stored pair (or on the registration the SDK made); a
+    pre-registered client needs it. A refresh token is only ever sent to the issuer recorded with
+    its pair, never to one an MCP server's metadata names later; while a live pair exists, an
+    MCP server naming another authorization server gets `ClientError`.
 
     `margin`: seconds before expiry a request refreshes first. `refresher_options` go to
     `Refresher.discover` (`leeway`, `hooks`, `http`, `timeout`, `clock`, ...).
 
     Without `redirect_handler` and `callback_handler`, a request that needs an authorization
-    raises `ReauthorizationRequired` instead of starting one.
+    raises `ReauthorizationRequired` instead of starting one. A request that needs a refresh
+    while the authorization server is down raises `AuthorizationServerUnavailable` after about
+    the refresher's `timeout`: the pair is kept, and no authorization starts.
     """
 
     requires_request_body = True  # the body must be replayable for the one retry after a 401
