@@ -8,8 +8,9 @@ resource server whose resource URI is its MCP endpoint's URL, then run it with t
     BATON_ISSUER=http://127.0.0.1:8000 BATON_RS_ID=... BATON_RS_SECRET=... \\
         BATON_AUDIENCE=http://127.0.0.1:9002/mcp python examples/mcp_server.py
 
-`BATON_AUDIENCE` is the server's URL: the address and path it listens on come from it (bind
-another address with `MCP_HOST`, e.g. 0.0.0.0 behind a proxy), tokens must name it as their
+`BATON_AUDIENCE` is the server's URL: the address, port and path it listens on come from it
+(bind another address with `MCP_HOST`, e.g. 0.0.0.0, and another port with `MCP_PORT`, e.g.
+behind a proxy that terminates TLS for an https URL), tokens must name it as their
 `aud` (RFC 8707), and its RFC 9728 metadata is served at
 `/.well-known/oauth-protected-resource/mcp` (and `/.well-known/oauth-protected-resource`).
 `MCP_REQUIRED_SCOPES` (space-separated, default none) are the scopes every request needs.
@@ -72,7 +73,7 @@ def main() -> None:
     import uvicorn
 
     url = urlsplit(os.environ["BATON_AUDIENCE"])
-    port = url.port or (443 if url.scheme == "https" else 80)
+    port = int(os.environ.get("MCP_PORT") or url.port or (443 if url.scheme == "https" else 80))
     host = os.environ.get("MCP_HOST", url.hostname or "127.0.0.1")
     uvicorn.run(create_app(), host=host, port=port)
 

@@ -225,3 +225,36 @@ def test_fail_closed_jwt_is_also_introspected(
     fake.opaque[token] = {"active": False}
     refused(verifier, token, "not active")
     assert fake.requests.count("POST /introspect") == 2
+
+
+def test_a_deeply_nested_header_is_invalid_token_not_a_crash(
+    fake: FakeAuthServer, make_verifier: VerifierFactory
+) -> None:
+    """A JWT-shaped token whose header decodes to thousands of `[`: json.loads raises
+    RecursionError, which must be a 401 like any malformed token (before the fix: a 500 and a
+    traceback per unauthenticated request)."""
+    verifier = make_verifier()
+    claims = b64(json.dumps(fake.claims()).encode())
+    for depth in (1_000, 5_000):
+        nested = b64(b"[" * depth)
+        refused(verifier, f"{nested}.{claims}.AAAA", "malformed")
+        with pytest.raises(InvalidToken):
+            asyncio.run(verifier.averify(f"{nested}.{claims}.AAAA"))
+
+
+def test_no_plaintext_jwt_is_kept_by_the_caches(
+    fake: FakeAuthServer, make_verifier: VerifierFactory
+) -> None:
+    """The caches are keyed by the token's SHA-256 digest, never by the token itself, and a
+    revocation still reaches the cached answer."""
+    verifier = make_verifier()
+    token = fake.jwt(jti="j1", grant_id="g1")
+    verifier.verify(token)
+    verifier.verify(token)  # from the cache
+    assert fake.requests.count("POST /introspect") == 0
+    last = fake.revoke_token(token, "j1", "g1")
+    eventually(lambda: verifier.index.applied == last["id"])
+    refused(verifier, token, "revoked")
+    kept = [*verifier._cache, *verifier._negative]
+    kept += [key for keys in verifier._grant_tokens.values() for key in keys]
+    assert kept and all(token not in key for key in kept)

@@ -7,6 +7,7 @@ are read from the raw HTTP answers."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -295,9 +296,17 @@ def test_resource_metadata_paths() -> None:
         metadata = ResourceMetadata(root, ["https://baton.example"], serve_root=False)
         assert metadata.url == "https://api.example/.well-known/oauth-protected-resource"
         assert metadata.paths == {"/.well-known/oauth-protected-resource"}
-    for bad in ("api.example/mcp", "https://api.example/mcp#x", "https://api.example/?q=1"):
+    for bad in (
+        "api.example/mcp",
+        "https://api.example/mcp#x",
+        "https://api.example/?q=1",
+        "http://api.example/mcp",  # http: for loopback development only
+        "http://127.0.0.1.example/mcp",
+    ):
         with pytest.raises(ValueError):
             ResourceMetadata(bad, ["https://baton.example"])
+    for loopback in ("http://127.0.0.1:9002/mcp", "http://localhost/mcp", "http://[::1]:8/mcp"):
+        assert ResourceMetadata(loopback, ["https://baton.example"]).resource == loopback
 
 
 def test_running_starts_and_stops_the_feed() -> None:
@@ -371,3 +380,160 @@ def test_the_example_is_configured_by_the_environment(monkeypatch: pytest.Monkey
     assert document["resource"] == "https://mcp.example/mcp"
     assert document["authorization_servers"] == ["https://baton.example"]
     assert document["scopes_supported"] == ["read", "write"]
+
+    # The port it listens on: the URL's, or MCP_PORT (behind a proxy that terminates TLS).
+    import uvicorn
+
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(options))
+    mcp_server.main()
+    assert served == {"host": "mcp.example", "port": 443}
+    monkeypatch.setenv("MCP_PORT", "9002")
+    monkeypatch.setenv("MCP_HOST", "0.0.0.0")
+    mcp_server.main()
+    assert served == {"host": "0.0.0.0", "port": 9002}
+
+
+# -- the adapter alone, on a fake introspection endpoint -------------------------------------------
+
+MCP_URL, OTHER_URL, ISSUER = "https://mcp.example/mcp", "https://other.example/", "https://as.test"
+
+
+def introspecting(*audiences: str | list[str], **options: Any) -> Verifier:
+    """A verifier (no feed, opaque tokens only) whose introspection answers `bat_at_<scope>_aud<n>`
+    as active, with the scope and the audience `audiences[n]`."""
+
+    def introspect(request: httpx.Request) -> httpx.Response:
+        token = request.content.decode().partition("token=")[2]
+        scope, _, index = token.removeprefix("bat_at_").partition("_aud")
+        now = int(time.time())
+        body = {"active": True, "client_id": "app", "sub": "alice", "scope": scope}
+        body |= {"exp": now + 600, "iat": now, "jti": token, "aud": audiences[int(index)]}
+        return httpx.Response(200, json=body)
+
+    transport = httpx.MockTransport(introspect)
+    options.setdefault("audience", MCP_URL)
+    return Verifier(
+        ISSUER, "rs", "secret", algorithms=(), feed=False, async_transport=transport, **options
+    )
+
+
+def test_required_scopes_are_advertised_and_named_in_challenges() -> None:
+    """`auth_settings(required_scopes)` is remembered: the default metadata lists them as
+    `scopes_supported`, and the SDK's 401 and 403 challenges gain the `scope` attribute (RFC
+    6750 §3; MCP authorization, scope challenge), which the SDK leaves out."""
+    from mcp.server.mcpserver import MCPServer
+
+    tokens = BatonTokenVerifier(introspecting(MCP_URL))
+    server = MCPServer("t", token_verifier=tokens, auth=tokens.auth_settings(["read", "write"]))
+    app = tokens.protect(server.streamable_http_app(), manage_feed=False)
+
+    async def calls() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://mcp.example") as http:
+            metadata = await http.get("/.well-known/oauth-protected-resource/mcp")
+            anonymous = await http.post("/mcp", json=INITIALIZE, headers=MCP_HEADERS)
+            headers = {**MCP_HEADERS, "authorization": "Bearer bat_at_read_aud0"}
+            short = await http.post("/mcp", json=INITIALIZE, headers=headers)
+            return [metadata, anonymous, short]
+
+    metadata, anonymous, short = anyio.run(calls)
+    assert metadata.json()["scopes_supported"] == ["read", "write"]
+    assert anonymous.status_code == 401
+    assert 'scope="read write"' in anonymous.headers["www-authenticate"]
+    assert short.status_code == 403
+    challenge = short.headers["www-authenticate"]
+    assert 'error="insufficient_scope"' in challenge and 'scope="read write"' in challenge
+    assert "resource_metadata=" in challenge
+    assert int(short.headers["content-length"]) == len(short.content)
+
+
+def test_a_token_for_another_of_the_verifiers_audiences_is_not_for_this_server() -> None:
+    """The verifier accepts both audiences; the MCP server only tokens naming itself, whatever
+    `AuthSettings.validate_token_resource` says (an `AuthSettings` built by hand defaults to
+    not checking)."""
+    tokens = BatonTokenVerifier(
+        introspecting(OTHER_URL, [OTHER_URL, MCP_URL], audience=[MCP_URL, OTHER_URL]), MCP_URL
+    )
+    assert anyio.run(tokens.verify_token, "bat_at_read_aud0") is None
+    both = anyio.run(tokens.verify_token, "bat_at_read_aud1")
+    assert both is not None and both.resource == MCP_URL
+
+
+def feed_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "baton-revocation-feed"]
+
+
+def lifespan_app(startup: str) -> Any:
+    """A plain ASGI app whose lifespan answers startup with `startup`, and 200 to requests."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": startup})
+                    if startup == "lifespan.startup.failed":
+                        return
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+async def run_lifespan(app: Any, *messages: str) -> None:
+    queue: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    for message in messages:
+        queue.put_nowait({"type": message})
+
+    async def send(message: Any) -> None:
+        pass
+
+    await app({"type": "lifespan"}, queue.get, send)
+
+
+async def request(app: Any) -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        pass
+
+    await app({"type": "http", "path": "/mcp", "method": "POST", "headers": []}, receive, send)
+
+
+def test_the_feed_runs_only_between_a_successful_startup_and_shutdown() -> None:
+    before = len(feed_threads())
+    verifier = Verifier("http://127.0.0.1:9", "rs", "secret", audience="http://127.0.0.1:9/mcp")
+    tokens = BatonTokenVerifier(verifier)
+    assert verifier.feed is not None
+    try:
+        # The app's startup fails: the server exits, and no feed thread is left behind.
+        failing = tokens.protect(lifespan_app("lifespan.startup.failed"))
+        asyncio.run(run_lifespan(failing, "lifespan.startup"))
+        assert verifier.feed._thread is None and len(feed_threads()) == before
+
+        app = tokens.protect(lifespan_app("lifespan.startup.complete"))
+
+        async def served_then_late_request() -> None:
+            await run_lifespan(app, "lifespan.startup", "lifespan.shutdown")
+            await request(app)  # a late request, after the shutdown
+
+        asyncio.run(served_then_late_request())
+        assert verifier.feed._thread is None and len(feed_threads()) == before
+        assert not tokens._started
+    finally:
+        verifier.stop()
+
+
+def test_without_a_lifespan_the_first_request_starts_the_feed() -> None:
+    verifier = Verifier("http://127.0.0.1:9", "rs", "secret", audience="http://127.0.0.1:9/mcp")
+    tokens = BatonTokenVerifier(verifier)
+    try:
+        asyncio.run(request(tokens.protect(lifespan_app("lifespan.startup.complete"))))
+        assert verifier.feed is not None and verifier.feed._thread is not None
+    finally:
+        verifier.stop()

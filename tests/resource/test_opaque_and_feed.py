@@ -310,3 +310,60 @@ def test_sse_parser() -> None:
 
 def test_digest_helper_matches_the_contract() -> None:
     assert digest_hex("bat_at_x") == __import__("hashlib").sha256(b"bat_at_x").hexdigest()
+
+
+# -- hostile or broken input ---------------------------------------------------------------------
+
+
+def test_an_overlong_token_is_refused_without_asking_the_server(
+    fake: FakeAuthServer, make_verifier: VerifierFactory
+) -> None:
+    verifier = make_verifier()
+    for token in ("bat_at_" + "a" * 20_000, "a" * 10_000 + ".e30." + "A" * 10_000):
+        with pytest.raises(InvalidToken, match="too long"):
+            verifier.verify(token)
+    assert introspections(fake) == 0
+
+
+def test_a_deeply_nested_introspection_answer_is_503_not_a_crash() -> None:
+    """json.loads raises RecursionError on deeply nested JSON, which is no ValueError."""
+    import httpx
+
+    from baton.resource import Verifier
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=b"[" * 100_000))
+    verifier = Verifier(
+        "https://as.test",
+        "rs",
+        "secret",
+        audience="https://as.test",
+        algorithms=(),
+        feed=False,
+        transport=transport,
+        async_transport=transport,
+    )
+    with pytest.raises(VerifierUnavailable, match="not JSON"):
+        verifier.verify("bat_at_x")
+    with pytest.raises(VerifierUnavailable, match="not JSON"):
+        asyncio.run(verifier.averify("bat_at_x"))
+
+
+def test_a_deeply_nested_feed_page_keeps_the_consumer_retrying(
+    fake: FakeAuthServer, make_verifier: VerifierFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    handle = fake.handle
+
+    def nested_pages(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/revocations":
+            return httpx.Response(200, content=b"[" * 100_000)
+        return handle(request)
+
+    monkeypatch.setattr(fake, "handle", nested_pages)
+    verifier = make_verifier(start=False)
+    verifier.start()
+    assert verifier.feed is not None
+    eventually(lambda: "RecursionError" in str(verifier.feed.last_error))  # type: ignore[union-attr]
+    assert verifier.feed._thread is not None and verifier.feed._thread.is_alive()
+    assert verifier.health()["fail_closed"] is True

@@ -291,40 +291,66 @@ def test_a_client_id_that_differs_from_the_url(
     assert "metadata document at" in page and "its client_id does not match its URL" in page
 
 
+def not_fetched(page: str, caplog: pytest.LogCaptureFixture, detail: str) -> None:
+    """The page says only that the document could not be fetched; the log says why. The
+    details (addresses, refused or timed-out connections) would let whoever chose the URL map
+    the server's network."""
+    assert "it could not be fetched" in page
+    assert detail not in page
+    assert detail in caplog.text
+
+
 def test_a_redirect_to_another_host(
-    app: tuple[TestClient, SQLStore, FakeClock], host: DocumentHost
+    app: tuple[TestClient, SQLStore, FakeClock],
+    host: DocumentHost,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     path = new_path()
     host.serve(
         path, Served(b"", status=302, headers={"Location": "https://attacker.example/doc.json"})
     )
-    page = refused_page(app[0], host.url(path))
-    assert "redirects" in page and "attacker.example" in page
+    not_fetched(refused_page(app[0], host.url(path)), caplog, "attacker.example")
 
 
 @with_settings(client_documents_allow_private=False)
 def test_a_private_address_is_refused_without_the_development_allowance(
-    app: tuple[TestClient, SQLStore, FakeClock], host: DocumentHost
+    app: tuple[TestClient, SQLStore, FakeClock],
+    host: DocumentHost,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     path, url = published(host)
-    assert "loopback address" in refused_page(app[0], url)
+    not_fetched(refused_page(app[0], url), caplog, "loopback address")
     assert host.count(path) == 0
 
 
+def test_where_a_document_could_not_be_fetched_from_is_not_told_on_the_page(
+    app: tuple[TestClient, SQLStore, FakeClock], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Port probing: a closed port and an open one must not be told apart on the page."""
+    url = "https://127.0.0.1:9/client.json"  # the discard port: nothing listens
+    not_fetched(refused_page(app[0], url), caplog, "connection failed")
+
+
 def test_a_document_too_large(
-    app: tuple[TestClient, SQLStore, FakeClock], host: DocumentHost
+    app: tuple[TestClient, SQLStore, FakeClock],
+    host: DocumentHost,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     _, url = published(host, software_id="x" * 100, contacts=["a" * 300] * 20)
-    assert "larger than 5120 bytes" in refused_page(app[0], url)
+    not_fetched(refused_page(app[0], url), caplog, "larger than 5120 bytes")
 
 
-def test_a_slow_document(app: tuple[TestClient, SQLStore, FakeClock], host: DocumentHost) -> None:
+def test_a_slow_document(
+    app: tuple[TestClient, SQLStore, FakeClock],
+    host: DocumentHost,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     path = new_path()
     url = host.url(path)
     body = json.dumps(document(url)).encode()
     host.serve(path, Served(body, delay=0.6))
     app[0].app.state.baton.documents.timeout = 0.3  # type: ignore[attr-defined]
-    assert "no complete answer within 0.3 seconds" in refused_page(app[0], url)
+    not_fetched(refused_page(app[0], url), caplog, "no complete answer within 0.3 seconds")
 
 
 def test_invalid_json(app: tuple[TestClient, SQLStore, FakeClock], host: DocumentHost) -> None:

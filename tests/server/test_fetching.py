@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -115,12 +118,12 @@ def test_the_checked_address_is_the_one_connected_to(
     answers = iter(["127.0.0.1", "127.0.0.2"])
     calls: list[str] = []
 
-    async def getaddrinfo(self: Any, name: str, port: int, **kwargs: Any) -> list[Any]:
+    def getaddrinfo(name: str, port: int) -> list[Any]:
         calls.append(name)
         address = next(answers)
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
 
-    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(fetching.resolver(), "system", getaddrinfo)
     fetched = get(host, host.url("/doc", host="rebind.test"))
     assert fetched.body == b'{"a": 1}'
     assert calls == ["rebind.test"]
@@ -130,13 +133,13 @@ def test_every_address_of_a_name_must_be_public(monkeypatch: pytest.MonkeyPatch)
     """A name that resolves to a public and a private address is refused: the connection
     could go to either."""
 
-    async def getaddrinfo(self: Any, name: str, port: int, **kwargs: Any) -> list[Any]:
+    def getaddrinfo(name: str, port: int) -> list[Any]:
         return [
             (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port)),
             (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::ffff:10.0.0.1", port, 0, 0)),
         ]
 
-    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(fetching.resolver(), "system", getaddrinfo)
     with pytest.raises(FetchError) as caught:
         asyncio.run(fetch("https://mixed.example/doc"))
     assert "10.0.0.1 is a private address" in caught.value.reason
@@ -242,3 +245,54 @@ def test_an_invalid_expires_is_already_expired(host: DocumentHost) -> None:
     host.serve_json("/badexpires", {}, Expires="not a date")
     fetched = get(host, host.url("/badexpires"))
     assert fetched.lifetime(default=300, floor=60, ceiling=3600) == 0
+
+
+def test_names_whose_dns_never_answers_do_not_stall_the_process_s_other_lookups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lookup cannot be cancelled: names whose DNS hangs hold their threads past the fetch's
+    time limit. They hold the untrusted names' own threads, never the event loop's default
+    executor (which upstream logins and the database share); a fetch finding every one of them
+    held fails within its own limit; a name that timed out is not looked up again at once."""
+    release = threading.Event()
+    real = socket.getaddrinfo
+    started: list[str] = []
+
+    def hanging(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(host).endswith(".tarpit.test"):
+            started.append(str(host))
+            release.wait(10)  # an authoritative server that never answers
+            raise socket.gaierror("no answer")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+
+    async def scenario() -> tuple[float, float, str]:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(2))  # a small machine's default pool
+        names = [f"https://n{i}-{id(release)}.tarpit.test/doc" for i in range(4)]
+        results = await asyncio.gather(
+            *(fetch(name, timeout=0.3) for name in names), return_exceptions=True
+        )
+        assert all(isinstance(result, FetchError) for result in results)
+        begun = time.monotonic()
+        # The process's own lookups still run at once on the default executor.
+        await asyncio.wait_for(loop.getaddrinfo("localhost", 80), 2)
+        own = time.monotonic() - begun
+        begun = time.monotonic()
+        with pytest.raises(FetchError) as caught:
+            await fetch(f"https://late-{id(release)}.tarpit.test/doc", timeout=0.3)
+        late = time.monotonic() - begun
+        # A name that did not answer in time is refused without a new lookup for a while.
+        before = len(started)
+        with pytest.raises(FetchError):
+            await fetch(names[0], timeout=0.3)
+        assert len(started) == before
+        return own, late, caught.value.reason
+
+    try:
+        own, late, reason = asyncio.run(scenario())
+    finally:
+        release.set()
+    assert own < 1
+    assert late < 1, reason

@@ -107,3 +107,22 @@ def test_an_unused_document_client_is_forgotten_long_after_its_document_expired(
         assert anyio.run(store.get_client, disabled.id) is not None
     finally:
         anyio.run(store.close)
+
+
+def test_a_refetch_finishing_after_the_client_was_deleted_leaves_its_tombstone(
+    database: Path | str, tmp_path: Path
+) -> None:
+    """A fetch under way while an operator deletes the client must not give the tombstone back
+    its redirect URIs (or make it public again)."""
+    where = database if isinstance(database, str) else tmp_path / "baton.db"
+    store = migrated_store(where)
+    try:
+        anyio.run(store.save_document_client, _client())
+        anyio.run(store.admin().delete_client, URL, Actor("root", None, 200))
+        tombstone = anyio.run(store.get_client, URL)
+        assert tombstone is not None and tombstone.deleted_at == 200
+        stored = anyio.run(store.save_document_client, _client(document_expires_at=900))
+        assert stored == tombstone
+        assert anyio.run(store.get_client, URL) == tombstone
+    finally:
+        anyio.run(store.close)

@@ -14,6 +14,7 @@ from baton.client.auth import BearerAuth, is_invalid_token
 from baton.client.endpoint import OAuthClient
 from baton.client.errors import (
     AuthorizationFlowError,
+    AuthorizationServerUnavailable,
     ClientError,
     LockLost,
     ReauthorizationRequired,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthorizationFlowError",
     "AuthorizationRequest",
+    "AuthorizationServerUnavailable",
     "BearerAuth",
     "ClientError",
     "FailureEvent",

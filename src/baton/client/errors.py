@@ -32,6 +32,13 @@ class TokenEndpointError(ClientError):
         self.status = status
 
 
+class AuthorizationServerUnavailable(TokenEndpointError):
+    """The authorization server could not be reached, or said it could not process the refresh
+    (503 `temporarily_unavailable`): the refresh token was never used, the stored pair is
+    unchanged (no tombstone), and a later call may try again. Nothing for the user to do: it is
+    an outage, not the end of the session."""
+
+
 class LockLost(ClientError):
     """A store's lease expired (or was taken over) before the holder wrote: its write is refused
     (fencing), so a stale holder can never overwrite a newer pair."""

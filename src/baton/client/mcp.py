@@ -24,6 +24,19 @@ lost response past the leeway), or the MCP server asks for more scope (a 403
 can neither send a stale access token nor present a refresh token: every refresh is Baton's) and
 that writes the pair it obtains into the store before it uses it; it is discarded afterwards.
 
+**Issuer binding.** The pair is stored with the issuer, token endpoint and RFC 8707 resource it
+was obtained for, and a registration the SDK made is kept in memory until the pair it produced is
+stored: both are then written together, under the store's lock. A refresh token is only ever sent
+to the token endpoint of the issuer recorded with its pair; and while a live pair exists (or
+`issuer=` is configured), the interactive flow goes to that authorization server only: an MCP
+server whose metadata later names another one (a malicious or compromised resource) gets a
+`ClientError`, not a registration, a login page, or the refresh token.
+
+**Outages.** While the authorization server is down (connection refused, or Baton's 503
+`temporarily_unavailable`, which means it rolled back and the refresh token is unused), a request
+that needs a refresh fails after about the refresher's `timeout` with
+`AuthorizationServerUnavailable`: the stored pair is kept as it is and no authorization starts.
+
 This module is the only one of `baton.client` that imports `mcp` (the `mcp` extra).
 """
 
@@ -41,13 +54,19 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
+import httpx
 import httpx2
 from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.auth_utils import resource_url_from_server_url
 
 from baton.client.auth import is_invalid_token
 from baton.client.endpoint import AuthMethod
-from baton.client.errors import ClientError, ReauthorizationRequired
+from baton.client.errors import (
+    AuthorizationServerUnavailable,
+    ClientError,
+    ReauthorizationRequired,
+)
 from baton.client.refresher import Refresher
 from baton.client.stores import (
     FileStore,
@@ -55,7 +74,6 @@ from baton.client.stores import (
     _atomic_write,
     _check_private_directory,
     _read_private,
-    store_pair,
 )
 from baton.client.tokens import TokenPair
 
@@ -130,25 +148,116 @@ class _HandOverStorage:
 
     `get_tokens` is always None: the provider then neither attaches a stored (perhaps expired)
     access token nor refreshes (`OAuthContext.can_refresh_token` needs a refresh token), so no
-    refresh token ever leaves through the SDK. `set_tokens` writes the pair it obtained into the
-    Baton store, under the store's lock, before the provider uses it (it calls `set_tokens`
-    before it retries the request)."""
+    refresh token ever leaves through the SDK. A registration the provider makes stays in memory
+    (`pending`) until the pair it produced arrives: `set_tokens` then writes both, with the
+    issuer, token endpoint and resource the pair was obtained for, under the store's lock, before
+    the provider uses the pair (it calls `set_tokens` before it retries the request). A
+    registration made for a flow that never finishes, or that is refused, is never persisted: the
+    one the stored pair belongs to stays on file."""
 
-    def __init__(self, owner: MCPAuth) -> None:
+    def __init__(self, owner: MCPAuth, allowed_issuer: str | None) -> None:
         self.owner = owner
+        self.allowed_issuer = allowed_issuer
+        self.provider: OAuthClientProvider | None = None
+        self.pending: OAuthClientInformationFull | None = None
 
     async def get_tokens(self) -> OAuthToken | None:
         return None
 
     async def set_tokens(self, tokens: OAuthToken) -> None:
-        pair = pair_of(tokens, self.owner.clock())
-        await anyio.to_thread.run_sync(store_pair, self.owner.store, pair)
+        assert self.provider is not None
+        context = self.provider.context
+        metadata = context.oauth_metadata
+        issuer = _issuer_of_context(self.provider)
+        _check_authorization_server(self.allowed_issuer, issuer)
+        pair = replace(
+            pair_of(tokens, self.owner.clock()),
+            issuer=issuer,
+            token_endpoint=(
+                None
+                if metadata is None or metadata.token_endpoint is None
+                else str(metadata.token_endpoint)
+            ),
+            resource=(
+                context.get_resource_url()
+                if context.should_include_resource_param(context.protocol_version)
+                else None
+            ),
+        )
+        await anyio.to_thread.run_sync(self.owner.store_authorized, pair, self.pending)
 
     async def get_client_info(self) -> OAuthClientInformationFull | None:
+        if self.pending is not None:
+            return self.pending
         return await anyio.to_thread.run_sync(self.owner.client_record.load)
 
     async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        await anyio.to_thread.run_sync(self.owner.client_record.save, client_info)
+        self.pending = client_info  # persisted with the pair it produces, never alone
+
+
+class _Provider(OAuthClientProvider):
+    """The SDK's provider, held to one authorization server when one is known.
+
+    `_select_authorization_server` is the SDK's hook for choosing among the servers a protected
+    resource's metadata (RFC 9728) lists; it is overridden so that metadata naming another server
+    stops the flow before that server's metadata is fetched or a client registered there (a
+    test fails if the SDK stops calling it). The redirect handler is wrapped as well, the last
+    check before a person is sent anywhere (the path without resource metadata included)."""
+
+    def __init__(
+        self,
+        server_url: str,
+        client_metadata: OAuthClientMetadata,
+        storage: _HandOverStorage,
+        redirect_handler: Callable[[str], Awaitable[None]],
+        **kwargs: Any,
+    ) -> None:
+        async def checked_redirect(url: str) -> None:
+            _check_authorization_server(storage.allowed_issuer, _issuer_of_context(self))
+            await redirect_handler(url)
+
+        super().__init__(
+            server_url, client_metadata, storage, redirect_handler=checked_redirect, **kwargs
+        )
+        self.allowed_issuer = storage.allowed_issuer
+        storage.provider = self
+
+    def _select_authorization_server(self, advertised: list[str]) -> str:
+        if self.allowed_issuer is None:
+            return super()._select_authorization_server(advertised)
+        for server in advertised:
+            if _root_issuer(server) == self.allowed_issuer:
+                return server
+        _check_authorization_server(self.allowed_issuer, _root_issuer(advertised[0]))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _issuer_of_context(provider: OAuthClientProvider) -> str:
+    """The authorization server the provider is about to use: the issuer of the metadata it
+    validated (RFC 8414 §3.3), else the one the SDK falls back to (the MCP server's origin)."""
+    context = provider.context
+    if context.oauth_metadata is not None:
+        return _root_issuer(str(context.oauth_metadata.issuer))
+    if context.auth_server_url is not None:
+        return _root_issuer(context.auth_server_url)
+    return context.get_authorization_base_url(context.server_url)
+
+
+def _check_authorization_server(allowed: str | None, issuer: str) -> None:
+    if allowed is not None and _root_issuer(issuer) != allowed:
+        raise ClientError(
+            f"the MCP server sends this client to authorization server {issuer!r}, but its"
+            f" credentials and stored pair belong to {allowed!r}: refused (a refresh token, a"
+            " registration or a login is never taken to another server)"
+        )
+
+
+def _union(*scopes: str | None) -> str | None:
+    """Space-delimited scopes (RFC 6749 §3.3) joined without repeats, first seen first."""
+    names: dict[str, None] = {}
+    for scope in scopes:
+        names.update(dict.fromkeys((scope or "").split()))
+    return " ".join(names) or None
 
 
 class MCPAuth(httpx2.Auth):
@@ -166,15 +275,19 @@ class MCPAuth(httpx2.Auth):
     stores, so that a restart must authorize again).
 
     `issuer`: the authorization server whose token endpoint refreshes the pair (its RFC 8414
-    metadata is read, with Baton's leeway). Default: the issuer the SDK recorded on the
-    registration it made; a pre-registered client needs it. A refresh token is only ever sent
-    to this server, never to one an MCP server's metadata names later.
+    metadata is read, with Baton's leeway), and the only one the interactive flow may use.
+    Default: the issuer recorded with the stored pair (or on the registration the SDK made); a
+    pre-registered client needs it. A refresh token is only ever sent to the issuer recorded with
+    its pair, never to one an MCP server's metadata names later; while a live pair exists, an
+    MCP server naming another authorization server gets `ClientError`.
 
     `margin`: seconds before expiry a request refreshes first. `refresher_options` go to
     `Refresher.discover` (`leeway`, `hooks`, `http`, `timeout`, `clock`, ...).
 
     Without `redirect_handler` and `callback_handler`, a request that needs an authorization
-    raises `ReauthorizationRequired` instead of starting one.
+    raises `ReauthorizationRequired` instead of starting one. A request that needs a refresh
+    while the authorization server is down raises `AuthorizationServerUnavailable` after about
+    the refresher's `timeout`: the pair is kept, and no authorization starts.
     """
 
     requires_request_body = True  # the body must be replayable for the one retry after a 401
@@ -209,6 +322,7 @@ class MCPAuth(httpx2.Auth):
         )
         self.issuer = issuer
         self.margin = margin
+        refresher_options.setdefault("resource", resource_url_from_server_url(server_url))
         self.refresher_options = refresher_options
         self.clock: Callable[[], float] = refresher_options.get("clock", time.time)
         self._refresher: Refresher | None = None
@@ -218,14 +332,15 @@ class MCPAuth(httpx2.Auth):
 
     # -- the refresher ---------------------------------------------------------------------------
 
-    def refresher(self) -> Refresher:
+    def refresher(self, pair: TokenPair | None = None) -> Refresher:
         """Baton's refresher for the current registration (built once, after reading the
-        issuer's metadata; built again if the SDK registered another client). Blocking I/O: call
-        it from a worker thread in async code."""
+        issuer's metadata; built again if the SDK registered another client), refusing one whose
+        issuer is not the one `pair` was issued by. Blocking I/O: call it from a worker thread
+        in async code."""
         info = self.client_record.load()
         if info is None or not info.client_id:
             raise ReauthorizationRequired("no client registration is stored: authorize first")
-        issuer = self._issuer_of(info)
+        issuer = self._issuer_of(info, pair)
         method = info.token_endpoint_auth_method
         if method not in _AUTH_METHODS:
             raise ClientError(
@@ -235,24 +350,50 @@ class MCPAuth(httpx2.Auth):
         key = (issuer, info.client_id, info.client_secret, method)
         with self._refresher_lock:
             if self._refresher is None or self._refresher_key != key:
-                refresher = Refresher.discover(
-                    issuer, info.client_id, info.client_secret, self.store, **self.refresher_options
-                )
+                try:
+                    refresher = Refresher.discover(
+                        issuer,
+                        info.client_id,
+                        info.client_secret,
+                        self.store,
+                        **self.refresher_options,
+                    )
+                except httpx.TransportError as exc:
+                    raise AuthorizationServerUnavailable(
+                        f"the authorization server {issuer} is unavailable ({exc!r}); the stored"
+                        " pair is kept: try again later"
+                    ) from exc
+                except httpx.HTTPStatusError as exc:
+                    if exc.response.status_code < 500:
+                        raise ClientError(f"cannot read {issuer}'s metadata: {exc}") from exc
+                    raise AuthorizationServerUnavailable(
+                        f"the authorization server {issuer} is unavailable"
+                        f" ({exc.response.status_code}); the stored pair is kept: try again later"
+                    ) from exc
                 refresher.client = replace(refresher.client, auth_method=_AUTH_METHODS[method])
                 if self._refresher is not None:
                     self._refresher.close()  # the previous registration's
                 self._refresher, self._refresher_key = refresher, key
             return self._refresher
 
-    def _issuer_of(self, info: OAuthClientInformationFull) -> str:
+    def _issuer_of(self, info: OAuthClientInformationFull, pair: TokenPair | None = None) -> str:
         recorded = None if info.issuer is None else _root_issuer(info.issuer)
         configured = None if self.issuer is None else _root_issuer(self.issuer)
+        bound = None if pair is None or pair.issuer is None else _root_issuer(pair.issuer)
         if configured is not None and recorded is not None and configured != recorded:
             raise ClientError(
                 f"the client registration is bound to issuer {recorded!r}, not {configured!r}"
                 " (SEP-2352: credentials belong to the server that registered them)"
             )
-        issuer = configured or recorded
+        for other in (configured, recorded):
+            if bound is not None and other is not None and other != bound:
+                # The pair's refresh token belongs to the server that issued it: never sent to
+                # another (RFC 6749 §10.4), whatever registration is on file.
+                raise ClientError(
+                    f"the stored pair was issued by {bound!r}: its refresh token is never sent"
+                    f" to {other!r} (the client registration on file, or MCPAuth(issuer=...))"
+                )
+        issuer = configured or bound or recorded
         if issuer is None:
             raise ClientError(
                 "no issuer is known for this client registration: pass MCPAuth(issuer=...)"
@@ -280,12 +421,44 @@ class MCPAuth(httpx2.Auth):
         pair = self._stored()
         if pair.exchanging_since is None and not pair.expires_within(self.margin, self.clock()):
             return pair
-        return self.refresher().refresh(pair, self.margin)
+        return self.refresher(pair).refresh(pair, self.margin)
 
     def after_refusal(self, used: TokenPair) -> TokenPair:
         """A pair newer than `used`, which the MCP server refused: the one another caller stored
         meanwhile, or a rotation of `used`. Blocking: run it in a worker thread."""
-        return self.refresher().refresh(used, self.margin)
+        return self.refresher(used).refresh(used, self.margin)
+
+    def store_authorized(
+        self, pair: TokenPair, registration: OAuthClientInformationFull | None
+    ) -> None:
+        """Stores the pair an interactive authorization obtained, with the registration it was
+        obtained with (when the SDK made one), together under the store's lock: another process
+        never reads a registration without its pair, nor a pair with another's registration.
+        Blocking: run it in a worker thread."""
+        with self.store.lock() as lease:
+            if registration is not None:
+                self.client_record.save(registration)
+            self.store.save(pair, lease)
+
+    def _live(self) -> TokenPair | None:
+        pair = self.store.load()
+        if pair is None or pair.reauthorize is not None or pair.refresh_token is None:
+            return None
+        return pair
+
+    def allowed_issuer(self) -> str | None:
+        """The one authorization server an interactive flow may go to: the configured issuer,
+        else the one a live pair was issued by (its registration's, for a pair stored before
+        pairs recorded it); None (any the MCP server names) when neither is known. Blocking."""
+        if self.issuer is not None:
+            return _root_issuer(self.issuer)
+        live = self._live()
+        if live is None:
+            return None
+        if live.issuer is not None:
+            return _root_issuer(live.issuer)
+        info = self.client_record.load()
+        return None if info is None or info.issuer is None else _root_issuer(info.issuer)
 
     # -- the flow ---------------------------------------------------------------------------------
 
@@ -318,8 +491,20 @@ class MCPAuth(httpx2.Auth):
                     reason = ended
                 else:
                     _attach(request, pair)
-                    yield request
-                    return
+                    response = yield request
+                    challenges = response.headers.get_list("www-authenticate")
+                    if pair.access_token == used.access_token or not is_invalid_token(
+                        response.status_code, challenges
+                    ):
+                        return
+                    # A token rotated a moment ago is refused as well: refreshing again would
+                    # only cost another rotation per request (the grant is not one this server
+                    # accepts). The interactive flow, once, is the way out.
+                    await response.aread()
+                    used = pair
+                    reason = ReauthorizationRequired(
+                        "the MCP server refuses a freshly refreshed access token"
+                    )
             elif is_insufficient_scope(response.status_code, challenges):
                 # RFC 6750 §3.1 `insufficient_scope`: the SDK's step-up authorization (SEP-2350)
                 # asks for the scope the server wants, on top of the client's.
@@ -347,7 +532,9 @@ class MCPAuth(httpx2.Auth):
             # With the token of a step up left on the request, the provider's first answer is
             # the same 403, which starts its step-up flow; without a token, the 401 starts its
             # discovery and authorization.
-            flow = self._provider().async_auth_flow(request)
+            allowed = await anyio.to_thread.run_sync(self.allowed_issuer)
+            granted = used.scope if step_up and used is not None else None
+            flow = self._provider(allowed, granted).async_auth_flow(request)
             try:
                 outgoing = await flow.__anext__()
                 while True:
@@ -358,14 +545,21 @@ class MCPAuth(httpx2.Auth):
             finally:
                 await flow.aclose()
 
-    def _provider(self) -> OAuthClientProvider:
+    def _provider(self, allowed_issuer: str | None, granted: str | None) -> OAuthClientProvider:
         """A fresh SDK provider for one interactive authorization: a provider that already ran
         holds the pair it obtained in its context, and would refresh it (a rotated, dead refresh
-        token by then: a reuse) the next time it ran."""
-        return OAuthClientProvider(
+        token by then: a reuse) the next time it ran. `granted`, on a step up, is the scope of
+        the pair the server found insufficient: the SDK asks for the union of its client
+        metadata's scope and the challenged one (SEP-2350), and never sees the stored pair, so
+        the scope an earlier step up obtained is added here."""
+        assert self.redirect_handler is not None
+        metadata = self.client_metadata.model_copy(deep=True)  # the SDK rewrites its scope
+        if granted is not None:
+            metadata.scope = _union(metadata.scope, granted)
+        return _Provider(
             self.server_url,
-            self.client_metadata.model_copy(deep=True),  # the SDK rewrites its scope
-            _HandOverStorage(self),
+            metadata,
+            _HandOverStorage(self, allowed_issuer),
             redirect_handler=self.redirect_handler,
             callback_handler=self.callback_handler,
             client_metadata_url=self.client_metadata_url,

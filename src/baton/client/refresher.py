@@ -38,7 +38,13 @@ import anyio.to_thread
 import httpx
 
 from baton.client.endpoint import OAuthClient, Retryable, verdict
-from baton.client.errors import ClientError, LockLost, ReauthorizationRequired, TokenEndpointError
+from baton.client.errors import (
+    AuthorizationServerUnavailable,
+    ClientError,
+    LockLost,
+    ReauthorizationRequired,
+    TokenEndpointError,
+)
 from baton.client.stores import Lease, TokenStore
 from baton.client.tokens import TokenPair
 
@@ -52,11 +58,16 @@ NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # RFC 6585 §4). Any other failure (a timeout waiting for the answer, a reset, a 5xx) may hide a
 # rotation whose response was lost.
 NOT_PROCESSED = frozenset({408, 425, 429})
+# RFC 6749 §4.1.2.1 `temporarily_unavailable`: "the authorization server is currently unable to
+# handle the request". Baton answers it with a 503 only after rolling back the transaction (its
+# database or signing key is unavailable): the refresh token was not consumed.
+NOT_PROCESSED_ERRORS = frozenset({"temporarily_unavailable"})
 
 
-class NeverSent(TokenEndpointError):
-    """No attempt reached the token endpoint before the retry window closed: the refresh token was
-    never used, the stored pair is unchanged, and a later call may try again."""
+class NeverSent(AuthorizationServerUnavailable):
+    """No attempt reached the token endpoint (or each was refused unprocessed) before the retry
+    window closed: the refresh token was never used, the stored pair is unchanged, and a later
+    call may try again."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,18 @@ class Refresher:
     cannot be recovered either way). 5 s holds several attempts (a reset, a stalled connection)
     while staying short; set `leeway` to the server's documented value when it has one.
 
+    `issuer`: the authorization server whose token endpoint `client` names (set by `discover`).
+    A stored pair recorded as issued by another server is never sent here (`ClientError`): its
+    refresh token belongs to that server. `resource`: the RFC 8707 resource each refresh names
+    when the stored pair did not record one (the MCP specification requires it in every token
+    request).
+
+    While no attempt may have reached the server (a refused connection, an answer saying the
+    request was not processed), retrying stops after about `timeout` seconds, not at the end of
+    the window: the token is unused, so there is nothing to recover, and the caller gets
+    `NeverSent` (an `AuthorizationServerUnavailable`) quickly instead of blocking, with the store
+    locked, through the whole leeway.
+
     `timeout` caps one attempt; each attempt but the last gets at most a third of the time left in
     the window, and none is sent later than `landing_margin` (at most a fifth of the window) before
     its end, so that it reaches the server, and is processed, inside the leeway. The last attempt
@@ -130,6 +153,8 @@ class Refresher:
     landing_margin: float = 1.0
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    issuer: str | None = None
+    resource: str | None = None
     _local: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _rotation: RotationInfo | None = field(default=None, init=False, repr=False)
 
@@ -171,6 +196,7 @@ class Refresher:
             OAuthClient(token_endpoint, client_id, client_secret),
             store,
             metadata_url=metadata_url,
+            issuer=issuer,
             **options,
         )
         refresher._rotation = _rotation_of(document)
@@ -249,6 +275,7 @@ class Refresher:
             return stored  # another thread, task or process rotated while we waited
         if stored.refresh_token is None:
             raise ReauthorizationRequired("the stored pair has no refresh token")
+        self._check_bound(stored)
         leeway = self.known_leeway()  # once (it may read the metadata), before the token leaves
         if recovering:
             log.info(
@@ -281,6 +308,28 @@ class Refresher:
         )
         return new
 
+    def _check_bound(self, stored: TokenPair) -> None:
+        """A refresh token goes only to the server that issued it (RFC 6749 §6, §10.4): never to
+        this refresher's endpoint if the pair records another issuer or token endpoint (another
+        registration, or a server a malicious resource named, would receive it)."""
+        if (
+            stored.issuer is not None
+            and self.issuer is not None
+            and _same_issuer(stored.issuer) != _same_issuer(self.issuer)
+        ):
+            raise ClientError(
+                f"the stored pair was issued by {stored.issuer!r}: its refresh token is never"
+                f" sent to {self.issuer!r}"
+            )
+        if (
+            stored.token_endpoint is not None
+            and stored.token_endpoint != self.client.token_endpoint
+        ):
+            raise ClientError(
+                f"the stored pair is refreshed at {stored.token_endpoint!r}, not at"
+                f" {self.client.token_endpoint!r}: its refresh token is never sent elsewhere"
+            )
+
     def _exchange(
         self, marked: TokenPair, lease: Lease, fresh: bool = False, no_leeway: bool = False
     ) -> tuple[TokenPair, int]:
@@ -303,7 +352,12 @@ class Refresher:
         window = retry_until - marked.exchanging_since
         last_send = retry_until - min(self.landing_margin, window / 5)
         data = {"grant_type": "refresh_token", "refresh_token": marked.refresh_token}
+        resource = marked.resource or self.resource
+        if resource is not None:
+            data["resource"] = resource  # RFC 8707 §2, in a refresh as in the code exchange
         maybe_sent = not fresh
+        # While nothing may have reached the server, an outage is not worth the whole window.
+        unsent_until = min(last_send, self.clock() + self.timeout)
         if maybe_sent and (no_leeway or self.clock() >= last_send):
             problem = "the exchange was started by a process that did not finish it"
             self._failed(FailureEvent("lost", problem, 0, False))
@@ -343,12 +397,13 @@ class Refresher:
                 raise
             else:
                 kind = "server"
-                sent = response.status_code not in NOT_PROCESSED
+                sent = not _unprocessed(response)
             if isinstance(result, TokenPair):
                 return result, attempt
             maybe_sent = maybe_sent or sent
             pause = delay * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not a secret)
-            will_retry = self.clock() + pause < last_send and not (maybe_sent and no_leeway)
+            until = last_send if maybe_sent else unsent_until
+            will_retry = self.clock() + pause < until and not (maybe_sent and no_leeway)
             self._failed(FailureEvent(kind, result.problem, attempt, will_retry))
             if not will_retry:
                 raise self._give_up(marked, retry_until, result.problem, maybe_sent, no_leeway)
@@ -370,8 +425,9 @@ class Refresher:
         window = retry_until - marked.exchanging_since
         if not maybe_sent:
             return NeverSent(
-                f"no answer from the token endpoint within the retry window ({window:g}s):"
-                f" {problem}; the refresh token never reached it and stays usable"
+                f"the authorization server is unavailable ({problem}, for"
+                f" {self.clock() - marked.exchanging_since:.0f}s): the refresh token never"
+                " reached it, or was not processed, and stays usable; try again later"
             )
         lost = (
             f"the token response to the refresh sent at {_when(marked.exchanging_since)} was lost"
@@ -415,6 +471,25 @@ def _call_hook(hook: Callable[[Any], None], event: object) -> None:
         hook(event)
     except Exception:  # a broken hook must not break a rotation that is already stored
         log.exception("a baton.client hook raised")
+
+
+def _unprocessed(response: httpx.Response) -> bool:
+    """An answer saying the request was not processed: the refresh token is still unused."""
+    if response.status_code in NOT_PROCESSED:
+        return True
+    if response.status_code != 503:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("error") in NOT_PROCESSED_ERRORS
+
+
+def _same_issuer(issuer: str) -> str:
+    """RFC 8414 §3.3 compares issuers as strings; a root issuer with and without its trailing
+    slash (pydantic renders one) name the same server."""
+    return issuer[:-1] if issuer.endswith("/") and issuer.count("/") == 3 else issuer
 
 
 def _when(timestamp: float) -> str:

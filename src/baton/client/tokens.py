@@ -41,6 +41,14 @@ class TokenPair:
     retry_until: float | None = None
     reauthorize: str | None = None  # set on a tombstone: why the session ended
     reauthorize_error: str | None = None  # and the server's error code, if the server ended it
+    # Where the pair was issued, recorded when it is first stored and kept across rotations: the
+    # refresh token is only ever sent to that issuer's token endpoint (RFC 6749 §6: a refresh
+    # token is bound to the client, and the server, it was issued by), and each refresh names the
+    # resource the grant was made for (RFC 8707 §2). None: not recorded (a pair stored by an
+    # older version, or by an application that did not say).
+    issuer: str | None = None
+    token_endpoint: str | None = None
+    resource: str | None = None
 
     @classmethod
     def tombstone(cls, reason: str, error: str | None = None) -> TokenPair:
@@ -83,6 +91,9 @@ class TokenPair:
             scope=scope if isinstance(scope, str) else None,
             obtained_at=sent_at,
             rotations=0 if previous is None else previous.rotations + 1,
+            issuer=None if previous is None else previous.issuer,
+            token_endpoint=None if previous is None else previous.token_endpoint,
+            resource=None if previous is None else previous.resource,
         )
 
     def expires_within(self, margin: float, now: float) -> bool:

@@ -175,7 +175,13 @@ class FeedConsumer:
                             await self._bootstrap(client)
                         await self._stream(client)
                         self.last_error = "the stream was closed by the server"
-                    except (httpx.HTTPError, httpx.StreamError, FeedError, ValueError) as exc:
+                    except (
+                        httpx.HTTPError,
+                        httpx.StreamError,
+                        FeedError,
+                        ValueError,
+                        RecursionError,  # a deeply nested page: retried, not the thread's end
+                    ) as exc:
                         self.last_error = f"{type(exc).__name__}: {exc}"
                     if self._mark_disconnected():
                         backoff = self.min_backoff  # it had worked: retry quickly

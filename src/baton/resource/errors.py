@@ -16,7 +16,8 @@ from typing import Any
 _UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
 
-def _quoted(value: str) -> str:
+def quoted(value: str) -> str:
+    """`value` as an RFC 6750 §3 quoted attribute value (unsafe characters replaced)."""
     return '"' + _UNSAFE.sub("?", value) + '"'
 
 
@@ -38,14 +39,14 @@ class AuthError(Exception):
         metadata"), so that a client learns which authorization server to ask (MCP
         authorization: servers "MUST use the HTTP header WWW-Authenticate when returning a 401
         Unauthorized to indicate the location of the resource server metadata URL")."""
-        parts = [f"realm={_quoted(realm)}"]
+        parts = [f"realm={quoted(realm)}"]
         if self.error is not None:
-            parts.append(f"error={_quoted(self.error)}")
+            parts.append(f"error={quoted(self.error)}")
             if self.description:
-                parts.append(f"error_description={_quoted(self.description)}")
+                parts.append(f"error_description={quoted(self.description)}")
         parts.extend(self._extra())
         if resource_metadata is not None:
-            parts.append(f"resource_metadata={_quoted(resource_metadata)}")
+            parts.append(f"resource_metadata={quoted(resource_metadata)}")
         return "Bearer " + ", ".join(parts)
 
     def _extra(self) -> list[str]:
@@ -98,7 +99,7 @@ class InsufficientScope(AuthError):
         super().__init__(description or f"requires scope: {' '.join(self.required)}")
 
     def _extra(self) -> list[str]:
-        return [f"scope={_quoted(' '.join(self.required))}"]
+        return [f"scope={quoted(' '.join(self.required))}"]
 
 
 class VerifierUnavailable(AuthError):
@@ -130,7 +131,7 @@ def json_object(response: Any, what: str) -> Mapping[str, Any]:
         raise VerifierUnavailable(f"{what} answered {response.status_code}")
     try:
         body = response.json()
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: deeply nested JSON
         raise VerifierUnavailable(f"{what} is not JSON") from exc
     if not isinstance(body, dict):
         raise VerifierUnavailable(f"{what} is not a JSON object")

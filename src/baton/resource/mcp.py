@@ -11,10 +11,12 @@
   8707; MCP authorization: servers "MUST validate that access tokens were issued specifically
   for them as the intended audience"). A verifier that also accepts tokens issued for no
   resource (the issuer as an audience) is refused at construction.
-- `protect(app)` wraps the SDK's ASGI app: it starts the revocation feed at the app's startup
-  and stops it at shutdown (`running()` does the same for an app whose lifespan you compose,
-  e.g. the MCP app mounted in another), serves the RFC 9728 metadata at its path-suffixed and
-  root URLs, and answers **503 with `Retry-After`** while Baton cannot be reached.
+- `protect(app)` wraps the SDK's ASGI app: it starts the revocation feed once the app's startup
+  completed and stops it at shutdown (`running()` does the same for an app whose lifespan you
+  compose, e.g. the MCP app mounted in another), serves the RFC 9728 metadata at its
+  path-suffixed and root URLs (`scopes_supported`: the scopes given to `auth_settings`), names
+  those scopes in the SDK's 401 and 403 challenges (`scope=`, which the SDK leaves out), and
+  answers **503 with `Retry-After`** while Baton cannot be reached.
 
 Why the wrapper: the SDK's `TokenVerifier.verify_token` can say "valid" or "not valid" (None,
 which the SDK answers 401, and the MCP client then starts a new authorization against an
@@ -25,20 +27,21 @@ authorization server that is down), and an exception becomes a 500. So the verif
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
+import re
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from pydantic import AnyHttpUrl
 
 from baton.core.tokens import digest as token_digest
-from baton.resource.errors import AuthError, VerifierUnavailable
+from baton.resource.errors import AuthError, VerifierUnavailable, quoted
 from baton.resource.metadata import ResourceMetadata, send_response
 from baton.resource.principal import Principal
 from baton.resource.verifier import Verifier
@@ -47,6 +50,9 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("baton.resource.mcp")
+
+# A `scope` attribute already in a challenge (not `error_description="Required scope: x"`).
+_SCOPE_ATTRIBUTE = re.compile(r"(?:^Bearer\s+|,\s*)scope\s*=", re.IGNORECASE)
 
 
 @dataclass(slots=True)
@@ -89,7 +95,10 @@ class BatonTokenVerifier:
             )
         self.verifier = verifier
         self.resource = resource
+        # What every request needs: set by `auth_settings`, advertised by `protect`.
+        self.required_scopes: tuple[str, ...] | None = None
         self._started = False
+        self._stopped = False  # stopped (an app's shutdown): requests do not start it again
 
     @classmethod
     def from_env(cls, prefix: str = "BATON_", **options: Any) -> BatonTokenVerifier:
@@ -116,16 +125,17 @@ class BatonTokenVerifier:
         return self.access_token(principal, token)
 
     def access_token(self, principal: Principal, token: str) -> AccessToken | None:
-        """The SDK's view of a verified token. `resource` is the audience the token was issued
-        for that names this server (the SDK compares it with `resource_server_url` when
-        `validate_token_resource` is on, as `auth_settings` sets it).
+        """The SDK's view of a verified token, or None when the token was not issued for this
+        server: the verifier may accept other audiences (another API it also serves), but MCP
+        authorization says servers "MUST validate that access tokens were issued specifically
+        for them as the intended audience" (RFC 8707), and an `AuthSettings` built by hand does
+        not have the SDK check `resource` (`validate_token_resource` defaults to off).
 
         `token` is not the bearer token but its SHA-256 digest (hex): the SDK never reads it,
         and the MCP specification forbids passing a client's token on ("MCP servers MUST NOT
         pass through the token it received from the MCP client"), so the plaintext is not kept
         past verification."""
-        resource = self._resource_of(principal.claims.get("aud"))
-        if resource is None:
+        if not self._for_this_server(principal.claims.get("aud")):
             return None
         claims = dict(principal.claims)
         # The SDK identifies a session's principal by (client_id, iss, sub).
@@ -135,19 +145,15 @@ class BatonTokenVerifier:
             client_id=principal.client_id,
             scopes=sorted(principal.scopes),
             expires_at=principal.expires_at,
-            resource=resource,
+            resource=self.resource,
             subject=principal.subject,
             claims=claims,
         )
 
-    def _resource_of(self, aud: Any) -> str | None:
+    def _for_this_server(self, aud: Any) -> bool:
+        """Whether the token's `aud` (a string or a list, RFC 7519 §4.1.3) names this server."""
         named = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-        if self.resource in named:
-            return self.resource
-        return next(
-            (item for item in named if isinstance(item, str) and item in self.verifier.audiences),
-            None,
-        )
+        return self.resource in named
 
     # -- configuration for the SDK ---------------------------------------------------------------
 
@@ -157,7 +163,11 @@ class BatonTokenVerifier:
         """The SDK's `AuthSettings` for this server: Baton as the issuer, `resource` as the
         resource server URL (the SDK serves its RFC 9728 metadata and names it in 401
         challenges), the SDK's own resource check on, and the scopes every request needs (403
-        `insufficient_scope` without them)."""
+        `insufficient_scope` without them). The scopes are remembered: `protect` advertises
+        them (`scopes_supported`) and names them in the SDK's challenges."""
+        if isinstance(required_scopes, str):
+            raise ValueError("required_scopes: a list of scopes")
+        self.required_scopes = tuple(required_scopes) if required_scopes is not None else None
         return AuthSettings(
             issuer_url=AnyHttpUrl(self.verifier.issuer),
             resource_server_url=AnyHttpUrl(self.resource),
@@ -186,15 +196,25 @@ class BatonTokenVerifier:
     def start(self) -> None:
         """Starts the revocation feed (idempotent). Until it is in sync, every token is
         introspected."""
+        self._stopped = False
         if not self._started:
             self._started = True
             self.verifier.start()
 
+    def _start_for_a_request(self) -> None:
+        """An app without a lifespan (mounted in another) starts the feed at its first
+        request; never once the feed was stopped (a request late after the app's shutdown
+        would leave a feed thread no one stops)."""
+        if not self._stopped:
+            self.start()
+
     async def stop(self) -> None:
-        """Stops the feed (its thread is joined off the event loop)."""
+        """Stops the feed (its thread is joined off the event loop, under asyncio or trio);
+        requests do not start it again until `start()` (a new startup)."""
+        self._stopped = True
         if self._started:
             self._started = False
-            await asyncio.to_thread(self.verifier.stop)
+            await anyio.to_thread.run_sync(self.verifier.stop)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[BatonTokenVerifier]:
@@ -217,10 +237,20 @@ class BatonTokenVerifier:
         *,
         realm: str = "mcp",
         manage_feed: bool = True,
+        required_scopes: Sequence[str] | None = None,
     ) -> ASGIApp:
         """The SDK's ASGI app, with the feed run by its lifespan, the 503 answer while Baton
-        cannot be reached, and `metadata` (default: `self.metadata()`) served at its URLs."""
-        return _Protected(app, self, metadata or self.metadata(), realm, manage_feed)
+        cannot be reached, and `metadata` served at its URLs.
+
+        `required_scopes` (default: those given to `auth_settings`) are the scopes every request
+        needs, as the SDK's `AuthSettings` say: the default `metadata` lists them as
+        `scopes_supported`, and the SDK's 401 and 403 challenges name them as `scope`, which
+        MCP clients request (MCP authorization, scope selection: the challenge's `scope`
+        first, else `scopes_supported`)."""
+        scopes = self.required_scopes if required_scopes is None else tuple(required_scopes)
+        if metadata is None:
+            metadata = self.metadata(scopes_supported=scopes)
+        return _Protected(app, self, metadata, realm, manage_feed, scopes)
 
 
 def _unavailable_in(exc: BaseException) -> VerifierUnavailable | None:
@@ -243,17 +273,20 @@ class _Protected:
         metadata: ResourceMetadata,
         realm: str,
         manage_feed: bool,
+        required_scopes: tuple[str, ...] | None,
     ) -> None:
         self.app = app
         self.tokens = tokens
         self.metadata = metadata
         self.realm = realm
         self.manage_feed = manage_feed
+        # RFC 6750 §3: "scope" attribute value, space-delimited and quoted.
+        self.scope = quoted(" ".join(required_scopes)) if required_scopes else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await self.app(scope, self._lifespan_receive(receive), send)
+            await self._lifespan(scope, receive, send)
             return
         if kind != "http":
             await self.app(scope, receive, send)
@@ -262,7 +295,7 @@ class _Protected:
             await self.metadata.serve(scope, receive, send)
             return
         if self.manage_feed:
-            self.tokens.start()  # no lifespan (a mounted app): at the first request
+            self.tokens._start_for_a_request()  # no lifespan (a mounted app)
         outage = _Outage()
         reset = _outage.set(outage)
         answered = False  # the 503 went out instead of the app's answer
@@ -278,7 +311,7 @@ class _Protected:
                     await self._unavailable(send, outage.error)
                 return
             forwarded = True
-            await send(message)
+            await send(self._with_scope(message))
 
         try:
             await self.app(scope, receive, guarded_send)
@@ -296,14 +329,51 @@ class _Protected:
         status, headers, body = error.response_parts(self.realm)
         await send_response(send, status, headers, body)
 
-    def _lifespan_receive(self, receive: Receive) -> Receive:
-        async def wrapped() -> Message:
+    def _with_scope(self, message: Message) -> Message:
+        """The SDK's 401 or 403 challenge with the scopes the request needs: RFC 6750 §3 "The
+        "scope" attribute ... indicating the required scope of the access token"; MCP
+        authorization: servers "SHOULD include a scope parameter in the WWW-Authenticate
+        header" of a 401, and a 403 `insufficient_scope` names the scopes "needed to satisfy
+        the request" (scope challenge, step-up authorization). The SDK names none."""
+        if (
+            self.scope is None
+            or message["type"] != "http.response.start"
+            or message.get("status") not in (401, 403)
+        ):
+            return message
+        headers = []
+        for name, value in message.get("headers", []):
+            if bytes(name).lower() == b"www-authenticate":
+                challenge = bytes(value).decode("latin-1")
+                if challenge.startswith("Bearer ") and not _SCOPE_ATTRIBUTE.search(challenge):
+                    value = f"{challenge}, scope={self.scope}".encode("latin-1")
+            headers.append((name, value))
+        return {**message, "headers": headers}
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Runs the app's lifespan with the feed: started once the app's startup completed
+        (not when it is asked for: a startup that fails ends the server and no one would stop
+        the feed), stopped at shutdown, or if the app's lifespan ends any other way."""
+        if not self.manage_feed:
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def lifespan_receive() -> Message:
             message = await receive()
-            if self.manage_feed:
-                if message["type"] == "lifespan.startup":
-                    self.tokens.start()
-                elif message["type"] == "lifespan.shutdown":
-                    await self.tokens.stop()
+            if message["type"] == "lifespan.shutdown":
+                await self.tokens.stop()
             return message
 
-        return wrapped
+        async def lifespan_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "lifespan.startup.complete":
+                self.tokens.start()
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, lifespan_receive, lifespan_send)
+        finally:
+            if started:
+                await self.tokens.stop()

@@ -14,6 +14,7 @@ it as `resource_metadata=`).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -50,11 +51,15 @@ class ResourceMetadata:
 
     def __post_init__(self) -> None:
         # RFC 9728 §1.2: the resource identifier is a URL "using the https scheme that has no
-        # fragment component" (http is allowed here for loopback development). A query is
+        # fragment component" (http is allowed here for loopback development only). A query is
         # allowed by the RFC but not supported here: the well-known URL would carry it.
         parts = urlsplit(self.resource)
         if parts.scheme not in ("https", "http") or not parts.netloc:
             raise ValueError(f"resource must be an absolute https URL: {self.resource!r}")
+        if parts.scheme == "http" and not _loopback(parts.hostname):
+            raise ValueError(
+                f"resource must be an https URL (http only for a loopback host): {self.resource!r}"
+            )
         if parts.fragment or "#" in self.resource or parts.query:
             raise ValueError("resource must have no query or fragment (RFC 9728 §1.2)")
         if isinstance(self.authorization_servers, str) or not self.authorization_servers:
@@ -126,6 +131,18 @@ class ResourceMetadata:
         """Answers an ASGI HTTP request for the document (one whose path is in `paths`)."""
         status, headers, body = self.response_parts(scope.get("method", "GET"))
         await send_response(send, status, headers, body)
+
+
+def _loopback(host: str | None) -> bool:
+    """`localhost` or a loopback address (127.0.0.0/8, ::1): this machine only."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def send_response(send: Send, status: int, headers: Mapping[str, str], body: bytes) -> None:

@@ -59,6 +59,9 @@ FORBIDDEN_ALGORITHMS = frozenset({"none", "HS256", "HS384", "HS512"})
 AT_JWT_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 §4, case-insensitive
 
 _JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+# Longer than any token Baton issues (and than most servers accept as a whole header): refused
+# before it is decoded, parsed or sent to the introspection endpoint.
+MAX_TOKEN_LENGTH = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +86,20 @@ class _Cached:
 
 
 def _b64json(segment: str) -> Any:
+    """A JWT segment's JSON. Deeply nested JSON (a header of a thousand `[`) makes json.loads
+    raise RecursionError, which is no ValueError: an unauthenticated request must not turn it
+    into a 500."""
     try:
         return json.loads(urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError, RecursionError) as exc:
         raise InvalidToken("malformed token") from exc
+
+
+def _cache_key(token: str) -> str:
+    """The key a token's cached answers are kept under: its SHA-256 digest (hex), the server's
+    own digest, which the feed names for opaque tokens. Never the token itself: a cache entry
+    outlives the request, and the plaintext is not kept past verification."""
+    return token_digest(token).hex()
 
 
 class Verifier:
@@ -315,6 +328,8 @@ class Verifier:
     # -- the steps, shared by both drivers ---------------------------------------------------
 
     def _steps(self, token: str) -> _Steps:
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("malformed token: too long")
         if token.startswith(OPAQUE_PREFIX):
             return (yield from self._opaque(token))
         if _JWT_SHAPE.match(token):
@@ -338,7 +353,7 @@ class Verifier:
     def _opaque(self, token: str) -> _Steps:
         now = self._clock()
         # The server's own digest, in hex: what the feed's `token_digest` names.
-        digest = token_digest(token).hex()
+        digest = _cache_key(token)
         if self.index.is_dead(now, digest=digest) or digest in self._negative:
             raise InvalidToken("the access token is not active")
         trusted = self.feed_healthy()
@@ -375,16 +390,17 @@ class Verifier:
 
     def _jwt(self, token: str) -> _Steps:
         now = self._clock()
-        if token in self._negative:
+        key = _cache_key(token)
+        if key in self._negative:
             raise InvalidToken("the access token was revoked")
         trusted = self.feed_healthy()
-        principal = self._cached(token, now) if trusted else None
+        principal = self._cached(key, now) if trusted else None
         if principal is None:
             principal = yield from self._check_jwt(token, now)
             if trusted:
-                self._store(token, principal, principal.expires_at + self.leeway)
+                self._store(key, principal, principal.expires_at + self.leeway)
         if self._dead(principal, None, now):
-            self._drop(token)
+            self._drop(key)
             raise InvalidToken("the access token was revoked")
         if not trusted:
             body = yield _Introspect(token)

@@ -6,6 +6,11 @@ clients, which only identify themselves, and `private_key_jwt` (RFC 7523 §2.2, 
 JWT signed with a key of the client's `jwks_uri`, in `client_assertion`. One method per request
 (RFC 6749 section 2.3); a client registered for `private_key_jwt` authenticates no other way, and
 no other client that way.
+
+A client of a client ID metadata document is authenticated on a current copy of its document:
+its row is refreshed here when its document expired (`_current`, through the app's
+`ClientDocuments.authenticating`, which says what happens when the document cannot be fetched).
+Only document clients pay for this; the secret path of every other client is as it was.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ from baton.server.endpoints.forms import Form
 from baton.server.endpoints.stores import ClientLookup
 from baton.server.runtime.client_keys import client_keys
 from baton.server.runtime.cors import about_client
+from baton.server.runtime.documents import DocumentError
 from baton.server.runtime.protection import RETRY_AFTER_SECONDS
-from baton.store.base import Client, ClientChanged
+from baton.store.base import Client, ClientChanged, RegisteredVia
 
 if TYPE_CHECKING:
     from baton.server.runtime.context import Baton
@@ -167,6 +173,12 @@ async def _authenticate(
     client_id, secret = presented_credentials(request, form)
     if cache is not None:
         cached = cache.get(client_id)
+        if (
+            cached is not None
+            and cached.registered_via == RegisteredVia.DOCUMENT
+            and await _current(request, cached) is not cached
+        ):
+            cached = None  # refreshed: authenticated on the row as the store holds it now
         if cached is not None:
             if refusal(cached, secret, allow_public) is None:
                 about_client(request.scope, client_id)  # CORS answers for this client's origins
@@ -175,6 +187,7 @@ async def _authenticate(
     client = await enabled_client(store, client_id)
     if client is None:
         raise invalid_client("unknown client")
+    client = await _current(request, client)
     refused = refusal(client, secret, allow_public)
     if refused is not None:
         raise refused
@@ -182,6 +195,25 @@ async def _authenticate(
         cache.remember(client)
     about_client(request.scope, client.id)  # CORS answers for this client's origins
     return client, False
+
+
+async def _current(request: Request, client: Client) -> Client:
+    """`client`, or for a document client whose document expired its refreshed row (see
+    `ClientDocuments.authenticating`: an invalid document, a denied host, or a private_key_jwt
+    client's document that could not be fetched is `invalid_client`; an unreachable one leaves
+    a public client's row in use). The very object given back when nothing changed."""
+    if client.registered_via != RegisteredVia.DOCUMENT:
+        return client
+    app: Baton = request.app.state.baton
+    try:
+        current = await app.documents.authenticating(client)
+    except DocumentError as exc:
+        raise invalid_client(
+            f"the client's metadata document cannot be used: {exc.reason}"
+        ) from None
+    if current.disabled_at is not None:
+        raise invalid_client("unknown client")
+    return current
 
 
 def refusal(client: Client, secret: str, allow_public: bool) -> OAuthError | None:
@@ -272,6 +304,9 @@ async def _assertion_client(
     client = cached or await enabled_client(store, client_id)
     if client is None:
         raise invalid_client("unknown client")
+    current = await _current(request, client)
+    if current is not client:
+        client, cached = current, None  # refreshed: the row as the store holds it now
     try:
         replay_key, remember_until = await _accepted(request, client, header, assertion, claims)
     except OAuthError:
@@ -283,6 +318,7 @@ async def _assertion_client(
         fresh = await enabled_client(store, client_id)
         if fresh is None:
             raise invalid_client("unknown client") from None
+        fresh = await _current(request, fresh)
         if fresh == cached:
             raise
         client, cached = fresh, None

@@ -8,8 +8,15 @@ past `MAX_TTL`, so that a key the client withdrew stops verifying within that ti
 whose `kid` the cached set lacks (a client that rotated its keys) fetches the set once more, at
 most once per `REFETCH_INTERVAL` per URL, so that junk `kid`s cost the client's key server little;
 then it is refused. A key server that could not be read is not asked again for
-`REFETCH_INTERVAL` seconds either. At most `LIMIT` URLs are cached; past that the cache starts
-again.
+`REFETCH_INTERVAL` seconds either; a set that cannot be read again is still used, `MIN_TTL` at a
+time, but never more than `MAX_TTL` after its last successful read (a client that withdrew a
+compromised key, even by taking its key set down, is not held to it forever). Concurrent
+requests needing one URL's set share one fetch. At most `LIMIT` URLs are cached; past that the
+cache starts again.
+
+Why a key set could not be read (its host's addresses, a refused connection) is logged, not
+told to the client: the client chose the URL, and the difference would map the server's
+network for it.
 
 Only asymmetric signatures verify (`baton.core.client_assertion.ASYMMETRIC_ALGS`), each with a
 registry that allows that one algorithm (`baton.core.jwa.registry`), with a public key the set
@@ -24,6 +31,7 @@ a `jwks_uri` used against the server's own network).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -34,6 +42,7 @@ from starlette.requests import Request
 
 from baton.core.client_assertion import AssertionProblem, Header
 from baton.core.jwa import key_allows, registry
+from baton.logs import get_logger
 from baton.resource.jose import PublicKey, public_key
 from baton.server.runtime import fetching
 
@@ -44,6 +53,8 @@ REFETCH_INTERVAL = 10  # at most one fetch per this many seconds per URL for an 
 LIMIT = 1024  # URLs cached; past this, start again rather than track use
 MAX_DOCUMENT = 64 * 1024  # bytes of a key set (a few RSA keys are several KiB)
 TIMEOUT = 5.0  # seconds for the whole fetch
+
+log = get_logger("baton.client_keys")
 
 
 class KeySetUnavailable(Exception):
@@ -78,7 +89,8 @@ class SafeKeySetSource:
                 url, allow_private=self.allow_private, timeout=TIMEOUT, max_bytes=MAX_DOCUMENT
             )
         except fetching.FetchError as exc:
-            raise KeySetUnavailable(f"the client's jwks_uri was not read: {exc.reason}") from None
+            log.warning("a client's jwks_uri could not be read", url=url, reason=exc.reason)
+            raise KeySetUnavailable("the client's jwks_uri could not be read") from None
         try:
             document = json.loads(fetched.body)
         except ValueError:
@@ -118,6 +130,8 @@ class ClientKeys:
     _sets: dict[str, _KeySet] = field(default_factory=dict)
     # URLs whose last read failed: (until when it is not tried again, why it failed).
     _failed: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # The reads under way, by URL: concurrent requests share one.
+    _flights: dict[str, asyncio.Future[_KeySet]] = field(default_factory=dict)
     fetches: int = 0  # key sets read, for tests
 
     async def _fetch(self, url: str, now: int) -> _KeySet:
@@ -126,6 +140,21 @@ class ClientKeys:
             # A key server that failed is not asked again for `REFETCH_INTERVAL` seconds: junk
             # assertions naming its client cost one fetch per interval, not one per request.
             raise KeySetUnavailable(failed[1])
+        flight = self._flights.get(url)
+        if flight is None or flight.get_loop() is not asyncio.get_running_loop():
+            flight = asyncio.ensure_future(self._read(url, now))
+            self._flights[url] = flight
+            flight.add_done_callback(lambda done: self._forget_flight(url, done))
+        # Shielded: one request giving up does not cancel the read the others wait for.
+        return await asyncio.shield(flight)
+
+    def _forget_flight(self, url: str, done: asyncio.Future[_KeySet]) -> None:
+        if self._flights.get(url) is done:
+            del self._flights[url]
+        if not done.cancelled():
+            done.exception()  # retrieved: a failure nobody awaited any more is not logged
+
+    async def _read(self, url: str, now: int) -> _KeySet:
         self.fetches += 1
         try:
             fetched = await self.source.fetch_json(url)
@@ -151,11 +180,14 @@ class ClientKeys:
             try:
                 return await self._fetch(url, now)
             except KeySetUnavailable:
-                if found is None:
+                last_good = found.fetched_at + MAX_TTL if found is not None else now
+                if found is None or last_good <= now:
+                    # Never used more than MAX_TTL after it was last read: a client's key
+                    # server that withdrew a key (404) must not keep it accepted.
                     raise
                 # The set could not be read again: the one read before serves a little longer
                 # rather than lock the client out while its key server hiccups.
-                found.expires_at = now + MIN_TTL
+                found.expires_at = min(now + MIN_TTL, last_good)
         return found
 
     async def verified_payload(self, assertion: str, header: Header, url: str, now: int) -> bytes:

@@ -5,8 +5,10 @@ that is an https URL names a JSON document, at that URL, that registers its clie
 
 - an id the store holds for a client no document made (an operator's, a dynamic
   registration's) is that client, whatever it looks like: a document never overwrites it;
-- a document client whose row is still fresh (`document_expires_at`) is used without fetching;
-  one an operator disabled stays disabled (its document is not even fetched);
+- a document client whose row is still fresh (`document_expires_at`) is used without fetching,
+  unless the operator since denied its host (refused), or narrowed `dynamic_client_scopes` or
+  `dynamic_client_resources` below what the row holds (fetched again, which narrows it); one an
+  operator disabled stays disabled (its document is not even fetched);
 - otherwise, while `client_metadata_documents` is on, the URL is checked (§3 "Client
   Identifier URL"), the operator's denied hosts are refused without a fetch, the document is
   fetched (`baton.server.runtime.fetching`: SSRF-hardened (§8.6), 5 KB, no redirects (§5)),
@@ -17,13 +19,20 @@ that is an https URL names a JSON document, at that URL, that registers its clie
   one fetch.
 
 A document that cannot be used raises `DocumentError` with a reason to show: the request's
-redirect URI is not trusted yet (it comes from the document), so `/authorize` shows a page.
+redirect URI is not trusted yet (it comes from the document), so `/authorize` shows a page. What
+is wrong with the document's own content is said; why it could not be fetched (its host's
+addresses, a refused connection, a TLS failure, a timeout) is logged and the page says only
+"it could not be fetched": whoever chose the URL would otherwise learn the server's internal
+names and probe its network's ports.
 Nothing of a failed fetch or an invalid document is cached (§5.2: "MUST NOT cache error
 responses ... documents which are invalid or malformed"): the next request fetches again.
 
 A client whose document later becomes invalid (or unreachable) is refused at `/authorize` until
-it is valid again; the grants it already has keep working at `/token` until revoked (its row
-is left as it was: refusing refreshes over a document host's outage would strand every user).
+it is valid again. At `/token`, `/introspect` and `/revoke`, `ClientDocuments.authenticating`
+refreshes a document client's expired row the same way (see there): an invalid document or a
+denied host is refused; an unreachable document keeps a public client's stored row (refusing
+refreshes over a document host's outage would strand every user), but not a private_key_jwt
+client's, whose keys it can no longer confirm.
 
 There is no in-process cache beyond the row: `/authorize` reads the client's row on every
 request anyway (a client disabled in any process is refused at once), so a copy in memory
@@ -48,6 +57,7 @@ from baton.core.registration import (
     RegistrationPolicy,
     client_metadata,
 )
+from baton.logs import get_logger
 from baton.server.runtime import fetching
 from baton.store.base import CLIENT_ID_LENGTH, Client, RegisteredVia
 
@@ -59,22 +69,35 @@ DEFAULT = FLOOR
 # The draft's "recommended maximum size to read is 5 kilobytes" (§8.7).
 MAX_BYTES = 5 * 1024
 TIMEOUT = 5.0
+# Seconds after a document could not be fetched for want of an answer during which the token
+# endpoint does not try again (`authenticating`): each of its requests would otherwise wait
+# for the time limit while the document's host is down.
+RETRY_UNREACHABLE = 60
+_UNREACHABLE_LIMIT = 1024  # URLs remembered; past this, start again
 # The URL is the client's id: at most what `clients.id` holds (its widening waits for a later
 # release, `baton.store.schema.CLIENT_ID_LENGTH`).
 MAX_URL = CLIENT_ID_LENGTH
 # JWK members that only a private (or symmetric) key has (RFC 7518 §6.2.2, §6.3.2, §6.4.1):
 # §4.1 "private key material MUST NOT be included".
 _PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+# What a page says of a document that could not be fetched (the details are logged).
+NOT_FETCHED = "it could not be fetched"
+INVALID = "it is not a valid client metadata document"
+
+log = get_logger("baton.documents")
 
 
 class DocumentError(Exception):
     """The document at `url` cannot be used; `reason` says why (English, technical: shown
-    inside a translated sentence, as the redirect URI rule's problems are)."""
+    inside a translated sentence, as the redirect URI rule's problems are; never a fetch's
+    details). `unreachable`: it could not be fetched for want of an answer
+    (`fetching.FetchError.unreachable`), perhaps a passing outage."""
 
-    def __init__(self, url: str, reason: str) -> None:
+    def __init__(self, url: str, reason: str, *, unreachable: bool = False) -> None:
         super().__init__(f"{url}: {reason}")
         self.url = url
         self.reason = reason
+        self.unreachable = unreachable
 
 
 class DocumentStore(Protocol):
@@ -132,12 +155,25 @@ def host_of(url: str) -> str:
     return (urlsplit(url).hostname or "").rstrip(".").lower()
 
 
+def _ascii_pattern(pattern: str) -> str:
+    """A host pattern as the URLs it is matched against spell it: an internationalized name
+    in its IDNA (punycode) form, label by label (`*` stays); lower case."""
+    labels = []
+    for label in pattern.strip().rstrip(".").split("."):
+        try:
+            labels.append(label.encode("idna").decode("ascii") if label else label)
+        except UnicodeError:
+            labels.append(label)  # not a name IDNA can spell: it matches nothing it cannot
+    return ".".join(labels).lower()
+
+
 def host_matches(host: str, patterns: tuple[str, ...]) -> bool:
-    """`host` is one of `patterns`: an exact name, or `*.example.com` for any name under
-    example.com (not example.com itself)."""
+    """`host` (from an ASCII URL) is one of `patterns`: an exact name, or `*.example.com` for
+    any name under example.com (not example.com itself). A pattern written in Unicode
+    (`bücher.example`) matches its IDNA form (`xn--bcher-kva.example`)."""
     host = host.rstrip(".").lower()
     for pattern in patterns:
-        pattern = pattern.strip().rstrip(".").lower()
+        pattern = _ascii_pattern(pattern)
         if not pattern:
             continue
         if pattern.startswith("*."):
@@ -154,22 +190,22 @@ def document_client(
     """The client `document` (decoded JSON, fetched from `url`) registers; `DocumentError` when
     it cannot."""
     if not isinstance(document, dict):
-        raise DocumentError(url, "it is not a JSON object")
+        raise DocumentError(url, f"{INVALID}: it is not a JSON object")
     # §4: "MUST contain a client_id property whose value MUST match the Client Identifier URL
     # ... using simple string comparison".
     if document.get("client_id") != url:
-        raise DocumentError(url, "its client_id does not match its URL")
+        raise DocumentError(url, f"{INVALID}: its client_id does not match its URL")
     # §4.1: "the client_secret and client_secret_expires_at properties MUST NOT be used".
     for member in ("client_secret", "client_secret_expires_at"):
         if member in document:
-            raise DocumentError(url, f"it must not contain {member}")
+            raise DocumentError(url, f"{INVALID}: it must not contain {member}")
     _refuse_private_keys(url, document.get("jwks"))
     if not document.get("redirect_uris"):
-        raise DocumentError(url, "it has no redirect_uris")
+        raise DocumentError(url, f"{INVALID}: it has no redirect_uris")
     try:
         metadata = client_metadata(document, policy)
     except RegistrationError as exc:
-        raise DocumentError(url, exc.description) from None
+        raise DocumentError(url, f"{INVALID}: {exc.description}") from None
     public = metadata.token_endpoint_auth_method != PRIVATE_KEY_JWT
     return Client(
         id=url,
@@ -197,7 +233,7 @@ def _refuse_private_keys(url: str, jwks: Any) -> None:
     if isinstance(keys, list) and any(
         isinstance(key, dict) and _PRIVATE_JWK_MEMBERS & key.keys() for key in keys
     ):
-        raise DocumentError(url, "its jwks holds private key material")
+        raise DocumentError(url, f"{INVALID}: its jwks holds private key material")
 
 
 class ClientDocuments:
@@ -218,6 +254,8 @@ class ClientDocuments:
         self.ssl_context: ssl.SSLContext | None = None
         self.timeout = TIMEOUT
         self._flights: dict[str, asyncio.Future[Client]] = {}
+        # Until when (clock seconds) `authenticating` does not fetch a URL found unreachable.
+        self._unreachable: dict[str, int] = {}
         self.fetches = 0  # documents fetched by this process (for tests and metrics)
 
     def trusted(self, client: Client) -> bool:
@@ -238,28 +276,90 @@ class ClientDocuments:
             return existing
         if not self.settings.client_metadata_documents:
             return None  # documents turned off: their clients are unknown here
-        if existing is not None and (
-            existing.disabled_at is not None
-            or (existing.document_expires_at or 0) > self.clock.now()
-        ):
+        if existing is not None and existing.disabled_at is not None:
+            return existing
+        self._refuse_denied(client_id)  # on every use: a host denied since is refused at once
+        if existing is not None and not self._stale(existing):
             return existing
         return await self._single_flight(client_id)
 
+    def _refuse_denied(self, url: str) -> None:
+        host = host_of(url)
+        if host_matches(host, self.settings.client_documents_denied_hosts):
+            raise DocumentError(url, f"this server does not accept clients from {host}")
+
+    def _stale(self, client: Client) -> bool:
+        """The row must be fetched again: its document expired, or it holds a scope or a
+        resource the operator no longer lets document clients have (a fetch narrows it)."""
+        if (client.document_expires_at or 0) <= self.clock.now():
+            return True
+        if not set(client.scope.split()) <= set(self.settings.dynamic_client_scopes):
+            return True
+        resources = self.settings.dynamic_client_resources
+        return bool(resources) and not set(client.allowed_resources) <= set(resources)
+
+    async def authenticating(self, client: Client) -> Client:
+        """The row to authenticate document client `client` (as the store holds it) with at
+        `/token`, `/introspect` or `/revoke`; any other client is returned as it is, with no
+        work. Raises `DocumentError` when the client must be refused.
+
+        - its host is denied (`client_documents_denied_hosts`, checked on every use): refused;
+        - its row is fresh: used as it is (no fetch);
+        - its row is stale (`_stale`): its document is fetched again (one fetch shared by
+          every request, `/authorize`'s too) and the refreshed row used. A document now
+          invalid, or whose URL answered with something that is not one (a 404), is refused.
+          A document that could not be fetched for want of an answer (no DNS, no connection,
+          a timeout, a 5xx), or any document while `client_metadata_documents` is off (nothing
+          is fetched then), leaves the stored row in use for a public client: it proves nothing
+          at these endpoints but its grants, and a CDN's outage must not strand its users. A
+          private_key_jwt client is refused then: its `jwks_uri` (and whether it still
+          authenticates that way) comes from the document, which can no longer be confirmed.
+          A URL found unreachable is not tried again here for `RETRY_UNREACHABLE` seconds
+          (the same outcome meanwhile): each request would otherwise wait out the time limit.
+        """
+        if client.registered_via != RegisteredVia.DOCUMENT:
+            return client
+        self._refuse_denied(client.id)
+        if not self._stale(client):
+            return client
+        now = self.clock.now()
+        if self._unreachable.get(client.id, 0) > now:
+            failure = DocumentError(client.id, NOT_FETCHED, unreachable=True)
+        elif self.settings.client_metadata_documents:
+            try:
+                return await self._single_flight(client.id)
+            except DocumentError as exc:
+                if not exc.unreachable:
+                    raise
+                failure = exc
+                if len(self._unreachable) >= _UNREACHABLE_LIMIT:
+                    self._unreachable.clear()
+                self._unreachable[client.id] = now + RETRY_UNREACHABLE
+        else:
+            failure = DocumentError(client.id, "client metadata documents are turned off")
+        if client.token_endpoint_auth_method == PRIVATE_KEY_JWT:
+            raise DocumentError(
+                client.id, f"{failure.reason}, so the client's keys cannot be confirmed"
+            )
+        return client  # the stored row, as it was
+
     async def _single_flight(self, url: str) -> Client:
         flight = self._flights.get(url)
-        if flight is None:
+        if flight is None or flight.get_loop() is not asyncio.get_running_loop():
             flight = asyncio.ensure_future(self._fetch(url))
             self._flights[url] = flight
-            flight.add_done_callback(lambda _: self._flights.pop(url, None))
+            flight.add_done_callback(lambda done: self._land(url, done))
         # Shielded: one caller giving up (its request cancelled) does not cancel the others'.
         return await asyncio.shield(flight)
+
+    def _land(self, url: str, done: asyncio.Future[Client]) -> None:
+        if self._flights.get(url) is done:
+            del self._flights[url]
 
     async def _fetch(self, url: str) -> Client:
         if (problem := url_problem(url)) is not None:
             raise DocumentError(url, f"its URL is not allowed: {problem}")
-        host = host_of(url)
-        if host_matches(host, self.settings.client_documents_denied_hosts):
-            raise DocumentError(url, f"this server does not accept clients from {host}")
+        self._refuse_denied(url)
         self.fetches += 1
         try:
             fetched = await fetching.fetch(
@@ -270,11 +370,16 @@ class ClientDocuments:
                 ssl_context=self.ssl_context,
             )
         except fetching.FetchError as exc:
-            raise DocumentError(url, exc.reason) from None
+            # The details name addresses and connection failures: the operator's, not the
+            # page's (it is shown to whoever chose the URL).
+            log.warning(
+                "a client metadata document could not be fetched", url=url, reason=exc.reason
+            )
+            raise DocumentError(url, NOT_FETCHED, unreachable=exc.unreachable) from None
         try:
             document = json.loads(fetched.body)
         except (ValueError, RecursionError):
-            raise DocumentError(url, "it is not valid JSON") from None
+            raise DocumentError(url, f"{INVALID}: it is not valid JSON") from None
         now = self.clock.now()
         lifetime = fetched.lifetime(default=DEFAULT, floor=FLOOR, ceiling=CEILING)
         resources = self.settings.dynamic_client_resources or tuple(
@@ -290,6 +395,7 @@ class ClientDocuments:
         if stored is None:
             # An operator registered this id meanwhile: theirs, not the document's.
             raise DocumentError(url, "another client holds this client_id")
+        self._unreachable.pop(url, None)
         if self.forget is not None:
             self.forget(url)  # the token endpoint's cached row, if any, is out of date
         return stored

@@ -8,11 +8,18 @@ RFC 6890"; the same holds for a client's `jwks_uri`). What `fetch()` does about 
 
 - https only; plain http only to a loopback address and only while `allow_private` (development);
 - no credentials in the URL;
-- the host is resolved once with the event loop's resolver, and EVERY address it resolves to must
+- the host is resolved once, on this module's own small pool of threads (`Resolver`), and EVERY
+  address it resolves to must
   be public (`refusal()`), or the fetch is refused; the connection then goes to one of those
   checked addresses (`_PinnedBackend`), never through a second lookup that a DNS-rebinding
   attacker could answer differently. TLS SNI, certificate verification and the Host header still
-  use the name (httpcore takes them from the URL, not from the address connected to);
+  use the name (httpcore takes them from the URL, not from the address connected to). A lookup
+  cannot be cancelled (getaddrinfo blocks its thread until the resolver gives up), so a name
+  whose DNS never answers holds a thread past the time limit: untrusted names get their own
+  `LOOKUP_THREADS` threads, never the event loop's default executor that every other lookup of
+  the process (upstream logins, the database) shares; a lookup waits for a free thread only
+  within the fetch's time limit; a name that failed is not looked up again for
+  `NEGATIVE_TTL` seconds, and one being looked up is not asked twice at once;
 - a total time limit, a size cap enforced while the body streams in (and from Content-Length
   before it), no content decoding (`Accept-Encoding: identity`: no decompression bomb);
 - no redirect is followed: a 3xx is an error naming where it pointed;
@@ -27,10 +34,14 @@ import asyncio
 import ipaddress
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import anyio
 import httpcore
@@ -46,13 +57,19 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 class FetchError(Exception):
-    """The URL could not be used; `reason` says why in words an operator (or, on a page, a
-    user) can act on, without the response body."""
+    """The URL could not be used; `reason` says why in words an operator can act on, without
+    the response body. It names addresses and connection failures: log it, do not show it to
+    whoever chose the URL (it would map the server's network for them).
 
-    def __init__(self, url: str, reason: str) -> None:
+    `unreachable`: no answer was had (the name did not resolve, the connection or TLS failed,
+    no answer in time, an HTTP 5xx or 429): perhaps a passing outage, unlike a definite answer
+    (a 404, not JSON, too large, a redirect) or a refusal (a private address)."""
+
+    def __init__(self, url: str, reason: str, *, unreachable: bool = False) -> None:
         super().__init__(f"{url}: {reason}")
         self.url = url
         self.reason = reason
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True)
@@ -127,15 +144,119 @@ def refusal(address: IPAddress) -> str | None:
     return None
 
 
+# Threads for untrusted lookups; a lookup beyond them waits (within the fetch's time limit)
+# rather than queue behind names that may never answer.
+LOOKUP_THREADS = 4
+# Seconds a name whose lookup failed (or did not answer in time) is not looked up again.
+NEGATIVE_TTL = 60.0
+_NEGATIVE_LIMIT = 4096  # names remembered as failed; past this, start again
+_WAIT_STEP = 0.02  # seconds between looks for a free lookup thread
+
+
+class LookupBusy(OSError):
+    """Every lookup thread is held by a lookup still under way."""
+
+
+class Resolver:
+    """getaddrinfo for names an untrusted party chose, on `threads` threads of its own.
+
+    `free` counts the threads not running a lookup; it is given back by the thread itself when
+    getaddrinfo returns, not when the awaiting request gives up, so a name that hangs keeps its
+    thread counted until it really is free again. Failures are remembered per name for
+    `negative_ttl` seconds (monotonic clock); a lookup under way is shared by every caller
+    asking for the same name and port (in one event loop)."""
+
+    def __init__(self, threads: int = LOOKUP_THREADS, negative_ttl: float = NEGATIVE_TTL) -> None:
+        self.threads = threads
+        self.negative_ttl = negative_ttl
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="baton-untrusted-dns")
+        self._free = threading.BoundedSemaphore(threads)
+        self._failed: dict[str, tuple[float, str]] = {}
+        self._flights: dict[tuple[str, int], asyncio.Future[list[tuple[Any, ...]]]] = {}
+        self._running: set[tuple[str, int]] = set()
+        # Seconds a lookup waits for a free thread (no caller waits longer than its own limit;
+        # this ends a wait every caller gave up on).
+        self.wait_limit = DEFAULT_TIMEOUT
+        self.lookups = 0  # getaddrinfo calls started (for tests)
+
+    @staticmethod
+    def system(host: str, port: int) -> list[tuple[Any, ...]]:
+        """The system's blocking lookup (a test may replace it on the instance)."""
+        return list(
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        )
+
+    def _lookup(self, host: str, port: int) -> list[tuple[Any, ...]]:
+        try:
+            return self.system(host, port)
+        finally:
+            self._free.release()
+
+    def _remember_failure(self, host: str, why: str) -> None:
+        if len(self._failed) >= _NEGATIVE_LIMIT:
+            self._failed.clear()
+        self._failed[host] = (time.monotonic() + self.negative_ttl, why)
+
+    async def getaddrinfo(self, host: str, port: int) -> list[tuple[Any, ...]]:
+        """getaddrinfo's answer, or OSError (`LookupBusy` while every thread is held). The
+        caller bounds the wait (`anyio.fail_after`); a wait cut short is remembered as a
+        failure of the name."""
+        failed = self._failed.get(host)
+        if failed is not None:
+            if failed[0] > time.monotonic():
+                raise OSError(failed[1])
+            del self._failed[host]
+        key = (host, port)
+        flight = self._flights.get(key)
+        if flight is None or flight.get_loop() is not asyncio.get_running_loop():
+            flight = asyncio.ensure_future(self._run(host, port))
+            self._flights[key] = flight
+            flight.add_done_callback(lambda _: self._flights.pop(key, None))
+        try:
+            return await asyncio.shield(flight)
+        except asyncio.CancelledError:
+            # Out of time (the caller's limit) with the name's lookup holding a thread: it is
+            # not tried again for a while, so that requests naming it do not each hold one.
+            if not flight.done() and key in self._running:
+                self._remember_failure(host, "no answer in time")
+            raise
+
+    async def _run(self, host: str, port: int) -> list[tuple[Any, ...]]:
+        waited = 0.0
+        while not self._free.acquire(blocking=False):
+            if waited >= self.wait_limit:
+                raise LookupBusy("too many host names are being looked up; try again later")
+            await asyncio.sleep(_WAIT_STEP)
+            waited += _WAIT_STEP
+        self.lookups += 1
+        key = (host, port)
+        self._running.add(key)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._lookup, host, port)
+        except OSError as exc:
+            self._remember_failure(host, str(exc) or type(exc).__name__)
+            raise
+        finally:
+            self._running.discard(key)
+
+
+_resolver = Resolver()
+
+
+def resolver() -> Resolver:
+    """The process's resolver of untrusted names."""
+    return _resolver
+
+
 async def resolve(host: str, port: int) -> list[IPAddress]:
-    """The addresses `host` resolves to through the running loop's resolver (an IP literal is
-    itself), de-duplicated in the resolver's order."""
+    """The addresses `host` resolves to through the untrusted names' `Resolver` (an IP literal
+    is itself), de-duplicated in the resolver's order."""
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    infos = await _resolver.getaddrinfo(host, port)
     found: list[IPAddress] = []
     for _family, _type, _proto, _name, sockaddr in infos:
         # IPv6 sockaddrs may carry a zone ("fe80::1%eth0"): refused as link-local anyway.
@@ -303,7 +424,9 @@ async def fetch(
                 user_agent=user_agent,
             )
     except TimeoutError:
-        raise FetchError(url, f"no complete answer within {timeout:g} seconds") from None
+        raise FetchError(
+            url, f"no complete answer within {timeout:g} seconds", unreachable=True
+        ) from None
 
 
 async def _fetch(
@@ -320,7 +443,9 @@ async def _fetch(
     try:
         addresses = await resolve(host, port)
     except (OSError, UnicodeError) as exc:
-        raise FetchError(url, f"the host {host} could not be resolved ({exc})") from None
+        raise FetchError(
+            url, f"the host {host} could not be resolved ({exc})", unreachable=True
+        ) from None
     if not addresses:
         raise FetchError(url, f"the host {host} has no address")
     if not allow_private:
@@ -354,7 +479,11 @@ async def _fetch(
                     f"it redirects (HTTP {status}) to {location}; redirects are not followed",
                 )
             if status != 200:
-                raise FetchError(url, f"it answered HTTP {status}, not 200")
+                raise FetchError(
+                    url,
+                    f"it answered HTTP {status}, not 200",
+                    unreachable=status >= 500 or status == 429,
+                )
             content_type = _header(response_headers, b"content-type") or ""
             if not _is_json(content_type):
                 raise FetchError(
@@ -372,7 +501,9 @@ async def _fetch(
     except httpcore.TimeoutException:
         raise TimeoutError from None
     except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
-        raise FetchError(url, f"the connection failed ({exc or type(exc).__name__})") from None
+        raise FetchError(
+            url, f"the connection failed ({exc or type(exc).__name__})", unreachable=True
+        ) from None
     except ssl.SSLError as exc:
-        raise FetchError(url, f"TLS failed ({exc})") from None
+        raise FetchError(url, f"TLS failed ({exc})", unreachable=True) from None
     return _caching(url, bytes(body), content_type, response_headers)

@@ -45,8 +45,8 @@ DOCUMENT_COLUMNS = (
 
 def save_document_client(conn: Connection, client: Client) -> Client | None:
     """Inserts `client` (a document's), or updates the document's columns of its existing
-    document row; None when the id belongs to a client that is not a document's (nothing is
-    written). Returns the row as stored."""
+    document row unless that row is a deleted client's tombstone; None when the id belongs to a
+    client that is not a document's (nothing is written). Returns the row as stored."""
     existing = get_client(conn, client.id)
     if existing is None:
         conn.execute(insert(clients).values(**client_values(client)))
@@ -56,7 +56,10 @@ def save_document_client(conn: Connection, client: Client) -> Client | None:
     values = client_values(client)
     conn.execute(
         update(clients)
-        .where(clients.c.id == client.id)
+        # A deleted client's tombstone stays as the deletion left it, even when a fetch that
+        # started before the deletion ends after it (checked here, in the UPDATE, not only in
+        # the read above); `disabled_at` is not a document's column, so a disable is kept too.
+        .where(clients.c.id == client.id, clients.c.deleted_at.is_(None))
         .values(**{name: values[name] for name in DOCUMENT_COLUMNS})
     )
     return get_client(conn, client.id)
