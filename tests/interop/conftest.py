@@ -356,6 +356,15 @@ def servers(
         _MODULE_SERVERS.pop(request.module.__name__, None)
 
 
+@pytest.fixture(scope="session")
+def mcp_scenario(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The MCP end-to-end scenario (tests/interop/mcp_scenario.py), run once for both MCP test
+    modules: one Baton and MCP server for the Python and TypeScript SDKs' clients at once."""
+    from tests.interop.mcp_scenario import run
+
+    return run(tmp_path_factory)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
