@@ -73,7 +73,7 @@ from baton.server.runtime.sessions import (
     begin_session,
     live_session,
 )
-from baton.store.base import Challenge, Client, Consent, NewCode, User
+from baton.store.base import Challenge, Client, Consent, NewCode, RegisteredVia, User
 
 # The parameters that make up an authorization request, carried through login and consent
 # (`resource` may repeat, RFC 8707 §2), in their declared order.
@@ -800,6 +800,10 @@ async def _ask_consent(
     request: Request, app: Baton, auth: AuthorizationRequest, user: User, consent: Consent | None
 ) -> Response:
     """The consent page, or the consent app with a challenge."""
+    if auth.client.registered_via == RegisteredVia.DYNAMIC:
+        # A person signed in and is asked: the registration is in use, and the expiry of unused
+        # ones (`--registration-expiry`) must not delete it while the page is read.
+        await app.store.note_consent_asked(auth.client.id, app.clock.now())
     url = _consent_app(app, auth.client)
     if url is None:
         return await consent_page(request, app, auth, user.username)

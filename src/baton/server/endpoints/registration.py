@@ -6,7 +6,8 @@ The operator's policy (`--registration`): `off` answers 404 at every one of thes
 it); `open` lets anyone register; `token` asks for the initial access token
 `--registration-token` as a bearer token (RFC 7591 §3: "The authorization server MAY be
 configured to accept ... an initial access token"), else 401 `invalid_token` (RFC 6750 §3.1).
-Registrations are rate-limited per source address (`REGISTRATIONS`, 429 with `Retry-After`), the
+Registrations are rate-limited per source address, an IPv6 one by its /64
+(`REGISTRATIONS`, 429 with `Retry-After`; whatever `--rate-limit-address` says), the
 metadata is checked by the one parser metadata documents share (`baton.core.registration`), the
 scope narrowed to `--dynamic-client-scopes` (and the OpenID Connect scopes while it is on), the
 resources to `--dynamic-client-resources` (empty: every registered resource server, at the time
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import ipaddress
 import json
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -57,9 +59,14 @@ JSON_TYPE = "application/json"
 # holder of a registration access token), and the purge loop's expiry.
 ACTOR = "dynamic-registration"
 EXPIRY_ACTOR = "registration-expiry"
-# Registrations per source address: bursts of 20, then 20 an hour (no RFC sets a number; a
-# registration is a row kept for `--registration-expiry` at least). Off with the address limit.
+# Registrations per source network: bursts of 20, then 20 an hour (no RFC sets a number; a
+# registration is a row kept for `--registration-expiry` at least). Its own limit, on whatever
+# `--rate-limit-address` says: that option tunes the requests an address may make, not how many
+# rows an anonymous caller may leave in the database.
 REGISTRATIONS = Rate(per_second=20 / 3600, burst=20)
+# An IPv6 address counts by its /64: one subscriber or host usually holds a whole /64 (RFC 6177,
+# RFC 7934), so counting its addresses one by one would give it 2^64 buckets.
+IPV6_PREFIX = 64
 # The registration access token: 256 random bits (RFC 7592 §1 "MUST ... not be guessable").
 _TOKEN_PREFIX = "bat_rg_"
 _TOKEN_BYTES = 32
@@ -95,6 +102,20 @@ async def client_policy(app: Baton, document: bool = False) -> RegistrationPolic
     )
 
 
+def _network(address: str) -> str:
+    """The registration bucket's key for a source address: an IPv4 address itself, an IPv6
+    address its /64 (`IPV6_PREFIX`); anything else (not an IP address) as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+    return str(ip)
+
+
 async def expire_unused(store: Registrations, now: int, expiry: int) -> int:
     """Deletes the dynamic registrations older than `expiry` seconds that no grant used, and
     the rows of metadata-document clients nobody used whose document expired that long ago
@@ -118,8 +139,8 @@ async def register(request: Request) -> Response:
     await app.limits.check_address(address)
     if app.settings.registration == "token":
         _initial_access_token(request, app)
-    if app.limits.per_address.enabled and address is not None:
-        wait = await app.limits.buckets.take("register:" + address, REGISTRATIONS)
+    if address is not None:
+        wait = await app.limits.buckets.take("register:" + _network(address), REGISTRATIONS)
         if wait > 0:
             raise too_many(wait, "address")
     meta = _metadata(await _json_object(request, app), await client_policy(app))
