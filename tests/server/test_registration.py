@@ -6,6 +6,7 @@ client."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +19,14 @@ import pytest
 from mcp.client.auth.oauth2 import check_registration_usable
 from mcp.client.auth.utils import create_client_registration_request, handle_registration_response
 from mcp.shared.auth import OAuthClientMetadata, OAuthMetadata
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
 from baton.server.endpoints.registration import EXPIRY_ACTOR, expire_unused
 from baton.server.runtime.limits import Rate
-from baton.store.schema import audit_log
+from baton.store.admin import Actor
+from baton.store.schema import audit_log, clients
 from baton.store.sql import SQLStore
 from tests.support import (
     REDIRECT_URI,
@@ -471,6 +473,40 @@ def test_registrations_count_an_ipv6_network_whatever_the_address_limit(
     codes = anyio.run(register_from, one_network)
     assert codes[:20] == [201] * 20 and codes[20] == 429
     assert anyio.run(register_from, ["2001:db8:1:2::1"]) == [201]
+
+
+def test_an_operator_edit_ends_the_rfc7592_management(http: TestClient, running: Running) -> None:
+    """Review #3: the operator narrows a dynamic client; the client can no longer read its
+    registration and PUT back what it had (its token is revoked: the same 401 as any other)."""
+    _, store, clock = running
+    body = registered(http)
+    path, auth = managed(body)
+    before = anyio.run(store.get_client, body["client_id"])
+    assert before is not None and before.scope == "read write"
+    narrowed = dataclasses.replace(before, scope="read", redirect_uris=("http://127.0.0.1/cb",))
+    actor = Actor("operator", None, clock.now())
+    anyio.run(store.admin().update_registration, before, narrowed, actor)
+    assert http.get(path, headers=auth).status_code == 401
+    put = http.put(path, json={**body, "client_id": body["client_id"]}, headers=auth)
+    assert put.status_code == 401
+    after = anyio.run(store.get_client, body["client_id"])
+    assert after is not None
+    assert (after.scope, after.redirect_uris) == ("read", ("http://127.0.0.1/cb",))
+
+
+def test_the_rfc7592_read_says_what_the_client_is(http: TestClient, running: Running) -> None:
+    """Review #3: the read answers the enforced columns, not the registration as sent."""
+    _, store, _clock = running
+    body = registered(http)
+    path, auth = managed(body)
+
+    def narrow(conn: Connection) -> None:
+        row = clients.c.id == body["client_id"]
+        conn.execute(update(clients).where(row).values(scope="read", name="Renamed"))
+
+    anyio.run(store.runner.write, narrow)
+    shown = http.get(path, headers=auth).json()
+    assert (shown["scope"], shown["client_name"]) == ("read", "Renamed")
 
 
 def read(http: TestClient, body: dict[str, Any]) -> int:

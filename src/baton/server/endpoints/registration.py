@@ -384,9 +384,13 @@ def registration_client_uri(app: Baton, client_id: str) -> str:
 
 def _information(app: Baton, client: Client, token: str, **extra: str) -> dict[str, Any]:
     """RFC 7591 §3.2.1 / RFC 7592 §3: the client information response: the metadata as
-    registered, its identifier, when it was issued, and how to manage it."""
+    registered, its identifier, when it was issued, and how to manage it. What the server
+    enforces is read from the client's columns, not from the stored registration: the answer
+    says what the client is (RFC 7592 §3: "all registered metadata about the client, including
+    any fields provisioned by the authorization server itself")."""
     answer: dict[str, Any] = {
         **client.registration,
+        **_enforced(client),
         "client_id": client.id,
         # "Time at which the client identifier was issued ... seconds from 1970-01-01T00:00:00Z"
         "client_id_issued_at": client.created_at,
@@ -398,6 +402,20 @@ def _information(app: Baton, client: Client, token: str, **extra: str) -> dict[s
         # "REQUIRED if client_secret is issued ... 0 if it will not expire."
         answer["client_secret_expires_at"] = 0
     return answer
+
+
+def _enforced(client: Client) -> dict[str, Any]:
+    """The metadata the server enforces, as the client's row holds it."""
+    enforced: dict[str, Any] = {
+        "client_name": client.name,
+        "redirect_uris": list(client.redirect_uris),
+        "scope": client.scope,
+        "client_uri": client.client_uri,
+        "grant_types": None if client.grant_types is None else list(client.grant_types),
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "jwks_uri": client.jwks_uri,
+    }
+    return {name: value for name, value in enforced.items() if value is not None}
 
 
 def _metadata(raw: dict[str, Any], policy: RegistrationPolicy) -> ClientMetadata:
