@@ -44,6 +44,7 @@ from baton.core.registration import (
 )
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.core.vocabulary import ErrorCode
+from baton.server.admin.api import admin_scopes
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError
 from baton.server.endpoints.metadata import OIDC_SCOPES
 from baton.server.endpoints.stores import Registrations
@@ -87,9 +88,12 @@ _SERVER_MEMBERS = (
 async def client_policy(app: Baton, document: bool = False) -> RegistrationPolicy:
     """What a client no operator registered may get (dynamic registration, and a client ID
     metadata document with `document`): `--dynamic-client-scopes` and, while OpenID Connect is
-    on, its scopes; `--dynamic-client-resources`, else every registered resource server."""
+    on, its scopes, less any `admin:*` scope; `--dynamic-client-resources`, else every registered resource server."""
     settings = app.settings
     scopes = frozenset(settings.dynamic_client_scopes) | frozenset(OIDC_SCOPES if app.oidc else ())
+    # Never an admin API scope (`baton serve` refuses them in the option; a Settings built
+    # otherwise still never hands one to a client no operator registered).
+    scopes -= admin_scopes(" ".join(scopes))
     resources = tuple(settings.dynamic_client_resources)
     if not resources:
         resources = tuple(sorted(await app.store.registered_resources()))
