@@ -88,7 +88,8 @@ _SERVER_MEMBERS = (
 async def client_policy(app: Baton, document: bool = False) -> RegistrationPolicy:
     """What a client no operator registered may get (dynamic registration, and a client ID
     metadata document with `document`): `--dynamic-client-scopes` and, while OpenID Connect is
-    on, its scopes, less any `admin:*` scope; `--dynamic-client-resources`, else every registered resource server."""
+    on, its scopes, less any `admin:*` scope; `--dynamic-client-resources`, else every
+    registered resource server."""
     settings = app.settings
     scopes = frozenset(settings.dynamic_client_scopes) | frozenset(OIDC_SCOPES if app.oidc else ())
     # Never an admin API scope (`baton serve` refuses them in the option; a Settings built
