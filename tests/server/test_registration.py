@@ -23,20 +23,16 @@ from sqlalchemy import Connection, select, update
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
-from baton.server.app import create_app
 from baton.server.endpoints.registration import EXPIRY_ACTOR, expire_unused
 from baton.server.runtime.limits import Rate
 from baton.store.admin import Actor
 from baton.store.schema import audit_log, clients
 from baton.store.sql import SQLStore
-from tests.one_hop import OneHopTestClient
 from tests.support import (
-    ISSUER,
     REDIRECT_URI,
     RegisteredClient,
     authorization_request,
     authorize,
-    first_pair,
     hidden_fields,
     refresh,
     register_client,
@@ -511,30 +507,6 @@ def test_the_rfc7592_read_says_what_the_client_is(http: TestClient, running: Run
     anyio.run(store.runner.write, narrow)
     shown = http.get(path, headers=auth).json()
     assert (shown["scope"], shown["client_name"]) == ("read", "Renamed")
-
-
-def test_an_rfc7592_update_holds_at_once_in_another_process(
-    http: TestClient, running: Running
-) -> None:
-    """Review #7: another server process on the database, its client cached, refuses the
-    refresh_token grant from the commit of the PUT that dropped it (not after its cache's
-    30 s)."""
-    _, store, clock = running
-    settings = http.app.state.baton.settings  # type: ignore[attr-defined]
-    other = create_app(settings, store, clock)
-    with OneHopTestClient(other, base_url=ISSUER, follow_redirects=False) as second:
-        body = registered(http)
-        client = RegisteredClient(body["client_id"], None)
-        pair = first_pair(http, client, scope="read")
-        cached = refresh(second, client, pair["refresh_token"])  # the process caches the client
-        assert cached.status_code == 200
-        path, auth = managed(body)
-        current = http.get(path, headers=auth).json()
-        dropped = {**current, "grant_types": ["authorization_code"]}
-        assert http.put(path, json=dropped, headers=auth).status_code == 200
-        refused = refresh(second, client, cached.json()["refresh_token"])
-        assert refused.status_code == 400, refused.text
-        assert refused.json()["error"] == "unauthorized_client"
 
 
 def read(http: TestClient, body: dict[str, Any]) -> int:
