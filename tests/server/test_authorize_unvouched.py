@@ -11,6 +11,7 @@ flow (review #8, review L1).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from html import unescape
@@ -19,16 +20,24 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import pytest
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, select, update
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
-from baton.store.schema import clients
+from baton.store.schema import auth_challenges, clients
 from baton.store.sql import SQLStore
-from tests.support import REDIRECT_URI, RegisteredClient, authorization_request, register_client
+from tests.support import (
+    REDIRECT_URI,
+    RegisteredClient,
+    authorization_request,
+    register_client,
+    register_user,
+    sign_in,
+)
 from tests.support import running_app as app_running
 
 Running = tuple[TestClient, SQLStore, FakeClock]
+CONSENT_APP = "https://consent.example/consent"
 NATIVE = {
     "redirect_uris": ["https://app.example/callback"],
     "token_endpoint_auth_method": "none",
@@ -40,7 +49,10 @@ NATIVE = {
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     folder: Path = tmp_path_factory.mktemp("unvouched")
-    with app_running(folder, registration="open", dynamic_client_scopes=("read",)) as run:
+    with app_running(
+        folder, registration="open", dynamic_client_scopes=("read",), consent_url=CONSENT_APP
+    ) as run:
+        register_user(run[1])
         yield run
 
 
@@ -87,3 +99,28 @@ def test_a_client_without_the_code_flow_is_unauthorized(running: Running) -> Non
     assert answer.status_code == 302
     query = parse_qs(urlsplit(answer.headers["location"]).query)
     assert query["error"] == ["unauthorized_client"]
+
+
+def test_the_consent_app_learns_the_client_is_not_verified(running: Running) -> None:
+    """Review #6: a consent app gets what the built-in page says of a self-registered client."""
+    http, store, _clock = running
+    http.cookies.clear()
+    metadata = {**NATIVE, "redirect_uris": ["http://127.0.0.1/callback"]}
+    registered = {**metadata, "client_uri": "https://claims.example/home"}
+    client_id = http.post("/register", json=registered).json()["client_id"]
+    _verifier, params = authorization_request(RegisteredClient(client_id, None), scope="read")
+    login = http.get("/authorize", params=params)
+    consent = http.get(sign_in(http, login.headers["location"]).headers["location"])
+    assert consent.headers["location"].startswith(CONSENT_APP + "?consent_challenge=")
+
+    def carried(conn: Connection) -> list[str]:
+        row = auth_challenges.c.client_id == client_id
+        return list(conn.execute(select(auth_challenges.c.request).where(row)).scalars())
+
+    [request] = anyio.run(store.inspect, carried)
+    shown = json.loads(request)["client"]
+    assert (shown["registered_via"], shown["verified"], shown["host"]) == (
+        "dynamic",
+        False,
+        "claims.example",
+    )

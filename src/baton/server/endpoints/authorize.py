@@ -60,7 +60,13 @@ from baton.core.subject import SectorError, subject_for
 from baton.core.tokens import TokenKind, digest, mint
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.clientauth import enabled_client
-from baton.server.endpoints.consent import ALLOW_ONLINE, account_page, consent_page, return_host
+from baton.server.endpoints.consent import (
+    ALLOW_ONLINE,
+    account_page,
+    consent_page,
+    provenance,
+    return_host,
+)
 from baton.server.endpoints.errors import OAuthError, error_description
 from baton.server.endpoints.forms import REPEATABLE, Form, browser_form, parse_pairs, unreadable
 from baton.server.endpoints.hints import IdTokenHint, read_id_token_hint
@@ -936,6 +942,7 @@ async def _challenge(
             "client_name": auth.client.name,
             "client_uri": auth.client.client_uri,
             "redirect_uri": auth.redirect_uri,
+            **_client_provenance(app, auth.client),
         },
         "requested_scope": sorted(auth.scope),
         "requested_resource": list(auth.resources),
@@ -962,6 +969,19 @@ async def _challenge(
         samesite="lax",
     )
     return response
+
+
+def _client_provenance(app: Baton, client: Client) -> dict[str, Any]:
+    """What the built-in consent page says of who registered the client (`consent.provenance`),
+    for a login or consent app to say it too: `registered_via` (null: an operator's client;
+    "dynamic": RFC 7591; "document": a client ID metadata document), `verified` (false: its
+    name and details are its own claim, RFC 7591 §5 / the metadata document draft §8.5; true:
+    an operator's client, or a document on a host the operator trusts) and `host` (the
+    document's host, or the host of the homepage a dynamic client claims; else null)."""
+    shown = provenance(app, client)
+    if shown is None:
+        return {"registered_via": None, "verified": True, "host": None}
+    return {"registered_via": shown["kind"], "verified": shown["verified"], "host": shown["host"]}
 
 
 # Why a verifier is refused, said on the error page (never followed: the request it carries
