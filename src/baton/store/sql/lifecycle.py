@@ -238,8 +238,10 @@ def issue_client_credentials(
     resources: tuple[str, ...],
     policy: Policy,
 ) -> IssuedPair:
-    require_enabled(conn, client_id)
+    # The first use's UPDATE before `require_enabled`'s FOR SHARE: two first grants at once
+    # then queue on the row lock rather than each holding a share the other's UPDATE waits for.
     mark_used(conn, client_id, now)
+    require_enabled(conn, client_id)
     grant = _new_grant(conn, client_id, None, None, scope, now, policy, resources)
     planned = plan_pair(grant, access, 0, scope, now, policy)
     return _insert_pair(conn, planned, access, None)
