@@ -11,8 +11,10 @@ Registrations are rate-limited per source address, an IPv6 one by its /64
 metadata is checked by the one parser metadata documents share (`baton.core.registration`), the
 scope narrowed to `--dynamic-client-scopes` (and the OpenID Connect scopes while it is on), the
 resources to `--dynamic-client-resources` (empty: every registered resource server, at the time
-of the registration). A registration no grant ever used is deleted after
-`--registration-expiry` (`expire_unused`, from the purge loop).
+of the registration). A registration never used (no code or grant issued, no consent asked,
+no challenge in flight) is deleted after `--registration-expiry` (`expire_unused`, from the
+purge loop). An operator's edit of the client ends its RFC 7592 management (the registration
+access token stops working), and the RFC 7592 read answers what the client's row enforces.
 
 The registration access token (RFC 7592 §1) is 256 random bits, stored as its SHA-256 digest
 only and compared in constant time; a wrong one, a missing one and an unknown or deleted client
@@ -122,7 +124,7 @@ def _network(address: str) -> str:
 
 
 async def expire_unused(store: Registrations, now: int, expiry: int) -> int:
-    """Deletes the dynamic registrations older than `expiry` seconds that no grant used, and
+    """Deletes the dynamic registrations older than `expiry` seconds never used, and
     the rows of metadata-document clients nobody used whose document expired that long ago
     (the purge loop calls this); how many."""
     total = 0
