@@ -258,6 +258,10 @@ def test_a_login_app_signs_in_the_subject_it_chose(
         "client_name": "Photo app",
         "client_uri": "https://photos.example/",
         "redirect_uri": REDIRECT_URI,
+        # An operator's client: nothing to warn about (review #6's members).
+        "registered_via": None,
+        "verified": True,
+        "host": None,
     }
     assert body["requested_scope"] == ["openid", "profile", "read"]
     assert body["oidc"]["login_hint"] == "carol"

@@ -6,10 +6,12 @@ client."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx2
@@ -17,21 +19,26 @@ import pytest
 from mcp.client.auth.oauth2 import check_registration_usable
 from mcp.client.auth.utils import create_client_registration_request, handle_registration_response
 from mcp.shared.auth import OAuthClientMetadata, OAuthMetadata
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 from starlette.testclient import TestClient
 
 from baton.core.clock import FakeClock
 from baton.server.endpoints.registration import EXPIRY_ACTOR, expire_unused
-from baton.store.schema import audit_log
+from baton.server.runtime.limits import Rate
+from baton.store.admin import Actor
+from baton.store.schema import audit_log, clients
 from baton.store.sql import SQLStore
 from tests.support import (
     REDIRECT_URI,
     RegisteredClient,
+    authorization_request,
     authorize,
+    hidden_fields,
     refresh,
     register_client,
     register_user,
     running_app,
+    sign_in,
 )
 
 Running = tuple[TestClient, SQLStore, FakeClock]
@@ -50,13 +57,26 @@ NATIVE: dict[str, Any] = {
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     folder = tmp_path_factory.mktemp("registration-open")
-    with running_app(
-        folder,
-        registration="open",
-        dynamic_client_scopes=("read", "write"),
-        registration_expiry=EXPIRY,
-        rate_limit_address=0,  # the limit is the token app's test; many registrations here
-    ) as (http, store, clock):
+    with (
+        running_app(
+            folder,
+            registration="open",
+            dynamic_client_scopes=("read", "write"),
+            registration_expiry=EXPIRY,
+            rate_limit_address=0,
+        ) as (http, store, clock),
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        # The registration limit (on whatever --rate-limit-address says) is the token app's
+        # test: this app registers far more than its burst from the one test client (the IPv6
+        # test's addresses keep the limit).
+        buckets = http.app.state.baton.limits.buckets  # type: ignore[attr-defined]
+        take = buckets.take
+
+        async def unlimited(key: str, rate: Rate) -> float:
+            return 0.0 if key == "register:testclient" else await take(key, rate)
+
+        patch.setattr(buckets, "take", unlimited)
         register_user(store)
         register_client(store, resource_server=True, resource_uri="https://api.example/mcp")
         yield http, store, clock
@@ -380,6 +400,113 @@ def test_unused_registrations_expire_and_used_ones_stay(running: Running) -> Non
     assert read(http, used) == 200
     deleted = [r for r in audit(store) if r["target_id"] == unused["client_id"]][-1]
     assert (deleted["action"], deleted["actor"]) == ("client.delete", EXPIRY_ACTOR)
+
+
+def test_a_used_registration_outlives_its_dead_grants(http: TestClient, running: Running) -> None:
+    """Review #2: the purge forgets a dead grant after the retention; the client it used is
+    not "never used" then."""
+    _, store, clock = running
+    register_user(store, "carol")
+    body = registered(http)
+    client = RegisteredClient(body["client_id"], None)
+    pair = first_pair_as(http, client, "carol")
+    revoked = http.post("/revoke", data={"token": pair["refresh_token"], "client_id": client.id})
+    assert revoked.status_code == 200
+    retention = http.app.state.baton.settings.retention  # type: ignore[attr-defined]
+    clock.advance(retention + EXPIRY + 10)
+    while anyio.run(store.purge, clock.now(), retention) > 0:
+        pass
+    anyio.run(expire_unused, store, clock.now(), EXPIRY)
+    assert read(http, body) == 200
+
+
+def test_a_registration_is_not_expired_while_its_consent_page_is_read(
+    http: TestClient, running: Running
+) -> None:
+    """Review #2: a person signed in and reads the consent page as the expiry runs; Allow still
+    gives the code."""
+    _, store, clock = running
+    register_user(store, "dave")
+    body = registered(http)
+    clock.advance(EXPIRY - 5)
+    client = RegisteredClient(body["client_id"], None)
+    _verifier, params = authorization_request(client, scope="read")
+    login = http.get("/authorize", params=params)
+    page = http.get(sign_in(http, login.headers["location"], "dave").headers["location"])
+    assert page.status_code == 200
+    clock.advance(10)
+    anyio.run(expire_unused, store, clock.now(), EXPIRY)
+    assert read(http, body) == 200
+    allowed = http.post("/authorize", data={**hidden_fields(page.text), "decision": "allow"})
+    assert "code=" in allowed.headers["location"]
+
+
+def first_pair_as(http: TestClient, client: RegisteredClient, username: str) -> dict[str, Any]:
+    verifier, params = authorization_request(client, scope="read")
+    login = http.get("/authorize", params=params)
+    page = http.get(sign_in(http, login.headers["location"], username).headers["location"])
+    answer = http.post("/authorize", data={**hidden_fields(page.text), "decision": "allow"})
+    code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI}
+    pair = http.post("/token", data={**data, "code_verifier": verifier, "client_id": client.id})
+    assert pair.status_code == 200, pair.text
+    body: dict[str, Any] = pair.json()
+    return body
+
+
+def test_registrations_count_an_ipv6_network_whatever_the_address_limit(
+    running: Running,
+) -> None:
+    """Review #4: one /64 is one caller (its addresses are its own to pick), and the limit holds
+    with --rate-limit-address 0 (this app's)."""
+    app = running[0].app
+
+    async def register_from(addresses: list[str]) -> list[int]:
+        codes = []
+        for address in addresses:
+            transport = httpx2.ASGITransport(app=app, client=(address, 1234))
+            async with httpx2.AsyncClient(transport=transport, base_url="http://baton.test") as c:
+                codes.append((await c.post("/register", json=NATIVE)).status_code)
+        return codes
+
+    one_network = [f"2001:db8:1:1::{i:x}" for i in range(21)]
+    codes = anyio.run(register_from, one_network)
+    assert codes[:20] == [201] * 20 and codes[20] == 429
+    assert anyio.run(register_from, ["2001:db8:1:2::1"]) == [201]
+
+
+def test_an_operator_edit_ends_the_rfc7592_management(http: TestClient, running: Running) -> None:
+    """Review #3: the operator narrows a dynamic client; the client can no longer read its
+    registration and PUT back what it had (its token is revoked: the same 401 as any other)."""
+    _, store, clock = running
+    body = registered(http)
+    path, auth = managed(body)
+    before = anyio.run(store.get_client, body["client_id"])
+    assert before is not None and before.scope == "read write"
+    narrowed = dataclasses.replace(before, scope="read", redirect_uris=("http://127.0.0.1/cb",))
+    actor = Actor("operator", None, clock.now())
+    anyio.run(store.admin().update_registration, before, narrowed, actor)
+    assert http.get(path, headers=auth).status_code == 401
+    put = http.put(path, json={**body, "client_id": body["client_id"]}, headers=auth)
+    assert put.status_code == 401
+    after = anyio.run(store.get_client, body["client_id"])
+    assert after is not None
+    assert (after.scope, after.redirect_uris) == ("read", ("http://127.0.0.1/cb",))
+
+
+def test_the_rfc7592_read_says_what_the_client_is(http: TestClient, running: Running) -> None:
+    """Review #3: the read answers the enforced columns, not the registration as sent."""
+    _, store, _clock = running
+    body = registered(http)
+    path, auth = managed(body)
+
+    def narrow(conn: Connection) -> None:
+        row = clients.c.id == body["client_id"]
+        conn.execute(update(clients).where(row).values(scope="read", name="Renamed"))
+
+    anyio.run(store.runner.write, narrow)
+    shown = http.get(path, headers=auth).json()
+    assert (shown["scope"], shown["client_name"]) == ("read", "Renamed")
 
 
 def read(http: TestClient, body: dict[str, Any]) -> int:

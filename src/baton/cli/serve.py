@@ -26,6 +26,7 @@ from baton.config import OPTIONS, ConfigFileError, Source, build, read_config_fi
 from baton.core.issuer import issuer_problem, missing_issuer_problem
 from baton.core.keys import KeyEncryptionError, unseal
 from baton.logs import dict_config
+from baton.server.admin.api import admin_scopes
 from baton.server.observability import MULTIPROC_VARIABLE, tracing_unavailable
 from baton.store.engines import PoolSettings, display_url, normalize_url
 from baton.store.sql import SQLStore
@@ -99,6 +100,7 @@ def serve(**params: Any) -> None:
         fail(problem)
     _webhook_secret(settings.webhook_url, settings.webhook_secret)
     _registration_token(settings.registration, settings.registration_token)
+    _dynamic_client_scopes(settings.dynamic_client_scopes)
     kek = None
     if settings.access_token_format == "jwt" or settings.key_encryption_key:
         kek = check_kek(settings.key_encryption_key)
@@ -256,6 +258,18 @@ def _registration_token(mode: str, token: str | None) -> None:
             "--registration token needs an initial access token: set BATON_REGISTRATION_TOKEN "
             "to 32 or more random characters, e.g. "
             "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+
+
+def _dynamic_client_scopes(scopes: tuple[str, ...]) -> None:
+    """`--dynamic-client-scopes` never names an admin API scope (`AdminScope`, `admin:*`): an
+    anonymous registration (or a metadata document) would get it, and with the initial access
+    token's client_credentials, a token for the admin API."""
+    if refused := admin_scopes(" ".join(scopes)):
+        fail(
+            "--dynamic-client-scopes cannot include admin API scopes ("
+            + ", ".join(sorted(refused))
+            + "): register a client that needs them with `baton client create`"
         )
 
 

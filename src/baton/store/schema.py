@@ -81,7 +81,9 @@ clients = Table(
     # the RFC 7592 registration access token's SHA-256; `document_expires_at` when a metadata
     # document must be fetched again. `grant_types` (JSON array; NULL: every grant the client's
     # type allows), `token_endpoint_auth_method` (NULL: by the client's type) and `jwks_uri`
-    # (`private_key_jwt`) are RFC 7591 §2 metadata the server enforces.
+    # (`private_key_jwt`) are RFC 7591 §2 metadata the server enforces. `used_at`: when the
+    # client was first used (a code issued for it, or a signed-in person asked to consent); the
+    # expiry of unused dynamic registrations (`--registration-expiry`) spares a client with it.
     Column("registered_via", String(16)),
     Column("registration", Text),
     Column("registration_token_digest", LargeBinary(32)),
@@ -89,6 +91,7 @@ clients = Table(
     Column("grant_types", Text),
     Column("token_endpoint_auth_method", String(32)),
     Column("jwks_uri", Text),
+    Column("used_at", Time),
     Index(
         "ix_clients_resource_uri",
         "resource_uri",

@@ -52,6 +52,7 @@ from baton.core.prompt import (
     sign_in_too_old,
 )
 from baton.core.redirects import is_https, matching_redirect_uri, redirect_uri_problem
+from baton.core.registration import AUTHORIZATION_CODE
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
@@ -59,21 +60,27 @@ from baton.core.subject import SectorError, subject_for
 from baton.core.tokens import TokenKind, digest, mint
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.clientauth import enabled_client
-from baton.server.endpoints.consent import ALLOW_ONLINE, account_page, consent_page
+from baton.server.endpoints.consent import (
+    ALLOW_ONLINE,
+    account_page,
+    consent_page,
+    provenance,
+    return_host,
+)
 from baton.server.endpoints.errors import OAuthError, error_description
 from baton.server.endpoints.forms import REPEATABLE, Form, browser_form, parse_pairs, unreadable
 from baton.server.endpoints.hints import IdTokenHint, read_id_token_hint
 from baton.server.endpoints.stores import ChallengeKeeper
 from baton.server.runtime.context import Baton, baton, source_address
 from baton.server.runtime.documents import DocumentError
-from baton.server.runtime.pages import N_, error_page
+from baton.server.runtime.pages import N_, error_page, page
 from baton.server.runtime.sessions import (
     MAX_AGE,
     AccountDisabled,
     begin_session,
     live_session,
 )
-from baton.store.base import Challenge, Client, Consent, NewCode, User
+from baton.store.base import Challenge, Client, Consent, NewCode, RegisteredVia, User
 
 # The parameters that make up an authorization request, carried through login and consent
 # (`resource` may repeat, RFC 8707 §2), in their declared order.
@@ -202,6 +209,14 @@ async def _checked(app: Baton, request: AuthorizationRequest, form: Form) -> Aut
     response_type = form.get("response_type")
     if response_type != "code":
         raise RedirectError(ErrorCode.UNSUPPORTED_RESPONSE_TYPE, "response_type must be code")
+    grant_types = request.client.grant_types
+    if grant_types is not None and AUTHORIZATION_CODE not in grant_types:
+        # RFC 6749 §4.1.2.1 `unauthorized_client`: "The client is not authorized to request an
+        # authorization code using this method." Its registration (RFC 7591 §2 `grant_types`)
+        # left the code flow out; no page is shown for a code /token would refuse.
+        raise RedirectError(
+            ErrorCode.UNAUTHORIZED_CLIENT, "the client is not registered for authorization_code"
+        )
     allowed = parse_scope(request.client.scope)
     try:
         # RFC 6749 §3.3: an omitted scope is the client's registered scope (which may be empty:
@@ -329,16 +344,46 @@ def _redirect(
     """The answer to the client (a code or an error, RFC 6749 §4.1.2), with `state` and `iss`
     (RFC 9207). Every answer to the client goes out here: a login app's sign-in without
     `remember` is spent by it (`_spend_once`)."""
+    _spend_once(request)
+    return RedirectResponse(
+        _answer_url(app, auth, params), status_code=status, headers={"Cache-Control": "no-store"}
+    )
+
+
+def _answer_url(app: Baton, auth: AuthorizationRequest, params: dict[str, str]) -> str:
+    """The redirect URI with the answer's parameters, `state` and `iss` (RFC 9207)."""
     if auth.state is not None:
         params["state"] = auth.state
     params["iss"] = app.settings.issuer_identifier
     sep = "&" if "?" in auth.redirect_uri else "?"
+    return auth.redirect_uri + sep + urlencode(params)
+
+
+def _unvouched(app: Baton, client: Client) -> bool:
+    """A client no operator registered (RFC 7591, or a metadata document on a host the operator
+    does not trust): anyone can make one whose redirect URI is theirs."""
+    return client.registered_via is not None and not app.documents.trusted(client)
+
+
+def _error_with_link(
+    request: Request, app: Baton, auth: AuthorizationRequest, params: dict[str, str]
+) -> Response:
+    """An error found before any page was shown, for a client no operator vouched for: the
+    error page, with a plain link to the error's redirect rather than the redirect itself.
+    RFC 9700 §4.11.2: an authorization server that redirects on an invalid request "could be
+    used as an open redirector" by whoever registered the client, "especially" a client
+    registered dynamically; a link the person chooses to follow is no redirection of theirs,
+    and no dead end either. An operator's client keeps RFC 6749 §4.1.2.1's redirect."""
+    values = {"code": params["error"], "description": params["error_description"]}
+    link = _answer_url(app, auth, params)
     _spend_once(request)
-    return RedirectResponse(
-        auth.redirect_uri + sep + urlencode(params),
-        status_code=status,
-        headers={"Cache-Control": "no-store"},
-    )
+    context = {
+        "message": N_("The application's request was refused (%(code)s: %(description)s)."),
+        "values": values,
+        "return_link": link,
+        "return_host": return_host(auth.redirect_uri),
+    }
+    return page(request, "error.html", context, 400, {"Cache-Control": "no-store"})
 
 
 async def _rate_limited(request: Request) -> Response | None:
@@ -395,6 +440,8 @@ async def _authorize(
         return error_page(request, exc.message, exc.status, values=exc.values)
     except _WithRequest as exc:
         params = {"error": exc.error.error, "error_description": exc.error.description}
+        if _unvouched(app, exc.request.client):
+            return _error_with_link(request, app, exc.request, params)
         return _redirect(request, app, exc.request, params, status)
     live = live_session(request)
     if request.session.get(ONCE) and (fresh or request.session.get(ONCE) == SPENT):
@@ -800,6 +847,10 @@ async def _ask_consent(
     request: Request, app: Baton, auth: AuthorizationRequest, user: User, consent: Consent | None
 ) -> Response:
     """The consent page, or the consent app with a challenge."""
+    if auth.client.registered_via == RegisteredVia.DYNAMIC:
+        # A person signed in and is asked: the registration is in use, and the expiry of unused
+        # ones (`--registration-expiry`) must not delete it while the page is read.
+        await app.store.note_consent_asked(auth.client.id, app.clock.now())
     url = _consent_app(app, auth.client)
     if url is None:
         return await consent_page(request, app, auth, user.username)
@@ -891,6 +942,7 @@ async def _challenge(
             "client_name": auth.client.name,
             "client_uri": auth.client.client_uri,
             "redirect_uri": auth.redirect_uri,
+            **_client_provenance(app, auth.client),
         },
         "requested_scope": sorted(auth.scope),
         "requested_resource": list(auth.resources),
@@ -917,6 +969,19 @@ async def _challenge(
         samesite="lax",
     )
     return response
+
+
+def _client_provenance(app: Baton, client: Client) -> dict[str, Any]:
+    """What the built-in consent page says of who registered the client (`consent.provenance`),
+    for a login or consent app to say it too: `registered_via` (null: an operator's client;
+    "dynamic": RFC 7591; "document": a client ID metadata document), `verified` (false: its
+    name and details are its own claim, RFC 7591 §5 / the metadata document draft §8.5; true:
+    an operator's client, or a document on a host the operator trusts) and `host` (the
+    document's host, or the host of the homepage a dynamic client claims; else null)."""
+    shown = provenance(app, client)
+    if shown is None:
+        return {"registered_via": None, "verified": True, "host": None}
+    return {"registered_via": shown["kind"], "verified": shown["verified"], "host": shown["host"]}
 
 
 # Why a verifier is refused, said on the error page (never followed: the request it carries

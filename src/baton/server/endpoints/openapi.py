@@ -1026,6 +1026,25 @@ _CLIENT_SUMMARY: Schema = {
         "client_name": {"type": "string"},
         "client_uri": {"type": ["string", "null"]},
         "redirect_uri": {"type": "string"},
+        # Who registered the client, as the built-in consent page says it: show "not verified"
+        # when `verified` is false (its name and details are its own claim).
+        "registered_via": {
+            "type": ["string", "null"],
+            "enum": ["dynamic", "document", None],
+            "description": "null: registered by an operator; dynamic: RFC 7591 registration; "
+            "document: a client ID metadata document (its URL is the client_id)",
+        },
+        "verified": {
+            "type": "boolean",
+            "description": "false: the name and details are the client's own claim, not "
+            "verified by this server (say so to the person); true: an operator's client, or "
+            "a metadata document on a host the operator trusts",
+        },
+        "host": {
+            "type": ["string", "null"],
+            "description": "a metadata document's host, or the host of the homepage a "
+            "dynamically registered client claims; null for an operator's client",
+        },
     },
     "additionalProperties": True,
 }

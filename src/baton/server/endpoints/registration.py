@@ -6,12 +6,15 @@ The operator's policy (`--registration`): `off` answers 404 at every one of thes
 it); `open` lets anyone register; `token` asks for the initial access token
 `--registration-token` as a bearer token (RFC 7591 §3: "The authorization server MAY be
 configured to accept ... an initial access token"), else 401 `invalid_token` (RFC 6750 §3.1).
-Registrations are rate-limited per source address (`REGISTRATIONS`, 429 with `Retry-After`), the
+Registrations are rate-limited per source address, an IPv6 one by its /64
+(`REGISTRATIONS`, 429 with `Retry-After`; whatever `--rate-limit-address` says), the
 metadata is checked by the one parser metadata documents share (`baton.core.registration`), the
 scope narrowed to `--dynamic-client-scopes` (and the OpenID Connect scopes while it is on), the
 resources to `--dynamic-client-resources` (empty: every registered resource server, at the time
-of the registration). A registration no grant ever used is deleted after
-`--registration-expiry` (`expire_unused`, from the purge loop).
+of the registration). A registration never used (no code or grant issued, no consent asked,
+no challenge in flight) is deleted after `--registration-expiry` (`expire_unused`, from the
+purge loop). An operator's edit of the client ends its RFC 7592 management (the registration
+access token stops working), and the RFC 7592 read answers what the client's row enforces.
 
 The registration access token (RFC 7592 §1) is 256 random bits, stored as its SHA-256 digest
 only and compared in constant time; a wrong one, a missing one and an unknown or deleted client
@@ -23,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import ipaddress
 import json
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -42,6 +46,7 @@ from baton.core.registration import (
 )
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.core.vocabulary import ErrorCode
+from baton.server.admin.api import admin_scopes
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError
 from baton.server.endpoints.metadata import OIDC_SCOPES
 from baton.server.endpoints.stores import Registrations
@@ -57,9 +62,14 @@ JSON_TYPE = "application/json"
 # holder of a registration access token), and the purge loop's expiry.
 ACTOR = "dynamic-registration"
 EXPIRY_ACTOR = "registration-expiry"
-# Registrations per source address: bursts of 20, then 20 an hour (no RFC sets a number; a
-# registration is a row kept for `--registration-expiry` at least). Off with the address limit.
+# Registrations per source network: bursts of 20, then 20 an hour (no RFC sets a number; a
+# registration is a row kept for `--registration-expiry` at least). Its own limit, on whatever
+# `--rate-limit-address` says: that option tunes the requests an address may make, not how many
+# rows an anonymous caller may leave in the database.
 REGISTRATIONS = Rate(per_second=20 / 3600, burst=20)
+# An IPv6 address counts by its /64: one subscriber or host usually holds a whole /64 (RFC 6177,
+# RFC 7934), so counting its addresses one by one would give it 2^64 buckets.
+IPV6_PREFIX = 64
 # The registration access token: 256 random bits (RFC 7592 §1 "MUST ... not be guessable").
 _TOKEN_PREFIX = "bat_rg_"
 _TOKEN_BYTES = 32
@@ -80,9 +90,13 @@ _SERVER_MEMBERS = (
 async def client_policy(app: Baton, document: bool = False) -> RegistrationPolicy:
     """What a client no operator registered may get (dynamic registration, and a client ID
     metadata document with `document`): `--dynamic-client-scopes` and, while OpenID Connect is
-    on, its scopes; `--dynamic-client-resources`, else every registered resource server."""
+    on, its scopes, less any `admin:*` scope; `--dynamic-client-resources`, else every
+    registered resource server."""
     settings = app.settings
     scopes = frozenset(settings.dynamic_client_scopes) | frozenset(OIDC_SCOPES if app.oidc else ())
+    # Never an admin API scope (`baton serve` refuses them in the option; a Settings built
+    # otherwise still never hands one to a client no operator registered).
+    scopes -= admin_scopes(" ".join(scopes))
     resources = tuple(settings.dynamic_client_resources)
     if not resources:
         resources = tuple(sorted(await app.store.registered_resources()))
@@ -95,8 +109,22 @@ async def client_policy(app: Baton, document: bool = False) -> RegistrationPolic
     )
 
 
+def _network(address: str) -> str:
+    """The registration bucket's key for a source address: an IPv4 address itself, an IPv6
+    address its /64 (`IPV6_PREFIX`); anything else (not an IP address) as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+    return str(ip)
+
+
 async def expire_unused(store: Registrations, now: int, expiry: int) -> int:
-    """Deletes the dynamic registrations older than `expiry` seconds that no grant used, and
+    """Deletes the dynamic registrations older than `expiry` seconds never used, and
     the rows of metadata-document clients nobody used whose document expired that long ago
     (the purge loop calls this); how many."""
     total = 0
@@ -118,8 +146,8 @@ async def register(request: Request) -> Response:
     await app.limits.check_address(address)
     if app.settings.registration == "token":
         _initial_access_token(request, app)
-    if app.limits.per_address.enabled and address is not None:
-        wait = await app.limits.buckets.take("register:" + address, REGISTRATIONS)
+    if address is not None:
+        wait = await app.limits.buckets.take("register:" + _network(address), REGISTRATIONS)
         if wait > 0:
             raise too_many(wait, "address")
     meta = _metadata(await _json_object(request, app), await client_policy(app))
@@ -363,9 +391,13 @@ def registration_client_uri(app: Baton, client_id: str) -> str:
 
 def _information(app: Baton, client: Client, token: str, **extra: str) -> dict[str, Any]:
     """RFC 7591 §3.2.1 / RFC 7592 §3: the client information response: the metadata as
-    registered, its identifier, when it was issued, and how to manage it."""
+    registered, its identifier, when it was issued, and how to manage it. What the server
+    enforces is read from the client's columns, not from the stored registration: the answer
+    says what the client is (RFC 7592 §3: "all registered metadata about the client, including
+    any fields provisioned by the authorization server itself")."""
     answer: dict[str, Any] = {
         **client.registration,
+        **_enforced(client),
         "client_id": client.id,
         # "Time at which the client identifier was issued ... seconds from 1970-01-01T00:00:00Z"
         "client_id_issued_at": client.created_at,
@@ -377,6 +409,20 @@ def _information(app: Baton, client: Client, token: str, **extra: str) -> dict[s
         # "REQUIRED if client_secret is issued ... 0 if it will not expire."
         answer["client_secret_expires_at"] = 0
     return answer
+
+
+def _enforced(client: Client) -> dict[str, Any]:
+    """The metadata the server enforces, as the client's row holds it."""
+    enforced: dict[str, Any] = {
+        "client_name": client.name,
+        "redirect_uris": list(client.redirect_uris),
+        "scope": client.scope,
+        "client_uri": client.client_uri,
+        "grant_types": None if client.grant_types is None else list(client.grant_types),
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "jwks_uri": client.jwks_uri,
+    }
+    return {name: value for name, value in enforced.items() if value is not None}
 
 
 def _metadata(raw: dict[str, Any], policy: RegistrationPolicy) -> ClientMetadata:

@@ -12,6 +12,9 @@ console's actions it reuses (disable, enable, rotate the secret):
   conflicting edit), so two administrators who read the same registration cannot both write
   their edit of it: the second finds its `before` stale (`STALE`) and must read again. That is
   what makes the admin API's `If-Match` hold even between two requests racing each other.
+  An edit of a dynamically registered client ends its RFC 7592 management: its registration
+  access token is forgotten, so the client cannot read back, then PUT back, what the operator
+  changed (its scope, resources, redirect URIs): the operator took it over.
 - `delete_client`: disable (every live grant revoked, announced on the feed) and the tombstone
   (`baton.store.sql.tombstones`), in one transaction.
 - `add_signing_key_audited`: `baton keys rotate`'s read of the keys and write of the new one, in
@@ -31,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from baton.core.client_metadata import registration
 from baton.core.keys import StoredKey
 from baton.store.admin import Actor, Disabled
-from baton.store.base import Client, ResourceUriTaken
+from baton.store.base import Client, RegisteredVia, ResourceUriTaken
 from baton.store.schema import clients
 from baton.store.sql import registry
 from baton.store.sql.audit import record
@@ -55,9 +58,12 @@ _NOT_AUDITED = ("client_id", "created_at", "disabled_at", "deleted")
 # When a new key starts signing and the keys it replaces retire, from the keys stored
 # (`baton.server.runtime.keyring.rotation_window` with the rotation's parameters).
 KeyWindow = Callable[[Sequence[StoredKey]], tuple[int, int | None]]
-# Every column the row as read must still hold, the credentials aside (not on `Client`).
+# Every column the row as read must still hold, the credentials aside (not on `Client`), and
+# the first use (`used_at`, not on `Client` either: a use is no conflicting edit).
 _COMPARED = tuple(
-    c.name for c in clients.columns if c.name not in ("secret_digest", "registration_token_digest")
+    c.name
+    for c in clients.columns
+    if c.name not in ("secret_digest", "registration_token_digest", "used_at")
 )
 
 
@@ -143,12 +149,18 @@ class ClientAdmin:
         changes (empty: nothing changed, nothing written), or `STALE` when the row changed or
         went since `before` was read."""
         old, new = client_values(before), client_values(after)
-        changes = {c: new[c] for c in EDITABLE_COLUMNS if old[c] != new[c]}
+        changes: dict[str, Any] = {c: new[c] for c in EDITABLE_COLUMNS if old[c] != new[c]}
         detail = {
             name: list(value) if isinstance(value, tuple) else value
             for name in _fields_changed(before, after)
             for value in [getattr(after, name)]
         }
+        if changes and before.registered_via == RegisteredVia.DYNAMIC:
+            # The operator's edit stands: an RFC 7592 PUT would rebuild the scope, resources
+            # and redirect URIs from the client's request and the registration policy. The
+            # registration access token stops working (the one 401 of any invalid token).
+            changes["registration_token_digest"] = None
+            detail["registration_access_token"] = "revoked"
 
         def work(conn: Connection) -> dict[str, Any] | Stale:
             unchanged = [clients.c[c].is_not_distinct_from(old[c]) for c in _COMPARED]

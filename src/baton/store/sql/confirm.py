@@ -2,13 +2,16 @@
 
 A server process authenticates requests against the clients it has cached; the store call that
 does the work first compares the client's row, as it is now, with the client the request
-authenticated as (`baton.store.base.ClientChanged`), so a disabled client or a rotated secret is
-refused in every process from the commit that changed it. And before a new grant, the client is
+authenticated as (`baton.store.base.ClientChanged`), so a disabled client, a rotated secret or
+an RFC 7592 update of what the client may do (its grant types, its authentication method, its
+key set's URL, its redirect URIs) holds in every process from the commit that changed it, not
+after the client cache's lifetime. And before a new grant, the client is
 read once more (`require_enabled`), so a disable never misses a grant it could not see.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -44,19 +47,30 @@ def require_enabled(conn: Connection, client_id: str) -> None:
 
 def client_unchanged(conn: Connection, client: Client) -> bool:
     """Whether `client`'s row still authenticates as `client` did: the same secret digest, the
-    same kind, still enabled (see `ClientChanged`)."""
+    same kind, still enabled, the same grant types, authentication method, key set URL and
+    redirect URIs (see `ClientChanged`)."""
     return authenticates_as(CLIENT_AUTHENTICATION.run(conn, client_id=client.id).fetchone(), client)
 
 
 def authenticates_as(row: Sequence[Any] | None, client: Client) -> bool:
-    """`row`: the client's (secret digest, is public, is resource server, disabled at), or None
-    when it has no row any more."""
+    """`row`: the client's (secret digest, is public, is resource server, disabled at, grant
+    types, token endpoint auth method, jwks_uri, redirect URIs) as stored, or None when it has
+    no row any more. The JSON columns are compared decoded (as `client_from_row` reads them),
+    so their spelling in the row never matters."""
     return row is not None and (
         row[0] == client.secret_digest
         and bool(row[1]) is client.is_public
         and bool(row[2]) is client.is_resource_server
         and row[3] == client.disabled_at
+        and _json_tuple(row[4]) == client.grant_types
+        and row[5] == client.token_endpoint_auth_method
+        and row[6] == client.jwks_uri
+        and _json_tuple(row[7]) == client.redirect_uris
     )
+
+
+def _json_tuple(stored: str | None) -> tuple[Any, ...] | None:
+    return None if stored is None else tuple(json.loads(stored))
 
 
 def read_confirming(
@@ -81,6 +95,10 @@ def read_confirming(
         row["c_is_public"],
         row["c_is_resource_server"],
         row["c_disabled_at"],
+        row["c_grant_types"],
+        row["c_token_endpoint_auth_method"],
+        row["c_jwks_uri"],
+        row["c_redirect_uris"],
     )
     confirmed = row["c_id"] is not None and authenticates_as(now_stored, client)
     return build(row) if confirmed else CLIENT_CHANGED

@@ -46,7 +46,14 @@ from baton.store.base import (
     SecurityEvent,
     TokenFacts,
 )
-from baton.store.schema import authorization_codes, grants, refresh_tokens, security_events, users
+from baton.store.schema import (
+    authorization_codes,
+    clients,
+    grants,
+    refresh_tokens,
+    security_events,
+    users,
+)
 from baton.store.sql import outbox
 from baton.store.sql.confirm import confirmed, read_confirming, require_enabled
 from baton.store.sql.feed import announce_access_deaths, wake_feed
@@ -102,6 +109,18 @@ def save_code(conn: Connection, code: NewCode) -> None:
         "sign_in": None if code.sign_in is None else code.sign_in.stored(),
     }
     conn.execute(insert(authorization_codes).values(**values))
+    mark_used(conn, code.client_id, code.created_at)
+
+
+def mark_used(conn: Connection, client_id: str, now: int) -> None:
+    """Records the client's first use (`clients.used_at`), in the unit of work that uses it: the
+    expiry of unused dynamic registrations spares a used client for good, even once the purge
+    has removed its dead grants. After the first use the UPDATE matches no row (no write)."""
+    conn.execute(
+        update(clients)
+        .where(clients.c.id == client_id, clients.c.used_at.is_(None))
+        .values(used_at=now)
+    )
 
 
 # The rules' decisions, as spans (`baton.spans`: nothing while tracing is off).
@@ -219,6 +238,9 @@ def issue_client_credentials(
     resources: tuple[str, ...],
     policy: Policy,
 ) -> IssuedPair:
+    # The first use's UPDATE before `require_enabled`'s FOR SHARE: two first grants at once
+    # then queue on the row lock rather than each holding a share the other's UPDATE waits for.
+    mark_used(conn, client_id, now)
     require_enabled(conn, client_id)
     grant = _new_grant(conn, client_id, None, None, scope, now, policy, resources)
     planned = plan_pair(grant, access, 0, scope, now, policy)

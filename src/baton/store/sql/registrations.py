@@ -1,5 +1,5 @@
 """Dynamically registered clients (RFC 7591, RFC 7592): their registration, read, update and
-deletion with the registration access token, and the expiry of registrations no grant used.
+deletion with the registration access token, and the expiry of registrations never used.
 
 `DynamicClientStore` is a mixin of `SQLStore`: each method is one unit of work through the
 store's runner, each write with its audit row (never a secret nor a token). A deletion, by the
@@ -19,9 +19,10 @@ from sqlalchemy import Connection, exists, select, update
 from baton.core.client_metadata import registration
 from baton.store.admin import Actor
 from baton.store.base import Client, RegisteredVia
-from baton.store.schema import authorization_codes, clients, grants
+from baton.store.schema import auth_challenges, clients, consents
 from baton.store.sql import registry
 from baton.store.sql.audit import record
+from baton.store.sql.lifecycle import mark_used
 from baton.store.sql.rows import client_from_row, client_values
 from baton.store.sql.tombstones import Deleted, tombstone
 
@@ -81,10 +82,14 @@ def _dynamic(conn: Connection, client_id: str) -> DynamicClient | None:
 
 
 def _never_used() -> Any:
-    """No grant and no authorization code ever named the client (a code not yet redeemed is a
-    use in progress)."""
-    return ~exists().where(grants.c.client_id == clients.c.id) & ~exists().where(
-        authorization_codes.c.client_id == clients.c.id
+    """The client was never used: no first use recorded (`used_at`, set when a code or a
+    client_credentials grant is issued for it, or a signed-in person is asked to consent; kept
+    when the purge removes its dead grants), no consent app's or login app's challenge in
+    flight, and no consent remembered (an operator's import, say)."""
+    return (
+        clients.c.used_at.is_(None)
+        & ~exists().where(auth_challenges.c.client_id == clients.c.id)
+        & ~exists().where(consents.c.client_id == clients.c.id)
     )
 
 
@@ -146,6 +151,12 @@ class DynamicClientStore:
 
         return await self._write(work)
 
+    async def note_consent_asked(self, client_id: str, now: int) -> None:
+        """Records that a signed-in person was asked to consent to the client (its first use,
+        unless it was used before): the expiry of unused registrations must not delete it
+        while that person reads the consent page."""
+        await self._write(lambda conn: mark_used(conn, client_id, now))
+
     async def delete_dynamic_client(self, client_id: str, actor: Actor) -> Deleted | None:
         """Deletes the client as `baton client delete` does (disabled, every live grant
         revoked, a tombstone), each step audited; None when it was deleted already."""
@@ -155,9 +166,9 @@ class DynamicClientStore:
         self, now: int, expiry: int, actor_name: str, batch: int = 100
     ) -> int:
         """Deletes (as `delete_dynamic_client` does) up to `batch` dynamically registered
-        clients created more than `expiry` seconds before `now` that no grant or code ever
-        named, each in its own transaction that checks it again (audited `client.delete` by
-        `actor_name`); returns how many."""
+        clients created more than `expiry` seconds before `now` that were never used
+        (`_never_used`), each in its own transaction that checks it again (audited
+        `client.delete` by `actor_name`); returns how many."""
         cutoff = now - expiry
 
         def candidates(conn: Connection) -> list[str]:

@@ -73,6 +73,10 @@ CLIENT_AUTHENTICATION = Prepared(
         clients.c.is_public,
         clients.c.is_resource_server,
         clients.c.disabled_at,
+        clients.c.grant_types,
+        clients.c.token_endpoint_auth_method,
+        clients.c.jwks_uri,
+        clients.c.redirect_uris,
     ).where(clients.c.id == bindparam("client_id"))
 )
 
@@ -86,6 +90,10 @@ _CONFIRMING = (
     _confirm.c.is_public.label("c_is_public"),
     _confirm.c.is_resource_server.label("c_is_resource_server"),
     _confirm.c.disabled_at.label("c_disabled_at"),
+    _confirm.c.grant_types.label("c_grant_types"),
+    _confirm.c.token_endpoint_auth_method.label("c_token_endpoint_auth_method"),
+    _confirm.c.jwks_uri.label("c_jwks_uri"),
+    _confirm.c.redirect_uris.label("c_redirect_uris"),
 )
 
 _REFRESH_COLUMNS = (

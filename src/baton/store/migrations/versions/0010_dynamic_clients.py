@@ -7,7 +7,9 @@ Create Date: 2026-12-05
 - `clients` gains the RFC 7591 metadata of a client registered dynamically or described by a
   client ID metadata document (`registered_via`, `registration`, `registration_token_digest`,
   `document_expires_at`, `grant_types`, `token_endpoint_auth_method`, `jwks_uri`): nullable
-  columns the previous release neither reads nor writes.
+  columns the previous release neither reads nor writes. `used_at`: when a dynamically
+  registered client was first used (a code issued for it, or a signed-in person asked to
+  consent to it); the expiry of unused registrations deletes only clients without it.
 - The client id columns stay `varchar(64)`: widening them for long metadata-document URLs
   changes their type, which invalidates the cached statement plans of the release still running
   during a rolling upgrade (tests/e2e/test_rolling_upgrade.py saw its refreshes fail with 500s).
@@ -38,6 +40,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("grant_types", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("token_endpoint_auth_method", sa.String(32)))
         batch_op.add_column(sa.Column("jwks_uri", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("used_at", sa.BigInteger(), nullable=True))
     op.create_table(
         "client_assertions",
         sa.Column("digest", sa.LargeBinary(32), primary_key=True),
@@ -51,6 +54,7 @@ def downgrade() -> None:
     op.drop_table("client_assertions")
     with op.batch_alter_table("clients", schema=None) as batch_op:
         for column in (
+            "used_at",
             "jwks_uri",
             "token_endpoint_auth_method",
             "grant_types",
