@@ -16,6 +16,9 @@ from typing import Any
 
 OPENID = "openid"
 OFFLINE_ACCESS = "offline_access"
+# The scopes OpenID Connect defines that Baton serves (Core §3.1.2.1, §5.4, §11), in the order
+# the metadata lists them.
+OIDC_SCOPES = (OPENID, "profile", "email", OFFLINE_ACCESS)
 
 # OIDC Core §5.4: the claims each scope asks for (those Baton holds).
 PROFILE_CLAIMS = (

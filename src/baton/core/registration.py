@@ -32,14 +32,15 @@ What is checked, and where the rule comes from:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from baton.core.challenges import app_url_problem
+from baton.core.claims import OIDC_SCOPES
 from baton.core.redirects import LOOPBACK, redirect_uri_problem
-from baton.core.scope import ScopeError
+from baton.core.scope import ADMIN_PREFIX, ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.vocabulary import ErrorCode
@@ -74,6 +75,15 @@ NATIVE = "native"
 APPLICATION_TYPES = (WEB, NATIVE)
 
 _URL_MEMBERS = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
+
+
+def dynamic_scopes(configured: Iterable[str], oidc: bool) -> frozenset[str]:
+    """The scopes a client no operator registered may be granted: the operator's
+    `--dynamic-client-scopes` and, while OpenID Connect is on, its scopes; never an admin API
+    scope (`admin:*`: `baton serve` refuses them in the option, and a Settings built otherwise
+    still never hands one to such a client)."""
+    scopes = frozenset(configured) | frozenset(OIDC_SCOPES if oidc else ())
+    return frozenset(s for s in scopes if not s.startswith(ADMIN_PREFIX))
 
 
 class RegistrationError(ValueError):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+# Every admin API scope starts so (`baton.server.admin.api.AdminScope`): never a scope of a
+# client no operator registered.
+ADMIN_PREFIX = "admin:"
 
 
 class ScopeError(ValueError):

@@ -61,6 +61,7 @@ from baton.core.challenges import (
     string_list,
     subject_problem,
 )
+from baton.core.scope import ADMIN_PREFIX
 from baton.core.tokens import TokenKind, digest
 from baton.server.admin.queries import ApiKeeper
 from baton.server.endpoints.clientauth import enabled_client
@@ -218,7 +219,7 @@ async def require_scope(request: Request, scope: str) -> Caller:
 
 def admin_scopes(scope: str) -> frozenset[str]:
     """The `admin:*` scopes of a space-separated scope string."""
-    return frozenset(s for s in scope.split() if s.startswith("admin:"))
+    return frozenset(s for s in scope.split() if s.startswith(ADMIN_PREFIX))
 
 
 async def require_admin_scopes(request: Request, caller: Caller, scopes: frozenset[str]) -> None:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from baton.config import Settings
-from baton.core.claims import OFFLINE_ACCESS, OPENID, STANDARD_CLAIMS
+from baton.core.claims import OIDC_SCOPES, STANDARD_CLAIMS
 from baton.core.client_assertion import ASYMMETRIC_ALGS, PRIVATE_KEY_JWT
 from baton.server.runtime.context import baton
 
@@ -31,10 +31,6 @@ OIDC_ENDPOINTS = frozenset({"userinfo_endpoint"})
 # RFC 7591 §3's endpoint, advertised (RFC 8414 §2) only while registration is on.
 REGISTRATION_ENDPOINT = "registration_endpoint"
 
-# Discovery §3 scopes_supported: "The server MUST support the openid scope value"; Baton's other
-# scopes are whatever each client was registered with, so only the OpenID Connect ones are listed
-# (§3: "Servers MAY choose not to advertise some supported scope values").
-OIDC_SCOPES = [OPENID, "profile", "email", OFFLINE_ACCESS]
 
 # The `alg` an ID token's JWS header carries, per client (`id_token_signed_response_alg`): RS256
 # first, which OIDC Core §15.1 requires every provider to support. An Ed25519 key signs under

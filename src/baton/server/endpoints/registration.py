@@ -43,12 +43,11 @@ from baton.core.registration import (
     RegistrationError,
     RegistrationPolicy,
     client_metadata,
+    dynamic_scopes,
 )
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.core.vocabulary import ErrorCode
-from baton.server.admin.api import admin_scopes
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError
-from baton.server.endpoints.metadata import OIDC_SCOPES
 from baton.server.endpoints.stores import Registrations
 from baton.server.runtime.context import Baton, baton, source_address
 from baton.server.runtime.limits import Rate, too_many
@@ -93,10 +92,7 @@ async def client_policy(app: Baton, document: bool = False) -> RegistrationPolic
     on, its scopes, less any `admin:*` scope; `--dynamic-client-resources`, else every
     registered resource server."""
     settings = app.settings
-    scopes = frozenset(settings.dynamic_client_scopes) | frozenset(OIDC_SCOPES if app.oidc else ())
-    # Never an admin API scope (`baton serve` refuses them in the option; a Settings built
-    # otherwise still never hands one to a client no operator registered).
-    scopes -= admin_scopes(" ".join(scopes))
+    scopes = dynamic_scopes(settings.dynamic_client_scopes, app.oidc)
     resources = tuple(settings.dynamic_client_resources)
     if not resources:
         resources = tuple(sorted(await app.store.registered_resources()))

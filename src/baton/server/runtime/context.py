@@ -33,7 +33,9 @@ class Baton:
     documents: ClientDocuments = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        documents = ClientDocuments(self.settings, self.store, self.clock, self.clients.forget)
+        documents = ClientDocuments(
+            self.settings, self.store, self.clock, self.clients.forget, oidc=self.oidc
+        )
         object.__setattr__(self, "documents", documents)
 
     @property

@@ -56,6 +56,7 @@ from baton.core.registration import (
     RegistrationError,
     RegistrationPolicy,
     client_metadata,
+    dynamic_scopes,
 )
 from baton.logs import get_logger
 from baton.server.runtime import fetching
@@ -245,8 +246,13 @@ class ClientDocuments:
         store: DocumentStore,
         clock: Clock,
         forget: Callable[[str], None] | None = None,
+        *,
+        oidc: bool = False,
     ) -> None:
         self.settings = settings
+        # What a document's client may be granted (`baton.core.registration.dynamic_scopes`,
+        # as for a dynamic registration): the operator's scopes, OpenID Connect's while it is on.
+        self.scopes = dynamic_scopes(settings.dynamic_client_scopes, oidc)
         self.store = store
         self.clock = clock
         self.forget = forget
@@ -293,7 +299,7 @@ class ClientDocuments:
         resource the operator no longer lets document clients have (a fetch narrows it)."""
         if (client.document_expires_at or 0) <= self.clock.now():
             return True
-        if not set(client.scope.split()) <= set(self.settings.dynamic_client_scopes):
+        if not set(client.scope.split()) <= self.scopes:
             return True
         resources = self.settings.dynamic_client_resources
         return bool(resources) and not set(client.allowed_resources) <= set(resources)
@@ -386,7 +392,7 @@ class ClientDocuments:
             sorted(await self.store.registered_resources())
         )
         policy = RegistrationPolicy(
-            scopes=frozenset(self.settings.dynamic_client_scopes),
+            scopes=self.scopes,
             resources=resources,
             document=True,
         )
