@@ -250,9 +250,7 @@ class ClientDocuments:
         oidc: bool = False,
     ) -> None:
         self.settings = settings
-        # What a document's client may be granted (`baton.core.registration.dynamic_scopes`,
-        # as for a dynamic registration): the operator's scopes, OpenID Connect's while it is on.
-        self.scopes = dynamic_scopes(settings.dynamic_client_scopes, oidc)
+        self.oidc = oidc
         self.store = store
         self.clock = clock
         self.forget = forget
@@ -263,6 +261,12 @@ class ClientDocuments:
         # Until when (clock seconds) `authenticating` does not fetch a URL found unreachable.
         self._unreachable: dict[str, int] = {}
         self.fetches = 0  # documents fetched by this process (for tests and metrics)
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """What a document's client may be granted (`baton.core.registration.dynamic_scopes`,
+        as for a dynamic registration): the operator's scopes, OpenID Connect's while it is on."""
+        return dynamic_scopes(self.settings.dynamic_client_scopes, self.oidc)
 
     def trusted(self, client: Client) -> bool:
         """The operator vouches for this document client's host
