@@ -67,7 +67,7 @@ from baton.client.errors import (
     ClientError,
     ReauthorizationRequired,
 )
-from baton.client.refresher import Refresher
+from baton.client.refresher import Refresher, stored_pair
 from baton.client.stores import (
     FileStore,
     TokenStore,
@@ -407,18 +407,10 @@ class MCPAuth(httpx2.Auth):
 
     # -- the pair --------------------------------------------------------------------------------
 
-    def _stored(self) -> TokenPair:
-        pair = self.store.load()
-        if pair is None:
-            raise ReauthorizationRequired("no token pair in the store: authorize first")
-        if pair.reauthorize is not None:
-            raise ReauthorizationRequired(pair.reauthorize, pair.reauthorize_error)
-        return pair
-
     def current(self) -> TokenPair:
         """A pair to send: the stored one, refreshed first if it expires within `margin` (or a
         dead process left an exchange of it unfinished). Blocking: run it in a worker thread."""
-        pair = self._stored()
+        pair = stored_pair(self.store)
         if pair.exchanging_since is None and not pair.expires_within(self.margin, self.clock()):
             return pair
         return self.refresher(pair).refresh(pair, self.margin)

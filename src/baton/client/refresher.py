@@ -106,6 +106,16 @@ class RotationInfo:
     leeway_seconds: float | None = None
 
 
+def stored_pair(store: TokenStore) -> TokenPair:
+    """`store`'s pair; `ReauthorizationRequired` if there is none or the session ended."""
+    pair = store.load()
+    if pair is None:
+        raise ReauthorizationRequired("no token pair in the store: authorize first")
+    if pair.reauthorize is not None:
+        raise ReauthorizationRequired(pair.reauthorize, pair.reauthorize_error)
+    return pair
+
+
 @dataclass
 class Refresher:
     """Refreshes the pair in `store` through `client`'s token endpoint.
@@ -206,12 +216,7 @@ class Refresher:
 
     def pair(self) -> TokenPair:
         """The stored pair; `ReauthorizationRequired` if there is none or the session ended."""
-        pair = self.store.load()
-        if pair is None:
-            raise ReauthorizationRequired("no token pair in the store: authorize first")
-        if pair.reauthorize is not None:
-            raise ReauthorizationRequired(pair.reauthorize, pair.reauthorize_error)
-        return pair
+        return stored_pair(self.store)
 
     async def apair(self) -> TokenPair:
         return await anyio.to_thread.run_sync(self.pair)

@@ -33,8 +33,8 @@ What is checked, and where the rule comes from:
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from baton.core.challenges import app_url_problem
@@ -84,6 +84,9 @@ def dynamic_scopes(configured: Iterable[str], oidc: bool) -> frozenset[str]:
     still never hands one to such a client)."""
     scopes = frozenset(configured) | frozenset(OIDC_SCOPES if oidc else ())
     return frozenset(s for s in scopes if not s.startswith(ADMIN_PREFIX))
+
+
+C = TypeVar("C")
 
 
 class RegistrationError(ValueError):
@@ -181,6 +184,25 @@ class ClientMetadata:
         }
         shown.update({k: v for k, v in optional.items() if v is not None})
         return shown
+
+    def applied_to(self, client: C, name: str) -> C:
+        """`client` (a `baton.store.base.Client`) as this metadata describes it: the members
+        the server enforces, the metadata kept as registered, PKCE required (OAuth 2.1 §7.5.1,
+        RFC 9700 §2.1.1: every client registered so), and `name` shown on the consent page."""
+        return replace(
+            client,  # type: ignore[type-var]
+            name=name,
+            is_public=self.is_public,
+            redirect_uris=self.redirect_uris,
+            scope=self.scope,
+            allowed_resources=self.resources,
+            require_pkce=True,
+            client_uri=self.client_uri,
+            registration=self.members(),
+            grant_types=self.grant_types,
+            token_endpoint_auth_method=self.token_endpoint_auth_method,
+            jwks_uri=self.jwks_uri,
+        )
 
 
 def client_metadata(raw: object, policy: RegistrationPolicy) -> ClientMetadata:

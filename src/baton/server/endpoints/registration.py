@@ -23,7 +23,6 @@ get the very same 401, so the answer tells nothing about which client ids exist.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -151,24 +150,19 @@ async def register(request: Request) -> Response:
     secret = mint(TokenKind.CLIENT_SECRET) if meta.uses_secret else None
     token = random_id(_TOKEN_PREFIX, _TOKEN_BYTES)
     client = _checked(
-        Client(
-            id=random_id("cl_"),
-            name=_name(meta),
-            secret_digest=secret.digest if secret else None,
-            is_public=meta.is_public,
-            is_resource_server=False,
-            redirect_uris=meta.redirect_uris,
-            scope=meta.scope,
-            created_at=now,
-            allowed_resources=meta.resources,
-            # OAuth 2.1 §7.5.1 / RFC 9700 §2.1.1: PKCE for every client registered this way.
-            require_pkce=True,
-            client_uri=meta.client_uri,
-            registered_via=RegisteredVia.DYNAMIC,
-            registration=meta.members(),
-            grant_types=meta.grant_types,
-            token_endpoint_auth_method=meta.token_endpoint_auth_method,
-            jwks_uri=meta.jwks_uri,
+        meta.applied_to(
+            Client(
+                id=random_id("cl_"),
+                name="",
+                secret_digest=secret.digest if secret else None,
+                is_public=meta.is_public,
+                is_resource_server=False,
+                redirect_uris=(),
+                scope="",
+                created_at=now,
+                registered_via=RegisteredVia.DYNAMIC,
+            ),
+            _name(meta),
         )
     )
     registrations: Registrations = app.store
@@ -215,20 +209,7 @@ async def update(request: Request) -> Response:
             f"token_endpoint_auth_method cannot change from {was} to "
             f"{meta.token_endpoint_auth_method}: register a new client"
         )
-    after = _checked(
-        dataclasses.replace(
-            before,
-            name=_name(meta),
-            redirect_uris=meta.redirect_uris,
-            scope=meta.scope,
-            allowed_resources=meta.resources,
-            client_uri=meta.client_uri,
-            registration=meta.members(),
-            grant_types=meta.grant_types,
-            token_endpoint_auth_method=meta.token_endpoint_auth_method,
-            jwks_uri=meta.jwks_uri,
-        )
-    )
+    after = _checked(meta.applied_to(before, _name(meta)))
     registrations: Registrations = app.store
     if not await registrations.update_dynamic_client(
         before, after, Actor(ACTOR, address, app.clock.now())

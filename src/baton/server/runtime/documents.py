@@ -207,25 +207,20 @@ def document_client(
         metadata = client_metadata(document, policy)
     except RegistrationError as exc:
         raise DocumentError(url, f"{INVALID}: {exc.description}") from None
-    public = metadata.token_endpoint_auth_method != PRIVATE_KEY_JWT
-    return Client(
-        id=url,
-        name=metadata.client_name or host_of(url),
-        secret_digest=None,
-        is_public=public,
-        is_resource_server=False,
-        redirect_uris=metadata.redirect_uris,
-        scope=metadata.scope,
-        created_at=now,
-        allowed_resources=metadata.resources,
-        require_pkce=True,
-        client_uri=metadata.client_uri,
-        registered_via=RegisteredVia.DOCUMENT,
-        registration=metadata.members(),
-        document_expires_at=expires_at,
-        grant_types=metadata.grant_types,
-        token_endpoint_auth_method=metadata.token_endpoint_auth_method,
-        jwks_uri=metadata.jwks_uri,
+    return metadata.applied_to(
+        Client(
+            id=url,
+            name="",
+            secret_digest=None,
+            is_public=metadata.is_public,  # `none`; `private_key_jwt` authenticates by its keys
+            is_resource_server=False,
+            redirect_uris=(),
+            scope="",
+            created_at=now,
+            registered_via=RegisteredVia.DOCUMENT,
+            document_expires_at=expires_at,
+        ),
+        metadata.client_name or host_of(url),
     )
 
 
