@@ -33,9 +33,16 @@ from baton.client import (
     store_pair,
 )
 from baton.client.refresher import METADATA_PATH
-from tests.client.conftest import CHILD_PYTHONPATH, ROOT, ApiFactory
+from tests.client.conftest import CHILD_PYTHONPATH, ROOT, Api, ApiFactory, api_process
 from tests.client.proxy import DropProxy, body_of
-from tests.e2e.conftest import Server, ServerFactory, first_pair, run_cli
+from tests.e2e.conftest import (
+    Seed,
+    Server,
+    ServerFactory,
+    cli_in_process,
+    first_pair,
+    start_server,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -69,7 +76,8 @@ def refresher_for(
 
 
 def grant_status(server: Server, grant_id: str) -> str:
-    grants = json.loads(run_cli("grants", "list", "--db", str(server.db), "--json").stdout)
+    """What `baton grants list` says of the grant (run in this process: no second of imports)."""
+    grants = json.loads(cli_in_process("grants", "list", "--db", str(server.db), "--json"))
     (grant,) = [g for g in grants["grants"] if g["grant_id"] == grant_id]
     status: str = grant["status"]
     return status
@@ -288,11 +296,24 @@ def revoke(server: Server, token: str) -> None:
     assert response.status_code == 200
 
 
+@pytest.fixture(scope="module")
+def default_server(
+    seed: Seed, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, Api]]:
+    """One `baton serve` with the default options and the test API in front of it, shared by the
+    401 tests below: each works on a grant of its own, and revokes only its own access token."""
+    server = start_server(seed, tmp_path_factory.mktemp("default"), {"rate_limit_login": "0"})
+    with api_process(server, tmp_path_factory.mktemp("api")) as resource:
+        try:
+            yield server, resource
+        finally:
+            server.stop()
+
+
 def test_httpx_auth_refreshes_on_invalid_token_and_retries_once(
-    baton_server: ServerFactory, api: ApiFactory
+    default_server: tuple[Server, Api],
 ) -> None:
-    server = baton_server()
-    resource = api(server)
+    server, resource = default_server
     store = MemoryStore()
     first = seeded(server, store)
     refresher, rotations, _ = refresher_for(server, store)
@@ -310,10 +331,9 @@ def test_httpx_auth_refreshes_on_invalid_token_and_retries_once(
 
 @pytest.mark.anyio
 async def test_async_httpx_auth_refreshes_on_invalid_token(
-    baton_server: ServerFactory, api: ApiFactory
+    default_server: tuple[Server, Api],
 ) -> None:
-    server = baton_server()
-    resource = api(server)
+    server, resource = default_server
     store = MemoryStore()
     first = seeded(server, store)
     refresher, rotations, _ = refresher_for(server, store)
@@ -325,10 +345,9 @@ async def test_async_httpx_auth_refreshes_on_invalid_token(
 
 
 def test_requests_adapter_refreshes_on_invalid_token(
-    baton_server: ServerFactory, api: ApiFactory
+    default_server: tuple[Server, Api],
 ) -> None:
-    server = baton_server()
-    resource = api(server)
+    server, resource = default_server
     store = MemoryStore()
     first = seeded(server, store)
     refresher, rotations, _ = refresher_for(server, store)
