@@ -51,6 +51,8 @@ os.dup2(null, 0)
 os.dup2(os.open(call["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 1)
 os.dup2(os.open(call["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)
 sys.stdin = open(0, closefd=False)
+os.chdir(call["cwd"])
+os.umask(call["umask"])
 os.environ.clear()
 os.environ.update(call["env"])
 sys.argv = ["baton", *call["args"]]
@@ -60,7 +62,8 @@ main()
 
 class BatonProcesses:
     """`run(*args, **env)`: the command line `baton ARGS` in a process of its own, with this
-    process's environment less its BATON_ variables, plus `env`."""
+    process's environment less its BATON_ variables, plus `env`, and its working directory and
+    umask (what a process started now would inherit)."""
 
     def __init__(self) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="baton-cli-")
@@ -101,9 +104,13 @@ class BatonProcesses:
         out = Path(self._folder.name) / f"{self._count}.out"
         err = Path(self._folder.name) / f"{self._count}.err"
         environ = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")} | env
+        umask = os.umask(0o077)  # what a process started now would inherit: the current one
+        os.umask(umask)
         call = {
             "args": list(args),
             "env": environ,
+            "cwd": os.getcwd(),
+            "umask": umask,
             "stdout": str(out),
             "stderr": str(err),
             "timeout": timeout,
