@@ -225,11 +225,11 @@ def default_server(
     """One `baton serve` with the default options and the test API in front of it, shared by the
     401 tests below: each works on a grant of its own, and revokes only its own access token."""
     server = start_server(seed, tmp_path_factory.mktemp("default"), {"rate_limit_login": "0"})
-    with api_process(server, tmp_path_factory.mktemp("api")) as resource:
-        try:
+    try:
+        with api_process(server, tmp_path_factory.mktemp("api")) as resource:
             yield server, resource
-        finally:
-            server.stop()
+    finally:
+        server.stop()
 
 
 def test_httpx_auth_refreshes_on_invalid_token_and_retries_once(
