@@ -58,6 +58,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html import unescape
 from pathlib import Path
@@ -621,11 +622,16 @@ def compare(
 
 
 def cli(*args: str, stdin: str | None = None) -> str:
-    result = subprocess.run(
-        [*BATON, *args], input=stdin, capture_output=True, text=True, timeout=120, check=False
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"baton {' '.join(args)} failed:\n{result.stderr}")
+    """`baton ARGS` in this process (a `baton` process spends a second on its imports first), on
+    a thread of its own: the commands run their own event loop, and the soak's is running."""
+    from click.testing import CliRunner
+
+    from baton.cli import main
+
+    with ThreadPoolExecutor(1) as thread:
+        result = thread.submit(CliRunner().invoke, main, list(args), input=stdin).result()
+    if result.exit_code != 0:
+        raise SystemExit(f"baton {' '.join(args)} failed:\n{result.output}{result.exception!r}")
     return result.stdout
 
 

@@ -148,6 +148,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.load)
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """`pytest -m load` (make test's second run) imports only the "load" files: collecting the
+    rest of the suite, to deselect every test of it, took seconds of imports."""
+    if config.getoption("markexpr", "") != "load" or collection_path.suffix != ".py":
+        return None
+    if not collection_path.name.startswith("test_"):
+        return None
+    try:
+        path = collection_path.relative_to(config.rootpath).as_posix()
+    except ValueError:
+        return None
+    return True if scope_of(path) != "load" else None
+
+
 def scope_of(nodeid: str) -> str:
     """The unit of work one xdist worker runs whole: a test file (its module fixtures, servers
     and databases start once), or a group of files that share an outside resource."""

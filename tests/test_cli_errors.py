@@ -4,10 +4,9 @@ exit status 1 and no traceback; `baton --debug` (or BATON_DEBUG=1) shows the tra
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -15,17 +14,18 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from baton.store.problems import database_problem
+from tests.cli_processes import BatonProcesses
+
+Baton = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def baton(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")} | env
-    return subprocess.run(
-        [sys.executable, "-m", "baton.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environ,
-    )
+@pytest.fixture(scope="module")
+def baton() -> Iterator[Baton]:
+    """`baton(*args, **env)`: the command line `baton ARGS` as a process of its own (exit status,
+    stderr), forked from one that imported the CLI once (tests/cli_processes.py), with the
+    environment less its BATON_ variables, plus `env`."""
+    with BatonProcesses() as processes:
+        yield processes.run
 
 
 def free_port() -> int:
@@ -42,7 +42,7 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
     return line
 
 
-def test_each_database_mistake_is_one_line_with_its_fix(tmp_path: Path) -> None:
+def test_each_database_mistake_is_one_line_with_its_fix(baton: Baton, tmp_path: Path) -> None:
     refused = f"postgresql://postgres@127.0.0.1:{free_port()}/baton"
     missing = f"sqlite:///{tmp_path}/no/such/dir/baton.db"
     cases = {
@@ -56,7 +56,7 @@ def test_each_database_mistake_is_one_line_with_its_fix(tmp_path: Path) -> None:
             assert says in line and "--db (BATON_DB)" in line, (command, line)
 
 
-def test_debug_shows_the_traceback() -> None:
+def test_debug_shows_the_traceback(baton: Baton) -> None:
     for result in (
         baton("--debug", "db", "upgrade", "--db", "mysql://db.example/baton"),
         baton("db", "upgrade", "--db", "mysql://db.example/baton", BATON_DEBUG="1"),
@@ -90,7 +90,7 @@ def test_other_errors_are_not_taken_for_database_problems(error: Exception) -> N
     assert database_problem(error) is None
 
 
-def test_serve_with_the_wrong_key_encryption_key_is_one_line(tmp_path: Path) -> None:
+def test_serve_with_the_wrong_key_encryption_key_is_one_line(baton: Baton, tmp_path: Path) -> None:
     """Signing keys sealed under one key-encryption key, a start with another: one line before
     any worker starts (it was a traceback in each worker's start-up, and a process that did not
     exit)."""

@@ -6,6 +6,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,43 +43,50 @@ class Api:
 ApiFactory = Callable[[Server], Api]
 
 
+@contextmanager
+def api_process(server: Server, directory: Path) -> Iterator[Api]:
+    """tests/client/api_app.py under uvicorn, in front of `server`, until the block ends."""
+    port = free_port()
+    log = directory / f"api-{port}.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": CHILD_PYTHONPATH,
+        "BATON_URL": server.url,
+        "BATON_RS_ID": server.resource_server.client_id,
+        "BATON_RS_SECRET": server.resource_server.client_secret,
+    }
+    process = spawn_uvicorn(["tests.client.api_app:app"], port, env, log)
+    running = Api(f"http://127.0.0.1:{port}", process, log)
+    try:
+        _wait_for_api(running)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_api(running: Api) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if running.process.poll() is not None:
+            pytest.fail(f"the test API exited:\n{running.log.read_text()}")
+        try:
+            httpx.get(running.url + "/hello")
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    pytest.fail(f"the test API did not start:\n{running.log.read_text()}")
+
+
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[ApiFactory]:
     """Starts tests/client/api_app.py under uvicorn, in front of a given Baton server."""
-    started: list[Api] = []
-
-    def start(server: Server) -> Api:
-        port = free_port()
-        log = tmp_path / f"api-{port}.log"
-        env = {
-            **os.environ,
-            "PYTHONPATH": CHILD_PYTHONPATH,
-            "BATON_URL": server.url,
-            "BATON_RS_ID": server.resource_server.client_id,
-            "BATON_RS_SECRET": server.resource_server.client_secret,
-        }
-        process = spawn_uvicorn(["tests.client.api_app:app"], port, env, log)
-        running = Api(f"http://127.0.0.1:{port}", process, log)
-        started.append(running)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"the test API exited:\n{log.read_text()}")
-            try:
-                httpx.get(running.url + "/hello")
-                return running
-            except httpx.TransportError:
-                time.sleep(0.05)
-        pytest.fail(f"the test API did not start:\n{log.read_text()}")
-
-    yield start
-    for running in started:
-        running.process.terminate()
-        try:
-            running.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            running.process.kill()
-            running.process.wait()
+    with ExitStack() as started:
+        yield lambda server: started.enter_context(api_process(server, tmp_path))
 
 
 @pytest.fixture

@@ -2,15 +2,18 @@
 
 A database is prepared once per session with the real command line (`baton db upgrade`,
 `baton user create --password-stdin`, `baton client create --json`, the latter twice: a
-confidential client and a resource server); every server then runs on its own copy of that
-database, on a free port of 127.0.0.1, and is killed at teardown. When a test fails, the stderr
-of each server it started (Baton's request log included) is attached to the failure report.
+confidential client and a resource server), run in this process (`cli_in_process`: a `baton`
+process would first spend a second of CPU on its imports); every server then runs on its own
+copy of that database, on a free port of 127.0.0.1, and is killed at teardown. When a test
+fails, the stderr of each server it started (Baton's request log included) is attached to the
+failure report.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import secrets
 import shutil
@@ -78,8 +81,22 @@ class Seed:
     resource_server: Credentials
 
 
+def cli_in_process(*args: str, stdin: str | None = None) -> str:
+    """Runs `baton ARGS...` in this process (Click's runner: the very commands, options and
+    exit status of the command line, without a second of imports in a new process); its stdout.
+    Fails the test if it exits non-zero."""
+    from click.testing import CliRunner
+
+    from baton.cli import main
+
+    result = CliRunner().invoke(main, list(args), input=stdin)
+    if result.exit_code != 0:
+        pytest.fail(f"baton {' '.join(args)} exited {result.exit_code}:\n{result.output}")
+    return result.stdout
+
+
 def _create_client(db: Path | str, name: str, *extra: str) -> Credentials:
-    out = run_cli("client", "create", "--db", str(db), "--name", name, "--json", *extra).stdout
+    out = cli_in_process("client", "create", "--db", str(db), "--name", name, "--json", *extra)
     payload = json.loads(out)  # --json: exactly one JSON object on stdout
     return Credentials(payload["client_id"], payload["client_secret"])
 
@@ -87,7 +104,7 @@ def _create_client(db: Path | str, name: str, *extra: str) -> Credentials:
 @pytest.fixture(scope="session")
 def seed(tmp_path_factory: pytest.TempPathFactory) -> Seed:
     db = tmp_path_factory.mktemp("seed") / "baton.db"
-    run_cli("db", "upgrade", "--db", str(db))
+    cli_in_process("db", "upgrade", "--db", str(db))
     return seed_database(db)
 
 
@@ -106,7 +123,7 @@ def postgres_seed() -> Iterator[Seed]:
 
 
 def seed_database(db: Path | str) -> Seed:
-    run_cli(
+    cli_in_process(
         "user",
         "create",
         "--db",
@@ -332,13 +349,14 @@ def _server_factory(
 ) -> Iterator[ServerFactory]:
     started: list[Server] = []
     request.node.stash[_SERVERS] = started
+    numbers = itertools.count()  # a directory each, even for servers started from threads
 
     def factory(**options: object) -> Server:
         # The tests sign in many times a second from one address: no sign-in rate limit.
         options.setdefault("rate_limit_login", 0)
         server = start_server(
             seed,
-            tmp_path / f"server{len(started)}",
+            tmp_path / f"server{next(numbers)}",
             {name: str(value) for name, value in options.items()},
         )
         started.append(server)

@@ -29,11 +29,11 @@ from examples.oidc_rp import SCOPE, RelyingParty
 
 from tests.e2e.conftest import (
     _SERVERS,
-    BATON,
     REDIRECT_URI,
     START_TIMEOUT,
     Seed,
     Server,
+    cli_in_process,
     free_port,
     parse_form,
     spawn_uvicorn,
@@ -79,23 +79,11 @@ class Stack:
 
 
 def _create_clients(db: Path, *clients: list[str]) -> list[tuple[str, str]]:
-    """`baton client create ... --json` for each of `clients`, all at once (each command takes
-    seconds to start on a busy machine): their (client id, secret)."""
-    running = [
-        subprocess.Popen(
-            [*BATON, "client", "create", "--db", str(db), *args, "--json"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for args in clients
-    ]
+    """`baton client create ... --json` for each of `clients`, in this process (a `baton`
+    process spends a second on its imports first): their (client id, secret)."""
     created = []
-    for process in running:
-        out, err = process.communicate(timeout=60)
-        assert process.returncode == 0, err
-        payload = json.loads(out)
+    for args in clients:
+        payload = json.loads(cli_in_process("client", "create", "--db", str(db), *args, "--json"))
         created.append((payload["client_id"], payload["client_secret"]))
     return created
 

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests  # type: ignore[import-untyped,unused-ignore]
 
-from tests.e2e.conftest import REDIRECT_URI, USERNAME, ServerFactory, run_cli, visit
+from tests.e2e.conftest import REDIRECT_URI, USERNAME, ServerFactory, cli_in_process, visit
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,8 @@ def example() -> Iterator[ModuleType]:
 
 def test_the_docs_relying_party(baton_server: ServerFactory, example: ModuleType) -> None:
     server = baton_server(key_encryption_key=KEK)
-    created = run_cli(
+    # The docs' commands, in this process (a `baton` process spends a second on its imports).
+    created = cli_in_process(
         "client",
         "create",
         "--db",
@@ -43,9 +44,9 @@ def test_the_docs_relying_party(baton_server: ServerFactory, example: ModuleType
         example.SCOPE,
         "--json",
     )
-    client = json.loads(created.stdout)
+    client = json.loads(created)
     # docs/openid-connect.md's `baton user set`: what `profile` and `email` release.
-    run_cli(
+    cli_in_process(
         "user",
         "set",
         "--db",

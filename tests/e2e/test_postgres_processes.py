@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,8 @@ def family_rows(server: Server, grant_id: str) -> tuple[int, int]:
 
 @pytest.mark.parametrize("policy", ["replay", "fork", "strict"])
 def test_two_processes_on_one_postgresql(postgres_server: ServerFactory, policy: str) -> None:
-    servers = [postgres_server(retry_policy=policy), postgres_server(retry_policy=policy)]
+    with ThreadPoolExecutor(2) as pool:  # both start at once: a second of imports each
+        servers = list(pool.map(lambda _: postgres_server(retry_policy=policy), range(2)))
     first = first_pair(servers[0])
     grant_id = servers[1].introspect(first["access_token"])["grant_id"]
     responses = refresh_across(servers, first["refresh_token"])
@@ -141,7 +143,11 @@ def test_kill_9_mid_load_loses_nothing_acknowledged(
     stop = threading.Event()
     load = threading.Thread(target=run_chains, args=(server, chains, stop))
     load.start()
-    time.sleep(1.5)
+    # Killed mid-load: once the load is well under way (tokens received, every revoking chain
+    # has revoked), or after 1.5 s at the latest, the time this once always waited.
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline and not under_way(chains):
+        time.sleep(0.01)
     server.process.kill()  # SIGKILL: no shutdown, no flush
     server.process.wait(timeout=10)
     stop.set()
@@ -162,6 +168,15 @@ def test_kill_9_mid_load_loses_nothing_acknowledged(
     assert revoked, "no revocation happened before the kill"
     for token in revoked:
         assert restarted.introspect(token)["active"] is False
+
+
+def under_way(chains: list[Chain]) -> bool:
+    """Over 200 tokens received, and every chain that revokes (one in four) has revoked: well
+    past what test_kill_9_mid_load_loses_nothing_acknowledged asks of the load before the kill,
+    while the other chains go on rotating."""
+    received = sum(len(chain.received) for chain in chains)
+    revoking = chains[::4]
+    return received > 200 and all(chain.revoked for chain in revoking)
 
 
 def start_again(start: ServerFactory, killed: Server) -> Server:
@@ -234,13 +249,22 @@ def test_postgresql_away_under_load_gives_503_then_recovers(
                 chain.received += [body["access_token"], body["refresh_token"]]
                 chain.refresh_token = body["refresh_token"]
 
+    def wait_for(condition: Callable[[], bool], at_most: float) -> None:
+        deadline = time.monotonic() + at_most
+        while time.monotonic() < deadline and not condition():
+            time.sleep(0.01)
+
     with ThreadPoolExecutor(len(chains)) as pool:
         futures = [pool.submit(drive, chain) for chain in chains]
-        time.sleep(1.0)
+        # Load before the cut: every chain has rotated a few times (at most the 1 s this waited).
+        wait_for(lambda: all(len(chain.received) >= 6 for chain in chains), at_most=1.0)
         proxy.cut()
         time.sleep(2.0)
         proxy.restore()
-        time.sleep(2.0)
+        # Recovered: after the restore, a few answers of 200 per chain (a round of answers
+        # after the first 200 of each chain, so the last status is a 200 in a steady state).
+        restored = len(statuses)
+        wait_for(lambda: statuses[restored:].count(200) >= 4 * len(chains), at_most=10.0)
         stop.set()
         for future in futures:
             future.result()

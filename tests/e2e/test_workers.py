@@ -8,13 +8,22 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import BATON, PASSWORD, USERNAME, Server, ServerFactory
+from tests.e2e.conftest import (
+    BATON,
+    PASSWORD,
+    USERNAME,
+    Seed,
+    Server,
+    ServerFactory,
+    start_server,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -86,8 +95,20 @@ def wait_for(condition: object, timeout: float = 20) -> None:
     pytest.fail("timed out")
 
 
-def test_a_burst_of_connections_is_spread_over_the_workers(baton_server: ServerFactory) -> None:
-    server = baton_server(workers=2)
+@pytest.fixture(scope="module")
+def two_workers(seed: Seed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One `baton serve --workers 2` (three processes' imports) for the tests that leave it as
+    they found it: every test that kills or stops a worker starts a server of its own."""
+    options = {"workers": "2", "rate_limit_login": "0"}
+    server = start_server(seed, tmp_path_factory.mktemp("two_workers"), options)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_burst_of_connections_is_spread_over_the_workers(two_workers: Server) -> None:
+    server = two_workers
     wait_for(lambda: len(listening_workers(server)) == 2)
     port = urlsplit(server.url).port or 0
     sockets = open_connections(server.url, 16)
@@ -131,11 +152,11 @@ def _state(pid: int) -> str:
 
 
 def test_a_port_someone_else_listens_on_is_refused_even_with_so_reuseport(
-    baton_server: ServerFactory,
+    two_workers: Server,
 ) -> None:
     """The kernel would share a port with any listener of the same user that also set
     SO_REUSEPORT: `baton serve --workers 2` must refuse it rather than split traffic."""
-    server = baton_server(workers=2)
+    server = two_workers
     port = urlsplit(server.url).port or 0
     command = [
         *BATON,
@@ -155,10 +176,10 @@ def test_a_port_someone_else_listens_on_is_refused_even_with_so_reuseport(
     assert httpx.get(server.url + METADATA).status_code == 200
 
 
-def test_every_worker_honours_a_session_and_its_logout(baton_server: ServerFactory) -> None:
+def test_every_worker_honours_a_session_and_its_logout(two_workers: Server) -> None:
     """The session key is read (or generated, 0600) before the workers start, so a session
     signed in through one worker is one on every worker, and its logout ends it on all."""
-    server = baton_server(workers=2)
+    server = two_workers
     wait_for(lambda: len(listening_workers(server)) == 2)
     key_file = Path(f"{server.db}-session.key")
     assert key_file.stat().st_mode & 0o777 == 0o600

@@ -9,8 +9,6 @@ import json
 import os
 import socket
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +27,7 @@ from baton.core.clock import FakeClock
 from baton.server.runtime.sessions import COOKIE
 from baton.store.schema import audit_log, metadata, server_secrets
 from baton.store.sql import SQLStore
+from tests.cli_processes import BatonProcesses
 from tests.server.test_console import admin_session, audit_rows, csrf_of, make_admin
 from tests.support import REDIRECT_URI, RegisteredClient, authorize, running_app, sign_in
 
@@ -208,7 +207,15 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-def test_database_files_are_created_0600(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def baton() -> Iterator[BatonProcesses]:
+    """`baton.run(*args)`: `baton ARGS` as a process of its own, forked from one that imported
+    the CLI once (a `python -m baton.cli` spends a second on its imports)."""
+    with BatonProcesses() as processes:
+        yield processes
+
+
+def test_database_files_are_created_0600(baton: BatonProcesses, tmp_path: Path) -> None:
     """`baton db upgrade` (and every command, and `baton serve`) creates the SQLite database, its
     WAL, shared memory and writer lock 0600 from the first byte, whatever the umask."""
     from baton.store.engines import open_runner
@@ -216,13 +223,7 @@ def test_database_files_are_created_0600(tmp_path: Path) -> None:
     previous = os.umask(0o022)
     try:
         path = tmp_path / "baton.db"
-        result = subprocess.run(
-            [sys.executable, "-m", "baton.cli", "db", "upgrade", "--db", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = baton.run("db", "upgrade", "--db", str(path), timeout=120)
         assert result.returncode == 0, result.stderr
         assert _mode(path) == 0o600
         assert _mode(Path(f"{path}-writer.lock")) == 0o600
@@ -249,17 +250,17 @@ def test_database_files_are_created_0600(tmp_path: Path) -> None:
         os.umask(previous)
 
 
-def test_serve_generates_the_session_key_0600_before_it_listens(tmp_path: Path) -> None:
+def test_serve_generates_the_session_key_0600_before_it_listens(
+    baton: BatonProcesses, tmp_path: Path
+) -> None:
     db = tmp_path / "baton.db"
-    upgrade = [sys.executable, "-m", "baton.cli", "db", "upgrade", "--db", str(db)]
-    subprocess.run(upgrade, capture_output=True, check=True, timeout=120)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    assert baton.run("db", "upgrade", "--db", str(db), timeout=120).returncode == 0
     with socket.socket() as taken:  # serve stops at the listen; the key is made before it
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = str(taken.getsockname()[1])
-        serve = [sys.executable, "-m", "baton.cli", "serve", "--db", str(db), "--port", port]
-        first = subprocess.run(serve, capture_output=True, text=True, timeout=120, env=env)
+        serve = ("serve", "--db", str(db), "--port", port)
+        first = baton.run(*serve, timeout=120)
         key_file = Path(f"{db}-session.key")
         assert f"Generated the session key in {key_file}" in first.stderr
         assert _mode(key_file) == 0o600
@@ -268,12 +269,12 @@ def test_serve_generates_the_session_key_0600_before_it_listens(tmp_path: Path) 
         reader = SQLStore.open(str(db))
         assert key.encode() not in every_stored_value(reader)
         anyio.run(reader.close)
-        second = subprocess.run(serve, capture_output=True, text=True, timeout=120, env=env)
+        second = baton.run(*serve, timeout=120)
         assert "Generated" not in second.stderr  # the same key again
         assert key_file.read_text().strip() == key
         # A key file others may read is refused.
         os.chmod(key_file, 0o644)
-        refused = subprocess.run(serve, capture_output=True, text=True, timeout=120, env=env)
+        refused = baton.run(*serve, timeout=120)
         assert refused.returncode == 1
         assert "chmod 600" in refused.stderr
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import os
 import secrets
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,11 +13,14 @@ import pytest
 
 from tests.e2e.conftest import (  # noqa: F401 (fixtures and the failure-report hook)
     BATON,
+    Seed,
     Server,
     ServerFactory,
     baton_server,
+    cli_in_process,
     pytest_runtest_makereport,
     seed,
+    start_server,
 )
 from tests.resource.e2e.support import ExampleApi, Grants, start_api
 
@@ -32,8 +34,9 @@ GrantsFactory = Callable[[Server], Grants]
 
 @functools.cache
 def server_supports_jwt() -> bool:
-    usage = subprocess.run([*BATON, "serve", "--help"], capture_output=True, text=True, check=False)
-    return "--access-token-format" in usage.stdout
+    """Whether `baton serve --help` offers JWTs (asked in this process: a `baton` process spends
+    a second on its imports)."""
+    return "--access-token-format" in cli_in_process("serve", "--help")
 
 
 @pytest.fixture(params=["opaque", "jwt"])
@@ -55,6 +58,20 @@ def api(tmp_path: Path) -> Iterator[ApiFactory]:
     yield start
     for running in started:
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def default_server(
+    seed: Seed,  # noqa: F811 (the fixture imported above)
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Server]:
+    """A `baton serve` with the default options (opaque tokens), shared by the tests of a module
+    that need nothing else of it: each works on grants of its own, and starts its own API."""
+    server = start_server(seed, tmp_path_factory.mktemp("default"), {"rate_limit_login": "0"})
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Credentials, ServerFactory, run_cli
+from tests.e2e.conftest import Credentials, ServerFactory, cli_in_process
 from tests.resource.e2e.support import ExampleApi, start_api
 
 pytestmark = pytest.mark.e2e
@@ -21,7 +21,9 @@ API_B = "http://127.0.0.1/b"
 
 
 def create_client(db: str, name: str, *extra: str) -> Credentials:
-    out = run_cli("client", "create", "--db", db, "--name", name, "--json", *extra).stdout
+    """`baton client create --json`, in this process (a `baton` process costs a second of
+    imports), on the database the server is serving."""
+    out = cli_in_process("client", "create", "--db", db, "--name", name, "--json", *extra)
     payload = json.loads(out)
     return Credentials(payload["client_id"], payload["client_secret"])
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from baton.resource import InvalidToken, Verifier
-from tests.e2e.conftest import ServerFactory, run_cli
+from tests.e2e.conftest import Server, ServerFactory, run_cli
 from tests.proxy import CuttableProxy
 from tests.resource.e2e.conftest import ApiFactory, GrantsFactory, server_supports_jwt
 from tests.resource.e2e.support import first_rejection
@@ -39,9 +39,13 @@ def assert_invalid_token(response: httpx.Response) -> None:
 
 
 def test_a_revoked_grant_is_rejected(
-    baton_server: ServerFactory, api: ApiFactory, grants: GrantsFactory, token_format: str
+    baton_server: ServerFactory,
+    default_server: Server,
+    api: ApiFactory,
+    grants: GrantsFactory,
+    token_format: str,
 ) -> None:
-    server = baton_server(**server_options(token_format))
+    server = default_server if token_format == "opaque" else baton_server(access_token_format="jwt")
     example = api(server)
     flows = grants(server)
     pair = flows.pair()
@@ -88,10 +92,8 @@ def test_rotation_leeway_then_reuse(
     assert rejected - detected < PROPAGATION_BOUND
 
 
-def test_scope_and_health(
-    baton_server: ServerFactory, api: ApiFactory, grants: GrantsFactory
-) -> None:
-    server = baton_server()
+def test_scope_and_health(default_server: Server, api: ApiFactory, grants: GrantsFactory) -> None:
+    server = default_server
     example = api(server)
     pair = grants(server).pair(scope="read")
     with httpx.Client(base_url=example.url) as http:
@@ -107,9 +109,9 @@ def test_scope_and_health(
 
 
 def test_feed_cut_revoke_reconnect_misses_nothing(
-    baton_server: ServerFactory, grants: GrantsFactory
+    default_server: Server, grants: GrantsFactory
 ) -> None:
-    server = baton_server()
+    server = default_server
     proxy = CuttableProxy(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
     verifier = Verifier(
         server.url,
