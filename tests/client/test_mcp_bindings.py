@@ -345,7 +345,15 @@ async def test_while_baton_is_down_the_pair_is_kept_and_no_authorization_starts(
     with pytest.raises(AuthorizationServerUnavailable, match="unavailable"):
         await call(world, auth)
     assert world.now - began < 15  # about `timeout`, not the 600 s leeway
-    assert store.load() == pair  # no tombstone, no mark left behind
+    kept = store.load()
+    assert kept is not None and kept.reauthorize is None  # no tombstone
+    if outage == "refused":
+        assert kept == pair  # nothing was sent: no mark left behind
+    else:
+        # Baton's 503 may hide a commit (a lost COMMIT acknowledgement): the mark stays, so
+        # the next call finishes the exchange inside the leeway rather than presenting a
+        # rotated token after it (test_refresher_unavailable.py).
+        assert kept.exchanging_since is not None
     assert world.opened == []
     # Baton is back: the same refresh token is still good.
     world.down, world.refused = None, False

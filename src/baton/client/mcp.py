@@ -33,9 +33,10 @@ server whose metadata later names another one (a malicious or compromised resour
 `ClientError`, not a registration, a login page, or the refresh token.
 
 **Outages.** While the authorization server is down (connection refused, or Baton's 503
-`temporarily_unavailable`, which means it rolled back and the refresh token is unused), a request
-that needs a refresh fails after about the refresher's `timeout` with
-`AuthorizationServerUnavailable`: the stored pair is kept as it is and no authorization starts.
+`temporarily_unavailable`), a request that needs a refresh fails after about the refresher's
+`timeout` with `AuthorizationServerUnavailable`: no authorization starts, and the stored pair is
+kept (after a 503, marked as exchanging: the refresh may have committed, so the next call
+finishes it inside the leeway).
 
 This module is the only one of `baton.client` that imports `mcp` (the `mcp` extra).
 """

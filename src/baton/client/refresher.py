@@ -59,9 +59,19 @@ NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # rotation whose response was lost.
 NOT_PROCESSED = frozenset({408, 425, 429})
 # RFC 6749 §4.1.2.1 `temporarily_unavailable`: "the authorization server is currently unable to
-# handle the request". Baton answers it with a 503 only after rolling back the transaction (its
-# database or signing key is unavailable): the refresh token was not consumed.
-NOT_PROCESSED_ERRORS = frozenset({"temporarily_unavailable"})
+# handle the request". Baton answers it when its database or signing key is unavailable: mostly
+# before anything was written, but a connection lost while a COMMIT was acknowledged may hide a
+# rotation that did happen (docs/security.md). So it may have been processed, like any 5xx; but
+# the server says it is down, so the call does not wait out the whole leeway for it: it gives up
+# after `timeout`, keeping the mark, and a later call retries inside the leeway (or, after it,
+# ends the session as a lost response: never a reuse).
+UNAVAILABLE_ERRORS = frozenset({"temporarily_unavailable"})
+
+
+class StillUnresolved(AuthorizationServerUnavailable):
+    """The server said it is unavailable before the exchange was settled: the refresh may have
+    been processed, so the pair stays marked as exchanging (a later call retries it inside the
+    leeway, and recovers the pair a lost answer held); nothing ended the session."""
 
 
 class NeverSent(AuthorizationServerUnavailable):
@@ -301,6 +311,8 @@ class Refresher:
         except NeverSent:
             self.store.save(marked.unmarked(), lease)  # the server never saw the token
             raise
+        except StillUnresolved:
+            raise  # the mark stays: the next call finishes this exchange inside the leeway
         self.store.save(new, lease)  # persisted before any caller sees it
         self._rotated(
             RotationEvent(
@@ -369,6 +381,7 @@ class Refresher:
             raise self._give_up(marked, retry_until, problem, maybe_sent, no_leeway)
         delay = self.backoff_initial
         attempt = 0
+        down = False  # an answer said the server is unavailable (`UNAVAILABLE_ERRORS`)
         while True:
             attempt += 1
             lease.renew()
@@ -403,11 +416,20 @@ class Refresher:
             else:
                 kind = "server"
                 sent = not _unprocessed(response)
+                down = down or _unavailable(response)
             if isinstance(result, TokenPair):
                 return result, attempt
             maybe_sent = maybe_sent or sent
             pause = delay * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not a secret)
             until = last_send if maybe_sent else unsent_until
+            if down and self.clock() + pause >= unsent_until:
+                # The server says it is down: not worth the whole window now (see
+                # `UNAVAILABLE_ERRORS`); the mark stays for a later call.
+                self._failed(FailureEvent(kind, result.problem, attempt, False))
+                raise StillUnresolved(
+                    f"the authorization server is unavailable ({result.problem}): the refresh"
+                    " may have been processed; the next call retries it inside the leeway"
+                )
             will_retry = self.clock() + pause < until and not (maybe_sent and no_leeway)
             self._failed(FailureEvent(kind, result.problem, attempt, will_retry))
             if not will_retry:
@@ -480,15 +502,18 @@ def _call_hook(hook: Callable[[Any], None], event: object) -> None:
 
 def _unprocessed(response: httpx.Response) -> bool:
     """An answer saying the request was not processed: the refresh token is still unused."""
-    if response.status_code in NOT_PROCESSED:
-        return True
+    return response.status_code in NOT_PROCESSED
+
+
+def _unavailable(response: httpx.Response) -> bool:
+    """A 503 `temporarily_unavailable`: the server is down, the exchange unsettled."""
     if response.status_code != 503:
         return False
     try:
         body = response.json()
     except ValueError:
         return False
-    return isinstance(body, dict) and body.get("error") in NOT_PROCESSED_ERRORS
+    return isinstance(body, dict) and body.get("error") in UNAVAILABLE_ERRORS
 
 
 def _same_issuer(issuer: str) -> str:
