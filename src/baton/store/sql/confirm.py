@@ -5,8 +5,9 @@ does the work first compares the client's row, as it is now, with the client the
 authenticated as (`baton.store.base.ClientChanged`), so a disabled client, a rotated secret or
 an RFC 7592 update of what the client may do (its grant types, its authentication method, its
 key set's URL, its redirect URIs) holds in every process from the commit that changed it, not
-after the client cache's lifetime. And before a new grant, the client is
-read once more (`require_enabled`), so a disable never misses a grant it could not see.
+after the client cache's lifetime (a client's scope and resources are read afresh by the grants
+that use them). And before a new grant, the
+client is read once more (`require_enabled`), so a disable never misses a grant it could not see.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from sqlalchemy import Connection
 
 from baton.store.base import CLIENT_CHANGED, Client, ClientChanged, ClientDisabled
 from baton.store.prepared import Prepared
-from baton.store.sql.statements import CLIENT_AUTHENTICATION, CLIENT_DISABLED_AT
+from baton.store.sql.statements import (
+    CLIENT_AUTHENTICATION,
+    CLIENT_DISABLED_AT,
+    CONFIRMED_COLUMNS,
+)
 
 T = TypeVar("T")
 F = TypeVar("F")  # facts a row is read into
@@ -46,26 +51,27 @@ def require_enabled(conn: Connection, client_id: str) -> None:
 
 
 def client_unchanged(conn: Connection, client: Client) -> bool:
-    """Whether `client`'s row still authenticates as `client` did: the same secret digest, the
-    same kind, still enabled, the same grant types, authentication method, key set URL and
-    redirect URIs (see `ClientChanged`)."""
+    """Whether `client`'s row still authenticates as `client` did (`CONFIRMED_COLUMNS`: see
+    `ClientChanged`)."""
     return authenticates_as(CLIENT_AUTHENTICATION.run(conn, client_id=client.id).fetchone(), client)
 
 
 def authenticates_as(row: Sequence[Any] | None, client: Client) -> bool:
-    """`row`: the client's (secret digest, is public, is resource server, disabled at, grant
-    types, token endpoint auth method, jwks_uri, redirect URIs) as stored, or None when it has
-    no row any more. The JSON columns are compared decoded (as `client_from_row` reads them),
-    so their spelling in the row never matters."""
-    return row is not None and (
-        row[0] == client.secret_digest
-        and bool(row[1]) is client.is_public
-        and bool(row[2]) is client.is_resource_server
-        and row[3] == client.disabled_at
-        and _json_tuple(row[4]) == client.grant_types
-        and row[5] == client.token_endpoint_auth_method
-        and row[6] == client.jwks_uri
-        and _json_tuple(row[7]) == client.redirect_uris
+    """`row`: the client's `CONFIRMED_COLUMNS` as stored, or None when it has no row any more.
+    The JSON columns are compared decoded (as `client_from_row` reads them), so their spelling
+    in the row never matters."""
+    if row is None:
+        return False
+    stored = dict(zip(CONFIRMED_COLUMNS, row, strict=True))
+    return (
+        stored["secret_digest"] == client.secret_digest
+        and bool(stored["is_public"]) is client.is_public
+        and bool(stored["is_resource_server"]) is client.is_resource_server
+        and stored["disabled_at"] == client.disabled_at
+        and _json_tuple(stored["grant_types"]) == client.grant_types
+        and stored["token_endpoint_auth_method"] == client.token_endpoint_auth_method
+        and stored["jwks_uri"] == client.jwks_uri
+        and _json_tuple(stored["redirect_uris"]) == client.redirect_uris
     )
 
 
@@ -90,15 +96,6 @@ def read_confirming(
         return None if row is None else build(row)
     if row is None:
         return None if client_unchanged(conn, client) else CLIENT_CHANGED
-    now_stored = (
-        row["c_secret_digest"],
-        row["c_is_public"],
-        row["c_is_resource_server"],
-        row["c_disabled_at"],
-        row["c_grant_types"],
-        row["c_token_endpoint_auth_method"],
-        row["c_jwks_uri"],
-        row["c_redirect_uris"],
-    )
+    now_stored = tuple(row["c_" + name] for name in CONFIRMED_COLUMNS)
     confirmed = row["c_id"] is not None and authenticates_as(now_stored, client)
     return build(row) if confirmed else CLIENT_CHANGED

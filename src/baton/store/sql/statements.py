@@ -67,17 +67,23 @@ CLIENT_DISABLED_AT = (
 _rt, _at = refresh_tokens, access_tokens
 
 CLIENT = Prepared(select(clients).where(clients.c.id == bindparam("client_id")))
+# What a request's client must still be, in the transaction that works for it
+# (`baton.store.sql.confirm`): its credentials, its kind, enabled, and what RFC 7592 (or an
+# operator) may change of what it may do.
+CONFIRMED_COLUMNS = (
+    "secret_digest",
+    "is_public",
+    "is_resource_server",
+    "disabled_at",
+    "grant_types",
+    "token_endpoint_auth_method",
+    "jwks_uri",
+    "redirect_uris",
+)
 CLIENT_AUTHENTICATION = Prepared(
-    select(
-        clients.c.secret_digest,
-        clients.c.is_public,
-        clients.c.is_resource_server,
-        clients.c.disabled_at,
-        clients.c.grant_types,
-        clients.c.token_endpoint_auth_method,
-        clients.c.jwks_uri,
-        clients.c.redirect_uris,
-    ).where(clients.c.id == bindparam("client_id"))
+    select(*(clients.c[name] for name in CONFIRMED_COLUMNS)).where(
+        clients.c.id == bindparam("client_id")
+    )
 )
 
 # The client a request authenticated as, joined to the token row it asks about: its row as it is
@@ -86,14 +92,7 @@ CLIENT_AUTHENTICATION = Prepared(
 _confirm = clients.alias("confirm")
 _CONFIRMING = (
     _confirm.c.id.label("c_id"),
-    _confirm.c.secret_digest.label("c_secret_digest"),
-    _confirm.c.is_public.label("c_is_public"),
-    _confirm.c.is_resource_server.label("c_is_resource_server"),
-    _confirm.c.disabled_at.label("c_disabled_at"),
-    _confirm.c.grant_types.label("c_grant_types"),
-    _confirm.c.token_endpoint_auth_method.label("c_token_endpoint_auth_method"),
-    _confirm.c.jwks_uri.label("c_jwks_uri"),
-    _confirm.c.redirect_uris.label("c_redirect_uris"),
+    *(_confirm.c[name].label("c_" + name) for name in CONFIRMED_COLUMNS),
 )
 
 _REFRESH_COLUMNS = (
