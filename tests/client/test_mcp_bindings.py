@@ -48,6 +48,9 @@ class World:
     exception: the connection is refused)."""
 
     authorization_servers: list[str] = field(default_factory=lambda: [BATON])
+    resource_metadata: bool = True  # False: no RFC 9728 document (the 2025-03-26 path)
+    baton_metadata: int = 200  # what Baton's RFC 8414 document answers
+    grant_resources: list[str] | None = None  # a refresh naming another resource: invalid_target
     need: str = "read"
     refuse_every_token: bool = False
     down: int | None = None
@@ -68,6 +71,8 @@ class World:
         self.seen.append((host, path, form))
         if host == "https://mcp.example":
             if path.startswith("/.well-known/oauth-protected-resource"):
+                if not self.resource_metadata:
+                    return 404, {}, {}
                 return (
                     200,
                     {"resource": MCP, "authorization_servers": self.authorization_servers},
@@ -81,6 +86,8 @@ class World:
                 challenge = f'Bearer error="insufficient_scope", scope="{self.need}"'
                 return 403, {}, {"www-authenticate": challenge}
             return 200, {"ok": True}, {}
+        if path.startswith("/.well-known/") and host == BATON and self.baton_metadata != 200:
+            return self.baton_metadata, {}, {}
         if path.startswith("/.well-known/"):
             return (
                 200,
@@ -103,6 +110,10 @@ class World:
                 problem = {"error": "temporarily_unavailable", "error_description": "database"}
                 return self.down, problem, {"retry-after": "1"}
             if form["grant_type"] == ["refresh_token"]:
+                if self.grant_resources is not None and not set(form.get("resource", [])) <= set(
+                    self.grant_resources
+                ):
+                    return 400, {"error": "invalid_target", "error_description": "not granted"}, {}
                 scope = "read"
             else:
                 scope = self.codes.pop(form["code"][0])
@@ -408,9 +419,10 @@ async def test_a_freshly_refreshed_token_refused_hands_over_to_an_authorization_
     assert [f["grant_type"] for f in refreshes] == [["refresh_token"], ["authorization_code"]]
 
 
-def test_a_refresh_names_the_resource() -> None:
+def test_a_refresh_names_the_resource_the_pair_recorded() -> None:
     """RFC 8707 §2 (the MCP specification requires it in token requests): the resource the pair
-    recorded, else the MCP server's."""
+    was obtained for; none for a pair that recorded none (obtained without one, or stored by an
+    earlier version), whose grant may be for a parent resource (re-review L1)."""
     world = World()
     store = MemoryStore(a_pair(world))
     auth = auth_for(world, store, client_info=preregistered(), issuer=BATON)
@@ -420,4 +432,112 @@ def test_a_refresh_names_the_resource() -> None:
     world.now += 120
     auth.current()
     resources = [f.get("resource") for p, f in world.requests_to(BATON) if p == "/token"]
-    assert resources == [[MCP], ["https://mcp.example/"]]
+    assert resources == [None, ["https://mcp.example/"]]
+
+
+# -- re-review 2 ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["502", "404", "dcr"])
+async def test_without_the_allowed_servers_metadata_nothing_goes_to_the_mcp_servers_origin(
+    mode: str,
+) -> None:
+    """M2: the resource metadata names Baton, but Baton's RFC 8414 document answers an error;
+    the SDK would then register, send the person, and exchange the code at the MCP server's
+    own origin, and the pair would be stored as Baton's. Refused before any of it."""
+    world = World(baton_metadata=404 if mode == "404" else 502)
+    options: dict[str, Any] = {} if mode == "dcr" else {"client_info": preregistered()}
+    store = MemoryStore()
+    auth = auth_for(world, store, issuer=BATON, **options)
+    with pytest.raises(ClientError, match="could not be read"):
+        await call(world, auth)
+    assert world.opened == []
+    to_mcp = {path for path, _ in world.requests_to("https://mcp.example")}
+    assert to_mcp <= {"/mcp", "/.well-known/oauth-protected-resource/mcp"}
+    assert store.load() is None
+
+
+async def test_a_resource_without_metadata_gets_nothing_while_another_server_is_allowed(
+    tmp_path: Path,
+) -> None:
+    """L3, and a tripwire on the SDK: `MCPAuth` overrides its `_expected_issuer` hook, asked
+    before any metadata is fetched on the path without resource metadata (the MCP server's
+    own origin). If the SDK stops calling it, the MCP server's metadata is fetched: this test
+    then fails."""
+    world = World(resource_metadata=False, need="admin")
+    store = FileStore(tmp_path / "tokens.json")
+    store_pair(store, a_pair(world, issuer=BATON, token_endpoint=BATON + "/token", resource=MCP))
+    auth = auth_for(world, store)
+    auth.client_record.save(preregistered().model_copy(update={"issuer": BATON}))
+    with pytest.raises(ClientError, match="mcp\\.example"):
+        await call(world, auth)
+    assert world.opened == []
+    to_mcp = {path for path, _ in world.requests_to("https://mcp.example")}
+    assert to_mcp <= {
+        "/mcp",
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    }
+
+
+def test_a_pair_stored_by_the_previous_version_refreshes_and_learns_its_issuer() -> None:
+    """L1: a pair without issuer, token endpoint or resource, whose grant is for the resource
+    metadata's parent resource: its refresh names no resource (Baton would refuse the MCP
+    server's URL, `invalid_target`), and the rotated pair records where it was issued."""
+    world = World(grant_resources=["https://mcp.example/"])
+    store = MemoryStore(a_pair(world))
+    auth = auth_for(world, store, client_info=preregistered(), issuer=BATON)
+    world.now += 120
+    refreshed = auth.current()
+    assert refreshed.rotations == 1
+    stored = store.load()
+    assert stored is not None and stored.issuer == BATON
+    assert stored.token_endpoint == BATON + "/token"
+
+
+def test_a_refresh_refused_other_than_invalid_grant_leaves_the_pair_unmarked() -> None:
+    """L1: a definite error answer that is not `invalid_grant` (here `invalid_target`) means the
+    refresh token was not used: no mark is left (which, after the leeway, would end the session
+    as a lost response)."""
+    world = World(grant_resources=["https://mcp.example/"])
+    pair = a_pair(world, resource=MCP)
+    store = MemoryStore(pair)
+    auth = auth_for(world, store, client_info=preregistered(), issuer=BATON)
+    world.now += 120
+    with pytest.raises(ClientError, match="invalid_target"):
+        auth.current()
+    assert store.load() == pair
+    world.now += 1200  # past the leeway: still the same, usable pair, no tombstone
+    world.grant_resources = None
+    assert auth.current().rotations == 1
+
+
+async def test_a_still_valid_access_token_is_sent_while_baton_is_down() -> None:
+    """L2: inside `margin` the refresh is early; with Baton unreachable the stored access token,
+    valid for 20 s more, is still sent."""
+    world = World()
+    world.refused = True
+    store = MemoryStore(a_pair(world))
+    auth = auth_for(world, store, client_info=preregistered(), issuer=BATON, timeout=5.0)
+    world.now += 40  # 20 s left, inside the 30 s margin
+    assert await call(world, auth) == 200
+    assert world.requests_to(BATON).count(("/token refused", {})) > 0
+    tries = world.requests_to(BATON).count(("/token refused", {}))
+    assert await call(world, auth) == 200  # at once: not another wait for the server
+    assert world.requests_to(BATON).count(("/token refused", {})) == tries
+    world.now += 30  # expired: no longer sent, the outage is reported
+    with pytest.raises(AuthorizationServerUnavailable):
+        await call(world, auth)
+
+
+async def test_a_server_refusing_every_token_costs_one_rotation_not_one_per_request() -> None:
+    """L4: once a freshly rotated token was refused too, that pair is not rotated again."""
+    world = World(refuse_every_token=True)
+    store = MemoryStore(a_pair(world))
+    auth = auth_for(world, store, client_info=preregistered(), issuer=BATON)
+    auth.redirect_handler = auth.callback_handler = None
+    for _ in range(3):
+        with pytest.raises(ReauthorizationRequired):
+            await call(world, auth)
+    refreshes = [f for p, f in world.requests_to(BATON) if p == "/token"]
+    assert len(refreshes) == 1

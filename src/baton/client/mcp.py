@@ -30,13 +30,23 @@ stored: both are then written together, under the store's lock. A refresh token 
 to the token endpoint of the issuer recorded with its pair; and while a live pair exists (or
 `issuer=` is configured), the interactive flow goes to that authorization server only: an MCP
 server whose metadata later names another one (a malicious or compromised resource) gets a
-`ClientError`, not a registration, a login page, or the refresh token.
+`ClientError`, not a registration, a login page, or the refresh token. That includes an MCP
+server without resource metadata (its own origin is then the authorization server), and the
+allowed server's RFC 8414 metadata answering an error (the SDK would then fall back to the MCP
+server's origin for `/register`, `/authorize` and `/token`). A refresh names the resource the
+pair recorded, and none for a pair that recorded none (obtained without one, or stored by an
+earlier version: its grant may be for a parent resource).
 
 **Outages.** While the authorization server is down (connection refused, or Baton's 503
 `temporarily_unavailable`), a request that needs a refresh fails after about the refresher's
 `timeout` with `AuthorizationServerUnavailable`: no authorization starts, and the stored pair is
 kept (after a 503, marked as exchanging: the refresh may have committed, so the next call
-finishes it inside the leeway).
+finishes it inside the leeway). A refresh that was only early (inside `margin`) sends the stored
+access token instead, as long as it has not expired.
+
+**A server refusing every token.** When an access token refreshed a moment ago is refused as
+well, that pair is not rotated again (in this process): the next refusal goes to the
+interactive flow (or `ReauthorizationRequired`) without costing another rotation.
 
 This module is the only one of `baton.client` that imports `mcp` (the `mcp` extra).
 """
@@ -59,7 +69,6 @@ import httpx
 import httpx2
 from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
-from mcp.shared.auth_utils import resource_url_from_server_url
 
 from baton.client.auth import is_invalid_token
 from baton.client.endpoint import AuthMethod
@@ -76,9 +85,14 @@ from baton.client.stores import (
     _check_private_directory,
     _read_private,
 )
-from baton.client.tokens import TokenPair
+from baton.client.tokens import TokenPair, fingerprint
 
 __all__ = ["MCPAuth", "is_insufficient_scope", "pair_of", "token_of"]
+
+# Seconds during which, after an early refresh found the authorization server down, requests
+# send the still-valid access token without trying again (each try may wait the refresher's
+# `timeout`, one caller at a time).
+_EARLY_REFRESH_PAUSE = 5.0
 
 # RFC 7591 §2 token_endpoint_auth_method values Baton's refresher can apply to a refresh.
 _AUTH_METHODS: dict[str | None, AuthMethod] = {
@@ -170,7 +184,7 @@ class _HandOverStorage:
         context = self.provider.context
         metadata = context.oauth_metadata
         issuer = _issuer_of_context(self.provider)
-        _check_authorization_server(self.allowed_issuer, issuer)
+        _check_context(self.allowed_issuer, self.provider)
         pair = replace(
             pair_of(tokens, self.owner.clock()),
             issuer=issuer,
@@ -214,7 +228,7 @@ class _Provider(OAuthClientProvider):
         **kwargs: Any,
     ) -> None:
         async def checked_redirect(url: str) -> None:
-            _check_authorization_server(storage.allowed_issuer, _issuer_of_context(self))
+            _check_context(storage.allowed_issuer, self)
             await redirect_handler(url)
 
         super().__init__(
@@ -222,6 +236,16 @@ class _Provider(OAuthClientProvider):
         )
         self.allowed_issuer = storage.allowed_issuer
         storage.provider = self
+
+    def _expected_issuer(self) -> str:
+        # The SDK's hook for the issuer its metadata and credentials must belong to, asked before
+        # any authorization server metadata is fetched or a client registered: on the path
+        # without resource metadata (2025-03-26) it is the MCP server's own origin, which is
+        # refused here while another server is the allowed one (a test fails if the SDK stops
+        # calling it).
+        expected = super()._expected_issuer()
+        _check_authorization_server(self.allowed_issuer, expected)
+        return expected
 
     def _select_authorization_server(self, advertised: list[str]) -> str:
         if self.allowed_issuer is None:
@@ -235,13 +259,30 @@ class _Provider(OAuthClientProvider):
 
 def _issuer_of_context(provider: OAuthClientProvider) -> str:
     """The authorization server the provider is about to use: the issuer of the metadata it
-    validated (RFC 8414 §3.3), else the one the SDK falls back to (the MCP server's origin)."""
+    validated (RFC 8414 §3.3), else where the SDK actually sends the person and its requests
+    without metadata: `/authorize`, `/register` and `/token` on the MCP server's origin, whatever
+    server the resource metadata named (so the pair is never recorded as that server's)."""
     context = provider.context
     if context.oauth_metadata is not None:
         return _root_issuer(str(context.oauth_metadata.issuer))
-    if context.auth_server_url is not None:
-        return _root_issuer(context.auth_server_url)
     return context.get_authorization_base_url(context.server_url)
+
+
+def _check_context(allowed: str | None, provider: OAuthClientProvider) -> None:
+    """Before a registration, a token request, a redirect or a stored pair: while one server is
+    allowed, the provider must hold that server's validated metadata. Without metadata (the
+    server's RFC 8414 document answered an error) the SDK falls back to the MCP server's origin
+    for its endpoints, which is not the allowed server even when the resource metadata named
+    it."""
+    if allowed is None:
+        return
+    if provider.context.oauth_metadata is None:
+        raise ClientError(
+            f"the metadata of authorization server {allowed!r} could not be read, and without it"
+            " the MCP SDK would register, send the person and exchange the code at the MCP"
+            f" server's origin {_issuer_of_context(provider)!r}: refused; try again later"
+        )
+    _check_authorization_server(allowed, _issuer_of_context(provider))
 
 
 def _check_authorization_server(allowed: str | None, issuer: str) -> None:
@@ -286,9 +327,10 @@ class MCPAuth(httpx2.Auth):
     `Refresher.discover` (`leeway`, `hooks`, `http`, `timeout`, `clock`, ...).
 
     Without `redirect_handler` and `callback_handler`, a request that needs an authorization
-    raises `ReauthorizationRequired` instead of starting one. A request that needs a refresh
-    while the authorization server is down raises `AuthorizationServerUnavailable` after about
-    the refresher's `timeout`: the pair is kept, and no authorization starts.
+    raises `ReauthorizationRequired` instead of starting one. A request whose access token has
+    expired while the authorization server is down raises `AuthorizationServerUnavailable`
+    after about the refresher's `timeout`: the pair is kept, and no authorization starts (one
+    whose token is only inside `margin` sends it).
     """
 
     requires_request_body = True  # the body must be replayable for the one retry after a 401
@@ -323,13 +365,22 @@ class MCPAuth(httpx2.Auth):
         )
         self.issuer = issuer
         self.margin = margin
-        refresher_options.setdefault("resource", resource_url_from_server_url(server_url))
+        # A pair an earlier version stored without its issuer and token endpoint records them on
+        # its first rotation (it never recorded a resource: none is sent for it, its grant may
+        # be for a parent resource the resource metadata named).
+        refresher_options.setdefault("bind_pairs", True)
         self.refresher_options = refresher_options
         self.clock: Callable[[], float] = refresher_options.get("clock", time.time)
         self._refresher: Refresher | None = None
         self._refresher_key: tuple[str, str, str | None, str | None] | None = None
         self._refresher_lock = threading.Lock()
         self._authorizing = anyio.Lock()  # one interactive authorization at a time per process
+        # The fingerprint of a freshly rotated access token the MCP server refused as well: that
+        # pair is not rotated again on a refusal (each would cost a rotation and change nothing).
+        self._refused_fresh: str | None = None
+        # Until then (after the server was found down), a pair inside `margin` but not expired is
+        # sent without trying to refresh it first.
+        self._early_paused_until = 0.0
 
     # -- the refresher ---------------------------------------------------------------------------
 
@@ -412,9 +463,25 @@ class MCPAuth(httpx2.Auth):
         """A pair to send: the stored one, refreshed first if it expires within `margin` (or a
         dead process left an exchange of it unfinished). Blocking: run it in a worker thread."""
         pair = stored_pair(self.store)
-        if pair.exchanging_since is None and not pair.expires_within(self.margin, self.clock()):
+        now = self.clock()
+        if pair.exchanging_since is None and (
+            not pair.expires_within(self.margin, now)
+            or (now < self._early_paused_until and not pair.expires_within(0, now))
+        ):
             return pair
-        return self.refresher(pair).refresh(pair, self.margin)
+        try:
+            return self.refresher(pair).refresh(pair, self.margin)
+        except AuthorizationServerUnavailable:
+            # Refreshing early (inside `margin`) is a convenience: while the authorization server
+            # is down, a stored access token that has not expired is still sent (RFC 6749 §1.5:
+            # it is good until it expires), rather than failing a request it would authorize;
+            # and the next requests do not wait for the server again for a few seconds.
+            now = self.clock()
+            kept = self.store.load()
+            if kept is None or kept.reauthorize is not None or kept.expires_within(0, now):
+                raise
+            self._early_paused_until = now + _EARLY_REFRESH_PAUSE
+            return kept
 
     def after_refusal(self, used: TokenPair) -> TokenPair:
         """A pair newer than `used`, which the MCP server refused: the one another caller stored
@@ -479,6 +546,10 @@ class MCPAuth(httpx2.Auth):
                 # caller already did, and send the request once more.
                 await response.aread()
                 try:
+                    if fingerprint(used.access_token) == self._refused_fresh:
+                        raise ReauthorizationRequired(
+                            "the MCP server refuses a freshly refreshed access token"
+                        )
                     pair = await anyio.to_thread.run_sync(self.after_refusal, used)
                 except ReauthorizationRequired as ended:
                     reason = ended
@@ -495,6 +566,7 @@ class MCPAuth(httpx2.Auth):
                     # accepts). The interactive flow, once, is the way out.
                     await response.aread()
                     used = pair
+                    self._refused_fresh = fingerprint(pair.access_token)  # not rotated again
                     reason = ReauthorizationRequired(
                         "the MCP server refuses a freshly refreshed access token"
                     )
@@ -527,10 +599,15 @@ class MCPAuth(httpx2.Auth):
             # discovery and authorization.
             allowed = await anyio.to_thread.run_sync(self.allowed_issuer)
             granted = used.scope if step_up and used is not None else None
-            flow = self._provider(allowed, granted).async_auth_flow(request)
+            provider = self._provider(allowed, granted)
+            flow = provider.async_auth_flow(request)
             try:
                 outgoing = await flow.__anext__()
                 while True:
+                    if outgoing is not request and outgoing.method != "GET":
+                        # A registration or a code exchange: only with the allowed server's
+                        # metadata (never the SDK's fallback to the MCP server's origin).
+                        _check_context(allowed, provider)
                     response = yield outgoing
                     outgoing = await flow.asend(response)
             except StopAsyncIteration:

@@ -30,7 +30,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,6 +72,12 @@ class StillUnresolved(AuthorizationServerUnavailable):
     """The server said it is unavailable before the exchange was settled: the refresh may have
     been processed, so the pair stays marked as exchanging (a later call retries it inside the
     leeway, and recovers the pair a lost answer held); nothing ended the session."""
+
+
+class Refused(TokenEndpointError):
+    """The token endpoint refused the refresh with an error other than `invalid_grant` (say
+    `invalid_target`), and no earlier attempt may have been processed: the refresh token was
+    not used, and the stored pair is unchanged (not marked)."""
 
 
 class NeverSent(AuthorizationServerUnavailable):
@@ -144,7 +150,10 @@ class Refresher:
     A stored pair recorded as issued by another server is never sent here (`ClientError`): its
     refresh token belongs to that server. `resource`: the RFC 8707 resource each refresh names
     when the stored pair did not record one (the MCP specification requires it in every token
-    request).
+    request). `bind_pairs`: a rotated pair that did not record its issuer and token endpoint
+    (stored by an earlier version) records this refresher's, so that its refresh token is only
+    ever sent there from then on (`MCPAuth` sets it; off by default, so that a deployment moving
+    its token endpoint does not strand the pairs of plain `Refresher` users).
 
     While no attempt may have reached the server (a refused connection, an answer saying the
     request was not processed), retrying stops after about `timeout` seconds, not at the end of
@@ -175,6 +184,7 @@ class Refresher:
     sleep: Callable[[float], None] = time.sleep
     issuer: str | None = None
     resource: str | None = None
+    bind_pairs: bool = False
     _local: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _rotation: RotationInfo | None = field(default=None, init=False, repr=False)
 
@@ -313,6 +323,22 @@ class Refresher:
             raise
         except StillUnresolved:
             raise  # the mark stays: the next call finishes this exchange inside the leeway
+        except Refused:
+            # A definite error answer other than `invalid_grant` (RFC 6749 §5.2:
+            # `invalid_target`, `invalid_request`, `invalid_client`, ...) to the only attempt
+            # that may have reached the server: the request was refused before the grant was
+            # used, so the refresh token is unused and the mark goes (left, it would end the
+            # session as a lost response once the leeway is over).
+            self.store.save(marked.unmarked(), lease)
+            raise
+        if self.bind_pairs:
+            # A pair stored before pairs recorded where they were issued learns it now, from the
+            # server that just rotated it (the binding `_check_bound` enforces from then on).
+            new = replace(
+                new,
+                issuer=new.issuer or self.issuer,
+                token_endpoint=new.token_endpoint or self.client.token_endpoint,
+            )
         self.store.save(new, lease)  # persisted before any caller sees it
         self._rotated(
             RotationEvent(
@@ -412,6 +438,10 @@ class Refresher:
                 raise exc from None
             except TokenEndpointError as exc:
                 self._failed(FailureEvent("endpoint", str(exc), attempt, False, exc.error))
+                if not maybe_sent and exc.status is not None and 400 <= exc.status < 500:
+                    # A 4xx answer to the only attempt that may have reached the server: the
+                    # request was refused, the token not rotated.
+                    raise Refused(str(exc), exc.error, exc.status) from None
                 raise
             else:
                 kind = "server"
