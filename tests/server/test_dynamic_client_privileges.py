@@ -17,13 +17,22 @@ from pathlib import Path
 import anyio
 from joserfc import jws
 from joserfc.jwk import ECKey
+from sqlalchemy import Connection
+from sqlalchemy import update as sa_update
 
 from baton.core.clock import FakeClock
 from baton.core.jwa import registry
-from baton.core.registration import RegistrationError, RegistrationPolicy, client_metadata
+from baton.core.registration import (
+    VOUCHED_MEMBER,
+    RegistrationError,
+    RegistrationPolicy,
+    client_metadata,
+)
 from baton.server.runtime import fetching
 from baton.server.runtime.client_keys import ClientKeys, KeySetDocument, KeySetUnavailable
 from baton.store.base import RegisteredVia
+from baton.store.schema import clients
+from baton.store.sql import SQLStore
 from tests.server.document_host import document_host
 from tests.support import ISSUER, register_client, running_app
 
@@ -119,3 +128,72 @@ def test_a_document_client_never_gets_client_credentials_tokens(tmp_path: Path) 
         )
         assert answer.status_code == 400, answer.text
         assert answer.json()["error"] == "unauthorized_client"
+
+
+WEB_APP = {
+    "redirect_uris": ["https://app.example/cb"],
+    "client_name": "anonymous",
+    "grant_types": ["authorization_code"],
+}
+INITIAL_TOKEN = "T" * 32
+
+
+def _grants_machine_tokens(store: SQLStore, client_id: str) -> None:
+    """The client's row edited to list client_credentials (as no endpoint lets it be)."""
+
+    def work(conn: Connection) -> None:
+        row = clients.c.id == client_id
+        grants = '["authorization_code", "client_credentials"]'
+        conn.execute(sa_update(clients).where(row).values(grant_types=grants))
+
+    anyio.run(store.runner.write, work)
+
+
+def test_an_open_registration_never_gains_client_credentials(tmp_path: Path) -> None:
+    """Re-review #4: registered while `--registration open`, a client asks for
+    client_credentials in an RFC 7592 update after the operator switched to `token`; and a row
+    that lists it anyway still mints nothing at /token."""
+    clock = FakeClock()
+    with running_app(tmp_path, clock=clock, registration="open") as (http, _store, _):
+        registered = http.post("/register", json=WEB_APP).json()
+    client_id, token = registered["client_id"], registered["registration_access_token"]
+    auth = (client_id, registered["client_secret"])
+    with running_app(
+        tmp_path, clock=clock, registration="token", registration_token=INITIAL_TOKEN
+    ) as (http, store, _):
+        machine = {**WEB_APP, "client_id": client_id, "grant_types": MACHINE["grant_types"]}
+        put = http.put(
+            f"/register/{client_id}", json=machine, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert put.status_code == 400, put.text
+        assert put.json()["error"] == "invalid_client_metadata"
+        _grants_machine_tokens(store, client_id)
+        answer = http.post("/token", data={"grant_type": "client_credentials"}, auth=auth)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"] == "unauthorized_client"
+
+
+def test_a_registration_with_the_initial_access_token_keeps_client_credentials(
+    tmp_path: Path,
+) -> None:
+    """The record that the initial access token was presented survives an RFC 7592 update
+    (the client need not, and cannot, send it) and is never shown to the client."""
+    with running_app(tmp_path, registration="token", registration_token=INITIAL_TOKEN) as (
+        http,
+        _store,
+        _,
+    ):
+        bearer = {"Authorization": f"Bearer {INITIAL_TOKEN}"}
+        machine = {**WEB_APP, "grant_types": MACHINE["grant_types"]}
+        registered = http.post("/register", json=machine, headers=bearer).json()
+        assert VOUCHED_MEMBER not in registered
+        client_id, token = registered["client_id"], registered["registration_access_token"]
+        managed = {"Authorization": f"Bearer {token}"}
+        renamed = {**machine, "client_id": client_id, "client_name": "renamed"}
+        put = http.put(f"/register/{client_id}", json=renamed, headers=managed)
+        assert put.status_code == 200, put.text
+        assert VOUCHED_MEMBER not in put.json()
+        assert VOUCHED_MEMBER not in http.get(f"/register/{client_id}", headers=managed).json()
+        auth = (client_id, registered["client_secret"])
+        answer = http.post("/token", data={"grant_type": "client_credentials"}, auth=auth)
+        assert answer.status_code == 200, answer.text

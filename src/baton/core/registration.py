@@ -32,7 +32,7 @@ What is checked, and where the rule comes from:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -75,6 +75,21 @@ NATIVE = "native"
 APPLICATION_TYPES = (WEB, NATIVE)
 
 _URL_MEMBERS = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
+
+# The server's own record, in `clients.registration`, that the client was registered with the
+# initial access token (RFC 7591 §3): an operator vouched for it, so it may hold
+# `client_credentials` (`RegistrationPolicy.machine_grants`). Set by the server only (the
+# metadata a client sends is read member by member, and this one is never read from it), kept
+# through RFC 7592 updates, never shown to the client. The colon keeps it apart from every
+# RFC 7591 member name. A registration without it never gains machine grants: not at an update
+# once the operator switched `--registration` from `open` to `token`, not at the token endpoint.
+VOUCHED_MEMBER = "baton:initial_access_token"
+
+
+def vouched(registration: Mapping[str, Any]) -> bool:
+    """Whether a client's stored registration (`clients.registration`) was made with the initial
+    access token (`VOUCHED_MEMBER`)."""
+    return registration.get(VOUCHED_MEMBER) is True
 
 
 def dynamic_scopes(configured: Iterable[str], oidc: bool) -> frozenset[str]:
@@ -123,7 +138,8 @@ class RegistrationPolicy:
     document: bool = False
     # `client_credentials`: tokens with no user behind them, for every resource of `resources`
     # and every scope of `scopes`, with no person's consent. Only for a registration an operator
-    # vouched for (`--registration token`); never for a metadata document or an open one.
+    # vouched for (the initial access token was presented at the registration, and an update
+    # keeps what the registration had: `vouched`); never for a metadata document or an open one.
     machine_grants: bool = False
 
 
@@ -148,6 +164,9 @@ class ClientMetadata:
     software_version: str | None = None
     # The RFC 8707 resources the policy allows (not a member of the metadata).
     resources: tuple[str, ...] = field(default=())
+    # Registered with the initial access token (the policy's `machine_grants`): recorded in
+    # the stored registration as `VOUCHED_MEMBER` (not a member of the metadata either).
+    vouched: bool = False
 
     @property
     def is_public(self) -> bool:
@@ -198,7 +217,9 @@ class ClientMetadata:
             allowed_resources=self.resources,
             require_pkce=True,
             client_uri=self.client_uri,
-            registration=self.members(),
+            # With `vouched`, the server's record `VOUCHED_MEMBER` beside the metadata (the
+            # answer to the client leaves it out).
+            registration={**self.members(), **({VOUCHED_MEMBER: True} if self.vouched else {})},
             grant_types=self.grant_types,
             token_endpoint_auth_method=self.token_endpoint_auth_method,
             jwks_uri=self.jwks_uri,
@@ -237,6 +258,7 @@ def client_metadata(raw: object, policy: RegistrationPolicy) -> ClientMetadata:
         software_id=_text(members, "software_id", MAX_TEXT),
         software_version=_text(members, "software_version", MAX_TEXT),
         resources=tuple(dict.fromkeys(policy.resources)),
+        vouched=policy.machine_grants and not policy.document,
     )
 
 

@@ -365,6 +365,20 @@ def _unvouched(app: Baton, client: Client) -> bool:
     return client.registered_via is not None and not app.documents.trusted(client)
 
 
+async def _approved(app: Baton, client: Client, user: User | None) -> bool:
+    """Whether the signed-in `user` has a remembered consent for `client` (whatever its scope,
+    not expired): then a silent request's error (OpenID Connect Core §3.1.2.6) is redirected
+    even for a client no operator vouched for, to a client this user already chose to send
+    their browser back to. Without one (no one signed in, or this user never allowed the
+    client), nobody has approved its redirect URI, and the error is a page with a link."""
+    if user is None:
+        return False
+    consent = await app.store.consent(user.id, client.id)
+    if consent is None:
+        return False
+    return consent.expires_at is None or app.clock.now() < consent.expires_at
+
+
 def _error_with_link(
     request: Request, app: Baton, auth: AuthorizationRequest, params: dict[str, str]
 ) -> Response:
@@ -492,6 +506,10 @@ async def _answer(
             )
         except RedirectError as exc:
             params = {"error": exc.error, "error_description": exc.description}
+            if _unvouched(app, auth.client) and not await _approved(app, auth.client, user):
+                # prompt=none's login_required / consent_required come before any page too:
+                # the same open redirector (RFC 9700 §4.11.2) as an invalid request's.
+                return _error_with_link(request, app, auth, params)
             return _redirect(request, app, auth, params, status)
 
     if user is None or live is None:
@@ -565,7 +583,8 @@ async def _authenticate(
     """An OpenID Connect authentication request (Core §3.1.2), once it is valid: sign in (again)
     if it asks, let the user choose the account, ask consent, and issue the code with the
     sign-in's facts. With `prompt=none`, each page that would be shown is an error instead
-    (§3.1.2.6), redirected to the client."""
+    (§3.1.2.6), redirected to the client (by `_answer`: for a client no operator vouched for,
+    only once this user has allowed it, else shown with a link to the redirect)."""
     now = app.clock.now()
     if live is None or user is None:
         if oidc.silent:

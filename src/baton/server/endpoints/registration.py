@@ -38,11 +38,13 @@ from baton.core.client_metadata import MetadataError, checked_registration
 from baton.core.registration import (
     NONE,
     PRIVATE_KEY_JWT,
+    VOUCHED_MEMBER,
     ClientMetadata,
     RegistrationError,
     RegistrationPolicy,
     client_metadata,
     dynamic_scopes,
+    vouched,
 )
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.core.vocabulary import ErrorCode
@@ -85,11 +87,15 @@ _SERVER_MEMBERS = (
 )
 
 
-async def client_policy(app: Baton, document: bool = False) -> RegistrationPolicy:
+async def client_policy(
+    app: Baton, document: bool = False, vouched: bool = False
+) -> RegistrationPolicy:
     """What a client no operator registered may get (dynamic registration, and a client ID
     metadata document with `document`): `--dynamic-client-scopes` and, while OpenID Connect is
     on, its scopes, less any `admin:*` scope; `--dynamic-client-resources`, else every
-    registered resource server."""
+    registered resource server; `client_credentials` only when `vouched` (registered with the
+    initial access token, `baton.core.registration.VOUCHED_MEMBER`), never by today's
+    `--registration` mode alone."""
     settings = app.settings
     scopes = dynamic_scopes(settings.dynamic_client_scopes, app.oidc)
     resources = tuple(settings.dynamic_client_resources)
@@ -100,7 +106,7 @@ async def client_policy(app: Baton, document: bool = False) -> RegistrationPolic
         resources=resources,
         document=document,
         # Only a registration with the initial access token: the operator vouched for it.
-        machine_grants=not document and settings.registration == "token",
+        machine_grants=not document and vouched,
     )
 
 
@@ -139,13 +145,15 @@ async def register(request: Request) -> Response:
     app = _offered(request)
     address = source_address(request)
     await app.limits.check_address(address)
+    with_token = False
     if app.settings.registration == "token":
         _initial_access_token(request, app)
+        with_token = True  # recorded in the registration (`VOUCHED_MEMBER`)
     if address is not None:
         wait = await app.limits.buckets.take("register:" + _network(address), REGISTRATIONS)
         if wait > 0:
             raise too_many(wait, "address")
-    meta = _metadata(await _json_object(request, app), await client_policy(app))
+    meta = _metadata(await _json_object(request, app), await client_policy(app, vouched=with_token))
     now = app.clock.now()
     secret = mint(TokenKind.CLIENT_SECRET) if meta.uses_secret else None
     token = random_id(_TOKEN_PREFIX, _TOKEN_BYTES)
@@ -200,7 +208,10 @@ async def update(request: Request) -> Response:
         # value of this field MUST match the currently issued client secret for that client."
         _same_secret(before, raw["client_secret"])
     members = {k: v for k, v in raw.items() if k not in _SERVER_MEMBERS}
-    meta = _metadata(members, await client_policy(app))
+    # What the registration was vouched for, not today's `--registration` mode: a client
+    # registered openly never gives itself `client_credentials` after the operator switched to
+    # `token` (and one registered with the initial access token keeps what it had).
+    meta = _metadata(members, await client_policy(app, vouched=vouched(before.registration)))
     was = before.token_endpoint_auth_method or (NONE if before.is_public else "")
     if _credential_kind(meta.token_endpoint_auth_method) != _credential_kind(was):
         # RFC 7592 §2.2: the server "MAY ... reject" a value: a public client cannot become
@@ -372,8 +383,9 @@ def _information(app: Baton, client: Client, token: str, **extra: str) -> dict[s
     enforces is read from the client's columns, not from the stored registration: the answer
     says what the client is (RFC 7592 §3: "all registered metadata about the client, including
     any fields provisioned by the authorization server itself")."""
+    registered = {k: v for k, v in client.registration.items() if k != VOUCHED_MEMBER}
     answer: dict[str, Any] = {
-        **client.registration,
+        **registered,
         **_enforced(client),
         "client_id": client.id,
         # "Time at which the client identifier was issued ... seconds from 1970-01-01T00:00:00Z"

@@ -10,6 +10,7 @@ from baton.core.audience import narrowed, requested_resource_problem
 from baton.core.idtoken import IdTokenError, IdTokenIssuer
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import RetryPolicy
+from baton.core.registration import vouched
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
@@ -292,6 +293,13 @@ async def _client_credentials(
         raise OAuthError(
             ErrorCode.UNAUTHORIZED_CLIENT,
             "client_credentials is not open to a client ID metadata document's client",
+        )
+    if client.registered_via == RegisteredVia.DYNAMIC and not vouched(client.registration):
+        # Likewise a client registered without the initial access token (`--registration
+        # open`, whatever the mode is now): anyone may have registered it (RFC 9700 §4.15).
+        raise OAuthError(
+            ErrorCode.UNAUTHORIZED_CLIENT,
+            "client_credentials is only for a client registered with the initial access token",
         )
     allowed = parse_scope(client.scope)
     scope = _requested_scope(form)

@@ -190,14 +190,22 @@ class DynamicClientStore:
         for client_id in await self._read(candidates):
 
             def work(conn: Connection, client_id: str = client_id) -> bool:
-                # Checked again in the transaction that deletes: a code issued since the read
-                # keeps the client. Never used, it has no grant to revoke, no consent and no
-                # code to end: the tombstone (disabled, no secret, no redirect URI) is all of
-                # `baton client delete` there is to do.
-                still = conn.execute(
-                    select(clients.c.id).where(clients.c.id == client_id, _never_used())
-                ).first()
-                return still is not None and tombstone(conn, client_id, actor)
+                # Checked again in the transaction that deletes: a use since the read keeps
+                # the client. On PostgreSQL (READ COMMITTED) a plain SELECT would not wait for a
+                # first use in flight (a code, a client_credentials grant or a consent asked:
+                # `mark_used`'s UPDATE of the row, uncommitted), and the tombstone's UPDATE,
+                # once that committed, would check only its own WHERE. So the row is locked
+                # first (FOR UPDATE waits for `mark_used`, and for the KEY SHARE lock the
+                # foreign-key check of any code, grant, consent or challenge inserted for the
+                # client holds), and the never-used test is the UPDATE's own WHERE, evaluated
+                # by a statement that sees what those committed. SQLite: the write
+                # transaction is exclusive already. Never used, it has no grant to revoke, no
+                # consent and no code to end: the tombstone (disabled, no secret, no redirect
+                # URI) is all of `baton client delete` there is to do.
+                row = clients.c.id == client_id
+                if conn.execute(select(clients.c.id).where(row).with_for_update()).first() is None:
+                    return False
+                return tombstone(conn, client_id, actor, _never_used())
 
             if await self._write(work):
                 deleted += 1

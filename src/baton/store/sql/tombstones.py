@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, func, update
+from sqlalchemy import ColumnElement, Connection, func, update
 
 from baton.store.admin import Actor
 from baton.store.base import Client
@@ -46,12 +46,16 @@ async def delete_client(store: SQLStore, client_id: str, actor: Actor) -> Delete
     return await store.admin().delete_client(client_id, actor)
 
 
-def tombstone(conn: Connection, client_id: str, actor: Actor) -> bool:
+def tombstone(
+    conn: Connection, client_id: str, actor: Actor, *conditions: ColumnElement[bool]
+) -> bool:
     """Turns a client's row into a tombstone (it was disabled first), audited; False when it
-    has no row or is a tombstone already."""
+    has no row, is a tombstone already, or fails one of `conditions`: those are the UPDATE's own
+    WHERE, so that PostgreSQL checks them again on the row as it is once any row lock the
+    UPDATE waited for is released (READ COMMITTED), not as an earlier SELECT saw it."""
     changed = conn.execute(
         update(clients)
-        .where(clients.c.id == client_id, clients.c.deleted_at.is_(None))
+        .where(clients.c.id == client_id, clients.c.deleted_at.is_(None), *conditions)
         .values(
             is_public=False,
             secret_digest=None,
