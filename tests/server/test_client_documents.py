@@ -18,7 +18,13 @@ from starlette.testclient import TestClient
 
 from baton.config import Settings
 from baton.core.clock import FakeClock
-from baton.server.runtime.documents import ClientDocuments, DocumentError, url_problem
+from baton.server.runtime import documents as documents_module
+from baton.server.runtime.documents import (
+    TOKEN_REUSE,
+    ClientDocuments,
+    DocumentError,
+    url_problem,
+)
 from baton.store.admin import Actor
 from baton.store.base import CLIENT_ID_LENGTH, Client, RegisteredVia
 from baton.store.sql import SQLStore
@@ -224,6 +230,79 @@ def test_max_age_0_is_fetched_every_time(
     assert host.count(path) == 2
     consent_page(http, url)
     assert host.count(path) == 3
+
+
+def code_grant(http: TestClient, client: RegisteredClient) -> str:
+    """A refresh token of `client`'s, through the pages and the code exchange."""
+    query, verifier = authorize(http, client, scope="read")
+    token = http.post(
+        "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": query["code"][0],
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+            "client_id": client.id,
+        },
+    )
+    assert token.status_code == 200, token.text
+    refresh_token: str = token.json()["refresh_token"]
+    return refresh_token
+
+
+def fetches_per_request(
+    http: TestClient, host: DocumentHost, path: str, client: RegisteredClient, refresh_token: str
+) -> tuple[list[int], str]:
+    """The fetches of `path` by two refreshes and two junk revocations naming the client
+    (anyone can send those), request by request; and the last refresh token."""
+    counts = []
+    for _ in range(2):
+        before = host.count(path)
+        response = refresh(http, client, refresh_token)
+        assert response.status_code == 200, response.text
+        refresh_token = response.json()["refresh_token"]
+        counts.append(host.count(path) - before)
+    for _ in range(2):
+        before = host.count(path)
+        http.post("/revoke", data={"token": "junk", "client_id": client.id})
+        counts.append(host.count(path) - before)
+    return counts, refresh_token
+
+
+def test_a_document_that_forbids_reuse_is_not_fetched_per_request_at_the_token_endpoints(
+    app: tuple[TestClient, SQLStore, FakeClock], host: DocumentHost
+) -> None:
+    """no-store is honoured at /authorize (above), but at /token and /revoke the document is
+    reused for `TOKEN_REUSE` seconds after this process fetched it: a fetch per request would
+    be anyone's to order (junk tokens at /revoke), and each refresh would pay for one."""
+    http, _, clock = app
+    path = new_path()
+    url = host.url(path)
+    host.serve_json(path, document(url), **{"Cache-Control": "no-store"})
+    client = RegisteredClient(url, None)
+    refresh_token = code_grant(http, client)
+    counts, refresh_token = fetches_per_request(http, host, path, client, refresh_token)
+    assert counts == [0, 0, 0, 0]  # fetched by /authorize a moment ago
+    clock.advance(TOKEN_REUSE)
+    counts, _ = fetches_per_request(http, host, path, client, refresh_token)
+    assert counts == [1, 0, 0, 0]
+
+
+def test_a_refreshed_row_is_used_as_its_fetch_stored_it(
+    app: tuple[TestClient, SQLStore, FakeClock],
+    host: DocumentHost,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without any reuse time, a request refreshes its client's row once: the row its fetch
+    stored is the one it authenticates on, not a copy read again (and found stale again)."""
+    monkeypatch.setattr(documents_module, "TOKEN_REUSE", 0)
+    http, _, _ = app
+    path = new_path()
+    url = host.url(path)
+    host.serve_json(path, document(url), **{"Cache-Control": "max-age=0"})
+    client = RegisteredClient(url, None)
+    counts, _ = fetches_per_request(http, host, path, client, code_grant(http, client))
+    assert counts == [1, 1, 1, 1]
 
 
 def test_a_document_that_became_invalid_refuses_new_authorizations_until_fixed(

@@ -20,6 +20,7 @@ from baton.core.clock import FakeClock
 from baton.server.runtime.documents import (
     CEILING,
     RETRY_UNREACHABLE,
+    TOKEN_REUSE,
     ClientDocuments,
     DocumentError,
     host_matches,
@@ -173,6 +174,35 @@ def test_an_expired_row_whose_document_is_now_invalid_or_gone_is_refused(
     host.serve(path, Served(b"gone", status=404))
     with pytest.raises(DocumentError, match="could not be fetched"):
         run(documents, "authenticating", stored)
+
+
+def test_a_document_that_forbids_reuse_is_reused_for_a_while_at_the_token_endpoints(
+    host: DocumentHost,
+) -> None:
+    """Only the row this process's fetch stored (or a later one), only for `TOKEN_REUSE`
+    seconds, and not once the operator narrowed what document clients may hold."""
+    documents = documents_of(host)
+    clock = documents.clock
+    assert isinstance(clock, FakeClock)
+    path = f"/reuse/{next(_paths)}.json"
+    url = host.url(path)
+    host.serve_json(path, document(url), **{"Cache-Control": "no-store"})
+    stored = run(documents, "client", url)
+    assert stored.document_expires_at == clock.now()  # no-store: expired at once
+    clock.advance(TOKEN_REUSE - 1)
+    assert run(documents, "authenticating", stored) is stored
+    assert host.count(path) == 1
+    # A copy older than that fetch (read before it landed) is not what it stored.
+    older = replace(stored, document_expires_at=stored.document_expires_at - 1)
+    refreshed = run(documents, "authenticating", older)
+    assert refreshed is not older and host.count(path) == 2
+    # Narrowed scopes are applied at once.
+    documents.settings = replace(documents.settings, dynamic_client_scopes=("read",))
+    assert run(documents, "authenticating", refreshed).scope == "read"
+    assert host.count(path) == 3
+    clock.advance(TOKEN_REUSE)
+    run(documents, "authenticating", documents.store.rows[url])  # type: ignore[attr-defined]
+    assert host.count(path) == 4
 
 
 def test_an_unreachable_document_keeps_a_public_client_but_not_a_keyed_one(

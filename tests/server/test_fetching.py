@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -296,3 +297,131 @@ def test_names_whose_dns_never_answers_do_not_stall_the_process_s_other_lookups(
         release.set()
     assert own < 1
     assert late < 1, reason
+
+
+ANSWER = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 443))]
+
+
+def held_resolver(hang: threading.Event) -> fetching.Resolver:
+    """A resolver of its own whose `*.tarpit.test` names hang until `hang` is set (a DNS that
+    does not answer) and whose other names answer at once."""
+    resolver = fetching.Resolver()
+    resolver.wait_limit = 30.0  # only the callers' own limits end a wait here
+
+    def system(host: str, port: int) -> list[tuple[Any, ...]]:
+        if host.endswith(".tarpit.test"):
+            hang.wait(10)
+        return list(ANSWER)
+
+    resolver.system = system  # type: ignore[method-assign]
+    return resolver
+
+
+async def hold_every_thread(resolver: fetching.Resolver) -> list[asyncio.Future[Any]]:
+    held: list[asyncio.Future[Any]] = [
+        asyncio.ensure_future(resolver.getaddrinfo(f"n{i}.tarpit.test", 443))
+        for i in range(resolver.threads)
+    ]
+    while resolver.lookups < resolver.threads:
+        await asyncio.sleep(0.005)
+    return held
+
+
+def test_a_name_is_not_remembered_as_failed_for_time_spent_waiting_for_a_thread() -> None:
+    """Whoever holds the lookup threads with names that never answer must not get a legitimate
+    name refused for `NEGATIVE_TTL` seconds: its caller's limit ran out while it waited for a
+    thread, and its own lookup, started at the last moment, answers."""
+    hang = threading.Event()
+    answer = threading.Event()
+    resolver = held_resolver(hang)
+    plain = resolver.system
+
+    def system(host: str, port: int) -> list[tuple[Any, ...]]:
+        if host == "legit.example":
+            answer.wait(10)  # a normal lookup, caught mid-way by the caller's limit
+        return plain(host, port)
+
+    resolver.system = system  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        held = await hold_every_thread(resolver)
+        caller = asyncio.ensure_future(resolver.getaddrinfo("legit.example", 443))
+        await asyncio.sleep(0.1)  # queued behind the names that do not answer
+        hang.set()
+        await asyncio.gather(*held)
+        while resolver.lookups < resolver.threads + 1:  # its lookup starts, late
+            await asyncio.sleep(0.005)
+        caller.cancel()  # and the caller's limit ends while it runs
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        asyncio.get_running_loop().call_later(0.02, answer.set)
+        # Asked again: not refused from the negative cache; it answers.
+        with anyio.fail_after(2):
+            assert await resolver.getaddrinfo("legit.example", 443) == ANSWER
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        hang.set()
+        answer.set()
+
+
+def test_a_late_answer_clears_a_remembered_timeout() -> None:
+    """A name whose lookup ran out a caller's whole limit is refused for a while, but only
+    until that lookup does answer."""
+    hang = threading.Event()
+    resolver = held_resolver(hang)
+
+    async def scenario() -> None:
+        with pytest.raises(TimeoutError):
+            with anyio.fail_after(0.05):
+                await resolver.getaddrinfo("slow.tarpit.test", 443)
+        with pytest.raises(OSError, match="no answer in time"):
+            await resolver.getaddrinfo("slow.tarpit.test", 443)
+        hang.set()  # the slow DNS answers after all
+        with anyio.fail_after(2):
+            while True:
+                try:
+                    assert await resolver.getaddrinfo("slow.tarpit.test", 443) == ANSWER
+                    return
+                except OSError:
+                    await asyncio.sleep(0.01)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        hang.set()
+
+
+def test_a_lookup_nobody_awaits_any_more_never_takes_a_thread() -> None:
+    """Lookups queued for a thread whose callers all gave up are dropped: once the threads are
+    free again (the attack stopped) they go to names someone asks for, not to the backlog. A
+    queued lookup that one caller still awaits is kept for it."""
+    hang = threading.Event()
+    resolver = held_resolver(hang)
+
+    async def gives_up(name: str, limit: float) -> None:
+        with pytest.raises(TimeoutError):
+            with anyio.fail_after(limit):
+                await resolver.getaddrinfo(name, 443)
+
+    async def scenario() -> None:
+        held = await hold_every_thread(resolver)
+        patient = asyncio.ensure_future(resolver.getaddrinfo("wanted.example", 443))
+        await asyncio.gather(
+            *(gives_up(f"q{i}.example", 0.05) for i in range(20)),
+            gives_up("wanted.example", 0.05),  # another caller of the same name stays
+        )
+        hang.set()
+        await asyncio.gather(*held)
+        with anyio.fail_after(2):
+            assert await patient == ANSWER
+        await asyncio.sleep(0.1)  # several of the old polling steps
+        assert resolver.lookups == resolver.threads + 1
+        pending = asyncio.all_tasks() - {asyncio.current_task()}
+        assert not pending
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        hang.set()

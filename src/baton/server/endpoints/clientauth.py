@@ -171,23 +171,26 @@ async def _authenticate(
     if "client_assertion" in form or "client_assertion_type" in form:
         return await _assertion_client(request, form, store, allow_public, cache)
     client_id, secret = presented_credentials(request, form)
+    client: Client | None = None
     if cache is not None:
         cached = cache.get(client_id)
-        if (
-            cached is not None
-            and cached.registered_via == RegisteredVia.DOCUMENT
-            and await _current(request, cached) is not cached
-        ):
-            cached = None  # refreshed: authenticated on the row as the store holds it now
+        if cached is not None and cached.registered_via == RegisteredVia.DOCUMENT:
+            refreshed = await _current(request, cached)
+            if refreshed is not cached:
+                # Refreshed: authenticated on the row its fetch just stored, which is the row
+                # as the store holds it now; reading it again and asking `_current` about that
+                # copy would only fetch the document a second time when it forbids reuse.
+                client, cached = refreshed, None
         if cached is not None:
             if refusal(cached, secret, allow_public) is None:
                 about_client(request.scope, client_id)  # CORS answers for this client's origins
                 return cached, True
             cache.forget(client_id)  # refused only on what the database says now
-    client = await enabled_client(store, client_id)
     if client is None:
-        raise invalid_client("unknown client")
-    client = await _current(request, client)
+        client = await enabled_client(store, client_id)
+        if client is None:
+            raise invalid_client("unknown client")
+        client = await _current(request, client)
     refused = refusal(client, secret, allow_public)
     if refused is not None:
         raise refused

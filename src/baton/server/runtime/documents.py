@@ -32,7 +32,9 @@ it is valid again. At `/token`, `/introspect` and `/revoke`, `ClientDocuments.au
 refreshes a document client's expired row the same way (see there): an invalid document or a
 denied host is refused; an unreachable document keeps a public client's stored row (refusing
 refreshes over a document host's outage would strand every user), but not a private_key_jwt
-client's, whose keys it can no longer confirm.
+client's, whose keys it can no longer confirm. There a document that forbids reuse (no-store,
+no-cache, max-age=0) is still reused for `TOKEN_REUSE` seconds after this process fetched it:
+anyone can name a client at `/revoke`, and a fetch per request would be theirs to order.
 
 There is no in-process cache beyond the row: `/authorize` reads the client's row on every
 request anyway (a client disabled in any process is refused at once), so a copy in memory
@@ -63,8 +65,14 @@ from baton.server.runtime import fetching
 from baton.store.base import CLIENT_ID_LENGTH, Client, RegisteredVia
 
 # Cache lifetime bounds (seconds): a document is fetched at most once per FLOOR (unless its
-# headers forbid reuse) and at least once per CEILING; DEFAULT without cache headers.
+# headers forbid reuse; at the token endpoints even then, per process: `TOKEN_REUSE`) and at
+# least once per CEILING; DEFAULT without cache headers.
 FLOOR = 5 * 60
+# Seconds a document this process fetched is reused at /token, /introspect and /revoke
+# (`ClientDocuments.authenticating`) even when its headers say it must not be (no-store,
+# no-cache, max-age=0): anyone can name a client there (a junk token at /revoke), and a fetch
+# per request would let them make this server fetch the document at will.
+TOKEN_REUSE = FLOOR
 CEILING = 24 * 60 * 60
 DEFAULT = FLOOR
 # The draft's "recommended maximum size to read is 5 kilobytes" (§8.7).
@@ -74,7 +82,8 @@ TIMEOUT = 5.0
 # endpoint does not try again (`authenticating`): each of its requests would otherwise wait
 # for the time limit while the document's host is down.
 RETRY_UNREACHABLE = 60
-_UNREACHABLE_LIMIT = 1024  # URLs remembered; past this, start again
+# URLs remembered as unreachable, and as fetched lately; past this, start again.
+_UNREACHABLE_LIMIT = 1024
 # The URL is the client's id: at most what `clients.id` holds (its widening waits for a later
 # release, `baton.store.schema.CLIENT_ID_LENGTH`).
 MAX_URL = CLIENT_ID_LENGTH
@@ -255,6 +264,8 @@ class ClientDocuments:
         self._flights: dict[str, asyncio.Future[Client]] = {}
         # Until when (clock seconds) `authenticating` does not fetch a URL found unreachable.
         self._unreachable: dict[str, int] = {}
+        # When (clock seconds) this process last fetched a URL's document and stored its row.
+        self._fetched_at: dict[str, int] = {}
         self.fetches = 0  # documents fetched by this process (for tests and metrics)
 
     @property
@@ -296,8 +307,12 @@ class ClientDocuments:
     def _stale(self, client: Client) -> bool:
         """The row must be fetched again: its document expired, or it holds a scope or a
         resource the operator no longer lets document clients have (a fetch narrows it)."""
-        if (client.document_expires_at or 0) <= self.clock.now():
-            return True
+        return self._expired(client) or self._too_wide(client)
+
+    def _expired(self, client: Client) -> bool:
+        return (client.document_expires_at or 0) <= self.clock.now()
+
+    def _too_wide(self, client: Client) -> bool:
         if not set(client.scope.split()) <= self.scopes:
             return True
         resources = self.settings.dynamic_client_resources
@@ -310,6 +325,13 @@ class ClientDocuments:
 
         - its host is denied (`client_documents_denied_hosts`, checked on every use): refused;
         - its row is fresh: used as it is (no fetch);
+        - its row expired, but this process fetched its document less than `TOKEN_REUSE`
+          seconds ago (it forbade reuse: no-store, no-cache, max-age=0; any other document's
+          row lasts at least `FLOOR`): used as it is (no fetch). At `/authorize` (`client`)
+          such a document is fetched on every request, as its headers ask: that is where a
+          person is shown what it says now; here a fetch per request would be anyone's to
+          trigger (a junk token at `/revoke` names the client) and would make refresh-token
+          requests pay for an outbound fetch each;
         - its row is stale (`_stale`): its document is fetched again (one fetch shared by
           every request, `/authorize`'s too) and the refreshed row used. A document now
           invalid, or whose URL answered with something that is not one (a 404), is refused.
@@ -328,6 +350,8 @@ class ClientDocuments:
         if not self._stale(client):
             return client
         now = self.clock.now()
+        if self._reusable(client, now):
+            return client
         if self._unreachable.get(client.id, 0) > now:
             failure = DocumentError(client.id, NOT_FETCHED, unreachable=True)
         elif self.settings.client_metadata_documents:
@@ -347,6 +371,18 @@ class ClientDocuments:
                 client.id, f"{failure.reason}, so the client's keys cannot be confirmed"
             )
         return client  # the stored row, as it was
+
+    def _reusable(self, client: Client, now: int) -> bool:
+        """`client`'s expired row is the one a fetch of this process stored (or a later one:
+        a row's expiry is never before its fetch) less than `TOKEN_REUSE` seconds ago, and
+        the operator's settings have not narrowed what it may hold since."""
+        fetched_at = self._fetched_at.get(client.id)
+        return (
+            fetched_at is not None
+            and fetched_at > now - TOKEN_REUSE
+            and (client.document_expires_at or 0) >= fetched_at
+            and not self._too_wide(client)
+        )
 
     async def _single_flight(self, url: str) -> Client:
         flight = self._flights.get(url)
@@ -401,6 +437,9 @@ class ClientDocuments:
             # An operator registered this id meanwhile: theirs, not the document's.
             raise DocumentError(url, "another client holds this client_id")
         self._unreachable.pop(url, None)
+        if len(self._fetched_at) >= _UNREACHABLE_LIMIT:
+            self._fetched_at.clear()
+        self._fetched_at[url] = now
         if self.forget is not None:
             self.forget(url)  # the token endpoint's cached row, if any, is out of date
         return stored

@@ -18,8 +18,11 @@ RFC 6890"; the same holds for a client's `jwks_uri`). What `fetch()` does about 
   whose DNS never answers holds a thread past the time limit: untrusted names get their own
   `LOOKUP_THREADS` threads, never the event loop's default executor that every other lookup of
   the process (upstream logins, the database) shares; a lookup waits for a free thread only
-  within the fetch's time limit; a name that failed is not looked up again for
-  `NEGATIVE_TTL` seconds, and one being looked up is not asked twice at once;
+  within the fetch's time limit, and one that every caller gave up on is dropped before it
+  takes a thread; a name that failed, or that kept its thread without an answer for most of a
+  fetch's time limit, is not looked up again for `NEGATIVE_TTL` seconds (time spent waiting for
+  a thread held by other names does not count), and one being looked up is not asked twice at
+  once;
 - a total time limit, a size cap enforced while the body streams in (and from Content-Length
   before it), no content decoding (`Accept-Encoding: identity`: no decompression bomb);
 - no redirect is followed: a 3xx is an error naming where it pointed;
@@ -157,14 +160,32 @@ class LookupBusy(OSError):
     """Every lookup thread is held by a lookup still under way."""
 
 
+class _Flight:
+    """One lookup of a name and port, shared by every caller asking for it meanwhile."""
+
+    task: asyncio.Future[list[tuple[Any, ...]]]  # set by `Resolver._start`
+
+    def __init__(self) -> None:
+        self.waiters = 0  # callers awaiting it now
+        self.started: float | None = None  # monotonic time it got a thread, None while queued
+
+
 class Resolver:
     """getaddrinfo for names an untrusted party chose, on `threads` threads of its own.
 
     `free` counts the threads not running a lookup; it is given back by the thread itself when
     getaddrinfo returns, not when the awaiting request gives up, so a name that hangs keeps its
-    thread counted until it really is free again. Failures are remembered per name for
-    `negative_ttl` seconds (monotonic clock); a lookup under way is shared by every caller
-    asking for the same name and port (in one event loop)."""
+    thread counted until it really is free again. A lookup under way is shared by every caller
+    asking for the same name and port (in one event loop); one still waiting for a thread is
+    dropped as soon as no caller awaits it any more (its callers' time limits ended), so the
+    threads do not go to names nobody asks for once an attack stops.
+
+    Failures are remembered per name for `negative_ttl` seconds (monotonic clock): a lookup
+    that failed, and a lookup that had no answer when a caller's time limit ended, but only if
+    it had run on its thread for at least half that caller's wait. The time a caller spent
+    waiting for a free thread (held by other names, perhaps an attacker's) is not the name's
+    fault: were it remembered, anyone holding the threads could have a legitimate name refused
+    for `negative_ttl` seconds. A lookup that does answer, however late, clears its name."""
 
     def __init__(self, threads: int = LOOKUP_THREADS, negative_ttl: float = NEGATIVE_TTL) -> None:
         self.threads = threads
@@ -172,10 +193,9 @@ class Resolver:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="baton-untrusted-dns")
         self._free = threading.BoundedSemaphore(threads)
         self._failed: dict[str, tuple[float, str]] = {}
-        self._flights: dict[tuple[str, int], asyncio.Future[list[tuple[Any, ...]]]] = {}
-        self._running: set[tuple[str, int]] = set()
-        # Seconds a lookup waits for a free thread (no caller waits longer than its own limit;
-        # this ends a wait every caller gave up on).
+        self._flights: dict[tuple[str, int], _Flight] = {}
+        # Seconds a lookup waits for a free thread (no caller waits longer than its own limit,
+        # and a lookup no caller awaits any more stops waiting at once; this is a backstop).
         self.wait_limit = DEFAULT_TIMEOUT
         self.lookups = 0  # getaddrinfo calls started (for tests)
 
@@ -199,8 +219,8 @@ class Resolver:
 
     async def getaddrinfo(self, host: str, port: int) -> list[tuple[Any, ...]]:
         """getaddrinfo's answer, or OSError (`LookupBusy` while every thread is held). The
-        caller bounds the wait (`anyio.fail_after`); a wait cut short is remembered as a
-        failure of the name."""
+        caller bounds the wait (`anyio.fail_after`); a wait cut short while the lookup itself
+        ran for most of it is remembered as a failure of the name (see the class)."""
         failed = self._failed.get(host)
         if failed is not None:
             if failed[0] > time.monotonic():
@@ -208,37 +228,64 @@ class Resolver:
             del self._failed[host]
         key = (host, port)
         flight = self._flights.get(key)
-        if flight is None or flight.get_loop() is not asyncio.get_running_loop():
-            flight = asyncio.ensure_future(self._run(host, port))
-            self._flights[key] = flight
-            flight.add_done_callback(lambda _: self._flights.pop(key, None))
+        if flight is None or flight.task.get_loop() is not asyncio.get_running_loop():
+            flight = self._start(host, port)
+        task = flight.task
+        asked = time.monotonic()
+        flight.waiters += 1
         try:
-            return await asyncio.shield(flight)
+            return await asyncio.shield(task)
         except asyncio.CancelledError:
-            # Out of time (the caller's limit) with the name's lookup holding a thread: it is
-            # not tried again for a while, so that requests naming it do not each hold one.
-            if not flight.done() and key in self._running:
+            # Out of time (the caller's limit). The name is not tried again for a while, so
+            # that requests naming it do not each hold a thread, only if its lookup held one
+            # for at least half of this caller's wait: not for time spent queued behind other
+            # names.
+            now = time.monotonic()
+            started = flight.started
+            if not task.done() and started is not None and now - started >= (now - asked) / 2:
                 self._remember_failure(host, "no answer in time")
             raise
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and flight.started is None and not task.done():
+                # Nobody awaits it: it does not take a thread later. Out of the map first, so
+                # that a caller asking for the name next starts a lookup of its own rather
+                # than join one being cancelled.
+                self._land(key, flight)
+                task.cancel()
 
-    async def _run(self, host: str, port: int) -> list[tuple[Any, ...]]:
+    def _start(self, host: str, port: int) -> _Flight:
+        flight = _Flight()
+        flight.task = asyncio.ensure_future(self._run(host, port, flight))
+        key = (host, port)
+        self._flights[key] = flight
+        flight.task.add_done_callback(lambda _: self._land(key, flight))
+        return flight
+
+    def _land(self, key: tuple[str, int], flight: _Flight) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+
+    async def _run(self, host: str, port: int, flight: _Flight) -> list[tuple[Any, ...]]:
         waited = 0.0
         while not self._free.acquire(blocking=False):
             if waited >= self.wait_limit:
                 raise LookupBusy("too many host names are being looked up; try again later")
             await asyncio.sleep(_WAIT_STEP)
             waited += _WAIT_STEP
+        # Acquired and marked in one step (no await between): a caller leaving sees either a
+        # queued lookup it may cancel or a running one it must not.
+        flight.started = time.monotonic()
         self.lookups += 1
-        key = (host, port)
-        self._running.add(key)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, self._lookup, host, port)
+            found = await loop.run_in_executor(self._executor, self._lookup, host, port)
         except OSError as exc:
             self._remember_failure(host, str(exc) or type(exc).__name__)
             raise
-        finally:
-            self._running.discard(key)
+        # It answers: a failure remembered while it ran (a caller's limit ended) was wrong.
+        self._failed.pop(host, None)
+        return found
 
 
 _resolver = Resolver()
