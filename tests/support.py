@@ -245,10 +245,11 @@ def authorize(
     return parse_qs(urlsplit(location).query), verifier if pkce else None
 
 
-def first_pair(
-    http: TestClient, client: RegisteredClient, scope: str | None = "read write"
-) -> dict[str, Any]:
-    query, verifier = authorize(http, client, scope=scope)
+def redeem(
+    http: TestClient, client: RegisteredClient, query: dict[str, list[str]], verifier: str | None
+) -> httpx2.Response:
+    """The token request that redeems the code of `authorize`'s `query` (client_secret_post, or
+    client_id alone for a public client)."""
     data = {
         "grant_type": "authorization_code",
         "code": query["code"][0],
@@ -256,7 +257,14 @@ def first_pair(
         "code_verifier": verifier,
         **client.auth_params(),
     }
-    response = http.post("/token", data=data)
+    return http.post("/token", data=data)
+
+
+def first_pair(
+    http: TestClient, client: RegisteredClient, scope: str | None = "read write"
+) -> dict[str, Any]:
+    query, verifier = authorize(http, client, scope=scope)
+    response = redeem(http, client, query, verifier)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body

@@ -34,6 +34,7 @@ from tests.support import (
     RegisteredClient,
     authorize,
     pkce_pair,
+    redeem,
     refresh,
     register_user,
     running_app,
@@ -143,16 +144,7 @@ def test_a_document_client_authorizes_through_the_pages_and_refreshes(
     assert "Doc App" in page and "localhost" in page
     assert "not verified by this server" in page
     query, verifier = authorize(http, client, scope="read")
-    token = http.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": query["code"][0],
-            "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier,
-            "client_id": url,
-        },
-    )
+    token = redeem(http, client, query, verifier)
     assert token.status_code == 200, token.text
     assert token.json()["scope"] == "read"
     refreshed = refresh(http, client, token.json()["refresh_token"])
@@ -235,16 +227,7 @@ def test_max_age_0_is_fetched_every_time(
 def code_grant(http: TestClient, client: RegisteredClient) -> str:
     """A refresh token of `client`'s, through the pages and the code exchange."""
     query, verifier = authorize(http, client, scope="read")
-    token = http.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": query["code"][0],
-            "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier,
-            "client_id": client.id,
-        },
-    )
+    token = redeem(http, client, query, verifier)
     assert token.status_code == 200, token.text
     refresh_token: str = token.json()["refresh_token"]
     return refresh_token

@@ -34,6 +34,7 @@ from tests.support import (
     authorization_request,
     authorize,
     hidden_fields,
+    redeem,
     refresh,
     register_client,
     register_user,
@@ -343,16 +344,7 @@ def test_a_registered_public_client_authorizes_on_any_loopback_port_and_refreshe
     # Registered without a port; REDIRECT_URI has 9000 (RFC 8252 §7.3: any port).
     assert body["redirect_uris"] == ["http://127.0.0.1/callback"] != [REDIRECT_URI]
     query, verifier = authorize(http, client, scope="read write")
-    first = http.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": query["code"][0],
-            "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier,
-            "client_id": client.id,
-        },
-    )
+    first = redeem(http, client, query, verifier)
     assert first.status_code == 200, first.text
     pair = first.json()
     assert pair["scope"] == "read write"
