@@ -26,10 +26,12 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# OIDC Core §9 / RFC 7591 §2: the `token_endpoint_auth_method` of a client that authenticates so
+# (one definition, the registration rules'; named here too for the callers of these rules).
+from baton.core.registration import PRIVATE_KEY_JWT as PRIVATE_KEY_JWT
+
 # RFC 7521 §4.2 / RFC 7523 §2.2: the `client_assertion_type` of a JWT client assertion.
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-# OIDC Core §9 / RFC 7591 §2: the `token_endpoint_auth_method` of a client that authenticates so.
-PRIVATE_KEY_JWT = "private_key_jwt"
 # The JWS algorithms an assertion may be signed with: public-key signatures only (RFC 7518 §3.3,
 # §3.4, §3.5; RFC 8037 `EdDSA`, RFC 9864 `Ed25519`). Advertised as the metadata's
 # `token_endpoint_auth_signing_alg_values_supported` (RFC 8414 §2), which "MUST NOT" hold `none`.

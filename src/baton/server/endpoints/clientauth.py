@@ -119,9 +119,16 @@ class ClientCache:
         self._clients[client.id] = (client, time.monotonic())
 
     def forget(self, client_id: str) -> None:
-        self._clients.pop(client_id, None)
+        """The client changed: its row is read again, and the `on_forget` views forget theirs."""
+        self.drop(client_id)
         for callback in self._on_forget:
             callback()
+
+    def drop(self, client_id: str) -> None:
+        """The cached row is not trusted to refuse a request: read again, and nothing else.
+        Anyone can present a wrong secret for a cached client; that must not also cost the
+        next CORS answer a read of every client's origins (`forget`'s callbacks)."""
+        self._clients.pop(client_id, None)
 
 
 def presented_credentials(request: Request, form: Form) -> tuple[str, str]:
@@ -185,7 +192,7 @@ async def _authenticate(
             if refusal(cached, secret, allow_public) is None:
                 about_client(request.scope, client_id)  # CORS answers for this client's origins
                 return cached, True
-            cache.forget(client_id)  # refused only on what the database says now
+            cache.drop(client_id)  # refused only on what the database says now
     if client is None:
         client = await enabled_client(store, client_id)
         if client is None:
@@ -317,7 +324,7 @@ async def _assertion_client(
             raise
         # Refused only on what the database says now: the cached row may predate the client's
         # registration for private_key_jwt, or its jwks_uri.
-        cache.forget(client_id)
+        cache.drop(client_id)
         fresh = await enabled_client(store, client_id)
         if fresh is None:
             raise invalid_client("unknown client") from None

@@ -31,7 +31,6 @@ a `jwks_uri` used against the server's own network).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -131,7 +130,7 @@ class ClientKeys:
     # URLs whose last read failed: (until when it is not tried again, why it failed).
     _failed: dict[str, tuple[int, str]] = field(default_factory=dict)
     # The reads under way, by URL: concurrent requests share one.
-    _flights: dict[str, asyncio.Future[_KeySet]] = field(default_factory=dict)
+    _flights: fetching.SingleFlight[str, _KeySet] = field(default_factory=fetching.SingleFlight)
     fetches: int = 0  # key sets read, for tests
 
     async def _fetch(self, url: str, now: int) -> _KeySet:
@@ -140,19 +139,7 @@ class ClientKeys:
             # A key server that failed is not asked again for `REFETCH_INTERVAL` seconds: junk
             # assertions naming its client cost one fetch per interval, not one per request.
             raise KeySetUnavailable(failed[1])
-        flight = self._flights.get(url)
-        if flight is None or flight.get_loop() is not asyncio.get_running_loop():
-            flight = asyncio.ensure_future(self._read(url, now))
-            self._flights[url] = flight
-            flight.add_done_callback(lambda done: self._forget_flight(url, done))
-        # Shielded: one request giving up does not cancel the read the others wait for.
-        return await asyncio.shield(flight)
-
-    def _forget_flight(self, url: str, done: asyncio.Future[_KeySet]) -> None:
-        if self._flights.get(url) is done:
-            del self._flights[url]
-        if not done.cancelled():
-            done.exception()  # retrieved: a failure nobody awaited any more is not logged
+        return await self._flights.run(url, lambda: self._read(url, now))
 
     async def _read(self, url: str, now: int) -> _KeySet:
         self.fetches += 1

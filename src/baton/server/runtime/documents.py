@@ -44,7 +44,7 @@ under way.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import ssl
 from collections.abc import Callable
@@ -177,15 +177,19 @@ def _ascii_pattern(pattern: str) -> str:
     return ".".join(labels).lower()
 
 
+@functools.lru_cache(maxsize=16)
+def _ascii_patterns(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    """`patterns` as `_ascii_pattern` spells them, blanks left out; computed once per setting
+    (the denied hosts are matched on every token request of a document client)."""
+    return tuple(spelled for pattern in patterns if (spelled := _ascii_pattern(pattern)))
+
+
 def host_matches(host: str, patterns: tuple[str, ...]) -> bool:
     """`host` (from an ASCII URL) is one of `patterns`: an exact name, or `*.example.com` for
     any name under example.com (not example.com itself). A pattern written in Unicode
     (`bücher.example`) matches its IDNA form (`xn--bcher-kva.example`)."""
     host = host.rstrip(".").lower()
-    for pattern in patterns:
-        pattern = _ascii_pattern(pattern)
-        if not pattern:
-            continue
+    for pattern in _ascii_patterns(tuple(patterns)):
         if pattern.startswith("*."):
             if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
                 return True
@@ -261,7 +265,7 @@ class ClientDocuments:
         # For tests and development: the trust store and the time limit of a fetch.
         self.ssl_context: ssl.SSLContext | None = None
         self.timeout = TIMEOUT
-        self._flights: dict[str, asyncio.Future[Client]] = {}
+        self._flights: fetching.SingleFlight[str, Client] = fetching.SingleFlight()
         # Until when (clock seconds) `authenticating` does not fetch a URL found unreachable.
         self._unreachable: dict[str, int] = {}
         # When (clock seconds) this process last fetched a URL's document and stored its row.
@@ -385,17 +389,7 @@ class ClientDocuments:
         )
 
     async def _single_flight(self, url: str) -> Client:
-        flight = self._flights.get(url)
-        if flight is None or flight.get_loop() is not asyncio.get_running_loop():
-            flight = asyncio.ensure_future(self._fetch(url))
-            self._flights[url] = flight
-            flight.add_done_callback(lambda done: self._land(url, done))
-        # Shielded: one caller giving up (its request cancelled) does not cancel the others'.
-        return await asyncio.shield(flight)
-
-    def _land(self, url: str, done: asyncio.Future[Client]) -> None:
-        if self._flights.get(url) is done:
-            del self._flights[url]
+        return await self._flights.run(url, lambda: self._fetch(url))
 
     async def _fetch(self, url: str) -> Client:
         if (problem := url_problem(url)) is not None:

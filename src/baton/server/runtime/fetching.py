@@ -39,12 +39,12 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
 import httpcore
@@ -286,6 +286,36 @@ class Resolver:
         # It answers: a failure remembered while it ran (a caller's limit ended) was wrong.
         self._failed.pop(host, None)
         return found
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class SingleFlight(Generic[K, V]):
+    """One run of a fetch per key at a time: concurrent callers for a key share it
+    (`ClientDocuments` by document URL, `ClientKeys` by `jwks_uri`), so a burst of requests
+    naming one URL costs one fetch. Only the runs under way are held."""
+
+    def __init__(self) -> None:
+        self._flights: dict[K, asyncio.Future[V]] = {}
+
+    async def run(self, key: K, work: Callable[[], Awaitable[V]]) -> V:
+        """`work()`'s outcome, from the run under way for `key` if there is one (in this
+        event loop), else from a new one."""
+        flight = self._flights.get(key)
+        if flight is None or flight.get_loop() is not asyncio.get_running_loop():
+            flight = asyncio.ensure_future(work())
+            self._flights[key] = flight
+            flight.add_done_callback(lambda done: self._land(key, done))
+        # Shielded: one caller giving up (its request cancelled) does not cancel the others'.
+        return await asyncio.shield(flight)
+
+    def _land(self, key: K, done: asyncio.Future[V]) -> None:
+        if self._flights.get(key) is done:
+            del self._flights[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: a failure nobody awaited any more is not logged
 
 
 _resolver = Resolver()

@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, delete, exists, insert, select, update
+from sqlalchemy import Connection, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from baton.store.base import Client, RegisteredVia
 from baton.store.schema import auth_challenges, authorization_codes, clients, consents, grants
-from baton.store.sql.registry import get_client
+from baton.store.sql.registry import get_client, insert_client
 from baton.store.sql.rows import client_values
 
 T = TypeVar("T")
@@ -49,7 +49,7 @@ def save_document_client(conn: Connection, client: Client) -> Client | None:
     client that is not a document's (nothing is written). Returns the row as stored."""
     existing = get_client(conn, client.id)
     if existing is None:
-        conn.execute(insert(clients).values(**client_values(client)))
+        insert_client(conn, client)
         return client
     if existing.registered_via != RegisteredVia.DOCUMENT:
         return None
