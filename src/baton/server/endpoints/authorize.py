@@ -164,10 +164,10 @@ async def validate(app: Baton, form: Form) -> AuthorizationRequest:
         raise PageError(message, values={"url": exc.url, "reason": exc.reason}) from None
     if client is None or client.disabled_at is not None:
         raise PageError(N_("The request names an unknown client."))
+    localhost = client.loopback_by_name  # a native app no operator registered
     given = form.get("redirect_uri")
     if given is not None:
         # RFC 9700 §4.1.3: exact string matching, but a loopback port (RFC 8252 §7.3).
-        localhost = client.loopback_by_name  # a native app no operator registered
         if matching_redirect_uri(client.redirect_uris, given, localhost=localhost) is None:
             raise PageError(N_("The redirect URI is not registered for this client."))
         redirect_uri = given
@@ -178,9 +178,7 @@ async def validate(app: Baton, form: Form) -> AuthorizationRequest:
     # The rule registration applies, applied again: a URI stored before it (a `javascript:`,
     # a `data:`, plain http off loopback) is never redirected to. The problem is the rule's
     # technical wording (the console's and the CLI's too), left as it is inside the sentence.
-    if (
-        problem := redirect_uri_problem(redirect_uri, localhost=client.loopback_by_name)
-    ) is not None:
+    if (problem := redirect_uri_problem(redirect_uri, localhost=localhost)) is not None:
         message = N_("The client's redirect URI is not allowed: %(problem)s.")
         raise PageError(message, values={"problem": problem})
     params = tuple(
@@ -374,9 +372,8 @@ async def _approved(app: Baton, client: Client, user: User | None) -> bool:
     if user is None:
         return False
     consent = await app.store.consent(user.id, client.id)
-    if consent is None:
-        return False
-    return consent.expires_at is None or app.clock.now() < consent.expires_at
+    # Nothing asked of its scope: only whether it has expired (`Consent.covers`).
+    return consent is not None and consent.covers(frozenset(), (), app.clock.now())
 
 
 def _error_with_link(

@@ -87,27 +87,20 @@ _SERVER_MEMBERS = (
 )
 
 
-async def client_policy(
-    app: Baton, document: bool = False, vouched: bool = False
-) -> RegistrationPolicy:
-    """What a client no operator registered may get (dynamic registration, and a client ID
-    metadata document with `document`): `--dynamic-client-scopes` and, while OpenID Connect is
-    on, its scopes, less any `admin:*` scope; `--dynamic-client-resources`, else every
-    registered resource server; `client_credentials` only when `vouched` (registered with the
-    initial access token, `baton.core.registration.VOUCHED_MEMBER`), never by today's
-    `--registration` mode alone."""
+async def client_policy(app: Baton, vouched: bool = False) -> RegistrationPolicy:
+    """What a dynamically registered client may get: `--dynamic-client-scopes` and, while
+    OpenID Connect is on, its scopes, less any `admin:*` scope; `--dynamic-client-resources`,
+    else every registered resource server; `client_credentials` only when `vouched`
+    (registered with the initial access token, `baton.core.registration.VOUCHED_MEMBER`), never
+    by today's `--registration` mode alone. (A metadata document's policy is built by
+    `baton.server.runtime.documents`, with the same scopes and resources.)"""
     settings = app.settings
     scopes = dynamic_scopes(settings.dynamic_client_scopes, app.oidc)
     resources = tuple(settings.dynamic_client_resources)
     if not resources:
         resources = tuple(sorted(await app.store.registered_resources()))
-    return RegistrationPolicy(
-        scopes=scopes,
-        resources=resources,
-        document=document,
-        # Only a registration with the initial access token: the operator vouched for it.
-        machine_grants=not document and vouched,
-    )
+    # Only a registration with the initial access token: the operator vouched for it.
+    return RegistrationPolicy(scopes=scopes, resources=resources, machine_grants=vouched)
 
 
 def _network(address: str) -> str:

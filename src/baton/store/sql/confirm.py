@@ -24,6 +24,7 @@ from baton.store.sql.statements import (
     CLIENT_AUTHENTICATION,
     CLIENT_DISABLED_AT,
     CONFIRMED_COLUMNS,
+    CONFIRMED_LABELS,
 )
 
 T = TypeVar("T")
@@ -96,6 +97,6 @@ def read_confirming(
         return None if row is None else build(row)
     if row is None:
         return None if client_unchanged(conn, client) else CLIENT_CHANGED
-    now_stored = tuple(row["c_" + name] for name in CONFIRMED_COLUMNS)
+    now_stored = tuple(row[label] for label in CONFIRMED_LABELS)
     confirmed = row["c_id"] is not None and authenticates_as(now_stored, client)
     return build(row) if confirmed else CLIENT_CHANGED

@@ -80,6 +80,9 @@ CONFIRMED_COLUMNS = (
     "jwks_uri",
     "redirect_uris",
 )
+# Their labels beside a token's row (`_CONFIRMING`), read by `confirm.read_confirming` on every
+# refresh, revocation and introspection: spelled once here, not per request.
+CONFIRMED_LABELS = tuple("c_" + name for name in CONFIRMED_COLUMNS)
 CLIENT_AUTHENTICATION = Prepared(
     select(*(clients.c[name] for name in CONFIRMED_COLUMNS)).where(
         clients.c.id == bindparam("client_id")
@@ -92,7 +95,10 @@ CLIENT_AUTHENTICATION = Prepared(
 _confirm = clients.alias("confirm")
 _CONFIRMING = (
     _confirm.c.id.label("c_id"),
-    *(_confirm.c[name].label("c_" + name) for name in CONFIRMED_COLUMNS),
+    *(
+        _confirm.c[name].label(label)
+        for name, label in zip(CONFIRMED_COLUMNS, CONFIRMED_LABELS, strict=True)
+    ),
 )
 
 _REFRESH_COLUMNS = (
