@@ -156,6 +156,9 @@ class NewCode:
     nonce: str | None = None
     sid: str | None = None
     sign_in: SignIn | None = None
+    # Record the client's first use (`clients.used_at`): only a dynamic registration's is read
+    # (its expiry when unused), so the code of any other client skips that UPDATE.
+    note_use: bool = True
 
 
 @dataclass(frozen=True, slots=True)

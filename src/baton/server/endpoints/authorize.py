@@ -560,6 +560,7 @@ async def _issue_code(
             nonce=auth.oidc.nonce if auth.oidc is not None else None,
             sid=sid,
             sign_in=sign_in,
+            note_use=auth.client.registered_via == RegisteredVia.DYNAMIC,
         )
     )
     return _redirect(request, app, auth, {"code": code.plaintext}, status)

@@ -64,9 +64,11 @@ class TokenLifecycle(Protocol):
         access: MintedPair,
         now: int,
         resources: tuple[str, ...] = (),
+        note_use: bool = True,
     ) -> IssuedPair:
         """A grant of `resources` (RFC 8707; checked against the client's allowed resources by
-        the caller) and its access token."""
+        the caller) and its access token; `note_use`: record the client's first use (a dynamic
+        registration's, which its expiry reads)."""
         ...
 
 

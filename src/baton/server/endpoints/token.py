@@ -321,6 +321,7 @@ async def _client_credentials(
             _new_pair(app, (), with_refresh=False),
             app.clock.now(),
             resources,
+            note_use=client.registered_via == RegisteredVia.DYNAMIC,
         )
     except ClientDisabled:
         raise _disabled_meanwhile(app, client) from None

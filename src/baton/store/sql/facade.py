@@ -294,13 +294,14 @@ class SQLStore(
         access: MintedPair,
         now: int,
         resources: tuple[str, ...] = (),
+        note_use: bool = True,
     ) -> IssuedPair:
         """A grant of `resources` (RFC 8707; checked against the client's allowed resources by
         the caller) and its access token."""
         policy = self.policy
         return await self._write(
             lambda conn: lifecycle.issue_client_credentials(
-                conn, client_id, scope, access, now, resources, policy
+                conn, client_id, scope, access, now, resources, policy, note_use
             )
         )
 

@@ -109,7 +109,8 @@ def save_code(conn: Connection, code: NewCode) -> None:
         "sign_in": None if code.sign_in is None else code.sign_in.stored(),
     }
     conn.execute(insert(authorization_codes).values(**values))
-    mark_used(conn, code.client_id, code.created_at)
+    if code.note_use:
+        mark_used(conn, code.client_id, code.created_at)
 
 
 def mark_used(conn: Connection, client_id: str, now: int) -> None:
@@ -237,10 +238,14 @@ def issue_client_credentials(
     now: int,
     resources: tuple[str, ...],
     policy: Policy,
+    note_use: bool = True,
 ) -> IssuedPair:
     # The first use's UPDATE before `require_enabled`'s FOR SHARE: two first grants at once
     # then queue on the row lock rather than each holding a share the other's UPDATE waits for.
-    mark_used(conn, client_id, now)
+    # Only for a dynamic registration (`note_use`): no other client's first use is read, and
+    # the token endpoint need not pay that round trip.
+    if note_use:
+        mark_used(conn, client_id, now)
     require_enabled(conn, client_id)
     grant = _new_grant(conn, client_id, None, None, scope, now, policy, resources)
     planned = plan_pair(grant, access, 0, scope, now, policy)
