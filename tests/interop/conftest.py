@@ -32,6 +32,7 @@ import pytest
 import requests  # type: ignore[import-untyped,unused-ignore]
 
 from tests.e2e.conftest import free_port
+from tests.node import npm_peer
 
 USERNAME = "alice"
 PASSWORD = "correct horse battery staple"
@@ -42,10 +43,6 @@ START_TIMEOUT = 30.0
 
 BATON = [sys.executable, "-m", "baton.cli"]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @dataclass(frozen=True)
@@ -494,35 +491,13 @@ NODE_CACHE = Path(
 )
 
 
-def node_unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"openid-client (node) is required in CI: {reason}", pytrace=False)
-    pytest.skip(f"openid-client (node) unavailable: {reason}")
-
-
 def install_openid_client() -> Path:
     """panva's `openid-client` (current major, 6) from npm into a cache directory outside the
-    repository, as tests/client does for oidc-provider; the script beside it (ESM resolves
-    packages next to the script)."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        node_unavailable("node or npm is not installed")
-    NODE_CACHE.mkdir(parents=True, exist_ok=True)
-    if not (NODE_CACHE / "node_modules" / "openid-client" / "package.json").exists():
-        if not (NODE_CACHE / "package.json").exists():
-            (NODE_CACHE / "package.json").write_text('{"name": "baton-test-rp", "private": true}\n')
-        try:
-            result = subprocess.run(
-                ["npm", "install", "--no-audit", "--no-fund", "openid-client@6"],
-                cwd=NODE_CACHE,
-                capture_output=True,
-                text=True,
-                timeout=240,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            node_unavailable("npm install timed out")
-        if result.returncode != 0:
-            node_unavailable(f"npm install failed: {result.stderr[-2000:]}")
-    script = NODE_CACHE / "openid_client_rp.mjs"
-    shutil.copyfile(Path(__file__).resolve().parent / "openid_client_rp.mjs", script)
-    return script
+    repository, as tests/client does for oidc-provider; the script beside it."""
+    return npm_peer(
+        NODE_CACHE,
+        "openid-client@6",
+        Path(__file__).resolve().parent / "openid_client_rp.mjs",
+        what="openid-client (node)",
+        project="baton-test-rp",
+    )
