@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -224,13 +224,19 @@ def prepare_database(directory: Path, clients: list[ClientSpec]) -> Prepared:
     return Prepared(db, registered, refused, email_problem)
 
 
-def start_oidc_server(directory: Path, clients: list[ClientSpec], **options: object) -> OidcServer:
-    """A migrated, seeded database in `directory` and `baton serve` on it, OIDC on."""
+def start_oidc_server(
+    directory: Path,
+    clients: list[ClientSpec],
+    env: Mapping[str, str] | None = None,
+    **options: object,
+) -> OidcServer:
+    """A migrated, seeded database in `directory` and `baton serve` on it, OIDC on; `env` is
+    added to `baton serve`'s environment."""
     prepared = prepare_database(directory, clients)
     db = prepared.db
     options.setdefault("rate_limit_login", 0)  # many sign-ins a second from one address
-    env = {**os.environ, "BATON_KEY_ENCRYPTION_KEY": KEK}
-    env["PYTHONPATH"] = os.pathsep.join(
+    environment = {**os.environ, **(env or {}), "BATON_KEY_ENCRYPTION_KEY": KEK}
+    environment["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
     for _attempt in range(3):
@@ -245,7 +251,7 @@ def start_oidc_server(directory: Path, clients: list[ClientSpec], **options: obj
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=environment,
             )
         server = OidcServer(
             f"http://127.0.0.1:{port}",
@@ -341,7 +347,7 @@ def servers(
     _MODULE_SERVERS[request.module.__name__] = started
 
     def start(clients: list[ClientSpec], **options: object) -> OidcServer:
-        server = start_oidc_server(tmp_path_factory.mktemp("baton"), clients, **options)
+        server = start_oidc_server(tmp_path_factory.mktemp("baton"), clients, None, **options)
         started.append(server)
         return server
 

@@ -20,7 +20,6 @@ Tokens never appear in what these record: only their SHA-256 prefixes (`digest`)
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import json
@@ -28,7 +27,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -53,22 +52,6 @@ MCP_SCOPE = "mcp:tools"
 RETRY_AFTER = str(VerifierUnavailable.retry_after)  # what the adapter's 503 says
 PROTOCOL_VERSION = "2025-06-18"
 UNUSED = ("http://127.0.0.1:9/unused",)  # a redirect URI for clients that never redirect
-
-
-@contextlib.contextmanager
-def environment(**values: str) -> Iterator[None]:
-    """os.environ with `values` set, for a child process started inside (`baton serve` reads
-    SSL_CERT_FILE when it fetches a metadata document)."""
-    before = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 # -- the MCP server -------------------------------------------------------------------------------
@@ -218,8 +201,7 @@ def serve_mcp(
         ),
         *clients(mcp_url),
     ]
-    with environment(**(env or {})):
-        baton = start_oidc_server(directory, specs, **options)
+    baton = start_oidc_server(directory, specs, env, **options)
     rs = baton.client("mcp-server")
     assert rs.client_secret is not None
     mcp = McpServer(port, baton.issuer, rs.client_id, rs.client_secret)
