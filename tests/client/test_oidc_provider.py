@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -35,8 +34,8 @@ from baton.client import (
     exchange_code,
     store_pair,
 )
-from tests.client.conftest import in_ci
 from tests.e2e.conftest import free_port
+from tests.node import npm_peer
 
 pytestmark = pytest.mark.e2e
 
@@ -51,35 +50,14 @@ CLIENT_SECRET = "a-long-enough-client-secret-for-the-provider-0123456789"
 REDIRECT_URI = "http://127.0.0.1:9000/callback"
 
 
-def unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"node-oidc-provider is required in CI: {reason}")
-    pytest.skip(f"node-oidc-provider unavailable: {reason}")
-
-
 def install_provider() -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        unavailable("node or npm is not installed")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    if not (CACHE / "node_modules" / "oidc-provider" / "package.json").exists():
-        if not (CACHE / "package.json").exists():
-            (CACHE / "package.json").write_text('{"name": "baton-test-oidc", "private": true}\n')
-        try:
-            result = subprocess.run(
-                ["npm", "install", "--no-audit", "--no-fund", "oidc-provider@9"],
-                cwd=CACHE,
-                capture_output=True,
-                text=True,
-                timeout=240,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            unavailable("npm install timed out")
-        if result.returncode != 0:
-            unavailable(f"npm install failed: {result.stderr[-2000:]}")
-    script = CACHE / "oidc_provider_server.mjs"  # ESM resolves packages next to the script
-    shutil.copyfile(HERE / "oidc_provider_server.mjs", script)
-    return script
+    return npm_peer(
+        CACHE,
+        "oidc-provider@9",
+        HERE / "oidc_provider_server.mjs",
+        what="node-oidc-provider",
+        project="baton-test-oidc",
+    )
 
 
 @dataclass

@@ -232,13 +232,20 @@ def default_server(
         server.stop()
 
 
+def own_grant(server: Server) -> tuple[TokenPair, Refresher, list[RotationEvent]]:
+    """A grant of the test's own on the shared server: its first pair, in a memory store, and a
+    refresher over that store with the rotations it reports."""
+    store = MemoryStore()
+    first = seeded(server, store)
+    refresher, rotations, _ = refresher_for(server, store)
+    return first, refresher, rotations
+
+
 def test_httpx_auth_refreshes_on_invalid_token_and_retries_once(
     default_server: tuple[Server, Api],
 ) -> None:
     server, resource = default_server
-    store = MemoryStore()
-    first = seeded(server, store)
-    refresher, rotations, _ = refresher_for(server, store)
+    first, refresher, rotations = own_grant(server)
     with httpx.Client(auth=BearerAuth(refresher)) as http:
         assert http.get(resource.url + "/hello").status_code == 200
         assert rotations == []  # an hour left: no refresh ahead of time
@@ -256,9 +263,7 @@ async def test_async_httpx_auth_refreshes_on_invalid_token(
     default_server: tuple[Server, Api],
 ) -> None:
     server, resource = default_server
-    store = MemoryStore()
-    first = seeded(server, store)
-    refresher, rotations, _ = refresher_for(server, store)
+    first, refresher, rotations = own_grant(server)
     revoke(server, first.access_token)
     async with httpx.AsyncClient(auth=BearerAuth(refresher)) as http:
         responses = await asyncio.gather(*(http.get(resource.url + "/hello") for _ in range(10)))
@@ -270,9 +275,7 @@ def test_requests_adapter_refreshes_on_invalid_token(
     default_server: tuple[Server, Api],
 ) -> None:
     server, resource = default_server
-    store = MemoryStore()
-    first = seeded(server, store)
-    refresher, rotations, _ = refresher_for(server, store)
+    first, refresher, rotations = own_grant(server)
     with requests.Session() as session:
         session.auth = RequestsAuth(refresher)
         assert session.get(resource.url + "/hello").status_code == 200

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -32,6 +32,7 @@ import pytest
 import requests  # type: ignore[import-untyped,unused-ignore]
 
 from tests.e2e.conftest import free_port
+from tests.node import npm_peer
 
 USERNAME = "alice"
 PASSWORD = "correct horse battery staple"
@@ -42,10 +43,6 @@ START_TIMEOUT = 30.0
 
 BATON = [sys.executable, "-m", "baton.cli"]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @dataclass(frozen=True)
@@ -227,13 +224,19 @@ def prepare_database(directory: Path, clients: list[ClientSpec]) -> Prepared:
     return Prepared(db, registered, refused, email_problem)
 
 
-def start_oidc_server(directory: Path, clients: list[ClientSpec], **options: object) -> OidcServer:
-    """A migrated, seeded database in `directory` and `baton serve` on it, OIDC on."""
+def start_oidc_server(
+    directory: Path,
+    clients: list[ClientSpec],
+    env: Mapping[str, str] | None = None,
+    **options: object,
+) -> OidcServer:
+    """A migrated, seeded database in `directory` and `baton serve` on it, OIDC on; `env` is
+    added to `baton serve`'s environment."""
     prepared = prepare_database(directory, clients)
     db = prepared.db
     options.setdefault("rate_limit_login", 0)  # many sign-ins a second from one address
-    env = {**os.environ, "BATON_KEY_ENCRYPTION_KEY": KEK}
-    env["PYTHONPATH"] = os.pathsep.join(
+    environment = {**os.environ, **(env or {}), "BATON_KEY_ENCRYPTION_KEY": KEK}
+    environment["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
     for _attempt in range(3):
@@ -248,7 +251,7 @@ def start_oidc_server(directory: Path, clients: list[ClientSpec], **options: obj
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=environment,
             )
         server = OidcServer(
             f"http://127.0.0.1:{port}",
@@ -344,7 +347,7 @@ def servers(
     _MODULE_SERVERS[request.module.__name__] = started
 
     def start(clients: list[ClientSpec], **options: object) -> OidcServer:
-        server = start_oidc_server(tmp_path_factory.mktemp("baton"), clients, **options)
+        server = start_oidc_server(tmp_path_factory.mktemp("baton"), clients, None, **options)
         started.append(server)
         return server
 
@@ -494,35 +497,13 @@ NODE_CACHE = Path(
 )
 
 
-def node_unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"openid-client (node) is required in CI: {reason}", pytrace=False)
-    pytest.skip(f"openid-client (node) unavailable: {reason}")
-
-
 def install_openid_client() -> Path:
     """panva's `openid-client` (current major, 6) from npm into a cache directory outside the
-    repository, as tests/client does for oidc-provider; the script beside it (ESM resolves
-    packages next to the script)."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        node_unavailable("node or npm is not installed")
-    NODE_CACHE.mkdir(parents=True, exist_ok=True)
-    if not (NODE_CACHE / "node_modules" / "openid-client" / "package.json").exists():
-        if not (NODE_CACHE / "package.json").exists():
-            (NODE_CACHE / "package.json").write_text('{"name": "baton-test-rp", "private": true}\n')
-        try:
-            result = subprocess.run(
-                ["npm", "install", "--no-audit", "--no-fund", "openid-client@6"],
-                cwd=NODE_CACHE,
-                capture_output=True,
-                text=True,
-                timeout=240,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            node_unavailable("npm install timed out")
-        if result.returncode != 0:
-            node_unavailable(f"npm install failed: {result.stderr[-2000:]}")
-    script = NODE_CACHE / "openid_client_rp.mjs"
-    shutil.copyfile(Path(__file__).resolve().parent / "openid_client_rp.mjs", script)
-    return script
+    repository, as tests/client does for oidc-provider; the script beside it."""
+    return npm_peer(
+        NODE_CACHE,
+        "openid-client@6",
+        Path(__file__).resolve().parent / "openid_client_rp.mjs",
+        what="openid-client (node)",
+        project="baton-test-rp",
+    )

@@ -20,25 +20,21 @@ Tokens never appear in what these record: only their SHA-256 prefixes (`digest`)
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import json
 import os
-import shutil
 import ssl
-import subprocess
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import anyio
 import httpx
-import pytest
 import uvicorn
 
 from baton.resource import Verifier, VerifierUnavailable
@@ -48,30 +44,14 @@ from tests.interop.conftest import (
     ClientSpec,
     OidcServer,
     Visit,
-    in_ci,
     start_oidc_server,
 )
+from tests.node import npm_peer
 
 MCP_SCOPE = "mcp:tools"
 RETRY_AFTER = str(VerifierUnavailable.retry_after)  # what the adapter's 503 says
 PROTOCOL_VERSION = "2025-06-18"
 UNUSED = ("http://127.0.0.1:9/unused",)  # a redirect URI for clients that never redirect
-
-
-@contextlib.contextmanager
-def environment(**values: str) -> Iterator[None]:
-    """os.environ with `values` set, for a child process started inside (`baton serve` reads
-    SSL_CERT_FILE when it fetches a metadata document)."""
-    before = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 # -- the MCP server -------------------------------------------------------------------------------
@@ -221,8 +201,7 @@ def serve_mcp(
         ),
         *clients(mcp_url),
     ]
-    with environment(**(env or {})):
-        baton = start_oidc_server(directory, specs, **options)
+    baton = start_oidc_server(directory, specs, env, **options)
     rs = baton.client("mcp-server")
     assert rs.client_secret is not None
     mcp = McpServer(port, baton.issuer, rs.client_id, rs.client_secret)
@@ -244,39 +223,15 @@ MCP_SDK_CACHE = Path(
 
 def install_mcp_sdk() -> Path:
     """`@modelcontextprotocol/sdk` (current 1.x) from npm into a cache directory outside the
-    repository, as conftest.install_openid_client does for openid-client; the script beside it
-    (ESM resolves packages next to the script). Skipped without node and npm, except in CI."""
-
-    def unavailable(reason: str) -> NoReturn:
-        if in_ci():
-            pytest.fail(f"@modelcontextprotocol/sdk (node) is required in CI: {reason}")
-        pytest.skip(f"@modelcontextprotocol/sdk (node) unavailable: {reason}")
-
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        unavailable("node or npm is not installed")
-    MCP_SDK_CACHE.mkdir(parents=True, exist_ok=True)
-    marker = MCP_SDK_CACHE / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
-    if not marker.exists():
-        if not (MCP_SDK_CACHE / "package.json").exists():
-            (MCP_SDK_CACHE / "package.json").write_text(
-                '{"name": "baton-test-mcp", "private": true}\n'
-            )
-        try:
-            result = subprocess.run(
-                ["npm", "install", "--no-audit", "--no-fund", "@modelcontextprotocol/sdk@1"],
-                cwd=MCP_SDK_CACHE,
-                capture_output=True,
-                text=True,
-                timeout=240,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            unavailable("npm install timed out")
-        if result.returncode != 0:
-            unavailable(f"npm install failed: {result.stderr[-2000:]}")
-    script = MCP_SDK_CACHE / "mcp_typescript_client.mjs"
-    shutil.copyfile(Path(__file__).resolve().parent / "mcp_typescript_client.mjs", script)
-    return script
+    repository, as conftest.install_openid_client does for openid-client; the script beside it.
+    Skipped without node and npm, except in CI."""
+    return npm_peer(
+        MCP_SDK_CACHE,
+        "@modelcontextprotocol/sdk@1",
+        Path(__file__).resolve().parent / "mcp_typescript_client.mjs",
+        what="@modelcontextprotocol/sdk (node)",
+        project="baton-test-mcp",
+    )
 
 
 # -- a client ID metadata document on loopback, over https --------------------------------------

@@ -18,8 +18,8 @@ from tests.interop.conftest import (
     USERNAME,
     Browser,
     OidcServer,
-    in_ci,
 )
+from tests.node import in_ci
 
 try:
     from requests_oauth2client import AuthorizationResponse, BearerToken, IdToken, OAuth2Client

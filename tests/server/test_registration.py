@@ -365,16 +365,7 @@ def test_a_client_registered_without_refresh_token_gets_none(http: TestClient) -
     answer = http.post("/register", json={**NATIVE, "grant_types": ["authorization_code"]})
     client = RegisteredClient(answer.json()["client_id"], None)
     query, verifier = authorize(http, client, scope="read")
-    pair = http.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": query["code"][0],
-            "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier,
-            "client_id": client.id,
-        },
-    ).json()
+    pair = redeem(http, client, query, verifier).json()
     assert "access_token" in pair and "refresh_token" not in pair
 
 

@@ -790,6 +790,11 @@ _REGISTRATION_REFUSED = no_store_json(
     "and why.",
     _ref("schemas", "RegistrationError"),
 )
+# What else a metadata body (POST /register, PUT /register/{client_id}) may be refused with.
+_BODY_REFUSED = {
+    "413": _ref("responses", "TooLarge"),
+    "415": no_store_json("The body is not `application/json`."),
+}
 _CLIENT_PATH = path_parameter("client_id", "The `client_id` the registration answered.")
 _INFORMATION = _ref("schemas", "ClientInformation")
 
@@ -809,8 +814,7 @@ REGISTER = operation(
             **_BEARER_CHALLENGE,
         ),
         "404": _REGISTRATION_OFF,
-        "413": _ref("responses", "TooLarge"),
-        "415": no_store_json("The body is not `application/json`."),
+        **_BODY_REFUSED,
         "429": _ref("responses", "TooManyRequests"),
         "503": _ref("responses", "Unavailable"),
     },
@@ -841,8 +845,7 @@ REGISTRATION_UPDATE = operation(
     {
         "200": no_store_json("The client information as updated (RFC 7592 §3).", _INFORMATION),
         "400": _REGISTRATION_REFUSED,
-        "413": _ref("responses", "TooLarge"),
-        "415": no_store_json("The body is not `application/json`."),
+        **_BODY_REFUSED,
         **_MANAGED,
     },
     description=(

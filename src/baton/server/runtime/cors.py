@@ -119,22 +119,19 @@ class OriginCache:
         # Refused: perhaps the client or the origin is a few seconds old. Read again, rarely.
         return (await self._current(self.REFUSED_RETRY)).allows(origin, client_id)
 
-    def _fresh(self, max_age: int) -> bool:
-        return (
-            self._index is not None
-            and not self._stale
-            and self.clock.now() - self._loaded_at < max_age
-        )
+    def _fresh(self, max_age: int) -> OriginIndex | None:
+        """The index, if read less than `max_age` seconds ago and no write made it stale."""
+        if self._stale or self.clock.now() - self._loaded_at >= max_age:
+            return None
+        return self._index
 
     async def _current(self, max_age: int) -> OriginIndex:
-        if self._fresh(max_age):
-            assert self._index is not None
-            return self._index
+        if (index := self._fresh(max_age)) is not None:
+            return index
         async with self._lock:
             # Another request may have read it while this one waited for the lock.
-            if self._fresh(max_age):
-                assert self._index is not None
-                return self._index
+            if (index := self._fresh(max_age)) is not None:
+                return index
             now = self.clock.now()
             self._stale = False  # a write after this point makes it stale again
             try:
