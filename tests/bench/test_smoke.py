@@ -23,7 +23,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.client.conftest import in_ci
+from tests.node import in_ci
 
 pytestmark = pytest.mark.e2e
 

@@ -29,10 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD_PYTHONPATH = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 @dataclass
 class Api:
     url: str

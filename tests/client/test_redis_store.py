@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from baton.client import LockLost, RedisStore, TokenPair, store_pair
-from tests.client.conftest import in_ci
 from tests.client.locking import most_holders_at_once
+from tests.node import in_ci
 
 URL = os.environ.get("BATON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

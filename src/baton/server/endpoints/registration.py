@@ -43,7 +43,6 @@ from baton.core.registration import (
     RegistrationError,
     RegistrationPolicy,
     client_metadata,
-    dynamic_scopes,
     vouched,
 )
 from baton.core.tokens import TokenKind, mint, random_id
@@ -51,6 +50,7 @@ from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError
 from baton.server.endpoints.stores import Registrations
 from baton.server.runtime.context import Baton, baton, source_address
+from baton.server.runtime.documents import dynamic_policy
 from baton.server.runtime.limits import Rate, too_many
 from baton.store.admin import Actor
 from baton.store.base import Client, RegisteredVia
@@ -92,15 +92,9 @@ async def client_policy(app: Baton, vouched: bool = False) -> RegistrationPolicy
     OpenID Connect is on, its scopes, less any `admin:*` scope; `--dynamic-client-resources`,
     else every registered resource server; `client_credentials` only when `vouched`
     (registered with the initial access token, `baton.core.registration.VOUCHED_MEMBER`), never
-    by today's `--registration` mode alone. (A metadata document's policy is built by
-    `baton.server.runtime.documents`, with the same scopes and resources.)"""
-    settings = app.settings
-    scopes = dynamic_scopes(settings.dynamic_client_scopes, app.oidc)
-    resources = tuple(settings.dynamic_client_resources)
-    if not resources:
-        resources = tuple(sorted(await app.store.registered_resources()))
-    # Only a registration with the initial access token: the operator vouched for it.
-    return RegistrationPolicy(scopes=scopes, resources=resources, machine_grants=vouched)
+    by today's `--registration` mode alone (`baton.server.runtime.documents.dynamic_policy`, which
+    a metadata document's policy comes from too)."""
+    return await dynamic_policy(app.settings, app.oidc, app.store, document=False, vouched=vouched)
 
 
 def _network(address: str) -> str:

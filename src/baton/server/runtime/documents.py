@@ -245,6 +245,30 @@ def _refuse_private_keys(url: str, jwks: Any) -> None:
         raise DocumentError(url, f"{INVALID}: its jwks holds private key material")
 
 
+async def dynamic_policy(
+    settings: Settings,
+    oidc: bool,
+    store: DocumentStore,
+    *,
+    document: bool,
+    vouched: bool = False,
+) -> RegistrationPolicy:
+    """What a client no operator registered may get, a metadata document's (`document`) or a
+    dynamic registration's: `--dynamic-client-scopes` and, while OpenID Connect is on, its scopes,
+    less any `admin:*` one (`dynamic_scopes`); `--dynamic-client-resources`, else every
+    registered resource server; `client_credentials` only when `vouched` (registered with the
+    initial access token), never for a document."""
+    resources = tuple(settings.dynamic_client_resources)
+    if not resources:
+        resources = tuple(sorted(await store.registered_resources()))
+    return RegistrationPolicy(
+        scopes=dynamic_scopes(settings.dynamic_client_scopes, oidc),
+        resources=resources,
+        document=document,
+        machine_grants=vouched and not document,
+    )
+
+
 class ClientDocuments:
     """The clients of client ID metadata documents, for `/authorize`."""
 
@@ -417,14 +441,7 @@ class ClientDocuments:
             raise DocumentError(url, f"{INVALID}: it is not valid JSON") from None
         now = self.clock.now()
         lifetime = fetched.lifetime(default=DEFAULT, floor=FLOOR, ceiling=CEILING)
-        resources = self.settings.dynamic_client_resources or tuple(
-            sorted(await self.store.registered_resources())
-        )
-        policy = RegistrationPolicy(
-            scopes=self.scopes,
-            resources=resources,
-            document=True,
-        )
+        policy = await dynamic_policy(self.settings, self.oidc, self.store, document=True)
         client = document_client(url, document, policy, now + lifetime, now)
         stored = await self.store.save_document_client(client)
         if stored is None:
