@@ -78,13 +78,7 @@ from baton.client.errors import (
     ReauthorizationRequired,
 )
 from baton.client.refresher import Refresher, stored_pair
-from baton.client.stores import (
-    FileStore,
-    TokenStore,
-    _atomic_write,
-    _check_private_directory,
-    _read_private,
-)
+from baton.client.stores import FileStore, TokenStore, read_private, write_private
 from baton.client.tokens import TokenPair, fingerprint
 
 __all__ = ["MCPAuth", "is_insufficient_scope", "pair_of", "token_of"]
@@ -144,7 +138,7 @@ class _ClientRecord:
         # Read every time: another process sharing the store may have registered since.
         if self.path is not None:
             try:
-                return OAuthClientInformationFull.model_validate_json(_read_private(self.path))
+                return OAuthClientInformationFull.model_validate_json(read_private(self.path))
             except FileNotFoundError:
                 pass
         return self._info
@@ -152,9 +146,7 @@ class _ClientRecord:
     def save(self, info: OAuthClientInformationFull) -> None:
         # The registration may hold a client secret: mode 0600, in a private directory, atomic.
         if self.path is not None:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _check_private_directory(self.path.parent)
-            _atomic_write(self.path, info.model_dump_json(exclude_none=True).encode("utf-8"))
+            write_private(self.path, info.model_dump_json(exclude_none=True).encode("utf-8"))
         self._info = info
 
 
