@@ -61,7 +61,6 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -77,7 +76,7 @@ from baton.client.errors import (
     ClientError,
     ReauthorizationRequired,
 )
-from baton.client.refresher import Refresher, stored_pair
+from baton.client.refresher import Refresher, root_issuer, stored_pair
 from baton.client.stores import FileStore, TokenStore, read_private, write_private
 from baton.client.tokens import TokenPair, fingerprint
 
@@ -111,17 +110,6 @@ def token_of(pair: TokenPair, now: float) -> OAuthToken:
         scope=pair.scope,
         refresh_token=pair.refresh_token,
     )
-
-
-def _root_issuer(issuer: str) -> str:
-    """`scheme://authority/` as `scheme://authority`: pydantic renders a path-less URL (the
-    protected resource metadata's `authorization_servers`, recorded on the SDK's client
-    information) with a trailing slash; RFC 8414 §3.3 compares issuers as strings, and a root
-    issuer with and without its slash name the same server (the SDK's `issuers_match`)."""
-    parts = urlsplit(issuer)
-    if issuer == f"{parts.scheme}://{parts.netloc}/":
-        return issuer[:-1]
-    return issuer
 
 
 class _ClientRecord:
@@ -243,9 +231,9 @@ class _Provider(OAuthClientProvider):
         if self.allowed_issuer is None:
             return super()._select_authorization_server(advertised)
         for server in advertised:
-            if _root_issuer(server) == self.allowed_issuer:
+            if root_issuer(server) == self.allowed_issuer:
                 return server
-        _check_authorization_server(self.allowed_issuer, _root_issuer(advertised[0]))
+        _check_authorization_server(self.allowed_issuer, root_issuer(advertised[0]))
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -256,7 +244,7 @@ def _issuer_of_context(provider: OAuthClientProvider) -> str:
     server the resource metadata named (so the pair is never recorded as that server's)."""
     context = provider.context
     if context.oauth_metadata is not None:
-        return _root_issuer(str(context.oauth_metadata.issuer))
+        return root_issuer(str(context.oauth_metadata.issuer))
     return context.get_authorization_base_url(context.server_url)
 
 
@@ -278,7 +266,7 @@ def _check_context(allowed: str | None, provider: OAuthClientProvider) -> None:
 
 
 def _check_authorization_server(allowed: str | None, issuer: str) -> None:
-    if allowed is not None and _root_issuer(issuer) != allowed:
+    if allowed is not None and root_issuer(issuer) != allowed:
         raise ClientError(
             f"the MCP server sends this client to authorization server {issuer!r}, but its"
             f" credentials and stored pair belong to {allowed!r}: refused (a refresh token, a"
@@ -421,9 +409,9 @@ class MCPAuth(httpx2.Auth):
             return self._refresher
 
     def _issuer_of(self, info: OAuthClientInformationFull, pair: TokenPair | None = None) -> str:
-        recorded = None if info.issuer is None else _root_issuer(info.issuer)
-        configured = None if self.issuer is None else _root_issuer(self.issuer)
-        bound = None if pair is None or pair.issuer is None else _root_issuer(pair.issuer)
+        recorded = None if info.issuer is None else root_issuer(info.issuer)
+        configured = None if self.issuer is None else root_issuer(self.issuer)
+        bound = None if pair is None or pair.issuer is None else root_issuer(pair.issuer)
         if configured is not None and recorded is not None and configured != recorded:
             raise ClientError(
                 f"the client registration is bound to issuer {recorded!r}, not {configured!r}"
@@ -503,14 +491,14 @@ class MCPAuth(httpx2.Auth):
         else the one a live pair was issued by (its registration's, for a pair stored before
         pairs recorded it); None (any the MCP server names) when neither is known. Blocking."""
         if self.issuer is not None:
-            return _root_issuer(self.issuer)
+            return root_issuer(self.issuer)
         live = self._live()
         if live is None:
             return None
         if live.issuer is not None:
-            return _root_issuer(live.issuer)
+            return root_issuer(live.issuer)
         info = self.client_record.load()
-        return None if info is None or info.issuer is None else _root_issuer(info.issuer)
+        return None if info is None or info.issuer is None else root_issuer(info.issuer)
 
     # -- the flow ---------------------------------------------------------------------------------
 
