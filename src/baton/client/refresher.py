@@ -446,7 +446,7 @@ class Refresher:
                 raise
             else:
                 kind = "server"
-                sent = not _unprocessed(response)
+                sent = response.status_code not in NOT_PROCESSED
                 down = down or _unavailable(response)
             if isinstance(result, TokenPair):
                 return result, attempt
@@ -529,11 +529,6 @@ def _call_hook(hook: Callable[[Any], None], event: object) -> None:
         hook(event)
     except Exception:  # a broken hook must not break a rotation that is already stored
         log.exception("a baton.client hook raised")
-
-
-def _unprocessed(response: httpx.Response) -> bool:
-    """An answer saying the request was not processed: the refresh token is still unused."""
-    return response.status_code in NOT_PROCESSED
 
 
 def _unavailable(response: httpx.Response) -> bool:
