@@ -80,7 +80,7 @@ from baton.client.refresher import Refresher, root_issuer, stored_pair
 from baton.client.stores import FileStore, TokenStore, read_private, write_private
 from baton.client.tokens import TokenPair, fingerprint
 
-__all__ = ["MCPAuth", "is_insufficient_scope", "pair_of", "token_of"]
+__all__ = ["MCPAuth", "is_insufficient_scope", "pair_of"]
 
 # Seconds during which, after an early refresh found the authorization server down, requests
 # send the still-valid access token without trying again (each try may wait the refresher's
@@ -99,17 +99,6 @@ _AUTH_METHODS: dict[str | None, AuthMethod] = {
 def pair_of(token: OAuthToken, obtained_at: float) -> TokenPair:
     """The SDK's token response as Baton's stored pair (lifetimes count from `obtained_at`)."""
     return TokenPair.from_response(token.model_dump(exclude_none=True), obtained_at)
-
-
-def token_of(pair: TokenPair, now: float) -> OAuthToken:
-    """Baton's stored pair as the SDK's token model, `expires_in` counted from `now`."""
-    expires_in = None if pair.expires_at is None else max(0, int(pair.expires_at - now))
-    return OAuthToken(
-        access_token=pair.access_token,
-        expires_in=expires_in,
-        scope=pair.scope,
-        refresh_token=pair.refresh_token,
-    )
 
 
 class _ClientRecord:
