@@ -45,7 +45,7 @@ from baton.client import (
     exchange_code,
     store_pair,
 )
-from baton.client.mcp import MCPAuth, token_of
+from baton.client.mcp import MCPAuth
 from baton.config import Settings
 from baton.core.policy import Lifetimes, Policy
 from baton.server.app import create_app
@@ -273,7 +273,13 @@ async def test_the_sdk_alone_authorizes_again_after_a_restart(
 
     # What the SDK stored, read back after a restart; the access token one the server refuses,
     # as it refuses an expired one (the server's clock is real: this one never existed).
-    stored = token_of(pair, time.time())
+    now = time.time()
+    stored = OAuthToken(
+        access_token=pair.access_token,
+        expires_in=None if pair.expires_at is None else max(0, int(pair.expires_at - now)),
+        scope=pair.scope,
+        refresh_token=pair.refresh_token,
+    )
     stored.access_token = "an-access-token-that-has-expired"
     provider = OAuthClientProvider(
         deployment.mcp.url,

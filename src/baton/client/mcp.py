@@ -61,7 +61,6 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -77,17 +76,11 @@ from baton.client.errors import (
     ClientError,
     ReauthorizationRequired,
 )
-from baton.client.refresher import Refresher, stored_pair
-from baton.client.stores import (
-    FileStore,
-    TokenStore,
-    _atomic_write,
-    _check_private_directory,
-    _read_private,
-)
+from baton.client.refresher import Refresher, root_issuer, stored_pair
+from baton.client.stores import FileStore, TokenStore, read_private, write_private
 from baton.client.tokens import TokenPair, fingerprint
 
-__all__ = ["MCPAuth", "is_insufficient_scope", "pair_of", "token_of"]
+__all__ = ["MCPAuth", "is_insufficient_scope", "pair_of"]
 
 # Seconds during which, after an early refresh found the authorization server down, requests
 # send the still-valid access token without trying again (each try may wait the refresher's
@@ -108,28 +101,6 @@ def pair_of(token: OAuthToken, obtained_at: float) -> TokenPair:
     return TokenPair.from_response(token.model_dump(exclude_none=True), obtained_at)
 
 
-def token_of(pair: TokenPair, now: float) -> OAuthToken:
-    """Baton's stored pair as the SDK's token model, `expires_in` counted from `now`."""
-    expires_in = None if pair.expires_at is None else max(0, int(pair.expires_at - now))
-    return OAuthToken(
-        access_token=pair.access_token,
-        expires_in=expires_in,
-        scope=pair.scope,
-        refresh_token=pair.refresh_token,
-    )
-
-
-def _root_issuer(issuer: str) -> str:
-    """`scheme://authority/` as `scheme://authority`: pydantic renders a path-less URL (the
-    protected resource metadata's `authorization_servers`, recorded on the SDK's client
-    information) with a trailing slash; RFC 8414 §3.3 compares issuers as strings, and a root
-    issuer with and without its slash name the same server (the SDK's `issuers_match`)."""
-    parts = urlsplit(issuer)
-    if issuer == f"{parts.scheme}://{parts.netloc}/":
-        return issuer[:-1]
-    return issuer
-
-
 class _ClientRecord:
     """The client registration the SDK uses and Baton's refresher needs (`client_id`, its secret
     and authentication method, the issuer it is bound to): given (pre-registered), kept in a 0600
@@ -144,7 +115,7 @@ class _ClientRecord:
         # Read every time: another process sharing the store may have registered since.
         if self.path is not None:
             try:
-                return OAuthClientInformationFull.model_validate_json(_read_private(self.path))
+                return OAuthClientInformationFull.model_validate_json(read_private(self.path))
             except FileNotFoundError:
                 pass
         return self._info
@@ -152,9 +123,7 @@ class _ClientRecord:
     def save(self, info: OAuthClientInformationFull) -> None:
         # The registration may hold a client secret: mode 0600, in a private directory, atomic.
         if self.path is not None:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _check_private_directory(self.path.parent)
-            _atomic_write(self.path, info.model_dump_json(exclude_none=True).encode("utf-8"))
+            write_private(self.path, info.model_dump_json(exclude_none=True).encode("utf-8"))
         self._info = info
 
 
@@ -251,9 +220,9 @@ class _Provider(OAuthClientProvider):
         if self.allowed_issuer is None:
             return super()._select_authorization_server(advertised)
         for server in advertised:
-            if _root_issuer(server) == self.allowed_issuer:
+            if root_issuer(server) == self.allowed_issuer:
                 return server
-        _check_authorization_server(self.allowed_issuer, _root_issuer(advertised[0]))
+        _check_authorization_server(self.allowed_issuer, root_issuer(advertised[0]))
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -264,7 +233,7 @@ def _issuer_of_context(provider: OAuthClientProvider) -> str:
     server the resource metadata named (so the pair is never recorded as that server's)."""
     context = provider.context
     if context.oauth_metadata is not None:
-        return _root_issuer(str(context.oauth_metadata.issuer))
+        return root_issuer(str(context.oauth_metadata.issuer))
     return context.get_authorization_base_url(context.server_url)
 
 
@@ -286,7 +255,7 @@ def _check_context(allowed: str | None, provider: OAuthClientProvider) -> None:
 
 
 def _check_authorization_server(allowed: str | None, issuer: str) -> None:
-    if allowed is not None and _root_issuer(issuer) != allowed:
+    if allowed is not None and root_issuer(issuer) != allowed:
         raise ClientError(
             f"the MCP server sends this client to authorization server {issuer!r}, but its"
             f" credentials and stored pair belong to {allowed!r}: refused (a refresh token, a"
@@ -429,9 +398,9 @@ class MCPAuth(httpx2.Auth):
             return self._refresher
 
     def _issuer_of(self, info: OAuthClientInformationFull, pair: TokenPair | None = None) -> str:
-        recorded = None if info.issuer is None else _root_issuer(info.issuer)
-        configured = None if self.issuer is None else _root_issuer(self.issuer)
-        bound = None if pair is None or pair.issuer is None else _root_issuer(pair.issuer)
+        recorded = None if info.issuer is None else root_issuer(info.issuer)
+        configured = None if self.issuer is None else root_issuer(self.issuer)
+        bound = None if pair is None or pair.issuer is None else root_issuer(pair.issuer)
         if configured is not None and recorded is not None and configured != recorded:
             raise ClientError(
                 f"the client registration is bound to issuer {recorded!r}, not {configured!r}"
@@ -511,14 +480,14 @@ class MCPAuth(httpx2.Auth):
         else the one a live pair was issued by (its registration's, for a pair stored before
         pairs recorded it); None (any the MCP server names) when neither is known. Blocking."""
         if self.issuer is not None:
-            return _root_issuer(self.issuer)
+            return root_issuer(self.issuer)
         live = self._live()
         if live is None:
             return None
         if live.issuer is not None:
-            return _root_issuer(live.issuer)
+            return root_issuer(live.issuer)
         info = self.client_record.load()
-        return None if info is None or info.issuer is None else _root_issuer(info.issuer)
+        return None if info is None or info.issuer is None else root_issuer(info.issuer)
 
     # -- the flow ---------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio.to_thread
 import httpx
@@ -358,7 +359,7 @@ class Refresher:
         if (
             stored.issuer is not None
             and self.issuer is not None
-            and _same_issuer(stored.issuer) != _same_issuer(self.issuer)
+            and root_issuer(stored.issuer) != root_issuer(self.issuer)
         ):
             raise ClientError(
                 f"the stored pair was issued by {stored.issuer!r}: its refresh token is never"
@@ -445,7 +446,7 @@ class Refresher:
                 raise
             else:
                 kind = "server"
-                sent = not _unprocessed(response)
+                sent = response.status_code not in NOT_PROCESSED
                 down = down or _unavailable(response)
             if isinstance(result, TokenPair):
                 return result, attempt
@@ -530,11 +531,6 @@ def _call_hook(hook: Callable[[Any], None], event: object) -> None:
         log.exception("a baton.client hook raised")
 
 
-def _unprocessed(response: httpx.Response) -> bool:
-    """An answer saying the request was not processed: the refresh token is still unused."""
-    return response.status_code in NOT_PROCESSED
-
-
 def _unavailable(response: httpx.Response) -> bool:
     """A 503 `temporarily_unavailable`: the server is down, the exchange unsettled."""
     if response.status_code != 503:
@@ -546,10 +542,16 @@ def _unavailable(response: httpx.Response) -> bool:
     return isinstance(body, dict) and body.get("error") in UNAVAILABLE_ERRORS
 
 
-def _same_issuer(issuer: str) -> str:
-    """RFC 8414 §3.3 compares issuers as strings; a root issuer with and without its trailing
-    slash (pydantic renders one) name the same server."""
-    return issuer[:-1] if issuer.endswith("/") and issuer.count("/") == 3 else issuer
+def root_issuer(issuer: str) -> str:
+    """`issuer` in the form issuers are compared in: `scheme://authority/` as
+    `scheme://authority`. RFC 8414 §3.3 compares issuers as strings, and a root issuer with and
+    without its slash name the same server (the MCP SDK's `issuers_match`); pydantic renders a
+    path-less URL (the protected resource metadata's `authorization_servers`, recorded on the
+    SDK's client information) with the slash."""
+    parts = urlsplit(issuer)
+    if issuer == f"{parts.scheme}://{parts.netloc}/":
+        return issuer[:-1]
+    return issuer
 
 
 def _when(timestamp: float) -> str:

@@ -98,7 +98,7 @@ class FileStore:
 
     def load(self) -> TokenPair | None:
         try:
-            data = _read_private(self.path)
+            data = read_private(self.path)
         except FileNotFoundError:
             return None
         return TokenPair.from_json(data) if data.strip() else None
@@ -127,7 +127,7 @@ class FileStore:
 
     def save(self, pair: TokenPair | None, lease: Lease) -> None:
         try:
-            current = int(_read_private(self.lock_path) or b"0")
+            current = int(read_private(self.lock_path) or b"0")
         except (FileNotFoundError, ValueError):
             current = -1
         if current != lease.fence:
@@ -162,10 +162,20 @@ def _open_private(path: Path, flags: int) -> int:
         raise
 
 
-def _read_private(path: Path) -> bytes:
+def read_private(path: Path) -> bytes:
+    """A private file's bytes (never read through a symbolic link): a store's, or a file kept
+    beside it (`baton.client.mcp`'s client registration)."""
     fd = _open_private(path, os.O_RDONLY)
     with os.fdopen(fd, "rb") as handle:
         return handle.read()
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replaces a private file beside a store (mode 0600, atomically), creating its directory
+    0700 and refusing one another user could write to, as a `FileStore` does."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_private_directory(path.parent)
+    _atomic_write(path, data)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

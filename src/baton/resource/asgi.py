@@ -44,7 +44,6 @@ class BatonMiddleware:
     ) -> None:
         self.app = app
         self.metadata = resource_metadata
-        self._metadata_url = resource_metadata.url if resource_metadata is not None else None
         self.verifier = verifier
         self.realm = realm
         self.scopes = tuple(scopes)
@@ -111,7 +110,9 @@ class BatonMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": error.error or ""})
             return
-        status, headers, body = error.response_parts(self.realm, self._metadata_url)
+        status, headers, body = error.response_parts(
+            self.realm, None if self.metadata is None else self.metadata.url
+        )
         await send_response(send, status, headers, body)
 
 

@@ -49,6 +49,19 @@ class ResourceMetadata:
     extra: Mapping[str, Any] = field(default_factory=dict)
     serve_root: bool = True
 
+    # -- where ---------------------------------------------------------------------------------
+    # Computed once (a middleware tests `paths` on every request, and names `url` in every
+    # challenge).
+
+    # The metadata's path. RFC 9728 §3.1: "the well-known URI path suffix ... is inserted
+    # between the host component and the path"; "any terminating slash (/) following the host
+    # component MUST be removed" first (https://x/ and https://x share the root URL).
+    path: str = field(init=False, repr=False, compare=False)
+    # The metadata's URL: what a 401 challenge names as `resource_metadata`.
+    url: str = field(init=False, repr=False, compare=False)
+    # Every path the document is served at: `path`, and the root form (`serve_root`).
+    paths: frozenset[str] = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         # RFC 9728 §1.2: the resource identifier is a URL "using the https scheme that has no
         # fragment component" (http is allowed here for loopback development only). A query is
@@ -66,27 +79,12 @@ class ResourceMetadata:
             raise ValueError("authorization_servers: a list of issuer URLs, at least one")
         if isinstance(self.scopes_supported, str):
             raise ValueError("scopes_supported: a list of scopes")
-
-    # -- where ---------------------------------------------------------------------------------
-
-    @property
-    def path(self) -> str:
-        """The metadata's path. RFC 9728 §3.1: "the well-known URI path suffix ... is inserted
-        between the host component and the path"; "any terminating slash (/) following the
-        host component MUST be removed" first (https://x/ and https://x share the root URL)."""
-        resource_path = urlsplit(self.resource).path
-        return WELL_KNOWN + ("" if resource_path == "/" else resource_path)
-
-    @property
-    def url(self) -> str:
-        """The metadata's URL: what a 401 challenge names as `resource_metadata`."""
-        parts = urlsplit(self.resource)
-        return f"{parts.scheme}://{parts.netloc}{self.path}"
-
-    @property
-    def paths(self) -> frozenset[str]:
-        """Every path the document is served at: `path`, and the root form (`serve_root`)."""
-        return frozenset({self.path, WELL_KNOWN} if self.serve_root else {self.path})
+        path = WELL_KNOWN + ("" if parts.path == "/" else parts.path)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "url", f"{parts.scheme}://{parts.netloc}{path}")
+        object.__setattr__(
+            self, "paths", frozenset({path, WELL_KNOWN} if self.serve_root else {path})
+        )
 
     # -- what ----------------------------------------------------------------------------------
 
