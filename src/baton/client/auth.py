@@ -16,17 +16,23 @@ from baton.client.refresher import Refresher
 from baton.client.tokens import TokenPair
 
 # RFC 6750 §3: `WWW-Authenticate: Bearer realm="x", error="invalid_token", ...`
-_INVALID_TOKEN = re.compile(r'(?:^|[\s,])error\s*=\s*"?invalid_token"?', re.IGNORECASE)
+_BEARER_ERROR = re.compile(r'(?:^|[\s,])error\s*=\s*"?([A-Za-z_]+)"?', re.IGNORECASE)
+
+
+def bearer_error(status: int, expected: int, code: str, challenges: Iterable[str]) -> bool:
+    """An `expected` status whose Bearer challenge names the error `code` (RFC 6750 §3)."""
+    if status != expected:
+        return False
+    return any(
+        challenge.strip().lower().startswith("bearer")
+        and any(found.group(1).lower() == code for found in _BEARER_ERROR.finditer(challenge))
+        for challenge in challenges
+    )
 
 
 def is_invalid_token(status: int, challenges: Iterable[str]) -> bool:
     """A 401 whose Bearer challenge says `error="invalid_token"` (RFC 6750 §3.1)."""
-    if status != 401:
-        return False
-    return any(
-        challenge.strip().lower().startswith("bearer") and _INVALID_TOKEN.search(challenge)
-        for challenge in challenges
-    )
+    return bearer_error(status, 401, "invalid_token", challenges)
 
 
 class BearerAuth(httpx.Auth):

@@ -54,7 +54,6 @@ This module is the only one of `baton.client` that imports `mcp` (the `mcp` extr
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
@@ -69,7 +68,7 @@ import httpx2
 from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-from baton.client.auth import is_invalid_token
+from baton.client.auth import bearer_error, is_invalid_token
 from baton.client.endpoint import AuthMethod
 from baton.client.errors import (
     AuthorizationServerUnavailable,
@@ -606,16 +605,9 @@ class MCPAuth(httpx2.Auth):
         )
 
 
-# RFC 6750 §3: `WWW-Authenticate: Bearer error="insufficient_scope", ...`
-_INSUFFICIENT_SCOPE = re.compile(r'(?:^|[\s,])error\s*=\s*"?insufficient_scope"?', re.IGNORECASE)
-
-
 def is_insufficient_scope(status: int, challenges: Iterable[str]) -> bool:
     """A 403 whose Bearer challenge says `error="insufficient_scope"` (RFC 6750 §3.1)."""
-    return status == 403 and any(
-        challenge.strip().lower().startswith("bearer") and _INSUFFICIENT_SCOPE.search(challenge)
-        for challenge in challenges
-    )
+    return bearer_error(status, 403, "insufficient_scope", challenges)
 
 
 def _attach(request: httpx2.Request, pair: TokenPair) -> None:
