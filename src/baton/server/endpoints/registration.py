@@ -23,7 +23,6 @@ get the very same 401, so the answer tells nothing about which client ids exist.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import json
@@ -45,7 +44,7 @@ from baton.core.registration import (
     client_metadata,
     vouched,
 )
-from baton.core.tokens import TokenKind, mint, random_id
+from baton.core.tokens import TokenKind, digest, mint, random_id
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError
 from baton.server.endpoints.stores import Registrations
@@ -75,7 +74,7 @@ _TOKEN_PREFIX = "bat_rg_"
 _TOKEN_BYTES = 32
 # The digest compared when no client matches, so that an unknown client takes the time of a
 # wrong token (and its answer is the same).
-_NO_DIGEST = hashlib.sha256(b"no such registration").digest()
+_NO_DIGEST = digest("no such registration")
 # RFC 7592 §2.2: the members a client may send back from a read but which the server sets.
 _SERVER_MEMBERS = (
     "client_id",
@@ -161,9 +160,7 @@ async def register(request: Request) -> Response:
         )
     )
     registrations: Registrations = app.store
-    await registrations.register_dynamic_client(
-        client, hashlib.sha256(token.encode()).digest(), Actor(ACTOR, address, now)
-    )
+    await registrations.register_dynamic_client(client, digest(token), Actor(ACTOR, address, now))
     app.clients.forget(client.id)  # its origins: this process's CORS at once
     extra = {"client_secret": secret.plaintext} if secret else {}
     return NoStoreJSON(_information(app, client, token, **extra), status_code=201)
@@ -269,8 +266,8 @@ def _initial_access_token(request: Request, app: Baton) -> None:
         expected is None
         or presented is None
         or not hmac.compare_digest(
-            hashlib.sha256(presented.encode()).digest(),
-            hashlib.sha256(expected.encode()).digest(),
+            digest(presented),
+            digest(expected),
         )
     ):
         raise _invalid_token("an initial access token is required to register")
@@ -284,7 +281,7 @@ async def _managed(request: Request, app: Baton) -> tuple[DynamicClient, str]:
     registrations: Registrations = app.store
     found = await registrations.dynamic_client(client_id)
     expected = found.token_digest if found is not None else None
-    given = hashlib.sha256((presented or "").encode()).digest()
+    given = digest(presented or "")
     matches = hmac.compare_digest(given, expected or _NO_DIGEST)
     if found is None or expected is None or presented is None or not matches:
         raise _invalid_token()
@@ -337,7 +334,7 @@ def _checked(client: Client) -> Client:
 
 def _same_secret(client: Client, presented: object) -> None:
     expected = client.secret_digest
-    given = hashlib.sha256(presented.encode()).digest() if isinstance(presented, str) else b""
+    given = digest(presented) if isinstance(presented, str) else b""
     if expected is None or not hmac.compare_digest(given, expected):
         raise _invalid_metadata("client_secret does not match this client's secret")
 
