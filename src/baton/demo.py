@@ -331,7 +331,7 @@ def _told(
         family.access,
         family.events,
         now=clock.now(),
-        retry=Policy().retry,
+        policy=Policy(),
     )
     rows, _ = anyio.run(admin.security_events)
     console.print()

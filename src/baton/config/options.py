@@ -490,6 +490,46 @@ OPTIONS: tuple[Option, ...] = (
         doc="serve `/metrics` without a token (only where the port is private)",
     ),
     Option(
+        "metrics_client_series",
+        int,
+        "Clients with their own series in the per-client metrics; the rest are `other`.",
+        Lands.SETTINGS,
+        minimum=0,
+        doc="clients with their own series in the per-client integration metrics (those with "
+        'the most signals); the others are summed under `client="other"`, so the label\'s '
+        "cardinality stays bounded",
+    ),
+    Option(
+        "signal_flush_interval",
+        int,
+        "Seconds between writes of the integration signals each process counted.",
+        Lands.SETTINGS,
+        minimum=1,
+        doc="seconds between writes of the integration signals (stale access tokens, retries, "
+        "what a report-only policy would refuse) each process counts in memory; a process that "
+        "dies loses at most this long of them",
+    ),
+    Option(
+        "signal_retention",
+        int,
+        "Days the integration signals are kept for reports and the console.",
+        Lands.SETTINGS,
+        scale=DAY,
+        minimum=1,
+        doc="days the integration signals are kept for `baton report enforcement`, the console "
+        "and the admin API",
+    ),
+    Option(
+        "clock_offset_file",
+        str,
+        "Rehearsals only: the server's clock runs ahead by the seconds in this file.",
+        Lands.SETTINGS,
+        default_text="none (the system clock)",
+        doc="for rehearsing a scheduled policy change on a staging server, and for tests: the "
+        "server's clock runs ahead of the system clock by the whole seconds written in this file "
+        "(read again when it changes). Never on a production server",
+    ),
+    Option(
         "webhook_url",
         str,
         "POST security events (reuse detected, grant revoked) here, signed with "

@@ -123,6 +123,15 @@ class Settings:
     # them), and the RFC 8707 resources it may ask for (empty: every registered resource server).
     dynamic_client_scopes: tuple[str, ...] = ()
     dynamic_client_resources: tuple[str, ...] = ()
+    # Integration signals (issue 28, `baton.core.signals`): counted in memory by each process and
+    # written every `signal_flush_interval` seconds, kept `signal_retention` seconds; the
+    # per-client metrics give their own series to the `metrics_client_series` clients with the
+    # most, the rest under `other`.
+    signal_flush_interval: int = 10
+    signal_retention: int = 30 * DAY
+    metrics_client_series: int = 20
+    # Rehearsals and tests: the clock runs ahead by the seconds in this file (None: system time).
+    clock_offset_file: str | None = None
     # RFC 8414 `scopes_supported` beyond the OpenID Connect ones and `dynamic_client_scopes`.
     scopes_supported: tuple[str, ...] = ()
 

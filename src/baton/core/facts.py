@@ -98,6 +98,9 @@ class RefreshFacts:
     continued_id: int | None = None
     parent_continued_id: int | None = None
     sealed_id_token: bytes | None = None  # the ID token sealed with `sealed_response`, if any
+    # The `exp` of its companion access token (None: rows written before migration 0011), so a
+    # refresh that comes after it is counted (`baton.core.signals`, `late_refresh`).
+    access_expires_at: int | None = None
 
     def in_leeway(self, now: int) -> bool:
         return (
@@ -115,6 +118,9 @@ class CompanionFacts:
 
     retire_at: int | None
     revoked_at: int | None
+    # When it was exchanged (None: not yet): an access token used after it is a stale use
+    # (`baton.core.signals`, `stale_access`).
+    exchanged_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,13 +34,43 @@ class Lifetimes:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """The policy in force for one decision: the server's, or a client's over it
+    (`baton.core.client_policy.ClientPolicy.at`).
+
+    `rotate`: whether a refresh issues a new refresh token (always for public clients, RFC 9700
+    §4.14.2); without it a confidential client keeps its refresh token and gets a new access
+    token. `since`: the instant this policy came into force for its client (None: the server's
+    own, in force for as long as the process runs). Lifetimes are promised when a token is
+    issued and a leeway when a token is exchanged; a client policy that came into force after a
+    refresh token was issued caps that token's idle and absolute lifetimes at the exchange
+    (`refresh_deadline`, `grant_deadline`), never extends them, and never shortens an access
+    token already out or a leeway already running (resource servers hold those as promised).
+    """
+
     lifetimes: Lifetimes = Lifetimes()
     retry: RetryPolicy = RetryPolicy.REPLAY
+    rotate: bool = True
+    since: int | None = None
 
     @property
     def leeway(self) -> int:
         """The leeway in force: `strict` treats it as 0 whatever is configured."""
         return 0 if self.retry is RetryPolicy.STRICT else self.lifetimes.leeway
+
+    def refresh_deadline(self, issued_at: int, expires_at: int) -> int:
+        """When a refresh token issued at `issued_at` with idle expiry `expires_at` stops being
+        honoured under this policy: its own expiry, or sooner when this policy came into force
+        after it was issued with a shorter idle lifetime."""
+        if self.since is None or issued_at >= self.since:
+            return expires_at
+        return min(expires_at, issued_at + self.lifetimes.refresh_idle_ttl)
+
+    def grant_deadline(self, created_at: int, expires_at: int) -> int:
+        """A grant's absolute expiry under this policy: as promised at its creation, or sooner
+        when this policy came into force after it with a shorter absolute lifetime."""
+        if self.since is None or created_at >= self.since:
+            return expires_at
+        return min(expires_at, created_at + self.lifetimes.refresh_absolute_ttl)
 
     def grant_expiry(self, now: int) -> int:
         return now + self.lifetimes.refresh_absolute_ttl

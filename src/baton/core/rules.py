@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from baton.core.facts import AccessFacts, CodeFacts, RefreshFacts
 from baton.core.pkce import verify_s256
-from baton.core.policy import RetryPolicy
+from baton.core.policy import Policy, RetryPolicy
 from baton.core.vocabulary import RevocationCause
 
 
@@ -82,8 +82,10 @@ RefreshDecision = Rotate | Replay | Fork | Reuse | Reject
 
 
 def decide_refresh(
-    token: RefreshFacts | None, client_id: str, now: int, retry: RetryPolicy
+    token: RefreshFacts | None, client_id: str, now: int, policy: Policy
 ) -> RefreshDecision:
+    """What presenting `token` at `now` gets, under `policy`: the client's policy in force at
+    `now` (`ClientPolicy.at`), decided per exchange."""
     if token is None:
         return Reject(Reason.UNKNOWN)
     grant = token.grant
@@ -99,23 +101,25 @@ def decide_refresh(
         return Reject(Reason.REVOKED)
     if token.revoked_at is not None:
         return Reject(Reason.REVOKED)
-    if now >= grant.expires_at:
+    if now >= policy.grant_deadline(grant.created_at, grant.expires_at):
         return Reject(Reason.ABSOLUTE_EXPIRED)
     if token.exchanged_at is not None:
         assert token.retire_at is not None
         # RFC 6749 §10.4 keeps the exchanged token on record to detect reuse. Inside the
         # leeway a second use is a retry (a lost response, a concurrent refresher); from
-        # `retire_at` on, and always under `strict`, it is a replay.
-        if retry is RetryPolicy.STRICT or now >= token.retire_at:
+        # `retire_at` on it is a replay. The leeway was promised at the exchange (`retire_at`,
+        # zero under `strict`): a policy changed since then does not take it back.
+        if now >= token.retire_at:
             return Reuse()
         # Rule 3b (`fork`): once one of its children has itself been refreshed, the family has
         # moved on: no pair issued from this token can continue any more, so a retry of it is
         # no lost response but a replay (a stolen copy), and it is refused as reuse.
         if token.continued_id is not None:
             return Reuse(Reason.RETRY_AFTER_CONTINUED)
-        if retry is RetryPolicy.REPLAY and token.sealed_response is not None:
+        if policy.retry is not RetryPolicy.FORK and token.sealed_response is not None:
             return Replay(token.sealed_response, token.sealed_id_token)
-        # `fork`, or a token exchanged under `fork` and retried after a switch to `replay`.
+        # `fork`, or a token exchanged under `fork` and retried after a switch to `replay` (or
+        # to `strict`, inside a leeway promised before it).
         return Fork()
     # Rule 3b (`fork`): the siblings issued from one token are one family, and at most one of
     # their chains may continue: the first child that is itself refreshed. Any other child of
@@ -123,9 +127,9 @@ def decide_refresh(
     # which holder is legitimate, so it revokes the grant), as for a token past its leeway.
     if token.parent_continued_id is not None and token.parent_continued_id != token.id:
         return Reuse(Reason.SIBLING_CONTINUED)
-    if now >= token.expires_at:
+    if now >= policy.refresh_deadline(token.issued_at, token.expires_at):
         return Reject(Reason.IDLE_EXPIRED)
-    if retry is RetryPolicy.FORK and token.parent_id is not None:
+    if policy.retry is RetryPolicy.FORK and token.parent_id is not None:
         # The first child to be refreshed claims the parent's continuation (already ours when
         # `parent_continued_id == token.id`: the claim is idempotent).
         return Rotate(continues=token.parent_id)
@@ -165,17 +169,22 @@ class Liveness:
 INACTIVE = Liveness(False)
 
 
-def refresh_liveness(token: RefreshFacts, now: int, retry: RetryPolicy) -> Liveness:
-    """Whether presenting this refresh token now would be honoured (rules 2 to 6)."""
-    if not token.grant.live(now) or token.revoked_at is not None:
+def refresh_liveness(token: RefreshFacts, now: int, policy: Policy) -> Liveness:
+    """Whether presenting this refresh token now would be honoured (rules 2 to 6), under the
+    client's policy in force at `now`: `decide_refresh`'s answer, without deciding."""
+    grant = token.grant
+    if grant.revoked_at is not None or token.revoked_at is not None:
+        return INACTIVE
+    if now >= policy.grant_deadline(grant.created_at, grant.expires_at):
         return INACTIVE
     if token.exchanged_at is None:
         if token.parent_continued_id is not None and token.parent_continued_id != token.id:
             return INACTIVE  # a sibling's chain continued (rule 3b)
-        return Liveness(True) if now < token.expires_at else INACTIVE
+        deadline = policy.refresh_deadline(token.issued_at, token.expires_at)
+        return Liveness(True) if now < deadline else INACTIVE
     if token.continued_id is not None:
         return INACTIVE  # a retry would be reuse once a child's chain continued (rule 3b)
-    if retry is not RetryPolicy.STRICT and token.in_leeway(now):
+    if token.in_leeway(now):
         return Liveness(True, token.retire_at)
     return INACTIVE
 

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from baton.core import rules
 from baton.core.facts import AccessFacts, CompanionFacts, GrantFacts, RefreshFacts
-from baton.core.policy import RetryPolicy
+from baton.core.policy import Policy
 from baton.core.vocabulary import RevocationCause, SecurityEventKind
 
 # -- the stored facts, as the store hands them over ----------------------------------------------
@@ -195,7 +195,7 @@ def _grant_revoked_cause(grant: GrantFacts) -> str:
     return f"grant revoked ({grant.revoked_reason or 'unknown reason'})"
 
 
-def refresh_span(grant: GrantFacts, token: RefreshRecord, retry: RetryPolicy) -> Span:
+def refresh_span(grant: GrantFacts, token: RefreshRecord, policy: Policy) -> Span:
     """The refresh token's life, ended by the first instant the rules refuse it."""
     causes: list[tuple[int | None, str]] = [
         (grant.revoked_at, _grant_revoked_cause(grant)),
@@ -207,7 +207,7 @@ def refresh_span(grant: GrantFacts, token: RefreshRecord, retry: RetryPolicy) ->
     ]
 
     def dead(at: int) -> bool:
-        return not rules.refresh_liveness(_refresh_at(grant, token, at), at, retry).active
+        return not rules.refresh_liveness(_refresh_at(grant, token, at), at, policy).active
 
     return _first_death(token.issued_at, causes, dead, token.expires_at)
 
@@ -264,7 +264,7 @@ def build(
     events: list[EventRecord],
     *,
     now: int,
-    retry: RetryPolicy,
+    policy: Policy,
     omitted: int = 0,
 ) -> Timeline:
     """The timeline of one grant from its facts, as of `now`."""
@@ -280,7 +280,7 @@ def build(
     bars: list[Bar] = []
     for token in sorted(refresh, key=lambda t: (t.generation, t.issued_at, t.id)):
         paired = access_of.get(token.id)
-        r_span = refresh_span(grant, token, retry)
+        r_span = refresh_span(grant, token, policy)
         a_span = access_span(grant, paired, token) if paired is not None else None
         leeway = None
         marks: list[Mark] = []

@@ -24,6 +24,7 @@ from baton.server.admin import api, api_clients, api_records, console
 from baton.server.endpoints import (
     account,
     authorize,
+    client_policy,
     health,
     login,
     logout,
@@ -31,6 +32,7 @@ from baton.server.endpoints import (
     openapi,
     registration,
     signout,
+    token_use,
     upstream,
     userinfo,
 )
@@ -186,6 +188,28 @@ TABLE = Table(
             openapi=openapi.REVOKE,
             summary="RFC 7009 token revocation",
             details="a refresh token revokes its grant, an access token only itself",
+        ),
+        # Issue 28: resource servers report access tokens used after their companion was
+        # exchanged (`baton.resource`); a client's app reads its policy and scheduled change.
+        endpoint(
+            token_use.PATH,
+            "POST",
+            token_use.token_use_endpoint,
+            MACHINE,
+            openapi=openapi.TOKEN_USE,
+            summary="Resource servers report stale access-token uses (issue 28)",
+            details="JSON batches of `jti` and instants, never a token; resource servers only",
+        ),
+        endpoint(
+            client_policy.PATH,
+            "GET",
+            client_policy.client_policy_endpoint,
+            MACHINE,
+            metadata="client_policy_endpoint",
+            cors=True,
+            openapi=openapi.CLIENT_POLICY,
+            summary="A client's policy in force and its scheduled change (issue 28)",
+            details="`?client_id=`; what changes, when, and whether it is report-only",
         ),
         # RFC 7591 and RFC 7592: 404 while `--registration` is off (and not advertised then).
         # For any origin: a browser MCP client (MCP Inspector) registers before any client

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from baton.core.challenges import State, state_at
+from baton.core.client_policy import NO_POLICY, ClientPolicy
 from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts, SignIn
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.rules import CodeProblem, Reason
@@ -83,6 +84,12 @@ class Client:
     grant_types: tuple[str, ...] | None = None
     token_endpoint_auth_method: str | None = None
     jwks_uri: str | None = None
+    # Its own policy over the server's, with any change scheduled (`baton.core.client_policy`;
+    # issue 28), and whom to tell about one: the integrator's e-mail `contacts` and the
+    # `notify_url` signed notices are POSTed to (through the outbox).
+    policy: ClientPolicy = NO_POLICY
+    contacts: tuple[str, ...] = ()
+    notify_url: str | None = None
 
     @property
     def loopback_by_name(self) -> bool:
@@ -228,6 +235,22 @@ class FeedRead:
 Sealer = Callable[[bytes], bytes]
 """Seals a child pair (`IssuedPair.seal_payload`) and its ID token under a key only the
 presented refresh token can derive (`baton.core.seal.sealer`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignalCount:
+    """One row of `client_signals`: the signals of one client, kind, reason, source and grant
+    counted by one process between two flushes (`baton.server.runtime.signals`)."""
+
+    client_id: str
+    kind: str  # a `baton.core.signals.SignalKind`
+    reason: str | None  # a `Refusal`, for `would_refuse`
+    source: str  # a `baton.core.signals.Source`
+    grant_id: str | None
+    first_at: int
+    last_at: int
+    count: int
+    delays: Mapping[int, int] = field(default_factory=dict, hash=False)  # {seconds: count}
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,13 @@ clients = Table(
     Column("token_endpoint_auth_method", String(32)),
     Column("jwks_uri", Text),
     Column("used_at", Time),
+    # Migration 0011 (issue 28): the client's own policy over the server's, with any change
+    # scheduled for an instant (JSON: `baton.core.client_policy.ClientPolicy`; NULL: the
+    # server's), and who to tell about it: the integrator's `contacts` (JSON array of e-mail
+    # addresses) and `notify_url`, where signed notices are POSTed through the outbox.
+    Column("policy", Text),
+    Column("contacts", Text),
+    Column("notify_url", Text),
     Index(
         "ix_clients_resource_uri",
         "resource_uri",
@@ -210,6 +217,9 @@ refresh_tokens = Table(
     # Under `fork`, the one child of this token whose chain continued (the first sibling that
     # was itself refreshed); any other sibling refreshed later is reuse.
     Column("continued_id", Id),
+    # The `exp` of its companion access token (migration 0011; NULL in older rows): a refresh
+    # after it is counted as a late refresh (`baton.core.signals`).
+    Column("access_expires_at", Time),
     # A grant's family (the console, the purge) and the access tokens that may outlive its
     # revocation, found through their companions (see `baton.store.sql.lifecycle.revoke_grant`):
     # an access token never outlives its companion, so only refresh tokens not yet expired count.
@@ -279,6 +289,27 @@ security_events = Table(
     Column("source_address", String(64)),
     Column("detail", Text),
     Index("ix_security_events_grant_id", "grant_id"),
+)
+
+# What integrations do that a stricter policy would break (`baton.core.signals`), counted per
+# process and written in batches: one row per client, kind, reason, source and grant for each
+# flush that saw any. `delays` is a JSON object {seconds: count} (`signals.delay_bucket`), so the
+# report's percentiles are exact in a leeway's range. Never a token: ids and counts only.
+client_signals = Table(
+    "client_signals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("client_id", String(CLIENT_ID_LENGTH), nullable=False),
+    Column("kind", String(32), nullable=False),  # a SignalKind
+    Column("reason", String(32)),  # a Refusal, for `would_refuse`
+    Column("source", String(16), nullable=False),  # a signals.Source
+    Column("grant_id", String(64)),
+    Column("first_at", Time, nullable=False),
+    Column("last_at", Time, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("delays", Text),
+    Index("ix_client_signals_client_id_last_at", "client_id", "last_at"),
+    Index("ix_client_signals_last_at", "last_at"),
 )
 
 # Browser sessions, held server-side: the cookie carries a random id, the row its digest, so a

@@ -239,7 +239,7 @@ async def _timeline(request: Request, grant_id: str) -> tuple[timeline.Timeline,
         family.access,
         family.events,
         now=app.clock.now(),
-        retry=app.settings.policy.retry,
+        policy=app.settings.policy,
         omitted=family.omitted,
     )
     return drawn, family

@@ -1220,3 +1220,73 @@ SUBJECT_CONSENTS = _admin_delete(
     parameters=[query_parameter("client_id", "Only this client's.", {"type": "string"})],
 )
 SUBJECT_CONSENTS["responses"]["400"] = problem("`client_id` is not a client identifier.")
+
+
+# -- issue 28: stale access-token reports, and a client's policy ------------------------------
+_TOKEN_USE_BODY = {
+    "required": True,
+    "content": {
+        JSON: {
+            "schema": {
+                "type": "object",
+                "required": ["uses"],
+                "properties": {
+                    "uses": {
+                        "type": "array",
+                        "maxItems": 1000,
+                        "items": {
+                            "type": "object",
+                            "required": ["jti", "at"],
+                            "properties": {
+                                "jti": {"type": "string", "maxLength": 64},
+                                "at": {"type": "integer", "description": "Unix seconds"},
+                                "count": {"type": "integer", "minimum": 1, "default": 1},
+                            },
+                        },
+                    }
+                },
+            },
+            "example": {"uses": [{"jti": "Zm9vYmFy", "at": 1764950400, "count": 3}]},
+        }
+    },
+}
+TOKEN_USE = operation(
+    "reportTokenUse",
+    {
+        "202": no_store_json(
+            "The uses were counted (`accepted`: how many named a known access token).",
+            {"type": "object", "properties": {"accepted": {"type": "integer"}}},
+        ),
+        "400": no_store_json("`invalid_request`: the body is not a batch of uses."),
+        "401": _ref("responses", "InvalidClient"),
+        "403": no_store_json("`unauthorized_client`: not registered with `--resource-server`."),
+        **_BODY_REFUSED,
+        "503": _ref("responses", "Unavailable"),
+    },
+    description=(
+        "A resource server (`baton.resource`) reports, in batches, each use of an access token "
+        "whose companion refresh token had already been exchanged: the token's `jti` and when, "
+        "never the token. Baton counts them per client (`baton report enforcement`)."
+    ),
+    security=_BASIC_ONLY,
+    requestBody=_TOKEN_USE_BODY,
+)
+CLIENT_POLICY = operation(
+    "clientPolicy",
+    {
+        "200": _json(
+            "The client's policy in force (`in_force`) and its scheduled change (`scheduled`: "
+            "null, or its settings, `effective_at` and `report_only`), every value resolved over "
+            "the server's defaults.",
+            {"type": "object"},
+        ),
+        "400": no_store_json("`invalid_request`: no `client_id`."),
+        "404": no_store_json("`invalid_client`: no such client."),
+    },
+    description=(
+        "What an integrator's app needs to check itself before a stricter policy takes effect "
+        "(`baton.client` reads it). Nothing secret: lifetimes, leeway, retry policy, rotation, "
+        "grant types, PKCE."
+    ),
+    parameters=[query_parameter("client_id", "The client.", {"type": "string"})],
+)

@@ -64,7 +64,7 @@ async def introspection_endpoint(request: Request) -> NoStoreJSON:
         state, scope = rules.access_liveness(facts, now), facts.scope
     else:
         state, scope = (
-            rules.refresh_liveness(facts, now, app.settings.policy.retry),
+            rules.refresh_liveness(facts, now, app.settings.policy),
             facts.grant.scope,
         )
     if not state.active:

@@ -26,7 +26,12 @@ def create() -> Starlette:
         config.sqlite,
         fast_paths=config.settings.fast_paths,
     )
-    app = create_app(config.settings, store)
+    clock = None
+    if config.settings.clock_offset_file is not None:
+        from baton.server.runtime.rehearsal import OffsetFileClock
+
+        clock = OffsetFileClock(config.settings.clock_offset_file)
+    app = create_app(config.settings, store, clock)
     # Everything loaded so far (modules, metadata, statements) lives as long as the process:
     # moved out of the collector's sight, it no longer makes each full collection a long pause
     # in the middle of requests.

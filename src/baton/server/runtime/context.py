@@ -13,6 +13,7 @@ from baton.server.endpoints.clientauth import ClientCache
 from baton.server.runtime.documents import ClientDocuments
 from baton.server.runtime.keyring import KeyRing
 from baton.server.runtime.limits import Limits
+from baton.server.runtime.signals import SignalBook
 from baton.server.runtime.stores import Store
 
 
@@ -31,6 +32,8 @@ class Baton:
     # Clients of client ID metadata documents (`documents`): fetched, validated and stored as
     # `/authorize` meets their URLs.
     documents: ClientDocuments = field(init=False, repr=False, compare=False)
+    # Integration signals this process counted and has not written yet (issue 28).
+    signals: SignalBook = field(default_factory=SignalBook, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         documents = ClientDocuments(

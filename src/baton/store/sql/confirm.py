@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from baton.core.client_policy import ClientPolicy
 from baton.store.base import CLIENT_CHANGED, Client, ClientChanged, ClientDisabled
 from baton.store.prepared import Prepared
 from baton.store.sql.statements import (
@@ -73,6 +74,7 @@ def authenticates_as(row: Sequence[Any] | None, client: Client) -> bool:
         and stored["token_endpoint_auth_method"] == client.token_endpoint_auth_method
         and stored["jwks_uri"] == client.jwks_uri
         and _json_tuple(stored["redirect_uris"]) == client.redirect_uris
+        and ClientPolicy.from_stored(stored["policy"]) == client.policy
     )
 
 

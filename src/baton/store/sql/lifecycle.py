@@ -263,7 +263,7 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
     if isinstance(token, ClientChanged):
         return token
     with spans.span(REFRESH_DECISION_SPAN) as span:
-        decision = rules.decide_refresh(token, ask.client_id, ask.now, policy.retry)
+        decision = rules.decide_refresh(token, ask.client_id, ask.now, policy)
         _decided(span, decision, token)
     if isinstance(decision, rules.Reject):
         return Refused(decision.reason)

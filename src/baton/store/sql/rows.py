@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import RowMapping
 
 from baton.core.audience import audience_from_stored, resources_from_stored, stored_resources
+from baton.core.client_policy import ClientPolicy
 from baton.core.facts import (
     AccessFacts,
     CodeFacts,
@@ -104,6 +105,9 @@ def client_from_row(row: RowMapping | dict[str, Any]) -> Client:
         grant_types=(None if row["grant_types"] is None else tuple(json.loads(row["grant_types"]))),
         token_endpoint_auth_method=row["token_endpoint_auth_method"],
         jwks_uri=row["jwks_uri"],
+        policy=ClientPolicy.from_stored(row["policy"]),
+        contacts=tuple(json.loads(row["contacts"])) if row["contacts"] else (),
+        notify_url=row["notify_url"],
     )
 
 

@@ -79,6 +79,8 @@ CONFIRMED_COLUMNS = (
     "token_endpoint_auth_method",
     "jwks_uri",
     "redirect_uris",
+    # The client's policy: a change scheduled by an operator reaches every cached copy at once.
+    "policy",
 )
 # Their labels beside a token's row (`_CONFIRMING`), read by `confirm.read_confirming` on every
 # refresh, revocation and introspection: spelled once here, not per request.

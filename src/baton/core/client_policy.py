@@ -1,0 +1,318 @@
+"""A client's own policy, and changes to it scheduled for an instant (issue 28).
+
+A client may set, over the server's defaults, any of the knobs in `PolicySettings`: lifetimes,
+leeway, retry policy, whether refresh tokens rotate, grant types, PKCE. Each change is a
+`PolicyVersion` with the instant it takes effect (`effective_at`); the policy in force at an
+instant is the newest version whose `effective_at` has passed, over the server's policy. Nothing
+runs at `effective_at`: every decision asks `ClientPolicy.at(now)`, so a change takes effect for
+every process at the same instant, as a leeway ends (docs/lifecycle.md).
+
+A version may be *report-only* until it takes effect (or for good, with no `effective_at`):
+it is then evaluated beside the policy in force on every exchange and every access-token check
+the server sees, and what it would have refused is recorded (`baton.core.signals`), while
+nothing is refused for it.
+
+What a change does to tokens already out (`Policy`'s docstring): access tokens keep their `exp`
+and a running leeway keeps its end, since resource servers hold those as promised; the idle and
+absolute lifetimes of refresh tokens are capped at their next exchange; every other knob applies
+to requests and exchanges from `effective_at` on.
+
+Stored as one JSON column of the client (`clients.policy`), so the client's cached row carries
+its whole schedule and a change to it is seen by every process that confirms the row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from baton.core.policy import Lifetimes, Policy, RetryPolicy
+from baton.core.registration import CLIENT_CREDENTIALS, GRANT_TYPES
+
+MAX_LIFETIME = 10 * 365 * 86_400  # ten years: anything longer is a typo
+
+
+class PolicyError(ValueError):
+    """A policy setting that cannot be; the message says which and why."""
+
+
+# The knobs a client may set, in the order they are shown; each is None when the server's
+# default applies. Every surface (CLI flags, admin API, console form, client policy endpoint)
+# is derived from this tuple and `PolicySettings`' field docs.
+DURATIONS = ("access_ttl", "refresh_idle_ttl", "refresh_absolute_ttl", "leeway")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySettings:
+    """A client's settings over the server's policy (None: the server's)."""
+
+    access_ttl: int | None = None  # seconds an access token lives (`exp`)
+    refresh_idle_ttl: int | None = None  # seconds a refresh token lives unused
+    refresh_absolute_ttl: int | None = None  # seconds a grant lives, refreshed or not
+    leeway: int | None = None  # seconds an exchanged pair stays usable for a retry
+    retry: RetryPolicy | None = None  # what a retry inside the leeway gets
+    rotate: bool | None = None  # False: a confidential client keeps its refresh token
+    grant_types: tuple[str, ...] | None = None  # the grant types the client may use
+    require_pkce: bool | None = None  # refuse an authorization request without PKCE
+
+    def __post_init__(self) -> None:
+        for name in DURATIONS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise PolicyError(f"{name} must be a whole number of seconds")
+            low = 0 if name == "leeway" else 1
+            if not low <= value <= MAX_LIFETIME:
+                raise PolicyError(f"{name} must be between {low} and {MAX_LIFETIME} seconds")
+        if self.grant_types is not None:
+            unknown = sorted(set(self.grant_types) - set(GRANT_TYPES))
+            if unknown:
+                raise PolicyError(f"unsupported grant type {unknown[0]!r}")
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, f.name) is None for f in fields(self))
+
+    def over(self, other: PolicySettings) -> PolicySettings:
+        """These settings, with `other`'s wherever these leave a knob unset."""
+        return PolicySettings(
+            **{
+                f.name: getattr(self, f.name)
+                if getattr(self, f.name) is not None
+                else getattr(other, f.name)
+                for f in fields(self)
+            }
+        )
+
+    def check_for(self, *, is_public: bool) -> None:
+        """Refuses settings the client's kind cannot have (raises `PolicyError`)."""
+        if is_public and self.rotate is False:
+            # RFC 9700 §4.14.2: a public client's refresh tokens must be sender-constrained or
+            # rotate; Baton's are not sender-constrained.
+            raise PolicyError("a public client's refresh tokens always rotate (RFC 9700 §4.14.2)")
+        if is_public and self.grant_types is not None and CLIENT_CREDENTIALS in self.grant_types:
+            raise PolicyError("client_credentials is for confidential clients only")
+        if is_public and self.require_pkce is False:
+            raise PolicyError("a public client always uses PKCE (OAuth 2.1 §7.5.1)")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, RetryPolicy):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, value: Any) -> PolicySettings:
+        """Settings from their JSON object (unknown members refused, `PolicyError`)."""
+        if not isinstance(value, dict):
+            raise PolicyError("a policy is a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise PolicyError(f"unknown policy setting {unknown[0]!r}")
+        args: dict[str, Any] = {}
+        for name, raw in value.items():
+            if raw is None:
+                continue
+            if name == "retry":
+                try:
+                    args[name] = RetryPolicy(raw)
+                except ValueError:
+                    raise PolicyError(
+                        f"retry must be one of {', '.join(p.value for p in RetryPolicy)}"
+                    ) from None
+            elif name in ("rotate", "require_pkce"):
+                if not isinstance(raw, bool):
+                    raise PolicyError(f"{name} must be true or false")
+                args[name] = raw
+            elif name == "grant_types":
+                if not isinstance(raw, list) or not all(isinstance(g, str) for g in raw):
+                    raise PolicyError("grant_types must be a list of grant types")
+                args[name] = tuple(dict.fromkeys(raw))
+            else:
+                args[name] = raw
+        return cls(**args)
+
+
+NO_SETTINGS = PolicySettings()
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyVersion:
+    """One change of a client's policy: its whole settings from `effective_at` on (None: not
+    yet dated, only reported). `report_only`: evaluated and reported before it takes effect.
+    `scheduled_at`: when the change was made (shown to the operator and the integrator)."""
+
+    settings: PolicySettings
+    effective_at: int | None
+    scheduled_at: int
+    report_only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.effective_at is None and not self.report_only:
+            raise PolicyError("a change without an effective date must be report-only")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings.to_json(),
+            "effective_at": self.effective_at,
+            "scheduled_at": self.scheduled_at,
+            "report_only": self.report_only,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> PolicyVersion:
+        return cls(
+            settings=PolicySettings.from_json(value.get("settings", {})),
+            effective_at=value.get("effective_at"),
+            scheduled_at=int(value["scheduled_at"]),
+            report_only=bool(value.get("report_only", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientPolicy:
+    """A client's policy over time: the version in force, and at most one pending change."""
+
+    versions: tuple[PolicyVersion, ...] = field(default=())
+
+    def in_force_version(self, now: int) -> PolicyVersion | None:
+        current = None
+        for version in self.versions:
+            if (
+                version.effective_at is not None
+                and version.effective_at <= now
+                and (current is None or version.effective_at >= (current.effective_at or 0))
+            ):
+                current = version
+        return current
+
+    def settings_at(self, now: int) -> PolicySettings:
+        """The client's settings in force at `now` (none set: the server's)."""
+        version = self.in_force_version(now)
+        return NO_SETTINGS if version is None else version.settings
+
+    def pending(self, now: int) -> PolicyVersion | None:
+        """The change scheduled after `now` (or undated, report-only), if any."""
+        for version in self.versions:
+            if version.effective_at is None or version.effective_at > now:
+                return version
+        return None
+
+    def shadow(self, now: int) -> PolicySettings | None:
+        """The settings to evaluate beside those in force at `now` without enforcing them: the
+        pending change's, while it is report-only."""
+        pending = self.pending(now)
+        return pending.settings if pending is not None and pending.report_only else None
+
+    def at(self, server: Policy, now: int) -> Policy:
+        """The policy in force for this client at `now`, over the server's."""
+        version = self.in_force_version(now)
+        if version is None:
+            return server
+        return resolve(server, version.settings, version.effective_at)
+
+    def shadow_policy(self, server: Policy, now: int) -> Policy | None:
+        """The report-only policy to evaluate at `now`, over the server's, or None."""
+        pending = self.pending(now)
+        if pending is None or not pending.report_only:
+            return None
+        # As if in force from now: the tokens already out are judged as they would be at the
+        # instant it takes effect.
+        return resolve(server, pending.settings, now)
+
+    def schedule(
+        self,
+        change: PolicySettings,
+        now: int,
+        effective_at: int | None = None,
+        report_only: bool = False,
+        *,
+        replace_all: bool = False,
+    ) -> ClientPolicy:
+        """This policy with `change` applied over the settings in force now (or, with
+        `replace_all`, as the whole settings), taking effect at `effective_at` (None with
+        `report_only`: reported until dated; an instant at or before `now`: at once). Any
+        pending change is replaced; versions no longer in force are dropped."""
+        if effective_at is not None and effective_at <= now:
+            effective_at = now
+        base = NO_SETTINGS if replace_all else self.settings_at(now)
+        settings = change if replace_all else change.over(base)
+        kept = self._kept(now)
+        version = PolicyVersion(settings, effective_at, now, report_only and effective_at != now)
+        if effective_at == now:
+            kept = ()  # the new version is in force from now: nothing before it matters
+        return ClientPolicy((*kept, version))
+
+    def cancel(self, now: int) -> ClientPolicy:
+        """This policy without its pending change."""
+        return ClientPolicy(self._kept(now))
+
+    def _kept(self, now: int) -> tuple[PolicyVersion, ...]:
+        current = self.in_force_version(now)
+        return () if current is None else (current,)
+
+    def stored(self) -> str | None:
+        if not self.versions:
+            return None
+        return json.dumps(
+            [v.to_json() for v in self.versions], separators=(",", ":"), sort_keys=True
+        )
+
+    @classmethod
+    def from_stored(cls, text: str | None) -> ClientPolicy:
+        if not text:
+            return NO_POLICY
+        return cls(tuple(PolicyVersion.from_json(v) for v in json.loads(text)))
+
+
+NO_POLICY = ClientPolicy()
+
+
+def resolve(server: Policy, settings: PolicySettings, since: int | None) -> Policy:
+    """The server's policy with a client's settings over it, in force from `since`."""
+    if settings.empty:
+        return server if since is None else replace(server, since=since)
+    lifetimes = server.lifetimes
+    changed = {
+        name: getattr(settings, name) for name in DURATIONS if getattr(settings, name) is not None
+    }
+    if changed:
+        lifetimes = Lifetimes(
+            **{
+                "access_ttl": lifetimes.access_ttl,
+                "refresh_idle_ttl": lifetimes.refresh_idle_ttl,
+                "refresh_absolute_ttl": lifetimes.refresh_absolute_ttl,
+                "leeway": lifetimes.leeway,
+                "code_ttl": lifetimes.code_ttl,
+                **changed,
+            }
+        )
+    return Policy(
+        lifetimes=lifetimes,
+        retry=settings.retry if settings.retry is not None else server.retry,
+        rotate=settings.rotate if settings.rotate is not None else server.rotate,
+        since=since,
+    )
+
+
+def grant_types_in_force(
+    registered: tuple[str, ...] | None, settings: PolicySettings
+) -> tuple[str, ...] | None:
+    """The grant types a client may use: its policy's, else those it registered (None: every
+    grant its type allows)."""
+    return settings.grant_types if settings.grant_types is not None else registered
+
+
+def pkce_in_force(registered: bool, settings: PolicySettings) -> bool:
+    """Whether the client's authorization requests need PKCE: its policy's say, else its own."""
+    return settings.require_pkce if settings.require_pkce is not None else registered
