@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from baton.core.client_policy import (
     ClientPolicy,
@@ -33,6 +33,21 @@ from baton.core.signals import Health, Refusal, SignalKind, Tally
 DAY = 86_400
 
 
+class Registered(Protocol):
+    """What a notice reads of a registered client (`baton.store.base.Client` has it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def policy(self) -> ClientPolicy: ...
+    @property
+    def grant_types(self) -> tuple[str, ...] | None: ...
+    @property
+    def require_pkce(self) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Subject:
     """The client a notice is about: what its registration says besides its policy."""
@@ -42,6 +57,10 @@ class Subject:
     policy: ClientPolicy
     grant_types: tuple[str, ...] | None = None  # registered (None: every grant its type allows)
     require_pkce: bool = True  # registered
+
+    @classmethod
+    def of(cls, client: Registered) -> Subject:
+        return cls(client.id, client.name, client.policy, client.grant_types, client.require_pkce)
 
 
 # -- plain words -----------------------------------------------------------------------------------
