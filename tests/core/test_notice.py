@@ -152,3 +152,14 @@ def test_spans_are_never_rounded() -> None:
     assert span(90 * DAY) == "90 days"
     assert span(DAY) == "1 day"
     assert span(3601) == "3601 s"
+
+
+def test_the_notice_says_what_happens_to_tokens_already_out() -> None:
+    leeway = notice(Subject("cl", "App", tightening(leeway=60)), SERVER, bad_client_health(), NOW)
+    assert "Access tokens your app already holds keep the expiry they were issued with" in leeway
+    assert "Refresh tokens already issued" not in leeway
+    idle = notice(
+        Subject("cl", "App", tightening(refresh_idle_ttl=30 * DAY)), SERVER, Health("cl", 0), NOW
+    )
+    assert "a refresh token not used for 30 days stops working (until now 90 days)" in idle
+    assert "Refresh tokens already issued get the shorter lifetime from their next refresh" in idle

@@ -7,8 +7,8 @@ exit status 1 (2 for a config file Baton refuses), as one line without a traceba
 from their declarations in `baton.config`.
 
 One module per command group: `serve` (with `config show`), `db`, `clients`, `consents`,
-`users`, `grants`, `keys`, `audit`, `report`, `demo`; what they share is in `common`. `main` below is the
-group they join (`baton.script` runs it, and so does `python -m baton.cli`).
+`users`, `grants`, `keys`, `audit`, `report`, `demo`; what they share is in `common`. `main`
+below is the group they join (`baton.script` runs it, and so does `python -m baton.cli`).
 """
 
 from __future__ import annotations

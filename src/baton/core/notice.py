@@ -490,6 +490,26 @@ def _refusal(
     return None  # leeway and strict: said with the stale uses and the retries
 
 
+def _already_out(changes: tuple[Change, ...]) -> str:
+    """What the change does to the tokens the app already holds (the decided semantics of a
+    change, `baton.core.policy.Policy`): access tokens keep their expiry and a previous token
+    already working after a refresh keeps its end; a shorter refresh lifetime caps refresh
+    tokens already issued at their next refresh."""
+    said = (
+        "Access tokens your app already holds keep the expiry they were issued with, and a "
+        "previous token still working after a refresh made before then keeps working as "
+        "promised; the new rules apply to refreshes and requests made from that time."
+    )
+    shorter = [
+        c.setting
+        for c in changes
+        if c.setting in ("refresh_idle_ttl", "refresh_absolute_ttl") and c.after < c.before
+    ]
+    if shorter:
+        said += " Refresh tokens already issued get the shorter lifetime from their next refresh."
+    return said
+
+
 def notice(subject: Subject, server: Policy, health: Health, now: int) -> str:
     """The plain-words notice for the integrator of `subject`: what changes, when, what their
     app did, what to change."""
@@ -504,14 +524,12 @@ def notice(subject: Subject, server: Policy, health: Health, now: int) -> str:
             if pending.effective_at is not None
             else "At a date still to be announced"
         )
+        changes = changes_of(subject, server, now)
         lines.append(f"{when}, for your app:")
-        lines += [f"- {describe(c)}" for c in changes_of(subject, server, now)] or [
+        lines += [f"- {describe(c)}" for c in changes] or [
             "- nothing changes for your app's tokens"
         ]
-        lines.append(
-            "Tokens your app already holds keep the expiry they were issued with; the new "
-            "rules apply to refreshes and requests made from that time."
-        )
+        lines.append(_already_out(changes))
     found = findings(subject, server, health, now)
     lines.append("")
     if not found:
