@@ -88,6 +88,7 @@ def test_the_policy_in_force_says_which_knobs_are_the_server_defaults(
     assert page.status_code == 200
     assert text_of(page.text, "knob-access_ttl").startswith("Access token lifetime 15 min set for")
     assert "server default" in text_of(page.text, "knob-leeway")
+    assert "as registered" in text_of(page.text, "knob-require_pkce")
     assert "10 min" in text_of(page.text, "knob-leeway")
     assert text_of(page.text, "scheduled-change") == "None."
     assert text_of(page.text, "contacts") == "dev@app.example"

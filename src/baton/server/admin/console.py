@@ -353,7 +353,7 @@ def _knob_text(name: str, value: Any) -> str:
     if name in DURATIONS:
         return duration(int(value))
     if value is None:
-        return "as registered"
+        return "every grant type its kind allows"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
@@ -407,7 +407,13 @@ async def _policy_view(request: Request, client: Client) -> dict[str, Any]:
             "name": name,
             "label": label,
             "value": _knob_text(name, current[name]),
-            "default": name not in current["client_sets"],
+            # Where the value comes from: the client's policy, else its registration (grant
+            # types, PKCE) or the server's defaults (lifetimes, leeway, retry, rotation).
+            "source": "policy"
+            if name in current["client_sets"]
+            else "registration"
+            if name in ("grant_types", "require_pkce")
+            else "server",
             "scheduled": _knob_text(name, scheduled[name]) if name in scheduled else None,
         }
         for name, label in _KNOBS.items()
