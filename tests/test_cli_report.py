@@ -224,3 +224,20 @@ def test_a_window_must_be_a_duration(world: World) -> None:
     result = baton("report", "enforcement", "--db", world.db, "--since", "a week")
     assert result.exit_code == 2
     assert "is not a window such as 7d" in result.stderr
+
+
+def test_a_rehearsal_clock_moves_the_window(world: World, tmp_path: Path) -> None:
+    """With the server's `--clock-offset-file`, the window ends at the server's now: eight days
+    ahead, the signals of an hour ago are out of the 7-day window."""
+    offset = tmp_path / "offset"
+    offset.write_text(str(8 * DAY))
+    clients = report_json(world, "--all", "--clock-offset-file", str(offset))["clients"]
+    assert clients == []
+
+
+def test_the_server_defaults_come_from_the_serve_options(world: World) -> None:
+    """A server whose own leeway is already 60 s: the client's change shortens nothing, so its
+    stale uses alone would not make it affected (its report-only refusals still do)."""
+    (bad,) = report_json(world, "--leeway", "60")["clients"]
+    assert bad["in_force"]["leeway"] == 60
+    assert bad["scheduled"]["changes"] == []

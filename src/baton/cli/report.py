@@ -27,6 +27,7 @@ from baton.core.clock import SystemClock
 from baton.core.notice import CSV_COLUMNS, Subject, affected, evidence, evidence_row, notice, utc
 from baton.core.policy import Lifetimes, Policy, RetryPolicy
 from baton.core.signals import Health, Refusal, SignalKind
+from baton.server.runtime.rehearsal import OffsetFileClock
 from baton.store.base import Client
 from baton.store.sql import SQLStore
 
@@ -65,8 +66,10 @@ def _server_policy(options: dict[str, Any]) -> Policy:
 
 
 def _policy_options(command: Any) -> Any:
-    """The options of `baton serve` that make the server's policy."""
+    """The options of `baton serve` that make the server's policy, and its rehearsal clock (a
+    report on a rehearsing server counts its window back from the server's now)."""
     for name in (
+        "clock_offset_file",
         "retry_policy",
         "refresh_absolute_ttl",
         "refresh_idle_ttl",
@@ -118,8 +121,9 @@ def enforcement(
         fail("--notice writes text: use it without --csv (with --json it adds a `notice` member)")
     if client_ids and every:
         fail("--client and --all: choose one")
+    offset_file = policy.pop("clock_offset_file")
     server = _server_policy(policy)
-    now = SystemClock().now()
+    now = (OffsetFileClock(offset_file) if offset_file else SystemClock()).now()
     since = now - window
 
     async def work(store: SQLStore) -> list[tuple[Subject, Health]]:
