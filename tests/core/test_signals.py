@@ -99,7 +99,8 @@ def test_delay_buckets_are_few() -> None:
 # -- tallies and health, summed in any order -------------------------------------------------------
 
 grant_ids = st.sets(st.sampled_from([f"grt_{i}" for i in range(8)]), max_size=4)
-rows = st.tuples(st.integers(1, 100), st.integers(T0, T0 + 86_400), delays, grant_ids)
+row_delays = st.dictionaries(st.integers(0, 5_000), st.integers(1, 50), max_size=6)
+rows = st.tuples(st.integers(1, 100), st.integers(T0, T0 + 86_400), row_delays, grant_ids)
 Row = tuple[int, int, dict[int, int], set[str]]  # count, last_at, delays, grants: one stored row
 HealthRow = tuple[SignalKind, Refusal | None, Row]
 
