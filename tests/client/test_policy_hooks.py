@@ -1,0 +1,302 @@
+"""The SDK side of issue 28: `Hooks.on_superseded` when an API answers
+`Baton-Token-Superseded`, and `client_policy()` reading the server's scheduled policy. An API
+and an authorization server faked with `httpx.MockTransport`, a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+import requests
+import requests.adapters
+
+from baton.client import (
+    AuthorizationServerUnavailable,
+    BearerAuth,
+    ClientError,
+    ClientPolicyInfo,
+    Hooks,
+    MemoryStore,
+    OAuthClient,
+    Refresher,
+    RequestsAuth,
+    SupersededEvent,
+    TokenPair,
+    aclient_policy,
+    client_policy,
+    fingerprint,
+)
+from baton.client.superseded import HEADER, dies_at_of
+from baton.core.policy import RetryPolicy
+
+ISSUER = "https://as.example"
+API = "https://api.example/notes"
+NOW = 1_000_000.0
+DIES = int(NOW) + 30
+
+
+def pair(access: str) -> TokenPair:
+    return TokenPair(
+        access_token=access, refresh_token="rt_" + access, expires_at=NOW + 3600, obtained_at=NOW
+    )
+
+
+def refresher(store: MemoryStore, hooks: Hooks | None = None) -> Refresher:
+    return Refresher(
+        OAuthClient(ISSUER + "/token", "app", "secret"),
+        store,
+        leeway=30,
+        hooks=hooks or Hooks(),
+        clock=lambda: NOW,
+    )
+
+
+class Api:
+    """Answers 200; with `Baton-Token-Superseded` for the tokens in `superseded`. `rotate_to`:
+    a pair another process stores while the request is in flight."""
+
+    def __init__(self, store: MemoryStore, superseded: set[str]) -> None:
+        self.store = store
+        self.superseded = superseded
+        self.rotate_to: TokenPair | None = None
+        self.seen: list[str] = []
+
+    def answer(self, authorization: str) -> tuple[int, dict[str, str]]:
+        token = authorization.removeprefix("Bearer ")
+        self.seen.append(token)
+        if self.rotate_to is not None:
+            with self.store.lock() as lease:
+                self.store.save(self.rotate_to, lease)
+            self.rotate_to = None
+        headers = {HEADER: f"dies-at={DIES}"} if token in self.superseded else {}
+        return 200, headers
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        status, headers = self.answer(request.headers["authorization"])
+        return httpx.Response(status, headers=headers, json={})
+
+
+def test_the_header_is_an_rfc_8941_dictionary() -> None:
+    assert dies_at_of(["dies-at=1700000000"]) == 1700000000
+    assert dies_at_of(['reason="rotated, elsewhere", dies-at=5;src=feed']) == 5
+    assert dies_at_of(["other=1", "dies-at=7"]) == 7  # two lines, one dictionary
+    assert dies_at_of(["dies-at=7, dies-at=8"]) == 8  # the last value wins
+    for malformed in (["dies-at"], ["dies-at=soon"], ["dies-at=1.5"], [""], ["Dies-At=3"]):
+        assert dies_at_of(malformed) is None
+
+
+def test_the_hook_hears_once_per_token_that_the_rotation_happened_elsewhere() -> None:
+    store = MemoryStore(pair("at0"))
+    api = Api(store, {"at0"})
+    events: list[SupersededEvent] = []
+    auth = BearerAuth(refresher(store))
+    assert auth.on_superseded(events.append) == events.append
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api.handle)) as http:
+        for _ in range(3):
+            assert http.get(API).status_code == 200
+    assert events == [SupersededEvent(DIES, fingerprint("at0"), NOW + 3600, stored_newer=False)]
+    assert "at0" not in repr(events)  # fingerprints, never a token
+
+
+def test_a_newer_stored_pair_is_used_by_the_next_request() -> None:
+    """Another process rotated while the request was in flight: the event says the store holds
+    a newer pair, and the next request carries it (the store is read on every request)."""
+    store = MemoryStore(pair("at0"))
+    api = Api(store, {"at0"})
+    api.rotate_to = pair("at1")
+    events: list[SupersededEvent] = []
+    auth = BearerAuth(refresher(store, Hooks(on_superseded=events.append)))
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api.handle)) as http:
+        http.get(API)
+        http.get(API)
+    assert api.seen == ["at0", "at1"]
+    assert [event.stored_newer for event in events] == [True]
+
+
+def test_async_clients_hear_it_too() -> None:
+    store = MemoryStore(pair("at0"))
+    api = Api(store, {"at0"})
+    events: list[SupersededEvent] = []
+    auth = BearerAuth(refresher(store))
+    auth.on_superseded(events.append)
+
+    async def main() -> None:
+        async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api.handle)) as h:
+            await h.get(API)
+
+    asyncio.run(main())
+    assert [event.dies_at for event in events] == [DIES]
+
+
+def test_a_hook_that_raises_never_fails_the_request() -> None:
+    store = MemoryStore(pair("at0"))
+    api = Api(store, {"at0"})
+
+    def broken(event: SupersededEvent) -> None:
+        raise RuntimeError("the app's bug")
+
+    auth = BearerAuth(refresher(store, Hooks(on_superseded=broken)))
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api.handle)) as http:
+        assert http.get(API).status_code == 200
+
+
+class _Adapter(requests.adapters.BaseAdapter):
+    def __init__(self, api: Api) -> None:
+        super().__init__()
+        self.api = api
+
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:
+        status, headers = self.api.answer(str(request.headers["Authorization"]))
+        response = requests.Response()
+        response.status_code, response.request, response._content = status, request, b"{}"
+        response.headers.update(headers)
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_requests_users_hear_it_too() -> None:
+    store = MemoryStore(pair("at0"))
+    api = Api(store, {"at0"})
+    events: list[SupersededEvent] = []
+    auth = RequestsAuth(refresher(store))
+    auth.on_superseded(events.append)
+    with requests.Session() as session:
+        session.mount("https://", _Adapter(api))
+        session.auth = auth
+        assert session.get(API).status_code == 200
+        session.get(API)
+    assert [(event.dies_at, event.access_token) for event in events] == [(DIES, fingerprint("at0"))]
+
+
+# -- client_policy() ----------------------------------------------------------------------------
+
+KNOBS = {
+    "access_ttl": 600,
+    "refresh_idle_ttl": 1_209_600,
+    "refresh_absolute_ttl": 7_776_000,
+    "leeway": 300,
+    "retry": "replay",
+    "rotate": True,
+    "grant_types": None,
+    "require_pkce": True,
+}
+ANSWER = {
+    "client_id": "app",
+    "in_force": {**KNOBS, "since": None},
+    "scheduled": {
+        "settings": {**KNOBS, "leeway": 60, "retry": "strict", "future_knob": 1},
+        "effective_at": 1_800_000_000,
+        "report_only": True,
+        "scheduled_at": 1_700_000_000,
+    },
+}
+
+
+class PolicyServer:
+    def __init__(self) -> None:
+        self.metadata: dict[str, Any] = {
+            "issuer": ISSUER,
+            "token_endpoint": ISSUER + "/token",
+            "client_policy_endpoint": ISSUER + "/client-policy",
+        }
+        self.answer: httpx.Response = httpx.Response(200, json=ANSWER)
+        self.asked: list[str] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/.well-known/oauth-authorization-server":
+            return httpx.Response(200, json=self.metadata)
+        assert request.url.path == "/client-policy"
+        self.asked.append(request.url.params["client_id"])
+        answer = self.answer  # a copy: one Response object cannot serve two clients
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+
+def test_client_policy_reads_the_policy_in_force_and_the_scheduled_change() -> None:
+    server = PolicyServer()
+    with httpx.Client(transport=httpx.MockTransport(server.handle)) as http:
+        policy = client_policy(ISSUER, "app", http=http)
+    assert server.asked == ["app"]
+    assert isinstance(policy, ClientPolicyInfo) and policy.client_id == "app"
+    assert policy.in_force.leeway == 300 and policy.in_force.retry is RetryPolicy.REPLAY
+    assert policy.since is None
+    scheduled = policy.scheduled
+    assert scheduled is not None
+    assert (scheduled.effective_at, scheduled.report_only, scheduled.scheduled_at) == (
+        1_800_000_000,
+        True,
+        1_700_000_000,
+    )
+    assert policy.changes() == {
+        "leeway": (300, 60),
+        "retry": (RetryPolicy.REPLAY, RetryPolicy.STRICT),
+    }
+
+
+def test_aclient_policy_and_the_refreshers_own() -> None:
+    server = PolicyServer()
+    server.answer = httpx.Response(
+        200, json={**ANSWER, "in_force": {**KNOBS, "since": 1_600_000_000}, "scheduled": None}
+    )
+
+    async def main() -> ClientPolicyInfo:
+        transport = httpx.MockTransport(server.handle)
+        async with httpx.AsyncClient(transport=transport) as http:
+            return await aclient_policy(ISSUER, "app", http=http)
+
+    policy = asyncio.run(main())
+    assert (policy.since, policy.scheduled, policy.changes()) == (1_600_000_000, None, {})
+    http = httpx.Client(transport=httpx.MockTransport(server.handle))
+    own = Refresher.discover(ISSUER, "app", "secret", MemoryStore(), http=http)
+    assert own.client_policy() == policy
+    assert asyncio.run(own.aclient_policy()) == policy
+    http.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "words"),
+    [
+        (
+            {"answer": httpx.Response(404, json={"error": "invalid_client"})},
+            ClientError,
+            "knows no",
+        ),
+        ({"metadata": {"issuer": ISSUER}}, ClientError, "publishes no client_policy_endpoint"),
+        ({"metadata": {"issuer": "https://evil.example"}}, ClientError, "RFC 8414"),
+        ({"answer": httpx.Response(503)}, AuthorizationServerUnavailable, "503"),
+        ({"answer": httpx.Response(200, json={"client_id": "app"})}, ClientError, "malformed"),
+        (
+            {"answer": httpx.Response(200, json={**ANSWER, "in_force": {"leeway": "soon"}})},
+            ClientError,
+            "malformed",
+        ),
+    ],
+    ids=["unknown client", "no endpoint", "another issuer", "down", "no in_force", "bad knob"],
+)
+def test_client_policy_failures_say_what_is_wrong(
+    change: dict[str, Any], error: type[Exception], words: str
+) -> None:
+    server = PolicyServer()
+    for name, value in change.items():
+        setattr(server, name, value)
+    with (
+        httpx.Client(transport=httpx.MockTransport(server.handle)) as http,
+        pytest.raises(error, match=words),
+    ):
+        client_policy(ISSUER, "app", http=http)
+
+
+def test_an_unreachable_server_is_unavailable_not_a_crash() -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(down)) as http,
+        pytest.raises(AuthorizationServerUnavailable),
+    ):
+        client_policy(ISSUER, "app", http=http)
