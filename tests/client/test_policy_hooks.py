@@ -5,6 +5,8 @@ and an authorization server faked with `httpx.MockTransport`, a fake clock."""
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +19,7 @@ from baton.client import (
     BearerAuth,
     ClientError,
     ClientPolicyInfo,
+    FileStore,
     Hooks,
     MemoryStore,
     OAuthClient,
@@ -27,6 +30,7 @@ from baton.client import (
     aclient_policy,
     client_policy,
     fingerprint,
+    store_pair,
 )
 from baton.client.superseded import HEADER, dies_at_of
 from baton.core.policy import RetryPolicy
@@ -300,3 +304,55 @@ def test_an_unreachable_server_is_unavailable_not_a_crash() -> None:
         pytest.raises(AuthorizationServerUnavailable),
     ):
         client_policy(ISSUER, "app", http=http)
+
+
+# -- the SDK page's example ---------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_sdk_pages_example_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/sdk.md's example, run as it is printed against a Baton (metadata, client policy)
+    and an API that says the stored token is superseded, both faked at the HTTP layer."""
+    page = (ROOT / "docs" / "sdk.md").read_text()
+    section = page.split("## Superseded tokens and scheduled policy changes", 1)[1]
+    shown = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(shown.strip().splitlines()) <= 12
+
+    issuer = "http://127.0.0.1:8000"
+    server = PolicyServer()
+    server.metadata = {**server.metadata, "issuer": issuer}
+    api_store = MemoryStore()
+    api = Api(api_store, {"at0"})
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.port == 8001:
+            return api.handle(request)
+        return server.handle(request)
+
+    real = httpx.Client
+
+    class Faked(real):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["transport"] = httpx.MockTransport(handle)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "Client", Faked)
+    monkeypatch.setattr(httpx._api, "Client", Faked)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    home = tmp_path / ".config" / "my-app"
+    home.mkdir(parents=True, mode=0o700)
+    live = TokenPair(
+        access_token="at0", refresh_token="rt0", expires_at=time.time() + 3600, obtained_at=NOW
+    )
+    store_pair(FileStore(home / "tokens.json"), live)
+
+    exec(compile(shown, "docs/sdk.md", "exec"), {})  # the page's own code
+    printed = capsys.readouterr().out.splitlines()
+    retry = (RetryPolicy.REPLAY, RetryPolicy.STRICT)
+    assert printed[0] == f"from 1800000000 { {'leeway': (300, 60), 'retry': retry} }"
+    assert printed[1].startswith(f"superseded: dies at {DIES} SupersededEvent(")
+    assert printed[2] == "200"
+    assert api.seen == ["at0"]
