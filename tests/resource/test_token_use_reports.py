@@ -324,6 +324,15 @@ def test_batches_hold_at_most_1000_uses_and_the_buffer_is_bounded(
         "failures": 0,
         "last_error": None,
     }
+    # Long jtis (64 characters, the most Baton takes): batches stay under Baton's default
+    # `--max-body-bytes` (64 KiB); a longer jti, which Baton would refuse with its whole batch,
+    # is never sent.
+    endpoint.raw.clear()
+    for number in range(1000):
+        reporter.record(f"{number:064d}", 1_000_000)
+    reporter.record("x" * 65, 1_000_000)
+    assert reporter.flush() == 1000 and reporter.health()["dropped"] == 101
+    assert len(endpoint.raw) == 2 and all(len(raw) <= 60_000 for raw in endpoint.raw)
     reporter.stop()
 
 

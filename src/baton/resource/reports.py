@@ -9,14 +9,16 @@ health, `baton report enforcement`).
 
 What leaves the resource server is the token's `jti` only, never the token: uses are aggregated
 per (`jti`, second) in a bounded buffer (beyond `max_pending` entries a use is dropped and
-counted), sent in batches of at most `MAX_BATCH` by a daemon thread every `interval` seconds and
-once more at `stop()`. Recording is a dict update under a lock: a request never waits for Baton,
+counted), sent in batches of at most `MAX_BATCH` uses and `MAX_BATCH_BYTES` (under Baton's
+default `--max-body-bytes`, 64 KiB) by a daemon thread every `interval` seconds and once more at
+`stop()`. Recording is a dict update under a lock: a request never waits for Baton,
 and a Baton that fails or is unreachable never fails a request (the failure is logged, the
 batch kept for the next round while there is room, or dropped when Baton refuses it for good).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -26,7 +28,13 @@ import httpx
 
 log = logging.getLogger("baton.resource.reports")
 
-MAX_BATCH = 1000  # uses per POST: the server's limit (`POST /token-use`)
+MAX_BATCH = 1000  # entries per POST: the server's limit (`POST /token-use`)
+MAX_BATCH_BYTES = 60_000  # a body Baton's default `--max-body-bytes` (64 KiB) takes
+# What the server accepts of one entry: a longer `jti` (no Baton token has one) or a larger
+# count would have the whole batch refused, so neither is sent.
+MAX_JTI_LENGTH = 64
+MAX_COUNT = 1_000_000
+_COMPACT = (",", ":")
 # Answers that say "not now" rather than "never": the batch is kept for the next round.
 _TRANSIENT = frozenset({408, 425, 429})
 
@@ -71,8 +79,11 @@ class TokenUseReporter:
         """One use of a superseded token (`jti`) at `at` (seconds since the epoch)."""
         key = (jti, int(at))
         with self._lock:
+            if not jti or len(jti) > MAX_JTI_LENGTH:
+                self.dropped += count
+                return
             if key in self._pending:
-                self._pending[key] += count
+                self._pending[key] = min(MAX_COUNT, self._pending[key] + count)
             elif len(self._pending) < self.max_pending:
                 self._pending[key] = count
             else:
@@ -93,27 +104,28 @@ class TokenUseReporter:
         with self._send_lock:
             with self._lock:
                 taken, self._pending = self._pending, {}
-            items = list(taken.items())
+            batches = _batches(list(taken.items()))
             accepted = 0
-            for start in range(0, len(items), MAX_BATCH):
-                batch = items[start : start + MAX_BATCH]
+            for number, batch in enumerate(batches):
                 outcome = self._post(batch)
                 if outcome == "sent":
                     accepted += sum(count for _, count in batch)
                 elif outcome == "drop":
                     self._count_dropped(sum(count for _, count in batch))
                 else:  # Baton is down: keep this batch and the rest for the next round
-                    self._requeue(items[start:])
+                    self._requeue([item for rest in batches[number:] for item in rest])
                     break
             with self._lock:
                 self.sent += accepted
             return accepted
 
-    def _post(self, batch: list[tuple[tuple[str, int], int]]) -> str:
+    def _post(self, batch: list[_Item]) -> str:
         """ "sent", "retry" (Baton unreachable or busy) or "drop" (refused for good)."""
-        body = {"uses": [{"jti": jti, "at": at, "count": count} for (jti, at), count in batch]}
+        body = json.dumps({"uses": [_entry(item) for item in batch]}, separators=_COMPACT)
         try:
-            response = self._http().post(self.endpoint, json=body)
+            response = self._http().post(
+                self.endpoint, content=body, headers={"content-type": "application/json"}
+            )
         except httpx.HTTPError as exc:
             self._failed(f"{self.endpoint} unreachable: {type(exc).__name__}")
             return "retry"
@@ -136,11 +148,11 @@ class TokenUseReporter:
         with self._lock:
             self.dropped += count
 
-    def _requeue(self, items: list[tuple[tuple[str, int], int]]) -> None:
+    def _requeue(self, items: list[_Item]) -> None:
         with self._lock:
             for key, count in items:
                 if key in self._pending:
-                    self._pending[key] += count
+                    self._pending[key] = min(MAX_COUNT, self._pending[key] + count)
                 elif len(self._pending) < self.max_pending:
                     self._pending[key] = count
                 else:
@@ -201,3 +213,28 @@ class TokenUseReporter:
                 "failures": self.failures,
                 "last_error": self.last_error,
             }
+
+
+_Item = tuple[tuple[str, int], int]
+
+
+def _entry(item: _Item) -> dict[str, Any]:
+    (jti, at), count = item
+    return {"jti": jti, "at": at, "count": count}
+
+
+def _batches(items: list[_Item]) -> list[list[_Item]]:
+    """`items` cut into batches of at most `MAX_BATCH` entries and `MAX_BATCH_BYTES`."""
+    batches: list[list[_Item]] = []
+    current: list[_Item] = []
+    size = len('{"uses":[]}')
+    for item in items:
+        grown = len(json.dumps(_entry(item), separators=_COMPACT)) + 1  # and its comma
+        if current and (len(current) == MAX_BATCH or size + grown > MAX_BATCH_BYTES):
+            batches.append(current)
+            current, size = [], len('{"uses":[]}')
+        current.append(item)
+        size += grown
+    if current:
+        batches.append(current)
+    return batches
