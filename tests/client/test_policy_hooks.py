@@ -356,3 +356,34 @@ def test_the_sdk_pages_example_runs_as_written(
     assert printed[1].startswith(f"superseded: dies at {DIES} SupersededEvent(")
     assert printed[2] == "200"
     assert api.seen == ["at0"]
+
+
+def test_mcp_clients_hear_it_too() -> None:
+    """`MCPAuth` (the `mcp` extra): the same hook, through `refresher_options["hooks"]`."""
+    httpx2 = pytest.importorskip("httpx2")
+    from mcp.shared.auth import OAuthClientMetadata
+
+    from baton.client.mcp import MCPAuth
+
+    store = MemoryStore(pair("at0"))
+    api = Api(store, {"at0"})
+    events: list[SupersededEvent] = []
+    auth = MCPAuth(
+        "https://mcp.example/mcp",
+        OAuthClientMetadata(redirect_uris=["http://localhost:1/cb"]),  # type: ignore[list-item]
+        store,
+        clock=lambda: NOW,
+    )
+    auth.on_superseded(events.append)
+
+    def handle(request: Any) -> Any:
+        status, headers = api.answer(request.headers["authorization"])
+        return httpx2.Response(status, headers=headers, json={})
+
+    async def main() -> None:
+        async with httpx2.AsyncClient(auth=auth, transport=httpx2.MockTransport(handle)) as http:
+            for _ in range(2):
+                assert (await http.post("https://mcp.example/mcp", json={})).status_code == 200
+
+    asyncio.run(main())
+    assert events == [SupersededEvent(DIES, fingerprint("at0"), NOW + 3600, stored_newer=False)]
