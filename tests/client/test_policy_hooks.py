@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ from baton.client import (
     fingerprint,
     store_pair,
 )
+from baton.client.policy import PolicyKnobs
 from baton.client.superseded import HEADER, dies_at_of
+from baton.core.client_policy import PolicySettings
 from baton.core.policy import RetryPolicy
 
 ISSUER = "https://as.example"
@@ -227,7 +230,7 @@ def test_client_policy_reads_the_policy_in_force_and_the_scheduled_change() -> N
         policy = client_policy(ISSUER, "app", http=http)
     assert server.asked == ["app"]
     assert isinstance(policy, ClientPolicyInfo) and policy.client_id == "app"
-    assert policy.in_force.leeway == 300 and policy.in_force.retry is RetryPolicy.REPLAY
+    assert policy.in_force.leeway == 300 and policy.in_force.retry == "replay"
     assert policy.since is None
     scheduled = policy.scheduled
     assert scheduled is not None
@@ -236,10 +239,7 @@ def test_client_policy_reads_the_policy_in_force_and_the_scheduled_change() -> N
         True,
         1_700_000_000,
     )
-    assert policy.changes() == {
-        "leeway": (300, 60),
-        "retry": (RetryPolicy.REPLAY, RetryPolicy.STRICT),
-    }
+    assert policy.changes() == {"leeway": (300, 60), "retry": ("replay", "strict")}
 
 
 def test_aclient_policy_and_the_refreshers_own() -> None:
@@ -351,8 +351,7 @@ def test_the_sdk_pages_example_runs_as_written(
 
     exec(compile(shown, "docs/sdk.md", "exec"), {})  # the page's own code
     printed = capsys.readouterr().out.splitlines()
-    retry = (RetryPolicy.REPLAY, RetryPolicy.STRICT)
-    assert printed[0] == f"from 1800000000 { {'leeway': (300, 60), 'retry': retry} }"
+    assert printed[0] == "from 1800000000 {'leeway': (300, 60), 'retry': ('replay', 'strict')}"
     assert printed[1].startswith(f"superseded: dies at {DIES} SupersededEvent(")
     assert printed[2] == "200"
     assert api.seen == ["at0"]
@@ -387,3 +386,13 @@ def test_mcp_clients_hear_it_too() -> None:
 
     asyncio.run(main())
     assert events == [SupersededEvent(DIES, fingerprint("at0"), NOW + 3600, stored_newer=False)]
+
+
+def test_the_sdks_knobs_are_the_servers() -> None:
+    """`PolicyKnobs` mirrors `PolicySettings` (the one declaration of the knobs), read leniently:
+    a grant type or a member this SDK does not know, or a lifetime over what a client may set
+    (a server's own default may be), is no malformed answer."""
+    assert [f.name for f in fields(PolicyKnobs)] == [f.name for f in fields(PolicySettings)]
+    assert {p.value for p in RetryPolicy} == {"replay", "fork", "strict"}
+    newer = {**KNOBS, "grant_types": ["urn:future"], "refresh_absolute_ttl": 10**10, "new": 1}
+    assert PolicyKnobs.from_json(newer).grant_types == ("urn:future",)

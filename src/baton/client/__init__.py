@@ -27,7 +27,13 @@ from baton.client.flow import (
     exchange_code,
 )
 from baton.client.pkce import Pkce
-from baton.client.policy import ClientPolicyInfo, ScheduledChange, aclient_policy, client_policy
+from baton.client.policy import (
+    ClientPolicyInfo,
+    PolicyKnobs,
+    ScheduledChange,
+    aclient_policy,
+    client_policy,
+)
 from baton.client.refresher import FailureEvent, Hooks, Refresher, RotationEvent, RotationInfo
 from baton.client.stores import (
     FileStore,
@@ -59,6 +65,7 @@ __all__ = [
     "MemoryStore",
     "OAuthClient",
     "Pkce",
+    "PolicyKnobs",
     "ReauthorizationRequired",
     "RedisStore",
     "Refresher",

@@ -9,9 +9,11 @@ integrator's app (a test, a start-up check) sees what changes and when, before i
     if policy.scheduled is not None:
         print(policy.scheduled.effective_at, policy.changes())  # {"leeway": (300, 60)}
 
-`aclient_policy()` is the same with an `httpx.AsyncClient`. The settings are
-`baton.core.client_policy.PolicySettings`, every knob resolved (the server's defaults filled
-in; `grant_types` None: every grant the client's kind allows).
+`aclient_policy()` is the same with an `httpx.AsyncClient`. The settings are `PolicyKnobs`:
+the knobs of `baton.core.client_policy.PolicySettings`, every one resolved (the server's
+defaults filled in; `grant_types` None: every grant the client's kind allows). They are read
+leniently (a member this SDK does not know is ignored, a grant type it does not know is kept):
+a newer server must not break an older app's check.
 """
 
 from __future__ import annotations
@@ -24,10 +26,46 @@ import httpx
 
 from baton.client.errors import AuthorizationServerUnavailable, ClientError
 from baton.client.refresher import METADATA_PATH
-from baton.core.client_policy import PolicyError, PolicySettings
 
 ENDPOINT = "client_policy_endpoint"  # Baton's metadata member naming `GET /client-policy`
-_KNOBS = frozenset(f.name for f in fields(PolicySettings))
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyKnobs:
+    """A client's policy, every knob resolved; the names and meanings of
+    `baton.core.client_policy.PolicySettings` (a test keeps them the same)."""
+
+    access_ttl: int  # seconds an access token lives (`exp`)
+    refresh_idle_ttl: int  # seconds a refresh token lives unused
+    refresh_absolute_ttl: int  # seconds a grant lives, refreshed or not
+    leeway: int  # seconds an exchanged pair stays usable for a retry (0 under `strict`)
+    retry: str  # what a retry inside the leeway gets: `replay`, `fork` or `strict`
+    rotate: bool  # False: a confidential client keeps its refresh token
+    grant_types: tuple[str, ...] | None  # the grant types allowed (None: every one)
+    require_pkce: bool  # authorization requests without PKCE are refused
+
+    @classmethod
+    def from_json(cls, value: Any) -> PolicyKnobs:
+        if not isinstance(value, dict):
+            raise TypeError("settings are not an object")
+        grant_types = value.get("grant_types")
+        if grant_types is not None and not (
+            isinstance(grant_types, list) and all(isinstance(g, str) for g in grant_types)
+        ):
+            raise TypeError("grant_types is not a list of strings")
+        retry = value["retry"]
+        if not isinstance(retry, str):
+            raise TypeError("retry is not a string")
+        return cls(
+            access_ttl=_whole(value["access_ttl"]),
+            refresh_idle_ttl=_whole(value["refresh_idle_ttl"]),
+            refresh_absolute_ttl=_whole(value["refresh_absolute_ttl"]),
+            leeway=_whole(value["leeway"]),
+            retry=retry,
+            rotate=_flag(value["rotate"]),
+            grant_types=None if grant_types is None else tuple(grant_types),
+            require_pkce=_flag(value["require_pkce"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +74,7 @@ class ScheduledChange:
     yet, only reported). `report_only`: until then the server only records what it would have
     refused. `scheduled_at`: when the operator made it."""
 
-    settings: PolicySettings
+    settings: PolicyKnobs
     effective_at: int | None
     report_only: bool
     scheduled_at: int
@@ -48,7 +86,7 @@ class ClientPolicyInfo:
     change scheduled, if any."""
 
     client_id: str
-    in_force: PolicySettings
+    in_force: PolicyKnobs
     since: int | None
     scheduled: ScheduledChange | None
 
@@ -59,7 +97,7 @@ class ClientPolicyInfo:
         now, then = self.in_force, self.scheduled.settings
         return {
             name: (getattr(now, name), getattr(then, name))
-            for name in (f.name for f in fields(PolicySettings))
+            for name in (f.name for f in fields(PolicyKnobs))
             if getattr(now, name) != getattr(then, name)
         }
 
@@ -75,7 +113,7 @@ class ClientPolicyInfo:
             if scheduled is not None:
                 effective_at = scheduled.get("effective_at")
                 change = ScheduledChange(
-                    _settings(scheduled["settings"]),
+                    PolicyKnobs.from_json(scheduled["settings"]),
                     None if effective_at is None else _whole(effective_at),
                     _flag(scheduled.get("report_only", False)),
                     _whole(scheduled["scheduled_at"]),
@@ -85,7 +123,7 @@ class ClientPolicyInfo:
                 raise TypeError("client_id")
             return cls(
                 client_id,
-                _settings(in_force),
+                PolicyKnobs.from_json(in_force),
                 None if since is None else _whole(since),
                 change,
             )
@@ -93,17 +131,8 @@ class ClientPolicyInfo:
             raise ClientError(f"malformed client policy answer: {exc}") from exc
 
 
-def _settings(value: Any) -> PolicySettings:
-    if not isinstance(value, dict):
-        raise TypeError("settings are not an object")
-    try:
-        return PolicySettings.from_json({k: v for k, v in value.items() if k in _KNOBS})
-    except PolicyError as exc:
-        raise ValueError(str(exc)) from exc
-
-
 def _whole(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise TypeError(f"{value!r} is not a whole number of seconds")
     return value
 
