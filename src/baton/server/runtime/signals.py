@@ -19,8 +19,9 @@ from typing import Protocol
 
 import anyio
 
+from baton.core.facts import AccessFacts
 from baton.core.signals import Health, Refusal, Signal, SignalKind, Source, delay_bucket
-from baton.store.base import SignalCount
+from baton.store.base import Client, SignalCount
 
 # At most this many distinct rows wait in memory; past it, signals of new rows are counted only
 # in `dropped` until the next flush (a flood of bogus reports cannot grow a process's memory).
@@ -51,6 +52,14 @@ class SignalStore(Protocol):
 
     async def purge_signals(self, now: int, retention: int, batch: int = 500) -> int:
         """Deletes one bounded batch of signal rows older than `retention` seconds."""
+        ...
+
+    async def access_by_jti(self, jtis: Sequence[str]) -> dict[str, AccessFacts]:
+        """The access tokens these `jti`s name, in one read (`/token-use`)."""
+        ...
+
+    async def clients_by_id(self, client_ids: Sequence[str]) -> dict[str, Client]:
+        """The clients of these ids that exist, in one read."""
         ...
 
 

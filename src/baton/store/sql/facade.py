@@ -465,3 +465,10 @@ class SQLStore(
         if not jtis:
             return {}
         return await self._read(lambda conn: signals.access_by_jti(conn, jtis))
+
+    async def clients_by_id(self, client_ids: Sequence[str]) -> dict[str, Client]:
+        """The clients of these ids that exist, in one read (`/token-use`: the owners of the
+        reported tokens, whose report-only policies judge the uses)."""
+        if not client_ids:
+            return {}
+        return await self._read(lambda conn: signals.clients_by_id(conn, client_ids))

@@ -18,9 +18,16 @@ from sqlalchemy import Connection, func, insert, select
 from baton.core.audience import audience_from_stored
 from baton.core.facts import AccessFacts, CompanionFacts
 from baton.core.signals import Health, Refusal, SignalKind
-from baton.store.base import SignalCount
-from baton.store.schema import access_tokens, client_signals, grants, refresh_tokens, users
-from baton.store.sql.rows import grant_from_labels
+from baton.store.base import Client, SignalCount
+from baton.store.schema import (
+    access_tokens,
+    client_signals,
+    clients,
+    grants,
+    refresh_tokens,
+    users,
+)
+from baton.store.sql.rows import client_from_row, grant_from_labels
 from baton.store.sql.statements import GRANT_COLUMNS
 
 # Ids in one `IN (...)` list: well under SQLite's and asyncpg's limits on bound parameters
@@ -183,4 +190,15 @@ def access_by_jti(conn: Connection, jtis: Sequence[str]) -> dict[str, AccessFact
                 jti=row["jti"],
                 audience=audience_from_stored(row["audience"]),
             )
+    return found
+
+
+def clients_by_id(conn: Connection, client_ids: Sequence[str]) -> dict[str, Client]:
+    """The clients of these ids that have a row (their report-only policies, for `/token-use`:
+    the owners of a batch's tokens, in one read)."""
+    found: dict[str, Client] = {}
+    for chunk in _chunks(sorted(set(client_ids))):
+        for row in conn.execute(select(clients).where(clients.c.id.in_(chunk))).mappings():
+            client = client_from_row(row)
+            found[client.id] = client
     return found
