@@ -202,9 +202,9 @@ def test_the_1000_uses_of_a_full_report_cost_one_read_of_tokens(tmp_path: Path) 
         reads: list[int] = []
         original = store.access_by_jti
 
-        async def counted(jtis: Any) -> Any:
+        async def counted(jtis: Any, expiring_after: int | None = None) -> Any:
             reads.append(len(jtis))
-            return await original(jtis)
+            return await original(jtis, expiring_after)
 
         store.access_by_jti = counted  # type: ignore[method-assign]
         answer = report(http, rs, [{"jti": f"jti-{i}", "at": 1} for i in range(1000)])

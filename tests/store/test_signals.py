@@ -184,4 +184,8 @@ def test_access_tokens_are_found_by_jti_with_their_companions_exchange(
     assert old.jti == first.jti and old.grant.client_id == client
     assert old.companion is not None and old.companion.exchanged_at == NOW + 100
     assert anyio.run(store.access_by_jti, []) == {}
+    # Bounded by `exp`: a token dead before the earliest use reported is left out.
+    expires_at = old.expires_at
+    assert list(anyio.run(store.access_by_jti, [first.jti], expires_at - 1)) == [first.jti]
+    assert anyio.run(store.access_by_jti, [first.jti], expires_at) == {}
     anyio.run(store.close)

@@ -79,11 +79,15 @@ async def count_uses(app: Baton, uses: list[Use]) -> int:
     entries were counted."""
     if not uses:
         return 0
-    tokens = await app.store.access_by_jti([use.jti for use in uses])
+    now = app.clock.now()
+    # A use is counted at its `at` clamped to [the exchange, now], when the token was live then:
+    # never before min(at, now). A token whose `exp` is not after the batch's earliest such
+    # instant has nothing to count, and leaving it out bounds the store's scan (`access_by_jti`).
+    earliest = min(min(use.at for use in uses), now)
+    tokens = await app.store.access_by_jti([use.jti for use in uses], earliest)
     if not tokens:
         return 0
     owners = await _owners(app, {token.grant.client_id for token in tokens.values()})
-    now = app.clock.now()
     server = app.settings.policy
     accepted = 0
     for use in uses:

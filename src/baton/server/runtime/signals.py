@@ -54,8 +54,11 @@ class SignalStore(Protocol):
         """Deletes one bounded batch of signal rows older than `retention` seconds."""
         ...
 
-    async def access_by_jti(self, jtis: Sequence[str]) -> dict[str, AccessFacts]:
-        """The access tokens these `jti`s name, in one read (`/token-use`)."""
+    async def access_by_jti(
+        self, jtis: Sequence[str], expiring_after: int | None = None
+    ) -> dict[str, AccessFacts]:
+        """The access tokens these `jti`s name (and whose `exp` is after `expiring_after`), in
+        one read (`/token-use`)."""
         ...
 
     async def clients_by_id(self, client_ids: Sequence[str]) -> dict[str, Client]:

@@ -141,11 +141,17 @@ def client_health(
     return list(healths.values())
 
 
-def access_by_jti(conn: Connection, jtis: Sequence[str]) -> dict[str, AccessFacts]:
+def access_by_jti(
+    conn: Connection, jtis: Sequence[str], expiring_after: int | None = None
+) -> dict[str, AccessFacts]:
     """The access tokens named by these RFC 9068 `jti`s (one query per 1000 of them), with their
-    companions' `exchanged_at`; an unknown `jti` is simply absent. `access_tokens.jti` has no
-    index (migration 0004), so each query scans the table: a batch of reports costs one scan,
-    never one per use."""
+    companions' `exchanged_at`; an unknown `jti` is simply absent, and so is a token whose `exp`
+    is not after `expiring_after` (when given).
+
+    `access_tokens.jti` has no index (migration 0004: a rotation would pay for it), so a query
+    scans: one per batch of reports, never one per use. `expiring_after` (a use's instant: a
+    token dead by then had no use to report) lets the `expires_at` index bound that scan to the
+    tokens of the last access lifetime instead of the whole retention."""
     at, rt = access_tokens, refresh_tokens
     found: dict[str, AccessFacts] = {}
     wanted = sorted(set(jtis))
@@ -169,6 +175,8 @@ def access_by_jti(conn: Connection, jtis: Sequence[str]) -> dict[str, AccessFact
         .outerjoin(users, users.c.id == grants.c.user_id)
         .outerjoin(rt, rt.c.id == at.c.refresh_token_id)
     )
+    if expiring_after is not None:
+        query = query.where(at.c.expires_at > expiring_after)
     for chunk in _chunks(wanted, JTI_CHUNK):
         for row in conn.execute(query.where(at.c.jti.in_(chunk))).mappings():
             companion = None
