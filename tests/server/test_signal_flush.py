@@ -77,9 +77,12 @@ def test_a_flush_writes_one_row_per_client_kind_reason_source_and_grant() -> Non
 def test_a_failed_write_drops_its_batch_and_counts_it(caplog: pytest.LogCaptureFixture) -> None:
     book = SignalBook()
     book.note([stale("a", NOW, 10), stale("b", NOW, 10)], times=3)
+    told: list[tuple[str, int]] = []
     with caplog.at_level(logging.WARNING, logger="baton.signals"):
-        assert anyio.run(flush, book, Recorder(failing=True)) == 0
+        failing = Recorder(failing=True)
+        assert anyio.run(flush, book, failing, lambda *lost: told.append(lost)) == 0
     assert book.lost == 6 and book.pending == {}  # nothing kept to grow while the store is away
+    assert told == [("write_failed", 6)]  # the metrics count it (baton_signals_lost_total)
     (record,) = caplog.records
     assert record.levelno == logging.WARNING
     assert "2 integration signal rows" in record.getMessage()
@@ -96,6 +99,13 @@ def test_the_book_is_bounded_and_a_rows_count_saturates() -> None:
     book.note([stale("a", NOW, 1, grant_id=f"g{i}") for i in range(MAX_PENDING)])
     book.note([stale("a", NOW, 1, grant_id="one-too-many")], times=7)
     assert len(book.pending) == MAX_PENDING and book.dropped == 7
+    # The next flush tells how many were not counted, once.
+    told: list[tuple[str, int]] = []
+    kept = dict(book.pending)
+    anyio.run(flush, book, Recorder(), lambda *lost: told.append(lost))
+    anyio.run(flush, book, Recorder(), lambda *lost: told.append(lost))
+    assert told == [("full", 7)]
+    book.pending = kept
     book.note([stale("a", NOW, 1, grant_id="g0")], times=COUNT_MAX)
     (count,) = [c.count for c in book.drain() if c.grant_id == "g0"]
     assert count == COUNT_MAX  # what PostgreSQL's INTEGER column holds

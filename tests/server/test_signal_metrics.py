@@ -145,3 +145,13 @@ def test_other_sums_the_rest_and_its_share_of_breaking_grants() -> None:
     assert other.breaking_share == pytest.approx(4 / 7)
     assert labelled(healths, 0, 0)[0].client_id == "other"
     assert [h.client_id for h in labelled(healths, 5, 0)] == ["b", "c", "a"]
+
+
+def test_lost_signals_are_counted_by_reason(tmp_path: Path) -> None:
+    with running_app(tmp_path, metrics_token=METRICS_TOKEN) as (http, _store, _clock):
+        metrics = http.app.state.metrics  # type: ignore[attr-defined]
+        metrics.signals_lost("write_failed", 6)
+        metrics.signals_lost("full", 2)
+        samples = scrape(http)
+    assert value(samples, "baton_signals_lost_total", reason="write_failed") == 6
+    assert value(samples, "baton_signals_lost_total", reason="full") == 2

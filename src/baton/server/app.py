@@ -128,13 +128,14 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_purge, store, clock, settings)
             tasks.start_soon(_reload_keys, keys, clock, settings.key_reload_interval)
-            book = app.state.baton.signals
-            tasks.start_soon(signals.flush_every, book, store, settings.signal_flush_interval)
+            book, lost = app.state.baton.signals, observed.metrics.signals_lost
+            interval = settings.signal_flush_interval
+            tasks.start_soon(signals.flush_every, book, store, interval, lost)
             observed.start(tasks, logout.logout_tokens(app.state.baton))
             yield
             tasks.cancel_scope.cancel()
         # What this process counted since its last flush, before the store closes (issue 28).
-        await signals.final_flush(app.state.baton.signals, store)
+        await signals.final_flush(app.state.baton.signals, store, observed.metrics.signals_lost)
         await observed.close()
         await buckets.close()
         await store.close()

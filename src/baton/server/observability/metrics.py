@@ -146,6 +146,15 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        lost = Counter(
+            "baton_signals_lost",
+            "Integration signals a process counted but never wrote, by reason: full (its "
+            "in-memory book was full) or write_failed (a flush's write failed, its batch "
+            "dropped).",
+            ["reason"],
+            registry=r,
+        )
+        self._signals_lost = {reason: lost.labels(reason) for reason in ("full", "write_failed")}
         self.pool_in_use = Gauge(
             "baton_db_pool_connections_in_use",
             "Database connections checked out of the pools (sampled each second per process).",
@@ -216,6 +225,10 @@ class Metrics:
         `count` grants at once)."""
         if count:
             self.revocations.labels(what, cause.metric_label).inc(count)
+
+    def signals_lost(self, reason: str, count: int) -> None:
+        """Signals lost by this process (`baton.server.runtime.signals.flush`'s `on_lost`)."""
+        self._signals_lost[reason].inc(count)
 
     # -- at scrape time ----------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ in memory never grows past one interval's rows (`MAX_PENDING`), whatever the dat
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -81,6 +81,7 @@ class SignalBook:
     pending: dict[_Key, _Pending] = field(default_factory=dict)
     dropped: int = 0  # signals not counted: `MAX_PENDING` rows were already waiting
     lost: int = 0  # signals counted, then lost with a batch whose write failed
+    dropped_flushed: int = 0  # `dropped` as the last flush reported it (`flush`'s `on_lost`)
 
     def note(self, signals: Iterable[Signal], times: int = 1) -> None:
         """Counts each of `signals` `times` times (a resource server reports a use seen
@@ -119,10 +120,18 @@ class SignalBook:
         ]
 
 
-async def flush(book: SignalBook, store: SignalStore) -> int:
+# Told how many signals were lost, and why: "full" (not counted: the book was full) or
+# "write_failed" (a flush's batch dropped); the metrics count them (`baton_signals_lost_total`).
+LostSignals = Callable[[str, int], None]
+
+
+async def flush(book: SignalBook, store: SignalStore, on_lost: LostSignals | None = None) -> int:
     """Writes what `book` counted since its last flush; returns the rows written. A failed
     write is logged and its batch dropped (counted in `book.lost`): telemetry is never retried
     into a pile that grows while the database is away."""
+    full, book.dropped_flushed = book.dropped - book.dropped_flushed, book.dropped
+    if full and on_lost is not None:
+        on_lost("full", full)
     counts = book.drain()
     if not counts:
         return 0
@@ -139,23 +148,29 @@ async def flush(book: SignalBook, store: SignalStore) -> int:
             type(exc).__name__,
             lost,
         )
+        if on_lost is not None:
+            on_lost("write_failed", lost)
         return 0
     return len(counts)
 
 
-async def flush_every(book: SignalBook, store: SignalStore, interval: float) -> None:
+async def flush_every(
+    book: SignalBook, store: SignalStore, interval: float, on_lost: LostSignals | None = None
+) -> None:
     """The flush loop of a server process (`--signal-flush-interval`); the app's lifespan runs
     it and flushes once more at shutdown (`final_flush`)."""
     while True:
         await anyio.sleep(interval)
-        await flush(book, store)
+        await flush(book, store, on_lost)
 
 
 FINAL_FLUSH_SECONDS = 5.0
 
 
-async def final_flush(book: SignalBook, store: SignalStore) -> None:
+async def final_flush(
+    book: SignalBook, store: SignalStore, on_lost: LostSignals | None = None
+) -> None:
     """The last flush of a process that stops: shielded from the shutdown's cancellation, and
     given up after `FINAL_FLUSH_SECONDS` so that an unreachable database never holds it up."""
     with anyio.CancelScope(shield=True), anyio.move_on_after(FINAL_FLUSH_SECONDS):
-        await flush(book, store)
+        await flush(book, store, on_lost)
