@@ -460,8 +460,6 @@ async def _authorize(
         if _unvouched(app, exc.request.client):
             return _error_with_link(request, app, exc.request, params)
         return _redirect(request, app, exc.request, params, status)
-    if fresh:  # the request as the client sent it, counted once (not at each later step)
-        _note_report_only(app, auth)
     live = live_session(request)
     if request.session.get(ONCE) and (fresh or request.session.get(ONCE) == SPENT):
         # A login app's sign-in without `remember` serves the authorization it was made for
@@ -473,7 +471,8 @@ async def _authorize(
 
 def _note_report_only(app: Baton, auth: AuthorizationRequest) -> None:
     """What the client's report-only policy would refuse of this authorization request (a
-    grant type no longer allowed, a request without PKCE), noted and never enforced (issue 28)."""
+    grant type no longer allowed, a request without PKCE), noted when its code is issued and
+    never enforced (issue 28)."""
     now = app.clock.now()
     shadow = auth.client.policy.shadow(now)
     if shadow is None:
@@ -586,6 +585,8 @@ async def _issue_code(
             note_use=auth.client.registered_via == RegisteredVia.DYNAMIC,
         )
     )
+    # Counted once per code issued, however many pages (login, consent) the request went by.
+    _note_report_only(app, auth)
     return _redirect(request, app, auth, {"code": code.plaintext}, status)
 
 
