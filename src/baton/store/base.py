@@ -287,22 +287,23 @@ class Issued:
     # one; `pair.refresh_expires_at` is its new (slid) idle expiry.
     kept: bool = False
     # What the exchange says about the client's integration (`baton.core.signals`), for the
-    # caller to note (`SignalBook.note`); never written in the exchange's transaction.
-    signals: tuple[Signal, ...] = ()
+    # caller to note (`SignalBook.note`); never written in the exchange's transaction, and no
+    # part of the outcome (not compared).
+    signals: tuple[Signal, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Replayed:
     sealed_response: bytes = field(repr=False)
     sealed_id_token: bytes | None = field(default=None, repr=False)
-    signals: tuple[Signal, ...] = ()
+    signals: tuple[Signal, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Refused:
     reason: Reason
     revoked_grant: bool = False  # this refusal (a reuse) revoked the grant
-    signals: tuple[Signal, ...] = ()
+    signals: tuple[Signal, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
