@@ -405,3 +405,28 @@ def test_a_policy_in_force_later_caps_a_refresh_tokens_idle_lifetime(server: Ser
     assert introspect(http, api, pair["refresh_token"]) == {"active": False}
     refused = refresh(http, client, pair["refresh_token"])
     assert refused.status_code == 400 and "idle" in refused.json()["error_description"]
+
+
+# -- /userinfo: a use of an access token the server sees -------------------------------------------
+
+
+def test_userinfo_notes_a_stale_access_token_and_the_report_only_refusal(
+    database: Path | str,
+) -> None:
+    from tests.server.test_userinfo import KEK, OIDC_SCOPE, tokens, userinfo
+
+    with running_app(database, key_encryption_key=KEK, signal_flush_interval=86_400) as app:
+        http, store, clock = app
+        register_user(store)
+        client = register_client(store, scope=OIDC_SCOPE)
+        schedule(store, clock, client.id, report_only=True, leeway=60)
+        issued = tokens(app, client)
+        exchanged_at = clock.now()
+        assert refresh(http, client, issued["refresh_token"]).status_code == 200
+        fresh(http)
+        clock.set(exchanged_at + 90)
+        assert userinfo(http, issued["access_token"]).status_code == 200
+        assert noted(http) == [
+            (client.id, SignalKind.STALE_ACCESS, None, Source.INTROSPECTION, 1, {90: 1}),
+            (client.id, SignalKind.WOULD_REFUSE, Refusal.LEEWAY, Source.INTROSPECTION, 1, {90: 1}),
+        ]
