@@ -61,17 +61,19 @@ async def introspection_endpoint(request: Request) -> NoStoreJSON:
     # other case looks exactly like an unknown token.
     if facts is None or not (client.is_resource_server or facts.grant.client_id == client.id):
         return NoStoreJSON(INACTIVE)
-    # The token's owner's policy (its grant's client, not the introspecting resource server's;
-    # issue 28): a refresh token lives as the policy in force for its owner says.
-    owner = await owner_policy(app, facts.grant.client_id, client)
+    # The policy that matters is the token's owner's (its grant's client, not the
+    # introspecting resource server's; issue 28), asked for only when it decides something.
     if isinstance(facts, AccessFacts):
         state, scope = rules.access_liveness(facts, now), facts.scope
         if state.active:
             # A use of a live access token the server sees: stale after its companion's
             # exchange, or refused by the owner's report-only policy (noted, never enforced).
+            owner = await owner_policy(app, facts.grant.client_id, client)
             shadow = owner.shadow_policy(app.settings.policy, now)
             app.signals.note(access_signals(facts, now, shadow, Source.INTROSPECTION))
     else:
+        # A refresh token lives as the policy in force for its owner says (its caps).
+        owner = await owner_policy(app, facts.grant.client_id, client)
         state, scope = (
             rules.refresh_liveness(facts, now, owner.at(app.settings.policy, now)),
             facts.grant.scope,
