@@ -285,8 +285,11 @@ class SQLStore(
         pair: MintedPair,
         now: int,
         source_address: str | None,
+        policy: Policy | None = None,
     ) -> RedeemResult:
-        policy = self.policy
+        """`policy`: the client's in force at `now` (the new grant's and first pair's
+        lifetimes); None: the store's."""
+        policy = policy or self.policy
 
         def work(conn: Connection) -> RedeemResult:
             return lifecycle.redeem_code(conn, digest, ask, pair, now, source_address, policy)
@@ -307,10 +310,12 @@ class SQLStore(
         now: int,
         resources: tuple[str, ...] = (),
         note_use: bool = True,
+        policy: Policy | None = None,
     ) -> IssuedPair:
         """A grant of `resources` (RFC 8707; checked against the client's allowed resources by
-        the caller) and its access token."""
-        policy = self.policy
+        the caller) and its access token, with the lifetimes of `policy` (the client's in force;
+        None: the store's)."""
+        policy = policy or self.policy
         return await self._write(
             lambda conn: lifecycle.issue_client_credentials(
                 conn, client_id, scope, access, now, resources, policy, note_use
@@ -318,15 +323,20 @@ class SQLStore(
         )
 
     async def exchange(self, ask: ExchangeAsk) -> ExchangeResult:
-        policy = self.policy
+        """A refresh, decided under `ask.policy` (the client's in force; None: the store's)."""
+        policy = ask.policy or self.policy
         return await self._write(lambda conn: lifecycle.exchange(conn, ask, policy))
 
     async def find_token(
         self, client: Client, digest: bytes | None, is_refresh: bool
     ) -> TokenFacts | ClientChanged | None:
         """The facts of a token `client` presented (None: unknown, or no digest to look up),
-        once `client`'s row is confirmed unchanged."""
-        lineage = self.policy.retry is RetryPolicy.FORK
+        once `client`'s row is confirmed unchanged. A refresh token's lineage (rule 3b) is read
+        when `fork` is the server's policy or one of `client`'s (its own tokens may have been
+        exchanged under it)."""
+        lineage = self.policy.retry is RetryPolicy.FORK or any(
+            version.settings.retry is RetryPolicy.FORK for version in client.policy.versions
+        )
         return await self._read(
             lambda conn: lifecycle.find_token(conn, client, digest, is_refresh, lineage)
         )
