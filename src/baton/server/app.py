@@ -24,7 +24,7 @@ from baton.core.vocabulary import ErrorCode
 from baton.logs import configure_structlog
 from baton.server import fastpath
 from baton.server.admin import api, console
-from baton.server.endpoints import logout
+from baton.server.endpoints import client_policy, logout
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError, oauth_error_handler
 from baton.server.endpoints.registration import expire_unused
 from baton.server.fastpath.machine import ExceptionHandler
@@ -127,7 +127,11 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_purge, store, clock, settings)
             tasks.start_soon(_reload_keys, keys, clock, settings.key_reload_interval)
-            observed.start(tasks, logout.logout_tokens(app.state.baton))
+            observed.start(
+                tasks,
+                logout.logout_tokens(app.state.baton),
+                client_policy.policy_notices(app.state.baton),
+            )
             yield
             tasks.cancel_scope.cancel()
         await observed.close()
