@@ -20,10 +20,10 @@ from baton import webhooks
 from baton.core.vocabulary import (
     BACKCHANNEL_CAUSES,
     BACKCHANNEL_LOGOUT_EVENT,
+    POLICY_NOTICE_TYPE,
     REUSE_CAUSES,
     REUSE_EVENT_KINDS,
     ErrorCode,
-    POLICY_NOTICE_TYPE,
     FeedEntryKind,
     PolicyNoticeEvent,
     RevocationCause,

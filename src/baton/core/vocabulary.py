@@ -143,10 +143,10 @@ class ErrorCode(StrEnum):
 __all__ = [
     "BACKCHANNEL_CAUSES",
     "BACKCHANNEL_LOGOUT_EVENT",
+    "POLICY_NOTICE_TYPE",
     "REUSE_CAUSES",
     "REUSE_EVENT_KINDS",
     "ErrorCode",
-    "POLICY_NOTICE_TYPE",
     "FeedEntryKind",
     "PolicyNoticeEvent",
     "RevocationCause",

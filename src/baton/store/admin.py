@@ -15,8 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 from baton.core.challenges import app_url_problem
 from baton.core.client_policy import ClientPolicy, PolicySettings, PolicyVersion
 from baton.core.facts import GrantFacts
-from baton.core.user_claims import EMAIL, claim_problem
 from baton.core.timeline import AccessRecord, EventRecord, RefreshRecord
+from baton.core.user_claims import EMAIL, claim_problem
 from baton.store.base import Client, GrantSummary, User
 
 PAGE = 50
@@ -149,7 +149,7 @@ def parse_duration(text: str) -> int:
     """Seconds from `30s`, `15m`, `2h`, `7d`, `1w` or a plain number of seconds; `ValueError`
     saying what is expected otherwise."""
     raw = text.strip().lower()
-    unit = _UNITS.get(raw[-1:], None) if raw else None
+    unit = _UNITS.get(raw[-1:]) if raw else None
     digits = raw[:-1] if unit is not None else raw
     if not (digits.isascii() and digits.isdigit() and len(digits) <= 12):
         raise ValueError(f"{text!r} is no duration: give e.g. 90s, 15m, 2h, 7d or 1w")
@@ -260,25 +260,25 @@ def policy_view(client: Client, now: int) -> dict[str, Any]:
 
 __all__ = [
     "FAMILY_PAIRS",
-    "PAGE",
     "MAX_CONTACTS",
+    "PAGE",
     "Actor",
     "AuditRow",
     "ContactError",
-    "PolicyChange",
     "Disabled",
     "Family",
     "GrantPage",
     "GrantQuery",
     "GrantStatus",
+    "PolicyChange",
     "UserEnded",
     "UserListing",
     "checked_contact",
     "iso",
     "parse_duration",
     "parse_instant",
-    "policy_view",
     "policy_change",
+    "policy_view",
     "settings_words",
     "shown_url",
 ]

@@ -48,7 +48,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from baton.core.audience import own_audience_problem
-from baton.core.client_policy import ClientPolicy, PolicyError, PolicySettings
 from baton.core.client_metadata import (
     ID_TOKEN_ALG_CHOICES,
     MetadataError,
@@ -57,6 +56,7 @@ from baton.core.client_metadata import (
     registration,
     version,
 )
+from baton.core.client_policy import ClientPolicy, PolicyError, PolicySettings
 from baton.core.keys import (
     ALGORITHM_CHOICES,
     KeyEncryptionError,
@@ -85,6 +85,7 @@ from baton.server.admin.api import (
     opened_cursor,
     require_admin_scopes,
 )
+from baton.server.endpoints.client_policy import client_policy
 from baton.server.endpoints.openapi import (
     ADMIN_AUTH_ERRORS,
     BODY_ERRORS,
@@ -101,7 +102,6 @@ from baton.server.endpoints.openapi import (
     response,
 )
 from baton.server.observability import metrics
-from baton.server.endpoints.client_policy import client_policy
 from baton.server.routing import Endpoint
 from baton.server.runtime.context import Baton, baton
 from baton.server.runtime.keyring import ID_TOKEN, key_states, rotation_window
