@@ -67,12 +67,22 @@ _NOT_AUDITED = ("client_id", "created_at", "disabled_at", "deleted")
 # When a new key starts signing and the keys it replaces retire, from the keys stored
 # (`baton.server.runtime.keyring.rotation_window` with the rotation's parameters).
 KeyWindow = Callable[[Sequence[StoredKey]], tuple[int, int | None]]
-# Every column the row as read must still hold, the credentials aside (not on `Client`), and
-# the first use (`used_at`, not on `Client` either: a use is no conflicting edit).
+# Every column the row as read must still hold, the credentials aside (not on `Client`), the
+# first use (`used_at`, not on `Client` either: a use is no conflicting edit), and the client's
+# policy and contact (issue 28): written by their own calls (`schedule_client_policy`, which
+# checks its own `before`), no part of the registration an edit or its ETag is made from.
 _COMPARED = tuple(
     c.name
     for c in clients.columns
-    if c.name not in ("secret_digest", "registration_token_digest", "used_at")
+    if c.name
+    not in (
+        "secret_digest",
+        "registration_token_digest",
+        "used_at",
+        "policy",
+        "contacts",
+        "notify_url",
+    )
 )
 
 
