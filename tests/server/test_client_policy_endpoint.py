@@ -30,8 +30,9 @@ Running = tuple[TestClient, SQLStore, FakeClock]
 
 
 @pytest.fixture
-def running(tmp_path: Path) -> Iterator[Running]:
-    with running_app(tmp_path, lifetimes=LIFETIMES, retry=RetryPolicy.FORK) as app:
+def running(database: Path | str) -> Iterator[Running]:
+    """SQLite and PostgreSQL (`database`): the policy's column is written and read on both."""
+    with running_app(database, lifetimes=LIFETIMES, retry=RetryPolicy.FORK) as app:
         yield app
 
 

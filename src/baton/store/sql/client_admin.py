@@ -39,7 +39,7 @@ from sqlalchemy import Connection, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from baton.core.client_metadata import registration
-from baton.core.client_policy import ClientPolicy
+from baton.core.client_policy import ClientPolicy, PolicyError
 from baton.core.keys import StoredKey
 from baton.core.vocabulary import PolicyNoticeEvent
 from baton.store.admin import Actor, Disabled, checked_contact, policy_change, shown_url
@@ -230,14 +230,19 @@ class ClientAdmin:
         holds it (another change got there first: read again). Writing the policy it already
         has writes nothing, not even an audit row."""
 
-        def work(conn: Connection) -> Client | Stale | None:
+        def work(conn: Connection) -> Client | Stale | PolicyError | None:
             found = registry.get_client(conn, client_id)
             if found is None or is_deleted(found):
                 return None
             if before is not None and found.policy != before:
                 return STALE
-            for version in policy.versions:
-                version.settings.check_for(is_public=found.is_public)
+            try:
+                for version in policy.versions:
+                    version.settings.check_for(is_public=found.is_public)
+            except PolicyError as refused:
+                # Answered, not raised: a write job that raises makes the SQLite runner run
+                # its whole batch again, one job at a time.
+                return refused
             change = policy_change(found.policy, policy, now)
             if change is None:
                 return found
@@ -282,7 +287,10 @@ class ClientAdmin:
                 outbox.policy_notice(conn, found.notify_url, event, claims, now)
             return dataclasses.replace(found, policy=policy)
 
-        return await self._write(work)
+        done = await self._write(work)
+        if isinstance(done, PolicyError):
+            raise done
+        return done
 
     async def set_client_contact(
         self,
