@@ -427,7 +427,13 @@ def _upgrade(db: str, old: Release, new: Release, started: list[Server]) -> None
     running = Drive([("old", before)], chains, traffic).start()
     plan = json.loads(new.cli("db", "upgrade", "--check", "--json", "--db", db, status=1))
     assert plan["current"] == "0006"
-    assert [step["revision"] for step in plan["pending"]] == ["0007", "0008", "0009", "0010", "0011"]
+    assert [step["revision"] for step in plan["pending"]] == [
+        "0007",
+        "0008",
+        "0009",
+        "0010",
+        "0011",
+    ]
     upgrade_start = time.monotonic()
     new.cli("db", "upgrade", "--db", db)
     upgrade_end = time.monotonic()

@@ -27,6 +27,13 @@ from baton.client.flow import (
     exchange_code,
 )
 from baton.client.pkce import Pkce
+from baton.client.policy import (
+    ClientPolicyInfo,
+    PolicyKnobs,
+    ScheduledChange,
+    aclient_policy,
+    client_policy,
+)
 from baton.client.refresher import FailureEvent, Hooks, Refresher, RotationEvent, RotationInfo
 from baton.client.stores import (
     FileStore,
@@ -37,6 +44,7 @@ from baton.client.stores import (
     TokenStore,
     store_pair,
 )
+from baton.client.superseded import SupersededEvent
 from baton.client.tokens import TokenPair, fingerprint
 
 if TYPE_CHECKING:
@@ -48,6 +56,7 @@ __all__ = [
     "AuthorizationServerUnavailable",
     "BearerAuth",
     "ClientError",
+    "ClientPolicyInfo",
     "FailureEvent",
     "FileStore",
     "Hooks",
@@ -56,6 +65,7 @@ __all__ = [
     "MemoryStore",
     "OAuthClient",
     "Pkce",
+    "PolicyKnobs",
     "ReauthorizationRequired",
     "RedisStore",
     "Refresher",
@@ -63,10 +73,14 @@ __all__ = [
     "RotationEvent",
     "RotationInfo",
     "SQLiteStore",
+    "ScheduledChange",
+    "SupersededEvent",
     "TokenEndpointError",
     "TokenPair",
     "TokenStore",
+    "aclient_policy",
     "authorization_url",
+    "client_policy",
     "code_from_callback",
     "exchange_code",
     "fingerprint",

@@ -68,15 +68,16 @@ import httpx2
 from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-from baton.client.auth import bearer_error, is_invalid_token
+from baton.client.auth import Superseded, bearer_error, is_invalid_token
 from baton.client.endpoint import AuthMethod
 from baton.client.errors import (
     AuthorizationServerUnavailable,
     ClientError,
     ReauthorizationRequired,
 )
-from baton.client.refresher import Refresher, root_issuer, stored_pair
+from baton.client.refresher import Hooks, Refresher, root_issuer, stored_pair, superseded
 from baton.client.stores import FileStore, TokenStore, read_private, write_private
+from baton.client.superseded import HEADER, SupersededWatch
 from baton.client.tokens import TokenPair, fingerprint
 
 __all__ = ["MCPAuth", "is_insufficient_scope", "pair_of"]
@@ -349,6 +350,22 @@ class MCPAuth(httpx2.Auth):
         # Until then (after the server was found down), a pair inside `margin` but not expired is
         # sent without trying to refresh it first.
         self._early_paused_until = 0.0
+        self._watch = SupersededWatch()
+
+    def on_superseded(self, callback: Superseded) -> Superseded:
+        """Registers `callback` as `Hooks.on_superseded` (of `refresher_options["hooks"]`): called
+        with a `SupersededEvent` when an MCP server says the access token a request carried was
+        superseded (`Baton-Token-Superseded`), once per token."""
+        hooks = self.refresher_options.setdefault("hooks", Hooks())
+        hooks.on_superseded = callback
+        return callback
+
+    async def _superseded(self, response: httpx2.Response, used: TokenPair) -> None:
+        if HEADER in response.headers:  # reads the store: off the event loop
+            event = await anyio.to_thread.run_sync(
+                self._watch.event, response.headers.get_list(HEADER), used, self.store.load
+            )
+            superseded(self.refresher_options.get("hooks"), event)
 
     # -- the refresher ---------------------------------------------------------------------------
 
@@ -528,6 +545,7 @@ class MCPAuth(httpx2.Auth):
                     if pair.access_token == used.access_token or not is_invalid_token(
                         response.status_code, challenges
                     ):
+                        await self._superseded(response, pair)
                         return
                     # A token rotated a moment ago is refused as well: refreshing again would
                     # only cost another rotation per request (the grant is not one this server
@@ -545,6 +563,7 @@ class MCPAuth(httpx2.Auth):
                 reason = ReauthorizationRequired("the MCP server asks for more scope")
                 step_up = True
             else:
+                await self._superseded(response, used)
                 return
         # No pair, the grant is over, or more scope is needed: an interactive authorization, one
         # at a time in this process.

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio.to_thread
@@ -47,6 +47,10 @@ from baton.client.errors import (
     TokenEndpointError,
 )
 from baton.client.stores import Lease, TokenStore
+from baton.client.superseded import SupersededEvent
+
+if TYPE_CHECKING:
+    from baton.client.policy import ClientPolicyInfo
 from baton.client.tokens import TokenPair
 
 log = logging.getLogger("baton.client")
@@ -111,8 +115,13 @@ class FailureEvent:
 
 @dataclass
 class Hooks:
+    """The app's callbacks. A hook that raises is logged and never breaks a rotation or a
+    request. `on_superseded`: an API answered `Baton-Token-Superseded` to a request (issue 28;
+    once per access token, from `BearerAuth`, `RequestsAuth` and `MCPAuth`)."""
+
     on_rotation: Callable[[RotationEvent], None] | None = None
     on_failure: Callable[[FailureEvent], None] | None = None
+    on_superseded: Callable[[SupersededEvent], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +265,21 @@ class Refresher:
                     return info  # try again next time
             self._rotation = info
         return self._rotation
+
+    def client_policy(self) -> ClientPolicyInfo:
+        """The policy the server holds for this client and its scheduled change (issue 28;
+        `baton.client.policy.client_policy`), read with this refresher's HTTP client."""
+        from baton.client.policy import client_policy  # it imports this module
+
+        issuer = self.issuer
+        if issuer is None and self.metadata_url is not None:
+            issuer = self.metadata_url.removesuffix(METADATA_PATH)
+        if issuer is None:
+            raise ClientError("no issuer is known: build the refresher with Refresher.discover")
+        return client_policy(issuer, self.client.client_id, http=self._http(), timeout=self.timeout)
+
+    async def aclient_policy(self) -> ClientPolicyInfo:
+        return await anyio.to_thread.run_sync(self.client_policy)
 
     def known_leeway(self) -> float | None:
         """The server's leeway: configured, or advertised; None when unknown."""
@@ -529,6 +553,14 @@ def _call_hook(hook: Callable[[Any], None], event: object) -> None:
         hook(event)
     except Exception:  # a broken hook must not break a rotation that is already stored
         log.exception("a baton.client hook raised")
+
+
+def superseded(hooks: Hooks | None, event: SupersededEvent | None) -> None:
+    """Tells the app's `on_superseded` hook, if any, about `event`, if any."""
+    if event is not None:
+        log.info("the access token was superseded: %s", event)
+        if hooks is not None and hooks.on_superseded is not None:
+            _call_hook(hooks.on_superseded, event)
 
 
 def _unavailable(response: httpx.Response) -> bool:

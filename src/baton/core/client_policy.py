@@ -27,10 +27,14 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from baton.core.policy import Lifetimes, Policy, RetryPolicy
+from baton.core.policy import Cap, Lifetimes, Policy, RetryPolicy
 from baton.core.registration import CLIENT_CREDENTIALS, GRANT_TYPES
 
 MAX_LIFETIME = 10 * 365 * 86_400  # ten years: anything longer is a typo
+# The versions a client keeps: enough that the caps of every change an operator made in a
+# token's lifetime hold; past it the oldest is forgotten (a token it alone had ended, still
+# within its own lifetimes, would be honoured again).
+MAX_VERSIONS = 32
 
 
 class PolicyError(ValueError):
@@ -215,11 +219,13 @@ class ClientPolicy:
         return pending.settings if pending is not None and pending.report_only else None
 
     def at(self, server: Policy, now: int) -> Policy:
-        """The policy in force for this client at `now`, over the server's."""
+        """The policy in force for this client at `now`, over the server's, with the caps of
+        every version in force up to `now` (`Policy.caps`)."""
         version = self.in_force_version(now)
         if version is None:
             return server
-        return resolve(server, version.settings, version.effective_at)
+        policy = resolve(server, version.settings, version.effective_at)
+        return replace(policy, caps=self._caps(server, now, None))
 
     def shadow_policy(self, server: Policy, now: int) -> Policy | None:
         """The report-only policy to evaluate at `now`, over the server's, or None."""
@@ -228,7 +234,29 @@ class ClientPolicy:
             return None
         # As if in force from now: the tokens already out are judged as they would be at the
         # instant it takes effect.
-        return resolve(server, pending.settings, now)
+        policy = resolve(server, pending.settings, now)
+        return replace(policy, caps=self._caps(server, now, pending.settings))
+
+    def _caps(self, server: Policy, now: int, then: PolicySettings | None) -> tuple[Cap, ...]:
+        """Each version in force up to `now`, with the stretch it was in force (and `then` from
+        `now` on, when given: the report-only settings, as if in force from now)."""
+        history = sorted(
+            (v for v in self.versions if v.effective_at is not None and v.effective_at <= now),
+            key=lambda v: v.effective_at or 0,
+        )
+        stretches: list[tuple[int, PolicySettings]] = [
+            (v.effective_at or 0, v.settings) for v in history
+        ]
+        if then is not None:
+            stretches.append((now, then))
+        caps = []
+        for index, (start, settings) in enumerate(stretches):
+            end = stretches[index + 1][0] if index + 1 < len(stretches) else None
+            if end is not None and end <= start:
+                continue  # replaced in the same second: never in force
+            lifetimes = resolve(server, settings, start).lifetimes
+            caps.append(Cap(start, end, lifetimes.refresh_idle_ttl, lifetimes.refresh_absolute_ttl))
+        return tuple(caps)
 
     def schedule(
         self,
@@ -242,24 +270,24 @@ class ClientPolicy:
         """This policy with `change` applied over the settings in force now (or, with
         `replace_all`, as the whole settings), taking effect at `effective_at` (None with
         `report_only`: reported until dated; an instant at or before `now`: at once). Any
-        pending change is replaced; versions no longer in force are dropped."""
+        pending change is replaced. Versions that were in force are kept (the caps they put on
+        tokens issued before them hold, `Policy.caps`), the newest `MAX_VERSIONS`."""
         if effective_at is not None and effective_at <= now:
             effective_at = now
         base = NO_SETTINGS if replace_all else self.settings_at(now)
         settings = change if replace_all else change.over(base)
-        kept = self._kept(now)
         version = PolicyVersion(settings, effective_at, now, report_only and effective_at != now)
-        if effective_at == now:
-            kept = ()  # the new version is in force from now: nothing before it matters
-        return ClientPolicy((*kept, version))
+        return ClientPolicy((*self._kept(now), version)[-MAX_VERSIONS:])
 
     def cancel(self, now: int) -> ClientPolicy:
         """This policy without its pending change."""
         return ClientPolicy(self._kept(now))
 
     def _kept(self, now: int) -> tuple[PolicyVersion, ...]:
-        current = self.in_force_version(now)
-        return () if current is None else (current,)
+        """The versions that have been in force by `now` (the pending change left out)."""
+        return tuple(
+            v for v in self.versions if v.effective_at is not None and v.effective_at <= now
+        )
 
     def stored(self) -> str | None:
         if not self.versions:

@@ -33,6 +33,30 @@ class Lifetimes:
 
 
 @dataclass(frozen=True, slots=True)
+class Cap:
+    """A stretch of time, `[start, end)` (`end` None: still running), during which a client's
+    policy gave refresh tokens these lifetimes. A refresh token issued before `start` dies in it
+    once its own idle (or its grant's absolute) lifetime under these is over, and stays dead
+    whatever policy comes after (`Policy.refresh_deadline`)."""
+
+    start: int
+    end: int | None
+    refresh_idle_ttl: int
+    refresh_absolute_ttl: int
+
+
+def _capped(deadline: int, born: int, caps: tuple[Cap, ...], idle: bool) -> int:
+    for cap in caps:
+        if cap.start <= born:
+            continue  # issued under it (its lifetimes are the token's own) or after it ended
+        lifetime = cap.refresh_idle_ttl if idle else cap.refresh_absolute_ttl
+        death = max(cap.start, born + lifetime)
+        if cap.end is None or death < cap.end:
+            deadline = min(deadline, death)
+    return deadline
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """The policy in force for one decision: the server's, or a client's over it
     (`baton.core.client_policy.ClientPolicy.at`).
@@ -41,16 +65,19 @@ class Policy:
     §4.14.2); without it a confidential client keeps its refresh token and gets a new access
     token. `since`: the instant this policy came into force for its client (None: the server's
     own, in force for as long as the process runs). Lifetimes are promised when a token is
-    issued and a leeway when a token is exchanged; a client policy that came into force after a
-    refresh token was issued caps that token's idle and absolute lifetimes at the exchange
-    (`refresh_deadline`, `grant_deadline`), never extends them, and never shortens an access
-    token already out or a leeway already running (resource servers hold those as promised).
+    issued and a leeway when a token is exchanged. `caps`: the client's policies since its
+    first change, each with the stretch of time it was in force: one that came into force after
+    a refresh token was issued caps that token's idle and absolute lifetimes
+    (`refresh_deadline`, `grant_deadline`), never extends them (a token a stricter policy ended
+    stays ended when a looser one follows), and never shortens an access token already out or
+    a leeway already running (resource servers hold those as promised).
     """
 
     lifetimes: Lifetimes = Lifetimes()
     retry: RetryPolicy = RetryPolicy.REPLAY
     rotate: bool = True
     since: int | None = None
+    caps: tuple[Cap, ...] = ()
 
     @property
     def leeway(self) -> int:
@@ -60,17 +87,20 @@ class Policy:
     def refresh_deadline(self, issued_at: int, expires_at: int) -> int:
         """When a refresh token issued at `issued_at` with idle expiry `expires_at` stops being
         honoured under this policy: its own expiry, or sooner when this policy came into force
-        after it was issued with a shorter idle lifetime."""
-        if self.since is None or issued_at >= self.since:
-            return expires_at
-        return min(expires_at, issued_at + self.lifetimes.refresh_idle_ttl)
+        after it was issued with a shorter idle lifetime (`caps`)."""
+        return _capped(expires_at, issued_at, self._own_caps(), idle=True)
 
     def grant_deadline(self, created_at: int, expires_at: int) -> int:
         """A grant's absolute expiry under this policy: as promised at its creation, or sooner
-        when this policy came into force after it with a shorter absolute lifetime."""
-        if self.since is None or created_at >= self.since:
-            return expires_at
-        return min(expires_at, created_at + self.lifetimes.refresh_absolute_ttl)
+        when a policy that came into force after it had a shorter absolute lifetime (`caps`)."""
+        return _capped(expires_at, created_at, self._own_caps(), idle=False)
+
+    def _own_caps(self) -> tuple[Cap, ...]:
+        """`caps`, or without them, this policy's own from `since` on (a policy built alone)."""
+        if self.caps or self.since is None:
+            return self.caps
+        lifetimes = self.lifetimes
+        return (Cap(self.since, None, lifetimes.refresh_idle_ttl, lifetimes.refresh_absolute_ttl),)
 
     def grant_expiry(self, now: int) -> int:
         return now + self.lifetimes.refresh_absolute_ttl

@@ -99,7 +99,11 @@ def exchange_signals(
         since = now - exchanged_at
         add(SignalKind.LEEWAY_RETRY, since)
         if shadow is not None:
-            if shadow.retry is RetryPolicy.STRICT:
+            # In `decide_refresh`'s order: a grant past the shadow's absolute lifetime is
+            # refused before any leeway is asked about.
+            if now >= shadow.grant_deadline(grant.created_at, grant.expires_at):
+                add(SignalKind.WOULD_REFUSE, now - grant.created_at, Refusal.ABSOLUTE)
+            elif shadow.retry is RetryPolicy.STRICT:
                 add(SignalKind.WOULD_REFUSE, since, Refusal.STRICT)
             elif since >= shadow.leeway:
                 add(SignalKind.WOULD_REFUSE, since, Refusal.LEEWAY)

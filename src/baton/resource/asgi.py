@@ -10,6 +10,9 @@ without a lifespan) and stops it at shutdown.
 
 With `resource_metadata=ResourceMetadata(...)` it also serves the RFC 9728 document (no token
 needed) and names its URL in every challenge (`resource_metadata="..."`, RFC 9728 §5.1).
+
+A request whose token is superseded (issue 28) gets `Baton-Token-Superseded: dies-at=<seconds>`
+on its answer, whatever the app answers (`Verifier(superseded_header=False)` leaves it out).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ if TYPE_CHECKING:  # plain ASGI at run time: the base install has no Starlette
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton.resource.errors import AuthError, MissingToken
-from baton.resource.headers import bearer_token
+from baton.resource.headers import bearer_token, superseded_header
 from baton.resource.metadata import ResourceMetadata, send_response
 from baton.resource.principal import Principal
 from baton.resource.verifier import Verifier
@@ -81,10 +84,14 @@ class BatonMiddleware:
         scope[SCOPE_KEY] = principal
         scope.setdefault("state", {})["principal"] = principal
         started = False
+        superseded = superseded_header(self.verifier, principal)
+        extra = None if superseded is None else (superseded[0].encode(), superseded[1].encode())
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
             started = True
+            if extra is not None and message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), extra]}
             await send(message)
 
         try:

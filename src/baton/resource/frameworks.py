@@ -14,6 +14,9 @@ Both answer failures per RFC 6750 (401 `invalid_token`, 403 `insufficient_scope`
 With `resource_metadata` (a `ResourceMetadata`, or its URL) every challenge names the resource's
 RFC 9728 metadata (`resource_metadata="..."`, RFC 9728 §5.1); serve the document itself with
 `metadata.response_parts(request.method)` at each of `metadata.paths`.
+
+A request whose token is superseded (issue 28) gets `Baton-Token-Superseded: dies-at=<seconds>`
+on the view's answer (`Verifier(superseded_header=False)` leaves it out).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from baton.resource.errors import AuthError
-from baton.resource.headers import verify_request
+from baton.resource.headers import superseded_header, verify_request
 from baton.resource.metadata import ResourceMetadata
 from baton.resource.verifier import Verifier
 
@@ -51,15 +54,21 @@ def flask_protect(
             from flask import (  # type: ignore[import-not-found,unused-ignore]
                 Response,
                 g,
+                make_response,
                 request,
             )
 
             try:
-                g.principal = verify_request(verifier, request.headers, *scopes)
+                g.principal = principal = verify_request(verifier, request.headers, *scopes)
             except AuthError as error:
                 status, headers, body = error.response_parts(realm, metadata_url)
                 return Response(body, status=status, headers=headers)
-            return view(*args, **kwargs)
+            superseded = superseded_header(verifier, principal)
+            if superseded is None:
+                return view(*args, **kwargs)
+            response = make_response(view(*args, **kwargs))
+            response.headers[superseded[0]] = superseded[1]
+            return response
 
         return cast(View, wrapper)
 
@@ -82,14 +91,18 @@ def django_protect(
             from django.http import HttpResponse  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
             try:
-                request.principal = verify_request(verifier, request.headers, *scopes)
+                request.principal = principal = verify_request(verifier, request.headers, *scopes)
             except AuthError as error:
                 status, headers, body = error.response_parts(realm, metadata_url)
                 response = HttpResponse(body, status=status, content_type=headers["content-type"])
                 for name, value in headers.items():
                     response[name] = value
                 return response
-            return view(request, *args, **kwargs)
+            answer = view(request, *args, **kwargs)
+            superseded = superseded_header(verifier, principal)
+            if superseded is not None:
+                answer[superseded[0]] = superseded[1]
+            return answer
 
         return cast(View, wrapper)
 

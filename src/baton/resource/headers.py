@@ -1,5 +1,6 @@
-"""Reading the bearer token from a request (RFC 6750 §2.1) and the plain, framework-free entry
-point: `verify_request(verifier, headers, *scopes)`."""
+"""Reading the bearer token from a request (RFC 6750 §2.1), the plain, framework-free entry
+point `verify_request(verifier, headers, *scopes)`, and the header that tells a client its
+token is superseded (`superseded_header`)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,21 @@ def header_of(headers: Headers, name: str) -> str | None:
         if value is not None:
             return value
     return None
+
+
+# Issue 28: the answer to a request whose access token is superseded (its companion refresh
+# token was exchanged; the token dies at the end of the leeway, before its `exp`). An RFC 8941
+# dictionary, so that members can be added: `dies-at` is an Integer, seconds since the epoch.
+# `baton.client` reads it (`Hooks.on_superseded`).
+SUPERSEDED_HEADER = "Baton-Token-Superseded"
+
+
+def superseded_header(verifier: Verifier, principal: Principal) -> tuple[str, str] | None:
+    """The `Baton-Token-Superseded` header (name, value) for a request `principal` made, or None
+    when its token is not superseded or the verifier's `superseded_header` is off."""
+    if principal.dies_at is None or not verifier.superseded_header:
+        return None
+    return SUPERSEDED_HEADER, f"dies-at={principal.dies_at}"
 
 
 def verify_request(verifier: Verifier, headers: Headers, *scopes: str) -> Principal:

@@ -16,7 +16,9 @@
   compose, e.g. the MCP app mounted in another), serves the RFC 9728 metadata at its
   path-suffixed and root URLs (`scopes_supported`: the scopes given to `auth_settings`), names
   those scopes in the SDK's 401 and 403 challenges (`scope=`, which the SDK leaves out), and
-  answers **503 with `Retry-After`** while Baton cannot be reached.
+  answers **503 with `Retry-After`** while Baton cannot be reached, and adds
+  `Baton-Token-Superseded: dies-at=<seconds>` to the answer to a request whose token is
+  superseded (issue 28; `Verifier(superseded_header=False)` leaves it out).
 
 Why the wrapper: the SDK's `TokenVerifier.verify_token` can say "valid" or "not valid" (None,
 which the SDK answers 401, and the MCP client then starts a new authorization against an
@@ -42,6 +44,7 @@ from pydantic import AnyHttpUrl
 
 from baton.core.tokens import digest as token_digest
 from baton.resource.errors import AuthError, VerifierUnavailable, quoted
+from baton.resource.headers import superseded_header
 from baton.resource.metadata import ResourceMetadata, send_response
 from baton.resource.principal import Principal
 from baton.resource.verifier import Verifier
@@ -56,17 +59,17 @@ _SCOPE_ATTRIBUTE = re.compile(r"(?:^Bearer\s+|,\s*)scope\s*=", re.IGNORECASE)
 
 
 @dataclass(slots=True)
-class _Outage:
-    """Filled by the token verifier when Baton could not be asked during this request."""
+class _Seen:
+    """Filled by the token verifier during one request: `error` when Baton could not be asked,
+    `superseded` (the header) when the token is superseded."""
 
     error: VerifierUnavailable | None = None
+    superseded: tuple[bytes, bytes] | None = None
 
 
 # Set by `protect` around each request; the SDK calls `verify_token` in the same task (its
-# authentication middleware), which records an outage here for `protect` to answer.
-_outage: contextvars.ContextVar[_Outage | None] = contextvars.ContextVar(
-    "baton_mcp_outage", default=None
-)
+# authentication middleware), which records what it saw here for `protect` to answer.
+_seen: contextvars.ContextVar[_Seen | None] = contextvars.ContextVar("baton_mcp_seen", default=None)
 
 
 class BatonTokenVerifier:
@@ -113,16 +116,20 @@ class BatonTokenVerifier:
 
         Raises `VerifierUnavailable` when Baton could not be asked: under `protect` the
         request is answered 503 with `Retry-After`; without it the SDK answers 500."""
+        seen = _seen.get()
         try:
             principal = await self.verifier.averify(token)
         except VerifierUnavailable as exc:
-            outage = _outage.get()
-            if outage is not None:
-                outage.error = exc
+            if seen is not None:
+                seen.error = exc
             raise
         except AuthError:
             return None
-        return self.access_token(principal, token)
+        access = self.access_token(principal, token)
+        superseded = superseded_header(self.verifier, principal)
+        if seen is not None and access is not None and superseded is not None:
+            seen.superseded = (superseded[0].encode(), superseded[1].encode())
+        return access
 
     def access_token(self, principal: Principal, token: str) -> AccessToken | None:
         """The SDK's view of a verified token, or None when the token was not issued for this
@@ -296,22 +303,25 @@ class _Protected:
             return
         if self.manage_feed:
             self.tokens._start_for_a_request()  # no lifespan (a mounted app)
-        outage = _Outage()
-        reset = _outage.set(outage)
+        seen = _Seen()
+        reset = _seen.set(seen)
         answered = False  # the 503 went out instead of the app's answer
         forwarded = False  # part of the app's own answer went out
 
         async def guarded_send(message: Message) -> None:
             nonlocal answered, forwarded
-            if outage.error is not None and not forwarded:
+            if seen.error is not None and not forwarded:
                 # The SDK's answer to the verifier's exception (its 500): replaced once, the
                 # rest of it dropped.
                 if not answered:
                     answered = True
-                    await self._unavailable(send, outage.error)
+                    await self._unavailable(send, seen.error)
                 return
             forwarded = True
-            await send(self._with_scope(message))
+            message = self._with_scope(message)
+            if seen.superseded is not None and message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), seen.superseded]}
+            await send(message)
 
         try:
             await self.app(scope, receive, guarded_send)
@@ -322,7 +332,7 @@ class _Protected:
             if not answered:
                 await self._unavailable(send, error)
         finally:
-            _outage.reset(reset)
+            _seen.reset(reset)
 
     async def _unavailable(self, send: Send, error: VerifierUnavailable) -> None:
         log.warning("Baton cannot be reached, answering 503: %s", error.description)

@@ -15,7 +15,12 @@ TokenFormat = Literal["opaque", "jwt"]
 class Principal:
     """A verified access token. `subject` is the user name (the client id for
     `client_credentials` JWTs, None for such opaque tokens); `claims` holds everything the token
-    or the introspection answer carried."""
+    or the introspection answer carried.
+
+    `dies_at`: set when the token is *superseded* (its companion refresh token was exchanged,
+    issue 28): the instant (seconds since the epoch) the feed, or the introspection answer's
+    `revocation_at`, says it dies, before its `exp`. The adapters answer it to the client as
+    `Baton-Token-Superseded: dies-at=<seconds>`. None for a token with no death announced."""
 
     subject: str | None
     client_id: str
@@ -26,6 +31,7 @@ class Principal:
     issued_at: int | None
     token_format: TokenFormat
     claims: Mapping[str, Any] = field(repr=False, compare=False)
+    dies_at: int | None = field(default=None, compare=False)
 
     def has_scopes(self, required: Iterable[str]) -> bool:
         return set(required) <= self.scopes

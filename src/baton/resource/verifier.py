@@ -16,6 +16,12 @@ Audience (RFC 8707, RFC 9068 §4, RFC 9700 §2.3): a verifier is built for its A
 token issued for no resource carries the issuer as `aud` (or none at all): it is accepted only by
 a verifier that names the issuer among its audiences, on purpose.
 
+Superseded tokens (issue 28): a token still valid whose death is already announced before its
+`exp` (its companion refresh token was exchanged: the feed's event, or the introspection
+answer's `revocation_at`) comes back with `Principal.dies_at` set; the adapters answer it as
+`Baton-Token-Superseded: dies-at=<seconds>` (`superseded_header`), and each such use is
+reported to Baton by `jti` (`report_token_use`, `baton.resource.reports`).
+
 While the feed is unhealthy (not yet bootstrapped, or disconnected longer than
 `max_disconnect`) the verifier fails closed: it skips its cache and introspects every token.
 
@@ -28,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import json
+import math
 import os
 import re
 import threading
@@ -36,7 +43,7 @@ import weakref
 from base64 import urlsafe_b64decode
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import httpx
@@ -47,6 +54,7 @@ from baton.resource.errors import InvalidToken, VerifierUnavailable, json_object
 from baton.resource.index import RevocationEvent, RevocationIndex
 from baton.resource.jwks import JwksCache, load_jose
 from baton.resource.principal import Principal, from_claims
+from baton.resource.reports import TokenUseReporter
 from baton.wire import ActiveToken
 
 OPAQUE_PREFIX = "bat_at_"
@@ -111,7 +119,14 @@ class Verifier:
     issued for no resource (`aud` the issuer, or no `aud`): every such token, for every API.
 
     `algorithms` are the JWT signatures accepted; they need the `jose` extra (joserfc), and
-    without it the constructor raises ImportError. `algorithms=()` accepts opaque tokens only."""
+    without it the constructor raises ImportError. `algorithms=()` accepts opaque tokens only.
+
+    Superseded tokens (issue 28): `superseded_header` (on) has the adapters answer
+    `Baton-Token-Superseded: dies-at=<seconds>` to a request whose token is superseded;
+    `report_token_use` (on) reports each such use to Baton's `POST /token-use`
+    (`token_use_endpoint`, default `{issuer}/token-use`), by `jti` only, aggregated per second,
+    every `token_use_interval` seconds and at `stop()`, at most `token_use_max_pending`
+    (jti, second) entries buffered (more are dropped and counted in `health()`)."""
 
     def __init__(
         self,
@@ -132,6 +147,11 @@ class Verifier:
         jwks_uri: str | None = None,
         feed_url: str | None = None,
         feed: bool = True,
+        superseded_header: bool = True,
+        report_token_use: bool = True,
+        token_use_endpoint: str | None = None,
+        token_use_interval: float = 5.0,
+        token_use_max_pending: int = 10_000,
         http_timeout: float = 5.0,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
@@ -189,6 +209,19 @@ class Verifier:
             if feed
             else None
         )
+        self.superseded_header = superseded_header
+        self.reports: TokenUseReporter | None = (
+            TokenUseReporter(
+                token_use_endpoint or base + "/token-use",
+                self._auth,
+                interval=token_use_interval,
+                max_pending=token_use_max_pending,
+                timeout=http_timeout,
+                transport=transport,
+            )
+            if report_token_use
+            else None
+        )
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._negative: OrderedDict[str, float] = OrderedDict()
         self._grant_tokens: dict[str, set[str]] = {}
@@ -222,15 +255,22 @@ class Verifier:
 
     def start(self, wait: float = 0.0) -> None:
         """Starts the feed consumer's thread; with `wait`, waits up to that many seconds for
-        its bootstrap. Until then (or without a feed) every token is introspected."""
+        its bootstrap. Until then (or without a feed) every token is introspected. Also starts
+        the thread that reports superseded tokens' uses."""
+        if self.reports is not None:
+            self.reports.start()
         if self.feed is not None:
             self.feed.start()
             if wait:
                 self.feed.wait_synced(wait)
 
     def stop(self) -> None:
+        """Stops the feed, and sends the token use reports still buffered (a last POST, at most
+        `http_timeout`)."""
         if self.feed is not None:
             self.feed.stop()
+        if self.reports is not None:
+            self.reports.stop()
         if self._sync_client is not None:
             self._sync_client.close()
             self._sync_client = None
@@ -250,6 +290,7 @@ class Verifier:
             "introspections": self.introspections,
             "jwks_keys": self.jwks.kids,
             "jwks_fetches": self.jwks.fetches,
+            "token_use_reports": self.reports.health() if self.reports is not None else None,
         }
 
     # -- drivers -----------------------------------------------------------------------------
@@ -363,7 +404,7 @@ class Verifier:
                 if self._dead(principal, digest, now):
                     self._drop(digest)
                     raise InvalidToken("the access token was revoked")
-                return principal
+                return self._used(principal, digest, now, principal.claims.get("revocation_at"))
         body = yield _Introspect(token)
         assert body is not None
         now = self._clock()
@@ -386,7 +427,7 @@ class Verifier:
         if isinstance(revocation_at, int | float) and not isinstance(revocation_at, bool):
             until = min(until, float(revocation_at))
         self._store(digest, principal, until)
-        return principal
+        return self._used(principal, digest, now, revocation_at)
 
     def _jwt(self, token: str) -> _Steps:
         now = self._clock()
@@ -402,12 +443,30 @@ class Verifier:
         if self._dead(principal, None, now):
             self._drop(key)
             raise InvalidToken("the access token was revoked")
+        revocation_at = None
         if not trusted:
             body = yield _Introspect(token)
             assert body is not None
             if body.get("active") is not True:
                 raise InvalidToken("the access token is not active")
-        return principal
+            revocation_at = body.get("revocation_at")
+        return self._used(principal, None, now, revocation_at)
+
+    def _used(
+        self, principal: Principal, digest: str | None, now: float, revocation_at: Any
+    ) -> Principal:
+        """The principal of a token accepted at `now`, with `dies_at` when it is superseded:
+        its death announced before `exp`, by the feed (its `jti` or digest: its companion was
+        exchanged) or by the introspection answer's `revocation_at`. A grant revoked for a
+        future instant is not a supersession. Each such use is reported (by `jti`)."""
+        dies = self.index.death(jti=principal.jti, digest=digest)
+        if isinstance(revocation_at, int | float) and not isinstance(revocation_at, bool):
+            dies = float(revocation_at) if dies is None else min(dies, float(revocation_at))
+        if dies is None or dies <= now or dies >= principal.expires_at:
+            return principal
+        if self.reports is not None and principal.jti is not None:
+            self.reports.record(principal.jti, now)
+        return replace(principal, dies_at=math.ceil(dies))
 
     def _check_jwt(self, token: str, now: float) -> _Steps:
         head, payload, _ = token.split(".")

@@ -1,0 +1,735 @@
+"""A client's policy over time (issue 28), checked against reference models.
+
+1. `ClientPolicy` under any sequence of schedules, cancels and the passing of time answers what a
+   tiny model of its docstrings says: the version in force is the newest dated one at or before
+   the instant; the pending one is the undated or future one, at most one, replaced by the next
+   schedule; `at` resolves every knob over the server's policy, `since` being the in-force
+   version's `effective_at`; its stored form reads back as itself.
+2. Under any sequence of policy changes, the liveness the rules report for every token is the one
+   issue 28's decided semantics imply: access tokens keep their `exp`, a running leeway keeps its
+   end, refresh tokens (and grants) issued before the version in force took effect are capped by
+   its idle (absolute) lifetime, never extended; tokens issued under it are judged by their
+   stamps. And `decide_refresh` honours exactly the tokens `refresh_liveness` calls live.
+3. Report-only never refuses: the decisions are those of the same policy without its pending
+   change, and the signals say `would_refuse` exactly when the pending policy, had it been in
+   force, would have refused: with its own leeway promised at the exchange and its access
+   lifetime stamped at the issue, and its caps on the tokens issued before it.
+
+The models are written from the issue and the docstrings, not from the rules: where they part,
+the test fails with the smallest sequence of changes that shows it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from baton.core.client_policy import (
+    NO_POLICY,
+    NO_SETTINGS,
+    ClientPolicy,
+    PolicyError,
+    PolicySettings,
+)
+from baton.core.facts import AccessFacts, CompanionFacts, GrantFacts, RefreshFacts
+from baton.core.policy import Lifetimes, Policy, RetryPolicy
+from baton.core.registration import GRANT_TYPES
+from baton.core.rules import (
+    Fork,
+    Reason,
+    RefreshDecision,
+    Reject,
+    Replay,
+    Rotate,
+    access_liveness,
+    decide_refresh,
+    refresh_liveness,
+)
+from baton.core.signals import (
+    Refusal,
+    SignalKind,
+    Source,
+    access_signals,
+    exchange_signals,
+)
+
+T0 = 1_700_000_000
+CLIENT = "cl_policy"
+SEALED = b"\x00" * 12 + b"sealed child pair"
+
+# Lifetimes short enough that tokens die, leeways end and versions take effect within a few
+# hundred seconds of one run.
+lifetime = st.integers(1, 2_000)
+leeway = st.integers(0, 400)
+retry = st.sampled_from(list(RetryPolicy))
+
+servers = st.builds(
+    lambda access, idle, absolute, lee, rp, rotate: Policy(
+        Lifetimes(access, idle, absolute, lee), rp, rotate
+    ),
+    lifetime,
+    lifetime,
+    st.integers(1, 5_000),
+    leeway,
+    retry,
+    st.booleans(),
+)
+
+policy_settings = st.builds(
+    PolicySettings,
+    access_ttl=st.none() | lifetime,
+    refresh_idle_ttl=st.none() | lifetime,
+    refresh_absolute_ttl=st.none() | st.integers(1, 5_000),
+    leeway=st.none() | leeway,
+    retry=st.none() | retry,
+    rotate=st.none() | st.booleans(),
+    grant_types=st.none() | st.lists(st.sampled_from(GRANT_TYPES), unique=True).map(tuple),
+    require_pkce=st.none() | st.booleans(),
+)
+
+
+# -- operations on a client's policy ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schedule:
+    change: PolicySettings
+    when: int | None  # seconds from now (negative: in the past), None: undated
+    report_only: bool
+    replace_all: bool
+
+
+@dataclass(frozen=True)
+class Cancel:
+    pass
+
+
+@dataclass(frozen=True)
+class Advance:
+    seconds: int
+
+
+schedules = st.builds(
+    Schedule,
+    policy_settings,
+    st.none() | st.integers(-300, 600) | st.just(0),
+    st.booleans(),
+    st.booleans(),
+)
+policy_ops = st.lists(
+    st.one_of(schedules, st.just(Cancel()), st.builds(Advance, st.integers(0, 400))),
+    max_size=12,
+)
+
+
+# -- the reference model of a client's policy (from `ClientPolicy`'s docstrings) -------------------
+
+
+@dataclass
+class Version:
+    effective_at: int | None
+    settings: PolicySettings
+    report_only: bool
+    scheduled_at: int
+
+
+@dataclass
+class PolicyModel:
+    """The versions that came into force, in order, and the one pending change."""
+
+    now: int
+    history: list[Version] = field(default_factory=list)
+    pending: Version | None = None
+
+    def promote(self) -> None:
+        """A dated pending change whose instant has come is the version in force."""
+        p = self.pending
+        if p is not None and p.effective_at is not None and p.effective_at <= self.now:
+            self.history.append(p)
+            self.pending = None
+
+    def advance(self, seconds: int) -> None:
+        self.now += seconds
+        self.promote()
+
+    def in_force(self, at: int) -> Version | None:
+        """The newest dated version at or before `at` (`at` >= now: the pending one may be it)."""
+        p = self.pending
+        if p is not None and p.effective_at is not None and p.effective_at <= at:
+            return p
+        candidates = [
+            v for v in self.history if v.effective_at is not None and v.effective_at <= at
+        ]
+        return candidates[-1] if candidates else None
+
+    def pending_at(self, at: int) -> Version | None:
+        p = self.pending
+        if p is not None and (p.effective_at is None or p.effective_at > at):
+            return p
+        return None
+
+    def schedule(self, op: Schedule) -> None:
+        """Raises `PolicyError` (and changes nothing) for an undated change that is enforced."""
+        self.promote()
+        effective_at = None if op.when is None else max(self.now, self.now + op.when)
+        if effective_at is None and not op.report_only:
+            raise PolicyError("undated and enforced")
+        current = self.in_force(self.now)
+        base = NO_SETTINGS if current is None else current.settings
+        new = op.change if op.replace_all else op.change.over(base)
+        if effective_at == self.now:
+            self.history.append(Version(self.now, new, False, self.now))
+            self.pending = None
+        else:
+            self.pending = Version(effective_at, new, op.report_only, self.now)
+
+    def cancel(self) -> None:
+        self.promote()
+        self.pending = None
+
+
+def resolved(server: Policy, settings: PolicySettings, since: int | None) -> Policy:
+    """Every knob of `settings` over the server's, written out knob by knob."""
+
+    def knob(name: str) -> int:
+        value = getattr(settings, name)
+        return int(getattr(server.lifetimes, name) if value is None else value)
+
+    return Policy(
+        Lifetimes(
+            access_ttl=knob("access_ttl"),
+            refresh_idle_ttl=knob("refresh_idle_ttl"),
+            refresh_absolute_ttl=knob("refresh_absolute_ttl"),
+            leeway=knob("leeway"),
+            code_ttl=server.lifetimes.code_ttl,
+        ),
+        retry=server.retry if settings.retry is None else settings.retry,
+        rotate=server.rotate if settings.rotate is None else settings.rotate,
+        since=since,
+    )
+
+
+def expected_at(model: PolicyModel, server: Policy, at: int) -> Policy:
+    version = model.in_force(at)
+    if version is None:
+        return server
+    return resolved(server, version.settings, version.effective_at)
+
+
+def apply(
+    policy: ClientPolicy, model: PolicyModel, op: Schedule | Cancel | Advance
+) -> ClientPolicy:
+    """One operation on both the code and the model."""
+    if isinstance(op, Advance):
+        model.advance(op.seconds)
+        return policy
+    if isinstance(op, Cancel):
+        model.cancel()
+        return policy.cancel(model.now)
+    effective_at = None if op.when is None else model.now + op.when
+    try:
+        model.schedule(op)
+    except PolicyError:
+        with pytest.raises(PolicyError):
+            policy.schedule(
+                op.change, model.now, effective_at, op.report_only, replace_all=op.replace_all
+            )
+        return policy
+    return policy.schedule(
+        op.change, model.now, effective_at, op.report_only, replace_all=op.replace_all
+    )
+
+
+def probes(model: PolicyModel) -> list[int]:
+    """Instants worth asking about from now on: now, and around the pending change."""
+    out = [model.now, model.now + 1]
+    if model.pending is not None and model.pending.effective_at is not None:
+        eff = model.pending.effective_at
+        out += [eff - 1, eff, eff + 1]
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(servers, policy_ops)
+def test_client_policy_answers_what_its_versions_say(
+    server: Policy, ops: list[Schedule | Cancel | Advance]
+) -> None:
+    policy, model = NO_POLICY, PolicyModel(T0)
+    for op in ops:
+        policy = apply(policy, model, op)
+        for at in probes(model):
+            version = model.in_force(at)
+            assert policy.settings_at(at) == (NO_SETTINGS if version is None else version.settings)
+            pending = model.pending_at(at)
+            got = policy.pending(at)
+            if pending is None:
+                assert got is None
+            else:
+                assert got is not None
+                assert (got.effective_at, got.settings, got.report_only, got.scheduled_at) == (
+                    pending.effective_at,
+                    pending.settings,
+                    pending.report_only,
+                    pending.scheduled_at,
+                )
+            shadow = pending.settings if pending is not None and pending.report_only else None
+            assert policy.shadow(at) == shadow
+            assert policy.at(server, at) == expected_at(model, server, at)
+            assert policy.shadow_policy(server, at) == (
+                None if shadow is None else resolved(server, shadow, at)
+            )
+        # At most one pending change, and nothing older than the version in force is kept
+        # past a schedule or a cancel: the column holds two versions at most.
+        assert (
+            sum(1 for v in policy.versions if v.effective_at is None or v.effective_at > model.now)
+            <= 1
+        )
+        assert len(policy.versions) <= 2
+        # Stored as one JSON text, read back as itself.
+        assert ClientPolicy.from_stored(policy.stored()) == policy
+        assert (policy.stored() is None) == (not policy.versions)
+
+
+@settings(max_examples=100, deadline=None)
+@given(policy_settings)
+def test_settings_read_back_from_json(value: PolicySettings) -> None:
+    assert PolicySettings.from_json(value.to_json()) == value
+    assert value.empty == (value.to_json() == {})
+
+
+@settings(max_examples=100, deadline=None)
+@given(policy_settings, policy_settings)
+def test_over_keeps_every_knob_set_and_fills_the_rest(a: PolicySettings, b: PolicySettings) -> None:
+    merged = a.over(b)
+    for f in dataclasses.fields(PolicySettings):
+        mine = getattr(a, f.name)
+        assert getattr(merged, f.name) == (getattr(b, f.name) if mine is None else mine)
+
+
+# -- tokens out there, under any sequence of policy changes ----------------------------------------
+
+
+@dataclass
+class Token:
+    """One pair as the store holds it: refresh facts, and its companion access token."""
+
+    grant: int  # index into World.grants
+    issued_at: int
+    refresh_exp: int
+    access_exp: int
+    exchanged_at: int | None = None
+    retire_at: int | None = None
+    sealed: bytes | None = None
+
+
+@dataclass
+class World:
+    server: Policy
+    policy: ClientPolicy = NO_POLICY
+    model: PolicyModel = field(default_factory=lambda: PolicyModel(T0))
+    grants: list[GrantFacts] = field(default_factory=list)
+    tokens: list[Token] = field(default_factory=list)
+
+    @property
+    def now(self) -> int:
+        return self.model.now
+
+    def in_force(self) -> Policy:
+        return self.policy.at(self.server, self.now)
+
+    def refresh(self, i: int) -> RefreshFacts:
+        t = self.tokens[i]
+        return RefreshFacts(
+            id=i + 1,
+            grant=self.grants[t.grant],
+            generation=0,
+            issued_at=t.issued_at,
+            expires_at=t.refresh_exp,
+            exchanged_at=t.exchanged_at,
+            retire_at=t.retire_at,
+            revoked_at=None,
+            sealed_response=t.sealed,
+            access_expires_at=t.access_exp,
+        )
+
+    def access(self, i: int) -> AccessFacts:
+        t = self.tokens[i]
+        return AccessFacts(
+            id=i + 1,
+            grant=self.grants[t.grant],
+            generation=0,
+            scope="read",
+            issued_at=t.issued_at,
+            expires_at=t.access_exp,
+            revoked_at=None,
+            companion=CompanionFacts(t.retire_at, None, t.exchanged_at),
+        )
+
+    def issue_pair(self, grant: int) -> None:
+        """A pair issued now under the policy in force (`Policy.pair_expiries`, as the store)."""
+        access_exp, refresh_exp = self.in_force().pair_expiries(
+            self.now, self.grants[grant].expires_at
+        )
+        self.tokens.append(Token(grant, self.now, refresh_exp, access_exp))
+
+    def new_grant(self) -> None:
+        policy = self.in_force()
+        self.grants.append(
+            GrantFacts(
+                id=f"grt_{len(self.grants)}",
+                client_id=CLIENT,
+                user_id=1,
+                subject="alice",
+                scope="read",
+                created_at=self.now,
+                expires_at=policy.grant_expiry(self.now),
+                revoked_at=None,
+                revoked_reason=None,
+            )
+        )
+        self.issue_pair(len(self.grants) - 1)
+
+    def exchange(self, i: int) -> None:
+        """The token presented now: when it rotates, the leeway in force is promised."""
+        policy = self.in_force()
+        if not isinstance(decide_refresh(self.refresh(i), CLIENT, self.now, policy), Rotate):
+            return
+        t = self.tokens[i]
+        t.exchanged_at, t.retire_at = self.now, self.now + policy.leeway
+        t.sealed = SEALED if policy.leeway > 0 else None
+        self.issue_pair(t.grant)
+
+    def boundaries(self) -> list[int]:
+        """Instants where something ends or begins: stamps, caps, the pending change."""
+        out: set[int] = set()
+        for t in self.tokens:
+            g = self.grants[t.grant]
+            out |= {t.refresh_exp, t.access_exp, g.expires_at}
+            if t.retire_at is not None:
+                out.add(t.retire_at)
+            for v in self.model.history[-2:]:
+                s = resolved(self.server, v.settings, v.effective_at).lifetimes
+                out |= {t.issued_at + s.refresh_idle_ttl, g.created_at + s.refresh_absolute_ttl}
+        p = self.model.pending
+        if p is not None and p.effective_at is not None:
+            out.add(p.effective_at)
+        return sorted(x for x in out if x > self.now)
+
+
+# The decided semantics (issue 28), written from the issue rather than from the rules.
+
+
+def model_grant_deadline(world: World, grant: GrantFacts) -> int:
+    """A grant lives as stamped at its creation, capped by the absolute lifetime of a version
+    that came into force after it was created."""
+    version = world.model.in_force(world.now)
+    if version is None or version.effective_at is None or version.effective_at <= grant.created_at:
+        return grant.expires_at
+    absolute = resolved(world.server, version.settings, None).lifetimes.refresh_absolute_ttl
+    return min(grant.expires_at, grant.created_at + absolute)
+
+
+def model_refresh_live(world: World, i: int) -> bool:
+    t = world.tokens[i]
+    now = world.now
+    if now >= model_grant_deadline(world, world.grants[t.grant]):
+        return False
+    if t.exchanged_at is not None:
+        assert t.retire_at is not None
+        return now < t.retire_at  # the leeway promised at the exchange, whatever came since
+    deadline = t.refresh_exp
+    version = world.model.in_force(now)
+    if (
+        version is not None
+        and version.effective_at is not None
+        and version.effective_at > t.issued_at
+    ):
+        idle = resolved(world.server, version.settings, None).lifetimes.refresh_idle_ttl
+        deadline = min(deadline, t.issued_at + idle)
+    return now < deadline
+
+
+def model_access_live(world: World, i: int) -> bool:
+    """An access token keeps its `exp` and its companion's promised leeway end; no policy
+    change shortens it."""
+    t = world.tokens[i]
+    now = world.now
+    if now >= t.access_exp or now >= world.grants[t.grant].expires_at:
+        return False
+    return t.retire_at is None or now < t.retire_at
+
+
+@dataclass(frozen=True)
+class NewGrant:
+    pass
+
+
+@dataclass(frozen=True)
+class Refresh:
+    token: int
+
+
+@dataclass(frozen=True)
+class ToBoundary:
+    pick: int
+    offset: int  # -1, 0, +1 around the instant
+
+
+# Report-only changes are what signals are about: most changes here are report-only, often
+# undated (so they stay pending while tokens come and go).
+tightenings = st.builds(
+    PolicySettings,
+    access_ttl=st.none() | st.integers(1, 200),
+    refresh_idle_ttl=st.none() | st.integers(1, 300),
+    refresh_absolute_ttl=st.none() | st.integers(1, 600),
+    leeway=st.none() | st.integers(0, 60),
+    retry=st.none() | retry,
+)
+report_only_schedules = st.builds(
+    Schedule,
+    tightenings,
+    st.none() | st.integers(1, 2_000),
+    st.just(True),
+    st.booleans(),
+)
+
+world_ops = st.lists(
+    st.one_of(
+        schedules,
+        report_only_schedules,
+        report_only_schedules,
+        st.just(Cancel()),
+        st.builds(Advance, st.integers(0, 400)),
+        st.just(NewGrant()),
+        st.builds(Refresh, st.integers(0, 40)),
+        st.builds(ToBoundary, st.integers(0, 1_000), st.sampled_from([-1, 0, 1])),
+    ),
+    min_size=4,
+    max_size=25,
+)
+
+
+def run(world: World, op: object) -> None:
+    if isinstance(op, NewGrant):
+        world.new_grant()
+    elif isinstance(op, Refresh):
+        if world.tokens:
+            world.exchange(op.token % len(world.tokens))
+    elif isinstance(op, ToBoundary):
+        instants = world.boundaries()
+        if instants:
+            target = instants[op.pick % len(instants)] + op.offset
+            if target > world.now:
+                world.model.advance(target - world.now)
+    else:
+        assert isinstance(op, Schedule | Cancel | Advance)
+        world.policy = apply(world.policy, world.model, op)
+
+
+HONOURED = (Rotate, Replay, Fork)
+
+
+def refusal_under(shadow: Policy, token: RefreshFacts, now: int) -> Refusal | None:
+    """What the shadow policy, had it been in force, would have refused of this presentation:
+    its own leeway promised at the exchange, its caps on tokens issued before it."""
+    if token.exchanged_at is not None:
+        token = dataclasses.replace(token, retire_at=token.exchanged_at + shadow.leeway)
+    decision = decide_refresh(token, CLIENT, now, shadow)
+    if isinstance(decision, HONOURED):
+        return None
+    if decision == Reject(Reason.ABSOLUTE_EXPIRED):
+        return Refusal.ABSOLUTE
+    if decision == Reject(Reason.IDLE_EXPIRED):
+        return Refusal.IDLE
+    assert token.exchanged_at is not None, decision
+    return Refusal.STRICT if shadow.retry is RetryPolicy.STRICT else Refusal.LEEWAY
+
+
+def access_refusal_under(shadow: Policy, token: AccessFacts, now: int) -> Refusal | None:
+    """What the shadow policy would have refused of this access-token use: a token stamped
+    with its access lifetime, a companion retired at the end of its leeway."""
+    companion = token.companion
+    assert companion is not None
+    if companion.exchanged_at is not None and now >= companion.exchanged_at + shadow.leeway:
+        return Refusal.LEEWAY
+    if now >= token.issued_at + shadow.lifetimes.access_ttl:
+        return Refusal.ACCESS_TTL
+    return None
+
+
+def check_world(world: World) -> None:
+    now, policy = world.now, world.in_force()
+    assert policy == expected_at(world.model, world.server, now)
+    shadow = world.policy.shadow_policy(world.server, now)
+    without_pending = world.policy.cancel(now).at(world.server, now)
+    for i in range(len(world.tokens)):
+        token, access = world.refresh(i), world.access(i)
+        live = refresh_liveness(token, now, policy)
+        assert live.active == model_refresh_live(world, i), (i, world.tokens[i])
+        decision = decide_refresh(token, CLIENT, now, policy)
+        assert isinstance(decision, HONOURED) == live.active, (decision, live)
+        # Report-only never refuses: the pending change takes no part in the decision.
+        assert decision == decide_refresh(token, CLIENT, now, without_pending)
+        alive = access_liveness(access, now)
+        assert alive.active == model_access_live(world, i), (i, world.tokens[i])
+        # Introspection announces the promised death: the end of the leeway, when it comes
+        # before the token's own `exp` (refresh: always, once exchanged).
+        t = world.tokens[i]
+        if live.active:
+            assert live.revocation_at == t.retire_at
+        if alive.active:
+            early = t.retire_at is not None and t.retire_at < t.access_exp
+            assert alive.revocation_at == (t.retire_at if early else None)
+        check_exchange_signals(token, decision, now, shadow)
+        if alive.active:
+            check_access_signals(access, now, shadow)
+
+
+def check_exchange_signals(
+    token: RefreshFacts, decision: RefreshDecision, now: int, shadow: Policy | None
+) -> None:
+    signals = exchange_signals(token, decision, now, shadow, token.access_expires_at)
+    kinds = [s.kind for s in signals]
+    refusals = [s.reason for s in signals if s.kind is SignalKind.WOULD_REFUSE]
+    assert all(s.client_id == CLIENT and s.source is Source.TOKEN for s in signals)
+    assert (SignalKind.LEEWAY_RETRY in kinds) == isinstance(decision, Replay | Fork)
+    late = isinstance(decision, Rotate) and now >= (token.access_expires_at or now + 1)
+    assert (SignalKind.LATE_REFRESH in kinds) == late
+    if shadow is None or not isinstance(decision, HONOURED):
+        assert refusals == []  # refused already, or nothing to report on
+        return
+    expected = refusal_under(shadow, token, now)
+    assert refusals == ([] if expected is None else [expected]), (token, decision, shadow)
+
+
+def check_access_signals(access: AccessFacts, now: int, shadow: Policy | None) -> None:
+    signals = access_signals(access, now, shadow, Source.INTROSPECTION)
+    companion = access.companion
+    assert companion is not None
+    kinds = [s.kind for s in signals]
+    assert (SignalKind.STALE_ACCESS in kinds) == (companion.exchanged_at is not None)
+    refusals = [s.reason for s in signals if s.kind is SignalKind.WOULD_REFUSE]
+    expected = None if shadow is None else access_refusal_under(shadow, access, now)
+    assert refusals == ([] if expected is None else [expected]), (access, shadow)
+
+
+@settings(max_examples=120, deadline=None)
+@given(servers, world_ops)
+def test_liveness_is_what_the_policy_in_force_implies(server: Policy, ops: list[object]) -> None:
+    world = World(server)
+    world.new_grant()
+    for op in ops:
+        run(world, op)
+        check_world(world)
+
+
+# -- findings: where the code and the decided semantics part (see the report) ----------------------
+
+
+def test_a_version_dated_before_a_token_does_not_cap_it() -> None:
+    # Stamped under a version, judged by its stamps while that version is in force.
+    server = Policy(Lifetimes(refresh_idle_ttl=1_000))
+    policy = NO_POLICY.schedule(PolicySettings(refresh_idle_ttl=100), T0, T0)
+    in_force = policy.at(server, T0 + 50)
+    _, refresh_exp = in_force.pair_expiries(T0 + 10, T0 + 10_000)
+    assert refresh_exp == T0 + 110
+    assert in_force.refresh_deadline(T0 + 10, refresh_exp) == T0 + 110
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 28 semantics gap (reported): a looser version dated after a tighter one "
+    "revives the refresh tokens and grants the tighter one had ended; only the version in force "
+    "caps (`Policy.since`), the earlier caps are forgotten",
+)
+def test_a_refresh_token_a_policy_ended_stays_ended() -> None:
+    server = Policy(Lifetimes(refresh_idle_ttl=1_000, refresh_absolute_ttl=5_000))
+    grant = GrantFacts("grt_1", CLIENT, 1, "alice", "read", T0, T0 + 5_000, None, None)
+    token = RefreshFacts(1, grant, 0, T0, T0 + 1_000, None, None, None, None)
+    # Tightened at T0 + 10: the token, issued before, is capped at T0 + 100.
+    tight = NO_POLICY.schedule(PolicySettings(refresh_idle_ttl=100), T0 + 10, T0 + 10)
+    assert not refresh_liveness(token, T0 + 200, tight.at(server, T0 + 200)).active
+    assert decide_refresh(token, CLIENT, T0 + 200, tight.at(server, T0 + 200)) == Reject(
+        Reason.IDLE_EXPIRED
+    )
+    # Back to the server's defaults at T0 + 300: the token refused at T0 + 200 is honoured.
+    back = tight.schedule(NO_SETTINGS, T0 + 300, T0 + 300, replace_all=True)
+    assert not refresh_liveness(token, T0 + 310, back.at(server, T0 + 310)).active
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug reported to H1 (core/pairs.py): `plan_pair` stamps a new pair against the "
+    "grant's stored expiry, not `policy.grant_deadline(...)`, so under a client policy with a "
+    "shorter absolute lifetime the new access token outlives its grant and companion",
+)
+def test_a_pair_issued_under_a_shorter_absolute_lifetime_dies_with_its_grant() -> None:
+    from baton.core.pairs import MintedPair, plan_pair
+
+    server = Policy(Lifetimes(access_ttl=3_600, refresh_absolute_ttl=365 * 86_400))
+    grant = GrantFacts("grt_1", CLIENT, 1, "alice", "read", T0, server.grant_expiry(T0), None, None)
+    policy = NO_POLICY.schedule(PolicySettings(refresh_absolute_ttl=2_000), T0 + 1_000, T0 + 1_000)
+    in_force = policy.at(server, T0 + 1_900)
+    deadline = in_force.grant_deadline(grant.created_at, grant.expires_at)
+    assert deadline == T0 + 2_000
+    planned = plan_pair(grant, MintedPair.new(), 1, "read", T0 + 1_900, in_force)
+    # Rule 2: an access token is never valid past the end of its companion's life.
+    assert planned.issued.access_expires_at <= deadline
+    assert planned.issued.refresh_expires_at is not None
+    assert planned.issued.refresh_expires_at <= deadline
+
+
+@st.composite
+def any_refresh(draw: st.DrawFn) -> RefreshFacts:
+    """Refresh facts in any combination the store can hold, lineage and revocations included."""
+    created = T0 + draw(st.integers(0, 100))
+    revoked = draw(st.none() | st.integers(created, created + 3_000))
+    grant = GrantFacts(
+        "grt_1",
+        CLIENT,
+        1,
+        "alice",
+        "read",
+        created,
+        created + draw(st.integers(1, 5_000)),
+        revoked,
+        None if revoked is None else draw(st.sampled_from(["reuse", "revoked", "logout"])),
+    )
+    issued = created + draw(st.integers(0, 1_000))
+    exchanged = draw(st.none() | st.integers(issued, issued + 2_000))
+    return RefreshFacts(
+        id=5,
+        grant=grant,
+        generation=draw(st.integers(0, 3)),
+        issued_at=issued,
+        expires_at=issued + draw(st.integers(1, 2_000)),
+        exchanged_at=exchanged,
+        retire_at=None if exchanged is None else exchanged + draw(st.integers(0, 600)),
+        revoked_at=draw(st.none() | st.integers(issued, issued + 3_000)),
+        sealed_response=draw(st.none() | st.just(SEALED)),
+        parent_id=draw(st.none() | st.just(4)),
+        continued_id=draw(st.none() | st.just(6)),
+        parent_continued_id=draw(st.none() | st.sampled_from([5, 7])),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    any_refresh(),
+    servers,
+    st.none() | st.integers(T0, T0 + 3_000),
+    st.integers(T0, T0 + 6_000),
+)
+def test_a_refresh_token_is_honoured_exactly_when_it_is_live(
+    token: RefreshFacts, server: Policy, since: int | None, now: int
+) -> None:
+    policy = dataclasses.replace(server, since=since)
+    live = refresh_liveness(token, now, policy)
+    decision = decide_refresh(token, CLIENT, now, policy)
+    assert isinstance(decision, HONOURED) == live.active, (decision, live)
+    # Another client presenting it learns nothing and changes nothing (rule 7).
+    assert decide_refresh(token, "cl_other", now, policy) == Reject(Reason.UNKNOWN)
