@@ -183,3 +183,18 @@ def test_the_metadata_advertises_it_and_a_browser_app_may_call_it(running: Runni
     answer = http.get("/client-policy", params={"client_id": client.id}, headers={"Origin": origin})
     assert answer.status_code == 200
     assert answer.headers["access-control-allow-origin"] == origin
+
+
+def test_the_sdk_reads_what_the_endpoint_answers(running: Running) -> None:
+    """`baton.client.client_policy()` (the integrator's side) takes this server's answer whole."""
+    from baton.client.policy import ClientPolicyInfo
+
+    http, store, clock = running
+    client = register_client(store)
+    now = clock.now()
+    schedule(store, clock, client, PolicySettings(leeway=60), now + 600, report_only=True)
+    info = ClientPolicyInfo.from_json(policy_of(http, client.id))
+    assert info.client_id == client.id and info.since is None
+    assert info.scheduled is not None and info.scheduled.effective_at == now + 600
+    assert info.scheduled.report_only is True
+    assert info.changes() == {"leeway": (120, 60)}
