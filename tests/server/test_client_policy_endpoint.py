@@ -160,7 +160,7 @@ def test_grant_types_and_pkce_come_from_the_registration_unless_the_policy_sets_
 def test_unknown_disabled_and_missing_clients_are_refused(running: Running) -> None:
     http, store, _clock = running
     client = register_client(store)
-    for params in ({"client_id": "cl_nobody"}, {"client_id": "x" * 3000}):
+    for params in ({"client_id": "cl_nobody"}, {"client_id": "x" * 3000}, {"client_id": "a\x00"}):
         answer = http.get("/client-policy", params=params)
         assert answer.status_code == 404
         assert answer.json()["error"] == "invalid_client"

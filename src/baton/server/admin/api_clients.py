@@ -715,7 +715,9 @@ async def get_health(request: Request, caller: Caller) -> Response:
     app = baton(request)
     raw = request.query_params.get("since", DEFAULT_HEALTH_WINDOW)
     try:
-        window = parse_duration(raw[:32])
+        if len(raw) > 32:
+            raise ValueError("too long: give e.g. 30m, 24h or 7d")
+        window = parse_duration(raw)
     except ValueError as exc:
         raise Problem(400, "bad-request", f"since: {exc}") from None
     if not 0 < window <= MAX_HEALTH_WINDOW:

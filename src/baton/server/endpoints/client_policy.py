@@ -97,7 +97,8 @@ async def client_policy_endpoint(request: Request) -> NoStoreJSON:
     client_id = request.query_params.get("client_id")
     if not client_id:
         raise invalid_request("client_id is required")
-    if len(client_id) > 2000:
+    if len(client_id) > 2000 or not client_id.isprintable():
+        # No client has such an id (and PostgreSQL refuses a NUL in a query's text).
         raise OAuthError(ErrorCode.INVALID_CLIENT, "no such client", 404)
     found = await enabled_client(app.store, client_id)
     if found is None or found.deleted_at is not None:
