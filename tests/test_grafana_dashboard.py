@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from baton.core.signals import Refusal, SignalKind, Source
 from baton.core.vocabulary import FeedEntryKind, RevocationCause
 from baton.server.observability.metrics import Metrics
+from baton.store.base import SignalCount
 from tests.support import running_app
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "baton.json"
@@ -160,12 +163,24 @@ def exported_series(text: str) -> dict[str, set[str]]:
 @pytest.fixture(scope="module")
 def exposition(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     """Baton's series and their labels, with every labelled family holding a sample."""
-    with running_app(tmp_path_factory.mktemp("db"), metrics_token=METRICS_TOKEN) as (http, _, _):
+    with running_app(tmp_path_factory.mktemp("db"), metrics_token=METRICS_TOKEN) as (
+        http,
+        store,
+        clock,
+    ):
         metrics: Metrics = http.app.state.metrics  # type: ignore[attr-defined]
         assert http.get("/.well-known/oauth-authorization-server").status_code == 200
         # Families whose labels no quick request fills in: moved through their own methods.
         metrics.revoked(FeedEntryKind.GRANT, RevocationCause.REVOKED)
         metrics.webhook_deliveries.labels(outcome="delivered").inc()
+        # The per-client signal series (issue 28): one client's stale uses and a refusal.
+        now = clock.now()
+        kinds = ((SignalKind.STALE_ACCESS, None), (SignalKind.WOULD_REFUSE, Refusal.LEEWAY))
+        counts = [
+            SignalCount("cl_x", kind, reason, Source.RESOURCE, "g", now, now, 1, {90: 1})
+            for kind, reason in kinds
+        ]
+        anyio.run(store.record_signals, counts)
         response = http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
         assert response.status_code == 200
         return exported_series(response.text)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from baton.core.facts import AccessFacts, CodeFacts, CompanionFacts, GrantFacts, RefreshFacts
 from baton.core.pkce import s256
-from baton.core.policy import RetryPolicy
+from baton.core.policy import Lifetimes, Policy, RetryPolicy
 from baton.core.rules import (
     INACTIVE,
     CodeProblem,
@@ -43,8 +43,10 @@ OTHER = "cl_other"
 SEALED = b"\x00" * 12 + b"sealed child pair"
 T = T0 + 1000  # when a token in these tests is exchanged
 
-ALL_POLICIES = list(RetryPolicy)
-LEEWAY_POLICIES = [RetryPolicy.REPLAY, RetryPolicy.FORK]
+# The rules take the policy in force (`Policy`): the server's, each retry policy in turn.
+REPLAY, FORK, STRICT = (Policy(retry=retry) for retry in RetryPolicy)
+ALL_POLICIES = [REPLAY, FORK, STRICT]
+LEEWAY_POLICIES = [REPLAY, FORK]
 
 
 # -- factories -------------------------------------------------------------------------------------
@@ -133,7 +135,7 @@ GOOD_ASK = CodeRedemption(CLIENT, "https://app.example/cb", VERIFIER)
 
 @pytest.mark.parametrize("policy", ALL_POLICIES)
 @pytest.mark.parametrize("now", [T0, T0 + 1, T0 + IDLE_TTL - 1])
-def test_active_token_rotates(policy: RetryPolicy, now: int) -> None:
+def test_active_token_rotates(policy: Policy, now: int) -> None:
     assert decide_refresh(refresh(), CLIENT, now, policy) == Rotate()
 
 
@@ -147,24 +149,24 @@ def test_unknown_token_is_rejected() -> None:
 
 @pytest.mark.parametrize("now", [T, T + 1, T + LEEWAY - 1])
 def test_replay_inside_leeway_returns_the_sealed_pair(now: int) -> None:
-    decision = decide_refresh(exchanged(), CLIENT, now, RetryPolicy.REPLAY)
+    decision = decide_refresh(exchanged(), CLIENT, now, REPLAY)
     assert decision == Replay(SEALED)
 
 
 def test_replay_without_a_seal_forks() -> None:
     # A token exchanged under `fork` (no seal kept) and retried after a switch to `replay`.
     token = exchanged(sealed=None)
-    assert decide_refresh(token, CLIENT, T + LEEWAY - 1, RetryPolicy.REPLAY) == Fork()
+    assert decide_refresh(token, CLIENT, T + LEEWAY - 1, REPLAY) == Fork()
 
 
 @pytest.mark.parametrize("now", [T, T + 1, T + LEEWAY - 1])
 @pytest.mark.parametrize("sealed", [SEALED, None])
 def test_fork_inside_leeway_issues_a_sibling(now: int, sealed: bytes | None) -> None:
-    assert decide_refresh(exchanged(sealed=sealed), CLIENT, now, RetryPolicy.FORK) == Fork()
+    assert decide_refresh(exchanged(sealed=sealed), CLIENT, now, FORK) == Fork()
 
 
 @pytest.mark.parametrize("policy", LEEWAY_POLICIES)
-def test_retry_is_judged_on_retire_at_not_on_the_configured_leeway(policy: RetryPolicy) -> None:
+def test_retry_is_judged_on_retire_at_not_on_the_configured_leeway(policy: Policy) -> None:
     # The leeway in force at the exchange is recorded in retire_at; a retry one second before it
     # is a retry, whatever the policy's leeway is now.
     token = exchanged(leeway=30)
@@ -173,7 +175,7 @@ def test_retry_is_judged_on_retire_at_not_on_the_configured_leeway(policy: Retry
 
 
 @pytest.mark.parametrize("policy", LEEWAY_POLICIES)
-def test_retry_inside_leeway_is_served_even_after_idle_expiry(policy: RetryPolicy) -> None:
+def test_retry_inside_leeway_is_served_even_after_idle_expiry(policy: Policy) -> None:
     # The leeway runs from the exchange: the token's own idle expiry does not cut it short.
     token = exchanged(expires_at=T + 10)
     assert isinstance(decide_refresh(token, CLIENT, T + 10, policy), Replay | Fork)
@@ -197,32 +199,28 @@ def child(token_id: int, continued: int | None = None) -> RefreshFacts:
 
 
 def test_under_fork_the_first_child_refreshed_claims_its_parent() -> None:
-    assert decide_refresh(child(2), CLIENT, T + 5, RetryPolicy.FORK) == Rotate(continues=PARENT)
+    assert decide_refresh(child(2), CLIENT, T + 5, FORK) == Rotate(continues=PARENT)
     # A root pair has no parent: nothing to claim.
-    assert decide_refresh(refresh(), CLIENT, T + 5, RetryPolicy.FORK) == Rotate()
+    assert decide_refresh(refresh(), CLIENT, T + 5, FORK) == Rotate()
 
 
-@pytest.mark.parametrize("policy", [RetryPolicy.REPLAY, RetryPolicy.STRICT])
-def test_only_fork_claims_no_cost_elsewhere(policy: RetryPolicy) -> None:
+@pytest.mark.parametrize("policy", [REPLAY, STRICT])
+def test_only_fork_claims_no_cost_elsewhere(policy: Policy) -> None:
     # Under replay and strict a parent has one child: nothing is claimed (nor read).
     assert decide_refresh(child(2), CLIENT, T + 5, policy) == Rotate()
 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES)
 @pytest.mark.parametrize("now", [T, T + LEEWAY - 1, T + LEEWAY, T + IDLE_TTL])
-def test_a_sibling_presented_after_another_continued_is_reuse(
-    policy: RetryPolicy, now: int
-) -> None:
+def test_a_sibling_presented_after_another_continued_is_reuse(policy: Policy, now: int) -> None:
     decision = decide_refresh(child(2, continued=3), CLIENT, now, policy)
     assert decision == Reuse(Reason.SIBLING_CONTINUED)
     assert refresh_liveness(child(2, continued=3), now, policy) == INACTIVE
 
 
 def test_the_continued_child_itself_is_not_reuse() -> None:
-    assert decide_refresh(child(3, continued=3), CLIENT, T + 5, RetryPolicy.FORK) == Rotate(
-        continues=PARENT
-    )
-    assert refresh_liveness(child(3, continued=3), T + 5, RetryPolicy.FORK) == Liveness(True)
+    assert decide_refresh(child(3, continued=3), CLIENT, T + 5, FORK) == Rotate(continues=PARENT)
+    assert refresh_liveness(child(3, continued=3), T + 5, FORK) == Liveness(True)
 
 
 @pytest.mark.parametrize("now", [T, T + 1, T + LEEWAY - 1])
@@ -230,11 +228,11 @@ def test_a_retry_of_the_parent_once_a_child_continued_is_reuse(now: int) -> None
     # Inside its leeway, a parent whose child has been refreshed: the family has moved on, so
     # the retry cannot be a lost response; a sibling issued now could never continue.
     parent = exchanged(id=PARENT, sealed=None, continued_id=3)
-    decision = decide_refresh(parent, CLIENT, now, RetryPolicy.FORK)
+    decision = decide_refresh(parent, CLIENT, now, FORK)
     assert decision == Reuse(Reason.RETRY_AFTER_CONTINUED)
-    assert refresh_liveness(parent, now, RetryPolicy.FORK) == INACTIVE
+    assert refresh_liveness(parent, now, FORK) == INACTIVE
     # Before any child continued it is a retry, answered by a sibling.
-    assert decide_refresh(exchanged(id=PARENT), CLIENT, now, RetryPolicy.FORK) == Fork()
+    assert decide_refresh(exchanged(id=PARENT), CLIENT, now, FORK) == Fork()
 
 
 @given(
@@ -252,7 +250,7 @@ def test_at_most_one_sibling_chain_continues(siblings: int, order: list[int]) ->
         token = child(sibling, continued=continued)
         if sibling in exchanged_ids:
             token = dataclasses.replace(token, exchanged_at=T + 1, retire_at=T + 1 + LEEWAY)
-        decision = decide_refresh(token, CLIENT, T + 2, RetryPolicy.FORK)
+        decision = decide_refresh(token, CLIENT, T + 2, FORK)
         if isinstance(decision, Rotate):
             assert decision.continues == PARENT
             assert continued in (None, sibling)  # the store's conditional claim
@@ -272,29 +270,93 @@ def test_at_most_one_sibling_chain_continues(siblings: int, order: list[int]) ->
 
 @pytest.mark.parametrize("policy", LEEWAY_POLICIES)
 @pytest.mark.parametrize("now", [T + LEEWAY, T + LEEWAY + 1, T + IDLE_TTL])
-def test_exactly_at_retire_at_and_after_is_reuse(policy: RetryPolicy, now: int) -> None:
+def test_exactly_at_retire_at_and_after_is_reuse(policy: Policy, now: int) -> None:
     assert decide_refresh(exchanged(), CLIENT, now, policy) == Reuse()
 
 
 @pytest.mark.parametrize("policy", LEEWAY_POLICIES)
-def test_one_second_before_retire_at_is_a_retry(policy: RetryPolicy) -> None:
+def test_one_second_before_retire_at_is_a_retry(policy: Policy) -> None:
     decision = decide_refresh(exchanged(), CLIENT, T + LEEWAY - 1, policy)
-    assert decision == (Replay(SEALED) if policy is RetryPolicy.REPLAY else Fork())
+    assert decision == (Replay(SEALED) if policy.retry is RetryPolicy.REPLAY else Fork())
 
 
 @pytest.mark.parametrize("now", [T, T + 1, T + LEEWAY - 1, T + LEEWAY])
 def test_strict_any_second_use_is_reuse(now: int) -> None:
-    # Under strict the store records retire_at == exchanged_at; even a token exchanged under a
-    # leeway policy (retire_at in the future) is reuse once the server runs strict.
-    assert decide_refresh(exchanged(leeway=0), CLIENT, now, RetryPolicy.STRICT) == Reuse()
-    assert decide_refresh(exchanged(), CLIENT, now, RetryPolicy.STRICT) == Reuse()
+    # Under strict the store records retire_at == exchanged_at: any second use is reuse.
+    assert decide_refresh(exchanged(leeway=0), CLIENT, now, STRICT) == Reuse()
+
+
+# -- issue 28: a change of policy, and the tokens already out --------------------------------------
+
+
+@pytest.mark.parametrize("now", [T, T + 1, T + LEEWAY - 1])
+def test_a_leeway_promised_at_the_exchange_survives_a_switch_to_strict(now: int) -> None:
+    # Exchanged under `replay` with a 600 s leeway; the client's policy is `strict` since
+    # then: the retry is still honoured until the promised `retire_at`, replayed when sealed,
+    # else with a sibling pair (nothing to replay).
+    assert decide_refresh(exchanged(), CLIENT, now, STRICT) == Replay(SEALED)
+    assert decide_refresh(exchanged(sealed=None), CLIENT, now, STRICT) == Fork()
+    assert refresh_liveness(exchanged(), now, STRICT) == Liveness(True, T + LEEWAY)
+
+
+def test_a_leeway_promised_under_strict_ends_at_its_promised_end() -> None:
+    assert decide_refresh(exchanged(), CLIENT, T + LEEWAY, STRICT) == Reuse()
+    assert refresh_liveness(exchanged(), T + LEEWAY, STRICT) == INACTIVE
+
+
+def test_a_shorter_leeway_in_force_does_not_shorten_a_running_one() -> None:
+    # The new policy's leeway (60 s) applies to exchanges after it: this one promised 600 s.
+    short = Policy(Lifetimes(leeway=60), since=T + 1)
+    assert decide_refresh(exchanged(), CLIENT, T + 61, short) == Replay(SEALED)
+    assert decide_refresh(exchanged(), CLIENT, T + LEEWAY, short) == Reuse()
+
+
+def test_a_policy_in_force_after_the_token_was_issued_caps_its_idle_lifetime() -> None:
+    # Issued at T0 for 90 days; from T a client policy holds refresh tokens to 1000 s idle.
+    capped = Policy(Lifetimes(refresh_idle_ttl=1000), since=T)
+    token = refresh()
+    assert decide_refresh(token, CLIENT, T0 + 999, capped) == Rotate()
+    assert decide_refresh(token, CLIENT, T0 + 1000, capped) == Reject(Reason.IDLE_EXPIRED)
+    assert refresh_liveness(token, T0 + 999, capped) == Liveness(True)
+    assert refresh_liveness(token, T0 + 1000, capped) == INACTIVE
+
+
+def test_a_policy_in_force_after_the_grant_was_created_caps_its_absolute_lifetime() -> None:
+    capped = Policy(Lifetimes(refresh_absolute_ttl=2000), since=T)
+    token = refresh(issued_at=T0 + 1500, expires_at=T0 + 1500 + IDLE_TTL)
+    assert decide_refresh(token, CLIENT, T0 + 1999, capped) == Rotate()
+    assert decide_refresh(token, CLIENT, T0 + 2000, capped) == Reject(Reason.ABSOLUTE_EXPIRED)
+    assert refresh_liveness(token, T0 + 2000, capped) == INACTIVE
+
+
+def test_a_longer_lifetime_in_force_later_never_extends_a_token() -> None:
+    longer = Policy(
+        Lifetimes(refresh_idle_ttl=IDLE_TTL * 2, refresh_absolute_ttl=ABSOLUTE_TTL * 2), since=T
+    )
+    token = refresh(expires_at=T0 + 500)
+    assert decide_refresh(token, CLIENT, T0 + 500, longer) == Reject(Reason.IDLE_EXPIRED)
+    late = refresh(of=grant(expires_at=T0 + 700), expires_at=T0 + 500)
+    assert decide_refresh(late, CLIENT, T0 + 499, longer) == Rotate()
+    assert refresh_liveness(late, T0 + 500, longer) == INACTIVE
+
+
+def test_a_token_issued_after_since_is_judged_by_its_own_stamps_only() -> None:
+    # Issued at T, when the policy (idle 1000 s) was already in force: its own `expires_at`
+    # (stamped with the policy's lifetimes) decides, not `issued_at + idle` again.
+    since = T - 10
+    policy = Policy(Lifetimes(refresh_idle_ttl=1000, refresh_absolute_ttl=2000), since=since)
+    g = grant(created_at=T, expires_at=T + 5000)
+    token = refresh(of=g, issued_at=T, expires_at=T + 3000)
+    assert decide_refresh(token, CLIENT, T + 2999, policy) == Rotate()
+    assert decide_refresh(token, CLIENT, T + 3000, policy) == Reject(Reason.IDLE_EXPIRED)
+    assert refresh_liveness(token, T + 2999, policy) == Liveness(True)
 
 
 # -- rule 6: idle and absolute expiry --------------------------------------------------------------
 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES)
-def test_idle_expiry_exactly_at_expires_at(policy: RetryPolicy) -> None:
+def test_idle_expiry_exactly_at_expires_at(policy: Policy) -> None:
     token = refresh(expires_at=T0 + 500)
     assert decide_refresh(token, CLIENT, T0 + 499, policy) == Rotate()
     assert decide_refresh(token, CLIENT, T0 + 500, policy) == Reject(Reason.IDLE_EXPIRED)
@@ -302,7 +364,7 @@ def test_idle_expiry_exactly_at_expires_at(policy: RetryPolicy) -> None:
 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES)
-def test_absolute_expiry_exactly_at_grant_expires_at(policy: RetryPolicy) -> None:
+def test_absolute_expiry_exactly_at_grant_expires_at(policy: Policy) -> None:
     g = grant(expires_at=T0 + 5000)
     # The token's idle expiry is capped by the grant: both fall at the same instant, and the
     # description names the absolute lifetime.
@@ -315,12 +377,12 @@ def test_absolute_expiry_exactly_at_grant_expires_at(policy: RetryPolicy) -> Non
 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES)
-def test_absolute_expiry_ends_the_leeway_and_reuse_detection(policy: RetryPolicy) -> None:
+def test_absolute_expiry_ends_the_leeway_and_reuse_detection(policy: Policy) -> None:
     g = grant(expires_at=T + 100)
     token = exchanged(of=g)
     assert decide_refresh(token, CLIENT, T + 100, policy) == Reject(Reason.ABSOLUTE_EXPIRED)
     assert decide_refresh(token, CLIENT, T + LEEWAY, policy) == Reject(Reason.ABSOLUTE_EXPIRED)
-    if policy is not RetryPolicy.STRICT:
+    if policy.retry is not RetryPolicy.STRICT:
         assert not isinstance(decide_refresh(token, CLIENT, T + 99, policy), Reject)
 
 
@@ -341,7 +403,7 @@ def test_absolute_expiry_ends_the_leeway_and_reuse_detection(policy: RetryPolicy
     ids=["active", "idle-expired", "exchanged", "revoked", "reuse-revoked", "grant-expired"],
 )
 def test_another_client_learns_nothing_and_changes_nothing(
-    policy: RetryPolicy, token: RefreshFacts
+    policy: Policy, token: RefreshFacts
 ) -> None:
     # Issue 21: answered exactly as an unknown token (no oracle), whatever the token's state.
     for now in (T0, T, T + LEEWAY - 1, T + LEEWAY, T + IDLE_TTL):
@@ -350,7 +412,7 @@ def test_another_client_learns_nothing_and_changes_nothing(
 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES)
-def test_another_client_learns_nothing_of_siblings(policy: RetryPolicy) -> None:
+def test_another_client_learns_nothing_of_siblings(policy: Policy) -> None:
     for token in (child(2, continued=3), child(2), exchanged(continued_id=3)):
         assert decide_refresh(token, OTHER, T + 5, policy) == Reject(Reason.UNKNOWN)
 
@@ -359,7 +421,7 @@ def test_another_client_learns_nothing_of_siblings(policy: RetryPolicy) -> None:
 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES)
-def test_revoked_grant_is_revoked(policy: RetryPolicy) -> None:
+def test_revoked_grant_is_revoked(policy: Policy) -> None:
     g = grant(revoked_at=T0 + 1, revoked_reason="revoked")
     for token in (refresh(of=g), exchanged(of=g)):
         for now in (T0 + 1, T, T + LEEWAY - 1, T + LEEWAY):
@@ -367,13 +429,13 @@ def test_revoked_grant_is_revoked(policy: RetryPolicy) -> None:
 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES)
-def test_grant_revoked_by_code_reuse_is_plainly_revoked(policy: RetryPolicy) -> None:
+def test_grant_revoked_by_code_reuse_is_plainly_revoked(policy: Policy) -> None:
     g = grant(revoked_at=T0 + 1, revoked_reason="code_reuse")
     assert decide_refresh(refresh(of=g), CLIENT, T0 + 2, policy) == Reject(Reason.REVOKED)
 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES)
-def test_grant_revoked_by_reuse_says_so(policy: RetryPolicy) -> None:
+def test_grant_revoked_by_reuse_says_so(policy: Policy) -> None:
     g = grant(revoked_at=T + LEEWAY, revoked_reason=RevocationCause.REUSE)
     for token in (refresh(of=g), exchanged(of=g), refresh(of=g, expires_at=T0)):
         decision = decide_refresh(token, CLIENT, T + LEEWAY, policy)
@@ -386,7 +448,7 @@ def test_grant_revoked_by_reuse_says_so(policy: RetryPolicy) -> None:
 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES)
-def test_revoked_token_is_revoked(policy: RetryPolicy) -> None:
+def test_revoked_token_is_revoked(policy: Policy) -> None:
     assert decide_refresh(refresh(revoked_at=T0), CLIENT, T0, policy) == Reject(Reason.REVOKED)
     token = exchanged(revoked_at=T + 1)
     assert decide_refresh(token, CLIENT, T + 1, policy) == Reject(Reason.REVOKED)
@@ -407,7 +469,7 @@ def test_reasons_are_distinct_and_name_their_rule() -> None:
 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES)
-def test_active_refresh_token_lives_until_its_idle_expiry(policy: RetryPolicy) -> None:
+def test_active_refresh_token_lives_until_its_idle_expiry(policy: Policy) -> None:
     token = refresh(expires_at=T0 + 500)
     assert refresh_liveness(token, T0, policy) == Liveness(True)
     assert refresh_liveness(token, T0 + 499, policy) == Liveness(True, None)
@@ -415,7 +477,7 @@ def test_active_refresh_token_lives_until_its_idle_expiry(policy: RetryPolicy) -
 
 
 @pytest.mark.parametrize("policy", LEEWAY_POLICIES)
-def test_exchanged_refresh_token_lives_until_retire_at(policy: RetryPolicy) -> None:
+def test_exchanged_refresh_token_lives_until_retire_at(policy: Policy) -> None:
     token = exchanged()
     assert refresh_liveness(token, T, policy) == Liveness(True, T + LEEWAY)
     assert refresh_liveness(token, T + LEEWAY - 1, policy) == Liveness(True, T + LEEWAY)
@@ -423,12 +485,12 @@ def test_exchanged_refresh_token_lives_until_retire_at(policy: RetryPolicy) -> N
 
 
 def test_exchanged_refresh_token_is_dead_under_strict() -> None:
-    assert refresh_liveness(exchanged(leeway=0), T, RetryPolicy.STRICT) == INACTIVE
-    assert refresh_liveness(exchanged(), T + 1, RetryPolicy.STRICT) == INACTIVE
+    assert refresh_liveness(exchanged(leeway=0), T, STRICT) == INACTIVE
+    assert refresh_liveness(exchanged(leeway=0), T + 1, STRICT) == INACTIVE
 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES)
-def test_refresh_liveness_follows_grant_and_revocation(policy: RetryPolicy) -> None:
+def test_refresh_liveness_follows_grant_and_revocation(policy: Policy) -> None:
     g = grant(expires_at=T0 + 300)
     assert refresh_liveness(refresh(of=g), T0 + 299, policy).active
     assert refresh_liveness(refresh(of=g), T0 + 300, policy) == INACTIVE

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from baton.core import rules
 from baton.core.clock import FakeClock
 from baton.core.facts import GrantFacts
-from baton.core.policy import RetryPolicy
+from baton.core.policy import Lifetimes, Policy, RetryPolicy
 from baton.core.timeline import (
     AccessRecord,
     EventRecord,
@@ -79,9 +79,23 @@ class Family:
         self.events.append(EventRecord("refresh_token_reuse", token.generation, now, "stolen"))
         self.revoked = (now, RevocationCause.REUSE)
 
+    def policy(self, retry: RetryPolicy = RetryPolicy.REPLAY) -> Policy:
+        """The policy in force, as the rules and the timeline take it."""
+        lifetimes = Lifetimes(
+            access_ttl=self.access_ttl, refresh_idle_ttl=self.idle, leeway=self.leeway
+        )
+        return Policy(lifetimes, retry)
+
     def timeline(self, retry: RetryPolicy = RetryPolicy.REPLAY) -> Timeline:
         g = grant(*self.revoked) if self.revoked else grant()
-        return build(g, self.refresh, self.access, self.events, now=self.clock.now(), retry=retry)
+        return build(
+            g,
+            self.refresh,
+            self.access,
+            self.events,
+            now=self.clock.now(),
+            policy=self.policy(retry),
+        )
 
 
 def demo_family() -> Family:
@@ -197,13 +211,14 @@ def test_every_bar_is_live_exactly_when_the_rules_honour_its_token(
         elif action == "revoke":
             family.revoked = (family.clock.now(), "revoked")
     timeline = family.timeline(retry)
+    policy = family.policy(retry)
     g = grant(*family.revoked) if family.revoked else grant()
     horizon = family.clock.now() + 30
     by_id = {r.id: r for r in family.refresh}
     for bar, token in zip(timeline.bars, sorted(family.refresh, key=lambda r: r.id), strict=True):
         assert bar.refresh is not None and bar.access is not None
         for t in range(token.issued_at, horizon):
-            honoured = rules.refresh_liveness(_refresh_at(g, token, t), t, retry).active
+            honoured = rules.refresh_liveness(_refresh_at(g, token, t), t, policy).active
             assert bar.refresh.live_at(t) == honoured, (t - T0, bar)
             a = next(x for x in family.access if x.refresh_id == token.id)
             live = rules.access_liveness(_access_at(g, a, by_id[token.id], t), t).active

@@ -44,7 +44,12 @@ def test_a_retry_in_the_leeway_is_a_leeway_retry_event(
     family = anyio.run(admin.family, parent.grant_id)
     assert family is not None
     drawn = timeline.build(
-        family.grant, family.refresh, family.access, family.events, now=NOW + 30, retry=retry
+        family.grant,
+        family.refresh,
+        family.access,
+        family.events,
+        now=NOW + 30,
+        policy=Policy(retry=retry),
     )
     # Under fork the retry issued a sibling: two pairs of generation 1.
     assert [b.generation for b in drawn.bars] == (

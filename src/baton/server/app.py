@@ -32,6 +32,7 @@ from baton.server.observability import install as observability
 from baton.server.observability import tracing_unavailable
 from baton.server.observability.middleware import Observe
 from baton.server.routes import TABLE
+from baton.server.runtime import signals
 from baton.server.runtime.context import Baton
 from baton.server.runtime.cors import Cors, CorsMiddleware, OriginCache
 from baton.server.runtime.keyring import KeyRing
@@ -127,6 +128,9 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_purge, store, clock, settings)
             tasks.start_soon(_reload_keys, keys, clock, settings.key_reload_interval)
+            book, lost = app.state.baton.signals, observed.metrics.signals_lost
+            interval = settings.signal_flush_interval
+            tasks.start_soon(signals.flush_every, book, store, interval, lost)
             observed.start(
                 tasks,
                 logout.logout_tokens(app.state.baton),
@@ -134,6 +138,8 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
             )
             yield
             tasks.cancel_scope.cancel()
+        # What this process counted since its last flush, before the store closes (issue 28).
+        await signals.final_flush(app.state.baton.signals, store, observed.metrics.signals_lost)
         await observed.close()
         await buckets.close()
         await store.close()
@@ -223,6 +229,13 @@ async def _purge(store: Store, clock: Clock, settings: Settings) -> None:
                 await anyio.sleep(0)  # let token traffic in between batches
             if purged:
                 log.info("purged %d expired rows", purged)
+            # Integration signals past --signal-retention (issue 28), in batches as well.
+            purged = 0
+            while (batch := await store.purge_signals(clock.now(), settings.signal_retention)) > 0:
+                purged += batch
+                await anyio.sleep(0)
+            if purged:
+                log.info("purged %d integration signal rows", purged)
             # Dynamic registrations no grant used within --registration-expiry (RFC 7591 leaves
             # their life to the server), deleted as `baton client delete` does.
             expired = await expire_unused(store, clock.now(), settings.registration_expiry)

@@ -17,7 +17,9 @@ from baton.core.challenges import State, state_at
 from baton.core.client_policy import NO_POLICY, ClientPolicy
 from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts, SignIn
 from baton.core.pairs import IssuedPair, MintedPair
+from baton.core.policy import Policy
 from baton.core.rules import CodeProblem, Reason
+from baton.core.signals import Signal
 from baton.core.watermark import Gap
 
 # A client id is an operator's short name, a generated id, or (client ID metadata documents) an
@@ -268,24 +270,40 @@ class ExchangeAsk:
     # The client as it authenticated the request, when that was from the process's cache: the
     # exchange first confirms the client's row is unchanged (see `ClientChanged`).
     client: Client | None = None
+    # The client's policy in force at `now` (`ClientPolicy.at`; issue 28), which decides the
+    # exchange, the leeway it promises and the new pair's lifetimes; None: the store's own (a
+    # caller that knows no client policy). `shadow`: the client's report-only policy, evaluated
+    # beside it for the signals only (`baton.core.signals.exchange_signals`).
+    policy: Policy | None = None
+    shadow: Policy | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Issued:
     pair: IssuedPair
     retry: bool = False  # a sibling pair for a retry in the leeway (`fork`), not a rotation
+    # The refresh token was kept, not exchanged (`Policy.rotate` False): `pair.refresh_token`
+    # is None (the store never holds its plaintext) and the caller answers with the presented
+    # one; `pair.refresh_expires_at` is its new (slid) idle expiry.
+    kept: bool = False
+    # What the exchange says about the client's integration (`baton.core.signals`), for the
+    # caller to note (`SignalBook.note`); never written in the exchange's transaction, and no
+    # part of the outcome (not compared).
+    signals: tuple[Signal, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Replayed:
     sealed_response: bytes = field(repr=False)
     sealed_id_token: bytes | None = field(default=None, repr=False)
+    signals: tuple[Signal, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Refused:
     reason: Reason
     revoked_grant: bool = False  # this refusal (a reuse) revoked the grant
+    signals: tuple[Signal, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from baton.core.claims import (
     for_scope,
     user_claims,
 )
+from baton.core.client_policy import grant_types_in_force, pkce_in_force
 from baton.core.facts import LiveSession, SignIn
 from baton.core.prompt import (
     CONSENT,
@@ -56,6 +57,7 @@ from baton.core.registration import AUTHORIZATION_CODE
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
+from baton.core.signals import Source, grant_type_signal, pkce_signal
 from baton.core.subject import SectorError, subject_for
 from baton.core.tokens import TokenKind, digest, mint
 from baton.core.vocabulary import ErrorCode
@@ -207,11 +209,14 @@ async def _checked(app: Baton, request: AuthorizationRequest, form: Form) -> Aut
     response_type = form.get("response_type")
     if response_type != "code":
         raise RedirectError(ErrorCode.UNSUPPORTED_RESPONSE_TYPE, "response_type must be code")
-    grant_types = request.client.grant_types
+    # What the client may do is its policy's in force when it sets it (issue 28), else its
+    # registration's.
+    settings = request.client.policy.settings_at(app.clock.now())
+    grant_types = grant_types_in_force(request.client.grant_types, settings)
     if grant_types is not None and AUTHORIZATION_CODE not in grant_types:
         # RFC 6749 §4.1.2.1 `unauthorized_client`: "The client is not authorized to request an
         # authorization code using this method." Its registration (RFC 7591 §2 `grant_types`)
-        # left the code flow out; no page is shown for a code /token would refuse.
+        # or its policy left the code flow out; no page is shown for a code /token would refuse.
         raise RedirectError(
             ErrorCode.UNAUTHORIZED_CLIENT, "the client is not registered for authorization_code"
         )
@@ -244,8 +249,9 @@ async def _checked(app: Baton, request: AuthorizationRequest, form: Form) -> Aut
             raise RedirectError(
                 ErrorCode.INVALID_REQUEST, "PKCE is required: send code_challenge (S256)"
             )
-        if request.client.require_pkce:
-            # OAuth 2.1 §4.1.1: confidential clients too, unless the operator opted this one out.
+        if pkce_in_force(request.client.require_pkce, settings):
+            # OAuth 2.1 §4.1.1: confidential clients too, unless the operator opted this one
+            # out (its registration, or its policy in force).
             raise RedirectError(
                 ErrorCode.INVALID_REQUEST,
                 "PKCE is required for this client: send code_challenge (S256)",
@@ -463,6 +469,22 @@ async def _authorize(
     return await _proceed(request, app, auth, live, decision, status)
 
 
+def _note_report_only(app: Baton, auth: AuthorizationRequest) -> None:
+    """What the client's report-only policy would refuse of this authorization request (a
+    grant type no longer allowed, a request without PKCE), noted when its code is issued and
+    never enforced (issue 28)."""
+    now = app.clock.now()
+    shadow = auth.client.policy.shadow(now)
+    if shadow is None:
+        return
+    client_id = auth.client.id
+    found = (
+        grant_type_signal(client_id, AUTHORIZATION_CODE, shadow, now, Source.AUTHORIZE),
+        pkce_signal(client_id, auth.code_challenge is not None, shadow, now),
+    )
+    app.signals.note(signal for signal in found if signal is not None)
+
+
 async def _proceed(
     request: Request,
     app: Baton,
@@ -563,6 +585,8 @@ async def _issue_code(
             note_use=auth.client.registered_via == RegisteredVia.DYNAMIC,
         )
     )
+    # Counted once per code issued, however many pages (login, consent) the request went by.
+    _note_report_only(app, auth)
     return _redirect(request, app, auth, {"code": code.plaintext}, status)
 
 

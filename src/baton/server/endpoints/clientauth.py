@@ -34,6 +34,7 @@ from baton.core.client_assertion import (
     replay_digest,
     unverified,
 )
+from baton.core.client_policy import NO_POLICY, ClientPolicy
 from baton.core.tokens import digest
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.errors import OAuthError, invalid_client, invalid_request
@@ -129,6 +130,26 @@ class ClientCache:
         Anyone can present a wrong secret for a cached client; that must not also cost the
         next CORS answer a read of every client's origins (`forget`'s callbacks)."""
         self._clients.pop(client_id, None)
+
+
+async def owner_policy(app: Baton, owner_id: str, asking: Client) -> ClientPolicy:
+    """The policy of the client that owns a token (its grant's client), for a check another
+    client asks about (introspection by a resource server; issue 28). The asking client's own
+    when it is the owner; else this process's cached row of the owner, else one read of it,
+    kept in the cache like any authenticated client's (a row changed since is caught where it
+    matters: every store call that works for a client confirms its row). A cached row may be
+    `ClientCache.MAX_AGE` seconds old: a change scheduled meanwhile is seen that much later,
+    while one already scheduled takes effect at its instant (`ClientPolicy.at`)."""
+    if asking.id == owner_id:
+        return asking.policy
+    cached = app.clients.get(owner_id)
+    if cached is not None:
+        return cached.policy
+    owner = await enabled_client(app.store, owner_id)
+    if owner is None:
+        return NO_POLICY
+    app.clients.remember(owner)
+    return owner.policy
 
 
 def presented_credentials(request: Request, form: Form) -> tuple[str, str]:

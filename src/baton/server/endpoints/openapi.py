@@ -1261,6 +1261,7 @@ TOKEN_USE = operation(
         "401": _ref("responses", "InvalidClient"),
         "403": no_store_json("`unauthorized_client`: not registered with `--resource-server`."),
         **_BODY_REFUSED,
+        "429": _ref("responses", "TooManyRequests"),
         "503": _ref("responses", "Unavailable"),
     },
     description=(

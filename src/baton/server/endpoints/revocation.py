@@ -9,9 +9,10 @@ from baton.core import rules
 from baton.core.audience import aud_claim
 from baton.core.facts import AccessFacts
 from baton.core.keys import looks_like_jwt
+from baton.core.signals import Source, access_signals
 from baton.core.tokens import TokenKind, digest, kind_of
 from baton.core.vocabulary import ErrorCode
-from baton.server.endpoints.clientauth import confirmed
+from baton.server.endpoints.clientauth import confirmed, owner_policy
 from baton.server.endpoints.errors import NO_STORE, NoStoreJSON, OAuthError
 from baton.server.endpoints.forms import Form, read_form
 from baton.server.observability import metrics
@@ -60,11 +61,21 @@ async def introspection_endpoint(request: Request) -> NoStoreJSON:
     # other case looks exactly like an unknown token.
     if facts is None or not (client.is_resource_server or facts.grant.client_id == client.id):
         return NoStoreJSON(INACTIVE)
+    # The policy that matters is the token's owner's (its grant's client, not the
+    # introspecting resource server's; issue 28), asked for only when it decides something.
     if isinstance(facts, AccessFacts):
         state, scope = rules.access_liveness(facts, now), facts.scope
+        if state.active:
+            # A use of a live access token the server sees: stale after its companion's
+            # exchange, or refused by the owner's report-only policy (noted, never enforced).
+            owner = await owner_policy(app, facts.grant.client_id, client)
+            shadow = owner.shadow_policy(app.settings.policy, now)
+            app.signals.note(access_signals(facts, now, shadow, Source.INTROSPECTION))
     else:
+        # A refresh token lives as the policy in force for its owner says (its caps).
+        owner = await owner_policy(app, facts.grant.client_id, client)
         state, scope = (
-            rules.refresh_liveness(facts, now, app.settings.policy),
+            rules.refresh_liveness(facts, now, owner.at(app.settings.policy, now)),
             facts.grant.scope,
         )
     if not state.active:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from baton.core.facts import AccessFacts
 from baton.core.pairs import IssuedPair, MintedPair
+from baton.core.policy import Policy
 from baton.core.rules import CodeRedemption
 from baton.core.upstream import SignInOutcome, UpstreamIdentity, UpstreamProvider
 from baton.core.watermark import Gap
@@ -53,6 +54,7 @@ class TokenLifecycle(Protocol):
         pair: MintedPair,
         now: int,
         source_address: str | None,
+        policy: Policy | None = None,
     ) -> RedeemResult: ...
 
     async def exchange(self, ask: ExchangeAsk) -> ExchangeResult: ...
@@ -65,10 +67,12 @@ class TokenLifecycle(Protocol):
         now: int,
         resources: tuple[str, ...] = (),
         note_use: bool = True,
+        policy: Policy | None = None,
     ) -> IssuedPair:
         """A grant of `resources` (RFC 8707; checked against the client's allowed resources by
         the caller) and its access token; `note_use`: record the client's first use (a dynamic
-        registration's, which its expiry reads)."""
+        registration's, which its expiry reads); `policy`: the client's in force (None: the
+        store's)."""
         ...
 
 

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from starlette.requests import Request
 
 from baton import spans
 from baton.core import rules
 from baton.core.audience import narrowed, requested_resource_problem
+from baton.core.client_policy import grant_types_in_force
 from baton.core.idtoken import IdTokenError, IdTokenIssuer
 from baton.core.pairs import IssuedPair, MintedPair
-from baton.core.policy import RetryPolicy
+from baton.core.policy import Policy, RetryPolicy
 from baton.core.registration import vouched
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
 from baton.core.seal import opener, sealer
+from baton.core.signals import Source, grant_type_signal
 from baton.core.tokens import TokenKind, digest, kind_of
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.clientauth import authenticate, charge_after, charge_before, confirmed
@@ -55,7 +59,7 @@ async def token_endpoint(request: Request) -> NoStoreJSON:
                 ErrorCode.UNSUPPORTED_GRANT_TYPE, f"grant_type {grant_type!r} is not supported"
             )
         client = await authenticate(request, form, app.store)
-        _registered_grant(client, grant_type)
+        _registered_grant(app, client, grant_type)
         await charge_before(app, client)
         pair = await handler(request, app, client, form)
         await charge_after(app, client)  # the code was its own (L3)
@@ -96,22 +100,43 @@ def invalid_grant(description: str) -> OAuthError:
     return OAuthError(ErrorCode.INVALID_GRANT, description)
 
 
-def _registered_grant(client: Client, grant_type: str) -> None:
+def _registered_grant(app: Baton, client: Client, grant_type: str) -> None:
     """RFC 7591 §2: `grant_types` are those the client "will restrict itself to using"; the
     server holds it to them. A client registered without (`grant_types` None: every operator's
     client) may use any grant its type allows. RFC 6749 §5.2 `unauthorized_client`: "The
-    authenticated client is not authorized to use this authorization grant type." """
-    if client.grant_types is not None and grant_type not in client.grant_types:
+    authenticated client is not authorized to use this authorization grant type."
+
+    The grant types in force are its policy's when it sets them (issue 28), else those it
+    registered; a report-only policy that would refuse `grant_type` is noted, not enforced."""
+    now = app.clock.now()
+    in_force = grant_types_in_force(client.grant_types, client.policy.settings_at(now))
+    if in_force is not None and grant_type not in in_force:
         raise OAuthError(
             ErrorCode.UNAUTHORIZED_CLIENT,
             f"this client is not registered for the {grant_type} grant type",
         )
+    signal = grant_type_signal(client.id, grant_type, client.policy.shadow(now), now, Source.TOKEN)
+    if signal is not None:
+        app.signals.note((signal,))
 
 
-def _issues_refresh(client: Client) -> bool:
-    """Whether a code of `client` gets a refresh token: not when it registered `grant_types`
-    without `refresh_token` (it could never use one, RFC 7591 §2)."""
-    return client.grant_types is None or "refresh_token" in client.grant_types
+def _issues_refresh(app: Baton, client: Client) -> bool:
+    """Whether a code of `client` gets a refresh token: not when the grant types in force
+    (its policy's, else those it registered) leave `refresh_token` out (it could never use one,
+    RFC 7591 §2)."""
+    in_force = grant_types_in_force(client.grant_types, client.policy.settings_at(app.clock.now()))
+    return in_force is None or "refresh_token" in in_force
+
+
+def client_policies(app: Baton, client: Client, now: int) -> tuple[Policy, Policy | None]:
+    """The policy in force for `client` at `now` over the server's (issue 28), and its
+    report-only policy (None: none pending). A public client's refresh tokens always rotate
+    (RFC 9700 §4.14.2), whatever a policy stored before that check says."""
+    server = app.settings.policy
+    policy = client.policy.at(server, now)
+    if client.is_public and not policy.rotate:
+        policy = replace(policy, rotate=True)
+    return policy, client.policy.shadow_policy(server, now)
 
 
 def invalid_target(description: str) -> OAuthError:
@@ -196,6 +221,8 @@ async def _authorization_code(
 ) -> IssuedPair:
     code = form.require("code")
     verifier = form.get("code_verifier")
+    now = app.clock.now()
+    policy, _ = client_policies(app, client, now)
     ask = rules.CodeRedemption(client.id, form.get("redirect_uri"), verifier)
     if kind_of(code) is not TokenKind.CODE:
         raise invalid_grant(rules.CodeProblem.UNKNOWN.value)
@@ -205,9 +232,10 @@ async def _authorization_code(
             result = await app.store.redeem_code(
                 digest(code),
                 ask,
-                _new_pair(app, _resource(form), _issues_refresh(client), client=client),
-                app.clock.now(),
+                _new_pair(app, _resource(form), _issues_refresh(app, client), client=client),
+                now,
                 source_address(request),
+                policy,
             )
             _outcome(span, result)
     except ClientDisabled:
@@ -225,7 +253,7 @@ async def _authorization_code(
 async def _refresh_token(
     request: Request, app: Baton, client: Client, form: Form
 ) -> IssuedPair | ClientChanged:
-    _registered_grant(client, "refresh_token")
+    _registered_grant(app, client, "refresh_token")
     presented = form.require("refresh_token")
     scope = _requested_scope(form)
     resources = _resource(form)
@@ -233,20 +261,26 @@ async def _refresh_token(
     if kind_of(presented) is not TokenKind.REFRESH:
         raise invalid_grant(rules.Reason.UNKNOWN.value)
     presented_digest = digest(presented)
+    now = app.clock.now()
+    # The client's policy in force decides the exchange (issue 28); its report-only policy is
+    # only evaluated beside it, for the signals.
+    policy, shadow = client_policies(app, client, now)
     seal = (
         sealer(presented, presented_digest)
-        if app.settings.policy.retry is RetryPolicy.REPLAY
+        if policy.retry is RetryPolicy.REPLAY and policy.rotate
         else None
     )
     ask = ExchangeAsk(
         digest=presented_digest,
         client_id=client.id,
         scope=scope,
-        now=app.clock.now(),
+        now=now,
         source_address=source_address(request),
         child=_new_pair(app, resources, client=client),
         seal=seal,
         client=client,
+        policy=policy,
+        shadow=shadow,
     )
     try:
         with spans.span(EXCHANGE_SPAN) as span:
@@ -256,7 +290,13 @@ async def _refresh_token(
     except IdTokenError as exc:
         raise id_token_refused(app, exc) from None
     metrics.of(request).exchanged(result)
+    if isinstance(result, Issued | Replayed | Refused):
+        app.signals.note(result.signals)  # in memory: written by the flush loop
     if isinstance(result, Issued):
+        if result.kept:
+            # RFC 6749 §6: the client keeps its refresh token. It is sent again, so a client
+            # that expects one in every response keeps working; the store never held it.
+            return replace(result.pair, refresh_token=presented)
         return result.pair
     if isinstance(result, ClientChanged):
         return result
@@ -314,14 +354,17 @@ async def _client_credentials(
     resources = narrowed(client.allowed_resources, _resource(form))
     if resources is None:
         raise invalid_target("a requested resource is not one the client may ask for")
+    now = app.clock.now()
+    policy, _ = client_policies(app, client, now)
     try:
         return await app.store.issue_client_credentials(
             client.id,
             render_scope(scope),
             _new_pair(app, (), with_refresh=False),
-            app.clock.now(),
+            now,
             resources,
             note_use=client.registered_via == RegisteredVia.DYNAMIC,
+            policy=policy,
         )
     except ClientDisabled:
         raise _disabled_meanwhile(app, client) from None

@@ -1,13 +1,195 @@
 """`POST /token-use`: resource servers report access tokens used after their companion was
-exchanged (issue 28; `baton.resource` sends them in batches). Filled in by the signals work."""
+exchanged (issue 28; `baton.resource` sends them in batches).
+
+A report names each token by its RFC 9068 `jti`, never the token: `{"uses": [{"jti": str, "at":
+unix seconds, "count": int >= 1}]}`, at most `MAX_USES` entries. Only a client registered with
+`--resource-server` may report (client authentication as at the revocation feed: HTTP Basic,
+since the body is JSON; otherwise 403 `unauthorized_client`). The batch's tokens are read in one
+store read, their owners' clients in one more; for each token whose companion refresh token was
+already exchanged and that was live at the use, the use is counted for the owning client as
+`stale_access` (source `resource`, delay after the exchange) and, when the client has a
+report-only policy pending, as what that policy would refuse (`baton.core.signals`). The instant
+of a use is clamped to [the exchange, now]: a resource server's clock cannot place a use before
+the exchange it follows, nor in the future. An unknown `jti` is ignored. Nothing here is written
+at once: the signals go to the process's `SignalBook`, flushed every
+`--signal-flush-interval` seconds. The answer is 202 `{"accepted": n}`: the entries counted.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+
+from baton.core import rules
+from baton.core.signals import Source, access_signals
+from baton.core.vocabulary import ErrorCode
+from baton.server.endpoints.clientauth import authenticate
+from baton.server.endpoints.errors import NoStoreJSON, OAuthError, invalid_request
+from baton.server.endpoints.forms import Form
+from baton.server.runtime.context import Baton, baton, source_address
+from baton.store.base import Client
 
 PATH = "/token-use"
+JSON_TYPE = "application/json"
+MAX_USES = 1000  # entries in one report (the OpenAPI document's `maxItems`)
+MAX_JTI_LENGTH = 64  # Baton's `jti`s are 16 characters; room for another issuer's
+# One entry's `count`: far above what a resource server sees of one token between two reports,
+# and small enough that no sum of them overflows what the store counts in.
+MAX_COUNT = 1_000_000
+_MEMBERS = frozenset({"jti", "at", "count"})
 
 
-async def token_use_endpoint(request: Request) -> JSONResponse:
-    raise NotImplementedError
+@dataclass(frozen=True, slots=True)
+class Use:
+    """One entry of a report: a use (or `count` uses) of the access token `jti` at `at`."""
+
+    jti: str
+    at: int
+    count: int
+
+
+async def token_use_endpoint(request: Request) -> NoStoreJSON:
+    app = baton(request)
+    await app.limits.check_address(source_address(request))
+    await _resource_server(request, app)  # before the body: junk from strangers is not read
+    uses = parse_report(await _json_body(request, app))
+    accepted = await count_uses(app, uses)
+    return NoStoreJSON({"accepted": accepted}, 202)
+
+
+async def _resource_server(request: Request, app: Baton) -> Client:
+    """The authenticated resource server (a fresh read of its row: a disabled client or a
+    rotated secret is refused at once), charged to its per-client rate limit."""
+    client = await authenticate(request, Form([]), app.store, allow_public=False)
+    if not client.is_resource_server:
+        raise OAuthError(
+            ErrorCode.UNAUTHORIZED_CLIENT,
+            "only clients registered with --resource-server may report token use",
+            403,
+        )
+    await app.limits.check_client(client.id)
+    return client
+
+
+async def count_uses(app: Baton, uses: list[Use]) -> int:
+    """Notes the signals of each use of a live, superseded access token; returns how many
+    entries were counted."""
+    if not uses:
+        return 0
+    now = app.clock.now()
+    # A use is counted at its `at` clamped to [the exchange, now], when the token was live then:
+    # never before min(at, now). A token whose `exp` is not after the batch's earliest such
+    # instant has nothing to count, and leaving it out bounds the store's scan (`access_by_jti`).
+    earliest = min(min(use.at for use in uses), now)
+    tokens = await app.store.access_by_jti([use.jti for use in uses], earliest)
+    if not tokens:
+        return 0
+    owners = await _owners(app, {token.grant.client_id for token in tokens.values()})
+    server = app.settings.policy
+    accepted = 0
+    for use in uses:
+        token = tokens.get(use.jti)
+        if token is None or token.companion is None:
+            continue  # unknown, or a client_credentials token: no rotation to be stale after
+        exchanged_at = token.companion.exchanged_at
+        if exchanged_at is None:
+            continue  # its pair is still the newest: not a stale use
+        at = min(max(use.at, exchanged_at), now)
+        if not rules.access_liveness(token, at).active:
+            continue  # the resource server should have refused it; no integration signal
+        owner = owners.get(token.grant.client_id)
+        shadow = None if owner is None else owner.policy.shadow_policy(server, now)
+        app.signals.note(access_signals(token, at, shadow, Source.RESOURCE), times=use.count)
+        accepted += 1
+    return accepted
+
+
+async def _owners(app: Baton, client_ids: set[str]) -> dict[str, Client]:
+    """The clients owning the reported tokens: from this process's client cache when it holds
+    them (a report-only policy judges, it never refuses, so a row up to its `MAX_AGE` old
+    serves), the others in one read."""
+    found: dict[str, Client] = {}
+    missing: list[str] = []
+    for client_id in sorted(client_ids):
+        cached = app.clients.get(client_id)
+        if cached is None:
+            missing.append(client_id)
+        else:
+            found[client_id] = cached
+    if missing:
+        found.update(await app.store.clients_by_id(missing))
+    return found
+
+
+# -- the body ------------------------------------------------------------------------------------
+
+
+async def _json_body(request: Request, app: Baton) -> object:
+    """The request's JSON value: 415 for another media type, 413 over `--max-body-bytes`
+    (declared or read), 400 for what is not JSON (as the registration endpoint answers)."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != JSON_TYPE:
+        raise invalid_request(f"Content-Type must be {JSON_TYPE}", 415)
+    limit = app.settings.max_body_bytes
+    too_large = invalid_request(f"the body exceeds {limit} bytes", 413)
+    declared = request.headers.get("content-length")
+    if declared is not None and (
+        not (declared.isascii() and declared.isdigit()) or int(declared) > limit
+    ):
+        raise too_large
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise too_large
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise invalid_request("the body is not valid JSON") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity (RFC 8259 §6)
+
+
+def parse_report(body: object) -> list[Use]:
+    """The uses of a report, or `invalid_request` naming the first thing wrong with it."""
+    if not isinstance(body, dict):
+        raise invalid_request('the body must be a JSON object: {"uses": [...]}')
+    extra = sorted(set(body) - {"uses"})
+    if extra:
+        raise invalid_request(f"unknown member {extra[0]!r}: a report has only 'uses'")
+    entries = body.get("uses")
+    if not isinstance(entries, list):
+        raise invalid_request("'uses' must be an array of {jti, at, count}")
+    if len(entries) > MAX_USES:
+        raise invalid_request(f"at most {MAX_USES} uses in one report ({len(entries)} sent)")
+    return [_use(index, entry) for index, entry in enumerate(entries)]
+
+
+def _use(index: int, entry: object) -> Use:
+    where = f"uses[{index}]"
+    if not isinstance(entry, dict):
+        raise invalid_request(f"{where} must be an object {{jti, at, count}}")
+    extra = sorted(set(entry) - _MEMBERS)
+    if extra:
+        # A member this endpoint does not know is refused, not ignored: a reporter that sends
+        # more than `jti`, `at` and `count` may be sending what must never leave it (a token).
+        raise invalid_request(f"{where}: unknown member {extra[0][:40]!r}")
+    jti = entry.get("jti")
+    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
+        raise invalid_request(f"{where}.jti must be a string of 1 to {MAX_JTI_LENGTH} characters")
+    at = entry.get("at")
+    if not _is_int(at) or at < 0:
+        raise invalid_request(f"{where}.at must be a Unix time in seconds (an integer >= 0)")
+    count = entry.get("count", 1)
+    if not _is_int(count) or not 1 <= count <= MAX_COUNT:
+        raise invalid_request(f"{where}.count must be an integer from 1 to {MAX_COUNT}")
+    return Use(jti, at, count)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from baton.core import rules
 from baton.core.claims import OPENID, released, user_claims
+from baton.core.signals import Source, access_signals
 from baton.core.subject import SectorError, subject_for
 from baton.core.tokens import TokenKind, digest
 from baton.core.vocabulary import ErrorCode
@@ -142,6 +143,10 @@ async def claims_for(request: Request, app: Baton, token: str) -> dict[str, Any]
     user = await app.store.get_user_by_id(grant.user_id)
     if client is None or user is None:  # deleted since: the token speaks for nobody now
         raise invalid_token("the access token's client or user no longer exists")
+    # A use of a live access token the server sees (issue 28): stale after its companion's
+    # exchange, or refused by its client's report-only policy (noted, never enforced).
+    shadow = client.policy.shadow_policy(app.settings.policy, now)
+    app.signals.note(access_signals(facts, now, shadow, Source.INTROSPECTION))
     assert app.pairwise_salt is not None  # OpenID Connect is on
     # Core §5.3.2: "The sub Claim in the UserInfo Response MUST be verified to exactly match
     # the sub Claim in the ID Token": the same rule computes both (`baton.core.subject`).

@@ -10,15 +10,17 @@ workers start, each worker's values live in memory-mapped files there, and a scr
 any worker sums them all. Figures that are facts of the database (active grants) are read from
 the database at scrape time by whichever worker answers, cached a few seconds, so they never
 double-count. Pool use is per process: each samples its own pool every second, summed over the
-live processes.
+live processes. The per-client integration signals (issue 28) are such facts too: read at scrape
+time from `client_signals`, cached `CLIENT_SIGNALS_CACHE_SECONDS` (`ClientSignalFigures`).
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
@@ -38,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from baton.core.rules import REUSE_REASONS, CodeProblem
+from baton.core.signals import Health, SignalKind, Tally
 from baton.core.vocabulary import ErrorCode, FeedEntryKind, RevocationCause
 from baton.server.observability import MULTIPROC_VARIABLE
 from baton.store.base import (
@@ -57,6 +60,13 @@ if TYPE_CHECKING:
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 POOL_SAMPLE_INTERVAL = 1.0
+# The per-client signal series: the window they count (the last 24 hours), how long one read of
+# it serves the scrapes, and the label of the clients summed together.
+CLIENT_SIGNALS_WINDOW = 86_400
+CLIENT_SIGNALS_CACHE_SECONDS = 30.0
+OTHER_CLIENTS = "other"
+
+log = logging.getLogger("baton.metrics")
 
 # No `_created` series beside each counter: half the exposition, and nothing Baton's users need.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -75,6 +85,12 @@ class Stats(Protocol):
 
     def pool_figures(self) -> tuple[int, int] | None:
         """(connections checked out, pool capacity) of this process's pool, if it counts them."""
+        ...
+
+    async def client_health(
+        self, client_ids: Sequence[str] | None, since: int, now: int
+    ) -> list[Health]:
+        """Each client's integration signals since `since` (None: every client with one)."""
         ...
 
 
@@ -130,6 +146,15 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        lost = Counter(
+            "baton_signals_lost",
+            "Integration signals a process counted but never wrote, by reason: full (its "
+            "in-memory book was full) or write_failed (a flush's write failed, its batch "
+            "dropped).",
+            ["reason"],
+            registry=r,
+        )
+        self._signals_lost = {reason: lost.labels(reason) for reason in ("full", "write_failed")}
         self.pool_in_use = Gauge(
             "baton_db_pool_connections_in_use",
             "Database connections checked out of the pools (sampled each second per process).",
@@ -145,6 +170,8 @@ class Metrics:
         self.grants_cache_seconds = grants_cache_seconds
         self._database = _DatabaseFigures()
         r.register(self._database)
+        self.client_signals = ClientSignalFigures()
+        r.register(self.client_signals)
         self._grants_read_at = -float("inf")
         self._children: dict[tuple[str, str, int], tuple[CounterChild, HistogramChild]] = {}
 
@@ -199,6 +226,10 @@ class Metrics:
         if count:
             self.revocations.labels(what, cause.metric_label).inc(count)
 
+    def signals_lost(self, reason: str, count: int) -> None:
+        """Signals lost by this process (`baton.server.runtime.signals.flush`'s `on_lost`)."""
+        self._signals_lost[reason].inc(count)
+
     # -- at scrape time ----------------------------------------------------------------------
 
     def sample_pool(self, store: Stats) -> None:
@@ -207,17 +238,20 @@ class Metrics:
             self.pool_in_use.set(figures[0])
             self.pool_capacity.set(figures[1])
 
-    async def render(self, store: Stats, now: int) -> bytes:
-        """The exposition: this registry, or every worker's files in multiprocess mode."""
+    async def render(self, store: Stats, now: int, client_series: int = 20) -> bytes:
+        """The exposition: this registry, or every worker's files in multiprocess mode;
+        `client_series` is `--metrics-client-series` (`ClientSignalFigures`)."""
         if time.monotonic() - self._grants_read_at >= self.grants_cache_seconds:
             self._database.active_grants = await store.active_grants(now)
             self._grants_read_at = time.monotonic()
+        await self.client_signals.refresh(store, now, client_series)
         self.sample_pool(store)
         if not multiprocess_mode():
             return generate_latest(self.registry)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         registry.register(self._database)
+        registry.register(self.client_signals)
         return generate_latest(registry)
 
 
@@ -234,6 +268,115 @@ class _DatabaseFigures(Collector):
                 "Grants neither revoked nor expired (read from the database, cached 5 s).",
                 value=self.active_grants,
             )
+
+
+class ClientSignalFigures(Collector):
+    """Each client's integration signals over the last 24 hours (issue 28), as gauges.
+
+    Gauges, not counters: the figures are read from the database (`client_signals`, written by
+    every process's flush), so whichever worker answers a scrape reports the whole server, never
+    a sum over workers that would count each row once per process; and they are a rolling
+    window's, which falls as old signals leave it, the way a counter must not. A rate is then
+    not `rate()` of the series but the series itself ("in the last 24 hours"), and an alert is a
+    plain threshold on it.
+
+    Labels stay bounded whatever the number of clients: the `--metrics-client-series` clients
+    with the most signals in the window get their own `client` label, the others are summed
+    under `client="other"` (a client whose id is `other` shares that series). Each refresh is
+    one query (`client_health`), made at most once per `CLIENT_SIGNALS_CACHE_SECONDS` by one
+    scrape while the others wait for it: a scrape storm costs one query.
+    """
+
+    def __init__(self, cache_seconds: float = CLIENT_SIGNALS_CACHE_SECONDS) -> None:
+        self.cache_seconds = cache_seconds
+        self.series: list[Health] = []
+        self._read_at = -float("inf")
+        self._lock: anyio.Lock | None = None
+
+    async def refresh(self, store: Stats, now: int, top: int) -> None:
+        if time.monotonic() - self._read_at < self.cache_seconds:
+            return
+        if self._lock is None:  # made on the event loop that serves the scrapes
+            self._lock = anyio.Lock()
+        async with self._lock:
+            if time.monotonic() - self._read_at < self.cache_seconds:
+                return  # another scrape read it while this one waited
+            try:
+                healths = await store.client_health(None, now - CLIENT_SIGNALS_WINDOW, now)
+            except Exception as exc:
+                # The scrape still answers (the other metrics, and the last figures read).
+                log.warning(
+                    "reading the client signals for /metrics failed (%s)", type(exc).__name__
+                )
+            else:
+                self.series = labelled(healths, top, now - CLIENT_SIGNALS_WINDOW)
+            self._read_at = time.monotonic()
+
+    def collect(self) -> Iterable[Metric]:
+        signals = GaugeMetricFamily(
+            "baton_client_signals",
+            "Integration signals of each client in the last 24 hours, by kind: stale_access, "
+            "leeway_retry, reuse, late_refresh, would_refuse (top clients, the rest as other).",
+            labels=["client", "kind"],
+        )
+        last_seen = GaugeMetricFamily(
+            "baton_client_signal_last_seen_timestamp_seconds",
+            "When each client last gave a signal of each kind (Unix seconds), in the last 24 h.",
+            labels=["client", "kind"],
+        )
+        delay = GaugeMetricFamily(
+            "baton_client_stale_access_delay_seconds",
+            "Delay between a refresh and a later use of the access token it superseded, p50 "
+            "and p95 per client over the last 24 hours.",
+            labels=["client", "quantile"],
+        )
+        breaking = GaugeMetricFamily(
+            "baton_client_grants_breaking_ratio",
+            "Share of each client's grants its report-only policy would have broken in the "
+            "last 24 hours.",
+            labels=["client"],
+        )
+        for health in self.series:
+            client = health.client_id
+            for kind in SignalKind:
+                tally = health.tally(kind)
+                signals.add_metric([client, kind.value], tally.count)
+                if tally.last_at is not None:
+                    last_seen.add_metric([client, kind.value], tally.last_at)
+            stale = health.tally(SignalKind.STALE_ACCESS)
+            for quantile, seconds in (("0.5", stale.p50), ("0.95", stale.p95)):
+                if seconds is not None:
+                    delay.add_metric([client, quantile], seconds)
+            if health.breaking_share is not None:
+                breaking.add_metric([client], health.breaking_share)
+        yield from (signals, last_seen, delay, breaking)
+
+
+def labelled(healths: Sequence[Health], top: int, since: int) -> list[Health]:
+    """The `top` clients with the most signals, each as it is, then the others summed as one
+    `Health` named `OTHER_CLIENTS` (when there are others)."""
+
+    def total(health: Health) -> int:
+        return sum(tally.count for tally in health.tallies.values())
+
+    ranked = sorted(healths, key=lambda h: (-total(h), h.client_id))
+    own, rest = ranked[: max(top, 0)], ranked[max(top, 0) :]
+    if not rest:
+        return own
+    other = Health(OTHER_CLIENTS, since)
+    for health in rest:
+        for kind, tally in health.tallies.items():
+            _merge(other.tallies.setdefault(kind, Tally()), tally)
+        for reason, tally in health.refusals.items():
+            _merge(other.refusals.setdefault(reason, Tally()), tally)
+        # The share of the others' grants: each client's breaking grants over its live ones.
+        other.active_grants += max(health.active_grants, health.grants_breaking)
+    return [*own, other]
+
+
+def _merge(into: Tally, tally: Tally) -> None:
+    if tally.last_at is not None:
+        into.add(tally.count, tally.last_at, tally.delays, tally.grants)
 
 
 def of(request: Request) -> Metrics:
@@ -265,7 +408,9 @@ def metrics_endpoint(token: str | None) -> Callable[[Request], Awaitable[Respons
                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
                 )
         app = request.app.state.baton
-        body = await of(request).render(app.store, app.clock.now())
+        body = await of(request).render(
+            app.store, app.clock.now(), app.settings.metrics_client_series
+        )
         return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
     return endpoint

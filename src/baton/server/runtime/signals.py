@@ -6,21 +6,32 @@ I/O, so a stale access token or a retry costs its request nothing. Every
 `--signal-flush-interval` seconds the process writes what it counted as one transaction
 (`SignalStore.record_signals`): one row per client, kind, reason, source and grant, with its
 count and its delays. A process that dies loses at most one interval of them; they are telemetry
-for reports, never a decision.
+for reports, never a decision. A write that fails drops its batch (counted in `lost`): what waits
+in memory never grows past one interval's rows (`MAX_PENDING`), whatever the database does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import anyio
+
+from baton.core.facts import AccessFacts
 from baton.core.signals import Health, Refusal, Signal, SignalKind, Source, delay_bucket
-from baton.store.base import SignalCount
+from baton.store.base import Client, SignalCount
 
 # At most this many distinct rows wait in memory; past it, signals of new rows are counted only
 # in `dropped` until the next flush (a flood of bogus reports cannot grow a process's memory).
 MAX_PENDING = 50_000
+
+# `client_signals.count` is a 32-bit INTEGER on PostgreSQL: a row's count saturates there rather
+# than fail the flush (only a resource server reporting absurd counts gets near it).
+COUNT_MAX = 2**31 - 1
+
+log = logging.getLogger("baton.signals")
 
 _Key = tuple[str, SignalKind, Refusal | None, Source, str | None]
 
@@ -39,6 +50,21 @@ class SignalStore(Protocol):
         `since`), from the signals recorded since `since`; `now` counts their live grants."""
         ...
 
+    async def purge_signals(self, now: int, retention: int, batch: int = 500) -> int:
+        """Deletes one bounded batch of signal rows older than `retention` seconds."""
+        ...
+
+    async def access_by_jti(
+        self, jtis: Sequence[str], expiring_after: int | None = None
+    ) -> dict[str, AccessFacts]:
+        """The access tokens these `jti`s name (and whose `exp` is after `expiring_after`), in
+        one read (`/token-use`)."""
+        ...
+
+    async def clients_by_id(self, client_ids: Sequence[str]) -> dict[str, Client]:
+        """The clients of these ids that exist, in one read."""
+        ...
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -53,23 +79,27 @@ class SignalBook:
     """The signals this process counted since its last flush."""
 
     pending: dict[_Key, _Pending] = field(default_factory=dict)
-    dropped: int = 0
+    dropped: int = 0  # signals not counted: `MAX_PENDING` rows were already waiting
+    lost: int = 0  # signals counted, then lost with a batch whose write failed
+    dropped_flushed: int = 0  # `dropped` as the last flush reported it (`flush`'s `on_lost`)
 
-    def note(self, signals: Iterable[Signal]) -> None:
+    def note(self, signals: Iterable[Signal], times: int = 1) -> None:
+        """Counts each of `signals` `times` times (a resource server reports a use seen
+        `count` times as one entry; `/token-use`)."""
         for signal in signals:
             key = (signal.client_id, signal.kind, signal.reason, signal.source, signal.grant_id)
             entry = self.pending.get(key)
             if entry is None:
                 if len(self.pending) >= MAX_PENDING:
-                    self.dropped += 1
+                    self.dropped += times
                     continue
                 entry = self.pending[key] = _Pending(signal.at, signal.at)
-            entry.count += 1
+            entry.count = min(entry.count + times, COUNT_MAX)
             entry.first_at = min(entry.first_at, signal.at)
             entry.last_at = max(entry.last_at, signal.at)
             if signal.delay is not None:
                 bucket = delay_bucket(signal.delay)
-                entry.delays[bucket] = entry.delays.get(bucket, 0) + 1
+                entry.delays[bucket] = entry.delays.get(bucket, 0) + times
 
     def drain(self) -> list[SignalCount]:
         """What was counted since the last drain, as rows to write; the book starts empty."""
@@ -88,3 +118,59 @@ class SignalBook:
             )
             for (client_id, kind, reason, source, grant_id), entry in pending.items()
         ]
+
+
+# Told how many signals were lost, and why: "full" (not counted: the book was full) or
+# "write_failed" (a flush's batch dropped); the metrics count them (`baton_signals_lost_total`).
+LostSignals = Callable[[str, int], None]
+
+
+async def flush(book: SignalBook, store: SignalStore, on_lost: LostSignals | None = None) -> int:
+    """Writes what `book` counted since its last flush; returns the rows written. A failed
+    write is logged and its batch dropped (counted in `book.lost`): telemetry is never retried
+    into a pile that grows while the database is away."""
+    full, book.dropped_flushed = book.dropped - book.dropped_flushed, book.dropped
+    if full and on_lost is not None:
+        on_lost("full", full)
+    counts = book.drain()
+    if not counts:
+        return 0
+    try:
+        await store.record_signals(counts)
+    except Exception as exc:
+        lost = sum(count.count for count in counts)
+        book.lost += lost
+        # The error's class only: its text may hold the statement's parameters (client and
+        # grant ids, never a token, but nothing a warning needs).
+        log.warning(
+            "writing %d integration signal rows failed (%s); %d signals dropped",
+            len(counts),
+            type(exc).__name__,
+            lost,
+        )
+        if on_lost is not None:
+            on_lost("write_failed", lost)
+        return 0
+    return len(counts)
+
+
+async def flush_every(
+    book: SignalBook, store: SignalStore, interval: float, on_lost: LostSignals | None = None
+) -> None:
+    """The flush loop of a server process (`--signal-flush-interval`); the app's lifespan runs
+    it and flushes once more at shutdown (`final_flush`)."""
+    while True:
+        await anyio.sleep(interval)
+        await flush(book, store, on_lost)
+
+
+FINAL_FLUSH_SECONDS = 5.0
+
+
+async def final_flush(
+    book: SignalBook, store: SignalStore, on_lost: LostSignals | None = None
+) -> None:
+    """The last flush of a process that stops: shielded from the shutdown's cancellation, and
+    given up after `FINAL_FLUSH_SECONDS` so that an unreachable database never holds it up."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(FINAL_FLUSH_SECONDS):
+        await flush(book, store, on_lost)

@@ -38,6 +38,7 @@ from baton.server.observability.install import ObservedStore
 from baton.server.runtime.cors import BrowserOrigins
 from baton.server.runtime.documents import DocumentStore
 from baton.server.runtime.sessions import SessionStore
+from baton.server.runtime.signals import SignalStore
 
 
 class SigningKeys(Protocol):
@@ -74,6 +75,7 @@ class Store(
     EverywhereStore,
     Registrations,
     DocumentStore,
+    SignalStore,
     Protocol,
 ):
     async def purge(self, now: int, retention: int, batch: int = 500) -> int:

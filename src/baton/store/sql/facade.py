@@ -26,6 +26,7 @@ from baton.core.origins import OriginSource
 from baton.core.pairs import IssuedPair, MintedPair
 from baton.core.policy import Policy, RetryPolicy
 from baton.core.rules import CodeRedemption
+from baton.core.signals import Health
 from baton.core.user_claims import ClaimChanges
 from baton.core.vocabulary import RevocationCause
 from baton.core.watermark import Gap
@@ -45,12 +46,23 @@ from baton.store.base import (
     RevocationEvent,
     RevokeResult,
     SecurityEvent,
+    SignalCount,
     SignedOut,
     TokenFacts,
     User,
 )
 from baton.store.engines import PoolSettings, Runner, SQLiteSettings, open_runner
-from baton.store.sql import feed, lifecycle, logout, origins, outbox, purge, registry, sessions
+from baton.store.sql import (
+    feed,
+    lifecycle,
+    logout,
+    origins,
+    outbox,
+    purge,
+    registry,
+    sessions,
+    signals,
+)
 from baton.store.sql.admin import AdminStore
 from baton.store.sql.assertions import ClientAssertionStore
 from baton.store.sql.challenges import ChallengeStore
@@ -273,8 +285,11 @@ class SQLStore(
         pair: MintedPair,
         now: int,
         source_address: str | None,
+        policy: Policy | None = None,
     ) -> RedeemResult:
-        policy = self.policy
+        """`policy`: the client's in force at `now` (the new grant's and first pair's
+        lifetimes); None: the store's."""
+        policy = policy or self.policy
 
         def work(conn: Connection) -> RedeemResult:
             return lifecycle.redeem_code(conn, digest, ask, pair, now, source_address, policy)
@@ -295,10 +310,12 @@ class SQLStore(
         now: int,
         resources: tuple[str, ...] = (),
         note_use: bool = True,
+        policy: Policy | None = None,
     ) -> IssuedPair:
         """A grant of `resources` (RFC 8707; checked against the client's allowed resources by
-        the caller) and its access token."""
-        policy = self.policy
+        the caller) and its access token, with the lifetimes of `policy` (the client's in force;
+        None: the store's)."""
+        policy = policy or self.policy
         return await self._write(
             lambda conn: lifecycle.issue_client_credentials(
                 conn, client_id, scope, access, now, resources, policy, note_use
@@ -306,15 +323,20 @@ class SQLStore(
         )
 
     async def exchange(self, ask: ExchangeAsk) -> ExchangeResult:
-        policy = self.policy
+        """A refresh, decided under `ask.policy` (the client's in force; None: the store's)."""
+        policy = ask.policy or self.policy
         return await self._write(lambda conn: lifecycle.exchange(conn, ask, policy))
 
     async def find_token(
         self, client: Client, digest: bytes | None, is_refresh: bool
     ) -> TokenFacts | ClientChanged | None:
         """The facts of a token `client` presented (None: unknown, or no digest to look up),
-        once `client`'s row is confirmed unchanged."""
-        lineage = self.policy.retry is RetryPolicy.FORK
+        once `client`'s row is confirmed unchanged. A refresh token's lineage (rule 3b) is read
+        when `fork` is the server's policy or one of `client`'s (its own tokens may have been
+        exchanged under it)."""
+        lineage = self.policy.retry is RetryPolicy.FORK or any(
+            version.settings.retry is RetryPolicy.FORK for version in client.policy.versions
+        )
         return await self._read(
             lambda conn: lifecycle.find_token(conn, client, digest, is_refresh, lineage)
         )
@@ -427,3 +449,39 @@ class SQLStore(
     def pool_figures(self) -> tuple[int, int] | None:
         """(connections checked out, pool capacity) of this process's pool, if it counts them."""
         return self.runner.pool_use()
+
+    # -- integration signals (issue 28; `baton.store.sql.signals`) -----------------------------
+
+    async def record_signals(self, counts: Sequence[SignalCount]) -> None:
+        """Writes one flush of counted signals in one transaction (none: no transaction)."""
+        if counts:
+            await self._write(lambda conn: signals.record_signals(conn, counts))
+
+    async def client_health(
+        self, client_ids: Sequence[str] | None, since: int, now: int
+    ) -> list[Health]:
+        """The integration health of `client_ids` (None: every client with a signal since
+        `since`) from the signals recorded since `since`, with their grants live at `now`."""
+        return await self._read(lambda conn: signals.client_health(conn, client_ids, since, now))
+
+    async def purge_signals(self, now: int, retention: int, batch: int = 500) -> int:
+        """Deletes one bounded batch of signal rows last seen more than `retention` seconds
+        before `now` (`--signal-retention`); call again while it returns more than 0."""
+        horizon = now - retention
+        return await self._write(lambda conn: purge.purge_signals(conn, horizon, batch))
+
+    async def access_by_jti(
+        self, jtis: Sequence[str], expiring_after: int | None = None
+    ) -> dict[str, AccessFacts]:
+        """The access tokens named by these `jti`s (and, when given, whose `exp` is after
+        `expiring_after`), in one read (`/token-use`)."""
+        if not jtis:
+            return {}
+        return await self._read(lambda conn: signals.access_by_jti(conn, jtis, expiring_after))
+
+    async def clients_by_id(self, client_ids: Sequence[str]) -> dict[str, Client]:
+        """The clients of these ids that exist, in one read (`/token-use`: the owners of the
+        reported tokens, whose report-only policies judge the uses)."""
+        if not client_ids:
+            return {}
+        return await self._read(lambda conn: signals.clients_by_id(conn, client_ids))

@@ -15,10 +15,12 @@ console's queries (`baton.store.sql.admin`) share `revoke_grant` and `read_grant
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import Connection, func, insert, select, update
 
 from baton import spans
-from baton.core import rules
+from baton.core import rules, signals
 from baton.core.audience import narrowed, stored_resources
 from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts, SignIn
 from baton.core.pairs import IssuedPair, MintedPair, PlannedPair, plan_pair
@@ -26,6 +28,7 @@ from baton.core.policy import Policy, RetryPolicy
 from baton.core.rules import CodeProblem, CodeRedemption, Reason
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
+from baton.core.signals import Signal
 from baton.core.tokens import random_id
 from baton.core.vocabulary import BACKCHANNEL_CAUSES, RevocationCause, SecurityEventKind
 from baton.store.base import (
@@ -72,6 +75,7 @@ from baton.store.sql.statements import (
     GUARD_FORK,
     INSERT_ACCESS,
     INSERT_REFRESH,
+    KEEP_REFRESH,
     REFRESH_FACTS,
     REFRESH_LINEAGE_FACTS,
     REVOKE_ACCESS,
@@ -257,7 +261,11 @@ def issue_client_credentials(
 
 def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResult:
     """A refresh: the rules decide on the token's facts (rotate, retry in the leeway, reuse),
-    and the decision is applied here; a lost race decides again on what the winner wrote."""
+    and the decision is applied here; a lost race decides again on what the winner wrote.
+
+    `policy` is the client's policy in force at `ask.now` (issue 28): it decides, it says
+    whether the token rotates, and the leeway and lifetimes it gives are stamped on the rows
+    (`retire_at`, `expires_at`), so a later change of policy never takes them back."""
     fork = policy.retry is RetryPolicy.FORK
     token = refresh_facts(conn, ask.digest, ask.client, lineage=fork)
     if isinstance(token, ClientChanged):
@@ -265,8 +273,13 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
     with spans.span(REFRESH_DECISION_SPAN) as span:
         decision = rules.decide_refresh(token, ask.client_id, ask.now, policy)
         _decided(span, decision, token)
+    # What the decision says about the client's integration, and what its report-only policy
+    # would have refused: counted by the caller, never refused for (`baton.core.signals`).
+    noted = signals.exchange_signals(
+        token, decision, ask.now, ask.shadow, None if token is None else token.access_expires_at
+    )
     if isinstance(decision, rules.Reject):
-        return Refused(decision.reason)
+        return Refused(decision.reason, signals=noted)
     assert token is not None
     if isinstance(decision, rules.Fork) and fork and not GUARD_FORK.rowcount(conn, rt_id=token.id):
         # A child's chain continued since our read (PostgreSQL): decide again on it.
@@ -286,7 +299,7 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
             else "a sibling pair issued (fork)",
         )
     if isinstance(decision, rules.Replay):
-        return Replayed(decision.sealed_response, decision.sealed_id_token)
+        return Replayed(decision.sealed_response, decision.sealed_id_token, signals=noted)
     if isinstance(decision, rules.Reuse):
         revoked = revoke_grant(conn, token.grant.id, ask.now, RevocationCause.REUSE, token.grant)
         if revoked:
@@ -302,7 +315,7 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
                     f"exchanged at {token.exchanged_at}, leeway ended at {token.retire_at}",
                 ),
             )
-        return Refused(decision.reason, revoked_grant=revoked)
+        return Refused(decision.reason, revoked_grant=revoked, signals=noted)
 
     granted = parse_scope(token.grant.scope)
     scope = granted if ask.scope is None else ask.scope
@@ -311,14 +324,18 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
     # RFC 9700 §2.3 / RFC 8707 §2.2: a refresh may narrow the grant's resources, never widen.
     if narrowed(token.grant.resources, ask.child.resources) is None:
         return TARGET_REFUSED
+    # The grant's absolute expiry as the policy in force caps it (a client policy that came
+    # into force after the grant was created with a shorter absolute lifetime): the new pair
+    # never outlives it. Nothing is written: the cap is applied again at every decision.
+    grant = _capped(token.grant, policy)
 
     if isinstance(decision, rules.Fork):
         # Siblings are generation parent + 1; the parent's leeway still runs from its first
         # exchange (a retry never extends it).
         planned = plan_pair(
-            token.grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
+            grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
         )
-        return Issued(_insert_pair(conn, planned, ask.child, token.id), retry=True)
+        return Issued(_insert_pair(conn, planned, ask.child, token.id), retry=True, signals=noted)
 
     if decision.continues is not None and not CLAIM_CONTINUATION.rowcount(
         conn, parent_id=decision.continues, child_id=token.id
@@ -326,11 +343,13 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
         # Another sibling's chain continued first (PostgreSQL: it committed while we waited for
         # the parent's row): decide again, on what it wrote; this token is now reuse.
         return exchange(conn, ask, policy)
+    if not policy.rotate:
+        return _keep(conn, ask, policy, token, grant, render_scope(scope), noted)
     # Rotate: claim the single successor slot first. Only one transaction can move
     # `exchanged_at` from NULL; on PostgreSQL a concurrent one waits for our row lock here and
     # then matches nothing.
     planned = plan_pair(
-        token.grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
+        grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
     )
     sealed = sealed_id_token = None
     if ask.seal is not None and policy.leeway > 0:
@@ -339,7 +358,8 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
             sealed_id_token = ask.seal(planned.issued.id_token.encode("utf-8"))
     # The leeway, like every lifetime, starts at the ceiling of the exchange's second, so a
     # client never gets less than the configured leeway to retry in; without a leeway (strict)
-    # the old access token dies at the exchange itself.
+    # the old access token dies at the exchange itself. It is the leeway of the policy in force
+    # now, promised here: `retire_at` keeps it whatever the client's policy says later.
     start = max(ask.now, ask.child.lifetimes_from or ask.now) if policy.leeway else ask.now
     retire_at = start + policy.leeway
     claimed = CLAIM_SUCCESSOR.rowcount(
@@ -357,7 +377,55 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
     # The companion access token of the exchanged token dies at the end of the leeway:
     # announce it now, so resource servers schedule it themselves (no job runs at that time).
     announce_access_deaths(conn, ANNOUNCE_COMPANION, token.id, retire_at, ask.now)
-    return Issued(_insert_pair(conn, planned, ask.child, token.id))
+    return Issued(_insert_pair(conn, planned, ask.child, token.id), signals=noted)
+
+
+def _capped(grant: GrantFacts, policy: Policy) -> GrantFacts:
+    """`grant` with its absolute expiry as `policy` caps it (`Policy.grant_deadline`)."""
+    deadline = policy.grant_deadline(grant.created_at, grant.expires_at)
+    return grant if deadline == grant.expires_at else replace(grant, expires_at=deadline)
+
+
+def _keep(
+    conn: Connection,
+    ask: ExchangeAsk,
+    policy: Policy,
+    token: RefreshFacts,
+    grant: GrantFacts,
+    scope: str,
+    noted: tuple[Signal, ...],
+) -> ExchangeResult:
+    """A refresh that keeps its refresh token (`Policy.rotate` False: a confidential client,
+    RFC 6749 §6 "The authorization server MAY issue a new refresh token"): a new access token
+    whose companion is the same refresh token, which is not exchanged (no leeway, nothing to
+    detect reuse of); its idle expiry slides from now, never past the grant's (capped) end.
+    The old access tokens live to their `exp`: nothing of the pair they belong to ended. The
+    token's `issued_at` moves to now: it is stamped again under the policy in force, so a later
+    policy's cap counts its idle time from this use (`Policy.refresh_deadline`)."""
+    start = max(ask.now, ask.child.lifetimes_from or ask.now)
+    refresh_expires_at = min(start + policy.lifetimes.refresh_idle_ttl, grant.expires_at)
+    # Planned as an access token alone, capped by the refresh token's new expiry (rule 2: an
+    # access token never outlives its companion).
+    planned = plan_pair(
+        replace(grant, expires_at=refresh_expires_at),
+        replace(ask.child, refresh=None),
+        token.generation,
+        scope,
+        ask.now,
+        policy,
+    )
+    kept = KEEP_REFRESH.rowcount(
+        conn,
+        rt_id=token.id,
+        issued_at=ask.now,
+        expires_at=refresh_expires_at,
+        access_expires=planned.issued.access_expires_at,
+    )
+    if kept != 1:
+        # Exchanged or revoked since our read (PostgreSQL): decide again on what it says.
+        return exchange(conn, ask, policy)
+    issued = replace(_insert_access(conn, planned, token.id), refresh_expires_at=refresh_expires_at)
+    return Issued(issued, kept=True, signals=noted)
 
 
 def find_token(
@@ -580,7 +648,15 @@ def _insert_pair(
             generation=issued.generation,
             issued_at=planned.issued_at,
             expires_at=issued.refresh_expires_at,
+            # Its companion's `exp`: a refresh after it is a `late_refresh` (issue 28).
+            access_expires_at=issued.access_expires_at,
         ).fetchone()[0]
+    return _insert_access(conn, planned, refresh_id)
+
+
+def _insert_access(conn: Connection, planned: PlannedPair, refresh_id: int | None) -> IssuedPair:
+    """The planned pair's access token, whose companion is the refresh token `refresh_id`."""
+    issued = planned.issued
     INSERT_ACCESS.run(
         conn,
         digest=planned.access_digest,

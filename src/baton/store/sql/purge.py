@@ -15,6 +15,7 @@ from baton.store.schema import (
     access_tokens,
     authorization_codes,
     client_assertions,
+    client_signals,
     grants,
     refresh_tokens,
     revocation_events,
@@ -127,3 +128,11 @@ def clear_id_token_seals(conn: Connection, ids: list[int], now: int) -> int:
         .where(rt.c.id.in_(ids), rt.c.sealed_response.is_(None), rt.c.retire_at <= now)
         .values(sealed_id_token=None)
     ).rowcount
+
+
+def purge_signals(conn: Connection, horizon: int, batch: int) -> int:
+    """Deletes at most `batch` integration signal rows last seen before `horizon` (`now` minus
+    `--signal-retention`): telemetry for reports, kept apart from the tokens' retention."""
+    cs = client_signals
+    old = select(cs.c.id).where(cs.c.last_at < horizon).limit(batch).scalar_subquery()
+    return conn.execute(delete(cs).where(cs.c.id.in_(old))).rowcount

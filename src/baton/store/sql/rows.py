@@ -162,13 +162,18 @@ def refresh_from_row(row: dict[str, Any]) -> RefreshFacts:
         continued_id=row.get("continued_id"),
         parent_continued_id=row.get("parent_continued_id"),
         sealed_id_token=row.get("sealed_id_token"),
+        access_expires_at=row.get("access_expires_at"),
     )
 
 
 def access_from_row(row: dict[str, Any]) -> AccessFacts:
     companion = None
     if row["refresh_token_id"] is not None:
-        companion = CompanionFacts(retire_at=row["rt_retire_at"], revoked_at=row["rt_revoked_at"])
+        companion = CompanionFacts(
+            retire_at=row["rt_retire_at"],
+            revoked_at=row["rt_revoked_at"],
+            exchanged_at=row.get("rt_exchanged_at"),
+        )
     return AccessFacts(
         id=row["id"],
         grant=grant_from_labels(row),

@@ -113,6 +113,8 @@ _REFRESH_COLUMNS = (
     _rt.c.revoked_at,
     _rt.c.sealed_response,
     _rt.c.sealed_id_token,
+    # The companion access token's `exp` (issue 28: a refresh after it is a `late_refresh`).
+    _rt.c.access_expires_at,
     *GRANT_COLUMNS,
     *_CONFIRMING,
 )
@@ -174,6 +176,8 @@ ACCESS_FACTS = Prepared(
         _at.c.audience,
         _rt.c.retire_at.label("rt_retire_at"),
         _rt.c.revoked_at.label("rt_revoked_at"),
+        # Issue 28: an access token used after its companion was exchanged is a stale use.
+        _rt.c.exchanged_at.label("rt_exchanged_at"),
         *GRANT_COLUMNS,
         *_CONFIRMING,
     )
@@ -209,8 +213,29 @@ INSERT_REFRESH = Prepared(
         generation=bindparam("generation"),
         issued_at=bindparam("issued_at"),
         expires_at=bindparam("expires_at"),
+        access_expires_at=bindparam("access_expires_at"),
     )
     .returning(_rt.c.id)
+)
+
+# A refresh of a client whose refresh tokens do not rotate (`Policy.rotate` False, issue 28):
+# the token is not exchanged; its idle expiry slides and its new companion's `exp` is noted.
+# `issued_at` moves to the refresh too: the token is stamped again under the policy in force,
+# so a later policy's cap (`Policy.refresh_deadline`) counts its idle time from its last use.
+# The conditions are `CLAIM_SUCCESSOR`'s: a token exchanged or revoked meanwhile (PostgreSQL:
+# waited for, then seen) matches nothing, and the exchange decides again on what it reads.
+KEEP_REFRESH = Prepared(
+    update(_rt)
+    .where(
+        _rt.c.id == bindparam("rt_id"),
+        _rt.c.exchanged_at.is_(None),
+        _rt.c.revoked_at.is_(None),
+    )
+    .values(
+        issued_at=bindparam("issued_at"),
+        expires_at=bindparam("expires_at"),
+        access_expires_at=bindparam("access_expires"),
+    )
 )
 
 INSERT_ACCESS = Prepared(

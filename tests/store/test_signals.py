@@ -1,0 +1,191 @@
+"""Integration signals in the store (issue 28): a flush written, the health read back from it per
+client (delays merged, live grants counted, the grants a report-only policy would break), the
+purge past `--signal-retention`, and access tokens found by `jti` for `/token-use`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+from sqlalchemy import func, select
+
+from baton.core.pairs import MintedPair
+from baton.core.rules import CodeRedemption
+from baton.core.signals import Refusal, SignalKind, Source
+from baton.core.tokens import TokenKind, mint
+from baton.core.vocabulary import RevocationCause
+from baton.store.base import Issued, NewCode, SignalCount
+from baton.store.schema import client_signals
+from baton.store.sql import SQLStore
+from tests.store.test_sql_store import ask_for, store_on
+from tests.support import register_client, register_user
+
+NOW = 1_700_000_000
+DAY = 86_400
+
+
+def row(
+    client_id: str,
+    kind: SignalKind,
+    at: int,
+    count: int,
+    delays: dict[int, int] | None = None,
+    *,
+    reason: Refusal | None = None,
+    grant_id: str | None = None,
+    source: Source = Source.TOKEN,
+) -> SignalCount:
+    return SignalCount(
+        client_id=client_id,
+        kind=kind,
+        reason=reason,
+        source=source,
+        grant_id=grant_id,
+        first_at=at - 5,
+        last_at=at,
+        count=count,
+        delays=delays or {},
+    )
+
+
+def grant_of(store: SQLStore, client_id: str, *, now: int = NOW, code_life: int = 60) -> str:
+    """A grant of `client_id` (through a code's redemption); returns its id."""
+    code = mint(TokenKind.CODE)
+    anyio.run(
+        store.save_code,
+        NewCode(code.digest, client_id, 1, None, "read", None, now, now + code_life),
+    )
+    result = anyio.run(
+        store.redeem_code,
+        code.digest,
+        CodeRedemption(client_id, None, None),
+        MintedPair.new(),
+        now,
+        None,
+    )
+    assert isinstance(result, Issued)
+    return result.pair.grant_id
+
+
+def test_a_clients_health_merges_its_rows_and_counts_its_live_grants(
+    database: Path | str,
+) -> None:
+    store = store_on(database)
+    register_user(store)
+    bad, good = register_client(store).id, register_client(store).id
+    live = [grant_of(store, bad) for _ in range(3)]
+    anyio.run(store.revoke_grant, live[2], NOW, RevocationCause.REVOKED)  # no longer live
+    anyio.run(
+        store.record_signals,
+        [
+            # Two processes' flushes of the same kind: counts add up, delays merge.
+            row(bad, SignalKind.STALE_ACCESS, NOW + 10, 2, {120: 2}, source=Source.RESOURCE),
+            row(bad, SignalKind.STALE_ACCESS, NOW + 20, 3, {5: 1, 120: 2}),
+            row(
+                bad,
+                SignalKind.WOULD_REFUSE,
+                NOW + 15,
+                2,
+                {120: 2},
+                reason=Refusal.LEEWAY,
+                grant_id=live[0],
+            ),
+            row(
+                bad,
+                SignalKind.WOULD_REFUSE,
+                NOW + 16,
+                1,
+                {130: 1},
+                reason=Refusal.LEEWAY,
+                grant_id=live[0],
+            ),
+            row(bad, SignalKind.WOULD_REFUSE, NOW + 17, 1, reason=Refusal.PKCE),  # no grant
+            row(bad, SignalKind.LEEWAY_RETRY, NOW - 2 * DAY, 7, {1: 7}),  # before the window
+        ],
+    )
+    anyio.run(store.record_signals, [])  # an empty flush writes nothing, and does not fail
+
+    (health,) = anyio.run(store.client_health, [bad], NOW - DAY, NOW + 30)
+    assert health.client_id == bad and health.since == NOW - DAY
+    stale = health.tally(SignalKind.STALE_ACCESS)
+    assert (stale.count, stale.last_at, stale.delays) == (5, NOW + 20, {5: 1, 120: 4})
+    assert (stale.p50, stale.p95) == (120, 120)
+    refused = health.tally(SignalKind.WOULD_REFUSE)
+    assert (refused.count, refused.last_at) == (4, NOW + 17)
+    assert health.refusals[Refusal.LEEWAY].count == 3
+    assert health.refusals[Refusal.PKCE].count == 1
+    assert health.tally(SignalKind.LEEWAY_RETRY).count == 0  # outside the window
+    assert health.active_grants == 2  # the revoked one is not live
+    assert health.grants_breaking == 1 and health.breaking_share == 0.5
+    assert stale.grants == set()  # only the report-only refusals count grants
+
+    # Every client with a signal in the window (by id), and none without.
+    everyone = anyio.run(store.client_health, None, NOW - DAY, NOW + 30)
+    assert [h.client_id for h in everyone] == [bad]
+    # A client asked for by name gets its health even without a signal, in the order asked.
+    asked = anyio.run(store.client_health, [good, bad, good], NOW - DAY, NOW + 30)
+    assert [h.client_id for h in asked] == [good, bad]
+    assert asked[0].tallies == {} and asked[0].active_grants == 0
+    # Grants past their absolute lifetime at `now` are not live.
+    (later,) = anyio.run(store.client_health, [bad], NOW - DAY, NOW + 400 * DAY)
+    assert later.active_grants == 0
+    anyio.run(store.close)
+
+
+def test_signals_are_purged_after_their_retention_in_bounded_batches(
+    database: Path | str,
+) -> None:
+    store = store_on(database)
+    register_user(store)
+    client = register_client(store).id
+    anyio.run(
+        store.record_signals,
+        [row(client, SignalKind.REUSE, NOW - 31 * DAY + i, 1) for i in range(5)]
+        + [row(client, SignalKind.REUSE, NOW - 29 * DAY, 1)],
+    )
+
+    def remaining() -> int:
+        query = select(func.count()).select_from(client_signals)
+        return int(anyio.run(store.inspect, lambda conn: conn.execute(query).scalar_one()))
+
+    assert anyio.run(store.purge_signals, NOW, 30 * DAY, 2) == 2
+    assert anyio.run(store.purge_signals, NOW, 30 * DAY, 2) == 2
+    assert anyio.run(store.purge_signals, NOW, 30 * DAY, 2) == 1
+    assert anyio.run(store.purge_signals, NOW, 30 * DAY, 2) == 0
+    assert remaining() == 1  # the one seen 29 days ago stays
+    # The tokens' purge leaves signals alone: they have a retention of their own.
+    anyio.run(store.purge, NOW + 100 * DAY, 0)
+    assert remaining() == 1
+    anyio.run(store.close)
+
+
+def test_access_tokens_are_found_by_jti_with_their_companions_exchange(
+    database: Path | str,
+) -> None:
+    store = store_on(database)
+    register_user(store)
+    client = register_client(store).id
+    code = mint(TokenKind.CODE)
+    anyio.run(store.save_code, NewCode(code.digest, client, 1, None, "read", None, NOW, NOW + 60))
+    first = MintedPair.new()
+    redeemed = anyio.run(
+        store.redeem_code, code.digest, CodeRedemption(client, None, None), first, NOW, None
+    )
+    assert isinstance(redeemed, Issued) and redeemed.pair.refresh_token is not None
+    before = anyio.run(store.access_by_jti, [first.jti])
+    assert before[first.jti].companion is not None
+    assert before[first.jti].companion.exchanged_at is None
+
+    exchanged = anyio.run(store.exchange, ask_for(redeemed.pair.refresh_token, client, NOW + 100))
+    assert isinstance(exchanged, Issued)
+    found = anyio.run(store.access_by_jti, [first.jti, first.jti, "no-such-jti"])
+    assert list(found) == [first.jti]
+    old = found[first.jti]
+    assert old.jti == first.jti and old.grant.client_id == client
+    assert old.companion is not None and old.companion.exchanged_at == NOW + 100
+    assert anyio.run(store.access_by_jti, []) == {}
+    # Bounded by `exp`: a token dead before the earliest use reported is left out.
+    expires_at = old.expires_at
+    assert list(anyio.run(store.access_by_jti, [first.jti], expires_at - 1)) == [first.jti]
+    assert anyio.run(store.access_by_jti, [first.jti], expires_at) == {}
+    anyio.run(store.close)
