@@ -183,15 +183,6 @@ class ClientKeeper(Protocol):
         ...
 
 
-@runtime_checkable
-class HealthReader(Protocol):
-    """The store's integration health (`baton.server.runtime.signals.SignalStore`)."""
-
-    async def client_health(
-        self, client_ids: Sequence[str] | None, since: int, now: int
-    ) -> list[Health]: ...
-
-
 def _keeper(request: Request) -> ClientKeeper:
     found = baton(request).store.admin()
     if not isinstance(found, ClientKeeper):
@@ -723,12 +714,9 @@ async def get_health(request: Request, caller: Caller) -> Response:
     if not 0 < window <= MAX_HEALTH_WINDOW:
         raise Problem(400, "bad-request", "since must be from 1 second to 366 days")
     found = await _found(request, _keeper(request))
-    store = app.store
-    if not isinstance(store, HealthReader):
-        raise Problem(404, "not-available", "this store keeps no integration signals")
     now = caller.now
     since = now - window
-    found_health = await store.client_health([found.id], since, now)
+    found_health = await app.store.client_health([found.id], since, now)
     health = next((h for h in found_health if h.client_id == found.id), None)
     return json_answer((health or Health(found.id, since)).to_json())
 
