@@ -21,9 +21,10 @@ from sqlalchemy import select
 
 from baton.cli import main
 from baton.core.client_policy import PolicySettings
+from baton.core.clock import FakeClock
 from baton.store.schema import audit_log, webhook_outbox
 from baton.store.sql import SQLStore
-from tests.support import migrated_store, register_client
+from tests.support import migrated_store, register_client, running_app
 
 WEEK = 7 * 86_400
 
@@ -214,3 +215,17 @@ def test_contact_is_checked_audited_and_each_change_leaves_a_notice(
     assert removed["contacts"] == [] and removed["notify_url"] is None
     ok("client", "policy", "set", "--db", db, client.id, "--leeway", "90")
     assert len(outbox_rows(store)) == 2  # no notify URL any more: no notice
+
+
+def test_a_running_server_follows_a_change_made_on_the_command_line(tmp_path: Path) -> None:
+    """The server cached the client at its first token; the policy is one of the columns each
+    request confirms, so the next token already has the new lifetime."""
+    clock = FakeClock(int(time.time()))
+    with running_app(tmp_path, clock=clock) as (http, store, _clock):
+        client = register_client(store)
+        data = {"grant_type": "client_credentials", "scope": "read"}
+        assert http.post("/token", data=data, auth=client.basic).json()["expires_in"] == 3600
+        db = f"sqlite:///{tmp_path / 'baton.db'}"
+        ok("client", "policy", "set", "--db", db, client.id, "--access-ttl", "2m")
+        clock.advance(2)  # the command's clock is the real one: past its instant
+        assert http.post("/token", data=data, auth=client.basic).json()["expires_in"] == 120

@@ -149,6 +149,12 @@ def test_a_change_without_a_date_applies_at_once(
         "settings": {"grant_types": ["client_credentials"], "access_ttl": 120},
         "since": clock.now(),
     }
+    # The token endpoint follows it from this instant: the client's lifetime, its grant types.
+    token = http.post(
+        "/token", data={"grant_type": "client_credentials", "scope": "read"}, auth=client.basic
+    )
+    assert token.status_code == 200, token.text
+    assert token.json()["expires_in"] == 120
 
 
 @pytest.mark.parametrize(
