@@ -19,10 +19,13 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from baton.core.client_policy import PolicySettings
 from baton.core.clock import FakeClock
-from baton.store.base import SignalCount
+from baton.store.admin import Actor
+from baton.store.base import Client, SignalCount
 from baton.store.schema import audit_log, webhook_outbox
 from baton.store.sql import SQLStore
+from baton.store.sql.client_admin import STALE
 from tests.server.logout_support import verified_logout_token, wait_for
 from tests.support import (
     ISSUER,
@@ -38,7 +41,7 @@ KEK = "a key-encryption key of the policy tests, 32+ characters"
 API = "/admin/api/v1"
 ADMIN_SCOPES = "admin:clients:read admin:clients:write"
 DAY = 86_400
-STALE = "stale_access"
+STALE_USE = "stale_access"
 
 
 @pytest.fixture
@@ -291,11 +294,11 @@ def test_health_is_the_clients_signals_over_the_window(
     stale = [
         # Stale access-token uses after rotation, reported by a resource server: 30 s and
         # 90 s after their exchange, three times each.
-        SignalCount(client.id, STALE, None, "resource", "g1", now - 60, now - 10, 3, {30: 3}),
-        SignalCount(client.id, STALE, None, "resource", "g2", now - 50, now - 5, 3, {90: 3}),
+        SignalCount(client.id, STALE_USE, None, "resource", "g1", now - 60, now - 10, 3, {30: 3}),
+        SignalCount(client.id, STALE_USE, None, "resource", "g2", now - 50, now - 5, 3, {90: 3}),
         # Eight days ago: out of a 7-day window.
         SignalCount(client.id, "reuse", None, "token", "g3", now - 8 * DAY, now - 8 * DAY, 1),
-        SignalCount(other.id, STALE, None, "resource", "g9", now - 5, now - 5, 7),
+        SignalCount(other.id, STALE_USE, None, "resource", "g9", now - 5, now - 5, 7),
     ]  # fmt: skip
     anyio.run(store.record_signals, stale)
 
@@ -318,3 +321,29 @@ def test_health_is_the_clients_signals_over_the_window(
     quiet = register_client(store)
     empty = http.get(f"{API}/clients/{quiet.id}/health", headers=bearer).json()
     assert empty["client_id"] == quiet.id and empty["stale_access"]["count"] == 0
+
+
+def test_a_change_made_from_a_stale_read_writes_nothing(
+    app: tuple[TestClient, SQLStore, FakeClock],
+) -> None:
+    """Two administrators who read the same policy cannot both write their change of it: the
+    second finds its `before` stale (the API answers 409, the CLI says to run again)."""
+    _http, store, clock = app
+    client = register_client(store)
+    admin, now = store.admin(), clock.now()
+    actor = Actor("test", None, now)
+
+    async def race() -> tuple[Any, Any]:
+        read = await admin.client(client.id)
+        assert read is not None
+        first = read.policy.schedule(PolicySettings(leeway=60), now, now + DAY, True)
+        second = read.policy.schedule(PolicySettings(leeway=30), now, now + DAY, True)
+        done = await admin.schedule_client_policy(client.id, first, now, actor, before=read.policy)
+        late = await admin.schedule_client_policy(client.id, second, now, actor, before=read.policy)
+        return done, late
+
+    done, late = anyio.run(race)
+    assert isinstance(done, Client) and late is STALE
+    assert [a for a, _ in audit_actions(store, client.id)] == ["client.schedule_policy"]
+    shown = anyio.run(admin.client, client.id)
+    assert shown is not None and shown.policy == done.policy

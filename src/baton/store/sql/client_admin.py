@@ -246,12 +246,17 @@ class ClientAdmin:
             change = policy_change(found.policy, policy, now)
             if change is None:
                 return found
+            # The row's own text, as read: the update holds only if no other write came between
+            # (PostgreSQL's read committed lets one in).
+            held = conn.execute(select(clients.c.policy).where(clients.c.id == client_id)).scalar()
+            if ClientPolicy.from_stored(held) != found.policy:
+                return STALE
             written = conn.execute(
                 update(clients)
                 .where(
                     clients.c.id == client_id,
                     clients.c.deleted_at.is_(None),
-                    clients.c.policy.is_not_distinct_from(found.policy.stored()),
+                    clients.c.policy.is_not_distinct_from(held),
                 )
                 .values(policy=policy.stored())
             ).rowcount
