@@ -145,6 +145,9 @@ class Metadata(TypedDict):
     scopes_supported: list[str]
     client_id_metadata_document_supported: bool
     registration_endpoint: NotRequired[str]
+    # Baton's own (issue 28): where a client's app reads its policy in force and its scheduled
+    # change (`GET /client-policy?client_id=`); `refresh_token_rotation` stays the server's.
+    client_policy_endpoint: str
     # OpenID Provider metadata (OIDC Discovery 1.0 §3), present while OpenID Connect is on: the
     # document is then /.well-known/openid-configuration too.
     # (`end_session_endpoint`, RP-Initiated Logout's, is declared with the logout part.)

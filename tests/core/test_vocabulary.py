@@ -20,10 +20,12 @@ from baton import webhooks
 from baton.core.vocabulary import (
     BACKCHANNEL_CAUSES,
     BACKCHANNEL_LOGOUT_EVENT,
+    POLICY_NOTICE_TYPE,
     REUSE_CAUSES,
     REUSE_EVENT_KINDS,
     ErrorCode,
     FeedEntryKind,
+    PolicyNoticeEvent,
     RevocationCause,
     SecurityEventKind,
     WebhookEventType,
@@ -77,6 +79,9 @@ def test_the_stored_and_sent_strings_are_exactly_these() -> None:
     assert {"reuse", "code_reuse"} == REUSE_CAUSES
     assert {"reuse", "code_reuse", "admin"} == BACKCHANNEL_CAUSES
     assert BACKCHANNEL_LOGOUT_EVENT == "http://schemas.openid.net/event/backchannel-logout"
+    # Issue 28: the notices POSTed to a client's notify_url (docs/clients.md says so).
+    assert values(PolicyNoticeEvent) == ["policy.scheduled", "policy.cancelled"]
+    assert POLICY_NOTICE_TYPE == "baton-policy-notice+jwt"
 
 
 def test_a_member_is_its_string_wherever_a_string_was() -> None:

@@ -171,26 +171,22 @@ def test_a_stricter_leeway_is_measured_report_only_then_enforced_on_its_date(
         clock_offset_file=str(rehearsal.path),
         signal_flush_interval=1,
     )
-    lagging = Credentials(
-        *(
-            json.loads(
-                cli_in_process(
-                    "client",
-                    "create",
-                    "--db",
-                    str(server.db),
-                    "--name",
-                    "Lagging app",
-                    "--redirect-uri",
-                    REDIRECT_URI,
-                    "--scope",
-                    CLIENT_SCOPE,
-                    "--json",
-                )
-            )[key]
-            for key in ("client_id", "client_secret")
+    made = json.loads(
+        cli_in_process(
+            "client",
+            "create",
+            "--db",
+            str(server.db),
+            "--name",
+            "Lagging app",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--scope",
+            CLIENT_SCOPE,
+            "--json",
         )
     )
+    lagging = Credentials(made["client_id"], made["client_secret"])
     good = server.client
     effective_at = rehearsal.now() + DAY
     for client in (good, lagging):

@@ -79,6 +79,7 @@ def test_the_metadata_urls_are_routes_of_the_app(tmp_path: Path) -> None:
         "introspection_endpoint",
         "jwks_uri",
         "end_session_endpoint",  # OpenID Connect RP-Initiated Logout 1.0 §2.1
+        "client_policy_endpoint",  # a client's policy and its scheduled change (issue 28)
     }
     for url in urls.values():
         assert url.startswith(metadata["issuer"] + "/")
@@ -118,6 +119,8 @@ def test_the_machine_endpoints_skip_the_session_and_their_posts_take_the_fast_pa
         "/revocations",
         "/revocations/stream",
         "/userinfo",
+        "/token-use",  # issue 28: resource servers' reports
+        "/client-policy",  # issue 28: a client's policy
     }
     # The admin API: machine endpoints with path parameters, skipped by prefix.
     # and RFC 7592's /register/{client_id}.
@@ -147,7 +150,7 @@ def test_the_machine_endpoints_skip_the_session_and_their_posts_take_the_fast_pa
         # Their POSTs only: GET /userinfo goes the router's way.
         assert {(route.path, frozenset(route.methods or ())) for route in fast_routes} == {
             (path, frozenset({"POST"}))
-            for path in ("/token", "/introspect", "/revoke", "/register", "/userinfo")
+            for path in ("/token", "/introspect", "/revoke", "/register", "/userinfo", "/token-use")
         }
         # The very objects the router holds: a 405 and the metrics' route label stay the same.
         assert all(any(route is r for r in app.routes) for route in fast_routes)

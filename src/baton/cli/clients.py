@@ -10,6 +10,9 @@ it authenticate again and revives nothing. `delete` disables it, then keeps its 
 tombstone (`baton.store.sql.tombstones`): its id never authenticates again and is never reused,
 while the grants and audit rows that name it keep their history; `list` leaves it out unless
 `--all`. Each is audited with the actor `cli:<login name>`, as `baton user disable` is.
+
+`baton client policy show|set|cancel` and `baton client contact` (issue 28) are
+`baton.cli.policy`'s.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, TypeVar
 
 import click
 
+from baton.cli import policy
 from baton.cli.common import current_time, db_option, emit, fail, run_with_store
 from baton.cli.users import cli_actor
 from baton.core.audience import resource_uri_problem
@@ -613,3 +617,8 @@ def client_delete(db: str, client_id: str, yes: bool, as_json: bool) -> None:
         fail(f"client {client_id!r} was deleted already")
     payload = {"client_id": client_id, "deleted": True, "grants_revoked": revoked}
     emit(as_json, payload, f"deleted client {client_id} ({revoked} grant(s) revoked)")
+
+
+# `baton client policy ...` and `baton client contact` (issue 28): their own module.
+for _command in policy.COMMANDS:
+    client.add_command(_command)

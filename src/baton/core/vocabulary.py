@@ -72,6 +72,20 @@ BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 row, which is sent to the client's `backchannel_logout_uri` rather than the webhook."""
 
 
+class PolicyNoticeEvent(StrEnum):
+    """A notice to a client's `notify_url` (issue 28): the `event` claim of the signed notice
+    and the `webhook_outbox.event_type` of its row, which is sent to that URL, never the
+    webhook."""
+
+    SCHEDULED = "policy.scheduled"  # a change of the client's policy was scheduled (or applied)
+    CANCELLED = "policy.cancelled"  # the change that was scheduled will not happen
+
+
+POLICY_NOTICE_TYPE = "baton-policy-notice+jwt"
+"""The JWS header `typ` of a policy notice (RFC 8725 §3.11: explicit typing, so the notice can
+never pass for an access token, an ID token or a logout token)."""
+
+
 class FeedEntryKind(StrEnum):
     """`revocation_events.kind`: what one entry of the revocation feed kills (the `what` label of
     `baton_revocations_total`)."""
@@ -129,10 +143,12 @@ class ErrorCode(StrEnum):
 __all__ = [
     "BACKCHANNEL_CAUSES",
     "BACKCHANNEL_LOGOUT_EVENT",
+    "POLICY_NOTICE_TYPE",
     "REUSE_CAUSES",
     "REUSE_EVENT_KINDS",
     "ErrorCode",
     "FeedEntryKind",
+    "PolicyNoticeEvent",
     "RevocationCause",
     "SecurityEventKind",
     "WebhookEventType",

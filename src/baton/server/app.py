@@ -24,7 +24,7 @@ from baton.core.vocabulary import ErrorCode
 from baton.logs import configure_structlog
 from baton.server import fastpath
 from baton.server.admin import api, console
-from baton.server.endpoints import logout
+from baton.server.endpoints import client_policy, logout
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError, oauth_error_handler
 from baton.server.endpoints.registration import expire_unused
 from baton.server.fastpath.machine import ExceptionHandler
@@ -131,7 +131,11 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
             book, lost = app.state.baton.signals, observed.metrics.signals_lost
             interval = settings.signal_flush_interval
             tasks.start_soon(signals.flush_every, book, store, interval, lost)
-            observed.start(tasks, logout.logout_tokens(app.state.baton))
+            observed.start(
+                tasks,
+                logout.logout_tokens(app.state.baton),
+                client_policy.policy_notices(app.state.baton),
+            )
             yield
             tasks.cancel_scope.cancel()
         # What this process counted since its last flush, before the store closes (issue 28).

@@ -8,11 +8,16 @@ both sides share, with no SQL in them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
+from baton.core.challenges import app_url_problem
+from baton.core.client_policy import ClientPolicy, PolicySettings, PolicyVersion
 from baton.core.facts import GrantFacts
 from baton.core.timeline import AccessRecord, EventRecord, RefreshRecord
-from baton.store.base import GrantSummary, User
+from baton.core.user_claims import EMAIL, claim_problem
+from baton.store.base import Client, GrantSummary, User
 
 PAGE = 50
 FAMILY_PAIRS = 60  # pairs drawn on a timeline; older ones are counted, not drawn
@@ -95,16 +100,185 @@ class UserEnded:
     grants_revoked: int
 
 
+# -- a client's policy and contact (issue 28) --------------------------------------------------
+
+MAX_CONTACTS = 20
+MAX_URL = 2000
+
+
+class ContactError(ValueError):
+    """A contact that cannot be: the message says which and why."""
+
+
+def checked_contact(
+    contacts: tuple[str, ...] | list[str], notify_url: str | None
+) -> tuple[tuple[str, ...], str | None]:
+    """The integrator's e-mail addresses (duplicates dropped, order kept) and the URL signed
+    notices are POSTed to ("" or None: none), checked: an address as a user's `email` claim is,
+    the URL https (plain http only on a loopback address), as a client's own app URLs are.
+    Raises `ContactError`."""
+    kept = tuple(dict.fromkeys(c.strip() for c in contacts if c.strip()))
+    if len(kept) > MAX_CONTACTS:
+        raise ContactError(f"at most {MAX_CONTACTS} contacts")
+    for address in kept:
+        if (problem := claim_problem(EMAIL, address)) is not None:
+            raise ContactError(problem.replace("email ", "contact ", 1))
+    url = notify_url or None
+    if url is not None:
+        if len(url) > MAX_URL:
+            raise ContactError(f"notify_url must be at most {MAX_URL} characters")
+        if (problem := app_url_problem(url, "notify_url")) is not None:
+            raise ContactError(problem)
+    return kept, url
+
+
+def shown_url(url: str | None) -> str | None:
+    """A notify URL as the audit log and the logs show it: without its query, which may hold
+    a credential (as a webhook URL may)."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+MAX_SPAN = 10 * 366 * 86_400  # a date ten years off is a typo
+
+
+def parse_duration(text: str) -> int:
+    """Seconds from `30s`, `15m`, `2h`, `7d`, `1w` or a plain number of seconds; `ValueError`
+    saying what is expected otherwise."""
+    raw = text.strip().lower()
+    unit = _UNITS.get(raw[-1:]) if raw else None
+    digits = raw[:-1] if unit is not None else raw
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 12):
+        raise ValueError(f"{text!r} is no duration: give e.g. 90s, 15m, 2h, 7d or 1w")
+    seconds = int(digits) * (unit or 1)
+    if seconds > MAX_SPAN:
+        raise ValueError(f"{text!r} is more than ten years")
+    return seconds
+
+
+def parse_instant(text: str, now: int) -> int:
+    """An instant from ISO 8601 (`2026-12-12T09:00:00Z`; no offset means UTC), Unix seconds,
+    or relative to `now` (`+7d`, `+2h`, `+30m`); `ValueError` saying what is expected."""
+    raw = text.strip()
+    if raw.startswith("+"):
+        return now + parse_duration(raw[1:])
+    if raw.isascii() and raw.isdigit() and len(raw) <= 12:
+        return int(raw)
+    try:
+        parsed = datetime.fromisoformat(raw.replace("z", "Z"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is no instant: give ISO 8601 UTC (2026-12-12T09:00:00Z), Unix seconds, "
+            "or +7d, +2h, +30m from now"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp())
+
+
+def iso(instant: int) -> str:
+    """An instant as ISO 8601 UTC, as the CLI and the audit log write it."""
+    return datetime.fromtimestamp(instant, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def settings_words(settings: PolicySettings) -> str:
+    """A client's settings in words, e.g. "leeway 60 s, retry strict" ("the server's defaults"
+    when it sets none)."""
+    words = []
+    for name, value in settings.to_json().items():
+        if isinstance(value, bool):
+            shown = "yes" if value else "no"
+        elif isinstance(value, int):
+            shown = f"{value} s"
+        elif isinstance(value, list):
+            shown = " ".join(value) or "none"
+        else:
+            shown = str(value)
+        words.append(f"{name} {shown}")
+    return ", ".join(words) or "the server's defaults"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChange:
+    """What writing a client's policy over the one it had changes: a change scheduled (or
+    applied at once) or cancelled, the version concerned, and the change in words."""
+
+    cancelled: bool
+    version: PolicyVersion
+    words: str
+
+    @property
+    def action(self) -> str:
+        """The audit log's action."""
+        return "client.cancel_policy" if self.cancelled else "client.schedule_policy"
+
+
+def policy_change(before: ClientPolicy, after: ClientPolicy, now: int) -> PolicyChange | None:
+    """The change from `before` to `after` at `now`, or None when nothing changes."""
+    old, new = before.pending(now), after.pending(now)
+    in_force = after.in_force_version(now)
+    if new is not None and new != old:
+        when = (
+            "with no date, report-only"
+            if new.effective_at is None
+            else f"from {iso(new.effective_at)}"
+            + (", report-only until then" if new.report_only else "")
+        )
+        return PolicyChange(False, new, f"scheduled {settings_words(new.settings)} {when}")
+    if in_force != before.in_force_version(now):
+        version = in_force or PolicyVersion(PolicySettings(), now, now)
+        words = f"applied at once: {settings_words(version.settings)}"
+        return PolicyChange(False, version, words)
+    if old is not None and new is None:
+        when = "undated" if old.effective_at is None else f"for {iso(old.effective_at)}"
+        words = f"cancelled the change scheduled {when} ({settings_words(old.settings)})"
+        return PolicyChange(True, old, words)
+    return None
+
+
+def policy_view(client: Client, now: int) -> dict[str, Any]:
+    """A client's own policy as an operator reads it (`baton client policy show --json`, the
+    admin API's `own`): the settings it sets in force now (unset knobs: the server's) and since
+    when, its scheduled change, and whom a change is told to."""
+    own = client.policy
+    current = own.in_force_version(now)
+    pending = own.pending(now)
+    return {
+        "client_id": client.id,
+        "in_force": {
+            "settings": own.settings_at(now).to_json(),
+            "since": None if current is None else current.effective_at,
+        },
+        "scheduled": None if pending is None else pending.to_json(),
+        "contacts": list(client.contacts),
+        "notify_url": client.notify_url,
+    }
+
+
 __all__ = [
     "FAMILY_PAIRS",
+    "MAX_CONTACTS",
     "PAGE",
     "Actor",
     "AuditRow",
+    "ContactError",
     "Disabled",
     "Family",
     "GrantPage",
     "GrantQuery",
     "GrantStatus",
+    "PolicyChange",
     "UserEnded",
     "UserListing",
+    "checked_contact",
+    "iso",
+    "parse_duration",
+    "parse_instant",
+    "policy_change",
+    "policy_view",
+    "settings_words",
+    "shown_url",
 ]

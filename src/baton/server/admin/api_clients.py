@@ -24,6 +24,11 @@ rule the CLI and the console apply (`baton.core.client_metadata.checked_registra
   and with it this process's CORS origins (`ClientCache.on_forget`); other processes confirm a
   client's row in each request's transaction, so a disabled client or a rotated secret is
   refused everywhere at once, and settings (origins too) reach them within 30 s.
+- A client's policy (issue 28): `GET /clients/{id}/policy` shows it resolved over the server's
+  defaults (as `GET /client-policy` does) beside the client's own settings; `PUT` schedules a
+  change (its whole settings, from `effective_at`, report-only until then if asked), `DELETE`
+  cancels the pending one; `PUT /clients/{id}/contact` sets whom a change is told to.
+  `GET /clients/{id}/health?since=7d` is the client's integration health.
 - `POST /keys/rotate` is `baton keys rotate` with the server's own key-encryption key; the
   server reloads its keys at once. The window is planned from the keys as the write's own
   transaction finds them (`ClientAdmin.add_signing_key_audited`), and lifetimes below the
@@ -51,6 +56,7 @@ from baton.core.client_metadata import (
     registration,
     version,
 )
+from baton.core.client_policy import ClientPolicy, PolicyError, PolicySettings
 from baton.core.keys import (
     ALGORITHM_CHOICES,
     KeyEncryptionError,
@@ -60,6 +66,7 @@ from baton.core.keys import (
     key_encryption_key,
     unseal,
 )
+from baton.core.signals import Health
 from baton.core.subject import SUBJECT_TYPES
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.core.vocabulary import FeedEntryKind, RevocationCause
@@ -78,10 +85,13 @@ from baton.server.admin.api import (
     opened_cursor,
     require_admin_scopes,
 )
+from baton.server.endpoints.client_policy import client_policy
 from baton.server.endpoints.openapi import (
     ADMIN_AUTH_ERRORS,
     BODY_ERRORS,
+    CLIENT_POLICY_DOCUMENT,
     NO_STORE,
+    POLICY_SETTINGS,
     STRINGS,
     json_request_body,
     no_store_json,
@@ -95,7 +105,14 @@ from baton.server.observability import metrics
 from baton.server.routing import Endpoint
 from baton.server.runtime.context import Baton, baton
 from baton.server.runtime.keyring import ID_TOKEN, key_states, rotation_window
-from baton.store.admin import Actor, Disabled
+from baton.store.admin import (
+    Actor,
+    ContactError,
+    Disabled,
+    parse_duration,
+    parse_instant,
+    policy_view,
+)
 from baton.store.base import Client, ResourceUriTaken
 from baton.store.sql.client_admin import KeyWindow, Stale
 from baton.store.sql.tombstones import Deleted
@@ -140,6 +157,30 @@ class ClientKeeper(Protocol):
     async def add_signing_key_audited(
         self, key: StoredKey, window: KeyWindow, actor: Actor
     ) -> tuple[StoredKey, int | None]: ...
+
+    async def schedule_client_policy(
+        self,
+        client_id: str,
+        policy: ClientPolicy,
+        now: int,
+        actor: Actor,
+        *,
+        before: ClientPolicy | None = None,
+    ) -> Client | Stale | None:
+        """`PolicyError` for settings the client's kind cannot have; `STALE` when the row no
+        longer holds `before`; None when the client is gone."""
+        ...
+
+    async def set_client_contact(
+        self,
+        client_id: str,
+        contacts: tuple[str, ...],
+        notify_url: str | None,
+        now: int,
+        actor: Actor,
+    ) -> Client | None:
+        """`ContactError` for an address or URL that cannot be."""
+        ...
 
 
 def _keeper(request: Request) -> ClientKeeper:
@@ -544,6 +585,142 @@ async def delete_client(request: Request, caller: Caller) -> Response:
     return no_content()
 
 
+# -- a client's policy and contact (issue 28) -----------------------------------------------------
+
+_POLICY_FIELDS = ("settings", "effective_at", "report_only")
+DEFAULT_HEALTH_WINDOW = "7d"
+MAX_HEALTH_WINDOW = 366 * 86400
+
+
+def _policy_answer(app: Baton, client: Client, now: int) -> Response:
+    """The policy resolved as the client's app reads it (`GET /client-policy`), and the
+    client's own settings and contact (`own`) as `baton client policy show --json` prints
+    them."""
+    return json_answer(
+        {**client_policy(app.settings.policy, client, now), "own": policy_view(client, now)}
+    )
+
+
+def _instant(value: Any, now: int) -> int | None:
+    """`effective_at`: Unix seconds, an ISO 8601 string or `+7d`-style offset, or null."""
+    if value is None:
+        return None
+    if type(value) is int:
+        if not 0 <= value < 2**40:
+            raise Problem(400, "bad-body", "effective_at is out of range")
+        return value
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            return parse_instant(value, now)
+        except ValueError as exc:
+            raise Problem(400, "bad-body", f"effective_at: {exc}") from None
+    raise Problem(400, "bad-body", "effective_at must be Unix seconds, an ISO 8601 string or null")
+
+
+async def get_policy(request: Request, caller: Caller) -> Response:
+    """A client's policy in force and its scheduled change, resolved over the server's
+    defaults, with its own settings and contact."""
+    return _policy_answer(baton(request), await _found(request, _keeper(request)), caller.now)
+
+
+async def put_policy(request: Request, caller: Caller) -> Response:
+    """Schedules a change of the client's policy: `settings` are its whole settings from
+    `effective_at` (null: at once; report-only with no date when `report_only`), replacing any
+    change pending."""
+    body = await json_body(request)
+    for name in body:
+        if name not in _POLICY_FIELDS:
+            raise Problem(400, "bad-body", f"unknown field {_shown(name)}")
+    try:
+        settings = PolicySettings.from_json(body.get("settings", {}))
+    except PolicyError as exc:
+        raise Problem(400, "invalid-policy", str(exc)) from None
+    now = caller.now
+    effective_at = _instant(body.get("effective_at"), now)
+    report_only = _flag("report_only", body.get("report_only", False))
+    if effective_at is None and not report_only:
+        effective_at = now
+    keeper = _keeper(request)
+    found = await _managed(request, caller, keeper)
+    scheduled = found.policy.schedule(settings, now, effective_at, report_only, replace_all=True)
+    return await _write_policy(request, caller, keeper, found, scheduled)
+
+
+async def cancel_policy(request: Request, caller: Caller) -> Response:
+    """Cancels the client's pending policy change (its policy in force stays)."""
+    keeper = _keeper(request)
+    found = await _managed(request, caller, keeper)
+    if found.policy.pending(caller.now) is None:
+        raise Problem(409, "no-scheduled-change", "the client has no policy change scheduled")
+    return await _write_policy(request, caller, keeper, found, found.policy.cancel(caller.now))
+
+
+async def _write_policy(
+    request: Request, caller: Caller, keeper: ClientKeeper, found: Client, policy: ClientPolicy
+) -> Response:
+    try:
+        done = await keeper.schedule_client_policy(
+            found.id, policy, caller.now, caller.actor, before=found.policy
+        )
+    except PolicyError as exc:
+        raise Problem(400, "invalid-policy", str(exc)) from None
+    if done is None:
+        raise _deleted()
+    if isinstance(done, Stale):
+        raise Problem(
+            409, "conflict", "the client's policy changed meanwhile: read it again and retry"
+        )
+    baton(request).clients.forget(found.id)
+    return _policy_answer(baton(request), done, caller.now)
+
+
+async def put_contact(request: Request, caller: Caller) -> Response:
+    """Sets whom a policy change is told to: `contacts` (e-mail addresses) and `notify_url`
+    (signed notices are POSTed there; null: none)."""
+    body = await json_body(request)
+    for name in body:
+        if name not in ("contacts", "notify_url"):
+            raise Problem(400, "bad-body", f"unknown field {_shown(name)}")
+    contacts = _strings("contacts", body.get("contacts", []))
+    notify_url = _optional_text("notify_url", body.get("notify_url"))
+    keeper = _keeper(request)
+    found = await _managed(request, caller, keeper)
+    try:
+        done = await keeper.set_client_contact(
+            found.id, contacts, notify_url, caller.now, caller.actor
+        )
+    except ContactError as exc:
+        raise Problem(400, "invalid-contact", str(exc)) from None
+    if done is None:
+        raise _deleted()
+    baton(request).clients.forget(found.id)
+    return json_answer(
+        {"client_id": done.id, "contacts": list(done.contacts), "notify_url": done.notify_url}
+    )
+
+
+async def get_health(request: Request, caller: Caller) -> Response:
+    """The client's integration health over the window `since` (e.g. `7d`): stale access-token
+    uses after rotation, retries inside the leeway, reuse, late refreshes, and what the
+    report-only policy would have refused."""
+    app = baton(request)
+    raw = request.query_params.get("since", DEFAULT_HEALTH_WINDOW)
+    try:
+        if len(raw) > 32:
+            raise ValueError("too long: give e.g. 30m, 24h or 7d")
+        window = parse_duration(raw)
+    except ValueError as exc:
+        raise Problem(400, "bad-request", f"since: {exc}") from None
+    if not 0 < window <= MAX_HEALTH_WINDOW:
+        raise Problem(400, "bad-request", "since must be from 1 second to 366 days")
+    found = await _found(request, _keeper(request))
+    now = caller.now
+    since = now - window
+    found_health = await app.store.client_health([found.id], since, now)
+    health = next((h for h in found_health if h.client_id == found.id), None)
+    return json_answer((health or Health(found.id, since)).to_json())
+
+
 # -- signing keys --------------------------------------------------------------------------------
 
 
@@ -945,6 +1122,125 @@ ROTATE_KEYS = operation(
         }
     ),
 )
+_POLICY_ANSWER = {
+    **CLIENT_POLICY_DOCUMENT,
+    "properties": {
+        **CLIENT_POLICY_DOCUMENT["properties"],
+        "own": {
+            "type": "object",
+            "description": "The client's own settings (unset knobs: the server's), its "
+            "scheduled change as stored, and its contact.",
+            "additionalProperties": True,
+        },
+    },
+}
+GET_POLICY = operation(
+    "getClientPolicy",
+    {
+        "200": no_store_json("The client's policy.", _POLICY_ANSWER),
+        **_errors(_UNKNOWN_CLIENT),
+    },
+    description="Needs `admin:clients:read`. As `GET /client-policy`, with `own`.",
+    parameters=[_CLIENT_PATH],
+)
+PUT_POLICY = operation(
+    "scheduleClientPolicy",
+    {
+        "200": no_store_json("The client's policy as it now is.", _POLICY_ANSWER),
+        **_errors(
+            BODY_ERRORS,
+            _UNKNOWN_CLIENT,
+            {
+                "400": problem(
+                    "The body is not the object described, or a setting the client's kind "
+                    "cannot have (a public client always rotates and uses PKCE)."
+                ),
+                "409": problem("The client was deleted, or its policy changed meanwhile."),
+            },
+        ),
+    },
+    description="Needs `admin:clients:write`. Schedules a change: `settings` are the client's "
+    "whole settings from `effective_at` (Unix seconds, ISO 8601, or `+7d`; null: at once, or "
+    "undated with `report_only`), replacing any change pending. Report-only: evaluated and "
+    "reported beside the policy in force, never refusing anything, until `effective_at`. A "
+    "signed notice goes to the client's `notify_url`.",
+    parameters=[_CLIENT_PATH],
+    requestBody=json_request_body(
+        {
+            "type": "object",
+            "properties": {
+                "settings": POLICY_SETTINGS,
+                "effective_at": {"type": ["integer", "string", "null"]},
+                "report_only": {"type": "boolean"},
+            },
+            "additionalProperties": False,
+        }
+    ),
+)
+CANCEL_POLICY = operation(
+    "cancelClientPolicy",
+    {
+        "200": no_store_json("The client's policy as it now is.", _POLICY_ANSWER),
+        **_errors(
+            _UNKNOWN_CLIENT,
+            {"409": problem("No change is scheduled, the client was deleted, or it changed.")},
+        ),
+    },
+    description="Needs `admin:clients:write`. The policy in force stays; a signed notice goes "
+    "to the client's `notify_url`.",
+    parameters=[_CLIENT_PATH],
+)
+PUT_CONTACT = operation(
+    "setClientContact",
+    {
+        "200": no_store_json(
+            "The contact as it now is.",
+            {
+                "type": "object",
+                "required": ["client_id", "contacts", "notify_url"],
+                "properties": {
+                    "client_id": {"type": "string"},
+                    "contacts": STRINGS,
+                    "notify_url": _NULLABLE_STRING,
+                },
+            },
+        ),
+        **_errors(
+            BODY_ERRORS,
+            _UNKNOWN_CLIENT,
+            {
+                "400": problem("Not the object described, an address or URL refused."),
+                "409": problem("The client was deleted."),
+            },
+        ),
+    },
+    description="Needs `admin:clients:write`. `contacts`: the integrator's e-mail addresses; "
+    "`notify_url`: https (http only on loopback), where signed policy notices are POSTed.",
+    parameters=[_CLIENT_PATH],
+    requestBody=json_request_body(
+        {
+            "type": "object",
+            "properties": {"contacts": STRINGS, "notify_url": _NULLABLE_STRING},
+            "additionalProperties": False,
+        }
+    ),
+)
+GET_HEALTH = operation(
+    "getClientHealth",
+    {
+        "200": no_store_json(
+            "Each kind of signal's count, last time seen, p50/p95 delay and grants; what the "
+            "report-only policy would have refused, by rule; the share of grants it would break.",
+            {"type": "object", "required": ["client_id", "since"], "additionalProperties": True},
+        ),
+        **_errors(_UNKNOWN_CLIENT, {"400": problem("A bad `since`.")}),
+    },
+    description="Needs `admin:clients:read`. The client's integration health (issue 28).",
+    parameters=[
+        _CLIENT_PATH,
+        query_parameter("since", "The window: `7d` (default), `24h`, `30m`...", {"type": "string"}),
+    ],
+)
 
 _READ, _WRITE = AdminScope.CLIENTS_READ, AdminScope.CLIENTS_WRITE
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -1018,6 +1314,50 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         _WRITE,
         openapi=ENABLE_CLIENT,
         summary="Enable a disabled client",
+    ),
+    admin_endpoint(
+        "/clients/{client_id}/policy",
+        "GET",
+        get_policy,
+        _READ,
+        openapi=GET_POLICY,
+        summary="A client's policy",
+        details="in force and scheduled, resolved (issue 28)",
+    ),
+    admin_endpoint(
+        "/clients/{client_id}/policy",
+        "PUT",
+        put_policy,
+        _WRITE,
+        openapi=PUT_POLICY,
+        summary="Schedule a change of a client's policy",
+        details="`effective_at`, `report_only`; a signed notice to its `notify_url`",
+    ),
+    admin_endpoint(
+        "/clients/{client_id}/policy",
+        "DELETE",
+        cancel_policy,
+        _WRITE,
+        openapi=CANCEL_POLICY,
+        summary="Cancel a client's scheduled policy change",
+    ),
+    admin_endpoint(
+        "/clients/{client_id}/contact",
+        "PUT",
+        put_contact,
+        _WRITE,
+        openapi=PUT_CONTACT,
+        summary="Set whom a client's policy change is told to",
+        details="e-mail `contacts`, `notify_url`",
+    ),
+    admin_endpoint(
+        "/clients/{client_id}/health",
+        "GET",
+        get_health,
+        _READ,
+        openapi=GET_HEALTH,
+        summary="A client's integration health",
+        details="`?since=7d`",
     ),
     admin_endpoint(
         "/keys",

@@ -84,7 +84,9 @@ def metadata_document(
         # draft-ietf-oauth-client-id-metadata-document §4: an https `client_id` with a path is
         # the URL of the client's metadata, fetched at /authorize.
         "client_id_metadata_document_supported": settings.client_metadata_documents,
-        # Baton's rotation, advertised so that clients can plan retries inside the leeway.
+        # Baton's rotation, advertised so that clients can plan retries inside the leeway: the
+        # server's defaults. A client's own policy and its scheduled change (issue 28) are per
+        # client, so at `client_policy_endpoint` (from the route table), not in this document.
         "refresh_token_rotation": {
             "retry_policy": policy.retry.value,
             "leeway_seconds": policy.leeway,

@@ -1272,17 +1272,95 @@ TOKEN_USE = operation(
     security=_BASIC_ONLY,
     requestBody=_TOKEN_USE_BODY,
 )
+
+
+def _knob(hint: Any) -> Schema:
+    """The JSON schema of one knob of `PolicySettings`, from its type (None aside)."""
+    from enum import Enum
+
+    from baton.core.client_policy import MAX_LIFETIME
+    from baton.core.registration import GRANT_TYPES
+
+    (kind,) = [arg for arg in get_args(hint) if arg is not type(None)]
+    if kind is bool:
+        return {"type": "boolean"}
+    if kind is int:
+        return {"type": "integer", "minimum": 0, "maximum": MAX_LIFETIME}
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return {"enum": [member.value for member in kind]}
+    return {"type": "array", "items": {"enum": list(GRANT_TYPES)}}
+
+
+def _policy_schemas() -> tuple[Schema, Schema]:
+    """A client's own settings (each knob optional, null: the server's default) and the same
+    knobs resolved (each present; `grant_types` null: every grant the client's kind allows),
+    both derived from `PolicySettings` (issue 28: declared once)."""
+    from baton.core.client_policy import PolicySettings
+
+    hints = get_type_hints(PolicySettings)
+    knobs = {f.name: _knob(hints[f.name]) for f in dataclasses.fields(PolicySettings)}
+    own = {
+        "type": "object",
+        "properties": {
+            name: {**schema, "type": [schema.get("type", "string"), "null"]}
+            if "type" in schema
+            else {"enum": [*schema["enum"], None]}
+            for name, schema in knobs.items()
+        },
+        "additionalProperties": False,
+    }
+    # Resolved values are the server's too, whose options have their own bounds.
+    resolved_knobs = {
+        name: {k: v for k, v in schema.items() if k not in ("minimum", "maximum")}
+        for name, schema in knobs.items()
+    }
+    resolved_knobs["grant_types"] = {**knobs["grant_types"], "type": ["array", "null"]}
+    resolved = {
+        "type": "object",
+        "required": list(knobs),
+        "properties": resolved_knobs,
+        "additionalProperties": True,
+    }
+    return own, resolved
+
+
+POLICY_SETTINGS, RESOLVED_POLICY = _policy_schemas()
+_INSTANT = {"type": ["integer", "null"], "description": "Unix seconds"}
+CLIENT_POLICY_DOCUMENT: Schema = {
+    "type": "object",
+    "required": ["client_id", "in_force", "scheduled"],
+    "properties": {
+        "client_id": {"type": "string"},
+        "in_force": {
+            **RESOLVED_POLICY,
+            "required": [*RESOLVED_POLICY["required"], "since"],
+            "properties": {**RESOLVED_POLICY["properties"], "since": _INSTANT},
+        },
+        "scheduled": {
+            "type": ["object", "null"],
+            "required": ["settings", "effective_at", "report_only", "scheduled_at"],
+            "properties": {
+                "settings": RESOLVED_POLICY,
+                "effective_at": _INSTANT,
+                "report_only": {"type": "boolean"},
+                "scheduled_at": {"type": "integer"},
+            },
+        },
+    },
+    "additionalProperties": True,
+}
 CLIENT_POLICY = operation(
     "clientPolicy",
     {
-        "200": _json(
-            "The client's policy in force (`in_force`) and its scheduled change (`scheduled`: "
-            "null, or its settings, `effective_at` and `report_only`), every value resolved over "
-            "the server's defaults.",
-            {"type": "object"},
+        "200": no_store_json(
+            "The client's policy in force (`in_force`, with `since`: when it came into force, "
+            "null for the server's own) and its scheduled change (`scheduled`: null, or its "
+            "settings, `effective_at` and `report_only`), every value resolved over the "
+            "server's defaults.",
+            CLIENT_POLICY_DOCUMENT,
         ),
         "400": no_store_json("`invalid_request`: no `client_id`."),
-        "404": no_store_json("`invalid_client`: no such client."),
+        "404": no_store_json("`invalid_client`: no such client, or it is disabled."),
     },
     description=(
         "What an integrator's app needs to check itself before a stricter policy takes effect "

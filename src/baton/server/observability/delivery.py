@@ -14,6 +14,11 @@ not a webhook URL is configured (without one it leases only back-channel rows), 
 this process commits a logout (`outbox.BELL`: a reuse detected by a worker is sent by that
 worker's loop at once), and finds those of other processes (`baton grants revoke`) and the
 retries coming due by its poll (`poll_interval`).
+
+Policy notices (issue 28) are delivered the same way, to the client's `notify_url`: rows whose
+`event_type` is a `PolicyNoticeEvent`, signed at the moment of sending with the server's key
+(`PolicyNotices`: a JWT of `typ` `baton-policy-notice+jwt`, verifiable with the `jwks_uri`) and
+POSTed as `application/jwt`; any 2xx is delivered, anything else is retried like a webhook.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import httpx
 
 from baton.core.clock import Clock
 from baton.core.policy import DAY
+from baton.core.vocabulary import PolicyNoticeEvent
 from baton.logs import get_logger
 from baton.server.observability.metrics import Metrics
 from baton.store.base import NEVER, Delivery
@@ -70,6 +76,16 @@ class LogoutTokens(Protocol):
     async def __call__(self, stored: dict[str, Any], now: int) -> str | None: ...
 
 
+class PolicyNotices(Protocol):
+    """Signs a policy notice from its stored claims at `now`; None when it cannot be signed now
+    (no signing key yet): tried again later."""
+
+    async def __call__(self, stored: dict[str, Any], now: int) -> str | None: ...
+
+
+NOTICE_EVENTS = frozenset(PolicyNoticeEvent)
+
+
 # Back-Channel Logout 1.0 §2.8: "If the logout succeeded, the RP MUST respond with HTTP 200 OK";
 # 204 is what many relying parties send, and means the same.
 LOGGED_OUT = frozenset({200, 204})
@@ -105,6 +121,7 @@ class WebhookSender:
         metrics: Metrics | None = None,
         http: httpx.AsyncClient | None = None,
         logout_tokens: LogoutTokens | None = None,
+        policy_notices: PolicyNotices | None = None,
     ) -> None:
         self.options = options
         self.store = store
@@ -112,6 +129,7 @@ class WebhookSender:
         self.metrics = metrics
         self.http = http or httpx.AsyncClient(follow_redirects=False)
         self.logout_tokens = logout_tokens
+        self.policy_notices = policy_notices
         self.webhooks = options.url is not None and options.secret is not None
 
     async def run_forever(self) -> None:
@@ -136,7 +154,9 @@ class WebhookSender:
         )
         async with anyio.create_task_group() as tasks:
             for delivery in claimed:
-                if delivery.destination is not None:
+                if delivery.destination is not None and delivery.event_type in NOTICE_EVENTS:
+                    tasks.start_soon(self._deliver_notice, delivery, delivery.destination)
+                elif delivery.destination is not None:
                     tasks.start_soon(self._deliver_logout, delivery, delivery.destination)
                 else:
                     tasks.start_soon(self._deliver, delivery)
@@ -166,10 +186,50 @@ class WebhookSender:
                 )
             except httpx.HTTPError as exc:
                 failure = type(exc).__name__  # never the message: it may quote the URL
+        await self._settle(delivery, failure, "back-channel logout", fields)
+
+    async def _deliver_notice(self, delivery: Delivery, destination: str) -> None:
+        """A policy notice (issue 28): `POST` of the signed notice as `application/jwt` to the
+        client's `notify_url`; signed now, never stored signed. Any 2xx: delivered."""
+        stored = json.loads(delivery.payload)
+        fields = {
+            "client_id": stored.get("client_id"),
+            "jti": stored.get("jti"),
+            "event": delivery.event_type,
+        }
+        failure: str | None
+        token = None
+        if self.policy_notices is not None:
+            token = await self.policy_notices(stored, self.clock.now())
+        if token is None:
+            failure = "the policy notice cannot be signed (no signing key yet)"
+        else:
+            try:
+                response = await self.http.post(
+                    destination,
+                    content=token.encode(),
+                    headers={
+                        "Content-Type": "application/jwt",
+                        "User-Agent": "baton-policy-notices",
+                        EVENT_TYPE_HEADER: delivery.event_type,
+                    },
+                    timeout=self.options.timeout,
+                )
+                ok = 200 <= response.status_code < 300
+                failure = None if ok else f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                failure = type(exc).__name__  # never the message: it may quote the URL
+        await self._settle(delivery, failure, "policy notice", fields)
+
+    async def _settle(
+        self, delivery: Delivery, failure: str | None, what: str, fields: dict[str, Any]
+    ) -> None:
+        """Marks a delivery to a client's own URL delivered, or failed with its retry (given up
+        past the maximum age), and logs it (never the URL)."""
         now = self.clock.now()
         if failure is None:
             await self.store.mark_delivered(delivery.id, now)
-            log.info("back-channel logout delivered", attempts=delivery.attempts, **fields)
+            log.info(f"{what} delivered", attempts=delivery.attempts, **fields)
             return
         next_at = now + backoff(self.options, delivery.attempts)
         if next_at > delivery.created_at + self.options.max_age:
@@ -177,7 +237,7 @@ class WebhookSender:
             failure = f"gave up after {delivery.attempts} attempts: {failure}"
         await self.store.mark_failed(delivery.id, next_at, failure)
         log.warning(
-            "back-channel logout failed",
+            f"{what} failed",
             attempts=delivery.attempts,
             error=failure,
             retry_at=None if next_at == NEVER else next_at,

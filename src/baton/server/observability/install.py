@@ -17,6 +17,7 @@ from baton.core.clock import Clock
 from baton.server.observability.delivery import (
     LogoutTokens,
     Outbox,
+    PolicyNotices,
     WebhookOptions,
     WebhookSender,
 )
@@ -59,13 +60,24 @@ class Observability:
             return []
         return [Route("/metrics", metrics_endpoint(token), methods=["GET"])]
 
-    def start(self, tasks: TaskGroup, logout_tokens: LogoutTokens | None = None) -> None:
+    def start(
+        self,
+        tasks: TaskGroup,
+        logout_tokens: LogoutTokens | None = None,
+        policy_notices: PolicyNotices | None = None,
+    ) -> None:
         """The metrics' sampling and the outbox's delivery loop: it runs with a webhook URL, and
-        with OpenID Connect (`logout_tokens`) even without one, for back-channel logouts."""
+        with signing keys (`logout_tokens`, `policy_notices`) even without one, for back-channel
+        logouts and clients' policy notices."""
         tasks.start_soon(sample_pool_forever, self.metrics, self.store)
-        if self.options.url is not None or logout_tokens is not None:
+        if self.options.url is not None or logout_tokens or policy_notices:
             self.sender = WebhookSender(
-                self.options, self.store, self.clock, self.metrics, logout_tokens=logout_tokens
+                self.options,
+                self.store,
+                self.clock,
+                self.metrics,
+                logout_tokens=logout_tokens,
+                policy_notices=policy_notices,
             )
             tasks.start_soon(self.sender.run_forever)
 

@@ -17,6 +17,12 @@ console's actions it reuses (disable, enable, rotate the secret):
   changed (its scope, resources, redirect URIs): the operator took it over.
 - `delete_client`: disable (every live grant revoked, announced on the feed) and the tombstone
   (`baton.store.sql.tombstones`), in one transaction.
+- `schedule_client_policy`: the client's policy (`clients.policy`, `ClientPolicy.stored()`),
+  checked for the client's kind, with its audit row naming the change in words and, when the
+  client has a `notify_url`, a signed notice of it through the outbox (`outbox.policy_notice`).
+  `clients.policy` is a confirmed column, so every process's cached copy of the client is
+  re-read at its next use (`ClientChanged`).
+- `set_client_contact`: the integrator's e-mail contacts and `notify_url`, checked, audited.
 - `add_signing_key_audited`: `baton keys rotate`'s read of the keys and write of the new one, in
   one transaction serialized with any other rotation, with its `key.rotate` audit row.
 """
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -32,11 +39,13 @@ from sqlalchemy import Connection, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from baton.core.client_metadata import registration
+from baton.core.client_policy import ClientPolicy, PolicyError
 from baton.core.keys import StoredKey
-from baton.store.admin import Actor, Disabled
+from baton.core.vocabulary import PolicyNoticeEvent
+from baton.store.admin import Actor, Disabled, checked_contact, policy_change, shown_url
 from baton.store.base import Client, RegisteredVia, ResourceUriTaken
 from baton.store.schema import clients
-from baton.store.sql import registry
+from baton.store.sql import outbox, registry
 from baton.store.sql.audit import record
 from baton.store.sql.rows import client_from_row, client_values
 from baton.store.sql.tombstones import Deleted, is_deleted, tombstone
@@ -58,12 +67,22 @@ _NOT_AUDITED = ("client_id", "created_at", "disabled_at", "deleted")
 # When a new key starts signing and the keys it replaces retire, from the keys stored
 # (`baton.server.runtime.keyring.rotation_window` with the rotation's parameters).
 KeyWindow = Callable[[Sequence[StoredKey]], tuple[int, int | None]]
-# Every column the row as read must still hold, the credentials aside (not on `Client`), and
-# the first use (`used_at`, not on `Client` either: a use is no conflicting edit).
+# Every column the row as read must still hold, the credentials aside (not on `Client`), the
+# first use (`used_at`, not on `Client` either: a use is no conflicting edit), and the client's
+# policy and contact (issue 28): written by their own calls (`schedule_client_policy`, which
+# checks its own `before`), no part of the registration an edit or its ETag is made from.
 _COMPARED = tuple(
     c.name
     for c in clients.columns
-    if c.name not in ("secret_digest", "registration_token_digest", "used_at")
+    if c.name
+    not in (
+        "secret_digest",
+        "registration_token_digest",
+        "used_at",
+        "policy",
+        "contacts",
+        "notify_url",
+    )
 )
 
 
@@ -190,6 +209,122 @@ class ClientAdmin:
                 # client too, so `disabled` is None and this one wrote nothing.
                 return None
             return Deleted(disabled.grants_revoked if disabled is not None else 0)
+
+        return await self._write(work)
+
+    async def schedule_client_policy(
+        self,
+        client_id: str,
+        policy: ClientPolicy,
+        now: int,
+        actor: Actor,
+        *,
+        before: ClientPolicy | None = None,
+    ) -> Client | Stale | None:
+        """Writes the client's whole policy (`ClientPolicy.schedule` or `cancel` of the one it
+        has), each version checked for the client's kind (`PolicySettings.check_for`, raising
+        `PolicyError` before anything is written), audited with the change in words
+        (`client.schedule_policy` or `client.cancel_policy`), and with a signed notice to the
+        client's `notify_url` when it has one. The client as it now is; None when there is no
+        such client or it was deleted; `STALE` when `before` is given and the row no longer
+        holds it (another change got there first: read again). Writing the policy it already
+        has writes nothing, not even an audit row."""
+
+        def work(conn: Connection) -> Client | Stale | PolicyError | None:
+            found = registry.get_client(conn, client_id)
+            if found is None or is_deleted(found):
+                return None
+            if before is not None and found.policy != before:
+                return STALE
+            try:
+                for version in policy.versions:
+                    version.settings.check_for(is_public=found.is_public)
+            except PolicyError as refused:
+                # Answered, not raised: a write job that raises makes the SQLite runner run
+                # its whole batch again, one job at a time.
+                return refused
+            change = policy_change(found.policy, policy, now)
+            if change is None:
+                return found
+            # The row's own text, as read: the update holds only if no other write came between
+            # (PostgreSQL's read committed lets one in).
+            held = conn.execute(select(clients.c.policy).where(clients.c.id == client_id)).scalar()
+            if ClientPolicy.from_stored(held) != found.policy:
+                return STALE
+            written = conn.execute(
+                update(clients)
+                .where(
+                    clients.c.id == client_id,
+                    clients.c.deleted_at.is_(None),
+                    clients.c.policy.is_not_distinct_from(held),
+                )
+                .values(policy=policy.stored())
+            ).rowcount
+            if written != 1:
+                return STALE  # changed by another transaction since the read (PostgreSQL)
+            version = change.version
+            detail = {
+                "change": change.words,
+                "settings": version.settings.to_json(),
+                "effective_at": version.effective_at,
+                "report_only": version.report_only,
+            }
+            record(conn, actor, change.action, "client", client_id, detail)
+            if found.notify_url is not None:
+                event = (
+                    PolicyNoticeEvent.CANCELLED if change.cancelled else PolicyNoticeEvent.SCHEDULED
+                )
+                claims = {
+                    "client_id": client_id,
+                    "settings": version.settings.to_json(),
+                    "effective_at": version.effective_at,
+                    "report_only": version.report_only,
+                    "scheduled_at": version.scheduled_at,
+                    # What the policy falls back on where it leaves these unset: the client's
+                    # own registration, as `GET /client-policy` resolves them.
+                    "registered": {
+                        "grant_types": (
+                            None if found.grant_types is None else list(found.grant_types)
+                        ),
+                        "require_pkce": found.require_pkce,
+                    },
+                }
+                outbox.policy_notice(conn, found.notify_url, event, claims, now)
+            return dataclasses.replace(found, policy=policy)
+
+        done = await self._write(work)
+        if isinstance(done, PolicyError):
+            raise done
+        return done
+
+    async def set_client_contact(
+        self,
+        client_id: str,
+        contacts: tuple[str, ...],
+        notify_url: str | None,
+        now: int,
+        actor: Actor,
+    ) -> Client | None:
+        """Sets whom to tell about the client's policy: the integrator's e-mail `contacts` and
+        the `notify_url` signed notices are POSTed to (None: none), checked (`ContactError`
+        before anything is written), audited (`client.contact`, the URL without its query).
+        The client as it now is, or None when there is no such client or it was deleted."""
+        kept, url = checked_contact(contacts, notify_url)
+
+        def work(conn: Connection) -> Client | None:
+            found = registry.get_client(conn, client_id)
+            if found is None or is_deleted(found):
+                return None
+            if (found.contacts, found.notify_url) == (kept, url):
+                return found
+            conn.execute(
+                update(clients)
+                .where(clients.c.id == client_id, clients.c.deleted_at.is_(None))
+                .values(contacts=json.dumps(list(kept)) if kept else None, notify_url=url)
+            )
+            detail = {"contacts": list(kept), "notify_url": shown_url(url)}
+            record(conn, actor, "client.contact", "client", client_id, detail)
+            return dataclasses.replace(found, contacts=kept, notify_url=url)
 
         return await self._write(work)
 

@@ -17,6 +17,11 @@ the store knows them (`aud`, the user's own `subject`, `sid`, `jti`); the sender
 at delivery, with the client's ID token algorithm, so no signed token is ever stored. They are
 delivered whether or not a webhook URL is configured, and the delivery loops of this process are
 woken (`BELL`) as soon as the transaction that wrote one has committed.
+
+Policy notices (issue 28) go the same way: a row with a `destination` (the client's
+`notify_url`) and a `PolicyNoticeEvent` as its `event_type`, whose payload is the notice's claims
+but the signature's (`iss`, `iat`, `exp`): signed at delivery with the server's key, never
+stored signed, and never holding a secret (settings, instants, the client's id).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from baton.core.tokens import random_id
 from baton.core.vocabulary import (
     BACKCHANNEL_LOGOUT_EVENT,
     REUSE_EVENT_KINDS,
+    PolicyNoticeEvent,
     RevocationCause,
     WebhookEventType,
 )
@@ -258,6 +264,28 @@ def grant_logout(conn: Connection, grant_id: str, now: int, known: GrantFacts | 
         client_id, subject, sid = known.client_id, known.subject, known.sid
     if oidc and subject is not None:
         logouts_for(conn, [(client_id, subject, sid)], now)
+
+
+def policy_notice(
+    conn: Connection,
+    destination: str,
+    event: PolicyNoticeEvent,
+    claims: dict[str, Any],
+    now: int,
+) -> None:
+    """A notice of a change of a client's policy to its `notify_url` (issue 28): `claims` are
+    the notice's own (`baton.server.endpoints.client_policy.notice_claims`); `jti` is fixed
+    here, so a retried delivery is the same notice to the receiver's replay check."""
+    payload = {"jti": random_id("pn_"), "event": event.value, **claims}
+    _ENQUEUE_TO.run(
+        conn,
+        event_type=event,
+        payload=json.dumps(payload, separators=(",", ":")),
+        created_at=now,
+        next_attempt_at=now,
+        destination=destination,
+    )
+    conn.info[WAKE_OUTBOX] = True
 
 
 class Bell:
