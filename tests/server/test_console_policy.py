@@ -13,11 +13,9 @@ from starlette.testclient import TestClient
 
 from baton.core.client_policy import ClientPolicy, PolicySettings
 from baton.core.clock import FakeClock
-from baton.server.admin.queries import PolicyScheduler
 from baton.store.base import SignalCount
 from baton.store.schema import clients
 from baton.store.sql import SQLStore
-from baton.store.sql.admin import AdminStore
 from tests.server.test_console import admin_session, audit_rows, csrf_of, make_admin
 from tests.support import RegisteredClient
 
@@ -158,22 +156,6 @@ def test_health_counts_only_the_last_seven_days(
     assert text_of(page, "health-stale_access").endswith("exchanged 0 — — —")
 
 
-needs_scheduler = pytest.mark.skipif(
-    not hasattr(AdminStore, "schedule_client_policy"),
-    reason="AdminStore.schedule_client_policy lands with the admin surfaces (issue 28)",
-)
-
-
-def test_without_a_scheduler_the_page_is_read_only(
-    admin: TestClient, store: SQLStore, client: RegisteredClient
-) -> None:
-    page = admin.get(f"/admin/clients/{client.id}").text
-    has = isinstance(store.admin(), PolicyScheduler)
-    assert ('id="schedule-policy"' in page) is has
-    assert ('id="schedule-unavailable"' in page) is not has
-
-
-@needs_scheduler
 def test_the_form_schedules_a_report_only_change_and_cancels_it(
     admin: TestClient, store: SQLStore, client: RegisteredClient, clock: FakeClock
 ) -> None:
@@ -201,7 +183,6 @@ def test_the_form_schedules_a_report_only_change_and_cancels_it(
     assert text_of(cancelled.text, "scheduled-change") == "None."
 
 
-@needs_scheduler
 def test_the_form_refuses_what_cannot_be(
     admin: TestClient, store: SQLStore, client: RegisteredClient
 ) -> None:
@@ -218,3 +199,20 @@ def test_the_form_refuses_what_cannot_be(
     assert forged.status_code == 403
     row = anyio.run(store.get_client, client.id)
     assert row is not None and row.policy == ClientPolicy()
+
+
+def test_a_public_client_cannot_be_told_to_stop_rotating(
+    admin: TestClient, store: SQLStore, clock: FakeClock
+) -> None:
+    from tests.support import register_client
+
+    public = register_client(store, public=True, name="spa")
+    csrf = csrf_of(admin.get(f"/admin/clients/{public.id}").text)
+    refused = admin.post(
+        f"/admin/clients/{public.id}/policy",
+        data={"csrf": csrf, "rotate": "no", "effective_at": "2023-12-01T09:00"},
+    )
+    assert refused.status_code == 400
+    assert "A public client&#39;s refresh tokens always rotate" in refused.text
+    row = anyio.run(store.get_client, public.id)
+    assert row is not None and row.policy.pending(clock.now()) is None

@@ -51,7 +51,7 @@ from baton.core.vocabulary import (
 )
 from baton.data import common_passwords
 from baton.passwords import NO_PASSWORD, hash_password
-from baton.server.admin.queries import AdminQueries, PolicyScheduler
+from baton.server.admin.queries import AdminQueries
 from baton.server.admin.timeline_svg import dated, duration, minute, render, when
 from baton.server.admin.upstream_links import unlink, user_links
 from baton.server.endpoints.errors import OAuthError
@@ -433,17 +433,9 @@ async def _policy_view(request: Request, client: Client) -> dict[str, Any]:
         "integrator_notice": (
             integrator_notice(subject, server, health, now) if found["affected"] else None
         ),
-        "can_schedule": _scheduler(request) is not None,
         "retry_choices": ("replay", "fork", "strict"),
         "duration_knobs": [(name, _KNOBS[name]) for name in DURATIONS],
     }
-
-
-def _scheduler(request: Request) -> PolicyScheduler | None:
-    """The store's `schedule_client_policy`, when this build's admin store has it (the form to
-    schedule a change is shown only then)."""
-    store = _admin_store(request)
-    return store if isinstance(store, PolicyScheduler) else None
 
 
 async def create_client(request: Request) -> Response:
@@ -600,14 +592,11 @@ async def _write_policy(request: Request, cancel: bool) -> Response:
         return posted
     user, form = posted
     client_id = request.path_params["client_id"]
-    found = await _admin_store(request).client(client_id)
-    scheduler = _scheduler(request)
+    store = _admin_store(request)
+    found = await store.client(client_id)
     if found is None:
         message = f"There is no client {client_id}."
         return _page(request, "admin/message.html", {"message": message}, status=404)
-    if scheduler is None:
-        unavailable = "Scheduling a policy change is not available on this server."
-        return await _client(request, user, None, unavailable, 404)
     now = baton(request).clock.now()
     try:
         if cancel:
@@ -619,7 +608,7 @@ async def _write_policy(request: Request, cancel: bool) -> Response:
             if change.empty:
                 raise PolicyError("set at least one setting to change")
             policy = found.policy.schedule(change, now, effective_at, report_only)
-        written = await scheduler.schedule_client_policy(
+        written = await store.schedule_client_policy(
             client_id, policy, now, _actor(request, user), before=found.policy
         )
     except PolicyError as exc:

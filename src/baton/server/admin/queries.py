@@ -8,7 +8,7 @@ Each action runs in one transaction with the audit row that records it.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from baton.core.client_metadata import OidcSettings
 from baton.core.client_policy import ClientPolicy
@@ -76,6 +76,20 @@ class AdminQueries(Protocol):
 
     async def enable_client(self, client_id: str, actor: Actor) -> bool: ...
 
+    async def schedule_client_policy(
+        self,
+        client_id: str,
+        policy: ClientPolicy,
+        now: int,
+        actor: Actor,
+        *,
+        before: ClientPolicy | None = None,
+    ) -> Client | Stale | None:
+        """Writes the client's whole policy, audited (raises `PolicyError` for settings the
+        client's kind cannot have); None: no such client; `STALE`: its policy is no longer
+        `before` (changed meanwhile). Issue 28."""
+        ...
+
     async def grants(self, query: GrantQuery, now: int) -> GrantPage: ...
 
     async def family(self, grant_id: str, pairs: int = FAMILY_PAIRS) -> Family | None: ...
@@ -136,27 +150,6 @@ class AdminQueries(Protocol):
     async def audit(
         self, before: int | None = None, limit: int = PAGE
     ) -> tuple[list[AuditRow], int | None]: ...
-
-
-@runtime_checkable
-class PolicyScheduler(Protocol):
-    """Scheduling a client's policy change from the console (issue 28; the admin store's, see
-    `baton.store.sql.client_admin`). Apart from `AdminQueries` so the console shows the form
-    only on a store that has it."""
-
-    async def schedule_client_policy(
-        self,
-        client_id: str,
-        policy: ClientPolicy,
-        now: int,
-        actor: Actor,
-        *,
-        before: ClientPolicy | None = None,
-    ) -> Client | Stale | None:
-        """Writes the client's whole policy, audited (raises `PolicyError` for settings the
-        client's kind cannot have); None: no such client; `STALE`: its policy is no longer
-        `before` (changed meanwhile)."""
-        ...
 
 
 class AdminSource(Protocol):
