@@ -95,6 +95,7 @@ def test_strict_says_a_refresh_token_is_used_once() -> None:
     subject = Subject("cl_bad", "Bad App", tightening(retry=RetryPolicy.STRICT))
     text = notice(subject, SERVER, bad_client_health(), NOW)
     assert "a refresh token can be used only once" in text
+    assert "stop working at once (until now they kept working for 10 min)" in text
     assert "such a token stops working as soon as it is refreshed" in text
 
 
@@ -126,6 +127,14 @@ def test_evidence_has_the_counts_the_policy_and_the_change() -> None:
     assert found["scheduled"]["effective_at"] == EFFECTIVE
     assert found["scheduled"]["report_only"] is True
     assert found["scheduled"]["changes"] == [{"setting": "leeway", "from": 600, "to": 60}]
+
+
+def test_a_public_client_always_rotates_and_uses_pkce() -> None:
+    """As `GET /client-policy` states it: the knobs a public client cannot change."""
+    subject = Subject("cl", "SPA", ClientPolicy(), require_pkce=False, is_public=True)
+    found = evidence(subject, SERVER, Health("cl", 0), NOW)
+    assert found["in_force"]["rotate"] is True
+    assert found["in_force"]["require_pkce"] is True
 
 
 def test_a_csv_row_has_every_column() -> None:

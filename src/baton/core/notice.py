@@ -46,6 +46,8 @@ class Registered(Protocol):
     def grant_types(self) -> tuple[str, ...] | None: ...
     @property
     def require_pkce(self) -> bool: ...
+    @property
+    def is_public(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +59,18 @@ class Subject:
     policy: ClientPolicy
     grant_types: tuple[str, ...] | None = None  # registered (None: every grant its type allows)
     require_pkce: bool = True  # registered
+    is_public: bool = False  # a public client always rotates and uses PKCE
 
     @classmethod
     def of(cls, client: Registered) -> Subject:
-        return cls(client.id, client.name, client.policy, client.grant_types, client.require_pkce)
+        return cls(
+            client.id,
+            client.name,
+            client.policy,
+            client.grant_types,
+            client.require_pkce,
+            client.is_public,
+        )
 
 
 # -- plain words -----------------------------------------------------------------------------------
@@ -106,20 +116,34 @@ class Change:
         return {"setting": self.setting, "from": self.before, "to": self.after}
 
 
-def resolved(policy: Policy, settings: PolicySettings, subject: Subject) -> dict[str, Any]:
-    """Every knob of `policy` (the server's with the client's `settings` over it) as its value,
-    `grant_types` as a list (None: every grant the client's type allows)."""
-    grant_types = grant_types_in_force(subject.grant_types, settings)
+def resolved(
+    policy: Policy,
+    settings: PolicySettings,
+    grant_types: tuple[str, ...] | None,
+    require_pkce: bool,
+    is_public: bool = False,
+) -> dict[str, Any]:
+    """Every knob of a client's policy, resolved, as `GET /client-policy` states them: `policy`
+    is the policy in force (its lifetimes, leeway, retry and rotation; the leeway is 0 under
+    `strict`), `settings` the client's own (for the grant types and PKCE, which fall back on its
+    registration: `grant_types`, `require_pkce`)."""
+    lifetimes = policy.lifetimes
+    allowed = grant_types_in_force(grant_types, settings)
     return {
-        "access_ttl": policy.lifetimes.access_ttl,
-        "refresh_idle_ttl": policy.lifetimes.refresh_idle_ttl,
-        "refresh_absolute_ttl": policy.lifetimes.refresh_absolute_ttl,
-        "leeway": policy.lifetimes.leeway,
+        "access_ttl": lifetimes.access_ttl,
+        "refresh_idle_ttl": lifetimes.refresh_idle_ttl,
+        "refresh_absolute_ttl": lifetimes.refresh_absolute_ttl,
+        "leeway": policy.leeway,
         "retry": policy.retry.value,
-        "rotate": policy.rotate,
-        "grant_types": None if grant_types is None else list(grant_types),
-        "require_pkce": pkce_in_force(subject.require_pkce, settings),
+        # RFC 9700 §4.14.2 and OAuth 2.1 §7.5.1: a public client always rotates, always PKCE.
+        "rotate": policy.rotate or is_public,
+        "grant_types": None if allowed is None else list(allowed),
+        "require_pkce": pkce_in_force(require_pkce, settings) or is_public,
     }
+
+
+def _resolved(policy: Policy, settings: PolicySettings, subject: Subject) -> dict[str, Any]:
+    return resolved(policy, settings, subject.grant_types, subject.require_pkce, subject.is_public)
 
 
 def in_force(subject: Subject, server: Policy, now: int) -> dict[str, Any]:
@@ -128,7 +152,7 @@ def in_force(subject: Subject, server: Policy, now: int) -> dict[str, Any]:
     settings = subject.policy.settings_at(now)
     version = subject.policy.in_force_version(now)
     return {
-        **resolved(subject.policy.at(server, now), settings, subject),
+        **_resolved(subject.policy.at(server, now), settings, subject),
         "since": None if version is None else version.effective_at,
         "client_sets": sorted(settings.to_json()),
     }
@@ -141,7 +165,7 @@ def scheduled(subject: Subject, server: Policy, now: int) -> dict[str, Any] | No
         return None
     changes = changes_of(subject, server, now)
     return {
-        "settings": resolved(_pending_policy(server, pending), pending.settings, subject),
+        "settings": _resolved(_pending_policy(server, pending), pending.settings, subject),
         "effective_at": pending.effective_at,
         "report_only": pending.report_only,
         "scheduled_at": pending.scheduled_at,
@@ -159,15 +183,10 @@ def changes_of(subject: Subject, server: Policy, now: int) -> tuple[Change, ...]
     if pending is None:
         return ()
     before = in_force(subject, server, now)
-    after = resolved(_pending_policy(server, pending), pending.settings, subject)
+    after = _resolved(_pending_policy(server, pending), pending.settings, subject)
     return tuple(
         Change(name, before[name], after[name]) for name in after if before[name] != after[name]
     )
-
-
-def _leeway_of(values: dict[str, Any]) -> int:
-    """How long an old access token keeps working after its refresh: none under `strict`."""
-    return 0 if values["retry"] == RetryPolicy.STRICT.value else int(values["leeway"])
 
 
 def leeway_after(subject: Subject, server: Policy, now: int) -> int | None:
@@ -175,8 +194,8 @@ def leeway_after(subject: Subject, server: Policy, now: int) -> int | None:
     pending = subject.policy.pending(now)
     if pending is None:
         return None
-    before = _leeway_of(in_force(subject, server, now))
-    after = _leeway_of(resolved(_pending_policy(server, pending), pending.settings, subject))
+    before = int(in_force(subject, server, now)["leeway"])
+    after = int(_resolved(_pending_policy(server, pending), pending.settings, subject)["leeway"])
     return after if after < before else None
 
 
@@ -291,6 +310,11 @@ def describe(change: Change) -> str:
             return (
                 f"a sign-in lasts at most {span(after)}, however often it is refreshed, after "
                 f"which the user signs in again (until now {span(before)})"
+            )
+        case "leeway" if after == 0:
+            return (
+                f"after a refresh, the previous access token and refresh token stop working at "
+                f"once (until now they kept working for {span(before)})"
             )
         case "leeway":
             return (
@@ -445,7 +469,7 @@ def _refusal(
     pending = subject.policy.pending(now)
     if pending is None or not tally.count:
         return None
-    after = resolved(_pending_policy(server, pending), pending.settings, subject)
+    after = _resolved(_pending_policy(server, pending), pending.settings, subject)
     times = _times(tally.count)
     match reason:
         case Refusal.ACCESS_TTL:
