@@ -7,8 +7,8 @@ exit status 1 (2 for a config file Baton refuses), as one line without a traceba
 from their declarations in `baton.config`.
 
 One module per command group: `serve` (with `config show`), `db`, `clients`, `consents`,
-`users`, `grants`, `keys`, `audit`, `demo`; what they share is in `common`. `main` below is the
-group they join (`baton.script` runs it, and so does `python -m baton.cli`).
+`users`, `grants`, `keys`, `audit`, `report`, `demo`; what they share is in `common`. `main`
+below is the group they join (`baton.script` runs it, and so does `python -m baton.cli`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from baton.cli import (
     grants,
     keys,
     mfa,
+    report,
     scopes,
     serve,
     upstreams,
@@ -62,5 +63,6 @@ main.add_command(upstreams.upstream)
 main.add_command(consents.consent)
 main.add_command(audit.audit)
 main.add_command(audit.events)
+main.add_command(report.report)
 
 __all__ = ["main"]

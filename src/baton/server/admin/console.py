@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import quote, urlencode
@@ -27,12 +28,17 @@ from baton.core import timeline
 from baton.core.challenges import app_url_problem
 from baton.core.claims import PROFILE_MEMBERS
 from baton.core.client_metadata import MetadataError, OidcSettings, checked, version
+from baton.core.client_policy import DURATIONS, PolicyError, PolicySettings
 from baton.core.keys import ALGORITHMS
+from baton.core.notice import Subject, affected, changes_of, describe, evidence, in_force
+from baton.core.notice import notice as integrator_notice
 from baton.core.passwords_policy import MAX_LENGTH, password_problem
+from baton.core.policy import DAY
 from baton.core.redirects import client_option_problem, redirect_uri_problem
 from baton.core.scope import ScopeError
 from baton.core.scope import parse as parse_scope
 from baton.core.scope import render as render_scope
+from baton.core.signals import Health, Refusal, SignalKind
 from baton.core.subject import SUBJECT_TYPES
 from baton.core.tokens import TokenKind, mint, random_id
 from baton.core.user_claims import SETTABLE, ClaimChanges, ClaimError, check
@@ -303,8 +309,133 @@ async def _clients(request: Request, user: User, error: str | None, status: int)
     page = _int(request.query_params.get("page"), _MAX_INT // PAGE - 1) or 0
     rows = await _admin_store(request).clients(offset=page * PAGE, limit=PAGE + 1)
     next_url = f"/admin/clients?page={page + 1}" if len(rows) > PAGE else None
-    context = {"user": user, "rows": rows[:PAGE], "error": error, "next_url": next_url}
+    shown = rows[:PAGE]
+    context = {
+        "user": user,
+        "rows": shown,
+        "error": error,
+        "next_url": next_url,
+        "changes": await _scheduled_marks(request, shown),
+    }
     return _page(request, "admin/clients.html", context, status=status)
+
+
+# -- a client's policy and its integration health (issue 28) ---------------------------------------
+
+# The integration health the console shows: the signals of the last seven days.
+HEALTH_WINDOW = 7 * DAY
+
+# Each knob of a client's policy as the console names it, in `PolicySettings`' order.
+_KNOBS = {
+    "access_ttl": "Access token lifetime",
+    "refresh_idle_ttl": "Refresh token idle lifetime",
+    "refresh_absolute_ttl": "Grant lifetime (absolute)",
+    "leeway": "Leeway after an exchange",
+    "retry": "Retry inside the leeway",
+    "rotate": "Refresh tokens rotate",
+    "grant_types": "Grant types",
+    "require_pkce": "PKCE required",
+}
+
+# What each report-only refusal means, in the health panel.
+_REFUSALS = {
+    Refusal.LEEWAY: "after the shorter leeway",
+    Refusal.STRICT: "a retry under strict",
+    Refusal.ACCESS_TTL: "an access token past the shorter lifetime",
+    Refusal.IDLE: "a refresh token idle past the shorter lifetime",
+    Refusal.ABSOLUTE: "a grant past the shorter absolute lifetime",
+    Refusal.GRANT_TYPE: "a grant type no longer allowed",
+    Refusal.PKCE: "an authorization request without PKCE",
+}
+
+
+def _knob_text(name: str, value: Any) -> str:
+    if name in DURATIONS:
+        return duration(int(value))
+    if value is None:
+        return "every grant type its kind allows"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(value) or "none"
+    return str(value)
+
+
+async def _healths(request: Request, client_ids: list[str], now: int) -> dict[str, Health]:
+    """The integration health of these clients over `HEALTH_WINDOW`, in one query."""
+    if not client_ids:
+        return {}
+    found = await baton(request).store.client_health(client_ids, now - HEALTH_WINDOW, now)
+    return {h.client_id: h for h in found}
+
+
+async def _scheduled_marks(request: Request, rows: list[Client]) -> dict[str, dict[str, Any]]:
+    """For each client of a clients page with a scheduled change: when, whether report-only,
+    and whether it would break the client (its signals of the last seven days)."""
+    now = baton(request).clock.now()
+    server = baton(request).settings.policy
+    pending = {c.id: c for c in rows if c.policy.pending(now) is not None}
+    healths = await _healths(request, list(pending), now)
+    marks: dict[str, dict[str, Any]] = {}
+    for client_id, client in pending.items():
+        change = client.policy.pending(now)
+        assert change is not None
+        health = healths.get(client_id) or Health(client_id, now - HEALTH_WINDOW)
+        marks[client_id] = {
+            "effective_at": change.effective_at,
+            "report_only": change.report_only,
+            "affected": affected(Subject.of(client), server, health, now),
+        }
+    return marks
+
+
+async def _policy_view(request: Request, client: Client) -> dict[str, Any]:
+    """What the client page shows of the client's policy: each knob in force (and whether it is
+    the server's default), the scheduled change, and the integration health of the last seven
+    days with the notice its integrator would be sent."""
+    now = baton(request).clock.now()
+    server = baton(request).settings.policy
+    subject = Subject.of(client)
+    health = (await _healths(request, [client.id], now)).get(client.id) or Health(
+        client.id, now - HEALTH_WINDOW
+    )
+    current = in_force(subject, server, now)
+    changes = changes_of(subject, server, now)
+    scheduled = {c.setting: c.after for c in changes}
+    knobs = [
+        {
+            "name": name,
+            "label": label,
+            "value": _knob_text(name, current[name]),
+            # Where the value comes from: the client's policy, else its registration (grant
+            # types, PKCE) or the server's defaults (lifetimes, leeway, retry, rotation).
+            "source": "policy"
+            if name in current["client_sets"]
+            else "registration"
+            if name in ("grant_types", "require_pkce")
+            else "server",
+            "scheduled": _knob_text(name, scheduled[name]) if name in scheduled else None,
+        }
+        for name, label in _KNOBS.items()
+    ]
+    found = evidence(subject, server, health, now)
+    tallies = {kind.value: health.tally(kind) for kind in SignalKind}
+    refusals = [(_REFUSALS[reason], tally) for reason, tally in sorted(health.refusals.items())]
+    return {
+        "knobs": knobs,
+        "since": current["since"],
+        "pending": client.policy.pending(now),
+        "changes": [describe(c) for c in changes],
+        "health": health,
+        "tallies": tallies,
+        "refusals": refusals,
+        "affected": found["affected"],
+        "integrator_notice": (
+            integrator_notice(subject, server, health, now) if found["affected"] else None
+        ),
+        "retry_choices": ("replay", "fork", "strict"),
+        "duration_knobs": [(name, _KNOBS[name]) for name in DURATIONS],
+    }
 
 
 async def create_client(request: Request) -> Response:
@@ -419,8 +550,97 @@ async def _client(
         "error": error,
         "algorithms": ALGORITHMS,
         "subject_types": SUBJECT_TYPES,
+        "policy": await _policy_view(request, found),
     }
     return _page(request, "admin/client.html", context, status=status)
+
+
+def _policy_form(form: Form) -> tuple[PolicySettings, int | None, bool]:
+    """The change the client page's policy form posted: the knobs it sets (an empty field keeps
+    the one in force), its effective instant (UTC; empty: undated, report-only) and whether it
+    is report-only. Raises `PolicyError` saying what is wrong."""
+    change: dict[str, Any] = {}
+    for name in DURATIONS:
+        raw = (form.get(name) or "").strip()
+        if raw:
+            if not raw.isdigit():
+                raise PolicyError(f"{_KNOBS[name].lower()} must be a whole number of seconds")
+            change[name] = int(raw)
+    if retry := form.get("retry"):
+        change["retry"] = retry
+    for name in ("rotate", "require_pkce"):
+        if (said := form.get(name) or "") in ("yes", "no"):
+            change[name] = said == "yes"
+    if grant_types := (form.get("grant_types") or "").split():
+        change["grant_types"] = grant_types
+    raw_when = (form.get("effective_at") or "").strip()
+    effective_at = None
+    if raw_when:
+        try:
+            effective_at = int(
+                datetime.strptime(raw_when, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC).timestamp()
+            )
+        except ValueError:
+            raise PolicyError("give the effective date as YYYY-MM-DD and a time (UTC)") from None
+    return PolicySettings.from_json(change), effective_at, form.get("report_only") == "on"
+
+
+async def _write_policy(request: Request, cancel: bool) -> Response:
+    """Schedules the change the client page's form posted, or cancels the pending one."""
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
+    client_id = request.path_params["client_id"]
+    store = _admin_store(request)
+    found = await store.client(client_id)
+    if found is None:
+        message = f"There is no client {client_id}."
+        return _page(request, "admin/message.html", {"message": message}, status=404)
+    now = baton(request).clock.now()
+    try:
+        if cancel:
+            if found.policy.pending(now) is None:
+                return await _client(request, user, "No change was scheduled.", None, 200)
+            policy = found.policy.cancel(now)
+        else:
+            change, effective_at, report_only = _policy_form(form)
+            if change.empty:
+                raise PolicyError("set at least one setting to change")
+            policy = found.policy.schedule(change, now, effective_at, report_only)
+        written = await store.schedule_client_policy(
+            client_id, policy, now, _actor(request, user), before=found.policy
+        )
+    except PolicyError as exc:
+        return await _client(request, user, None, _capitalized(str(exc)) + ".", 400)
+    if written is None:
+        message = f"There is no client {client_id}."
+        return _page(request, "admin/message.html", {"message": message}, status=404)
+    if isinstance(written, Stale):
+        changed_meanwhile = (
+            "This client's policy was changed since you opened this page, so nothing was "
+            "saved. The page now shows its current policy: make your change again."
+        )
+        return await _client(request, user, None, changed_meanwhile, 409)
+    baton(request).clients.forget(client_id)
+    pending = written.policy.pending(now)
+    if cancel:
+        said = "The scheduled change was cancelled."
+    elif pending is None:
+        said = "The change is in force from now."
+    else:
+        start = "undated" if pending.effective_at is None else f"from {when(pending.effective_at)}"
+        mode = ", report-only until then" if pending.report_only else ""
+        said = f"Change scheduled ({start}{mode})."
+    return await _client(request, user, said, None, 200)
+
+
+async def schedule_policy(request: Request) -> Response:
+    return await _write_policy(request, cancel=False)
+
+
+async def cancel_policy(request: Request) -> Response:
+    return await _write_policy(request, cancel=True)
 
 
 def _oidc_form(form: Form) -> OidcSettings:
@@ -809,6 +1029,8 @@ ROUTES: tuple[Endpoint, ...] = tuple(
         ("/clients/{client_id}", "GET", client_page),
         ("/clients/{client_id}", "POST", update_client),
         ("/clients/{client_id}/rotate", "POST", rotate_secret),
+        ("/clients/{client_id}/policy", "POST", schedule_policy),
+        ("/clients/{client_id}/policy/cancel", "POST", cancel_policy),
         ("/clients/{client_id}/disable", "POST", disable_client),
         ("/clients/{client_id}/enable", "POST", enable_client),
         ("/users", "GET", users_page),

@@ -11,6 +11,7 @@ from collections.abc import Collection
 from typing import Any, Protocol
 
 from baton.core.client_metadata import OidcSettings
+from baton.core.client_policy import ClientPolicy
 from baton.core.user_claims import ClaimChanges
 from baton.core.vocabulary import SecurityEventKind
 from baton.store.admin import (
@@ -74,6 +75,20 @@ class AdminQueries(Protocol):
         ...
 
     async def enable_client(self, client_id: str, actor: Actor) -> bool: ...
+
+    async def schedule_client_policy(
+        self,
+        client_id: str,
+        policy: ClientPolicy,
+        now: int,
+        actor: Actor,
+        *,
+        before: ClientPolicy | None = None,
+    ) -> Client | Stale | None:
+        """Writes the client's whole policy, audited (raises `PolicyError` for settings the
+        client's kind cannot have); None: no such client; `STALE`: its policy is no longer
+        `before` (changed meanwhile). Issue 28."""
+        ...
 
     async def grants(self, query: GrantQuery, now: int) -> GrantPage: ...
 
