@@ -23,9 +23,8 @@ from baton.core.client_policy import (
     ClientPolicy,
     PolicySettings,
     PolicyVersion,
-    grant_types_in_force,
-    pkce_in_force,
     resolve,
+    resolved,
 )
 from baton.core.policy import Policy, RetryPolicy
 from baton.core.signals import Health, Refusal, SignalKind, Tally
@@ -114,32 +113,6 @@ class Change:
 
     def to_json(self) -> dict[str, Any]:
         return {"setting": self.setting, "from": self.before, "to": self.after}
-
-
-def resolved(
-    policy: Policy,
-    settings: PolicySettings,
-    grant_types: tuple[str, ...] | None,
-    require_pkce: bool,
-    is_public: bool = False,
-) -> dict[str, Any]:
-    """Every knob of a client's policy, resolved, as `GET /client-policy` states them: `policy`
-    is the policy in force (its lifetimes, leeway, retry and rotation; the leeway is 0 under
-    `strict`), `settings` the client's own (for the grant types and PKCE, which fall back on its
-    registration: `grant_types`, `require_pkce`)."""
-    lifetimes = policy.lifetimes
-    allowed = grant_types_in_force(grant_types, settings)
-    return {
-        "access_ttl": lifetimes.access_ttl,
-        "refresh_idle_ttl": lifetimes.refresh_idle_ttl,
-        "refresh_absolute_ttl": lifetimes.refresh_absolute_ttl,
-        "leeway": policy.leeway,
-        "retry": policy.retry.value,
-        # RFC 9700 §4.14.2 and OAuth 2.1 §7.5.1: a public client always rotates, always PKCE.
-        "rotate": policy.rotate or is_public,
-        "grant_types": None if allowed is None else list(allowed),
-        "require_pkce": pkce_in_force(require_pkce, settings) or is_public,
-    }
 
 
 def _resolved(policy: Policy, settings: PolicySettings, subject: Subject) -> dict[str, Any]:
