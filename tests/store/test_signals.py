@@ -1,6 +1,6 @@
 """Integration signals in the store (issue 28): a flush written, the health read back from it per
 client (delays merged, live grants counted, the grants a report-only policy would break), the
-purge past `--signal-retention`, and access tokens found by `jti` for `/token-use`."""
+purge past `--signal-retention`, and access tokens found by digest for `/token-use`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from baton.core.pairs import MintedPair
 from baton.core.rules import CodeRedemption
 from baton.core.signals import Refusal, SignalKind, Source
-from baton.core.tokens import TokenKind, mint
+from baton.core.tokens import TokenKind, digest, mint
 from baton.core.vocabulary import RevocationCause
 from baton.store.base import Issued, NewCode, SignalCount
 from baton.store.schema import client_signals
@@ -159,7 +159,7 @@ def test_signals_are_purged_after_their_retention_in_bounded_batches(
     anyio.run(store.close)
 
 
-def test_access_tokens_are_found_by_jti_with_their_companions_exchange(
+def test_access_tokens_are_found_by_digest_with_their_companions_exchange(
     database: Path | str,
 ) -> None:
     store = store_on(database)
@@ -172,20 +172,20 @@ def test_access_tokens_are_found_by_jti_with_their_companions_exchange(
         store.redeem_code, code.digest, CodeRedemption(client, None, None), first, NOW, None
     )
     assert isinstance(redeemed, Issued) and redeemed.pair.refresh_token is not None
-    before = anyio.run(store.access_by_jti, [first.jti])
-    assert before[first.jti].companion is not None
-    assert before[first.jti].companion.exchanged_at is None
+    key = digest(redeemed.pair.access_token)
+    before = anyio.run(store.access_by_digest, [key])
+    assert before[key].companion is not None
+    assert before[key].companion.exchanged_at is None
 
     exchanged = anyio.run(store.exchange, ask_for(redeemed.pair.refresh_token, client, NOW + 100))
     assert isinstance(exchanged, Issued)
-    found = anyio.run(store.access_by_jti, [first.jti, first.jti, "no-such-jti"])
-    assert list(found) == [first.jti]
-    old = found[first.jti]
+    newer = digest(exchanged.pair.access_token)
+    unknown = digest("bat_at_no-such-token")
+    found = anyio.run(store.access_by_digest, [key, key, unknown, newer])
+    assert set(found) == {key, newer}
+    old = found[key]
     assert old.jti == first.jti and old.grant.client_id == client
     assert old.companion is not None and old.companion.exchanged_at == NOW + 100
-    assert anyio.run(store.access_by_jti, []) == {}
-    # Bounded by `exp`: a token dead before the earliest use reported is left out.
-    expires_at = old.expires_at
-    assert list(anyio.run(store.access_by_jti, [first.jti], expires_at - 1)) == [first.jti]
-    assert anyio.run(store.access_by_jti, [first.jti], expires_at) == {}
+    assert found[newer].companion is not None and found[newer].companion.exchanged_at is None
+    assert anyio.run(store.access_by_digest, []) == {}
     anyio.run(store.close)

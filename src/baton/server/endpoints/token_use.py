@@ -1,30 +1,39 @@
 """`POST /token-use`: resource servers report access tokens used after their companion was
 exchanged (issue 28; `baton.resource` sends them in batches).
 
-A report names each token by its RFC 9068 `jti`, never the token: `{"uses": [{"jti": str, "at":
-unix seconds, "count": int >= 1}]}`, at most `MAX_USES` entries. Only a client registered with
-`--resource-server` may report (client authentication as at the revocation feed: HTTP Basic,
-since the body is JSON; otherwise 403 `unauthorized_client`). The batch's tokens are read in one
-store read, their owners' clients in one more; for each token whose companion refresh token was
-already exchanged and that was live at the use, the use is counted for the owning client as
-`stale_access` (source `resource`, delay after the exchange) and, when the client has a
-report-only policy pending, as what that policy would refuse (`baton.core.signals`). The instant
-of a use is clamped to [the exchange, now]: a resource server's clock cannot place a use before
-the exchange it follows, nor in the future. An unknown `jti` is ignored. Nothing here is written
-at once: the signals go to the process's `SignalBook`, flushed every
-`--signal-flush-interval` seconds. The answer is 202 `{"accepted": n}`: the entries counted.
+A report names each token by its digest, never the token: `{"uses": [{"token_digest": str,
+"at": unix seconds, "count": int >= 1}]}`, at most `MAX_USES` entries, where `token_digest` is
+the SHA-256 of the access token as presented (opaque or JWT), base64url without padding (43
+characters, `baton.core.tokens.digest_text`). The digest rather than the `jti`:
+`access_tokens.digest` is unique-indexed, while `access_tokens.jti` has no index on purpose
+(migration 0004 keeps token inserts cheap), so a report costs one indexed read, not a scan.
+
+Only a client registered with `--resource-server` may report (client authentication as at the
+revocation feed: HTTP Basic, since the body is JSON; otherwise 403 `unauthorized_client`). The
+report's tokens are read in one indexed store read, their owners' clients in one more; for each
+token whose companion refresh token was already exchanged and that was live at the use, the use
+is counted for the owning client as `stale_access` (source `resource`, delay after the
+exchange) and, when the client has a report-only policy pending, as what that policy would
+refuse (`baton.core.signals`). The instant of a use is clamped to [the exchange, now]: a
+resource server's clock cannot place a use before the exchange it follows, nor in the future.
+An unknown digest is ignored. A resource server reports only the uses it accepted without
+asking Baton (its cache, a JWT checked locally): a use it introspected was counted by
+`/introspect` already. Nothing here is written at once: the signals go to the process's
+`SignalBook`, flushed every `--signal-flush-interval` seconds. The answer is 202
+`{"accepted": n}`: the entries counted.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 from starlette.requests import Request
 
 from baton.core import rules
 from baton.core.signals import Source, access_signals
+from baton.core.tokens import DIGEST_TEXT_LENGTH, digest_from_text
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.clientauth import authenticate
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError, invalid_request
@@ -35,18 +44,18 @@ from baton.store.base import Client
 PATH = "/token-use"
 JSON_TYPE = "application/json"
 MAX_USES = 1000  # entries in one report (the OpenAPI document's `maxItems`)
-MAX_JTI_LENGTH = 64  # Baton's `jti`s are 16 characters; room for another issuer's
 # One entry's `count`: far above what a resource server sees of one token between two reports,
 # and small enough that no sum of them overflows what the store counts in.
 MAX_COUNT = 1_000_000
-_MEMBERS = frozenset({"jti", "at", "count"})
+_MEMBERS = frozenset({"token_digest", "at", "count"})
 
 
 @dataclass(frozen=True, slots=True)
 class Use:
-    """One entry of a report: a use (or `count` uses) of the access token `jti` at `at`."""
+    """One entry of a report: a use (or `count` uses) at `at` of the access token stored
+    under `digest` (its SHA-256)."""
 
-    jti: str
+    digest: bytes = field(repr=False)
     at: int
     count: int
 
@@ -80,18 +89,14 @@ async def count_uses(app: Baton, uses: list[Use]) -> int:
     if not uses:
         return 0
     now = app.clock.now()
-    # A use is counted at its `at` clamped to [the exchange, now], when the token was live then:
-    # never before min(at, now). A token whose `exp` is not after the batch's earliest such
-    # instant has nothing to count, and leaving it out bounds the store's scan (`access_by_jti`).
-    earliest = min(min(use.at for use in uses), now)
-    tokens = await app.store.access_by_jti([use.jti for use in uses], earliest)
+    tokens = await app.store.access_by_digest([use.digest for use in uses])
     if not tokens:
         return 0
     owners = await _owners(app, {token.grant.client_id for token in tokens.values()})
     server = app.settings.policy
     accepted = 0
     for use in uses:
-        token = tokens.get(use.jti)
+        token = tokens.get(use.digest)
         if token is None or token.companion is None:
             continue  # unknown, or a client_credentials token: no rotation to be stale after
         exchanged_at = token.companion.exchanged_at
@@ -164,7 +169,7 @@ def parse_report(body: object) -> list[Use]:
         raise invalid_request(f"unknown member {extra[0]!r}: a report has only 'uses'")
     entries = body.get("uses")
     if not isinstance(entries, list):
-        raise invalid_request("'uses' must be an array of {jti, at, count}")
+        raise invalid_request("'uses' must be an array of {token_digest, at, count}")
     if len(entries) > MAX_USES:
         raise invalid_request(f"at most {MAX_USES} uses in one report ({len(entries)} sent)")
     return [_use(index, entry) for index, entry in enumerate(entries)]
@@ -173,22 +178,27 @@ def parse_report(body: object) -> list[Use]:
 def _use(index: int, entry: object) -> Use:
     where = f"uses[{index}]"
     if not isinstance(entry, dict):
-        raise invalid_request(f"{where} must be an object {{jti, at, count}}")
+        raise invalid_request(f"{where} must be an object {{token_digest, at, count}}")
     extra = sorted(set(entry) - _MEMBERS)
     if extra:
         # A member this endpoint does not know is refused, not ignored: a reporter that sends
-        # more than `jti`, `at` and `count` may be sending what must never leave it (a token).
+        # more than `token_digest`, `at` and `count` may be sending what must never leave it (a
+        # token, or the `jti` of an older reporter that would be counted as nothing).
         raise invalid_request(f"{where}: unknown member {extra[0][:40]!r}")
-    jti = entry.get("jti")
-    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
-        raise invalid_request(f"{where}.jti must be a string of 1 to {MAX_JTI_LENGTH} characters")
+    text = entry.get("token_digest")
+    digest = digest_from_text(text) if isinstance(text, str) else None
+    if digest is None:
+        raise invalid_request(
+            f"{where}.token_digest must be the SHA-256 of the access token, base64url without "
+            f"padding ({DIGEST_TEXT_LENGTH} characters)"
+        )
     at = entry.get("at")
     if not _is_int(at) or at < 0:
         raise invalid_request(f"{where}.at must be a Unix time in seconds (an integer >= 0)")
     count = entry.get("count", 1)
     if not _is_int(count) or not 1 <= count <= MAX_COUNT:
         raise invalid_request(f"{where}.count must be an integer from 1 to {MAX_COUNT}")
-    return Use(jti, at, count)
+    return Use(digest, at, count)
 
 
 def _is_int(value: object) -> TypeGuard[int]:

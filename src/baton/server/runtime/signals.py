@@ -54,11 +54,9 @@ class SignalStore(Protocol):
         """Deletes one bounded batch of signal rows older than `retention` seconds."""
         ...
 
-    async def access_by_jti(
-        self, jtis: Sequence[str], expiring_after: int | None = None
-    ) -> dict[str, AccessFacts]:
-        """The access tokens these `jti`s name (and whose `exp` is after `expiring_after`), in
-        one read (`/token-use`)."""
+    async def access_by_digest(self, digests: Sequence[bytes]) -> dict[bytes, AccessFacts]:
+        """The access tokens stored under these SHA-256 digests, keyed by digest, in one
+        indexed read (`/token-use`)."""
         ...
 
     async def clients_by_id(self, client_ids: Sequence[str]) -> dict[str, Client]:

@@ -470,14 +470,12 @@ class SQLStore(
         horizon = now - retention
         return await self._write(lambda conn: purge.purge_signals(conn, horizon, batch))
 
-    async def access_by_jti(
-        self, jtis: Sequence[str], expiring_after: int | None = None
-    ) -> dict[str, AccessFacts]:
-        """The access tokens named by these `jti`s (and, when given, whose `exp` is after
-        `expiring_after`), in one read (`/token-use`)."""
-        if not jtis:
+    async def access_by_digest(self, digests: Sequence[bytes]) -> dict[bytes, AccessFacts]:
+        """The access tokens stored under these SHA-256 digests, keyed by digest, in one
+        indexed read (`/token-use`)."""
+        if not digests:
             return {}
-        return await self._read(lambda conn: signals.access_by_jti(conn, jtis, expiring_after))
+        return await self._read(lambda conn: signals.access_by_digest(conn, digests))
 
     async def clients_by_id(self, client_ids: Sequence[str]) -> dict[str, Client]:
         """The clients of these ids that exist, in one read (`/token-use`: the owners of the

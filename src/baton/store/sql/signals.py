@@ -1,5 +1,5 @@
 """Integration signals in the store (issue 28): the counts each process flushes, the health read
-back from them, and the access tokens a resource server reports by `jti`.
+back from them, and the access tokens a resource server reports by their digests.
 
 `client_signals` holds one row per client, kind, reason, source and grant for each flush that
 counted any (`baton.server.runtime.signals.SignalBook`): ids, counts and delays, never a token.
@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, Select, func, insert, select
 
-from baton.core.audience import audience_from_stored
-from baton.core.facts import AccessFacts, CompanionFacts
+from baton.core.facts import AccessFacts
 from baton.core.signals import Health, Refusal, SignalKind
 from baton.store.base import Client, SignalCount
 from baton.store.schema import (
@@ -27,20 +26,21 @@ from baton.store.schema import (
     refresh_tokens,
     users,
 )
-from baton.store.sql.rows import client_from_row, grant_from_labels
+from baton.store.sql.rows import access_from_row, client_from_row
 from baton.store.sql.statements import GRANT_COLUMNS
 
 # Ids in one `IN (...)` list: well under SQLite's and asyncpg's limits on bound parameters
 # (32766 and 32767), and a short statement for either planner.
 CHUNK = 500
 
+_T = TypeVar("_T")
 
-# `jti`s in one query: a whole `/token-use` batch, so that it costs one scan (see
-# `access_by_jti`).
-JTI_CHUNK = 1000
+# Digests in one query: a whole `/token-use` report (`MAX_USES`), so that it costs one read of
+# the unique `access_tokens.digest` index.
+DIGEST_CHUNK = 1000
 
 
-def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
+def _chunks(items: Sequence[_T], size: int = CHUNK) -> Iterator[Sequence[_T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -141,22 +141,14 @@ def client_health(
     return list(healths.values())
 
 
-def access_by_jti(
-    conn: Connection, jtis: Sequence[str], expiring_after: int | None = None
-) -> dict[str, AccessFacts]:
-    """The access tokens named by these RFC 9068 `jti`s (one query per 1000 of them), with their
-    companions' `exchanged_at`; an unknown `jti` is simply absent, and so is a token whose `exp`
-    is not after `expiring_after` (when given).
-
-    `access_tokens.jti` has no index (migration 0004: a rotation would pay for it), so a query
-    scans: one per batch of reports, never one per use. `expiring_after` (a use's instant: a
-    token dead by then had no use to report) lets the `expires_at` index bound that scan to the
-    tokens of the last access lifetime instead of the whole retention."""
+def access_by_digest_query(digests: Sequence[bytes]) -> Select[Any]:
+    """The statement `access_by_digest` runs for one chunk of digests: the access tokens, their
+    companions (`exchanged_at`) and grants, found through the unique index on
+    `access_tokens.digest` (tests/store/test_query_plans.py checks PostgreSQL's plan)."""
     at, rt = access_tokens, refresh_tokens
-    found: dict[str, AccessFacts] = {}
-    wanted = sorted(set(jtis))
-    query = (
+    return (
         select(
+            at.c.digest,
             at.c.id,
             at.c.generation,
             at.c.scope,
@@ -174,30 +166,21 @@ def access_by_jti(
         .join(grants, grants.c.id == at.c.grant_id)
         .outerjoin(users, users.c.id == grants.c.user_id)
         .outerjoin(rt, rt.c.id == at.c.refresh_token_id)
+        .where(at.c.digest.in_(digests))
     )
-    if expiring_after is not None:
-        query = query.where(at.c.expires_at > expiring_after)
-    for chunk in _chunks(wanted, JTI_CHUNK):
-        for row in conn.execute(query.where(at.c.jti.in_(chunk))).mappings():
-            companion = None
-            if row["refresh_token_id"] is not None:
-                companion = CompanionFacts(
-                    retire_at=row["rt_retire_at"],
-                    revoked_at=row["rt_revoked_at"],
-                    exchanged_at=row["rt_exchanged_at"],
-                )
-            found[row["jti"]] = AccessFacts(
-                id=row["id"],
-                grant=grant_from_labels(row),
-                generation=row["generation"],
-                scope=row["scope"],
-                issued_at=row["issued_at"],
-                expires_at=row["expires_at"],
-                revoked_at=row["revoked_at"],
-                companion=companion,
-                jti=row["jti"],
-                audience=audience_from_stored(row["audience"]),
-            )
+
+
+def access_by_digest(conn: Connection, digests: Sequence[bytes]) -> dict[bytes, AccessFacts]:
+    """The access tokens stored under these SHA-256 digests (`baton.core.tokens.digest`), with
+    their companions' `exchanged_at`, keyed by digest; an unknown digest is simply absent.
+
+    `access_tokens.digest` is unique-indexed (every introspection finds a token by it), so a
+    report costs one indexed read of its tokens (one query per `DIGEST_CHUNK` of them), never a
+    scan: `access_tokens.jti` has no index (migration 0004: a rotation would pay for it)."""
+    found: dict[bytes, AccessFacts] = {}
+    for chunk in _chunks(sorted(set(digests)), DIGEST_CHUNK):
+        for row in conn.execute(access_by_digest_query(chunk)).mappings():
+            found[bytes(row["digest"])] = access_from_row(dict(row))
     return found
 
 
