@@ -127,14 +127,14 @@ def changed_settings(base: PolicySettings, given: dict[str, str | None]) -> Poli
 def policy_text(view: dict[str, Any]) -> str:
     """`policy show`'s text: the settings in force, the scheduled change, the contact."""
     in_force = view["in_force"]
-    now_words = settings_words(PolicySettings.from_json(in_force["settings"]))
+    now_words = settings_words(PolicySettings.from_json(in_force["settings"], lenient=True))
     if in_force["since"] is not None:
         now_words += f" (since {iso(in_force['since'])})"
     scheduled = view["scheduled"]
     if scheduled is None:
         pending = "none"
     else:
-        pending = settings_words(PolicySettings.from_json(scheduled["settings"]))
+        pending = settings_words(PolicySettings.from_json(scheduled["settings"], lenient=True))
         if scheduled["effective_at"] is None:
             pending += ", report-only with no date"
         else:

@@ -89,7 +89,7 @@ def notice_claims(settings: Settings, stored: dict[str, Any], now: int) -> dict[
     `policy.cancelled`), the change's `settings` resolved as `GET /client-policy` shows them,
     `effective_at` (null: report-only with no date), `report_only`, `scheduled_at`."""
     client_id = str(stored["client_id"])
-    own = PolicySettings.from_json(stored.get("settings") or {})
+    own = PolicySettings.from_json(stored.get("settings") or {}, lenient=True)
     registered = stored.get("registered") or {}
     grant_types = registered.get("grant_types")
     effective_at = stored.get("effective_at")
