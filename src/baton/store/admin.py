@@ -7,6 +7,8 @@ both sides share, with no SQL in them.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -111,12 +113,20 @@ class ContactError(ValueError):
 
 
 def checked_contact(
-    contacts: tuple[str, ...] | list[str], notify_url: str | None
+    contacts: tuple[str, ...] | list[str],
+    notify_url: str | None,
+    *,
+    allow_private: bool = False,
 ) -> tuple[tuple[str, ...], str | None]:
     """The integrator's e-mail addresses (duplicates dropped, order kept) and the URL signed
     notices are POSTed to ("" or None: none), checked: an address as a user's `email` claim is,
-    the URL https (plain http only on a loopback address), as a client's own app URLs are.
-    Raises `ContactError`."""
+    the URL absolute https. The server POSTs to that URL, so it must not name an internal
+    address (server-side request forgery): a host that is an IP literal (in any of its forms:
+    `127.1`, `2130706433`, `[::ffff:10.0.0.1]`) must be public, and `localhost` is refused;
+    plain http, loopback and private addresses only with `allow_private` (the server's
+    `--client-documents-allow-private`, for development; the CLI, which has no server settings,
+    never allows them). A name resolving to an internal address is refused at delivery
+    (`baton.server.runtime.fetching.post`), where it is resolved. Raises `ContactError`."""
     kept = tuple(dict.fromkeys(c.strip() for c in contacts if c.strip()))
     if len(kept) > MAX_CONTACTS:
         raise ContactError(f"at most {MAX_CONTACTS} contacts")
@@ -129,7 +139,39 @@ def checked_contact(
             raise ContactError(f"notify_url must be at most {MAX_URL} characters")
         if (problem := app_url_problem(url, "notify_url")) is not None:
             raise ContactError(problem)
+        if not allow_private and (problem := _internal_url(url)) is not None:
+            raise ContactError(problem)
     return kept, url
+
+
+def _internal_url(url: str) -> str | None:
+    """Why the server must not POST to `url` (already checked by `app_url_problem`) when
+    private addresses are not allowed, or None."""
+    # The one judge of an address, as delivery uses it (pure: no I/O at import or here).
+    from baton.server.runtime.fetching import refusal
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    if parts.scheme == "http":
+        return (
+            "notify_url must use https (plain http on loopback only on a development server, "
+            "--client-documents-allow-private)"
+        )
+    if host == "localhost" or host.endswith(".localhost"):
+        return "notify_url must not name localhost"
+    literal: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        if host and all(c in "0123456789abcdefx." for c in host):
+            # The legacy IPv4 forms getaddrinfo still accepts (`127.1`, `0x7f.1`, a number).
+            try:
+                literal = ipaddress.IPv4Address(socket.inet_aton(host))
+            except OSError:
+                literal = None
+    if literal is not None and (why := refusal(literal)) is not None:
+        return f"notify_url must name a public address: {why}"
+    return None
 
 
 def shown_url(url: str | None) -> str | None:

@@ -178,8 +178,11 @@ class ClientKeeper(Protocol):
         notify_url: str | None,
         now: int,
         actor: Actor,
+        *,
+        allow_private: bool = False,
     ) -> Client | None:
-        """`ContactError` for an address or URL that cannot be."""
+        """`ContactError` for an address or URL that cannot be (an internal address unless
+        `allow_private`)."""
         ...
 
 
@@ -687,7 +690,13 @@ async def put_contact(request: Request, caller: Caller) -> Response:
     found = await _managed(request, caller, keeper)
     try:
         done = await keeper.set_client_contact(
-            found.id, contacts, notify_url, caller.now, caller.actor
+            found.id,
+            contacts,
+            notify_url,
+            caller.now,
+            caller.actor,
+            # As notices are delivered: internal addresses only on a development server.
+            allow_private=baton(request).settings.client_documents_allow_private,
         )
     except ContactError as exc:
         raise Problem(400, "invalid-contact", str(exc)) from None
@@ -1215,7 +1224,9 @@ PUT_CONTACT = operation(
         ),
     },
     description="Needs `admin:clients:write`. `contacts`: the integrator's e-mail addresses; "
-    "`notify_url`: https (http only on loopback), where signed policy notices are POSTed.",
+    "`notify_url`: https to a public address (loopback, private addresses and http on "
+    "loopback only under `--client-documents-allow-private`), where signed policy notices "
+    "are POSTed.",
     parameters=[_CLIENT_PATH],
     requestBody=json_request_body(
         {

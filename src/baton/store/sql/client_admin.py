@@ -304,12 +304,15 @@ class ClientAdmin:
         notify_url: str | None,
         now: int,
         actor: Actor,
+        *,
+        allow_private: bool = False,
     ) -> Client | None:
         """Sets whom to tell about the client's policy: the integrator's e-mail `contacts` and
         the `notify_url` signed notices are POSTed to (None: none), checked (`ContactError`
-        before anything is written), audited (`client.contact`, the URL without its query).
-        The client as it now is, or None when there is no such client or it was deleted."""
-        kept, url = checked_contact(contacts, notify_url)
+        before anything is written; internal addresses only with `allow_private`), audited
+        (`client.contact`, the URL without its query). The client as it now is, or None when
+        there is no such client or it was deleted."""
+        kept, url = checked_contact(contacts, notify_url, allow_private=allow_private)
 
         def work(conn: Connection) -> Client | None:
             found = registry.get_client(conn, client_id)
