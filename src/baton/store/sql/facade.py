@@ -325,20 +325,21 @@ class SQLStore(
     async def exchange(self, ask: ExchangeAsk) -> ExchangeResult:
         """A refresh, decided under `ask.policy` (the client's in force; None: the store's)."""
         policy = ask.policy or self.policy
-        return await self._write(lambda conn: lifecycle.exchange(conn, ask, policy))
+        # The lineage (rule 3b) whenever `fork` may have applied to the client's tokens: now,
+        # or under the server's policy or any version of the client's (issue 28).
+        lineage = policy.retry is RetryPolicy.FORK or lifecycle.may_have_forked(
+            self.policy, None if ask.client is None else ask.client.policy
+        )
+        return await self._write(lambda conn: lifecycle.exchange(conn, ask, policy, lineage))
 
     async def find_token(
         self, client: Client, digest: bytes | None, is_refresh: bool
     ) -> TokenFacts | ClientChanged | None:
         """The facts of a token `client` presented (None: unknown, or no digest to look up),
         once `client`'s row is confirmed unchanged. A refresh token's lineage (rule 3b) is read
-        when `fork` is the server's policy or one of `client`'s (its own tokens may have been
-        exchanged under it)."""
-        lineage = self.policy.retry is RetryPolicy.FORK or any(
-            version.settings.retry is RetryPolicy.FORK for version in client.policy.versions
-        )
+        when `fork` may have applied to its owner's tokens (`lifecycle.find_token`)."""
         return await self._read(
-            lambda conn: lifecycle.find_token(conn, client, digest, is_refresh, lineage)
+            lambda conn: lifecycle.find_token(conn, client, digest, is_refresh, self.policy)
         )
 
     async def find_access_token(self, digest: bytes) -> AccessFacts | None:
