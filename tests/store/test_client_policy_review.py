@@ -112,6 +112,27 @@ def test_a_sibling_forked_before_a_move_from_fork_is_still_reuse(
     anyio.run(store.close)
 
 
+@pytest.mark.parametrize("then", [REPLAY, STRICT], ids=["replay", "strict"])
+def test_siblings_forked_before_a_move_never_both_continue(
+    database: Path | str, then: PolicySettings
+) -> None:
+    """R0 exchanged for R1 and retried for R1b under `fork`; no child continued before the
+    move. After it, the first sibling refreshed continues the family and the other is reuse
+    (rule 3b), as under `fork`: a move away from `fork` must not let two chains live."""
+    store, client_id = set_up(database)
+    client = give_policy(store, client_id, forked_then(then))
+    r0 = first_pair(store, client.id, client.policy.at(store.policy, NOW))
+    r1 = exchange(store, r0.refresh_token, client, NOW + 100)
+    r1b = exchange(store, r0.refresh_token, client, NOW + 110)
+    assert isinstance(r1, Issued) and isinstance(r1b, Issued) and r1b.retry
+    first = exchange(store, r1.pair.refresh_token, client, CHANGED_AT + 50)
+    assert isinstance(first, Issued) and not first.retry
+    second = exchange(store, r1b.pair.refresh_token, client, CHANGED_AT + 60)
+    assert isinstance(second, Refused) and second.reason is Reason.SIBLING_CONTINUED
+    assert second.revoked_grant
+    anyio.run(store.close)
+
+
 def test_a_retry_of_a_continued_parent_after_a_move_to_replay_is_reuse(
     database: Path | str,
 ) -> None:
