@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from baton.core.addresses import refusal
 from baton.core.challenges import app_url_problem
 from baton.core.client_policy import ClientPolicy, PolicySettings, PolicyVersion
 from baton.core.facts import GrantFacts
@@ -149,7 +150,6 @@ def _internal_url(url: str) -> str | None:
     """Why the server must not POST to `url` (already checked by `app_url_problem`) when
     private addresses are not allowed, or None."""
     # The one judge of an address, as delivery uses it (pure: no I/O at import or here).
-    from baton.server.runtime.fetching import refusal
 
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".")
