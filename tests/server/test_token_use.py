@@ -19,7 +19,8 @@ from baton.core.client_policy import ClientPolicy, PolicySettings
 from baton.core.clock import FakeClock
 from baton.core.signals import Health, Refusal, SignalKind
 from baton.core.tokens import digest, digest_text
-from baton.server.runtime.signals import flush
+from baton.server.endpoints.token_use import MAX_COUNTED
+from baton.server.runtime.signals import REPORTER_BUDGET, flush
 from baton.store.schema import client_signals, clients
 from baton.store.sql import SQLStore
 from tests.support import (
@@ -267,3 +268,69 @@ def test_nothing_stored_holds_a_token(tmp_path: Path, caplog: pytest.LogCaptureF
     for secret in (old["access_token"], old["refresh_token"], jti, reported, app_client.secret):
         assert secret not in stored
         assert secret not in caplog.text
+
+
+def test_a_resource_server_counts_only_tokens_issued_for_it_and_only_so_many(
+    database: Path | str,
+) -> None:
+    """Review finding (issue 28): the revocation feed hands every resource server every
+    superseded token's digest, so another API's resource server could report 10^9 stale uses
+    of any client's token in one request. A token counts only for a reporter its audience
+    names (one registered without a resource_uri stands for the default audience), at most
+    `MAX_COUNTED` uses of one token per report."""
+    with running_app(database) as (http, store, clock):
+        register_user(store)
+        victim = register_client(store)
+        rogue = register_client(store, resource_server=True, resource_uri="https://b.api.test")
+        mine = register_client(store, resource_server=True)  # the default audience's API
+        old = first_pair(http, victim)
+        refresh(http, victim, old["refresh_token"])
+        clock.advance(5)
+        feed = http.get("/revocations", auth=rogue.basic).json()
+        digests = [
+            digest_text(bytes.fromhex(e["token_digest"]))
+            for e in feed["events"]
+            if e.get("token_digest")
+        ]
+        assert named(old["access_token"]) in digests  # what the rogue learns from the feed
+        flood = [
+            {"token_digest": d, "at": clock.now() - 5 + i % 5, "count": 1_000_000}
+            for d in digests
+            for i in range(500)
+        ]
+        answer = report(http, rogue, flood)
+        assert answer.status_code == 202 and answer.json() == {"accepted": 0}
+        assert health_of(http, store, victim.id, clock.now()).tallies == {}
+
+        # The API the token was issued for: its report counts, capped per token.
+        answer = report(http, mine, flood)
+        assert answer.status_code == 202
+        stale = health_of(http, store, victim.id, clock.now()).tally(SignalKind.STALE_ACCESS)
+        assert stale.count == MAX_COUNTED
+
+
+def test_one_reporter_cannot_crowd_out_the_token_endpoints_signals(database: Path | str) -> None:
+    """Each resource server has a budget of uses per flush interval: past it, its reports are
+    answered but not counted, and the book keeps room for what the other endpoints count."""
+    with running_app(database) as (http, store, clock):
+        register_user(store)
+        app_client = register_client(store)
+        rs = register_client(store, resource_server=True)
+        olds = [first_pair(http, app_client) for _ in range(3)]
+        for old in olds:
+            refresh(http, app_client, old["refresh_token"])
+        clock.advance(5)
+        book = http.app.state.baton.signals  # type: ignore[attr-defined]
+        book.reported[rs.id] = REPORTER_BUDGET - 150  # what its earlier reports spent
+        uses = [
+            {"token_digest": named(o["access_token"]), "at": clock.now(), "count": 100}
+            for o in olds
+        ]
+        answer = report(http, rs, uses)
+        assert answer.json() == {"accepted": 2}  # 100, then 50, then nothing left
+        assert book.dropped == 150
+        stale = health_of(http, store, app_client.id, clock.now()).tally(SignalKind.STALE_ACCESS)
+        assert stale.count == 150
+        # The flush opened a new interval: the budget is whole again.
+        answer = report(http, rs, uses)
+        assert answer.json() == {"accepted": 3}

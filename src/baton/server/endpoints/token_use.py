@@ -16,11 +16,16 @@ is counted for the owning client as `stale_access` (source `resource`, delay aft
 exchange) and, when the client has a report-only policy pending, as what that policy would
 refuse (`baton.core.signals`). The instant of a use is clamped to [the exchange, now]: a
 resource server's clock cannot place a use before the exchange it follows, nor in the future.
-An unknown digest is ignored. A resource server reports only the uses it accepted without
-asking Baton (its cache, a JWT checked locally): a use it introspected was counted by
-`/introspect` already. Nothing here is written at once: the signals go to the process's
-`SignalBook`, flushed every `--signal-flush-interval` seconds. The answer is 202
-`{"accepted": n}`: the entries counted.
+An unknown digest is ignored, and so is a token not issued for the reporter (its audience does not
+name the reporter's `resource_uri`; a resource server without one reports the tokens of the default
+audience): the revocation feed hands every resource server every superseded token's digest, and none
+may count uses of a token it was never shown. At most `MAX_COUNTED` uses of one token count per
+report, and each reporter at most `REPORTER_BUDGET` uses per flush interval (`SignalBook.budget`),
+so that one reporter cannot inflate a client's figures nor fill the process's book and crowd out
+what the token endpoint counts. A resource server reports only the uses it accepted without asking
+Baton (its cache, a JWT checked locally): a use it introspected was counted by `/introspect`
+already. Nothing here is written at once: the signals go to the process's `SignalBook`, flushed
+every `--signal-flush-interval` seconds. The answer is 202 `{"accepted": n}`: the entries counted.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any, TypeGuard
 from starlette.requests import Request
 
 from baton.core import rules
+from baton.core.facts import AccessFacts
 from baton.core.signals import Source, access_signals
 from baton.core.tokens import DIGEST_TEXT_LENGTH, digest_from_text
 from baton.core.vocabulary import ErrorCode
@@ -47,6 +53,10 @@ MAX_USES = 1000  # entries in one report (the OpenAPI document's `maxItems`)
 # One entry's `count`: far above what a resource server sees of one token between two reports,
 # and small enough that no sum of them overflows what the store counts in.
 MAX_COUNT = 1_000_000
+# The uses of one token counted from one report, whatever its entries add up to: a resource
+# server reports every few seconds (`baton.resource`), and an app that keeps a superseded token
+# uses it that often at most; the count of a report beyond it says nothing more about the app.
+MAX_COUNTED = 100
 _MEMBERS = frozenset({"token_digest", "at", "count"})
 
 
@@ -63,9 +73,9 @@ class Use:
 async def token_use_endpoint(request: Request) -> NoStoreJSON:
     app = baton(request)
     await app.limits.check_address(source_address(request))
-    await _resource_server(request, app)  # before the body: junk from strangers is not read
+    reporter = await _resource_server(request, app)  # before the body: junk is not read
     uses = parse_report(await _json_body(request, app))
-    accepted = await count_uses(app, uses)
+    accepted = await count_uses(app, uses, reporter)
     return NoStoreJSON({"accepted": accepted}, 202)
 
 
@@ -83,9 +93,24 @@ async def _resource_server(request: Request, app: Baton) -> Client:
     return client
 
 
-async def count_uses(app: Baton, uses: list[Use]) -> int:
-    """Notes the signals of each use of a live, superseded access token; returns how many
-    entries were counted."""
+def reported_by(token: AccessFacts, reporter: Client, default_audience: str) -> bool:
+    """Whether `reporter` could have been shown `token`: the token's audience (`aud`) names the
+    reporter's `resource_uri`; a resource server registered without one stands for the server's
+    default audience (`--access-token-audience`, the issuer unless configured), so it reports
+    only the tokens issued for that. Every resource server reads every superseded token's
+    digest in the revocation feed: without this, any of them could count uses of tokens it
+    never saw against any client."""
+    audience = token.audience or (default_audience,)  # rows from before audiences were kept
+    if reporter.resource_uri is None:
+        return default_audience in audience
+    return reporter.resource_uri in audience
+
+
+async def count_uses(app: Baton, uses: list[Use], reporter: Client) -> int:
+    """Notes the signals of each use, reported by `reporter`, of a live, superseded access token
+    issued for it; returns how many entries were counted. At most `MAX_COUNTED` uses of one
+    token count per report, and the reporter's budget per flush interval bounds the rest
+    (`SignalBook.budget`)."""
     if not uses:
         return 0
     now = app.clock.now()
@@ -94,11 +119,15 @@ async def count_uses(app: Baton, uses: list[Use]) -> int:
         return 0
     owners = await _owners(app, {token.grant.client_id for token in tokens.values()})
     server = app.settings.policy
+    default_audience = app.settings.default_audience
+    counted: dict[bytes, int] = {}  # uses of each token counted in this report
     accepted = 0
     for use in uses:
         token = tokens.get(use.digest)
         if token is None or token.companion is None:
             continue  # unknown, or a client_credentials token: no rotation to be stale after
+        if not reported_by(token, reporter, default_audience):
+            continue  # not issued for this resource server: it cannot have seen it used
         exchanged_at = token.companion.exchanged_at
         if exchanged_at is None:
             continue  # its pair is still the newest: not a stale use
@@ -107,7 +136,12 @@ async def count_uses(app: Baton, uses: list[Use]) -> int:
             continue  # the resource server should have refused it; no integration signal
         owner = owners.get(token.grant.client_id)
         shadow = None if owner is None else owner.policy.shadow_policy(server, now)
-        app.signals.note(access_signals(token, at, shadow, Source.RESOURCE), times=use.count)
+        times = min(use.count, MAX_COUNTED - counted.get(use.digest, 0))
+        times = app.signals.budget(reporter.id, times) if times > 0 else 0
+        if times == 0:
+            continue
+        counted[use.digest] = counted.get(use.digest, 0) + times
+        app.signals.note(access_signals(token, at, shadow, Source.RESOURCE), times=times)
         accepted += 1
     return accepted
 

@@ -465,6 +465,11 @@ class SQLStore(
         `since`) from the signals recorded since `since`, with their grants live at `now`."""
         return await self._read(lambda conn: signals.client_health(conn, client_ids, since, now))
 
+    async def client_series(self, since: int, now: int, top: int) -> list[Health]:
+        """The `/metrics` per-client series: the `top` clients with the most signals since
+        `since` (ranked in SQL), then the others summed as one `Health` named `other`."""
+        return await self._read(lambda conn: signals.client_series(conn, since, now, top))
+
     async def purge_signals(self, now: int, retention: int, batch: int = 500) -> int:
         """Deletes one bounded batch of signal rows last seen more than `retention` seconds
         before `now` (`--signal-retention`); call again while it returns more than 0."""
