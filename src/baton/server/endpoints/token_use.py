@@ -30,9 +30,8 @@ every `--signal-flush-interval` seconds. The answer is 202 `{"accepted": n}`: th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import TypeGuard
 
 from starlette.requests import Request
 
@@ -43,12 +42,11 @@ from baton.core.tokens import DIGEST_TEXT_LENGTH, digest_from_text
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.clientauth import authenticate
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError, invalid_request
-from baton.server.endpoints.forms import Form
+from baton.server.endpoints.forms import Form, NotJSON, read_json
 from baton.server.runtime.context import Baton, baton, source_address
 from baton.store.base import Client
 
 PATH = "/token-use"
-JSON_TYPE = "application/json"
 MAX_USES = 1000  # entries in one report (the OpenAPI document's `maxItems`)
 # One entry's `count`: far above what a resource server sees of one token between two reports,
 # and small enough that no sum of them overflows what the store counts in.
@@ -169,29 +167,10 @@ async def _owners(app: Baton, client_ids: set[str]) -> dict[str, Client]:
 async def _json_body(request: Request, app: Baton) -> object:
     """The request's JSON value: 415 for another media type, 413 over `--max-body-bytes`
     (declared or read), 400 for what is not JSON (as the registration endpoint answers)."""
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media != JSON_TYPE:
-        raise invalid_request(f"Content-Type must be {JSON_TYPE}", 415)
-    limit = app.settings.max_body_bytes
-    too_large = invalid_request(f"the body exceeds {limit} bytes", 413)
-    declared = request.headers.get("content-length")
-    if declared is not None and (
-        not (declared.isascii() and declared.isdigit()) or int(declared) > limit
-    ):
-        raise too_large
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise too_large
     try:
-        return json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
+        return await read_json(request, app.settings.max_body_bytes)
+    except NotJSON:
         raise invalid_request("the body is not valid JSON") from None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # NaN, Infinity (RFC 8259 §6)
 
 
 def parse_report(body: object) -> list[Use]:
