@@ -131,36 +131,20 @@ def access_signals(
     refused. The caller asks only for a token it found live."""
     grant = token.grant
     out: list[Signal] = []
+
+    def add(kind: SignalKind, delay: int, reason: Refusal | None = None) -> None:
+        out.append(Signal(grant.client_id, kind, now, source, grant.id, delay, reason))
+
     companion = token.companion
     exchanged_at = None if companion is None else companion.exchanged_at
     if exchanged_at is not None:
         since = max(0, now - exchanged_at)
-        out.append(Signal(grant.client_id, SignalKind.STALE_ACCESS, now, source, grant.id, since))
+        add(SignalKind.STALE_ACCESS, since)
         if shadow is not None and since >= shadow.leeway:
-            out.append(
-                Signal(
-                    grant.client_id,
-                    SignalKind.WOULD_REFUSE,
-                    now,
-                    source,
-                    grant.id,
-                    since,
-                    Refusal.LEEWAY,
-                )
-            )
+            add(SignalKind.WOULD_REFUSE, since, Refusal.LEEWAY)
             return tuple(out)
     if shadow is not None and now >= token.issued_at + shadow.lifetimes.access_ttl:
-        out.append(
-            Signal(
-                grant.client_id,
-                SignalKind.WOULD_REFUSE,
-                now,
-                source,
-                grant.id,
-                now - token.issued_at,
-                Refusal.ACCESS_TTL,
-            )
-        )
+        add(SignalKind.WOULD_REFUSE, now - token.issued_at, Refusal.ACCESS_TTL)
     return tuple(out)
 
 
