@@ -88,12 +88,7 @@ class TokenUseReporter:
             if len(token_digest) != DIGEST_TEXT_LENGTH:
                 self.dropped += count
                 return
-            if key in self._pending:
-                self._pending[key] = min(MAX_COUNT, self._pending[key] + count)
-            elif len(self._pending) < self.max_pending:
-                self._pending[key] = count
-            else:
-                self.dropped += count
+            if not self._add_locked(key, count):
                 return
         if self._thread is None and not self._stopped:
             self.start()  # a verifier nobody started (introspection only) still reports
@@ -157,12 +152,19 @@ class TokenUseReporter:
     def _requeue(self, items: list[_Item]) -> None:
         with self._lock:
             for key, count in items:
-                if key in self._pending:
-                    self._pending[key] = min(MAX_COUNT, self._pending[key] + count)
-                elif len(self._pending) < self.max_pending:
-                    self._pending[key] = count
-                else:
-                    self.dropped += count
+                self._add_locked(key, count)
+
+    def _add_locked(self, key: tuple[str, int], count: int) -> bool:
+        """Counts `count` uses under `key` (the lock held); False when the buffer is full and
+        they were dropped (counted in `dropped`)."""
+        if key in self._pending:
+            self._pending[key] = min(MAX_COUNT, self._pending[key] + count)
+        elif len(self._pending) < self.max_pending:
+            self._pending[key] = count
+        else:
+            self.dropped += count
+            return False
+        return True
 
     def _http(self) -> httpx.Client:
         if self._client is None:
