@@ -176,7 +176,7 @@ async def _json_body(request: Request, app: Baton) -> object:
 def parse_report(body: object) -> list[Use]:
     """The uses of a report, or `invalid_request` naming the first thing wrong with it."""
     if not isinstance(body, dict):
-        raise invalid_request('the body must be a JSON object: {"uses": [...]}')
+        raise invalid_request("the body must be a JSON object with a uses array")
     extra = sorted(set(body) - {"uses"})
     if extra:
         raise invalid_request(f"unknown member {extra[0]!r}: a report has only 'uses'")
