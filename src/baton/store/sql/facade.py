@@ -325,20 +325,29 @@ class SQLStore(
     async def exchange(self, ask: ExchangeAsk) -> ExchangeResult:
         """A refresh, decided under `ask.policy` (the client's in force; None: the store's)."""
         policy = ask.policy or self.policy
-        return await self._write(lambda conn: lifecycle.exchange(conn, ask, policy))
+        lineage = self._reads_lineage(ask.client)
+        return await self._write(lambda conn: lifecycle.exchange(conn, ask, policy, lineage))
 
     async def find_token(
         self, client: Client, digest: bytes | None, is_refresh: bool
     ) -> TokenFacts | ClientChanged | None:
         """The facts of a token `client` presented (None: unknown, or no digest to look up),
-        once `client`'s row is confirmed unchanged. A refresh token's lineage (rule 3b) is read
-        when `fork` is the server's policy or one of `client`'s (its own tokens may have been
-        exchanged under it)."""
-        lineage = self.policy.retry is RetryPolicy.FORK or any(
-            version.settings.retry is RetryPolicy.FORK for version in client.policy.versions
-        )
+        once `client`'s row is confirmed unchanged. A refresh token's lineage (rule 3b) is
+        always read: `client` may be a resource server introspecting another client's token,
+        whose owner's policy (`fork` or not) is known only once the token is read (issue 28);
+        it is one primary-key lookup, on a path far rarer than the exchange's."""
+        lineage = is_refresh
         return await self._read(
             lambda conn: lifecycle.find_token(conn, client, digest, is_refresh, lineage)
+        )
+
+    def _reads_lineage(self, client: Client | None) -> bool:
+        """Whether `client`'s refresh tokens may have a lineage (rule 3b) to read at an
+        exchange: `fork` is the server's policy or one the client has had, so a family that
+        moved on under `fork` stays so after a switch to `replay` or `strict` (issue 28)."""
+        return self.policy.retry is RetryPolicy.FORK or (
+            client is not None
+            and any(v.settings.retry is RetryPolicy.FORK for v in client.policy.versions)
         )
 
     async def find_access_token(self, digest: bytes) -> AccessFacts | None:

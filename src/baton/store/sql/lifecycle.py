@@ -259,15 +259,19 @@ def issue_client_credentials(
 # -- refresh and access tokens ------------------------------------------------------------------
 
 
-def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResult:
+def exchange(
+    conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool = False
+) -> ExchangeResult:
     """A refresh: the rules decide on the token's facts (rotate, retry in the leeway, reuse),
     and the decision is applied here; a lost race decides again on what the winner wrote.
 
     `policy` is the client's policy in force at `ask.now` (issue 28): it decides, it says
     whether the token rotates, and the leeway and lifetimes it gives are stamped on the rows
-    (`retire_at`, `expires_at`), so a later change of policy never takes them back."""
+    (`retire_at`, `expires_at`), so a later change of policy never takes them back.
+    `lineage`: read the token's lineage (rule 3b) even when `fork` is not in force now (the
+    client's tokens may have been exchanged under it)."""
     fork = policy.retry is RetryPolicy.FORK
-    token = refresh_facts(conn, ask.digest, ask.client, lineage=fork)
+    token = refresh_facts(conn, ask.digest, ask.client, lineage=fork or lineage)
     if isinstance(token, ClientChanged):
         return token
     with spans.span(REFRESH_DECISION_SPAN) as span:
@@ -283,7 +287,7 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
     assert token is not None
     if isinstance(decision, rules.Fork) and fork and not GUARD_FORK.rowcount(conn, rt_id=token.id):
         # A child's chain continued since our read (PostgreSQL): decide again on it.
-        return exchange(conn, ask, policy)
+        return exchange(conn, ask, policy, lineage)
     if isinstance(decision, rules.Replay | rules.Fork):
         # A retry inside the leeway is no attack, but it is what an operator asks about
         # ("which client lost a response?"): kept for the grant's timeline.
@@ -342,7 +346,7 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
     ):
         # Another sibling's chain continued first (PostgreSQL: it committed while we waited for
         # the parent's row): decide again, on what it wrote; this token is now reuse.
-        return exchange(conn, ask, policy)
+        return exchange(conn, ask, policy, lineage)
     if not policy.rotate:
         return _keep(conn, ask, policy, token, grant, render_scope(scope), noted)
     # Rotate: claim the single successor slot first. Only one transaction can move
@@ -373,7 +377,7 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy) -> ExchangeResu
     if claimed != 1:
         # Lost the race (PostgreSQL only: SQLite serialized us before the read). The winner
         # has committed; decide again on what it wrote.
-        return exchange(conn, ask, policy)
+        return exchange(conn, ask, policy, lineage)
     # The companion access token of the exchanged token dies at the end of the leeway:
     # announce it now, so resource servers schedule it themselves (no job runs at that time).
     announce_access_deaths(conn, ANNOUNCE_COMPANION, token.id, retire_at, ask.now)
@@ -423,7 +427,7 @@ def _keep(
     )
     if kept != 1:
         # Exchanged or revoked since our read (PostgreSQL): decide again on what it says.
-        return exchange(conn, ask, policy)
+        return exchange(conn, ask, policy, lineage)
     issued = replace(_insert_access(conn, planned, token.id), refresh_expires_at=refresh_expires_at)
     return Issued(issued, kept=True, signals=noted)
 
