@@ -348,7 +348,7 @@ def exchange(
         # the parent's row): decide again, on what it wrote; this token is now reuse.
         return exchange(conn, ask, policy, lineage)
     if not policy.rotate:
-        return _keep(conn, ask, policy, token, grant, render_scope(scope), noted)
+        return _keep(conn, ask, policy, token, grant, render_scope(scope), noted, lineage)
     # Rotate: claim the single successor slot first. Only one transaction can move
     # `exchanged_at` from NULL; on PostgreSQL a concurrent one waits for our row lock here and
     # then matches nothing.
@@ -398,6 +398,7 @@ def _keep(
     grant: GrantFacts,
     scope: str,
     noted: tuple[Signal, ...],
+    lineage: bool,
 ) -> ExchangeResult:
     """A refresh that keeps its refresh token (`Policy.rotate` False: a confidential client,
     RFC 6749 §6 "The authorization server MAY issue a new refresh token"): a new access token
