@@ -229,3 +229,46 @@ def test_a_running_server_follows_a_change_made_on_the_command_line(tmp_path: Pa
         ok("client", "policy", "set", "--db", db, client.id, "--access-ttl", "2m")
         clock.advance(2)  # the command's clock is the real one: past its instant
         assert http.post("/token", data=data, auth=client.basic).json()["expires_in"] == 120
+
+
+def test_an_access_ttl_above_the_servers_is_refused(
+    db: str, store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's `--access-ttl` (3600 s by default; its variable, or `--server-access-ttl`,
+    as `baton serve` and `baton report enforcement` take it) bounds a client's: a signing key
+    stays published only that long."""
+    monkeypatch.delenv("BATON_ACCESS_TTL", raising=False)
+    client = register_client(store)
+    set_ = ("client", "policy", "set", "--db", db, client.id, "--access-ttl", "2h")
+    failed(baton(*set_), "must not exceed the server's --access-ttl (3600 s)")
+    assert ok("client", "policy", "show", "--db", db, client.id)["in_force"]["settings"] == {}
+    result = baton(*set_, "--json", env={"BATON_ACCESS_TTL": "7200"})
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["in_force"]["settings"] == {"access_ttl": 7200}
+    failed(
+        baton(*set_[:-1], "3h", "--server-access-ttl", "7200"),
+        "must not exceed the server's --access-ttl (7200 s)",
+    )
+
+
+@pytest.mark.parametrize(
+    "when", ["9999-12-31T23:59:59-14:00", "10000000000000", "0001-01-01T00:00:00+01:00"]
+)
+def test_an_effective_date_past_the_year_9999_is_one_error_line(
+    db: str, store: SQLStore, when: str
+) -> None:
+    client = register_client(store)
+    result = baton(
+        "client", "policy", "set", "--db", db, client.id, "--leeway", "60",
+        "--report-only", "--effective-at", when,
+    )  # fmt: skip
+    failed(result, "--effective-at: ")
+
+
+def test_a_report_only_change_dated_now_is_one_error_line(db: str, store: SQLStore) -> None:
+    client = register_client(store)
+    result = baton(
+        "client", "policy", "set", "--db", db, client.id, "--leeway", "60",
+        "--report-only", "--effective-at", "2020-01-01T00:00:00Z",
+    )  # fmt: skip
+    failed(result, "a report-only change needs a date after now")

@@ -241,3 +241,25 @@ def test_the_server_defaults_come_from_the_serve_options(world: World) -> None:
     (bad,) = report_json(world, "--leeway", "60")["clients"]
     assert bad["in_force"]["leeway"] == 60
     assert bad["scheduled"]["changes"] == []
+
+
+@pytest.mark.parametrize("since", ["99999999999999999999d", "367d", "0"])
+def test_a_window_beyond_a_year_is_refused(world: World, since: str) -> None:
+    result = baton("report", "enforcement", "--db", world.db, "--since", since)
+    assert result.exit_code == 2, result.stdout
+    assert "Traceback" not in result.stderr and "--since" in result.stderr
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_quoted(world: World) -> None:
+    """A client's name is chosen by whoever registered it (dynamic registration included): in
+    the CSV, a name a spreadsheet would run as a formula starts with `'` (OWASP CSV injection)."""
+    with sqlite3.connect(world.path) as conn:
+        conn.execute(
+            "UPDATE clients SET name = ? WHERE id = ?", ('=HYPERLINK("http://x")', world.bad)
+        )
+        conn.execute("UPDATE clients SET name = ? WHERE id = ?", ("-2+3", world.good))
+    out = ok("report", "enforcement", "--db", world.db, "--csv", "--all")
+    rows = {r["client_id"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert rows[world.bad]["name"] == '\'=HYPERLINK("http://x")'
+    assert rows[world.good]["name"] == "'-2+3"
+    assert rows[world.bad]["stale_access_count"] == "412"

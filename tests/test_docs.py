@@ -50,6 +50,7 @@ def test_the_readme_quick_start_comes_before_the_links() -> None:
         "Install",
         "Quick start",
         "MCP servers and clients",
+        "Rolling out a stricter policy",
         "Documentation",
     ]
     assert len(readme.splitlines()) < 150

@@ -3,17 +3,21 @@
 1. `ClientPolicy` under any sequence of schedules, cancels and the passing of time answers what a
    tiny model of its docstrings says: the version in force is the newest dated one at or before
    the instant; the pending one is the undated or future one, at most one, replaced by the next
-   schedule; `at` resolves every knob over the server's policy, `since` being the in-force
-   version's `effective_at`; its stored form reads back as itself.
+   schedule; every version that has been in force is kept (the newest `MAX_VERSIONS`, the
+   pending one among them); `at` resolves every knob over the server's policy, `since` being the
+   in-force version's `effective_at`, with one cap per stretch of time a version was in force;
+   its stored form reads back as itself.
 2. Under any sequence of policy changes, the liveness the rules report for every token is the one
    issue 28's decided semantics imply: access tokens keep their `exp`, a running leeway keeps its
-   end, refresh tokens (and grants) issued before the version in force took effect are capped by
-   its idle (absolute) lifetime, never extended; tokens issued under it are judged by their
-   stamps. And `decide_refresh` honours exactly the tokens `refresh_liveness` calls live.
+   end, and a refresh token (a grant) is ended at the first instant a version in force then,
+   dated after the token's birth, had its idle (absolute) lifetime over, and stays ended whatever
+   version follows; otherwise it is judged by its stamps, never extended. And `decide_refresh`
+   honours exactly the tokens `refresh_liveness` calls live.
 3. Report-only never refuses: the decisions are those of the same policy without its pending
    change, and the signals say `would_refuse` exactly when the pending policy, had it been in
-   force, would have refused: with its own leeway promised at the exchange and its access
-   lifetime stamped at the issue, and its caps on the tokens issued before it.
+   force from now, would have refused: with its own leeway promised at the exchange and its
+   access lifetime stamped at the issue, and its caps on the tokens issued before it (over the
+   caps of the versions in force before it).
 
 The models are written from the issue and the docstrings, not from the rules: where they part,
 the test fails with the smallest sequence of changes that shows it.
@@ -22,13 +26,18 @@ the test fails with the smallest sequence of changes that shows it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from baton.core import client_policy as client_policy_module
 from baton.core.client_policy import (
+    MAX_VERSIONS,
     NO_POLICY,
     NO_SETTINGS,
     ClientPolicy,
@@ -36,7 +45,7 @@ from baton.core.client_policy import (
     PolicySettings,
 )
 from baton.core.facts import AccessFacts, CompanionFacts, GrantFacts, RefreshFacts
-from baton.core.policy import Lifetimes, Policy, RetryPolicy
+from baton.core.policy import Cap, Lifetimes, Policy, RetryPolicy
 from baton.core.registration import GRANT_TYPES
 from baton.core.rules import (
     Fork,
@@ -139,11 +148,18 @@ class Version:
 
 @dataclass
 class PolicyModel:
-    """The versions that came into force, in order, and the one pending change."""
+    """The versions that came into force, in order, and the one pending change; the client keeps
+    the newest `limit` of them, the pending one among them (`MAX_VERSIONS`)."""
 
     now: int
+    limit: int = MAX_VERSIONS
     history: list[Version] = field(default_factory=list)
     pending: Version | None = None
+
+    def forget(self) -> None:
+        """Past the limit, the oldest versions that came into force are forgotten."""
+        room = self.limit - (1 if self.pending is not None else 0)
+        del self.history[: max(0, len(self.history) - room)]
 
     def promote(self) -> None:
         """A dated pending change whose instant has come is the version in force."""
@@ -173,11 +189,15 @@ class PolicyModel:
         return None
 
     def schedule(self, op: Schedule) -> None:
-        """Raises `PolicyError` (and changes nothing) for an undated change that is enforced."""
+        """Raises `PolicyError` (and changes nothing) for an undated change that is enforced,
+        and for a report-only change dated now or before."""
         self.promote()
         effective_at = None if op.when is None else max(self.now, self.now + op.when)
         if effective_at is None and not op.report_only:
             raise PolicyError("undated and enforced")
+        if effective_at == self.now and op.report_only:
+            # A report-only change dated now or before would be enforced at once: refused.
+            raise PolicyError("report-only, dated now or before")
         current = self.in_force(self.now)
         base = NO_SETTINGS if current is None else current.settings
         new = op.change if op.replace_all else op.change.over(base)
@@ -186,6 +206,20 @@ class PolicyModel:
             self.pending = None
         else:
             self.pending = Version(effective_at, new, op.report_only, self.now)
+        self.forget()
+
+    def kept(self) -> list[Version]:
+        """The versions the client holds, in the order they were scheduled."""
+        return self.history + ([] if self.pending is None else [self.pending])
+
+    def dated(self, at: int) -> list[tuple[int, PolicySettings]]:
+        """(effective_at, settings) of every version in force by `at` (the pending one too, once
+        its instant has come), in the order they came into force."""
+        return [
+            (v.effective_at, v.settings)
+            for v in self.kept()
+            if v.effective_at is not None and v.effective_at <= at
+        ]
 
     def cancel(self) -> None:
         self.promote()
@@ -213,11 +247,50 @@ def resolved(server: Policy, settings: PolicySettings, since: int | None) -> Pol
     )
 
 
+def expected_caps(server: Policy, dated: list[tuple[int, PolicySettings]]) -> tuple[Cap, ...]:
+    """One cap per stretch of time a version was in force: from its `effective_at` to the next
+    version's (the last one open), with its resolved refresh lifetimes. A version replaced in the
+    second it took effect was never in force: no cap."""
+    caps = []
+    for i, (start, chosen) in enumerate(dated):
+        end = dated[i + 1][0] if i + 1 < len(dated) else None
+        if end == start:
+            continue
+        life = resolved(server, chosen, None).lifetimes
+        caps.append(Cap(start, end, life.refresh_idle_ttl, life.refresh_absolute_ttl))
+    return tuple(caps)
+
+
 def expected_at(model: PolicyModel, server: Policy, at: int) -> Policy:
     version = model.in_force(at)
     if version is None:
         return server
-    return resolved(server, version.settings, version.effective_at)
+    return dataclasses.replace(
+        resolved(server, version.settings, version.effective_at),
+        caps=expected_caps(server, model.dated(at)),
+    )
+
+
+def expected_shadow(model: PolicyModel, server: Policy, at: int) -> Policy | None:
+    """The report-only change as if in force from `at`, after the versions in force by then."""
+    pending = model.pending_at(at)
+    if pending is None or not pending.report_only:
+        return None
+    return dataclasses.replace(
+        resolved(server, pending.settings, at),
+        caps=expected_caps(server, [*model.dated(at), (at, pending.settings)]),
+    )
+
+
+@contextmanager
+def versions_kept(limit: int) -> Iterator[None]:
+    """`ClientPolicy` keeping `limit` versions: a few operations reach the limit."""
+    with mock.patch.object(client_policy_module, "MAX_VERSIONS", limit):
+        yield
+
+
+# The real limit, and small ones that a dozen operations pass.
+limits = st.sampled_from([MAX_VERSIONS, 2, 3])
 
 
 def apply(
@@ -254,13 +327,14 @@ def probes(model: PolicyModel) -> list[int]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(servers, policy_ops)
+@given(servers, policy_ops, limits)
 def test_client_policy_answers_what_its_versions_say(
-    server: Policy, ops: list[Schedule | Cancel | Advance]
+    server: Policy, ops: list[Schedule | Cancel | Advance], limit: int
 ) -> None:
-    policy, model = NO_POLICY, PolicyModel(T0)
+    policy, model = NO_POLICY, PolicyModel(T0, limit)
     for op in ops:
-        policy = apply(policy, model, op)
+        with versions_kept(limit):
+            policy = apply(policy, model, op)
         for at in probes(model):
             version = model.in_force(at)
             assert policy.settings_at(at) == (NO_SETTINGS if version is None else version.settings)
@@ -279,16 +353,17 @@ def test_client_policy_answers_what_its_versions_say(
             shadow = pending.settings if pending is not None and pending.report_only else None
             assert policy.shadow(at) == shadow
             assert policy.at(server, at) == expected_at(model, server, at)
-            assert policy.shadow_policy(server, at) == (
-                None if shadow is None else resolved(server, shadow, at)
-            )
-        # At most one pending change, and nothing older than the version in force is kept
-        # past a schedule or a cancel: the column holds two versions at most.
+            assert policy.shadow_policy(server, at) == expected_shadow(model, server, at)
+        # At most one pending change, and every version that came into force is kept, the
+        # newest `limit` with the pending one: exactly the model's.
         assert (
             sum(1 for v in policy.versions if v.effective_at is None or v.effective_at > model.now)
             <= 1
         )
-        assert len(policy.versions) <= 2
+        assert [
+            (v.effective_at, v.settings, v.report_only, v.scheduled_at) for v in policy.versions
+        ] == [(v.effective_at, v.settings, v.report_only, v.scheduled_at) for v in model.kept()]
+        assert len(policy.versions) <= limit
         # Stored as one JSON text, read back as itself.
         assert ClientPolicy.from_stored(policy.stored()) == policy
         assert (policy.stored() is None) == (not policy.versions)
@@ -329,10 +404,14 @@ class Token:
 @dataclass
 class World:
     server: Policy
+    limit: int = MAX_VERSIONS
     policy: ClientPolicy = NO_POLICY
-    model: PolicyModel = field(default_factory=lambda: PolicyModel(T0))
+    model: PolicyModel = field(init=False)
     grants: list[GrantFacts] = field(default_factory=list)
     tokens: list[Token] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.model = PolicyModel(T0, self.limit)
 
     @property
     def now(self) -> int:
@@ -411,7 +490,7 @@ class World:
             out |= {t.refresh_exp, t.access_exp, g.expires_at}
             if t.retire_at is not None:
                 out.add(t.retire_at)
-            for v in self.model.history[-2:]:
+            for v in self.model.kept():
                 s = resolved(self.server, v.settings, v.effective_at).lifetimes
                 out |= {t.issued_at + s.refresh_idle_ttl, g.created_at + s.refresh_absolute_ttl}
         p = self.model.pending
@@ -423,34 +502,54 @@ class World:
 # The decided semantics (issue 28), written from the issue rather than from the rules.
 
 
-def model_grant_deadline(world: World, grant: GrantFacts) -> int:
-    """A grant lives as stamped at its creation, capped by the absolute lifetime of a version
-    that came into force after it was created."""
-    version = world.model.in_force(world.now)
-    if version is None or version.effective_at is None or version.effective_at <= grant.created_at:
-        return grant.expires_at
-    absolute = resolved(world.server, version.settings, None).lifetimes.refresh_absolute_ttl
-    return min(grant.expires_at, grant.created_at + absolute)
+def model_deadline(
+    server: Policy, dated: list[tuple[int, PolicySettings]], born: int, own: int, knob: str
+) -> int:
+    """When a token (a grant) born at `born`, whose stamps end it at `own`, stops being honoured,
+    the versions `dated` having come into force in that order (the last one lasting): at the
+    first instant the version in force then came into force after `born` and had the token's
+    lifetime (`knob`) over, counted from `born`; ended, it stays ended, whatever version follows.
+    Never later than `own`: a change never extends a token."""
+
+    def in_force(u: int) -> tuple[int, PolicySettings] | None:
+        then = [d for d in dated if d[0] <= u]
+        return then[-1] if then else None
+
+    def lifetime(settings: PolicySettings) -> int:
+        return int(getattr(resolved(server, settings, None).lifetimes, knob))
+
+    def over(u: int) -> bool:
+        version = in_force(u)
+        return version is not None and version[0] > born and u >= born + lifetime(version[1])
+
+    # `over` changes only where a version comes into force or a lifetime under one ends: the
+    # first instant it holds is one of those.
+    instants = {start for start, _ in dated} | {born + lifetime(s) for _, s in dated}
+    return min([own, *(u for u in instants if u < own and over(u))])
+
+
+def model_grant_deadline(
+    world: World, grant: GrantFacts, dated: list[tuple[int, PolicySettings]]
+) -> int:
+    return model_deadline(
+        world.server, dated, grant.created_at, grant.expires_at, "refresh_absolute_ttl"
+    )
+
+
+def model_idle_deadline(world: World, t: Token, dated: list[tuple[int, PolicySettings]]) -> int:
+    return model_deadline(world.server, dated, t.issued_at, t.refresh_exp, "refresh_idle_ttl")
 
 
 def model_refresh_live(world: World, i: int) -> bool:
     t = world.tokens[i]
     now = world.now
-    if now >= model_grant_deadline(world, world.grants[t.grant]):
+    dated = world.model.dated(now)
+    if now >= model_grant_deadline(world, world.grants[t.grant], dated):
         return False
     if t.exchanged_at is not None:
         assert t.retire_at is not None
         return now < t.retire_at  # the leeway promised at the exchange, whatever came since
-    deadline = t.refresh_exp
-    version = world.model.in_force(now)
-    if (
-        version is not None
-        and version.effective_at is not None
-        and version.effective_at > t.issued_at
-    ):
-        idle = resolved(world.server, version.settings, None).lifetimes.refresh_idle_ttl
-        deadline = min(deadline, t.issued_at + idle)
-    return now < deadline
+    return now < model_idle_deadline(world, t, dated)
 
 
 def model_access_live(world: World, i: int) -> bool:
@@ -497,6 +596,13 @@ report_only_schedules = st.builds(
     st.booleans(),
 )
 
+# A change the instant something ends: where a stretch of time a version was in force ends just
+# as a token's lifetime under it would have (stretches are half-open: the token lives).
+changes_at_boundaries = st.tuples(
+    st.builds(ToBoundary, st.integers(0, 1_000), st.just(0)),
+    st.builds(Schedule, policy_settings, st.integers(-300, 0), st.booleans(), st.booleans()),
+)
+
 world_ops = st.lists(
     st.one_of(
         schedules,
@@ -507,6 +613,7 @@ world_ops = st.lists(
         st.just(NewGrant()),
         st.builds(Refresh, st.integers(0, 40)),
         st.builds(ToBoundary, st.integers(0, 1_000), st.sampled_from([-1, 0, 1])),
+        changes_at_boundaries,
     ),
     min_size=4,
     max_size=25,
@@ -565,9 +672,26 @@ def check_world(world: World) -> None:
     now, policy = world.now, world.in_force()
     assert policy == expected_at(world.model, world.server, now)
     shadow = world.policy.shadow_policy(world.server, now)
+    assert shadow == expected_shadow(world.model, world.server, now)
     without_pending = world.policy.cancel(now).at(world.server, now)
+    dated = world.model.dated(now)
+    pending = world.model.pending
+    # The report-only change as if in force from now, after the versions in force before it.
+    shadow_dated = None if shadow is None or pending is None else [*dated, (now, pending.settings)]
     for i in range(len(world.tokens)):
         token, access = world.refresh(i), world.access(i)
+        # Every cap a version in force put on the token and its grant, as the model says (the
+        # report-only change's too, as if in force from now).
+        t, g = world.tokens[i], world.grants[world.tokens[i].grant]
+        for judge, versions in ((policy, dated), (shadow, shadow_dated)):
+            if judge is None or versions is None:
+                continue
+            assert judge.grant_deadline(g.created_at, g.expires_at) == model_grant_deadline(
+                world, g, versions
+            ), (i, t, g, versions)
+            assert judge.refresh_deadline(t.issued_at, t.refresh_exp) == model_idle_deadline(
+                world, t, versions
+            ), (i, t, versions)
         live = refresh_liveness(token, now, policy)
         assert live.active == model_refresh_live(world, i), (i, world.tokens[i])
         decision = decide_refresh(token, CLIENT, now, policy)
@@ -578,7 +702,6 @@ def check_world(world: World) -> None:
         assert alive.active == model_access_live(world, i), (i, world.tokens[i])
         # Introspection announces the promised death: the end of the leeway, when it comes
         # before the token's own `exp` (refresh: always, once exchanged).
-        t = world.tokens[i]
         if live.active:
             assert live.revocation_at == t.retire_at
         if alive.active:
@@ -618,13 +741,17 @@ def check_access_signals(access: AccessFacts, now: int, shadow: Policy | None) -
 
 
 @settings(max_examples=120, deadline=None)
-@given(servers, world_ops)
-def test_liveness_is_what_the_policy_in_force_implies(server: Policy, ops: list[object]) -> None:
-    world = World(server)
+@given(servers, world_ops, limits)
+def test_liveness_is_what_the_policy_in_force_implies(
+    server: Policy, ops: list[object], limit: int
+) -> None:
+    world = World(server, limit)
     world.new_grant()
     for op in ops:
-        run(world, op)
-        check_world(world)
+        for step in op if isinstance(op, tuple) else (op,):
+            with versions_kept(limit):
+                run(world, step)
+            check_world(world)
 
 
 # -- findings: where the code and the decided semantics part (see the report) ----------------------
@@ -640,13 +767,9 @@ def test_a_version_dated_before_a_token_does_not_cap_it() -> None:
     assert in_force.refresh_deadline(T0 + 10, refresh_exp) == T0 + 110
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 28 semantics gap (reported): a looser version dated after a tighter one "
-    "revives the refresh tokens and grants the tighter one had ended; only the version in force "
-    "caps (`Policy.since`), the earlier caps are forgotten",
-)
 def test_a_refresh_token_a_policy_ended_stays_ended() -> None:
+    # Found by the liveness property (issue 28): undoing a tightening revived the refresh tokens
+    # and grants it had ended (introspection said inactive, then active).
     server = Policy(Lifetimes(refresh_idle_ttl=1_000, refresh_absolute_ttl=5_000))
     grant = GrantFacts("grt_1", CLIENT, 1, "alice", "read", T0, T0 + 5_000, None, None)
     token = RefreshFacts(1, grant, 0, T0, T0 + 1_000, None, None, None, None)
@@ -656,17 +779,73 @@ def test_a_refresh_token_a_policy_ended_stays_ended() -> None:
     assert decide_refresh(token, CLIENT, T0 + 200, tight.at(server, T0 + 200)) == Reject(
         Reason.IDLE_EXPIRED
     )
-    # Back to the server's defaults at T0 + 300: the token refused at T0 + 200 is honoured.
+    # Back to the server's defaults at T0 + 300: the token refused at T0 + 200 stays refused.
     back = tight.schedule(NO_SETTINGS, T0 + 300, T0 + 300, replace_all=True)
     assert not refresh_liveness(token, T0 + 310, back.at(server, T0 + 310)).active
+    assert decide_refresh(token, CLIENT, T0 + 310, back.at(server, T0 + 310)) == Reject(
+        Reason.IDLE_EXPIRED
+    )
+    assert back.at(server, T0 + 310).refresh_deadline(T0, T0 + 1_000) == T0 + 100
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug reported to H1 (core/pairs.py): `plan_pair` stamps a new pair against the "
-    "grant's stored expiry, not `policy.grant_deadline(...)`, so under a client policy with a "
-    "shorter absolute lifetime the new access token outlives its grant and companion",
-)
+def test_a_grant_a_policy_ended_stays_ended() -> None:
+    server = Policy(Lifetimes(refresh_idle_ttl=1_000, refresh_absolute_ttl=5_000))
+    grant = GrantFacts("grt_1", CLIENT, 1, "alice", "read", T0, T0 + 5_000, None, None)
+    # A token of the grant issued after the tightening: only the grant's cap can end it.
+    token = RefreshFacts(1, grant, 1, T0 + 150, T0 + 1_150, None, None, None, None)
+    tight = NO_POLICY.schedule(PolicySettings(refresh_absolute_ttl=200), T0 + 100, T0 + 100)
+    # Created before the tightening, the grant ends at T0 + 200 under it.
+    assert refresh_liveness(token, T0 + 199, tight.at(server, T0 + 199)).active
+    assert not refresh_liveness(token, T0 + 200, tight.at(server, T0 + 200)).active
+    back = tight.schedule(NO_SETTINGS, T0 + 300, T0 + 300, replace_all=True)
+    assert decide_refresh(token, CLIENT, T0 + 310, back.at(server, T0 + 310)) == Reject(
+        Reason.ABSOLUTE_EXPIRED
+    )
+
+
+def test_a_tightening_undone_before_it_ended_a_token_leaves_it_be() -> None:
+    # In force from T0 + 10 to T0 + 50, an idle lifetime of 100 would have ended the token (issued
+    # at T0) at T0 + 100: undone before, it never did, and the token lives as stamped.
+    server = Policy(Lifetimes(refresh_idle_ttl=1_000))
+    grant = GrantFacts("grt_1", CLIENT, 1, "alice", "read", T0, T0 + 5_000, None, None)
+    token = RefreshFacts(1, grant, 0, T0, T0 + 1_000, None, None, None, None)
+    tight = NO_POLICY.schedule(PolicySettings(refresh_idle_ttl=100), T0 + 10, T0 + 10)
+    back = tight.schedule(NO_SETTINGS, T0 + 50, T0 + 50, replace_all=True)
+    assert back.at(server, T0 + 500).refresh_deadline(T0, T0 + 1_000) == T0 + 1_000
+    assert refresh_liveness(token, T0 + 999, back.at(server, T0 + 999)).active
+    assert not refresh_liveness(token, T0 + 1_000, back.at(server, T0 + 1_000)).active
+
+
+def test_a_tightening_replaced_the_instant_it_would_end_a_token_leaves_it_be() -> None:
+    # In force over [T0 + 10, T0 + 100): the idle lifetime of 100 would end the token at T0 +
+    # 100, the instant the next version takes over; it never did.
+    server = Policy(Lifetimes(refresh_idle_ttl=1_000))
+    tight = NO_POLICY.schedule(PolicySettings(refresh_idle_ttl=100), T0 + 10, T0 + 10)
+    assert tight.at(server, T0 + 99).refresh_deadline(T0, T0 + 1_000) == T0 + 100
+    back = tight.schedule(PolicySettings(refresh_idle_ttl=500), T0 + 100, T0 + 100)
+    # Now capped by the version in force from T0 + 100 only: at T0 + 500.
+    assert back.at(server, T0 + 100).refresh_deadline(T0, T0 + 1_000) == T0 + 500
+
+
+def test_past_the_versions_kept_the_oldest_cap_is_forgotten() -> None:
+    # `MAX_VERSIONS`: the client keeps the newest versions; a token only the forgotten one had
+    # ended is honoured again (the documented price of a bounded column).
+    server = Policy(Lifetimes(refresh_idle_ttl=10_000, refresh_absolute_ttl=100_000))
+    grant = GrantFacts("grt_1", CLIENT, 1, "alice", "read", T0, T0 + 100_000, None, None)
+    token = RefreshFacts(1, grant, 0, T0, T0 + 10_000, None, None, None, None)
+    policy = NO_POLICY.schedule(PolicySettings(refresh_idle_ttl=5), T0 + 1, T0 + 1)
+    assert policy.at(server, T0 + 10).refresh_deadline(T0, T0 + 10_000) == T0 + 5
+    for n in range(1, MAX_VERSIONS):
+        policy = policy.schedule(NO_SETTINGS, T0 + 10 + n, T0 + 10 + n, replace_all=True)
+    now = T0 + 10 + MAX_VERSIONS
+    assert len(policy.versions) == MAX_VERSIONS
+    assert not refresh_liveness(token, now, policy.at(server, now)).active
+    policy = policy.schedule(NO_SETTINGS, now, now, replace_all=True)
+    assert len(policy.versions) == MAX_VERSIONS
+    assert policy.versions[0].effective_at == T0 + 11
+    assert refresh_liveness(token, now, policy.at(server, now)).active
+
+
 def test_a_pair_issued_under_a_shorter_absolute_lifetime_dies_with_its_grant() -> None:
     from baton.core.pairs import MintedPair, plan_pair
 
@@ -717,17 +896,73 @@ def any_refresh(draw: st.DrawFn) -> RefreshFacts:
     )
 
 
+@st.composite
+def refresh_and_caps(draw: st.DrawFn) -> tuple[RefreshFacts, tuple[Cap, ...]]:
+    """Refresh facts, and caps as a client's versions give them: stretches one after the other,
+    the last open, some ending the instant the token's (its grant's) lifetime under them ends."""
+    token = draw(any_refresh())
+    caps: list[Cap] = []
+    born = draw(st.sampled_from([token.issued_at, token.grant.created_at]))
+    start = draw(st.integers(born - 50, born + 300) | st.integers(T0, T0 + 3_000))
+    for _ in range(draw(st.integers(0, 4))):
+        end = start + draw(st.integers(1, 600))
+        idle, absolute = draw(lifetime), draw(lifetime)
+        if end > token.issued_at and draw(st.booleans()):
+            idle = end - token.issued_at
+        if end > token.grant.created_at and draw(st.booleans()):
+            absolute = end - token.grant.created_at
+        caps.append(Cap(start, end, idle, absolute))
+        start = end
+    if caps:
+        caps[-1] = dataclasses.replace(caps[-1], end=None)
+    return token, tuple(caps)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
-    any_refresh(),
+    refresh_and_caps(),
     servers,
     st.none() | st.integers(T0, T0 + 3_000),
     st.integers(T0, T0 + 6_000),
 )
 def test_a_refresh_token_is_honoured_exactly_when_it_is_live(
-    token: RefreshFacts, server: Policy, since: int | None, now: int
+    drawn: tuple[RefreshFacts, tuple[Cap, ...]], server: Policy, since: int | None, now: int
 ) -> None:
-    policy = dataclasses.replace(server, since=since)
+    token, caps = drawn
+    # A policy built alone with `since` (its own lifetimes cap from then on), or a client's
+    # with the caps of its versions (`since`: the last one's start, as `ClientPolicy.at`).
+    if caps:
+        since = caps[-1].start
+    policy = dataclasses.replace(server, since=since, caps=caps)
+    life = server.lifetimes
+    dated = [
+        (
+            c.start,
+            PolicySettings(
+                refresh_idle_ttl=c.refresh_idle_ttl, refresh_absolute_ttl=c.refresh_absolute_ttl
+            ),
+        )
+        for c in caps
+    ] or (
+        []
+        if since is None
+        else [
+            (
+                since,
+                PolicySettings(
+                    refresh_idle_ttl=life.refresh_idle_ttl,
+                    refresh_absolute_ttl=life.refresh_absolute_ttl,
+                ),
+            )
+        ]
+    )
+    grant = token.grant
+    assert policy.grant_deadline(grant.created_at, grant.expires_at) == model_deadline(
+        server, dated, grant.created_at, grant.expires_at, "refresh_absolute_ttl"
+    )
+    assert policy.refresh_deadline(token.issued_at, token.expires_at) == model_deadline(
+        server, dated, token.issued_at, token.expires_at, "refresh_idle_ttl"
+    )
     live = refresh_liveness(token, now, policy)
     decision = decide_refresh(token, CLIENT, now, policy)
     assert isinstance(decision, HONOURED) == live.active, (decision, live)

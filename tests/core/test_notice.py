@@ -17,7 +17,7 @@ from baton.core.notice import (
     span,
     utc,
 )
-from baton.core.policy import Policy, RetryPolicy
+from baton.core.policy import Lifetimes, Policy, RetryPolicy
 from baton.core.signals import Health, Refusal, SignalKind
 
 DAY = 86_400
@@ -101,7 +101,7 @@ def test_strict_says_a_refresh_token_is_used_once() -> None:
 
 def test_stale_uses_affect_a_client_only_when_the_change_shortens_the_leeway() -> None:
     stale_only = Health("cl", NOW - 7 * DAY)
-    stale_only.add(SignalKind.STALE_ACCESS, None, 5, NOW - 10, {30: 5}, ["g"])
+    stale_only.add(SignalKind.STALE_ACCESS, None, 5, NOW - 10, {30: 4, 90: 1}, ["g"])
     shorter = Subject("cl", "App", tightening(leeway=60))
     longer_ttl = Subject("cl", "App", tightening(access_ttl=600))
     nothing = Subject("cl", "App", ClientPolicy())
@@ -172,3 +172,37 @@ def test_the_notice_says_what_happens_to_tokens_already_out() -> None:
     )
     assert "a refresh token not used for 30 days stops working (until now 90 days)" in idle
     assert "Refresh tokens already issued get the shorter lifetime from their next refresh" in idle
+
+
+def test_stale_uses_well_inside_the_new_leeway_do_not_make_a_client_affected() -> None:
+    """Review finding (issue 28): a well-behaved client with concurrent requests has a few
+    stale uses 0-1 s after a rotation; a 60 s leeway refuses none of them, so the client is not
+    affected, and the notice says none came that late."""
+    server = Policy(Lifetimes(leeway=300), RetryPolicy.REPLAY)
+    policy = ClientPolicy().schedule(PolicySettings(leeway=60), NOW - DAY, NOW + 7 * DAY, True)
+    subject = Subject("good", "Good app", policy)
+    health = Health("good", NOW - 7 * DAY)
+    health.add(SignalKind.STALE_ACCESS, None, 12, NOW - 100, {0: 10, 1: 2})
+    assert not affected(subject, server, health, NOW)
+    assert "none of these uses came that late" in notice(subject, server, health, NOW)
+    health.add(SignalKind.STALE_ACCESS, None, 1, NOW - 50, {61: 1})
+    assert affected(subject, server, health, NOW)
+    assert "and 1 of these uses came at least that late" in notice(subject, server, health, NOW)
+
+
+def test_refusals_counted_under_a_replaced_report_only_change_do_not_mark_the_client() -> None:
+    """Review finding (issue 28): refusals counted under a 10 s report-only leeway the operator
+    then replaced by 120 s still made the client affected, and the notice cited them."""
+    server = Policy(Lifetimes(leeway=300), RetryPolicy.REPLAY)
+    first = ClientPolicy().schedule(PolicySettings(leeway=10), NOW - 3 * DAY, NOW + 7 * DAY, True)
+    second = first.schedule(
+        PolicySettings(leeway=120), NOW - DAY, NOW + 7 * DAY, True, replace_all=True
+    )
+    subject = Subject("c", "App", second)
+    health = Health("c", NOW - 7 * DAY)
+    health.add(SignalKind.STALE_ACCESS, None, 5, NOW - 2 * DAY, {30: 5})
+    health.add(SignalKind.WOULD_REFUSE, Refusal.LEEWAY, 5, NOW - 2 * DAY, {30: 5}, ["g1"])
+    assert not affected(subject, server, health, NOW)
+    # Counted since the change was scheduled: they judge it.
+    health.add(SignalKind.WOULD_REFUSE, Refusal.LEEWAY, 1, NOW - 3600, {130: 1}, ["g2"])
+    assert affected(subject, server, health, NOW)

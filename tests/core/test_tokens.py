@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import string
 import zlib
 from collections import Counter
@@ -12,7 +13,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from baton.core.tokens import Minted, TokenKind, digest, kind_of, mint, random_base62, random_id
+from baton.core.tokens import (
+    DIGEST_TEXT_PATTERN,
+    Minted,
+    TokenKind,
+    digest,
+    digest_from_text,
+    digest_text,
+    kind_of,
+    mint,
+    random_base62,
+    random_id,
+)
 
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 UNRESERVED = set(string.ascii_letters + string.digits + "-._~")
@@ -122,6 +134,34 @@ def test_digest_known_value() -> None:
     assert digest("abc") == bytes.fromhex(
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_a_digest_as_token_use_reports_name_it_round_trips(raw: bytes) -> None:
+    """`POST /token-use` (issue 28): base64url without padding, 43 characters, and back."""
+    text = digest_text(raw)
+    assert re.fullmatch(DIGEST_TEXT_PATTERN, text)  # what the OpenAPI document says of it
+    assert digest_from_text(text) == raw
+
+
+@given(st.text(max_size=60))
+def test_digest_from_text_takes_only_what_digest_text_writes(text: str) -> None:
+    raw = digest_from_text(text)
+    assert raw is None or digest_text(raw) == text
+    assert (raw is None) == (re.fullmatch(DIGEST_TEXT_PATTERN, text) is None)
+
+
+def test_digest_from_text_refuses_near_misses() -> None:
+    text = digest_text(digest("bat_at_x"))
+    for near in (
+        text[:-1],  # 42 characters
+        text + "A",  # 44
+        text[:-1] + "=",  # padding
+        "+/" + text[2:],  # base64's alphabet, not base64url's
+        text[:-1] + chr(ord(text[-1]) + 1),  # bits past the 256th: not canonical
+        digest("bat_at_x").hex(),
+    ):
+        assert digest_from_text(near) is None, near
 
 
 # -- kind_of ---------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Superseded access tokens at the resource server (issue 28): the `Baton-Token-Superseded`
-header on every adapter, and the batched, token-free reports to Baton's `POST /token-use`.
+header on every adapter, and the batched, token-free reports to Baton's `POST /token-use`: the
+token's SHA-256 digest (base64url), and only for uses accepted without asking Baton (a use the
+verifier introspected, Baton's `/introspect` counted already).
 
 Baton's real `/token-use` is another part of the work: here a recording endpoint stands in for
 it, in front of the fake authorization server of tests/resource (feed, introspection)."""
@@ -22,19 +24,22 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from baton.core.signals import SignalKind
+from baton.core.tokens import digest, digest_text
 from baton.resource import (
     SUPERSEDED_HEADER,
     BatonMiddleware,
     TokenUseReporter,
     Verifier,
     principal_of,
+    reports,
 )
+from baton.server.runtime.signals import flush
 from tests.resource.conftest import eventually
 from tests.resource.fakes import ISSUER, RS_ID, RS_SECRET, FakeAuthServer
 from tests.support import ISSUER as APP_ISSUER
 from tests.support import (
     first_pair,
-    introspect,
     refresh,
     register_client,
     register_user,
@@ -43,6 +48,11 @@ from tests.support import (
 
 HOUR = 3600
 NEVER = 3600.0  # a report interval no test waits for: flushes are asked for
+
+
+def named(token: str) -> str:
+    """How a report names a token: its SHA-256, base64url without padding."""
+    return digest_text(digest(token))
 
 
 @dataclass
@@ -112,8 +122,10 @@ def make_verifier(fake: FakeAuthServer, endpoint: TokenUseEndpoint) -> Iterator[
 
 
 def supersede(fake: FakeAuthServer, verifier: Verifier, token: str, leeway: int = 30) -> int:
-    """The token's companion refresh token was exchanged: the feed announces its death at the
-    end of the leeway. Returns that instant."""
+    """The token, used once (its introspection cached: the uses that follow cost Baton
+    nothing, so they are the ones reported), then its companion refresh token was exchanged:
+    the feed announces its death at the end of the leeway. Returns that instant."""
+    verifier.verify(token)
     body = fake.opaque[token]
     dies = int(fake.now) + leeway
     event = fake.revoke_token(token, body["jti"], body["grant_id"], effective_at=dies)
@@ -137,7 +149,7 @@ def bearer(token: str) -> dict[str, str]:
 # -- the header ----------------------------------------------------------------------------------
 
 
-def test_a_superseded_token_is_answered_with_its_death_and_reported_by_jti_only(
+def test_a_superseded_token_is_answered_with_its_death_and_reported_by_digest_only(
     fake: FakeAuthServer, make_verifier: VerifierFactory, endpoint: TokenUseEndpoint
 ) -> None:
     verifier = make_verifier()
@@ -153,7 +165,7 @@ def test_a_superseded_token_is_answered_with_its_death_and_reported_by_jti_only(
         assert endpoint.bodies == []  # nothing sent on the request path
         assert verifier.reports is not None and verifier.reports.flush() == 1
     assert endpoint.bodies == [
-        {"uses": [{"jti": fake.opaque[old]["jti"], "at": int(fake.now), "count": 1}]}
+        {"uses": [{"token_digest": named(old), "at": int(fake.now), "count": 1}]}
     ]
     # The resource server's own credentials, as for the feed and introspection.
     expected = "Basic " + base64.b64encode(f"{RS_ID}:{RS_SECRET}".encode()).decode()
@@ -166,20 +178,45 @@ def test_a_superseded_token_is_answered_with_its_death_and_reported_by_jti_only(
     assert len(endpoint.uses()) == 1
 
 
-def test_introspection_mode_reads_revocation_at(
+def test_introspection_mode_reads_revocation_at_and_reports_nothing(
     fake: FakeAuthServer, make_verifier: VerifierFactory, endpoint: TokenUseEndpoint
 ) -> None:
-    """Without a feed, the introspection answer's `revocation_at` says the same."""
+    """Without a feed, the introspection answer's `revocation_at` says the same; every use is
+    introspected, so Baton counted each at `/introspect` and none is reported."""
     verifier = make_verifier(feed=False)
     dies = int(fake.now) + 20
     token = fake.opaque_token(revocation_at=dies)
     with TestClient(api(verifier)) as http:
         first = http.get("/hello", headers=bearer(token))
-        again = http.get("/hello", headers=bearer(token))  # from the cache
+        again = http.get("/hello", headers=bearer(token))  # introspected again: no feed, no cache
     for answer in (first, again):
         assert answer.headers[SUPERSEDED_HEADER] == f"dies-at={dies}"
-    # The shutdown (the app's lifespan) flushed the buffer.
-    assert endpoint.uses() == [{"jti": fake.opaque[token]["jti"], "at": int(fake.now), "count": 2}]
+    assert verifier.introspections == 2
+    # The shutdown (the app's lifespan) flushed the buffer: it held nothing.
+    assert endpoint.bodies == []
+    assert verifier.health()["token_use_reports"]["dropped"] == 0
+
+
+def test_an_introspected_use_is_not_reported_and_a_cached_one_is(
+    fake: FakeAuthServer, make_verifier: VerifierFactory, endpoint: TokenUseEndpoint
+) -> None:
+    """A superseded opaque token (Baton answers its `revocation_at`): its first use costs an
+    introspection, which Baton counts itself, so the resource server does not report it (it
+    would be counted twice); its second use comes from the cache, which Baton never saw, and
+    is reported."""
+    verifier = make_verifier()
+    dies = int(fake.now) + 20
+    token = fake.opaque_token(revocation_at=dies)
+    assert verifier.reports is not None
+    first = verifier.verify(token)
+    assert first.dies_at == dies and verifier.introspections == 1
+    assert verifier.reports.pending() == 0
+    fake.now += 1
+    second = verifier.verify(token)
+    assert second.dies_at == dies and verifier.introspections == 1  # from the cache
+    assert verifier.reports.pending() == 1
+    assert verifier.reports.flush() == 1
+    assert endpoint.uses() == [{"token_digest": named(token), "at": int(fake.now), "count": 1}]
 
 
 def test_a_jwt_checked_against_introspection_while_the_feed_is_down(
@@ -191,6 +228,25 @@ def test_a_jwt_checked_against_introspection_while_the_feed_is_down(
     fake.opaque[token] = {"active": True, "revocation_at": dies, **fake.claims()}
     principal = verifier.verify(token)
     assert principal.dies_at == dies and principal.token_format == "jwt"
+    # Introspected: Baton counted the use there, the resource server reports nothing.
+    assert verifier.reports is not None and verifier.reports.pending() == 0
+
+
+def test_a_jwt_checked_locally_is_reported_by_its_digest(
+    fake: FakeAuthServer, make_verifier: VerifierFactory, endpoint: TokenUseEndpoint
+) -> None:
+    """The feed is up: a JWT is checked without a word to Baton, so a superseded one's use is
+    reported, by the SHA-256 of the JWT as presented (what Baton stores it under)."""
+    verifier = make_verifier()
+    claims = fake.claims()
+    token = fake.jwt(**claims)
+    dies = int(fake.now) + 30
+    event = fake.revoke_token(token, claims["jti"], claims["grant_id"], effective_at=dies)
+    eventually(lambda: verifier.index.applied == event["id"])
+    assert verifier.verify(token).dies_at == dies and verifier.introspections == 0
+    assert verifier.reports is not None and verifier.reports.flush() == 1
+    assert endpoint.uses() == [{"token_digest": named(token), "at": int(fake.now), "count": 1}]
+    assert token.encode() not in endpoint.raw[0]
 
 
 def test_the_header_and_the_reports_can_each_be_turned_off(
@@ -285,7 +341,7 @@ def test_the_mcp_adapter_answers_the_header(
 # -- the reports ---------------------------------------------------------------------------------
 
 
-def test_uses_are_aggregated_per_jti_and_second(
+def test_uses_are_aggregated_per_token_and_second(
     fake: FakeAuthServer, make_verifier: VerifierFactory, endpoint: TokenUseEndpoint
 ) -> None:
     verifier = make_verifier()
@@ -302,16 +358,16 @@ def test_uses_are_aggregated_per_jti_and_second(
     verifier.verify(first)
     assert verifier.reports is not None and verifier.reports.flush() == 6
     assert sorted(endpoint.uses(), key=lambda use: (use["at"], use["count"])) == [
-        {"jti": fake.opaque[second]["jti"], "at": start, "count": 1},
-        {"jti": fake.opaque[first]["jti"], "at": start, "count": 4},
-        {"jti": fake.opaque[first]["jti"], "at": start + 1, "count": 1},
+        {"token_digest": named(second), "at": start, "count": 1},
+        {"token_digest": named(first), "at": start, "count": 4},
+        {"token_digest": named(first), "at": start + 1, "count": 1},
     ]
     assert len(endpoint.bodies) == 1
     assert verifier.reports.flush() == 0 and len(endpoint.bodies) == 1  # nothing left to send
 
 
 def test_batches_hold_at_most_1000_uses_and_the_buffer_is_bounded(
-    endpoint: TokenUseEndpoint,
+    endpoint: TokenUseEndpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reporter = TokenUseReporter(
         ISSUER + "/token-use",
@@ -320,12 +376,20 @@ def test_batches_hold_at_most_1000_uses_and_the_buffer_is_bounded(
         max_pending=2500,
         transport=httpx.MockTransport(endpoint.handle),
     )
-    for number in range(2600):
-        reporter.record(f"jti_{number}", 1_000_000)
-    reporter.record("jti_0", 1_000_000)  # a known entry still counts when the buffer is full
+    at = 1_767_225_570
+    digests = [named(f"bat_at_{number}") for number in range(2600)]
+    for token_digest in digests:
+        reporter.record(token_digest, at)
+    reporter.record(digests[0], at)  # a known entry still counts when the buffer is full
     assert reporter.health()["dropped"] == 100 and reporter.pending() == 2501
+    # A digest is ~90 bytes of JSON: the 60,000 bytes Baton's default `--max-body-bytes`
+    # (64 KiB) takes cut the batches before their 1000 entries; each is as full as that allows.
+    entry = len(json.dumps({"token_digest": digests[1], "at": at, "count": 1})) + 1
     assert reporter.flush() == 2501
-    assert [len(body["uses"]) for body in endpoint.bodies] == [1000, 1000, 500]
+    assert sum(len(body["uses"]) for body in endpoint.bodies) == 2500
+    assert all(len(body["uses"]) < 1000 for body in endpoint.bodies)
+    assert all(len(raw) <= 60_000 for raw in endpoint.raw)
+    assert all(len(raw) + entry > 60_000 for raw in endpoint.raw[:-1])
     assert reporter.health() == {
         "endpoint": ISSUER + "/token-use",
         "pending": 0,
@@ -334,15 +398,21 @@ def test_batches_hold_at_most_1000_uses_and_the_buffer_is_bounded(
         "failures": 0,
         "last_error": None,
     }
-    # Long jtis (64 characters, the most Baton takes): batches stay under Baton's default
-    # `--max-body-bytes` (64 KiB); a longer jti, which Baton would refuse with its whole batch,
-    # is never sent.
-    endpoint.raw.clear()
-    for number in range(1000):
-        reporter.record(f"{number:064d}", 1_000_000)
-    reporter.record("x" * 65, 1_000_000)
-    assert reporter.flush() == 1000 and reporter.health()["dropped"] == 101
-    assert len(endpoint.raw) == 2 and all(len(raw) <= 60_000 for raw in endpoint.raw)
+    # Under a larger byte limit, 1000 entries make a batch: `POST /token-use`'s `maxItems`.
+    monkeypatch.setattr(reports, "MAX_BATCH_BYTES", 10**6)
+    endpoint.bodies.clear()
+    for token_digest in digests[:2500]:
+        reporter.record(token_digest, at)
+    assert reporter.flush() == 2500
+    assert [len(body["uses"]) for body in endpoint.bodies] == [1000, 1000, 500]
+    # What Baton would refuse with the whole batch is never sent: anything but a 43-character
+    # digest (a hex digest, a `jti`).
+    endpoint.bodies.clear()
+    reporter.record(digest("bat_at_x").hex(), at)
+    reporter.record("jti_0", at)
+    reporter.record("", at)
+    assert reporter.flush() == 0 and endpoint.bodies == []
+    assert reporter.health()["dropped"] == 103
     reporter.stop()
 
 
@@ -419,22 +489,31 @@ def test_the_thread_flushes_every_interval_and_stop_flushes_the_rest(
 def test_a_verifier_nobody_started_still_reports(
     fake: FakeAuthServer, make_verifier: VerifierFactory, endpoint: TokenUseEndpoint
 ) -> None:
-    """Introspection only, `start()` never called: the first superseded use starts the thread."""
-    verifier = make_verifier(start=False, feed=False, token_use_interval=0.02)
-    token = fake.opaque_token(revocation_at=int(fake.now) + 20)
-    assert verifier.verify(token).dies_at == int(fake.now) + 20
+    """The app runs the feed itself (`FeedConsumer.run` on its own loop, or its thread) and never
+    calls `Verifier.start()`: the first superseded use reported starts the sending thread."""
+    verifier = make_verifier(start=False, token_use_interval=0.02)
+    assert verifier.feed is not None
+    verifier.feed.start()
+    verifier.feed.wait_synced(5)
+    token = fake.opaque_token()
+    dies = supersede(fake, verifier, token)
+    assert verifier.verify(token).dies_at == dies  # from the cache: reported
     eventually(lambda: len(endpoint.uses()) == 1)
 
 
 # -- against Baton itself ------------------------------------------------------------------------
 
 
-def test_against_baton_the_header_is_the_end_of_the_leeway_and_baton_takes_the_report(
-    tmp_path: Path,
-) -> None:
-    """Baton's app in this process (introspection mode, as `tests.audience` runs it): a client
-    refreshes, and its old access token, still accepted, comes back with the instant its leeway
-    ends; the report goes to Baton's own `/token-use`, which counts it."""
+def test_against_baton_each_stale_use_is_counted_once(tmp_path: Path) -> None:
+    """Baton's app in this process: a client refreshes, and its old access token, still
+    accepted, comes back with the instant its leeway ends. Its first use at the resource server
+    is introspected (Baton counts it there), its second is answered from the verifier's cache
+    and reported to Baton's own `/token-use` by digest (Baton counts it then): two uses, two
+    counts, none twice.
+
+    The verifier's feed is a stand-in that announces nothing (Baton's is a Server-Sent Events
+    stream, which this in-process app cannot serve through a mock transport): healthy, so the
+    cache is trusted, and the death comes from the introspection answer's `revocation_at`."""
     with running_app(tmp_path) as (http, store, clock):
         client = register_client(store)
         register_user(store)
@@ -457,28 +536,47 @@ def test_against_baton_the_header_is_the_end_of_the_leeway_and_baton_takes_the_r
                 content=answer.content,
             )
 
+        quiet = FakeAuthServer()
+        fake_credentials = "Basic " + base64.b64encode(f"{RS_ID}:{RS_SECRET}".encode()).decode()
+
+        def feed(request: httpx.Request) -> httpx.Response:
+            request.headers["authorization"] = fake_credentials
+            return quiet.handle(request)
+
         verifier = Verifier(
             APP_ISSUER,
             resource_server.id,
             resource_server.secret,
             audience=APP_ISSUER,
-            feed=False,
             token_use_interval=NEVER,
             transport=httpx.MockTransport(forward),
+            feed_transport=httpx.MockTransport(feed),
             clock=lambda: float(clock.now()),
         )
-        pair = first_pair(http, client)
-        old = pair["access_token"]
-        assert verifier.verify(old).dies_at is None
-        assert refresh(http, client, pair["refresh_token"]).status_code == 200
-        promised = introspect(http, resource_server, old)["revocation_at"]
-        principal = verifier.verify(old)
-        assert principal.dies_at == promised and promised > clock.now()
+        verifier.start(wait=5)
         try:
-            http.post("/token-use", json={"uses": []}, auth=resource_server.basic)
-        except NotImplementedError:
+            assert verifier.feed_healthy(), verifier.health()
+            pair = first_pair(http, client)
+            old = pair["access_token"]
+            clock.advance(10)
+            exchanged_at = clock.now()
+            assert refresh(http, client, pair["refresh_token"]).status_code == 200
+            clock.advance(20)
+            first = verifier.verify(old)  # introspected: Baton counts it
+            assert first.dies_at is not None and first.dies_at > clock.now()
+            assert verifier.introspections == 1
+            assert verifier.reports is not None and verifier.reports.pending() == 0
+            clock.advance(30)
+            second = verifier.verify(old)  # from the cache: Baton never saw it
+            assert second.dies_at == first.dies_at and verifier.introspections == 1
+            assert verifier.reports.flush() == 1
+            assert answers == [(202, {"accepted": 1})]
+        finally:
             verifier.stop()
-            pytest.skip("Baton's /token-use is not written on this branch yet")
-        assert verifier.reports is not None and verifier.reports.flush() == 1
-        assert answers == [(202, {"accepted": 1})]
-        verifier.stop()
+        anyio.run(flush, http.app.state.baton.signals, store)  # type: ignore[attr-defined]
+        now = clock.now()
+        (health,) = anyio.run(store.client_health, [client.id], now - 86_400, now)
+    stale = health.tally(SignalKind.STALE_ACCESS)
+    # 20 s after the exchange at `/introspect`, 50 s after it reported: each once.
+    assert stale.count == 2 and stale.delays == {20: 1, 50: 1}, stale
+    assert exchanged_at + 50 == stale.last_at

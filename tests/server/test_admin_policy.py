@@ -46,9 +46,14 @@ STALE_USE = "stale_access"
 
 @pytest.fixture
 def app(tmp_path: Path, receiver: Receiver) -> Iterator[tuple[TestClient, SQLStore, FakeClock]]:
-    # No webhook URL: the notices go out all the same, as back-channel logouts do.
+    # No webhook URL: the notices go out all the same, as back-channel logouts do. The
+    # receiver is plain http on loopback: allowed only as on a development server.
     with running_app(
-        tmp_path, key_encryption_key=KEK, webhook_poll_interval=0.02, webhook_backoff_base=1
+        tmp_path,
+        key_encryption_key=KEK,
+        webhook_poll_interval=0.02,
+        webhook_backoff_base=1,
+        client_documents_allow_private=True,
     ) as running:
         yield running
 

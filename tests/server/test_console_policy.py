@@ -16,8 +16,8 @@ from baton.core.clock import FakeClock
 from baton.store.base import SignalCount
 from baton.store.schema import clients
 from baton.store.sql import SQLStore
-from tests.server.test_console import admin_session, audit_rows, csrf_of, make_admin
-from tests.support import RegisteredClient
+from tests.server.test_console import admin_session, audit_rows, make_admin
+from tests.support import RegisteredClient, hidden_inputs
 
 DAY = 86_400
 
@@ -56,6 +56,13 @@ def stale_uses(store: SQLStore, client_id: str, now: int) -> None:
         ),
     ]
     anyio.run(store.record_signals, rows)
+
+
+def signed(html: str) -> dict[str, str]:
+    """The policy form's hidden fields on the page: its CSRF token and the version of the
+    policy the page shows."""
+    hidden = hidden_inputs(html)
+    return {"csrf": hidden["csrf"], "policy_version": hidden["policy_version"]}
 
 
 def text_of(html: str, element_id: str) -> str:
@@ -161,7 +168,7 @@ def test_the_form_schedules_a_report_only_change_and_cancels_it(
 ) -> None:
     page = admin.get(f"/admin/clients/{client.id}")
     form = {
-        "csrf": csrf_of(page.text),
+        **signed(page.text),
         "leeway": "60",
         "effective_at": "2023-12-01T09:00",
         "report_only": "on",
@@ -176,9 +183,7 @@ def test_the_form_schedules_a_report_only_change_and_cancels_it(
     pending = row.policy.pending(clock.now())
     assert pending is not None and pending.effective_at == 1_701_421_200 and pending.report_only
     assert any(r["action"] == "client.schedule_policy" for r in audit_rows(store))
-    cancelled = admin.post(
-        f"/admin/clients/{client.id}/policy/cancel", data={"csrf": csrf_of(done.text)}
-    )
+    cancelled = admin.post(f"/admin/clients/{client.id}/policy/cancel", data=signed(done.text))
     assert "The scheduled change was cancelled." in cancelled.text
     assert text_of(cancelled.text, "scheduled-change") == "None."
 
@@ -186,16 +191,16 @@ def test_the_form_schedules_a_report_only_change_and_cancels_it(
 def test_the_form_refuses_what_cannot_be(
     admin: TestClient, store: SQLStore, client: RegisteredClient
 ) -> None:
-    csrf = csrf_of(admin.get(f"/admin/clients/{client.id}").text)
+    form = signed(admin.get(f"/admin/clients/{client.id}").text)
     url = f"/admin/clients/{client.id}/policy"
-    undated = admin.post(url, data={"csrf": csrf, "leeway": "60"})
+    undated = admin.post(url, data={**form, "leeway": "60"})
     assert undated.status_code == 400
     assert "A change without an effective date must be report-only." in undated.text
-    empty = admin.post(url, data={"csrf": csrf, "report_only": "on"})
+    empty = admin.post(url, data={**form, "report_only": "on"})
     assert empty.status_code == 400 and "Set at least one setting to change." in empty.text
-    words = admin.post(url, data={"csrf": csrf, "leeway": "a minute", "report_only": "on"})
+    words = admin.post(url, data={**form, "leeway": "a minute", "report_only": "on"})
     assert words.status_code == 400 and "whole number of seconds" in words.text
-    forged = admin.post(url, data={"csrf": "forged", "leeway": "60", "report_only": "on"})
+    forged = admin.post(url, data={**form, "csrf": "forged", "leeway": "60", "report_only": "on"})
     assert forged.status_code == 403
     row = anyio.run(store.get_client, client.id)
     assert row is not None and row.policy == ClientPolicy()
@@ -207,10 +212,10 @@ def test_a_public_client_cannot_be_told_to_stop_rotating(
     from tests.support import register_client
 
     public = register_client(store, public=True, name="spa")
-    csrf = csrf_of(admin.get(f"/admin/clients/{public.id}").text)
+    form = signed(admin.get(f"/admin/clients/{public.id}").text)
     refused = admin.post(
         f"/admin/clients/{public.id}/policy",
-        data={"csrf": csrf, "rotate": "no", "effective_at": "2023-12-01T09:00"},
+        data={**form, "rotate": "no", "effective_at": "2023-12-01T09:00"},
     )
     assert refused.status_code == 400
     assert "A public client&#39;s refresh tokens always rotate" in refused.text

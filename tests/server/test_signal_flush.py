@@ -15,10 +15,12 @@ from baton.config import Settings
 from baton.core.clock import FakeClock
 from baton.core.signals import Health, Refusal, Signal, SignalKind, Source
 from baton.server import app as app_module
+from baton.server.runtime import signals as signals_module
 from baton.server.runtime.signals import (
     COUNT_MAX,
     MAX_PENDING,
     SignalBook,
+    final_flush,
     flush,
     flush_every,
 )
@@ -53,6 +55,27 @@ class Recorder:
 
 def stale(client_id: str, at: int, delay: int, grant_id: str = "g1") -> Signal:
     return Signal(client_id, SignalKind.STALE_ACCESS, at, Source.RESOURCE, grant_id, delay)
+
+
+def refused(client_id: str, at: int, delay: int, grant_id: str = "g1") -> Signal:
+    return Signal(
+        client_id, SignalKind.WOULD_REFUSE, at, Source.RESOURCE, grant_id, delay, Refusal.LEEWAY
+    )
+
+
+def test_only_refusals_are_counted_per_grant() -> None:
+    """A stale use's grant is not kept: the book (and the store) count it per client, so a
+    client with many grants does not fill the book; a refusal keeps its grant."""
+    book = SignalBook()
+    book.note([stale("a", NOW, 1, grant_id=f"g{i}") for i in range(1000)])
+    book.note([refused("a", NOW, 1, grant_id=f"g{i}") for i in range(3)])
+    counts = book.drain()
+    assert sorted((c.kind, c.grant_id, c.count) for c in counts) == [
+        (SignalKind.STALE_ACCESS, None, 1000),
+        (SignalKind.WOULD_REFUSE, "g0", 1),
+        (SignalKind.WOULD_REFUSE, "g1", 1),
+        (SignalKind.WOULD_REFUSE, "g2", 1),
+    ]
 
 
 def test_a_flush_writes_one_row_per_client_kind_reason_source_and_grant() -> None:
@@ -96,8 +119,8 @@ def test_a_failed_write_drops_its_batch_and_counts_it(caplog: pytest.LogCaptureF
 
 def test_the_book_is_bounded_and_a_rows_count_saturates() -> None:
     book = SignalBook()
-    book.note([stale("a", NOW, 1, grant_id=f"g{i}") for i in range(MAX_PENDING)])
-    book.note([stale("a", NOW, 1, grant_id="one-too-many")], times=7)
+    book.note([refused("a", NOW, 1, grant_id=f"g{i}") for i in range(MAX_PENDING)])
+    book.note([refused("a", NOW, 1, grant_id="one-too-many")], times=7)
     assert len(book.pending) == MAX_PENDING and book.dropped == 7
     # The next flush tells how many were not counted, once.
     told: list[tuple[str, int]] = []
@@ -106,7 +129,7 @@ def test_the_book_is_bounded_and_a_rows_count_saturates() -> None:
     anyio.run(flush, book, Recorder(), lambda *lost: told.append(lost))
     assert told == [("full", 7)]
     book.pending = kept
-    book.note([stale("a", NOW, 1, grant_id="g0")], times=COUNT_MAX)
+    book.note([refused("a", NOW, 1, grant_id="g0")], times=COUNT_MAX)
     (count,) = [c.count for c in book.drain() if c.grant_id == "g0"]
     assert count == COUNT_MAX  # what PostgreSQL's INTEGER column holds
 
@@ -171,3 +194,48 @@ def test_the_purge_deletes_signals_past_their_own_retention() -> None:
 
     anyio.run(scenario)
     assert purging.purged[0] == (NOW, 7 * 86_400)
+
+
+class SlowStore:
+    """A store whose write awaits the database (asyncpg: cancellable on the loop)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.written: list[int] = []
+        self.started = anyio.Event()
+
+    async def record_signals(self, counts: Sequence[SignalCount]) -> None:
+        self.started.set()
+        await anyio.sleep(self.seconds)  # the INSERT's round trip
+        self.written.append(sum(c.count for c in counts))
+
+
+def test_a_shutdown_during_a_flush_still_writes_the_batch_it_drained() -> None:
+    """Review finding (issue 28): the lifespan cancelled the flush loop while it wrote the batch
+    it had drained, and the batch vanished, neither written nor counted as lost."""
+    store = SlowStore(0.05)
+    book = SignalBook()
+    lost: list[tuple[str, int]] = []
+
+    async def main() -> None:
+        book.note([stale("c", NOW, 5)], times=7)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(flush_every, book, store, 0.01, lambda r, n: lost.append((r, n)))
+            await store.started.wait()  # the loop drained the book and is writing it
+            tasks.cancel_scope.cancel()  # what the lifespan does at shutdown
+        await final_flush(book, store, lambda r, n: lost.append((r, n)))
+
+    anyio.run(main)
+    assert store.written == [7] and lost == []
+
+
+def test_a_write_that_never_ends_is_given_up_and_counted_as_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(signals_module, "WRITE_SECONDS", 0.05)
+    store = SlowStore(10)
+    book = SignalBook()
+    lost: list[tuple[str, int]] = []
+    book.note([stale("c", NOW, 5)], times=7)
+    assert anyio.run(flush, book, store, lambda r, n: lost.append((r, n))) == 0
+    assert store.written == [] and lost == [("write_failed", 7)] and book.lost == 7

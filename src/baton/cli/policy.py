@@ -8,7 +8,9 @@ defaults, changes to it scheduled for an instant (issue 28), and whom such a cha
   back to the server), from `--effective-at` (ISO 8601 UTC, Unix seconds, or `+7d`, `+2h` from
   now; absent: at once). With `--report-only` the change is evaluated beside the policy in force
   and what it would refuse is counted, refusing nothing, until it takes effect (or for good,
-  without `--effective-at`). It replaces any change pending.
+  without `--effective-at`). It replaces any change pending. The server's own policy is read
+  from `baton serve`'s variables (`BATON_ACCESS_TTL`...) or `--server-access-ttl`...: a client's
+  access-token lifetime above the server's is refused (`PolicySettings.check_against`).
 - `policy cancel CLIENT_ID`: the pending change will not happen.
 - `contact CLIENT_ID --email ... --notify-url ...`: the integrator's e-mail addresses, and the
   https URL a signed notice of each scheduled or cancelled change is POSTed to.
@@ -27,9 +29,10 @@ from typing import Any, TypeVar
 import click
 
 from baton.cli.common import db_option, emit, fail, run_with_store
+from baton.cli.report import server_policy, server_policy_options
 from baton.cli.users import cli_actor
 from baton.core.client_policy import DURATIONS, ClientPolicy, PolicyError, PolicySettings
-from baton.core.policy import RetryPolicy
+from baton.core.policy import Policy, RetryPolicy
 from baton.core.registration import GRANT_TYPES
 from baton.store.admin import (
     ContactError,
@@ -46,6 +49,9 @@ from baton.store.sql.tombstones import is_deleted
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT = "default"  # a knob's value that gives it back to the server's default
+# The prefix of the server's own policy options here (`--server-access-ttl`...): `--access-ttl`
+# is the client's knob.
+SERVER = "server"
 
 # What each knob of `PolicySettings` sets, for its option's help (a knob without one fails
 # tests/test_cli_policy.py).
@@ -127,14 +133,14 @@ def changed_settings(base: PolicySettings, given: dict[str, str | None]) -> Poli
 def policy_text(view: dict[str, Any]) -> str:
     """`policy show`'s text: the settings in force, the scheduled change, the contact."""
     in_force = view["in_force"]
-    now_words = settings_words(PolicySettings.from_json(in_force["settings"]))
+    now_words = settings_words(PolicySettings.from_json(in_force["settings"], lenient=True))
     if in_force["since"] is not None:
         now_words += f" (since {iso(in_force['since'])})"
     scheduled = view["scheduled"]
     if scheduled is None:
         pending = "none"
     else:
-        pending = settings_words(PolicySettings.from_json(scheduled["settings"]))
+        pending = settings_words(PolicySettings.from_json(scheduled["settings"], lenient=True))
         if scheduled["effective_at"] is None:
             pending += ", report-only with no date"
         else:
@@ -180,17 +186,23 @@ def policy_show(db: str, client_id: str, as_json: bool) -> None:
     emit(as_json, view, policy_text(view))
 
 
-def _write(db: str, client_id: str, make: Callable[[Client, int], ClientPolicy]) -> dict[str, Any]:
+def _write(
+    db: str,
+    client_id: str,
+    make: Callable[[Client, int], ClientPolicy],
+    server: Policy | None = None,
+) -> dict[str, Any]:
     """Writes the policy `make` builds from the client as read (and now), audited; fails on a
-    setting the client's kind cannot have, or when the client changed meanwhile."""
+    setting the client's kind (or the server's policy `server`) cannot have, or when the
+    client changed meanwhile."""
     actor = cli_actor()
 
     async def work(store: SQLStore) -> Client:
         found = await _live(store, client_id)
-        scheduled = make(found, actor.now)
         try:
+            scheduled = make(found, actor.now)
             done = await store.admin().schedule_client_policy(
-                client_id, scheduled, actor.now, actor, before=found.policy
+                client_id, scheduled, actor.now, actor, before=found.policy, server=server
             )
         except PolicyError as exc:
             fail(str(exc))
@@ -221,17 +233,19 @@ def _write(db: str, client_id: str, make: Callable[[Client, int], ClientPolicy])
     "it would refuse (`baton report enforcement`), refusing nothing.",
 )
 @click.option("--json", "as_json", is_flag=True)
+@server_policy_options(SERVER)
 def policy_set(
     db: str,
     client_id: str,
     effective_at: str | None,
     report_only: bool,
     as_json: bool,
-    **knobs: str | None,
+    **knobs: Any,
 ) -> None:
     """Schedule a change of the client's policy: the knobs given, over the settings in force
     (`default` gives a knob back to the server's option). It replaces any change pending; a
     signed notice goes to the client's notify URL."""
+    server = server_policy(knobs, SERVER)
     if all(value is None for value in knobs.values()):
         flags = ", ".join(knob_flag(f.name) for f in fields(PolicySettings))
         fail(f"give at least one setting to change: {flags}")
@@ -247,7 +261,7 @@ def policy_set(
         at = now if when is None and not report_only else when
         return found.policy.schedule(settings, now, at, report_only, replace_all=True)
 
-    view = _write(db, client_id, make)
+    view = _write(db, client_id, make, server)
     emit(as_json, view, policy_text(view))
 
 

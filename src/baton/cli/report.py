@@ -8,7 +8,10 @@ shortens how long they keep working (`baton.core.notice.affected`). Without `--c
 window, the affected first; `--client ID` (repeatable) lists those clients whatever they did.
 The figures come from the signals the servers counted (`client_signals`, kept
 `--signal-retention` days): never from tokens. The server's own policy (what a client that sets
-nothing gets) is read from the same options and variables as `baton serve`'s.
+nothing gets) is read from the same options and variables as `baton serve`'s
+(`server_policy_options`, which `baton client policy set` shares). In `--csv`, a cell that a
+spreadsheet would run as a formula (a client's name is chosen by whoever registered it, dynamic
+registration included) starts with `'`.
 """
 
 from __future__ import annotations
@@ -16,37 +19,41 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from baton.cli.common import click_option, db_option, fail, run_with_store
 from baton.config import BY_NAME
+from baton.config.declaration import Option
 from baton.core.clock import SystemClock
 from baton.core.notice import CSV_COLUMNS, Subject, affected, evidence, evidence_row, notice, utc
 from baton.core.policy import Lifetimes, Policy, RetryPolicy
 from baton.core.signals import Health, Refusal, SignalKind
 from baton.server.runtime.rehearsal import OffsetFileClock
+from baton.store.admin import MAX_WINDOW, parse_duration
 from baton.store.base import Client
 from baton.store.sql import SQLStore
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
-_WINDOW = re.compile(r"(\d+)([smhdw]?)")
-
 
 class Window(click.ParamType[int, Any]):
-    """A window back from now: `7d`, `12h`, `30m`, `3600s` or `3600` (seconds)."""
+    """A window back from now: `7d`, `12h`, `30m`, `3600s` or `3600` (seconds), at most
+    `MAX_WINDOW` (a year: signals are kept far less long)."""
 
     name = "window"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
-        found = _WINDOW.fullmatch(str(value).strip())
-        seconds = 0 if found is None else int(found[1]) * _UNITS[found[2] or "s"]
+        try:
+            seconds = parse_duration(str(value))
+        except ValueError:
+            seconds = 0
         if seconds <= 0:
             self.fail(f"{value!r} is not a window such as 7d, 12h, 30m or 3600s", param, ctx)
+        if seconds > MAX_WINDOW:
+            self.fail(f"{value!r} is longer than {MAX_WINDOW // 86_400} days", param, ctx)
         return seconds
 
 
@@ -55,29 +62,62 @@ def report() -> None:
     """Reports on the integrations: who a scheduled policy change would break."""
 
 
-def _server_policy(options: dict[str, Any]) -> Policy:
-    lifetimes = Lifetimes(
-        access_ttl=options["access_ttl"],
-        refresh_idle_ttl=options["refresh_idle_ttl"],
-        refresh_absolute_ttl=options["refresh_absolute_ttl"],
-        leeway=options["leeway"],
+# The options of `baton serve` that make the server's policy (what a client that sets nothing
+# gets), in the order `--help` shows them.
+SERVER_POLICY = ("leeway", "access_ttl", "refresh_idle_ttl", "refresh_absolute_ttl", "retry_policy")
+
+
+def _prefixed(option: Option, prefix: str) -> Callable[[Any], Any]:
+    """`option` as `baton serve` takes it, under the flag `--<prefix>-<name>` (its variable,
+    type, bounds and default unchanged): for a command whose own `--leeway` is something else."""
+    return click.option(
+        f"--{prefix}-" + option.flag[2:],
+        f"{prefix}_{option.name}",
+        envvar=option.env,
+        show_envvar=True,
+        default=option.default,
+        show_default=True,
+        type=click.Choice(option.choices)
+        if option.choices
+        else click.IntRange(min=option.minimum, max=option.maximum),
+        help=f"The server's {option.flag}: " + option.help,
     )
-    return Policy(lifetimes, RetryPolicy(options["retry_policy"]))
 
 
-def _policy_options(command: Any) -> Any:
-    """The options of `baton serve` that make the server's policy, and its rehearsal clock (a
-    report on a rehearsing server counts its window back from the server's now)."""
-    for name in (
-        "clock_offset_file",
-        "retry_policy",
-        "refresh_absolute_ttl",
-        "refresh_idle_ttl",
-        "access_ttl",
-        "leeway",
-    ):
-        command = click_option(BY_NAME[name])(command)
-    return command
+def server_policy_options(prefix: str = "") -> Callable[[Any], Any]:
+    """The options (and variables) of `baton serve` that make the server's policy, as its flags
+    (or, with `prefix`, `--<prefix>-access-ttl`...: `baton client policy set`, whose
+    `--access-ttl` is the client's): `server_policy` reads them back."""
+
+    def decorate(command: Any) -> Any:
+        for name in reversed(SERVER_POLICY):
+            option = BY_NAME[name]
+            command = (click_option(option) if not prefix else _prefixed(option, prefix))(command)
+        return command
+
+    return decorate
+
+
+def server_policy(options: dict[str, Any], prefix: str = "") -> Policy:
+    """The server's policy from `server_policy_options(prefix)`'s values, taken out of
+    `options` (a command's keyword arguments)."""
+    key = f"{prefix}_" if prefix else ""
+    values = {name: options.pop(key + name) for name in SERVER_POLICY}
+    lifetimes = Lifetimes(
+        access_ttl=values["access_ttl"],
+        refresh_idle_ttl=values["refresh_idle_ttl"],
+        refresh_absolute_ttl=values["refresh_absolute_ttl"],
+        leeway=values["leeway"],
+    )
+    return Policy(lifetimes, RetryPolicy(values["retry_policy"]))
+
+
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text, not runs as a formula (OWASP "CSV Injection"):
+    a text starting with = + - @, a tab or a carriage return gets a leading `'`."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 @report.command("enforcement")
@@ -101,7 +141,8 @@ def _policy_options(command: Any) -> Any:
 @click.option(
     "--notice", "with_notice", is_flag=True, help="The plain-words notice for each affected client."
 )
-@_policy_options
+@server_policy_options()
+@click_option(BY_NAME["clock_offset_file"])
 def enforcement(
     db: str,
     client_ids: tuple[str, ...],
@@ -122,7 +163,7 @@ def enforcement(
     if client_ids and every:
         fail("--client and --all: choose one")
     offset_file = policy.pop("clock_offset_file")
-    server = _server_policy(policy)
+    server = server_policy(policy)
     now = (OffsetFileClock(offset_file) if offset_file else SystemClock()).now()
     since = now - window
 
@@ -160,7 +201,8 @@ def enforcement(
         writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for subject, health, _hit in marked:
-            writer.writerow(evidence_row(evidence(subject, server, health, now)))
+            row = evidence_row(evidence(subject, server, health, now))
+            writer.writerow({name: _csv_cell(value) for name, value in row.items()})
         click.echo(out.getvalue(), nl=False)
         return
     if not marked:

@@ -13,15 +13,22 @@ token).
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from baton.client.errors import ClientError
 from baton.client.tokens import TokenPair, fingerprint
 
 HEADER = "Baton-Token-Superseded"  # the name `baton.resource` answers (SUPERSEDED_HEADER)
+# The longest header (its lines joined) read at all: `baton.resource` sends
+# `dies-at=<seconds>`, 18 bytes. The API is not trusted to be kind: a longer value (a hostile or
+# broken server) is ignored unparsed, which also bounds the member pattern's backtracking (it is
+# quadratic on a run of whitespace: 16 KB of it cost seconds of CPU per response).
+MAX_HEADER = 256
+
+log = logging.getLogger("baton.client")
 
 # One RFC 8941 §3.2 dictionary member: a key, an optional `=` bare item (a quoted string may
 # hold commas), optional parameters; members are separated by commas.
@@ -33,10 +40,13 @@ _INTEGER = re.compile(r"-?[0-9]{1,15}")  # RFC 8941 §3.3.1
 
 def dies_at_of(values: Iterable[str]) -> int | None:
     """The `dies-at` Integer of `Baton-Token-Superseded` header values (several lines are one
-    dictionary, RFC 8941 §4.2; the last value of a key wins), or None when absent or
-    malformed."""
+    dictionary, RFC 8941 §4.2; the last value of a key wins), or None when absent, malformed or
+    longer than `MAX_HEADER`."""
+    text = ", ".join(values)
+    if len(text) > MAX_HEADER:
+        return None
     found: int | None = None
-    for match in _MEMBER.finditer(", ".join(values)):
+    for match in _MEMBER.finditer(text):
         if match.group(1) == "dies-at":
             value = (match.group(2) or "").strip()
             found = int(value) if _INTEGER.fullmatch(value) else None
@@ -70,18 +80,32 @@ class SupersededWatch:
         self, values: Iterable[str], used: TokenPair, load: Callable[[], TokenPair | None]
     ) -> SupersededEvent | None:
         """The event for a response whose header `values` say `used` was superseded (None when
-        they do not, or when this token was already reported); `load` reads the store."""
-        dies_at = dies_at_of(values)
-        if dies_at is None:
+        they do not, or when this token was already reported); `load` reads the store.
+
+        Advisory: the API already answered, so this never raises (a request that looks failed
+        after a non-idempotent POST succeeded would be retried). The header is read once per
+        token, a malformed value included: a hostile API cannot make every answer cost a
+        parse."""
+        values = list(values)
+        if not values:
             return None
         name = fingerprint(used.access_token)
         with self._lock:
             if name == self._told:
                 return None
             self._told = name
+        dies_at = dies_at_of(values)
+        if dies_at is None:
+            return None
         try:
             stored = load()
-        except (ClientError, OSError):  # the next request meets it; this answer stands
+        except Exception as error:  # any store (SQLite busy, Redis down, a corrupt document):
+            # the next request meets it; this answer stands. The type only: a message may
+            # quote the stored document, tokens included.
+            log.warning(
+                "the store could not be read after a Baton-Token-Superseded answer: %s",
+                type(error).__name__,
+            )
             stored = None
         newer = (
             stored is not None

@@ -114,15 +114,39 @@ class PolicySettings:
             out[f.name] = value
         return out
 
+    def check_against(self, server: Policy) -> None:
+        """Refuses settings the server cannot honour (raises `PolicyError`): an access-token
+        lifetime beyond the server's `--access-ttl`, since a signing key stays published only
+        that long after it is replaced, so a JWT access token would stop verifying before its
+        `exp` (the promise every change keeps)."""
+        if self.access_ttl is not None and self.access_ttl > server.lifetimes.access_ttl:
+            raise PolicyError(
+                f"access_ttl must not exceed the server's --access-ttl "
+                f"({server.lifetimes.access_ttl} s): signing keys stay published only that long"
+            )
+
     @classmethod
-    def from_json(cls, value: Any) -> PolicySettings:
-        """Settings from their JSON object (unknown members refused, `PolicyError`)."""
+    def from_json(cls, value: Any, *, lenient: bool = False) -> PolicySettings:
+        """Settings from their JSON object (unknown members refused, `PolicyError`).
+
+        `lenient`, for what the store holds: a knob or a value this release does not know (one a
+        later release wrote, during a rolling upgrade) is left to the server's default instead
+        of failing every request of the client."""
         if not isinstance(value, dict):
             raise PolicyError("a policy is a JSON object")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(value) - known)
-        if unknown:
+        if unknown and not lenient:
             raise PolicyError(f"unknown policy setting {unknown[0]!r}")
+        if lenient:
+            kept: dict[str, Any] = {}
+            for name in known & set(value):
+                try:
+                    cls.from_json({name: value[name]})
+                except PolicyError:
+                    continue
+                kept[name] = value[name]
+            value = kept
         args: dict[str, Any] = {}
         for name, raw in value.items():
             if raw is None:
@@ -175,8 +199,9 @@ class PolicyVersion:
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> PolicyVersion:
+        """A version as the store holds it (`PolicySettings.from_json`, lenient)."""
         return cls(
-            settings=PolicySettings.from_json(value.get("settings", {})),
+            settings=PolicySettings.from_json(value.get("settings", {}), lenient=True),
             effective_at=value.get("effective_at"),
             scheduled_at=int(value["scheduled_at"]),
             report_only=bool(value.get("report_only", False)),
@@ -273,10 +298,13 @@ class ClientPolicy:
         pending change is replaced. Versions that were in force are kept (the caps they put on
         tokens issued before them hold, `Policy.caps`), the newest `MAX_VERSIONS`."""
         if effective_at is not None and effective_at <= now:
+            if report_only:
+                # A mistyped date must not turn a trial into enforcement.
+                raise PolicyError("a report-only change needs a date after now, or none")
             effective_at = now
         base = NO_SETTINGS if replace_all else self.settings_at(now)
         settings = change if replace_all else change.over(base)
-        version = PolicyVersion(settings, effective_at, now, report_only and effective_at != now)
+        version = PolicyVersion(settings, effective_at, now, report_only)
         return ClientPolicy((*self._kept(now), version)[-MAX_VERSIONS:])
 
     def cancel(self, now: int) -> ClientPolicy:
@@ -344,3 +372,29 @@ def grant_types_in_force(
 def pkce_in_force(registered: bool, settings: PolicySettings) -> bool:
     """Whether the client's authorization requests need PKCE: its policy's say, else its own."""
     return settings.require_pkce if settings.require_pkce is not None else registered
+
+
+def resolved(
+    policy: Policy,
+    settings: PolicySettings,
+    grant_types: tuple[str, ...] | None,
+    require_pkce: bool,
+    is_public: bool = False,
+) -> dict[str, Any]:
+    """Every knob of a client's policy, resolved, as `GET /client-policy`, the report and its
+    notice state them: `policy` is the policy in force (its lifetimes, leeway, retry and
+    rotation; the leeway is 0 under `strict`), `settings` the client's own (for the grant types
+    and PKCE, which fall back on its registration: `grant_types`, `require_pkce`)."""
+    lifetimes = policy.lifetimes
+    allowed = grant_types_in_force(grant_types, settings)
+    return {
+        "access_ttl": lifetimes.access_ttl,
+        "refresh_idle_ttl": lifetimes.refresh_idle_ttl,
+        "refresh_absolute_ttl": lifetimes.refresh_absolute_ttl,
+        "leeway": policy.leeway,
+        "retry": policy.retry.value,
+        # RFC 9700 §4.14.2 and OAuth 2.1 §7.5.1: a public client always rotates, always PKCE.
+        "rotate": policy.rotate or is_public,
+        "grant_types": None if allowed is None else list(allowed),
+        "require_pkce": pkce_in_force(require_pkce, settings) or is_public,
+    }

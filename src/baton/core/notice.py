@@ -4,8 +4,9 @@
 `evidence` is what `baton report enforcement --json/--csv` and the console show: the signals
 counted over the window (`baton.core.signals.Health`), the policy in force and the scheduled
 change, and whether the client is *affected*: the report-only policy would have refused one of
-its requests, or it uses old access tokens after a refresh while the change shortens how long
-they keep working.
+its requests since the change was scheduled (refusals counted under a change it replaced do
+not count), or it used old access tokens after a refresh later than the change's shorter
+leeway allows (uses well inside the new leeway break nothing).
 
 `notice` writes the same facts in plain words for the integrator: what changes and when (UTC),
 what their app did, and what to change in it, one line per finding. It names nothing an
@@ -23,9 +24,8 @@ from baton.core.client_policy import (
     ClientPolicy,
     PolicySettings,
     PolicyVersion,
-    grant_types_in_force,
-    pkce_in_force,
     resolve,
+    resolved,
 )
 from baton.core.policy import Policy, RetryPolicy
 from baton.core.signals import Health, Refusal, SignalKind, Tally
@@ -116,32 +116,6 @@ class Change:
         return {"setting": self.setting, "from": self.before, "to": self.after}
 
 
-def resolved(
-    policy: Policy,
-    settings: PolicySettings,
-    grant_types: tuple[str, ...] | None,
-    require_pkce: bool,
-    is_public: bool = False,
-) -> dict[str, Any]:
-    """Every knob of a client's policy, resolved, as `GET /client-policy` states them: `policy`
-    is the policy in force (its lifetimes, leeway, retry and rotation; the leeway is 0 under
-    `strict`), `settings` the client's own (for the grant types and PKCE, which fall back on its
-    registration: `grant_types`, `require_pkce`)."""
-    lifetimes = policy.lifetimes
-    allowed = grant_types_in_force(grant_types, settings)
-    return {
-        "access_ttl": lifetimes.access_ttl,
-        "refresh_idle_ttl": lifetimes.refresh_idle_ttl,
-        "refresh_absolute_ttl": lifetimes.refresh_absolute_ttl,
-        "leeway": policy.leeway,
-        "retry": policy.retry.value,
-        # RFC 9700 §4.14.2 and OAuth 2.1 §7.5.1: a public client always rotates, always PKCE.
-        "rotate": policy.rotate or is_public,
-        "grant_types": None if allowed is None else list(allowed),
-        "require_pkce": pkce_in_force(require_pkce, settings) or is_public,
-    }
-
-
 def _resolved(policy: Policy, settings: PolicySettings, subject: Subject) -> dict[str, Any]:
     return resolved(policy, settings, subject.grant_types, subject.require_pkce, subject.is_public)
 
@@ -199,14 +173,34 @@ def leeway_after(subject: Subject, server: Policy, now: int) -> int | None:
     return after if after < before else None
 
 
+def refusals_counted(subject: Subject, health: Health, now: int) -> Tally:
+    """The report-only refusals that judge the pending change: those counted since it was
+    scheduled. A refusal counted before then was a replaced change's (a shorter leeway the
+    operator gave up), not this one's; a tally whose last refusal precedes `scheduled_at` is
+    all of that kind. None without a pending change."""
+    pending = subject.policy.pending(now)
+    tally = health.tally(SignalKind.WOULD_REFUSE)
+    if pending is None or tally.last_at is None or tally.last_at < pending.scheduled_at:
+        return Tally()
+    return tally
+
+
+def stale_past(tally: Tally, leeway: int) -> int:
+    """The stale uses counted at or after `leeway` seconds after the exchange: those a leeway of
+    that length refuses (a use well inside it breaks nothing)."""
+    return sum(count for delay, count in tally.delays.items() if delay >= leeway)
+
+
 def affected(subject: Subject, server: Policy, health: Health, now: int) -> bool:
-    """Whether the scheduled change would break this client: its report-only policy would have
-    refused a request, or it uses old access tokens after a refresh and the change shortens
-    how long they keep working."""
-    if health.tally(SignalKind.WOULD_REFUSE).count > 0:
+    """Whether the scheduled change would break this client: its report-only policy refused a
+    request since the change was scheduled, or it used old access tokens after a refresh at
+    least as long after it as the change's shorter leeway (`stale_past`)."""
+    if refusals_counted(subject, health, now).count > 0:
         return True
-    stale = health.tally(SignalKind.STALE_ACCESS).count > 0
-    return stale and leeway_after(subject, server, now) is not None
+    shorter = leeway_after(subject, server, now)
+    if shorter is None:
+        return False
+    return stale_past(health.tally(SignalKind.STALE_ACCESS), shorter) > 0
 
 
 # -- the evidence ----------------------------------------------------------------------------------
@@ -392,7 +386,17 @@ def findings(subject: Subject, server: Policy, health: Health, now: int) -> list
         )
         if shorter is not None:
             dies = f"{shorter} s after the exchange" if shorter else "as soon as it is refreshed"
-            did += f"; {from_when} such a token stops working {dies}"
+            too_late = stale_past(stale, shorter)
+            if too_late:
+                did += (
+                    f"; {from_when} such a token stops working {dies}, and {too_late} of these "
+                    "uses came at least that late"
+                )
+            else:
+                did += (
+                    f"; {from_when} such a token stops working {dies}, and none of these uses "
+                    "came that late"
+                )
         out.append(
             Finding(
                 SignalKind.STALE_ACCESS,
@@ -448,7 +452,8 @@ def findings(subject: Subject, server: Policy, health: Health, now: int) -> list
                 "response), rather than after a request fails.",
             )
         )
-    for reason, tally in sorted(health.refusals.items()):
+    refused = refusals_counted(subject, health, now).count > 0
+    for reason, tally in sorted(health.refusals.items()) if refused else ():
         finding = _refusal(reason, tally, window, from_when, subject, server, now)
         if finding is not None:
             out.append(finding)

@@ -144,10 +144,12 @@ def plan_pair(
     refresh = pair.refresh
     if oidc and not issues_refresh_token(granted):
         refresh = None  # OIDC Core §11: no offline_access, no refresh token
+    # The grant's absolute end as the policy in force caps it: a pair never outlives its grant.
+    grant_end = policy.grant_deadline(grant.created_at, grant.expires_at)
     if refresh is not None:
-        access_exp, refresh_exp = policy.pair_expiries(start, grant.expires_at)
+        access_exp, refresh_exp = policy.pair_expiries(start, grant_end)
     else:
-        access_exp, refresh_exp = policy.access_only_expiry(start, grant.expires_at), None
+        access_exp, refresh_exp = policy.access_only_expiry(start, grant_end), None
     claims = AccessClaims(
         jti=pair.jti,
         issued_at=now,

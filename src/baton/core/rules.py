@@ -129,9 +129,11 @@ def decide_refresh(
         return Reuse(Reason.SIBLING_CONTINUED)
     if now >= policy.refresh_deadline(token.issued_at, token.expires_at):
         return Reject(Reason.IDLE_EXPIRED)
-    if policy.retry is RetryPolicy.FORK and token.parent_id is not None:
+    if token.parent_id is not None:
         # The first child to be refreshed claims the parent's continuation (already ours when
-        # `parent_continued_id == token.id`: the claim is idempotent).
+        # `parent_continued_id == token.id`: the claim is idempotent). The lineage is read
+        # wherever `fork` may have applied to the client's tokens, also after a move to
+        # `replay` or `strict`: siblings forked before it must still not both continue.
         return Rotate(continues=token.parent_id)
     return Rotate()
 

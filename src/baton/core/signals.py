@@ -131,36 +131,20 @@ def access_signals(
     refused. The caller asks only for a token it found live."""
     grant = token.grant
     out: list[Signal] = []
+
+    def add(kind: SignalKind, delay: int, reason: Refusal | None = None) -> None:
+        out.append(Signal(grant.client_id, kind, now, source, grant.id, delay, reason))
+
     companion = token.companion
     exchanged_at = None if companion is None else companion.exchanged_at
     if exchanged_at is not None:
         since = max(0, now - exchanged_at)
-        out.append(Signal(grant.client_id, SignalKind.STALE_ACCESS, now, source, grant.id, since))
+        add(SignalKind.STALE_ACCESS, since)
         if shadow is not None and since >= shadow.leeway:
-            out.append(
-                Signal(
-                    grant.client_id,
-                    SignalKind.WOULD_REFUSE,
-                    now,
-                    source,
-                    grant.id,
-                    since,
-                    Refusal.LEEWAY,
-                )
-            )
+            add(SignalKind.WOULD_REFUSE, since, Refusal.LEEWAY)
             return tuple(out)
     if shadow is not None and now >= token.issued_at + shadow.lifetimes.access_ttl:
-        out.append(
-            Signal(
-                grant.client_id,
-                SignalKind.WOULD_REFUSE,
-                now,
-                source,
-                grant.id,
-                now - token.issued_at,
-                Refusal.ACCESS_TTL,
-            )
-        )
+        add(SignalKind.WOULD_REFUSE, now - token.issued_at, Refusal.ACCESS_TTL)
     return tuple(out)
 
 
@@ -226,6 +210,13 @@ def percentile(delays: Mapping[int, int], q: float) -> int | None:
 # -- integration health ----------------------------------------------------------------------------
 
 
+# The `client` of the clients summed together past `--metrics-client-series` (`/metrics`).
+OTHER_CLIENTS = "other"
+
+# The refusals that name no grant: a request refused before any grant exists.
+GRANTLESS = frozenset({Refusal.GRANT_TYPE, Refusal.PKCE})
+
+
 @dataclass(slots=True)
 class Tally:
     """The signals of one kind (and reason) for one client, summed over a time window."""
@@ -234,6 +225,13 @@ class Tally:
     last_at: int | None = None
     delays: dict[int, int] = field(default_factory=dict)
     grants: set[str] = field(default_factory=set)
+    # Distinct grants counted elsewhere (the store counts them in SQL, `COUNT(DISTINCT)`),
+    # besides those named in `grants`.
+    grant_count: int = 0
+
+    @property
+    def distinct_grants(self) -> int:
+        return len(self.grants) + self.grant_count
 
     def add(
         self, count: int, last_at: int, delays: Mapping[int, int], grants: Iterable[str]
@@ -257,7 +255,7 @@ class Tally:
             "last_seen": self.last_at,
             "p50_delay_seconds": self.p50,
             "p95_delay_seconds": self.p95,
-            "grants": len(self.grants),
+            "grants": self.distinct_grants,
         }
 
 
@@ -291,13 +289,18 @@ class Health:
 
     @property
     def grants_breaking(self) -> int:
-        return len(self.tally(SignalKind.WOULD_REFUSE).grants)
+        return self.tally(SignalKind.WOULD_REFUSE).distinct_grants
 
     @property
     def breaking_share(self) -> float | None:
         """The share of the client's grants the report-only policy would have broken: those
-        with a `would_refuse` signal, over those live (or refused) in the window."""
+        with a `would_refuse` signal, over those live (a refresh token still usable) or refused
+        in the window. None when it says nothing: no grant at all, or refusals only of rules
+        that name no grant (a grant type, PKCE: refused before any grant exists), where a
+        share of 0% would read as "breaks nothing"."""
         touched = self.grants_breaking
+        if touched == 0 and any(self.refusals.get(reason, Tally()).count for reason in GRANTLESS):
+            return None
         total = max(self.active_grants, touched)
         return None if total == 0 else touched / total
 

@@ -8,6 +8,8 @@ of a token is ever stored.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import secrets
 import zlib
@@ -73,6 +75,32 @@ def _checksum(text: str) -> str:
 def digest(token: str) -> bytes:
     """The SHA-256 digest under which a token is stored and looked up."""
     return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+# A digest on the wire (`POST /token-use`): base64url without padding (RFC 4648 §5), 43
+# characters for SHA-256's 32 bytes.
+DIGEST_TEXT_LENGTH = 43
+# Its JSON schema pattern: 42 characters, then one of those whose last 2 bits are 0 (the 43
+# characters hold 258 bits, the digest 256).
+DIGEST_TEXT_PATTERN = "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$"
+
+
+def digest_text(raw: bytes) -> str:
+    """A token's digest as `POST /token-use` names it: base64url, unpadded."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def digest_from_text(text: str) -> bytes | None:
+    """The 32-byte digest `text` spells (`digest_text`'s inverse), or None when it is anything
+    else: another length, a character outside base64url, padding, or a non-canonical last
+    character (one with bits set past the 256th, which names no digest)."""
+    if len(text) != DIGEST_TEXT_LENGTH or not text.isascii():
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(text + "=")
+    except (binascii.Error, ValueError):
+        return None
+    return raw if digest_text(raw) == text else None
 
 
 @dataclass(frozen=True, slots=True)

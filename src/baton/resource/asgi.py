@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
+
 if TYPE_CHECKING:  # plain ASGI at run time: the base install has no Starlette
     from starlette.requests import HTTPConnection
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -107,7 +109,11 @@ class BatonMiddleware:
             if message["type"] == "lifespan.startup":
                 self._start()
             elif message["type"] == "lifespan.shutdown" and self._started and self.manage_feed:
-                self.verifier.stop()
+                # Joins the feed and the token-use reporter, whose final flush is a POST
+                # (seconds): off the event loop, under asyncio or trio, as the MCP adapter does.
+                # `_started` stays set meanwhile, so a request still in flight does not start
+                # the feed again while it stops.
+                await anyio.to_thread.run_sync(self.verifier.stop)
                 self._started = False
             return message
 

@@ -7,13 +7,17 @@ refreshed, a response was lost, or the app holds tokens in memory). The resource
 only one who sees those uses, so it tells Baton, which counts them per client (integration
 health, `baton report enforcement`).
 
-What leaves the resource server is the token's `jti` only, never the token: uses are aggregated
-per (`jti`, second) in a bounded buffer (beyond `max_pending` entries a use is dropped and
-counted), sent in batches of at most `MAX_BATCH` uses and `MAX_BATCH_BYTES` (under Baton's
-default `--max-body-bytes`, 64 KiB) by a daemon thread every `interval` seconds and once more at
-`stop()`. Recording is a dict update under a lock: a request never waits for Baton,
-and a Baton that fails or is unreachable never fails a request (the failure is logged, the
-batch kept for the next round while there is room, or dropped when Baton refuses it for good).
+What leaves the resource server is the token's SHA-256 digest only (base64url, unpadded:
+`baton.core.tokens.digest_text`), never the token: Baton finds the token by the digest it
+stores it under, with one indexed read per report. Only the uses the verifier accepted without
+asking Baton are reported (a cache hit, a JWT checked locally): a use it introspected was
+counted by Baton's `/introspect` already. Uses are aggregated per (digest, second) in a bounded
+buffer (beyond `max_pending` entries a use is dropped and counted), sent in batches of at most
+`MAX_BATCH` uses and `MAX_BATCH_BYTES` (under Baton's default `--max-body-bytes`, 64 KiB: about
+680 entries) by a daemon thread every `interval` seconds and once more at `stop()`. Recording
+is a dict update under a lock: a request never waits for Baton, and a Baton that fails or is
+unreachable never fails a request (the failure is logged, the batch kept for the next round
+while there is room, or dropped when Baton refuses it for good).
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ from typing import Any
 
 import httpx
 
+from baton.core.tokens import DIGEST_TEXT_LENGTH
+
 log = logging.getLogger("baton.resource.reports")
 
 MAX_BATCH = 1000  # entries per POST: the server's limit (`POST /token-use`)
 MAX_BATCH_BYTES = 60_000  # a body Baton's default `--max-body-bytes` (64 KiB) takes
-# What the server accepts of one entry: a longer `jti` (no Baton token has one) or a larger
-# count would have the whole batch refused, so neither is sent.
-MAX_JTI_LENGTH = 64
+# What the server accepts of one entry: anything but a 43-character digest, or a larger count,
+# would have the whole batch refused, so neither is sent.
 MAX_COUNT = 1_000_000
 _COMPACT = (",", ":")
 # Answers that say "not now" rather than "never": the batch is kept for the next round.
@@ -75,19 +80,15 @@ class TokenUseReporter:
 
     # -- on the request path -----------------------------------------------------------------
 
-    def record(self, jti: str, at: float, count: int = 1) -> None:
-        """One use of a superseded token (`jti`) at `at` (seconds since the epoch)."""
-        key = (jti, int(at))
+    def record(self, token_digest: str, at: float, count: int = 1) -> None:
+        """One use at `at` (seconds since the epoch) of a superseded token, named by its
+        SHA-256 digest as `digest_text` spells it (never the token)."""
+        key = (token_digest, int(at))
         with self._lock:
-            if not jti or len(jti) > MAX_JTI_LENGTH:
+            if len(token_digest) != DIGEST_TEXT_LENGTH:
                 self.dropped += count
                 return
-            if key in self._pending:
-                self._pending[key] = min(MAX_COUNT, self._pending[key] + count)
-            elif len(self._pending) < self.max_pending:
-                self._pending[key] = count
-            else:
-                self.dropped += count
+            if not self._add_locked(key, count):
                 return
         if self._thread is None and not self._stopped:
             self.start()  # a verifier nobody started (introspection only) still reports
@@ -151,12 +152,19 @@ class TokenUseReporter:
     def _requeue(self, items: list[_Item]) -> None:
         with self._lock:
             for key, count in items:
-                if key in self._pending:
-                    self._pending[key] = min(MAX_COUNT, self._pending[key] + count)
-                elif len(self._pending) < self.max_pending:
-                    self._pending[key] = count
-                else:
-                    self.dropped += count
+                self._add_locked(key, count)
+
+    def _add_locked(self, key: tuple[str, int], count: int) -> bool:
+        """Counts `count` uses under `key` (the lock held); False when the buffer is full and
+        they were dropped (counted in `dropped`)."""
+        if key in self._pending:
+            self._pending[key] = min(MAX_COUNT, self._pending[key] + count)
+        elif len(self._pending) < self.max_pending:
+            self._pending[key] = count
+        else:
+            self.dropped += count
+            return False
+        return True
 
     def _http(self) -> httpx.Client:
         if self._client is None:
@@ -219,12 +227,14 @@ _Item = tuple[tuple[str, int], int]
 
 
 def _entry(item: _Item) -> dict[str, Any]:
-    (jti, at), count = item
-    return {"jti": jti, "at": at, "count": count}
+    (token_digest, at), count = item
+    return {"token_digest": token_digest, "at": at, "count": count}
 
 
 def _batches(items: list[_Item]) -> list[list[_Item]]:
-    """`items` cut into batches of at most `MAX_BATCH` entries and `MAX_BATCH_BYTES`."""
+    """`items` cut into batches of at most `MAX_BATCH` entries and `MAX_BATCH_BYTES`: each
+    entry's size is its compact JSON (about 90 bytes: the 43-character digest, `at`, `count`)
+    and a comma."""
     batches: list[list[_Item]] = []
     current: list[_Item] = []
     size = len('{"uses":[]}')

@@ -19,8 +19,10 @@ a verifier that names the issuer among its audiences, on purpose.
 Superseded tokens (issue 28): a token still valid whose death is already announced before its
 `exp` (its companion refresh token was exchanged: the feed's event, or the introspection
 answer's `revocation_at`) comes back with `Principal.dies_at` set; the adapters answer it as
-`Baton-Token-Superseded: dies-at=<seconds>` (`superseded_header`), and each such use is
-reported to Baton by `jti` (`report_token_use`, `baton.resource.reports`).
+`Baton-Token-Superseded: dies-at=<seconds>` (`superseded_header`), and each such use accepted
+without asking Baton (from the cache, or a JWT checked locally) is reported to Baton by the
+token's SHA-256 digest (`report_token_use`, `baton.resource.reports`). A use that cost an
+introspection is not: Baton's `/introspect` counted it already.
 
 While the feed is unhealthy (not yet bootstrapped, or disconnected longer than
 `max_disconnect`) the verifier fails closed: it skips its cache and introspects every token.
@@ -49,6 +51,7 @@ from typing import Any, cast
 import httpx
 
 from baton.core.tokens import digest as token_digest
+from baton.core.tokens import digest_text
 from baton.resource.consumer import FeedConsumer
 from baton.resource.errors import InvalidToken, VerifierUnavailable, json_object
 from baton.resource.index import RevocationEvent, RevocationIndex
@@ -123,10 +126,11 @@ class Verifier:
 
     Superseded tokens (issue 28): `superseded_header` (on) has the adapters answer
     `Baton-Token-Superseded: dies-at=<seconds>` to a request whose token is superseded;
-    `report_token_use` (on) reports each such use to Baton's `POST /token-use`
-    (`token_use_endpoint`, default `{issuer}/token-use`), by `jti` only, aggregated per second,
-    every `token_use_interval` seconds and at `stop()`, at most `token_use_max_pending`
-    (jti, second) entries buffered (more are dropped and counted in `health()`)."""
+    `report_token_use` (on) reports each such use accepted without an introspection to Baton's
+    `POST /token-use` (`token_use_endpoint`, default `{issuer}/token-use`), by the token's
+    SHA-256 digest only, aggregated per second, every `token_use_interval` seconds and at
+    `stop()`, at most `token_use_max_pending` (digest, second) entries buffered (more are
+    dropped and counted in `health()`)."""
 
     def __init__(
         self,
@@ -404,7 +408,8 @@ class Verifier:
                 if self._dead(principal, digest, now):
                     self._drop(digest)
                     raise InvalidToken("the access token was revoked")
-                return self._used(principal, digest, now, principal.claims.get("revocation_at"))
+                revocation_at = principal.claims.get("revocation_at")
+                return self._used(principal, digest, digest, now, revocation_at, asked=False)
         body = yield _Introspect(token)
         assert body is not None
         now = self._clock()
@@ -427,7 +432,7 @@ class Verifier:
         if isinstance(revocation_at, int | float) and not isinstance(revocation_at, bool):
             until = min(until, float(revocation_at))
         self._store(digest, principal, until)
-        return self._used(principal, digest, now, revocation_at)
+        return self._used(principal, digest, digest, now, revocation_at, asked=True)
 
     def _jwt(self, token: str) -> _Steps:
         now = self._clock()
@@ -450,22 +455,34 @@ class Verifier:
             if body.get("active") is not True:
                 raise InvalidToken("the access token is not active")
             revocation_at = body.get("revocation_at")
-        return self._used(principal, None, now, revocation_at)
+        # As in `_dead` above, the index is asked for a JWT's death by its `jti`.
+        return self._used(principal, None, key, now, revocation_at, asked=not trusted)
 
     def _used(
-        self, principal: Principal, digest: str | None, now: float, revocation_at: Any
+        self,
+        principal: Principal,
+        feed_digest: str | None,
+        key: str,
+        now: float,
+        revocation_at: Any,
+        *,
+        asked: bool,
     ) -> Principal:
         """The principal of a token accepted at `now`, with `dies_at` when it is superseded:
-        its death announced before `exp`, by the feed (its `jti` or digest: its companion was
-        exchanged) or by the introspection answer's `revocation_at`. A grant revoked for a
-        future instant is not a supersession. Each such use is reported (by `jti`)."""
-        dies = self.index.death(jti=principal.jti, digest=digest)
+        its death announced before `exp`, by the feed (its `jti`, or `feed_digest`: its
+        companion was exchanged) or by the introspection answer's `revocation_at`. A grant
+        revoked for a future instant is not a supersession.
+
+        Such a use is reported to Baton by the token's digest (`key`, the SHA-256 in hex, sent
+        as base64url), unless this request `asked` Baton's `/introspect`: Baton counted that
+        use there already (issue 28), and reporting it too would count it twice."""
+        dies = self.index.death(jti=principal.jti, digest=feed_digest)
         if isinstance(revocation_at, int | float) and not isinstance(revocation_at, bool):
             dies = float(revocation_at) if dies is None else min(dies, float(revocation_at))
         if dies is None or dies <= now or dies >= principal.expires_at:
             return principal
-        if self.reports is not None and principal.jti is not None:
-            self.reports.record(principal.jti, now)
+        if self.reports is not None and not asked:
+            self.reports.record(digest_text(bytes.fromhex(key)), now)
         return replace(principal, dies_at=math.ceil(dies))
 
     def _check_jwt(self, token: str, now: float) -> _Steps:

@@ -198,7 +198,10 @@ TABLE = Table(
             MACHINE,
             openapi=openapi.TOKEN_USE,
             summary="Resource servers report stale access-token uses (issue 28)",
-            details="JSON batches of `jti` and instants, never a token; resource servers only",
+            details=(
+                "JSON batches of token digests (SHA-256) and instants, never a token; resource "
+                "servers only"
+            ),
         ),
         endpoint(
             client_policy.PATH,

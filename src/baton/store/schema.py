@@ -301,13 +301,28 @@ client_signals = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("client_id", String(CLIENT_ID_LENGTH), nullable=False),
     Column("kind", String(32), nullable=False),  # a SignalKind
-    Column("reason", String(32)),  # a Refusal, for `would_refuse`
+    # '' rather than NULL in the row's key (`reason`, `grant_id`): NULLs are distinct in a
+    # unique index, and a flush merges into the row of its key (`ux_client_signals_key`).
+    Column("reason", String(32), nullable=False, server_default=""),  # a Refusal, or ''
     Column("source", String(16), nullable=False),  # a signals.Source
-    Column("grant_id", String(64)),
+    # Only a `would_refuse` row names its grant (the share of grants a change would break);
+    # the other kinds are counted per client, so their rows do not grow with the grants.
+    Column("grant_id", String(64), nullable=False, server_default=""),
+    Column("bucket", Time, nullable=False),  # the hour (Unix seconds) the row counts
     Column("first_at", Time, nullable=False),
     Column("last_at", Time, nullable=False),
     Column("count", Integer, nullable=False),
     Column("delays", Text),
+    Index(
+        "ux_client_signals_key",
+        "client_id",
+        "kind",
+        "reason",
+        "source",
+        "grant_id",
+        "bucket",
+        unique=True,
+    ),
     Index("ix_client_signals_client_id_last_at", "client_id", "last_at"),
     Index("ix_client_signals_last_at", "last_at"),
 )

@@ -66,6 +66,7 @@ from baton.core.keys import (
     key_encryption_key,
     unseal,
 )
+from baton.core.policy import Policy
 from baton.core.signals import Health
 from baton.core.subject import SUBJECT_TYPES
 from baton.core.tokens import TokenKind, mint, random_id
@@ -106,11 +107,14 @@ from baton.server.routing import Endpoint
 from baton.server.runtime.context import Baton, baton
 from baton.server.runtime.keyring import ID_TOKEN, key_states, rotation_window
 from baton.store.admin import (
+    MAX_WINDOW,
     Actor,
     ContactError,
     Disabled,
+    checked_instant,
     parse_duration,
     parse_instant,
+    policy_version,
     policy_view,
 )
 from baton.store.base import Client, ResourceUriTaken
@@ -166,9 +170,11 @@ class ClientKeeper(Protocol):
         actor: Actor,
         *,
         before: ClientPolicy | None = None,
+        server: Policy | None = None,
     ) -> Client | Stale | None:
-        """`PolicyError` for settings the client's kind cannot have; `STALE` when the row no
-        longer holds `before`; None when the client is gone."""
+        """`PolicyError` for settings the client's kind (or the server's policy `server`)
+        cannot have; `STALE` when the row no longer holds `before`; None when the client is
+        gone."""
         ...
 
     async def set_client_contact(
@@ -178,8 +184,11 @@ class ClientKeeper(Protocol):
         notify_url: str | None,
         now: int,
         actor: Actor,
+        *,
+        allow_private: bool = False,
     ) -> Client | None:
-        """`ContactError` for an address or URL that cannot be."""
+        """`ContactError` for an address or URL that cannot be (an internal address unless
+        `allow_private`)."""
         ...
 
 
@@ -529,7 +538,9 @@ async def rotate_secret(request: Request, caller: Caller) -> Response:
     return json_answer({"client_id": found.id, "client_secret": secret.plaintext})
 
 
-async def _not_itself(request: Request, caller: Caller, found: Client, action: str) -> None:
+async def _not_itself(
+    request: Request, caller: Caller, found: Client, action: str, why: str = ""
+) -> None:
     if found.id != caller.client_id:
         return
     detail = {"refused": 409, "method": request.method}
@@ -537,8 +548,9 @@ async def _not_itself(request: Request, caller: Caller, found: Client, action: s
     raise Problem(
         409,
         "own-client",
-        f"a client cannot {action.split('.')[1]} itself here (its own token would die with "
-        "it): use another admin client, or `baton client` on the command line",
+        f"a client cannot {action.split('.')[1].replace('_', ' ')} itself here "
+        f"({why or 'its own token would die with it'}): use another admin client, or "
+        "`baton client` on the command line",
     )
 
 
@@ -589,31 +601,34 @@ async def delete_client(request: Request, caller: Caller) -> Response:
 
 _POLICY_FIELDS = ("settings", "effective_at", "report_only")
 DEFAULT_HEALTH_WINDOW = "7d"
-MAX_HEALTH_WINDOW = 366 * 86400
+MAX_HEALTH_WINDOW = MAX_WINDOW
+# Why a client never changes its own policy here: an admin client would lengthen its own
+# tokens' lifetimes, or lift its own limits, with the very token the policy governs.
+_OWN_POLICY = "a client does not set the rules its own admin token lives by"
 
 
 def _policy_answer(app: Baton, client: Client, now: int) -> Response:
     """The policy resolved as the client's app reads it (`GET /client-policy`), and the
     client's own settings and contact (`own`) as `baton client policy show --json` prints
     them."""
-    return json_answer(
+    answer = json_answer(
         {**client_policy(app.settings.policy, client, now), "own": policy_view(client, now)}
     )
+    answer.headers["ETag"] = policy_version(client.policy)
+    return answer
 
 
 def _instant(value: Any, now: int) -> int | None:
     """`effective_at`: Unix seconds, an ISO 8601 string or `+7d`-style offset, or null."""
     if value is None:
         return None
-    if type(value) is int:
-        if not 0 <= value < 2**40:
-            raise Problem(400, "bad-body", "effective_at is out of range")
-        return value
-    if isinstance(value, str) and len(value) <= 64:
-        try:
+    try:
+        if type(value) is int:
+            return checked_instant(value, value)
+        if isinstance(value, str) and len(value) <= 64:
             return parse_instant(value, now)
-        except ValueError as exc:
-            raise Problem(400, "bad-body", f"effective_at: {exc}") from None
+    except ValueError as exc:
+        raise Problem(400, "bad-body", f"effective_at: {exc}") from None
     raise Problem(400, "bad-body", "effective_at must be Unix seconds, an ISO 8601 string or null")
 
 
@@ -641,15 +656,41 @@ async def put_policy(request: Request, caller: Caller) -> Response:
     if effective_at is None and not report_only:
         effective_at = now
     keeper = _keeper(request)
-    found = await _managed(request, caller, keeper)
-    scheduled = found.policy.schedule(settings, now, effective_at, report_only, replace_all=True)
+    found = await _policy_of(request, caller, keeper, "client.schedule_policy")
+    try:
+        scheduled = found.policy.schedule(
+            settings, now, effective_at, report_only, replace_all=True
+        )
+    except PolicyError as exc:
+        raise Problem(400, "invalid-policy", str(exc)) from None
     return await _write_policy(request, caller, keeper, found, scheduled)
+
+
+async def _policy_of(request: Request, caller: Caller, keeper: ClientKeeper, action: str) -> Client:
+    """The path's live client whose policy the caller may change: not its own, and, with
+    `If-Match`, still at the version read (`GET` answers it as the `ETag`), else 412."""
+    found = await _managed(request, caller, keeper)
+    await _not_itself(request, caller, found, action, _OWN_POLICY)
+    tags = _if_match(request)
+    if tags is not None and not ("*" in tags or policy_version(found.policy) in tags):
+        raise _policy_precondition_failed(found)
+    return found
+
+
+def _policy_precondition_failed(client: Client) -> Problem:
+    return Problem(
+        412,
+        "precondition-failed",
+        "the client's policy changed since it was read (its ETag is no longer the If-Match "
+        "given): read it again and reapply the change",
+        {"ETag": policy_version(client.policy)},
+    )
 
 
 async def cancel_policy(request: Request, caller: Caller) -> Response:
     """Cancels the client's pending policy change (its policy in force stays)."""
     keeper = _keeper(request)
-    found = await _managed(request, caller, keeper)
+    found = await _policy_of(request, caller, keeper, "client.cancel_policy")
     if found.policy.pending(caller.now) is None:
         raise Problem(409, "no-scheduled-change", "the client has no policy change scheduled")
     return await _write_policy(request, caller, keeper, found, found.policy.cancel(caller.now))
@@ -658,15 +699,23 @@ async def cancel_policy(request: Request, caller: Caller) -> Response:
 async def _write_policy(
     request: Request, caller: Caller, keeper: ClientKeeper, found: Client, policy: ClientPolicy
 ) -> Response:
+    app = baton(request)
     try:
         done = await keeper.schedule_client_policy(
-            found.id, policy, caller.now, caller.actor, before=found.policy
+            found.id,
+            policy,
+            caller.now,
+            caller.actor,
+            before=found.policy,
+            server=app.settings.policy,
         )
     except PolicyError as exc:
         raise Problem(400, "invalid-policy", str(exc)) from None
     if done is None:
         raise _deleted()
     if isinstance(done, Stale):
+        if _if_match(request) is not None:
+            raise _policy_precondition_failed(await _live(request, keeper))
         raise Problem(
             409, "conflict", "the client's policy changed meanwhile: read it again and retry"
         )
@@ -687,7 +736,13 @@ async def put_contact(request: Request, caller: Caller) -> Response:
     found = await _managed(request, caller, keeper)
     try:
         done = await keeper.set_client_contact(
-            found.id, contacts, notify_url, caller.now, caller.actor
+            found.id,
+            contacts,
+            notify_url,
+            caller.now,
+            caller.actor,
+            # As notices are delivered: internal addresses only on a development server.
+            allow_private=baton(request).settings.client_documents_allow_private,
         )
     except ContactError as exc:
         raise Problem(400, "invalid-contact", str(exc)) from None
@@ -1134,10 +1189,17 @@ _POLICY_ANSWER = {
         },
     },
 }
+_POLICY_ETAG = {
+    "ETag": {"description": "The client's policy's version.", "schema": {"type": "string"}}
+}
+_POLICY_STALE = "`If-Match` names a version the client's policy no longer has."
+_POLICY_IF_MATCH = query_parameter(
+    "If-Match", "The policy's ETag the change was made from.", {"type": "string"}, "header"
+)
 GET_POLICY = operation(
     "getClientPolicy",
     {
-        "200": no_store_json("The client's policy.", _POLICY_ANSWER),
+        "200": no_store_json("The client's policy.", _POLICY_ANSWER, **_POLICY_ETAG),
         **_errors(_UNKNOWN_CLIENT),
     },
     description="Needs `admin:clients:read`. As `GET /client-policy`, with `own`.",
@@ -1146,16 +1208,21 @@ GET_POLICY = operation(
 PUT_POLICY = operation(
     "scheduleClientPolicy",
     {
-        "200": no_store_json("The client's policy as it now is.", _POLICY_ANSWER),
+        "200": no_store_json("The client's policy as it now is.", _POLICY_ANSWER, **_POLICY_ETAG),
         **_errors(
             BODY_ERRORS,
             _UNKNOWN_CLIENT,
             {
                 "400": problem(
-                    "The body is not the object described, or a setting the client's kind "
-                    "cannot have (a public client always rotates and uses PKCE)."
+                    "The body is not the object described, a setting the client's kind "
+                    "cannot have (a public client always rotates and uses PKCE), or one the "
+                    "server cannot honour (an `access_ttl` above its `--access-ttl`)."
                 ),
-                "409": problem("The client was deleted, or its policy changed meanwhile."),
+                "409": problem(
+                    "The client was deleted, is the caller itself, or (without If-Match) its "
+                    "policy changed meanwhile."
+                ),
+                "412": problem(_POLICY_STALE, **_POLICY_ETAG),
             },
         ),
     },
@@ -1163,8 +1230,9 @@ PUT_POLICY = operation(
     "whole settings from `effective_at` (Unix seconds, ISO 8601, or `+7d`; null: at once, or "
     "undated with `report_only`), replacing any change pending. Report-only: evaluated and "
     "reported beside the policy in force, never refusing anything, until `effective_at`. A "
-    "signed notice goes to the client's `notify_url`.",
-    parameters=[_CLIENT_PATH],
+    "signed notice goes to the client's `notify_url`. `If-Match: <ETag>` (of `GET`) makes it "
+    "conditional; the same change again writes nothing.",
+    parameters=[_CLIENT_PATH, _POLICY_IF_MATCH],
     requestBody=json_request_body(
         {
             "type": "object",
@@ -1180,15 +1248,21 @@ PUT_POLICY = operation(
 CANCEL_POLICY = operation(
     "cancelClientPolicy",
     {
-        "200": no_store_json("The client's policy as it now is.", _POLICY_ANSWER),
+        "200": no_store_json("The client's policy as it now is.", _POLICY_ANSWER, **_POLICY_ETAG),
         **_errors(
             _UNKNOWN_CLIENT,
-            {"409": problem("No change is scheduled, the client was deleted, or it changed.")},
+            {
+                "409": problem(
+                    "No change is scheduled, the client was deleted, is the caller itself, or "
+                    "it changed."
+                ),
+                "412": problem(_POLICY_STALE, **_POLICY_ETAG),
+            },
         ),
     },
     description="Needs `admin:clients:write`. The policy in force stays; a signed notice goes "
-    "to the client's `notify_url`.",
-    parameters=[_CLIENT_PATH],
+    "to the client's `notify_url`. `If-Match: <ETag>` makes it conditional.",
+    parameters=[_CLIENT_PATH, _POLICY_IF_MATCH],
 )
 PUT_CONTACT = operation(
     "setClientContact",
@@ -1215,7 +1289,9 @@ PUT_CONTACT = operation(
         ),
     },
     description="Needs `admin:clients:write`. `contacts`: the integrator's e-mail addresses; "
-    "`notify_url`: https (http only on loopback), where signed policy notices are POSTed.",
+    "`notify_url`: https to a public address (loopback, private addresses and http on "
+    "loopback only under `--client-documents-allow-private`), where signed policy notices "
+    "are POSTed.",
     parameters=[_CLIENT_PATH],
     requestBody=json_request_body(
         {

@@ -61,7 +61,14 @@ from baton.server.routing import Endpoint, endpoint
 from baton.server.runtime.context import Baton, baton, source_address
 from baton.server.runtime.pages import templates
 from baton.server.runtime.sessions import csrf_ok, csrf_token
-from baton.store.admin import PAGE, Actor, GrantQuery, GrantStatus
+from baton.store.admin import (
+    PAGE,
+    Actor,
+    GrantQuery,
+    GrantStatus,
+    checked_instant,
+    policy_version,
+)
 from baton.store.base import Client, User
 from baton.store.sql.client_admin import Stale
 
@@ -546,6 +553,7 @@ async def _client(
         "user": user,
         "c": found,
         "version": version(found),
+        "policy_version": policy_version(found.policy),
         "notice": notice,
         "error": error,
         "algorithms": ALGORITHMS,
@@ -555,38 +563,69 @@ async def _client(
     return _page(request, "admin/client.html", context, status=status)
 
 
-def _policy_form(form: Form) -> tuple[PolicySettings, int | None, bool]:
-    """The change the client page's policy form posted: the knobs it sets (an empty field keeps
-    the one in force), its effective instant (UTC; empty: undated, report-only) and whether it
-    is report-only. Raises `PolicyError` saying what is wrong."""
-    change: dict[str, Any] = {}
-    for name in DURATIONS:
+# The longest number a duration field takes: ten years is nine digits.
+_MAX_DIGITS = 12
+# What a policy field takes to give its knob back to the server's default (or, for grant
+# types and PKCE, to the client's registration), as `baton client policy set` does.
+DEFAULT = "default"
+
+
+def _policy_form(form: Form, base: PolicySettings) -> tuple[PolicySettings, int | None, bool]:
+    """The settings the client page's policy form posted, over those in force (`base`): each
+    field set changes its knob (`default`: back to the server's), an empty one keeps it; its
+    effective instant (UTC; empty: undated, report-only) and whether it is report-only. Raises
+    `PolicyError` saying what is wrong."""
+    change: dict[str, Any] = base.to_json()
+    given = False
+
+    def said(name: str) -> str | None:
+        """The field's value (None: empty, unchanged), `default` dropping the knob."""
+        nonlocal given
         raw = (form.get(name) or "").strip()
-        if raw:
-            if not raw.isdigit():
+        if not raw:
+            return None
+        given = True
+        if raw.lower() == DEFAULT:
+            change.pop(name, None)
+            return None
+        return raw
+
+    for name in DURATIONS:
+        if (raw := said(name)) is not None:
+            # ASCII digits only, and few: "²" and "٣" are digits to `str.isdigit`, and a
+            # 5000-digit number is one `int` refuses to read.
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= _MAX_DIGITS):
                 raise PolicyError(f"{_KNOBS[name].lower()} must be a whole number of seconds")
             change[name] = int(raw)
-    if retry := form.get("retry"):
+    if (retry := said("retry")) is not None:
         change["retry"] = retry
     for name in ("rotate", "require_pkce"):
-        if (said := form.get(name) or "") in ("yes", "no"):
-            change[name] = said == "yes"
-    if grant_types := (form.get("grant_types") or "").split():
-        change["grant_types"] = grant_types
+        if (yes_no := said(name)) is not None:
+            if yes_no not in ("yes", "no"):
+                raise PolicyError(f"{_KNOBS[name].lower()}: yes, no or default")
+            change[name] = yes_no == "yes"
+    if (grant_types := said("grant_types")) is not None:
+        change["grant_types"] = grant_types.split()
+    if not given:
+        raise PolicyError("set at least one setting to change")
     raw_when = (form.get("effective_at") or "").strip()
     effective_at = None
     if raw_when:
         try:
-            effective_at = int(
-                datetime.strptime(raw_when, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC).timestamp()
+            effective_at = checked_instant(
+                int(datetime.strptime(raw_when, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC).timestamp()),
+                raw_when,
             )
-        except ValueError:
-            raise PolicyError("give the effective date as YYYY-MM-DD and a time (UTC)") from None
+        except (ValueError, OverflowError):
+            raise PolicyError(
+                "give the effective date as YYYY-MM-DD and a time (UTC), before the year 10000"
+            ) from None
     return PolicySettings.from_json(change), effective_at, form.get("report_only") == "on"
 
 
 async def _write_policy(request: Request, cancel: bool) -> Response:
-    """Schedules the change the client page's form posted, or cancels the pending one."""
+    """Schedules the change the client page's form posted, or cancels the pending one; only
+    if the client's policy is still the one the page showed (its `policy_version`)."""
     posted = await _posted(request)
     if isinstance(posted, Response):
         return posted
@@ -597,6 +636,14 @@ async def _write_policy(request: Request, cancel: bool) -> Response:
     if found is None:
         message = f"There is no client {client_id}."
         return _page(request, "admin/message.html", {"message": message}, status=404)
+    changed_meanwhile = (
+        "This client's policy was changed since you opened this page, so nothing was "
+        "saved. The page now shows its current policy: make your change again."
+    )
+    # The form's version of the policy, not the one read here: another administrator's change
+    # made between the page and this post would otherwise be replaced without a word.
+    if form.get("policy_version") != policy_version(found.policy):
+        return await _client(request, user, None, changed_meanwhile, 409)
     now = baton(request).clock.now()
     try:
         if cancel:
@@ -604,12 +651,17 @@ async def _write_policy(request: Request, cancel: bool) -> Response:
                 return await _client(request, user, "No change was scheduled.", None, 200)
             policy = found.policy.cancel(now)
         else:
-            change, effective_at, report_only = _policy_form(form)
-            if change.empty:
-                raise PolicyError("set at least one setting to change")
-            policy = found.policy.schedule(change, now, effective_at, report_only)
+            settings, effective_at, report_only = _policy_form(form, found.policy.settings_at(now))
+            policy = found.policy.schedule(
+                settings, now, effective_at, report_only, replace_all=True
+            )
         written = await store.schedule_client_policy(
-            client_id, policy, now, _actor(request, user), before=found.policy
+            client_id,
+            policy,
+            now,
+            _actor(request, user),
+            before=found.policy,
+            server=baton(request).settings.policy,
         )
     except PolicyError as exc:
         return await _client(request, user, None, _capitalized(str(exc)) + ".", 400)
@@ -617,15 +669,13 @@ async def _write_policy(request: Request, cancel: bool) -> Response:
         message = f"There is no client {client_id}."
         return _page(request, "admin/message.html", {"message": message}, status=404)
     if isinstance(written, Stale):
-        changed_meanwhile = (
-            "This client's policy was changed since you opened this page, so nothing was "
-            "saved. The page now shows its current policy: make your change again."
-        )
         return await _client(request, user, None, changed_meanwhile, 409)
     baton(request).clients.forget(client_id)
     pending = written.policy.pending(now)
     if cancel:
         said = "The scheduled change was cancelled."
+    elif written.policy == found.policy:
+        said = "Nothing changed."
     elif pending is None:
         said = "The change is in force from now."
     else:

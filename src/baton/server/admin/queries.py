@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from baton.core.client_metadata import OidcSettings
 from baton.core.client_policy import ClientPolicy
+from baton.core.policy import Policy
 from baton.core.user_claims import ClaimChanges
 from baton.core.vocabulary import SecurityEventKind
 from baton.store.admin import (
@@ -84,10 +85,11 @@ class AdminQueries(Protocol):
         actor: Actor,
         *,
         before: ClientPolicy | None = None,
+        server: Policy | None = None,
     ) -> Client | Stale | None:
         """Writes the client's whole policy, audited (raises `PolicyError` for settings the
-        client's kind cannot have); None: no such client; `STALE`: its policy is no longer
-        `before` (changed meanwhile). Issue 28."""
+        client's kind, or the server's policy `server`, cannot have); None: no such client;
+        `STALE`: its policy is no longer `before` (changed meanwhile). Issue 28."""
         ...
 
     async def grants(self, query: GrantQuery, now: int) -> GrantPage: ...

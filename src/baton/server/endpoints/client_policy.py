@@ -24,9 +24,8 @@ from starlette.requests import Request
 from baton.config import Settings
 from baton.core.client_policy import (
     PolicySettings,
-    grant_types_in_force,
-    pkce_in_force,
     resolve,
+    resolved,
 )
 from baton.core.jwa import registry
 from baton.core.keys import SigningKey, algorithm
@@ -40,31 +39,6 @@ from baton.store.base import Client
 
 PATH = "/client-policy"
 NOTICE_TTL = 300  # seconds a notice's signature is good for (`exp`): a receiver's replay window
-
-
-def resolved(
-    policy: Policy,
-    settings: PolicySettings,
-    grant_types: tuple[str, ...] | None,
-    require_pkce: bool,
-    is_public: bool = False,
-) -> dict[str, Any]:
-    """Every knob of a client's policy, resolved: `policy` is the policy in force (its
-    lifetimes, retry and rotation), `settings` the client's own (for the grant types and PKCE,
-    which fall back on its registration: `grant_types`, `require_pkce`)."""
-    lifetimes = policy.lifetimes
-    allowed = grant_types_in_force(grant_types, settings)
-    return {
-        "access_ttl": lifetimes.access_ttl,
-        "refresh_idle_ttl": lifetimes.refresh_idle_ttl,
-        "refresh_absolute_ttl": lifetimes.refresh_absolute_ttl,
-        "leeway": policy.leeway,
-        "retry": policy.retry.value,
-        # RFC 9700 §4.14.2 and OAuth 2.1 §7.5.1: a public client always rotates, always PKCE.
-        "rotate": policy.rotate or is_public,
-        "grant_types": None if allowed is None else list(allowed),
-        "require_pkce": pkce_in_force(require_pkce, settings) or is_public,
-    }
 
 
 def client_policy(server: Policy, client: Client, now: int) -> dict[str, Any]:
@@ -115,7 +89,7 @@ def notice_claims(settings: Settings, stored: dict[str, Any], now: int) -> dict[
     `policy.cancelled`), the change's `settings` resolved as `GET /client-policy` shows them,
     `effective_at` (null: report-only with no date), `report_only`, `scheduled_at`."""
     client_id = str(stored["client_id"])
-    own = PolicySettings.from_json(stored.get("settings") or {})
+    own = PolicySettings.from_json(stored.get("settings") or {}, lenient=True)
     registered = stored.get("registered") or {}
     grant_types = registered.get("grant_types")
     effective_at = stored.get("effective_at")

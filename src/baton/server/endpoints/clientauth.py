@@ -425,14 +425,27 @@ async def confirmed(
         try:
             if attempt == 1:
                 await charge_before(app, client)
-            outcome = await work(client)
         except OAuthError:
             if cached:
-                # Refused (over its rate limit, a malformed token, a missing parameter) perhaps
-                # before a store call confirmed the client: a client disabled meanwhile gets
-                # `invalid_client` instead.
+                # Over its rate limit: a client disabled meanwhile gets `invalid_client` instead.
                 await _refuse_if_changed(request, form, app, client.id, allow_public)
             raise
+        try:
+            outcome = await work(client)
+        except OAuthError:
+            if not cached:
+                raise
+            # Refused (a grant type its policy leaves out, a malformed token, a missing
+            # parameter) perhaps on what the cached row says and no store call confirmed: a
+            # cached row is never trusted to refuse (`ClientCache`). On a fresh read, a client
+            # disabled meanwhile gets `invalid_client`; one that changed (an operator lifted
+            # the restriction) has its request done again on the fresh row, as after a
+            # `ClientChanged`; an unchanged one is refused as it was.
+            fresh = await _changed_client(request, form, app, client, allow_public)
+            if fresh is None:
+                raise
+            client, cached = fresh, False
+            continue
         if not isinstance(outcome, ClientChanged):
             if owned(outcome):
                 await charge_after(app, client)
@@ -466,6 +479,25 @@ async def charge_after(app: Baton, client: Client) -> None:
     client's bucket pays now (a confidential one paid before the work)."""
     if client.is_public:
         await app.limits.charge_client(client.id)
+
+
+async def _changed_client(
+    request: Request, form: Form, app: Baton, cached: Client, allow_public: bool
+) -> Client | None:
+    """The client the request authenticates as on a fresh read when its row differs from the
+    `cached` one (forgotten then, and the fresh row cached), None when it is the same; or
+    `invalid_client` when the request no longer authenticates."""
+    app.clients.drop(cached.id)
+    try:
+        fresh, _ = await _authenticate(request, form, app.store, allow_public, app.clients)
+    except OAuthError:
+        app.clients.forget(cached.id)
+        raise
+    if fresh == cached:
+        return None
+    app.clients.forget(cached.id)  # the other per-process views (CORS) forget theirs too
+    app.clients.remember(fresh)
+    return fresh
 
 
 async def _refuse_if_changed(

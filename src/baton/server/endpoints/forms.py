@@ -1,4 +1,5 @@
-"""Strict parsing of `application/x-www-form-urlencoded` bodies.
+"""Strict parsing of `application/x-www-form-urlencoded` bodies, and of the JSON ones
+(`read_json`: dynamic registration, stale token-use reports).
 
 RFC 6749 §3.1/§3.2: parameters sent without a value are treated as omitted, and request
 parameters MUST NOT be included more than once. Oversized, mistyped and non-UTF-8 bodies are
@@ -7,6 +8,7 @@ refused with a 4xx that says why, before any of it reaches a rule.
 
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import parse_qsl
 
@@ -17,6 +19,7 @@ from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.errors import OAuthError, invalid_request
 
 FORM_TYPE = "application/x-www-form-urlencoded"
+JSON_TYPE = "application/json"
 # Parameters a request may repeat: RFC 8707 §2 "the resource parameter ... MAY be used multiple
 # times" in the authorization and token requests.
 REPEATABLE = frozenset({"resource"})
@@ -126,6 +129,33 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
             chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class NotJSON(ValueError):
+    """The body is not JSON: each endpoint answers it in its own words (RFC 7591's
+    `invalid_client_metadata`, or `invalid_request`)."""
+
+
+async def read_json(request: Request, max_bytes: int) -> object:
+    """The request's JSON value: 415 for another media type, 413 over `max_bytes` (declared or
+    read), `NotJSON` for a body that is not JSON (RFC 8259: `NaN` and `Infinity` are not)."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != JSON_TYPE:
+        raise OAuthError(ErrorCode.INVALID_REQUEST, f"Content-Type must be {JSON_TYPE}", 415)
+    declared = request.headers.get("content-length")
+    if declared is not None and (
+        not (declared.isascii() and declared.isdigit()) or int(declared) > max_bytes
+    ):
+        raise _too_large(max_bytes)
+    body = await _read_body(request, max_bytes)
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise NotJSON() from None
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity (RFC 8259 §6)
 
 
 def _wrong_type() -> OAuthError:

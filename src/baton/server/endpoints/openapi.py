@@ -35,6 +35,7 @@ import baton
 from baton import wire
 from baton.config import Settings
 from baton.core.claims import STANDARD_CLAIMS
+from baton.core.tokens import DIGEST_TEXT_PATTERN
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.metadata import OIDC_REQUIRED
 from baton.server.routing import Operation, Table
@@ -1230,15 +1231,24 @@ _TOKEN_USE_BODY = {
             "schema": {
                 "type": "object",
                 "required": ["uses"],
+                "additionalProperties": False,
                 "properties": {
                     "uses": {
                         "type": "array",
                         "maxItems": 1000,
                         "items": {
                             "type": "object",
-                            "required": ["jti", "at"],
+                            "required": ["token_digest", "at"],
+                            "additionalProperties": False,
                             "properties": {
-                                "jti": {"type": "string", "maxLength": 64},
+                                "token_digest": {
+                                    "type": "string",
+                                    "pattern": DIGEST_TEXT_PATTERN,
+                                    "description": (
+                                        "SHA-256 of the access token as presented, base64url "
+                                        "without padding; never the token"
+                                    ),
+                                },
                                 "at": {"type": "integer", "description": "Unix seconds"},
                                 "count": {"type": "integer", "minimum": 1, "default": 1},
                             },
@@ -1246,7 +1256,15 @@ _TOKEN_USE_BODY = {
                     }
                 },
             },
-            "example": {"uses": [{"jti": "Zm9vYmFy", "at": 1764950400, "count": 3}]},
+            "example": {
+                "uses": [
+                    {
+                        "token_digest": "LXEWQrcmsEQBYnyp-6wy9chTD7GQPMTbAiWHF5IaSIE",
+                        "at": 1764950400,
+                        "count": 3,
+                    }
+                ]
+            },
         }
     },
 }
@@ -1266,8 +1284,10 @@ TOKEN_USE = operation(
     },
     description=(
         "A resource server (`baton.resource`) reports, in batches, each use of an access token "
-        "whose companion refresh token had already been exchanged: the token's `jti` and when, "
-        "never the token. Baton counts them per client (`baton report enforcement`)."
+        "whose companion refresh token had already been exchanged: the SHA-256 digest of the "
+        "token and when, never the token; only the uses it accepted without introspecting "
+        "(`/introspect` counts those itself). Baton counts them per client "
+        "(`baton report enforcement`)."
     ),
     security=_BASIC_ONLY,
     requestBody=_TOKEN_USE_BODY,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -47,6 +46,7 @@ from baton.core.registration import (
 from baton.core.tokens import TokenKind, digest, mint, random_id
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError
+from baton.server.endpoints.forms import NotJSON, read_json
 from baton.server.endpoints.stores import Registrations
 from baton.server.runtime.context import Baton, baton, source_address
 from baton.server.runtime.documents import dynamic_policy
@@ -56,7 +56,6 @@ from baton.store.base import Client, RegisteredVia
 from baton.store.sql.registrations import DynamicClient
 
 PATH = "/register"
-JSON_TYPE = "application/json"
 # Who the audit rows name: the registration endpoint acting for an anonymous caller (or for the
 # holder of a registration access token), and the purge loop's expiry.
 ACTOR = "dynamic-registration"
@@ -291,32 +290,13 @@ async def _managed(request: Request, app: Baton) -> tuple[DynamicClient, str]:
 async def _json_object(request: Request, app: Baton) -> dict[str, Any]:
     """The request's JSON object (RFC 7591 §3.1: "the client sends an HTTP POST ... with the
     content type application/json"): 415 for another type, 413 over the body limit."""
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media != JSON_TYPE:
-        raise OAuthError(ErrorCode.INVALID_REQUEST, f"Content-Type must be {JSON_TYPE}", 415)
-    limit = app.settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    too_large = OAuthError(ErrorCode.INVALID_REQUEST, f"the body exceeds {limit} bytes", 413)
-    if declared is not None and (
-        not (declared.isascii() and declared.isdigit()) or int(declared) > limit
-    ):
-        raise too_large
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise too_large
     try:
-        body = json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
+        body = await read_json(request, app.settings.max_body_bytes)
+    except NotJSON:
         raise _invalid_metadata("the body is not a valid JSON object") from None
     if not isinstance(body, dict):
         raise _invalid_metadata("the client metadata must be a JSON object (RFC 7591 §2)")
     return body
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # NaN, Infinity (RFC 8259 §6)
 
 
 def _invalid_metadata(description: str) -> OAuthError:

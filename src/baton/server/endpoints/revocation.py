@@ -64,19 +64,28 @@ async def introspection_endpoint(request: Request) -> NoStoreJSON:
     # The policy that matters is the token's owner's (its grant's client, not the
     # introspecting resource server's; issue 28), asked for only when it decides something.
     if isinstance(facts, AccessFacts):
-        state, scope = rules.access_liveness(facts, now), facts.scope
-        if state.active:
-            # A use of a live access token the server sees: stale after its companion's
-            # exchange, or refused by the owner's report-only policy (noted, never enforced).
+        # An access token's `exp` is stamped: no later policy moves it.
+        state, scope, exp = rules.access_liveness(facts, now), facts.scope, facts.expires_at
+        if state.active and client.is_resource_server:
+            # A use of a live access token the server sees at an API: stale after its
+            # companion's exchange, or refused by the owner's report-only policy (noted, never
+            # enforced). Only a resource server's introspection is such a use: a client
+            # checking its own token (RFC 7662 allows it) uses no API with it.
             owner = await owner_policy(app, facts.grant.client_id, client)
             shadow = owner.shadow_policy(app.settings.policy, now)
             app.signals.note(access_signals(facts, now, shadow, Source.INTROSPECTION))
     else:
-        # A refresh token lives as the policy in force for its owner says (its caps).
-        owner = await owner_policy(app, facts.grant.client_id, client)
-        state, scope = (
-            rules.refresh_liveness(facts, now, owner.at(app.settings.policy, now)),
-            facts.grant.scope,
+        # A refresh token lives as the policy in force for its owner says (its caps), and its
+        # `exp` is when that policy ends it: its own expiry, or sooner under a cap of its idle
+        # or its grant's absolute lifetime (RFC 7662 §2.2: when "this token will expire").
+        in_force = (await owner_policy(app, facts.grant.client_id, client)).at(
+            app.settings.policy, now
+        )
+        state, scope = rules.refresh_liveness(facts, now, in_force), facts.grant.scope
+        exp = min(
+            facts.expires_at,
+            in_force.refresh_deadline(facts.issued_at, facts.expires_at),
+            in_force.grant_deadline(facts.grant.created_at, facts.grant.expires_at),
         )
     if not state.active:
         return NoStoreJSON(INACTIVE)
@@ -87,7 +96,7 @@ async def introspection_endpoint(request: Request) -> NoStoreJSON:
         "client_id": grant.client_id,
         # RFC 7662 §2.2 names the type of an access token as in RFC 6749 §5.1.
         "token_type": "Bearer" if isinstance(facts, AccessFacts) else "refresh_token",
-        "exp": facts.expires_at,
+        "exp": exp,
         "iat": facts.issued_at,
         "iss": app.settings.issuer_identifier,
         "grant_id": grant.id,

@@ -1,52 +1,69 @@
 """`POST /token-use`: resource servers report access tokens used after their companion was
 exchanged (issue 28; `baton.resource` sends them in batches).
 
-A report names each token by its RFC 9068 `jti`, never the token: `{"uses": [{"jti": str, "at":
-unix seconds, "count": int >= 1}]}`, at most `MAX_USES` entries. Only a client registered with
-`--resource-server` may report (client authentication as at the revocation feed: HTTP Basic,
-since the body is JSON; otherwise 403 `unauthorized_client`). The batch's tokens are read in one
-store read, their owners' clients in one more; for each token whose companion refresh token was
-already exchanged and that was live at the use, the use is counted for the owning client as
-`stale_access` (source `resource`, delay after the exchange) and, when the client has a
-report-only policy pending, as what that policy would refuse (`baton.core.signals`). The instant
-of a use is clamped to [the exchange, now]: a resource server's clock cannot place a use before
-the exchange it follows, nor in the future. An unknown `jti` is ignored. Nothing here is written
-at once: the signals go to the process's `SignalBook`, flushed every
-`--signal-flush-interval` seconds. The answer is 202 `{"accepted": n}`: the entries counted.
+A report names each token by its digest, never the token: `{"uses": [{"token_digest": str,
+"at": unix seconds, "count": int >= 1}]}`, at most `MAX_USES` entries, where `token_digest` is
+the SHA-256 of the access token as presented (opaque or JWT), base64url without padding (43
+characters, `baton.core.tokens.digest_text`). The digest rather than the `jti`:
+`access_tokens.digest` is unique-indexed, while `access_tokens.jti` has no index on purpose
+(migration 0004 keeps token inserts cheap), so a report costs one indexed read, not a scan.
+
+Only a client registered with `--resource-server` may report (client authentication as at the
+revocation feed: HTTP Basic, since the body is JSON; otherwise 403 `unauthorized_client`). The
+report's tokens are read in one indexed store read, their owners' clients in one more; for each
+token whose companion refresh token was already exchanged and that was live at the use, the use
+is counted for the owning client as `stale_access` (source `resource`, delay after the
+exchange) and, when the client has a report-only policy pending, as what that policy would
+refuse (`baton.core.signals`). The instant of a use is clamped to [the exchange, now]: a
+resource server's clock cannot place a use before the exchange it follows, nor in the future.
+An unknown digest is ignored, and so is a token not issued for the reporter (its audience does not
+name the reporter's `resource_uri`; a resource server without one reports the tokens of the default
+audience): the revocation feed hands every resource server every superseded token's digest, and none
+may count uses of a token it was never shown. At most `MAX_COUNTED` uses of one token count per
+report, and each reporter at most `REPORTER_BUDGET` uses per flush interval (`SignalBook.budget`),
+so that one reporter cannot inflate a client's figures nor fill the process's book and crowd out
+what the token endpoint counts. A resource server reports only the uses it accepted without asking
+Baton (its cache, a JWT checked locally): a use it introspected was counted by `/introspect`
+already. Nothing here is written at once: the signals go to the process's `SignalBook`, flushed
+every `--signal-flush-interval` seconds. The answer is 202 `{"accepted": n}`: the entries counted.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from typing import Any, TypeGuard
+from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from starlette.requests import Request
 
 from baton.core import rules
+from baton.core.facts import AccessFacts
 from baton.core.signals import Source, access_signals
+from baton.core.tokens import DIGEST_TEXT_LENGTH, digest_from_text
 from baton.core.vocabulary import ErrorCode
 from baton.server.endpoints.clientauth import authenticate
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError, invalid_request
-from baton.server.endpoints.forms import Form
+from baton.server.endpoints.forms import Form, NotJSON, read_json
 from baton.server.runtime.context import Baton, baton, source_address
 from baton.store.base import Client
 
 PATH = "/token-use"
-JSON_TYPE = "application/json"
 MAX_USES = 1000  # entries in one report (the OpenAPI document's `maxItems`)
-MAX_JTI_LENGTH = 64  # Baton's `jti`s are 16 characters; room for another issuer's
 # One entry's `count`: far above what a resource server sees of one token between two reports,
 # and small enough that no sum of them overflows what the store counts in.
 MAX_COUNT = 1_000_000
-_MEMBERS = frozenset({"jti", "at", "count"})
+# The uses of one token counted from one report, whatever its entries add up to: a resource
+# server reports every few seconds (`baton.resource`), and an app that keeps a superseded token
+# uses it that often at most; the count of a report beyond it says nothing more about the app.
+MAX_COUNTED = 100
+_MEMBERS = frozenset({"token_digest", "at", "count"})
 
 
 @dataclass(frozen=True, slots=True)
 class Use:
-    """One entry of a report: a use (or `count` uses) of the access token `jti` at `at`."""
+    """One entry of a report: a use (or `count` uses) at `at` of the access token stored
+    under `digest` (its SHA-256)."""
 
-    jti: str
+    digest: bytes = field(repr=False)
     at: int
     count: int
 
@@ -54,9 +71,9 @@ class Use:
 async def token_use_endpoint(request: Request) -> NoStoreJSON:
     app = baton(request)
     await app.limits.check_address(source_address(request))
-    await _resource_server(request, app)  # before the body: junk from strangers is not read
+    reporter = await _resource_server(request, app)  # before the body: junk is not read
     uses = parse_report(await _json_body(request, app))
-    accepted = await count_uses(app, uses)
+    accepted = await count_uses(app, uses, reporter)
     return NoStoreJSON({"accepted": accepted}, 202)
 
 
@@ -74,26 +91,41 @@ async def _resource_server(request: Request, app: Baton) -> Client:
     return client
 
 
-async def count_uses(app: Baton, uses: list[Use]) -> int:
-    """Notes the signals of each use of a live, superseded access token; returns how many
-    entries were counted."""
+def reported_by(token: AccessFacts, reporter: Client, default_audience: str) -> bool:
+    """Whether `reporter` could have been shown `token`: the token's audience (`aud`) names the
+    reporter's `resource_uri`; a resource server registered without one stands for the server's
+    default audience (`--access-token-audience`, the issuer unless configured), so it reports
+    only the tokens issued for that. Every resource server reads every superseded token's
+    digest in the revocation feed: without this, any of them could count uses of tokens it
+    never saw against any client."""
+    audience = token.audience or (default_audience,)  # rows from before audiences were kept
+    if reporter.resource_uri is None:
+        return default_audience in audience
+    return reporter.resource_uri in audience
+
+
+async def count_uses(app: Baton, uses: list[Use], reporter: Client) -> int:
+    """Notes the signals of each use, reported by `reporter`, of a live, superseded access token
+    issued for it; returns how many entries were counted. At most `MAX_COUNTED` uses of one
+    token count per report, and the reporter's budget per flush interval bounds the rest
+    (`SignalBook.budget`)."""
     if not uses:
         return 0
     now = app.clock.now()
-    # A use is counted at its `at` clamped to [the exchange, now], when the token was live then:
-    # never before min(at, now). A token whose `exp` is not after the batch's earliest such
-    # instant has nothing to count, and leaving it out bounds the store's scan (`access_by_jti`).
-    earliest = min(min(use.at for use in uses), now)
-    tokens = await app.store.access_by_jti([use.jti for use in uses], earliest)
+    tokens = await app.store.access_by_digest([use.digest for use in uses])
     if not tokens:
         return 0
     owners = await _owners(app, {token.grant.client_id for token in tokens.values()})
     server = app.settings.policy
+    default_audience = app.settings.default_audience
+    counted: dict[bytes, int] = {}  # uses of each token counted in this report
     accepted = 0
     for use in uses:
-        token = tokens.get(use.jti)
+        token = tokens.get(use.digest)
         if token is None or token.companion is None:
             continue  # unknown, or a client_credentials token: no rotation to be stale after
+        if not reported_by(token, reporter, default_audience):
+            continue  # not issued for this resource server: it cannot have seen it used
         exchanged_at = token.companion.exchanged_at
         if exchanged_at is None:
             continue  # its pair is still the newest: not a stale use
@@ -102,7 +134,12 @@ async def count_uses(app: Baton, uses: list[Use]) -> int:
             continue  # the resource server should have refused it; no integration signal
         owner = owners.get(token.grant.client_id)
         shadow = None if owner is None else owner.policy.shadow_policy(server, now)
-        app.signals.note(access_signals(token, at, shadow, Source.RESOURCE), times=use.count)
+        times = min(use.count, MAX_COUNTED - counted.get(use.digest, 0))
+        times = app.signals.budget(reporter.id, times) if times > 0 else 0
+        if times == 0:
+            continue
+        counted[use.digest] = counted.get(use.digest, 0) + times
+        app.signals.note(access_signals(token, at, shadow, Source.RESOURCE), times=times)
         accepted += 1
     return accepted
 
@@ -130,29 +167,10 @@ async def _owners(app: Baton, client_ids: set[str]) -> dict[str, Client]:
 async def _json_body(request: Request, app: Baton) -> object:
     """The request's JSON value: 415 for another media type, 413 over `--max-body-bytes`
     (declared or read), 400 for what is not JSON (as the registration endpoint answers)."""
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media != JSON_TYPE:
-        raise invalid_request(f"Content-Type must be {JSON_TYPE}", 415)
-    limit = app.settings.max_body_bytes
-    too_large = invalid_request(f"the body exceeds {limit} bytes", 413)
-    declared = request.headers.get("content-length")
-    if declared is not None and (
-        not (declared.isascii() and declared.isdigit()) or int(declared) > limit
-    ):
-        raise too_large
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise too_large
     try:
-        return json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
+        return await read_json(request, app.settings.max_body_bytes)
+    except NotJSON:
         raise invalid_request("the body is not valid JSON") from None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # NaN, Infinity (RFC 8259 §6)
 
 
 def parse_report(body: object) -> list[Use]:
@@ -164,7 +182,7 @@ def parse_report(body: object) -> list[Use]:
         raise invalid_request(f"unknown member {extra[0]!r}: a report has only 'uses'")
     entries = body.get("uses")
     if not isinstance(entries, list):
-        raise invalid_request("'uses' must be an array of {jti, at, count}")
+        raise invalid_request("'uses' must be an array of {token_digest, at, count}")
     if len(entries) > MAX_USES:
         raise invalid_request(f"at most {MAX_USES} uses in one report ({len(entries)} sent)")
     return [_use(index, entry) for index, entry in enumerate(entries)]
@@ -173,22 +191,27 @@ def parse_report(body: object) -> list[Use]:
 def _use(index: int, entry: object) -> Use:
     where = f"uses[{index}]"
     if not isinstance(entry, dict):
-        raise invalid_request(f"{where} must be an object {{jti, at, count}}")
+        raise invalid_request(f"{where} must be an object {{token_digest, at, count}}")
     extra = sorted(set(entry) - _MEMBERS)
     if extra:
         # A member this endpoint does not know is refused, not ignored: a reporter that sends
-        # more than `jti`, `at` and `count` may be sending what must never leave it (a token).
+        # more than `token_digest`, `at` and `count` may be sending what must never leave it (a
+        # token, or the `jti` of an older reporter that would be counted as nothing).
         raise invalid_request(f"{where}: unknown member {extra[0][:40]!r}")
-    jti = entry.get("jti")
-    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
-        raise invalid_request(f"{where}.jti must be a string of 1 to {MAX_JTI_LENGTH} characters")
+    text = entry.get("token_digest")
+    digest = digest_from_text(text) if isinstance(text, str) else None
+    if digest is None:
+        raise invalid_request(
+            f"{where}.token_digest must be the SHA-256 of the access token, base64url without "
+            f"padding ({DIGEST_TEXT_LENGTH} characters)"
+        )
     at = entry.get("at")
     if not _is_int(at) or at < 0:
         raise invalid_request(f"{where}.at must be a Unix time in seconds (an integer >= 0)")
     count = entry.get("count", 1)
     if not _is_int(count) or not 1 <= count <= MAX_COUNT:
         raise invalid_request(f"{where}.count must be an integer from 1 to {MAX_COUNT}")
-    return Use(jti, at, count)
+    return Use(digest, at, count)
 
 
 def _is_int(value: object) -> TypeGuard[int]:

@@ -19,12 +19,25 @@ Policy notices (issue 28) are delivered the same way, to the client's `notify_ur
 `event_type` is a `PolicyNoticeEvent`, signed at the moment of sending with the server's key
 (`PolicyNotices`: a JWT of `typ` `baton-policy-notice+jwt`, verifiable with the `jwks_uri`) and
 POSTed as `application/jwt`; any 2xx is delivered, anything else is retried like a webhook.
+The integrator chooses that URL, so it is POSTed to through `baton.server.runtime.fetching.post`
+(server-side request forgery): every address its name resolves to must be public (private and
+loopback only under `--client-documents-allow-private`, for development), the connection goes
+to the address checked, no redirect is followed; a refused address fails the row with its
+reason, and no request is made.
+
+Every POST (webhook, back-channel logout, notice) has a total deadline, `timeout` (shorter than
+the lease), and only the answer's status is read, never its body: a receiver trickling an
+endless 200 can neither hold the round past the deadline nor make the process buffer what it
+sends. Each row is delivered by a task of its own that settles it whatever happens (an
+unexpected error fails the row, logged), so one row never cancels the others of its round.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,6 +49,7 @@ from baton.core.policy import DAY
 from baton.core.vocabulary import PolicyNoticeEvent
 from baton.logs import get_logger
 from baton.server.observability.metrics import Metrics
+from baton.server.runtime import fetching
 from baton.store.base import NEVER, Delivery
 from baton.store.sql.outbox import BELL
 from baton.webhooks import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, sign
@@ -96,13 +110,19 @@ class WebhookOptions:
     # None: no webhook configured (the loop then delivers back-channel logouts only).
     url: str | None = field(default=None, repr=False)  # may hold a credential: never logged
     secret: str | None = field(default=None, repr=False)
-    timeout: float = 10.0  # seconds for one POST
+    timeout: float = 10.0  # seconds for one POST, all of it (< lease)
     backoff_base: int = 5  # seconds before the second attempt; doubled after each failure
     backoff_cap: int = 3600  # the longest wait between attempts
     max_age: int = 3 * DAY  # after this an undelivered event is given up
     poll_interval: float = 1.0  # seconds between looks at the outbox when it is idle
     lease: int = 60  # seconds a claimed row is reserved to its claimer (> timeout)
     batch: int = 20  # rows claimed, and sent concurrently, at a time
+    # Notices may go to private and loopback addresses (`--client-documents-allow-private`).
+    allow_private: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.timeout < self.lease:
+            raise ValueError("a POST's deadline must be shorter than a row's lease")
 
 
 def backoff(options: WebhookOptions, attempts: int) -> int:
@@ -122,8 +142,10 @@ class WebhookSender:
         http: httpx.AsyncClient | None = None,
         logout_tokens: LogoutTokens | None = None,
         policy_notices: PolicyNotices | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.options = options
+        self.ssl_context = ssl_context  # for notices' TLS (tests: their own CA)
         self.store = store
         self.clock = clock
         self.metrics = metrics
@@ -154,13 +176,49 @@ class WebhookSender:
         )
         async with anyio.create_task_group() as tasks:
             for delivery in claimed:
-                if delivery.destination is not None and delivery.event_type in NOTICE_EVENTS:
-                    tasks.start_soon(self._deliver_notice, delivery, delivery.destination)
-                elif delivery.destination is not None:
-                    tasks.start_soon(self._deliver_logout, delivery, delivery.destination)
-                else:
-                    tasks.start_soon(self._deliver, delivery)
+                tasks.start_soon(self._guarded, delivery)
         return len(claimed)
+
+    async def _guarded(self, delivery: Delivery) -> None:
+        """Delivers one row, whatever happens to it: an unexpected error is logged and the row
+        failed with its retry, never raised into the round, where it would cancel the rows
+        sent beside it (sent again later: twice)."""
+        try:
+            if delivery.destination is not None and delivery.event_type in NOTICE_EVENTS:
+                await self._deliver_notice(delivery, delivery.destination)
+            elif delivery.destination is not None:
+                await self._deliver_logout(delivery, delivery.destination)
+            else:
+                await self._deliver(delivery)
+        except Exception as exc:
+            log.exception("delivery failed unexpectedly", delivery_id=delivery.id)
+            try:
+                await self._mark_failed(delivery, f"internal error ({type(exc).__name__})")
+            except Exception:  # the database is away: the lease runs out, the row is sent again
+                log.exception("a failed delivery could not be recorded", delivery_id=delivery.id)
+
+    async def _mark_failed(self, delivery: Delivery, failure: str) -> tuple[int, str]:
+        """Fails the row with its retry (`NEVER` past the maximum age); when it is tried again
+        and the error as recorded."""
+        next_at = self.clock.now() + backoff(self.options, delivery.attempts)
+        if next_at > delivery.created_at + self.options.max_age:
+            next_at = NEVER
+            failure = f"gave up after {delivery.attempts} attempts: {failure}"
+        await self.store.mark_failed(delivery.id, next_at, failure)
+        return next_at, failure
+
+    async def _status(self, url: str, headers: Mapping[str, str], **body: Any) -> int:
+        """POSTs to a URL the operator configured or a relying party registered (webhooks,
+        back-channel logouts) within `timeout` in all, and returns the status without reading
+        the body (`httpx.TimeoutException` past the deadline)."""
+        try:
+            with anyio.fail_after(self.options.timeout):
+                async with self.http.stream(
+                    "POST", url, headers=headers, timeout=self.options.timeout, **body
+                ) as response:
+                    return response.status_code  # closed unread on the way out
+        except TimeoutError:
+            raise httpx.TimeoutException("no answer within the deadline") from None
 
     async def _deliver_logout(self, delivery: Delivery, destination: str) -> None:
         """Back-Channel Logout 1.0 §2.5: `POST` of `logout_token` as a form, to the client's
@@ -175,15 +233,12 @@ class WebhookSender:
             failure = "the logout token cannot be signed (OpenID Connect off, or no key yet)"
         else:
             try:
-                response = await self.http.post(
+                status = await self._status(
                     destination,
+                    {"User-Agent": "baton-backchannel-logout"},
                     data={"logout_token": token},
-                    headers={"User-Agent": "baton-backchannel-logout"},
-                    timeout=self.options.timeout,
                 )
-                failure = (
-                    None if response.status_code in LOGGED_OUT else f"HTTP {response.status_code}"
-                )
+                failure = None if status in LOGGED_OUT else f"HTTP {status}"
             except httpx.HTTPError as exc:
                 failure = type(exc).__name__  # never the message: it may quote the URL
         await self._settle(delivery, failure, "back-channel logout", fields)
@@ -195,7 +250,8 @@ class WebhookSender:
         fields = {
             "client_id": stored.get("client_id"),
             "jti": stored.get("jti"),
-            "event": delivery.event_type,
+            # Not `event`: structlog's first argument (the message) is called that.
+            "event_type": delivery.event_type,
         }
         failure: str | None
         token = None
@@ -205,20 +261,21 @@ class WebhookSender:
             failure = "the policy notice cannot be signed (no signing key yet)"
         else:
             try:
-                response = await self.http.post(
+                status = await fetching.post(
                     destination,
-                    content=token.encode(),
-                    headers={
-                        "Content-Type": "application/jwt",
-                        "User-Agent": "baton-policy-notices",
-                        EVENT_TYPE_HEADER: delivery.event_type,
-                    },
+                    token.encode(),
+                    content_type="application/jwt",
+                    headers=[(EVENT_TYPE_HEADER, delivery.event_type)],
+                    allow_private=self.options.allow_private,
                     timeout=self.options.timeout,
+                    ssl_context=self.ssl_context,
+                    user_agent="baton-policy-notices",
                 )
-                ok = 200 <= response.status_code < 300
-                failure = None if ok else f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                failure = type(exc).__name__  # never the message: it may quote the URL
+                failure = None if 200 <= status < 300 else f"HTTP {status}"
+            except fetching.FetchError as exc:
+                # The reason names addresses, never the URL's path or query (which may hold
+                # a credential): for the operator's log and the row, not for the integrator.
+                failure = exc.reason
         await self._settle(delivery, failure, "policy notice", fields)
 
     async def _settle(
@@ -226,16 +283,11 @@ class WebhookSender:
     ) -> None:
         """Marks a delivery to a client's own URL delivered, or failed with its retry (given up
         past the maximum age), and logs it (never the URL)."""
-        now = self.clock.now()
         if failure is None:
-            await self.store.mark_delivered(delivery.id, now)
+            await self.store.mark_delivered(delivery.id, self.clock.now())
             log.info(f"{what} delivered", attempts=delivery.attempts, **fields)
             return
-        next_at = now + backoff(self.options, delivery.attempts)
-        if next_at > delivery.created_at + self.options.max_age:
-            next_at = NEVER
-            failure = f"gave up after {delivery.attempts} attempts: {failure}"
-        await self.store.mark_failed(delivery.id, next_at, failure)
+        next_at, failure = await self._mark_failed(delivery, failure)
         log.warning(
             f"{what} failed",
             attempts=delivery.attempts,
@@ -257,28 +309,19 @@ class WebhookSender:
         }
         error: str | None
         try:
-            response = await self.http.post(
-                self.options.url, content=body, headers=headers, timeout=self.options.timeout
-            )
-            error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+            status = await self._status(self.options.url, headers, content=body)
+            error = None if 200 <= status < 300 else f"HTTP {status}"
         except httpx.HTTPError as exc:
             # The class only: an httpx message may quote the URL, which may hold a credential.
             error = type(exc).__name__
-        now = self.clock.now()
         fields = {"event_id": event_id, "event_type": delivery.event_type}
         if error is None:
-            await self.store.mark_delivered(delivery.id, now)
+            await self.store.mark_delivered(delivery.id, self.clock.now())
             self._count("delivered")
             log.info("webhook delivered", attempts=delivery.attempts, **fields)
             return
-        next_at = now + backoff(self.options, delivery.attempts)
-        if next_at > delivery.created_at + self.options.max_age:
-            next_at, outcome = NEVER, "gave_up"
-            error = f"gave up after {delivery.attempts} attempts: {error}"
-        else:
-            outcome = "failed"
-        await self.store.mark_failed(delivery.id, next_at, error)
-        self._count(outcome)
+        next_at, error = await self._mark_failed(delivery, error)
+        self._count("gave_up" if next_at == NEVER else "failed")
         log.warning(
             "webhook delivery failed",
             attempts=delivery.attempts,

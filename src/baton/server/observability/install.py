@@ -6,7 +6,8 @@ Kept apart from `baton.server.app` so the app factory gains three lines, not a s
 from __future__ import annotations
 
 import os
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from anyio.abc import TaskGroup
 from prometheus_client import multiprocess
@@ -14,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from baton.config import Settings
 from baton.core.clock import Clock
+from baton.logs import get_logger
 from baton.server.observability.delivery import (
     LogoutTokens,
     Outbox,
@@ -28,6 +30,9 @@ from baton.server.observability.metrics import (
     multiprocess_mode,
     sample_pool_forever,
 )
+from baton.store.sql.outbox import clients_with_notify_url
+
+log = get_logger("baton.webhooks")
 
 
 class ObservedStore(Outbox, Stats, Protocol):
@@ -49,6 +54,8 @@ class Observability:
             backoff_cap=settings.webhook_backoff_cap,
             max_age=settings.webhook_max_age,
             poll_interval=settings.webhook_poll_interval,
+            # The integrator chooses a notify_url: private addresses only in development.
+            allow_private=settings.client_documents_allow_private,
         )
         self.clock = clock
         self.store = store
@@ -70,6 +77,8 @@ class Observability:
         with signing keys (`logout_tokens`, `policy_notices`) even without one, for back-channel
         logouts and clients' policy notices."""
         tasks.start_soon(sample_pool_forever, self.metrics, self.store)
+        if policy_notices is None:
+            tasks.start_soon(self.warn_unsigned_notices)
         if self.options.url is not None or logout_tokens or policy_notices:
             self.sender = WebhookSender(
                 self.options,
@@ -80,6 +89,26 @@ class Observability:
                 policy_notices=policy_notices,
             )
             tasks.start_soon(self.sender.run_forever)
+
+    async def warn_unsigned_notices(self) -> None:
+        """One warning at start-up when clients have a `notify_url` but this server cannot
+        sign their notices (no key-encryption key, `BATON_KEY_ENCRYPTION_KEY`): their notices
+        wait in the outbox, undelivered, until it can (and are given up past the maximum age).
+        Only with an SQL store (`inspect`); a failure to look is logged, never raised."""
+        inspect: Callable[[Callable[[Any], int]], Any] | None = getattr(self.store, "inspect", None)
+        if inspect is None:
+            return
+        try:
+            waiting = await inspect(clients_with_notify_url)
+        except Exception:
+            log.exception("could not count the clients with a notify_url")
+            return
+        if waiting:
+            log.warning(
+                "clients have a notify_url but policy notices cannot be signed without a "
+                "key-encryption key (BATON_KEY_ENCRYPTION_KEY): they are not sent",
+                clients=waiting,
+            )
 
     async def close(self) -> None:
         if self.sender is not None:

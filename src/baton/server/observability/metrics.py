@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from baton.core.rules import REUSE_REASONS, CodeProblem
-from baton.core.signals import Health, SignalKind, Tally
+from baton.core.signals import Health, SignalKind
 from baton.core.vocabulary import ErrorCode, FeedEntryKind, RevocationCause
 from baton.server.observability import MULTIPROC_VARIABLE
 from baton.store.base import (
@@ -64,7 +64,6 @@ POOL_SAMPLE_INTERVAL = 1.0
 # it serves the scrapes, and the label of the clients summed together.
 CLIENT_SIGNALS_WINDOW = 86_400
 CLIENT_SIGNALS_CACHE_SECONDS = 30.0
-OTHER_CLIENTS = "other"
 
 log = logging.getLogger("baton.metrics")
 
@@ -91,6 +90,10 @@ class Stats(Protocol):
         self, client_ids: Sequence[str] | None, since: int, now: int
     ) -> list[Health]:
         """Each client's integration signals since `since` (None: every client with one)."""
+        ...
+
+    async def client_series(self, since: int, now: int, top: int) -> list[Health]:
+        """The `top` clients with the most signals since `since`, then the others as one."""
         ...
 
 
@@ -280,10 +283,11 @@ class ClientSignalFigures(Collector):
     not `rate()` of the series but the series itself ("in the last 24 hours"), and an alert is a
     plain threshold on it.
 
-    Labels stay bounded whatever the number of clients: the `--metrics-client-series` clients
-    with the most signals in the window get their own `client` label, the others are summed
-    under `client="other"` (a client whose id is `other` shares that series). Each refresh is
-    one query (`client_health`), made at most once per `CLIENT_SIGNALS_CACHE_SECONDS` by one
+    Labels stay bounded whatever the number of clients: the `--metrics-client-series` clients with
+    the most signals in the window get their own `client` label, the others are summed under
+    `client="other"` (a client whose id is `other` shares that series; its delay quantiles are not
+    given). Each refresh is one read (`client_series`: the ranking and the sums in SQL, the delays
+    merged for the top clients only), made at most once per `CLIENT_SIGNALS_CACHE_SECONDS` by one
     scrape while the others wait for it: a scrape storm costs one query.
     """
 
@@ -302,14 +306,14 @@ class ClientSignalFigures(Collector):
             if time.monotonic() - self._read_at < self.cache_seconds:
                 return  # another scrape read it while this one waited
             try:
-                healths = await store.client_health(None, now - CLIENT_SIGNALS_WINDOW, now)
+                series = await store.client_series(now - CLIENT_SIGNALS_WINDOW, now, top)
             except Exception as exc:
                 # The scrape still answers (the other metrics, and the last figures read).
                 log.warning(
                     "reading the client signals for /metrics failed (%s)", type(exc).__name__
                 )
             else:
-                self.series = labelled(healths, top, now - CLIENT_SIGNALS_WINDOW)
+                self.series = series
             self._read_at = time.monotonic()
 
     def collect(self) -> Iterable[Metric]:
@@ -350,33 +354,6 @@ class ClientSignalFigures(Collector):
             if health.breaking_share is not None:
                 breaking.add_metric([client], health.breaking_share)
         yield from (signals, last_seen, delay, breaking)
-
-
-def labelled(healths: Sequence[Health], top: int, since: int) -> list[Health]:
-    """The `top` clients with the most signals, each as it is, then the others summed as one
-    `Health` named `OTHER_CLIENTS` (when there are others)."""
-
-    def total(health: Health) -> int:
-        return sum(tally.count for tally in health.tallies.values())
-
-    ranked = sorted(healths, key=lambda h: (-total(h), h.client_id))
-    own, rest = ranked[: max(top, 0)], ranked[max(top, 0) :]
-    if not rest:
-        return own
-    other = Health(OTHER_CLIENTS, since)
-    for health in rest:
-        for kind, tally in health.tallies.items():
-            _merge(other.tallies.setdefault(kind, Tally()), tally)
-        for reason, tally in health.refusals.items():
-            _merge(other.refusals.setdefault(reason, Tally()), tally)
-        # The share of the others' grants: each client's breaking grants over its live ones.
-        other.active_grants += max(health.active_grants, health.grants_breaking)
-    return [*own, other]
-
-
-def _merge(into: Tally, tally: Tally) -> None:
-    if tally.last_at is not None:
-        into.add(tally.count, tally.last_at, tally.delays, tally.grants)
 
 
 def of(request: Request) -> Metrics:

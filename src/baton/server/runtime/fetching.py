@@ -29,6 +29,10 @@ RFC 6890"; the same holds for a client's `jwks_uri`). What `fetch()` does about 
 - the response must be JSON (`Content-Type: application/json` or `application/*+json`).
 
 The result carries the HTTP caching information (RFC 9111) for the caller's cache.
+
+`post()` sends to such a URL (a client's `notify_url`, issue 28) under the same address rules,
+pinning, redirect refusal and total time limit, and returns the answer's status without reading
+its body.
 """
 
 from __future__ import annotations
@@ -50,13 +54,10 @@ import anyio
 import httpcore
 import httpx
 
+from baton.core.addresses import IPAddress, refusal
+
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_BYTES = 5 * 1024
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# RFC 6052 §2.1: the NAT64 well-known prefix; its last 32 bits are an IPv4 address.
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 class FetchError(Exception):
@@ -112,39 +113,6 @@ class Fetched:
         if remaining <= 0:
             return 0
         return max(floor, min(ceiling, remaining))
-
-
-def refusal(address: IPAddress) -> str | None:
-    """Why a connection to `address` is refused when private addresses are not allowed, or
-    None for a public unicast address. IPv6 forms that carry an IPv4 address (IPv4-mapped
-    `::ffff:a.b.c.d`, 6to4 `2002:ab:cd::`, NAT64 `64:ff9b::a.b.c.d`) are judged by that
-    address, so `::ffff:127.0.0.1` is loopback."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            inner = refusal(embedded)
-            return f"{inner} (embedded in {address})" if inner else None
-    if address.is_unspecified:
-        return f"{address} is the unspecified address"
-    if address.is_loopback:
-        return f"{address} is a loopback address"
-    if address.is_link_local:
-        return f"{address} is a link-local address"
-    if address.is_multicast:
-        return f"{address} is a multicast address"
-    if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
-        return f"{address} is a site-local address"
-    if address.is_private:
-        return f"{address} is a private address"
-    if address.is_reserved:
-        return f"{address} is a reserved address"
-    if not address.is_global:
-        # Shared (100.64/10), documentation, benchmarking, Teredo and the other special-purpose
-        # ranges of the IANA registries that are not globally reachable.
-        return f"{address} is not a globally reachable address"
-    return None
 
 
 # Threads for untrusted lookups; a lookup beyond them waits (within the fetch's time limit)
@@ -463,16 +431,9 @@ def default_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-async def fetch(
-    url: str,
-    *,
-    allow_private: bool = False,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    ssl_context: ssl.SSLContext | None = None,
-    user_agent: str = "Baton",
-) -> Fetched:
-    """GET `url` as JSON under the rules of this module's docstring; raises `FetchError`."""
+def _target(url: str, allow_private: bool) -> tuple[httpx.URL, str, int]:
+    """`url` parsed, its host (ASCII) and port, or `FetchError` for a URL never used: not
+    https (http only while `allow_private`), with credentials, without a host."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
@@ -488,6 +449,58 @@ async def fetch(
     if not host:
         raise FetchError(url, "the URL has no host")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return parsed, host, port
+
+
+async def _checked_addresses(
+    url: str, parsed: httpx.URL, host: str, port: int, allow_private: bool
+) -> list[IPAddress]:
+    """The addresses `host` resolves to, once, every one of them public (unless
+    `allow_private`), and plain http only to loopback: else `FetchError`."""
+    try:
+        addresses = await resolve(host, port)
+    except (OSError, UnicodeError) as exc:
+        raise FetchError(
+            url, f"the host {host} could not be resolved ({exc})", unreachable=True
+        ) from None
+    if not addresses:
+        raise FetchError(url, f"the host {host} has no address")
+    if not allow_private:
+        for address in addresses:
+            why = refusal(address)
+            if why:
+                raise FetchError(url, f"the host {host} resolves to {why}; it is not fetched")
+    if parsed.scheme == "http" and not (allow_private and all(a.is_loopback for a in addresses)):
+        raise FetchError(url, "only https URLs are fetched")
+    return addresses
+
+
+def _pinned_pool(
+    addresses: Sequence[IPAddress], ssl_context: ssl.SSLContext | None
+) -> httpcore.AsyncConnectionPool:
+    """One connection, to the checked addresses only, no retry, no proxy (httpcore reads no
+    environment)."""
+    return httpcore.AsyncConnectionPool(
+        ssl_context=ssl_context or default_ssl_context(),
+        network_backend=_PinnedBackend(addresses),
+        http1=True,
+        http2=False,
+        retries=0,
+        max_connections=1,
+    )
+
+
+async def fetch(
+    url: str,
+    *,
+    allow_private: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    ssl_context: ssl.SSLContext | None = None,
+    user_agent: str = "Baton",
+) -> Fetched:
+    """GET `url` as JSON under the rules of this module's docstring; raises `FetchError`."""
+    parsed, host, port = _target(url, allow_private)
     try:
         with anyio.fail_after(timeout):
             return await _fetch(
@@ -506,6 +519,57 @@ async def fetch(
         ) from None
 
 
+async def post(
+    url: str,
+    body: bytes,
+    *,
+    content_type: str,
+    headers: Sequence[tuple[str, str]] = (),
+    allow_private: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    ssl_context: ssl.SSLContext | None = None,
+    user_agent: str = "Baton",
+) -> int:
+    """POSTs `body` to a URL an untrusted party chose (a client's `notify_url`, issue 28)
+    under this module's rules: https (http only to loopback while `allow_private`), every
+    address the name resolves to public, the connection to a checked address, no redirect
+    followed (a 3xx is returned as it is), `timeout` for the whole exchange. Returns the
+    answer's status as soon as its head is in: the body is never read, so a receiver can
+    neither make the server buffer it nor hold the sender by trickling it. Raises
+    `FetchError` (a refused address: before any connection)."""
+    parsed, host, port = _target(url, allow_private)
+    sent = [
+        (b"Content-Type", content_type.encode("latin-1")),
+        (b"Accept-Encoding", b"identity"),
+        (b"User-Agent", user_agent.encode("ascii", "replace")),
+        *((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers),
+    ]
+    try:
+        with anyio.fail_after(timeout):
+            addresses = await _checked_addresses(url, parsed, host, port, allow_private)
+            try:
+                pool = _pinned_pool(addresses, ssl_context)
+                async with (
+                    pool,
+                    pool.stream("POST", str(parsed), headers=sent, content=body) as response,
+                ):
+                    return response.status
+            except httpcore.TimeoutException:
+                raise TimeoutError from None
+            except (
+                httpcore.NetworkError,
+                httpcore.ProtocolError,
+                httpcore.UnsupportedProtocol,
+            ) as exc:
+                raise FetchError(
+                    url, f"the connection failed ({exc or type(exc).__name__})", unreachable=True
+                ) from None
+            except ssl.SSLError as exc:
+                raise FetchError(url, f"TLS failed ({exc})", unreachable=True) from None
+    except TimeoutError:
+        raise FetchError(url, f"no answer within {timeout:g} seconds", unreachable=True) from None
+
+
 async def _fetch(
     url: str,
     parsed: httpx.URL,
@@ -517,29 +581,8 @@ async def _fetch(
     ssl_context: ssl.SSLContext | None,
     user_agent: str,
 ) -> Fetched:
-    try:
-        addresses = await resolve(host, port)
-    except (OSError, UnicodeError) as exc:
-        raise FetchError(
-            url, f"the host {host} could not be resolved ({exc})", unreachable=True
-        ) from None
-    if not addresses:
-        raise FetchError(url, f"the host {host} has no address")
-    if not allow_private:
-        for address in addresses:
-            why = refusal(address)
-            if why:
-                raise FetchError(url, f"the host {host} resolves to {why}; it is not fetched")
-    if parsed.scheme == "http" and not (allow_private and all(a.is_loopback for a in addresses)):
-        raise FetchError(url, "only https URLs are fetched")
-    pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context or default_ssl_context(),
-        network_backend=_PinnedBackend(addresses),
-        http1=True,
-        http2=False,
-        retries=0,
-        max_connections=1,
-    )
+    addresses = await _checked_addresses(url, parsed, host, port, allow_private)
+    pool = _pinned_pool(addresses, ssl_context)
     headers = [
         (b"Accept", b"application/json"),
         (b"Accept-Encoding", b"identity"),

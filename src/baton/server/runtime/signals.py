@@ -4,10 +4,13 @@ The token endpoint, introspection, /userinfo and the resource servers' reports (
 hand the signals they find (`baton.core.signals`) to `SignalBook.note`: a dictionary update, no
 I/O, so a stale access token or a retry costs its request nothing. Every
 `--signal-flush-interval` seconds the process writes what it counted as one transaction
-(`SignalStore.record_signals`): one row per client, kind, reason, source and grant, with its
-count and its delays. A process that dies loses at most one interval of them; they are telemetry
-for reports, never a decision. A write that fails drops its batch (counted in `lost`): what waits
-in memory never grows past one interval's rows (`MAX_PENDING`), whatever the database does.
+(`SignalStore.record_signals`), merged into the store's rows per client, kind, reason, source,
+grant (of a `would_refuse` only) and hour, with their counts and delays. The write is shielded
+from the shutdown's cancellation (bounded by `WRITE_SECONDS`): a batch drained is written or
+counted as lost, never dropped silently. A process that dies loses at most one interval of them;
+they are telemetry for reports, never a decision. A write that fails drops its batch (counted in
+`lost`): what waits in memory never grows past one interval's rows (`MAX_PENDING`), whatever the
+database does.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from baton.store.base import Client, SignalCount
 # At most this many distinct rows wait in memory; past it, signals of new rows are counted only
 # in `dropped` until the next flush (a flood of bogus reports cannot grow a process's memory).
 MAX_PENDING = 50_000
+
+# The uses one resource server may have counted per flush interval (`SignalBook.budget`): with
+# `/token-use`'s cap per token and report, a hundred reports of a hundred tokens at most.
+REPORTER_BUDGET = 10_000
 
 # `client_signals.count` is a 32-bit INTEGER on PostgreSQL: a row's count saturates there rather
 # than fail the flush (only a resource server reporting absurd counts gets near it).
@@ -54,11 +61,9 @@ class SignalStore(Protocol):
         """Deletes one bounded batch of signal rows older than `retention` seconds."""
         ...
 
-    async def access_by_jti(
-        self, jtis: Sequence[str], expiring_after: int | None = None
-    ) -> dict[str, AccessFacts]:
-        """The access tokens these `jti`s name (and whose `exp` is after `expiring_after`), in
-        one read (`/token-use`)."""
+    async def access_by_digest(self, digests: Sequence[bytes]) -> dict[bytes, AccessFacts]:
+        """The access tokens stored under these SHA-256 digests, keyed by digest, in one
+        indexed read (`/token-use`)."""
         ...
 
     async def clients_by_id(self, client_ids: Sequence[str]) -> dict[str, Client]:
@@ -82,12 +87,28 @@ class SignalBook:
     dropped: int = 0  # signals not counted: `MAX_PENDING` rows were already waiting
     lost: int = 0  # signals counted, then lost with a batch whose write failed
     dropped_flushed: int = 0  # `dropped` as the last flush reported it (`flush`'s `on_lost`)
+    # Uses each resource server had counted since the last flush (`/token-use`): a reporter
+    # gets `REPORTER_BUDGET` of them per interval, so no one of them fills the book and crowds
+    # out the signals the token endpoint and introspection count.
+    reported: dict[str, int] = field(default_factory=dict)
+
+    def budget(self, reporter: str, wanted: int) -> int:
+        """How many of `wanted` uses `reporter` may still have counted before the next flush
+        (charged now); the rest are counted in `dropped`."""
+        spent = self.reported.get(reporter, 0)
+        granted = max(0, min(wanted, REPORTER_BUDGET - spent))
+        self.reported[reporter] = spent + granted
+        self.dropped += wanted - granted
+        return granted
 
     def note(self, signals: Iterable[Signal], times: int = 1) -> None:
         """Counts each of `signals` `times` times (a resource server reports a use seen
         `count` times as one entry; `/token-use`)."""
         for signal in signals:
-            key = (signal.client_id, signal.kind, signal.reason, signal.source, signal.grant_id)
+            # Only a report-only refusal keeps its grant (the share of grants a change would
+            # break); the other kinds are counted per client, whatever the number of grants.
+            grant = signal.grant_id if signal.kind is SignalKind.WOULD_REFUSE else None
+            key = (signal.client_id, signal.kind, signal.reason, signal.source, grant)
             entry = self.pending.get(key)
             if entry is None:
                 if len(self.pending) >= MAX_PENDING:
@@ -104,6 +125,7 @@ class SignalBook:
     def drain(self) -> list[SignalCount]:
         """What was counted since the last drain, as rows to write; the book starts empty."""
         pending, self.pending = self.pending, {}
+        self.reported = {}
         return [
             SignalCount(
                 client_id=client_id,
@@ -125,6 +147,10 @@ class SignalBook:
 LostSignals = Callable[[str, int], None]
 
 
+# How long one flush's write may take before its batch is given up (`flush`).
+WRITE_SECONDS = 5.0
+
+
 async def flush(book: SignalBook, store: SignalStore, on_lost: LostSignals | None = None) -> int:
     """Writes what `book` counted since its last flush; returns the rows written. A failed
     write is logged and its batch dropped (counted in `book.lost`): telemetry is never retried
@@ -136,7 +162,12 @@ async def flush(book: SignalBook, store: SignalStore, on_lost: LostSignals | Non
     if not counts:
         return 0
     try:
-        await store.record_signals(counts)
+        # Shielded: a shutdown that cancels the flush loop while it writes would otherwise lose
+        # the batch it drained, uncounted; bounded, so that the shutdown never waits on a
+        # database that does not answer (then the batch is counted as lost).
+        with anyio.CancelScope(shield=True):
+            with anyio.fail_after(WRITE_SECONDS):
+                await store.record_signals(counts)
     except Exception as exc:
         lost = sum(count.count for count in counts)
         book.lost += lost

@@ -39,8 +39,9 @@ from sqlalchemy import Connection, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from baton.core.client_metadata import registration
-from baton.core.client_policy import ClientPolicy, PolicyError
+from baton.core.client_policy import ClientPolicy, PolicyError, PolicyVersion
 from baton.core.keys import StoredKey
+from baton.core.policy import Policy
 from baton.core.vocabulary import PolicyNoticeEvent
 from baton.store.admin import Actor, Disabled, checked_contact, policy_change, shown_url
 from baton.store.base import Client, RegisteredVia, ResourceUriTaken
@@ -220,15 +221,19 @@ class ClientAdmin:
         actor: Actor,
         *,
         before: ClientPolicy | None = None,
+        server: Policy | None = None,
     ) -> Client | Stale | None:
         """Writes the client's whole policy (`ClientPolicy.schedule` or `cancel` of the one it
-        has), each version checked for the client's kind (`PolicySettings.check_for`, raising
-        `PolicyError` before anything is written), audited with the change in words
-        (`client.schedule_policy` or `client.cancel_policy`), and with a signed notice to the
+        has), each version checked for the client's kind (`PolicySettings.check_for`) and each
+        new one against the server's policy `server` when given (`check_against`; every surface
+        gives it), raising `PolicyError` before anything is written; audited with the change in
+        words (`client.schedule_policy` or `client.cancel_policy`), with a signed notice to the
         client's `notify_url` when it has one. The client as it now is; None when there is no
         such client or it was deleted; `STALE` when `before` is given and the row no longer
         holds it (another change got there first: read again). Writing the policy it already
-        has writes nothing, not even an audit row."""
+        has (or the same pending change again) writes nothing, not even an audit row. A change
+        applied at once that replaces a pending one says so in its audit row, and the
+        integrator is sent `policy.cancelled` for the pending one before `policy.scheduled`."""
 
         def work(conn: Connection) -> Client | Stale | PolicyError | None:
             found = registry.get_client(conn, client_id)
@@ -239,6 +244,10 @@ class ClientAdmin:
             try:
                 for version in policy.versions:
                     version.settings.check_for(is_public=found.is_public)
+                    if server is not None and version not in found.policy.versions:
+                        # Only the new one: a version stored before the server's options
+                        # changed does not make every later change impossible.
+                        version.settings.check_against(server)
             except PolicyError as refused:
                 # Answered, not raised: a write job that raises makes the SQLite runner run
                 # its whole batch again, one job at a time.
@@ -271,24 +280,14 @@ class ClientAdmin:
             }
             record(conn, actor, change.action, "client", client_id, detail)
             if found.notify_url is not None:
+                if change.dropped is not None:
+                    claims = _notice_claims(found, change.dropped)
+                    event = PolicyNoticeEvent.CANCELLED
+                    outbox.policy_notice(conn, found.notify_url, event, claims, now)
                 event = (
                     PolicyNoticeEvent.CANCELLED if change.cancelled else PolicyNoticeEvent.SCHEDULED
                 )
-                claims = {
-                    "client_id": client_id,
-                    "settings": version.settings.to_json(),
-                    "effective_at": version.effective_at,
-                    "report_only": version.report_only,
-                    "scheduled_at": version.scheduled_at,
-                    # What the policy falls back on where it leaves these unset: the client's
-                    # own registration, as `GET /client-policy` resolves them.
-                    "registered": {
-                        "grant_types": (
-                            None if found.grant_types is None else list(found.grant_types)
-                        ),
-                        "require_pkce": found.require_pkce,
-                    },
-                }
+                claims = _notice_claims(found, version)
                 outbox.policy_notice(conn, found.notify_url, event, claims, now)
             return dataclasses.replace(found, policy=policy)
 
@@ -304,12 +303,15 @@ class ClientAdmin:
         notify_url: str | None,
         now: int,
         actor: Actor,
+        *,
+        allow_private: bool = False,
     ) -> Client | None:
         """Sets whom to tell about the client's policy: the integrator's e-mail `contacts` and
         the `notify_url` signed notices are POSTed to (None: none), checked (`ContactError`
-        before anything is written), audited (`client.contact`, the URL without its query).
-        The client as it now is, or None when there is no such client or it was deleted."""
-        kept, url = checked_contact(contacts, notify_url)
+        before anything is written; internal addresses only with `allow_private`), audited
+        (`client.contact`, the URL without its query). The client as it now is, or None when
+        there is no such client or it was deleted."""
+        kept, url = checked_contact(contacts, notify_url, allow_private=allow_private)
 
         def work(conn: Connection) -> Client | None:
             found = registry.get_client(conn, client_id)
@@ -354,6 +356,24 @@ class ClientAdmin:
             return stored, retire_others_at
 
         return await self._write(work)
+
+
+def _notice_claims(found: Client, version: PolicyVersion) -> dict[str, Any]:
+    """The claims of a signed notice of `version` of the client's policy
+    (`outbox.policy_notice`)."""
+    return {
+        "client_id": found.id,
+        "settings": version.settings.to_json(),
+        "effective_at": version.effective_at,
+        "report_only": version.report_only,
+        "scheduled_at": version.scheduled_at,
+        # What the policy falls back on where it leaves these unset: the client's own
+        # registration, as `GET /client-policy` resolves them.
+        "registered": {
+            "grant_types": None if found.grant_types is None else list(found.grant_types),
+            "require_pkce": found.require_pkce,
+        },
+    }
 
 
 def _fields_changed(before: Client, after: Client) -> list[str]:

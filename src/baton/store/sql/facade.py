@@ -325,29 +325,21 @@ class SQLStore(
     async def exchange(self, ask: ExchangeAsk) -> ExchangeResult:
         """A refresh, decided under `ask.policy` (the client's in force; None: the store's)."""
         policy = ask.policy or self.policy
-        lineage = self._reads_lineage(ask.client)
+        # The lineage (rule 3b) whenever `fork` may have applied to the client's tokens: now,
+        # or under the server's policy or any version of the client's (issue 28).
+        lineage = policy.retry is RetryPolicy.FORK or lifecycle.may_have_forked(
+            self.policy, None if ask.client is None else ask.client.policy
+        )
         return await self._write(lambda conn: lifecycle.exchange(conn, ask, policy, lineage))
 
     async def find_token(
         self, client: Client, digest: bytes | None, is_refresh: bool
     ) -> TokenFacts | ClientChanged | None:
         """The facts of a token `client` presented (None: unknown, or no digest to look up),
-        once `client`'s row is confirmed unchanged. A refresh token's lineage (rule 3b) is
-        always read: `client` may be a resource server introspecting another client's token,
-        whose owner's policy (`fork` or not) is known only once the token is read (issue 28);
-        it is one primary-key lookup, on a path far rarer than the exchange's."""
-        lineage = is_refresh
+        once `client`'s row is confirmed unchanged. A refresh token's lineage (rule 3b) is read
+        when `fork` may have applied to its owner's tokens (`lifecycle.find_token`)."""
         return await self._read(
-            lambda conn: lifecycle.find_token(conn, client, digest, is_refresh, lineage)
-        )
-
-    def _reads_lineage(self, client: Client | None) -> bool:
-        """Whether `client`'s refresh tokens may have a lineage (rule 3b) to read at an
-        exchange: `fork` is the server's policy or one the client has had, so a family that
-        moved on under `fork` stays so after a switch to `replay` or `strict` (issue 28)."""
-        return self.policy.retry is RetryPolicy.FORK or (
-            client is not None
-            and any(v.settings.retry is RetryPolicy.FORK for v in client.policy.versions)
+            lambda conn: lifecycle.find_token(conn, client, digest, is_refresh, self.policy)
         )
 
     async def find_access_token(self, digest: bytes) -> AccessFacts | None:
@@ -473,20 +465,23 @@ class SQLStore(
         `since`) from the signals recorded since `since`, with their grants live at `now`."""
         return await self._read(lambda conn: signals.client_health(conn, client_ids, since, now))
 
+    async def client_series(self, since: int, now: int, top: int) -> list[Health]:
+        """The `/metrics` per-client series: the `top` clients with the most signals since
+        `since` (ranked in SQL), then the others summed as one `Health` named `other`."""
+        return await self._read(lambda conn: signals.client_series(conn, since, now, top))
+
     async def purge_signals(self, now: int, retention: int, batch: int = 500) -> int:
         """Deletes one bounded batch of signal rows last seen more than `retention` seconds
         before `now` (`--signal-retention`); call again while it returns more than 0."""
         horizon = now - retention
         return await self._write(lambda conn: purge.purge_signals(conn, horizon, batch))
 
-    async def access_by_jti(
-        self, jtis: Sequence[str], expiring_after: int | None = None
-    ) -> dict[str, AccessFacts]:
-        """The access tokens named by these `jti`s (and, when given, whose `exp` is after
-        `expiring_after`), in one read (`/token-use`)."""
-        if not jtis:
+    async def access_by_digest(self, digests: Sequence[bytes]) -> dict[bytes, AccessFacts]:
+        """The access tokens stored under these SHA-256 digests, keyed by digest, in one
+        indexed read (`/token-use`)."""
+        if not digests:
             return {}
-        return await self._read(lambda conn: signals.access_by_jti(conn, jtis, expiring_after))
+        return await self._read(lambda conn: signals.access_by_digest(conn, digests))
 
     async def clients_by_id(self, client_ids: Sequence[str]) -> dict[str, Client]:
         """The clients of these ids that exist, in one read (`/token-use`: the owners of the

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from baton import spans
 from baton.core import rules, signals
 from baton.core.audience import narrowed, stored_resources
+from baton.core.client_policy import ClientPolicy
 from baton.core.facts import AccessFacts, GrantFacts, RefreshFacts, SignIn
 from baton.core.pairs import IssuedPair, MintedPair, PlannedPair, plan_pair
 from baton.core.policy import Policy, RetryPolicy
@@ -76,6 +77,7 @@ from baton.store.sql.statements import (
     INSERT_ACCESS,
     INSERT_REFRESH,
     KEEP_REFRESH,
+    OWNER_POLICY,
     REFRESH_FACTS,
     REFRESH_LINEAGE_FACTS,
     REVOKE_ACCESS,
@@ -259,19 +261,29 @@ def issue_client_credentials(
 # -- refresh and access tokens ------------------------------------------------------------------
 
 
-def exchange(
-    conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool = False
-) -> ExchangeResult:
+def may_have_forked(server: Policy, client_policy: ClientPolicy | None) -> bool:
+    """Whether a token of a client whose policy is `client_policy` may have been exchanged
+    under `fork` (rule 3b), so its lineage must be read: `fork` is the server's retry, or the
+    retry of any version the client's policy keeps (issue 28: a family forked under a version
+    since replaced is still one family, and a sibling of it presented after the change is
+    still reuse). An unknown policy (None) may have had it. A client that never had `fork`
+    pays nothing for the lineage."""
+    if server.retry is RetryPolicy.FORK or client_policy is None:
+        return True
+    return any(version.settings.retry is RetryPolicy.FORK for version in client_policy.versions)
+
+
+def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool) -> ExchangeResult:
     """A refresh: the rules decide on the token's facts (rotate, retry in the leeway, reuse),
     and the decision is applied here; a lost race decides again on what the winner wrote.
 
     `policy` is the client's policy in force at `ask.now` (issue 28): it decides, it says
     whether the token rotates, and the leeway and lifetimes it gives are stamped on the rows
-    (`retire_at`, `expires_at`), so a later change of policy never takes them back.
-    `lineage`: read the token's lineage (rule 3b) even when `fork` is not in force now (the
-    client's tokens may have been exchanged under it)."""
-    fork = policy.retry is RetryPolicy.FORK
-    token = refresh_facts(conn, ask.digest, ask.client, lineage=fork or lineage)
+    (`retire_at`, `expires_at`), so a later change of policy never takes them back. `lineage`:
+    whether the token's lineage (rule 3b) is read, which it must be whenever `fork` may have
+    applied to the client's tokens, not only when it is the policy in force now
+    (`may_have_forked`): a sibling whose family continued is reuse under any later policy."""
+    token = refresh_facts(conn, ask.digest, ask.client, lineage=lineage)
     if isinstance(token, ClientChanged):
         return token
     with spans.span(REFRESH_DECISION_SPAN) as span:
@@ -285,8 +297,13 @@ def exchange(
     if isinstance(decision, rules.Reject):
         return Refused(decision.reason, signals=noted)
     assert token is not None
-    if isinstance(decision, rules.Fork) and fork and not GUARD_FORK.rowcount(conn, rt_id=token.id):
-        # A child's chain continued since our read (PostgreSQL): decide again on it.
+    if (
+        isinstance(decision, rules.Fork)
+        and lineage
+        and not GUARD_FORK.rowcount(conn, rt_id=token.id)
+    ):
+        # A child's chain continued since our read (PostgreSQL): decide again on it. (A token
+        # exchanged under `fork` and retried under a later policy is forked too: guarded alike.)
         return exchange(conn, ask, policy, lineage)
     if isinstance(decision, rules.Replay | rules.Fork):
         # A retry inside the leeway is no attack, but it is what an operator asks about
@@ -348,7 +365,7 @@ def exchange(
         # the parent's row): decide again, on what it wrote; this token is now reuse.
         return exchange(conn, ask, policy, lineage)
     if not policy.rotate:
-        return _keep(conn, ask, policy, token, grant, render_scope(scope), noted, lineage)
+        return _keep(conn, ask, policy, lineage, token, grant, render_scope(scope), noted)
     # Rotate: claim the single successor slot first. Only one transaction can move
     # `exchanged_at` from NULL; on PostgreSQL a concurrent one waits for our row lock here and
     # then matches nothing.
@@ -394,11 +411,11 @@ def _keep(
     conn: Connection,
     ask: ExchangeAsk,
     policy: Policy,
+    lineage: bool,
     token: RefreshFacts,
     grant: GrantFacts,
     scope: str,
     noted: tuple[Signal, ...],
-    lineage: bool,
 ) -> ExchangeResult:
     """A refresh that keeps its refresh token (`Policy.rotate` False: a confidential client,
     RFC 6749 §6 "The authorization server MAY issue a new refresh token"): a new access token
@@ -419,30 +436,47 @@ def _keep(
         ask.now,
         policy,
     )
-    kept = KEEP_REFRESH.rowcount(
+    kept = KEEP_REFRESH.one(
         conn,
         rt_id=token.id,
         issued_at=ask.now,
         expires_at=refresh_expires_at,
         access_expires=planned.issued.access_expires_at,
     )
-    if kept != 1:
+    if kept is None:
         # Exchanged or revoked since our read (PostgreSQL): decide again on what it says.
         return exchange(conn, ask, policy, lineage)
-    issued = replace(_insert_access(conn, planned, token.id), refresh_expires_at=refresh_expires_at)
+    # The expiry as stored: a later use's, when one committed first (`KEEP_REFRESH` keeps the
+    # latest use's stamps).
+    issued = replace(_insert_access(conn, planned, token.id), refresh_expires_at=kept["expires_at"])
     return Issued(issued, kept=True, signals=noted)
 
 
 def find_token(
-    conn: Connection, client: Client, digest: bytes | None, is_refresh: bool, lineage: bool
+    conn: Connection, client: Client, digest: bytes | None, is_refresh: bool, server: Policy
 ) -> TokenFacts | ClientChanged | None:
     """The facts of a token `client` presented (None: unknown, or no digest to look up), once
-    `client`'s row is confirmed unchanged; a refresh token's with its lineage when `lineage`."""
+    `client`'s row is confirmed unchanged.
+
+    A refresh token's lineage (rule 3b) is read as the exchange reads it (`may_have_forked`),
+    decided on its OWNER's policy: a resource server introspects other clients' tokens, and
+    its own policy says nothing of theirs. The asking client's policy is the owner's when it
+    owns the token (the usual case: one read); for another client's token that was read
+    without it, the owner's stored policy is read, and the token again with its lineage only
+    if `fork` may have applied to it."""
     if digest is None:  # nothing to find: a read confirms the client
         return confirmed(conn, client, None)
-    if is_refresh:
-        return refresh_facts(conn, digest, client, lineage=lineage)
-    return access_facts(conn, digest, client)
+    if not is_refresh:
+        return access_facts(conn, digest, client)
+    lineage = may_have_forked(server, client.policy)
+    token = refresh_facts(conn, digest, client, lineage=lineage)
+    if lineage or not isinstance(token, RefreshFacts) or token.grant.client_id == client.id:
+        return token
+    stored = OWNER_POLICY.run(conn, client_id=token.grant.client_id).fetchone()
+    owner = None if stored is None else ClientPolicy.from_stored(stored[0])
+    if may_have_forked(server, owner):
+        return refresh_facts(conn, digest, client, lineage=True)
+    return token
 
 
 def revoke_token(

@@ -288,6 +288,17 @@ def policy_notice(
     conn.info[WAKE_OUTBOX] = True
 
 
+def clients_with_notify_url(conn: Connection) -> int:
+    """How many live clients have a `notify_url`: the server warns at start-up when it has
+    them but cannot sign their notices (no key-encryption key)."""
+    query = (
+        select(clients.c.id)
+        .where(clients.c.notify_url.is_not(None), clients.c.deleted_at.is_(None))
+        .limit(1000)
+    )
+    return len(conn.execute(query).all())
+
+
 class Bell:
     """Wakes this process's delivery loops when a back-channel logout has been committed.
 

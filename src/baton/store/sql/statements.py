@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -90,6 +91,10 @@ CLIENT_AUTHENTICATION = Prepared(
         clients.c.id == bindparam("client_id")
     )
 )
+
+# The policy of a token's owner (its grant's client), for introspection by another client
+# (`lifecycle.find_token`: whether `fork` may have applied to the owner's tokens).
+OWNER_POLICY = Prepared(select(clients.c.policy).where(clients.c.id == bindparam("client_id")))
 
 # The client a request authenticated as, joined to the token row it asks about: its row as it is
 # now, to compare with the one it authenticated against (`read_confirming`). `confirm_id` NULL
@@ -224,6 +229,14 @@ INSERT_REFRESH = Prepared(
 # so a later policy's cap (`Policy.refresh_deadline`) counts its idle time from its last use.
 # The conditions are `CLAIM_SUCCESSOR`'s: a token exchanged or revoked meanwhile (PostgreSQL:
 # waited for, then seen) matches nothing, and the exchange decides again on what it reads.
+# The stamps only move forward, together: they are the latest use's. Two keeps at once
+# (PostgreSQL: the second waits for the first's row lock, then writes over it), or one whose
+# clock read an earlier second committing last, leave a later use's stamps as they are rather
+# than take them back (`_LATEST_USE`; SET sees the row as it was before the UPDATE, in both
+# dialects). Not a GREATEST of each column: a later use under a policy with a shorter idle
+# lifetime must shorten `expires_at` (the cap of the policy in force is stamped at each use).
+# It returns the token's expiry as stored.
+_LATEST_USE = _rt.c.issued_at <= bindparam("issued_at")
 KEEP_REFRESH = Prepared(
     update(_rt)
     .where(
@@ -232,10 +245,13 @@ KEEP_REFRESH = Prepared(
         _rt.c.revoked_at.is_(None),
     )
     .values(
-        issued_at=bindparam("issued_at"),
-        expires_at=bindparam("expires_at"),
-        access_expires_at=bindparam("access_expires"),
+        issued_at=case((_LATEST_USE, bindparam("issued_at")), else_=_rt.c.issued_at),
+        expires_at=case((_LATEST_USE, bindparam("expires_at")), else_=_rt.c.expires_at),
+        access_expires_at=case(
+            (_LATEST_USE, bindparam("access_expires")), else_=_rt.c.access_expires_at
+        ),
     )
+    .returning(_rt.c.expires_at)
 )
 
 INSERT_ACCESS = Prepared(

@@ -10,7 +10,8 @@ Create Date: 2026-12-05
 - `refresh_tokens.access_expires_at`: the `exp` of the companion access token, so a refresh that
   comes after it is counted (a late refresh).
 - `client_signals`: what each client's integration does that a stricter policy would break
-  (`baton.core.signals`), counted in batches.
+  (`baton.core.signals`), counted in batches and merged per hour into the row of their client,
+  kind, reason, source, grant (`would_refuse` only; '' otherwise) and hour.
 
 Nullable columns and a new table only: the previous release neither reads nor writes them, and
 runs against the upgraded database.
@@ -41,13 +42,20 @@ def upgrade() -> None:
         sa.Column("id", Id, primary_key=True, autoincrement=True),
         sa.Column("client_id", sa.String(64), nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
-        sa.Column("reason", sa.String(32), nullable=True),
+        sa.Column("reason", sa.String(32), nullable=False, server_default=""),
         sa.Column("source", sa.String(16), nullable=False),
-        sa.Column("grant_id", sa.String(64), nullable=True),
+        sa.Column("grant_id", sa.String(64), nullable=False, server_default=""),
+        sa.Column("bucket", sa.BigInteger(), nullable=False),
         sa.Column("first_at", sa.BigInteger(), nullable=False),
         sa.Column("last_at", sa.BigInteger(), nullable=False),
         sa.Column("count", sa.Integer(), nullable=False),
         sa.Column("delays", sa.Text(), nullable=True),
+    )
+    op.create_index(
+        "ux_client_signals_key",
+        "client_signals",
+        ["client_id", "kind", "reason", "source", "grant_id", "bucket"],
+        unique=True,
     )
     op.create_index(
         "ix_client_signals_client_id_last_at", "client_signals", ["client_id", "last_at"]
@@ -58,6 +66,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_client_signals_last_at", table_name="client_signals")
     op.drop_index("ix_client_signals_client_id_last_at", table_name="client_signals")
+    op.drop_index("ux_client_signals_key", table_name="client_signals")
     op.drop_table("client_signals")
     with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
         batch_op.drop_column("access_expires_at")
