@@ -205,14 +205,13 @@ def test_under_fork_the_first_child_refreshed_claims_its_parent() -> None:
 
 
 @pytest.mark.parametrize("policy", [REPLAY, STRICT])
-def test_a_lineage_read_claims_under_any_policy(policy: Policy) -> None:
-    # The store reads the lineage only where `fork` may have applied to the client's tokens
-    # (its server's or its own policy, now or before): a child of a family forked before a move
-    # to replay or strict still claims its parent, so two siblings never both continue.
-    assert decide_refresh(child(2), CLIENT, T + 5, policy) == Rotate(continues=PARENT)
-    # Without the lineage (a client that never forked: nothing read), nothing is claimed.
-    unread = dataclasses.replace(child(2), parent_id=None, parent_continued_id=None)
-    assert decide_refresh(unread, CLIENT, T + 5, policy) == Rotate()
+def test_a_child_of_a_forked_parent_claims_it_under_any_policy(policy: Policy) -> None:
+    # A parent forked from (a retry got a sibling) heads one family whatever the policy that
+    # refreshes its children later: the first claims it, so two siblings never both continue.
+    forked = dataclasses.replace(child(2), parent_forked=True)
+    assert decide_refresh(forked, CLIENT, T + 5, policy) == Rotate(continues=PARENT)
+    # A parent never forked from has one child: nothing is claimed (its retry stays a retry).
+    assert decide_refresh(child(2), CLIENT, T + 5, policy) == Rotate()
 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES)

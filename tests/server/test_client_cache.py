@@ -95,7 +95,7 @@ def test_a_client_disabled_elsewhere_is_refused_at_once(
     # disabling itself (issue 21, M3), not with these requests.
     now = anyio.run(store.get_client, client.id)
     assert now is not None and now.disabled_at is not None
-    facts = anyio.run(store.find_token, now, digest(live["refresh_token"]), True)
+    facts = anyio.run(store.find_token, now, digest(live["refresh_token"]), True, 0)
     assert isinstance(facts, RefreshFacts)
     assert facts.exchanged_at is None and facts.grant.revoked_reason == "client_disabled"
 

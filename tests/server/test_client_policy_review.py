@@ -8,13 +8,16 @@ a 600 s leeway, 1 h access tokens, 90 d idle refresh tokens)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 from baton.core.client_policy import ClientPolicy, PolicySettings
 from baton.core.policy import RetryPolicy
 from baton.core.signals import SignalKind, Source
+from baton.server.endpoints import clientauth
 from baton.store.base import Client
 from tests.server.test_client_policy_enforcement import (
     Server,
@@ -24,7 +27,14 @@ from tests.server.test_client_policy_enforcement import (
     server,
     set_policy,
 )
-from tests.support import first_pair, introspect, refresh, register_client, register_user
+from tests.support import (
+    first_pair,
+    introspect,
+    refresh,
+    register_client,
+    register_user,
+    running_app,
+)
 
 __all__ = ["server"]  # the fixture, shared with the enforcement tests
 
@@ -203,3 +213,33 @@ def test_a_client_checking_its_own_superseded_token_is_no_stale_use(server: Serv
     assert noted(http) == [
         (client.id, SignalKind.STALE_ACCESS, None, Source.INTROSPECTION, 1, {30: 1})
     ]
+
+
+def test_junk_refresh_tokens_cost_no_client_reads(
+    database: Path | str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a refusal decided on the cached row (a grant type) is checked on a fresh read: a
+    malformed token naming a cached public client is refused without reading its row, and the
+    client stays cached (re-review M1)."""
+    with running_app(database) as (http, store, _clock):
+        register_user(store)
+        client = register_client(store, public=True)
+        reads: list[str] = []
+        real = clientauth.enabled_client
+
+        async def counting(store_: Any, client_id: str) -> Any:
+            reads.append(client_id)
+            return await real(store_, client_id)
+
+        monkeypatch.setattr(clientauth, "enabled_client", counting)
+        for _ in range(5):
+            answer = http.post(
+                "/token",
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": "junk",
+                    "client_id": client.id,
+                },
+            )
+            assert answer.status_code == 400
+        assert len(reads) <= 1, reads

@@ -322,11 +322,17 @@ class BatonMachine(RuleBasedStateMachine):
         return self.deadline(refresh.issued_at, refresh.expires_at, idle=True)
 
     def may_have_forked(self) -> bool:
-        """`fork` is the server's, or a version of the client's policy has it: as the server
-        decides (`lifecycle.may_have_forked`), a pending version included, report-only or
-        not. (A report-only change should change nothing: see
-        `test_a_report_only_fork_changes_nothing`.)"""
-        return RetryPolicy.FORK in (self.retry_policy, *(v.knobs.retry for v in self.versions))
+        """`fork` is the server's, or a version of the client's policy that has been in force
+        has it (a pending change, report-only or dated later, has forked nothing: see
+        `test_a_report_only_fork_changes_nothing`)."""
+        return RetryPolicy.FORK in (
+            self.retry_policy,
+            *(
+                v.knobs.retry
+                for v in self.versions
+                if v.effective_at is not None and v.effective_at <= self.now
+            ),
+        )
 
     def refresh_live(self, refresh: Refresh) -> bool:
         """Whether the grant of `refresh` still honours refresh tokens (absolute lifetime)."""
@@ -1124,12 +1130,6 @@ def test_a_resource_server_sees_a_family_that_moved_on_under_the_owners_fork(
         assert answer.json()["error_description"] == Reason.RETRY_AFTER_CONTINUED.value
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="introspection decides a refresh token on this process's cached row of its owner "
-    "(clientauth.owner_policy, up to ClientCache.MAX_AGE old): a change written elsewhere is "
-    "seen only at the owner's next request (issue 28, found by the machine)",
-)
 def test_a_resource_server_sees_a_cap_written_elsewhere_at_once(tmp_path: Path) -> None:
     """A change written by another process (the CLI) comes into force for every decision at its
     instant: a resource server's introspection agrees with the refresh the owner would get."""
@@ -1166,13 +1166,6 @@ def test_a_resource_server_sees_a_cap_written_elsewhere_at_once(tmp_path: Path) 
         assert seen == {"active": False}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a child's refresh claims its parent wherever the lineage is read, and the lineage "
-    "is read when any stored version has fork, a pending report-only one included "
-    "(lifecycle.may_have_forked): the report-only change turns a replay into reuse (issue 28, "
-    "found by the machine)",
-)
 def test_a_report_only_fork_changes_nothing(tmp_path: Path) -> None:
     """Under `replay`, a token retried inside its leeway after its child was refreshed gets the
     child pair again; a report-only change to `fork`, never in force, must not make it reuse."""

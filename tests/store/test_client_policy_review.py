@@ -21,7 +21,7 @@ from baton.core.facts import RefreshFacts
 from baton.core.policy import Lifetimes, Policy, RetryPolicy
 from baton.core.rules import Reason
 from baton.core.tokens import digest
-from baton.store.base import Client, Issued, Refused
+from baton.store.base import Client, Issued, Refused, Replayed
 from baton.store.schema import clients
 from baton.store.sql import SQLStore, lifecycle
 from tests.store.test_client_policy_store import (
@@ -189,10 +189,10 @@ def test_introspection_and_the_exchange_agree_on_a_forked_family(database: Path 
     in_force = client.policy.at(store.policy, now)
     for asking in (api, client):
         for token, active in ((sibling, False), (r2, True)):
-            found = anyio.run(store.find_token, asking, digest(token.refresh_token), True)
+            found = anyio.run(store.find_token, asking, digest(token.refresh_token), True, now)
             assert isinstance(found, RefreshFacts)
             assert rules.refresh_liveness(found, now, in_force).active is active
-        parent = anyio.run(store.find_token, asking, digest(r0.refresh_token), True)
+        parent = anyio.run(store.find_token, asking, digest(r0.refresh_token), True, now)
         assert isinstance(parent, RefreshFacts)
         assert not rules.refresh_liveness(parent, now, in_force).active
     out = exchange(store, sibling.refresh_token, client, now)
@@ -219,7 +219,9 @@ def test_a_client_that_never_forked_pays_nothing_for_the_lineage(
     assert isinstance(exchange(store, child.pair.refresh_token, client, CHANGED_AT + 20), Issued)
     assert child.pair.refresh_token is not None
     for asking in (client, api):
-        found = anyio.run(store.find_token, asking, digest(child.pair.refresh_token), True)
+        found = anyio.run(
+            store.find_token, asking, digest(child.pair.refresh_token), True, NOW + 1000
+        )
         assert isinstance(found, RefreshFacts)
     assert lineage_reads and not any(lineage_reads)
     anyio.run(store.close)
@@ -227,11 +229,11 @@ def test_a_client_that_never_forked_pays_nothing_for_the_lineage(
 
 def test_a_fork_anywhere_in_the_history_reads_the_lineage() -> None:
     never = ClientPolicy().schedule(STRICT, NOW, NOW).schedule(REPLAY, NOW + 1, NOW + 1)
-    assert not lifecycle.may_have_forked(SERVER, never)
-    assert not lifecycle.may_have_forked(SERVER, ClientPolicy())
-    assert lifecycle.may_have_forked(SERVER, forked_then(REPLAY))
-    assert lifecycle.may_have_forked(Policy(retry=RetryPolicy.FORK), never)
-    assert lifecycle.may_have_forked(SERVER, None)  # a policy not known: it may have
+    assert not lifecycle.may_have_forked(SERVER, never, NOW)
+    assert not lifecycle.may_have_forked(SERVER, ClientPolicy(), NOW)
+    assert lifecycle.may_have_forked(SERVER, forked_then(REPLAY), NOW)
+    assert lifecycle.may_have_forked(Policy(retry=RetryPolicy.FORK), never, NOW)
+    assert lifecycle.may_have_forked(SERVER, None, NOW)  # a policy not known: it may have
 
 
 # -- a kept refresh token (`rotate` False) --------------------------------------------------------
@@ -274,4 +276,43 @@ def test_a_later_keep_under_a_shorter_idle_lifetime_shortens_the_expiry(
     assert isinstance(kept, Issued) and kept.pair.refresh_expires_at == NOW + 20 + DAY
     row = refresh_row(store, pair.refresh_token)
     assert (row["issued_at"], row["expires_at"]) == (NOW + 20, NOW + 20 + DAY)
+    anyio.run(store.close)
+
+
+# -- a replay client's retry, whatever its history (re-review H1) ----------------------------------
+
+
+def _lost_response_retry(store: SQLStore, client: Client) -> Any:
+    """R0 refreshed for R1, R1 refreshed for R2, then R0 sent again inside its leeway (a
+    response lost, retried late): all after the move, under `replay`."""
+    t = CHANGED_AT + 10
+    r0 = first_pair(store, client.id, client.policy.at(store.policy, t))
+    r1 = exchange(store, r0.refresh_token, client, t + 10)
+    exchange(store, r1.pair.refresh_token, client, t + 20)
+    return exchange(store, r0.refresh_token, client, t + 30)
+
+
+@pytest.mark.parametrize("history", ["never forked", "forked before"])
+def test_a_replay_retry_is_answered_alike_with_or_without_fork_in_the_history(
+    database: Path | str, history: str
+) -> None:
+    """A parent never forked from has one child: its retry is a retry (`Replayed`), for a
+    client that never forked and one that had `fork` before these tokens were issued."""
+    store, client_id = set_up(database)
+    policy = (
+        ClientPolicy().schedule(REPLAY, CHANGED_AT, CHANGED_AT)
+        if history == "never forked"
+        else forked_then(REPLAY)
+    )
+    client = give_policy(store, client_id, policy)
+    assert isinstance(_lost_response_retry(store, client), Replayed)
+    anyio.run(store.close)
+
+
+def test_a_report_only_fork_trial_changes_nothing(database: Path | str) -> None:
+    """Report-only never refuses: a `fork` trial pending beside `replay` leaves its answers."""
+    store, client_id = set_up(database)
+    trial = ClientPolicy().schedule(FORK, CHANGED_AT - 100, None, report_only=True)
+    client = give_policy(store, client_id, trial)
+    assert isinstance(_lost_response_retry(store, client), Replayed)
     anyio.run(store.close)

@@ -57,8 +57,12 @@ def rotation(store: SQLStore, username: str) -> tuple[list[Any], int]:
         assert child.refresh_token is not None
         stored = anyio.run(store.get_client, client.id)
         assert stored is not None
-        access = anyio.run(store.find_token, stored, ask_for(child.access_token, "").digest, False)
-        refresh = anyio.run(store.find_token, stored, ask_for(child.refresh_token, "").digest, True)
+        access = anyio.run(
+            store.find_token, stored, ask_for(child.access_token, "").digest, False, 0
+        )
+        refresh = anyio.run(
+            store.find_token, stored, ask_for(child.refresh_token, "").digest, True, 0
+        )
         revoked = anyio.run(
             store.revoke_token, stored, ask_for(child.refresh_token, "").digest, True, NOW + 1
         )

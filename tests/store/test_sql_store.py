@@ -261,7 +261,7 @@ def test_a_dead_grant_goes_whole_while_its_access_tokens_are_unexpired(
     assert rows() == [1, 1, 1]
     seen = anyio.run(store.get_client, client.id)
     assert seen is not None
-    facts = anyio.run(store.find_token, seen, digest(live.access_token), False)
+    facts = anyio.run(store.find_token, seen, digest(live.access_token), False, NOW)
     assert isinstance(facts, AccessFacts) and facts.grant.id == live.grant_id
     anyio.run(store.close)
 
@@ -382,23 +382,23 @@ def test_a_changed_client_row_stops_the_work_it_authenticated(database: Path | s
         replace(seen, id="cl_gone"),
     ):
         assert isinstance(anyio.run(store.exchange, ask(stale)), ClientChanged)
-        assert isinstance(anyio.run(store.find_token, stale, refresh, True), ClientChanged)
+        assert isinstance(anyio.run(store.find_token, stale, refresh, True, NOW), ClientChanged)
         assert isinstance(anyio.run(store.revoke_token, stale, refresh, True, NOW), ClientChanged)
         assert isinstance(anyio.run(store.revoke_token, stale, None, False, NOW), ClientChanged)
         # The confirmation rides on the token's own read; a token not found is no confirmation.
-        assert isinstance(anyio.run(store.find_token, stale, access, False), ClientChanged)
+        assert isinstance(anyio.run(store.find_token, stale, access, False, NOW), ClientChanged)
         assert isinstance(anyio.run(store.revoke_token, stale, access, False, NOW), ClientChanged)
-        assert isinstance(anyio.run(store.find_token, stale, unknown, True), ClientChanged)
-        assert isinstance(anyio.run(store.find_token, stale, unknown, False), ClientChanged)
+        assert isinstance(anyio.run(store.find_token, stale, unknown, True, NOW), ClientChanged)
+        assert isinstance(anyio.run(store.find_token, stale, unknown, False, NOW), ClientChanged)
         assert isinstance(anyio.run(store.revoke_token, stale, unknown, True, NOW), ClientChanged)
 
     # Nothing happened to the family: the parent is neither exchanged nor revoked.
-    facts = anyio.run(store.find_token, seen, refresh, True)
+    facts = anyio.run(store.find_token, seen, refresh, True, NOW)
     assert isinstance(facts, RefreshFacts)
     assert facts.exchanged_at is None and facts.revoked_at is None
     assert facts.grant.revoked_at is None
-    assert anyio.run(store.find_token, seen, unknown, True) is None
-    assert isinstance(anyio.run(store.find_token, seen, access, False), AccessFacts)
+    assert anyio.run(store.find_token, seen, unknown, True, NOW) is None
+    assert isinstance(anyio.run(store.find_token, seen, access, False, NOW), AccessFacts)
     # The client as it is now does the work.
     assert isinstance(anyio.run(store.exchange, ask(seen)), Issued)
     assert anyio.run(store.revoke_token, seen, refresh, True, NOW) == "grant"

@@ -97,6 +97,9 @@ class RefreshFacts:
     parent_id: int | None = None
     continued_id: int | None = None
     parent_continued_id: int | None = None
+    # Whether its parent was forked from (a retry got a sibling pair): its children are one
+    # family of which one chain continues (rule 3b), whatever the policy in force now.
+    parent_forked: bool = False
     sealed_id_token: bytes | None = None  # the ID token sealed with `sealed_response`, if any
     # The `exp` of its companion access token (None: rows written before migration 0011), so a
     # refresh that comes after it is counted (`baton.core.signals`, `late_refresh`).

@@ -129,11 +129,12 @@ def decide_refresh(
         return Reuse(Reason.SIBLING_CONTINUED)
     if now >= policy.refresh_deadline(token.issued_at, token.expires_at):
         return Reject(Reason.IDLE_EXPIRED)
-    if token.parent_id is not None:
+    if token.parent_id is not None and (policy.retry is RetryPolicy.FORK or token.parent_forked):
         # The first child to be refreshed claims the parent's continuation (already ours when
-        # `parent_continued_id == token.id`: the claim is idempotent). The lineage is read
-        # wherever `fork` may have applied to the client's tokens, also after a move to
-        # `replay` or `strict`: siblings forked before it must still not both continue.
+        # `parent_continued_id == token.id`: the claim is idempotent): under `fork`, and after a
+        # move away from it for a parent that was forked from, whose siblings must still not
+        # both continue. A parent never forked from has one child: nothing to claim, and its
+        # retry in the leeway stays a retry (`replay`).
         return Rotate(continues=token.parent_id)
     return Rotate()
 

@@ -220,6 +220,10 @@ refresh_tokens = Table(
     # The `exp` of its companion access token (migration 0011; NULL in older rows): a refresh
     # after it is counted as a late refresh (`baton.core.signals`).
     Column("access_expires_at", Time),
+    # When a retry inside its leeway first got a sibling pair (`fork`, migration 0011): its
+    # children are one family of which at most one chain continues (rule 3b), whatever policy
+    # the client has when they are refreshed. NULL: never forked from.
+    Column("forked_at", Time),
     # A grant's family (the console, the purge) and the access tokens that may outlive its
     # revocation, found through their companions (see `baton.store.sql.lifecycle.revoke_grant`):
     # an access token never outlives its companion, so only refresh tokens not yet expired count.

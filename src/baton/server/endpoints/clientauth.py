@@ -132,17 +132,21 @@ class ClientCache:
         self._clients.pop(client_id, None)
 
 
-async def owner_policy(app: Baton, owner_id: str, asking: Client) -> ClientPolicy:
+async def owner_policy(
+    app: Baton, owner_id: str, asking: Client, *, fresh: bool = False
+) -> ClientPolicy:
     """The policy of the client that owns a token (its grant's client), for a check another
     client asks about (introspection by a resource server; issue 28). The asking client's own
     when it is the owner; else this process's cached row of the owner, else one read of it,
     kept in the cache like any authenticated client's (a row changed since is caught where it
     matters: every store call that works for a client confirms its row). A cached row may be
     `ClientCache.MAX_AGE` seconds old: a change scheduled meanwhile is seen that much later,
-    while one already scheduled takes effect at its instant (`ClientPolicy.at`)."""
+    while one already scheduled takes effect at its instant (`ClientPolicy.at`). With `fresh`
+    (a decision: a refresh token's liveness), the owner's row is read, never the cache; the
+    asking client's own row was confirmed by the store call that found the token."""
     if asking.id == owner_id:
         return asking.policy
-    cached = app.clients.get(owner_id)
+    cached = None if fresh else app.clients.get(owner_id)
     if cached is not None:
         return cached.policy
     owner = await enabled_client(app.store, owner_id)
@@ -432,15 +436,16 @@ async def confirmed(
             raise
         try:
             outcome = await work(client)
-        except OAuthError:
-            if not cached:
+        except OAuthError as exc:
+            if not cached or exc.error is not ErrorCode.UNAUTHORIZED_CLIENT:
+                # A malformed token, a missing parameter, or what the store decided on a
+                # confirmed row: nothing the cached row decided, and no read is spent on it.
                 raise
-            # Refused (a grant type its policy leaves out, a malformed token, a missing
-            # parameter) perhaps on what the cached row says and no store call confirmed: a
-            # cached row is never trusted to refuse (`ClientCache`). On a fresh read, a client
-            # disabled meanwhile gets `invalid_client`; one that changed (an operator lifted
-            # the restriction) has its request done again on the fresh row, as after a
-            # `ClientChanged`; an unchanged one is refused as it was.
+            # Refused on what the cached row says (a grant type its policy leaves out) and no
+            # store call confirmed: a cached row is never trusted to refuse (`ClientCache`).
+            # On a fresh read, a client disabled meanwhile gets `invalid_client`; one that
+            # changed (an operator lifted the restriction) has its request done again on the
+            # fresh row, as after a `ClientChanged`; an unchanged one is refused as it was.
             fresh = await _changed_client(request, form, app, client, allow_public)
             if fresh is None:
                 raise

@@ -147,7 +147,7 @@ async def revocations_stream(request: Request) -> Response:
 async def _still_allowed(app: Baton, client: Client) -> bool:
     """Whether `client`'s row still authenticates as it did when the stream opened: the store
     confirms it as it confirms a cached client's (see `ClientChanged`), here with no token."""
-    confirmation = await app.store.find_token(client, None, is_refresh=False)
+    confirmation = await app.store.find_token(client, None, False, app.clock.now())
     return not isinstance(confirmation, ClientChanged)
 
 

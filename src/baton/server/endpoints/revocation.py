@@ -52,7 +52,7 @@ async def introspection_endpoint(request: Request) -> NoStoreJSON:
     form = await read_form(request, app.settings.max_body_bytes)
 
     async def find(client: Client) -> tuple[Client, TokenFacts | None] | ClientChanged:
-        facts = await app.store.find_token(client, *presented_token(form))
+        facts = await app.store.find_token(client, *presented_token(form), app.clock.now())
         return facts if isinstance(facts, ClientChanged) else (client, facts)
 
     client, facts = await confirmed(request, form, app, find, allow_public=False)
@@ -78,7 +78,9 @@ async def introspection_endpoint(request: Request) -> NoStoreJSON:
         # A refresh token lives as the policy in force for its owner says (its caps), and its
         # `exp` is when that policy ends it: its own expiry, or sooner under a cap of its idle
         # or its grant's absolute lifetime (RFC 7662 §2.2: when "this token will expire").
-        in_force = (await owner_policy(app, facts.grant.client_id, client)).at(
+        # Decided on the owner's row as it is now, never a cached copy: a change written
+        # elsewhere (the CLI, another process) holds from its instant for every decision.
+        in_force = (await owner_policy(app, facts.grant.client_id, client, fresh=True)).at(
             app.settings.policy, now
         )
         state, scope = rules.refresh_liveness(facts, now, in_force), facts.grant.scope

@@ -80,10 +80,11 @@ class TokenLookup(Protocol):
     """/introspect (`revocation`) and the feed stream's check of its client (`feed`)."""
 
     async def find_token(
-        self, client: Client, digest: bytes | None, is_refresh: bool
+        self, client: Client, digest: bytes | None, is_refresh: bool, now: int
     ) -> TokenFacts | ClientChanged | None:
         """The facts of a token `client` presented (None: unknown, or no digest to look up),
-        once `client`'s row is confirmed unchanged."""
+        once `client`'s row is confirmed unchanged; a refresh token with its lineage when
+        `fork` may have applied to its owner's tokens by `now`."""
         ...
 
 

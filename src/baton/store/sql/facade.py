@@ -328,18 +328,18 @@ class SQLStore(
         # The lineage (rule 3b) whenever `fork` may have applied to the client's tokens: now,
         # or under the server's policy or any version of the client's (issue 28).
         lineage = policy.retry is RetryPolicy.FORK or lifecycle.may_have_forked(
-            self.policy, None if ask.client is None else ask.client.policy
+            self.policy, None if ask.client is None else ask.client.policy, ask.now
         )
         return await self._write(lambda conn: lifecycle.exchange(conn, ask, policy, lineage))
 
     async def find_token(
-        self, client: Client, digest: bytes | None, is_refresh: bool
+        self, client: Client, digest: bytes | None, is_refresh: bool, now: int
     ) -> TokenFacts | ClientChanged | None:
         """The facts of a token `client` presented (None: unknown, or no digest to look up),
         once `client`'s row is confirmed unchanged. A refresh token's lineage (rule 3b) is read
-        when `fork` may have applied to its owner's tokens (`lifecycle.find_token`)."""
+        when `fork` may have applied to its owner's tokens by `now` (`lifecycle.find_token`)."""
         return await self._read(
-            lambda conn: lifecycle.find_token(conn, client, digest, is_refresh, self.policy)
+            lambda conn: lifecycle.find_token(conn, client, digest, is_refresh, self.policy, now)
         )
 
     async def find_access_token(self, digest: bytes) -> AccessFacts | None:

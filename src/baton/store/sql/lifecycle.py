@@ -261,16 +261,22 @@ def issue_client_credentials(
 # -- refresh and access tokens ------------------------------------------------------------------
 
 
-def may_have_forked(server: Policy, client_policy: ClientPolicy | None) -> bool:
+def may_have_forked(server: Policy, client_policy: ClientPolicy | None, now: int) -> bool:
     """Whether a token of a client whose policy is `client_policy` may have been exchanged
-    under `fork` (rule 3b), so its lineage must be read: `fork` is the server's retry, or the
-    retry of any version the client's policy keeps (issue 28: a family forked under a version
-    since replaced is still one family, and a sibling of it presented after the change is
-    still reuse). An unknown policy (None) may have had it. A client that never had `fork`
-    pays nothing for the lineage."""
+    under `fork` (rule 3b) by `now`, so its lineage must be read: `fork` is the server's retry,
+    or the retry of any version of the client's that has been in force (issue 28: a family
+    forked under a version since replaced is still one family, and a sibling of it presented
+    after the change is still reuse). A pending change, report-only or dated later, has forked
+    nothing: it changes no decision before its date. An unknown policy (None) may have had it.
+    A client that never had `fork` pays nothing for the lineage."""
     if server.retry is RetryPolicy.FORK or client_policy is None:
         return True
-    return any(version.settings.retry is RetryPolicy.FORK for version in client_policy.versions)
+    return any(
+        version.settings.retry is RetryPolicy.FORK
+        and version.effective_at is not None
+        and version.effective_at <= now
+        for version in client_policy.versions
+    )
 
 
 def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool) -> ExchangeResult:
@@ -297,14 +303,14 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool) 
     if isinstance(decision, rules.Reject):
         return Refused(decision.reason, signals=noted)
     assert token is not None
-    if (
-        isinstance(decision, rules.Fork)
-        and lineage
-        and not GUARD_FORK.rowcount(conn, rt_id=token.id)
-    ):
-        # A child's chain continued since our read (PostgreSQL): decide again on it. (A token
-        # exchanged under `fork` and retried under a later policy is forked too: guarded alike.)
-        return exchange(conn, ask, policy, lineage)
+    if isinstance(decision, rules.Fork):
+        # The parent is marked forked from (`forked_at`: its children are one family, rule 3b),
+        # while no child's chain has continued; one that continued since our read (PostgreSQL)
+        # makes us decide again on it, when we read the lineage. (A token exchanged under `fork`
+        # and retried under a later policy is forked too: guarded alike.)
+        guarded = GUARD_FORK.rowcount(conn, rt_id=token.id, now=ask.now)
+        if lineage and not guarded:
+            return exchange(conn, ask, policy, lineage)
     if isinstance(decision, rules.Replay | rules.Fork):
         # A retry inside the leeway is no attack, but it is what an operator asks about
         # ("which client lost a response?"): kept for the grant's timeline.
@@ -453,7 +459,12 @@ def _keep(
 
 
 def find_token(
-    conn: Connection, client: Client, digest: bytes | None, is_refresh: bool, server: Policy
+    conn: Connection,
+    client: Client,
+    digest: bytes | None,
+    is_refresh: bool,
+    server: Policy,
+    now: int,
 ) -> TokenFacts | ClientChanged | None:
     """The facts of a token `client` presented (None: unknown, or no digest to look up), once
     `client`'s row is confirmed unchanged.
@@ -468,13 +479,13 @@ def find_token(
         return confirmed(conn, client, None)
     if not is_refresh:
         return access_facts(conn, digest, client)
-    lineage = may_have_forked(server, client.policy)
+    lineage = may_have_forked(server, client.policy, now)
     token = refresh_facts(conn, digest, client, lineage=lineage)
     if lineage or not isinstance(token, RefreshFacts) or token.grant.client_id == client.id:
         return token
     stored = OWNER_POLICY.run(conn, client_id=token.grant.client_id).fetchone()
     owner = None if stored is None else ClientPolicy.from_stored(stored[0])
-    if may_have_forked(server, owner):
+    if may_have_forked(server, owner, now):
         return refresh_facts(conn, digest, client, lineage=True)
     return token
 

@@ -161,6 +161,7 @@ def refresh_from_row(row: dict[str, Any]) -> RefreshFacts:
         parent_id=row.get("parent_id"),
         continued_id=row.get("continued_id"),
         parent_continued_id=row.get("parent_continued_id"),
+        parent_forked=row.get("parent_forked_at") is not None,
         sealed_id_token=row.get("sealed_id_token"),
         access_expires_at=row.get("access_expires_at"),
     )

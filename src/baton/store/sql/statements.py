@@ -139,6 +139,7 @@ REFRESH_LINEAGE_FACTS = Prepared(
         _rt.c.parent_id,
         _rt.c.continued_id,
         _parent.c.continued_id.label("parent_continued_id"),
+        _parent.c.forked_at.label("parent_forked_at"),
     )
     .join(grants, grants.c.id == _rt.c.grant_id)
     .outerjoin(users, users.c.id == grants.c.user_id)
@@ -161,11 +162,12 @@ CLAIM_CONTINUATION = Prepared(
 )
 # A sibling is issued only while no child's chain has continued: the parent's row is locked
 # and its condition checked in the issuing transaction (PostgreSQL: a concurrent claim is
-# waited for, then seen).
+# waited for, then seen). It marks the parent forked from (`forked_at`): its children are one
+# family whatever policy refreshes them later.
 GUARD_FORK = Prepared(
     update(_rt)
     .where(_rt.c.id == bindparam("rt_id"), _rt.c.continued_id.is_(None))
-    .values(continued_id=None)
+    .values(forked_at=func.coalesce(_rt.c.forked_at, bindparam("now")))
 )
 
 ACCESS_FACTS = Prepared(

@@ -8,7 +8,9 @@ Create Date: 2026-12-05
   instant (JSON, `baton.core.client_policy`); `clients.contacts` and `clients.notify_url`: whom
   to tell about a change, and where signed notices are POSTed.
 - `refresh_tokens.access_expires_at`: the `exp` of the companion access token, so a refresh that
-  comes after it is counted (a late refresh).
+  comes after it is counted (a late refresh); `refresh_tokens.forked_at`: when a retry of the
+  token first got a sibling pair (`fork`), so its children stay one family (rule 3b) after the
+  client's policy moves away from `fork`.
 - `client_signals`: what each client's integration does that a stricter policy would break
   (`baton.core.signals`), counted in batches and merged per hour into the row of their client,
   kind, reason, source, grant (`would_refuse` only; '' otherwise) and hour.
@@ -37,6 +39,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("notify_url", sa.Text(), nullable=True))
     with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
         batch_op.add_column(sa.Column("access_expires_at", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("forked_at", sa.BigInteger(), nullable=True))
     op.create_table(
         "client_signals",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
@@ -69,6 +72,7 @@ def downgrade() -> None:
     op.drop_index("ux_client_signals_key", table_name="client_signals")
     op.drop_table("client_signals")
     with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
+        batch_op.drop_column("forked_at")
         batch_op.drop_column("access_expires_at")
     with op.batch_alter_table("clients", schema=None) as batch_op:
         for column in ("notify_url", "contacts", "policy"):
