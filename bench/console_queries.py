@@ -22,7 +22,7 @@ import anyio
 from sqlalchemy import Connection, insert
 
 from baton.core import timeline
-from baton.core.policy import RetryPolicy
+from baton.core.policy import Policy, RetryPolicy
 from baton.server.admin.timeline_svg import render
 from baton.store import migrate
 from baton.store.admin import GrantQuery
@@ -131,7 +131,7 @@ async def main(n_grants: int, pairs: int) -> None:
                 family.access,
                 family.events,
                 now=NOW,
-                retry=RetryPolicy.REPLAY,
+                policy=Policy(retry=RetryPolicy.REPLAY),
             )
             render(drawn)
 

@@ -86,7 +86,7 @@ def noted(
         (
             c.client_id,
             SignalKind(c.kind),
-            c.reason and Refusal(c.reason),
+            Refusal(c.reason) if c.reason else None,
             Source(c.source),
             c.count,
             dict(c.delays),

@@ -18,8 +18,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from baton.core.addresses import refusal
 from baton.server.runtime import fetching
-from baton.server.runtime.fetching import Fetched, FetchError, fetch, refusal
+from baton.server.runtime.fetching import Fetched, FetchError, fetch
 from tests.server.document_host import DocumentHost, Served, document_host
 
 

@@ -17,6 +17,7 @@ import ssl
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import anyio
 import pytest
 
 from baton.core.clock import FakeClock
-from baton.server.observability.delivery import WebhookOptions, WebhookSender
+from baton.server.observability.delivery import PolicyNotices, WebhookOptions, WebhookSender
 from baton.server.runtime import fetching
 from baton.store.admin import Actor, ContactError, checked_contact
 from baton.store.base import NEVER, Delivery
@@ -140,7 +141,7 @@ def sender(
     *,
     timeout: float = 2.0,
     allow_private: bool = True,
-    notices: Callable[[dict[str, Any], int], Awaitable[str | None]] = signed,
+    notices: PolicyNotices = signed,
     ssl_context: ssl.SSLContext | None = None,
 ) -> WebhookSender:
     options = WebhookOptions(
@@ -244,6 +245,11 @@ def tls() -> Iterator[tuple[ssl.SSLContext, ssl.SSLContext]]:
         yield served, ssl.create_default_context(cafile=str(cert))
 
 
+def _at_port(name: str, listener: Listener) -> str:
+    """A notice URL naming `name` on the listener's port (the test's resolver answers it)."""
+    return f"https://{name}:{listener.port}/n"
+
+
 def deliver_notice(
     url: Callable[[Listener], str],
     tls: tuple[ssl.SSLContext, ssl.SSLContext],
@@ -309,7 +315,7 @@ def test_a_name_resolving_to_an_internal_address_is_refused_and_never_resolved_t
         ("mixed.test", "private"),
         ("ipv6.test", "private"),
     ]:
-        store, listener = deliver_notice(lambda h, n=name: f"https://{n}:{h.port}/n", tls, False)
+        store, listener = deliver_notice(partial(_at_port, name), tls, False)
         assert reason in store.settled[1][0] and listener.requests == []
     assert sorted(looked_up) == sorted(answers)
 

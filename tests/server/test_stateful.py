@@ -1042,7 +1042,7 @@ def test_a_family_that_moved_on_under_fork_stays_moved_on_after_a_switch_to_repl
             database = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         else:
             database = request.getfixturevalue("postgres_database")
-            empty_tables(database)
+            empty_tables(str(database))
         http, store, clock = stack.enter_context(
             running_app(database, clock=FakeClock(), retry=RetryPolicy.FORK, lifetimes=LIFETIMES)
         )

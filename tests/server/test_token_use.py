@@ -137,7 +137,7 @@ def test_only_an_authenticated_resource_server_may_report(tmp_path: Path) -> Non
         app_client = register_client(store)
         public = register_client(store, public=True)
         rs = register_client(store, resource_server=True)
-        body = {"uses": []}
+        body: dict[str, list[object]] = {"uses": []}
         assert http.post("/token-use", json=body).status_code == 401
         wrong = http.post("/token-use", json=body, auth=(rs.id, "not-the-secret"))
         assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_client")
@@ -251,10 +251,10 @@ def test_nothing_stored_holds_a_token(tmp_path: Path, caplog: pytest.LogCaptureF
         app_client = register_client(store)
         rs = register_client(store, resource_server=True)
         old = first_pair(http, app_client)
-        jti = introspect(http, rs, old["access_token"])["jti"]
+        jti = str(introspect(http, rs, old["access_token"])["jti"])
         refresh(http, app_client, old["refresh_token"])
         clock.advance(200)
-        reported = named(old["access_token"])
+        reported = str(named(old["access_token"]))
         uses = [{"token_digest": reported, "at": clock.now()}]
         assert report(http, rs, uses).json() == {"accepted": 1}
         anyio.run(flush, http.app.state.baton.signals, store)  # type: ignore[attr-defined]
@@ -265,7 +265,9 @@ def test_nothing_stored_holds_a_token(tmp_path: Path, caplog: pytest.LogCaptureF
     assert len(rows) == 1
     stored = json.dumps(rows)
     # Neither the token nor anything naming it: the rows hold ids, counts and delays.
-    for secret in (old["access_token"], old["refresh_token"], jti, reported, app_client.secret):
+    secrets: list[str] = [old["access_token"], old["refresh_token"], jti, reported]
+    secrets.append(str(app_client.secret))
+    for secret in secrets:
         assert secret not in stored
         assert secret not in caplog.text
 

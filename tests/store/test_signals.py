@@ -176,8 +176,8 @@ def test_access_tokens_are_found_by_digest_with_their_companions_exchange(
     assert isinstance(redeemed, Issued) and redeemed.pair.refresh_token is not None
     key = digest(redeemed.pair.access_token)
     before = anyio.run(store.access_by_digest, [key])
-    assert before[key].companion is not None
-    assert before[key].companion.exchanged_at is None
+    companion = before[key].companion
+    assert companion is not None and companion.exchanged_at is None
 
     exchanged = anyio.run(store.exchange, ask_for(redeemed.pair.refresh_token, client, NOW + 100))
     assert isinstance(exchanged, Issued)
@@ -188,7 +188,8 @@ def test_access_tokens_are_found_by_digest_with_their_companions_exchange(
     old = found[key]
     assert old.jti == first.jti and old.grant.client_id == client
     assert old.companion is not None and old.companion.exchanged_at == NOW + 100
-    assert found[newer].companion is not None and found[newer].companion.exchanged_at is None
+    fresh = found[newer].companion
+    assert fresh is not None and fresh.exchanged_at is None
     assert anyio.run(store.access_by_digest, []) == {}
     anyio.run(store.close)
 

@@ -43,12 +43,16 @@ log = logging.getLogger("baton.signals")
 _Key = tuple[str, SignalKind, Refusal | None, Source, str | None]
 
 
-class SignalStore(Protocol):
-    """What the signals ask of the store (`baton.store.sql.signals` has the statements)."""
+class SignalWriter(Protocol):
+    """What a flush asks of the store: one batch written."""
 
     async def record_signals(self, counts: Sequence[SignalCount]) -> None:
         """Writes one batch of counts, in one transaction."""
         ...
+
+
+class SignalStore(SignalWriter, Protocol):
+    """What the signals ask of the store (`baton.store.sql.signals` has the statements)."""
 
     async def client_health(
         self, client_ids: Sequence[str] | None, since: int, now: int
@@ -151,7 +155,7 @@ LostSignals = Callable[[str, int], None]
 WRITE_SECONDS = 5.0
 
 
-async def flush(book: SignalBook, store: SignalStore, on_lost: LostSignals | None = None) -> int:
+async def flush(book: SignalBook, store: SignalWriter, on_lost: LostSignals | None = None) -> int:
     """Writes what `book` counted since its last flush; returns the rows written. A failed
     write is logged and its batch dropped (counted in `book.lost`): telemetry is never retried
     into a pile that grows while the database is away."""
@@ -186,7 +190,7 @@ async def flush(book: SignalBook, store: SignalStore, on_lost: LostSignals | Non
 
 
 async def flush_every(
-    book: SignalBook, store: SignalStore, interval: float, on_lost: LostSignals | None = None
+    book: SignalBook, store: SignalWriter, interval: float, on_lost: LostSignals | None = None
 ) -> None:
     """The flush loop of a server process (`--signal-flush-interval`); the app's lifespan runs
     it and flushes once more at shutdown (`final_flush`)."""
@@ -199,7 +203,7 @@ FINAL_FLUSH_SECONDS = 5.0
 
 
 async def final_flush(
-    book: SignalBook, store: SignalStore, on_lost: LostSignals | None = None
+    book: SignalBook, store: SignalWriter, on_lost: LostSignals | None = None
 ) -> None:
     """The last flush of a process that stops: shielded from the shutdown's cancellation, and
     given up after `FINAL_FLUSH_SECONDS` so that an unreachable database never holds it up."""
