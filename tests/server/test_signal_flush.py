@@ -20,6 +20,7 @@ from baton.server.runtime import signals as signals_module
 from baton.server.runtime.signals import (
     COUNT_MAX,
     MAX_PENDING,
+    MAX_REPORTED_ROWS,
     SignalBook,
     final_flush,
     flush,
@@ -58,10 +59,10 @@ def stale(client_id: str, at: int, delay: int, grant_id: str = "g1") -> Signal:
     return Signal(client_id, SignalKind.STALE_ACCESS, at, Source.RESOURCE, grant_id, delay)
 
 
-def refused(client_id: str, at: int, delay: int, grant_id: str = "g1") -> Signal:
-    return Signal(
-        client_id, SignalKind.WOULD_REFUSE, at, Source.RESOURCE, grant_id, delay, Refusal.LEEWAY
-    )
+def refused(
+    client_id: str, at: int, delay: int, grant_id: str = "g1", source: Source = Source.RESOURCE
+) -> Signal:
+    return Signal(client_id, SignalKind.WOULD_REFUSE, at, source, grant_id, delay, Refusal.LEEWAY)
 
 
 def test_only_refusals_are_counted_per_grant() -> None:
@@ -120,8 +121,9 @@ def test_a_failed_write_drops_its_batch_and_counts_it(caplog: pytest.LogCaptureF
 
 def test_the_book_is_bounded_and_a_rows_count_saturates() -> None:
     book = SignalBook()
-    book.note([refused("a", NOW, 1, grant_id=f"g{i}") for i in range(MAX_PENDING)])
-    book.note([refused("a", NOW, 1, grant_id="one-too-many")], times=7)
+    seen = Source.INTROSPECTION
+    book.note([refused("a", NOW, 1, f"g{i}", seen) for i in range(MAX_PENDING)])
+    book.note([refused("a", NOW, 1, "one-too-many", seen)], times=7)
     assert len(book.pending) == MAX_PENDING and book.dropped == 7
     # The next flush tells how many were not counted, once.
     told: list[tuple[str, int]] = []
@@ -130,7 +132,7 @@ def test_the_book_is_bounded_and_a_rows_count_saturates() -> None:
     anyio.run(flush, book, Recorder(), lambda *lost: told.append(lost))
     assert told == [("full", 7)]
     book.pending = kept
-    book.note([refused("a", NOW, 1, grant_id="g0")], times=COUNT_MAX)
+    book.note([refused("a", NOW, 1, "g0", seen)], times=COUNT_MAX)
     (count,) = [c.count for c in book.drain() if c.grant_id == "g0"]
     assert count == COUNT_MAX  # what PostgreSQL's INTEGER column holds
 
@@ -245,3 +247,17 @@ def test_a_write_that_never_ends_is_given_up_and_counted_as_lost(
     book.note([stale("c", NOW, 5)], times=7)
     assert anyio.run(flush, book, store, lambda r, n: lost.append((r, n))) == 0
     assert store.written == [] and lost == [("write_failed", 7)] and book.lost == 7
+
+
+def test_resource_servers_reports_leave_room_for_what_the_server_sees() -> None:
+    """Reports (several resource servers together) fill at most `MAX_REPORTED_ROWS` rows of the
+    book: the token endpoint's and introspection's signals are still counted (re-review L1)."""
+    book = SignalBook()
+    book.note([refused("a", NOW, 1, f"g{i}") for i in range(MAX_REPORTED_ROWS + 5)])
+    assert len(book.pending) == MAX_REPORTED_ROWS and book.dropped == 5
+    book.note([refused("b", NOW, 1, "g1", Source.TOKEN), stale("b", NOW, 3)])
+    assert ("b", SignalKind.WOULD_REFUSE, Refusal.LEEWAY, Source.TOKEN, "g1") in book.pending
+    assert book.dropped == 6  # the report's new row found no room; the token endpoint's did
+    book.drain()
+    book.note([refused("a", NOW, 1, "again")])
+    assert len(book.pending) == 1  # a flush frees the reports' share

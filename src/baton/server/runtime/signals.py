@@ -29,6 +29,10 @@ from baton.store.base import Client, SignalCount
 # At most this many distinct rows wait in memory; past it, signals of new rows are counted only
 # in `dropped` until the next flush (a flood of bogus reports cannot grow a process's memory).
 MAX_PENDING = 50_000
+# Of which the rows of resource servers' reports may take this many: the rest stays for what
+# the server itself decides and sees (`/token`, `/introspect`, `/userinfo`, `/authorize`), so
+# that several reporters together cannot crowd it out.
+MAX_REPORTED_ROWS = 30_000
 
 # The uses one resource server may have counted per flush interval (`SignalBook.budget`): with
 # `/token-use`'s cap per token and report, a hundred reports of a hundred tokens at most.
@@ -89,6 +93,7 @@ class SignalBook:
 
     pending: dict[_Key, _Pending] = field(default_factory=dict)
     dropped: int = 0  # signals not counted: `MAX_PENDING` rows were already waiting
+    reported_rows: int = 0  # rows of `pending` from resource servers' reports
     lost: int = 0  # signals counted, then lost with a batch whose write failed
     dropped_flushed: int = 0  # `dropped` as the last flush reported it (`flush`'s `on_lost`)
     # Uses each resource server had counted since the last flush (`/token-use`): a reporter
@@ -115,10 +120,14 @@ class SignalBook:
             key = (signal.client_id, signal.kind, signal.reason, signal.source, grant)
             entry = self.pending.get(key)
             if entry is None:
-                if len(self.pending) >= MAX_PENDING:
+                reported = signal.source is Source.RESOURCE
+                if len(self.pending) >= MAX_PENDING or (
+                    reported and self.reported_rows >= MAX_REPORTED_ROWS
+                ):
                     self.dropped += times
                     continue
                 entry = self.pending[key] = _Pending(signal.at, signal.at)
+                self.reported_rows += reported
             entry.count = min(entry.count + times, COUNT_MAX)
             entry.first_at = min(entry.first_at, signal.at)
             entry.last_at = max(entry.last_at, signal.at)
@@ -130,6 +139,7 @@ class SignalBook:
         """What was counted since the last drain, as rows to write; the book starts empty."""
         pending, self.pending = self.pending, {}
         self.reported = {}
+        self.reported_rows = 0
         return [
             SignalCount(
                 client_id=client_id,
