@@ -59,7 +59,7 @@ async def token_endpoint(request: Request) -> NoStoreJSON:
                 ErrorCode.UNSUPPORTED_GRANT_TYPE, f"grant_type {grant_type!r} is not supported"
             )
         client = await authenticate(request, form, app.store)
-        _registered_grant(app, client, grant_type)
+        _registered_grant(app, client, grant_type, app.clock.now())
         await charge_before(app, client)
         pair = await handler(request, app, client, form)
         await charge_after(app, client)  # the code was its own (L3)
@@ -100,7 +100,7 @@ def invalid_grant(description: str) -> OAuthError:
     return OAuthError(ErrorCode.INVALID_GRANT, description)
 
 
-def _registered_grant(app: Baton, client: Client, grant_type: str) -> None:
+def _registered_grant(app: Baton, client: Client, grant_type: str, now: int) -> None:
     """RFC 7591 §2: `grant_types` are those the client "will restrict itself to using"; the
     server holds it to them. A client registered without (`grant_types` None: every operator's
     client) may use any grant its type allows. RFC 6749 §5.2 `unauthorized_client`: "The
@@ -108,7 +108,6 @@ def _registered_grant(app: Baton, client: Client, grant_type: str) -> None:
 
     The grant types in force are its policy's when it sets them (issue 28), else those it
     registered; a report-only policy that would refuse `grant_type` is noted, not enforced."""
-    now = app.clock.now()
     in_force = grant_types_in_force(client.grant_types, client.policy.settings_at(now))
     if in_force is not None and grant_type not in in_force:
         raise OAuthError(
@@ -253,7 +252,8 @@ async def _authorization_code(
 async def _refresh_token(
     request: Request, app: Baton, client: Client, form: Form
 ) -> IssuedPair | ClientChanged:
-    _registered_grant(app, client, "refresh_token")
+    now = app.clock.now()
+    _registered_grant(app, client, "refresh_token", now)
     presented = form.require("refresh_token")
     scope = _requested_scope(form)
     resources = _resource(form)
@@ -261,7 +261,6 @@ async def _refresh_token(
     if kind_of(presented) is not TokenKind.REFRESH:
         raise invalid_grant(rules.Reason.UNKNOWN.value)
     presented_digest = digest(presented)
-    now = app.clock.now()
     # The client's policy in force decides the exchange (issue 28); its report-only policy is
     # only evaluated beside it, for the signals.
     policy, shadow = client_policies(app, client, now)

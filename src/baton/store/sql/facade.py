@@ -24,7 +24,7 @@ from baton.core.facts import AccessFacts, GrantFacts, LiveSession
 from baton.core.keys import StoredKey
 from baton.core.origins import OriginSource
 from baton.core.pairs import IssuedPair, MintedPair
-from baton.core.policy import Policy, RetryPolicy
+from baton.core.policy import Policy
 from baton.core.rules import CodeRedemption
 from baton.core.signals import Health
 from baton.core.user_claims import ClaimChanges
@@ -327,7 +327,7 @@ class SQLStore(
         policy = ask.policy or self.policy
         # The lineage (rule 3b) whenever `fork` may have applied to the client's tokens: now,
         # or under the server's policy or any version of the client's (issue 28).
-        lineage = policy.retry is RetryPolicy.FORK or lifecycle.may_have_forked(
+        lineage = lifecycle.may_have_forked(
             self.policy, None if ask.client is None else ask.client.policy, ask.now
         )
         return await self._write(lambda conn: lifecycle.exchange(conn, ask, policy, lineage))

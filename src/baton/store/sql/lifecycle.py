@@ -351,16 +351,12 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool) 
     # RFC 9700 §2.3 / RFC 8707 §2.2: a refresh may narrow the grant's resources, never widen.
     if narrowed(token.grant.resources, ask.child.resources) is None:
         return TARGET_REFUSED
-    # The grant's absolute expiry as the policy in force caps it (a client policy that came
-    # into force after the grant was created with a shorter absolute lifetime): the new pair
-    # never outlives it. Nothing is written: the cap is applied again at every decision.
-    grant = _capped(token.grant, policy)
 
     if isinstance(decision, rules.Fork):
         # Siblings are generation parent + 1; the parent's leeway still runs from its first
         # exchange (a retry never extends it).
         planned = plan_pair(
-            grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
+            token.grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
         )
         return Issued(_insert_pair(conn, planned, ask.child, token.id), retry=True, signals=noted)
 
@@ -371,12 +367,12 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool) 
         # the parent's row): decide again, on what it wrote; this token is now reuse.
         return exchange(conn, ask, policy, lineage)
     if not policy.rotate:
-        return _keep(conn, ask, policy, lineage, token, grant, render_scope(scope), noted)
+        return _keep(conn, ask, policy, lineage, token, render_scope(scope), noted)
     # Rotate: claim the single successor slot first. Only one transaction can move
     # `exchanged_at` from NULL; on PostgreSQL a concurrent one waits for our row lock here and
     # then matches nothing.
     planned = plan_pair(
-        grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
+        token.grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
     )
     sealed = sealed_id_token = None
     if ask.seal is not None and policy.leeway > 0:
@@ -407,19 +403,12 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool) 
     return Issued(_insert_pair(conn, planned, ask.child, token.id), signals=noted)
 
 
-def _capped(grant: GrantFacts, policy: Policy) -> GrantFacts:
-    """`grant` with its absolute expiry as `policy` caps it (`Policy.grant_deadline`)."""
-    deadline = policy.grant_deadline(grant.created_at, grant.expires_at)
-    return grant if deadline == grant.expires_at else replace(grant, expires_at=deadline)
-
-
 def _keep(
     conn: Connection,
     ask: ExchangeAsk,
     policy: Policy,
     lineage: bool,
     token: RefreshFacts,
-    grant: GrantFacts,
     scope: str,
     noted: tuple[Signal, ...],
 ) -> ExchangeResult:
@@ -430,8 +419,10 @@ def _keep(
     The old access tokens live to their `exp`: nothing of the pair they belong to ended. The
     token's `issued_at` moves to now: it is stamped again under the policy in force, so a later
     policy's cap counts its idle time from this use (`Policy.refresh_deadline`)."""
+    grant = token.grant
     start = max(ask.now, ask.child.lifetimes_from or ask.now)
-    refresh_expires_at = min(start + policy.lifetimes.refresh_idle_ttl, grant.expires_at)
+    grant_end = policy.grant_deadline(grant.created_at, grant.expires_at)
+    refresh_expires_at = min(start + policy.lifetimes.refresh_idle_ttl, grant_end)
     # Planned as an access token alone, capped by the refresh token's new expiry (rule 2: an
     # access token never outlives its companion).
     planned = plan_pair(
