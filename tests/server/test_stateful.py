@@ -209,6 +209,9 @@ class Refresh:
     # Under `fork` (rule 3b): the child of this token whose chain continued (the first child
     # that was itself refreshed); from then on every other child, and this token, is reuse.
     continued: Refresh | None = None
+    # Whether a retry of this token got a sibling pair (`fork`): its children are one family,
+    # whose first refreshed child claims it whatever the policy in force then (rule 3b).
+    forked: bool = False
 
     def superseded(self) -> bool:
         """A child whose parent's continuation went to a sibling (rule 3b)."""
@@ -663,6 +666,7 @@ class BatonMachine(RuleBasedStateMachine):
             # still runs from its first exchange.
             assert response.status_code == 200, response.text
             self.record_pair(response.json(), grant, model.generation + 1, parent=model)
+            model.forked = True
             return
         if model.superseded():
             # Rule 3b (fork): one sibling's chain continued; any other sibling is reuse.
@@ -683,11 +687,16 @@ class BatonMachine(RuleBasedStateMachine):
         model.retire_at = now + knobs.leeway_in_force
         model.child = child
         model.sealed = knobs.retry is RetryPolicy.REPLAY
-        if self.may_have_forked() and model.parent is not None:
-            # The first child refreshed claims its parent's continuation wherever `fork` may
-            # have applied (rule 3b: siblings forked before a move away from it never both
-            # continue).
-            model.parent.continued = model
+        parent = model.parent
+        if (
+            self.may_have_forked()
+            and parent is not None
+            and (knobs.retry is RetryPolicy.FORK or parent.forked)
+        ):
+            # The first child refreshed claims its parent's continuation under `fork`, and after
+            # a move away from it when the parent was forked from (rule 3b: its siblings never
+            # both continue); a parent never forked from has one child and nothing to claim.
+            parent.continued = model
 
     def reused(self, response: httpx2.Response, model: Refresh, reason: Reason) -> None:
         """Reuse detected (rules 4 and 3b): the whole family dies at once."""
