@@ -54,14 +54,27 @@ TARGET_MB = 200
 
 def process_rss(pid: str) -> int:
     """VmRSS of one process, in bytes (0 when it has gone)."""
+    return rss_parts(pid).get("VmRSS", 0)
+
+
+PARTS = (b"VmRSS", b"RssAnon", b"RssFile", b"RssShmem")
+PARTS_SHOWN = ("RssAnon", "RssFile", "RssShmem")
+
+
+def rss_parts(pid: str) -> dict[str, int]:
+    """VmRSS of one process and its parts, in bytes: RssAnon (the heap: Python's objects,
+    malloc's arenas), RssFile (mapped files: shared libraries, a SQLite database's mmap),
+    RssShmem (shared memory: SQLite's WAL index)."""
+    found: dict[str, int] = {}
     try:
         with open(f"/proc/{pid}/status", "rb") as status:
             for line in status:
-                if line.startswith(b"VmRSS:"):
-                    return int(line.split()[1]) * 1024
+                key = line.split(b":", 1)[0]
+                if key in PARTS:
+                    found[key.decode()] = int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return 0
+    return found
 
 
 def process_name(pid: str) -> str:
@@ -78,6 +91,23 @@ def process_name(pid: str) -> str:
     return " ".join(Path(w).name if i == 0 else w for i, w in enumerate(words))[:60]
 
 
+def mapped_database(pid: str) -> int:
+    """Resident bytes of a process's mappings of database files (SQLite's mmap of the database
+    and its WAL index, `-shm`): counted in VmRSS though the kernel can drop them any time."""
+    total, counting = 0, False
+    try:
+        with open(f"/proc/{pid}/smaps", "rb") as smaps:
+            for line in smaps:
+                if line[:1].isdigit() or (line[:1] in b"abcdef" and b"-" in line.split()[0]):
+                    path = line.split()[-1] if len(line.split()) >= 6 else b""
+                    counting = path.endswith((b".db", b".db-shm"))
+                elif counting and line.startswith(b"Rss:"):
+                    total += int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return total
+
+
 def snapshot(session: int) -> dict[str, int]:
     """pid -> resident bytes, for every process of a session."""
     return {pid: process_rss(pid) for pid, _ in session_processes(session)}
@@ -91,6 +121,7 @@ class Sampler:
     peak_total: int = 0
     peaks: dict[str, int] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+    parts_at_peak: dict[str, dict[str, int]] = field(default_factory=dict)
     running: bool = True
 
     def __post_init__(self) -> None:
@@ -100,7 +131,9 @@ class Sampler:
     def _loop(self) -> None:
         while self.running:
             sizes = snapshot(self.session)
-            self.peak_total = max(self.peak_total, sum(sizes.values()))
+            if sum(sizes.values()) > self.peak_total:
+                self.peak_total = sum(sizes.values())
+                self.parts_at_peak = {pid: rss_parts(pid) for pid in sizes}
             for pid, size in sizes.items():
                 self.peaks[pid] = max(self.peaks.get(pid, 0), size)
                 if pid not in self.names:
@@ -145,35 +178,47 @@ def measure(target: Target, db: str, args: argparse.Namespace, work: Path) -> di
             )  # fmt: skip
             loads[workload.name] = round(result.per_second)
             if result.errors:
-                print(f"  {workload.name}: {result.errors} errors ({result.sample})", file=sys.stderr)
+                failed = f"{result.errors} errors ({result.sample})"
+                print(f"  {workload.name}: {failed}", file=sys.stderr)
     finally:
         sampler.close()
     after = snapshot(session)
+    mapped = {f"{pid} {process_name(pid)}": mapped_database(pid) for pid in after}
     stop(target.process)
     return {
         "idle": idle_named,
         "idle_total": sum(idle.values()),
         "peak_total": sampler.peak_total,
         "peaks": {f"{pid} {sampler.names.get(pid, '?')}": p for pid, p in sampler.peaks.items()},
+        "parts_at_peak": {
+            f"{pid} {sampler.names.get(pid, '?')}": parts
+            for pid, parts in sampler.parts_at_peak.items()
+        },
         "after_total": sum(after.values()),
+        "database_mapped_after": mapped,
         "per_second": loads,
     }
 
 
 def report(name: str, figures: dict[str, Any]) -> None:
     print(f"\n## {name}")
-    print(f"{'process':<48} {'idle MB':>8} {'peak MB':>8}")
+    print(f"{'process':<48} {'idle MB':>8} {'peak MB':>8}   at the peak: anon / file / shmem MB")
     peaks = figures["peaks"]
-    for process, size in figures["idle"].items():
-        print(f"{process:<48} {size / MB:8.1f} {peaks.get(process, 0) / MB:8.1f}")
-    for process, size in peaks.items():
-        if process not in figures["idle"]:
-            print(f"{process:<48} {'-':>8} {size / MB:8.1f}")
+    for process in {**figures["idle"], **peaks}:
+        idle = figures["idle"].get(process)
+        parts = figures["parts_at_peak"].get(process, {})
+        split = " / ".join(f"{parts.get(k, 0) / MB:.1f}" for k in PARTS_SHOWN)
+        shown = "-" if idle is None else f"{idle / MB:.1f}"
+        print(f"{process:<48} {shown:>8} {peaks.get(process, 0) / MB:8.1f}   {split}")
     verdict = "pass" if figures["peak_total"] <= TARGET_MB * MB else "FAIL"
     print(
         f"{'total':<48} {figures['idle_total'] / MB:8.1f} {figures['peak_total'] / MB:8.1f}"
         f"   (target <= {TARGET_MB} MB at peak: {verdict}; after the load "
         f"{figures['after_total'] / MB:.1f} MB)"
+    )
+    mapped = sum(figures["database_mapped_after"].values())
+    print(
+        f"of which database files mapped (SQLite mmap, -shm) after the load: {mapped / MB:.1f} MB"
     )
     print("load: " + ", ".join(f"{k} {v}/s" for k, v in figures["per_second"].items()))
 
