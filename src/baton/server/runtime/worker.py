@@ -23,6 +23,7 @@ from baton.server.runtime.workers import (
     STARTUP_FAILURE,
     WORKER_VARIABLE,
     listening_socket,
+    refuse_unused_modules,
 )
 
 
@@ -50,6 +51,7 @@ def uvicorn_options(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:  # pragma: no cover - runs in the worker process
+    refuse_unused_modules()
     spec = json.loads(os.environ.pop(WORKER_VARIABLE))
     ready_fd = int(os.environ.pop(READY_FD_VARIABLE))
     host, port = spec["host"], spec["port"]

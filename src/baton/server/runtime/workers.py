@@ -59,6 +59,20 @@ READY_FD_VARIABLE = "BATON_WORKER_READY_FD"  # the pipe a worker writes one byte
 WORKER_MODULE = "baton.server.runtime.worker"
 
 
+# Pretty-printers that structlog (rich tracebacks, colours) and httpx (its command line) import
+# when they are installed, though a server process never uses them: `baton.logs` renders every
+# record with exceptions already formatted. The supervisor and the workers refuse them
+# (`import rich` raises ImportError, which both libraries expect), and are lighter by a few MB.
+UNUSED_OPTIONAL_MODULES = ("rich", "better_exceptions", "colorama")
+
+
+def refuse_unused_modules() -> None:
+    """Makes `UNUSED_OPTIONAL_MODULES` unimportable in this process (unless already imported)."""
+    for name in UNUSED_OPTIONAL_MODULES:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]  # the import system's "absent"
+
+
 def listening_socket(host: str, port: int, *, shared: bool) -> socket.socket:
     """A TCP socket bound to (host, port), as uvicorn binds one; `shared` adds SO_REUSEPORT."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -264,6 +278,7 @@ def hand_over(config: dict[str, Any], host: str, port: int, workers: int) -> NoR
 
 def main() -> NoReturn:
     """`python -m baton.server.runtime.workers`, as `hand_over` starts it."""
+    refuse_unused_modules()
     spec = json.loads(os.environ.pop(SUPERVISOR_VARIABLE))
     sys.exit(serve(spec["config"], spec["host"], spec["port"], spec["workers"]))
 
