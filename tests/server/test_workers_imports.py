@@ -34,8 +34,8 @@ NOT_IN_WORKER = ("rich", "better_exceptions", "colorama", "matplotlib")
 
 def _modules(code: str, env: dict[str, str] | None = None) -> list[str]:
     """`sys.modules` of a fresh interpreter after `code`."""
-    loaded = "sorted(name for name, module in sys.modules.items() if module)"
-    script = f"{code}\nimport json, sys\nprint(json.dumps({loaded}))\n"
+    listing = "sorted(name for name, module in sys.modules.items() if module)"
+    script = f"{code}\nimport json, sys\nprint(json.dumps({listing}))\n"
     done = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
