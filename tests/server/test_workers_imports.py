@@ -29,7 +29,7 @@ NOT_IN_SUPERVISOR = (
     "multiprocessing",
 )
 # Modules no server process needs (the command line's tables and demo, plots).
-NOT_IN_WORKER = ("rich", "better_exceptions", "colorama", "matplotlib")
+NOT_IN_WORKER = ("rich", "better_exceptions", "colorama", "pygments", "matplotlib")
 
 
 def _modules(code: str, env: dict[str, str] | None = None) -> list[str]:
@@ -85,12 +85,13 @@ def test_a_worker_imports_what_serving_needs_only(tmp_path: Path) -> None:
 
 
 def test_the_libraries_that_would_import_the_refused_modules_do_without_them() -> None:
-    """structlog and httpx import rich (and colorama, better_exceptions) only when they are
-    installed; refused, the server's log lines still render, exceptions included."""
+    """structlog and httpx import rich (and colorama, better_exceptions, pygments) only when
+    they are installed; refused, the server's log lines still render, exceptions included, and
+    alembic's templates (mako) still load."""
     code = (
         "from baton.server.runtime import workers\n"
         "workers.refuse_unused_modules()\n"
-        "import logging, sys, httpx\n"
+        "import logging, sys, httpx, mako.exceptions, alembic.runtime.migration\n"
         "from baton.logs import formatter\n"
         "handler = logging.StreamHandler(sys.stderr)\n"
         "handler.setFormatter(formatter('console'))\n"

@@ -39,7 +39,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -59,11 +58,12 @@ READY_FD_VARIABLE = "BATON_WORKER_READY_FD"  # the pipe a worker writes one byte
 WORKER_MODULE = "baton.server.runtime.worker"
 
 
-# Pretty-printers that structlog (rich tracebacks, colours) and httpx (its command line) import
-# when they are installed, though a server process never uses them: `baton.logs` renders every
-# record with exceptions already formatted. The supervisor and the workers refuse them
-# (`import rich` raises ImportError, which both libraries expect), and are lighter by a few MB.
-UNUSED_OPTIONAL_MODULES = ("rich", "better_exceptions", "colorama")
+# Pretty-printers that structlog (rich tracebacks, colours), httpx (its command line: pygments,
+# rich) and mako (alembic's templates: pygments) import when they are installed, though a server
+# process never uses them: `baton.logs` renders every record with exceptions already formatted.
+# The supervisor and the workers refuse them (`import rich` raises ImportError, which those
+# libraries expect), and are lighter by a few MB each.
+UNUSED_OPTIONAL_MODULES = ("rich", "better_exceptions", "colorama", "pygments")
 
 
 def refuse_unused_modules() -> None:
@@ -111,11 +111,11 @@ def child_environment(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-@dataclass
 class _Worker:
-    process: subprocess.Popen[bytes]
-    ready_fd: int  # the read end of the worker's ready pipe (-1 once closed)
-    ready: bool = False
+    def __init__(self, process: subprocess.Popen[bytes], ready_fd: int) -> None:
+        self.process = process
+        self.ready_fd = ready_fd  # the read end of the worker's ready pipe (-1 once closed)
+        self.ready = False
 
     def poll_ready(self) -> bool:
         """Whether the worker has written its byte (read without blocking)."""
@@ -131,14 +131,16 @@ class _Worker:
             self.ready_fd = -1
 
 
-@dataclass
 class Supervisor:
-    config: dict[str, Any]  # uvicorn.Config's arguments but host and port, as JSON
-    host: str
-    port: int
-    count: int
-    workers: list[_Worker] = field(default_factory=list)
-    stopping: bool = False
+    # Plain classes: `dataclasses` (with `inspect` and `ast`) would be the supervisor's largest
+    # import after logging.
+    def __init__(self, config: dict[str, Any], host: str, port: int, count: int) -> None:
+        self.config = config  # uvicorn.Config's arguments but host and port, as JSON
+        self.host = host
+        self.port = port
+        self.count = count
+        self.workers: list[_Worker] = []
+        self.stopping = False
 
     def run(self) -> int:
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)}
