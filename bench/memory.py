@@ -108,6 +108,20 @@ def mapped_database(pid: str) -> int:
     return total
 
 
+def proportional(pid: str) -> int:
+    """Pss of one process, in bytes: its resident pages, each shared page divided among the
+    processes that map it (the shared libraries, the database's mapped pages); summed over the
+    tree, memory counted once."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+            for line in rollup:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def snapshot(session: int) -> dict[str, int]:
     """pid -> resident bytes, for every process of a session."""
     return {pid: process_rss(pid) for pid, _ in session_processes(session)}
@@ -184,6 +198,7 @@ def measure(target: Target, db: str, args: argparse.Namespace, work: Path) -> di
         sampler.close()
     after = snapshot(session)
     mapped = {f"{pid} {process_name(pid)}": mapped_database(pid) for pid in after}
+    pss = sum(proportional(pid) for pid in after)
     stop(target.process)
     return {
         "idle": idle_named,
@@ -196,6 +211,7 @@ def measure(target: Target, db: str, args: argparse.Namespace, work: Path) -> di
         },
         "after_total": sum(after.values()),
         "database_mapped_after": mapped,
+        "pss_total_after": pss,
         "per_second": loads,
     }
 
@@ -220,6 +236,8 @@ def report(name: str, figures: dict[str, Any]) -> None:
     print(
         f"of which database files mapped (SQLite mmap, -shm) after the load: {mapped / MB:.1f} MB"
     )
+    pss = figures["pss_total_after"] / MB
+    print(f"Pss of the tree after the load (shared pages counted once): {pss:.1f} MB")
     print("load: " + ", ".join(f"{k} {v}/s" for k, v in figures["per_second"].items()))
 
 
