@@ -13,26 +13,66 @@ below is the group they join (`baton.script` runs it, and so does `python -m bat
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Iterator, MutableMapping
 
 import click
 
 from baton import __version__
-from baton.cli import (
-    audit,
-    clients,
-    consents,
-    db,
-    demo,
-    grants,
-    keys,
-    mfa,
-    report,
-    scopes,
-    serve,
-    upstreams,
-    users,
-)
+
+# Each command of `main`: (its module in baton.cli, the attribute). A module is imported when
+# its command runs (or `--help` lists it), so `baton serve` imports none of the others (their
+# tables, the admin store, the demo's terminal renderer).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("serve", "serve"),
+    "config": ("serve", "config_group"),
+    "db": ("db", "db"),
+    "client": ("clients", "client"),
+    "user": ("users", "user"),
+    "grants": ("grants", "grants"),
+    "keys": ("keys", "keys"),
+    "demo": ("demo", "demo"),
+    "scope": ("scopes", "scope"),
+    "upstream": ("upstreams", "upstream"),
+    "consent": ("consents", "consent"),
+    "audit": ("audit", "audit"),
+    "events": ("audit", "events"),
+    "report": ("report", "report"),
+}
+
+
+class LazyCommands(MutableMapping[str, click.Command]):
+    """`main.commands`: every name of `COMMANDS`, each command imported on first access."""
+
+    def __init__(self, table: dict[str, tuple[str, str]]) -> None:
+        self.table = dict(table)
+        self.loaded: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self.loaded:
+            module, attribute = self.table[name]  # KeyError: no such command
+            command = getattr(importlib.import_module(f"baton.cli.{module}"), attribute)
+            if name == "user":  # `baton user mfa-...` live in a module of their own
+                from baton.cli import mfa
+
+                for sub in mfa.COMMANDS:
+                    command.add_command(sub)
+            self.loaded[name] = command
+        return self.loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self.loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        self.table.pop(name, None)
+        del self.loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self.table, *self.loaded]))
+
+    def __len__(self) -> int:
+        return len(self.table.keys() | self.loaded.keys())
 
 
 @click.group()
@@ -48,21 +88,6 @@ def main(debug: bool) -> None:
         os.environ["BATON_DEBUG"] = "1"  # read by `baton.script.one_line`, and by workers
 
 
-main.add_command(serve.serve)
-main.add_command(serve.config_group)
-main.add_command(db.db)
-main.add_command(clients.client)
-main.add_command(users.user)
-for command in mfa.COMMANDS:
-    users.user.add_command(command)
-main.add_command(grants.grants)
-main.add_command(keys.keys)
-main.add_command(demo.demo)
-main.add_command(scopes.scope)
-main.add_command(upstreams.upstream)
-main.add_command(consents.consent)
-main.add_command(audit.audit)
-main.add_command(audit.events)
-main.add_command(report.report)
+main.commands = LazyCommands(COMMANDS)
 
 __all__ = ["main"]

@@ -5,14 +5,10 @@ handed to uvicorn and the workers as one `ServeConfig`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -27,7 +23,7 @@ from baton.core.issuer import issuer_problem, missing_issuer_problem
 from baton.core.keys import KeyEncryptionError, unseal
 from baton.core.scope import ADMIN_PREFIX
 from baton.logs import dict_config
-from baton.server.observability import MULTIPROC_VARIABLE, tracing_unavailable
+from baton.server.observability import tracing_unavailable
 from baton.store.engines import PoolSettings, display_url, normalize_url
 from baton.store.sql import SQLStore
 from baton.urls import masked_url
@@ -86,7 +82,7 @@ def serve(**params: Any) -> None:
     from baton.server import fastpath
     from baton.server.runtime.asgi import CONFIG_VARIABLE
     from baton.server.runtime.pages import check_theme
-    from baton.server.runtime.workers import serve as serve_workers
+    from baton.server.runtime.workers import hand_over
 
     # The values come through the context, which knows where each came from (`params` too).
     resolved = resolve_options(click.get_current_context())
@@ -174,13 +170,15 @@ def serve(**params: Any) -> None:
         log_config=dict_config(serving.log_level, serving.log_format),
         server_header=False,
     )
-    with metrics_directory(workers):
-        if workers == 1:
-            uvicorn.run(**uvicorn_config, host=host, port=port)
-        else:
-            # Not uvicorn's own --workers: one listening socket per process
-            # (baton.server.runtime.workers).
-            sys.exit(serve_workers(uvicorn_config, host, port, workers))
+    if workers == 1:
+        uvicorn.run(**uvicorn_config, host=host, port=port)
+        return
+    # Not uvicorn's own --workers: one listening socket per process, under a supervisor that
+    # imports none of the app (baton.server.runtime.workers); this process becomes it.
+    http = uvicorn_config["http"]
+    if not isinstance(http, str):  # a protocol class: the workers import it by name
+        uvicorn_config["http"] = f"{http.__module__}:{http.__qualname__}"
+    hand_over(uvicorn_config, host, port, workers)
 
 
 def _trusted_proxies(entries: tuple[str, ...], given: Source, path: str | None) -> tuple[str, ...]:
@@ -271,22 +269,6 @@ def _dynamic_client_scopes(scopes: tuple[str, ...]) -> None:
             + ", ".join(sorted(refused))
             + "): register a client that needs them with `baton client create`"
         )
-
-
-@contextlib.contextmanager
-def metrics_directory(workers: int) -> Iterator[None]:
-    """With several workers, prometheus_client's multiprocess mode: a fresh directory for this
-    run's metric files, shared by the workers (who inherit the variable) and removed at exit."""
-    if workers == 1:
-        yield
-        return
-    directory = tempfile.mkdtemp(prefix="baton-metrics-")
-    os.environ[MULTIPROC_VARIABLE] = directory
-    try:
-        yield
-    finally:
-        os.environ.pop(MULTIPROC_VARIABLE, None)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 # -- config show -----------------------------------------------------------------------------------
