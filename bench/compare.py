@@ -356,12 +356,21 @@ def seed_from_json(text: str) -> Seeded:
 
 
 def start_baton(target: Target, db: str, grants: int, work: Path) -> None:
+    seed_baton(target, db, grants)
+    serve_baton(target, db, work)
+
+
+def baton_command(target: Target) -> str:
+    return target.executable or str(Path(sys.executable).with_name("baton"))
+
+
+def seed_baton(target: Target, db: str, grants: int) -> None:
+    """Migrates `db` and seeds it with a client and `grants` live pairs (`target.seeded`)."""
     if str(BENCH) not in sys.path:
         sys.path.insert(0, str(BENCH))
     from peers.baton_peer import seed  # the main virtualenv has Baton installed
 
-    baton = target.executable or str(Path(sys.executable).with_name("baton"))
-    run([baton, "db", "upgrade", "--db", db], capture_output=True)
+    run([baton_command(target), "db", "upgrade", "--db", db], capture_output=True)
     if target.executable:
         # The baseline seeds its own database with its own code: its schema is its migrations'.
         python = str(Path(target.executable).with_name("python"))
@@ -370,9 +379,13 @@ def start_baton(target: Target, db: str, grants: int, work: Path) -> None:
     else:
         seeded = anyio.run(seed, db, grants)
         target.seeded = Seeded(seeded.client_id, seeded.client_secret, seeded.pairs)
+
+
+def serve_baton(target: Target, db: str, work: Path) -> None:
+    """Starts `baton serve` on `db` on a free port, as every run of the harness serves it."""
     target.port = free_port()
     command = [
-        baton,
+        baton_command(target),
         "serve",
         "--db",
         db,
