@@ -74,6 +74,7 @@ class Point:
     cache: str  # PostgreSQL: buffer hit ratio; SQLite: bytes read from disk per exchange
     wal_bytes_per_exchange: float | None
     wal_note: str
+    wal_file_bytes: int | None  # SQLite: the WAL file's size after the rounds
     checkpoints: int | None
     autovacuums: int | None
     notes: list[str] = field(default_factory=list)
@@ -248,9 +249,7 @@ class SQLiteDatabase(Database):
         read = (after["read_bytes"] - before["read_bytes"]) / per
         written = (after["write_bytes"] - before["write_bytes"]) / per
         cache = f"{read:,.0f} B read from disk per exchange"
-        note = (
-            f"server tree's write_bytes (WAL and checkpoints); WAL file {after['wal_file']:,.0f} B"
-        )
+        note = "SQLite WAL bytes: write_bytes of the server's processes (the WAL and checkpoints)"
         return cache, written, note, None, None
 
 
@@ -454,7 +453,8 @@ class PostgresDatabase(Database):
         wal = (after["wal"] - before["wal"]) / max(exchanges, 1)
         checkpoints = int(after["checkpoints"] - before["checkpoints"])
         autovacuums = int(after["autovacuums"] - before["autovacuums"])
-        return cache, wal, "pg_current_wal_lsn (the whole cluster)", checkpoints, autovacuums
+        note = "PostgreSQL WAL bytes: pg_current_wal_lsn, the whole cluster's"
+        return cache, wal, note, checkpoints, autovacuums
 
     def settle_url(self) -> str | None:
         return self.url
@@ -575,6 +575,7 @@ def measure(
         cache=cache,
         wal_bytes_per_exchange=wal,
         wal_note=wal_note,
+        wal_file_bytes=int(after["wal_file"]) if "wal_file" in after else None,
         checkpoints=checkpoints,
         autovacuums=autovacuums,
         notes=list(getattr(database, "notes", [])),
@@ -605,6 +606,9 @@ def report(options: Options, points: list[Point], started: datetime.datetime) ->
     def opt(value: float | None, fmt: str) -> str:
         return "n/a" if value is None else format(value, fmt)
 
+    def wal_file(p: Point) -> str:
+        return "" if p.wal_file_bytes is None else f" (WAL file {p.wal_file_bytes / 2**20:,.0f} MB)"
+
     lines = [
         "# Refresh exchanges as the database grows",
         "",
@@ -623,7 +627,7 @@ def report(options: Options, points: list[Point], started: datetime.datetime) ->
             f"| {p.database} | {p.grants:,} | {p.refresh_rows:,} | {p.per_second:,.0f} |"
             f" {p.p50_ms:.1f} | {p.p99_ms:.1f} | {opt(p.cpu_us, ',.0f')} | {p.errors} |"
             f" {p.db_bytes / 2**20:,.0f} | {depth(p)} | {p.cache} |"
-            f" {opt(p.wal_bytes_per_exchange, ',.0f')} | {opt(p.checkpoints, 'd')} |"
+            f" {opt(p.wal_bytes_per_exchange, ',.0f')}{wal_file(p)} | {opt(p.checkpoints, 'd')} |"
             f" {opt(p.autovacuums, 'd')} | {p.seed_seconds:.1f} |"
         )
     notes = sorted({p.wal_note for p in points} | {n for p in points for n in p.notes})
