@@ -638,6 +638,13 @@ def report(options: Options, points: list[Point], started: datetime.datetime) ->
     return "\n".join(lines)
 
 
+def short(number: int) -> str:
+    for unit, name in ((1_000_000, "M"), (1_000, "k")):
+        if number >= unit:
+            return f"{number / unit:g}{name}"
+    return str(number)
+
+
 def plot(points: list[Point], out: Path) -> None:
     import matplotlib
 
@@ -648,16 +655,26 @@ def plot(points: list[Point], out: Path) -> None:
     for kind in dict.fromkeys(p.database for p in points):
         mine = sorted((p for p in points if p.database == kind), key=lambda p: p.grants)
         xs = [p.grants for p in mine]
-        rate.plot(xs, [p.per_second for p in mine], "-o", label=kind)
-        p99.plot(xs, [p.p99_ms for p in mine], "-o", label=kind)
+        (line,) = rate.plot(xs, [p.per_second for p in mine], "-o", label=kind)
+        p99.plot(xs, [p.p99_ms for p in mine], "-o", label=kind, color=line.get_color())
+        # The bounds the largest size must stay within: 20% of the smallest's figures.
+        bound = {"color": line.get_color(), "linestyle": ":", "linewidth": 1}
+        rate.axhline(mine[0].per_second * (1 - TOLERANCE), **bound)
+        p99.axhline(mine[0].p99_ms * (1 + TOLERANCE), **bound)
+    sizes = sorted({p.grants for p in points})
     for axes, label in ((rate, "refresh exchanges/s (median)"), (p99, "p99 latency, ms")):
         axes.set_xscale("log")
+        axes.set_xticks(sizes, [short(n) for n in sizes])
+        axes.minorticks_off()
         axes.set_xlabel("live grants")
         axes.set_ylabel(label)
         axes.set_ylim(bottom=0)
         axes.grid(True, which="both", alpha=0.3)
         axes.legend()
-    figure.suptitle(f"baton serve --workers 2, refresh c16, {os.cpu_count()} cores")
+    figure.suptitle(
+        f"baton serve --workers 2, refresh c16, {os.cpu_count()} cores"
+        " (dotted: 20% from the smallest size)"
+    )
     figure.tight_layout()
     figure.savefig(out, dpi=110)
     plt.close(figure)
