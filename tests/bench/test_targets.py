@@ -52,11 +52,11 @@ def test_a_run_meeting_every_target_passes_every_row(compare: ModuleType) -> Non
     assert len(rows) == len(compare.ISSUE_29)
     assert [r.verdict for r in rows] == ["PASS"] * len(rows)
     found = by_goal(rows)
-    assert found["baton-postgresql introspect c16 / node"] == ("1.50x", ">= 1.5x", "PASS")
-    assert found["baton-sqlite refresh c16 / node"] == ("1.50x", ">= 1.5x", "PASS")
-    assert found["baton-postgresql refresh c16 p99"] == ("19.9 ms", "< 20 ms", "PASS")
-    assert found["baton-sqlite server CPU per refresh"] == ("250 us", "<= 300 us", "PASS")
-    assert found["baton-postgresql peak RSS under load (process tree)"][0] == "200 MB"
+    assert found["baton-postgresql introspect c16 / node"] == ("1.500x", ">= 1.5x", "PASS")
+    assert found["baton-sqlite refresh c16 / node"] == ("1.500x", ">= 1.5x", "PASS")
+    assert found["baton-postgresql refresh c16 p99"] == ("19.90 ms", "< 20 ms", "PASS")
+    assert found["baton-sqlite server CPU per refresh"] == ("250.0 us", "<= 300 us", "PASS")
+    assert found["baton-postgresql peak RSS under load (process tree)"][0] == "200.0 MB"
 
 
 def test_each_threshold_fails_just_past_it(compare: ModuleType) -> None:
@@ -75,9 +75,11 @@ def test_each_threshold_fails_just_past_it(compare: ModuleType) -> None:
 
     assert [r.verdict for r in rows] == ["FAIL"] * len(rows)
     found = by_goal(rows)
-    assert found["baton-sqlite refresh c16 p99"] == ("10.0 ms", "< 10 ms", "FAIL")
+    assert found["baton-sqlite refresh c16 p99"] == ("10.00 ms", "< 10 ms", "FAIL")
+    # A ratio just short of its threshold does not read as equal to it.
+    assert found["baton-sqlite refresh c16 / node"] == ("1.499x", ">= 1.5x", "FAIL")
     assert found["baton-postgresql peak RSS under load (process tree)"] == (
-        "390 MB",
+        "390.0 MB",
         "<= 200 MB",
         "FAIL",
     )
