@@ -322,14 +322,16 @@ class PostgresDatabase(Database):
             return
         rebuild = self.rebuild_indexes and grants - have >= have
         dropped = self._drop_indexes() if rebuild else []
+        # The rows are consistent by construction: the foreign keys' per-row triggers are
+        # skipped (`replica`, for a superuser only), which halves the time of the inserts.
+        superuser = self.sql("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        replica = "SET session_replication_role = replica; " if superuser == [["t"]] else ""
         while have < grants:
             step = min(POSTGRES_STEP, grants - have)
             first, last = have + 1, have + step
             grant_id = "'grt_' || substr(md5('g' || i), 1, 22)"
-            # The rows are consistent by construction: the foreign keys' per-row triggers are
-            # skipped (`replica`), which halves the time of the bulk inserts.
             self.sql(
-                "SET session_replication_role = replica; BEGIN;"
+                f"{replica}BEGIN;"
                 f" CREATE TEMP TABLE mark AS SELECT coalesce(max(id), 0) AS id FROM refresh_tokens;"
                 " INSERT INTO grants (id, client_id, user_id, scope, created_at, expires_at)"
                 f" SELECT {grant_id}, {quote(t.client_id)}, {t.user_id}, {quote(t.scope)},"
