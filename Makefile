@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DB     ?= sqlite:///baton.db
 ARGS   ?=
 
-.PHONY: install migrate serve lint docs test fuzz soak bench clean
+.PHONY: install migrate serve lint docs test fuzz soak bench scaling clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Baton needs Python 3.11 or newer")'
@@ -81,6 +81,11 @@ $(BENCH_BIN)/.installed: pyproject.toml
 
 bench: $(BENCH_BIN)/.installed
 	$(BENCH_BIN)/python bench/compare.py $(ARGS)
+
+# Refresh throughput and p99 with 10k, 1M and 5M live grants, SQLite and PostgreSQL, from the
+# same virtualenv (bench/README.md, "As the database grows"): bench/SCALING.md, scaling.png.
+scaling: $(BENCH_BIN)/.installed
+	$(BENCH_BIN)/python bench/scaling.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) bench/.scratch .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -356,12 +356,21 @@ def seed_from_json(text: str) -> Seeded:
 
 
 def start_baton(target: Target, db: str, grants: int, work: Path) -> None:
+    seed_baton(target, db, grants)
+    serve_baton(target, db, work)
+
+
+def baton_command(target: Target) -> str:
+    return target.executable or str(Path(sys.executable).with_name("baton"))
+
+
+def seed_baton(target: Target, db: str, grants: int) -> None:
+    """Migrates `db` and seeds it with a client and `grants` live pairs (`target.seeded`)."""
     if str(BENCH) not in sys.path:
         sys.path.insert(0, str(BENCH))
     from peers.baton_peer import seed  # the main virtualenv has Baton installed
 
-    baton = target.executable or str(Path(sys.executable).with_name("baton"))
-    run([baton, "db", "upgrade", "--db", db], capture_output=True)
+    run([baton_command(target), "db", "upgrade", "--db", db], capture_output=True)
     if target.executable:
         # The baseline seeds its own database with its own code: its schema is its migrations'.
         python = str(Path(target.executable).with_name("python"))
@@ -370,9 +379,13 @@ def start_baton(target: Target, db: str, grants: int, work: Path) -> None:
     else:
         seeded = anyio.run(seed, db, grants)
         target.seeded = Seeded(seeded.client_id, seeded.client_secret, seeded.pairs)
+
+
+def serve_baton(target: Target, db: str, work: Path) -> None:
+    """Starts `baton serve` on `db` on a free port, as every run of the harness serves it."""
     target.port = free_port()
     command = [
-        baton,
+        baton_command(target),
         "serve",
         "--db",
         db,
@@ -501,6 +514,8 @@ class Result:
     errors: int
     reused: int
     sample: str
+    # User + system CPU seconds of the server's process tree during the run (None: not sampled).
+    cpu_seconds: float | None = None
 
     @property
     def per_second(self) -> float:
@@ -542,7 +557,10 @@ def run_wrk(
     ]
     if cpu is not None:
         command = ["taskset", "-c", cpu, *command]
+    session = target.process.pid if target.process is not None else None
+    cpu_before = tree_cpu_seconds(session) if session is not None else 0.0
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    cpu_seconds = tree_cpu_seconds(session) - cpu_before if session is not None else None
     if done.returncode != 0 or not out.exists():
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr[-2000:]}")
     data = json.loads(out.read_text())
@@ -569,6 +587,7 @@ def run_wrk(
         errors=errors,
         reused=data["reused"],
         sample=data["sample"],
+        cpu_seconds=cpu_seconds,
     )
 
 
@@ -784,6 +803,9 @@ class Median:
     errors: int
     reused: int
     rounds: int
+    # Server CPU (its process tree) per successful request over the rounds: their CPU seconds
+    # summed over their requests summed. None when a round was not sampled.
+    cpu_us: float | None = None
 
 
 def medians(outcome: Outcome) -> dict[tuple[str, str], Median]:
@@ -799,9 +821,18 @@ def medians(outcome: Outcome) -> dict[tuple[str, str], Median]:
             sum(r.errors for r in rs),
             sum(r.reused for r in rs),
             len(rs),
+            cpu_per_request_us(rs),
         )
         for key, rs in grouped.items()
     }
+
+
+def cpu_per_request_us(results: list[Result]) -> float | None:
+    cpu = [r.cpu_seconds for r in results]
+    requests = sum(r.ok for r in results)
+    if not requests or any(c is None for c in cpu):
+        return None
+    return sum(c for c in cpu if c is not None) / requests * 1e6
 
 
 def version_of(command: list[str]) -> str:
@@ -967,10 +998,11 @@ def write_report(options: Options, outcome: Outcome, out: Path) -> str:
         "Per second: successful, checked exchanges (or calls) per second. Latency from wrk, in"
         " ms. Peak RSS: the largest sum over the target's process tree (server and workers) seen"
         " while it was under load (sampled ten times a second); PostgreSQL's own processes are not"
-        " counted.",
+        " counted. Server CPU: user + system CPU seconds of that process tree during the"
+        " rounds (from /proc), over the requests they answered.",
         "",
-        "| workload | target | per second | p50 ms | p99 ms | errors |",
-        "|---|---|---:|---:|---:|---:|",
+        "| workload | target | per second | p50 ms | p99 ms | server CPU us/request | errors |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for workload in plan:
         for name in names:
@@ -980,9 +1012,10 @@ def write_report(options: Options, outcome: Outcome, out: Path) -> str:
             reused = (
                 f" ({m.reused} re-revocations: pool ran out, rate overstated)" if m.reused else ""
             )
+            cpu = "n/a" if m.cpu_us is None else f"{m.cpu_us:,.0f}"
             lines.append(
                 f"| {workload.name} | {name} | {m.per_second:,.0f} | {m.p50_ms:.1f} |"
-                f" {m.p99_ms:.1f} | {m.errors}{reused} |"
+                f" {m.p99_ms:.1f} | {cpu} | {m.errors}{reused} |"
             )
     lines += [
         "",
@@ -1007,11 +1040,13 @@ def write_report(options: Options, outcome: Outcome, out: Path) -> str:
                     for p in peers
                 ]
                 lines.append(f"| {workload.name} | {baton} | " + " | ".join(cells) + " |")
+    rss = {t.name: t.peak_rss for t in outcome.targets}
+    lines += ["", "## Issue 29 targets", "", *issue29_table(issue29_rows(table, rss))]
     checks = targets_check(outcome, table)
     if checks:
         lines += [
             "",
-            "## Targets",
+            "## Earlier targets",
             "",
             "| target | measured | result |",
             "|---|---|---|",
@@ -1035,6 +1070,94 @@ def write_report(options: Options, outcome: Outcome, out: Path) -> str:
     text = "\n".join(lines)
     out.write_text(text)
     return text
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One of issue 29's targets. `kind`: "ratio" (Baton's throughput over `peer`'s on
+    `workload`, at least `threshold`), "p99" (Baton's p99 on `workload`, in ms, below
+    `threshold`), "cpu" (server CPU per request on `workload`, in us, at most `threshold`),
+    "rss" (peak RSS of the process tree under load, in MB, at most `threshold`)."""
+
+    kind: str
+    target: str
+    threshold: float
+    workload: str = "refresh c16"
+    peer: str = "node"
+
+
+# Issue 29's targets, declared once: `make bench` reports each as a PASS/FAIL row.
+ISSUE_29 = [
+    Goal("ratio", "baton-postgresql", 1.0, "refresh c16"),
+    Goal("ratio", "baton-postgresql", 1.0, "revoke c16"),
+    Goal("ratio", "baton-postgresql", 1.5, "introspect c16"),
+    Goal("p99", "baton-postgresql", 20.0),
+    Goal("ratio", "baton-sqlite", 1.5, "refresh c16"),
+    Goal("p99", "baton-sqlite", 10.0),
+    Goal("cpu", "baton-sqlite", 300.0),
+    Goal("cpu", "baton-postgresql", 300.0),
+    Goal("rss", "baton-sqlite", 200.0),
+    Goal("rss", "baton-postgresql", 200.0),
+]
+
+
+@dataclass(frozen=True)
+class GoalRow:
+    goal: str
+    measured: str
+    threshold: str
+    verdict: str  # PASS | FAIL | not measured
+
+
+def issue29_rows(
+    table: dict[tuple[str, str], Median],
+    peak_rss: dict[str, int],
+    goals: list[Goal] = ISSUE_29,
+) -> list[GoalRow]:
+    """Each goal against the medians of a run (`medians`) and the peak RSS of each target."""
+    rows = []
+    for g in goals:
+        mine = table.get((g.target, g.workload))
+        value: float | None = None
+        if g.kind == "ratio":
+            theirs = table.get((g.peer, g.workload))
+            goal = f"{g.target} {g.workload} / {g.peer}"
+            if mine is not None and theirs is not None:
+                value = ratio(mine.per_second, theirs.per_second)
+            # Enough digits that a figure just short of its threshold never reads as equal to it.
+            row = (f"{value:.3f}x" if value is not None else "", f">= {g.threshold:.1f}x")
+            passed = value is not None and value >= g.threshold
+        elif g.kind == "p99":
+            goal = f"{g.target} {g.workload} p99"
+            value = None if mine is None else mine.p99_ms
+            row = (f"{value:.2f} ms" if value is not None else "", f"< {g.threshold:g} ms")
+            passed = value is not None and value < g.threshold
+        elif g.kind == "cpu":
+            goal = f"{g.target} server CPU per {g.workload.split()[0]}"
+            value = None if mine is None else mine.cpu_us
+            row = (f"{value:,.1f} us" if value is not None else "", f"<= {g.threshold:g} us")
+            passed = value is not None and value <= g.threshold
+        elif g.kind == "rss":
+            goal = f"{g.target} peak RSS under load (process tree)"
+            found = peak_rss.get(g.target)
+            value = None if not found else found / 2**20
+            row = (f"{value:,.1f} MB" if value is not None else "", f"<= {g.threshold:g} MB")
+            passed = value is not None and value <= g.threshold
+        else:
+            raise ValueError(f"unknown goal kind {g.kind!r}")
+        if value is None:
+            rows.append(GoalRow(goal, "not measured", row[1], "not measured"))
+        else:
+            rows.append(GoalRow(goal, row[0], row[1], "PASS" if passed else "FAIL"))
+    return rows
+
+
+def issue29_table(rows: list[GoalRow]) -> list[str]:
+    return [
+        "| target | measured | threshold | result |",
+        "|---|---:|---|---|",
+        *[f"| {r.goal} | {r.measured} | {r.threshold} | {r.verdict} |" for r in rows],
+    ]
 
 
 @dataclass(frozen=True)
@@ -1226,6 +1349,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_plot:
         write_plot(options, outcome, args.plot)
     print(text)
+    rss = {t.name: t.peak_rss for t in outcome.targets}
+    print("\nIssue 29 targets:\n" + "\n".join(issue29_table(issue29_rows(medians(outcome), rss))))
     log(f"wrote {args.out}" + ("" if args.no_plot else f" and {args.plot}"))
     return 1 if any(r.errors for r in outcome.results) else 0
 

@@ -150,6 +150,8 @@ def _insert(conn: Connection, *, batch: list[_Planned]) -> None:
                 "generation": 0,
                 "issued_at": p.grant.created_at,
                 "expires_at": p.refresh_expires_at,
+                # Its companion's `exp`, as the store writes it (`INSERT_REFRESH`).
+                "access_expires_at": p.access_expires_at,
             }
             for p in batch
         ],

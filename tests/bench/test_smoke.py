@@ -70,8 +70,15 @@ def test_a_short_run_against_baton_has_no_errors_and_fresh_pairs(
     assert outcome.targets[0].peak_rss > 0
     assert all(t.process is not None and t.process.poll() is not None for t in outcome.targets)
 
+    refresh = [r for r in outcome.results if r.workload == "refresh c4"]
+    assert all(r.cpu_seconds is not None and r.cpu_seconds > 0 for r in refresh)
+
     report = compare.write_report(options, outcome, tmp_path / "RESULTS.md")
     assert "| refresh c4 | baton-sqlite |" in report
+    # Issue 29's rows: this run has no c16 refresh and no peer, only the peak RSS is measured.
+    assert "## Issue 29 targets" in report
+    assert "| baton-sqlite refresh c16 p99 | not measured | < 10 ms | not measured |" in report
+    assert "| baton-sqlite peak RSS under load (process tree) |" in report
     assert "Errors over the whole run (warm-up included): 0." in report
 
 
