@@ -127,6 +127,7 @@ _SHARED_SCOPES = {
     "tests/client/test_baton_e2e.py": "load",
     "tests/client/test_stalled_answers.py": "load",
     "tests/bench/test_smoke.py": "load",
+    "tests/bench/test_scaling.py": "load",
     "tests/e2e/test_postgres_processes.py": "load",
 }
 _SHARED_FOLDERS = {"tests/interop/": "interop"}
