@@ -105,7 +105,7 @@ def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
     return _NAMED.sub(number, sql), tuple(order)
 
 
-class _Statement:
+class NativeStatement:
     """A statement as asyncpg runs it: SQL text with `$n`, and the parameter names in order."""
 
     __slots__ = ("order", "sql")
@@ -114,14 +114,19 @@ class _Statement:
         self.sql = sql
         self.order = tuple(order)
 
+    @classmethod
+    def named(cls, sql: str) -> NativeStatement:
+        """A statement written with `:name` parameters."""
+        return cls(*_numbered(sql))
+
     def args(self, values: dict[str, Any]) -> list[Any]:
         return [values[name] for name in self.order]
 
 
-def _compiled(statement: Any, dialect: Dialect) -> _Statement:
+def _compiled(statement: Any, dialect: Dialect) -> NativeStatement:
     """A Core statement of `statements` compiled for asyncpg (numbered `$n` parameters)."""
     compiled = statement.compile(dialect=dialect)
-    return _Statement(compiled.string, compiled.positiontup or ())
+    return NativeStatement(compiled.string, compiled.positiontup or ())
 
 
 def _with_client_xmin(facts: Prepared) -> Select[Any]:
@@ -136,7 +141,7 @@ def _with_client_xmin(facts: Prepared) -> Select[Any]:
 # live grant and an unchanged client row; every later part reads `claim`'s row, so nothing is
 # written when it matched none. A concurrent claim of the token (READ COMMITTED) waits for our
 # row lock, then matches nothing and takes the general path.
-_ROTATE, _ROTATE_ORDER = _numbered(
+ROTATE = NativeStatement.named(
     """
 WITH claim AS (
     UPDATE refresh_tokens
@@ -183,8 +188,10 @@ SELECT (SELECT count(*) FROM access) AS issued, (SELECT count(*) FROM announce) 
 # token would have expired anyway: the latest `exp` among its access tokens that outlive `now`,
 # exactly (`lifecycle._last_access_expiry` reads the same, walking the companions; here
 # PostgreSQL does it in the statement: the unpaired ones by the grant, the others through
-# their companions that have not expired, each an index lookup).
-_REVOKE_GRANT, _REVOKE_GRANT_ORDER = _numbered(
+# each companion that has not expired, one index lookup each: LATERAL, because written as a
+# join the planner hashed a sequential scan of every access token on a freshly filled table,
+# docs/postgresql.md). No early stop as in the walk: every live companion is looked up.
+REVOKE_GRANT = NativeStatement.named(
     """
 WITH revoked AS (
     UPDATE grants SET revoked_at = :now::bigint, revoked_reason = :reason::varchar
@@ -197,10 +204,12 @@ WITH revoked AS (
         (SELECT max(a.expires_at) FROM access_tokens a
           WHERE a.refresh_token_id IS NULL AND a.grant_id = :grant_id::varchar
             AND a.expires_at > :now::bigint),
-        (SELECT max(a.expires_at)
-           FROM refresh_tokens r JOIN access_tokens a ON a.refresh_token_id = r.id
-          WHERE r.grant_id = :grant_id::varchar AND r.expires_at > :now::bigint
-            AND a.expires_at > :now::bigint)
+        (SELECT max(companion.expires_at)
+           FROM refresh_tokens r CROSS JOIN LATERAL (
+                SELECT max(a.expires_at) AS expires_at FROM access_tokens a
+                 WHERE a.refresh_token_id = r.id AND a.expires_at > :now::bigint
+           ) companion
+          WHERE r.grant_id = :grant_id::varchar AND r.expires_at > :now::bigint)
     ) AS expires_at
 ), announce AS (
     INSERT INTO revocation_events (kind, grant_id, effective_at, expires_at, created_at)
@@ -219,7 +228,7 @@ SELECT (SELECT count(*) FROM announce) AS revoked
 )
 
 # An RFC 7009 revocation of an access token: the token and its feed entry (if it outlives now).
-_REVOKE_ACCESS, _REVOKE_ACCESS_ORDER = _numbered(
+REVOKE_ACCESS = NativeStatement.named(
     """
 WITH revoked AS (
     UPDATE access_tokens SET revoked_at = :now::bigint
@@ -240,6 +249,15 @@ SELECT (SELECT count(*) FROM revoked) AS revoked, (SELECT count(*) FROM announce
 )
 
 
+def native_facts(dialect: Dialect) -> dict[str, NativeStatement]:
+    """The facts reads of the native paths, compiled for `dialect` (asyncpg's)."""
+    return {
+        "refresh": _compiled(_with_client_xmin(REFRESH_FACTS), dialect),
+        "lineage": _compiled(_with_client_xmin(REFRESH_LINEAGE_FACTS), dialect),
+        "access": _compiled(_with_client_xmin(ACCESS_FACTS), dialect),
+    }
+
+
 class Native:
     """The native paths of one `PostgresRunner` (see the module's docstring). Each method
     answers, or returns `GENERAL` for the caller to run the general transaction."""
@@ -247,16 +265,19 @@ class Native:
     def __init__(self, runner: PostgresRunner) -> None:
         self.runner = runner
         dialect = runner.engine.dialect
-        self._refresh = _compiled(_with_client_xmin(REFRESH_FACTS), dialect)
-        self._lineage = _compiled(_with_client_xmin(REFRESH_LINEAGE_FACTS), dialect)
-        self._access = _compiled(_with_client_xmin(ACCESS_FACTS), dialect)
+        facts = native_facts(dialect)
+        self._refresh, self._lineage, self._access = (
+            facts["refresh"],
+            facts["lineage"],
+            facts["access"],
+        )
         self._client = _compiled(CLIENT_AUTHENTICATION.statement, dialect)
-        self._rotate = _Statement(_ROTATE, _ROTATE_ORDER)
-        self._revoke_grant = _Statement(_REVOKE_GRANT, _REVOKE_GRANT_ORDER)
-        self._revoke_access = _Statement(_REVOKE_ACCESS, _REVOKE_ACCESS_ORDER)
+        self._rotate = ROTATE
+        self._revoke_grant = REVOKE_GRANT
+        self._revoke_access = REVOKE_ACCESS
 
     async def _confirming(
-        self, conn: asyncpg.Connection, facts: _Statement, client: Client, digest: bytes
+        self, conn: asyncpg.Connection, facts: NativeStatement, client: Client, digest: bytes
     ) -> dict[str, Any] | ClientChanged | None:
         """`confirm.read_confirming` on asyncpg: the token's row (with `c_xmin`) if `client`
         still authenticates as it did; a token not found confirms the client on its own."""
