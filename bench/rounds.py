@@ -49,6 +49,14 @@ def main() -> int:
     parser.add_argument(
         "--db", help="a PostgreSQL server's admin URL: serve from a fresh database on it"
     )
+    parser.add_argument(
+        "--pg-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="with --db: a setting of the fresh database (ALTER DATABASE ... SET), e.g. "
+        "commit_delay=100; only that database's sessions see it",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="baton-rounds-"))
@@ -57,6 +65,10 @@ def main() -> int:
     if args.db:
         target = compare.all_targets(args.workers)["baton-postgresql"]
         url = compare.create_database(args.db, name)
+        for setting in args.pg_setting:
+            key, value = setting.split("=", 1)
+            alter = f'ALTER DATABASE "{name}" SET {key} = {value}'
+            subprocess.run(["psql", args.db, "-qc", alter], check=True)
     else:
         target = compare.all_targets(args.workers)["baton-sqlite"]
         url = f"sqlite:///{work / 'baton.db'}"
