@@ -7,8 +7,8 @@ Runs the store in-process (no HTTP) on a database of its own, through a small TC
 counts the protocol messages the driver sends: every simple `Query` and every `Sync` (the end
 of an extended-protocol exchange) is one wait for the server's ReadyForQuery, one round trip.
 For each kind of request (refresh: a rotation; revoke: RFC 7009 of a refresh token, its grant;
-introspect: an access token's facts) it alternates fast paths on (the native paths of
-`baton.store.sql.native`) and off (today's general transactions), `--rounds` times each, and
+introspect: an access token's facts) it alternates three variants (`VARIANTS`: fast paths off;
+on but without the native paths of `baton.store.sql.native`; on), `--rounds` times each, and
 prints the medians per request of: round trips on the request's path, the feed's NOTIFYs (sent
 after the commit on another connection, at most one at a time per process),
 this process's CPU time (Python, SQLAlchemy, asyncpg) and the CPU time of the PostgreSQL
@@ -171,11 +171,20 @@ def exchange_ask(token: str, client: Client, now: int) -> ExchangeAsk:
     )
 
 
+# The variants compared: fast paths off (the general transactions through SQLAlchemy's
+# `Connection.execute`), fast paths on without the native paths (the general transactions with
+# `Prepared` statements, as before them), and fast paths on (the native paths).
+VARIANTS = ("off", "prepared", "native")
+
+
 async def measure(
-    url: str, proxy: Proxy, fast_paths: bool, kind: str, requests: int
+    url: str, proxy: Proxy, variant: str, kind: str, requests: int
 ) -> tuple[float, float, float, float]:
     """(round trips, NOTIFYs, client CPU ms, backend CPU ms) per request."""
-    store = SQLStore(open_runner(url, PoolSettings(size=4), fast_paths=fast_paths), Policy())
+    runner = open_runner(url, PoolSettings(size=4), fast_paths=variant != "off")
+    store = SQLStore(runner, Policy())
+    if variant == "prepared":
+        store._native = None
     try:
         client, pairs = await setup(store, requests)
         one: Callable[[int], Awaitable[object]]
@@ -250,15 +259,19 @@ async def main() -> None:
             f"{'client CPU ms':>13} {'backend CPU ms':>14}"
         )
         for kind in args.kinds.split(","):
-            figures: dict[bool, list[tuple[float, float, float, float]]] = {True: [], False: []}
+            figures: dict[str, list[tuple[float, float, float, float]]] = {
+                variant: [] for variant in VARIANTS
+            }
             for _ in range(args.rounds):
-                for fast in (False, True):
-                    figures[fast].append(await measure(target, proxy, fast, kind, args.requests))
-            for fast in (False, True):
-                rows = figures[fast]
+                for variant in VARIANTS:
+                    figures[variant].append(
+                        await measure(target, proxy, variant, kind, args.requests)
+                    )
+            for variant in VARIANTS:
+                rows = figures[variant]
                 medians = [statistics.median(r[i] for r in rows) for i in range(4)]
                 print(
-                    f"{kind:<11} {'native' if fast else 'general':<8} {medians[0]:>11.2f} "
+                    f"{kind:<11} {variant:<8} {medians[0]:>11.2f} "
                     f"{medians[1]:>10.2f} {medians[2]:>13.3f} {medians[3]:>14.3f}"
                 )
     finally:

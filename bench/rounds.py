@@ -85,7 +85,9 @@ def main() -> int:
             if number > 1 and args.gap:
                 time.sleep(args.gap)
             compare.settle(0.5)
-            tokens = compare.tokens_for(target, workload, 0)
+            # A revocation spends its token: a round's share of the seeded grants.
+            revocations = args.grants // (args.rounds + 1) if args.mode == "revoke" else 0
+            tokens = compare.tokens_for(target, workload, revocations)
             before = compare.tree_cpu_seconds(target.process.pid)
             backends = backend_pids(url, name) if args.db else []
             backend_before = pids_cpu_seconds(backends)
