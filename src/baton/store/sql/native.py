@@ -306,19 +306,25 @@ class Native:
         try:
             async with self.runner.native() as conn:
                 found = await self._confirming(conn, self._refresh, client, ask.digest)
-                if not isinstance(found, dict):
-                    return GENERAL  # unknown token or changed client: the general path says so
-                token = refresh_from_row(found)
+                if isinstance(found, ClientChanged):
+                    return found
+                token = None if found is None else refresh_from_row(found)
                 with spans.span(lifecycle.REFRESH_DECISION_SPAN) as span:
                     decision = rules.decide_refresh(token, ask.client_id, ask.now, policy)
                     lifecycle.decided(span, decision, token)
                 noted = signals.exchange_signals(
-                    token, decision, ask.now, ask.shadow, token.access_expires_at
+                    token,
+                    decision,
+                    ask.now,
+                    ask.shadow,
+                    None if token is None else token.access_expires_at,
                 )
                 if isinstance(decision, rules.Reject):
                     return Refused(decision.reason, signals=noted)  # nothing to write
                 if (
-                    not isinstance(decision, rules.Rotate)
+                    token is None
+                    or found is None
+                    or not isinstance(decision, rules.Rotate)
                     or decision.continues is not None
                     or not policy.rotate
                 ):
