@@ -78,7 +78,7 @@ def plan_of(url: str, statement: NativeStatement, **params: Any) -> dict[str, An
 
 
 ROW = middle_row()
-STATEMENTS = {
+STATEMENTS: dict[str, tuple[NativeStatement, dict[str, Any]]] = {
     "rotate": (ROTATE, {"rt_id": ROW, "grant_id": f"g{ROW}"}),
     "revoke_grant": (REVOKE_GRANT, {"grant_id": f"g{ROW}"}),
     "revoke_access": (REVOKE_ACCESS, {"at_id": ROW}),
