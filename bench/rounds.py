@@ -97,7 +97,10 @@ def main() -> int:
             cpu = compare.tree_cpu_seconds(target.process.pid) - before
             # Backends that the pools opened during the round are missed: measure after a warm
             # round (the pools are full by then).
-            backend = pids_cpu_seconds(backends) - backend_before
+            after = pids_cpu_seconds(backends)
+            # (A backend that exited during the round, an overflow connection closed, is left
+            # out: its last figure is gone with it.)
+            backend = sum(after[pid] - backend_before[pid] for pid in after)
             read = tree_disk_reads(target.process.pid) - read_before
             print(
                 f"round {number}: {result.per_second:7.0f}/s  p50 {result.p50_ms:.1f} ms"
@@ -127,16 +130,16 @@ def backend_pids(url: str, name: str) -> list[int]:
     return [int(line) for line in out.split()]
 
 
-def pids_cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of the processes `pids` (those still running)."""
-    ticks = 0
+def pids_cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each of the processes `pids` still running."""
+    seconds: dict[int, float] = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
 
 
 def tree_disk_reads(session: int) -> int:
