@@ -111,19 +111,21 @@ STEPS = st.lists(
 def _outcome(result: object) -> object:
     if isinstance(result, Issued):
         pair = result.pair
-        return ("issued", pair.generation, pair.access_expires_at, pair.refresh_expires_at)
+        noted = [(s.kind, s.at, s.delay, s.reason) for s in result.signals]
+        return ("issued", pair.generation, pair.access_expires_at, pair.refresh_expires_at, noted)
     if isinstance(result, Replayed):
-        return "replayed"
+        return ("replayed", [(s.kind, s.at, s.delay, s.reason) for s in result.signals])
     if result is None or isinstance(result, str | ClientChanged):
         return result
     facts = getattr(result, "__dict__", None) or {
         name: getattr(result, name) for name in getattr(type(result), "__slots__", ())
     }
-    # A token's facts: what the rules read, without ids (two grants, two id sequences).
-    return (
-        type(result).__name__,
-        {k: v for k, v in sorted(facts.items()) if k not in {"id", "grant", "companion", "jti"}},
-    )
+    # A token's facts or a refusal: what the rules read and said, without ids (two clients,
+    # two grants, two id sequences); a signal by its kind and figures.
+    kept = {k: v for k, v in sorted(facts.items()) if k not in {"id", "grant", "companion", "jti"}}
+    if "signals" in kept:
+        kept["signals"] = [(s.kind, s.at, s.delay, s.reason) for s in kept["signals"]]
+    return (type(result).__name__, kept)
 
 
 async def _life(store: SQLStore, client: Client, steps: list[str | int]) -> list[object]:
