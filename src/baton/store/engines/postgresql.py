@@ -13,8 +13,9 @@ PostgreSQL does the concurrency. See docs/postgresql.md for operating it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -152,6 +153,7 @@ class PostgresRunner:
     def __init__(self, url: URL, pool: PoolSettings, *, fast_paths: bool = True) -> None:
         self.url = url
         self.pool_settings = pool
+        self.fast_paths = fast_paths
         sizing: dict[str, Any] = (
             {"poolclass": NullPool}
             if pool.size == 0
@@ -231,6 +233,33 @@ class PostgresRunner:
         async with self._autocommit.connect() as conn:
             return await conn.run_sync(work)
 
+    @contextlib.asynccontextmanager
+    async def native(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection's asyncpg connection, in autocommit, for the statements of the
+        native paths (`baton.store.sql.native`): SQL text with `$n` parameters, run by asyncpg
+        itself (its own prepared-statement cache), with no greenlet or SQLAlchemy execution per
+        statement. Each statement is its own transaction; one of data-modifying CTEs is one
+        atomic transaction. Public APIs only: `AsyncConnection.get_raw_connection()` and the
+        pool's `driver_connection`. Given back, the connection costs no round trip (nothing
+        began, so the pool's reset sends no ROLLBACK: `tests/store/test_native_guard.py`).
+
+        A driver error is raised as `NativeFailed` (the caller then takes the general path,
+        whose own statements report a database gone as the server expects); a connection it
+        closed is invalidated, not pooled again."""
+        async with self._autocommit.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            try:
+                yield driver
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                if driver is None or driver.is_closed():
+                    await conn.invalidate()
+                raise NativeFailed(type(exc).__name__) from exc
+
+    def wake_feed(self) -> None:
+        """Wakes every process's feed readers: a native statement committed feed events."""
+        self._notifier.wake()
+
     async def wait_for_feed(self, timeout: float) -> None:
         await self._listener.wait(timeout)
 
@@ -238,6 +267,10 @@ class PostgresRunner:
         await self._notifier.close()
         await self._listener.close()
         await self.engine.dispose()
+
+
+class NativeFailed(Exception):
+    """A native path's statement failed in the driver (`PostgresRunner.native`)."""
 
 
 def _plan_invalidated(exc: DBAPIError) -> bool:

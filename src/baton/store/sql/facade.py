@@ -56,6 +56,7 @@ from baton.store.sql import (
     feed,
     lifecycle,
     logout,
+    native,
     origins,
     outbox,
     purge,
@@ -90,6 +91,9 @@ class SQLStore(
     def __init__(self, runner: Runner, policy: Policy) -> None:
         self.runner = runner
         self.policy = policy
+        # PostgreSQL with fast paths on: the common refresh, revocation and introspection in
+        # the fewest round trips, the general transactions answering the rest.
+        self._native = native.for_runner(runner)
 
     @classmethod
     def open(
@@ -330,6 +334,10 @@ class SQLStore(
         lineage = lifecycle.may_have_forked(
             self.policy, None if ask.client is None else ask.client.policy, ask.now
         )
+        if self._native is not None and not lineage:
+            done = await self._native.exchange(ask, policy)
+            if done is not native.GENERAL:
+                return done
         return await self._write(lambda conn: lifecycle.exchange(conn, ask, policy, lineage))
 
     async def find_token(
@@ -338,6 +346,10 @@ class SQLStore(
         """The facts of a token `client` presented (None: unknown, or no digest to look up),
         once `client`'s row is confirmed unchanged. A refresh token's lineage (rule 3b) is read
         when `fork` may have applied to its owner's tokens by `now` (`lifecycle.find_token`)."""
+        if self._native is not None:
+            found = await self._native.find_token(client, digest, is_refresh, self.policy, now)
+            if found is not native.GENERAL:
+                return found
         return await self._read(
             lambda conn: lifecycle.find_token(conn, client, digest, is_refresh, self.policy, now)
         )
@@ -357,6 +369,10 @@ class SQLStore(
         if digest is None:  # nothing to revoke: a read confirms the client
             answer: RevokeResult = "nothing"
             return await self._read(lambda conn: confirmed(conn, client, answer))
+        if self._native is not None:
+            done = await self._native.revoke_token(client, digest, is_refresh, now)
+            if done is not native.GENERAL:
+                return done
         return await self._write(
             lambda conn: lifecycle.revoke_token(conn, client, digest, is_refresh, now)
         )

@@ -15,7 +15,7 @@ console's queries (`baton.store.sql.admin`) share `revoke_grant` and `read_grant
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, func, insert, select, update
 
@@ -48,6 +48,7 @@ from baton.store.base import (
     RevokeResult,
     ScopeRefused,
     SecurityEvent,
+    TargetRefused,
     TokenFacts,
 )
 from baton.store.schema import (
@@ -142,7 +143,7 @@ _DECISIONS: dict[type, str] = {
 }
 
 
-def _decided(span: spans.Span, decision: rules.RefreshDecision, token: RefreshFacts | None) -> None:
+def decided(span: spans.Span, decision: rules.RefreshDecision, token: RefreshFacts | None) -> None:
     """`baton.decision` (rotate, replay, fork, reuse, reject), the reason of a reuse or a
     rejection (`Reason`'s name: unknown, idle_expired, ...) and the grant, when the token has
     one of the asking client's."""
@@ -294,7 +295,7 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool) 
         return token
     with spans.span(REFRESH_DECISION_SPAN) as span:
         decision = rules.decide_refresh(token, ask.client_id, ask.now, policy)
-        _decided(span, decision, token)
+        decided(span, decision, token)
     # What the decision says about the client's integration, and what its report-only policy
     # would have refused: counted by the caller, never refused for (`baton.core.signals`).
     noted = signals.exchange_signals(
@@ -344,13 +345,9 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool) 
             )
         return Refused(decision.reason, revoked_grant=revoked, signals=noted)
 
-    granted = parse_scope(token.grant.scope)
-    scope = granted if ask.scope is None else ask.scope
-    if not scope <= granted:
-        return ScopeRefused()
-    # RFC 9700 §2.3 / RFC 8707 §2.2: a refresh may narrow the grant's resources, never widen.
-    if narrowed(token.grant.resources, ask.child.resources) is None:
-        return TARGET_REFUSED
+    scope = asked_scope(token, ask)
+    if not isinstance(scope, frozenset):
+        return scope
 
     if isinstance(decision, rules.Fork):
         # Siblings are generation parent + 1; the parent's leeway still runs from its first
@@ -371,6 +368,57 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool) 
     # Rotate: claim the single successor slot first. Only one transaction can move
     # `exchanged_at` from NULL; on PostgreSQL a concurrent one waits for our row lock here and
     # then matches nothing.
+    rotation = plan_rotation(token, ask, policy, scope)
+    planned, retire_at = rotation.planned, rotation.retire_at
+    claimed = CLAIM_SUCCESSOR.rowcount(
+        conn,
+        rt_id=token.id,
+        exchanged=ask.now,
+        retire=retire_at,
+        sealed=rotation.sealed,
+        sealed_id_token=rotation.sealed_id_token,
+    )
+    if claimed != 1:
+        # Lost the race (PostgreSQL only: SQLite serialized us before the read). The winner
+        # has committed; decide again on what it wrote.
+        return exchange(conn, ask, policy, lineage)
+    # The companion access token of the exchanged token dies at the end of the leeway:
+    # announce it now, so resource servers schedule it themselves (no job runs at that time).
+    announce_access_deaths(conn, ANNOUNCE_COMPANION, token.id, retire_at, ask.now)
+    return Issued(_insert_pair(conn, planned, ask.child, token.id), signals=noted)
+
+
+def asked_scope(
+    token: RefreshFacts, ask: ExchangeAsk
+) -> frozenset[str] | ScopeRefused | TargetRefused:
+    """The scope a refresh of `token` asks for (the grant's, or narrower: RFC 6749 §6), or
+    why it cannot have it; the resources it names must be the grant's or fewer (RFC 9700 §2.3,
+    RFC 8707 §2.2: a refresh may narrow them, never widen)."""
+    granted = parse_scope(token.grant.scope)
+    scope = granted if ask.scope is None else ask.scope
+    if not scope <= granted:
+        return ScopeRefused()
+    if narrowed(token.grant.resources, ask.child.resources) is None:
+        return TARGET_REFUSED
+    return scope
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """What a rotation of a token writes, planned before any write: the child pair, the seals
+    of its response kept for a retry inside the leeway, and when the leeway ends."""
+
+    planned: PlannedPair
+    sealed: bytes | None
+    sealed_id_token: bytes | None
+    retire_at: int
+
+
+def plan_rotation(
+    token: RefreshFacts, ask: ExchangeAsk, policy: Policy, scope: frozenset[str]
+) -> Rotation:
+    """The rotation of `token` the rules decided (`rules.Rotate`), as `exchange` writes it and
+    PostgreSQL's one-statement rotation (`baton.store.sql.native`) too: a pure function."""
     planned = plan_pair(
         token.grant, ask.child, token.generation + 1, render_scope(scope), ask.now, policy
     )
@@ -384,23 +432,7 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool) 
     # the old access token dies at the exchange itself. It is the leeway of the policy in force
     # now, promised here: `retire_at` keeps it whatever the client's policy says later.
     start = max(ask.now, ask.child.lifetimes_from or ask.now) if policy.leeway else ask.now
-    retire_at = start + policy.leeway
-    claimed = CLAIM_SUCCESSOR.rowcount(
-        conn,
-        rt_id=token.id,
-        exchanged=ask.now,
-        retire=retire_at,
-        sealed=sealed,
-        sealed_id_token=sealed_id_token,
-    )
-    if claimed != 1:
-        # Lost the race (PostgreSQL only: SQLite serialized us before the read). The winner
-        # has committed; decide again on what it wrote.
-        return exchange(conn, ask, policy, lineage)
-    # The companion access token of the exchanged token dies at the end of the leeway:
-    # announce it now, so resource servers schedule it themselves (no job runs at that time).
-    announce_access_deaths(conn, ANNOUNCE_COMPANION, token.id, retire_at, ask.now)
-    return Issued(_insert_pair(conn, planned, ask.child, token.id), signals=noted)
+    return Rotation(planned, sealed, sealed_id_token, start + policy.leeway)
 
 
 def _keep(

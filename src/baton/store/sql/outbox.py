@@ -144,19 +144,31 @@ def grant_revoked(
 ) -> None:
     """`grant.revoked`; `reason` is the grant's `revoked_reason`. `known`: the grant's facts
     when the caller has them (one query less on the revocation endpoint's path)."""
-    client_id: str | None
-    subject: str | None
-    if known is not None:
-        client_id, subject = known.client_id, known.subject
-    else:
+    if known is None:
         row = conn.execute(
             select(grants.c.client_id, users.c.username)
             .outerjoin(users, users.c.id == grants.c.user_id)
             .where(grants.c.id == grant_id)
         ).first()
         client_id, subject = (row.client_id, row.username) if row is not None else (None, None)
+    else:
+        client_id, subject = known.client_id, known.subject
+    _ENQUEUE.run(
+        conn,
+        event_type=WebhookEventType.GRANT_REVOKED,
+        payload=grant_revoked_payload(grant_id, client_id, subject, reason, now),
+        created_at=now,
+        next_attempt_at=now,
+    )
+
+
+def grant_revoked_payload(
+    grant_id: str, client_id: str | None, subject: str | None, reason: RevocationCause, now: int
+) -> str:
+    """The `grant.revoked` event's payload (PostgreSQL's one-statement revocation,
+    `baton.store.sql.native`, inserts it in its own statement)."""
     fields = {"grant_id": grant_id, "client_id": client_id, "subject": subject, "reason": reason}
-    enqueue(conn, WebhookEventType.GRANT_REVOKED, fields, now)
+    return _payload(WebhookEventType.GRANT_REVOKED, fields, now)
 
 
 def security_event(conn: Connection, fields: dict[str, Any], now: int) -> None:
