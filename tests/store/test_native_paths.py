@@ -5,6 +5,7 @@ to the write, and what they rely on in SQLAlchemy and asyncpg."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -345,12 +346,15 @@ def test_a_client_change_committed_between_the_read_and_the_write_is_refused(
 def test_sqlalchemy_and_asyncpg_still_give_what_the_native_paths_use(
     postgres_database: str,
 ) -> None:
-    """`AsyncConnection.get_raw_connection().driver_connection` is the asyncpg connection, its
-    statements see `$n` parameters and xids as integers, and handing the connection back to the
-    pool after autocommit statements sends nothing (no ROLLBACK, no isolation reset): a hidden
-    round trip per request would undo the point of the native paths. If this fails, run with
-    fast paths off (`BATON_FAST_PATHS=0`) until `PostgresRunner.native` is adapted."""
+    """The native connection is an asyncpg connection from asyncpg's pool, its statements see
+    `$n` parameters and xids as integers, and handing the connection back to the pool after
+    autocommit statements sends nothing (asyncpg's default reset, RESET ALL and more, is
+    replaced; no ROLLBACK): a hidden round trip per request would undo the point of the native
+    paths. Without a pool (`size=0`) the engine's connection is borrowed through
+    `AsyncConnection.get_raw_connection().driver_connection`. If this fails, run with fast
+    paths off (`BATON_FAST_PATHS=0`) until `PostgresRunner.native` is adapted."""
     assert hasattr(AsyncConnection, "get_raw_connection")
+    assert "reset" in inspect.signature(asyncpg.create_pool).parameters
 
     async def run() -> list[str]:
         runner = open_runner(postgres_database, PoolSettings(size=1, max_overflow=0))
@@ -368,10 +372,12 @@ def test_sqlalchemy_and_asyncpg_still_give_what_the_native_paths_use(
                 assert isinstance(await conn.fetchval("SELECT txid_current()::text::xid"), int)
                 # The logger sees a ROLLBACK when one is sent (the control of the check below).
                 await conn.execute("ROLLBACK")
+                pid = conn.get_server_pid()
             async with runner.native() as again:
-                assert again is conn  # the one pooled connection, back from the pool
+                # the one pooled connection, back from the pool
+                assert again.get_server_pid() == pid
                 sent = list(logged)
-                conn.remove_query_logger(log)
+                again.remove_query_logger(log)
             # A general read and write on it: their own statements only.
             await runner.read(lambda c: c.execute(text("SELECT 1")).scalar())
             return sent
@@ -380,3 +386,22 @@ def test_sqlalchemy_and_asyncpg_still_give_what_the_native_paths_use(
 
     sent = anyio.run(run)
     assert sent == ["SELECT $1::bigint + 1", "SELECT txid_current()::text::xid", "ROLLBACK"]
+
+
+def test_without_a_pool_the_native_paths_borrow_the_engines_connection(
+    postgres_database: str,
+) -> None:
+    """`size=0` (an external pooler such as PgBouncer): no pool of Baton's own, not even for
+    the native paths; the engine's connection (NullPool: one per use) is borrowed."""
+
+    async def run() -> int:
+        runner = open_runner(postgres_database, PoolSettings(size=0))
+        assert isinstance(runner, PostgresRunner)
+        try:
+            async with runner.native() as conn:
+                assert isinstance(conn, asyncpg.Connection)
+                return int(await conn.fetchval("SELECT $1::int * 2", 21))
+        finally:
+            await runner.close()
+
+    assert anyio.run(run) == 42

@@ -176,6 +176,7 @@ class PostgresRunner:
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._listener = _Listener(url)
         self._notifier = _Notifier(self.engine)
+        self._native_pool = None if pool.size == 0 else _NativePool(url, pool)
 
     def pool_use(self) -> tuple[int, int] | None:
         """(connections checked out, the pool's capacity), or None without a pool (`size=0`)."""
@@ -235,26 +236,45 @@ class PostgresRunner:
 
     @contextlib.asynccontextmanager
     async def native(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection's asyncpg connection, in autocommit, for the statements of the
-        native paths (`baton.store.sql.native`): SQL text with `$n` parameters, run by asyncpg
-        itself (its own prepared-statement cache), with no greenlet or SQLAlchemy execution per
-        statement. Each statement is its own transaction; one of data-modifying CTEs is one
-        atomic transaction. Public APIs only: `AsyncConnection.get_raw_connection()` and the
-        pool's `driver_connection`. Given back, the connection costs no round trip (nothing
-        began, so the pool's reset sends no ROLLBACK: `tests/store/test_native_guard.py`).
+        """An asyncpg connection in autocommit, for the statements of the native paths
+        (`baton.store.sql.native`): SQL text with `$n` parameters, run by asyncpg itself (its
+        own prepared-statement cache), with no greenlet or SQLAlchemy execution per statement.
+        Each statement is its own transaction; one of data-modifying CTEs is one atomic
+        transaction.
+
+        The connections come from asyncpg's own pool (`_NativePool`), sized as the engine's:
+        a checkout through SQLAlchemy's async pool (a greenlet, the connection's events and
+        isolation level set and reset) cost more than the two statements it was for
+        (docs/performance.md). With no pool (`size=0`, an external pooler) the engine's
+        connection is borrowed instead. Public APIs only, either way; given back, a connection
+        costs no round trip (nothing began: `tests/store/test_native_paths.py`).
 
         A driver error is raised as `NativeFailed` (the caller then takes the general path,
         whose own statements report a database gone as the server expects); a connection it
-        closed is invalidated, not pooled again."""
-        async with self._autocommit.connect() as conn:
-            raw = await conn.get_raw_connection()
-            driver = raw.driver_connection
-            try:
-                yield driver
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                if driver is None or driver.is_closed():
-                    await conn.invalidate()
-                raise NativeFailed(type(exc).__name__) from exc
+        closed is not pooled again."""
+        if self._native_pool is None:
+            async with self._autocommit.connect() as conn:
+                raw = await conn.get_raw_connection()
+                driver = raw.driver_connection
+                try:
+                    yield driver
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                    if driver is None or driver.is_closed():
+                        await conn.invalidate()
+                    raise NativeFailed(type(exc).__name__) from exc
+            return
+        try:
+            pool = await self._native_pool.get()
+            connection = await pool.acquire(timeout=self.pool_settings.timeout)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise NativeFailed(type(exc).__name__) from exc
+        try:
+            yield connection
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise NativeFailed(type(exc).__name__) from exc
+        finally:
+            # (A connection the failure closed is replaced by asyncpg's pool, not handed out.)
+            await pool.release(connection)
 
     def wake_feed(self) -> None:
         """Wakes every process's feed readers: a native statement committed feed events."""
@@ -266,7 +286,59 @@ class PostgresRunner:
     async def close(self) -> None:
         await self._notifier.close()
         await self._listener.close()
+        if self._native_pool is not None:
+            await self._native_pool.close()
         await self.engine.dispose()
+
+
+class _NativePool:
+    """asyncpg's pool of the native paths' connections, made on first use in the event loop
+    that asks (a pool belongs to one loop; a runner used from another loop, as tests do, gets
+    a new one and the old one's connections are closed). A failure to make it is not kept:
+    the next request tries again."""
+
+    def __init__(self, url: URL, settings: PoolSettings) -> None:
+        self._dsn = libpq_url(url).render_as_string(hide_password=False)
+        self._settings = settings
+        self._made: asyncio.Task[asyncpg.Pool] | None = None
+
+    async def get(self) -> asyncpg.Pool:
+        loop = asyncio.get_running_loop()
+        made = self._made
+        if made is None or made.get_loop() is not loop:
+            if made is not None and made.done() and not made.cancelled() and not made.exception():
+                made.result().terminate()
+            made = self._made = loop.create_task(self._make())
+        try:
+            return await asyncio.shield(made)
+        except BaseException:
+            if made.done() and self._made is made:
+                self._made = None
+            raise
+
+    async def _make(self) -> asyncpg.Pool:
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            self._dsn,
+            min_size=0,
+            max_size=self._settings.capacity,
+            reset=_reset,
+        )
+        return pool
+
+    async def close(self) -> None:
+        made, self._made = self._made, None
+        if made is None or made.get_loop() is not asyncio.get_running_loop():
+            return
+        with contextlib.suppress(Exception):
+            await (await made).close()
+
+
+async def _reset(connection: asyncpg.Connection) -> None:
+    """What a native connection needs given back: nothing, since its statements run in
+    autocommit and set nothing (asyncpg's default reset is a round trip of RESET ALL, UNLISTEN
+    and more per checkout). A transaction left open by a failure is rolled back."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
 
 
 class NativeFailed(Exception):
