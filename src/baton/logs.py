@@ -12,13 +12,19 @@ scans every log line of the run for them).
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, WrappedLogger
+
+# structlog is imported where an event is logged through it (`get_logger`, `configure_structlog`)
+# or rendered for a terminal, never by the JSON formatter alone: the supervisor of `baton serve`
+# only writes plain records, and does without it.
 
 FORMATS = ("json", "console")
 
@@ -38,6 +44,8 @@ def configure_structlog() -> None:
     structlog events too; the rendering is the handler's formatter (`formatter`). The chain is
     kept short on purpose: the access log writes a line per request.
     """
+    import structlog
+
     if structlog.is_configured():
         return
     structlog.configure(
@@ -60,7 +68,7 @@ class EventFormatter(logging.Formatter):
     because the access log runs it once per request.
     """
 
-    def __init__(self, renderer: Processor) -> None:
+    def __init__(self, renderer: Callable[[Any, str, dict[str, Any]], Any]) -> None:
         super().__init__()
         self.render = renderer
 
@@ -94,22 +102,41 @@ def _iso(created: float) -> str:
     return f"{text}.{int((created - second) * 1000):03d}Z"
 
 
+def _json_default(value: Any) -> Any:
+    """What JSON cannot hold, as structlog's JSON renderer writes it: the value's own
+    `__structlog__()` form, else its repr."""
+    try:
+        return value.__structlog__()
+    except AttributeError:
+        return repr(value)
+
+
+def render_json(_logger: Any, _level: str, event: dict[str, Any]) -> str:
+    """One event as one line of JSON, byte for byte as `structlog.processors.JSONRenderer()`
+    renders it (`json.dumps` with its fallback), without importing structlog."""
+    return json.dumps(event, default=_json_default)
+
+
 def formatter(renderer: str = "json") -> logging.Formatter:
     """A `logging` formatter for every record, structlog's and plain ones alike.
 
     Named in the `logging.config.dictConfig` that `baton serve` hands to uvicorn, which applies
-    it in each worker process.
+    it in the supervisor and in each worker process. Events reach it from structlog once
+    `get_logger` has routed them (`configure_structlog`).
     """
-    configure_structlog()
     if renderer == "json":
-        return EventFormatter(structlog.processors.JSONRenderer())
+        return EventFormatter(render_json)
     if renderer == "console":
+        import structlog
+
         return EventFormatter(structlog.dev.ConsoleRenderer(colors=False))
     raise ValueError(f"unknown log format {renderer!r}: use one of {', '.join(FORMATS)}")
 
 
 def get_logger(name: str) -> Any:
     """A structlog logger over the standard logger `name`."""
+    import structlog
+
     configure_structlog()
     return structlog.stdlib.get_logger(name)
 

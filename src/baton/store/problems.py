@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
-
-from asyncpg import exceptions as pg
 
 _CHECK = "check --db (BATON_DB)"
 
@@ -38,6 +37,9 @@ def database_problem(exc: BaseException) -> str | None:
     not about reaching or opening one."""
     from baton.store.migrate import DatabaseBusy, UnknownSchema
 
+    # asyncpg's errors, when it is loaded: a command on SQLite never imports it, and none of its
+    # errors can exist before it is.
+    pg = sys.modules.get("asyncpg.exceptions")
     for found in _chain(exc):
         if isinstance(found, DatabaseBusy | UnknownSchema):
             return str(found)
@@ -50,12 +52,14 @@ def database_problem(exc: BaseException) -> str | None:
             )
         if isinstance(found, socket.gaierror):
             return f"cannot find the database host ({found.strerror or found}): {_CHECK}"
-        if isinstance(found, pg.InvalidCatalogNameError):
+        if pg is not None and isinstance(found, pg.InvalidCatalogNameError):
             return (
                 f"PostgreSQL says: {found}; create it (createdb NAME), then run "
                 f"`baton db upgrade`, or {_CHECK}"
             )
-        if isinstance(found, pg.InvalidAuthorizationSpecificationError | pg.InvalidPasswordError):
+        if pg is not None and isinstance(
+            found, pg.InvalidAuthorizationSpecificationError | pg.InvalidPasswordError
+        ):
             return f"PostgreSQL refused the sign-in: {found}; {_CHECK}"
         if isinstance(found, TimeoutError):
             return f"the database did not answer in time: is it reachable? {_CHECK}"

@@ -8,8 +8,8 @@ all (the pages need none) and styles only from Baton itself. HSTS when the issue
 from __future__ import annotations
 
 import logging
+import sys
 
-from asyncpg.exceptions import PostgresConnectionError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -71,10 +71,19 @@ def is_database_unavailable(exc: BaseException) -> bool:
     for _ in range(4):
         if cause is None:
             return False
-        if isinstance(cause, ConnectionError | TimeoutError | OSError | PostgresConnectionError):
+        if isinstance(cause, ConnectionError | TimeoutError | OSError):
+            return True
+        if _is_driver_connection_error(cause):
             return True
         cause = cause.__cause__ or getattr(cause, "orig", None)
     return False
+
+
+def _is_driver_connection_error(exc: BaseException) -> bool:
+    """asyncpg's connection errors. asyncpg is imported only on PostgreSQL (a server on SQLite
+    never loads it), and none of its errors can exist before it is: looked up, not imported."""
+    errors = sys.modules.get("asyncpg.exceptions")
+    return errors is not None and isinstance(exc, errors.PostgresConnectionError)
 
 
 async def database_unavailable(_request: Request, exc: Exception) -> Response:
