@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 
 def _run(code: str) -> tuple[list[str], str]:
     """`sys.modules` of a fresh interpreter after `code`, and what it wrote to stderr."""
@@ -64,12 +62,7 @@ def test_the_database_error_checks_load_no_driver_until_one_is_in_use() -> None:
     assert _found(modules, "asyncpg") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="baton.store.engines.postgresql still imports asyncpg and sqlalchemy.ext.asyncio at "
-    "module level (its owner moves them into PostgresRunner and the listener)",
-)
-def test_a_worker_on_sqlite_imports_no_postgresql_driver(tmp_path: Path) -> None:
+def test_a_worker_on_sqlite_imports_no_postgresql_driver_nor_the_migrations(tmp_path: Path) -> None:
     modules, _ = _run(
         "import os\n"
         "from baton.server.runtime import workers\n"
@@ -85,4 +78,4 @@ def test_a_worker_on_sqlite_imports_no_postgresql_driver(tmp_path: Path) -> None
         "create()\n"
     )
     assert "baton.server.app" in modules
-    assert _found(modules, "asyncpg", "sqlalchemy.ext.asyncio") == []
+    assert _found(modules, "asyncpg", "sqlalchemy.ext.asyncio", "alembic", "mako") == []

@@ -17,17 +17,22 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-import asyncpg
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
 from baton.store.prepared import FAST_PATHS_OPTION
+
+if TYPE_CHECKING:
+    # asyncpg and SQLAlchemy's asyncio extension are imported where a PostgreSQL runner uses
+    # them: a server on SQLite imports this module (its settings, its URL helpers) and needs
+    # neither (tests/server/test_lean_imports.py).
+    import asyncpg
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
 log = logging.getLogger("baton.store")
@@ -167,6 +172,8 @@ class PostgresRunner:
                 # request that met the outage gets a 503 and the next ones reconnect.
             }
         )
+        from sqlalchemy.ext.asyncio import create_async_engine
+
         self.engine: AsyncEngine = create_async_engine(
             asyncpg_url(url),
             isolation_level="READ COMMITTED",
@@ -252,6 +259,8 @@ class PostgresRunner:
         A driver error is raised as `NativeFailed` (the caller then takes the general path,
         whose own statements report a database gone as the server expects); a connection it
         closed is not pooled again."""
+        import asyncpg
+
         if self._native_pool is None:
             async with self._autocommit.connect() as conn:
                 raw = await conn.get_raw_connection()
@@ -317,6 +326,8 @@ class _NativePool:
             raise
 
     async def _make(self) -> asyncpg.Pool:
+        import asyncpg
+
         pool: asyncpg.Pool = await asyncpg.create_pool(
             self._dsn,
             min_size=0,
@@ -413,6 +424,8 @@ class _Listener:
         self._connecting = asyncio.Lock()
 
     async def wait(self, timeout: float) -> None:
+        import asyncpg
+
         try:
             await self._ensure_connected()
         except (OSError, asyncpg.PostgresError) as exc:
@@ -422,6 +435,8 @@ class _Listener:
             await changed.wait()
 
     async def _ensure_connected(self) -> None:
+        import asyncpg
+
         if self._conn is not None and not self._conn.is_closed():
             return
         async with self._connecting:

@@ -30,7 +30,7 @@ from baton.core.signals import Health
 from baton.core.user_claims import ClaimChanges
 from baton.core.vocabulary import RevocationCause
 from baton.core.watermark import Gap
-from baton.store import migrate, stats
+from baton.store import stats
 from baton.store.base import (
     Client,
     ClientChanged,
@@ -126,16 +126,25 @@ class SQLStore(
         return await self.runner.read(work)
 
     # -- set-up --------------------------------------------------------------------------------
+    # `baton.store.migrate` (Alembic, Mako) is imported by these calls only: `baton serve` checks
+    # the schema before its workers start, and a worker needs neither
+    # (tests/server/test_lean_imports.py).
 
     async def upgrade_schema(self) -> None:
         """Applies the pending migrations (`baton.store.migrate.upgrade`)."""
+        from baton.store import migrate
+
         await migrate.upgrade(self.runner)
 
     async def schema_is_current(self) -> bool:
+        from baton.store import migrate
+
         return await migrate.is_current(self.runner)
 
     async def schema_problem(self) -> str | None:
         """None when the schema is current, else what is wrong (`migrate.schema_problem_of`)."""
+        from baton.store import migrate
+
         return await migrate.schema_problem(self.runner)
 
     async def counts(self) -> tuple[int, int]:

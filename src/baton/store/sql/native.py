@@ -36,9 +36,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from enum import Enum
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-import asyncpg
 from sqlalchemy import literal_column
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Select
@@ -71,6 +70,9 @@ from baton.store.sql.statements import (
     REFRESH_FACTS,
     REFRESH_LINEAGE_FACTS,
 )
+
+if TYPE_CHECKING:
+    import asyncpg  # annotations only: a server on SQLite never imports the driver
 
 
 class Fallback(Enum):
