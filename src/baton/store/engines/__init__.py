@@ -37,6 +37,7 @@ from baton.store.engines.postgresql import (
     PoolSettings,
     PostgresRunner,
     libpq_url,
+    wakes_feed,
 )
 from baton.store.engines.sqlite import (
     MMAP_BYTES,
@@ -87,6 +88,7 @@ __all__ = [
     "normalize_url",
     "open_runner",
     "private_database_files",
+    "wakes_feed",
 ]
 
 T = TypeVar("T")

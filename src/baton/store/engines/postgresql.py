@@ -47,6 +47,16 @@ FEED_CHANNEL = "baton_revocations"
 # channel once the transaction has committed (see `baton.store.sql.feed.wake_feed`, which the
 # transactions that write feed events call).
 WAKE_FEED = "baton_wake_feed"
+# Feed readers look again at least this often, notified or not (`_Listener`).
+FEED_POLL = 1.0
+
+
+def wakes_feed(effective_at: int, now: int) -> bool:
+    """Whether a feed event taking effect at `effective_at` is worth a NOTIFY now: one that
+    takes effect later than two of the readers' own looks from now (`FEED_POLL`) is read by
+    every reader before it takes effect anyway, such as a companion's death at the end of a
+    rotation's leeway. Each NOTIFY is a transaction of its own, flushed to the WAL."""
+    return effective_at - now <= 2 * FEED_POLL
 
 
 @dataclass(frozen=True)
@@ -415,7 +425,7 @@ class _Listener:
     back to looking again every second; so they do anyway, in case a notification is missed.
     """
 
-    FALLBACK_POLL = 1.0
+    FALLBACK_POLL = FEED_POLL
 
     def __init__(self, url: URL) -> None:
         self._dsn = libpq_url(url).render_as_string(hide_password=False)

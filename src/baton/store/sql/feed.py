@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, Connection, func, or_, select
 
 from baton.core.watermark import Gap, fill, gaps_below, settle
 from baton.store.base import FeedRead, RevocationEvent
-from baton.store.engines import WAKE_FEED
+from baton.store.engines import WAKE_FEED, wakes_feed
 from baton.store.prepared import Prepared
 from baton.store.schema import revocation_events
 from baton.store.sql.rows import feed_event
@@ -27,10 +27,11 @@ def announce_access_deaths(
     """Outbox events for access tokens that die at `effective_at`, before their own `exp`.
 
     `which` is `ANNOUNCE_COMPANION` (the access tokens of refresh token `key`) or
-    `ANNOUNCE_ACCESS` (access token `key`)."""
+    `ANNOUNCE_ACCESS` (access token `key`). Readers are woken only for deaths they could
+    otherwise learn of late (`wakes_feed`)."""
     if which.rowcount(
         conn, key=key, effective_at=effective_at, expiring_after=effective_at, now=now
-    ):
+    ) and wakes_feed(effective_at, now):
         wake_feed(conn)
 
 

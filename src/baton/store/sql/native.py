@@ -57,7 +57,7 @@ from baton.store.base import (
     RevokeResult,
     TokenFacts,
 )
-from baton.store.engines.postgresql import NativeFailed, PostgresRunner
+from baton.store.engines.postgresql import NativeFailed, PostgresRunner, wakes_feed
 from baton.store.prepared import Prepared
 from baton.store.sql import lifecycle
 from baton.store.sql.confirm import authenticates_as
@@ -367,7 +367,7 @@ class Native:
         assert written is not None
         if written["issued"] != 1:
             return GENERAL  # the claim matched nothing: the general path decides on what won
-        if written["announced"]:
+        if written["announced"] and wakes_feed(rotation.retire_at, ask.now):
             self.runner.wake_feed()
         return Issued(issued, signals=noted)
 
