@@ -257,8 +257,8 @@ class ClientPolicy:
         if not self.versions:
             return server
         answer = self._answers.get("at")
-        if answer is not None and answer[0] is server and answer[1] == now:
-            return answer[2]  # type: ignore[return-value]  # `at` answers are never None
+        if answer is not None and answer[0] is server and answer[1] == now and answer[2]:
+            return answer[2]
         version = self.in_force_version(now)
         if version is None:
             policy = server
