@@ -1,6 +1,7 @@
-"""What a plain rotation says about its client: nothing when it came in time with no report-only
-policy (nearly every refresh, answered without building anything), a late refresh when it came
-at or after its access token's `exp`, and the report-only policy's refusals whenever there is one."""
+"""What a plain rotation says about its client: nothing when it came in time with no
+report-only policy (nearly every refresh, answered without building anything), a late refresh
+when it came at or after its access token's `exp`, and the report-only policy's refusals
+whenever there is one."""
 
 from __future__ import annotations
 
