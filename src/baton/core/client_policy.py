@@ -23,6 +23,7 @@ its whole schedule and a change to it is seen by every process that confirms the
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -213,6 +214,13 @@ class ClientPolicy:
     """A client's policy over time: the version in force, and at most one pending change."""
 
     versions: tuple[PolicyVersion, ...] = field(default=())
+    # The last `at` and `shadow_policy` answers, by name, with the server policy and the second
+    # they were asked for: every request of the client asks again within the second, and
+    # working them out again would cost more than the rest of a refresh's policy work. Not part
+    # of the value (equality, hash, repr) and never copied by `replace`.
+    _answers: dict[str, tuple[Policy, int, Policy | None]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def in_force_version(self, now: int) -> PolicyVersion | None:
         current = None
@@ -246,14 +254,32 @@ class ClientPolicy:
     def at(self, server: Policy, now: int) -> Policy:
         """The policy in force for this client at `now`, over the server's, with the caps of
         every version in force up to `now` (`Policy.caps`)."""
+        if not self.versions:
+            return server
+        answer = self._answers.get("at")
+        if answer is not None and answer[0] is server and answer[1] == now and answer[2]:
+            return answer[2]
         version = self.in_force_version(now)
         if version is None:
-            return server
-        policy = resolve(server, version.settings, version.effective_at)
-        return replace(policy, caps=self._caps(server, now, None))
+            policy = server
+        else:
+            policy = resolve(server, version.settings, version.effective_at)
+            policy = replace(policy, caps=self._caps(server, now, None))
+        self._answers["at"] = (server, now, policy)
+        return policy
 
     def shadow_policy(self, server: Policy, now: int) -> Policy | None:
         """The report-only policy to evaluate at `now`, over the server's, or None."""
+        if not self.versions:
+            return None
+        answer = self._answers.get("shadow")
+        if answer is not None and answer[0] is server and answer[1] == now:
+            return answer[2]
+        policy = self._shadow_policy(server, now)
+        self._answers["shadow"] = (server, now, policy)
+        return policy
+
+    def _shadow_policy(self, server: Policy, now: int) -> Policy | None:
         pending = self.pending(now)
         if pending is None or not pending.report_only:
             return None
@@ -326,12 +352,21 @@ class ClientPolicy:
 
     @classmethod
     def from_stored(cls, text: str | None) -> ClientPolicy:
+        """The policy a client's row holds (`stored`'s inverse). Every request that confirms its
+        client's row reads it, inside its transaction: the same text gives the same (immutable)
+        policy, parsed once while it is among the last `_PARSED_LIMIT` texts read."""
         if not text:
             return NO_POLICY
-        return cls(tuple(PolicyVersion.from_json(v) for v in json.loads(text)))
+        return _parsed(text)
 
 
 NO_POLICY = ClientPolicy()
+_PARSED_LIMIT = 512  # stored policies kept parsed: a server's clients with a policy, and more
+
+
+@functools.lru_cache(maxsize=_PARSED_LIMIT)
+def _parsed(text: str) -> ClientPolicy:
+    return ClientPolicy(tuple(PolicyVersion.from_json(v) for v in json.loads(text)))
 
 
 def resolve(server: Policy, settings: PolicySettings, since: int | None) -> Policy:

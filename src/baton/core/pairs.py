@@ -10,7 +10,17 @@ from baton.core.audience import audience_of, stored_audience
 from baton.core.facts import GrantFacts
 from baton.core.policy import Policy
 from baton.core.rules import OPENID, issues_refresh_token
-from baton.core.tokens import Minted, TokenKind, digest, mint, random_id
+from baton.core.tokens import (
+    BODY_LENGTH,
+    Minted,
+    TokenKind,
+    digest,
+    id_width,
+    mint,
+    minted,
+    random_base62_parts,
+    random_id,
+)
 from baton.wire import TokenResponse
 
 
@@ -29,6 +39,10 @@ class AccessClaims:
     # only when no default was given (the token format then applies its own).
     audience: tuple[str, ...]
 
+
+# An access token's `jti`: 12 random bytes' entropy, in base-62 characters.
+_JTI_BYTES = 12
+_JTI_WIDTH = id_width(_JTI_BYTES)
 
 # `json.dumps` with `separators` builds an encoder per call; the seal is made inside the
 # rotation's transaction, so this one is built once.
@@ -80,7 +94,7 @@ class MintedPair:
     # An opaque access token, made in advance (see `OpaqueAccessTokens.premint`).
     access: Minted | None = None
     # The access token's `jti`: random, so drawn here too, outside the rotation's transaction.
-    jti: str = field(default_factory=lambda: random_id("", 12))
+    jti: str = field(default_factory=lambda: random_id("", _JTI_BYTES))
     # `aud` when the grant holds no resources (`--access-token-audience`, else the issuer).
     default_audience: str | None = None
     # The client's ID tokens, issued when the grant is an OpenID Connect one (`openid` in its
@@ -97,14 +111,19 @@ class MintedPair:
         default_audience: str | None = None,
         id_tokens: IdTokenFormat | None = None,
     ) -> MintedPair:
-        refresh = mint(TokenKind.REFRESH) if with_refresh else None
-        access = access_format.premint() if isinstance(access_format, OpaqueAccessTokens) else None
+        # The refresh token's body, the opaque access token's and the `jti`, from one draw of
+        # the system's randomness (`random_base62_parts`).
+        opaque = isinstance(access_format, OpaqueAccessTokens)
+        refresh_body, access_body, jti = random_base62_parts(
+            BODY_LENGTH if with_refresh else 0, BODY_LENGTH if opaque else 0, _JTI_WIDTH
+        )
         return cls(
-            refresh,
+            minted(TokenKind.REFRESH, refresh_body) if with_refresh else None,
             access_format,
             resources,
             lifetimes_from,
-            access,
+            minted(TokenKind.ACCESS, access_body) if opaque else None,
+            jti,
             default_audience=default_audience,
             id_tokens=id_tokens,
         )

@@ -40,11 +40,14 @@ def seal(token: str, token_digest: bytes, payload: bytes) -> bytes:
 
 def sealer(token: str, token_digest: bytes) -> Callable[[bytes], bytes]:
     """`seal` in two steps: the key derivation now, the encryption when the payload is known
-    (inside the rotation's transaction, which should hold its lock as briefly as possible)."""
+    (inside the rotation's transaction, which should hold its lock as briefly as possible).
+    The first seal's nonce is drawn now too, so that the transaction makes no system call for
+    it; each further seal with the key (an ID token's) draws a nonce of its own."""
     aead = AESGCM(_key(token, token_digest))
+    nonces = [os.urandom(_NONCE_LEN)]
 
     def seal_payload(payload: bytes) -> bytes:
-        nonce = os.urandom(_NONCE_LEN)
+        nonce = nonces.pop() if nonces else os.urandom(_NONCE_LEN)
         return nonce + aead.encrypt(nonce, payload, token_digest)
 
     return seal_payload

@@ -86,6 +86,12 @@ def exchange_signals(
     client's says nothing (rule 7)."""
     if token is None:
         return ()
+    if (
+        shadow is None
+        and isinstance(decision, Rotate)
+        and (access_expires_at is None or now < access_expires_at)
+    ):
+        return ()  # nearly every refresh: an exchange in time, with no report-only policy
     grant = token.grant
     client_id, grant_id = grant.client_id, grant.id
     out: list[Signal] = []

@@ -18,6 +18,7 @@ from enum import Enum
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _BODY_LEN = 43  # ceil(256 / log2(62))
+BODY_LENGTH = _BODY_LEN  # a token's random characters, for `minted`
 _CHECK_LEN = 6  # ceil(32 / log2(62))
 
 
@@ -37,19 +38,8 @@ _TOKEN_LEN = _PREFIX_LEN + _BODY_LEN + _CHECK_LEN
 _KINDS = {kind.prefix: kind for kind in TokenKind}
 
 
-# Two digits at a time: half the divisions of a 256-bit integer, which dominate minting a token.
+# Every two-digit base-62 number, in order: a checksum is three of them (`_checksum`).
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
-
-
-def _base62(number: int, width: int) -> str:
-    """`number` in exactly `width` base-62 digits, most significant first (leading zeros)."""
-    chunks = []
-    for _ in range(width // 2):
-        number, rem = divmod(number, 3844)
-        chunks.append(_PAIRS[rem])
-    if width % 2:
-        chunks.append(_ALPHABET[number % 62])
-    return "".join(reversed(chunks))
 
 
 # Random base-62 text straight from random bytes: the 248 byte values below 4 x 62 map evenly
@@ -68,8 +58,27 @@ def random_base62(width: int) -> str:
     return text[:width].decode("ascii")
 
 
+def random_base62_parts(*widths: int) -> list[str]:
+    """Random base-62 strings of these widths, as many `random_base62` calls would give, from
+    one draw of the system's randomness: every character is uniform and independent of every
+    other, so cutting one draw in pieces gives independent strings. One system call, and one
+    release of the GIL, rather than one per string (a refresh needs three)."""
+    total = sum(widths)
+    text = random_base62(total)
+    parts = []
+    start = 0
+    for width in widths:
+        parts.append(text[start : start + width])
+        start += width
+    return parts
+
+
 def _checksum(text: str) -> str:
-    return _base62(zlib.crc32(text.encode("ascii")), _CHECK_LEN)
+    """The CRC-32 of `text` in 6 base-62 digits, most significant first: a CRC-32 is below
+    62**6 = 3844**3, so three pairs of digits."""
+    high, low = divmod(zlib.crc32(text.encode("ascii")), 3844)
+    high, middle = divmod(high, 3844)
+    return _PAIRS[high] + _PAIRS[middle] + _PAIRS[low]
 
 
 def digest(token: str) -> bytes:
@@ -113,9 +122,15 @@ class Minted:
 
 
 def mint(kind: TokenKind) -> Minted:
-    head = kind.prefix + random_base62(_BODY_LEN)
+    return minted(kind, random_base62(_BODY_LEN))
+
+
+def minted(kind: TokenKind, body: str) -> Minted:
+    """The token of `kind` whose random body is `body` (`BODY_LENGTH` base-62 characters from
+    `random_base62` or `random_base62_parts`: `mint` in two steps)."""
+    head = kind.value + body
     plaintext = head + _checksum(head)
-    return Minted(kind, plaintext, digest(plaintext))
+    return Minted(kind, plaintext, hashlib.sha256(plaintext.encode("ascii")).digest())
 
 
 def kind_of(token: str) -> TokenKind | None:
@@ -140,5 +155,9 @@ def kind_of(token: str) -> TokenKind | None:
 
 def random_id(prefix: str, nbytes: int = 16) -> str:
     """An identifier made only of unreserved characters (RFC 3986 §2.3)."""
-    width = -(-nbytes * 8 * 1000 // 5954)  # ceil(bits / log2(62))
-    return prefix + random_base62(width)
+    return prefix + random_base62(id_width(nbytes))
+
+
+def id_width(nbytes: int) -> int:
+    """The base-62 characters of a `random_id` of `nbytes` random bytes' entropy."""
+    return -(-nbytes * 8 * 1000 // 5954)  # ceil(bits / log2(62))
