@@ -47,6 +47,7 @@ VALUES: dict[str, Any] = {
     "audience": None,
     "reason": "revoked",
     "payload": "{}",
+    "issued_now_expire_by": NOW + 3602,
     "digest": b"x" * 32,
     "confirm_id": "c",
 }

@@ -23,7 +23,8 @@ def figures_of(runner: Runner) -> tuple[int, int] | None:
 
 def test_a_postgresql_pool_reports_its_settings_capacity() -> None:
     pooled = open_runner("postgresql://u@127.0.0.1:1/db", PoolSettings(size=3, max_overflow=2))
-    assert figures_of(pooled) == (0, 5)
+    # Two pools of the settings' capacity: the general transactions' and the native paths'.
+    assert figures_of(pooled) == (0, 10)
     unpooled = open_runner("postgresql://u@127.0.0.1:1/db", PoolSettings(size=0))
     assert figures_of(unpooled) is None
 

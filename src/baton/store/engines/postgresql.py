@@ -49,6 +49,9 @@ FEED_CHANNEL = "baton_revocations"
 WAKE_FEED = "baton_wake_feed"
 # Feed readers look again at least this often, notified or not (`_Listener`).
 FEED_POLL = 1.0
+# The least time between two NOTIFYs of one process (`_Notifier`): how late, at most, a
+# revocation committed under load wakes the feed's readers.
+NOTIFY_SPACING = 0.005
 
 
 def wakes_feed(effective_at: int, now: int) -> bool:
@@ -63,8 +66,11 @@ def wakes_feed(effective_at: int, now: int) -> bool:
 class PoolSettings:
     """Connections per server process (PostgreSQL). Size it to the requests in flight that
     reach the database at once: a pool larger than the server's max_connections divided by the
-    number of processes only moves the queue into PostgreSQL. `size=0` keeps no pool at all (a
-    connection per transaction), for an external pooler such as PgBouncer."""
+    number of processes only moves the queue into PostgreSQL. A process keeps two pools of this
+    size, one for the general transactions and one for the native paths (`PostgresRunner.
+    native`), and one LISTEN connection: at most `2 * capacity + 1` connections (docs/
+    postgresql.md). `size=0` keeps no pool at all (a connection per transaction), for an
+    external pooler such as PgBouncer."""
 
     size: int = 10
     max_overflow: int = 10
@@ -192,15 +198,17 @@ class PostgresRunner:
         )
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._listener = _Listener(url)
-        self._notifier = _Notifier(self.engine)
+        self._notifier = _Notifier(self)
         self._native_pool = None if pool.size == 0 else _NativePool(url, pool)
 
     def pool_use(self) -> tuple[int, int] | None:
-        """(connections checked out, the pool's capacity), or None without a pool (`size=0`)."""
+        """(connections checked out, the pools' capacity), or None without a pool (`size=0`):
+        the engine's pool and the native paths' (`native`), each of `PoolSettings.capacity`."""
         pool = self.engine.sync_engine.pool
-        if not isinstance(pool, QueuePool):
+        if not isinstance(pool, QueuePool) or self._native_pool is None:
             return None
-        return pool.checkedout(), self.pool_settings.capacity
+        in_use = pool.checkedout() + self._native_pool.in_use()
+        return in_use, 2 * self.pool_settings.capacity
 
     async def write(self, work: Callable[[Connection], T]) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -280,17 +288,17 @@ class PostgresRunner:
                 except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                     if driver is None or driver.is_closed():
                         await conn.invalidate()
-                    raise NativeFailed(type(exc).__name__) from exc
+                    raise NativeFailed(exc) from exc
             return
         try:
             pool = await self._native_pool.get()
             connection = await pool.acquire(timeout=self.pool_settings.timeout)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise NativeFailed(type(exc).__name__) from exc
+            raise NativeFailed(exc) from exc
         try:
             yield connection
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise NativeFailed(type(exc).__name__) from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise NativeFailed(exc) from exc
         finally:
             # (A connection the failure closed is replaced by asyncpg's pool, not handed out.)
             await pool.release(connection)
@@ -335,6 +343,14 @@ class _NativePool:
                 self._made = None
             raise
 
+    def in_use(self) -> int:
+        """Connections checked out of the pool now."""
+        made = self._made
+        if made is None or not made.done() or made.cancelled() or made.exception():
+            return 0
+        pool = made.result()
+        return pool.get_size() - pool.get_idle_size()
+
     async def _make(self) -> asyncpg.Pool:
         import asyncpg
 
@@ -363,7 +379,28 @@ async def _reset(connection: asyncpg.Connection) -> None:
 
 
 class NativeFailed(Exception):
-    """A native path's statement failed in the driver (`PostgresRunner.native`)."""
+    """A native path's statement failed in the driver (`PostgresRunner.native`).
+
+    `outcome_unknown`: the connection failed rather than the statement (PostgreSQL reported no
+    error), so a write may have committed; a statement PostgreSQL refused changed nothing."""
+
+    def __init__(self, cause: BaseException) -> None:
+        import asyncpg
+
+        super().__init__(type(cause).__name__)
+        # asyncpg reports a lost connection as a PostgresError too (class 08, connection
+        # exceptions), though PostgreSQL itself never answered.
+        self.outcome_unknown = not isinstance(cause, asyncpg.PostgresError) or isinstance(
+            cause, asyncpg.PostgresConnectionError
+        )
+
+
+class NativeOutcomeUnknown(ConnectionError):
+    """A native write whose connection failed before its answer came back: it may have
+    committed, so it is neither answered nor decided again (the general path, deciding on what
+    it wrote, would take its own commit for a retry, or under `strict` for reuse). The server
+    answers 503, as it answers a general write whose outcome it does not know, and the client
+    retries (under `replay`, it then gets the same pair)."""
 
 
 def _plan_invalidated(exc: DBAPIError) -> bool:
@@ -385,12 +422,14 @@ def _sqlstate(exc: DBAPIError) -> str | None:
 
 class _Notifier:
     """Sends `NOTIFY baton_revocations` after commits that wrote feed events: one at a time per
-    process, and commits that land while one is on its way get one more after it. (Each NOTIFY
-    is a transaction that takes the notification-queue lock and flushes a commit record, so one
-    per rotation would serialize the database again.)"""
+    process, at most one per `NOTIFY_SPACING`, and commits that land meanwhile get one more
+    after it. (Each NOTIFY is a transaction that takes the notification-queue lock and flushes
+    a commit record: one per revocation would serialize the database again, and back to back
+    under load they cost the database and the process more than the revocations themselves.)
+    It is sent as a native statement (`PostgresRunner.native`)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    def __init__(self, runner: PostgresRunner) -> None:
+        self._runner = runner
         self._wanted = False
         self._task: asyncio.Task[None] | None = None
 
@@ -405,11 +444,14 @@ class _Notifier:
         while self._wanted:
             # Cleared before sending: a commit from here on asks for one more NOTIFY.
             self._wanted = False
+            sent = asyncio.get_running_loop().time()
             try:
-                async with self._engine.connect() as conn:
-                    await conn.exec_driver_sql(f"NOTIFY {FEED_CHANNEL}")
+                async with self._runner.native() as conn:
+                    await conn.execute(f"NOTIFY {FEED_CHANNEL}")
             except Exception as exc:  # readers look again within a second anyway
                 log.warning("could not notify the revocation feed (%s)", type(exc).__name__)
+            if self._wanted:
+                await asyncio.sleep(sent + NOTIFY_SPACING - asyncio.get_running_loop().time())
 
     async def close(self) -> None:
         task, self._task = self._task, None

@@ -343,7 +343,8 @@ class SQLStore(
         lineage = lifecycle.may_have_forked(
             self.policy, None if ask.client is None else ask.client.policy, ask.now
         )
-        if self._native is not None and not lineage:
+        # A kept token (`rotate` off) is no rotation: the general transaction keeps it.
+        if self._native is not None and not lineage and policy.rotate:
             done = await self._native.exchange(ask, policy)
             if done is not native.GENERAL:
                 return done
@@ -379,7 +380,7 @@ class SQLStore(
             answer: RevokeResult = "nothing"
             return await self._read(lambda conn: confirmed(conn, client, answer))
         if self._native is not None:
-            done = await self._native.revoke_token(client, digest, is_refresh, now)
+            done = await self._native.revoke_token(client, digest, is_refresh, self.policy, now)
             if done is not native.GENERAL:
                 return done
         return await self._write(

@@ -373,6 +373,7 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool) 
     claimed = CLAIM_SUCCESSOR.rowcount(
         conn,
         rt_id=token.id,
+        live_grant_id=token.grant.id,
         exchanged=ask.now,
         retire=retire_at,
         sealed=rotation.sealed,
@@ -468,6 +469,7 @@ def _keep(
     kept = KEEP_REFRESH.one(
         conn,
         rt_id=token.id,
+        live_grant_id=token.grant.id,
         issued_at=ask.now,
         expires_at=refresh_expires_at,
         access_expires=planned.issued.access_expires_at,

@@ -57,7 +57,12 @@ from baton.store.base import (
     RevokeResult,
     TokenFacts,
 )
-from baton.store.engines.postgresql import NativeFailed, PostgresRunner, wakes_feed
+from baton.store.engines.postgresql import (
+    NativeFailed,
+    NativeOutcomeUnknown,
+    PostgresRunner,
+    wakes_feed,
+)
 from baton.store.prepared import Prepared
 from baton.store.sql import lifecycle
 from baton.store.sql.confirm import authenticates_as
@@ -152,7 +157,7 @@ WITH claim AS (
      WHERE id = :rt_id::bigint AND exchanged_at IS NULL AND revoked_at IS NULL
        AND issued_at = :issued_at::bigint AND expires_at = :expires_at::bigint
        AND EXISTS (SELECT 1 FROM grants
-                    WHERE id = :grant_id::varchar AND revoked_at IS NULL)
+                    WHERE id = :grant_id::varchar AND revoked_at IS NULL FOR SHARE)
        AND EXISTS (SELECT 1 FROM clients
                     WHERE id = :client_id::varchar AND xmin = :client_xmin::xid)
     RETURNING id
@@ -192,7 +197,10 @@ SELECT (SELECT count(*) FROM access) AS issued, (SELECT count(*) FROM announce) 
 # PostgreSQL does it in the statement: the unpaired ones by the grant, the others through
 # each companion that has not expired, one index lookup each: LATERAL, because written as a
 # join the planner hashed a sequential scan of every access token on a freshly filled table,
-# docs/postgresql.md). No early stop as in the walk: every live companion is looked up.
+# docs/postgresql.md). No early stop as in the walk: every live companion is looked up. And no
+# earlier than `issued_now_expire_by`, the latest `exp` an access token issued now can have: the
+# statement reads the access tokens as of its start, and a rotation of the grant that committed
+# while the UPDATE waited for it (its claim holds the grant FOR SHARE) is not among them.
 REVOKE_GRANT = NativeStatement.named(
     """
 WITH revoked AS (
@@ -216,7 +224,7 @@ WITH revoked AS (
 ), announce AS (
     INSERT INTO revocation_events (kind, grant_id, effective_at, expires_at, created_at)
     SELECT :grant_kind::varchar, revoked.id, :now::bigint,
-           COALESCE(last.expires_at, :now::bigint), :now::bigint
+           GREATEST(last.expires_at, :issued_now_expire_by::bigint), :now::bigint
       FROM revoked, last
     RETURNING 1
 ), webhook AS (
@@ -278,16 +286,23 @@ class Native:
         self._revoke_grant = REVOKE_GRANT
         self._revoke_access = REVOKE_ACCESS
 
+    @staticmethod
+    async def _run(conn: asyncpg.Connection, statement: NativeStatement, *args: Any) -> Any:
+        """One statement's row, with its span (`spans.statement`, as `Prepared` statements get
+        theirs: the text, never the values)."""
+        with spans.statement(statement.sql, "postgresql"):
+            return await conn.fetchrow(statement.sql, *args)
+
     async def _confirming(
         self, conn: asyncpg.Connection, facts: NativeStatement, client: Client, digest: bytes
     ) -> dict[str, Any] | ClientChanged | None:
         """`confirm.read_confirming` on asyncpg: the token's row (with `c_xmin`) if `client`
         still authenticates as it did; a token not found confirms the client on its own."""
-        record = await conn.fetchrow(
-            facts.sql, *facts.args({"digest": digest, "confirm_id": client.id})
+        record = await self._run(
+            conn, facts, *facts.args({"digest": digest, "confirm_id": client.id})
         )
         if record is None:
-            stored = await conn.fetchrow(self._client.sql, client.id)
+            stored = await self._run(conn, self._client, client.id)
             return None if authenticates_as(stored, client) else CLIENT_CHANGED
         row = dict(record)
         now_stored = tuple(row[label] for label in CONFIRMED_LABELS)
@@ -305,6 +320,7 @@ class Native:
         client = ask.client
         if client is None:
             return GENERAL
+        writing = False
         try:
             async with self.runner.native() as conn:
                 found = await self._confirming(conn, self._refresh, client, ask.digest)
@@ -361,8 +377,11 @@ class Native:
                     "jti": planned.jti,
                     "audience": planned.audience,
                 }
-                written = await conn.fetchrow(self._rotate.sql, *self._rotate.args(values))
-        except NativeFailed:
+                writing = True
+                written = await self._run(conn, self._rotate, *self._rotate.args(values))
+        except NativeFailed as failed:
+            if writing and failed.outcome_unknown:
+                raise NativeOutcomeUnknown("the rotation may have committed") from failed
             return GENERAL
         assert written is not None
         if written["issued"] != 1:
@@ -399,10 +418,12 @@ class Native:
     # -- revocation -----------------------------------------------------------------------------
 
     async def revoke_token(
-        self, client: Client, digest: bytes, is_refresh: bool, now: int
+        self, client: Client, digest: bytes, is_refresh: bool, server: Policy, now: int
     ) -> RevokeResult | ClientChanged | Literal[Fallback.GENERAL]:
         """`lifecycle.revoke_token` in two statements: the facts, then one that revokes the
-        grant (its feed entry, its webhook) or the access token (its feed entry)."""
+        grant (its feed entry, its webhook) or the access token (its feed entry). `server`:
+        the server's policy, over which `client`'s decides its access tokens' lifetime."""
+        writing = False
         try:
             async with self.runner.native() as conn:
                 found = await self._confirming(
@@ -432,6 +453,12 @@ class Native:
                         "payload": grant_revoked_payload(
                             grant.id, grant.client_id, grant.subject, reason, now
                         ),
+                        # A token issued now lives from the next second at the latest
+                        # (`MintedPair.lifetimes_from`), and a process's clock may run one
+                        # second ahead of another's.
+                        "issued_now_expire_by": now
+                        + client.policy.at(server, now).lifetimes.access_ttl
+                        + 2,
                     }
                     statement = self._revoke_grant
                 else:
@@ -446,8 +473,11 @@ class Native:
                         "client_xmin": found["c_xmin"],
                     }
                     statement = self._revoke_access
-                written = await conn.fetchrow(statement.sql, *statement.args(values))
-        except NativeFailed:
+                writing = True
+                written = await self._run(conn, statement, *statement.args(values))
+        except NativeFailed as failed:
+            if writing and failed.outcome_unknown:
+                raise NativeOutcomeUnknown("the revocation may have committed") from failed
             return GENERAL
         assert written is not None
         if not written["revoked"]:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -195,6 +196,17 @@ ACCESS_FACTS = Prepared(
     .where(_at.c.digest == bindparam("digest"))
 )
 
+# The token's grant is live, its row held FOR SHARE (PostgreSQL; SQLite serializes writers) by a
+# statement that issues a new access token of it: a revocation of the grant that has not
+# committed yet is waited for, then seen (no pair is issued under a revoked grant), and one that
+# starts later waits for this transaction, so the last access expiry it announces to the feed
+# counts this pair's (`lifecycle._last_access_expiry`, read after its UPDATE).
+_LIVE_GRANT = exists(
+    select(grants.c.id)
+    .where(grants.c.id == bindparam("live_grant_id"), grants.c.revoked_at.is_(None))
+    .with_for_update(read=True)
+)
+
 # The single-successor claim: only one transaction can move `exchanged_at` from NULL.
 CLAIM_SUCCESSOR = Prepared(
     update(_rt)
@@ -202,6 +214,7 @@ CLAIM_SUCCESSOR = Prepared(
         _rt.c.id == bindparam("rt_id"),
         _rt.c.exchanged_at.is_(None),
         _rt.c.revoked_at.is_(None),
+        _LIVE_GRANT,
     )
     .values(
         exchanged_at=bindparam("exchanged"),
@@ -245,6 +258,7 @@ KEEP_REFRESH = Prepared(
         _rt.c.id == bindparam("rt_id"),
         _rt.c.exchanged_at.is_(None),
         _rt.c.revoked_at.is_(None),
+        _LIVE_GRANT,
     )
     .values(
         issued_at=case((_LATEST_USE, bindparam("issued_at")), else_=_rt.c.issued_at),
