@@ -59,7 +59,7 @@ from baton.server.endpoints.forms import Form, read_form
 from baton.server.observability import metrics
 from baton.server.routing import Endpoint, endpoint
 from baton.server.runtime.context import Baton, baton, source_address
-from baton.server.runtime.pages import templates
+from baton.server.runtime.pages import add_to_templates, templates
 from baton.server.runtime.sessions import csrf_ok, csrf_token
 from baton.store.admin import (
     PAGE,
@@ -74,10 +74,14 @@ from baton.store.sql.client_admin import Stale
 
 log = logging.getLogger("baton.admin")
 _HERE = Path(__file__).parents[1]  # baton/server: templates/ and static/
-templates.env.filters["when"] = lambda t: when(t) if t is not None else "—"
-templates.env.filters["minute"] = lambda t: minute(t) if t is not None else "—"
-templates.env.filters["duration"] = duration
-templates.env.filters["dated"] = dated  # a security event's detail, its times as dates
+add_to_templates(
+    filters={
+        "when": lambda t: when(t) if t is not None else "—",
+        "minute": lambda t: minute(t) if t is not None else "—",
+        "duration": duration,
+        "dated": dated,  # a security event's detail, its times as dates
+    }
+)
 
 
 def client_label(client_id: str | None, names: Mapping[str, str]) -> Markup:
@@ -91,8 +95,9 @@ def client_label(client_id: str | None, names: Mapping[str, str]) -> Markup:
     return Markup('{} <span class="mono small id">{}</span>').format(name, client_id)
 
 
-templates.env.globals["client_label"] = client_label
-templates.env.globals["reuse_causes"] = REUSE_CAUSES  # shown in red
+add_to_templates(
+    globals={"client_label": client_label, "reuse_causes": REUSE_CAUSES}  # causes: shown in red
+)
 _STYLESHEET = (_HERE / "static" / "admin.css").read_text()
 _NO_STORE = {"Cache-Control": "no-store"}
 _STATUSES: tuple[str, ...] = get_args(GrantStatus)
