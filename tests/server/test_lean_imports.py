@@ -95,6 +95,6 @@ def test_a_fresh_worker_loads_no_http_client_templates_nor_password_hasher(tmp_p
     check, jinja2 by the first page, argon2 by the first password, the admin console's pages by
     the first request to one of them."""
     modules = _fresh_worker(tmp_path)
-    heavy = ("httpx", "httpcore", "h11", "certifi", "baton.resource", "jinja2", "argon2")
-    heavy += ("baton.server.admin.console",)
+    heavy = ["httpx", "httpcore", "h11", "certifi", "baton.resource", "jinja2", "argon2"]
+    heavy.append("baton.server.admin.console")
     assert _found(modules, *heavy) == []
