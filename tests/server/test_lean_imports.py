@@ -1,6 +1,8 @@
 """What `baton serve`'s processes leave unimported, for memory: the supervisor writes its JSON
 log lines without structlog; a worker on SQLite imports neither asyncpg nor SQLAlchemy's
-PostgreSQL dialect. Each check runs in a fresh interpreter, as the processes start."""
+PostgreSQL dialect; no worker loads, before it needs them, the HTTP client (outgoing calls),
+the page templates' engine (pages), the password hasher (sign-in) or the admin console's
+pages. Each check runs in a fresh interpreter, as the processes start."""
 
 from __future__ import annotations
 
@@ -62,7 +64,8 @@ def test_the_database_error_checks_load_no_driver_until_one_is_in_use() -> None:
     assert _found(modules, "asyncpg") == []
 
 
-def test_a_worker_on_sqlite_imports_no_postgresql_driver_nor_the_migrations(tmp_path: Path) -> None:
+def _fresh_worker(tmp_path: Path) -> list[str]:
+    """`sys.modules` of a worker on SQLite once its app is made, before any request."""
     modules, _ = _run(
         "import os\n"
         "from baton.server.runtime import workers\n"
@@ -78,4 +81,20 @@ def test_a_worker_on_sqlite_imports_no_postgresql_driver_nor_the_migrations(tmp_
         "create()\n"
     )
     assert "baton.server.app" in modules
+    return modules
+
+
+def test_a_worker_on_sqlite_imports_no_postgresql_driver_nor_the_migrations(tmp_path: Path) -> None:
+    modules = _fresh_worker(tmp_path)
     assert _found(modules, "asyncpg", "sqlalchemy.ext.asyncio", "alembic", "mako") == []
+
+
+def test_a_fresh_worker_loads_no_http_client_templates_nor_password_hasher(tmp_path: Path) -> None:
+    """Each is imported on first use: httpx and httpcore by the first outgoing call (a key set,
+    a webhook, an upstream sign-in), `baton.resource` (which loads httpx) by the first key
+    check, jinja2 by the first page, argon2 by the first password, the admin console's pages by
+    the first request to one of them."""
+    modules = _fresh_worker(tmp_path)
+    heavy = ["httpx", "httpcore", "h11", "certifi", "baton.resource", "jinja2", "argon2"]
+    heavy.append("baton.server.admin.console")
+    assert _found(modules, *heavy) == []

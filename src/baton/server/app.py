@@ -23,7 +23,7 @@ from baton.core.subject import pairwise_salt
 from baton.core.vocabulary import ErrorCode
 from baton.logs import configure_structlog
 from baton.server import fastpath
-from baton.server.admin import api, console
+from baton.server.admin import api, console_entry
 from baton.server.endpoints import client_policy, logout
 from baton.server.endpoints.errors import NoStoreJSON, OAuthError, oauth_error_handler
 from baton.server.endpoints.registration import expire_unused
@@ -199,7 +199,7 @@ def create_app(settings: Settings, store: Store, clock: Clock | None = None) -> 
         log.info("no session key configured: browser sessions last as long as this process")
     key = session_key(settings.session_key) if settings.session_key else secrets.token_bytes(32)
     app.state.session_signer, app.state.device_signer = signers(key)
-    console.install(app)
+    console_entry.install(app)
     app.state.metrics = observed.metrics
     return app
 

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from baton.readme import Section
-from baton.server.admin import api, api_clients, api_records, console
+from baton.server.admin import api, api_clients, api_records, console_entry
 from baton.server.endpoints import (
     account,
     authorize,
@@ -572,7 +572,7 @@ TABLE = Table(
             summary="The pages' stylesheet and files (a theme's first)",
         ),
     ),
-    admin=console.ROUTES,
+    admin=console_entry.ROUTES,
 )
 
 # -- the table of endpoints of docs/endpoints.md -------------------------------------------------

@@ -163,7 +163,7 @@ class ConsentForgetter(Protocol):
 
 def _records(request: Request) -> RecordQueries:
     found = getattr(request.app.state, "admin_store", None)
-    if found is None:  # pragma: no cover - every SQL store has one (`console.install`)
+    if found is None:  # pragma: no cover - every SQL store has one (`console_entry.install`)
         raise Problem(404, "not-found", "the admin API needs an SQL store")
     return cast(RecordQueries, found)
 

@@ -20,7 +20,6 @@ from urllib.parse import quote, urlencode
 
 import anyio.to_thread
 from markupsafe import Markup
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -57,9 +56,8 @@ from baton.server.admin.upstream_links import unlink, user_links
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.forms import Form, read_form
 from baton.server.observability import metrics
-from baton.server.routing import Endpoint, endpoint
 from baton.server.runtime.context import Baton, baton, source_address
-from baton.server.runtime.pages import templates
+from baton.server.runtime.pages import add_to_templates, templates
 from baton.server.runtime.sessions import csrf_ok, csrf_token
 from baton.store.admin import (
     PAGE,
@@ -74,10 +72,14 @@ from baton.store.sql.client_admin import Stale
 
 log = logging.getLogger("baton.admin")
 _HERE = Path(__file__).parents[1]  # baton/server: templates/ and static/
-templates.env.filters["when"] = lambda t: when(t) if t is not None else "—"
-templates.env.filters["minute"] = lambda t: minute(t) if t is not None else "—"
-templates.env.filters["duration"] = duration
-templates.env.filters["dated"] = dated  # a security event's detail, its times as dates
+add_to_templates(
+    filters={
+        "when": lambda t: when(t) if t is not None else "—",
+        "minute": lambda t: minute(t) if t is not None else "—",
+        "duration": duration,
+        "dated": dated,  # a security event's detail, its times as dates
+    }
+)
 
 
 def client_label(client_id: str | None, names: Mapping[str, str]) -> Markup:
@@ -91,8 +93,9 @@ def client_label(client_id: str | None, names: Mapping[str, str]) -> Markup:
     return Markup('{} <span class="mono small id">{}</span>').format(name, client_id)
 
 
-templates.env.globals["client_label"] = client_label
-templates.env.globals["reuse_causes"] = REUSE_CAUSES  # shown in red
+add_to_templates(
+    globals={"client_label": client_label, "reuse_causes": REUSE_CAUSES}  # causes: shown in red
+)
 _STYLESHEET = (_HERE / "static" / "admin.css").read_text()
 _NO_STORE = {"Cache-Control": "no-store"}
 _STATUSES: tuple[str, ...] = get_args(GrantStatus)
@@ -105,34 +108,11 @@ _EVENT_KINDS = (
 )
 
 
-def install(app: Starlette) -> None:
-    """Gives the console its queries, on the server's own store."""
-    app.state.admin_store = app.state.baton.store.admin()
-
-
 def _admin_store(request: Request) -> AdminQueries:
     found: AdminQueries | None = getattr(request.app.state, "admin_store", None)
     if found is None:
         raise OAuthError(ErrorCode.INVALID_REQUEST, "the admin console needs an SQL store", 404)
     return found
-
-
-async def record_lockout(request: Request, username: str, seconds: float) -> None:
-    """A sign-in lockout, as a security event the console lists (best effort: a lockout must
-    hold even when it cannot be recorded)."""
-    found: AdminQueries | None = getattr(request.app.state, "admin_store", None)
-    if found is None:
-        return
-    try:
-        await found.record_security_event(
-            SecurityEventKind.LOGIN_LOCKOUT,
-            baton(request).clock.now(),
-            subject=username[:200],
-            source_address=source_address(request),
-            detail=f"sign-in closed for {int(seconds) + 1} s after repeated failures",
-        )
-    except Exception:
-        log.exception("could not record a sign-in lockout as a security event")
 
 
 # -- who may enter -----------------------------------------------------------------------------
@@ -1063,38 +1043,4 @@ def _bad_query(request: Request) -> Response | None:
     return None
 
 
-# Served under /admin (`baton.server.routes`), through the session middleware, and left out of
-# the OpenAPI document: the console is for people, not for API clients.
-ROUTES: tuple[Endpoint, ...] = tuple(
-    endpoint(path, methods, handler, documented=False)
-    for path, methods, handler in (
-        ("/", "GET", home),
-        ("/static/admin.css", "GET", stylesheet),
-        ("/grants", "GET", grants_page),
-        ("/grants/{grant_id}", "GET", grant_page),
-        ("/grants/{grant_id}/timeline.svg", "GET", timeline_svg),
-        ("/grants/{grant_id}/revoke", "POST", revoke_grant),
-        ("/clients", "GET", clients_page),
-        ("/clients", "POST", create_client),
-        ("/clients/{client_id}", "GET", client_page),
-        ("/clients/{client_id}", "POST", update_client),
-        ("/clients/{client_id}/rotate", "POST", rotate_secret),
-        ("/clients/{client_id}/policy", "POST", schedule_policy),
-        ("/clients/{client_id}/policy/cancel", "POST", cancel_policy),
-        ("/clients/{client_id}/disable", "POST", disable_client),
-        ("/clients/{client_id}/enable", "POST", enable_client),
-        ("/users", "GET", users_page),
-        ("/users/sign-out", "POST", sign_out_everywhere),
-        ("/users/claims", "GET", user_page),
-        ("/users/claims", "POST", set_user_claims),
-        ("/users/password", "POST", set_user_password),
-        ("/users/disable", "POST", disable_user),
-        ("/users/enable", "POST", enable_user),
-        ("/users/delete", "POST", delete_user),
-        ("/users/unlink", "POST", unlink_upstream_account),
-        ("/events", "GET", events_page),
-        ("/audit", "GET", audit_page),
-    )
-)
-
-__all__ = ["ROUTES", "Baton", "install", "record_lockout"]
+__all__ = ["Baton"]

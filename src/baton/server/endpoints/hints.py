@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from baton.core.keys import looks_like_jwt
-from baton.resource.jose import public_key, signature_valid
 from baton.server.runtime.context import Baton
 
 # The algorithms Baton signs ID tokens with (`core.keys.ALGORITHMS`, and RFC 8037's old name of
@@ -83,6 +82,9 @@ def verify_id_token(token: str, key_set: Mapping[str, Any], issuer: str) -> IdTo
     found = [m for m in members if isinstance(m, dict) and m.get("kid") == kid]
     if len(found) != 1:
         return None
+    # Not at start-up: importing `baton.resource` loads its HTTP client (httpx) too.
+    from baton.resource.jose import public_key, signature_valid
+
     key = public_key(found[0])
     if key is None or not signature_valid(token, key, alg):
         return None

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from baton.passwords import verify_password
-from baton.server.admin.console import record_lockout
+from baton.server.admin.console_entry import record_lockout
 from baton.server.endpoints import upstream
 from baton.server.endpoints.account import PAGE as ACCOUNT_PAGE
 from baton.server.endpoints.errors import OAuthError

@@ -47,7 +47,7 @@ from starlette.responses import RedirectResponse, Response
 
 from baton.core import totp
 from baton.core.keys import KeyEncryptionError, key_encryption_key
-from baton.server.admin.console import record_lockout
+from baton.server.admin.console_entry import record_lockout
 from baton.server.endpoints.errors import OAuthError
 from baton.server.endpoints.forms import browser_form
 from baton.server.endpoints.stores import MfaStore

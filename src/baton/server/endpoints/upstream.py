@@ -36,11 +36,10 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import anyio
-import httpx
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -50,7 +49,7 @@ from joserfc.errors import JoseError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from baton.core.jwa import key_allows, registry
+from baton.core.jwa import JoseKey, key_allows, registry
 from baton.core.keys import KeyEncryptionError, key_encryption_key
 from baton.core.pkce import s256
 from baton.core.upstream import (
@@ -66,7 +65,6 @@ from baton.core.upstream import (
     same_secret,
 )
 from baton.logs import get_logger
-from baton.resource.jose import PublicKey, public_key
 from baton.server.endpoints import login
 from baton.server.endpoints.mfa import second_step
 from baton.server.endpoints.stores import UpstreamStore
@@ -74,6 +72,9 @@ from baton.server.runtime.context import baton, source_address
 from baton.server.runtime.pages import N_, page
 from baton.server.runtime.sessions import AccountDisabled, begin_session
 from baton.store.admin import Actor
+
+if TYPE_CHECKING:
+    import httpx
 
 log = get_logger("baton.upstream")
 
@@ -116,6 +117,8 @@ class Upstreams:
     _jwks: dict[str, tuple[int, list[dict[str, Any]]]] = field(default_factory=dict)
 
     def client(self) -> httpx.AsyncClient:
+        import httpx  # on the first upstream login, not in every worker at start-up
+
         return httpx.AsyncClient(
             timeout=self.timeout, transport=self.transport, follow_redirects=False
         )
@@ -124,6 +127,8 @@ class Upstreams:
         """The status and body of one call to an upstream, or `UpstreamUnavailable`: the whole
         call (connecting, the headers, the body) within `timeout` seconds, and the body read as
         it comes, given up past `_MAX_DOCUMENT` bytes (said or read)."""
+        import httpx  # on the first upstream login, not in every worker at start-up
+
         try:
             with anyio.fail_after(self.timeout):
                 async with (
@@ -519,8 +524,11 @@ def _header(token: str) -> dict[str, Any]:
     return header
 
 
-def _keys(members: list[dict[str, Any]], alg: str) -> list[PublicKey]:
+def _keys(members: list[dict[str, Any]], alg: str) -> list[JoseKey]:
     """The key set's public signing keys that may check `alg`."""
+    # Not at start-up: importing `baton.resource` loads its HTTP client (httpx) too.
+    from baton.resource.jose import public_key
+
     found = []
     for member in members:
         if member.get("use") not in (None, "sig"):

@@ -39,10 +39,9 @@ import secrets
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
-import httpx
 
 from baton.core.clock import Clock
 from baton.core.policy import DAY
@@ -53,6 +52,9 @@ from baton.server.runtime import fetching
 from baton.store.base import NEVER, Delivery
 from baton.store.sql.outbox import BELL
 from baton.webhooks import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, sign
+
+if TYPE_CHECKING:
+    import httpx
 
 log = get_logger("baton.webhooks")
 
@@ -149,10 +151,20 @@ class WebhookSender:
         self.store = store
         self.clock = clock
         self.metrics = metrics
-        self.http = http or httpx.AsyncClient(follow_redirects=False)
+        self._http = http
         self.logout_tokens = logout_tokens
         self.policy_notices = policy_notices
         self.webhooks = options.url is not None and options.secret is not None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The client of webhooks and back-channel logouts, made on the first delivery: httpx
+        is not imported by a worker that delivers nothing."""
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(follow_redirects=False)
+        return self._http
 
     async def run_forever(self) -> None:
         while True:
@@ -211,6 +223,8 @@ class WebhookSender:
         """POSTs to a URL the operator configured or a relying party registered (webhooks,
         back-channel logouts) within `timeout` in all, and returns the status without reading
         the body (`httpx.TimeoutException` past the deadline)."""
+        import httpx  # loaded with the client (`http`), not at start-up
+
         try:
             with anyio.fail_after(self.options.timeout):
                 async with self.http.stream(
@@ -223,6 +237,8 @@ class WebhookSender:
     async def _deliver_logout(self, delivery: Delivery, destination: str) -> None:
         """Back-Channel Logout 1.0 §2.5: `POST` of `logout_token` as a form, to the client's
         `backchannel_logout_uri`; the token is signed now, never stored signed."""
+        import httpx  # loaded with the client (`http`), not at start-up
+
         stored = json.loads(delivery.payload)
         fields = {"client_id": stored.get("aud"), "jti": stored.get("jti")}
         failure: str | None
@@ -297,6 +313,8 @@ class WebhookSender:
         )
 
     async def _deliver(self, delivery: Delivery) -> None:
+        import httpx  # loaded with the client (`http`), not at start-up
+
         assert self.options.url is not None and self.options.secret is not None  # `webhooks`
         body = delivery.payload.encode()
         event_id = _event_id(delivery)
@@ -335,7 +353,8 @@ class WebhookSender:
             self.metrics.webhook_deliveries.labels(outcome).inc()
 
     async def close(self) -> None:
-        await self.http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
 
 def _event_id(delivery: Delivery) -> str:

@@ -40,9 +40,8 @@ from joserfc.errors import JoseError
 from starlette.requests import Request
 
 from baton.core.client_assertion import AssertionProblem, Header
-from baton.core.jwa import key_allows, registry
+from baton.core.jwa import JoseKey, key_allows, registry
 from baton.logs import get_logger
-from baton.resource.jose import PublicKey, public_key
 from baton.server.runtime import fetching
 
 DEFAULT_TTL = 300  # seconds a key set without cache headers is kept
@@ -100,17 +99,20 @@ class SafeKeySetSource:
 
 @dataclass
 class _KeySet:
-    keys: list[PublicKey]
+    keys: list[JoseKey]
     kids: frozenset[str]
     fetched_at: int
     expires_at: int
 
 
-def _signing_keys(document: Any) -> list[PublicKey]:
+def _signing_keys(document: Any) -> list[JoseKey]:
     """The public signing keys of a JWK Set (RFC 7517 §5), or `KeySetUnavailable`."""
     members = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(members, list):
         raise KeySetUnavailable("the client's jwks_uri serves no JWK Set")
+    # Not at start-up: importing `baton.resource` loads its HTTP client (httpx) too.
+    from baton.resource.jose import public_key
+
     found = []
     for member in members:
         if not isinstance(member, dict) or member.get("use") not in (None, "sig"):
@@ -206,7 +208,7 @@ def _no_key(header: Header) -> str:
     return "the client's key set has no key with the client assertion's kid"
 
 
-def _verify(assertion: str, header: Header, keys: list[PublicKey]) -> bytes | None:
+def _verify(assertion: str, header: Header, keys: list[JoseKey]) -> bytes | None:
     """The payload, if a key of `keys` with the header's `kid` (any, without one) that may
     check its `alg` verifies it."""
     for key in keys:

@@ -11,7 +11,7 @@ RFC 6890"; the same holds for a client's `jwks_uri`). What `fetch()` does about 
 - the host is resolved once, on this module's own small pool of threads (`Resolver`), and EVERY
   address it resolves to must
   be public (`refusal()`), or the fetch is refused; the connection then goes to one of those
-  checked addresses (`_PinnedBackend`), never through a second lookup that a DNS-rebinding
+  checked addresses (`pinned`), never through a second lookup that a DNS-rebinding
   attacker could answer differently. TLS SNI, certificate verification and the Host header still
   use the name (httpcore takes them from the URL, not from the address connected to). A lookup
   cannot be cancelled (getaddrinfo blocks its thread until the resolver gives up), so a name
@@ -33,6 +33,9 @@ The result carries the HTTP caching information (RFC 9111) for the caller's cach
 `post()` sends to such a URL (a client's `notify_url`, issue 28) under the same address rules,
 pinning, redirect refusal and total time limit, and returns the answer's status without reading
 its body.
+
+httpx and httpcore are imported by the functions that connect, on the first fetch or post: a
+worker that never fetches does not load them (`pinned` holds the connection to checked addresses).
 """
 
 from __future__ import annotations
@@ -48,13 +51,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
-import httpcore
-import httpx
 
 from baton.core.addresses import IPAddress, refusal
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_BYTES = 5 * 1024
@@ -311,45 +315,6 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     return found
 
 
-class _PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Connects to the checked addresses, whatever host httpcore asks for: the name's second
-    resolution, the one DNS rebinding would answer, never happens. The addresses are tried in
-    order (the resolver's preference) until one accepts."""
-
-    def __init__(self, addresses: Sequence[IPAddress]) -> None:
-        self._addresses = addresses
-        self._backend = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        last: Exception | None = None
-        for address in self._addresses:
-            try:
-                return await self._backend.connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout, OSError) as exc:
-                last = exc
-        raise httpcore.ConnectError(str(last) if last else "no address")
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:  # pragma: no cover - never asked for
-        raise httpcore.ConnectError("unix sockets are not used")
-
-    async def sleep(self, seconds: float) -> None:  # pragma: no cover - no retries
-        await self._backend.sleep(seconds)
-
-
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (
@@ -428,12 +393,16 @@ def _caching(
 def default_ssl_context() -> ssl.SSLContext:
     """The trust store httpx uses everywhere else in Baton (certifi, or `SSL_CERT_FILE` /
     `SSL_CERT_DIR` when set)."""
+    import httpx  # on first use: see the module's docstring
+
     return httpx.create_ssl_context()
 
 
 def _target(url: str, allow_private: bool) -> tuple[httpx.URL, str, int]:
     """`url` parsed, its host (ASCII) and port, or `FetchError` for a URL never used: not
     https (http only while `allow_private`), with credentials, without a host."""
+    import httpx  # on first use: see the module's docstring
+
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
@@ -473,21 +442,6 @@ async def _checked_addresses(
     if parsed.scheme == "http" and not (allow_private and all(a.is_loopback for a in addresses)):
         raise FetchError(url, "only https URLs are fetched")
     return addresses
-
-
-def _pinned_pool(
-    addresses: Sequence[IPAddress], ssl_context: ssl.SSLContext | None
-) -> httpcore.AsyncConnectionPool:
-    """One connection, to the checked addresses only, no retry, no proxy (httpcore reads no
-    environment)."""
-    return httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context or default_ssl_context(),
-        network_backend=_PinnedBackend(addresses),
-        http1=True,
-        http2=False,
-        retries=0,
-        max_connections=1,
-    )
 
 
 async def fetch(
@@ -537,6 +491,10 @@ async def post(
     answer's status as soon as its head is in: the body is never read, so a receiver can
     neither make the server buffer it nor hold the sender by trickling it. Raises
     `FetchError` (a refused address: before any connection)."""
+    import httpcore  # on first use: see the module's docstring
+
+    from baton.server.runtime.pinned import pinned_pool
+
     parsed, host, port = _target(url, allow_private)
     sent = [
         (b"Content-Type", content_type.encode("latin-1")),
@@ -548,7 +506,7 @@ async def post(
         with anyio.fail_after(timeout):
             addresses = await _checked_addresses(url, parsed, host, port, allow_private)
             try:
-                pool = _pinned_pool(addresses, ssl_context)
+                pool = pinned_pool(addresses, ssl_context or default_ssl_context())
                 async with (
                     pool,
                     pool.stream("POST", str(parsed), headers=sent, content=body) as response,
@@ -581,8 +539,12 @@ async def _fetch(
     ssl_context: ssl.SSLContext | None,
     user_agent: str,
 ) -> Fetched:
+    import httpcore  # on first use: see the module's docstring
+
+    from baton.server.runtime.pinned import pinned_pool
+
     addresses = await _checked_addresses(url, parsed, host, port, allow_private)
-    pool = _pinned_pool(addresses, ssl_context)
+    pool = pinned_pool(addresses, ssl_context or default_ssl_context())
     headers = [
         (b"Accept", b"application/json"),
         (b"Accept-Encoding", b"identity"),

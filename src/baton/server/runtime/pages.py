@@ -23,6 +23,10 @@ given with the `translated` filter (`{{ error|translated }}`).
 
 `page()` is how a handler answers with a page: it adds what every page needs to the context
 (`lang` for `<html lang>`, the gettext functions) and never lets a page be cached.
+
+The Jinja environment (`templating`) is built on the first page rendered, not at start-up: a
+worker that serves only tokens never loads jinja2. Filters and globals a room adds to every
+page (the console's) are given to `add_to_templates`, which keeps them until then.
 """
 
 from __future__ import annotations
@@ -30,21 +34,23 @@ from __future__ import annotations
 import gettext
 import mimetypes
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-import jinja2
-from markupsafe import Markup
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.templating import Jinja2Templates, _TemplateResponse
 
 from baton import locale
 from baton.core.messages import N_ as N_
 from baton.core.messages import N_plural as N_plural
+
+if TYPE_CHECKING:
+    import jinja2
+    from starlette.templating import Jinja2Templates, _TemplateResponse
 
 SERVER = Path(__file__).parents[1]  # baton/server: templates/ and static/
 TEMPLATES = SERVER / "templates"
@@ -62,113 +68,33 @@ class ThemeError(ValueError):
     """A `--theme-dir` that cannot be used: what is wrong with it."""
 
 
-def _base_environment() -> jinja2.Environment:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        autoescape=jinja2.select_autoescape(default=True),
-        extensions=["jinja2.ext.i18n"],
-    )
-    # `{% trans %}` blocks are read with their white space collapsed, as the catalogs hold them.
-    environment.policies["ext.i18n.trimmed"] = True
-    # English until a page's context brings its language's functions (`Pages.render_context`).
-    environment.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
-    environment.filters["translated"] = _translated
-    environment.filters["lifetime"] = _lifetime
+# What `add_to_templates` was given, for the environment built later.
+_FILTERS: dict[str, Any] = {}
+_GLOBALS: dict[str, Any] = {}
+
+
+@cache
+def base_environment() -> jinja2.Environment:
+    """The built-in pages' environment, shared by every app (a theme's is an overlay of it),
+    with the filters and globals given to `add_to_templates`."""
+    from baton.server.runtime import templating  # on the first page: see the module's docstring
+
+    environment = templating.environment(TEMPLATES)
+    environment.filters.update(_FILTERS)
+    environment.globals.update(_GLOBALS)
     return environment
 
 
-# -- translating in templates --------------------------------------------------------------------
-
-
-def _newstyle(catalog: gettext.NullTranslations) -> dict[str, Callable[..., str]]:
-    """The gettext functions a template calls (`_`, `{% trans %}`), in Jinja's "new style":
-    the translation is autoescaped, then given its `%(name)s` values (escaped in turn)."""
-
-    def finish(context: jinja2.runtime.Context, text: str, variables: Mapping[str, Any]) -> str:
-        if context.eval_ctx.autoescape:
-            # The catalog's words are trusted like the template's; the values are escaped.
-            return Markup(text) % variables  # noqa: S704
-        return text % variables
-
-    @jinja2.pass_context
-    def gettext_(context: jinja2.runtime.Context, message: str, **variables: Any) -> str:
-        return finish(context, catalog.gettext(message), variables)
-
-    @jinja2.pass_context
-    def ngettext_(
-        context: jinja2.runtime.Context, one: str, many: str, n: int, **variables: Any
-    ) -> str:
-        variables.setdefault("num", n)
-        return finish(context, catalog.ngettext(one, many, n), variables)
-
-    @jinja2.pass_context
-    def pgettext_(
-        context: jinja2.runtime.Context, where: str, message: str, **variables: Any
-    ) -> str:
-        variables.setdefault("context", where)
-        return finish(context, catalog.pgettext(where, message), variables)
-
-    @jinja2.pass_context
-    def npgettext_(
-        context: jinja2.runtime.Context, where: str, one: str, many: str, n: int, **variables: Any
-    ) -> str:
-        variables.setdefault("num", n)
-        variables.setdefault("context", where)
-        return finish(context, catalog.npgettext(where, one, many, n), variables)
-
-    return {
-        "_": gettext_,
-        "gettext": gettext_,
-        "ngettext": ngettext_,
-        "pgettext": pgettext_,
-        "npgettext": npgettext_,
-    }
-
-
-def _catalog_of(context: jinja2.runtime.Context) -> gettext.NullTranslations:
-    found = context.get("catalog")
-    return found if isinstance(found, gettext.NullTranslations) else gettext.NullTranslations()
-
-
-@jinja2.pass_context
-def _translated(
-    context: jinja2.runtime.Context, text: str | None, values: Mapping[str, Any] | None = None
-) -> str:
-    """A string the handler gave (marked with `N_`), in the page's language. Only given
-    `values` is it formatted, so a message that quotes user input with a `%` stays whole."""
-    if not text:
-        return ""
-    translated = _catalog_of(context).gettext(str(text))
-    if values:
-        try:
-            return translated % dict(values)
-        except (KeyError, ValueError, TypeError):
-            return str(text) % dict(values)
-    return translated
-
-
-# The units `_lifetime` says a span in, the largest first.
-_UNITS = (
-    (86400, N_plural("%(num)d day", "%(num)d days")),
-    (3600, N_plural("%(num)d hour", "%(num)d hours")),
-    (60, N_plural("%(num)d minute", "%(num)d minutes")),
-    (1, N_plural("%(num)d second", "%(num)d seconds")),
-)
-
-
-@jinja2.pass_context
-def _lifetime(context: jinja2.runtime.Context, seconds: int) -> str:
-    """`seconds` in the largest whole unit a person reads at a glance (90 days, 12 hours), in
-    the page's language with its plural rule."""
-    catalog = _catalog_of(context)
-    for size, (one, many) in _UNITS:
-        if seconds >= size or size == 1:
-            count = seconds // size
-            return catalog.ngettext(one, many, count) % {"num": count}
-    raise AssertionError("unreachable")
-
-
-_BASE = _base_environment()
+def add_to_templates(
+    *, filters: Mapping[str, Any] | None = None, globals: Mapping[str, Any] | None = None
+) -> None:
+    """Filters and globals every page's templates have (a theme's too), whether or not the
+    environment is built yet."""
+    _FILTERS.update(filters or {})
+    _GLOBALS.update(globals or {})
+    if base_environment.cache_info().currsize:
+        base_environment().filters.update(filters or {})
+        base_environment().globals.update(globals or {})
 
 
 # -- one app's pages -----------------------------------------------------------------------------
@@ -182,19 +108,30 @@ class Pages:
         if theme is not None and not theme.is_dir():
             raise ThemeError(f"theme folder {str(theme)!r} does not exist or is not a folder")
         self.theme = theme
-        themed = theme / "templates" if theme and (theme / "templates").is_dir() else None
-        if themed is None:
-            self.environment = _BASE
-        else:
-            # An overlay shares the filters and globals (the console's too) and has its own
-            # loader and template cache: another app's pages are never this theme's.
-            loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(themed)), _BASE.loader])  # type: ignore[list-item]
-            self.environment = _BASE.overlay(loader=loader, cache_size=400)
-        self.templates = Jinja2Templates(env=self.environment)
+        self._themed = theme / "templates" if theme and (theme / "templates").is_dir() else None
         folders = [locale.HERE, *([theme / "locale"] if theme else [])]
         self.catalogs = locale.load_catalogs(*folders)
         self.tags = {DEFAULT_LANGUAGE: DEFAULT_LANGUAGE, **locale.language_names(*folders)}
         self.static = [*([theme / "static"] if theme else []), STATIC]
+
+    @cached_property
+    def environment(self) -> jinja2.Environment:
+        """The templates' environment: the built-in one, or with a theme an overlay of it."""
+        base = base_environment()
+        if self._themed is None:
+            return base
+        import jinja2  # loaded by `base_environment`
+
+        # An overlay shares the filters and globals (the console's too) and has its own
+        # loader and template cache: another app's pages are never this theme's.
+        loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(self._themed)), base.loader])  # type: ignore[list-item]
+        return base.overlay(loader=loader, cache_size=400)
+
+    @cached_property
+    def templates(self) -> Jinja2Templates:
+        from starlette.templating import Jinja2Templates  # imports jinja2: on the first page
+
+        return Jinja2Templates(env=self.environment)
 
     # -- the language of a request ---------------------------------------------------------------
 
@@ -239,7 +176,9 @@ class Pages:
         """`context` with what each page needs: its language and the gettext functions."""
         language = self.language(request, context)
         catalog = self.catalog(language)
-        return {**context, "lang": language, "catalog": catalog, **_newstyle(catalog)}
+        from baton.server.runtime.templating import newstyle  # jinja2's side: on the first page
+
+        return {**context, "lang": language, "catalog": catalog, **newstyle(catalog)}
 
     def response(
         self,
@@ -287,6 +226,8 @@ def check_theme(theme_dir: str | Path) -> str | None:
         pages = Pages(theme_dir)
     except (ThemeError, locale.CatalogError) as exc:
         return str(exc)
+    import jinja2
+
     folder = Path(theme_dir).expanduser() / "templates"
     for path in sorted(folder.rglob("*.html")) if folder.is_dir() else []:
         name = path.relative_to(folder).as_posix()
@@ -359,10 +300,10 @@ def _default_pages() -> Pages:
     return _DEFAULT[0]
 
 
-class _AppTemplates(Jinja2Templates):
+class _AppTemplates:
     """`templates.TemplateResponse(request, ...)` for modules that render a page themselves
     (the console, RP-initiated logout): through the app's `Pages`, so with its theme and the
-    request's language. `templates.env` is the shared environment, for filters and globals."""
+    request's language. Filters and globals go through `add_to_templates`."""
 
     def TemplateResponse(
         self,
@@ -379,7 +320,7 @@ class _AppTemplates(Jinja2Templates):
         )
 
 
-templates = _AppTemplates(env=_BASE)
+templates = _AppTemplates()
 
 
 def page(
