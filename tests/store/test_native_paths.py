@@ -189,7 +189,9 @@ def test_the_native_paths_answer_as_the_general_transactions(
     """The same steps on the native paths and on the general transactions (fast paths off),
     on one database: the same answers, the same feed entries and webhooks."""
 
-    async def run(fast_paths: bool) -> tuple[list[object], object, int]:
+    async def run(
+        fast_paths: bool,
+    ) -> tuple[list[object], tuple[list[tuple[str, int, int]], list[str]], int]:
         store = open_store(postgres_database, fast_paths=fast_paths, size=1)
         try:
             registered = await _register(store)

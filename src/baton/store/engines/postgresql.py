@@ -349,7 +349,7 @@ class _NativePool:
         if made is None or not made.done() or made.cancelled() or made.exception():
             return 0
         pool = made.result()
-        return pool.get_size() - pool.get_idle_size()
+        return int(pool.get_size() - pool.get_idle_size())
 
     async def _make(self) -> asyncpg.Pool:
         import asyncpg
