@@ -265,6 +265,33 @@ def test_the_workers_stop_when_the_supervisor_is_killed(
         _kill(workers)
 
 
+def test_ctrl_c_stops_every_process_quietly(tiny_app: Path) -> None:
+    """Ctrl-C in a terminal sends SIGINT to the whole process group, workers included: they
+    stop as on SIGTERM, without a KeyboardInterrupt traceback each."""
+    port = claim_port("127.0.0.1", 0)
+    spec = {"config": TINY, "host": "127.0.0.1", "port": port, "workers": 2}
+    env = child_environment({SUPERVISOR_VARIABLE: json.dumps(spec)})
+    process = subprocess.Popen(
+        supervisor_command("127.0.0.1", port, 2),
+        env=env,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # a process group of its own, as a terminal's job
+    )
+    workers: list[int] = []
+    try:
+        assert _wait_until(lambda: len(_children(process.pid)) == 2 and _answers(port))
+        workers = _children(process.pid)
+        os.killpg(process.pid, signal.SIGINT)
+        _, errors = process.communicate(timeout=30)
+        assert process.returncode == 0
+        assert b"Traceback" not in errors and b"KeyboardInterrupt" not in errors, errors.decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        _kill(workers)
+
+
 def test_a_module_in_the_working_directory_is_not_imported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,6 +12,7 @@ stops as on SIGTERM rather than serve on, unsupervised, holding the port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -77,7 +78,11 @@ def main() -> None:  # pragma: no cover - runs in the worker process
     sock = listening_socket(host, port, shared=True)
     config = uvicorn.Config(**uvicorn_options(spec["config"]), host=host, port=port)
     server = _Server(config, ready_fd, life_fd)
-    server.run(sockets=[sock])
+    # Ctrl-C in a terminal signals the whole process group: uvicorn stops gracefully, then
+    # raises the SIGINT again, which would print a KeyboardInterrupt traceback per worker (the
+    # supervisor, signalled too, is stopping them all anyway).
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 
