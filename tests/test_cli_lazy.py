@@ -6,9 +6,11 @@ import json
 import subprocess
 import sys
 
+import click
+import pytest
 from click.testing import CliRunner
 
-from baton.cli import COMMANDS, main
+from baton.cli import COMMANDS, LazyCommands, main
 
 # What `import baton.cli` must not load: the admin commands' store and tables, the migrations,
 # the demo's terminal renderer, plots.
@@ -33,3 +35,18 @@ def test_help_lists_every_command_and_user_keeps_its_mfa_commands() -> None:
     for name in COMMANDS:
         assert f"\n  {name} " in shown
     assert {"mfa-require", "mfa-reset", "mfa-status"} <= set(main.commands["user"].commands)  # type: ignore[attr-defined]
+
+
+def test_a_command_not_yet_loaded_can_be_removed_and_an_unknown_one_cannot() -> None:
+    """`del group.commands[name]` (a plugin hiding a command) works before the command was
+    ever loaded, imports nothing, and removes it; a name in neither table is a KeyError."""
+    commands = LazyCommands({"demo": ("demo", "demo"), "keys": ("keys", "keys")})
+    del commands["demo"]
+    assert "demo" not in commands and list(commands) == ["keys"] and len(commands) == 1
+    assert commands.loaded == {}  # nothing was imported to remove it
+    commands["extra"] = click.Command("extra")
+    del commands["extra"]
+    assert list(commands) == ["keys"]
+    for gone in ("demo", "extra", "no-such-command"):
+        with pytest.raises(KeyError):
+            del commands[gone]

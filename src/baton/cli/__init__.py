@@ -65,8 +65,10 @@ class LazyCommands(MutableMapping[str, click.Command]):
         self.loaded[name] = command
 
     def __delitem__(self, name: str) -> None:
+        if name not in self.table and name not in self.loaded:
+            raise KeyError(name)
         self.table.pop(name, None)
-        del self.loaded[name]
+        self.loaded.pop(name, None)  # a command not yet loaded is in the table only
 
     def __iter__(self) -> Iterator[str]:
         return iter(dict.fromkeys([*self.table, *self.loaded]))

@@ -16,11 +16,15 @@ three times in a row), and on SIGINT or SIGTERM stops them all gracefully.
 Memory: `baton serve` checks the database and the options with the whole application imported,
 then replaces itself (`exec`, same process id) with this module's `main`, which imports the
 standard library and the log formatter only: no app, store, crypto or uvicorn. Each worker is a
-plain subprocess, `python -m baton.server.runtime.worker` (`baton.server.runtime.worker`),
-which imports what serving needs. The resolved settings, secrets included, reach the workers in
-the environment (`BATON_SERVE_CONFIG`, readable by the same user only, as /proc/PID/environ
-is), never on a command line; the uvicorn options, which hold no secret, in
-`BATON_WORKER_SPEC`. A worker tells it listens by writing one byte to a pipe it inherits.
+plain subprocess, `python -P -m baton.server.runtime.worker` (`baton.server.runtime.worker`),
+which imports what serving needs. Both run with this interpreter's options (-O, -X dev, -W...)
+and with -P: the working directory (a service's data directory) is not on `sys.path`, so a
+`json.py` that sits there is not imported as code. The resolved settings, secrets included,
+reach the workers in the environment (`BATON_SERVE_CONFIG`, readable by the same user only, as
+/proc/PID/environ is), never on a command line; the uvicorn options, which hold no secret, in
+`BATON_WORKER_SPEC`. A worker tells it listens by writing one byte to a pipe it inherits, and
+stops when the supervisor is gone (killed, SIGKILL included): it holds the read end of a pipe
+whose only write end is the supervisor's, and end of file there means no supervisor.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import json
 import logging
 import logging.config
 import os
-import select
+import selectors
 import shutil
 import signal
 import socket
@@ -55,6 +59,7 @@ STARTUP_FAILURE = 3  # uvicorn.config.STARTUP_FAILURE, the exit code of a server
 SUPERVISOR_VARIABLE = "BATON_SUPERVISOR_SPEC"  # what `main` supervises (JSON, no secret)
 WORKER_VARIABLE = "BATON_WORKER_SPEC"  # what a worker serves (JSON, no secret)
 READY_FD_VARIABLE = "BATON_WORKER_READY_FD"  # the pipe a worker writes one byte to once it listens
+LIFE_FD_VARIABLE = "BATON_WORKER_LIFE_FD"  # a pipe that ends (EOF) when the supervisor is gone
 WORKER_MODULE = "baton.server.runtime.worker"
 
 
@@ -94,6 +99,27 @@ def claim_port(host: str, port: int) -> int:
     with listening_socket(host, port, shared=False) as probe:
         probe.listen(1)
         return int(probe.getsockname()[1])
+
+
+def interpreter_flags() -> list[str]:
+    """The options this interpreter runs with (-O, -X dev, -X faulthandler, -W..., -I, -E, -s),
+    as a command line gives them, so a child runs as its parent (multiprocessing passes them the
+    same way). `subprocess._args_from_interpreter_flags` is private, held by a test; without it,
+    none."""
+    flags = getattr(subprocess, "_args_from_interpreter_flags", None)
+    found = flags() if callable(flags) else []
+    return [str(flag) for flag in found] if isinstance(found, list) else []
+
+
+def python_command(module: str, *args: str) -> list[str]:
+    """`python [this interpreter's options] -P -m module args...`. -P: `python -m` would put the
+    working directory first on `sys.path`, and a `json.py` there (a service's data directory,
+    a container's workdir) would be imported in place of the standard library's; PYTHONPATH
+    (and a checkout's folder, `child_environment`) still counts."""
+    flags = interpreter_flags()
+    if "-P" not in flags and "-I" not in flags:  # -I implies -P
+        flags.append("-P")
+    return [sys.executable, *flags, "-m", module, *args]
 
 
 def child_environment(extra: dict[str, str]) -> dict[str, str]:
@@ -141,69 +167,88 @@ class Supervisor:
         self.count = count
         self.workers: list[_Worker] = []
         self.stopping = False
+        self.life = -1  # the read end of the pipe whose end of file tells workers we are gone
 
     def run(self) -> int:
+        """Supervises until SIGINT or SIGTERM (0) or a worker that cannot start (3); the workers
+        are stopped whatever ends it, an exception in this loop included."""
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # Only this process holds the write end (not inheritable, never passed): when it exits,
+        # however it exits, the workers read end of file and stop (`worker._Server`).
+        self.life, alive = os.pipe()
         try:
             log.info("Started parent process [%d]", os.getpid())
-            self.workers = [self._start() for _ in range(self.count)]
-            failures = [0] * self.count  # failed starts in a row, per worker
-            while not self.stopping:
-                self._wait(0.5)
-                for index, worker in enumerate(self.workers):
-                    if self.stopping or worker.process.poll() is None:
-                        continue
-                    exitcode = worker.process.returncode
-                    if worker.poll_ready():
-                        failures[index] = 0
-                        log.warning(
-                            "worker [%d] died (exit code %s); starting another",
-                            worker.process.pid,
-                            exitcode,
-                        )
-                    else:
-                        # It never listened: a race with the other workers' start (two first
-                        # writes on a fresh database) passes on a second try; an app that cannot
-                        # start (a bad database URL) fails every time, so give up as uvicorn does.
-                        failures[index] += 1
-                        log.error(
-                            "worker [%d] could not start (exit code %s)%s",
-                            worker.process.pid,
-                            exitcode,
-                            "; stopping" if failures[index] >= START_ATTEMPTS else "; trying again",
-                        )
-                        if failures[index] >= START_ATTEMPTS:
-                            self._stop_all()
-                            return STARTUP_FAILURE
-                        time.sleep(RESTART_DELAY)
-                    worker.close()
-                    self.workers[index] = self._start()
-            self._stop_all()
-            return 0
+            return self._supervise()
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            try:
+                self._stop_all()
+            finally:
+                os.close(alive)
+                os.close(self.life)
+                self.life = -1
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    def _supervise(self) -> int:
+        for _ in range(self.count):
+            self.workers.append(self._start())
+        failures = [0] * self.count  # failed starts in a row, per worker
+        while not self.stopping:
+            self._wait(0.5)
+            for index, worker in enumerate(self.workers):
+                if self.stopping or worker.process.poll() is None:
+                    continue
+                exitcode = worker.process.returncode
+                if worker.poll_ready():
+                    failures[index] = 0
+                    log.warning(
+                        "worker [%d] died (exit code %s); starting another",
+                        worker.process.pid,
+                        exitcode,
+                    )
+                else:
+                    # It never listened: a race with the other workers' start (two first writes
+                    # on a fresh database) passes on a second try; an app that cannot start (a
+                    # bad database URL) fails every time, so give up as uvicorn does.
+                    failures[index] += 1
+                    log.error(
+                        "worker [%d] could not start (exit code %s)%s",
+                        worker.process.pid,
+                        exitcode,
+                        "; stopping" if failures[index] >= START_ATTEMPTS else "; trying again",
+                    )
+                    if failures[index] >= START_ATTEMPTS:
+                        return STARTUP_FAILURE
+                    time.sleep(RESTART_DELAY)
+                worker.close()
+                self.workers[index] = self._start()
+        return 0
 
     def _wait(self, timeout: float) -> None:
         """Until a worker says it listens, or `timeout` seconds (a worker's death is seen by
-        polling at that pace; SIGINT and SIGTERM end the wait early)."""
-        pending = [w.ready_fd for w in self.workers if not w.ready and w.ready_fd >= 0]
-        with contextlib.suppress(InterruptedError):
-            readable, _, _ = select.select(pending, [], [], timeout)
-            for worker in self.workers:
-                if worker.ready_fd in readable:
-                    worker.poll_ready()
+        polling at that pace). A selector, not `select.select`: that one refuses a descriptor
+        above 1023, which a supervisor started with many open files gets."""
+        pending = {w.ready_fd: w for w in self.workers if not w.ready and w.ready_fd >= 0}
+        with selectors.DefaultSelector() as selector:
+            for fd in pending:
+                selector.register(fd, selectors.EVENT_READ)
+            for key, _ in selector.select(timeout):
+                pending[key.fd].poll_ready()
 
     def _start(self) -> _Worker:
         read_end, write_end = os.pipe()
         os.set_blocking(read_end, False)
         spec = {"config": self.config, "host": self.host, "port": self.port}
         env = child_environment(
-            {WORKER_VARIABLE: json.dumps(spec), READY_FD_VARIABLE: str(write_end)}
+            {
+                WORKER_VARIABLE: json.dumps(spec),
+                READY_FD_VARIABLE: str(write_end),
+                LIFE_FD_VARIABLE: str(self.life),
+            }
         )
         try:
             process = subprocess.Popen(  # noqa: S603 - this interpreter, a fixed module
-                [sys.executable, "-m", WORKER_MODULE], env=env, pass_fds=(write_end,)
+                python_command(WORKER_MODULE), env=env, pass_fds=(write_end, self.life)
             )
         except BaseException:
             os.close(read_end)
@@ -267,6 +312,14 @@ def serve(config: dict[str, Any], host: str, port: int, workers: int) -> int:
         return Supervisor(config, host, port, workers).run()
 
 
+def supervisor_command(host: str, port: int, workers: int) -> list[str]:
+    """The supervisor's command line. The address and the number of workers follow the module
+    for `ps` and `systemctl status` to show (`main` reads everything from the environment):
+    nothing else, as every user may read a command line."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return python_command(__name__, "--bind", address, "--workers", str(workers))
+
+
 def hand_over(config: dict[str, Any], host: str, port: int, workers: int) -> NoReturn:
     """Replaces this process (`baton serve`, with the whole app imported to check the database)
     by the supervisor alone: same process id, same standard streams, the memory of the app
@@ -275,11 +328,12 @@ def hand_over(config: dict[str, Any], host: str, port: int, workers: int) -> NoR
     env = child_environment({SUPERVISOR_VARIABLE: json.dumps(spec)})
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", __name__], env)  # noqa: S606
+    os.execve(sys.executable, supervisor_command(host, port, workers), env)  # noqa: S606
 
 
 def main() -> NoReturn:
-    """`python -m baton.server.runtime.workers`, as `hand_over` starts it."""
+    """`python -P -m baton.server.runtime.workers --bind HOST:PORT --workers N`, as `hand_over`
+    starts it (the arguments are for `ps` only: what it runs comes from the environment)."""
     refuse_unused_modules()
     spec = json.loads(os.environ.pop(SUPERVISOR_VARIABLE))
     sys.exit(serve(spec["config"], spec["host"], spec["port"], spec["workers"]))
