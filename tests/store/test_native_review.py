@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -18,9 +19,15 @@ from sqlalchemy import Connection, func, select
 from baton.core.policy import Policy, RetryPolicy
 from baton.store.base import Issued, Refused
 from baton.store.engines import PoolSettings, open_runner
-from baton.store.engines.postgresql import NativeOutcomeUnknown
-from baton.store.schema import grants, refresh_tokens, revocation_events, security_events
-from baton.store.sql import SQLStore
+from baton.store.engines.postgresql import NativeOutcomeUnknown, PostgresRunner
+from baton.store.schema import (
+    access_tokens,
+    grants,
+    refresh_tokens,
+    revocation_events,
+    security_events,
+)
+from baton.store.sql import SQLStore, lifecycle
 from tests.databases import empty_tables, plain_url
 from tests.store.test_native_paths import NOW, _register, ask, first_refresh
 
@@ -216,3 +223,106 @@ def test_a_kept_token_takes_the_general_path_at_once(postgres_database: str) -> 
             await store.close()
 
     anyio.run(run)
+
+
+def test_a_fork_under_a_grant_revoked_since_its_read_issues_no_sibling(
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's revocation commits between a fork retry's read and its guard: the guard
+    holds the grant FOR SHARE too, matches nothing, and the retry, decided again, is refused;
+    before the fix a sibling pair was issued under the revoked grant."""
+    empty_tables(postgres_database)
+    store = _open(postgres_database, RetryPolicy.FORK, fast=False)
+    guard = lifecycle.GUARD_FORK
+    url = plain_url(postgres_database)
+
+    class RevokedFirst:
+        def rowcount(self, conn: Connection, **values: Any) -> int:
+            # (Another session, from this thread: the store's event loop waits in this call.)
+            subprocess.run(
+                ["psql", url, "-qc", f"UPDATE grants SET revoked_at = {NOW + 2}"], check=True
+            )
+            return guard.rowcount(conn, **values)
+
+    async def run() -> None:
+        try:
+            client = await _register(store)
+            refresh, _ = await first_refresh(store, client.id)
+            assert isinstance(await store.exchange(ask(refresh, client, NOW + 1)), Issued)
+            monkeypatch.setattr(lifecycle, "GUARD_FORK", RevokedFirst())
+            retried = await store.exchange(ask(refresh, client, NOW + 2))
+            monkeypatch.setattr(lifecycle, "GUARD_FORK", guard)
+            assert isinstance(retried, Refused)
+            access = await store.inspect(
+                lambda conn: conn.execute(
+                    select(func.count()).select_from(access_tokens)
+                ).scalar_one()
+            )
+            assert access == 2  # the first pair and its child, no sibling
+        finally:
+            await store.close()
+
+    anyio.run(run)
+
+
+def test_two_losers_that_both_find_reuse_do_not_deadlock(postgres_database: str) -> None:
+    """`strict`, the general path: two requests wait on a token another transaction exchanges.
+    Each claim held the grant FOR SHARE; deciding again in the same transaction, both found
+    reuse and each waited, to revoke the grant, for the other's lock (PostgreSQL broke the
+    deadlock after a second). Now a lost race runs again in a new transaction."""
+    empty_tables(postgres_database)
+
+    async def run() -> None:
+        store = _open(postgres_database, RetryPolicy.STRICT, fast=False)
+        winner = await asyncpg.connect(plain_url(postgres_database))
+        try:
+            client = await _register(store)
+            refresh, _ = await first_refresh(store, client.id)
+            before = await winner.fetchval(
+                "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+            )
+            exchanging = winner.transaction()
+            await exchanging.start()
+            await winner.execute(
+                "UPDATE refresh_tokens SET exchanged_at = $1, retire_at = $1", NOW + 1
+            )
+            losers = [
+                asyncio.ensure_future(store.exchange(ask(refresh, client, NOW + 1)))
+                for _ in range(2)
+            ]
+            await asyncio.sleep(0.3)
+            await exchanging.commit()
+            started = asyncio.get_running_loop().time()
+            answers = await asyncio.wait_for(asyncio.gather(*losers), 10)
+            assert asyncio.get_running_loop().time() - started < 0.8
+            assert all(isinstance(answer, Refused) for answer in answers)
+            after = await winner.fetchval(
+                "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+            )
+            assert after == before
+        finally:
+            await winner.close()
+            await store.close()
+
+    anyio.run(run)
+
+
+def test_a_runner_used_from_a_second_event_loop_serves_its_first_call(
+    postgres_database: str,
+) -> None:
+    """A pool belongs to the loop that made it: a runner used again from another loop (the
+    first one closed) makes a new one, and its first call is answered, not a RuntimeError."""
+    runner = open_runner(postgres_database, PoolSettings(size=1))
+    assert isinstance(runner, PostgresRunner)
+
+    async def once() -> int:
+        async with runner.native() as conn:
+            return int(await conn.fetchval("SELECT 1"))
+
+    assert anyio.run(once) == 1
+    assert anyio.run(once) == 1
+
+    async def close() -> None:
+        await runner.close()
+
+    anyio.run(close)

@@ -49,17 +49,18 @@ FEED_CHANNEL = "baton_revocations"
 WAKE_FEED = "baton_wake_feed"
 # Feed readers look again at least this often, notified or not (`_Listener`).
 FEED_POLL = 1.0
-# The least time between two NOTIFYs of one process (`_Notifier`): how late, at most, a
-# revocation committed under load wakes the feed's readers.
+# The least time between two NOTIFYs of one process (`_Notifier`). (A reader also looks again
+# every `FEED_POLL`, NOTIFY or not.)
 NOTIFY_SPACING = 0.005
 
 
 def wakes_feed(effective_at: int, now: int) -> bool:
     """Whether a feed event taking effect at `effective_at` is worth a NOTIFY now: one that
-    takes effect later than two of the readers' own looks from now (`FEED_POLL`) is read by
-    every reader before it takes effect anyway, such as a companion's death at the end of a
+    takes effect later than two of the readers' own looks (`FEED_POLL`) after `now`, and two
+    seconds more for the request's commit to come after `now` was read, is read by every
+    reader before it takes effect anyway, such as a companion's death at the end of a
     rotation's leeway. Each NOTIFY is a transaction of its own, flushed to the WAL."""
-    return effective_at - now <= 2 * FEED_POLL
+    return effective_at - now <= 2 * FEED_POLL + 2
 
 
 @dataclass(frozen=True)
@@ -333,9 +334,13 @@ class _NativePool:
         loop = asyncio.get_running_loop()
         made = self._made
         if made is None or made.get_loop() is not loop:
+            self._made = loop.create_task(self._make())
             if made is not None and made.done() and not made.cancelled() and not made.exception():
-                made.result().terminate()
-            made = self._made = loop.create_task(self._make())
+                # Another loop's pool (tests run a runner in several): its connections closed,
+                # which on a loop already closed raises, and is then done anyway.
+                with contextlib.suppress(Exception):
+                    made.result().terminate()
+            made = self._made
         try:
             return await asyncio.shield(made)
         except BaseException:
@@ -389,9 +394,12 @@ class NativeFailed(Exception):
 
         super().__init__(type(cause).__name__)
         # asyncpg reports a lost connection as a PostgresError too (class 08, connection
-        # exceptions), though PostgreSQL itself never answered.
+        # exceptions), though PostgreSQL itself never answered; and a server shutting down
+        # (class 57, operator intervention) is counted with them, whatever it managed to do.
         self.outcome_unknown = not isinstance(cause, asyncpg.PostgresError) or isinstance(
-            cause, asyncpg.PostgresConnectionError
+            cause,
+            asyncpg.exceptions.PostgresConnectionError
+            | asyncpg.exceptions.OperatorInterventionError,
         )
 
 

@@ -76,6 +76,16 @@ from baton.store.sql.upstream import UpstreamStore
 
 T = TypeVar("T")
 
+# Attempts at a refresh that keeps losing races: each lost one saw another transaction commit a
+# change to the token or its grant (exchanged, revoked, continued, forked), of which a token
+# has only a few, so a sound database never reaches this.
+LOST_RACES = 8
+
+
+class LostRaces(TimeoutError):
+    """A refresh gave up after `LOST_RACES` lost races: answered 503, as a database that cannot
+    answer in time is, and the client retries."""
+
 
 class SQLStore(
     ChallengeStore,
@@ -348,7 +358,16 @@ class SQLStore(
             done = await self._native.exchange(ask, policy)
             if done is not native.GENERAL:
                 return done
-        return await self._write(lambda conn: lifecycle.exchange(conn, ask, policy, lineage))
+        for _ in range(LOST_RACES):
+            try:
+                return await self._write(
+                    lambda conn: lifecycle.exchange(conn, ask, policy, lineage)
+                )
+            except lifecycle.LostRace:
+                # Another transaction changed the token since our read (PostgreSQL): ours
+                # rolled back; run again, on what it wrote.
+                continue
+        raise LostRaces(f"a refresh lost {LOST_RACES} races in a row")
 
     async def find_token(
         self, client: Client, digest: bytes | None, is_refresh: bool, now: int

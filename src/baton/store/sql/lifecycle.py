@@ -88,7 +88,12 @@ from baton.store.sql.statements import (
 
 
 class LostRace(Exception):
-    """Another transaction changed a row between our read and our conditional update."""
+    """Another transaction changed a row between our read and our conditional update
+    (PostgreSQL; SQLite serializes writers before they read). The caller runs the unit of work
+    again in a new transaction, which decides on what the winner wrote: deciding again inside
+    this one would keep the locks its conditional update took (a claim holds the grant FOR
+    SHARE), and two losers of one race that both found reuse then each waited, to revoke the
+    grant, for the other's lock."""
 
 
 _REUSE_DETAIL = {
@@ -309,9 +314,11 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool) 
         # while no child's chain has continued; one that continued since our read (PostgreSQL)
         # makes us decide again on it, when we read the lineage. (A token exchanged under `fork`
         # and retried under a later policy is forked too: guarded alike.)
-        guarded = GUARD_FORK.rowcount(conn, rt_id=token.id, now=ask.now)
+        guarded = GUARD_FORK.rowcount(
+            conn, rt_id=token.id, now=ask.now, live_grant_id=token.grant.id
+        )
         if lineage and not guarded:
-            return exchange(conn, ask, policy, lineage)
+            raise LostRace()
     if isinstance(decision, rules.Replay | rules.Fork):
         # A retry inside the leeway is no attack, but it is what an operator asks about
         # ("which client lost a response?"): kept for the grant's timeline.
@@ -362,7 +369,7 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool) 
     ):
         # Another sibling's chain continued first (PostgreSQL: it committed while we waited for
         # the parent's row): decide again, on what it wrote; this token is now reuse.
-        return exchange(conn, ask, policy, lineage)
+        raise LostRace()
     if not policy.rotate:
         return _keep(conn, ask, policy, lineage, token, render_scope(scope), noted)
     # Rotate: claim the single successor slot first. Only one transaction can move
@@ -380,9 +387,9 @@ def exchange(conn: Connection, ask: ExchangeAsk, policy: Policy, lineage: bool) 
         sealed_id_token=rotation.sealed_id_token,
     )
     if claimed != 1:
-        # Lost the race (PostgreSQL only: SQLite serialized us before the read). The winner
-        # has committed; decide again on what it wrote.
-        return exchange(conn, ask, policy, lineage)
+        # Lost the race (PostgreSQL only: SQLite serialized us before the read), or the grant
+        # was revoked since. The winner has committed; decide again on what it wrote.
+        raise LostRace()
     # The companion access token of the exchanged token dies at the end of the leeway:
     # announce it now, so resource servers schedule it themselves (no job runs at that time).
     announce_access_deaths(conn, ANNOUNCE_COMPANION, token.id, retire_at, ask.now)
@@ -476,7 +483,7 @@ def _keep(
     )
     if kept is None:
         # Exchanged or revoked since our read (PostgreSQL): decide again on what it says.
-        return exchange(conn, ask, policy, lineage)
+        raise LostRace()
     # The expiry as stored: a later use's, when one committed first (`KEEP_REFRESH` keeps the
     # latest use's stamps).
     issued = replace(_insert_access(conn, planned, token.id), refresh_expires_at=kept["expires_at"])

@@ -455,9 +455,13 @@ class Native:
                         ),
                         # A token issued now lives from the next second at the latest
                         # (`MintedPair.lifetimes_from`), and a process's clock may run one
-                        # second ahead of another's.
+                        # second ahead of another's; its lifetime is the client's, or, if a
+                        # change shortened that while we waited, at most the server's.
                         "issued_now_expire_by": now
-                        + client.policy.at(server, now).lifetimes.access_ttl
+                        + max(
+                            client.policy.at(server, now).lifetimes.access_ttl,
+                            server.lifetimes.access_ttl,
+                        )
                         + 2,
                     }
                     statement = self._revoke_grant

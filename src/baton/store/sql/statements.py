@@ -161,13 +161,24 @@ CLAIM_CONTINUATION = Prepared(
     )
     .values(continued_id=bindparam("child_id"))
 )
+# The token's grant is live, its row held FOR SHARE (PostgreSQL; SQLite serializes writers) by a
+# statement that issues a new access token of it: a revocation of the grant that has not
+# committed yet is waited for, then seen (no pair is issued under a revoked grant), and one that
+# starts later waits for this transaction, so the last access expiry it announces to the feed
+# counts this pair's (`lifecycle._last_access_expiry`, read after its UPDATE).
+_LIVE_GRANT = exists(
+    select(grants.c.id)
+    .where(grants.c.id == bindparam("live_grant_id"), grants.c.revoked_at.is_(None))
+    .with_for_update(read=True)
+)
+
 # A sibling is issued only while no child's chain has continued: the parent's row is locked
 # and its condition checked in the issuing transaction (PostgreSQL: a concurrent claim is
 # waited for, then seen). It marks the parent forked from (`forked_at`): its children are one
 # family whatever policy refreshes them later.
 GUARD_FORK = Prepared(
     update(_rt)
-    .where(_rt.c.id == bindparam("rt_id"), _rt.c.continued_id.is_(None))
+    .where(_rt.c.id == bindparam("rt_id"), _rt.c.continued_id.is_(None), _LIVE_GRANT)
     .values(forked_at=func.coalesce(_rt.c.forked_at, bindparam("now")))
 )
 
@@ -194,17 +205,6 @@ ACCESS_FACTS = Prepared(
     .outerjoin(_rt, _rt.c.id == _at.c.refresh_token_id)
     .outerjoin(_confirm, _confirm.c.id == bindparam("confirm_id"))
     .where(_at.c.digest == bindparam("digest"))
-)
-
-# The token's grant is live, its row held FOR SHARE (PostgreSQL; SQLite serializes writers) by a
-# statement that issues a new access token of it: a revocation of the grant that has not
-# committed yet is waited for, then seen (no pair is issued under a revoked grant), and one that
-# starts later waits for this transaction, so the last access expiry it announces to the feed
-# counts this pair's (`lifecycle._last_access_expiry`, read after its UPDATE).
-_LIVE_GRANT = exists(
-    select(grants.c.id)
-    .where(grants.c.id == bindparam("live_grant_id"), grants.c.revoked_at.is_(None))
-    .with_for_update(read=True)
 )
 
 # The single-successor claim: only one transaction can move `exchanged_at` from NULL.
