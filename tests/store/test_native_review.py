@@ -27,7 +27,7 @@ from baton.store.schema import (
     revocation_events,
     security_events,
 )
-from baton.store.sql import SQLStore, lifecycle
+from baton.store.sql import SQLStore, lifecycle, statements
 from tests.databases import empty_tables, plain_url
 from tests.store.test_native_paths import NOW, _register, ask, first_refresh
 
@@ -233,7 +233,7 @@ def test_a_fork_under_a_grant_revoked_since_its_read_issues_no_sibling(
     before the fix a sibling pair was issued under the revoked grant."""
     empty_tables(postgres_database)
     store = _open(postgres_database, RetryPolicy.FORK, fast=False)
-    guard = lifecycle.GUARD_FORK
+    guard = statements.GUARD_FORK
     url = plain_url(postgres_database)
 
     class RevokedFirst:
