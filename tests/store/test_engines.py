@@ -545,10 +545,10 @@ def test_postgresql_feed_readers_wake_right_after_the_commit(postgres_database: 
     assert anyio.run(run) < 0.5
 
 
-def test_the_writer_reads_without_a_memory_map_and_readers_with_one(tmp_path: Path) -> None:
+def test_the_writer_reads_without_a_memory_map_and_readers_with_theirs(tmp_path: Path) -> None:
     """A checkpoint that grows the file makes every mapping connection map it again; the writer,
     whose pages are the ones each rotation dirties, pays that on every batch, so it reads with
-    pread. Readers keep the map (a read-only workload never remaps)."""
+    pread whatever the readers' map (`MMAP_BYTES`, now none: a worker's resident memory)."""
 
     assert pragma_as_writer_and_reader(tmp_path / "m.db", "full", "mmap_size") == (0, MMAP_BYTES)
 

@@ -57,7 +57,11 @@ log = logging.getLogger("baton.store")
 
 # SQLite has no notifications: feed readers look again this often (seconds).
 SQLITE_FEED_POLL = 0.02
-MMAP_BYTES = 256 * 1024 * 1024  # address space, not memory: the kernel pages it in and out
+# The readers' memory map of the database, off: the pages a map touches count in each worker's
+# resident memory, the same page once per process, and a map's share grows with the file (up to
+# its size, per process); read() through the kernel's page cache costs a little CPU per page
+# instead (docs/performance.md, "The writer's memory map").
+MMAP_BYTES = 0
 # The pool of a database file's connections: SQLAlchemy's defaults for a file, written here so
 # the runner can say what its capacity is. The runner itself holds three (the reader, the
 # writer and the checkpointer's); the others are for `baton` commands and tests.
@@ -255,9 +259,8 @@ class SQLiteRunner:
                 # No memory map for the writer: each checkpoint that grows the file made every
                 # mapping connection unmap and map the whole file again, and the writer then
                 # faulted in, page by page, the index pages it had just read. Its pages are
-                # read with pread instead (docs/performance.md, "The writer's memory map").
-                # Readers keep it: their pages stay mapped between checkpoints, and a workload
-                # that only reads never remaps at all.
+                # read with pread instead (docs/performance.md, "The writer's memory map"),
+                # whatever the readers' map (`MMAP_BYTES`).
                 driver_connection(conn).execute("PRAGMA mmap_size=0")
         return conn
 
@@ -443,9 +446,8 @@ def _sqlite_engine(
         # crash. See SQLiteSettings for what the other modes give up.
         cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        # Pages read through a memory map rather than a read() call each: every write of another
-        # connection empties a connection's page cache, so the hot pages are read again often.
-        # (The writer connection turns it off again: see `SQLiteRunner._writer_connection`.)
+        # The memory map, if any (`MMAP_BYTES`; the writer connection never maps: see
+        # `SQLiteRunner._writer_connection`).
         cursor.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
