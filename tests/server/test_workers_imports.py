@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn.config
 
 from baton.server.runtime import workers
+from tests.server.test_lean_imports import _fresh_worker as fresh_worker_modules
 
 # Modules a supervisor never needs: the app, its store, its crypto, the server, multiprocessing.
 NOT_IN_SUPERVISOR = (
@@ -65,22 +66,7 @@ def test_the_supervisor_imports_none_of_the_app() -> None:
 
 
 def test_a_worker_imports_what_serving_needs_only(tmp_path: Path) -> None:
-    code = (
-        "import os\n"
-        "from baton.server.runtime import workers\n"
-        "workers.refuse_unused_modules()\n"
-        "from baton.config import OPTIONS, build\n"
-        "values = {o.name: o.default for o in OPTIONS}\n"
-        f"values.update(db='sqlite:///{tmp_path}/baton.db', issuer='http://127.0.0.1:8000',"
-        " session_key='k' * 43)\n"
-        "config, _ = build(values)\n"
-        "os.environ['BATON_SERVE_CONFIG'] = config.to_json()\n"
-        "import baton.server.runtime.worker\n"
-        "from baton.server.runtime.asgi import create\n"
-        "create()\n"
-    )
-    modules = _modules(code)
-    assert "baton.server.app" in modules
+    modules = fresh_worker_modules(tmp_path)  # (it checks the app is there)
     assert _found(modules, NOT_IN_WORKER) == []
 
 
