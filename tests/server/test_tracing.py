@@ -297,8 +297,12 @@ def test_a_code_flow_and_its_refreshes_as_spans_with_no_secret_in_any(
     (rotation,) = children(finished, tokens[1], "baton.token.exchange")
     (rotate,) = children(finished, rotation, "baton.rules.decide_refresh")
     assert (rotate.attributes or {})["baton.grant_id"] == grant_id
+    # The claim: an UPDATE, or on PostgreSQL's native path the one statement of CTEs that
+    # starts with it (`baton.store.sql.native.ROTATE`).
     assert any(
         (span.attributes or {})["db.operation.name"] == "UPDATE"
+        or "WITH claim AS (\n    UPDATE refresh_tokens"
+        in str((span.attributes or {}).get("db.query.text"))
         for span in sql_children(finished, rotation)
     )
 

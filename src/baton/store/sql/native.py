@@ -327,8 +327,19 @@ class Native:
                 if isinstance(found, ClientChanged):
                     return found
                 token = None if found is None else refresh_from_row(found)
+                decision = rules.decide_refresh(token, ask.client_id, ask.now, policy)
+                rejected = isinstance(decision, rules.Reject)
+                if not rejected and (
+                    token is None
+                    or found is None
+                    or not isinstance(decision, rules.Rotate)
+                    or decision.continues is not None
+                    or not policy.rotate
+                ):
+                    # The general transaction decides again, and its decision is the one
+                    # traced (one decision span per exchange, as on the general path).
+                    return GENERAL
                 with spans.span(lifecycle.REFRESH_DECISION_SPAN) as span:
-                    decision = rules.decide_refresh(token, ask.client_id, ask.now, policy)
                     lifecycle.decided(span, decision, token)
                 noted = signals.exchange_signals(
                     token,
@@ -339,14 +350,7 @@ class Native:
                 )
                 if isinstance(decision, rules.Reject):
                     return Refused(decision.reason, signals=noted)  # nothing to write
-                if (
-                    token is None
-                    or found is None
-                    or not isinstance(decision, rules.Rotate)
-                    or decision.continues is not None
-                    or not policy.rotate
-                ):
-                    return GENERAL
+                assert token is not None and found is not None
                 scope = lifecycle.asked_scope(token, ask)
                 if not isinstance(scope, frozenset):
                     return scope
