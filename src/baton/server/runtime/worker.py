@@ -11,19 +11,26 @@ stops as on SIGTERM rather than serve on, unsupervised, holding the port.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import logging
-import os
-import socket
-import sys
-from typing import Any
+import signal
 
-import uvicorn
-from uvicorn.importer import import_from_string
+# Ctrl-C reaches the whole process group: a worker still starting (importing, binding) just
+# ends, without a KeyboardInterrupt traceback; once it serves, uvicorn's own handler stops it
+# gracefully.
+signal.signal(signal.SIGINT, signal.SIG_DFL)
 
-from baton.server.runtime.workers import (
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
+from typing import Any  # noqa: E402
+
+import uvicorn  # noqa: E402
+from uvicorn.importer import import_from_string  # noqa: E402
+
+from baton.server.runtime.workers import (  # noqa: E402
     LIFE_FD_VARIABLE,
     READY_FD_VARIABLE,
     STARTUP_FAILURE,
