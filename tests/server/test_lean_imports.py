@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 
-def _run(code: str) -> tuple[list[str], str]:
-    """`sys.modules` of a fresh interpreter after `code`, and what it wrote to stderr."""
+def _run(code: str, env: dict[str, str] | None = None) -> tuple[list[str], str]:
+    """`sys.modules` of a fresh interpreter after `code` (with `env` added to this process's
+    environment), and what it wrote to stderr."""
     listing = "sorted(name for name, module in sys.modules.items() if module)"
     script = f"{code}\nimport json, sys\nprint(json.dumps({listing}))\n"
     done = subprocess.run(
@@ -23,7 +24,7 @@ def _run(code: str) -> tuple[list[str], str]:
         text=True,
         check=True,
         timeout=60,
-        env=dict(os.environ),
+        env=dict(os.environ, **(env or {})),
     )
     loaded: list[str] = json.loads(done.stdout.splitlines()[-1])
     return loaded, done.stderr

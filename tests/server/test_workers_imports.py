@@ -4,8 +4,6 @@ fresh interpreter, as the processes start."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +12,7 @@ import uvicorn.config
 
 from baton.server.runtime import workers
 from tests.server.test_lean_imports import _fresh_worker as fresh_worker_modules
+from tests.server.test_lean_imports import _run as run_fresh
 
 # Modules a supervisor never needs: the app, its store, its crypto, the server, multiprocessing.
 NOT_IN_SUPERVISOR = (
@@ -34,19 +33,8 @@ NOT_IN_WORKER = ("rich", "better_exceptions", "colorama", "pygments", "matplotli
 
 
 def _modules(code: str, env: dict[str, str] | None = None) -> list[str]:
-    """`sys.modules` of a fresh interpreter after `code`."""
-    listing = "sorted(name for name, module in sys.modules.items() if module)"
-    script = f"{code}\nimport json, sys\nprint(json.dumps({listing}))\n"
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env=dict(os.environ, **(env or {})),
-    )
-    loaded: list[str] = json.loads(done.stdout.splitlines()[-1])
-    return loaded
+    """`sys.modules` of a fresh interpreter after `code` (`test_lean_imports._run`)."""
+    return run_fresh(code, env)[0]
 
 
 def _found(modules: list[str], prefixes: tuple[str, ...]) -> list[str]:
