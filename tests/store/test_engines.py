@@ -3,6 +3,7 @@ PostgreSQL, and SQLite's group commit, writer turns and durability setting."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -11,7 +12,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -472,6 +473,80 @@ def test_the_wal_starts_over_under_continuous_writes(
     # over, it is reused from its start: 5 to 15 MB, and 33 MB once with `make bench` running
     # beside the test.
     assert largest < 40_000_000
+
+
+def _unflushed_pages(path: Path) -> int | None:
+    """Pages of `path` in the page cache not yet on disk (dirty or being written back), by
+    Linux's cachestat (6.5 and newer); None where the kernel has no such call."""
+    import ctypes
+
+    class Range(ctypes.Structure):
+        _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+
+    class Stat(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_uint64) for name in ("cache", "dirty", "writeback", "e", "r")]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    whole, found = Range(0, 0), Stat()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.syscall(451, fd, ctypes.byref(whole), ctypes.byref(found), 0) != 0:  # cachestat
+            return None
+    finally:
+        os.close(fd)
+    return int(found.dirty + found.writeback)
+
+
+def test_the_turn_is_held_only_to_flush_the_last_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite fsyncs the database only at the end of a checkpoint that copied the whole WAL,
+    which under writes that never pause is only the final pass, the one with the writer turn
+    held: that fsync flushed every page the passes before it had copied, and every request of
+    every process waited for it (60 to 90 ms, once a second, at a million grants). The
+    checkpointer flushes the database between its passes, so when it takes the turn only the
+    pages of the last short pass are left."""
+    path = tmp_path / "flush.db"
+    with sqlite3.connect(path) as probe:
+        probe.execute("CREATE TABLE t (v BLOB)")
+    if _unflushed_pages(path) is None:
+        pytest.skip("this kernel has no cachestat (Linux 6.5 and newer)")
+    monkeypatch.setattr(sqlite_wal, "CHECKPOINT_SPACING", 0.02)
+    monkeypatch.setattr(sqlite_wal, "WAL_RESTART_FRAMES", 2000)
+    at_turns: list[int] = []
+    holding = SQLiteRunner._holding_the_turn
+
+    @contextlib.contextmanager
+    def counted(runner: SQLiteRunner) -> Iterator[None]:
+        with holding(runner):
+            at_turns.append(_unflushed_pages(path) or 0)
+            yield
+
+    monkeypatch.setattr(SQLiteRunner, "_holding_the_turn", counted)
+    blob = b"x" * 4000  # about one page a row: every frame a page the checkpoint copies
+
+    async def run() -> None:
+        runner = _sqlite_runner(path, "normal")
+        try:
+
+            async def writer() -> None:
+                for _ in range(1500):
+                    await runner.write(
+                        lambda c: c.exec_driver_sql("INSERT INTO t VALUES (?)", (blob,))
+                    )
+
+            async with anyio.create_task_group() as writers:
+                for _ in range(8):
+                    writers.start_soon(writer)
+        finally:
+            await runner.close()
+
+    anyio.run(run)
+    assert at_turns, "the WAL never started over"
+    # Without the flushes, at least every page copied since the WAL last started over (more
+    # than WAL_RESTART_FRAMES: 1,500 to 3,400 at a limit of 1,000); with them, what the last
+    # round of at most FINAL_PASS_AFTER copied (150 to 330 here).
+    assert max(at_turns) < 1000, at_turns
 
 
 def test_the_wal_is_emptied_once_writes_stop(

@@ -54,7 +54,7 @@ from baton.store.engines.sqlite_wal import (
     CATCH_UP_PASSES,
     CHECKPOINT_IDLE,
     CHECKPOINT_SPACING,
-    FINAL_PASS_FRAMES,
+    FINAL_PASS_AFTER,
     IDLE_TRUNCATE_WAIT_MS,
     WAL_RESTART_FRAMES,
 )
@@ -67,7 +67,7 @@ __all__ = [
     "CHECKPOINT_SPACING",
     "DEFAULT_URL",
     "FEED_CHANNEL",
-    "FINAL_PASS_FRAMES",
+    "FINAL_PASS_AFTER",
     "IDLE_TRUNCATE_WAIT_MS",
     "MAX_ATTEMPTS",
     "MMAP_BYTES",
