@@ -549,6 +549,43 @@ def test_the_turn_is_held_only_to_flush_the_last_frames(
     assert max(at_turns) < 1000, at_turns
 
 
+@pytest.mark.parametrize("piecewise", [True, False], ids=["sync_file_range", "fdatasync only"])
+def test_the_database_is_flushed_a_piece_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piecewise: bool
+) -> None:
+    """`sync_database` leaves nothing of the file unflushed, written back a piece at a time
+    where Linux's sync_file_range is there (so that a WAL fsync queued meanwhile waits behind
+    one piece, not the whole file's scattered pages), and with the fdatasync alone elsewhere."""
+    path = tmp_path / "pieces.db"
+    path.write_bytes(os.urandom(10 * 4096))
+    os.sync()
+    if _unflushed_pages(path) is None:
+        pytest.skip("this kernel has no cachestat (Linux 6.5 and newer)")
+    real = sqlite_wal._sync_file_range()
+    if piecewise and real is None:
+        pytest.skip("no sync_file_range in this C library")
+    pieces: list[tuple[int, int]] = []
+
+    def spy(fd: int, offset: int, length: int, flags: int) -> int:
+        pieces.append((offset, length))
+        assert real is not None
+        return real(fd, offset, length, flags)
+
+    monkeypatch.setattr(sqlite_wal, "_sync_file_range", lambda: spy if piecewise else None)
+    monkeypatch.setattr(sqlite_wal, "FLUSH_CHUNK_BYTES", 4 * 4096)
+    with path.open("r+b") as dirty:
+        for page in (0, 3, 5, 9):  # scattered over three pieces
+            dirty.seek(page * 4096)
+            dirty.write(b"y" * 4096)
+    assert (_unflushed_pages(path) or 0) >= 4
+
+    sqlite_wal.sync_database(str(path))
+
+    assert _unflushed_pages(path) == 0
+    expected = [(0, 4 * 4096), (4 * 4096, 4 * 4096), (8 * 4096, 4 * 4096)]
+    assert pieces == (expected if piecewise else [])
+
+
 def test_the_wal_is_emptied_once_writes_stop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
