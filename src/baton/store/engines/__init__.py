@@ -55,6 +55,7 @@ from baton.store.engines.sqlite_wal import (
     CHECKPOINT_IDLE,
     CHECKPOINT_SPACING,
     FINAL_PASS_AFTER,
+    FLUSH_CHUNK_BYTES,
     IDLE_TRUNCATE_WAIT_MS,
     WAL_RESTART_FRAMES,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "DEFAULT_URL",
     "FEED_CHANNEL",
     "FINAL_PASS_AFTER",
+    "FLUSH_CHUNK_BYTES",
     "IDLE_TRUNCATE_WAIT_MS",
     "MAX_ATTEMPTS",
     "MMAP_BYTES",
