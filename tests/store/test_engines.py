@@ -475,9 +475,11 @@ def test_the_wal_starts_over_under_continuous_writes(
     assert largest < 40_000_000
 
 
-def _unflushed_pages(path: Path) -> int | None:
-    """Pages of `path` in the page cache not yet on disk (dirty or being written back), by
-    Linux's cachestat (6.5 and newer); None where the kernel has no such call."""
+def _unflushed_pages(fd: int) -> int | None:
+    """Pages of the file open as `fd` in the page cache not yet on disk (dirty or being written
+    back), by Linux's cachestat (6.5 and newer); None where the kernel has no such call. Takes
+    a descriptor kept open: closing one of a database's descriptors would drop the SQLite
+    locks this process holds on it (`Checkpointer`)."""
     import ctypes
 
     class Range(ctypes.Structure):
@@ -488,13 +490,26 @@ def _unflushed_pages(path: Path) -> int | None:
 
     libc = ctypes.CDLL(None, use_errno=True)
     whole, found = Range(0, 0), Stat()
-    fd = os.open(path, os.O_RDONLY)
+    if libc.syscall(451, fd, ctypes.byref(whole), ctypes.byref(found), 0) != 0:  # cachestat
+        return None
+    return int(found.dirty + found.writeback)
+
+
+@contextlib.contextmanager
+def _counting_unflushed(path: Path) -> Iterator[Callable[[], int]]:
+    """A counter of `path`'s unflushed pages, or a skip where they cannot be counted: no
+    cachestat, or a file system that keeps no dirty pages (tmpfs)."""
+    fd = os.open(path, os.O_RDWR)
     try:
-        if libc.syscall(451, fd, ctypes.byref(whole), ctypes.byref(found), 0) != 0:  # cachestat
-            return None
+        if _unflushed_pages(fd) is None:
+            pytest.skip("this kernel has no cachestat (Linux 6.5 and newer)")
+        os.pwrite(fd, os.pread(fd, 4096, 0), 0)
+        if not _unflushed_pages(fd):
+            pytest.skip("this file system keeps no dirty pages to count")
+        os.fsync(fd)
+        yield lambda: _unflushed_pages(fd) or 0
     finally:
         os.close(fd)
-    return int(found.dirty + found.writeback)
 
 
 def test_the_turn_is_held_only_to_flush_the_last_frames(
@@ -505,47 +520,47 @@ def test_the_turn_is_held_only_to_flush_the_last_frames(
     held: that fsync flushed every page the passes before it had copied, and every request of
     every process waited for it (60 to 90 ms, once a second, at a million grants). The
     checkpointer flushes the database between its passes, so when it takes the turn only the
-    pages of the last short pass are left."""
+    pages of the last short round are left."""
     path = tmp_path / "flush.db"
-    with sqlite3.connect(path) as probe:
-        probe.execute("CREATE TABLE t (v BLOB)")
-    if _unflushed_pages(path) is None:
-        pytest.skip("this kernel has no cachestat (Linux 6.5 and newer)")
+    with sqlite3.connect(path) as first:
+        first.execute("CREATE TABLE t (v BLOB)")
     monkeypatch.setattr(sqlite_wal, "CHECKPOINT_SPACING", 0.02)
     monkeypatch.setattr(sqlite_wal, "WAL_RESTART_FRAMES", 2000)
     at_turns: list[int] = []
     holding = SQLiteRunner._holding_the_turn
-
-    @contextlib.contextmanager
-    def counted(runner: SQLiteRunner) -> Iterator[None]:
-        with holding(runner):
-            at_turns.append(_unflushed_pages(path) or 0)
-            yield
-
-    monkeypatch.setattr(SQLiteRunner, "_holding_the_turn", counted)
     blob = b"x" * 4000  # about one page a row: every frame a page the checkpoint copies
 
-    async def run() -> None:
-        runner = _sqlite_runner(path, "normal")
-        try:
+    with _counting_unflushed(path) as unflushed:
 
-            async def writer() -> None:
-                for _ in range(1500):
-                    await runner.write(
-                        lambda c: c.exec_driver_sql("INSERT INTO t VALUES (?)", (blob,))
-                    )
+        @contextlib.contextmanager
+        def counted(runner: SQLiteRunner) -> Iterator[None]:
+            with holding(runner):
+                at_turns.append(unflushed())
+                yield
 
-            async with anyio.create_task_group() as writers:
-                for _ in range(8):
-                    writers.start_soon(writer)
-        finally:
-            await runner.close()
+        monkeypatch.setattr(SQLiteRunner, "_holding_the_turn", counted)
 
-    anyio.run(run)
+        async def run() -> None:
+            runner = _sqlite_runner(path, "normal")
+            try:
+
+                async def writer() -> None:
+                    for _ in range(1500):
+                        await runner.write(
+                            lambda c: c.exec_driver_sql("INSERT INTO t VALUES (?)", (blob,))
+                        )
+
+                async with anyio.create_task_group() as writers:
+                    for _ in range(8):
+                        writers.start_soon(writer)
+            finally:
+                await runner.close()
+
+        anyio.run(run)
     assert at_turns, "the WAL never started over"
     # Without the flushes, at least every page copied since the WAL last started over (more
-    # than WAL_RESTART_FRAMES: 1,500 to 3,400 at a limit of 1,000); with them, what the last
-    # round of at most FINAL_PASS_AFTER copied (150 to 330 here).
+    # than WAL_RESTART_FRAMES: 2,570 to 3,362 here); with them, what the last short round
+    # copied and what arrived since (150 to 330 here).
     assert max(at_turns) < 1000, at_turns
 
 
@@ -558,32 +573,104 @@ def test_the_database_is_flushed_a_piece_at_a_time(
     one piece, not the whole file's scattered pages), and with the fdatasync alone elsewhere."""
     path = tmp_path / "pieces.db"
     path.write_bytes(os.urandom(10 * 4096))
-    os.sync()
-    if _unflushed_pages(path) is None:
-        pytest.skip("this kernel has no cachestat (Linux 6.5 and newer)")
     real = sqlite_wal._sync_file_range()
     if piecewise and real is None:
         pytest.skip("no sync_file_range in this C library")
     pieces: list[tuple[int, int]] = []
 
-    def spy(fd: int, offset: int, length: int, flags: int) -> int:
+    def spy(fd: int, offset: int, length: int) -> None:
         pieces.append((offset, length))
         assert real is not None
-        return real(fd, offset, length, flags)
+        real(fd, offset, length)
 
     monkeypatch.setattr(sqlite_wal, "_sync_file_range", lambda: spy if piecewise else None)
     monkeypatch.setattr(sqlite_wal, "FLUSH_CHUNK_BYTES", 4 * 4096)
-    with path.open("r+b") as dirty:
-        for page in (0, 3, 5, 9):  # scattered over three pieces
-            dirty.seek(page * 4096)
-            dirty.write(b"y" * 4096)
-    assert (_unflushed_pages(path) or 0) >= 4
+    with _counting_unflushed(path) as unflushed:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            for page in (0, 3, 5, 9):  # scattered over three pieces
+                os.pwrite(fd, b"y" * 4096, page * 4096)
+            assert unflushed() >= 4
 
-    sqlite_wal.sync_database(str(path))
+            sqlite_wal.sync_database(fd)
 
-    assert _unflushed_pages(path) == 0
+            assert unflushed() == 0
+        finally:
+            os.close(fd)
     expected = [(0, 4 * 4096), (4 * 4096, 4 * 4096), (8 * 4096, 4 * 4096)]
     assert pieces == (expected if piecewise else [])
+
+
+def test_sync_file_range_failures_are_raised(tmp_path: Path) -> None:
+    """sync_file_range reports a write-back error once (the fdatasync after it would not see
+    it again): a failure is an OSError, never ignored."""
+    write_back = sqlite_wal._sync_file_range()
+    if write_back is None:
+        pytest.skip("no sync_file_range in this C library")
+    read, write = os.pipe()  # not a file: ESPIPE
+    try:
+        with pytest.raises(OSError) as failed:
+            write_back(read, 0, 4096)
+        assert failed.value.errno == errno.ESPIPE
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_the_database_file_stays_open_until_every_connection_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing a descriptor of the database drops every POSIX lock this process holds on it,
+    SQLite's SHARED lock included, which tells another process closing its last connection that
+    the WAL is still in use. The checkpointer's own descriptor is closed only after the runner
+    has closed every SQLite connection, and a flush never opens and closes one of its own."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("descriptors are told apart through /proc/self/fd (Linux)")
+    monkeypatch.setattr(sqlite_wal, "CHECKPOINT_SPACING", 0.02)
+    monkeypatch.setattr(sqlite_wal, "WAL_RESTART_FRAMES", 200)
+    path = tmp_path / "locks.db"
+    closed_while_connected: list[int] = []
+    open_connections: list[int] = []
+    real_close = os.close
+
+    def watched_close(fd: int) -> None:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(f"/proc/self/fd/{fd}", path) and open_connections:
+                closed_while_connected.append(fd)
+        real_close(fd)
+
+    async def run() -> None:
+        runner = _sqlite_runner(path, "normal")
+
+        @event.listens_for(runner.engine, "connect")
+        def opened(dbapi_connection: object, record: object) -> None:
+            open_connections.append(1)
+
+        @event.listens_for(runner.engine, "close")
+        def closed(dbapi_connection: object, record: object) -> None:
+            open_connections.pop()
+
+        try:
+            await runner.write(lambda c: c.exec_driver_sql("CREATE TABLE t (v BLOB)"))
+            blob = b"x" * 4000
+            for _ in range(6):
+
+                async def writer() -> None:
+                    for _ in range(200):
+                        await runner.write(
+                            lambda c: c.exec_driver_sql("INSERT INTO t VALUES (?)", (blob,))
+                        )
+
+                async with anyio.create_task_group() as writers:
+                    for _ in range(4):
+                        writers.start_soon(writer)
+        finally:
+            await runner.close()
+
+    monkeypatch.setattr(os, "close", watched_close)
+    anyio.run(run)
+    assert not open_connections
+    assert closed_while_connected == []
 
 
 def test_the_wal_is_emptied_once_writes_stop(

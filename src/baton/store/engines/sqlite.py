@@ -141,7 +141,9 @@ class SQLiteRunner:
         # where they stalled every request of that batch.
         self._checkpointer: Checkpointer | None = None
         if is_file:
-            self._checkpointer = Checkpointer(self.engine, self._holding_the_turn)
+            self._checkpointer = Checkpointer(
+                self.engine, self._holding_the_turn, flush=self.settings.synchronous != "off"
+            )
 
     def pool_use(self) -> tuple[int, int] | None:
         """(connections checked out, the pool's capacity), or None without a pool that counts."""
@@ -321,6 +323,8 @@ class SQLiteRunner:
                 self._reader = None
         self._turns.close()
         await anyio.to_thread.run_sync(self.engine.dispose)
+        if self._checkpointer is not None:
+            self._checkpointer.release()  # no connection of this process is open any more
 
 
 _Outcome = tuple[Any, BaseException | None]

@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -111,7 +110,7 @@ class WalSync:
                 if fd is not None:
                     os.close(fd)
                 fd = self._fd = os.open(self.path, os.O_RDONLY)
-            os.fdatasync(fd)
+            fdatasync(fd)
         except OSError as exc:
             # The commits happened but may not be on disk: their requests fail (503), and a
             # client that retries finds the work done (a rotation replays, a revocation is 200).
@@ -129,13 +128,28 @@ class Checkpointer:
 
     `exclusive` holds the runner's writer turn (this process's and every other's) while it is
     entered: the last frames of a long WAL are copied with it held, so that the next commit
-    starts the WAL over."""
+    starts the WAL over. `flush`: whether it flushes the database file itself between passes
+    (`sync_database`), as it does unless the runner never syncs (`synchronous=off`).
+
+    The descriptor it flushes through stays open until `release`, which the runner calls once
+    it has closed every SQLite connection of this process. POSIX record locks belong to a
+    process and a file, and closing any descriptor of the file drops every lock the process
+    holds on it, SQLite's included: its SHARED lock tells another process closing what it
+    thinks is the last connection that the WAL is still in use, and without it that process
+    would checkpoint past our readers and delete the WAL we still write to."""
 
     def __init__(
-        self, engine: Engine, exclusive: Callable[[], AbstractContextManager[object]]
+        self,
+        engine: Engine,
+        exclusive: Callable[[], AbstractContextManager[object]],
+        *,
+        flush: bool = True,
     ) -> None:
         self._engine = engine
-        self._path = str(engine.url.database)
+        self._path = os.path.abspath(str(engine.url.database))
+        self._flush_database = flush
+        self._database_fd: int | None = None
+        self._flush_failed = False
         self._exclusive = exclusive
         self._wrote = threading.Event()
         self._closing = threading.Event()
@@ -152,6 +166,28 @@ class Checkpointer:
         self._closing.set()
         self._wrote.set()
         self._thread.join()
+
+    def release(self) -> None:
+        """Closes the database file's descriptor: only once no SQLite connection of this
+        process is open (see the class's docstring)."""
+        if self._database_fd is not None:
+            os.close(self._database_fd)
+            self._database_fd = None
+
+    def _flush(self) -> None:
+        """`sync_database` on the descriptor kept open; a failure is logged once and the
+        checkpoint goes on without it (SQLite's own fsync at the end of the final pass still
+        comes before the WAL starts over)."""
+        if not self._flush_database:
+            return
+        try:
+            if self._database_fd is None:
+                self._database_fd = os.open(self._path, os.O_RDONLY)
+            sync_database(self._database_fd)
+        except OSError as exc:
+            if not self._flush_failed:
+                self._flush_failed = True
+                log.warning("flushing the database between checkpoints failed (%s)", exc)
 
     def _loop(self) -> None:
         conn: Connection | None = None
@@ -194,57 +230,64 @@ class Checkpointer:
         (a pause of a few milliseconds): nobody commits in between, and the next commit, of
         whichever process, starts the WAL over.
 
-        Each round first fsyncs the database file (`sync_database`). SQLite fsyncs it only at
+        Each round first flushes the database file (`sync_database`). SQLite fsyncs it only at
         the end of a checkpoint that copied the whole WAL, which under writes that never pause
         is only the final pass: that one fsync, with the turn held, flushed every page the
         passes before it had copied, scattered through the file once it is large (tens of MB at
         a million grants: every request waited 60 to 90 ms, once a second). Flushed round by
-        round without the turn, the final pass syncs only the pages of its own few frames."""
+        round without the turn, the final pass is left with the pages the last short round
+        copied and the frames that arrived since. Where no round is that short (a disk whose
+        fsync alone takes longer), the final pass follows the last round that copied every
+        frame, as it did before the flushes: the WAL still starts over."""
         _busy, frames, _copied = wal_checkpoint(conn, "PASSIVE")
         if frames < WAL_RESTART_FRAMES:
             return  # short, or -1: another connection is checkpointing
+        caught_up = False
         for _ in range(CATCH_UP_PASSES):
+            if self._closing.is_set():
+                return
             started = time.monotonic()
-            sync_database(self._path)
+            self._flush()
             _busy, frames, copied = wal_checkpoint(conn, "PASSIVE")
             if frames < 0:
                 return
-            if copied == frames and time.monotonic() - started <= FINAL_PASS_AFTER:
+            caught_up = copied == frames
+            if caught_up and time.monotonic() - started <= FINAL_PASS_AFTER:
                 break  # few frames can have arrived meanwhile: the final pass is short
-        else:
+        if not caught_up:
             return  # the writers outpace the copying: the next round tries again
         with self._exclusive():
             wal_checkpoint(conn, "PASSIVE")
 
 
-def sync_database(path: str) -> None:
-    """The pages checkpoints have copied into the database file, on disk (always safe: SQLite's
-    own fsync at the end of a checkpoint then has little left to do).
+def fdatasync(fd: int) -> None:
+    """fdatasync where the system has one (Linux), fsync where it has none (macOS)."""
+    sync = getattr(os, "fdatasync", None) or os.fsync
+    sync(fd)
+
+
+def sync_database(fd: int) -> None:
+    """The pages checkpoints have copied into the database file (`fd`), on disk. Always safe:
+    SQLite's own fsync at the end of a checkpoint then has little left to do.
 
     On Linux the file is written back `FLUSH_CHUNK_BYTES` at a time (sync_file_range) before the
     fdatasync: every answer waits for an fsync of the WAL on the same disk (`WalSync`), and one
     flush of the whole file queued tens of MB of scattered writes ahead of it, where a piece at
     a time queues a few milliseconds' worth."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        write_back = _sync_file_range()
-        if write_back is not None:
-            for offset in range(0, os.fstat(fd).st_size, FLUSH_CHUNK_BYTES):
-                write_back(fd, offset, FLUSH_CHUNK_BYTES, _WAIT_WRITE_WAIT)
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
-# sync_file_range(2)'s flags: wait for writes in flight, start the range's, wait for them.
-_WAIT_WRITE_WAIT = 1 | 2 | 4
+    write_back = _sync_file_range()
+    if write_back is not None:
+        for offset in range(0, os.fstat(fd).st_size, FLUSH_CHUNK_BYTES):
+            write_back(fd, offset, FLUSH_CHUNK_BYTES)
+    fdatasync(fd)
 
 
 @functools.cache
-def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    """Linux's sync_file_range from the C library, or None where there is none (the fdatasync
-    alone then flushes the whole file at once). Looked up on first use: most processes of
-    Baton never checkpoint a SQLite file."""
+def _sync_file_range() -> Callable[[int, int, int], None] | None:
+    """Linux's sync_file_range from the C library, waiting for the range's writes in flight,
+    starting the rest and waiting for them; None where there is none (the fdatasync alone then
+    flushes the whole file at once). A failure raises OSError: the write-back error it reports
+    would not be reported again by the fdatasync after it. Looked up on first use: most
+    processes of Baton never checkpoint a SQLite file."""
     import ctypes
 
     try:
@@ -253,7 +296,14 @@ def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
         return None
     function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     function.restype = ctypes.c_int
-    return cast(Callable[[int, int, int, int], int], function)
+    wait_write_wait = 1 | 2 | 4  # SYNC_FILE_RANGE_WAIT_BEFORE | _WRITE | _WAIT_AFTER
+
+    def write_back(fd: int, offset: int, length: int) -> None:
+        if function(fd, offset, length, wait_write_wait) != 0:
+            number = ctypes.get_errno()
+            raise OSError(number, os.strerror(number))
+
+    return write_back
 
 
 def empty_the_wal(conn: Connection) -> bool:
