@@ -512,6 +512,20 @@ def _counting_unflushed(path: Path) -> Iterator[Callable[[], int]]:
         os.close(fd)
 
 
+async def _pages_without_pause(runner: SQLiteRunner, writers: int, rows: int) -> None:
+    """`writers` tasks each inserting `rows` rows of about a page into table `t`, one write
+    after another: batches that never pause, every frame a page a checkpoint copies."""
+    blob = b"x" * 4000
+
+    async def writer() -> None:
+        for _ in range(rows):
+            await runner.write(lambda c: c.exec_driver_sql("INSERT INTO t VALUES (?)", (blob,)))
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(writers):
+            tasks.start_soon(writer)
+
+
 def test_the_turn_is_held_only_to_flush_the_last_frames(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -528,8 +542,6 @@ def test_the_turn_is_held_only_to_flush_the_last_frames(
     monkeypatch.setattr(sqlite_wal, "WAL_RESTART_FRAMES", 2000)
     at_turns: list[int] = []
     holding = SQLiteRunner._holding_the_turn
-    blob = b"x" * 4000  # about one page a row: every frame a page the checkpoint copies
-
     with _counting_unflushed(path) as unflushed:
 
         @contextlib.contextmanager
@@ -543,16 +555,7 @@ def test_the_turn_is_held_only_to_flush_the_last_frames(
         async def run() -> None:
             runner = _sqlite_runner(path, "normal")
             try:
-
-                async def writer() -> None:
-                    for _ in range(1500):
-                        await runner.write(
-                            lambda c: c.exec_driver_sql("INSERT INTO t VALUES (?)", (blob,))
-                        )
-
-                async with anyio.create_task_group() as writers:
-                    for _ in range(8):
-                        writers.start_soon(writer)
+                await _pages_without_pause(runner, writers=8, rows=1500)
             finally:
                 await runner.close()
 
@@ -652,18 +655,8 @@ def test_the_database_file_stays_open_until_every_connection_is_closed(
 
         try:
             await runner.write(lambda c: c.exec_driver_sql("CREATE TABLE t (v BLOB)"))
-            blob = b"x" * 4000
             for _ in range(6):
-
-                async def writer() -> None:
-                    for _ in range(200):
-                        await runner.write(
-                            lambda c: c.exec_driver_sql("INSERT INTO t VALUES (?)", (blob,))
-                        )
-
-                async with anyio.create_task_group() as writers:
-                    for _ in range(4):
-                        writers.start_soon(writer)
+                await _pages_without_pause(runner, writers=4, rows=200)
         finally:
             await runner.close()
 
