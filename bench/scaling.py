@@ -30,6 +30,7 @@ import contextlib
 import datetime
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -468,6 +469,40 @@ class PostgresDatabase(Database):
         compare.drop_database(self.admin, self.name)
 
 
+class KeptSizes:
+    """`--keep DIR`: each size of the SQLite database, as grown and before any exchange, with the
+    real tokens still unused (`sqlite-<size>.db`, `sqlite-<size>.json`). A later run serves a
+    copy of it rather than growing it again (80 s at 5 M), so that two commits, checked out in
+    turn, are measured on the same database: how the checkpointer's flushes were compared
+    (docs/performance.md). Each run starts from the kept state, whatever the last one rotated."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+
+    def database(self, size: int) -> Path:
+        return self.folder / f"sqlite-{size}.db"
+
+    def tokens(self, size: int) -> Path:
+        return self.folder / f"sqlite-{size}.json"
+
+    def has(self, size: int) -> bool:
+        return self.database(size).exists() and self.tokens(size).exists()
+
+    def save(self, size: int, path: Path, seeded: compare.Seeded) -> None:
+        shutil.copyfile(path, self.database(size))  # after_seed left no WAL beside it
+        data = asdict(seeded)
+        self.tokens(size).write_text(json.dumps(data) + "\n")
+
+    def restore(self, size: int, path: Path) -> compare.Seeded:
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(self.database(size), path)
+        data = json.loads(self.tokens(size).read_text())
+        pairs = [(a, r) for a, r in data["pairs"]]
+        return compare.Seeded(data["client_id"], data["client_secret"], pairs, data["taken"])
+
+
 # -- the run -----------------------------------------------------------------------------------
 
 
@@ -483,6 +518,7 @@ class Options:
     settle: float = 1.0
     postgres: str = compare.DEFAULT_POSTGRES
     work: Path | None = None
+    keep: Path | None = None  # SQLite: each grown size kept here, and served again from a copy
 
 
 def log(message: str) -> None:
@@ -506,15 +542,26 @@ def measure_database(kind: str, options: Options, work: Path, wrk: str) -> list[
         real = real_grants_needed(options)
         if real > options.sizes[0]:
             raise SystemExit(f"error: the smallest size must hold the {real} real grants wrk uses")
-        log(f"{database.kind}: migrating and seeding {real} real grants")
-        compare.seed_baton(target, database.url, real)
-        template = database.template()
+        kept = KeptSizes(options.keep) if options.keep and kind == "sqlite" else None
+        template: Template | None = None
         for size in options.sizes:
-            log(f"{database.kind}: growing to {size:,} grants")
-            started = time.monotonic()
-            database.grow(size, template)
-            database.after_seed()
-            seed_seconds = time.monotonic() - started
+            if kept is not None and isinstance(database, SQLiteDatabase) and kept.has(size):
+                log(f"{database.kind}: {size:,} grants from a copy of {kept.database(size)}")
+                target.seeded = kept.restore(size, database.path)
+                template, seed_seconds = None, 0.0
+            else:
+                if target.seeded is None:
+                    log(f"{database.kind}: migrating and seeding {real} real grants")
+                    compare.seed_baton(target, database.url, real)
+                log(f"{database.kind}: growing to {size:,} grants")
+                started = time.monotonic()
+                template = template or database.template()
+                database.grow(size, template)
+                database.after_seed()
+                seed_seconds = time.monotonic() - started
+                if kept is not None and isinstance(database, SQLiteDatabase):
+                    assert target.seeded is not None
+                    kept.save(size, database.path, target.seeded)
             log(f"{database.kind}: {size:,} grants in {seed_seconds:.1f} s; measuring")
             points.append(measure(database, target, size, seed_seconds, options, work, wrk))
     finally:
@@ -710,6 +757,12 @@ def main(argv: list[str] | None = None) -> int:
         help="PostgreSQL admin URL; the bench database is created and dropped there",
     )
     parser.add_argument("--work", type=Path, help="where the SQLite file goes [a temporary dir]")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="SQLite: keep each grown size in DIR and, on later runs, serve a copy of it",
+    )
     parser.add_argument("--out", type=Path, default=BENCH / "SCALING.md")
     parser.add_argument("--json", type=Path, default=BENCH / "scaling.json")
     parser.add_argument("--plot", type=Path, default=BENCH / "scaling.png")
@@ -730,6 +783,7 @@ def main(argv: list[str] | None = None) -> int:
         settle=args.settle,
         postgres=args.postgres,
         work=args.work,
+        keep=args.keep,
     )
     if options.rounds < 1 or options.duration < 1:
         parser.error("--rounds and --duration must be at least 1")

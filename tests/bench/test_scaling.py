@@ -8,6 +8,7 @@ second runs `scaling.py` end to end at 200 and 400 grants on SQLite and PostgreS
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import shutil
@@ -71,6 +72,40 @@ def test_the_filler_has_one_live_pair_per_grant_shaped_as_the_store_writes_it(
     _, depths = database.structure()
     assert set(depths) == {"refresh_tokens.digest", "access_tokens.digest", "grants.id"}
     assert all(depth is not None and depth >= 2 for depth in depths.values())
+
+
+def test_a_kept_size_is_served_again_as_it_was_grown(scaling: ModuleType, tmp_path: Path) -> None:
+    """`--keep DIR`: a grown size and its unused real tokens are kept, and a later run starts
+    from a copy of them, whatever the run before it rotated."""
+    compare = scaling.compare
+    path = tmp_path / "work.db"
+    database = scaling.SQLiteDatabase(path)
+    target = compare.all_targets()["baton-sqlite"]
+    compare.seed_baton(target, database.url, 4)
+    database.grow(300, database.template())
+    database.after_seed()
+    target.seeded.take(2)  # the warm-up of an earlier size
+    kept = scaling.KeptSizes(tmp_path / "kept")
+    assert not kept.has(300)
+    kept.save(300, path, target.seeded)
+    assert kept.has(300)
+
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # a run's rounds change the copy
+        conn.execute("DELETE FROM access_tokens")
+        conn.commit()
+    Path(f"{path}-wal").write_bytes(b"left by a killed server")
+
+    seeded = kept.restore(300, path)
+
+    assert (seeded.client_id, seeded.pairs, seeded.taken) == (
+        target.seeded.client_id,
+        target.seeded.pairs,
+        2,
+    )
+    assert seeded.take(1) == target.seeded.pairs[2:3]
+    assert not Path(f"{path}-wal").exists()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM access_tokens").fetchone()[0] == 300
 
 
 @pytest.mark.load
