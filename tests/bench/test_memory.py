@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 import mmap
 import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench import bench_module
 
 
 @pytest.fixture(scope="module")
-def memory() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("memory")
-    finally:
-        sys.path.remove(str(BENCH))
+def memory() -> ModuleType:
+    return bench_module("memory")
 
 
 SMAPS = b"""\

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench import bench_module
 
 
 @pytest.fixture(scope="module")
-def pick() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("pick_python")
-    finally:
-        sys.path.remove(str(BENCH))
+def pick() -> ModuleType:
+    return bench_module("pick_python")
 
 
 def test_a_faster_interpreter_is_chosen_over_the_first(pick: ModuleType) -> None:

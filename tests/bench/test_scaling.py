@@ -9,29 +9,21 @@ second runs `scaling.py` end to end at 200 and 400 grants on SQLite and PostgreS
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import shutil
 import sqlite3
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.bench import bench_module
 from tests.node import in_ci
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 @pytest.fixture(scope="module")
-def scaling() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("scaling")
-    finally:
-        sys.path.remove(str(BENCH))
+def scaling() -> ModuleType:
+    return bench_module("scaling")
 
 
 def test_the_filler_has_one_live_pair_per_grant_shaped_as_the_store_writes_it(

@@ -11,10 +11,8 @@ Needs wrk (Debian package `wrk`): skipped without it, except in CI, where it fai
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,11 +21,10 @@ from types import ModuleType
 
 import pytest
 
+from tests.bench import bench_module
 from tests.node import in_ci
 
 pytestmark = pytest.mark.e2e
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +33,7 @@ def compare() -> ModuleType:
         if in_ci():
             pytest.fail("wrk is required in CI (apt-get install wrk)")
         pytest.skip("wrk is not installed (apt-get install wrk)")
-    sys.path.insert(0, str(BENCH))
-    try:
-        return importlib.import_module("compare")
-    finally:
-        sys.path.remove(str(BENCH))
+    return bench_module("compare")
 
 
 def test_a_short_run_against_baton_has_no_errors_and_fresh_pairs(

@@ -5,24 +5,17 @@ Pure: the medians are made up here, no server runs.
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench import bench_module
 
 
 @pytest.fixture(scope="module")
 def compare() -> ModuleType:
-    sys.path.insert(0, str(BENCH))
-    try:
-        return importlib.import_module("compare")
-    finally:
-        sys.path.remove(str(BENCH))
+    return bench_module("compare")
 
 
 def median(

@@ -141,7 +141,7 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"tiny"})
 """
-TINY = {"app": "tiny_app:app", "log_level": "warning", "lifespan": "on"}
+TINY: dict[str, object] = {"app": "tiny_app:app", "log_level": "warning", "lifespan": "on"}
 
 
 @pytest.fixture
@@ -217,13 +217,19 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _supervised(config: dict[str, object]) -> tuple[int, dict[str, str]]:
+    """A free port, and the environment `hand_over` gives the supervisor of two workers of the
+    app that `config` configures, on it."""
+    port = claim_port("127.0.0.1", 0)
+    spec = {"config": config, "host": "127.0.0.1", "port": port, "workers": 2}
+    return port, child_environment({SUPERVISOR_VARIABLE: json.dumps(spec)})
+
+
 @pytest.fixture
 def supervisor_process(tiny_app: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """`python -P -m baton.server.runtime.workers` with two workers of the tiny app, as
     `hand_over` starts it; its port."""
-    port = claim_port("127.0.0.1", 0)
-    spec = {"config": TINY, "host": "127.0.0.1", "port": port, "workers": 2}
-    env = child_environment({SUPERVISOR_VARIABLE: json.dumps(spec)})
+    port, env = _supervised(TINY)
     process = subprocess.Popen(
         supervisor_command("127.0.0.1", port, 2), env=env, stderr=subprocess.PIPE
     )
@@ -268,9 +274,7 @@ def test_the_workers_stop_when_the_supervisor_is_killed(
 def test_ctrl_c_stops_every_process_quietly(tiny_app: Path) -> None:
     """Ctrl-C in a terminal sends SIGINT to the whole process group, workers included: they
     stop as on SIGTERM, without a KeyboardInterrupt traceback each."""
-    port = claim_port("127.0.0.1", 0)
-    spec = {"config": TINY, "host": "127.0.0.1", "port": port, "workers": 2}
-    env = child_environment({SUPERVISOR_VARIABLE: json.dumps(spec)})
+    port, env = _supervised(TINY)
     process = subprocess.Popen(
         supervisor_command("127.0.0.1", port, 2),
         env=env,
@@ -305,9 +309,7 @@ def test_a_module_in_the_working_directory_is_not_imported(
             f"open({str(marker)!r}, 'w').close()\nraise SystemExit(9)\n"
         )
     monkeypatch.chdir(workdir)
-    port = claim_port("127.0.0.1", 0)
-    spec = {"config": CANNOT_START, "host": "127.0.0.1", "port": port, "workers": 2}
-    env = child_environment({SUPERVISOR_VARIABLE: json.dumps(spec)})
+    port, env = _supervised(CANNOT_START)
     done = subprocess.run(
         supervisor_command("127.0.0.1", port, 2),
         env=env,
