@@ -490,9 +490,12 @@ class KeptSizes:
         return self.database(size).exists() and self.tokens(size).exists()
 
     def save(self, size: int, path: Path, seeded: compare.Seeded) -> None:
+        # A client secret and live tokens: readable by this user only, as the server's files.
+        for kept in (self.database(size), self.tokens(size)):
+            kept.touch(mode=0o600)
+            kept.chmod(0o600)
         shutil.copyfile(path, self.database(size))  # after_seed left no WAL beside it
-        data = asdict(seeded)
-        self.tokens(size).write_text(json.dumps(data) + "\n")
+        self.tokens(size).write_text(json.dumps(asdict(seeded)) + "\n")
 
     def restore(self, size: int, path: Path) -> compare.Seeded:
         for suffix in ("-wal", "-shm"):

@@ -81,6 +81,7 @@ def test_a_kept_size_is_served_again_as_it_was_grown(scaling: ModuleType, tmp_pa
     assert not kept.has(300)
     kept.save(300, path, target.seeded)
     assert kept.has(300)
+    assert {oct(f.stat().st_mode & 0o777) for f in (tmp_path / "kept").iterdir()} == {"0o600"}
 
     with contextlib.closing(sqlite3.connect(path)) as conn:  # a run's rounds change the copy
         conn.execute("DELETE FROM access_tokens")
