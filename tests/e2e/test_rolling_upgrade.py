@@ -433,6 +433,7 @@ def _upgrade(db: str, old: Release, new: Release, started: list[Server]) -> None
         "0009",
         "0010",
         "0011",
+        "0012",
     ]
     upgrade_start = time.monotonic()
     new.cli("db", "upgrade", "--db", db)

@@ -3,12 +3,13 @@ run side by side on one database during a rolling upgrade (docs/upgrades.md).
 
 Each migration after `RELEASED_HEAD` is rendered as the SQL it runs on PostgreSQL (Alembic's
 offline mode: no database), and every statement that would break the release still running is
-named: a dropped or renamed table, column, index or constraint, a column made NOT NULL or given
-another type, a NOT NULL column added without a default (the release's INSERTs do not name it),
-a column's default dropped (likewise), a constraint, unique index or trigger added to a table
-the release writes, rows deleted (DELETE, TRUNCATE) that the release may still read. A
-contraction belongs to the release after the one that stopped using what it removes: list its
-revision in `CONTRACTS` with that release, and say so under "Upgrading" in CHANGELOG.md.
+named: a dropped or renamed table, column, index or constraint (but a foreign key may go: the
+release never relies on one to refuse a write), a column made NOT NULL or given another type, a
+NOT NULL column added without a default (the release's INSERTs do not name it), a column's
+default dropped (likewise), a constraint, unique index or trigger added to a table the release
+writes, rows deleted (DELETE, TRUNCATE) that the release may still read. A contraction belongs
+to the release after the one that stopped using what it removes: list its revision in
+`CONTRACTS` with that release, and say so under "Upgrading" in CHANGELOG.md.
 
 tests/e2e/test_rolling_upgrade.py runs the release itself against the upgraded database.
 """
@@ -53,6 +54,9 @@ _CONTRACTING = [
     (re.compile(r"^CREATE\s+(OR\s+REPLACE\s+)?(CONSTRAINT\s+)?TRIGGER\b"), "adds a trigger"),
     (re.compile(r"^(DELETE|TRUNCATE)\b"), "deletes rows"),
 ]
+# Dropping a foreign key (PostgreSQL names a key it was given no name for `<table>_<column>_fkey`)
+# restricts nothing the release does: it never relies on a key to refuse a write (migration 0012).
+_DROP_FOREIGN_KEY = re.compile(r"\bDROP\s+CONSTRAINT\s+\S+_FKEY$")
 _ADD_COLUMN = re.compile(r"^ALTER TABLE (\S+) ADD COLUMN (.*)$")
 _CREATE_TABLE = re.compile(r"^CREATE TABLE (\S+)")
 _UNIQUE_INDEX = re.compile(
@@ -83,7 +87,7 @@ def contractions(statements: list[str]) -> list[str]:
             created.add(table.group(1))
             continue
         for pattern, what in _CONTRACTING:
-            if pattern.search(upper):
+            if pattern.search(upper) and not _DROP_FOREIGN_KEY.search(upper):
                 found.append(f"{what}: {statement}")
         column = _ADD_COLUMN.match(upper)
         if column and "NOT NULL" in column.group(2) and "DEFAULT" not in column.group(2):
@@ -131,6 +135,8 @@ def test_a_migration_since_the_release_only_expands(script: Script) -> None:
         "ALTER TABLE grants ALTER COLUMN client_id TYPE VARCHAR(2048)",
         "ALTER TABLE users ADD COLUMN locale VARCHAR(8) NOT NULL",
         "ALTER TABLE users ADD CONSTRAINT uq_email UNIQUE (email)",
+        "ALTER TABLE users DROP CONSTRAINT uq_email",
+        "ALTER TABLE users DROP CONSTRAINT users_email_fkey_check",
         "CREATE UNIQUE INDEX ix_users_email ON users (email)",
         "ALTER TABLE users ALTER COLUMN locale DROP DEFAULT",
         "CREATE UNIQUE INDEX CONCURRENTLY ix_users_email ON users (email)",
@@ -156,6 +162,7 @@ def test_the_guard_lets_an_expansion_pass() -> None:
                 "CREATE UNIQUE INDEX ix_notes_id ON notes (id)",
                 "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ix_notes_key ON notes (id)",
                 "CREATE INDEX ix_users_locale ON users (locale)",
+                "ALTER TABLE refresh_tokens DROP CONSTRAINT refresh_tokens_parent_id_fkey",
             ]
         )
         == []

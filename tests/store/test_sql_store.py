@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import anyio
+import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import ColumnElement, Connection, Table, func, or_, select, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.exc import IntegrityError
 
 from baton.core.facts import AccessFacts, RefreshFacts
 from baton.core.pairs import IssuedPair, MintedPair
@@ -30,8 +34,11 @@ from baton.store.base import (
     Refused,
     Replayed,
 )
+from baton.store.engines import normalize_url, open_runner
+from baton.store.engines.sqlite import ForeignKeysBroken
 from baton.store.schema import access_tokens, authorization_codes, grants, metadata, refresh_tokens
 from baton.store.sql import SQLStore
+from tests.databases import plain_url
 from tests.support import migrated_store, register_client, register_user
 
 NOW = 1_700_000_000
@@ -264,6 +271,206 @@ def test_a_dead_grant_goes_whole_while_its_access_tokens_are_unexpired(
     facts = anyio.run(store.find_token, seen, digest(live.access_token), False, NOW)
     assert isinstance(facts, AccessFacts) and facts.grant.id == live.grant_id
     anyio.run(store.close)
+
+
+# Tables whose rows are deleted one at a time by an administrator (a user, a client, an upstream
+# provider), never in bulk: the keys that refer to them may look their rows up by a scan.
+DELETED_ONE_AT_A_TIME = {"users", "clients", "upstream_providers"}
+
+
+def _lookup_columns(conn: Connection) -> dict[str, list[str]]:
+    """Per table, the first column of each index, key and unique constraint a lookup by that
+    column can use (a partial index only when it leaves out just that column's NULLs)."""
+    inspector = sa_inspect(conn)
+    found: dict[str, list[str]] = {}
+    for table in inspector.get_table_names():
+        firsts = found.setdefault(table, [])
+        firsts += inspector.get_pk_constraint(table)["constrained_columns"][:1]
+        firsts += [u["column_names"][0] for u in inspector.get_unique_constraints(table)]
+        for index in inspector.get_indexes(table):
+            column = index["column_names"][0]
+            options = index.get("dialect_options", {})
+            where = options.get("sqlite_where", options.get("postgresql_where"))
+            predicate = " ".join(str(where).replace("(", " ").replace(")", " ").split()).lower()
+            if column is not None and (where is None or predicate == f"{column} is not null"):
+                firsts.append(column)
+    return found
+
+
+def test_every_key_that_refers_to_a_table_purged_in_bulk_has_an_index_to_find_its_rows(
+    database: Path | str,
+) -> None:
+    """Deleting a row makes the database look for the rows whose foreign key refers to it; with
+    no index to look them up by, that is a scan of the whole table per deleted row. The purge
+    deletes grants, tokens and codes by the thousand: before migration 0012 it scanned
+    `refresh_tokens` once per refresh token (by `parent_id`) and `access_tokens` and
+    `authorization_codes` once per grant (7.8 s a batch at a million grants)."""
+    store = store_on(database)
+
+    def keys(conn: Connection) -> list[tuple[str, str, str]]:
+        inspector = sa_inspect(conn)
+        return [
+            (table, key["constrained_columns"][0], key["referred_table"])
+            for table in inspector.get_table_names()
+            for key in inspector.get_foreign_keys(table)
+        ]
+
+    found, lookups = anyio.run(store.inspect, keys), anyio.run(store.inspect, _lookup_columns)
+    anyio.run(store.close)
+    assert found, "no foreign key reflected: the test would see nothing"
+    scanned = [
+        f"{table}.{column} -> {referred}"
+        for table, column, referred in found
+        if referred not in DELETED_ONE_AT_A_TIME and column not in lookups[table]
+    ]
+    assert scanned == []
+
+
+def test_the_upgrade_that_drops_the_keys_keeps_every_row_and_the_other_keys_on_sqlite(
+    tmp_path: Path,
+) -> None:
+    """SQLite builds the two token tables anew for migration 0012, with the foreign keys off for
+    that transaction (`write_schema`): families, codes and their links come through whole, the
+    keys left are enforced again afterwards, and the two dropped no longer are."""
+    path = tmp_path / "old.db"
+    runner = open_runner(f"sqlite:///{path}")
+    anyio.run(migrate.upgrade, runner, "0011")
+    anyio.run(runner.close)
+    store = SQLStore.open(f"sqlite:///{path}")
+    register_user(store)
+    client = register_client(store)
+    pair = first_pair(store, client.id)
+    assert pair.refresh_token is not None
+    child = anyio.run(store.exchange, ask_for(pair.refresh_token, client.id))
+    assert isinstance(child, Issued)
+    tables = (refresh_tokens, access_tokens, authorization_codes, grants)
+
+    def rows(conn: Connection) -> list[tuple[object, ...]]:
+        return [
+            tuple(row)
+            for table in tables
+            for row in conn.execute(select(table).order_by(*table.primary_key))
+        ]
+
+    before = anyio.run(store.inspect, rows)
+    anyio.run(migrate.upgrade, store.runner)
+    assert anyio.run(store.inspect, rows) == before
+    assert (
+        anyio.run(
+            store.inspect, lambda conn: conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+        )
+        == []
+    )
+
+    def orphan(statement: str) -> Callable[[Connection], object]:
+        return lambda conn: conn.exec_driver_sql(statement)
+
+    with pytest.raises(IntegrityError):  # still a key: a refresh token of no grant
+        anyio.run(
+            store._write,
+            orphan(
+                "INSERT INTO refresh_tokens (digest, grant_id, generation, issued_at, expires_at)"
+                " VALUES (x'00', 'no such grant', 0, 0, 1)"
+            ),
+        )
+    # No key any more: an access token names its grant without one looking it up.
+    anyio.run(
+        store._write,
+        orphan(
+            "INSERT INTO access_tokens (digest, grant_id, generation, scope, issued_at, expires_at)"
+            " VALUES (x'01', 'no such grant', 0, 'read', 0, 1)"
+        ),
+    )
+    # Exchanging the child still works on the rebuilt tables.
+    assert child.pair.refresh_token is not None
+    assert isinstance(
+        anyio.run(store.exchange, ask_for(child.pair.refresh_token, client.id)), Issued
+    )
+    anyio.run(store.close)
+
+
+def test_a_migration_that_breaks_a_foreign_key_on_sqlite_is_rolled_back(tmp_path: Path) -> None:
+    """`write_schema` checks the keys it left unenforced before it commits, and enforces them
+    again for every later write."""
+    store = migrated_store(tmp_path / "baton.db")
+    register_user(store)
+
+    def breaks_a_key(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE marker (x INTEGER)")
+        conn.exec_driver_sql(
+            "INSERT INTO sessions (digest, user_id, created_at, expires_at)"
+            " VALUES (x'02', 12345, 0, 1)"
+        )
+
+    with pytest.raises(ForeignKeysBroken, match="sessions"):
+        anyio.run(store.runner.write_schema, breaks_a_key)
+    tables = anyio.run(store.inspect, lambda conn: sa_inspect(conn).get_table_names())
+    assert "marker" not in tables
+    with pytest.raises(IntegrityError):
+        anyio.run(
+            store._write,
+            lambda conn: conn.exec_driver_sql(
+                "INSERT INTO sessions (digest, user_id, created_at, expires_at)"
+                " VALUES (x'03', 12345, 0, 1)"
+            ),
+        )
+    anyio.run(store.close)
+
+
+def test_the_purge_of_dead_families_reads_no_token_table_whole(postgres_database: str) -> None:
+    """PostgreSQL, sequential scans forbidden wherever an index would do (`enable_seqscan`
+    off): the purge of dead families, their foreign keys' checks included, scans none of the
+    token tables. It scanned `refresh_tokens`, `access_tokens` and `authorization_codes` before
+    migration 0012."""
+    store = store_on(postgres_database)
+    register_user(store)
+    client = register_client(store)
+    for _ in range(3):
+        pair = first_pair(store, client.id)
+        assert pair.refresh_token is not None
+        assert isinstance(anyio.run(store.exchange, ask_for(pair.refresh_token, client.id)), Issued)
+        anyio.run(store.revoke_grant, pair.grant_id, NOW, RevocationCause.REVOKED)
+    anyio.run(store.close)
+    watched = ("refresh_tokens", "access_tokens", "authorization_codes", "grants")
+    name = normalize_url(postgres_database).database
+
+    async def scans() -> dict[str, int]:
+        # A backend's statistics reach the view at the latest when it exits: the store's
+        # connections (no pool) have.
+        conn = await asyncpg.connect(plain_url(postgres_database))
+        try:
+            rows = await conn.fetch(
+                "SELECT relname, seq_scan FROM pg_stat_user_tables WHERE relname = ANY($1)",
+                list(watched),
+            )
+            return {row["relname"]: row["seq_scan"] for row in rows}
+        finally:
+            await conn.close()
+
+    async def forbid_scans(setting: str) -> None:
+        conn = await asyncpg.connect(plain_url(postgres_database))
+        try:
+            await conn.execute(f'ALTER DATABASE "{name}" SET enable_seqscan = {setting}')
+        finally:
+            await conn.close()
+
+    anyio.run(forbid_scans, "off")
+    try:
+        before = anyio.run(scans)
+        store = store_on(postgres_database)
+        assert anyio.run(store.purge, NOW + 3601 + RETENTION, RETENTION, 500) > 0
+        assert [anyio.run(store.inspect, count(t)) for t in (refresh_tokens, grants)] == [0, 0]
+        anyio.run(store.close)
+        after = before
+        for _ in range(50):  # the backends' exit, then their statistics
+            after = anyio.run(scans)
+            if after != before:
+                break
+            time.sleep(0.02)
+    finally:
+        anyio.run(forbid_scans, "DEFAULT")
+    assert set(after) == set(watched)
+    assert {table: after[table] - before[table] for table in watched} == dict.fromkeys(watched, 0)
 
 
 def test_a_revoked_grant_s_feed_entry_lasts_until_its_last_access_token_expires(

@@ -197,7 +197,7 @@ async def upgrade(runner: Runner, revision: str = "head") -> None:
     deadline = time.monotonic() + BUSY_DEADLINE
     while True:
         try:
-            await runner.write(work)
+            await runner.write_schema(work)
             return
         except (DBAPIError, _Held) as exc:
             if isinstance(exc, DBAPIError) and _sqlstate(exc) not in _BUSY:

@@ -195,6 +195,9 @@ authorization_codes = Table(
     Column("sid", String(64)),
     Column("sign_in", Text),
     Index("ix_authorization_codes_expires_at", "expires_at"),
+    # The purge deletes a dead grant's codes, and the grant's foreign key looks for them, by
+    # grant: without it each dead grant scanned every code (migration 0012).
+    Index("ix_authorization_codes_grant_id", "grant_id"),
 )
 
 refresh_tokens = Table(
@@ -203,7 +206,11 @@ refresh_tokens = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("digest", LargeBinary(32), nullable=False, unique=True),
     Column("grant_id", String(64), ForeignKey("grants.id"), nullable=False),
-    Column("parent_id", Id, ForeignKey("refresh_tokens.id")),
+    # No foreign key (migration 0012): deleting a refresh token would look for its children by
+    # `parent_id`, which has no index (one would cost every rotation a write), so the purge of
+    # a dead family scanned the whole table once per token. A child is written only by the
+    # rotation that exchanged its parent, and a family is purged whole.
+    Column("parent_id", Id),
     Column("generation", Integer, nullable=False),
     Column("issued_at", Time, nullable=False),
     Column("expires_at", Time, nullable=False),
@@ -242,7 +249,11 @@ access_tokens = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("digest", LargeBinary(32), nullable=False, unique=True),
-    Column("grant_id", String(64), ForeignKey("grants.id"), nullable=False),
+    # No foreign key (migration 0012): deleting a grant would look for its access tokens by
+    # grant, which only the unpaired ones are indexed by (below), so the purge scanned every
+    # access token once per dead grant. An access token is written with its grant live (in the
+    # grant's own transaction, or under the claim that finds it live), and purged before it.
+    Column("grant_id", String(64), nullable=False),
     # The companion refresh token, issued in the same response; NULL for client_credentials.
     Column("refresh_token_id", Id, ForeignKey("refresh_tokens.id")),
     Column("generation", Integer, nullable=False),

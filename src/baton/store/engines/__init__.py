@@ -104,6 +104,12 @@ class Runner(Protocol):
     dialect: str
 
     async def write(self, work: Callable[[Connection], T]) -> T: ...
+    async def write_schema(self, work: Callable[[Connection], T]) -> T:
+        """`write` for a migration: alone in its transaction, and on SQLite with the foreign
+        keys unenforced until they are checked, before the commit (a table is changed there by
+        building it anew, which the keys of others referring to it would refuse)."""
+        ...
+
     async def read(self, work: Callable[[Connection], T]) -> T: ...
     async def wait_for_feed(self, timeout: float) -> None:
         """Returns when new revocation feed events may have been committed, or at `timeout`."""

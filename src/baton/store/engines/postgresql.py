@@ -211,6 +211,10 @@ class PostgresRunner:
         in_use = pool.checkedout() + self._native_pool.in_use()
         return in_use, 2 * self.pool_settings.capacity
 
+    async def write_schema(self, work: Callable[[Connection], T]) -> T:
+        """A migration is a write like any other here: PostgreSQL alters a table in place."""
+        return await self.write(work)
+
     async def write(self, work: Callable[[Connection], T]) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:

@@ -31,7 +31,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -169,6 +169,39 @@ class SQLiteRunner:
             loop.call_soon(self._ask_for_turn, loop)
         pending.append(_WriteJob(work, future))
         result: T = await future
+        return result
+
+    async def write_schema(self, work: Callable[[Connection], T]) -> T:
+        """`work` (a migration) in a transaction of its own, with the foreign keys unenforced
+        until `PRAGMA foreign_key_check` finds none broken just before the commit: SQLite
+        changes a table other than by adding to it only by building it anew, and would refuse
+        to drop the old one while another table's enforced key refers to it (the steps of
+        https://www.sqlite.org/lang_altertable.html#otheralter). The pragma takes effect only
+        outside a transaction, so this cannot be a job of a batch: it runs on the loop with
+        the turn held, which is fine for a migration (nothing is served meanwhile)."""
+        if self._closed:
+            raise RuntimeError("this SQLite runner is closed")
+        with self._holding_the_turn():
+            conn = self._writer_connection()
+            driver = driver_connection(conn)
+            driver.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    result = work(conn)
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise ForeignKeysBroken(broken)
+            finally:
+                driver.execute("PRAGMA foreign_keys=ON")
+        if self._checkpointer is not None:
+            self._checkpointer.wrote()
+        if self._wal_sync is not None:
+            loop = asyncio.get_running_loop()
+            synced: asyncio.Future[OSError | None] = loop.create_future()
+            self._wal_sync.after_sync(loop, synced.set_result)
+            failure = await synced
+            if failure is not None:
+                raise failure
         return result
 
     def _ask_for_turn(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -358,6 +391,15 @@ def private_database_files(database: str) -> None:
             continue
         except OSError as exc:  # not ours to change: say so, and go on as before
             log.warning("database file %s is readable by others (%s)", name, exc)
+
+
+class ForeignKeysBroken(Exception):
+    """A migration left rows whose foreign key refers to nothing (`write_schema`): rolled
+    back."""
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        shown = ", ".join(f"{row[0]} row {row[1]} -> {row[2]}" for row in rows[:5])
+        super().__init__(f"foreign keys broken by the migration ({len(rows)}): {shown}")
 
 
 class _WriterTurns:
