@@ -1,7 +1,7 @@
 """CPU per refresh and per revocation of the store on PostgreSQL, in-process, at a concurrency.
 
     .venv/bin/python bench/pg_store_cpu.py [--url postgresql://postgres@127.0.0.1:5432/postgres]
-                                           [--kind refresh|revoke] [--concurrency 16]
+                                           [--kind refresh|revoke|roundtrip] [--concurrency 16]
                                            [--requests 1800] [--no-fast-paths] [--no-wake]
 
 No HTTP and no proxy (`pg_roundtrips.py` counts round trips through one, whose own CPU it
@@ -9,7 +9,9 @@ cannot leave out): `--concurrency` tasks drive `SQLStore.exchange` (each rotatin
 own) or `SQLStore.revoke_token` (each a grant of its own) on a database of its own, and it prints
 the requests per second, this process's CPU per request (Python, SQLAlchemy, asyncpg, the kernel's
 side of the sockets) and the PostgreSQL backends'. `--no-wake` leaves the feed's NOTIFYs out, to
-see what they cost. Run two trees alternately (`PYTHONPATH=<tree>/src`) to compare commits.
+see what they cost. `--kind roundtrip`: one pooled point query per request, on the native paths'
+pool, which is what a statement fewer per request could save at most. Run two trees alternately
+(`PYTHONPATH=<tree>/src`) to compare commits.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from baton.store.engines import PoolSettings, open_runner
 from baton.store.migrate import upgrade
 from baton.store.sql import SQLStore
 
+POINT_QUERY = "SELECT id, secret_digest FROM clients WHERE id = $1"
+
 
 async def measure(
     url: str, kind: str, concurrency: int, requests: int, fast: bool, wake: bool
@@ -44,7 +48,7 @@ async def measure(
         store.runner._notifier.wake = lambda: None  # type: ignore[attr-defined]
     try:
         per_task = max(1, requests // concurrency)
-        grants = concurrency * (1 if kind == "refresh" else per_task) + concurrency
+        grants = concurrency * (per_task if kind == "revoke" else 1) + concurrency
         client, pairs = await setup(store, grants)
         warm, measured = pairs[:concurrency], pairs[concurrency:]
 
@@ -59,8 +63,17 @@ async def measure(
             for token in tokens:
                 assert await store.revoke_token(client, digest(token), True, NOW + 1) == "grant"
 
+        async def round_trips(count: int) -> None:
+            # One round trip as the native paths make it: a pooled connection, one prepared
+            # point query (the client's row by its key). What a statement fewer would save.
+            for _ in range(count):
+                async with store.runner.native() as conn:  # type: ignore[attr-defined]
+                    assert await conn.fetchrow(POINT_QUERY, client.id) is not None
+
         if kind == "refresh":
             await asyncio.gather(*(rotate(refresh, 2) for refresh, _ in warm))
+        elif kind == "roundtrip":
+            await asyncio.gather(*(round_trips(2) for _ in warm))
         else:
             await asyncio.gather(*(revoke([refresh]) for refresh, _ in warm))
         pids = await store.inspect(
@@ -74,6 +87,8 @@ async def measure(
         started, cpu, backends = time.perf_counter(), time.process_time(), backend_cpu(pids)
         if kind == "refresh":
             await asyncio.gather(*(rotate(refresh, per_task) for refresh, _ in measured))
+        elif kind == "roundtrip":
+            await asyncio.gather(*(round_trips(per_task) for _ in measured))
         else:
             tokens = [refresh for refresh, _ in measured]
             await asyncio.gather(*(revoke(tokens[i::concurrency]) for i in range(concurrency)))
@@ -125,7 +140,7 @@ async def run(args: argparse.Namespace) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--kind", choices=["refresh", "revoke"], default="refresh")
+    parser.add_argument("--kind", choices=["refresh", "revoke", "roundtrip"], default="refresh")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--requests", type=int, default=1800)
     parser.add_argument("--no-fast-paths", action="store_true")
