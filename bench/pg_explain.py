@@ -39,14 +39,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pg_roundtrips import NOW, backend_cpu, exchange_ask, setup  # bench/ is not a package
+from pg_roundtrips import (  # bench/ is not a package
+    NOW,
+    backend_cpu,
+    exchange_ask,
+    migrated_with_one_grant,
+    setup,
+)
 from scaling import PostgresDatabase
 from sqlalchemy import text
 
 from baton.core.policy import Policy
 from baton.store.base import Issued
 from baton.store.engines import PoolSettings, open_runner
-from baton.store.migrate import upgrade
 from baton.store.sql import SQLStore
 from baton.store.sql.native import Native
 
@@ -237,35 +242,17 @@ async def rotations(url: str, real: int, requests: int) -> tuple[Plans, float, l
         await store.close()
 
 
-async def prepare(url: str) -> None:
-    runner = open_runner(url)
-    try:
-        await upgrade(runner)
-    finally:
-        await runner.close()
-
-
-async def seed_template(url: str) -> None:
-    """One grant made through the store: the filler repeats its values."""
-    store = SQLStore(open_runner(url, PoolSettings(size=2)), Policy())
-    try:
-        await setup(store, 1)
-    finally:
-        await store.close()
-
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--grants", type=int, default=1_000_000, help="live grants in all")
     parser.add_argument("--requests", type=int, default=400, help="rotations measured")
     parser.add_argument("--real", type=int, default=600, help="grants made through the store")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     name = f"baton_explain_{time.monotonic_ns()}"
     database = PostgresDatabase(args.url, name)
     try:
-        asyncio.run(prepare(database.url))
-        asyncio.run(seed_template(database.url))
+        asyncio.run(migrated_with_one_grant(database.url))
         started = time.monotonic()
         database.grow(args.grants, database.template())
         database.after_seed()

@@ -39,6 +39,7 @@ from baton.core.seal import seal
 from baton.core.tokens import TokenKind, digest, mint, random_id
 from baton.store.base import Client, ExchangeAsk, Issued, NewCode
 from baton.store.engines import PoolSettings, open_runner
+from baton.store.migrate import upgrade
 from baton.store.sql import SQLStore
 
 NOW = 1_700_000_000
@@ -155,6 +156,21 @@ async def setup(store: SQLStore, grants: int) -> tuple[Client, list[tuple[str, s
         assert isinstance(result, Issued) and result.pair.refresh_token is not None
         pairs.append((result.pair.refresh_token, result.pair.access_token))
     return stored, pairs
+
+
+async def migrated_with_one_grant(url: str) -> None:
+    """`url` migrated, with one grant made through the store: the filler grants of
+    `scaling.py`'s `grow` repeat its values (`pg_explain.py`, `purge_scale.py`)."""
+    runner = open_runner(url)
+    try:
+        await upgrade(runner)
+    finally:
+        await runner.close()
+    store = SQLStore(open_runner(url, PoolSettings(size=2)), Policy())
+    try:
+        await setup(store, 1)
+    finally:
+        await store.close()
 
 
 def exchange_ask(token: str, client: Client, now: int) -> ExchangeAsk:

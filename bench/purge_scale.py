@@ -27,29 +27,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pg_roundtrips import NOW, setup  # bench/ is not a package
+from pg_roundtrips import NOW, migrated_with_one_grant  # bench/ is not a package
 from scaling import Database, PostgresDatabase, SQLiteDatabase
 
 from baton.core.policy import Policy
 from baton.store.engines import PoolSettings, open_runner
-from baton.store.migrate import upgrade
 from baton.store.sql import SQLStore
 
 RETENTION = 0  # dead grants go at once: `NOW` is past the life of everything made dead
-
-
-async def prepare(url: str) -> None:
-    """Migrated, with one grant made through the store (the filler repeats its values)."""
-    runner = open_runner(url)
-    try:
-        await upgrade(runner)
-    finally:
-        await runner.close()
-    store = SQLStore(open_runner(url, PoolSettings(size=2)), Policy())
-    try:
-        await setup(store, 1)
-    finally:
-        await store.close()
 
 
 KILL = (
@@ -84,7 +69,7 @@ def kill(database: Database, dead: int) -> None:
 def measure(database: Database, size: int, dead: int, rounds: int) -> str:
     """On a fresh `database` grown to `size` (the purge leaves fewer grants than the filler's
     counter, so each size has a database of its own)."""
-    asyncio.run(prepare(database.url))
+    asyncio.run(migrated_with_one_grant(database.url))
     database.grow(size, database.template())
     database.after_seed()
     times = []
