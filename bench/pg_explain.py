@@ -233,6 +233,7 @@ async def rotations(url: str, real: int, requests: int) -> tuple[Plans, float, l
                 f" generic {r['generic_plans']}, custom {r['custom_plans']}"
                 for r in await conn.fetch(
                     "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE statement NOT LIKE '%pg_prepared_statements%'"
                 )
             ]
         plans.count["__rotations__"] = len(measured)

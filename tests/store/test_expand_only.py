@@ -32,6 +32,7 @@ from sqlalchemy import Connection
 from baton.script import one_line
 from baton.store import migrate
 from baton.store.engines import open_runner
+from baton.store.schema import metadata
 from tests.databases import create_database, drop_database, plain_url, with_runner
 
 # The head of the chain as the last release shipped it (0.1.0: migrations 0001 to 0006). Move it
@@ -56,7 +57,7 @@ _CONTRACTING = [
 ]
 # Dropping a foreign key (PostgreSQL names a key it was given no name for `<table>_<column>_fkey`)
 # restricts nothing the release does: it never relies on a key to refuse a write (migration 0012).
-_DROP_FOREIGN_KEY = re.compile(r"\bDROP\s+CONSTRAINT\s+\S+_FKEY$")
+_DROP_FOREIGN_KEY = re.compile(r"ALTER TABLE \S+ DROP CONSTRAINT (IF EXISTS )?\S+_FKEY")
 _ADD_COLUMN = re.compile(r"^ALTER TABLE (\S+) ADD COLUMN (.*)$")
 _CREATE_TABLE = re.compile(r"^CREATE TABLE (\S+)")
 _UNIQUE_INDEX = re.compile(
@@ -87,7 +88,7 @@ def contractions(statements: list[str]) -> list[str]:
             created.add(table.group(1))
             continue
         for pattern, what in _CONTRACTING:
-            if pattern.search(upper) and not _DROP_FOREIGN_KEY.search(upper):
+            if pattern.search(upper) and not _DROP_FOREIGN_KEY.fullmatch(upper):
                 found.append(f"{what}: {statement}")
         column = _ADD_COLUMN.match(upper)
         if column and "NOT NULL" in column.group(2) and "DEFAULT" not in column.group(2):
@@ -137,6 +138,7 @@ def test_a_migration_since_the_release_only_expands(script: Script) -> None:
         "ALTER TABLE users ADD CONSTRAINT uq_email UNIQUE (email)",
         "ALTER TABLE users DROP CONSTRAINT uq_email",
         "ALTER TABLE users DROP CONSTRAINT users_email_fkey_check",
+        "ALTER TABLE users DROP COLUMN email, DROP CONSTRAINT users_client_id_fkey",
         "CREATE UNIQUE INDEX ix_users_email ON users (email)",
         "ALTER TABLE users ALTER COLUMN locale DROP DEFAULT",
         "CREATE UNIQUE INDEX CONCURRENTLY ix_users_email ON users (email)",
@@ -163,10 +165,24 @@ def test_the_guard_lets_an_expansion_pass() -> None:
                 "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ix_notes_key ON notes (id)",
                 "CREATE INDEX ix_users_locale ON users (locale)",
                 "ALTER TABLE refresh_tokens DROP CONSTRAINT refresh_tokens_parent_id_fkey",
+                "ALTER TABLE access_tokens DROP CONSTRAINT IF EXISTS access_tokens_grant_id_fkey",
             ]
         )
         == []
     )
+
+
+def test_no_foreign_key_acts_when_its_row_goes() -> None:
+    """The guard lets a foreign key's removal pass because the release never relies on one: no
+    key of Baton's cascades, sets null or acts otherwise on a delete or an update (dropping a
+    key that did would change what the release sees)."""
+    acting = [
+        f"{key.parent.table.name}.{key.parent.name}"
+        for table in metadata.tables.values()
+        for key in table.foreign_keys
+        if key.ondelete or key.onupdate
+    ]
+    assert acting == []
 
 
 def test_the_release_itself_would_not_have_passed() -> None:

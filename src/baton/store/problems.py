@@ -35,13 +35,14 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def database_problem(exc: BaseException) -> str | None:
     """One line naming what is wrong with the database and how to fix it, or None when `exc` is
     not about reaching or opening one."""
+    from baton.store.engines.sqlite import ForeignKeysBroken
     from baton.store.migrate import DatabaseBusy, UnknownSchema
 
     # asyncpg's errors, when it is loaded: a command on SQLite never imports it, and none of its
     # errors can exist before it is.
     pg = sys.modules.get("asyncpg.exceptions")
     for found in _chain(exc):
-        if isinstance(found, DatabaseBusy | UnknownSchema):
+        if isinstance(found, DatabaseBusy | UnknownSchema | ForeignKeysBroken):
             return str(found)
         if isinstance(found, ValueError) and str(found).startswith("unsupported database"):
             return f"{found}; {_CHECK}"

@@ -173,26 +173,17 @@ class SQLiteRunner:
 
     async def write_schema(self, work: Callable[[Connection], T]) -> T:
         """`work` (a migration) in a transaction of its own, with the foreign keys unenforced
-        until `PRAGMA foreign_key_check` finds none broken just before the commit: SQLite
-        changes a table other than by adding to it only by building it anew, and would refuse
-        to drop the old one while another table's enforced key refers to it (the steps of
+        until they are checked, just before the commit, in every table it changed and every
+        table that refers to one (`_check_keys`): SQLite changes a table other than by adding
+        to it only by building it anew, and would refuse to drop the old one while another
+        table's enforced key refers to it (the steps of
         https://www.sqlite.org/lang_altertable.html#otheralter). The pragma takes effect only
-        outside a transaction, so this cannot be a job of a batch: it runs on the loop with
-        the turn held, which is fine for a migration (nothing is served meanwhile)."""
+        outside a transaction, so this cannot be a job of a batch. It runs on a thread: the
+        turn it waits for may be held for a batch of this loop's, which the loop must run to
+        give it back."""
         if self._closed:
             raise RuntimeError("this SQLite runner is closed")
-        with self._holding_the_turn():
-            conn = self._writer_connection()
-            driver = driver_connection(conn)
-            driver.execute("PRAGMA foreign_keys=OFF")
-            try:
-                with conn.begin():
-                    result = work(conn)
-                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                    if broken:
-                        raise ForeignKeysBroken(broken)
-            finally:
-                driver.execute("PRAGMA foreign_keys=ON")
+        result = await anyio.to_thread.run_sync(self._migrate, work)
         if self._checkpointer is not None:
             self._checkpointer.wrote()
         if self._wal_sync is not None:
@@ -202,6 +193,25 @@ class SQLiteRunner:
             failure = await synced
             if failure is not None:
                 raise failure
+        return result
+
+    def _migrate(self, work: Callable[[Connection], T]) -> T:
+        with self._holding_the_turn():
+            conn = self._writer_connection()
+            driver = driver_connection(conn)
+            driver.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    before = _table_definitions(conn)
+                    result = work(conn)
+                    _check_keys(conn, before)
+            finally:
+                try:
+                    driver.execute("PRAGMA foreign_keys=ON")
+                except Exception:
+                    # Never used again with its keys off: the next write opens a connection,
+                    # whose keys are on (`_on_connect`); the migration's own error stands.
+                    conn.invalidate()
         return result
 
     def _ask_for_turn(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -394,12 +404,47 @@ def private_database_files(database: str) -> None:
 
 
 class ForeignKeysBroken(Exception):
-    """A migration left rows whose foreign key refers to nothing (`write_schema`): rolled
-    back."""
+    """After a migration, rows of a table it changed (or of one referring to such a table)
+    whose foreign key refers to no row (`write_schema`): the migration was rolled back."""
 
     def __init__(self, rows: Sequence[Any]) -> None:
         shown = ", ".join(f"{row[0]} row {row[1]} -> {row[2]}" for row in rows[:5])
-        super().__init__(f"foreign keys broken by the migration ({len(rows)}): {shown}")
+        super().__init__(
+            f"the migration would leave {len(rows)} row(s) whose foreign key refers to no row"
+            f" ({shown}); nothing was changed: repair or delete those rows, then run it again"
+        )
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _table_definitions(conn: Connection) -> dict[str, str]:
+    rows = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+    return {str(name): str(sql) for name, sql in rows}
+
+
+def _check_keys(conn: Connection, before: dict[str, str]) -> None:
+    """Raises `ForeignKeysBroken` if a table whose definition changed since `before` (built
+    anew, or new), or a table whose keys refer to one, has a row whose key refers to no row.
+    Only those: a row broken elsewhere (by a tool that wrote with the keys off) is not this
+    migration's, and checking every table would hold the write lock for seconds on every
+    migration of a large database."""
+    after = _table_definitions(conn)
+    changed = {name for name, sql in after.items() if before.get(name) != sql}
+    referring = {
+        table
+        for table in after
+        for key in conn.exec_driver_sql(f"PRAGMA foreign_key_list({_quoted(table)})")
+        if key[2] in changed
+    }
+    broken = [
+        row
+        for table in sorted(changed | referring)
+        for row in conn.exec_driver_sql(f"PRAGMA foreign_key_check({_quoted(table)})")
+    ]
+    if broken:
+        raise ForeignKeysBroken(broken)
 
 
 class _WriterTurns:
