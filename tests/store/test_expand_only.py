@@ -32,6 +32,7 @@ from sqlalchemy import Connection
 from baton.script import one_line
 from baton.store import migrate
 from baton.store.engines import open_runner
+from baton.store.engines.sqlite import ForeignKeysBroken
 from baton.store.schema import metadata
 from tests.databases import create_database, drop_database, plain_url, with_runner
 
@@ -231,6 +232,15 @@ def test_a_database_a_later_release_migrated_is_current_for_this_one(tmp_path: P
 def test_a_migration_that_found_no_quiet_moment_says_so_in_one_line() -> None:
     busy = migrate.DatabaseBusy("the tables to migrate stayed busy for 120 s; nothing was changed")
     assert one_line(busy) == f"error: {busy}"
+
+
+def test_a_migration_that_would_break_a_key_says_so_and_what_to_do_in_one_line() -> None:
+    broken = ForeignKeysBroken([("access_tokens", 7, "refresh_tokens", 0)])
+    assert one_line(broken) == (
+        "error: the migration would leave 1 row(s) whose foreign key refers to no row"
+        " (access_tokens row 7 -> refresh_tokens); nothing was changed: repair or delete those"
+        " rows, then run it again"
+    )
 
 
 def test_a_migration_under_traffic_waits_for_a_quiet_moment_holding_nothing() -> None:
