@@ -11,8 +11,8 @@ writes them, with digests and grant ids at random places in the indexes). At eac
 longer than the retention, and one `SQLStore.purge` batch (the one that deletes them, the
 foreign keys' checks of each deleted row included) is timed. Prints the median per size. A
 purge that looks up what it deletes by index takes the same time at every size; one that scans
-a table per deleted row grows with the table (migration 0012: 7.8 s a batch at a million grants
-on PostgreSQL, 6.6 s on SQLite, where the write lock is held all that time).
+a table per deleted row grows with the table (before migration 0012: about 9 s a batch at a
+million grants on PostgreSQL, 6 to 7 s on SQLite, where the write lock is held all that time).
 """
 
 from __future__ import annotations

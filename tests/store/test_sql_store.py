@@ -307,7 +307,7 @@ def test_every_key_that_refers_to_a_table_purged_in_bulk_has_an_index_to_find_it
     no index to look them up by, that is a scan of the whole table per deleted row. The purge
     deletes grants, tokens and codes by the thousand: before migration 0012 it scanned
     `refresh_tokens` once per refresh token (by `parent_id`) and `access_tokens` and
-    `authorization_codes` once per grant (7.8 s a batch at a million grants)."""
+    `authorization_codes` once per grant (about 9 s a batch at a million grants)."""
     store = store_on(database)
 
     def keys(conn: Connection) -> list[tuple[str, str, str]]:

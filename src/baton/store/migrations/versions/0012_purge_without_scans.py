@@ -6,8 +6,9 @@ Create Date: 2026-12-05
 
 Deleting a row that a foreign key refers to makes the database look for the rows referring to
 it. Two of those looks had no index to use, so the purge of dead grants read whole tables once
-per row it deleted (1.3 s a batch at 200,000 grants, 7.8 s at 1,000,000 on PostgreSQL; on
-SQLite 6.6 s at 1,000,000, with the write lock held and every token request waiting):
+per row it deleted (a batch of 50 dead grants: 1.4-1.5 s at 200,000 grants and 8.6-9.2 s at
+1,000,000 on PostgreSQL; on SQLite 6.3-6.8 s at 1,000,000, with the write lock held and every
+token request waiting; `bench/purge_scale.py`):
 
 - `refresh_tokens.parent_id` -> `refresh_tokens.id`: each deleted refresh token scanned
   `refresh_tokens` for its children. The key is dropped: an index on `parent_id` would cost
