@@ -512,13 +512,18 @@ def _counting_unflushed(path: Path) -> Iterator[Callable[[], int]]:
         os.close(fd)
 
 
-async def _pages_without_pause(runner: SQLiteRunner, writers: int, rows: int) -> None:
+async def _pages_without_pause(
+    runner: SQLiteRunner, writers: int, rows: int, until: Callable[[], bool] | None = None
+) -> None:
     """`writers` tasks each inserting `rows` rows of about a page into table `t`, one write
-    after another: batches that never pause, every frame a page a checkpoint copies."""
+    after another: batches that never pause, every frame a page a checkpoint copies. With
+    `until`, each stops as soon as it is true."""
     blob = b"x" * 4000
 
     async def writer() -> None:
         for _ in range(rows):
+            if until is not None and until():
+                return
             await runner.write(lambda c: c.exec_driver_sql("INSERT INTO t VALUES (?)", (blob,)))
 
     async with anyio.create_task_group() as tasks:
@@ -555,7 +560,12 @@ def test_the_turn_is_held_only_to_flush_the_last_frames(
         async def run() -> None:
             runner = _sqlite_runner(path, "normal")
             try:
-                await _pages_without_pause(runner, writers=8, rows=1500)
+                # Until the WAL has started over three times: on a machine the suite shares,
+                # the writers may outpace the copying for a while (each such checkpoint gives
+                # up, and the next tries again), so no fixed number of rows is enough.
+                await _pages_without_pause(
+                    runner, writers=8, rows=10_000, until=lambda: len(at_turns) >= 3
+                )
             finally:
                 await runner.close()
 
