@@ -107,23 +107,38 @@ def walk(node: dict[str, Any], depth: int = 0) -> list[tuple[int, dict[str, Any]
 
 
 class Plans:
-    """The plans auto_explain sent, grouped by statement (its first words) and node."""
+    """The plans auto_explain sent over `rotations` rotations, grouped by statement and node;
+    a statement is named by `names` (name: its text, as `Native` runs it), or by its first
+    words."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = {" ".join(sql.split()): name for name, sql in names.items()}
         self.reset()
 
     def reset(self) -> None:
+        self.rotations = 0
         self.by_statement: dict[str, list[NodeFigures]] = {}
         self.count: dict[str, int] = defaultdict(int)
         self.executor_ms: dict[str, list[float]] = defaultdict(list)
+
+    def name_of(self, query: str) -> str:
+        query = " ".join(query.split())
+        return self.names.get(query, query[:60])
+
+    def executors_us(self) -> float:
+        """The executors' run per rotation, every statement's median times its runs."""
+        return sum(
+            statistics.median(ms) * 1000 * self.count[name] / max(self.rotations, 1)
+            for name, ms in self.executor_ms.items()
+            if ms
+        )
 
     def add(self, message: str) -> None:
         start = message.find("{")
         if start < 0:
             return
         explained = json.loads(message[start:])
-        query = " ".join(explained["Query Text"].split())
-        name = statement_name(query)
+        name = self.name_of(explained["Query Text"])
         nodes = walk(explained["Plan"])
         known = self.by_statement.setdefault(
             name, [NodeFigures(label(node), depth) for depth, node in nodes]
@@ -142,7 +157,8 @@ class Plans:
             figures.wal_fpi.append(int(node.get("WAL FPI", 0)))
             figures.wal_bytes.append(int(node.get("WAL Bytes", 0)))
 
-    def report(self, rotations: int) -> list[str]:
+    def report(self) -> list[str]:
+        rotations = self.rotations
         lines = []
         for name, nodes in self.by_statement.items():
             runs = self.count[name]
@@ -171,22 +187,15 @@ class Plans:
         return lines
 
 
-def statement_name(query: str) -> str:
-    """The native statement a query text is (`Native`'s attributes), or its first words."""
-    for name, sql in NATIVE_TEXTS.items():
-        if query == sql:
-            return name
-    return query[:60]
-
-
-NATIVE_TEXTS: dict[str, str] = {}
-
-
 async def rotations(url: str, real: int, requests: int) -> tuple[Plans, float, list[str]]:
     """`requests` rotations, one at a time, with their plans; the backends' CPU per rotation;
     and the plan cache of the native connections."""
     store = SQLStore(open_runner(url, PoolSettings(size=2)), Policy())
-    plans = Plans()
+    native = store._native  # the statements' texts, to name the plans by
+    assert native is not None, "the native paths are off"
+    plans = Plans(
+        {name: getattr(native, f"_{name}").sql for name in ("refresh", "rotate", "client")}
+    )
     original = Native._run
 
     def listener(_connection: object, message: Any) -> None:
@@ -203,10 +212,6 @@ async def rotations(url: str, real: int, requests: int) -> tuple[Plans, float, l
 
     Native._run = staticmethod(run)  # type: ignore[method-assign]
     try:
-        native = store._native  # the statements' texts, to name the plans by
-        assert native is not None, "the native paths are off"
-        for name in ("_refresh", "_rotate", "_client"):
-            NATIVE_TEXTS[name.strip("_")] = " ".join(getattr(native, name).sql.split())
         client, pairs = await setup(store, real)
         tokens = [refresh for refresh, _ in pairs]
         # Warm: the connections made, the statements prepared, the caches filled.
@@ -229,14 +234,14 @@ async def rotations(url: str, real: int, requests: int) -> tuple[Plans, float, l
         cpu_us = 1e6 * (backend_cpu(pids) - before) / max(len(measured), 1)
         async with store.runner.native() as conn:  # type: ignore[attr-defined]
             cache = [
-                f"  {statement_name(' '.join(r['statement'].split()))[:50]:<50}"
+                f"  {plans.name_of(r['statement'])[:50]:<50}"
                 f" generic {r['generic_plans']}, custom {r['custom_plans']}"
                 for r in await conn.fetch(
                     "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
                     " WHERE statement NOT LIKE '%pg_prepared_statements%'"
                 )
             ]
-        plans.count["__rotations__"] = len(measured)
+        plans.rotations = len(measured)
         return plans, cpu_us, cache
     finally:
         Native._run = staticmethod(original)  # type: ignore[method-assign]
@@ -263,13 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in AUTO_EXPLAIN.items():
             database.sql(f'ALTER DATABASE "{name}" SET {key} = {value!r}')
         plans, cpu_us, cache = asyncio.run(rotations(database.url, args.real, args.requests))
-        done = plans.count.pop("__rotations__")
-        executors = sum(
-            statistics.median(ms) * 1000 * plans.count[statement] / max(done, 1)
-            for statement, ms in plans.executor_ms.items()
-            if ms
-        )
-        print("\n".join(plans.report(done)))
+        executors = plans.executors_us()
+        print("\n".join(plans.report()))
         print(
             f"\nper rotation, one at a time: the backends' CPU {plain_us:.0f} us"
             f" ({cpu_us:.0f} us with auto_explain), of which the executors' run {executors:.0f} us"

@@ -55,19 +55,6 @@ async def purge_once(url: str) -> tuple[int, float]:
         await store.close()
 
 
-def kill(database: Database, dead: int) -> None:
-    statement = KILL.format(dead=dead)
-    if isinstance(database, PostgresDatabase):
-        database.sql(statement)
-    else:
-        assert isinstance(database, SQLiteDatabase)
-        conn = database._connect()  # a bench: the SQLite file as the seeding reaches it
-        try:
-            conn.execute(statement)
-        finally:
-            conn.close()
-
-
 def measure(database: Database, size: int, dead: int, rounds: int) -> str:
     """On a fresh `database` grown to `size` (the purge leaves fewer grants than the filler's
     counter, so each size has a database of its own)."""
@@ -76,7 +63,7 @@ def measure(database: Database, size: int, dead: int, rounds: int) -> str:
     database.after_seed()
     times = []
     for _ in range(rounds):
-        kill(database, dead)
+        database.sql(KILL.format(dead=dead))
         changed, seconds = asyncio.run(purge_once(database.url))
         assert changed >= 3 * dead, f"the batch deleted {changed} rows"
         times.append(seconds)

@@ -122,6 +122,10 @@ class Database:
     def count(self, table: str) -> int:
         raise NotImplementedError
 
+    def sql(self, statement: str) -> list[list[str]]:
+        """The rows `statement` returns, each value as text."""
+        raise NotImplementedError
+
     def grow(self, grants: int, template: Template) -> None:
         raise NotImplementedError
 
@@ -160,9 +164,11 @@ class SQLiteDatabase(Database):
             return Template(*conn.execute(TEMPLATE_QUERY).fetchone())
 
     def count(self, table: str) -> int:
+        return int(self.sql(f"SELECT count(*) FROM {table}")[0][0])
+
+    def sql(self, statement: str) -> list[list[str]]:
         with contextlib.closing(self._connect()) as conn:
-            found: int = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            return found
+            return [[str(value) for value in row] for row in conn.execute(statement)]
 
     def grow(self, grants: int, template: Template) -> None:
         """Adds filler grants up to `grants`, in big transactions without a journal or fsyncs

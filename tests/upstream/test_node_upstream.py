@@ -30,21 +30,23 @@ from tests.support import (
 )
 from tests.upstream.conftest import Baton, NodeUpstream, add_provider
 
+from baton.config import Settings
 from baton.core.upstream import username_for
 from baton.core.user_claims import ClaimChanges
 from baton.store.schema import audit_log, upstream_links
 
 pytestmark = pytest.mark.e2e
 _ADMIN_HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("root password")
-# Seconds Baton waits for node-oidc-provider: the server's default (`--upstream-timeout`). The
-# conftest's half second is for the fake upstream's timeout tests; node is a real process on a
-# machine the whole suite shares, and once took longer than that to answer a token request in CI.
-NODE_TIMEOUT = 10.0
 
 
 @pytest.fixture(autouse=True)
 def _node_has_time(baton_app: Baton) -> None:
-    baton_app.http.app.state.upstreams.timeout = NODE_TIMEOUT  # type: ignore[attr-defined]
+    """Baton waits for node-oidc-provider as long as the server does by default
+    (`--upstream-timeout`). The conftest's half second is for the fake upstream's timeout
+    tests; node is a real process on a machine the whole suite shares, and once took longer
+    than that to answer a token request in CI."""
+    upstreams = baton_app.http.app.state.upstreams  # type: ignore[attr-defined]
+    upstreams.timeout = Settings.upstream_timeout
 
 
 def sign_in_upstream(baton: Baton, node: NodeUpstream, login_url: str, name: str) -> Any:

@@ -184,16 +184,11 @@ class SQLiteRunner:
         if self._closed:
             raise RuntimeError("this SQLite runner is closed")
         result = await anyio.to_thread.run_sync(self._migrate, work)
-        if self._checkpointer is not None:
-            self._checkpointer.wrote()
-        if self._wal_sync is not None:
-            loop = asyncio.get_running_loop()
-            synced: asyncio.Future[OSError | None] = loop.create_future()
-            self._wal_sync.after_sync(loop, synced.set_result)
-            failure = await synced
-            if failure is not None:
-                raise failure
-        return result
+        # Answered as a batch is: once the checkpointer knows and the WAL's fsync is done.
+        job = _WriteJob(work, asyncio.get_running_loop().create_future())
+        self._answer(asyncio.get_running_loop(), [job], [(result, None)])
+        answered: T = await job.future
+        return answered
 
     def _migrate(self, work: Callable[[Connection], T]) -> T:
         with self._holding_the_turn():
@@ -204,7 +199,7 @@ class SQLiteRunner:
                 with conn.begin():
                     before = _table_definitions(conn)
                     result = work(conn)
-                    _check_keys(conn, before)
+                    _check_keys(conn, before, conn.dialect.identifier_preparer.quote)
             finally:
                 try:
                     driver.execute("PRAGMA foreign_keys=ON")
@@ -415,16 +410,12 @@ class ForeignKeysBroken(Exception):
         )
 
 
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _table_definitions(conn: Connection) -> dict[str, str]:
     rows = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
     return {str(name): str(sql) for name, sql in rows}
 
 
-def _check_keys(conn: Connection, before: dict[str, str]) -> None:
+def _check_keys(conn: Connection, before: dict[str, str], quoted: Callable[[str], str]) -> None:
     """Raises `ForeignKeysBroken` if a table whose definition changed since `before` (built
     anew, or new), or a table whose keys refer to one, has a row whose key refers to no row.
     Only those: a row broken elsewhere (by a tool that wrote with the keys off) is not this
@@ -435,13 +426,13 @@ def _check_keys(conn: Connection, before: dict[str, str]) -> None:
     referring = {
         table
         for table in after
-        for key in conn.exec_driver_sql(f"PRAGMA foreign_key_list({_quoted(table)})")
+        for key in conn.exec_driver_sql(f"PRAGMA foreign_key_list({quoted(table)})")
         if key[2] in changed
     }
     broken = [
         row
         for table in sorted(changed | referring)
-        for row in conn.exec_driver_sql(f"PRAGMA foreign_key_check({_quoted(table)})")
+        for row in conn.exec_driver_sql(f"PRAGMA foreign_key_check({quoted(table)})")
     ]
     if broken:
         raise ForeignKeysBroken(broken)
