@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import httpx2
@@ -53,7 +54,18 @@ from tests.support import (
     sign_in,
 )
 
-REDIS_URL = os.environ.get("BATON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+def _own_database(url: str) -> str:
+    """`url` with a Redis database of this pytest-xdist worker's own (gw0: 1, gw1: 2, ...):
+    each test here empties its database first, and on a shared one that wiped an account
+    lockout another worker's test was in the middle of (seen in CI: a 303 for a 429)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    return urlunsplit(urlsplit(url)._replace(path=f"/{1 + int(worker[2:]) % 15}"))
+
+
+REDIS_URL = _own_database(os.environ.get("BATON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 
 @pytest.fixture(params=["memory", "redis"])
